@@ -1,0 +1,123 @@
+//! Errors, one small enum per layer, joined in [`Error`].
+//!
+//! Variants carry numbers, never strings. A failed authentication stays one opaque variant
+//! ([`RatchetError::AuthenticationFailed`]) so a caller cannot be used as a decryption oracle.
+
+use core::fmt;
+
+/// Bytes that are not a well-formed encoding of the expected type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended before the encoding did.
+    Truncated,
+    /// The encoding ended but input bytes remain.
+    TrailingBytes,
+    /// The version byte names a format this build does not know.
+    UnknownVersion(u8),
+    /// The type byte does not name the expected kind of encoding.
+    UnknownType(u8),
+    /// A field holds a value outside its domain (a flag other than 0 or 1, an empty ciphertext,
+    /// a count above its limit).
+    InvalidValue,
+    /// A public key that is not a valid point, or is of small order.
+    InvalidKey,
+}
+
+/// Failures of the primitive operations themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// An X25519 exchange produced the all-zero output: the peer key has small order.
+    NonContributory,
+    /// An Ed25519 signature did not verify.
+    BadSignature,
+    /// AEAD authentication failed.
+    AuthenticationFailed,
+}
+
+/// X3DH failures on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum X3dhError {
+    /// The bundle's signed prekey signature does not verify under its identity key.
+    BadSignedPreKeySignature,
+    /// The initial message names a signed prekey this device does not hold (never had, or
+    /// retired).
+    UnknownSignedPreKey(u32),
+    /// The initial message names a one-time prekey this device does not hold: never issued, or
+    /// already consumed by an earlier initial message.
+    UnknownOneTimePreKey(u32),
+    /// This exact initial message was already accepted.
+    Replayed,
+    /// A key in the agreement has small order.
+    NonContributory,
+}
+
+/// Double Ratchet failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RatchetError {
+    /// The message did not authenticate under the key its header selects (forged, corrupted,
+    /// or not for this session). Deliberately carries no detail.
+    AuthenticationFailed,
+    /// The message's key was already used: a duplicate or a replay.
+    Duplicate,
+    /// The header asks to skip more message keys than the session's forward-jump limit.
+    TooFarAhead {
+        /// Keys the message would skip.
+        requested: u32,
+        /// The session's limit.
+        limit: u32,
+    },
+    /// A pre-key message that belongs to another session (different X3DH base key).
+    WrongSession,
+    /// A sending or receiving chain reached its 2^32 message limit.
+    ChainExhausted,
+}
+
+/// The crate's error: which layer refused, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed bytes.
+    Decode(DecodeError),
+    /// A primitive refused.
+    Crypto(CryptoError),
+    /// The key agreement refused.
+    X3dh(X3dhError),
+    /// The ratchet refused.
+    Ratchet(RatchetError),
+}
+
+macro_rules! from_layer {
+    ($($layer:ident => $variant:ident),* $(,)?) => {$(
+        impl From<$layer> for Error {
+            fn from(e: $layer) -> Self {
+                Error::$variant(e)
+            }
+        }
+    )*};
+}
+from_layer!(
+    DecodeError => Decode,
+    CryptoError => Crypto,
+    X3dhError => X3dh,
+    RatchetError => Ratchet,
+);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Decode(e) => write!(f, "malformed input: {e:?}"),
+            Error::Crypto(e) => write!(f, "cryptographic check failed: {e:?}"),
+            Error::X3dh(e) => write!(f, "key agreement refused: {e:?}"),
+            Error::Ratchet(e) => write!(f, "message refused: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Library code reports every failure as a typed error; tests may unwrap and panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+extern crate alloc;
+
+mod error;
+mod labels;
+pub mod primitives;
+pub mod ratchet;
+#[doc(hidden)]
+pub mod testing;
+mod time;
+mod wire;
+pub mod x3dh;
+
+pub use error::{CryptoError, DecodeError, Error, RatchetError, Result, X3dhError};
+pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
+pub use ratchet::{IncomingMessage, Session, SessionConfig};
+pub use time::Timestamp;
+pub use x3dh::{PreKeyBundle, PreKeyStore, PreKeyStoreConfig, VerifiedBundle};

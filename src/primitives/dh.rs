@@ -1,0 +1,100 @@
+//! X25519 (RFC 7748) with the contributory check: an all-zero shared secret, which a peer key of
+//! small order forces, is an error rather than a key.
+
+use core::fmt;
+use rand_core::CryptoRng;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::Secret;
+use crate::error::CryptoError;
+
+/// An X25519 public key: a signed prekey, one-time prekey, ephemeral or ratchet key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DhPublicKey(PublicKey);
+
+impl DhPublicKey {
+    /// Wraps 32 bytes as a Montgomery u-coordinate. Every 32-byte string is accepted here; a key
+    /// of small order is refused when it is used, by the contributory check.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(PublicKey::from(bytes))
+    }
+
+    /// The key's 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for DhPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DhPublicKey(")?;
+        for b in &self.0.as_bytes()[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// An X25519 key pair. The secret zeroizes on drop and is never printed.
+#[derive(Clone)]
+pub struct DhKeyPair {
+    secret: StaticSecret,
+    public: DhPublicKey,
+}
+
+impl DhKeyPair {
+    /// A fresh key pair from 32 bytes of `rng` output (clamped per RFC 7748 when used).
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut bytes = Secret::from_bytes([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut_bytes());
+        Self::from_secret_bytes(*bytes.as_bytes())
+    }
+
+    /// The key pair whose secret scalar (before clamping) is `bytes`.
+    pub(crate) fn from_secret_bytes(bytes: [u8; 32]) -> Self {
+        let secret = StaticSecret::from(bytes);
+        let public = DhPublicKey(PublicKey::from(&secret));
+        Self { secret, public }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> DhPublicKey {
+        self.public
+    }
+
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        self.secret.as_bytes()
+    }
+
+    /// X25519 with `their` key; refuses a non-contributory (all-zero) result.
+    pub(crate) fn agree(&self, their: &DhPublicKey) -> Result<Secret<32>, CryptoError> {
+        agree(&self.secret, their)
+    }
+}
+
+pub(super) fn agree(secret: &StaticSecret, their: &DhPublicKey) -> Result<Secret<32>, CryptoError> {
+    let shared = secret.diffie_hellman(&their.0);
+    if shared.was_contributory() {
+        Ok(Secret::from_bytes(shared.to_bytes()))
+    } else {
+        Err(CryptoError::NonContributory)
+    }
+}
+
+impl fmt::Debug for DhKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DhKeyPair")
+            .field("public", &self.public)
+            .field("secret", &"redacted")
+            .finish()
+    }
+}
+
+/// RFC 7748 X25519 with the contributory check, for the published vectors and bench floors.
+pub fn x25519(scalar: [u8; 32], u: [u8; 32]) -> Result<[u8; 32], CryptoError> {
+    agree(&StaticSecret::from(scalar), &DhPublicKey::from_bytes(u)).map(|s| *s.as_bytes())
+}

@@ -1,0 +1,30 @@
+//! Typed wrappers over the crypto crates. This is the only module that names x25519-dalek,
+//! ed25519-dalek, aes-gcm, hkdf, hmac and sha2.
+//!
+//! It owns: key types (secret ones zeroize on drop and print redacted), the contributory X25519
+//! check, Ed25519 signing with strict verification, AES-256-GCM, HKDF-SHA256 and HMAC-SHA256.
+//! It must not know any protocol state: no sessions, chains, bundles or labels' meanings.
+
+mod aead;
+mod dh;
+mod identity;
+mod kdf;
+mod secret;
+mod sig;
+
+pub use dh::{DhKeyPair, DhPublicKey};
+pub use identity::{IdentityKey, IdentityKeyPair};
+pub use sig::Signature;
+
+pub(crate) use aead::{AeadKey, TAG_LEN};
+pub(crate) use kdf::{derive, hmac_sha256};
+pub(crate) use secret::Secret;
+
+/// Low-level wrappers exposed only for the published-vector tests and the benches' floors.
+#[doc(hidden)]
+pub mod raw {
+    pub use super::aead::{open as aes256gcm_open, seal as aes256gcm_seal};
+    pub use super::dh::x25519;
+    pub use super::identity::raw::{ed25519_sign, ed25519_verify};
+    pub use super::kdf::{hkdf_sha256, hmac_sha256};
+}

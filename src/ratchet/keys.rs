@@ -1,0 +1,59 @@
+//! The Double Ratchet's symmetric keys and their KDFs (PROTOCOL.md, "Key derivation").
+//!
+//! KDF_RK: HKDF-SHA256(salt = RK, ikm = DH output, info = "ratchetry v1 root") → RK' ‖ CK.
+//! KDF_CK: MK = HMAC-SHA256(CK, 0x01), CK' = HMAC-SHA256(CK, 0x02).
+//! MK → AES-256-GCM key ‖ nonce: HKDF-SHA256(salt = 32 zero bytes, ikm = MK,
+//! info = "ratchetry v1 message keys") → 44 bytes. Sender-key chains reuse [`ChainKey`].
+
+use crate::labels;
+use crate::primitives::{AeadKey, Secret, derive, hmac_sha256};
+
+/// The root key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RootKey(pub(crate) Secret<32>);
+
+/// A sending or receiving chain key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChainKey(pub(crate) Secret<32>);
+
+/// A one-time message key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MessageKey(pub(crate) Secret<32>);
+
+impl RootKey {
+    /// KDF_RK.
+    pub(crate) fn ratchet(&self, dh_output: &Secret<32>) -> (RootKey, ChainKey) {
+        let okm: Secret<64> = derive(Some(self.0.as_bytes()), dh_output.as_bytes(), labels::ROOT);
+        let (rk, ck) = okm.as_bytes().split_at(32);
+        (RootKey(secret32(rk)), ChainKey(secret32(ck)))
+    }
+}
+
+impl ChainKey {
+    /// KDF_CK: the message key for this position and the next chain key.
+    pub(crate) fn step(&self) -> (MessageKey, ChainKey) {
+        let key = self.0.as_bytes();
+        (
+            MessageKey(Secret::from_bytes(hmac_sha256(key, &[0x01]))),
+            ChainKey(Secret::from_bytes(hmac_sha256(key, &[0x02]))),
+        )
+    }
+}
+
+impl MessageKey {
+    /// The AES-256-GCM key and nonce for this message key, under `label`.
+    pub(crate) fn aead_key(&self, label: &[u8]) -> AeadKey {
+        AeadKey::from_key_nonce(derive(Some(&[0u8; 32]), self.0.as_bytes(), label))
+    }
+
+    /// The pairwise-session AEAD key.
+    pub(crate) fn pairwise(&self) -> AeadKey {
+        self.aead_key(labels::MESSAGE_KEYS)
+    }
+}
+
+fn secret32(bytes: &[u8]) -> Secret<32> {
+    let mut out = Secret::from_bytes([0u8; 32]);
+    out.as_mut_bytes().copy_from_slice(bytes);
+    out
+}

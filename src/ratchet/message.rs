@@ -1,0 +1,134 @@
+//! Wire forms of pairwise messages (PROTOCOL.md, "Ratchet message" and "Pre-key message").
+//!
+//! Incoming bytes are parsed once into borrowed views; the ciphertext is not copied.
+
+use alloc::vec::Vec;
+
+use crate::error::DecodeError;
+use crate::primitives::{DhPublicKey, IdentityKey, TAG_LEN};
+use crate::wire::{Reader, Writer, kind};
+use crate::x3dh::{OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
+
+/// Length of a ratchet message's header: version, type, ratchet key, PN, N.
+pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4;
+
+/// The Double Ratchet header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) ratchet_key: DhPublicKey,
+    /// PN: messages in the sender's previous sending chain.
+    pub(crate) previous_chain_length: u32,
+    /// N: this message's number in its sending chain.
+    pub(crate) message_number: u32,
+}
+
+impl Header {
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0] = crate::wire::VERSION;
+        out[1] = kind::RATCHET_MESSAGE;
+        out[2..34].copy_from_slice(self.ratchet_key.as_bytes());
+        out[34..38].copy_from_slice(&self.previous_chain_length.to_be_bytes());
+        out[38..42].copy_from_slice(&self.message_number.to_be_bytes());
+        out
+    }
+}
+
+/// A parsed ratchet message: a header and a ciphertext (with its tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RatchetMessage<'a> {
+    pub(crate) header: Header,
+    pub(crate) header_bytes: &'a [u8],
+    pub(crate) ciphertext: &'a [u8],
+}
+
+/// A parsed pre-key message: the X3DH values an initiator sends until it hears back, and the
+/// ratchet message they carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreKeyMessage<'a> {
+    pub(crate) x3dh: X3dhHeader,
+    pub(crate) message: RatchetMessage<'a>,
+}
+
+/// Any incoming pairwise message, parsed and checked for form (not yet authenticated).
+// Parsed on the stack and dropped after one call: boxing the larger variant would cost an
+// allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncomingMessage<'a> {
+    /// Starts (or continues, until answered) a session: give it to
+    /// [`Session::accept`](crate::Session::accept), or to the session it belongs to.
+    PreKey(PreKeyMessage<'a>),
+    /// A message of an established session.
+    Ratchet(RatchetMessage<'a>),
+}
+
+impl<'a> IncomingMessage<'a> {
+    /// Parses wire bytes. The version byte is checked first, then the type byte.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != crate::wire::VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        match r.u8()? {
+            kind::RATCHET_MESSAGE => RatchetMessage::decode(bytes).map(Self::Ratchet),
+            kind::PREKEY_MESSAGE => PreKeyMessage::decode(bytes).map(Self::PreKey),
+            other => Err(DecodeError::UnknownType(other)),
+        }
+    }
+}
+
+impl<'a> RatchetMessage<'a> {
+    fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::header(bytes, kind::RATCHET_MESSAGE)?;
+        let header = Header {
+            ratchet_key: DhPublicKey::from_bytes(r.array()?),
+            previous_chain_length: r.u32()?,
+            message_number: r.u32()?,
+        };
+        let ciphertext = r.rest();
+        if ciphertext.len() < TAG_LEN {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(Self {
+            header,
+            header_bytes: &bytes[..HEADER_LEN],
+            ciphertext,
+        })
+    }
+}
+
+impl<'a> PreKeyMessage<'a> {
+    fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::header(bytes, kind::PREKEY_MESSAGE)?;
+        let x3dh = X3dhHeader {
+            initiator: IdentityKey::from_bytes(&r.array()?)?,
+            base_key: DhPublicKey::from_bytes(r.array()?),
+            signed_prekey: SignedPreKeyId(r.u32()?),
+            one_time_prekey: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
+        };
+        let message = RatchetMessage::decode(r.rest())?;
+        Ok(Self { x3dh, message })
+    }
+
+    /// The initiator's identity key, which the app checks against the sender's published
+    /// identity before accepting.
+    pub fn initiator_identity(&self) -> IdentityKey {
+        self.x3dh.initiator
+    }
+}
+
+/// Writes a pre-key message's prefix; the ratchet message follows it.
+pub(crate) fn write_prekey_prefix(out: &mut Vec<u8>, x3dh: &X3dhHeader) {
+    out.header(kind::PREKEY_MESSAGE);
+    out.extend_from_slice(x3dh.initiator.as_bytes());
+    out.extend_from_slice(x3dh.base_key.as_bytes());
+    out.u32(x3dh.signed_prekey.0);
+    out.optional(x3dh.one_time_prekey, |out, id| out.u32(id.0));
+}
+
+/// Length of a pre-key message's prefix.
+pub(crate) fn prekey_prefix_len(x3dh: &X3dhHeader) -> usize {
+    2 + 32 + 32 + 4 + 1 + if x3dh.one_time_prekey.is_some() { 4 } else { 0 }
+}

@@ -1,0 +1,394 @@
+//! One Double Ratchet session between two devices.
+//!
+//! Every operation computes on locals and writes to the session only after the message
+//! authenticated (receive) or was sealed (send), so a failure leaves the session exactly as it
+//! was. The sending half of a DH ratchet step is deferred to the next send: receiving never
+//! needs randomness, and the root chain is the same as in the specification.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use rand_core::CryptoRng;
+
+use super::config::SessionConfig;
+use super::keys::{ChainKey, MessageKey, RootKey};
+use super::message::{
+    HEADER_LEN, Header, IncomingMessage, PreKeyMessage, RatchetMessage, prekey_prefix_len,
+    write_prekey_prefix,
+};
+use super::skipped::{SkippedKey, SkippedKeys};
+use crate::error::{Error, RatchetError};
+use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, IdentityKeyPair, TAG_LEN};
+use crate::x3dh::{self, AssociatedData, PreKeyStore, VerifiedBundle, X3dhHeader};
+
+/// Which side of X3DH this session was on; fixes the order of identities in the AD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SendChain {
+    pub(crate) key: ChainKey,
+    pub(crate) next: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RecvChain {
+    pub(crate) ratchet_key: DhPublicKey,
+    pub(crate) key: ChainKey,
+    pub(crate) next: u32,
+}
+
+#[derive(Clone)]
+pub(crate) struct State {
+    pub(crate) config: SessionConfig,
+    pub(crate) role: Role,
+    pub(crate) local: IdentityKey,
+    pub(crate) remote: IdentityKey,
+    /// The X3DH values this session began with (sent in pre-key messages by the initiator;
+    /// matched against repeated pre-key messages by the responder).
+    pub(crate) x3dh: X3dhHeader,
+    /// Initiator only: no message from the responder yet, so sends are pre-key messages.
+    pub(crate) awaiting_reply: bool,
+    pub(crate) root: RootKey,
+    pub(crate) self_ratchet: DhKeyPair,
+    pub(crate) remote_ratchet: DhPublicKey,
+    /// `None` after a receiving ratchet step, until the next send starts a new chain.
+    pub(crate) send: Option<SendChain>,
+    /// PN for the headers of the current (or next) sending chain.
+    pub(crate) previous_send_length: u32,
+    pub(crate) recv: Option<RecvChain>,
+    pub(crate) skipped: SkippedKeys,
+}
+
+/// A pairwise Double Ratchet session. Persist [`to_bytes`](Self::to_bytes) after every
+/// successful operation, before acting on its output.
+pub struct Session(pub(crate) Box<State>);
+
+/// What a receive will change, computed before the message is authenticated.
+struct Plan {
+    key: MessageKey,
+    root: Option<RootKey>,
+    chain: RecvChain,
+    skipped: Vec<SkippedKey>,
+}
+
+impl Session {
+    /// Starts a session as the initiator, from a verified bundle. Draws 64 bytes from `rng`:
+    /// the X3DH ephemeral key, then the first ratchet key.
+    pub fn initiate(
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        bundle: &VerifiedBundle,
+        config: SessionConfig,
+    ) -> Result<Self, Error> {
+        let x3dh::Initiated {
+            shared_secret,
+            header,
+        } = x3dh::initiate(rng, identity, bundle)?;
+        let remote_ratchet = bundle.signed_prekey().key;
+        let self_ratchet = DhKeyPair::generate(rng);
+        let (root, key) = RootKey(shared_secret).ratchet(&self_ratchet.agree(&remote_ratchet)?);
+        Ok(Self(Box::new(State {
+            config,
+            role: Role::Initiator,
+            local: identity.public(),
+            remote: bundle.identity_key(),
+            x3dh: header,
+            awaiting_reply: true,
+            root,
+            self_ratchet,
+            remote_ratchet,
+            send: Some(SendChain { key, next: 0 }),
+            previous_send_length: 0,
+            recv: None,
+            skipped: SkippedKeys::default(),
+        })))
+    }
+
+    /// Accepts a pre-key message as the responder: runs X3DH against `store`, decrypts the
+    /// message, and only then consumes the one-time prekey it names. On error neither the
+    /// store nor anything else changed. Check [`PreKeyMessage::initiator_identity`] against the
+    /// sender's published identity first.
+    pub fn accept(
+        identity: &IdentityKeyPair,
+        store: &mut PreKeyStore,
+        message: &PreKeyMessage<'_>,
+        config: SessionConfig,
+    ) -> Result<(Self, Vec<u8>), Error> {
+        let (shared_secret, signed_prekey, consumption) =
+            x3dh::respond(identity, store, &message.x3dh)?;
+        let mut session = Self(Box::new(State {
+            config,
+            role: Role::Responder,
+            local: identity.public(),
+            remote: message.x3dh.initiator,
+            x3dh: message.x3dh,
+            awaiting_reply: false,
+            root: RootKey(shared_secret),
+            self_ratchet: signed_prekey,
+            remote_ratchet: message.message.header.ratchet_key,
+            send: None,
+            previous_send_length: 0,
+            recv: None,
+            skipped: SkippedKeys::default(),
+        }));
+        let plaintext = session.decrypt_ratchet(&message.message)?;
+        store.consume(consumption);
+        Ok((session, plaintext))
+    }
+
+    /// Encrypts `plaintext` into wire bytes for the peer. Draws 32 bytes from `rng` when this
+    /// send starts a new sending chain (the first send after receiving a new ratchet key), and
+    /// nothing otherwise.
+    pub fn encrypt(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let s = &mut *self.0;
+        if s.send.is_none() {
+            let self_ratchet = DhKeyPair::generate(rng);
+            let dh = self_ratchet.agree(&s.remote_ratchet)?;
+            let (root, key) = s.root.ratchet(&dh);
+            s.root = root;
+            s.self_ratchet = self_ratchet;
+            s.send = Some(SendChain { key, next: 0 });
+        }
+        let Some(send) = s.send.as_mut() else {
+            return Err(RatchetError::ChainExhausted.into());
+        };
+        let following = send
+            .next
+            .checked_add(1)
+            .ok_or(RatchetError::ChainExhausted)?;
+        let (message_key, next_key) = send.key.step();
+        let header = Header {
+            ratchet_key: s.self_ratchet.public(),
+            previous_chain_length: s.previous_send_length,
+            message_number: send.next,
+        }
+        .encode();
+
+        let prefix = if s.awaiting_reply {
+            prekey_prefix_len(&s.x3dh)
+        } else {
+            0
+        };
+        let mut out = Vec::with_capacity(prefix + HEADER_LEN + plaintext.len() + TAG_LEN);
+        if s.awaiting_reply {
+            write_prekey_prefix(&mut out, &s.x3dh);
+        }
+        out.extend_from_slice(&header);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let aad = aad(s.role, &s.local, &s.remote, &header);
+        message_key.pairwise().seal_in_place(&aad, &mut out, start);
+
+        send.key = next_key;
+        send.next = following;
+        Ok(out)
+    }
+
+    /// Decrypts a message of this session. A pre-key message is accepted when it carries this
+    /// session's own X3DH values (the initiator keeps sending them until it hears back).
+    pub fn decrypt(&mut self, message: &IncomingMessage<'_>) -> Result<Vec<u8>, Error> {
+        let message = match message {
+            IncomingMessage::Ratchet(m) => m,
+            IncomingMessage::PreKey(p) => {
+                if self.0.role != Role::Responder || p.x3dh != self.0.x3dh {
+                    return Err(RatchetError::WrongSession.into());
+                }
+                &p.message
+            }
+        };
+        self.decrypt_ratchet(message)
+    }
+
+    fn decrypt_ratchet(&mut self, message: &RatchetMessage<'_>) -> Result<Vec<u8>, Error> {
+        let header = &message.header;
+        if let Some(index) = self
+            .0
+            .skipped
+            .find(&header.ratchet_key, header.message_number)
+        {
+            let plaintext = match self.0.skipped.get(index) {
+                Some(stored) => self.open(&stored.key, message)?,
+                None => return Err(RatchetError::AuthenticationFailed.into()),
+            };
+            self.0.skipped.remove(index);
+            self.0.awaiting_reply = false;
+            return Ok(plaintext);
+        }
+        let plan = self.plan_receive(header)?;
+        let plaintext = self.open(&plan.key, message)?;
+        self.commit(plan);
+        Ok(plaintext)
+    }
+
+    fn plan_receive(&self, header: &Header) -> Result<Plan, Error> {
+        let s = &*self.0;
+        let limit = s.config.max_forward_jump;
+        let n = header.message_number;
+        let after = n.checked_add(1).ok_or(RatchetError::ChainExhausted)?;
+        let mut skipped = Vec::new();
+        match &s.recv {
+            Some(chain) if chain.ratchet_key == header.ratchet_key => {
+                if n < chain.next {
+                    return Err(RatchetError::Duplicate.into());
+                }
+                check_jump(u64::from(n - chain.next), limit)?;
+                let key = skip(&chain.key, chain.next, n, &chain.ratchet_key, &mut skipped);
+                let (message_key, key) = key.step();
+                Ok(Plan {
+                    key: message_key,
+                    root: None,
+                    chain: RecvChain {
+                        ratchet_key: chain.ratchet_key,
+                        key,
+                        next: after,
+                    },
+                    skipped,
+                })
+            }
+            current => {
+                let tail = current
+                    .as_ref()
+                    .map_or(0, |c| header.previous_chain_length.saturating_sub(c.next));
+                check_jump(u64::from(tail) + u64::from(n), limit)?;
+                if let Some(c) = current {
+                    skip(&c.key, c.next, c.next + tail, &c.ratchet_key, &mut skipped);
+                }
+                let dh = s.self_ratchet.agree(&header.ratchet_key)?;
+                let (root, key) = s.root.ratchet(&dh);
+                let key = skip(&key, 0, n, &header.ratchet_key, &mut skipped);
+                let (message_key, key) = key.step();
+                Ok(Plan {
+                    key: message_key,
+                    root: Some(root),
+                    chain: RecvChain {
+                        ratchet_key: header.ratchet_key,
+                        key,
+                        next: after,
+                    },
+                    skipped,
+                })
+            }
+        }
+    }
+
+    fn open(&self, key: &MessageKey, message: &RatchetMessage<'_>) -> Result<Vec<u8>, Error> {
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(message.header_bytes);
+        let aad = aad(self.0.role, &self.0.local, &self.0.remote, &header);
+        key.pairwise()
+            .open(&aad, message.ciphertext)
+            .map_err(|_| RatchetError::AuthenticationFailed.into())
+    }
+
+    fn commit(&mut self, plan: Plan) {
+        let s = &mut *self.0;
+        if let Some(root) = plan.root {
+            s.root = root;
+            s.remote_ratchet = plan.chain.ratchet_key;
+            if let Some(send) = s.send.take() {
+                s.previous_send_length = send.next;
+            }
+        }
+        s.recv = Some(plan.chain);
+        s.skipped.extend(plan.skipped, s.config.max_skipped_keys);
+        s.awaiting_reply = false;
+    }
+
+    /// The peer's identity key.
+    pub fn remote_identity(&self) -> IdentityKey {
+        self.0.remote
+    }
+
+    /// This device's identity key.
+    pub fn local_identity(&self) -> IdentityKey {
+        self.0.local
+    }
+
+    /// True while this (initiating) session has not yet heard from its peer, so its messages
+    /// still carry the X3DH values.
+    pub fn awaiting_reply(&self) -> bool {
+        self.0.awaiting_reply
+    }
+
+    /// The session's limits.
+    pub fn config(&self) -> SessionConfig {
+        self.0.config
+    }
+
+    /// Skipped message keys currently stored.
+    pub fn skipped_keys(&self) -> usize {
+        self.0.skipped.len()
+    }
+}
+
+/// Derives and records message keys for numbers `from..to` of a chain; returns the chain key
+/// at `to`.
+fn skip(
+    key: &ChainKey,
+    from: u32,
+    to: u32,
+    ratchet_key: &DhPublicKey,
+    out: &mut Vec<SkippedKey>,
+) -> ChainKey {
+    let mut key = key.clone();
+    for message_number in from..to {
+        let (message_key, next) = key.step();
+        out.push(SkippedKey {
+            ratchet_key: *ratchet_key,
+            message_number,
+            key: message_key,
+        });
+        key = next;
+    }
+    key
+}
+
+fn check_jump(requested: u64, limit: u32) -> Result<(), RatchetError> {
+    if requested > u64::from(limit) {
+        return Err(RatchetError::TooFarAhead {
+            requested: u32::try_from(requested).unwrap_or(u32::MAX),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// AD = IK_initiator ‖ IK_responder ‖ the 42 header bytes.
+fn aad(
+    role: Role,
+    local: &IdentityKey,
+    remote: &IdentityKey,
+    header: &[u8; HEADER_LEN],
+) -> [u8; 64 + HEADER_LEN] {
+    let ad = match role {
+        Role::Initiator => AssociatedData::new(local, remote),
+        Role::Responder => AssociatedData::new(remote, local),
+    };
+    let mut out = [0u8; 64 + HEADER_LEN];
+    out[..64].copy_from_slice(&ad.0);
+    out[64..].copy_from_slice(header);
+    out
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.0;
+        f.debug_struct("Session")
+            .field("role", &s.role)
+            .field("local", &s.local)
+            .field("remote", &s.remote)
+            .field("awaiting_reply", &s.awaiting_reply)
+            .field("sent_in_chain", &s.send.as_ref().map(|c| c.next))
+            .field("received_in_chain", &s.recv.as_ref().map(|c| c.next))
+            .field("skipped_keys", &s.skipped.len())
+            .finish_non_exhaustive()
+    }
+}

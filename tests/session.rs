@@ -1,0 +1,353 @@
+//! Pairwise sessions end to end: X3DH, in-order and out-of-order delivery, direction changes,
+//! limits, replays, and the transactional guarantee (a failed receive leaves the serialized
+//! state byte-identical).
+
+use ratchetry::testing::SeededRng;
+use ratchetry::x3dh::{OneTimePreKeyId, PreKeyStoreConfig};
+use ratchetry::{
+    DecodeError, Error, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError,
+    Session, SessionConfig, Timestamp, X3dhError,
+};
+
+struct Device {
+    identity: IdentityKeyPair,
+    store: PreKeyStore,
+}
+
+fn device(rng: &mut SeededRng) -> Device {
+    let identity = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &identity, Timestamp(0), PreKeyStoreConfig::default());
+    store.generate_one_time_prekeys(rng, 5);
+    Device { identity, store }
+}
+
+fn bundle(d: &Device, otk: Option<u32>) -> PreKeyBundle {
+    d.store.bundle(&d.identity, otk.map(OneTimePreKeyId))
+}
+
+/// Alice initiates to Bob with one-time prekey 1, sends "hello"; Bob accepts.
+fn pair(rng: &mut SeededRng, config: SessionConfig) -> (Session, Session, Device) {
+    let alice = device(rng);
+    let mut bob = device(rng);
+    let verified = PreKeyBundle::from_bytes(&bundle(&bob, Some(1)).to_bytes())
+        .unwrap()
+        .verify()
+        .unwrap();
+    let mut a = Session::initiate(rng, &alice.identity, &verified, config).unwrap();
+    let wire = a.encrypt(rng, b"hello").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&wire).unwrap() else {
+        panic!("first message must be a pre-key message")
+    };
+    assert_eq!(pk.initiator_identity(), alice.identity.public());
+    let (b, pt) = Session::accept(&bob.identity, &mut bob.store, &pk, config).unwrap();
+    assert_eq!(pt, b"hello");
+    (a, b, bob)
+}
+
+fn recv(s: &mut Session, wire: &[u8]) -> Result<Vec<u8>, Error> {
+    s.decrypt(&IncomingMessage::decode(wire)?)
+}
+
+/// Asserts the receive fails with `expected` and leaves the session byte-identical.
+fn refused(s: &mut Session, wire: &[u8], expected: Error) {
+    let before = s.to_bytes();
+    assert_eq!(recv(s, wire), Err(expected));
+    assert_eq!(
+        *before,
+        *s.to_bytes(),
+        "a failed receive changed the session"
+    );
+}
+
+#[test]
+fn conversation_with_direction_changes() {
+    let rng = &mut SeededRng::from_label("conversation");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    for round in 0..5u8 {
+        for i in 0..3u8 {
+            let w = b.encrypt(rng, &[round, i, 1]).unwrap();
+            assert_eq!(recv(&mut a, &w).unwrap(), [round, i, 1]);
+        }
+        let w = a.encrypt(rng, &[round, 9]).unwrap();
+        assert!(matches!(
+            IncomingMessage::decode(&w).unwrap(),
+            IncomingMessage::Ratchet(_)
+        ));
+        assert_eq!(recv(&mut b, &w).unwrap(), [round, 9]);
+    }
+    assert!(!a.awaiting_reply());
+}
+
+#[test]
+fn initiator_sends_several_before_reply() {
+    let rng = &mut SeededRng::from_label("several");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let w1 = a.encrypt(rng, b"two").unwrap();
+    let w2 = a.encrypt(rng, b"three").unwrap();
+    assert!(a.awaiting_reply());
+    // Delivered out of order, both still pre-key messages for Bob's existing session.
+    assert_eq!(recv(&mut b, &w2).unwrap(), b"three");
+    assert_eq!(recv(&mut b, &w1).unwrap(), b"two");
+    let reply = b.encrypt(rng, b"hi").unwrap();
+    assert_eq!(recv(&mut a, &reply).unwrap(), b"hi");
+    assert!(!a.awaiting_reply());
+    let w = a.encrypt(rng, b"now plain").unwrap();
+    assert!(matches!(
+        IncomingMessage::decode(&w).unwrap(),
+        IncomingMessage::Ratchet(_)
+    ));
+    assert_eq!(recv(&mut b, &w).unwrap(), b"now plain");
+}
+
+#[test]
+fn out_of_order_across_ratchet_steps() {
+    let rng = &mut SeededRng::from_label("ooo");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let b1: Vec<_> = (0..4u8).map(|i| b.encrypt(rng, &[1, i]).unwrap()).collect();
+    assert_eq!(recv(&mut a, &b1[3]).unwrap(), [1, 3]);
+    assert_eq!(a.skipped_keys(), 3);
+    let w = a.encrypt(rng, b"ack").unwrap();
+    recv(&mut b, &w).unwrap();
+    let b2 = b.encrypt(rng, b"second chain").unwrap();
+    assert_eq!(recv(&mut a, &b2).unwrap(), b"second chain");
+    // Late messages from the first chain still open, once each.
+    assert_eq!(recv(&mut a, &b1[1]).unwrap(), [1, 1]);
+    assert_eq!(recv(&mut a, &b1[0]).unwrap(), [1, 0]);
+    assert_eq!(recv(&mut a, &b1[2]).unwrap(), [1, 2]);
+    assert_eq!(a.skipped_keys(), 0);
+    refused(&mut a, &b1[2], RatchetError::AuthenticationFailed.into());
+}
+
+#[test]
+fn previous_chain_tail_is_skipped_via_pn() {
+    let rng = &mut SeededRng::from_label("pn");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let w = b.encrypt(rng, b"0").unwrap();
+    recv(&mut a, &w).unwrap();
+    let lost: Vec<_> = (0..3u8).map(|i| b.encrypt(rng, &[i]).unwrap()).collect();
+    let w = a.encrypt(rng, b"x").unwrap();
+    recv(&mut b, &w).unwrap();
+    let w = b.encrypt(rng, b"new chain").unwrap();
+    assert_eq!(recv(&mut a, &w).unwrap(), b"new chain");
+    assert_eq!(a.skipped_keys(), 3);
+    for (i, l) in lost.iter().enumerate().rev() {
+        assert_eq!(recv(&mut a, l).unwrap(), [i as u8]);
+    }
+}
+
+#[test]
+fn duplicates_and_replays_are_refused_without_change() {
+    let rng = &mut SeededRng::from_label("dup");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let w = b.encrypt(rng, b"once").unwrap();
+    recv(&mut a, &w).unwrap();
+    refused(&mut a, &w, RatchetError::Duplicate.into());
+    let w2 = b.encrypt(rng, b"twice").unwrap();
+    recv(&mut a, &w2).unwrap();
+    refused(&mut a, &w, RatchetError::Duplicate.into());
+}
+
+#[test]
+fn corrupted_truncated_and_forged_messages_leave_state_identical() {
+    let rng = &mut SeededRng::from_label("corrupt");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let w = b.encrypt(rng, b"payload").unwrap();
+    for i in 0..w.len() {
+        let mut bad = w.clone();
+        bad[i] ^= 0x01;
+        let before = a.to_bytes();
+        assert!(recv(&mut a, &bad).is_err(), "bit flip at {i} accepted");
+        assert_eq!(*before, *a.to_bytes());
+    }
+    for len in 0..w.len() {
+        let before = a.to_bytes();
+        assert!(recv(&mut a, &w[..len]).is_err());
+        assert_eq!(*before, *a.to_bytes());
+    }
+    // A forged message from a third party's session with a fresh ratchet key.
+    let (_, mut mallory, _) = pair(rng, SessionConfig::default());
+    let forged = mallory.encrypt(rng, b"forged").unwrap();
+    refused(&mut a, &forged, RatchetError::AuthenticationFailed.into());
+    // The genuine message still opens afterwards.
+    assert_eq!(recv(&mut a, &w).unwrap(), b"payload");
+}
+
+#[test]
+fn forward_jump_and_storage_limits() {
+    let rng = &mut SeededRng::from_label("limits");
+    let config = SessionConfig {
+        max_forward_jump: 10,
+        max_skipped_keys: 4,
+    };
+    let (mut a, mut b, _) = pair(rng, config);
+    let msgs: Vec<_> = (0..12u8).map(|i| b.encrypt(rng, &[i]).unwrap()).collect();
+    refused(
+        &mut a,
+        &msgs[11],
+        RatchetError::TooFarAhead {
+            requested: 11,
+            limit: 10,
+        }
+        .into(),
+    );
+    assert_eq!(recv(&mut a, &msgs[10]).unwrap(), [10]);
+    // Ten keys were skipped; only the newest four are kept.
+    assert_eq!(a.skipped_keys(), 4);
+    assert_eq!(recv(&mut a, &msgs[9]).unwrap(), [9]);
+    assert_eq!(recv(&mut a, &msgs[6]).unwrap(), [6]);
+    assert!(recv(&mut a, &msgs[5]).is_err());
+    assert_eq!(recv(&mut a, &msgs[11]).unwrap(), [11]);
+}
+
+#[test]
+fn one_time_prekey_is_consumed_exactly_once() {
+    let rng = &mut SeededRng::from_label("otk");
+    let alice = device(rng);
+    let mut bob = device(rng);
+    let verified = bundle(&bob, Some(2)).verify().unwrap();
+    let mut a =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let w = a.encrypt(rng, b"first").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    // A corrupted pre-key message consumes nothing.
+    let mut bad = w.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let IncomingMessage::PreKey(bad_pk) = IncomingMessage::decode(&bad).unwrap() else {
+        panic!()
+    };
+    let store_before = bob.store.to_bytes();
+    assert!(
+        Session::accept(
+            &bob.identity,
+            &mut bob.store,
+            &bad_pk,
+            SessionConfig::default()
+        )
+        .is_err()
+    );
+    assert_eq!(*store_before, *bob.store.to_bytes());
+    assert_eq!(bob.store.one_time_prekeys_remaining(), 5);
+
+    Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).unwrap();
+    assert_eq!(bob.store.one_time_prekeys_remaining(), 4);
+    let store_before = bob.store.to_bytes();
+    let again = Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default());
+    assert_eq!(again.err(), Some(X3dhError::Replayed.into()));
+    assert_eq!(*store_before, *bob.store.to_bytes());
+
+    // Without a one-time prekey, the remembered base key still refuses a replay.
+    let verified = bundle(&bob, None).verify().unwrap();
+    let mut a2 =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let w = a2.encrypt(rng, b"no otk").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).unwrap();
+    let again = Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default());
+    assert_eq!(again.err(), Some(X3dhError::Replayed.into()));
+}
+
+#[test]
+fn unknown_prekeys_and_bad_bundles_are_typed_errors() {
+    let rng = &mut SeededRng::from_label("unknown");
+    let alice = device(rng);
+    let mut bob = device(rng);
+    let verified = bundle(&bob, Some(3)).verify().unwrap();
+    let mut a =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let w = a.encrypt(rng, b"x").unwrap();
+    // Bob rotates twice past his limit of retained signed prekeys? Default keeps 3, so rotate 3.
+    for _ in 0..3 {
+        bob.store
+            .rotate_signed_prekey(rng, &bob.identity, Timestamp(1));
+    }
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    let r = Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default());
+    assert_eq!(r.err(), Some(X3dhError::UnknownSignedPreKey(1).into()));
+
+    let mut bytes = bundle(&bob, None).to_bytes();
+    bytes[40] ^= 1; // inside the signed prekey
+    let parsed = PreKeyBundle::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        parsed.verify().err(),
+        Some(X3dhError::BadSignedPreKeySignature)
+    );
+    bytes.push(0);
+    assert_eq!(
+        PreKeyBundle::from_bytes(&bytes).err(),
+        Some(DecodeError::TrailingBytes)
+    );
+    bytes[0] = 9;
+    assert_eq!(
+        PreKeyBundle::from_bytes(&bytes).err(),
+        Some(DecodeError::UnknownVersion(9))
+    );
+}
+
+#[test]
+fn low_order_keys_are_refused() {
+    let rng = &mut SeededRng::from_label("low order");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let mut w = b.encrypt(rng, b"m").unwrap();
+    w[2..34].copy_from_slice(&[0u8; 32]); // the ratchet key: the identity point
+    refused(&mut a, &w, ratchetry::CryptoError::NonContributory.into());
+    let bob = device(rng);
+    let mut bytes = bundle(&bob, None).to_bytes();
+    bytes[2..34].copy_from_slice(&[0u8; 32]);
+    assert_eq!(
+        PreKeyBundle::from_bytes(&bytes).err(),
+        Some(DecodeError::InvalidKey)
+    );
+}
+
+#[test]
+fn state_round_trips_exactly_and_keeps_working() {
+    let rng = &mut SeededRng::from_label("persist");
+    let (mut a, mut b, mut bob) = pair(rng, SessionConfig::default());
+    let m: Vec<_> = (0..3u8).map(|i| b.encrypt(rng, &[i]).unwrap()).collect();
+    recv(&mut a, &m[2]).unwrap();
+    let bytes = a.to_bytes();
+    let mut restored = Session::from_bytes(&bytes).unwrap();
+    assert_eq!(*restored.to_bytes(), *bytes);
+    assert_eq!(recv(&mut restored, &m[0]).unwrap(), [0]);
+    let w = restored.encrypt(rng, b"after restore").unwrap();
+    assert_eq!(recv(&mut b, &w).unwrap(), b"after restore");
+
+    let store = PreKeyStore::from_bytes(&bob.store.to_bytes()).unwrap();
+    assert_eq!(*store.to_bytes(), *bob.store.to_bytes());
+    bob.store = store;
+    let id = IdentityKeyPair::from_bytes(&bob.identity.to_bytes()).unwrap();
+    assert_eq!(id.public(), bob.identity.public());
+
+    for len in 0..bytes.len() {
+        assert!(Session::from_bytes(&bytes[..len]).is_err());
+    }
+    let mut v = bytes.to_vec();
+    v[0] = 2;
+    assert_eq!(
+        Session::from_bytes(&v).err(),
+        Some(DecodeError::UnknownVersion(2))
+    );
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let rng = &mut SeededRng::from_label("debug");
+    let (a, _, bob) = pair(rng, SessionConfig::default());
+    let id = format!("{:?}", bob.identity);
+    assert!(id.contains("redacted"));
+    let seed_hex: String = bob.identity.to_bytes()[2..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!id.contains(&seed_hex[..16]));
+    let s = format!("{a:?}");
+    assert!(!s.contains("root"));
+    let store = format!("{:?}", bob.store);
+    assert!(store.contains("redacted"));
+}
