@@ -3,7 +3,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // Library code reports every failure as a typed error; tests may unwrap and panic.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 extern crate alloc;
 

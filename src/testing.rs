@@ -1,5 +1,7 @@
 //! Test support shared by the crate's tests, benches, examples and fuzz targets. Not part of
 //! the supported API: never use [`SeededRng`] outside tests.
+// The fuzz entry points report broken invariants by panicking: that is how fuzzers see them.
+#![allow(clippy::panic)]
 
 use core::convert::Infallible;
 use rand_core::{TryCryptoRng, TryRng};
@@ -66,3 +68,138 @@ impl TryRng for SeededRng {
 }
 
 impl TryCryptoRng for SeededRng {}
+
+/// Entry points for the cargo-fuzz targets under `fuzz/` and for the corpus replay in
+/// `tests/fuzz_corpus.rs`. Each must not panic on any input, and checks invariants of its own
+/// (canonical round trips, state untouched by a refused message).
+pub mod fuzz {
+    use alloc::vec::Vec;
+
+    use super::SeededRng;
+    use crate::x3dh::{OneTimePreKeyId, PreKeyStoreConfig};
+    use crate::{
+        IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, Session, SessionConfig,
+        Timestamp,
+    };
+
+    /// Bundle decoding: whatever decodes re-encodes to the same bytes.
+    pub fn bundle(data: &[u8]) {
+        if let Ok(bundle) = PreKeyBundle::from_bytes(data) {
+            assert_eq!(bundle.to_bytes(), data, "bundle encoding is not canonical");
+            let _ = bundle.verify();
+        }
+    }
+
+    /// Pairwise message decoding.
+    pub fn message(data: &[u8]) {
+        let _ = IncomingMessage::decode(data);
+    }
+
+    /// State decoding: whatever decodes re-encodes to the same bytes.
+    pub fn state(data: &[u8]) {
+        if let Ok(s) = Session::from_bytes(data) {
+            assert_eq!(&**s.to_bytes(), data, "session state is not canonical");
+        }
+        if let Ok(s) = PreKeyStore::from_bytes(data) {
+            assert_eq!(&**s.to_bytes(), data, "prekey store state is not canonical");
+        }
+        if let Ok(s) = IdentityKeyPair::from_bytes(data) {
+            assert_eq!(&**s.to_bytes(), data, "identity state is not canonical");
+        }
+    }
+
+    /// A fixed pair of established sessions plus Bob's prekeys, the same on every call.
+    pub struct Fixture {
+        /// Alice's identity.
+        pub alice: IdentityKeyPair,
+        /// Bob's identity.
+        pub bob: IdentityKeyPair,
+        /// Bob's prekey store after accepting Alice's session.
+        pub bob_store: PreKeyStore,
+        /// Alice's session with Bob.
+        pub alice_session: Session,
+        /// Bob's session with Alice.
+        pub bob_session: Session,
+        /// Messages Alice sent that Bob has not received yet (one pre-key message, then
+        /// ratchet messages after Bob's reply).
+        pub in_flight: Vec<Vec<u8>>,
+    }
+
+    impl Fixture {
+        /// Builds the fixture deterministically.
+        pub fn new() -> Self {
+            let rng = &mut SeededRng::from_label("ratchetry fuzz fixture");
+            let alice = IdentityKeyPair::generate(rng);
+            let bob = IdentityKeyPair::generate(rng);
+            let mut bob_store =
+                PreKeyStore::new(rng, &bob, Timestamp(0), PreKeyStoreConfig::default());
+            bob_store.generate_one_time_prekeys(rng, 2);
+            let config = SessionConfig::default();
+            let run = || -> crate::Result<Self> {
+                let bundle = bob_store.bundle(&bob, Some(OneTimePreKeyId(1))).verify()?;
+                let mut alice_session = Session::initiate(rng, &alice, &bundle, config)?;
+                let first = alice_session.encrypt(rng, b"first")?;
+                let unanswered = alice_session.encrypt(rng, b"unanswered pre-key")?;
+                let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&first)? else {
+                    return Err(crate::RatchetError::WrongSession.into());
+                };
+                let mut bob_store = bob_store.clone();
+                let (mut bob_session, _) = Session::accept(&bob, &mut bob_store, &pk, config)?;
+                let reply = bob_session.encrypt(rng, b"reply")?;
+                alice_session.decrypt(&IncomingMessage::decode(&reply)?)?;
+                let mut in_flight = alloc::vec![unanswered];
+                for i in 0..3u8 {
+                    in_flight.push(alice_session.encrypt(rng, &[i; 40])?);
+                }
+                Ok(Self {
+                    alice,
+                    bob,
+                    bob_store,
+                    alice_session,
+                    bob_session,
+                    in_flight,
+                })
+            };
+            match run() {
+                Ok(f) => f,
+                Err(e) => panic!("fixture construction failed: {e}"),
+            }
+        }
+    }
+
+    impl Default for Fixture {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Session decrypt of arbitrary bytes: a refused message leaves the session byte-identical;
+    /// an accepted one changes it.
+    pub fn decrypt(fixture: &mut Fixture, data: &[u8]) {
+        let Ok(message) = IncomingMessage::decode(data) else {
+            return;
+        };
+        let before = fixture.bob_session.to_bytes();
+        match fixture.bob_session.decrypt(&message) {
+            Ok(_) => assert_ne!(*before, *fixture.bob_session.to_bytes()),
+            Err(_) => assert_eq!(*before, *fixture.bob_session.to_bytes(), "state changed"),
+        }
+    }
+
+    /// Accepting arbitrary pre-key messages: a refusal leaves the store byte-identical.
+    pub fn accept(fixture: &mut Fixture, data: &[u8]) {
+        let Ok(IncomingMessage::PreKey(message)) = IncomingMessage::decode(data) else {
+            return;
+        };
+        let before = fixture.bob_store.to_bytes();
+        let result = Session::accept(
+            &fixture.bob,
+            &mut fixture.bob_store,
+            &message,
+            SessionConfig::default(),
+        );
+        if result.is_err() {
+            assert_eq!(*before, *fixture.bob_store.to_bytes(), "store changed");
+        }
+    }
+}

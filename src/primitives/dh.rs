@@ -98,3 +98,8 @@ impl fmt::Debug for DhKeyPair {
 pub fn x25519(scalar: [u8; 32], u: [u8; 32]) -> Result<[u8; 32], CryptoError> {
     agree(&StaticSecret::from(scalar), &DhPublicKey::from_bytes(u)).map(|s| *s.as_bytes())
 }
+
+/// RFC 7748 X25519 of `scalar` with the base point: the public key of a secret.
+pub fn x25519_public(scalar: [u8; 32]) -> [u8; 32] {
+    DhKeyPair::from_secret_bytes(scalar).public().to_bytes()
+}

@@ -24,7 +24,7 @@ pub(crate) use secret::Secret;
 #[doc(hidden)]
 pub mod raw {
     pub use super::aead::{open as aes256gcm_open, seal as aes256gcm_seal};
-    pub use super::dh::x25519;
+    pub use super::dh::{x25519, x25519_public};
     pub use super::identity::raw::{ed25519_sign, ed25519_verify};
     pub use super::kdf::{hkdf_sha256, hmac_sha256};
 }
