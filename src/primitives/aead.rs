@@ -20,6 +20,12 @@ impl AeadKey {
         Self { key_nonce }
     }
 
+    #[doc(hidden)]
+    pub(crate) fn key_and_nonce(&self) -> ([u8; 32], [u8; 12]) {
+        let (key, nonce) = self.parts();
+        (*key, *nonce)
+    }
+
     fn parts(&self) -> (&[u8; 32], &[u8; 12]) {
         let (key, nonce) = self.key_nonce.as_bytes().split_at(32);
         // Both slices have the fixed lengths of the 44-byte split.

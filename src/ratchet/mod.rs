@@ -8,7 +8,7 @@
 mod config;
 pub(crate) mod keys;
 mod message;
-mod session;
+pub(crate) mod session;
 mod skipped;
 mod state;
 
