@@ -28,8 +28,11 @@ impl IdentityKey {
     /// Parses a 32-byte Ed25519 public key. A non-canonical point or a point of small order is
     /// refused.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, DecodeError> {
+        if !is_canonical_y(bytes) {
+            return Err(DecodeError::InvalidKey);
+        }
         let ed = VerifyingKey::from_bytes(bytes).map_err(|_| DecodeError::InvalidKey)?;
-        if ed.is_weak() || ed.as_bytes() != bytes {
+        if ed.is_weak() {
             return Err(DecodeError::InvalidKey);
         }
         Ok(Self::from_verifying(ed))
@@ -78,6 +81,15 @@ impl IdentityKey {
             .verify_strict(message, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }
+}
+
+/// Whether the encoded y-coordinate (sign bit cleared) is below p = 2^255 - 19, so that each
+/// key has exactly one accepted encoding. (The encodings with x = 0 and the sign bit set are
+/// the small-order points y = ±1, refused separately.)
+fn is_canonical_y(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    let all_ones = top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
+    !(all_ones && bytes[0] >= 0xed)
 }
 
 impl fmt::Debug for IdentityKey {
@@ -187,5 +199,37 @@ pub(super) mod raw {
     pub fn ed25519_verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         IdentityKey::from_bytes(public)
             .is_ok_and(|k| k.verify_raw(message, &Signature(*signature)).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_canonical_and_small_order_keys_are_refused() {
+        // y = p + 2 (a non-canonical encoding of y = 2), then y = 1 (the identity point).
+        let mut p_plus_2 = [0xff; 32];
+        p_plus_2[0] = 0xef;
+        p_plus_2[31] = 0x7f;
+        assert_eq!(
+            IdentityKey::from_bytes(&p_plus_2),
+            Err(DecodeError::InvalidKey)
+        );
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert_eq!(IdentityKey::from_bytes(&one), Err(DecodeError::InvalidKey));
+        let mut p_minus_1 = p_plus_2;
+        p_minus_1[0] = 0xec;
+        assert!(is_canonical_y(&p_minus_1));
+    }
+
+    #[test]
+    fn x25519_form_matches_the_secret() {
+        let pair = IdentityKeyPair::from_seed(&[7; 32]);
+        let dh_public = x25519_dalek::PublicKey::from(&pair.dh);
+        assert_eq!(dh_public.to_bytes(), pair.public().dh_public().to_bytes());
+        let restored = IdentityKey::from_bytes(&pair.public().to_bytes());
+        assert_eq!(restored, Ok(pair.public()));
     }
 }

@@ -278,10 +278,17 @@ impl PreKeyStore {
         let mut one_time = BTreeMap::new();
         for _ in 0..n {
             let id = OneTimePreKeyId(r.u32()?);
-            let pair = DhKeyPair::from_secret_bytes(*Zeroizing::new(r.array()?));
-            if one_time.insert(id, pair).is_some() {
+            // Strictly ascending ids: the one canonical order, and no duplicates.
+            if one_time
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= id)
+            {
                 return Err(DecodeError::InvalidValue);
             }
+            one_time.insert(
+                id,
+                DhKeyPair::from_secret_bytes(*Zeroizing::new(r.array()?)),
+            );
         }
         let n = bounded_count(&mut r, config.max_remembered_base_keys)?;
         let mut seen_base_keys = VecDeque::with_capacity(n);
