@@ -31,11 +31,7 @@ impl DhPublicKey {
 
 impl fmt::Debug for DhPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DhPublicKey(")?;
-        for b in &self.0.as_bytes()[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
+        super::short_hex(f, "DhPublicKey", self.0.as_bytes())
     }
 }
 

@@ -7,49 +7,41 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
+use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
 
 use super::dh::{DhPublicKey, agree};
+use super::signing::{SigningKeyPair, SigningPublicKey};
 use super::{Secret, Signature};
 use crate::error::{CryptoError, DecodeError};
 use crate::wire::{Reader, Writer, kind};
-use x25519_dalek::StaticSecret;
-use zeroize::Zeroizing;
 
 /// A device's public identity key: Ed25519, with its X25519 form cached.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IdentityKey {
-    ed: VerifyingKey,
+    signing: SigningPublicKey,
     dh: DhPublicKey,
 }
 
 impl IdentityKey {
-    /// Parses a 32-byte Ed25519 public key. A non-canonical point or a point of small order is
-    /// refused.
+    /// Parses a 32-byte Ed25519 public key (see [`SigningPublicKey::from_bytes`]).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, DecodeError> {
-        if !is_canonical_y(bytes) {
-            return Err(DecodeError::InvalidKey);
-        }
-        let ed = VerifyingKey::from_bytes(bytes).map_err(|_| DecodeError::InvalidKey)?;
-        if ed.is_weak() {
-            return Err(DecodeError::InvalidKey);
-        }
-        Ok(Self::from_verifying(ed))
+        SigningPublicKey::from_bytes(bytes).map(Self::from_signing)
     }
 
-    fn from_verifying(ed: VerifyingKey) -> Self {
-        let dh = DhPublicKey::from_bytes(ed.to_montgomery().to_bytes());
-        Self { ed, dh }
+    fn from_signing(signing: SigningPublicKey) -> Self {
+        let dh = DhPublicKey::from_bytes(signing.0.to_montgomery().to_bytes());
+        Self { signing, dh }
     }
 
     /// The 32-byte Ed25519 encoding.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.ed.to_bytes()
+        self.signing.to_bytes()
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
-        self.ed.as_bytes()
+        self.signing.as_bytes()
     }
 
     /// The X25519 form used in Diffie-Hellman.
@@ -57,61 +49,38 @@ impl IdentityKey {
         self.dh
     }
 
-    /// Verifies `signature` over `prefix ‖ message` (strict RFC 8032 verification: canonical
-    /// encodings, no small-order components).
+    /// The Ed25519 form used to verify signatures.
+    pub fn signing_key(&self) -> SigningPublicKey {
+        self.signing
+    }
+
+    /// Verifies `signature` over `prefix ‖ message`.
     pub(crate) fn verify(
         &self,
         prefix: &[u8],
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), CryptoError> {
-        let mut signed = Vec::with_capacity(prefix.len() + message.len());
-        signed.extend_from_slice(prefix);
-        signed.extend_from_slice(message);
-        self.verify_raw(&signed, signature)
+        self.signing.verify(prefix, message, signature)
     }
-
-    pub(crate) fn verify_raw(
-        &self,
-        message: &[u8],
-        signature: &Signature,
-    ) -> Result<(), CryptoError> {
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.ed
-            .verify_strict(message, &sig)
-            .map_err(|_| CryptoError::BadSignature)
-    }
-}
-
-/// Whether the encoded y-coordinate (sign bit cleared) is below p = 2^255 - 19, so that each
-/// key has exactly one accepted encoding. (The encodings with x = 0 and the sign bit set are
-/// the small-order points y = ±1, refused separately.)
-fn is_canonical_y(bytes: &[u8; 32]) -> bool {
-    let top = bytes[31] & 0x7f;
-    let all_ones = top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
-    !(all_ones && bytes[0] >= 0xed)
 }
 
 impl fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdentityKey(")?;
-        for b in &self.ed.as_bytes()[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
+        super::short_hex(f, "IdentityKey", self.as_bytes())
     }
 }
 
 impl core::hash::Hash for IdentityKey {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.ed.as_bytes().hash(state);
+        self.as_bytes().hash(state);
     }
 }
 
 /// A device's identity key pair. Zeroized on drop; `Debug` shows only the public key.
 #[derive(Clone)]
 pub struct IdentityKeyPair {
-    signing: SigningKey,
+    signing: SigningKeyPair,
     dh: StaticSecret,
     public: IdentityKey,
 }
@@ -126,9 +95,9 @@ impl IdentityKeyPair {
 
     /// The identity whose RFC 8032 seed (private key) is `seed`.
     pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
-        let signing = SigningKey::from_bytes(seed);
-        let dh = StaticSecret::from(signing.to_scalar_bytes());
-        let public = IdentityKey::from_verifying(signing.verifying_key());
+        let signing = SigningKeyPair::from_seed(seed);
+        let dh = StaticSecret::from(signing.secret.to_scalar_bytes());
+        let public = IdentityKey::from_signing(signing.public());
         Self {
             signing,
             dh,
@@ -140,7 +109,7 @@ impl IdentityKeyPair {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(34));
         out.header(kind::IDENTITY_STATE);
-        out.extend_from_slice(self.signing.as_bytes());
+        out.extend_from_slice(self.signing.seed());
         out
     }
 
@@ -159,15 +128,7 @@ impl IdentityKeyPair {
 
     /// Signs `prefix ‖ message`. Every caller passes a distinct domain prefix.
     pub(crate) fn sign(&self, prefix: &[u8], message: &[u8]) -> Signature {
-        let mut signed = Vec::with_capacity(prefix.len() + message.len());
-        signed.extend_from_slice(prefix);
-        signed.extend_from_slice(message);
-        self.sign_raw(&signed)
-    }
-
-    pub(crate) fn sign_raw(&self, message: &[u8]) -> Signature {
-        use ed25519_dalek::Signer;
-        Signature(self.signing.sign(message).to_bytes())
+        self.signing.sign(prefix, message)
     }
 
     /// X25519 between this identity's X25519 form and `their`.
@@ -185,44 +146,9 @@ impl fmt::Debug for IdentityKeyPair {
     }
 }
 
-/// RFC 8032 Ed25519 through the identity wrappers, for the published vectors and bench floors.
-pub(super) mod raw {
-    use super::*;
-
-    /// Signs `message` with the key whose seed is `seed`.
-    pub fn ed25519_sign(seed: &[u8; 32], message: &[u8]) -> ([u8; 32], [u8; 64]) {
-        let pair = IdentityKeyPair::from_seed(seed);
-        (pair.public().to_bytes(), pair.sign_raw(message).to_bytes())
-    }
-
-    /// Strictly verifies `signature` over `message` under `public`.
-    pub fn ed25519_verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        IdentityKey::from_bytes(public)
-            .is_ok_and(|k| k.verify_raw(message, &Signature(*signature)).is_ok())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_canonical_and_small_order_keys_are_refused() {
-        // y = p + 2 (a non-canonical encoding of y = 2), then y = 1 (the identity point).
-        let mut p_plus_2 = [0xff; 32];
-        p_plus_2[0] = 0xef;
-        p_plus_2[31] = 0x7f;
-        assert_eq!(
-            IdentityKey::from_bytes(&p_plus_2),
-            Err(DecodeError::InvalidKey)
-        );
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        assert_eq!(IdentityKey::from_bytes(&one), Err(DecodeError::InvalidKey));
-        let mut p_minus_1 = p_plus_2;
-        p_minus_1[0] = 0xec;
-        assert!(is_canonical_y(&p_minus_1));
-    }
 
     #[test]
     fn x25519_form_matches_the_secret() {

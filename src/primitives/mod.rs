@@ -11,10 +11,12 @@ mod identity;
 mod kdf;
 mod secret;
 mod sig;
+mod signing;
 
 pub use dh::{DhKeyPair, DhPublicKey};
 pub use identity::{IdentityKey, IdentityKeyPair};
 pub use sig::Signature;
+pub use signing::{SigningKeyPair, SigningPublicKey};
 
 pub(crate) use aead::{AeadKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256};
@@ -25,6 +27,15 @@ pub(crate) use secret::Secret;
 pub mod raw {
     pub use super::aead::{open as aes256gcm_open, seal as aes256gcm_seal};
     pub use super::dh::{x25519, x25519_public};
-    pub use super::identity::raw::{ed25519_sign, ed25519_verify};
     pub use super::kdf::{hkdf_sha256, hmac_sha256};
+    pub use super::signing::raw::{ed25519_sign, ed25519_verify};
+}
+
+/// `Name(0011223344556677…)`: enough of a public value to tell keys apart in logs.
+fn short_hex(f: &mut core::fmt::Formatter<'_>, name: &str, bytes: &[u8]) -> core::fmt::Result {
+    write!(f, "{name}(")?;
+    for b in bytes.iter().take(8) {
+        write!(f, "{b:02x}")?;
+    }
+    write!(f, "…)")
 }
