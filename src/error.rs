@@ -76,6 +76,35 @@ pub enum RatchetError {
     ChainExhausted,
 }
 
+/// Sender-key group failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No sender key is known for this (group, sender device): its distribution message has not
+    /// been processed, or the sender was removed.
+    UnknownSender,
+    /// The sender is known but not this key id (generation): a distribution is missing, or the
+    /// generation was evicted.
+    UnknownKeyId(u32),
+    /// The message's signature does not verify under the generation's signing key.
+    BadSignature,
+    /// The message did not authenticate under the key its header selects.
+    AuthenticationFailed,
+    /// The message's key was already used: a duplicate or a replay.
+    Duplicate,
+    /// The iteration is further ahead than the forward-jump limit allows.
+    TooFarAhead {
+        /// Keys the message would skip.
+        requested: u32,
+        /// The configured limit.
+        limit: u32,
+    },
+    /// A distribution for a known key id carries a different signing key.
+    ConflictingDistribution,
+    /// The sending chain reached its 2^32 message limit, or the key ids ran out: rotate.
+    ChainExhausted,
+}
+
 /// The crate's error: which layer refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -88,6 +117,8 @@ pub enum Error {
     X3dh(X3dhError),
     /// The ratchet refused.
     Ratchet(RatchetError),
+    /// The sender-key group layer refused.
+    Group(GroupError),
 }
 
 macro_rules! from_layer {
@@ -104,6 +135,7 @@ from_layer!(
     CryptoError => Crypto,
     X3dhError => X3dh,
     RatchetError => Ratchet,
+    GroupError => Group,
 );
 
 impl fmt::Display for Error {
@@ -113,6 +145,7 @@ impl fmt::Display for Error {
             Error::Crypto(e) => write!(f, "cryptographic check failed: {e:?}"),
             Error::X3dh(e) => write!(f, "key agreement refused: {e:?}"),
             Error::Ratchet(e) => write!(f, "message refused: {e:?}"),
+            Error::Group(e) => write!(f, "group message refused: {e:?}"),
         }
     }
 }

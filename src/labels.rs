@@ -10,8 +10,20 @@ pub(crate) const MESSAGE_KEYS: &[u8] = b"ratchetry v1 message keys";
 /// Signature prefix of a signed prekey.
 pub(crate) const SIGNED_PREKEY: &[u8] = b"ratchetry v1 signed prekey";
 
+/// Sender-key message key → AES-256-GCM key ‖ nonce.
+pub(crate) const GROUP_MESSAGE_KEYS: &[u8] = b"ratchetry v1 group message keys";
+/// Signature prefix of a group message.
+pub(crate) const GROUP_MESSAGE: &[u8] = b"ratchetry v1 group message";
+
 #[cfg(test)]
-pub(crate) const ALL: &[&[u8]] = &[X3DH, ROOT, MESSAGE_KEYS, SIGNED_PREKEY];
+pub(crate) const ALL: &[&[u8]] = &[
+    X3DH,
+    ROOT,
+    MESSAGE_KEYS,
+    SIGNED_PREKEY,
+    GROUP_MESSAGE_KEYS,
+    GROUP_MESSAGE,
+];
 
 #[cfg(test)]
 mod tests {

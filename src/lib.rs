@@ -11,6 +11,7 @@
 extern crate alloc;
 
 mod error;
+pub mod group;
 mod labels;
 pub mod primitives;
 pub mod ratchet;
@@ -20,7 +21,7 @@ mod time;
 mod wire;
 pub mod x3dh;
 
-pub use error::{CryptoError, DecodeError, Error, RatchetError, Result, X3dhError};
+pub use error::{CryptoError, DecodeError, Error, GroupError, RatchetError, Result, X3dhError};
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};
 pub use time::Timestamp;

@@ -15,9 +15,13 @@ pub(crate) mod kind {
     pub(crate) const BUNDLE: u8 = 0x01;
     pub(crate) const RATCHET_MESSAGE: u8 = 0x02;
     pub(crate) const PREKEY_MESSAGE: u8 = 0x03;
+    pub(crate) const GROUP_MESSAGE: u8 = 0x04;
+    pub(crate) const SENDER_KEY_DISTRIBUTION: u8 = 0x05;
     pub(crate) const SESSION_STATE: u8 = 0x81;
     pub(crate) const PREKEY_STORE_STATE: u8 = 0x82;
     pub(crate) const IDENTITY_STATE: u8 = 0x83;
+    pub(crate) const OUTBOUND_GROUP_STATE: u8 = 0x84;
+    pub(crate) const GROUP_RECEIVER_STATE: u8 = 0x85;
 }
 
 /// Reads fields front to back; every read past the end is [`DecodeError::Truncated`].
