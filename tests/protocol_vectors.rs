@@ -735,10 +735,248 @@ fn ratchet_transcript_vectors() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// sender-keys.json
+
+#[derive(Serialize, Deserialize)]
+struct SenderKeysFile {
+    description: String,
+    generator: String,
+    rng_seed: String,
+    group_id: String,
+    sender_identity_public: String,
+    events: Vec<GroupEvent>,
+    receiver_state: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupEvent {
+    /// "create", "rotate", "distribute", "send" or "receive".
+    event: String,
+    key_id: u32,
+    /// create/rotate: the fresh chain key and signing seed drawn from the RNG.
+    chain_key: Option<String>,
+    signing_seed: Option<String>,
+    signing_public: Option<String>,
+    /// distribute: the distribution message bytes.
+    distribution: Option<String>,
+    /// send/receive: the message label, e.g. "m0".
+    message: Option<String>,
+    iteration: Option<u32>,
+    plaintext: Option<String>,
+    message_key: Option<String>,
+    aes_key: Option<String>,
+    nonce: Option<String>,
+    signature: Option<String>,
+    wire: Option<String>,
+}
+
+impl GroupEvent {
+    fn new(event: &str, key_id: u32) -> Self {
+        Self {
+            event: event.into(),
+            key_id,
+            chain_key: None,
+            signing_seed: None,
+            signing_public: None,
+            distribution: None,
+            message: None,
+            iteration: None,
+            plaintext: None,
+            message_key: None,
+            aes_key: None,
+            nonce: None,
+            signature: None,
+            wire: None,
+        }
+    }
+}
+
+/// Generation 1: m0..m2, delivered m0, m2, m1. Rotation. Generation 2: m3, m4 in order.
+fn sender_keys_file() -> SenderKeysFile {
+    use ratchetry::group::{
+        GroupConfig, GroupId, GroupMessage, GroupReceiver, OutboundGroupSession,
+    };
+    let seed = raw_sha256(b"ratchetry sender keys");
+    let rng = &mut SeededRng::new(seed);
+    let group = GroupId(draw32(rng));
+    let sender = IdentityKeyPair::generate(rng).public();
+    let mut events = Vec::new();
+    let fresh = |rng: &mut SeededRng, event: &str, key_id: u32| {
+        let mut probe = rng.clone();
+        let chain = draw32(&mut probe);
+        let signing = draw32(&mut probe);
+        let mut e = GroupEvent::new(event, key_id);
+        e.chain_key = Some(h(chain));
+        e.signing_seed = Some(h(signing));
+        e.signing_public = Some(h(raw::ed25519_sign(&signing, b"").0));
+        e
+    };
+    events.push(fresh(rng, "create", 1));
+    let mut out = OutboundGroupSession::new(rng, group);
+    let mut rx = GroupReceiver::new(GroupConfig::default());
+    let mut wires = std::collections::HashMap::new();
+    let distribute =
+        |out: &OutboundGroupSession, rx: &mut GroupReceiver, events: &mut Vec<GroupEvent>| {
+            let d = out.distribution();
+            rx.process_distribution(&sender, &d).unwrap();
+            let mut e = GroupEvent::new("distribute", out.key_id().0);
+            e.iteration = Some(d.iteration());
+            e.distribution = Some(h(&*d.to_bytes()));
+            events.push(e);
+        };
+    distribute(&out, &mut rx, &mut events);
+    let script: &[(&str, &str)] = &[
+        ("send", "m0"),
+        ("send", "m1"),
+        ("send", "m2"),
+        ("recv", "m0"),
+        ("recv", "m2"),
+        ("recv", "m1"),
+        ("rotate", ""),
+        ("send", "m3"),
+        ("send", "m4"),
+        ("recv", "m3"),
+        ("recv", "m4"),
+    ];
+    for &(kind, label) in script {
+        match kind {
+            "rotate" => {
+                events.push(fresh(rng, "rotate", out.key_id().0 + 1));
+                out.rotate(rng).unwrap();
+                distribute(&out, &mut rx, &mut events);
+            }
+            "send" => {
+                let plaintext = format!("group message {label}").into_bytes();
+                let chain: [u8; 32] = out.distribution().to_bytes()[42..74].try_into().unwrap();
+                let (mk, _) = kdf::chain(chain);
+                let mut e = GroupEvent::new("send", out.key_id().0);
+                e.iteration = Some(out.iteration());
+                let wire = out.encrypt(&plaintext).unwrap();
+                let (key, nonce) = spec_group_message_keys(mk);
+                e.message = Some(label.into());
+                e.plaintext = Some(h(&plaintext));
+                e.chain_key = Some(h(chain));
+                e.message_key = Some(h(mk));
+                e.aes_key = Some(h(key));
+                e.nonce = Some(h(nonce));
+                e.signature = Some(h(&wire[wire.len() - 64..]));
+                e.wire = Some(h(&wire));
+                wires.insert(label, (wire, plaintext));
+                events.push(e);
+            }
+            _ => {
+                let (wire, plaintext) = &wires[label];
+                let m = GroupMessage::decode(wire).unwrap();
+                assert_eq!(&rx.decrypt(&sender, &m).unwrap(), plaintext);
+                let mut e = GroupEvent::new("receive", m.key_id().0);
+                e.message = Some(label.into());
+                e.iteration = Some(m.iteration());
+                e.plaintext = Some(h(plaintext));
+                events.push(e);
+            }
+        }
+    }
+    SenderKeysFile {
+        description: "Sender keys: creation, distribution, three messages with one delivered \
+                      out of order, a rotation, two more messages, and the receiver's state at \
+                      the end. Schema: test-vectors/README.md."
+            .into(),
+        generator: GENERATOR.into(),
+        rng_seed: h(seed),
+        group_id: h(group.0),
+        sender_identity_public: h(sender.to_bytes()),
+        events,
+        receiver_state: h(&*rx.to_bytes()),
+    }
+}
+
+fn spec_group_message_keys(mk: [u8; 32]) -> ([u8; 32], [u8; 12]) {
+    let mut okm = [0u8; 44];
+    raw::hkdf_sha256(
+        Some(&[0u8; 32]),
+        &mk,
+        b"ratchetry v1 group message keys",
+        &mut okm,
+    )
+    .unwrap();
+    (okm[..32].try_into().unwrap(), okm[32..].try_into().unwrap())
+}
+
+#[test]
+fn sender_key_vectors() {
+    let generated = to_json(&sender_keys_file());
+    check_committed("sender-keys.json", &generated);
+    let file: SenderKeysFile = serde_json::from_str(&generated).unwrap();
+    let group = hex::decode(&file.group_id).unwrap();
+    // Recompute every send from the chain keys and signing seeds of PROTOCOL.md's formulas.
+    let mut chain = [0u8; 32];
+    let mut seed = [0u8; 32];
+    let mut sends = 0;
+    for e in &file.events {
+        match e.event.as_str() {
+            "create" | "rotate" => {
+                chain = unh(e.chain_key.as_ref().unwrap());
+                seed = unh(e.signing_seed.as_ref().unwrap());
+            }
+            "distribute" => {
+                let mut d = vec![1u8, 5];
+                d.extend(&group);
+                d.extend(e.key_id.to_be_bytes());
+                d.extend(e.iteration.unwrap().to_be_bytes());
+                d.extend(chain);
+                d.extend(raw::ed25519_sign(&seed, b"").0);
+                assert_eq!(Some(h(d)), e.distribution);
+            }
+            "send" => {
+                sends += 1;
+                assert_eq!(Some(h(chain)), e.chain_key);
+                let (mk, next) = spec_kdf_ck(chain);
+                let (key, nonce) = spec_group_message_keys(mk);
+                let mut header = vec![1u8, 4];
+                header.extend(&group);
+                header.extend(e.key_id.to_be_bytes());
+                header.extend(e.iteration.unwrap().to_be_bytes());
+                let pt = hex::decode(e.plaintext.as_ref().unwrap()).unwrap();
+                let mut signed = header.clone();
+                signed.extend(raw::aes256gcm_seal(&key, &nonce, &header, &pt));
+                let mut to_sign = b"ratchetry v1 group message".to_vec();
+                to_sign.extend(&signed);
+                let (_, sig) = raw::ed25519_sign(&seed, &to_sign);
+                assert_eq!(Some(h(sig)), e.signature);
+                signed.extend(sig);
+                assert_eq!(Some(h(&signed)), e.wire, "{:?}", e.message);
+                assert_eq!(
+                    (Some(h(mk)), Some(h(key)), Some(h(nonce))),
+                    (e.message_key.clone(), e.aes_key.clone(), e.nonce.clone())
+                );
+                chain = next;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sends, 5);
+    let order: Vec<_> = file
+        .events
+        .iter()
+        .filter(|e| e.event == "receive")
+        .map(|e| e.message.clone().unwrap())
+        .collect();
+    assert_eq!(order, ["m0", "m2", "m1", "m3", "m4"]);
+    let state = hex::decode(&file.receiver_state).unwrap();
+    assert_eq!(
+        *ratchetry::group::GroupReceiver::from_bytes(&state)
+            .unwrap()
+            .to_bytes(),
+        state
+    );
+}
+
 #[test]
 #[ignore = "writes test-vectors/; run to regenerate after a deliberate protocol change"]
 fn regenerate() {
     std::fs::write(path("x3dh.json"), to_json(&x3dh_file())).unwrap();
     std::fs::write(path("kdf-chains.json"), to_json(&kdf_file())).unwrap();
     std::fs::write(path("ratchet-transcript.json"), to_json(&transcript_file())).unwrap();
+    std::fs::write(path("sender-keys.json"), to_json(&sender_keys_file())).unwrap();
 }
