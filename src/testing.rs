@@ -157,7 +157,7 @@ pub mod fuzz {
             let sender = IdentityKeyPair::generate(rng).public();
             let mut out = OutboundGroupSession::new(rng, GroupId([0x42; 32]));
             let mut receiver = GroupReceiver::new(GroupConfig::default());
-            let run = || -> crate::Result<Self> {
+            let mut run = || -> crate::Result<Self> {
                 receiver.process_distribution(&sender, &out.distribution())?;
                 let first = out.encrypt(b"first")?;
                 receiver.decrypt(&sender, &GroupMessage::decode(&first)?)?;
