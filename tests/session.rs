@@ -351,3 +351,45 @@ fn debug_output_never_shows_secrets() {
     let store = format!("{:?}", bob.store);
     assert!(store.contains("redacted"));
 }
+
+#[test]
+fn bound_context_must_match() {
+    let rng = &mut SeededRng::from_label("bound");
+    let alice = device(rng);
+    let mut bob = device(rng);
+    let verified = bundle(&bob, Some(1)).verify().unwrap();
+    let mut a =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let w = a.encrypt_bound(rng, b"routed", b"to bob device 2").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    let before = bob.store.to_bytes();
+    let r = Session::accept_bound(
+        &bob.identity,
+        &mut bob.store,
+        &pk,
+        SessionConfig::default(),
+        b"to bob device 3",
+    );
+    assert_eq!(r.err(), Some(RatchetError::AuthenticationFailed.into()));
+    assert_eq!(*before, *bob.store.to_bytes());
+    let (mut b, pt) = Session::accept_bound(
+        &bob.identity,
+        &mut bob.store,
+        &pk,
+        SessionConfig::default(),
+        b"to bob device 2",
+    )
+    .unwrap();
+    assert_eq!(pt, b"routed");
+    let w = b.encrypt_bound(rng, b"back", b"ctx").unwrap();
+    let before = a.to_bytes();
+    assert!(a.decrypt(&IncomingMessage::decode(&w).unwrap()).is_err());
+    assert_eq!(*before, *a.to_bytes());
+    assert_eq!(
+        a.decrypt_bound(&IncomingMessage::decode(&w).unwrap(), b"ctx")
+            .unwrap(),
+        b"back"
+    );
+}

@@ -118,6 +118,18 @@ impl Session {
         message: &PreKeyMessage<'_>,
         config: SessionConfig,
     ) -> Result<(Self, Vec<u8>), Error> {
+        Self::accept_bound(identity, store, message, config, &[])
+    }
+
+    /// [`accept`](Self::accept) of a message sealed with a bound `context` (see
+    /// [`encrypt_bound`](Self::encrypt_bound)).
+    pub fn accept_bound(
+        identity: &IdentityKeyPair,
+        store: &mut PreKeyStore,
+        message: &PreKeyMessage<'_>,
+        config: SessionConfig,
+        context: &[u8],
+    ) -> Result<(Self, Vec<u8>), Error> {
         let (shared_secret, signed_prekey, consumption) =
             x3dh::respond(identity, store, &message.x3dh)?;
         let mut session = Self(Box::new(State {
@@ -135,7 +147,7 @@ impl Session {
             recv: None,
             skipped: SkippedKeys::default(),
         }));
-        let plaintext = session.decrypt_ratchet(&message.message)?;
+        let plaintext = session.decrypt_ratchet(&message.message, context)?;
         store.consume(consumption);
         Ok((session, plaintext))
     }
@@ -147,6 +159,18 @@ impl Session {
         &mut self,
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        self.encrypt_bound(rng, plaintext, &[])
+    }
+
+    /// [`encrypt`](Self::encrypt), with `context` appended to the AEAD associated data: the
+    /// message then opens only through [`decrypt_bound`](Self::decrypt_bound) with the same
+    /// context. Layers above bind routing metadata this way.
+    pub fn encrypt_bound(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        context: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let s = &mut *self.0;
         if s.send.is_none() {
@@ -184,8 +208,10 @@ impl Session {
         out.extend_from_slice(&header);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let aad = aad(s.role, &s.local, &s.remote, &header);
-        message_key.pairwise().seal_in_place(&aad, &mut out, start);
+        let aad = Aad::new(s.role, &s.local, &s.remote, &header, context);
+        message_key
+            .pairwise()
+            .seal_in_place(aad.as_slice(), &mut out, start);
 
         send.key = next_key;
         send.next = following;
@@ -195,6 +221,16 @@ impl Session {
     /// Decrypts a message of this session. A pre-key message is accepted when it carries this
     /// session's own X3DH values (the initiator keeps sending them until it hears back).
     pub fn decrypt(&mut self, message: &IncomingMessage<'_>) -> Result<Vec<u8>, Error> {
+        self.decrypt_bound(message, &[])
+    }
+
+    /// [`decrypt`](Self::decrypt) of a message sealed by
+    /// [`encrypt_bound`](Self::encrypt_bound) with this `context`.
+    pub fn decrypt_bound(
+        &mut self,
+        message: &IncomingMessage<'_>,
+        context: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let message = match message {
             IncomingMessage::Ratchet(m) => m,
             IncomingMessage::PreKey(p) => {
@@ -204,10 +240,14 @@ impl Session {
                 &p.message
             }
         };
-        self.decrypt_ratchet(message)
+        self.decrypt_ratchet(message, context)
     }
 
-    fn decrypt_ratchet(&mut self, message: &RatchetMessage<'_>) -> Result<Vec<u8>, Error> {
+    fn decrypt_ratchet(
+        &mut self,
+        message: &RatchetMessage<'_>,
+        context: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let header = &message.header;
         if let Some(index) = self
             .0
@@ -215,7 +255,7 @@ impl Session {
             .find(&header.ratchet_key, header.message_number)
         {
             let plaintext = match self.0.skipped.get(index) {
-                Some(stored) => self.open(&stored.key, message)?,
+                Some(stored) => self.open(&stored.key, message, context)?,
                 None => return Err(RatchetError::AuthenticationFailed.into()),
             };
             self.0.skipped.remove(index);
@@ -223,7 +263,7 @@ impl Session {
             return Ok(plaintext);
         }
         let plan = self.plan_receive(header)?;
-        let plaintext = self.open(&plan.key, message)?;
+        let plaintext = self.open(&plan.key, message, context)?;
         self.commit(plan);
         Ok(plaintext)
     }
@@ -279,12 +319,17 @@ impl Session {
         }
     }
 
-    fn open(&self, key: &MessageKey, message: &RatchetMessage<'_>) -> Result<Vec<u8>, Error> {
+    fn open(
+        &self,
+        key: &MessageKey,
+        message: &RatchetMessage<'_>,
+        context: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(message.header_bytes);
-        let aad = aad(self.0.role, &self.0.local, &self.0.remote, &header);
+        let aad = Aad::new(self.0.role, &self.0.local, &self.0.remote, &header, context);
         key.pairwise()
-            .open(&aad, message.ciphertext)
+            .open(aad.as_slice(), message.ciphertext)
             .map_err(|_| RatchetError::AuthenticationFailed.into())
     }
 
@@ -361,21 +406,44 @@ fn check_jump(requested: u64, limit: u32) -> Result<(), RatchetError> {
     Ok(())
 }
 
-/// AD = IK_initiator ‖ IK_responder ‖ the 42 header bytes.
-fn aad(
-    role: Role,
-    local: &IdentityKey,
-    remote: &IdentityKey,
-    header: &[u8; HEADER_LEN],
-) -> [u8; 64 + HEADER_LEN] {
-    let ad = match role {
-        Role::Initiator => AssociatedData::new(local, remote),
-        Role::Responder => AssociatedData::new(remote, local),
-    };
-    let mut out = [0u8; 64 + HEADER_LEN];
-    out[..64].copy_from_slice(&ad.0);
-    out[64..].copy_from_slice(header);
-    out
+/// AAD = IK_initiator ‖ IK_responder ‖ the 42 header bytes [‖ context]. On the stack unless a
+/// context is bound.
+enum Aad {
+    Plain([u8; 64 + HEADER_LEN]),
+    Bound(Vec<u8>),
+}
+
+impl Aad {
+    fn new(
+        role: Role,
+        local: &IdentityKey,
+        remote: &IdentityKey,
+        header: &[u8; HEADER_LEN],
+        context: &[u8],
+    ) -> Self {
+        let ad = match role {
+            Role::Initiator => AssociatedData::new(local, remote),
+            Role::Responder => AssociatedData::new(remote, local),
+        };
+        let mut plain = [0u8; 64 + HEADER_LEN];
+        plain[..64].copy_from_slice(&ad.0);
+        plain[64..].copy_from_slice(header);
+        if context.is_empty() {
+            Self::Plain(plain)
+        } else {
+            let mut bound = Vec::with_capacity(plain.len() + context.len());
+            bound.extend_from_slice(&plain);
+            bound.extend_from_slice(context);
+            Self::Bound(bound)
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Plain(a) => a,
+            Self::Bound(v) => v,
+        }
+    }
 }
 
 impl fmt::Debug for Session {
