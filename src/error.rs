@@ -105,6 +105,43 @@ pub enum GroupError {
     ChainExhausted,
 }
 
+/// Account, device list and linking failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// Signed by, or naming, another account than the one expected.
+    WrongAccount,
+    /// The account's (or device's) signature does not verify.
+    BadSignature,
+    /// A device list older than the one already accepted.
+    Rollback {
+        /// The version already accepted.
+        known: u64,
+        /// The version received.
+        received: u64,
+    },
+    /// A different device list with the version already accepted: the account key signed two
+    /// histories.
+    Equivocation,
+    /// The list's structure is invalid: no primary (device 1, no expiry), a companion without
+    /// expiry or binding, or an identity key listed twice.
+    InvalidList,
+    /// More companions than the policy allows.
+    TooManyCompanions,
+    /// A companion's binding signature (its consent to join this account) does not verify.
+    BadBinding(u32),
+    /// The device is not in the account's current signed list.
+    NotInList(u32),
+    /// The companion's entry expired: the primary did not re-sign the list in time.
+    CompanionExpired(u32),
+    /// A link invitation that expired, was already used, or was never issued.
+    UnknownInvitation,
+    /// The device identity is already linked to this account.
+    AlreadyLinked,
+    /// Only the primary device can do this.
+    NotPrimary,
+}
+
 /// The crate's error: which layer refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -119,6 +156,8 @@ pub enum Error {
     Ratchet(RatchetError),
     /// The sender-key group layer refused.
     Group(GroupError),
+    /// The device layer refused.
+    Device(DeviceError),
 }
 
 macro_rules! from_layer {
@@ -136,6 +175,7 @@ from_layer!(
     X3dhError => X3dh,
     RatchetError => Ratchet,
     GroupError => Group,
+    DeviceError => Device,
 );
 
 impl fmt::Display for Error {
@@ -146,6 +186,7 @@ impl fmt::Display for Error {
             Error::X3dh(e) => write!(f, "key agreement refused: {e:?}"),
             Error::Ratchet(e) => write!(f, "message refused: {e:?}"),
             Error::Group(e) => write!(f, "group message refused: {e:?}"),
+            Error::Device(e) => write!(f, "device check failed: {e:?}"),
         }
     }
 }

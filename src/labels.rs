@@ -14,9 +14,27 @@ pub(crate) const SIGNED_PREKEY: &[u8] = b"ratchetry v1 signed prekey";
 pub(crate) const GROUP_MESSAGE_KEYS: &[u8] = b"ratchetry v1 group message keys";
 /// Signature prefix of a group message.
 pub(crate) const GROUP_MESSAGE: &[u8] = b"ratchetry v1 group message";
+/// Signature prefix of a signed device list.
+pub(crate) const DEVICE_LIST: &[u8] = b"ratchetry v1 device list";
+/// Signature prefix of a companion's consent to be listed under an account.
+pub(crate) const DEVICE_BINDING: &[u8] = b"ratchetry v1 device binding";
+/// Signature prefix of a link request.
+pub(crate) const LINK_REQUEST: &[u8] = b"ratchetry v1 link request";
+/// Signature prefix of a link confirmation.
+pub(crate) const LINK_CONFIRMATION: &[u8] = b"ratchetry v1 link confirmation";
+/// Hash prefix of the device-lists digest carried in envelopes.
+pub(crate) const DEVICE_LISTS_DIGEST: &[u8] = b"ratchetry v1 device lists digest";
+/// Hash prefix of a safety number fingerprint.
+pub(crate) const SAFETY_NUMBER: &[u8] = b"ratchetry v1 safety number";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
+    DEVICE_LIST,
+    DEVICE_BINDING,
+    LINK_REQUEST,
+    LINK_CONFIRMATION,
+    DEVICE_LISTS_DIGEST,
+    SAFETY_NUMBER,
     X3DH,
     ROOT,
     MESSAGE_KEYS,

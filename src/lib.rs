@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod devices;
 mod error;
 pub mod group;
 mod labels;
@@ -21,7 +22,9 @@ mod time;
 mod wire;
 pub mod x3dh;
 
-pub use error::{CryptoError, DecodeError, Error, GroupError, RatchetError, Result, X3dhError};
+pub use error::{
+    CryptoError, DecodeError, DeviceError, Error, GroupError, RatchetError, Result, X3dhError,
+};
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};
 pub use time::Timestamp;

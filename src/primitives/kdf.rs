@@ -31,3 +31,23 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
+
+/// SHA-256.
+pub(crate) fn sha256(data: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for d in data {
+        h.update(d);
+    }
+    h.finalize().into()
+}
+
+/// SHA-512.
+pub(crate) fn sha512(data: &[&[u8]]) -> [u8; 64] {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    for d in data {
+        h.update(d);
+    }
+    h.finalize().into()
+}

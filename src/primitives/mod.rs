@@ -19,7 +19,7 @@ pub use sig::Signature;
 pub use signing::{SigningKeyPair, SigningPublicKey};
 
 pub(crate) use aead::{AeadKey, TAG_LEN};
-pub(crate) use kdf::{derive, hmac_sha256};
+pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
 pub(crate) use secret::Secret;
 
 /// Low-level wrappers exposed only for the published-vector tests and the benches' floors.

@@ -17,11 +17,20 @@ pub(crate) mod kind {
     pub(crate) const PREKEY_MESSAGE: u8 = 0x03;
     pub(crate) const GROUP_MESSAGE: u8 = 0x04;
     pub(crate) const SENDER_KEY_DISTRIBUTION: u8 = 0x05;
+    pub(crate) const DEVICE_LIST: u8 = 0x06;
+    pub(crate) const LINK_INVITATION: u8 = 0x07;
+    pub(crate) const LINK_REQUEST: u8 = 0x08;
+    pub(crate) const LINK_APPROVAL: u8 = 0x09;
+    pub(crate) const LINK_CONFIRMATION: u8 = 0x0a;
+    pub(crate) const ENVELOPE: u8 = 0x0b;
+    pub(crate) const PAYLOAD: u8 = 0x0c;
     pub(crate) const SESSION_STATE: u8 = 0x81;
     pub(crate) const PREKEY_STORE_STATE: u8 = 0x82;
     pub(crate) const IDENTITY_STATE: u8 = 0x83;
     pub(crate) const OUTBOUND_GROUP_STATE: u8 = 0x84;
     pub(crate) const GROUP_RECEIVER_STATE: u8 = 0x85;
+    pub(crate) const PRIMARY_STATE: u8 = 0x86;
+    pub(crate) const DEVICE_STATE: u8 = 0x87;
 }
 
 /// Reads fields front to back; every read past the end is [`DecodeError::Truncated`].
@@ -95,6 +104,11 @@ impl<'a> Reader<'a> {
         } else {
             Ok(None)
         }
+    }
+
+    /// How many bytes are left.
+    pub(crate) fn rest_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// Everything left.

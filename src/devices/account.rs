@@ -1,0 +1,96 @@
+//! The account identity key: held by the primary device, it signs the device list (and so
+//! every companion's membership). Its change is a safety-number change.
+
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::fmt;
+use rand_core::CryptoRng;
+
+use crate::error::DecodeError;
+use crate::primitives::{SigningKeyPair, SigningPublicKey};
+
+/// An account's public identity key (Ed25519).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AccountKey(pub(crate) SigningPublicKey);
+
+impl AccountKey {
+    /// Parses a 32-byte Ed25519 key (strictly: canonical, not of small order).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, DecodeError> {
+        SigningPublicKey::from_bytes(bytes).map(Self)
+    }
+
+    /// The 32-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+}
+
+impl core::hash::Hash for AccountKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for AccountKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AccountKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountKey(")?;
+        for b in &self.as_bytes()[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// The account identity key pair. Zeroized on drop; `Debug` shows only the public key.
+#[derive(Clone, Debug)]
+pub struct AccountKeyPair(pub(crate) SigningKeyPair);
+
+impl AccountKeyPair {
+    /// A fresh account key from 32 bytes of `rng` output.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        Self(SigningKeyPair::generate(rng))
+    }
+
+    /// The public account key.
+    pub fn public(&self) -> AccountKey {
+        AccountKey(self.0.public())
+    }
+
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        self.0.seed()
+    }
+
+    pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(SigningKeyPair::from_seed(seed))
+    }
+
+    pub(crate) fn sign(&self, prefix: &[u8], message: &[u8]) -> crate::Signature {
+        self.0.sign(prefix, message)
+    }
+}
+
+/// Reads an account key field.
+pub(crate) fn read_account(r: &mut crate::wire::Reader<'_>) -> Result<AccountKey, DecodeError> {
+    AccountKey::from_bytes(&r.array()?)
+}
+
+/// Appends an account key field.
+pub(crate) fn write_account(out: &mut Vec<u8>, key: &AccountKey) {
+    out.extend_from_slice(key.as_bytes());
+}

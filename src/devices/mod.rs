@@ -1,0 +1,25 @@
+//! Accounts and their devices: the account identity key, device ids and addresses, the signed
+//! device list (with its verification: signer, rollback, duplicates, companion cap, expiry),
+//! linking a companion without I/O, the primary's list management, and safety numbers.
+//!
+//! It builds on primitives (signatures) and x3dh identity keys; it must not know sessions,
+//! groups or fanout.
+
+mod account;
+mod ids;
+mod linking;
+mod list;
+mod policy;
+mod primary;
+mod safety;
+
+pub use account::{AccountKey, AccountKeyPair};
+pub use ids::{DeviceAddress, DeviceId, PRIMARY_DEVICE};
+pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
+pub use list::{DeviceEntry, SignedDeviceList, VerifiedDeviceList};
+pub use policy::{
+    DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS, DEFAULT_MAX_COMPANIONS,
+    DevicePolicy,
+};
+pub use primary::Primary;
+pub use safety::SafetyNumber;

@@ -1,0 +1,268 @@
+//! Accounts, signed device lists, linking and safety numbers.
+
+use ratchetry::devices::{
+    DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, Primary,
+    SafetyNumber, SignedDeviceList, complete_link,
+};
+use ratchetry::testing::SeededRng;
+use ratchetry::{DeviceError, IdentityKeyPair, Timestamp};
+
+const DAY: u64 = 24 * 60 * 60 * 1000;
+const T0: Timestamp = Timestamp(1_790_000_000_000);
+
+fn at(days: u64) -> Timestamp {
+    T0.plus_millis(days * DAY)
+}
+
+fn new_account(rng: &mut SeededRng) -> Primary {
+    let phone = IdentityKeyPair::generate(rng).public();
+    Primary::new(rng, &phone, T0, DevicePolicy::default())
+}
+
+fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (IdentityKeyPair, DeviceId) {
+    let companion = IdentityKeyPair::generate(rng);
+    let invitation = LinkInvitation::from_bytes(&primary.invite(rng, now).to_bytes()).unwrap();
+    let request =
+        LinkRequest::from_bytes(&LinkRequest::new(&companion, &invitation).to_bytes()).unwrap();
+    let approval = primary.approve(now, &request).unwrap();
+    let approval = LinkApproval::from_bytes(&approval.to_bytes()).unwrap();
+    let (list, confirmation) =
+        complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).unwrap();
+    assert_eq!(list.version(), primary.device_list().version());
+    let confirmation = LinkConfirmation::from_bytes(&confirmation.to_bytes()).unwrap();
+    assert_eq!(primary.confirm(&confirmation).unwrap(), approval.device);
+    assert!(primary.is_confirmed(approval.device));
+    (companion, approval.device)
+}
+
+#[test]
+fn linking_a_companion_end_to_end() {
+    let rng = &mut SeededRng::from_label("link");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    assert_eq!(primary.device_list().version(), 1);
+    let (laptop, id) = link(rng, &mut primary, T0);
+    assert_eq!(id, DeviceId(2));
+    let list = primary.device_list();
+    assert_eq!(list.version(), 2);
+    let entry = list.check(id, at(1)).unwrap();
+    assert_eq!(entry.identity, laptop.public());
+    assert_eq!(entry.expires_at, Some(at(14)));
+    // A receiver verifies the published list against the account key it trusts.
+    let published = SignedDeviceList::from_bytes(&list.to_bytes()).unwrap();
+    let verified = published
+        .verify(&primary.account(), None, &DevicePolicy::default())
+        .unwrap();
+    assert_eq!(verified.active(at(1)).count(), 2);
+}
+
+#[test]
+fn replayed_tampered_and_misdirected_requests_fail() {
+    let rng = &mut SeededRng::from_label("link attacks");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let other = new_account(rng);
+    let companion = IdentityKeyPair::generate(rng);
+    let invitation = primary.invite(rng, T0);
+    let request = LinkRequest::new(&companion, &invitation);
+
+    // Aimed at another account.
+    let mut redirected = invitation.to_bytes();
+    redirected[2..34].copy_from_slice(&other.account().to_bytes());
+    let foreign = LinkRequest::new(
+        &companion,
+        &LinkInvitation::from_bytes(&redirected).unwrap(),
+    );
+    assert_eq!(
+        primary.approve(T0, &foreign).err(),
+        Some(DeviceError::WrongAccount)
+    );
+    // Tampered: another identity key spliced in.
+    let mut bytes = request.to_bytes();
+    let intruder = IdentityKeyPair::generate(rng).public().to_bytes();
+    bytes[50..82].copy_from_slice(&intruder);
+    let tampered = LinkRequest::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        primary.approve(T0, &tampered).err(),
+        Some(DeviceError::BadSignature)
+    );
+    // Expired invitation.
+    assert_eq!(
+        primary.approve(at(1), &request).err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    let before = primary.to_bytes();
+    // Genuine, then replayed.
+    primary.approve(T0, &request).unwrap();
+    assert_ne!(*before, *primary.to_bytes());
+    let after = primary.to_bytes();
+    assert_eq!(
+        primary.approve(T0, &request).err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    assert_eq!(*after, *primary.to_bytes());
+}
+
+#[test]
+fn companion_cap_is_policy() {
+    let rng = &mut SeededRng::from_label("cap");
+    let phone = IdentityKeyPair::generate(rng);
+    let policy = DevicePolicy {
+        max_companions: 2,
+        ..DevicePolicy::default()
+    };
+    let mut primary = Primary::new(rng, &phone.public(), T0, policy);
+    for _ in 0..2 {
+        let c = IdentityKeyPair::generate(rng);
+        let inv = primary.invite(rng, T0);
+        primary.approve(T0, &LinkRequest::new(&c, &inv)).unwrap();
+    }
+    let c = IdentityKeyPair::generate(rng);
+    let inv = primary.invite(rng, T0);
+    assert_eq!(
+        primary.approve(T0, &LinkRequest::new(&c, &inv)).err(),
+        Some(DeviceError::TooManyCompanions)
+    );
+    // A receiver with a stricter policy refuses the list itself.
+    let strict = DevicePolicy {
+        max_companions: 1,
+        ..policy
+    };
+    let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
+    assert_eq!(
+        list.verify(&primary.account(), None, &strict).err(),
+        Some(DeviceError::TooManyCompanions)
+    );
+}
+
+#[test]
+fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
+    let rng = &mut SeededRng::from_label("rollback");
+    let phone = IdentityKeyPair::generate(rng);
+    let policy = DevicePolicy::default();
+    let mut primary = Primary::new(rng, &phone.public(), T0, policy);
+    let v1 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
+    let (_, _) = link(rng, &mut primary, T0);
+    let v2 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
+    let known = v2
+        .clone()
+        .verify(&primary.account(), None, &policy)
+        .unwrap();
+    assert_eq!(
+        v1.clone()
+            .verify(&primary.account(), Some(&known), &policy)
+            .err(),
+        Some(DeviceError::Rollback {
+            known: 2,
+            received: 1
+        })
+    );
+    assert_eq!(
+        v2.clone().verify(&primary.account(), Some(&known), &policy),
+        Ok(known.clone())
+    );
+    let impostor = Primary::new(rng, &phone.public(), T0, policy);
+    let forged = SignedDeviceList::from_bytes(&impostor.device_list().to_bytes()).unwrap();
+    assert_eq!(
+        forged.verify(&primary.account(), None, &policy).err(),
+        Some(DeviceError::WrongAccount)
+    );
+    // A flipped bit in the body breaks the signature.
+    let mut bytes = primary.device_list().to_bytes();
+    bytes[45] ^= 1; // issued_at
+    let bad = SignedDeviceList::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        bad.verify(&primary.account(), None, &policy).err(),
+        Some(DeviceError::BadSignature)
+    );
+    // Same version, other content: equivocation (signed by the real account key, e.g. by a
+    // restored stale primary).
+    let mut fork = Primary::from_bytes(&primary.to_bytes()).unwrap();
+    fork.renew(at(1));
+    let mut ahead = Primary::from_bytes(&primary.to_bytes()).unwrap();
+    ahead.renew(at(2));
+    let known3 = SignedDeviceList::from_bytes(&fork.device_list().to_bytes())
+        .unwrap()
+        .verify(&primary.account(), Some(&known), &policy)
+        .unwrap();
+    let other3 = SignedDeviceList::from_bytes(&ahead.device_list().to_bytes()).unwrap();
+    assert_eq!(
+        other3
+            .verify(&primary.account(), Some(&known3), &policy)
+            .err(),
+        Some(DeviceError::Equivocation)
+    );
+    // Duplicate ids cannot even be encoded in order.
+    let mut dup = primary.device_list().to_bytes();
+    let entries_at = 2 + 32 + 8 + 8 + 4;
+    dup[entries_at..entries_at + 4].copy_from_slice(&2u32.to_be_bytes());
+    assert!(SignedDeviceList::from_bytes(&dup).is_err());
+}
+
+#[test]
+fn companions_expire_unless_renewed_and_can_be_unlinked() {
+    let rng = &mut SeededRng::from_label("expiry");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let (_, laptop) = link(rng, &mut primary, T0);
+    let (_, tablet) = link(rng, &mut primary, T0);
+    let list = primary.device_list().clone();
+    assert!(list.check(laptop, at(13)).is_ok());
+    assert_eq!(
+        list.check(laptop, at(14)).err(),
+        Some(DeviceError::CompanionExpired(laptop.0))
+    );
+    assert!(list.check(DeviceId(1), at(400)).is_ok());
+    // Renewed on day 10: valid until day 24.
+    primary.renew(at(10));
+    assert!(primary.device_list().check(laptop, at(20)).is_ok());
+    // Unlinked: gone from the next list.
+    primary.unlink(at(11), tablet).unwrap();
+    assert_eq!(
+        primary.device_list().check(tablet, at(11)).err(),
+        Some(DeviceError::NotInList(tablet.0))
+    );
+    assert_eq!(
+        primary.unlink(at(11), DeviceId(1)).err(),
+        Some(DeviceError::NotPrimary)
+    );
+    // The primary away for a month: renewing drops the expired laptop.
+    primary.renew(at(40));
+    assert_eq!(primary.device_list().entries().len(), 1);
+}
+
+#[test]
+fn safety_numbers_are_symmetric_and_stable_under_device_changes() {
+    let rng = &mut SeededRng::from_label("safety");
+    let mut alice = new_account(rng);
+    let bob = new_account(rng);
+    let ab = SafetyNumber::new(&alice.account(), &bob.account());
+    let ba = SafetyNumber::new(&bob.account(), &alice.account());
+    assert_eq!(ab, ba);
+    assert_eq!(ab.digits().len(), 60);
+    assert!(ab.digits().iter().all(u8::is_ascii_digit));
+    assert!(ba.matches_scanned(&ab.scannable()));
+    let (_, _) = link(rng, &mut alice, T0);
+    assert_eq!(SafetyNumber::new(&alice.account(), &bob.account()), ab);
+    let mallory = new_account(rng);
+    let am = SafetyNumber::new(&alice.account(), &mallory.account());
+    assert_ne!(am, ab);
+    assert!(!am.matches_scanned(&ab.scannable()));
+    assert_eq!(format!("{ab}").lines().count(), 3);
+}
+
+#[test]
+fn primary_state_round_trips() {
+    let rng = &mut SeededRng::from_label("primary state");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    link(rng, &mut primary, T0);
+    primary.invite(rng, T0);
+    let bytes = primary.to_bytes();
+    let restored = Primary::from_bytes(&bytes).unwrap();
+    assert_eq!(*restored.to_bytes(), *bytes);
+    for len in 0..bytes.len() {
+        assert!(Primary::from_bytes(&bytes[..len]).is_err());
+    }
+    assert!(!format!("{primary:?}").contains(&hex::encode(&bytes[2..34])));
+}
