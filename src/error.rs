@@ -142,6 +142,41 @@ pub enum DeviceError {
     NotPrimary,
 }
 
+/// Why a device cannot send or cannot read an envelope: causes the app can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// The envelope is addressed to another device (re-routed or misdelivered).
+    NotForThisDevice,
+    /// No verified device list is held for the sender's account: fetch it, then retry.
+    UnknownAccount,
+    /// The sender used other device lists than this device holds: fetch the newer list (or
+    /// tell the sender to); a message made under an older list is refused.
+    DeviceListsDiverge {
+        /// The sender's list version the envelope names.
+        sender_list_used: u64,
+        /// The sender's list version held here.
+        sender_list_held: u64,
+        /// This account's list version the envelope names (0 for group envelopes).
+        recipient_list_used: u64,
+        /// This account's list version held here (0 for group envelopes).
+        recipient_list_held: u64,
+    },
+    /// No pairwise session with that device: a retry (or a pre-key message) is needed.
+    NoSession,
+    /// The message carries an identity key other than the one the sender's list vouches for.
+    IdentityMismatch,
+    /// The group message's sender key was never received (or was evicted).
+    SenderKeyMissing {
+        /// The sender key generation the message needs.
+        key_id: u32,
+    },
+    /// The sender said it withholds its group key from this device.
+    Withheld,
+    /// This device is no longer in its own account's valid list (expired or unlinked).
+    ThisDeviceInactive,
+}
+
 /// The crate's error: which layer refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -158,6 +193,8 @@ pub enum Error {
     Group(GroupError),
     /// The device layer refused.
     Device(DeviceError),
+    /// The fanout layer refused.
+    Fanout(FanoutError),
 }
 
 macro_rules! from_layer {
@@ -176,6 +213,7 @@ from_layer!(
     RatchetError => Ratchet,
     GroupError => Group,
     DeviceError => Device,
+    FanoutError => Fanout,
 );
 
 impl fmt::Display for Error {
@@ -187,6 +225,7 @@ impl fmt::Display for Error {
             Error::Ratchet(e) => write!(f, "message refused: {e:?}"),
             Error::Group(e) => write!(f, "group message refused: {e:?}"),
             Error::Device(e) => write!(f, "device check failed: {e:?}"),
+            Error::Fanout(e) => write!(f, "fanout refused: {e:?}"),
         }
     }
 }

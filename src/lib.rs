@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod devices;
 mod error;
+pub mod fanout;
 pub mod group;
 mod labels;
 pub mod primitives;
@@ -23,7 +24,8 @@ mod wire;
 pub mod x3dh;
 
 pub use error::{
-    CryptoError, DecodeError, DeviceError, Error, GroupError, RatchetError, Result, X3dhError,
+    CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError, Result,
+    X3dhError,
 };
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};

@@ -5,7 +5,7 @@
 //! It builds on primitives (signatures) and x3dh identity keys; it must not know sessions,
 //! groups or fanout.
 
-mod account;
+pub(crate) mod account;
 mod ids;
 mod linking;
 mod list;

@@ -65,6 +65,7 @@ pub(crate) struct State {
 
 /// A pairwise Double Ratchet session. Persist [`to_bytes`](Self::to_bytes) after every
 /// successful operation, before acting on its output.
+#[derive(Clone)]
 pub struct Session(pub(crate) Box<State>);
 
 /// What a receive will change, computed before the message is authenticated.
@@ -130,6 +131,21 @@ impl Session {
         config: SessionConfig,
         context: &[u8],
     ) -> Result<(Self, Vec<u8>), Error> {
+        let (session, plaintext, consumption) =
+            Self::accept_pending(identity, store, message, config, context)?;
+        store.consume(consumption);
+        Ok((session, plaintext))
+    }
+
+    /// [`accept_bound`](Self::accept_bound) without touching the store: the caller applies the
+    /// returned consumption once everything else it does with the message has succeeded.
+    pub(crate) fn accept_pending(
+        identity: &IdentityKeyPair,
+        store: &PreKeyStore,
+        message: &PreKeyMessage<'_>,
+        config: SessionConfig,
+        context: &[u8],
+    ) -> Result<(Self, Vec<u8>, x3dh::Consumption), Error> {
         let (shared_secret, signed_prekey, consumption) =
             x3dh::respond(identity, store, &message.x3dh)?;
         let mut session = Self(Box::new(State {
@@ -148,8 +164,7 @@ impl Session {
             skipped: SkippedKeys::default(),
         }));
         let plaintext = session.decrypt_ratchet(&message.message, context)?;
-        store.consume(consumption);
-        Ok((session, plaintext))
+        Ok((session, plaintext, consumption))
     }
 
     /// Encrypts `plaintext` into wire bytes for the peer. Draws 32 bytes from `rng` when this
@@ -366,6 +381,11 @@ impl Session {
     /// The session's limits.
     pub fn config(&self) -> SessionConfig {
         self.0.config
+    }
+
+    /// Whether `message` carries the X3DH values this (responder) session began with.
+    pub(crate) fn continues(&self, message: &PreKeyMessage<'_>) -> bool {
+        self.0.role == Role::Responder && message.x3dh == self.0.x3dh
     }
 
     /// Skipped message keys currently stored.

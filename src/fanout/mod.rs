@@ -1,0 +1,19 @@
+//! Client fanout: every message is encrypted once per linked device identity, to all active
+//! devices of the recipient and to this account's own other devices; group messages once per
+//! sender key, with the key distributed pairwise only where the ledger says it is missing.
+//!
+//! It owns the [`Device`] (the app-facing state of one device), envelopes and payloads, the
+//! distribution ledger, and the typed outcomes the app acts on. It builds on devices, ratchet,
+//! x3dh and group, and nothing below knows about it.
+
+mod device;
+mod envelope;
+mod outbox;
+mod payload;
+mod receive;
+mod send;
+mod state;
+
+pub use device::{Device, DeviceConfig};
+pub use outbox::{Event, Outbox, Outgoing, Received};
+pub use payload::WithheldReason;

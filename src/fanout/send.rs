@@ -1,0 +1,201 @@
+//! Sending: a 1:1 message to every device of the recipient and to this account's other
+//! devices; a group message as one sender-key message plus distributions where missing.
+//! Everything is computed on copies and committed only when the whole send succeeded.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use rand_core::CryptoRng;
+
+use super::device::lists_digest;
+use super::envelope::{GroupHeader, PairwiseHeader};
+use super::payload::{Payload, WithheldReason};
+use super::{Device, Outbox, Outgoing};
+use crate::devices::{AccountKey, DeviceAddress};
+use crate::error::{Error, FanoutError};
+use crate::group::{GroupId, OutboundGroupSession};
+use crate::ratchet::Session;
+use crate::time::Timestamp;
+
+impl Device {
+    /// Sends `body` to `to`'s account: one envelope per active device of `to`, and one per
+    /// other active device of this account (those carry `to` so they can show the message in
+    /// that conversation). Sending to this device's own account reaches its other devices.
+    pub fn send(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        to: &AccountKey,
+        body: &[u8],
+    ) -> Result<Outgoing, Error> {
+        self.own_list(now)?;
+        let own = self.address.account;
+        let mut targets = self.targets(to, now)?;
+        if *to != own {
+            targets.extend(self.targets(&own, now)?);
+        }
+        if let Some(missing) = self.missing_sessions(&targets) {
+            return Ok(Outgoing::NeedBundles(missing));
+        }
+        let to_them = Payload::Direct {
+            sent_to: None,
+            body: body.to_vec(),
+        }
+        .encode();
+        let own_copy = Payload::Direct {
+            sent_to: Some(*to),
+            body: body.to_vec(),
+        }
+        .encode();
+        let mut sealed = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let payload = if target.account == own {
+                &own_copy
+            } else {
+                &to_them
+            };
+            sealed.push(self.seal(rng, now, target, payload)?);
+        }
+        Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
+    }
+
+    /// Sends `body` to a group whose member accounts are `members` (this account is always
+    /// included). The message is encrypted once under this device's sender key; devices that
+    /// lack the current key generation get it first, pairwise. If a device that holds the
+    /// current key is no longer among the members' active devices, the key is rotated and the
+    /// new one goes to the remaining devices only.
+    pub fn send_group(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        group: GroupId,
+        members: &[AccountKey],
+        body: &[u8],
+    ) -> Result<Outgoing, Error> {
+        self.own_list(now)?;
+        let mut devices = BTreeSet::new();
+        for account in members
+            .iter()
+            .chain(core::iter::once(&self.address.account))
+        {
+            devices.extend(self.targets(account, now)?);
+        }
+        let holders = self.ledger.get(&group);
+        let existing = self.outbound.get(&group);
+        let rotate = holders.is_some_and(|h| h.iter().any(|d| !devices.contains(d)));
+        let fresh = existing.is_none() || rotate;
+        let needs_key: Vec<DeviceAddress> = devices
+            .iter()
+            .filter(|d| fresh || !holders.is_some_and(|h| h.contains(d)))
+            .copied()
+            .collect();
+        if let Some(missing) = self.missing_sessions(&needs_key) {
+            return Ok(Outgoing::NeedBundles(missing));
+        }
+
+        let mut outbound = match existing {
+            Some(o) if !rotate => o.clone(),
+            Some(o) => {
+                let mut o = o.clone();
+                o.rotate(rng)?;
+                o
+            }
+            None => OutboundGroupSession::new(rng, group),
+        };
+        let distribution = Payload::Distribution(outbound.distribution()).encode();
+        let mut sealed = Vec::with_capacity(needs_key.len());
+        for device in &needs_key {
+            sealed.push(self.seal(rng, now, device, &distribution)?);
+        }
+        let mut envelope = GroupHeader {
+            sender: self.address,
+            sender_list_version: self.own_list(now)?.version(),
+        }
+        .encode();
+        envelope.extend_from_slice(&outbound.encrypt(body)?);
+
+        let mut ledger = if fresh {
+            BTreeSet::new()
+        } else {
+            holders.cloned().unwrap_or_default()
+        };
+        ledger.extend(needs_key);
+        self.outbound.insert(group, outbound);
+        self.ledger.insert(group, ledger);
+        let recipients = devices.into_iter().collect();
+        Ok(Outgoing::Ready(
+            self.commit_sealed(sealed, Some((envelope, recipients))),
+        ))
+    }
+
+    /// Tells `device` that this device withholds its sender key for `group` from it, so its
+    /// app can show why group messages from here are unreadable.
+    pub fn withhold_group_key(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        device: DeviceAddress,
+        group: GroupId,
+        reason: WithheldReason,
+    ) -> Result<Outgoing, Error> {
+        self.own_list(now)?;
+        self.entry(&device, now)?;
+        if let Some(missing) = self.missing_sessions(&[device]) {
+            return Ok(Outgoing::NeedBundles(missing));
+        }
+        let payload = Payload::Withheld { group, reason }.encode();
+        let sealed = self.seal(rng, now, &device, &payload)?;
+        Ok(Outgoing::Ready(
+            self.commit_sealed(alloc::vec![sealed], None),
+        ))
+    }
+
+    fn missing_sessions(&self, devices: &[DeviceAddress]) -> Option<Vec<DeviceAddress>> {
+        let missing: Vec<_> = devices
+            .iter()
+            .filter(|d| !self.sessions.contains_key(d))
+            .copied()
+            .collect();
+        (!missing.is_empty()).then_some(missing)
+    }
+
+    /// Encrypts `payload` for `to` on a copy of its session; the envelope header (sender,
+    /// recipient, list versions, lists digest) is bound into the AEAD.
+    fn seal(
+        &self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        to: &DeviceAddress,
+        payload: &[u8],
+    ) -> Result<(DeviceAddress, Session, Vec<u8>), Error> {
+        let own = self.own_list(now)?;
+        let theirs = self
+            .lists
+            .get(&to.account)
+            .ok_or(FanoutError::UnknownAccount)?;
+        let mut envelope = PairwiseHeader {
+            sender: self.address,
+            recipient: *to,
+            sender_list_version: own.version(),
+            recipient_list_version: theirs.version(),
+            lists_digest: lists_digest(own, theirs),
+        }
+        .encode();
+        let mut session = self.sessions.get(to).ok_or(FanoutError::NoSession)?.clone();
+        let message = session.encrypt_bound(rng, payload, &envelope)?;
+        envelope.extend_from_slice(&message);
+        Ok((*to, session, envelope))
+    }
+
+    fn commit_sealed(
+        &mut self,
+        sealed: Vec<(DeviceAddress, Session, Vec<u8>)>,
+        group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
+    ) -> Outbox {
+        let mut envelopes = Vec::with_capacity(sealed.len());
+        for (to, session, envelope) in sealed {
+            self.sessions.insert(to, session);
+            envelopes.push((to, envelope));
+        }
+        Outbox { envelopes, group }
+    }
+}
