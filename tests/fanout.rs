@@ -134,7 +134,7 @@ fn deliver(
     got
 }
 
-fn device<'a>(acc: &'a mut Account, id: u32) -> &'a mut Device {
+fn device(acc: &mut Account, id: u32) -> &mut Device {
     acc.devices
         .iter_mut()
         .find(|d| d.address().device == DeviceId(id))
