@@ -680,3 +680,53 @@ fn device_state_round_trips_and_corrupted_envelopes_change_nothing() {
     }
     let _ = SignedDeviceList::from_bytes(&alice.primary.device_list().to_bytes()).unwrap();
 }
+
+#[test]
+fn simultaneous_session_starts_converge() {
+    let rng = &mut SeededRng::from_label("fanout race");
+    let mut alice = account(rng, 0);
+    let mut bob = account(rng, 0);
+    introduce(T0, &mut alice, &mut bob);
+    let (alice_key, bob_key) = (alice.key(), bob.key());
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    // Both start a session before hearing from the other.
+    let a1 = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"a1", &world);
+    let b1 = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"b1", &world);
+    deliver(T0, &a1, &mut [&mut bob]);
+    deliver(T0, &b1, &mut [&mut alice]);
+    // Each side's current session is now the one the other started; messages still flow both
+    // ways, and after one round trip both use the same session.
+    for round in 0..3u8 {
+        let a = send_ready(rng, T0, device(&mut alice, 1), &bob_key, &[round], &world);
+        let got = deliver(T0, &a, &mut [&mut bob]);
+        assert_eq!(
+            got[0].1,
+            Received::Direct {
+                from: DeviceAddress {
+                    account: alice_key,
+                    device: DeviceId(1)
+                },
+                body: vec![round]
+            }
+        );
+        let b = send_ready(
+            rng,
+            T0,
+            device(&mut bob, 1),
+            &alice_key,
+            &[round, round],
+            &world,
+        );
+        let got = deliver(T0, &b, &mut [&mut alice]);
+        assert_eq!(
+            got[0].1,
+            Received::Direct {
+                from: DeviceAddress {
+                    account: bob_key,
+                    device: DeviceId(1)
+                },
+                body: vec![round, round]
+            }
+        );
+    }
+}

@@ -8,6 +8,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
+use super::sessions::SessionSet;
 use crate::devices::{
     AccountKey, DeviceAddress, DeviceId, DevicePolicy, SignedDeviceList, VerifiedDeviceList,
 };
@@ -43,7 +44,7 @@ pub struct Device {
     pub(crate) identity: IdentityKeyPair,
     pub(crate) prekeys: PreKeyStore,
     pub(crate) lists: BTreeMap<AccountKey, VerifiedDeviceList>,
-    pub(crate) sessions: BTreeMap<DeviceAddress, Session>,
+    pub(crate) sessions: BTreeMap<DeviceAddress, SessionSet>,
     pub(crate) groups: GroupReceiver,
     pub(crate) outbound: BTreeMap<GroupId, OutboundGroupSession>,
     /// Per group: the devices that hold this device's current sender key generation.
@@ -220,7 +221,14 @@ impl Device {
                 Session::initiate(rng, &self.identity, &verified, self.config.session)?,
             ));
         }
-        self.sessions.extend(made);
+        for (address, session) in made {
+            match self.sessions.get_mut(&address) {
+                Some(set) => set.push_new(session),
+                None => {
+                    self.sessions.insert(address, SessionSet::new(session));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod outbox;
 mod payload;
 mod receive;
 mod send;
+mod sessions;
 mod state;
 
 pub use device::{Device, DeviceConfig};

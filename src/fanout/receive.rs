@@ -4,6 +4,7 @@
 use super::device::lists_digest;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::payload::Payload;
+use super::sessions::SessionSet;
 use super::{Device, Received};
 use crate::error::{Error, FanoutError, GroupError};
 use crate::group::GroupMessage;
@@ -54,20 +55,26 @@ impl Device {
         }
         let identity = entry.identity;
 
-        let existing = self.sessions.get(&header.sender);
-        let (session, plaintext, consumption) = match IncomingMessage::decode(message)? {
+        let sessions = self
+            .sessions
+            .get(&header.sender)
+            .map(|set| set.all())
+            .unwrap_or(&[]);
+        // (session index to promote, or None for a new session), the advanced session, the
+        // plaintext, and the one-time prekey to consume.
+        let (index, session, plaintext, consumption) = match IncomingMessage::decode(message)? {
             IncomingMessage::PreKey(m) => {
                 if m.initiator_identity() != identity {
                     return Err(FanoutError::IdentityMismatch.into());
                 }
-                match existing.filter(|s| s.continues(&m)) {
-                    Some(s) => {
-                        let mut s = s.clone();
+                match sessions.iter().position(|s| s.continues(&m)) {
+                    Some(i) => {
+                        let mut s = sessions[i].clone();
                         let pt = s.decrypt_bound(&IncomingMessage::PreKey(m), header_bytes)?;
-                        (s, pt, None)
+                        (Some(i), s, pt, None)
                     }
-                    // A new session from the peer (it lost its state or raced ours): it
-                    // replaces the old one once this message has decrypted.
+                    // A new session from the peer (it restarted, or raced ours): it becomes
+                    // current once this message has decrypted; ours is kept as archived.
                     None => {
                         let (s, pt, c) = Session::accept_pending(
                             &self.identity,
@@ -76,18 +83,33 @@ impl Device {
                             self.config.session,
                             header_bytes,
                         )?;
-                        (s, pt, Some(c))
+                        (None, s, pt, Some(c))
                     }
                 }
             }
             incoming @ IncomingMessage::Ratchet(_) => {
-                let s = existing.ok_or(FanoutError::NoSession)?;
-                if s.remote_identity() != identity {
-                    return Err(FanoutError::IdentityMismatch.into());
+                let mut first_error = None;
+                let mut opened = None;
+                for (i, s) in sessions.iter().enumerate() {
+                    if s.remote_identity() != identity {
+                        first_error.get_or_insert(FanoutError::IdentityMismatch.into());
+                        continue;
+                    }
+                    let mut s = s.clone();
+                    match s.decrypt_bound(&incoming, header_bytes) {
+                        Ok(pt) => {
+                            opened = Some((Some(i), s, pt, None));
+                            break;
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
                 }
-                let mut s = s.clone();
-                let pt = s.decrypt_bound(&incoming, header_bytes)?;
-                (s, pt, None)
+                match opened {
+                    Some(o) => o,
+                    None => return Err(first_error.unwrap_or(FanoutError::NoSession.into())),
+                }
             }
         };
 
@@ -133,7 +155,13 @@ impl Device {
         if let Some(c) = consumption {
             self.prekeys.consume(c);
         }
-        self.sessions.insert(from, session);
+        match (self.sessions.get_mut(&from), index) {
+            (Some(set), Some(i)) => set.promote(i, session),
+            (Some(set), None) => set.push_new(session),
+            (None, _) => {
+                self.sessions.insert(from, SessionSet::new(session));
+            }
+        }
         Ok(received)
     }
 

@@ -180,7 +180,12 @@ impl Device {
             lists_digest: lists_digest(own, theirs),
         }
         .encode();
-        let mut session = self.sessions.get(to).ok_or(FanoutError::NoSession)?.clone();
+        let mut session = self
+            .sessions
+            .get(to)
+            .and_then(|set| set.current())
+            .ok_or(FanoutError::NoSession)?
+            .clone();
         let message = session.encrypt_bound(rng, payload, &envelope)?;
         envelope.extend_from_slice(&message);
         Ok((*to, session, envelope))
@@ -193,7 +198,9 @@ impl Device {
     ) -> Outbox {
         let mut envelopes = Vec::with_capacity(sealed.len());
         for (to, session, envelope) in sealed {
-            self.sessions.insert(to, session);
+            if let Some(set) = self.sessions.get_mut(&to) {
+                set.promote(0, session);
+            }
             envelopes.push((to, envelope));
         }
         Outbox { envelopes, group }

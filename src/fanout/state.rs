@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use super::envelope::read_address;
+use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, DevicePolicy, VerifiedDeviceList};
 use crate::error::DecodeError;
@@ -42,9 +43,12 @@ impl Device {
             blob(&mut out, &list.to_bytes());
         }
         out.u32(self.sessions.len() as u32);
-        for (address, session) in &self.sessions {
+        for (address, set) in &self.sessions {
             write_address(&mut out, address);
-            blob(&mut out, &session.to_bytes());
+            out.u32(set.all().len() as u32);
+            for session in set.all() {
+                blob(&mut out, &session.to_bytes());
+            }
         }
         blob(&mut out, &self.groups.to_bytes());
         out.u32(self.outbound.len() as u32);
@@ -111,9 +115,16 @@ impl Device {
         let mut sessions = BTreeMap::new();
         for _ in 0..r.u32()? {
             let a = read_address(&mut r)?;
-            let s = Session::from_bytes(read_blob(&mut r)?)?;
             ascending(sessions.last_key_value().map(|(k, _)| k), &a)?;
-            sessions.insert(a, s);
+            let n = crate::x3dh::bounded_count(&mut r, MAX_SESSIONS_PER_DEVICE as u32)?;
+            let mut set = Vec::with_capacity(n);
+            for _ in 0..n {
+                set.push(Session::from_bytes(read_blob(&mut r)?)?);
+            }
+            sessions.insert(
+                a,
+                SessionSet::from_sessions(set).ok_or(DecodeError::InvalidValue)?,
+            );
         }
         let groups = GroupReceiver::from_bytes(read_blob(&mut r)?)?;
         let mut outbound = BTreeMap::new();

@@ -1,0 +1,48 @@
+//! The pairwise sessions with one remote device: the current one, plus a few recent ones kept
+//! because both sides may have started a session at the same time (or one restarted). A
+//! message that opens under an archived session makes it current again, so two devices that
+//! raced converge on the session the other side is using.
+
+use alloc::vec::Vec;
+
+use crate::ratchet::Session;
+
+/// Sessions kept per remote device, the current one included.
+pub(crate) const MAX_SESSIONS_PER_DEVICE: usize = 3;
+
+/// Never empty; index 0 is current.
+#[derive(Clone)]
+pub(crate) struct SessionSet(Vec<Session>);
+
+impl SessionSet {
+    pub(crate) fn new(session: Session) -> Self {
+        Self(alloc::vec![session])
+    }
+
+    pub(crate) fn from_sessions(sessions: Vec<Session>) -> Option<Self> {
+        (!sessions.is_empty() && sessions.len() <= MAX_SESSIONS_PER_DEVICE)
+            .then_some(Self(sessions))
+    }
+
+    pub(crate) fn current(&self) -> Option<&Session> {
+        self.0.first()
+    }
+
+    pub(crate) fn all(&self) -> &[Session] {
+        &self.0
+    }
+
+    /// Replaces session `index` with its advanced copy and makes it current.
+    pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
+        if index < self.0.len() {
+            self.0.remove(index);
+        }
+        self.0.insert(0, advanced);
+    }
+
+    /// A newer session becomes current; the oldest beyond the limit is dropped.
+    pub(crate) fn push_new(&mut self, session: Session) {
+        self.0.insert(0, session);
+        self.0.truncate(MAX_SESSIONS_PER_DEVICE);
+    }
+}
