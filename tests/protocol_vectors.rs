@@ -972,6 +972,310 @@ fn sender_key_vectors() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// devices.json: device lists, linking, safety numbers, fanout envelopes
+
+#[derive(Serialize, Deserialize)]
+struct DevicesFile {
+    description: String,
+    generator: String,
+    rng_seed: String,
+    now: u64,
+    alice_account_seed: String,
+    alice_account_public: String,
+    alice_phone_identity_seed: String,
+    alice_list_v1: String,
+    invitation: String,
+    laptop_identity_seed: String,
+    link_request: String,
+    link_approval: String,
+    alice_list_v2: String,
+    alice_list_v2_digest: String,
+    link_confirmation: String,
+    bob_account_public: String,
+    bob_list_v1: String,
+    safety_number_digits: String,
+    safety_number_scannable: String,
+    envelope_plaintext: String,
+    envelope_lists_digest: String,
+    envelope_header: String,
+    envelope: String,
+    group_envelope: String,
+}
+
+fn devices_file() -> DevicesFile {
+    use ratchetry::devices::{
+        DeviceId, DevicePolicy, LinkRequest, Primary, SafetyNumber, complete_link,
+    };
+    use ratchetry::fanout::{Device, DeviceConfig, Outgoing};
+    use ratchetry::group::GroupId;
+    let seed = raw_sha256(b"ratchetry devices");
+    let rng = &mut SeededRng::new(seed);
+    let now = Timestamp(1_790_000_000_000);
+    let policy = DevicePolicy::default();
+    let phone = IdentityKeyPair::generate(rng);
+    let account_seed = draw32(&mut rng.clone());
+    let mut primary = Primary::new(rng, &phone.public(), now, policy);
+    let list_v1 = primary.device_list().to_bytes();
+    let invitation = primary.invite(rng, now);
+    let laptop = IdentityKeyPair::generate(rng);
+    let request = LinkRequest::new(&laptop, &invitation);
+    let approval = primary.approve(now, &request).unwrap();
+    let (list_v2, confirmation) = complete_link(&laptop, &invitation, &approval, &policy).unwrap();
+    primary.confirm(&confirmation).unwrap();
+
+    let bob_phone = IdentityKeyPair::generate(rng);
+    let bob_primary = Primary::new(rng, &bob_phone.public(), now, policy);
+    let safety = SafetyNumber::new(&primary.account(), &bob_primary.account());
+
+    let config = DeviceConfig::default();
+    let mut alice_dev =
+        Device::new(rng, now, phone, DeviceId(1), list_v2.clone(), 1, config).unwrap();
+    let mut bob_dev = Device::new(
+        rng,
+        now,
+        bob_phone,
+        DeviceId(1),
+        bob_primary.device_list().clone(),
+        1,
+        config,
+    )
+    .unwrap();
+    alice_dev
+        .update_device_list(
+            now,
+            &bob_primary.account(),
+            bob_primary.device_list().signed().clone(),
+        )
+        .unwrap();
+    bob_dev
+        .update_device_list(now, &primary.account(), list_v2.signed().clone())
+        .unwrap();
+    let bob_addr = bob_dev.address();
+    alice_dev
+        .start_sessions(rng, now, &[(bob_addr, bob_dev.bundle(None))])
+        .unwrap();
+    // A send also reaches Alice's own laptop, so it needs a session too.
+    let mut laptop_dev = Device::new(
+        rng,
+        now,
+        laptop,
+        approval.device,
+        list_v2.clone(),
+        1,
+        config,
+    )
+    .unwrap();
+    let laptop_addr = laptop_dev.address();
+    alice_dev
+        .start_sessions(rng, now, &[(laptop_addr, laptop_dev.bundle(None))])
+        .unwrap();
+    let body = b"envelope vector";
+    let Outgoing::Ready(outbox) = alice_dev
+        .send(rng, now, &bob_primary.account(), body)
+        .unwrap()
+    else {
+        panic!("sessions exist")
+    };
+    let (_, envelope) = outbox
+        .envelopes
+        .iter()
+        .find(|(a, _)| *a == bob_addr)
+        .unwrap()
+        .clone();
+    assert!(matches!(
+        bob_dev.receive(now, &envelope).unwrap(),
+        ratchetry::fanout::Received::Direct { .. }
+    ));
+    let lists_digest = &envelope[3 + 36 + 36 + 16..3 + 36 + 36 + 24];
+    let Outgoing::Ready(group) = alice_dev
+        .send_group(
+            rng,
+            now,
+            GroupId([3; 32]),
+            &[bob_primary.account()],
+            b"group vector",
+        )
+        .unwrap()
+    else {
+        panic!("sessions exist")
+    };
+    for (to, e) in &group.envelopes {
+        if *to == bob_addr {
+            bob_dev.receive(now, e).unwrap();
+        } else {
+            laptop_dev.receive(now, e).unwrap();
+        }
+    }
+    let (group_envelope, _) = group.group.unwrap();
+    assert!(matches!(
+        bob_dev.receive(now, &group_envelope).unwrap(),
+        ratchetry::fanout::Received::Group { .. }
+    ));
+
+    DevicesFile {
+        description: "Signed device lists, the four linking messages, a safety number, and a \
+                      pairwise and a group fanout envelope. Schema: test-vectors/README.md."
+            .into(),
+        generator: GENERATOR.into(),
+        rng_seed: h(seed),
+        now: now.0,
+        alice_account_seed: h(account_seed),
+        alice_account_public: h(primary.account().to_bytes()),
+        alice_phone_identity_seed: h(&device_identity_seed(&alice_dev)),
+        alice_list_v1: h(list_v1),
+        invitation: h(invitation.to_bytes()),
+        laptop_identity_seed: h(device_identity_seed(&laptop_dev)),
+        link_request: h(request.to_bytes()),
+        link_approval: h(approval.to_bytes()),
+        alice_list_v2: h(list_v2.to_bytes()),
+        alice_list_v2_digest: h(list_v2.digest()),
+        link_confirmation: h(confirmation.to_bytes()),
+        bob_account_public: h(bob_primary.account().to_bytes()),
+        bob_list_v1: h(bob_primary.device_list().to_bytes()),
+        safety_number_digits: String::from_utf8(safety.digits().to_vec()).unwrap(),
+        safety_number_scannable: h(safety.scannable()),
+        envelope_plaintext: h(body),
+        envelope_lists_digest: h(lists_digest),
+        envelope_header: h(&envelope[..3 + 36 + 36 + 24]),
+        envelope: h(&envelope),
+        group_envelope: h(group_envelope),
+    }
+}
+
+/// A device's identity seed, read from its documented state encoding (PROTOCOL.md 18.4).
+fn device_identity_seed(d: &ratchetry::fanout::Device) -> Vec<u8> {
+    let state = d.to_bytes();
+    let at = 2 + 4 * 2 + 4 * 3 + 4 + 8 + 8 + 4 * 3 + 32 + 4;
+    let len = u32::from_be_bytes(state[at..at + 4].try_into().unwrap()) as usize;
+    assert_eq!(len, 34);
+    state[at + 4 + 2..at + 4 + 34].to_vec()
+}
+
+fn spec_safety_fingerprint(account: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new()
+        .chain_update(b"ratchetry v1 safety number")
+        .chain_update(account)
+        .finalize();
+    for _ in 1..5200 {
+        h = Sha512::new()
+            .chain_update(h)
+            .chain_update(account)
+            .finalize();
+    }
+    h[..32].to_vec()
+}
+
+#[test]
+fn device_vectors() {
+    let generated = to_json(&devices_file());
+    check_committed("devices.json", &generated);
+    let f: DevicesFile = serde_json::from_str(&generated).unwrap();
+    let account_seed: [u8; 32] = unh(&f.alice_account_seed);
+    let (ak, _) = raw::ed25519_sign(&account_seed, b"");
+    assert_eq!(h(ak), f.alice_account_public);
+    // Every list's signature is the account's over its body.
+    for list in [&f.alice_list_v1, &f.alice_list_v2] {
+        let bytes = hex::decode(list).unwrap();
+        let (body, sig) = bytes.split_at(bytes.len() - 64);
+        let mut signed = b"ratchetry v1 device list".to_vec();
+        signed.extend(body);
+        assert_eq!(raw::ed25519_sign(&account_seed, &signed).1.to_vec(), sig);
+        assert_eq!(&body[..2], &[1, 6]);
+        assert_eq!(&body[2..34], &ak);
+    }
+    let v2 = hex::decode(&f.alice_list_v2).unwrap();
+    assert_eq!(h(raw_sha256(&v2)), f.alice_list_v2_digest);
+    // The link request: binding and request signatures by the laptop.
+    let laptop: [u8; 32] = unh(&f.laptop_identity_seed);
+    let (laptop_ik, _) = raw::ed25519_sign(&laptop, b"");
+    let req = hex::decode(&f.link_request).unwrap();
+    let inv = hex::decode(&f.invitation).unwrap();
+    let nonce = &inv[34..50];
+    assert_eq!(&req[..2], &[1, 8]);
+    assert_eq!(&req[2..34], &ak);
+    assert_eq!(&req[34..50], nonce);
+    assert_eq!(&req[50..82], &laptop_ik);
+    let mut binding = b"ratchetry v1 device binding".to_vec();
+    binding.extend(ak);
+    assert_eq!(
+        raw::ed25519_sign(&laptop, &binding).1.to_vec(),
+        &req[82..146]
+    );
+    let mut signed = b"ratchetry v1 link request".to_vec();
+    signed.extend(ak);
+    signed.extend(nonce);
+    signed.extend(laptop_ik);
+    assert_eq!(
+        raw::ed25519_sign(&laptop, &signed).1.to_vec(),
+        &req[146..210]
+    );
+    // The list's second entry carries that binding.
+    assert!(v2.windows(64).any(|w| w == &req[82..146]));
+    // Approval = header ‖ device id 2 ‖ list v2; confirmation signs AK ‖ id ‖ digest.
+    let approval = hex::decode(&f.link_approval).unwrap();
+    assert_eq!(&approval[..6], &[1, 9, 0, 0, 0, 2]);
+    assert_eq!(&approval[6..], &v2[..]);
+    let conf = hex::decode(&f.link_confirmation).unwrap();
+    let mut signed = b"ratchetry v1 link confirmation".to_vec();
+    signed.extend(ak);
+    signed.extend(2u32.to_be_bytes());
+    signed.extend(hex::decode(&f.alice_list_v2_digest).unwrap());
+    assert_eq!(
+        raw::ed25519_sign(&laptop, &signed).1.to_vec(),
+        &conf[conf.len() - 64..]
+    );
+    // Safety number from the two account keys.
+    let bk = hex::decode(&f.bob_account_public).unwrap();
+    let (first, second) = if ak.as_slice() <= bk.as_slice() {
+        (ak.to_vec(), bk)
+    } else {
+        (bk, ak.to_vec())
+    };
+    let (f1, f2) = (
+        spec_safety_fingerprint(&first),
+        spec_safety_fingerprint(&second),
+    );
+    let mut digits = String::new();
+    for fp in [&f1, &f2] {
+        for g in 0..6 {
+            let v = fp[g * 5..g * 5 + 5]
+                .iter()
+                .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+                % 100_000;
+            digits.push_str(&format!("{v:05}"));
+        }
+    }
+    assert_eq!(digits, f.safety_number_digits);
+    assert_eq!(h([vec![1u8], f1, f2].concat()), f.safety_number_scannable);
+    // Envelope header and lists digest.
+    let bob_v1 = hex::decode(&f.bob_list_v1).unwrap();
+    let mut d = b"ratchetry v1 device lists digest".to_vec();
+    d.extend(raw_sha256(&v2));
+    d.extend(raw_sha256(&bob_v1));
+    assert_eq!(h(&raw_sha256(&d)[..8]), f.envelope_lists_digest);
+    let mut header = vec![1u8, 0x0b, 1];
+    header.extend(ak);
+    header.extend(1u32.to_be_bytes());
+    header.extend(&bk_of(&f));
+    header.extend(1u32.to_be_bytes());
+    header.extend(2u64.to_be_bytes());
+    header.extend(1u64.to_be_bytes());
+    header.extend(hex::decode(&f.envelope_lists_digest).unwrap());
+    assert_eq!(h(&header), f.envelope_header);
+    assert!(f.envelope.starts_with(&f.envelope_header));
+    let mut g = vec![1u8, 0x0b, 2];
+    g.extend(ak);
+    g.extend(1u32.to_be_bytes());
+    g.extend(2u64.to_be_bytes());
+    assert!(f.group_envelope.starts_with(&h(g)));
+}
+
+fn bk_of(f: &DevicesFile) -> Vec<u8> {
+    hex::decode(&f.bob_account_public).unwrap()
+}
+
 #[test]
 #[ignore = "writes test-vectors/; run to regenerate after a deliberate protocol change"]
 fn regenerate() {
@@ -979,4 +1283,5 @@ fn regenerate() {
     std::fs::write(path("kdf-chains.json"), to_json(&kdf_file())).unwrap();
     std::fs::write(path("ratchet-transcript.json"), to_json(&transcript_file())).unwrap();
     std::fs::write(path("sender-keys.json"), to_json(&sender_keys_file())).unwrap();
+    std::fs::write(path("devices.json"), to_json(&devices_file())).unwrap();
 }
