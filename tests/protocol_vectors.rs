@@ -1122,7 +1122,7 @@ fn devices_file() -> DevicesFile {
         now: now.0,
         alice_account_seed: h(account_seed),
         alice_account_public: h(primary.account().to_bytes()),
-        alice_phone_identity_seed: h(&device_identity_seed(&alice_dev)),
+        alice_phone_identity_seed: h(device_identity_seed(&alice_dev)),
         alice_list_v1: h(list_v1),
         invitation: h(invitation.to_bytes()),
         laptop_identity_seed: h(device_identity_seed(&laptop_dev)),
