@@ -730,3 +730,20 @@ fn simultaneous_session_starts_converge() {
         );
     }
 }
+
+#[test]
+fn fuzz_fixture_envelopes_are_genuine() {
+    use ratchetry::testing::fuzz::{FanoutFixture, device_receive};
+    let mut f = FanoutFixture::new();
+    assert_eq!(f.in_flight.len(), 3);
+    let genuine = f.in_flight.clone();
+    for e in &genuine {
+        let mut corrupted = e.clone();
+        let last = corrupted.len() - 1;
+        corrupted[last] ^= 1;
+        device_receive(&mut f, &corrupted);
+    }
+    for e in &genuine {
+        f.receiver.receive(FanoutFixture::NOW, e).unwrap();
+    }
+}

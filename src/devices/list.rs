@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 use crate::wire::{Reader, Writer, kind};
 
 /// Entries a list may hold at all (policy caps companions far lower); bounds decoding.
-pub(crate) const MAX_LIST_ENTRIES: u32 = 64;
+pub(crate) const MAX_LIST_ENTRIES: u32 = 256;
 
 /// One device of an account, as the account key vouches for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ pub mod raw {
     pub use super::aead::{open as aes256gcm_open, seal as aes256gcm_seal};
     pub use super::dh::{x25519, x25519_public};
     pub use super::kdf::{hkdf_sha256, hmac_sha256};
-    pub use super::signing::raw::{ed25519_sign, ed25519_verify};
+    pub use super::signing::raw::{Ed25519Signer, Ed25519Verifier, ed25519_sign, ed25519_verify};
 }
 
 /// `Name(0011223344556677…)`: enough of a public value to tell keys apart in logs.

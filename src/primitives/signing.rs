@@ -142,6 +142,36 @@ pub(super) mod raw {
         (pair.public().to_bytes(), pair.sign_raw(message).to_bytes())
     }
 
+    /// A parsed Ed25519 key pair, to time signing without key expansion.
+    pub struct Ed25519Signer(SigningKeyPair);
+
+    impl Ed25519Signer {
+        /// The key pair of `seed`.
+        pub fn from_seed(seed: &[u8; 32]) -> Self {
+            Self(SigningKeyPair::from_seed(seed))
+        }
+
+        /// Signs `message`.
+        pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+            self.0.sign_raw(message).to_bytes()
+        }
+
+        /// The public key, parsed.
+        pub fn verifier(&self) -> Ed25519Verifier {
+            Ed25519Verifier(self.0.public())
+        }
+    }
+
+    /// A parsed Ed25519 public key, to time verification without decompression.
+    pub struct Ed25519Verifier(SigningPublicKey);
+
+    impl Ed25519Verifier {
+        /// Strictly verifies `signature` over `message`.
+        pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+            self.0.verify_raw(message, &Signature(*signature)).is_ok()
+        }
+    }
+
     /// Strictly verifies `signature` over `message` under `public`.
     pub fn ed25519_verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         SigningPublicKey::from_bytes(public)
