@@ -90,10 +90,26 @@ fn connect(rng: &mut SeededRng, sender: &mut Device, accounts: &mut [(Primary, V
     sender.start_sessions(rng, NOW, &bundles).unwrap();
     for (primary, devices) in accounts.iter_mut() {
         let outbox = ready(sender.send(rng, NOW, &primary.account(), b"hello").unwrap());
+        let siblings: Vec<_> = devices
+            .iter()
+            .map(|d| (d.address(), d.bundle(None)))
+            .collect();
         for (to, env) in outbox.envelopes {
             let d = devices.iter_mut().find(|d| d.address() == to).unwrap();
             d.receive(NOW, &env).unwrap();
-            let reply = ready(d.send(rng, NOW, &sender.address().account, b"hi").unwrap());
+            let to_sender = sender.address().account;
+            let reply = match d.send(rng, NOW, &to_sender, b"hi").unwrap() {
+                Outgoing::Ready(o) => o,
+                Outgoing::NeedBundles(missing) => {
+                    let b: Vec<_> = siblings
+                        .iter()
+                        .filter(|(a, _)| missing.contains(a))
+                        .cloned()
+                        .collect();
+                    d.start_sessions(rng, NOW, &b).unwrap();
+                    ready(d.send(rng, NOW, &to_sender, b"hi").unwrap())
+                }
+            };
             for (to, env) in reply.envelopes {
                 if to == sender.address() {
                     sender.receive(NOW, &env).unwrap();

@@ -52,7 +52,7 @@ pub struct SignedDeviceList {
 /// A device list whose account signature, structure and companions' bindings verified, and
 /// that is not older than the list it replaced.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedDeviceList(SignedDeviceList);
+pub struct VerifiedDeviceList(SignedDeviceList, [u8; 32]);
 
 impl SignedDeviceList {
     /// Encodes and signs a list body (the primary's side).
@@ -196,7 +196,7 @@ impl SignedDeviceList {
                 .verify(labels::DEVICE_BINDING, self.account.as_bytes(), &binding)
                 .map_err(|_| DeviceError::BadBinding(c.id.0))?;
         }
-        Ok(VerifiedDeviceList(self))
+        Ok(VerifiedDeviceList::new(self))
     }
 }
 
@@ -243,7 +243,12 @@ impl VerifiedDeviceList {
 
     /// SHA-256 of the signed bytes: names this exact list.
     pub fn digest(&self) -> [u8; 32] {
-        sha256(&[&self.0.body, &self.0.signature.to_bytes()])
+        self.1
+    }
+
+    fn new(list: SignedDeviceList) -> Self {
+        let digest = sha256(&[&list.body, &list.signature.to_bytes()]);
+        Self(list, digest)
     }
 
     /// The signed wire bytes, to pass on to others.
@@ -258,7 +263,7 @@ impl VerifiedDeviceList {
 
     /// A list this crate's primary just signed.
     pub(crate) fn from_own(list: SignedDeviceList) -> Self {
-        Self(list)
+        Self::new(list)
     }
 
     /// Re-parses stored bytes of a list that was verified before (from this device's own

@@ -46,15 +46,13 @@ impl Device {
             body: body.to_vec(),
         }
         .encode();
-        let mut sealed = Vec::with_capacity(targets.len());
-        for target in &targets {
-            let payload = if target.account == own {
-                &own_copy
-            } else {
-                &to_them
-            };
-            sealed.push(self.seal(rng, now, target, payload)?);
-        }
+        let sealed = self.seal_all(
+            rng,
+            now,
+            &targets,
+            |t| usize::from(t.account == own),
+            &[&to_them, &own_copy],
+        )?;
         Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
     }
 
@@ -102,10 +100,7 @@ impl Device {
             None => OutboundGroupSession::new(rng, group),
         };
         let distribution = Payload::Distribution(outbound.distribution()).encode();
-        let mut sealed = Vec::with_capacity(needs_key.len());
-        for device in &needs_key {
-            sealed.push(self.seal(rng, now, device, &distribution)?);
-        }
+        let sealed = self.seal_all(rng, now, &needs_key, |_| 0, &[&distribution])?;
         let mut envelope = GroupHeader {
             sender: self.address,
             sender_list_version: self.own_list(now)?.version(),
@@ -143,10 +138,8 @@ impl Device {
             return Ok(Outgoing::NeedBundles(missing));
         }
         let payload = Payload::Withheld { group, reason }.encode();
-        let sealed = self.seal(rng, now, &device, &payload)?;
-        Ok(Outgoing::Ready(
-            self.commit_sealed(alloc::vec![sealed], None),
-        ))
+        let sealed = self.seal_all(rng, now, &[device], |_| 0, &[&payload])?;
+        Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
     }
 
     fn missing_sessions(&self, devices: &[DeviceAddress]) -> Option<Vec<DeviceAddress>> {
@@ -158,37 +151,52 @@ impl Device {
         (!missing.is_empty()).then_some(missing)
     }
 
-    /// Encrypts `payload` for `to` on a copy of its session; the envelope header (sender,
-    /// recipient, list versions, lists digest) is bound into the AEAD.
-    fn seal(
+    /// Encrypts `payload` for each of `targets` on copies of their sessions; each envelope
+    /// header (sender, recipient, list versions, lists digest) is bound into the AEAD.
+    fn seal_all(
         &self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
-        to: &DeviceAddress,
-        payload: &[u8],
-    ) -> Result<(DeviceAddress, Session, Vec<u8>), Error> {
+        targets: &[DeviceAddress],
+        payload_for: impl Fn(&DeviceAddress) -> usize,
+        payloads: &[&[u8]],
+    ) -> Result<Vec<(DeviceAddress, Session, Vec<u8>)>, Error> {
         let own = self.own_list(now)?;
-        let theirs = self
-            .lists
-            .get(&to.account)
-            .ok_or(FanoutError::UnknownAccount)?;
-        let mut envelope = PairwiseHeader {
-            sender: self.address,
-            recipient: *to,
-            sender_list_version: own.version(),
-            recipient_list_version: theirs.version(),
-            lists_digest: lists_digest(own, theirs),
+        // The lists digest depends only on the recipient account: compute it once per account.
+        let mut digests: Vec<(AccountKey, u64, [u8; 8])> = Vec::new();
+        let mut sealed = Vec::with_capacity(targets.len());
+        for to in targets {
+            let (version, digest) = match digests.iter().find(|(a, _, _)| *a == to.account) {
+                Some((_, v, d)) => (*v, *d),
+                None => {
+                    let theirs = self
+                        .lists
+                        .get(&to.account)
+                        .ok_or(FanoutError::UnknownAccount)?;
+                    let d = lists_digest(own, theirs);
+                    digests.push((to.account, theirs.version(), d));
+                    (theirs.version(), d)
+                }
+            };
+            let mut envelope = PairwiseHeader {
+                sender: self.address,
+                recipient: *to,
+                sender_list_version: own.version(),
+                recipient_list_version: version,
+                lists_digest: digest,
+            }
+            .encode();
+            let mut session = self
+                .sessions
+                .get(to)
+                .and_then(|set| set.current())
+                .ok_or(FanoutError::NoSession)?
+                .clone();
+            let payload = payloads.get(payload_for(to)).copied().unwrap_or_default();
+            session.encrypt_bound_into(rng, payload, &mut envelope)?;
+            sealed.push((*to, session, envelope));
         }
-        .encode();
-        let mut session = self
-            .sessions
-            .get(to)
-            .and_then(|set| set.current())
-            .ok_or(FanoutError::NoSession)?
-            .clone();
-        let message = session.encrypt_bound(rng, payload, &envelope)?;
-        envelope.extend_from_slice(&message);
-        Ok((*to, session, envelope))
+        Ok(sealed)
     }
 
     fn commit_sealed(

@@ -187,6 +187,33 @@ impl Session {
         plaintext: &[u8],
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal(rng, plaintext, context, &mut out, 0)?;
+        Ok(out)
+    }
+
+    /// [`encrypt_bound`](Self::encrypt_bound) with `context` taken as the bytes already in
+    /// `out` (an envelope header), the message appended after them.
+    pub(crate) fn encrypt_bound_into(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let context_len = out.len();
+        self.seal(rng, plaintext, &[], out, context_len)
+    }
+
+    /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
+    /// as AEAD context. On error `out` and the session are unchanged.
+    fn seal(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        context: &[u8],
+        out: &mut Vec<u8>,
+        context_len: usize,
+    ) -> Result<(), Error> {
         let s = &mut *self.0;
         if s.send.is_none() {
             let self_ratchet = DhKeyPair::generate(rng);
@@ -216,21 +243,26 @@ impl Session {
         } else {
             0
         };
-        let mut out = Vec::with_capacity(prefix + HEADER_LEN + plaintext.len() + TAG_LEN);
+        let context = if context_len > 0 {
+            &out[..context_len]
+        } else {
+            context
+        };
+        let aad = Aad::new(s.role, &s.local, &s.remote, &header, context);
+        out.reserve(prefix + HEADER_LEN + plaintext.len() + TAG_LEN);
         if s.awaiting_reply {
-            write_prekey_prefix(&mut out, &s.x3dh);
+            write_prekey_prefix(out, &s.x3dh);
         }
         out.extend_from_slice(&header);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let aad = Aad::new(s.role, &s.local, &s.remote, &header, context);
         message_key
             .pairwise()
-            .seal_in_place(aad.as_slice(), &mut out, start);
+            .seal_in_place(aad.as_slice(), out, start);
 
         send.key = next_key;
         send.next = following;
-        Ok(out)
+        Ok(())
     }
 
     /// Decrypts a message of this session. A pre-key message is accepted when it carries this
