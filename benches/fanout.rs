@@ -116,6 +116,13 @@ fn connect(rng: &mut SeededRng, sender: &mut Device, accounts: &mut [(Primary, V
                 }
             }
         }
+        // One more send so every session has a sending chain: the steady state.
+        let again = ready(sender.send(rng, NOW, &primary.account(), b"again").unwrap());
+        for (to, env) in again.envelopes {
+            if let Some(d) = devices.iter_mut().find(|d| d.address() == to) {
+                d.receive(NOW, &env).unwrap();
+            }
+        }
     }
 }
 

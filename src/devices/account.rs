@@ -2,48 +2,44 @@
 //! every companion's membership). Its change is a safety-number change.
 
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt;
 use rand_core::CryptoRng;
 
 use crate::error::DecodeError;
 use crate::primitives::{SigningKeyPair, SigningPublicKey};
 
-/// An account's public identity key (Ed25519).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct AccountKey(pub(crate) SigningPublicKey);
+/// An account's public identity key (Ed25519). Held as its 32 checked bytes, so addresses and
+/// maps keyed by accounts stay small; it is parsed again only to verify a signature.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountKey([u8; 32]);
 
 impl AccountKey {
     /// Parses a 32-byte Ed25519 key (strictly: canonical, not of small order).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, DecodeError> {
-        SigningPublicKey::from_bytes(bytes).map(Self)
+        SigningPublicKey::from_bytes(bytes).map(|k| Self(k.to_bytes()))
     }
 
     /// The 32-byte encoding.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
+        self.0
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
-}
 
-impl core::hash::Hash for AccountKey {
-    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialOrd for AccountKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for AccountKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+    /// Verifies an account signature over `prefix ‖ message`.
+    pub(crate) fn verify(
+        &self,
+        prefix: &[u8],
+        message: &[u8],
+        signature: &crate::Signature,
+    ) -> Result<(), crate::CryptoError> {
+        // The bytes were checked when this key was built, so parsing cannot fail here; if it
+        // did, the signature is simply refused.
+        SigningPublicKey::from_bytes(&self.0)
+            .map_err(|_| crate::CryptoError::BadSignature)?
+            .verify(prefix, message, signature)
     }
 }
 
@@ -69,7 +65,7 @@ impl AccountKeyPair {
 
     /// The public account key.
     pub fn public(&self) -> AccountKey {
-        AccountKey(self.0.public())
+        AccountKey(self.0.public().to_bytes())
     }
 
     pub(crate) fn seed(&self) -> &[u8; 32] {

@@ -169,7 +169,6 @@ impl SignedDeviceList {
             }
         }
         self.account
-            .0
             .verify(labels::DEVICE_LIST, &self.body, &self.signature)
             .map_err(|_| DeviceError::BadSignature)?;
         let Some((primary, companions)) = self.entries.split_first() else {

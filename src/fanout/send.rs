@@ -70,22 +70,21 @@ impl Device {
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
-        let mut devices = BTreeSet::new();
+        let mut devices = Vec::new();
         for account in members
             .iter()
             .chain(core::iter::once(&self.address.account))
         {
             devices.extend(self.targets(account, now)?);
         }
-        let holders = self.ledger.get(&group);
+        devices.sort_unstable();
+        devices.dedup();
         let existing = self.outbound.get(&group);
-        let rotate = holders.is_some_and(|h| h.iter().any(|d| !devices.contains(d)));
+        let empty = BTreeSet::new();
+        let holders = self.ledger.get(&group).unwrap_or(&empty);
+        let (rotate, missing_key) = diff(holders, &devices);
         let fresh = existing.is_none() || rotate;
-        let needs_key: Vec<DeviceAddress> = devices
-            .iter()
-            .filter(|d| fresh || !holders.is_some_and(|h| h.contains(d)))
-            .copied()
-            .collect();
+        let needs_key: Vec<DeviceAddress> = if fresh { devices.clone() } else { missing_key };
         if let Some(missing) = self.missing_sessions(&needs_key) {
             return Ok(Outgoing::NeedBundles(missing));
         }
@@ -99,8 +98,12 @@ impl Device {
             }
             None => OutboundGroupSession::new(rng, group),
         };
-        let distribution = Payload::Distribution(outbound.distribution()).encode();
-        let sealed = self.seal_all(rng, now, &needs_key, |_| 0, &[&distribution])?;
+        let sealed = if needs_key.is_empty() {
+            Vec::new()
+        } else {
+            let distribution = Payload::Distribution(outbound.distribution()).encode();
+            self.seal_all(rng, now, &needs_key, |_| 0, &[&distribution])?
+        };
         let mut envelope = GroupHeader {
             sender: self.address,
             sender_list_version: self.own_list(now)?.version(),
@@ -108,15 +111,13 @@ impl Device {
         .encode();
         envelope.extend_from_slice(&outbound.encrypt(body)?);
 
-        let mut ledger = if fresh {
-            BTreeSet::new()
-        } else {
-            holders.cloned().unwrap_or_default()
-        };
+        let ledger = self.ledger.entry(group).or_default();
+        if fresh {
+            ledger.clear();
+        }
         ledger.extend(needs_key);
         self.outbound.insert(group, outbound);
-        self.ledger.insert(group, ledger);
-        let recipients = devices.into_iter().collect();
+        let recipients = devices;
         Ok(Outgoing::Ready(
             self.commit_sealed(sealed, Some((envelope, recipients))),
         ))
@@ -213,4 +214,25 @@ impl Device {
         }
         Outbox { envelopes, group }
     }
+}
+
+/// Walks the ledger's holders and the (sorted, deduplicated) member devices together: whether
+/// some holder is no longer a member device, and which member devices lack the key.
+fn diff(
+    holders: &BTreeSet<DeviceAddress>,
+    devices: &[DeviceAddress],
+) -> (bool, Vec<DeviceAddress>) {
+    let mut departed = false;
+    let mut missing = Vec::new();
+    let mut h = holders.iter().peekable();
+    for d in devices {
+        while h.next_if(|holder| *holder < d).is_some() {
+            departed = true;
+        }
+        if h.next_if(|holder| *holder == d).is_none() {
+            missing.push(*d);
+        }
+    }
+    departed |= h.next().is_some();
+    (departed, missing)
 }
