@@ -49,7 +49,7 @@ pub(crate) enum Payload {
         sent_to: Option<AccountKey>,
         body: Vec<u8>,
     },
-    Distribution(SenderKeyDistribution),
+    Distribution(alloc::boxed::Box<SenderKeyDistribution>),
     Withheld {
         group: GroupId,
         reason: WithheldReason,
@@ -86,7 +86,8 @@ impl Payload {
                 sent_to: r.optional(read_account)?,
                 body: r.rest().to_vec(),
             }),
-            DISTRIBUTION => SenderKeyDistribution::from_bytes(r.rest()).map(Self::Distribution),
+            DISTRIBUTION => SenderKeyDistribution::from_bytes(r.rest())
+                .map(|d| Self::Distribution(alloc::boxed::Box::new(d))),
             WITHHELD => {
                 let group = GroupId(r.array()?);
                 let reason = WithheldReason::from_code(r.u8()?);

@@ -101,7 +101,8 @@ impl Device {
         let sealed = if needs_key.is_empty() {
             Vec::new()
         } else {
-            let distribution = Payload::Distribution(outbound.distribution()).encode();
+            let distribution =
+                Payload::Distribution(alloc::boxed::Box::new(outbound.distribution())).encode();
             self.seal_all(rng, now, &needs_key, |_| 0, &[&distribution])?
         };
         let mut envelope = GroupHeader {
