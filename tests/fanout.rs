@@ -747,3 +747,45 @@ fn fuzz_fixture_envelopes_are_genuine() {
         f.receiver.receive(FanoutFixture::NOW, e).unwrap();
     }
 }
+
+#[test]
+fn list_updates_report_added_removed_and_changed_identities() {
+    let rng = &mut SeededRng::from_label("fanout events");
+    let mut alice = account(rng, 0);
+    let mut bob = account(rng, 1);
+    introduce(T0, &mut alice, &mut bob);
+    let bob_key = bob.key();
+    let addr = |id| DeviceAddress {
+        account: bob_key,
+        device: DeviceId(id),
+    };
+    // A primary that (wrongly, e.g. restored from an old backup) reuses device id 2 for a new
+    // identity: Alice's device reports the identity change and drops the session.
+    bob.primary.unlink(T0, DeviceId(2)).unwrap();
+    let mut state = bob.primary.to_bytes().to_vec();
+    state[2 + 32 + 4 + 8 + 8..2 + 32 + 4 + 8 + 8 + 4].copy_from_slice(&2u32.to_be_bytes());
+    let mut reusing = Primary::from_bytes(&state).unwrap();
+    let newcomer = IdentityKeyPair::generate(rng);
+    let inv = reusing.invite(rng, T0);
+    let approval = reusing
+        .approve(T0, &LinkRequest::new(&newcomer, &inv))
+        .unwrap();
+    assert_eq!(approval.device, DeviceId(2));
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"to both", &world);
+    assert!(device(&mut alice, 1).has_session(&addr(2)));
+    let events = device(&mut alice, 1)
+        .update_device_list(T0, &bob_key, approval.list.clone())
+        .unwrap();
+    assert_eq!(events, vec![Event::IdentityChanged(addr(2))]);
+    assert!(!device(&mut alice, 1).has_session(&addr(2)));
+    // A fresh device sees everyone as added.
+    let mut carol = account(rng, 0);
+    let events = device(&mut carol, 1)
+        .update_device_list(T0, &bob_key, approval.list)
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![Event::DeviceAdded(addr(1)), Event::DeviceAdded(addr(2))]
+    );
+}
