@@ -177,6 +177,25 @@ pub enum FanoutError {
     ThisDeviceInactive,
 }
 
+/// History sync and call key failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// A history chunk did not authenticate at its position: corrupted, reordered, duplicated,
+    /// or spliced from another stream.
+    ChunkRejected(u64),
+    /// More chunks than the offer announced.
+    TooManyChunks,
+    /// The stream ended early, or its length or digest differ from the offer.
+    Incomplete,
+    /// The call already has its maximum number of participants.
+    CallFull,
+    /// A call key for another call, an older epoch, or a conflicting one for the same epoch.
+    StaleCallKey,
+    /// The participant is not in the call.
+    NotInCall,
+}
+
 /// The crate's error: which layer refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -195,6 +214,8 @@ pub enum Error {
     Device(DeviceError),
     /// The fanout layer refused.
     Fanout(FanoutError),
+    /// History sync or call keys refused.
+    Sync(SyncError),
 }
 
 macro_rules! from_layer {
@@ -214,6 +235,7 @@ from_layer!(
     GroupError => Group,
     DeviceError => Device,
     FanoutError => Fanout,
+    SyncError => Sync,
 );
 
 impl fmt::Display for Error {
@@ -226,6 +248,7 @@ impl fmt::Display for Error {
             Error::Group(e) => write!(f, "group message refused: {e:?}"),
             Error::Device(e) => write!(f, "device check failed: {e:?}"),
             Error::Fanout(e) => write!(f, "fanout refused: {e:?}"),
+            Error::Sync(e) => write!(f, "history or call key refused: {e:?}"),
         }
     }
 }

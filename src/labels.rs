@@ -26,9 +26,21 @@ pub(crate) const LINK_CONFIRMATION: &[u8] = b"ratchetry v1 link confirmation";
 pub(crate) const DEVICE_LISTS_DIGEST: &[u8] = b"ratchetry v1 device lists digest";
 /// Hash prefix of a safety number fingerprint.
 pub(crate) const SAFETY_NUMBER: &[u8] = b"ratchetry v1 safety number";
+/// History sync secret → stream key ‖ nonce prefix.
+pub(crate) const HISTORY_SYNC: &[u8] = b"ratchetry v1 history sync";
+/// Hash prefix of a history stream's digest.
+pub(crate) const HISTORY_DIGEST: &[u8] = b"ratchetry v1 history digest";
+/// A call epoch secret → the next epoch's secret when a participant joins.
+pub(crate) const CALL_RATCHET: &[u8] = b"ratchetry v1 call ratchet";
+/// A call epoch secret → one participant's SRTP master key ‖ salt.
+pub(crate) const CALL_SRTP: &[u8] = b"ratchetry v1 call srtp";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
+    HISTORY_SYNC,
+    HISTORY_DIGEST,
+    CALL_RATCHET,
+    CALL_SRTP,
     DEVICE_LIST,
     DEVICE_BINDING,
     LINK_REQUEST,

@@ -14,6 +14,7 @@ pub mod devices;
 mod error;
 pub mod fanout;
 pub mod group;
+pub mod history;
 mod labels;
 pub mod primitives;
 pub mod ratchet;
@@ -25,7 +26,7 @@ pub mod x3dh;
 
 pub use error::{
     CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError, Result,
-    X3dhError,
+    SyncError, X3dhError,
 };
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};

@@ -96,3 +96,67 @@ pub fn open(
         }
     }
 }
+
+/// One AES-256-GCM key used for many nonces, with the key schedule computed once: for chunked
+/// streams whose nonces are distinct by construction (counter and last-chunk flag).
+#[derive(Clone)]
+pub(crate) struct StreamKey {
+    cipher: Aes256Gcm,
+}
+
+impl StreamKey {
+    pub(crate) fn new(key: &Secret<32>) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(key.as_bytes().into()),
+        }
+    }
+
+    /// Encrypts `buf[start..]` in place and appends the tag; returns the tag.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut alloc::vec::Vec<u8>,
+        start: usize,
+    ) -> [u8; TAG_LEN] {
+        let tag = match self.cipher.encrypt_inout_detached(
+            &Nonce::from(*nonce),
+            aad,
+            (&mut buf[start..]).into(),
+        ) {
+            Ok(tag) => tag.into(),
+            // Only inputs over 2^36 bytes fail; chunks are far smaller.
+            Err(_) => [0; TAG_LEN],
+        };
+        buf.extend_from_slice(&tag);
+        tag
+    }
+
+    /// Decrypts `ciphertext ‖ tag` into a new buffer.
+    pub(crate) fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<alloc::vec::Vec<u8>, CryptoError> {
+        let split = ciphertext_and_tag
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(CryptoError::AuthenticationFailed)?;
+        let (ciphertext, tag) = ciphertext_and_tag.split_at(split);
+        let tag = Tag::try_from(tag).map_err(|_| CryptoError::AuthenticationFailed)?;
+        let mut out = ciphertext.to_vec();
+        match self.cipher.decrypt_inout_detached(
+            &Nonce::from(*nonce),
+            aad,
+            out.as_mut_slice().into(),
+            &tag,
+        ) {
+            Ok(()) => Ok(out),
+            Err(_) => {
+                zeroize::Zeroize::zeroize(&mut out);
+                Err(CryptoError::AuthenticationFailed)
+            }
+        }
+    }
+}

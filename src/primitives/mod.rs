@@ -18,7 +18,7 @@ pub use identity::{IdentityKey, IdentityKeyPair};
 pub use sig::Signature;
 pub use signing::{SigningKeyPair, SigningPublicKey};
 
-pub(crate) use aead::{AeadKey, TAG_LEN};
+pub(crate) use aead::{AeadKey, StreamKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
 pub(crate) use secret::Secret;
 

@@ -24,6 +24,9 @@ pub(crate) mod kind {
     pub(crate) const LINK_CONFIRMATION: u8 = 0x0a;
     pub(crate) const ENVELOPE: u8 = 0x0b;
     pub(crate) const PAYLOAD: u8 = 0x0c;
+    pub(crate) const HISTORY_CHUNK: u8 = 0x0d;
+    pub(crate) const HISTORY_OFFER: u8 = 0x0e;
+    pub(crate) const CALL_KEY: u8 = 0x0f;
     pub(crate) const SESSION_STATE: u8 = 0x81;
     pub(crate) const PREKEY_STORE_STATE: u8 = 0x82;
     pub(crate) const IDENTITY_STATE: u8 = 0x83;
@@ -31,6 +34,7 @@ pub(crate) mod kind {
     pub(crate) const GROUP_RECEIVER_STATE: u8 = 0x85;
     pub(crate) const PRIMARY_STATE: u8 = 0x86;
     pub(crate) const DEVICE_STATE: u8 = 0x87;
+    pub(crate) const CALL_STATE: u8 = 0x89;
 }
 
 /// Reads fields front to back; every read past the end is [`DecodeError::Truncated`].
