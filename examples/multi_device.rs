@@ -10,12 +10,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use getrandom::{SysRng, rand_core::UnwrapErr};
+use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, SafetyNumber,
     complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Event, Outbox, Outgoing, Received};
 use ratchetry::group::GroupId;
+use ratchetry::history::{HistoryOpener, HistorySealer};
 use ratchetry::{IdentityKeyPair, PreKeyBundle, Timestamp};
 
 type Rng = UnwrapErr<SysRng>;
@@ -327,6 +329,17 @@ fn describe(r: &Received, names: &BTreeMap<AccountKey, String>) -> String {
             format!("got {}'s sender key #{}", who(from), key_id.0)
         }
         Received::Withheld { from, .. } => format!("{} withholds its key", who(from)),
+        Received::CallKey { from, message } => {
+            format!("got call key epoch {} from {}", message.epoch(), who(from))
+        }
+        Received::HistoryOffer { from, offer } => {
+            format!(
+                "got a history offer ({} bytes) from {}",
+                offer.total_len(),
+                who(from)
+            )
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -455,6 +468,104 @@ fn main() {
     w.send_group(bob, 3, room, &bob_view, "Bob's tablet says hi");
     let n = w.pump(false);
     println!("  -> {n} envelopes read");
+
+    println!("\n6. History sync to a freshly linked companion");
+    let desktop = w.link(alice);
+    let history: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut sealer = HistorySealer::new(&mut w.rng);
+    let mut chunks = sealer.push(&history);
+    let (last, offer) = sealer.finish();
+    chunks.extend(last);
+    let to = DeviceAddress {
+        account: w.users[alice].key(),
+        device: desktop,
+    };
+    let outbox = w.with_bundles(alice, 1, |d, rng, now| {
+        d.send_history_offer(rng, now, to, &offer)
+    });
+    w.ship(outbox);
+    println!(
+        "  alice#1 sealed {} bytes of history into {} chunks; the offer goes to alice#{} pairwise",
+        history.len(),
+        chunks.len(),
+        desktop.0
+    );
+    let now = w.now;
+    let new_device = w.users[alice].device(desktop.0);
+    let envelope = w
+        .relay
+        .queues
+        .get_mut(&to)
+        .and_then(|q| q.pop_front())
+        .unwrap_or_default();
+    let Ok(Received::HistoryOffer { offer, .. }) = new_device.receive(now, &envelope) else {
+        panic!("no history offer")
+    };
+    let mut opener = HistoryOpener::new(&offer);
+    let mut restored = 0usize;
+    for chunk in &chunks {
+        restored += opener.push(chunk).unwrap_or_else(|e| panic!("{e:?}")).len();
+    }
+    opener.finish().unwrap_or_else(|e| panic!("{e:?}"));
+    println!(
+        "  alice#{} opened all {} chunks: {restored} bytes, length and digest verified",
+        desktop.0,
+        chunks.len()
+    );
+
+    println!("\n7. A group call");
+    let config = CallConfig::default();
+    let participants: Vec<DeviceAddress> = everyone
+        .iter()
+        .take(5)
+        .map(|&u| w.users[u].devices[0].address())
+        .collect();
+    let mut call = Call::start(&mut w.rng, CallKind::Group, &participants, &config)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let message = call.key_message().clone();
+    let outbox = w.with_bundles(alice, 1, |d, rng, now| {
+        d.send_call_key(rng, now, &participants, &message)
+    });
+    let (n, _) = w.ship(outbox);
+    println!(
+        "  alice#1 starts a call with {} participants: epoch 0 key to {n} devices",
+        participants.len()
+    );
+    w.pump(true);
+    let joiner = w.users[members[10]].devices[0].address();
+    let epoch1 = call
+        .join(joiner, &config)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let in_call = call.participants().to_vec();
+    let outbox = w.with_bundles(alice, 1, |d, rng, now| {
+        d.send_call_key(rng, now, &in_call, &epoch1)
+    });
+    let (n, _) = w.ship(outbox);
+    println!(
+        "  {} joins: epoch 1, ratcheted forward so the joiner cannot derive epoch 0, to {n} devices",
+        w.users[members[10]].name
+    );
+    w.pump(false);
+    let leaver = participants[1];
+    let epoch2 = call
+        .remove(&mut w.rng, &leaver)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let remaining = call.participants().to_vec();
+    let outbox = w.with_bundles(alice, 1, |d, rng, now| {
+        d.send_call_key(rng, now, &remaining, &epoch2)
+    });
+    let (n, _) = w.ship(outbox);
+    println!("  a participant leaves: epoch 2, a fresh secret, to the remaining {n} devices");
+    w.pump(false);
+    let keys = call
+        .srtp_keys(&participants[0])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    println!(
+        "  alice#1 sends media under a {}-byte SRTP master key and {}-byte salt (AEAD_AES_256_GCM)",
+        keys.master_key().len(),
+        keys.master_salt().len()
+    );
+
     println!(
         "\nDone: {} envelopes delivered and read in total.",
         w.relay.delivered

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod calls;
 pub mod devices;
 mod error;
 pub mod fanout;

@@ -789,3 +789,100 @@ fn list_updates_report_added_removed_and_changed_identities() {
         vec![Event::DeviceAdded(addr(1)), Event::DeviceAdded(addr(2))]
     );
 }
+
+#[test]
+fn call_keys_and_history_offers_travel_over_fanout() {
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    use ratchetry::history::{HistoryOpener, HistorySealer};
+    let rng = &mut SeededRng::from_label("fanout calls");
+    let mut alice = account(rng, 1);
+    let mut bob = account(rng, 2);
+    introduce(T0, &mut alice, &mut bob);
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    let bob_key = bob.key();
+    let me = device(&mut alice, 1).address();
+    // A 1:1 call: the key goes to every device of Bob and Alice's laptop.
+    let mut ringing: Vec<DeviceAddress> = (1..=3)
+        .map(|d| DeviceAddress {
+            account: bob_key,
+            device: DeviceId(d),
+        })
+        .collect();
+    ringing.push(DeviceAddress {
+        account: me.account,
+        device: DeviceId(2),
+    });
+    let mut everyone = ringing.clone();
+    everyone.push(me);
+    let config = CallConfig::default();
+    let call = Call::start(rng, CallKind::OneToOne, &everyone, &config).unwrap();
+    let dev = device(&mut alice, 1);
+    let outbox = match dev
+        .send_call_key(rng, T0, &ringing, call.key_message())
+        .unwrap()
+    {
+        Outgoing::Ready(o) => o,
+        Outgoing::NeedBundles(m) => {
+            let b: Vec<_> = m.iter().map(|a| (*a, bundle_of(&world, a))).collect();
+            dev.start_sessions(rng, T0, &b).unwrap();
+            let Outgoing::Ready(o) = dev
+                .send_call_key(rng, T0, &ringing, call.key_message())
+                .unwrap()
+            else {
+                panic!()
+            };
+            o
+        }
+    };
+    assert_eq!(outbox.envelopes.len(), 4);
+    for (to, r) in deliver(T0, &outbox, &mut [&mut alice, &mut bob]) {
+        let Received::CallKey { from, message } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(from, me);
+        let theirs = Call::from_key_message(message, &config).unwrap();
+        assert_eq!(theirs.srtp_keys(&me).unwrap(), call.srtp_keys(&me).unwrap());
+        assert_eq!(theirs.srtp_keys(&to).unwrap(), call.srtp_keys(&to).unwrap());
+    }
+
+    // History sync to the laptop: the offer over the pairwise session, the chunks by any route.
+    let history: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let mut sealer = HistorySealer::new(rng);
+    let mut chunks = sealer.push(&history);
+    let (last, offer) = sealer.finish();
+    chunks.extend(last);
+    let laptop = DeviceAddress {
+        account: me.account,
+        device: DeviceId(2),
+    };
+    let Outgoing::Ready(o) = device(&mut alice, 1)
+        .send_history_offer(rng, T0, laptop, &offer)
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got = deliver(T0, &o, &mut [&mut alice]);
+    let Received::HistoryOffer {
+        offer: received, ..
+    } = &got[0].1
+    else {
+        panic!()
+    };
+    let mut opener = HistoryOpener::new(received);
+    let mut restored = Vec::new();
+    for c in &chunks {
+        restored.extend(opener.push(c).unwrap());
+    }
+    opener.finish().unwrap();
+    assert_eq!(restored, history);
+    let bob_phone = DeviceAddress {
+        account: bob_key,
+        device: DeviceId(1),
+    };
+    assert_eq!(
+        device(&mut alice, 1)
+            .send_history_offer(rng, T0, bob_phone, &offer)
+            .err(),
+        Some(FanoutError::NotForThisDevice.into())
+    );
+}

@@ -7,7 +7,7 @@
 //! x3dh and group, and nothing below knows about it.
 
 mod device;
-mod envelope;
+pub(crate) mod envelope;
 mod outbox;
 mod payload;
 mod receive;

@@ -3,8 +3,10 @@
 use alloc::vec::Vec;
 
 use super::WithheldReason;
+use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::group::{GroupId, SenderKeyId};
+use crate::history::HistoryOffer;
 
 /// The result of a send.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +30,7 @@ pub struct Outbox {
 
 /// A message this device read.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Received {
     /// A 1:1 message to this account.
     Direct {
@@ -63,6 +66,23 @@ pub enum Received {
         /// Its generation.
         key_id: SenderKeyId,
     },
+    /// A call's key for an epoch: start or update the call with
+    /// [`Call::from_key_message`](crate::calls::Call::from_key_message) or
+    /// [`Call::apply`](crate::calls::Call::apply).
+    CallKey {
+        /// The device that sent it.
+        from: DeviceAddress,
+        /// The key message.
+        message: CallKeyMessage,
+    },
+    /// Another device of this account offers its history: fetch the sealed chunks and open
+    /// them with [`HistoryOpener`](crate::history::HistoryOpener).
+    HistoryOffer {
+        /// The device of this account that sealed it.
+        from: DeviceAddress,
+        /// The offer.
+        offer: HistoryOffer,
+    },
     /// `from` withholds its group key from this device.
     Withheld {
         /// The device withholding.
@@ -76,6 +96,7 @@ pub enum Received {
 
 /// Changes a device-list update brought, for the app to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A device joined an account (or was first seen).
     DeviceAdded(DeviceAddress),

@@ -3,15 +3,19 @@
 
 use alloc::vec::Vec;
 
+use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
 use crate::devices::account::{read_account, write_account};
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyDistribution};
+use crate::history::HistoryOffer;
 use crate::wire::{Reader, Writer, kind};
 
 const DIRECT: u8 = 1;
 const DISTRIBUTION: u8 = 2;
 const WITHHELD: u8 = 3;
+const CALL_KEY: u8 = 4;
+const HISTORY_OFFER: u8 = 5;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +58,8 @@ pub(crate) enum Payload {
         group: GroupId,
         reason: WithheldReason,
     },
+    CallKey(CallKeyMessage),
+    HistoryOffer(HistoryOffer),
 }
 
 impl Payload {
@@ -75,6 +81,14 @@ impl Payload {
                 out.extend_from_slice(&group.0);
                 out.push(reason.code());
             }
+            Self::CallKey(m) => {
+                out.push(CALL_KEY);
+                out.extend_from_slice(&m.to_bytes());
+            }
+            Self::HistoryOffer(o) => {
+                out.push(HISTORY_OFFER);
+                out.extend_from_slice(&o.to_bytes());
+            }
         }
         out
     }
@@ -94,6 +108,8 @@ impl Payload {
                 r.finish()?;
                 Ok(Self::Withheld { group, reason })
             }
+            CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
+            HISTORY_OFFER => HistoryOffer::from_bytes(r.rest()).map(Self::HistoryOffer),
             _ => Err(DecodeError::InvalidValue),
         }
     }

@@ -143,6 +143,14 @@ impl Device {
                     key_id: d.key_id(),
                 }
             }
+            Payload::CallKey(message) => Received::CallKey { from, message },
+            Payload::HistoryOffer(offer) => {
+                // Only this account's own devices hold its history.
+                if from.account != self.address.account {
+                    return Err(crate::DecodeError::InvalidValue.into());
+                }
+                Received::HistoryOffer { from, offer }
+            }
             Payload::Withheld { group, reason } => {
                 self.withheld.insert((group, from));
                 Received::Withheld {

@@ -10,9 +10,11 @@ use super::device::lists_digest;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::payload::{Payload, WithheldReason};
 use super::{Device, Outbox, Outgoing};
+use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupId, OutboundGroupSession};
+use crate::history::HistoryOffer;
 use crate::ratchet::Session;
 use crate::time::Timestamp;
 
@@ -134,13 +136,58 @@ impl Device {
         group: GroupId,
         reason: WithheldReason,
     ) -> Result<Outgoing, Error> {
+        self.send_payload(rng, now, &[device], &Payload::Withheld { group, reason })
+    }
+
+    /// Sends a call key message to `devices` (for a 1:1 call: the callee's devices and this
+    /// account's other devices; for a group call: the participants).
+    pub fn send_call_key(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        devices: &[DeviceAddress],
+        message: &CallKeyMessage,
+    ) -> Result<Outgoing, Error> {
+        self.send_payload(rng, now, devices, &Payload::CallKey(message.clone()))
+    }
+
+    /// Sends a history offer to another device of this account (a newly linked companion).
+    pub fn send_history_offer(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        device: DeviceAddress,
+        offer: &HistoryOffer,
+    ) -> Result<Outgoing, Error> {
+        if device.account != self.address.account {
+            return Err(FanoutError::NotForThisDevice.into());
+        }
+        self.send_payload(rng, now, &[device], &Payload::HistoryOffer(offer.clone()))
+    }
+
+    fn send_payload(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        devices: &[DeviceAddress],
+        payload: &Payload,
+    ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
-        self.entry(&device, now)?;
-        if let Some(missing) = self.missing_sessions(&[device]) {
+        let mut targets: Vec<DeviceAddress> = devices
+            .iter()
+            .filter(|d| **d != self.address)
+            .copied()
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for t in &targets {
+            self.entry(t, now)?;
+        }
+        if let Some(missing) = self.missing_sessions(&targets) {
             return Ok(Outgoing::NeedBundles(missing));
         }
-        let payload = Payload::Withheld { group, reason }.encode();
-        let sealed = self.seal_all(rng, now, &[device], |_| 0, &[&payload])?;
+        let payload = payload.encode();
+        let sealed = self.seal_all(rng, now, &targets, |_| 0, &[&payload])?;
         Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
     }
 
