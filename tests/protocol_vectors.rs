@@ -1276,6 +1276,291 @@ fn bk_of(f: &DevicesFile) -> Vec<u8> {
     hex::decode(&f.bob_account_public).unwrap()
 }
 
+// ---------------------------------------------------------------------------------------------
+// history-sync.json and call-keys.json
+
+#[derive(Serialize, Deserialize)]
+struct HistoryFile {
+    description: String,
+    generator: String,
+    vectors: Vec<HistoryVector>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryVector {
+    name: String,
+    rng_seed: String,
+    /// The plaintext is byte i = (i * 7 + 3) mod 256, for i from 0.
+    length: u64,
+    secret: String,
+    stream_key: String,
+    nonce_prefix: String,
+    /// Per chunk: its length, tag, SHA-256, and the full bytes when under 1 KiB.
+    chunks: Vec<HistoryChunk>,
+    digest: String,
+    offer: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryChunk {
+    len: usize,
+    tag: String,
+    sha256: String,
+    bytes: Option<String>,
+}
+
+fn history_plaintext(len: u64) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(7).wrapping_add(3) % 256) as u8)
+        .collect()
+}
+
+fn history_file() -> HistoryFile {
+    use ratchetry::history::HistorySealer;
+    let vectors = [
+        ("ratchetry history: one short chunk", 100u64),
+        ("ratchetry history: a boundary", 65_536 + 20),
+        ("ratchetry history: empty", 0),
+    ]
+    .into_iter()
+    .map(|(name, length)| {
+        let seed = raw_sha256(name.as_bytes());
+        let rng = &mut SeededRng::new(seed);
+        let secret = draw32(&mut rng.clone());
+        let mut sealer = HistorySealer::new(rng);
+        let mut chunks = sealer.push(&history_plaintext(length));
+        let (last, offer) = sealer.finish();
+        chunks.extend(last);
+        let offer_bytes = offer.to_bytes();
+        let mut okm = [0u8; 35];
+        raw::hkdf_sha256(
+            Some(&[0; 32]),
+            &secret,
+            b"ratchetry v1 history sync",
+            &mut okm,
+        )
+        .unwrap();
+        HistoryVector {
+            name: name.into(),
+            rng_seed: h(seed),
+            length,
+            secret: h(secret),
+            stream_key: h(&okm[..32]),
+            nonce_prefix: h(&okm[32..]),
+            chunks: chunks
+                .iter()
+                .map(|c| HistoryChunk {
+                    len: c.len(),
+                    tag: h(&c[c.len() - 16..]),
+                    sha256: h(raw_sha256(c)),
+                    bytes: (c.len() < 1024).then(|| h(c)),
+                })
+                .collect(),
+            digest: h(&offer_bytes[offer_bytes.len() - 32..]),
+            offer: h(&*offer_bytes),
+        }
+    })
+    .collect();
+    HistoryFile {
+        description: "History sync streams (PROTOCOL.md 19): a short history, one crossing a \
+                      chunk boundary, and an empty one. Schema: test-vectors/README.md."
+            .into(),
+        generator: GENERATOR.into(),
+        vectors,
+    }
+}
+
+#[test]
+fn history_sync_vectors() {
+    let generated = to_json(&history_file());
+    check_committed("history-sync.json", &generated);
+    let f: HistoryFile = serde_json::from_str(&generated).unwrap();
+    assert_eq!(f.vectors.len(), 3);
+    for v in &f.vectors {
+        let mut okm = [0u8; 35];
+        raw::hkdf_sha256(
+            Some(&[0; 32]),
+            &hex::decode(&v.secret).unwrap(),
+            b"ratchetry v1 history sync",
+            &mut okm,
+        )
+        .unwrap();
+        assert_eq!(
+            (h(&okm[..32]), h(&okm[32..])),
+            (v.stream_key.clone(), v.nonce_prefix.clone())
+        );
+        let key: [u8; 32] = okm[..32].try_into().unwrap();
+        let plaintext = history_plaintext(v.length);
+        let pieces: Vec<&[u8]> = if plaintext.is_empty() {
+            vec![&[]]
+        } else {
+            plaintext.chunks(65_536).collect()
+        };
+        let mut pieces = pieces;
+        if plaintext.len() % 65_536 == 0 && !plaintext.is_empty() {
+            pieces.push(&[]);
+        }
+        assert_eq!(pieces.len(), v.chunks.len());
+        let mut digest_input = b"ratchetry v1 history digest".to_vec();
+        for (i, (piece, c)) in pieces.iter().zip(&v.chunks).enumerate() {
+            let mut nonce = [0u8; 12];
+            nonce[..3].copy_from_slice(&okm[32..]);
+            nonce[3..11].copy_from_slice(&(i as u64).to_be_bytes());
+            nonce[11] = u8::from(i + 1 == pieces.len());
+            let mut chunk = vec![1u8, 0x0d];
+            chunk.extend(raw::aes256gcm_seal(&key, &nonce, &[1, 0x0d], piece));
+            assert_eq!(chunk.len(), c.len);
+            assert_eq!(h(raw_sha256(&chunk)), c.sha256);
+            assert_eq!(h(&chunk[chunk.len() - 16..]), c.tag);
+            if let Some(bytes) = &c.bytes {
+                assert_eq!(&h(&chunk), bytes);
+            }
+            digest_input.extend(&chunk[chunk.len() - 16..]);
+        }
+        digest_input.extend(v.length.to_be_bytes());
+        assert_eq!(h(raw_sha256(&digest_input)), v.digest);
+        let mut offer = vec![1u8, 0x0e];
+        offer.extend(hex::decode(&v.secret).unwrap());
+        offer.extend(65_536u32.to_be_bytes());
+        offer.extend(v.length.to_be_bytes());
+        offer.extend((v.chunks.len() as u64).to_be_bytes());
+        offer.extend(hex::decode(&v.digest).unwrap());
+        assert_eq!(h(offer), v.offer);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallFile {
+    description: String,
+    generator: String,
+    rng_seed: String,
+    epochs: Vec<CallEpoch>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallEpoch {
+    /// "start", "join" or "remove".
+    change: String,
+    epoch: u32,
+    secret: String,
+    key_message: String,
+    /// Per participant: account key, device id, SRTP master key and salt.
+    participants: Vec<CallParticipant>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallParticipant {
+    account: String,
+    device: u32,
+    master_key: String,
+    master_salt: String,
+}
+
+fn call_file() -> CallFile {
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    use ratchetry::devices::{AccountKeyPair, DeviceAddress, DeviceId};
+    let seed = raw_sha256(b"ratchetry call keys");
+    let rng = &mut SeededRng::new(seed);
+    let config = CallConfig::default();
+    let mut people: Vec<DeviceAddress> = (0..4)
+        .map(|i| DeviceAddress {
+            account: AccountKeyPair::generate(rng).public(),
+            device: DeviceId(1 + i % 2),
+        })
+        .collect();
+    let joiner = people.pop().unwrap();
+    let mut call = Call::start(rng, CallKind::Group, &people, &config).unwrap();
+    let mut epochs = Vec::new();
+    let mut record = |change: &str, call: &Call| {
+        let msg = call.key_message().to_bytes();
+        epochs.push(CallEpoch {
+            change: change.into(),
+            epoch: call.epoch(),
+            secret: h(&msg[23..55]),
+            key_message: h(&*msg),
+            participants: call
+                .participants()
+                .iter()
+                .map(|p| {
+                    let k = call.srtp_keys(p).unwrap();
+                    CallParticipant {
+                        account: h(p.account.to_bytes()),
+                        device: p.device.0,
+                        master_key: h(k.master_key()),
+                        master_salt: h(k.master_salt()),
+                    }
+                })
+                .collect(),
+        });
+    };
+    record("start", &call);
+    call.join(joiner, &config).unwrap();
+    record("join", &call);
+    let leaver = call.participants()[0];
+    call.remove(rng, &leaver).unwrap();
+    record("remove", &call);
+    CallFile {
+        description: "A group call's key epochs (PROTOCOL.md 20): start with three participants, \
+                      a join (ratcheted secret), a removal (fresh secret), and every \
+                      participant's SRTP keys. Schema: test-vectors/README.md."
+            .into(),
+        generator: GENERATOR.into(),
+        rng_seed: h(seed),
+        epochs,
+    }
+}
+
+#[test]
+fn call_key_vectors() {
+    let generated = to_json(&call_file());
+    check_committed("call-keys.json", &generated);
+    let f: CallFile = serde_json::from_str(&generated).unwrap();
+    assert_eq!(f.epochs.len(), 3);
+    let call_id = hex::decode(&f.epochs[0].key_message).unwrap()[2..18].to_vec();
+    for (i, e) in f.epochs.iter().enumerate() {
+        let salt = [call_id.clone(), e.epoch.to_be_bytes().to_vec()].concat();
+        if e.change == "join" {
+            let mut next = [0u8; 32];
+            raw::hkdf_sha256(
+                Some(&salt),
+                &hex::decode(&f.epochs[i - 1].secret).unwrap(),
+                b"ratchetry v1 call ratchet",
+                &mut next,
+            )
+            .unwrap();
+            assert_eq!(h(next), e.secret);
+        }
+        let mut msg = vec![1u8, 0x0f];
+        msg.extend(&call_id);
+        msg.push(2);
+        msg.extend(e.epoch.to_be_bytes());
+        msg.extend(hex::decode(&e.secret).unwrap());
+        msg.extend((e.participants.len() as u32).to_be_bytes());
+        for p in &e.participants {
+            msg.extend(hex::decode(&p.account).unwrap());
+            msg.extend(p.device.to_be_bytes());
+            let mut info = b"ratchetry v1 call srtp".to_vec();
+            info.extend(hex::decode(&p.account).unwrap());
+            info.extend(p.device.to_be_bytes());
+            let mut okm = [0u8; 44];
+            raw::hkdf_sha256(
+                Some(&salt),
+                &hex::decode(&e.secret).unwrap(),
+                &info,
+                &mut okm,
+            )
+            .unwrap();
+            assert_eq!(
+                (h(&okm[..32]), h(&okm[32..])),
+                (p.master_key.clone(), p.master_salt.clone())
+            );
+        }
+        assert_eq!(h(msg), e.key_message);
+    }
+    assert_eq!(f.epochs[1].participants.len(), 4);
+    assert_eq!(f.epochs[2].participants.len(), 3);
+}
+
 #[test]
 #[ignore = "writes test-vectors/; run to regenerate after a deliberate protocol change"]
 fn regenerate() {
@@ -1284,4 +1569,6 @@ fn regenerate() {
     std::fs::write(path("ratchet-transcript.json"), to_json(&transcript_file())).unwrap();
     std::fs::write(path("sender-keys.json"), to_json(&sender_keys_file())).unwrap();
     std::fs::write(path("devices.json"), to_json(&devices_file())).unwrap();
+    std::fs::write(path("history-sync.json"), to_json(&history_file())).unwrap();
+    std::fs::write(path("call-keys.json"), to_json(&call_file())).unwrap();
 }
