@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, complete_link,
 };
@@ -235,6 +236,40 @@ fn bench_group(c: &mut Criterion) {
     });
     g.bench_function("floor", |b| {
         b.iter(|| black_box(out.encrypt(&body).unwrap()))
+    });
+    g.finish();
+
+    // Call-key distribution to a 32-participant group call, 5 devices each (160 devices).
+    let mut g = quick(c, "call_key/32x5".into());
+    let participants: Vec<DeviceAddress> = members[..32]
+        .iter()
+        .flat_map(|(_, devices)| devices.iter().map(|d| d.address()))
+        .chain(std::iter::once(alice[0].address()))
+        .collect();
+    let call = Call::start(
+        rng,
+        CallKind::Room,
+        &participants[128..],
+        &CallConfig::default(),
+    )
+    .unwrap();
+    let message = call.key_message().clone();
+    let message_bytes = message.to_bytes();
+    g.bench_function("op", |b| {
+        b.iter(|| {
+            black_box(ready(
+                alice[0]
+                    .send_call_key(rng, NOW, &participants, &message)
+                    .unwrap(),
+            ))
+        })
+    });
+    g.bench_function("floor", |b| {
+        b.iter(|| {
+            for _ in 0..160 {
+                black_box(pairwise.encrypt(rng, &message_bytes).unwrap());
+            }
+        })
     });
     g.finish();
 

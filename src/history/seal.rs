@@ -34,7 +34,7 @@ impl HistorySealer {
             prefix,
             counter: 0,
             total_len: 0,
-            pending: Vec::with_capacity(CHUNK_SIZE),
+            pending: new_chunk(),
             digest,
         }
     }
@@ -45,12 +45,12 @@ impl HistorySealer {
         let mut out = Vec::new();
         self.total_len += data.len() as u64;
         while !data.is_empty() {
-            let take = (CHUNK_SIZE - self.pending.len()).min(data.len());
+            let take = (CHUNK_SIZE - self.buffered()).min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
             // A full chunk is sealed only once more data follows: the last chunk must carry
             // the last-chunk flag, and it is known to be last only at `finish`.
-            if self.pending.len() == CHUNK_SIZE && !data.is_empty() {
+            if self.buffered() == CHUNK_SIZE && !data.is_empty() {
                 out.push(self.seal_pending(false));
             }
         }
@@ -62,7 +62,7 @@ impl HistorySealer {
     /// companion.
     pub fn finish(mut self) -> (Vec<Vec<u8>>, HistoryOffer) {
         let mut chunks = Vec::new();
-        if self.pending.len() == CHUNK_SIZE {
+        if self.buffered() == CHUNK_SIZE {
             chunks.push(self.seal_pending(false));
         }
         chunks.push(self.seal_pending(true));
@@ -77,16 +77,27 @@ impl HistorySealer {
         (chunks, offer)
     }
 
+    fn buffered(&self) -> usize {
+        self.pending.len() - CHUNK_HEADER.len()
+    }
+
+    /// Encrypts the buffered chunk in place (so no plaintext copy is left behind) and hands
+    /// it out.
     fn seal_pending(&mut self, last: bool) -> Vec<u8> {
-        let mut chunk = Vec::with_capacity(2 + self.pending.len() + TAG_LEN);
-        chunk.extend_from_slice(&CHUNK_HEADER);
-        chunk.extend_from_slice(&self.pending);
-        zeroize::Zeroize::zeroize(&mut self.pending);
-        self.pending.clear();
+        let mut chunk = core::mem::replace(&mut self.pending, new_chunk());
         let n = nonce(&self.prefix, self.counter, last);
-        let tag = self.key.seal_in_place(&n, &CHUNK_HEADER, &mut chunk, 2);
+        let tag = self
+            .key
+            .seal_in_place(&n, &CHUNK_HEADER, &mut chunk, CHUNK_HEADER.len());
         self.digest.update(tag);
         self.counter += 1;
         chunk
     }
+}
+
+/// An empty chunk buffer: the header, room for a full chunk and its tag.
+fn new_chunk() -> Vec<u8> {
+    let mut chunk = Vec::with_capacity(CHUNK_HEADER.len() + CHUNK_SIZE + TAG_LEN);
+    chunk.extend_from_slice(&CHUNK_HEADER);
+    chunk
 }
