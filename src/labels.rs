@@ -34,9 +34,12 @@ pub(crate) const HISTORY_DIGEST: &[u8] = b"ratchetry v1 history digest";
 pub(crate) const CALL_RATCHET: &[u8] = b"ratchetry v1 call ratchet";
 /// A call epoch secret → one participant's SRTP master key ‖ salt.
 pub(crate) const CALL_SRTP: &[u8] = b"ratchetry v1 call srtp";
+/// Associated-data prefix of sealed state.
+pub(crate) const SEALED_STATE: &[u8] = b"ratchetry v1 sealed state";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
+    SEALED_STATE,
     HISTORY_SYNC,
     HISTORY_DIGEST,
     CALL_RATCHET,

@@ -17,6 +17,7 @@ pub mod fanout;
 pub mod group;
 pub mod history;
 mod labels;
+pub mod persist;
 pub mod primitives;
 pub mod ratchet;
 #[doc(hidden)]

@@ -34,6 +34,7 @@ pub(crate) mod kind {
     pub(crate) const GROUP_RECEIVER_STATE: u8 = 0x85;
     pub(crate) const PRIMARY_STATE: u8 = 0x86;
     pub(crate) const DEVICE_STATE: u8 = 0x87;
+    pub(crate) const SEALED_STATE: u8 = 0x90;
 }
 
 /// Reads fields front to back; every read past the end is [`DecodeError::Truncated`].
