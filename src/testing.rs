@@ -76,6 +76,7 @@ pub mod fuzz {
     use alloc::vec::Vec;
 
     use super::SeededRng;
+    use crate::calls::CallKeyMessage;
     use crate::devices::{
         LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary,
         SignedDeviceList,
@@ -85,6 +86,7 @@ pub mod fuzz {
         GroupConfig, GroupId, GroupMessage, GroupReceiver, OutboundGroupSession,
         SenderKeyDistribution,
     };
+    use crate::history::{HistoryOffer, HistoryOpener, HistorySealer};
     use crate::x3dh::{OneTimePreKeyId, PreKeyStoreConfig};
     use crate::{
         IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, Session, SessionConfig,
@@ -137,6 +139,33 @@ pub mod fuzz {
         }
     }
 
+    /// History offers and call key messages re-encode to the same bytes; arbitrary chunks
+    /// pushed into an opener for a fixed offer are refused without advancing it.
+    pub fn history_and_calls(data: &[u8]) {
+        if let Ok(o) = HistoryOffer::from_bytes(data) {
+            assert_eq!(
+                &**o.to_bytes(),
+                data,
+                "history offer encoding is not canonical"
+            );
+        }
+        if let Ok(m) = CallKeyMessage::from_bytes(data) {
+            assert_eq!(&**m.to_bytes(), data, "call key encoding is not canonical");
+        }
+        let rng = &mut SeededRng::from_label("ratchetry history fuzz fixture");
+        let mut sealer = HistorySealer::new(rng);
+        let _ = sealer.push(&[0x42; 100]);
+        let (_, offer) = sealer.finish();
+        let mut opener = HistoryOpener::new(&offer);
+        if opener.push(data).is_err() {
+            assert_eq!(
+                opener.chunks_opened(),
+                0,
+                "a refused chunk advanced the opener"
+            );
+        }
+    }
+
     /// Device-layer decoders: lists and the linking messages re-encode to the same bytes.
     pub fn device_wire(data: &[u8]) {
         if let Ok(l) = SignedDeviceList::from_bytes(data) {
@@ -157,6 +186,7 @@ pub mod fuzz {
     }
 
     /// Two accounts' devices with sessions and a sender key, and envelopes in flight.
+    #[derive(Clone)]
     pub struct FanoutFixture {
         /// Bob's phone, the receiver.
         pub receiver: Device,
@@ -245,6 +275,7 @@ pub mod fuzz {
     }
 
     /// A group receiver holding one sender's key, and that sender's messages not yet received.
+    #[derive(Clone)]
     pub struct GroupFixture {
         /// The sender device's identity key.
         pub sender: crate::IdentityKey,
@@ -310,6 +341,7 @@ pub mod fuzz {
     }
 
     /// A fixed pair of established sessions plus Bob's prekeys, the same on every call.
+    #[derive(Clone)]
     pub struct Fixture {
         /// Alice's identity.
         pub alice: IdentityKeyPair,

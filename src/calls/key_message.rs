@@ -95,7 +95,7 @@ impl CallKeyMessage {
         let epoch = r.u32()?;
         let secret = Secret::from_bytes(r.array()?);
         let n = crate::x3dh::bounded_count(&mut r, MAX_CALL_PARTICIPANTS)?;
-        let mut participants: Vec<DeviceAddress> = Vec::with_capacity(n);
+        let mut participants: Vec<DeviceAddress> = Vec::with_capacity(r.capacity(n, 36));
         for _ in 0..n {
             let p = read_address(&mut r)?;
             if participants.last().is_some_and(|last| *last >= p) {

@@ -214,7 +214,7 @@ impl GroupReceiver {
             if n == 0 {
                 return Err(DecodeError::InvalidValue);
             }
-            let mut generations: Vec<Generation> = Vec::with_capacity(n);
+            let mut generations: Vec<Generation> = Vec::with_capacity(r.capacity(n, 76));
             for _ in 0..n {
                 let g = read_generation(&mut r, config)?;
                 if generations
@@ -238,7 +238,7 @@ fn read_generation(r: &mut Reader<'_>, config: GroupConfig) -> Result<Generation
     let chain = ChainKey(Secret::from_bytes(r.array()?));
     let iteration = r.u32()?;
     let n = crate::x3dh::bounded_count(r, config.max_skipped_keys)?;
-    let mut skipped: VecDeque<(u32, MessageKey)> = VecDeque::with_capacity(n);
+    let mut skipped: VecDeque<(u32, MessageKey)> = VecDeque::with_capacity(r.capacity(n, 36));
     for _ in 0..n {
         let i = r.u32()?;
         let ascending = skipped.back().is_none_or(|(last, _)| *last < i);

@@ -110,6 +110,13 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A safe preallocation for `n` elements of at least `min_size` encoded bytes each: never
+    /// more than the remaining input could hold, so a hostile count cannot force a huge
+    /// allocation.
+    pub(crate) fn capacity(&self, n: usize, min_size: usize) -> usize {
+        n.min(self.buf.len() / min_size.max(1))
+    }
+
     /// How many bytes are left.
     pub(crate) fn rest_len(&self) -> usize {
         self.buf.len()

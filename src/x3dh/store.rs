@@ -270,7 +270,7 @@ impl PreKeyStore {
         }
         let current = SignedPreKey::read(&mut r)?;
         let n = bounded_count(&mut r, config.max_signed_prekeys - 1)?;
-        let mut retired = VecDeque::with_capacity(n);
+        let mut retired = VecDeque::with_capacity(r.capacity(n, 108));
         for _ in 0..n {
             retired.push_back(SignedPreKey::read(&mut r)?);
         }
@@ -291,7 +291,7 @@ impl PreKeyStore {
             );
         }
         let n = bounded_count(&mut r, config.max_remembered_base_keys)?;
-        let mut seen_base_keys = VecDeque::with_capacity(n);
+        let mut seen_base_keys = VecDeque::with_capacity(r.capacity(n, 32));
         for _ in 0..n {
             seen_base_keys.push_back(DhPublicKey::from_bytes(r.array()?));
         }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Short fuzz runs of every cargo-fuzz target, starting from its committed seed corpus.
+# New inputs go to a temporary directory, so the committed corpus never changes in CI.
+# FUZZ_SECONDS (default 20) per target. A crash or a broken invariant fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+if cargo +nightly --version >/dev/null 2>&1; then
+    fuzz() { cargo +nightly fuzz "$@"; }
+    echo "fuzzing with $(cargo +nightly --version)"
+else
+    fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
+    echo "no nightly toolchain: fuzzing on stable with RUSTC_BOOTSTRAP=1"
+fi
+
+seconds="${FUZZ_SECONDS:-20}"
+targets=$(cd fuzz/fuzz_targets && ls *.rs | sed 's/\.rs$//')
+fuzz build
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for t in $targets; do
+    mkdir -p "$scratch/$t"
+    log="$scratch/$t.log"
+    if ! fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "FUZZ FAILURE: target $t (artifacts under fuzz/artifacts/$t)"
+        exit 1
+    fi
+    runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1 || true)
+    echo "fuzz $t: ${runs:-finished} in ${seconds}s"
+done

@@ -1,0 +1,215 @@
+//! Replays every fuzz target's committed seed corpus (and any crash artifacts) through the same
+//! entry points the cargo-fuzz targets call, so `cargo test` exercises them on stable.
+//!
+//! The seeds are generated from the deterministic fixtures by
+//!
+//! ```text
+//! cargo test --test fuzz_corpus -- --ignored regenerate_fuzz_seeds
+//! ```
+
+use std::fs;
+use std::path::PathBuf;
+
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::fuzz::{self, FanoutFixture, Fixture, GroupFixture};
+
+const TARGETS: &[&str] = &[
+    "bundle",
+    "message",
+    "state",
+    "decrypt",
+    "accept",
+    "group_wire",
+    "group_decrypt",
+    "device_wire",
+    "device_receive",
+    "history_calls",
+];
+
+fn dir(kind: &str, target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind)
+        .join(target)
+}
+
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for kind in ["corpus", "artifacts"] {
+        let Ok(entries) = fs::read_dir(dir(kind, target)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_file() {
+                out.push((
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn replay(target: &str, mut run: impl FnMut(&[u8])) {
+    let inputs = inputs(target);
+    assert!(
+        !inputs.is_empty(),
+        "no seed corpus for fuzz target {target}"
+    );
+    for (_, data) in &inputs {
+        run(data);
+    }
+}
+
+#[test]
+fn every_target_has_seeds() {
+    for t in TARGETS {
+        assert!(!inputs(t).is_empty(), "{t}");
+        assert!(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/fuzz_targets")
+                .join(format!("{t}.rs"))
+                .exists(),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn stateless_decoders() {
+    replay("bundle", fuzz::bundle);
+    replay("message", fuzz::message);
+    replay("state", fuzz::state);
+    replay("group_wire", fuzz::group_wire);
+    replay("device_wire", fuzz::device_wire);
+    replay("history_calls", fuzz::history_and_calls);
+}
+
+#[test]
+fn session_receive_paths() {
+    let pristine = Fixture::new();
+    replay("decrypt", |d| fuzz::decrypt(&mut pristine.clone(), d));
+    replay("accept", |d| fuzz::accept(&mut pristine.clone(), d));
+    // The genuine seeds decrypt from the pristine fixture.
+    for m in &pristine.in_flight {
+        let mut f = pristine.clone();
+        let msg = ratchetry::IncomingMessage::decode(m).unwrap();
+        f.bob_session.decrypt(&msg).unwrap();
+    }
+}
+
+#[test]
+fn group_and_device_receive_paths() {
+    let group = GroupFixture::new();
+    replay("group_decrypt", |d| {
+        fuzz::group_decrypt(&mut group.clone(), d)
+    });
+    for m in &group.in_flight {
+        let mut f = group.clone();
+        let msg = ratchetry::group::GroupMessage::decode(m).unwrap();
+        f.receiver.decrypt(&f.sender, &msg).unwrap();
+    }
+    let fanout = FanoutFixture::new();
+    replay("device_receive", |d| {
+        fuzz::device_receive(&mut fanout.clone(), d)
+    });
+    let mut f = fanout.clone();
+    for e in &fanout.in_flight {
+        f.receiver.receive(FanoutFixture::NOW, e).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/"]
+fn regenerate_fuzz_seeds() {
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    use ratchetry::devices::{DevicePolicy, LinkRequest, Primary, complete_link};
+    use ratchetry::group::{GroupConfig, GroupId, GroupReceiver, OutboundGroupSession};
+    use ratchetry::history::HistorySealer;
+    use ratchetry::x3dh::OneTimePreKeyId;
+    use ratchetry::{IdentityKeyPair, PreKeyStore, Timestamp};
+
+    let write = |target: &str, name: &str, data: &[u8]| {
+        let d = dir("corpus", target);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("seed-{name}")), data).unwrap();
+    };
+    let rng = &mut SeededRng::from_label("fuzz seeds");
+    let f = Fixture::new();
+    write(
+        "bundle",
+        "with-otk",
+        &f.bob_store
+            .bundle(&f.bob, Some(OneTimePreKeyId(2)))
+            .to_bytes(),
+    );
+    write(
+        "bundle",
+        "without-otk",
+        &f.bob_store.bundle(&f.bob, None).to_bytes(),
+    );
+    for (i, m) in f.in_flight.iter().enumerate() {
+        write("message", &format!("in-flight-{i}"), m);
+        write("decrypt", &format!("in-flight-{i}"), m);
+    }
+    write("accept", "prekey-message", &f.in_flight[0]);
+    write("state", "session-initiator", &f.alice_session.to_bytes());
+    write("state", "session-responder", &f.bob_session.to_bytes());
+    write("state", "prekey-store", &f.bob_store.to_bytes());
+    write("state", "identity", &f.bob.to_bytes());
+
+    let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]));
+    let mut rx = GroupReceiver::new(GroupConfig::default());
+    rx.process_distribution(&f.alice.public(), &out.distribution())
+        .unwrap();
+    write("group_wire", "distribution", &out.distribution().to_bytes());
+    write(
+        "group_wire",
+        "group-message",
+        &out.encrypt(b"seed").unwrap(),
+    );
+    write("state", "outbound-group", &out.to_bytes());
+    write("state", "group-receiver", &rx.to_bytes());
+    let g = GroupFixture::new();
+    for (i, m) in g.in_flight.iter().enumerate() {
+        write("group_decrypt", &format!("in-flight-{i}"), m);
+    }
+
+    let now = Timestamp(1_790_000_000_000);
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone.public(), now, DevicePolicy::default());
+    let inv = primary.invite(rng, now);
+    let laptop = IdentityKeyPair::generate(rng);
+    let req = LinkRequest::new(&laptop, &inv);
+    let approval = primary.approve(now, &req).unwrap();
+    let (_, confirmation) =
+        complete_link(&laptop, &inv, &approval, &DevicePolicy::default()).unwrap();
+    write("device_wire", "list", &primary.device_list().to_bytes());
+    write("device_wire", "invitation", &inv.to_bytes());
+    write("device_wire", "request", &req.to_bytes());
+    write("device_wire", "approval", &approval.to_bytes());
+    write("device_wire", "confirmation", &confirmation.to_bytes());
+    write("state", "primary", &primary.to_bytes());
+    let fx = FanoutFixture::new();
+    for (i, e) in fx.in_flight.iter().enumerate() {
+        write("device_receive", &format!("in-flight-{i}"), e);
+    }
+    write("state", "device", &fx.receiver.to_bytes());
+
+    let mut sealer = HistorySealer::new(rng);
+    let _ = sealer.push(&[1; 100]);
+    let (chunks, offer) = sealer.finish();
+    write("history_calls", "offer", &offer.to_bytes());
+    write("history_calls", "chunk", &chunks[0]);
+    let call = Call::start(
+        rng,
+        CallKind::Group,
+        &[fx.receiver.address()],
+        &CallConfig::default(),
+    )
+    .unwrap();
+    write("history_calls", "call-key", &call.to_bytes());
+    let _ = PreKeyStore::from_bytes(&f.bob_store.to_bytes()).unwrap();
+}
