@@ -54,12 +54,38 @@ impl AeadKey {
 }
 
 fn seal_detached(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
-    let cipher = Aes256Gcm::new(key.into());
-    // Encryption fails only for inputs over 2^36 bytes, which a Vec on any target this crate
-    // supports cannot hold in one message; the fallback tag would then fail to open.
+    seal_with(&Aes256Gcm::new(key.into()), nonce, aad, data)
+}
+
+fn seal_with(cipher: &Aes256Gcm, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+    // Encryption fails only for inputs over 2^36 bytes, which no message or chunk of this
+    // crate reaches; the fallback tag would then fail to open.
     match cipher.encrypt_inout_detached(&Nonce::from(*nonce), aad, data.into()) {
         Ok(tag) => tag.into(),
         Err(_) => [0; TAG_LEN],
+    }
+}
+
+fn open_with(
+    cipher: &Aes256Gcm,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<alloc::vec::Vec<u8>, CryptoError> {
+    let split = ciphertext_and_tag
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(CryptoError::AuthenticationFailed)?;
+    let (ciphertext, tag) = ciphertext_and_tag.split_at(split);
+    let tag = Tag::try_from(tag).map_err(|_| CryptoError::AuthenticationFailed)?;
+    let mut out = ciphertext.to_vec();
+    match cipher.decrypt_inout_detached(&Nonce::from(*nonce), aad, out.as_mut_slice().into(), &tag)
+    {
+        Ok(()) => Ok(out),
+        Err(_) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            Err(CryptoError::AuthenticationFailed)
+        }
     }
 }
 
@@ -79,22 +105,7 @@ pub fn open(
     aad: &[u8],
     ciphertext_and_tag: &[u8],
 ) -> Result<alloc::vec::Vec<u8>, CryptoError> {
-    let split = ciphertext_and_tag
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(CryptoError::AuthenticationFailed)?;
-    let (ciphertext, tag) = ciphertext_and_tag.split_at(split);
-    let mut out = ciphertext.to_vec();
-    let cipher = Aes256Gcm::new(key.into());
-    let tag = Tag::try_from(tag).map_err(|_| CryptoError::AuthenticationFailed)?;
-    match cipher.decrypt_inout_detached(&Nonce::from(*nonce), aad, out.as_mut_slice().into(), &tag)
-    {
-        Ok(()) => Ok(out),
-        Err(_) => {
-            zeroize::Zeroize::zeroize(&mut out);
-            Err(CryptoError::AuthenticationFailed)
-        }
-    }
+    open_with(&Aes256Gcm::new(key.into()), nonce, aad, ciphertext_and_tag)
 }
 
 /// One AES-256-GCM key used for many nonces, with the key schedule computed once: for chunked
@@ -119,15 +130,7 @@ impl StreamKey {
         buf: &mut alloc::vec::Vec<u8>,
         start: usize,
     ) -> [u8; TAG_LEN] {
-        let tag = match self.cipher.encrypt_inout_detached(
-            &Nonce::from(*nonce),
-            aad,
-            (&mut buf[start..]).into(),
-        ) {
-            Ok(tag) => tag.into(),
-            // Only inputs over 2^36 bytes fail; chunks are far smaller.
-            Err(_) => [0; TAG_LEN],
-        };
+        let tag = seal_with(&self.cipher, nonce, aad, &mut buf[start..]);
         buf.extend_from_slice(&tag);
         tag
     }
@@ -139,24 +142,6 @@ impl StreamKey {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<alloc::vec::Vec<u8>, CryptoError> {
-        let split = ciphertext_and_tag
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(CryptoError::AuthenticationFailed)?;
-        let (ciphertext, tag) = ciphertext_and_tag.split_at(split);
-        let tag = Tag::try_from(tag).map_err(|_| CryptoError::AuthenticationFailed)?;
-        let mut out = ciphertext.to_vec();
-        match self.cipher.decrypt_inout_detached(
-            &Nonce::from(*nonce),
-            aad,
-            out.as_mut_slice().into(),
-            &tag,
-        ) {
-            Ok(()) => Ok(out),
-            Err(_) => {
-                zeroize::Zeroize::zeroize(&mut out);
-                Err(CryptoError::AuthenticationFailed)
-            }
-        }
+        open_with(&self.cipher, nonce, aad, ciphertext_and_tag)
     }
 }
