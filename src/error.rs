@@ -175,6 +175,11 @@ pub enum FanoutError {
     Withheld,
     /// This device is no longer in its own account's valid list (expired or unlinked).
     ThisDeviceInactive,
+    /// This exact envelope was already read: answer with what was stored under this id.
+    Duplicate {
+        /// The envelope's [`MessageId`](crate::fanout::MessageId) bytes.
+        message_id: [u8; 16],
+    },
 }
 
 /// History sync and call key failures.

@@ -36,9 +36,12 @@ pub(crate) const CALL_RATCHET: &[u8] = b"ratchetry v1 call ratchet";
 pub(crate) const CALL_SRTP: &[u8] = b"ratchetry v1 call srtp";
 /// Associated-data prefix of sealed state.
 pub(crate) const SEALED_STATE: &[u8] = b"ratchetry v1 sealed state";
+/// Hash prefix of an envelope's message id.
+pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 message id";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
+    MESSAGE_ID,
     SEALED_STATE,
     HISTORY_SYNC,
     HISTORY_DIGEST,

@@ -293,8 +293,13 @@ fn rerouted_replayed_and_unlisted_envelopes_fail_with_typed_causes() {
     assert_eq!(*before, *dev3.to_bytes());
     // Genuine delivery works once; a replay is a duplicate.
     device(&mut bob, 2).receive(T0, &to_bob2).unwrap();
-    let dup = device(&mut bob, 2).receive(T0, &to_bob2).err().unwrap();
-    assert!(matches!(dup, Error::Ratchet(_)), "{dup:?}");
+    let id = ratchetry::fanout::MessageId::of(&to_bob2);
+    refused(
+        device(&mut bob, 2),
+        T0,
+        &to_bob2,
+        FanoutError::Duplicate { message_id: id.0 }.into(),
+    );
 
     // Alice unlinks her laptop; Bob learns the new list; an envelope the laptop made under the
     // old list is refused as diverging, and after that the laptop is not in the list at all.
@@ -885,4 +890,53 @@ fn call_keys_and_history_offers_travel_over_fanout() {
             .err(),
         Some(FanoutError::NotForThisDevice.into())
     );
+}
+
+#[test]
+fn restore_from_an_old_backup_never_reuses_a_message_key() {
+    let rng = &mut SeededRng::from_label("fanout stale backup");
+    let mut alice = account(rng, 0);
+    let mut bob = account(rng, 0);
+    introduce(T0, &mut alice, &mut bob);
+    let bob_key = bob.key();
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    // Establish both directions.
+    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"hello", &world);
+    deliver(T0, &o, &mut [&mut bob]);
+    let alice_key = alice.key();
+    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"hi", &world);
+    deliver(T0, &o, &mut [&mut alice]);
+    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"steady", &world);
+    deliver(T0, &o, &mut [&mut bob]);
+    // Alice backs up, then sends two more messages Bob reads, then restores the backup.
+    let backup = device(&mut alice, 1).to_bytes();
+    let mut lost = Vec::new();
+    for body in [b"lost one".as_slice(), b"lost two"] {
+        let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, body, &world);
+        lost.push(o.envelopes[0].1.clone());
+        deliver(T0, &o, &mut [&mut bob]);
+    }
+    let restored = Device::restore_from_backup(rng, &backup).unwrap();
+    *device(&mut alice, 1) = restored;
+    // The restored device's next message uses a new ratchet key: a fresh chain, never the
+    // counters the lost messages used.
+    let o = send_ready(
+        rng,
+        T0,
+        device(&mut alice, 1),
+        &bob_key,
+        b"lost one",
+        &world,
+    );
+    let again = &o.envelopes[0].1;
+    // Envelope header (99 bytes), then the ratchet message: version, type, ratchet key.
+    let ratchet_key = |env: &[u8]| {
+        assert_eq!(env[99..101], [1, 2]);
+        env[101..133].to_vec()
+    };
+    assert_ne!(ratchet_key(again), ratchet_key(&lost[0]));
+    assert_ne!(again[again.len() - 24..], lost[0][lost[0].len() - 24..]);
+    // Bob reads it as an ordinary ratchet step: the session survives.
+    let got = deliver(T0, &o, &mut [&mut bob]);
+    assert!(matches!(&got[0].1, Received::Direct { body, .. } if body == b"lost one"));
 }

@@ -2,7 +2,7 @@
 //! pairwise session per remote device, inbound sender keys, its own outbound sender keys and
 //! the ledger of which device holds which of them.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
@@ -51,6 +51,26 @@ pub struct Device {
     pub(crate) ledger: BTreeMap<GroupId, BTreeSet<DeviceAddress>>,
     /// (group, device) pairs that told this device they withhold their key.
     pub(crate) withheld: BTreeSet<(GroupId, DeviceAddress)>,
+    /// Ids of the envelopes read most recently, oldest first, so a redelivery is recognised.
+    pub(crate) seen: VecDeque<MessageId>,
+}
+
+/// Envelope ids remembered to recognise redeliveries.
+pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
+
+/// A stable identity of one envelope: the same bytes always give the same id, on every device.
+/// Use it to store what a message said and answer a redelivery idempotently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    /// The id of `envelope`: SHA-256("ratchetry v1 message id" ‖ envelope), first 16 bytes.
+    pub fn of(envelope: &[u8]) -> Self {
+        let full = sha256(&[labels::MESSAGE_ID, envelope]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&full[..16]);
+        Self(id)
+    }
 }
 
 impl Device {
@@ -89,7 +109,26 @@ impl Device {
             outbound: BTreeMap::new(),
             ledger: BTreeMap::new(),
             withheld: BTreeSet::new(),
+            seen: VecDeque::new(),
         })
+    }
+
+    /// Restores a device from a backup that may be older than the state it last had (an old
+    /// snapshot, a copied phone). Everything it may already have sent under the snapshot's
+    /// chain counters is made unreachable: every pairwise session starts a new sending chain
+    /// from a fresh DH ratchet key on its next send, and every outbound sender key is rotated
+    /// (so the ledger is cleared and the next group send redistributes). No message key or
+    /// nonce is ever reused. Sessions whose peer moved on meanwhile may need a new session.
+    pub fn restore_from_backup(rng: &mut impl CryptoRng, bytes: &[u8]) -> Result<Self, Error> {
+        let mut device = Self::from_bytes(bytes)?;
+        for set in device.sessions.values_mut() {
+            set.renew_sending_chains();
+        }
+        for outbound in device.outbound.values_mut() {
+            outbound.rotate(rng)?;
+        }
+        device.ledger.clear();
+        Ok(device)
     }
 
     /// This device's address.

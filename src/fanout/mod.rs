@@ -15,6 +15,6 @@ mod send;
 mod sessions;
 mod state;
 
-pub use device::{Device, DeviceConfig};
+pub use device::{Device, DeviceConfig, MAX_REMEMBERED_MESSAGE_IDS, MessageId};
 pub use outbox::{Event, Outbox, Outgoing, Received};
 pub use payload::WithheldReason;

@@ -5,7 +5,7 @@ use super::device::lists_digest;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::payload::Payload;
 use super::sessions::SessionSet;
-use super::{Device, Received};
+use super::{Device, MessageId, Received};
 use crate::error::{Error, FanoutError, GroupError};
 use crate::group::GroupMessage;
 use crate::ratchet::{IncomingMessage, Session};
@@ -14,15 +14,29 @@ use crate::time::Timestamp;
 impl Device {
     /// Reads one envelope. On any error nothing changed; the error says what the app can do
     /// (fetch a device list, ask for a retry, wait for a sender key, …).
+    ///
+    /// An envelope this device already read (among the last
+    /// [`MAX_REMEMBERED_MESSAGE_IDS`](super::MAX_REMEMBERED_MESSAGE_IDS)) is refused with
+    /// `FanoutError::Duplicate` carrying its [`MessageId`], so the app can answer with what it
+    /// stored the first time; nothing changes.
     pub fn receive(&mut self, now: Timestamp, envelope: &[u8]) -> Result<Received, Error> {
-        match Envelope::decode(envelope)? {
+        let id = MessageId::of(envelope);
+        if self.seen.contains(&id) {
+            return Err(FanoutError::Duplicate { message_id: id.0 }.into());
+        }
+        let received = match Envelope::decode(envelope)? {
             Envelope::Pairwise {
                 header,
                 header_bytes,
                 message,
             } => self.receive_pairwise(now, &header, header_bytes, message),
             Envelope::Group { header, message } => self.receive_group(now, &header, message),
+        }?;
+        self.seen.push_back(id);
+        if self.seen.len() > super::MAX_REMEMBERED_MESSAGE_IDS {
+            self.seen.pop_front();
         }
+        Ok(received)
     }
 
     fn receive_pairwise(

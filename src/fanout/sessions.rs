@@ -40,6 +40,14 @@ impl SessionSet {
         self.0.insert(0, advanced);
     }
 
+    /// After a restore from an old backup: no session may continue a sending chain it may
+    /// already have used.
+    pub(crate) fn renew_sending_chains(&mut self) {
+        for s in &mut self.0 {
+            s.renew_sending_chain();
+        }
+    }
+
     /// A newer session becomes current; the oldest beyond the limit is dropped.
     pub(crate) fn push_new(&mut self, session: Session) {
         self.0.insert(0, session);

@@ -2,13 +2,13 @@
 //! encodings, each behind a length; maps are written in ascending key order and must be read
 //! back in that order, so the encoding is canonical.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use super::envelope::read_address;
 use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
-use super::{Device, DeviceConfig};
+use super::{Device, DeviceConfig, MAX_REMEMBERED_MESSAGE_IDS, MessageId};
 use crate::devices::{DeviceAddress, DevicePolicy, VerifiedDeviceList};
 use crate::error::DecodeError;
 use crate::group::{GroupConfig, GroupId, GroupReceiver, OutboundGroupSession};
@@ -67,6 +67,10 @@ impl Device {
         for (group, device) in &self.withheld {
             out.extend_from_slice(&group.0);
             write_address(&mut out, device);
+        }
+        out.u32(self.seen.len() as u32);
+        for id in &self.seen {
+            out.extend_from_slice(&id.0);
         }
         out
     }
@@ -151,6 +155,11 @@ impl Device {
             ascending(withheld.last(), &entry)?;
             withheld.insert(entry);
         }
+        let n = crate::x3dh::bounded_count(&mut r, MAX_REMEMBERED_MESSAGE_IDS as u32)?;
+        let mut seen = VecDeque::with_capacity(r.capacity(n, 16));
+        for _ in 0..n {
+            seen.push_back(MessageId(r.array()?));
+        }
         r.finish()?;
         Ok(Self {
             config,
@@ -163,6 +172,7 @@ impl Device {
             outbound,
             ledger,
             withheld,
+            seen,
         })
     }
 }

@@ -415,6 +415,16 @@ impl Session {
         self.0.config
     }
 
+    /// Abandons the current sending chain: the next send starts a new one from a fresh DH
+    /// ratchet key. For state restored from a backup that may be older than what was already
+    /// sent, so that no chain counter (and so no message key or nonce) is used twice. The peer
+    /// reads the new chain as an ordinary DH ratchet step.
+    pub fn renew_sending_chain(&mut self) {
+        if let Some(send) = self.0.send.take() {
+            self.0.previous_send_length = send.next;
+        }
+    }
+
     /// Whether `message` carries the X3DH values this (responder) session began with.
     pub(crate) fn continues(&self, message: &PreKeyMessage<'_>) -> bool {
         self.0.role == Role::Responder && message.x3dh == self.0.x3dh
