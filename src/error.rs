@@ -175,6 +175,8 @@ pub enum FanoutError {
     Withheld,
     /// This device is no longer in its own account's valid list (expired or unlinked).
     ThisDeviceInactive,
+    /// A retry request past the attempt cap (or numbered 0).
+    RetryLimit,
     /// This exact envelope was already read: answer with what was stored under this id.
     Duplicate {
         /// The envelope's [`MessageId`](crate::fanout::MessageId) bytes.

@@ -38,9 +38,12 @@ pub(crate) const CALL_SRTP: &[u8] = b"ratchetry v1 call srtp";
 pub(crate) const SEALED_STATE: &[u8] = b"ratchetry v1 sealed state";
 /// Hash prefix of an envelope's message id.
 pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 message id";
+/// Signature prefix of a retry request.
+pub(crate) const RETRY_REQUEST: &[u8] = b"ratchetry v1 retry request";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
+    RETRY_REQUEST,
     MESSAGE_ID,
     SEALED_STATE,
     HISTORY_SYNC,

@@ -940,3 +940,73 @@ fn restore_from_an_old_backup_never_reuses_a_message_key() {
     let got = deliver(T0, &o, &mut [&mut bob]);
     assert!(matches!(&got[0].1, Received::Direct { body, .. } if body == b"lost one"));
 }
+
+#[test]
+fn retry_requests_heal_a_lost_session() {
+    use ratchetry::fanout::{MessageId, Resend, RetryReason};
+    let rng = &mut SeededRng::from_label("fanout retry");
+    let mut alice = account(rng, 0);
+    let mut bob = account(rng, 0);
+    introduce(T0, &mut alice, &mut bob);
+    let (alice_key, bob_key) = (alice.key(), bob.key());
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    // Bob's phone backs up before it ever talked to Alice, then they talk.
+    let bob_backup = device(&mut bob, 1).to_bytes();
+    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"one", &world);
+    deliver(T0, &o, &mut [&mut bob]);
+    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"two", &world);
+    deliver(T0, &o, &mut [&mut alice]);
+    // Bob's phone is restored from the backup: it has no session with Alice any more.
+    *device(&mut bob, 1) = Device::restore_from_backup(rng, &bob_backup).unwrap();
+    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"three", &world);
+    let (_, lost) = o.envelopes[0].clone();
+    let stored = (MessageId::of(&lost), b"three".to_vec()); // what Alice's app keeps
+    refused(
+        device(&mut bob, 1),
+        T0,
+        &lost,
+        FanoutError::NoSession.into(),
+    );
+
+    // Bob asks again; Alice answers from her stored plaintext with a fresh session.
+    let (to, request) = device(&mut bob, 1)
+        .request_retry(rng, T0, &lost, RetryReason::NoSession, 1)
+        .unwrap();
+    assert_eq!(to, device(&mut alice, 1).address());
+    // A tampered request is refused.
+    let mut bad = request.clone();
+    let at = bad.len() - 70;
+    bad[at] ^= 1;
+    assert!(device(&mut alice, 1).receive(T0, &bad).is_err());
+    let Received::RetryRequest(req) = device(&mut alice, 1).receive(T0, &request).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (req.message_id, req.reason, req.attempt),
+        (stored.0, RetryReason::NoSession, 1)
+    );
+    let Outgoing::Ready(answer) = device(&mut alice, 1)
+        .answer_retry(rng, T0, &req, Resend::Direct { to: bob_key }, &stored.1)
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got = deliver(T0, &answer, &mut [&mut bob]);
+    assert!(matches!(&got[0].1, Received::Direct { body, .. } if body == b"three"));
+    // The conversation goes on both ways on the new session.
+    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"four", &world);
+    assert!(
+        matches!(&deliver(T0, &o, &mut [&mut alice])[0].1, Received::Direct { body, .. } if body == b"four")
+    );
+    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"five", &world);
+    assert!(
+        matches!(&deliver(T0, &o, &mut [&mut bob])[0].1, Received::Direct { body, .. } if body == b"five")
+    );
+    // Attempts are capped.
+    assert_eq!(
+        device(&mut bob, 1)
+            .request_retry(rng, T0, &lost, RetryReason::NoSession, 4)
+            .err(),
+        Some(FanoutError::RetryLimit.into())
+    );
+}

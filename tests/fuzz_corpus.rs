@@ -197,6 +197,17 @@ fn regenerate_fuzz_seeds() {
         write("device_receive", &format!("in-flight-{i}"), e);
     }
     write("state", "device", &fx.receiver.to_bytes());
+    let mut asker = fx.receiver.clone();
+    let (_, retry) = asker
+        .request_retry(
+            rng,
+            FanoutFixture::NOW,
+            &fx.in_flight[0],
+            ratchetry::fanout::RetryReason::NoSession,
+            1,
+        )
+        .unwrap();
+    write("device_receive", "retry-request", &retry);
 
     let mut sealer = HistorySealer::new(rng);
     let _ = sealer.push(&[1; 100]);

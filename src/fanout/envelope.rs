@@ -60,7 +60,7 @@ impl GroupHeader {
 /// A parsed envelope.
 // Parsed on the stack for one call; boxing the larger variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Envelope<'a> {
     Pairwise {
         header: PairwiseHeader,
@@ -71,6 +71,7 @@ pub(crate) enum Envelope<'a> {
         header: GroupHeader,
         message: &'a [u8],
     },
+    Retry(super::retry::RetryWire<'a>),
 }
 
 impl<'a> Envelope<'a> {
@@ -102,12 +103,13 @@ impl<'a> Envelope<'a> {
                     message: r.rest(),
                 })
             }
+            super::retry::RETRY => super::retry::RetryWire::decode(bytes).map(Self::Retry),
             _ => Err(DecodeError::InvalidValue),
         }
     }
 }
 
-fn write_address(out: &mut Vec<u8>, a: &DeviceAddress) {
+pub(crate) fn write_address(out: &mut Vec<u8>, a: &DeviceAddress) {
     write_account(out, &a.account);
     out.u32(a.device.0);
 }

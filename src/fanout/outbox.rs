@@ -83,6 +83,10 @@ pub enum Received {
         /// The offer.
         offer: HistoryOffer,
     },
+    /// Another device could not read a message from this one and asks for it again: look up
+    /// the plaintext stored under `message_id` and call
+    /// [`Device::answer_retry`](super::Device::answer_retry).
+    RetryRequest(super::RetryRequest),
     /// `from` withholds its group key from this device.
     Withheld {
         /// The device withholding.

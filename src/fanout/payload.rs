@@ -16,6 +16,7 @@ const DISTRIBUTION: u8 = 2;
 const WITHHELD: u8 = 3;
 const CALL_KEY: u8 = 4;
 const HISTORY_OFFER: u8 = 5;
+const GROUP_RESEND: u8 = 6;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,11 @@ pub(crate) enum Payload {
     },
     CallKey(CallKeyMessage),
     HistoryOffer(HistoryOffer),
+    /// A group message re-sent pairwise in answer to a retry request.
+    GroupResend {
+        group: GroupId,
+        body: Vec<u8>,
+    },
 }
 
 impl Payload {
@@ -89,6 +95,11 @@ impl Payload {
                 out.push(HISTORY_OFFER);
                 out.extend_from_slice(&o.to_bytes());
             }
+            Self::GroupResend { group, body } => {
+                out.push(GROUP_RESEND);
+                out.extend_from_slice(&group.0);
+                out.extend_from_slice(body);
+            }
         }
         out
     }
@@ -110,6 +121,10 @@ impl Payload {
             }
             CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
             HISTORY_OFFER => HistoryOffer::from_bytes(r.rest()).map(Self::HistoryOffer),
+            GROUP_RESEND => Ok(Self::GroupResend {
+                group: GroupId(r.array()?),
+                body: r.rest().to_vec(),
+            }),
             _ => Err(DecodeError::InvalidValue),
         }
     }

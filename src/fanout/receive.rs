@@ -31,6 +31,7 @@ impl Device {
                 message,
             } => self.receive_pairwise(now, &header, header_bytes, message),
             Envelope::Group { header, message } => self.receive_group(now, &header, message),
+            Envelope::Retry(wire) => self.verify_retry(now, wire).map(Received::RetryRequest),
         }?;
         self.seen.push_back(id);
         if self.seen.len() > super::MAX_REMEMBERED_MESSAGE_IDS {
@@ -158,6 +159,7 @@ impl Device {
                 }
             }
             Payload::CallKey(message) => Received::CallKey { from, message },
+            Payload::GroupResend { group, body } => Received::Group { from, group, body },
             Payload::HistoryOffer(offer) => {
                 // Only this account's own devices hold its history.
                 if from.account != self.address.account {

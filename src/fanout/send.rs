@@ -165,7 +165,7 @@ impl Device {
         self.send_payload(rng, now, &[device], &Payload::HistoryOffer(offer.clone()))
     }
 
-    fn send_payload(
+    pub(crate) fn send_payload(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
