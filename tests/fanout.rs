@@ -1010,3 +1010,31 @@ fn retry_requests_heal_a_lost_session() {
         Some(FanoutError::RetryLimit.into())
     );
 }
+
+#[test]
+fn state_epoch_detects_a_stale_snapshot() {
+    let rng = &mut SeededRng::from_label("fanout epoch");
+    let mut alice = account(rng, 0);
+    let mut bob = account(rng, 0);
+    introduce(T0, &mut alice, &mut bob);
+    let bob_key = bob.key();
+    let world = [&account_clone(&alice), &account_clone(&bob)];
+    let snapshot = device(&mut alice, 1).to_bytes();
+    let old_epoch = device(&mut alice, 1).state_epoch();
+    send_ready(
+        rng,
+        T0,
+        device(&mut alice, 1),
+        &bob_key,
+        b"after the snapshot",
+        &world,
+    );
+    let latest = device(&mut alice, 1).state_epoch();
+    assert!(latest > old_epoch);
+    let current = device(&mut alice, 1).to_bytes();
+    let (_, stale) = Device::restore(rng, &current, latest).unwrap();
+    assert!(!stale);
+    let (restored, stale) = Device::restore(rng, &snapshot, latest).unwrap();
+    assert!(stale);
+    assert!(restored.state_epoch() > old_epoch);
+}

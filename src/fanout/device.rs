@@ -53,6 +53,8 @@ pub struct Device {
     pub(crate) withheld: BTreeSet<(GroupId, DeviceAddress)>,
     /// Ids of the envelopes read most recently, oldest first, so a redelivery is recognised.
     pub(crate) seen: VecDeque<MessageId>,
+    /// Counts state changes; lets the app tell a stale snapshot from the latest state.
+    pub(crate) epoch: u64,
 }
 
 /// Envelope ids remembered to recognise redeliveries.
@@ -110,7 +112,36 @@ impl Device {
             ledger: BTreeMap::new(),
             withheld: BTreeSet::new(),
             seen: VecDeque::new(),
+            epoch: 0,
         })
+    }
+
+    /// The state epoch: it grows with every change to the device (each successful send,
+    /// receive, session start, list update, prekey change). Keep the epoch of the state last
+    /// persisted somewhere a restore from backup does not roll back (a platform counter, the
+    /// server), and pass it to [`restore`](Self::restore).
+    pub fn state_epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Restores persisted state and detects a stale snapshot: if its epoch is lower than
+    /// `last_epoch` (the epoch of the state last persisted, kept elsewhere), the device is
+    /// restored as from a backup ([`restore_from_backup`](Self::restore_from_backup)) and the
+    /// second value is `true`.
+    pub fn restore(
+        rng: &mut impl CryptoRng,
+        bytes: &[u8],
+        last_epoch: u64,
+    ) -> Result<(Self, bool), Error> {
+        let device = Self::from_bytes(bytes)?;
+        if device.epoch >= last_epoch {
+            return Ok((device, false));
+        }
+        Self::restore_from_backup(rng, bytes).map(|d| (d, true))
+    }
+
+    pub(crate) fn bump(&mut self) {
+        self.epoch = self.epoch.saturating_add(1);
     }
 
     /// Restores a device from a backup that may be older than the state it last had (an old
@@ -128,6 +159,7 @@ impl Device {
             outbound.rotate(rng)?;
         }
         device.ledger.clear();
+        device.bump();
         Ok(device)
     }
 
@@ -158,11 +190,13 @@ impl Device {
         rng: &mut impl CryptoRng,
         count: u32,
     ) -> Vec<OneTimePreKeyPublic> {
+        self.bump();
         self.prekeys.generate_one_time_prekeys(rng, count)
     }
 
     /// Rotates the signed prekey (do it regularly; earlier ones stay accepted for a while).
     pub fn rotate_signed_prekey(&mut self, rng: &mut impl CryptoRng, now: Timestamp) {
+        self.bump();
         self.prekeys.rotate_signed_prekey(rng, &self.identity, now);
     }
 
@@ -226,12 +260,14 @@ impl Device {
             }
         }
         self.lists.insert(*account, verified);
+        self.bump();
         Ok(events)
     }
 
     /// Forgets an account: its list, sessions and sender keys (for example when the app
     /// learns that a contact's account key changed and starts over with the new one).
     pub fn forget_account(&mut self, account: &AccountKey) {
+        self.bump();
         self.lists.remove(account);
         self.sessions.retain(|a, _| a.account != *account);
         for ledger in self.ledger.values_mut() {
@@ -260,6 +296,7 @@ impl Device {
                 Session::initiate(rng, &self.identity, &verified, self.config.session)?,
             ));
         }
+        self.bump();
         for (address, session) in made {
             match self.sessions.get_mut(&address) {
                 Some(set) => set.push_new(session),

@@ -37,6 +37,7 @@ impl Device {
         if self.seen.len() > super::MAX_REMEMBERED_MESSAGE_IDS {
             self.seen.pop_front();
         }
+        self.bump();
         Ok(received)
     }
 

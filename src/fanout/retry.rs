@@ -156,6 +156,7 @@ impl Device {
             _ => return Err(FanoutError::NotForThisDevice.into()),
         };
         self.entry(&sender, now)?;
+        self.bump();
         let one_time = self.prekeys.generate_one_time_prekeys(rng, 1);
         let bundle = self.bundle(one_time.first().map(|k| k.id));
         let bundle_bytes = bundle.to_bytes();

@@ -253,6 +253,7 @@ impl Device {
         sealed: Vec<(DeviceAddress, Session, Vec<u8>)>,
         group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
     ) -> Outbox {
+        self.bump();
         let mut envelopes = Vec::with_capacity(sealed.len());
         for (to, session, envelope) in sealed {
             if let Some(set) = self.sessions.get_mut(&to) {

@@ -72,6 +72,7 @@ impl Device {
         for id in &self.seen {
             out.extend_from_slice(&id.0);
         }
+        out.u64(self.epoch);
         out
     }
 
@@ -160,6 +161,7 @@ impl Device {
         for _ in 0..n {
             seen.push_back(MessageId(r.array()?));
         }
+        let epoch = r.u64()?;
         r.finish()?;
         Ok(Self {
             config,
@@ -173,6 +175,7 @@ impl Device {
             ledger,
             withheld,
             seen,
+            epoch,
         })
     }
 }
