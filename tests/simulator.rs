@@ -1,5 +1,5 @@
-//! A deterministic network simulation: several accounts with linked devices exchange 1:1 and
-//! group traffic through an adversarial relay that drops, reorders, duplicates, delays,
+//! A deterministic network simulation: five accounts (twelve devices, primaries and
+//! companions) exchange 1:1 and group traffic through an adversarial relay that drops, reorders, duplicates, delays,
 //! truncates, flips bits, replays and forges envelopes, and takes devices offline and crashes
 //! them between receiving and persisting.
 //!
@@ -60,7 +60,7 @@ impl Sim {
         let config = DeviceConfig::default();
         let mut accounts = Vec::new();
         let mut devices = BTreeMap::new();
-        for companions in [1usize, 2, 0] {
+        for companions in [1usize, 2, 0, 3, 1] {
             let phone = IdentityKeyPair::generate(&mut rng);
             let mut primary = Primary::new(&mut rng, &phone.public(), now, DevicePolicy::default());
             let mut ids = vec![(phone, ratchetry::devices::PRIMARY_DEVICE)];
