@@ -485,6 +485,8 @@ struct TranscriptFile {
     bob_one_time_prekey_secret: String,
     bundle: String,
     alice_ephemeral_secret: String,
+    /// Alice's first ratchet secret, drawn right after the ephemeral one (PROTOCOL.md 8.3).
+    alice_ratchet_secret: String,
     associated_data: String,
     events: Vec<Event>,
 }
@@ -552,7 +554,9 @@ fn transcript_file() -> TranscriptFile {
     let spk_secret = draw32(&mut probe);
     let otk_secret = draw32(&mut probe);
     let bundle = store.bundle(&bob, Some(OneTimePreKeyId(1)));
-    let ephemeral = draw32(&mut rng.clone());
+    let mut probe = rng.clone();
+    let ephemeral = draw32(&mut probe);
+    let first_ratchet = draw32(&mut probe);
     let mut a = Session::initiate(
         rng,
         &alice,
@@ -670,6 +674,7 @@ fn transcript_file() -> TranscriptFile {
         bob_one_time_prekey_secret: h(otk_secret),
         bundle: h(bundle.to_bytes()),
         alice_ephemeral_secret: h(ephemeral),
+        alice_ratchet_secret: h(first_ratchet),
         associated_data: h([alice.public().to_bytes(), bob.public().to_bytes()].concat()),
         events,
     }
