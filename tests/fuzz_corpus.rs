@@ -196,7 +196,14 @@ fn regenerate_fuzz_seeds() {
     for (i, e) in fx.in_flight.iter().enumerate() {
         write("device_receive", &format!("in-flight-{i}"), e);
     }
-    write("state", "device", &fx.receiver.to_bytes());
+    let device_state = fx.receiver.to_bytes();
+    write("state", "device", &device_state);
+    // The version-1 layout (no read-envelope ids, no epoch), which still loads and migrates.
+    let trailer = 4 + 16 + 8; // count, the one id the fixture read, epoch
+    let mut v1 = device_state[..device_state.len() - trailer].to_vec();
+    v1[0] = 1;
+    assert!(ratchetry::fanout::Device::from_bytes(&v1).is_ok());
+    write("state", "device-v1", &v1);
     let mut asker = fx.receiver.clone();
     let (_, retry) = asker
         .request_retry(

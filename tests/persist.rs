@@ -54,13 +54,60 @@ fn sealed_state_round_trips_and_refuses_everything_else() {
     let mut future = state.to_vec();
     future[0] = 2;
     let sealed_future = seal_state(rng, &key, &future).unwrap();
+    let opened = open_state(&key, &sealed_future, StateKind::PreKeyStore).unwrap();
     assert_eq!(
-        open_state(&key, &sealed_future, StateKind::PreKeyStore).err(),
-        Some(Error::Decode(DecodeError::UnknownVersion(2)))
+        PreKeyStore::from_bytes(&opened).err(),
+        Some(DecodeError::UnknownVersion(2))
     );
     assert_eq!(
         seal_state(rng, &key, &[1]).err(),
         Some(DecodeError::Truncated)
     );
     assert_eq!(format!("{key:?}"), "StorageKey(redacted)");
+}
+
+/// The device state format moved from version 1 to 2 (read-envelope ids and the state epoch
+/// were added). A version-1 state still loads, sealed or not, and saves as version 2.
+#[test]
+fn device_state_migrates_from_version_1() {
+    use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+    use ratchetry::fanout::{Device, DeviceConfig};
+    let rng = &mut SeededRng::from_label("persist migration");
+    let identity = IdentityKeyPair::generate(rng);
+    let primary = Primary::new(
+        rng,
+        &identity.public(),
+        Timestamp(0),
+        DevicePolicy::default(),
+    );
+    let device = Device::new(
+        rng,
+        Timestamp(0),
+        identity,
+        PRIMARY_DEVICE,
+        primary.device_list().clone(),
+        3,
+        DeviceConfig::default(),
+    )
+    .unwrap();
+    let v2 = device.to_bytes();
+    assert_eq!(&v2[..2], &[2, 0x87]);
+    // The version-1 layout: the same fields without the trailing ids (u32 count 0) and epoch.
+    let mut v1 = v2[..v2.len() - 4 - 8].to_vec();
+    v1[0] = 1;
+    let migrated = Device::from_bytes(&v1).unwrap();
+    assert_eq!(migrated.state_epoch(), 0);
+    assert_eq!(*migrated.to_bytes(), *v2);
+    // Through sealed storage too.
+    let key = StorageKey::from_bytes([9; 32]);
+    let sealed = seal_state(rng, &key, &v1).unwrap();
+    let opened = open_state(&key, &sealed, StateKind::Device).unwrap();
+    assert_eq!(*Device::from_bytes(&opened).unwrap().to_bytes(), *v2);
+    // Version 3 is not known to this build.
+    let mut v3 = v2.to_vec();
+    v3[0] = 3;
+    assert_eq!(
+        Device::from_bytes(&v3).err(),
+        Some(DecodeError::UnknownVersion(3))
+    );
 }

@@ -17,12 +17,16 @@ use crate::ratchet::{Session, SessionConfig};
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::{PreKeyStore, PreKeyStoreConfig};
 
+/// The device state format written by this build. Version 1 (no read-envelope ids, no epoch)
+/// is still read and migrates on the next save.
+pub(crate) const DEVICE_STATE_VERSION: u8 = 2;
+
 impl Device {
     /// Versioned state bytes: everything the device holds, secrets included.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::new());
         let c = &self.config;
-        out.header(kind::DEVICE_STATE);
+        out.versioned_header(DEVICE_STATE_VERSION, kind::DEVICE_STATE);
         out.u32(c.session.max_forward_jump);
         out.u32(c.session.max_skipped_keys);
         out.u32(c.group.max_forward_jump);
@@ -78,7 +82,8 @@ impl Device {
 
     /// Restores from [`to_bytes`](Self::to_bytes). Device lists are verified again.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::DEVICE_STATE)?;
+        let (mut r, version) =
+            Reader::versioned_header(bytes, kind::DEVICE_STATE, &[1, DEVICE_STATE_VERSION])?;
         let config = DeviceConfig {
             session: SessionConfig {
                 max_forward_jump: r.u32()?,
@@ -156,12 +161,18 @@ impl Device {
             ascending(withheld.last(), &entry)?;
             withheld.insert(entry);
         }
-        let n = crate::x3dh::bounded_count(&mut r, MAX_REMEMBERED_MESSAGE_IDS as u32)?;
-        let mut seen = VecDeque::with_capacity(r.capacity(n, 16));
-        for _ in 0..n {
-            seen.push_back(MessageId(r.array()?));
+        // Version 1 ended here; version 2 adds the read-envelope ids and the state epoch.
+        // A version-1 state migrates with none remembered and epoch 0.
+        let mut seen = VecDeque::new();
+        let mut epoch = 0;
+        if version >= 2 {
+            let n = crate::x3dh::bounded_count(&mut r, MAX_REMEMBERED_MESSAGE_IDS as u32)?;
+            seen.reserve(r.capacity(n, 16));
+            for _ in 0..n {
+                seen.push_back(MessageId(r.array()?));
+            }
+            epoch = r.u64()?;
         }
-        let epoch = r.u64()?;
         r.finish()?;
         Ok(Self {
             config,

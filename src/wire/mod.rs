@@ -50,16 +50,26 @@ impl<'a> Reader<'a> {
     /// Reads the version and type bytes and checks them. The version is checked first, so a
     /// future format is reported as such even if its type bytes changed.
     pub(crate) fn header(buf: &'a [u8], expected_kind: u8) -> Result<Self, DecodeError> {
+        Self::versioned_header(buf, expected_kind, &[VERSION]).map(|(r, _)| r)
+    }
+
+    /// Like [`header`](Self::header) for a type whose decoder reads several format versions
+    /// (the newest and the older ones it migrates); returns the version found.
+    pub(crate) fn versioned_header(
+        buf: &'a [u8],
+        expected_kind: u8,
+        versions: &[u8],
+    ) -> Result<(Self, u8), DecodeError> {
         let mut r = Self::new(buf);
         let version = r.u8()?;
-        if version != VERSION {
+        if !versions.contains(&version) {
             return Err(DecodeError::UnknownVersion(version));
         }
         let kind = r.u8()?;
         if kind != expected_kind {
             return Err(DecodeError::UnknownType(kind));
         }
-        Ok(r)
+        Ok((r, version))
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
@@ -140,6 +150,7 @@ impl<'a> Reader<'a> {
 /// Appends fields in the same layout [`Reader`] reads.
 pub(crate) trait Writer {
     fn header(&mut self, kind: u8);
+    fn versioned_header(&mut self, version: u8, kind: u8);
     fn u32(&mut self, v: u32);
     fn u64(&mut self, v: u64);
     fn flag(&mut self, present: bool);
@@ -149,6 +160,9 @@ pub(crate) trait Writer {
 impl Writer for Vec<u8> {
     fn header(&mut self, kind: u8) {
         self.extend_from_slice(&[VERSION, kind]);
+    }
+    fn versioned_header(&mut self, version: u8, kind: u8) {
+        self.extend_from_slice(&[version, kind]);
     }
     fn u32(&mut self, v: u32) {
         self.extend_from_slice(&v.to_be_bytes());
