@@ -86,6 +86,9 @@ pub enum GroupError {
     /// The sender is known but not this key id (generation): a distribution is missing, or the
     /// generation was evicted.
     UnknownKeyId(u32),
+    /// The message is older than the point where this device's copy of the sender key starts
+    /// (it was given the key later): it was never readable here. Ask the sender to resend.
+    PredatesKey(u32),
     /// The message's signature does not verify under the generation's signing key.
     BadSignature,
     /// The message did not authenticate under the key its header selects.

@@ -126,7 +126,7 @@ fn rotation_keeps_bounded_generations_and_excludes_late_joiners() {
     let mut late = GroupReceiver::new(config);
     late.process_distribution(&alice, &out.distribution())
         .unwrap();
-    refused(&mut late, &alice, &g2, GroupError::Duplicate.into());
+    refused(&mut late, &alice, &g2, GroupError::PredatesKey(2).into());
     refused(
         &mut late,
         &alice,

@@ -21,7 +21,7 @@ use rand_core::Rng;
 use ratchetry::devices::{
     AccountKey, DeviceAddress, DevicePolicy, LinkRequest, Primary, complete_link,
 };
-use ratchetry::fanout::{Device, DeviceConfig, Outgoing, Received};
+use ratchetry::fanout::{Device, DeviceConfig, Outgoing, Received, Resend, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
@@ -252,13 +252,62 @@ impl Sim {
             }
             Err(Error::Fanout(FanoutError::SenderKeyMissing { .. })) => {
                 // Overtook its key, or the key's envelope was dropped: typed, state unchanged.
+                // Half the time the device waits for the key; otherwise it asks for a retry.
                 self.count("sender key missing");
                 if self.chance(50) {
                     self.queue.push(q);
+                } else {
+                    self.retry(q);
                 }
             }
             Err(e) => panic!("genuine envelope refused on {:?}: {e}", q.to),
         }
+    }
+
+    /// The receiving device asks the sender to resend; the sender answers from the plaintext
+    /// its app stored, on a fresh session; the resend must read as that group message.
+    fn retry(&mut self, q: Queued) {
+        let Some(id) = q.id else { return };
+        let now = self.now;
+        let mut asker = self.devices.remove(&q.to).unwrap();
+        let (sender_addr, request) = asker
+            .request_retry(
+                &mut self.rng,
+                now,
+                &q.bytes,
+                RetryReason::SenderKeyMissing,
+                1,
+            )
+            .unwrap();
+        self.persisted.insert(q.to, asker.to_bytes().to_vec());
+        self.devices.insert(q.to, asker);
+        let mut sender = self.devices.remove(&sender_addr).unwrap();
+        let Received::RetryRequest(req) = sender.receive(now, &request).unwrap() else {
+            panic!("not a retry request")
+        };
+        let outgoing = sender
+            .answer_retry(
+                &mut self.rng,
+                now,
+                &req,
+                Resend::Group { group: ROOM },
+                &self.sent[&id],
+            )
+            .unwrap();
+        self.persisted
+            .insert(sender_addr, sender.to_bytes().to_vec());
+        self.devices.insert(sender_addr, sender);
+        let Outgoing::Ready(outbox) = outgoing else {
+            panic!("a retry answer needs no bundles")
+        };
+        for (to, bytes) in outbox.envelopes {
+            self.genuine(Queued {
+                to,
+                bytes,
+                id: Some(id),
+            });
+        }
+        self.count("retries answered");
     }
 
     /// Delivers a tampered, replayed or forged envelope: it must be refused, state untouched.

@@ -222,17 +222,21 @@ impl Device {
                 group,
                 body,
             }),
-            Err(GroupError::UnknownSender | GroupError::UnknownKeyId(_))
-                if self.withheld.contains(&(group, header.sender)) =>
-            {
+            Err(
+                GroupError::UnknownSender
+                | GroupError::UnknownKeyId(_)
+                | GroupError::PredatesKey(_),
+            ) if self.withheld.contains(&(group, header.sender)) => {
                 Err(FanoutError::Withheld.into())
             }
-            Err(GroupError::UnknownSender | GroupError::UnknownKeyId(_)) => {
-                Err(FanoutError::SenderKeyMissing {
-                    key_id: message.key_id().0,
-                }
-                .into())
+            Err(
+                GroupError::UnknownSender
+                | GroupError::UnknownKeyId(_)
+                | GroupError::PredatesKey(_),
+            ) => Err(FanoutError::SenderKeyMissing {
+                key_id: message.key_id().0,
             }
+            .into()),
             Err(e) => Err(e.into()),
         }
     }

@@ -205,8 +205,9 @@ impl Device {
     }
 
     /// Answers a retry request: a new session from the request's bundle (it becomes current
-    /// for that device) and `body`, the plaintext the app stored for that message, encrypted
-    /// for the requesting device only.
+    /// for that device; for `SenderKeyMissing` an existing session is kept) and `body`, the plaintext the app stored for that message, encrypted
+    /// for the requesting device only. For a group message the device is also taken off the
+    /// distribution ledger, so the next group send gives it the sender key again.
     pub fn answer_retry(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -238,12 +239,23 @@ impl Device {
                 body: body.to_vec(),
             },
         };
-        // Seal on a copy of the device with the new session current; commit only on success.
+        // Seal on a copy of the device; commit only on success. A missing sender key says
+        // nothing against the pairwise session, so an existing one is kept; any other reason
+        // gets the new session, made current.
         let mut next = self.clone();
+        let keep = request.reason == RetryReason::SenderKeyMissing;
         match next.sessions.get_mut(&request.from) {
+            Some(_) if keep => {}
             Some(set) => set.push_new(session),
             None => {
                 next.sessions.insert(request.from, SessionSet::new(session));
+            }
+        }
+        // A device that lacked the sender key lacks it for later messages too: forget that it
+        // holds the current generation, so the next group send distributes it again.
+        if let Resend::Group { group } = resend {
+            if let Some(holders) = next.ledger.get_mut(&group) {
+                holders.remove(&request.from);
             }
         }
         let outgoing = next.send_payload(rng, now, &[request.from], &payload)?;

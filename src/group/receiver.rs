@@ -22,6 +22,8 @@ struct Generation {
     key_id: SenderKeyId,
     signing: SigningPublicKey,
     chain: ChainKey,
+    /// The iteration the distribution started at: earlier messages were never readable here.
+    first: u32,
     /// The next iteration the chain would produce.
     iteration: u32,
     /// Keys of iterations below `iteration` not yet used, ascending.
@@ -70,6 +72,7 @@ impl GroupReceiver {
                         key_id: distribution.key_id,
                         signing: distribution.signing_key,
                         chain: ChainKey(distribution.chain_key.clone()),
+                        first: distribution.iteration,
                         iteration: distribution.iteration,
                         skipped: VecDeque::new(),
                     },
@@ -104,6 +107,9 @@ impl GroupReceiver {
             .verify(labels::GROUP_MESSAGE, message.signed, &message.signature)
             .map_err(|_| GroupError::BadSignature)?;
 
+        if message.iteration < generation.first {
+            return Err(GroupError::PredatesKey(message.key_id.0));
+        }
         if message.iteration < generation.iteration {
             let index = generation
                 .skipped
@@ -182,6 +188,7 @@ impl GroupReceiver {
                 out.u32(g.key_id.0);
                 out.extend_from_slice(&g.signing.to_bytes());
                 out.extend_from_slice(g.chain.0.as_bytes());
+                out.u32(g.first);
                 out.u32(g.iteration);
                 out.u32(g.skipped.len() as u32);
                 for (iteration, key) in &g.skipped {
@@ -214,7 +221,7 @@ impl GroupReceiver {
             if n == 0 {
                 return Err(DecodeError::InvalidValue);
             }
-            let mut generations: Vec<Generation> = Vec::with_capacity(r.capacity(n, 76));
+            let mut generations: Vec<Generation> = Vec::with_capacity(r.capacity(n, 80));
             for _ in 0..n {
                 let g = read_generation(&mut r, config)?;
                 if generations
@@ -236,13 +243,17 @@ fn read_generation(r: &mut Reader<'_>, config: GroupConfig) -> Result<Generation
     let key_id = SenderKeyId(r.u32()?);
     let signing = SigningPublicKey::from_bytes(&r.array()?)?;
     let chain = ChainKey(Secret::from_bytes(r.array()?));
+    let first = r.u32()?;
     let iteration = r.u32()?;
+    if first > iteration {
+        return Err(DecodeError::InvalidValue);
+    }
     let n = crate::x3dh::bounded_count(r, config.max_skipped_keys)?;
     let mut skipped: VecDeque<(u32, MessageKey)> = VecDeque::with_capacity(r.capacity(n, 36));
     for _ in 0..n {
         let i = r.u32()?;
         let ascending = skipped.back().is_none_or(|(last, _)| *last < i);
-        if !ascending || i >= iteration {
+        if !ascending || i >= iteration || i < first {
             return Err(DecodeError::InvalidValue);
         }
         skipped.push_back((i, MessageKey(Secret::from_bytes(r.array()?))));
@@ -251,6 +262,7 @@ fn read_generation(r: &mut Reader<'_>, config: GroupConfig) -> Result<Generation
         key_id,
         signing,
         chain,
+        first,
         iteration,
         skipped,
     })
