@@ -99,6 +99,27 @@ fn bundle_of(accounts: &[&Account], address: &DeviceAddress) -> ratchetry::PreKe
     dev.bundle(None)
 }
 
+/// Runs a send, supplying bundles from `world` (the "server") when the device asks for them.
+fn with_bundles(
+    rng: &mut SeededRng,
+    now: Timestamp,
+    sender: &mut Device,
+    world: &[&Account],
+    mut op: impl FnMut(&mut Device, &mut SeededRng) -> ratchetry::Result<Outgoing>,
+) -> Outbox {
+    match op(sender, rng).unwrap() {
+        Outgoing::Ready(outbox) => outbox,
+        Outgoing::NeedBundles(missing) => {
+            let bundles: Vec<_> = missing.iter().map(|a| (*a, bundle_of(world, a))).collect();
+            sender.start_sessions(rng, now, &bundles).unwrap();
+            match op(sender, rng).unwrap() {
+                Outgoing::Ready(outbox) => outbox,
+                Outgoing::NeedBundles(m) => panic!("still missing {m:?}"),
+            }
+        }
+    }
+}
+
 fn send_ready(
     rng: &mut SeededRng,
     now: Timestamp,
@@ -107,17 +128,7 @@ fn send_ready(
     body: &[u8],
     world: &[&Account],
 ) -> Outbox {
-    match sender.send(rng, now, to, body).unwrap() {
-        Outgoing::Ready(outbox) => outbox,
-        Outgoing::NeedBundles(missing) => {
-            let bundles: Vec<_> = missing.iter().map(|a| (*a, bundle_of(world, a))).collect();
-            sender.start_sessions(rng, now, &bundles).unwrap();
-            match sender.send(rng, now, to, body).unwrap() {
-                Outgoing::Ready(outbox) => outbox,
-                Outgoing::NeedBundles(m) => panic!("still missing {m:?}"),
-            }
-        }
-    }
+    with_bundles(rng, now, sender, world, |d, rng| d.send(rng, now, to, body))
 }
 
 fn deliver(
@@ -444,17 +455,9 @@ fn send_group_ready(
     body: &[u8],
     world: &[&Account],
 ) -> Outbox {
-    match sender.send_group(rng, now, ROOM, members, body).unwrap() {
-        Outgoing::Ready(outbox) => outbox,
-        Outgoing::NeedBundles(missing) => {
-            let bundles: Vec<_> = missing.iter().map(|a| (*a, bundle_of(world, a))).collect();
-            sender.start_sessions(rng, now, &bundles).unwrap();
-            match sender.send_group(rng, now, ROOM, members, body).unwrap() {
-                Outgoing::Ready(outbox) => outbox,
-                Outgoing::NeedBundles(m) => panic!("still missing {m:?}"),
-            }
-        }
-    }
+    with_bundles(rng, now, sender, world, |d, rng| {
+        d.send_group(rng, now, ROOM, members, body)
+    })
 }
 
 fn deliver_group(now: Timestamp, outbox: &Outbox, accounts: &mut [&mut Account]) -> usize {
@@ -572,23 +575,9 @@ fn group_keys_go_only_where_missing_and_rotate_on_removal() {
         device: DeviceId(1),
     };
     let carol_dev = device(&mut carol, 1);
-    let notice = match carol_dev
-        .withhold_group_key(rng, T0, bob_phone, ROOM, WithheldReason::Unverified)
-        .unwrap()
-    {
-        Outgoing::Ready(o) => o,
-        Outgoing::NeedBundles(m) => {
-            let bundles: Vec<_> = m.iter().map(|a| (*a, bundle_of(&world, a))).collect();
-            carol_dev.start_sessions(rng, T0, &bundles).unwrap();
-            let Outgoing::Ready(o) = carol_dev
-                .withhold_group_key(rng, T0, bob_phone, ROOM, WithheldReason::Unverified)
-                .unwrap()
-            else {
-                panic!()
-            };
-            o
-        }
-    };
+    let notice = with_bundles(rng, T0, carol_dev, &world, |d, rng| {
+        d.withhold_group_key(rng, T0, bob_phone, ROOM, WithheldReason::Unverified)
+    });
     let got = deliver(T0, &notice, &mut [&mut bob]);
     assert!(matches!(
         got[0].1,
@@ -822,23 +811,9 @@ fn call_keys_and_history_offers_travel_over_fanout() {
     let config = CallConfig::default();
     let call = Call::start(rng, CallKind::OneToOne, &everyone, &config).unwrap();
     let dev = device(&mut alice, 1);
-    let outbox = match dev
-        .send_call_key(rng, T0, &ringing, call.key_message())
-        .unwrap()
-    {
-        Outgoing::Ready(o) => o,
-        Outgoing::NeedBundles(m) => {
-            let b: Vec<_> = m.iter().map(|a| (*a, bundle_of(&world, a))).collect();
-            dev.start_sessions(rng, T0, &b).unwrap();
-            let Outgoing::Ready(o) = dev
-                .send_call_key(rng, T0, &ringing, call.key_message())
-                .unwrap()
-            else {
-                panic!()
-            };
-            o
-        }
-    };
+    let outbox = with_bundles(rng, T0, dev, &world, |d, rng| {
+        d.send_call_key(rng, T0, &ringing, call.key_message())
+    });
     assert_eq!(outbox.envelopes.len(), 4);
     for (to, r) in deliver(T0, &outbox, &mut [&mut alice, &mut bob]) {
         let Received::CallKey { from, message } = r else {
