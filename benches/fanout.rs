@@ -190,7 +190,7 @@ fn bench_group(c: &mut Criterion) {
     let keys: Vec<AccountKey> = members.iter().map(|m| m.0.account()).collect();
     let body = vec![7u8; 1024];
     let mut pairwise = pairwise_session(rng);
-    let distribution = OutboundGroupSession::new(rng, GroupId([0; 32]))
+    let distribution = OutboundGroupSession::new(rng, GroupId([0; 32]), &alice[0].identity_key())
         .distribution()
         .to_bytes();
 
@@ -208,7 +208,7 @@ fn bench_group(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]));
+    let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]), &alice[0].identity_key());
     g.bench_function("floor", |b| {
         b.iter(|| {
             for _ in 0..250 {

@@ -39,7 +39,9 @@ fn floor_encrypt(signer: &Ed25519Signer, ck: &[u8; 32], body: &[u8]) -> Vec<u8> 
         &header,
         body,
     );
+    // The signature prefix is the label and the sender's 32-byte identity key.
     let mut signed = b"ratchetry v1 group message".to_vec();
+    signed.extend_from_slice(&[0x11; 32]);
     signed.extend_from_slice(&header);
     signed.extend_from_slice(&ct);
     let sig = signer.sign(&signed);
@@ -58,7 +60,7 @@ fn bench(c: &mut Criterion) {
         g.sample_size(50)
             .measurement_time(Duration::from_secs(2))
             .warm_up_time(Duration::from_millis(500));
-        let mut out = OutboundGroupSession::new(rng, GroupId([1; 32]));
+        let mut out = OutboundGroupSession::new(rng, GroupId([1; 32]), &sender);
         g.bench_function("op", |b| {
             b.iter(|| black_box(out.encrypt(black_box(&body)).unwrap()))
         });
@@ -71,7 +73,7 @@ fn bench(c: &mut Criterion) {
         g.sample_size(50)
             .measurement_time(Duration::from_secs(2))
             .warm_up_time(Duration::from_millis(500));
-        let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]));
+        let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]), &sender);
         let mut rx = GroupReceiver::new(GroupConfig::default());
         rx.process_distribution(&sender, &out.distribution())
             .unwrap();
@@ -103,12 +105,13 @@ fn bench(c: &mut Criterion) {
                     &mut okm,
                 );
                 let (key, nonce) = okm.split_at(32);
-                let ct = &signed[26 + 42..];
+                // label (26) ‖ sender identity (32) ‖ header (42) ‖ ct
+                let ct = &signed[58 + 42..];
                 black_box(
                     aes256gcm_open(
                         key.try_into().unwrap(),
                         nonce.try_into().unwrap(),
-                        &signed[26..68],
+                        &signed[58..100],
                         ct,
                     )
                     .unwrap(),

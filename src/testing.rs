@@ -298,7 +298,7 @@ pub mod fuzz {
         pub fn new() -> Self {
             let rng = &mut SeededRng::from_label("ratchetry group fuzz fixture");
             let sender = IdentityKeyPair::generate(rng).public();
-            let mut out = OutboundGroupSession::new(rng, GroupId([0x42; 32]));
+            let mut out = OutboundGroupSession::new(rng, GroupId([0x42; 32]), &sender);
             let mut receiver = GroupReceiver::new(GroupConfig::default());
             let mut run = || -> crate::Result<Self> {
                 receiver.process_distribution(&sender, &out.distribution())?;

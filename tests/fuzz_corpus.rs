@@ -160,7 +160,7 @@ fn regenerate_fuzz_seeds() {
     write("state", "prekey-store", &f.bob_store.to_bytes());
     write("state", "identity", &f.bob.to_bytes());
 
-    let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]));
+    let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]), &f.alice.public());
     let mut rx = GroupReceiver::new(GroupConfig::default());
     rx.process_distribution(&f.alice.public(), &out.distribution())
         .unwrap();

@@ -15,7 +15,7 @@ fn setup(
     config: GroupConfig,
 ) -> (OutboundGroupSession, IdentityKey, GroupReceiver) {
     let alice = IdentityKeyPair::generate(rng).public();
-    let out = OutboundGroupSession::new(rng, GROUP);
+    let out = OutboundGroupSession::new(rng, GROUP, &alice);
     let mut rx = GroupReceiver::new(config);
     let d = SenderKeyDistribution::from_bytes(&out.distribution().to_bytes()).unwrap();
     rx.process_distribution(&alice, &d).unwrap();
@@ -73,9 +73,17 @@ fn signature_is_checked_before_anything_else() {
     far[38..42].copy_from_slice(&u32::MAX.to_be_bytes());
     refused(&mut rx, &alice, &far, GroupError::BadSignature.into());
     // Another member's key cannot sign as Alice.
-    let mut mallory_out = OutboundGroupSession::new(rng, GROUP);
+    let mallory = IdentityKeyPair::generate(rng).public();
+    let mut mallory_out = OutboundGroupSession::new(rng, GROUP, &mallory);
     let forged = mallory_out.encrypt(b"i am alice").unwrap();
     refused(&mut rx, &alice, &forged, GroupError::BadSignature.into());
+    // A member who got Alice's key and re-distributed it as its own cannot present Alice's
+    // messages as its own: the signature binds Alice's identity.
+    rx.process_distribution(&mallory, &out.distribution())
+        .unwrap();
+    let alices = out.encrypt(b"alice wrote this").unwrap();
+    refused(&mut rx, &mallory, &alices, GroupError::BadSignature.into());
+    assert_eq!(recv(&mut rx, &alice, &alices).unwrap(), b"alice wrote this");
     for len in 0..w.len() {
         assert!(recv(&mut rx, &alice, &w[..len]).is_err());
     }
@@ -89,7 +97,7 @@ fn unknown_sender_group_and_key_id() {
     let bob = IdentityKeyPair::generate(rng).public();
     let w = out.encrypt(b"x").unwrap();
     refused(&mut rx, &bob, &w, GroupError::UnknownSender.into());
-    let mut other = OutboundGroupSession::new(rng, GroupId([8; 32]));
+    let mut other = OutboundGroupSession::new(rng, GroupId([8; 32]), &alice);
     refused(
         &mut rx,
         &alice,
@@ -160,7 +168,7 @@ fn distribution_is_idempotent_and_never_rewinds() {
     refused(&mut rx, &alice, &w0, GroupError::Duplicate.into());
 
     // Same key id, different signing key: refused without change.
-    let mut impostor = OutboundGroupSession::new(rng, GROUP);
+    let mut impostor = OutboundGroupSession::new(rng, GROUP, &alice);
     let d = impostor.distribution();
     assert_eq!(
         rx.process_distribution(&alice, &d),

@@ -818,7 +818,7 @@ fn sender_keys_file() -> SenderKeysFile {
         e
     };
     events.push(fresh(rng, "create", 1));
-    let mut out = OutboundGroupSession::new(rng, group);
+    let mut out = OutboundGroupSession::new(rng, group, &sender);
     let mut rx = GroupReceiver::new(GroupConfig::default());
     let mut wires = std::collections::HashMap::new();
     let distribute =
@@ -946,6 +946,7 @@ fn sender_key_vectors() {
                 let mut signed = header.clone();
                 signed.extend(raw::aes256gcm_seal(&key, &nonce, &header, &pt));
                 let mut to_sign = b"ratchetry v1 group message".to_vec();
+                to_sign.extend(hex::decode(&file.sender_identity_public).unwrap());
                 to_sign.extend(&signed);
                 let (_, sig) = raw::ed25519_sign(&seed, &to_sign);
                 assert_eq!(Some(h(sig)), e.signature);

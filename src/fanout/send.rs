@@ -98,7 +98,7 @@ impl Device {
                 o.rotate(rng)?;
                 o
             }
-            None => OutboundGroupSession::new(rng, group),
+            None => OutboundGroupSession::new(rng, group, &self.identity.public()),
         };
         let sealed = if needs_key.is_empty() {
             Vec::new()

@@ -10,7 +10,7 @@ use super::message::{HEADER_LEN, SIGNATURE_LEN};
 use super::{GroupId, SenderKeyDistribution, SenderKeyId};
 use crate::error::{DecodeError, GroupError};
 use crate::labels;
-use crate::primitives::{Secret, SigningKeyPair, TAG_LEN};
+use crate::primitives::{IdentityKey, Secret, SigningKeyPair, TAG_LEN};
 use crate::ratchet::keys::ChainKey;
 use crate::wire::{Reader, Writer, kind};
 
@@ -19,6 +19,9 @@ use crate::wire::{Reader, Writer, kind};
 #[derive(Clone)]
 pub struct OutboundGroupSession {
     group: GroupId,
+    /// The owning device's identity key, bound into every signature so that nobody else can
+    /// present these messages as theirs.
+    owner: IdentityKey,
     key_id: SenderKeyId,
     iteration: u32,
     chain: ChainKey,
@@ -28,15 +31,21 @@ pub struct OutboundGroupSession {
 impl OutboundGroupSession {
     /// A first-generation sender key (key id 1, iteration 0). Draws 64 bytes from `rng`: the
     /// chain key, then the signing key's seed.
-    pub fn new(rng: &mut impl CryptoRng, group: GroupId) -> Self {
-        Self::generation(rng, group, SenderKeyId(1))
+    pub fn new(rng: &mut impl CryptoRng, group: GroupId, owner: &IdentityKey) -> Self {
+        Self::generation(rng, group, *owner, SenderKeyId(1))
     }
 
-    fn generation(rng: &mut impl CryptoRng, group: GroupId, key_id: SenderKeyId) -> Self {
+    fn generation(
+        rng: &mut impl CryptoRng,
+        group: GroupId,
+        owner: IdentityKey,
+        key_id: SenderKeyId,
+    ) -> Self {
         let mut chain = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(chain.as_mut_bytes());
         Self {
             group,
+            owner,
             key_id,
             iteration: 0,
             chain: ChainKey(chain),
@@ -57,7 +66,7 @@ impl OutboundGroupSession {
             .0
             .checked_add(1)
             .ok_or(GroupError::ChainExhausted)?;
-        *self = Self::generation(rng, self.group, SenderKeyId(next));
+        *self = Self::generation(rng, self.group, self.owner, SenderKeyId(next));
         Ok(self.distribution())
     }
 
@@ -92,7 +101,7 @@ impl OutboundGroupSession {
         message_key
             .aead_key(labels::GROUP_MESSAGE_KEYS)
             .seal_in_place(&header, &mut out, HEADER_LEN);
-        let signature = self.signing.sign(labels::GROUP_MESSAGE, &out);
+        let signature = self.signing.sign(&signature_prefix(&self.owner), &out);
         out.extend_from_slice(&signature.to_bytes());
         self.chain = next;
         self.iteration = following;
@@ -116,9 +125,10 @@ impl OutboundGroupSession {
 
     /// Versioned state bytes (PROTOCOL.md, "Outbound group state"). They hold secrets.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(2 + 32 + 4 + 4 + 32 + 32));
+        let mut out = Zeroizing::new(Vec::with_capacity(2 + 32 + 32 + 4 + 4 + 32 + 32));
         out.header(kind::OUTBOUND_GROUP_STATE);
         out.extend_from_slice(&self.group.0);
+        out.extend_from_slice(&self.owner.to_bytes());
         out.u32(self.key_id.0);
         out.u32(self.iteration);
         out.extend_from_slice(self.chain.0.as_bytes());
@@ -131,6 +141,7 @@ impl OutboundGroupSession {
         let mut r = Reader::header(bytes, kind::OUTBOUND_GROUP_STATE)?;
         let s = Self {
             group: GroupId(r.array()?),
+            owner: IdentityKey::from_bytes(&r.array()?)?,
             key_id: SenderKeyId(r.u32()?),
             iteration: r.u32()?,
             chain: ChainKey(Secret::from_bytes(r.array()?)),
@@ -150,4 +161,14 @@ impl fmt::Debug for OutboundGroupSession {
             .field("signing", &self.signing)
             .finish_non_exhaustive()
     }
+}
+
+const LABEL_LEN: usize = labels::GROUP_MESSAGE.len();
+
+/// The signature prefix of a group message: the label, then the sender device's identity key.
+pub(crate) fn signature_prefix(sender: &IdentityKey) -> [u8; LABEL_LEN + 32] {
+    let mut prefix = [0u8; LABEL_LEN + 32];
+    prefix[..LABEL_LEN].copy_from_slice(labels::GROUP_MESSAGE);
+    prefix[LABEL_LEN..].copy_from_slice(sender.as_bytes());
+    prefix
 }

@@ -104,7 +104,11 @@ impl GroupReceiver {
             .ok_or(GroupError::UnknownKeyId(message.key_id.0))?;
         generation
             .signing
-            .verify(labels::GROUP_MESSAGE, message.signed, &message.signature)
+            .verify(
+                &super::outbound::signature_prefix(sender),
+                message.signed,
+                &message.signature,
+            )
             .map_err(|_| GroupError::BadSignature)?;
 
         if message.iteration < generation.first {

@@ -306,6 +306,7 @@ def check_transcript(d):
 def check_sender_keys(d):
     f = json.load(open(os.path.join(d, "sender-keys.json")))
     group = unh(f["group_id"])
+    sender = unh(f["sender_identity_public"])
     ck = seed = None
     sends = 0
     for e in f["events"]:
@@ -322,7 +323,7 @@ def check_sender_keys(d):
             key, nonce = message_keys(mk, b"ratchetry v1 group message keys")
             header = b"\x01\x04" + group + u32(e["key_id"]) + u32(e["iteration"])
             signed = header + seal(key, nonce, header, unh(e["plaintext"]))
-            sig = ed_sign(seed, b"ratchetry v1 group message" + signed)
+            sig = ed_sign(seed, b"ratchetry v1 group message" + sender + signed)
             check(g, h(signed + sig) == e["wire"], "wire bytes")
             ck = nxt
     check("sender-keys", sends == 5, "five sends")
