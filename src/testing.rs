@@ -173,6 +173,20 @@ pub mod fuzz {
         }
     }
 
+    /// Sealed-state opening of arbitrary bytes never panics, and what opens is fed to the
+    /// state decoders.
+    pub fn sealed_state(data: &[u8]) {
+        let key = crate::persist::StorageKey::from_bytes([0x5e; 32]);
+        for kind in [
+            crate::persist::StateKind::Device,
+            crate::persist::StateKind::Session,
+        ] {
+            if let Ok(state) = crate::persist::open_state(&key, data, kind) {
+                self::state(&state);
+            }
+        }
+    }
+
     /// Device-layer decoders: lists and the linking messages re-encode to the same bytes.
     pub fn device_wire(data: &[u8]) {
         if let Ok(l) = SignedDeviceList::from_bytes(data) {

@@ -81,7 +81,10 @@ fn every_target_has_seeds() {
 fn stateless_decoders() {
     replay("bundle", fuzz::bundle);
     replay("message", fuzz::message);
-    replay("state", fuzz::state);
+    replay("state", |d| {
+        fuzz::state(d);
+        fuzz::sealed_state(d);
+    });
     replay("group_wire", fuzz::group_wire);
     replay("device_wire", fuzz::device_wire);
     replay("history_calls", fuzz::history_and_calls);
@@ -204,6 +207,12 @@ fn regenerate_fuzz_seeds() {
     v1[0] = 1;
     assert!(ratchetry::fanout::Device::from_bytes(&v1).is_ok());
     write("state", "device-v1", &v1);
+    let key = ratchetry::persist::StorageKey::from_bytes([0x5e; 32]);
+    write(
+        "state",
+        "sealed-device",
+        &ratchetry::persist::seal_state(rng, &key, &device_state).unwrap(),
+    );
     let mut asker = fx.receiver.clone();
     let (_, retry) = asker
         .request_retry(

@@ -1,2 +1,5 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ratchetry::testing::fuzz::state(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ratchetry::testing::fuzz::state(data);
+    ratchetry::testing::fuzz::sealed_state(data);
+});
