@@ -20,7 +20,7 @@ use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Outgoing};
-use ratchetry::group::{GroupId, OutboundGroupSession};
+use ratchetry::group::{GroupId, GroupSender, OutboundGroupSession};
 use ratchetry::testing::SeededRng;
 use ratchetry::{
     IdentityKeyPair, IncomingMessage, PreKeyBundle, Session, SessionConfig, Timestamp,
@@ -41,11 +41,11 @@ fn config(max_companions: u32) -> DeviceConfig {
 /// An account with `n` devices (a primary and n - 1 companions).
 fn account(rng: &mut SeededRng, n: usize, cfg: DeviceConfig) -> (Primary, Vec<Device>) {
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), NOW, cfg.policy);
+    let mut primary = Primary::new(rng, &phone, NOW, cfg.policy);
     let mut pending = vec![(phone, DeviceId(1))];
     for _ in 1..n {
         let id = IdentityKeyPair::generate(rng);
-        let inv = primary.invite(rng, NOW);
+        let inv = primary.invite(rng, NOW).unwrap();
         let approval = primary.approve(NOW, &LinkRequest::new(&id, &inv)).unwrap();
         complete_link(&id, &inv, &approval, &cfg.policy).unwrap();
         pending.push((id, approval.device));
@@ -53,7 +53,11 @@ fn account(rng: &mut SeededRng, n: usize, cfg: DeviceConfig) -> (Primary, Vec<De
     let list = primary.device_list().clone();
     let devices = pending
         .into_iter()
-        .map(|(id, d)| Device::new(rng, NOW, id, d, list.clone(), 1, cfg).unwrap())
+        .map(|(id, d)| {
+            Device::new(rng, NOW, id, d, list.clone(), 1, cfg)
+                .unwrap()
+                .0
+        })
         .collect();
     (primary, devices)
 }
@@ -62,6 +66,7 @@ fn ready(o: Outgoing) -> ratchetry::fanout::Outbox {
     match o {
         Outgoing::Ready(o) => o,
         Outgoing::NeedBundles(m) => panic!("missing sessions: {}", m.len()),
+        Outgoing::NeedDeviceLists(m) => panic!("missing lists: {}", m.len()),
     }
 }
 
@@ -110,6 +115,7 @@ fn connect(rng: &mut SeededRng, sender: &mut Device, accounts: &mut [(Primary, V
                     d.start_sessions(rng, NOW, &b).unwrap();
                     ready(d.send(rng, NOW, &to_sender, b"hi").unwrap())
                 }
+                Outgoing::NeedDeviceLists(m) => panic!("missing lists: {}", m.len()),
             };
             for (to, env) in reply.envelopes {
                 if to == sender.address() {
@@ -188,9 +194,13 @@ fn bench_group(c: &mut Criterion) {
     let mut members: Vec<_> = (0..50).map(|_| account(rng, 5, cfg)).collect();
     connect(rng, &mut alice[0], &mut members);
     let keys: Vec<AccountKey> = members.iter().map(|m| m.0.account()).collect();
+    for g in 0..4 {
+        alice[0].set_group_members(GroupId([g; 32]), &keys);
+    }
     let body = vec![7u8; 1024];
     let mut pairwise = pairwise_session(rng);
-    let distribution = OutboundGroupSession::new(rng, GroupId([0; 32]), &alice[0].identity_key())
+    let sender = GroupSender::new(alice[0].identity_key(), &[0; 36]).unwrap();
+    let distribution = OutboundGroupSession::new(rng, GroupId([0; 32]), sender.clone())
         .distribution()
         .to_bytes();
 
@@ -201,20 +211,19 @@ fn bench_group(c: &mut Criterion) {
             || pristine.clone(),
             |mut d| {
                 black_box(ready(
-                    d.send_group(rng, NOW, GroupId([1; 32]), &keys, &body)
-                        .unwrap(),
+                    d.send_group(rng, NOW, GroupId([1; 32]), &body).unwrap(),
                 ))
             },
             BatchSize::LargeInput,
         )
     });
-    let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]), &alice[0].identity_key());
+    let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]), sender);
     g.bench_function("floor", |b| {
         b.iter(|| {
             for _ in 0..250 {
                 black_box(pairwise.encrypt(rng, &distribution).unwrap());
             }
-            black_box(out.encrypt(&body).unwrap())
+            black_box(out.encrypt(rng, &body).unwrap())
         })
     });
     g.finish();
@@ -222,20 +231,20 @@ fn bench_group(c: &mut Criterion) {
     let mut g = quick(c, "group_steady/50x5/1KiB".into());
     ready(
         alice[0]
-            .send_group(rng, NOW, GroupId([3; 32]), &keys, &body)
+            .send_group(rng, NOW, GroupId([3; 32]), &body)
             .unwrap(),
     );
     g.bench_function("op", |b| {
         b.iter(|| {
             black_box(ready(
                 alice[0]
-                    .send_group(rng, NOW, GroupId([3; 32]), &keys, &body)
+                    .send_group(rng, NOW, GroupId([3; 32]), &body)
                     .unwrap(),
             ))
         })
     });
     g.bench_function("floor", |b| {
-        b.iter(|| black_box(out.encrypt(&body).unwrap()))
+        b.iter(|| black_box(out.encrypt(rng, &body).unwrap()))
     });
     g.finish();
 
@@ -249,6 +258,7 @@ fn bench_group(c: &mut Criterion) {
     let call = Call::start(
         rng,
         CallKind::Room,
+        alice[0].address(),
         &participants[128..],
         &CallConfig::default(),
     )

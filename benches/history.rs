@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratchetry::history::{HistoryOpener, HistorySealer};
-use ratchetry::primitives::raw::{aes256gcm_open, aes256gcm_seal};
 use ratchetry::testing::SeededRng;
+use ratchetry::testing::raw::{aes256gcm_open, aes256gcm_seal};
 
 fn bench(c: &mut Criterion) {
     let rng = &mut SeededRng::from_label("bench history");

@@ -1,6 +1,7 @@
 //! Double Ratchet messages in an established session, each group next to its floor: the
-//! primitive calls a message cannot avoid — KDF_CK (two HMAC-SHA256), the message-key HKDF,
-//! and AES-256-GCM over the body with the 106-byte AAD. The round trip adds, per direction
+//! primitive calls a message cannot avoid — KDF_CK (two HMAC-SHA256), the message-key HKDF
+//! salted with the header's 16 random bytes (drawn from the RNG when sending), and AES-256-GCM
+//! over the body with the 124-byte AAD. The round trip adds, per direction
 //! change, one X25519 key generation, two X25519 (receiving and sending halves of the DH
 //! ratchet) and two KDF_RK HKDFs. Read `op / floor` as the overhead ratio.
 
@@ -11,10 +12,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use ratchetry::primitives::raw::{
+use rand_core::Rng;
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, hkdf_sha256, hmac_sha256, x25519, x25519_public,
 };
-use ratchetry::testing::SeededRng;
 use ratchetry::{IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp};
 
 fn pair(rng: &mut SeededRng) -> (Session, Session) {
@@ -35,11 +37,11 @@ fn pair(rng: &mut SeededRng) -> (Session, Session) {
     (sa, sb)
 }
 
-fn message_keys(ck: &[u8; 32]) -> ([u8; 32], [u8; 12]) {
+fn message_keys(ck: &[u8; 32], salt: &[u8; 16]) -> ([u8; 32], [u8; 12]) {
     let mk = hmac_sha256(ck, &[1]);
     black_box(hmac_sha256(ck, &[2]));
     let mut okm = [0u8; 44];
-    hkdf_sha256(Some(&[0; 32]), &mk, b"ratchetry v1 message keys", &mut okm).unwrap();
+    hkdf_sha256(Some(salt), &mk, b"ratchetry v1 message keys", &mut okm).unwrap();
     (okm[..32].try_into().unwrap(), okm[32..].try_into().unwrap())
 }
 
@@ -47,7 +49,7 @@ fn bench(c: &mut Criterion) {
     let rng = &mut SeededRng::from_label("bench ratchet");
     for (len, name) in [(64usize, "64B"), (1024, "1KiB")] {
         let body = vec![0x42u8; len];
-        let aad = [3u8; 106];
+        let aad = [3u8; 124];
 
         let mut g = c.benchmark_group(format!("encrypt/{name}"));
         g.sample_size(50)
@@ -59,7 +61,9 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("floor", |b| {
             b.iter(|| {
-                let (key, nonce) = message_keys(&[9; 32]);
+                let mut salt = [0u8; 16];
+                rng.fill_bytes(&mut salt);
+                let (key, nonce) = message_keys(&[9; 32], &salt);
                 black_box(aes256gcm_seal(&key, &nonce, &aad, black_box(&body)))
             })
         });
@@ -82,11 +86,11 @@ fn bench(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        let (key, nonce) = message_keys(&[9; 32]);
+        let (key, nonce) = message_keys(&[9; 32], &[8; 16]);
         let sealed = aes256gcm_seal(&key, &nonce, &aad, &body);
         g.bench_function("floor", |b| {
             b.iter(|| {
-                let (key, nonce) = message_keys(&[9; 32]);
+                let (key, nonce) = message_keys(&[9; 32], &[8; 16]);
                 black_box(aes256gcm_open(&key, &nonce, &aad, black_box(&sealed)).unwrap())
             })
         });
@@ -94,7 +98,7 @@ fn bench(c: &mut Criterion) {
     }
 
     let body = vec![0x42u8; 1024];
-    let aad = [3u8; 106];
+    let aad = [3u8; 124];
     let mut g = c.benchmark_group("round_trip_dh_ratchet/1KiB");
     g.sample_size(50)
         .measurement_time(Duration::from_secs(3))
@@ -118,9 +122,11 @@ fn bench(c: &mut Criterion) {
                     let mut rk = [0u8; 64];
                     hkdf_sha256(Some(&[4; 32]), &[5; 32], b"ratchetry v1 root", &mut rk).unwrap();
                 }
-                let (key, nonce) = message_keys(&[9; 32]);
+                let mut salt = [0u8; 16];
+                rng.fill_bytes(&mut salt);
+                let (key, nonce) = message_keys(&[9; 32], &salt);
                 let sealed = aes256gcm_seal(&key, &nonce, &aad, &body);
-                let (key, nonce) = message_keys(&[9; 32]);
+                let (key, nonce) = message_keys(&[9; 32], &salt);
                 black_box(aes256gcm_open(&key, &nonce, &aad, &sealed).unwrap());
             }
         })

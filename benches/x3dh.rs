@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use ratchetry::primitives::raw::{
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, ed25519_sign, ed25519_verify, hkdf_sha256, hmac_sha256, x25519,
     x25519_public,
 };
-use ratchetry::testing::SeededRng;
 use ratchetry::x3dh::OneTimePreKeyId;
 use ratchetry::{
     IdentityKey, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, Session,

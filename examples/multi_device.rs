@@ -3,7 +3,8 @@
 //! Alice has a phone and a laptop; Bob a phone and two companions. Bob's phone goes offline
 //! and his companions keep sending and receiving. Alice links a tablet, Bob unlinks one
 //! companion, and a 50-member group (members with one to three devices each) exchanges
-//! messages. Every step prints how many devices it touched.
+//! messages. Every step prints how many devices it touched. Devices persist through their
+//! records, as an app writes them after every operation: the demo counts the bytes.
 //!
 //! Run with `cargo run --example multi_device`.
 
@@ -28,6 +29,17 @@ struct Relay {
     queues: BTreeMap<DeviceAddress, VecDeque<Vec<u8>>>,
     bundles: BTreeMap<DeviceAddress, PreKeyBundle>,
     delivered: usize,
+    /// Bytes and records the devices wrote (their apps' databases).
+    persisted: (usize, usize),
+}
+
+impl Relay {
+    /// Writes a device's changes, as its app would after each operation (here: counted).
+    fn persist(&mut self, d: &mut Device) {
+        let unit = d.take_changes();
+        self.persisted.0 += unit.byte_len();
+        self.persisted.1 += unit.records().len();
+    }
 }
 
 struct User {
@@ -65,9 +77,9 @@ impl World {
     fn new_user(&mut self, name: &str, companions: usize) -> usize {
         let rng = &mut self.rng;
         let phone = IdentityKeyPair::generate(rng);
-        let primary = Primary::new(rng, &phone.public(), self.now, DevicePolicy::default());
+        let primary = Primary::new(rng, &phone, self.now, DevicePolicy::default());
         let list = primary.device_list().clone();
-        let device = Device::new(
+        let (device, _upload) = Device::new(
             rng,
             self.now,
             phone,
@@ -98,7 +110,10 @@ impl World {
         let rng = &mut self.rng;
         let user = &mut self.users[u];
         let identity = IdentityKeyPair::generate(rng);
-        let invitation = user.primary.invite(rng, self.now);
+        let invitation = user
+            .primary
+            .invite(rng, self.now)
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let request = LinkRequest::new(&identity, &invitation);
         let approval = user
             .primary
@@ -110,7 +125,7 @@ impl World {
         user.primary
             .confirm(&confirmation)
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let device = Device::new(
+        let (device, _upload) = Device::new(
             rng,
             self.now,
             identity,
@@ -215,16 +230,9 @@ impl World {
         );
     }
 
-    fn send_group(
-        &mut self,
-        u: usize,
-        device: u32,
-        group: GroupId,
-        members: &[AccountKey],
-        text: &str,
-    ) {
+    fn send_group(&mut self, u: usize, device: u32, group: GroupId, text: &str) {
         let outbox = self.with_bundles(u, device, |d, rng, now| {
-            d.send_group(rng, now, group, members, text.as_bytes())
+            d.send_group(rng, now, group, text.as_bytes())
         });
         let (pairwise, fanout) = self.ship(outbox);
         println!(
@@ -239,11 +247,16 @@ impl World {
         device: u32,
         mut op: impl FnMut(&mut Device, &mut Rng, Timestamp) -> ratchetry::Result<Outgoing>,
     ) -> Outbox {
-        let (rng, now, relay) = (&mut self.rng, self.now, &self.relay);
+        let lists: BTreeMap<AccountKey, _> = self
+            .users
+            .iter()
+            .map(|u| (u.key(), u.primary.device_list().signed().clone()))
+            .collect();
+        let (rng, now, relay) = (&mut self.rng, self.now, &mut self.relay);
         let d = self.users[u].device(device);
-        loop {
+        let outbox = loop {
             match op(d, rng, now).unwrap_or_else(|e| panic!("send failed: {e}")) {
-                Outgoing::Ready(outbox) => return outbox,
+                Outgoing::Ready(outbox) => break outbox,
                 Outgoing::NeedBundles(missing) => {
                     let bundles: Vec<_> = missing
                         .iter()
@@ -252,8 +265,16 @@ impl World {
                     d.start_sessions(rng, now, &bundles)
                         .unwrap_or_else(|e| panic!("{e:?}"));
                 }
+                Outgoing::NeedDeviceLists(accounts) => {
+                    for a in accounts {
+                        d.update_device_list(now, &a, lists[&a].clone())
+                            .unwrap_or_else(|e| panic!("{e:?}"));
+                    }
+                }
             }
-        }
+        };
+        relay.persist(d);
+        outbox
     }
 
     /// Delivers queued envelopes to every online device; returns how many were read.
@@ -277,6 +298,9 @@ impl World {
                 while let Some(envelope) = queue.pop_front() {
                     match d.receive(self.now, &envelope) {
                         Ok(received) => {
+                            let unit = d.take_changes();
+                            self.relay.persisted.0 += unit.byte_len();
+                            self.relay.persisted.1 += unit.records().len();
                             read += 1;
                             if verbose {
                                 println!(
@@ -309,11 +333,14 @@ fn describe(r: &Received, names: &BTreeMap<AccountKey, String>) -> String {
     let who = |a: &DeviceAddress| format!("{}#{}", names[&a.account], a.device.0);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     match r {
-        Received::Direct { from, body } => format!("reads {:?} from {}", text(body), who(from)),
+        Received::Direct { from, body, .. } => {
+            format!("reads {:?} from {}", text(body), who(from))
+        }
         Received::OwnCopy {
             from,
             sent_to,
             body,
+            ..
         } => {
             format!(
                 "shows own copy {:?} (sent by {} to {})",
@@ -446,26 +473,24 @@ fn main() {
             .map(|&u| w.users[u].key())
             .collect()
     };
-    let alice_view = keys(&w, alice);
-    w.send_group(alice, 1, room, &alice_view, "Welcome to the room!");
+    // Every member's devices learn the group's members (the app's group state).
+    for &u in &everyone {
+        let view = keys(&w, u);
+        for d in &mut w.users[u].devices {
+            d.set_group_members(room, &view);
+        }
+    }
+    w.send_group(alice, 1, room, "Welcome to the room!");
     let n = w.pump(false);
     println!("  -> {n} envelopes read");
-    w.send_group(
-        alice,
-        1,
-        room,
-        &alice_view,
-        "Second message: no key distribution needed",
-    );
+    w.send_group(alice, 1, room, "Second message: no key distribution needed");
     let n = w.pump(false);
     println!("  -> {n} envelopes read");
     let m = members[7];
-    let m_view = keys(&w, m);
-    w.send_group(m, 1, room, &m_view, "Hello from a member");
+    w.send_group(m, 1, room, "Hello from a member");
     let n = w.pump(false);
     println!("  -> {n} envelopes read");
-    let bob_view = keys(&w, bob);
-    w.send_group(bob, 3, room, &bob_view, "Bob's tablet says hi");
+    w.send_group(bob, 3, room, "Bob's tablet says hi");
     let n = w.pump(false);
     println!("  -> {n} envelopes read");
 
@@ -520,7 +545,8 @@ fn main() {
         .take(5)
         .map(|&u| w.users[u].devices[0].address())
         .collect();
-    let mut call = Call::start(&mut w.rng, CallKind::Group, &participants, &config)
+    let manager = participants[0];
+    let mut call = Call::start(&mut w.rng, CallKind::Group, manager, &participants, &config)
         .unwrap_or_else(|e| panic!("{e:?}"));
     let message = call.key_message().clone();
     let outbox = w.with_bundles(alice, 1, |d, rng, now| {
@@ -534,7 +560,7 @@ fn main() {
     w.pump(true);
     let joiner = w.users[members[10]].devices[0].address();
     let epoch1 = call
-        .join(joiner, &config)
+        .join(&mut w.rng, joiner, &config)
         .unwrap_or_else(|e| panic!("{e:?}"));
     let in_call = call.participants().to_vec();
     let outbox = w.with_bundles(alice, 1, |d, rng, now| {
@@ -542,7 +568,7 @@ fn main() {
     });
     let (n, _) = w.ship(outbox);
     println!(
-        "  {} joins: epoch 1, ratcheted forward so the joiner cannot derive epoch 0, to {n} devices",
+        "  {} joins: epoch 1, a secret mixed with fresh randomness (the joiner cannot derive epoch 0), to {n} devices",
         w.users[members[10]].name
     );
     w.pump(false);
@@ -567,7 +593,7 @@ fn main() {
     );
 
     println!(
-        "\nDone: {} envelopes delivered and read in total.",
-        w.relay.delivered
+        "\nDone: {} envelopes delivered and read in total; the devices wrote {} records ({} bytes).",
+        w.relay.delivered, w.relay.persisted.1, w.relay.persisted.0
     );
 }

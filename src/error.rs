@@ -1,9 +1,14 @@
 //! Errors, one small enum per layer, joined in [`Error`].
 //!
-//! Variants carry numbers, never strings. A failed authentication stays one opaque variant
-//! ([`RatchetError::AuthenticationFailed`]) so a caller cannot be used as a decryption oracle.
+//! Variants carry numbers and identifiers, never strings. A failed authentication stays one
+//! opaque variant ([`RatchetError::AuthenticationFailed`]) so a caller cannot be used as a
+//! decryption oracle. Every enum implements `Display` and `core::error::Error`; [`Error`]
+//! reports the layer's error as its `source()`.
 
 use core::fmt;
+
+use crate::devices::{AccountKey, DeviceAddress};
+use crate::group::GroupId;
 
 /// Bytes that are not a well-formed encoding of the expected type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub enum X3dhError {
     UnknownOneTimePreKey(u32),
     /// This exact initial message was already accepted.
     Replayed,
+    /// The signed prekey the message names accepted as many sessions as it may
+    /// (`max_sessions_per_signed_prekey`): rotate it.
+    SignedPreKeyExhausted(u32),
     /// A key in the agreement has small order.
     NonContributory,
 }
@@ -87,7 +95,7 @@ pub enum GroupError {
     /// generation was evicted.
     UnknownKeyId(u32),
     /// The message is older than the point where this device's copy of the sender key starts
-    /// (it was given the key later): it was never readable here. Ask the sender to resend.
+    /// (it was given the key later): it was never readable here.
     PredatesKey(u32),
     /// The message's signature does not verify under the generation's signing key.
     BadSignature,
@@ -104,7 +112,7 @@ pub enum GroupError {
     },
     /// A distribution for a known key id carries a different signing key.
     ConflictingDistribution,
-    /// The sending chain reached its 2^32 message limit, or the key ids ran out: rotate.
+    /// The sending chain reached its 2^32 message limit: rotate.
     ChainExhausted,
 }
 
@@ -123,26 +131,32 @@ pub enum DeviceError {
         /// The version received.
         received: u64,
     },
-    /// A different device list with the version already accepted: the account key signed two
-    /// histories.
+    /// A different device list, validly signed, with the version already accepted: the account
+    /// key signed two histories.
     Equivocation,
-    /// The list's structure is invalid: no primary (device 1, no expiry), a companion without
-    /// expiry or binding, or an identity key listed twice.
+    /// The list's structure is invalid: no primary (device 1, no expiry) first, a companion
+    /// without expiry, or an identity key listed twice.
     InvalidList,
     /// More companions than the policy allows.
     TooManyCompanions,
-    /// A companion's binding signature (its consent to join this account) does not verify.
+    /// A device's binding signature (its consent to be listed under this account) does not
+    /// verify: the entry with this id.
     BadBinding(u32),
-    /// The device is not in the account's current signed list.
-    NotInList(u32),
+    /// The device is not in its account's current signed list.
+    NotInList(DeviceAddress),
     /// The companion's entry expired: the primary did not re-sign the list in time.
-    CompanionExpired(u32),
+    CompanionExpired(DeviceAddress),
     /// A link invitation that expired, was already used, or was never issued.
     UnknownInvitation,
     /// The device identity is already linked to this account.
     AlreadyLinked,
-    /// Only the primary device can do this.
+    /// Only the primary device can do this (or: the primary cannot be unlinked).
     NotPrimary,
+    /// A link confirmation over another list than the one that admitted the device.
+    WrongList,
+    /// The primary was restored from a backup: give it the newest list with
+    /// [`Primary::resync`](crate::devices::Primary::resync) before it signs again.
+    ResyncRequired,
 }
 
 /// Why a device cannot send or cannot read an envelope: causes the app can act on.
@@ -151,26 +165,29 @@ pub enum DeviceError {
 pub enum FanoutError {
     /// The envelope is addressed to another device (re-routed or misdelivered).
     NotForThisDevice,
-    /// No verified device list is held for the sender's account: fetch it, then retry.
-    UnknownAccount,
-    /// The sender used other device lists than this device holds: fetch the newer list (or
-    /// tell the sender to); a message made under an older list is refused.
+    /// No verified device list is held for this account: fetch it, then try again.
+    UnknownAccount(AccountKey),
+    /// The envelope was made under a newer device list of `account` than the one held here:
+    /// fetch that account's list, then receive again. (Envelopes made under an older list are
+    /// accepted while both devices are still active.) Also raised when the envelope names the
+    /// held version with another list's digest: the server showed the two sides different
+    /// lists.
     DeviceListsDiverge {
-        /// The sender's list version the envelope names.
-        sender_list_used: u64,
-        /// The sender's list version held here.
-        sender_list_held: u64,
-        /// This account's list version the envelope names (0 for group envelopes).
-        recipient_list_used: u64,
-        /// This account's list version held here (0 for group envelopes).
-        recipient_list_held: u64,
+        /// The account whose list differs.
+        account: AccountKey,
+        /// The version the envelope names.
+        used: u64,
+        /// The version held here.
+        held: u64,
     },
     /// No pairwise session with that device: a retry (or a pre-key message) is needed.
-    NoSession,
+    NoSession(DeviceAddress),
     /// The message carries an identity key other than the one the sender's list vouches for.
-    IdentityMismatch,
+    IdentityMismatch(DeviceAddress),
     /// The group message's sender key was never received (or was evicted).
     SenderKeyMissing {
+        /// The device whose key is missing.
+        from: DeviceAddress,
         /// The sender key generation the message needs.
         key_id: u32,
     },
@@ -178,13 +195,35 @@ pub enum FanoutError {
     Withheld,
     /// This device is no longer in its own account's valid list (expired or unlinked).
     ThisDeviceInactive,
-    /// A retry request past the attempt cap (or numbered 0).
+    /// No more retries for this message: the sender answered (or the requester asked) as many
+    /// as allowed.
     RetryLimit,
     /// This exact envelope was already read: answer with what was stored under this id.
     Duplicate {
-        /// The envelope's [`MessageId`](crate::fanout::MessageId) bytes.
-        message_id: [u8; 16],
+        /// The envelope's id.
+        message_id: crate::fanout::MessageId,
     },
+    /// The app has not told this device the members of this group
+    /// ([`Device::set_group_members`](crate::fanout::Device::set_group_members)).
+    UnknownGroup(GroupId),
+    /// A group message, sender key or resend from an account that is not a member of the group.
+    NotAMember {
+        /// The group.
+        group: GroupId,
+        /// The account that is not a member.
+        account: AccountKey,
+    },
+    /// A retry request for a message this device does not remember sending (never sent, or
+    /// older than the retry window).
+    UnknownMessage,
+    /// A retry request from a device that was not a recipient of that message, with the
+    /// identity key it has now, when the message was sent.
+    NotEntitled,
+    /// A resent message this device did not ask for (no retry request of its own is pending
+    /// for it with that device).
+    UnexpectedResend,
+    /// The body given to answer a retry is not the one that was sent.
+    BodyMismatch,
 }
 
 /// History sync and call key failures.
@@ -200,10 +239,26 @@ pub enum SyncError {
     Incomplete,
     /// The call already has its maximum number of participants.
     CallFull,
-    /// A call key for another call, an older epoch, or a conflicting one for the same epoch.
+    /// A call key for another call or kind, or not exactly the next epoch.
     StaleCallKey,
-    /// The participant is not in the call.
+    /// The participant is not in the call (or the key message no longer lists this device).
     NotInCall,
+    /// The call key did not come from the call's key manager, or this device is not the
+    /// manager and tried to change the call.
+    NotCallManager,
+}
+
+/// State at rest refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Sealed state older than the app expects: a stale copy was put back in its slot.
+    Rollback {
+        /// The sequence it was sealed at.
+        sealed_at: u64,
+        /// The lowest sequence the app accepts.
+        expected_at_least: u64,
+    },
 }
 
 /// The crate's error: which layer refused, and why.
@@ -226,6 +281,8 @@ pub enum Error {
     Fanout(FanoutError),
     /// History sync or call keys refused.
     Sync(SyncError),
+    /// State at rest refused.
+    State(StateError),
 }
 
 macro_rules! from_layer {
@@ -235,6 +292,7 @@ macro_rules! from_layer {
                 Error::$variant(e)
             }
         }
+        impl core::error::Error for $layer {}
     )*};
 }
 from_layer!(
@@ -246,24 +304,223 @@ from_layer!(
     DeviceError => Device,
     FanoutError => Fanout,
     SyncError => Sync,
+    StateError => State,
 );
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Decode(e) => write!(f, "malformed input: {e:?}"),
-            Error::Crypto(e) => write!(f, "cryptographic check failed: {e:?}"),
-            Error::X3dh(e) => write!(f, "key agreement refused: {e:?}"),
-            Error::Ratchet(e) => write!(f, "message refused: {e:?}"),
-            Error::Group(e) => write!(f, "group message refused: {e:?}"),
-            Error::Device(e) => write!(f, "device check failed: {e:?}"),
-            Error::Fanout(e) => write!(f, "fanout refused: {e:?}"),
-            Error::Sync(e) => write!(f, "history or call key refused: {e:?}"),
+            Error::Decode(e) => write!(f, "malformed input: {e}"),
+            Error::Crypto(e) => write!(f, "cryptographic check failed: {e}"),
+            Error::X3dh(e) => write!(f, "key agreement refused: {e}"),
+            Error::Ratchet(e) => write!(f, "message refused: {e}"),
+            Error::Group(e) => write!(f, "group message refused: {e}"),
+            Error::Device(e) => write!(f, "device check failed: {e}"),
+            Error::Fanout(e) => write!(f, "fanout refused: {e}"),
+            Error::Sync(e) => write!(f, "history or call key refused: {e}"),
+            Error::State(e) => write!(f, "stored state refused: {e}"),
         }
     }
 }
 
-impl core::error::Error for Error {}
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(match self {
+            Error::Decode(e) => e,
+            Error::Crypto(e) => e,
+            Error::X3dh(e) => e,
+            Error::Ratchet(e) => e,
+            Error::Group(e) => e,
+            Error::Device(e) => e,
+            Error::Fanout(e) => e,
+            Error::Sync(e) => e,
+            Error::State(e) => e,
+        })
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("input ends too early"),
+            Self::TrailingBytes => f.write_str("bytes left after the encoding"),
+            Self::UnknownVersion(v) => write!(f, "unknown format version {v}"),
+            Self::UnknownType(t) => write!(f, "unexpected type byte {t:#04x}"),
+            Self::InvalidValue => f.write_str("a field holds an invalid value"),
+            Self::InvalidKey => f.write_str("invalid or small-order public key"),
+        }
+    }
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NonContributory => "Diffie-Hellman with a small-order key",
+            Self::BadSignature => "signature does not verify",
+            Self::AuthenticationFailed => "authentication failed",
+        })
+    }
+}
+
+impl fmt::Display for X3dhError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadSignedPreKeySignature => f.write_str("signed prekey signature is invalid"),
+            Self::UnknownSignedPreKey(id) => write!(f, "unknown signed prekey {id}"),
+            Self::UnknownOneTimePreKey(id) => write!(f, "unknown or used one-time prekey {id}"),
+            Self::Replayed => f.write_str("initial message already accepted"),
+            Self::SignedPreKeyExhausted(id) => {
+                write!(f, "signed prekey {id} accepted its maximum of sessions")
+            }
+            Self::NonContributory => f.write_str("small-order key in the key agreement"),
+        }
+    }
+}
+
+impl fmt::Display for RatchetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AuthenticationFailed => f.write_str("message did not authenticate"),
+            Self::Duplicate => f.write_str("message already received"),
+            Self::TooFarAhead { requested, limit } => {
+                write!(f, "message skips {requested} keys, limit {limit}")
+            }
+            Self::WrongSession => f.write_str("pre-key message of another session"),
+            Self::ChainExhausted => f.write_str("chain reached its message limit"),
+        }
+    }
+}
+
+impl fmt::Display for GroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownSender => f.write_str("no sender key from this device"),
+            Self::UnknownKeyId(id) => write!(f, "sender key generation {id} not held"),
+            Self::PredatesKey(id) => {
+                write!(f, "message older than this device's copy of key {id}")
+            }
+            Self::BadSignature => f.write_str("group message signature does not verify"),
+            Self::AuthenticationFailed => f.write_str("group message did not authenticate"),
+            Self::Duplicate => f.write_str("group message already received"),
+            Self::TooFarAhead { requested, limit } => {
+                write!(f, "group message skips {requested} keys, limit {limit}")
+            }
+            Self::ConflictingDistribution => {
+                f.write_str("sender key conflicts with the one held for its generation")
+            }
+            Self::ChainExhausted => f.write_str("sender key reached its message limit"),
+        }
+    }
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongAccount => f.write_str("signed by or naming another account"),
+            Self::BadSignature => f.write_str("signature does not verify"),
+            Self::Rollback { known, received } => {
+                write!(f, "device list version {received} is older than {known}")
+            }
+            Self::Equivocation => f.write_str("account signed two different lists at one version"),
+            Self::InvalidList => f.write_str("device list structure is invalid"),
+            Self::TooManyCompanions => f.write_str("more companions than the policy allows"),
+            Self::BadBinding(id) => write!(f, "device {id} did not consent to this account"),
+            Self::NotInList(a) => write!(f, "{a:?} is not in its account's list"),
+            Self::CompanionExpired(a) => write!(f, "{a:?} expired"),
+            Self::UnknownInvitation => f.write_str("unknown, used or expired link invitation"),
+            Self::AlreadyLinked => f.write_str("device already linked"),
+            Self::NotPrimary => f.write_str("only the primary can do this"),
+            Self::WrongList => f.write_str("confirmation of another list"),
+            Self::ResyncRequired => f.write_str("restored primary must resync first"),
+        }
+    }
+}
+
+impl fmt::Display for FanoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotForThisDevice => f.write_str("envelope addressed to another device"),
+            Self::UnknownAccount(a) => write!(f, "no device list held for {a:?}"),
+            Self::DeviceListsDiverge {
+                account,
+                used,
+                held,
+            } => write!(
+                f,
+                "envelope made under list version {used} of {account:?}, {held} held"
+            ),
+            Self::NoSession(a) => write!(f, "no session with {a:?}"),
+            Self::IdentityMismatch(a) => write!(f, "identity key of {a:?} differs from its list"),
+            Self::SenderKeyMissing { from, key_id } => {
+                write!(f, "sender key {key_id} of {from:?} not received")
+            }
+            Self::Withheld => f.write_str("sender withholds its group key"),
+            Self::ThisDeviceInactive => f.write_str("this device is not active in its own list"),
+            Self::RetryLimit => f.write_str("retry limit reached"),
+            Self::Duplicate { message_id } => write!(f, "envelope {message_id:?} already read"),
+            Self::UnknownGroup(g) => write!(f, "members of {g:?} not set"),
+            Self::NotAMember { group, account } => {
+                write!(f, "{account:?} is not a member of {group:?}")
+            }
+            Self::UnknownMessage => f.write_str("retry for a message not remembered"),
+            Self::NotEntitled => f.write_str("retry from a device that was not a recipient"),
+            Self::UnexpectedResend => f.write_str("resend that was not asked for"),
+            Self::BodyMismatch => f.write_str("body differs from the message sent"),
+        }
+    }
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ChunkRejected(i) => write!(f, "history chunk {i} rejected"),
+            Self::TooManyChunks => f.write_str("more history chunks than announced"),
+            Self::Incomplete => f.write_str("history incomplete or altered"),
+            Self::CallFull => f.write_str("call is full"),
+            Self::StaleCallKey => f.write_str("call key of another call or not the next epoch"),
+            Self::NotInCall => f.write_str("not a participant of the call"),
+            Self::NotCallManager => f.write_str("not from (or not) the call's key manager"),
+        }
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rollback {
+                sealed_at,
+                expected_at_least,
+            } => write!(
+                f,
+                "sealed at sequence {sealed_at}, expected at least {expected_at_least}"
+            ),
+        }
+    }
+}
 
 /// The crate's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn errors_display_readably_and_chain_their_source() {
+        let e = Error::from(RatchetError::TooFarAhead {
+            requested: 5,
+            limit: 2,
+        });
+        assert_eq!(
+            e.to_string(),
+            "message refused: message skips 5 keys, limit 2"
+        );
+        let source = core::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("message skips 5 keys, limit 2"));
+        assert_eq!(
+            DecodeError::UnknownType(0x0b).to_string(),
+            "unexpected type byte 0x0b"
+        );
+    }
+}

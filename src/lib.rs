@@ -20,7 +20,7 @@ mod labels;
 pub mod persist;
 pub mod primitives;
 pub mod ratchet;
-#[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub mod testing;
 mod time;
 mod wire;
@@ -28,7 +28,7 @@ pub mod x3dh;
 
 pub use error::{
     CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError, Result,
-    SyncError, X3dhError,
+    StateError, SyncError, X3dhError,
 };
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};

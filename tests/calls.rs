@@ -1,4 +1,4 @@
-//! Call keys: epochs, joins and leaves, SRTP derivation, and distribution over fanout.
+//! Call keys: epochs, joins and leaves, SRTP derivation, and who may change a call.
 
 use ratchetry::calls::{Call, CallConfig, CallKeyMessage, CallKind};
 use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
@@ -13,12 +13,18 @@ fn addr(rng: &mut SeededRng, device: u32) -> DeviceAddress {
     }
 }
 
+fn wire(m: &CallKeyMessage) -> CallKeyMessage {
+    CallKeyMessage::from_bytes(&m.to_bytes()).unwrap()
+}
+
 #[test]
-fn joins_ratchet_forward_and_leaves_refresh() {
+fn joins_refresh_forward_and_leaves_refresh() {
     let rng = &mut SeededRng::from_label("calls epochs");
     let config = CallConfig::default();
     let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 2));
-    let mut call = Call::start(rng, CallKind::Group, &[a, b], &config).unwrap();
+    let mut call = Call::start(rng, CallKind::Group, a, &[b], &config).unwrap();
+    assert_eq!(call.participants().len(), 2);
+    assert_eq!(call.manager(), a);
     let epoch0 = call.key_message().clone();
     let a0 = call.srtp_keys(&a).unwrap();
     assert_ne!(a0, call.srtp_keys(&b).unwrap());
@@ -26,46 +32,167 @@ fn joins_ratchet_forward_and_leaves_refresh() {
     assert_eq!(a0.master_salt().len(), 12);
     assert_eq!(call.srtp_keys(&c).err(), Some(SyncError::NotInCall));
 
-    // B learns the call from the key message and derives the same keys.
-    let mut bob = Call::from_key_message(
-        CallKeyMessage::from_bytes(&epoch0.to_bytes()).unwrap(),
-        &config,
-    )
-    .unwrap();
+    // B learns the call from the manager's key message and derives the same keys.
+    let mut bob = Call::from_key_message(b, &a, wire(&epoch0), &config).unwrap();
     assert_eq!(bob.srtp_keys(&a).unwrap(), a0);
 
     // C joins: epoch 1. C gets only epoch 1, whose keys differ from epoch 0's.
-    let epoch1 = call.join(c, &config).unwrap();
-    let carol = Call::from_key_message(epoch1.clone(), &config).unwrap();
+    let epoch1 = call.join(rng, c, &config).unwrap();
+    let carol = Call::from_key_message(c, &a, epoch1.clone(), &config).unwrap();
     assert_eq!(carol.epoch(), 1);
     assert_ne!(carol.srtp_keys(&a).unwrap(), a0);
-    bob.apply(epoch1.clone(), &config).unwrap();
+    bob.apply(&a, epoch1.clone(), &config).unwrap();
     assert_eq!(bob.srtp_keys(&c).unwrap(), carol.srtp_keys(&c).unwrap());
     // Replays and old epochs change nothing.
+    let before = bob.clone();
     assert_eq!(
-        bob.apply(epoch1.clone(), &config),
+        bob.apply(&a, epoch1.clone(), &config),
         Err(SyncError::StaleCallKey)
     );
     assert_eq!(
-        bob.apply(epoch0.clone(), &config),
+        bob.apply(&a, epoch0.clone(), &config),
         Err(SyncError::StaleCallKey)
     );
+    assert_eq!(bob, before);
 
     // C leaves: epoch 2 with a fresh secret, sent to A and B only.
     let epoch2 = call.remove(rng, &c).unwrap();
-    assert!(
-        !epoch2
-            .to_bytes()
-            .windows(32)
-            .any(|w| w == &epoch1.to_bytes()[23..55])
-    );
-    bob.apply(epoch2, &config).unwrap();
+    bob.apply(&a, epoch2.clone(), &config).unwrap();
     assert_eq!(bob.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
     assert_eq!(call.srtp_keys(&c).err(), Some(SyncError::NotInCall));
     assert_eq!(call.remove(rng, &c).err(), Some(SyncError::NotInCall));
+    // Had C been sent the removal, it would find itself no longer listed.
+    let mut carol = carol;
+    assert_eq!(carol.apply(&a, epoch2, &config), Err(SyncError::NotInCall));
     let restored = Call::from_bytes(&call.to_bytes()).unwrap();
     assert_eq!(restored, call);
     assert!(format!("{:?}", a0).contains("redacted"));
+    assert!(!format!("{call:?}").contains(&hex::encode(&call.key_message().to_bytes()[23..55])));
+}
+
+/// The manager removes C while it also adds D. C held epoch 0's secret; epoch 1 (the join)
+/// mixes fresh randomness, so C cannot compute it from what it held, and epoch 2 (the
+/// removal) is fresh anyway.
+#[test]
+fn a_removed_participant_cannot_compute_keys_of_a_racing_join() {
+    let rng = &mut SeededRng::from_label("calls race");
+    let config = CallConfig::default();
+    let (a, c, d) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[c], &config).unwrap();
+    let carol = Call::from_key_message(c, &a, call.key_message().clone(), &config).unwrap();
+    let join = call.join(rng, d, &config).unwrap();
+    // Two joins from the same state give different secrets: nothing determines them but the
+    // manager's randomness.
+    let mut twin = Call::from_bytes(&call.to_bytes()).unwrap();
+    let mut replay = Call::from_bytes(&call.to_bytes()).unwrap();
+    let j1 = {
+        let x = addr(rng, 5);
+        twin.join(rng, x, &config)
+    }
+    .unwrap();
+    let j2 = {
+        let x = addr(rng, 5);
+        replay.join(rng, x, &config)
+    }
+    .unwrap();
+    assert_ne!(j1.to_bytes()[23..55], j2.to_bytes()[23..55]);
+    // What Carol could compute from epoch 0's secret alone, had the join been deterministic:
+    // HKDF(salt = call id ‖ u32(1), ikm = E0). The real epoch-1 secret is something else.
+    let e0 = carol.key_message().to_bytes();
+    let mut salt = e0[2..18].to_vec();
+    salt.extend_from_slice(&1u32.to_be_bytes());
+    let mut guess = [0u8; 32];
+    ratchetry::testing::raw::hkdf_sha256(
+        Some(&salt),
+        &e0[23..55],
+        b"ratchetry v1 call ratchet",
+        &mut guess,
+    )
+    .unwrap();
+    assert_ne!(join.to_bytes()[23..55], guess);
+    let dave = Call::from_key_message(d, &a, join, &config).unwrap();
+    assert_ne!(carol.srtp_keys(&a).unwrap(), dave.srtp_keys(&a).unwrap());
+    // The removal that follows is fresh and does not list Carol.
+    let removal = call.remove(rng, &c).unwrap();
+    assert_eq!(
+        call.participants(),
+        &{
+            let mut p = vec![a, d];
+            p.sort();
+            p
+        }[..]
+    );
+    assert_ne!(removal.to_bytes()[23..55], guess);
+}
+
+/// Only the manager moves the call forward, one epoch at a time: another participant (or a
+/// removed one) cannot push an epoch, jump to the last epoch, or re-key the call and list
+/// itself again.
+#[test]
+fn only_the_manager_changes_the_call_one_epoch_at_a_time() {
+    let rng = &mut SeededRng::from_label("calls manager");
+    let config = CallConfig::default();
+    let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Room, a, &[b, c], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, call.key_message().clone(), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, call.key_message().clone(), &config).unwrap();
+    // A call learned from someone who is not its manager is refused.
+    assert_eq!(
+        Call::from_key_message(b, &c, call.key_message().clone(), &config).err(),
+        Some(SyncError::NotCallManager)
+    );
+    // Carol is not the manager: she cannot add or remove anyone.
+    let before = carol.clone();
+    assert_eq!(
+        {
+            let x = addr(rng, 9);
+            carol.join(rng, x, &config)
+        }
+        .err(),
+        Some(SyncError::NotCallManager)
+    );
+    assert_eq!(carol.remove(rng, &b).err(), Some(SyncError::NotCallManager));
+    assert_eq!(carol, before);
+
+    // The manager removes Carol. Her old state still thinks she is in the call; a key message
+    // she makes herself (from a forged or replayed manager message) is refused by Bob.
+    let removal = call.remove(rng, &c).unwrap();
+    bob.apply(&a, removal.clone(), &config).unwrap();
+    let mut forged = wire(&removal);
+    // Carol relays the manager's message claiming it as hers: wrong sender.
+    assert_eq!(
+        bob.apply(&c, forged.clone(), &config),
+        Err(SyncError::NotCallManager)
+    );
+    // A message for the epoch after next is refused: one epoch at a time.
+    let mut ahead = call.clone();
+    let _ = {
+        let x = addr(rng, 7);
+        ahead.join(rng, x, &config)
+    }
+    .unwrap();
+    let two_ahead = {
+        let x = addr(rng, 8);
+        ahead.join(rng, x, &config)
+    }
+    .unwrap();
+    let before = bob.clone();
+    assert_eq!(
+        bob.apply(&a, two_ahead, &config),
+        Err(SyncError::StaleCallKey)
+    );
+    assert_eq!(bob, before);
+    // Epoch u32::MAX from the manager's own address, as a tampered message: refused, so the
+    // call can still be re-keyed afterwards.
+    let mut bytes = call.key_message().to_bytes().to_vec();
+    bytes[19..23].copy_from_slice(&u32::MAX.to_be_bytes());
+    forged = CallKeyMessage::from_bytes(&bytes).unwrap();
+    assert_eq!(bob.apply(&a, forged, &config), Err(SyncError::StaleCallKey));
+    let next = call.join(rng, c, &config).unwrap();
+    bob.apply(&a, next, &config).unwrap();
+    assert_eq!(bob.epoch(), 2);
+    // The manager cannot remove itself (it ends the call instead).
+    assert_eq!(call.remove(rng, &a).err(), Some(SyncError::NotCallManager));
 }
 
 #[test]
@@ -76,22 +203,22 @@ fn caps_apply_per_kind() {
         max_room_participants: 4,
     };
     let people: Vec<DeviceAddress> = (0..5).map(|i| addr(rng, i + 1)).collect();
-    let mut group = Call::start(rng, CallKind::Group, &people[..3], &config).unwrap();
+    let mut group = Call::start(rng, CallKind::Group, people[0], &people[..3], &config).unwrap();
     let before = group.clone();
     assert_eq!(
-        group.join(people[3], &config).err(),
+        group.join(rng, people[3], &config).err(),
         Some(SyncError::CallFull)
     );
     assert_eq!(group, before);
     assert_eq!(
-        Call::start(rng, CallKind::Group, &people[..4], &config).err(),
+        Call::start(rng, CallKind::Group, people[0], &people[..4], &config).err(),
         Some(SyncError::CallFull)
     );
-    assert!(Call::start(rng, CallKind::Room, &people[..4], &config).is_ok());
+    assert!(Call::start(rng, CallKind::Room, people[0], &people[..4], &config).is_ok());
     assert_eq!(CallConfig::default().max_group_participants, 32);
     assert_eq!(CallConfig::default().max_room_participants, 50);
-    // Participants must be listed in order on the wire.
-    let mut bytes = group.to_bytes().to_vec();
+    // Participants must be listed in order on the wire, and include the manager.
+    let mut bytes = group.key_message().to_bytes().to_vec();
     let at = bytes.len() - 36;
     let (first, last) = bytes.split_at_mut(at);
     let n = first.len();

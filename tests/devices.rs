@@ -1,11 +1,13 @@
 //! Accounts, signed device lists, linking and safety numbers.
 
 use ratchetry::devices::{
-    DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, Primary,
-    SafetyNumber, SignedDeviceList, complete_link,
+    AccountKeyPair, DeviceAddress, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation,
+    LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary, RESTORE_DEVICE_ID_SKIP,
+    RESTORE_VERSION_SKIP, SafetyNumber, SignedDeviceList, complete_link,
 };
 use ratchetry::testing::SeededRng;
-use ratchetry::{DeviceError, IdentityKeyPair, Timestamp};
+use ratchetry::testing::hooks::{device_binding, sign_device_list};
+use ratchetry::{DeviceError, IdentityKeyPair, Signature, Timestamp};
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
 const T0: Timestamp = Timestamp(1_790_000_000_000);
@@ -15,13 +17,14 @@ fn at(days: u64) -> Timestamp {
 }
 
 fn new_account(rng: &mut SeededRng) -> Primary {
-    let phone = IdentityKeyPair::generate(rng).public();
+    let phone = IdentityKeyPair::generate(rng);
     Primary::new(rng, &phone, T0, DevicePolicy::default())
 }
 
 fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (IdentityKeyPair, DeviceId) {
     let companion = IdentityKeyPair::generate(rng);
-    let invitation = LinkInvitation::from_bytes(&primary.invite(rng, now).to_bytes()).unwrap();
+    let invitation =
+        LinkInvitation::from_bytes(&primary.invite(rng, now).unwrap().to_bytes()).unwrap();
     let request =
         LinkRequest::from_bytes(&LinkRequest::new(&companion, &invitation).to_bytes()).unwrap();
     let approval = primary.approve(now, &request).unwrap();
@@ -39,7 +42,7 @@ fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (Identity
 fn linking_a_companion_end_to_end() {
     let rng = &mut SeededRng::from_label("link");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
     assert_eq!(primary.device_list().version(), 1);
     let (laptop, id) = link(rng, &mut primary, T0);
     assert_eq!(id, DeviceId(2));
@@ -60,10 +63,10 @@ fn linking_a_companion_end_to_end() {
 fn replayed_tampered_and_misdirected_requests_fail() {
     let rng = &mut SeededRng::from_label("link attacks");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
     let other = new_account(rng);
     let companion = IdentityKeyPair::generate(rng);
-    let invitation = primary.invite(rng, T0);
+    let invitation = primary.invite(rng, T0).unwrap();
     let request = LinkRequest::new(&companion, &invitation);
 
     // Aimed at another account.
@@ -111,14 +114,14 @@ fn companion_cap_is_policy() {
         max_companions: 2,
         ..DevicePolicy::default()
     };
-    let mut primary = Primary::new(rng, &phone.public(), T0, policy);
+    let mut primary = Primary::new(rng, &phone, T0, policy);
     for _ in 0..2 {
         let c = IdentityKeyPair::generate(rng);
-        let inv = primary.invite(rng, T0);
+        let inv = primary.invite(rng, T0).unwrap();
         primary.approve(T0, &LinkRequest::new(&c, &inv)).unwrap();
     }
     let c = IdentityKeyPair::generate(rng);
-    let inv = primary.invite(rng, T0);
+    let inv = primary.invite(rng, T0).unwrap();
     assert_eq!(
         primary.approve(T0, &LinkRequest::new(&c, &inv)).err(),
         Some(DeviceError::TooManyCompanions)
@@ -140,7 +143,7 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
     let rng = &mut SeededRng::from_label("rollback");
     let phone = IdentityKeyPair::generate(rng);
     let policy = DevicePolicy::default();
-    let mut primary = Primary::new(rng, &phone.public(), T0, policy);
+    let mut primary = Primary::new(rng, &phone, T0, policy);
     let v1 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     let (_, _) = link(rng, &mut primary, T0);
     let v2 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
@@ -161,7 +164,7 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
         v2.clone().verify(&primary.account(), Some(&known), &policy),
         Ok(known.clone())
     );
-    let impostor = Primary::new(rng, &phone.public(), T0, policy);
+    let impostor = Primary::new(rng, &phone, T0, policy);
     let forged = SignedDeviceList::from_bytes(&impostor.device_list().to_bytes()).unwrap();
     assert_eq!(
         forged.verify(&primary.account(), None, &policy).err(),
@@ -178,9 +181,9 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
     // Same version, other content: equivocation (signed by the real account key, e.g. by a
     // restored stale primary).
     let mut fork = Primary::from_bytes(&primary.to_bytes()).unwrap();
-    fork.renew(at(1));
+    fork.renew(at(1)).unwrap();
     let mut ahead = Primary::from_bytes(&primary.to_bytes()).unwrap();
-    ahead.renew(at(2));
+    ahead.renew(at(2)).unwrap();
     let known3 = SignedDeviceList::from_bytes(&fork.device_list().to_bytes())
         .unwrap()
         .verify(&primary.account(), Some(&known), &policy)
@@ -203,31 +206,33 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
 fn companions_expire_unless_renewed_and_can_be_unlinked() {
     let rng = &mut SeededRng::from_label("expiry");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
     let (_, laptop) = link(rng, &mut primary, T0);
     let (_, tablet) = link(rng, &mut primary, T0);
     let list = primary.device_list().clone();
     assert!(list.check(laptop, at(13)).is_ok());
+    let account = primary.account();
+    let address = |device| DeviceAddress { account, device };
     assert_eq!(
         list.check(laptop, at(14)).err(),
-        Some(DeviceError::CompanionExpired(laptop.0))
+        Some(DeviceError::CompanionExpired(address(laptop)))
     );
     assert!(list.check(DeviceId(1), at(400)).is_ok());
     // Renewed on day 10: valid until day 24.
-    primary.renew(at(10));
+    primary.renew(at(10)).unwrap();
     assert!(primary.device_list().check(laptop, at(20)).is_ok());
     // Unlinked: gone from the next list.
     primary.unlink(at(11), tablet).unwrap();
     assert_eq!(
         primary.device_list().check(tablet, at(11)).err(),
-        Some(DeviceError::NotInList(tablet.0))
+        Some(DeviceError::NotInList(address(tablet)))
     );
     assert_eq!(
         primary.unlink(at(11), DeviceId(1)).err(),
         Some(DeviceError::NotPrimary)
     );
     // The primary away for a month: renewing drops the expired laptop.
-    primary.renew(at(40));
+    primary.renew(at(40)).unwrap();
     assert_eq!(primary.device_list().entries().len(), 1);
 }
 
@@ -255,9 +260,9 @@ fn safety_numbers_are_symmetric_and_stable_under_device_changes() {
 fn primary_state_round_trips() {
     let rng = &mut SeededRng::from_label("primary state");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
     link(rng, &mut primary, T0);
-    primary.invite(rng, T0);
+    primary.invite(rng, T0).unwrap();
     let bytes = primary.to_bytes();
     let restored = Primary::from_bytes(&bytes).unwrap();
     assert_eq!(*restored.to_bytes(), *bytes);
@@ -265,4 +270,175 @@ fn primary_state_round_trips() {
         assert!(Primary::from_bytes(&bytes[..len]).is_err());
     }
     assert!(!format!("{primary:?}").contains(&hex::encode(&bytes[2..34])));
+}
+
+#[test]
+fn rogue_account_cannot_list_another_persons_device_as_its_primary() {
+    let rng = &mut SeededRng::from_label("rogue primary");
+    let policy = DevicePolicy::default();
+    let victim = IdentityKeyPair::generate(rng);
+    let victim_account = Primary::new(rng, &victim, T0, policy);
+    let rogue = AccountKeyPair::generate(rng);
+    // The rogue copies the victim's genuine binding (it is public, in the victim's list), but
+    // that binding consents to the victim's account, not the rogue's.
+    let victim_binding = victim_account.device_list().entries()[0];
+    for binding in [
+        Signature::from_bytes([0; 64]),
+        device_binding(&victim, &victim_account.account()),
+    ] {
+        let list = sign_device_list(
+            &rogue,
+            1,
+            T0,
+            &[(PRIMARY_DEVICE, victim.public(), T0, None, binding)],
+        );
+        assert_eq!(
+            list.verify(&rogue.public(), None, &policy).err(),
+            Some(DeviceError::BadBinding(1))
+        );
+    }
+    assert_eq!(victim_binding.identity, victim.public());
+    // With the device's own consent the same list verifies: the check is the binding.
+    let consenting = sign_device_list(
+        &rogue,
+        1,
+        T0,
+        &[(
+            PRIMARY_DEVICE,
+            victim.public(),
+            T0,
+            None,
+            device_binding(&victim, &rogue.public()),
+        )],
+    );
+    assert!(consenting.verify(&rogue.public(), None, &policy).is_ok());
+}
+
+#[test]
+fn unsigned_lists_raise_no_rollback_or_equivocation_alarm() {
+    let rng = &mut SeededRng::from_label("unsigned alarms");
+    let policy = DevicePolicy::default();
+    let mut primary = new_account(rng);
+    link(rng, &mut primary, T0);
+    let known = primary.device_list().clone();
+    let account = primary.account();
+    let mut forks = Vec::new();
+    for version in [1u64, 2] {
+        // A list the account never signed, at a lower and at the held version.
+        let mut bytes = known.to_bytes();
+        bytes[34..42].copy_from_slice(&version.to_be_bytes());
+        bytes[45] ^= 1;
+        forks.push(SignedDeviceList::from_bytes(&bytes).unwrap());
+    }
+    for fork in forks {
+        assert_eq!(
+            fork.verify(&account, Some(&known), &policy).err(),
+            Some(DeviceError::BadSignature)
+        );
+    }
+}
+
+#[test]
+fn confirmation_must_countersign_the_list_that_admitted_the_device() {
+    let rng = &mut SeededRng::from_label("confirm digest");
+    let mut primary = new_account(rng);
+    let companion = IdentityKeyPair::generate(rng);
+    let invitation = primary.invite(rng, T0).unwrap();
+    let approval = primary
+        .approve(T0, &LinkRequest::new(&companion, &invitation))
+        .unwrap();
+    let (_, confirmation) =
+        complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).unwrap();
+    let mut bytes = confirmation.to_bytes();
+    bytes[2 + 32 + 4] ^= 1; // the digest
+    let wrong = LinkConfirmation::from_bytes(&bytes).unwrap();
+    assert_eq!(primary.confirm(&wrong).err(), Some(DeviceError::WrongList));
+    assert!(!primary.is_confirmed(approval.device));
+    assert_eq!(primary.confirm(&confirmation), Ok(approval.device));
+}
+
+#[test]
+fn link_invitation_debug_does_not_print_its_nonce() {
+    let rng = &mut SeededRng::from_label("invitation debug");
+    let mut primary = new_account(rng);
+    let invitation = primary.invite(rng, T0).unwrap();
+    let nonce = hex::encode(&invitation.to_bytes()[34..50]);
+    let shown = format!("{invitation:?}");
+    assert!(!shown.contains(&nonce), "{shown}");
+    assert!(shown.contains("redacted"));
+}
+
+/// A primary restored from a snapshot taken before it linked a laptop and renewed the list:
+/// it must resync from the newest published list, then never signs a used version or gives a
+/// used device id to another identity, and the laptop stays listed.
+#[test]
+fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
+    let rng = &mut SeededRng::from_label("primary restore");
+    let policy = DevicePolicy::default();
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, T0, policy);
+    let snapshot = primary.to_bytes();
+    let (laptop, laptop_id) = link(rng, &mut primary, T0);
+    primary.renew(at(1)).unwrap();
+    let published = primary.device_list().clone();
+    let last_epoch = primary.state_epoch();
+    // A contact follows the published list.
+    let account = primary.account();
+
+    // Without the epoch check the stale snapshot would re-sign version 2 for another device.
+    let (mut restored, stale) = Primary::restore(&snapshot, last_epoch).unwrap();
+    assert!(stale);
+    assert!(restored.needs_resync());
+    assert!(restored.state_epoch() > last_epoch);
+    let tablet = IdentityKeyPair::generate(rng);
+    assert_eq!(
+        restored.invite(rng, at(2)).err(),
+        Some(DeviceError::ResyncRequired)
+    );
+    assert_eq!(
+        restored.renew(at(2)).err(),
+        Some(DeviceError::ResyncRequired)
+    );
+    assert_eq!(
+        restored.unlink(at(2), laptop_id).err(),
+        Some(DeviceError::ResyncRequired)
+    );
+    // An older list than the snapshot's, or another account's, is refused.
+    let other = new_account(rng);
+    assert_eq!(
+        restored
+            .resync(SignedDeviceList::from_bytes(&other.device_list().to_bytes()).unwrap())
+            .err(),
+        Some(DeviceError::WrongAccount)
+    );
+    restored
+        .resync(SignedDeviceList::from_bytes(&published.to_bytes()).unwrap())
+        .unwrap();
+    assert!(!restored.needs_resync());
+    assert_eq!(restored.device_list(), &published);
+
+    // Linking a tablet now signs a version far past anything used, with a fresh device id.
+    let invitation = restored.invite(rng, at(2)).unwrap();
+    let approval = restored
+        .approve(at(2), &LinkRequest::new(&tablet, &invitation))
+        .unwrap();
+    assert!(approval.device.0 >= laptop_id.0 + RESTORE_DEVICE_ID_SKIP);
+    assert!(restored.device_list().version() > published.version() + RESTORE_VERSION_SKIP - 1);
+    // Contacts accept it as a plain update (no equivocation), and the laptop is still there.
+    let newer = SignedDeviceList::from_bytes(&restored.device_list().to_bytes())
+        .unwrap()
+        .verify(&account, Some(&published), &policy)
+        .unwrap();
+    assert_eq!(
+        newer.check(laptop_id, at(2)).unwrap().identity,
+        laptop.public()
+    );
+    restored.renew(at(3)).unwrap();
+    assert!(restored.device_list().check(laptop_id, at(3)).is_ok());
+
+    // A snapshot that is not stale restores as it was.
+    let current = restored.to_bytes();
+    let (again, stale) = Primary::restore(&current, restored.state_epoch()).unwrap();
+    assert!(!stale);
+    assert!(!again.needs_resync());
 }

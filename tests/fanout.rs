@@ -1,225 +1,57 @@
 //! Client fanout across linked devices: 1:1 to every device and own copies, session setup on
-//! demand, routing and device-list binding, typed undecryptable causes, groups with a
-//! distribution ledger and rotation on removal, and transactional receive.
+//! demand, routing and device-list binding, lists changing while envelopes are in flight,
+//! typed undecryptable causes, groups with a distribution ledger and rotation on removal,
+//! retries, backups, and the app-facing edges.
 
-use ratchetry::devices::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, SignedDeviceList,
-    complete_link,
+mod support;
+
+use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
+use ratchetry::fanout::{
+    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
 };
-use ratchetry::fanout::{Device, DeviceConfig, Event, Outbox, Outgoing, Received, WithheldReason};
 use ratchetry::group::GroupId;
-use ratchetry::testing::SeededRng;
 use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
+use support::{DAY, T0, World, body};
 
-const DAY: u64 = 24 * 60 * 60 * 1000;
-const T0: Timestamp = Timestamp(1_790_000_000_000);
+const ROOM: GroupId = GroupId([9; 32]);
 
-struct Account {
-    primary: Primary,
-    devices: Vec<Device>,
-}
-
-impl Account {
-    fn key(&self) -> AccountKey {
-        self.primary.account()
-    }
-}
-
-fn account(rng: &mut SeededRng, companions: usize) -> Account {
-    let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), T0, DevicePolicy::default());
-    let mut devices = vec![
-        Device::new(
-            rng,
-            T0,
-            phone,
-            DeviceId(1),
-            primary.device_list().clone(),
-            5,
-            DeviceConfig::default(),
-        )
-        .unwrap(),
-    ];
-    for _ in 0..companions {
-        let identity = IdentityKeyPair::generate(rng);
-        let invitation = primary.invite(rng, T0);
-        let approval = primary
-            .approve(T0, &LinkRequest::new(&identity, &invitation))
-            .unwrap();
-        let (list, confirmation) =
-            complete_link(&identity, &invitation, &approval, &DevicePolicy::default()).unwrap();
-        primary.confirm(&confirmation).unwrap();
-        devices.push(
-            Device::new(
-                rng,
-                T0,
-                identity,
-                approval.device,
-                list,
-                5,
-                DeviceConfig::default(),
-            )
-            .unwrap(),
-        );
-    }
-    let list = primary.device_list().signed().clone();
-    for d in &mut devices {
-        d.update_device_list(T0, &primary.account(), list.clone())
-            .unwrap();
-    }
-    Account { primary, devices }
-}
-
-/// Every device of `a` learns `b`'s current list and vice versa.
-fn introduce(now: Timestamp, a: &mut Account, b: &mut Account) {
-    let (la, lb) = (
-        a.primary.device_list().signed().clone(),
-        b.primary.device_list().signed().clone(),
-    );
-    let (ka, kb) = (a.key(), b.key());
-    for d in &mut a.devices {
-        d.update_device_list(now, &kb, lb.clone()).unwrap();
-    }
-    for d in &mut b.devices {
-        d.update_device_list(now, &ka, la.clone()).unwrap();
-    }
-}
-
-/// The "server": hands out a bundle of the addressed device (first one-time prekey if any).
-fn bundle_of(accounts: &[&Account], address: &DeviceAddress) -> ratchetry::PreKeyBundle {
-    let acc = accounts
-        .iter()
-        .find(|a| a.key() == address.account)
-        .unwrap();
-    let dev = acc
-        .devices
-        .iter()
-        .find(|d| d.address() == *address)
-        .unwrap();
-    dev.bundle(None)
-}
-
-/// Runs a send, supplying bundles from `world` (the "server") when the device asks for them.
-fn with_bundles(
-    rng: &mut SeededRng,
-    now: Timestamp,
-    sender: &mut Device,
-    world: &[&Account],
-    mut op: impl FnMut(&mut Device, &mut SeededRng) -> ratchetry::Result<Outgoing>,
-) -> Outbox {
-    match op(sender, rng).unwrap() {
-        Outgoing::Ready(outbox) => outbox,
-        Outgoing::NeedBundles(missing) => {
-            let bundles: Vec<_> = missing.iter().map(|a| (*a, bundle_of(world, a))).collect();
-            sender.start_sessions(rng, now, &bundles).unwrap();
-            match op(sender, rng).unwrap() {
-                Outgoing::Ready(outbox) => outbox,
-                Outgoing::NeedBundles(m) => panic!("still missing {m:?}"),
-            }
-        }
-    }
-}
-
-fn send_ready(
-    rng: &mut SeededRng,
-    now: Timestamp,
-    sender: &mut Device,
-    to: &AccountKey,
-    body: &[u8],
-    world: &[&Account],
-) -> Outbox {
-    with_bundles(rng, now, sender, world, |d, rng| d.send(rng, now, to, body))
-}
-
-fn deliver(
-    now: Timestamp,
-    outbox: &Outbox,
-    accounts: &mut [&mut Account],
-) -> Vec<(DeviceAddress, Received)> {
-    let mut got = Vec::new();
-    for (to, envelope) in &outbox.envelopes {
-        let acc = accounts.iter_mut().find(|a| a.key() == to.account).unwrap();
-        let dev = acc.devices.iter_mut().find(|d| d.address() == *to).unwrap();
-        got.push((*to, dev.receive(now, envelope).unwrap()));
-    }
-    got
-}
-
-fn device(acc: &mut Account, id: u32) -> &mut Device {
-    acc.devices
-        .iter_mut()
-        .find(|d| d.address().device == DeviceId(id))
-        .unwrap()
-}
-
-fn refused(dev: &mut Device, now: Timestamp, envelope: &[u8], expected: Error) {
-    let before = dev.to_bytes();
-    assert_eq!(dev.receive(now, envelope).err(), Some(expected));
-    assert_eq!(
-        *before,
-        *dev.to_bytes(),
-        "a refused envelope changed the device"
-    );
+fn at(days: u64) -> Timestamp {
+    T0.plus_millis(days * DAY)
 }
 
 #[test]
 fn direct_message_reaches_every_device_and_own_copies() {
-    let rng = &mut SeededRng::from_label("fanout direct");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 2);
-    introduce(T0, &mut alice, &mut bob);
-    let world_keys = (alice.key(), bob.key());
-    let snapshot = [&account_clone(&alice), &account_clone(&bob)];
-    let outbox = send_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &world_keys.1,
-        b"hi bob",
-        &snapshot,
-    );
+    let mut w = World::new("fanout direct");
+    let alice = w.account(1);
+    let bob = w.account(2);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    let outbox = w.send(a1, bob, b"hi bob");
     // Bob's 3 devices + Alice's laptop.
     assert_eq!(outbox.envelopes.len(), 4);
-    let got = deliver(T0, &outbox, &mut [&mut alice, &mut bob]);
-    for (to, r) in &got {
-        if to.account == world_keys.1 {
-            assert_eq!(
-                *r,
-                Received::Direct {
-                    from: DeviceAddress {
-                        account: world_keys.0,
-                        device: DeviceId(1)
-                    },
-                    body: b"hi bob".to_vec()
-                }
-            );
+    assert!(outbox.send_id.is_some());
+    for (to, r) in w.deliver_ok(&outbox) {
+        let expected = if to.account == bob {
+            Received::Direct {
+                from: a1,
+                body: b"hi bob".to_vec(),
+                resent: None,
+            }
         } else {
-            assert_eq!(
-                *r,
-                Received::OwnCopy {
-                    from: DeviceAddress {
-                        account: world_keys.0,
-                        device: DeviceId(1)
-                    },
-                    sent_to: world_keys.1,
-                    body: b"hi bob".to_vec()
-                }
-            );
-        }
+            Received::OwnCopy {
+                from: a1,
+                sent_to: bob,
+                body: b"hi bob".to_vec(),
+                resent: None,
+            }
+        };
+        assert_eq!(r, expected);
     }
-    // Bob's companion answers while his phone is offline; reaches Alice's two devices and Bob's
-    // other two.
-    let snapshot = [&account_clone(&alice), &account_clone(&bob)];
-    let reply = send_ready(
-        rng,
-        T0,
-        device(&mut bob, 3),
-        &world_keys.0,
-        b"from my tablet",
-        &snapshot,
-    );
+    // Bob's companion answers while his phone is offline; reaches Alice's two devices and
+    // Bob's other two.
+    let reply = w.send(World::addr(bob, 3), alice, b"from my tablet");
     assert_eq!(reply.envelopes.len(), 4);
-    let got = deliver(T0, &reply, &mut [&mut alice, &mut bob]);
+    let got = w.deliver_ok(&reply);
     assert_eq!(
         got.iter()
             .filter(|(_, r)| matches!(r, Received::Direct { .. }))
@@ -227,501 +59,335 @@ fn direct_message_reaches_every_device_and_own_copies() {
         2
     );
     // The established sessions need no bundles any more.
-    let again = device(&mut alice, 1)
-        .send(rng, T0, &world_keys.1, b"again")
-        .unwrap();
-    assert!(matches!(again, Outgoing::Ready(_)));
-}
-
-/// Clones an account for use as the bundle "server" while devices are borrowed mutably.
-fn account_clone(a: &Account) -> Account {
-    Account {
-        primary: a.primary.clone(),
-        devices: a.devices.clone(),
-    }
+    let now = w.now;
+    let again = w
+        .devices
+        .get_mut(&a1)
+        .unwrap()
+        .send(&mut w.rng, now, &bob, b"again");
+    assert!(matches!(again, Ok(Outgoing::Ready(_))));
 }
 
 #[test]
-fn need_bundles_changes_nothing_and_bundles_must_match_the_list() {
-    let rng = &mut SeededRng::from_label("fanout bundles");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 1);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let dev = device(&mut alice, 1);
+fn missing_sessions_and_lists_are_named_and_change_nothing() {
+    let mut w = World::new("fanout bundles");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    let carol = w.account(0);
+    w.publish(&alice);
+    w.publish(&bob);
+    let a1 = World::addr(alice, 1);
+    let now = w.now;
+    let mut rng = w.rng.clone();
+    let dev = w.device(a1);
     let before = dev.to_bytes();
-    let Outgoing::NeedBundles(missing) = dev.send(rng, T0, &bob_key, b"x").unwrap() else {
+    // No list held for Carol: the send names her account.
+    assert_eq!(
+        dev.send(&mut rng, now, &carol, b"x").unwrap(),
+        Outgoing::NeedDeviceLists(vec![carol])
+    );
+    let Outgoing::NeedBundles(missing) = dev.send(&mut rng, now, &bob, b"x").unwrap() else {
         panic!()
     };
     assert_eq!(missing.len(), 2);
     assert_eq!(*before, *dev.to_bytes());
+    assert!(!dev.has_changes());
     // A bundle with another identity than the list names is refused.
-    let mallory = account(rng, 0);
-    let wrong = vec![(missing[0], mallory.devices[0].bundle(None))];
+    let wrong = vec![(missing[0], w.devices[&World::addr(carol, 1)].bundle(None))];
+    let dev = w.device(a1);
     assert_eq!(
-        dev.start_sessions(rng, T0, &wrong).err(),
-        Some(FanoutError::IdentityMismatch.into())
+        dev.start_sessions(&mut rng, now, &wrong).err(),
+        Some(FanoutError::IdentityMismatch(missing[0]).into())
     );
     assert_eq!(*before, *dev.to_bytes());
+    // The device follows the accounts whose lists it took.
+    let mut followed: Vec<_> = w.device(a1).accounts().collect();
+    followed.sort();
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(followed, expected);
 }
 
 #[test]
 fn rerouted_replayed_and_unlisted_envelopes_fail_with_typed_causes() {
-    let rng = &mut SeededRng::from_label("fanout reroute");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 2);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let snapshot = [&account_clone(&alice), &account_clone(&bob)];
-    let outbox = send_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &bob_key,
-        b"secret",
-        &snapshot,
-    );
-    let to_bob2 = outbox
-        .envelopes
-        .iter()
-        .find(|(a, _)| a.account == bob_key && a.device == DeviceId(2))
-        .unwrap()
-        .1
-        .clone();
+    let mut w = World::new("fanout reroute");
+    let alice = w.account(1);
+    let bob = w.account(2);
+    w.publish_all();
+    let outbox = w.send(World::addr(alice, 1), bob, b"secret");
+    let to_bob2 = World::envelope_to(&outbox, World::addr(bob, 2));
     // Delivered to the wrong device as is.
-    refused(
-        device(&mut bob, 3),
-        T0,
+    w.refused(
+        World::addr(bob, 3),
         &to_bob2,
         FanoutError::NotForThisDevice.into(),
     );
     // Re-addressed to device 3: the header is bound into the AEAD.
     let mut rerouted = to_bob2.clone();
     rerouted[3 + 36 + 32..3 + 36 + 36].copy_from_slice(&3u32.to_be_bytes());
-    let dev3 = device(&mut bob, 3);
-    let before = dev3.to_bytes();
-    assert!(dev3.receive(T0, &rerouted).is_err());
-    assert_eq!(*before, *dev3.to_bytes());
+    let b3 = World::addr(bob, 3);
+    let before = w.device(b3).to_bytes();
+    assert!(w.receive(b3, &rerouted).is_err());
+    assert_eq!(*before, *w.device(b3).to_bytes());
     // Genuine delivery works once; a replay is a duplicate.
-    device(&mut bob, 2).receive(T0, &to_bob2).unwrap();
-    let id = ratchetry::fanout::MessageId::of(&to_bob2);
-    refused(
-        device(&mut bob, 2),
-        T0,
+    w.receive(World::addr(bob, 2), &to_bob2).unwrap();
+    let id = MessageId::of(&to_bob2);
+    w.refused(
+        World::addr(bob, 2),
         &to_bob2,
-        FanoutError::Duplicate { message_id: id.0 }.into(),
+        FanoutError::Duplicate { message_id: id }.into(),
     );
+    // An account this device does not follow is named.
+    let carol = w.account(0);
+    let from_carol = w.send(World::addr(carol, 1), alice, b"hello?");
+    let to_a1 = World::envelope_to(&from_carol, World::addr(alice, 1));
+    let fresh = World::addr(alice, 1);
+    w.device(fresh).forget_account(&carol);
+    w.persist(fresh);
+    w.refused(fresh, &to_a1, FanoutError::UnknownAccount(carol).into());
+}
 
-    // Alice unlinks her laptop; Bob learns the new list; an envelope the laptop made under the
-    // old list is refused as diverging, and after that the laptop is not in the list at all.
-    let snapshot = [&account_clone(&alice), &account_clone(&bob)];
-    let from_laptop = send_ready(
-        rng,
-        T0,
-        device(&mut alice, 2),
-        &bob_key,
-        b"laptop",
-        &snapshot,
+/// A routine renew, or unlinking another device, does not strand envelopes made under the
+/// previous list: they are read while their sender and recipient are still active. A device
+/// that really was removed is refused, an envelope made under a newer list than held names the
+/// account to fetch, and one naming the held version with another digest (the server showed
+/// the sender another list) is refused as diverging.
+#[test]
+fn list_changes_in_flight_strand_nothing_but_removed_devices() {
+    let mut w = World::new("fanout in flight");
+    let alice = w.account(2);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, a2, a3, b1) = (
+        World::addr(alice, 1),
+        World::addr(alice, 2),
+        World::addr(alice, 3),
+        World::addr(bob, 1),
     );
-    let laptop_to_bob1 = from_laptop
-        .envelopes
-        .iter()
-        .find(|(a, _)| {
-            *a == DeviceAddress {
-                account: bob_key,
-                device: DeviceId(1),
-            }
-        })
-        .unwrap()
-        .1
-        .clone();
-    let new_list = alice
-        .primary
-        .unlink(T0, DeviceId(2))
-        .unwrap()
-        .signed()
-        .clone();
-    let alice_key = alice.key();
-    let events = device(&mut bob, 1)
-        .update_device_list(T0, &alice_key, new_list)
+    // Sessions in both directions first.
+    let o = w.send(b1, alice, b"hello");
+    w.deliver_ok(&o);
+    // Made under Alice's list v3, in flight while she renews (v4) and unlinks device 3 (v5).
+    let from_a1 = w.send(a1, bob, b"made under v3");
+    let from_a2 = w.send(a2, bob, b"also v3");
+    let from_a3 = w.send(a3, bob, b"from the device about to go");
+    let to_a2 = w.send(b1, alice, b"to the laptop, v3");
+    w.now = at(1);
+    let now = w.now;
+    w.primary(&alice).renew(now).unwrap();
+    w.primary(&alice).unlink(now, DeviceId(3)).unwrap();
+    w.publish(&alice);
+    let got = w.receive(b1, &World::envelope_to(&from_a1, b1)).unwrap();
+    assert_eq!(body(&got), Some(&b"made under v3"[..]));
+    w.receive(b1, &World::envelope_to(&from_a2, b1)).unwrap();
+    w.receive(a2, &World::envelope_to(&to_a2, a2)).unwrap();
+    w.refused(
+        b1,
+        &World::envelope_to(&from_a3, b1),
+        DeviceError::NotInList(a3).into(),
+    );
+    // Bob has not yet seen Alice's next list: her envelope names v6.
+    w.primary(&alice).renew(at(2)).unwrap();
+    let v6 = w.primary(&alice).device_list().signed().clone();
+    w.device(a1)
+        .update_device_list(at(2), &alice, v6.clone())
         .unwrap();
-    assert_eq!(
-        events,
-        vec![Event::DeviceRemoved(DeviceAddress {
-            account: alice_key,
-            device: DeviceId(2)
-        })]
+    w.persist(a1);
+    w.now = at(2);
+    let newer = w.send(a1, bob, b"under v6");
+    let env = World::envelope_to(&newer, b1);
+    w.refused(
+        b1,
+        &env,
+        FanoutError::DeviceListsDiverge {
+            account: alice,
+            used: 6,
+            held: 5,
+        }
+        .into(),
     );
-    refused(
-        device(&mut bob, 1),
-        T0,
-        &laptop_to_bob1,
-        DeviceError::NotInList(2).into(),
+    w.device(b1).update_device_list(at(2), &alice, v6).unwrap();
+    w.persist(b1);
+    assert!(w.receive(b1, &env).is_ok());
+    // The held version with a digest of other lists: the sender was shown another list.
+    let o = w.send(a1, bob, b"digest");
+    let mut forged = World::envelope_to(&o, b1);
+    forged[3 + 36 + 36 + 16] ^= 1;
+    let err = w.device(b1).receive(at(2), &forged).err();
+    assert_eq!(
+        err,
+        Some(
+            FanoutError::DeviceListsDiverge {
+                account: alice,
+                used: 6,
+                held: 6
+            }
+            .into()
+        )
     );
 }
 
 #[test]
-fn diverging_lists_and_expired_companions() {
-    let rng = &mut SeededRng::from_label("fanout diverge");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let (alice_key, bob_key) = (alice.key(), bob.key());
-    // Alice renews her list but only her laptop learns it: Bob holds version 2.
-    let renewed = alice.primary.renew(T0.plus_millis(DAY)).signed().clone();
-    device(&mut alice, 2)
-        .update_device_list(T0, &alice_key, renewed.clone())
-        .unwrap();
-    device(&mut alice, 1)
-        .update_device_list(T0, &alice_key, renewed.clone())
-        .unwrap();
-    let snapshot = [&account_clone(&alice), &account_clone(&bob)];
-    let outbox = send_ready(rng, T0, device(&mut alice, 2), &bob_key, b"v3", &snapshot);
-    let to_bob = &outbox
-        .envelopes
-        .iter()
-        .find(|(a, _)| a.account == bob_key)
-        .unwrap()
-        .1;
-    refused(
-        device(&mut bob, 1),
-        T0,
-        to_bob,
-        FanoutError::DeviceListsDiverge {
-            sender_list_used: 3,
-            sender_list_held: 2,
-            recipient_list_used: 1,
-            recipient_list_held: 1,
-        }
-        .into(),
+fn expired_companions_are_neither_sent_to_nor_read() {
+    let mut w = World::new("fanout expiry");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let laptop_msg = w.send(a2, bob, b"still here");
+    // Fifteen days without renewal: the laptop expired. Bob refuses it and stops fanning out
+    // to it; the laptop itself is told.
+    w.now = at(16);
+    w.refused(
+        b1,
+        &World::envelope_to(&laptop_msg, b1),
+        DeviceError::CompanionExpired(a2).into(),
     );
-    device(&mut bob, 1)
-        .update_device_list(T0, &alice_key, renewed)
-        .unwrap();
-    assert!(matches!(
-        device(&mut bob, 1).receive(T0, to_bob).unwrap(),
-        Received::Direct { .. }
-    ));
-
-    // Fifteen days without renewal: the laptop expired. Bob refuses it and stops fanning
-    // out to it; the laptop itself is told.
-    let later = T0.plus_millis(16 * DAY);
-    let laptop_msg = {
-        let l = device(&mut alice, 2);
-        match l
-            .send(rng, T0.plus_millis(DAY), &bob_key, b"still here")
-            .unwrap()
-        {
-            Outgoing::Ready(o) => o,
-            Outgoing::NeedBundles(_) => panic!(),
-        }
-    };
-    let to_bob = &laptop_msg
-        .envelopes
-        .iter()
-        .find(|(a, _)| a.account == bob_key)
-        .unwrap()
-        .1;
-    refused(
-        device(&mut bob, 1),
-        later,
-        to_bob,
-        DeviceError::CompanionExpired(2).into(),
-    );
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    let o = send_ready(
-        rng,
-        later,
-        device(&mut bob, 1),
-        &alice_key,
-        b"only the phone",
-        &world,
-    );
+    let o = w.send(b1, alice, b"only the phone");
     assert_eq!(o.envelopes.len(), 1);
     assert_eq!(o.envelopes[0].0.device, DeviceId(1));
+    let now = w.now;
+    let mut rng = w.rng.clone();
     assert_eq!(
-        device(&mut alice, 2).send(rng, later, &bob_key, b"x").err(),
+        w.device(a2).send(&mut rng, now, &bob, b"x").err(),
         Some(FanoutError::ThisDeviceInactive.into())
     );
 }
 
-const ROOM: GroupId = GroupId([9; 32]);
-
-fn send_group_ready(
-    rng: &mut SeededRng,
-    now: Timestamp,
-    sender: &mut Device,
-    members: &[AccountKey],
-    body: &[u8],
-    world: &[&Account],
-) -> Outbox {
-    with_bundles(rng, now, sender, world, |d, rng| {
-        d.send_group(rng, now, ROOM, members, body)
-    })
-}
-
-fn deliver_group(now: Timestamp, outbox: &Outbox, accounts: &mut [&mut Account]) -> usize {
-    deliver(now, outbox, accounts);
-    let (envelope, recipients) = outbox.group.as_ref().unwrap();
-    let mut read = 0;
-    for to in recipients {
-        let acc = accounts.iter_mut().find(|a| a.key() == to.account).unwrap();
-        let dev = acc.devices.iter_mut().find(|d| d.address() == *to).unwrap();
-        if let Received::Group { body, .. } = dev.receive(now, envelope).unwrap() {
-            assert!(!body.is_empty());
-            read += 1;
-        }
-    }
-    read
-}
-
 #[test]
 fn group_keys_go_only_where_missing_and_rotate_on_removal() {
-    let rng = &mut SeededRng::from_label("fanout group");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 2);
-    let mut carol = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    introduce(T0, &mut alice, &mut carol);
-    introduce(T0, &mut bob, &mut carol);
-    let members = [bob.key(), carol.key()];
-    let world = [
-        &account_clone(&alice),
-        &account_clone(&bob),
-        &account_clone(&carol),
-    ];
-    let first = send_group_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &members,
-        b"hello room",
-        &world,
-    );
+    let mut w = World::new("fanout group");
+    let alice = w.account(1);
+    let bob = w.account(2);
+    let carol = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let a1 = World::addr(alice, 1);
+    let first = w.send_group(a1, ROOM, b"hello room");
     // Laptop + Bob's 3 + Carol's 1 get the key; all five read the message.
     assert_eq!(first.envelopes.len(), 5);
+    let read = w.deliver_ok(&first);
     assert_eq!(
-        deliver_group(T0, &first, &mut [&mut alice, &mut bob, &mut carol]),
+        read.iter()
+            .filter(|(_, r)| matches!(r, Received::Group { .. }))
+            .count(),
         5
     );
     // Steady state: no distributions.
-    let second = send_group_ready(rng, T0, device(&mut alice, 1), &members, b"second", &world);
+    let second = w.send_group(a1, ROOM, b"second");
     assert!(second.envelopes.is_empty());
-    assert_eq!(
-        deliver_group(T0, &second, &mut [&mut alice, &mut bob, &mut carol]),
-        5
-    );
+    w.deliver_ok(&second);
 
     // Bob unlinks a companion: Alice's next send rotates and distributes to the remaining 4.
-    let removed = DeviceAddress {
-        account: bob.key(),
-        device: DeviceId(3),
-    };
-    let new_list = bob
-        .primary
-        .unlink(T0, DeviceId(3))
-        .unwrap()
-        .signed()
-        .clone();
-    let bob_key = bob.key();
-    for d in &mut alice.devices {
-        d.update_device_list(T0, &bob_key, new_list.clone())
-            .unwrap();
-    }
-    for d in &mut carol.devices {
-        d.update_device_list(T0, &bob_key, new_list.clone())
-            .unwrap();
-    }
-    for d in &mut bob.devices {
-        let _ = d.update_device_list(T0, &bob_key, new_list.clone());
-    }
-    let world = [
-        &account_clone(&alice),
-        &account_clone(&bob),
-        &account_clone(&carol),
-    ];
-    let third = send_group_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &members,
-        b"after removal",
-        &world,
-    );
+    let removed = World::addr(bob, 3);
+    w.primary(&bob).unlink(T0, DeviceId(3)).unwrap();
+    w.publish(&bob);
+    let third = w.send_group(a1, ROOM, b"after removal");
     assert_eq!(third.envelopes.len(), 4);
     assert!(third.envelopes.iter().all(|(a, _)| *a != removed));
     let (group_envelope, recipients) = third.group.as_ref().unwrap();
     assert!(!recipients.contains(&removed));
-    // The removed device cannot read it: it lacks the new generation.
-    let gone = bob
-        .devices
-        .iter_mut()
-        .find(|d| d.address() == removed)
-        .unwrap();
-    let err = gone.receive(T0, group_envelope).err().unwrap();
-    assert!(
-        matches!(err, Error::Fanout(FanoutError::ThisDeviceInactive)),
-        "{err:?}"
-    );
+    // The removed device cannot read it.
+    let err = w.device(removed).receive(T0, group_envelope).err().unwrap();
+    assert_eq!(err, FanoutError::ThisDeviceInactive.into());
 
     // Carol withholds her key from Bob's phone: he is told why he cannot read her messages.
-    let world = [
-        &account_clone(&alice),
-        &account_clone(&bob),
-        &account_clone(&carol),
-    ];
-    let bob_phone = DeviceAddress {
-        account: bob_key,
-        device: DeviceId(1),
-    };
-    let carol_dev = device(&mut carol, 1);
-    let notice = with_bundles(rng, T0, carol_dev, &world, |d, rng| {
-        d.withhold_group_key(rng, T0, bob_phone, ROOM, WithheldReason::Unverified)
-    });
-    let got = deliver(T0, &notice, &mut [&mut bob]);
+    let b1 = World::addr(bob, 1);
+    let c1 = World::addr(carol, 1);
+    let notice = w
+        .run(c1, |d, rng, now| {
+            d.withhold_group_key(rng, now, b1, ROOM, WithheldReason::Unverified)
+        })
+        .unwrap();
+    let got = w.receive(b1, &notice.envelopes[0].1).unwrap();
     assert!(matches!(
-        got[0].1,
+        got,
         Received::Withheld {
             reason: WithheldReason::Unverified,
             ..
         }
     ));
-    let world = [
-        &account_clone(&alice),
-        &account_clone(&bob),
-        &account_clone(&carol),
-    ];
-    let carol_says = send_group_ready(
-        rng,
-        T0,
-        device(&mut carol, 1),
-        &[alice.key()],
-        b"hi",
-        &world,
-    );
+    let carol_says = w.send_group(c1, ROOM, b"hi");
     let (env, _) = carol_says.group.unwrap();
-    refused(device(&mut bob, 1), T0, &env, FanoutError::Withheld.into());
+    w.refused(b1, &env, FanoutError::Withheld.into());
 }
 
 #[test]
 fn group_message_before_its_key_is_sender_key_missing() {
-    let rng = &mut SeededRng::from_label("fanout missing key");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    let bob_key = bob.key();
-    let outbox = send_group_ready(rng, T0, device(&mut alice, 1), &[bob_key], b"early", &world);
-    let (env, _) = outbox.group.as_ref().unwrap();
-    refused(
-        device(&mut bob, 1),
-        T0,
-        env,
-        FanoutError::SenderKeyMissing { key_id: 1 }.into(),
+    let mut w = World::new("fanout missing key");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let outbox = w.send_group(a1, ROOM, b"early");
+    let (env, _) = outbox.group.clone().unwrap();
+    let key_id = ratchetry::group::GroupMessage::decode(&env[3 + 36 + 8..])
+        .unwrap()
+        .key_id()
+        .0;
+    w.refused(
+        b1,
+        &env,
+        FanoutError::SenderKeyMissing { from: a1, key_id }.into(),
     );
-    deliver(T0, &outbox, &mut [&mut bob]);
+    w.receive(b1, &outbox.envelopes[0].1).unwrap();
     assert!(matches!(
-        device(&mut bob, 1).receive(T0, env).unwrap(),
+        w.receive(b1, &env).unwrap(),
         Received::Group { .. }
     ));
 }
 
 #[test]
-fn device_state_round_trips_and_corrupted_envelopes_change_nothing() {
-    let rng = &mut SeededRng::from_label("fanout state");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 1);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    let outbox = send_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &bob_key,
-        b"persist me",
-        &world,
-    );
-    let group = send_group_ready(rng, T0, device(&mut alice, 1), &[bob_key], b"g", &world);
-    let env = outbox
-        .envelopes
-        .iter()
-        .find(|(a, _)| a.account == bob_key)
-        .unwrap()
-        .1
-        .clone();
-    let dev = device(&mut bob, 1);
+fn corrupted_envelopes_change_nothing_and_state_round_trips() {
+    let mut w = World::new("fanout state");
+    let alice = w.account(1);
+    let bob = w.account(1);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let outbox = w.send(a1, bob, b"persist me");
+    let group = w.send_group(a1, ROOM, b"g");
+    let env = World::envelope_to(&outbox, b1);
     for i in 0..env.len() {
         let mut bad = env.clone();
         bad[i] ^= 0x04;
-        let before = dev.to_bytes();
-        assert!(dev.receive(T0, &bad).is_err(), "flip at {i}");
-        assert_eq!(*before, *dev.to_bytes());
+        let d = w.device(b1);
+        let before = d.to_bytes();
+        assert!(d.receive(T0, &bad).is_err(), "flip at {i}");
+        assert_eq!(*before, *d.to_bytes());
+        assert!(!d.has_changes());
     }
-    dev.receive(T0, &env).unwrap();
-    for (to, e) in &group.envelopes {
-        if to.account == bob_key && to.device == DeviceId(1) {
-            dev.receive(T0, e).unwrap();
-        }
-    }
-    let bytes = dev.to_bytes();
+    w.receive(b1, &env).unwrap();
+    w.receive(b1, &World::envelope_to(&group, b1)).unwrap();
+    let bytes = w.device(b1).to_bytes();
     let restored = Device::from_bytes(&bytes).unwrap();
     assert_eq!(*restored.to_bytes(), *bytes);
-    let a_bytes = device(&mut alice, 1).to_bytes();
+    let a_bytes = w.device(a1).to_bytes();
     assert_eq!(*Device::from_bytes(&a_bytes).unwrap().to_bytes(), *a_bytes);
     for len in (0..bytes.len()).step_by(7) {
         assert!(Device::from_bytes(&bytes[..len]).is_err());
     }
-    let _ = SignedDeviceList::from_bytes(&alice.primary.device_list().to_bytes()).unwrap();
 }
 
 #[test]
 fn simultaneous_session_starts_converge() {
-    let rng = &mut SeededRng::from_label("fanout race");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let (alice_key, bob_key) = (alice.key(), bob.key());
-    let world = [&account_clone(&alice), &account_clone(&bob)];
+    let mut w = World::new("fanout race");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     // Both start a session before hearing from the other.
-    let a1 = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"a1", &world);
-    let b1 = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"b1", &world);
-    deliver(T0, &a1, &mut [&mut bob]);
-    deliver(T0, &b1, &mut [&mut alice]);
-    // Each side's current session is now the one the other started; messages still flow both
-    // ways, and after one round trip both use the same session.
+    let a = w.send(a1, bob, b"a1");
+    let b = w.send(b1, alice, b"b1");
+    w.deliver_ok(&a);
+    w.deliver_ok(&b);
+    // Messages still flow both ways, and after one round trip both use the same session.
     for round in 0..3u8 {
-        let a = send_ready(rng, T0, device(&mut alice, 1), &bob_key, &[round], &world);
-        let got = deliver(T0, &a, &mut [&mut bob]);
-        assert_eq!(
-            got[0].1,
-            Received::Direct {
-                from: DeviceAddress {
-                    account: alice_key,
-                    device: DeviceId(1)
-                },
-                body: vec![round]
-            }
-        );
-        let b = send_ready(
-            rng,
-            T0,
-            device(&mut bob, 1),
-            &alice_key,
-            &[round, round],
-            &world,
-        );
-        let got = deliver(T0, &b, &mut [&mut alice]);
-        assert_eq!(
-            got[0].1,
-            Received::Direct {
-                from: DeviceAddress {
-                    account: bob_key,
-                    device: DeviceId(1)
-                },
-                body: vec![round, round]
-            }
-        );
+        let a = w.send(a1, bob, &[round]);
+        assert_eq!(body(&w.deliver_ok(&a)[0].1), Some(&[round][..]));
+        let b = w.send(b1, alice, &[round, round]);
+        assert_eq!(body(&w.deliver_ok(&b)[0].1), Some(&[round, round][..]));
     }
 }
 
@@ -729,7 +395,7 @@ fn simultaneous_session_starts_converge() {
 fn fuzz_fixture_envelopes_are_genuine() {
     use ratchetry::testing::fuzz::{FanoutFixture, device_receive};
     let mut f = FanoutFixture::new();
-    assert_eq!(f.in_flight.len(), 3);
+    assert_eq!(f.in_flight.len(), 4);
     let genuine = f.in_flight.clone();
     for e in &genuine {
         let mut corrupted = e.clone();
@@ -744,43 +410,54 @@ fn fuzz_fixture_envelopes_are_genuine() {
 
 #[test]
 fn list_updates_report_added_removed_and_changed_identities() {
-    let rng = &mut SeededRng::from_label("fanout events");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 1);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let addr = |id| DeviceAddress {
-        account: bob_key,
-        device: DeviceId(id),
-    };
-    // A primary that (wrongly, e.g. restored from an old backup) reuses device id 2 for a new
-    // identity: Alice's device reports the identity change and drops the session.
-    bob.primary.unlink(T0, DeviceId(2)).unwrap();
-    let mut state = bob.primary.to_bytes().to_vec();
+    let mut w = World::new("fanout events");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    // The same list again changes nothing and reports nothing.
+    let list = w.primary(&bob).device_list().signed().clone();
+    let epoch = w.device(a1).state_epoch();
+    assert_eq!(
+        w.device(a1).update_device_list(T0, &bob, list).unwrap(),
+        vec![]
+    );
+    assert_eq!(w.device(a1).state_epoch(), epoch);
+    assert!(!w.device(a1).has_changes());
+    // A primary that (wrongly, e.g. restored from an old backup without resync) reuses device
+    // id 2 for a new identity: Alice's device reports the identity change and drops the
+    // session.
+    w.primary(&bob).unlink(T0, DeviceId(2)).unwrap();
+    let mut state = w.primary(&bob).to_bytes().to_vec();
     state[2 + 32 + 4 + 8 + 8..2 + 32 + 4 + 8 + 8 + 4].copy_from_slice(&2u32.to_be_bytes());
     let mut reusing = Primary::from_bytes(&state).unwrap();
-    let newcomer = IdentityKeyPair::generate(rng);
-    let inv = reusing.invite(rng, T0);
+    let newcomer = IdentityKeyPair::generate(&mut w.rng);
+    let inv = reusing.invite(&mut w.rng, T0).unwrap();
     let approval = reusing
         .approve(T0, &LinkRequest::new(&newcomer, &inv))
         .unwrap();
     assert_eq!(approval.device, DeviceId(2));
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"to both", &world);
-    assert!(device(&mut alice, 1).has_session(&addr(2)));
-    let events = device(&mut alice, 1)
-        .update_device_list(T0, &bob_key, approval.list.clone())
+    w.send(a1, bob, b"to both");
+    let b2 = World::addr(bob, 2);
+    assert!(w.device(a1).has_session(&b2));
+    let events = w
+        .device(a1)
+        .update_device_list(T0, &bob, approval.list.clone())
         .unwrap();
-    assert_eq!(events, vec![Event::IdentityChanged(addr(2))]);
-    assert!(!device(&mut alice, 1).has_session(&addr(2)));
+    assert_eq!(events, vec![Event::IdentityChanged(b2)]);
+    assert!(!w.device(a1).has_session(&b2));
     // A fresh device sees everyone as added.
-    let mut carol = account(rng, 0);
-    let events = device(&mut carol, 1)
-        .update_device_list(T0, &bob_key, approval.list)
+    let carol = w.account(0);
+    let events = w
+        .device(World::addr(carol, 1))
+        .update_device_list(T0, &bob, approval.list)
         .unwrap();
     assert_eq!(
         events,
-        vec![Event::DeviceAdded(addr(1)), Event::DeviceAdded(addr(2))]
+        vec![
+            Event::DeviceAdded(World::addr(bob, 1)),
+            Event::DeviceAdded(b2)
+        ]
     );
 }
 
@@ -788,60 +465,47 @@ fn list_updates_report_added_removed_and_changed_identities() {
 fn call_keys_and_history_offers_travel_over_fanout() {
     use ratchetry::calls::{Call, CallConfig, CallKind};
     use ratchetry::history::{HistoryOpener, HistorySealer};
-    let rng = &mut SeededRng::from_label("fanout calls");
-    let mut alice = account(rng, 1);
-    let mut bob = account(rng, 2);
-    introduce(T0, &mut alice, &mut bob);
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    let bob_key = bob.key();
-    let me = device(&mut alice, 1).address();
+    let mut w = World::new("fanout calls");
+    let alice = w.account(1);
+    let bob = w.account(2);
+    w.publish_all();
+    let me = World::addr(alice, 1);
     // A 1:1 call: the key goes to every device of Bob and Alice's laptop.
-    let mut ringing: Vec<DeviceAddress> = (1..=3)
-        .map(|d| DeviceAddress {
-            account: bob_key,
-            device: DeviceId(d),
-        })
-        .collect();
-    ringing.push(DeviceAddress {
-        account: me.account,
-        device: DeviceId(2),
-    });
-    let mut everyone = ringing.clone();
-    everyone.push(me);
+    let mut ringing: Vec<DeviceAddress> = (1..=3).map(|d| World::addr(bob, d)).collect();
+    ringing.push(World::addr(alice, 2));
     let config = CallConfig::default();
-    let call = Call::start(rng, CallKind::OneToOne, &everyone, &config).unwrap();
-    let dev = device(&mut alice, 1);
-    let outbox = with_bundles(rng, T0, dev, &world, |d, rng| {
-        d.send_call_key(rng, T0, &ringing, call.key_message())
-    });
+    let call = Call::start(&mut w.rng, CallKind::OneToOne, me, &ringing, &config).unwrap();
+    let message = call.key_message().clone();
+    let outbox = w
+        .run(me, |d, rng, now| {
+            d.send_call_key(rng, now, &ringing, &message)
+        })
+        .unwrap();
     assert_eq!(outbox.envelopes.len(), 4);
-    for (to, r) in deliver(T0, &outbox, &mut [&mut alice, &mut bob]) {
+    for (to, r) in w.deliver_ok(&outbox) {
         let Received::CallKey { from, message } = r else {
             panic!("{r:?}")
         };
         assert_eq!(from, me);
-        let theirs = Call::from_key_message(message, &config).unwrap();
+        let theirs = Call::from_key_message(to, &from, message, &config).unwrap();
         assert_eq!(theirs.srtp_keys(&me).unwrap(), call.srtp_keys(&me).unwrap());
         assert_eq!(theirs.srtp_keys(&to).unwrap(), call.srtp_keys(&to).unwrap());
     }
 
-    // History sync to the laptop: the offer over the pairwise session, the chunks by any route.
+    // History sync to the laptop: the offer over the pairwise session, the chunks by any
+    // route.
     let history: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-    let mut sealer = HistorySealer::new(rng);
+    let mut sealer = HistorySealer::new(&mut w.rng);
     let mut chunks = sealer.push(&history);
     let (last, offer) = sealer.finish();
     chunks.extend(last);
-    let laptop = DeviceAddress {
-        account: me.account,
-        device: DeviceId(2),
-    };
-    let Outgoing::Ready(o) = device(&mut alice, 1)
-        .send_history_offer(rng, T0, laptop, &offer)
-        .unwrap()
-    else {
-        panic!()
-    };
-    let got = deliver(T0, &o, &mut [&mut alice]);
+    let laptop = World::addr(alice, 2);
+    let o = w
+        .run(me, |d, rng, now| {
+            d.send_history_offer(rng, now, laptop, &offer)
+        })
+        .unwrap();
+    let got = w.deliver_ok(&o);
     let Received::HistoryOffer {
         offer: received, ..
     } = &got[0].1
@@ -855,13 +519,12 @@ fn call_keys_and_history_offers_travel_over_fanout() {
     }
     opener.finish().unwrap();
     assert_eq!(restored, history);
-    let bob_phone = DeviceAddress {
-        account: bob_key,
-        device: DeviceId(1),
-    };
+    let bob_phone = World::addr(bob, 1);
+    let now = w.now;
+    let mut rng = w.rng.clone();
     assert_eq!(
-        device(&mut alice, 1)
-            .send_history_offer(rng, T0, bob_phone, &offer)
+        w.device(me)
+            .send_history_offer(&mut rng, now, bob_phone, &offer)
             .err(),
         Some(FanoutError::NotForThisDevice.into())
     );
@@ -869,147 +532,181 @@ fn call_keys_and_history_offers_travel_over_fanout() {
 
 #[test]
 fn restore_from_an_old_backup_never_reuses_a_message_key() {
-    let rng = &mut SeededRng::from_label("fanout stale backup");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let world = [&account_clone(&alice), &account_clone(&bob)];
+    let mut w = World::new("fanout stale backup");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     // Establish both directions.
-    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"hello", &world);
-    deliver(T0, &o, &mut [&mut bob]);
-    let alice_key = alice.key();
-    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"hi", &world);
-    deliver(T0, &o, &mut [&mut alice]);
-    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"steady", &world);
-    deliver(T0, &o, &mut [&mut bob]);
+    for (from, to) in [(a1, bob), (b1, alice), (a1, bob)] {
+        let o = w.send(from, to, b"warm up");
+        w.deliver_ok(&o);
+    }
     // Alice backs up, then sends two more messages Bob reads, then restores the backup.
-    let backup = device(&mut alice, 1).to_bytes();
+    let backup = w.device(a1).to_bytes();
     let mut lost = Vec::new();
     for body in [b"lost one".as_slice(), b"lost two"] {
-        let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, body, &world);
+        let o = w.send(a1, bob, body);
         lost.push(o.envelopes[0].1.clone());
-        deliver(T0, &o, &mut [&mut bob]);
+        w.deliver_ok(&o);
     }
-    let restored = Device::restore_from_backup(rng, &backup).unwrap();
-    *device(&mut alice, 1) = restored;
+    let restored = Device::restore_from_backup(&backup).unwrap();
+    *w.device(a1) = restored;
+    w.persist(a1);
     // The restored device's next message uses a new ratchet key: a fresh chain, never the
     // counters the lost messages used.
-    let o = send_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &bob_key,
-        b"lost one",
-        &world,
-    );
+    let o = w.send(a1, bob, b"lost one");
     let again = &o.envelopes[0].1;
     // Envelope header (99 bytes), then the ratchet message: version, type, ratchet key.
     let ratchet_key = |env: &[u8]| {
-        assert_eq!(env[99..101], [1, 2]);
+        assert_eq!(env[99..101], [2, 2]);
         env[101..133].to_vec()
     };
     assert_ne!(ratchet_key(again), ratchet_key(&lost[0]));
-    assert_ne!(again[again.len() - 24..], lost[0][lost[0].len() - 24..]);
-    // Bob reads it as an ordinary ratchet step: the session survives.
-    let got = deliver(T0, &o, &mut [&mut bob]);
-    assert!(matches!(&got[0].1, Received::Direct { body, .. } if body == b"lost one"));
+    let got = w.deliver_ok(&o);
+    assert_eq!(body(&got[0].1), Some(&b"lost one"[..]));
 }
 
 #[test]
 fn retry_requests_heal_a_lost_session() {
-    use ratchetry::fanout::{MessageId, Resend, RetryReason};
-    let rng = &mut SeededRng::from_label("fanout retry");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let (alice_key, bob_key) = (alice.key(), bob.key());
-    let world = [&account_clone(&alice), &account_clone(&bob)];
+    let mut w = World::new("fanout retry");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     // Bob's phone backs up before it ever talked to Alice, then they talk.
-    let bob_backup = device(&mut bob, 1).to_bytes();
-    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"one", &world);
-    deliver(T0, &o, &mut [&mut bob]);
-    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"two", &world);
-    deliver(T0, &o, &mut [&mut alice]);
+    let bob_backup = w.device(b1).to_bytes();
+    let o = w.send(a1, bob, b"one");
+    w.deliver_ok(&o);
+    let o = w.send(b1, alice, b"two");
+    w.deliver_ok(&o);
     // Bob's phone is restored from the backup: it has no session with Alice any more.
-    *device(&mut bob, 1) = Device::restore_from_backup(rng, &bob_backup).unwrap();
-    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"three", &world);
-    let (_, lost) = o.envelopes[0].clone();
-    let stored = (MessageId::of(&lost), b"three".to_vec()); // what Alice's app keeps
-    refused(
-        device(&mut bob, 1),
-        T0,
-        &lost,
-        FanoutError::NoSession.into(),
-    );
+    *w.device(b1) = Device::restore_from_backup(&bob_backup).unwrap();
+    w.persist(b1);
+    let o = w.send(a1, bob, b"three");
+    let send_id = o.send_id.unwrap(); // Alice's app stores the body under it
+    let lost = o.envelopes[0].1.clone();
+    w.refused(b1, &lost, FanoutError::NoSession(a1).into());
 
-    // Bob asks again; Alice answers from her stored plaintext with a fresh session.
-    let (to, request) = device(&mut bob, 1)
-        .request_retry(rng, T0, &lost, RetryReason::NoSession, 1)
+    // Bob asks again; Alice answers from her stored body with a fresh session.
+    let now = w.now;
+    let (to, request) = w
+        .devices
+        .get_mut(&b1)
+        .unwrap()
+        .request_retry(&mut w.rng, now, &lost, RetryReason::NoSession)
         .unwrap();
-    assert_eq!(to, device(&mut alice, 1).address());
+    w.persist(b1);
+    assert_eq!(to, a1);
     // A tampered request is refused.
     let mut bad = request.clone();
     let at = bad.len() - 70;
     bad[at] ^= 1;
-    assert!(device(&mut alice, 1).receive(T0, &bad).is_err());
-    let Received::RetryRequest(req) = device(&mut alice, 1).receive(T0, &request).unwrap() else {
+    assert!(w.device(a1).receive(now, &bad).is_err());
+    let Received::RetryRequest(req) = w.receive(a1, &request).unwrap() else {
         panic!()
     };
     assert_eq!(
-        (req.message_id, req.reason, req.attempt),
-        (stored.0, RetryReason::NoSession, 1)
+        (req.send_id, req.reason, req.attempt, req.from),
+        (send_id, RetryReason::NoSession, 1, b1)
     );
-    let Outgoing::Ready(answer) = device(&mut alice, 1)
-        .answer_retry(rng, T0, &req, Resend::Direct { to: bob_key }, &stored.1)
-        .unwrap()
-    else {
-        panic!()
-    };
-    let got = deliver(T0, &answer, &mut [&mut bob]);
-    assert!(matches!(&got[0].1, Received::Direct { body, .. } if body == b"three"));
-    // The conversation goes on both ways on the new session.
-    let o = send_ready(rng, T0, device(&mut bob, 1), &alice_key, b"four", &world);
-    assert!(
-        matches!(&deliver(T0, &o, &mut [&mut alice])[0].1, Received::Direct { body, .. } if body == b"four")
-    );
-    let o = send_ready(rng, T0, device(&mut alice, 1), &bob_key, b"five", &world);
-    assert!(
-        matches!(&deliver(T0, &o, &mut [&mut bob])[0].1, Received::Direct { body, .. } if body == b"five")
-    );
-    // Attempts are capped.
+    // Only the body that was sent answers it.
+    let mut rng = w.rng.clone();
     assert_eq!(
-        device(&mut bob, 1)
-            .request_retry(rng, T0, &lost, RetryReason::NoSession, 4)
+        w.device(a1)
+            .answer_retry(&mut rng, now, &req, b"thr33")
             .err(),
-        Some(FanoutError::RetryLimit.into())
+        Some(FanoutError::BodyMismatch.into())
     );
+    let answer = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"three"))
+        .unwrap();
+    let got = w.deliver_ok(&answer);
+    assert_eq!(
+        got[0].1,
+        Received::Direct {
+            from: a1,
+            body: b"three".to_vec(),
+            resent: Some(MessageId::of(&lost)),
+        }
+    );
+    // The conversation goes on both ways on the new session.
+    let o = w.send(b1, alice, b"four");
+    assert_eq!(body(&w.deliver_ok(&o)[0].1), Some(&b"four"[..]));
+    let o = w.send(a1, bob, b"five");
+    assert_eq!(body(&w.deliver_ok(&o)[0].1), Some(&b"five"[..]));
 }
 
 #[test]
 fn state_epoch_detects_a_stale_snapshot() {
-    let rng = &mut SeededRng::from_label("fanout epoch");
-    let mut alice = account(rng, 0);
-    let mut bob = account(rng, 0);
-    introduce(T0, &mut alice, &mut bob);
-    let bob_key = bob.key();
-    let world = [&account_clone(&alice), &account_clone(&bob)];
-    let snapshot = device(&mut alice, 1).to_bytes();
-    let old_epoch = device(&mut alice, 1).state_epoch();
-    send_ready(
-        rng,
-        T0,
-        device(&mut alice, 1),
-        &bob_key,
-        b"after the snapshot",
-        &world,
-    );
-    let latest = device(&mut alice, 1).state_epoch();
+    let mut w = World::new("fanout epoch");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    let snapshot = w.device(a1).to_bytes();
+    let old_epoch = w.device(a1).state_epoch();
+    w.send(a1, bob, b"after the snapshot");
+    let latest = w.device(a1).state_epoch();
     assert!(latest > old_epoch);
-    let current = device(&mut alice, 1).to_bytes();
-    let (_, stale) = Device::restore(rng, &current, latest).unwrap();
+    let current = w.device(a1).to_bytes();
+    let (_, stale) = Device::restore(&current, latest).unwrap();
     assert!(!stale);
-    let (restored, stale) = Device::restore(rng, &snapshot, latest).unwrap();
+    let (restored, stale) = Device::restore(&snapshot, latest).unwrap();
     assert!(stale);
-    assert!(restored.state_epoch() > old_epoch);
+    assert!(restored.state_epoch() > latest);
+}
+
+/// A new device hands back the one-time prekeys it made, compactly encoded for upload, and a
+/// signed prekey rotation leaves them valid: sessions started with them still open.
+#[test]
+fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
+    use ratchetry::x3dh::OneTimePreKeys;
+    let mut w = World::new("fanout prekeys");
+    let alice = w.account(0);
+    w.publish(&alice);
+    let phone = IdentityKeyPair::generate(&mut w.rng);
+    let primary = Primary::new(&mut w.rng, &phone, T0, Default::default());
+    let (mut bob, upload) = Device::new(
+        &mut w.rng,
+        T0,
+        phone,
+        DeviceId(1),
+        primary.device_list().clone(),
+        3,
+        DeviceConfig::default(),
+    )
+    .unwrap();
+    let bytes = upload.to_bytes();
+    assert_eq!(bytes.len(), 2 + 4 + 3 * 36);
+    let upload = OneTimePreKeys::from_bytes(&bytes).unwrap();
+    assert_eq!(upload.keys().len(), 3);
+    let otk = upload.keys()[1].id;
+    let bundle = bob.bundle(Some(otk));
+    bob.rotate_signed_prekey(&mut w.rng, at(1));
+    assert_eq!(bob.one_time_prekeys_remaining(), 3);
+    let changes = bob.take_changes();
+    assert!(changes.replaces_all());
+    // Alice starts a session from the old bundle (old signed prekey, still kept) and the
+    // uploaded one-time prekey.
+    let a1 = World::addr(alice, 1);
+    let bob_list = primary.device_list().signed().clone();
+    let bob_key = primary.account();
+    w.device(a1)
+        .update_device_list(T0, &bob_key, bob_list)
+        .unwrap();
+    let b = bob.address();
+    w.devices
+        .get_mut(&a1)
+        .unwrap()
+        .start_sessions(&mut w.rng, T0, &[(b, bundle)])
+        .unwrap();
+    bob.update_device_list(T0, &alice, w.primary(&alice).device_list().signed().clone())
+        .unwrap();
+    let o = w.send(a1, bob_key, b"hi");
+    let got = bob.receive(T0, &o.envelopes[0].1).unwrap();
+    assert_eq!(body(&got), Some(&b"hi"[..]));
+    assert_eq!(bob.one_time_prekeys_remaining(), 2);
+    let _ = SignedDeviceList::from_bytes(&w.primary(&alice).device_list().to_bytes()).unwrap();
+    let _: Option<Error> = None;
 }

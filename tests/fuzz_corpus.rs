@@ -24,6 +24,7 @@ const TARGETS: &[&str] = &[
     "device_wire",
     "device_receive",
     "history_calls",
+    "records",
 ];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
@@ -88,6 +89,7 @@ fn stateless_decoders() {
     replay("group_wire", fuzz::group_wire);
     replay("device_wire", fuzz::device_wire);
     replay("history_calls", fuzz::history_and_calls);
+    replay("records", fuzz::records);
 }
 
 #[test]
@@ -112,7 +114,7 @@ fn group_and_device_receive_paths() {
     for m in &group.in_flight {
         let mut f = group.clone();
         let msg = ratchetry::group::GroupMessage::decode(m).unwrap();
-        f.receiver.decrypt(&f.sender, &msg).unwrap();
+        f.receiver.decrypt(&Default::default(), &msg).unwrap();
     }
     let fanout = FanoutFixture::new();
     replay("device_receive", |d| {
@@ -129,7 +131,7 @@ fn group_and_device_receive_paths() {
 fn regenerate_fuzz_seeds() {
     use ratchetry::calls::{Call, CallConfig, CallKind};
     use ratchetry::devices::{DevicePolicy, LinkRequest, Primary, complete_link};
-    use ratchetry::group::{GroupConfig, GroupId, GroupReceiver, OutboundGroupSession};
+    use ratchetry::group::{GroupId, GroupSender, InboundSenderKey, OutboundGroupSession};
     use ratchetry::history::HistorySealer;
     use ratchetry::x3dh::OneTimePreKeyId;
     use ratchetry::{IdentityKeyPair, PreKeyStore, Timestamp};
@@ -139,6 +141,19 @@ fn regenerate_fuzz_seeds() {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("seed-{name}")), data).unwrap();
     };
+    // Generated seeds are replaced; regression inputs (`seed-regression-*`) are kept.
+    for target in TARGETS {
+        for e in fs::read_dir(dir("corpus", target))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("seed-regression") {
+                fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
     let rng = &mut SeededRng::from_label("fuzz seeds");
     let f = Fixture::new();
     write(
@@ -163,18 +178,17 @@ fn regenerate_fuzz_seeds() {
     write("state", "prekey-store", &f.bob_store.to_bytes());
     write("state", "identity", &f.bob.to_bytes());
 
-    let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]), &f.alice.public());
-    let mut rx = GroupReceiver::new(GroupConfig::default());
-    rx.process_distribution(&f.alice.public(), &out.distribution())
-        .unwrap();
+    let owner = GroupSender::new(f.alice.public(), b"context").unwrap();
+    let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]), owner.clone());
+    let rx = InboundSenderKey::new(owner, &out.distribution());
     write("group_wire", "distribution", &out.distribution().to_bytes());
     write(
         "group_wire",
         "group-message",
-        &out.encrypt(b"seed").unwrap(),
+        &out.encrypt(rng, b"seed").unwrap(),
     );
     write("state", "outbound-group", &out.to_bytes());
-    write("state", "group-receiver", &rx.to_bytes());
+    write("state", "inbound-sender-key", &rx.to_bytes());
     let g = GroupFixture::new();
     for (i, m) in g.in_flight.iter().enumerate() {
         write("group_decrypt", &format!("in-flight-{i}"), m);
@@ -182,8 +196,8 @@ fn regenerate_fuzz_seeds() {
 
     let now = Timestamp(1_790_000_000_000);
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone.public(), now, DevicePolicy::default());
-    let inv = primary.invite(rng, now);
+    let mut primary = Primary::new(rng, &phone, now, DevicePolicy::default());
+    let inv = primary.invite(rng, now).unwrap();
     let laptop = IdentityKeyPair::generate(rng);
     let req = LinkRequest::new(&laptop, &inv);
     let approval = primary.approve(now, &req).unwrap();
@@ -201,29 +215,23 @@ fn regenerate_fuzz_seeds() {
     }
     let device_state = fx.receiver.to_bytes();
     write("state", "device", &device_state);
-    // The version-1 layout (no read-envelope ids, no epoch), which still loads and migrates.
-    let trailer = 4 + 16 + 8; // count, the one id the fixture read, epoch
-    let mut v1 = device_state[..device_state.len() - trailer].to_vec();
-    v1[0] = 1;
-    assert!(ratchetry::fanout::Device::from_bytes(&v1).is_ok());
-    write("state", "device-v1", &v1);
+    let mut whole = ratchetry::fanout::Device::from_bytes(&device_state).unwrap();
+    let unit = whole.take_changes();
+    write(
+        "records",
+        "device",
+        &fuzz::encode_records(
+            unit.records()
+                .iter()
+                .map(|r| (r.key(), r.value().unwrap_or_default())),
+        ),
+    );
     let key = ratchetry::persist::StorageKey::from_bytes([0x5e; 32]);
     write(
         "state",
         "sealed-device",
-        &ratchetry::persist::seal_state(rng, &key, &device_state).unwrap(),
+        &ratchetry::persist::seal_state(rng, &key, b"fuzz", 1, &device_state),
     );
-    let mut asker = fx.receiver.clone();
-    let (_, retry) = asker
-        .request_retry(
-            rng,
-            FanoutFixture::NOW,
-            &fx.in_flight[0],
-            ratchetry::fanout::RetryReason::NoSession,
-            1,
-        )
-        .unwrap();
-    write("device_receive", "retry-request", &retry);
 
     let mut sealer = HistorySealer::new(rng);
     let _ = sealer.push(&[1; 100]);
@@ -233,10 +241,20 @@ fn regenerate_fuzz_seeds() {
     let call = Call::start(
         rng,
         CallKind::Group,
-        &[fx.receiver.address()],
+        fx.receiver.address(),
+        &[],
         &CallConfig::default(),
     )
     .unwrap();
-    write("history_calls", "call-key", &call.to_bytes());
+    write("history_calls", "call-key", &call.key_message().to_bytes());
+    write("state", "call", &call.to_bytes());
+    let upload = ratchetry::x3dh::OneTimePreKeys::from_bytes(
+        &fx.receiver
+            .clone()
+            .generate_one_time_prekeys(rng, 2)
+            .to_bytes(),
+    )
+    .unwrap();
+    write("device_wire", "prekey-upload", &upload.to_bytes());
     let _ = PreKeyStore::from_bytes(&f.bob_store.to_bytes()).unwrap();
 }

@@ -1,7 +1,7 @@
 //! Published test vectors (RFC 7748, RFC 8032, RFC 5869, RFC 4231, the GCM specification),
 //! run through the crate's own primitive wrappers. One test per file in `test-vectors/`.
 
-use ratchetry::primitives::raw::{
+use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, ed25519_sign, ed25519_verify, hkdf_sha256, hmac_sha256, x25519,
     x25519_public,
 };

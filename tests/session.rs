@@ -328,11 +328,137 @@ fn state_round_trips_exactly_and_keeps_working() {
         assert!(Session::from_bytes(&bytes[..len]).is_err());
     }
     let mut v = bytes.to_vec();
-    v[0] = 2;
+    v[0] = 9;
     assert_eq!(
         Session::from_bytes(&v).err(),
-        Some(DecodeError::UnknownVersion(2))
+        Some(DecodeError::UnknownVersion(9))
     );
+}
+
+/// Loading a session repeats no curve work: the ratchet key's public half is read as stored
+/// (here deliberately not the secret's, which a recomputation would have replaced), and the
+/// identity keys are not decompressed again.
+#[test]
+fn loading_a_session_does_no_curve_work() {
+    let rng = &mut SeededRng::from_label("no curve work");
+    let (a, _, _) = pair(rng, SessionConfig::default());
+    let bytes = a.to_bytes();
+    // Version 2 layout: header 2, config 8, role 1, IK_local 32, IK_remote 32, EK 32, spk 4,
+    // opk opt 5, awaiting 1, RK 32, DHs secret 32, then DHs public 32.
+    let public_at = 2 + 8 + 1 + 32 + 32 + 32 + 4 + 5 + 1 + 32 + 32;
+    let mut v = bytes.to_vec();
+    v[public_at] ^= 0x55;
+    let loaded = Session::from_bytes(&v).unwrap();
+    assert_eq!(&**loaded.to_bytes(), &v[..]);
+}
+
+/// A session persisted in the first state format (version 1: no stored public ratchet key)
+/// still loads and keeps working.
+#[test]
+fn version_1_session_state_still_loads() {
+    let rng = &mut SeededRng::from_label("session v1");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let w = b.encrypt(rng, b"to a").unwrap();
+    recv(&mut a, &w).unwrap();
+    let v2 = a.to_bytes();
+    let public_at = 2 + 8 + 1 + 32 + 32 + 32 + 4 + 5 + 1 + 32 + 32;
+    let mut v1 = v2[..public_at].to_vec();
+    v1.extend_from_slice(&v2[public_at + 32..]);
+    v1[0] = 1;
+    let mut migrated = Session::from_bytes(&v1).unwrap();
+    assert_eq!(*migrated.to_bytes(), *v2);
+    let w = migrated.encrypt(rng, b"after migration").unwrap();
+    assert_eq!(recv(&mut b, &w).unwrap(), b"after migration");
+}
+
+/// A session restored from a stale copy and used without `renew_sending_chain` repeats a
+/// chain counter: the header salt still gives the two messages different keys and nonces, and
+/// the receiver takes only the first.
+#[test]
+fn a_reused_counter_never_reuses_a_keystream() {
+    let rng = &mut SeededRng::from_label("pairwise salt");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let reply = b.encrypt(rng, b"reply").unwrap();
+    recv(&mut a, &reply).unwrap();
+    // A sending chain exists: the snapshot's next message has a known counter.
+    let opener = a.encrypt(rng, b"opens the chain").unwrap();
+    recv(&mut b, &opener).unwrap();
+    let stale = a.to_bytes();
+    let first = a.encrypt(rng, &[0u8; 64]).unwrap();
+    let mut restored = Session::from_bytes(&stale).unwrap();
+    let second = restored.encrypt(rng, &[0u8; 64]).unwrap();
+    // Same ratchet key and counter (bytes 2..42 of the header), different salts.
+    assert_eq!(first[2..42], second[2..42]);
+    assert_ne!(first[42..58], second[42..58]);
+    // Equal plaintexts under a repeated keystream would give equal ciphertexts.
+    assert_ne!(first[60..124], second[60..124]);
+    assert_eq!(recv(&mut b, &first).unwrap(), [0u8; 64]);
+    refused(&mut b, &second, RatchetError::Duplicate.into());
+}
+
+/// A pre-key message that used no one-time prekey is refused as a replay for as long as its
+/// signed prekey is kept, however many sessions came after it.
+#[test]
+fn a_prekey_message_without_one_time_prekey_is_never_accepted_twice() {
+    let rng = &mut SeededRng::from_label("no otk replay");
+    let mut bob = device(rng);
+    let alice = device(rng);
+    let verified = bundle(&bob, None).verify().unwrap();
+    let mut a =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let first = a.encrypt(rng, b"first").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&first).unwrap() else {
+        panic!()
+    };
+    Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).unwrap();
+    for _ in 0..1001 {
+        let other = device(rng);
+        let mut s =
+            Session::initiate(rng, &other.identity, &verified, SessionConfig::default()).unwrap();
+        let w = s.encrypt(rng, b"hi").unwrap();
+        let IncomingMessage::PreKey(p) = IncomingMessage::decode(&w).unwrap() else {
+            panic!()
+        };
+        Session::accept(&bob.identity, &mut bob.store, &p, SessionConfig::default()).unwrap();
+    }
+    assert_eq!(bob.store.signed_prekey_sessions(), 1002);
+    let before = bob.store.to_bytes();
+    assert_eq!(
+        Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).err(),
+        Some(X3dhError::Replayed.into())
+    );
+    assert_eq!(*before, *bob.store.to_bytes());
+    let restored = PreKeyStore::from_bytes(&before).unwrap();
+    assert_eq!(*restored.to_bytes(), *before);
+}
+
+#[test]
+fn a_signed_prekey_accepts_a_bounded_number_of_sessions() {
+    let rng = &mut SeededRng::from_label("spk exhausted");
+    let identity = IdentityKeyPair::generate(rng);
+    let config = PreKeyStoreConfig {
+        max_sessions_per_signed_prekey: 2,
+        ..PreKeyStoreConfig::default()
+    };
+    let mut store = PreKeyStore::new(rng, &identity, Timestamp(0), config);
+    let verified = store.bundle(&identity, None).verify().unwrap();
+    for i in 0..3 {
+        let other = device(rng);
+        let mut s =
+            Session::initiate(rng, &other.identity, &verified, SessionConfig::default()).unwrap();
+        let w = s.encrypt(rng, b"hi").unwrap();
+        let IncomingMessage::PreKey(p) = IncomingMessage::decode(&w).unwrap() else {
+            panic!()
+        };
+        let r = Session::accept(&identity, &mut store, &p, SessionConfig::default());
+        if i < 2 {
+            r.unwrap();
+        } else {
+            assert_eq!(r.err(), Some(X3dhError::SignedPreKeyExhausted(1).into()));
+        }
+    }
+    store.rotate_signed_prekey(rng, &identity, Timestamp(1));
+    assert_eq!(store.signed_prekey_sessions(), 0);
 }
 
 #[test]

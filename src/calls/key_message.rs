@@ -6,9 +6,8 @@ use zeroize::Zeroizing;
 
 use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
-use crate::fanout::envelope::read_address;
 use crate::primitives::Secret;
-use crate::wire::{Reader, Writer, kind};
+use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
 /// Participants a key message may list at all (policy caps are lower); bounds decoding.
 pub(crate) const MAX_CALL_PARTICIPANTS: u32 = 256;
@@ -48,15 +47,17 @@ impl CallKind {
     }
 }
 
-/// A call's secret for one epoch, and its participants. Carries a secret: it travels only
-/// inside pairwise sessions.
+/// A call's secret for one epoch, its key manager and its participants. Carries a secret: it
+/// travels only inside pairwise sessions.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CallKeyMessage {
     pub(crate) call: CallId,
     pub(crate) kind: CallKind,
     pub(crate) epoch: u32,
     pub(crate) secret: Secret<32>,
-    /// Ascending, no duplicates.
+    /// The one device that may change the call's epoch (the one that started it).
+    pub(crate) manager: DeviceAddress,
+    /// Ascending, no duplicates; the manager among them.
     pub(crate) participants: Vec<DeviceAddress>,
 }
 
@@ -71,44 +72,65 @@ impl CallKeyMessage {
         self.epoch
     }
 
-    /// Wire bytes (they hold the epoch secret).
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(60 + 36 * self.participants.len()));
-        out.header(kind::CALL_KEY);
-        out.extend_from_slice(&self.call.0);
-        out.push(self.kind.code());
-        out.u32(self.epoch);
-        out.extend_from_slice(self.secret.as_bytes());
-        out.u32(self.participants.len() as u32);
-        for p in &self.participants {
-            out.extend_from_slice(&p.account.to_bytes());
-            out.u32(p.device.0);
-        }
-        out
+    /// The call's kind.
+    pub fn kind(&self) -> CallKind {
+        self.kind
     }
 
-    /// Parses wire bytes; participants must be in strictly ascending order.
+    /// The device that manages the call's keys.
+    pub fn manager(&self) -> DeviceAddress {
+        self.manager
+    }
+
+    /// Wire bytes (they hold the epoch secret).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = SecretBuf::with_capacity(96 + 36 * self.participants.len());
+        out.header(kind::CALL_KEY);
+        out.put(&self.call.0);
+        out.u8(self.kind.code());
+        out.u32(self.epoch);
+        out.put(self.secret.as_bytes());
+        self.manager.write(&mut out);
+        out.u32(self.participants.len() as u32);
+        for p in &self.participants {
+            p.write(&mut out);
+        }
+        out.into_inner()
+    }
+
+    /// Parses wire bytes; participants must be in strictly ascending order and include the
+    /// manager.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::CALL_KEY)?;
+        let message = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(message)
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let call = CallId(r.array()?);
         let kind = CallKind::from_code(r.u8()?)?;
         let epoch = r.u32()?;
         let secret = Secret::from_bytes(r.array()?);
-        let n = crate::x3dh::bounded_count(&mut r, MAX_CALL_PARTICIPANTS)?;
+        let manager = DeviceAddress::read(r)?;
+        let n = bounded_count(r, MAX_CALL_PARTICIPANTS)?;
         let mut participants: Vec<DeviceAddress> = Vec::with_capacity(r.capacity(n, 36));
         for _ in 0..n {
-            let p = read_address(&mut r)?;
+            let p = DeviceAddress::read(r)?;
             if participants.last().is_some_and(|last| *last >= p) {
                 return Err(DecodeError::InvalidValue);
             }
             participants.push(p);
         }
-        r.finish()?;
+        if participants.binary_search(&manager).is_err() {
+            return Err(DecodeError::InvalidValue);
+        }
         Ok(Self {
             call,
             kind,
             epoch,
             secret,
+            manager,
             participants,
         })
     }
@@ -120,6 +142,7 @@ impl fmt::Debug for CallKeyMessage {
             .field("call", &self.call)
             .field("kind", &self.kind)
             .field("epoch", &self.epoch)
+            .field("manager", &self.manager)
             .field("participants", &self.participants.len())
             .field("secret", &"redacted")
             .finish()

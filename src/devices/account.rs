@@ -1,7 +1,6 @@
 //! The account identity key: held by the primary device, it signs the device list (and so
 //! every companion's membership). Its change is a safety-number change.
 
-use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
 
@@ -26,6 +25,16 @@ impl AccountKey {
 
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// A key read back from this crate's own state, checked when it was first received.
+    pub(crate) fn from_trusted(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Reads an account key field from the wire (checked).
+    pub(crate) fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, DecodeError> {
+        Self::from_bytes(&r.array()?)
     }
 
     /// Verifies an account signature over `prefix ‖ message`.
@@ -79,14 +88,4 @@ impl AccountKeyPair {
     pub(crate) fn sign(&self, prefix: &[u8], message: &[u8]) -> crate::Signature {
         self.0.sign(prefix, message)
     }
-}
-
-/// Reads an account key field.
-pub(crate) fn read_account(r: &mut crate::wire::Reader<'_>) -> Result<AccountKey, DecodeError> {
-    AccountKey::from_bytes(&r.array()?)
-}
-
-/// Appends an account key field.
-pub(crate) fn write_account(out: &mut Vec<u8>, key: &AccountKey) {
-    out.extend_from_slice(key.as_bytes());
 }

@@ -1,6 +1,8 @@
-//! Device ids and addresses.
+//! Device ids and addresses, and the address codec every layer above uses.
 
 use super::AccountKey;
+use crate::error::DecodeError;
+use crate::wire::{Reader, Writer};
 
 /// A device's number within its account: the primary is 1, companions are numbered from 2 in
 /// the order they were linked, and numbers are never reused.
@@ -17,4 +19,39 @@ pub struct DeviceAddress {
     pub account: AccountKey,
     /// The device within it.
     pub device: DeviceId,
+}
+
+/// Encoded length of an address: account key, then device id.
+pub(crate) const ADDRESS_LEN: usize = 36;
+
+impl DeviceAddress {
+    /// `AK (32) ‖ u32(device)`.
+    pub(crate) fn write(&self, out: &mut impl Writer) {
+        out.put(self.account.as_bytes());
+        out.u32(self.device.0);
+    }
+
+    pub(crate) fn to_array(self) -> [u8; ADDRESS_LEN] {
+        let mut out = [0u8; ADDRESS_LEN];
+        out[..32].copy_from_slice(self.account.as_bytes());
+        out[32..].copy_from_slice(&self.device.0.to_be_bytes());
+        out
+    }
+
+    /// Reads an address from the wire: the account key is checked.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            account: AccountKey::read(r)?,
+            device: DeviceId(r.u32()?),
+        })
+    }
+
+    /// Reads an address from this crate's own state: the account key was checked when first
+    /// received.
+    pub(crate) fn read_trusted(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            account: AccountKey::from_trusted(r.array()?),
+            device: DeviceId(r.u32()?),
+        })
+    }
 }

@@ -12,16 +12,19 @@
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
-use super::account::{read_account, write_account};
-use super::{AccountKey, DeviceId, DevicePolicy, SignedDeviceList, VerifiedDeviceList};
+use super::list::binding;
+use super::{
+    AccountKey, DeviceAddress, DeviceId, DevicePolicy, SignedDeviceList, VerifiedDeviceList,
+};
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
 use crate::primitives::{IdentityKey, IdentityKeyPair, Signature};
 use crate::time::Timestamp;
 use crate::wire::{Reader, Writer, kind};
 
-/// The primary's offer to link one companion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The primary's offer to link one companion. Its nonce is what proves a request answers it:
+/// `Debug` does not print it.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LinkInvitation {
     /// The account to join.
     pub account: AccountKey,
@@ -49,7 +52,7 @@ impl LinkInvitation {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + 32 + 16 + 8);
         out.header(kind::LINK_INVITATION);
-        write_account(&mut out, &self.account);
+        out.put(self.account.as_bytes());
         out.extend_from_slice(&self.nonce);
         out.u64(self.expires_at.0);
         out
@@ -59,12 +62,22 @@ impl LinkInvitation {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::LINK_INVITATION)?;
         let v = Self {
-            account: read_account(&mut r)?,
+            account: AccountKey::read(&mut r)?,
             nonce: r.array()?,
             expires_at: Timestamp(r.u64()?),
         };
         r.finish()?;
         Ok(v)
+    }
+}
+
+impl core::fmt::Debug for LinkInvitation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LinkInvitation")
+            .field("account", &self.account)
+            .field("expires_at", &self.expires_at)
+            .field("nonce", &"redacted")
+            .finish()
     }
 }
 
@@ -82,7 +95,7 @@ impl LinkRequest {
     /// The companion's request to join `invitation`'s account with `identity`.
     pub fn new(identity: &IdentityKeyPair, invitation: &LinkInvitation) -> Self {
         let public = identity.public();
-        let binding = identity.sign(labels::DEVICE_BINDING, invitation.account.as_bytes());
+        let binding = binding(identity, &invitation.account);
         let signature = identity.sign(
             labels::LINK_REQUEST,
             &request_message(&invitation.account, &invitation.nonce, &public),
@@ -120,8 +133,8 @@ impl LinkRequest {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + 32 + 16 + 32 + 128);
         out.header(kind::LINK_REQUEST);
-        write_account(&mut out, &self.account);
-        out.extend_from_slice(&self.nonce);
+        out.put(self.account.as_bytes());
+        out.put(&self.nonce);
         out.extend_from_slice(&self.identity.to_bytes());
         out.extend_from_slice(&self.binding.to_bytes());
         out.extend_from_slice(&self.signature.to_bytes());
@@ -132,7 +145,7 @@ impl LinkRequest {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::LINK_REQUEST)?;
         let v = Self {
-            account: read_account(&mut r)?,
+            account: AccountKey::read(&mut r)?,
             nonce: r.array()?,
             identity: IdentityKey::from_bytes(&r.array()?)?,
             binding: Signature::from_bytes(r.array()?),
@@ -193,7 +206,7 @@ impl LinkConfirmation {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + 32 + 4 + 32 + 64);
         out.header(kind::LINK_CONFIRMATION);
-        write_account(&mut out, &self.account);
+        out.put(self.account.as_bytes());
         out.u32(self.device.0);
         out.extend_from_slice(&self.list_digest);
         out.extend_from_slice(&self.signature.to_bytes());
@@ -204,7 +217,7 @@ impl LinkConfirmation {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::LINK_CONFIRMATION)?;
         let v = Self {
-            account: read_account(&mut r)?,
+            account: AccountKey::read(&mut r)?,
             device: DeviceId(r.u32()?),
             list_digest: r.array()?,
             signature: Signature::from_bytes(r.array()?),
@@ -243,7 +256,10 @@ pub fn complete_link(
         .iter()
         .any(|e| e.id == approval.device && e.identity == identity.public());
     if !listed {
-        return Err(DeviceError::NotInList(approval.device.0));
+        return Err(DeviceError::NotInList(DeviceAddress {
+            account: invitation.account,
+            device: approval.device,
+        }));
     }
     let list_digest = list.digest();
     let signature = identity.sign(

@@ -1,15 +1,15 @@
 //! The signed device list (PROTOCOL.md, "Device list"): which devices speak for an account.
-//! Bytes become a [`VerifiedDeviceList`] only through [`SignedDeviceList::verify`].
+//! Bytes become a [`VerifiedDeviceList`] only through [`SignedDeviceList::verify`] (or, for a
+//! list this crate stored after verifying it, by being read back from its own state).
 
 use alloc::vec::Vec;
 
-use super::account::{read_account, write_account};
-use super::{AccountKey, DeviceId, DevicePolicy, PRIMARY_DEVICE};
+use super::{AccountKey, DeviceAddress, DeviceId, DevicePolicy, PRIMARY_DEVICE};
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::primitives::{IdentityKey, Signature, sha256};
+use crate::primitives::{IdentityKey, IdentityKeyPair, Signature, sha256};
 use crate::time::Timestamp;
-use crate::wire::{Reader, Writer, kind};
+use crate::wire::{Reader, Writer, bounded_count, kind};
 
 /// Entries a list may hold at all (policy caps companions far lower); bounds decoding.
 pub(crate) const MAX_LIST_ENTRIES: u32 = 256;
@@ -25,9 +25,9 @@ pub struct DeviceEntry {
     pub linked_at: Timestamp,
     /// When it stops being valid unless the primary re-signs; `None` for the primary.
     pub expires_at: Option<Timestamp>,
-    /// The companion's signature consenting to be listed under this account (`None` for the
-    /// primary, whose identity the account key holder controls).
-    pub(crate) binding: Option<Signature>,
+    /// The device's own signature consenting to be listed under this account: no account,
+    /// not even its own primary, can list a device key it does not hold.
+    pub(crate) binding: Signature,
 }
 
 impl DeviceEntry {
@@ -35,6 +35,12 @@ impl DeviceEntry {
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.expires_at.is_none_or(|t| now < t)
     }
+}
+
+/// A device's consent to be listed under `account`:
+/// Sign(IK, "ratchetry v1 device binding" ‖ AK).
+pub(crate) fn binding(identity: &IdentityKeyPair, account: &AccountKey) -> Signature {
+    identity.sign(labels::DEVICE_BINDING, account.as_bytes())
 }
 
 /// A device list as received: parsed, signature not yet checked.
@@ -49,8 +55,8 @@ pub struct SignedDeviceList {
     signature: Signature,
 }
 
-/// A device list whose account signature, structure and companions' bindings verified, and
-/// that is not older than the list it replaced.
+/// A device list whose account signature, structure and devices' bindings verified, and that
+/// is not older than the list it replaced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedDeviceList(SignedDeviceList, [u8; 32]);
 
@@ -62,18 +68,18 @@ impl SignedDeviceList {
         issued_at: Timestamp,
         entries: Vec<DeviceEntry>,
     ) -> Self {
-        let mut body = Vec::with_capacity(2 + 32 + 8 + 8 + 4 + entries.len() * 120);
+        let mut body = Vec::with_capacity(2 + 32 + 8 + 8 + 4 + entries.len() * 117);
         body.header(kind::DEVICE_LIST);
-        write_account(&mut body, &account.public());
+        body.put(account.public().as_bytes());
         body.u64(version);
         body.u64(issued_at.0);
         body.u32(entries.len() as u32);
         for e in &entries {
             body.u32(e.id.0);
-            body.extend_from_slice(&e.identity.to_bytes());
+            body.put(e.identity.as_bytes());
             body.u64(e.linked_at.0);
             body.optional(e.expires_at, |out, t| out.u64(t.0));
-            body.optional(e.binding, |out, s| out.extend_from_slice(&s.to_bytes()));
+            body.put(&e.binding.to_bytes());
         }
         let signature = account.sign(labels::DEVICE_LIST, &body);
         Self {
@@ -89,26 +95,43 @@ impl SignedDeviceList {
     /// The wire bytes: body ‖ signature.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 64);
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(&self.signature.to_bytes());
+        out.put(&self.body);
+        out.put(&self.signature.to_bytes());
         out
     }
 
     /// Parses wire bytes. Entries must be in strictly ascending id order.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::parse(bytes, IdentityKey::from_bytes, AccountKey::from_bytes)
+    }
+
+    /// Parses a list this crate stored after verifying it: no key is checked again.
+    fn from_trusted_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::parse(
+            bytes,
+            |k| Ok(IdentityKey::from_trusted(*k)),
+            |k| Ok(AccountKey::from_trusted(*k)),
+        )
+    }
+
+    fn parse(
+        bytes: &[u8],
+        identity: impl Fn(&[u8; 32]) -> Result<IdentityKey, DecodeError>,
+        account: impl Fn(&[u8; 32]) -> Result<AccountKey, DecodeError>,
+    ) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::DEVICE_LIST)?;
-        let account = read_account(&mut r)?;
+        let account = account(&r.array()?)?;
         let version = r.u64()?;
         let issued_at = Timestamp(r.u64()?);
-        let n = crate::x3dh::bounded_count(&mut r, MAX_LIST_ENTRIES)?;
-        let mut entries: Vec<DeviceEntry> = Vec::with_capacity(n);
+        let n = bounded_count(&mut r, MAX_LIST_ENTRIES)?;
+        let mut entries: Vec<DeviceEntry> = Vec::with_capacity(r.capacity(n, 109));
         for _ in 0..n {
             let entry = DeviceEntry {
                 id: DeviceId(r.u32()?),
-                identity: IdentityKey::from_bytes(&r.array()?)?,
+                identity: identity(&r.array()?)?,
                 linked_at: Timestamp(r.u64()?),
                 expires_at: r.optional(|r| r.u64().map(Timestamp))?,
-                binding: r.optional(|r| r.array().map(Signature::from_bytes))?,
+                binding: Signature::from_bytes(r.array()?),
             };
             if entries.last().is_some_and(|last| last.id >= entry.id) {
                 return Err(DecodeError::InvalidValue);
@@ -138,11 +161,13 @@ impl SignedDeviceList {
         self.version
     }
 
-    /// Verifies the list for `expected` account: the account signature, the structure (a
-    /// primary with id 1 and no expiry first; companions with an expiry and a valid binding;
-    /// no identity key twice), the companion cap, and no rollback or equivocation against
-    /// `known`, the list accepted before (if any). Returns `known` unchanged if this is the
-    /// same list.
+    /// Verifies the list for `expected` account, given `known`, the list accepted before (if
+    /// any), in this order: the account; the very same list as `known` (returned unchanged,
+    /// with no work); the account signature; no rollback or equivocation against `known`;
+    /// the structure (a primary with id 1 and no expiry first; companions with an expiry; no
+    /// identity key twice); the companion cap; every device's binding. The signature comes
+    /// before the rollback and equivocation verdicts, so bytes the account never signed cannot
+    /// raise those alarms.
     pub fn verify(
         self,
         expected: &AccountKey,
@@ -154,6 +179,15 @@ impl SignedDeviceList {
         }
         if let Some(known) = known {
             let k = &known.0;
+            if self.version == k.version && self.body == k.body && self.signature == k.signature {
+                return Ok(known.clone());
+            }
+        }
+        self.account
+            .verify(labels::DEVICE_LIST, &self.body, &self.signature)
+            .map_err(|_| DeviceError::BadSignature)?;
+        if let Some(known) = known {
+            let k = &known.0;
             if self.version < k.version {
                 return Err(DeviceError::Rollback {
                     known: k.version,
@@ -161,39 +195,31 @@ impl SignedDeviceList {
                 });
             }
             if self.version == k.version {
-                return if self.body == k.body && self.signature == k.signature {
-                    Ok(known.clone())
-                } else {
-                    Err(DeviceError::Equivocation)
-                };
+                return Err(DeviceError::Equivocation);
             }
         }
-        self.account
-            .verify(labels::DEVICE_LIST, &self.body, &self.signature)
-            .map_err(|_| DeviceError::BadSignature)?;
         let Some((primary, companions)) = self.entries.split_first() else {
             return Err(DeviceError::InvalidList);
         };
-        if primary.id != PRIMARY_DEVICE || primary.expires_at.is_some() || primary.binding.is_some()
-        {
+        if primary.id != PRIMARY_DEVICE || primary.expires_at.is_some() {
             return Err(DeviceError::InvalidList);
         }
         if companions.len() > policy.max_companions as usize {
             return Err(DeviceError::TooManyCompanions);
         }
         for (i, c) in companions.iter().enumerate() {
-            let (Some(_), Some(binding)) = (c.expires_at, c.binding) else {
+            if c.expires_at.is_none() {
                 return Err(DeviceError::InvalidList);
-            };
-            let duplicate = self.entries[..i + 1]
-                .iter()
-                .any(|e| e.identity == c.identity);
+            }
+            let duplicate = self.entries[..=i].iter().any(|e| e.identity == c.identity);
             if duplicate {
                 return Err(DeviceError::InvalidList);
             }
-            c.identity
-                .verify(labels::DEVICE_BINDING, self.account.as_bytes(), &binding)
-                .map_err(|_| DeviceError::BadBinding(c.id.0))?;
+        }
+        for e in &self.entries {
+            e.identity
+                .verify(labels::DEVICE_BINDING, self.account.as_bytes(), &e.binding)
+                .map_err(|_| DeviceError::BadBinding(e.id.0))?;
         }
         Ok(VerifiedDeviceList::new(self))
     }
@@ -225,18 +251,26 @@ impl VerifiedDeviceList {
         self.0.entries.iter().filter(move |e| e.is_active(now))
     }
 
+    /// The entry for `id`, whether or not it is active.
+    pub fn entry(&self, id: DeviceId) -> Option<&DeviceEntry> {
+        self.0
+            .entries
+            .binary_search_by_key(&id, |e| e.id)
+            .ok()
+            .map(|i| &self.0.entries[i])
+    }
+
     /// The entry for `id` if it is usable at `now`.
     pub fn check(&self, id: DeviceId, now: Timestamp) -> Result<&DeviceEntry, DeviceError> {
-        let entry = self
-            .0
-            .entries
-            .iter()
-            .find(|e| e.id == id)
-            .ok_or(DeviceError::NotInList(id.0))?;
+        let address = DeviceAddress {
+            account: self.0.account,
+            device: id,
+        };
+        let entry = self.entry(id).ok_or(DeviceError::NotInList(address))?;
         if entry.is_active(now) {
             Ok(entry)
         } else {
-            Err(DeviceError::CompanionExpired(id.0))
+            Err(DeviceError::CompanionExpired(address))
         }
     }
 
@@ -265,12 +299,9 @@ impl VerifiedDeviceList {
         Self::new(list)
     }
 
-    /// Re-parses stored bytes of a list that was verified before (from this device's own
-    /// state); the checks are repeated, so a tampered store is refused.
-    pub(crate) fn restore(bytes: &[u8], policy: &DevicePolicy) -> Result<Self, DecodeError> {
-        let list = SignedDeviceList::from_bytes(bytes)?;
-        let account = list.account;
-        list.verify(&account, None, policy)
-            .map_err(|_| DecodeError::InvalidValue)
+    /// Reads back a list this crate verified before and stored in its own state: parsed, with
+    /// no signature or key checked again (restoring state does no curve work).
+    pub(crate) fn from_trusted_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        SignedDeviceList::from_trusted_bytes(bytes).map(Self::new)
     }
 }

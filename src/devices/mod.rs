@@ -16,10 +16,12 @@ mod safety;
 pub use account::{AccountKey, AccountKeyPair};
 pub use ids::{DeviceAddress, DeviceId, PRIMARY_DEVICE};
 pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
+#[cfg(feature = "test-support")]
+pub(crate) use list::binding;
 pub use list::{DeviceEntry, SignedDeviceList, VerifiedDeviceList};
 pub use policy::{
     DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS, DEFAULT_MAX_COMPANIONS,
     DevicePolicy,
 };
-pub use primary::Primary;
+pub use primary::{Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP};
 pub use safety::SafetyNumber;

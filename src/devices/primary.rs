@@ -1,25 +1,40 @@
 //! The primary device's account role: it holds the account key, issues link invitations,
 //! approves companions, and signs every new device list (each one renews the companions'
 //! validity window; companions already expired are dropped and must link again).
+//!
+//! Its state carries an epoch, like a `Device`'s: a primary restored from a snapshot older than
+//! its last state must [`resync`](Primary::resync) from the newest list it can fetch before it
+//! signs again, and then skips far ahead in versions and device ids, so that it never signs a
+//! version twice or gives an id it may already have given to another device.
 
 use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use super::list::{MAX_LIST_ENTRIES, binding};
 use super::{
-    AccountKey, AccountKeyPair, DeviceEntry, DeviceId, DevicePolicy, LinkApproval,
+    AccountKey, AccountKeyPair, DeviceAddress, DeviceEntry, DeviceId, DevicePolicy, LinkApproval,
     LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, SignedDeviceList,
     VerifiedDeviceList,
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::primitives::IdentityKey;
+use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
-use crate::wire::{Reader, Writer, kind};
+use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
 /// Unanswered invitations kept; a new one beyond this replaces the oldest.
 pub(crate) const MAX_PENDING_INVITATIONS: usize = 4;
+/// List versions skipped after a restore from backup: more than any number of lists the lost
+/// state can have signed.
+pub const RESTORE_VERSION_SKIP: u64 = 1 << 32;
+/// Device ids skipped after a restore from backup: more than the devices the lost state can
+/// have linked (linking takes a person and a QR code each time).
+pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
+
+/// The primary state format this build writes.
+const PRIMARY_STATE_VERSION: u8 = 2;
 
 /// The account role of the primary device. Persist [`to_bytes`](Self::to_bytes) after every
 /// change, before publishing the new list.
@@ -28,36 +43,48 @@ pub struct Primary {
     account: AccountKeyPair,
     policy: DevicePolicy,
     next_device: u32,
+    /// The lowest version the next list may carry.
+    next_version: u64,
     list: VerifiedDeviceList,
     invitations: Vec<LinkInvitation>,
+    /// Approved companions and the digest of the list that admitted each, until confirmed.
+    admitted: Vec<(DeviceId, [u8; 32])>,
     confirmed: Vec<DeviceId>,
+    epoch: u64,
+    /// Restored from a backup: nothing is signed until [`resync`](Self::resync).
+    needs_resync: bool,
 }
 
 impl Primary {
-    /// A new account whose primary device has identity `primary`; the first list (version 1)
-    /// lists only it. Draws 32 bytes from `rng` (the account key's seed).
+    /// A new account whose primary device is `identity`; the first list (version 1, issued
+    /// `now`) lists only it, with its binding signature. Draws 32 bytes from `rng` (the account
+    /// key's seed).
     pub fn new(
         rng: &mut impl CryptoRng,
-        primary: &IdentityKey,
+        identity: &IdentityKeyPair,
         now: Timestamp,
         policy: DevicePolicy,
     ) -> Self {
         let account = AccountKeyPair::generate(rng);
         let entry = DeviceEntry {
             id: PRIMARY_DEVICE,
-            identity: *primary,
+            identity: identity.public(),
             linked_at: now,
             expires_at: None,
-            binding: None,
+            binding: binding(identity, &account.public()),
         };
         let list = trusted(SignedDeviceList::sign(&account, 1, now, alloc::vec![entry]));
         Self {
             account,
             policy,
             next_device: 2,
+            next_version: 2,
             list,
             invitations: Vec::new(),
+            admitted: Vec::new(),
             confirmed: Vec::new(),
+            epoch: 0,
+            needs_resync: false,
         }
     }
 
@@ -76,8 +103,26 @@ impl Primary {
         &self.list
     }
 
+    /// The state epoch: it grows with every change. Keep the epoch of the state last persisted
+    /// where a restore from backup does not roll it back, and pass it to
+    /// [`restore`](Self::restore).
+    pub fn state_epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether this primary was restored from a backup and must [`resync`](Self::resync)
+    /// before it signs a list again.
+    pub fn needs_resync(&self) -> bool {
+        self.needs_resync
+    }
+
     /// An invitation for one companion, valid for the policy's window. Draws 16 bytes.
-    pub fn invite(&mut self, rng: &mut impl CryptoRng, now: Timestamp) -> LinkInvitation {
+    pub fn invite(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+    ) -> Result<LinkInvitation, DeviceError> {
+        self.ready()?;
         let invitation = LinkInvitation::new(
             rng,
             self.account(),
@@ -87,7 +132,8 @@ impl Primary {
             self.invitations.remove(0);
         }
         self.invitations.push(invitation);
-        invitation
+        self.bump();
+        Ok(invitation)
     }
 
     /// Approves a companion's request: checks its signatures, the invitation (issued here,
@@ -98,6 +144,7 @@ impl Primary {
         now: Timestamp,
         request: &LinkRequest,
     ) -> Result<LinkApproval, DeviceError> {
+        self.ready()?;
         if request.account != self.account() {
             return Err(DeviceError::WrongAccount);
         }
@@ -129,28 +176,45 @@ impl Primary {
             identity: request.identity,
             linked_at: now,
             expires_at: Some(now.plus_millis(self.policy.companion_validity_ms)),
-            binding: Some(request.binding),
+            binding: request.binding,
         });
-        self.list = self.sign(now, entries);
+        self.sign(now, entries);
         self.next_device = next;
         self.invitations.remove(invitation);
+        self.admitted.retain(|(d, _)| *d != id);
+        self.admitted.push((id, self.list.digest()));
+        if self.admitted.len() > MAX_PENDING_INVITATIONS {
+            self.admitted.remove(0);
+        }
         Ok(LinkApproval {
             device: id,
             list: self.list.signed().clone(),
         })
     }
 
-    /// Records a companion's countersignature of the list that admitted it.
+    /// Records a companion's countersignature of the list that admitted it: the digest it
+    /// signed must be that list's, and the signature the listed device's.
     pub fn confirm(&mut self, confirmation: &LinkConfirmation) -> Result<DeviceId, DeviceError> {
         if confirmation.account != self.account() {
             return Err(DeviceError::WrongAccount);
         }
+        let device = confirmation.device;
+        let address = DeviceAddress {
+            account: self.account(),
+            device,
+        };
         let entry = self
             .list
-            .entries()
+            .entry(device)
+            .ok_or(DeviceError::NotInList(address))?;
+        let admitted = self
+            .admitted
             .iter()
-            .find(|e| e.id == confirmation.device)
-            .ok_or(DeviceError::NotInList(confirmation.device.0))?;
+            .position(|(d, _)| *d == device)
+            .ok_or(DeviceError::NotInList(address))?;
+        if self.admitted[admitted].1 != confirmation.list_digest {
+            return Err(DeviceError::WrongList);
+        }
         entry
             .identity
             .verify(
@@ -159,10 +223,10 @@ impl Primary {
                 &confirmation.signature,
             )
             .map_err(|_| DeviceError::BadSignature)?;
-        if !self.confirmed.contains(&confirmation.device) {
-            self.confirmed.push(confirmation.device);
-        }
-        Ok(confirmation.device)
+        self.admitted.remove(admitted);
+        self.confirmed.push(device);
+        self.bump();
+        Ok(device)
     }
 
     /// Whether a companion countersigned its admission.
@@ -176,6 +240,7 @@ impl Primary {
         now: Timestamp,
         device: DeviceId,
     ) -> Result<&VerifiedDeviceList, DeviceError> {
+        self.ready()?;
         if device == PRIMARY_DEVICE {
             return Err(DeviceError::NotPrimary);
         }
@@ -183,19 +248,70 @@ impl Primary {
         let before = entries.len();
         entries.retain(|e| e.id != device);
         if entries.len() == before {
-            return Err(DeviceError::NotInList(device.0));
+            return Err(DeviceError::NotInList(DeviceAddress {
+                account: self.account(),
+                device,
+            }));
         }
-        self.list = self.sign(now, entries);
+        self.sign(now, entries);
         self.confirmed.retain(|d| *d != device);
+        self.admitted.retain(|(d, _)| *d != device);
         Ok(&self.list)
     }
 
     /// Re-signs the list, extending every unexpired companion's validity from `now` and
     /// dropping the expired ones. Call it regularly (well within the validity window).
-    pub fn renew(&mut self, now: Timestamp) -> &VerifiedDeviceList {
+    pub fn renew(&mut self, now: Timestamp) -> Result<&VerifiedDeviceList, DeviceError> {
+        self.ready()?;
         let entries = self.renewed_entries(now);
-        self.list = self.sign(now, entries);
-        &self.list
+        self.sign(now, entries);
+        Ok(&self.list)
+    }
+
+    /// After a restore from backup: adopts `newest`, the newest list of this account the app
+    /// could fetch (it must carry this account's signature and be no older than the
+    /// snapshot's), and skips [`RESTORE_VERSION_SKIP`] versions and
+    /// [`RESTORE_DEVICE_ID_SKIP`] device ids, since the lost state may have signed lists and
+    /// linked devices the server no longer shows. Pending invitations and unconfirmed
+    /// approvals are dropped.
+    pub fn resync(&mut self, newest: SignedDeviceList) -> Result<&VerifiedDeviceList, DeviceError> {
+        let version = newest.version();
+        if version < self.list.version() {
+            return Err(DeviceError::Rollback {
+                known: self.list.version(),
+                received: version,
+            });
+        }
+        let known = (version == self.list.version()).then_some(&self.list);
+        let list = newest.verify(&self.account(), known, &self.policy)?;
+        let highest = list.entries().iter().map(|e| e.id.0).max().unwrap_or(1);
+        self.next_device = self
+            .next_device
+            .max(highest.saturating_add(1))
+            .saturating_add(RESTORE_DEVICE_ID_SKIP);
+        self.next_version = self
+            .next_version
+            .max(version.saturating_add(1))
+            .saturating_add(RESTORE_VERSION_SKIP);
+        self.confirmed.retain(|d| list.entry(*d).is_some());
+        self.list = list;
+        self.invitations.clear();
+        self.admitted.clear();
+        self.needs_resync = false;
+        self.bump();
+        Ok(&self.list)
+    }
+
+    fn ready(&self) -> Result<(), DeviceError> {
+        if self.needs_resync {
+            Err(DeviceError::ResyncRequired)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bump(&mut self) {
+        self.epoch = self.epoch.saturating_add(1);
     }
 
     fn renewed_entries(&self, now: Timestamp) -> Vec<DeviceEntry> {
@@ -209,42 +325,50 @@ impl Primary {
             .collect()
     }
 
-    fn sign(&self, now: Timestamp, entries: Vec<DeviceEntry>) -> VerifiedDeviceList {
-        trusted(SignedDeviceList::sign(
-            &self.account,
-            self.list.version().saturating_add(1),
-            now,
-            entries,
-        ))
+    fn sign(&mut self, now: Timestamp, entries: Vec<DeviceEntry>) {
+        let version = self.next_version.max(self.list.version().saturating_add(1));
+        self.list = trusted(SignedDeviceList::sign(&self.account, version, now, entries));
+        self.next_version = version.saturating_add(1);
+        self.bump();
     }
 
     /// Versioned state bytes (PROTOCOL.md, "Primary state"): they hold the account key.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::new());
-        out.header(kind::PRIMARY_STATE);
-        out.extend_from_slice(self.account.seed());
+        let list = self.list.to_bytes();
+        let mut out = SecretBuf::with_capacity(
+            2 + 32 + 20 + 4 + 8 + 4 + list.len() + 4 + 24 * self.invitations.len() + 8 + 36 * 8,
+        );
+        out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
+        out.put(self.account.seed());
         out.u32(self.policy.max_companions);
         out.u64(self.policy.companion_validity_ms);
         out.u64(self.policy.link_invitation_validity_ms);
         out.u32(self.next_device);
-        let list = self.list.to_bytes();
-        out.u32(list.len() as u32);
-        out.extend_from_slice(&list);
+        out.u64(self.next_version);
+        out.blob(&list);
         out.u32(self.invitations.len() as u32);
         for i in &self.invitations {
-            out.extend_from_slice(&i.nonce);
+            out.put(&i.nonce);
             out.u64(i.expires_at.0);
+        }
+        out.u32(self.admitted.len() as u32);
+        for (d, digest) in &self.admitted {
+            out.u32(d.0);
+            out.put(digest);
         }
         out.u32(self.confirmed.len() as u32);
         for d in &self.confirmed {
             out.u32(d.0);
         }
-        out
+        out.u64(self.epoch);
+        out.flag(self.needs_resync);
+        out.into_inner()
     }
 
-    /// Restores from [`to_bytes`](Self::to_bytes).
+    /// Restores from [`to_bytes`](Self::to_bytes), as it was.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::PRIMARY_STATE)?;
+        let (mut r, _) =
+            Reader::versioned_header(bytes, kind::PRIMARY_STATE, &[PRIMARY_STATE_VERSION])?;
         let account = AccountKeyPair::from_seed(&Zeroizing::new(r.array()?));
         let policy = DevicePolicy {
             max_companions: r.u32()?,
@@ -252,12 +376,13 @@ impl Primary {
             link_invitation_validity_ms: r.u64()?,
         };
         let next_device = r.u32()?;
+        let next_version = r.u64()?;
         let len = r.u32()? as usize;
-        let list = VerifiedDeviceList::restore(r.bytes(len)?, &policy)?;
+        let list = VerifiedDeviceList::from_trusted_bytes(r.bytes(len)?)?;
         if list.account() != account.public() {
             return Err(DecodeError::InvalidValue);
         }
-        let n = crate::x3dh::bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
+        let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
         let mut invitations = Vec::with_capacity(n);
         for _ in 0..n {
             invitations.push(LinkInvitation {
@@ -266,20 +391,55 @@ impl Primary {
                 expires_at: Timestamp(r.u64()?),
             });
         }
-        let n = crate::x3dh::bounded_count(&mut r, super::list::MAX_LIST_ENTRIES)?;
-        let mut confirmed = Vec::with_capacity(n);
+        let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
+        let mut admitted = Vec::with_capacity(n);
+        for _ in 0..n {
+            admitted.push((DeviceId(r.u32()?), r.array()?));
+        }
+        let n = bounded_count(&mut r, MAX_LIST_ENTRIES)?;
+        let mut confirmed = Vec::with_capacity(r.capacity(n, 4));
         for _ in 0..n {
             confirmed.push(DeviceId(r.u32()?));
         }
+        let epoch = r.u64()?;
+        let needs_resync = r.flag()?;
         r.finish()?;
         Ok(Self {
             account,
             policy,
             next_device,
+            next_version,
             list,
             invitations,
+            admitted,
             confirmed,
+            epoch,
+            needs_resync,
         })
+    }
+
+    /// Restores persisted state and detects a stale snapshot: if its epoch is lower than
+    /// `last_epoch` (the epoch of the state last persisted, kept elsewhere), it is restored as
+    /// from a backup ([`restore_from_backup`](Self::restore_from_backup)) and the second value
+    /// is `true`.
+    pub fn restore(bytes: &[u8], last_epoch: u64) -> Result<(Self, bool), DecodeError> {
+        let mut primary = Self::from_bytes(bytes)?;
+        if primary.epoch >= last_epoch {
+            return Ok((primary, false));
+        }
+        primary.needs_resync = true;
+        // The epoch stays monotonic across the restore.
+        primary.epoch = last_epoch.saturating_add(1);
+        Ok((primary, true))
+    }
+
+    /// Restores a primary from a backup that may be older than the state it last had: it signs
+    /// nothing until [`resync`](Self::resync) gave it the newest list.
+    pub fn restore_from_backup(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut primary = Self::from_bytes(bytes)?;
+        primary.needs_resync = true;
+        primary.bump();
+        Ok(primary)
     }
 }
 
@@ -294,6 +454,7 @@ impl fmt::Debug for Primary {
             .field("account", &self.account())
             .field("list_version", &self.list.version())
             .field("devices", &self.list.entries().len())
+            .field("needs_resync", &self.needs_resync)
             .finish_non_exhaustive()
     }
 }

@@ -1,29 +1,32 @@
-//! One device's whole protocol state: identity, prekeys, the device lists it trusts, one
-//! pairwise session per remote device, inbound sender keys, its own outbound sender keys and
-//! the ledger of which device holds which of them.
+//! One device's whole protocol state: identity, prekeys, the device lists it follows, one
+//! pairwise session set per remote device, groups (members, its own sender key and the ledger
+//! of who holds it), the sender keys of others, and the journals.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
+use super::groups::Group;
+use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal};
+use super::lists::Followed;
+use super::records::{Dirty, Key};
 use super::sessions::SessionSet;
 use crate::devices::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, SignedDeviceList, VerifiedDeviceList,
+    AccountKey, DeviceAddress, DeviceEntry, DeviceId, DevicePolicy, SignedDeviceList,
+    VerifiedDeviceList,
 };
 use crate::error::{Error, FanoutError};
-use crate::group::{GroupConfig, GroupId, GroupReceiver, OutboundGroupSession};
+use crate::group::{GroupConfig, GroupId, InboundSenderKey};
 use crate::labels;
-use crate::primitives::{IdentityKeyPair, sha256};
+use crate::primitives::{IdentityKey, IdentityKeyPair, sha256};
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
-use crate::x3dh::{
-    OneTimePreKeyId, OneTimePreKeyPublic, PreKeyBundle, PreKeyStore, PreKeyStoreConfig,
-};
+use crate::x3dh::{OneTimePreKeyId, OneTimePreKeys, PreKeyBundle, PreKeyStore, PreKeyStoreConfig};
 
 /// Every policy a device applies, stored with it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceConfig {
     /// Pairwise session limits.
     pub session: SessionConfig,
@@ -33,36 +36,48 @@ pub struct DeviceConfig {
     pub policy: DevicePolicy,
     /// Prekey limits.
     pub prekeys: PreKeyStoreConfig,
+    /// How long a sent message can be asked for again (retry requests for older messages are
+    /// refused as `UnknownMessage`).
+    pub retry_window_ms: u64,
 }
 
-/// A device of an account: the object an app holds, feeds bytes and `now`, and persists with
-/// [`to_bytes`](Self::to_bytes) after every successful call.
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            group: GroupConfig::default(),
+            policy: DevicePolicy::default(),
+            prekeys: PreKeyStoreConfig::default(),
+            retry_window_ms: DEFAULT_RETRY_WINDOW_MS,
+        }
+    }
+}
+
+/// A device of an account: the object an app holds, feeds bytes and `now`, and persists. After
+/// every call that changed it, [`take_changes`](Self::take_changes) yields the records to write
+/// (one transaction); [`from_records`](Self::from_records) loads it again.
 #[derive(Clone)]
 pub struct Device {
     pub(crate) config: DeviceConfig,
     pub(crate) address: DeviceAddress,
     pub(crate) identity: IdentityKeyPair,
     pub(crate) prekeys: PreKeyStore,
-    pub(crate) lists: BTreeMap<AccountKey, VerifiedDeviceList>,
+    pub(crate) lists: BTreeMap<AccountKey, Followed>,
     pub(crate) sessions: BTreeMap<DeviceAddress, SessionSet>,
-    pub(crate) groups: GroupReceiver,
-    pub(crate) outbound: BTreeMap<GroupId, OutboundGroupSession>,
-    /// Per group: the devices that hold this device's current sender key generation.
-    pub(crate) ledger: BTreeMap<GroupId, BTreeSet<DeviceAddress>>,
-    /// (group, device) pairs that told this device they withhold their key.
-    pub(crate) withheld: BTreeSet<(GroupId, DeviceAddress)>,
-    /// Ids of the envelopes read most recently, oldest first, so a redelivery is recognised.
-    pub(crate) seen: VecDeque<MessageId>,
+    pub(crate) groups: BTreeMap<GroupId, Group>,
+    /// Other devices' sender keys, by (sender, group).
+    pub(crate) inbound: BTreeMap<(DeviceAddress, GroupId), InboundSenderKey>,
+    /// (device, group) pairs that told this device they withhold their key.
+    pub(crate) withheld: BTreeSet<(DeviceAddress, GroupId)>,
+    pub(crate) journal: Journal,
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,
+    pub(crate) dirty: Dirty,
 }
 
-/// Envelope ids remembered to recognise redeliveries.
-pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
-
 /// A stable identity of one envelope: the same bytes always give the same id, on every device.
-/// Use it to store what a message said and answer a redelivery idempotently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Use it to recognise a redelivery and answer it idempotently.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub [u8; 16]);
 
 impl MessageId {
@@ -75,10 +90,21 @@ impl MessageId {
     }
 }
 
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId(")?;
+        for b in &self.0[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
 impl Device {
     /// Sets up a device of `own_list`'s account as device `id`, which the list must name with
     /// this identity. Makes a prekey store (draws 32 bytes for the signed prekey, then 32 per
-    /// one-time prekey, `one_time_prekeys` of them).
+    /// one-time prekey, `one_time_prekeys` of them) and returns the one-time prekeys to upload.
+    /// The device's first [`take_changes`](Self::take_changes) holds its whole state.
     pub fn new(
         rng: &mut impl CryptoRng,
         now: Timestamp,
@@ -87,80 +113,96 @@ impl Device {
         own_list: VerifiedDeviceList,
         one_time_prekeys: u32,
         config: DeviceConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<(Self, OneTimePreKeys), Error> {
         let entry = own_list.check(id, now)?;
+        let address = DeviceAddress {
+            account: own_list.account(),
+            device: id,
+        };
         if entry.identity != identity.public() {
-            return Err(FanoutError::IdentityMismatch.into());
+            return Err(FanoutError::IdentityMismatch(address).into());
         }
         let mut prekeys = PreKeyStore::new(rng, &identity, now, config.prekeys);
-        prekeys.generate_one_time_prekeys(rng, one_time_prekeys);
-        let account = own_list.account();
+        let upload = prekeys.generate_one_time_prekeys(rng, one_time_prekeys);
         let mut lists = BTreeMap::new();
-        lists.insert(account, own_list);
-        Ok(Self {
+        lists.insert(own_list.account(), Followed::new(own_list));
+        let device = Self {
             config,
-            address: DeviceAddress {
-                account,
-                device: id,
-            },
+            address,
             identity,
             prekeys,
             lists,
             sessions: BTreeMap::new(),
-            groups: GroupReceiver::new(config.group),
-            outbound: BTreeMap::new(),
-            ledger: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            inbound: BTreeMap::new(),
             withheld: BTreeSet::new(),
-            seen: VecDeque::new(),
+            journal: Journal::default(),
             epoch: 0,
-        })
+            dirty: Dirty {
+                all: true,
+                keys: BTreeSet::new(),
+            },
+        };
+        Ok((device, OneTimePreKeys::new(upload)))
     }
 
-    /// The state epoch: it grows with every change to the device (each successful send,
-    /// receive, session start, list update, prekey change). Keep the epoch of the state last
-    /// persisted somewhere a restore from backup does not roll back (a platform counter, the
-    /// server), and pass it to [`restore`](Self::restore).
+    /// The state epoch: it grows with every change to the device. Keep the epoch of the state
+    /// last persisted (every [`StateChanges`](super::StateChanges) carries it) somewhere a
+    /// restore from backup does not roll back, and pass it to [`restore`](Self::restore).
     pub fn state_epoch(&self) -> u64 {
         self.epoch
     }
 
-    /// Restores persisted state and detects a stale snapshot: if its epoch is lower than
-    /// `last_epoch` (the epoch of the state last persisted, kept elsewhere), the device is
-    /// restored as from a backup ([`restore_from_backup`](Self::restore_from_backup)) and the
-    /// second value is `true`.
-    pub fn restore(
-        rng: &mut impl CryptoRng,
-        bytes: &[u8],
-        last_epoch: u64,
-    ) -> Result<(Self, bool), Error> {
+    /// Marks a record changed.
+    pub(crate) fn touch(&mut self, key: Key) {
+        self.dirty.mark(key);
+    }
+
+    /// Ends a successful operation that changed something: one more epoch.
+    pub(crate) fn bump(&mut self) {
+        self.epoch = self.epoch.saturating_add(1);
+        self.dirty.mark(Key::Meta);
+    }
+
+    /// Restores persisted state bytes (from [`to_bytes`](Self::to_bytes)) and detects a
+    /// stale snapshot: if its epoch is lower than `last_epoch` (the epoch of the state last
+    /// persisted, kept elsewhere), the device is restored as from a backup
+    /// ([`restore_from_backup`](Self::restore_from_backup)), its epoch continues from
+    /// `last_epoch`, and the second value is `true`.
+    pub fn restore(bytes: &[u8], last_epoch: u64) -> Result<(Self, bool), Error> {
         let device = Self::from_bytes(bytes)?;
         if device.epoch >= last_epoch {
             return Ok((device, false));
         }
-        Self::restore_from_backup(rng, bytes).map(|d| (d, true))
-    }
-
-    pub(crate) fn bump(&mut self) {
-        self.epoch = self.epoch.saturating_add(1);
+        let mut device = device.into_restored();
+        device.epoch = device.epoch.max(last_epoch.saturating_add(1));
+        Ok((device, true))
     }
 
     /// Restores a device from a backup that may be older than the state it last had (an old
     /// snapshot, a copied phone). Everything it may already have sent under the snapshot's
     /// chain counters is made unreachable: every pairwise session starts a new sending chain
     /// from a fresh DH ratchet key on its next send, and every outbound sender key is rotated
-    /// (so the ledger is cleared and the next group send redistributes). No message key or
-    /// nonce is ever reused. Sessions whose peer moved on meanwhile may need a new session.
-    pub fn restore_from_backup(rng: &mut impl CryptoRng, bytes: &[u8]) -> Result<Self, Error> {
-        let mut device = Self::from_bytes(bytes)?;
-        for set in device.sessions.values_mut() {
+    /// at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
+    /// stored state.
+    pub fn restore_from_backup(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(Self::from_bytes(bytes)?.into_restored())
+    }
+
+    /// The same after loading from records: for an app whose record store itself was
+    /// restored from a backup.
+    pub fn into_restored(mut self) -> Self {
+        for set in self.sessions.values_mut() {
             set.renew_sending_chains();
         }
-        for outbound in device.outbound.values_mut() {
-            outbound.rotate(rng)?;
+        for group in self.groups.values_mut() {
+            if let Some(outbound) = &mut group.outbound {
+                outbound.rotate_pending = true;
+            }
         }
-        device.ledger.clear();
-        device.bump();
-        Ok(device)
+        self.dirty.all = true;
+        self.bump();
+        self
     }
 
     /// This device's address.
@@ -169,7 +211,7 @@ impl Device {
     }
 
     /// This device's identity key pair's public half.
-    pub fn identity_key(&self) -> crate::IdentityKey {
+    pub fn identity_key(&self) -> IdentityKey {
         self.identity.public()
     }
 
@@ -189,20 +231,44 @@ impl Device {
         &mut self,
         rng: &mut impl CryptoRng,
         count: u32,
-    ) -> Vec<OneTimePreKeyPublic> {
+    ) -> OneTimePreKeys {
+        let made = self.prekeys.generate_one_time_prekeys(rng, count);
+        for k in &made {
+            self.touch(Key::OneTime(k.id.0));
+        }
+        self.touch(Key::PreKeys);
         self.bump();
-        self.prekeys.generate_one_time_prekeys(rng, count)
+        OneTimePreKeys::new(made)
     }
 
     /// Rotates the signed prekey (do it regularly; earlier ones stay accepted for a while).
+    /// One-time prekeys already uploaded stay valid.
     pub fn rotate_signed_prekey(&mut self, rng: &mut impl CryptoRng, now: Timestamp) {
-        self.bump();
+        let before: BTreeSet<u32> = self.prekeys.signed_ids().map(|id| id.0).collect();
+        let dropped: Vec<(u32, [u8; 32])> = self
+            .prekeys
+            .seen_base_keys()
+            .map(|(spk, k)| (spk.0, *k))
+            .collect();
         self.prekeys.rotate_signed_prekey(rng, &self.identity, now);
+        let after: BTreeSet<u32> = self.prekeys.signed_ids().map(|id| id.0).collect();
+        for (spk, key) in dropped {
+            if before.contains(&spk) && !after.contains(&spk) {
+                self.touch(Key::SeenBase(spk, key));
+            }
+        }
+        self.touch(Key::PreKeys);
+        self.bump();
     }
 
     /// The verified device list held for `account`, if any.
     pub fn device_list(&self, account: &AccountKey) -> Option<&VerifiedDeviceList> {
-        self.lists.get(account)
+        self.lists.get(account).map(|f| &f.list)
+    }
+
+    /// The accounts whose device lists this device follows (its own included).
+    pub fn accounts(&self) -> impl Iterator<Item = AccountKey> + '_ {
+        self.lists.keys().copied()
     }
 
     /// Whether a pairwise session with `device` exists.
@@ -212,67 +278,131 @@ impl Device {
 
     /// Accepts a device list for `account` (a contact's, or this account's own, e.g. after
     /// the primary linked or unlinked a device). It must verify against `account` and must
-    /// not roll back the list held. Sessions with devices that left or changed identity are
-    /// dropped. Returns what changed.
+    /// not roll back the list held. The very list already held changes nothing and reports
+    /// nothing. Sessions and sender keys of devices that left or changed identity are dropped;
+    /// groups whose sender key such a device held rotate at their next send. Returns what
+    /// changed.
     pub fn update_device_list(
         &mut self,
         now: Timestamp,
         account: &AccountKey,
         list: SignedDeviceList,
     ) -> Result<Vec<Event>, Error> {
-        let held = self.lists.get(account);
+        let held = self.lists.get(account).map(|f| &f.list);
         let verified = list.verify(account, held, &self.config.policy)?;
+        if held.is_some_and(|h| h.digest() == verified.digest()) {
+            return Ok(Vec::new());
+        }
         let mut events = Vec::new();
-        let old: BTreeMap<DeviceId, _> = held
+        let old: BTreeMap<DeviceId, IdentityKey> = held
             .map(|l| l.entries().iter().map(|e| (e.id, e.identity)).collect())
             .unwrap_or_default();
-        let new: BTreeMap<DeviceId, _> = verified
-            .entries()
-            .iter()
-            .map(|e| (e.id, e.identity))
-            .collect();
         let addr = |device| DeviceAddress {
             account: *account,
             device,
         };
         for (id, identity) in &old {
-            match new.get(id) {
+            match verified.entry(*id) {
                 None => events.push(Event::DeviceRemoved(addr(*id))),
-                Some(k) if k != identity => events.push(Event::IdentityChanged(addr(*id))),
+                Some(e) if e.identity != *identity => {
+                    events.push(Event::IdentityChanged(addr(*id)))
+                }
                 Some(_) => {}
             }
         }
-        for id in new.keys().filter(|id| !old.contains_key(id)) {
-            events.push(Event::DeviceAdded(addr(*id)));
+        for e in verified
+            .entries()
+            .iter()
+            .filter(|e| !old.contains_key(&e.id))
+        {
+            events.push(Event::DeviceAdded(addr(e.id)));
         }
         if *account == self.address.account {
-            let me = verified
-                .entries()
-                .iter()
-                .find(|e| e.id == self.address.device);
+            let me = verified.entry(self.address.device);
             if me.is_none_or(|e| e.identity != self.identity.public() || !e.is_active(now)) {
                 events.push(Event::ThisDeviceRemoved);
             }
         }
         for event in &events {
             if let Event::DeviceRemoved(a) | Event::IdentityChanged(a) = event {
-                self.sessions.remove(a);
+                self.drop_device(a);
             }
         }
-        self.lists.insert(*account, verified);
+        match self.lists.get_mut(account) {
+            Some(f) => f.replace(verified),
+            None => {
+                self.lists.insert(*account, Followed::new(verified));
+            }
+        }
+        self.touch(Key::DeviceList(*account));
         self.bump();
         Ok(events)
     }
 
-    /// Forgets an account: its list, sessions and sender keys (for example when the app
-    /// learns that a contact's account key changed and starts over with the new one).
-    pub fn forget_account(&mut self, account: &AccountKey) {
-        self.bump();
-        self.lists.remove(account);
-        self.sessions.retain(|a, _| a.account != *account);
-        for ledger in self.ledger.values_mut() {
-            ledger.retain(|a| a.account != *account);
+    /// Forgets a device's sessions, sender keys and withheld notices (it left its account or
+    /// changed identity).
+    fn drop_device(&mut self, device: &DeviceAddress) {
+        if self.sessions.remove(device).is_some() {
+            self.touch(Key::Sessions(*device));
         }
+        let groups: Vec<GroupId> = self
+            .inbound
+            .range((*device, GroupId([0; 32]))..=(*device, GroupId([0xff; 32])))
+            .map(|((_, g), _)| *g)
+            .collect();
+        for g in groups {
+            self.inbound.remove(&(*device, g));
+            self.touch(Key::Inbound(*device, g));
+        }
+        let withheld: Vec<GroupId> = self
+            .withheld
+            .range((*device, GroupId([0; 32]))..=(*device, GroupId([0xff; 32])))
+            .map(|(_, g)| *g)
+            .collect();
+        for g in withheld {
+            self.withheld.remove(&(*device, g));
+            self.touch(Key::Withheld(*device, g));
+        }
+    }
+
+    /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
+    /// pending with them (for example when the app learns that a contact's account key changed
+    /// and starts over with the new one). Every group whose current sender key one of its
+    /// devices held rotates at its next send, even if the account comes back.
+    pub fn forget_account(&mut self, account: &AccountKey) {
+        if *account == self.address.account {
+            return;
+        }
+        let devices: Vec<DeviceAddress> = self
+            .sessions
+            .keys()
+            .chain(self.inbound.keys().map(|(a, _)| a))
+            .chain(self.withheld.iter().map(|(a, _)| a))
+            .filter(|a| a.account == *account)
+            .copied()
+            .collect();
+        for d in &devices {
+            self.drop_device(d);
+        }
+        if self.lists.remove(account).is_some() {
+            self.touch(Key::DeviceList(*account));
+        }
+        let touched = self.forget_holders(account);
+        for key in touched {
+            self.touch(key);
+        }
+        let pending: Vec<_> = self
+            .journal
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sender.account == *account)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in pending {
+            self.journal.pending.remove(&r);
+            self.touch(Key::Pending(r));
+        }
+        self.bump();
     }
 
     /// Creates sessions from prekey bundles the app fetched for devices named in
@@ -288,7 +418,7 @@ impl Device {
         for (address, bundle) in bundles {
             let entry = self.entry(address, now)?;
             if bundle.identity_key() != entry.identity {
-                return Err(FanoutError::IdentityMismatch.into());
+                return Err(FanoutError::IdentityMismatch(*address).into());
             }
             let verified = bundle.clone().verify()?;
             made.push((
@@ -296,16 +426,37 @@ impl Device {
                 Session::initiate(rng, &self.identity, &verified, self.config.session)?,
             ));
         }
-        self.bump();
         for (address, session) in made {
-            match self.sessions.get_mut(&address) {
-                Some(set) => set.push_new(session),
-                None => {
-                    self.sessions.insert(address, SessionSet::new(session));
-                }
+            self.install_session(address, session, None);
+        }
+        self.bump();
+        Ok(())
+    }
+
+    /// Puts a session in `address`'s set: a new one (`index` `None`) becomes current, an
+    /// advanced one replaces the one at `index` and becomes current.
+    pub(crate) fn install_session(
+        &mut self,
+        address: DeviceAddress,
+        session: Session,
+        index: Option<usize>,
+    ) {
+        match (self.sessions.get_mut(&address), index) {
+            (Some(set), Some(i)) => set.promote(i, session),
+            (Some(set), None) => set.push_new(session),
+            (None, _) => {
+                self.sessions.insert(address, SessionSet::new(session));
             }
         }
-        Ok(())
+        self.touch(Key::Sessions(address));
+    }
+
+    /// The list held for `account`.
+    pub(crate) fn list(&self, account: &AccountKey) -> Result<&VerifiedDeviceList, Error> {
+        self.lists
+            .get(account)
+            .map(|f| &f.list)
+            .ok_or(FanoutError::UnknownAccount(*account).into())
     }
 
     /// The active list entry of `address`.
@@ -313,12 +464,8 @@ impl Device {
         &self,
         address: &DeviceAddress,
         now: Timestamp,
-    ) -> Result<&crate::devices::DeviceEntry, Error> {
-        let list = self
-            .lists
-            .get(&address.account)
-            .ok_or(FanoutError::UnknownAccount)?;
-        Ok(list.check(address.device, now)?)
+    ) -> Result<&DeviceEntry, Error> {
+        Ok(self.list(&address.account)?.check(address.device, now)?)
     }
 
     /// This device's own list, which must still list it as active.
@@ -326,41 +473,13 @@ impl Device {
         let list = self
             .lists
             .get(&self.address.account)
+            .map(|f| &f.list)
             .ok_or(FanoutError::ThisDeviceInactive)?;
         match list.check(self.address.device, now) {
             Ok(e) if e.identity == self.identity.public() => Ok(list),
             _ => Err(FanoutError::ThisDeviceInactive.into()),
         }
     }
-
-    /// The active devices of `account`, minus this device.
-    pub(crate) fn targets(
-        &self,
-        account: &AccountKey,
-        now: Timestamp,
-    ) -> Result<Vec<DeviceAddress>, Error> {
-        let list = self.lists.get(account).ok_or(FanoutError::UnknownAccount)?;
-        Ok(list
-            .active(now)
-            .map(|e| DeviceAddress {
-                account: *account,
-                device: e.id,
-            })
-            .filter(|a| *a != self.address)
-            .collect())
-    }
-}
-
-/// The 8-byte digest of the two device lists an envelope was made under.
-pub(crate) fn lists_digest(sender: &VerifiedDeviceList, recipient: &VerifiedDeviceList) -> [u8; 8] {
-    let full = sha256(&[
-        labels::DEVICE_LISTS_DIGEST,
-        &sender.digest(),
-        &recipient.digest(),
-    ]);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&full[..8]);
-    out
 }
 
 impl fmt::Debug for Device {
@@ -370,7 +489,8 @@ impl fmt::Debug for Device {
             .field("identity", &self.identity.public())
             .field("accounts", &self.lists.len())
             .field("sessions", &self.sessions.len())
-            .field("outbound_groups", &self.outbound.len())
+            .field("groups", &self.groups.len())
+            .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }

@@ -1,16 +1,20 @@
 //! Envelopes (PROTOCOL.md, "Envelope"): the routing header the server reads, in front of a
-//! pairwise message or a group message. A pairwise envelope's header is bound into the
-//! pairwise AEAD, so re-routing it or changing the list versions makes it fail to open.
+//! pairwise message, a group message, or a retry request. A pairwise envelope's header is bound
+//! into the pairwise AEAD, so re-routing it or changing the list versions makes it fail to
+//! open; a retry request is signed whole by the requesting device.
 
 use alloc::vec::Vec;
 
-use crate::devices::account::{read_account, write_account};
-use crate::devices::{DeviceAddress, DeviceId};
+use super::journal::MessageRef;
+use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
+use crate::primitives::Signature;
 use crate::wire::{Reader, Writer, kind};
+use crate::x3dh::PreKeyBundle;
 
 const PAIRWISE: u8 = 1;
 const GROUP: u8 = 2;
+const RETRY: u8 = 3;
 
 /// Length of a pairwise envelope's header (the part bound as AEAD context).
 pub(crate) const PAIRWISE_HEADER_LEN: usize = 2 + 1 + 36 + 36 + 8 + 8 + 8;
@@ -26,15 +30,16 @@ pub(crate) struct PairwiseHeader {
 }
 
 impl PairwiseHeader {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(PAIRWISE_HEADER_LEN);
+    /// The header bytes, in a buffer with room for a message of `message_len` bytes after it.
+    pub(crate) fn encode(&self, message_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PAIRWISE_HEADER_LEN + message_len);
         out.header(kind::ENVELOPE);
-        out.push(PAIRWISE);
-        write_address(&mut out, &self.sender);
-        write_address(&mut out, &self.recipient);
+        out.u8(PAIRWISE);
+        self.sender.write(&mut out);
+        self.recipient.write(&mut out);
         out.u64(self.sender_list_version);
         out.u64(self.recipient_list_version);
-        out.extend_from_slice(&self.lists_digest);
+        out.put(&self.lists_digest);
         out
     }
 }
@@ -47,14 +52,47 @@ pub(crate) struct GroupHeader {
 }
 
 impl GroupHeader {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + 1 + 36 + 8);
+    pub(crate) fn encode(&self, message_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + 1 + 36 + 8 + message_len);
         out.header(kind::ENVELOPE);
-        out.push(GROUP);
-        write_address(&mut out, &self.sender);
+        out.u8(GROUP);
+        self.sender.write(&mut out);
         out.u64(self.sender_list_version);
         out
     }
+}
+
+/// A retry request as it travels: everything but the signature is signed.
+#[derive(Debug)]
+pub(crate) struct RetryWire<'a> {
+    pub(crate) requester: DeviceAddress,
+    pub(crate) sender: DeviceAddress,
+    pub(crate) reference: MessageRef,
+    pub(crate) reason: u8,
+    pub(crate) bundle: PreKeyBundle,
+    pub(crate) signed: &'a [u8],
+    pub(crate) signature: Signature,
+}
+
+/// The signed part of a retry request; the caller signs it and appends the signature.
+pub(crate) fn retry_body(
+    requester: &DeviceAddress,
+    sender: &DeviceAddress,
+    reference: &MessageRef,
+    reason: u8,
+    attempt: u8,
+    bundle: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 1 + 72 + 16 + 2 + 4 + bundle.len() + 64);
+    out.header(kind::ENVELOPE);
+    out.u8(RETRY);
+    requester.write(&mut out);
+    sender.write(&mut out);
+    out.put(reference);
+    out.u8(reason);
+    out.u8(attempt);
+    out.blob(bundle);
+    out
 }
 
 /// A parsed envelope.
@@ -71,7 +109,7 @@ pub(crate) enum Envelope<'a> {
         header: GroupHeader,
         message: &'a [u8],
     },
-    Retry(super::retry::RetryWire<'a>),
+    Retry(RetryWire<'a>),
 }
 
 impl<'a> Envelope<'a> {
@@ -80,8 +118,8 @@ impl<'a> Envelope<'a> {
         match r.u8()? {
             PAIRWISE => {
                 let header = PairwiseHeader {
-                    sender: read_address(&mut r)?,
-                    recipient: read_address(&mut r)?,
+                    sender: DeviceAddress::read(&mut r)?,
+                    recipient: DeviceAddress::read(&mut r)?,
                     sender_list_version: r.u64()?,
                     recipient_list_version: r.u64()?,
                     lists_digest: r.array()?,
@@ -95,7 +133,7 @@ impl<'a> Envelope<'a> {
             }
             GROUP => {
                 let header = GroupHeader {
-                    sender: read_address(&mut r)?,
+                    sender: DeviceAddress::read(&mut r)?,
                     sender_list_version: r.u64()?,
                 };
                 Ok(Self::Group {
@@ -103,20 +141,29 @@ impl<'a> Envelope<'a> {
                     message: r.rest(),
                 })
             }
-            super::retry::RETRY => super::retry::RetryWire::decode(bytes).map(Self::Retry),
+            RETRY => {
+                let requester = DeviceAddress::read(&mut r)?;
+                let sender = DeviceAddress::read(&mut r)?;
+                let reference = r.array()?;
+                let reason = r.u8()?;
+                // The requester's attempt count is informational: the sender keeps its own.
+                let _attempt = r.u8()?;
+                let len = r.u32()? as usize;
+                let bundle = PreKeyBundle::from_bytes(r.bytes(len)?)?;
+                let signed = &bytes[..bytes.len() - r.rest_len()];
+                let signature = Signature::from_bytes(r.array()?);
+                r.finish()?;
+                Ok(Self::Retry(RetryWire {
+                    requester,
+                    sender,
+                    reference,
+                    reason,
+                    bundle,
+                    signed,
+                    signature,
+                }))
+            }
             _ => Err(DecodeError::InvalidValue),
         }
     }
-}
-
-pub(crate) fn write_address(out: &mut Vec<u8>, a: &DeviceAddress) {
-    write_account(out, &a.account);
-    out.u32(a.device.0);
-}
-
-pub(crate) fn read_address(r: &mut Reader<'_>) -> Result<DeviceAddress, DecodeError> {
-    Ok(DeviceAddress {
-        account: read_account(r)?,
-        device: DeviceId(r.u32()?),
-    })
 }

@@ -2,21 +2,32 @@
 //! devices of the recipient and to this account's own other devices; group messages once per
 //! sender key, with the key distributed pairwise only where the ledger says it is missing.
 //!
-//! It owns the [`Device`] (the app-facing state of one device), envelopes and payloads, the
-//! distribution ledger, and the typed outcomes the app acts on. It builds on devices, ratchet,
-//! x3dh and group, and nothing below knows about it.
+//! It owns the [`Device`] (the app-facing state of one device), envelopes and payloads, groups
+//! and the distribution ledger, the journals (read envelopes, sent messages, pending retries),
+//! the device's records, and the typed outcomes the app acts on. It builds on devices,
+//! ratchet, x3dh and group, and nothing below knows about it.
 
 mod device;
-pub(crate) mod envelope;
+mod envelope;
+mod groups;
+mod journal;
+mod lists;
 mod outbox;
 mod payload;
 mod receive;
+mod records;
 mod retry;
 mod send;
 mod sessions;
 mod state;
 
-pub use device::{Device, DeviceConfig, MAX_REMEMBERED_MESSAGE_IDS, MessageId};
+pub use device::{Device, DeviceConfig, MessageId};
+pub use groups::MAX_GROUP_MEMBERS;
+pub use journal::{
+    DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS,
+    MAX_SENT_MESSAGES, SendId,
+};
 pub use outbox::{Event, Outbox, Outgoing, Received};
 pub use payload::WithheldReason;
-pub use retry::{MAX_RETRY_ATTEMPTS, Resend, RetryReason, RetryRequest};
+pub use records::{Record, StateChanges};
+pub use retry::{RetryReason, RetryRequest};

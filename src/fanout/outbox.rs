@@ -1,8 +1,9 @@
 //! What the fanout layer hands back to the app: bytes to ship, messages to show, events.
 
 use alloc::vec::Vec;
+use core::fmt;
 
-use super::WithheldReason;
+use super::{MessageId, RetryRequest, SendId, WithheldReason};
 use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::group::{GroupId, SenderKeyId};
@@ -12,16 +13,23 @@ use crate::history::HistoryOffer;
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Outgoing {
-    /// Everything is encrypted: persist the device, then ship the outbox.
+    /// Everything is encrypted: persist the device's changes, then ship the outbox.
     Ready(Outbox),
     /// These devices have no session yet. Nothing changed: fetch their prekey bundles, pass
     /// them to [`Device::start_sessions`](super::Device::start_sessions), and send again.
     NeedBundles(Vec<DeviceAddress>),
+    /// No device list is held for these accounts. Nothing changed: fetch their lists, pass
+    /// them to [`Device::update_device_list`](super::Device::update_device_list), and send
+    /// again.
+    NeedDeviceLists(Vec<AccountKey>),
 }
 
 /// Envelopes to deliver.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outbox {
+    /// For a message (1:1 or group): its id in this device's sent journal. Store the body under
+    /// it: a device that cannot read the message asks for it again by this id.
+    pub send_id: Option<SendId>,
     /// One envelope per recipient device (pairwise-encrypted).
     pub envelopes: Vec<(DeviceAddress, Vec<u8>)>,
     /// For a group send: the one group envelope, and every device it must reach.
@@ -29,7 +37,7 @@ pub struct Outbox {
 }
 
 /// A message this device read.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Received {
     /// A 1:1 message to this account.
@@ -38,6 +46,8 @@ pub enum Received {
         from: DeviceAddress,
         /// The text or app payload.
         body: Vec<u8>,
+        /// For a message resent on this device's request: the envelope it replaces.
+        resent: Option<MessageId>,
     },
     /// A copy of a message another device of this account sent, to show in its conversation.
     OwnCopy {
@@ -47,6 +57,8 @@ pub enum Received {
         sent_to: AccountKey,
         /// The text or app payload.
         body: Vec<u8>,
+        /// For a message resent on this device's request: the envelope it replaces.
+        resent: Option<MessageId>,
     },
     /// A group message.
     Group {
@@ -56,6 +68,8 @@ pub enum Received {
         group: GroupId,
         /// The text or app payload.
         body: Vec<u8>,
+        /// For a message resent on this device's request: the group envelope it replaces.
+        resent: Option<MessageId>,
     },
     /// A sender key arrived: this device can now read `from`'s messages in `group`.
     SenderKey {
@@ -66,9 +80,9 @@ pub enum Received {
         /// Its generation.
         key_id: SenderKeyId,
     },
-    /// A call's key for an epoch: start or update the call with
+    /// A call's key for an epoch, from `from`: start or update the call with
     /// [`Call::from_key_message`](crate::calls::Call::from_key_message) or
-    /// [`Call::apply`](crate::calls::Call::apply).
+    /// [`Call::apply`](crate::calls::Call::apply), passing `from`.
     CallKey {
         /// The device that sent it.
         from: DeviceAddress,
@@ -83,10 +97,10 @@ pub enum Received {
         /// The offer.
         offer: HistoryOffer,
     },
-    /// Another device could not read a message from this one and asks for it again: look up
-    /// the plaintext stored under `message_id` and call
+    /// A device that was a recipient of a message from this one could not read it and asks
+    /// for it again: look up the body stored under `request.send_id` and call
     /// [`Device::answer_retry`](super::Device::answer_retry).
-    RetryRequest(super::RetryRequest),
+    RetryRequest(RetryRequest),
     /// `from` withholds its group key from this device.
     Withheld {
         /// The device withholding.
@@ -96,6 +110,75 @@ pub enum Received {
         /// Why.
         reason: WithheldReason,
     },
+}
+
+/// Bodies are the user's messages: `Debug` shows their length only.
+impl fmt::Debug for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Direct { from, body, resent } => f
+                .debug_struct("Direct")
+                .field("from", from)
+                .field("body_len", &body.len())
+                .field("resent", resent)
+                .finish(),
+            Self::OwnCopy {
+                from,
+                sent_to,
+                body,
+                resent,
+            } => f
+                .debug_struct("OwnCopy")
+                .field("from", from)
+                .field("sent_to", sent_to)
+                .field("body_len", &body.len())
+                .field("resent", resent)
+                .finish(),
+            Self::Group {
+                from,
+                group,
+                body,
+                resent,
+            } => f
+                .debug_struct("Group")
+                .field("from", from)
+                .field("group", group)
+                .field("body_len", &body.len())
+                .field("resent", resent)
+                .finish(),
+            Self::SenderKey {
+                from,
+                group,
+                key_id,
+            } => f
+                .debug_struct("SenderKey")
+                .field("from", from)
+                .field("group", group)
+                .field("key_id", key_id)
+                .finish(),
+            Self::CallKey { from, message } => f
+                .debug_struct("CallKey")
+                .field("from", from)
+                .field("message", message)
+                .finish(),
+            Self::HistoryOffer { from, offer } => f
+                .debug_struct("HistoryOffer")
+                .field("from", from)
+                .field("offer", offer)
+                .finish(),
+            Self::RetryRequest(r) => f.debug_tuple("RetryRequest").field(r).finish(),
+            Self::Withheld {
+                from,
+                group,
+                reason,
+            } => f
+                .debug_struct("Withheld")
+                .field("from", from)
+                .field("group", group)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
 }
 
 /// Changes a device-list update brought, for the app to show.

@@ -1,22 +1,27 @@
 //! What travels inside a pairwise session (PROTOCOL.md, "Payload"): a direct message (with the
-//! conversation for the sender's own copies), a sender-key distribution, or a withheld notice.
+//! conversation for the sender's own copies), a sender-key distribution, a withheld notice, a
+//! call key, a history offer, or a message resent in answer to a retry request (naming the
+//! message it replaces).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use zeroize::Zeroizing;
 
+use super::journal::MessageRef;
 use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
-use crate::devices::account::{read_account, write_account};
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyDistribution};
 use crate::history::HistoryOffer;
-use crate::wire::{Reader, Writer, kind};
+use crate::wire::{Reader, SecretBuf, Writer, kind};
 
 const DIRECT: u8 = 1;
 const DISTRIBUTION: u8 = 2;
 const WITHHELD: u8 = 3;
 const CALL_KEY: u8 = 4;
 const HISTORY_OFFER: u8 = 5;
-const GROUP_RESEND: u8 = 6;
+const DIRECT_RESEND: u8 = 6;
+const GROUP_RESEND: u8 = 7;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,65 +59,95 @@ pub(crate) enum Payload {
         sent_to: Option<AccountKey>,
         body: Vec<u8>,
     },
-    Distribution(alloc::boxed::Box<SenderKeyDistribution>),
+    Distribution(Box<SenderKeyDistribution>),
     Withheld {
         group: GroupId,
         reason: WithheldReason,
     },
     CallKey(CallKeyMessage),
     HistoryOffer(HistoryOffer),
-    /// A group message re-sent pairwise in answer to a retry request.
+    /// A direct message resent in answer to the retry request for `reference`.
+    DirectResend {
+        reference: MessageRef,
+        sent_to: Option<AccountKey>,
+        body: Vec<u8>,
+    },
+    /// A group message of `group` resent pairwise in answer to the retry request for
+    /// `reference`.
     GroupResend {
+        reference: MessageRef,
         group: GroupId,
         body: Vec<u8>,
     },
 }
 
 impl Payload {
-    pub(crate) fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let mut out = zeroize::Zeroizing::new(Vec::new());
+    pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let body_len = match self {
+            Self::Direct { body, .. }
+            | Self::DirectResend { body, .. }
+            | Self::GroupResend { body, .. } => body.len(),
+            _ => 0,
+        };
+        let mut out = SecretBuf::with_capacity(3 + 16 + 33 + body_len + 160);
         out.header(kind::PAYLOAD);
         match self {
             Self::Direct { sent_to, body } => {
-                out.push(DIRECT);
-                out.optional(sent_to.as_ref(), write_account);
-                out.extend_from_slice(body);
+                out.u8(DIRECT);
+                out.optional(sent_to.as_ref(), |out, a| out.put(a.as_bytes()));
+                out.put(body);
             }
             Self::Distribution(d) => {
-                out.push(DISTRIBUTION);
-                out.extend_from_slice(&d.to_bytes());
+                out.u8(DISTRIBUTION);
+                out.put(&d.to_bytes());
             }
             Self::Withheld { group, reason } => {
-                out.push(WITHHELD);
-                out.extend_from_slice(&group.0);
-                out.push(reason.code());
+                out.u8(WITHHELD);
+                out.put(&group.0);
+                out.u8(reason.code());
             }
             Self::CallKey(m) => {
-                out.push(CALL_KEY);
-                out.extend_from_slice(&m.to_bytes());
+                out.u8(CALL_KEY);
+                out.put(&m.to_bytes());
             }
             Self::HistoryOffer(o) => {
-                out.push(HISTORY_OFFER);
-                out.extend_from_slice(&o.to_bytes());
+                out.u8(HISTORY_OFFER);
+                out.put(&o.to_bytes());
             }
-            Self::GroupResend { group, body } => {
-                out.push(GROUP_RESEND);
-                out.extend_from_slice(&group.0);
-                out.extend_from_slice(body);
+            Self::DirectResend {
+                reference,
+                sent_to,
+                body,
+            } => {
+                out.u8(DIRECT_RESEND);
+                out.put(reference);
+                out.optional(sent_to.as_ref(), |out, a| out.put(a.as_bytes()));
+                out.put(body);
+            }
+            Self::GroupResend {
+                reference,
+                group,
+                body,
+            } => {
+                out.u8(GROUP_RESEND);
+                out.put(reference);
+                out.put(&group.0);
+                out.put(body);
             }
         }
-        out
+        out.into_inner()
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::PAYLOAD)?;
         match r.u8()? {
             DIRECT => Ok(Self::Direct {
-                sent_to: r.optional(read_account)?,
+                sent_to: r.optional(AccountKey::read)?,
                 body: r.rest().to_vec(),
             }),
-            DISTRIBUTION => SenderKeyDistribution::from_bytes(r.rest())
-                .map(|d| Self::Distribution(alloc::boxed::Box::new(d))),
+            DISTRIBUTION => {
+                SenderKeyDistribution::from_bytes(r.rest()).map(|d| Self::Distribution(Box::new(d)))
+            }
             WITHHELD => {
                 let group = GroupId(r.array()?);
                 let reason = WithheldReason::from_code(r.u8()?);
@@ -121,7 +156,13 @@ impl Payload {
             }
             CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
             HISTORY_OFFER => HistoryOffer::from_bytes(r.rest()).map(Self::HistoryOffer),
+            DIRECT_RESEND => Ok(Self::DirectResend {
+                reference: r.array()?,
+                sent_to: r.optional(AccountKey::read)?,
+                body: r.rest().to_vec(),
+            }),
             GROUP_RESEND => Ok(Self::GroupResend {
+                reference: r.array()?,
                 group: GroupId(r.array()?),
                 body: r.rest().to_vec(),
             }),

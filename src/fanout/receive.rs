@@ -1,15 +1,35 @@
 //! Receiving an envelope: routing and device-list checks first, then the pairwise or group
-//! decryption on a copy, then the payload's meaning, and only then one commit.
+//! decryption (on a copy, or by an operation that changes nothing until it succeeds), then the
+//! payload's meaning — who may send it, into which group, in answer to what — and only then
+//! one commit.
 
-use super::device::lists_digest;
+use alloc::vec::Vec;
+use zeroize::Zeroizing;
+
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
+use super::journal::MessageRef;
 use super::payload::Payload;
-use super::sessions::SessionSet;
+use super::records::Key;
+use super::send::{lists_digest, sender_of};
 use super::{Device, MessageId, Received};
-use crate::error::{Error, FanoutError, GroupError};
-use crate::group::GroupMessage;
+use crate::devices::DeviceAddress;
+use crate::error::{DecodeError, Error, FanoutError, GroupError};
+use crate::group::{GroupId, GroupMessage, InboundSenderKey};
+use crate::primitives::IdentityKey;
 use crate::ratchet::{IncomingMessage, Session};
 use crate::time::Timestamp;
+use crate::x3dh::Consumption;
+
+/// What a pairwise payload changes besides the session, decided before anything changes.
+enum Effect {
+    None,
+    /// A sender key to store for (sender, group).
+    Inbound(GroupId, InboundSenderKey),
+    /// A withheld notice for (sender, group).
+    Withheld(GroupId),
+    /// The retry for this message was answered.
+    Answered(MessageRef),
+}
 
 impl Device {
     /// Reads one envelope. On any error nothing changed; the error says what the app can do
@@ -21,8 +41,8 @@ impl Device {
     /// stored the first time; nothing changes.
     pub fn receive(&mut self, now: Timestamp, envelope: &[u8]) -> Result<Received, Error> {
         let id = MessageId::of(envelope);
-        if self.seen.contains(&id) {
-            return Err(FanoutError::Duplicate { message_id: id.0 }.into());
+        if self.journal.seen.contains(&id) {
+            return Err(FanoutError::Duplicate { message_id: id }.into());
         }
         let received = match Envelope::decode(envelope)? {
             Envelope::Pairwise {
@@ -31,14 +51,57 @@ impl Device {
                 message,
             } => self.receive_pairwise(now, &header, header_bytes, message),
             Envelope::Group { header, message } => self.receive_group(now, &header, message),
-            Envelope::Retry(wire) => self.verify_retry(now, wire).map(Received::RetryRequest),
+            Envelope::Retry(wire) => self.verify_retry(now, id, wire).map(Received::RetryRequest),
         }?;
-        self.seen.push_back(id);
-        if self.seen.len() > super::MAX_REMEMBERED_MESSAGE_IDS {
-            self.seen.pop_front();
-        }
+        let slot = self.journal.read(id);
+        self.touch(Key::Seen(slot));
         self.bump();
         Ok(received)
+    }
+
+    /// The envelope's view of the two device lists against the lists held: a newer version
+    /// than held must be fetched first; the held version (or a remembered older one) must come
+    /// with the same lists digest; an older version not remembered is accepted, since both
+    /// devices are checked active in the lists held.
+    fn check_view(&self, header: &PairwiseHeader) -> Result<(), Error> {
+        let sender = header.sender.account;
+        let own = self.address.account;
+        let theirs = self
+            .lists
+            .get(&sender)
+            .ok_or(FanoutError::UnknownAccount(sender))?;
+        let ours = self
+            .lists
+            .get(&own)
+            .ok_or(FanoutError::ThisDeviceInactive)?;
+        for (followed, used, account) in [
+            (theirs, header.sender_list_version, sender),
+            (ours, header.recipient_list_version, own),
+        ] {
+            if used > followed.list.version() {
+                return Err(FanoutError::DeviceListsDiverge {
+                    account,
+                    used,
+                    held: followed.list.version(),
+                }
+                .into());
+            }
+        }
+        let known = (
+            theirs.digest_of(header.sender_list_version),
+            ours.digest_of(header.recipient_list_version),
+        );
+        if let (Some(s), Some(r)) = known {
+            if lists_digest(&s, &r) != header.lists_digest {
+                return Err(FanoutError::DeviceListsDiverge {
+                    account: sender,
+                    used: header.sender_list_version,
+                    held: theirs.list.version(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     fn receive_pairwise(
@@ -51,43 +114,74 @@ impl Device {
         if header.recipient != self.address || header.sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        let own = self.own_list(now)?;
-        let theirs = self
-            .lists
-            .get(&header.sender.account)
-            .ok_or(FanoutError::UnknownAccount)?;
-        let entry = theirs.check(header.sender.device, now)?;
-        let same_view = header.sender_list_version == theirs.version()
-            && header.recipient_list_version == own.version()
-            && header.lists_digest == lists_digest(theirs, own);
-        if !same_view {
-            return Err(FanoutError::DeviceListsDiverge {
-                sender_list_used: header.sender_list_version,
-                sender_list_held: theirs.version(),
-                recipient_list_used: header.recipient_list_version,
-                recipient_list_held: own.version(),
-            }
-            .into());
-        }
-        let identity = entry.identity;
+        self.own_list(now)?;
+        let from = header.sender;
+        let identity = self.entry(&from, now)?.identity;
+        self.check_view(header)?;
+        let (index, session, plaintext, consumption) =
+            self.open_pairwise(&from, identity, header_bytes, message)?;
+        let (received, effect) = self.judge(from, identity, Payload::decode(&plaintext)?)?;
 
-        let sessions = self
-            .sessions
-            .get(&header.sender)
-            .map(|set| set.all())
-            .unwrap_or(&[]);
-        // (session index to promote, or None for a new session), the advanced session, the
-        // plaintext, and the one-time prekey to consume.
-        let (index, session, plaintext, consumption) = match IncomingMessage::decode(message)? {
+        if let Some(c) = consumption {
+            if let Some(id) = c.one_time {
+                self.touch(Key::OneTime(id.0));
+            }
+            self.touch(Key::SeenBase(c.signed.0, c.base_key.to_bytes()));
+            self.prekeys.consume(c);
+        }
+        self.install_session(from, session, index);
+        match effect {
+            Effect::None => {}
+            Effect::Inbound(group, key) => {
+                self.inbound.insert((from, group), key);
+                self.touch(Key::Inbound(from, group));
+                if self.withheld.remove(&(from, group)) {
+                    self.touch(Key::Withheld(from, group));
+                }
+            }
+            Effect::Withheld(group) => {
+                self.withheld.insert((from, group));
+                self.touch(Key::Withheld(from, group));
+            }
+            Effect::Answered(reference) => {
+                self.journal.pending.remove(&reference);
+                self.touch(Key::Pending(reference));
+            }
+        }
+        Ok(received)
+    }
+
+    /// Decrypts a pairwise message from `from` on a copy of the session that opens it (or a
+    /// new session, for a pre-key message that starts one). Returns the session set index to
+    /// promote (`None` for a new session), the advanced session, the plaintext, and the
+    /// prekeys the new session consumes.
+    #[allow(clippy::type_complexity)]
+    fn open_pairwise(
+        &self,
+        from: &DeviceAddress,
+        identity: IdentityKey,
+        header_bytes: &[u8],
+        message: &[u8],
+    ) -> Result<
+        (
+            Option<usize>,
+            Session,
+            Zeroizing<Vec<u8>>,
+            Option<Consumption>,
+        ),
+        Error,
+    > {
+        let sessions = self.sessions.get(from).map(|set| set.all()).unwrap_or(&[]);
+        match IncomingMessage::decode(message)? {
             IncomingMessage::PreKey(m) => {
                 if m.initiator_identity() != identity {
-                    return Err(FanoutError::IdentityMismatch.into());
+                    return Err(FanoutError::IdentityMismatch(*from).into());
                 }
                 match sessions.iter().position(|s| s.continues(&m)) {
                     Some(i) => {
                         let mut s = sessions[i].clone();
                         let pt = s.decrypt_bound(&IncomingMessage::PreKey(m), header_bytes)?;
-                        (Some(i), s, pt, None)
+                        Ok((Some(i), s, Zeroizing::new(pt), None))
                     }
                     // A new session from the peer (it restarted, or raced ours): it becomes
                     // current once this message has decrypted; ours is kept as archived.
@@ -99,95 +193,160 @@ impl Device {
                             self.config.session,
                             header_bytes,
                         )?;
-                        (None, s, pt, Some(c))
+                        Ok((None, s, Zeroizing::new(pt), Some(c)))
                     }
                 }
             }
             incoming @ IncomingMessage::Ratchet(_) => {
                 let mut first_error = None;
-                let mut opened = None;
                 for (i, s) in sessions.iter().enumerate() {
                     if s.remote_identity() != identity {
-                        first_error.get_or_insert(FanoutError::IdentityMismatch.into());
+                        first_error.get_or_insert(FanoutError::IdentityMismatch(*from).into());
                         continue;
                     }
                     let mut s = s.clone();
                     match s.decrypt_bound(&incoming, header_bytes) {
-                        Ok(pt) => {
-                            opened = Some((Some(i), s, pt, None));
-                            break;
-                        }
+                        Ok(pt) => return Ok((Some(i), s, Zeroizing::new(pt), None)),
                         Err(e) => {
                             first_error.get_or_insert(e);
                         }
                     }
                 }
-                match opened {
-                    Some(o) => o,
-                    None => return Err(first_error.unwrap_or(FanoutError::NoSession.into())),
-                }
+                Err(first_error.unwrap_or(FanoutError::NoSession(*from).into()))
             }
-        };
+        }
+    }
 
-        let from = header.sender;
-        let received = match Payload::decode(&plaintext)? {
+    /// What a payload from `from` means, and what it will change; nothing changes here.
+    fn judge(
+        &self,
+        from: DeviceAddress,
+        identity: IdentityKey,
+        payload: Payload,
+    ) -> Result<(Received, Effect), Error> {
+        let own = self.address.account;
+        Ok(match payload {
             Payload::Direct {
                 sent_to: None,
                 body,
-            } => Received::Direct { from, body },
+            } => (
+                Received::Direct {
+                    from,
+                    body,
+                    resent: None,
+                },
+                Effect::None,
+            ),
             Payload::Direct {
                 sent_to: Some(sent_to),
                 body,
             } => {
-                if from.account != self.address.account {
-                    return Err(crate::DecodeError::InvalidValue.into());
+                if from.account != own {
+                    return Err(DecodeError::InvalidValue.into());
                 }
-                Received::OwnCopy {
-                    from,
-                    sent_to,
-                    body,
-                }
+                (
+                    Received::OwnCopy {
+                        from,
+                        sent_to,
+                        body,
+                        resent: None,
+                    },
+                    Effect::None,
+                )
             }
             Payload::Distribution(d) => {
-                // Fails (with nothing changed) only for a conflicting key; after this point
-                // nothing fails, so the commit below is whole.
-                self.groups.process_distribution(&identity, &d)?;
-                self.withheld.remove(&(d.group(), from));
-                Received::SenderKey {
-                    from,
-                    group: d.group(),
-                    key_id: d.key_id(),
-                }
-            }
-            Payload::CallKey(message) => Received::CallKey { from, message },
-            Payload::GroupResend { group, body } => Received::Group { from, group, body },
-            Payload::HistoryOffer(offer) => {
-                // Only this account's own devices hold its history.
-                if from.account != self.address.account {
-                    return Err(crate::DecodeError::InvalidValue.into());
-                }
-                Received::HistoryOffer { from, offer }
+                let group = d.group();
+                self.is_member(group, &from.account)?;
+                let key = match self.inbound.get(&(from, group)) {
+                    Some(held) if held.sender().identity() == identity => {
+                        let mut key = held.clone();
+                        key.process_distribution(&self.config.group, &d)?;
+                        key
+                    }
+                    _ => InboundSenderKey::new(sender_of(identity, &from), &d),
+                };
+                (
+                    Received::SenderKey {
+                        from,
+                        group,
+                        key_id: d.key_id(),
+                    },
+                    Effect::Inbound(group, key),
+                )
             }
             Payload::Withheld { group, reason } => {
-                self.withheld.insert((group, from));
-                Received::Withheld {
-                    from,
-                    group,
-                    reason,
+                self.is_member(group, &from.account)?;
+                (
+                    Received::Withheld {
+                        from,
+                        group,
+                        reason,
+                    },
+                    Effect::Withheld(group),
+                )
+            }
+            Payload::CallKey(message) => (Received::CallKey { from, message }, Effect::None),
+            Payload::HistoryOffer(offer) => {
+                // Only this account's own devices hold its history.
+                if from.account != own {
+                    return Err(DecodeError::InvalidValue.into());
                 }
+                (Received::HistoryOffer { from, offer }, Effect::None)
             }
-        };
-        if let Some(c) = consumption {
-            self.prekeys.consume(c);
-        }
-        match (self.sessions.get_mut(&from), index) {
-            (Some(set), Some(i)) => set.promote(i, session),
-            (Some(set), None) => set.push_new(session),
-            (None, _) => {
-                self.sessions.insert(from, SessionSet::new(session));
+            Payload::DirectResend {
+                reference,
+                sent_to,
+                body,
+            } => {
+                let failed = self.answered(&reference, &from, None)?;
+                let received = match sent_to {
+                    None => Received::Direct {
+                        from,
+                        body,
+                        resent: Some(failed),
+                    },
+                    Some(sent_to) if from.account == own => Received::OwnCopy {
+                        from,
+                        sent_to,
+                        body,
+                        resent: Some(failed),
+                    },
+                    Some(_) => return Err(DecodeError::InvalidValue.into()),
+                };
+                (received, Effect::Answered(reference))
             }
+            Payload::GroupResend {
+                reference,
+                group,
+                body,
+            } => {
+                let failed = self.answered(&reference, &from, Some(group))?;
+                self.is_member(group, &from.account)?;
+                (
+                    Received::Group {
+                        from,
+                        group,
+                        body,
+                        resent: Some(failed),
+                    },
+                    Effect::Answered(reference),
+                )
+            }
+        })
+    }
+
+    /// The failed envelope a resend answers: there must be a retry this device asked `from`
+    /// for, for a message of this kind (and group).
+    fn answered(
+        &self,
+        reference: &MessageRef,
+        from: &DeviceAddress,
+        group: Option<GroupId>,
+    ) -> Result<MessageId, Error> {
+        match self.journal.pending.get(reference) {
+            Some(p) if p.sender == *from && p.group == group => Ok(p.failed),
+            _ => Err(FanoutError::UnexpectedResend.into()),
         }
-        Ok(received)
     }
 
     fn receive_group(
@@ -196,47 +355,57 @@ impl Device {
         header: &GroupHeader,
         message: &[u8],
     ) -> Result<Received, Error> {
-        if header.sender == self.address {
+        let from = header.sender;
+        if from == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
         self.own_list(now)?;
-        let theirs = self
-            .lists
-            .get(&header.sender.account)
-            .ok_or(FanoutError::UnknownAccount)?;
-        let identity = theirs.check(header.sender.device, now)?.identity;
-        if header.sender_list_version != theirs.version() {
+        let identity = self.entry(&from, now)?.identity;
+        let held = self.list(&from.account)?.version();
+        if header.sender_list_version > held {
             return Err(FanoutError::DeviceListsDiverge {
-                sender_list_used: header.sender_list_version,
-                sender_list_held: theirs.version(),
-                recipient_list_used: 0,
-                recipient_list_held: 0,
+                account: from.account,
+                used: header.sender_list_version,
+                held,
             }
             .into());
         }
         let message = GroupMessage::decode(message)?;
         let group = message.group();
-        match self.groups.decrypt(&identity, &message) {
-            Ok(body) => Ok(Received::Group {
-                from: header.sender,
-                group,
-                body,
-            }),
-            Err(
-                GroupError::UnknownSender
-                | GroupError::UnknownKeyId(_)
-                | GroupError::PredatesKey(_),
-            ) if self.withheld.contains(&(group, header.sender)) => {
-                Err(FanoutError::Withheld.into())
+        self.is_member(group, &from.account)?;
+        let missing = |device: &Self| -> Error {
+            if device.withheld.contains(&(from, group)) {
+                FanoutError::Withheld.into()
+            } else {
+                FanoutError::SenderKeyMissing {
+                    from,
+                    key_id: message.key_id().0,
+                }
+                .into()
+            }
+        };
+        let config = self.config.group;
+        let key = match self.inbound.get_mut(&(from, group)) {
+            Some(key) if key.sender().identity() == identity => key,
+            _ => return Err(missing(self)),
+        };
+        // Decryption changes the key only once the message authenticated, and nothing after
+        // it can fail.
+        match key.decrypt(&config, &message) {
+            Ok(mut body) => {
+                self.touch(Key::Inbound(from, group));
+                Ok(Received::Group {
+                    from,
+                    group,
+                    body: core::mem::take(&mut *body),
+                    resent: None,
+                })
             }
             Err(
                 GroupError::UnknownSender
                 | GroupError::UnknownKeyId(_)
                 | GroupError::PredatesKey(_),
-            ) => Err(FanoutError::SenderKeyMissing {
-                key_id: message.key_id().0,
-            }
-            .into()),
+            ) => Err(missing(self)),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,30 +1,33 @@
 //! Self-healing (PROTOCOL.md 18.5): a device that cannot read an envelope (no session, a
 //! session lost or restored from an old backup, a failed authentication, a missing sender key)
 //! asks the sending device for it again with a signed retry request carrying a fresh prekey
-//! bundle; the sender starts a new session from that bundle and re-encrypts the plaintext its
-//! app stored, for that device only. Attempts are capped.
+//! bundle; the sender starts a new session from that bundle and re-encrypts the body its app
+//! stored, for that device only.
+//!
+//! The sender decides everything from its own sent journal, never from the request: the
+//! requester must have been a recipient of that exact message, with the identity key it has
+//! now, when it was sent (for a group message: it held that sender key generation from before
+//! the message's iteration); the message must be within the retry window; each request is
+//! answered once and each (message, device) at most [`MAX_RETRY_ATTEMPTS`] times.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
-use super::envelope::{Envelope, read_address, write_address};
+use super::envelope::{Envelope, RetryWire, retry_body};
+use super::journal::{MAX_RETRY_ATTEMPTS, MessageRef, Pending, SendId, SentKind};
 use super::payload::Payload;
-use super::sessions::SessionSet;
-use super::{Device, MessageId, Outgoing};
-use crate::devices::{AccountKey, DeviceAddress};
-use crate::error::{DecodeError, Error, FanoutError};
-use crate::group::GroupId;
+use super::records::Key;
+use super::send::body_digest;
+use super::{Device, MessageId, Outbox, Outgoing};
+use crate::devices::DeviceAddress;
+use crate::error::{CryptoError, Error, FanoutError};
+use crate::group::GroupMessage;
 use crate::labels;
-use crate::primitives::Signature;
-use crate::ratchet::Session;
+use crate::primitives::IdentityKey;
+use crate::ratchet::{IncomingMessage, Session};
 use crate::time::Timestamp;
-use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::PreKeyBundle;
-
-/// Retries allowed per message: a request with a higher attempt number is refused.
-pub const MAX_RETRY_ATTEMPTS: u8 = 3;
-
-pub(crate) const RETRY: u8 = 3;
 
 /// Why a device asks again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,202 +67,302 @@ impl RetryReason {
     }
 }
 
-/// A verified retry request, as the sending device receives it.
+/// A verified retry request from a device entitled to the message, as the sending device
+/// receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryRequest {
     /// The device asking.
     pub from: DeviceAddress,
-    /// The envelope it could not read.
-    pub message_id: MessageId,
+    /// The message asked for, as the outbox of its send named it: the app's key for the body.
+    pub send_id: SendId,
     /// Why.
     pub reason: RetryReason,
-    /// 1 for the first request for this message.
+    /// Which answer this would be for that device (1 for the first), as this device counts.
     pub attempt: u8,
-    pub(crate) bundle: alloc::boxed::Box<PreKeyBundle>,
-}
-
-/// What to resend in answer to a retry request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resend {
-    /// A 1:1 message of the conversation with `to`.
-    Direct {
-        /// The account the message was sent to.
-        to: AccountKey,
-    },
-    /// A group message of `group`.
-    Group {
-        /// The group.
-        group: GroupId,
-    },
-}
-
-#[derive(Debug)]
-pub(crate) struct RetryWire<'a> {
-    pub(crate) requester: DeviceAddress,
-    pub(crate) sender: DeviceAddress,
-    pub(crate) message_id: MessageId,
-    pub(crate) reason: RetryReason,
-    pub(crate) attempt: u8,
-    pub(crate) bundle: PreKeyBundle,
-    pub(crate) signed: &'a [u8],
-    pub(crate) signature: Signature,
-}
-
-impl<'a> RetryWire<'a> {
-    pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::ENVELOPE)?;
-        if r.u8()? != RETRY {
-            return Err(DecodeError::InvalidValue);
-        }
-        let requester = read_address(&mut r)?;
-        let sender = read_address(&mut r)?;
-        let message_id = MessageId(r.array()?);
-        let reason = RetryReason::from_code(r.u8()?);
-        let attempt = r.u8()?;
-        let len = r.u32()? as usize;
-        let bundle = PreKeyBundle::from_bytes(r.bytes(len)?)?;
-        let signed = &bytes[..bytes.len() - r.rest_len()];
-        let signature = Signature::from_bytes(r.array()?);
-        r.finish()?;
-        Ok(Self {
-            requester,
-            sender,
-            message_id,
-            reason,
-            attempt,
-            bundle,
-            signed,
-            signature,
-        })
-    }
+    pub(crate) reference: MessageRef,
+    /// The request envelope's id: a request is answered once.
+    pub(crate) request: MessageId,
+    pub(crate) bundle: Box<PreKeyBundle>,
 }
 
 impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
-    /// again. Makes one fresh one-time prekey (32 bytes from `rng`) for the request's bundle;
-    /// persist the device afterwards. Returns the device to ship the request to, and the bytes.
+    /// again. Makes one fresh one-time prekey (32 bytes from `rng`) for the request's bundle.
+    /// At most [`MAX_RETRY_ATTEMPTS`] requests per message. Returns the device to ship the
+    /// request to, and the bytes.
     pub fn request_retry(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         failed: &[u8],
         reason: RetryReason,
-        attempt: u8,
     ) -> Result<(DeviceAddress, Vec<u8>), Error> {
         self.own_list(now)?;
-        if attempt == 0 || attempt > MAX_RETRY_ATTEMPTS {
-            return Err(FanoutError::RetryLimit.into());
-        }
-        let sender = match Envelope::decode(failed)? {
-            Envelope::Pairwise { header, .. } if header.recipient == self.address => header.sender,
-            Envelope::Group { header, .. } => header.sender,
+        let (sender, reference, group) = match Envelope::decode(failed)? {
+            Envelope::Pairwise {
+                header, message, ..
+            } if header.recipient == self.address => (
+                header.sender,
+                IncomingMessage::decode(message)?.salt(),
+                None,
+            ),
+            Envelope::Group { header, message } => {
+                let m = GroupMessage::decode(message)?;
+                (header.sender, m.salt, Some(m.group()))
+            }
             _ => return Err(FanoutError::NotForThisDevice.into()),
         };
+        if sender == self.address {
+            return Err(FanoutError::NotForThisDevice.into());
+        }
         self.entry(&sender, now)?;
-        self.bump();
+        let attempts = match self.journal.pending.get(&reference) {
+            Some(p) if p.sender != sender => return Err(FanoutError::NotForThisDevice.into()),
+            Some(p) => p.attempts,
+            None => 0,
+        };
+        if attempts >= MAX_RETRY_ATTEMPTS {
+            return Err(FanoutError::RetryLimit.into());
+        }
+        let attempt = attempts + 1;
+
         let one_time = self.prekeys.generate_one_time_prekeys(rng, 1);
-        let bundle = self.bundle(one_time.first().map(|k| k.id));
-        let bundle_bytes = bundle.to_bytes();
-        let mut out = Vec::with_capacity(200 + bundle_bytes.len());
-        out.header(kind::ENVELOPE);
-        out.push(RETRY);
-        write_address(&mut out, &self.address);
-        write_address(&mut out, &sender);
-        out.extend_from_slice(&MessageId::of(failed).0);
-        out.push(reason.code());
-        out.push(attempt);
-        out.u32(bundle_bytes.len() as u32);
-        out.extend_from_slice(&bundle_bytes);
+        for k in &one_time {
+            self.touch(Key::OneTime(k.id.0));
+        }
+        self.touch(Key::PreKeys);
+        let bundle = self.bundle(one_time.first().map(|k| k.id)).to_bytes();
+        let mut out = retry_body(
+            &self.address,
+            &sender,
+            &reference,
+            reason.code(),
+            attempt,
+            &bundle,
+        );
         let signature = self.identity.sign(labels::RETRY_REQUEST, &out);
         out.extend_from_slice(&signature.to_bytes());
+        let pending = Pending {
+            sender,
+            group,
+            failed: MessageId::of(failed),
+            attempts: attempt,
+            requested_at: now,
+        };
+        if let Some(dropped) = self.journal.ask(reference, pending) {
+            self.touch(Key::Pending(dropped));
+        }
+        self.touch(Key::Pending(reference));
+        self.bump();
         Ok((sender, out))
     }
 
     /// Checks a received retry request: addressed here, from an active device whose listed
-    /// identity signed it and issued the bundle, within the attempt cap.
+    /// identity signed it and issued the bundle, for a message it was entitled to.
     pub(crate) fn verify_retry(
         &self,
         now: Timestamp,
+        id: MessageId,
         wire: RetryWire<'_>,
     ) -> Result<RetryRequest, Error> {
         if wire.sender != self.address || wire.requester == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        if wire.attempt == 0 || wire.attempt > MAX_RETRY_ATTEMPTS {
-            return Err(FanoutError::RetryLimit.into());
-        }
+        self.own_list(now)?;
         let identity = self.entry(&wire.requester, now)?.identity;
         if wire.bundle.identity_key() != identity {
-            return Err(FanoutError::IdentityMismatch.into());
+            return Err(FanoutError::IdentityMismatch(wire.requester).into());
         }
         identity
             .verify(labels::RETRY_REQUEST, wire.signed, &wire.signature)
-            .map_err(|_| crate::CryptoError::BadSignature)?;
+            .map_err(|_| CryptoError::BadSignature)?;
+        let (send_id, answered) =
+            self.entitlement(now, &wire.requester, &identity, &wire.reference, &id)?;
         Ok(RetryRequest {
             from: wire.requester,
-            message_id: wire.message_id,
-            reason: wire.reason,
-            attempt: wire.attempt,
-            bundle: alloc::boxed::Box::new(wire.bundle),
+            send_id,
+            reason: RetryReason::from_code(wire.reason),
+            attempt: answered + 1,
+            reference: wire.reference,
+            request: id,
+            bundle: Box::new(wire.bundle),
         })
     }
 
-    /// Answers a retry request: a new session from the request's bundle (it becomes current
-    /// for that device; for `SenderKeyMissing` an existing session is kept) and `body`, the plaintext the app stored for that message, encrypted
-    /// for the requesting device only. For a group message the device is also taken off the
-    /// distribution ledger, so the next group send gives it the sender key again.
+    /// Whether `requester`, with `identity`, may have the message `reference` names again, by
+    /// this device's sent journal; returns its send id and the answers already given.
+    fn entitlement(
+        &self,
+        now: Timestamp,
+        requester: &DeviceAddress,
+        identity: &IdentityKey,
+        reference: &MessageRef,
+        request: &MessageId,
+    ) -> Result<(SendId, u8), Error> {
+        let send_id = *self
+            .journal
+            .by_reference
+            .get(reference)
+            .ok_or(FanoutError::UnknownMessage)?;
+        let sent = self
+            .journal
+            .sent
+            .get(&send_id)
+            .ok_or(FanoutError::UnknownMessage)?;
+        let age = now.as_millis().saturating_sub(sent.sent_at.as_millis());
+        if age > self.config.retry_window_ms {
+            return Err(FanoutError::UnknownMessage.into());
+        }
+        let answered: &[MessageId] = match &sent.kind {
+            SentKind::Direct { recipients, .. } => {
+                let r = recipients
+                    .iter()
+                    .find(|r| r.device == *requester && r.reference == *reference)
+                    .ok_or(FanoutError::NotEntitled)?;
+                if r.identity != *identity {
+                    return Err(FanoutError::NotEntitled.into());
+                }
+                &r.answered
+            }
+            SentKind::Group {
+                group,
+                key_id,
+                iteration,
+                answered,
+                ..
+            } => {
+                let holder = self
+                    .groups
+                    .get(group)
+                    .and_then(|g| g.outbound.as_ref())
+                    .and_then(|o| o.generation(*key_id))
+                    .and_then(|l| l.holders.get(requester))
+                    .ok_or(FanoutError::NotEntitled)?;
+                if holder.identity != *identity || holder.since > *iteration {
+                    return Err(FanoutError::NotEntitled.into());
+                }
+                answered
+                    .iter()
+                    .find(|(d, _)| d == requester)
+                    .map_or(&[], |(_, ids)| ids.as_slice())
+            }
+        };
+        if answered.contains(request) {
+            return Err(FanoutError::Duplicate {
+                message_id: *request,
+            }
+            .into());
+        }
+        if answered.len() >= MAX_RETRY_ATTEMPTS as usize {
+            return Err(FanoutError::RetryLimit.into());
+        }
+        Ok((send_id, answered.len() as u8))
+    }
+
+    /// Answers a retry request with `body`, the body the app stored under
+    /// `request.send_id` (it must be the one sent: `BodyMismatch` otherwise). The requester's
+    /// entitlement is checked again; the answer is sealed for it alone, on a new session from
+    /// the request's bundle (for `SenderKeyMissing` an existing session is kept). For a group
+    /// message, a requester that still holds the current generation also gets the sender key
+    /// again, so later messages read too.
     pub fn answer_retry(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         request: &RetryRequest,
-        resend: Resend,
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
-        let identity = self.entry(&request.from, now)?.identity;
+        let from = request.from;
+        let identity = self.entry(&from, now)?.identity;
         if request.bundle.identity_key() != identity {
-            return Err(FanoutError::IdentityMismatch.into());
+            return Err(FanoutError::IdentityMismatch(from).into());
         }
-        let verified = (*request.bundle).clone().verify()?;
-        let session = Session::initiate(rng, &self.identity, &verified, self.config.session)?;
-        let payload = match resend {
-            Resend::Direct { to } if request.from.account == self.address.account => {
-                Payload::Direct {
-                    sent_to: Some(to),
+        let (send_id, _) =
+            self.entitlement(now, &from, &identity, &request.reference, &request.request)?;
+        let sent = &self.journal.sent[&send_id];
+        if body_digest(body) != sent.body_digest {
+            return Err(FanoutError::BodyMismatch.into());
+        }
+        let own = self.address.account;
+        let (payload, redistribute) = match &sent.kind {
+            SentKind::Direct { conversation, .. } => (
+                Payload::DirectResend {
+                    reference: request.reference,
+                    sent_to: (from.account == own).then_some(*conversation),
                     body: body.to_vec(),
+                },
+                None,
+            ),
+            SentKind::Group { group, .. } => {
+                let current = self
+                    .groups
+                    .get(group)
+                    .and_then(|g| g.outbound.as_ref())
+                    .filter(|o| {
+                        o.current()
+                            .and_then(|l| l.holders.get(&from))
+                            .is_some_and(|h| h.identity == identity)
+                    })
+                    .map(|o| o.session.distribution());
+                (
+                    Payload::GroupResend {
+                        reference: request.reference,
+                        group: *group,
+                        body: body.to_vec(),
+                    },
+                    current,
+                )
+            }
+        };
+
+        let keep = request.reason == RetryReason::SenderKeyMissing;
+        let (mut session, index) = match self.sessions.get(&from).and_then(|s| s.current()) {
+            Some(current) if keep => (current.clone(), Some(0)),
+            _ => {
+                let verified = (*request.bundle).clone().verify()?;
+                let session =
+                    Session::initiate(rng, &self.identity, &verified, self.config.session)?;
+                (session, None)
+            }
+        };
+        let mut envelopes = Vec::with_capacity(2);
+        if let Some(distribution) = redistribute {
+            let payload = Payload::Distribution(Box::new(distribution)).encode();
+            let (envelope, _) = self.seal_with(rng, now, &from, &mut session, &payload)?;
+            envelopes.push((from, envelope));
+        }
+        let (envelope, _) = self.seal_with(rng, now, &from, &mut session, &payload.encode())?;
+        envelopes.push((from, envelope));
+
+        self.install_session(from, session, index);
+        self.note_answer(send_id, &from, request.request);
+        self.bump();
+        Ok(Outgoing::Ready(Outbox {
+            send_id: None,
+            envelopes,
+            group: None,
+        }))
+    }
+
+    /// Records that `request` from `from` was answered.
+    fn note_answer(&mut self, send_id: SendId, from: &DeviceAddress, request: MessageId) {
+        let Some(sent) = self.journal.sent.get_mut(&send_id) else {
+            return;
+        };
+        match &mut sent.kind {
+            SentKind::Direct { recipients, .. } => {
+                if let Some(r) = recipients.iter_mut().find(|r| r.device == *from) {
+                    r.answered.push(request);
                 }
             }
-            Resend::Direct { .. } => Payload::Direct {
-                sent_to: None,
-                body: body.to_vec(),
-            },
-            Resend::Group { group } => Payload::GroupResend {
-                group,
-                body: body.to_vec(),
-            },
-        };
-        // Seal on a copy of the device; commit only on success. A missing sender key says
-        // nothing against the pairwise session, so an existing one is kept; any other reason
-        // gets the new session, made current.
-        let mut next = self.clone();
-        let keep = request.reason == RetryReason::SenderKeyMissing;
-        match next.sessions.get_mut(&request.from) {
-            Some(_) if keep => {}
-            Some(set) => set.push_new(session),
-            None => {
-                next.sessions.insert(request.from, SessionSet::new(session));
+            SentKind::Group { answered, .. } => {
+                match answered.iter_mut().find(|(d, _)| d == from) {
+                    Some((_, ids)) => ids.push(request),
+                    None => answered.push((*from, alloc::vec![request])),
+                }
             }
         }
-        // A device that lacked the sender key lacks it for later messages too: forget that it
-        // holds the current generation, so the next group send distributes it again.
-        if let Resend::Group { group } = resend {
-            if let Some(holders) = next.ledger.get_mut(&group) {
-                holders.remove(&request.from);
-            }
-        }
-        let outgoing = next.send_payload(rng, now, &[request.from], &payload)?;
-        *self = next;
-        Ok(outgoing)
+        self.touch(Key::Sent(send_id));
     }
 }

@@ -1,27 +1,41 @@
 //! Sending: a 1:1 message to every device of the recipient and to this account's other
-//! devices; a group message as one sender-key message plus distributions where missing.
-//! Everything is computed on copies and committed only when the whole send succeeded.
+//! devices; a group message as one sender-key message plus distributions where missing. Each
+//! message is recorded in the sent journal with who received it. Everything is computed on
+//! copies and committed only when the whole send succeeded.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
-use super::device::lists_digest;
 use super::envelope::{GroupHeader, PairwiseHeader};
+use super::groups::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
+use super::journal::{MessageRef, Recipient, Sent, SentKind};
 use super::payload::{Payload, WithheldReason};
+use super::records::Key;
 use super::{Device, Outbox, Outgoing};
 use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{Error, FanoutError};
-use crate::group::{GroupId, OutboundGroupSession};
+use crate::group::{GroupId, GroupSender, OutboundGroupSession};
 use crate::history::HistoryOffer;
+use crate::labels;
+use crate::primitives::{IdentityKey, TAG_LEN, sha256};
 use crate::ratchet::Session;
 use crate::time::Timestamp;
+
+/// One envelope sealed on a copy of its session, not yet committed.
+pub(crate) struct Sealed {
+    pub(crate) to: DeviceAddress,
+    pub(crate) identity: IdentityKey,
+    pub(crate) session: Session,
+    pub(crate) envelope: Vec<u8>,
+    pub(crate) reference: MessageRef,
+}
 
 impl Device {
     /// Sends `body` to `to`'s account: one envelope per active device of `to`, and one per
     /// other active device of this account (those carry `to` so they can show the message in
     /// that conversation). Sending to this device's own account reaches its other devices.
+    /// The message is recorded in the sent journal under the outbox's `send_id`.
     pub fn send(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -31,6 +45,9 @@ impl Device {
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
         let own = self.address.account;
+        if !self.lists.contains_key(to) {
+            return Ok(Outgoing::NeedDeviceLists(alloc::vec![*to]));
+        }
         let mut targets = self.targets(to, now)?;
         if *to != own {
             targets.extend(self.targets(&own, now)?);
@@ -48,82 +65,201 @@ impl Device {
             body: body.to_vec(),
         }
         .encode();
-        let sealed = self.seal_all(
-            rng,
-            now,
-            &targets,
-            |t| usize::from(t.account == own),
-            &[&to_them, &own_copy],
-        )?;
-        Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
+        let sealed = self.seal_all(rng, now, &targets, |t| {
+            if t.account == own {
+                &own_copy
+            } else {
+                &to_them
+            }
+        })?;
+        let recipients = sealed
+            .iter()
+            .map(|s| Recipient {
+                device: s.to,
+                identity: s.identity,
+                reference: s.reference,
+                answered: Vec::new(),
+            })
+            .collect();
+        let sent = Sent {
+            sent_at: now,
+            body_digest: body_digest(body),
+            kind: SentKind::Direct {
+                conversation: *to,
+                recipients,
+            },
+        };
+        let envelopes = self.commit_sealed(sealed);
+        let send_id = self.record_sent(now, sent);
+        self.bump();
+        Ok(Outgoing::Ready(Outbox {
+            send_id: Some(send_id),
+            envelopes,
+            group: None,
+        }))
     }
 
-    /// Sends `body` to a group whose member accounts are `members` (this account is always
-    /// included). The message is encrypted once under this device's sender key; devices that
-    /// lack the current key generation get it first, pairwise. If a device that holds the
-    /// current key is no longer among the members' active devices, the key is rotated and the
-    /// new one goes to the remaining devices only.
+    /// Sends `body` to `group`, whose members the app set with
+    /// [`set_group_members`](Self::set_group_members). The message is encrypted once under this
+    /// device's sender key; devices that lack the current key generation get it first,
+    /// pairwise. If a device that holds the current key is no longer a member device (or holds
+    /// it under another identity key, or was forgotten), the key is rotated and the new one
+    /// goes to the present member devices only.
     pub fn send_group(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         group: GroupId,
-        members: &[AccountKey],
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
+        let g = self
+            .groups
+            .get(&group)
+            .ok_or(FanoutError::UnknownGroup(group))?;
+        let unknown: Vec<AccountKey> = g
+            .members
+            .iter()
+            .filter(|a| !self.lists.contains_key(a))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Ok(Outgoing::NeedDeviceLists(unknown));
+        }
         let mut devices = Vec::new();
-        for account in members
+        for account in g
+            .members
             .iter()
             .chain(core::iter::once(&self.address.account))
         {
             devices.extend(self.targets(account, now)?);
         }
-        devices.sort_unstable();
-        devices.dedup();
-        let existing = self.outbound.get(&group);
-        let empty = BTreeSet::new();
-        let holders = self.ledger.get(&group).unwrap_or(&empty);
-        let (rotate, missing_key) = diff(holders, &devices);
-        let fresh = existing.is_none() || rotate;
-        let needs_key: Vec<DeviceAddress> = if fresh { devices.clone() } else { missing_key };
+        devices.sort_unstable_by_key(|(a, _)| *a);
+        devices.dedup_by_key(|(a, _)| *a);
+        let (fresh, needs_key) = match &g.outbound {
+            None => (true, devices.clone()),
+            Some(o) => {
+                let empty = Default::default();
+                let holders = o.current().map_or(&empty, |l| &l.holders);
+                let (departed, missing) = diff(holders, &devices);
+                if departed || o.rotate_pending {
+                    (true, devices.clone())
+                } else {
+                    (false, missing)
+                }
+            }
+        };
         if let Some(missing) = self.missing_sessions(&needs_key) {
             return Ok(Outgoing::NeedBundles(missing));
         }
 
-        let mut outbound = match existing {
-            Some(o) if !rotate => o.clone(),
+        let mut session = match &g.outbound {
+            Some(o) if !fresh => o.session.clone(),
             Some(o) => {
-                let mut o = o.clone();
-                o.rotate(rng)?;
-                o
+                let mut s = o.session.clone();
+                // A new generation's id must differ from every generation still in the ledger.
+                while {
+                    s.rotate(rng);
+                    o.generation(s.key_id()).is_some()
+                } {}
+                s
             }
-            None => OutboundGroupSession::new(rng, group, &self.identity.public()),
+            None => OutboundGroupSession::new(rng, group, self.group_sender()),
         };
+        let since = session.iteration();
         let sealed = if needs_key.is_empty() {
             Vec::new()
         } else {
             let distribution =
-                Payload::Distribution(alloc::boxed::Box::new(outbound.distribution())).encode();
-            self.seal_all(rng, now, &needs_key, |_| 0, &[&distribution])?
+                Payload::Distribution(alloc::boxed::Box::new(session.distribution())).encode();
+            self.seal_all(rng, now, &needs_key, |_| &distribution)?
         };
+        let message = session.encrypt(rng, body)?;
         let mut envelope = GroupHeader {
             sender: self.address,
             sender_list_version: self.own_list(now)?.version(),
         }
-        .encode();
-        envelope.extend_from_slice(&outbound.encrypt(body)?);
+        .encode(message.len());
+        envelope.extend_from_slice(&message);
+        let sent = Sent {
+            sent_at: now,
+            body_digest: body_digest(body),
+            kind: SentKind::Group {
+                group,
+                key_id: session.key_id(),
+                iteration: since,
+                reference: crate::group::message_salt(&message),
+                answered: Vec::new(),
+            },
+        };
 
-        let ledger = self.ledger.entry(group).or_default();
+        let envelopes = self.commit_sealed(sealed);
+        self.commit_outbound(group, session, fresh, &needs_key, since);
+        let send_id = self.record_sent(now, sent);
+        self.bump();
+        Ok(Outgoing::Ready(Outbox {
+            send_id: Some(send_id),
+            envelopes,
+            group: Some((envelope, devices.into_iter().map(|(a, _)| a).collect())),
+        }))
+    }
+
+    /// Installs the group's advanced sender key and records who was given it from `since`.
+    fn commit_outbound(
+        &mut self,
+        group: GroupId,
+        session: OutboundGroupSession,
+        fresh: bool,
+        given: &[(DeviceAddress, IdentityKey)],
+        since: u32,
+    ) {
+        let key_id = session.key_id();
+        let mut touched = Vec::new();
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let outbound = g.outbound.get_or_insert_with(|| Outbound {
+            session: session.clone(),
+            rotate_pending: false,
+            generations: Vec::new(),
+        });
+        outbound.session = session;
+        outbound.rotate_pending = false;
         if fresh {
-            ledger.clear();
+            outbound.generations.push(Ledger {
+                key_id,
+                holders: Default::default(),
+            });
+            while outbound.generations.len() > LEDGER_GENERATIONS {
+                let old = outbound.generations.remove(0);
+                touched.extend(
+                    old.holders
+                        .keys()
+                        .map(|a| Key::Ledger(group, old.key_id, *a)),
+                );
+            }
         }
-        ledger.extend(needs_key);
-        self.outbound.insert(group, outbound);
-        let recipients = devices;
-        Ok(Outgoing::Ready(
-            self.commit_sealed(sealed, Some((envelope, recipients))),
-        ))
+        if let Some(current) = outbound.generations.last_mut() {
+            for (address, identity) in given {
+                current.holders.insert(
+                    *address,
+                    Holder {
+                        identity: *identity,
+                        since,
+                    },
+                );
+                touched.push(Key::Ledger(group, key_id, *address));
+            }
+        }
+        touched.push(Key::Outbound(group));
+        for key in touched {
+            self.touch(key);
+        }
+    }
+
+    /// This device as the sender of its group messages: its identity key and address.
+    pub(crate) fn group_sender(&self) -> GroupSender {
+        sender_of(self.identity.public(), &self.address)
     }
 
     /// Tells `device` that this device withholds its sender key for `group` from it, so its
@@ -165,6 +301,7 @@ impl Device {
         self.send_payload(rng, now, &[device], &Payload::HistoryOffer(offer.clone()))
     }
 
+    /// Seals one payload to each of `devices` (this device skipped).
     pub(crate) fn send_payload(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -173,115 +310,182 @@ impl Device {
         payload: &Payload,
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
-        let mut targets: Vec<DeviceAddress> = devices
-            .iter()
-            .filter(|d| **d != self.address)
-            .copied()
-            .collect();
-        targets.sort_unstable();
-        targets.dedup();
-        for t in &targets {
-            self.entry(t, now)?;
+        let mut targets = Vec::with_capacity(devices.len());
+        for d in devices.iter().filter(|d| **d != self.address) {
+            targets.push((*d, self.entry(d, now)?.identity));
         }
+        targets.sort_unstable_by_key(|(a, _)| *a);
+        targets.dedup_by_key(|(a, _)| *a);
         if let Some(missing) = self.missing_sessions(&targets) {
             return Ok(Outgoing::NeedBundles(missing));
         }
         let payload = payload.encode();
-        let sealed = self.seal_all(rng, now, &targets, |_| 0, &[&payload])?;
-        Ok(Outgoing::Ready(self.commit_sealed(sealed, None)))
+        let sealed = self.seal_all(rng, now, &targets, |_| &payload)?;
+        let envelopes = self.commit_sealed(sealed);
+        self.bump();
+        Ok(Outgoing::Ready(Outbox {
+            send_id: None,
+            envelopes,
+            group: None,
+        }))
     }
 
-    fn missing_sessions(&self, devices: &[DeviceAddress]) -> Option<Vec<DeviceAddress>> {
+    /// The active devices of `account` with their identity keys, minus this device.
+    pub(crate) fn targets(
+        &self,
+        account: &AccountKey,
+        now: Timestamp,
+    ) -> Result<Vec<(DeviceAddress, IdentityKey)>, Error> {
+        Ok(self
+            .list(account)?
+            .active(now)
+            .map(|e| {
+                (
+                    DeviceAddress {
+                        account: *account,
+                        device: e.id,
+                    },
+                    e.identity,
+                )
+            })
+            .filter(|(a, _)| *a != self.address)
+            .collect())
+    }
+
+    pub(crate) fn missing_sessions(
+        &self,
+        devices: &[(DeviceAddress, IdentityKey)],
+    ) -> Option<Vec<DeviceAddress>> {
         let missing: Vec<_> = devices
             .iter()
-            .filter(|d| !self.sessions.contains_key(d))
-            .copied()
+            .filter(|(d, _)| !self.sessions.contains_key(d))
+            .map(|(d, _)| *d)
             .collect();
         (!missing.is_empty()).then_some(missing)
     }
 
-    /// Encrypts `payload` for each of `targets` on copies of their sessions; each envelope
+    /// Encrypts a payload for each of `targets` on copies of their sessions; each envelope
     /// header (sender, recipient, list versions, lists digest) is bound into the AEAD.
-    fn seal_all(
+    pub(crate) fn seal_all<'p>(
         &self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
-        targets: &[DeviceAddress],
-        payload_for: impl Fn(&DeviceAddress) -> usize,
-        payloads: &[&[u8]],
-    ) -> Result<Vec<(DeviceAddress, Session, Vec<u8>)>, Error> {
+        targets: &[(DeviceAddress, IdentityKey)],
+        payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
+    ) -> Result<Vec<Sealed>, Error> {
         let own = self.own_list(now)?;
         // The lists digest depends only on the recipient account: compute it once per account.
-        let mut digests: Vec<(AccountKey, u64, [u8; 8])> = Vec::new();
+        let mut headers: Vec<(AccountKey, u64, [u8; 8])> = Vec::new();
         let mut sealed = Vec::with_capacity(targets.len());
-        for to in targets {
-            let (version, digest) = match digests.iter().find(|(a, _, _)| *a == to.account) {
+        for (to, identity) in targets {
+            let (version, digest) = match headers.iter().find(|(a, _, _)| *a == to.account) {
                 Some((_, v, d)) => (*v, *d),
                 None => {
-                    let theirs = self
-                        .lists
-                        .get(&to.account)
-                        .ok_or(FanoutError::UnknownAccount)?;
-                    let d = lists_digest(own, theirs);
-                    digests.push((to.account, theirs.version(), d));
+                    let theirs = self.list(&to.account)?;
+                    let d = lists_digest(&own.digest(), &theirs.digest());
+                    headers.push((to.account, theirs.version(), d));
                     (theirs.version(), d)
                 }
             };
-            let mut envelope = PairwiseHeader {
+            let mut session = self
+                .sessions
+                .get(to)
+                .and_then(|set| set.current())
+                .ok_or(FanoutError::NoSession(*to))?
+                .clone();
+            let header = PairwiseHeader {
                 sender: self.address,
                 recipient: *to,
                 sender_list_version: own.version(),
                 recipient_list_version: version,
                 lists_digest: digest,
-            }
-            .encode();
-            let mut session = self
-                .sessions
-                .get(to)
-                .and_then(|set| set.current())
-                .ok_or(FanoutError::NoSession)?
-                .clone();
-            let payload = payloads.get(payload_for(to)).copied().unwrap_or_default();
-            session.encrypt_bound_into(rng, payload, &mut envelope)?;
-            sealed.push((*to, session, envelope));
+            };
+            let (envelope, reference) = seal(rng, &header, &mut session, payload_for(to))?;
+            sealed.push(Sealed {
+                to: *to,
+                identity: *identity,
+                session,
+                envelope,
+                reference,
+            });
         }
         Ok(sealed)
     }
 
-    fn commit_sealed(
-        &mut self,
-        sealed: Vec<(DeviceAddress, Session, Vec<u8>)>,
-        group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
-    ) -> Outbox {
-        self.bump();
+    /// Seals one payload to `to` on `session` (advancing it).
+    pub(crate) fn seal_with(
+        &self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        to: &DeviceAddress,
+        session: &mut Session,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, MessageRef), Error> {
+        let own = self.own_list(now)?;
+        let theirs = self.list(&to.account)?;
+        let header = PairwiseHeader {
+            sender: self.address,
+            recipient: *to,
+            sender_list_version: own.version(),
+            recipient_list_version: theirs.version(),
+            lists_digest: lists_digest(&own.digest(), &theirs.digest()),
+        };
+        seal(rng, &header, session, payload)
+    }
+
+    pub(crate) fn commit_sealed(&mut self, sealed: Vec<Sealed>) -> Vec<(DeviceAddress, Vec<u8>)> {
         let mut envelopes = Vec::with_capacity(sealed.len());
-        for (to, session, envelope) in sealed {
-            if let Some(set) = self.sessions.get_mut(&to) {
-                set.promote(0, session);
-            }
-            envelopes.push((to, envelope));
+        for s in sealed {
+            self.install_session(s.to, s.session, Some(0));
+            envelopes.push((s.to, s.envelope));
         }
-        Outbox { envelopes, group }
+        envelopes
+    }
+
+    /// Records a sent message in the journal (and forgets the ones it pushes out).
+    pub(crate) fn record_sent(&mut self, now: Timestamp, sent: Sent) -> super::SendId {
+        let (id, dropped) = self.journal.sent(now, self.config.retry_window_ms, sent);
+        self.touch(Key::Sent(id));
+        for d in dropped {
+            self.touch(Key::Sent(d));
+        }
+        id
     }
 }
 
-/// Walks the ledger's holders and the (sorted, deduplicated) member devices together: whether
-/// some holder is no longer a member device, and which member devices lack the key.
-fn diff(
-    holders: &BTreeSet<DeviceAddress>,
-    devices: &[DeviceAddress],
-) -> (bool, Vec<DeviceAddress>) {
-    let mut departed = false;
-    let mut missing = Vec::new();
-    let mut h = holders.iter().peekable();
-    for d in devices {
-        while h.next_if(|holder| *holder < d).is_some() {
-            departed = true;
-        }
-        if h.next_if(|holder| *holder == d).is_none() {
-            missing.push(*d);
-        }
-    }
-    departed |= h.next().is_some();
-    (departed, missing)
+/// An envelope: `header` bound as context, then the pairwise message.
+fn seal(
+    rng: &mut impl CryptoRng,
+    header: &PairwiseHeader,
+    session: &mut Session,
+    payload: &[u8],
+) -> Result<(Vec<u8>, MessageRef), Error> {
+    let mut envelope = header.encode(MESSAGE_OVERHEAD + payload.len());
+    let reference = session.encrypt_bound_into(rng, payload, &mut envelope)?;
+    Ok((envelope, reference))
+}
+
+/// A pairwise message's bytes beyond its payload, at most: a pre-key prefix, the ratchet
+/// header and the tag.
+const MESSAGE_OVERHEAD: usize = 80 + 60 + TAG_LEN;
+
+/// The group sender of a device: its identity key, with its address as context.
+pub(crate) fn sender_of(identity: IdentityKey, address: &DeviceAddress) -> GroupSender {
+    GroupSender::fixed(identity, &address.to_array())
+}
+
+/// The 8-byte digest of the two device lists an envelope was made under.
+pub(crate) fn lists_digest(sender: &[u8; 32], recipient: &[u8; 32]) -> [u8; 8] {
+    let full = sha256(&[labels::DEVICE_LISTS_DIGEST, sender, recipient]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&full[..8]);
+    out
+}
+
+/// The first 16 bytes of SHA-256 of a sent body: what a retry answer must match.
+pub(crate) fn body_digest(body: &[u8]) -> [u8; 16] {
+    let full = sha256(&[body]);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }

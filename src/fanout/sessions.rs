@@ -54,3 +54,27 @@ impl SessionSet {
         self.0.truncate(MAX_SESSIONS_PER_DEVICE);
     }
 }
+
+impl SessionSet {
+    /// Record value: `u8(n) ‖ n × blob(session state)`, current first.
+    pub(crate) fn write(&self, out: &mut crate::wire::SecretBuf) {
+        use crate::wire::Writer;
+        out.u8(self.0.len() as u8);
+        for s in &self.0 {
+            out.blob(&s.to_bytes());
+        }
+    }
+
+    pub(crate) fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::DecodeError> {
+        let n = r.u8()? as usize;
+        if n > MAX_SESSIONS_PER_DEVICE {
+            return Err(crate::DecodeError::InvalidValue);
+        }
+        let mut sessions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.u32()? as usize;
+            sessions.push(Session::from_bytes(r.bytes(len)?)?);
+        }
+        Self::from_sessions(sessions).ok_or(crate::DecodeError::InvalidValue)
+    }
+}

@@ -1,32 +1,142 @@
-//! Device state as versioned bytes (PROTOCOL.md, "Device state"). Nested states keep their own
-//! encodings, each behind a length; maps are written in ascending key order and must be read
-//! back in that order, so the encoding is canonical.
+//! Device state in records (PROTOCOL.md, "Device records") and as whole-state bytes for
+//! backups, which are the same records in one blob. Every record value is encoded here, next
+//! to its decoder; the device is rebuilt from records in key order (own state, counters,
+//! prekeys, lists, sessions, groups, keys, journals), so each record can be checked against
+//! the ones it depends on.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::envelope::read_address;
-use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
-use super::{Device, DeviceConfig, MAX_REMEMBERED_MESSAGE_IDS, MessageId};
-use crate::devices::{DeviceAddress, DevicePolicy, VerifiedDeviceList};
+use super::groups::{
+    Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
+};
+use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
+use super::lists::Followed;
+use super::records::{Dirty, Key, StateChanges, read_message_id, unit};
+use super::sessions::SessionSet;
+use super::{Device, DeviceConfig};
+use crate::devices::{DeviceAddress, DevicePolicy};
 use crate::error::DecodeError;
-use crate::group::{GroupConfig, GroupId, GroupReceiver, OutboundGroupSession};
+use crate::group::{GroupConfig, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
-use crate::ratchet::{Session, SessionConfig};
-use crate::wire::{Reader, Writer, kind};
-use crate::x3dh::{PreKeyStore, PreKeyStoreConfig};
+use crate::ratchet::SessionConfig;
+use crate::wire::{Reader, SecretBuf, Writer, kind};
+use crate::x3dh::{PreKeyStore, PreKeyStoreConfig, SignedPreKeyId};
 
-/// The device state format written by this build. Version 1 (no read-envelope ids, no epoch)
-/// is still read and migrates on the next save.
-pub(crate) const DEVICE_STATE_VERSION: u8 = 2;
+/// The whole-state format this build writes: the records, in key order.
+pub(crate) const DEVICE_STATE_VERSION: u8 = 3;
+/// Records whole-state bytes may hold at all; bounds decoding.
+const MAX_RECORDS: u32 = 1 << 24;
 
 impl Device {
-    /// Versioned state bytes: everything the device holds, secrets included.
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::new());
+    /// The records changed since the last call, as one unit to write in one transaction.
+    /// Empty if nothing changed. After [`new`](Self::new), a restore from backup, or
+    /// [`from_bytes`](Self::from_bytes), the unit holds every record and
+    /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first.
+    pub fn take_changes(&mut self) -> StateChanges {
+        let dirty = core::mem::take(&mut self.dirty);
+        if dirty.all {
+            let records = self.all_keys().into_iter().map(|k| {
+                let v = self.value_of(&k);
+                (k, v)
+            });
+            return unit(true, self.epoch, records.collect());
+        }
+        let records = dirty
+            .keys
+            .into_iter()
+            .map(|k| {
+                let v = self.value_of(&k);
+                (k, v)
+            })
+            .collect();
+        unit(false, self.epoch, records)
+    }
+
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    pub fn has_changes(&self) -> bool {
+        !self.dirty.is_clean()
+    }
+
+    /// Every record key of the current state, in key order.
+    fn all_keys(&self) -> Vec<Key> {
+        let mut keys = alloc::vec![Key::Own, Key::Meta, Key::PreKeys];
+        keys.extend(self.prekeys.one_time_ids().map(|id| Key::OneTime(id.0)));
+        keys.extend(
+            self.prekeys
+                .seen_base_keys()
+                .map(|(spk, k)| Key::SeenBase(spk.0, *k)),
+        );
+        keys.extend(self.lists.keys().map(|a| Key::DeviceList(*a)));
+        keys.extend(self.sessions.keys().map(|a| Key::Sessions(*a)));
+        for (id, g) in &self.groups {
+            keys.push(Key::GroupMembers(*id));
+            if let Some(o) = &g.outbound {
+                keys.push(Key::Outbound(*id));
+                for l in &o.generations {
+                    keys.extend(l.holders.keys().map(|a| Key::Ledger(*id, l.key_id, *a)));
+                }
+            }
+        }
+        keys.extend(self.inbound.keys().map(|(a, g)| Key::Inbound(*a, *g)));
+        keys.extend(self.withheld.iter().map(|(a, g)| Key::Withheld(*a, *g)));
+        keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
+        keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
+        keys.extend(self.journal.pending.keys().map(|r| Key::Pending(*r)));
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The current value of a record, or `None` if it no longer exists.
+    fn value_of(&self, key: &Key) -> Option<Zeroizing<Vec<u8>>> {
+        let mut out = SecretBuf::with_capacity(128);
+        match key {
+            Key::Own => self.write_own(&mut out),
+            Key::Meta => {
+                out.u64(self.epoch);
+                out.u32(self.journal.seen_next);
+                out.u64(self.journal.next_send);
+            }
+            Key::PreKeys => self.prekeys.write_core(&mut out),
+            Key::OneTime(id) => {
+                let id = crate::x3dh::OneTimePreKeyId(*id);
+                self.prekeys.one_time_prekey(id)?;
+                self.prekeys.write_one_time(&mut out, id);
+            }
+            Key::SeenBase(spk, k) => {
+                self.prekeys
+                    .seen_base_keys()
+                    .find(|(s, b)| s.0 == *spk && *b == k)?;
+            }
+            Key::DeviceList(a) => self.lists.get(a)?.write(&mut out),
+            Key::Sessions(a) => self.sessions.get(a)?.write(&mut out),
+            Key::GroupMembers(g) => write_members(&mut out, &self.groups.get(g)?.members),
+            Key::Outbound(g) => write_outbound(&mut out, self.groups.get(g)?.outbound.as_ref()?),
+            Key::Ledger(g, k, a) => {
+                let holder = self
+                    .groups
+                    .get(g)?
+                    .outbound
+                    .as_ref()?
+                    .generation(*k)?
+                    .holders
+                    .get(a)?;
+                write_holder(&mut out, holder);
+            }
+            Key::Inbound(a, g) => out.put(&self.inbound.get(&(*a, *g))?.to_bytes()),
+            Key::Withheld(a, g) => {
+                self.withheld.get(&(*a, *g))?;
+            }
+            Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
+            Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
+            Key::Pending(r) => self.journal.pending.get(r)?.write(&mut out),
+        }
+        Some(out.into_inner())
+    }
+
+    fn write_own(&self, out: &mut SecretBuf) {
         let c = &self.config;
-        out.versioned_header(DEVICE_STATE_VERSION, kind::DEVICE_STATE);
         out.u32(c.session.max_forward_jump);
         out.u32(c.session.max_skipped_keys);
         out.u32(c.group.max_forward_jump);
@@ -37,179 +147,205 @@ impl Device {
         out.u64(c.policy.link_invitation_validity_ms);
         out.u32(c.prekeys.max_signed_prekeys);
         out.u32(c.prekeys.max_one_time_prekeys);
-        out.u32(c.prekeys.max_remembered_base_keys);
-        write_address(&mut out, &self.address);
-        // The identity state is a nested encoding like the others.
-        blob(&mut out, &self.identity.to_bytes());
-        blob(&mut out, &self.prekeys.to_bytes());
-        out.u32(self.lists.len() as u32);
-        for list in self.lists.values() {
-            blob(&mut out, &list.to_bytes());
-        }
-        out.u32(self.sessions.len() as u32);
-        for (address, set) in &self.sessions {
-            write_address(&mut out, address);
-            out.u32(set.all().len() as u32);
-            for session in set.all() {
-                blob(&mut out, &session.to_bytes());
-            }
-        }
-        blob(&mut out, &self.groups.to_bytes());
-        out.u32(self.outbound.len() as u32);
-        for outbound in self.outbound.values() {
-            blob(&mut out, &outbound.to_bytes());
-        }
-        out.u32(self.ledger.len() as u32);
-        for (group, holders) in &self.ledger {
-            out.extend_from_slice(&group.0);
-            out.u32(holders.len() as u32);
-            for h in holders {
-                write_address(&mut out, h);
-            }
-        }
-        out.u32(self.withheld.len() as u32);
-        for (group, device) in &self.withheld {
-            out.extend_from_slice(&group.0);
-            write_address(&mut out, device);
-        }
-        out.u32(self.seen.len() as u32);
-        for id in &self.seen {
-            out.extend_from_slice(&id.0);
-        }
-        out.u64(self.epoch);
-        out
+        out.u32(c.prekeys.max_sessions_per_signed_prekey);
+        out.u64(c.retry_window_ms);
+        self.address.write(out);
+        out.put(self.identity.seed());
     }
 
-    /// Restores from [`to_bytes`](Self::to_bytes). Device lists are verified again.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let (mut r, version) =
-            Reader::versioned_header(bytes, kind::DEVICE_STATE, &[1, DEVICE_STATE_VERSION])?;
-        let config = DeviceConfig {
-            session: SessionConfig {
-                max_forward_jump: r.u32()?,
-                max_skipped_keys: r.u32()?,
-            },
-            group: GroupConfig {
-                max_forward_jump: r.u32()?,
-                max_skipped_keys: r.u32()?,
-                max_generations: r.u32()?,
-            },
-            policy: DevicePolicy {
-                max_companions: r.u32()?,
-                companion_validity_ms: r.u64()?,
-                link_invitation_validity_ms: r.u64()?,
-            },
-            prekeys: PreKeyStoreConfig {
-                max_signed_prekeys: r.u32()?,
-                max_one_time_prekeys: r.u32()?,
-                max_remembered_base_keys: r.u32()?,
-            },
-        };
-        let address = read_address(&mut r)?;
-        let identity = IdentityKeyPair::from_bytes(read_blob(&mut r)?)?;
-        let prekeys = PreKeyStore::from_bytes(read_blob(&mut r)?)?;
-        let mut lists = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            let list = VerifiedDeviceList::restore(read_blob(&mut r)?, &config.policy)?;
-            if lists
-                .last_key_value()
-                .is_some_and(|(k, _)| *k >= list.account())
-            {
+    /// Rebuilds a device from every stored record (`(key, value)` pairs, in any order). The
+    /// records are this crate's own: keys and lists are not checked again (no curve work), but
+    /// every record must be well formed and consistent with the others.
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Self, DecodeError> {
+        let mut sorted = BTreeMap::new();
+        for (k, v) in records {
+            if sorted.insert(Key::decode(k)?, v).is_some() {
                 return Err(DecodeError::InvalidValue);
             }
-            lists.insert(list.account(), list);
         }
-        if !lists.contains_key(&address.account) {
-            return Err(DecodeError::InvalidValue);
-        }
-        let mut sessions = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            let a = read_address(&mut r)?;
-            ascending(sessions.last_key_value().map(|(k, _)| k), &a)?;
-            let n = crate::x3dh::bounded_count(&mut r, MAX_SESSIONS_PER_DEVICE as u32)?;
-            let mut set = Vec::with_capacity(n);
-            for _ in 0..n {
-                set.push(Session::from_bytes(read_blob(&mut r)?)?);
-            }
-            sessions.insert(
-                a,
-                SessionSet::from_sessions(set).ok_or(DecodeError::InvalidValue)?,
-            );
-        }
-        let groups = GroupReceiver::from_bytes(read_blob(&mut r)?)?;
-        let mut outbound = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            let o = OutboundGroupSession::from_bytes(read_blob(&mut r)?)?;
-            ascending(outbound.last_key_value().map(|(k, _)| k), &o.group())?;
-            outbound.insert(o.group(), o);
-        }
-        let mut ledger = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            let group = GroupId(r.array()?);
-            ascending(ledger.last_key_value().map(|(k, _)| k), &group)?;
-            let mut holders = BTreeSet::new();
-            for _ in 0..r.u32()? {
-                let a = read_address(&mut r)?;
-                ascending(holders.last(), &a)?;
-                holders.insert(a);
-            }
-            ledger.insert(group, holders);
-        }
-        let mut withheld = BTreeSet::new();
-        for _ in 0..r.u32()? {
-            let entry = (GroupId(r.array()?), read_address(&mut r)?);
-            ascending(withheld.last(), &entry)?;
-            withheld.insert(entry);
-        }
-        // Version 1 ended here; version 2 adds the read-envelope ids and the state epoch.
-        // A version-1 state migrates with none remembered and epoch 0.
-        let mut seen = VecDeque::new();
-        let mut epoch = 0;
-        if version >= 2 {
-            let n = crate::x3dh::bounded_count(&mut r, MAX_REMEMBERED_MESSAGE_IDS as u32)?;
-            seen.reserve(r.capacity(n, 16));
-            for _ in 0..n {
-                seen.push_back(MessageId(r.array()?));
-            }
-            epoch = r.u64()?;
-        }
+        Self::from_sorted(sorted)
+    }
+
+    fn from_sorted(records: BTreeMap<Key, &[u8]>) -> Result<Self, DecodeError> {
+        let value = |k: &Key| records.get(k).copied().ok_or(DecodeError::InvalidValue);
+        let (config, address, identity) = read_own(value(&Key::Own)?)?;
+        let mut r = Reader::new(value(&Key::Meta)?);
+        let epoch = r.u64()?;
+        let seen_next = r.u32()?;
+        let next_send = r.u64()?;
         r.finish()?;
-        Ok(Self {
+        let mut r = Reader::new(value(&Key::PreKeys)?);
+        let mut prekeys = PreKeyStore::read_core(&mut r)?;
+        r.finish()?;
+        let mut device = Self {
             config,
             address,
             identity,
-            prekeys,
-            lists,
-            sessions,
-            groups,
-            outbound,
-            ledger,
-            withheld,
-            seen,
+            prekeys: prekeys.clone(),
+            lists: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            inbound: BTreeMap::new(),
+            withheld: BTreeSet::new(),
+            journal: Journal {
+                next_send,
+                ..Journal::default()
+            },
             epoch,
-        })
+            dirty: Dirty::default(),
+        };
+        let mut seen = BTreeMap::new();
+        for (key, bytes) in &records {
+            let mut r = Reader::new(bytes);
+            match *key {
+                Key::Own | Key::Meta | Key::PreKeys => continue,
+                Key::OneTime(id) => {
+                    let mut check = Reader::new(bytes);
+                    if check.u32()? != id {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    prekeys.insert_one_time(&mut r)?;
+                }
+                Key::SeenBase(spk, base) => prekeys.insert_seen(SignedPreKeyId(spk), base)?,
+                Key::DeviceList(account) => {
+                    let followed = Followed::read(&mut r)?;
+                    if followed.list.account() != account {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    device.lists.insert(account, followed);
+                }
+                Key::Sessions(a) => {
+                    device.sessions.insert(a, SessionSet::read(&mut r)?);
+                }
+                Key::GroupMembers(g) => {
+                    device.groups.insert(
+                        g,
+                        Group {
+                            members: read_members(&mut r)?,
+                            outbound: None,
+                        },
+                    );
+                }
+                Key::Outbound(g) => {
+                    let outbound = read_outbound(&mut r)?;
+                    let group = device.groups.get_mut(&g).ok_or(DecodeError::InvalidValue)?;
+                    if outbound.session.group() != g {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    group.outbound = Some(outbound);
+                }
+                Key::Ledger(g, k, a) => {
+                    let holder = read_holder(&mut r)?;
+                    let ledger = device
+                        .groups
+                        .get_mut(&g)
+                        .and_then(|g| g.outbound.as_mut())
+                        .and_then(|o| o.generations.iter_mut().find(|l| l.key_id == k))
+                        .ok_or(DecodeError::InvalidValue)?;
+                    ledger.holders.insert(a, holder);
+                }
+                Key::Inbound(a, g) => {
+                    let key = InboundSenderKey::from_bytes(r.rest())?;
+                    if key.group() != g {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    device.inbound.insert((a, g), key);
+                }
+                Key::Withheld(a, g) => {
+                    device.withheld.insert((a, g));
+                }
+                Key::Seen(slot) => {
+                    seen.insert(slot, read_message_id(&mut r)?);
+                }
+                Key::Sent(id) => device.journal.insert_sent(id, Sent::read(&mut r)?)?,
+                Key::Pending(reference) => {
+                    device
+                        .journal
+                        .pending
+                        .insert(reference, Pending::read(&mut r)?);
+                }
+            }
+            r.finish()?;
+        }
+        if seen.len() > MAX_REMEMBERED_MESSAGE_IDS {
+            return Err(DecodeError::InvalidValue);
+        }
+        device.journal.restore_seen(seen, seen_next)?;
+        if !device.lists.contains_key(&address.account) {
+            return Err(DecodeError::InvalidValue);
+        }
+        device.prekeys = prekeys;
+        Ok(device)
+    }
+
+    /// Whole-state bytes, for backups: every record, in key order. They hold secrets.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = SecretBuf::with_capacity(4096);
+        out.versioned_header(DEVICE_STATE_VERSION, kind::DEVICE_STATE);
+        let keys = self.all_keys();
+        out.u32(keys.len() as u32);
+        for k in keys {
+            out.blob(&k.encode());
+            out.blob(&self.value_of(&k).unwrap_or_default());
+        }
+        out.into_inner()
+    }
+
+    /// Restores from [`to_bytes`](Self::to_bytes), as it was (use
+    /// [`restore`](Self::restore) or [`restore_from_backup`](Self::restore_from_backup) for a
+    /// backup that may be stale). Its next [`take_changes`](Self::take_changes) holds every
+    /// record.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (mut r, _) =
+            Reader::versioned_header(bytes, kind::DEVICE_STATE, &[DEVICE_STATE_VERSION])?;
+        let n = crate::wire::bounded_count(&mut r, MAX_RECORDS)?;
+        let mut records = BTreeMap::new();
+        let mut last: Option<Key> = None;
+        for _ in 0..n {
+            let len = r.u32()? as usize;
+            let key = Key::decode(r.bytes(len)?)?;
+            if last.is_some_and(|l| l >= key) {
+                return Err(DecodeError::InvalidValue);
+            }
+            last = Some(key);
+            let len = r.u32()? as usize;
+            records.insert(key, r.bytes(len)?);
+        }
+        r.finish()?;
+        let mut device = Self::from_sorted(records)?;
+        device.dirty.all = true;
+        Ok(device)
     }
 }
 
-fn ascending<T: Ord>(last: Option<&T>, next: &T) -> Result<(), DecodeError> {
-    if last.is_some_and(|l| l >= next) {
-        Err(DecodeError::InvalidValue)
-    } else {
-        Ok(())
-    }
-}
-
-fn write_address(out: &mut Vec<u8>, a: &DeviceAddress) {
-    out.extend_from_slice(&a.account.to_bytes());
-    out.u32(a.device.0);
-}
-
-fn blob(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.u32(bytes.len() as u32);
-    out.extend_from_slice(bytes);
-}
-
-fn read_blob<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
-    let len = r.u32()? as usize;
-    r.bytes(len)
+fn read_own(bytes: &[u8]) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPair), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let config = DeviceConfig {
+        session: SessionConfig {
+            max_forward_jump: r.u32()?,
+            max_skipped_keys: r.u32()?,
+        },
+        group: GroupConfig {
+            max_forward_jump: r.u32()?,
+            max_skipped_keys: r.u32()?,
+            max_generations: r.u32()?,
+        },
+        policy: DevicePolicy {
+            max_companions: r.u32()?,
+            companion_validity_ms: r.u64()?,
+            link_invitation_validity_ms: r.u64()?,
+        },
+        prekeys: PreKeyStoreConfig {
+            max_signed_prekeys: r.u32()?,
+            max_one_time_prekeys: r.u32()?,
+            max_sessions_per_signed_prekey: r.u32()?,
+        },
+        retry_window_ms: r.u64()?,
+    };
+    let address = DeviceAddress::read_trusted(&mut r)?;
+    let seed = Zeroizing::new(r.array::<32>()?);
+    r.finish()?;
+    Ok((config, address, IdentityKeyPair::from_seed(&seed)))
 }

@@ -8,7 +8,7 @@ pub const DEFAULT_GROUP_MAX_SKIPPED_KEYS: u32 = 2000;
 /// Default for [`GroupConfig::max_generations`].
 pub const DEFAULT_MAX_GENERATIONS: u32 = 4;
 
-/// Limits of a [`GroupReceiver`](super::GroupReceiver); stored with it.
+/// Receiver limits for [`InboundSenderKey`](super::InboundSenderKey), passed to its calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupConfig {
     /// The most message keys one group message may make a sender key derive and skip.
@@ -16,7 +16,7 @@ pub struct GroupConfig {
     /// Skipped message keys stored per sender-key generation; the oldest are evicted.
     pub max_skipped_keys: u32,
     /// Sender-key generations kept per (group, sender), so messages in flight across a
-    /// rotation still open; the lowest key id is evicted first.
+    /// rotation still open; the one that arrived first is evicted first.
     pub max_generations: u32,
 }
 

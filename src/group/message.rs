@@ -3,12 +3,22 @@
 use super::{GroupId, SenderKeyId};
 use crate::error::DecodeError;
 use crate::primitives::{Signature, TAG_LEN};
+use crate::ratchet::keys::SALT_LEN;
 use crate::wire::{Reader, kind};
 
-/// Length of a group message's header: version, type, group id, key id, iteration.
-pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4;
+/// Length of a group message's header: version, type, group id, key id, iteration, salt.
+pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4 + SALT_LEN;
 /// Length of the trailing Ed25519 signature.
 pub(crate) const SIGNATURE_LEN: usize = 64;
+
+/// The header salt of an encoded group message (which names it to its sender).
+pub(crate) fn message_salt(bytes: &[u8]) -> [u8; SALT_LEN] {
+    let mut salt = [0u8; SALT_LEN];
+    if let Some(s) = bytes.get(HEADER_LEN - SALT_LEN..HEADER_LEN) {
+        salt.copy_from_slice(s);
+    }
+    salt
+}
 
 /// A parsed group message (form checked; signature and ciphertext not yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +26,8 @@ pub struct GroupMessage<'a> {
     pub(crate) group: GroupId,
     pub(crate) key_id: SenderKeyId,
     pub(crate) iteration: u32,
-    /// Everything the signature covers (after its label): header ‖ ciphertext.
+    pub(crate) salt: [u8; SALT_LEN],
+    /// Everything the signature covers (after its prefix): header ‖ ciphertext.
     pub(crate) signed: &'a [u8],
     pub(crate) ciphertext: &'a [u8],
     pub(crate) signature: Signature,
@@ -29,6 +40,7 @@ impl<'a> GroupMessage<'a> {
         let group = GroupId(r.array()?);
         let key_id = SenderKeyId(r.u32()?);
         let iteration = r.u32()?;
+        let salt = r.array()?;
         let rest = r.rest();
         let Some(split) = rest.len().checked_sub(SIGNATURE_LEN) else {
             return Err(DecodeError::Truncated);
@@ -43,6 +55,7 @@ impl<'a> GroupMessage<'a> {
             group,
             key_id,
             iteration,
+            salt,
             signed: &bytes[..HEADER_LEN + ciphertext.len()],
             ciphertext,
             signature: Signature::from_bytes(sig),

@@ -2,17 +2,18 @@
 //! chain, and signs it; only the sender key itself travels pairwise (as a distribution
 //! message inside Double Ratchet sessions, which the fanout layer arranges).
 //!
-//! It owns: group and key ids, the owner's outbound sender key (chain, signing key,
-//! generations), the distribution message, signed group messages, and the receiver's inbound
-//! sender keys with bounded generations and skipped keys. It reuses the ratchet's KDF_CK and
-//! must not know sessions, devices or fanout.
+//! It owns: group and key ids, the sending device's binding ([`GroupSender`]), the owner's
+//! outbound sender key (chain, signing key, generations), the distribution message, signed
+//! group messages, and one sender's inbound keys with bounded generations and skipped keys. It
+//! reuses the ratchet's KDF_CK and must not know sessions, devices or fanout.
 
 mod config;
 mod distribution;
 mod ids;
+mod inbound;
 mod message;
 mod outbound;
-mod receiver;
+mod sender;
 
 pub use config::{
     DEFAULT_GROUP_MAX_FORWARD_JUMP, DEFAULT_GROUP_MAX_SKIPPED_KEYS, DEFAULT_MAX_GENERATIONS,
@@ -20,6 +21,8 @@ pub use config::{
 };
 pub use distribution::SenderKeyDistribution;
 pub use ids::{GroupId, SenderKeyId};
+pub use inbound::InboundSenderKey;
 pub use message::GroupMessage;
+pub(crate) use message::message_salt;
 pub use outbound::OutboundGroupSession;
-pub use receiver::GroupReceiver;
+pub use sender::{GroupSender, MAX_SENDER_CONTEXT};

@@ -1,5 +1,9 @@
 //! The owner's side of a sender key: one chain and one signing key per (group, this device),
 //! rotated to a new generation when membership shrinks.
+//!
+//! Key ids are random, not counted: a device restored from a backup cannot know which ids it
+//! handed out after the snapshot, and a counted id could repeat one of them (receivers would
+//! then refuse the new key as conflicting). Receivers keep generations by arrival, not by id.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -7,21 +11,24 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::message::{HEADER_LEN, SIGNATURE_LEN};
-use super::{GroupId, SenderKeyDistribution, SenderKeyId};
+use super::{GroupId, GroupSender, SenderKeyDistribution, SenderKeyId};
 use crate::error::{DecodeError, GroupError};
 use crate::labels;
-use crate::primitives::{IdentityKey, Secret, SigningKeyPair, TAG_LEN};
-use crate::ratchet::keys::ChainKey;
-use crate::wire::{Reader, Writer, kind};
+use crate::primitives::{Secret, SigningKeyPair, TAG_LEN};
+use crate::ratchet::keys::{ChainKey, SALT_LEN};
+use crate::wire::{Reader, SecretBuf, Writer, kind};
+
+/// The outbound group state format this build writes.
+const OUTBOUND_STATE_VERSION: u8 = 2;
 
 /// This device's sender key for one group. Persist [`to_bytes`](Self::to_bytes) after every
 /// encrypt or rotation, before sending.
 #[derive(Clone)]
 pub struct OutboundGroupSession {
     group: GroupId,
-    /// The owning device's identity key, bound into every signature so that nobody else can
-    /// present these messages as theirs.
-    owner: IdentityKey,
+    /// The owning device, bound into every signature so that nobody else can present these
+    /// messages as theirs.
+    owner: GroupSender,
     key_id: SenderKeyId,
     iteration: u32,
     chain: ChainKey,
@@ -29,45 +36,45 @@ pub struct OutboundGroupSession {
 }
 
 impl OutboundGroupSession {
-    /// A first-generation sender key (key id 1, iteration 0). Draws 64 bytes from `rng`: the
-    /// chain key, then the signing key's seed.
-    pub fn new(rng: &mut impl CryptoRng, group: GroupId, owner: &IdentityKey) -> Self {
-        Self::generation(rng, group, *owner, SenderKeyId(1))
+    /// A first-generation sender key at iteration 0. Draws 68 bytes from `rng`: the chain key,
+    /// the signing key's seed, then the key id.
+    pub fn new(rng: &mut impl CryptoRng, group: GroupId, owner: GroupSender) -> Self {
+        Self::generation(rng, group, owner, None)
     }
 
     fn generation(
         rng: &mut impl CryptoRng,
         group: GroupId,
-        owner: IdentityKey,
-        key_id: SenderKeyId,
+        owner: GroupSender,
+        previous: Option<SenderKeyId>,
     ) -> Self {
         let mut chain = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(chain.as_mut_bytes());
+        let signing = SigningKeyPair::generate(rng);
+        let mut id = [0u8; 4];
+        rng.fill_bytes(&mut id);
+        let mut key_id = u32::from_be_bytes(id);
+        // 0 is not a key id, and a rotation never keeps the id it leaves.
+        while key_id == 0 || Some(SenderKeyId(key_id)) == previous {
+            key_id = key_id.wrapping_add(1);
+        }
         Self {
             group,
             owner,
-            key_id,
+            key_id: SenderKeyId(key_id),
             iteration: 0,
             chain: ChainKey(chain),
-            signing: SigningKeyPair::generate(rng),
+            signing,
         }
     }
 
-    /// Starts the next generation: new key id, fresh chain and signing key (64 bytes from
-    /// `rng`, as in [`new`](Self::new)). Devices that receive only the new distribution cannot
-    /// read anything sent under earlier generations, nor anything sent later under this one
-    /// without it.
-    pub fn rotate(
-        &mut self,
-        rng: &mut impl CryptoRng,
-    ) -> Result<SenderKeyDistribution, GroupError> {
-        let next = self
-            .key_id
-            .0
-            .checked_add(1)
-            .ok_or(GroupError::ChainExhausted)?;
-        *self = Self::generation(rng, self.group, self.owner, SenderKeyId(next));
-        Ok(self.distribution())
+    /// Starts the next generation: new random key id, fresh chain and signing key (68 bytes
+    /// from `rng`, as in [`new`](Self::new)). Devices that receive only the new distribution
+    /// cannot read anything sent under earlier generations, nor anything sent later under this
+    /// one without it.
+    pub fn rotate(&mut self, rng: &mut impl CryptoRng) -> SenderKeyDistribution {
+        *self = Self::generation(rng, self.group, self.owner.clone(), Some(self.key_id));
+        self.distribution()
     }
 
     /// The distribution message for the current key at the current iteration: a receiver
@@ -82,27 +89,34 @@ impl OutboundGroupSession {
         }
     }
 
-    /// Encrypts once for the whole group: AES-256-GCM under the next message key, then an
-    /// Ed25519 signature over the encoded message. Needs no randomness.
-    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, GroupError> {
+    /// Encrypts once for the whole group: AES-256-GCM under the next message key and a fresh
+    /// 16-byte header salt from `rng`, then an Ed25519 signature over the encoded message.
+    pub fn encrypt(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, GroupError> {
         let following = self
             .iteration
             .checked_add(1)
             .ok_or(GroupError::ChainExhausted)?;
         let (message_key, next) = self.chain.step();
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
         out.header(kind::GROUP_MESSAGE);
-        out.extend_from_slice(&self.group.0);
+        out.put(&self.group.0);
         out.u32(self.key_id.0);
         out.u32(self.iteration);
-        out.extend_from_slice(plaintext);
+        out.put(&salt);
+        out.put(plaintext);
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&out[..HEADER_LEN]);
         message_key
-            .aead_key(labels::GROUP_MESSAGE_KEYS)
+            .aead_key(&salt, labels::GROUP_MESSAGE_KEYS)
             .seal_in_place(&header, &mut out, HEADER_LEN);
-        let signature = self.signing.sign(&signature_prefix(&self.owner), &out);
-        out.extend_from_slice(&signature.to_bytes());
+        let signature = self.signing.sign(&self.owner.signature_prefix(), &out);
+        out.put(&signature.to_bytes());
         self.chain = next;
         self.iteration = following;
         Ok(out)
@@ -111,6 +125,11 @@ impl OutboundGroupSession {
     /// The group.
     pub fn group(&self) -> GroupId {
         self.group
+    }
+
+    /// The owning device.
+    pub fn owner(&self) -> &GroupSender {
+        &self.owner
     }
 
     /// The current generation.
@@ -125,24 +144,31 @@ impl OutboundGroupSession {
 
     /// Versioned state bytes (PROTOCOL.md, "Outbound group state"). They hold secrets.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(2 + 32 + 32 + 4 + 4 + 32 + 32));
-        out.header(kind::OUTBOUND_GROUP_STATE);
-        out.extend_from_slice(&self.group.0);
-        out.extend_from_slice(&self.owner.to_bytes());
+        let mut out = SecretBuf::with_capacity(2 + 32 + 97 + 4 + 4 + 32 + 32);
+        out.versioned_header(OUTBOUND_STATE_VERSION, kind::OUTBOUND_GROUP_STATE);
+        out.put(&self.group.0);
+        self.owner.write(&mut out);
         out.u32(self.key_id.0);
         out.u32(self.iteration);
-        out.extend_from_slice(self.chain.0.as_bytes());
-        out.extend_from_slice(self.signing.seed());
-        out
+        out.put(self.chain.0.as_bytes());
+        out.put(self.signing.seed());
+        out.into_inner()
     }
 
     /// Restores from [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::OUTBOUND_GROUP_STATE)?;
+        let (mut r, _) =
+            Reader::versioned_header(bytes, kind::OUTBOUND_GROUP_STATE, &[OUTBOUND_STATE_VERSION])?;
+        let group = GroupId(r.array()?);
+        let owner = GroupSender::read(&mut r)?;
+        let key_id = SenderKeyId(r.u32()?);
+        if key_id.0 == 0 {
+            return Err(DecodeError::InvalidValue);
+        }
         let s = Self {
-            group: GroupId(r.array()?),
-            owner: IdentityKey::from_bytes(&r.array()?)?,
-            key_id: SenderKeyId(r.u32()?),
+            group,
+            owner,
+            key_id,
             iteration: r.u32()?,
             chain: ChainKey(Secret::from_bytes(r.array()?)),
             signing: SigningKeyPair::from_seed(&Zeroizing::new(r.array()?)),
@@ -161,14 +187,4 @@ impl fmt::Debug for OutboundGroupSession {
             .field("signing", &self.signing)
             .finish_non_exhaustive()
     }
-}
-
-const LABEL_LEN: usize = labels::GROUP_MESSAGE.len();
-
-/// The signature prefix of a group message: the label, then the sender device's identity key.
-pub(crate) fn signature_prefix(sender: &IdentityKey) -> [u8; LABEL_LEN + 32] {
-    let mut prefix = [0u8; LABEL_LEN + 32];
-    prefix[..LABEL_LEN].copy_from_slice(labels::GROUP_MESSAGE);
-    prefix[LABEL_LEN..].copy_from_slice(sender.as_bytes());
-    prefix
 }

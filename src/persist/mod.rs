@@ -1,18 +1,23 @@
-//! State at rest: every state type already serializes to versioned bytes (version ‖ type ‖
-//! fields); this module seals those bytes under an app-supplied 32-byte storage key, binding
-//! the state's version and type, and opens them again (PROTOCOL.md, "Sealed state").
+//! State at rest: seals any state bytes (whole-state encodings, or one record's value) under an
+//! app-supplied 32-byte storage key, bound to the slot they are stored in and to a sequence
+//! number the app chooses (for example the device's epoch), and opens them again
+//! (PROTOCOL.md, "Sealed state"). A blob moved to another slot does not open; a blob older than
+//! the sequence the app expects is refused as a rollback.
 //!
-//! It must not interpret the state itself: each type's `from_bytes` does that after opening.
+//! It must not interpret the state itself: each type's decoder does that after opening.
 
 use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use crate::error::{CryptoError, DecodeError, Error};
+use crate::error::{CryptoError, Error, StateError};
 use crate::labels;
 use crate::primitives::{Secret, StreamKey};
 use crate::wire::{Reader, Writer, kind};
+
+/// The sealed state format this build writes.
+const SEALED_STATE_VERSION: u8 = 2;
 
 /// The app's key for state at rest (for example from the platform keystore).
 #[derive(Clone)]
@@ -31,95 +36,75 @@ impl fmt::Debug for StorageKey {
     }
 }
 
-/// Seals state bytes (as returned by any `to_bytes`). Draws 12 bytes (the nonce) from `rng`.
+/// Seals `state` for storage in `slot` (the app's name for where it goes: a record key, a
+/// file name) at `sequence`. Draws 12 bytes (the nonce) from `rng`.
 ///
 /// ```text
-/// sealed = 0x01 ‖ 0x90 ‖ state version ‖ state type ‖ nonce (12)
-///        ‖ AES-256-GCM(key, nonce, ad = "ratchetry v1 sealed state" ‖ 0x01 ‖ 0x90 ‖ version ‖ type, state)
+/// sealed = 0x02 ‖ 0x90 ‖ u64(sequence) ‖ nonce (12)
+///        ‖ AES-256-GCM(key, nonce, ad = "ratchetry v1 sealed state" ‖ 0x02 ‖ 0x90 ‖ u64(sequence)
+///                                        ‖ u32(len(slot)) ‖ slot, state)
 /// ```
 pub fn seal_state(
     rng: &mut impl CryptoRng,
     key: &StorageKey,
+    slot: &[u8],
+    sequence: u64,
     state: &[u8],
-) -> Result<Vec<u8>, DecodeError> {
-    let (version, state_kind) = match state {
-        [v, k, ..] => (*v, *k),
-        _ => return Err(DecodeError::Truncated),
-    };
+) -> Vec<u8> {
     let mut nonce = [0u8; 12];
     rng.fill_bytes(&mut nonce);
-    let mut out = Vec::with_capacity(16 + state.len() + 16);
-    out.header(kind::SEALED_STATE);
-    out.extend_from_slice(&[version, state_kind]);
-    out.extend_from_slice(&nonce);
+    let mut out = Vec::with_capacity(2 + 8 + 12 + state.len() + 16);
+    out.versioned_header(SEALED_STATE_VERSION, kind::SEALED_STATE);
+    out.u64(sequence);
+    out.put(&nonce);
     let start = out.len();
-    out.extend_from_slice(state);
-    let ad = associated_data(version, state_kind);
+    out.put(state);
+    let ad = associated_data(sequence, slot);
     StreamKey::new(&key.0).seal_in_place(&nonce, &ad, &mut out, start);
-    Ok(out)
+    out
 }
 
-/// Opens sealed state and checks it is of `expected_kind` (the type byte of the state, e.g.
-/// the one `Session::to_bytes` writes). Wrong key or tampering: `Crypto(AuthenticationFailed)`;
-/// another type: `Decode(UnknownType)`. Pass the result to the type's `from_bytes`, which
-/// reads (and migrates) the versions it knows and reports others as `UnknownVersion`.
+/// Opened state and the sequence it was sealed at.
+#[derive(Debug)]
+pub struct Opened {
+    /// The state bytes (they hold secrets).
+    pub state: Zeroizing<Vec<u8>>,
+    /// The sequence they were sealed at.
+    pub sequence: u64,
+}
+
+/// Opens state sealed for `slot`. Wrong key, another slot or tampering:
+/// `Crypto(AuthenticationFailed)`; sealed at a sequence below `min_sequence` (an older copy put
+/// back): `State(Rollback)`. Pass the state to its type's decoder.
 pub fn open_state(
     key: &StorageKey,
     sealed: &[u8],
-    expected_kind: StateKind,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let mut r = Reader::header(sealed, kind::SEALED_STATE)?;
-    let version = r.u8()?;
-    let state_kind = r.u8()?;
+    slot: &[u8],
+    min_sequence: u64,
+) -> Result<Opened, Error> {
+    let (mut r, _) = Reader::versioned_header(sealed, kind::SEALED_STATE, &[SEALED_STATE_VERSION])?;
+    let sequence = r.u64()?;
     let nonce: [u8; 12] = r.array()?;
-    if state_kind != expected_kind as u8 {
-        return Err(DecodeError::UnknownType(state_kind).into());
-    }
-    let ad = associated_data(version, state_kind);
+    let ad = associated_data(sequence, slot);
     let state = StreamKey::new(&key.0)
         .open(&nonce, &ad, r.rest())
         .map_err(|_| CryptoError::AuthenticationFailed)?;
     let state = Zeroizing::new(state);
-    // The authenticated header must agree with the state's own first bytes. Which versions a
-    // type can read (and migrate) is its decoder's business: `from_bytes` reports the rest as
-    // `UnknownVersion`.
-    if state.get(..2) != Some(&[version, state_kind][..]) {
-        return Err(DecodeError::InvalidValue.into());
+    if sequence < min_sequence {
+        return Err(StateError::Rollback {
+            sealed_at: sequence,
+            expected_at_least: min_sequence,
+        }
+        .into());
     }
-    Ok(state)
+    Ok(Opened { state, sequence })
 }
 
-/// The state types that can be sealed, by their type byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-#[non_exhaustive]
-pub enum StateKind {
-    /// [`Session`](crate::Session).
-    Session = kind::SESSION_STATE,
-    /// [`PreKeyStore`](crate::PreKeyStore).
-    PreKeyStore = kind::PREKEY_STORE_STATE,
-    /// [`IdentityKeyPair`](crate::IdentityKeyPair).
-    Identity = kind::IDENTITY_STATE,
-    /// [`OutboundGroupSession`](crate::group::OutboundGroupSession).
-    OutboundGroup = kind::OUTBOUND_GROUP_STATE,
-    /// [`GroupReceiver`](crate::group::GroupReceiver).
-    GroupReceiver = kind::GROUP_RECEIVER_STATE,
-    /// [`Primary`](crate::devices::Primary).
-    Primary = kind::PRIMARY_STATE,
-    /// [`Device`](crate::fanout::Device).
-    Device = kind::DEVICE_STATE,
-    /// [`Call`](crate::calls::Call).
-    Call = kind::CALL_KEY,
-}
-
-fn associated_data(version: u8, state_kind: u8) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(labels::SEALED_STATE.len() + 4);
-    ad.extend_from_slice(labels::SEALED_STATE);
-    ad.extend_from_slice(&[
-        crate::wire::VERSION,
-        kind::SEALED_STATE,
-        version,
-        state_kind,
-    ]);
+fn associated_data(sequence: u64, slot: &[u8]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(labels::SEALED_STATE.len() + 14 + slot.len());
+    ad.put(labels::SEALED_STATE);
+    ad.versioned_header(SEALED_STATE_VERSION, kind::SEALED_STATE);
+    ad.u64(sequence);
+    ad.blob(slot);
     ad
 }

@@ -20,7 +20,7 @@ impl AeadKey {
         Self { key_nonce }
     }
 
-    #[doc(hidden)]
+    #[cfg(feature = "test-support")]
     pub(crate) fn key_and_nonce(&self) -> ([u8; 32], [u8; 12]) {
         let (key, nonce) = self.parts();
         (*key, *nonce)
@@ -49,7 +49,7 @@ impl AeadKey {
         ciphertext_and_tag: &[u8],
     ) -> Result<alloc::vec::Vec<u8>, CryptoError> {
         let (key, nonce) = self.parts();
-        open(key, nonce, aad, ciphertext_and_tag)
+        open_with(&Aes256Gcm::new(key.into()), nonce, aad, ciphertext_and_tag)
     }
 }
 
@@ -90,6 +90,7 @@ fn open_with(
 }
 
 /// AES-256-GCM seal: returns `ciphertext ‖ tag`.
+#[cfg(feature = "test-support")]
 pub fn seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec::Vec::with_capacity(plaintext.len() + TAG_LEN);
     out.extend_from_slice(plaintext);
@@ -99,6 +100,7 @@ pub fn seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> a
 }
 
 /// AES-256-GCM open of `ciphertext ‖ tag`.
+#[cfg(feature = "test-support")]
 pub fn open(
     key: &[u8; 32],
     nonce: &[u8; 12],

@@ -47,14 +47,23 @@ impl DhKeyPair {
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
         let mut bytes = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(bytes.as_mut_bytes());
-        Self::from_secret_bytes(*bytes.as_bytes())
+        Self::from_secret(&bytes)
     }
 
     /// The key pair whose secret scalar (before clamping) is `bytes`.
-    pub(crate) fn from_secret_bytes(bytes: [u8; 32]) -> Self {
-        let secret = StaticSecret::from(bytes);
+    pub(crate) fn from_secret(bytes: &Secret<32>) -> Self {
+        let secret = StaticSecret::from(*bytes.as_bytes());
         let public = DhPublicKey(PublicKey::from(&secret));
         Self { secret, public }
+    }
+
+    /// A key pair read back from this crate's own state, where the public half was stored
+    /// beside the secret when the pair was made: no scalar multiplication on load.
+    pub(crate) fn from_trusted_parts(secret: [u8; 32], public: DhPublicKey) -> Self {
+        Self {
+            secret: StaticSecret::from(secret),
+            public,
+        }
     }
 
     /// The public half.
@@ -91,11 +100,15 @@ impl fmt::Debug for DhKeyPair {
 }
 
 /// RFC 7748 X25519 with the contributory check, for the published vectors and bench floors.
+#[cfg(feature = "test-support")]
 pub fn x25519(scalar: [u8; 32], u: [u8; 32]) -> Result<[u8; 32], CryptoError> {
     agree(&StaticSecret::from(scalar), &DhPublicKey::from_bytes(u)).map(|s| *s.as_bytes())
 }
 
 /// RFC 7748 X25519 of `scalar` with the base point: the public key of a secret.
+#[cfg(feature = "test-support")]
 pub fn x25519_public(scalar: [u8; 32]) -> [u8; 32] {
-    DhKeyPair::from_secret_bytes(scalar).public().to_bytes()
+    DhKeyPair::from_secret(&Secret::from_bytes(scalar))
+        .public()
+        .to_bytes()
 }

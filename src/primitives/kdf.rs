@@ -8,6 +8,7 @@ use super::Secret;
 
 /// HKDF-SHA256 extract-and-expand into `out`; `salt = None` is the RFC's all-zero salt.
 /// Returns `None` when `out` is longer than HKDF allows (255 × 32 bytes).
+#[cfg(feature = "test-support")]
 pub fn hkdf_sha256(salt: Option<&[u8]>, ikm: &[u8], info: &[u8], out: &mut [u8]) -> Option<()> {
     Hkdf::<Sha256>::new(salt, ikm).expand(info, out).ok()
 }
@@ -22,7 +23,7 @@ pub(crate) fn derive<const N: usize>(salt: Option<&[u8]>, ikm: &[u8], info: &[u8
 }
 
 /// HMAC-SHA256 of `data` under `key`.
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
         Ok(mac) => mac,

@@ -22,12 +22,18 @@ pub(crate) use aead::{AeadKey, StreamKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
 pub(crate) use secret::Secret;
 
-/// Low-level wrappers exposed only for the published-vector tests and the benches' floors.
-#[doc(hidden)]
-pub mod raw {
+/// Low-level wrappers for the published-vector tests and the benches' floors, re-exported by
+/// the `test-support` feature's `testing::raw`.
+#[cfg(feature = "test-support")]
+pub(crate) mod raw {
     pub use super::aead::{open as aes256gcm_open, seal as aes256gcm_seal};
     pub use super::dh::{x25519, x25519_public};
-    pub use super::kdf::{hkdf_sha256, hmac_sha256};
+    pub use super::kdf::hkdf_sha256;
+
+    /// HMAC-SHA256 of `data` under `key`.
+    pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+        super::kdf::hmac_sha256(key, data)
+    }
     pub use super::signing::raw::{Ed25519Signer, Ed25519Verifier, ed25519_sign, ed25519_verify};
 }
 

@@ -32,10 +32,6 @@ impl SigningPublicKey {
         self.0.to_bytes()
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
-    }
-
     /// Verifies `signature` over `prefix ‖ message`: canonical encodings and no small-order
     /// components (RFC 8032 strict verification).
     pub(crate) fn verify(
@@ -133,6 +129,7 @@ fn is_canonical_y(bytes: &[u8; 32]) -> bool {
 }
 
 /// RFC 8032 Ed25519 through these wrappers, for the published vectors and bench floors.
+#[cfg(feature = "test-support")]
 pub(super) mod raw {
     use super::*;
 

@@ -2,8 +2,12 @@
 //!
 //! KDF_RK: HKDF-SHA256(salt = RK, ikm = DH output, info = "ratchetry v1 root") → RK' ‖ CK.
 //! KDF_CK: MK = HMAC-SHA256(CK, 0x01), CK' = HMAC-SHA256(CK, 0x02).
-//! MK → AES-256-GCM key ‖ nonce: HKDF-SHA256(salt = 32 zero bytes, ikm = MK,
+//! MK → AES-256-GCM key ‖ nonce: HKDF-SHA256(salt = the header's 16 random bytes, ikm = MK,
 //! info = "ratchetry v1 message keys") → 44 bytes. Sender-key chains reuse [`ChainKey`].
+//!
+//! The per-message salt means a chain counter used twice (state restored from a stale snapshot
+//! without `restore`) still never repeats a key and nonce: the two messages share a message key
+//! but not a keystream.
 
 use crate::labels;
 use crate::primitives::{AeadKey, Secret, derive, hmac_sha256};
@@ -40,15 +44,18 @@ impl ChainKey {
     }
 }
 
+/// Random bytes carried in every message header and folded into its key derivation.
+pub(crate) const SALT_LEN: usize = 16;
+
 impl MessageKey {
-    /// The AES-256-GCM key and nonce for this message key, under `label`.
-    pub(crate) fn aead_key(&self, label: &[u8]) -> AeadKey {
-        AeadKey::from_key_nonce(derive(Some(&[0u8; 32]), self.0.as_bytes(), label))
+    /// The AES-256-GCM key and nonce for this message key and header salt, under `label`.
+    pub(crate) fn aead_key(&self, salt: &[u8; SALT_LEN], label: &[u8]) -> AeadKey {
+        AeadKey::from_key_nonce(derive(Some(salt), self.0.as_bytes(), label))
     }
 
     /// The pairwise-session AEAD key.
-    pub(crate) fn pairwise(&self) -> AeadKey {
-        self.aead_key(labels::MESSAGE_KEYS)
+    pub(crate) fn pairwise(&self, salt: &[u8; SALT_LEN]) -> AeadKey {
+        self.aead_key(salt, labels::MESSAGE_KEYS)
     }
 }
 

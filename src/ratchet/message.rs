@@ -4,13 +4,15 @@
 
 use alloc::vec::Vec;
 
+use super::keys::SALT_LEN;
 use crate::error::DecodeError;
 use crate::primitives::{DhPublicKey, IdentityKey, TAG_LEN};
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::{OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
 
-/// Length of a ratchet message's header: version, type, ratchet key, PN, N.
-pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4;
+/// Length of a ratchet message's header: version, type, ratchet key, PN, N, salt, and the
+/// length of the (empty) extension field.
+pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4 + SALT_LEN + 2;
 
 /// The Double Ratchet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,9 +22,13 @@ pub(crate) struct Header {
     pub(crate) previous_chain_length: u32,
     /// N: this message's number in its sending chain.
     pub(crate) message_number: u32,
+    /// Per-message randomness folded into the message key derivation.
+    pub(crate) salt: [u8; SALT_LEN],
 }
 
 impl Header {
+    /// The header bytes. The extension field (reserved for a post-quantum ratchet's KEM
+    /// traffic, PROTOCOL.md 8.8) is always empty in this version.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[0] = crate::wire::VERSION;
@@ -30,6 +36,7 @@ impl Header {
         out[2..34].copy_from_slice(self.ratchet_key.as_bytes());
         out[34..38].copy_from_slice(&self.previous_chain_length.to_be_bytes());
         out[38..42].copy_from_slice(&self.message_number.to_be_bytes());
+        out[42..58].copy_from_slice(&self.salt);
         out
     }
 }
@@ -64,6 +71,14 @@ pub enum IncomingMessage<'a> {
 }
 
 impl<'a> IncomingMessage<'a> {
+    /// The random salt of the message's ratchet header, which names it to its sender.
+    pub(crate) fn salt(&self) -> [u8; SALT_LEN] {
+        match self {
+            Self::PreKey(p) => p.message.header.salt,
+            Self::Ratchet(m) => m.header.salt,
+        }
+    }
+
     /// Parses wire bytes. The version byte is checked first, then the type byte.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
@@ -86,7 +101,12 @@ impl<'a> RatchetMessage<'a> {
             ratchet_key: DhPublicKey::from_bytes(r.array()?),
             previous_chain_length: r.u32()?,
             message_number: r.u32()?,
+            salt: r.array()?,
         };
+        // No extension is defined in this version: a non-empty one is refused, not skipped.
+        if r.array::<2>()? != [0, 0] {
+            return Err(DecodeError::InvalidValue);
+        }
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::Truncated);

@@ -11,7 +11,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::config::SessionConfig;
-use super::keys::{ChainKey, MessageKey, RootKey};
+use super::keys::{ChainKey, MessageKey, RootKey, SALT_LEN};
 use super::message::{
     HEADER_LEN, Header, IncomingMessage, PreKeyMessage, RatchetMessage, prekey_prefix_len,
     write_prekey_prefix,
@@ -168,8 +168,8 @@ impl Session {
     }
 
     /// Encrypts `plaintext` into wire bytes for the peer. Draws 32 bytes from `rng` when this
-    /// send starts a new sending chain (the first send after receiving a new ratchet key), and
-    /// nothing otherwise.
+    /// send starts a new sending chain (the first send after receiving a new ratchet key), then
+    /// 16 bytes of header salt.
     pub fn encrypt(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -193,19 +193,20 @@ impl Session {
     }
 
     /// [`encrypt_bound`](Self::encrypt_bound) with `context` taken as the bytes already in
-    /// `out` (an envelope header), the message appended after them.
+    /// `out` (an envelope header), the message appended after them. Returns the message's
+    /// header salt, which names it to its sender.
     pub(crate) fn encrypt_bound_into(
         &mut self,
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    ) -> Result<[u8; SALT_LEN], Error> {
         let context_len = out.len();
         self.seal(rng, plaintext, &[], out, context_len)
     }
 
     /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
-    /// as AEAD context. On error `out` and the session are unchanged.
+    /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -213,7 +214,7 @@ impl Session {
         context: &[u8],
         out: &mut Vec<u8>,
         context_len: usize,
-    ) -> Result<(), Error> {
+    ) -> Result<[u8; SALT_LEN], Error> {
         let s = &mut *self.0;
         if s.send.is_none() {
             let self_ratchet = DhKeyPair::generate(rng);
@@ -231,10 +232,13 @@ impl Session {
             .checked_add(1)
             .ok_or(RatchetError::ChainExhausted)?;
         let (message_key, next_key) = send.key.step();
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
         let header = Header {
             ratchet_key: s.self_ratchet.public(),
             previous_chain_length: s.previous_send_length,
             message_number: send.next,
+            salt,
         }
         .encode();
 
@@ -257,12 +261,12 @@ impl Session {
         let start = out.len();
         out.extend_from_slice(plaintext);
         message_key
-            .pairwise()
+            .pairwise(&salt)
             .seal_in_place(aad.as_slice(), out, start);
 
         send.key = next_key;
         send.next = following;
-        Ok(())
+        Ok(salt)
     }
 
     /// Decrypts a message of this session. A pre-key message is accepted when it carries this
@@ -375,7 +379,7 @@ impl Session {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(message.header_bytes);
         let aad = Aad::new(self.0.role, &self.0.local, &self.0.remote, &header, context);
-        key.pairwise()
+        key.pairwise(&message.header.salt)
             .open(aad.as_slice(), message.ciphertext)
             .map_err(|_| RatchetError::AuthenticationFailed.into())
     }

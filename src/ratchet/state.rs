@@ -1,5 +1,10 @@
 //! Session state as versioned bytes (PROTOCOL.md, "Session state"). Decoding checks every
-//! field, so restored state upholds the same invariants as state built by the protocol.
+//! field's form, so restored state upholds the same invariants as state built by the protocol,
+//! but repeats no curve work: the identity keys were checked when they were first received, and
+//! the ratchet key's public half is stored beside its secret.
+//!
+//! Version 1 (identity keys checked again and the ratchet public key recomputed on load) is
+//! still read.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -11,52 +16,67 @@ use super::session::{RecvChain, Role, SendChain, Session, State};
 use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::DecodeError;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, Secret};
-use crate::wire::{Reader, Writer, kind};
+use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 use crate::x3dh::{OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
+
+/// The session state format this build writes.
+const SESSION_STATE_VERSION: u8 = 2;
+/// A session's encoded length without skipped keys, at most.
+const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
 
 impl Session {
     /// Versioned state bytes. They hold secrets: store them as such.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let s = &*self.0;
-        let mut out = Zeroizing::new(Vec::with_capacity(320 + s.skipped.len() * 68));
-        out.header(kind::SESSION_STATE);
+        let mut out = SecretBuf::with_capacity(STATE_LEN + s.skipped.len() * 68);
+        out.versioned_header(SESSION_STATE_VERSION, kind::SESSION_STATE);
         out.u32(s.config.max_forward_jump);
         out.u32(s.config.max_skipped_keys);
-        out.push(match s.role {
+        out.u8(match s.role {
             Role::Initiator => 0,
             Role::Responder => 1,
         });
-        out.extend_from_slice(&s.local.to_bytes());
-        out.extend_from_slice(&s.remote.to_bytes());
-        out.extend_from_slice(&s.x3dh.base_key.to_bytes());
+        out.put(&s.local.to_bytes());
+        out.put(&s.remote.to_bytes());
+        out.put(&s.x3dh.base_key.to_bytes());
         out.u32(s.x3dh.signed_prekey.0);
         out.optional(s.x3dh.one_time_prekey, |out, id| out.u32(id.0));
         out.flag(s.awaiting_reply);
-        out.extend_from_slice(s.root.0.as_bytes());
-        out.extend_from_slice(s.self_ratchet.secret_bytes());
-        out.extend_from_slice(&s.remote_ratchet.to_bytes());
+        out.put(s.root.0.as_bytes());
+        out.put(s.self_ratchet.secret_bytes());
+        out.put(s.self_ratchet.public().as_bytes());
+        out.put(&s.remote_ratchet.to_bytes());
         out.optional(s.send.as_ref(), |out, c| {
-            out.extend_from_slice(c.key.0.as_bytes());
+            out.put(c.key.0.as_bytes());
             out.u32(c.next);
         });
         out.u32(s.previous_send_length);
         out.optional(s.recv.as_ref(), |out, c| {
-            out.extend_from_slice(&c.ratchet_key.to_bytes());
-            out.extend_from_slice(c.key.0.as_bytes());
+            out.put(&c.ratchet_key.to_bytes());
+            out.put(c.key.0.as_bytes());
             out.u32(c.next);
         });
         out.u32(s.skipped.len() as u32);
         for k in &s.skipped.0 {
-            out.extend_from_slice(&k.ratchet_key.to_bytes());
+            out.put(&k.ratchet_key.to_bytes());
             out.u32(k.message_number);
-            out.extend_from_slice(k.key.0.as_bytes());
+            out.put(k.key.0.as_bytes());
         }
-        out
+        out.into_inner()
     }
 
     /// Restores a session from [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::SESSION_STATE)?;
+        let (mut r, version) =
+            Reader::versioned_header(bytes, kind::SESSION_STATE, &[1, SESSION_STATE_VERSION])?;
+        let identity = |r: &mut Reader<'_>| -> Result<IdentityKey, DecodeError> {
+            let bytes = r.array()?;
+            if version == 1 {
+                IdentityKey::from_bytes(&bytes)
+            } else {
+                Ok(IdentityKey::from_trusted(bytes))
+            }
+        };
         let config = SessionConfig {
             max_forward_jump: r.u32()?,
             max_skipped_keys: r.u32()?,
@@ -66,8 +86,8 @@ impl Session {
             1 => Role::Responder,
             _ => return Err(DecodeError::InvalidValue),
         };
-        let local = IdentityKey::from_bytes(&r.array()?)?;
-        let remote = IdentityKey::from_bytes(&r.array()?)?;
+        let local = identity(&mut r)?;
+        let remote = identity(&mut r)?;
         let x3dh = X3dhHeader {
             initiator: match role {
                 Role::Initiator => local,
@@ -79,7 +99,12 @@ impl Session {
         };
         let awaiting_reply = r.flag()?;
         let root = RootKey(secret(&mut r)?);
-        let self_ratchet = DhKeyPair::from_secret_bytes(*secret(&mut r)?.as_bytes());
+        let self_ratchet = if version == 1 {
+            DhKeyPair::from_secret(&secret(&mut r)?)
+        } else {
+            let secret = secret(&mut r)?;
+            DhKeyPair::from_trusted_parts(*secret.as_bytes(), DhPublicKey::from_bytes(r.array()?))
+        };
         let remote_ratchet = DhPublicKey::from_bytes(r.array()?);
         let send = r.optional(|r| {
             Ok(SendChain {
@@ -95,7 +120,7 @@ impl Session {
                 next: r.u32()?,
             })
         })?;
-        let count = crate::x3dh::bounded_count(&mut r, config.max_skipped_keys)?;
+        let count = bounded_count(&mut r, config.max_skipped_keys)?;
         let mut skipped = SkippedKeys::default();
         for _ in 0..count {
             skipped.0.push_back(SkippedKey {

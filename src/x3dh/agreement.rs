@@ -74,12 +74,7 @@ pub(crate) fn respond(
     store: &PreKeyStore,
     header: &X3dhHeader,
 ) -> Result<(Secret<32>, DhKeyPair, Consumption), X3dhError> {
-    if store.has_seen(&header.base_key) {
-        return Err(X3dhError::Replayed);
-    }
-    let spk = store
-        .signed_pair(header.signed_prekey)
-        .ok_or(X3dhError::UnknownSignedPreKey(header.signed_prekey.0))?;
+    let spk = store.signed_pair(header.signed_prekey, &header.base_key)?;
     let otk = header
         .one_time_prekey
         .map(|id| {
@@ -94,6 +89,7 @@ pub(crate) fn respond(
     let dh4 = otk.map(|otk| otk.agree(&header.base_key)).transpose();
     let shared_secret = kdf(dh1, dh2, dh3, dh4)?;
     let consumption = Consumption {
+        signed: header.signed_prekey,
         one_time: header.one_time_prekey,
         base_key: header.base_key,
     };

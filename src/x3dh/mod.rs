@@ -9,13 +9,16 @@ mod agreement;
 mod bundle;
 mod ids;
 mod store;
+mod upload;
 
 pub use bundle::{PreKeyBundle, VerifiedBundle};
 pub use ids::{OneTimePreKeyId, SignedPreKeyId};
 pub use store::{
-    DEFAULT_MAX_ONE_TIME_PREKEYS, DEFAULT_MAX_REMEMBERED_BASE_KEYS, DEFAULT_MAX_SIGNED_PREKEYS,
-    OneTimePreKeyPublic, PreKeyStore, PreKeyStoreConfig, SignedPreKeyPublic,
+    DEFAULT_MAX_ONE_TIME_PREKEYS, DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY,
+    DEFAULT_MAX_SIGNED_PREKEYS, OneTimePreKeyPublic, PreKeyStore, PreKeyStoreConfig,
+    SignedPreKeyPublic,
 };
 
 pub(crate) use agreement::{AssociatedData, Initiated, X3dhHeader, initiate, respond};
-pub(crate) use store::{Consumption, bounded_count};
+pub(crate) use store::Consumption;
+pub use upload::OneTimePreKeys;

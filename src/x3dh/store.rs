@@ -3,26 +3,35 @@
 //!
 //! The store changes only through methods that take `&mut self`; the responder computes with
 //! `&self` and hands back a [`Consumption`] that is applied only once the whole receive succeeded.
+//!
+//! Every signed prekey remembers the base keys of the sessions accepted under it for as long as
+//! it is kept, so a pre-key message is accepted at most once whether or not it used a one-time
+//! prekey; a message naming a deleted signed prekey is refused anyway.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::bundle::signed_prekey_message;
 use super::{OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
-use crate::error::DecodeError;
+use crate::error::{DecodeError, X3dhError};
 use crate::labels;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKeyPair, Signature};
 use crate::time::Timestamp;
-use crate::wire::{Reader, Writer, kind};
-use rand_core::CryptoRng;
+use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
 /// Signed prekeys kept, the current one included, by default.
 pub const DEFAULT_MAX_SIGNED_PREKEYS: u32 = 3;
 /// One-time prekeys held at most, by default; generation beyond it is capped.
 pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u32 = 1000;
-/// Base keys of accepted initial messages remembered to refuse replays, by default.
-pub const DEFAULT_MAX_REMEMBERED_BASE_KEYS: u32 = 1000;
+/// Sessions one signed prekey accepts, by default: past it, pre-key messages naming it are
+/// refused (`SignedPreKeyExhausted`) until it is rotated out.
+pub const DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY: u32 = 100_000;
+
+/// The prekey store format this build writes. Version 1 (one list of the last base keys for
+/// all signed prekeys, no stored public keys) is still read.
+const PREKEY_STORE_VERSION: u8 = 2;
 
 /// Limits of a [`PreKeyStore`]; stored with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +41,10 @@ pub struct PreKeyStoreConfig {
     pub max_signed_prekeys: u32,
     /// One-time prekeys held at most.
     pub max_one_time_prekeys: u32,
-    /// Accepted base keys remembered for replay detection (oldest forgotten first).
-    pub max_remembered_base_keys: u32,
+    /// Sessions accepted under one signed prekey (each remembered, to refuse a replayed
+    /// pre-key message, until that signed prekey is deleted). Rotate well before it is
+    /// reached: [`PreKeyStore::signed_prekey_sessions`] tells how many the current one took.
+    pub max_sessions_per_signed_prekey: u32,
 }
 
 impl Default for PreKeyStoreConfig {
@@ -41,7 +52,7 @@ impl Default for PreKeyStoreConfig {
         Self {
             max_signed_prekeys: DEFAULT_MAX_SIGNED_PREKEYS,
             max_one_time_prekeys: DEFAULT_MAX_ONE_TIME_PREKEYS,
-            max_remembered_base_keys: DEFAULT_MAX_REMEMBERED_BASE_KEYS,
+            max_sessions_per_signed_prekey: DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY,
         }
     }
 }
@@ -72,6 +83,8 @@ struct SignedPreKey {
     pair: DhKeyPair,
     signature: Signature,
     created_at: Timestamp,
+    /// Base keys of the sessions accepted under this prekey.
+    seen: BTreeSet<[u8; 32]>,
 }
 
 /// A device's prekey secrets. Serialize with [`to_bytes`](Self::to_bytes) after every change.
@@ -85,13 +98,12 @@ pub struct PreKeyStore {
     one_time: BTreeMap<OneTimePreKeyId, DhKeyPair>,
     next_signed_id: u32,
     next_one_time_id: u32,
-    /// Base keys of accepted initial messages, oldest first.
-    seen_base_keys: VecDeque<DhPublicKey>,
 }
 
 /// What accepting an initial message takes from the store, applied only on success.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Consumption {
+    pub(crate) signed: SignedPreKeyId,
     pub(crate) one_time: Option<OneTimePreKeyId>,
     pub(crate) base_key: DhPublicKey,
 }
@@ -114,11 +126,12 @@ impl PreKeyStore {
             one_time: BTreeMap::new(),
             next_signed_id: 2,
             next_one_time_id: 1,
-            seen_base_keys: VecDeque::new(),
         }
     }
 
-    /// Makes a new signed prekey current; the oldest beyond the configured count is deleted.
+    /// Makes a new signed prekey current; the oldest beyond the configured count is deleted,
+    /// with the base keys it remembered. One-time prekeys are independent of it: they stay
+    /// valid and need no new upload.
     pub fn rotate_signed_prekey(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -140,16 +153,18 @@ impl PreKeyStore {
 
     /// The current signed prekey's public half.
     pub fn signed_prekey(&self) -> SignedPreKeyPublic {
-        SignedPreKeyPublic {
-            id: self.current.id,
-            key: self.current.pair.public(),
-            signature: self.current.signature,
-        }
+        self.current.public()
     }
 
     /// When the current signed prekey was made, to decide when to rotate.
     pub fn signed_prekey_created_at(&self) -> Timestamp {
         self.current.created_at
+    }
+
+    /// Sessions accepted under the current signed prekey: rotate it well before
+    /// `max_sessions_per_signed_prekey`.
+    pub fn signed_prekey_sessions(&self) -> usize {
+        self.current.seen.len()
     }
 
     /// Generates up to `count` one-time prekeys (fewer if the store would exceed its cap) and
@@ -203,97 +218,239 @@ impl PreKeyStore {
         )
     }
 
-    pub(crate) fn signed_pair(&self, id: SignedPreKeyId) -> Option<&DhKeyPair> {
+    fn signed(&self, id: SignedPreKeyId) -> Option<&SignedPreKey> {
         core::iter::once(&self.current)
             .chain(&self.retired)
             .find(|s| s.id == id)
-            .map(|s| &s.pair)
+    }
+
+    /// The signed prekey pair `id`, if it may still accept the session with `base_key`.
+    pub(crate) fn signed_pair(
+        &self,
+        id: SignedPreKeyId,
+        base_key: &DhPublicKey,
+    ) -> Result<&DhKeyPair, X3dhError> {
+        let spk = self
+            .signed(id)
+            .ok_or(X3dhError::UnknownSignedPreKey(id.0))?;
+        if spk.seen.contains(base_key.as_bytes()) {
+            return Err(X3dhError::Replayed);
+        }
+        if spk.seen.len() >= self.config.max_sessions_per_signed_prekey as usize {
+            return Err(X3dhError::SignedPreKeyExhausted(id.0));
+        }
+        Ok(&spk.pair)
     }
 
     pub(crate) fn one_time_pair(&self, id: OneTimePreKeyId) -> Option<&DhKeyPair> {
         self.one_time.get(&id)
     }
 
-    pub(crate) fn has_seen(&self, base_key: &DhPublicKey) -> bool {
-        self.seen_base_keys.contains(base_key)
-    }
-
-    /// Applies a successful acceptance: the one-time prekey is gone for good.
+    /// Applies a successful acceptance: the one-time prekey is gone for good and the base key
+    /// is remembered under its signed prekey.
     pub(crate) fn consume(&mut self, c: Consumption) {
         if let Some(id) = c.one_time {
             self.one_time.remove(&id);
         }
-        self.seen_base_keys.push_back(c.base_key);
-        while self.seen_base_keys.len() > self.config.max_remembered_base_keys as usize {
-            self.seen_base_keys.pop_front();
+        let spk = core::iter::once(&mut self.current)
+            .chain(&mut self.retired)
+            .find(|s| s.id == c.signed);
+        if let Some(spk) = spk {
+            spk.seen.insert(c.base_key.to_bytes());
         }
     }
 
     /// Versioned state bytes (PROTOCOL.md, "Prekey store state"). They hold secrets.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::new());
-        out.header(kind::PREKEY_STORE_STATE);
-        out.u32(self.config.max_signed_prekeys);
-        out.u32(self.config.max_one_time_prekeys);
-        out.u32(self.config.max_remembered_base_keys);
-        out.u32(self.next_signed_id);
-        out.u32(self.next_one_time_id);
-        self.current.write(&mut out);
-        out.u32(self.retired.len() as u32);
-        for s in &self.retired {
-            s.write(&mut out);
-        }
+        let mut out = SecretBuf::with_capacity(
+            64 + 200 * (1 + self.retired.len()) + 68 * self.one_time.len(),
+        );
+        out.versioned_header(PREKEY_STORE_VERSION, kind::PREKEY_STORE_STATE);
+        self.write_core(&mut out);
         out.u32(self.one_time.len() as u32);
-        for (id, pair) in &self.one_time {
-            out.u32(id.0);
-            out.extend_from_slice(pair.secret_bytes());
+        for id in self.one_time.keys() {
+            self.write_one_time(&mut out, *id);
         }
-        out.u32(self.seen_base_keys.len() as u32);
-        for k in &self.seen_base_keys {
-            out.extend_from_slice(&k.to_bytes());
+        for spk in core::iter::once(&self.current).chain(&self.retired) {
+            out.u32(spk.seen.len() as u32);
+            for k in &spk.seen {
+                out.put(k);
+            }
         }
-        out
+        out.into_inner()
     }
 
     /// Restores a store from [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::PREKEY_STORE_STATE)?;
+        let (mut r, version) =
+            Reader::versioned_header(bytes, kind::PREKEY_STORE_STATE, &[1, PREKEY_STORE_VERSION])?;
+        if version == 1 {
+            return Self::read_version_1(r);
+        }
+        let mut store = Self::read_core(&mut r)?;
+        let n = bounded_count(&mut r, store.config.max_one_time_prekeys)?;
+        for _ in 0..n {
+            let (id, pair) = read_one_time(&mut r)?;
+            // Strictly ascending ids: the one canonical order, and no duplicates.
+            if store
+                .one_time
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= id)
+            {
+                return Err(DecodeError::InvalidValue);
+            }
+            store.one_time.insert(id, pair);
+        }
+        let limit = store.config.max_sessions_per_signed_prekey;
+        for spk in core::iter::once(&mut store.current).chain(&mut store.retired) {
+            let n = bounded_count(&mut r, limit)?;
+            let mut last: Option<[u8; 32]> = None;
+            for _ in 0..n {
+                let k: [u8; 32] = r.array()?;
+                if last.is_some_and(|l| l >= k) {
+                    return Err(DecodeError::InvalidValue);
+                }
+                last = Some(k);
+                spk.seen.insert(k);
+            }
+        }
+        r.finish()?;
+        Ok(store)
+    }
+
+    /// Config, counters and signed prekeys (with their secrets, not their base keys).
+    pub(crate) fn write_core(&self, out: &mut SecretBuf) {
+        out.u32(self.config.max_signed_prekeys);
+        out.u32(self.config.max_one_time_prekeys);
+        out.u32(self.config.max_sessions_per_signed_prekey);
+        out.u32(self.next_signed_id);
+        out.u32(self.next_one_time_id);
+        self.current.write(out);
+        out.u32(self.retired.len() as u32);
+        for s in &self.retired {
+            s.write(out);
+        }
+    }
+
+    pub(crate) fn read_core(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let config = PreKeyStoreConfig {
             max_signed_prekeys: r.u32()?,
             max_one_time_prekeys: r.u32()?,
-            max_remembered_base_keys: r.u32()?,
+            max_sessions_per_signed_prekey: r.u32()?,
         };
         let next_signed_id = r.u32()?;
         let next_one_time_id = r.u32()?;
         if config.max_signed_prekeys == 0 {
             return Err(DecodeError::InvalidValue);
         }
-        let current = SignedPreKey::read(&mut r)?;
+        let current = SignedPreKey::read(r)?;
+        let n = bounded_count(r, config.max_signed_prekeys - 1)?;
+        let mut retired = VecDeque::with_capacity(r.capacity(n, 140));
+        for _ in 0..n {
+            retired.push_back(SignedPreKey::read(r)?);
+        }
+        Ok(Self {
+            config,
+            current,
+            retired,
+            one_time: BTreeMap::new(),
+            next_signed_id,
+            next_one_time_id,
+        })
+    }
+
+    /// One one-time prekey: `u32(id) ‖ secret ‖ public`.
+    pub(crate) fn write_one_time(&self, out: &mut SecretBuf, id: OneTimePreKeyId) {
+        if let Some(pair) = self.one_time.get(&id) {
+            out.u32(id.0);
+            out.put(pair.secret_bytes());
+            out.put(pair.public().as_bytes());
+        }
+    }
+
+    pub(crate) fn insert_one_time(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let (id, pair) = read_one_time(r)?;
+        if self.one_time.len() >= self.config.max_one_time_prekeys as usize
+            || self.one_time.insert(id, pair).is_some()
+        {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(())
+    }
+
+    /// The base keys remembered under each signed prekey, as `(spk id, base key)`.
+    pub(crate) fn seen_base_keys(&self) -> impl Iterator<Item = (SignedPreKeyId, &[u8; 32])> {
+        core::iter::once(&self.current)
+            .chain(&self.retired)
+            .flat_map(|s| s.seen.iter().map(move |k| (s.id, k)))
+    }
+
+    /// Restores one remembered base key; refused if its signed prekey is not held or full.
+    pub(crate) fn insert_seen(
+        &mut self,
+        spk: SignedPreKeyId,
+        base_key: [u8; 32],
+    ) -> Result<(), DecodeError> {
+        let limit = self.config.max_sessions_per_signed_prekey as usize;
+        let s = core::iter::once(&mut self.current)
+            .chain(&mut self.retired)
+            .find(|s| s.id == spk)
+            .ok_or(DecodeError::InvalidValue)?;
+        if s.seen.len() >= limit || !s.seen.insert(base_key) {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(())
+    }
+
+    /// The ids of the signed prekeys held, current first.
+    pub(crate) fn signed_ids(&self) -> impl Iterator<Item = SignedPreKeyId> + '_ {
+        core::iter::once(&self.current)
+            .chain(&self.retired)
+            .map(|s| s.id)
+    }
+
+    /// The ids of the one-time prekeys held.
+    pub(crate) fn one_time_ids(&self) -> impl Iterator<Item = OneTimePreKeyId> + '_ {
+        self.one_time.keys().copied()
+    }
+
+    fn read_version_1(mut r: Reader<'_>) -> Result<Self, DecodeError> {
+        let config = PreKeyStoreConfig {
+            max_signed_prekeys: r.u32()?,
+            max_one_time_prekeys: r.u32()?,
+            max_sessions_per_signed_prekey: DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY,
+        };
+        let max_remembered = r.u32()?;
+        let next_signed_id = r.u32()?;
+        let next_one_time_id = r.u32()?;
+        if config.max_signed_prekeys == 0 {
+            return Err(DecodeError::InvalidValue);
+        }
+        let mut current = SignedPreKey::read_version_1(&mut r)?;
         let n = bounded_count(&mut r, config.max_signed_prekeys - 1)?;
         let mut retired = VecDeque::with_capacity(r.capacity(n, 108));
         for _ in 0..n {
-            retired.push_back(SignedPreKey::read(&mut r)?);
+            retired.push_back(SignedPreKey::read_version_1(&mut r)?);
         }
         let n = bounded_count(&mut r, config.max_one_time_prekeys)?;
         let mut one_time = BTreeMap::new();
         for _ in 0..n {
             let id = OneTimePreKeyId(r.u32()?);
-            // Strictly ascending ids: the one canonical order, and no duplicates.
             if one_time
                 .last_key_value()
                 .is_some_and(|(last, _)| *last >= id)
             {
                 return Err(DecodeError::InvalidValue);
             }
-            one_time.insert(
-                id,
-                DhKeyPair::from_secret_bytes(*Zeroizing::new(r.array()?)),
-            );
+            let secret = crate::primitives::Secret::from_bytes(r.array()?);
+            one_time.insert(id, DhKeyPair::from_secret(&secret));
         }
-        let n = bounded_count(&mut r, config.max_remembered_base_keys)?;
-        let mut seen_base_keys = VecDeque::with_capacity(r.capacity(n, 32));
+        // Version 1 remembered base keys for all signed prekeys together; which one each was
+        // accepted under is unknown, so the current one keeps them all (refusing more, never
+        // fewer, replays than before).
+        let n = bounded_count(&mut r, max_remembered)?;
         for _ in 0..n {
-            seen_base_keys.push_back(DhPublicKey::from_bytes(r.array()?));
+            current.seen.insert(r.array()?);
         }
         r.finish()?;
         Ok(Self {
@@ -303,19 +460,15 @@ impl PreKeyStore {
             one_time,
             next_signed_id,
             next_one_time_id,
-            seen_base_keys,
         })
     }
 }
 
-/// A count field that may not exceed its configured limit (so hostile state cannot make us
-/// allocate without bound).
-pub(crate) fn bounded_count(r: &mut Reader<'_>, limit: u32) -> Result<usize, DecodeError> {
-    let n = r.u32()?;
-    if n > limit {
-        return Err(DecodeError::InvalidValue);
-    }
-    Ok(n as usize)
+fn read_one_time(r: &mut Reader<'_>) -> Result<(OneTimePreKeyId, DhKeyPair), DecodeError> {
+    let id = OneTimePreKeyId(r.u32()?);
+    let secret = Zeroizing::new(r.array()?);
+    let public = DhPublicKey::from_bytes(r.array()?);
+    Ok((id, DhKeyPair::from_trusted_parts(*secret, public)))
 }
 
 impl SignedPreKey {
@@ -335,22 +488,48 @@ impl SignedPreKey {
             pair,
             signature,
             created_at: now,
+            seen: BTreeSet::new(),
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn public(&self) -> SignedPreKeyPublic {
+        SignedPreKeyPublic {
+            id: self.id,
+            key: self.pair.public(),
+            signature: self.signature,
+        }
+    }
+
+    fn write(&self, out: &mut SecretBuf) {
         out.u32(self.id.0);
-        out.extend_from_slice(self.pair.secret_bytes());
-        out.extend_from_slice(&self.signature.to_bytes());
+        out.put(self.pair.secret_bytes());
+        out.put(self.pair.public().as_bytes());
+        out.put(&self.signature.to_bytes());
         out.u64(self.created_at.0);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = SignedPreKeyId(r.u32()?);
+        let secret = Zeroizing::new(r.array()?);
+        let public = DhPublicKey::from_bytes(r.array()?);
         Ok(Self {
-            id: SignedPreKeyId(r.u32()?),
-            pair: DhKeyPair::from_secret_bytes(*Zeroizing::new(r.array()?)),
+            id,
+            pair: DhKeyPair::from_trusted_parts(*secret, public),
             signature: Signature::from_bytes(r.array()?),
             created_at: Timestamp(r.u64()?),
+            seen: BTreeSet::new(),
+        })
+    }
+
+    fn read_version_1(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = SignedPreKeyId(r.u32()?);
+        let secret = crate::primitives::Secret::from_bytes(r.array()?);
+        Ok(Self {
+            id,
+            pair: DhKeyPair::from_secret(&secret),
+            signature: Signature::from_bytes(r.array()?),
+            created_at: Timestamp(r.u64()?),
+            seen: BTreeSet::new(),
         })
     }
 }

@@ -1,0 +1,400 @@
+//! The device's journals, each bounded and persisted entry by entry:
+//!
+//! - the **read ring**: ids of the last [`MAX_REMEMBERED_MESSAGE_IDS`] envelopes read, so a
+//!   redelivery is refused as a duplicate (one slot record per read, not the whole window);
+//! - the **sent journal**: for each message sent within the retry window, who received it and
+//!   with which identity key, so a retry is answered only to a device that was entitled to that
+//!   exact message when it was sent, a bounded number of times, never twice for one request;
+//! - the **pending retries**: the retries this device asked for, so only an answer to one of
+//!   them is accepted as a resent message.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use super::MessageId;
+use crate::devices::{AccountKey, DeviceAddress};
+use crate::error::DecodeError;
+use crate::group::{GroupId, SenderKeyId};
+use crate::primitives::IdentityKey;
+use crate::time::Timestamp;
+use crate::wire::{Reader, Writer, bounded_count};
+
+/// Envelope ids remembered to recognise redeliveries.
+pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
+/// Sent messages remembered for retries, at most; the oldest is forgotten first.
+pub const MAX_SENT_MESSAGES: usize = 1000;
+/// How long a sent message can be asked for again, by default: 7 days.
+pub const DEFAULT_RETRY_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Retries a sender answers per (message, requesting device), and a requester asks per message.
+pub const MAX_RETRY_ATTEMPTS: u8 = 3;
+/// Retries this device asked for and still waits on, at most; the oldest is dropped first.
+pub const MAX_PENDING_RETRIES: usize = 256;
+/// Recipients one sent message can list: the decoding bound of a journal entry.
+const MAX_RECIPIENTS: u32 = 4096;
+
+/// Names one sent message among this device's sends, for the app to store its body under and
+/// find it again when a device asks for the message again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SendId(pub u64);
+
+/// What identifies one sealed message on the wire to its sender: the random salt of its header
+/// (the pairwise ratchet header's, or the group message header's).
+pub(crate) type MessageRef = [u8; 16];
+
+/// One recipient of a 1:1 send: the device, the identity key it had, its envelope's reference,
+/// and the retries answered for it (the request ids, which also refuse a replayed request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Recipient {
+    pub(crate) device: DeviceAddress,
+    pub(crate) identity: IdentityKey,
+    pub(crate) reference: MessageRef,
+    pub(crate) answered: Vec<MessageId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SentKind {
+    /// A 1:1 message in the conversation with `conversation`.
+    Direct {
+        conversation: AccountKey,
+        recipients: Vec<Recipient>,
+    },
+    /// A group message: who may have it is decided by the ledger of `key_id`, from `iteration`.
+    Group {
+        group: GroupId,
+        key_id: SenderKeyId,
+        iteration: u32,
+        reference: MessageRef,
+        /// Retries answered, by requesting device.
+        answered: Vec<(DeviceAddress, Vec<MessageId>)>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) sent_at: Timestamp,
+    /// SHA-256 of the body, first 16 bytes: a retry is answered only with the body sent.
+    pub(crate) body_digest: [u8; 16],
+    pub(crate) kind: SentKind,
+}
+
+/// A retry this device asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) sender: DeviceAddress,
+    /// The group of a group message; `None` for a 1:1 message.
+    pub(crate) group: Option<GroupId>,
+    /// The id of the envelope that could not be read.
+    pub(crate) failed: MessageId,
+    pub(crate) attempts: u8,
+    pub(crate) requested_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Journal {
+    /// Read ring: slot → id, and the ids for lookup.
+    pub(crate) seen_slots: VecDeque<MessageId>,
+    pub(crate) seen: BTreeSet<MessageId>,
+    /// The slot the next read id goes to.
+    pub(crate) seen_next: u32,
+    /// Sent messages by send id, and their references for lookup.
+    pub(crate) sent: BTreeMap<SendId, Sent>,
+    pub(crate) by_reference: BTreeMap<MessageRef, SendId>,
+    pub(crate) next_send: u64,
+    pub(crate) pending: BTreeMap<MessageRef, Pending>,
+}
+
+impl Journal {
+    /// Records a read envelope; returns the slot written.
+    pub(crate) fn read(&mut self, id: MessageId) -> u32 {
+        let slot = self.seen_next;
+        if self.seen_slots.len() == MAX_REMEMBERED_MESSAGE_IDS {
+            if let Some(old) = self.seen_slots.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen_slots.push_back(id);
+        self.seen.insert(id);
+        self.seen_next = (slot + 1) % MAX_REMEMBERED_MESSAGE_IDS as u32;
+        slot
+    }
+
+    /// The id stored in read-ring `slot`.
+    pub(crate) fn seen_slot(&self, slot: u32) -> Option<MessageId> {
+        // The ring's oldest entry sits at `seen_next` once it is full, at 0 before.
+        let len = self.seen_slots.len() as u32;
+        let oldest = if len as usize == MAX_REMEMBERED_MESSAGE_IDS {
+            self.seen_next
+        } else {
+            0
+        };
+        let index =
+            (slot + MAX_REMEMBERED_MESSAGE_IDS as u32 - oldest) % MAX_REMEMBERED_MESSAGE_IDS as u32;
+        self.seen_slots.get(index as usize).copied()
+    }
+
+    /// Rebuilds the ring from its slot records (slot → id) and the next slot.
+    pub(crate) fn restore_seen(
+        &mut self,
+        slots: BTreeMap<u32, MessageId>,
+        next: u32,
+    ) -> Result<(), DecodeError> {
+        let n = slots.len() as u32;
+        let cap = MAX_REMEMBERED_MESSAGE_IDS as u32;
+        if next >= cap || slots.keys().any(|s| *s >= cap) {
+            return Err(DecodeError::InvalidValue);
+        }
+        // Slots fill 0, 1, 2, …; once all are used, the oldest is the one written next.
+        let oldest = if n == cap { next } else { 0 };
+        if n < cap && (n != next || slots.keys().any(|s| *s >= n)) {
+            return Err(DecodeError::InvalidValue);
+        }
+        for i in 0..n {
+            let id = slots[&((oldest + i) % cap)];
+            self.seen_slots.push_back(id);
+            self.seen.insert(id);
+        }
+        self.seen_next = next;
+        Ok(())
+    }
+
+    /// Records a send; returns its id and the ids it pushed out of the journal (by count or
+    /// age), whose records are to be deleted.
+    pub(crate) fn sent(
+        &mut self,
+        now: Timestamp,
+        window_ms: u64,
+        sent: Sent,
+    ) -> (SendId, Vec<SendId>) {
+        let id = SendId(self.next_send);
+        self.next_send += 1;
+        for r in references(&sent.kind) {
+            self.by_reference.insert(r, id);
+        }
+        self.sent.insert(id, sent);
+        let mut dropped = Vec::new();
+        while let Some((&oldest, entry)) = self.sent.first_key_value() {
+            let expired = now.as_millis().saturating_sub(entry.sent_at.as_millis()) > window_ms;
+            if self.sent.len() <= MAX_SENT_MESSAGES && !expired {
+                break;
+            }
+            self.forget_sent(oldest);
+            dropped.push(oldest);
+        }
+        (id, dropped)
+    }
+
+    pub(crate) fn forget_sent(&mut self, id: SendId) {
+        if let Some(entry) = self.sent.remove(&id) {
+            for r in references(&entry.kind) {
+                self.by_reference.remove(&r);
+            }
+        }
+    }
+
+    pub(crate) fn insert_sent(&mut self, id: SendId, sent: Sent) -> Result<(), DecodeError> {
+        if id.0 >= self.next_send || self.sent.len() >= MAX_SENT_MESSAGES {
+            return Err(DecodeError::InvalidValue);
+        }
+        for r in references(&sent.kind) {
+            if self.by_reference.insert(r, id).is_some() {
+                return Err(DecodeError::InvalidValue);
+            }
+        }
+        self.sent.insert(id, sent);
+        Ok(())
+    }
+
+    /// Records a retry this device asks for; returns the pending retry dropped to make room.
+    pub(crate) fn ask(&mut self, reference: MessageRef, pending: Pending) -> Option<MessageRef> {
+        self.pending.insert(reference, pending);
+        if self.pending.len() <= MAX_PENDING_RETRIES {
+            return None;
+        }
+        let oldest = self
+            .pending
+            .iter()
+            .min_by_key(|(_, p)| p.requested_at)
+            .map(|(r, _)| *r)?;
+        self.pending.remove(&oldest);
+        Some(oldest)
+    }
+}
+
+fn references(kind: &SentKind) -> Vec<MessageRef> {
+    match kind {
+        SentKind::Direct { recipients, .. } => recipients.iter().map(|r| r.reference).collect(),
+        SentKind::Group { reference, .. } => alloc::vec![*reference],
+    }
+}
+
+const DIRECT: u8 = 1;
+const GROUP: u8 = 2;
+
+impl Sent {
+    pub(crate) fn write(&self, out: &mut impl Writer) {
+        out.u64(self.sent_at.0);
+        out.put(&self.body_digest);
+        match &self.kind {
+            SentKind::Direct {
+                conversation,
+                recipients,
+            } => {
+                out.u8(DIRECT);
+                out.put(conversation.as_bytes());
+                out.u32(recipients.len() as u32);
+                for r in recipients {
+                    r.device.write(out);
+                    out.put(r.identity.as_bytes());
+                    out.put(&r.reference);
+                    write_ids(out, &r.answered);
+                }
+            }
+            SentKind::Group {
+                group,
+                key_id,
+                iteration,
+                reference,
+                answered,
+            } => {
+                out.u8(GROUP);
+                out.put(&group.0);
+                out.u32(key_id.0);
+                out.u32(*iteration);
+                out.put(reference);
+                out.u32(answered.len() as u32);
+                for (device, ids) in answered {
+                    device.write(out);
+                    write_ids(out, ids);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let sent_at = Timestamp(r.u64()?);
+        let body_digest = r.array()?;
+        let kind = match r.u8()? {
+            DIRECT => {
+                let conversation = AccountKey::from_trusted(r.array()?);
+                let n = bounded_count(r, MAX_RECIPIENTS)?;
+                let mut recipients = Vec::with_capacity(r.capacity(n, 85));
+                for _ in 0..n {
+                    recipients.push(Recipient {
+                        device: DeviceAddress::read_trusted(r)?,
+                        identity: IdentityKey::from_trusted(r.array()?),
+                        reference: r.array()?,
+                        answered: read_ids(r)?,
+                    });
+                }
+                SentKind::Direct {
+                    conversation,
+                    recipients,
+                }
+            }
+            GROUP => {
+                let group = GroupId(r.array()?);
+                let key_id = SenderKeyId(r.u32()?);
+                let iteration = r.u32()?;
+                let reference = r.array()?;
+                let n = bounded_count(r, MAX_RECIPIENTS)?;
+                let mut answered = Vec::with_capacity(r.capacity(n, 37));
+                for _ in 0..n {
+                    answered.push((DeviceAddress::read_trusted(r)?, read_ids(r)?));
+                }
+                SentKind::Group {
+                    group,
+                    key_id,
+                    iteration,
+                    reference,
+                    answered,
+                }
+            }
+            _ => return Err(DecodeError::InvalidValue),
+        };
+        Ok(Self {
+            sent_at,
+            body_digest,
+            kind,
+        })
+    }
+}
+
+fn write_ids(out: &mut impl Writer, ids: &[MessageId]) {
+    out.u8(ids.len() as u8);
+    for id in ids {
+        out.put(&id.0);
+    }
+}
+
+fn read_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
+    let n = r.u8()?;
+    if n > MAX_RETRY_ATTEMPTS {
+        return Err(DecodeError::InvalidValue);
+    }
+    (0..n).map(|_| Ok(MessageId(r.array()?))).collect()
+}
+
+impl Pending {
+    pub(crate) fn write(&self, out: &mut impl Writer) {
+        self.sender.write(out);
+        out.optional(self.group, |out, g| out.put(&g.0));
+        out.put(&self.failed.0);
+        out.u8(self.attempts);
+        out.u64(self.requested_at.0);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let p = Self {
+            sender: DeviceAddress::read_trusted(r)?,
+            group: r.optional(|r| r.array().map(GroupId))?,
+            failed: MessageId(r.array()?),
+            attempts: r.u8()?,
+            requested_at: Timestamp(r.u64()?),
+        };
+        if p.attempts == 0 || p.attempts > MAX_RETRY_ATTEMPTS {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u32) -> MessageId {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        MessageId(b)
+    }
+
+    #[test]
+    fn read_ring_forgets_the_oldest_and_restores_from_its_slots() {
+        let mut j = Journal::default();
+        let total = MAX_REMEMBERED_MESSAGE_IDS as u32 + 5;
+        let mut slots = BTreeMap::new();
+        for i in 0..total {
+            let slot = j.read(id(i));
+            slots.insert(slot, id(i));
+            assert_eq!(j.seen_slot(slot), Some(id(i)));
+        }
+        assert!(!j.seen.contains(&id(4)));
+        assert!(j.seen.contains(&id(5)));
+        assert_eq!(j.seen.len(), MAX_REMEMBERED_MESSAGE_IDS);
+        let mut back = Journal::default();
+        back.restore_seen(slots, j.seen_next).unwrap();
+        assert_eq!(back.seen_slots, j.seen_slots);
+        assert_eq!(back.seen, j.seen);
+        // A partly filled ring restores too; a gap in it does not.
+        let mut small = Journal::default();
+        let mut slots = BTreeMap::new();
+        for i in 0..3 {
+            slots.insert(small.read(id(i)), id(i));
+        }
+        let mut back = Journal::default();
+        back.restore_seen(slots.clone(), 3).unwrap();
+        assert_eq!(back.seen_slots, small.seen_slots);
+        slots.remove(&1);
+        assert!(Journal::default().restore_seen(slots, 3).is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! The device's state as keyed records (PROTOCOL.md, "Device records"): one record per thing
+//! that changes on its own — a remote device's sessions, a group's members, one sender's key,
+//! one journal entry — so an operation persists only what it changed.
+//!
+//! A mutation marks the records it touched; [`Device::take_changes`](super::Device::take_changes)
+//! encodes exactly those (or their deletion) as one [`StateChanges`] unit, which the app writes
+//! in one transaction. [`Device::from_records`](super::Device::from_records) rebuilds a device
+//! from every stored record.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::fmt;
+use zeroize::Zeroizing;
+
+use crate::devices::{AccountKey, DeviceAddress};
+use crate::error::DecodeError;
+use crate::group::{GroupId, SenderKeyId};
+use crate::wire::{Reader, Writer};
+
+use super::MessageId;
+use super::journal::{MessageRef, SendId};
+
+/// The record key of one piece of device state. Ordered, so that a unit lists records in one
+/// canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Key {
+    /// Config, address and identity.
+    Own,
+    /// The epoch and journal counters: written with every unit.
+    Meta,
+    /// Signed prekeys and prekey counters.
+    PreKeys,
+    /// One one-time prekey, by id.
+    OneTime(u32),
+    /// A base key remembered under a signed prekey: (signed prekey id, base key).
+    SeenBase(u32, [u8; 32]),
+    /// An account's verified device list and its recent digests.
+    DeviceList(AccountKey),
+    /// The sessions with one remote device.
+    Sessions(DeviceAddress),
+    /// A group's member accounts.
+    GroupMembers(GroupId),
+    /// This device's sender key for a group, and its generations' order.
+    Outbound(GroupId),
+    /// One device holding one of this device's sender key generations.
+    Ledger(GroupId, SenderKeyId, DeviceAddress),
+    /// One sender device's keys for a group.
+    Inbound(DeviceAddress, GroupId),
+    /// A device's notice that it withholds its key for a group.
+    Withheld(DeviceAddress, GroupId),
+    /// One slot of the read ring.
+    Seen(u32),
+    /// One sent message in the retry journal.
+    Sent(SendId),
+    /// One retry this device asked for.
+    Pending(MessageRef),
+}
+
+const OWN: u8 = 0x01;
+const META: u8 = 0x02;
+const PREKEYS: u8 = 0x03;
+const ONE_TIME_PREKEY: u8 = 0x04;
+const SEEN_BASE_KEY: u8 = 0x05;
+const DEVICE_LIST: u8 = 0x06;
+const SESSIONS: u8 = 0x07;
+const GROUP_MEMBERS: u8 = 0x08;
+const OUTBOUND: u8 = 0x09;
+const LEDGER: u8 = 0x0a;
+const INBOUND: u8 = 0x0b;
+const WITHHELD: u8 = 0x0c;
+const SEEN: u8 = 0x0d;
+const SENT: u8 = 0x0e;
+const PENDING: u8 = 0x0f;
+
+impl Key {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(73);
+        match self {
+            Key::Own => out.u8(OWN),
+            Key::Meta => out.u8(META),
+            Key::PreKeys => out.u8(PREKEYS),
+            Key::OneTime(id) => {
+                out.u8(ONE_TIME_PREKEY);
+                out.u32(*id);
+            }
+            Key::SeenBase(spk, key) => {
+                out.u8(SEEN_BASE_KEY);
+                out.u32(*spk);
+                out.put(key);
+            }
+            Key::DeviceList(a) => {
+                out.u8(DEVICE_LIST);
+                out.put(a.as_bytes());
+            }
+            Key::Sessions(a) => {
+                out.u8(SESSIONS);
+                a.write(&mut out);
+            }
+            Key::GroupMembers(g) => {
+                out.u8(GROUP_MEMBERS);
+                out.put(&g.0);
+            }
+            Key::Outbound(g) => {
+                out.u8(OUTBOUND);
+                out.put(&g.0);
+            }
+            Key::Ledger(g, k, a) => {
+                out.u8(LEDGER);
+                out.put(&g.0);
+                out.u32(k.0);
+                a.write(&mut out);
+            }
+            Key::Inbound(a, g) => {
+                out.u8(INBOUND);
+                a.write(&mut out);
+                out.put(&g.0);
+            }
+            Key::Withheld(a, g) => {
+                out.u8(WITHHELD);
+                a.write(&mut out);
+                out.put(&g.0);
+            }
+            Key::Seen(slot) => {
+                out.u8(SEEN);
+                out.u32(*slot);
+            }
+            Key::Sent(id) => {
+                out.u8(SENT);
+                out.u64(id.0);
+            }
+            Key::Pending(r) => {
+                out.u8(PENDING);
+                out.put(r);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let key = match r.u8()? {
+            OWN => Key::Own,
+            META => Key::Meta,
+            PREKEYS => Key::PreKeys,
+            ONE_TIME_PREKEY => Key::OneTime(r.u32()?),
+            SEEN_BASE_KEY => Key::SeenBase(r.u32()?, r.array()?),
+            DEVICE_LIST => Key::DeviceList(AccountKey::from_trusted(r.array()?)),
+            SESSIONS => Key::Sessions(DeviceAddress::read_trusted(&mut r)?),
+            GROUP_MEMBERS => Key::GroupMembers(GroupId(r.array()?)),
+            OUTBOUND => Key::Outbound(GroupId(r.array()?)),
+            LEDGER => Key::Ledger(
+                GroupId(r.array()?),
+                SenderKeyId(r.u32()?),
+                DeviceAddress::read_trusted(&mut r)?,
+            ),
+            INBOUND => Key::Inbound(DeviceAddress::read_trusted(&mut r)?, GroupId(r.array()?)),
+            WITHHELD => Key::Withheld(DeviceAddress::read_trusted(&mut r)?, GroupId(r.array()?)),
+            SEEN => Key::Seen(r.u32()?),
+            SENT => Key::Sent(SendId(r.u64()?)),
+            PENDING => Key::Pending(r.array()?),
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(key)
+    }
+}
+
+/// One stored record: a key, and its new value or its deletion.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    key: Vec<u8>,
+    value: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl Record {
+    /// The record's key: store the value under exactly these bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The record's new value (it holds secrets: store it as such), or `None`: delete the
+    /// record.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref().map(Vec::as_slice)
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = Key::decode(&self.key);
+        f.debug_struct("Record")
+            .field("key", &key)
+            .field("value_len", &self.value.as_ref().map(|v| v.len()))
+            .finish()
+    }
+}
+
+/// What one operation changed: write it in one transaction, before acting on the operation's
+/// output (shipping envelopes, showing messages, acknowledging to the server).
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct StateChanges {
+    replace_all: bool,
+    epoch: u64,
+    records: Vec<Record>,
+}
+
+impl StateChanges {
+    /// Whether the store must be emptied before these records are written: the unit holds the
+    /// whole state (a new device, or one restored from a backup).
+    pub fn replaces_all(&self) -> bool {
+        self.replace_all
+    }
+
+    /// The device's state epoch after this unit.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records to write or delete, in key order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// The records, by value.
+    pub fn into_records(self) -> Vec<Record> {
+        self.records
+    }
+
+    /// Bytes of keys and values in the unit: what an app writes for it.
+    pub fn byte_len(&self) -> usize {
+        self.records
+            .iter()
+            .map(|r| r.key.len() + r.value.as_ref().map_or(0, |v| v.len()))
+            .sum()
+    }
+}
+
+/// The records an operation touched, until they are taken.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Dirty {
+    pub(crate) all: bool,
+    pub(crate) keys: BTreeSet<Key>,
+}
+
+impl Dirty {
+    pub(crate) fn mark(&mut self, key: Key) {
+        if !self.all {
+            self.keys.insert(key);
+        }
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        !self.all && self.keys.is_empty()
+    }
+}
+
+pub(crate) fn unit(
+    replace_all: bool,
+    epoch: u64,
+    records: Vec<(Key, Option<Zeroizing<Vec<u8>>>)>,
+) -> StateChanges {
+    StateChanges {
+        replace_all,
+        epoch,
+        records: records
+            .into_iter()
+            .map(|(k, value)| Record {
+                key: k.encode(),
+                value,
+            })
+            .collect(),
+    }
+}
+
+/// `MessageId`s are 16 bytes on the wire and in records.
+pub(crate) fn read_message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
+    Ok(MessageId(r.array()?))
+}

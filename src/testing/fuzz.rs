@@ -1,0 +1,457 @@
+//! Entry points for the cargo-fuzz targets under `fuzz/` and for the corpus replay in
+//! `tests/fuzz_corpus.rs`. Each must not panic on any input, and checks invariants of its own
+//! (canonical round trips, state untouched by a refused input, changed by an accepted one).
+
+use alloc::vec::Vec;
+
+use super::SeededRng;
+use crate::calls::{Call, CallKeyMessage};
+use crate::devices::{
+    LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary,
+    SignedDeviceList,
+};
+use crate::fanout::{Device, DeviceConfig, Outgoing, RetryReason};
+use crate::group::{
+    GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey, OutboundGroupSession,
+    SenderKeyDistribution,
+};
+use crate::history::{HistoryOffer, HistoryOpener, HistorySealer};
+use crate::x3dh::{OneTimePreKeyId, OneTimePreKeys, PreKeyStoreConfig};
+use crate::{
+    IdentityKey, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, Session,
+    SessionConfig, Timestamp,
+};
+
+/// Bundle decoding: whatever decodes re-encodes to the same bytes.
+pub fn bundle(data: &[u8]) {
+    if let Ok(bundle) = PreKeyBundle::from_bytes(data) {
+        assert_eq!(bundle.to_bytes(), data, "bundle encoding is not canonical");
+        let _ = bundle.verify();
+    }
+}
+
+/// Pairwise message decoding.
+pub fn message(data: &[u8]) {
+    let _ = IncomingMessage::decode(data);
+}
+
+/// State decoding: whatever decodes re-encodes to the same bytes.
+pub fn state(data: &[u8]) {
+    if let Ok(s) = Session::from_bytes(data) {
+        if data.first() == s.to_bytes().first() {
+            assert_eq!(&**s.to_bytes(), data, "session state is not canonical");
+        }
+    }
+    if let Ok(s) = PreKeyStore::from_bytes(data) {
+        if data.first() == s.to_bytes().first() {
+            assert_eq!(&**s.to_bytes(), data, "prekey store state is not canonical");
+        }
+    }
+    if let Ok(s) = IdentityKeyPair::from_bytes(data) {
+        assert_eq!(&**s.to_bytes(), data, "identity state is not canonical");
+    }
+    if let Ok(s) = OutboundGroupSession::from_bytes(data) {
+        assert_eq!(
+            &**s.to_bytes(),
+            data,
+            "outbound group state is not canonical"
+        );
+    }
+    if let Ok(s) = InboundSenderKey::from_bytes(data) {
+        assert_eq!(&**s.to_bytes(), data, "inbound sender key is not canonical");
+    }
+    if let Ok(s) = Primary::from_bytes(data) {
+        assert_eq!(&**s.to_bytes(), data, "primary state is not canonical");
+    }
+    if let Ok(s) = Call::from_bytes(data) {
+        assert_eq!(&**s.to_bytes(), data, "call state is not canonical");
+    }
+    if let Ok(s) = Device::from_bytes(data) {
+        assert_eq!(&**s.to_bytes(), data, "device state is not canonical");
+    }
+}
+
+/// Sealed-state opening of arbitrary bytes never panics, and what opens is fed to the state
+/// decoders.
+pub fn sealed_state(data: &[u8]) {
+    let key = crate::persist::StorageKey::from_bytes([0x5e; 32]);
+    if let Ok(opened) = crate::persist::open_state(&key, data, b"fuzz", 0) {
+        self::state(&opened.state);
+    }
+}
+
+/// Device records: arbitrary `(u16 key length, key, u32 value length, value)` sequences fed to
+/// [`Device::from_records`]; whatever loads yields, as its whole state, exactly the records it
+/// was given.
+pub fn records(data: &[u8]) {
+    let mut rest = data;
+    let mut records: Vec<(&[u8], &[u8])> = Vec::new();
+    while rest.len() >= 2 {
+        let klen = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+        if rest.len() < klen + 4 {
+            break;
+        }
+        let (key, tail) = rest.split_at(klen);
+        let vlen = u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
+        let tail = &tail[4..];
+        if tail.len() < vlen {
+            break;
+        }
+        let (value, tail) = tail.split_at(vlen);
+        records.push((key, value));
+        rest = tail;
+    }
+    if let Ok(mut device) = Device::from_records(records.iter().copied()) {
+        let mut given: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        given.sort();
+        let _ = device.take_changes();
+        let whole = Device::from_bytes(&device.to_bytes()).map(|mut d| d.take_changes());
+        let back: Vec<(Vec<u8>, Vec<u8>)> = whole
+            .map(|u| {
+                u.records()
+                    .iter()
+                    .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(given, back, "records do not round-trip");
+    }
+}
+
+/// Encodes records the way [`records`] reads them (for seeds).
+pub fn encode_records<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// History offers and call key messages re-encode to the same bytes; arbitrary chunks pushed
+/// into an opener for a fixed offer are refused without advancing it.
+pub fn history_and_calls(data: &[u8]) {
+    if let Ok(o) = HistoryOffer::from_bytes(data) {
+        assert_eq!(
+            &**o.to_bytes(),
+            data,
+            "history offer encoding is not canonical"
+        );
+    }
+    if let Ok(m) = CallKeyMessage::from_bytes(data) {
+        assert_eq!(&**m.to_bytes(), data, "call key encoding is not canonical");
+    }
+    let rng = &mut SeededRng::from_label("ratchetry history fuzz fixture");
+    let mut sealer = HistorySealer::new(rng);
+    let _ = sealer.push(&[0x42; 100]);
+    let (_, offer) = sealer.finish();
+    let mut opener = HistoryOpener::new(&offer);
+    if opener.push(data).is_err() {
+        assert_eq!(
+            opener.chunks_opened(),
+            0,
+            "a refused chunk advanced the opener"
+        );
+    }
+}
+
+/// Device-layer decoders: lists, the linking messages and prekey uploads re-encode to the same
+/// bytes.
+pub fn device_wire(data: &[u8]) {
+    if let Ok(l) = SignedDeviceList::from_bytes(data) {
+        assert_eq!(l.to_bytes(), data, "device list encoding is not canonical");
+    }
+    if let Ok(m) = LinkInvitation::from_bytes(data) {
+        assert_eq!(m.to_bytes(), data, "invitation encoding is not canonical");
+    }
+    if let Ok(m) = LinkRequest::from_bytes(data) {
+        assert_eq!(m.to_bytes(), data, "request encoding is not canonical");
+    }
+    if let Ok(m) = LinkApproval::from_bytes(data) {
+        assert_eq!(m.to_bytes(), data, "approval encoding is not canonical");
+    }
+    if let Ok(m) = LinkConfirmation::from_bytes(data) {
+        assert_eq!(m.to_bytes(), data, "confirmation encoding is not canonical");
+    }
+    if let Ok(m) = OneTimePreKeys::from_bytes(data) {
+        assert_eq!(
+            m.to_bytes(),
+            data,
+            "prekey upload encoding is not canonical"
+        );
+    }
+}
+
+/// Two accounts' devices with sessions, a group and a sender key, and envelopes in flight.
+#[derive(Clone)]
+pub struct FanoutFixture {
+    /// Bob's phone, the receiver.
+    pub receiver: Device,
+    /// Genuine envelopes for it not yet received: 1:1, a sender-key distribution, a group
+    /// message, and a retry request for a message it sent.
+    pub in_flight: Vec<Vec<u8>>,
+}
+
+impl FanoutFixture {
+    /// The fixture's clock.
+    pub const NOW: Timestamp = Timestamp(1_790_000_000_000);
+    /// The fixture's group.
+    pub const GROUP: GroupId = GroupId([0x11; 32]);
+
+    /// Builds the fixture deterministically.
+    pub fn new() -> Self {
+        let rng = &mut SeededRng::from_label("ratchetry fanout fuzz fixture");
+        let now = Self::NOW;
+        let mut run = || -> crate::Result<Self> {
+            let config = DeviceConfig::default();
+            let a_id = IdentityKeyPair::generate(rng);
+            let a_primary = Primary::new(rng, &a_id, now, config.policy);
+            let b_id = IdentityKeyPair::generate(rng);
+            let b_primary = Primary::new(rng, &b_id, now, config.policy);
+            let (a_list, b_list) = (a_primary.device_list(), b_primary.device_list());
+            let (mut alice, _) =
+                Device::new(rng, now, a_id, PRIMARY_DEVICE, a_list.clone(), 2, config)?;
+            let (mut bob, _) =
+                Device::new(rng, now, b_id, PRIMARY_DEVICE, b_list.clone(), 2, config)?;
+            alice.update_device_list(now, &b_list.account(), b_list.signed().clone())?;
+            bob.update_device_list(now, &a_list.account(), a_list.signed().clone())?;
+            alice.set_group_members(Self::GROUP, &[b_list.account()]);
+            bob.set_group_members(Self::GROUP, &[a_list.account()]);
+            alice.start_sessions(rng, now, &[(bob.address(), bob.bundle(None))])?;
+            let to = b_list.account();
+            let first = ready(alice.send(rng, now, &to, b"first")?)?;
+            for (_, e) in &first.envelopes {
+                bob.receive(now, e)?;
+            }
+            let reply = ready(bob.send(rng, now, &a_list.account(), b"reply")?)?;
+            let mut in_flight = Vec::new();
+            let direct = ready(alice.send(rng, now, &to, b"direct")?)?;
+            in_flight.extend(direct.envelopes.into_iter().map(|(_, e)| e));
+            let group = ready(alice.send_group(rng, now, Self::GROUP, b"g")?)?;
+            in_flight.extend(group.envelopes.into_iter().map(|(_, e)| e));
+            in_flight.extend(group.group.map(|(e, _)| e));
+            let (_, retry) = alice.request_retry(
+                rng,
+                now,
+                &reply.envelopes[0].1,
+                RetryReason::AuthenticationFailed,
+            )?;
+            in_flight.push(retry);
+            let _ = bob.take_changes();
+            Ok(Self {
+                receiver: bob,
+                in_flight,
+            })
+        };
+        match run() {
+            Ok(f) => f,
+            Err(e) => panic!("fanout fixture construction failed: {e}"),
+        }
+    }
+}
+
+impl Default for FanoutFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn ready(o: Outgoing) -> crate::Result<crate::fanout::Outbox> {
+    match o {
+        Outgoing::Ready(o) => Ok(o),
+        _ => Err(crate::FanoutError::UnknownMessage.into()),
+    }
+}
+
+/// `Device::receive` of arbitrary bytes: a refusal leaves the device byte-identical and with
+/// no changes to persist; an acceptance has changes.
+pub fn device_receive(fixture: &mut FanoutFixture, data: &[u8]) {
+    let before = fixture.receiver.to_bytes();
+    if fixture.receiver.receive(FanoutFixture::NOW, data).is_err() {
+        assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
+        assert!(!fixture.receiver.has_changes(), "a refusal left changes");
+    } else {
+        assert!(
+            fixture.receiver.has_changes(),
+            "an acceptance changed nothing"
+        );
+    }
+}
+
+/// Group message and distribution decoding: a distribution that decodes re-encodes to the
+/// same bytes.
+pub fn group_wire(data: &[u8]) {
+    let _ = GroupMessage::decode(data);
+    if let Ok(d) = SenderKeyDistribution::from_bytes(data) {
+        assert_eq!(
+            &**d.to_bytes(),
+            data,
+            "distribution encoding is not canonical"
+        );
+    }
+}
+
+/// One sender's inbound key, and that sender's messages not yet received.
+#[derive(Clone)]
+pub struct GroupFixture {
+    /// The sender device's identity key.
+    pub sender: IdentityKey,
+    /// The receiver's copy of the sender's first generation.
+    pub receiver: InboundSenderKey,
+    /// Genuine group messages the receiver has not seen (iterations 1..=3; iteration 0 was
+    /// received).
+    pub in_flight: Vec<Vec<u8>>,
+}
+
+impl GroupFixture {
+    /// Builds the fixture deterministically.
+    pub fn new() -> Self {
+        let rng = &mut SeededRng::from_label("ratchetry group fuzz fixture");
+        let sender = IdentityKeyPair::generate(rng).public();
+        let owner = GroupSender::fixed(sender, b"sender");
+        let mut out = OutboundGroupSession::new(rng, GroupId([0x42; 32]), owner.clone());
+        let mut receiver = InboundSenderKey::new(owner, &out.distribution());
+        let config = GroupConfig::default();
+        let mut run = || -> crate::Result<Self> {
+            let first = out.encrypt(rng, b"first")?;
+            receiver.decrypt(&config, &GroupMessage::decode(&first)?)?;
+            let mut in_flight = Vec::new();
+            for i in 0..3u8 {
+                in_flight.push(out.encrypt(rng, &[i; 40])?);
+            }
+            Ok(Self {
+                sender,
+                receiver: receiver.clone(),
+                in_flight,
+            })
+        };
+        match run() {
+            Ok(f) => f,
+            Err(e) => panic!("group fixture construction failed: {e}"),
+        }
+    }
+}
+
+impl Default for GroupFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Group decrypt of arbitrary bytes, also tried as a distribution: a refusal leaves the
+/// receiver byte-identical.
+pub fn group_decrypt(fixture: &mut GroupFixture, data: &[u8]) {
+    let config = GroupConfig::default();
+    let before = fixture.receiver.to_bytes();
+    if let Ok(message) = GroupMessage::decode(data) {
+        match fixture.receiver.decrypt(&config, &message) {
+            Ok(_) => assert_ne!(*before, *fixture.receiver.to_bytes()),
+            Err(_) => assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed"),
+        }
+    } else if let Ok(d) = SenderKeyDistribution::from_bytes(data) {
+        if fixture.receiver.process_distribution(&config, &d).is_err() {
+            assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
+        }
+    }
+}
+
+/// A fixed pair of established sessions plus Bob's prekeys, the same on every call.
+#[derive(Clone)]
+pub struct Fixture {
+    /// Alice's identity.
+    pub alice: IdentityKeyPair,
+    /// Bob's identity.
+    pub bob: IdentityKeyPair,
+    /// Bob's prekey store after accepting Alice's session.
+    pub bob_store: PreKeyStore,
+    /// Alice's session with Bob.
+    pub alice_session: Session,
+    /// Bob's session with Alice.
+    pub bob_session: Session,
+    /// Messages Alice sent that Bob has not received yet (one pre-key message, then ratchet
+    /// messages after Bob's reply).
+    pub in_flight: Vec<Vec<u8>>,
+}
+
+impl Fixture {
+    /// Builds the fixture deterministically.
+    pub fn new() -> Self {
+        let rng = &mut SeededRng::from_label("ratchetry fuzz fixture");
+        let alice = IdentityKeyPair::generate(rng);
+        let bob = IdentityKeyPair::generate(rng);
+        let mut bob_store = PreKeyStore::new(rng, &bob, Timestamp(0), PreKeyStoreConfig::default());
+        bob_store.generate_one_time_prekeys(rng, 2);
+        let config = SessionConfig::default();
+        let run = || -> crate::Result<Self> {
+            let bundle = bob_store.bundle(&bob, Some(OneTimePreKeyId(1))).verify()?;
+            let mut alice_session = Session::initiate(rng, &alice, &bundle, config)?;
+            let first = alice_session.encrypt(rng, b"first")?;
+            let unanswered = alice_session.encrypt(rng, b"unanswered pre-key")?;
+            let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&first)? else {
+                return Err(crate::RatchetError::WrongSession.into());
+            };
+            let mut bob_store = bob_store.clone();
+            let (mut bob_session, _) = Session::accept(&bob, &mut bob_store, &pk, config)?;
+            let reply = bob_session.encrypt(rng, b"reply")?;
+            alice_session.decrypt(&IncomingMessage::decode(&reply)?)?;
+            let mut in_flight = alloc::vec![unanswered];
+            for i in 0..3u8 {
+                in_flight.push(alice_session.encrypt(rng, &[i; 40])?);
+            }
+            Ok(Self {
+                alice,
+                bob,
+                bob_store,
+                alice_session,
+                bob_session,
+                in_flight,
+            })
+        };
+        match run() {
+            Ok(f) => f,
+            Err(e) => panic!("fixture construction failed: {e}"),
+        }
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Session decrypt of arbitrary bytes: a refused message leaves the session byte-identical; an
+/// accepted one changes it.
+pub fn decrypt(fixture: &mut Fixture, data: &[u8]) {
+    let Ok(message) = IncomingMessage::decode(data) else {
+        return;
+    };
+    let before = fixture.bob_session.to_bytes();
+    match fixture.bob_session.decrypt(&message) {
+        Ok(_) => assert_ne!(*before, *fixture.bob_session.to_bytes()),
+        Err(_) => assert_eq!(*before, *fixture.bob_session.to_bytes(), "state changed"),
+    }
+}
+
+/// Accepting arbitrary pre-key messages: a refusal leaves the store byte-identical.
+pub fn accept(fixture: &mut Fixture, data: &[u8]) {
+    let Ok(IncomingMessage::PreKey(message)) = IncomingMessage::decode(data) else {
+        return;
+    };
+    let before = fixture.bob_store.to_bytes();
+    let result = Session::accept(
+        &fixture.bob,
+        &mut fixture.bob_store,
+        &message,
+        SessionConfig::default(),
+    );
+    if result.is_err() {
+        assert_eq!(*before, *fixture.bob_store.to_bytes(), "store changed");
+    }
+}

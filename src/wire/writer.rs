@@ -1,0 +1,104 @@
+//! Writers: every encoder appends through [`Writer::put`], so the field helpers are shared by
+//! plain buffers and by [`SecretBuf`], the buffer for encodings that hold secrets.
+
+use alloc::vec::Vec;
+use zeroize::Zeroizing;
+
+use super::VERSION;
+
+/// Appends fields in the same layout [`Reader`](super::Reader) reads.
+pub(crate) trait Writer {
+    /// Appends raw bytes; every other method goes through it.
+    fn put(&mut self, bytes: &[u8]);
+
+    fn header(&mut self, kind: u8) {
+        self.put(&[VERSION, kind]);
+    }
+    fn versioned_header(&mut self, version: u8, kind: u8) {
+        self.put(&[version, kind]);
+    }
+    fn u8(&mut self, v: u8) {
+        self.put(&[v]);
+    }
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.put(&v.to_be_bytes());
+    }
+    fn flag(&mut self, present: bool) {
+        self.put(&[u8::from(present)]);
+    }
+    fn optional<T>(&mut self, v: Option<T>, f: impl FnOnce(&mut Self, T)) {
+        self.flag(v.is_some());
+        if let Some(v) = v {
+            f(self, v);
+        }
+    }
+    /// `u32(len) ‖ bytes`.
+    fn blob(&mut self, bytes: &[u8]) {
+        self.u32(bytes.len() as u32);
+        self.put(bytes);
+    }
+}
+
+impl Writer for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A buffer for encodings that hold secrets. A growing `Vec` frees its old allocation without
+/// wiping it, and `Zeroizing` wipes only the last one; this buffer grows by copying into a new
+/// allocation and wiping the old one itself, so no freed block ever keeps secret bytes. It is
+/// wiped on drop.
+pub(crate) struct SecretBuf(Zeroizing<Vec<u8>>);
+
+impl SecretBuf {
+    /// A buffer with room for `capacity` bytes before its first growth.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self(Zeroizing::new(Vec::with_capacity(capacity)))
+    }
+
+    /// The encoding.
+    pub(crate) fn into_inner(self) -> Zeroizing<Vec<u8>> {
+        self.0
+    }
+}
+
+impl Writer for SecretBuf {
+    fn put(&mut self, bytes: &[u8]) {
+        let needed = self.0.len() + bytes.len();
+        if needed > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
+            bigger.extend_from_slice(&self.0);
+            // The old allocation is dropped as `Zeroizing`, which wipes its whole capacity.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl core::ops::Deref for SecretBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_buf_grows_and_keeps_every_byte() {
+        let mut buf = SecretBuf::with_capacity(1);
+        for i in 0..100u8 {
+            buf.put(&[i, i]);
+            buf.u32(u32::from(i));
+        }
+        let bytes = buf.into_inner();
+        assert_eq!(bytes.len(), 600);
+        assert_eq!(&bytes[6..12], &[1, 1, 0, 0, 0, 1]);
+    }
+}

@@ -1,0 +1,286 @@
+//! A small world for the end-to-end tests: accounts (a primary and its companions), a "server"
+//! that hands out prekey bundles and device lists, and helpers that run a send to completion
+//! (fetching what it asks for) and deliver an outbox. Devices persist through their records:
+//! every helper that changes a device also applies its `take_changes` to that device's store.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use ratchetry::devices::{
+    AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, PRIMARY_DEVICE, Primary,
+    complete_link,
+};
+use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received, StateChanges};
+use ratchetry::group::GroupId;
+use ratchetry::testing::SeededRng;
+use ratchetry::{Error, IdentityKeyPair, Timestamp};
+
+pub const DAY: u64 = 24 * 60 * 60 * 1000;
+pub const T0: Timestamp = Timestamp(1_790_000_000_000);
+
+/// A device's persisted records, as an app's database would hold them.
+#[derive(Clone, Default)]
+pub struct Store(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl Store {
+    pub fn apply(&mut self, unit: &StateChanges) {
+        if unit.replaces_all() {
+            self.0.clear();
+        }
+        for r in unit.records() {
+            match r.value() {
+                Some(v) => {
+                    self.0.insert(r.key().to_vec(), v.to_vec());
+                }
+                None => {
+                    self.0.remove(r.key());
+                }
+            }
+        }
+    }
+
+    pub fn load(&self) -> Device {
+        Device::from_records(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+            .expect("stored records load")
+    }
+}
+
+pub struct World {
+    pub rng: SeededRng,
+    pub now: Timestamp,
+    pub primaries: Vec<Primary>,
+    pub devices: BTreeMap<DeviceAddress, Device>,
+    pub stores: BTreeMap<DeviceAddress, Store>,
+}
+
+impl World {
+    pub fn new(label: &str) -> Self {
+        Self {
+            rng: SeededRng::from_label(label),
+            now: T0,
+            primaries: Vec::new(),
+            devices: BTreeMap::new(),
+            stores: BTreeMap::new(),
+        }
+    }
+
+    /// A new account with a phone and `companions` linked companions; returns its key.
+    pub fn account(&mut self, companions: usize) -> AccountKey {
+        self.account_with(companions, DeviceConfig::default())
+    }
+
+    pub fn account_with(&mut self, companions: usize, config: DeviceConfig) -> AccountKey {
+        let rng = &mut self.rng;
+        let now = self.now;
+        let phone = IdentityKeyPair::generate(rng);
+        let mut primary = Primary::new(rng, &phone, now, config.policy);
+        let mut ids = vec![(phone, PRIMARY_DEVICE)];
+        for _ in 0..companions {
+            let id = IdentityKeyPair::generate(rng);
+            let inv = primary.invite(rng, now).unwrap();
+            let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
+            let (_, confirmation) = complete_link(&id, &inv, &approval, &config.policy).unwrap();
+            primary.confirm(&confirmation).unwrap();
+            ids.push((id, approval.device));
+        }
+        let list = primary.device_list().clone();
+        for (id, device) in ids {
+            let (d, _) = Device::new(rng, now, id, device, list.clone(), 5, config).unwrap();
+            self.devices.insert(d.address(), d);
+        }
+        let key = primary.account();
+        self.primaries.push(primary);
+        for a in self.addresses() {
+            self.persist(a);
+        }
+        key
+    }
+
+    pub fn primary(&mut self, account: &AccountKey) -> &mut Primary {
+        self.primaries
+            .iter_mut()
+            .find(|p| p.account() == *account)
+            .unwrap()
+    }
+
+    pub fn addresses(&self) -> Vec<DeviceAddress> {
+        self.devices.keys().copied().collect()
+    }
+
+    pub fn devices_of(&self, account: &AccountKey) -> Vec<DeviceAddress> {
+        self.devices
+            .keys()
+            .filter(|a| a.account == *account)
+            .copied()
+            .collect()
+    }
+
+    pub fn addr(account: AccountKey, device: u32) -> DeviceAddress {
+        DeviceAddress {
+            account,
+            device: DeviceId(device),
+        }
+    }
+
+    pub fn device(&mut self, a: DeviceAddress) -> &mut Device {
+        self.devices.get_mut(&a).unwrap()
+    }
+
+    /// Writes a device's pending changes to its store.
+    pub fn persist(&mut self, a: DeviceAddress) {
+        let unit = self.devices.get_mut(&a).unwrap().take_changes();
+        self.stores.entry(a).or_default().apply(&unit);
+    }
+
+    /// Reloads a device from its store (a restart).
+    pub fn restart(&mut self, a: DeviceAddress) {
+        let d = self.stores[&a].load();
+        self.devices.insert(a, d);
+    }
+
+    /// Every device follows `account`'s current list (the primary publishes it).
+    pub fn publish(&mut self, account: &AccountKey) {
+        let list = self.primary(account).device_list().signed().clone();
+        let now = self.now;
+        for a in self.addresses() {
+            let _ = self
+                .device(a)
+                .update_device_list(now, account, list.clone());
+            self.persist(a);
+        }
+    }
+
+    pub fn publish_all(&mut self) {
+        let accounts: Vec<_> = self.primaries.iter().map(|p| p.account()).collect();
+        for a in accounts {
+            self.publish(&a);
+        }
+    }
+
+    /// Sets `group`'s members on every device of every member account.
+    pub fn set_members(&mut self, group: GroupId, members: &[AccountKey]) {
+        for a in self.addresses() {
+            if members.contains(&a.account) {
+                self.device(a).set_group_members(group, members);
+                self.persist(a);
+            }
+        }
+    }
+
+    /// Runs `op` on `from` until it is ready, fetching bundles and lists as it asks (the
+    /// server's part); persists the device.
+    pub fn run(
+        &mut self,
+        from: DeviceAddress,
+        mut op: impl FnMut(&mut Device, &mut SeededRng, Timestamp) -> ratchetry::Result<Outgoing>,
+    ) -> Result<Outbox, Error> {
+        let now = self.now;
+        let mut device = self.devices.remove(&from).unwrap();
+        let result = loop {
+            match op(&mut device, &mut self.rng, now) {
+                Ok(Outgoing::Ready(o)) => break Ok(o),
+                Ok(Outgoing::NeedBundles(missing)) => {
+                    let bundles: Vec<_> = missing
+                        .iter()
+                        .map(|a| (*a, self.devices[a].bundle(None)))
+                        .collect();
+                    device.start_sessions(&mut self.rng, now, &bundles).unwrap();
+                }
+                Ok(Outgoing::NeedDeviceLists(accounts)) => {
+                    for account in accounts {
+                        let list = self.primary(&account).device_list().signed().clone();
+                        device.update_device_list(now, &account, list).unwrap();
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.devices.insert(from, device);
+        self.persist(from);
+        result
+    }
+
+    pub fn send(&mut self, from: DeviceAddress, to: AccountKey, body: &[u8]) -> Outbox {
+        self.run(from, |d, rng, now| d.send(rng, now, &to, body))
+            .unwrap()
+    }
+
+    pub fn send_group(&mut self, from: DeviceAddress, group: GroupId, body: &[u8]) -> Outbox {
+        self.run(from, |d, rng, now| d.send_group(rng, now, group, body))
+            .unwrap()
+    }
+
+    /// Receives one envelope on `to` and persists it.
+    pub fn receive(&mut self, to: DeviceAddress, envelope: &[u8]) -> Result<Received, Error> {
+        let now = self.now;
+        let r = self.device(to).receive(now, envelope);
+        self.persist(to);
+        r
+    }
+
+    /// Delivers every envelope of an outbox (pairwise first, then the group envelope).
+    pub fn deliver(&mut self, outbox: &Outbox) -> Vec<(DeviceAddress, Result<Received, Error>)> {
+        let mut got = Vec::new();
+        for (to, e) in &outbox.envelopes {
+            if self.devices.contains_key(to) {
+                got.push((*to, self.receive(*to, e)));
+            }
+        }
+        if let Some((e, recipients)) = &outbox.group {
+            for to in recipients {
+                if self.devices.contains_key(to) {
+                    got.push((*to, self.receive(*to, e)));
+                }
+            }
+        }
+        got
+    }
+
+    /// Delivers and expects every envelope to be read.
+    pub fn deliver_ok(&mut self, outbox: &Outbox) -> Vec<(DeviceAddress, Received)> {
+        self.deliver(outbox)
+            .into_iter()
+            .map(|(a, r)| (a, r.unwrap_or_else(|e| panic!("{a:?}: {e}"))))
+            .collect()
+    }
+
+    /// The envelope of `outbox` addressed to `to`.
+    pub fn envelope_to(outbox: &Outbox, to: DeviceAddress) -> Vec<u8> {
+        outbox
+            .envelopes
+            .iter()
+            .find(|(a, _)| *a == to)
+            .unwrap_or_else(|| panic!("no envelope to {to:?}"))
+            .1
+            .clone()
+    }
+
+    /// Asserts `to` refuses `envelope` with `expected`, leaving it byte-identical and with
+    /// nothing to persist.
+    pub fn refused(&mut self, to: DeviceAddress, envelope: &[u8], expected: Error) {
+        let now = self.now;
+        let d = self.device(to);
+        let before = d.to_bytes();
+        assert_eq!(d.receive(now, envelope).err(), Some(expected));
+        assert_eq!(*before, *d.to_bytes(), "a refused envelope changed {to:?}");
+        assert!(
+            !d.has_changes(),
+            "a refused envelope left changes on {to:?}"
+        );
+    }
+
+    pub fn policy(&self) -> DevicePolicy {
+        DevicePolicy::default()
+    }
+}
+
+/// The body of a message as the app shows it.
+pub fn body(r: &Received) -> Option<&[u8]> {
+    match r {
+        Received::Direct { body, .. }
+        | Received::OwnCopy { body, .. }
+        | Received::Group { body, .. } => Some(body),
+        _ => None,
+    }
+}
