@@ -330,6 +330,22 @@ impl Device {
         }))
     }
 
+    /// Seals arbitrary payload bytes to `to` (test support: what a malicious peer can send).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn seal_raw(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        to: DeviceAddress,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let identity = self.entry(&to, now)?.identity;
+        let sealed = self.seal_all(rng, now, &[(to, identity)], |_| plaintext)?;
+        let mut envelopes = self.commit_sealed(sealed);
+        self.bump();
+        Ok(envelopes.pop().map(|(_, e)| e).unwrap_or_default())
+    }
+
     /// The active devices of `account` with their identity keys, minus this device.
     pub(crate) fn targets(
         &self,

@@ -89,3 +89,28 @@ pub fn device_binding(
 ) -> crate::Signature {
     crate::devices::binding(identity, account)
 }
+
+/// What a malicious peer with a pairwise session can do: seal any plaintext to `to` as a
+/// payload of this device, in a genuine envelope.
+pub fn seal_raw_payload(
+    device: &mut crate::fanout::Device,
+    rng: &mut impl rand_core::CryptoRng,
+    now: crate::Timestamp,
+    to: crate::devices::DeviceAddress,
+    plaintext: &[u8],
+) -> crate::Result<alloc::vec::Vec<u8>> {
+    device.seal_raw(rng, now, to, plaintext)
+}
+
+/// A group-resend payload's plaintext: `0x02 0x0c 0x07 ‖ reference ‖ group ‖ body`.
+pub fn group_resend_payload(
+    reference: [u8; 16],
+    group: crate::group::GroupId,
+    body: &[u8],
+) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec![crate::wire::VERSION, 0x0c, 0x07];
+    out.extend_from_slice(&reference);
+    out.extend_from_slice(&group.0);
+    out.extend_from_slice(body);
+    out
+}
