@@ -90,7 +90,7 @@ fn connect(rng: &mut SeededRng, sender: &mut Device, accounts: &mut [(Primary, V
         for d in devices.iter_mut() {
             d.update_device_list(NOW, &sender.address().account, sender_list.clone())
                 .unwrap();
-            bundles.push((d.address(), d.bundle(None)));
+            bundles.push((d.address(), d.bundle(None, None)));
         }
     }
     sender.start_sessions(rng, NOW, &bundles).unwrap();
@@ -98,7 +98,7 @@ fn connect(rng: &mut SeededRng, sender: &mut Device, accounts: &mut [(Primary, V
         let outbox = ready(sender.send(rng, NOW, &primary.account(), b"hello").unwrap());
         let siblings: Vec<_> = devices
             .iter()
-            .map(|d| (d.address(), d.bundle(None)))
+            .map(|d| (d.address(), d.bundle(None, None)))
             .collect();
         for (to, env) in outbox.envelopes {
             let d = devices.iter_mut().find(|d| d.address() == to).unwrap();
@@ -137,7 +137,7 @@ fn pairwise_session(rng: &mut SeededRng) -> Session {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = ratchetry::PreKeyStore::new(rng, &b, NOW, Default::default());
-    let bundle = store.bundle(&b, None).verify().unwrap();
+    let bundle = store.bundle(&b, None, None).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"x").unwrap();
     let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
@@ -293,7 +293,7 @@ fn bench_group(c: &mut Criterion) {
     let mut d = alice[0].clone();
     d.update_device_list(NOW, &newcomer[0].address().account, newcomer_list)
         .unwrap();
-    let bundle = vec![(newcomer[0].address(), newcomer[0].bundle(None))];
+    let bundle = vec![(newcomer[0].address(), newcomer[0].bundle(None, None))];
     g.bench_function("op", |b| {
         b.iter_batched(
             || d.clone(),

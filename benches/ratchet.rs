@@ -23,7 +23,7 @@ fn pair(rng: &mut SeededRng) -> (Session, Session) {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &b, Timestamp(0), Default::default());
-    let bundle = store.bundle(&b, None).verify().unwrap();
+    let bundle = store.bundle(&b, None, None).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"hi").unwrap();
     let IncomingMessage::PreKey(m) = IncomingMessage::decode(&w).unwrap() else {

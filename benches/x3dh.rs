@@ -35,7 +35,9 @@ fn bench(c: &mut Criterion) {
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, Timestamp(0), Default::default());
     store.generate_one_time_prekeys(rng, 1);
-    let bundle_bytes = store.bundle(&bob, Some(OneTimePreKeyId(1))).to_bytes();
+    let bundle_bytes = store
+        .bundle(&bob, Some(OneTimePreKeyId(1)), None)
+        .to_bytes();
     let config = SessionConfig::default();
 
     let mut g = c.benchmark_group("x3dh");

@@ -91,7 +91,7 @@ impl World {
         .unwrap_or_else(|e| panic!("{e:?}"));
         self.relay
             .bundles
-            .insert(device.address(), device.bundle(None));
+            .insert(device.address(), device.bundle(None, None));
         self.users.push(User {
             name: name.into(),
             primary,
@@ -137,7 +137,7 @@ impl World {
         .unwrap_or_else(|e| panic!("{e:?}"));
         self.relay
             .bundles
-            .insert(device.address(), device.bundle(None));
+            .insert(device.address(), device.bundle(None, None));
         user.devices.push(device);
         self.publish_list(u);
         // The new companion learns the contacts' lists, as an app's contact sync would do.

@@ -20,7 +20,9 @@ fn main() -> Result<(), ratchetry::Error> {
     let bob = IdentityKeyPair::generate(&mut rng);
     let mut bob_prekeys = PreKeyStore::new(&mut rng, &bob, now, PreKeyStoreConfig::default());
     let uploaded = bob_prekeys.generate_one_time_prekeys(&mut rng, 10);
-    let served_bundle = bob_prekeys.bundle(&bob, Some(uploaded[0].id)).to_bytes();
+    let served_bundle = bob_prekeys
+        .bundle(&bob, Some(uploaded[0].id), None)
+        .to_bytes();
     println!(
         "bob published a bundle ({} bytes) and {} one-time prekeys",
         served_bundle.len(),

@@ -60,6 +60,14 @@ pub enum X3dhError {
     SignedPreKeyExhausted(u32),
     /// A key in the agreement has small order.
     NonContributory,
+    /// The bundle's ML-KEM prekey signature does not verify under its identity key.
+    BadKemPreKeySignature,
+    /// The initial message names an ML-KEM prekey this device does not hold: never issued, a
+    /// one-time one already consumed, or a last-resort one rotated out.
+    UnknownKemPreKey(u32),
+    /// The last-resort ML-KEM prekey the message names started as many sessions as it may
+    /// (`max_last_resort_uses`): rotate it.
+    LastResortExhausted(u32),
 }
 
 /// Double Ratchet failures.
@@ -82,6 +90,9 @@ pub enum RatchetError {
     WrongSession,
     /// A sending or receiving chain reached its 2^32 message limit.
     ChainExhausted,
+    /// A session made before sessions became post-quantum that never heard back: it cannot
+    /// send the pre-key message it would need. Start a new session.
+    NotPostQuantum,
 }
 
 /// Sender-key group failures.
@@ -373,6 +384,14 @@ impl fmt::Display for X3dhError {
                 write!(f, "signed prekey {id} accepted its maximum of sessions")
             }
             Self::NonContributory => f.write_str("small-order key in the key agreement"),
+            Self::BadKemPreKeySignature => f.write_str("ML-KEM prekey signature is invalid"),
+            Self::UnknownKemPreKey(id) => write!(f, "unknown or used ML-KEM prekey {id}"),
+            Self::LastResortExhausted(id) => {
+                write!(
+                    f,
+                    "last-resort ML-KEM prekey {id} started its maximum of sessions"
+                )
+            }
         }
     }
 }
@@ -387,6 +406,7 @@ impl fmt::Display for RatchetError {
             }
             Self::WrongSession => f.write_str("pre-key message of another session"),
             Self::ChainExhausted => f.write_str("chain reached its message limit"),
+            Self::NotPostQuantum => f.write_str("pre-PQXDH session that never got a reply"),
         }
     }
 }

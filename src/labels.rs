@@ -1,14 +1,16 @@
 //! Every HKDF info string and signature domain prefix, in one place so that no label can be
 //! used for two purposes. PROTOCOL.md lists the same strings.
 
-/// X3DH: info for deriving the shared secret SK.
-pub(crate) const X3DH: &[u8] = b"ratchetry v1 x3dh";
+/// PQXDH: info for deriving the shared secret SK from the four DHs and the KEM secret.
+pub(crate) const PQXDH: &[u8] = b"ratchetry v1 pqxdh";
 /// Double Ratchet KDF_RK: info for root key ‖ chain key.
 pub(crate) const ROOT: &[u8] = b"ratchetry v1 root";
 /// Pairwise message key → AES-256-GCM key ‖ nonce.
 pub(crate) const MESSAGE_KEYS: &[u8] = b"ratchetry v1 message keys";
 /// Signature prefix of a signed prekey.
 pub(crate) const SIGNED_PREKEY: &[u8] = b"ratchetry v1 signed prekey";
+/// Signature prefix of an ML-KEM prekey (one-time or last-resort).
+pub(crate) const KEM_PREKEY: &[u8] = b"ratchetry v1 kem prekey";
 
 /// Sender-key message key → AES-256-GCM key ‖ nonce.
 pub(crate) const GROUP_MESSAGE_KEYS: &[u8] = b"ratchetry v1 group message keys";
@@ -56,7 +58,8 @@ pub(crate) const ALL: &[&[u8]] = &[
     LINK_CONFIRMATION,
     DEVICE_LISTS_DIGEST,
     SAFETY_NUMBER,
-    X3DH,
+    PQXDH,
+    KEM_PREKEY,
     ROOT,
     MESSAGE_KEYS,
     SIGNED_PREKEY,

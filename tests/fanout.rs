@@ -93,7 +93,10 @@ fn missing_sessions_and_lists_are_named_and_change_nothing() {
     assert_eq!(*before, *dev.to_bytes());
     assert!(!dev.has_changes());
     // A bundle with another identity than the list names is refused.
-    let wrong = vec![(missing[0], w.devices[&World::addr(carol, 1)].bundle(None))];
+    let wrong = vec![(
+        missing[0],
+        w.devices[&World::addr(carol, 1)].bundle(None, None),
+    )];
     let dev = w.device(a1);
     assert_eq!(
         dev.start_sessions(&mut rng, now, &wrong).err(),
@@ -678,11 +681,14 @@ fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
     )
     .unwrap();
     let bytes = upload.to_bytes();
-    assert_eq!(bytes.len(), 2 + 4 + 3 * 36);
+    // Three X25519 one-time prekeys (id, key) and three signed ML-KEM ones (id, key, signature).
+    assert_eq!(bytes.len(), 2 + 4 + 3 * 36 + 4 + 3 * (4 + 1568 + 64));
     let upload = OneTimePreKeys::from_bytes(&bytes).unwrap();
     assert_eq!(upload.keys().len(), 3);
+    assert_eq!(upload.kem_keys().len(), 3);
     let otk = upload.keys()[1].id;
-    let bundle = bob.bundle(Some(otk));
+    let kem = upload.kem_keys()[2].id;
+    let bundle = bob.bundle(Some(otk), Some(kem));
     bob.rotate_signed_prekey(&mut w.rng, at(1));
     assert_eq!(bob.one_time_prekeys_remaining(), 3);
     let changes = bob.take_changes();
@@ -707,6 +713,8 @@ fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
     let got = bob.receive(T0, &o.envelopes[0].1).unwrap();
     assert_eq!(body(&got), Some(&b"hi"[..]));
     assert_eq!(bob.one_time_prekeys_remaining(), 2);
+    assert_eq!(bob.one_time_kem_prekeys_remaining(), 2);
+    assert_eq!(bob.last_resort_uses(), 0);
     let _ = SignedDeviceList::from_bytes(&w.primary(&alice).device_list().to_bytes()).unwrap();
     let _: Option<Error> = None;
 }

@@ -160,13 +160,13 @@ fn regenerate_fuzz_seeds() {
         "bundle",
         "with-otk",
         &f.bob_store
-            .bundle(&f.bob, Some(OneTimePreKeyId(2)))
+            .bundle(&f.bob, Some(OneTimePreKeyId(2)), None)
             .to_bytes(),
     );
     write(
         "bundle",
         "without-otk",
-        &f.bob_store.bundle(&f.bob, None).to_bytes(),
+        &f.bob_store.bundle(&f.bob, None, None).to_bytes(),
     );
     for (i, m) in f.in_flight.iter().enumerate() {
         write("message", &format!("in-flight-{i}"), m);
@@ -251,7 +251,7 @@ fn regenerate_fuzz_seeds() {
     let upload = ratchetry::x3dh::OneTimePreKeys::from_bytes(
         &fx.receiver
             .clone()
-            .generate_one_time_prekeys(rng, 2)
+            .generate_one_time_prekeys(rng, now, 2)
             .to_bytes(),
     )
     .unwrap();

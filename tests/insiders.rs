@@ -378,7 +378,7 @@ fn a_new_identity_at_the_same_address_forces_rotation() {
         Default::default(),
     )
     .unwrap();
-    let bundle = intruder_device.bundle(None);
+    let bundle = intruder_device.bundle(None, None);
     let now = w.now;
     let ad = w.devices.get_mut(&a1).unwrap();
     let ratchetry::fanout::Outgoing::NeedBundles(missing) =

@@ -152,7 +152,7 @@ impl Sim {
     ) -> Vec<(DeviceAddress, ratchetry::PreKeyBundle)> {
         missing
             .iter()
-            .map(|a| (*a, self.devices[a].bundle(None)))
+            .map(|a| (*a, self.devices[a].bundle(None, None)))
             .collect()
     }
 

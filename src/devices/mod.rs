@@ -7,6 +7,7 @@
 
 pub(crate) mod account;
 mod ids;
+mod legacy;
 mod linking;
 mod list;
 mod policy;

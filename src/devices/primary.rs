@@ -88,6 +88,28 @@ impl Primary {
         }
     }
 
+    /// A primary migrated from an older state format (see `legacy`).
+    pub(crate) fn from_migration(
+        account: AccountKeyPair,
+        policy: DevicePolicy,
+        next_device: u32,
+        list: VerifiedDeviceList,
+        confirmed: Vec<DeviceId>,
+    ) -> Self {
+        Self {
+            account,
+            policy,
+            next_device,
+            next_version: list.version().saturating_add(1),
+            list,
+            invitations: Vec::new(),
+            admitted: Vec::new(),
+            confirmed,
+            epoch: 0,
+            needs_resync: false,
+        }
+    }
+
     /// The account key.
     pub fn account(&self) -> AccountKey {
         self.account.public()

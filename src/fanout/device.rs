@@ -23,7 +23,9 @@ use crate::labels;
 use crate::primitives::{IdentityKey, IdentityKeyPair, sha256};
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
-use crate::x3dh::{OneTimePreKeyId, OneTimePreKeys, PreKeyBundle, PreKeyStore, PreKeyStoreConfig};
+use crate::x3dh::{
+    KemPreKeyId, OneTimePreKeyId, OneTimePreKeys, PreKeyBundle, PreKeyStore, PreKeyStoreConfig,
+};
 
 /// Every policy a device applies, stored with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +104,10 @@ impl fmt::Debug for MessageId {
 
 impl Device {
     /// Sets up a device of `own_list`'s account as device `id`, which the list must name with
-    /// this identity. Makes a prekey store (draws 32 bytes for the signed prekey, then 32 per
-    /// one-time prekey, `one_time_prekeys` of them) and returns the one-time prekeys to upload.
+    /// this identity. Makes a prekey store (draws 32 bytes for the signed prekey and 64 for the
+    /// last-resort ML-KEM prekey), then `one_time_prekeys` one-time prekeys of each kind
+    /// (within the configured caps; 32 bytes each, then 64 per ML-KEM one), and returns the
+    /// one-time prekeys to upload.
     /// The device's first [`take_changes`](Self::take_changes) holds its whole state.
     pub fn new(
         rng: &mut impl CryptoRng,
@@ -123,7 +127,8 @@ impl Device {
             return Err(FanoutError::IdentityMismatch(address).into());
         }
         let mut prekeys = PreKeyStore::new(rng, &identity, now, config.prekeys);
-        let upload = prekeys.generate_one_time_prekeys(rng, one_time_prekeys);
+        let keys = prekeys.generate_one_time_prekeys(rng, one_time_prekeys);
+        let kem = prekeys.generate_one_time_kem_prekeys(rng, &identity, now, one_time_prekeys);
         let mut lists = BTreeMap::new();
         lists.insert(own_list.account(), Followed::new(own_list));
         let device = Self {
@@ -143,7 +148,7 @@ impl Device {
                 keys: BTreeSet::new(),
             },
         };
-        Ok((device, OneTimePreKeys::new(upload)))
+        Ok((device, OneTimePreKeys::new(keys, kem)))
     }
 
     /// The state epoch: it grows with every change to the device. Keep the epoch of the state
@@ -215,9 +220,26 @@ impl Device {
         self.identity.public()
     }
 
-    /// A prekey bundle to publish, with the given one-time prekey if still held.
-    pub fn bundle(&self, one_time: Option<OneTimePreKeyId>) -> PreKeyBundle {
-        self.prekeys.bundle(&self.identity, one_time)
+    /// A prekey bundle, with the given one-time prekey and one-time ML-KEM prekey if still
+    /// held (else no one-time prekey, and the last-resort ML-KEM prekey). Normally the server
+    /// assembles bundles from the uploads.
+    pub fn bundle(
+        &self,
+        one_time: Option<OneTimePreKeyId>,
+        kem: Option<KemPreKeyId>,
+    ) -> PreKeyBundle {
+        self.prekeys.bundle(&self.identity, one_time, kem)
+    }
+
+    /// One-time ML-KEM prekeys not yet consumed: replenish when low.
+    pub fn one_time_kem_prekeys_remaining(&self) -> usize {
+        self.prekeys.one_time_kem_prekeys_remaining()
+    }
+
+    /// Sessions the current last-resort ML-KEM prekey started (rotate with
+    /// [`rotate_signed_prekey`](Self::rotate_signed_prekey) well before the configured bound).
+    pub fn last_resort_uses(&self) -> u32 {
+        self.prekeys.last_resort_uses()
     }
 
     /// One-time prekeys not yet consumed: replenish with
@@ -226,23 +248,30 @@ impl Device {
         self.prekeys.one_time_prekeys_remaining()
     }
 
-    /// New one-time prekeys to upload.
+    /// New one-time prekeys to upload: `count` of each kind, within the configured caps.
     pub fn generate_one_time_prekeys(
         &mut self,
         rng: &mut impl CryptoRng,
+        now: Timestamp,
         count: u32,
     ) -> OneTimePreKeys {
-        let made = self.prekeys.generate_one_time_prekeys(rng, count);
-        for k in &made {
+        let keys = self.prekeys.generate_one_time_prekeys(rng, count);
+        let kem = self
+            .prekeys
+            .generate_one_time_kem_prekeys(rng, &self.identity, now, count);
+        for k in &keys {
             self.touch(Key::OneTime(k.id.0));
+        }
+        for k in &kem {
+            self.touch(Key::OneTimeKem(k.id.0));
         }
         self.touch(Key::PreKeys);
         self.bump();
-        OneTimePreKeys::new(made)
+        OneTimePreKeys::new(keys, kem)
     }
 
-    /// Rotates the signed prekey (do it regularly; earlier ones stay accepted for a while).
-    /// One-time prekeys already uploaded stay valid.
+    /// Rotates the signed prekey and the last-resort ML-KEM prekey (do it regularly; earlier
+    /// ones stay accepted for a while). One-time prekeys already uploaded stay valid.
     pub fn rotate_signed_prekey(&mut self, rng: &mut impl CryptoRng, now: Timestamp) {
         let before: BTreeSet<u32> = self.prekeys.signed_ids().map(|id| id.0).collect();
         let dropped: Vec<(u32, [u8; 32])> = self

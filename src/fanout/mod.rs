@@ -11,6 +11,7 @@ mod device;
 mod envelope;
 mod groups;
 mod journal;
+mod legacy;
 mod lists;
 mod outbox;
 mod payload;

@@ -126,6 +126,10 @@ impl Device {
             if let Some(id) = c.one_time {
                 self.touch(Key::OneTime(id.0));
             }
+            match c.kem {
+                crate::x3dh::KemUse::OneTime(id) => self.touch(Key::OneTimeKem(id.0)),
+                crate::x3dh::KemUse::LastResort(_) => self.touch(Key::PreKeys),
+            }
             self.touch(Key::SeenBase(c.signed.0, c.base_key.to_bytes()));
             self.prekeys.consume(c);
         }
@@ -173,7 +177,8 @@ impl Device {
     > {
         let sessions = self.sessions.get(from).map(|set| set.all()).unwrap_or(&[]);
         match IncomingMessage::decode(message)? {
-            IncomingMessage::PreKey(m) => {
+            IncomingMessage::PreKey(ref m) => {
+                let m = *m;
                 if m.initiator_identity() != identity {
                     return Err(FanoutError::IdentityMismatch(*from).into());
                 }

@@ -32,6 +32,8 @@ pub(crate) enum Key {
     PreKeys,
     /// One one-time prekey, by id.
     OneTime(u32),
+    /// One one-time ML-KEM prekey, by id.
+    OneTimeKem(u32),
     /// A base key remembered under a signed prekey: (signed prekey id, base key).
     SeenBase(u32, [u8; 32]),
     /// An account's verified device list and its recent digests.
@@ -71,6 +73,7 @@ const WITHHELD: u8 = 0x0c;
 const SEEN: u8 = 0x0d;
 const SENT: u8 = 0x0e;
 const PENDING: u8 = 0x0f;
+const ONE_TIME_KEM_PREKEY: u8 = 0x10;
 
 impl Key {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -81,6 +84,10 @@ impl Key {
             Key::PreKeys => out.u8(PREKEYS),
             Key::OneTime(id) => {
                 out.u8(ONE_TIME_PREKEY);
+                out.u32(*id);
+            }
+            Key::OneTimeKem(id) => {
+                out.u8(ONE_TIME_KEM_PREKEY);
                 out.u32(*id);
             }
             Key::SeenBase(spk, key) => {
@@ -143,6 +150,7 @@ impl Key {
             META => Key::Meta,
             PREKEYS => Key::PreKeys,
             ONE_TIME_PREKEY => Key::OneTime(r.u32()?),
+            ONE_TIME_KEM_PREKEY => Key::OneTimeKem(r.u32()?),
             SEEN_BASE_KEY => Key::SeenBase(r.u32()?, r.array()?),
             DEVICE_LIST => Key::DeviceList(AccountKey::from_trusted(r.array()?)),
             SESSIONS => Key::Sessions(DeviceAddress::read_trusted(&mut r)?),

@@ -87,7 +87,8 @@ pub struct RetryRequest {
 
 impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
-    /// again. Makes one fresh one-time prekey (32 bytes from `rng`) for the request's bundle.
+    /// again. Makes one fresh one-time prekey and one fresh one-time ML-KEM prekey (32, then 64
+    /// bytes from `rng`) for the request's bundle.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message. Returns the device to ship the
     /// request to, and the bytes.
     pub fn request_retry(
@@ -127,11 +128,19 @@ impl Device {
         let attempt = attempts + 1;
 
         let one_time = self.prekeys.generate_one_time_prekeys(rng, 1);
+        let kem = self
+            .prekeys
+            .generate_one_time_kem_prekeys(rng, &self.identity, now, 1);
         for k in &one_time {
             self.touch(Key::OneTime(k.id.0));
         }
+        for k in &kem {
+            self.touch(Key::OneTimeKem(k.id.0));
+        }
         self.touch(Key::PreKeys);
-        let bundle = self.bundle(one_time.first().map(|k| k.id)).to_bytes();
+        let bundle = self
+            .bundle(one_time.first().map(|k| k.id), kem.first().map(|k| k.id))
+            .to_bytes();
         let mut out = retry_body(
             &self.address,
             &sender,

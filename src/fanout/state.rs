@@ -65,6 +65,11 @@ impl Device {
         keys.extend(self.prekeys.one_time_ids().map(|id| Key::OneTime(id.0)));
         keys.extend(
             self.prekeys
+                .one_time_kem_ids()
+                .map(|id| Key::OneTimeKem(id.0)),
+        );
+        keys.extend(
+            self.prekeys
                 .seen_base_keys()
                 .map(|(spk, k)| Key::SeenBase(spk.0, *k)),
         );
@@ -103,6 +108,11 @@ impl Device {
                 let id = crate::x3dh::OneTimePreKeyId(*id);
                 self.prekeys.one_time_prekey(id)?;
                 self.prekeys.write_one_time(&mut out, id);
+            }
+            Key::OneTimeKem(id) => {
+                let id = crate::x3dh::KemPreKeyId(*id);
+                self.prekeys.one_time_kem_prekey(id)?;
+                self.prekeys.write_one_time_kem(&mut out, id);
             }
             Key::SeenBase(spk, k) => {
                 self.prekeys
@@ -148,6 +158,8 @@ impl Device {
         out.u32(c.prekeys.max_signed_prekeys);
         out.u32(c.prekeys.max_one_time_prekeys);
         out.u32(c.prekeys.max_sessions_per_signed_prekey);
+        out.u32(c.prekeys.max_one_time_kem_prekeys);
+        out.u32(c.prekeys.max_last_resort_uses);
         out.u64(c.retry_window_ms);
         self.address.write(out);
         out.put(self.identity.seed());
@@ -207,6 +219,11 @@ impl Device {
                         return Err(DecodeError::InvalidValue);
                     }
                     prekeys.insert_one_time(&mut r)?;
+                }
+                Key::OneTimeKem(id) => {
+                    if prekeys.insert_one_time_kem(&mut r)?.0 != id {
+                        return Err(DecodeError::InvalidValue);
+                    }
                 }
                 Key::SeenBase(spk, base) => prekeys.insert_seen(SignedPreKeyId(spk), base)?,
                 Key::DeviceList(account) => {
@@ -341,6 +358,8 @@ fn read_own(bytes: &[u8]) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPai
             max_signed_prekeys: r.u32()?,
             max_one_time_prekeys: r.u32()?,
             max_sessions_per_signed_prekey: r.u32()?,
+            max_one_time_kem_prekeys: r.u32()?,
+            max_last_resort_uses: r.u32()?,
         },
         retry_window_ms: r.u64()?,
     };

@@ -1,20 +1,23 @@
 //! Typed wrappers over the crypto crates. This is the only module that names x25519-dalek,
-//! ed25519-dalek, aes-gcm, hkdf, hmac and sha2.
+//! ed25519-dalek, libcrux-ml-kem, aes-gcm, hkdf, hmac and sha2.
 //!
 //! It owns: key types (secret ones zeroize on drop and print redacted), the contributory X25519
-//! check, Ed25519 signing with strict verification, AES-256-GCM, HKDF-SHA256 and HMAC-SHA256.
+//! check, Ed25519 signing with strict verification, ML-KEM-1024, AES-256-GCM, HKDF-SHA256 and
+//! HMAC-SHA256.
 //! It must not know any protocol state: no sessions, chains, bundles or labels' meanings.
 
 mod aead;
 mod dh;
 mod identity;
 mod kdf;
+mod kem;
 mod secret;
 mod sig;
 mod signing;
 
 pub use dh::{DhKeyPair, DhPublicKey};
 pub use identity::{IdentityKey, IdentityKeyPair};
+pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemCiphertext, KemKeyPair, KemPublicKey};
 pub use sig::Signature;
 pub use signing::{SigningKeyPair, SigningPublicKey};
 
@@ -34,6 +37,10 @@ pub(crate) mod raw {
     pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
         super::kdf::hmac_sha256(key, data)
     }
+    pub use super::kem::raw::{
+        mlkem1024_decapsulate, mlkem1024_decapsulate_expanded, mlkem1024_encapsulate,
+        mlkem1024_keygen,
+    };
     pub use super::signing::raw::{Ed25519Signer, Ed25519Verifier, ed25519_sign, ed25519_verify};
 }
 

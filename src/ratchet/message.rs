@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 
 use super::keys::SALT_LEN;
 use crate::error::DecodeError;
+use crate::primitives::KEM_CIPHERTEXT_LEN;
 use crate::primitives::{DhPublicKey, IdentityKey, TAG_LEN};
 use crate::wire::{Reader, Writer, kind};
-use crate::x3dh::{OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
+use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
 
 /// Length of a ratchet message's header: version, type, ratchet key, PN, N, salt, and the
 /// length of the (empty) extension field.
@@ -49,11 +50,12 @@ pub struct RatchetMessage<'a> {
     pub(crate) ciphertext: &'a [u8],
 }
 
-/// A parsed pre-key message: the X3DH values an initiator sends until it hears back, and the
-/// ratchet message they carry.
+/// A parsed pre-key message: the PQXDH values an initiator sends until it hears back (its
+/// identity and base keys, the prekey ids, the ML-KEM ciphertext), and the ratchet message they
+/// carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreKeyMessage<'a> {
-    pub(crate) x3dh: X3dhHeader,
+    pub(crate) x3dh: X3dhHeader<'a>,
     pub(crate) message: RatchetMessage<'a>,
 }
 
@@ -127,6 +129,11 @@ impl<'a> PreKeyMessage<'a> {
             base_key: DhPublicKey::from_bytes(r.array()?),
             signed_prekey: SignedPreKeyId(r.u32()?),
             one_time_prekey: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
+            kem_prekey: KemPreKeyId(r.u32()?),
+            kem_ciphertext: r
+                .bytes(KEM_CIPHERTEXT_LEN)?
+                .try_into()
+                .map_err(|_| DecodeError::Truncated)?,
         };
         let message = RatchetMessage::decode(r.rest())?;
         Ok(Self { x3dh, message })
@@ -137,18 +144,31 @@ impl<'a> PreKeyMessage<'a> {
     pub fn initiator_identity(&self) -> IdentityKey {
         self.x3dh.initiator
     }
+
+    /// The ML-KEM prekey the initiator encapsulated to.
+    pub fn kem_prekey(&self) -> KemPreKeyId {
+        self.x3dh.kem_prekey
+    }
 }
 
 /// Writes a pre-key message's prefix; the ratchet message follows it.
-pub(crate) fn write_prekey_prefix(out: &mut Vec<u8>, x3dh: &X3dhHeader) {
+pub(crate) fn write_prekey_prefix(out: &mut Vec<u8>, x3dh: &X3dhHeader<'_>) {
     out.header(kind::PREKEY_MESSAGE);
-    out.extend_from_slice(x3dh.initiator.as_bytes());
-    out.extend_from_slice(x3dh.base_key.as_bytes());
+    out.put(x3dh.initiator.as_bytes());
+    out.put(x3dh.base_key.as_bytes());
     out.u32(x3dh.signed_prekey.0);
     out.optional(x3dh.one_time_prekey, |out, id| out.u32(id.0));
+    out.u32(x3dh.kem_prekey.0);
+    out.put(x3dh.kem_ciphertext);
 }
 
 /// Length of a pre-key message's prefix.
-pub(crate) fn prekey_prefix_len(x3dh: &X3dhHeader) -> usize {
-    2 + 32 + 32 + 4 + 1 + if x3dh.one_time_prekey.is_some() { 4 } else { 0 }
+pub(crate) fn prekey_prefix_len(x3dh: &X3dhHeader<'_>) -> usize {
+    2 + 32
+        + 32
+        + 4
+        + 1
+        + if x3dh.one_time_prekey.is_some() { 4 } else { 0 }
+        + 4
+        + KEM_CIPHERTEXT_LEN
 }

@@ -18,8 +18,9 @@ use super::message::{
 };
 use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::{Error, RatchetError};
+use crate::primitives::KemCiphertext;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, IdentityKeyPair, TAG_LEN};
-use crate::x3dh::{self, AssociatedData, PreKeyStore, VerifiedBundle, X3dhHeader};
+use crate::x3dh::{self, AssociatedData, Origin, PreKeyStore, VerifiedBundle, X3dhHeader};
 
 /// Which side of X3DH this session was on; fixes the order of identities in the AD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +48,11 @@ pub(crate) struct State {
     pub(crate) role: Role,
     pub(crate) local: IdentityKey,
     pub(crate) remote: IdentityKey,
-    /// The X3DH values this session began with (sent in pre-key messages by the initiator;
+    /// The PQXDH values this session began with (sent in pre-key messages by the initiator;
     /// matched against repeated pre-key messages by the responder).
-    pub(crate) x3dh: X3dhHeader,
+    pub(crate) origin: Origin,
+    /// Initiator awaiting its first reply: the KEM ciphertext its pre-key messages repeat.
+    pub(crate) pending_kem: Option<KemCiphertext>,
     /// Initiator only: no message from the responder yet, so sends are pre-key messages.
     pub(crate) awaiting_reply: bool,
     pub(crate) root: RootKey,
@@ -87,7 +90,8 @@ impl Session {
     ) -> Result<Self, Error> {
         let x3dh::Initiated {
             shared_secret,
-            header,
+            origin,
+            kem_ciphertext,
         } = x3dh::initiate(rng, identity, bundle)?;
         let remote_ratchet = bundle.signed_prekey().key;
         let self_ratchet = DhKeyPair::generate(rng);
@@ -97,7 +101,8 @@ impl Session {
             role: Role::Initiator,
             local: identity.public(),
             remote: bundle.identity_key(),
-            x3dh: header,
+            origin,
+            pending_kem: Some(kem_ciphertext),
             awaiting_reply: true,
             root,
             self_ratchet,
@@ -153,7 +158,8 @@ impl Session {
             role: Role::Responder,
             local: identity.public(),
             remote: message.x3dh.initiator,
-            x3dh: message.x3dh,
+            origin: message.x3dh.origin(),
+            pending_kem: None,
             awaiting_reply: false,
             root: RootKey(shared_secret),
             self_ratchet: signed_prekey,
@@ -242,11 +248,22 @@ impl Session {
         }
         .encode();
 
-        let prefix = if s.awaiting_reply {
-            prekey_prefix_len(&s.x3dh)
+        let x3dh = if s.awaiting_reply {
+            let (Some((kem_prekey, _)), Some(ct)) = (s.origin.kem, &s.pending_kem) else {
+                return Err(RatchetError::NotPostQuantum.into());
+            };
+            Some(X3dhHeader {
+                initiator: s.origin.initiator,
+                base_key: s.origin.base_key,
+                signed_prekey: s.origin.signed_prekey,
+                one_time_prekey: s.origin.one_time_prekey,
+                kem_prekey,
+                kem_ciphertext: ct.as_bytes(),
+            })
         } else {
-            0
+            None
         };
+        let prefix = x3dh.as_ref().map_or(0, prekey_prefix_len);
         let context = if context_len > 0 {
             &out[..context_len]
         } else {
@@ -254,8 +271,8 @@ impl Session {
         };
         let aad = Aad::new(s.role, &s.local, &s.remote, &header, context);
         out.reserve(prefix + HEADER_LEN + plaintext.len() + TAG_LEN);
-        if s.awaiting_reply {
-            write_prekey_prefix(out, &s.x3dh);
+        if let Some(x3dh) = &x3dh {
+            write_prekey_prefix(out, x3dh);
         }
         out.extend_from_slice(&header);
         let start = out.len();
@@ -285,7 +302,7 @@ impl Session {
         let message = match message {
             IncomingMessage::Ratchet(m) => m,
             IncomingMessage::PreKey(p) => {
-                if self.0.role != Role::Responder || p.x3dh != self.0.x3dh {
+                if !self.continues(p) {
                     return Err(RatchetError::WrongSession.into());
                 }
                 &p.message
@@ -311,6 +328,7 @@ impl Session {
             };
             self.0.skipped.remove(index);
             self.0.awaiting_reply = false;
+            self.0.pending_kem = None;
             return Ok(plaintext);
         }
         let plan = self.plan_receive(header)?;
@@ -396,6 +414,7 @@ impl Session {
         s.recv = Some(plan.chain);
         s.skipped.extend(plan.skipped, s.config.max_skipped_keys);
         s.awaiting_reply = false;
+        s.pending_kem = None;
     }
 
     /// The peer's identity key.
@@ -431,7 +450,7 @@ impl Session {
 
     /// Whether `message` carries the X3DH values this (responder) session began with.
     pub(crate) fn continues(&self, message: &PreKeyMessage<'_>) -> bool {
-        self.0.role == Role::Responder && message.x3dh == self.0.x3dh
+        self.0.role == Role::Responder && message.x3dh.origin() == self.0.origin
     }
 
     /// Skipped message keys currently stored.

@@ -3,8 +3,9 @@
 //! but repeats no curve work: the identity keys were checked when they were first received, and
 //! the ratchet key's public half is stored beside its secret.
 //!
-//! Version 1 (identity keys checked again and the ratchet public key recomputed on load) is
-//! still read.
+//! Version 1 (before PQXDH: no KEM part; identity keys checked again and the ratchet public
+//! key recomputed on load) is still read: such a session keeps working, except an initiator
+//! that never heard back (`NotPostQuantum`).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -16,19 +17,21 @@ use super::session::{RecvChain, Role, SendChain, Session, State};
 use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::DecodeError;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, Secret};
+use crate::primitives::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
-use crate::x3dh::{OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
+use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, Origin, SignedPreKeyId};
 
 /// The session state format this build writes.
 const SESSION_STATE_VERSION: u8 = 2;
 /// A session's encoded length without skipped keys, at most.
-const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
+const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
 
 impl Session {
     /// Versioned state bytes. They hold secrets: store them as such.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let s = &*self.0;
-        let mut out = SecretBuf::with_capacity(STATE_LEN + s.skipped.len() * 68);
+        let pending = s.pending_kem.as_ref().map_or(0, |_| KEM_CIPHERTEXT_LEN);
+        let mut out = SecretBuf::with_capacity(STATE_LEN + pending + s.skipped.len() * 68);
         out.versioned_header(SESSION_STATE_VERSION, kind::SESSION_STATE);
         out.u32(s.config.max_forward_jump);
         out.u32(s.config.max_skipped_keys);
@@ -38,9 +41,14 @@ impl Session {
         });
         out.put(&s.local.to_bytes());
         out.put(&s.remote.to_bytes());
-        out.put(&s.x3dh.base_key.to_bytes());
-        out.u32(s.x3dh.signed_prekey.0);
-        out.optional(s.x3dh.one_time_prekey, |out, id| out.u32(id.0));
+        out.put(&s.origin.base_key.to_bytes());
+        out.u32(s.origin.signed_prekey.0);
+        out.optional(s.origin.one_time_prekey, |out, id| out.u32(id.0));
+        out.optional(s.origin.kem, |out, (id, digest)| {
+            out.u32(id.0);
+            out.put(&digest);
+        });
+        out.optional(s.pending_kem.as_ref(), |out, ct| out.put(ct.as_bytes()));
         out.flag(s.awaiting_reply);
         out.put(s.root.0.as_bytes());
         out.put(s.self_ratchet.secret_bytes());
@@ -88,7 +96,7 @@ impl Session {
         };
         let local = identity(&mut r)?;
         let remote = identity(&mut r)?;
-        let x3dh = X3dhHeader {
+        let mut origin = Origin {
             initiator: match role {
                 Role::Initiator => local,
                 Role::Responder => remote,
@@ -96,7 +104,14 @@ impl Session {
             base_key: DhPublicKey::from_bytes(r.array()?),
             signed_prekey: SignedPreKeyId(r.u32()?),
             one_time_prekey: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
+            kem: None,
         };
+        let mut pending_kem = None;
+        if version >= 2 {
+            origin.kem = r.optional(|r| Ok((KemPreKeyId(r.u32()?), r.array()?)))?;
+            pending_kem =
+                r.optional(|r| KemCiphertext::from_bytes(r.bytes(KEM_CIPHERTEXT_LEN)?))?;
+        }
         let awaiting_reply = r.flag()?;
         let root = RootKey(secret(&mut r)?);
         let self_ratchet = if version == 1 {
@@ -136,7 +151,10 @@ impl Session {
             Role::Initiator => awaiting_reply == recv.is_none(),
             Role::Responder => !awaiting_reply && recv.is_some(),
         };
-        if !consistent || (send.is_none() && recv.is_none()) {
+        // The KEM ciphertext is kept exactly while a post-quantum initiator awaits its reply.
+        let pending_ok = pending_kem.is_some()
+            == (role == Role::Initiator && awaiting_reply && origin.kem.is_some() && version >= 2);
+        if !consistent || !pending_ok || (send.is_none() && recv.is_none()) {
             return Err(DecodeError::InvalidValue);
         }
         Ok(Self(Box::new(State {
@@ -144,7 +162,8 @@ impl Session {
             role,
             local,
             remote,
-            x3dh,
+            origin,
+            pending_kem,
             awaiting_reply,
             root,
             self_ratchet,

@@ -110,7 +110,7 @@ pub fn records(data: &[u8]) {
         given.sort();
         let _ = device.take_changes();
         let whole = Device::from_bytes(&device.to_bytes()).map(|mut d| d.take_changes());
-        let back: Vec<(Vec<u8>, Vec<u8>)> = whole
+        let mut back: Vec<(Vec<u8>, Vec<u8>)> = whole
             .map(|u| {
                 u.records()
                     .iter()
@@ -118,7 +118,14 @@ pub fn records(data: &[u8]) {
                     .collect()
             })
             .unwrap_or_default();
-        assert_eq!(given, back, "records do not round-trip");
+        back.sort();
+        // Compared as a whole, but reported briefly: the records are large.
+        assert!(
+            given == back,
+            "records do not round-trip ({} given, {} back)",
+            given.len(),
+            back.len()
+        );
     }
 }
 
@@ -223,7 +230,7 @@ impl FanoutFixture {
             bob.update_device_list(now, &a_list.account(), a_list.signed().clone())?;
             alice.set_group_members(Self::GROUP, &[b_list.account()]);
             bob.set_group_members(Self::GROUP, &[a_list.account()]);
-            alice.start_sessions(rng, now, &[(bob.address(), bob.bundle(None))])?;
+            alice.start_sessions(rng, now, &[(bob.address(), bob.bundle(None, None))])?;
             let to = b_list.account();
             let first = ready(alice.send(rng, now, &to, b"first")?)?;
             for (_, e) in &first.envelopes {
@@ -389,7 +396,9 @@ impl Fixture {
         bob_store.generate_one_time_prekeys(rng, 2);
         let config = SessionConfig::default();
         let run = || -> crate::Result<Self> {
-            let bundle = bob_store.bundle(&bob, Some(OneTimePreKeyId(1))).verify()?;
+            let bundle = bob_store
+                .bundle(&bob, Some(OneTimePreKeyId(1)), None)
+                .verify()?;
             let mut alice_session = Session::initiate(rng, &alice, &bundle, config)?;
             let first = alice_session.encrypt(rng, b"first")?;
             let unanswered = alice_session.encrypt(rng, b"unanswered pre-key")?;

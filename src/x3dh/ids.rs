@@ -9,3 +9,8 @@ pub struct SignedPreKeyId(pub u32);
 /// increasing order and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OneTimePreKeyId(pub u32);
+
+/// Names an ML-KEM prekey of one device, one-time or last-resort (they share one sequence).
+/// Assigned by [`PreKeyStore`](super::PreKeyStore) in increasing order and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KemPreKeyId(pub u32);

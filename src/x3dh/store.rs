@@ -7,6 +7,9 @@
 //! Every signed prekey remembers the base keys of the sessions accepted under it for as long as
 //! it is kept, so a pre-key message is accepted at most once whether or not it used a one-time
 //! prekey; a message naming a deleted signed prekey is refused anyway.
+//!
+//! The ML-KEM prekeys (last-resort and one-time) are kept beside them
+//! ([`KemPreKeys`](super::kem_prekeys)); the last-resort one rotates with the signed prekey.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -14,10 +17,13 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::bundle::signed_prekey_message;
-use super::{OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
+use super::kem_prekeys::{KemPreKeys, KemUse};
+use super::{KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::error::{DecodeError, X3dhError};
 use crate::labels;
-use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKeyPair, Signature};
+use crate::primitives::{
+    DhKeyPair, DhPublicKey, IdentityKeyPair, KemKeyPair, KemPublicKey, Signature,
+};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
@@ -28,9 +34,14 @@ pub const DEFAULT_MAX_ONE_TIME_PREKEYS: u32 = 1000;
 /// Sessions one signed prekey accepts, by default: past it, pre-key messages naming it are
 /// refused (`SignedPreKeyExhausted`) until it is rotated out.
 pub const DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY: u32 = 100_000;
+/// One-time ML-KEM prekeys held at most, by default.
+pub const DEFAULT_MAX_ONE_TIME_KEM_PREKEYS: u32 = 100;
+/// Sessions one last-resort ML-KEM prekey may start, by default: past it, pre-key messages
+/// naming it are refused (`LastResortExhausted`) until it is rotated out.
+pub const DEFAULT_MAX_LAST_RESORT_USES: u32 = 10_000;
 
-/// The prekey store format this build writes. Version 1 (one list of the last base keys for
-/// all signed prekeys, no stored public keys) is still read.
+/// The prekey store format this build writes. Version 1 (classical only: no ML-KEM prekeys)
+/// is read by [`PreKeyStore::migrate`].
 const PREKEY_STORE_VERSION: u8 = 2;
 
 /// Limits of a [`PreKeyStore`]; stored with it.
@@ -45,6 +56,11 @@ pub struct PreKeyStoreConfig {
     /// pre-key message, until that signed prekey is deleted). Rotate well before it is
     /// reached: [`PreKeyStore::signed_prekey_sessions`] tells how many the current one took.
     pub max_sessions_per_signed_prekey: u32,
+    /// One-time ML-KEM prekeys held at most.
+    pub max_one_time_kem_prekeys: u32,
+    /// Sessions one last-resort ML-KEM prekey may start
+    /// ([`PreKeyStore::last_resort_uses`] tells how many the current one did).
+    pub max_last_resort_uses: u32,
 }
 
 impl Default for PreKeyStoreConfig {
@@ -53,6 +69,8 @@ impl Default for PreKeyStoreConfig {
             max_signed_prekeys: DEFAULT_MAX_SIGNED_PREKEYS,
             max_one_time_prekeys: DEFAULT_MAX_ONE_TIME_PREKEYS,
             max_sessions_per_signed_prekey: DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY,
+            max_one_time_kem_prekeys: DEFAULT_MAX_ONE_TIME_KEM_PREKEYS,
+            max_last_resort_uses: DEFAULT_MAX_LAST_RESORT_USES,
         }
     }
 }
@@ -64,6 +82,18 @@ pub struct SignedPreKeyPublic {
     pub id: SignedPreKeyId,
     /// The X25519 key.
     pub key: DhPublicKey,
+    /// The identity key's signature over it.
+    pub signature: Signature,
+}
+
+/// The public half of an ML-KEM prekey with the identity key's signature, as published in
+/// bundles (the last-resort one) or uploaded for the server to hand out once (one-time ones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KemPreKeyPublic {
+    /// Its id.
+    pub id: KemPreKeyId,
+    /// The ML-KEM-1024 encapsulation key.
+    pub key: KemPublicKey,
     /// The identity key's signature over it.
     pub signature: Signature,
 }
@@ -98,6 +128,7 @@ pub struct PreKeyStore {
     one_time: BTreeMap<OneTimePreKeyId, DhKeyPair>,
     next_signed_id: u32,
     next_one_time_id: u32,
+    kem: KemPreKeys,
 }
 
 /// What accepting an initial message takes from the store, applied only on success.
@@ -106,10 +137,12 @@ pub(crate) struct Consumption {
     pub(crate) signed: SignedPreKeyId,
     pub(crate) one_time: Option<OneTimePreKeyId>,
     pub(crate) base_key: DhPublicKey,
+    pub(crate) kem: KemUse,
 }
 
 impl PreKeyStore {
-    /// A store with one fresh signed prekey (id 1) and no one-time prekeys.
+    /// A store with one fresh signed prekey (id 1), one last-resort ML-KEM prekey (id 1), and
+    /// no one-time prekeys. Draws 32 bytes (the signed prekey) then 64 (the KEM prekey's seed).
     pub fn new(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
@@ -126,12 +159,14 @@ impl PreKeyStore {
             one_time: BTreeMap::new(),
             next_signed_id: 2,
             next_one_time_id: 1,
+            kem: KemPreKeys::new(rng, identity, now),
         }
     }
 
-    /// Makes a new signed prekey current; the oldest beyond the configured count is deleted,
-    /// with the base keys it remembered. One-time prekeys are independent of it: they stay
-    /// valid and need no new upload.
+    /// Makes a new signed prekey and a new last-resort ML-KEM prekey current (32, then 64
+    /// bytes from `rng`); the oldest beyond the configured count are deleted, the signed
+    /// prekey with the base keys it remembered. One-time prekeys are independent of them: they
+    /// stay valid and need no new upload.
     pub fn rotate_signed_prekey(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -148,7 +183,44 @@ impl PreKeyStore {
         while self.retired.len() >= self.config.max_signed_prekeys as usize {
             self.retired.pop_front();
         }
+        self.kem
+            .rotate(rng, identity, now, self.config.max_signed_prekeys);
         self.signed_prekey()
+    }
+
+    /// The current last-resort ML-KEM prekey's public half, as bundles carry it when no
+    /// one-time one is left.
+    pub fn last_resort_kem_prekey(&self) -> KemPreKeyPublic {
+        self.kem.last_resort.public()
+    }
+
+    /// Sessions the current last-resort ML-KEM prekey started: rotate well before
+    /// `max_last_resort_uses`.
+    pub fn last_resort_uses(&self) -> u32 {
+        self.kem.last_resort.uses
+    }
+
+    /// Generates up to `count` signed one-time ML-KEM prekeys (fewer if the store would exceed
+    /// its cap; 64 bytes from `rng` each) and returns their public halves for upload.
+    pub fn generate_one_time_kem_prekeys(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+        count: u32,
+    ) -> Vec<KemPreKeyPublic> {
+        let cap = self.config.max_one_time_kem_prekeys;
+        self.kem.generate_one_time(rng, identity, now, count, cap)
+    }
+
+    /// How many one-time ML-KEM prekeys remain unconsumed.
+    pub fn one_time_kem_prekeys_remaining(&self) -> usize {
+        self.kem.one_time.len()
+    }
+
+    /// The public half of one unconsumed one-time ML-KEM prekey.
+    pub fn one_time_kem_prekey(&self, id: KemPreKeyId) -> Option<KemPreKeyPublic> {
+        self.kem.one_time.get(&id).map(|k| k.public())
     }
 
     /// The current signed prekey's public half.
@@ -203,18 +275,22 @@ impl PreKeyStore {
         })
     }
 
-    /// A bundle with the current signed prekey and, if given and still held, one one-time
-    /// prekey. Normally the server assembles bundles from uploads; this serves tests and
-    /// direct exchanges.
+    /// A bundle with the current signed prekey, if given and still held one one-time prekey,
+    /// and the one-time ML-KEM prekey `kem` if given and still held (else the last-resort
+    /// one). Normally the server assembles bundles from uploads; this serves tests and direct
+    /// exchanges.
     pub fn bundle(
         &self,
         identity: &IdentityKeyPair,
         one_time: Option<OneTimePreKeyId>,
+        kem: Option<KemPreKeyId>,
     ) -> PreKeyBundle {
         PreKeyBundle::new(
             identity.public(),
             self.signed_prekey(),
             one_time.and_then(|id| self.one_time_prekey(id)),
+            kem.and_then(|id| self.one_time_kem_prekey(id))
+                .unwrap_or_else(|| self.last_resort_kem_prekey()),
         )
     }
 
@@ -246,12 +322,18 @@ impl PreKeyStore {
         self.one_time.get(&id)
     }
 
+    /// The ML-KEM key pair `id` names and how a session would use it.
+    pub(crate) fn kem_pair(&self, id: KemPreKeyId) -> Result<(&KemKeyPair, KemUse), X3dhError> {
+        self.kem.find(id, self.config.max_last_resort_uses)
+    }
+
     /// Applies a successful acceptance: the one-time prekey is gone for good and the base key
     /// is remembered under its signed prekey.
     pub(crate) fn consume(&mut self, c: Consumption) {
         if let Some(id) = c.one_time {
             self.one_time.remove(&id);
         }
+        self.kem.consume(c.kem);
         let spk = core::iter::once(&mut self.current)
             .chain(&mut self.retired)
             .find(|s| s.id == c.signed);
@@ -263,13 +345,19 @@ impl PreKeyStore {
     /// Versioned state bytes (PROTOCOL.md, "Prekey store state"). They hold secrets.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = SecretBuf::with_capacity(
-            64 + 200 * (1 + self.retired.len()) + 68 * self.one_time.len(),
+            64 + 360 * (1 + self.retired.len())
+                + 68 * self.one_time.len()
+                + 148 * self.kem.one_time.len(),
         );
         out.versioned_header(PREKEY_STORE_VERSION, kind::PREKEY_STORE_STATE);
         self.write_core(&mut out);
         out.u32(self.one_time.len() as u32);
         for id in self.one_time.keys() {
             self.write_one_time(&mut out, *id);
+        }
+        out.u32(self.kem.one_time.len() as u32);
+        for k in self.kem.one_time.values() {
+            k.write(&mut out);
         }
         for spk in core::iter::once(&self.current).chain(&self.retired) {
             out.u32(spk.seen.len() as u32);
@@ -280,13 +368,12 @@ impl PreKeyStore {
         out.into_inner()
     }
 
-    /// Restores a store from [`to_bytes`](Self::to_bytes).
+    /// Restores a store from [`to_bytes`](Self::to_bytes). State of the first format
+    /// (classical prekeys only) is refused as `UnknownVersion(1)`: load it with
+    /// [`migrate`](Self::migrate).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let (mut r, version) =
-            Reader::versioned_header(bytes, kind::PREKEY_STORE_STATE, &[1, PREKEY_STORE_VERSION])?;
-        if version == 1 {
-            return Self::read_version_1(r);
-        }
+        let (mut r, _) =
+            Reader::versioned_header(bytes, kind::PREKEY_STORE_STATE, &[PREKEY_STORE_VERSION])?;
         let mut store = Self::read_core(&mut r)?;
         let n = bounded_count(&mut r, store.config.max_one_time_prekeys)?;
         for _ in 0..n {
@@ -300,6 +387,14 @@ impl PreKeyStore {
                 return Err(DecodeError::InvalidValue);
             }
             store.one_time.insert(id, pair);
+        }
+        let n = bounded_count(&mut r, store.config.max_one_time_kem_prekeys)?;
+        for _ in 0..n {
+            let last = store.kem.one_time.last_key_value().map(|(id, _)| *id);
+            let id = store.insert_one_time_kem(&mut r)?;
+            if last.is_some_and(|l| l >= id) {
+                return Err(DecodeError::InvalidValue);
+            }
         }
         let limit = store.config.max_sessions_per_signed_prekey;
         for spk in core::iter::once(&mut store.current).chain(&mut store.retired) {
@@ -318,11 +413,32 @@ impl PreKeyStore {
         Ok(store)
     }
 
-    /// Config, counters and signed prekeys (with their secrets, not their base keys).
+    /// Loads a store of either format: the current one as [`from_bytes`](Self::from_bytes)
+    /// does, and the first (classical only), to which it adds a last-resort ML-KEM prekey
+    /// (64 bytes from `rng`, signed by `identity`, the store's own identity) so that the
+    /// device can publish post-quantum bundles again.
+    pub fn migrate(
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+        bytes: &[u8],
+    ) -> Result<Self, DecodeError> {
+        let (r, version) =
+            Reader::versioned_header(bytes, kind::PREKEY_STORE_STATE, &[1, PREKEY_STORE_VERSION])?;
+        if version == PREKEY_STORE_VERSION {
+            return Self::from_bytes(bytes);
+        }
+        Self::read_version_1(r, KemPreKeys::new(rng, identity, now))
+    }
+
+    /// Config, counters, signed prekeys and last-resort ML-KEM prekeys (with their secrets,
+    /// not their base keys).
     pub(crate) fn write_core(&self, out: &mut SecretBuf) {
         out.u32(self.config.max_signed_prekeys);
         out.u32(self.config.max_one_time_prekeys);
         out.u32(self.config.max_sessions_per_signed_prekey);
+        out.u32(self.config.max_one_time_kem_prekeys);
+        out.u32(self.config.max_last_resort_uses);
         out.u32(self.next_signed_id);
         out.u32(self.next_one_time_id);
         self.current.write(out);
@@ -330,6 +446,7 @@ impl PreKeyStore {
         for s in &self.retired {
             s.write(out);
         }
+        self.kem.write_core(out);
     }
 
     pub(crate) fn read_core(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -337,6 +454,8 @@ impl PreKeyStore {
             max_signed_prekeys: r.u32()?,
             max_one_time_prekeys: r.u32()?,
             max_sessions_per_signed_prekey: r.u32()?,
+            max_one_time_kem_prekeys: r.u32()?,
+            max_last_resort_uses: r.u32()?,
         };
         let next_signed_id = r.u32()?;
         let next_one_time_id = r.u32()?;
@@ -349,6 +468,7 @@ impl PreKeyStore {
         for _ in 0..n {
             retired.push_back(SignedPreKey::read(r)?);
         }
+        let kem = KemPreKeys::read_core(r, config.max_signed_prekeys)?;
         Ok(Self {
             config,
             current,
@@ -356,7 +476,28 @@ impl PreKeyStore {
             one_time: BTreeMap::new(),
             next_signed_id,
             next_one_time_id,
+            kem,
         })
+    }
+
+    /// One one-time ML-KEM prekey, as [`KemPreKey::write`](super::kem_prekeys) encodes it.
+    pub(crate) fn write_one_time_kem(&self, out: &mut SecretBuf, id: KemPreKeyId) {
+        if let Some(k) = self.kem.one_time.get(&id) {
+            k.write(out);
+        }
+    }
+
+    pub(crate) fn insert_one_time_kem(
+        &mut self,
+        r: &mut Reader<'_>,
+    ) -> Result<KemPreKeyId, DecodeError> {
+        self.kem
+            .insert_one_time(r, self.config.max_one_time_kem_prekeys)
+    }
+
+    /// The ids of the one-time ML-KEM prekeys held.
+    pub(crate) fn one_time_kem_ids(&self) -> impl Iterator<Item = KemPreKeyId> + '_ {
+        self.kem.one_time.keys().copied()
     }
 
     /// One one-time prekey: `u32(id) ‖ secret ‖ public`.
@@ -414,11 +555,11 @@ impl PreKeyStore {
         self.one_time.keys().copied()
     }
 
-    fn read_version_1(mut r: Reader<'_>) -> Result<Self, DecodeError> {
+    fn read_version_1(mut r: Reader<'_>, kem: KemPreKeys) -> Result<Self, DecodeError> {
         let config = PreKeyStoreConfig {
             max_signed_prekeys: r.u32()?,
             max_one_time_prekeys: r.u32()?,
-            max_sessions_per_signed_prekey: DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY,
+            ..PreKeyStoreConfig::default()
         };
         let max_remembered = r.u32()?;
         let next_signed_id = r.u32()?;
@@ -460,6 +601,7 @@ impl PreKeyStore {
             one_time,
             next_signed_id,
             next_one_time_id,
+            kem,
         })
     }
 }

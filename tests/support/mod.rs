@@ -183,7 +183,7 @@ impl World {
                 Ok(Outgoing::NeedBundles(missing)) => {
                     let bundles: Vec<_> = missing
                         .iter()
-                        .map(|a| (*a, self.devices[a].bundle(None)))
+                        .map(|a| (*a, self.devices[a].bundle(None, None)))
                         .collect();
                     device.start_sessions(&mut self.rng, now, &bundles).unwrap();
                 }

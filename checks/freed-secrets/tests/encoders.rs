@@ -70,7 +70,7 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
     store.generate_one_time_prekeys(rng, 300);
-    let bundle = store.bundle(&bob, None).verify().unwrap();
+    let bundle = store.bundle(&bob, None, None).verify().unwrap();
     let mut a = Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap();
     let first = a.encrypt(rng, b"hi").unwrap();
     let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&first).unwrap() else {
@@ -173,7 +173,7 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
     let room = GroupId([2; 32]);
     mine.set_group_members(room, &[other.account()]);
     theirs.set_group_members(room, &[primary.account()]);
-    mine.start_sessions(rng, NOW, &[(theirs.address(), theirs.bundle(None))])
+    mine.start_sessions(rng, NOW, &[(theirs.address(), theirs.bundle(None, None))])
         .unwrap();
     let Outgoing::Ready(o) = mine.send_group(rng, NOW, room, b"hello room").unwrap() else {
         panic!()

@@ -1,0 +1,239 @@
+//! The device's ML-KEM prekeys (PQXDH): one-time KEM prekeys, each consumed exactly once, and
+//! a last-resort KEM prekey for when the server has no one-time one left. The last-resort key
+//! is rotated together with the signed prekey (earlier ones stay accepted for a while), and
+//! the sessions it may start are counted and bounded.
+//!
+//! Every KEM prekey is signed by the identity key and kept as its 64-byte seed.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use super::bundle::kem_prekey_message;
+use super::{KemPreKeyId, KemPreKeyPublic};
+use crate::error::{DecodeError, X3dhError};
+use crate::labels;
+use crate::primitives::{IdentityKeyPair, KemKeyPair, Secret, Signature};
+use crate::time::Timestamp;
+use crate::wire::{Reader, SecretBuf, Writer, bounded_count};
+
+/// A signed ML-KEM prekey as this device holds it.
+#[derive(Clone, Debug)]
+pub(crate) struct KemPreKey {
+    pub(crate) id: KemPreKeyId,
+    pub(crate) pair: KemKeyPair,
+    pub(crate) signature: Signature,
+    pub(crate) created_at: Timestamp,
+    /// Sessions started with it (counted for the last-resort key only).
+    pub(crate) uses: u32,
+}
+
+/// How a session used a KEM prekey, applied only on success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KemUse {
+    /// A one-time KEM prekey: deleted.
+    OneTime(KemPreKeyId),
+    /// A last-resort KEM prekey: one more use.
+    LastResort(KemPreKeyId),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KemPreKeys {
+    /// The last-resort key published now, and earlier ones still accepted, oldest first.
+    pub(crate) last_resort: KemPreKey,
+    pub(crate) retired: VecDeque<KemPreKey>,
+    pub(crate) one_time: BTreeMap<KemPreKeyId, KemPreKey>,
+    pub(crate) next_id: u32,
+}
+
+impl KemPreKey {
+    fn generate(
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        id: KemPreKeyId,
+        now: Timestamp,
+    ) -> Self {
+        let pair = KemKeyPair::generate(rng);
+        let signature = identity.sign(labels::KEM_PREKEY, &kem_prekey_message(id, pair.public()));
+        Self {
+            id,
+            pair,
+            signature,
+            created_at: now,
+            uses: 0,
+        }
+    }
+
+    pub(crate) fn public(&self) -> KemPreKeyPublic {
+        KemPreKeyPublic {
+            id: self.id,
+            key: self.pair.public().clone(),
+            signature: self.signature,
+        }
+    }
+
+    /// `u32(id) ‖ seed (64) ‖ signature (64) ‖ u64(created_at) ‖ u32(uses)`.
+    pub(crate) fn write(&self, out: &mut SecretBuf) {
+        out.u32(self.id.0);
+        out.put(self.pair.seed().as_bytes());
+        out.put(&self.signature.to_bytes());
+        out.u64(self.created_at.0);
+        out.u32(self.uses);
+    }
+
+    /// Reads a KEM prekey back; the key pair is expanded from its seed (ML-KEM key
+    /// generation, no curve work).
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = KemPreKeyId(r.u32()?);
+        let seed = Secret::from_bytes(*Zeroizing::new(r.array::<64>()?));
+        Ok(Self {
+            id,
+            pair: KemKeyPair::from_seed(seed),
+            signature: Signature::from_bytes(r.array()?),
+            created_at: Timestamp(r.u64()?),
+            uses: r.u32()?,
+        })
+    }
+}
+
+impl KemPreKeys {
+    /// A first last-resort key (id 1). Draws 64 bytes.
+    pub(crate) fn new(
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            last_resort: KemPreKey::generate(rng, identity, KemPreKeyId(1), now),
+            retired: VecDeque::new(),
+            one_time: BTreeMap::new(),
+            next_id: 2,
+        }
+    }
+
+    fn next_id(&mut self) -> KemPreKeyId {
+        let id = KemPreKeyId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// A new last-resort key; the oldest beyond `keep` (current included) is deleted.
+    pub(crate) fn rotate(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+        keep: u32,
+    ) {
+        let id = self.next_id();
+        let previous = core::mem::replace(
+            &mut self.last_resort,
+            KemPreKey::generate(rng, identity, id, now),
+        );
+        self.retired.push_back(previous);
+        while self.retired.len() >= keep.max(1) as usize {
+            self.retired.pop_front();
+        }
+    }
+
+    /// Up to `count` one-time KEM prekeys, within `cap` held.
+    pub(crate) fn generate_one_time(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+        count: u32,
+        cap: u32,
+    ) -> Vec<KemPreKeyPublic> {
+        let room = (cap as usize).saturating_sub(self.one_time.len());
+        let count = (count as usize).min(room);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = self.next_id();
+            let key = KemPreKey::generate(rng, identity, id, now);
+            out.push(key.public());
+            self.one_time.insert(id, key);
+        }
+        out
+    }
+
+    /// The key pair `id` names, and how a session would use it; refused if unknown, or if it
+    /// is a last-resort key that started `max_uses` sessions already.
+    pub(crate) fn find(
+        &self,
+        id: KemPreKeyId,
+        max_uses: u32,
+    ) -> Result<(&KemKeyPair, KemUse), X3dhError> {
+        if let Some(k) = self.one_time.get(&id) {
+            return Ok((&k.pair, KemUse::OneTime(id)));
+        }
+        let k = core::iter::once(&self.last_resort)
+            .chain(&self.retired)
+            .find(|k| k.id == id)
+            .ok_or(X3dhError::UnknownKemPreKey(id.0))?;
+        if k.uses >= max_uses {
+            return Err(X3dhError::LastResortExhausted(id.0));
+        }
+        Ok((&k.pair, KemUse::LastResort(id)))
+    }
+
+    pub(crate) fn consume(&mut self, used: KemUse) {
+        match used {
+            KemUse::OneTime(id) => {
+                self.one_time.remove(&id);
+            }
+            KemUse::LastResort(id) => {
+                if let Some(k) = core::iter::once(&mut self.last_resort)
+                    .chain(&mut self.retired)
+                    .find(|k| k.id == id)
+                {
+                    k.uses = k.uses.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// `u32(next id) ‖ last resort ‖ u32(r) ‖ r × retired`.
+    pub(crate) fn write_core(&self, out: &mut SecretBuf) {
+        out.u32(self.next_id);
+        self.last_resort.write(out);
+        out.u32(self.retired.len() as u32);
+        for k in &self.retired {
+            k.write(out);
+        }
+    }
+
+    pub(crate) fn read_core(r: &mut Reader<'_>, keep: u32) -> Result<Self, DecodeError> {
+        let next_id = r.u32()?;
+        let last_resort = KemPreKey::read(r)?;
+        let n = bounded_count(r, keep.saturating_sub(1))?;
+        let mut retired = VecDeque::with_capacity(n);
+        for _ in 0..n {
+            retired.push_back(KemPreKey::read(r)?);
+        }
+        Ok(Self {
+            last_resort,
+            retired,
+            one_time: BTreeMap::new(),
+            next_id,
+        })
+    }
+
+    /// Restores one one-time KEM prekey (its `uses` must be 0), within `cap`.
+    pub(crate) fn insert_one_time(
+        &mut self,
+        r: &mut Reader<'_>,
+        cap: u32,
+    ) -> Result<KemPreKeyId, DecodeError> {
+        let key = KemPreKey::read(r)?;
+        let id = key.id;
+        if key.uses != 0
+            || self.one_time.len() >= cap as usize
+            || self.one_time.insert(id, key).is_some()
+        {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(id)
+    }
+}

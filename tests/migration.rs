@@ -1,0 +1,153 @@
+//! State persisted by the formats before post-quantum sessions and records still loads:
+//! sessions continue, prekey stores gain an ML-KEM prekey, primaries re-sign their list with
+//! their own consent, and devices keep their sessions. The fixtures in `tests/data/legacy`
+//! were written by the previous release (see the README there).
+
+mod support;
+
+use ratchetry::devices::{DevicePolicy, Primary, SignedDeviceList};
+use ratchetry::fanout::Device;
+use ratchetry::testing::SeededRng;
+use ratchetry::x3dh::OneTimePreKeyId;
+use ratchetry::{
+    DecodeError, IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp,
+};
+use support::body;
+
+const NOW: Timestamp = Timestamp(1_790_000_100_000);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/legacy")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn version_1_sessions_continue() {
+    let rng = &mut SeededRng::from_label("migrate sessions");
+    let mut alice = Session::from_bytes(&fixture("session-v1-alice.bin")).unwrap();
+    let mut bob = Session::from_bytes(&fixture("session-v1-bob.bin")).unwrap();
+    for round in 0..3u8 {
+        let w = alice.encrypt(rng, &[round]).unwrap();
+        assert_eq!(
+            bob.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap(),
+            [round]
+        );
+        let w = bob.encrypt(rng, &[round, round]).unwrap();
+        assert_eq!(
+            alice
+                .decrypt(&IncomingMessage::decode(&w).unwrap())
+                .unwrap(),
+            [round, round]
+        );
+    }
+    // And they save in the current format.
+    let again = Session::from_bytes(&alice.to_bytes()).unwrap();
+    assert_eq!(*again.to_bytes(), *alice.to_bytes());
+}
+
+#[test]
+fn version_1_prekey_stores_migrate_with_an_ml_kem_prekey() {
+    let rng = &mut SeededRng::from_label("migrate prekeys");
+    let bytes = fixture("prekey-store-v1.bin");
+    let bob = IdentityKeyPair::from_bytes(&fixture("identity-v1-bob.bin")).unwrap();
+    assert_eq!(
+        PreKeyStore::from_bytes(&bytes).err(),
+        Some(DecodeError::UnknownVersion(1))
+    );
+    let mut store = PreKeyStore::migrate(rng, &bob, NOW, &bytes).unwrap();
+    assert_eq!(store.one_time_prekeys_remaining(), 2);
+    let bundle = store
+        .bundle(&bob, Some(OneTimePreKeyId(2)), None)
+        .verify()
+        .unwrap();
+    let alice = IdentityKeyPair::generate(rng);
+    let mut a = Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap();
+    let w = a.encrypt(rng, b"post-quantum now").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    let (_, pt) = Session::accept(&bob, &mut store, &pk, SessionConfig::default()).unwrap();
+    assert_eq!(pt, b"post-quantum now");
+    // A migrated store is a current-format store.
+    let saved = store.to_bytes();
+    assert_eq!(*PreKeyStore::from_bytes(&saved).unwrap().to_bytes(), *saved);
+}
+
+/// Two accounts of the previous release, one device each, with sessions both ways and a
+/// group. Each primary re-signs its list with its own consent; each device migrates with it,
+/// follows the other's new list, and the pairwise sessions carry on without a new key
+/// agreement; a group message goes out under a fresh sender key.
+#[test]
+fn previous_devices_and_primaries_migrate_and_keep_their_sessions() {
+    let rng = &mut SeededRng::from_label("migrate devices");
+    let mut devices = Vec::new();
+    let mut lists = Vec::new();
+    for who in ["alice", "bob"] {
+        let old_device = fixture(&format!("device-v2-{who}.bin"));
+        let identity = Device::legacy_identity(&old_device).unwrap();
+        let primary =
+            Primary::migrate(&fixture(&format!("primary-v1-{who}.bin")), &identity, NOW).unwrap();
+        assert_eq!(primary.device_list().version(), 2);
+        let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
+        let device = Device::migrate(rng, NOW, &old_device, list.clone()).unwrap();
+        assert!(device.state_epoch() > 0);
+        lists.push((primary.account(), list));
+        devices.push(device);
+    }
+    // A primary's old state with another device's identity is refused.
+    let stranger = IdentityKeyPair::generate(rng);
+    assert!(Primary::migrate(&fixture("primary-v1-alice.bin"), &stranger, NOW).is_err());
+    let (alice_key, bob_key) = (lists[0].0, lists[1].0);
+    devices[0]
+        .update_device_list(NOW, &bob_key, lists[1].1.clone())
+        .unwrap();
+    devices[1]
+        .update_device_list(NOW, &alice_key, lists[0].1.clone())
+        .unwrap();
+    let (a, b) = devices.split_at_mut(1);
+    let (alice, bob) = (&mut a[0], &mut b[0]);
+    assert!(alice.has_session(&bob.address()));
+    for round in 0..2u8 {
+        let ratchetry::fanout::Outgoing::Ready(o) =
+            alice.send(rng, NOW, &bob_key, &[round]).unwrap()
+        else {
+            panic!("the migrated session must still be there")
+        };
+        // A ratchet message, not a new pre-key message: the session carried over.
+        assert_eq!(o.envelopes[0].1[100], 0x02);
+        assert_eq!(
+            body(&bob.receive(NOW, &o.envelopes[0].1).unwrap()),
+            Some(&[round][..])
+        );
+        let ratchetry::fanout::Outgoing::Ready(o) =
+            bob.send(rng, NOW, &alice_key, b"back").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            body(&alice.receive(NOW, &o.envelopes[0].1).unwrap()),
+            Some(&b"back"[..])
+        );
+    }
+    let room = ratchetry::group::GroupId([3; 32]);
+    alice.set_group_members(room, &[bob_key]);
+    bob.set_group_members(room, &[alice_key]);
+    let ratchetry::fanout::Outgoing::Ready(o) = alice.send_group(rng, NOW, room, b"g2").unwrap()
+    else {
+        panic!()
+    };
+    for (_, e) in &o.envelopes {
+        bob.receive(NOW, e).unwrap();
+    }
+    assert_eq!(
+        body(&bob.receive(NOW, &o.group.unwrap().0).unwrap()),
+        Some(&b"g2"[..])
+    );
+    let changes = alice.take_changes();
+    assert!(changes.replaces_all());
+    let _ = DevicePolicy::default();
+}
