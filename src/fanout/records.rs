@@ -58,22 +58,24 @@ pub(crate) enum Key {
     Pending(MessageRef),
 }
 
+// Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
+// byte order of their keys.
 const OWN: u8 = 0x01;
 const META: u8 = 0x02;
 const PREKEYS: u8 = 0x03;
 const ONE_TIME_PREKEY: u8 = 0x04;
-const SEEN_BASE_KEY: u8 = 0x05;
-const DEVICE_LIST: u8 = 0x06;
-const SESSIONS: u8 = 0x07;
-const GROUP_MEMBERS: u8 = 0x08;
-const OUTBOUND: u8 = 0x09;
-const LEDGER: u8 = 0x0a;
-const INBOUND: u8 = 0x0b;
-const WITHHELD: u8 = 0x0c;
-const SEEN: u8 = 0x0d;
-const SENT: u8 = 0x0e;
-const PENDING: u8 = 0x0f;
-const ONE_TIME_KEM_PREKEY: u8 = 0x10;
+const ONE_TIME_KEM_PREKEY: u8 = 0x05;
+const SEEN_BASE_KEY: u8 = 0x06;
+const DEVICE_LIST: u8 = 0x07;
+const SESSIONS: u8 = 0x08;
+const GROUP_MEMBERS: u8 = 0x09;
+const OUTBOUND: u8 = 0x0a;
+const LEDGER: u8 = 0x0b;
+const INBOUND: u8 = 0x0c;
+const WITHHELD: u8 = 0x0d;
+const SEEN: u8 = 0x0e;
+const SENT: u8 = 0x0f;
+const PENDING: u8 = 0x10;
 
 impl Key {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -289,4 +291,47 @@ pub(crate) fn unit(
 /// `MessageId`s are 16 bytes on the wire and in records.
 pub(crate) fn read_message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
     Ok(MessageId(r.array()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::{DeviceId, AccountKey};
+
+    #[test]
+    fn key_order_is_the_byte_order_of_encoded_keys() {
+        let a = DeviceAddress {
+            account: AccountKey::from_trusted([1; 32]),
+            device: DeviceId(2),
+        };
+        let g = GroupId([3; 32]);
+        let mut keys = alloc::vec![
+            Key::Own,
+            Key::Meta,
+            Key::PreKeys,
+            Key::OneTime(258),
+            Key::OneTime(7),
+            Key::OneTimeKem(1),
+            Key::SeenBase(1, [9; 32]),
+            Key::DeviceList(a.account),
+            Key::Sessions(a),
+            Key::GroupMembers(g),
+            Key::Outbound(g),
+            Key::Ledger(g, SenderKeyId(5), a),
+            Key::Inbound(a, g),
+            Key::Withheld(a, g),
+            Key::Seen(3),
+            Key::Sent(SendId(1 << 40)),
+            Key::Sent(SendId(2)),
+            Key::Pending([4; 16]),
+        ];
+        keys.sort();
+        let bytes: alloc::vec::Vec<_> = keys.iter().map(Key::encode).collect();
+        let mut sorted = bytes.clone();
+        sorted.sort();
+        assert_eq!(bytes, sorted);
+        for (k, b) in keys.iter().zip(&bytes) {
+            assert_eq!(Key::decode(b), Ok(*k));
+        }
+    }
 }

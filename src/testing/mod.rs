@@ -11,6 +11,7 @@
 
 pub mod fuzz;
 pub mod hooks;
+pub mod vectors;
 
 /// Bare primitives through the crate's own wrappers: for published test vectors and the
 /// benches' floors.
