@@ -10,7 +10,7 @@ use ratchetry::fanout::{
     Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
-use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
+use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
 use support::{DAY, T0, World, body};
 
 const ROOM: GroupId = GroupId([9; 32]);
@@ -148,6 +148,11 @@ fn rerouted_replayed_and_unlisted_envelopes_fail_with_typed_causes() {
     w.device(fresh).forget_account(&carol);
     w.persist(fresh);
     w.refused(fresh, &to_a1, FanoutError::UnknownAccount(carol).into());
+    // A sender account key that is not a valid key is not an account to fetch: addresses are
+    // compared unchecked, so the key is checked before it is named.
+    let mut invalid = to_a1.clone();
+    invalid[3..3 + 32].copy_from_slice(&[0xff; 32]);
+    w.refused(fresh, &invalid, DecodeError::InvalidKey.into());
 }
 
 /// A routine renew, or unlinking another device, does not strand envelopes made under the

@@ -46,8 +46,9 @@ impl DeviceAddress {
         })
     }
 
-    /// Reads an address from this crate's own state: the account key was checked when first
-    /// received.
+    /// Reads an address whose account key is not checked here: from this crate's own state
+    /// (checked when first received), or a routing field that is only compared with keys
+    /// that were checked.
     pub(crate) fn read_trusted(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             account: AccountKey::from_trusted(r.array()?),

@@ -485,7 +485,7 @@ impl Device {
         self.lists
             .get(account)
             .map(|f| &f.list)
-            .ok_or(FanoutError::UnknownAccount(*account).into())
+            .ok_or_else(|| unknown_account(*account))
     }
 
     /// The active list entry of `address`.
@@ -521,5 +521,15 @@ impl fmt::Debug for Device {
             .field("groups", &self.groups.len())
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
+    }
+}
+
+/// The error for an account not followed. Envelopes carry addresses unchecked (an account a
+/// device follows was checked when its list was verified, and lookups compare bytes), so the
+/// key is checked here: a malformed key is `InvalidKey`, not an account to fetch a list for.
+pub(crate) fn unknown_account(account: AccountKey) -> Error {
+    match AccountKey::from_bytes(account.as_bytes()) {
+        Ok(_) => FanoutError::UnknownAccount(account).into(),
+        Err(e) => e.into(),
     }
 }

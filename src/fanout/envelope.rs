@@ -113,13 +113,17 @@ pub(crate) enum Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
+    /// Addresses are read unchecked: a receiver compares them with its own address and looks
+    /// the sender up among the lists it follows, whose keys were checked on arrival (an
+    /// Ed25519 decompression per address would be most of a receive's cost). An account not
+    /// followed is checked before it is reported (`unknown_account`).
     pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::ENVELOPE)?;
         match r.u8()? {
             PAIRWISE => {
                 let header = PairwiseHeader {
-                    sender: DeviceAddress::read(&mut r)?,
-                    recipient: DeviceAddress::read(&mut r)?,
+                    sender: DeviceAddress::read_trusted(&mut r)?,
+                    recipient: DeviceAddress::read_trusted(&mut r)?,
                     sender_list_version: r.u64()?,
                     recipient_list_version: r.u64()?,
                     lists_digest: r.array()?,
@@ -133,7 +137,7 @@ impl<'a> Envelope<'a> {
             }
             GROUP => {
                 let header = GroupHeader {
-                    sender: DeviceAddress::read(&mut r)?,
+                    sender: DeviceAddress::read_trusted(&mut r)?,
                     sender_list_version: r.u64()?,
                 };
                 Ok(Self::Group {
@@ -142,8 +146,8 @@ impl<'a> Envelope<'a> {
                 })
             }
             RETRY => {
-                let requester = DeviceAddress::read(&mut r)?;
-                let sender = DeviceAddress::read(&mut r)?;
+                let requester = DeviceAddress::read_trusted(&mut r)?;
+                let sender = DeviceAddress::read_trusted(&mut r)?;
                 let reference = r.array()?;
                 let reason = r.u8()?;
                 // The requester's attempt count is informational: the sender keeps its own.

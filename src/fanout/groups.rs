@@ -248,15 +248,16 @@ pub(crate) fn write_members(out: &mut impl Writer, members: &BTreeSet<AccountKey
 
 pub(crate) fn read_members(r: &mut Reader<'_>) -> Result<BTreeSet<AccountKey>, DecodeError> {
     let n = bounded_count(r, MAX_GROUP_MEMBERS as u32)?;
-    let mut members = BTreeSet::new();
+    let mut members: Vec<AccountKey> = Vec::with_capacity(n);
     for _ in 0..n {
         let m = AccountKey::from_trusted(r.array()?);
         if members.last().is_some_and(|l| *l >= m) {
             return Err(DecodeError::InvalidValue);
         }
-        members.insert(m);
+        members.push(m);
     }
-    Ok(members)
+    // Ascending already, so the set is built in one pass.
+    Ok(members.into_iter().collect())
 }
 
 /// Outbound record: `blob(outbound state) ‖ flag(rotate_pending) ‖ u8(n) ‖ n × u32(key id)`,

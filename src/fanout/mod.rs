@@ -12,14 +12,14 @@ mod envelope;
 mod groups;
 mod journal;
 mod legacy;
-mod lists;
+pub(crate) mod lists;
 mod outbox;
 mod payload;
 mod receive;
 mod records;
 mod retry;
 mod send;
-mod sessions;
+pub(crate) mod sessions;
 mod state;
 
 pub use device::{Device, DeviceConfig, MessageId};

@@ -6,6 +6,7 @@
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
+use super::device::unknown_account;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::journal::MessageRef;
 use super::payload::Payload;
@@ -69,7 +70,7 @@ impl Device {
         let theirs = self
             .lists
             .get(&sender)
-            .ok_or(FanoutError::UnknownAccount(sender))?;
+            .ok_or_else(|| unknown_account(sender))?;
         let ours = self
             .lists
             .get(&own)

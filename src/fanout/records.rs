@@ -296,7 +296,7 @@ pub(crate) fn read_message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{DeviceId, AccountKey};
+    use crate::devices::{AccountKey, DeviceId};
 
     #[test]
     fn key_order_is_the_byte_order_of_encoded_keys() {

@@ -171,17 +171,27 @@ impl Device {
     pub fn from_records<'a>(
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self, DecodeError> {
-        let mut sorted = BTreeMap::new();
-        for (k, v) in records {
-            if sorted.insert(Key::decode(k)?, v).is_some() {
-                return Err(DecodeError::InvalidValue);
-            }
+        let mut sorted = records
+            .into_iter()
+            .map(|(k, v)| Ok((Key::decode(k)?, v)))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        sorted.sort_unstable_by_key(|r| r.0);
+        if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(DecodeError::InvalidValue);
         }
-        Self::from_sorted(sorted)
+        Self::from_sorted(&sorted)
     }
 
-    fn from_sorted(records: BTreeMap<Key, &[u8]>) -> Result<Self, DecodeError> {
-        let value = |k: &Key| records.get(k).copied().ok_or(DecodeError::InvalidValue);
+    /// Builds the device from records in strictly ascending key order. The maps are built
+    /// from sorted runs (kinds are contiguous in key order), not key by key: a load is linear
+    /// in the records.
+    fn from_sorted(records: &[(Key, &[u8])]) -> Result<Self, DecodeError> {
+        let value = |k: &Key| {
+            records
+                .binary_search_by(|(key, _)| key.cmp(k))
+                .map(|i| records[i].1)
+                .map_err(|_| DecodeError::InvalidValue)
+        };
         let (config, address, identity) = read_own(value(&Key::Own)?)?;
         let mut r = Reader::new(value(&Key::Meta)?);
         let epoch = r.u64()?;
@@ -209,7 +219,11 @@ impl Device {
             dirty: Dirty::default(),
         };
         let mut seen = BTreeMap::new();
-        for (key, bytes) in &records {
+        let mut lists = Vec::new();
+        let mut sessions = Vec::new();
+        let mut inbound = Vec::new();
+        let mut withheld = Vec::new();
+        for (key, bytes) in records {
             let mut r = Reader::new(bytes);
             match *key {
                 Key::Own | Key::Meta | Key::PreKeys => continue,
@@ -231,10 +245,10 @@ impl Device {
                     if followed.list.account() != account {
                         return Err(DecodeError::InvalidValue);
                     }
-                    device.lists.insert(account, followed);
+                    lists.push((account, followed));
                 }
                 Key::Sessions(a) => {
-                    device.sessions.insert(a, SessionSet::read(&mut r)?);
+                    sessions.push((a, SessionSet::read(&mut r)?));
                 }
                 Key::GroupMembers(g) => {
                     device.groups.insert(
@@ -268,10 +282,10 @@ impl Device {
                     if key.group() != g {
                         return Err(DecodeError::InvalidValue);
                     }
-                    device.inbound.insert((a, g), key);
+                    inbound.push(((a, g), key));
                 }
                 Key::Withheld(a, g) => {
-                    device.withheld.insert((a, g));
+                    withheld.push((a, g));
                 }
                 Key::Seen(slot) => {
                     seen.insert(slot, read_message_id(&mut r)?);
@@ -286,6 +300,10 @@ impl Device {
             }
             r.finish()?;
         }
+        device.lists = lists.into_iter().collect();
+        device.sessions = sessions.into_iter().collect();
+        device.inbound = inbound.into_iter().collect();
+        device.withheld = withheld.into_iter().collect();
         if seen.len() > MAX_REMEMBERED_MESSAGE_IDS {
             return Err(DecodeError::InvalidValue);
         }
@@ -318,20 +336,18 @@ impl Device {
         let (mut r, _) =
             Reader::versioned_header(bytes, kind::DEVICE_STATE, &[DEVICE_STATE_VERSION])?;
         let n = crate::wire::bounded_count(&mut r, MAX_RECORDS)?;
-        let mut records = BTreeMap::new();
-        let mut last: Option<Key> = None;
+        let mut records: Vec<(Key, &[u8])> = Vec::new();
         for _ in 0..n {
             let len = r.u32()? as usize;
             let key = Key::decode(r.bytes(len)?)?;
-            if last.is_some_and(|l| l >= key) {
+            if records.last().is_some_and(|(l, _)| *l >= key) {
                 return Err(DecodeError::InvalidValue);
             }
-            last = Some(key);
             let len = r.u32()? as usize;
-            records.insert(key, r.bytes(len)?);
+            records.push((key, r.bytes(len)?));
         }
         r.finish()?;
-        let mut device = Self::from_sorted(records)?;
+        let mut device = Self::from_sorted(&records)?;
         device.dirty.all = true;
         Ok(device)
     }

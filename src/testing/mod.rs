@@ -5,12 +5,14 @@
 //! - [`SeededRng`]: the deterministic generator behind the protocol vectors;
 //! - [`fuzz`]: the entry points of the cargo-fuzz targets, replayed by `cargo test`;
 //! - [`hooks`]: internal values (KDF outputs, session keys) the vectors check;
+//! - [`scale`]: a device with a large address book, for the scale bench and memory check;
 //! - [`raw`]: the bare primitives, for published vectors and bench floors.
 // The fuzz entry points report broken invariants by panicking: that is how fuzzers see them.
 #![allow(clippy::panic)]
 
 pub mod fuzz;
 pub mod hooks;
+pub mod scale;
 pub mod vectors;
 
 /// Bare primitives through the crate's own wrappers: for published test vectors and the

@@ -2,7 +2,9 @@
 //! test knows), so a test can prove that an operation freed no unwiped copy of them.
 //!
 //! Tests register needles with [`watch`], run the operation between [`start`] and [`stop`],
-//! and read the hits. The allocator itself never allocates.
+//! and read the hits. It also counts the bytes live on the heap ([`live_bytes`]), as requested
+//! (the system allocator's own per-block overhead is not counted). The allocator itself never
+//! allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,6 +18,7 @@ pub struct Scanning;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static HITS: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// Needles and which were hit, behind `LOCK`.
 struct Table {
@@ -83,10 +86,19 @@ pub fn stop() -> (usize, Vec<usize>) {
     (HITS.load(Ordering::Relaxed), which)
 }
 
+/// Bytes allocated and not yet freed, in the whole process.
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
 unsafe impl GlobalAlloc for Scanning {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.
-        unsafe { System.alloc(layout) }
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -108,6 +120,7 @@ unsafe impl GlobalAlloc for Scanning {
                 HITS.fetch_add(1, Ordering::Relaxed);
             }
         }
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded as is.
         unsafe { System.dealloc(ptr, layout) }
     }

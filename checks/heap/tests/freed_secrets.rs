@@ -9,7 +9,7 @@ use ratchetry::group::{GroupId, GroupSender, InboundSenderKey, OutboundGroupSess
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::session_keys;
 use ratchetry::{IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp};
-use ratchetry_freed_secrets::{Scanning, reset, start, stop, watch};
+use ratchetry_heap_checks::{Scanning, reset, start, stop, watch};
 use zeroize_check::grow_unwiped;
 
 #[global_allocator]

@@ -1,0 +1,231 @@
+//! A device at address-book scale: 1,000 and 20,000 remote sessions (accounts of 4 devices)
+//! and 500 groups. Each group times the operation next to its floor:
+//!
+//! - `receive_1to1/{N}`: receiving a 1 KiB 1:1 message and taking the unit of records to write,
+//!   next to `floor`, one pairwise decrypt of the same message size;
+//! - `send_1to1_4dev/{N}`: sending 1 KiB to a 4-device account and taking the unit, next to
+//!   `floor`, four pairwise encrypts;
+//! - `group_send/500groups`: a steady group message in one of the 500 groups (20 member
+//!   accounts) and taking the unit, next to `floor`, one group message encrypt;
+//! - `load/{N}`: rebuilding the device from all its records, next to `floor`, parsing the
+//!   session states alone.
+//!
+//! The bytes each unit writes are printed once per group (`bytes to persist`, by record kind),
+//! so they read beside the times. The address book is `ratchetry::testing::scale`: most remote
+//! sessions are clones of one real session under other addresses (loading does not tell them
+//! apart); the ones the operations use are real. Memory per idle session is checked by
+//! `checks/heap` (it needs its own global allocator).
+
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use ratchetry::fanout::{Device, Outbox, Outgoing, StateChanges};
+use ratchetry::group::{GroupSender, OutboundGroupSession};
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::scale::AddressBook;
+use ratchetry::{IdentityKeyPair, IncomingMessage, Session, SessionConfig, Timestamp};
+
+const NOW: Timestamp = Timestamp(1_790_000_000_000);
+const GROUPS: usize = 500;
+
+fn ready(o: Outgoing) -> Outbox {
+    match o {
+        Outgoing::Ready(o) => o,
+        other => panic!("not ready: {other:?}"),
+    }
+}
+
+/// A unit's size, by record kind (PROTOCOL.md 19.1): `total = kind × records: bytes, …`.
+fn unit_bytes(changes: &StateChanges) -> String {
+    const KINDS: [&str; 17] = [
+        "?",
+        "own",
+        "meta",
+        "prekeys",
+        "one-time",
+        "one-time kem",
+        "seen base",
+        "device list",
+        "sessions",
+        "group members",
+        "outbound",
+        "ledger",
+        "inbound",
+        "withheld",
+        "seen",
+        "sent",
+        "pending",
+    ];
+    let mut by_kind = std::collections::BTreeMap::<u8, (usize, usize)>::new();
+    for r in changes.records() {
+        let e = by_kind.entry(r.key()[0]).or_default();
+        e.0 += 1;
+        e.1 += r.key().len() + r.value().map_or(0, <[u8]>::len);
+    }
+    let parts: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (n, b))| format!("{} × {n}: {b}", KINDS.get(*k as usize).unwrap_or(&"?")))
+        .collect();
+    format!("{} = {}", changes.byte_len(), parts.join(", "))
+}
+
+fn pairwise(rng: &mut SeededRng) -> (Session, Session) {
+    let a = IdentityKeyPair::generate(rng);
+    let b = IdentityKeyPair::generate(rng);
+    let mut store = ratchetry::PreKeyStore::new(rng, &b, NOW, Default::default());
+    let bundle = store.bundle(&b, None, None).verify().unwrap();
+    let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
+    let w = sa.encrypt(rng, b"x").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&w).unwrap() else {
+        panic!()
+    };
+    let (mut sb, _) = Session::accept(&b, &mut store, &pk, SessionConfig::default()).unwrap();
+    let r = sb.encrypt(rng, b"y").unwrap();
+    sa.decrypt(&IncomingMessage::decode(&r).unwrap()).unwrap();
+    let s = sa.encrypt(rng, b"z").unwrap();
+    sb.decrypt(&IncomingMessage::decode(&s).unwrap()).unwrap();
+    (sa, sb)
+}
+
+fn quick(
+    c: &mut Criterion,
+    name: String,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    g
+}
+
+fn bench(c: &mut Criterion) {
+    let rng = &mut SeededRng::from_label("bench scale ops");
+    let body = vec![7u8; 1024];
+    for n in [1000usize, 20_000] {
+        // A fresh pair per size: the send floor below encrypts without decrypting.
+        let (mut pa, mut pb) = pairwise(rng);
+        let mut s = AddressBook::new(&mut SeededRng::from_label("bench scale"), NOW, n, GROUPS);
+        let alice_account = s.device.address().account;
+
+        // Receive a 1:1 message and take its unit.
+        let mut g = quick(c, format!("scale/receive_1to1/{n}"));
+        let sample = ready(s.peer[0].send(rng, NOW, &alice_account, &body).unwrap());
+        let mut probe = s.device.clone();
+        probe.receive(NOW, &sample.envelopes[0].1).unwrap();
+        eprintln!(
+            "scale/receive_1to1/{n}: bytes to persist {}",
+            unit_bytes(&probe.take_changes())
+        );
+        g.bench_function("op", |b| {
+            b.iter_batched(
+                || ready(s.peer[0].send(rng, NOW, &alice_account, &body).unwrap()),
+                |o| {
+                    s.device.receive(NOW, &o.envelopes[0].1).unwrap();
+                    black_box(s.device.take_changes())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("floor", |b| {
+            b.iter_batched(
+                || pa.encrypt(rng, &body).unwrap(),
+                |w| black_box(pb.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+
+        // Send to a 4-device account and take the unit.
+        let mut g = quick(c, format!("scale/send_1to1_4dev/{n}"));
+        let to = s.peer_account;
+        let mut probe = s.device.clone();
+        let _ = ready(probe.send(rng, NOW, &to, &body).unwrap());
+        eprintln!(
+            "scale/send_1to1_4dev/{n}: bytes to persist {}",
+            unit_bytes(&probe.take_changes())
+        );
+        g.bench_function("op", |b| {
+            b.iter(|| {
+                black_box(ready(s.device.send(rng, NOW, &to, &body).unwrap()));
+                black_box(s.device.take_changes())
+            })
+        });
+        g.bench_function("floor", |b| {
+            b.iter(|| {
+                for _ in 0..4 {
+                    black_box(pa.encrypt(rng, &body).unwrap());
+                }
+            })
+        });
+        g.finish();
+
+        // Load everything from records.
+        let mut g = quick(c, format!("scale/load/{n}"));
+        g.sample_size(10);
+        let records = &s.records;
+        g.bench_function("op", |b| {
+            b.iter(|| {
+                black_box(
+                    Device::from_records(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                        .unwrap(),
+                )
+            })
+        });
+        let sessions: Vec<&[u8]> = records
+            .iter()
+            .filter(|(k, _)| k[0] == 0x08)
+            .map(|(_, v)| &v[5..])
+            .collect();
+        g.bench_function("floor", |b| {
+            b.iter(|| {
+                for v in &sessions {
+                    black_box(Session::from_bytes(v).unwrap());
+                }
+            })
+        });
+        g.finish();
+    }
+
+    // A steady group message in one of 500 groups.
+    let mut s = AddressBook::new(&mut SeededRng::from_label("bench scale"), NOW, 1000, GROUPS);
+    // The first group's members are the first 20 accounts, the real peer among them.
+    let room = s.groups[0];
+    let members: Vec<_> = s.device.group_members(room).unwrap().collect();
+    let mut probe = s.device.clone();
+    let lists: Vec<_> = members
+        .iter()
+        .filter(|a| probe.device_list(a).is_none())
+        .copied()
+        .collect();
+    assert!(lists.is_empty(), "every member's list is held");
+    // Give Alice's sender key to every member device (synthetic sessions cannot decrypt, but
+    // sending to them is what a steady state costs): first send distributes.
+    let _ = ready(probe.send_group(rng, NOW, room, &body).unwrap());
+    let _ = probe.take_changes();
+    let _ = ready(probe.send_group(rng, NOW, room, &body).unwrap());
+    eprintln!(
+        "scale/group_send/500groups: bytes to persist {}",
+        unit_bytes(&probe.take_changes())
+    );
+    s.device = probe;
+    let mut g = quick(c, "scale/group_send/500groups".into());
+    g.bench_function("op", |b| {
+        b.iter(|| {
+            black_box(ready(s.device.send_group(rng, NOW, room, &body).unwrap()));
+            black_box(s.device.take_changes())
+        })
+    });
+    let sender = GroupSender::new(s.device.identity_key(), &[0; 36]).unwrap();
+    let mut out = OutboundGroupSession::new(rng, room, sender);
+    g.bench_function("floor", |b| {
+        b.iter(|| black_box(out.encrypt(rng, &body).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
