@@ -17,7 +17,7 @@ impl fmt::Debug for GroupId {
     }
 }
 
-/// A sender key's generation within one (group, sender): 1 for the first, one more per
-/// rotation.
+/// A sender key's generation within one (group, sender): random, and different from the
+/// generations the sender keeps (PROTOCOL.md 11), so a restored sender never repeats one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SenderKeyId(pub u32);

@@ -29,7 +29,7 @@ pub(crate) struct Header {
 
 impl Header {
     /// The header bytes. The extension field (reserved for a post-quantum ratchet's KEM
-    /// traffic, PROTOCOL.md 8.8) is always empty in this version.
+    /// traffic, PROTOCOL.md 8.4 and 25) is always empty in this version.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[0] = crate::wire::VERSION;

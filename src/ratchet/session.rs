@@ -80,8 +80,9 @@ struct Plan {
 }
 
 impl Session {
-    /// Starts a session as the initiator, from a verified bundle. Draws 64 bytes from `rng`:
-    /// the X3DH ephemeral key, then the first ratchet key.
+    /// Starts a session as the initiator, from a verified bundle. Draws 96 bytes from `rng`:
+    /// the PQXDH ephemeral key, the ML-KEM encapsulation randomness, then the first ratchet
+    /// key.
     pub fn initiate(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
@@ -491,7 +492,7 @@ fn check_jump(requested: u64, limit: u32) -> Result<(), RatchetError> {
     Ok(())
 }
 
-/// AAD = IK_initiator ‖ IK_responder ‖ the 42 header bytes [‖ context]. On the stack unless a
+/// AAD = IK_initiator ‖ IK_responder ‖ the 60 header bytes [‖ context]. On the stack unless a
 /// context is bound.
 enum Aad {
     Plain([u8; 64 + HEADER_LEN]),
