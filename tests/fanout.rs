@@ -7,7 +7,7 @@ mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
+    Device, DeviceConfig, Event, MessageId, Outbox, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
 use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
@@ -722,4 +722,130 @@ fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
     assert_eq!(bob.last_resort_uses(), 0);
     let _ = SignedDeviceList::from_bytes(&w.primary(&alice).device_list().to_bytes()).unwrap();
     let _: Option<Error> = None;
+}
+
+/// Bob's device asks Alice again for `tampered`, a copy of one of her messages whose
+/// ciphertext the relay changed; Alice answers. Returns the answer's envelopes.
+fn ask_again(w: &mut World, b1: DeviceAddress, a1: DeviceAddress, tampered: &[u8]) -> Outbox {
+    let now = w.now;
+    let (to, request) = w
+        .devices
+        .get_mut(&b1)
+        .unwrap()
+        .request_retry(&mut w.rng, now, tampered, RetryReason::AuthenticationFailed)
+        .unwrap();
+    w.persist(b1);
+    assert_eq!(to, a1);
+    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+        panic!("Bob was a recipient")
+    };
+    w.run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"once"))
+        .unwrap()
+}
+
+#[test]
+fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
+    let mut w = World::new("fanout message ids");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let tamper = |e: &[u8]| {
+        let mut t = e.to_vec();
+        *t.last_mut().unwrap() ^= 1;
+        t
+    };
+
+    // The id names sender and header salt: a changed ciphertext keeps it, the copies to two
+    // devices and two sends differ, and a retry request is named by its bytes.
+    let o = w.send(a1, bob, b"once");
+    let genuine = World::envelope_to(&o, b1);
+    let tampered = tamper(&genuine);
+    assert_eq!(MessageId::of(&tampered), MessageId::of(&genuine));
+    assert_ne!(
+        MessageId::of(&o.envelopes[0].1),
+        MessageId::of(&o.envelopes[1].1)
+    );
+    assert_ne!(
+        MessageId::of(b"not an envelope"),
+        MessageId::of(b"not an envelope!")
+    );
+
+    // Genuine first, then the copy: the copy is a duplicate, and there is nothing to ask for.
+    w.receive(b1, &genuine).unwrap();
+    w.refused(
+        b1,
+        &tampered,
+        FanoutError::Duplicate {
+            message_id: MessageId::of(&genuine),
+        }
+        .into(),
+    );
+    let now = w.now;
+    let mut rng = w.rng.clone();
+    assert_eq!(
+        w.device(b1)
+            .request_retry(&mut rng, now, &tampered, RetryReason::AuthenticationFailed)
+            .err(),
+        Some(
+            FanoutError::Duplicate {
+                message_id: MessageId::of(&genuine)
+            }
+            .into()
+        )
+    );
+
+    // The copy first, Bob asks again, then the genuine envelope: reading it withdraws the
+    // retry, so the answer is unexpected.
+    let o = w.send(a1, bob, b"once");
+    let genuine = World::envelope_to(&o, b1);
+    let tampered = tamper(&genuine);
+    assert!(w.receive(b1, &tampered).is_err());
+    let answer = ask_again(&mut w, b1, a1, &tampered);
+    w.receive(b1, &genuine).unwrap();
+    let resend = World::envelope_to(&answer, b1);
+    w.refused(b1, &resend, FanoutError::UnexpectedResend.into());
+
+    // The copy first, Bob asks again, the resend arrives before the genuine envelope: it is
+    // shown under the genuine message's id, and the genuine envelope is then a duplicate.
+    let o = w.send(a1, bob, b"once");
+    let genuine = World::envelope_to(&o, b1);
+    let tampered = tamper(&genuine);
+    assert!(w.receive(b1, &tampered).is_err());
+    let answer = ask_again(&mut w, b1, a1, &tampered);
+    let resend = World::envelope_to(&answer, b1);
+    assert_eq!(
+        w.receive(b1, &resend).unwrap(),
+        Received::Direct {
+            from: a1,
+            body: b"once".to_vec(),
+            resent: Some(MessageId::of(&genuine)),
+        }
+    );
+    w.refused(
+        b1,
+        &genuine,
+        FanoutError::Duplicate {
+            message_id: MessageId::of(&genuine),
+        }
+        .into(),
+    );
+
+    // The same for a group message: one envelope for every member, named by its salt.
+    w.set_members(ROOM, &[alice, bob]);
+    let o = w.send_group(a1, ROOM, b"once");
+    w.receive(b1, &World::envelope_to(&o, b1)).unwrap();
+    let genuine = o.group.unwrap().0;
+    let tampered = tamper(&genuine);
+    assert_eq!(MessageId::of(&tampered), MessageId::of(&genuine));
+    assert!(w.receive(b1, &tampered).is_err());
+    w.receive(b1, &genuine).unwrap();
+    w.refused(
+        b1,
+        &tampered,
+        FanoutError::Duplicate {
+            message_id: MessageId::of(&genuine),
+        }
+        .into(),
+    );
 }

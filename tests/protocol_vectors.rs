@@ -1133,9 +1133,41 @@ fn spec_srtp(
     split(&hkdf::<44>(&salt, secret, &[L_CALL_SRTP, address].concat()))
 }
 
-/// 18.4: an envelope's message id.
+/// 18.4: read-ring slots written by `operations`: one per receive, two per resend received.
+fn read_slots(operations: &[String]) -> u32 {
+    operations
+        .iter()
+        .map(|o| match o.as_str() {
+            "receive" => 1,
+            "receive resend" => 2,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// 18.4: an envelope's message id: a pairwise or group envelope is named by its kind, sender
+/// and the salt of its message header (the vectors hold only envelopes that decode); anything
+/// else by its bytes.
 fn message_id(envelope: &[u8]) -> [u8; 16] {
-    sha256(&[L_MESSAGE_ID, envelope])[..16].try_into().unwrap()
+    let salt = match envelope[2] {
+        1 => {
+            let message = &envelope[99..];
+            let ratchet = if message[1] == 3 {
+                let opk = if message[70] == 1 { 5 } else { 1 };
+                &message[70 + opk + 4 + 1568..]
+            } else {
+                message
+            };
+            Some(&ratchet[42..58])
+        }
+        2 => Some(&envelope[47 + 42..47 + 58]),
+        _ => None,
+    };
+    let full = match salt {
+        Some(salt) => sha256(&[L_MESSAGE_ID, &envelope[2..3], &envelope[3..39], salt]),
+        None => sha256(&[L_MESSAGE_ID, envelope]),
+    };
+    full[..16].try_into().unwrap()
 }
 
 /// 1: an address, `AK ‖ u32(device id)`.
@@ -2989,11 +3021,28 @@ impl DevicesRun {
 
     fn deliver(&mut self, to: &str, envelope: &[u8]) -> ratchetry::fanout::Received {
         let now = self.now;
+        let received = self.device(to).receive(now, envelope).unwrap();
         if to == "bob-phone" {
+            use ratchetry::fanout::Received;
             self.bob_reads.push(envelope.to_vec());
-            self.bob_operations.push("receive".into());
+            // 18.4: a resend also writes the id of the message it replaces.
+            let resent = matches!(
+                received,
+                Received::Direct {
+                    resent: Some(_),
+                    ..
+                } | Received::OwnCopy {
+                    resent: Some(_),
+                    ..
+                } | Received::Group {
+                    resent: Some(_),
+                    ..
+                }
+            );
+            self.bob_operations
+                .push(if resent { "receive resend" } else { "receive" }.into());
         }
-        self.device(to).receive(now, envelope).unwrap()
+        received
     }
 
     /// Records one pairwise envelope of an outbox: its draws are the next ones of `probe`
@@ -4673,9 +4722,9 @@ fn records_file() -> RecordsFile {
         2,
         vec![2],
         RecordInputs::Meta {
+            next_read_slot: read_slots(&operations),
             operations,
             epoch: device.state_epoch(),
-            next_read_slot: reads.len() as u32,
             next_send_id: 3,
         },
     );
@@ -4988,8 +5037,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             // SPEC NOTE: 19 does not say how the epoch grows; the code adds one per operation
             // that changed the device.
             assert_eq!(*epoch, operations.len() as u64);
-            let reads = operations.iter().filter(|o| *o == "receive").count() as u32;
-            assert_eq!(*next_read_slot, reads % 2000);
+            assert_eq!(*next_read_slot, read_slots(operations) % 2000);
             let sends = operations.iter().filter(|o| o.starts_with("send")).count() as u64;
             assert_eq!(*next_send_id, sends);
             (

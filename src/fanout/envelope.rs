@@ -8,7 +8,9 @@ use alloc::vec::Vec;
 use super::journal::MessageRef;
 use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
+use crate::group::GroupMessage;
 use crate::primitives::Signature;
+use crate::ratchet::IncomingMessage;
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::PreKeyBundle;
 
@@ -170,4 +172,27 @@ impl<'a> Envelope<'a> {
             _ => Err(DecodeError::InvalidValue),
         }
     }
+
+    /// The sealed message inside, as its sender names it: the sender, the kind byte, and the
+    /// salt of the message's header. A relay that changes the ciphertext but not the salt
+    /// leaves the name as it was (and the sender refuses retries for salts it never used).
+    /// `None` for a retry request, or a message that does not decode.
+    pub(crate) fn sealed_name(&self) -> Option<(DeviceAddress, u8, MessageRef)> {
+        match self {
+            Self::Pairwise {
+                header, message, ..
+            } => IncomingMessage::decode(message)
+                .ok()
+                .map(|m| (header.sender, PAIRWISE, m.salt())),
+            Self::Group { header, message } => GroupMessage::decode(message)
+                .ok()
+                .map(|m| (header.sender, GROUP, m.salt)),
+            Self::Retry(_) => None,
+        }
+    }
+}
+
+/// Whether `bytes` is a retry request envelope, read from its kind byte alone.
+pub(crate) fn is_retry(bytes: &[u8]) -> bool {
+    bytes.get(2) == Some(&RETRY)
 }

@@ -46,7 +46,8 @@ pub enum Received {
         from: DeviceAddress,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the envelope it replaces.
+        /// For a message resent on this device's request: the id of the message it replaces
+        /// (store the body under it; its genuine envelope, if it comes, is a `Duplicate`).
         resent: Option<MessageId>,
     },
     /// A copy of a message another device of this account sent, to show in its conversation.
@@ -57,7 +58,8 @@ pub enum Received {
         sent_to: AccountKey,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the envelope it replaces.
+        /// For a message resent on this device's request: the id of the message it replaces
+        /// (store the body under it; its genuine envelope, if it comes, is a `Duplicate`).
         resent: Option<MessageId>,
     },
     /// A group message.
@@ -68,7 +70,8 @@ pub enum Received {
         group: GroupId,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the group envelope it replaces.
+        /// For a message resent on this device's request: the id of the group message it
+        /// replaces (store the body under it; its genuine envelope is then a `Duplicate`).
         resent: Option<MessageId>,
     },
     /// A sender key arrived: this device can now read `from`'s messages in `group`.
@@ -110,6 +113,18 @@ pub enum Received {
         /// Why.
         reason: WithheldReason,
     },
+}
+
+impl Received {
+    /// For a message resent on this device's request, the id of the message it replaces.
+    pub(crate) fn resent(&self) -> Option<MessageId> {
+        match self {
+            Self::Direct { resent, .. }
+            | Self::OwnCopy { resent, .. }
+            | Self::Group { resent, .. } => *resent,
+            _ => None,
+        }
+    }
 }
 
 /// Bodies are the user's messages: `Debug` shows their length only.

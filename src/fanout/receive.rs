@@ -41,11 +41,13 @@ impl Device {
     /// `FanoutError::Duplicate` carrying its [`MessageId`], so the app can answer with what it
     /// stored the first time; nothing changes.
     pub fn receive(&mut self, now: Timestamp, envelope: &[u8]) -> Result<Received, Error> {
-        let id = MessageId::of(envelope);
+        let decoded = Envelope::decode(envelope)?;
+        let id = MessageId::named(&decoded, envelope);
         if self.journal.seen.contains(&id) {
             return Err(FanoutError::Duplicate { message_id: id }.into());
         }
-        let received = match Envelope::decode(envelope)? {
+        let name = decoded.sealed_name();
+        let received = match decoded {
             Envelope::Pairwise {
                 header,
                 header_bytes,
@@ -56,6 +58,28 @@ impl Device {
         }?;
         let slot = self.journal.read(id);
         self.touch(Key::Seen(slot));
+        match (received.resent(), name) {
+            // The message a resend replaces is read now: its genuine copy, should the relay
+            // deliver it later, is a duplicate.
+            (Some(replaced), _) => {
+                let slot = self.journal.read(replaced);
+                self.touch(Key::Seen(slot));
+            }
+            // The genuine copy of a message this device asked again for (a tampered copy
+            // failed): the retry is no longer wanted, and its answer will be unexpected.
+            (None, Some((sender, _, salt))) => {
+                if self
+                    .journal
+                    .pending
+                    .get(&salt)
+                    .is_some_and(|p| p.sender == sender)
+                {
+                    self.journal.pending.remove(&salt);
+                    self.touch(Key::Pending(salt));
+                }
+            }
+            (None, None) => {}
+        }
         self.bump();
         Ok(received)
     }

@@ -89,7 +89,8 @@ impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
     /// again. Makes one fresh one-time prekey and one fresh one-time ML-KEM prekey (32, then 64
     /// bytes from `rng`) for the request's bundle.
-    /// At most [`MAX_RETRY_ATTEMPTS`] requests per message. Returns the device to ship the
+    /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
+    /// it failed, the genuine envelope arrived) is `Duplicate`. Returns the device to ship the
     /// request to, and the bytes.
     pub fn request_retry(
         &mut self,
@@ -115,6 +116,11 @@ impl Device {
         };
         if sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
+        }
+        // A copy of a message already read (the genuine one arrived): nothing to ask for.
+        let failed = MessageId::of(failed);
+        if self.journal.seen.contains(&failed) {
+            return Err(FanoutError::Duplicate { message_id: failed }.into());
         }
         self.entry(&sender, now)?;
         let attempts = match self.journal.pending.get(&reference) {
@@ -154,7 +160,7 @@ impl Device {
         let pending = Pending {
             sender,
             group,
-            failed: MessageId::of(failed),
+            failed,
             attempts: attempt,
             requested_at: now,
         };
