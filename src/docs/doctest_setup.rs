@@ -65,26 +65,31 @@ mod setup {
             }
         }
 
-        /// Receives `envelope` on `device`, fetching the sender's list if it is not followed
-        /// or newer than the one held.
+        /// Receives `envelope` on `device`, fetching a list it lacks or holds an older version
+        /// of (the sender's, or its own account's).
         pub fn receive(
             &self,
             device: &mut Device,
             now: Timestamp,
             envelope: &[u8],
         ) -> Result<Received, Error> {
-            let received = match device.receive(now, envelope) {
-                Err(Error::Fanout(
-                    FanoutError::UnknownAccount(account)
-                    | FanoutError::DeviceListsDiverge { account, .. },
-                )) => {
-                    device.update_device_list(now, &account, self.lists[&account].clone())?;
-                    device.receive(now, envelope)?
+            let mut fetched = 0;
+            loop {
+                match device.receive(now, envelope) {
+                    Err(Error::Fanout(
+                        FanoutError::UnknownAccount(account)
+                        | FanoutError::DeviceListsDiverge { account, .. },
+                    )) if fetched < 2 => {
+                        device.update_device_list(now, &account, self.lists[&account].clone())?;
+                        fetched += 1;
+                    }
+                    other => {
+                        let received = other?;
+                        let _ = device.take_changes();
+                        return Ok(received);
+                    }
                 }
-                other => other?,
-            };
-            let _ = device.take_changes();
-            Ok(received)
+            }
         }
 
         /// A one-device account: its primary and its phone.
