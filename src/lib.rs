@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("docs/crate.md")]
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -15,6 +15,8 @@ pub mod devices;
 mod error;
 pub mod fanout;
 pub mod group;
+#[doc = include_str!("docs/guide.md")]
+pub mod guide {}
 pub mod history;
 mod labels;
 pub mod persist;
@@ -34,3 +36,8 @@ pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};
 pub use time::Timestamp;
 pub use x3dh::{PreKeyBundle, PreKeyStore, PreKeyStoreConfig, VerifiedBundle};
+
+// README.md is GitHub's front page, not the crate docs; its example still runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

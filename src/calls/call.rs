@@ -66,6 +66,38 @@ impl fmt::Debug for SrtpKeys {
 }
 
 /// One call's current epoch as this device (`me`) knows it.
+///
+/// # Example
+///
+/// Alice's phone calls Bob and manages the call's keys; both derive the same SRTP keys.
+///
+/// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));
+/// use ratchetry::calls::{Call, CallConfig, CallKind};
+/// # fn main() -> Result<(), ratchetry::Error> {
+/// # let (mut rng, now, mut server) = (UnwrapErr(SysRng), Timestamp(1_790_000_000_000), Server::default());
+/// # let (_, mut alice) = server.account(&mut rng, now)?;
+/// # let (_, mut bob) = server.account(&mut rng, now)?;
+/// let (a, b) = (alice.address(), bob.address());
+/// // Key messages go to devices whose lists the caller follows (Bob is a contact).
+/// alice.update_device_list(now, &b.account, server.lists[&b.account].clone())?;
+/// let config = CallConfig::default();
+/// let mut call = Call::start(&mut rng, CallKind::OneToOne, a, &[b], &config)?;
+/// let (participants, key) = (call.participants().to_vec(), call.key_message().clone());
+/// let outbox = server.ready(&mut alice, &mut rng, now, |d, rng| {
+///     d.send_call_key(rng, now, &participants, &key)
+/// })?;
+///
+/// let received = server.receive(&mut bob, now, &envelope_to(&outbox, b))?;
+/// let Received::CallKey { from, message } = received else { unreachable!() };
+/// let bobs_call = Call::from_key_message(b, &from, message, &config)?;
+/// // Alice sends media under her keys; Bob derives them to receive it.
+/// assert_eq!(call.srtp_keys(&a)?, bobs_call.srtp_keys(&a)?);
+/// assert_eq!(call.epoch(), bobs_call.epoch());
+/// # let _ = &mut call;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Call {
     me: DeviceAddress,

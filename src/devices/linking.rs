@@ -240,7 +240,9 @@ fn confirmation_message(account: &AccountKey, device: DeviceId, digest: &[u8; 32
 }
 
 /// The companion's last step: checks that `approval` carries a list signed by the invitation's
-/// account that lists this identity under the assigned id, and countersigns it.
+/// account that lists this identity under the assigned id, and countersigns it. Create the
+/// companion's [`Device`](crate::fanout::Device) from the returned list and send the
+/// confirmation to the primary. [`Primary`](super::Primary) shows the whole flow.
 pub fn complete_link(
     identity: &IdentityKeyPair,
     invitation: &LinkInvitation,

@@ -38,6 +38,53 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 
 /// The account role of the primary device. Persist [`to_bytes`](Self::to_bytes) after every
 /// change, before publishing the new list.
+///
+/// # Example: linking a companion
+///
+/// Every step's output crosses to the other device as bytes (the invitation as a QR code).
+///
+/// ```
+/// use getrandom::{SysRng, rand_core::UnwrapErr};
+/// use ratchetry::devices::{
+///     DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, Primary,
+///     complete_link,
+/// };
+/// use ratchetry::fanout::{Device, DeviceConfig};
+/// use ratchetry::{IdentityKeyPair, Timestamp};
+///
+/// let mut rng = UnwrapErr(SysRng);
+/// let now = Timestamp(1_790_000_000_000);
+/// let policy = DevicePolicy::default();
+/// let phone = IdentityKeyPair::generate(&mut rng);
+/// let mut primary = Primary::new(&mut rng, &phone, now, policy);
+///
+/// // Phone: an invitation, shown as a QR code.
+/// let qr = primary.invite(&mut rng, now)?.to_bytes();
+/// // Laptop: scans it and answers with its own identity key.
+/// let laptop = IdentityKeyPair::generate(&mut rng);
+/// let invitation = LinkInvitation::from_bytes(&qr)?;
+/// let request = LinkRequest::new(&laptop, &invitation).to_bytes();
+/// // Phone: checks the request and signs a new list with the laptop in it.
+/// let approval = primary.approve(now, &LinkRequest::from_bytes(&request)?)?;
+/// let saved = primary.to_bytes(); // persist, then publish the list to the server
+/// // Laptop: checks that the list names it, countersigns, and becomes a device of the account.
+/// let approval = LinkApproval::from_bytes(&approval.to_bytes())?;
+/// let (list, confirmation) = complete_link(&laptop, &invitation, &approval, &policy)?;
+/// let (laptop, _upload) =
+///     Device::new(&mut rng, now, laptop, approval.device, list, 10, DeviceConfig::default())?;
+/// // Phone: records the countersignature.
+/// let linked = primary.confirm(&LinkConfirmation::from_bytes(&confirmation.to_bytes())?)?;
+/// assert!(primary.is_confirmed(linked));
+/// assert_eq!(primary.device_list().entries().len(), 2);
+///
+/// // Later: renew well within the companions' validity, unlink when the user asks; publish each.
+/// let later = now.plus_millis(24 * 60 * 60 * 1000);
+/// primary.renew(later)?;
+/// primary.unlink(later, laptop.address().device)?;
+/// assert_eq!(primary.device_list().entries().len(), 1);
+/// # let _ = saved;
+/// # Ok::<(), ratchetry::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Primary {
     account: AccountKeyPair,

@@ -59,6 +59,46 @@ impl Default for DeviceConfig {
 /// A device of an account: the object an app holds, feeds bytes and `now`, and persists. After
 /// every call that changed it, [`take_changes`](Self::take_changes) yields the records to write
 /// (one transaction); [`from_records`](Self::from_records) loads it again.
+///
+/// # Example
+///
+/// Alice's phone writes to Bob's account, whose phone reads it. `server` stands in for the app's
+/// server: it hands out signed device lists and prekey bundles.
+///
+/// ```
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));
+/// use ratchetry::fanout::{Outgoing, Received};
+/// # fn main() -> Result<(), ratchetry::Error> {
+/// # let (mut rng, now, mut server) = (UnwrapErr(SysRng), Timestamp(1_790_000_000_000), Server::default());
+/// # let (alice_primary, mut alice) = server.account(&mut rng, now)?;
+/// # let (bob_primary, mut bob) = server.account(&mut rng, now)?;
+/// let (alice_account, bob_account) = (alice_primary.account(), bob_primary.account());
+/// let outbox = loop {
+///     match alice.send(&mut rng, now, &bob_account, b"hi Bob")? {
+///         Outgoing::Ready(outbox) => break outbox,
+///         Outgoing::NeedDeviceLists(accounts) => {
+///             for a in accounts {
+///                 alice.update_device_list(now, &a, server.lists[&a].clone())?;
+///             }
+///         }
+///         Outgoing::NeedBundles(devices) => {
+///             let bundles: Vec<_> = devices.iter().map(|d| (*d, server.bundles[d].clone())).collect();
+///             alice.start_sessions(&mut rng, now, &bundles)?;
+///         }
+///     }
+/// };
+/// let unit = alice.take_changes(); // write it in one transaction, then ship the outbox
+/// assert!(!unit.is_empty());
+///
+/// let (to, envelope) = &outbox.envelopes[0]; // Bob has one device; Alice no other
+/// assert_eq!(*to, bob.address());
+/// bob.update_device_list(now, &alice_account, server.lists[&alice_account].clone())?;
+/// let Received::Direct { from, body, .. } = bob.receive(now, envelope)? else { unreachable!() };
+/// assert_eq!((from, body.as_slice()), (alice.address(), &b"hi Bob"[..]));
+/// let _ = bob.take_changes(); // write it, then acknowledge the envelope to the server
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Device {
     pub(crate) config: DeviceConfig,

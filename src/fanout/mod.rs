@@ -6,6 +6,9 @@
 //! and the distribution ledger, the journals (read envelopes, sent messages, pending retries),
 //! the device's records, and the typed outcomes the app acts on. It builds on devices,
 //! ratchet, x3dh and group, and nothing below knows about it.
+//!
+//! The [crate page](crate) explains the model an app works with, and the [`guide`](crate::guide)
+//! what an app stores, when, and what it retries.
 
 mod device;
 mod envelope;

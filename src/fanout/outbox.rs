@@ -9,7 +9,7 @@ use crate::devices::{AccountKey, DeviceAddress};
 use crate::group::{GroupId, SenderKeyId};
 use crate::history::HistoryOffer;
 
-/// The result of a send.
+/// The result of a send. Loop until it is `Ready`: [`Device`](super::Device) shows how.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Outgoing {

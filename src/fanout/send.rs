@@ -105,6 +105,44 @@ impl Device {
     /// pairwise. If a device that holds the current key is no longer a member device (or holds
     /// it under another identity key, or was forgotten), the key is rotated and the new one
     /// goes to the present member devices only.
+    ///
+    /// # Example
+    ///
+    /// Alice writes to a group with Bob, who has a phone and a laptop.
+    ///
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));
+    /// use ratchetry::group::GroupId;
+    /// # fn main() -> Result<(), ratchetry::Error> {
+    /// # let (mut rng, now, mut server) = (UnwrapErr(SysRng), Timestamp(1_790_000_000_000), Server::default());
+    /// # let (alice_primary, mut alice) = server.account(&mut rng, now)?;
+    /// # let (mut bob_primary, mut bob_phone) = server.account(&mut rng, now)?;
+    /// # let mut bob_laptop = server.link(&mut rng, now, &mut bob_primary)?;
+    /// let group = GroupId([7; 32]); // the app's id for the group
+    /// let members = [alice_primary.account(), bob_primary.account()];
+    /// for device in [&mut alice, &mut bob_phone, &mut bob_laptop] {
+    ///     device.set_group_members(group, &members); // from the app's group state, on every device
+    /// }
+    /// // `ready` sends until the outbox is ready, fetching lists and bundles (see `Outgoing`).
+    /// let outbox = server.ready(&mut alice, &mut rng, now, |d, rng| {
+    ///     d.send_group(rng, now, group, b"hello, group")
+    /// })?;
+    /// // The first send gives the sender key to each device pairwise, then one group envelope
+    /// // goes to all of them: deliver the pairwise envelopes first.
+    /// let (envelope, recipients) = outbox.group.clone().unwrap();
+    /// assert_eq!(recipients, [bob_phone.address(), bob_laptop.address()]);
+    /// for bob in [&mut bob_phone, &mut bob_laptop] {
+    ///     let to = bob.address();
+    ///     let key = server.receive(bob, now, &envelope_to(&outbox, to))?;
+    ///     assert!(matches!(key, Received::SenderKey { .. }));
+    ///     let Received::Group { body, .. } = server.receive(bob, now, &envelope)? else {
+    ///         unreachable!()
+    ///     };
+    ///     assert_eq!(body, b"hello, group");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_group(
         &mut self,
         rng: &mut impl CryptoRng,

@@ -6,6 +6,41 @@
 //!
 //! It owns the chunk format, the offer, the incremental sealer and opener. It must not know
 //! sessions or devices: the fanout layer carries the offer.
+//!
+//! # Example
+//!
+//! ```
+//! # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));
+//! use ratchetry::history::{HistoryOpener, HistorySealer};
+//! # fn main() -> Result<(), ratchetry::Error> {
+//! # let (mut rng, now, mut server) = (UnwrapErr(SysRng), Timestamp(1_790_000_000_000), Server::default());
+//! # let (mut primary, mut phone) = server.account(&mut rng, now)?;
+//! let mut desktop = server.link(&mut rng, now, &mut primary)?; // a newly linked companion
+//! // The phone's own device follows the list that now names the desktop.
+//! phone.update_device_list(now, &primary.account(), server.lists[&primary.account()].clone())?;
+//! // The phone seals its history once, chunk by chunk, under a fresh key...
+//! let history = vec![42u8; 150_000]; // the app's export of its messages
+//! let mut sealer = HistorySealer::new(&mut rng);
+//! let mut chunks = sealer.push(&history);
+//! let (last, offer) = sealer.finish();
+//! chunks.extend(last); // encrypted: upload them anywhere
+//! // ...and sends the key to the companion through their pairwise session.
+//! let to = desktop.address();
+//! let outbox = server.ready(&mut phone, &mut rng, now, |d, rng| {
+//!     d.send_history_offer(rng, now, to, &offer)
+//! })?;
+//! let received = server.receive(&mut desktop, now, &envelope_to(&outbox, to))?;
+//! let Received::HistoryOffer { offer, .. } = received else { unreachable!() };
+//! let mut opener = HistoryOpener::new(&offer);
+//! let mut restored = Vec::new();
+//! for chunk in &chunks {
+//!     restored.extend(opener.push(chunk)?);
+//! }
+//! opener.finish()?; // every chunk arrived; length and digest match the offer
+//! assert_eq!(restored, history);
+//! # Ok(())
+//! # }
+//! ```
 
 mod offer;
 mod open;

@@ -5,6 +5,41 @@
 //! the sequence the app expects is refused as a rollback.
 //!
 //! It must not interpret the state itself: each type's decoder does that after opening.
+//!
+//! # Example
+//!
+//! A backup of a device's whole state, sealed under the app's storage key at the device's epoch.
+//!
+//! ```
+//! use getrandom::{SysRng, rand_core::UnwrapErr};
+//! use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+//! use ratchetry::fanout::{Device, DeviceConfig};
+//! use ratchetry::persist::{StorageKey, open_state, seal_state};
+//! use ratchetry::{Error, IdentityKeyPair, StateError, Timestamp};
+//!
+//! let mut rng = UnwrapErr(SysRng);
+//! # let now = Timestamp(1_790_000_000_000);
+//! # let identity = IdentityKeyPair::generate(&mut rng);
+//! # let primary = Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+//! # let list = primary.device_list().clone();
+//! # let (device, _) = Device::new(&mut rng, now, identity, PRIMARY_DEVICE, list, 5, DeviceConfig::default())?;
+//! let key = StorageKey::from_bytes([7; 32]); // from the platform keystore
+//! let epoch = device.state_epoch();
+//! let sealed = seal_state(&mut rng, &key, b"backup/phone", epoch, &device.to_bytes());
+//!
+//! let opened = open_state(&key, &sealed, b"backup/phone", epoch)?;
+//! let (restored, stale) = Device::restore(&opened.state, epoch)?;
+//! assert!(!stale);
+//! assert_eq!(restored.address(), device.address());
+//!
+//! // Sealed for another slot: does not open. Older than the app expects: a rollback.
+//! assert!(open_state(&key, &sealed, b"backup/laptop", epoch).is_err());
+//! assert_eq!(
+//!     open_state(&key, &sealed, b"backup/phone", epoch + 1).unwrap_err(),
+//!     Error::State(StateError::Rollback { sealed_at: epoch, expected_at_least: epoch + 1 }),
+//! );
+//! # Ok::<(), Error>(())
+//! ```
 
 use alloc::vec::Vec;
 use core::fmt;
