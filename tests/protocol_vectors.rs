@@ -1165,7 +1165,7 @@ fn message_id(envelope: &[u8]) -> [u8; 16] {
     };
     let full = match salt {
         Some(salt) => sha256(&[L_MESSAGE_ID, &envelope[2..3], &envelope[3..39], salt]),
-        None => sha256(&[L_MESSAGE_ID, envelope]),
+        None => sha256(&[L_MESSAGE_ID, &[0], envelope]),
     };
     full[..16].try_into().unwrap()
 }

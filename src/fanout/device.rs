@@ -8,9 +8,8 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
-use super::envelope::{Envelope, is_retry};
-use super::groups::Group;
 use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal};
+use super::ledger::Group;
 use super::lists::Followed;
 use super::records::{Dirty, Key};
 use super::sessions::SessionSet;
@@ -20,8 +19,7 @@ use crate::devices::{
 };
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupConfig, GroupId, InboundSenderKey};
-use crate::labels;
-use crate::primitives::{IdentityKey, IdentityKeyPair, sha256};
+use crate::primitives::{IdentityKey, IdentityKeyPair};
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
 use crate::x3dh::{
@@ -116,62 +114,6 @@ pub struct Device {
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,
     pub(crate) dirty: Dirty,
-}
-
-/// A stable identity of one message on the wire, the same on every device. A pairwise or
-/// group envelope is named by its sender and the random salt of its message header, so a copy
-/// whose ciphertext the relay changed has the id of the genuine message, and a resend reports
-/// that id too (`resent`); other envelopes (retry requests) are named by their bytes. Use it to
-/// recognise a redelivery and answer it idempotently.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId(pub [u8; 16]);
-
-impl MessageId {
-    /// The id of `envelope` (PROTOCOL.md 18.4): SHA-256("ratchetry v1 message id" ‖ kind ‖
-    /// sender address ‖ salt) for a pairwise or group envelope whose message decodes, else
-    /// SHA-256("ratchetry v1 message id" ‖ envelope); the first 16 bytes.
-    pub fn of(envelope: &[u8]) -> Self {
-        if is_retry(envelope) {
-            return Self::of_bytes(envelope);
-        }
-        match Envelope::decode(envelope) {
-            Ok(decoded) => Self::named(&decoded, envelope),
-            Err(_) => Self::of_bytes(envelope),
-        }
-    }
-
-    /// The id of an envelope already decoded from `bytes`.
-    pub(crate) fn named(envelope: &Envelope<'_>, bytes: &[u8]) -> Self {
-        match envelope.sealed_name() {
-            Some((sender, kind, salt)) => Self::truncate(sha256(&[
-                labels::MESSAGE_ID,
-                &[kind],
-                &sender.to_array(),
-                &salt,
-            ])),
-            None => Self::of_bytes(bytes),
-        }
-    }
-
-    fn of_bytes(bytes: &[u8]) -> Self {
-        Self::truncate(sha256(&[labels::MESSAGE_ID, bytes]))
-    }
-
-    fn truncate(full: [u8; 32]) -> Self {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&full[..16]);
-        Self(id)
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageId(")?;
-        for b in &self.0[..6] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
-    }
 }
 
 impl Device {

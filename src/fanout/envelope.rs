@@ -5,7 +5,6 @@
 
 use alloc::vec::Vec;
 
-use super::journal::MessageRef;
 use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
 use crate::group::GroupMessage;
@@ -13,6 +12,10 @@ use crate::primitives::Signature;
 use crate::ratchet::IncomingMessage;
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::PreKeyBundle;
+
+/// What identifies one sealed message on the wire to its sender: the random salt of its header
+/// (the pairwise ratchet header's, or the group message header's).
+pub(crate) type MessageRef = [u8; 16];
 
 const PAIRWISE: u8 = 1;
 const GROUP: u8 = 2;

@@ -1,65 +1,14 @@
-//! Groups as this device knows them: the member accounts the app set (the same list it sends
-//! to, and the only accounts whose group traffic is accepted), this device's own sender key,
-//! and its ledger: which device holds which generation of that key, with the identity key it
-//! had and the iteration it could read from. The ledger decides both who still needs the key
-//! and who is entitled to a group message asked for again.
+//! Setting a group's members and forgetting accounts: what the app changes in a group, and the
+//! rotation it forces at the next send. The state itself (members, own sender key, ledger)
+//! is [`ledger`](super::ledger)'s.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::Device;
 use super::records::Key;
 use crate::devices::{AccountKey, DeviceAddress, DeviceId};
-use crate::error::DecodeError;
-use crate::group::{GroupId, OutboundGroupSession, SenderKeyId};
-use crate::primitives::IdentityKey;
-use crate::wire::{Reader, Writer, bounded_count};
-
-/// Generations of this device's sender key whose ledger is kept per group (the current one
-/// included), so retries of messages sent shortly before a rotation can still be judged.
-pub(crate) const LEDGER_GENERATIONS: usize = 4;
-/// Member accounts a group may have: the decoding bound of a members record.
-pub const MAX_GROUP_MEMBERS: usize = 4096;
-
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Group {
-    /// Member accounts besides this device's own (which always is one).
-    pub(crate) members: BTreeSet<AccountKey>,
-    pub(crate) outbound: Option<Outbound>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Outbound {
-    pub(crate) session: OutboundGroupSession,
-    /// A holder left without the ledger showing it (its account was forgotten, or the device
-    /// was restored from a backup): the next send rotates.
-    pub(crate) rotate_pending: bool,
-    /// Ledgers of recent generations, oldest first; the last is the session's current one.
-    pub(crate) generations: Vec<Ledger>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Ledger {
-    pub(crate) key_id: SenderKeyId,
-    pub(crate) holders: BTreeMap<DeviceAddress, Holder>,
-}
-
-/// A device given a generation: its identity key then, and the first iteration it can read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Holder {
-    pub(crate) identity: IdentityKey,
-    pub(crate) since: u32,
-}
-
-impl Outbound {
-    pub(crate) fn current(&self) -> Option<&Ledger> {
-        self.generations.last()
-    }
-
-    pub(crate) fn generation(&self, key_id: SenderKeyId) -> Option<&Ledger> {
-        self.generations.iter().find(|g| g.key_id == key_id)
-    }
-}
+use crate::group::GroupId;
 
 impl Device {
     /// Sets the member accounts of `group` (this device's own account is always one): the
@@ -208,109 +157,4 @@ impl Device {
         }
         touched
     }
-}
-
-/// Walks the current holders and the (sorted, deduplicated) member devices together: whether
-/// some holder is no longer a member device with the same identity key, and which member
-/// devices lack the key.
-pub(crate) fn diff(
-    holders: &BTreeMap<DeviceAddress, Holder>,
-    devices: &[(DeviceAddress, IdentityKey)],
-) -> (bool, Vec<(DeviceAddress, IdentityKey)>) {
-    let mut departed = false;
-    let mut missing = Vec::new();
-    let mut h = holders.iter().peekable();
-    for (d, identity) in devices {
-        while h.next_if(|(holder, _)| *holder < d).is_some() {
-            departed = true;
-        }
-        match h.next_if(|(holder, _)| *holder == d) {
-            Some((_, held)) if held.identity == *identity => {}
-            Some(_) => {
-                // The same address under another identity key: the old key holder left.
-                departed = true;
-                missing.push((*d, *identity));
-            }
-            None => missing.push((*d, *identity)),
-        }
-    }
-    departed |= h.next().is_some();
-    (departed, missing)
-}
-
-/// Members record: `u32(n) ‖ n × AK`, ascending.
-pub(crate) fn write_members(out: &mut impl Writer, members: &BTreeSet<AccountKey>) {
-    out.u32(members.len() as u32);
-    for m in members {
-        out.put(m.as_bytes());
-    }
-}
-
-pub(crate) fn read_members(r: &mut Reader<'_>) -> Result<BTreeSet<AccountKey>, DecodeError> {
-    let n = bounded_count(r, MAX_GROUP_MEMBERS as u32)?;
-    let mut members: Vec<AccountKey> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let m = AccountKey::from_trusted(r.array()?);
-        if members.last().is_some_and(|l| *l >= m) {
-            return Err(DecodeError::InvalidValue);
-        }
-        members.push(m);
-    }
-    // Ascending already, so the set is built in one pass.
-    Ok(members.into_iter().collect())
-}
-
-/// Outbound record: `blob(outbound state) ‖ flag(rotate_pending) ‖ u8(n) ‖ n × u32(key id)`,
-/// the generations' key ids oldest first.
-pub(crate) fn write_outbound(out: &mut crate::wire::SecretBuf, o: &Outbound) {
-    out.blob(&o.session.to_bytes());
-    out.flag(o.rotate_pending);
-    out.u8(o.generations.len() as u8);
-    for g in &o.generations {
-        out.u32(g.key_id.0);
-    }
-}
-
-/// Reads an outbound record; the generations come back with no holders (their ledger records
-/// fill them).
-pub(crate) fn read_outbound(r: &mut Reader<'_>) -> Result<Outbound, DecodeError> {
-    let len = r.u32()? as usize;
-    let session = OutboundGroupSession::from_bytes(r.bytes(len)?)?;
-    let rotate_pending = r.flag()?;
-    let n = r.u8()? as usize;
-    if n == 0 || n > LEDGER_GENERATIONS {
-        return Err(DecodeError::InvalidValue);
-    }
-    let mut generations: Vec<Ledger> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let key_id = SenderKeyId(r.u32()?);
-        if generations.iter().any(|g| g.key_id == key_id) {
-            return Err(DecodeError::InvalidValue);
-        }
-        generations.push(Ledger {
-            key_id,
-            holders: BTreeMap::new(),
-        });
-    }
-    if generations.last().map(|g| g.key_id) != Some(session.key_id()) {
-        return Err(DecodeError::InvalidValue);
-    }
-    Ok(Outbound {
-        session,
-        rotate_pending,
-        generations,
-    })
-}
-
-/// Ledger record: `IK (32) ‖ u32(since)`.
-pub(crate) fn write_holder(out: &mut impl Writer, h: &Holder) {
-    out.put(h.identity.as_bytes());
-    out.u32(h.since);
-}
-
-pub(crate) fn read_holder(r: &mut Reader<'_>) -> Result<Holder, DecodeError> {
-    Ok(Holder {
-        identity: IdentityKey::from_trusted(r.array()?),
-        since: r.u32()?,
-    })
 }

@@ -12,6 +12,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::MessageId;
+use super::envelope::MessageRef;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyId};
@@ -36,10 +37,6 @@ const MAX_RECIPIENTS: u32 = 4096;
 /// find it again when a device asks for the message again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SendId(pub u64);
-
-/// What identifies one sealed message on the wire to its sender: the random salt of its header
-/// (the pairwise ratchet header's, or the group message header's).
-pub(crate) type MessageRef = [u8; 16];
 
 /// One recipient of a 1:1 send: the device, the identity key it had, its envelope's reference,
 /// and the retries answered for it (the request ids, which also refuse a replayed request).

@@ -14,24 +14,28 @@ mod device;
 mod envelope;
 mod groups;
 mod journal;
+mod ledger;
 mod legacy;
 pub(crate) mod lists;
+mod message_id;
 mod outbox;
 mod payload;
 mod receive;
 mod records;
 mod retry;
+mod retry_request;
 mod send;
 pub(crate) mod sessions;
 mod state;
 
-pub use device::{Device, DeviceConfig, MessageId};
-pub use groups::MAX_GROUP_MEMBERS;
+pub use device::{Device, DeviceConfig};
 pub use journal::{
     DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS,
     MAX_SENT_MESSAGES, SendId,
 };
+pub use ledger::MAX_GROUP_MEMBERS;
+pub use message_id::MessageId;
 pub use outbox::{Event, Outbox, Outgoing, Received};
 pub use payload::WithheldReason;
 pub use records::{Record, StateChanges};
-pub use retry::{RetryReason, RetryRequest};
+pub use retry_request::{RetryReason, RetryRequest};

@@ -7,7 +7,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::journal::MessageRef;
+use super::envelope::MessageRef;
 use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
 use crate::error::DecodeError;

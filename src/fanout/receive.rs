@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use super::device::unknown_account;
+use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
-use super::journal::MessageRef;
 use super::payload::Payload;
 use super::records::Key;
 use super::send::{lists_digest, sender_of};

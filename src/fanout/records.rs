@@ -18,7 +18,8 @@ use crate::group::{GroupId, SenderKeyId};
 use crate::wire::{Reader, Writer};
 
 use super::MessageId;
-use super::journal::{MessageRef, SendId};
+use super::envelope::MessageRef;
+use super::journal::SendId;
 
 /// The record key of one piece of device state. Ordered, so that a unit lists records in one
 /// canonical order.

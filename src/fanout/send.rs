@@ -6,9 +6,10 @@
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
+use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
-use super::groups::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
-use super::journal::{MessageRef, Recipient, Sent, SentKind};
+use super::journal::{Recipient, Sent, SentKind};
+use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
 use super::payload::{Payload, WithheldReason};
 use super::records::Key;
 use super::{Device, Outbox, Outgoing};

@@ -8,10 +8,10 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::groups::{
+use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
+use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
-use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
 use super::lists::Followed;
 use super::records::{Dirty, Key, StateChanges, read_message_id, unit};
 use super::sessions::SessionSet;

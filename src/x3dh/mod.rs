@@ -11,15 +11,17 @@ mod agreement;
 mod bundle;
 mod ids;
 mod kem_prekeys;
+mod public;
 mod store;
 mod upload;
 
 pub use bundle::{PreKeyBundle, VerifiedBundle};
 pub use ids::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId};
+pub use public::{KemPreKeyPublic, OneTimePreKeyPublic, SignedPreKeyPublic};
 pub use store::{
     DEFAULT_MAX_LAST_RESORT_USES, DEFAULT_MAX_ONE_TIME_KEM_PREKEYS, DEFAULT_MAX_ONE_TIME_PREKEYS,
-    DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY, DEFAULT_MAX_SIGNED_PREKEYS, KemPreKeyPublic,
-    OneTimePreKeyPublic, PreKeyStore, PreKeyStoreConfig, SignedPreKeyPublic,
+    DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY, DEFAULT_MAX_SIGNED_PREKEYS, PreKeyStore,
+    PreKeyStoreConfig,
 };
 
 pub(crate) use agreement::{AssociatedData, Initiated, Origin, X3dhHeader, initiate, respond};

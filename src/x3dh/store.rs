@@ -18,12 +18,13 @@ use zeroize::Zeroizing;
 
 use super::bundle::signed_prekey_message;
 use super::kem_prekeys::{KemPreKeys, KemUse};
-use super::{KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
+use super::{
+    KemPreKeyId, KemPreKeyPublic, OneTimePreKeyId, OneTimePreKeyPublic, PreKeyBundle,
+    SignedPreKeyId, SignedPreKeyPublic,
+};
 use crate::error::{DecodeError, X3dhError};
 use crate::labels;
-use crate::primitives::{
-    DhKeyPair, DhPublicKey, IdentityKeyPair, KemKeyPair, KemPublicKey, Signature,
-};
+use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKeyPair, KemKeyPair, Signature};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
@@ -73,38 +74,6 @@ impl Default for PreKeyStoreConfig {
             max_last_resort_uses: DEFAULT_MAX_LAST_RESORT_USES,
         }
     }
-}
-
-/// The public half of a signed prekey, as published in bundles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SignedPreKeyPublic {
-    /// Its id.
-    pub id: SignedPreKeyId,
-    /// The X25519 key.
-    pub key: DhPublicKey,
-    /// The identity key's signature over it.
-    pub signature: Signature,
-}
-
-/// The public half of an ML-KEM prekey with the identity key's signature, as published in
-/// bundles (the last-resort one) or uploaded for the server to hand out once (one-time ones).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KemPreKeyPublic {
-    /// Its id.
-    pub id: KemPreKeyId,
-    /// The ML-KEM-1024 encapsulation key.
-    pub key: KemPublicKey,
-    /// The identity key's signature over it.
-    pub signature: Signature,
-}
-
-/// The public half of a one-time prekey, as uploaded for the server to hand out once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OneTimePreKeyPublic {
-    /// Its id.
-    pub id: OneTimePreKeyId,
-    /// The X25519 key.
-    pub key: DhPublicKey,
 }
 
 #[derive(Clone, Debug)]

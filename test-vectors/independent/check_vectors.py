@@ -20,6 +20,16 @@ use of it is cross-checked by decapsulating with `cryptography`.
 Rules this file keeps: an expected value is never an input to a computation. Where a vector
 lists RNG output, the value used is drawn from the README's SeededRng in PROTOCOL.md section 11's
 order and the listed value is compared with it.
+
+Where PROTOCOL.md (or the README) is silent, this file assumes the following (the vectors
+confirm each, except where said):
+- 15.3: a new primary's epoch is 0, and after signing version v its next_version is v + 1.
+- 19.3: the `a` entries of a group sent message are the devices whose retry requests for it were
+  answered (none at send time).
+- 18.4: "decodes" includes the decoders' key checks (9.2's IK validity); no vector exercises it.
+- devices.json: the order of the draws before its first event (DevicesRun.setup).
+- sender-keys.json: the "account key drawn" of the sender context is the Ed25519 public key of a
+  drawn 32-byte seed.
 """
 
 import copy
@@ -1338,7 +1348,7 @@ def message_id(envelope):
         return H(L_MESSAGE_ID + b"\x01" + env["sender"] + salt)[:16]
     if env is not None and env["kind"] == 2:
         return H(L_MESSAGE_ID + b"\x02" + env["sender"] + env["message"]["salt"])[:16]
-    return H(L_MESSAGE_ID + envelope)[:16]
+    return H(L_MESSAGE_ID + b"\x00" + envelope)[:16]
 
 
 def envelope_salt(envelope):
