@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Short fuzz runs of every cargo-fuzz target, starting from its committed seed corpus.
+# Short fuzz runs of every cargo-fuzz target, starting from its committed seed corpus
+# (tests/fuzz-corpus/<target>, which the published crate carries).
 # New inputs go to a temporary directory, so the committed corpus never changes in CI.
 # FUZZ_SECONDS (default 20) per target. A crash or a broken invariant fails the script.
 set -euo pipefail
@@ -25,7 +26,7 @@ trap 'rm -rf "$scratch"' EXIT
 for t in $targets; do
     mkdir -p "$scratch/$t"
     log="$scratch/$t.log"
-    if ! fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" >"$log" 2>&1; then
+    if ! fuzz run "$t" "$scratch/$t" "tests/fuzz-corpus/$t" -- -max_total_time="$seconds" >"$log" 2>&1; then
         tail -n 60 "$log"
         echo "FUZZ FAILURE: target $t (artifacts under fuzz/artifacts/$t)"
         exit 1

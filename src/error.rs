@@ -543,4 +543,23 @@ mod tests {
             "unexpected type byte 0x0b"
         );
     }
+
+    /// What `?` into `anyhow::Error` or `Box<dyn Error + Send + Sync>` asks of every error.
+    #[test]
+    fn every_error_type_fits_app_error_types() {
+        fn app_error<E: core::error::Error + Send + Sync + 'static>() {}
+        app_error::<Error>();
+        app_error::<DecodeError>();
+        app_error::<CryptoError>();
+        app_error::<X3dhError>();
+        app_error::<RatchetError>();
+        app_error::<GroupError>();
+        app_error::<DeviceError>();
+        app_error::<FanoutError>();
+        app_error::<SyncError>();
+        app_error::<StateError>();
+        let boxed: alloc::boxed::Box<dyn core::error::Error + Send + Sync> =
+            Error::from(FanoutError::UnexpectedResend).into();
+        assert!(boxed.source().is_some());
+    }
 }

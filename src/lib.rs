@@ -35,6 +35,25 @@ pub use error::{
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};
 pub use time::Timestamp;
+
+/// The operating system's RNG, ready to pass wherever the crate takes `rng` (feature
+/// `os-rng`): getrandom's `SysRng` with its errors turned into panics, as other Rust CSPRNG
+/// handles do, since nothing is safe to do without randomness. An RNG from `rand` 0.9 does not
+/// fit: the crate takes `rand_core` 0.10's `CryptoRng`.
+///
+/// ```
+/// let mut rng = ratchetry::os_rng();
+/// let identity = ratchetry::IdentityKeyPair::generate(&mut rng);
+/// # let _ = identity;
+/// ```
+#[cfg(feature = "os-rng")]
+pub type OsRng = rand_core::UnwrapErr<getrandom::SysRng>;
+
+/// A handle on the operating system's RNG (feature `os-rng`); see [`OsRng`].
+#[cfg(feature = "os-rng")]
+pub fn os_rng() -> OsRng {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
 pub use x3dh::{PreKeyBundle, PreKeyStore, PreKeyStoreConfig, VerifiedBundle};
 
 // README.md is GitHub's front page, not the crate docs; its example still runs as a doctest.

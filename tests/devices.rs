@@ -80,10 +80,17 @@ fn replayed_tampered_and_misdirected_requests_fail() {
         primary.approve(T0, &foreign).err(),
         Some(DeviceError::WrongAccount)
     );
-    // Tampered: another identity key spliced in.
+    // Tampered: another identity key spliced in (the proof binds the key), or the signature.
     let mut bytes = request.to_bytes();
     let intruder = IdentityKeyPair::generate(rng).public().to_bytes();
-    bytes[50..82].copy_from_slice(&intruder);
+    bytes[34..66].copy_from_slice(&intruder);
+    let tampered = LinkRequest::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        primary.approve(T0, &tampered).err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    let mut bytes = request.to_bytes();
+    *bytes.last_mut().unwrap() ^= 1;
     let tampered = LinkRequest::from_bytes(&bytes).unwrap();
     assert_eq!(
         primary.approve(T0, &tampered).err(),
@@ -370,7 +377,8 @@ fn link_invitation_debug_does_not_print_its_nonce() {
 
 /// A primary restored from a snapshot taken before it linked a laptop and renewed the list:
 /// it must resync from the newest published list, then never signs a used version or gives a
-/// used device id to another identity, and the laptop stays listed.
+/// used device id to another identity. Its first list lists the phone alone (the server chose
+/// which list it saw), and the laptop links again under a fresh id.
 #[test]
 fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
     let rng = &mut SeededRng::from_label("primary restore");
@@ -390,7 +398,6 @@ fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
     assert!(stale);
     assert!(restored.needs_resync());
     assert!(restored.state_epoch() > last_epoch);
-    let tablet = IdentityKeyPair::generate(rng);
     assert_eq!(
         restored.invite(rng, at(2)).err(),
         Some(DeviceError::ResyncRequired)
@@ -407,38 +414,135 @@ fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
     let other = new_account(rng);
     assert_eq!(
         restored
-            .resync(SignedDeviceList::from_bytes(&other.device_list().to_bytes()).unwrap())
+            .resync(
+                at(2),
+                SignedDeviceList::from_bytes(&other.device_list().to_bytes()).unwrap()
+            )
             .err(),
         Some(DeviceError::WrongAccount)
     );
-    restored
-        .resync(SignedDeviceList::from_bytes(&published.to_bytes()).unwrap())
-        .unwrap();
+    let epoch = restored.state_epoch();
+    let after = restored
+        .resync(
+            at(2),
+            SignedDeviceList::from_bytes(&published.to_bytes()).unwrap(),
+        )
+        .unwrap()
+        .clone();
     assert!(!restored.needs_resync());
-    assert_eq!(restored.device_list(), &published);
-
-    // Linking a tablet now signs a version far past anything used, with a fresh device id.
-    let invitation = restored.invite(rng, at(2)).unwrap();
-    let approval = restored
-        .approve(at(2), &LinkRequest::new(&tablet, &invitation))
-        .unwrap();
-    assert!(approval.device.0 >= laptop_id.0 + RESTORE_DEVICE_ID_SKIP);
-    assert!(restored.device_list().version() > published.version() + RESTORE_VERSION_SKIP - 1);
-    // Contacts accept it as a plain update (no equivocation), and the laptop is still there.
-    let newer = SignedDeviceList::from_bytes(&restored.device_list().to_bytes())
+    assert!(restored.state_epoch() > epoch);
+    // A version far past anything used, listing the phone alone; contacts take it as a plain
+    // update (no equivocation) in which the laptop was removed.
+    assert!(after.version() > published.version() + RESTORE_VERSION_SKIP - 1);
+    assert_eq!(after.entries().len(), 1);
+    assert_eq!(after.entries()[0].identity, phone.public());
+    let newer = SignedDeviceList::from_bytes(&after.to_bytes())
         .unwrap()
         .verify(&account, Some(&published), &policy)
         .unwrap();
+    assert!(newer.check(laptop_id, at(2)).is_err());
+
+    // The laptop links again, under an id never used before.
+    let invitation = restored.invite(rng, at(2)).unwrap();
+    let approval = restored
+        .approve(at(2), &LinkRequest::new(&laptop, &invitation))
+        .unwrap();
+    assert!(approval.device.0 >= laptop_id.0 + RESTORE_DEVICE_ID_SKIP);
+    restored.renew(at(3)).unwrap();
     assert_eq!(
-        newer.check(laptop_id, at(2)).unwrap().identity,
+        restored
+            .device_list()
+            .check(approval.device, at(3))
+            .unwrap()
+            .identity,
         laptop.public()
     );
-    restored.renew(at(3)).unwrap();
-    assert!(restored.device_list().check(laptop_id, at(3)).is_ok());
 
     // A snapshot that is not stale restores as it was.
     let current = restored.to_bytes();
     let (again, stale) = Primary::restore(&current, restored.state_epoch()).unwrap();
     assert!(!stale);
     assert!(!again.needs_resync());
+}
+
+/// A laptop is stolen and unlinked; later the phone is restored from a backup that still
+/// lists it, and the server (with the thief) serves the backup's own list to the resync and
+/// withholds the unlink. The restored primary never lists the laptop again.
+#[test]
+fn a_restored_primary_never_relists_an_unlinked_companion() {
+    let rng = &mut SeededRng::from_label("primary restore after unlink");
+    let policy = DevicePolicy::default();
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, T0, policy);
+    let (stolen, stolen_id) = link(rng, &mut primary, T0);
+    let snapshot = primary.to_bytes();
+    let old_list = primary.device_list().signed().clone();
+    primary.unlink(at(1), stolen_id).unwrap();
+    let last_epoch = primary.state_epoch();
+
+    let (mut restored, _) = Primary::restore(&snapshot, last_epoch).unwrap();
+    let list = restored.resync(at(2), old_list).unwrap().clone();
+    assert!(list.entries().iter().all(|e| e.identity != stolen.public()));
+    restored.renew(at(3)).unwrap();
+    assert!(
+        restored
+            .device_list()
+            .entries()
+            .iter()
+            .all(|e| e.identity != stolen.public())
+    );
+}
+
+/// The server carries the companion's request (the invitation itself is only shown as a QR
+/// code). The request holds no secret: the server learns nothing that lets it answer the
+/// invitation with its own key, whether it copies the request's proof under its own key or
+/// guesses an invitation from the request's bytes. The genuine request still links.
+#[test]
+fn the_server_carrying_a_link_request_cannot_link_its_own_device() {
+    let rng = &mut SeededRng::from_label("link relay");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let qr = primary.invite(rng, T0).unwrap().to_bytes();
+    let laptop = IdentityKeyPair::generate(rng);
+    let genuine = LinkRequest::new(&laptop, &LinkInvitation::from_bytes(&qr).unwrap()).to_bytes();
+    let nonce = &qr[34..50];
+    assert!(
+        !genuine.windows(nonce.len()).any(|w| w == nonce),
+        "the request carries the invitation's nonce"
+    );
+    let attacker = IdentityKeyPair::generate(rng);
+    // An invitation rebuilt from what the request shows (the account; any nonce).
+    let mut rebuilt = qr[..34].to_vec();
+    rebuilt.extend_from_slice(&genuine[2 + 32 + 32 + 64..2 + 32 + 32 + 64 + 16]);
+    rebuilt.extend_from_slice(&u64::MAX.to_be_bytes());
+    let forged = LinkRequest::new(&attacker, &LinkInvitation::from_bytes(&rebuilt).unwrap());
+    let before = primary.to_bytes();
+    assert_eq!(
+        primary.approve(T0, &forged).err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    // The genuine proof under the attacker's key and signature: the proof binds the key.
+    let mut spliced = forged.to_bytes();
+    spliced[2 + 32 + 32 + 64..2 + 32 + 32 + 64 + 32]
+        .copy_from_slice(&genuine[2 + 32 + 32 + 64..2 + 32 + 32 + 64 + 32]);
+    assert_eq!(
+        primary
+            .approve(T0, &LinkRequest::from_bytes(&spliced).unwrap())
+            .err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    assert_eq!(*before, *primary.to_bytes());
+    let approval = primary
+        .approve(T0, &LinkRequest::from_bytes(&genuine).unwrap())
+        .unwrap();
+    assert!(
+        approval
+            .list
+            .clone()
+            .verify(&primary.account(), None, &DevicePolicy::default())
+            .unwrap()
+            .entries()
+            .iter()
+            .any(|e| e.identity == laptop.public())
+    );
 }

@@ -457,7 +457,10 @@ impl Sim {
             dave_joins: at(90, 150),
             eve_back: None,
         };
-        let eve_back = (rng.next_u32() % 2 == 0).then(|| 160 + (rng.next_u32() as usize) % 50);
+        let eve_back = rng
+            .next_u32()
+            .is_multiple_of(2)
+            .then(|| 160 + (rng.next_u32() as usize) % 50);
         let mut sim = Sim {
             seed,
             rng,
@@ -656,7 +659,7 @@ impl Sim {
     /// The time a device acts at: a stale device may use its frozen clock.
     fn clock_of(&mut self, a: DeviceAddress) -> Timestamp {
         match self.devs[&a].clock {
-            Some(frozen) if self.rng.next_u32() % 3 != 0 => frozen,
+            Some(frozen) if !self.rng.next_u32().is_multiple_of(3) => frozen,
             _ => self.now,
         }
     }

@@ -502,3 +502,64 @@ fn received_debug_does_not_print_bodies() {
     assert!(!shown.contains("secret"), "{shown}");
     assert!(shown.contains("body_len: 15"));
 }
+
+/// The relay copies the salt of Alice's message to Bob into a forged envelope naming Alice's
+/// laptop as sender; Bob's app asks the laptop about it. That must not block Bob from asking
+/// Alice for her genuine message once he finds he cannot read it: the new request replaces the
+/// one the forgery caused, and Alice's answer is read.
+#[test]
+fn a_forged_sender_cannot_block_the_retry_of_a_genuine_message() {
+    let mut w = World::new("insider retry squatting");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, a2, b1) = (
+        World::addr(alice, 1),
+        World::addr(alice, 2),
+        World::addr(bob, 1),
+    );
+    let o = w.send(a1, bob, b"genuine");
+    let genuine = World::envelope_to(&o, b1);
+    let mut forged = genuine.clone();
+    forged[3..39].copy_from_slice(&address_bytes(&a2));
+    assert!(w.receive(b1, &forged).is_err());
+    let now = w.now;
+    let (to, _) = w
+        .devices
+        .get_mut(&b1)
+        .unwrap()
+        .request_retry(&mut w.rng, now, &forged, RetryReason::AuthenticationFailed)
+        .unwrap();
+    assert_eq!(to, a2);
+    w.persist(b1);
+    let mut tampered = genuine.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(w.receive(b1, &tampered).is_err());
+    let (to, request) = w
+        .devices
+        .get_mut(&b1)
+        .unwrap()
+        .request_retry(
+            &mut w.rng,
+            now,
+            &tampered,
+            RetryReason::AuthenticationFailed,
+        )
+        .unwrap();
+    assert_eq!(to, a1);
+    w.persist(b1);
+    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+        panic!("Bob was a recipient")
+    };
+    let answer = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"genuine"))
+        .unwrap();
+    assert_eq!(
+        w.receive(b1, &World::envelope_to(&answer, b1)).unwrap(),
+        Received::Direct {
+            from: a1,
+            body: b"genuine".to_vec(),
+            resent: Some(MessageId::of(&genuine)),
+        }
+    );
+}

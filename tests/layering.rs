@@ -150,14 +150,14 @@ impl Crate {
             }
             // `segment` is an item of `module`: defined there, or re-exported from elsewhere.
             let (_, reexports) = self.modules.get(&module)?;
-            if depth < 8 {
-                if let Some(from) = reexports.get(segment) {
-                    if from.last() == Some(segment) && from.len() > 1 {
-                        let absolute = self.absolute(&module, from)?;
-                        if absolute != path[..=i] {
-                            return self.resolve(&absolute, depth + 1).or(Some(module));
-                        }
-                    }
+            if depth < 8
+                && let Some(from) = reexports.get(segment)
+                && from.last() == Some(segment)
+                && from.len() > 1
+            {
+                let absolute = self.absolute(&module, from)?;
+                if absolute != path[..=i] {
+                    return self.resolve(&absolute, depth + 1).or(Some(module));
                 }
             }
             return Some(module);

@@ -1070,7 +1070,7 @@ fn spec_history(secret: [u8; 32], plaintext: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let okm = hkdf::<35>(&[0; 32], &secret, L_HISTORY_SYNC);
     let (key, prefix): ([u8; 32], [u8; 3]) = split(&okm);
     let mut pieces: Vec<&[u8]> = plaintext.chunks(65_536).collect();
-    if plaintext.len() % 65_536 == 0 {
+    if plaintext.len().is_multiple_of(65_536) {
         pieces.push(&[]);
     }
     let mut chunks = Vec::new();
@@ -4100,12 +4100,13 @@ fn device_vectors() {
         .done();
     assert_eq!(h(&invitation), link.invitation);
     let laptop_ik = ed_pub(&laptop);
+    let proof = raw::hmac_sha256(&nonce, &[L_LINK_REQUEST, &ak[..], &laptop_ik[..]].concat());
     let request = Enc::tag(2, 0x08)
         .put(ak)
-        .put(&nonce)
         .put(laptop_ik)
         .put(sign(&laptop, &[L_DEVICE_BINDING, &ak]))
-        .put(sign(&laptop, &[L_LINK_REQUEST, &ak, &nonce, &laptop_ik]))
+        .put(proof)
+        .put(sign(&laptop, &[L_LINK_REQUEST, &ak, &laptop_ik, &proof]))
         .done();
     assert_eq!(h(&request), link.link_request);
     let v2 = &m.lists[&("alice".to_string(), 2)];

@@ -3,7 +3,10 @@
 //! 1. the primary makes a [`LinkInvitation`] (account key, fresh nonce, expiry) that the app
 //!    shows as a QR code;
 //! 2. the companion answers with a [`LinkRequest`]: its identity key, its binding signature
-//!    (consent to be listed under this account) and a signature over the invitation's nonce;
+//!    (consent to be listed under this account), a proof that it read the invitation (a MAC
+//!    under the nonce over the account and its key: the nonce itself never leaves the QR code,
+//!    so the server that carries the request cannot answer the invitation with another key),
+//!    and its signature over all of it;
 //! 3. the primary checks it, lists the companion in a new signed device list and returns a
 //!    [`LinkApproval`];
 //! 4. the companion verifies the list and its own entry ([`complete_link`]) and countersigns a
@@ -18,9 +21,10 @@ use super::{
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::primitives::{IdentityKey, IdentityKeyPair, Signature};
+use crate::primitives::{IdentityKey, IdentityKeyPair, Signature, hmac_sha256};
 use crate::time::Timestamp;
 use crate::wire::{Reader, Writer, kind};
+use subtle::ConstantTimeEq;
 
 /// The primary's offer to link one companion. Its nonce is what proves a request answers it:
 /// `Debug` does not print it.
@@ -81,13 +85,14 @@ impl core::fmt::Debug for LinkInvitation {
     }
 }
 
-/// A companion's answer to an invitation.
+/// A companion's answer to an invitation. It carries no secret: the server may carry it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkRequest {
     pub(crate) account: AccountKey,
-    pub(crate) nonce: [u8; 16],
     pub(crate) identity: IdentityKey,
     pub(crate) binding: Signature,
+    /// HMAC-SHA256 under the invitation's nonce: only a reader of the invitation can make it.
+    pub(crate) proof: [u8; 32],
     pub(crate) signature: Signature,
 }
 
@@ -96,17 +101,24 @@ impl LinkRequest {
     pub fn new(identity: &IdentityKeyPair, invitation: &LinkInvitation) -> Self {
         let public = identity.public();
         let binding = binding(identity, &invitation.account);
+        let proof = request_proof(&invitation.nonce, &invitation.account, &public);
         let signature = identity.sign(
             labels::LINK_REQUEST,
-            &request_message(&invitation.account, &invitation.nonce, &public),
+            &request_message(&invitation.account, &public, &proof),
         );
         Self {
             account: invitation.account,
-            nonce: invitation.nonce,
             identity: public,
             binding,
+            proof,
             signature,
         }
+    }
+
+    /// Whether this request answers an invitation with `nonce` (constant time).
+    pub(crate) fn answers(&self, nonce: &[u8; 16]) -> bool {
+        let expected = request_proof(nonce, &self.account, &self.identity);
+        bool::from(expected.ct_eq(&self.proof))
     }
 
     /// The companion's identity key.
@@ -116,7 +128,7 @@ impl LinkRequest {
 
     /// Checks both of the companion's signatures.
     pub(crate) fn verify(&self) -> Result<(), DeviceError> {
-        let message = request_message(&self.account, &self.nonce, &self.identity);
+        let message = request_message(&self.account, &self.identity, &self.proof);
         self.identity
             .verify(labels::LINK_REQUEST, &message, &self.signature)
             .and_then(|()| {
@@ -131,12 +143,12 @@ impl LinkRequest {
 
     /// Wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + 32 + 16 + 32 + 128);
+        let mut out = Vec::with_capacity(2 + 32 + 32 + 64 + 32 + 64);
         out.header(kind::LINK_REQUEST);
         out.put(self.account.as_bytes());
-        out.put(&self.nonce);
         out.extend_from_slice(&self.identity.to_bytes());
         out.extend_from_slice(&self.binding.to_bytes());
+        out.put(&self.proof);
         out.extend_from_slice(&self.signature.to_bytes());
         out
     }
@@ -146,9 +158,9 @@ impl LinkRequest {
         let mut r = Reader::header(bytes, kind::LINK_REQUEST)?;
         let v = Self {
             account: AccountKey::read(&mut r)?,
-            nonce: r.array()?,
             identity: IdentityKey::from_bytes(&r.array()?)?,
             binding: Signature::from_bytes(r.array()?),
+            proof: r.array()?,
             signature: Signature::from_bytes(r.array()?),
         };
         r.finish()?;
@@ -156,11 +168,20 @@ impl LinkRequest {
     }
 }
 
-fn request_message(account: &AccountKey, nonce: &[u8; 16], identity: &IdentityKey) -> Vec<u8> {
-    let mut m = Vec::with_capacity(80);
+/// `HMAC(nonce, "ratchetry v1 link request" ‖ AK ‖ IK)`.
+fn request_proof(nonce: &[u8; 16], account: &AccountKey, identity: &IdentityKey) -> [u8; 32] {
+    let mut m = Vec::with_capacity(96);
+    m.extend_from_slice(labels::LINK_REQUEST);
     m.extend_from_slice(account.as_bytes());
-    m.extend_from_slice(nonce);
     m.extend_from_slice(identity.as_bytes());
+    hmac_sha256(nonce, &m)
+}
+
+fn request_message(account: &AccountKey, identity: &IdentityKey, proof: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(96);
+    m.extend_from_slice(account.as_bytes());
+    m.extend_from_slice(identity.as_bytes());
+    m.extend_from_slice(proof);
     m
 }
 

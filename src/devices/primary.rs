@@ -220,7 +220,7 @@ impl Primary {
         let invitation = self
             .invitations
             .iter()
-            .position(|i| i.nonce == request.nonce && now < i.expires_at)
+            .position(|i| request.answers(&i.nonce) && now < i.expires_at)
             .ok_or(DeviceError::UnknownInvitation)?;
         request.verify()?;
         if self
@@ -339,11 +339,20 @@ impl Primary {
 
     /// After a restore from backup: adopts `newest`, the newest list of this account the app
     /// could fetch (it must carry this account's signature and be no older than the
-    /// snapshot's), and skips [`RESTORE_VERSION_SKIP`] versions and
-    /// [`RESTORE_DEVICE_ID_SKIP`] device ids, since the lost state may have signed lists and
-    /// linked devices the server no longer shows. Pending invitations and unconfirmed
-    /// approvals are dropped.
-    pub fn resync(&mut self, newest: SignedDeviceList) -> Result<&VerifiedDeviceList, DeviceError> {
+    /// snapshot's), skips [`RESTORE_VERSION_SKIP`] versions and [`RESTORE_DEVICE_ID_SKIP`]
+    /// device ids, since the lost state may have signed lists and linked devices the server no
+    /// longer shows, and signs a list of this primary alone: publish it. Companions link again.
+    ///
+    /// They are not carried over because the server chose which list this primary saw: it
+    /// could show one from before a companion was unlinked (a stolen laptop), which the
+    /// restored primary would otherwise list and renew again. Their devices learn that they
+    /// were removed (`ThisDeviceInactive`) and can be linked anew under fresh ids. Pending
+    /// invitations and approvals are dropped.
+    pub fn resync(
+        &mut self,
+        now: Timestamp,
+        newest: SignedDeviceList,
+    ) -> Result<&VerifiedDeviceList, DeviceError> {
         let version = newest.version();
         if version < self.list.version() {
             return Err(DeviceError::Rollback {
@@ -362,12 +371,19 @@ impl Primary {
             .next_version
             .max(version.saturating_add(1))
             .saturating_add(RESTORE_VERSION_SKIP);
-        self.confirmed.retain(|d| list.entry(*d).is_some());
+        // The phone itself, as this state knows it.
+        let own = self.list.entry(PRIMARY_DEVICE).map(|e| e.identity);
+        let primary = list
+            .entry(PRIMARY_DEVICE)
+            .filter(|e| Some(e.identity) == own)
+            .copied()
+            .ok_or(DeviceError::NotPrimary)?;
         self.list = list;
+        self.confirmed.clear();
         self.invitations.clear();
         self.admitted.clear();
         self.needs_resync = false;
-        self.bump();
+        self.sign(now, alloc::vec![primary]);
         Ok(&self.list)
     }
 

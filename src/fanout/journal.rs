@@ -104,10 +104,10 @@ impl Journal {
     /// Records a read envelope; returns the slot written.
     pub(crate) fn read(&mut self, id: MessageId) -> u32 {
         let slot = self.seen_next;
-        if self.seen_slots.len() == MAX_REMEMBERED_MESSAGE_IDS {
-            if let Some(old) = self.seen_slots.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.seen_slots.len() == MAX_REMEMBERED_MESSAGE_IDS
+            && let Some(old) = self.seen_slots.pop_front()
+        {
+            self.seen.remove(&old);
         }
         self.seen_slots.push_back(id);
         self.seen.insert(id);

@@ -116,15 +116,15 @@ impl Device {
             theirs.digest_of(header.sender_list_version),
             ours.digest_of(header.recipient_list_version),
         );
-        if let (Some(s), Some(r)) = known {
-            if lists_digest(&s, &r) != header.lists_digest {
-                return Err(FanoutError::DeviceListsDiverge {
-                    account: sender,
-                    used: header.sender_list_version,
-                    held: theirs.list.version(),
-                }
-                .into());
+        if let (Some(s), Some(r)) = known
+            && lists_digest(&s, &r) != header.lists_digest
+        {
+            return Err(FanoutError::DeviceListsDiverge {
+                account: sender,
+                used: header.sender_list_version,
+                held: theirs.list.version(),
             }
+            .into());
         }
         Ok(())
     }

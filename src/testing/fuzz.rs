@@ -37,15 +37,15 @@ pub fn message(data: &[u8]) {
 
 /// State decoding: whatever decodes re-encodes to the same bytes.
 pub fn state(data: &[u8]) {
-    if let Ok(s) = Session::from_bytes(data) {
-        if data.first() == s.to_bytes().first() {
-            assert_eq!(&**s.to_bytes(), data, "session state is not canonical");
-        }
+    if let Ok(s) = Session::from_bytes(data)
+        && data.first() == s.to_bytes().first()
+    {
+        assert_eq!(&**s.to_bytes(), data, "session state is not canonical");
     }
-    if let Ok(s) = PreKeyStore::from_bytes(data) {
-        if data.first() == s.to_bytes().first() {
-            assert_eq!(&**s.to_bytes(), data, "prekey store state is not canonical");
-        }
+    if let Ok(s) = PreKeyStore::from_bytes(data)
+        && data.first() == s.to_bytes().first()
+    {
+        assert_eq!(&**s.to_bytes(), data, "prekey store state is not canonical");
     }
     if let Ok(s) = IdentityKeyPair::from_bytes(data) {
         assert_eq!(&**s.to_bytes(), data, "identity state is not canonical");
@@ -361,10 +361,10 @@ pub fn group_decrypt(fixture: &mut GroupFixture, data: &[u8]) {
             Ok(_) => assert_ne!(*before, *fixture.receiver.to_bytes()),
             Err(_) => assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed"),
         }
-    } else if let Ok(d) = SenderKeyDistribution::from_bytes(data) {
-        if fixture.receiver.process_distribution(&config, &d).is_err() {
-            assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
-        }
+    } else if let Ok(d) = SenderKeyDistribution::from_bytes(data)
+        && fixture.receiver.process_distribution(&config, &d).is_err()
+    {
+        assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
     }
 }
 

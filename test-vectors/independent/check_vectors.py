@@ -1199,14 +1199,16 @@ class Primary:
         """16 step 3"""
         r = Reader(request)
         r.head(2, 0x08)
-        ak, nonce, ik, bind, sig = r.take(32), r.take(16), r.take(32), r.take(64), r.take(64)
+        ak, ik, bind, proof, sig = r.take(32), r.take(32), r.take(64), r.take(32), r.take(64)
         r.end()
         if ak != self.ak:
             raise ProtocolError("WrongAccount")
-        inv = [x for x in self.invitations if x[0] == nonce and now < x[1]]
+        inv = [x for x in self.invitations
+               if _hmac.compare_digest(link_proof(x[0], ak, ik), proof) and now < x[1]]
         if not inv:
             raise ProtocolError("UnknownInvitation")
-        if (not verify(ik, L_LINK_REQUEST + ak + nonce + ik, sig)
+        nonce = inv[0][0]
+        if (not verify(ik, L_LINK_REQUEST + ak + ik + proof, sig)
                 or not verify(ik, L_BINDING + ak, bind)):
             raise ProtocolError("BadSignature")
         if any(e[1] == ik for e in self.entries):
@@ -1255,10 +1257,16 @@ class Primary:
         return out + u64(self.epoch) + flag(self.needs_resync)
 
 
+def link_proof(nonce, ak, ik):
+    """16: the request's proof that its sender read the invitation."""
+    return hmac_sha256(nonce, L_LINK_REQUEST + ak + ik)
+
+
 def link_request(companion, ak, nonce):
     """16"""
-    sig = sign(companion.seed, L_LINK_REQUEST + ak + nonce + companion.public)
-    return (b"\x02\x08" + ak + nonce + companion.public + binding(companion.seed, ak) + sig)
+    proof = link_proof(nonce, ak, companion.public)
+    sig = sign(companion.seed, L_LINK_REQUEST + ak + companion.public + proof)
+    return (b"\x02\x08" + ak + companion.public + binding(companion.seed, ak) + proof + sig)
 
 
 def link_confirmation(companion, ak, device_id, digest):
