@@ -190,3 +190,26 @@ def test_safety_number_is_symmetric(relay):
     a, b = alice.primary.account_key(), bob.primary.account_key()
     assert r.safety_number(a, b) == r.safety_number(b, a)
     assert sum(c.isdigit() for c in r.safety_number(a, b)) == 60
+
+
+def test_corrupted_envelope_is_asked_for_again(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    body = b"worth asking for"
+    out = relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), body))
+    stored = {out.send_id: body}  # the sender's app keeps bodies by send id
+    damaged = bytearray(relay.queues[key(bob.device.address())].pop())
+    damaged[-1] ^= 1
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        bob.device.receive(relay.now, bytes(damaged))
+    assert e.value.code == "ratchet.authentication_failed"
+    request = bob.device.request_retry(relay.now, bytes(damaged), 2)
+    assert request.to == alice.device.address()
+    relay.queues[key(request.to)].append(request.bytes)
+    (asked,) = relay.deliver(alice.device)
+    assert asked.is_RETRY_REQUEST()
+    assert asked.request.sender() == bob.device.address()
+    assert asked.request.attempt() == 1
+    send_id = asked.request.send_id()
+    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
+    assert texts(relay.deliver(bob.device)) == [("direct", "worth asking for")]

@@ -25,7 +25,17 @@ class Relay {
 
 /** A device as the page's app holds it: the wasm Device, a name and its panel. */
 class App {
-  constructor(name, panel, device, relay) { Object.assign(this, { name, panel, device, relay, read: [] }); relay.publishBundle(device); }
+  constructor(name, panel, device, relay) {
+    // `sent`: the bodies of sent messages by their send id, as an app stores them for retries.
+    Object.assign(this, { name, panel, device, relay, read: [], sent: new Map() });
+    relay.publishBundle(device);
+  }
+  /** Sends a 1:1 message and keeps its body under the outbox's send id. */
+  say(to, message) {
+    const outbox = this.send(() => this.device.send(Date.now(), to, text.encode(message)));
+    this.sent.set(outbox.sendId, text.encode(message));
+    return outbox;
+  }
   show(kind, line) {
     const li = document.createElement("li");
     li.className = kind; li.textContent = line; li.dataset.kind = kind;
@@ -58,6 +68,11 @@ class App {
       else if (r.kind === "ownCopy") this.show("own", `me (${who}) → ${names({ account: r.sentTo })}: ${utf8.decode(r.body)}`);
       else if (r.kind === "group") this.show("group", `[group] ${who}: ${utf8.decode(r.body)}`);
       else if (r.kind === "historyOffer") this.historyOffer = r.offer;
+      else if (r.kind === "retryRequest") {
+        // Another device could not read a message from here: send it again, to it alone.
+        this.send(() => this.device.answerRetry(Date.now(), r.request, this.sent.get(r.sendId)));
+        this.show("system", `resent message #${r.sendId} to ${who} (attempt ${r.request.attempt})`);
+      }
     }
     q.push(...keep);
   }
@@ -108,7 +123,7 @@ async function main() {
 
   // 1:1: Bob writes to Alice (both her devices read it), the web companion answers (Bob reads
   // it, Alice's phone shows the own copy).
-  bobApp.send(() => bob.device.send(Date.now(), alice.primary.accountKey(), text.encode("Hi Alice! Lunch?")));
+  bobApp.say(alice.primary.accountKey(), "Hi Alice! Lunch?");
   for (const a of [phone, web]) a.pump(names);
   web.send(() => web.device.send(Date.now(), bob.primary.accountKey(), text.encode("Sure, from my browser")));
   for (const a of [phone, bobApp]) a.pump(names);
@@ -130,7 +145,7 @@ async function main() {
   web.send(() => web.device.sendGroup(Date.now(), group, text.encode("Group: booked, from the web")));
   bobApp.send(() => bob.device.sendGroup(Date.now(), group, text.encode("Group: great, see you")));
   for (const a of [phone, web, bobApp]) a.pump(names);
-  bobApp.send(() => bob.device.send(Date.now(), alice.primary.accountKey(), text.encode("After your restart: still reading?")));
+  bobApp.say(alice.primary.accountKey(), "After your restart: still reading?");
   for (const a of [phone, web]) a.pump(names);
 
   // An error arrives as a RatchetryError with a stable code: a replayed envelope.
@@ -142,12 +157,26 @@ async function main() {
   try { web.device.receive(Date.now(), env); } catch (e) { replay = { name: e.name, code: e.code, message: e.message }; }
   web.show("system", `replayed envelope refused: ${replay && replay.code}`);
 
+  // The relay corrupts Bob's next envelope for the web companion: it cannot read it, asks Bob's
+  // device for the message again, and reads the resent copy.
+  bobApp.say(alice.primary.accountKey(), "Resent after a corrupted delivery");
+  phone.pump(names);
+  const damaged = relay.queue(web.device.address()).pop();
+  damaged[damaged.length - 1] ^= 1;
+  let unreadable = null;
+  try { web.device.receive(Date.now(), damaged); } catch (e) { unreadable = e.code; }
+  web.show("system", `could not read an envelope (${unreadable}): asking again`);
+  const request = web.device.requestRetry(Date.now(), damaged, 2);
+  relay.queue(request.to).push(request.bytes);
+  bobApp.pump(names);
+  web.pump(names);
+
   for (const [id, app] of [["meta-phone", phone], ["meta-web", web], ["meta-bob", bobApp]])
     document.getElementById(id).textContent = `${names(app.device.address())} · identity ${hex(app.device.identityKey())}`;
   const sn = safetyNumber(alice.primary.accountKey(), bob.primary.accountKey());
   document.getElementById("log").textContent = `safety number alice/bob:\n${sn}\n${relay.delivered} envelopes delivered`;
 
-  window.demo = { phone: phone.read, web: web.read, bob: bobApp.read, replay, webId, restoredFromBackup: restored.fromBackup };
+  window.demo = { phone: phone.read, web: web.read, bob: bobApp.read, replay, unreadable, webId, restoredFromBackup: restored.fromBackup };
   const status = document.getElementById("status");
   status.textContent = `done: ${relay.delivered} envelopes delivered and decrypted`;
   status.className = "ok";

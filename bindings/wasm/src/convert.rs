@@ -40,7 +40,7 @@ export type Received =
   | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
   | { kind: "historyOffer"; sender: Address; offer: Uint8Array }
   | { kind: "callKey"; sender: Address; message: Uint8Array }
-  | { kind: "retryRequest"; sender: Address; sendId: number }
+  | { kind: "retryRequest"; sender: Address; sendId: number; request: RetryRequest }
   | { kind: "withheld"; sender: Address; group: Uint8Array }
   | { kind: "other" };
 /** A change a device-list update brought. */
@@ -52,6 +52,8 @@ export type DeviceEvent =
   | { kind: "other" };
 /** One stored record: write `value` under `key`, or delete `key` when `value` is null. */
 export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
+/** A retry request envelope and the device to ship it to. */
+export interface RetryEnvelope { to: Address; bytes: Uint8Array }
 /** What one operation changed: write it in one transaction. */
 export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
 /** A new account: its primary role and the primary's own device. */
@@ -101,6 +103,9 @@ extern "C" {
     /// `RestoredDevice`.
     #[wasm_bindgen(typescript_type = "RestoredDevice")]
     pub type JsRestoredDevice;
+    /// `RetryEnvelope`.
+    #[wasm_bindgen(typescript_type = "RetryEnvelope")]
+    pub type JsRetryEnvelope;
     /// `SealedHistory`.
     #[wasm_bindgen(typescript_type = "SealedHistory")]
     pub type JsSealedHistory;
@@ -341,6 +346,7 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
             ("kind", "retryRequest".into()),
             ("sender", address_out(request.from)),
             ("sendId", num(request.send_id.0).into()),
+            ("request", crate::RetryRequest { inner: request }.into()),
         ]),
         LibReceived::Withheld { from, group, .. } => object(&[
             ("kind", "withheld".into()),

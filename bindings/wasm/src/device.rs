@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::convert::{
     self, JsAddress, JsBundles, JsByteArrays, JsChanges, JsEvents, JsOutgoing, JsReceived,
-    JsRecords, JsRestoredDevice, account, num, object, rng, ts,
+    JsRecords, JsRestoredDevice, JsRetryEnvelope, account, num, object, rng, ts,
 };
 use crate::error;
 
@@ -199,5 +199,45 @@ impl Device {
     pub fn receive(&mut self, now: f64, envelope: &[u8]) -> Result<JsReceived, JsValue> {
         let received = self.inner.receive(ts(now)?, envelope).map_err(error::lib)?;
         Ok(convert::received(received))
+    }
+
+    /// Asks the sender of `failed` (an envelope this device could not read) to send it again.
+    /// `reason`: 1 no session, 2 authentication failed, 3 sender key missing, 4 restored from
+    /// backup, other values the app's own. Returns `{ to, bytes }`: ship `bytes` to `to`.
+    #[wasm_bindgen(js_name = requestRetry)]
+    pub fn request_retry(
+        &mut self,
+        now: f64,
+        failed: &[u8],
+        reason: u8,
+    ) -> Result<JsRetryEnvelope, JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        let (to, bytes) = self
+            .inner
+            .request_retry(&mut rng, now, failed, crate::retry::reason(reason))
+            .map_err(error::lib)?;
+        Ok(JsValue::from(object(&[
+            ("to", convert::address_out(to)),
+            ("bytes", convert::bytes(&bytes)),
+        ]))
+        .unchecked_into())
+    }
+
+    /// Answers a retry request with the body the app stored under its `sendId`.
+    #[wasm_bindgen(js_name = answerRetry)]
+    pub fn answer_retry(
+        &mut self,
+        now: f64,
+        request: &crate::RetryRequest,
+        body: &[u8],
+    ) -> Result<JsOutgoing, JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        let out = self
+            .inner
+            .answer_retry(&mut rng, now, &request.inner, body)
+            .map_err(error::lib)?;
+        Ok(convert::outgoing(out))
     }
 }

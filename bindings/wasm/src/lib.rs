@@ -24,10 +24,12 @@ mod device;
 mod error;
 mod history;
 mod primary;
+mod retry;
 
 pub use device::Device;
 pub use history::{HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
+pub use retry::RetryRequest;
 
 use wasm_bindgen::prelude::*;
 

@@ -58,6 +58,7 @@ test("the demo page links a web companion and every device decrypts its messages
     "[group] alice#1: Group: table for two?",
     "[group] bob#1: Group: great, see you",
     "bob#1: After your restart: still reading?",
+    "bob#1: Resent after a corrupted delivery",
   ]);
   // The phone: Bob's message, the own copy of the companion's answer, the group.
   assert.deepEqual(texts(demo.phone), [
@@ -66,6 +67,8 @@ test("the demo page links a web companion and every device decrypts its messages
     `[group] alice#${demo.webId}: Group: booked, from the web`,
     "[group] bob#1: Group: great, see you",
     "bob#1: After your restart: still reading?",
+    "bob#1: once",
+    "bob#1: Resent after a corrupted delivery",
   ]);
   // Bob: the companion's 1:1 answer and both of Alice's group messages.
   assert.deepEqual(texts(demo.bob), [
@@ -78,6 +81,26 @@ test("the demo page links a web companion and every device decrypts its messages
   assert.equal(demo.replay.name, "RatchetryError");
   assert.equal(demo.replay.code, "fanout.duplicate");
   assert.match(demo.replay.message, /already|duplicate|read/i);
+  // A corrupted envelope is unreadable; the retry brought the message (checked above).
+  assert.equal(demo.unreadable, "ratchet.authentication_failed");
+  // Bad input from JavaScript is refused with binding codes, before the library is called.
+  const refused = await page.evaluate(async () => {
+    const m = await import("/pkg/ratchetry_wasm.js");
+    const codes = [];
+    const attempt = (f) => { try { f(); codes.push("no error"); } catch (e) { codes.push(`${e.name} ${e.code}`); } };
+    attempt(() => m.createAccount(NaN));
+    attempt(() => m.createAccount(-1));
+    attempt(() => m.safetyNumber(new Uint8Array(3), new Uint8Array(32)));
+    attempt(() => new m.LinkingCompanion(new Uint8Array([1, 2, 3])));
+    attempt(() => m.Device.restore(new Uint8Array(10), 0));
+    return codes;
+  });
+  assert.deepEqual(refused.slice(0, 3), [
+    "RatchetryError binding.bad_time",
+    "RatchetryError binding.bad_time",
+    "RatchetryError binding.bad_length",
+  ]);
+  for (const c of refused.slice(3)) assert.match(c, /^RatchetryError decode\./);
   // And the page shows it.
   assert.match(await page.textContent("#status"), /^done:/);
   assert.equal(await page.locator("#web li.group").count(), 2);
