@@ -134,6 +134,19 @@ impl Primary {
     pub fn renew(&self, now: u64) -> Result<Vec<u8>, RatchetryError> {
         Ok(self.inner.lock()?.renew(ts(now))?.to_bytes())
     }
+
+    /// Whether this primary was restored from a stale snapshot and must
+    /// [`resync`](Self::resync) before it signs again.
+    pub fn needs_resync(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.needs_resync())
+    }
+
+    /// After a stale restore: adopts the newest list of this account the app could fetch and
+    /// skips far ahead in versions and device ids; returns the list now held.
+    pub fn resync(&self, newest: Vec<u8>) -> Result<Vec<u8>, RatchetryError> {
+        let newest = devices::SignedDeviceList::from_bytes(&newest)?;
+        Ok(self.inner.lock()?.resync(newest)?.to_bytes())
+    }
 }
 
 /// A companion being linked: made from the primary's invitation, it holds the new device's

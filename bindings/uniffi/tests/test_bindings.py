@@ -213,3 +213,18 @@ def test_corrupted_envelope_is_asked_for_again(relay):
     send_id = asked.request.send_id()
     relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
     assert texts(relay.deliver(bob.device)) == [("direct", "worth asking for")]
+
+
+def test_stale_primary_resyncs_before_signing(relay):
+    alice = account(relay)
+    snapshot, _ = alice.primary.to_bytes(), alice.primary.state_epoch()
+    link(relay, alice)  # the primary moves on after the snapshot
+    stale = r.restore_primary(snapshot, alice.primary.state_epoch())
+    assert stale.needs_resync()
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        stale.invite(relay.now)
+    assert e.value.code == "device.resync_required"
+    stale.resync(relay.lists[alice.primary.account_key()])
+    assert not stale.needs_resync()
+    assert stale.device_list_version() == alice.primary.device_list_version()
+    stale.invite(relay.now)

@@ -136,6 +136,20 @@ impl Primary {
             .map_err(error::device)?
             .to_bytes())
     }
+
+    /// Whether this primary was restored from a stale snapshot and must `resync` before it
+    /// signs again.
+    #[wasm_bindgen(js_name = needsResync)]
+    pub fn needs_resync(&self) -> bool {
+        self.inner.needs_resync()
+    }
+
+    /// After a stale restore: adopts the newest list of this account the app could fetch and
+    /// skips far ahead in versions and device ids; returns the list now held.
+    pub fn resync(&mut self, newest: &[u8]) -> Result<Vec<u8>, JsValue> {
+        let newest = devices::SignedDeviceList::from_bytes(newest).map_err(error::decode)?;
+        Ok(self.inner.resync(newest).map_err(error::device)?.to_bytes())
+    }
 }
 
 /// A web companion being linked: made from the primary's invitation (scanned from its QR
