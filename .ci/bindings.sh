@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# CI for the bindings (bindings/README.md): installs what they need on a clean machine, builds
+# the UniFFI bindings and runs the Python suite, builds the wasm package and runs the browser
+# test in headless Chromium. Every step fails the run. Set BINDINGS_CLIPPY=1 to also run
+# clippy on the binding crates (a few more minutes from a cold cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n==== bindings: %s (t+%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
+die() { echo "bindings CI: $*" >&2; exit 1; }
+
+step "install: chromium (apt, in the background), wasm32 target, pytest, npm packages"
+apt_log=$(mktemp)
+if ! command -v chromium >/dev/null; then
+    ( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ) \
+        >"$apt_log" 2>&1 &
+    apt_pid=$!
+else
+    apt_pid=
+fi
+rustup target add wasm32-unknown-unknown
+python3 -c 'import pytest' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check pytest
+# playwright-core (drives the system Chromium; downloads no browser) and binaryen (wasm-opt).
+(cd bindings/wasm/test && npm ci --no-audit --no-fund)
+
+step "wasm-bindgen: the CLI step's version equals the wasm-bindgen crate's in Cargo.lock"
+lock_version() {
+    awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print }' Cargo.lock
+}
+crate=$(lock_version wasm-bindgen)
+cli=$(lock_version wasm-bindgen-cli-support)
+[[ -n "$crate" && "$crate" == "$cli" ]] ||
+    die "wasm-bindgen $crate but wasm-bindgen-cli-support $cli in Cargo.lock"
+echo "wasm-bindgen $crate"
+
+step "cargo fmt --check (binding crates)"
+cargo fmt --check -p ratchetry-uniffi -p ratchetry-wasm -p ratchetry-wasm-bindgen
+
+step "uniffi: build the cdylib, generate Python, Kotlin and Swift"
+bash bindings/uniffi/generate.sh
+for f in python/ratchetry_uniffi.py kotlin/uniffi/ratchetry_uniffi/ratchetry_uniffi.kt \
+    swift/ratchetry_uniffi.swift; do
+    [[ -s "bindings/uniffi/out/$f" ]] || die "bindings/uniffi/out/$f was not generated"
+done
+
+step "uniffi: pytest through the Python module"
+python3 -m pytest -q bindings/uniffi/tests
+
+step "wasm: build the package (cargo, wasm-bindgen step, wasm-opt)"
+bash bindings/wasm/build.sh
+[[ -s bindings/wasm/pkg/ratchetry_wasm.d.ts ]] || die "no TypeScript declarations generated"
+
+step "wasm: browser test in headless Chromium"
+if [[ -n "$apt_pid" ]]; then
+    wait "$apt_pid" || { cat "$apt_log" >&2; die "apt-get install chromium failed"; }
+fi
+command -v chromium >/dev/null || die "chromium is not installed"
+(cd bindings/wasm/test && node --test browser.test.mjs)
+[[ -s bindings/wasm/test/screenshot.png ]] || die "no screenshot saved"
+
+if [[ "${BINDINGS_CLIPPY:-}" == 1 ]]; then
+    step "clippy (binding crates)"
+    cargo clippy --locked -p ratchetry-uniffi -p ratchetry-wasm -p ratchetry-wasm-bindgen \
+        --all-targets -- -D warnings
+fi
+
+step "done"

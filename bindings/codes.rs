@@ -1,0 +1,133 @@
+//! Stable error codes for the bindings, derived from `ratchetry::Error`'s variants.
+//!
+//! Both binding crates include this one file (`#[path]`), so a Kotlin, Swift, Python or
+//! JavaScript app sees the same code for the same failure. A code is `layer.variant` in
+//! snake case; it never changes once published. The library's enums are `#[non_exhaustive]`:
+//! a variant added later maps to `layer.other` until it gets its own code here.
+//! Codes for binding-level failures (bad input shapes, an unavailable RNG) start with
+//! `binding.`.
+
+use ratchetry::{
+    CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError,
+    StateError, SyncError, X3dhError,
+};
+
+/// The stable code of a library error.
+pub(crate) fn code(error: &Error) -> &'static str {
+    match error {
+        Error::Decode(e) => decode(e),
+        Error::Crypto(e) => match e {
+            CryptoError::NonContributory => "crypto.non_contributory",
+            CryptoError::BadSignature => "crypto.bad_signature",
+            CryptoError::AuthenticationFailed => "crypto.authentication_failed",
+            _ => "crypto.other",
+        },
+        Error::X3dh(e) => match e {
+            X3dhError::BadSignedPreKeySignature => "x3dh.bad_signed_prekey_signature",
+            X3dhError::UnknownSignedPreKey(_) => "x3dh.unknown_signed_prekey",
+            X3dhError::UnknownOneTimePreKey(_) => "x3dh.unknown_one_time_prekey",
+            X3dhError::Replayed => "x3dh.replayed",
+            X3dhError::SignedPreKeyExhausted(_) => "x3dh.signed_prekey_exhausted",
+            X3dhError::NonContributory => "x3dh.non_contributory",
+            X3dhError::BadKemPreKeySignature => "x3dh.bad_kem_prekey_signature",
+            X3dhError::UnknownKemPreKey(_) => "x3dh.unknown_kem_prekey",
+            X3dhError::LastResortExhausted(_) => "x3dh.last_resort_exhausted",
+            _ => "x3dh.other",
+        },
+        Error::Ratchet(e) => match e {
+            RatchetError::AuthenticationFailed => "ratchet.authentication_failed",
+            RatchetError::Duplicate => "ratchet.duplicate",
+            RatchetError::TooFarAhead { .. } => "ratchet.too_far_ahead",
+            RatchetError::WrongSession => "ratchet.wrong_session",
+            RatchetError::ChainExhausted => "ratchet.chain_exhausted",
+            RatchetError::NotPostQuantum => "ratchet.not_post_quantum",
+            _ => "ratchet.other",
+        },
+        Error::Group(e) => match e {
+            GroupError::UnknownSender => "group.unknown_sender",
+            GroupError::UnknownKeyId(_) => "group.unknown_key_id",
+            GroupError::PredatesKey(_) => "group.predates_key",
+            GroupError::BadSignature => "group.bad_signature",
+            GroupError::AuthenticationFailed => "group.authentication_failed",
+            GroupError::Duplicate => "group.duplicate",
+            GroupError::TooFarAhead { .. } => "group.too_far_ahead",
+            GroupError::ConflictingDistribution => "group.conflicting_distribution",
+            GroupError::ChainExhausted => "group.chain_exhausted",
+            _ => "group.other",
+        },
+        Error::Device(e) => device(e),
+        Error::Fanout(e) => match e {
+            FanoutError::NotForThisDevice => "fanout.not_for_this_device",
+            FanoutError::UnknownAccount(_) => "fanout.unknown_account",
+            FanoutError::DeviceListsDiverge { .. } => "fanout.device_lists_diverge",
+            FanoutError::NoSession(_) => "fanout.no_session",
+            FanoutError::IdentityMismatch(_) => "fanout.identity_mismatch",
+            FanoutError::SenderKeyMissing { .. } => "fanout.sender_key_missing",
+            FanoutError::Withheld => "fanout.withheld",
+            FanoutError::ThisDeviceInactive => "fanout.this_device_inactive",
+            FanoutError::RetryLimit => "fanout.retry_limit",
+            FanoutError::Duplicate { .. } => "fanout.duplicate",
+            FanoutError::UnknownGroup(_) => "fanout.unknown_group",
+            FanoutError::NotAMember { .. } => "fanout.not_a_member",
+            FanoutError::UnknownMessage => "fanout.unknown_message",
+            FanoutError::NotEntitled => "fanout.not_entitled",
+            FanoutError::UnexpectedResend => "fanout.unexpected_resend",
+            FanoutError::BodyMismatch => "fanout.body_mismatch",
+            _ => "fanout.other",
+        },
+        Error::Sync(e) => sync(e),
+        Error::State(e) => match e {
+            StateError::Rollback { .. } => "state.rollback",
+            _ => "state.other",
+        },
+        _ => "other",
+    }
+}
+
+/// The stable code of a decoding error.
+pub(crate) fn decode(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Truncated => "decode.truncated",
+        DecodeError::TrailingBytes => "decode.trailing_bytes",
+        DecodeError::UnknownVersion(_) => "decode.unknown_version",
+        DecodeError::UnknownType(_) => "decode.unknown_type",
+        DecodeError::InvalidValue => "decode.invalid_value",
+        DecodeError::InvalidKey => "decode.invalid_key",
+        _ => "decode.other",
+    }
+}
+
+/// The stable code of a device-list or linking error.
+pub(crate) fn device(e: &DeviceError) -> &'static str {
+    match e {
+        DeviceError::WrongAccount => "device.wrong_account",
+        DeviceError::BadSignature => "device.bad_signature",
+        DeviceError::Rollback { .. } => "device.rollback",
+        DeviceError::Equivocation => "device.equivocation",
+        DeviceError::InvalidList => "device.invalid_list",
+        DeviceError::TooManyCompanions => "device.too_many_companions",
+        DeviceError::BadBinding(_) => "device.bad_binding",
+        DeviceError::NotInList(_) => "device.not_in_list",
+        DeviceError::CompanionExpired(_) => "device.companion_expired",
+        DeviceError::UnknownInvitation => "device.unknown_invitation",
+        DeviceError::AlreadyLinked => "device.already_linked",
+        DeviceError::NotPrimary => "device.not_primary",
+        DeviceError::WrongList => "device.wrong_list",
+        DeviceError::ResyncRequired => "device.resync_required",
+        _ => "device.other",
+    }
+}
+
+/// The stable code of a history-sync or call error.
+pub(crate) fn sync(e: &SyncError) -> &'static str {
+    match e {
+        SyncError::ChunkRejected(_) => "sync.chunk_rejected",
+        SyncError::TooManyChunks => "sync.too_many_chunks",
+        SyncError::Incomplete => "sync.incomplete",
+        SyncError::CallFull => "sync.call_full",
+        SyncError::StaleCallKey => "sync.stale_call_key",
+        SyncError::NotInCall => "sync.not_in_call",
+        SyncError::NotCallManager => "sync.not_call_manager",
+        _ => "sync.other",
+    }
+}

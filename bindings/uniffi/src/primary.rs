@@ -1,0 +1,220 @@
+//! The account role of a primary device, account creation, and a companion's side of linking.
+
+use std::sync::{Arc, Mutex};
+
+use ratchetry::IdentityKeyPair;
+use ratchetry::devices::{
+    self, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest,
+    PRIMARY_DEVICE,
+};
+use ratchetry::fanout;
+
+use crate::device::{Device, config};
+use crate::error::RatchetryError;
+use crate::types::{rng, ts};
+
+/// One-time prekeys of each kind a new device makes.
+const ONE_TIME_PREKEYS: u32 = 20;
+
+/// The primary's account role: holds the account key, links companions, signs device lists.
+/// Persist [`to_bytes`](Self::to_bytes) after every change, before publishing the new list.
+#[derive(uniffi::Object)]
+pub struct Primary {
+    inner: Mutex<devices::Primary>,
+}
+
+/// The library's redacted `Debug` (account key, list version; never the secret key).
+impl std::fmt::Debug for Primary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner.lock() {
+            Ok(p) => p.fmt(f),
+            Err(_) => f.write_str("Primary(<poisoned>)"),
+        }
+    }
+}
+
+/// A new account: its primary role and the primary's device.
+#[derive(uniffi::Record)]
+pub struct NewAccount {
+    /// The account role.
+    pub primary: Arc<Primary>,
+    /// The primary's own device (device id 1).
+    pub device: Arc<Device>,
+}
+
+/// Creates an account with a fresh account key and a primary device.
+#[uniffi::export]
+pub fn create_account(now: u64) -> Result<NewAccount, RatchetryError> {
+    let mut rng = rng()?;
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let primary = devices::Primary::new(&mut rng, &identity, ts(now), DevicePolicy::default());
+    let list = primary.device_list().clone();
+    let (device, _upload) = fanout::Device::new(
+        &mut rng,
+        ts(now),
+        identity,
+        PRIMARY_DEVICE,
+        list,
+        ONE_TIME_PREKEYS,
+        config(),
+    )?;
+    Ok(NewAccount {
+        primary: Arc::new(Primary {
+            inner: Mutex::new(primary),
+        }),
+        device: Device::wrap(device),
+    })
+}
+
+/// Restores a primary from [`Primary::to_bytes`]; `last_epoch` as for devices. A primary
+/// restored from a stale snapshot must resync before it signs again (`device.resync_required`).
+#[uniffi::export]
+pub fn restore_primary(bytes: Vec<u8>, last_epoch: u64) -> Result<Arc<Primary>, RatchetryError> {
+    let (primary, _stale) = devices::Primary::restore(&bytes, last_epoch)?;
+    Ok(Arc::new(Primary {
+        inner: Mutex::new(primary),
+    }))
+}
+
+#[uniffi::export]
+impl Primary {
+    /// The account key (32 bytes).
+    pub fn account_key(&self) -> Result<Vec<u8>, RatchetryError> {
+        Ok(self.inner.lock()?.account().to_bytes().to_vec())
+    }
+
+    /// The current signed device list, to publish.
+    pub fn device_list(&self) -> Result<Vec<u8>, RatchetryError> {
+        Ok(self.inner.lock()?.device_list().to_bytes())
+    }
+
+    /// The current list's version.
+    pub fn device_list_version(&self) -> Result<u64, RatchetryError> {
+        Ok(self.inner.lock()?.device_list().version())
+    }
+
+    /// The state epoch.
+    pub fn state_epoch(&self) -> Result<u64, RatchetryError> {
+        Ok(self.inner.lock()?.state_epoch())
+    }
+
+    /// The whole state as bytes (secret).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RatchetryError> {
+        Ok(self.inner.lock()?.to_bytes().to_vec())
+    }
+
+    /// An invitation for one companion (show it as a QR code).
+    pub fn invite(&self, now: u64) -> Result<Vec<u8>, RatchetryError> {
+        let mut rng = rng()?;
+        Ok(self.inner.lock()?.invite(&mut rng, ts(now))?.to_bytes())
+    }
+
+    /// Approves a companion's request: a new list with it; returns the approval to send back.
+    pub fn approve(&self, now: u64, request: Vec<u8>) -> Result<Vec<u8>, RatchetryError> {
+        let request = LinkRequest::from_bytes(&request)?;
+        Ok(self.inner.lock()?.approve(ts(now), &request)?.to_bytes())
+    }
+
+    /// Records the companion's confirmation; returns its device id.
+    pub fn confirm(&self, confirmation: Vec<u8>) -> Result<u32, RatchetryError> {
+        let confirmation = LinkConfirmation::from_bytes(&confirmation)?;
+        Ok(self.inner.lock()?.confirm(&confirmation)?.0)
+    }
+
+    /// Removes a companion; returns the new list to publish.
+    pub fn unlink(&self, now: u64, device: u32) -> Result<Vec<u8>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .unlink(ts(now), DeviceId(device))?
+            .to_bytes())
+    }
+
+    /// Re-signs the list (renews the companions' validity); returns it.
+    pub fn renew(&self, now: u64) -> Result<Vec<u8>, RatchetryError> {
+        Ok(self.inner.lock()?.renew(ts(now))?.to_bytes())
+    }
+
+    /// Whether this primary was restored from a stale snapshot and must
+    /// [`resync`](Self::resync) before it signs again.
+    pub fn needs_resync(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.needs_resync())
+    }
+
+    /// After a stale restore: adopts the newest list of this account the app could fetch and
+    /// skips far ahead in versions and device ids; returns the list now held.
+    pub fn resync(&self, newest: Vec<u8>) -> Result<Vec<u8>, RatchetryError> {
+        let newest = devices::SignedDeviceList::from_bytes(&newest)?;
+        Ok(self.inner.lock()?.resync(newest)?.to_bytes())
+    }
+}
+
+/// A companion being linked: made from the primary's invitation, it holds the new device's
+/// identity until the approval arrives.
+#[derive(uniffi::Object)]
+pub struct LinkingCompanion {
+    identity: IdentityKeyPair,
+    invitation: LinkInvitation,
+}
+
+/// Prints the account only: the identity and the invitation's nonce are secret.
+impl std::fmt::Debug for LinkingCompanion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkingCompanion")
+            .field("account", &self.invitation.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A linked companion: its device, and the confirmation to send to the primary.
+#[derive(uniffi::Record)]
+pub struct LinkedCompanion {
+    /// The new device.
+    pub device: Arc<Device>,
+    /// The confirmation bytes for `Primary.confirm`.
+    pub confirmation: Vec<u8>,
+}
+
+#[uniffi::export]
+impl LinkingCompanion {
+    /// Starts linking from an invitation's bytes; makes the companion's identity key.
+    #[uniffi::constructor]
+    pub fn new(invitation: Vec<u8>) -> Result<Arc<Self>, RatchetryError> {
+        let invitation = LinkInvitation::from_bytes(&invitation)?;
+        let mut rng = rng()?;
+        Ok(Arc::new(Self {
+            identity: IdentityKeyPair::generate(&mut rng),
+            invitation,
+        }))
+    }
+
+    /// The request to send to the primary.
+    pub fn request(&self) -> Vec<u8> {
+        LinkRequest::new(&self.identity, &self.invitation).to_bytes()
+    }
+
+    /// Checks the primary's approval and sets up the device.
+    pub fn complete(&self, now: u64, approval: Vec<u8>) -> Result<LinkedCompanion, RatchetryError> {
+        let approval = LinkApproval::from_bytes(&approval)?;
+        let (list, confirmation) = devices::complete_link(
+            &self.identity,
+            &self.invitation,
+            &approval,
+            &DevicePolicy::default(),
+        )?;
+        let mut rng = rng()?;
+        let (device, _upload) = fanout::Device::new(
+            &mut rng,
+            ts(now),
+            self.identity.clone(),
+            approval.device,
+            list,
+            ONE_TIME_PREKEYS,
+            config(),
+        )?;
+        Ok(LinkedCompanion {
+            device: Device::wrap(device),
+            confirmation: confirmation.to_bytes(),
+        })
+    }
+}

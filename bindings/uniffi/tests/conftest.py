@@ -1,0 +1,116 @@
+"""Test support: the generated module on the path, and an in-memory relay.
+
+The generated module and the cdylib are put in ``bindings/uniffi/out/python`` by
+``bindings/uniffi/generate.sh`` (or set RATCHETRY_PY_DIR).
+"""
+
+import os
+import sys
+from collections import defaultdict
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(
+    0, os.environ.get("RATCHETRY_PY_DIR", os.path.join(HERE, "..", "out", "python"))
+)
+
+import ratchetry_uniffi as r  # noqa: E402
+
+NOW = 1_790_000_000_000
+
+
+def key(address):
+    """A hashable key for an Address record."""
+    return (bytes(address.account), address.device)
+
+
+class Relay:
+    """The untrusted server: queues envelopes per device, serves lists and bundles."""
+
+    def __init__(self):
+        self.now = NOW
+        self.queues = defaultdict(list)
+        self.bundles = {}
+        self.lists = {}
+        self.devices = []
+
+    def add(self, device):
+        """Publishes a device's prekey bundle and lets it follow its own account's list."""
+        self.bundles[key(device.address())] = device.prekey_bundle()
+        self.devices.append(device)
+        return device
+
+    def publish(self, primary):
+        """Publishes an account's list and pushes it to every device that follows it."""
+        account = primary.account_key()
+        self.lists[account] = primary.device_list()
+        events = []
+        for d in self.devices:
+            if d.address().account == account or d.device_list_version(account) is not None:
+                events += d.update_device_list(self.now, account, self.lists[account])
+        return events
+
+    def introduce(self, *devices):
+        """Every device learns every listed account (a contact sync)."""
+        for d in devices:
+            for account, list_bytes in self.lists.items():
+                d.update_device_list(self.now, account, list_bytes)
+
+    def ship(self, outbox):
+        for env in outbox.envelopes:
+            self.queues[key(env.to)].append(env.bytes)
+        if outbox.group is not None:
+            for to in outbox.group.recipients:
+                self.queues[key(to)].append(outbox.group.bytes)
+        return outbox
+
+    def send(self, device, op):
+        """Runs a send, fetching bundles and lists as asked; ships and returns the outbox."""
+        for _ in range(4):
+            out = op()
+            if out.is_READY():
+                return self.ship(out.outbox)
+            if out.is_NEED_BUNDLES():
+                device.start_sessions(
+                    self.now,
+                    [r.BundleFor(device=a, bundle=self.bundles[key(a)]) for a in out.devices],
+                )
+            elif out.is_NEED_DEVICE_LISTS():
+                for a in out.accounts:
+                    device.update_device_list(self.now, a, self.lists[a])
+        raise AssertionError("send did not become ready")
+
+    def deliver(self, device):
+        """Delivers the device's queue; returns what it read. Group messages that overtook
+        their sender key wait in the queue."""
+        q = self.queues[key(device.address())]
+        read, keep = [], []
+        for env in q:
+            try:
+                read.append(device.receive(self.now, env))
+            except r.RatchetryError.Failed as e:
+                if e.code == "fanout.sender_key_missing":
+                    keep.append(env)
+                else:
+                    raise
+        self.queues[key(device.address())] = keep
+        return read
+
+
+def texts(received):
+    """The bodies of the messages among `received`, as (kind, text)."""
+    out = []
+    for m in received:
+        if m.is_DIRECT():
+            out.append(("direct", m.body.decode()))
+        elif m.is_OWN_COPY():
+            out.append(("own", m.body.decode()))
+        elif m.is_GROUP():
+            out.append(("group", m.body.decode()))
+    return out
+
+
+@pytest.fixture
+def relay():
+    return Relay()

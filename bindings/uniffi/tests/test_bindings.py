@@ -1,0 +1,230 @@
+"""The device-level API through the generated Python module: two accounts, a linked
+companion, a group, history sync, and a restart from persisted state."""
+
+import pytest
+
+from conftest import NOW, key, r, texts
+
+
+def account(relay):
+    acct = r.create_account(NOW)
+    relay.add(acct.device)
+    relay.publish(acct.primary)
+    return acct
+
+
+def link(relay, acct):
+    """The primary links a companion: invitation, request, approval, confirmation."""
+    invitation = acct.primary.invite(relay.now)
+    linking = r.LinkingCompanion(invitation)
+    approval = acct.primary.approve(relay.now, linking.request())
+    linked = linking.complete(relay.now, approval)
+    device_id = acct.primary.confirm(linked.confirmation)
+    relay.add(linked.device)
+    events = relay.publish(acct.primary)
+    relay.introduce(linked.device)
+    return linked.device, device_id, events
+
+
+def test_two_accounts_exchange_messages(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"hi Bob"))
+    assert texts(relay.deliver(bob.device)) == [("direct", "hi Bob")]
+    relay.send(bob.device, lambda: bob.device.send(relay.now, alice.primary.account_key(), b"hi Alice"))
+    got = relay.deliver(alice.device)
+    assert texts(got) == [("direct", "hi Alice")]
+    assert got[0].sender == bob.device.address()
+
+
+def test_linked_companion_reads_and_sends(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    laptop, device_id, events = link(relay, alice)
+    assert device_id == 2
+    assert laptop.address().device == 2
+    assert any(e.is_DEVICE_ADDED() and e.device.device == 2 for e in events)
+    assert alice.primary.device_list_version() == 2
+
+    relay.send(bob.device, lambda: bob.device.send(relay.now, alice.primary.account_key(), b"to both"))
+    assert texts(relay.deliver(alice.device)) == [("direct", "to both")]
+    assert texts(relay.deliver(laptop)) == [("direct", "to both")]
+
+    out = relay.send(laptop, lambda: laptop.send(relay.now, bob.primary.account_key(), b"from the laptop"))
+    assert {e.to.device for e in out.envelopes} == {1}  # bob#1 and alice#1 (own copy)
+    assert len(out.envelopes) == 2
+    assert texts(relay.deliver(bob.device)) == [("direct", "from the laptop")]
+    assert texts(relay.deliver(alice.device)) == [("own", "from the laptop")]
+
+
+def test_group_of_three_accounts(relay):
+    alice, bob, carol = account(relay), account(relay), account(relay)
+    tablet, _, _ = link(relay, bob)
+    everyone = [alice.device, bob.device, carol.device, tablet]
+    relay.introduce(*everyone)
+    group = bytes([7]) * 32
+    members = [a.primary.account_key() for a in (alice, bob, carol)]
+    for d in everyone:
+        d.set_group_members(group, members)
+
+    out = relay.send(alice.device, lambda: alice.device.send_group(relay.now, group, b"hello group"))
+    assert len(out.group.recipients) == 3  # bob#1, bob#2, carol#1
+    for d in everyone[1:]:
+        assert texts(relay.deliver(d)) == [("group", "hello group")]
+    out = relay.send(alice.device, lambda: alice.device.send_group(relay.now, group, b"second"))
+    assert out.envelopes == []  # no new sender-key distribution
+    relay.send(tablet, lambda: tablet.send_group(relay.now, group, b"from bob's tablet"))
+    for d in (alice.device, bob.device, carol.device):
+        assert ("group", "from bob's tablet") in texts(relay.deliver(d))
+
+
+def test_history_sync_to_new_companion(relay):
+    alice = account(relay)
+    desktop, device_id, _ = link(relay, alice)
+    history = bytes(range(256)) * 1000
+    sealer = r.HistorySealer()
+    chunks = sealer.push(history)
+    sealed = sealer.finish()
+    chunks += sealed.chunks
+    relay.send(alice.device, lambda: alice.device.send_history_offer(relay.now, device_id, sealed.offer))
+    (offer,) = relay.deliver(desktop)
+    assert offer.is_HISTORY_OFFER()
+    opener = r.HistoryOpener(offer.offer)
+    restored = b"".join(opener.push(c) for c in chunks)
+    opener.finish()
+    assert restored == history
+
+
+def test_restart_from_persisted_state(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"before"))
+    relay.deliver(bob.device)
+
+    # Bob's app persists bytes and the epoch, and restarts.
+    saved, epoch = bob.device.to_bytes(), bob.device.state_epoch()
+    restored = r.restore_device(saved, epoch)
+    assert not restored.from_backup
+    bob2 = restored.device
+    relay.devices[relay.devices.index(bob.device)] = bob2
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"after"))
+    assert texts(relay.deliver(bob2)) == [("direct", "after")]
+    relay.send(bob2, lambda: bob2.send(relay.now, alice.primary.account_key(), b"back"))
+    assert texts(relay.deliver(alice.device)) == [("direct", "back")]
+
+    # The primary role persists too.
+    primary2 = r.restore_primary(alice.primary.to_bytes(), alice.primary.state_epoch())
+    assert primary2.account_key() == alice.primary.account_key()
+
+    # A stale snapshot is detected: restored as from a backup.
+    stale = r.restore_device(saved, bob2.state_epoch())
+    assert stale.from_backup
+
+
+def test_change_records_rebuild_the_device(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    store = {}
+
+    def persist(d):
+        changes = d.take_changes()
+        if changes.replaces_all:
+            store.clear()
+        for rec in changes.records:
+            if rec.value is None:
+                store.pop(rec.key, None)
+            else:
+                store[rec.key] = rec.value
+
+    persist(bob.device)
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"one"))
+    relay.deliver(bob.device)
+    persist(bob.device)
+    bob2 = r.Device.from_records([r.StoredRecord(key=k, value=v) for k, v in store.items()])
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"two"))
+    assert texts(relay.deliver(bob2)) == [("direct", "two")]
+
+
+def test_errors_carry_stable_codes(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    out = relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"once"))
+    envelope = out.envelopes[0].bytes
+    relay.deliver(bob.device)
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        bob.device.receive(relay.now, envelope)
+    assert e.value.code == "fanout.duplicate"
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        bob.device.receive(relay.now, b"\x02garbage")
+    assert e.value.code.startswith("decode.")
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        alice.device.send(relay.now, b"short", b"x")
+    assert e.value.code == "binding.bad_length"
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        alice.device.send_group(relay.now, bytes(32), b"x")
+    assert e.value.code == "fanout.unknown_group"
+    assert "members" in e.value.detail
+    # A forged envelope changes nothing: the genuine one still reads afterwards.
+    out = relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"genuine"))
+    genuine = out.envelopes[0].bytes
+    forged = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    with pytest.raises(r.RatchetryError.Failed):
+        bob.device.receive(relay.now, forged)
+    assert texts([bob.device.receive(relay.now, genuine)]) == [("direct", "genuine")]
+
+
+def test_unlinked_companion_is_dropped(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    laptop, device_id, _ = link(relay, alice)
+    alice.primary.unlink(relay.now, device_id)
+    events = relay.publish(alice.primary)
+    assert any(e.is_THIS_DEVICE_REMOVED() for e in events)
+    out = relay.send(bob.device, lambda: bob.device.send(relay.now, alice.primary.account_key(), b"x"))
+    assert [e.to.device for e in out.envelopes] == [1]
+    assert key(laptop.address()) not in [key(e.to) for e in out.envelopes]
+
+
+def test_safety_number_is_symmetric(relay):
+    alice, bob = account(relay), account(relay)
+    a, b = alice.primary.account_key(), bob.primary.account_key()
+    assert r.safety_number(a, b) == r.safety_number(b, a)
+    assert sum(c.isdigit() for c in r.safety_number(a, b)) == 60
+
+
+def test_corrupted_envelope_is_asked_for_again(relay):
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    body = b"worth asking for"
+    out = relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), body))
+    stored = {out.send_id: body}  # the sender's app keeps bodies by send id
+    damaged = bytearray(relay.queues[key(bob.device.address())].pop())
+    damaged[-1] ^= 1
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        bob.device.receive(relay.now, bytes(damaged))
+    assert e.value.code == "ratchet.authentication_failed"
+    request = bob.device.request_retry(relay.now, bytes(damaged), 2)
+    assert request.to == alice.device.address()
+    relay.queues[key(request.to)].append(request.bytes)
+    (asked,) = relay.deliver(alice.device)
+    assert asked.is_RETRY_REQUEST()
+    assert asked.request.sender() == bob.device.address()
+    assert asked.request.attempt() == 1
+    send_id = asked.request.send_id()
+    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
+    assert texts(relay.deliver(bob.device)) == [("direct", "worth asking for")]
+
+
+def test_stale_primary_resyncs_before_signing(relay):
+    alice = account(relay)
+    snapshot, _ = alice.primary.to_bytes(), alice.primary.state_epoch()
+    link(relay, alice)  # the primary moves on after the snapshot
+    stale = r.restore_primary(snapshot, alice.primary.state_epoch())
+    assert stale.needs_resync()
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        stale.invite(relay.now)
+    assert e.value.code == "device.resync_required"
+    stale.resync(relay.lists[alice.primary.account_key()])
+    assert not stale.needs_resync()
+    assert stale.device_list_version() == alice.primary.device_list_version()
+    stale.invite(relay.now)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the web package into bindings/wasm/pkg: the wasm (release, wasm32-unknown-unknown),
+# the ES module and TypeScript declarations from the wasm-bindgen step (bindgen/, the exact
+# wasm-bindgen version of Cargo.lock), then wasm-opt (npm `binaryen`, installed by
+# `npm ci` in test/) with debug info and producers stripped. Prints the sizes.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+target="${CARGO_TARGET_DIR:-$root/target}"
+pkg="$root/bindings/wasm/pkg"
+cargo build --locked -p ratchetry-wasm --release --lib --target wasm32-unknown-unknown
+# The bindgen tool runs for a second; its dependencies are not worth optimizing.
+cargo build --locked -p ratchetry-wasm-bindgen \
+    --config 'profile.dev.package."*".opt-level=0' --config 'profile.dev.debug=0'
+raw="$target/wasm32-unknown-unknown/release/ratchetry_wasm.wasm"
+rm -rf "$pkg"
+"$target/debug/ratchetry-wasm-bindgen" "$raw" "$pkg"
+wasm="$pkg/ratchetry_wasm_bg.wasm"
+bindgen_size=$(stat -c %s "$wasm")
+opt="$root/bindings/wasm/test/node_modules/.bin/wasm-opt"
+if [[ -x "$opt" ]]; then
+    "$opt" -O3 --strip-debug --strip-producers \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+else
+    echo "wasm-opt not found (run npm ci in bindings/wasm/test): the wasm is not optimised" >&2
+fi
+printf 'wasm sizes: cargo %s bytes, after wasm-bindgen %s, after wasm-opt -O3 and strip %s (gzip -9: %s)\n' \
+    "$(stat -c %s "$raw")" "$bindgen_size" "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)"

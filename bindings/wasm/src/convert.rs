@@ -1,0 +1,399 @@
+//! The plain JavaScript objects that cross the boundary, their TypeScript types, and their
+//! conversions. Keys, ids and envelopes are `Uint8Array`s; `now` is Unix milliseconds.
+
+use getrandom::SysRng;
+use getrandom::rand_core::UnwrapErr;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use ratchetry::Timestamp;
+use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
+use ratchetry::fanout::{Event, Outgoing as LibOutgoing, Received as LibReceived, StateChanges};
+use ratchetry::group::GroupId;
+use wasm_bindgen::prelude::*;
+
+use crate::error::binding;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** A device of an account. */
+export interface Address { account: Uint8Array; device: number }
+/** A prekey bundle fetched for a device named in a `needBundles` outcome. */
+export interface BundleFor { device: Address; bundle: Uint8Array }
+/** Envelopes to deliver: persist the device first, then ship them. */
+export interface Outbox {
+  /** For a message: its id in the sender's sent journal. */
+  sendId?: number;
+  /** Pairwise envelopes, one per device. */
+  envelopes: { to: Address; bytes: Uint8Array }[];
+  /** For a group send: the one group envelope and every device it must reach. */
+  group?: { bytes: Uint8Array; recipients: Address[] };
+}
+/** The result of a send. For `needBundles` and `needDeviceLists` nothing changed: fetch, then send again. */
+export type Outgoing =
+  | { kind: "ready"; outbox: Outbox }
+  | { kind: "needBundles"; devices: Address[] }
+  | { kind: "needDeviceLists"; accounts: Uint8Array[] };
+/** What a received envelope was. */
+export type Received =
+  | { kind: "direct"; sender: Address; body: Uint8Array }
+  | { kind: "ownCopy"; sender: Address; sentTo: Uint8Array; body: Uint8Array }
+  | { kind: "group"; sender: Address; group: Uint8Array; body: Uint8Array }
+  | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
+  | { kind: "historyOffer"; sender: Address; offer: Uint8Array }
+  | { kind: "callKey"; sender: Address; message: Uint8Array }
+  | { kind: "retryRequest"; sender: Address; sendId: number; request: RetryRequest }
+  | { kind: "withheld"; sender: Address; group: Uint8Array }
+  | { kind: "other" };
+/** A change a device-list update brought. */
+export type DeviceEvent =
+  | { kind: "deviceAdded"; device: Address }
+  | { kind: "deviceRemoved"; device: Address }
+  | { kind: "identityChanged"; device: Address }
+  | { kind: "thisDeviceRemoved" }
+  | { kind: "other" };
+/** One stored record: write `value` under `key`, or delete `key` when `value` is null. */
+export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
+/** A retry request envelope and the device to ship it to. */
+export interface RetryEnvelope { to: Address; bytes: Uint8Array }
+/** What one operation changed: write it in one transaction. */
+export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
+/** A new account: its primary role and the primary's own device. */
+export interface NewAccount { primary: Primary; device: Device }
+/** A linked companion: its device, and the confirmation for `Primary.confirm`. */
+export interface LinkedCompanion { device: Device; confirmation: Uint8Array }
+/** A device restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
+export interface RestoredDevice { device: Device; fromBackup: boolean }
+/** The end of history sealing: the last chunks and the offer. */
+export interface SealedHistory { chunks: Uint8Array[]; offer: Uint8Array }
+/** Every error thrown is an `Error` named "RatchetryError" with a stable `code`. */
+export interface RatchetryError extends Error { name: "RatchetryError"; code: string }
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Address`.
+    #[wasm_bindgen(typescript_type = "Address")]
+    pub type JsAddress;
+    /// `BundleFor[]`.
+    #[wasm_bindgen(typescript_type = "BundleFor[]")]
+    pub type JsBundles;
+    /// `Outgoing`.
+    #[wasm_bindgen(typescript_type = "Outgoing")]
+    pub type JsOutgoing;
+    /// `Received`.
+    #[wasm_bindgen(typescript_type = "Received")]
+    pub type JsReceived;
+    /// `DeviceEvent[]`.
+    #[wasm_bindgen(typescript_type = "DeviceEvent[]")]
+    pub type JsEvents;
+    /// `Changes`.
+    #[wasm_bindgen(typescript_type = "Changes")]
+    pub type JsChanges;
+    /// `StoredRecord[]`.
+    #[wasm_bindgen(typescript_type = "StoredRecord[]")]
+    pub type JsRecords;
+    /// `Uint8Array[]`.
+    #[wasm_bindgen(typescript_type = "Uint8Array[]")]
+    pub type JsByteArrays;
+    /// `NewAccount`.
+    #[wasm_bindgen(typescript_type = "NewAccount")]
+    pub type JsNewAccount;
+    /// `LinkedCompanion`.
+    #[wasm_bindgen(typescript_type = "LinkedCompanion")]
+    pub type JsLinkedCompanion;
+    /// `RestoredDevice`.
+    #[wasm_bindgen(typescript_type = "RestoredDevice")]
+    pub type JsRestoredDevice;
+    /// `RetryEnvelope`.
+    #[wasm_bindgen(typescript_type = "RetryEnvelope")]
+    pub type JsRetryEnvelope;
+    /// `SealedHistory`.
+    #[wasm_bindgen(typescript_type = "SealedHistory")]
+    pub type JsSealedHistory;
+}
+
+/// The browser's RNG, checked first so that a missing source is an error, not a trap inside
+/// the library.
+pub(crate) fn rng() -> Result<UnwrapErr<SysRng>, JsValue> {
+    let mut probe = [0u8; 1];
+    getrandom::fill(&mut probe).map_err(|_| {
+        binding(
+            "binding.rng_unavailable",
+            "crypto.getRandomValues is not available",
+        )
+    })?;
+    Ok(UnwrapErr(SysRng))
+}
+
+/// Milliseconds that fit a JavaScript number exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// `now` from a JavaScript number of Unix milliseconds.
+pub(crate) fn ts(now: f64) -> Result<Timestamp, JsValue> {
+    if !(0.0..=MAX_SAFE_INTEGER).contains(&now) {
+        return Err(binding(
+            "binding.bad_time",
+            "now must be a non-negative integer of milliseconds",
+        ));
+    }
+    // In range and finite: the conversion is exact for integers and truncates fractions.
+    Ok(Timestamp(now as u64))
+}
+
+/// A u64 counter as a JavaScript number (epochs and ids stay far below 2^53).
+pub(crate) fn num(n: u64) -> f64 {
+    n as f64
+}
+
+/// An account key from 32 bytes.
+pub(crate) fn account(bytes: &[u8]) -> Result<AccountKey, JsValue> {
+    let array: &[u8; 32] = bytes
+        .try_into()
+        .map_err(|_| binding("binding.bad_length", "an account key is 32 bytes"))?;
+    AccountKey::from_bytes(array).map_err(crate::error::decode)
+}
+
+/// A group id from 32 bytes.
+pub(crate) fn group(bytes: &[u8]) -> Result<GroupId, JsValue> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| binding("binding.bad_length", "a group id is 32 bytes"))?;
+    Ok(GroupId(array))
+}
+
+/// A property of a JavaScript object.
+fn get(value: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+    Reflect::get(value, &name.into())
+        .map_err(|_| binding("binding.bad_input", "expected an object"))
+}
+
+/// The bytes of a `Uint8Array` property.
+fn get_bytes(value: &JsValue, name: &str) -> Result<Vec<u8>, JsValue> {
+    let v = get(value, name)?;
+    v.dyn_into::<Uint8Array>()
+        .map(|a| a.to_vec())
+        .map_err(|_| binding("binding.bad_input", "expected a Uint8Array"))
+}
+
+/// A `Uint8Array[]`'s bytes.
+pub(crate) fn byte_arrays(value: &JsValue) -> Result<Vec<Vec<u8>>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array"))?;
+    array
+        .iter()
+        .map(|v| {
+            v.dyn_into::<Uint8Array>()
+                .map(|a| a.to_vec())
+                .map_err(|_| binding("binding.bad_input", "expected a Uint8Array"))
+        })
+        .collect()
+}
+
+/// An `Address` object's device address.
+pub(crate) fn address_in(value: &JsValue) -> Result<DeviceAddress, JsValue> {
+    let device = get(value, "device")?
+        .as_f64()
+        .filter(|d| d.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(d))
+        .ok_or_else(|| binding("binding.bad_input", "device must be a u32 number"))?;
+    Ok(DeviceAddress {
+        account: account(&get_bytes(value, "account")?)?,
+        device: DeviceId(device as u32),
+    })
+}
+
+/// `BundleFor[]` as (address, bundle bytes) pairs.
+pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of BundleFor"))?;
+    array
+        .iter()
+        .map(|b| Ok((address_in(&get(&b, "device")?)?, get_bytes(&b, "bundle")?)))
+        .collect()
+}
+
+/// A stored record's key and value.
+pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// `StoredRecord[]` as (key, value) pairs (deletions skipped).
+pub(crate) fn records_in(value: &JsValue) -> Result<Vec<KeyValue>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of StoredRecord"))?;
+    let mut out = Vec::new();
+    for r in array.iter() {
+        if let Ok(v) = get(&r, "value")?.dyn_into::<Uint8Array>() {
+            out.push((get_bytes(&r, "key")?, v.to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// A plain object from (name, value) pairs.
+pub(crate) fn object(fields: &[(&str, JsValue)]) -> Object {
+    let o = Object::new();
+    for (name, value) in fields {
+        // Defining a property on a fresh plain object cannot fail.
+        let _ = Reflect::set(&o, &(*name).into(), value);
+    }
+    o
+}
+
+/// Bytes as a new `Uint8Array`.
+pub(crate) fn bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).into()
+}
+
+/// An array of byte arrays.
+pub(crate) fn byte_array_list(list: &[Vec<u8>]) -> JsValue {
+    list.iter().map(|b| bytes(b)).collect::<Array>().into()
+}
+
+/// An `Address` object.
+pub(crate) fn address_out(a: DeviceAddress) -> JsValue {
+    object(&[
+        ("account", bytes(&a.account.to_bytes())),
+        ("device", a.device.0.into()),
+    ])
+    .into()
+}
+
+/// An `Outgoing` object.
+pub(crate) fn outgoing(o: LibOutgoing) -> JsOutgoing {
+    let value = match o {
+        LibOutgoing::Ready(outbox) => {
+            let envelopes: Array = outbox
+                .envelopes
+                .iter()
+                .map(|(to, b)| {
+                    JsValue::from(object(&[("to", address_out(*to)), ("bytes", bytes(b))]))
+                })
+                .collect();
+            let o = object(&[("envelopes", envelopes.into())]);
+            if let Some(id) = outbox.send_id {
+                let _ = Reflect::set(&o, &"sendId".into(), &num(id.0).into());
+            }
+            if let Some((b, to)) = &outbox.group {
+                let recipients: Array = to.iter().map(|a| address_out(*a)).collect();
+                let g = object(&[("bytes", bytes(b)), ("recipients", recipients.into())]);
+                let _ = Reflect::set(&o, &"group".into(), &g);
+            }
+            object(&[("kind", "ready".into()), ("outbox", o.into())])
+        }
+        LibOutgoing::NeedBundles(devices) => {
+            let list: Array = devices.iter().map(|a| address_out(*a)).collect();
+            object(&[("kind", "needBundles".into()), ("devices", list.into())])
+        }
+        LibOutgoing::NeedDeviceLists(accounts) => {
+            let list: Array = accounts.iter().map(|a| bytes(&a.to_bytes())).collect();
+            object(&[
+                ("kind", "needDeviceLists".into()),
+                ("accounts", list.into()),
+            ])
+        }
+    };
+    JsValue::from(value).unchecked_into()
+}
+
+/// A `Received` object.
+pub(crate) fn received(r: LibReceived) -> JsReceived {
+    let value = match r {
+        LibReceived::Direct { from, body, .. } => object(&[
+            ("kind", "direct".into()),
+            ("sender", address_out(from)),
+            ("body", bytes(&body)),
+        ]),
+        LibReceived::OwnCopy {
+            from,
+            sent_to,
+            body,
+            ..
+        } => object(&[
+            ("kind", "ownCopy".into()),
+            ("sender", address_out(from)),
+            ("sentTo", bytes(&sent_to.to_bytes())),
+            ("body", bytes(&body)),
+        ]),
+        LibReceived::Group {
+            from, group, body, ..
+        } => object(&[
+            ("kind", "group".into()),
+            ("sender", address_out(from)),
+            ("group", bytes(&group.0)),
+            ("body", bytes(&body)),
+        ]),
+        LibReceived::SenderKey {
+            from,
+            group,
+            key_id,
+        } => object(&[
+            ("kind", "senderKey".into()),
+            ("sender", address_out(from)),
+            ("group", bytes(&group.0)),
+            ("keyId", key_id.0.into()),
+        ]),
+        LibReceived::HistoryOffer { from, offer } => object(&[
+            ("kind", "historyOffer".into()),
+            ("sender", address_out(from)),
+            ("offer", bytes(&offer.to_bytes())),
+        ]),
+        LibReceived::CallKey { from, message } => object(&[
+            ("kind", "callKey".into()),
+            ("sender", address_out(from)),
+            ("message", bytes(&message.to_bytes())),
+        ]),
+        LibReceived::RetryRequest(request) => object(&[
+            ("kind", "retryRequest".into()),
+            ("sender", address_out(request.from)),
+            ("sendId", num(request.send_id.0).into()),
+            ("request", crate::RetryRequest { inner: request }.into()),
+        ]),
+        LibReceived::Withheld { from, group, .. } => object(&[
+            ("kind", "withheld".into()),
+            ("sender", address_out(from)),
+            ("group", bytes(&group.0)),
+        ]),
+        _ => object(&[("kind", "other".into())]),
+    };
+    JsValue::from(value).unchecked_into()
+}
+
+/// A `DeviceEvent[]` array.
+pub(crate) fn events(list: Vec<Event>) -> JsEvents {
+    let array: Array = list
+        .into_iter()
+        .map(|e| {
+            let (kind, device) = match e {
+                Event::DeviceAdded(a) => ("deviceAdded", Some(a)),
+                Event::DeviceRemoved(a) => ("deviceRemoved", Some(a)),
+                Event::IdentityChanged(a) => ("identityChanged", Some(a)),
+                Event::ThisDeviceRemoved => ("thisDeviceRemoved", None),
+                _ => ("other", None),
+            };
+            let o = object(&[("kind", kind.into())]);
+            if let Some(a) = device {
+                let _ = Reflect::set(&o, &"device".into(), &address_out(a));
+            }
+            JsValue::from(o)
+        })
+        .collect();
+    JsValue::from(array).unchecked_into()
+}
+
+/// A `Changes` object.
+pub(crate) fn changes(c: StateChanges) -> JsChanges {
+    let records: Array = c
+        .records()
+        .iter()
+        .map(|r| {
+            let value = r.value().map_or(JsValue::NULL, bytes);
+            JsValue::from(object(&[("key", bytes(r.key())), ("value", value)]))
+        })
+        .collect();
+    JsValue::from(object(&[
+        ("replacesAll", c.replaces_all().into()),
+        ("epoch", num(c.epoch()).into()),
+        ("records", records.into()),
+    ]))
+    .unchecked_into()
+}

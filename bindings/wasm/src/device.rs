@@ -1,0 +1,243 @@
+//! A device of an account: the object a page holds, feeds bytes and `now`, and persists.
+
+use ratchetry::PreKeyBundle;
+use ratchetry::devices::{DeviceAddress, DeviceId, SignedDeviceList};
+use ratchetry::fanout;
+use ratchetry::history::HistoryOffer;
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{
+    self, JsAddress, JsBundles, JsByteArrays, JsChanges, JsEvents, JsOutgoing, JsReceived,
+    JsRecords, JsRestoredDevice, JsRetryEnvelope, account, num, object, rng, ts,
+};
+use crate::error;
+
+/// One device (a web companion, or in a demo a simulated phone's). Every method is
+/// transactional: when it throws, nothing changed. After a call that changed it, persist
+/// `takeChanges()` or `toBytes()` before shipping what it returned.
+#[wasm_bindgen]
+pub struct Device {
+    inner: fanout::Device,
+}
+
+impl Device {
+    pub(crate) fn wrap(inner: fanout::Device) -> Self {
+        Self { inner }
+    }
+}
+
+#[wasm_bindgen]
+impl Device {
+    /// Restores a device from `toBytes()`; `lastEpoch` is the epoch of the state last
+    /// persisted (0 if unknown), so that a stale snapshot is detected (`fromBackup`) and never
+    /// reuses a key.
+    pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<JsRestoredDevice, JsValue> {
+        if !(last_epoch.is_finite() && last_epoch >= 0.0) {
+            return Err(error::binding(
+                "binding.bad_input",
+                "lastEpoch must be >= 0",
+            ));
+        }
+        let (device, from_backup) =
+            fanout::Device::restore(bytes, last_epoch as u64).map_err(error::lib)?;
+        Ok(JsValue::from(object(&[
+            ("device", Self::wrap(device).into()),
+            ("fromBackup", from_backup.into()),
+        ]))
+        .unchecked_into())
+    }
+
+    /// Rebuilds a device from every stored record (as `takeChanges()` yielded them).
+    #[wasm_bindgen(js_name = fromRecords)]
+    pub fn from_records(records: JsRecords) -> Result<Device, JsValue> {
+        let pairs = convert::records_in(&records)?;
+        let device =
+            fanout::Device::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                .map_err(error::decode)?;
+        Ok(Self::wrap(device))
+    }
+
+    /// This device's address.
+    pub fn address(&self) -> JsAddress {
+        convert::address_out(self.inner.address()).unchecked_into()
+    }
+
+    /// This device's identity key (32 bytes).
+    #[wasm_bindgen(js_name = identityKey)]
+    pub fn identity_key(&self) -> Vec<u8> {
+        self.inner.identity_key().to_bytes().to_vec()
+    }
+
+    /// A prekey bundle to publish (no one-time prekey; the last-resort ML-KEM prekey).
+    #[wasm_bindgen(js_name = prekeyBundle)]
+    pub fn prekey_bundle(&self) -> Vec<u8> {
+        self.inner.bundle(None, None).to_bytes()
+    }
+
+    /// The state epoch (grows with every change).
+    #[wasm_bindgen(js_name = stateEpoch)]
+    pub fn state_epoch(&self) -> f64 {
+        num(self.inner.state_epoch())
+    }
+
+    /// The whole state as bytes (secret): restore with `Device.restore`.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
+
+    /// What changed since the last call, as records to write in one transaction.
+    #[wasm_bindgen(js_name = takeChanges)]
+    pub fn take_changes(&mut self) -> JsChanges {
+        convert::changes(self.inner.take_changes())
+    }
+
+    /// The version of the device list held for `account`, if any.
+    #[wasm_bindgen(js_name = deviceListVersion)]
+    pub fn device_list_version(&self, account: &[u8]) -> Result<Option<f64>, JsValue> {
+        let account = convert::account(account)?;
+        Ok(self.inner.device_list(&account).map(|l| num(l.version())))
+    }
+
+    /// Accepts a signed device list for `account` (a contact's, or this account's own after
+    /// the primary linked or unlinked a device). Returns what changed.
+    #[wasm_bindgen(js_name = updateDeviceList)]
+    pub fn update_device_list(
+        &mut self,
+        now: f64,
+        account: &[u8],
+        list: &[u8],
+    ) -> Result<JsEvents, JsValue> {
+        let account = convert::account(account)?;
+        let list = SignedDeviceList::from_bytes(list).map_err(error::decode)?;
+        let events = self
+            .inner
+            .update_device_list(ts(now)?, &account, list)
+            .map_err(error::lib)?;
+        Ok(convert::events(events))
+    }
+
+    /// Sets a group's member accounts (the app's group state; this account may be included).
+    #[wasm_bindgen(js_name = setGroupMembers)]
+    pub fn set_group_members(
+        &mut self,
+        group: &[u8],
+        members: JsByteArrays,
+    ) -> Result<(), JsValue> {
+        let group = convert::group(group)?;
+        let members = convert::byte_arrays(&members)?
+            .iter()
+            .map(|m| account(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.set_group_members(group, &members);
+        Ok(())
+    }
+
+    /// Creates sessions from the prekey bundles fetched for a `needBundles` outcome.
+    #[wasm_bindgen(js_name = startSessions)]
+    pub fn start_sessions(&mut self, now: f64, bundles: JsBundles) -> Result<(), JsValue> {
+        let bundles = convert::bundles_in(&bundles)?
+            .into_iter()
+            .map(|(a, b)| Ok((a, PreKeyBundle::from_bytes(&b).map_err(error::decode)?)))
+            .collect::<Result<Vec<_>, JsValue>>()?;
+        let mut rng = rng()?;
+        self.inner
+            .start_sessions(&mut rng, ts(now)?, &bundles)
+            .map_err(error::lib)
+    }
+
+    /// Sends `body` to every device of `to`'s account and this account's other devices.
+    pub fn send(&mut self, now: f64, to: &[u8], body: &[u8]) -> Result<JsOutgoing, JsValue> {
+        let to = account(to)?;
+        let mut rng = rng()?;
+        let out = self
+            .inner
+            .send(&mut rng, ts(now)?, &to, body)
+            .map_err(error::lib)?;
+        Ok(convert::outgoing(out))
+    }
+
+    /// Sends `body` to a group whose members were set with `setGroupMembers`.
+    #[wasm_bindgen(js_name = sendGroup)]
+    pub fn send_group(
+        &mut self,
+        now: f64,
+        group: &[u8],
+        body: &[u8],
+    ) -> Result<JsOutgoing, JsValue> {
+        let group = convert::group(group)?;
+        let mut rng = rng()?;
+        let out = self
+            .inner
+            .send_group(&mut rng, ts(now)?, group, body)
+            .map_err(error::lib)?;
+        Ok(convert::outgoing(out))
+    }
+
+    /// Sends a history offer (from `HistorySealer`) to another device of this account.
+    #[wasm_bindgen(js_name = sendHistoryOffer)]
+    pub fn send_history_offer(
+        &mut self,
+        now: f64,
+        device: u32,
+        offer: &[u8],
+    ) -> Result<JsOutgoing, JsValue> {
+        let offer = HistoryOffer::from_bytes(offer).map_err(error::decode)?;
+        let to = DeviceAddress {
+            account: self.inner.address().account,
+            device: DeviceId(device),
+        };
+        let mut rng = rng()?;
+        let out = self
+            .inner
+            .send_history_offer(&mut rng, ts(now)?, to, &offer)
+            .map_err(error::lib)?;
+        Ok(convert::outgoing(out))
+    }
+
+    /// Reads one envelope.
+    pub fn receive(&mut self, now: f64, envelope: &[u8]) -> Result<JsReceived, JsValue> {
+        let received = self.inner.receive(ts(now)?, envelope).map_err(error::lib)?;
+        Ok(convert::received(received))
+    }
+
+    /// Asks the sender of `failed` (an envelope this device could not read) to send it again.
+    /// `reason`: 1 no session, 2 authentication failed, 3 sender key missing, 4 restored from
+    /// backup, other values the app's own. Returns `{ to, bytes }`: ship `bytes` to `to`.
+    #[wasm_bindgen(js_name = requestRetry)]
+    pub fn request_retry(
+        &mut self,
+        now: f64,
+        failed: &[u8],
+        reason: u8,
+    ) -> Result<JsRetryEnvelope, JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        let (to, bytes) = self
+            .inner
+            .request_retry(&mut rng, now, failed, crate::retry::reason(reason))
+            .map_err(error::lib)?;
+        Ok(JsValue::from(object(&[
+            ("to", convert::address_out(to)),
+            ("bytes", convert::bytes(&bytes)),
+        ]))
+        .unchecked_into())
+    }
+
+    /// Answers a retry request with the body the app stored under its `sendId`.
+    #[wasm_bindgen(js_name = answerRetry)]
+    pub fn answer_retry(
+        &mut self,
+        now: f64,
+        request: &crate::RetryRequest,
+        body: &[u8],
+    ) -> Result<JsOutgoing, JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        let out = self
+            .inner
+            .answer_retry(&mut rng, now, &request.inner, body)
+            .map_err(error::lib)?;
+        Ok(convert::outgoing(out))
+    }
+}

@@ -1,0 +1,41 @@
+//! Errors as JavaScript `Error`s named `RatchetryError`, with a stable `code` property.
+
+use js_sys::Reflect;
+use wasm_bindgen::JsValue;
+
+use crate::codes;
+
+/// A JavaScript error with `name = "RatchetryError"`, `code` and `message`.
+pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    error.set_name("RatchetryError");
+    // Setting a property on a fresh Error object cannot fail; if it somehow did, the error
+    // still carries its message.
+    let _ = Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
+}
+
+/// A binding-level failure (`binding.<what>`).
+pub(crate) fn binding(code: &'static str, message: &str) -> JsValue {
+    js_error(code, message)
+}
+
+/// A library error.
+pub(crate) fn lib(e: ratchetry::Error) -> JsValue {
+    js_error(codes::code(&e), &e.to_string())
+}
+
+/// A decoding error.
+pub(crate) fn decode(e: ratchetry::DecodeError) -> JsValue {
+    js_error(codes::decode(&e), &e.to_string())
+}
+
+/// A device-list or linking error.
+pub(crate) fn device(e: ratchetry::DeviceError) -> JsValue {
+    js_error(codes::device(&e), &e.to_string())
+}
+
+/// A history-sync error.
+pub(crate) fn sync(e: ratchetry::SyncError) -> JsValue {
+    js_error(codes::sync(&e), &e.to_string())
+}

@@ -1,0 +1,42 @@
+//! wasm-bindgen bindings for ratchetry's device-level API: what a web companion needs.
+//!
+//! A thin wrapper (conversion and error mapping only; no protocol logic lives here). From
+//! JavaScript:
+//!
+//! - `createAccount(now)` makes a primary (`Primary`, the account role, and its `Device`); a
+//!   web page normally only does that in a demo, since the phone is the primary;
+//! - `new LinkingCompanion(invitation)` → `request()` → primary's `approve` →
+//!   `complete(now, approval)` links the web companion;
+//! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
+//!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`, `Device.restore`) or
+//!   as change records (`takeChanges`, `Device.fromRecords`).
+//!
+//! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
+//! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
+//! `crypto.getRandomValues` (getrandom's `wasm_js` backend). Every failure is thrown as a
+//! JavaScript `Error` named `RatchetryError` with a stable `code` (see `bindings/codes.rs`) and
+//! a readable message; nothing panics across the boundary.
+
+#[path = "../../codes.rs"]
+mod codes;
+mod convert;
+mod device;
+mod error;
+mod history;
+mod primary;
+mod retry;
+
+pub use device::Device;
+pub use history::{HistoryOpener, HistorySealer};
+pub use primary::{LinkingCompanion, Primary, create_account};
+pub use retry::RetryRequest;
+
+use wasm_bindgen::prelude::*;
+
+/// The safety number of two accounts (60 digits in 12 groups), for people to compare.
+#[wasm_bindgen(js_name = safetyNumber)]
+pub fn safety_number(ours: &[u8], theirs: &[u8]) -> Result<String, JsValue> {
+    let ours = convert::account(ours)?;
+    let theirs = convert::account(theirs)?;
+    Ok(ratchetry::devices::SafetyNumber::new(&ours, &theirs).to_string())
+}

@@ -1,0 +1,209 @@
+//! The account role of a primary device, account creation, and a companion's side of linking.
+
+use ratchetry::IdentityKeyPair;
+use ratchetry::devices::{
+    self, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest,
+    PRIMARY_DEVICE,
+};
+use ratchetry::fanout::{self, DeviceConfig};
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, num, object, rng, ts};
+use crate::device::Device;
+use crate::error;
+
+/// One-time prekeys of each kind a new device makes.
+const ONE_TIME_PREKEYS: u32 = 20;
+
+/// The primary's account role: holds the account key, links companions, signs device lists.
+/// Persist `toBytes()` after every change, before publishing the new list.
+#[wasm_bindgen]
+pub struct Primary {
+    inner: devices::Primary,
+}
+
+/// Creates an account with a fresh account key and a primary device: `{ primary, device }`.
+#[wasm_bindgen(js_name = createAccount)]
+pub fn create_account(now: f64) -> Result<JsNewAccount, JsValue> {
+    let now = ts(now)?;
+    let mut rng = rng()?;
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let primary = devices::Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+    let list = primary.device_list().clone();
+    let (device, _upload) = fanout::Device::new(
+        &mut rng,
+        now,
+        identity,
+        PRIMARY_DEVICE,
+        list,
+        ONE_TIME_PREKEYS,
+        DeviceConfig::default(),
+    )
+    .map_err(error::lib)?;
+    Ok(JsValue::from(object(&[
+        ("primary", Primary { inner: primary }.into()),
+        ("device", Device::wrap(device).into()),
+    ]))
+    .unchecked_into())
+}
+
+#[wasm_bindgen]
+impl Primary {
+    /// Restores a primary from `toBytes()`; `lastEpoch` as for devices.
+    pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<Primary, JsValue> {
+        if !(last_epoch.is_finite() && last_epoch >= 0.0) {
+            return Err(error::binding(
+                "binding.bad_input",
+                "lastEpoch must be >= 0",
+            ));
+        }
+        let (inner, _stale) =
+            devices::Primary::restore(bytes, last_epoch as u64).map_err(error::decode)?;
+        Ok(Self { inner })
+    }
+
+    /// The account key (32 bytes).
+    #[wasm_bindgen(js_name = accountKey)]
+    pub fn account_key(&self) -> Vec<u8> {
+        self.inner.account().to_bytes().to_vec()
+    }
+
+    /// The current signed device list, to publish.
+    #[wasm_bindgen(js_name = deviceList)]
+    pub fn device_list(&self) -> Vec<u8> {
+        self.inner.device_list().to_bytes()
+    }
+
+    /// The current list's version.
+    #[wasm_bindgen(js_name = deviceListVersion)]
+    pub fn device_list_version(&self) -> f64 {
+        num(self.inner.device_list().version())
+    }
+
+    /// The state epoch.
+    #[wasm_bindgen(js_name = stateEpoch)]
+    pub fn state_epoch(&self) -> f64 {
+        num(self.inner.state_epoch())
+    }
+
+    /// The whole state as bytes (secret).
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
+
+    /// An invitation for one companion (show it as a QR code).
+    pub fn invite(&mut self, now: f64) -> Result<Vec<u8>, JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .invite(&mut rng, now)
+            .map_err(error::device)?
+            .to_bytes())
+    }
+
+    /// Approves a companion's request: a new list with it; returns the approval to send back.
+    pub fn approve(&mut self, now: f64, request: &[u8]) -> Result<Vec<u8>, JsValue> {
+        let request = LinkRequest::from_bytes(request).map_err(error::decode)?;
+        Ok(self
+            .inner
+            .approve(ts(now)?, &request)
+            .map_err(error::device)?
+            .to_bytes())
+    }
+
+    /// Records the companion's confirmation; returns its device id.
+    pub fn confirm(&mut self, confirmation: &[u8]) -> Result<u32, JsValue> {
+        let confirmation = LinkConfirmation::from_bytes(confirmation).map_err(error::decode)?;
+        Ok(self.inner.confirm(&confirmation).map_err(error::device)?.0)
+    }
+
+    /// Removes a companion; returns the new list to publish.
+    pub fn unlink(&mut self, now: f64, device: u32) -> Result<Vec<u8>, JsValue> {
+        Ok(self
+            .inner
+            .unlink(ts(now)?, DeviceId(device))
+            .map_err(error::device)?
+            .to_bytes())
+    }
+
+    /// Re-signs the list (renews the companions' validity); returns it.
+    pub fn renew(&mut self, now: f64) -> Result<Vec<u8>, JsValue> {
+        Ok(self
+            .inner
+            .renew(ts(now)?)
+            .map_err(error::device)?
+            .to_bytes())
+    }
+
+    /// Whether this primary was restored from a stale snapshot and must `resync` before it
+    /// signs again.
+    #[wasm_bindgen(js_name = needsResync)]
+    pub fn needs_resync(&self) -> bool {
+        self.inner.needs_resync()
+    }
+
+    /// After a stale restore: adopts the newest list of this account the app could fetch and
+    /// skips far ahead in versions and device ids; returns the list now held.
+    pub fn resync(&mut self, newest: &[u8]) -> Result<Vec<u8>, JsValue> {
+        let newest = devices::SignedDeviceList::from_bytes(newest).map_err(error::decode)?;
+        Ok(self.inner.resync(newest).map_err(error::device)?.to_bytes())
+    }
+}
+
+/// A web companion being linked: made from the primary's invitation (scanned from its QR
+/// code), it holds the new device's identity until the approval arrives.
+#[wasm_bindgen]
+pub struct LinkingCompanion {
+    identity: IdentityKeyPair,
+    invitation: LinkInvitation,
+}
+
+#[wasm_bindgen]
+impl LinkingCompanion {
+    /// Starts linking from an invitation's bytes; makes the companion's identity key.
+    #[wasm_bindgen(constructor)]
+    pub fn new(invitation: &[u8]) -> Result<LinkingCompanion, JsValue> {
+        let invitation = LinkInvitation::from_bytes(invitation).map_err(error::decode)?;
+        let mut rng = rng()?;
+        Ok(Self {
+            identity: IdentityKeyPair::generate(&mut rng),
+            invitation,
+        })
+    }
+
+    /// The request to send to the primary.
+    pub fn request(&self) -> Vec<u8> {
+        LinkRequest::new(&self.identity, &self.invitation).to_bytes()
+    }
+
+    /// Checks the primary's approval and sets up the device: `{ device, confirmation }`.
+    pub fn complete(&self, now: f64, approval: &[u8]) -> Result<JsLinkedCompanion, JsValue> {
+        let now = ts(now)?;
+        let approval = LinkApproval::from_bytes(approval).map_err(error::decode)?;
+        let (list, confirmation) = devices::complete_link(
+            &self.identity,
+            &self.invitation,
+            &approval,
+            &DevicePolicy::default(),
+        )
+        .map_err(error::device)?;
+        let mut rng = rng()?;
+        let (device, _upload) = fanout::Device::new(
+            &mut rng,
+            now,
+            self.identity.clone(),
+            approval.device,
+            list,
+            ONE_TIME_PREKEYS,
+            DeviceConfig::default(),
+        )
+        .map_err(error::lib)?;
+        Ok(JsValue::from(object(&[
+            ("device", Device::wrap(device).into()),
+            ("confirmation", bytes(&confirmation.to_bytes())),
+        ]))
+        .unchecked_into())
+    }
+}
