@@ -141,11 +141,12 @@ impl Primary {
         Ok(self.inner.lock()?.needs_resync())
     }
 
-    /// After a stale restore: adopts the newest list of this account the app could fetch and
-    /// skips far ahead in versions and device ids; returns the list now held.
-    pub fn resync(&self, newest: Vec<u8>) -> Result<Vec<u8>, RatchetryError> {
+    /// After a stale restore: adopts the newest list of this account the app could fetch,
+    /// skips far ahead in versions and device ids, and signs a list of this primary alone
+    /// (companions link again); returns it, to publish.
+    pub fn resync(&self, now: u64, newest: Vec<u8>) -> Result<Vec<u8>, RatchetryError> {
         let newest = devices::SignedDeviceList::from_bytes(&newest)?;
-        Ok(self.inner.lock()?.resync(newest)?.to_bytes())
+        Ok(self.inner.lock()?.resync(ts(now), newest)?.to_bytes())
     }
 }
 

@@ -144,11 +144,16 @@ impl Primary {
         self.inner.needs_resync()
     }
 
-    /// After a stale restore: adopts the newest list of this account the app could fetch and
-    /// skips far ahead in versions and device ids; returns the list now held.
-    pub fn resync(&mut self, newest: &[u8]) -> Result<Vec<u8>, JsValue> {
+    /// After a stale restore: adopts the newest list of this account the app could fetch,
+    /// skips far ahead in versions and device ids, and signs a list of this primary alone
+    /// (companions link again); returns it, to publish.
+    pub fn resync(&mut self, now: f64, newest: &[u8]) -> Result<Vec<u8>, JsValue> {
         let newest = devices::SignedDeviceList::from_bytes(newest).map_err(error::decode)?;
-        Ok(self.inner.resync(newest).map_err(error::device)?.to_bytes())
+        Ok(self
+            .inner
+            .resync(ts(now)?, newest)
+            .map_err(error::device)?
+            .to_bytes())
     }
 }
 
