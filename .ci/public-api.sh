@@ -10,14 +10,18 @@ if ! cargo public-api --version 2>/dev/null | grep -q "$version"; then
     echo "installing cargo-public-api $version"
     cargo install cargo-public-api --locked --version "$version"
 fi
+# rustdoc's JSON format changes between nightlies: use the machine's nightly, else the one this
+# cargo-public-api version was checked with.
+nightly=nightly
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    rustup toolchain install nightly --profile minimal
+    nightly=nightly-2026-05-19
+    rustup toolchain install "$nightly" --profile minimal
 fi
 
 current=$(mktemp)
 trap 'rm -f "$current"' EXIT
 # The documented API: default features plus `os-rng`; `test-support` is not part of it.
-cargo +nightly public-api --package ratchetry --features os-rng -sss >"$current"
+cargo +"$nightly" public-api --package ratchetry --features os-rng -sss >"$current"
 
 if [ "${1:-}" = "--bless" ]; then
     cp "$current" public-api.txt

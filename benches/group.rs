@@ -43,7 +43,9 @@ fn floor_encrypt(
         &mut okm,
     );
     let (key, nonce) = okm.split_at(32);
-    let header = [7u8; 58];
+    // The header ends with the salt, as in a real group message (the decrypt floor reads it).
+    let mut header = [7u8; 58];
+    header[42..].copy_from_slice(&salt);
     let ct = aes256gcm_seal(
         key.try_into().unwrap(),
         nonce.try_into().unwrap(),
