@@ -27,7 +27,7 @@ for t in $targets; do
     mkdir -p "$scratch/$t"
     log="$scratch/$t.log"
     if ! fuzz run "$t" "$scratch/$t" "tests/fuzz-corpus/$t" -- -max_total_time="$seconds" >"$log" 2>&1; then
-        tail -n 60 "$log"
+        tail -n 200 "$log"
         echo "FUZZ FAILURE: target $t (artifacts under fuzz/artifacts/$t)"
         exit 1
     fi

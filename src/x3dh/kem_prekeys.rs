@@ -48,6 +48,9 @@ pub(crate) struct KemPreKeys {
 }
 
 impl KemPreKey {
+    /// `u32(id) ‖ seed (64) ‖ signature (64) ‖ u64(created_at) ‖ u32(uses)`.
+    const MIN_ENCODED_LEN: usize = 4 + 64 + 64 + 8 + 4;
+
     fn generate(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
@@ -208,7 +211,8 @@ impl KemPreKeys {
         let next_id = r.u32()?;
         let last_resort = KemPreKey::read(r)?;
         let n = bounded_count(r, keep.saturating_sub(1))?;
-        let mut retired = VecDeque::with_capacity(n);
+        // `keep` comes from the same untrusted bytes: reserve only what the input can hold.
+        let mut retired = VecDeque::with_capacity(r.capacity(n, KemPreKey::MIN_ENCODED_LEN));
         for _ in 0..n {
             retired.push_back(KemPreKey::read(r)?);
         }
