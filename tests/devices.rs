@@ -546,3 +546,29 @@ fn the_server_carrying_a_link_request_cannot_link_its_own_device() {
             .any(|e| e.identity == laptop.public())
     );
 }
+
+/// The server hands the companion an approval whose device id is not the one its key is
+/// listed under (the phone's id, here): the companion refuses it rather than take another
+/// device's place. Found by `cargo mutants` (the check survived weakening to "either").
+#[test]
+fn a_companion_refuses_an_approval_naming_another_device_id() {
+    let rng = &mut SeededRng::from_label("link wrong id");
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let companion = IdentityKeyPair::generate(rng);
+    let invitation = primary.invite(rng, T0).unwrap();
+    let approval = primary
+        .approve(T0, &LinkRequest::new(&companion, &invitation))
+        .unwrap();
+    let mut bytes = approval.to_bytes();
+    bytes[2..6].copy_from_slice(&PRIMARY_DEVICE.0.to_be_bytes());
+    let misnamed = LinkApproval::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        complete_link(&companion, &invitation, &misnamed, &DevicePolicy::default()).err(),
+        Some(DeviceError::NotInList(DeviceAddress {
+            account: primary.account(),
+            device: PRIMARY_DEVICE,
+        }))
+    );
+    assert!(complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).is_ok());
+}
