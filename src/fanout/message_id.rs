@@ -3,7 +3,8 @@
 
 use core::fmt;
 
-use super::envelope::{Envelope, is_retry};
+use super::envelope::{Envelope, MessageRef, is_retry};
+use crate::devices::DeviceAddress;
 use crate::labels;
 use crate::primitives::sha256;
 
@@ -24,14 +25,15 @@ impl MessageId {
             return Self::of_bytes(envelope);
         }
         match Envelope::decode(envelope) {
-            Ok(decoded) => Self::named(&decoded, envelope),
+            Ok(decoded) => Self::named(decoded.sealed_name(), envelope),
             Err(_) => Self::of_bytes(envelope),
         }
     }
 
-    /// The id of an envelope already decoded from `bytes`.
-    pub(crate) fn named(envelope: &Envelope<'_>, bytes: &[u8]) -> Self {
-        match envelope.sealed_name() {
+    /// The id of the envelope `bytes`, given its sealed message's name
+    /// ([`Envelope::sealed_name`]), so a caller that needs the name too parses it once.
+    pub(crate) fn named(name: Option<(DeviceAddress, u8, MessageRef)>, bytes: &[u8]) -> Self {
+        match name {
             Some((sender, kind, salt)) => Self::truncate(sha256(&[
                 labels::MESSAGE_ID,
                 &[kind],

@@ -42,11 +42,11 @@ impl Device {
     /// stored the first time; nothing changes.
     pub fn receive(&mut self, now: Timestamp, envelope: &[u8]) -> Result<Received, Error> {
         let decoded = Envelope::decode(envelope)?;
-        let id = MessageId::named(&decoded, envelope);
+        let name = decoded.sealed_name();
+        let id = MessageId::named(name, envelope);
         if self.journal.seen.contains(&id) {
             return Err(FanoutError::Duplicate { message_id: id }.into());
         }
-        let name = decoded.sealed_name();
         let received = match decoded {
             Envelope::Pairwise {
                 header,

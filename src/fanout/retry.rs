@@ -45,7 +45,9 @@ impl Device {
         reason: RetryReason,
     ) -> Result<(DeviceAddress, Vec<u8>), Error> {
         self.own_list(now)?;
-        let (sender, reference, group) = match Envelope::decode(failed)? {
+        let decoded = Envelope::decode(failed)?;
+        let failed = MessageId::named(decoded.sealed_name(), failed);
+        let (sender, reference, group) = match decoded {
             Envelope::Pairwise {
                 header, message, ..
             } if header.recipient == self.address => (
@@ -63,7 +65,6 @@ impl Device {
             return Err(FanoutError::NotForThisDevice.into());
         }
         // A copy of a message already read (the genuine one arrived): nothing to ask for.
-        let failed = MessageId::of(failed);
         if self.journal.seen.contains(&failed) {
             return Err(FanoutError::Duplicate { message_id: failed }.into());
         }
