@@ -7,7 +7,7 @@ mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Event, MessageId, Outbox, Outgoing, Received, RetryReason, WithheldReason,
+    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
 use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
@@ -724,25 +724,6 @@ fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
     let _: Option<Error> = None;
 }
 
-/// Bob's device asks Alice again for `tampered`, a copy of one of her messages whose
-/// ciphertext the relay changed; Alice answers. Returns the answer's envelopes.
-fn ask_again(w: &mut World, b1: DeviceAddress, a1: DeviceAddress, tampered: &[u8]) -> Outbox {
-    let now = w.now;
-    let (to, request) = w
-        .devices
-        .get_mut(&b1)
-        .unwrap()
-        .request_retry(&mut w.rng, now, tampered, RetryReason::AuthenticationFailed)
-        .unwrap();
-    w.persist(b1);
-    assert_eq!(to, a1);
-    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
-        panic!("Bob was a recipient")
-    };
-    w.run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"once"))
-        .unwrap()
-}
-
 #[test]
 fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let mut w = World::new("fanout message ids");
@@ -801,7 +782,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let genuine = World::envelope_to(&o, b1);
     let tampered = tamper(&genuine);
     assert!(w.receive(b1, &tampered).is_err());
-    let answer = ask_again(&mut w, b1, a1, &tampered);
+    let answer = w.ask_again(b1, a1, &tampered, b"once");
     w.receive(b1, &genuine).unwrap();
     let resend = World::envelope_to(&answer, b1);
     w.refused(b1, &resend, FanoutError::UnexpectedResend.into());
@@ -812,7 +793,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let genuine = World::envelope_to(&o, b1);
     let tampered = tamper(&genuine);
     assert!(w.receive(b1, &tampered).is_err());
-    let answer = ask_again(&mut w, b1, a1, &tampered);
+    let answer = w.ask_again(b1, a1, &tampered, b"once");
     let resend = World::envelope_to(&answer, b1);
     assert_eq!(
         w.receive(b1, &resend).unwrap(),

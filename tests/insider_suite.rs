@@ -2998,26 +2998,7 @@ fn tampered_copy_then_retry(group: bool, resend_first: bool) -> Vec<(MessageId, 
     let mut tampered = genuine.clone();
     *tampered.last_mut().unwrap() ^= 1;
     assert!(w.receive(b1, &tampered).is_err());
-    let now = w.now;
-    let (to, request) = w
-        .devices
-        .get_mut(&b1)
-        .unwrap()
-        .request_retry(
-            &mut w.rng,
-            now,
-            &tampered,
-            RetryReason::AuthenticationFailed,
-        )
-        .unwrap();
-    w.persist(b1);
-    assert_eq!(to, a1);
-    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
-        panic!("Bob was a recipient: Alice accepts his request")
-    };
-    let answer = w
-        .run(a1, |d, rng, now| d.answer_retry(rng, now, &req, body))
-        .unwrap();
+    let answer = w.ask_again(b1, a1, &tampered, body);
     let mut arrivals: Vec<Vec<u8>> = answer.envelopes.iter().map(|(_, e)| e.clone()).collect();
     if resend_first {
         arrivals.push(genuine);

@@ -20,13 +20,9 @@ fn forged_retry(w: &mut World, who: DeviceAddress, failed: &[u8]) -> Vec<u8> {
     if failed[2] == 1 {
         failed[3 + 36..3 + 72].copy_from_slice(&address_bytes(&who));
     }
-    let now = w.now;
-    let d = w.devices.get_mut(&who).unwrap();
-    let (_, request) = d
-        .request_retry(&mut w.rng, now, &failed, RetryReason::NoSession)
-        .unwrap();
-    w.persist(who);
-    request
+    w.request_retry(who, &failed, RetryReason::NoSession)
+        .unwrap()
+        .1
 }
 
 fn address_bytes(a: &DeviceAddress) -> [u8; 36] {
@@ -523,37 +519,14 @@ fn a_forged_sender_cannot_block_the_retry_of_a_genuine_message() {
     let mut forged = genuine.clone();
     forged[3..39].copy_from_slice(&address_bytes(&a2));
     assert!(w.receive(b1, &forged).is_err());
-    let now = w.now;
     let (to, _) = w
-        .devices
-        .get_mut(&b1)
-        .unwrap()
-        .request_retry(&mut w.rng, now, &forged, RetryReason::AuthenticationFailed)
+        .request_retry(b1, &forged, RetryReason::AuthenticationFailed)
         .unwrap();
     assert_eq!(to, a2);
-    w.persist(b1);
     let mut tampered = genuine.clone();
     *tampered.last_mut().unwrap() ^= 1;
     assert!(w.receive(b1, &tampered).is_err());
-    let (to, request) = w
-        .devices
-        .get_mut(&b1)
-        .unwrap()
-        .request_retry(
-            &mut w.rng,
-            now,
-            &tampered,
-            RetryReason::AuthenticationFailed,
-        )
-        .unwrap();
-    assert_eq!(to, a1);
-    w.persist(b1);
-    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
-        panic!("Bob was a recipient")
-    };
-    let answer = w
-        .run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"genuine"))
-        .unwrap();
+    let answer = w.ask_again(b1, a1, &tampered, b"genuine");
     assert_eq!(
         w.receive(b1, &World::envelope_to(&answer, b1)).unwrap(),
         Received::Direct {

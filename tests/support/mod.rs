@@ -11,7 +11,9 @@ use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, PRIMARY_DEVICE, Primary,
     complete_link,
 };
-use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received, StateChanges};
+use ratchetry::fanout::{
+    Device, DeviceConfig, Outbox, Outgoing, Received, RetryReason, StateChanges,
+};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, IdentityKeyPair, Timestamp};
@@ -199,6 +201,41 @@ impl World {
         self.devices.insert(from, device);
         self.persist(from);
         result
+    }
+
+    /// `requester` asks the sender of `failed` for it again; persists the requester. Returns
+    /// the device asked and the request.
+    pub fn request_retry(
+        &mut self,
+        requester: DeviceAddress,
+        failed: &[u8],
+        reason: RetryReason,
+    ) -> Result<(DeviceAddress, Vec<u8>), Error> {
+        let now = self.now;
+        let device = self.devices.get_mut(&requester).unwrap();
+        let result = device.request_retry(&mut self.rng, now, failed, reason);
+        self.persist(requester);
+        result
+    }
+
+    /// `requester` asks again for `failed`, which `sender` sent; `sender` accepts the request
+    /// and answers with `body`. Returns the answer.
+    pub fn ask_again(
+        &mut self,
+        requester: DeviceAddress,
+        sender: DeviceAddress,
+        failed: &[u8],
+        body: &[u8],
+    ) -> Outbox {
+        let (to, request) = self
+            .request_retry(requester, failed, RetryReason::AuthenticationFailed)
+            .unwrap();
+        assert_eq!(to, sender);
+        let Ok(Received::RetryRequest(req)) = self.receive(sender, &request) else {
+            panic!("{requester:?} was a recipient of the message it asks for")
+        };
+        self.run(sender, |d, rng, now| d.answer_retry(rng, now, &req, body))
+            .unwrap()
     }
 
     pub fn send(&mut self, from: DeviceAddress, to: AccountKey, body: &[u8]) -> Outbox {
