@@ -4910,7 +4910,7 @@ fn records_file() -> RecordsFile {
     );
     push(
         0x10,
-        record_key(0x10, &[&unhex(&retry.reference)]),
+        record_key(0x10, &[&unhex(&a1), &unhex(&retry.reference)]),
         RecordInputs::PendingRetry {
             reference: retry.reference.clone(),
             sender: a1.clone(),
@@ -5290,12 +5290,14 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             asked_at,
         } => {
             let value = Enc::default()
-                .put(address_of(sender))
                 .opt(group.as_deref(), |e, g| e.put(unhex(g)))
                 .put(message_id(&unhex(failed_envelope)))
                 .u8(*attempts)
                 .u64(*asked_at);
-            (key(0x10, &[&unhex(reference)]), value.done())
+            (
+                key(0x10, &[&address_of(sender), &unhex(reference)]),
+                value.done(),
+            )
         }
     }
 }

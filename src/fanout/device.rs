@@ -437,13 +437,13 @@ impl Device {
         let pending: Vec<_> = self
             .journal
             .pending
-            .iter()
-            .filter(|(_, p)| p.sender.account == *account)
-            .map(|(r, _)| *r)
+            .keys()
+            .filter(|(sender, _)| sender.account == *account)
+            .copied()
             .collect();
-        for r in pending {
-            self.journal.pending.remove(&r);
-            self.touch(Key::Pending(r));
+        for (sender, r) in pending {
+            self.journal.pending.remove(&(sender, r));
+            self.touch(Key::Pending(sender, r));
         }
         self.bump();
     }

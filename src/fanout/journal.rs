@@ -74,10 +74,14 @@ pub(crate) struct Sent {
     pub(crate) kind: SentKind,
 }
 
+/// The key of a retry this device asked for: the device asked, and the failed message's
+/// reference. A copy forged under another sender's address is a retry of its own, so it
+/// cannot stand in for the genuine message's.
+pub(crate) type PendingKey = (DeviceAddress, MessageRef);
+
 /// A retry this device asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pending {
-    pub(crate) sender: DeviceAddress,
     /// The group of a group message; `None` for a 1:1 message.
     pub(crate) group: Option<GroupId>,
     /// The id of the envelope that could not be read.
@@ -97,7 +101,7 @@ pub(crate) struct Journal {
     pub(crate) sent: BTreeMap<SendId, Sent>,
     pub(crate) by_reference: BTreeMap<MessageRef, SendId>,
     pub(crate) next_send: u64,
-    pub(crate) pending: BTreeMap<MessageRef, Pending>,
+    pub(crate) pending: BTreeMap<PendingKey, Pending>,
 }
 
 impl Journal {
@@ -202,8 +206,8 @@ impl Journal {
     }
 
     /// Records a retry this device asks for; returns the pending retry dropped to make room.
-    pub(crate) fn ask(&mut self, reference: MessageRef, pending: Pending) -> Option<MessageRef> {
-        self.pending.insert(reference, pending);
+    pub(crate) fn ask(&mut self, key: PendingKey, pending: Pending) -> Option<PendingKey> {
+        self.pending.insert(key, pending);
         if self.pending.len() <= MAX_PENDING_RETRIES {
             return None;
         }
@@ -211,7 +215,7 @@ impl Journal {
             .pending
             .iter()
             .min_by_key(|(_, p)| p.requested_at)
-            .map(|(r, _)| *r)?;
+            .map(|(k, _)| *k)?;
         self.pending.remove(&oldest);
         Some(oldest)
     }
@@ -333,7 +337,6 @@ fn read_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
 
 impl Pending {
     pub(crate) fn write(&self, out: &mut impl Writer) {
-        self.sender.write(out);
         out.optional(self.group, |out, g| out.put(&g.0));
         out.put(&self.failed.0);
         out.u8(self.attempts);
@@ -342,7 +345,6 @@ impl Pending {
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let p = Self {
-            sender: DeviceAddress::read_trusted(r)?,
             group: r.optional(|r| r.array().map(GroupId))?,
             failed: MessageId(r.array()?),
             attempts: r.u8()?,

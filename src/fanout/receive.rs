@@ -68,14 +68,8 @@ impl Device {
             // The genuine copy of a message this device asked again for (a tampered copy
             // failed): the retry is no longer wanted, and its answer will be unexpected.
             (None, Some((sender, _, salt))) => {
-                if self
-                    .journal
-                    .pending
-                    .get(&salt)
-                    .is_some_and(|p| p.sender == sender)
-                {
-                    self.journal.pending.remove(&salt);
-                    self.touch(Key::Pending(salt));
+                if self.journal.pending.remove(&(sender, salt)).is_some() {
+                    self.touch(Key::Pending(sender, salt));
                 }
             }
             (None, None) => {}
@@ -173,8 +167,8 @@ impl Device {
                 self.touch(Key::Withheld(from, group));
             }
             Effect::Answered(reference) => {
-                self.journal.pending.remove(&reference);
-                self.touch(Key::Pending(reference));
+                self.journal.pending.remove(&(from, reference));
+                self.touch(Key::Pending(from, reference));
             }
         }
         Ok(received)
@@ -373,8 +367,8 @@ impl Device {
         from: &DeviceAddress,
         group: Option<GroupId>,
     ) -> Result<MessageId, Error> {
-        match self.journal.pending.get(reference) {
-            Some(p) if p.sender == *from && p.group == group => Ok(p.failed),
+        match self.journal.pending.get(&(*from, *reference)) {
+            Some(p) if p.group == group => Ok(p.failed),
             _ => Err(FanoutError::UnexpectedResend.into()),
         }
     }

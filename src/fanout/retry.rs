@@ -69,14 +69,8 @@ impl Device {
             return Err(FanoutError::Duplicate { message_id: failed }.into());
         }
         self.entry(&sender, now)?;
-        let attempts = match self.journal.pending.get(&reference) {
-            // Asked of another device before: a copy the relay forged under that device's
-            // address (or salts collided). This request replaces it, so the relay cannot
-            // block the retry of a genuine message; the sender counts its own answers.
-            Some(p) if p.sender != sender => 0,
-            Some(p) => p.attempts,
-            None => 0,
-        };
+        let key = (sender, reference);
+        let attempts = self.journal.pending.get(&key).map_or(0, |p| p.attempts);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());
         }
@@ -107,16 +101,15 @@ impl Device {
         let signature = self.identity.sign(labels::RETRY_REQUEST, &out);
         out.extend_from_slice(&signature.to_bytes());
         let pending = Pending {
-            sender,
             group,
             failed,
             attempts: attempt,
             requested_at: now,
         };
-        if let Some(dropped) = self.journal.ask(reference, pending) {
-            self.touch(Key::Pending(dropped));
+        if let Some((s, r)) = self.journal.ask(key, pending) {
+            self.touch(Key::Pending(s, r));
         }
-        self.touch(Key::Pending(reference));
+        self.touch(Key::Pending(sender, reference));
         self.bump();
         Ok((sender, out))
     }

@@ -88,7 +88,12 @@ impl Device {
         keys.extend(self.withheld.iter().map(|(a, g)| Key::Withheld(*a, *g)));
         keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
         keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
-        keys.extend(self.journal.pending.keys().map(|r| Key::Pending(*r)));
+        keys.extend(
+            self.journal
+                .pending
+                .keys()
+                .map(|(a, r)| Key::Pending(*a, *r)),
+        );
         keys.sort_unstable();
         keys
     }
@@ -140,7 +145,7 @@ impl Device {
             }
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
-            Key::Pending(r) => self.journal.pending.get(r)?.write(&mut out),
+            Key::Pending(a, r) => self.journal.pending.get(&(*a, *r))?.write(&mut out),
         }
         Some(out.into_inner())
     }
@@ -291,11 +296,11 @@ impl Device {
                     seen.insert(slot, read_message_id(&mut r)?);
                 }
                 Key::Sent(id) => device.journal.insert_sent(id, Sent::read(&mut r)?)?,
-                Key::Pending(reference) => {
+                Key::Pending(sender, reference) => {
                     device
                         .journal
                         .pending
-                        .insert(reference, Pending::read(&mut r)?);
+                        .insert((sender, reference), Pending::read(&mut r)?);
                 }
             }
             r.finish()?;

@@ -1844,7 +1844,7 @@ class Device:
         self.withheld = set()    # (address, group)
         self.read_ring = []      # message ids by slot (18.4)
         self.sent = []           # sent journal by send id (18.4, 19.3)
-        self.pending = {}        # reference -> pending retry (18.4, 19.1 kind 0x10)
+        self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
         self.members = {}        # group -> set of member AKs other than its own account (19.1 0x09)
 
 
@@ -2190,11 +2190,9 @@ class DevicesRun:
 
     def read(self, dev, envelope, sender, reference, w):
         """18.4: after a successful receive its id goes to the next slot; a non-resend read
-        deletes the pending retry with its salt as reference, if asked of its sender."""
+        deletes the pending retry keyed by (its sender, its salt)."""
         dev.read_ring.append(message_id(envelope))
-        p = dev.pending.get(reference)
-        if p is not None and p["sender"] == sender.address:
-            del dev.pending[reference]
+        dev.pending.pop(sender.address + reference, None)
 
     def apply_payload(self, dev, sender, payload, envelope, w):
         """18.5: judging the payload, then the journals (18.4)."""
@@ -2212,12 +2210,12 @@ class DevicesRun:
             dev.withheld.add((sender.address, payload[3:35]))
         if kind in (6, 7):
             reference = payload[3:19]
-            p = dev.pending.get(reference)
-            R.true(f"{w}: the resend answers a pending retry of that sender and kind (18.5)",
-                   p is not None and p["sender"] == sender.address
+            p = dev.pending.get(sender.address + reference)
+            R.true(f"{w}: the resend answers the pending retry of that sender and reference, of its kind (18.5)",
+                   p is not None
                    and (p["group"] is None) == (kind == 6)
                    and (kind == 6 or p["group"] == payload[19:51]))
-            dev.pending.pop(reference, None)
+            dev.pending.pop(sender.address + reference, None)
             # 18.4: the resend's id, then the id of the message it replaces, in the next slots.
             dev.read_ring.append(message_id(envelope))
             if p is not None:
@@ -2273,7 +2271,7 @@ class DevicesRun:
         R.check(f"{w}: one-time ML-KEM prekey id", kem_id, e["kem_prekey_id"])
         bundle = req.store.bundle(opk_id, kem_id)
         R.check(f"{w}: bundle (6)", bundle, e["bundle"])
-        previous = req.pending.get(reference)
+        previous = req.pending.get(target.address + reference)
         attempt = 1 if previous is None else previous["attempts"] + 1
         R.check(f"{w}: attempt (18.6: the requester's count, from 1)", attempt, e["attempt"])
         envelope = retry_request(req, target, reference, e["reason"], attempt, bundle)
@@ -2281,7 +2279,7 @@ class DevicesRun:
         R.check(f"{w}: envelope (18.6)", envelope, e["envelope"])
         R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
         fenv = decode_envelope(failed)
-        req.pending[reference] = {"sender": target.address, "attempts": attempt, "asked_at": None,
+        req.pending[target.address + reference] = {"attempts": attempt, "asked_at": None,
                                   "group": fenv["message"]["group_id"] if fenv["kind"] == 2 else None,
                                   "failed_id": message_id(failed)}
         if not e["delivered"]:
@@ -2395,7 +2393,7 @@ def sent_value(entry):
 
 def pending_value(p):
     """19.1 kind 0x10 (asked_at written as 0 when unknown; the caller masks it)."""
-    return p["sender"] + opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0)
+    return opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0)
 
 
 UNKNOWN_TIME = "devices.json gives no time for this operation (its events carry no `now`)"
@@ -2439,10 +2437,10 @@ def device_records(run, dev, epoch):
     for sid, entry in enumerate(dev.sent):
         masks = [] if entry["sent_at"] is not None else [(0, 8, f"sent_at of send id {sid}: {UNKNOWN_TIME}")]
         recs[b"\x0f" + u64(sid)] = (sent_value(entry), masks)
-    for ref, p in dev.pending.items():
+    for key, p in dev.pending.items():
         v = pending_value(p)
         masks = [] if p["asked_at"] is not None else [(len(v) - 8, len(v), f"asked_at: {UNKNOWN_TIME}")]
-        recs[b"\x10" + ref] = (v, masks)
+        recs[b"\x10" + key] = (v, masks)
     return dict(sorted(recs.items()))
 
 
@@ -2527,10 +2525,10 @@ def record_from_inputs(inp):
                                 for r in inp["recipients"]]}
         return b"\x0f" + u64(inp["send_id"]), sent_value(entry)
     if rec == "pending_retry":
-        p = {"sender": hx(inp["sender"]), "group": None if inp["group"] is None else hx(inp["group"]),
+        p = {"group": None if inp["group"] is None else hx(inp["group"]),
              "failed_id": message_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
              "asked_at": inp["asked_at"]}
-        return b"\x10" + hx(inp["reference"]), pending_value(p)
+        return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
     raise ValueError(f"unknown record {rec}")
 
 
@@ -2559,7 +2557,7 @@ def check_records(doc, context):
         if inp["record"] in ("sent_group_message", "sent_direct_message"):
             times_sent[inp["send_id"]] = inp["sent_at"]
         if inp["record"] == "pending_retry":
-            times_asked[hx(inp["reference"])] = inp["asked_at"]
+            times_asked[hx(inp["sender"]) + hx(inp["reference"])] = inp["asked_at"]
         if inp["record"] == "own":
             own = (key, value)
     keys = [hx(rv["key"]) for rv in doc["records"]]
@@ -2574,8 +2572,8 @@ def check_records(doc, context):
         R.check("address", dev.address, doc["address"])
         for sid, t in times_sent.items():
             dev.sent[sid]["sent_at"] = t
-        for ref, t in times_asked.items():
-            dev.pending[ref]["asked_at"] = t
+        for key, t in times_asked.items():
+            dev.pending[key]["asked_at"] = t
         ops = next(rv["inputs"]["operations"] for rv in doc["records"] if rv["inputs"]["record"] == "meta")
         meta_in = next(rv["inputs"] for rv in doc["records"] if rv["inputs"]["record"] == "meta")
         delivered = [e for e in run.doc["events"] if dev.name in ([e.get("to")] if e["event"] == "pairwise"
