@@ -543,3 +543,130 @@ fn a_forged_sender_cannot_block_the_retry_of_a_genuine_message() {
         }
     );
 }
+
+/// The routing header is not authenticated until decryption, so the server can hand a device
+/// an envelope meant for another one. Neither end of a retry acts on it: Bob's app cannot be
+/// made to ask about a 1:1 envelope addressed to his laptop, and Alice's laptop does not judge a
+/// request Bob addressed to her phone (it is the phone's message, and the laptop's journal is
+/// not the one that decides).
+#[test]
+fn a_retry_is_asked_and_judged_only_by_the_devices_it_names() {
+    let mut w = World::new("insider retry routing");
+    let alice = w.account(1);
+    let bob = w.account(1);
+    w.publish_all();
+    let (a1, a2, b1, b2) = (
+        World::addr(alice, 1),
+        World::addr(alice, 2),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+    );
+    let o = w.send(a1, bob, b"for bob's phone and laptop");
+    let to_laptop = World::envelope_to(&o, b2);
+    assert!(matches!(
+        w.request_retry(b1, &to_laptop, RetryReason::AuthenticationFailed),
+        Err(Error::Fanout(FanoutError::NotForThisDevice))
+    ));
+    let to_phone = World::envelope_to(&o, b1);
+    let (to, request) = w
+        .request_retry(b1, &to_phone, RetryReason::AuthenticationFailed)
+        .unwrap();
+    assert_eq!(to, a1);
+    w.refused(a2, &request, FanoutError::NotForThisDevice.into());
+    assert!(matches!(
+        w.receive(a1, &request),
+        Ok(Received::RetryRequest(_))
+    ));
+}
+
+/// A request captured and held back by the server is judged at the time it arrives: the sender
+/// answers within its retry window (inclusive) and not a millisecond after, so a message is
+/// not re-encrypted to a fresh session long after it was sent.
+#[test]
+fn a_retry_is_answered_only_within_the_retry_window() {
+    const WINDOW: u64 = 60_000;
+    let mut w = World::new("insider retry window");
+    let config = ratchetry::fanout::DeviceConfig {
+        retry_window_ms: WINDOW,
+        ..Default::default()
+    };
+    let alice = w.account_with(0, config);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let sent_at = w.now;
+    let o = w.send(a1, bob, b"soon stale");
+    let env = World::envelope_to(&o, b1);
+    let request = forged_retry(&mut w, b1, &env);
+    w.now = ratchetry::Timestamp(sent_at.as_millis() + WINDOW + 1);
+    w.refused(a1, &request, FanoutError::UnknownMessage.into());
+    w.now = ratchetry::Timestamp(sent_at.as_millis() + WINDOW);
+    assert!(matches!(
+        w.receive(a1, &request),
+        Ok(Received::RetryRequest(_))
+    ));
+}
+
+/// Bob's phone and laptop each got their own envelope of Alice's message. Each may ask again
+/// only for its own envelope: naming the other's (the server knows both references) is refused,
+/// whichever of the two is listed first in Alice's journal.
+#[test]
+fn a_retry_names_the_requesters_own_envelope() {
+    let mut w = World::new("insider retry own envelope");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    w.publish_all();
+    let (a1, b1, b2) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+    );
+    let o = w.send(a1, bob, b"one message, two envelopes");
+    for (who, other) in [(b1, b2), (b2, b1)] {
+        let request = forged_retry(&mut w, who, &World::envelope_to(&o, other));
+        w.refused(a1, &request, FanoutError::NotEntitled.into());
+    }
+    let request = forged_retry(&mut w, b2, &World::envelope_to(&o, b2));
+    assert!(matches!(
+        w.receive(a1, &request),
+        Ok(Received::RetryRequest(_))
+    ));
+}
+
+/// The sender counts answers to a group message per requesting device: Bob's phone uses up
+/// its attempts, Carol's are her own.
+#[test]
+fn group_retry_attempts_are_counted_per_device() {
+    let mut w = World::new("insider group retry attempts");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let (a1, b1, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+    );
+    let o = w.send_group(a1, ROOM, b"to the room");
+    let env = group_envelope(&o);
+    let answer = |w: &mut World, who: DeviceAddress| {
+        let request = forged_retry(w, who, &env);
+        let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+            panic!("{who:?} is entitled")
+        };
+        w.run(a1, |d, rng, now| {
+            d.answer_retry(rng, now, &req, b"to the room")
+        })
+        .map(|_| req.attempt)
+    };
+    let pristine_bob = w.device(b1).clone();
+    for attempt in 1..=MAX_RETRY_ATTEMPTS {
+        assert_eq!(answer(&mut w, b1).unwrap(), attempt);
+    }
+    // Bob's device caps itself; a copy from before it asked does not, and Alice counts.
+    *w.device(b1) = pristine_bob;
+    let request = forged_retry(&mut w, b1, &env);
+    w.refused(a1, &request, FanoutError::RetryLimit.into());
+    assert_eq!(answer(&mut w, c1).unwrap(), 1);
+}
