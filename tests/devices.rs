@@ -140,9 +140,11 @@ fn companion_cap_is_policy() {
     };
     let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     assert_eq!(
-        list.verify(&primary.account(), None, &strict).err(),
+        list.clone().verify(&primary.account(), None, &strict).err(),
         Some(DeviceError::TooManyCompanions)
     );
+    // Exactly at the cap is allowed.
+    assert!(list.verify(&primary.account(), None, &policy).is_ok());
 }
 
 #[test]
@@ -319,6 +321,39 @@ fn rogue_account_cannot_list_another_persons_device_as_its_primary() {
         )],
     );
     assert!(consenting.verify(&rogue.public(), None, &policy).is_ok());
+}
+
+/// The first entry is the account's primary: device 1, which never expires. A list whose
+/// first entry is a companion (another id, or an expiry) is malformed even when the account
+/// key signed it and every device consented, so no companion can be presented as the primary.
+#[test]
+fn the_first_entry_is_a_primary_that_never_expires() {
+    let rng = &mut SeededRng::from_label("primary entry");
+    let policy = DevicePolicy::default();
+    let account = AccountKeyPair::generate(rng);
+    let phone = IdentityKeyPair::generate(rng);
+    let binding = device_binding(&phone, &account.public());
+    let list = |id: DeviceId, expires_at: Option<Timestamp>| {
+        sign_device_list(
+            &account,
+            1,
+            T0,
+            &[(id, phone.public(), T0, expires_at, binding)],
+        )
+    };
+    for (id, expires_at) in [(DeviceId(2), None), (PRIMARY_DEVICE, Some(at(30)))] {
+        assert_eq!(
+            list(id, expires_at)
+                .verify(&account.public(), None, &policy)
+                .err(),
+            Some(DeviceError::InvalidList)
+        );
+    }
+    assert!(
+        list(PRIMARY_DEVICE, None)
+            .verify(&account.public(), None, &policy)
+            .is_ok()
+    );
 }
 
 #[test]

@@ -830,3 +830,51 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
         .into(),
     );
 }
+
+/// The own-sender-key record lists the generations whose ledgers are kept (19.1 kind 0x0a):
+/// one to four distinct key ids, the last the current key's. A device whose ledger held four
+/// generations loads; a record naming none, five, or one twice is refused, so a corrupted store
+/// cannot lose the ledger that judges retries.
+#[test]
+fn the_sender_key_record_keeps_one_to_four_distinct_generations() {
+    let mut w = World::new("fanout ledger generations");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    w.set_members(ROOM, &[alice, bob, carol]);
+    w.send_group(a1, ROOM, b"first key");
+    for _ in 0..3 {
+        // Carol leaves (a rotation), then comes back (the key is handed to her).
+        w.set_members(ROOM, &[alice, bob]);
+        w.send_group(a1, ROOM, b"without carol");
+        w.set_members(ROOM, &[alice, bob, carol]);
+        w.send_group(a1, ROOM, b"with carol");
+    }
+    let store = w.stores[&a1].clone();
+    let mut key = vec![0x0a];
+    key.extend_from_slice(&ROOM.0);
+    let value = store.0[&key].clone();
+    let ids_at = value.len() - 1 - 4 * 4;
+    assert_eq!(value[ids_at], 4, "four generations kept");
+    store.load();
+    let ids: Vec<[u8; 4]> = value[ids_at + 1..]
+        .chunks(4)
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    let with_ids = |ids: &[[u8; 4]]| {
+        let mut v = value[..ids_at].to_vec();
+        v.push(ids.len() as u8);
+        v.extend(ids.iter().flatten());
+        let mut s = store.clone();
+        s.0.insert(key.clone(), v);
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    let five = [[0xee; 4], ids[0], ids[1], ids[2], ids[3]];
+    let repeated = [ids[0], ids[0], ids[2], ids[3]];
+    for bad in [&[][..], &five[..], &repeated[..]] {
+        assert_eq!(with_ids(bad), Some(DecodeError::InvalidValue));
+    }
+    assert_eq!(with_ids(&ids), None);
+}

@@ -163,3 +163,51 @@ pub(crate) fn read_holder(r: &mut Reader<'_>) -> Result<Holder, DecodeError> {
         since: r.u32()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::DeviceId;
+
+    fn device(account: u8, id: u32) -> DeviceAddress {
+        DeviceAddress {
+            account: AccountKey::from_trusted([account; 32]),
+            device: DeviceId(id),
+        }
+    }
+
+    fn key(b: u8) -> IdentityKey {
+        IdentityKey::from_trusted([b; 32])
+    }
+
+    #[test]
+    fn diff_finds_departed_holders_wherever_they_sort_and_missing_devices() {
+        let holders = |list: &[(DeviceAddress, u8)]| {
+            list.iter()
+                .map(|(d, k)| {
+                    let h = Holder {
+                        identity: key(*k),
+                        since: 0,
+                    };
+                    (*d, h)
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (a, b, c) = (device(1, 1), device(2, 1), device(3, 1));
+        let members = [(b, key(2))];
+        // A departed holder sorting before, after, or at a member device under another key.
+        for gone in [a, c] {
+            let h = holders(&[(gone, 9), (b, 2)]);
+            assert_eq!(diff(&h, &members), (true, Vec::new()));
+        }
+        let h = holders(&[(b, 7)]);
+        assert_eq!(diff(&h, &members), (true, alloc::vec![(b, key(2))]));
+        // Nobody left: only the devices without the key are missing, on either side.
+        let h = holders(&[(b, 2)]);
+        let all = [(a, key(1)), (b, key(2)), (c, key(3))];
+        assert_eq!(
+            diff(&h, &all),
+            (false, alloc::vec![(a, key(1)), (c, key(3))])
+        );
+    }
+}

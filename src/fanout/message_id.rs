@@ -65,3 +65,14 @@ impl fmt::Debug for MessageId {
         write!(f, "…)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_a_short_prefix() {
+        let id = MessageId([0xab; 16]);
+        assert_eq!(alloc::format!("{id:?}"), "MessageId(abababababab…)");
+    }
+}
