@@ -229,3 +229,37 @@ fn caps_apply_per_kind() {
     );
     assert!(AccountKey::from_bytes(&[0; 32]).is_err());
 }
+
+/// The manager runs two calls with Bob. A key message of one call, or of the same call under
+/// another kind, is never applied to the other, even at the right epoch from the right sender:
+/// the server cannot move Bob into keys of a call he did not join.
+#[test]
+fn a_key_message_moves_only_its_own_call_and_kind() {
+    let rng = &mut SeededRng::from_label("calls crossed");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let mut room = Call::start(rng, CallKind::Room, a, &[b], &config).unwrap();
+    let mut other = Call::start(rng, CallKind::Room, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, room.key_message().clone(), &config).unwrap();
+    let before = bob.clone();
+    let x = addr(rng, 2);
+    let other_next = other.join(rng, x, &config).unwrap();
+    assert_eq!(other_next.epoch(), room.epoch() + 1);
+    assert_eq!(
+        bob.apply(&a, other_next, &config),
+        Err(SyncError::StaleCallKey)
+    );
+    let next = room.join(rng, x, &config).unwrap();
+    let mut bytes = next.to_bytes().to_vec();
+    assert_eq!(bytes[18], 3, "the kind byte: Room");
+    bytes[18] = 2;
+    let as_group = CallKeyMessage::from_bytes(&bytes).unwrap();
+    assert_eq!(as_group.kind(), CallKind::Group);
+    assert_eq!(
+        bob.apply(&a, as_group, &config),
+        Err(SyncError::StaleCallKey)
+    );
+    assert_eq!(bob, before);
+    bob.apply(&a, next, &config).unwrap();
+    assert_eq!(bob.epoch(), 1);
+}
