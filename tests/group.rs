@@ -218,6 +218,9 @@ fn forward_jump_and_skipped_limits() {
     assert_eq!(recv(&mut rx, &c, &m[9]).unwrap(), [9]);
     assert_eq!(recv(&mut rx, &c, &m[7]).unwrap(), [7]);
     refused(&mut rx, &c, &m[6], GroupError::Duplicate);
+    // The jump is counted from where the receiver is, not from the start of the chain.
+    let later: Vec<_> = (0..10u8).map(|i| out.encrypt(rng, &[i]).unwrap()).collect();
+    assert_eq!(recv(&mut rx, &c, &later[9]).unwrap(), [9]);
 }
 
 /// A sender restored from a stale copy of its state (without `rotate`) reuses a chain
