@@ -878,3 +878,44 @@ fn the_sender_key_record_keeps_one_to_four_distinct_generations() {
     }
     assert_eq!(with_ids(&ids), None);
 }
+
+/// Every send asks for what it lacks the same way: a call key, a withheld notice or a
+/// history offer to a device of an account whose list is not held is `NeedDeviceLists`, as a
+/// message is, not an error.
+#[test]
+fn payload_sends_ask_for_missing_device_lists() {
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    let mut w = World::new("fanout payload lists");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    let (me, bob_phone, bob_laptop) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+    );
+    let devices = [bob_phone, bob_laptop];
+    let call = Call::start(
+        &mut w.rng,
+        CallKind::OneToOne,
+        me,
+        &devices,
+        &CallConfig::default(),
+    )
+    .unwrap();
+    let (now, rng) = (w.now, &mut w.rng);
+    let d = w.devices.get_mut(&me).unwrap();
+    assert!(!d.accounts().any(|a| a == bob));
+    let asked = [
+        d.send_call_key(rng, now, &devices, call.key_message()),
+        d.withhold_group_key(rng, now, bob_phone, ROOM, WithheldReason::Blocked),
+    ];
+    for outgoing in asked {
+        assert!(matches!(outgoing, Ok(Outgoing::NeedDeviceLists(a)) if a == [bob]));
+    }
+    let outbox = w
+        .run(me, |d, rng, now| {
+            d.send_call_key(rng, now, &devices, call.key_message())
+        })
+        .unwrap();
+    assert_eq!(outbox.envelopes.len(), 2);
+}

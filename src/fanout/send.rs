@@ -349,6 +349,16 @@ impl Device {
         payload: &Payload,
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
+        let mut unknown: Vec<AccountKey> = devices
+            .iter()
+            .map(|d| d.account)
+            .filter(|a| !self.lists.contains_key(a))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            unknown.dedup();
+            return Ok(Outgoing::NeedDeviceLists(unknown));
+        }
         let mut targets = Vec::with_capacity(devices.len());
         for d in devices.iter().filter(|d| **d != self.address) {
             targets.push((*d, self.entry(d, now)?.identity));
