@@ -280,3 +280,51 @@ fn state_round_trips() {
     assert!(!format!("{:?}", out.distribution()).contains(&hex::encode(&d[42..74])));
     assert!(!format!("{rx:?}").contains(&hex::encode(&d[42..74])));
 }
+
+/// Inbound state bytes are refused unless this crate could have written them: a generation
+/// needs a nonzero key id, a first iteration not after its current one, skipped iterations
+/// strictly ascending within [first, current), and key ids distinct across generations.
+#[test]
+fn inbound_state_decoding_refuses_what_it_would_not_write() {
+    let rng = &mut SeededRng::from_label("group inbound state");
+    let c = GroupConfig::default();
+    let (mut out, mut rx) = setup(rng);
+    let m: Vec<_> = (0..4u8).map(|i| out.encrypt(rng, &[i]).unwrap()).collect();
+    recv(&mut rx, &c, &m[3]).unwrap();
+    // One generation, first iteration 0, current 4, skipped 0, 1, 2: its fields sit at the end.
+    let good = rx.to_bytes().to_vec();
+    let g = good.len() - (80 + 3 * 36);
+    let (key_id, first, skipped) = (g, g + 68, |k: usize| g + 80 + 36 * k);
+    let patched = |at: usize, value: u32| {
+        let mut b = good.clone();
+        b[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        InboundSenderKey::from_bytes(&b).err()
+    };
+    assert!(InboundSenderKey::from_bytes(&good).is_ok());
+    assert_eq!(patched(skipped(0), 0), None, "the fields found");
+    for (at, value) in [
+        (key_id, 0),     // key id 0
+        (first, 5),      // first after current
+        (first, 1),      // a skipped iteration before first
+        (skipped(1), 0), // skipped iterations repeat
+        (skipped(2), 4), // a skipped iteration at current
+    ] {
+        assert_eq!(
+            patched(at, value),
+            Some(DecodeError::InvalidValue),
+            "{at} {value}"
+        );
+    }
+    // Two generations decode; the same key id twice does not.
+    let d = out.rotate(rng);
+    rx.process_distribution(&c, &d).unwrap();
+    let two = rx.to_bytes().to_vec();
+    assert!(InboundSenderKey::from_bytes(&two).is_ok());
+    let mut repeated = two.clone();
+    let last = repeated.len() - 80;
+    repeated[last..last + 4].copy_from_slice(&good[key_id..key_id + 4]);
+    assert_eq!(
+        InboundSenderKey::from_bytes(&repeated).err(),
+        Some(DecodeError::InvalidValue)
+    );
+}
