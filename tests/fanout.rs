@@ -919,3 +919,25 @@ fn payload_sends_ask_for_missing_device_lists() {
         .unwrap();
     assert_eq!(outbox.envelopes.len(), 2);
 }
+
+/// Apps set a group's members whenever they load the group: setting the same members again
+/// (in any order, with or without the device's own account) writes nothing and does not move
+/// the state epoch, so it never looks like a change that must be persisted.
+#[test]
+fn setting_the_same_group_members_again_changes_nothing() {
+    let mut w = World::new("fanout same members");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    let a1 = World::addr(alice, 1);
+    let d = w.devices.get_mut(&a1).unwrap();
+    d.set_group_members(ROOM, &[bob, carol]);
+    assert!(!d.take_changes().is_empty());
+    let epoch = d.state_epoch();
+    d.set_group_members(ROOM, &[carol, alice, bob]);
+    assert!(d.take_changes().is_empty());
+    assert_eq!(d.state_epoch(), epoch);
+    d.set_group_members(ROOM, &[carol]);
+    assert!(!d.take_changes().is_empty());
+    assert_eq!(d.group_members(ROOM).unwrap().collect::<Vec<_>>(), [carol]);
+}

@@ -328,3 +328,20 @@ fn inbound_state_decoding_refuses_what_it_would_not_write() {
         Some(DecodeError::InvalidValue)
     );
 }
+
+/// `Debug` names the group, the sender and the key ids held, never key bytes.
+#[test]
+fn inbound_debug_shows_ids_not_keys() {
+    let rng = &mut SeededRng::from_label("group inbound debug");
+    let (out, rx) = setup(rng);
+    let shown = format!("{rx:?}");
+    assert!(shown.starts_with("InboundSenderKey"), "{shown}");
+    assert!(shown.contains(&format!("{:?}", out.key_id())), "{shown}");
+    // The one generation's chain key: the 32 bytes after its key id and signing key.
+    let state = rx.to_bytes();
+    let chain = &state[state.len() - 44..state.len() - 12];
+    let hex: String = chain.iter().map(|b| format!("{b:02x}")).collect();
+    let decimal = format!("{:?}", &chain[..4]);
+    assert!(!shown.contains(&hex), "{shown}");
+    assert!(!shown.contains(decimal.trim_end_matches(']')), "{shown}");
+}
