@@ -941,3 +941,65 @@ fn setting_the_same_group_members_again_changes_nothing() {
     assert!(!d.take_changes().is_empty());
     assert_eq!(d.group_members(ROOM).unwrap().collect::<Vec<_>>(), [carol]);
 }
+
+/// Leaving a group deletes everything of it, and only of it: its members, this device's
+/// sender key and ledger, the sender keys and withheld notices received for it. Another
+/// group's keys and notices stay, the store loses the deleted records, and after joining again
+/// the old keys and notices are gone (messages under them are `SenderKeyMissing`).
+#[test]
+fn forgetting_a_group_deletes_that_group_only() {
+    const OTHER: GroupId = GroupId([8; 32]);
+    let mut w = World::new("fanout forget group");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    let dave = w.account(0);
+    w.publish_all();
+    let [a1, b1, c1, d1] = [alice, bob, carol, dave].map(|a| World::addr(a, 1));
+    let everyone = [alice, bob, carol, dave];
+    w.set_members(ROOM, &everyone);
+    w.set_members(OTHER, &everyone);
+    // Alice holds: Bob's key and Carol's notice for the room, Dave's key and Bob's notice
+    // for the other group, and her own key for the room.
+    for (from, g) in [(b1, ROOM), (d1, OTHER), (a1, ROOM)] {
+        let o = w.send_group(from, g, b"hello");
+        w.deliver_ok(&o);
+    }
+    for (from, g) in [(c1, ROOM), (b1, OTHER)] {
+        let o = w
+            .run(from, |d, rng, now| {
+                d.withhold_group_key(rng, now, a1, g, WithheldReason::Blocked)
+            })
+            .unwrap();
+        w.deliver_ok(&o);
+    }
+    w.device(a1).forget_group(ROOM);
+    w.persist(a1);
+    assert!(w.device(a1).group_members(ROOM).is_none());
+    let reloaded = w.stores[&a1].load();
+    assert_eq!(*reloaded.to_bytes(), *w.device(a1).to_bytes());
+    let later = |w: &mut World, from: DeviceAddress, g: GroupId| {
+        let o = w.send_group(from, g, b"later");
+        let envelope = o.group.as_ref().unwrap().0.clone();
+        w.receive(a1, &envelope)
+    };
+    assert_eq!(
+        later(&mut w, b1, ROOM).err(),
+        Some(FanoutError::UnknownGroup(ROOM).into())
+    );
+    assert_eq!(
+        body(&later(&mut w, d1, OTHER).unwrap()),
+        Some(&b"later"[..])
+    );
+    assert_eq!(
+        later(&mut w, b1, OTHER).err(),
+        Some(FanoutError::Withheld.into())
+    );
+    w.device(a1).set_group_members(ROOM, &everyone);
+    for from in [b1, c1] {
+        assert!(matches!(
+            later(&mut w, from, ROOM),
+            Err(Error::Fanout(FanoutError::SenderKeyMissing { .. }))
+        ));
+    }
+}
