@@ -1003,3 +1003,36 @@ fn forgetting_a_group_deletes_that_group_only() {
         ));
     }
 }
+
+/// Taking an account out of a group drops its devices' sender keys and withheld notices for
+/// that group: when it is added back, messages under its old key are `SenderKeyMissing` until
+/// its sender key arrives again, and an old notice no longer hides that.
+#[test]
+fn removing_a_member_drops_its_keys_for_that_group() {
+    let mut w = World::new("fanout member keys");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let [a1, b1, c1] = [alice, bob, carol].map(|a| World::addr(a, 1));
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let o = w.send_group(b1, ROOM, b"bob's key");
+    w.deliver_ok(&o);
+    let o = w
+        .run(c1, |d, rng, now| {
+            d.withhold_group_key(rng, now, a1, ROOM, WithheldReason::Blocked)
+        })
+        .unwrap();
+    w.deliver_ok(&o);
+    w.device(a1).set_group_members(ROOM, &[alice]);
+    w.device(a1).set_group_members(ROOM, &[alice, bob, carol]);
+    w.persist(a1);
+    for from in [b1, c1] {
+        let o = w.send_group(from, ROOM, b"old key");
+        let envelope = o.group.as_ref().unwrap().0.clone();
+        assert!(matches!(
+            w.receive(a1, &envelope),
+            Err(Error::Fanout(FanoutError::SenderKeyMissing { .. }))
+        ));
+    }
+}

@@ -670,3 +670,28 @@ fn group_retry_attempts_are_counted_per_device() {
     w.refused(a1, &request, FanoutError::RetryLimit.into());
     assert_eq!(answer(&mut w, c1).unwrap(), 1);
 }
+
+/// Forgetting Bob's account removes only Bob's devices from Alice's ledger: Carol, who could
+/// not read a group message sent before, is still entitled to ask for it.
+#[test]
+fn forgetting_an_account_keeps_the_others_entitled_to_retries() {
+    let mut w = World::new("insider forget keeps others");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let (a1, c1) = (World::addr(alice, 1), World::addr(carol, 1));
+    let o = w.send_group(a1, ROOM, b"before bob is forgotten");
+    // Carol gets the sender key but not the group message.
+    for (to, envelope) in &o.envelopes {
+        w.receive(*to, envelope).unwrap();
+    }
+    w.device(a1).forget_account(&bob);
+    w.persist(a1);
+    let request = forged_retry(&mut w, c1, &group_envelope(&o));
+    assert!(matches!(
+        w.receive(a1, &request),
+        Ok(Received::RetryRequest(_))
+    ));
+}
