@@ -695,3 +695,30 @@ fn forgetting_an_account_keeps_the_others_entitled_to_retries() {
         Ok(Received::RetryRequest(_))
     ));
 }
+
+/// Forgetting an account that never held this device's sender key (a contact outside the
+/// group) rotates nothing: rotation is forced only where a forgotten device held the key.
+#[test]
+fn forgetting_an_account_that_held_no_key_rotates_nothing() {
+    let mut w = World::new("insider forget outsider");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let dave = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let a1 = World::addr(alice, 1);
+    let o = w.send(a1, dave, b"hi dave");
+    w.deliver_ok(&o);
+    let key_of = |outbox: &ratchetry::fanout::Outbox| {
+        GroupMessage::decode(&group_envelope(outbox)[3 + 36 + 8..])
+            .unwrap()
+            .key_id()
+    };
+    let first = w.send_group(a1, ROOM, b"one");
+    w.deliver_ok(&first);
+    w.device(a1).forget_account(&dave);
+    w.persist(a1);
+    let next = w.send_group(a1, ROOM, b"two");
+    assert!(next.envelopes.is_empty(), "no key to hand out again");
+    assert_eq!(key_of(&first), key_of(&next));
+}
