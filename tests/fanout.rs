@@ -1036,3 +1036,74 @@ fn removing_a_member_drops_its_keys_for_that_group() {
         ));
     }
 }
+
+/// A group envelope names the sender's list version like a pairwise one: made under a list
+/// newer than the one held, it waits for that list (`DeviceListsDiverge`); made under an
+/// older one, it is read once the newer is held.
+#[test]
+fn a_group_message_under_a_newer_sender_list_waits_for_that_list() {
+    let mut w = World::new("fanout group diverge");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send_group(a1, ROOM, b"first");
+    w.deliver_ok(&o);
+    let before_renewal = w.send_group(a1, ROOM, b"under the old list");
+    let held = w.device(b1).device_list(&alice).unwrap().version();
+    w.now = at(1);
+    w.primary(&alice).renew(at(1)).unwrap();
+    let newer = w.primary(&alice).device_list().signed().clone();
+    w.device(a1)
+        .update_device_list(at(1), &alice, newer.clone())
+        .unwrap();
+    w.persist(a1);
+    let o = w.send_group(a1, ROOM, b"under the new list");
+    let envelope = o.group.as_ref().unwrap().0.clone();
+    w.refused(
+        b1,
+        &envelope,
+        FanoutError::DeviceListsDiverge {
+            account: alice,
+            used: held + 1,
+            held,
+        }
+        .into(),
+    );
+    w.device(b1)
+        .update_device_list(at(1), &alice, newer)
+        .unwrap();
+    w.persist(b1);
+    let got = w.receive(b1, &envelope).unwrap();
+    assert_eq!(body(&got), Some(&b"under the new list"[..]));
+    let old = before_renewal.group.as_ref().unwrap().0.clone();
+    let got = w.receive(b1, &old).unwrap();
+    assert_eq!(body(&got), Some(&b"under the old list"[..]));
+}
+
+/// A companion that could not read its own account's copy of a message asks the device that
+/// sent it, and the answer reads as that own copy (with the conversation it belongs to).
+#[test]
+fn an_own_copy_asked_again_reads_as_an_own_copy() {
+    let mut w = World::new("fanout own copy retry");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, a2) = (World::addr(alice, 1), World::addr(alice, 2));
+    let o = w.send(a1, bob, b"to bob");
+    let mut tampered = World::envelope_to(&o, a2);
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(w.receive(a2, &tampered).is_err());
+    let answer = w.ask_again(a2, a1, &tampered, b"to bob");
+    let got = w.receive(a2, &World::envelope_to(&answer, a2)).unwrap();
+    assert_eq!(
+        got,
+        Received::OwnCopy {
+            from: a1,
+            sent_to: bob,
+            body: b"to bob".to_vec(),
+            resent: Some(MessageId::of(&tampered)),
+        }
+    );
+}

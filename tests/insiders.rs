@@ -8,7 +8,7 @@ mod support;
 use ratchetry::devices::{DeviceAddress, DeviceId};
 use ratchetry::fanout::{Device, MAX_RETRY_ATTEMPTS, MessageId, Received, RetryReason};
 use ratchetry::group::{GroupId, GroupMessage};
-use ratchetry::{Error, FanoutError, IdentityKeyPair};
+use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair};
 use support::{World, body};
 
 const ROOM: GroupId = GroupId([0x42; 32]);
@@ -721,4 +721,82 @@ fn forgetting_an_account_that_held_no_key_rotates_nothing() {
     let next = w.send_group(a1, ROOM, b"two");
     assert!(next.envelopes.is_empty(), "no key to hand out again");
     assert_eq!(key_of(&first), key_of(&next));
+}
+
+/// Mallory, asked by Bob to resend a message, answers with something else: a group resend for
+/// a 1:1 message, a group resend naming another group than the message's, or a 1:1 resend
+/// dressed as a copy of Bob's own account's message. Each is refused; her honest answer reads.
+#[test]
+fn a_resend_must_be_what_the_retry_asked_for() {
+    use ratchetry::testing::hooks::{group_resend_payload, seal_raw_payload};
+    const OTHER: GroupId = GroupId([0x43; 32]);
+    let mut w = World::new("insider mismatched resend");
+    let bob = w.account(0);
+    let mallory = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[bob, mallory]);
+    w.set_members(OTHER, &[bob, mallory]);
+    let (b1, m1) = (World::addr(bob, 1), World::addr(mallory, 1));
+    let answer_with = |w: &mut World, plaintext: &[u8]| {
+        let now = w.now;
+        let md = w.devices.get_mut(&m1).unwrap();
+        let envelope = seal_raw_payload(md, &mut w.rng, now, b1, plaintext).unwrap();
+        w.receive(b1, &envelope)
+    };
+    let tampered = |envelope: &[u8]| {
+        let mut t = envelope.to_vec();
+        *t.last_mut().unwrap() ^= 1;
+        t
+    };
+    // A 1:1 message Bob could not read, asked again.
+    let o = w.send(m1, bob, b"direct");
+    let direct = tampered(&World::envelope_to(&o, b1));
+    assert!(w.receive(b1, &direct).is_err());
+    let (_, request) = w
+        .request_retry(b1, &direct, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let reference: [u8; 16] = request[3 + 72..3 + 88].try_into().unwrap();
+    let as_group = group_resend_payload(reference, ROOM, b"forged");
+    assert_eq!(
+        answer_with(&mut w, &as_group).err(),
+        Some(FanoutError::UnexpectedResend.into())
+    );
+    // A direct resend (kind 0x06) carrying `sent_to`: only the requester's own account's
+    // devices send own copies.
+    let mut as_own_copy = as_group[..3].to_vec();
+    as_own_copy[2] = 0x06;
+    as_own_copy.extend_from_slice(&reference);
+    as_own_copy.push(1);
+    as_own_copy.extend_from_slice(&bob.to_bytes());
+    as_own_copy.extend_from_slice(b"forged");
+    assert_eq!(
+        answer_with(&mut w, &as_own_copy).err(),
+        Some(DecodeError::InvalidValue.into())
+    );
+    // A room message Bob could not read, answered as a message of the other group.
+    let o = w.send_group(m1, ROOM, b"to the room");
+    for (to, envelope) in &o.envelopes {
+        w.receive(*to, envelope).unwrap();
+    }
+    let in_room = tampered(&group_envelope(&o));
+    assert!(w.receive(b1, &in_room).is_err());
+    let (_, request) = w
+        .request_retry(b1, &in_room, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let reference: [u8; 16] = request[3 + 72..3 + 88].try_into().unwrap();
+    assert_eq!(
+        answer_with(&mut w, &group_resend_payload(reference, OTHER, b"forged")).err(),
+        Some(FanoutError::UnexpectedResend.into())
+    );
+    // Mallory's honest answer to the 1:1 retry reads, as the message it replaces.
+    let answer = w.ask_again(b1, m1, &direct, b"direct");
+    let got = w.receive(b1, &World::envelope_to(&answer, b1)).unwrap();
+    assert_eq!(
+        got,
+        Received::Direct {
+            from: m1,
+            body: b"direct".to_vec(),
+            resent: Some(MessageId::of(&direct)),
+        }
+    );
 }
