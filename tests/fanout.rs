@@ -1107,3 +1107,76 @@ fn an_own_copy_asked_again_reads_as_an_own_copy() {
         }
     );
 }
+
+/// Pending-retry records (19.1 kind 0x10) load only as this device could have written them:
+/// never asked of the device itself, never more than it keeps.
+#[test]
+fn pending_retry_records_load_only_as_written() {
+    let mut w = World::new("fanout pending records");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send(a1, bob, b"lost");
+    let mut tampered = World::envelope_to(&o, b1);
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(w.receive(b1, &tampered).is_err());
+    w.request_retry(b1, &tampered, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let store = w.stores[&b1].clone();
+    store.load();
+    let (key, value) = store
+        .0
+        .iter()
+        .find(|(k, _)| k[0] == 0x10)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let load = |s: &support::Store| {
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    // Asked of itself.
+    let mut own = store.clone();
+    own.0.remove(&key);
+    let mut k = key.clone();
+    k[1..33].copy_from_slice(&bob.to_bytes());
+    own.0.insert(k, value.clone());
+    assert_eq!(load(&own), Some(DecodeError::InvalidValue));
+    // One more than the bound, each under another reference.
+    let mut many = store.clone();
+    for i in 0..ratchetry::fanout::MAX_PENDING_RETRIES as u32 {
+        let mut k = key.clone();
+        k[37..41].copy_from_slice(&i.to_be_bytes());
+        many.0.insert(k, value.clone());
+    }
+    assert_eq!(load(&many), Some(DecodeError::InvalidValue));
+    many.0.remove(&key);
+    assert_eq!(load(&many), None);
+}
+
+/// A call key sent to no device but this one seals nothing and changes nothing.
+#[test]
+fn a_payload_to_no_other_device_changes_nothing() {
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    let mut w = World::new("fanout payload to self");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let call = Call::start(
+        &mut w.rng,
+        CallKind::OneToOne,
+        a1,
+        &[b1],
+        &CallConfig::default(),
+    )
+    .unwrap();
+    let (now, rng) = (w.now, &mut w.rng);
+    let d = w.devices.get_mut(&a1).unwrap();
+    let _ = d.take_changes();
+    let epoch = d.state_epoch();
+    let Ok(Outgoing::Ready(outbox)) = d.send_call_key(rng, now, &[a1], call.key_message()) else {
+        panic!("nothing to fetch")
+    };
+    assert!(outbox.envelopes.is_empty());
+    assert!(d.take_changes().is_empty());
+    assert_eq!(d.state_epoch(), epoch);
+}

@@ -800,3 +800,72 @@ fn a_resend_must_be_what_the_retry_asked_for() {
         }
     );
 }
+
+/// The relay re-wraps the salt of a 1:1 message Bob has read as a group message of the same
+/// sender. Bob's device does not ask for it: under either kind's name it is the message read.
+#[test]
+fn a_read_message_is_not_asked_for_under_the_other_kind() {
+    let mut w = World::new("insider other kind");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send(a1, bob, b"read");
+    let env = World::envelope_to(&o, b1);
+    // The salt, as a copy of Bob's device that has not read it would ask for it.
+    let mut unread = w.device(b1).clone();
+    w.receive(b1, &env).unwrap();
+    let (_, request) = unread
+        .request_retry(&mut w.rng, w.now, &env, RetryReason::NoSession)
+        .unwrap();
+    let salt = &request[3 + 72..3 + 88];
+    let g = w.send_group(a1, ROOM, b"the group");
+    w.deliver_ok(&g);
+    let mut forged = group_envelope(&g);
+    forged[3 + 36 + 8 + 42..3 + 36 + 8 + 58].copy_from_slice(salt);
+    assert!(w.receive(b1, &forged).is_err());
+    assert_eq!(
+        w.request_retry(b1, &forged, RetryReason::AuthenticationFailed)
+            .err(),
+        Some(
+            FanoutError::Duplicate {
+                message_id: MessageId::of(&env)
+            }
+            .into()
+        )
+    );
+}
+
+/// Bob asked Alice's laptop for a message; then Alice unlinks the laptop. Bob's device drops
+/// the retry with the device (its record is deleted in the same unit as the new list), so no
+/// answer from that address, under any identity key, can be taken as the message.
+#[test]
+fn retries_asked_of_a_removed_device_are_dropped_with_it() {
+    let mut w = World::new("insider retry removed device");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let o = w.send(a2, bob, b"from the laptop");
+    let mut tampered = World::envelope_to(&o, b1);
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(w.receive(b1, &tampered).is_err());
+    w.request_retry(b1, &tampered, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let now = w.now;
+    w.primary(&alice).unlink(now, DeviceId(2)).unwrap();
+    let list = w.primary(&alice).device_list().signed().clone();
+    let d = w.devices.get_mut(&b1).unwrap();
+    let _ = d.take_changes();
+    d.update_device_list(now, &alice, list).unwrap();
+    let unit = d.take_changes();
+    let deleted: Vec<&[u8]> = unit
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] == 0x10 && r.value().is_none())
+        .map(|r| r.key())
+        .collect();
+    assert_eq!(deleted.len(), 1, "the pending retry's record is deleted");
+    assert_eq!(&deleted[0][1..37], &address_bytes(&a2));
+}

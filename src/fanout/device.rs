@@ -8,6 +8,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
+use super::envelope::MessageRef;
 use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal};
 use super::ledger::Group;
 use super::lists::Followed;
@@ -382,8 +383,8 @@ impl Device {
         Ok(events)
     }
 
-    /// Forgets a device's sessions, sender keys and withheld notices (it left its account or
-    /// changed identity).
+    /// Forgets a device's sessions, sender keys, withheld notices and the retries asked of it
+    /// (it left its account or changed identity).
     fn drop_device(&mut self, device: &DeviceAddress) {
         if self.sessions.remove(device).is_some() {
             self.touch(Key::Sessions(*device));
@@ -406,6 +407,17 @@ impl Device {
             self.withheld.remove(&(*device, g));
             self.touch(Key::Withheld(*device, g));
         }
+        // Its answer would now come from another identity key, or from no listed device.
+        let pending: Vec<MessageRef> = self
+            .journal
+            .pending
+            .range((*device, [0; 16])..=(*device, [0xff; 16]))
+            .map(|((_, r), _)| *r)
+            .collect();
+        for r in pending {
+            self.journal.pending.remove(&(*device, r));
+            self.touch(Key::Pending(*device, r));
+        }
     }
 
     /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
@@ -421,6 +433,7 @@ impl Device {
             .keys()
             .chain(self.inbound.keys().map(|(a, _)| a))
             .chain(self.withheld.iter().map(|(a, _)| a))
+            .chain(self.journal.pending.keys().map(|(a, _)| a))
             .filter(|a| a.account == *account)
             .copied()
             .collect();
@@ -433,17 +446,6 @@ impl Device {
         let touched = self.forget_holders(account);
         for key in touched {
             self.touch(key);
-        }
-        let pending: Vec<_> = self
-            .journal
-            .pending
-            .keys()
-            .filter(|(sender, _)| sender.account == *account)
-            .copied()
-            .collect();
-        for (sender, r) in pending {
-            self.journal.pending.remove(&(sender, r));
-            self.touch(Key::Pending(sender, r));
         }
         self.bump();
     }

@@ -17,8 +17,8 @@ use crate::x3dh::PreKeyBundle;
 /// (the pairwise ratchet header's, or the group message header's).
 pub(crate) type MessageRef = [u8; 16];
 
-const PAIRWISE: u8 = 1;
-const GROUP: u8 = 2;
+pub(crate) const PAIRWISE: u8 = 1;
+pub(crate) const GROUP: u8 = 2;
 const RETRY: u8 = 3;
 
 /// Length of a pairwise envelope's header (the part bound as AEAD context).

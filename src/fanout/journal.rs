@@ -211,9 +211,11 @@ impl Journal {
         if self.pending.len() <= MAX_PENDING_RETRIES {
             return None;
         }
+        // The retry just asked for is never the one dropped, even if the clock went back.
         let oldest = self
             .pending
             .iter()
+            .filter(|(k, _)| **k != key)
             .min_by_key(|(_, p)| p.requested_at)
             .map(|(k, _)| *k)?;
         self.pending.remove(&oldest);
@@ -365,6 +367,95 @@ mod tests {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&i.to_be_bytes());
         MessageId(b)
+    }
+
+    fn reference(i: u32) -> MessageRef {
+        id(i).0
+    }
+
+    fn group_sent(at: u64, r: u32) -> Sent {
+        Sent {
+            sent_at: Timestamp(at),
+            body_digest: [0; 16],
+            kind: SentKind::Group {
+                group: GroupId([1; 32]),
+                key_id: SenderKeyId(1),
+                iteration: 0,
+                reference: reference(r),
+                answered: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_read_ring_restores_only_slots_it_could_have_written() {
+        let cap = MAX_REMEMBERED_MESSAGE_IDS as u32;
+        let restore = |slots: &[u32], next: u32| {
+            let slots = slots.iter().map(|s| (*s, id(*s))).collect();
+            Journal::default().restore_seen(slots, next)
+        };
+        let full: Vec<u32> = (0..cap).collect();
+        assert!(restore(&[0, 1, 2], 3).is_ok());
+        assert!(restore(&full, 7).is_ok());
+        for (slots, next) in [
+            (&full[..], cap),      // next slot out of range
+            (&[0, 1, cap][..], 3), // a slot out of range
+            (&[0, 1, 2][..], 5),   // a partial ring's next slot is its length
+            (&[0, 1, 5][..], 3),   // a partial ring fills from slot 0
+        ] {
+            assert_eq!(restore(slots, next), Err(DecodeError::InvalidValue));
+        }
+    }
+
+    #[test]
+    fn the_sent_journal_forgets_by_age_and_count_with_the_references() {
+        let window = 1000;
+        let mut j = Journal::default();
+        let (first, dropped) = j.sent(Timestamp(0), window, group_sent(0, 0));
+        assert!(dropped.is_empty());
+        // At exactly the window's age a send is kept; a millisecond later it is forgotten.
+        let (_, dropped) = j.sent(Timestamp(window), window, group_sent(window, 1));
+        assert!(dropped.is_empty());
+        let (_, dropped) = j.sent(Timestamp(window + 1), window, group_sent(window + 1, 2));
+        assert_eq!(dropped, [first]);
+        assert!(!j.sent.contains_key(&first));
+        assert!(!j.by_reference.contains_key(&reference(0)));
+        assert_eq!(j.by_reference.len(), 2);
+        // By count: none expired, the oldest goes once there are more than the bound.
+        let mut j = Journal::default();
+        for i in 0..MAX_SENT_MESSAGES as u32 {
+            assert!(j.sent(Timestamp(0), window, group_sent(0, i)).1.is_empty());
+        }
+        let (_, dropped) = j.sent(Timestamp(0), window, group_sent(0, u32::MAX));
+        assert_eq!(dropped, [SendId(0)]);
+        assert_eq!(j.by_reference.len(), MAX_SENT_MESSAGES);
+        assert!(!j.by_reference.contains_key(&reference(0)));
+    }
+
+    #[test]
+    fn pending_retries_drop_the_oldest_but_never_the_one_just_asked() {
+        let address = |i: u32| DeviceAddress {
+            account: AccountKey::from_trusted([7; 32]),
+            device: crate::devices::DeviceId(i),
+        };
+        let pending = |at: u64| Pending {
+            group: None,
+            failed: id(0),
+            attempts: 1,
+            requested_at: Timestamp(at),
+        };
+        let mut j = Journal::default();
+        for i in 0..MAX_PENDING_RETRIES as u32 {
+            assert_eq!(
+                j.ask((address(i), reference(i)), pending(1000 + u64::from(i))),
+                None
+            );
+        }
+        // Asked with a clock that went back: the oldest other retry makes room.
+        let newest = (address(u32::MAX), reference(0));
+        assert_eq!(j.ask(newest, pending(10)), Some((address(0), reference(0))));
+        assert!(j.pending.contains_key(&newest));
+        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES);
     }
 
     #[test]

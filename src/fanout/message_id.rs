@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use super::envelope::{Envelope, MessageRef, is_retry};
+use super::envelope::{Envelope, GROUP, MessageRef, PAIRWISE, is_retry};
 use crate::devices::DeviceAddress;
 use crate::labels;
 use crate::primitives::sha256;
@@ -42,6 +42,12 @@ impl MessageId {
             ])),
             None => Self::of_bytes(bytes),
         }
+    }
+
+    /// The ids of the message `sender` sealed with `salt`, as either kind: a sender uses a
+    /// salt once, so a copy re-wrapped as the other kind names the same message.
+    pub(crate) fn either_kind(sender: DeviceAddress, salt: MessageRef) -> [Self; 2] {
+        [PAIRWISE, GROUP].map(|kind| Self::named(Some((sender, kind, salt)), &[]))
     }
 
     /// Tagged 0x00, so no byte string is named like a sealed message (tags 0x01, 0x02).

@@ -64,9 +64,13 @@ impl Device {
         if sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        // A copy of a message already read (the genuine one arrived): nothing to ask for.
-        if self.journal.seen.contains(&failed) {
-            return Err(FanoutError::Duplicate { message_id: failed }.into());
+        // A copy of a message already read (the genuine one arrived), named as either kind
+        // (the relay can re-wrap a read message's salt as the other kind): nothing to ask for.
+        if let Some(read) = MessageId::either_kind(sender, reference)
+            .into_iter()
+            .find(|id| self.journal.seen.contains(id))
+        {
+            return Err(FanoutError::Duplicate { message_id: read }.into());
         }
         self.entry(&sender, now)?;
         let key = (sender, reference);

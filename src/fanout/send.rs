@@ -365,6 +365,14 @@ impl Device {
         }
         targets.sort_unstable_by_key(|(a, _)| *a);
         targets.dedup_by_key(|(a, _)| *a);
+        if targets.is_empty() {
+            // Nothing to seal: the state is unchanged.
+            return Ok(Outgoing::Ready(Outbox {
+                send_id: None,
+                envelopes: Vec::new(),
+                group: None,
+            }));
+        }
         if let Some(missing) = self.missing_sessions(&targets) {
             return Ok(Outgoing::NeedBundles(missing));
         }

@@ -8,7 +8,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
+use super::journal::{Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
 use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
@@ -297,6 +297,12 @@ impl Device {
                 }
                 Key::Sent(id) => device.journal.insert_sent(id, Sent::read(&mut r)?)?,
                 Key::Pending(sender, reference) => {
+                    // Never asked of itself, and never more than it keeps.
+                    if sender == device.address
+                        || device.journal.pending.len() == MAX_PENDING_RETRIES
+                    {
+                        return Err(DecodeError::InvalidValue);
+                    }
                     device
                         .journal
                         .pending
