@@ -459,6 +459,48 @@ mod tests {
     }
 
     #[test]
+    fn sent_records_load_below_the_next_send_id_and_within_the_bound() {
+        let mut j = Journal {
+            next_send: MAX_SENT_MESSAGES as u64 + 2,
+            ..Journal::default()
+        };
+        assert_eq!(
+            j.insert_sent(SendId(j.next_send), group_sent(0, 0)),
+            Err(DecodeError::InvalidValue)
+        );
+        for i in 0..MAX_SENT_MESSAGES as u32 {
+            j.insert_sent(SendId(i.into()), group_sent(0, i)).unwrap();
+        }
+        let one_more = SendId(MAX_SENT_MESSAGES as u64);
+        assert_eq!(
+            j.insert_sent(one_more, group_sent(0, u32::MAX)),
+            Err(DecodeError::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn pending_records_carry_one_to_max_attempts() {
+        let read = |attempts: u8| {
+            let p = Pending {
+                group: None,
+                failed: id(0),
+                attempts,
+                requested_at: Timestamp(1),
+            };
+            let mut bytes = Vec::new();
+            p.write(&mut bytes);
+            let mut r = Reader::new(&bytes);
+            Pending::read(&mut r).map(|p| p.attempts)
+        };
+        for ok in 1..=MAX_RETRY_ATTEMPTS {
+            assert_eq!(read(ok), Ok(ok));
+        }
+        for bad in [0, MAX_RETRY_ATTEMPTS + 1] {
+            assert_eq!(read(bad), Err(DecodeError::InvalidValue));
+        }
+    }
+
+    #[test]
     fn read_ring_forgets_the_oldest_and_restores_from_its_slots() {
         let mut j = Journal::default();
         let total = MAX_REMEMBERED_MESSAGE_IDS as u32 + 5;
