@@ -263,3 +263,22 @@ fn a_key_message_moves_only_its_own_call_and_kind() {
     bob.apply(&a, next, &config).unwrap();
     assert_eq!(bob.epoch(), 1);
 }
+
+/// `Debug` of a call shows who this device is, the call and its epoch, never the epoch secret.
+#[test]
+fn call_debug_shows_the_call_not_its_secret() {
+    let rng = &mut SeededRng::from_label("calls debug");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let call = Call::start(rng, CallKind::Group, a, &[b], &config).unwrap();
+    let shown = format!("{call:?}");
+    assert!(shown.starts_with("Call {"), "{shown}");
+    assert!(shown.contains("epoch: 0"), "{shown}");
+    // The secret follows the header, the call id, the kind and the epoch (PROTOCOL 21).
+    let bytes = call.key_message().to_bytes();
+    let secret = &bytes[2 + 16 + 1 + 4..2 + 16 + 1 + 4 + 32];
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let decimal = format!("{:?}", &secret[..4]);
+    assert!(!shown.contains(&hex), "{shown}");
+    assert!(!shown.contains(decimal.trim_end_matches(']')), "{shown}");
+}
