@@ -1180,3 +1180,85 @@ fn a_payload_to_no_other_device_changes_nothing() {
     assert!(d.take_changes().is_empty());
     assert_eq!(d.state_epoch(), epoch);
 }
+
+/// Prekey upkeep through the device: fresh one-time prekeys of both kinds are counted and
+/// persisted, a session started from a bundle without one-time prekeys counts a use of the
+/// last-resort ML-KEM prekey, and rotating the signed prekey deletes the remembered base keys
+/// of a signed prekey only once it is retired (while it is kept, they still refuse replays).
+#[test]
+fn prekey_upkeep_through_the_device() {
+    let mut w = World::new("fanout prekeys");
+    let alice = w.account(0);
+    let config = DeviceConfig {
+        prekeys: ratchetry::PreKeyStoreConfig {
+            max_signed_prekeys: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let bob = w.account_with(0, config);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let (now, rng) = (w.now, &mut w.rng);
+    let d = w.devices.get_mut(&b1).unwrap();
+    let _ = d.take_changes();
+    let (keys, kem) = (
+        d.one_time_prekeys_remaining(),
+        d.one_time_kem_prekeys_remaining(),
+    );
+    let upload = d.generate_one_time_prekeys(rng, now, 3);
+    assert_eq!((upload.keys().len(), upload.kem_keys().len()), (3, 3));
+    assert_eq!(d.one_time_prekeys_remaining(), keys + 3);
+    assert_eq!(d.one_time_kem_prekeys_remaining(), kem + 3);
+    assert_eq!(
+        d.take_changes().records().len(),
+        3 + 3 + 2,
+        "keys, prekeys, meta"
+    );
+    // The world hands out bundles without one-time prekeys.
+    assert_eq!(w.device(b1).last_resort_uses(), 0);
+    let o = w.send(a1, bob, b"first contact");
+    w.deliver_ok(&o);
+    assert_eq!(w.device(b1).last_resort_uses(), 1);
+    // (written, deleted) remembered-base-key records in a unit.
+    let base_key_records = |unit: &ratchetry::fanout::StateChanges| {
+        let of_kind = || unit.records().iter().filter(|r| r.key()[0] == 0x06);
+        (
+            of_kind().filter(|r| r.value().is_some()).count(),
+            of_kind().filter(|r| r.value().is_none()).count(),
+        )
+    };
+    let (now, rng) = (w.now, &mut w.rng);
+    let d = w.devices.get_mut(&b1).unwrap();
+    let _ = d.take_changes();
+    let bundle = d.bundle(None, None).to_bytes();
+    d.rotate_signed_prekey(rng, now);
+    assert_ne!(d.bundle(None, None).to_bytes(), bundle);
+    assert_eq!(base_key_records(&d.take_changes()), (0, 0), "still kept");
+    d.rotate_signed_prekey(rng, now);
+    assert_eq!(base_key_records(&d.take_changes()), (0, 1), "retired");
+}
+
+/// A companion follows its own account's list: a new list that still lists it, active, is no
+/// news about itself; a new list in which its entry has expired tells it it was removed.
+#[test]
+fn this_device_learns_its_entry_expired() {
+    let mut w = World::new("fanout own expiry");
+    let alice = w.account(3);
+    let [a2, a3, a4] = [2, 3, 4].map(|d| World::addr(alice, d));
+    let now = w.now;
+    w.primary(&alice).unlink(now, a4.device).unwrap();
+    let list = w.primary(&alice).device_list().signed().clone();
+    let events = w.device(a2).update_device_list(now, &alice, list).unwrap();
+    assert_eq!(events, [Event::DeviceRemoved(a4)]);
+    // The next list reaches a2 only after the companions' validity ran out: it still lists
+    // a2, expired.
+    let later = Timestamp(now.as_millis() + w.policy().companion_validity_ms + 1);
+    w.primary(&alice).unlink(now, a3.device).unwrap();
+    let list = w.primary(&alice).device_list().signed().clone();
+    let events = w
+        .device(a2)
+        .update_device_list(later, &alice, list)
+        .unwrap();
+    assert!(events.contains(&Event::ThisDeviceRemoved), "{events:?}");
+}
