@@ -869,3 +869,29 @@ fn retries_asked_of_a_removed_device_are_dropped_with_it() {
     assert_eq!(deleted.len(), 1, "the pending retry's record is deleted");
     assert_eq!(&deleted[0][1..37], &address_bytes(&a2));
 }
+
+/// Forgetting Bob's account leaves Carol alone: Alice keeps her session with Carol and
+/// Carol's sender key.
+#[test]
+fn forgetting_an_account_leaves_the_others_alone() {
+    let mut w = World::new("insider forget others");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let (a1, c1) = (World::addr(alice, 1), World::addr(carol, 1));
+    let o = w.send_group(c1, ROOM, b"carol's key");
+    w.deliver_ok(&o);
+    w.device(a1).forget_account(&bob);
+    w.persist(a1);
+    let o = w.send_group(c1, ROOM, b"still carol");
+    let got = w.receive(a1, &group_envelope(&o)).unwrap();
+    assert_eq!(body(&got), Some(&b"still carol"[..]));
+    let (now, rng) = (w.now, &mut w.rng);
+    let d = w.devices.get_mut(&a1).unwrap();
+    assert!(matches!(
+        d.send(rng, now, &carol, b"nothing to fetch"),
+        Ok(ratchetry::fanout::Outgoing::Ready(_))
+    ));
+}
