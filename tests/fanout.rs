@@ -1262,3 +1262,20 @@ fn this_device_learns_its_entry_expired() {
         .unwrap();
     assert!(events.contains(&Event::ThisDeviceRemoved), "{events:?}");
 }
+
+/// `Debug` of a device shows its address and counts, never key material.
+#[test]
+fn device_debug_shows_counts_not_keys() {
+    let mut w = World::new("fanout device debug");
+    let alice = w.account(0);
+    let a1 = World::addr(alice, 1);
+    let d = w.device(a1);
+    let shown = format!("{d:?}");
+    assert!(shown.starts_with("Device {"), "{shown}");
+    assert!(
+        shown.contains(&format!("epoch: {}", d.state_epoch())),
+        "{shown}"
+    );
+    // Keys print as short prefixes; no byte array (a secret's only form) is printed.
+    assert!(!shown.contains('['), "{shown}");
+}

@@ -401,6 +401,19 @@ fn a_new_identity_at_the_same_address_forces_rotation() {
             .key_id()
     };
     assert_ne!(generation(&o), generation(&second));
+    // The replaced device itself learns that its own list names another key at its id, and
+    // may no longer send.
+    let old_b2 = w.devices.get_mut(&b2).unwrap();
+    let events = old_b2
+        .update_device_list(now, &bob, approval.list.clone())
+        .unwrap();
+    assert!(events.contains(&ratchetry::fanout::Event::ThisDeviceRemoved));
+    assert_eq!(
+        old_b2
+            .send(&mut w.rng, now, &alice, b"from the old key")
+            .err(),
+        Some(FanoutError::ThisDeviceInactive.into())
+    );
 }
 
 /// A rogue account re-wraps Alice's group message in a group envelope naming its own device
