@@ -8,8 +8,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
-use super::envelope::MessageRef;
-use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal};
+use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal, PendingKey};
 use super::ledger::Group;
 use super::lists::Followed;
 use super::records::{Dirty, Key};
@@ -408,15 +407,15 @@ impl Device {
             self.touch(Key::Withheld(*device, g));
         }
         // Its answer would now come from another identity key, or from no listed device.
-        let pending: Vec<MessageRef> = self
+        let pending: Vec<PendingKey> = self
             .journal
             .pending
             .range((*device, [0; 16])..=(*device, [0xff; 16]))
-            .map(|((_, r), _)| *r)
+            .map(|(k, _)| *k)
             .collect();
-        for r in pending {
-            self.journal.pending.remove(&(*device, r));
-            self.touch(Key::Pending(*device, r));
+        for k in pending {
+            self.journal.pending.remove(&k);
+            self.touch(Key::Pending(k));
         }
     }
 

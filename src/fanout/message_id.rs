@@ -34,12 +34,7 @@ impl MessageId {
     /// ([`Envelope::sealed_name`]), so a caller that needs the name too parses it once.
     pub(crate) fn named(name: Option<(DeviceAddress, u8, MessageRef)>, bytes: &[u8]) -> Self {
         match name {
-            Some((sender, kind, salt)) => Self::truncate(sha256(&[
-                labels::MESSAGE_ID,
-                &[kind],
-                &sender.to_array(),
-                &salt,
-            ])),
+            Some((sender, kind, salt)) => Self::of_sealed(&sender, kind, &salt),
             None => Self::of_bytes(bytes),
         }
     }
@@ -47,7 +42,16 @@ impl MessageId {
     /// The ids of the message `sender` sealed with `salt`, as either kind: a sender uses a
     /// salt once, so a copy re-wrapped as the other kind names the same message.
     pub(crate) fn either_kind(sender: DeviceAddress, salt: MessageRef) -> [Self; 2] {
-        [PAIRWISE, GROUP].map(|kind| Self::named(Some((sender, kind, salt)), &[]))
+        [PAIRWISE, GROUP].map(|kind| Self::of_sealed(&sender, kind, &salt))
+    }
+
+    fn of_sealed(sender: &DeviceAddress, kind: u8, salt: &MessageRef) -> Self {
+        Self::truncate(sha256(&[
+            labels::MESSAGE_ID,
+            &[kind],
+            &sender.to_array(),
+            salt,
+        ]))
     }
 
     /// Tagged 0x00, so no byte string is named like a sealed message (tags 0x01, 0x02).

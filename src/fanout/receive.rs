@@ -69,7 +69,7 @@ impl Device {
             // failed): the retry is no longer wanted, and its answer will be unexpected.
             (None, Some((sender, _, salt))) => {
                 if self.journal.pending.remove(&(sender, salt)).is_some() {
-                    self.touch(Key::Pending(sender, salt));
+                    self.touch(Key::Pending((sender, salt)));
                 }
             }
             (None, None) => {}
@@ -168,7 +168,7 @@ impl Device {
             }
             Effect::Answered(reference) => {
                 self.journal.pending.remove(&(from, reference));
-                self.touch(Key::Pending(from, reference));
+                self.touch(Key::Pending((from, reference)));
             }
         }
         Ok(received)

@@ -18,8 +18,7 @@ use crate::group::{GroupId, SenderKeyId};
 use crate::wire::{Reader, Writer};
 
 use super::MessageId;
-use super::envelope::MessageRef;
-use super::journal::SendId;
+use super::journal::{PendingKey, SendId};
 
 /// The record key of one piece of device state. Ordered, so that a unit lists records in one
 /// canonical order.
@@ -56,7 +55,7 @@ pub(crate) enum Key {
     /// One sent message in the retry journal.
     Sent(SendId),
     /// One retry this device asked for.
-    Pending(DeviceAddress, MessageRef),
+    Pending(PendingKey),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -138,7 +137,7 @@ impl Key {
                 out.u8(SENT);
                 out.u64(id.0);
             }
-            Key::Pending(a, r) => {
+            Key::Pending((a, r)) => {
                 out.u8(PENDING);
                 a.write(&mut out);
                 out.put(r);
@@ -169,7 +168,7 @@ impl Key {
             WITHHELD => Key::Withheld(DeviceAddress::read_trusted(&mut r)?, GroupId(r.array()?)),
             SEEN => Key::Seen(r.u32()?),
             SENT => Key::Sent(SendId(r.u64()?)),
-            PENDING => Key::Pending(DeviceAddress::read_trusted(&mut r)?, r.array()?),
+            PENDING => Key::Pending((DeviceAddress::read_trusted(&mut r)?, r.array()?)),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -325,7 +324,7 @@ mod tests {
             Key::Seen(3),
             Key::Sent(SendId(1 << 40)),
             Key::Sent(SendId(2)),
-            Key::Pending(a, [4; 16]),
+            Key::Pending((a, [4; 16])),
         ];
         keys.sort();
         let bytes: alloc::vec::Vec<_> = keys.iter().map(Key::encode).collect();

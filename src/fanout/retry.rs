@@ -110,10 +110,10 @@ impl Device {
             attempts: attempt,
             requested_at: now,
         };
-        if let Some((s, r)) = self.journal.ask(key, pending) {
-            self.touch(Key::Pending(s, r));
+        if let Some(dropped) = self.journal.ask(key, pending) {
+            self.touch(Key::Pending(dropped));
         }
-        self.touch(Key::Pending(sender, reference));
+        self.touch(Key::Pending(key));
         self.bump();
         Ok((sender, out))
     }

@@ -88,12 +88,7 @@ impl Device {
         keys.extend(self.withheld.iter().map(|(a, g)| Key::Withheld(*a, *g)));
         keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
         keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
-        keys.extend(
-            self.journal
-                .pending
-                .keys()
-                .map(|(a, r)| Key::Pending(*a, *r)),
-        );
+        keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
         keys.sort_unstable();
         keys
     }
@@ -145,7 +140,7 @@ impl Device {
             }
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
-            Key::Pending(a, r) => self.journal.pending.get(&(*a, *r))?.write(&mut out),
+            Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
         }
         Some(out.into_inner())
     }
@@ -296,17 +291,14 @@ impl Device {
                     seen.insert(slot, read_message_id(&mut r)?);
                 }
                 Key::Sent(id) => device.journal.insert_sent(id, Sent::read(&mut r)?)?,
-                Key::Pending(sender, reference) => {
+                Key::Pending(key) => {
                     // Never asked of itself, and never more than it keeps.
-                    if sender == device.address
+                    if key.0 == device.address
                         || device.journal.pending.len() == MAX_PENDING_RETRIES
                     {
                         return Err(DecodeError::InvalidValue);
                     }
-                    device
-                        .journal
-                        .pending
-                        .insert((sender, reference), Pending::read(&mut r)?);
+                    device.journal.pending.insert(key, Pending::read(&mut r)?);
                 }
             }
             r.finish()?;
