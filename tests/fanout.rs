@@ -11,7 +11,7 @@ use ratchetry::fanout::{
 };
 use ratchetry::group::GroupId;
 use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
-use support::{DAY, T0, World, body};
+use support::{DAY, T0, World, body, tampered};
 
 const ROOM: GroupId = GroupId([9; 32]);
 
@@ -731,18 +731,13 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let bob = w.account(1);
     w.publish_all();
     let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
-    let tamper = |e: &[u8]| {
-        let mut t = e.to_vec();
-        *t.last_mut().unwrap() ^= 1;
-        t
-    };
 
     // The id names sender and header salt: a changed ciphertext keeps it, the copies to two
     // devices and two sends differ, and a retry request is named by its bytes.
     let o = w.send(a1, bob, b"once");
     let genuine = World::envelope_to(&o, b1);
-    let tampered = tamper(&genuine);
-    assert_eq!(MessageId::of(&tampered), MessageId::of(&genuine));
+    let copy = tampered(&genuine);
+    assert_eq!(MessageId::of(&copy), MessageId::of(&genuine));
     assert_ne!(
         MessageId::of(&o.envelopes[0].1),
         MessageId::of(&o.envelopes[1].1)
@@ -756,7 +751,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     w.receive(b1, &genuine).unwrap();
     w.refused(
         b1,
-        &tampered,
+        &copy,
         FanoutError::Duplicate {
             message_id: MessageId::of(&genuine),
         }
@@ -766,7 +761,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let mut rng = w.rng.clone();
     assert_eq!(
         w.device(b1)
-            .request_retry(&mut rng, now, &tampered, RetryReason::AuthenticationFailed)
+            .request_retry(&mut rng, now, &copy, RetryReason::AuthenticationFailed)
             .err(),
         Some(
             FanoutError::Duplicate {
@@ -780,9 +775,9 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     // retry, so the answer is unexpected.
     let o = w.send(a1, bob, b"once");
     let genuine = World::envelope_to(&o, b1);
-    let tampered = tamper(&genuine);
-    assert!(w.receive(b1, &tampered).is_err());
-    let answer = w.ask_again(b1, a1, &tampered, b"once");
+    let copy = tampered(&genuine);
+    assert!(w.receive(b1, &copy).is_err());
+    let answer = w.ask_again(b1, a1, &copy, b"once");
     w.receive(b1, &genuine).unwrap();
     let resend = World::envelope_to(&answer, b1);
     w.refused(b1, &resend, FanoutError::UnexpectedResend.into());
@@ -791,9 +786,9 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     // shown under the genuine message's id, and the genuine envelope is then a duplicate.
     let o = w.send(a1, bob, b"once");
     let genuine = World::envelope_to(&o, b1);
-    let tampered = tamper(&genuine);
-    assert!(w.receive(b1, &tampered).is_err());
-    let answer = w.ask_again(b1, a1, &tampered, b"once");
+    let copy = tampered(&genuine);
+    assert!(w.receive(b1, &copy).is_err());
+    let answer = w.ask_again(b1, a1, &copy, b"once");
     let resend = World::envelope_to(&answer, b1);
     assert_eq!(
         w.receive(b1, &resend).unwrap(),
@@ -817,7 +812,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let o = w.send_group(a1, ROOM, b"once");
     w.receive(b1, &World::envelope_to(&o, b1)).unwrap();
     let genuine = o.group.unwrap().0;
-    let tampered = tamper(&genuine);
+    let tampered = tampered(&genuine);
     assert_eq!(MessageId::of(&tampered), MessageId::of(&genuine));
     assert!(w.receive(b1, &tampered).is_err());
     w.receive(b1, &genuine).unwrap();
@@ -1092,8 +1087,7 @@ fn an_own_copy_asked_again_reads_as_an_own_copy() {
     w.publish_all();
     let (a1, a2) = (World::addr(alice, 1), World::addr(alice, 2));
     let o = w.send(a1, bob, b"to bob");
-    let mut tampered = World::envelope_to(&o, a2);
-    *tampered.last_mut().unwrap() ^= 1;
+    let tampered = tampered(&World::envelope_to(&o, a2));
     assert!(w.receive(a2, &tampered).is_err());
     let answer = w.ask_again(a2, a1, &tampered, b"to bob");
     let got = w.receive(a2, &World::envelope_to(&answer, a2)).unwrap();
@@ -1118,8 +1112,7 @@ fn pending_retry_records_load_only_as_written() {
     w.publish_all();
     let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let o = w.send(a1, bob, b"lost");
-    let mut tampered = World::envelope_to(&o, b1);
-    *tampered.last_mut().unwrap() ^= 1;
+    let tampered = tampered(&World::envelope_to(&o, b1));
     assert!(w.receive(b1, &tampered).is_err());
     w.request_retry(b1, &tampered, RetryReason::AuthenticationFailed)
         .unwrap();

@@ -2995,8 +2995,7 @@ fn tampered_copy_then_retry(group: bool, resend_first: bool) -> Vec<(MessageId, 
     } else {
         World::envelope_to(&w.send(a1, bob, body), b1)
     };
-    let mut tampered = genuine.clone();
-    *tampered.last_mut().unwrap() ^= 1;
+    let tampered = support::tampered(&genuine);
     assert!(w.receive(b1, &tampered).is_err());
     let answer = w.ask_again(b1, a1, &tampered, body);
     let mut arrivals: Vec<Vec<u8>> = answer.envelopes.iter().map(|(_, e)| e.clone()).collect();

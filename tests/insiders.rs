@@ -9,7 +9,7 @@ use ratchetry::devices::{DeviceAddress, DeviceId};
 use ratchetry::fanout::{Device, MAX_RETRY_ATTEMPTS, MessageId, Received, RetryReason};
 use ratchetry::group::{GroupId, GroupMessage};
 use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair};
-use support::{World, body};
+use support::{World, body, tampered};
 
 const ROOM: GroupId = GroupId([0x42; 32]);
 
@@ -34,6 +34,13 @@ fn address_bytes(a: &DeviceAddress) -> [u8; 36] {
 
 fn group_envelope(outbox: &ratchetry::fanout::Outbox) -> Vec<u8> {
     outbox.group.as_ref().unwrap().0.clone()
+}
+
+/// The sender-key generation an outbox's group message is under.
+fn key_id_of(outbox: &ratchetry::fanout::Outbox) -> ratchetry::group::SenderKeyId {
+    GroupMessage::decode(&group_envelope(outbox)[3 + 36 + 8..])
+        .unwrap()
+        .key_id()
 }
 
 /// The server knows a 1:1 envelope's header (it routes it) and controls Mallory's account.
@@ -324,15 +331,10 @@ fn forgetting_an_account_forces_rotation_and_drops_its_keys() {
         3,
         "the key went to every member device again"
     );
-    let key_of = |outbox: &ratchetry::fanout::Outbox| {
-        GroupMessage::decode(&group_envelope(outbox)[3 + 36 + 8..])
-            .unwrap()
-            .key_id()
-    };
     let first = w.send_group(c1, ROOM, b"carol");
     let _ = first;
     let next = w.send_group(a1, ROOM, b"steady");
-    assert_eq!(key_of(&o), key_of(&next));
+    assert_eq!(key_id_of(&o), key_id_of(&next));
 }
 
 /// Bob's companion is replaced by another identity at the same device id (a primary that
@@ -395,12 +397,7 @@ fn a_new_identity_at_the_same_address_forces_rotation() {
     };
     // Rotation: the key went to Bob's phone again too, under a new generation.
     assert_eq!(second.envelopes.len(), 2);
-    let generation = |o: &ratchetry::fanout::Outbox| {
-        GroupMessage::decode(&group_envelope(o)[3 + 36 + 8..])
-            .unwrap()
-            .key_id()
-    };
-    assert_ne!(generation(&o), generation(&second));
+    assert_ne!(key_id_of(&o), key_id_of(&second));
     // The replaced device itself learns that its own list names another key at its id, and
     // may no longer send.
     let old_b2 = w.devices.get_mut(&b2).unwrap();
@@ -543,8 +540,7 @@ fn a_forged_sender_cannot_block_the_retry_of_a_genuine_message() {
         w.request_retry(b1, &forged, RetryReason::AuthenticationFailed),
         Err(Error::Fanout(FanoutError::RetryLimit))
     ));
-    let mut tampered = genuine.clone();
-    *tampered.last_mut().unwrap() ^= 1;
+    let tampered = tampered(&genuine);
     assert!(w.receive(b1, &tampered).is_err());
     let answer = w.ask_again(b1, a1, &tampered, b"genuine");
     assert_eq!(
@@ -722,18 +718,13 @@ fn forgetting_an_account_that_held_no_key_rotates_nothing() {
     let a1 = World::addr(alice, 1);
     let o = w.send(a1, dave, b"hi dave");
     w.deliver_ok(&o);
-    let key_of = |outbox: &ratchetry::fanout::Outbox| {
-        GroupMessage::decode(&group_envelope(outbox)[3 + 36 + 8..])
-            .unwrap()
-            .key_id()
-    };
     let first = w.send_group(a1, ROOM, b"one");
     w.deliver_ok(&first);
     w.device(a1).forget_account(&dave);
     w.persist(a1);
     let next = w.send_group(a1, ROOM, b"two");
     assert!(next.envelopes.is_empty(), "no key to hand out again");
-    assert_eq!(key_of(&first), key_of(&next));
+    assert_eq!(key_id_of(&first), key_id_of(&next));
 }
 
 /// Mallory, asked by Bob to resend a message, answers with something else: a group resend for
@@ -755,11 +746,6 @@ fn a_resend_must_be_what_the_retry_asked_for() {
         let md = w.devices.get_mut(&m1).unwrap();
         let envelope = seal_raw_payload(md, &mut w.rng, now, b1, plaintext).unwrap();
         w.receive(b1, &envelope)
-    };
-    let tampered = |envelope: &[u8]| {
-        let mut t = envelope.to_vec();
-        *t.last_mut().unwrap() ^= 1;
-        t
     };
     // A 1:1 message Bob could not read, asked again.
     let o = w.send(m1, bob, b"direct");
@@ -861,8 +847,7 @@ fn retries_asked_of_a_removed_device_are_dropped_with_it() {
     w.publish_all();
     let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
     let o = w.send(a2, bob, b"from the laptop");
-    let mut tampered = World::envelope_to(&o, b1);
-    *tampered.last_mut().unwrap() ^= 1;
+    let tampered = tampered(&World::envelope_to(&o, b1));
     assert!(w.receive(b1, &tampered).is_err());
     w.request_retry(b1, &tampered, RetryReason::AuthenticationFailed)
         .unwrap();

@@ -312,6 +312,14 @@ impl World {
     }
 }
 
+/// A copy of `envelope` with its last byte flipped: what a relay that changed the ciphertext
+/// delivers (it fails authentication, and keeps the genuine message's id).
+pub fn tampered(envelope: &[u8]) -> Vec<u8> {
+    let mut t = envelope.to_vec();
+    *t.last_mut().unwrap() ^= 1;
+    t
+}
+
 /// The body of a message as the app shows it.
 pub fn body(r: &Received) -> Option<&[u8]> {
     match r {
