@@ -414,6 +414,49 @@ fn a_prekey_message_without_one_time_prekey_is_never_accepted_twice() {
     assert_eq!(*restored.to_bytes(), *before);
 }
 
+/// The server holds a pre-key message Bob accepted (from a bundle without a one-time prekey)
+/// and re-delivers it with bit 255 of the base key flipped: X25519 ignores that bit, so the
+/// copy would derive the same keys while its bytes differ from the remembered base key. It is
+/// refused at decode, in either order, and Bob's store is unchanged.
+#[test]
+fn a_prekey_message_replayed_with_another_encoding_of_its_base_key_is_refused() {
+    // Offset of the base key's last byte: version, type, initiator identity key (32).
+    const BASE_KEY_TOP: usize = 2 + 32 + 31;
+    let rng = &mut SeededRng::from_label("base key bit 255");
+    let mut bob = device(rng);
+    let alice = device(rng);
+    let verified = bundle(&bob, None).verify().unwrap();
+    let mut a =
+        Session::initiate(rng, &alice.identity, &verified, SessionConfig::default()).unwrap();
+    let genuine = a.encrypt(rng, b"transfer $100").unwrap();
+    let mut flipped = genuine.clone();
+    flipped[BASE_KEY_TOP] ^= 0x80;
+
+    // Flipped first: refused before anything is looked up; the genuine copy still reads.
+    let before = bob.store.to_bytes();
+    assert_eq!(
+        IncomingMessage::decode(&flipped).err(),
+        Some(DecodeError::InvalidKey.into())
+    );
+    assert_eq!(*before, *bob.store.to_bytes());
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&genuine).unwrap() else {
+        panic!()
+    };
+    Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).unwrap();
+
+    // Genuine first, flipped after: still refused, and the genuine replay is `Replayed`.
+    let before = bob.store.to_bytes();
+    assert_eq!(
+        IncomingMessage::decode(&flipped).err(),
+        Some(DecodeError::InvalidKey.into())
+    );
+    assert_eq!(
+        Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).err(),
+        Some(X3dhError::Replayed.into())
+    );
+    assert_eq!(*before, *bob.store.to_bytes());
+}
+
 #[test]
 fn a_signed_prekey_accepts_a_bounded_number_of_sessions() {
     let rng = &mut SeededRng::from_label("spk exhausted");

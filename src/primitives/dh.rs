@@ -6,16 +6,27 @@ use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::Secret;
-use crate::error::CryptoError;
+use crate::error::{CryptoError, DecodeError};
 
 /// An X25519 public key: a signed prekey, one-time prekey, ephemeral or ratchet key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DhPublicKey(PublicKey);
 
 impl DhPublicKey {
-    /// Wraps 32 bytes as a Montgomery u-coordinate. Every 32-byte string is accepted here; a key
-    /// of small order is refused when it is used, by the contributory check.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+    /// Parses a Montgomery u-coordinate in its one canonical encoding: bit 255 clear and
+    /// u < p = 2^255 - 19. X25519 ignores bit 255 and reduces u mod p, so each other encoding
+    /// names the same key as a canonical one; a key remembered or compared as bytes (a base
+    /// key against replay, a ratchet key) must have exactly one form, so the others are
+    /// `InvalidKey`. A key of small order is refused when it is used, by the contributory check.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        if bytes[31] & 0x80 != 0 || !super::below_p(&bytes) {
+            return Err(DecodeError::InvalidKey);
+        }
+        Ok(Self(PublicKey::from(bytes)))
+    }
+
+    /// Wraps a u-coordinate this crate computed (always canonical): no check.
+    pub(super) fn from_computed(bytes: [u8; 32]) -> Self {
         Self(PublicKey::from(bytes))
     }
 
@@ -102,7 +113,9 @@ impl fmt::Debug for DhKeyPair {
 /// RFC 7748 X25519 with the contributory check, for the published vectors and bench floors.
 #[cfg(feature = "test-support")]
 pub fn x25519(scalar: [u8; 32], u: [u8; 32]) -> Result<[u8; 32], CryptoError> {
-    agree(&StaticSecret::from(scalar), &DhPublicKey::from_bytes(u)).map(|s| *s.as_bytes())
+    // RFC 7748 accepts every encoding (bit 255 masked, u reduced mod p); so does this wrapper,
+    // which the published vectors exercise. Keys from the wire go through `from_bytes`.
+    agree(&StaticSecret::from(scalar), &DhPublicKey::from_computed(u)).map(|s| *s.as_bytes())
 }
 
 /// RFC 7748 X25519 of `scalar` with the base point: the public key of a secret.
@@ -111,4 +124,52 @@ pub fn x25519_public(scalar: [u8; 32]) -> [u8; 32] {
     DhKeyPair::from_secret(&Secret::from_bytes(scalar))
         .public()
         .to_bytes()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::error::DecodeError;
+
+    /// p = 2^255 - 19, little-endian.
+    const P: [u8; 32] = {
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        p
+    };
+
+    #[test]
+    fn a_u_coordinate_has_one_accepted_encoding() {
+        let mut key = [9u8; 32];
+        key[31] = 0x42;
+        assert!(DhPublicKey::from_bytes(key).is_ok());
+        // Bit 255 set: the same key to X25519, a second encoding, refused.
+        key[31] |= 0x80;
+        assert_eq!(DhPublicKey::from_bytes(key), Err(DecodeError::InvalidKey));
+        // p - 1 is the largest canonical value; p .. 2^255 - 1 encode 0 .. 18 again.
+        let mut below = P;
+        below[0] -= 1;
+        assert!(DhPublicKey::from_bytes(below).is_ok());
+        for low in 0xed..=0xff {
+            let mut above = P;
+            above[0] = low;
+            assert_eq!(DhPublicKey::from_bytes(above), Err(DecodeError::InvalidKey));
+        }
+        // A non-canonical value is refused whatever its other bytes: one below-0xff byte in
+        // the middle makes it canonical again.
+        let mut middle = P;
+        middle[15] = 0xfe;
+        assert!(DhPublicKey::from_bytes(middle).is_ok());
+    }
+
+    #[test]
+    fn keys_this_crate_computes_are_canonical() {
+        for i in 0..=255u8 {
+            let mut scalar = [i; 32];
+            scalar[0] ^= 0x5a;
+            let public = DhKeyPair::from_secret(&Secret::from_bytes(scalar)).public();
+            assert_eq!(DhPublicKey::from_bytes(public.to_bytes()), Ok(public));
+        }
+    }
 }

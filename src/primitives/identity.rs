@@ -52,8 +52,8 @@ impl IdentityKey {
     pub fn dh_public(&self) -> DhPublicKey {
         // A key that does not decode (possible only in tampered state) maps to the all-zero
         // u-coordinate, which every agreement refuses as non-contributory.
-        SigningPublicKey::from_bytes(&self.0).map_or(DhPublicKey::from_bytes([0; 32]), |k| {
-            DhPublicKey::from_bytes(k.0.to_montgomery().to_bytes())
+        SigningPublicKey::from_bytes(&self.0).map_or(DhPublicKey::from_computed([0; 32]), |k| {
+            DhPublicKey::from_computed(k.0.to_montgomery().to_bytes())
         })
     }
 

@@ -44,6 +44,14 @@ pub(crate) mod raw {
     pub use super::signing::raw::{Ed25519Signer, Ed25519Verifier, ed25519_sign, ed25519_verify};
 }
 
+/// Whether a little-endian field element, bit 255 ignored, is below p = 2^255 - 19: the
+/// canonical-encoding rule shared by X25519 u-coordinates and Ed25519 y-coordinates.
+fn below_p(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    let all_ones = top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
+    !(all_ones && bytes[0] >= 0xed)
+}
+
 /// `Name(0011223344556677…)`: enough of a public value to tell keys apart in logs.
 fn short_hex(f: &mut core::fmt::Formatter<'_>, name: &str, bytes: &[u8]) -> core::fmt::Result {
     write!(f, "{name}(")?;

@@ -123,9 +123,7 @@ fn concat(prefix: &[u8], message: &[u8]) -> Vec<u8> {
 /// key has exactly one accepted encoding. (The encodings with x = 0 and the sign bit set are
 /// the small-order points y = ±1, refused separately.)
 fn is_canonical_y(bytes: &[u8; 32]) -> bool {
-    let top = bytes[31] & 0x7f;
-    let all_ones = top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
-    !(all_ones && bytes[0] >= 0xed)
+    super::below_p(bytes)
 }
 
 /// RFC 8032 Ed25519 through these wrappers, for the published vectors and bench floors.

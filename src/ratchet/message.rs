@@ -100,7 +100,7 @@ impl<'a> RatchetMessage<'a> {
     fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::RATCHET_MESSAGE)?;
         let header = Header {
-            ratchet_key: DhPublicKey::from_bytes(r.array()?),
+            ratchet_key: DhPublicKey::from_bytes(r.array()?)?,
             previous_chain_length: r.u32()?,
             message_number: r.u32()?,
             salt: r.array()?,
@@ -126,7 +126,7 @@ impl<'a> PreKeyMessage<'a> {
         let mut r = Reader::header(bytes, kind::PREKEY_MESSAGE)?;
         let x3dh = X3dhHeader {
             initiator: IdentityKey::from_bytes(&r.array()?)?,
-            base_key: DhPublicKey::from_bytes(r.array()?),
+            base_key: DhPublicKey::from_bytes(r.array()?)?,
             signed_prekey: SignedPreKeyId(r.u32()?),
             one_time_prekey: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
             kem_prekey: KemPreKeyId(r.u32()?),

@@ -101,7 +101,7 @@ impl Session {
                 Role::Initiator => local,
                 Role::Responder => remote,
             },
-            base_key: DhPublicKey::from_bytes(r.array()?),
+            base_key: DhPublicKey::from_bytes(r.array()?)?,
             signed_prekey: SignedPreKeyId(r.u32()?),
             one_time_prekey: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
             kem: None,
@@ -118,9 +118,9 @@ impl Session {
             DhKeyPair::from_secret(&secret(&mut r)?)
         } else {
             let secret = secret(&mut r)?;
-            DhKeyPair::from_trusted_parts(*secret.as_bytes(), DhPublicKey::from_bytes(r.array()?))
+            DhKeyPair::from_trusted_parts(*secret.as_bytes(), DhPublicKey::from_bytes(r.array()?)?)
         };
-        let remote_ratchet = DhPublicKey::from_bytes(r.array()?);
+        let remote_ratchet = DhPublicKey::from_bytes(r.array()?)?;
         let send = r.optional(|r| {
             Ok(SendChain {
                 key: ChainKey(secret(r)?),
@@ -130,7 +130,7 @@ impl Session {
         let previous_send_length = r.u32()?;
         let recv = r.optional(|r| {
             Ok(RecvChain {
-                ratchet_key: DhPublicKey::from_bytes(r.array()?),
+                ratchet_key: DhPublicKey::from_bytes(r.array()?)?,
                 key: ChainKey(secret(r)?),
                 next: r.u32()?,
             })
@@ -139,7 +139,7 @@ impl Session {
         let mut skipped = SkippedKeys::default();
         for _ in 0..count {
             skipped.0.push_back(SkippedKey {
-                ratchet_key: DhPublicKey::from_bytes(r.array()?),
+                ratchet_key: DhPublicKey::from_bytes(r.array()?)?,
                 message_number: r.u32()?,
                 key: MessageKey(secret(&mut r)?),
             });

@@ -89,13 +89,13 @@ impl PreKeyBundle {
         let identity = IdentityKey::from_bytes(&r.array()?)?;
         let signed = SignedPreKeyPublic {
             id: SignedPreKeyId(r.u32()?),
-            key: DhPublicKey::from_bytes(r.array()?),
+            key: DhPublicKey::from_bytes(r.array()?)?,
             signature: Signature::from_bytes(r.array()?),
         };
         let one_time = r.optional(|r| {
             Ok(OneTimePreKeyPublic {
                 id: OneTimePreKeyId(r.u32()?),
-                key: DhPublicKey::from_bytes(r.array()?),
+                key: DhPublicKey::from_bytes(r.array()?)?,
             })
         })?;
         let kem = KemPreKeyPublic::read(&mut r)?;

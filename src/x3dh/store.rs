@@ -578,7 +578,7 @@ impl PreKeyStore {
 fn read_one_time(r: &mut Reader<'_>) -> Result<(OneTimePreKeyId, DhKeyPair), DecodeError> {
     let id = OneTimePreKeyId(r.u32()?);
     let secret = Zeroizing::new(r.array()?);
-    let public = DhPublicKey::from_bytes(r.array()?);
+    let public = DhPublicKey::from_bytes(r.array()?)?;
     Ok((id, DhKeyPair::from_trusted_parts(*secret, public)))
 }
 
@@ -622,7 +622,7 @@ impl SignedPreKey {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let id = SignedPreKeyId(r.u32()?);
         let secret = Zeroizing::new(r.array()?);
-        let public = DhPublicKey::from_bytes(r.array()?);
+        let public = DhPublicKey::from_bytes(r.array()?)?;
         Ok(Self {
             id,
             pair: DhKeyPair::from_trusted_parts(*secret, public),

@@ -62,7 +62,7 @@ impl OneTimePreKeys {
         for _ in 0..n {
             let k = OneTimePreKeyPublic {
                 id: OneTimePreKeyId(r.u32()?),
-                key: DhPublicKey::from_bytes(r.array()?),
+                key: DhPublicKey::from_bytes(r.array()?)?,
             };
             if keys.last().is_some_and(|l| l.id >= k.id) {
                 return Err(DecodeError::InvalidValue);
