@@ -206,6 +206,9 @@ pub enum FanoutError {
     Withheld,
     /// This device is no longer in its own account's valid list (expired or unlinked).
     ThisDeviceInactive,
+    /// This device was restored from a backup and holds no own device list issued since:
+    /// traffic with its own account waits for one (`Device::awaiting_own_list`).
+    AwaitingOwnList,
     /// No more retries for this message: the sender answered (or the requester asked) as many
     /// as allowed.
     RetryLimit,
@@ -476,6 +479,9 @@ impl fmt::Display for FanoutError {
             }
             Self::Withheld => f.write_str("sender withholds its group key"),
             Self::ThisDeviceInactive => f.write_str("this device is not active in its own list"),
+            Self::AwaitingOwnList => {
+                f.write_str("restored from a backup: waiting for an own device list issued since")
+            }
             Self::RetryLimit => f.write_str("retry limit reached"),
             Self::Duplicate { message_id } => write!(f, "envelope {message_id:?} already read"),
             Self::UnknownGroup(g) => write!(f, "members of {g:?} not set"),

@@ -7,7 +7,8 @@ mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
+    Device, DeviceConfig, Event, MessageId, Outgoing, RESTORE_CLOCK_SKEW_MS, Received, RetryReason,
+    WithheldReason,
 };
 use ratchetry::group::GroupId;
 use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
@@ -558,7 +559,7 @@ fn restore_from_an_old_backup_never_reuses_a_message_key() {
         lost.push(o.envelopes[0].1.clone());
         w.deliver_ok(&o);
     }
-    let restored = Device::restore_from_backup(&backup).unwrap();
+    let restored = Device::restore_from_backup(&backup, w.now).unwrap();
     *w.device(a1) = restored;
     w.persist(a1);
     // The restored device's next message uses a new ratchet key: a fresh chain, never the
@@ -589,7 +590,7 @@ fn retry_requests_heal_a_lost_session() {
     let o = w.send(b1, alice, b"two");
     w.deliver_ok(&o);
     // Bob's phone is restored from the backup: it has no session with Alice any more.
-    *w.device(b1) = Device::restore_from_backup(&bob_backup).unwrap();
+    *w.device(b1) = Device::restore_from_backup(&bob_backup, w.now).unwrap();
     w.persist(b1);
     let o = w.send(a1, bob, b"three");
     let send_id = o.send_id.unwrap(); // Alice's app stores the body under it
@@ -658,9 +659,9 @@ fn state_epoch_detects_a_stale_snapshot() {
     let latest = w.device(a1).state_epoch();
     assert!(latest > old_epoch);
     let current = w.device(a1).to_bytes();
-    let (_, stale) = Device::restore(&current, latest).unwrap();
+    let (_, stale) = Device::restore(&current, latest, w.now).unwrap();
     assert!(!stale);
-    let (restored, stale) = Device::restore(&snapshot, latest).unwrap();
+    let (restored, stale) = Device::restore(&snapshot, latest, w.now).unwrap();
     assert!(stale);
     assert!(restored.state_epoch() > latest);
 }
@@ -1271,4 +1272,55 @@ fn device_debug_shows_counts_not_keys() {
     );
     // Keys print as short prefixes; no byte array (a secret's only form) is printed.
     assert!(!shown.contains('['), "{shown}");
+}
+
+/// A device restored from a backup awaits an own list issued since the restore (less the
+/// allowed clock skew): the wait survives a restart from records, a list issued earlier does
+/// not end it, one issued exactly at the skew's edge does, and its record is deleted then.
+#[test]
+fn awaiting_an_own_list_survives_a_restart_and_ends_at_the_skew_edge() {
+    let mut w = World::new("fanout awaiting own list");
+    let alice = w.account(1);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    let backup = w.device(a1).to_bytes();
+    w.now = w.now.plus_millis(support::DAY);
+    let at = w.now;
+    *w.device(a1) = Device::restore_from_backup(&backup, at).unwrap();
+    w.persist(a1);
+    w.restart(a1);
+    assert!(w.device(a1).awaiting_own_list());
+    assert!(format!("{:?}", w.device(a1)).contains("awaiting_own_list: true"));
+
+    let edge = at.as_millis() - RESTORE_CLOCK_SKEW_MS;
+    let early = w
+        .primary(&alice)
+        .renew(Timestamp(edge - 1))
+        .unwrap()
+        .signed()
+        .clone();
+    w.device(a1).update_device_list(at, &alice, early).unwrap();
+    w.persist(a1);
+    w.restart(a1);
+    assert!(w.device(a1).awaiting_own_list());
+
+    let on_edge = w
+        .primary(&alice)
+        .renew(Timestamp(edge))
+        .unwrap()
+        .signed()
+        .clone();
+    w.device(a1)
+        .update_device_list(at, &alice, on_edge)
+        .unwrap();
+    let unit = w.device(a1).take_changes();
+    assert!(
+        unit.records()
+            .iter()
+            .any(|r| r.key() == [0x11] && r.value().is_none()),
+        "the restore record is deleted"
+    );
+    w.stores.get_mut(&a1).unwrap().apply(&unit);
+    w.restart(a1);
+    assert!(!w.device(a1).awaiting_own_list());
 }

@@ -478,7 +478,7 @@ fn a_restored_device_never_repeats_a_sender_key_id() {
     let o = w.send_group(a1, ROOM, b"without carol");
     w.deliver_ok(&o);
     // Alice's phone is restored from the backup.
-    *w.device(a1) = Device::restore_from_backup(&backup).unwrap();
+    *w.device(a1) = Device::restore_from_backup(&backup, w.now).unwrap();
     w.persist(a1);
     w.device(a1).set_group_members(ROOM, &[bob]);
     w.persist(a1);
@@ -892,4 +892,77 @@ fn forgetting_an_account_leaves_the_others_alone() {
         d.send(rng, now, &carol, b"nothing to fetch"),
         Ok(ratchetry::fanout::Outgoing::Ready(_))
     ));
+}
+
+/// Alice's phone is backed up while her laptop is linked; the laptop is stolen and unlinked;
+/// the phone is restored from the backup. The server, holding the stolen laptop, serves the
+/// phone a list signed after the backup but before the unlink (it still names the laptop) and
+/// delivers the laptop's messages. The restored phone sends nothing to the laptop and accepts
+/// nothing from it until it holds an own list issued since the restore.
+#[test]
+fn a_restored_phone_sends_nothing_to_a_companion_unlinked_after_its_backup() {
+    let mut w = World::new("insider restored phone");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let laptop = w.devices_of(&alice).into_iter().find(|d| *d != a1).unwrap();
+    let o = w.send(a1, bob, b"before the backup");
+    w.deliver_ok(&o);
+    let backup = w.device(a1).to_bytes();
+
+    // After the backup: a renewal (still naming the laptop), then the laptop is stolen and
+    // unlinked. The stolen laptop never learns the unlink.
+    w.now = w.now.plus_millis(support::DAY);
+    let now = w.now;
+    let before_unlink = w.primary(&alice).renew(now).unwrap().signed().clone();
+    w.publish(&alice);
+    let mut stolen = w.devices.remove(&laptop).unwrap();
+    w.primary(&alice).unlink(now, laptop.device).unwrap();
+    w.publish(&alice);
+
+    // The phone is restored from the backup; the server shows it the pre-unlink list.
+    w.now = w.now.plus_millis(support::DAY);
+    let now = w.now;
+    *w.device(a1) = Device::restore_from_backup(&backup, now).unwrap();
+    w.persist(a1);
+    assert!(w.device(a1).awaiting_own_list());
+    w.device(a1)
+        .update_device_list(now, &alice, before_unlink)
+        .unwrap();
+    w.persist(a1);
+    assert!(
+        w.device(a1).awaiting_own_list(),
+        "a list from before the restore"
+    );
+
+    // A message to Bob reaches Bob, and no device of Alice's account.
+    let o = w.send(a1, bob, b"after the restore");
+    assert!(o.envelopes.iter().all(|(to, _)| to.account != alice));
+    let got = w.deliver_ok(&o);
+    assert_eq!(got.len(), 1);
+    assert_eq!(body(&got[0].1), Some(&b"after the restore"[..]));
+    // Nothing can be sent to the own account or one of its devices meanwhile.
+    let rng = &mut w.rng.clone();
+    assert_eq!(
+        w.device(a1).send(rng, now, &alice, b"note to self").err(),
+        Some(FanoutError::AwaitingOwnList.into())
+    );
+
+    // The stolen laptop's "own copy" of a message to Bob is refused, changing nothing.
+    w.devices.insert(laptop, stolen.clone());
+    let o = w.send(laptop, bob, b"injected");
+    stolen = w.devices.remove(&laptop).unwrap();
+    let injected = World::envelope_to(&o, a1);
+    w.refused(a1, &injected, FanoutError::AwaitingOwnList.into());
+
+    // Alice's primary signs a list now (after the restore): the phone talks to its account
+    // again, and the laptop is not in it.
+    let fresh = w.primary(&alice).renew(now).unwrap().signed().clone();
+    w.device(a1).update_device_list(now, &alice, fresh).unwrap();
+    w.persist(a1);
+    assert!(!w.device(a1).awaiting_own_list());
+    let err = w.device(a1).receive(now, &injected).unwrap_err();
+    assert_ne!(err, FanoutError::AwaitingOwnList.into());
+    let _ = (stolen, b1);
 }

@@ -4429,6 +4429,16 @@ struct RecordsFile {
     record_count: usize,
     whole_state: String,
     sealed: SealedVector,
+    /// 19.1 kind 0x11: the records of the same device restored from `whole_state` as from a
+    /// backup at `restored_at` hold this one more record.
+    restored: RestoredVector,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RestoredVector {
+    restored_at: u64,
+    key: String,
+    value: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -4962,6 +4972,19 @@ fn records_file() -> RecordsFile {
                 .done()),
             sealed: h(&sealed),
         },
+        restored: {
+            let restored_at = 1_790_100_000_000;
+            let unit = ratchetry::fanout::Device::from_bytes(&whole)
+                .unwrap()
+                .into_restored(Timestamp(restored_at))
+                .take_changes();
+            let r = unit.records().iter().find(|r| r.key()[0] == 0x11).unwrap();
+            RestoredVector {
+                restored_at,
+                key: h(r.key()),
+                value: h(r.value().unwrap()),
+            }
+        },
     }
 }
 
@@ -5316,6 +5339,12 @@ fn record_vectors() {
         assert_eq!((key[0], h(&key)), (r.kind, r.key.clone()));
         assert_eq!(h(&value), r.value, "record kind {}", r.kind);
     }
+    // 19.1 kind 0x11: no key fields, the restore's time as its value.
+    assert_eq!(f.restored.key, "11");
+    assert_eq!(
+        f.restored.value,
+        h(Enc::default().u64(f.restored.restored_at).done())
+    );
     // Cross-checks between records: the own record's identity and address are the ones every
     // other record speaks of.
     let RecordInputs::Own {

@@ -436,7 +436,7 @@ fn a_prekey_message_replayed_with_another_encoding_of_its_base_key_is_refused() 
     let before = bob.store.to_bytes();
     assert_eq!(
         IncomingMessage::decode(&flipped).err(),
-        Some(DecodeError::InvalidKey.into())
+        Some(DecodeError::InvalidKey)
     );
     assert_eq!(*before, *bob.store.to_bytes());
     let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&genuine).unwrap() else {
@@ -448,7 +448,7 @@ fn a_prekey_message_replayed_with_another_encoding_of_its_base_key_is_refused() 
     let before = bob.store.to_bytes();
     assert_eq!(
         IncomingMessage::decode(&flipped).err(),
-        Some(DecodeError::InvalidKey.into())
+        Some(DecodeError::InvalidKey)
     );
     assert_eq!(
         Session::accept(&bob.identity, &mut bob.store, &pk, SessionConfig::default()).err(),

@@ -113,8 +113,15 @@ pub struct Device {
     pub(crate) journal: Journal,
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,
+    /// When this device was restored from a backup, until it holds an own list issued since:
+    /// meanwhile it sends nothing to its own account and accepts nothing from it.
+    pub(crate) restored_at: Option<Timestamp>,
     pub(crate) dirty: Dirty,
 }
+
+/// How much earlier than a device's restore an own list may be issued and still end
+/// [`Device::awaiting_own_list`]: the primary's clock may run behind this device's.
+pub const RESTORE_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 impl Device {
     /// Sets up a device of `own_list`'s account as device `id`, which the list must name with
@@ -157,6 +164,7 @@ impl Device {
             withheld: BTreeSet::new(),
             journal: Journal::default(),
             epoch: 0,
+            restored_at: None,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),
@@ -186,14 +194,14 @@ impl Device {
     /// Restores persisted state bytes (from [`to_bytes`](Self::to_bytes)) and detects a
     /// stale snapshot: if its epoch is lower than `last_epoch` (the epoch of the state last
     /// persisted, kept elsewhere), the device is restored as from a backup
-    /// ([`restore_from_backup`](Self::restore_from_backup)), its epoch continues from
-    /// `last_epoch`, and the second value is `true`.
-    pub fn restore(bytes: &[u8], last_epoch: u64) -> Result<(Self, bool), Error> {
+    /// ([`restore_from_backup`](Self::restore_from_backup)) at `now`, its epoch continues
+    /// from `last_epoch`, and the second value is `true`.
+    pub fn restore(bytes: &[u8], last_epoch: u64, now: Timestamp) -> Result<(Self, bool), Error> {
         let device = Self::from_bytes(bytes)?;
         if device.epoch >= last_epoch {
             return Ok((device, false));
         }
-        let mut device = device.into_restored();
+        let mut device = device.into_restored(now);
         device.epoch = device.epoch.max(last_epoch.saturating_add(1));
         Ok((device, true))
     }
@@ -204,13 +212,23 @@ impl Device {
     /// from a fresh DH ratchet key on its next send, and every outbound sender key is rotated
     /// at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
     /// stored state.
-    pub fn restore_from_backup(bytes: &[u8]) -> Result<Self, Error> {
-        Ok(Self::from_bytes(bytes)?.into_restored())
+    ///
+    /// The backup's own device list may still name a companion unlinked since (a stolen
+    /// laptop), and the server may serve lists signed after the backup but before the unlink.
+    /// So until the device holds an own list issued at or after `now` (less
+    /// [`RESTORE_CLOCK_SKEW_MS`]), it is [`awaiting_own_list`](Self::awaiting_own_list): its
+    /// sends leave out this account's other devices, a send to its own account or one of
+    /// its devices is `AwaitingOwnList`, and so is anything received from them. A restored
+    /// primary signs such a list when it [`resync`](crate::devices::Primary::resync)s; a
+    /// companion waits for the primary's next list.
+    pub fn restore_from_backup(bytes: &[u8], now: Timestamp) -> Result<Self, Error> {
+        Ok(Self::from_bytes(bytes)?.into_restored(now))
     }
 
     /// The same after loading from records: for an app whose record store itself was
     /// restored from a backup.
-    pub fn into_restored(mut self) -> Self {
+    pub fn into_restored(mut self, now: Timestamp) -> Self {
+        self.restored_at = Some(self.restored_at.map_or(now, |at| at.max(now)));
         for set in self.sessions.values_mut() {
             set.renew_sending_chains();
         }
@@ -222,6 +240,22 @@ impl Device {
         self.dirty.all = true;
         self.bump();
         self
+    }
+
+    /// Whether this device was restored from a backup and has not yet received an own device
+    /// list issued since ([`restore_from_backup`](Self::restore_from_backup)): fetch the own
+    /// account's list and pass it to [`update_device_list`](Self::update_device_list).
+    pub fn awaiting_own_list(&self) -> bool {
+        self.restored_at.is_some()
+    }
+
+    /// Refuses traffic with this account's other devices while
+    /// [`awaiting_own_list`](Self::awaiting_own_list).
+    pub(crate) fn own_account_open(&self, account: &AccountKey) -> Result<(), Error> {
+        if *account == self.address.account && self.restored_at.is_some() {
+            return Err(FanoutError::AwaitingOwnList.into());
+        }
+        Ok(())
     }
 
     /// This device's address.
@@ -364,6 +398,13 @@ impl Device {
             let me = verified.entry(self.address.device);
             if me.is_none_or(|e| e.identity != self.identity.public() || !e.is_active(now)) {
                 events.push(Event::ThisDeviceRemoved);
+            }
+            let issued = verified.issued_at().as_millis();
+            if let Some(at) = self.restored_at
+                && issued.saturating_add(RESTORE_CLOCK_SKEW_MS) >= at.as_millis()
+            {
+                self.restored_at = None;
+                self.touch(Key::Restored);
             }
         }
         for event in &events {
@@ -535,6 +576,7 @@ impl fmt::Debug for Device {
             .field("sessions", &self.sessions.len())
             .field("groups", &self.groups.len())
             .field("epoch", &self.epoch)
+            .field("awaiting_own_list", &self.restored_at.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -139,6 +139,7 @@ impl Device {
             withheld: BTreeSet::new(),
             journal,
             epoch,
+            restored_at: None,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

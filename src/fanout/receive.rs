@@ -135,6 +135,7 @@ impl Device {
         }
         self.own_list(now)?;
         let from = header.sender;
+        self.own_account_open(&from.account)?;
         let identity = self.entry(&from, now)?.identity;
         self.check_view(header)?;
         let (index, session, plaintext, consumption) =
@@ -384,6 +385,7 @@ impl Device {
             return Err(FanoutError::NotForThisDevice.into());
         }
         self.own_list(now)?;
+        self.own_account_open(&from.account)?;
         let identity = self.entry(&from, now)?.identity;
         let held = self.list(&from.account)?.version();
         if header.sender_list_version > held {

@@ -56,6 +56,8 @@ pub(crate) enum Key {
     Sent(SendId),
     /// One retry this device asked for.
     Pending(PendingKey),
+    /// Present while a device restored from a backup awaits an own list issued since.
+    Restored,
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -76,6 +78,7 @@ const WITHHELD: u8 = 0x0d;
 const SEEN: u8 = 0x0e;
 const SENT: u8 = 0x0f;
 const PENDING: u8 = 0x10;
+const RESTORED: u8 = 0x11;
 
 impl Key {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -142,6 +145,7 @@ impl Key {
                 a.write(&mut out);
                 out.put(r);
             }
+            Key::Restored => out.u8(RESTORED),
         }
         out
     }
@@ -169,6 +173,7 @@ impl Key {
             SEEN => Key::Seen(r.u32()?),
             SENT => Key::Sent(SendId(r.u64()?)),
             PENDING => Key::Pending((DeviceAddress::read_trusted(&mut r)?, r.array()?)),
+            RESTORED => Key::Restored,
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -64,6 +64,7 @@ impl Device {
         if sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
+        self.own_account_open(&sender.account)?;
         // A copy of a message already read (the genuine one arrived), named as either kind
         // (the relay can re-wrap a read message's salt as the other kind): nothing to ask for.
         if let Some(read) = MessageId::either_kind(sender, reference)
@@ -130,6 +131,7 @@ impl Device {
             return Err(FanoutError::NotForThisDevice.into());
         }
         self.own_list(now)?;
+        self.own_account_open(&wire.requester.account)?;
         let identity = self.entry(&wire.requester, now)?.identity;
         if wire.bundle.identity_key() != identity {
             return Err(FanoutError::IdentityMismatch(wire.requester).into());
@@ -235,6 +237,7 @@ impl Device {
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
         let from = request.from;
+        self.own_account_open(&from.account)?;
         let identity = self.entry(&from, now)?.identity;
         if request.bundle.identity_key() != identity {
             return Err(FanoutError::IdentityMismatch(from).into());

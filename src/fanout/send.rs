@@ -45,6 +45,7 @@ impl Device {
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
+        self.own_account_open(to)?;
         let own = self.address.account;
         if !self.lists.contains_key(to) {
             return Ok(Outgoing::NeedDeviceLists(alloc::vec![*to]));
@@ -361,6 +362,7 @@ impl Device {
         }
         let mut targets = Vec::with_capacity(devices.len());
         for d in devices.iter().filter(|d| **d != self.address) {
+            self.own_account_open(&d.account)?;
             targets.push((*d, self.entry(d, now)?.identity));
         }
         targets.sort_unstable_by_key(|(a, _)| *a);
@@ -409,6 +411,11 @@ impl Device {
         account: &AccountKey,
         now: Timestamp,
     ) -> Result<Vec<(DeviceAddress, IdentityKey)>, Error> {
+        // A device restored from a backup leaves its own account's devices out until it holds
+        // an own list issued since (`Device::restore_from_backup`).
+        if self.own_account_open(account).is_err() {
+            return Ok(Vec::new());
+        }
         Ok(self
             .list(account)?
             .active(now)

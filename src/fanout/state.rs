@@ -21,6 +21,7 @@ use crate::error::DecodeError;
 use crate::group::{GroupConfig, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
 use crate::ratchet::SessionConfig;
+use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, kind};
 use crate::x3dh::{PreKeyStore, PreKeyStoreConfig, SignedPreKeyId};
 
@@ -89,6 +90,7 @@ impl Device {
         keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
         keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
         keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
+        keys.extend(self.restored_at.map(|_| Key::Restored));
         keys.sort_unstable();
         keys
     }
@@ -141,6 +143,7 @@ impl Device {
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
+            Key::Restored => out.u64(self.restored_at?.as_millis()),
         }
         Some(out.into_inner())
     }
@@ -216,6 +219,7 @@ impl Device {
                 ..Journal::default()
             },
             epoch,
+            restored_at: None,
             dirty: Dirty::default(),
         };
         let mut seen = BTreeMap::new();
@@ -300,6 +304,7 @@ impl Device {
                     }
                     device.journal.pending.insert(key, Pending::read(&mut r)?);
                 }
+                Key::Restored => device.restored_at = Some(Timestamp(r.u64()?)),
             }
             r.finish()?;
         }

@@ -28,7 +28,7 @@
 //! let sealed = seal_state(&mut rng, &key, b"backup/phone", epoch, &device.to_bytes());
 //!
 //! let opened = open_state(&key, &sealed, b"backup/phone", epoch)?;
-//! let (restored, stale) = Device::restore(&opened.state, epoch)?;
+//! let (restored, stale) = Device::restore(&opened.state, epoch, now)?;
 //! assert!(!stale);
 //! assert_eq!(restored.address(), device.address());
 //!

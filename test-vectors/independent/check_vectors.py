@@ -2625,6 +2625,12 @@ def check_records(doc, context):
     R.check("sealed: sealed (22)", sealed, s["sealed"])
     R.check("sealed: opens", aead_open(key, sealed[10:22], sealed_state_ad(meta_epoch, own[0]), sealed[22:]), own[1])
 
+    # 4. 19.1 kind 0x11: a device restored from a backup holds the restore's time until an own
+    # list issued since arrives.
+    rs = doc["restored"]
+    R.check("restored: key (19.1 kind 0x11)", b"\x11", rs["key"])
+    R.check("restored: value = u64(restored_at)", u64(rs["restored_at"]), rs["value"])
+
 
 # ----------------------------------------------------------------------------------------------
 # Main

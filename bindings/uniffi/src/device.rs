@@ -50,9 +50,15 @@ pub struct RestoredDevice {
 
 /// Restores a device from [`Device::to_bytes`]; `last_epoch` is the epoch of the state last
 /// persisted (0 if unknown), so that a stale snapshot is detected and never reuses a key.
+/// `now` is the restore's time: a device restored from a backup awaits an own device list
+/// issued since before it talks to its own account (`awaiting_own_list`).
 #[uniffi::export]
-pub fn restore_device(bytes: Vec<u8>, last_epoch: u64) -> Result<RestoredDevice, RatchetryError> {
-    let (device, from_backup) = fanout::Device::restore(&bytes, last_epoch)?;
+pub fn restore_device(
+    bytes: Vec<u8>,
+    last_epoch: u64,
+    now: u64,
+) -> Result<RestoredDevice, RatchetryError> {
+    let (device, from_backup) = fanout::Device::restore(&bytes, last_epoch, ts(now))?;
     Ok(RestoredDevice {
         device: Device::wrap(device),
         from_backup,
@@ -89,6 +95,12 @@ impl Device {
     /// The state epoch (grows with every change).
     pub fn state_epoch(&self) -> Result<u64, RatchetryError> {
         Ok(self.inner.lock()?.state_epoch())
+    }
+
+    /// Whether this device was restored from a backup and waits for an own device list issued
+    /// since (fetch it and pass it to `update_device_list`).
+    pub fn awaiting_own_list(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.awaiting_own_list())
     }
 
     /// The whole state as bytes (secret): restore with [`restore_device`].

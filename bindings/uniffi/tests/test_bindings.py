@@ -103,7 +103,7 @@ def test_restart_from_persisted_state(relay):
 
     # Bob's app persists bytes and the epoch, and restarts.
     saved, epoch = bob.device.to_bytes(), bob.device.state_epoch()
-    restored = r.restore_device(saved, epoch)
+    restored = r.restore_device(saved, epoch, relay.now)
     assert not restored.from_backup
     bob2 = restored.device
     relay.devices[relay.devices.index(bob.device)] = bob2
@@ -117,7 +117,7 @@ def test_restart_from_persisted_state(relay):
     assert primary2.account_key() == alice.primary.account_key()
 
     # A stale snapshot is detected: restored as from a backup.
-    stale = r.restore_device(saved, bob2.state_epoch())
+    stale = r.restore_device(saved, bob2.state_epoch(), relay.now)
     assert stale.from_backup
 
 

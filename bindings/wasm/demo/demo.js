@@ -132,7 +132,7 @@ async function main() {
   const saved = web.device.toBytes();
   const epoch = web.device.stateEpoch();
   web.device.free();
-  const restored = Device.restore(saved, epoch);
+  const restored = Device.restore(saved, epoch, Date.now());
   web.device = restored.device;
   web.show("system", `restarted from ${saved.length} bytes of state (stale: ${restored.fromBackup})`);
 

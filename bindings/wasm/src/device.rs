@@ -30,8 +30,9 @@ impl Device {
 impl Device {
     /// Restores a device from `toBytes()`; `lastEpoch` is the epoch of the state last
     /// persisted (0 if unknown), so that a stale snapshot is detected (`fromBackup`) and never
-    /// reuses a key.
-    pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<JsRestoredDevice, JsValue> {
+    /// reuses a key. `now` is the restore's time: a device restored from a backup awaits an
+    /// own device list issued since before it talks to its own account (`awaitingOwnList`).
+    pub fn restore(bytes: &[u8], last_epoch: f64, now: f64) -> Result<JsRestoredDevice, JsValue> {
         if !(last_epoch.is_finite() && last_epoch >= 0.0) {
             return Err(error::binding(
                 "binding.bad_input",
@@ -39,7 +40,7 @@ impl Device {
             ));
         }
         let (device, from_backup) =
-            fanout::Device::restore(bytes, last_epoch as u64).map_err(error::lib)?;
+            fanout::Device::restore(bytes, last_epoch as u64, ts(now)?).map_err(error::lib)?;
         Ok(JsValue::from(object(&[
             ("device", Self::wrap(device).into()),
             ("fromBackup", from_backup.into()),
@@ -78,6 +79,13 @@ impl Device {
     #[wasm_bindgen(js_name = stateEpoch)]
     pub fn state_epoch(&self) -> f64 {
         num(self.inner.state_epoch())
+    }
+
+    /// Whether this device was restored from a backup and waits for an own device list issued
+    /// since (fetch it and pass it to `updateDeviceList`).
+    #[wasm_bindgen(js_name = awaitingOwnList)]
+    pub fn awaiting_own_list(&self) -> bool {
+        self.inner.awaiting_own_list()
     }
 
     /// The whole state as bytes (secret): restore with `Device.restore`.

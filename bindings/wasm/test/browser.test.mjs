@@ -92,7 +92,7 @@ test("the demo page links a web companion and every device decrypts its messages
     attempt(() => m.createAccount(-1));
     attempt(() => m.safetyNumber(new Uint8Array(3), new Uint8Array(32)));
     attempt(() => new m.LinkingCompanion(new Uint8Array([1, 2, 3])));
-    attempt(() => m.Device.restore(new Uint8Array(10), 0));
+    attempt(() => m.Device.restore(new Uint8Array(10), 0, 0));
     return codes;
   });
   assert.deepEqual(refused.slice(0, 3), [
