@@ -11,7 +11,9 @@ use ratchetry::fanout::{
     WithheldReason,
 };
 use ratchetry::group::GroupId;
-use ratchetry::{DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp};
+use ratchetry::{
+    DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp, X3dhError,
+};
 use support::{DAY, T0, World, body, tampered};
 
 const ROOM: GroupId = GroupId([9; 32]);
@@ -773,7 +775,8 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     );
 
     // The copy first, Bob asks again, then the genuine envelope: reading it withdraws the
-    // retry, so the answer is unexpected.
+    // retry and deletes the prekeys its request minted, so the answer, a pre-key message to
+    // them, no longer opens.
     let o = w.send(a1, bob, b"once");
     let genuine = World::envelope_to(&o, b1);
     let copy = tampered(&genuine);
@@ -781,7 +784,13 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let answer = w.ask_again(b1, a1, &copy, b"once");
     w.receive(b1, &genuine).unwrap();
     let resend = World::envelope_to(&answer, b1);
-    w.refused(b1, &resend, FanoutError::UnexpectedResend.into());
+    let Err(Error::X3dh(X3dhError::UnknownOneTimePreKey(_))) =
+        w.device(b1).clone().receive(w.now, &resend)
+    else {
+        panic!("the answer to a withdrawn retry opens")
+    };
+    let error = w.device(b1).clone().receive(w.now, &resend).unwrap_err();
+    w.refused(b1, &resend, error);
 
     // The copy first, Bob asks again, the resend arrives before the genuine envelope: it is
     // shown under the genuine message's id, and the genuine envelope is then a duplicate.

@@ -966,3 +966,109 @@ fn a_restored_phone_sends_nothing_to_a_companion_unlinked_after_its_backup() {
     assert_ne!(err, FanoutError::AwaitingOwnList.into());
     let _ = (stolen, b1);
 }
+
+/// Records of `kind` in a device's whole state.
+fn records_of_kind(device: &Device, kind: u8) -> usize {
+    Device::from_bytes(&device.to_bytes())
+        .unwrap()
+        .take_changes()
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] == kind)
+        .count()
+}
+
+/// One-time prekeys held in all (kind 0x04) and one-time ML-KEM prekeys (kind 0x05).
+fn prekeys_held(device: &Device) -> (usize, usize) {
+    (records_of_kind(device, 0x04), records_of_kind(device, 0x05))
+}
+
+/// The server makes Bob ask for retries that are never answered: it tampers with 150 of
+/// Alice's messages and drops every answer. Each request mints a one-time prekey and a one-time
+/// ML-KEM prekey that are never uploaded. The pools Bob's app uploads keep their count and
+/// their room, asking again for one message replaces its keys, and a retry's keys are deleted
+/// when it ends: here when the genuine copy arrives, or when its sender's account is forgotten.
+#[test]
+fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
+    let mut w = World::new("insider retry prekeys");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let (a1, b1, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+    );
+    let uploaded = |w: &mut World| {
+        let d = w.device(b1);
+        (
+            d.one_time_prekeys_remaining(),
+            d.one_time_kem_prekeys_remaining(),
+        )
+    };
+    let start = uploaded(&mut w);
+    assert_eq!(prekeys_held(w.device(b1)), start);
+    let mut genuine = Vec::new();
+    for i in 0..150u32 {
+        let o = w.send(a1, bob, &i.to_be_bytes());
+        let envelope = World::envelope_to(&o, b1);
+        let copy = tampered(&envelope);
+        assert!(w.receive(b1, &copy).is_err());
+        w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+            .unwrap();
+        if i == 0 {
+            // Asked again: the first request's keys are replaced, not added to.
+            w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+                .unwrap();
+        }
+        genuine.push(envelope);
+    }
+    w.restart(b1);
+    assert_eq!(
+        uploaded(&mut w),
+        start,
+        "retry keys are not in the uploaded pools"
+    );
+    assert_eq!(prekeys_held(w.device(b1)), (start.0 + 150, start.1 + 150));
+
+    // The app replenishes to the caps as if no retry were pending (1000 and 100 by default).
+    let (rng, now) = (&mut w.rng.clone(), w.now);
+    let fresh = w.device(b1).generate_one_time_prekeys(rng, now, 1000);
+    assert_eq!(fresh.keys().len(), 1000 - start.0);
+    assert_eq!(fresh.kem_keys().len(), 100 - start.1);
+    w.persist(b1);
+    assert_eq!(uploaded(&mut w), (1000, 100));
+    // Stored records load only as written: beyond the caps, only keys a pending retry holds
+    // (without one pending record, one key of each kind is too many).
+    let mut records = w.stores[&b1].0.clone();
+    let pending = records.keys().find(|k| k[0] == 0x10).unwrap().clone();
+    records.remove(&pending);
+    assert_eq!(
+        Device::from_records(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err(),
+        Some(DecodeError::InvalidValue)
+    );
+    w.restart(b1);
+
+    // The genuine copies arrive: reading each ends its retry and deletes its two keys. (The
+    // test server's bundles carry no one-time prekeys: Alice's session consumed none.)
+    for envelope in &genuine {
+        w.receive(b1, envelope).unwrap();
+    }
+    assert_eq!(uploaded(&mut w), (1000, 100));
+    assert_eq!(prekeys_held(w.device(b1)), (1000, 100));
+
+    // Carol's messages fail too; forgetting her account ends the retries asked of her.
+    for i in 0..3u32 {
+        let o = w.send(c1, bob, &i.to_be_bytes());
+        let copy = tampered(&World::envelope_to(&o, b1));
+        assert!(w.receive(b1, &copy).is_err());
+        w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+            .unwrap();
+    }
+    assert_eq!(prekeys_held(w.device(b1)), (1003, 103));
+    w.restart(b1);
+    w.device(b1).forget_account(&carol);
+    w.persist(b1);
+    assert_eq!(prekeys_held(w.device(b1)), (1000, 100));
+}

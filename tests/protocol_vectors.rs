@@ -4601,6 +4601,9 @@ enum RecordInputs {
         failed_envelope: String,
         attempts: u8,
         asked_at: u64,
+        /// The one-time prekey and one-time ML-KEM prekey the latest request minted.
+        one_time_prekey_id: Option<u32>,
+        kem_prekey_id: Option<u32>,
     },
 }
 
@@ -4928,6 +4931,8 @@ fn records_file() -> RecordsFile {
             failed_envelope: h(&sent["never-1"]),
             attempts: 1,
             asked_at: T_LINK,
+            one_time_prekey_id: Some(retry.one_time_prekey_id),
+            kem_prekey_id: Some(retry.kem_prekey_id),
         },
     );
 
@@ -5311,12 +5316,16 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             failed_envelope,
             attempts,
             asked_at,
+            one_time_prekey_id,
+            kem_prekey_id,
         } => {
             let value = Enc::default()
                 .opt(group.as_deref(), |e, g| e.put(unhex(g)))
                 .put(message_id(&unhex(failed_envelope)))
                 .u8(*attempts)
-                .u64(*asked_at);
+                .u64(*asked_at)
+                .opt(*one_time_prekey_id, |e, id| e.u32(id))
+                .opt(*kem_prekey_id, |e, id| e.u32(id));
             (
                 key(0x10, &[&address_of(sender), &unhex(reference)]),
                 value.done(),

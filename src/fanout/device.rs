@@ -279,9 +279,10 @@ impl Device {
         self.prekeys.bundle(&self.identity, one_time, kem)
     }
 
-    /// One-time ML-KEM prekeys not yet consumed: replenish when low.
+    /// One-time ML-KEM prekeys made for upload and not yet consumed: replenish when low.
+    /// (Those a pending retry request holds are not counted.)
     pub fn one_time_kem_prekeys_remaining(&self) -> usize {
-        self.prekeys.one_time_kem_prekeys_remaining()
+        self.prekeys.one_time_kem_prekeys_remaining() - self.held_for_retries().1
     }
 
     /// Sessions the current last-resort ML-KEM prekey started (rotate with
@@ -290,23 +291,32 @@ impl Device {
         self.prekeys.last_resort_uses()
     }
 
-    /// One-time prekeys not yet consumed: replenish with
-    /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) when low.
+    /// One-time prekeys made for upload and not yet consumed: replenish with
+    /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) when low. (Those a
+    /// pending retry request holds are not counted.)
     pub fn one_time_prekeys_remaining(&self) -> usize {
-        self.prekeys.one_time_prekeys_remaining()
+        self.prekeys.one_time_prekeys_remaining() - self.held_for_retries().0
     }
 
-    /// New one-time prekeys to upload: `count` of each kind, within the configured caps.
+    /// New one-time prekeys to upload: `count` of each kind, within the configured caps (keys
+    /// that pending retry requests hold take no room).
     pub fn generate_one_time_prekeys(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         count: u32,
     ) -> OneTimePreKeys {
-        let keys = self.prekeys.generate_one_time_prekeys(rng, count);
-        let kem = self
+        let (held, held_kem) = self.held_for_retries();
+        let keys = self
             .prekeys
-            .generate_one_time_kem_prekeys(rng, &self.identity, now, count);
+            .generate_one_time_prekeys_beyond(rng, count, held as u32);
+        let kem = self.prekeys.generate_one_time_kem_prekeys_beyond(
+            rng,
+            &self.identity,
+            now,
+            count,
+            held_kem as u32,
+        );
         for k in &keys {
             self.touch(Key::OneTime(k.id.0));
         }
@@ -455,8 +465,7 @@ impl Device {
             .map(|(k, _)| *k)
             .collect();
         for k in pending {
-            self.journal.pending.remove(&k);
-            self.touch(Key::Pending(k));
+            self.end_pending(k);
         }
     }
 

@@ -19,6 +19,7 @@ use crate::group::{GroupId, SenderKeyId};
 use crate::primitives::IdentityKey;
 use crate::time::Timestamp;
 use crate::wire::{Reader, Writer, bounded_count};
+use crate::x3dh::{KemPreKeyId, OneTimePreKeyId};
 
 /// Envelope ids remembered to recognise redeliveries.
 pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
@@ -88,6 +89,17 @@ pub(crate) struct Pending {
     pub(crate) failed: MessageId,
     pub(crate) attempts: u8,
     pub(crate) requested_at: Timestamp,
+    /// The one-time prekeys minted for the latest request's bundle (never uploaded): deleted
+    /// when this retry ends or is asked again, unless a session consumed them.
+    pub(crate) minted: Minted,
+}
+
+/// The one-time prekey and one-time ML-KEM prekey a retry request's bundle names (either may
+/// be absent: the store held no room, or its counter wrapped onto a held id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Minted {
+    pub(crate) one_time: Option<OneTimePreKeyId>,
+    pub(crate) kem: Option<KemPreKeyId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -206,7 +218,11 @@ impl Journal {
     }
 
     /// Records a retry this device asks for; returns the pending retry dropped to make room.
-    pub(crate) fn ask(&mut self, key: PendingKey, pending: Pending) -> Option<PendingKey> {
+    pub(crate) fn ask(
+        &mut self,
+        key: PendingKey,
+        pending: Pending,
+    ) -> Option<(PendingKey, Pending)> {
         self.pending.insert(key, pending);
         if self.pending.len() <= MAX_PENDING_RETRIES {
             return None;
@@ -218,8 +234,7 @@ impl Journal {
             .filter(|(k, _)| **k != key)
             .min_by_key(|(_, p)| p.requested_at)
             .map(|(k, _)| *k)?;
-        self.pending.remove(&oldest);
-        Some(oldest)
+        self.pending.remove(&oldest).map(|p| (oldest, p))
     }
 }
 
@@ -343,6 +358,8 @@ impl Pending {
         out.put(&self.failed.0);
         out.u8(self.attempts);
         out.u64(self.requested_at.0);
+        out.optional(self.minted.one_time, |out, id| out.u32(id.0));
+        out.optional(self.minted.kem, |out, id| out.u32(id.0));
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -351,6 +368,10 @@ impl Pending {
             failed: MessageId(r.array()?),
             attempts: r.u8()?,
             requested_at: Timestamp(r.u64()?),
+            minted: Minted {
+                one_time: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
+                kem: r.optional(|r| r.u32().map(KemPreKeyId))?,
+            },
         };
         if p.attempts == 0 || p.attempts > MAX_RETRY_ATTEMPTS {
             return Err(DecodeError::InvalidValue);
@@ -443,6 +464,7 @@ mod tests {
             failed: id(0),
             attempts: 1,
             requested_at: Timestamp(at),
+            minted: Minted::default(),
         };
         let mut j = Journal::default();
         for i in 0..MAX_PENDING_RETRIES as u32 {
@@ -453,7 +475,10 @@ mod tests {
         }
         // Asked with a clock that went back: the oldest other retry makes room.
         let newest = (address(u32::MAX), reference(0));
-        assert_eq!(j.ask(newest, pending(10)), Some((address(0), reference(0))));
+        assert_eq!(
+            j.ask(newest, pending(10)).map(|(k, _)| k),
+            Some((address(0), reference(0)))
+        );
         assert!(j.pending.contains_key(&newest));
         assert_eq!(j.pending.len(), MAX_PENDING_RETRIES);
     }
@@ -486,6 +511,7 @@ mod tests {
                 failed: id(0),
                 attempts,
                 requested_at: Timestamp(1),
+                minted: Minted::default(),
             };
             let mut bytes = Vec::new();
             p.write(&mut bytes);

@@ -67,11 +67,7 @@ impl Device {
             }
             // The genuine copy of a message this device asked again for (a tampered copy
             // failed): the retry is no longer wanted, and its answer will be unexpected.
-            (None, Some((sender, _, salt))) => {
-                if self.journal.pending.remove(&(sender, salt)).is_some() {
-                    self.touch(Key::Pending((sender, salt)));
-                }
-            }
+            (None, Some((sender, _, salt))) => self.end_pending((sender, salt)),
             (None, None) => {}
         }
         self.bump();
@@ -167,10 +163,7 @@ impl Device {
                 self.withheld.insert((from, group));
                 self.touch(Key::Withheld(from, group));
             }
-            Effect::Answered(reference) => {
-                self.journal.pending.remove(&(from, reference));
-                self.touch(Key::Pending((from, reference)));
-            }
+            Effect::Answered(reference) => self.end_pending((from, reference)),
         }
         Ok(received)
     }

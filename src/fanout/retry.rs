@@ -16,7 +16,9 @@ use rand_core::CryptoRng;
 
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, RetryWire, retry_body};
-use super::journal::{MAX_RETRY_ATTEMPTS, Pending, SendId, SentKind};
+use super::journal::{
+    MAX_PENDING_RETRIES, MAX_RETRY_ATTEMPTS, Minted, Pending, PendingKey, SendId, SentKind,
+};
 use super::payload::Payload;
 use super::records::Key;
 use super::retry_request::{RetryReason, RetryRequest};
@@ -33,7 +35,10 @@ use crate::time::Timestamp;
 impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
     /// again. Makes one fresh one-time prekey and one fresh one-time ML-KEM prekey (32, then 64
-    /// bytes from `rng`) for the request's bundle.
+    /// bytes from `rng`) for the request's bundle. They are never uploaded and take no room
+    /// from the uploaded pools: they are deleted when the retry ends (answered, the genuine
+    /// copy read, dropped for room, its sender removed) or is asked again, unless a session
+    /// consumed them.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
     /// it failed, the genuine envelope arrived) is `Duplicate`. Returns the device to ship the
     /// request to, and the bytes.
@@ -75,16 +80,27 @@ impl Device {
         }
         self.entry(&sender, now)?;
         let key = (sender, reference);
-        let attempts = self.journal.pending.get(&key).map_or(0, |p| p.attempts);
+        let previous = self
+            .journal
+            .pending
+            .get(&key)
+            .map(|p| (p.attempts, p.minted));
+        let attempts = previous.map_or(0, |(a, _)| a);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());
         }
         let attempt = attempts + 1;
-
-        let one_time = self.prekeys.generate_one_time_prekeys(rng, 1);
-        let kem = self
-            .prekeys
-            .generate_one_time_kem_prekeys(rng, &self.identity, now, 1);
+        // Asking again replaces the previous request's keys: the answer comes from this bundle.
+        if let Some((_, minted)) = previous {
+            self.release_minted(minted);
+        }
+        // Room beyond the caps, one key of each kind per pending retry at most: the pools the
+        // app uploads stay as large as it asked.
+        let room = MAX_PENDING_RETRIES as u32;
+        let one_time = self.prekeys.generate_one_time_prekeys_beyond(rng, 1, room);
+        let kem =
+            self.prekeys
+                .generate_one_time_kem_prekeys_beyond(rng, &self.identity, now, 1, room);
         for k in &one_time {
             self.touch(Key::OneTime(k.id.0));
         }
@@ -110,13 +126,58 @@ impl Device {
             failed,
             attempts: attempt,
             requested_at: now,
+            minted: Minted {
+                one_time: one_time.first().map(|k| k.id),
+                kem: kem.first().map(|k| k.id),
+            },
         };
-        if let Some(dropped) = self.journal.ask(key, pending) {
+        if let Some((dropped, p)) = self.journal.ask(key, pending) {
             self.touch(Key::Pending(dropped));
+            self.release_minted(p.minted);
         }
         self.touch(Key::Pending(key));
         self.bump();
         Ok((sender, out))
+    }
+
+    /// Ends a pending retry (answered, no longer wanted, or asked of a device that left) and
+    /// deletes the prekeys its request minted.
+    pub(crate) fn end_pending(&mut self, key: PendingKey) {
+        if let Some(p) = self.journal.pending.remove(&key) {
+            self.touch(Key::Pending(key));
+            self.release_minted(p.minted);
+        }
+    }
+
+    /// Deletes a retry request's prekeys that no session consumed.
+    fn release_minted(&mut self, minted: Minted) {
+        let (one_time, kem) = self.prekeys.release(minted.one_time, minted.kem);
+        if let (true, Some(id)) = (one_time, minted.one_time) {
+            self.touch(Key::OneTime(id.0));
+        }
+        if let (true, Some(id)) = (kem, minted.kem) {
+            self.touch(Key::OneTimeKem(id.0));
+        }
+    }
+
+    /// How many one-time prekeys and one-time ML-KEM prekeys pending retries hold: they are
+    /// not part of the pools the app uploads.
+    pub(crate) fn held_for_retries(&self) -> (usize, usize) {
+        let held = |m: &Minted| {
+            (
+                m.one_time
+                    .is_some_and(|id| self.prekeys.one_time_prekey(id).is_some()),
+                m.kem
+                    .is_some_and(|id| self.prekeys.one_time_kem_prekey(id).is_some()),
+            )
+        };
+        self.journal
+            .pending
+            .values()
+            .map(|p| held(&p.minted))
+            .fold((0, 0), |(o, k), (a, b)| {
+                (o + usize::from(a), k + usize::from(b))
+            })
     }
 
     /// Checks a received retry request: addressed here, from an active device whose listed

@@ -236,10 +236,14 @@ impl Device {
                     if check.u32()? != id {
                         return Err(DecodeError::InvalidValue);
                     }
-                    prekeys.insert_one_time(&mut r)?;
+                    prekeys.insert_one_time(&mut r, MAX_PENDING_RETRIES as u32)?;
                 }
                 Key::OneTimeKem(id) => {
-                    if prekeys.insert_one_time_kem(&mut r)?.0 != id {
+                    if prekeys
+                        .insert_one_time_kem(&mut r, MAX_PENDING_RETRIES as u32)?
+                        .0
+                        != id
+                    {
                         return Err(DecodeError::InvalidValue);
                     }
                 }
@@ -320,6 +324,15 @@ impl Device {
             return Err(DecodeError::InvalidValue);
         }
         device.prekeys = prekeys;
+        // Beyond the caps, only the keys pending retry requests hold (fanout/retry.rs).
+        let (held, held_kem) = device.held_for_retries();
+        let caps = device.config.prekeys;
+        if device.prekeys.one_time_prekeys_remaining() > caps.max_one_time_prekeys as usize + held
+            || device.prekeys.one_time_kem_prekeys_remaining()
+                > caps.max_one_time_kem_prekeys as usize + held_kem
+        {
+            return Err(DecodeError::InvalidValue);
+        }
         Ok(device)
     }
 

@@ -178,7 +178,20 @@ impl PreKeyStore {
         now: Timestamp,
         count: u32,
     ) -> Vec<KemPreKeyPublic> {
-        let cap = self.config.max_one_time_kem_prekeys;
+        self.generate_one_time_kem_prekeys_beyond(rng, identity, now, count, 0)
+    }
+
+    /// The same, with room for `extra` keys beyond the cap: keys a layer above holds outside
+    /// the uploaded pool (the fanout layer's retry requests) must not crowd it out.
+    pub(crate) fn generate_one_time_kem_prekeys_beyond(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        identity: &IdentityKeyPair,
+        now: Timestamp,
+        count: u32,
+        extra: u32,
+    ) -> Vec<KemPreKeyPublic> {
+        let cap = self.config.max_one_time_kem_prekeys.saturating_add(extra);
         self.kem.generate_one_time(rng, identity, now, count, cap)
     }
 
@@ -215,7 +228,19 @@ impl PreKeyStore {
         rng: &mut impl CryptoRng,
         count: u32,
     ) -> Vec<OneTimePreKeyPublic> {
-        let room = (self.config.max_one_time_prekeys as usize).saturating_sub(self.one_time.len());
+        self.generate_one_time_prekeys_beyond(rng, count, 0)
+    }
+
+    /// The same, with room for `extra` keys beyond the cap (see
+    /// `generate_one_time_kem_prekeys_beyond`).
+    pub(crate) fn generate_one_time_prekeys_beyond(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        count: u32,
+        extra: u32,
+    ) -> Vec<OneTimePreKeyPublic> {
+        let cap = self.config.max_one_time_prekeys.saturating_add(extra);
+        let room = (cap as usize).saturating_sub(self.one_time.len());
         let count = (count as usize).min(room);
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
@@ -296,6 +321,18 @@ impl PreKeyStore {
         self.kem.find(id, self.config.max_last_resort_uses)
     }
 
+    /// Deletes one-time prekeys that were never handed out for upload (a retry request's, once
+    /// the retry ended); returns which of the two were still held.
+    pub(crate) fn release(
+        &mut self,
+        one_time: Option<OneTimePreKeyId>,
+        kem: Option<KemPreKeyId>,
+    ) -> (bool, bool) {
+        let one_time = one_time.is_some_and(|id| self.one_time.remove(&id).is_some());
+        let kem = kem.is_some_and(|id| self.kem.one_time.remove(&id).is_some());
+        (one_time, kem)
+    }
+
     /// Applies a successful acceptance: the one-time prekey is gone for good and the base key
     /// is remembered under its signed prekey.
     pub(crate) fn consume(&mut self, c: Consumption) {
@@ -360,7 +397,7 @@ impl PreKeyStore {
         let n = bounded_count(&mut r, store.config.max_one_time_kem_prekeys)?;
         for _ in 0..n {
             let last = store.kem.one_time.last_key_value().map(|(id, _)| *id);
-            let id = store.insert_one_time_kem(&mut r)?;
+            let id = store.insert_one_time_kem(&mut r, 0)?;
             if last.is_some_and(|l| l >= id) {
                 return Err(DecodeError::InvalidValue);
             }
@@ -456,12 +493,15 @@ impl PreKeyStore {
         }
     }
 
+    /// Restores one one-time ML-KEM prekey; refused beyond the cap plus `extra` (room a layer
+    /// above keeps for keys it holds outside the uploaded pool).
     pub(crate) fn insert_one_time_kem(
         &mut self,
         r: &mut Reader<'_>,
+        extra: u32,
     ) -> Result<KemPreKeyId, DecodeError> {
-        self.kem
-            .insert_one_time(r, self.config.max_one_time_kem_prekeys)
+        let cap = self.config.max_one_time_kem_prekeys.saturating_add(extra);
+        self.kem.insert_one_time(r, cap)
     }
 
     /// The ids of the one-time ML-KEM prekeys held.
@@ -478,11 +518,15 @@ impl PreKeyStore {
         }
     }
 
-    pub(crate) fn insert_one_time(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    /// Restores one one-time prekey; refused beyond the cap plus `extra`.
+    pub(crate) fn insert_one_time(
+        &mut self,
+        r: &mut Reader<'_>,
+        extra: u32,
+    ) -> Result<(), DecodeError> {
         let (id, pair) = read_one_time(r)?;
-        if self.one_time.len() >= self.config.max_one_time_prekeys as usize
-            || self.one_time.insert(id, pair).is_some()
-        {
+        let cap = self.config.max_one_time_prekeys.saturating_add(extra);
+        if self.one_time.len() >= cap as usize || self.one_time.insert(id, pair).is_some() {
             return Err(DecodeError::InvalidValue);
         }
         Ok(())

@@ -599,6 +599,12 @@ class PreKeyStore:
         self.next_kem_id += 1
         return kem_id
 
+    def release(self, opk_id, kem_id):
+        """18.6: a retry request's minted prekeys, deleted when the retry ends or is asked again
+        (unless a session consumed them)."""
+        self.opks.pop(opk_id, None)
+        self.kems.pop(kem_id, None)
+
     def kem_prekey(self, kem_id):
         """A one-time ML-KEM prekey, else the (current) last-resort one."""
         if kem_id in self.kems:
@@ -2192,7 +2198,14 @@ class DevicesRun:
         """18.4: after a successful receive its id goes to the next slot; a non-resend read
         deletes the pending retry keyed by (its sender, its salt)."""
         dev.read_ring.append(message_id(envelope))
-        dev.pending.pop(sender.address + reference, None)
+        self.end_pending(dev, sender.address + reference)
+
+    @staticmethod
+    def end_pending(dev, key):
+        """18.4: a pending retry ends; the prekeys its latest request minted are deleted."""
+        p = dev.pending.pop(key, None)
+        if p is not None:
+            dev.store.release(p["opk_id"], p["kem_id"])
 
     def apply_payload(self, dev, sender, payload, envelope, w):
         """18.5: judging the payload, then the journals (18.4)."""
@@ -2215,7 +2228,7 @@ class DevicesRun:
                    p is not None
                    and (p["group"] is None) == (kind == 6)
                    and (kind == 6 or p["group"] == payload[19:51]))
-            dev.pending.pop(sender.address + reference, None)
+            self.end_pending(dev, sender.address + reference)
             # 18.4: the resend's id, then the id of the message it replaces, in the next slots.
             dev.read_ring.append(message_id(envelope))
             if p is not None:
@@ -2263,6 +2276,10 @@ class DevicesRun:
         reference = envelope_salt(failed)
         R.check(f"{w}: reference = the failed message's salt (18.6)", reference, e["reference"])
         R.true(f"{w}: the failed message was not read (18.6: else Duplicate)", message_id(failed) not in req.read_ring)
+        # 18.6: asking again deletes the previous request's minted prekeys first.
+        previous = req.pending.get(target.address + reference)
+        if previous is not None:
+            req.store.release(previous["opk_id"], previous["kem_id"])
         # 11: Device::request_retry draws a one-time prekey (32) then a one-time ML-KEM prekey (64);
         # devices.json gives no time for the request, so the ML-KEM prekey's created_at is unknown.
         opk_id = req.store.add_one_time_prekey(draw(self.rng, 32, e["one_time_prekey_secret"], f"{w}: one-time prekey"))
@@ -2271,7 +2288,6 @@ class DevicesRun:
         R.check(f"{w}: one-time ML-KEM prekey id", kem_id, e["kem_prekey_id"])
         bundle = req.store.bundle(opk_id, kem_id)
         R.check(f"{w}: bundle (6)", bundle, e["bundle"])
-        previous = req.pending.get(target.address + reference)
         attempt = 1 if previous is None else previous["attempts"] + 1
         R.check(f"{w}: attempt (18.6: the requester's count, from 1)", attempt, e["attempt"])
         envelope = retry_request(req, target, reference, e["reason"], attempt, bundle)
@@ -2281,7 +2297,7 @@ class DevicesRun:
         fenv = decode_envelope(failed)
         req.pending[target.address + reference] = {"attempts": attempt, "asked_at": None,
                                   "group": fenv["message"]["group_id"] if fenv["kind"] == 2 else None,
-                                  "failed_id": message_id(failed)}
+                                  "failed_id": message_id(failed), "opk_id": opk_id, "kem_id": kem_id}
         if not e["delivered"]:
             return
         env = decode_envelope(envelope)  # 18.6: S judges the request from its journal
@@ -2393,7 +2409,9 @@ def sent_value(entry):
 
 def pending_value(p):
     """19.1 kind 0x10 (asked_at written as 0 when unknown; the caller masks it)."""
-    return opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0)
+    return (opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0)
+            + opt(None if p["opk_id"] is None else u32(p["opk_id"]))
+            + opt(None if p["kem_id"] is None else u32(p["kem_id"])))
 
 
 UNKNOWN_TIME = "devices.json gives no time for this operation (its events carry no `now`)"
@@ -2527,7 +2545,7 @@ def record_from_inputs(inp):
     if rec == "pending_retry":
         p = {"group": None if inp["group"] is None else hx(inp["group"]),
              "failed_id": message_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
-             "asked_at": inp["asked_at"]}
+             "asked_at": inp["asked_at"], "opk_id": inp["one_time_prekey_id"], "kem_id": inp["kem_prekey_id"]}
         return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
     raise ValueError(f"unknown record {rec}")
 
