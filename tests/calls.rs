@@ -164,7 +164,7 @@ fn only_the_manager_changes_the_call_one_epoch_at_a_time() {
         bob.apply(&c, forged.clone(), &config),
         Err(SyncError::NotCallManager)
     );
-    // A message for the epoch after next is refused: one epoch at a time.
+    // A message for the epoch after next is not applied: one epoch at a time.
     let mut ahead = call.clone();
     let _ = {
         let x = addr(rng, 7);
@@ -179,15 +179,24 @@ fn only_the_manager_changes_the_call_one_epoch_at_a_time() {
     let before = bob.clone();
     assert_eq!(
         bob.apply(&a, two_ahead, &config),
-        Err(SyncError::StaleCallKey)
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
     );
     assert_eq!(bob, before);
-    // Epoch u32::MAX from the manager's own address, as a tampered message: refused, so the
-    // call can still be re-keyed afterwards.
+    // Epoch u32::MAX from the manager's own address, as a tampered message: not applied, so
+    // the call can still be re-keyed afterwards.
     let mut bytes = call.key_message().to_bytes().to_vec();
     bytes[19..23].copy_from_slice(&u32::MAX.to_be_bytes());
     forged = CallKeyMessage::from_bytes(&bytes).unwrap();
-    assert_eq!(bob.apply(&a, forged, &config), Err(SyncError::StaleCallKey));
+    assert_eq!(
+        bob.apply(&a, forged, &config),
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: u32::MAX
+        })
+    );
     let next = call.join(rng, c, &config).unwrap();
     bob.apply(&a, next, &config).unwrap();
     assert_eq!(bob.epoch(), 2);
@@ -281,4 +290,55 @@ fn call_debug_shows_the_call_not_its_secret() {
     let decimal = format!("{:?}", &secret[..4]);
     assert!(!shown.contains(&hex), "{shown}");
     assert!(!shown.contains(decimal.trim_end_matches(']')), "{shown}");
+}
+
+/// A key message behind the held epoch (a replay, or one the server held back) is
+/// `StaleCallKey`: drop it. One more than an epoch ahead (messages missed) is `CallKeyAhead`,
+/// carrying the held and the offered epoch. Neither changes the call.
+#[test]
+fn a_key_message_behind_is_stale_and_one_ahead_reports_both_epochs() {
+    let rng = &mut SeededRng::from_label("calls behind ahead");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, call.key_message().clone(), &config).unwrap();
+    let mut epochs = vec![call.key_message().clone()];
+    for device in 2..5 {
+        let x = addr(rng, device);
+        epochs.push(call.join(rng, x, &config).unwrap());
+    }
+    bob.apply(&a, wire(&epochs[1]), &config).unwrap();
+    let before = bob.clone();
+    // Behind or equal: an old message.
+    for old in &epochs[..2] {
+        assert_eq!(
+            bob.apply(&a, wire(old), &config),
+            Err(SyncError::StaleCallKey)
+        );
+    }
+    // Two ahead: a missed epoch, said with numbers.
+    let ahead = bob.apply(&a, wire(&epochs[3]), &config);
+    assert_eq!(
+        ahead,
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
+    );
+    assert_eq!(bob, before);
+    let shown = ahead.unwrap_err().to_string();
+    assert!(shown.contains('1') && shown.contains('3'), "{shown}");
+    assert_eq!(
+        ratchetry::Error::from(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        }),
+        ratchetry::Error::Sync(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
+    );
+    // The next one still applies.
+    bob.apply(&a, wire(&epochs[2]), &config).unwrap();
+    assert_eq!(bob.epoch(), 2);
 }

@@ -161,32 +161,47 @@ impl Call {
     }
 
     /// Moves to the next epoch from a key message of this call that `from` sent. Refused, with
-    /// nothing changed: a message not from the call's manager (`NotCallManager`), for another
-    /// call or kind, or not exactly one epoch ahead (`StaleCallKey`; after a missed epoch,
-    /// rejoin with [`from_key_message`](Self::from_key_message)); one that no longer lists
-    /// this device (`NotInCall`: it was removed).
+    /// nothing changed: a message not from the call's manager (`NotCallManager`); for another
+    /// call or kind, or not newer than the held epoch (`StaleCallKey`: an old or replayed
+    /// message, drop it); one that no longer lists this device (`NotInCall`: it was removed);
+    /// over the kind's cap (`CallFull`); more than one epoch ahead (`CallKeyAhead`, with the
+    /// held and offered epochs: epochs were missed).
     pub fn apply(
         &mut self,
         from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
     ) -> Result<(), SyncError> {
+        self.check_newer(from, &message, config)?;
+        if Some(message.epoch) != self.current.epoch.checked_add(1) {
+            return Err(SyncError::CallKeyAhead {
+                held: self.current.epoch,
+                offered: message.epoch,
+            });
+        }
+        self.current = message;
+        Ok(())
+    }
+
+    /// Whether `message`, sent by `from`, is a newer epoch of this call that still lists this
+    /// device: the checks of [`apply`](Self::apply) but the step of one.
+    fn check_newer(
+        &self,
+        from: &DeviceAddress,
+        message: &CallKeyMessage,
+        config: &CallConfig,
+    ) -> Result<(), SyncError> {
         let c = &self.current;
         if *from != c.manager || message.manager != c.manager {
             return Err(SyncError::NotCallManager);
         }
-        if message.call != c.call
-            || message.kind != c.kind
-            || Some(message.epoch) != c.epoch.checked_add(1)
-        {
+        if message.call != c.call || message.kind != c.kind || message.epoch <= c.epoch {
             return Err(SyncError::StaleCallKey);
         }
         if message.participants.binary_search(&self.me).is_err() {
             return Err(SyncError::NotInCall);
         }
-        self.check_cap(&message, config)?;
-        self.current = message;
-        Ok(())
+        self.check_cap(message, config)
     }
 
     /// Adds a participant (manager only). The next epoch's secret mixes the current one with
