@@ -255,7 +255,8 @@ pub enum SyncError {
     StaleCallKey,
     /// A call key of the held call from its manager, more than one epoch ahead of the held one
     /// (messages of the epochs between were missed or are still on their way). It is not
-    /// applied: the app may catch up to it.
+    /// applied: catch up to it with [`Call::catch_up`](crate::calls::Call::catch_up), which
+    /// never goes back.
     CallKeyAhead {
         /// The epoch held.
         held: u32,

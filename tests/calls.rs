@@ -342,3 +342,158 @@ fn a_key_message_behind_is_stale_and_one_ahead_reports_both_epochs() {
     bob.apply(&a, wire(&epochs[2]), &config).unwrap();
     assert_eq!(bob.epoch(), 2);
 }
+
+/// What the docs tell an app to do with a key message for a call it holds: apply it; if it is
+/// ahead, catch up to it; anything else (an old message, a forgery) is dropped.
+fn follow(
+    call: &mut Call,
+    from: &DeviceAddress,
+    message: &CallKeyMessage,
+    config: &CallConfig,
+) -> Result<(), SyncError> {
+    match call.apply(from, wire(message), config) {
+        Err(SyncError::CallKeyAhead { .. }) => call.catch_up(from, wire(message), config),
+        other => other,
+    }
+}
+
+/// The manager adds Dave (epoch 1, sent to Carol too) and then removes Carol (epoch 2). The
+/// server hands Bob the removal first and the join second. Bob catches up to epoch 2 and the
+/// join is old news: he never goes back to epoch 1, whose secret Carol holds.
+#[test]
+fn a_server_reordering_join_and_remove_cannot_roll_a_participant_back() {
+    let rng = &mut SeededRng::from_label("calls reorder");
+    let config = CallConfig::default();
+    let (a, b, c, d) = (addr(rng, 1), addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let epoch0 = call.key_message().clone();
+    let mut bob = Call::from_key_message(b, &a, wire(&epoch0), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, wire(&epoch0), &config).unwrap();
+    let join = call.join(rng, d, &config).unwrap();
+    let removal = call.remove(rng, &c).unwrap();
+    carol.apply(&a, wire(&join), &config).unwrap();
+
+    // The server delivers the removal, then the join, then epoch 0 again.
+    assert_eq!(
+        bob.apply(&a, wire(&removal), &config),
+        Err(SyncError::CallKeyAhead {
+            held: 0,
+            offered: 2
+        })
+    );
+    follow(&mut bob, &a, &removal, &config).unwrap();
+    for old in [&join, &epoch0] {
+        let before = bob.clone();
+        assert_eq!(
+            follow(&mut bob, &a, old, &config),
+            Err(SyncError::StaleCallKey)
+        );
+        assert_eq!(
+            bob.catch_up(&a, wire(old), &config),
+            Err(SyncError::StaleCallKey)
+        );
+        assert_eq!(bob, before);
+    }
+    assert_eq!(bob.epoch(), 2);
+    assert_eq!(bob.key_message(), call.key_message());
+    // Bob sends under the manager's current keys, which Carol cannot derive.
+    let bobs = bob.srtp_keys(&b).unwrap();
+    assert_eq!(bobs, call.srtp_keys(&b).unwrap());
+    assert_ne!(bobs, carol.srtp_keys(&b).unwrap());
+}
+
+/// `catch_up` takes a held call to any newer epoch, and only that: from the call's manager,
+/// naming that manager, of the same call and kind, strictly newer, still listing this device,
+/// within the cap. Every refusal leaves the call as it was.
+#[test]
+fn catching_up_moves_only_forward_within_the_same_call_from_its_manager() {
+    let rng = &mut SeededRng::from_label("calls catch up");
+    let config = CallConfig::default();
+    let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let mut other = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let epoch0 = call.key_message().clone();
+    let mut bob = Call::from_key_message(b, &a, wire(&epoch0), &config).unwrap();
+    let mut epochs = vec![epoch0];
+    for device in 2..6 {
+        let x = addr(rng, device);
+        epochs.push(call.join(rng, x, &config).unwrap());
+    }
+    bob.catch_up(&a, wire(&epochs[2]), &config).unwrap();
+    assert_eq!(bob.epoch(), 2);
+    let before = bob.clone();
+    let refused = |bob: &mut Call, from: &DeviceAddress, m: CallKeyMessage, cfg: &CallConfig| {
+        let e = bob.catch_up(from, m, cfg).unwrap_err();
+        assert_eq!(*bob, before);
+        e
+    };
+    // Not from the manager, or naming another manager.
+    assert_eq!(
+        refused(&mut bob, &c, wire(&epochs[4]), &config),
+        SyncError::NotCallManager
+    );
+    // The manager's address follows the header, id, kind, epoch and secret (PROTOCOL 21).
+    let mut renamed = epochs[4].to_bytes().to_vec();
+    renamed[55..87].copy_from_slice(&c.account.to_bytes());
+    renamed[87..91].copy_from_slice(&c.device.0.to_be_bytes());
+    let renamed = CallKeyMessage::from_bytes(&renamed).unwrap();
+    assert_eq!(renamed.manager(), c);
+    assert_eq!(
+        refused(&mut bob, &a, renamed.clone(), &config),
+        SyncError::NotCallManager
+    );
+    assert_eq!(
+        refused(&mut bob, &c, renamed, &config),
+        SyncError::NotCallManager
+    );
+    // Another call, or this call under another kind.
+    for _ in 0..3 {
+        let x = addr(rng, 9);
+        other.join(rng, x, &config).unwrap();
+    }
+    assert_eq!(
+        refused(&mut bob, &a, other.key_message().clone(), &config),
+        SyncError::StaleCallKey
+    );
+    let mut bytes = epochs[4].to_bytes().to_vec();
+    bytes[18] = 3;
+    assert_eq!(
+        refused(
+            &mut bob,
+            &a,
+            CallKeyMessage::from_bytes(&bytes).unwrap(),
+            &config
+        ),
+        SyncError::StaleCallKey
+    );
+    // The held epoch or an older one: never back, never sideways.
+    for old in &epochs[..3] {
+        assert_eq!(
+            refused(&mut bob, &a, wire(old), &config),
+            SyncError::StaleCallKey
+        );
+    }
+    // Over the cap of this device's configuration.
+    let small = CallConfig {
+        max_group_participants: 4,
+        ..config
+    };
+    assert_eq!(
+        refused(&mut bob, &a, wire(&epochs[4]), &small),
+        SyncError::CallFull
+    );
+    // A newer epoch that no longer lists Bob: he was removed.
+    let mut without_bob = call.clone();
+    let removal = without_bob.remove(rng, &b).unwrap();
+    assert_eq!(
+        refused(&mut bob, &a, wire(&removal), &config),
+        SyncError::NotInCall
+    );
+    // Two epochs ahead, then the next one.
+    bob.catch_up(&a, wire(&epochs[4]), &config).unwrap();
+    assert_eq!(bob.key_message(), call.key_message());
+    let x = addr(rng, 7);
+    let next = call.join(rng, x, &config).unwrap();
+    bob.catch_up(&a, wire(&next), &config).unwrap();
+    assert_eq!(bob.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
+}

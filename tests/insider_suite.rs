@@ -1181,7 +1181,8 @@ impl Sim {
                     Ok(()) => Ok(call),
                     Err(SyncError::CallKeyAhead { .. }) => {
                         assert!(*before == *call.to_bytes());
-                        Call::from_key_message(at, &from, message.clone(), &config)
+                        call.catch_up(&from, message.clone(), &config)
+                            .map(|()| call)
                     }
                     Err(e) => {
                         assert!(

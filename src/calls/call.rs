@@ -1,8 +1,9 @@
 //! A call's key state on one device.
 //!
 //! One device manages a call's keys: the one that started it. Only its key messages move the
-//! call forward, one epoch at a time, and only it can add or remove participants; a participant
-//! removed from the call (or anybody else) cannot re-key it or list itself again.
+//! call forward, one epoch at a time ([`Call::apply`]) or, after missed epochs, straight to a
+//! newer one ([`Call::catch_up`]), never back; only it can add or remove participants; a
+//! participant removed from the call (or anybody else) cannot re-key it or list itself again.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -137,9 +138,14 @@ impl Call {
         Ok(call)
     }
 
-    /// The call as a participant `me` learns it from a key message that `from` sent (as the
-    /// fanout layer reports it): `from` must be the call's manager, and `me` a participant.
-    /// Also the way back into a call after missing an epoch.
+    /// A call this device does not hold yet, as the participant `me` learns it from a key
+    /// message that `from` sent (as the fanout layer reports it): `from` must be the call's
+    /// manager, and `me` a participant.
+    ///
+    /// Never use it to replace a call this device holds: it accepts any epoch, older ones too,
+    /// and any device may name itself manager of a call object of its own. A held call moves
+    /// only with [`apply`](Self::apply) and, after missed epochs, [`catch_up`](Self::catch_up),
+    /// which both refuse to go back to an older epoch or to another manager.
     pub fn from_key_message(
         me: DeviceAddress,
         from: &DeviceAddress,
@@ -179,6 +185,24 @@ impl Call {
                 offered: message.epoch,
             });
         }
+        self.current = message;
+        Ok(())
+    }
+
+    /// Catches a held call up to a newer epoch, after [`apply`](Self::apply) said
+    /// `CallKeyAhead` (epochs were missed, or their messages are still on their way): from a key
+    /// message of this call that its manager `from` sent, of the same kind, any epoch newer than
+    /// the held one, still listing this device. Never goes back: a message for the held epoch
+    /// or an older one is `StaleCallKey` (drop it, even if it arrives after a newer one), and
+    /// the other refusals are those of `apply`, all with nothing changed. The messages skipped
+    /// need not arrive: each epoch's secret stands on its own.
+    pub fn catch_up(
+        &mut self,
+        from: &DeviceAddress,
+        message: CallKeyMessage,
+        config: &CallConfig,
+    ) -> Result<(), SyncError> {
+        self.check_newer(from, &message, config)?;
         self.current = message;
         Ok(())
     }
