@@ -497,3 +497,103 @@ fn catching_up_moves_only_forward_within_the_same_call_from_its_manager() {
     bob.catch_up(&a, wire(&next), &config).unwrap();
     assert_eq!(bob.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
 }
+
+/// The manager persists the call at epoch 1, adds Eve (epoch 2, which Carol receives), then
+/// is restored from the epoch-1 snapshot; the app kept the last persisted epoch, 2. Had the
+/// restored manager issued epoch 2 again (removing Carol with a fresh secret), Bob would drop it
+/// as old and keep sending under the first epoch 2, which Carol holds. Restored, it skips past
+/// every epoch it may have issued and draws a fresh secret.
+#[test]
+fn a_call_manager_restored_from_a_stale_snapshot_never_reissues_an_epoch() {
+    let rng = &mut SeededRng::from_label("calls stale manager");
+    let config = CallConfig::default();
+    let (a, b, c, d, e) = (
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+    );
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, wire(call.key_message()), &config).unwrap();
+    let epoch1 = call.join(rng, d, &config).unwrap();
+    let snapshot = call.to_bytes();
+    bob.apply(&a, wire(&epoch1), &config).unwrap();
+    carol.apply(&a, wire(&epoch1), &config).unwrap();
+    let lost = call.join(rng, e, &config).unwrap();
+    let last_epoch = call.epoch();
+    bob.apply(&a, wire(&lost), &config).unwrap();
+    carol.apply(&a, wire(&lost), &config).unwrap();
+    drop(call);
+
+    // The manager comes back from the snapshot and removes Carol; Bob follows the docs.
+    let (mut manager, stale) = Call::restore(rng, &snapshot, last_epoch).unwrap();
+    let removal = manager.remove(rng, &c).unwrap();
+    match follow(&mut bob, &a, &removal, &config) {
+        Ok(()) | Err(SyncError::StaleCallKey) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    assert_eq!(bob.key_message(), manager.key_message());
+    assert_ne!(bob.srtp_keys(&b).unwrap(), carol.srtp_keys(&b).unwrap());
+    // Every epoch issued after the restore is past every epoch issued before it.
+    assert!(stale);
+    assert!(removal.epoch() > last_epoch, "epoch {}", removal.epoch());
+    assert_ne!(removal.epoch(), lost.epoch());
+}
+
+/// `Call::restore` changes only a stale snapshot of a call this device manages. A snapshot as
+/// new as the last persisted epoch loads as written; a participant's stale snapshot loads as
+/// written and is reported stale (it catches up from the manager); a manager with no epoch left
+/// and bad bytes are typed errors.
+#[test]
+fn restoring_a_call_rekeys_only_a_stale_managers_snapshot() {
+    let rng = &mut SeededRng::from_label("calls restore");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Room, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let old = call.to_bytes();
+    let old_bob = bob.to_bytes();
+    let x = addr(rng, 2);
+    bob.apply(&a, call.join(rng, x, &config).unwrap(), &config)
+        .unwrap();
+    // Up to date: as written.
+    for (bytes, held) in [(call.to_bytes(), &call), (bob.to_bytes(), &bob)] {
+        let (restored, stale) = Call::restore(rng, &bytes, 1).unwrap();
+        assert!(!stale);
+        assert_eq!(&restored, held);
+    }
+    // A participant's stale snapshot: as written, reported stale; it catches up.
+    let (mut restored, stale) = Call::restore(rng, &old_bob, 1).unwrap();
+    assert!(stale);
+    assert_eq!(restored, Call::from_bytes(&old_bob).unwrap());
+    restored
+        .catch_up(&a, wire(call.key_message()), &config)
+        .unwrap();
+    assert_eq!(restored, bob);
+    // A manager's stale snapshot: the epoch after the last persisted one, a fresh secret, the
+    // snapshot's participants; each restore draws anew.
+    let (first, stale) = Call::restore(rng, &old, 1).unwrap();
+    assert!(stale);
+    assert_eq!(first.epoch(), 2);
+    assert_eq!(
+        first.participants(),
+        Call::from_bytes(&old).unwrap().participants()
+    );
+    let (second, _) = Call::restore(rng, &old, 1).unwrap();
+    assert_ne!(first.key_message(), second.key_message());
+    assert_ne!(first.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
+    let mut bob_too = bob.clone();
+    follow(&mut bob_too, &a, first.key_message(), &config).unwrap();
+    assert_eq!(bob_too.srtp_keys(&a).unwrap(), first.srtp_keys(&a).unwrap());
+    // No epoch left after the last one persisted; bytes that are no call.
+    assert_eq!(
+        Call::restore(rng, &old, u32::MAX).err(),
+        Some(ratchetry::Error::Sync(SyncError::StaleCallKey))
+    );
+    assert!(matches!(
+        Call::restore(rng, &old[..old.len() - 1], 0),
+        Err(ratchetry::Error::Decode(_))
+    ));
+}

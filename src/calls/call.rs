@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::{CallId, CallKeyMessage, CallKind};
 use crate::devices::DeviceAddress;
-use crate::error::{DecodeError, SyncError};
+use crate::error::{DecodeError, Error, SyncError};
 use crate::labels;
 use crate::primitives::{Secret, derive};
 use crate::wire::{Reader, SecretBuf, Writer, kind};
@@ -374,7 +374,9 @@ impl Call {
         out.into_inner()
     }
 
-    /// Restores from [`to_bytes`](Self::to_bytes).
+    /// Loads [`to_bytes`](Self::to_bytes) as written. A call this device manages, loaded from
+    /// a snapshot older than the state it last had, would issue epoch numbers it already
+    /// issued: load it with [`restore`](Self::restore).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) = Reader::versioned_header(bytes, kind::CALL_STATE, &[CALL_STATE_VERSION])?;
         let me = DeviceAddress::read(&mut r)?;
@@ -384,6 +386,44 @@ impl Call {
             return Err(DecodeError::InvalidValue);
         }
         Ok(Self { me, current })
+    }
+
+    /// Loads a call persisted with [`to_bytes`](Self::to_bytes) and detects a stale snapshot:
+    /// `last_epoch` is the [`epoch`](Self::epoch) of the call state last persisted, kept where a
+    /// restore from backup does not roll it back (persist the call before sending each of its
+    /// key messages). If the snapshot's epoch is lower, the second value is `true`, and:
+    ///
+    /// - a call this device manages moves to epoch `last_epoch + 1` with a fresh secret (32
+    ///   bytes from `rng`) and the snapshot's participants. It may have issued every epoch up to
+    ///   `last_epoch` after the snapshot, so it never issues one of them again (two secrets
+    ///   under one epoch number: a participant holding the first drops the second as old).
+    ///   Remove anyone removed since the snapshot, persist, then send
+    ///   [`key_message`](Self::key_message) to every participant; they catch up to it.
+    /// - a participant's call loads as written: catch it up from the manager's current key
+    ///   message ([`catch_up`](Self::catch_up)) before sending media.
+    ///
+    /// Refused: bytes that are no call state (`Decode`); a stale manager's snapshot with
+    /// `last_epoch` at `u32::MAX`, no epoch left (`Sync(StaleCallKey)`: start a new call).
+    pub fn restore(
+        rng: &mut impl CryptoRng,
+        bytes: &[u8],
+        last_epoch: u32,
+    ) -> Result<(Self, bool), Error> {
+        let mut call = Self::from_bytes(bytes)?;
+        if call.current.epoch >= last_epoch {
+            return Ok((call, false));
+        }
+        if call.managing().is_ok() {
+            let epoch = last_epoch.checked_add(1).ok_or(SyncError::StaleCallKey)?;
+            let mut secret = Secret::from_bytes([0u8; 32]);
+            rng.fill_bytes(secret.as_mut_bytes());
+            call.current = CallKeyMessage {
+                secret,
+                epoch,
+                ..call.current.clone()
+            };
+        }
+        Ok((call, true))
     }
 }
 
