@@ -126,6 +126,7 @@ pub(crate) fn sync(e: &SyncError) -> &'static str {
         SyncError::Incomplete => "sync.incomplete",
         SyncError::CallFull => "sync.call_full",
         SyncError::StaleCallKey => "sync.stale_call_key",
+        SyncError::CallKeyAhead { .. } => "sync.call_key_ahead",
         SyncError::NotInCall => "sync.not_in_call",
         SyncError::NotCallManager => "sync.not_call_manager",
         _ => "sync.other",

@@ -253,8 +253,19 @@ pub enum SyncError {
     Incomplete,
     /// The call already has its maximum number of participants.
     CallFull,
-    /// A call key for another call or kind, or not exactly the next epoch.
+    /// A call key for another call or kind, or for an epoch not newer than the one held (an
+    /// old or replayed message): drop it. A held call never goes back to an older epoch.
     StaleCallKey,
+    /// A call key of the held call from its manager, more than one epoch ahead of the held one
+    /// (messages of the epochs between were missed or are still on their way). It is not
+    /// applied: catch up to it with [`Call::catch_up`](crate::calls::Call::catch_up), which
+    /// never goes back.
+    CallKeyAhead {
+        /// The epoch held.
+        held: u32,
+        /// The epoch the key message offers.
+        offered: u32,
+    },
     /// The participant is not in the call (or the key message no longer lists this device).
     NotInCall,
     /// The call key did not come from the call's key manager, or this device is not the
@@ -503,7 +514,15 @@ impl fmt::Display for SyncError {
             Self::TooManyChunks => f.write_str("more history chunks than announced"),
             Self::Incomplete => f.write_str("history incomplete or altered"),
             Self::CallFull => f.write_str("call is full"),
-            Self::StaleCallKey => f.write_str("call key of another call or not the next epoch"),
+            Self::StaleCallKey => {
+                f.write_str("call key of another call, or not newer than the epoch held")
+            }
+            Self::CallKeyAhead { held, offered } => {
+                write!(
+                    f,
+                    "call key for epoch {offered}, epoch {held} held: epochs missed"
+                )
+            }
             Self::NotInCall => f.write_str("not a participant of the call"),
             Self::NotCallManager => f.write_str("not from (or not) the call's key manager"),
         }

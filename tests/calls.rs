@@ -164,7 +164,7 @@ fn only_the_manager_changes_the_call_one_epoch_at_a_time() {
         bob.apply(&c, forged.clone(), &config),
         Err(SyncError::NotCallManager)
     );
-    // A message for the epoch after next is refused: one epoch at a time.
+    // A message for the epoch after next is not applied: one epoch at a time.
     let mut ahead = call.clone();
     let _ = {
         let x = addr(rng, 7);
@@ -179,15 +179,24 @@ fn only_the_manager_changes_the_call_one_epoch_at_a_time() {
     let before = bob.clone();
     assert_eq!(
         bob.apply(&a, two_ahead, &config),
-        Err(SyncError::StaleCallKey)
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
     );
     assert_eq!(bob, before);
-    // Epoch u32::MAX from the manager's own address, as a tampered message: refused, so the
-    // call can still be re-keyed afterwards.
+    // Epoch u32::MAX from the manager's own address, as a tampered message: not applied, so
+    // the call can still be re-keyed afterwards.
     let mut bytes = call.key_message().to_bytes().to_vec();
     bytes[19..23].copy_from_slice(&u32::MAX.to_be_bytes());
     forged = CallKeyMessage::from_bytes(&bytes).unwrap();
-    assert_eq!(bob.apply(&a, forged, &config), Err(SyncError::StaleCallKey));
+    assert_eq!(
+        bob.apply(&a, forged, &config),
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: u32::MAX
+        })
+    );
     let next = call.join(rng, c, &config).unwrap();
     bob.apply(&a, next, &config).unwrap();
     assert_eq!(bob.epoch(), 2);
@@ -281,4 +290,310 @@ fn call_debug_shows_the_call_not_its_secret() {
     let decimal = format!("{:?}", &secret[..4]);
     assert!(!shown.contains(&hex), "{shown}");
     assert!(!shown.contains(decimal.trim_end_matches(']')), "{shown}");
+}
+
+/// A key message behind the held epoch (a replay, or one the server held back) is
+/// `StaleCallKey`: drop it. One more than an epoch ahead (messages missed) is `CallKeyAhead`,
+/// carrying the held and the offered epoch. Neither changes the call.
+#[test]
+fn a_key_message_behind_is_stale_and_one_ahead_reports_both_epochs() {
+    let rng = &mut SeededRng::from_label("calls behind ahead");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, call.key_message().clone(), &config).unwrap();
+    let mut epochs = vec![call.key_message().clone()];
+    for device in 2..5 {
+        let x = addr(rng, device);
+        epochs.push(call.join(rng, x, &config).unwrap());
+    }
+    bob.apply(&a, wire(&epochs[1]), &config).unwrap();
+    let before = bob.clone();
+    // Behind or equal: an old message.
+    for old in &epochs[..2] {
+        assert_eq!(
+            bob.apply(&a, wire(old), &config),
+            Err(SyncError::StaleCallKey)
+        );
+    }
+    // Two ahead: a missed epoch, said with numbers.
+    let ahead = bob.apply(&a, wire(&epochs[3]), &config);
+    assert_eq!(
+        ahead,
+        Err(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
+    );
+    assert_eq!(bob, before);
+    let shown = ahead.unwrap_err().to_string();
+    assert!(shown.contains('1') && shown.contains('3'), "{shown}");
+    assert_eq!(
+        ratchetry::Error::from(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        }),
+        ratchetry::Error::Sync(SyncError::CallKeyAhead {
+            held: 1,
+            offered: 3
+        })
+    );
+    // The next one still applies.
+    bob.apply(&a, wire(&epochs[2]), &config).unwrap();
+    assert_eq!(bob.epoch(), 2);
+}
+
+/// What the docs tell an app to do with a key message for a call it holds: apply it; if it is
+/// ahead, catch up to it; anything else (an old message, a forgery) is dropped.
+fn follow(
+    call: &mut Call,
+    from: &DeviceAddress,
+    message: &CallKeyMessage,
+    config: &CallConfig,
+) -> Result<(), SyncError> {
+    match call.apply(from, wire(message), config) {
+        Err(SyncError::CallKeyAhead { .. }) => call.catch_up(from, wire(message), config),
+        other => other,
+    }
+}
+
+/// The manager adds Dave (epoch 1, sent to Carol too) and then removes Carol (epoch 2). The
+/// server hands Bob the removal first and the join second. Bob catches up to epoch 2 and the
+/// join is old news: he never goes back to epoch 1, whose secret Carol holds.
+#[test]
+fn a_server_reordering_join_and_remove_cannot_roll_a_participant_back() {
+    let rng = &mut SeededRng::from_label("calls reorder");
+    let config = CallConfig::default();
+    let (a, b, c, d) = (addr(rng, 1), addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let epoch0 = call.key_message().clone();
+    let mut bob = Call::from_key_message(b, &a, wire(&epoch0), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, wire(&epoch0), &config).unwrap();
+    let join = call.join(rng, d, &config).unwrap();
+    let removal = call.remove(rng, &c).unwrap();
+    carol.apply(&a, wire(&join), &config).unwrap();
+
+    // The server delivers the removal, then the join, then epoch 0 again.
+    assert_eq!(
+        bob.apply(&a, wire(&removal), &config),
+        Err(SyncError::CallKeyAhead {
+            held: 0,
+            offered: 2
+        })
+    );
+    follow(&mut bob, &a, &removal, &config).unwrap();
+    for old in [&join, &epoch0] {
+        let before = bob.clone();
+        assert_eq!(
+            follow(&mut bob, &a, old, &config),
+            Err(SyncError::StaleCallKey)
+        );
+        assert_eq!(
+            bob.catch_up(&a, wire(old), &config),
+            Err(SyncError::StaleCallKey)
+        );
+        assert_eq!(bob, before);
+    }
+    assert_eq!(bob.epoch(), 2);
+    assert_eq!(bob.key_message(), call.key_message());
+    // Bob sends under the manager's current keys, which Carol cannot derive.
+    let bobs = bob.srtp_keys(&b).unwrap();
+    assert_eq!(bobs, call.srtp_keys(&b).unwrap());
+    assert_ne!(bobs, carol.srtp_keys(&b).unwrap());
+}
+
+/// `catch_up` takes a held call to any newer epoch, and only that: from the call's manager,
+/// naming that manager, of the same call and kind, strictly newer, still listing this device,
+/// within the cap. Every refusal leaves the call as it was.
+#[test]
+fn catching_up_moves_only_forward_within_the_same_call_from_its_manager() {
+    let rng = &mut SeededRng::from_label("calls catch up");
+    let config = CallConfig::default();
+    let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let mut other = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let epoch0 = call.key_message().clone();
+    let mut bob = Call::from_key_message(b, &a, wire(&epoch0), &config).unwrap();
+    let mut epochs = vec![epoch0];
+    for device in 2..6 {
+        let x = addr(rng, device);
+        epochs.push(call.join(rng, x, &config).unwrap());
+    }
+    bob.catch_up(&a, wire(&epochs[2]), &config).unwrap();
+    assert_eq!(bob.epoch(), 2);
+    let before = bob.clone();
+    let refused = |bob: &mut Call, from: &DeviceAddress, m: CallKeyMessage, cfg: &CallConfig| {
+        let e = bob.catch_up(from, m, cfg).unwrap_err();
+        assert_eq!(*bob, before);
+        e
+    };
+    // Not from the manager, or naming another manager.
+    assert_eq!(
+        refused(&mut bob, &c, wire(&epochs[4]), &config),
+        SyncError::NotCallManager
+    );
+    // The manager's address follows the header, id, kind, epoch and secret (PROTOCOL 21).
+    let mut renamed = epochs[4].to_bytes().to_vec();
+    renamed[55..87].copy_from_slice(&c.account.to_bytes());
+    renamed[87..91].copy_from_slice(&c.device.0.to_be_bytes());
+    let renamed = CallKeyMessage::from_bytes(&renamed).unwrap();
+    assert_eq!(renamed.manager(), c);
+    assert_eq!(
+        refused(&mut bob, &a, renamed.clone(), &config),
+        SyncError::NotCallManager
+    );
+    assert_eq!(
+        refused(&mut bob, &c, renamed, &config),
+        SyncError::NotCallManager
+    );
+    // Another call, or this call under another kind.
+    for _ in 0..3 {
+        let x = addr(rng, 9);
+        other.join(rng, x, &config).unwrap();
+    }
+    assert_eq!(
+        refused(&mut bob, &a, other.key_message().clone(), &config),
+        SyncError::StaleCallKey
+    );
+    let mut bytes = epochs[4].to_bytes().to_vec();
+    bytes[18] = 3;
+    assert_eq!(
+        refused(
+            &mut bob,
+            &a,
+            CallKeyMessage::from_bytes(&bytes).unwrap(),
+            &config
+        ),
+        SyncError::StaleCallKey
+    );
+    // The held epoch or an older one: never back, never sideways.
+    for old in &epochs[..3] {
+        assert_eq!(
+            refused(&mut bob, &a, wire(old), &config),
+            SyncError::StaleCallKey
+        );
+    }
+    // Over the cap of this device's configuration.
+    let small = CallConfig {
+        max_group_participants: 4,
+        ..config
+    };
+    assert_eq!(
+        refused(&mut bob, &a, wire(&epochs[4]), &small),
+        SyncError::CallFull
+    );
+    // A newer epoch that no longer lists Bob: he was removed.
+    let mut without_bob = call.clone();
+    let removal = without_bob.remove(rng, &b).unwrap();
+    assert_eq!(
+        refused(&mut bob, &a, wire(&removal), &config),
+        SyncError::NotInCall
+    );
+    // Two epochs ahead, then the next one.
+    bob.catch_up(&a, wire(&epochs[4]), &config).unwrap();
+    assert_eq!(bob.key_message(), call.key_message());
+    let x = addr(rng, 7);
+    let next = call.join(rng, x, &config).unwrap();
+    bob.catch_up(&a, wire(&next), &config).unwrap();
+    assert_eq!(bob.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
+}
+
+/// The manager persists the call at epoch 1, adds Eve (epoch 2, which Carol receives), then
+/// is restored from the epoch-1 snapshot; the app kept the last persisted epoch, 2. Had the
+/// restored manager issued epoch 2 again (removing Carol with a fresh secret), Bob would drop it
+/// as old and keep sending under the first epoch 2, which Carol holds. Restored, it skips past
+/// every epoch it may have issued and draws a fresh secret.
+#[test]
+fn a_call_manager_restored_from_a_stale_snapshot_never_reissues_an_epoch() {
+    let rng = &mut SeededRng::from_label("calls stale manager");
+    let config = CallConfig::default();
+    let (a, b, c, d, e) = (
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+        addr(rng, 1),
+    );
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, wire(call.key_message()), &config).unwrap();
+    let epoch1 = call.join(rng, d, &config).unwrap();
+    let snapshot = call.to_bytes();
+    bob.apply(&a, wire(&epoch1), &config).unwrap();
+    carol.apply(&a, wire(&epoch1), &config).unwrap();
+    let lost = call.join(rng, e, &config).unwrap();
+    let last_epoch = call.epoch();
+    bob.apply(&a, wire(&lost), &config).unwrap();
+    carol.apply(&a, wire(&lost), &config).unwrap();
+    drop(call);
+
+    // The manager comes back from the snapshot and removes Carol; Bob follows the docs.
+    let (mut manager, stale) = Call::restore(rng, &snapshot, last_epoch).unwrap();
+    let removal = manager.remove(rng, &c).unwrap();
+    match follow(&mut bob, &a, &removal, &config) {
+        Ok(()) | Err(SyncError::StaleCallKey) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    assert_eq!(bob.key_message(), manager.key_message());
+    assert_ne!(bob.srtp_keys(&b).unwrap(), carol.srtp_keys(&b).unwrap());
+    // Every epoch issued after the restore is past every epoch issued before it.
+    assert!(stale);
+    assert!(removal.epoch() > last_epoch, "epoch {}", removal.epoch());
+    assert_ne!(removal.epoch(), lost.epoch());
+}
+
+/// `Call::restore` changes only a stale snapshot of a call this device manages. A snapshot as
+/// new as the last persisted epoch loads as written; a participant's stale snapshot loads as
+/// written and is reported stale (it catches up from the manager); a manager with no epoch left
+/// and bad bytes are typed errors.
+#[test]
+fn restoring_a_call_rekeys_only_a_stale_managers_snapshot() {
+    let rng = &mut SeededRng::from_label("calls restore");
+    let config = CallConfig::default();
+    let (a, b) = (addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Room, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let old = call.to_bytes();
+    let old_bob = bob.to_bytes();
+    let x = addr(rng, 2);
+    bob.apply(&a, call.join(rng, x, &config).unwrap(), &config)
+        .unwrap();
+    // Up to date: as written.
+    for (bytes, held) in [(call.to_bytes(), &call), (bob.to_bytes(), &bob)] {
+        let (restored, stale) = Call::restore(rng, &bytes, 1).unwrap();
+        assert!(!stale);
+        assert_eq!(&restored, held);
+    }
+    // A participant's stale snapshot: as written, reported stale; it catches up.
+    let (mut restored, stale) = Call::restore(rng, &old_bob, 1).unwrap();
+    assert!(stale);
+    assert_eq!(restored, Call::from_bytes(&old_bob).unwrap());
+    restored
+        .catch_up(&a, wire(call.key_message()), &config)
+        .unwrap();
+    assert_eq!(restored, bob);
+    // A manager's stale snapshot: the epoch after the last persisted one, a fresh secret, the
+    // snapshot's participants; each restore draws anew.
+    let (first, stale) = Call::restore(rng, &old, 1).unwrap();
+    assert!(stale);
+    assert_eq!(first.epoch(), 2);
+    assert_eq!(
+        first.participants(),
+        Call::from_bytes(&old).unwrap().participants()
+    );
+    let (second, _) = Call::restore(rng, &old, 1).unwrap();
+    assert_ne!(first.key_message(), second.key_message());
+    assert_ne!(first.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
+    let mut bob_too = bob.clone();
+    follow(&mut bob_too, &a, first.key_message(), &config).unwrap();
+    assert_eq!(bob_too.srtp_keys(&a).unwrap(), first.srtp_keys(&a).unwrap());
+    // No epoch left after the last one persisted; bytes that are no call.
+    assert_eq!(
+        Call::restore(rng, &old, u32::MAX).err(),
+        Some(ratchetry::Error::Sync(SyncError::StaleCallKey))
+    );
+    assert!(matches!(
+        Call::restore(rng, &old[..old.len() - 1], 0),
+        Err(ratchetry::Error::Decode(_))
+    ));
 }

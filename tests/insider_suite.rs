@@ -1179,9 +1179,10 @@ impl Sim {
                 let before = call.to_bytes();
                 match call.apply(&from, message.clone(), &config) {
                     Ok(()) => Ok(call),
-                    Err(SyncError::StaleCallKey) if message.epoch() > call.epoch() + 1 => {
+                    Err(SyncError::CallKeyAhead { .. }) => {
                         assert!(*before == *call.to_bytes());
-                        Call::from_key_message(at, &from, message.clone(), &config)
+                        call.catch_up(&from, message.clone(), &config)
+                            .map(|()| call)
                     }
                     Err(e) => {
                         assert!(

@@ -1,8 +1,9 @@
 //! A call's key state on one device.
 //!
 //! One device manages a call's keys: the one that started it. Only its key messages move the
-//! call forward, one epoch at a time, and only it can add or remove participants; a participant
-//! removed from the call (or anybody else) cannot re-key it or list itself again.
+//! call forward, one epoch at a time ([`Call::apply`]) or, after missed epochs, straight to a
+//! newer one ([`Call::catch_up`]), never back; only it can add or remove participants; a
+//! participant removed from the call (or anybody else) cannot re-key it or list itself again.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -11,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::{CallId, CallKeyMessage, CallKind};
 use crate::devices::DeviceAddress;
-use crate::error::{DecodeError, SyncError};
+use crate::error::{DecodeError, Error, SyncError};
 use crate::labels;
 use crate::primitives::{Secret, derive};
 use crate::wire::{Reader, SecretBuf, Writer, kind};
@@ -137,9 +138,14 @@ impl Call {
         Ok(call)
     }
 
-    /// The call as a participant `me` learns it from a key message that `from` sent (as the
-    /// fanout layer reports it): `from` must be the call's manager, and `me` a participant.
-    /// Also the way back into a call after missing an epoch.
+    /// A call this device does not hold yet, as the participant `me` learns it from a key
+    /// message that `from` sent (as the fanout layer reports it): `from` must be the call's
+    /// manager, and `me` a participant.
+    ///
+    /// Never use it to replace a call this device holds: it accepts any epoch, older ones too,
+    /// and any device may name itself manager of a call object of its own. A held call moves
+    /// only with [`apply`](Self::apply) and, after missed epochs, [`catch_up`](Self::catch_up),
+    /// which both refuse to go back to an older epoch or to another manager.
     pub fn from_key_message(
         me: DeviceAddress,
         from: &DeviceAddress,
@@ -161,32 +167,65 @@ impl Call {
     }
 
     /// Moves to the next epoch from a key message of this call that `from` sent. Refused, with
-    /// nothing changed: a message not from the call's manager (`NotCallManager`), for another
-    /// call or kind, or not exactly one epoch ahead (`StaleCallKey`; after a missed epoch,
-    /// rejoin with [`from_key_message`](Self::from_key_message)); one that no longer lists
-    /// this device (`NotInCall`: it was removed).
+    /// nothing changed: a message not from the call's manager (`NotCallManager`); for another
+    /// call or kind, or not newer than the held epoch (`StaleCallKey`: an old or replayed
+    /// message, drop it); one that no longer lists this device (`NotInCall`: it was removed);
+    /// over the kind's cap (`CallFull`); more than one epoch ahead (`CallKeyAhead`, with the
+    /// held and offered epochs: epochs were missed).
     pub fn apply(
         &mut self,
         from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
     ) -> Result<(), SyncError> {
+        self.check_newer(from, &message, config)?;
+        if Some(message.epoch) != self.current.epoch.checked_add(1) {
+            return Err(SyncError::CallKeyAhead {
+                held: self.current.epoch,
+                offered: message.epoch,
+            });
+        }
+        self.current = message;
+        Ok(())
+    }
+
+    /// Catches a held call up to a newer epoch, after [`apply`](Self::apply) said
+    /// `CallKeyAhead` (epochs were missed, or their messages are still on their way): from a key
+    /// message of this call that its manager `from` sent, of the same kind, any epoch newer than
+    /// the held one, still listing this device. Never goes back: a message for the held epoch
+    /// or an older one is `StaleCallKey` (drop it, even if it arrives after a newer one), and
+    /// the other refusals are those of `apply`, all with nothing changed. The messages skipped
+    /// need not arrive: each epoch's secret stands on its own.
+    pub fn catch_up(
+        &mut self,
+        from: &DeviceAddress,
+        message: CallKeyMessage,
+        config: &CallConfig,
+    ) -> Result<(), SyncError> {
+        self.check_newer(from, &message, config)?;
+        self.current = message;
+        Ok(())
+    }
+
+    /// Whether `message`, sent by `from`, is a newer epoch of this call that still lists this
+    /// device: the checks of [`apply`](Self::apply) but the step of one.
+    fn check_newer(
+        &self,
+        from: &DeviceAddress,
+        message: &CallKeyMessage,
+        config: &CallConfig,
+    ) -> Result<(), SyncError> {
         let c = &self.current;
         if *from != c.manager || message.manager != c.manager {
             return Err(SyncError::NotCallManager);
         }
-        if message.call != c.call
-            || message.kind != c.kind
-            || Some(message.epoch) != c.epoch.checked_add(1)
-        {
+        if message.call != c.call || message.kind != c.kind || message.epoch <= c.epoch {
             return Err(SyncError::StaleCallKey);
         }
         if message.participants.binary_search(&self.me).is_err() {
             return Err(SyncError::NotInCall);
         }
-        self.check_cap(&message, config)?;
-        self.current = message;
-        Ok(())
+        self.check_cap(message, config)
     }
 
     /// Adds a participant (manager only). The next epoch's secret mixes the current one with
@@ -335,7 +374,9 @@ impl Call {
         out.into_inner()
     }
 
-    /// Restores from [`to_bytes`](Self::to_bytes).
+    /// Loads [`to_bytes`](Self::to_bytes) as written. A call this device manages, loaded from
+    /// a snapshot older than the state it last had, would issue epoch numbers it already
+    /// issued: load it with [`restore`](Self::restore).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) = Reader::versioned_header(bytes, kind::CALL_STATE, &[CALL_STATE_VERSION])?;
         let me = DeviceAddress::read(&mut r)?;
@@ -345,6 +386,44 @@ impl Call {
             return Err(DecodeError::InvalidValue);
         }
         Ok(Self { me, current })
+    }
+
+    /// Loads a call persisted with [`to_bytes`](Self::to_bytes) and detects a stale snapshot:
+    /// `last_epoch` is the [`epoch`](Self::epoch) of the call state last persisted, kept where a
+    /// restore from backup does not roll it back (persist the call before sending each of its
+    /// key messages). If the snapshot's epoch is lower, the second value is `true`, and:
+    ///
+    /// - a call this device manages moves to epoch `last_epoch + 1` with a fresh secret (32
+    ///   bytes from `rng`) and the snapshot's participants. It may have issued every epoch up to
+    ///   `last_epoch` after the snapshot, so it never issues one of them again (two secrets
+    ///   under one epoch number: a participant holding the first drops the second as old).
+    ///   Remove anyone removed since the snapshot, persist, then send
+    ///   [`key_message`](Self::key_message) to every participant; they catch up to it.
+    /// - a participant's call loads as written: catch it up from the manager's current key
+    ///   message ([`catch_up`](Self::catch_up)) before sending media.
+    ///
+    /// Refused: bytes that are no call state (`Decode`); a stale manager's snapshot with
+    /// `last_epoch` at `u32::MAX`, no epoch left (`Sync(StaleCallKey)`: start a new call).
+    pub fn restore(
+        rng: &mut impl CryptoRng,
+        bytes: &[u8],
+        last_epoch: u32,
+    ) -> Result<(Self, bool), Error> {
+        let mut call = Self::from_bytes(bytes)?;
+        if call.current.epoch >= last_epoch {
+            return Ok((call, false));
+        }
+        if call.managing().is_ok() {
+            let epoch = last_epoch.checked_add(1).ok_or(SyncError::StaleCallKey)?;
+            let mut secret = Secret::from_bytes([0u8; 32]);
+            rng.fill_bytes(secret.as_mut_bytes());
+            call.current = CallKeyMessage {
+                secret,
+                epoch,
+                ..call.current.clone()
+            };
+        }
+        Ok((call, true))
     }
 }
 

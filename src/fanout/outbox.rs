@@ -83,9 +83,10 @@ pub enum Received {
         /// Its generation.
         key_id: SenderKeyId,
     },
-    /// A call's key for an epoch, from `from`: start or update the call with
-    /// [`Call::from_key_message`](crate::calls::Call::from_key_message) or
-    /// [`Call::apply`](crate::calls::Call::apply), passing `from`.
+    /// A call's key for an epoch, from `from`: for a call not held yet,
+    /// [`Call::from_key_message`](crate::calls::Call::from_key_message); for a held call,
+    /// [`Call::apply`](crate::calls::Call::apply), and on `CallKeyAhead`
+    /// [`Call::catch_up`](crate::calls::Call::catch_up), passing `from`.
     CallKey {
         /// The device that sent it.
         from: DeviceAddress,
