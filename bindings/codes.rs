@@ -53,6 +53,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             GroupError::TooFarAhead { .. } => "group.too_far_ahead",
             GroupError::ConflictingDistribution => "group.conflicting_distribution",
             GroupError::ChainExhausted => "group.chain_exhausted",
+            GroupError::ContextTooLong => "group.context_too_long",
             _ => "group.other",
         },
         Error::Device(e) => device(e),

@@ -125,6 +125,9 @@ pub enum GroupError {
     ConflictingDistribution,
     /// The sending chain reached its 2^32 message limit: rotate.
     ChainExhausted,
+    /// A per-message context longer than
+    /// [`MAX_MESSAGE_CONTEXT`](crate::group::MAX_MESSAGE_CONTEXT) bytes was given to bind.
+    ContextTooLong,
 }
 
 /// Account, device list and linking failures.
@@ -443,6 +446,7 @@ impl fmt::Display for GroupError {
                 f.write_str("sender key conflicts with the one held for its generation")
             }
             Self::ChainExhausted => f.write_str("sender key reached its message limit"),
+            Self::ContextTooLong => f.write_str("message context too long to bind"),
         }
     }
 }

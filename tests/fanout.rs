@@ -12,7 +12,7 @@ use ratchetry::fanout::{
 };
 use ratchetry::group::GroupId;
 use ratchetry::{
-    DecodeError, DeviceError, Error, FanoutError, IdentityKeyPair, Timestamp, X3dhError,
+    DecodeError, DeviceError, Error, FanoutError, GroupError, IdentityKeyPair, Timestamp, X3dhError,
 };
 use support::{DAY, T0, World, body, tampered};
 
@@ -1083,6 +1083,68 @@ fn a_group_message_under_a_newer_sender_list_waits_for_that_list() {
     let got = w.receive(b1, &envelope).unwrap();
     assert_eq!(body(&got), Some(&b"under the new list"[..]));
     let old = before_renewal.group.as_ref().unwrap().0.clone();
+    let got = w.receive(b1, &old).unwrap();
+    assert_eq!(body(&got), Some(&b"under the old list"[..]));
+}
+
+/// A group envelope's header is bound into its group message's signature (18.1): a relay that
+/// changes the sender list version — lowering it, down to 0, which no list ever had, to hide
+/// that the sender's list is newer than the one held, or raising an older one — makes it
+/// `BadSignature`, and nothing changes; the genuine envelopes still read, the one made under
+/// the older list included.
+#[test]
+fn a_relay_cannot_lower_a_group_envelopes_list_version() {
+    let mut w = World::new("fanout group version bound");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send_group(a1, ROOM, b"first");
+    w.deliver_ok(&o);
+    let old = w
+        .send_group(a1, ROOM, b"under the old list")
+        .group
+        .unwrap()
+        .0;
+    w.now = at(1);
+    w.primary(&alice).renew(at(1)).unwrap();
+    w.publish(&alice);
+    let new = w
+        .send_group(a1, ROOM, b"under the new list")
+        .group
+        .unwrap()
+        .0;
+    let version_of = |e: &[u8]| u64::from_be_bytes(e[39..47].try_into().unwrap());
+    let with_version = |e: &[u8], v: u64| {
+        let mut t = e.to_vec();
+        t[39..47].copy_from_slice(&v.to_be_bytes());
+        t
+    };
+    let (held, before) = (version_of(&new), version_of(&old));
+    assert_eq!(w.device(b1).device_list(&alice).unwrap().version(), held);
+    assert!(before < held);
+    // Every single-bit lowering, the version just below, and 0.
+    let mut lowered: Vec<u64> = (0..64)
+        .filter(|bit| held >> bit & 1 == 1)
+        .map(|bit| held ^ 1 << bit)
+        .collect();
+    lowered.extend([held - 1, 0]);
+    for version in lowered {
+        w.refused(
+            b1,
+            &with_version(&new, version),
+            GroupError::BadSignature.into(),
+        );
+    }
+    // Raised to the version held, the older envelope no longer passes either.
+    w.refused(
+        b1,
+        &with_version(&old, held),
+        GroupError::BadSignature.into(),
+    );
+    let got = w.receive(b1, &new).unwrap();
+    assert_eq!(body(&got), Some(&b"under the new list"[..]));
     let got = w.receive(b1, &old).unwrap();
     assert_eq!(body(&got), Some(&b"under the old list"[..]));
 }

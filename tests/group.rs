@@ -3,8 +3,8 @@
 //! leaves the receiver byte-identical).
 
 use ratchetry::group::{
-    GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey, OutboundGroupSession,
-    SenderKeyDistribution,
+    GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey, MAX_MESSAGE_CONTEXT,
+    OutboundGroupSession, SenderKeyDistribution,
 };
 use ratchetry::testing::SeededRng;
 use ratchetry::{DecodeError, GroupError, IdentityKeyPair};
@@ -101,6 +101,67 @@ fn a_sender_key_speaks_only_for_its_own_device() {
     refused(&mut as_elsewhere, &c, &alices, GroupError::BadSignature);
     assert_eq!(recv(&mut rx, &c, &alices).unwrap(), b"alice wrote this");
     assert!(GroupSender::new(identity, &[0; 65]).is_none());
+}
+
+/// The signature binds the caller's per-message context, length first: a message sealed with
+/// one context opens only with that context — not with none, another, or one a byte shorter or
+/// longer — and a plain message opens only with the empty one. A context longer than
+/// `MAX_MESSAGE_CONTEXT` is `ContextTooLong` on either side, and nothing changes.
+#[test]
+fn a_group_message_opens_only_with_the_context_it_was_sealed_with() {
+    let rng = &mut SeededRng::from_label("group context");
+    let c = GroupConfig::default();
+    let (mut out, mut rx) = setup(rng);
+    let open = |rx: &mut InboundSenderKey, wire: &[u8], context: &[u8]| {
+        let before = rx.to_bytes();
+        let m = GroupMessage::decode(wire).unwrap();
+        let got = rx.decrypt_bound(&c, &m, context).map(|p| p.to_vec());
+        if got.is_err() {
+            assert_eq!(
+                *before,
+                *rx.to_bytes(),
+                "a refused group message changed state"
+            );
+        }
+        got
+    };
+    let context = b"\x02\x0b\x02 sender, list version 2";
+    let bound = out.encrypt_bound(rng, b"bound", context).unwrap();
+    let plain = out.encrypt(rng, b"plain").unwrap();
+    let shorter = &context[..context.len() - 1];
+    let longer = [&context[..], &bound[..1]].concat();
+    for wrong in [
+        &b""[..],
+        b"\x02\x0b\x02 sender, list version 1",
+        shorter,
+        &longer,
+    ] {
+        assert_eq!(open(&mut rx, &bound, wrong), Err(GroupError::BadSignature));
+    }
+    assert_eq!(
+        open(&mut rx, &plain, context),
+        Err(GroupError::BadSignature)
+    );
+    assert_eq!(open(&mut rx, &plain, b"\0"), Err(GroupError::BadSignature));
+
+    let too_long = [0u8; MAX_MESSAGE_CONTEXT + 1];
+    assert_eq!(
+        open(&mut rx, &bound, &too_long),
+        Err(GroupError::ContextTooLong)
+    );
+    let before = out.to_bytes();
+    let mut draws = rng.clone();
+    assert_eq!(
+        out.encrypt_bound(&mut draws, b"x", &too_long).err(),
+        Some(GroupError::ContextTooLong)
+    );
+    assert_eq!(*before, *out.to_bytes());
+    let longest = [7u8; MAX_MESSAGE_CONTEXT];
+    let at_limit = out.encrypt_bound(rng, b"at the limit", &longest).unwrap();
+
+    assert_eq!(open(&mut rx, &bound, context).unwrap(), b"bound");
+    assert_eq!(recv(&mut rx, &c, &plain).unwrap(), b"plain");
+    assert_eq!(open(&mut rx, &at_limit, &longest).unwrap(), b"at the limit");
 }
 
 #[test]

@@ -865,8 +865,9 @@ impl SpecOwner {
             .done()
     }
 
-    /// 14.3.
-    fn encrypt(&mut self, salt: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
+    /// 14.3, with the per-message `context` the signature binds (empty outside fanout; a group
+    /// envelope's header in 18.1).
+    fn encrypt(&mut self, salt: [u8; 16], plaintext: &[u8], context: &[u8]) -> Vec<u8> {
         let (mk, next) = kdf_ck(self.ck);
         let header = Enc::tag(2, 0x04)
             .put(self.group)
@@ -876,7 +877,15 @@ impl SpecOwner {
             .done();
         let (key, nonce) = message_keys(L_GROUP_MESSAGE_KEYS, mk, salt);
         let signed = [header.clone(), seal(&key, &nonce, &header, plaintext)].concat();
-        let signature = sign(&self.seed, &[&self.sender_prefix(), &signed]);
+        let signature = sign(
+            &self.seed,
+            &[
+                &self.sender_prefix(),
+                &[context.len() as u8],
+                context,
+                &signed,
+            ],
+        );
         self.ck = next;
         self.iteration += 1;
         [signed, signature.to_vec()].concat()
@@ -949,8 +958,8 @@ impl SpecInbound {
         }
     }
 
-    /// 14.4: the plaintext of a group message, if it verifies and opens.
-    fn decrypt(&mut self, message: &[u8]) -> Option<Vec<u8>> {
+    /// 14.4: the plaintext of a group message sealed with `context`, if it verifies and opens.
+    fn decrypt(&mut self, message: &[u8], context: &[u8]) -> Option<Vec<u8>> {
         let (header, rest) = message.split_at(58);
         let (ct, signature) = rest.split_at(rest.len() - 64);
         let mut r = Rd(header);
@@ -968,7 +977,7 @@ impl SpecInbound {
             .put(&self.context)
             .done();
         let g = self.generations.iter_mut().find(|g| g.key_id == key_id)?;
-        let signed = [&prefix[..], header, ct].concat();
+        let signed = [&prefix[..], &[context.len() as u8], context, header, ct].concat();
         if !raw::ed25519_verify(&g.signing, &signed, &signature.try_into().unwrap()) {
             return None;
         }
@@ -2277,13 +2286,13 @@ fn sender_key_vectors() {
                     (e.message_key.clone(), e.aes_key.clone(), e.nonce.clone()),
                     (Some(h(mk)), Some(h(key)), Some(h(nonce)))
                 );
-                let wire = owner.encrypt(salt, &unhex(e.plaintext.as_ref().unwrap()));
+                let wire = owner.encrypt(salt, &unhex(e.plaintext.as_ref().unwrap()), &[]);
                 assert_eq!(e.wire, Some(h(&wire)), "{label}");
                 assert_eq!(e.signature, Some(h(&wire[wire.len() - 64..])));
                 wires.insert(label, wire);
             }
             _ => {
-                let pt = receiver.decrypt(&wires[label]).expect("opens");
+                let pt = receiver.decrypt(&wires[label], &[]).expect("opens");
                 assert_eq!(e.plaintext, Some(h(pt)), "{label}");
             }
         }
@@ -2301,7 +2310,7 @@ fn sender_key_vectors() {
         }
     }
     // m3 predates the distribution of its generation: the receiver cannot read it (14.4 step 4).
-    assert_eq!(receiver.decrypt(&wires["m3"]), None);
+    assert_eq!(receiver.decrypt(&wires["m3"], &[]), None);
     assert_eq!(receiver.generations.len(), 2);
     assert_eq!(receiver.generations[1].first, 1);
 }
@@ -4313,15 +4322,16 @@ fn device_vectors() {
                 let group = unhex(&e.group);
                 let owner = m.owners.get_mut(&(e.from.clone(), group.clone())).unwrap();
                 assert_eq!((owner.key_id, owner.iteration), (e.key_id, e.iteration));
-                let message = owner.encrypt(unh(&e.salt), &unhex(&e.body));
                 let from_account = &m.account_of[&e.from];
                 assert_eq!(e.sender_list_version, m.held[from_account]);
-                let envelope = Enc::tag(2, 0x0b)
+                // 18.1: the envelope header is the context the group message's signature binds.
+                let header = Enc::tag(2, 0x0b)
                     .u8(2)
                     .put(&m.addresses[&e.from])
                     .u64(e.sender_list_version)
-                    .put(&message)
                     .done();
+                let message = owner.encrypt(unh(&e.salt), &unhex(&e.body), &header);
+                let envelope = [&header[..], &message].concat();
                 assert_eq!(h(&envelope), e.envelope, "{}", e.label);
                 assert_eq!(h(message_id(&envelope)), e.message_id);
                 // 18.5: every member device but the sender, in address order (both accounts are
@@ -4332,7 +4342,7 @@ fn device_vectors() {
                 assert_eq!(e.recipients.iter().collect::<Vec<_>>(), members);
                 for to in &e.delivered_to {
                     let key = (to.clone(), e.from.clone(), group.clone());
-                    let opened = m.inbound.get_mut(&key).unwrap().decrypt(&message);
+                    let opened = m.inbound.get_mut(&key).unwrap().decrypt(&message, &header);
                     assert_eq!(opened.map(h), Some(e.body.clone()), "{}", e.label);
                 }
                 m.envelopes.insert(e.label.clone(), envelope);
@@ -4563,12 +4573,12 @@ enum RecordInputs {
         group: String,
         sender_identity_public: String,
         /// The sender's draws for the generation (14.1), the iterations its distributions
-        /// carried, in arrival order, and the group messages read.
+        /// carried, in arrival order, and the group envelopes read (18.1).
         chain_key: String,
         signing_seed: String,
         key_id_draw: String,
         distributions: Vec<u32>,
-        messages: Vec<String>,
+        envelopes: Vec<String>,
     },
     WithheldNotice {
         address: String,
@@ -4865,7 +4875,7 @@ fn records_file() -> RecordsFile {
             signing_seed: alice_key.signing_seed.clone(),
             key_id_draw: alice_key.key_id_draw.clone(),
             distributions: vec![0, 2],
-            messages: vec![h(&unhex(&group_1.envelope)[47..])],
+            envelopes: vec![group_1.envelope.clone()],
         },
     );
     let other = file.groups["other group"].clone();
@@ -5225,7 +5235,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             signing_seed,
             key_id_draw,
             distributions,
-            messages,
+            envelopes,
         } => {
             let mut owner = SpecOwner {
                 group: unh(group),
@@ -5251,8 +5261,11 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
                 }
                 inbound.process(&at.distribution());
             }
-            for m in messages {
-                inbound.decrypt(&unhex(m)).expect("opens");
+            for e in envelopes {
+                // A group envelope (18.1): its header is the context its message binds.
+                let envelope = unhex(e);
+                let (header, message) = envelope.split_at(47);
+                inbound.decrypt(message, header).expect("opens");
             }
             (
                 key(0x0c, &[&address_of(address), &unhex(group)]),

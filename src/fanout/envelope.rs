@@ -1,7 +1,8 @@
 //! Envelopes (PROTOCOL.md, "Envelope"): the routing header the server reads, in front of a
 //! pairwise message, a group message, or a retry request. A pairwise envelope's header is bound
-//! into the pairwise AEAD, so re-routing it or changing the list versions makes it fail to
-//! open; a retry request is signed whole by the requesting device.
+//! into the pairwise AEAD, and a group envelope's into the group message's signature, so
+//! re-routing either or changing a list version makes it fail to open; a retry request is
+//! signed whole by the requesting device.
 
 use alloc::vec::Vec;
 
@@ -49,6 +50,9 @@ impl PairwiseHeader {
     }
 }
 
+/// Length of a group envelope's header (the context bound into the group message's signature).
+pub(crate) const GROUP_HEADER_LEN: usize = 2 + 1 + 36 + 8;
+
 /// The header of a group envelope: one copy for every member device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct GroupHeader {
@@ -57,8 +61,9 @@ pub(crate) struct GroupHeader {
 }
 
 impl GroupHeader {
+    /// The header bytes, in a buffer with room for a message of `message_len` bytes after it.
     pub(crate) fn encode(&self, message_len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + 1 + 36 + 8 + message_len);
+        let mut out = Vec::with_capacity(GROUP_HEADER_LEN + message_len);
         out.header(kind::ENVELOPE);
         out.u8(GROUP);
         self.sender.write(&mut out);
@@ -112,6 +117,7 @@ pub(crate) enum Envelope<'a> {
     },
     Group {
         header: GroupHeader,
+        header_bytes: &'a [u8],
         message: &'a [u8],
     },
     Retry(RetryWire<'a>),
@@ -147,6 +153,7 @@ impl<'a> Envelope<'a> {
                 };
                 Ok(Self::Group {
                     header,
+                    header_bytes: &bytes[..GROUP_HEADER_LEN],
                     message: r.rest(),
                 })
             }
@@ -187,7 +194,9 @@ impl<'a> Envelope<'a> {
             } => IncomingMessage::decode(message)
                 .ok()
                 .map(|m| (header.sender, PAIRWISE, m.salt())),
-            Self::Group { header, message } => GroupMessage::decode(message)
+            Self::Group {
+                header, message, ..
+            } => GroupMessage::decode(message)
                 .ok()
                 .map(|m| (header.sender, GROUP, m.salt)),
             Self::Retry(_) => None,

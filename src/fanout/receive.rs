@@ -53,7 +53,11 @@ impl Device {
                 header_bytes,
                 message,
             } => self.receive_pairwise(now, &header, header_bytes, message),
-            Envelope::Group { header, message } => self.receive_group(now, &header, message),
+            Envelope::Group {
+                header,
+                header_bytes,
+                message,
+            } => self.receive_group(now, &header, header_bytes, message),
             Envelope::Retry(wire) => self.verify_retry(now, id, wire).map(Received::RetryRequest),
         }?;
         let slot = self.journal.read(id);
@@ -367,10 +371,14 @@ impl Device {
         }
     }
 
+    /// Reads a group envelope. Its header (`header_bytes`) is the context the group message's
+    /// signature binds, so a relay that changed the sender list version (lowering it hides the
+    /// "fetch the sender's newer list" signal) makes it `BadSignature`.
     fn receive_group(
         &mut self,
         now: Timestamp,
         header: &GroupHeader,
+        header_bytes: &[u8],
         message: &[u8],
     ) -> Result<Received, Error> {
         let from = header.sender;
@@ -410,7 +418,7 @@ impl Device {
         };
         // Decryption changes the key only once the message authenticated, and nothing after
         // it can fail.
-        match key.decrypt(&config, &message) {
+        match key.decrypt_bound(&config, &message, header_bytes) {
             Ok(mut body) => {
                 self.touch(Key::Inbound(from, group));
                 Ok(Received::Group {

@@ -60,7 +60,9 @@ impl Device {
                 IncomingMessage::decode(message)?.salt(),
                 None,
             ),
-            Envelope::Group { header, message } => {
+            Envelope::Group {
+                header, message, ..
+            } => {
                 let m = GroupMessage::decode(message)?;
                 (header.sender, m.salt, Some(m.group()))
             }

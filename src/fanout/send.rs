@@ -214,13 +214,13 @@ impl Device {
                 Payload::Distribution(alloc::boxed::Box::new(session.distribution())).encode();
             self.seal_all(rng, now, &needs_key, |_| &distribution)?
         };
-        let message = session.encrypt(rng, body)?;
+        // The envelope header is the context the group message's signature binds (18.1).
         let mut envelope = GroupHeader {
             sender: self.address,
             sender_list_version: self.own_list(now)?.version(),
         }
-        .encode(message.len());
-        envelope.extend_from_slice(&message);
+        .encode(GROUP_MESSAGE_OVERHEAD + body.len());
+        let reference = session.encrypt_bound_into(rng, body, &mut envelope)?;
         let sent = Sent {
             sent_at: now,
             body_digest: body_digest(body),
@@ -228,7 +228,7 @@ impl Device {
                 group,
                 key_id: session.key_id(),
                 iteration: since,
-                reference: crate::group::message_salt(&message),
+                reference,
                 answered: Vec::new(),
             },
         };
@@ -548,6 +548,9 @@ fn seal(
 /// A pairwise message's bytes beyond its payload, at most: a pre-key prefix, the ratchet
 /// header and the tag.
 const MESSAGE_OVERHEAD: usize = 80 + 60 + TAG_LEN;
+
+/// A group message's bytes beyond its body: the header, the tag and the signature.
+const GROUP_MESSAGE_OVERHEAD: usize = 58 + TAG_LEN + 64;
 
 /// The group sender of a device: its identity key, with its address as context.
 pub(crate) fn sender_of(identity: IdentityKey, address: &DeviceAddress) -> GroupSender {

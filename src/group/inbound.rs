@@ -1,6 +1,7 @@
 //! The receiving side of one sender's key in one group: its generations, kept by arrival and
-//! bounded, each with bounded skipped keys. Decryption verifies the signature before anything
-//! else and changes state only after the message authenticated.
+//! bounded, each with bounded skipped keys. Decryption verifies the signature (over the
+//! message and the context the caller binds) before anything else and changes state only after
+//! the message authenticated.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -8,6 +9,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use zeroize::Zeroizing;
 
+use super::sender::context_len;
 use super::{GroupConfig, GroupId, GroupMessage, GroupSender, SenderKeyDistribution, SenderKeyId};
 use crate::error::{DecodeError, GroupError};
 use crate::labels;
@@ -90,24 +92,40 @@ impl InboundSenderKey {
         self.generations.iter().find(|g| g.key_id == key_id)
     }
 
-    /// Verifies and decrypts a group message of this sender.
+    /// Verifies and decrypts a group message of this sender sealed with an empty context
+    /// ([`decrypt_bound`](Self::decrypt_bound) with `&[]`).
     pub fn decrypt(
         &mut self,
         config: &GroupConfig,
         message: &GroupMessage<'_>,
     ) -> Result<Zeroizing<Vec<u8>>, GroupError> {
+        self.decrypt_bound(config, message, &[])
+    }
+
+    /// [`decrypt`](Self::decrypt) of a message sealed by
+    /// [`OutboundGroupSession::encrypt_bound`](super::OutboundGroupSession::encrypt_bound) with
+    /// this `context`: any other context is `BadSignature`, one longer than
+    /// [`MAX_MESSAGE_CONTEXT`](super::MAX_MESSAGE_CONTEXT) is `ContextTooLong`; either way
+    /// nothing changes.
+    pub fn decrypt_bound(
+        &mut self,
+        config: &GroupConfig,
+        message: &GroupMessage<'_>,
+        context: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, GroupError> {
+        context_len(context)?;
         if message.group != self.group {
             return Err(GroupError::UnknownSender);
         }
-        let prefix = self.sender.signature_prefix();
         let generation = self
             .generations
             .iter_mut()
             .find(|g| g.key_id == message.key_id)
             .ok_or(GroupError::UnknownKeyId(message.key_id.0))?;
+        let signed = self.sender.signed_bytes(context, message.signed)?;
         generation
             .signing
-            .verify(&prefix, message.signed, &message.signature)
+            .verify_raw(&signed, &message.signature)
             .map_err(|_| GroupError::BadSignature)?;
 
         if message.iteration < generation.first {

@@ -11,15 +11,6 @@ pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4 + SALT_LEN;
 /// Length of the trailing Ed25519 signature.
 pub(crate) const SIGNATURE_LEN: usize = 64;
 
-/// The header salt of an encoded group message (which names it to its sender).
-pub(crate) fn message_salt(bytes: &[u8]) -> [u8; SALT_LEN] {
-    let mut salt = [0u8; SALT_LEN];
-    if let Some(s) = bytes.get(HEADER_LEN - SALT_LEN..HEADER_LEN) {
-        salt.copy_from_slice(s);
-    }
-    salt
-}
-
 /// A parsed group message (form checked; signature and ciphertext not yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupMessage<'a> {

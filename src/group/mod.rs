@@ -23,6 +23,5 @@ pub use distribution::SenderKeyDistribution;
 pub use ids::{GroupId, SenderKeyId};
 pub use inbound::InboundSenderKey;
 pub use message::GroupMessage;
-pub(crate) use message::message_salt;
 pub use outbound::OutboundGroupSession;
-pub use sender::{GroupSender, MAX_SENDER_CONTEXT};
+pub use sender::{GroupSender, MAX_MESSAGE_CONTEXT, MAX_SENDER_CONTEXT};

@@ -11,6 +11,7 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::message::{HEADER_LEN, SIGNATURE_LEN};
+use super::sender::context_len as context_len_of;
 use super::{GroupId, GroupSender, SenderKeyDistribution, SenderKeyId};
 use crate::error::{DecodeError, GroupError};
 use crate::labels;
@@ -90,12 +91,61 @@ impl OutboundGroupSession {
     }
 
     /// Encrypts once for the whole group: AES-256-GCM under the next message key and a fresh
-    /// 16-byte header salt from `rng`, then an Ed25519 signature over the encoded message.
+    /// 16-byte header salt from `rng`, then an Ed25519 signature over the encoded message
+    /// (with an empty context: [`encrypt_bound`](Self::encrypt_bound) with `&[]`).
     pub fn encrypt(
         &mut self,
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, GroupError> {
+        self.encrypt_bound(rng, plaintext, &[])
+    }
+
+    /// [`encrypt`](Self::encrypt), with `context` (at most
+    /// [`MAX_MESSAGE_CONTEXT`](super::MAX_MESSAGE_CONTEXT) bytes, else
+    /// `ContextTooLong` and nothing changes) bound into the signature, length first: the
+    /// message then verifies only through
+    /// [`InboundSenderKey::decrypt_bound`](super::InboundSenderKey::decrypt_bound) with the
+    /// same context. Layers above bind routing metadata this way. The context is not sent.
+    pub fn encrypt_bound(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        context: &[u8],
+    ) -> Result<Vec<u8>, GroupError> {
+        let mut out = Vec::new();
+        self.seal(rng, plaintext, context, &mut out, 0)?;
+        Ok(out)
+    }
+
+    /// [`encrypt_bound`](Self::encrypt_bound) with `context` taken as the bytes already in
+    /// `out` (an envelope header), the message appended after them. Returns the message's
+    /// header salt, which names it to its sender.
+    pub(crate) fn encrypt_bound_into(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<[u8; SALT_LEN], GroupError> {
+        let context_len = out.len();
+        self.seal(rng, plaintext, &[], out, context_len)
+    }
+
+    /// Seals into `out` after its first `context_len` bytes, which (if any; else `context`)
+    /// are the bound context. On error `out` and the session are unchanged.
+    fn seal(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        context: &[u8],
+        out: &mut Vec<u8>,
+        context_len: usize,
+    ) -> Result<[u8; SALT_LEN], GroupError> {
+        context_len_of(if context_len > 0 {
+            &out[..context_len]
+        } else {
+            context
+        })?;
         let following = self
             .iteration
             .checked_add(1)
@@ -103,7 +153,7 @@ impl OutboundGroupSession {
         let (message_key, next) = self.chain.step();
         let mut salt = [0u8; SALT_LEN];
         rng.fill_bytes(&mut salt);
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
+        out.reserve(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
         out.header(kind::GROUP_MESSAGE);
         out.put(&self.group.0);
         out.u32(self.key_id.0);
@@ -111,15 +161,27 @@ impl OutboundGroupSession {
         out.put(&salt);
         out.put(plaintext);
         let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(&out[..HEADER_LEN]);
+        header.copy_from_slice(&out[context_len..context_len + HEADER_LEN]);
         message_key
             .aead_key(&salt, labels::GROUP_MESSAGE_KEYS)
-            .seal_in_place(&header, &mut out, HEADER_LEN);
-        let signature = self.signing.sign(&self.owner.signature_prefix(), &out);
-        out.put(&signature.to_bytes());
+            .seal_in_place(&header, out, context_len + HEADER_LEN);
+        let (context, message) = if context_len > 0 {
+            out.split_at(context_len)
+        } else {
+            (context, out.as_slice())
+        };
+        let signed = match self.owner.signed_bytes(context, message) {
+            Ok(signed) => signed,
+            // Checked above; leave `out` as it came all the same.
+            Err(e) => {
+                out.truncate(context_len);
+                return Err(e);
+            }
+        };
+        out.put(&self.signing.sign_raw(&signed).to_bytes());
         self.chain = next;
         self.iteration = following;
-        Ok(out)
+        Ok(salt)
     }
 
     /// The group.

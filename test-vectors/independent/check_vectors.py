@@ -452,6 +452,7 @@ L_RETRY = b"ratchetry v1 retry request"
 MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS = 2000, 2000
 PREKEY_CONFIG = [3, 1000, 100000, 100, 10000]  # the five u32 of prekey_core, in its order
 GROUP_MAX_FORWARD_JUMP, GROUP_MAX_SKIPPED, GROUP_MAX_GENERATIONS = 5000, 2000, 4
+MAX_MESSAGE_CONTEXT = 255
 MAX_COMPANIONS = 4
 COMPANION_VALIDITY_MS = 14 * 24 * 3600 * 1000
 LINK_INVITATION_VALIDITY_MS = 10 * 60 * 1000
@@ -946,6 +947,15 @@ def sender_prefix(ik, context):
     return L_GROUP_MESSAGE + ik + u8(len(context)) + context
 
 
+def group_signed(ik, context, message_context, header, ct):
+    """14.3: what the signature covers; message_context is the bound per-message context (empty
+    outside fanout, the group envelope's header in 18.1), at most 255 bytes, length first."""
+    if len(message_context) > MAX_MESSAGE_CONTEXT:
+        raise ProtocolError("ContextTooLong")
+    return (sender_prefix(ik, context) + u8(len(message_context)) + message_context + header
+            + ct)
+
+
 def key_id_from_draw(draw4, leaving=None):
     """11 / 14.1: u32 big-endian of the 4 drawn bytes, +1 (wrapping) while 0 or the id left."""
     key_id = int.from_bytes(draw4, "big")
@@ -974,8 +984,10 @@ class OutboundSenderKey:
         return (b"\x02\x05" + self.group_id + u32(self.key_id) + u32(self.iteration) + self.ck
                 + self.signing_public)
 
-    def encrypt(self, plaintext, salt):
-        """14.3; returns the details and the message."""
+    def encrypt(self, plaintext, salt, message_context=b""):
+        """14.3, binding message_context; returns the details and the message."""
+        if len(message_context) > MAX_MESSAGE_CONTEXT:
+            raise ProtocolError("ContextTooLong")
         if self.iteration == CHAIN_END:
             raise ProtocolError("ChainExhausted")
         out = {"chain_key": self.ck, "iteration": self.iteration}
@@ -984,7 +996,8 @@ class OutboundSenderKey:
                          + salt)
         out["aes_key"], out["nonce"] = message_keys(out["message_key"], salt, L_GROUP_KEYS)
         ct = aead_seal(out["aes_key"], out["nonce"], out["header"], plaintext)
-        out["signature"] = sign(self.seed, sender_prefix(self.ik, self.context) + out["header"] + ct)
+        out["signature"] = sign(self.seed, group_signed(self.ik, self.context, message_context,
+                                                        out["header"], ct))
         out["wire"] = out["header"] + ct + out["signature"]
         self.ck, self.iteration = next_ck, self.iteration + 1
         return out
@@ -1040,15 +1053,17 @@ class InboundSenderKey:
         while len(self.generations) > GROUP_MAX_GENERATIONS:
             self.generations.pop(0)
 
-    def receive(self, message):
-        """14.4; the state changes only in step 7."""
+    def receive(self, message, message_context=b""):
+        """14.4, for a message sealed with message_context; the state changes only in step 7."""
+        if len(message_context) > MAX_MESSAGE_CONTEXT:
+            raise ProtocolError("ContextTooLong")
         m = decode_group_message(message)
         if m["group_id"] != self.group_id:  # 1
             raise ProtocolError("UnknownSender")
         gen = next((g for g in self.generations if g["key_id"] == m["key_id"]), None)
         if gen is None:  # 2
             raise ProtocolError(f"UnknownKeyId({m['key_id']})")
-        signed = sender_prefix(self.ik, self.context) + m["header"] + m["ct"]
+        signed = group_signed(self.ik, self.context, message_context, m["header"], m["ct"])
         if not verify(gen["signing_public"], signed, m["signature"]):  # 3
             raise ProtocolError("BadSignature")
         i = m["iteration"]
@@ -1316,9 +1331,14 @@ def pairwise_header(sender, recipient, sender_version, recipient_version, digest
             + digest)
 
 
+def group_header(sender, sender_version):
+    """18.1: the group envelope's header, which its group message's signature binds (14.3)."""
+    return b"\x02\x0b\x02" + sender + u64(sender_version)
+
+
 def group_envelope(sender, sender_version, group_message):
     """18.1"""
-    return b"\x02\x0b\x02" + sender + u64(sender_version) + group_message
+    return group_header(sender, sender_version) + group_message
 
 
 def decode_envelope(data):
@@ -1335,6 +1355,7 @@ def decode_envelope(data):
         env["type"], env["message"] = decode_pairwise_message(r.rest())
     elif kind == 2:
         env["sender"], env["sender_version"] = r.take(36), r.u64()
+        env["header"] = bytes(data[:r.p])
         env["message"] = decode_group_message(r.rest())
     elif kind == 3:
         env["requester"], env["target"], env["reference"] = r.take(36), r.take(36), r.take(16)
@@ -2247,9 +2268,9 @@ class DevicesRun:
         R.true(f"{w}: every member device holds the generation (18.5)",
                all(a in frm.ledger[group][-1][1] for a in recipients))
         salt = draw(self.rng, 16, e["salt"], f"{w}: salt")
-        out = key.encrypt(hx(e["body"]), salt)
         version = self.version(frm.lists[frm.account])
         R.check(f"{w}: sender list version", version, e["sender_list_version"])
+        out = key.encrypt(hx(e["body"]), salt, group_header(frm.address, version))
         envelope = group_envelope(frm.address, version, out["wire"])
         R.check(f"{w}: envelope (18.1)", envelope, e["envelope"])
         R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
@@ -2266,7 +2287,14 @@ class DevicesRun:
             R.true(f"{w}: {name}: the sender's account is a member", self.is_member(dev, m["group_id"], frm.ak))
             ib = dev.inbound[(frm.address, m["group_id"])]
             R.check(f"{w}: {name}'s key has the listed identity", ib.ik, self.listed(dev, frm.address)["ik"])
-            R.check(f"{w}: {name} decrypts the body (14.4)", ib.receive(out["wire"]), hx(e["body"]))
+            R.check(f"{w}: {name} decrypts the body (14.4)", ib.receive(out["wire"], env["header"]), hx(e["body"]))
+            lowered = group_envelope(frm.address, version - 1, out["wire"])
+            try:
+                copy.deepcopy(ib).receive(out["wire"], decode_envelope(lowered)["header"])
+                R.fail(f"{w}: {name} refuses a copy whose list version was lowered (18.1)", "it was accepted")
+            except ProtocolError as err:
+                R.true(f"{w}: {name} refuses a copy whose list version was lowered (18.1, 14.4 step 3)",
+                       str(err) == "BadSignature")
             self.read(dev, envelope, frm, salt, w)
 
     def ev_retry(self, e):
@@ -2524,8 +2552,9 @@ def record_from_inputs(inp):
             for _ in range(it):
                 c = kdf_ck(c)[1]
             key.process(b"\x02\x05" + group + u32(key_id) + u32(it) + c + spub)
-        for m in inp["messages"]:
-            key.receive(hx(m))
+        for e in inp["envelopes"]:
+            env = decode_envelope(hx(e))
+            key.receive(hx(e)[len(env["header"]):], env["header"])
         return b"\x0c" + address + group, key.to_bytes()
     if rec == "withheld_notice":
         return b"\x0d" + hx(inp["address"]) + hx(inp["group"]), b""
