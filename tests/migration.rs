@@ -6,8 +6,8 @@
 mod support;
 
 use ratchetry::devices::{DevicePolicy, Primary, SignedDeviceList};
-use ratchetry::fanout::Device;
-use ratchetry::testing::SeededRng;
+use ratchetry::fanout::{Device, Outgoing};
+use ratchetry::testing::{SeededRng, hooks};
 use ratchetry::x3dh::OneTimePreKeyId;
 use ratchetry::{
     DecodeError, IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp,
@@ -44,9 +44,10 @@ fn version_1_sessions_continue() {
             [round, round]
         );
     }
-    // And they save in the current format.
+    // And they save in the current format, still classical.
     let again = Session::from_bytes(&alice.to_bytes()).unwrap();
     assert_eq!(*again.to_bytes(), *alice.to_bytes());
+    assert!(!again.is_post_quantum() && !bob.is_post_quantum());
 }
 
 #[test]
@@ -81,8 +82,21 @@ fn version_1_prekey_stores_migrate_with_an_ml_kem_prekey() {
 /// group. Each primary re-signs its list with its own consent; each device migrates with it,
 /// follows the other's new list, and the pairwise sessions carry on without a new key
 /// agreement; a group message goes out under a fresh sender key.
+/// Byte 100 of a pairwise envelope: the inner message's type (2 ratchet, 3 pre-key).
+const MESSAGE_TYPE: usize = 100;
+
+/// A direct payload's plaintext (PROTOCOL.md 18.2): version, type, kind 1, no `sent_to`, body.
+fn direct(body: &[u8]) -> Vec<u8> {
+    [&[2, 0x0c, 1, 0][..], body].concat()
+}
+
+/// Devices migrated from the release before PQXDH keep their classical sessions only to read
+/// what is still in flight: the app sees which they are, the next send to such a device asks
+/// for its bundle and starts PQXDH, and a classical message delivered late (or by a server
+/// that dropped the PQXDH messages to pin the pair) is read without making the classical
+/// session current again. Groups and everything else then travel over PQXDH.
 #[test]
-fn previous_devices_and_primaries_migrate_and_keep_their_sessions() {
+fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
     let rng = &mut SeededRng::from_label("migrate devices");
     let mut devices = Vec::new();
     let mut lists = Vec::new();
@@ -111,28 +125,59 @@ fn previous_devices_and_primaries_migrate_and_keep_their_sessions() {
     let (a, b) = devices.split_at_mut(1);
     let (alice, bob) = (&mut a[0], &mut b[0]);
     assert!(alice.has_session(&bob.address()));
-    for round in 0..2u8 {
-        let ratchetry::fanout::Outgoing::Ready(o) =
-            alice.send(rng, NOW, &bob_key, &[round]).unwrap()
-        else {
-            panic!("the migrated session must still be there")
-        };
-        // A ratchet message, not a new pre-key message: the session carried over.
-        assert_eq!(o.envelopes[0].1[100], 0x02);
-        assert_eq!(
-            body(&bob.receive(NOW, &o.envelopes[0].1).unwrap()),
-            Some(&[round][..])
-        );
-        let ratchetry::fanout::Outgoing::Ready(o) =
-            bob.send(rng, NOW, &alice_key, b"back").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            body(&alice.receive(NOW, &o.envelopes[0].1).unwrap()),
-            Some(&b"back"[..])
-        );
-    }
+    assert_eq!(alice.classical_sessions(), [bob.address()]);
+    assert_eq!(bob.classical_sessions(), [alice.address()]);
+    // A classical message of Bob's, still in flight when the devices upgrade.
+    let late = hooks::seal_raw_payload(bob, rng, NOW, alice.address(), &direct(b"late")).unwrap();
+    assert_eq!(late[MESSAGE_TYPE], 0x02);
+
+    // Nothing is sent over the classical session: the send asks for Bob's bundle.
+    assert!(
+        alice.take_changes().replaces_all(),
+        "a migrated device writes all"
+    );
+    assert_eq!(
+        alice.send(rng, NOW, &bob_key, b"first").unwrap(),
+        Outgoing::NeedBundles(vec![bob.address()])
+    );
+    assert!(!alice.has_changes());
+    alice
+        .start_sessions(rng, NOW, &[(bob.address(), bob.bundle(None, None))])
+        .unwrap();
+    assert!(alice.classical_sessions().is_empty());
+    let Outgoing::Ready(dropped) = alice.send(rng, NOW, &bob_key, b"first").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        dropped.envelopes[0].1[MESSAGE_TYPE], 0x03,
+        "a PQXDH pre-key message"
+    );
+
+    // The server drops it and delivers Bob's late classical message: Alice reads it, and her
+    // PQXDH session stays current.
+    assert_eq!(
+        body(&alice.receive(NOW, &late).unwrap()),
+        Some(&b"late"[..])
+    );
+    assert!(alice.classical_sessions().is_empty());
+    let Outgoing::Ready(o) = alice.send(rng, NOW, &bob_key, b"second").unwrap() else {
+        panic!()
+    };
+    assert_eq!(o.envelopes[0].1[MESSAGE_TYPE], 0x03, "still PQXDH");
+    assert_eq!(
+        body(&bob.receive(NOW, &o.envelopes[0].1).unwrap()),
+        Some(&b"second"[..])
+    );
+    // Bob now answers over Alice's PQXDH session.
+    assert!(bob.classical_sessions().is_empty());
+    let Outgoing::Ready(o) = bob.send(rng, NOW, &alice_key, b"back").unwrap() else {
+        panic!()
+    };
+    assert_eq!(o.envelopes[0].1[MESSAGE_TYPE], 0x02);
+    assert_eq!(
+        body(&alice.receive(NOW, &o.envelopes[0].1).unwrap()),
+        Some(&b"back"[..])
+    );
     let room = ratchetry::group::GroupId([3; 32]);
     alice.set_group_members(room, &[bob_key]);
     bob.set_group_members(room, &[alice_key]);
@@ -147,7 +192,5 @@ fn previous_devices_and_primaries_migrate_and_keep_their_sessions() {
         body(&bob.receive(NOW, &o.group.unwrap().0).unwrap()),
         Some(&b"g2"[..])
     );
-    let changes = alice.take_changes();
-    assert!(changes.replaces_all());
     let _ = DevicePolicy::default();
 }

@@ -64,6 +64,14 @@ fn every_session_is_hybrid_and_uses_each_one_time_kem_prekey_once() {
         panic!()
     };
     assert_eq!(pk.kem_prekey(), KemPreKeyId(3));
+    let (session, _) = Session::accept(
+        &b.identity,
+        &mut b.store.clone(),
+        &pk,
+        SessionConfig::default(),
+    )
+    .unwrap();
+    assert!(session.is_post_quantum());
     assert_eq!(accept(&mut b, &wire).unwrap(), b"hello");
     assert_eq!(b.store.one_time_kem_prekeys_remaining(), 2);
     assert_eq!(b.store.last_resort_uses(), 0);

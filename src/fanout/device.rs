@@ -363,6 +363,19 @@ impl Device {
         self.sessions.contains_key(device)
     }
 
+    /// The devices whose current session is classical: migrated from before PQXDH, its keys
+    /// depend on X25519 alone. Nothing is sent over such a session: the next send to one of
+    /// these devices asks for its bundle (`Outgoing::NeedBundles`) and starts a PQXDH session,
+    /// which a message on the classical one never displaces. Empty once every peer was
+    /// written to since the migration.
+    pub fn classical_sessions(&self) -> Vec<DeviceAddress> {
+        self.sessions
+            .iter()
+            .filter(|(_, set)| set.current_post_quantum().is_none())
+            .map(|(address, _)| *address)
+            .collect()
+    }
+
     /// Accepts a device list for `account` (a contact's, or this account's own, e.g. after
     /// the primary linked or unlinked a device). It must verify against `account` and must
     /// not roll back the list held. The very list already held changes nothing and reports

@@ -343,6 +343,8 @@ impl Device {
             }
         };
 
+        // A sender key went missing, not the session: keep it. (It is post-quantum: the key
+        // went out over PQXDH, and a classical session never displaces a PQXDH one.)
         let keep = request.reason == RetryReason::SenderKeyMissing;
         let (mut session, index) = match self.sessions.get(&from).and_then(|s| s.current()) {
             Some(current) if keep => (current.clone(), Some(0)),

@@ -436,9 +436,16 @@ impl Device {
         &self,
         devices: &[(DeviceAddress, IdentityKey)],
     ) -> Option<Vec<DeviceAddress>> {
+        // A classical session (migrated from before PQXDH) is replaced before anything is sent
+        // over it: every device publishes PQXDH bundles.
         let missing: Vec<_> = devices
             .iter()
-            .filter(|(d, _)| !self.sessions.contains_key(d))
+            .filter(|(d, _)| {
+                self.sessions
+                    .get(d)
+                    .and_then(|s| s.current_post_quantum())
+                    .is_none()
+            })
             .map(|(d, _)| *d)
             .collect();
         (!missing.is_empty()).then_some(missing)

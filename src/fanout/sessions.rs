@@ -32,8 +32,26 @@ impl SessionSet {
         &self.0
     }
 
-    /// Replaces session `index` with its advanced copy and makes it current.
+    /// The current session, if it started with PQXDH: a device whose current session is
+    /// classical (migrated from before PQXDH) gets a new session before anything is sent to it.
+    pub(crate) fn current_post_quantum(&self) -> Option<&Session> {
+        self.current().filter(|s| s.is_post_quantum())
+    }
+
+    /// Replaces session `index` with its advanced copy and makes it current, unless it is a
+    /// classical session and a post-quantum one is held: that one stays current (a server
+    /// dropping the PQXDH messages must not pin the pair to the classical session).
     pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
+        let pinned = !advanced.is_post_quantum()
+            && self
+                .0
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != index && s.is_post_quantum());
+        if pinned && let Some(slot) = self.0.get_mut(index) {
+            *slot = advanced;
+            return;
+        }
         if index < self.0.len() {
             self.0.remove(index);
         }

@@ -428,6 +428,12 @@ impl Session {
         self.0.local
     }
 
+    /// Whether the session started with PQXDH (X25519 and ML-KEM). Only a session migrated
+    /// from before PQXDH (state version 1) is not: its root key depends on X25519 alone.
+    pub fn is_post_quantum(&self) -> bool {
+        self.0.origin.kem.is_some()
+    }
+
     /// True while this (initiating) session has not yet heard from its peer, so its messages
     /// still carry the X3DH values.
     pub fn awaiting_reply(&self) -> bool {
