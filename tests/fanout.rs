@@ -1395,3 +1395,42 @@ fn awaiting_an_own_list_survives_a_restart_and_ends_at_the_skew_edge() {
     w.restart(a1);
     assert!(!w.device(a1).awaiting_own_list());
 }
+
+/// Replaced-id records (kind 0x12) load up to their bound and survive a restart; one more is
+/// refused.
+#[test]
+fn replaced_id_records_load_only_as_written() {
+    let mut w = World::new("fanout replaced records");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send(a1, bob, b"lost");
+    let genuine = World::envelope_to(&o, b1);
+    let copy = tampered(&genuine);
+    assert!(w.receive(b1, &copy).is_err());
+    let answer = w.ask_again(b1, a1, &copy, b"lost");
+    w.deliver_ok(&answer);
+    let store = w.stores[&b1].clone();
+    let (key, value) = store
+        .0
+        .iter()
+        .find(|(k, _)| k[0] == 0x12)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    assert_eq!(key[1..], MessageId::of(&genuine).0);
+    assert_eq!(value, w.now.as_millis().to_be_bytes());
+    let load = |s: &support::Store| {
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    let mut many = store.clone();
+    for i in 0..ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS as u32 {
+        let mut k = key.clone();
+        k[1..5].copy_from_slice(&i.to_be_bytes());
+        many.0.insert(k, value.clone());
+    }
+    assert_eq!(load(&many), Some(DecodeError::InvalidValue));
+    many.0.remove(&key);
+    assert_eq!(load(&many), None);
+}
+

@@ -1072,3 +1072,44 @@ fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
     w.persist(b1);
     assert_eq!(prekeys_held(w.device(b1)), (1000, 100));
 }
+
+/// The relay tampers with Alice's message, so Bob asks again and reads her resend. It then
+/// holds the genuine copy back until Bob's read ring has turned (2,000 more reads) and
+/// delivers it, well within the retry window. The genuine copy still opens (its key was never
+/// used), but Bob refuses it as the message he read through the resend: shown once.
+#[test]
+fn a_message_read_through_a_resend_is_never_read_again_after_the_ring_turns() {
+    let mut w = World::new("insider late genuine copy");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send(a1, bob, b"hello");
+    w.deliver_ok(&o);
+    let o = w.send(a1, bob, b"transfer $100");
+    let genuine = World::envelope_to(&o, b1);
+    let copy = tampered(&genuine);
+    assert!(w.receive(b1, &copy).is_err());
+    let answer = w.ask_again(b1, a1, &copy, b"transfer $100");
+    let got = w.deliver_ok(&answer);
+    let Received::Direct { resent, .. } = &got[0].1 else {
+        panic!()
+    };
+    let replaced = resent.unwrap();
+    assert_eq!(replaced, MessageId::of(&genuine));
+    // 2,000 more reads turn the read ring over (an hour later, in the retry window).
+    w.now = w.now.plus_millis(60 * 60 * 1000);
+    for i in 0..ratchetry::fanout::MAX_REMEMBERED_MESSAGE_IDS as u32 {
+        let o = w.send(a1, bob, &i.to_be_bytes());
+        w.deliver_ok(&o);
+    }
+    w.restart(b1);
+    let duplicate: ratchetry::Error = FanoutError::Duplicate {
+        message_id: replaced,
+    }
+    .into();
+    w.refused(b1, &genuine, duplicate);
+    // Nor does Bob ask for it again, should another tampered copy come.
+    let asked = w.request_retry(b1, &copy, RetryReason::AuthenticationFailed);
+    assert_eq!(asked.err(), Some(duplicate));
+}

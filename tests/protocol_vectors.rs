@@ -4433,7 +4433,8 @@ struct RecordsFile {
     /// The device: Bob's phone at the end of devices.json's run.
     device: String,
     address: String,
-    /// One vector per record kind (0x01..0x10; two sent messages, 1:1 and group), in key order.
+    /// One vector per record kind (0x01 to 0x10 and 0x12; two sent messages, 1:1 and group), in
+    /// key order. (Kind 0x11 is in `restored`.)
     records: Vec<RecordVector>,
     /// 19.4: every record of the device, in key order.
     record_count: usize,
@@ -4614,6 +4615,11 @@ enum RecordInputs {
         /// The one-time prekey and one-time ML-KEM prekey the latest request minted.
         one_time_prekey_id: Option<u32>,
         kem_prekey_id: Option<u32>,
+    },
+    ReplacedId {
+        /// The genuine envelope whose message a resend replaced (the key is its id).
+        envelope: String,
+        read_at: u64,
     },
 }
 
@@ -4943,6 +4949,16 @@ fn records_file() -> RecordsFile {
             asked_at: T_LINK,
             one_time_prekey_id: Some(retry.one_time_prekey_id),
             kem_prekey_id: Some(retry.kem_prekey_id),
+        },
+    );
+    // 18.4: the message retry-1's direct resend replaced.
+    let lost = sent["lost-1"].clone();
+    push(
+        0x12,
+        record_key(0x12, &[&message_id(&lost)]),
+        RecordInputs::ReplacedId {
+            envelope: h(&lost),
+            read_at: T_LINK,
         },
     );
 
@@ -5344,6 +5360,10 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
                 value.done(),
             )
         }
+        RecordInputs::ReplacedId { envelope, read_at } => (
+            key(0x12, &[&message_id(&unhex(envelope))]),
+            Enc::default().u64(*read_at).done(),
+        ),
     }
 }
 
@@ -5354,7 +5374,9 @@ fn record_vectors() {
     let kinds: Vec<u8> = f.records.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15, 16]
+        [
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15, 16, 18
+        ]
     );
     for r in &f.records {
         let (key, value) = spec_record(&r.inputs);
@@ -5397,8 +5419,8 @@ fn record_vectors() {
             _ => {}
         }
     }
-    // 19.4: the whole state is every record, keys strictly ascending; it holds every kind and
-    // each record above.
+    // 19.4: the whole state is every record, keys strictly ascending; it holds every kind but
+    // the restore record (0x11, in `restored`), and each record above.
     let whole = unhex(&f.whole_state);
     let mut r = Rd(&whole);
     assert_eq!(r.take(2), [3, 0x87]);
@@ -5412,7 +5434,7 @@ fn record_vectors() {
     let present: std::collections::BTreeSet<u8> = records.iter().map(|(k, _)| k[0]).collect();
     assert_eq!(
         present.into_iter().collect::<Vec<_>>(),
-        (1..=16).collect::<Vec<u8>>()
+        (1..=16).chain([18]).collect::<Vec<u8>>()
     );
     for v in &f.records {
         assert!(records.contains(&(unhex(&v.key), unhex(&v.value))));

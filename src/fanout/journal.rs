@@ -2,6 +2,11 @@
 //!
 //! - the **read ring**: ids of the last [`MAX_REMEMBERED_MESSAGE_IDS`] envelopes read, so a
 //!   redelivery is refused as a duplicate (one slot record per read, not the whole window);
+//! - the **replaced ids**: the last [`MAX_REPLACED_MESSAGE_IDS`] messages a resend replaced.
+//!   A redelivery of a message read normally fails below this layer once the ring has turned
+//!   (its key was used), but the genuine copy of a message read through a resend still opens:
+//!   its key was never used. These ids are kept apart from the ring, so the hole needs that
+//!   many later resends, not that many reads;
 //! - the **sent journal**: for each message sent within the retry window, who received it and
 //!   with which identity key, so a retry is answered only to a device that was entitled to that
 //!   exact message when it was sent, a bounded number of times, never twice for one request;
@@ -23,6 +28,9 @@ use crate::x3dh::{KemPreKeyId, OneTimePreKeyId};
 
 /// Envelope ids remembered to recognise redeliveries.
 pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
+/// Ids of messages read through a resend, remembered apart from the read ring; the one
+/// replaced longest ago is forgotten first.
+pub const MAX_REPLACED_MESSAGE_IDS: usize = 2000;
 /// Sent messages remembered for retries, at most; the oldest is forgotten first.
 pub const MAX_SENT_MESSAGES: usize = 1000;
 /// How long a sent message can be asked for again, by default: 7 days.
@@ -114,9 +122,34 @@ pub(crate) struct Journal {
     pub(crate) by_reference: BTreeMap<MessageRef, SendId>,
     pub(crate) next_send: u64,
     pub(crate) pending: BTreeMap<PendingKey, Pending>,
+    /// Messages a resend replaced, and when the resend was read.
+    pub(crate) replaced: BTreeMap<MessageId, Timestamp>,
 }
 
 impl Journal {
+    /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.
+    pub(crate) fn has_read(&self, id: &MessageId) -> bool {
+        self.seen.contains(id) || self.replaced.contains_key(id)
+    }
+
+    /// Remembers that a resend read at `now` replaced `id`; returns the id forgotten to make
+    /// room (the one replaced longest ago, never `id` itself).
+    pub(crate) fn replace(&mut self, id: MessageId, now: Timestamp) -> Option<MessageId> {
+        self.replaced.insert(id, now);
+        if self.replaced.len() <= MAX_REPLACED_MESSAGE_IDS {
+            return None;
+        }
+        // Resends are rare (each answers a retry this device asked for): a scan is fine.
+        let oldest = self
+            .replaced
+            .iter()
+            .filter(|(k, _)| **k != id)
+            .min_by_key(|(k, t)| (**t, **k))
+            .map(|(k, _)| *k)?;
+        self.replaced.remove(&oldest);
+        Some(oldest)
+    }
+
     /// Records a read envelope; returns the slot written.
     pub(crate) fn read(&mut self, id: MessageId) -> u32 {
         let slot = self.seen_next;
@@ -554,5 +587,23 @@ mod tests {
         assert_eq!(back.seen_slots, small.seen_slots);
         slots.remove(&1);
         assert!(Journal::default().restore_seen(slots, 3).is_err());
+    }
+
+    #[test]
+    fn replaced_ids_forget_the_one_replaced_longest_ago_but_never_the_one_just_added() {
+        let mut j = Journal::default();
+        for i in 0..MAX_REPLACED_MESSAGE_IDS as u32 {
+            assert_eq!(j.replace(id(i), Timestamp(1000 + u64::from(i))), None);
+        }
+        assert!(j.has_read(&id(0)) && !j.seen.contains(&id(0)));
+        // The next one pushes out the oldest, by time.
+        let next = id(MAX_REPLACED_MESSAGE_IDS as u32);
+        assert_eq!(j.replace(next, Timestamp(5000)), Some(id(0)));
+        assert!(!j.has_read(&id(0)) && j.has_read(&next));
+        // Added with a clock that went back, it is still kept: the oldest other one goes.
+        let early = id(u32::MAX);
+        assert_eq!(j.replace(early, Timestamp(1)), Some(id(1)));
+        assert!(j.has_read(&early));
+        assert_eq!(j.replaced.len(), MAX_REPLACED_MESSAGE_IDS);
     }
 }

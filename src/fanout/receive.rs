@@ -44,7 +44,7 @@ impl Device {
         let decoded = Envelope::decode(envelope)?;
         let name = decoded.sealed_name();
         let id = MessageId::named(name, envelope);
-        if self.journal.seen.contains(&id) {
+        if self.journal.has_read(&id) {
             return Err(FanoutError::Duplicate { message_id: id }.into());
         }
         let received = match decoded {
@@ -68,6 +68,10 @@ impl Device {
             (Some(replaced), _) => {
                 let slot = self.journal.read(replaced);
                 self.touch(Key::Seen(slot));
+                if let Some(forgotten) = self.journal.replace(replaced, now) {
+                    self.touch(Key::Replaced(forgotten));
+                }
+                self.touch(Key::Replaced(replaced));
             }
             // The genuine copy of a message this device asked again for (a tampered copy
             // failed): the retry is no longer wanted, and its answer will be unexpected.

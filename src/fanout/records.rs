@@ -58,6 +58,8 @@ pub(crate) enum Key {
     Pending(PendingKey),
     /// Present while a device restored from a backup awaits an own list issued since.
     Restored,
+    /// A message a resend replaced.
+    Replaced(MessageId),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -79,6 +81,7 @@ const SEEN: u8 = 0x0e;
 const SENT: u8 = 0x0f;
 const PENDING: u8 = 0x10;
 const RESTORED: u8 = 0x11;
+const REPLACED: u8 = 0x12;
 
 impl Key {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -146,6 +149,10 @@ impl Key {
                 out.put(r);
             }
             Key::Restored => out.u8(RESTORED),
+            Key::Replaced(id) => {
+                out.u8(REPLACED);
+                out.put(&id.0);
+            }
         }
         out
     }
@@ -174,6 +181,7 @@ impl Key {
             SENT => Key::Sent(SendId(r.u64()?)),
             PENDING => Key::Pending((DeviceAddress::read_trusted(&mut r)?, r.array()?)),
             RESTORED => Key::Restored,
+            REPLACED => Key::Replaced(MessageId(r.array()?)),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -76,7 +76,7 @@ impl Device {
         // (the relay can re-wrap a read message's salt as the other kind): nothing to ask for.
         if let Some(read) = MessageId::either_kind(sender, reference)
             .into_iter()
-            .find(|id| self.journal.seen.contains(id))
+            .find(|id| self.journal.has_read(id))
         {
             return Err(FanoutError::Duplicate { message_id: read }.into());
         }

@@ -8,7 +8,10 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::journal::{Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, Pending, Sent};
+use super::journal::{
+    Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
+    Sent,
+};
 use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
@@ -91,6 +94,7 @@ impl Device {
         keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
         keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
         keys.extend(self.restored_at.map(|_| Key::Restored));
+        keys.extend(self.journal.replaced.keys().map(|id| Key::Replaced(*id)));
         keys.sort_unstable();
         keys
     }
@@ -144,6 +148,7 @@ impl Device {
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
             Key::Restored => out.u64(self.restored_at?.as_millis()),
+            Key::Replaced(id) => out.u64(self.journal.replaced.get(id)?.as_millis()),
         }
         Some(out.into_inner())
     }
@@ -309,6 +314,12 @@ impl Device {
                     device.journal.pending.insert(key, Pending::read(&mut r)?);
                 }
                 Key::Restored => device.restored_at = Some(Timestamp(r.u64()?)),
+                Key::Replaced(id) => {
+                    if device.journal.replaced.len() == MAX_REPLACED_MESSAGE_IDS {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    device.journal.replaced.insert(id, Timestamp(r.u64()?));
+                }
             }
             r.finish()?;
         }

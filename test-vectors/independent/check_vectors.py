@@ -1872,6 +1872,7 @@ class Device:
         self.read_ring = []      # message ids by slot (18.4)
         self.sent = []           # sent journal by send id (18.4, 19.3)
         self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
+        self.replaced = {}       # message id -> time the resend replacing it was read (19.1 kind 0x12)
         self.members = {}        # group -> set of member AKs other than its own account (19.1 0x09)
 
 
@@ -1978,6 +1979,8 @@ class DevicesRun:
         request = link_request(ids["alice-laptop"], inv_ak, inv_nonce)
         R.check("linking: link_request (16)", request, link["link_request"])
         approval = alice.approve(request, link["approve_now"])
+        # The run's clock (test-vectors/README.md): every later operation up to the renewal.
+        self.approve_now = link["approve_now"]
         R.check("linking: link_approval (16)", approval, link["link_approval"])
         r = Reader(approval)
         r.head(2, 0x09)
@@ -2171,7 +2174,8 @@ class DevicesRun:
 
     def receive_pairwise(self, dev, envelope, w):
         """18.5, receiving a pairwise envelope."""
-        R.true(f"{w}: its id is not in the read ring (18.4)", message_id(envelope) not in dev.read_ring)
+        R.true(f"{w}: its id is not in the read ring or replaced (18.4)",
+               message_id(envelope) not in dev.read_ring and message_id(envelope) not in dev.replaced)
         env = decode_envelope(envelope)
         sender = self.by_address[env["sender"]]
         R.true(f"{w}: addressed to the receiver, from another device",
@@ -2254,6 +2258,8 @@ class DevicesRun:
             dev.read_ring.append(message_id(envelope))
             if p is not None:
                 dev.read_ring.append(p["failed_id"])
+                # 18.4: and it is remembered as replaced, with the time the resend was read.
+                dev.replaced[p["failed_id"]] = self.approve_now
         else:
             self.read(dev, envelope, sender, envelope_salt(envelope), w)
 
@@ -2283,7 +2289,8 @@ class DevicesRun:
             R.true(f"{w}: {name} holds a sender list no older than the envelope's",
                    env["sender_version"] <= self.version(dev.lists[frm.account]))
             m = env["message"]
-            R.true(f"{w}: {name}: its id is not in the read ring (18.4)", message_id(envelope) not in dev.read_ring)
+            R.true(f"{w}: {name}: its id is not in the read ring or replaced (18.4)",
+                   message_id(envelope) not in dev.read_ring and message_id(envelope) not in dev.replaced)
             R.true(f"{w}: {name}: the sender's account is a member", self.is_member(dev, m["group_id"], frm.ak))
             ib = dev.inbound[(frm.address, m["group_id"])]
             R.check(f"{w}: {name}'s key has the listed identity", ib.ik, self.listed(dev, frm.address)["ik"])
@@ -2303,7 +2310,8 @@ class DevicesRun:
         failed = self.envelopes[e["failed"]]
         reference = envelope_salt(failed)
         R.check(f"{w}: reference = the failed message's salt (18.6)", reference, e["reference"])
-        R.true(f"{w}: the failed message was not read (18.6: else Duplicate)", message_id(failed) not in req.read_ring)
+        R.true(f"{w}: the failed message was not read (18.6: else Duplicate)",
+               message_id(failed) not in req.read_ring and message_id(failed) not in req.replaced)
         # 18.6: asking again deletes the previous request's minted prekeys first.
         previous = req.pending.get(target.address + reference)
         if previous is not None:
@@ -2487,6 +2495,8 @@ def device_records(run, dev, epoch):
         v = pending_value(p)
         masks = [] if p["asked_at"] is not None else [(len(v) - 8, len(v), f"asked_at: {UNKNOWN_TIME}")]
         recs[b"\x10" + key] = (v, masks)
+    for mid, t in dev.replaced.items():
+        recs[b"\x12" + mid] = (u64(t), [])
     return dict(sorted(recs.items()))
 
 
@@ -2576,6 +2586,8 @@ def record_from_inputs(inp):
              "failed_id": message_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
              "asked_at": inp["asked_at"], "opk_id": inp["one_time_prekey_id"], "kem_id": inp["kem_prekey_id"]}
         return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
+    if rec == "replaced_id":
+        return b"\x12" + message_id(hx(inp["envelope"])), u64(inp["read_at"])
     raise ValueError(f"unknown record {rec}")
 
 
