@@ -1434,3 +1434,34 @@ fn replaced_id_records_load_only_as_written() {
     assert_eq!(load(&many), None);
 }
 
+/// An operation that changes nothing leaves no unit to write and keeps the epoch: forgetting
+/// an account of which nothing is held, making no one-time prekeys (none asked, or the caps
+/// reached), starting no sessions. Forgetting an account that is held does change the state.
+#[test]
+fn operations_that_change_nothing_leave_no_unit_and_keep_the_epoch() {
+    let mut w = World::new("fanout no-op operations");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let stranger = w.account(0);
+    w.publish(&alice);
+    w.publish(&bob);
+    let a1 = World::addr(alice, 1);
+    let (rng, now) = (&mut w.rng.clone(), w.now);
+    let d = w.device(a1);
+    let _ = d.take_changes();
+    let epoch = d.state_epoch();
+    d.forget_account(&stranger);
+    assert!(d.generate_one_time_prekeys(rng, now, 0).keys().is_empty());
+    d.start_sessions(rng, now, &[]).unwrap();
+    assert_eq!((d.has_changes(), d.state_epoch()), (false, epoch));
+    // At the caps: nothing more is made.
+    d.generate_one_time_prekeys(rng, now, 2000);
+    let _ = d.take_changes();
+    let epoch = d.state_epoch();
+    let none = d.generate_one_time_prekeys(rng, now, 1);
+    assert!(none.keys().is_empty() && none.kem_keys().is_empty());
+    assert_eq!((d.has_changes(), d.state_epoch()), (false, epoch));
+    // A held account forgotten is a change.
+    d.forget_account(&bob);
+    assert_eq!((d.has_changes(), d.state_epoch()), (true, epoch + 1));
+}

@@ -317,6 +317,10 @@ impl Device {
             count,
             held_kem as u32,
         );
+        if keys.is_empty() && kem.is_empty() {
+            // None asked, or the caps reached: nothing changed.
+            return OneTimePreKeys::new(keys, kem);
+        }
         for k in &keys {
             self.touch(Key::OneTime(k.id.0));
         }
@@ -502,10 +506,15 @@ impl Device {
         for d in &devices {
             self.drop_device(d);
         }
-        if self.lists.remove(account).is_some() {
+        let list = self.lists.remove(account).is_some();
+        if list {
             self.touch(Key::DeviceList(*account));
         }
         let touched = self.forget_holders(account);
+        // An account of which nothing is held: nothing changed, no epoch, no unit.
+        if devices.is_empty() && !list && touched.is_empty() {
+            return;
+        }
         for key in touched {
             self.touch(key);
         }
@@ -521,6 +530,9 @@ impl Device {
         now: Timestamp,
         bundles: &[(DeviceAddress, PreKeyBundle)],
     ) -> Result<(), Error> {
+        if bundles.is_empty() {
+            return Ok(());
+        }
         let mut made = Vec::with_capacity(bundles.len());
         for (address, bundle) in bundles {
             let entry = self.entry(address, now)?;
