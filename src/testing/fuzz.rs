@@ -153,6 +153,22 @@ pub fn history_and_calls(data: &[u8]) {
     }
     if let Ok(m) = CallKeyMessage::from_bytes(data) {
         assert_eq!(&**m.to_bytes(), data, "call key encoding is not canonical");
+        call_receive(m);
+    }
+    // A call state restored at any kept epoch: stale exactly when older than it, and a stale
+    // manager's call moves past it (a participant's stays as written).
+    if let Some((&first, rest)) = data.split_first()
+        && let Ok(stored) = Call::from_bytes(rest)
+    {
+        let rng = &mut SeededRng::from_label("ratchetry call restore fuzz");
+        let kept = u32::from(first) << 24;
+        if let Ok((call, stale)) = Call::restore(rng, rest, kept) {
+            assert_eq!(stale, stored.epoch() < kept, "restore misjudged staleness");
+            assert!(
+                call.epoch() == stored.epoch() || Some(call.epoch()) == kept.checked_add(1),
+                "restore moved a call anywhere but past the kept epoch"
+            );
+        }
     }
     let rng = &mut SeededRng::from_label("ratchetry history fuzz fixture");
     let mut sealer = HistorySealer::new(rng);
@@ -165,6 +181,44 @@ pub fn history_and_calls(data: &[u8]) {
             0,
             "a refused chunk advanced the opener"
         );
+    }
+}
+
+/// A held call (this device a participant, the manager another) given an arbitrary key
+/// message from its manager: `apply` and `catch_up` either move it forward within the same
+/// call, or refuse and leave it byte-identical.
+fn call_receive(message: CallKeyMessage) {
+    use crate::calls::{CallConfig, CallKind};
+    let rng = &mut SeededRng::from_label("ratchetry call fuzz fixture");
+    let manager = message.manager();
+    let me = message.participants.iter().copied().find(|p| *p != manager);
+    let Some(me) = me else { return };
+    let config = CallConfig::default();
+    let Ok(mut held) = Call::start(rng, CallKind::Group, manager, &[me], &config) else {
+        return;
+    };
+    let Ok(mut follower) =
+        Call::from_key_message(me, &manager, held.key_message().clone(), &config)
+    else {
+        return;
+    };
+    let _ = held.join(rng, me, &config);
+    for catch_up in [false, true] {
+        let before = follower.to_bytes();
+        let epoch = follower.epoch();
+        let result = if catch_up {
+            follower.catch_up(&manager, message.clone(), &config)
+        } else {
+            follower.apply(&manager, message.clone(), &config)
+        };
+        match result {
+            Ok(()) => assert!(follower.epoch() > epoch, "a call key moved a call back"),
+            Err(_) => assert_eq!(
+                *before,
+                *follower.to_bytes(),
+                "a refused call key changed it"
+            ),
+        }
     }
 }
 
