@@ -1,6 +1,8 @@
-//! Published test vectors (RFC 7748, RFC 8032, RFC 5869, RFC 4231, the GCM specification),
-//! run through the crate's own primitive wrappers. One test per file in `test-vectors/`.
+//! Published test vectors (RFC 7748, RFC 8032, RFC 5869, RFC 4231, the GCM specification, and
+//! the strict-Ed25519 edge cases of `ed25519-strict.json`), run through the crate's own
+//! primitive wrappers. One test per file in `test-vectors/`.
 
+use ratchetry::primitives::SigningPublicKey;
 use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, ed25519_sign, ed25519_verify, hkdf_sha256, hmac_sha256, x25519,
     x25519_public,
@@ -76,6 +78,42 @@ fn rfc7748_x25519() {
             .to_vec(),
         bytes(dh, "shared")
     );
+}
+
+/// `ed25519-strict.json`: where PROTOCOL.md 2's strict `Verify` differs from lenient verifiers
+/// ("Taming the many EdDSAs" test vectors 0-11, two made for the file, an RFC 8032 control).
+/// Verification through the crate's wrapper must give `valid`, and the public key alone must be
+/// refused (`SigningPublicKey::from_bytes`, 5.1) exactly when a rule about A is broken.
+#[test]
+fn ed25519_strict() {
+    let f = load("ed25519-strict.json");
+    let (mut valid, mut invalid) = (0, 0);
+    for v in vectors(&f) {
+        let name = v["name"].as_str().unwrap();
+        let public = arr::<32>(v, "public_key");
+        let (msg, sig) = (bytes(v, "message"), arr::<64>(v, "signature"));
+        let expected = v["valid"].as_bool().unwrap();
+        let violations: Vec<&str> = v["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(expected, violations.is_empty(), "{name}");
+        assert_eq!(ed25519_verify(&public, &msg, &sig), expected, "{name}");
+        let key_refused = violations.iter().any(|x| x.starts_with("A "));
+        assert_eq!(
+            SigningPublicKey::from_bytes(&public).is_err(),
+            key_refused,
+            "{name}: key check"
+        );
+        if expected {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert_eq!((valid, invalid), (2, 13));
 }
 
 #[test]

@@ -189,6 +189,12 @@ def x25519(k, u):
     return out
 
 
+def x25519_canonical(u):
+    """2: an X25519 public key's one canonical encoding: bit 255 clear and u < p."""
+    n = int.from_bytes(u, "little")
+    return n >> 255 == 0 and n < 2 ** 255 - 19
+
+
 def x25519_pub(k):
     return X25519PrivateKey.from_private_bytes(k).public_key().public_bytes_raw()
 
@@ -658,6 +664,8 @@ def decode_bundle(data):
     r.end()
     if not ed25519_key_valid(b["ik"]) or not kem_ek_check(b["kem_pk"]):
         raise DecodeError("InvalidKey")
+    if not x25519_canonical(b["spk"]) or (b["opk"] is not None and not x25519_canonical(b["opk"])):
+        raise DecodeError("InvalidKey")  # 2: non-canonical X25519 keys, wherever decoded
     return b
 
 
@@ -737,6 +745,8 @@ def decode_ratchet_message(data):
     m = {"key": r.take(32), "pn": r.u32(), "n": r.u32(), "salt": r.take(16)}
     if r.u16() != 0:
         raise DecodeError("InvalidValue")
+    if not x25519_canonical(m["key"]):
+        raise DecodeError("InvalidKey")  # 2
     m["header"], m["ct"] = bytes(data[:60]), r.rest()
     if len(m["ct"]) < 16:
         raise DecodeError("Truncated")
@@ -758,8 +768,8 @@ def decode_prekey_message(data):
     opk = r.opt(4)
     pm["opk_id"] = None if opk is None else int.from_bytes(opk, "big")
     pm["kem_id"], pm["ct"] = r.u32(), r.take(1568)
-    if not ed25519_key_valid(pm["ik_a"]):
-        raise DecodeError("InvalidKey")
+    if not ed25519_key_valid(pm["ik_a"]) or not x25519_canonical(pm["ek_a"]):
+        raise DecodeError("InvalidKey")  # 9.2 (5.1), and 2 for EK_A
     pm["ratchet"] = decode_ratchet_message(r.rest())
     pm["origin"] = (pm["ek_a"], pm["spk_id"], pm["opk_id"], (pm["kem_id"], H(pm["ct"])))
     return pm
@@ -851,14 +861,14 @@ class Session:
             if n < nr:
                 raise ProtocolError("Duplicate")
             if n - nr > s.max_forward_jump:
-                raise ProtocolError("TooFarAhead")
+                raise ProtocolError(f"TooFarAhead {{ requested: {n - nr}, limit: {s.max_forward_jump} }}")
             for i in range(nr, n):
                 mk_i, ck = kdf_ck(ck)
                 recorded.append((kr, i, mk_i))
         else:  # step 4
             tail = max(0, pn - s.recv[2]) if s.recv is not None else 0
             if tail + n > s.max_forward_jump:
-                raise ProtocolError("TooFarAhead")
+                raise ProtocolError(f"TooFarAhead {{ requested: {tail + n}, limit: {s.max_forward_jump} }}")
             if s.recv is not None:
                 kr, ck, nr = s.recv
                 for i in range(nr, nr + tail):
@@ -1161,7 +1171,7 @@ def verify_list(data, expected_ak, previous=None):
     if previous is not None:
         pv = decode_list(previous)["version"]
         if d["version"] < pv:
-            raise ProtocolError("Rollback")
+            raise ProtocolError(f"Rollback {{ known: {pv}, received: {d['version']} }}")
         if d["version"] == pv:
             raise ProtocolError("Equivocation")
     es = d["entries"]
@@ -1589,7 +1599,7 @@ def check_kem_cross(what, seed, x):
 
 
 def check_pqxdh(doc):
-    for v in doc["vectors"]:
+    for i, v in enumerate(doc["vectors"]):
         n = v["name"]
         R.check(f"{n}: rng_seed = SHA-256(name)", H(n.encode()), v["rng_seed"])
         rng = SeededRng(hx(v["rng_seed"]))
@@ -1644,6 +1654,7 @@ def check_pqxdh(doc):
         R.check(f"{n}: nonce (8.2)", out["nonce"], v["nonce"])
         R.check(f"{n}: pre-key message (9.2)", out["wire"], v["prekey_message"])
         # Bob: 7.2, 8.3, 8.6
+        snapshot(None, (bob, store))  # Bob before accepting (errors.json)
         pm = decode_prekey_message(out["wire"])
         bob_s, got = accept_prekey_message(bob, store, pm)
         R.check(f"{n}: Bob decrypts the plaintext", got, plaintext)
@@ -1651,6 +1662,7 @@ def check_pqxdh(doc):
         R.check(f"{n}: bob_state (10.3)", bob_s.to_bytes(), v["bob_state"])
         R.check(f"{n}: alice_identity_state (10.1)", b"\x01\x83" + alice.seed, v["alice_identity_state"])
         R.check(f"{n}: bob_prekey_store_state (10.2)", store.to_bytes(), v["bob_prekey_store_state"])
+        snapshot(f"pqxdh.json#/vectors/{i}/bob_prekey_store_state", (bob, store))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1711,6 +1723,8 @@ def check_ratchet_transcript(doc):
             st = sessions[who]
             R.check(f"{w}: {who}_state (10.3)", None if st is None else st.to_bytes(),
                     None if e[f"{who}_state"] is None else hx(e[f"{who}_state"]))
+            if st is not None:
+                snapshot(f"ratchet-transcript.json#/events/{i}/{who}_state", st)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1748,6 +1762,7 @@ def check_sender_keys(doc):
                 receiver = InboundSenderKey(group_id, owner_identity.public, context)
             receiver.process(dist)
             R.check(f"{w}: inbound_state (14.5)", receiver.to_bytes(), e["inbound_state"])
+            snapshot(f"sender-keys.json#/events/{i}/inbound_state", receiver)
         elif kind == "send":
             R.check(f"{w}: iteration", owner.iteration, e["iteration"])
             salt = draw(rng, 16, e["salt"], f"{w}: salt")
@@ -1761,6 +1776,7 @@ def check_sender_keys(doc):
             R.check(f"{w}: iteration", decode_group_message(wire)["iteration"], e["iteration"])
             R.check(f"{w}: plaintext", receiver.receive(wire), hx(e["plaintext"]))
             R.check(f"{w}: inbound_state (14.5)", receiver.to_bytes(), e["inbound_state"])
+            snapshot(f"sender-keys.json#/events/{i}/inbound_state", receiver)
             received.add(e["message"])
         else:
             raise ValueError(f"unknown event {kind}")
@@ -2692,6 +2708,361 @@ def check_records(doc, context):
 
 
 # ----------------------------------------------------------------------------------------------
+# errors.json: refused inputs (13), replayed on this file's own models
+# ----------------------------------------------------------------------------------------------
+
+SNAPSHOTS = {}  # the models the other checks reached: by "file#/pointer" and by state bytes
+DIRECTORY = "."
+
+
+def snapshot(reference, model):
+    """Keeps a copy of a receiver model (a session, (identity, prekey store), an inbound sender
+    key) as one of the other checks reached it, for errors.json's receivers."""
+    model = copy.deepcopy(model)
+    state = model[1].to_bytes() if isinstance(model, tuple) else model.to_bytes()
+    if reference is not None:
+        SNAPSHOTS[reference] = model
+    SNAPSHOTS[state] = model
+
+
+_FILES = {}
+
+
+def referenced(value):
+    """errors.json's byte strings: `file#/json/pointer` (RFC 6901) into a committed file, or hex."""
+    if "#" not in value:
+        return hx(value)
+    name, pointer = value.split("#", 1)
+    if name not in _FILES:
+        with open(os.path.join(DIRECTORY, name)) as fh:
+            _FILES[name] = json.load(fh)
+    node = _FILES[name]
+    for part in pointer.split("/")[1:]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return hx(node)
+
+
+def receiver_model(value):
+    """The model of a receiver state: the snapshot the other checks reached with those bytes."""
+    model = SNAPSHOTS.get(value) if "#" in value else None
+    if model is None:
+        model = SNAPSHOTS.get(referenced(value))
+    return copy.deepcopy(model)
+
+
+def model_state(model):
+    return model[1].to_bytes() if isinstance(model, tuple) else model.to_bytes()
+
+
+X3DH_ERRORS = ("BadSignedPreKeySignature", "BadKemPreKeySignature", "UnknownSignedPreKey",
+               "UnknownOneTimePreKey", "UnknownKemPreKey", "Replayed", "SignedPreKeyExhausted",
+               "LastResortExhausted")
+LAYER = {"bundle": "X3dh", "prekey_message": "Ratchet", "ratchet_message": "Ratchet",
+         "group_message": "Group", "device_list": "Device"}
+
+
+def error_name(path, err):
+    """Section 13's name of an error raised by this file's models on `path`."""
+    name = str(err)
+    if isinstance(err, DecodeError):
+        return f"Decode({name})"
+    if name.split("(")[0].split(" ")[0] in X3DH_ERRORS:
+        return f"X3dh({name})"
+    return f"{LAYER[path]}({name})"
+
+
+def refused(v, what):
+    """Runs one vector's input through this file's model of its path; returns the error name
+    (None when the input was accepted, or the model cannot judge it: it then fails the vector)."""
+    path, data, rcv, prm = v["path"], hx(v["input"]), v.get("receiver", {}), v.get("params", {})
+    try:
+        if path == "bundle":
+            verify_bundle(decode_bundle(data))
+        elif path in ("prekey_message", "ratchet_message"):
+            kind, msg = decode_pairwise_message(data)
+            if "prekey_store_state" in rcv:
+                identity = Identity(referenced(rcv["identity_state"])[2:])
+                R.check(f"{what}: identity state (10.1)", b"\x01\x83" + identity.seed,
+                        referenced(rcv["identity_state"]))
+                model = receiver_model(rcv["prekey_store_state"])
+                if model is None:
+                    R.fail(f"{what}: the prekey store is not one the pqxdh.json replay reached")
+                    return None
+                _, store = model
+                before = store.to_bytes()
+                R.check(f"{what}: the receiver's prekey store", before, referenced(rcv["prekey_store_state"]))
+                try:
+                    accept_prekey_message(identity, store, msg)
+                finally:
+                    R.check(f"{what}: the store is unchanged (13)", store.to_bytes(), before)
+            else:
+                session = receiver_model(rcv["session_state"])
+                if session is None:
+                    R.fail(f"{what}: the session is not one the transcript replay reached")
+                    return None
+                before = session.to_bytes()
+                R.check(f"{what}: the receiver's session", before, referenced(rcv["session_state"]))
+                try:
+                    if kind == "prekey":
+                        if not session.continues(msg):
+                            raise ProtocolError("WrongSession")  # 8.6, last paragraph
+                        session.decrypt(msg["ratchet"])
+                    else:
+                        session.decrypt(msg)
+                finally:
+                    R.check(f"{what}: the session is unchanged (13)", session.to_bytes(), before)
+        elif path == "group_message":
+            context = hx(prm.get("message_context", ""))
+            if len(context) <= MAX_MESSAGE_CONTEXT:
+                decode_group_message(data)
+            key = receiver_model(rcv["inbound_sender_key_state"])
+            before = key.to_bytes()
+            R.check(f"{what}: the receiver's inbound key", before, referenced(rcv["inbound_sender_key_state"]))
+            try:
+                key.receive(data, context)
+            finally:
+                R.check(f"{what}: the inbound key is unchanged (13)", key.to_bytes(), before)
+        elif path == "device_list":
+            expected = hx(prm["expected_account"])
+            known = referenced(rcv["known_list"]) if "known_list" in rcv else None
+            if known is not None:
+                verify_list(known, expected)
+            d = verify_list(data, expected, known)
+            entry = next(e for e in d["entries"] if e["device_id"] == prm["device_id"])
+            if entry["expires_at"] is not None and prm["now"] >= entry["expires_at"]:
+                return f"Device(CompanionExpired({(d['ak'] + u32(prm['device_id'])).hex()}))"
+        elif path == "sealed_state":
+            r = Reader(data)
+            r.head(2, 0x90)
+            sequence, nonce = r.u64(), r.take(12)
+            try:
+                aead_open(hx(prm["key"]), nonce, sealed_state_ad(sequence, hx(prm["slot"])), r.rest())
+            except ProtocolError:
+                return "Crypto(AuthenticationFailed)"
+            if sequence < prm["min_sequence"]:
+                return f"State(Rollback {{ sealed_at: {sequence}, expected_at_least: {prm['min_sequence']} }})"
+        elif path == "envelope":
+            return refused_envelope(v, what, data)
+        else:
+            R.fail(f"{what}: unknown path {path}")
+    except (DecodeError, ProtocolError) as err:
+        return error_name(path, err)
+    return None
+
+
+def refused_envelope(v, what, data):
+    """18.4-18.6's first checks on Bob's phone at the end of devices.json (records.json): this
+    file does not rebuild a whole device, so it checks, in 18.5's order, the rule each vector
+    names on the values devices.json and records.json give, and says which error follows."""
+    me = hx(_rec("address"))
+    env = decode_envelope(data)  # DecodeError: section 4 / 18.1
+    read = read_ring()
+    mid = message_id(data)
+    if mid in read:
+        return f"Fanout(Duplicate {{ message_id: {mid.hex()} }})"
+    R.true(f"{what}: its id (18.4) is not in the read ring", mid not in read)
+    devices = _devices_json()
+    held = {bytes.fromhex(a["account_public"]): a["lists"][-1] for a in devices["accounts"]}
+    now = v["params"]["now"]
+    if env["kind"] == 1:
+        if env["recipient"] != me:
+            return "Fanout(NotForThisDevice)"
+        lst = held[env["sender"][:32]]
+        R.true(f"{what}: the sender is active in the list held (15.2)",
+               _active(lst, env["sender"], now))
+        if env["sender_version"] > lst["version"]:
+            return (f"Fanout(DeviceListsDiverge {{ account: {env['sender'][:32].hex()}, "
+                    f"used: {env['sender_version']}, held: {lst['version']} }})")
+    elif env["kind"] == 3:
+        R.true(f"{what}: addressed to this device", env["target"] == me)
+        lst = held[env["requester"][:32]]
+        R.true(f"{what}: the requester is active (15.2)", _active(lst, env["requester"], now))
+        listed = _listed_ik(lst, env["requester"])
+        R.check(f"{what}: the bundle's IK is the requester's listed IK", decode_bundle(env["bundle"])["ik"], listed)
+        base = referenced(v["base"])
+        R.true(f"{what}: the unchanged request's signature verifies (18.6)",
+               verify(listed, L_RETRY + base[:-64], base[-64:]))
+        if not verify(listed, L_RETRY + env["signed"], env["signature"]):
+            return "Crypto(BadSignature)"
+    return None
+
+
+def _rec(field):
+    with open(os.path.join(DIRECTORY, "records.json")) as fh:
+        return json.load(fh)[field]
+
+
+def _devices_json():
+    with open(os.path.join(DIRECTORY, "devices.json")) as fh:
+        return json.load(fh)
+
+
+def read_ring():
+    """The message ids in the read-slot records (0x0e) of records.json's whole-state bytes."""
+    r = Reader(hx(_rec("whole_state")))
+    r.head(3, 0x87)
+    ids = set()
+    for _ in range(r.u32()):
+        k, val = r.take(r.u32()), r.take(r.u32())
+        if k[:1] == b"\x0e":
+            ids.add(val)
+    return ids
+
+
+def _entry(lst, address):
+    return next((e for e in lst["entries"] if e["device_id"] == int.from_bytes(address[32:], "big")), None)
+
+
+def _active(lst, address, now):
+    e = _entry(lst, address)
+    return e is not None and (e["expires_at"] is None or now < e["expires_at"])
+
+
+def _listed_ik(lst, address):
+    return hx(_entry(lst, address)["identity_public"])
+
+
+def check_errors(doc):
+    n = 0
+    for v in doc["vectors"]:
+        what = v["name"]
+        base = referenced(v["base"])
+        data = base
+        for e in v["edits"]:
+            data = data[:e["offset"]] + hx(e["now"]) + data[e["offset"] + e["len"]:]
+        R.check(f"{what}: input = base with the edits applied", data, v["input"])
+        R.true(f"{what}: the input differs from the base, or the receiver makes it wrong",
+               data != base or "receiver" in v or v["path"] in ("group_message", "device_list", "sealed_state"))
+        got = refused(v, what)
+        R.check(f"{what}: refused with", got, v["error"])
+        n += 1
+        # The rule each kind of vector names, shown on its own where a model's error alone
+        # would not show it.
+        inp = hx(v["input"])
+        if v["path"] == "device_list" and v["name"].endswith("wrong-signer"):
+            bob = next(a for a in _devices_json()["accounts"] if a["name"] == "bob")
+            R.true(f"{what}: the signature is Bob's account key's",
+                   verify(hx(bob["account_public"]), L_DEVICE_LIST + inp[:-64], inp[-64:]))
+        if v["path"] == "device_list" and v["name"].endswith("too-many-companions"):
+            d = decode_list(inp)
+            R.true(f"{what}: every binding verifies (only the count is wrong)",
+                   all(verify(e["ik"], L_BINDING + d["ak"], e["binding"]) for e in d["entries"]))
+            R.true(f"{what}: more than max_companions companions", len(d["entries"]) - 1 > MAX_COMPANIONS)
+        if v["path"] == "device_list" and v["name"].endswith("rollback"):
+            R.true(f"{what}: the list's version is below the known one",
+                   decode_list(inp)["version"] < decode_list(referenced(v["receiver"]["known_list"]))["version"])
+    R.true("errors.json: vectors present", n > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# ed25519-strict.json: section 2's strict Verify, by hand on top of `cryptography`
+# ----------------------------------------------------------------------------------------------
+
+ED_L = 2 ** 252 + 27742317777372353535851937790883648493
+
+
+def _ed_mul(k, pt):
+    out = (0, 1)
+    while k:
+        if k & 1:
+            out = _ed_add(out, pt)
+        pt, k = _ed_add(pt, pt), k >> 1
+    return out
+
+
+def _ed_decode(enc):
+    """RFC 8032 5.1.3 leniently: y reduced mod p, x = 0 taken whatever the sign bit. Returns
+    (point or None, y >= p, x = 0 with the sign bit set)."""
+    n = int.from_bytes(enc, "little")
+    sign, y = n >> 255, n & ((1 << 255) - 1)
+    y_ge_p, y = y >= ED_P, y % ED_P
+    x2 = (y * y - 1) * pow(ED_D * y * y + 1, ED_P - 2, ED_P) % ED_P
+    x = pow(x2, (ED_P + 3) // 8, ED_P)
+    if (x * x - x2) % ED_P:
+        x = x * pow(2, (ED_P - 1) // 4, ED_P) % ED_P
+    if (x * x - x2) % ED_P:
+        return None, y_ge_p, False
+    negative_zero = x == 0 and sign == 1
+    if x & 1 != sign:
+        x = (ED_P - x) % ED_P
+    return (x, y), y_ge_p, negative_zero
+
+
+def _ed_encode(pt):
+    return (pt[1] | ((pt[0] & 1) << 255)).to_bytes(32, "little")
+
+
+def _ed_base():
+    y = 4 * pow(5, ED_P - 2, ED_P) % ED_P
+    return _ed_decode(y.to_bytes(32, "little"))[0]
+
+
+def strict_violations(a, m, sig):
+    """PROTOCOL.md 2's Verify: A and R canonical (y < p, and RFC 8032's x = 0 with sign bit 1
+    refused) and not of small order, S < L, then [S]B = R + [k]A (cofactorless). The equation
+    is judged only when every other rule holds."""
+    out = []
+    r_enc, s = sig[:32], int.from_bytes(sig[32:], "little")
+    points = {}
+    for who, enc in (("A", a), ("R", r_enc)):
+        pt, y_ge_p, negative_zero = _ed_decode(enc)
+        points[who] = pt
+        if y_ge_p:
+            out.append(f"{who} y >= p")
+        if pt is None:
+            out.append(f"{who} not a point")
+        elif negative_zero and not y_ge_p:
+            out.append(f"{who} x = 0 with sign bit 1")
+        if pt is not None and _ed_mul(8, pt) == (0, 1):
+            out.append(f"{who} small order")
+    if s >= ED_L:
+        out.append("S >= L")
+    out.sort(key=lambda x: x[0] != "A")
+    if not out:
+        k = int.from_bytes(hashlib.sha512(r_enc + a + m).digest(), "little") % ED_L
+        if _ed_mul(s, _ed_base()) != _ed_add(points["R"], _ed_mul(k, points["A"])):
+            out.append("cofactorless equation")
+    return out
+
+
+def lenient_accepts(a, m, sig):
+    """A lenient verifier: points decoded as _ed_decode does, S not range-checked, the cofactored
+    equation [8][S]B = [8](R + [k]A), k hashed over R and A as given or re-encoded."""
+    (pa, _, _), (pr, _, _) = _ed_decode(a), _ed_decode(sig[:32])
+    if pa is None or pr is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    left = _ed_mul(8, _ed_mul(s, _ed_base()))
+    for r_enc, a_enc in ((sig[:32], a), (_ed_encode(pr), _ed_encode(pa))):
+        k = int.from_bytes(hashlib.sha512(r_enc + a_enc + m).digest(), "little") % ED_L
+        if left == _ed_mul(8, _ed_add(pr, _ed_mul(k, pa))):
+            return True
+    return False
+
+
+def check_ed25519_strict(doc):
+    valid = invalid = 0
+    for v in doc["vectors"]:
+        what = v["name"]
+        a, m, sig = hx(v["public_key"]), hx(v["message"]), hx(v["signature"])
+        got = strict_violations(a, m, sig)
+        R.check(f"{what}: rules broken (2)", got, v["violations"])
+        R.check(f"{what}: valid", not got, v["valid"])
+        R.check(f"{what}: a lenient verifier accepts it", lenient_accepts(a, m, sig), v["lenient_accepts"])
+        # 5.1: the key check alone (IK, AK, signing keys) agrees with the A rules.
+        R.check(f"{what}: 5.1 key validity", ed25519_key_valid(a), not any(x.startswith("A") for x in got))
+        # `cryptography` (OpenSSL) must agree wherever it is strict: it accepts every valid
+        # case, and refuses the ones the cofactorless equation or S >= L refuses.
+        if not got:
+            R.true(f"{what}: cryptography verifies it", verify(a, m, sig))
+        elif got in (["cofactorless equation"], ["S >= L"]):
+            R.true(f"{what}: cryptography refuses it", not verify(a, m, sig))
+        valid += not got
+        invalid += bool(got)
+    R.true("ed25519-strict.json: a valid control and invalid cases", valid >= 1 and invalid >= 6)
+
+
+# ----------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------
 
@@ -2702,6 +3073,7 @@ CHECKS = {  # in run order: records.json uses devices.json's replay
     "ratchet-transcript.json": check_ratchet_transcript, "sender-keys.json": check_sender_keys,
     "history-sync.json": check_history_sync, "call-keys.json": check_call_keys,
     "devices.json": check_devices, "records.json": check_records,
+    "errors.json": check_errors, "ed25519-strict.json": check_ed25519_strict,
 }
 
 
@@ -2709,7 +3081,9 @@ USES_CONTEXT = (check_devices, check_records)
 
 
 def main():
+    global DIRECTORY
     directory = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
+    DIRECTORY = directory
     present = sorted(f for f in os.listdir(directory) if f.endswith(".json"))
     order = [f for f in CHECKS if f in present] + [f for f in present if f not in CHECKS]
     context = {}
