@@ -1465,3 +1465,80 @@ fn operations_that_change_nothing_leave_no_unit_and_keep_the_epoch() {
     d.forget_account(&bob);
     assert_eq!((d.has_changes(), d.state_epoch()), (true, epoch + 1));
 }
+
+/// Bob links a laptop; Alice still holds Bob's list from before. The laptop's first message to
+/// Alice (one envelope, and one group message) names Bob's newer list: Alice is told to fetch
+/// it (`DeviceListsDiverge`, both versions), not that the laptop is a stranger (`NotInList`),
+/// and reads both once she has it.
+#[test]
+fn a_new_companions_first_message_asks_for_its_accounts_newer_list() {
+    let mut w = World::new("fanout new companion first message");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    // Bob links a laptop; only Bob's devices learn the new list.
+    let (rng, now) = (&mut w.rng.clone(), w.now);
+    let laptop_identity = IdentityKeyPair::generate(rng);
+    let policy = w.policy();
+    let primary = w.primary(&bob);
+    let invitation = primary.invite(rng, now).unwrap();
+    let approval = primary
+        .approve(now, &LinkRequest::new(&laptop_identity, &invitation))
+        .unwrap();
+    let (_, confirmation) =
+        ratchetry::devices::complete_link(&laptop_identity, &invitation, &approval, &policy)
+            .unwrap();
+    primary.confirm(&confirmation).unwrap();
+    let list = primary.device_list().clone();
+    let (laptop, _) = Device::new(
+        rng,
+        now,
+        laptop_identity,
+        approval.device,
+        list.clone(),
+        5,
+        DeviceConfig::default(),
+    )
+    .unwrap();
+    let b2 = laptop.address();
+    w.devices.insert(b2, laptop);
+    w.persist(b2);
+    w.device(b1)
+        .update_device_list(now, &bob, list.signed().clone())
+        .unwrap();
+    let alices_list = w.device(a1).device_list(&alice).unwrap().signed().clone();
+    w.device(b2)
+        .update_device_list(now, &alice, alices_list)
+        .unwrap();
+    w.device(b2).set_group_members(ROOM, &[alice, bob]);
+    w.persist(b2);
+    let held = w.device(a1).device_list(&bob).unwrap().version();
+
+    let direct = w.send(b2, alice, b"hi from the laptop");
+    let group = w.send_group(b2, ROOM, b"hi, group");
+    let diverge: Error = FanoutError::DeviceListsDiverge {
+        account: bob,
+        used: list.version(),
+        held,
+    }
+    .into();
+    let to_alice = World::envelope_to(&direct, a1);
+    w.refused(a1, &to_alice, diverge);
+    let (group_envelope, _) = group.group.clone().unwrap();
+    w.refused(a1, &group_envelope, diverge);
+
+    w.device(a1)
+        .update_device_list(now, &bob, list.signed().clone())
+        .unwrap();
+    assert_eq!(
+        body(&w.receive(a1, &to_alice).unwrap()),
+        Some(&b"hi from the laptop"[..])
+    );
+    w.receive(a1, &World::envelope_to(&group, a1)).unwrap();
+    assert_eq!(
+        body(&w.receive(a1, &group_envelope).unwrap()),
+        Some(&b"hi, group"[..])
+    );
+}

@@ -140,8 +140,10 @@ impl Device {
         self.own_list(now)?;
         let from = header.sender;
         self.own_account_open(&from.account)?;
-        let identity = self.entry(&from, now)?.identity;
+        // The list versions first: a device linked since the list held (its first message) is
+        // a list to fetch, not a stranger.
         self.check_view(header)?;
+        let identity = self.entry(&from, now)?.identity;
         let (index, session, plaintext, consumption) =
             self.open_pairwise(&from, identity, header_bytes, message)?;
         let (received, effect) = self.judge(from, identity, Payload::decode(&plaintext)?)?;
@@ -391,7 +393,6 @@ impl Device {
         }
         self.own_list(now)?;
         self.own_account_open(&from.account)?;
-        let identity = self.entry(&from, now)?.identity;
         let held = self.list(&from.account)?.version();
         if header.sender_list_version > held {
             return Err(FanoutError::DeviceListsDiverge {
@@ -401,6 +402,7 @@ impl Device {
             }
             .into());
         }
+        let identity = self.entry(&from, now)?.identity;
         let message = GroupMessage::decode(message)?;
         let group = message.group();
         self.is_member(group, &from.account)?;
