@@ -7,7 +7,7 @@ use ratchetry::devices::{
 };
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{device_binding, sign_device_list};
-use ratchetry::{DeviceError, IdentityKeyPair, Signature, Timestamp};
+use ratchetry::{DecodeError, DeviceError, IdentityKeyPair, Signature, Timestamp};
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
 const T0: Timestamp = Timestamp(1_790_000_000_000);
@@ -606,4 +606,24 @@ fn a_companion_refuses_an_approval_naming_another_device_id() {
         }))
     );
     assert!(complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).is_ok());
+}
+
+/// A device address has one byte form (PROTOCOL.md 1): it round-trips, and an account key
+/// that is not a valid Ed25519 key is refused.
+#[test]
+fn device_addresses_round_trip_through_their_bytes() {
+    let rng = &mut SeededRng::from_label("address bytes");
+    let address = DeviceAddress {
+        account: AccountKeyPair::generate(rng).public(),
+        device: DeviceId(7),
+    };
+    let bytes = address.to_bytes();
+    assert_eq!(bytes[32..], [0, 0, 0, 7]);
+    assert_eq!(DeviceAddress::from_bytes(&bytes), Ok(address));
+    let mut bad = bytes;
+    bad[..32].copy_from_slice(&[0xff; 32]);
+    assert_eq!(
+        DeviceAddress::from_bytes(&bad),
+        Err(DecodeError::InvalidKey)
+    );
 }

@@ -86,3 +86,21 @@ fn swapped_or_rolled_back_blobs_are_refused() {
         Some(Error::Crypto(CryptoError::AuthenticationFailed))
     );
 }
+
+/// A generated storage key seals and opens, and two generated keys differ.
+#[test]
+fn generated_storage_keys_seal_and_differ() {
+    let rng = &mut SeededRng::from_label("storage key");
+    let key = StorageKey::generate(rng);
+    let sealed = seal_state(rng, &key, b"slot", 1, b"state");
+    assert_eq!(
+        open_state(&key, &sealed, b"slot", 1)
+            .unwrap()
+            .state
+            .as_slice(),
+        b"state"
+    );
+    let other = StorageKey::generate(rng);
+    assert!(open_state(&other, &sealed, b"slot", 1).is_err());
+    assert_eq!(format!("{key:?}"), "StorageKey(redacted)");
+}

@@ -225,3 +225,39 @@ fn group_keys_ride_on_post_quantum_sessions() {
     let got = w.receive(b1, &o.group.unwrap().0).unwrap();
     assert_eq!(support::body(&got), Some(&b"post-quantum room"[..]));
 }
+
+/// A server assembles a bundle from what a device publishes: the signed prekey and the
+/// last-resort ML-KEM prekey of its bundle without one-time keys, and one uploaded one-time
+/// key of each kind. The result is the bundle the device itself would give for those keys.
+#[test]
+fn a_server_assembles_the_devices_bundle_from_its_parts() {
+    let rng = &mut SeededRng::from_label("pqxdh assemble");
+    let mut b = bob(rng, PreKeyStoreConfig::default());
+    let published =
+        PreKeyBundle::from_bytes(&b.store.bundle(&b.identity, None, None).to_bytes()).unwrap();
+    assert!(published.one_time_prekey().is_none());
+    let otk = b.store.generate_one_time_prekeys(rng, 1)[0];
+    let kem = b
+        .store
+        .generate_one_time_kem_prekeys(rng, &b.identity, Timestamp(0), 1)[0]
+        .clone();
+    let assembled = PreKeyBundle::new(
+        published.identity_key(),
+        published.signed_prekey(),
+        Some(otk),
+        kem.clone(),
+    );
+    let own = b.store.bundle(&b.identity, Some(otk.id), Some(kem.id));
+    assert_eq!(assembled.to_bytes(), own.to_bytes());
+    assert_eq!(assembled.one_time_prekey(), Some(otk));
+    assert_eq!(assembled.kem_prekey(), &kem);
+    // With no one-time ML-KEM key left, the last-resort one the device published.
+    let fallback = PreKeyBundle::new(
+        published.identity_key(),
+        published.signed_prekey(),
+        None,
+        published.kem_prekey().clone(),
+    );
+    assert_eq!(fallback, published);
+    assert!(fallback.verify().is_ok());
+}

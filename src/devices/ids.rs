@@ -22,9 +22,23 @@ pub struct DeviceAddress {
 }
 
 /// Encoded length of an address: account key, then device id.
-pub(crate) const ADDRESS_LEN: usize = 36;
+pub const ADDRESS_LEN: usize = 36;
 
 impl DeviceAddress {
+    /// The address's bytes (PROTOCOL.md 1): `AK (32) ‖ u32(device)`.
+    pub fn to_bytes(&self) -> [u8; ADDRESS_LEN] {
+        self.to_array()
+    }
+
+    /// Parses [`to_bytes`](Self::to_bytes)' form; an account key that is not a valid Ed25519
+    /// key is `InvalidKey`.
+    pub fn from_bytes(bytes: &[u8; ADDRESS_LEN]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let address = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(address)
+    }
+
     /// `AK (32) ‖ u32(device)`.
     pub(crate) fn write(&self, out: &mut impl Writer) {
         out.put(self.account.as_bytes());

@@ -15,7 +15,7 @@ mod primary;
 mod safety;
 
 pub use account::{AccountKey, AccountKeyPair};
-pub use ids::{DeviceAddress, DeviceId, PRIMARY_DEVICE};
+pub use ids::{ADDRESS_LEN, DeviceAddress, DeviceId, PRIMARY_DEVICE};
 pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
 #[cfg(feature = "test-support")]
 pub(crate) use list::binding;

@@ -63,6 +63,14 @@ impl StorageKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Secret::from_bytes(bytes))
     }
+
+    /// A fresh key: 32 bytes from `rng`. Keep it where the platform keeps keys (Android
+    /// Keystore, the iOS Keychain, a non-extractable WebCrypto key wrapping it).
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut key = Secret::from_bytes([0u8; 32]);
+        rng.fill_bytes(key.as_mut_bytes());
+        Self(key)
+    }
 }
 
 impl fmt::Debug for StorageKey {

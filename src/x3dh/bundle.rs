@@ -50,6 +50,24 @@ impl PreKeyBundle {
         self.identity
     }
 
+    /// The signed prekey, with its signature (unchecked until [`verify`](Self::verify)).
+    pub fn signed_prekey(&self) -> SignedPreKeyPublic {
+        self.signed
+    }
+
+    /// The one-time prekey, if the bundle carries one.
+    pub fn one_time_prekey(&self) -> Option<OneTimePreKeyPublic> {
+        self.one_time
+    }
+
+    /// The ML-KEM prekey (one-time or last-resort), with its signature. A server assembles
+    /// bundles from a device's uploads: the signed prekey and last-resort ML-KEM prekey of the
+    /// device's `bundle(None, None)`, plus one-time keys of each kind handed out once, through
+    /// [`new`](Self::new).
+    pub fn kem_prekey(&self) -> &KemPreKeyPublic {
+        &self.kem
+    }
+
     /// Checks the signed prekey's and the ML-KEM prekey's signatures.
     pub fn verify(self) -> Result<VerifiedBundle, X3dhError> {
         let signed = signed_prekey_message(self.signed.id, &self.signed.key);
