@@ -986,8 +986,9 @@ fn prekeys_held(device: &Device) -> (usize, usize) {
 /// The server makes Bob ask for retries that are never answered: it tampers with 150 of
 /// Alice's messages and drops every answer. Each request mints a one-time prekey and a one-time
 /// ML-KEM prekey that are never uploaded. The pools Bob's app uploads keep their count and
-/// their room, asking again for one message replaces its keys, and a retry's keys are deleted
-/// when it ends: here when the genuine copy arrives, or when its sender's account is forgotten.
+/// their room. A retry's keys (one pair per request) stay while the retry is kept, even once
+/// the genuine copy arrived (the sender's answer session may name them), and are deleted when
+/// the retry is dropped: here with its sender's account, forgotten.
 #[test]
 fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
     let mut w = World::new("insider retry prekeys");
@@ -1030,7 +1031,7 @@ fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
         start,
         "retry keys are not in the uploaded pools"
     );
-    assert_eq!(prekeys_held(w.device(b1)), (start.0 + 150, start.1 + 150));
+    assert_eq!(prekeys_held(w.device(b1)), (start.0 + 151, start.1 + 151));
 
     // The app replenishes to the caps as if no retry were pending (1000 and 100 by default).
     let (rng, now) = (&mut w.rng.clone(), w.now);
@@ -1050,13 +1051,13 @@ fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
     );
     w.restart(b1);
 
-    // The genuine copies arrive: reading each ends its retry and deletes its two keys. (The
-    // test server's bundles carry no one-time prekeys: Alice's session consumed none.)
+    // The genuine copies arrive: each retry is withdrawn and keeps its keys. (The test
+    // server's bundles carry no one-time prekeys: Alice's session consumed none.)
     for envelope in &genuine {
         w.receive(b1, envelope).unwrap();
     }
     assert_eq!(uploaded(&mut w), (1000, 100));
-    assert_eq!(prekeys_held(w.device(b1)), (1000, 100));
+    assert_eq!(prekeys_held(w.device(b1)), (1151, 251));
 
     // Carol's messages fail too; forgetting her account ends the retries asked of her.
     for i in 0..3u32 {
@@ -1066,9 +1067,13 @@ fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
         w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
             .unwrap();
     }
-    assert_eq!(prekeys_held(w.device(b1)), (1003, 103));
+    assert_eq!(prekeys_held(w.device(b1)), (1154, 254));
     w.restart(b1);
     w.device(b1).forget_account(&carol);
+    w.persist(b1);
+    assert_eq!(prekeys_held(w.device(b1)), (1151, 251));
+    // Alice forgotten too: every retry key is gone.
+    w.device(b1).forget_account(&alice);
     w.persist(b1);
     assert_eq!(prekeys_held(w.device(b1)), (1000, 100));
 }
@@ -1112,4 +1117,85 @@ fn a_message_read_through_a_resend_is_never_read_again_after_the_ring_turns() {
     // Nor does Bob ask for it again, should another tampered copy come.
     let asked = w.request_retry(b1, &copy, RetryReason::AuthenticationFailed);
     assert_eq!(asked.err(), Some(duplicate));
+}
+
+/// The relay reorders the answers to two requests for one message: Alice answers Bob's second
+/// request, then his first, so her current session starts from the first request's bundle.
+/// Bob reads the second answer; the first is unexpected. Alice's later messages still read:
+/// a retry keeps the keys of all its requests.
+#[test]
+fn answers_in_any_order_leave_the_sender_on_a_bundle_the_requester_holds() {
+    let mut w = World::new("insider reordered answers");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let o = w.send(a1, bob, b"hello");
+    w.deliver_ok(&o);
+    let o = w.send(a1, bob, b"m1");
+    let copy = tampered(&World::envelope_to(&o, b1));
+    assert!(w.receive(b1, &copy).is_err());
+    let (_, first) = w
+        .request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let (_, second) = w
+        .request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let Ok(Received::RetryRequest(q2)) = w.receive(a1, &second) else {
+        panic!()
+    };
+    let Ok(Received::RetryRequest(q1)) = w.receive(a1, &first) else {
+        panic!()
+    };
+    let answer2 = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &q2, b"m1"))
+        .unwrap();
+    let answer1 = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &q1, b"m1"))
+        .unwrap();
+    assert_eq!(body(&w.deliver_ok(&answer2)[0].1), Some(&b"m1"[..]));
+    w.refused(
+        b1,
+        &World::envelope_to(&answer1, b1),
+        FanoutError::UnexpectedResend.into(),
+    );
+    for i in 0..3u8 {
+        let o = w.send(a1, bob, &[i]);
+        assert_eq!(body(&w.deliver_ok(&o)[0].1), Some(&[i][..]));
+    }
+}
+
+/// Bob's app keeps its uploaded pools full; the relay leaves 256 of his retries unanswered.
+/// The next retry drops the one asked longest ago before it mints: its request still carries
+/// a one-time prekey and a one-time ML-KEM prekey, and the answer uses no last-resort key.
+#[test]
+fn a_retry_beyond_the_pending_bound_still_gets_its_own_one_time_keys() {
+    let mut w = World::new("insider retry room order");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let (mut rng, now) = (w.rng.clone(), w.now);
+    w.device(b1).generate_one_time_prekeys(&mut rng, now, 1000);
+    w.persist(b1);
+    let bound = ratchetry::fanout::MAX_PENDING_RETRIES;
+    let mut failed = Vec::new();
+    for i in 0..=bound as u32 {
+        let o = w.send(a1, bob, &i.to_be_bytes());
+        let copy = tampered(&World::envelope_to(&o, b1));
+        assert!(w.receive(b1, &copy).is_err());
+        failed.push((copy, i.to_be_bytes()));
+    }
+    for (copy, _) in &failed[..bound] {
+        w.now = w.now.plus_millis(1);
+        w.request_retry(b1, copy, RetryReason::AuthenticationFailed)
+            .unwrap();
+    }
+    w.now = w.now.plus_millis(1);
+    let uses = w.device(b1).last_resort_uses();
+    let (copy, body_bytes) = failed[bound].clone();
+    let answer = w.ask_again(b1, a1, &copy, &body_bytes);
+    let got = w.deliver_ok(&answer);
+    assert_eq!(body(&got[0].1), Some(&body_bytes[..]));
+    assert_eq!(w.device(b1).last_resort_uses(), uses);
 }

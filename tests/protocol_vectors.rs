@@ -4446,6 +4446,12 @@ struct RecordsFile {
 }
 
 #[derive(Serialize, Deserialize)]
+struct MintedIds {
+    one_time_prekey_id: Option<u32>,
+    kem_prekey_id: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct RestoredVector {
     restored_at: u64,
     key: String,
@@ -4612,9 +4618,10 @@ enum RecordInputs {
         failed_envelope: String,
         attempts: u8,
         asked_at: u64,
-        /// The one-time prekey and one-time ML-KEM prekey the latest request minted.
-        one_time_prekey_id: Option<u32>,
-        kem_prekey_id: Option<u32>,
+        /// Answered, or the genuine copy read.
+        done: bool,
+        /// The one-time prekey and one-time ML-KEM prekey each request minted, in order.
+        minted: Vec<MintedIds>,
     },
     ReplacedId {
         /// The genuine envelope whose message a resend replaced (the key is its id).
@@ -4947,8 +4954,11 @@ fn records_file() -> RecordsFile {
             failed_envelope: h(&sent["never-1"]),
             attempts: 1,
             asked_at: T_LINK,
-            one_time_prekey_id: Some(retry.one_time_prekey_id),
-            kem_prekey_id: Some(retry.kem_prekey_id),
+            done: false,
+            minted: vec![MintedIds {
+                one_time_prekey_id: Some(retry.one_time_prekey_id),
+                kem_prekey_id: Some(retry.kem_prekey_id),
+            }],
         },
     );
     // 18.4: the message retry-1's direct resend replaced.
@@ -5345,16 +5355,21 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             failed_envelope,
             attempts,
             asked_at,
-            one_time_prekey_id,
-            kem_prekey_id,
+            done,
+            minted,
         } => {
-            let value = Enc::default()
+            assert_eq!(minted.len(), usize::from(*attempts), "one pair per request");
+            let mut value = Enc::default()
                 .opt(group.as_deref(), |e, g| e.put(unhex(g)))
                 .put(message_id(&unhex(failed_envelope)))
                 .u8(*attempts)
                 .u64(*asked_at)
-                .opt(*one_time_prekey_id, |e, id| e.u32(id))
-                .opt(*kem_prekey_id, |e, id| e.u32(id));
+                .u8(u8::from(*done));
+            for m in minted {
+                value = value
+                    .opt(m.one_time_prekey_id, |e, id| e.u32(id))
+                    .opt(m.kem_prekey_id, |e, id| e.u32(id));
+            }
             (
                 key(0x10, &[&address_of(sender), &unhex(reference)]),
                 value.done(),

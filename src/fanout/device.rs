@@ -282,7 +282,7 @@ impl Device {
     /// One-time ML-KEM prekeys made for upload and not yet consumed: replenish when low.
     /// (Those a pending retry request holds are not counted.)
     pub fn one_time_kem_prekeys_remaining(&self) -> usize {
-        self.prekeys.one_time_kem_prekeys_remaining() - self.held_for_retries().1
+        (self.prekeys.one_time_kem_prekeys_remaining()).saturating_sub(self.held_for_retries().1)
     }
 
     /// Sessions the current last-resort ML-KEM prekey started (rotate with
@@ -295,7 +295,7 @@ impl Device {
     /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) when low. (Those a
     /// pending retry request holds are not counted.)
     pub fn one_time_prekeys_remaining(&self) -> usize {
-        self.prekeys.one_time_prekeys_remaining() - self.held_for_retries().0
+        (self.prekeys.one_time_prekeys_remaining()).saturating_sub(self.held_for_retries().0)
     }
 
     /// New one-time prekeys to upload: `count` of each kind, within the configured caps (keys

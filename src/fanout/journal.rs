@@ -89,7 +89,7 @@ pub(crate) struct Sent {
 pub(crate) type PendingKey = (DeviceAddress, MessageRef);
 
 /// A retry this device asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pending {
     /// The group of a group message; `None` for a 1:1 message.
     pub(crate) group: Option<GroupId>,
@@ -97,9 +97,13 @@ pub(crate) struct Pending {
     pub(crate) failed: MessageId,
     pub(crate) attempts: u8,
     pub(crate) requested_at: Timestamp,
-    /// The one-time prekeys minted for the latest request's bundle (never uploaded): deleted
-    /// when this retry ends or is asked again, unless a session consumed them.
-    pub(crate) minted: Minted,
+    /// The one-time prekeys minted for each request's bundle, one entry per attempt (never
+    /// uploaded). Kept while the entry is: the sender's answer session, whichever request it
+    /// answered, keeps naming them until the requester replies.
+    pub(crate) minted: Vec<Minted>,
+    /// Answered, or the genuine copy was read: a resend is no longer accepted, but the entry
+    /// stays (and its keys with it) until it is dropped for room or with its sender.
+    pub(crate) done: bool,
 }
 
 /// The one-time prekey and one-time ML-KEM prekey a retry request's bundle names (either may
@@ -130,6 +134,21 @@ impl Journal {
     /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.
     pub(crate) fn has_read(&self, id: &MessageId) -> bool {
         self.seen.contains(id) || self.replaced.contains_key(id)
+    }
+
+    /// Makes room for a new pending retry `key` before anything is minted for it: if `key` is
+    /// not held and all places are taken, drops the retry asked longest ago (the lowest key
+    /// among equal times) and returns it, so its prekeys can be released.
+    pub(crate) fn make_room(&mut self, key: &PendingKey) -> Option<(PendingKey, Pending)> {
+        if self.pending.contains_key(key) || self.pending.len() < MAX_PENDING_RETRIES {
+            return None;
+        }
+        let oldest = self
+            .pending
+            .iter()
+            .min_by_key(|(k, p)| (p.requested_at, **k))
+            .map(|(k, _)| *k)?;
+        self.pending.remove(&oldest).map(|p| (oldest, p))
     }
 
     /// Remembers that a resend read at `now` replaced `id`; returns the id forgotten to make
@@ -248,26 +267,6 @@ impl Journal {
         }
         self.sent.insert(id, sent);
         Ok(())
-    }
-
-    /// Records a retry this device asks for; returns the pending retry dropped to make room.
-    pub(crate) fn ask(
-        &mut self,
-        key: PendingKey,
-        pending: Pending,
-    ) -> Option<(PendingKey, Pending)> {
-        self.pending.insert(key, pending);
-        if self.pending.len() <= MAX_PENDING_RETRIES {
-            return None;
-        }
-        // The retry just asked for is never the one dropped, even if the clock went back.
-        let oldest = self
-            .pending
-            .iter()
-            .filter(|(k, _)| **k != key)
-            .min_by_key(|(_, p)| p.requested_at)
-            .map(|(k, _)| *k)?;
-        self.pending.remove(&oldest).map(|p| (oldest, p))
     }
 }
 
@@ -391,25 +390,37 @@ impl Pending {
         out.put(&self.failed.0);
         out.u8(self.attempts);
         out.u64(self.requested_at.0);
-        out.optional(self.minted.one_time, |out, id| out.u32(id.0));
-        out.optional(self.minted.kem, |out, id| out.u32(id.0));
+        out.flag(self.done);
+        for m in &self.minted {
+            out.optional(m.one_time, |out, id| out.u32(id.0));
+            out.optional(m.kem, |out, id| out.u32(id.0));
+        }
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let p = Self {
-            group: r.optional(|r| r.array().map(GroupId))?,
-            failed: MessageId(r.array()?),
-            attempts: r.u8()?,
-            requested_at: Timestamp(r.u64()?),
-            minted: Minted {
-                one_time: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
-                kem: r.optional(|r| r.u32().map(KemPreKeyId))?,
-            },
-        };
-        if p.attempts == 0 || p.attempts > MAX_RETRY_ATTEMPTS {
+        let group = r.optional(|r| r.array().map(GroupId))?;
+        let failed = MessageId(r.array()?);
+        let attempts = r.u8()?;
+        if attempts == 0 || attempts > MAX_RETRY_ATTEMPTS {
             return Err(DecodeError::InvalidValue);
         }
-        Ok(p)
+        let requested_at = Timestamp(r.u64()?);
+        let done = r.flag()?;
+        let mut minted = Vec::with_capacity(usize::from(attempts));
+        for _ in 0..attempts {
+            minted.push(Minted {
+                one_time: r.optional(|r| r.u32().map(OneTimePreKeyId))?,
+                kem: r.optional(|r| r.u32().map(KemPreKeyId))?,
+            });
+        }
+        Ok(Self {
+            group,
+            failed,
+            attempts,
+            requested_at,
+            minted,
+            done,
+        })
     }
 }
 
@@ -487,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_retries_drop_the_oldest_but_never_the_one_just_asked() {
+    fn pending_retries_make_room_by_dropping_the_one_asked_longest_ago() {
         let address = |i: u32| DeviceAddress {
             account: AccountKey::from_trusted([7; 32]),
             device: crate::devices::DeviceId(i),
@@ -497,23 +508,32 @@ mod tests {
             failed: id(0),
             attempts: 1,
             requested_at: Timestamp(at),
-            minted: Minted::default(),
+            minted: alloc::vec![Minted::default()],
+            done: false,
         };
         let mut j = Journal::default();
         for i in 0..MAX_PENDING_RETRIES as u32 {
-            assert_eq!(
-                j.ask((address(i), reference(i)), pending(1000 + u64::from(i))),
-                None
-            );
+            let key = (address(i), reference(i));
+            assert!(j.make_room(&key).is_none());
+            j.pending.insert(key, pending(1000 + u64::from(i)));
         }
-        // Asked with a clock that went back: the oldest other retry makes room.
+        // One held is asked again: no room is needed.
+        assert!(j.make_room(&(address(5), reference(5))).is_none());
+        // A new one: the retry asked longest ago goes, and is returned for its keys.
         let newest = (address(u32::MAX), reference(0));
+        let (dropped, p) = j.make_room(&newest).unwrap();
         assert_eq!(
-            j.ask(newest, pending(10)).map(|(k, _)| k),
-            Some((address(0), reference(0)))
+            (dropped, p.requested_at),
+            ((address(0), reference(0)), Timestamp(1000))
         );
-        assert!(j.pending.contains_key(&newest));
-        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES);
+        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
+        // Among equal times, the lowest key.
+        j.pending.insert(newest, pending(1001));
+        let next = (address(u32::MAX - 1), reference(0));
+        assert_eq!(
+            j.make_room(&next).map(|(k, _)| k),
+            Some((address(1), reference(1)))
+        );
     }
 
     #[test]
@@ -544,7 +564,8 @@ mod tests {
                 failed: id(0),
                 attempts,
                 requested_at: Timestamp(1),
-                minted: Minted::default(),
+                minted: alloc::vec![Minted::default(); usize::from(attempts)],
+                done: false,
             };
             let mut bytes = Vec::new();
             p.write(&mut bytes);

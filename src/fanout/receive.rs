@@ -75,7 +75,7 @@ impl Device {
             }
             // The genuine copy of a message this device asked again for (a tampered copy
             // failed): the retry is no longer wanted, and its answer will be unexpected.
-            (None, Some((sender, _, salt))) => self.end_pending((sender, salt)),
+            (None, Some((sender, _, salt))) => self.withdraw_pending((sender, salt)),
             (None, None) => {}
         }
         self.bump();
@@ -173,7 +173,7 @@ impl Device {
                 self.withheld.insert((from, group));
                 self.touch(Key::Withheld(from, group));
             }
-            Effect::Answered(reference) => self.end_pending((from, reference)),
+            Effect::Answered(reference) => self.withdraw_pending((from, reference)),
         }
         Ok(received)
     }
@@ -372,7 +372,7 @@ impl Device {
         group: Option<GroupId>,
     ) -> Result<MessageId, Error> {
         match self.journal.pending.get(&(*from, *reference)) {
-            Some(p) if p.group == group => Ok(p.failed),
+            Some(p) if p.group == group && !p.done => Ok(p.failed),
             _ => Err(FanoutError::UnexpectedResend.into()),
         }
     }

@@ -36,9 +36,9 @@ impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
     /// again. Makes one fresh one-time prekey and one fresh one-time ML-KEM prekey (32, then 64
     /// bytes from `rng`) for the request's bundle. They are never uploaded and take no room
-    /// from the uploaded pools: they are deleted when the retry ends (answered, the genuine
-    /// copy read, dropped for room, its sender removed) or is asked again, unless a session
-    /// consumed them.
+    /// from the uploaded pools; the retry keeps them, with its other requests' (the sender may
+    /// answer any request, and its answer session names that request's keys until this device
+    /// replies), until it is dropped for room or with its sender.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
     /// it failed, the genuine envelope arrived) is `Duplicate`. Returns the device to ship the
     /// request to, and the bytes.
@@ -82,23 +82,21 @@ impl Device {
         }
         self.entry(&sender, now)?;
         let key = (sender, reference);
-        let previous = self
-            .journal
-            .pending
-            .get(&key)
-            .map(|p| (p.attempts, p.minted));
-        let attempts = previous.map_or(0, |(a, _)| a);
+        let previous = self.journal.pending.get(&key).map(|p| p.attempts);
+        let attempts = previous.unwrap_or(0);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());
         }
         let attempt = attempts + 1;
-        // Asking again replaces the previous request's keys: the answer comes from this bundle.
-        if let Some((_, minted)) = previous {
-            self.release_minted(minted);
+        // Room first, so the keys of the retry dropped for it are released before any are
+        // minted: the pools never run short of room for a request.
+        if let Some((dropped, p)) = self.journal.make_room(&key) {
+            self.touch(Key::Pending(dropped));
+            self.release_minted(&p.minted);
         }
-        // Room beyond the caps, one key of each kind per pending retry at most: the pools the
-        // app uploads stay as large as it asked.
-        let room = MAX_PENDING_RETRIES as u32;
+        // Room beyond the caps, one key of each kind per request a pending retry made: the
+        // pools the app uploads stay as large as it asked.
+        let room = (MAX_PENDING_RETRIES * usize::from(MAX_RETRY_ATTEMPTS)) as u32;
         let one_time = self.prekeys.generate_one_time_prekeys_beyond(rng, 1, room);
         let kem =
             self.prekeys
@@ -123,42 +121,64 @@ impl Device {
         );
         let signature = self.identity.sign(labels::RETRY_REQUEST, &out);
         out.extend_from_slice(&signature.to_bytes());
+        // Every request's keys stay while the retry is kept: the sender may answer any of the
+        // requests, in any order, and its answer session names that request's keys until this
+        // device replies.
+        let mut minted = self
+            .journal
+            .pending
+            .remove(&key)
+            .map(|p| p.minted)
+            .unwrap_or_default();
+        minted.push(Minted {
+            one_time: one_time.first().map(|k| k.id),
+            kem: kem.first().map(|k| k.id),
+        });
         let pending = Pending {
             group,
             failed,
             attempts: attempt,
             requested_at: now,
-            minted: Minted {
-                one_time: one_time.first().map(|k| k.id),
-                kem: kem.first().map(|k| k.id),
-            },
+            minted,
+            done: false,
         };
-        if let Some((dropped, p)) = self.journal.ask(key, pending) {
-            self.touch(Key::Pending(dropped));
-            self.release_minted(p.minted);
-        }
+        self.journal.pending.insert(key, pending);
         self.touch(Key::Pending(key));
         self.bump();
         Ok((sender, out))
     }
 
-    /// Ends a pending retry (answered, no longer wanted, or asked of a device that left) and
-    /// deletes the prekeys its request minted.
-    pub(crate) fn end_pending(&mut self, key: PendingKey) {
-        if let Some(p) = self.journal.pending.remove(&key) {
+    /// Marks a pending retry done (answered, or the genuine copy read): a resend for it is no
+    /// longer accepted. The entry and its keys stay: the sender's answer session may name them
+    /// until this device replies.
+    pub(crate) fn withdraw_pending(&mut self, key: PendingKey) {
+        if let Some(p) = self.journal.pending.get_mut(&key)
+            && !p.done
+        {
+            p.done = true;
             self.touch(Key::Pending(key));
-            self.release_minted(p.minted);
         }
     }
 
-    /// Deletes a retry request's prekeys that no session consumed.
-    fn release_minted(&mut self, minted: Minted) {
-        let (one_time, kem) = self.prekeys.release(minted.one_time, minted.kem);
-        if let (true, Some(id)) = (one_time, minted.one_time) {
-            self.touch(Key::OneTime(id.0));
+    /// Ends a pending retry asked of a device that left its list (or changed identity): no
+    /// answer can come from it, so the prekeys its requests minted are deleted.
+    pub(crate) fn end_pending(&mut self, key: PendingKey) {
+        if let Some(p) = self.journal.pending.remove(&key) {
+            self.touch(Key::Pending(key));
+            self.release_minted(&p.minted);
         }
-        if let (true, Some(id)) = (kem, minted.kem) {
-            self.touch(Key::OneTimeKem(id.0));
+    }
+
+    /// Deletes a retry's prekeys that no session consumed.
+    fn release_minted(&mut self, minted: &[Minted]) {
+        for m in minted {
+            let (one_time, kem) = self.prekeys.release(m.one_time, m.kem);
+            if let (true, Some(id)) = (one_time, m.one_time) {
+                self.touch(Key::OneTime(id.0));
+            }
+            if let (true, Some(id)) = (kem, m.kem) {
+                self.touch(Key::OneTimeKem(id.0));
+            }
         }
     }
 
@@ -176,7 +196,8 @@ impl Device {
         self.journal
             .pending
             .values()
-            .map(|p| held(&p.minted))
+            .flat_map(|p| &p.minted)
+            .map(held)
             .fold((0, 0), |(o, k), (a, b)| {
                 (o + usize::from(a), k + usize::from(b))
             })

@@ -335,7 +335,17 @@ impl Device {
             return Err(DecodeError::InvalidValue);
         }
         device.prekeys = prekeys;
-        // Beyond the caps, only the keys pending retry requests hold (fanout/retry.rs).
+        // Each minted key belongs to one request of one pending retry, and beyond the caps only
+        // the keys pending retry requests hold are kept (fanout/retry.rs).
+        let mut minted = BTreeSet::new();
+        let mut minted_kem = BTreeSet::new();
+        for m in device.journal.pending.values().flat_map(|p| &p.minted) {
+            if m.one_time.is_some_and(|id| !minted.insert(id))
+                || m.kem.is_some_and(|id| !minted_kem.insert(id))
+            {
+                return Err(DecodeError::InvalidValue);
+            }
+        }
         let (held, held_kem) = device.held_for_retries();
         let caps = device.config.prekeys;
         if device.prekeys.one_time_prekeys_remaining() > caps.max_one_time_prekeys as usize + held

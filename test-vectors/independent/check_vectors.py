@@ -2243,10 +2243,11 @@ class DevicesRun:
 
     @staticmethod
     def end_pending(dev, key):
-        """18.4: a pending retry ends; the prekeys its latest request minted are deleted."""
-        p = dev.pending.pop(key, None)
+        """18.4: a pending retry is done (answered, or the genuine copy read); it stays, with
+        the prekeys its requests minted, until dropped for room or with its sender."""
+        p = dev.pending.get(key)
         if p is not None:
-            dev.store.release(p["opk_id"], p["kem_id"])
+            p["done"] = True
 
     def apply_payload(self, dev, sender, payload, envelope, w):
         """18.5: judging the payload, then the journals (18.4)."""
@@ -2266,7 +2267,7 @@ class DevicesRun:
             reference = payload[3:19]
             p = dev.pending.get(sender.address + reference)
             R.true(f"{w}: the resend answers the pending retry of that sender and reference, of its kind (18.5)",
-                   p is not None
+                   p is not None and not p["done"]
                    and (p["group"] is None) == (kind == 6)
                    and (kind == 6 or p["group"] == payload[19:51]))
             self.end_pending(dev, sender.address + reference)
@@ -2328,14 +2329,12 @@ class DevicesRun:
         R.check(f"{w}: reference = the failed message's salt (18.6)", reference, e["reference"])
         R.true(f"{w}: the failed message was not read (18.6: else Duplicate)",
                message_id(failed) not in req.read_ring and message_id(failed) not in req.replaced)
-        # 18.6: asking again deletes the previous request's minted prekeys first.
+        # 18.6: asking again keeps the previous requests' minted prekeys.
         previous = req.pending.get(target.address + reference)
-        if previous is not None:
-            req.store.release(previous["opk_id"], previous["kem_id"])
-        # 11: Device::request_retry draws a one-time prekey (32) then a one-time ML-KEM prekey (64);
-        # devices.json gives no time for the request, so the ML-KEM prekey's created_at is unknown.
+        # 11: Device::request_retry draws a one-time prekey (32) then a one-time ML-KEM prekey (64),
+        # made, like the request, at the run's clock (test-vectors/README.md).
         opk_id = req.store.add_one_time_prekey(draw(self.rng, 32, e["one_time_prekey_secret"], f"{w}: one-time prekey"))
-        kem_id = req.store.add_one_time_kem_prekey(draw(self.rng, 64, e["kem_seed"], f"{w}: ML-KEM seed"), None)
+        kem_id = req.store.add_one_time_kem_prekey(draw(self.rng, 64, e["kem_seed"], f"{w}: ML-KEM seed"), self.approve_now)
         R.check(f"{w}: one-time prekey id", opk_id, e["one_time_prekey_id"])
         R.check(f"{w}: one-time ML-KEM prekey id", kem_id, e["kem_prekey_id"])
         bundle = req.store.bundle(opk_id, kem_id)
@@ -2347,9 +2346,10 @@ class DevicesRun:
         R.check(f"{w}: envelope (18.6)", envelope, e["envelope"])
         R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
         fenv = decode_envelope(failed)
-        req.pending[target.address + reference] = {"attempts": attempt, "asked_at": None,
+        minted = ([] if previous is None else previous["minted"]) + [(opk_id, kem_id)]
+        req.pending[target.address + reference] = {"attempts": attempt, "asked_at": self.approve_now,
                                   "group": fenv["message"]["group_id"] if fenv["kind"] == 2 else None,
-                                  "failed_id": message_id(failed), "opk_id": opk_id, "kem_id": kem_id}
+                                  "failed_id": message_id(failed), "minted": minted, "done": False}
         if not e["delivered"]:
             return
         env = decode_envelope(envelope)  # 18.6: S judges the request from its journal
@@ -2461,9 +2461,10 @@ def sent_value(entry):
 
 def pending_value(p):
     """19.1 kind 0x10 (asked_at written as 0 when unknown; the caller masks it)."""
-    return (opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0)
-            + opt(None if p["opk_id"] is None else u32(p["opk_id"]))
-            + opt(None if p["kem_id"] is None else u32(p["kem_id"])))
+    out = opt(p["group"]) + p["failed_id"] + u8(p["attempts"]) + u64(p["asked_at"] or 0) + flag(p["done"])
+    for opk_id, kem_id in p["minted"]:
+        out += opt(None if opk_id is None else u32(opk_id)) + opt(None if kem_id is None else u32(kem_id))
+    return out
 
 
 UNKNOWN_TIME = "devices.json gives no time for this operation (its events carry no `now`)"
@@ -2509,7 +2510,8 @@ def device_records(run, dev, epoch):
         recs[b"\x0f" + u64(sid)] = (sent_value(entry), masks)
     for key, p in dev.pending.items():
         v = pending_value(p)
-        masks = [] if p["asked_at"] is not None else [(len(v) - 8, len(v), f"asked_at: {UNKNOWN_TIME}")]
+        at = (1 if p["group"] is None else 33) + 16 + 1  # opt(group), failed id, attempts
+        masks = [] if p["asked_at"] is not None else [(at, at + 8, f"asked_at: {UNKNOWN_TIME}")]
         recs[b"\x10" + key] = (v, masks)
     for mid, t in dev.replaced.items():
         recs[b"\x12" + mid] = (u64(t), [])
@@ -2600,7 +2602,8 @@ def record_from_inputs(inp):
     if rec == "pending_retry":
         p = {"group": None if inp["group"] is None else hx(inp["group"]),
              "failed_id": message_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
-             "asked_at": inp["asked_at"], "opk_id": inp["one_time_prekey_id"], "kem_id": inp["kem_prekey_id"]}
+             "asked_at": inp["asked_at"], "done": inp["done"],
+             "minted": [(m["one_time_prekey_id"], m["kem_prekey_id"]) for m in inp["minted"]]}
         return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
     if rec == "replaced_id":
         return b"\x12" + message_id(hx(inp["envelope"])), u64(inp["read_at"])
