@@ -500,9 +500,9 @@ fn catching_up_moves_only_forward_within_the_same_call_from_its_manager() {
 
 /// The manager persists the call at epoch 1, adds Eve (epoch 2, which Carol receives), then
 /// is restored from the epoch-1 snapshot; the app kept the last persisted epoch, 2. Had the
-/// restored manager issued epoch 2 again (removing Carol with a fresh secret), Bob would drop it
-/// as old and keep sending under the first epoch 2, which Carol holds. Restored, it skips past
-/// every epoch it may have issued and draws a fresh secret.
+/// restored manager issued epoch 2 again (adding Bob back without Carol, with a fresh secret),
+/// Bob would drop it as old and keep sending under the first epoch 2, which Carol holds.
+/// Restored, it skips past every epoch it may have issued and draws a fresh secret.
 #[test]
 fn a_call_manager_restored_from_a_stale_snapshot_never_reissues_an_epoch() {
     let rng = &mut SeededRng::from_label("calls stale manager");
@@ -527,10 +527,11 @@ fn a_call_manager_restored_from_a_stale_snapshot_never_reissues_an_epoch() {
     carol.apply(&a, wire(&lost), &config).unwrap();
     drop(call);
 
-    // The manager comes back from the snapshot and removes Carol; Bob follows the docs.
+    // The manager comes back from the snapshot, alone, and adds Bob back (not Carol); Bob
+    // follows the docs.
     let (mut manager, stale) = Call::restore(rng, &snapshot, last_epoch).unwrap();
-    let removal = manager.remove(rng, &c).unwrap();
-    match follow(&mut bob, &a, &removal, &config) {
+    let readmit = manager.join(rng, b, &config).unwrap();
+    match follow(&mut bob, &a, &readmit, &config) {
         Ok(()) | Err(SyncError::StaleCallKey) => {}
         Err(other) => panic!("{other:?}"),
     }
@@ -538,14 +539,14 @@ fn a_call_manager_restored_from_a_stale_snapshot_never_reissues_an_epoch() {
     assert_ne!(bob.srtp_keys(&b).unwrap(), carol.srtp_keys(&b).unwrap());
     // Every epoch issued after the restore is past every epoch issued before it.
     assert!(stale);
-    assert!(removal.epoch() > last_epoch, "epoch {}", removal.epoch());
-    assert_ne!(removal.epoch(), lost.epoch());
+    assert!(readmit.epoch() > last_epoch, "epoch {}", readmit.epoch());
+    assert_ne!(readmit.epoch(), lost.epoch());
 }
 
-/// `Call::restore` changes only a stale snapshot of a call this device manages. A snapshot as
-/// new as the last persisted epoch loads as written; a participant's stale snapshot loads as
-/// written and is reported stale (it catches up from the manager); a manager with no epoch left
-/// and bad bytes are typed errors.
+/// `Call::restore` changes only a stale snapshot. A snapshot as new as the last persisted epoch
+/// loads as written; a participant's stale snapshot loads with its key message as written and
+/// is reported stale (it catches up from the manager); a manager's moves past the kept epoch,
+/// alone; a manager with no epoch left and bad bytes are typed errors.
 #[test]
 fn restoring_a_call_rekeys_only_a_stale_managers_snapshot() {
     let rng = &mut SeededRng::from_label("calls restore");
@@ -564,28 +565,35 @@ fn restoring_a_call_rekeys_only_a_stale_managers_snapshot() {
         assert!(!stale);
         assert_eq!(&restored, held);
     }
-    // A participant's stale snapshot: as written, reported stale; it catches up.
+    // A participant's stale snapshot: its key message as written, reported stale; it catches
+    // up to the kept epoch (which it held) and is then the call it was.
     let (mut restored, stale) = Call::restore(rng, &old_bob, 1).unwrap();
     assert!(stale);
-    assert_eq!(restored, Call::from_bytes(&old_bob).unwrap());
+    assert_eq!(
+        restored.key_message(),
+        Call::from_bytes(&old_bob).unwrap().key_message()
+    );
     restored
         .catch_up(&a, wire(call.key_message()), &config)
         .unwrap();
     assert_eq!(restored, bob);
+    assert_eq!(restored.to_bytes(), bob.to_bytes());
     // A manager's stale snapshot: the epoch after the last persisted one, a fresh secret, the
-    // snapshot's participants; each restore draws anew.
-    let (first, stale) = Call::restore(rng, &old, 1).unwrap();
+    // manager alone; each restore draws anew.
+    let (mut first, stale) = Call::restore(rng, &old, 1).unwrap();
     assert!(stale);
     assert_eq!(first.epoch(), 2);
-    assert_eq!(
-        first.participants(),
-        Call::from_bytes(&old).unwrap().participants()
-    );
+    assert_eq!(first.participants(), &[a][..]);
     let (second, _) = Call::restore(rng, &old, 1).unwrap();
     assert_ne!(first.key_message(), second.key_message());
     assert_ne!(first.srtp_keys(&a).unwrap(), call.srtp_keys(&a).unwrap());
     let mut bob_too = bob.clone();
-    follow(&mut bob_too, &a, first.key_message(), &config).unwrap();
+    assert_eq!(
+        follow(&mut bob_too, &a, first.key_message(), &config),
+        Err(SyncError::NotInCall)
+    );
+    let back = first.join(rng, b, &config).unwrap();
+    follow(&mut bob_too, &a, &back, &config).unwrap();
     assert_eq!(bob_too.srtp_keys(&a).unwrap(), first.srtp_keys(&a).unwrap());
     // No epoch left after the last one persisted; bytes that are no call.
     assert_eq!(
@@ -596,4 +604,125 @@ fn restoring_a_call_rekeys_only_a_stale_managers_snapshot() {
         Call::restore(rng, &old[..old.len() - 1], 0),
         Err(ratchetry::Error::Decode(_))
     ));
+}
+
+/// Carol is removed after the manager's snapshot. The manager is restored from it: it may have
+/// removed anyone since, and the snapshot cannot tell whom, so it comes back listing itself
+/// alone at a fresh epoch and adds back, each with a join of its own, only the devices the app
+/// names (Bob). Carol, listed in the snapshot but not added back, gets no key of the new epochs.
+#[test]
+fn a_restored_call_manager_readmits_only_the_participants_it_adds_back() {
+    let rng = &mut SeededRng::from_label("review call restore readmits");
+    let config = CallConfig::default();
+    let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b, c], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let mut carol = Call::from_key_message(c, &a, wire(call.key_message()), &config).unwrap();
+    let snapshot = call.to_bytes();
+    let removal = call.remove(rng, &c).unwrap();
+    bob.apply(&a, wire(&removal), &config).unwrap();
+    assert_eq!(
+        carol.apply(&a, wire(&removal), &config),
+        Err(SyncError::NotInCall)
+    );
+    let last_epoch = call.epoch();
+    drop(call);
+
+    let (mut manager, stale) = Call::restore(rng, &snapshot, last_epoch).unwrap();
+    assert!(stale);
+    let rekey = manager.key_message().clone();
+    // The app adds Bob back; he catches up to the join.
+    let readmit = manager.join(rng, b, &config).unwrap();
+    follow(&mut bob, &a, &readmit, &config).unwrap();
+    assert_eq!(bob.key_message(), manager.key_message());
+    // Carol, even handed every new message, is listed in none and derives none of Bob's keys.
+    let carol_before = carol.clone();
+    for m in [&rekey, &readmit] {
+        assert_eq!(
+            carol.catch_up(&a, wire(m), &config),
+            Err(SyncError::NotInCall)
+        );
+    }
+    assert_eq!(carol, carol_before);
+    assert_ne!(carol.srtp_keys(&b).unwrap(), bob.srtp_keys(&b).unwrap());
+    // The restored epoch lists the manager alone, past the kept epoch; each readmission is an
+    // epoch of its own.
+    assert_eq!(rekey.epoch(), last_epoch + 1);
+    assert_eq!(readmit.epoch(), last_epoch + 2);
+    assert_eq!(
+        Call::from_key_message(c, &a, wire(&rekey), &config).err(),
+        Some(SyncError::NotInCall)
+    );
+    let mut both = [a, b];
+    both.sort();
+    assert_eq!(manager.participants(), &both[..]);
+}
+
+/// Bob's snapshot holds epoch 0. Carol joins (epoch 1) and is removed (epoch 2); Bob persists
+/// epoch 2 and the app keeps it. Restored from the snapshot with that kept epoch, Bob's call
+/// refuses the replayed join, which would take him back to an epoch Carol holds, by `apply` and
+/// by `catch_up`, and keeps refusing it after being saved and loaded again; it still takes the
+/// kept epoch itself from the manager.
+#[test]
+fn a_restored_participant_never_goes_back_below_its_kept_epoch() {
+    let rng = &mut SeededRng::from_label("review call participant rollback");
+    let config = CallConfig::default();
+    let (a, b, c) = (addr(rng, 1), addr(rng, 1), addr(rng, 1));
+    let mut call = Call::start(rng, CallKind::Group, a, &[b], &config).unwrap();
+    let mut bob = Call::from_key_message(b, &a, wire(call.key_message()), &config).unwrap();
+    let bob_snapshot = bob.to_bytes();
+    let join = call.join(rng, c, &config).unwrap();
+    bob.apply(&a, wire(&join), &config).unwrap();
+    let carol = Call::from_key_message(c, &a, wire(&join), &config).unwrap();
+    let leave = call.remove(rng, &c).unwrap();
+    bob.apply(&a, wire(&leave), &config).unwrap();
+    let bob_last = bob.epoch();
+
+    let (mut restored, stale) = Call::restore(rng, &bob_snapshot, bob_last).unwrap();
+    assert!(stale);
+    let before = restored.clone();
+    assert_eq!(
+        restored.apply(&a, wire(&join), &config),
+        Err(SyncError::StaleCallKey)
+    );
+    assert_eq!(
+        restored.catch_up(&a, wire(&join), &config),
+        Err(SyncError::StaleCallKey)
+    );
+    assert_eq!(restored, before);
+    assert_ne!(
+        restored.srtp_keys(&b).unwrap(),
+        carol.srtp_keys(&b).unwrap()
+    );
+    // Saved and loaded again (not through `restore`), it still refuses.
+    let saved = restored.to_bytes();
+    let mut reloaded = Call::from_bytes(&saved).unwrap();
+    assert_eq!(reloaded, restored);
+    assert_eq!(&*reloaded.to_bytes(), &*saved);
+    assert_eq!(
+        reloaded.catch_up(&a, wire(&join), &config),
+        Err(SyncError::StaleCallKey)
+    );
+    // The kept epoch itself (Bob held it) is taken, and the floor is gone once reached.
+    follow(&mut reloaded, &a, &leave, &config).unwrap();
+    assert_eq!(reloaded, bob);
+    assert_eq!(reloaded.to_bytes(), bob.to_bytes());
+    assert_ne!(
+        reloaded.srtp_keys(&b).unwrap(),
+        carol.srtp_keys(&b).unwrap()
+    );
+    // The floor is the state's last four bytes: none on a call that reached it, never on the
+    // manager's call, never at or below the epoch.
+    let floor_at = saved.len() - 4;
+    assert_eq!(saved[floor_at..], bob_last.to_be_bytes());
+    assert_eq!(bob.to_bytes()[floor_at..], [0; 4]);
+    for (state, floor) in [(&bob.to_bytes(), bob.epoch()), (&call.to_bytes(), 9)] {
+        let mut bytes = state.to_vec();
+        let at = bytes.len() - 4;
+        bytes[at..].copy_from_slice(&floor.to_be_bytes());
+        assert_eq!(
+            Call::from_bytes(&bytes).err(),
+            Some(DecodeError::InvalidValue)
+        );
+    }
 }

@@ -2462,6 +2462,11 @@ struct CallFile {
     /// The participant whose state is shown beside the manager's.
     observer: String,
     epochs: Vec<CallEpoch>,
+    /// The epoch kept outside the backup (the last one) with which the observer's epoch-0
+    /// state is restored.
+    restored_kept_epoch: u32,
+    /// That restored state: the epoch-0 key message and the kept epoch as its floor.
+    restored_observer_state: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -2552,17 +2557,26 @@ fn call_file() -> CallFile {
     let (call_id, secret) = (draw::<16>(&mut probe), draw::<32>(&mut probe));
     same_stream(rng, &probe);
     record("start", None, secret, &call);
+    let observer_at_start =
+        Call::from_key_message(observer, &manager, call.key_message().clone(), &config)
+            .unwrap()
+            .to_bytes();
     let random = draw::<32>(&mut rng.clone());
     call.join(rng, people[3], &config).unwrap();
     record("join", Some(&people[3]), random, &call);
     let random = draw::<32>(&mut rng.clone());
     call.remove(rng, &people[1]).unwrap();
     record("remove", Some(&people[1]), random, &call);
+    // A participant's restore draws nothing.
+    let kept = call.epoch();
+    let (restored, stale) = Call::restore(&mut rng.clone(), &observer_at_start, kept).unwrap();
+    assert!(stale);
     CallFile {
         description: "A group call's key epochs (PROTOCOL.md 21) under its manager: start with \
                       three participants, a join (the secret ratcheted with fresh random bytes), \
                       a removal (a fresh secret); the manager's and a participant's call state, \
-                      and every participant's SRTP keys. Schema: test-vectors/README.md."
+                      and every participant's SRTP keys; the participant's epoch-0 state \
+                      restored with the last epoch kept (its floor). Schema: test-vectors/README.md."
             .into(),
         generator: GENERATOR.into(),
         rng_seed: h(seed),
@@ -2572,6 +2586,8 @@ fn call_file() -> CallFile {
         manager: addr(&manager),
         observer: addr(&observer),
         epochs,
+        restored_kept_epoch: kept,
+        restored_observer_state: h(&*restored.to_bytes()),
     }
 }
 
@@ -2579,6 +2595,17 @@ fn call_file() -> CallFile {
 fn call_key_vectors() {
     let file = generated_and_committed("call-keys.json", &call_file());
     assert_eq!(file.epochs.len(), 3);
+    // 21: a participant's stale state restored with kept epoch L: as written, floor L.
+    assert_eq!(file.restored_kept_epoch, 2);
+    let start = unhex(&file.epochs[0].key_message);
+    assert_eq!(
+        h(Enc::tag(1, 0x89)
+            .put(unhex(&file.observer))
+            .put(&start[2..])
+            .u32(file.restored_kept_epoch)
+            .done()),
+        file.restored_observer_state
+    );
     let addresses: Vec<Vec<u8>> = file
         .devices
         .iter()
@@ -2625,9 +2652,12 @@ fn call_key_vectors() {
             &participants,
         );
         assert_eq!(h(&msg), e.key_message);
-        // 21: call state = 0x01 ‖ 0x89 ‖ me ‖ call_key[2..].
+        // 21: call state = 0x01 ‖ 0x89 ‖ me ‖ call_key[2..] ‖ u32(floor), floor 0 here.
         for (me, state) in [(&manager, &e.manager_state), (&observer, &e.observer_state)] {
-            assert_eq!(h(Enc::tag(1, 0x89).put(me).put(&msg[2..]).done()), *state);
+            assert_eq!(
+                h(Enc::tag(1, 0x89).put(me).put(&msg[2..]).u32(0).done()),
+                *state
+            );
         }
         assert_eq!(e.participants.len(), participants.len());
         for (p, a) in e.participants.iter().zip(&participants) {

@@ -103,6 +103,10 @@ impl fmt::Debug for SrtpKeys {
 pub struct Call {
     me: DeviceAddress,
     current: CallKeyMessage,
+    /// The epoch the app kept when it [`restore`](Call::restore)d a stale snapshot as a
+    /// participant: no key message below it is taken. 0 (none) unless it is above the current
+    /// epoch, and always 0 on a call `me` manages; back to 0 once the call reaches it.
+    floor: u32,
 }
 
 impl Call {
@@ -133,6 +137,7 @@ impl Call {
                 manager: me,
                 participants,
             },
+            floor: 0,
         };
         call.check_cap(&call.current, config)?;
         Ok(call)
@@ -161,6 +166,7 @@ impl Call {
         let call = Self {
             me,
             current: message,
+            floor: 0,
         };
         call.check_cap(&call.current, config)?;
         Ok(call)
@@ -168,10 +174,11 @@ impl Call {
 
     /// Moves to the next epoch from a key message of this call that `from` sent. Refused, with
     /// nothing changed: a message not from the call's manager (`NotCallManager`); for another
-    /// call or kind, or not newer than the held epoch (`StaleCallKey`: an old or replayed
-    /// message, drop it); one that no longer lists this device (`NotInCall`: it was removed);
-    /// over the kind's cap (`CallFull`); more than one epoch ahead (`CallKeyAhead`, with the
-    /// held and offered epochs: epochs were missed).
+    /// call or kind, not newer than the held epoch, or, on a call [`restore`](Self::restore)d
+    /// from a stale snapshot, older than the epoch the app kept (`StaleCallKey`: an old or
+    /// replayed message, drop it); one that no longer lists this device (`NotInCall`: it was
+    /// removed); over the kind's cap (`CallFull`); more than one epoch ahead (`CallKeyAhead`,
+    /// with the held and offered epochs: epochs were missed).
     pub fn apply(
         &mut self,
         from: &DeviceAddress,
@@ -186,6 +193,7 @@ impl Call {
             });
         }
         self.current = message;
+        self.floor = 0;
         Ok(())
     }
 
@@ -193,7 +201,9 @@ impl Call {
     /// `CallKeyAhead` (epochs were missed, or their messages are still on their way): from a key
     /// message of this call that its manager `from` sent, of the same kind, any epoch newer than
     /// the held one, still listing this device. Never goes back: a message for the held epoch
-    /// or an older one is `StaleCallKey` (drop it, even if it arrives after a newer one), and
+    /// or an older one is `StaleCallKey` (drop it, even if it arrives after a newer one), as is
+    /// one older than the epoch the app kept when it [`restore`](Self::restore)d a stale
+    /// snapshot of the call (the device went through those epochs after the snapshot), and
     /// the other refusals are those of `apply`, all with nothing changed. The messages skipped
     /// need not arrive: each epoch's secret stands on its own.
     pub fn catch_up(
@@ -204,11 +214,13 @@ impl Call {
     ) -> Result<(), SyncError> {
         self.check_newer(from, &message, config)?;
         self.current = message;
+        self.floor = 0;
         Ok(())
     }
 
     /// Whether `message`, sent by `from`, is a newer epoch of this call that still lists this
-    /// device: the checks of [`apply`](Self::apply) but the step of one.
+    /// device and is not below the restore floor: the checks of [`apply`](Self::apply) but the
+    /// step of one.
     fn check_newer(
         &self,
         from: &DeviceAddress,
@@ -219,7 +231,11 @@ impl Call {
         if *from != c.manager || message.manager != c.manager {
             return Err(SyncError::NotCallManager);
         }
-        if message.call != c.call || message.kind != c.kind || message.epoch <= c.epoch {
+        if message.call != c.call
+            || message.kind != c.kind
+            || message.epoch <= c.epoch
+            || message.epoch < self.floor
+        {
             return Err(SyncError::StaleCallKey);
         }
         if message.participants.binary_search(&self.me).is_err() {
@@ -364,43 +380,62 @@ impl Call {
         }
     }
 
-    /// Versioned state bytes: this device's address, then the current key message's fields.
+    /// Versioned state bytes: this device's address, the current key message's fields, then
+    /// the restore floor (the epoch kept by a stale [`restore`](Self::restore) that the call has
+    /// not reached yet, else 0), so a restored call saved again keeps refusing older epochs.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let message = self.current.to_bytes();
-        let mut out = SecretBuf::with_capacity(2 + 36 + message.len());
+        let mut out = SecretBuf::with_capacity(2 + 36 + message.len() + 4);
         out.versioned_header(CALL_STATE_VERSION, kind::CALL_STATE);
         self.me.write(&mut out);
         out.put(&message[2..]);
+        out.u32(self.floor);
         out.into_inner()
     }
 
     /// Loads [`to_bytes`](Self::to_bytes) as written. A call this device manages, loaded from
     /// a snapshot older than the state it last had, would issue epoch numbers it already
-    /// issued: load it with [`restore`](Self::restore).
+    /// issued, and a participant's would accept epochs it already left: load a snapshot with
+    /// [`restore`](Self::restore). Refused (`InvalidValue`): `me` not a participant; a floor
+    /// other than 0 on a call `me` manages, or not above the epoch.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) = Reader::versioned_header(bytes, kind::CALL_STATE, &[CALL_STATE_VERSION])?;
         let me = DeviceAddress::read(&mut r)?;
         let current = CallKeyMessage::read(&mut r)?;
+        let floor = r.u32()?;
         r.finish()?;
         if current.participants.binary_search(&me).is_err() {
             return Err(DecodeError::InvalidValue);
         }
-        Ok(Self { me, current })
+        if floor != 0 && (me == current.manager || floor <= current.epoch) {
+            return Err(DecodeError::InvalidValue);
+        }
+        Ok(Self { me, current, floor })
     }
 
     /// Loads a call persisted with [`to_bytes`](Self::to_bytes) and detects a stale snapshot:
-    /// `last_epoch` is the [`epoch`](Self::epoch) of the call state last persisted, kept where a
-    /// restore from backup does not roll it back (persist the call before sending each of its
-    /// key messages). If the snapshot's epoch is lower, the second value is `true`, and:
+    /// `last_epoch` is the highest [`epoch`](Self::epoch) of this call this device persisted,
+    /// kept where a restore from backup does not roll it back (persist the call before sending
+    /// each of its key messages, and never lower the kept value: a call restored as a
+    /// participant reports its snapshot's epoch until it catches up). If the snapshot's epoch is
+    /// lower, the second value is `true`, and:
     ///
     /// - a call this device manages moves to epoch `last_epoch + 1` with a fresh secret (32
-    ///   bytes from `rng`) and the snapshot's participants. It may have issued every epoch up to
-    ///   `last_epoch` after the snapshot, so it never issues one of them again (two secrets
-    ///   under one epoch number: a participant holding the first drops the second as old).
-    ///   Remove anyone removed since the snapshot, persist, then send
-    ///   [`key_message`](Self::key_message) to every participant; they catch up to it.
-    /// - a participant's call loads as written: catch it up from the manager's current key
-    ///   message ([`catch_up`](Self::catch_up)) before sending media.
+    ///   bytes from `rng`) and **this device alone** as participant. It may have issued every
+    ///   epoch up to `last_epoch` after the snapshot, so it never issues one of them again (two
+    ///   secrets under one epoch number: a participant holding the first drops the second as
+    ///   old); and it may have removed participants since the snapshot, which nothing in the
+    ///   snapshot tells, so it lists none of the snapshot's. Persist, then add back each device
+    ///   that is still in the call with [`join`](Self::join) (each its own epoch, with fresh
+    ///   randomness), persisting before sending each join's message as usual; the participants
+    ///   catch up to it. A device not added back gets no key of the new epochs.
+    /// - a participant's call loads with `last_epoch` as its floor: [`apply`](Self::apply) and
+    ///   [`catch_up`](Self::catch_up) refuse any key message older than it (`StaleCallKey`),
+    ///   so a replayed message cannot take it back to an epoch it went through after the
+    ///   snapshot (one a participant removed since may hold); `last_epoch` itself, which it
+    ///   held, or any newer one is taken. The floor is persisted with the call until the call
+    ///   reaches it. Catch the call up from the manager's current key message before sending
+    ///   media (its snapshot's epoch is old).
     ///
     /// Refused: bytes that are no call state (`Decode`); a stale manager's snapshot with
     /// `last_epoch` at `u32::MAX`, no epoch left (`Sync(StaleCallKey)`: start a new call).
@@ -420,8 +455,11 @@ impl Call {
             call.current = CallKeyMessage {
                 secret,
                 epoch,
+                participants: alloc::vec![call.me],
                 ..call.current.clone()
             };
+        } else {
+            call.floor = call.floor.max(last_epoch);
         }
         Ok((call, true))
     }
@@ -439,6 +477,7 @@ impl fmt::Debug for Call {
         f.debug_struct("Call")
             .field("me", &self.me)
             .field("current", &self.current)
+            .field("floor", &self.floor)
             .finish()
     }
 }

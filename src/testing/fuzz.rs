@@ -156,7 +156,7 @@ pub fn history_and_calls(data: &[u8]) {
         call_receive(m);
     }
     // A call state restored at any kept epoch: stale exactly when older than it, and a stale
-    // manager's call moves past it (a participant's stays as written).
+    // manager's call moves past it (a participant's keeps its key message, under a floor).
     if let Some((&first, rest)) = data.split_first()
         && let Ok(stored) = Call::from_bytes(rest)
     {
@@ -167,6 +167,12 @@ pub fn history_and_calls(data: &[u8]) {
             assert!(
                 call.epoch() == stored.epoch() || Some(call.epoch()) == kept.checked_add(1),
                 "restore moved a call anywhere but past the kept epoch"
+            );
+            // Its floor included, a restored call saves and loads as it is.
+            assert_eq!(
+                Call::from_bytes(&call.to_bytes()).as_ref(),
+                Ok(&call),
+                "a restored call does not round-trip"
             );
         }
     }

@@ -1856,14 +1856,22 @@ def check_call_keys(doc):
         R.check(f"{w}: secret", secret, ep["secret"])
         km = call_key_message(call_id, doc["kind"], epoch, secret, manager, participants)
         R.check(f"{w}: key message", km, ep["key_message"])
-        R.check(f"{w}: manager_state", b"\x01\x89" + manager + km[2:], ep["manager_state"])
-        R.check(f"{w}: observer_state", b"\x01\x89" + observer + km[2:], ep["observer_state"])
+        # 21: call state = 0x01 || 0x89 || me || call_key[2..] || u32(floor), floor 0 here
+        R.check(f"{w}: manager_state", b"\x01\x89" + manager + km[2:] + u32(0), ep["manager_state"])
+        R.check(f"{w}: observer_state", b"\x01\x89" + observer + km[2:] + u32(0),
+                ep["observer_state"])
+        if ep["change"] == "start":
+            km_start = km
         R.check(f"{w}: participant count", len(participants), len(ep["participants"]))
         for p, vp in zip(sorted(participants), ep["participants"]):
             R.check(f"{w}: participant address (ascending)", p, vp["address"])
             mk, ms = call_srtp(call_id, epoch, secret, p)
             R.check(f"{w}: SRTP master key", mk, vp["master_key"])
             R.check(f"{w}: SRTP master salt", ms, vp["master_salt"])
+    # 21: the observer's epoch-0 state restored with the last epoch kept: floor = that epoch
+    R.check("restored_kept_epoch (the last epoch)", epoch, doc["restored_kept_epoch"])
+    R.check("restored_observer_state (floor = kept epoch)",
+            b"\x01\x89" + observer + km_start[2:] + u32(epoch), doc["restored_observer_state"])
 
 
 # ----------------------------------------------------------------------------------------------
