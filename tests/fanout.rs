@@ -7,8 +7,7 @@ mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Event, MessageId, Outgoing, RESTORE_CLOCK_SKEW_MS, Received, RetryReason,
-    WithheldReason,
+    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
 use ratchetry::{
@@ -1351,11 +1350,12 @@ fn device_debug_shows_counts_not_keys() {
     assert!(!shown.contains('['), "{shown}");
 }
 
-/// A device restored from a backup awaits an own list issued since the restore (less the
-/// allowed clock skew): the wait survives a restart from records, a list issued earlier does
-/// not end it, one issued exactly at the skew's edge does, and its record is deleted then.
+/// A device restored from a backup awaits an own list issued since the restore: the wait
+/// survives a restart from records, a list issued a moment before the restore does not end it
+/// (it may still name a companion unlinked just after), one issued at the restore's time does,
+/// and its record is deleted then.
 #[test]
-fn awaiting_an_own_list_survives_a_restart_and_ends_at_the_skew_edge() {
+fn awaiting_an_own_list_survives_a_restart_and_ends_only_with_a_list_issued_since() {
     let mut w = World::new("fanout awaiting own list");
     let alice = w.account(1);
     w.publish_all();
@@ -1369,7 +1369,7 @@ fn awaiting_an_own_list_survives_a_restart_and_ends_at_the_skew_edge() {
     assert!(w.device(a1).awaiting_own_list());
     assert!(format!("{:?}", w.device(a1)).contains("awaiting_own_list: true"));
 
-    let edge = at.as_millis() - RESTORE_CLOCK_SKEW_MS;
+    let edge = at.as_millis();
     let early = w
         .primary(&alice)
         .renew(Timestamp(edge - 1))

@@ -113,15 +113,14 @@ pub struct Device {
     pub(crate) journal: Journal,
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,
-    /// When this device was restored from a backup, until it holds an own list issued since:
+    /// When this device was restored from a backup, until it holds an own list issued since
+    /// (no allowance for clock skew: a list signed minutes before the restore may still name a
+    /// companion unlinked just after it; a primary whose clock runs behind only delays the end
+    /// of the wait, since its later lists carry later times):
     /// meanwhile it sends nothing to its own account and accepts nothing from it.
     pub(crate) restored_at: Option<Timestamp>,
     pub(crate) dirty: Dirty,
 }
-
-/// How much earlier than a device's restore an own list may be issued and still end
-/// [`Device::awaiting_own_list`]: the primary's clock may run behind this device's.
-pub const RESTORE_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 impl Device {
     /// Sets up a device of `own_list`'s account as device `id`, which the list must name with
@@ -215,8 +214,8 @@ impl Device {
     ///
     /// The backup's own device list may still name a companion unlinked since (a stolen
     /// laptop), and the server may serve lists signed after the backup but before the unlink.
-    /// So until the device holds an own list issued at or after `now` (less
-    /// [`RESTORE_CLOCK_SKEW_MS`]), it is [`awaiting_own_list`](Self::awaiting_own_list): its
+    /// So until the device holds an own list issued at or after `now`, it is
+    /// [`awaiting_own_list`](Self::awaiting_own_list): its
     /// sends leave out this account's other devices, a send to its own account or one of
     /// its devices is `AwaitingOwnList`, and so is anything received from them. A restored
     /// primary signs such a list when it [`resync`](crate::devices::Primary::resync)s; a
@@ -428,7 +427,7 @@ impl Device {
             }
             let issued = verified.issued_at().as_millis();
             if let Some(at) = self.restored_at
-                && issued.saturating_add(RESTORE_CLOCK_SKEW_MS) >= at.as_millis()
+                && issued >= at.as_millis()
             {
                 self.restored_at = None;
                 self.touch(Key::Restored);

@@ -28,7 +28,7 @@ mod send;
 pub(crate) mod sessions;
 mod state;
 
-pub use device::{Device, DeviceConfig, RESTORE_CLOCK_SKEW_MS};
+pub use device::{Device, DeviceConfig};
 pub use journal::{
     DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS,
     MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, SendId,
