@@ -1199,3 +1199,50 @@ fn a_retry_beyond_the_pending_bound_still_gets_its_own_one_time_keys() {
     assert_eq!(body(&got[0].1), Some(&body_bytes[..]));
     assert_eq!(w.device(b1).last_resort_uses(), uses);
 }
+
+/// The relay holds back the genuine copy of Alice's message that Bob read through a resend,
+/// then has Carol, a contact it controls, make Bob read 2,000 resends of her own (tampering
+/// each of her messages so that Bob asks again). Alice's genuine copy, delivered after, is
+/// still a duplicate: Carol's resends push out only Carol's replaced ids.
+#[test]
+fn a_contact_cannot_flush_the_replaced_ids_with_resends_of_its_own() {
+    let mut w = World::new("insider replaced flush");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let (a1, b1, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+    );
+    let o = w.send(a1, bob, b"hello");
+    w.deliver_ok(&o);
+    let o = w.send(a1, bob, b"transfer $100");
+    let genuine = World::envelope_to(&o, b1);
+    let copy = tampered(&genuine);
+    assert!(w.receive(b1, &copy).is_err());
+    let answer = w.ask_again(b1, a1, &copy, b"transfer $100");
+    assert_eq!(
+        body(&w.deliver_ok(&answer)[0].1),
+        Some(&b"transfer $100"[..])
+    );
+    for i in 0..ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS as u32 {
+        w.now = w.now.plus_millis(1000);
+        let b = i.to_be_bytes();
+        let o = w.send(c1, bob, &b);
+        let t = tampered(&World::envelope_to(&o, b1));
+        assert!(w.receive(b1, &t).is_err());
+        let answer = w.ask_again(b1, c1, &t, &b);
+        w.deliver_ok(&answer);
+    }
+    w.restart(b1);
+    w.refused(
+        b1,
+        &genuine,
+        FanoutError::Duplicate {
+            message_id: MessageId::of(&genuine),
+        }
+        .into(),
+    );
+}

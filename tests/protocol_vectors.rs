@@ -4656,6 +4656,8 @@ enum RecordInputs {
     ReplacedId {
         /// The genuine envelope whose message a resend replaced (the key is its id).
         envelope: String,
+        /// The device whose resend replaced it.
+        sender: String,
         read_at: u64,
     },
 }
@@ -4998,6 +5000,7 @@ fn records_file() -> RecordsFile {
         record_key(0x12, &[&message_id(&lost)]),
         RecordInputs::ReplacedId {
             envelope: h(&lost),
+            sender: a1.clone(),
             read_at: T_LINK,
         },
     );
@@ -5405,9 +5408,13 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
                 value.done(),
             )
         }
-        RecordInputs::ReplacedId { envelope, read_at } => (
+        RecordInputs::ReplacedId {
+            envelope,
+            sender,
+            read_at,
+        } => (
             key(0x12, &[&message_id(&unhex(envelope))]),
-            Enc::default().u64(*read_at).done(),
+            Enc::default().put(address_of(sender)).u64(*read_at).done(),
         ),
     }
 }

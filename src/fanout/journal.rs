@@ -2,11 +2,12 @@
 //!
 //! - the **read ring**: ids of the last [`MAX_REMEMBERED_MESSAGE_IDS`] envelopes read, so a
 //!   redelivery is refused as a duplicate (one slot record per read, not the whole window);
-//! - the **replaced ids**: the last [`MAX_REPLACED_MESSAGE_IDS`] messages a resend replaced.
-//!   A redelivery of a message read normally fails below this layer once the ring has turned
-//!   (its key was used), but the genuine copy of a message read through a resend still opens:
-//!   its key was never used. These ids are kept apart from the ring, so the hole needs that
-//!   many later resends, not that many reads;
+//! - the **replaced ids**: up to [`MAX_REPLACED_MESSAGE_IDS`] messages a resend replaced, with
+//!   their senders. A redelivery of a message read normally fails below this layer once the
+//!   ring has turned (its key was used), but the genuine copy of a message read through a
+//!   resend still opens: its key was never used. These ids are kept apart from the ring, and
+//!   room is made at the expense of the sender holding the most, so one sender's resends (a
+//!   contact the relay controls) cannot push out another's;
 //! - the **sent journal**: for each message sent within the retry window, who received it and
 //!   with which identity key, so a retry is answered only to a device that was entitled to that
 //!   exact message when it was sent, a bounded number of times, never twice for one request;
@@ -28,8 +29,8 @@ use crate::x3dh::{KemPreKeyId, OneTimePreKeyId};
 
 /// Envelope ids remembered to recognise redeliveries.
 pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
-/// Ids of messages read through a resend, remembered apart from the read ring; the one
-/// replaced longest ago is forgotten first.
+/// Ids of messages read through a resend, remembered apart from the read ring; beyond it, the
+/// oldest of the sender holding the most is forgotten.
 pub const MAX_REPLACED_MESSAGE_IDS: usize = 2000;
 /// Sent messages remembered for retries, at most; the oldest is forgotten first.
 pub const MAX_SENT_MESSAGES: usize = 1000;
@@ -126,8 +127,8 @@ pub(crate) struct Journal {
     pub(crate) by_reference: BTreeMap<MessageRef, SendId>,
     pub(crate) next_send: u64,
     pub(crate) pending: BTreeMap<PendingKey, Pending>,
-    /// Messages a resend replaced, and when the resend was read.
-    pub(crate) replaced: BTreeMap<MessageId, Timestamp>,
+    /// Messages a resend replaced: the sender, and when the resend was read.
+    pub(crate) replaced: BTreeMap<MessageId, (DeviceAddress, Timestamp)>,
 }
 
 impl Journal {
@@ -151,19 +152,33 @@ impl Journal {
         self.pending.remove(&oldest).map(|p| (oldest, p))
     }
 
-    /// Remembers that a resend read at `now` replaced `id`; returns the id forgotten to make
-    /// room (the one replaced longest ago, never `id` itself).
-    pub(crate) fn replace(&mut self, id: MessageId, now: Timestamp) -> Option<MessageId> {
-        self.replaced.insert(id, now);
+    /// Remembers that a resend from `sender` read at `now` replaced `id`; returns the id
+    /// forgotten to make room: the oldest (lowest id among equal times) of the sender holding
+    /// the most (the lowest address among equals), never `id` itself.
+    pub(crate) fn replace(
+        &mut self,
+        id: MessageId,
+        sender: DeviceAddress,
+        now: Timestamp,
+    ) -> Option<MessageId> {
+        self.replaced.insert(id, (sender, now));
         if self.replaced.len() <= MAX_REPLACED_MESSAGE_IDS {
             return None;
         }
-        // Resends are rare (each answers a retry this device asked for): a scan is fine.
+        // Resends are rare (each answers a retry this device asked for): scans are fine.
+        let mut held: BTreeMap<DeviceAddress, usize> = BTreeMap::new();
+        for (s, _) in self.replaced.values() {
+            *held.entry(*s).or_default() += 1;
+        }
+        let most = held
+            .iter()
+            .max_by_key(|(s, n)| (**n, core::cmp::Reverse(**s)))
+            .map(|(s, _)| *s)?;
         let oldest = self
             .replaced
             .iter()
-            .filter(|(k, _)| **k != id)
-            .min_by_key(|(k, t)| (**t, **k))
+            .filter(|(k, (s, _))| **k != id && *s == most)
+            .min_by_key(|(k, (_, t))| (*t, **k))
             .map(|(k, _)| *k)?;
         self.replaced.remove(&oldest);
         Some(oldest)
@@ -611,20 +626,41 @@ mod tests {
     }
 
     #[test]
-    fn replaced_ids_forget_the_one_replaced_longest_ago_but_never_the_one_just_added() {
+    fn replaced_ids_make_room_at_the_expense_of_the_sender_holding_the_most() {
+        let sender = |i: u32| DeviceAddress {
+            account: AccountKey::from_trusted([9; 32]),
+            device: crate::devices::DeviceId(i),
+        };
+        let (alice, rogue) = (sender(1), sender(2));
         let mut j = Journal::default();
-        for i in 0..MAX_REPLACED_MESSAGE_IDS as u32 {
-            assert_eq!(j.replace(id(i), Timestamp(1000 + u64::from(i))), None);
+        // Alice's message replaced first, long ago; then the rogue sender floods.
+        assert_eq!(j.replace(id(0), alice, Timestamp(1)), None);
+        for i in 1..MAX_REPLACED_MESSAGE_IDS as u32 {
+            assert_eq!(
+                j.replace(id(i), rogue, Timestamp(1000 + u64::from(i))),
+                None
+            );
         }
-        assert!(j.has_read(&id(0)) && !j.seen.contains(&id(0)));
-        // The next one pushes out the oldest, by time.
+        // The flood's next one pushes out the flood's oldest, not Alice's older entry.
         let next = id(MAX_REPLACED_MESSAGE_IDS as u32);
-        assert_eq!(j.replace(next, Timestamp(5000)), Some(id(0)));
-        assert!(!j.has_read(&id(0)) && j.has_read(&next));
-        // Added with a clock that went back, it is still kept: the oldest other one goes.
+        assert_eq!(j.replace(next, rogue, Timestamp(5000)), Some(id(1)));
+        assert!(j.has_read(&id(0)) && j.has_read(&next) && !j.has_read(&id(1)));
+        // Added with a clock that went back, it is still kept: another of that sender goes.
         let early = id(u32::MAX);
-        assert_eq!(j.replace(early, Timestamp(1)), Some(id(1)));
+        assert_eq!(j.replace(early, rogue, Timestamp(0)), Some(id(2)));
         assert!(j.has_read(&early));
         assert_eq!(j.replaced.len(), MAX_REPLACED_MESSAGE_IDS);
+        // Between two senders holding as many, the lower address gives way.
+        let mut j = Journal::default();
+        let half = MAX_REPLACED_MESSAGE_IDS as u32 / 2;
+        for i in 0..half {
+            j.replace(id(i), rogue, Timestamp(10));
+            j.replace(id(half + i), alice, Timestamp(20));
+        }
+        let third = sender(3);
+        assert_eq!(
+            j.replace(id(u32::MAX), third, Timestamp(30)),
+            Some(id(half))
+        );
     }
 }

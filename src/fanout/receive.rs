@@ -65,13 +65,16 @@ impl Device {
         match (received.resent(), name) {
             // The message a resend replaces is read now: its genuine copy, should the relay
             // deliver it later, is a duplicate.
-            (Some(replaced), _) => {
+            (Some(replaced), name) => {
                 let slot = self.journal.read(replaced);
                 self.touch(Key::Seen(slot));
-                if let Some(forgotten) = self.journal.replace(replaced, now) {
-                    self.touch(Key::Replaced(forgotten));
+                // A resend is a sealed message from the device that answered.
+                if let Some((sender, _, _)) = name {
+                    if let Some(forgotten) = self.journal.replace(replaced, sender, now) {
+                        self.touch(Key::Replaced(forgotten));
+                    }
+                    self.touch(Key::Replaced(replaced));
                 }
-                self.touch(Key::Replaced(replaced));
             }
             // The genuine copy of a message this device asked again for (a tampered copy
             // failed): the retry is no longer wanted, and its answer will be unexpected.

@@ -148,7 +148,11 @@ impl Device {
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
             Key::Restored => out.u64(self.restored_at?.as_millis()),
-            Key::Replaced(id) => out.u64(self.journal.replaced.get(id)?.as_millis()),
+            Key::Replaced(id) => {
+                let (sender, at) = self.journal.replaced.get(id)?;
+                sender.write(&mut out);
+                out.u64(at.as_millis());
+            }
         }
         Some(out.into_inner())
     }
@@ -318,7 +322,11 @@ impl Device {
                     if device.journal.replaced.len() == MAX_REPLACED_MESSAGE_IDS {
                         return Err(DecodeError::InvalidValue);
                     }
-                    device.journal.replaced.insert(id, Timestamp(r.u64()?));
+                    let sender = DeviceAddress::read_trusted(&mut r)?;
+                    device
+                        .journal
+                        .replaced
+                        .insert(id, (sender, Timestamp(r.u64()?)));
                 }
             }
             r.finish()?;

@@ -1896,7 +1896,7 @@ class Device:
         self.read_ring = []      # message ids by slot (18.4)
         self.sent = []           # sent journal by send id (18.4, 19.3)
         self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
-        self.replaced = {}       # message id -> time the resend replacing it was read (19.1 kind 0x12)
+        self.replaced = {}       # message id -> (sender, time) of the resend replacing it (19.1 kind 0x12)
         self.members = {}        # group -> set of member AKs other than its own account (19.1 0x09)
 
 
@@ -2284,7 +2284,7 @@ class DevicesRun:
             if p is not None:
                 dev.read_ring.append(p["failed_id"])
                 # 18.4: and it is remembered as replaced, with the time the resend was read.
-                dev.replaced[p["failed_id"]] = self.approve_now
+                dev.replaced[p["failed_id"]] = (sender.address, self.approve_now)
         else:
             self.read(dev, envelope, sender, envelope_salt(envelope), w)
 
@@ -2521,8 +2521,8 @@ def device_records(run, dev, epoch):
         at = (1 if p["group"] is None else 33) + 16 + 1  # opt(group), failed id, attempts
         masks = [] if p["asked_at"] is not None else [(at, at + 8, f"asked_at: {UNKNOWN_TIME}")]
         recs[b"\x10" + key] = (v, masks)
-    for mid, t in dev.replaced.items():
-        recs[b"\x12" + mid] = (u64(t), [])
+    for mid, (sender, t) in dev.replaced.items():
+        recs[b"\x12" + mid] = (sender + u64(t), [])
     return dict(sorted(recs.items()))
 
 
@@ -2614,7 +2614,7 @@ def record_from_inputs(inp):
              "minted": [(m["one_time_prekey_id"], m["kem_prekey_id"]) for m in inp["minted"]]}
         return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
     if rec == "replaced_id":
-        return b"\x12" + message_id(hx(inp["envelope"])), u64(inp["read_at"])
+        return b"\x12" + message_id(hx(inp["envelope"])), hx(inp["sender"]) + u64(inp["read_at"])
     raise ValueError(f"unknown record {rec}")
 
 
