@@ -1212,14 +1212,35 @@ fn pending_retry_records_load_only_as_written() {
     // One more than the bound, each under another reference, naming no minted keys (the last
     // 10 bytes of the value: opt(u32) twice, present).
     let bare = [&value[..value.len() - 10], &[0, 0][..]].concat();
+    loads_up_to_its_bound(
+        &store,
+        &key,
+        &bare,
+        ratchetry::fanout::MAX_PENDING_RETRIES,
+        37,
+    );
+}
+
+/// `bound` copies of a record under keys that differ at `at..at + 4`, with the original: one
+/// more than the bound is refused; without the original, the bound loads.
+fn loads_up_to_its_bound(
+    store: &support::Store,
+    key: &[u8],
+    value: &[u8],
+    bound: usize,
+    at: usize,
+) {
+    let load = |s: &support::Store| {
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
     let mut many = store.clone();
-    for i in 0..ratchetry::fanout::MAX_PENDING_RETRIES as u32 {
-        let mut k = key.clone();
-        k[37..41].copy_from_slice(&i.to_be_bytes());
-        many.0.insert(k, bare.clone());
+    for i in 0..bound as u32 {
+        let mut k = key.to_vec();
+        k[at..at + 4].copy_from_slice(&i.to_be_bytes());
+        many.0.insert(k, value.to_vec());
     }
     assert_eq!(load(&many), Some(DecodeError::InvalidValue));
-    many.0.remove(&key);
+    many.0.remove(key);
     assert_eq!(load(&many), None);
 }
 
@@ -1425,19 +1446,16 @@ fn replaced_id_records_load_only_as_written() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .unwrap();
     assert_eq!(key[1..], MessageId::of(&genuine).0);
-    assert_eq!(value, w.now.as_millis().to_be_bytes());
-    let load = |s: &support::Store| {
-        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
-    };
-    let mut many = store.clone();
-    for i in 0..ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS as u32 {
-        let mut k = key.clone();
-        k[1..5].copy_from_slice(&i.to_be_bytes());
-        many.0.insert(k, value.clone());
-    }
-    assert_eq!(load(&many), Some(DecodeError::InvalidValue));
-    many.0.remove(&key);
-    assert_eq!(load(&many), None);
+    // The resend's sender, then when it was read.
+    assert_eq!(value[..36], a1.to_bytes());
+    assert_eq!(value[36..], w.now.as_millis().to_be_bytes());
+    loads_up_to_its_bound(
+        &store,
+        &key,
+        &value,
+        ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS,
+        1,
+    );
 }
 
 /// An operation that changes nothing leaves no unit to write and keeps the epoch: forgetting
