@@ -151,3 +151,16 @@ fn previous_devices_and_primaries_migrate_and_keep_their_sessions() {
     assert!(changes.replaces_all());
     let _ = DevicePolicy::default();
 }
+
+/// Version 1 session state is loaded with its identity keys checked again (that format did
+/// not promise they were): a weak (small-order) identity key is refused.
+#[test]
+fn a_version_1_session_with_a_weak_identity_key_is_refused() {
+    let mut v = fixture("session-v1-alice.bin");
+    assert!(Session::from_bytes(&v).is_ok());
+    // Header 2, config 8, role 1, the local identity key 32, then the remote one.
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    v[43..75].copy_from_slice(&identity_point);
+    assert_eq!(Session::from_bytes(&v).err(), Some(DecodeError::InvalidKey));
+}

@@ -668,3 +668,44 @@ fn a_sessions_debug_shows_its_role_and_counters() {
     assert!(s.contains("skipped_keys: 0"), "{s}");
     assert!(format!("{b:?}").contains("role: Responder"));
 }
+
+/// Loaded state must be state the protocol could have built: a responder has received (its
+/// session began by decrypting) and never awaits a reply.
+#[test]
+fn a_loaded_responder_never_awaits_a_reply() {
+    let rng = &mut SeededRng::from_label("responder awaiting");
+    let (_, b, _) = pair(rng, SessionConfig::default());
+    let mut v = b.to_bytes().to_vec();
+    // Header 2, config 8, role 1, identity keys 64, EK 32, spk 4, opk 5, KEM 37, no pending
+    // KEM ciphertext 1, then the awaiting flag.
+    let awaiting_at = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1;
+    assert_eq!((v[10], v[awaiting_at - 1], v[awaiting_at]), (1, 0, 0));
+    assert!(Session::from_bytes(&v).is_ok());
+    v[awaiting_at] = 1;
+    assert_eq!(
+        Session::from_bytes(&v).err(),
+        Some(DecodeError::InvalidValue)
+    );
+}
+
+/// Loaded state keeps the ML-KEM ciphertext exactly while a post-quantum initiator awaits its
+/// reply: an awaiting initiator without it (whose pre-key messages could not be sent) is
+/// refused.
+#[test]
+fn a_loaded_initiator_awaiting_a_reply_keeps_its_kem_ciphertext() {
+    let rng = &mut SeededRng::from_label("pending kem");
+    let (a, _, _) = pair(rng, SessionConfig::default());
+    assert!(a.awaiting_reply());
+    let bytes = a.to_bytes();
+    // Header 2, config 8, role 1, identity keys 64, EK 32, spk 4, opk 5, KEM 37, then the
+    // pending KEM ciphertext (flag and 1568 bytes).
+    let pending_at = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37;
+    assert_eq!((bytes[10], bytes[pending_at]), (0, 1));
+    let mut v = bytes[..pending_at].to_vec();
+    v.push(0);
+    v.extend_from_slice(&bytes[pending_at + 1 + 1568..]);
+    assert_eq!(
+        Session::from_bytes(&v).err(),
+        Some(DecodeError::InvalidValue)
+    );
+}
