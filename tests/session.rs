@@ -709,3 +709,20 @@ fn a_loaded_initiator_awaiting_a_reply_keeps_its_kem_ciphertext() {
         Some(DecodeError::InvalidValue)
     );
 }
+
+/// A ratchet message carries at least a whole 16-byte tag after its 60-byte header: an empty
+/// plaintext (exactly a tag) is a message, anything shorter is refused at decode as
+/// `Truncated`.
+#[test]
+fn a_ratchet_message_carries_at_least_a_whole_tag() {
+    let rng = &mut SeededRng::from_label("whole tag");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let empty = b.encrypt(rng, b"").unwrap();
+    assert_eq!(empty.len(), 60 + 16);
+    assert_eq!(recv(&mut a, &empty).unwrap(), b"");
+    let w = b.encrypt(rng, b"x").unwrap();
+    assert_eq!(
+        IncomingMessage::decode(&w[..60 + 15]).err(),
+        Some(DecodeError::Truncated)
+    );
+}
