@@ -726,3 +726,56 @@ fn a_ratchet_message_carries_at_least_a_whole_tag() {
         Some(DecodeError::Truncated)
     );
 }
+
+/// The store tells when its current signed prekey was made (to decide when to rotate): at
+/// creation, then at each rotation.
+#[test]
+fn the_store_reports_when_its_signed_prekey_was_made() {
+    let rng = &mut SeededRng::from_label("spk created at");
+    let identity = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(
+        rng,
+        &identity,
+        Timestamp(1_000),
+        PreKeyStoreConfig::default(),
+    );
+    assert_eq!(store.signed_prekey_created_at(), Timestamp(1_000));
+    store.rotate_signed_prekey(rng, &identity, Timestamp(5_000));
+    assert_eq!(store.signed_prekey_created_at(), Timestamp(5_000));
+    let restored = PreKeyStore::from_bytes(&store.to_bytes()).unwrap();
+    assert_eq!(restored.signed_prekey_created_at(), Timestamp(5_000));
+}
+
+/// Loaded prekey state holds at most `max_signed_prekeys` signed prekeys (the current one and
+/// `max_signed_prekeys - 1` retired ones), whatever the rest of the state holds.
+#[test]
+fn a_loaded_store_keeps_no_more_signed_prekeys_than_its_config() {
+    const SPK_LEN: usize = 4 + 32 + 32 + 64 + 8;
+    const KEM_LEN: usize = 4 + 64 + 64 + 8 + 4;
+    let rng = &mut SeededRng::from_label("retired bound");
+    let identity = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &identity, Timestamp(0), PreKeyStoreConfig::default());
+    store.rotate_signed_prekey(rng, &identity, Timestamp(1));
+    store.rotate_signed_prekey(rng, &identity, Timestamp(2));
+    let bytes = store.to_bytes();
+    // Header 2, config 20 (max_signed_prekeys first), counters 8, the current signed prekey,
+    // two retired ones, then the ML-KEM part: next id 4, last-resort key, two retired keys;
+    // then five empty counts (one-time, one-time ML-KEM, base keys of three signed prekeys).
+    let retired_at = 2 + 20 + 8 + SPK_LEN;
+    let kem_retired_at = retired_at + 4 + 2 * SPK_LEN + 4 + KEM_LEN;
+    assert_eq!(bytes.len(), kem_retired_at + 4 + 2 * KEM_LEN + 5 * 4);
+    assert_eq!(bytes[2..6], 3u32.to_be_bytes());
+    assert_eq!(bytes[retired_at..retired_at + 4], 2u32.to_be_bytes());
+    assert_eq!(
+        bytes[kem_retired_at..kem_retired_at + 4],
+        2u32.to_be_bytes()
+    );
+    // Keep one retired ML-KEM prekey only: still a valid store.
+    let mut v = bytes[..kem_retired_at].to_vec();
+    v.extend_from_slice(&1u32.to_be_bytes());
+    v.extend_from_slice(&bytes[kem_retired_at + 4 + KEM_LEN..]);
+    assert!(PreKeyStore::from_bytes(&v).is_ok());
+    // With a limit of two signed prekeys, its two retired ones are one too many.
+    v[2..6].copy_from_slice(&2u32.to_be_bytes());
+    assert!(PreKeyStore::from_bytes(&v).is_err());
+}
