@@ -19,6 +19,8 @@ if [ ${#files[@]} -eq 0 ]; then
         src/fanout/retry.rs src/fanout/retry_request.rs src/fanout/receive.rs
         src/fanout/message_id.rs src/fanout/ledger.rs src/fanout/groups.rs src/fanout/journal.rs
         src/group/inbound.rs src/calls/call.rs
+        src/ratchet/session.rs src/ratchet/state.rs src/ratchet/message.rs
+        src/ratchet/skipped.rs src/ratchet/keys.rs src/x3dh/store.rs
     )
 fi
 # Every test binary but the slow seeded suites (their rules have tests of their own).

@@ -194,3 +194,41 @@ fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
     );
     let _ = DevicePolicy::default();
 }
+
+/// Version 1 session state is loaded with its identity keys checked again (that format did
+/// not promise they were): a weak (small-order) identity key is refused.
+#[test]
+fn a_version_1_session_with_a_weak_identity_key_is_refused() {
+    let mut v = fixture("session-v1-alice.bin");
+    assert!(Session::from_bytes(&v).is_ok());
+    // Header 2, config 8, role 1, the local identity key 32, then the remote one.
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    v[43..75].copy_from_slice(&identity_point);
+    assert_eq!(Session::from_bytes(&v).err(), Some(DecodeError::InvalidKey));
+}
+
+/// A version 1 prekey store, too, loads with at most `max_signed_prekeys` signed prekeys.
+#[test]
+fn a_version_1_store_keeps_no_more_signed_prekeys_than_its_config() {
+    // Version 1: header 2, five u32 (max_signed_prekeys first), the current signed prekey
+    // (id 4, secret 32, signature 64, created 8), then the count of retired ones (0 here).
+    const SPK_V1_LEN: usize = 4 + 32 + 64 + 8;
+    let rng = &mut SeededRng::from_label("v1 retired bound");
+    let bob = IdentityKeyPair::from_bytes(&fixture("identity-v1-bob.bin")).unwrap();
+    let bytes = fixture("prekey-store-v1.bin");
+    let current_at = 2 + 5 * 4;
+    let retired_at = current_at + SPK_V1_LEN;
+    assert_eq!(bytes[2..6], 3u32.to_be_bytes());
+    assert_eq!(bytes[retired_at..retired_at + 4], 0u32.to_be_bytes());
+    // One retired signed prekey (a copy of the current one, renumbered).
+    let mut v = bytes[..retired_at].to_vec();
+    v.extend_from_slice(&1u32.to_be_bytes());
+    v.extend_from_slice(&9u32.to_be_bytes());
+    v.extend_from_slice(&bytes[current_at + 4..retired_at]);
+    v.extend_from_slice(&bytes[retired_at + 4..]);
+    assert!(PreKeyStore::migrate(rng, &bob, NOW, &v).is_ok());
+    // A limit of one signed prekey leaves no room for a retired one.
+    v[2..6].copy_from_slice(&1u32.to_be_bytes());
+    assert!(PreKeyStore::migrate(rng, &bob, NOW, &v).is_err());
+}

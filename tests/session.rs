@@ -544,3 +544,238 @@ fn bound_context_must_match() {
         b"back"
     );
 }
+
+/// The forward-jump limit counts the keys a message makes the session skip from the next
+/// message it expects in the current receiving chain, not from the chain's start.
+#[test]
+fn the_forward_jump_limit_counts_from_the_next_expected_message() {
+    let rng = &mut SeededRng::from_label("jump from next");
+    let config = SessionConfig {
+        max_forward_jump: 10,
+        max_skipped_keys: 20,
+    };
+    let (mut a, mut b, _) = pair(rng, config);
+    let msgs: Vec<_> = (0..14u8).map(|i| b.encrypt(rng, &[i]).unwrap()).collect();
+    assert_eq!(recv(&mut a, &msgs[0]).unwrap(), [0]);
+    assert_eq!(recv(&mut a, &msgs[1]).unwrap(), [1]);
+    // Message 2 is next: message 13 would skip 11 keys.
+    refused(
+        &mut a,
+        &msgs[13],
+        RatchetError::TooFarAhead {
+            requested: 11,
+            limit: 10,
+        }
+        .into(),
+    );
+    assert_eq!(recv(&mut a, &msgs[12]).unwrap(), [12]);
+    assert_eq!(a.skipped_keys(), 10);
+}
+
+/// A session keeps the limits it was made with, across a save and load.
+#[test]
+fn a_session_reports_the_limits_it_was_made_with() {
+    let rng = &mut SeededRng::from_label("config");
+    let config = SessionConfig {
+        max_forward_jump: 7,
+        max_skipped_keys: 3,
+    };
+    assert_ne!(config, SessionConfig::default());
+    let (a, b, _) = pair(rng, config);
+    assert_eq!(a.config(), config);
+    assert_eq!(b.config(), config);
+    assert_eq!(Session::from_bytes(&a.to_bytes()).unwrap().config(), config);
+}
+
+/// `renew_sending_chain` abandons the sending chain: the next message is the first of a new
+/// chain under a fresh ratchet key (counter 0, PN the old chain's length), which a peer that
+/// read the old chain takes as a DH ratchet step, the old chain's late messages still opening.
+#[test]
+fn renewing_the_sending_chain_starts_a_new_ratchet_key() {
+    let rng = &mut SeededRng::from_label("renew");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let reply = b.encrypt(rng, b"reply").unwrap();
+    recv(&mut a, &reply).unwrap();
+    let m0 = a.encrypt(rng, b"0").unwrap();
+    let m1 = a.encrypt(rng, b"1").unwrap();
+    assert_eq!(m0[2..34], m1[2..34]);
+    a.renew_sending_chain();
+    let m2 = a.encrypt(rng, b"2").unwrap();
+    assert_ne!(
+        m2[2..34],
+        m1[2..34],
+        "the renewed chain reused the ratchet key"
+    );
+    assert_eq!(m2[34..38], 2u32.to_be_bytes(), "PN");
+    assert_eq!(m2[38..42], 0u32.to_be_bytes(), "N");
+    assert_eq!(recv(&mut b, &m0).unwrap(), b"0");
+    assert_eq!(recv(&mut b, &m2).unwrap(), b"2");
+    assert_eq!(b.skipped_keys(), 1);
+    assert_eq!(recv(&mut b, &m1).unwrap(), b"1");
+}
+
+/// The new chain `renew_sending_chain` starts is rooted in the abandoned chain's DH step, and
+/// its header names only the new ratchet key: a peer that has read no message of the
+/// abandoned chain cannot take the step, so the new chain's messages fail to open when they
+/// overtake the old chain's (and for good if those are lost), where an ordinary ratchet step
+/// would skip ahead through PN. After `Device::restore_from_backup` this breaks a session
+/// whose last sending chain's messages had not reached the peer.
+#[test]
+#[ignore = "bug: a chain started by renew_sending_chain opens only after the peer read the abandoned chain"]
+fn a_renewed_chain_opens_before_the_abandoned_chain_arrives() {
+    let rng = &mut SeededRng::from_label("renew overtaken");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let reply = b.encrypt(rng, b"reply").unwrap();
+    recv(&mut a, &reply).unwrap();
+    let m0 = a.encrypt(rng, b"0").unwrap();
+    a.renew_sending_chain();
+    let m1 = a.encrypt(rng, b"1").unwrap();
+    assert_eq!(recv(&mut b, &m1).unwrap(), b"1");
+    assert_eq!(recv(&mut b, &m0).unwrap(), b"0");
+}
+
+/// A session takes a pre-key message only as the responder, and only one carrying the X3DH
+/// values it began with: another initiator's pre-key message, or the initiator's own reflected
+/// back, is `WrongSession` and changes nothing.
+#[test]
+fn a_session_takes_only_prekey_messages_of_its_own_origin() {
+    let rng = &mut SeededRng::from_label("own origin");
+    let (mut a, mut b, bob) = pair(rng, SessionConfig::default());
+    let carol = device(rng);
+    let verified = bundle(&bob, Some(2)).verify().unwrap();
+    let mut c =
+        Session::initiate(rng, &carol.identity, &verified, SessionConfig::default()).unwrap();
+    let from_carol = c.encrypt(rng, b"carol").unwrap();
+    refused(&mut b, &from_carol, RatchetError::WrongSession.into());
+    assert!(a.awaiting_reply());
+    let own = a.encrypt(rng, b"echo").unwrap();
+    refused(&mut a, &own, RatchetError::WrongSession.into());
+    // Alice's own further pre-key messages still continue Bob's session.
+    assert_eq!(recv(&mut b, &own).unwrap(), b"echo");
+}
+
+/// A session's Debug names its role and counters (and, `debug_output_never_shows_secrets`
+/// checks, no key).
+#[test]
+fn a_sessions_debug_shows_its_role_and_counters() {
+    let rng = &mut SeededRng::from_label("debug counters");
+    let (a, b, _) = pair(rng, SessionConfig::default());
+    let s = format!("{a:?}");
+    assert!(s.starts_with("Session {"), "{s}");
+    assert!(s.contains("role: Initiator"), "{s}");
+    assert!(s.contains("awaiting_reply: true"), "{s}");
+    assert!(s.contains("sent_in_chain: Some(1)"), "{s}");
+    assert!(s.contains("skipped_keys: 0"), "{s}");
+    assert!(format!("{b:?}").contains("role: Responder"));
+}
+
+/// Loaded state must be state the protocol could have built: a responder has received (its
+/// session began by decrypting) and never awaits a reply.
+#[test]
+fn a_loaded_responder_never_awaits_a_reply() {
+    let rng = &mut SeededRng::from_label("responder awaiting");
+    let (_, b, _) = pair(rng, SessionConfig::default());
+    let mut v = b.to_bytes().to_vec();
+    // Header 2, config 8, role 1, identity keys 64, EK 32, spk 4, opk 5, KEM 37, no pending
+    // KEM ciphertext 1, then the awaiting flag.
+    let awaiting_at = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1;
+    assert_eq!((v[10], v[awaiting_at - 1], v[awaiting_at]), (1, 0, 0));
+    assert!(Session::from_bytes(&v).is_ok());
+    v[awaiting_at] = 1;
+    assert_eq!(
+        Session::from_bytes(&v).err(),
+        Some(DecodeError::InvalidValue)
+    );
+}
+
+/// Loaded state keeps the ML-KEM ciphertext exactly while a post-quantum initiator awaits its
+/// reply: an awaiting initiator without it (whose pre-key messages could not be sent) is
+/// refused.
+#[test]
+fn a_loaded_initiator_awaiting_a_reply_keeps_its_kem_ciphertext() {
+    let rng = &mut SeededRng::from_label("pending kem");
+    let (a, _, _) = pair(rng, SessionConfig::default());
+    assert!(a.awaiting_reply());
+    let bytes = a.to_bytes();
+    // Header 2, config 8, role 1, identity keys 64, EK 32, spk 4, opk 5, KEM 37, then the
+    // pending KEM ciphertext (flag and 1568 bytes).
+    let pending_at = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37;
+    assert_eq!((bytes[10], bytes[pending_at]), (0, 1));
+    let mut v = bytes[..pending_at].to_vec();
+    v.push(0);
+    v.extend_from_slice(&bytes[pending_at + 1 + 1568..]);
+    assert_eq!(
+        Session::from_bytes(&v).err(),
+        Some(DecodeError::InvalidValue)
+    );
+}
+
+/// A ratchet message carries at least a whole 16-byte tag after its 60-byte header: an empty
+/// plaintext (exactly a tag) is a message, anything shorter is refused at decode as
+/// `Truncated`.
+#[test]
+fn a_ratchet_message_carries_at_least_a_whole_tag() {
+    let rng = &mut SeededRng::from_label("whole tag");
+    let (mut a, mut b, _) = pair(rng, SessionConfig::default());
+    let empty = b.encrypt(rng, b"").unwrap();
+    assert_eq!(empty.len(), 60 + 16);
+    assert_eq!(recv(&mut a, &empty).unwrap(), b"");
+    let w = b.encrypt(rng, b"x").unwrap();
+    assert_eq!(
+        IncomingMessage::decode(&w[..60 + 15]).err(),
+        Some(DecodeError::Truncated)
+    );
+}
+
+/// The store tells when its current signed prekey was made (to decide when to rotate): at
+/// creation, then at each rotation.
+#[test]
+fn the_store_reports_when_its_signed_prekey_was_made() {
+    let rng = &mut SeededRng::from_label("spk created at");
+    let identity = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(
+        rng,
+        &identity,
+        Timestamp(1_000),
+        PreKeyStoreConfig::default(),
+    );
+    assert_eq!(store.signed_prekey_created_at(), Timestamp(1_000));
+    store.rotate_signed_prekey(rng, &identity, Timestamp(5_000));
+    assert_eq!(store.signed_prekey_created_at(), Timestamp(5_000));
+    let restored = PreKeyStore::from_bytes(&store.to_bytes()).unwrap();
+    assert_eq!(restored.signed_prekey_created_at(), Timestamp(5_000));
+}
+
+/// Loaded prekey state holds at most `max_signed_prekeys` signed prekeys (the current one and
+/// `max_signed_prekeys - 1` retired ones), whatever the rest of the state holds.
+#[test]
+fn a_loaded_store_keeps_no_more_signed_prekeys_than_its_config() {
+    const SPK_LEN: usize = 4 + 32 + 32 + 64 + 8;
+    const KEM_LEN: usize = 4 + 64 + 64 + 8 + 4;
+    let rng = &mut SeededRng::from_label("retired bound");
+    let identity = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &identity, Timestamp(0), PreKeyStoreConfig::default());
+    store.rotate_signed_prekey(rng, &identity, Timestamp(1));
+    store.rotate_signed_prekey(rng, &identity, Timestamp(2));
+    let bytes = store.to_bytes();
+    // Header 2, config 20 (max_signed_prekeys first), counters 8, the current signed prekey,
+    // two retired ones, then the ML-KEM part: next id 4, last-resort key, two retired keys;
+    // then five empty counts (one-time, one-time ML-KEM, base keys of three signed prekeys).
+    let retired_at = 2 + 20 + 8 + SPK_LEN;
+    let kem_retired_at = retired_at + 4 + 2 * SPK_LEN + 4 + KEM_LEN;
+    assert_eq!(bytes.len(), kem_retired_at + 4 + 2 * KEM_LEN + 5 * 4);
+    assert_eq!(bytes[2..6], 3u32.to_be_bytes());
+    assert_eq!(bytes[retired_at..retired_at + 4], 2u32.to_be_bytes());
+    assert_eq!(
+        bytes[kem_retired_at..kem_retired_at + 4],
+        2u32.to_be_bytes()
+    );
+    // Keep one retired ML-KEM prekey only: still a valid store.
+    let mut v = bytes[..kem_retired_at].to_vec();
+    v.extend_from_slice(&1u32.to_be_bytes());
+    v.extend_from_slice(&bytes[kem_retired_at + 4 + KEM_LEN..]);
+    assert!(PreKeyStore::from_bytes(&v).is_ok());
+    // With a limit of two signed prekeys, its two retired ones are one too many.
+    v[2..6].copy_from_slice(&2u32.to_be_bytes());
+    assert!(PreKeyStore::from_bytes(&v).is_err());
+}

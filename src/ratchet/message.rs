@@ -172,3 +172,54 @@ pub(crate) fn prekey_prefix_len(x3dh: &X3dhHeader<'_>) -> usize {
         + 4
         + KEM_CIPHERTEXT_LEN
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::IdentityKeyPair;
+
+    /// A ratchet message's bytes: `header` then a bare 16-byte tag (an empty plaintext).
+    fn ratchet_bytes(header: &Header) -> Vec<u8> {
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(&[0xAA; TAG_LEN]);
+        out
+    }
+
+    /// A message is named to its sender by its header's salt, whether it is a ratchet message
+    /// or a pre-key message (retry requests and envelopes name messages this way).
+    #[test]
+    fn a_message_is_named_by_its_header_salt() {
+        let mut salt = [0u8; SALT_LEN];
+        for (i, b) in salt.iter_mut().enumerate() {
+            *b = 0x30 + i as u8;
+        }
+        let mut base_point = [0u8; 32];
+        base_point[0] = 9;
+        let header = Header {
+            ratchet_key: DhPublicKey::from_bytes(base_point).unwrap(),
+            previous_chain_length: 3,
+            message_number: 4,
+            salt,
+        };
+        let ratchet = ratchet_bytes(&header);
+        let decoded = IncomingMessage::decode(&ratchet).unwrap();
+        assert!(matches!(decoded, IncomingMessage::Ratchet(_)));
+        assert_eq!(decoded.salt(), salt);
+
+        let kem_ciphertext = [0x55; KEM_CIPHERTEXT_LEN];
+        let x3dh = X3dhHeader {
+            initiator: IdentityKeyPair::from_seed(&[5; 32]).public(),
+            base_key: header.ratchet_key,
+            signed_prekey: SignedPreKeyId(1),
+            one_time_prekey: None,
+            kem_prekey: KemPreKeyId(2),
+            kem_ciphertext: &kem_ciphertext,
+        };
+        let mut prekey = Vec::new();
+        write_prekey_prefix(&mut prekey, &x3dh);
+        prekey.extend_from_slice(&ratchet);
+        let decoded = IncomingMessage::decode(&prekey).unwrap();
+        assert!(matches!(decoded, IncomingMessage::PreKey(_)));
+        assert_eq!(decoded.salt(), salt);
+    }
+}
