@@ -1566,3 +1566,30 @@ fn a_new_companions_first_message_asks_for_its_accounts_newer_list() {
         Some(&b"hi, group"[..])
     );
 }
+
+/// A stored one-time ML-KEM prekey was never used (a session that uses one deletes it): a
+/// record saying it started a session is refused on load.
+#[test]
+fn one_time_kem_prekey_records_load_only_unused() {
+    let mut w = World::new("fanout kem record uses");
+    let alice = w.account(0);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    let store = w.stores[&a1].clone();
+    let (key, value) = store
+        .0
+        .iter()
+        .find(|(k, _)| k[0] == 0x05)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let mut used = store.clone();
+    let mut v = value.clone();
+    let n = v.len();
+    v[n - 4..].copy_from_slice(&1u32.to_be_bytes());
+    used.0.insert(key, v);
+    let load = |s: &support::Store| {
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    assert_eq!(load(&used), Some(DecodeError::InvalidValue));
+    assert_eq!(load(&store), None);
+}
