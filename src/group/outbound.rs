@@ -113,8 +113,13 @@ impl OutboundGroupSession {
         plaintext: &[u8],
         context: &[u8],
     ) -> Result<Vec<u8>, GroupError> {
-        let mut out = Vec::new();
-        self.seal(rng, plaintext, context, &mut out, 0)?;
+        // Sealed after the context, as `encrypt_bound_into` does, which is then cut off.
+        let mut out = Vec::with_capacity(
+            context.len() + HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN,
+        );
+        out.extend_from_slice(context);
+        self.seal(rng, plaintext, &mut out)?;
+        out.drain(..context.len());
         Ok(out)
     }
 
@@ -127,25 +132,19 @@ impl OutboundGroupSession {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<[u8; SALT_LEN], GroupError> {
-        let context_len = out.len();
-        self.seal(rng, plaintext, &[], out, context_len)
+        self.seal(rng, plaintext, out)
     }
 
-    /// Seals into `out` after its first `context_len` bytes, which (if any; else `context`)
-    /// are the bound context. On error `out` and the session are unchanged.
+    /// Seals into `out` after the bytes already in it, which are the bound context. On error
+    /// `out` and the session are unchanged.
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
-        context: &[u8],
         out: &mut Vec<u8>,
-        context_len: usize,
     ) -> Result<[u8; SALT_LEN], GroupError> {
-        context_len_of(if context_len > 0 {
-            &out[..context_len]
-        } else {
-            context
-        })?;
+        let context_len = out.len();
+        context_len_of(out)?;
         let following = self
             .iteration
             .checked_add(1)
@@ -165,11 +164,7 @@ impl OutboundGroupSession {
         message_key
             .aead_key(&salt, labels::GROUP_MESSAGE_KEYS)
             .seal_in_place(&header, out, context_len + HEADER_LEN);
-        let (context, message) = if context_len > 0 {
-            out.split_at(context_len)
-        } else {
-            (context, out.as_slice())
-        };
+        let (context, message) = out.split_at(context_len);
         let signed = match self.owner.signed_bytes(context, message) {
             Ok(signed) => signed,
             // Checked above; leave `out` as it came all the same.
