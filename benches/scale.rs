@@ -41,7 +41,7 @@ fn ready(o: Outgoing) -> Outbox {
 
 /// A unit's size, by record kind (PROTOCOL.md 19.1): `total = kind × records: bytes, …`.
 fn unit_bytes(changes: &StateChanges) -> String {
-    const KINDS: [&str; 17] = [
+    const KINDS: [&str; 20] = [
         "?",
         "own",
         "meta",
@@ -59,6 +59,9 @@ fn unit_bytes(changes: &StateChanges) -> String {
         "seen",
         "sent",
         "pending",
+        "restored",
+        "replaced",
+        "pending kem",
     ];
     let mut by_kind = std::collections::BTreeMap::<u8, (usize, usize)>::new();
     for r in changes.records() {
@@ -105,6 +108,22 @@ fn quick(
 fn bench(c: &mut Criterion) {
     let rng = &mut SeededRng::from_label("bench scale ops");
     let body = vec![7u8; 1024];
+    {
+        // Sends over sessions that have not heard back yet: a peer device writing to the
+        // subject (a session that replied) with own copies to its three siblings (sessions
+        // that never did). Their ML-KEM ciphertexts were written once, when they started.
+        let s = AddressBook::new(&mut SeededRng::from_label("bench scale"), NOW, 4, 0);
+        let mut p = s.peer[0].clone();
+        let _ = p.take_changes(); // the device as built: its whole state
+        let to = s.device.address().account;
+        for send in ["first", "second"] {
+            let _ = ready(p.send(rng, NOW, &to, &body).unwrap());
+            eprintln!(
+                "scale/send_unreplied/{send}: 1 replied + 3 unreplied devices: bytes to persist {}",
+                unit_bytes(&p.take_changes())
+            );
+        }
+    }
     for n in [1000usize, 20_000] {
         // A fresh pair per size: the send floor below encrypts without decrypting.
         let (mut pa, mut pb) = pairwise(rng);

@@ -254,6 +254,8 @@ pub enum SyncError {
     TooManyChunks,
     /// The stream ended early, or its length or digest differ from the offer.
     Incomplete,
+    /// App data for a history offer longer than `history::MAX_HISTORY_APP_DATA`.
+    AppDataTooLong,
     /// The call already has its maximum number of participants.
     CallFull,
     /// A call key for another call or kind, or for an epoch not newer than the one held (an
@@ -289,6 +291,41 @@ pub enum StateError {
     },
 }
 
+/// A relay's checks refused (the [`server`](crate::server) module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A recipient's account has no list in the batch's coverage.
+    Uncovered(AccountKey),
+    /// The batch's coverage names this account twice.
+    CoveredTwice(AccountKey),
+    /// The relay holds no device list for this account.
+    UnknownAccount(AccountKey),
+    /// The batch was encrypted under another list of `account` than the one the relay serves:
+    /// the sender fetches the current list and sends again.
+    StaleList {
+        /// The account.
+        account: AccountKey,
+        /// The version the batch was made under.
+        used: u64,
+        /// The version the relay serves.
+        current: u64,
+    },
+    /// An active device of a covered account is not among the batch's recipients.
+    DeviceLeftOut(DeviceAddress),
+    /// A recipient that is not an active device of its account's list (or is the sender).
+    NotListed(DeviceAddress),
+    /// An upload's identity key is not the one the device list names for that device.
+    IdentityMismatch(DeviceAddress),
+    /// A base upload (the signed prekey and the last-resort ML-KEM prekey) that carries a
+    /// one-time prekey.
+    NotABaseBundle,
+    /// An upload names a one-time key id the pool already holds.
+    DuplicatePreKeyId(u32),
+    /// The pool would hold more one-time keys of a kind than it may.
+    PoolFull,
+}
+
 /// The crate's error: which layer refused, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -311,6 +348,8 @@ pub enum Error {
     Sync(SyncError),
     /// State at rest refused.
     State(StateError),
+    /// A relay's check refused.
+    Server(ServerError),
 }
 
 macro_rules! from_layer {
@@ -333,6 +372,7 @@ from_layer!(
     FanoutError => Fanout,
     SyncError => Sync,
     StateError => State,
+    ServerError => Server,
 );
 
 impl fmt::Display for Error {
@@ -347,6 +387,7 @@ impl fmt::Display for Error {
             Error::Fanout(e) => write!(f, "fanout refused: {e}"),
             Error::Sync(e) => write!(f, "history or call key refused: {e}"),
             Error::State(e) => write!(f, "stored state refused: {e}"),
+            Error::Server(e) => write!(f, "relay check refused: {e}"),
         }
     }
 }
@@ -363,6 +404,7 @@ impl core::error::Error for Error {
             Error::Fanout(e) => e,
             Error::Sync(e) => e,
             Error::State(e) => e,
+            Error::Server(e) => e,
         })
     }
 }
@@ -517,6 +559,7 @@ impl fmt::Display for SyncError {
             Self::ChunkRejected(i) => write!(f, "history chunk {i} rejected"),
             Self::TooManyChunks => f.write_str("more history chunks than announced"),
             Self::Incomplete => f.write_str("history incomplete or altered"),
+            Self::AppDataTooLong => f.write_str("history offer app data too long"),
             Self::CallFull => f.write_str("call is full"),
             Self::StaleCallKey => {
                 f.write_str("call key of another call, or not newer than the epoch held")
@@ -549,6 +592,27 @@ impl fmt::Display for StateError {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Uncovered(_) => f.write_str("a recipient's account has no list in the coverage"),
+            Self::CoveredTwice(_) => f.write_str("the coverage names an account twice"),
+            Self::UnknownAccount(_) => f.write_str("no device list held for the account"),
+            Self::StaleList { used, current, .. } => {
+                write!(f, "made under list version {used}, current is {current}")
+            }
+            Self::DeviceLeftOut(a) => write!(f, "active device {} left out", a.device.0),
+            Self::NotListed(a) => write!(f, "device {} is not an active listed device", a.device.0),
+            Self::IdentityMismatch(a) => {
+                write!(f, "upload's identity key is not device {}'s", a.device.0)
+            }
+            Self::NotABaseBundle => f.write_str("a base upload carries a one-time prekey"),
+            Self::DuplicatePreKeyId(id) => write!(f, "one-time key id {id} already in the pool"),
+            Self::PoolFull => f.write_str("the one-time key pool is full"),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

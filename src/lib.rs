@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod calls;
 pub mod devices;
+pub mod driver;
 mod error;
 pub mod fanout;
 pub mod group;
@@ -22,6 +23,8 @@ mod labels;
 pub mod persist;
 pub mod primitives;
 pub mod ratchet;
+pub mod relay;
+pub mod server;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod time;
@@ -30,7 +33,7 @@ pub mod x3dh;
 
 pub use error::{
     CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError, Result,
-    StateError, SyncError, X3dhError,
+    ServerError, StateError, SyncError, X3dhError,
 };
 pub use primitives::{DhPublicKey, IdentityKey, IdentityKeyPair, Signature};
 pub use ratchet::{IncomingMessage, Session, SessionConfig};

@@ -627,3 +627,198 @@ fn device_addresses_round_trip_through_their_bytes() {
         Err(DecodeError::InvalidKey)
     );
 }
+
+/// A primary restored from a backup, shown by the server an older list than its lost state
+/// signed (the newer ones withheld), still never signs a version its lost state signed: two
+/// lists of one version would be an equivocation to every contact that saw the other.
+#[test]
+fn a_restored_primary_never_signs_a_version_its_lost_state_signed() {
+    let rng = &mut SeededRng::from_label("primary restore versions");
+    let mut primary = new_account(rng);
+    let snapshot = primary.to_bytes();
+    primary.renew(at(1)).unwrap();
+    let shown = primary.device_list().signed().clone();
+    for day in 2..=5 {
+        primary.renew(at(day)).unwrap();
+    }
+    let lost = primary.device_list().version();
+    let (mut restored, stale) = Primary::restore(&snapshot, primary.state_epoch()).unwrap();
+    assert!(stale);
+    let after = restored.resync(at(6), shown).unwrap().version();
+    assert!(
+        after > lost,
+        "version {after} again, the lost state signed up to {lost}"
+    );
+}
+
+/// A primary restored from a backup, shown by the server a list from before its lost state
+/// linked more devices, never gives another identity an id its lost state gave: contacts
+/// would take the new device for the old one.
+#[test]
+fn a_restored_primary_never_gives_an_id_its_lost_state_gave() {
+    let rng = &mut SeededRng::from_label("primary restore ids");
+    let mut primary = new_account(rng);
+    let snapshot = primary.to_bytes();
+    link(rng, &mut primary, T0);
+    let shown = primary.device_list().signed().clone();
+    let given: Vec<DeviceId> = (0..2).map(|_| link(rng, &mut primary, T0).1).collect();
+    let (mut restored, _) = Primary::restore(&snapshot, primary.state_epoch()).unwrap();
+    restored.resync(at(1), shown).unwrap();
+    let (_, id) = link(rng, &mut restored, at(1));
+    assert!(
+        given.iter().all(|g| id.0 > g.0),
+        "id {id:?} after the lost state gave {given:?}"
+    );
+}
+
+/// An invitation can be answered until just before it expires, not at its expiry.
+#[test]
+fn a_link_invitation_is_refused_from_its_expiry_on() {
+    let rng = &mut SeededRng::from_label("invitation expiry");
+    let mut primary = new_account(rng);
+    let invitation = primary.invite(rng, T0).unwrap();
+    let request = LinkRequest::new(&IdentityKeyPair::generate(rng), &invitation);
+    assert_eq!(
+        primary.approve(invitation.expires_at, &request).err(),
+        Some(DeviceError::UnknownInvitation)
+    );
+    let just_before = Timestamp(invitation.expires_at.0 - 1);
+    assert!(primary.approve(just_before, &request).is_ok());
+}
+
+/// Approved companions confirm in any order: approving one does not drop another's pending
+/// approval.
+#[test]
+fn an_approval_does_not_drop_another_companion_s_pending_one() {
+    let rng = &mut SeededRng::from_label("approvals pending");
+    let mut primary = new_account(rng);
+    let approved: Vec<_> = (0..2).map(|_| approve(rng, &mut primary)).collect();
+    for (device, confirmation) in approved {
+        assert_eq!(primary.confirm(&confirmation), Ok(device));
+    }
+}
+
+/// Unconfirmed approvals kept (PROTOCOL.md, limits): 4, the oldest replaced.
+const UNCONFIRMED_APPROVALS_KEPT: usize = 4;
+
+/// The primary keeps the latest unconfirmed approvals up to its bound, each of which can still
+/// be confirmed; one more pushes out the oldest, whose confirmation is then refused.
+#[test]
+fn a_primary_keeps_its_latest_unconfirmed_approvals_and_drops_the_oldest() {
+    let rng = &mut SeededRng::from_label("approvals kept");
+    let policy = DevicePolicy {
+        max_companions: 8,
+        ..DevicePolicy::default()
+    };
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, T0, policy);
+    let mut approved: Vec<_> = (0..=UNCONFIRMED_APPROVALS_KEPT)
+        .map(|_| approve_under(rng, &mut primary, &policy))
+        .collect();
+    let (oldest, confirmation) = approved.remove(0);
+    assert_eq!(
+        primary.confirm(&confirmation).err(),
+        Some(DeviceError::NotInList(DeviceAddress {
+            account: primary.account(),
+            device: oldest,
+        }))
+    );
+    for (device, confirmation) in approved {
+        assert_eq!(primary.confirm(&confirmation), Ok(device));
+    }
+}
+
+/// Unlinking one companion changes nothing for the others: a confirmed one stays confirmed,
+/// and an approved one can still confirm.
+#[test]
+fn unlinking_a_companion_leaves_the_others_as_they_were() {
+    let rng = &mut SeededRng::from_label("unlink one");
+    let mut primary = new_account(rng);
+    let (_, confirmed) = link(rng, &mut primary, T0);
+    let (gone, gone_confirmation) = approve(rng, &mut primary);
+    let (pending, confirmation) = approve(rng, &mut primary);
+    primary.unlink(at(1), gone).unwrap();
+    assert!(primary.is_confirmed(confirmed));
+    assert!(primary.confirm(&gone_confirmation).is_err());
+    assert_eq!(primary.confirm(&confirmation), Ok(pending));
+    let (_, linked) = link(rng, &mut primary, at(1));
+    primary.unlink(at(1), linked).unwrap();
+    assert!(!primary.is_confirmed(linked));
+    assert!(primary.is_confirmed(confirmed));
+    assert!(primary.is_confirmed(pending));
+}
+
+/// A companion approved and countersigned under the default policy, not yet confirmed.
+fn approve(rng: &mut SeededRng, primary: &mut Primary) -> (DeviceId, LinkConfirmation) {
+    approve_under(rng, primary, &DevicePolicy::default())
+}
+
+fn approve_under(
+    rng: &mut SeededRng,
+    primary: &mut Primary,
+    policy: &DevicePolicy,
+) -> (DeviceId, LinkConfirmation) {
+    let companion = IdentityKeyPair::generate(rng);
+    let invitation = primary.invite(rng, T0).unwrap();
+    let approval = primary
+        .approve(T0, &LinkRequest::new(&companion, &invitation))
+        .unwrap();
+    let (_, confirmation) = complete_link(&companion, &invitation, &approval, policy).unwrap();
+    (approval.device, confirmation)
+}
+
+/// Two copies of one primary state (say, the phone and a copy loaded from its backup without
+/// the epoch check) each signed a different list under one version. Restored from one copy,
+/// the primary refuses the other's list as the newest: it equivocates on the version it holds.
+#[test]
+fn a_restored_primary_refuses_a_list_that_equivocates_on_its_version() {
+    let rng = &mut SeededRng::from_label("resync equivocation");
+    let mut primary = new_account(rng);
+    let mut copy = Primary::from_bytes(&primary.to_bytes()).unwrap();
+    link(rng, &mut primary, T0);
+    copy.renew(at(1)).unwrap();
+    let theirs = primary.device_list().signed().clone();
+    let ours = copy.device_list().signed().clone();
+    assert_eq!(theirs.version(), ours.version());
+    let mut restored = Primary::restore_from_backup(&copy.to_bytes()).unwrap();
+    assert_eq!(
+        restored.resync(at(2), theirs).err(),
+        Some(DeviceError::Equivocation)
+    );
+    assert!(restored.resync(at(2), ours).is_ok());
+}
+
+/// A primary enforces the policy it was made with, and keeps it across a restore.
+#[test]
+fn a_primary_keeps_its_policy_across_a_restore() {
+    let rng = &mut SeededRng::from_label("primary policy");
+    let policy = DevicePolicy {
+        max_companions: 2,
+        companion_validity_ms: 3 * DAY,
+        link_invitation_validity_ms: 60_000,
+    };
+    assert_ne!(policy, DevicePolicy::default());
+    let phone = IdentityKeyPair::generate(rng);
+    let primary = Primary::new(rng, &phone, T0, policy);
+    assert_eq!(primary.policy(), policy);
+    let restored = Primary::from_bytes(&primary.to_bytes()).unwrap();
+    assert_eq!(restored.policy(), policy);
+}
+
+/// A primary prints its account's public key and its list's version, never the account key's
+/// secret.
+#[test]
+fn a_primary_prints_its_account_but_not_its_secret() {
+    let rng = &mut SeededRng::from_label("primary debug");
+    let primary = new_account(rng);
+    let state = primary.to_bytes();
+    let seed = &state[2..34];
+    let shown = format!("{primary:?}");
+    assert!(
+        shown.contains(&format!("{:?}", primary.account())),
+        "{shown}"
+    );
+    assert!(shown.contains("list_version: 1"), "{shown}");
+    assert!(!shown.contains(&hex::encode(seed)), "{shown}");
+    assert!(!shown.contains(&format!("{seed:?}")[1..40]), "{shown}");
+}

@@ -508,6 +508,7 @@ fn call_keys_and_history_offers_travel_over_fanout() {
     let mut sealer = HistorySealer::new(&mut w.rng);
     let mut chunks = sealer.push(&history);
     let (last, offer) = sealer.finish();
+    let offer = offer.with_app_data(b"groups and settings").unwrap();
     chunks.extend(last);
     let laptop = World::addr(alice, 2);
     let o = w
@@ -522,6 +523,7 @@ fn call_keys_and_history_offers_travel_over_fanout() {
     else {
         panic!()
     };
+    assert_eq!(received.app_data(), b"groups and settings");
     let mut opener = HistoryOpener::new(received);
     let mut restored = Vec::new();
     for c in &chunks {
@@ -941,6 +943,14 @@ fn setting_the_same_group_members_again_changes_nothing() {
     d.set_group_members(ROOM, &[carol]);
     assert!(!d.take_changes().is_empty());
     assert_eq!(d.group_members(ROOM).unwrap().collect::<Vec<_>>(), [carol]);
+    // The groups a device knows, in id order, across a restart; a forgotten one is gone.
+    const EARLIER: GroupId = GroupId([1; 32]);
+    d.set_group_members(EARLIER, &[bob]);
+    assert_eq!(d.groups().collect::<Vec<_>>(), [EARLIER, ROOM]);
+    let mut d = Device::from_bytes(&d.to_bytes()).unwrap();
+    assert_eq!(d.groups().collect::<Vec<_>>(), [EARLIER, ROOM]);
+    d.forget_group(EARLIER);
+    assert_eq!(d.groups().collect::<Vec<_>>(), [ROOM]);
 }
 
 /// Leaving a group deletes everything of it, and only of it: its members, this device's
@@ -1592,4 +1602,393 @@ fn one_time_kem_prekey_records_load_only_unused() {
     };
     assert_eq!(load(&used), Some(DecodeError::InvalidValue));
     assert_eq!(load(&store), None);
+}
+
+/// A session awaiting its first reply sends its ML-KEM ciphertext (1,568 bytes) with every
+/// message, but a device stores it once: in a record of its own (kind 0x13) written when the
+/// session starts and deleted when the peer replies. Sends in between write a few hundred
+/// bytes, and the device restarts from its records with the ciphertext attached.
+#[test]
+fn a_pending_sessions_kem_ciphertext_is_written_once() {
+    const PENDING_KEM: u8 = 0x13;
+    let mut w = World::new("fanout pending kem once");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    // The first send starts the session: its unit holds the ciphertext record.
+    let now = w.now;
+    let run_send = |w: &mut World, body: &[u8]| {
+        let World { rng, devices, .. } = w;
+        let d = devices.get_mut(&a1).unwrap();
+        let outbox = match d.send(rng, now, &bob, body).unwrap() {
+            Outgoing::Ready(o) => o,
+            Outgoing::NeedBundles(missing) => {
+                let bundles: Vec<_> = missing
+                    .iter()
+                    .map(|m| (*m, devices[m].bundle(None, None)))
+                    .collect();
+                let d = devices.get_mut(&a1).unwrap();
+                d.start_sessions(rng, now, &bundles).unwrap();
+                match d.send(rng, now, &bob, body).unwrap() {
+                    Outgoing::Ready(o) => o,
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        };
+        let changes = devices.get_mut(&a1).unwrap().take_changes();
+        w.stores.get_mut(&a1).unwrap().apply(&changes);
+        (outbox, changes)
+    };
+    let (first, changes) = run_send(&mut w, b"one");
+    let kem: Vec<_> = changes
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] == PENDING_KEM)
+        .collect();
+    assert_eq!(kem.len(), 1);
+    assert_eq!(kem[0].value().map(<[u8]>::len), Some(1568));
+    // Later sends, before Bob replies, leave it alone.
+    let mut later = Vec::new();
+    for body in [&b"two"[..], b"three"] {
+        let (outbox, changes) = run_send(&mut w, body);
+        assert!(changes.records().iter().all(|r| r.key()[0] != PENDING_KEM));
+        assert!(
+            changes.byte_len() < 1000,
+            "{} bytes for a send",
+            changes.byte_len()
+        );
+        later.push(outbox);
+    }
+    // Restarted from its records, Alice's phone still sends pre-key messages Bob can open.
+    w.restart(a1);
+    let (fourth, _) = run_send(&mut w, b"four");
+    for outbox in [&fourth, &later[1], &first, &later[0]] {
+        w.deliver_ok(outbox);
+    }
+    // Bob replies: reading it deletes the ciphertext record.
+    let reply = w.send(b1, alice, b"hi");
+    let now = w.now;
+    let envelope = World::envelope_to(&reply, a1);
+    w.device(a1).receive(now, &envelope).unwrap();
+    let changes = w.device(a1).take_changes();
+    let deleted: Vec<_> = changes
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] == PENDING_KEM)
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].value(), None);
+    w.stores.get_mut(&a1).unwrap().apply(&changes);
+    w.restart(a1);
+    assert!(w.stores[&a1].0.keys().all(|k| k[0] != PENDING_KEM));
+}
+
+/// Records written before the ciphertext had a record of its own (the session state holding it
+/// inline, PROTOCOL.md 10.3) load, and the load asks for the rewrite to today's form; a
+/// ciphertext held twice (inline and in a record), a ciphertext record without its pending
+/// session, or one of the wrong length is refused.
+#[test]
+fn pending_kem_records_load_only_in_one_form() {
+    const PENDING_KEM: u8 = 0x13;
+    let mut w = World::new("fanout pending kem legacy");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    w.send(a1, bob, b"pending");
+    let store = w.stores[&a1].clone();
+    let sessions_key: Vec<u8> = [&[0x08][..], &b1.to_bytes()].concat();
+    let (kem_key, ct) = store
+        .0
+        .iter()
+        .find(|(k, _)| k[0] == PENDING_KEM)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    // The detached state: u8(n) ‖ u32(len) ‖ state; in the state, the opt(pending CT) flag
+    // follows the header, two u32, the role, three keys, the signed prekey id, opt(one-time
+    // prekey id) and opt(KEM prekey id ‖ digest).
+    let detached = store.0[&sessions_key].clone();
+    assert_eq!(detached[0], 1);
+    let state = &detached[5..];
+    let mut at = 2 + 4 + 4 + 1 + 32 * 3 + 4;
+    at += if state[at] == 1 { 5 } else { 1 };
+    assert_eq!(state[at], 1, "the session has a KEM part");
+    at += 1 + 4 + 32;
+    assert_eq!(state[at], 0, "no ciphertext inline");
+    let mut inline_state = state[..at].to_vec();
+    inline_state.push(1);
+    inline_state.extend_from_slice(&ct);
+    inline_state.extend_from_slice(&state[at + 1..]);
+    let mut legacy = vec![1];
+    legacy.extend_from_slice(&(inline_state.len() as u32).to_be_bytes());
+    legacy.extend_from_slice(&inline_state);
+
+    let load = |edit: &dyn Fn(&mut support::Store)| {
+        let mut s = store.clone();
+        edit(&mut s);
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    };
+    // The older form loads, and asks for both records to be rewritten as they are today.
+    let mut old = load(&|s| {
+        s.0.insert(sessions_key.clone(), legacy.clone());
+        s.0.remove(&kem_key);
+    })
+    .unwrap();
+    assert!(old.has_changes());
+    let rewrite = old.take_changes();
+    let written: Vec<_> = rewrite
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] != 0x02)
+        .map(|r| (r.key().to_vec(), r.value().map(<[u8]>::to_vec)))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            (sessions_key.clone(), Some(detached.clone())),
+            (kem_key.clone(), Some(ct.clone()))
+        ]
+    );
+    // Today's form loads as it is.
+    assert!(!load(&|_| {}).unwrap().has_changes());
+    // Refused: held twice; a record without its session; a record of the wrong length.
+    assert!(
+        load(&|s| {
+            s.0.insert(sessions_key.clone(), legacy.clone());
+        })
+        .is_err()
+    );
+    assert!(
+        load(&|s| {
+            let mut orphan = kem_key.clone();
+            orphan[40] ^= 1;
+            s.0.insert(orphan, ct.clone());
+        })
+        .is_err()
+    );
+    assert!(
+        load(&|s| {
+            s.0.insert(kem_key.clone(), ct[..ct.len() - 1].to_vec());
+        })
+        .is_err()
+    );
+}
+
+/// A reported retry request kept as bytes (the app fetches the body, restarts) reads back as
+/// it was and is answered as usual; kept bytes with an attempt out of range, a bad bundle or
+/// bytes after it are refused.
+#[test]
+fn a_kept_retry_request_reads_back_and_is_answered() {
+    use ratchetry::fanout::RetryRequest;
+    let mut w = World::new("fanout kept retry request");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let outbox = w.send(a1, bob, b"kept");
+    let failed = tampered(&World::envelope_to(&outbox, b1));
+    let (_, request) = w
+        .request_retry(b1, &failed, RetryReason::AuthenticationFailed)
+        .unwrap();
+    let Ok(Received::RetryRequest(reported)) = w.receive(a1, &request) else {
+        panic!("reported")
+    };
+    let kept = reported.to_bytes();
+    assert_eq!(&kept[..2], [2, 0x8a]);
+    w.restart(a1);
+    let back = RetryRequest::from_bytes(&kept).unwrap();
+    assert_eq!(back, reported);
+    let answer = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &back, b"kept"))
+        .unwrap();
+    let read = w.deliver_ok(&answer);
+    assert_eq!(body(&read[0].1), Some(&b"kept"[..]));
+    // The attempt is byte 2 + 36 + 8 + 1.
+    for attempt in [0u8, 4] {
+        let mut bad = kept.clone();
+        bad[47] = attempt;
+        assert_eq!(
+            RetryRequest::from_bytes(&bad),
+            Err(ratchetry::DecodeError::InvalidValue)
+        );
+    }
+    assert!(RetryRequest::from_bytes(&[&kept[..], &[0]].concat()).is_err());
+    assert!(RetryRequest::from_bytes(&kept[..kept.len() - 1]).is_err());
+}
+
+/// A backup taken while a session still awaits its first reply restores to state that loads
+/// (found by review: the renewed session had no chain at all and its state was refused), and
+/// the next send starts a new session the peer reads.
+#[test]
+fn a_device_restored_with_a_session_awaiting_its_reply_loads_and_sends_again() {
+    let mut w = World::new("fanout restore pending session");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let unanswered = w.send(a1, bob, b"unanswered");
+    let backup = w.device(a1).to_bytes();
+    let restored = Device::restore_from_backup(&backup, w.now).unwrap();
+    assert!(
+        !restored.has_session(&b1),
+        "the never-answered session is dropped"
+    );
+    let reloaded = Device::from_bytes(&restored.to_bytes()).unwrap();
+    w.devices.insert(a1, reloaded);
+    w.persist(a1);
+    w.restart(a1);
+    w.deliver_ok(&unanswered);
+    let again = w.send(a1, bob, b"after the restore");
+    let read = w.deliver_ok(&again);
+    assert_eq!(body(&read[0].1), Some(&b"after the restore"[..]));
+}
+
+/// Every unit of changes carries the state epoch the device is at after it: the app keeps the
+/// epoch of the last unit it wrote where a restore cannot roll it back, and a snapshot from
+/// before that unit is then recognised as stale.
+#[test]
+fn each_unit_of_changes_carries_the_state_epoch_it_leaves() {
+    let mut w = World::new("fanout unit epoch");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    let now = w.now;
+    let d = w.device(a1);
+    let mut last = d.state_epoch();
+    for members in [&[bob][..], &[bob, carol], &[carol]] {
+        let snapshot = d.to_bytes();
+        d.set_group_members(ROOM, members);
+        let unit = d.take_changes();
+        assert_eq!(unit.epoch(), d.state_epoch());
+        assert!(unit.epoch() > last, "epoch {} after {last}", unit.epoch());
+        last = unit.epoch();
+        let (_, stale) = Device::restore(&snapshot, unit.epoch(), now).unwrap();
+        assert!(
+            stale,
+            "a snapshot from before the unit was not seen as stale"
+        );
+        let (_, stale) = Device::restore(&d.to_bytes(), unit.epoch(), now).unwrap();
+        assert!(!stale);
+    }
+}
+
+/// A unit's `byte_len` is what the app writes for it: every record's key, and its value unless
+/// the record is deleted.
+#[test]
+fn a_unit_s_byte_len_counts_every_key_and_written_value() {
+    let mut w = World::new("fanout unit size");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    w.publish_all();
+    let a1 = World::addr(alice, 1);
+    w.send(a1, bob, b"to both of bob's devices");
+    // Bob unlinks his laptop: Alice drops its sessions, a deleted record.
+    let now = w.now;
+    let list = w
+        .primary(&bob)
+        .unlink(now, DeviceId(2))
+        .unwrap()
+        .signed()
+        .clone();
+    let d = w.device(a1);
+    d.update_device_list(now, &bob, list).unwrap();
+    let unit = d.take_changes();
+    let records = unit.records();
+    assert!(records.iter().any(|r| r.value().is_none()), "no deletion");
+    assert!(records.iter().any(|r| r.value().is_some()), "no write");
+    let written: usize = records
+        .iter()
+        .map(|r| r.key().len() + r.value().map_or(0, <[u8]>::len))
+        .sum();
+    assert_eq!(unit.byte_len(), written);
+}
+
+/// A record prints which record it is and how long its value is, never the value (records hold
+/// the device's secrets).
+#[test]
+fn a_record_prints_its_key_and_value_length_but_not_its_value() {
+    let mut w = World::new("fanout record debug");
+    let alice = w.account(0);
+    let a1 = World::addr(alice, 1);
+    // Restored from whole-state bytes, the device writes every record again.
+    let mut d = Device::from_bytes(&w.device(a1).to_bytes()).unwrap();
+    let all = d.take_changes();
+    assert!(all.replaces_all());
+    for r in all.records() {
+        let shown = format!("{r:?}");
+        let len = r.value().map(<[u8]>::len);
+        assert!(
+            shown.contains(&format!("value_len: {len:?}")),
+            "{shown} does not give the value's length"
+        );
+        if let Some(v) = r.value().filter(|v| v.len() >= 32) {
+            let bytes = format!("{v:?}");
+            assert!(!shown.contains(&bytes[1..bytes.len() - 1]), "{shown}");
+        }
+    }
+    // The device's own record, which holds its identity key.
+    let own = all.records().iter().find(|r| r.key() == [0x01]).unwrap();
+    assert!(format!("{own:?}").contains("Own"));
+}
+
+/// A group message's body may have any length, shorter or far longer than what the envelope
+/// adds to it (header, tag and signature).
+#[test]
+fn group_messages_of_any_length_are_sent_and_read() {
+    let mut w = World::new("fanout group lengths");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let a1 = World::addr(alice, 1);
+    for len in [0, 1, 200, 4096, 1 << 16] {
+        let text: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let outbox = w.send_group(a1, ROOM, &text);
+        let read: Vec<_> = w
+            .deliver_ok(&outbox)
+            .into_iter()
+            .filter(|(_, r)| matches!(r, Received::Group { .. }))
+            .collect();
+        assert_eq!(read.len(), 2, "both of bob's devices read it");
+        for (_, r) in &read {
+            assert_eq!(body(r), Some(&text[..]));
+        }
+    }
+}
+
+/// A device holds no more one-time prekeys than its config allows (beyond those pending
+/// retries hold), in each pool on its own: stored records with one X25519 one-time prekey too
+/// many, or one ML-KEM one-time prekey too many, are refused on load.
+#[test]
+fn stored_one_time_prekeys_beyond_either_cap_are_refused_on_load() {
+    let mut w = World::new("fanout one-time caps");
+    let mut config = DeviceConfig::default();
+    // Devices in these tests are made with five of each.
+    config.prekeys.max_one_time_prekeys = 5;
+    config.prekeys.max_one_time_kem_prekeys = 5;
+    let alice = w.account_with(0, config);
+    let a1 = World::addr(alice, 1);
+    let store = w.stores[&a1].clone();
+    let load = |s: &support::Store| {
+        Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    assert_eq!(load(&store), None);
+    // One more key of a kind (0x04 X25519, 0x05 ML-KEM): a copy of one under a new id, which
+    // its record's key and value both begin with.
+    let one_more = |kind: u8| {
+        let (key, value) = store.0.iter().find(|(k, _)| k[0] == kind).unwrap();
+        let id = u32::MAX.to_be_bytes();
+        let (mut key, mut value) = (key.clone(), value.clone());
+        key[1..5].copy_from_slice(&id);
+        value[..4].copy_from_slice(&id);
+        let mut more = store.clone();
+        assert!(more.0.insert(key, value).is_none());
+        more
+    };
+    assert_eq!(load(&one_more(0x04)), Some(DecodeError::InvalidValue));
+    assert_eq!(load(&one_more(0x05)), Some(DecodeError::InvalidValue));
 }

@@ -233,6 +233,13 @@ fn regenerate_fuzz_seeds() {
     }
     let device_state = fx.receiver.to_bytes();
     write("state", "device", &device_state);
+    // The fixture's last envelope in flight is a retry request: the receiver reports it.
+    let mut receiver = fx.receiver.clone();
+    let reported = receiver.receive(FanoutFixture::NOW, fx.in_flight.last().unwrap());
+    let Ok(ratchetry::fanout::Received::RetryRequest(request)) = reported else {
+        panic!("the fixture's retry request is reported: {reported:?}")
+    };
+    write("device_wire", "kept-retry-request", &request.to_bytes());
     let mut whole = ratchetry::fanout::Device::from_bytes(&device_state).unwrap();
     let unit = whole.take_changes();
     write(

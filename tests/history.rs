@@ -108,7 +108,8 @@ fn truncation_reordering_duplication_and_splicing_fail() {
     assert_eq!(opener.push(&chunks[3]), Err(SyncError::TooManyChunks));
     // A wrong digest in the offer.
     let mut bad_digest = offer.to_bytes().to_vec();
-    let last = bad_digest.len() - 1;
+    // The digest's last byte, before the (empty) app data's length.
+    let last = bad_digest.len() - 4 - 1;
     bad_digest[last] ^= 1;
     let bad_offer = HistoryOffer::from_bytes(&bad_digest).unwrap();
     assert_eq!(open(&chunks, &bad_offer), Err(SyncError::Incomplete));
@@ -117,4 +118,43 @@ fn truncation_reordering_duplication_and_splicing_fail() {
     inconsistent[at + 8..at + 16].copy_from_slice(&9u64.to_be_bytes());
     assert!(HistoryOffer::from_bytes(&inconsistent).is_err());
     assert!(!format!("{offer:?}").contains(&hex::encode(&offer.to_bytes()[2..10])));
+}
+
+/// An offer carries the app's data for the companion, up to its bound, in its wire bytes and
+/// through a pairwise session; more is refused when attaching and when decoding, and `Debug`
+/// shows only its length.
+#[test]
+fn an_offer_carries_app_data_within_its_bound() {
+    use ratchetry::history::MAX_HISTORY_APP_DATA;
+    let rng = &mut SeededRng::from_label("history app data");
+    let (chunks, offer) = seal(rng, &[9; 1000], 300);
+    assert_eq!(offer.app_data(), b"");
+    let offer = offer.with_app_data(b"groups: 7").unwrap();
+    assert_eq!(offer.app_data(), b"groups: 7");
+    let bytes = offer.to_bytes();
+    let back = HistoryOffer::from_bytes(&bytes).unwrap();
+    assert_eq!(back, offer);
+    assert_eq!(open(&chunks, &back).unwrap(), [9; 1000]);
+    assert!(!format!("{offer:?}").contains("groups"));
+    // At the bound, and one byte over.
+    let full = offer
+        .clone()
+        .with_app_data(&[1; MAX_HISTORY_APP_DATA])
+        .unwrap();
+    let full_bytes = full.to_bytes();
+    assert_eq!(HistoryOffer::from_bytes(&full_bytes), Ok(full));
+    assert_eq!(
+        offer.clone().with_app_data(&[1; MAX_HISTORY_APP_DATA + 1]),
+        Err(SyncError::AppDataTooLong)
+    );
+    let mut over = full_bytes[..full_bytes.len() - MAX_HISTORY_APP_DATA - 4].to_vec();
+    over.extend_from_slice(&(MAX_HISTORY_APP_DATA as u32 + 1).to_be_bytes());
+    over.extend_from_slice(&[1; MAX_HISTORY_APP_DATA + 1]);
+    assert_eq!(
+        HistoryOffer::from_bytes(&over),
+        Err(ratchetry::DecodeError::InvalidValue)
+    );
+    // Without its length, or with bytes after it: refused.
+    assert!(HistoryOffer::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    assert!(HistoryOffer::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
 }

@@ -8,7 +8,7 @@ mod support;
 use ratchetry::devices::{DeviceAddress, DeviceId};
 use ratchetry::fanout::{Device, MAX_RETRY_ATTEMPTS, MessageId, Received, RetryReason};
 use ratchetry::group::{GroupId, GroupMessage};
-use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair};
+use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair, PreKeyStoreConfig};
 use support::{World, body, tampered};
 
 const ROOM: GroupId = GroupId([0x42; 32]);
@@ -1245,4 +1245,58 @@ fn a_contact_cannot_flush_the_replaced_ids_with_resends_of_its_own() {
         }
         .into(),
     );
+}
+
+/// Mallory, a contact, starts two sessions with Bob's phone from one base key: the first under
+/// Bob's signed prekey, the second under the one that replaced it (each signed prekey
+/// remembers the base keys it has seen, so both are accepted). When Bob's rotations drop the
+/// first signed prekey, its record of the base key must go with it, although the base key is
+/// still remembered under the second: a record left behind names a signed prekey Bob no longer
+/// has, and Bob's stored state would no longer load.
+#[test]
+fn a_base_key_reused_under_two_signed_prekeys_cannot_make_stored_state_unloadable() {
+    let mut w = World::new("insider reused base key");
+    let mallory = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (m1, b1) = (World::addr(mallory, 1), World::addr(bob, 1));
+    let now = w.now;
+    // A base key is the first thing a session start draws: the same RNG state twice gives the
+    // same base key.
+    let draws = w.rng.clone();
+    for text in [&b"under the first signed prekey"[..], b"under the second"] {
+        let bundle = w.device(b1).bundle(None, None);
+        w.device(m1)
+            .start_sessions(&mut draws.clone(), now, &[(b1, bundle)])
+            .unwrap();
+        let o = w.send(m1, bob, text);
+        assert_eq!(body(&w.deliver_ok(&o)[0].1), Some(text));
+        w.devices
+            .get_mut(&b1)
+            .unwrap()
+            .rotate_signed_prekey(&mut w.rng, now);
+        w.persist(b1);
+    }
+    let seen = |w: &World| -> Vec<Vec<u8>> {
+        w.stores[&b1]
+            .0
+            .keys()
+            .filter(|k| k[0] == 0x06)
+            .cloned()
+            .collect()
+    };
+    let both = seen(&w);
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[0][5..], both[1][5..], "one base key");
+    // Bob rotates on; after each rotation his stored state loads.
+    for _ in 0..PreKeyStoreConfig::default().max_signed_prekeys {
+        w.devices
+            .get_mut(&b1)
+            .unwrap()
+            .rotate_signed_prekey(&mut w.rng, now);
+        w.persist(b1);
+        let records = w.stores[&b1].0.iter();
+        Device::from_records(records.map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+    }
+    assert!(seen(&w).is_empty(), "both signed prekeys are gone");
 }

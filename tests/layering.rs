@@ -16,7 +16,9 @@ const LAYERS: &[&[&str]] = &[
     &["group"],
     &["devices"],
     &["history", "calls"],
-    &["fanout"],
+    &["fanout", "server"],
+    &["driver"],
+    &["relay"],
 ];
 const EXEMPT: &[&str] = &["error", "testing", "docs", ""];
 

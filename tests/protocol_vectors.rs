@@ -1074,8 +1074,8 @@ fn safety_fingerprint(ak: &[u8]) -> [u8; 32] {
     d[..32].try_into().unwrap()
 }
 
-/// 20: a history's chunks and offer from its secret and plaintext.
-fn spec_history(secret: [u8; 32], plaintext: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+/// 20: a history's chunks and offer from its secret, plaintext and app data.
+fn spec_history(secret: [u8; 32], plaintext: &[u8], app_data: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let okm = hkdf::<35>(&[0; 32], &secret, L_HISTORY_SYNC);
     let (key, prefix): ([u8; 32], [u8; 3]) = split(&okm);
     let mut pieces: Vec<&[u8]> = plaintext.chunks(65_536).collect();
@@ -1105,6 +1105,8 @@ fn spec_history(secret: [u8; 32], plaintext: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
         .u64(plaintext.len() as u64)
         .u64(chunks.len() as u64)
         .put(sha256(&[&digest]))
+        .u32(app_data.len() as u32)
+        .put(app_data)
         .done();
     (chunks, offer)
 }
@@ -2338,6 +2340,8 @@ struct HistoryVector {
     /// Per chunk: its length, nonce, tag, SHA-256, and the whole bytes when under 1 KiB.
     chunks: Vec<HistoryChunk>,
     digest: String,
+    /// The app data the offer carries (20).
+    app_data: String,
     offer: String,
 }
 
@@ -2350,6 +2354,11 @@ struct HistoryChunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bytes: Option<String>,
 }
+
+/// The app data of the short history's offer.
+const HISTORY_APP_DATA: &[u8] = b"groups: 7 (alice, bob, carol)";
+/// Where an offer's digest starts: after the header, S, the chunk size, L and the count.
+const OFFER_DIGEST_AT: usize = 2 + 32 + 4 + 8 + 8;
 
 fn history_plaintext(len: u64) -> Vec<u8> {
     (0..len)
@@ -2373,6 +2382,9 @@ fn history_file() -> HistoryFile {
         let mut chunks = sealer.push(&history_plaintext(length));
         let (last, offer) = sealer.finish();
         chunks.extend(last);
+        // The short history's offer carries app data for the companion.
+        let app_data: &[u8] = if length == 100 { HISTORY_APP_DATA } else { b"" };
+        let offer = offer.with_app_data(app_data).unwrap();
         let offer_bytes = offer.to_bytes();
         let okm = hkdf::<35>(&[0; 32], &secret, L_HISTORY_SYNC);
         let count = chunks.len();
@@ -2398,15 +2410,17 @@ fn history_file() -> HistoryFile {
                     bytes: (c.len() < 1024).then(|| h(c)),
                 })
                 .collect(),
-            digest: h(&offer_bytes[offer_bytes.len() - 32..]),
+            digest: h(&offer_bytes[OFFER_DIGEST_AT..OFFER_DIGEST_AT + 32]),
+            app_data: h(app_data),
             offer: h(&*offer_bytes),
         }
     })
     .collect();
     HistoryFile {
-        description: "History sync streams (PROTOCOL.md 20): a short history, one crossing a \
-                      chunk boundary, one of exactly one full chunk (then an empty last one), \
-                      and an empty one. Schema: test-vectors/README.md."
+        description: "History sync streams (PROTOCOL.md 20): a short history (its offer with \
+                      app data), one crossing a chunk boundary, one of exactly one full chunk \
+                      (then an empty last one), and an empty one. Schema: \
+                      test-vectors/README.md."
             .into(),
         generator: GENERATOR.into(),
         vectors,
@@ -2424,7 +2438,8 @@ fn history_sync_vectors() {
             (h(&okm[..32]), h(&okm[32..])),
             (v.stream_key.clone(), v.nonce_prefix.clone())
         );
-        let (chunks, offer) = spec_history(secret, &history_plaintext(v.length));
+        let (chunks, offer) =
+            spec_history(secret, &history_plaintext(v.length), &unhex(&v.app_data));
         assert_eq!(chunks.len() as u64, v.length / 65_536 + 1);
         assert_eq!(chunks.len(), v.chunks.len());
         for (i, (chunk, c)) in chunks.iter().zip(&v.chunks).enumerate() {
@@ -2440,8 +2455,9 @@ fn history_sync_vectors() {
             assert_eq!(c.bytes, (chunk.len() < 1024).then(|| h(chunk)));
         }
         assert_eq!(h(&offer), v.offer);
-        assert_eq!(h(&offer[offer.len() - 32..]), v.digest);
+        assert_eq!(h(&offer[OFFER_DIGEST_AT..OFFER_DIGEST_AT + 32]), v.digest);
     }
+    assert!(file.vectors.iter().any(|v| !v.app_data.is_empty()));
 }
 
 // =============================================================================================
@@ -2931,6 +2947,9 @@ struct RetryEvent {
     envelope: String,
     message_id: String,
     delivered: bool,
+    /// The request as the sender's app keeps it (18.6), when it was delivered and read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kept: Option<String>,
 }
 
 /// 18.2: a payload's bytes from its fields.
@@ -3251,8 +3270,24 @@ impl DevicesRun {
             envelope: h(&envelope),
             message_id: h(ratchetry::fanout::MessageId::of(&envelope).0),
             delivered: deliver,
+            kept: None,
         }));
-        deliver.then(|| self.deliver(to, &envelope))
+        let read = deliver.then(|| self.deliver(to, &envelope))?;
+        if let (ratchetry::fanout::Received::RetryRequest(request), Some(DeviceEvent::Retry(r))) = (
+            &read,
+            self.events
+                .iter_mut()
+                .rev()
+                .find(|e| matches!(e, DeviceEvent::Retry(_))),
+        ) {
+            let kept = request.to_bytes();
+            assert_eq!(
+                ratchetry::fanout::RetryRequest::from_bytes(&kept).as_ref(),
+                Ok(request)
+            );
+            r.kept = Some(h(&kept));
+        }
+        Some(read)
     }
 }
 
@@ -4260,7 +4295,7 @@ fn device_vectors() {
                 calls.push(e.call_key.clone());
             }
             DeviceEvent::History(e) => {
-                let (_, offer) = spec_history(unh(&e.secret), &history_plaintext(e.length));
+                let (_, offer) = spec_history(unh(&e.secret), &history_plaintext(e.length), b"");
                 assert_eq!(h(offer), e.offer);
                 offers.push(e.offer.clone());
             }
@@ -5472,7 +5507,8 @@ fn record_vectors() {
         }
     }
     // 19.4: the whole state is every record, keys strictly ascending; it holds every kind but
-    // the restore record (0x11, in `restored`), and each record above.
+    // the restore record (0x11, in `restored`), a pending KEM ciphertext (0x13) among them,
+    // and each record above.
     let whole = unhex(&f.whole_state);
     let mut r = Rd(&whole);
     assert_eq!(r.take(2), [3, 0x87]);
@@ -5486,7 +5522,7 @@ fn record_vectors() {
     let present: std::collections::BTreeSet<u8> = records.iter().map(|(k, _)| k[0]).collect();
     assert_eq!(
         present.into_iter().collect::<Vec<_>>(),
-        (1..=16).chain([18]).collect::<Vec<u8>>()
+        (1..=16).chain([18, 19]).collect::<Vec<u8>>()
     );
     for v in &f.records {
         assert!(records.contains(&(unhex(&v.key), unhex(&v.value))));

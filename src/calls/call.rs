@@ -81,7 +81,7 @@ impl fmt::Debug for SrtpKeys {
 /// # let (_, mut bob) = server.account(&mut rng, now)?;
 /// let (a, b) = (alice.address(), bob.address());
 /// // Key messages go to devices whose lists the caller follows (Bob is a contact).
-/// alice.update_device_list(now, &b.account, server.lists[&b.account].clone())?;
+/// alice.update_device_list(now, &b.account, server.list(&b.account))?;
 /// let config = CallConfig::default();
 /// let mut call = Call::start(&mut rng, CallKind::OneToOne, a, &[b], &config)?;
 /// let (participants, key) = (call.participants().to_vec(), call.key_message().clone());

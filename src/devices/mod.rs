@@ -1,11 +1,13 @@
 //! Accounts and their devices: the account identity key, device ids and addresses, the signed
 //! device list (with its verification: signer, rollback, duplicates, companion cap, expiry),
-//! linking a companion without I/O, the primary's list management, and safety numbers.
+//! the list coverage a send claims, linking a companion without I/O, the primary's list
+//! management, and safety numbers.
 //!
 //! It builds on primitives (signatures) and x3dh identity keys; it must not know sessions,
 //! groups or fanout.
 
 pub(crate) mod account;
+mod coverage;
 mod ids;
 mod legacy;
 mod linking;
@@ -15,6 +17,7 @@ mod primary;
 mod safety;
 
 pub use account::{AccountKey, AccountKeyPair};
+pub use coverage::ListCoverage;
 pub use ids::{ADDRESS_LEN, DeviceAddress, DeviceId, PRIMARY_DEVICE};
 pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
 #[cfg(feature = "test-support")]

@@ -1,9 +1,9 @@
 // Shared, hidden setup for the documentation examples (not part of the crate): each example
 // includes it with
 // `# include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));`
-// and uses what it needs from `setup`. It plays the app's server (device lists and prekey
-// bundles) and runs the loops every app writes: a send until it is ready, a receive that
-// fetches a list it lacks. A real app also persists `take_changes()` where this drops it.
+// and uses what it needs from `setup`. The app's server is the crate's in-memory relay
+// (`ratchetry::relay::Relay`); `ready` and `receive` run the driver's loops against it. A real
+// app persists `take_changes()` where this drops it.
 #[allow(dead_code, unused_imports)]
 mod setup {
     pub use getrandom::{SysRng, rand_core::UnwrapErr};
@@ -12,83 +12,83 @@ mod setup {
         SignedDeviceList, complete_link,
     };
     pub use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
+    pub use ratchetry::driver::{self, Directory, DriveError, Inbound};
+    pub use ratchetry::relay::Relay;
     pub use ratchetry::{Error, FanoutError, IdentityKeyPair, PreKeyBundle, Timestamp};
-    use std::collections::BTreeMap;
+    use std::convert::Infallible;
 
     pub type Rng = UnwrapErr<SysRng>;
 
-    /// The untrusted server: the accounts' signed device lists and the devices' bundles.
-    #[derive(Default)]
+    /// The untrusted server: the crate's in-memory relay (`ratchetry::relay::Relay`), which
+    /// verifies and serves the accounts' lists and the devices' prekeys.
     pub struct Server {
-        pub lists: BTreeMap<AccountKey, SignedDeviceList>,
-        pub bundles: BTreeMap<DeviceAddress, PreKeyBundle>,
+        pub relay: Relay,
+    }
+
+    impl Default for Server {
+        fn default() -> Self {
+            let mut relay = Relay::new(DevicePolicy::default());
+            relay.set_time(Timestamp(1_790_000_000_000));
+            Self { relay }
+        }
     }
 
     impl Server {
         /// Publishes the primary's current list.
-        pub fn publish(&mut self, primary: &Primary) {
-            let list = primary.device_list().signed().clone();
-            self.lists.insert(primary.account(), list);
+        pub fn publish(&mut self, primary: &Primary) -> Result<(), Error> {
+            self.relay.publish_list(primary.device_list().signed().clone())
         }
 
-        /// Publishes a device's bundle.
-        pub fn register(&mut self, device: &Device) {
-            self.bundles
-                .insert(device.address(), device.bundle(None, None));
+        /// Publishes a device's base prekeys.
+        pub fn register(&mut self, device: &Device) -> Result<(), Error> {
+            self.relay.publish_prekeys(device.address(), device.bundle(None, None))
         }
 
-        /// Runs a send on `device` until it is ready, fetching lists and bundles.
+        /// The current list of `account`, as the app fetches it.
+        pub fn list(&mut self, account: &AccountKey) -> SignedDeviceList {
+            let Ok(mut lists) = self.relay.device_lists(&[*account]);
+            lists.remove(0)
+        }
+
+        /// A bundle for `device`, as the app fetches it.
+        pub fn bundle(&mut self, device: &DeviceAddress) -> PreKeyBundle {
+            let Ok(mut bundles) = self.relay.bundles(&[*device]);
+            bundles.remove(0).1
+        }
+
+        /// [`driver::send`](ratchetry::driver::send) against this server, its changes
+        /// dropped where an app persists them.
         pub fn ready(
-            &self,
+            &mut self,
             device: &mut Device,
             rng: &mut Rng,
             now: Timestamp,
-            mut op: impl FnMut(&mut Device, &mut Rng) -> Result<Outgoing, Error>,
+            op: impl FnMut(&mut Device, &mut Rng) -> Result<Outgoing, Error>,
         ) -> Result<Outbox, Error> {
-            loop {
-                match op(device, rng)? {
-                    Outgoing::Ready(outbox) => {
-                        let _ = device.take_changes();
-                        return Ok(outbox);
-                    }
-                    Outgoing::NeedDeviceLists(accounts) => {
-                        for a in accounts {
-                            device.update_device_list(now, &a, self.lists[&a].clone())?;
-                        }
-                    }
-                    Outgoing::NeedBundles(devices) => {
-                        let fetched: Vec<_> =
-                            devices.iter().map(|d| (*d, self.bundles[d].clone())).collect();
-                        device.start_sessions(rng, now, &fetched)?;
-                    }
-                }
-            }
+            let (outbox, _events) =
+                driver::send(device, rng, now, &mut self.relay, op).map_err(device_error)?;
+            let _ = device.take_changes();
+            Ok(outbox)
         }
 
-        /// Receives `envelope` on `device`, fetching a list it lacks or holds an older version
-        /// of (the sender's, or its own account's).
+        /// [`driver::receive`](ratchetry::driver::receive) against this server: what it read,
+        /// or the error of an envelope it could not.
         pub fn receive(
-            &self,
+            &mut self,
             device: &mut Device,
             now: Timestamp,
             envelope: &[u8],
         ) -> Result<Received, Error> {
-            let mut fetched = 0;
-            loop {
-                match device.receive(now, envelope) {
-                    Err(Error::Fanout(
-                        FanoutError::UnknownAccount(account)
-                        | FanoutError::DeviceListsDiverge { account, .. },
-                    )) if fetched < 2 => {
-                        device.update_device_list(now, &account, self.lists[&account].clone())?;
-                        fetched += 1;
-                    }
-                    other => {
-                        let received = other?;
-                        let _ = device.take_changes();
-                        return Ok(received);
-                    }
-                }
+            let mut rng = UnwrapErr(SysRng);
+            let (inbound, _events) =
+                driver::receive(device, &mut rng, now, &mut self.relay, envelope, |_| false)
+                    .map_err(device_error)?;
+            let _ = device.take_changes();
+            match inbound {
+                Inbound::Read(received) => Ok(received),
+                Inbound::Dropped(e) => Err(e),
+                Inbound::Duplicate(message_id) => Err(FanoutError::Duplicate { message_id }.into()),
+                other => panic!("the examples do not meet {other:?}"),
             }
         }
 
@@ -100,8 +100,8 @@ mod setup {
             let (mut phone, _upload) =
                 Device::new(rng, now, identity, PRIMARY_DEVICE, list, 5, DeviceConfig::default())?;
             let _ = phone.take_changes();
-            self.publish(&primary);
-            self.register(&phone);
+            self.publish(&primary)?;
+            self.register(&phone)?;
             Ok((primary, phone))
         }
 
@@ -121,9 +121,16 @@ mod setup {
             let (mut device, _upload) =
                 Device::new(rng, now, identity, approval.device, list, 5, DeviceConfig::default())?;
             let _ = device.take_changes();
-            self.publish(primary);
-            self.register(&device);
+            self.publish(primary)?;
+            self.register(&device)?;
             Ok(device)
+        }
+    }
+
+    fn device_error(e: DriveError<Infallible>) -> Error {
+        match e {
+            DriveError::Device(e) => e,
+            _ => unreachable!("the in-memory server always answers"),
         }
     }
 

@@ -12,7 +12,7 @@ use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal, PendingKey};
 use super::ledger::Group;
 use super::lists::Followed;
 use super::records::{Dirty, Key};
-use super::sessions::SessionSet;
+use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
 use crate::devices::{
     AccountKey, DeviceAddress, DeviceEntry, DeviceId, DevicePolicy, SignedDeviceList,
     VerifiedDeviceList,
@@ -76,11 +76,11 @@ impl Default for DeviceConfig {
 ///         Outgoing::Ready(outbox) => break outbox,
 ///         Outgoing::NeedDeviceLists(accounts) => {
 ///             for a in accounts {
-///                 alice.update_device_list(now, &a, server.lists[&a].clone())?;
+///                 alice.update_device_list(now, &a, server.list(&a))?;
 ///             }
 ///         }
 ///         Outgoing::NeedBundles(devices) => {
-///             let bundles: Vec<_> = devices.iter().map(|d| (*d, server.bundles[d].clone())).collect();
+///             let bundles: Vec<_> = devices.iter().map(|d| (*d, server.bundle(d))).collect();
 ///             alice.start_sessions(&mut rng, now, &bundles)?;
 ///         }
 ///     }
@@ -90,7 +90,7 @@ impl Default for DeviceConfig {
 ///
 /// let (to, envelope) = &outbox.envelopes[0]; // Bob has one device; Alice no other
 /// assert_eq!(*to, bob.address());
-/// bob.update_device_list(now, &alice_account, server.lists[&alice_account].clone())?;
+/// bob.update_device_list(now, &alice_account, server.list(&alice_account))?;
 /// let Received::Direct { from, body, .. } = bob.receive(now, envelope)? else { unreachable!() };
 /// assert_eq!((from, body.as_slice()), (alice.address(), &b"hi Bob"[..]));
 /// let _ = bob.take_changes(); // write it, then acknowledge the envelope to the server
@@ -208,8 +208,9 @@ impl Device {
     /// Restores a device from a backup that may be older than the state it last had (an old
     /// snapshot, a copied phone). Everything it may already have sent under the snapshot's
     /// chain counters is made unreachable: every pairwise session starts a new sending chain
-    /// from a fresh DH ratchet key on its next send, and every outbound sender key is rotated
-    /// at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
+    /// from a fresh DH ratchet key on its next send (a session that never heard back has none
+    /// to start from and is dropped: the next send asks for a bundle), and every outbound
+    /// sender key is rotated at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
     /// stored state.
     ///
     /// The backup's own device list may still name a companion unlinked since (a stolen
@@ -228,9 +229,10 @@ impl Device {
     /// restored from a backup.
     pub fn into_restored(mut self, now: Timestamp) -> Self {
         self.restored_at = Some(self.restored_at.map_or(now, |at| at.max(now)));
-        for set in self.sessions.values_mut() {
-            set.renew_sending_chains();
-        }
+        self.sessions = core::mem::take(&mut self.sessions)
+            .into_iter()
+            .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))
+            .collect();
         for group in self.groups.values_mut() {
             if let Some(outbound) = &mut group.outbound {
                 outbound.rotate_pending = true;
@@ -452,8 +454,11 @@ impl Device {
     /// Forgets a device's sessions, sender keys, withheld notices and the retries asked of it
     /// (it left its account or changed identity).
     fn drop_device(&mut self, device: &DeviceAddress) {
-        if self.sessions.remove(device).is_some() {
+        if let Some(set) = self.sessions.remove(device) {
             self.touch(Key::Sessions(*device));
+            for base in set.pending_bases() {
+                self.touch(Key::PendingKem(*device, base));
+            }
         }
         let groups: Vec<GroupId> = self
             .inbound
@@ -559,14 +564,35 @@ impl Device {
         session: Session,
         index: Option<usize>,
     ) {
+        // A pending KEM ciphertext has a record of its own, written when the session starts
+        // and deleted when the peer replies or the session goes: not with every send.
+        let base_of = |s: &Session| s.pending_kem().map(|(_, base)| base);
+        let mut changed: Vec<[u8; 32]> = Vec::new();
+        let new = base_of(&session);
         match (self.sessions.get_mut(&address), index) {
-            (Some(set), Some(i)) => set.promote(i, session),
-            (Some(set), None) => set.push_new(session),
+            (Some(set), Some(i)) => {
+                let old = set.all().get(i).and_then(base_of);
+                if old != new {
+                    changed.extend(old.into_iter().chain(new));
+                }
+                set.promote(i, session);
+            }
+            (Some(set), None) => {
+                changed.extend(new);
+                if set.all().len() == MAX_SESSIONS_PER_DEVICE {
+                    changed.extend(set.all().last().and_then(base_of));
+                }
+                set.push_new(session);
+            }
             (None, _) => {
+                changed.extend(new);
                 self.sessions.insert(address, SessionSet::new(session));
             }
         }
         self.touch(Key::Sessions(address));
+        for base in changed {
+            self.touch(Key::PendingKem(address, base));
+        }
     }
 
     /// The list held for `account`.

@@ -33,6 +33,11 @@ impl Device {
         self.bump();
     }
 
+    /// The groups whose members the app set on this device, in id order.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
     /// The member accounts set for `group` (without this device's own account), if any.
     pub fn group_members(&self, group: GroupId) -> Option<impl Iterator<Item = AccountKey> + '_> {
         self.groups.get(&group).map(|g| g.members.iter().copied())

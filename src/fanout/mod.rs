@@ -10,6 +10,7 @@
 //! The [crate page](crate) explains the model an app works with, and the [`guide`](crate::guide)
 //! what an app stores, when, and what it retries.
 
+mod delivery;
 mod device;
 mod envelope;
 mod groups;

@@ -5,7 +5,7 @@ use core::fmt;
 
 use super::{MessageId, RetryRequest, SendId, WithheldReason};
 use crate::calls::CallKeyMessage;
-use crate::devices::{AccountKey, DeviceAddress};
+use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::group::{GroupId, SenderKeyId};
 use crate::history::HistoryOffer;
 
@@ -34,6 +34,27 @@ pub struct Outbox {
     pub envelopes: Vec<(DeviceAddress, Vec<u8>)>,
     /// For a group send: the one group envelope, and every device it must reach.
     pub group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
+    /// For a message (1:1 or group): the device list each account it reaches in full was
+    /// encrypted for (the recipients' accounts and this one's, for its own copies). Hand it
+    /// to the relay with the envelopes: a relay that serves a newer list refuses the batch
+    /// ([`check_coverage`](crate::server::check_coverage)); fetch that list, pass it to
+    /// [`Device::update_device_list`](super::Device::update_device_list), call
+    /// [`Device::not_delivered`](super::Device::not_delivered), and send again.
+    pub coverage: Vec<ListCoverage>,
+}
+
+impl Outbox {
+    /// Every device this outbox reaches, pairwise or through the group envelope, each once, in
+    /// address order: what the relay checks the coverage against.
+    pub fn recipients(&self) -> Vec<DeviceAddress> {
+        let mut all: Vec<DeviceAddress> = self.envelopes.iter().map(|(d, _)| *d).collect();
+        if let Some((_, devices)) = &self.group {
+            all.extend_from_slice(devices);
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
 
 /// A message this device read.

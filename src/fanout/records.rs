@@ -60,6 +60,9 @@ pub(crate) enum Key {
     Restored,
     /// A message a resend replaced.
     Replaced(MessageId),
+    /// The KEM ciphertext of a session awaiting its first reply: (the peer, the session's
+    /// base key). Written once, not with every send.
+    PendingKem(DeviceAddress, [u8; 32]),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -82,6 +85,7 @@ const SENT: u8 = 0x0f;
 const PENDING: u8 = 0x10;
 const RESTORED: u8 = 0x11;
 const REPLACED: u8 = 0x12;
+const PENDING_KEM: u8 = 0x13;
 
 impl Key {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -153,6 +157,11 @@ impl Key {
                 out.u8(REPLACED);
                 out.put(&id.0);
             }
+            Key::PendingKem(a, base) => {
+                out.u8(PENDING_KEM);
+                a.write(&mut out);
+                out.put(base);
+            }
         }
         out
     }
@@ -182,6 +191,7 @@ impl Key {
             PENDING => Key::Pending((DeviceAddress::read_trusted(&mut r)?, r.array()?)),
             RESTORED => Key::Restored,
             REPLACED => Key::Replaced(MessageId(r.array()?)),
+            PENDING_KEM => Key::PendingKem(DeviceAddress::read_trusted(&mut r)?, r.array()?),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -338,6 +348,9 @@ mod tests {
             Key::Sent(SendId(1 << 40)),
             Key::Sent(SendId(2)),
             Key::Pending((a, [4; 16])),
+            Key::Restored,
+            Key::Replaced(MessageId([5; 16])),
+            Key::PendingKem(a, [6; 32]),
         ];
         keys.sort();
         let bytes: alloc::vec::Vec<_> = keys.iter().map(Key::encode).collect();

@@ -392,6 +392,7 @@ impl Device {
             send_id: None,
             envelopes,
             group: None,
+            coverage: Vec::new(),
         }))
     }
 

@@ -3,11 +3,14 @@
 //! reported.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use super::MessageId;
 use super::envelope::MessageRef;
-use super::journal::SendId;
+use super::journal::{MAX_RETRY_ATTEMPTS, SendId};
 use crate::devices::DeviceAddress;
+use crate::error::DecodeError;
+use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::PreKeyBundle;
 
 /// Why a device asks again.
@@ -64,4 +67,50 @@ pub struct RetryRequest {
     /// The request envelope's id: a request is answered once.
     pub(crate) request: MessageId,
     pub(crate) bundle: Box<PreKeyBundle>,
+}
+
+impl RetryRequest {
+    /// Bytes to keep a verified request while the app fetches the body it asks for (across a
+    /// restart, for example), PROTOCOL.md 18.6: `0x02 ‖ 0x8a ‖ requester address (36) ‖
+    /// u64(send id) ‖ u8(reason) ‖ u8(attempt) ‖ reference (16) ‖ request id (16) ‖ bundle`.
+    /// Keep them as the device's own state: `answer_retry` checks the requester's entitlement
+    /// again from the journal, and the bundle when it starts the session.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let bundle = self.bundle.to_bytes();
+        let mut out = Vec::with_capacity(2 + 36 + 8 + 2 + 32 + bundle.len());
+        out.header(kind::RETRY_REQUEST_STATE);
+        self.from.write(&mut out);
+        out.u64(self.send_id.0);
+        out.u8(self.reason.code());
+        out.u8(self.attempt);
+        out.put(&self.reference);
+        out.put(&self.request.0);
+        out.put(&bundle);
+        out
+    }
+
+    /// Parses [`to_bytes`](Self::to_bytes)' form: the address and the bundle's keys are
+    /// checked, and the attempt is 1 to [`MAX_RETRY_ATTEMPTS`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::header(bytes, kind::RETRY_REQUEST_STATE)?;
+        let from = DeviceAddress::read(&mut r)?;
+        let send_id = SendId(r.u64()?);
+        let reason = RetryReason::from_code(r.u8()?);
+        let attempt = r.u8()?;
+        if !(1..=MAX_RETRY_ATTEMPTS).contains(&attempt) {
+            return Err(DecodeError::InvalidValue);
+        }
+        let reference = r.array()?;
+        let request = MessageId(r.array()?);
+        let bundle = Box::new(PreKeyBundle::from_bytes(r.rest())?);
+        Ok(Self {
+            from,
+            send_id,
+            reason,
+            attempt,
+            reference,
+            request,
+            bundle,
+        })
+    }
 }

@@ -14,7 +14,7 @@ use super::payload::{Payload, WithheldReason};
 use super::records::Key;
 use super::{Device, Outbox, Outgoing};
 use crate::calls::CallKeyMessage;
-use crate::devices::{AccountKey, DeviceAddress};
+use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupId, GroupSender, OutboundGroupSession};
 use crate::history::HistoryOffer;
@@ -91,6 +91,7 @@ impl Device {
                 recipients,
             },
         };
+        let coverage = self.coverage(core::iter::once(to).chain(Some(&own)))?;
         let envelopes = self.commit_sealed(sealed);
         let send_id = self.record_sent(now, sent);
         self.bump();
@@ -98,6 +99,7 @@ impl Device {
             send_id: Some(send_id),
             envelopes,
             group: None,
+            coverage,
         }))
     }
 
@@ -233,6 +235,11 @@ impl Device {
             },
         };
 
+        let coverage = self.coverage(
+            g.members
+                .iter()
+                .chain(core::iter::once(&self.address.account)),
+        )?;
         let envelopes = self.commit_sealed(sealed);
         self.commit_outbound(group, session, fresh, &needs_key, since);
         let send_id = self.record_sent(now, sent);
@@ -241,6 +248,7 @@ impl Device {
             send_id: Some(send_id),
             envelopes,
             group: Some((envelope, devices.into_iter().map(|(a, _)| a).collect())),
+            coverage,
         }))
     }
 
@@ -373,6 +381,7 @@ impl Device {
                 send_id: None,
                 envelopes: Vec::new(),
                 group: None,
+                coverage: Vec::new(),
             }));
         }
         if let Some(missing) = self.missing_sessions(&targets) {
@@ -386,6 +395,7 @@ impl Device {
             send_id: None,
             envelopes,
             group: None,
+            coverage: Vec::new(),
         }))
     }
 
@@ -430,6 +440,23 @@ impl Device {
             })
             .filter(|(a, _)| *a != self.address)
             .collect())
+    }
+
+    /// The lists a send to `accounts` in full is made under, each account once; this
+    /// device's own account only while its own devices are sent to (not while a restored
+    /// device awaits its own list).
+    fn coverage<'a>(
+        &self,
+        accounts: impl Iterator<Item = &'a AccountKey>,
+    ) -> Result<Vec<ListCoverage>, Error> {
+        let mut out: Vec<ListCoverage> = Vec::new();
+        for account in accounts {
+            if self.own_account_open(account).is_ok() && !out.iter().any(|c| c.account == *account)
+            {
+                out.push(ListCoverage::of(self.list(account)?));
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn missing_sessions(

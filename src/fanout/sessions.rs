@@ -5,6 +5,7 @@
 
 use alloc::vec::Vec;
 
+use crate::primitives::KemCiphertext;
 use crate::ratchet::Session;
 
 /// Sessions kept per remote device, the current one included.
@@ -59,11 +60,16 @@ impl SessionSet {
     }
 
     /// After a restore from an old backup: no session may continue a sending chain it may
-    /// already have used.
-    pub(crate) fn renew_sending_chains(&mut self) {
+    /// already have used. A session that never heard back has no chain to renew from (its
+    /// only chain is the one it may have used, and a new one would not open at a peer that
+    /// never read the old one): it is dropped, and the next send starts a new session. Returns
+    /// `None` when nothing is left.
+    pub(crate) fn renew_sending_chains(mut self) -> Option<Self> {
+        self.0.retain(|s| !s.awaiting_reply());
         for s in &mut self.0 {
             s.renew_sending_chain();
         }
+        (!self.0.is_empty()).then_some(self)
     }
 
     /// A newer session becomes current; the oldest beyond the limit is dropped.
@@ -74,25 +80,71 @@ impl SessionSet {
 }
 
 impl SessionSet {
-    /// Record value: `u8(n) ‖ n × blob(session state)`, current first.
+    /// Record value: `u8(n) ‖ n × blob(session state)`, current first, each state without its
+    /// pending KEM ciphertext, which has a record of its own (written once, not with every
+    /// send).
     pub(crate) fn write(&self, out: &mut crate::wire::SecretBuf) {
         use crate::wire::Writer;
         out.u8(self.0.len() as u8);
         for s in &self.0 {
-            out.blob(&s.to_bytes());
+            out.blob(&s.to_bytes_detached());
         }
     }
 
-    pub(crate) fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::DecodeError> {
+    /// Reads a sessions record; `pending` finds a session's KEM ciphertext by its base key.
+    /// Also returns whether a state held its ciphertext inline (a record written before the
+    /// ciphertext had a record of its own): the caller rewrites both records.
+    pub(crate) fn read(
+        r: &mut crate::wire::Reader<'_>,
+        pending: &dyn Fn(&[u8; 32]) -> Option<KemCiphertext>,
+    ) -> Result<(Self, bool), crate::DecodeError> {
         let n = r.u8()? as usize;
         if n > MAX_SESSIONS_PER_DEVICE {
             return Err(crate::DecodeError::InvalidValue);
         }
-        let mut sessions = Vec::with_capacity(n);
+        let mut sessions: Vec<Session> = Vec::with_capacity(n);
+        let mut inline = false;
         for _ in 0..n {
             let len = r.u32()? as usize;
-            sessions.push(Session::from_bytes(r.bytes(len)?)?);
+            let bytes = r.bytes(len)?;
+            let s = Session::from_bytes_detached(bytes, pending)?;
+            if let Some((_, base)) = s.pending_kem()
+                && s.to_bytes_detached().len() != bytes.len()
+            {
+                // Held inline: a stored ciphertext under the same base key would be a second
+                // copy.
+                if pending(&base).is_some() {
+                    return Err(crate::DecodeError::InvalidValue);
+                }
+                inline = true;
+            }
+            // Two pending sessions under one base key would share one ciphertext record.
+            if let Some((_, base)) = s.pending_kem()
+                && sessions
+                    .iter()
+                    .any(|o| o.pending_kem().is_some_and(|(_, b)| b == base))
+            {
+                return Err(crate::DecodeError::InvalidValue);
+            }
+            sessions.push(s);
         }
-        Self::from_sessions(sessions).ok_or(crate::DecodeError::InvalidValue)
+        let set = Self::from_sessions(sessions).ok_or(crate::DecodeError::InvalidValue)?;
+        Ok((set, inline))
+    }
+
+    /// The base keys of the sessions awaiting their first reply (each has a ciphertext record).
+    pub(crate) fn pending_bases(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.0
+            .iter()
+            .filter_map(|s| s.pending_kem().map(|(_, b)| b))
+    }
+
+    /// The pending ciphertext of the session with base key `base`.
+    pub(crate) fn pending_of(&self, base: &[u8; 32]) -> Option<&KemCiphertext> {
+        self.0
+            .iter()
+            .filter_map(|s| s.pending_kem())
+            .find(|(_, b)| b == base)
+            .map(|(ct, _)| ct)
     }
 }

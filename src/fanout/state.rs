@@ -23,6 +23,7 @@ use crate::devices::{DeviceAddress, DevicePolicy};
 use crate::error::DecodeError;
 use crate::group::{GroupConfig, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
+use crate::primitives::KemCiphertext;
 use crate::ratchet::SessionConfig;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, kind};
@@ -79,6 +80,9 @@ impl Device {
         );
         keys.extend(self.lists.keys().map(|a| Key::DeviceList(*a)));
         keys.extend(self.sessions.keys().map(|a| Key::Sessions(*a)));
+        for (a, set) in &self.sessions {
+            keys.extend(set.pending_bases().map(|b| Key::PendingKem(*a, b)));
+        }
         for (id, g) in &self.groups {
             keys.push(Key::GroupMembers(*id));
             if let Some(o) = &g.outbound {
@@ -127,6 +131,7 @@ impl Device {
             }
             Key::DeviceList(a) => self.lists.get(a)?.write(&mut out),
             Key::Sessions(a) => self.sessions.get(a)?.write(&mut out),
+            Key::PendingKem(a, base) => out.put(self.sessions.get(a)?.pending_of(base)?.as_bytes()),
             Key::GroupMembers(g) => write_members(&mut out, &self.groups.get(g)?.members),
             Key::Outbound(g) => write_outbound(&mut out, self.groups.get(g)?.outbound.as_ref()?),
             Key::Ledger(g, k, a) => {
@@ -234,6 +239,8 @@ impl Device {
         let mut seen = BTreeMap::new();
         let mut lists = Vec::new();
         let mut sessions = Vec::new();
+        let (mut attached, mut pending_records) = (0usize, 0usize);
+        let mut migrated = Vec::new();
         let mut inbound = Vec::new();
         let mut withheld = Vec::new();
         for (key, bytes) in records {
@@ -265,7 +272,34 @@ impl Device {
                     lists.push((account, followed));
                 }
                 Key::Sessions(a) => {
-                    sessions.push((a, SessionSet::read(&mut r)?));
+                    // This device's pending KEM ciphertexts for `a`, each in its own record.
+                    let from = records.partition_point(|(k, _)| *k < Key::PendingKem(a, [0; 32]));
+                    let to = records.partition_point(|(k, _)| *k <= Key::PendingKem(a, [0xff; 32]));
+                    let pending = &records[from..to];
+                    let find = |base: &[u8; 32]| {
+                        let i = pending
+                            .binary_search_by(|(k, _)| k.cmp(&Key::PendingKem(a, *base)))
+                            .ok()?;
+                        KemCiphertext::from_bytes(pending[i].1).ok()
+                    };
+                    let (set, inline) = SessionSet::read(&mut r, &find)?;
+                    // Every ciphertext record belongs to a pending session of this set.
+                    let stored_apart = set.pending_bases().filter(|b| find(b).is_some());
+                    if stored_apart.count() != pending.len() {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    if inline {
+                        // Written before ciphertexts had records of their own: rewritten.
+                        migrated.push(Key::Sessions(a));
+                        migrated.extend(set.pending_bases().map(|b| Key::PendingKem(a, b)));
+                    }
+                    attached += pending.len();
+                    sessions.push((a, set));
+                }
+                Key::PendingKem(..) => {
+                    // Read with its sessions record; counted below.
+                    pending_records += 1;
+                    continue;
                 }
                 Key::GroupMembers(g) => {
                     device.groups.insert(
@@ -330,6 +364,13 @@ impl Device {
                 }
             }
             r.finish()?;
+        }
+        // No ciphertext record without its pending session.
+        if attached != pending_records {
+            return Err(DecodeError::InvalidValue);
+        }
+        for key in migrated {
+            device.dirty.mark(key);
         }
         device.lists = lists.into_iter().collect();
         device.sessions = sessions.into_iter().collect();

@@ -17,7 +17,7 @@
 //! # let (mut primary, mut phone) = server.account(&mut rng, now)?;
 //! let mut desktop = server.link(&mut rng, now, &mut primary)?; // a newly linked companion
 //! // The phone's own device follows the list that now names the desktop.
-//! phone.update_device_list(now, &primary.account(), server.lists[&primary.account()].clone())?;
+//! phone.update_device_list(now, &primary.account(), server.list(&primary.account()))?;
 //! // The phone seals its history once, chunk by chunk, under a fresh key...
 //! let history = vec![42u8; 150_000]; // the app's export of its messages
 //! let mut sealer = HistorySealer::new(&mut rng);
@@ -46,7 +46,7 @@ mod offer;
 mod open;
 mod seal;
 
-pub use offer::HistoryOffer;
+pub use offer::{HistoryOffer, MAX_HISTORY_APP_DATA};
 pub use open::HistoryOpener;
 pub use seal::HistorySealer;
 

@@ -5,11 +5,16 @@ use alloc::vec::Vec;
 use core::fmt;
 use zeroize::Zeroizing;
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, SyncError};
 use crate::primitives::Secret;
 use crate::wire::{Reader, Writer, kind};
 
-/// The secret, chunk size, total length, chunk count and digest of a sealed history.
+/// App data an offer carries at most: what the app wants the new companion to have at once
+/// (its group list, settings, where the chunks are), not the history itself.
+pub const MAX_HISTORY_APP_DATA: usize = 64 * 1024;
+
+/// The secret, chunk size, total length, chunk count and digest of a sealed history, and the
+/// app's data for the companion.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HistoryOffer {
     pub(crate) secret: Secret<32>,
@@ -17,6 +22,7 @@ pub struct HistoryOffer {
     pub(crate) total_len: u64,
     pub(crate) chunks: u64,
     pub(crate) digest: [u8; 32],
+    pub(crate) app_data: Zeroizing<Vec<u8>>,
 }
 
 impl HistoryOffer {
@@ -30,20 +36,38 @@ impl HistoryOffer {
         self.chunks
     }
 
+    /// Attaches the app's data for the companion (at most [`MAX_HISTORY_APP_DATA`] bytes,
+    /// else `AppDataTooLong`): it travels with the offer, inside the pairwise session.
+    pub fn with_app_data(mut self, data: &[u8]) -> Result<Self, SyncError> {
+        if data.len() > MAX_HISTORY_APP_DATA {
+            return Err(SyncError::AppDataTooLong);
+        }
+        self.app_data = Zeroizing::new(data.to_vec());
+        Ok(self)
+    }
+
+    /// The app's data for the companion (empty if none was attached).
+    pub fn app_data(&self) -> &[u8] {
+        &self.app_data
+    }
+
     /// Wire bytes (they hold the stream's secret).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(2 + 32 + 4 + 8 + 8 + 32));
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            2 + 32 + 4 + 8 + 8 + 32 + 4 + self.app_data.len(),
+        ));
         out.header(kind::HISTORY_OFFER);
         out.extend_from_slice(self.secret.as_bytes());
         out.u32(self.chunk_size);
         out.u64(self.total_len);
         out.u64(self.chunks);
         out.extend_from_slice(&self.digest);
+        out.blob(&self.app_data);
         out
     }
 
-    /// Parses wire bytes. The chunk size must be the one this version uses, and the chunk
-    /// count must fit the length.
+    /// Parses wire bytes. The chunk size must be the one this version uses, the chunk count
+    /// must fit the length, and the app data its bound.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::header(bytes, kind::HISTORY_OFFER)?;
         let offer = Self {
@@ -52,6 +76,13 @@ impl HistoryOffer {
             total_len: r.u64()?,
             chunks: r.u64()?,
             digest: r.array()?,
+            app_data: {
+                let len = r.u32()? as usize;
+                if len > MAX_HISTORY_APP_DATA {
+                    return Err(DecodeError::InvalidValue);
+                }
+                Zeroizing::new(r.bytes(len)?.to_vec())
+            },
         };
         r.finish()?;
         if offer.chunk_size as usize != super::CHUNK_SIZE
@@ -74,6 +105,7 @@ impl fmt::Debug for HistoryOffer {
         f.debug_struct("HistoryOffer")
             .field("total_len", &self.total_len)
             .field("chunks", &self.chunks)
+            .field("app_data_len", &self.app_data.len())
             .field("secret", &"redacted")
             .finish_non_exhaustive()
     }

@@ -73,6 +73,7 @@ impl HistorySealer {
             total_len: self.total_len,
             chunks: chunks_for(self.total_len),
             digest: self.digest.finalize().into(),
+            app_data: Default::default(),
         };
         (chunks, offer)
     }

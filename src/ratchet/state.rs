@@ -26,11 +26,35 @@ const SESSION_STATE_VERSION: u8 = 2;
 /// A session's encoded length without skipped keys, at most.
 const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
 
+/// Finds a session's pending KEM ciphertext, stored apart, by the session's base key.
+pub(crate) type PendingLookup<'a> = &'a dyn Fn(&[u8; 32]) -> Option<KemCiphertext>;
+
 impl Session {
     /// Versioned state bytes. They hold secrets: store them as such.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        self.encode(true)
+    }
+
+    /// The state bytes without the pending KEM ciphertext (written as absent): the form a
+    /// device's sessions record holds, the ciphertext being written once in a record of its
+    /// own (PROTOCOL.md 19.1).
+    pub(crate) fn to_bytes_detached(&self) -> Zeroizing<Vec<u8>> {
+        self.encode(false)
+    }
+
+    /// The pending KEM ciphertext (sent in every message until the peer replies), and the
+    /// session's base key, which names it in a device's records.
+    pub(crate) fn pending_kem(&self) -> Option<(&KemCiphertext, [u8; 32])> {
         let s = &*self.0;
-        let pending = s.pending_kem.as_ref().map_or(0, |_| KEM_CIPHERTEXT_LEN);
+        s.pending_kem
+            .as_ref()
+            .map(|ct| (ct, s.origin.base_key.to_bytes()))
+    }
+
+    fn encode(&self, with_pending: bool) -> Zeroizing<Vec<u8>> {
+        let s = &*self.0;
+        let inline = s.pending_kem.as_ref().filter(|_| with_pending);
+        let pending = inline.map_or(0, |_| KEM_CIPHERTEXT_LEN);
         let mut out = SecretBuf::with_capacity(STATE_LEN + pending + s.skipped.len() * 68);
         out.versioned_header(SESSION_STATE_VERSION, kind::SESSION_STATE);
         out.u32(s.config.max_forward_jump);
@@ -48,7 +72,7 @@ impl Session {
             out.u32(id.0);
             out.put(&digest);
         });
-        out.optional(s.pending_kem.as_ref(), |out, ct| out.put(ct.as_bytes()));
+        out.optional(inline, |out, ct| out.put(ct.as_bytes()));
         out.flag(s.awaiting_reply);
         out.put(s.root.0.as_bytes());
         out.put(s.self_ratchet.secret_bytes());
@@ -75,6 +99,22 @@ impl Session {
 
     /// Restores a session from [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes, None)
+    }
+
+    /// Restores a session from [`to_bytes_detached`](Self::to_bytes_detached): `pending`
+    /// gives the ciphertext stored apart under the session's base key, if any. Bytes that hold
+    /// it inline (records written before it was stored apart) load too; the caller rewrites
+    /// them.
+    pub(crate) fn from_bytes_detached(
+        bytes: &[u8],
+        pending: PendingLookup<'_>,
+    ) -> Result<Self, DecodeError> {
+        Self::decode(bytes, Some(pending))
+    }
+
+    /// `detached`: `None` for the whole form; for the detached form, where the ciphertext is.
+    fn decode(bytes: &[u8], detached: Option<PendingLookup<'_>>) -> Result<Self, DecodeError> {
         let (mut r, version) =
             Reader::versioned_header(bytes, kind::SESSION_STATE, &[1, SESSION_STATE_VERSION])?;
         let identity = |r: &mut Reader<'_>| -> Result<IdentityKey, DecodeError> {
@@ -111,6 +151,11 @@ impl Session {
             origin.kem = r.optional(|r| Ok((KemPreKeyId(r.u32()?), r.array()?)))?;
             pending_kem =
                 r.optional(|r| KemCiphertext::from_bytes(r.bytes(KEM_CIPHERTEXT_LEN)?))?;
+        }
+        if let Some(external) = detached
+            && pending_kem.is_none()
+        {
+            pending_kem = external(&origin.base_key.to_bytes());
         }
         let awaiting_reply = r.flag()?;
         let root = RootKey(secret(&mut r)?);

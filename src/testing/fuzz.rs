@@ -82,7 +82,8 @@ pub fn sealed_state(data: &[u8]) {
 
 /// Device records: arbitrary `(u16 key length, key, u32 value length, value)` sequences fed to
 /// [`Device::from_records`]; whatever loads yields, as its whole state, exactly the records it
-/// was given.
+/// was given, or those with the rewrite the load asked for (records in an older form), which
+/// then load as they are.
 pub fn records(data: &[u8]) {
     let mut rest = data;
     let mut records: Vec<(&[u8], &[u8])> = Vec::new();
@@ -103,12 +104,29 @@ pub fn records(data: &[u8]) {
         rest = tail;
     }
     if let Ok(mut device) = Device::from_records(records.iter().copied()) {
+        // Records in an older form (a session holding its pending KEM ciphertext inline) load
+        // and are rewritten: the unit the load leaves is the canonical form.
+        let migrated = device.has_changes();
         let mut given: Vec<(Vec<u8>, Vec<u8>)> = records
             .iter()
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
         given.sort();
-        let _ = device.take_changes();
+        let rewrite = device.take_changes();
+        if migrated {
+            for r in rewrite.records() {
+                given.retain(|(k, _)| k.as_slice() != r.key());
+                if let Some(v) = r.value() {
+                    given.push((r.key().to_vec(), v.to_vec()));
+                }
+            }
+            given.sort();
+            let reloaded = Device::from_records(given.iter().map(|(k, v)| (&k[..], &v[..])));
+            assert!(
+                reloaded.is_ok_and(|d| !d.has_changes()),
+                "rewritten records do not load as they are"
+            );
+        }
         let whole = Device::from_bytes(&device.to_bytes()).map(|mut d| d.take_changes());
         let mut back: Vec<(Vec<u8>, Vec<u8>)> = whole
             .map(|u| {
@@ -228,8 +246,8 @@ fn call_receive(message: CallKeyMessage) {
     }
 }
 
-/// Device-layer decoders: lists, the linking messages and prekey uploads re-encode to the same
-/// bytes.
+/// Device-layer decoders: lists, the linking messages, prekey uploads and kept retry requests
+/// re-encode to the same bytes.
 pub fn device_wire(data: &[u8]) {
     if let Ok(l) = SignedDeviceList::from_bytes(data) {
         assert_eq!(l.to_bytes(), data, "device list encoding is not canonical");
@@ -245,6 +263,9 @@ pub fn device_wire(data: &[u8]) {
     }
     if let Ok(m) = LinkConfirmation::from_bytes(data) {
         assert_eq!(m.to_bytes(), data, "confirmation encoding is not canonical");
+    }
+    if let Ok(m) = crate::fanout::RetryRequest::from_bytes(data) {
+        assert_eq!(m.to_bytes(), data, "kept retry request is not canonical");
     }
     if let Ok(m) = OneTimePreKeys::from_bytes(data) {
         assert_eq!(

@@ -37,6 +37,7 @@ pub(crate) mod kind {
     pub(crate) const OUTBOUND_GROUP_STATE: u8 = 0x84;
     pub(crate) const INBOUND_SENDER_KEY_STATE: u8 = 0x88;
     pub(crate) const CALL_STATE: u8 = 0x89;
+    pub(crate) const RETRY_REQUEST_STATE: u8 = 0x8a;
     pub(crate) const PRIMARY_STATE: u8 = 0x86;
     pub(crate) const DEVICE_STATE: u8 = 0x87;
     pub(crate) const SEALED_STATE: u8 = 0x90;

@@ -74,13 +74,7 @@ impl PreKeyBundle {
         self.identity
             .verify(labels::SIGNED_PREKEY, &signed, &self.signed.signature)
             .map_err(|_| X3dhError::BadSignedPreKeySignature)?;
-        self.identity
-            .verify(
-                labels::KEM_PREKEY,
-                &kem_prekey_message(self.kem.id, &self.kem.key),
-                &self.kem.signature,
-            )
-            .map_err(|_| X3dhError::BadKemPreKeySignature)?;
+        verify_kem_prekey(&self.identity, &self.kem)?;
         Ok(VerifiedBundle(self))
     }
 
@@ -164,6 +158,20 @@ pub(super) fn signed_prekey_message(id: SignedPreKeyId, key: &DhPublicKey) -> [u
     m[..4].copy_from_slice(&id.0.to_be_bytes());
     m[4..].copy_from_slice(&key.to_bytes());
     m
+}
+
+/// Checks an ML-KEM prekey's signature under `identity`.
+pub(crate) fn verify_kem_prekey(
+    identity: &IdentityKey,
+    kem: &KemPreKeyPublic,
+) -> Result<(), X3dhError> {
+    identity
+        .verify(
+            labels::KEM_PREKEY,
+            &kem_prekey_message(kem.id, &kem.key),
+            &kem.signature,
+        )
+        .map_err(|_| X3dhError::BadKemPreKeySignature)
 }
 
 /// The bytes an ML-KEM prekey's signature covers, after the label: id ‖ key.

@@ -241,3 +241,30 @@ impl KemPreKeys {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stored KEM prekey has one length, so the least an entry of the retired list can
+    /// take is exactly that length: a smaller bound lets a hostile count reserve room for more
+    /// entries than the input holds, a larger one reserves too little for honest state, which
+    /// then grows while it is read (the heap check `hostile_counts` measures both).
+    #[test]
+    fn the_retired_list_reserves_by_the_length_of_a_stored_kem_prekey() {
+        let identity = IdentityKeyPair::from_seed(&[7; 32]);
+        let key = KemPreKey::generate(
+            &mut crate::testing::SeededRng::from_label("kem prekey length"),
+            &identity,
+            KemPreKeyId(u32::MAX),
+            Timestamp(u64::MAX),
+        );
+        let mut out = SecretBuf::with_capacity(0);
+        key.write(&mut out);
+        assert_eq!(out.len(), KemPreKey::MIN_ENCODED_LEN);
+        assert_eq!(
+            KemPreKey::read(&mut Reader::new(&out)).map(|k| k.id),
+            Ok(key.id)
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod public;
 mod store;
 mod upload;
 
+pub(crate) use bundle::verify_kem_prekey;
 pub use bundle::{PreKeyBundle, VerifiedBundle};
 pub use ids::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId};
 pub use public::{KemPreKeyPublic, OneTimePreKeyPublic, SignedPreKeyPublic};

@@ -895,14 +895,15 @@ class Session:
 
     max_forward_jump, max_skipped_keys = MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS
 
-    def to_bytes(self):
-        """10.3"""
+    def to_bytes(self, detached=False):
+        """10.3; `detached`: the form of a device's sessions record (19.1), the pending KEM
+        ciphertext written as absent (it has a record of its own, kind 0x13)."""
         ek_a, spk_id, opk_id, kem = self.origin
         out = b"\x02\x81" + u32(self.max_forward_jump) + u32(self.max_skipped_keys)
         out += u8(0 if self.role == "initiator" else 1) + self.ik_local + self.ik_remote
         out += ek_a + u32(spk_id) + opt(None if opk_id is None else u32(opk_id))
         out += opt(None if kem is None else u32(kem[0]) + kem[1])
-        out += opt(self.pending_ct) + flag(self.awaiting_reply)
+        out += opt(None if detached else self.pending_ct) + flag(self.awaiting_reply)
         out += self.rk + self.dhs_secret + self.dhs_public + self.dhr
         out += opt(None if self.send is None else self.send[0] + u32(self.send[1]))
         out += u32(self.pn)
@@ -1440,7 +1441,7 @@ def history_plaintext(length):
     return bytes((7 * i + 3) % 256 for i in range(length))
 
 
-def history_seal(secret, plaintext):
+def history_seal(secret, plaintext, app_data=b""):
     """20: (key, prefix, chunks as (nonce, bytes, tag), digest, offer)."""
     okm = hkdf(bytes(32), secret, L_HISTORY, 35)
     key, prefix = okm[:32], okm[32:]
@@ -1452,7 +1453,8 @@ def history_seal(secret, plaintext):
         sealed = aead_seal(key, nonce, b"\x02\x0d", piece)
         chunks.append((nonce, b"\x02\x0d" + sealed, sealed[-16:]))
     digest = H(L_HISTORY_DIGEST + b"".join(c[2] for c in chunks) + u64(len(plaintext)))
-    offer = (b"\x02\x0e" + secret + u32(65536) + u64(len(plaintext)) + u64(len(chunks)) + digest)
+    offer = (b"\x02\x0e" + secret + u32(65536) + u64(len(plaintext)) + u64(len(chunks)) + digest
+             + u32(len(app_data)) + app_data)
     return key, prefix, chunks, digest, offer
 
 
@@ -1801,7 +1803,8 @@ def check_history_sync(doc):
         R.check(f"{n}: rng_seed = SHA-256(name)", H(n.encode()), v["rng_seed"])
         secret = draw(SeededRng(hx(v["rng_seed"])), 32, v["secret"], f"{n}: secret")
         plaintext = history_plaintext(v["length"])
-        key, prefix, chunks, digest, offer = history_seal(secret, plaintext)
+        R.true(f"{n}: app data within 64 KiB (20)", len(hx(v["app_data"])) <= 65536)
+        key, prefix, chunks, digest, offer = history_seal(secret, plaintext, hx(v["app_data"]))
         R.check(f"{n}: stream key", key, v["stream_key"])
         R.check(f"{n}: nonce prefix", prefix, v["nonce_prefix"])
         R.check(f"{n}: chunk count (20: floor(L / 65536) + 1)", len(chunks), len(v["chunks"]))
@@ -2377,6 +2380,11 @@ class DevicesRun:
                     journal = j
         R.true(f"{w}: S's journal has a message with that reference the requester was entitled to", journal is not None)
         self.answering[(target.name, req.address)] = (reference, journal)
+        if "kept" in e:  # 18.6: the request as S's app keeps it; the send id is the journal index
+            send_id = next(i for i, j in enumerate(target.sent) if j is journal)
+            kept = (b"\x02\x8a" + req.address + u64(send_id) + u8(e["reason"]) + u8(attempt)
+                    + reference + message_id(envelope) + bundle)
+            R.check(f"{w}: the request as kept (18.6)", kept, e["kept"])
 
     def ev_call(self, e):
         dev = self.devices[e["device"]]
@@ -2497,7 +2505,10 @@ def device_records(run, dev, epoch):
         recs[b"\x07" + run.aks[acct]] = (blob(lst) + u32(len(hist)) + b"".join(u64(v) + d for v, d in hist), [])
     for addr, ss in dev.sessions.items():
         if ss:
-            recs[b"\x08" + addr] = (u8(len(ss)) + b"".join(blob(s.to_bytes()) for s in ss), [])
+            recs[b"\x08" + addr] = (u8(len(ss)) + b"".join(blob(s.to_bytes(detached=True)) for s in ss), [])
+            for s in ss:
+                if s.pending_ct is not None:  # 0x13: keyed by the session's base key EK_A
+                    recs[b"\x13" + addr + s.origin[0]] = (s.pending_ct, [])
     for g, members in dev.members.items():
         recs[b"\x09" + g] = (u32(len(members)) + b"".join(sorted(members)), [])
     for g, key in dev.outbound.items():

@@ -99,6 +99,39 @@ impl World {
         key
     }
 
+    /// Links a new companion to `account`: the primary signs the new list, the companion
+    /// starts from it (persisted), and no other device has the list yet. Returns its address.
+    pub fn link(&mut self, account: &AccountKey) -> DeviceAddress {
+        // The world's RNG, taken out while the primary is borrowed, and put back.
+        let mut taken = std::mem::replace(&mut self.rng, SeededRng::from_label("taken"));
+        let (rng, now) = (&mut taken, self.now);
+        let identity = IdentityKeyPair::generate(rng);
+        let policy = self.policy();
+        let primary = self.primary(account);
+        let invitation = primary.invite(rng, now).unwrap();
+        let approval = primary
+            .approve(now, &LinkRequest::new(&identity, &invitation))
+            .unwrap();
+        let (_, confirmation) = complete_link(&identity, &invitation, &approval, &policy).unwrap();
+        primary.confirm(&confirmation).unwrap();
+        let list = primary.device_list().clone();
+        let (device, _) = Device::new(
+            rng,
+            now,
+            identity,
+            approval.device,
+            list,
+            5,
+            DeviceConfig::default(),
+        )
+        .unwrap();
+        self.rng = taken;
+        let address = device.address();
+        self.devices.insert(address, device);
+        self.persist(address);
+        address
+    }
+
     pub fn primary(&mut self, account: &AccountKey) -> &mut Primary {
         self.primaries
             .iter_mut()

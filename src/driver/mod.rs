@@ -1,0 +1,237 @@
+//! The loops every app runs around a [`Device`]: a send until its outbox is ready, fetching
+//! the device lists and prekey bundles it names; a receive until it is read or the app knows
+//! what to do with the envelope (show it, acknowledge a duplicate, hold it for its sender key,
+//! ask its sender again, drop it). The app plugs in its relay through [`Directory`]; the
+//! driver does no I/O of its own, and decides nothing the device does not: it follows the
+//! guide's table of what to retry.
+//!
+//! It builds on fanout (the device and its outcomes) and devices (lists); it must not reach
+//! below the device's public API.
+
+use alloc::vec::Vec;
+use core::fmt;
+use rand_core::CryptoRng;
+
+use crate::devices::{AccountKey, DeviceAddress, SignedDeviceList};
+use crate::error::{Error, FanoutError, RatchetError, X3dhError};
+use crate::fanout::{Device, Event, MessageId, Outbox, Outgoing, Received, RetryReason};
+use crate::time::Timestamp;
+use crate::x3dh::PreKeyBundle;
+
+/// Rounds of fetching a send or a receive may take before the driver gives up: each round
+/// answers everything the device named, so more than a few means the relay is not answering.
+pub const MAX_ROUNDS: usize = 4;
+
+/// What the app's relay serves, over the app's transport.
+pub trait Directory {
+    /// The transport's error.
+    type Error;
+
+    /// The current signed device list of each account it has. Leave out an account this app
+    /// does not accept messages from: it stays unknown and its envelopes are dropped.
+    fn device_lists(
+        &mut self,
+        accounts: &[AccountKey],
+    ) -> Result<Vec<SignedDeviceList>, Self::Error>;
+
+    /// A prekey bundle for each device it has (the relay hands each one-time key out once).
+    fn bundles(
+        &mut self,
+        devices: &[DeviceAddress],
+    ) -> Result<Vec<(DeviceAddress, PreKeyBundle)>, Self::Error>;
+}
+
+/// Why a driven send or receive stopped without an outcome.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DriveError<E> {
+    /// The directory failed: nothing was decided, try again later.
+    Directory(E),
+    /// The device refused (a list that does not verify, rolls back or equivocates; a bundle
+    /// with another identity key; a send the device cannot make).
+    Device(Error),
+    /// The directory did not serve what the device needs after [`MAX_ROUNDS`] rounds.
+    Unresolved,
+}
+
+impl<E> From<Error> for DriveError<E> {
+    fn from(e: Error) -> Self {
+        Self::Device(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for DriveError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(e) => write!(f, "directory failed: {e}"),
+            Self::Device(e) => write!(f, "{e}"),
+            Self::Unresolved => f.write_str("the directory did not serve what the device needs"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for DriveError<E> {}
+
+/// What to do with a received envelope, once the device's changes are persisted.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// Read: show it (or act on it), then acknowledge the envelope to the relay.
+    Read(Received),
+    /// Already read: acknowledge the envelope again and show nothing new.
+    Duplicate(MessageId),
+    /// A group message whose sender key has not arrived: keep the envelope (do not acknowledge
+    /// it) and receive it again after the next envelopes from `from`; if the key never comes,
+    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`].
+    Hold {
+        /// The sending device.
+        from: DeviceAddress,
+    },
+    /// Could not be read (no session, a failed authentication, a one-time prekey no longer
+    /// held): ship `request` to `to`, acknowledge the envelope, and show a placeholder under
+    /// [`MessageId::of`] the envelope; the answer arrives as a message with `resent` set.
+    AskAgain {
+        /// The device that sent the envelope.
+        to: DeviceAddress,
+        /// The signed retry request.
+        request: Vec<u8>,
+    },
+    /// The envelope names a newer device list of `account` than the relay serves yet (for this
+    /// device's own account after a restore: the list its primary signs next): keep it
+    /// unacknowledged and receive it again once that list is out (and drop it if none comes
+    /// within the app's bound: a forged envelope can name any version).
+    AwaitList {
+        /// The account whose newer list is needed.
+        account: AccountKey,
+    },
+    /// Nothing to show: forged, misdelivered, from an account this app does not follow,
+    /// withheld, or asked for as often as allowed. Acknowledge it; the error says why.
+    Dropped(Error),
+}
+
+/// Runs `op` (a send: [`Device::send`], [`send_group`](Device::send_group), ...) until its
+/// outbox is ready, fetching the lists and bundles it asks for from `directory`. Returns the
+/// outbox and the events the list updates brought (show them). Persist the device's changes,
+/// then ship the outbox with its coverage.
+pub fn send<D: Directory, R: CryptoRng>(
+    device: &mut Device,
+    rng: &mut R,
+    now: Timestamp,
+    directory: &mut D,
+    mut op: impl FnMut(&mut Device, &mut R) -> Result<Outgoing, Error>,
+) -> Result<(Outbox, Vec<Event>), DriveError<D::Error>> {
+    let mut events = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        match op(device, rng)? {
+            Outgoing::Ready(outbox) => return Ok((outbox, events)),
+            Outgoing::NeedDeviceLists(accounts) => {
+                follow(device, now, directory, &accounts, &mut events)?;
+            }
+            Outgoing::NeedBundles(devices) => {
+                let bundles = directory.bundles(&devices).map_err(DriveError::Directory)?;
+                let served: Vec<_> = bundles
+                    .into_iter()
+                    .filter(|(d, _)| devices.contains(d))
+                    .collect();
+                device.start_sessions(rng, now, &served)?;
+            }
+        }
+    }
+    Err(DriveError::Unresolved)
+}
+
+/// Receives `envelope`, fetching the lists it needs (the sender's account, this account's
+/// own newer list), and says what to do with it. `stored` tells whether the app's message
+/// store already holds a message under an id: an envelope that cannot be read but whose
+/// message is stored is a replay of a message read long ago, and is dropped instead of
+/// asked for again. Persist the device's changes before acting on the outcome.
+pub fn receive<D: Directory, R: CryptoRng>(
+    device: &mut Device,
+    rng: &mut R,
+    now: Timestamp,
+    directory: &mut D,
+    envelope: &[u8],
+    stored: impl Fn(&MessageId) -> bool,
+) -> Result<(Inbound, Vec<Event>), DriveError<D::Error>> {
+    let mut events = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let error = match device.receive(now, envelope) {
+            Ok(received) => return Ok((Inbound::Read(received), events)),
+            Err(e) => e,
+        };
+        let fetch = match error {
+            Error::Fanout(FanoutError::DeviceListsDiverge { account, .. })
+            | Error::Fanout(FanoutError::UnknownAccount(account)) => account,
+            Error::Fanout(FanoutError::ThisDeviceInactive | FanoutError::AwaitingOwnList) => {
+                device.address().account
+            }
+            Error::Fanout(FanoutError::Duplicate { message_id }) => {
+                return Ok((Inbound::Duplicate(message_id), events));
+            }
+            Error::Fanout(FanoutError::SenderKeyMissing { from, .. }) => {
+                return Ok((Inbound::Hold { from }, events));
+            }
+            Error::Fanout(FanoutError::NoSession(_))
+            | Error::Ratchet(RatchetError::AuthenticationFailed)
+            | Error::X3dh(X3dhError::UnknownOneTimePreKey(_)) => {
+                let outcome = if stored(&MessageId::of(envelope)) {
+                    Inbound::Dropped(error)
+                } else {
+                    let reason = match error {
+                        Error::Ratchet(_) => RetryReason::AuthenticationFailed,
+                        _ => RetryReason::NoSession,
+                    };
+                    match device.request_retry(rng, now, envelope, reason) {
+                        Ok((to, request)) => Inbound::AskAgain { to, request },
+                        Err(Error::Fanout(FanoutError::Duplicate { message_id })) => {
+                            Inbound::Duplicate(message_id)
+                        }
+                        Err(e) => Inbound::Dropped(e),
+                    }
+                };
+                return Ok((outcome, events));
+            }
+            e => return Ok((Inbound::Dropped(e), events)),
+        };
+        let before = device.device_list(&fetch).map(|l| l.digest());
+        follow(device, now, directory, &[fetch], &mut events)?;
+        if device.device_list(&fetch).map(|l| l.digest()) == before {
+            // Nothing newer to fetch. A list newer than any held exists (the envelope names
+            // one, or this restored device awaits its own): keep the envelope for it. Else the
+            // relay has no list, or showed the two sides different lists: do not loop.
+            let outcome = match error {
+                Error::Fanout(FanoutError::DeviceListsDiverge { used, held, .. })
+                    if used > held =>
+                {
+                    Inbound::AwaitList { account: fetch }
+                }
+                Error::Fanout(FanoutError::AwaitingOwnList) => {
+                    Inbound::AwaitList { account: fetch }
+                }
+                e => Inbound::Dropped(e),
+            };
+            return Ok((outcome, events));
+        }
+    }
+    Err(DriveError::Unresolved)
+}
+
+/// Fetches and follows the lists of `accounts`; an account the directory leaves out stays
+/// unknown.
+fn follow<D: Directory>(
+    device: &mut Device,
+    now: Timestamp,
+    directory: &mut D,
+    accounts: &[AccountKey],
+    events: &mut Vec<Event>,
+) -> Result<(), DriveError<D::Error>> {
+    let lists = directory
+        .device_lists(accounts)
+        .map_err(DriveError::Directory)?;
+    for list in lists {
+        let account = list.account();
+        if accounts.contains(&account) {
+            events.extend(device.update_device_list(now, &account, list)?);
+        }
+    }
+    Ok(())
+}

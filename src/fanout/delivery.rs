@@ -1,0 +1,103 @@
+//! Delivery failures the app reports: a send the relay refused (or part of it) is taken back
+//! from what this device believes the recipients hold, so the next send repairs it instead of
+//! leaving them to ask.
+
+use alloc::vec::Vec;
+
+use super::Device;
+use super::journal::{SendId, SentKind};
+use super::records::Key;
+use crate::devices::DeviceAddress;
+use crate::error::{Error, FanoutError};
+
+impl Device {
+    /// Tells this device that the outbox of `send_id` did not reach `devices` (the relay
+    /// refused the batch, or these envelopes of it): a group sender key given to them in that
+    /// send no longer counts as held, and since a relay may have delivered it anyway, the next
+    /// group send rotates the key and gives the new one to the members then (a device removed
+    /// meanwhile never reads what follows); and they are no longer recipients of the message (they cannot ask for it again, and the journal forgets
+    /// a send that reached no one). Then persist, fetch what the relay asked for (a newer
+    /// list), and send again. A send the journal no longer holds is `UnknownMessage`, and
+    /// nothing changes.
+    pub fn not_delivered(
+        &mut self,
+        send_id: SendId,
+        devices: &[DeviceAddress],
+    ) -> Result<(), Error> {
+        let sent = self
+            .journal
+            .sent
+            .get(&send_id)
+            .ok_or(FanoutError::UnknownMessage)?;
+        match &sent.kind {
+            SentKind::Direct { recipients, .. } => {
+                let kept: Vec<_> = recipients
+                    .iter()
+                    .filter(|r| !devices.contains(&r.device))
+                    .cloned()
+                    .collect();
+                if kept.len() == recipients.len() {
+                    return Ok(());
+                }
+                if kept.is_empty() {
+                    self.journal.forget_sent(send_id);
+                } else {
+                    for r in recipients.iter().filter(|r| devices.contains(&r.device)) {
+                        self.journal.by_reference.remove(&r.reference);
+                    }
+                    if let Some(SentKind::Direct { recipients, .. }) =
+                        self.journal.sent.get_mut(&send_id).map(|s| &mut s.kind)
+                    {
+                        *recipients = kept;
+                    }
+                }
+                self.touch(Key::Sent(send_id));
+            }
+            SentKind::Group {
+                group,
+                key_id,
+                iteration,
+                ..
+            } => {
+                let (group, key_id, iteration) = (*group, *key_id, *iteration);
+                // Those given the key by this very send hold it from its iteration on; an
+                // earlier holder was not given anything here.
+                let Some(outbound) = self
+                    .groups
+                    .get_mut(&group)
+                    .and_then(|g| g.outbound.as_mut())
+                else {
+                    return Ok(());
+                };
+                let current = outbound.current().map(|l| l.key_id) == Some(key_id);
+                let Some(ledger) = outbound.generations.iter_mut().find(|l| l.key_id == key_id)
+                else {
+                    return Ok(());
+                };
+                let taken: Vec<DeviceAddress> = devices
+                    .iter()
+                    .filter(|d| ledger.holders.get(d).is_some_and(|h| h.since == iteration))
+                    .copied()
+                    .collect();
+                for d in &taken {
+                    ledger.holders.remove(d);
+                }
+                if taken.is_empty() {
+                    return Ok(());
+                }
+                if current {
+                    // A relay that said "not delivered" may have delivered after all: a device
+                    // taken back may hold the key, and if it is no longer a member the ledger
+                    // would not show it leaving. So the next send rotates, to the members then.
+                    outbound.rotate_pending = true;
+                    self.touch(Key::Outbound(group));
+                }
+                for d in taken {
+                    self.touch(Key::Ledger(group, key_id, d));
+                }
+            }
+        }
+        self.bump();
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! The driver's loops against a directory over the test world: each row of the guide's table
+//! of what to retry, as the driver resolves it.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
+use ratchetry::driver::{self, Directory, DriveError, Inbound};
+use ratchetry::fanout::{Device, Event, MessageId, Received, RetryReason};
+use ratchetry::group::GroupId;
+use ratchetry::testing::SeededRng;
+use ratchetry::{Error, FanoutError, PreKeyBundle};
+use support::{World, body, tampered};
+
+const ROOM: GroupId = GroupId([0x55; 32]);
+
+/// A directory over the world: every primary's current list, every device's base bundle;
+/// accounts in `hidden` are not served; `down` fails every call.
+struct Relay<'w> {
+    world: &'w World,
+    hidden: BTreeSet<AccountKey>,
+    down: bool,
+    calls: usize,
+}
+
+impl<'w> Relay<'w> {
+    fn new(world: &'w World) -> Self {
+        Self {
+            world,
+            hidden: BTreeSet::new(),
+            down: false,
+            calls: 0,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Down;
+
+impl Directory for Relay<'_> {
+    type Error = Down;
+
+    fn device_lists(&mut self, accounts: &[AccountKey]) -> Result<Vec<SignedDeviceList>, Down> {
+        self.calls += 1;
+        if self.down {
+            return Err(Down);
+        }
+        Ok(self
+            .world
+            .primaries
+            .iter()
+            .filter(|p| accounts.contains(&p.account()) && !self.hidden.contains(&p.account()))
+            .map(|p| p.device_list().signed().clone())
+            .collect())
+    }
+
+    fn bundles(
+        &mut self,
+        devices: &[DeviceAddress],
+    ) -> Result<Vec<(DeviceAddress, PreKeyBundle)>, Down> {
+        self.calls += 1;
+        if self.down {
+            return Err(Down);
+        }
+        Ok(devices
+            .iter()
+            .filter(|d| !self.hidden.contains(&d.account))
+            .filter_map(|d| Some((*d, self.world.devices.get(d)?.bundle(None, None))))
+            .collect())
+    }
+}
+
+/// Takes `a` out of the world to drive it against a relay over the rest.
+fn drive<T>(
+    w: &mut World,
+    a: DeviceAddress,
+    f: impl FnOnce(&mut Device, &mut SeededRng, &mut Relay<'_>) -> T,
+) -> T {
+    let mut device = w.devices.remove(&a).unwrap();
+    let mut rng = w.rng.clone();
+    let out = {
+        let mut relay = Relay::new(w);
+        f(&mut device, &mut rng, &mut relay)
+    };
+    w.rng = rng;
+    w.devices.insert(a, device);
+    w.persist(a);
+    out
+}
+
+fn nothing_stored(_: &MessageId) -> bool {
+    false
+}
+
+/// A first send to an account never seen: the driver fetches its list and its devices'
+/// bundles, and reports the devices it learned.
+#[test]
+fn a_send_fetches_lists_and_bundles_until_ready() {
+    let mut w = World::new("driver send");
+    let alice = w.account(0);
+    let bob = w.account(1);
+    let a1 = World::addr(alice, 1);
+    let now = w.now;
+    let (outbox, events) = drive(&mut w, a1, |d, rng, relay| {
+        driver::send(d, rng, now, relay, |d, rng| d.send(rng, now, &bob, b"hi"))
+    })
+    .unwrap();
+    assert_eq!(outbox.recipients().len(), 2);
+    assert_eq!(
+        events,
+        [
+            Event::DeviceAdded(World::addr(bob, 1)),
+            Event::DeviceAdded(World::addr(bob, 2))
+        ]
+    );
+    // Bob's phone receives: it fetches Alice's list itself.
+    let b1 = World::addr(bob, 1);
+    let envelope = World::envelope_to(&outbox, b1);
+    let (inbound, events) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    let Inbound::Read(received) = inbound else {
+        panic!("{inbound:?}")
+    };
+    assert_eq!(body(&received), Some(&b"hi"[..]));
+    assert_eq!(events, [Event::DeviceAdded(a1)]);
+}
+
+/// A directory that is down, or never serves what the device needs, ends the loop with a
+/// typed error, and the device is unchanged.
+#[test]
+fn a_directory_that_fails_or_serves_nothing_ends_the_loop() {
+    let mut w = World::new("driver unresolved");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let a1 = World::addr(alice, 1);
+    let now = w.now;
+    let before = w.device(a1).to_bytes();
+    let down = drive(&mut w, a1, |d, rng, relay| {
+        relay.down = true;
+        driver::send(d, rng, now, relay, |d, rng| d.send(rng, now, &bob, b"hi"))
+    });
+    assert_eq!(down, Err(DriveError::Directory(Down)));
+    let (unresolved, calls) = drive(&mut w, a1, |d, rng, relay| {
+        relay.hidden.insert(bob);
+        let r = driver::send(d, rng, now, relay, |d, rng| d.send(rng, now, &bob, b"hi"));
+        (r, relay.calls)
+    });
+    assert_eq!(unresolved, Err(DriveError::Unresolved));
+    assert_eq!(calls, driver::MAX_ROUNDS);
+    assert_eq!(*before, *w.device(a1).to_bytes());
+}
+
+/// An account the app does not follow (the directory leaves it out) is dropped as unknown,
+/// after one fetch; once served, its message reads, and reads again as a duplicate.
+#[test]
+fn a_receive_fetches_the_newer_list_and_drops_strangers() {
+    let mut w = World::new("driver receive lists");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish(&bob);
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let now = w.now;
+    // Alice's laptop writes; Bob follows nobody from Alice yet: unknown until fetched.
+    let outbox = w.send(a2, bob, b"from the laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    let before = w.device(b1).to_bytes();
+    let (dropped, calls) = drive(&mut w, b1, |d, rng, relay| {
+        relay.hidden.insert(alice);
+        let r = driver::receive(d, rng, now, relay, &envelope, nothing_stored);
+        (r, relay.calls)
+    });
+    assert_eq!(
+        dropped,
+        Ok((
+            Inbound::Dropped(FanoutError::UnknownAccount(alice).into()),
+            vec![]
+        ))
+    );
+    assert_eq!(calls, 1, "one fetch, no loop");
+    assert_eq!(*before, *w.device(b1).to_bytes());
+    let (read, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert!(matches!(read, Inbound::Read(Received::Direct { .. })));
+    // Read again: a duplicate, acknowledged.
+    let (again, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(again, Inbound::Duplicate(MessageId::of(&envelope)));
+}
+
+/// A group message ahead of its sender key is held; an envelope that fails is asked for again
+/// (or dropped when the app already stores its message), and the answer reads as resent.
+#[test]
+fn a_receive_holds_asks_again_or_drops_as_the_guide_says() {
+    let mut w = World::new("driver receive outcomes");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let now = w.now;
+    let outbox = w.send_group(a1, ROOM, b"group hello");
+    let (group_envelope, _) = outbox.group.clone().unwrap();
+    let (held, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &group_envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(held, Inbound::Hold { from: a1 });
+    w.deliver_ok(&outbox);
+
+    let direct = w.send(a1, bob, b"direct");
+    let failed = tampered(&World::envelope_to(&direct, b1));
+    let (stored, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &failed, |_| true)
+    })
+    .unwrap();
+    assert!(matches!(stored, Inbound::Dropped(Error::Ratchet(_))));
+    let (ask, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &failed, nothing_stored)
+    })
+    .unwrap();
+    let Inbound::AskAgain { to, request } = ask else {
+        panic!("{ask:?}")
+    };
+    assert_eq!(to, a1);
+    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+        panic!("the request reads")
+    };
+    let answer = w
+        .run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"direct"))
+        .unwrap();
+    let envelope = World::envelope_to(&answer, b1);
+    let (read, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    let Inbound::Read(Received::Direct { body, resent, .. }) = read else {
+        panic!("{read:?}")
+    };
+    assert_eq!(
+        (body.as_slice(), resent),
+        (&b"direct"[..], Some(MessageId::of(&failed)))
+    );
+}
+
+/// A new companion's first message names a newer list of its account than the receiver holds
+/// (`DeviceListsDiverge`): the driver fetches it, reports the new device, and reads.
+#[test]
+fn a_new_companions_first_message_is_read_after_fetching_its_list() {
+    let mut w = World::new("driver new companion");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let b1 = World::addr(bob, 1);
+    let laptop = w.link(&alice);
+    let list = w.primary(&alice).device_list().signed().clone();
+    let now = w.now;
+    w.device(World::addr(alice, 1))
+        .update_device_list(now, &alice, list)
+        .unwrap();
+    let bobs = w.primary(&bob).device_list().signed().clone();
+    w.device(laptop)
+        .update_device_list(now, &bob, bobs)
+        .unwrap();
+    let outbox = w.send(laptop, bob, b"new laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    w.refused(
+        b1,
+        &envelope,
+        FanoutError::DeviceListsDiverge {
+            account: alice,
+            used: 2,
+            held: 1,
+        }
+        .into(),
+    );
+    let (read, events) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(events, [Event::DeviceAdded(laptop)]);
+    let Inbound::Read(received) = read else {
+        panic!("{read:?}")
+    };
+    assert_eq!(body(&received), Some(&b"new laptop"[..]));
+}
+
+/// Found by review: while a restored companion awaits an own list issued since its restore,
+/// an own-account envelope is kept for that list (`AwaitList`), not dropped; once the primary
+/// signs one, it reads.
+#[test]
+fn a_restored_device_keeps_own_envelopes_until_its_new_list() {
+    let mut w = World::new("driver awaiting own list");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, a2) = (World::addr(alice, 1), World::addr(alice, 2));
+    let now = w.now;
+    let backup = w.device(a2).to_bytes();
+    w.devices
+        .insert(a2, Device::restore_from_backup(&backup, now).unwrap());
+    let outbox = w.send(a1, bob, b"own copy for the laptop");
+    let envelope = World::envelope_to(&outbox, a2);
+    let (kept, _) = drive(&mut w, a2, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(kept, Inbound::AwaitList { account: alice });
+    // The primary signs a list after the restore; the driver fetches it and reads.
+    let later = ratchetry::Timestamp(now.0 + 1000);
+    w.primary(&alice).renew(later).unwrap();
+    let (read, _) = drive(&mut w, a2, |d, rng, relay| {
+        driver::receive(d, rng, later, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert!(
+        matches!(read, Inbound::Read(Received::OwnCopy { .. })),
+        "{read:?}"
+    );
+}
+
+/// An envelope naming a newer list of its sender than the relay serves yet is kept for that
+/// list, not dropped.
+#[test]
+fn a_newer_list_not_yet_served_is_awaited() {
+    let mut w = World::new("driver newer list not served");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let b1 = World::addr(bob, 1);
+    let laptop = w.link(&alice);
+    let now = w.now;
+    let bobs = w.primary(&bob).device_list().signed().clone();
+    w.device(laptop)
+        .update_device_list(now, &bob, bobs)
+        .unwrap();
+    let outbox = w.send(laptop, bob, b"from the new laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    // The relay serves no newer list of Alice's yet (it lags).
+    let (kept, _) = drive(&mut w, b1, |d, rng, relay| {
+        relay.hidden.insert(alice);
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(kept, Inbound::AwaitList { account: alice });
+}
+
+/// An envelope that fails authentication is asked for again as such
+/// (`RetryReason::AuthenticationFailed`), so its sender knows the session it used is broken
+/// rather than missing.
+#[test]
+fn a_receive_asks_again_for_the_reason_the_envelope_failed() {
+    let mut w = World::new("driver retry reason");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let now = w.now;
+    let direct = w.send(a1, bob, b"direct");
+    let failed = tampered(&World::envelope_to(&direct, b1));
+    let (ask, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &failed, nothing_stored)
+    })
+    .unwrap();
+    let Inbound::AskAgain { request, .. } = ask else {
+        panic!("{ask:?}")
+    };
+    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+        panic!("the request reads")
+    };
+    assert_eq!(req.reason, RetryReason::AuthenticationFailed);
+}
+
+/// A driven error says what failed: the directory's error, the device's refusal as the
+/// device words it, or that the directory never served what was needed.
+#[test]
+fn a_drive_error_says_what_failed() {
+    let directory: DriveError<&str> = DriveError::Directory("connection reset");
+    assert!(directory.to_string().contains("connection reset"));
+    let refusal = Error::from(FanoutError::UnknownMessage);
+    assert_eq!(
+        DriveError::<&str>::Device(refusal).to_string(),
+        refusal.to_string()
+    );
+    assert!(!DriveError::<&str>::Unresolved.to_string().is_empty());
+}
