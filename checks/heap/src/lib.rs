@@ -2,9 +2,9 @@
 //! test knows), so a test can prove that an operation freed no unwiped copy of them.
 //!
 //! Tests register needles with [`watch`], run the operation between [`start`] and [`stop`],
-//! and read the hits. It also counts the bytes live on the heap ([`live_bytes`]), as requested
-//! (the system allocator's own per-block overhead is not counted). The allocator itself never
-//! allocates.
+//! and read the hits. It also counts the bytes live on the heap ([`live_bytes`]) and every byte
+//! ever requested ([`allocated_bytes`]), as requested (the system allocator's own per-block
+//! overhead is not counted). The allocator itself never allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static HITS: AtomicUsize = AtomicUsize::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// Needles and which were hit, behind `LOCK`.
 struct Table {
@@ -91,12 +92,20 @@ pub fn live_bytes() -> usize {
     LIVE.load(Ordering::SeqCst)
 }
 
+/// Bytes requested since the process started, freed or not: what an operation reserved, each
+/// reallocation counted in full (the allocator has no `realloc` of its own, so a grown block is
+/// a new allocation).
+pub fn allocated_bytes() -> usize {
+    TOTAL.load(Ordering::SeqCst)
+}
+
 unsafe impl GlobalAlloc for Scanning {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            TOTAL.fetch_add(layout.size(), Ordering::Relaxed);
         }
         ptr
     }
