@@ -2,9 +2,12 @@
 //!
 //! The library does no I/O: after every operation the app takes the device's changes — a unit
 //! of keyed records — and writes them in one transaction, before it acts on the operation's
-//! output (ships envelopes, acknowledges a delivery). This demo does that with `rusqlite`:
+//! output (ships envelopes, acknowledges a delivery). This demo does that with
+//! `ratchetry_sqlite::SqliteStore`, which seals every record under the app's storage key and
+//! checks every row when it loads them:
 //!
-//! 1. Alice and Bob set up one device each; each device lives in its own database file.
+//! 1. Alice and Bob set up one device each; each device and its account's primary live in their
+//!    own database file.
 //! 2. Alice sends; Bob receives and writes each unit (a few hundred bytes, whatever the size of
 //!    his address book).
 //! 3. Bob's app crashes after decrypting a message but before its transaction commits: the
@@ -18,87 +21,34 @@ use std::path::{Path, PathBuf};
 
 use getrandom::{SysRng, rand_core::UnwrapErr};
 use ratchetry::devices::{DeviceId, DevicePolicy, Primary};
-use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received, StateChanges};
+use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
+use ratchetry::persist::StorageKey;
 use ratchetry::{Error, IdentityKeyPair, Timestamp};
-use rusqlite::{Connection, params};
+use ratchetry_sqlite::{SqliteStore, Written};
 
 type Rng = UnwrapErr<SysRng>;
 
-/// One device's database: a table of records, keyed by the record key.
-struct Store {
-    db: Connection,
+/// What an app keeps outside its database, where a restore of the database does not reach
+/// (the platform keystore): the storage key and the epochs last written.
+struct Keystore {
+    key: StorageKey,
+    device_epoch: u64,
+    primary_epoch: u64,
 }
 
-impl Store {
-    fn open(path: &Path) -> rusqlite::Result<Self> {
-        let db = Connection::open(path)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS records (
-                 key BLOB PRIMARY KEY NOT NULL,
-                 value BLOB NOT NULL
-             ) WITHOUT ROWID;",
-        )?;
-        Ok(Self { db })
-    }
-
-    /// Writes one unit in one transaction: a record with a value is upserted, one without is
-    /// deleted; a unit that replaces all (a new device, a restore) empties the table first.
-    /// Returns the bytes written.
-    fn write(&mut self, unit: StateChanges) -> rusqlite::Result<usize> {
-        let bytes = unit.byte_len();
-        let tx = self.db.transaction()?;
-        if unit.replaces_all() {
-            tx.execute("DELETE FROM records", [])?;
-        }
-        {
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO records VALUES (?1, ?2)")?;
-            let mut delete = tx.prepare_cached("DELETE FROM records WHERE key = ?1")?;
-            for record in unit.records() {
-                match record.value() {
-                    Some(value) => put.execute(params![record.key(), value])?,
-                    None => delete.execute(params![record.key()])?,
-                };
-            }
-        }
-        tx.commit()?;
-        Ok(bytes)
-    }
-
-    /// Loads the device from every record.
-    fn load(&self) -> Result<Device, Box<dyn std::error::Error>> {
-        let mut query = self.db.prepare("SELECT key, value FROM records")?;
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = query
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Device::from_records(
-            rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-        )?)
-    }
-
-    /// (records, bytes) stored.
-    fn size(&self) -> rusqlite::Result<(i64, i64)> {
-        self.db.query_row(
-            "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM records",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-    }
-}
-
-/// A one-device account: its primary state (which an app would store too) and its device.
+/// A one-device account: its primary, its device, its database.
 struct Person {
     primary: Primary,
     device: Device,
-    store: Store,
+    store: SqliteStore,
+    keystore: Keystore,
 }
 
 impl Person {
     fn new(rng: &mut Rng, now: Timestamp, path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         let identity = IdentityKeyPair::generate(rng);
         let primary = Primary::new(rng, &identity, now, DevicePolicy::default());
-        let (mut device, _one_time_prekeys_to_upload) = Device::new(
+        let (device, _one_time_prekeys_to_upload) = Device::new(
             rng,
             now,
             identity,
@@ -107,12 +57,45 @@ impl Person {
             10,
             DeviceConfig::default(),
         )?;
-        let mut store = Store::open(path)?;
-        store.write(device.take_changes())?;
+        let key = StorageKey::generate(rng);
+        let mut store = SqliteStore::open(path, key.clone())?;
+        let primary_epoch = store.write_primary(&primary)?.epoch;
+        let mut person = Self {
+            primary,
+            device,
+            store,
+            keystore: Keystore {
+                key,
+                device_epoch: 0,
+                primary_epoch,
+            },
+        };
+        person.persist()?;
+        Ok(person)
+    }
+
+    /// Writes the device's changes in one transaction, and keeps the epoch outside.
+    fn persist(&mut self) -> Result<Written, Box<dyn std::error::Error>> {
+        let written = self.store.write(&self.device.take_changes())?;
+        self.keystore.device_epoch = written.epoch;
+        Ok(written)
+    }
+
+    /// The app starts again: opens its database and loads the device and the primary, checked
+    /// against the epochs it kept.
+    fn restart(keystore: Keystore, path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let store = SqliteStore::open(path, keystore.key.clone())?;
+        let device = store
+            .load(keystore.device_epoch)?
+            .ok_or("no device stored")?;
+        let primary = store
+            .load_primary(keystore.primary_epoch)?
+            .ok_or("no primary stored")?;
         Ok(Self {
             primary,
             device,
             store,
+            keystore,
         })
     }
 
@@ -128,7 +111,7 @@ impl Person {
         loop {
             match self.device.send(rng, now, &to.primary.account(), body)? {
                 Outgoing::Ready(outbox) => {
-                    self.store.write(self.device.take_changes())?;
+                    self.persist()?;
                     return Ok(outbox);
                 }
                 Outgoing::NeedDeviceLists(_) => {
@@ -147,15 +130,14 @@ impl Person {
         }
     }
 
-    /// Reads an envelope from `from`, whose device list is fetched if needed, and writes the
-    /// unit. Returns the message and the bytes written.
-    fn receive(
+    /// Reads an envelope from `from`, whose device list is fetched if needed (nothing written).
+    fn read(
         &mut self,
         now: Timestamp,
         from: &Person,
         envelope: &[u8],
-    ) -> Result<(Received, usize), Box<dyn std::error::Error>> {
-        let received = match self.device.receive(now, envelope) {
+    ) -> Result<Received, Box<dyn std::error::Error>> {
+        Ok(match self.device.receive(now, envelope) {
             Err(Error::Fanout(ratchetry::FanoutError::UnknownAccount(_))) => {
                 let list = from.primary.device_list().signed().clone();
                 self.device
@@ -163,9 +145,28 @@ impl Person {
                 self.device.receive(now, envelope)?
             }
             other => other?,
-        };
-        let bytes = self.store.write(self.device.take_changes())?;
-        Ok((received, bytes))
+        })
+    }
+
+    /// Reads an envelope and writes the unit. Returns the message and the bytes written.
+    fn receive(
+        &mut self,
+        now: Timestamp,
+        from: &Person,
+        envelope: &[u8],
+    ) -> Result<(Received, usize), Box<dyn std::error::Error>> {
+        let received = self.read(now, from, envelope)?;
+        let written = self.persist()?;
+        Ok((received, written.bytes))
+    }
+
+    /// (rows, bytes) in the store's table.
+    fn size(&self) -> rusqlite::Result<(i64, i64)> {
+        self.store.connection().query_row(
+            "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM ratchetry_rows",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
     }
 }
 
@@ -180,11 +181,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rng = &mut UnwrapErr(SysRng);
     let mut now = Timestamp(1_790_000_000_000);
     let dir = TempDir::new()?;
+    let bob_db = dir.0.join("bob.db");
 
     let mut alice = Person::new(rng, now, &dir.0.join("alice.db"))?;
-    let mut bob = Person::new(rng, now, &dir.0.join("bob.db"))?;
-    let (records, bytes) = bob.store.size()?;
-    println!("Bob's new device: {records} records, {bytes} bytes in bob.db");
+    let mut bob = Person::new(rng, now, &bob_db)?;
+    let (rows, bytes) = bob.size()?;
+    println!("Bob's new device and primary: {rows} rows, {bytes} bytes in bob.db");
 
     // Alice writes; the relay queues the envelopes for Bob's device.
     let mut queue: Vec<Vec<u8>> = Vec::new();
@@ -204,24 +206,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("Bob reads {:?}: wrote {bytes} bytes", text(&received));
     }
 
-    // Bob's app decrypts the third, then crashes before writing the unit: its changes are
-    // lost with the process, and the relay keeps the envelope (never acknowledged).
-    let crashed = bob.device.receive(now, &queue[0])?;
+    // Bob's app decrypts the third and starts its transaction, then crashes before the commit:
+    // its changes are lost with the process, and the relay keeps the envelope (never
+    // acknowledged).
+    let crashed = bob.read(now, &alice, &queue[0])?;
+    let unit = bob.device.take_changes();
+    let mut transaction = bob.store.transaction()?;
+    transaction.write(&unit)?;
     println!(
-        "Bob decrypts {:?}, then his app crashes before the transaction",
+        "Bob decrypts {:?}, then his app crashes before the commit",
         text(&crashed)
     );
-    let Person { primary, store, .. } = bob;
-    drop(store);
-    let store = Store::open(&dir.0.join("bob.db"))?;
-    let device = store.load()?;
-    let mut bob = Person {
-        primary,
-        device,
-        store,
-    };
-    let (records, bytes) = bob.store.size()?;
-    println!("Bob's app restarts: loaded {records} records ({bytes} bytes) from bob.db");
+    drop(transaction);
+    let keystore = bob.keystore;
+    let mut bob = Person::restart(keystore, &bob_db)?;
+    let (rows, bytes) = bob.size()?;
+    println!("Bob's app restarts: loaded and checked {rows} rows ({bytes} bytes) from bob.db");
 
     // The relay redelivers: the message reads again (its key was never written as used).
     for envelope in queue.drain(..) {
@@ -240,9 +240,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("Alice reads {:?}: wrote {bytes} bytes", text(&received));
     }
     let whole = bob.device.to_bytes().len();
-    let (records, bytes) = bob.store.size()?;
+    let (rows, bytes) = bob.size()?;
     println!(
-        "bob.db holds {records} records, {bytes} bytes; the whole state (for backups) is {whole} bytes"
+        "bob.db holds {rows} rows, {bytes} bytes; the whole state (for backups) is {whole} bytes"
     );
     Ok(())
 }

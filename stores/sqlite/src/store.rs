@@ -1,0 +1,441 @@
+//! [`SqliteStore`]: opening the database, writing units and the primary in transactions, and
+//! loading them back after checking every row against the meta row.
+
+use std::path::Path;
+
+use ratchetry::devices::Primary;
+use ratchetry::fanout::{Device, StateChanges};
+use ratchetry::persist::{StorageKey, open_state, seal_state};
+use ratchetry::{OsRng, Timestamp};
+use rusqlite::{Connection, TransactionBehavior};
+use zeroize::Zeroizing;
+
+use crate::error::{RecordId, Role, StoreError};
+use crate::rows::{
+    self, DEVICE, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, STORE, open_record,
+    seal_name,
+};
+use crate::summary::{DigestKey, Summary};
+
+/// The store's format: the first byte of its key row.
+const FORMAT_VERSION: u8 = 1;
+
+/// A device's records and its account's [`Primary`], in one SQLite database, every value sealed
+/// under the app's [`StorageKey`] and every row checked on load (see the [crate](crate) docs).
+///
+/// Randomness (the nonces of the seals, the store's digest key) comes from the operating
+/// system's RNG ([`ratchetry::OsRng`], which panics if the operating system has none).
+pub struct SqliteStore {
+    db: Connection,
+    storage_key: StorageKey,
+    digest_key: DigestKey,
+    rng: OsRng,
+}
+
+/// What a write stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The epoch of the state written (the device's or the primary's): keep the latest outside
+    /// the database, and pass it to the next load.
+    pub epoch: u64,
+    /// Bytes written: the keys and sealed values of the rows put, the keys of the rows
+    /// deleted, and the meta row.
+    pub bytes: usize,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`. See [`from_connection`](Self::from_connection).
+    pub fn open(path: impl AsRef<Path>, storage_key: StorageKey) -> Result<Self, StoreError> {
+        Self::from_connection(Connection::open(path)?, storage_key)
+    }
+
+    /// Uses an open connection: sets WAL mode and `synchronous = FULL` (a committed unit
+    /// survives a power loss), creates the store's table (`ratchetry_rows`) if missing, and
+    /// checks the storage key against the database ([`StoreError::WrongStorageKey`]). The
+    /// app may keep its own tables in the same database.
+    pub fn from_connection(
+        mut db: Connection,
+        storage_key: StorageKey,
+    ) -> Result<Self, StoreError> {
+        // Whatever mode SQLite settles on (an in-memory database answers "memory"), each
+        // transaction stays atomic.
+        db.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(rows::SCHEMA)?;
+        let mut rng = ratchetry::os_rng();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let digest_key = match rows::get(&tx, STORE, DIGEST_KEY_ROW)? {
+            Some(sealed) => read_digest_key(&storage_key, &sealed)?,
+            None if rows::any(&tx)? => return Err(StoreError::DigestKeyMissing),
+            None => {
+                let mut row = Zeroizing::new([0u8; 33]);
+                row[0] = FORMAT_VERSION;
+                rand_fill(&mut rng, &mut row[1..]);
+                let sealed = seal_state(&mut rng, &storage_key, DIGEST_KEY_NAME, 0, &row[..]);
+                rows::put(&tx, STORE, DIGEST_KEY_ROW, &sealed)?;
+                read_digest_key(&storage_key, &sealed)?
+            }
+        };
+        tx.commit()?;
+        Ok(Self {
+            db,
+            storage_key,
+            digest_key,
+            rng,
+        })
+    }
+
+    /// Writes one unit of the device's changes in one transaction: every record value sealed
+    /// under its own record key at the unit's epoch, deletions applied, a unit that
+    /// [`replaces_all`](StateChanges::replaces_all) emptying the device's rows first, and the
+    /// meta row updated for these rows only. Write the unit before acting on the operation's
+    /// output; an empty unit writes nothing.
+    pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
+        let mut tx = self.transaction()?;
+        let written = tx.write(unit)?;
+        tx.commit()?;
+        Ok(written)
+    }
+
+    /// Writes the primary's state (after every change to it, before publishing what it
+    /// signed) in one transaction, sealed at its [`state_epoch`](Primary::state_epoch).
+    pub fn write_primary(&mut self, primary: &Primary) -> Result<Written, StoreError> {
+        let mut tx = self.transaction()?;
+        let written = tx.write_primary(primary)?;
+        tx.commit()?;
+        Ok(written)
+    }
+
+    /// A transaction to write several things at once: units, the primary, and the app's own
+    /// rows (the body of a message just read, beside the unit that read it). Nothing is written
+    /// unless it is [committed](StoreTransaction::commit); dropping it rolls it back.
+    pub fn transaction(&mut self) -> Result<StoreTransaction<'_>, StoreError> {
+        Ok(StoreTransaction {
+            tx: self
+                .db
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            storage_key: &self.storage_key,
+            digest_key: &self.digest_key,
+            rng: &mut self.rng,
+        })
+    }
+
+    /// Loads the device, after checking every row (see the [crate](crate) docs). `last_epoch`
+    /// is the epoch of the last unit written ([`Written::epoch`]), kept outside the database
+    /// (0 if the app keeps none); a stored state older than that is
+    /// [`StoreError::StaleSnapshot`]. `None`: no device is stored (and none was written).
+    pub fn load(&self, last_epoch: u64) -> Result<Option<Device>, StoreError> {
+        let snapshot = self.snapshot()?;
+        let Some(epoch) = snapshot.device_epoch else {
+            return match last_epoch {
+                0 => Ok(None),
+                _ => Err(stale(Role::Device, None, last_epoch)),
+            };
+        };
+        if epoch < last_epoch {
+            return Err(stale(Role::Device, Some(epoch), last_epoch));
+        }
+        Ok(Some(snapshot.device()?))
+    }
+
+    /// Loads the device as restored from a backup, for an app that knows (or accepts) that the
+    /// database was rolled back as a whole: after [`StoreError::StaleSnapshot`], or when it
+    /// restored the database file from a backup. The rows are checked as by
+    /// [`load`](Self::load); the device is then restored as
+    /// `Device::restore(bytes, last_epoch, now)` restores a stale snapshot, so it never reuses
+    /// a key it may have used after the snapshot, and its epoch continues above `last_epoch`.
+    /// Write its next unit (the whole state) at once.
+    pub fn load_restored(&self, last_epoch: u64, now: Timestamp) -> Result<Device, StoreError> {
+        let snapshot = self.snapshot()?;
+        let epoch = snapshot
+            .device_epoch
+            .ok_or(StoreError::NotStored(Role::Device))?;
+        let device = snapshot.device()?;
+        if epoch >= last_epoch {
+            return Ok(device.into_restored(now));
+        }
+        let (device, _) = Device::restore(&device.to_bytes(), last_epoch, now)?;
+        Ok(device)
+    }
+
+    /// Loads the primary, after checking every row. `last_epoch` is the epoch of the last
+    /// primary written, kept outside the database (0 if none); an older stored primary is
+    /// [`StoreError::StaleSnapshot`]. `None`: no primary is stored.
+    pub fn load_primary(&self, last_epoch: u64) -> Result<Option<Primary>, StoreError> {
+        let Some((bytes, epoch)) = self.snapshot()?.primary else {
+            return match last_epoch {
+                0 => Ok(None),
+                _ => Err(stale(Role::Primary, None, last_epoch)),
+            };
+        };
+        if epoch < last_epoch {
+            return Err(stale(Role::Primary, Some(epoch), last_epoch));
+        }
+        Ok(Some(Primary::from_bytes(&bytes)?))
+    }
+
+    /// Loads the primary as restored from a backup (it must resync before it signs again; see
+    /// `Primary::restore`), for an app that knows or accepts that the database was rolled back.
+    /// Write it at once.
+    pub fn load_primary_restored(&self, last_epoch: u64) -> Result<Primary, StoreError> {
+        let (bytes, epoch) = self
+            .snapshot()?
+            .primary
+            .ok_or(StoreError::NotStored(Role::Primary))?;
+        if epoch < last_epoch {
+            return Ok(Primary::restore(&bytes, last_epoch)?.0);
+        }
+        Ok(Primary::restore_from_backup(&bytes)?)
+    }
+
+    /// The connection, for the app's own queries. Do not write to `ratchetry_rows`.
+    pub fn connection(&self) -> &Connection {
+        &self.db
+    }
+
+    /// Reads every row in one read transaction, opens each under its own name, and checks them
+    /// against the meta row.
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let tx = self.db.unchecked_transaction()?;
+        let meta = rows::get(&tx, STORE, META_ROW)?;
+        let records = rows::all_records(&tx)?;
+        tx.finish()?;
+        let Some(meta) = meta else {
+            if records.is_empty() {
+                return Ok(Snapshot::default());
+            }
+            return Err(StoreError::MetaMissing);
+        };
+        let vouched = open_meta(&self.storage_key, &meta)?;
+        let mut found = Summary::default();
+        let mut entries = Vec::with_capacity(records.len());
+        let mut snapshot = Snapshot {
+            device_epoch: vouched.device_epoch,
+            ..Snapshot::default()
+        };
+        for (record, sealed) in records {
+            let (value, sealed_at) = open_record(&self.storage_key, &record, &sealed)?;
+            let meta_epoch = match record {
+                RecordId::Device(_) => vouched.device_epoch,
+                RecordId::Primary => vouched.primary_epoch,
+            };
+            if let Some(meta_epoch) = meta_epoch
+                && sealed_at > meta_epoch
+            {
+                return Err(StoreError::MetaRolledBack {
+                    record,
+                    sealed_at,
+                    meta_epoch,
+                });
+            }
+            let entry = self.digest_key.entry(&record, sealed_at, &sealed);
+            found.add(&entry);
+            match &record {
+                RecordId::Device(key) => snapshot.device.push((key.clone(), value)),
+                RecordId::Primary => snapshot.primary = Some((value, sealed_at)),
+            }
+            entries.push((record, sealed_at, entry));
+        }
+        vouched.check(&found, &entries)?;
+        Ok(snapshot)
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.db.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open write transaction of a [`SqliteStore`]: commit it, or drop it to roll it back.
+pub struct StoreTransaction<'s> {
+    tx: rusqlite::Transaction<'s>,
+    storage_key: &'s StorageKey,
+    digest_key: &'s DigestKey,
+    rng: &'s mut OsRng,
+}
+
+impl StoreTransaction<'_> {
+    /// Writes one unit of the device's changes (see [`SqliteStore::write`]).
+    pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
+        let epoch = unit.epoch();
+        if unit.is_empty() && !unit.replaces_all() {
+            return Ok(Written { epoch, bytes: 0 });
+        }
+        let mut summary = self.vouched()?;
+        match summary.device_epoch {
+            None if !unit.replaces_all() => return Err(StoreError::NotStored(Role::Device)),
+            Some(stored_epoch) if epoch < stored_epoch => {
+                return Err(StoreError::EpochWentBack {
+                    role: Role::Device,
+                    stored_epoch,
+                    epoch,
+                });
+            }
+            _ => {}
+        }
+        if unit.replaces_all() {
+            for (key, sealed) in rows::device_records(&self.tx)? {
+                self.count_out(&mut summary, &RecordId::Device(key), &sealed)?;
+            }
+            rows::delete_device_records(&self.tx)?;
+        }
+        let mut bytes = 0;
+        for r in unit.records() {
+            let record = RecordId::Device(r.key().to_vec());
+            if let Some(old) = rows::get(&self.tx, DEVICE, r.key())? {
+                self.count_out(&mut summary, &record, &old)?;
+            }
+            bytes += r.key().len();
+            match r.value() {
+                Some(value) => bytes += self.put(&mut summary, &record, epoch, value)?,
+                None => rows::delete(&self.tx, DEVICE, r.key())?,
+            }
+        }
+        summary.device_epoch = Some(epoch);
+        bytes += self.put_meta(&summary)?;
+        Ok(Written { epoch, bytes })
+    }
+
+    /// Writes the primary's state (see [`SqliteStore::write_primary`]).
+    pub fn write_primary(&mut self, primary: &Primary) -> Result<Written, StoreError> {
+        let epoch = primary.state_epoch();
+        let mut summary = self.vouched()?;
+        if let Some(stored_epoch) = summary.primary_epoch
+            && epoch < stored_epoch
+        {
+            return Err(StoreError::EpochWentBack {
+                role: Role::Primary,
+                stored_epoch,
+                epoch,
+            });
+        }
+        let record = RecordId::Primary;
+        let (slot, key) = rows::location(&record);
+        if let Some(old) = rows::get(&self.tx, slot, key)? {
+            self.count_out(&mut summary, &record, &old)?;
+        }
+        let mut bytes = self.put(&mut summary, &record, epoch, &primary.to_bytes())?;
+        summary.primary_epoch = Some(epoch);
+        bytes += self.put_meta(&summary)?;
+        Ok(Written { epoch, bytes })
+    }
+
+    /// The transaction's connection, for the app's own rows in the same transaction. Do not
+    /// write to `ratchetry_rows`.
+    pub fn connection(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// Commits everything written in this transaction.
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// The summary the meta row holds; an empty one for an empty store.
+    fn vouched(&self) -> Result<Summary, StoreError> {
+        match rows::get(&self.tx, STORE, META_ROW)? {
+            Some(meta) => open_meta(self.storage_key, &meta),
+            None if !rows::any_record(&self.tx)? => Ok(Summary::default()),
+            None => Err(StoreError::MetaMissing),
+        }
+    }
+
+    /// Takes a stored row out of the summary (it must open under its name).
+    fn count_out(
+        &self,
+        summary: &mut Summary,
+        record: &RecordId,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let (_, sealed_at) = open_record(self.storage_key, record, sealed)?;
+        summary.remove(&self.digest_key.entry(record, sealed_at, sealed));
+        Ok(())
+    }
+
+    /// Seals and stores a row's value at `epoch`, and counts it in. Returns the bytes stored.
+    fn put(
+        &mut self,
+        summary: &mut Summary,
+        record: &RecordId,
+        epoch: u64,
+        value: &[u8],
+    ) -> Result<usize, StoreError> {
+        let sealed = seal_state(self.rng, self.storage_key, &seal_name(record), epoch, value);
+        let (slot, key) = rows::location(record);
+        rows::put(&self.tx, slot, key, &sealed)?;
+        summary.add(&self.digest_key.entry(record, epoch, &sealed));
+        Ok(sealed.len())
+    }
+
+    /// Seals and stores the meta row. Returns the bytes stored.
+    fn put_meta(&mut self, summary: &Summary) -> Result<usize, StoreError> {
+        let sequence = summary.device_epoch.unwrap_or(0);
+        let sealed = seal_state(
+            self.rng,
+            self.storage_key,
+            META_NAME,
+            sequence,
+            &summary.to_bytes(),
+        );
+        rows::put(&self.tx, STORE, META_ROW, &sealed)?;
+        Ok(META_ROW.len() + sealed.len())
+    }
+}
+
+impl std::fmt::Debug for StoreTransaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTransaction").finish_non_exhaustive()
+    }
+}
+
+/// What the rows hold, checked.
+#[derive(Default)]
+struct Snapshot {
+    device_epoch: Option<u64>,
+    device: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
+    primary: Option<(Zeroizing<Vec<u8>>, u64)>,
+}
+
+impl Snapshot {
+    fn device(&self) -> Result<Device, StoreError> {
+        Ok(Device::from_records(
+            self.device
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )?)
+    }
+}
+
+fn stale(role: Role, stored_epoch: Option<u64>, last_epoch: u64) -> StoreError {
+    StoreError::StaleSnapshot {
+        role,
+        stored_epoch,
+        last_epoch,
+    }
+}
+
+fn read_digest_key(storage_key: &StorageKey, sealed: &[u8]) -> Result<DigestKey, StoreError> {
+    let opened = open_state(storage_key, sealed, DIGEST_KEY_NAME, 0)
+        .map_err(|_| StoreError::WrongStorageKey)?;
+    match opened.state.split_first() {
+        Some((&FORMAT_VERSION, key)) => {
+            let key: [u8; 32] = key.try_into().map_err(|_| StoreError::MetaMalformed)?;
+            Ok(DigestKey::from_bytes(key))
+        }
+        Some((&version, _)) => Err(StoreError::UnsupportedFormat { version }),
+        None => Err(StoreError::MetaMalformed),
+    }
+}
+
+fn open_meta(storage_key: &StorageKey, sealed: &[u8]) -> Result<Summary, StoreError> {
+    let opened =
+        open_state(storage_key, sealed, META_NAME, 0).map_err(|_| StoreError::MetaDoesNotOpen)?;
+    Summary::from_bytes(&opened.state)
+}
+
+fn rand_fill(rng: &mut OsRng, bytes: &mut [u8]) {
+    rand_core::Rng::fill_bytes(rng, bytes);
+}
