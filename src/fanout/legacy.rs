@@ -44,6 +44,12 @@ impl Device {
     /// ML-KEM prekey. The result's next [`take_changes`](Self::take_changes) holds every
     /// record.
     ///
+    /// Old state may be a stale backup, and nothing tells: it carries no epoch of the current
+    /// kind. Migration needs no restore wait for it, though. The sessions it keeps are classical
+    /// and only receive (a send replaces them by PQXDH first), so no sending chain of the old
+    /// state is used again; no sender key carries over; and the own list is the one the primary
+    /// signed at its migration, not the old state's.
+    ///
     /// [`Primary::migrate`]: crate::devices::Primary::migrate
     pub fn migrate(
         rng: &mut impl CryptoRng,
