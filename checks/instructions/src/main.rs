@@ -1,0 +1,336 @@
+//! Instruction counts of the hot paths, for `.ci/instructions.sh`.
+//!
+//! `ratchetry-instructions <op>` builds the op's fixture, runs the op once to warm it up (lazy
+//! CPU-feature detection, first allocations), then runs it `iterations` times inside
+//! [`counted`]. The script runs that under `valgrind --tool=callgrind
+//! --toggle-collect=*counted*`, so only the counted calls are measured, and divides by the
+//! iterations. Fixtures come from a seeded RNG, so the count is the same on every run of the
+//! same binary. `--list` prints each op and its iterations.
+//!
+//! Floors (the primitive calls an op cannot avoid) are counted beside their ops, as in the
+//! criterion benches, so a baseline reads as ratios too.
+
+use std::hint::black_box;
+
+use ratchetry::fanout::Outgoing;
+use ratchetry::group::OutboundGroupSession;
+use ratchetry::group::{GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey};
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::raw::{aes256gcm_open, aes256gcm_seal, hkdf_sha256, hmac_sha256};
+use ratchetry::testing::scale::AddressBook;
+use ratchetry::{
+    IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, Session, SessionConfig, Timestamp,
+};
+
+const NOW: Timestamp = Timestamp(1_790_000_000_000);
+const KIB: usize = 1024;
+
+/// One measured operation: its name, how many times it runs, and its fixture.
+struct Op {
+    name: &'static str,
+    iterations: usize,
+    /// Builds the fixture (not counted) and returns one run of the op.
+    setup: fn(&mut SeededRng, usize) -> Box<dyn FnMut()>,
+}
+
+const OPS: &[Op] = &[
+    Op {
+        name: "ratchet/encrypt/1KiB",
+        iterations: 32,
+        setup: ratchet_encrypt,
+    },
+    Op {
+        name: "ratchet/decrypt/1KiB",
+        iterations: 32,
+        setup: ratchet_decrypt,
+    },
+    Op {
+        name: "floor/seal/1KiB",
+        iterations: 32,
+        setup: floor_seal,
+    },
+    Op {
+        name: "floor/open/1KiB",
+        iterations: 32,
+        setup: floor_open,
+    },
+    Op {
+        name: "pqxdh/initiate",
+        iterations: 8,
+        setup: pqxdh_initiate,
+    },
+    Op {
+        name: "pqxdh/accept",
+        iterations: 8,
+        setup: pqxdh_accept,
+    },
+    Op {
+        name: "group/encrypt/1KiB",
+        iterations: 32,
+        setup: group_encrypt,
+    },
+    Op {
+        name: "group/decrypt/1KiB",
+        iterations: 32,
+        setup: group_decrypt,
+    },
+    Op {
+        name: "fanout/send/4dev/1KiB",
+        iterations: 16,
+        setup: fanout_send,
+    },
+    Op {
+        name: "fanout/receive/1KiB",
+        iterations: 16,
+        setup: fanout_receive,
+    },
+    Op {
+        name: "fanout/load/1000",
+        iterations: 4,
+        setup: fanout_load,
+    },
+];
+
+/// The measured region: callgrind collects only inside this function.
+#[inline(never)]
+fn counted(run: &mut dyn FnMut(), iterations: usize) {
+    for _ in 0..iterations {
+        run();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--list") => {
+            for op in OPS {
+                println!("{} {}", op.name, op.iterations);
+            }
+        }
+        // `cargo bench -- --test` runs every bench target with `--test`: one quick pass.
+        Some("--test") | Some("--bench") | None => {
+            for op in OPS {
+                run(op, 1);
+            }
+        }
+        Some(name) => match OPS.iter().find(|op| op.name == name) {
+            Some(op) => run(op, op.iterations),
+            None => {
+                eprintln!("unknown op {name}; --list names them");
+                std::process::exit(2);
+            }
+        },
+    }
+}
+
+fn run(op: &Op, iterations: usize) {
+    let rng = &mut SeededRng::from_label(op.name);
+    // One warm-up run, then the counted ones: the fixture holds enough inputs for both.
+    let mut once = (op.setup)(rng, iterations + 1);
+    once();
+    counted(&mut *once, iterations);
+}
+
+fn body() -> Vec<u8> {
+    vec![0x42; KIB]
+}
+
+/// Two sessions past their pre-key messages, as after a first exchange.
+fn pair(rng: &mut SeededRng) -> (Session, Session) {
+    let a = IdentityKeyPair::generate(rng);
+    let b = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &b, NOW, Default::default());
+    let bundle = store.bundle(&b, None, None).verify().unwrap();
+    let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
+    let w = sa.encrypt(rng, b"hi").unwrap();
+    let IncomingMessage::PreKey(m) = IncomingMessage::decode(&w).unwrap() else {
+        panic!("a first message is a pre-key message")
+    };
+    let (mut sb, _) = Session::accept(&b, &mut store, &m, SessionConfig::default()).unwrap();
+    let r = sb.encrypt(rng, b"hi").unwrap();
+    sa.decrypt(&IncomingMessage::decode(&r).unwrap()).unwrap();
+    (sa, sb)
+}
+
+fn ratchet_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let (mut a, _) = pair(rng);
+    let body = body();
+    let mut rng = rng.clone();
+    Box::new(move || {
+        black_box(a.encrypt(&mut rng, black_box(&body)).unwrap());
+    })
+}
+
+fn ratchet_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    let (mut a, mut b) = pair(rng);
+    let body = body();
+    let mut wires: Vec<Vec<u8>> = (0..runs).map(|_| a.encrypt(rng, &body).unwrap()).collect();
+    wires.reverse();
+    Box::new(move || {
+        let wire = wires.pop().unwrap();
+        black_box(b.decrypt(&IncomingMessage::decode(&wire).unwrap()).unwrap());
+    })
+}
+
+/// KDF_CK (two HMACs), the message-key HKDF and AES-256-GCM over 1 KiB with a 124-byte AD.
+fn message_keys(salt: &[u8; 16]) -> ([u8; 32], [u8; 12]) {
+    let ck = [9u8; 32];
+    let mk = hmac_sha256(&ck, &[1]);
+    black_box(hmac_sha256(&ck, &[2]));
+    let mut okm = [0u8; 44];
+    hkdf_sha256(Some(salt), &mk, b"ratchetry v1 message keys", &mut okm).unwrap();
+    let (key, nonce) = okm.split_at(32);
+    (key.try_into().unwrap(), nonce.try_into().unwrap())
+}
+
+fn floor_seal(_: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let body = body();
+    Box::new(move || {
+        let (key, nonce) = message_keys(&[8; 16]);
+        black_box(aes256gcm_seal(&key, &nonce, &[3; 124], black_box(&body)));
+    })
+}
+
+fn floor_open(_: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let (key, nonce) = message_keys(&[8; 16]);
+    let sealed = aes256gcm_seal(&key, &nonce, &[3; 124], &body());
+    Box::new(move || {
+        let (key, nonce) = message_keys(&[8; 16]);
+        black_box(aes256gcm_open(&key, &nonce, &[3; 124], black_box(&sealed)).unwrap());
+    })
+}
+
+/// Verifying a bundle (with a one-time ML-KEM prekey) and starting a session from it.
+fn pqxdh_initiate(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let a = IdentityKeyPair::generate(rng);
+    let b = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &b, NOW, Default::default());
+    let kem = store.generate_one_time_kem_prekeys(rng, &b, NOW, 1);
+    let bundle: PreKeyBundle = store.bundle(&b, None, kem.first().map(|k| k.id));
+    let mut rng = rng.clone();
+    Box::new(move || {
+        let verified = bundle.clone().verify().unwrap();
+        black_box(Session::initiate(&mut rng, &a, &verified, SessionConfig::default()).unwrap());
+    })
+}
+
+/// Accepting a pre-key message (last-resort ML-KEM prekey, no one-time prekey): each from a
+/// new initiator, so each base key is new to the replay check.
+fn pqxdh_accept(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    let b = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &b, NOW, Default::default());
+    let bundle = store.bundle(&b, None, None).verify().unwrap();
+    let mut wires: Vec<Vec<u8>> = (0..runs)
+        .map(|_| {
+            let a = IdentityKeyPair::generate(rng);
+            let mut s = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
+            s.encrypt(rng, b"hi").unwrap()
+        })
+        .collect();
+    wires.reverse();
+    Box::new(move || {
+        let wire = wires.pop().unwrap();
+        let IncomingMessage::PreKey(m) = IncomingMessage::decode(&wire).unwrap() else {
+            panic!("a first message is a pre-key message")
+        };
+        black_box(Session::accept(&b, &mut store, &m, SessionConfig::default()).unwrap());
+    })
+}
+
+fn group_sender(rng: &mut SeededRng) -> GroupSender {
+    GroupSender::new(IdentityKeyPair::generate(rng).public(), &[0x22; 36]).unwrap()
+}
+
+fn group_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let sender = group_sender(rng);
+    let mut out = OutboundGroupSession::new(rng, GroupId([1; 32]), sender);
+    let body = body();
+    let mut rng = rng.clone();
+    Box::new(move || {
+        black_box(out.encrypt(&mut rng, black_box(&body)).unwrap());
+    })
+}
+
+fn group_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    let sender = group_sender(rng);
+    let mut out = OutboundGroupSession::new(rng, GroupId([2; 32]), sender.clone());
+    let mut rx = InboundSenderKey::new(sender, &out.distribution());
+    let body = body();
+    let mut wires: Vec<Vec<u8>> = (0..runs)
+        .map(|_| out.encrypt(rng, &body).unwrap())
+        .collect();
+    wires.reverse();
+    let config = GroupConfig::default();
+    Box::new(move || {
+        let wire = wires.pop().unwrap();
+        black_box(
+            rx.decrypt(&config, &GroupMessage::decode(&wire).unwrap())
+                .unwrap(),
+        );
+    })
+}
+
+/// A 1:1 message to an account of 4 devices, from a device that also follows 250 more.
+fn fanout_send(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let mut book = AddressBook::new(rng, NOW, 1000, 0);
+    let body = body();
+    let mut rng = rng.clone();
+    Box::new(move || {
+        let Outgoing::Ready(o) = book
+            .device
+            .send(&mut rng, NOW, &book.peer_account, &body)
+            .unwrap()
+        else {
+            panic!("every session is established")
+        };
+        black_box(o);
+    })
+}
+
+/// A 1:1 message from the peer's phone read by a device with sessions with 1,000 devices.
+fn fanout_receive(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    let mut book = AddressBook::new(rng, NOW, 1000, 0);
+    let subject = book.device.address();
+    let body = body();
+    let mut envelopes: Vec<Vec<u8>> = (0..runs)
+        .map(|_| {
+            let Outgoing::Ready(o) = book.peer[0]
+                .send(rng, NOW, &subject.account, &body)
+                .unwrap()
+            else {
+                panic!("the peer's sessions are established")
+            };
+            o.envelopes
+                .into_iter()
+                .find(|(to, _)| *to == subject)
+                .unwrap()
+                .1
+        })
+        .collect();
+    envelopes.reverse();
+    Box::new(move || {
+        let envelope = envelopes.pop().unwrap();
+        black_box(book.device.receive(NOW, &envelope).unwrap());
+    })
+}
+
+/// Loading a device with sessions with 1,000 devices from its records.
+fn fanout_load(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let book = AddressBook::new(rng, NOW, 1000, 0);
+    Box::new(move || {
+        black_box(book.load());
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every op's fixture builds and the op runs: what the script counts works.
+    #[test]
+    fn every_op_runs() {
+        for op in OPS {
+            run(op, 1);
+        }
+    }
+}
