@@ -126,6 +126,7 @@ pub(crate) fn sync(e: &SyncError) -> &'static str {
         SyncError::ChunkRejected(_) => "sync.chunk_rejected",
         SyncError::TooManyChunks => "sync.too_many_chunks",
         SyncError::Incomplete => "sync.incomplete",
+        SyncError::MembershipTooLarge { .. } => "sync.membership_too_large",
         SyncError::CallFull => "sync.call_full",
         SyncError::StaleCallKey => "sync.stale_call_key",
         SyncError::CallKeyAhead { .. } => "sync.call_key_ahead",

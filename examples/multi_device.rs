@@ -359,10 +359,15 @@ fn describe(r: &Received, names: &BTreeMap<AccountKey, String>) -> String {
         Received::CallKey { from, message } => {
             format!("got call key epoch {} from {}", message.epoch(), who(from))
         }
-        Received::HistoryOffer { from, offer } => {
+        Received::HistoryOffer {
+            from,
+            offer,
+            groups,
+        } => {
             format!(
-                "got a history offer ({} bytes) from {}",
+                "got a history offer ({} bytes, {} groups joined) from {}",
                 offer.total_len(),
+                groups.len(),
                 who(from)
             )
         }

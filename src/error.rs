@@ -256,6 +256,19 @@ pub enum SyncError {
     Incomplete,
     /// App data for a history offer longer than `history::MAX_HISTORY_APP_DATA`.
     AppDataTooLong,
+    /// This device's groups do not fit the membership sent with a history offer: more than
+    /// [`MAX_MEMBERSHIP_GROUPS`](crate::fanout::MAX_MEMBERSHIP_GROUPS) groups, more than
+    /// [`MAX_MEMBERSHIP_ACCOUNTS`](crate::fanout::MAX_MEMBERSHIP_ACCOUNTS) member accounts
+    /// counted over all groups, or a group of more than
+    /// [`MAX_GROUP_MEMBERS`](crate::fanout::MAX_GROUP_MEMBERS).
+    MembershipTooLarge {
+        /// The groups this device holds.
+        groups: usize,
+        /// Their member accounts, counted once per group.
+        accounts: usize,
+        /// The members of its largest group.
+        largest: usize,
+    },
     /// The call already has its maximum number of participants.
     CallFull,
     /// A call key for another call or kind, or for an epoch not newer than the one held (an
@@ -560,6 +573,15 @@ impl fmt::Display for SyncError {
             Self::TooManyChunks => f.write_str("more history chunks than announced"),
             Self::Incomplete => f.write_str("history incomplete or altered"),
             Self::AppDataTooLong => f.write_str("history offer app data too long"),
+            Self::MembershipTooLarge {
+                groups,
+                accounts,
+                largest,
+            } => write!(
+                f,
+                "group membership too large for a history offer: {groups} groups, \
+                 {accounts} member accounts, {largest} in the largest"
+            ),
             Self::CallFull => f.write_str("call is full"),
             Self::StaleCallKey => {
                 f.write_str("call key of another call, or not newer than the epoch held")

@@ -282,4 +282,21 @@ fn regenerate_fuzz_seeds() {
     .unwrap();
     write("device_wire", "prekey-upload", &upload.to_bytes());
     let _ = PreKeyStore::from_bytes(&f.bob_store.to_bytes()).unwrap();
+    // A group membership (PROTOCOL.md 18.2): two groups ascending, one with two members
+    // ascending, one with none.
+    let mut members: Vec<[u8; 32]> = (0..2)
+        .map(|_| {
+            ratchetry::devices::AccountKeyPair::generate(rng)
+                .public()
+                .to_bytes()
+        })
+        .collect();
+    members.sort();
+    let mut membership = 2u32.to_be_bytes().to_vec();
+    membership.extend_from_slice(&[0x01; 32]);
+    membership.extend_from_slice(&2u32.to_be_bytes());
+    membership.extend(members.concat());
+    membership.extend_from_slice(&[0x02; 32]);
+    membership.extend_from_slice(&0u32.to_be_bytes());
+    write("history_calls", "membership", &membership);
 }

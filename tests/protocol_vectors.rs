@@ -2815,8 +2815,10 @@ enum PayloadFields {
     CallKey {
         call_key: String,
     },
+    /// 18.2: the offer and the sender's group membership.
     HistoryOffer {
         offer: String,
+        groups: Vec<MembershipGroup>,
     },
     DirectResend {
         reference: String,
@@ -2952,6 +2954,13 @@ struct RetryEvent {
     kept: Option<String>,
 }
 
+/// A group of a membership (18.2): its id and its member accounts, the sender's own left out.
+#[derive(Clone, Serialize, Deserialize)]
+struct MembershipGroup {
+    group: String,
+    members: Vec<String>,
+}
+
 /// 18.2: a payload's bytes from its fields.
 fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
     let e = Enc::tag(2, 0x0c);
@@ -2977,7 +2986,16 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
             .put(unhex(signing_public)),
         PayloadFields::Withheld { group, reason } => e.u8(3).put(unhex(group)).u8(*reason),
         PayloadFields::CallKey { call_key } => e.u8(4).put(unhex(call_key)),
-        PayloadFields::HistoryOffer { offer } => e.u8(5).put(unhex(offer)),
+        PayloadFields::HistoryOffer { offer, groups } => {
+            let mut e = e.u8(9).blob(unhex(offer)).u32(groups.len() as u32);
+            for g in groups {
+                e = e.put(unhex(&g.group)).u32(g.members.len() as u32);
+                for m in &g.members {
+                    e = e.put(unhex(m));
+                }
+            }
+            e
+        }
         PayloadFields::DirectResend {
             reference,
             sent_to,
@@ -3697,10 +3715,24 @@ fn devices_run() -> BobPhone {
         &out.envelopes[0].1,
         PayloadFields::HistoryOffer {
             offer: h(&*offer.to_bytes()),
+            // Both groups, ascending, with Bob: the laptop holds them already and keeps them.
+            groups: {
+                let mut ids = [group.0, other_group.0];
+                ids.sort();
+                ids.iter()
+                    .map(|g| MembershipGroup {
+                        group: h(g),
+                        members: vec![h(bk.to_bytes())],
+                    })
+                    .collect()
+            },
         },
         true,
     );
-    assert!(matches!(got, Some(Received::HistoryOffer { .. })));
+    assert!(matches!(
+        got,
+        Some(Received::HistoryOffer { ref groups, .. }) if groups.is_empty()
+    ));
     same_stream(&run.rng, &probe);
 
     // 8. A message to Bob that his phone never gets: it asks again (no session), Alice's phone
@@ -4318,9 +4350,28 @@ fn device_vectors() {
                     }
                     PayloadFields::Withheld { .. } => {}
                     PayloadFields::CallKey { call_key } => assert!(calls.contains(call_key)),
-                    PayloadFields::HistoryOffer { offer } => {
+                    PayloadFields::HistoryOffer { offer, groups } => {
                         assert_eq!(from_account, to_account);
                         assert!(offers.contains(offer));
+                        // The README: both accounts are members of both groups, so the
+                        // sender's membership is every group, ascending, with the other
+                        // account.
+                        let other = aks
+                            .iter()
+                            .find(|(name, _)| *name != from_account)
+                            .map(|(_, ak)| h(ak))
+                            .unwrap();
+                        let mut ids: Vec<&String> = f.groups.values().collect();
+                        ids.sort();
+                        let expected: Vec<(String, Vec<String>)> = ids
+                            .into_iter()
+                            .map(|g| (g.clone(), vec![other.clone()]))
+                            .collect();
+                        let got: Vec<(String, Vec<String>)> = groups
+                            .iter()
+                            .map(|g| (g.group.clone(), g.members.clone()))
+                            .collect();
+                        assert_eq!(got, expected, "{}: the membership", e.label);
                     }
                     PayloadFields::DirectResend { reference, .. }
                     | PayloadFields::GroupResend { reference, .. } => {
@@ -4484,7 +4535,7 @@ fn device_vectors() {
         );
     }
     // Every payload kind of 18.2 appeared, and both resend kinds answered a request.
-    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4, 6, 7, 9]);
     assert_eq!(retries.len(), 3);
 }
 

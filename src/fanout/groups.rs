@@ -33,7 +33,8 @@ impl Device {
         self.bump();
     }
 
-    /// The groups whose members the app set on this device, in id order.
+    /// The groups whose members the app set on this device, or that a history offer from
+    /// another device of this account installed, in id order.
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.groups.keys().copied()
     }

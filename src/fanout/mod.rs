@@ -18,6 +18,7 @@ mod journal;
 mod ledger;
 mod legacy;
 pub(crate) mod lists;
+pub(crate) mod membership;
 mod message_id;
 mod outbox;
 mod payload;
@@ -35,6 +36,7 @@ pub use journal::{
     MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, SendId,
 };
 pub use ledger::MAX_GROUP_MEMBERS;
+pub use membership::{MAX_MEMBERSHIP_ACCOUNTS, MAX_MEMBERSHIP_GROUPS};
 pub use message_id::MessageId;
 pub use outbox::{Event, Outbox, Outgoing, Received};
 pub use payload::WithheldReason;

@@ -115,12 +115,18 @@ pub enum Received {
         message: CallKeyMessage,
     },
     /// Another device of this account offers its history: fetch the sealed chunks and open
-    /// them with [`HistoryOpener`](crate::history::HistoryOpener).
+    /// them with [`HistoryOpener`](crate::history::HistoryOpener). The groups it sent that
+    /// this device did not hold are installed with their members (see
+    /// [`Device::group_members`](super::Device::group_members)); groups held are left as they
+    /// are.
     HistoryOffer {
         /// The device of this account that sealed it.
         from: DeviceAddress,
         /// The offer.
         offer: HistoryOffer,
+        /// The groups installed from it, ascending: this device can now send to them and
+        /// accept their members' sender keys and messages.
+        groups: Vec<GroupId>,
     },
     /// A device that was a recipient of a message from this one could not read it and asks
     /// for it again: look up the body stored under `request.send_id` and call
@@ -198,10 +204,15 @@ impl fmt::Debug for Received {
                 .field("from", from)
                 .field("message", message)
                 .finish(),
-            Self::HistoryOffer { from, offer } => f
+            Self::HistoryOffer {
+                from,
+                offer,
+                groups,
+            } => f
                 .debug_struct("HistoryOffer")
                 .field("from", from)
                 .field("offer", offer)
+                .field("groups", groups)
                 .finish(),
             Self::RetryRequest(r) => f.debug_tuple("RetryRequest").field(r).finish(),
             Self::Withheld {

@@ -1,6 +1,6 @@
 //! What travels inside a pairwise session (PROTOCOL.md, "Payload"): a direct message (with the
 //! conversation for the sender's own copies), a sender-key distribution, a withheld notice, a
-//! call key, a history offer, or a message resent in answer to a retry request (naming the
+//! call key, a history offer with the account's group membership, or a message resent in answer to a retry request (naming the
 //! message it replaces).
 
 use alloc::boxed::Box;
@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use super::envelope::MessageRef;
+use super::membership::Membership;
 use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
 use crate::error::DecodeError;
@@ -19,9 +20,11 @@ const DIRECT: u8 = 1;
 const DISTRIBUTION: u8 = 2;
 const WITHHELD: u8 = 3;
 const CALL_KEY: u8 = 4;
-const HISTORY_OFFER: u8 = 5;
+// 5 was the history offer without the group membership: retired, as the offer always
+// travels with it now (HISTORY_OFFER).
 const DIRECT_RESEND: u8 = 6;
 const GROUP_RESEND: u8 = 7;
+const HISTORY_OFFER: u8 = 9;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +68,11 @@ pub(crate) enum Payload {
         reason: WithheldReason,
     },
     CallKey(CallKeyMessage),
-    HistoryOffer(HistoryOffer),
+    /// An offer and the sender's groups, for a device of its own account.
+    HistoryOffer {
+        offer: HistoryOffer,
+        membership: Membership,
+    },
     /// A direct message resent in answer to the retry request for `reference`.
     DirectResend {
         reference: MessageRef,
@@ -110,9 +117,10 @@ impl Payload {
                 out.u8(CALL_KEY);
                 out.put(&m.to_bytes());
             }
-            Self::HistoryOffer(o) => {
+            Self::HistoryOffer { offer, membership } => {
                 out.u8(HISTORY_OFFER);
-                out.put(&o.to_bytes());
+                out.blob(&offer.to_bytes());
+                membership.write(&mut out);
             }
             Self::DirectResend {
                 reference,
@@ -155,7 +163,13 @@ impl Payload {
                 Ok(Self::Withheld { group, reason })
             }
             CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
-            HISTORY_OFFER => HistoryOffer::from_bytes(r.rest()).map(Self::HistoryOffer),
+            HISTORY_OFFER => {
+                let len = r.u32()? as usize;
+                let offer = HistoryOffer::from_bytes(r.bytes(len)?)?;
+                let membership = Membership::read(&mut r)?;
+                r.finish()?;
+                Ok(Self::HistoryOffer { offer, membership })
+            }
             DIRECT_RESEND => Ok(Self::DirectResend {
                 reference: r.array()?,
                 sent_to: r.optional(AccountKey::read)?,

@@ -3,6 +3,7 @@
 //! payload's meaning — who may send it, into which group, in answer to what — and only then
 //! one commit.
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
@@ -13,7 +14,7 @@ use super::payload::Payload;
 use super::records::Key;
 use super::send::{lists_digest, sender_of};
 use super::{Device, MessageId, Received};
-use crate::devices::DeviceAddress;
+use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{DecodeError, Error, FanoutError, GroupError};
 use crate::group::{GroupId, GroupMessage, InboundSenderKey};
 use crate::primitives::IdentityKey;
@@ -30,6 +31,8 @@ enum Effect {
     Withheld(GroupId),
     /// The retry for this message was answered.
     Answered(MessageRef),
+    /// Groups to install from an own device's membership (18.2).
+    Groups(Vec<(GroupId, BTreeSet<AccountKey>)>),
 }
 
 impl Device {
@@ -177,6 +180,7 @@ impl Device {
                 self.touch(Key::Withheld(from, group));
             }
             Effect::Answered(reference) => self.withdraw_pending((from, reference)),
+            Effect::Groups(groups) => self.install_membership(groups),
         }
         Ok(received)
     }
@@ -317,12 +321,21 @@ impl Device {
                 )
             }
             Payload::CallKey(message) => (Received::CallKey { from, message }, Effect::None),
-            Payload::HistoryOffer(offer) => {
-                // Only this account's own devices hold its history.
+            Payload::HistoryOffer { offer, membership } => {
+                // Only this account's own devices hold its history and its groups.
                 if from.account != own {
                     return Err(DecodeError::InvalidValue.into());
                 }
-                (Received::HistoryOffer { from, offer }, Effect::None)
+                let install = self.judge_membership(membership)?;
+                let groups = install.iter().map(|(g, _)| *g).collect();
+                (
+                    Received::HistoryOffer {
+                        from,
+                        offer,
+                        groups,
+                    },
+                    Effect::Groups(install),
+                )
             }
             Payload::DirectResend {
                 reference,

@@ -335,7 +335,10 @@ impl Device {
         self.send_payload(rng, now, devices, &Payload::CallKey(message.clone()))
     }
 
-    /// Sends a history offer to another device of this account (a newly linked companion).
+    /// Sends a history offer to another device of this account (a newly linked companion),
+    /// with this device's groups and their member accounts: the companion installs those it
+    /// does not hold, so it can send to them and read their members at once. More groups or
+    /// members than a membership carries is `SyncError::MembershipTooLarge`.
     pub fn send_history_offer(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -346,7 +349,11 @@ impl Device {
         if device.account != self.address.account {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        self.send_payload(rng, now, &[device], &Payload::HistoryOffer(offer.clone()))
+        let payload = Payload::HistoryOffer {
+            offer: offer.clone(),
+            membership: self.membership()?,
+        };
+        self.send_payload(rng, now, &[device], &payload)
     }
 
     /// Seals one payload to each of `devices` (this device skipped).

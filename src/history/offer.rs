@@ -10,7 +10,8 @@ use crate::primitives::Secret;
 use crate::wire::{Reader, Writer, kind};
 
 /// App data an offer carries at most: what the app wants the new companion to have at once
-/// (its group list, settings, where the chunks are), not the history itself.
+/// (its groups' names, settings, where the chunks are), not the history itself. The groups
+/// and their members travel beside it (`Device::send_history_offer`).
 pub const MAX_HISTORY_APP_DATA: usize = 64 * 1024;
 
 /// The secret, chunk size, total length, chunk count and digest of a sealed history, and the

@@ -159,9 +159,18 @@ pub fn encode_records<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])
     out
 }
 
-/// History offers and call key messages re-encode to the same bytes; arbitrary chunks pushed
-/// into an opener for a fixed offer are refused without advancing it.
+/// History offers, the group membership sent with them and call key messages re-encode to the
+/// same bytes; arbitrary chunks pushed into an opener for a fixed offer are refused without
+/// advancing it.
 pub fn history_and_calls(data: &[u8]) {
+    let mut r = crate::wire::Reader::new(data);
+    if let Ok(m) = crate::fanout::membership::Membership::read(&mut r)
+        && r.finish().is_ok()
+    {
+        let mut again = Vec::new();
+        m.write(&mut again);
+        assert_eq!(again, data, "membership encoding is not canonical");
+    }
     if let Ok(o) = HistoryOffer::from_bytes(data) {
         assert_eq!(
             &**o.to_bytes(),

@@ -1417,12 +1417,47 @@ def payload_bytes(kind, f):
     if kind == "call_key":
         return b"\x02\x0c\x04" + f["call_key"]
     if kind == "history_offer":
-        return b"\x02\x0c\x05" + f["offer"]
+        return b"\x02\x0c\x09" + blob(f["offer"]) + membership_bytes(f["groups"])
     if kind == "direct_resend":
         return b"\x02\x0c\x06" + f["reference"] + opt(f["sent_to"]) + f["body"]
     if kind == "group_resend":
         return b"\x02\x0c\x07" + f["reference"] + f["group"] + f["body"]
     raise ValueError(kind)
+
+
+def membership_bytes(groups):
+    """18.2: groups ascending by id, each with its members ascending."""
+    out = u32(len(groups))
+    for g in sorted(groups):
+        out += g + u32(len(groups[g])) + b"".join(sorted(groups[g]))
+    return out
+
+
+def decode_membership(r):
+    """18.2: the decoder's checks, in order, reading to the end; returns {group: set of AK}."""
+    n = r.u32()
+    if n > 1024:
+        raise DecodeError("InvalidValue")
+    groups, last, total = {}, None, 0
+    for _ in range(n):
+        g = r.take(32)
+        if last is not None and g <= last:
+            raise DecodeError("InvalidValue")
+        last, m = g, r.u32()
+        total += m
+        if m > 4096 or total > 32768:
+            raise DecodeError("InvalidValue")
+        members = []
+        for _ in range(m):
+            a = r.take(32)
+            if not ed25519_key_valid(a):
+                raise DecodeError("InvalidKey")
+            if members and a <= members[-1]:
+                raise DecodeError("InvalidValue")
+            members.append(a)
+        groups[g] = set(members)
+    r.end()
+    return groups
 
 
 def retry_request(requester, target, reference, reason, attempt, bundle_bytes):
@@ -2135,7 +2170,11 @@ class DevicesRun:
             return {"call_key": self.calls[frm.name]}
         if kind == "history_offer":
             R.check(f"{w}: history offer is the sealer's", self.offers[frm.name], f["offer"])
-            return {"offer": self.offers[frm.name]}
+            # 18.2: the sender's groups and their members, its own account left out.
+            groups = {g: set(m) for g, m in frm.members.items()}
+            R.check(f"{w}: membership (18.2)", membership_bytes(groups),
+                    membership_bytes({hx(g["group"]): {hx(a) for a in g["members"]} for g in f["groups"]}))
+            return {"offer": self.offers[frm.name], "groups": groups}
         reference, entry = self.answering[(frm.name, to.address)]
         R.check(f"{w}: resend reference (18.6)", reference, f["reference"])
         R.check(f"{w}: resend body (the journaled message's)", entry["body"], f["body"])
@@ -2274,6 +2313,17 @@ class DevicesRun:
             key.process(payload[3:])
         elif kind == 3:
             dev.withheld.add((sender.address, payload[3:35]))
+        elif kind == 9:
+            # 18.2: from its own account only; it installs the groups the receiver lacks, and
+            # leaves the held ones as they are.
+            R.true(f"{w}: a history offer comes from the receiver's own account", sender.ak == dev.ak)
+            r = Reader(payload[3:])
+            r.take(r.u32())
+            groups = decode_membership(r)
+            R.true(f"{w}: the membership does not name the receiver's account",
+                   all(dev.ak not in m for m in groups.values()))
+            for g, m in groups.items():
+                dev.members.setdefault(g, m)
         if kind in (6, 7):
             reference = payload[3:19]
             p = dev.pending.get(sender.address + reference)

@@ -338,7 +338,7 @@ impl From<fanout::Received> for Received {
                 group: group.0.to_vec(),
                 key_id: key_id.0,
             },
-            R::HistoryOffer { from, offer } => Self::HistoryOffer {
+            R::HistoryOffer { from, offer, .. } => Self::HistoryOffer {
                 sender: address_out(from),
                 offer: offer.to_bytes().to_vec(),
             },

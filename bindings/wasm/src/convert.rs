@@ -332,7 +332,7 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
             ("group", bytes(&group.0)),
             ("keyId", key_id.0.into()),
         ]),
-        LibReceived::HistoryOffer { from, offer } => object(&[
+        LibReceived::HistoryOffer { from, offer, .. } => object(&[
             ("kind", "historyOffer".into()),
             ("sender", address_out(from)),
             ("offer", bytes(&offer.to_bytes())),

@@ -1,0 +1,397 @@
+//! Group membership reaches a newly linked companion with its history offer (issue #20,
+//! PROTOCOL.md 18.2): the companion installs the groups it does not hold, sends to them at
+//! once and reads the members' replies; a membership from another account, a malformed one,
+//! or one over the bounds is refused with a typed error and changes nothing; a group the
+//! companion holds keeps its own (newer) members.
+
+mod support;
+
+use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress};
+use ratchetry::fanout::{MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
+use ratchetry::group::GroupId;
+use ratchetry::history::{HistoryOffer, HistorySealer};
+use ratchetry::testing::hooks::seal_raw_payload;
+use ratchetry::{DecodeError, Error, FanoutError, SyncError};
+use support::{World, body};
+
+const FAMILY: GroupId = GroupId([0x01; 32]);
+const WORK: GroupId = GroupId([0x02; 32]);
+
+fn offer(w: &mut World) -> HistoryOffer {
+    let mut sealer = HistorySealer::new(&mut w.rng);
+    let _ = sealer.push(b"the app's export of its messages");
+    sealer.finish().1
+}
+
+fn members(w: &mut World, device: DeviceAddress, group: GroupId) -> Option<Vec<AccountKey>> {
+    w.device(device).group_members(group).map(|m| m.collect())
+}
+
+/// `from` sends its history offer to `to` (its own account's device); `to` reads it.
+fn hand_over(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Received {
+    let offer = offer(w);
+    let outbox = w
+        .run(from, |d, rng, now| {
+            d.send_history_offer(rng, now, to, &offer)
+        })
+        .unwrap();
+    let envelope = World::envelope_to(&outbox, to);
+    w.receive(to, &envelope).unwrap()
+}
+
+/// A membership payload (PROTOCOL.md 18.2) built from its parts, as written, in any order.
+fn payload(offer: &HistoryOffer, groups: &[(GroupId, Vec<AccountKey>)]) -> Vec<u8> {
+    let offer = offer.to_bytes();
+    let mut out = vec![0x02, 0x0c, 0x09];
+    out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
+    out.extend_from_slice(&offer);
+    out.extend_from_slice(&(groups.len() as u32).to_be_bytes());
+    for (g, members) in groups {
+        out.extend_from_slice(&g.0);
+        out.extend_from_slice(&(members.len() as u32).to_be_bytes());
+        for m in members {
+            out.extend_from_slice(&m.to_bytes());
+        }
+    }
+    out
+}
+
+/// `from` seals `plaintext` to `to` as a pairwise payload (what a device of the account, or
+/// one with a session, can make).
+fn seal(w: &mut World, from: DeviceAddress, to: DeviceAddress, plaintext: &[u8]) -> Vec<u8> {
+    let now = w.now;
+    let device = w.devices.get_mut(&from).unwrap();
+    seal_raw_payload(device, &mut w.rng, now, to, plaintext).unwrap()
+}
+
+fn sorted(mut v: Vec<AccountKey>) -> Vec<AccountKey> {
+    v.sort_unstable();
+    v
+}
+
+fn invalid() -> Error {
+    DecodeError::InvalidValue.into()
+}
+
+#[test]
+fn a_companion_linked_after_two_groups_sends_to_both_and_reads_replies() {
+    let mut w = World::new("membership two groups");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(1);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob]);
+    w.set_members(WORK, &[alice, carol]);
+    let (phone, b1, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+    );
+    // Both groups carry traffic before the link.
+    for (from, group) in [(phone, FAMILY), (b1, FAMILY), (c1, WORK)] {
+        let o = w.send_group(from, group, b"before the desktop");
+        w.deliver_ok(&o);
+    }
+
+    // Alice links a desktop; everyone follows her new list.
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    assert_eq!(w.device(desktop).groups().count(), 0);
+    let got = hand_over(&mut w, phone, desktop);
+    let Received::HistoryOffer { from, groups, .. } = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!((from, groups), (phone, vec![FAMILY, WORK]));
+    assert_eq!(members(&mut w, desktop, FAMILY), Some(vec![bob]));
+    assert_eq!(members(&mut w, desktop, WORK), Some(vec![carol]));
+    // Installed groups are persisted: they survive a restart.
+    w.restart(desktop);
+    assert_eq!(
+        w.device(desktop).groups().collect::<Vec<_>>(),
+        [FAMILY, WORK]
+    );
+
+    // The desktop sends to both at once: its first send gives its sender key to every member
+    // device, its own account's phone included.
+    for (group, other) in [(FAMILY, bob), (WORK, carol)] {
+        let o = w.send_group(desktop, group, b"hello from the desktop");
+        let mut expected = w.devices_of(&other);
+        expected.push(phone);
+        let mut got_it: Vec<DeviceAddress> = w
+            .deliver_ok(&o)
+            .into_iter()
+            .filter(|(_, r)| body(r) == Some(b"hello from the desktop".as_slice()))
+            .map(|(to, _)| to)
+            .collect();
+        got_it.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(got_it, expected, "{group:?}");
+    }
+
+    // The members reply: their keys reach the desktop first, then the messages read.
+    for (from, group) in [(b1, FAMILY), (c1, WORK), (World::addr(carol, 2), WORK)] {
+        let o = w.send_group(from, group, b"welcome, desktop");
+        let read = w
+            .deliver_ok(&o)
+            .into_iter()
+            .any(|(to, r)| to == desktop && body(&r) == Some(b"welcome, desktop".as_slice()));
+        assert!(read, "{from:?} in {group:?}");
+    }
+}
+
+#[test]
+fn a_membership_from_another_account_is_refused() {
+    let mut w = World::new("membership another account");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let desktop = w.link(&alice);
+    // The desktop follows every account (Bob's, Carol's) too.
+    w.publish_all();
+    let b1 = World::addr(bob, 1);
+    // Bob has a session with the desktop (he wrote to Alice), and tries to make it join a
+    // group of his choosing, with his history.
+    let hi = w.send(b1, alice, b"hi alice");
+    w.deliver_ok(&hi);
+    let offer = offer(&mut w);
+    let forged = payload(&offer, &[(FAMILY, vec![bob])]);
+    let envelope = seal(&mut w, b1, desktop, &forged);
+    w.refused(desktop, &envelope, invalid());
+    assert_eq!(w.device(desktop).groups().count(), 0);
+    // His device cannot send one to another account at all.
+    let now = w.now;
+    let mut rng = w.rng.clone();
+    assert_eq!(
+        w.device(b1)
+            .send_history_offer(&mut rng, now, desktop, &offer)
+            .err(),
+        Some(FanoutError::NotForThisDevice.into())
+    );
+}
+
+#[test]
+fn malformed_memberships_are_typed_errors_and_change_nothing() {
+    let mut w = World::new("membership malformed");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    let phone = World::addr(alice, 1);
+    let hi = w.send(phone, alice, b"warm up the session");
+    w.deliver_ok(&hi);
+    let offer = offer(&mut w);
+    let (lo, hi) = if bob < carol {
+        (bob, carol)
+    } else {
+        (carol, bob)
+    };
+    let cases: Vec<(&str, Vec<u8>, Error)> = vec![
+        (
+            "groups unsorted",
+            payload(&offer, &[(WORK, vec![bob]), (FAMILY, vec![bob])]),
+            invalid(),
+        ),
+        (
+            "a group twice",
+            payload(&offer, &[(FAMILY, vec![bob]), (FAMILY, vec![carol])]),
+            invalid(),
+        ),
+        (
+            "members unsorted",
+            payload(&offer, &[(FAMILY, vec![hi, lo])]),
+            invalid(),
+        ),
+        (
+            "a member twice",
+            payload(&offer, &[(FAMILY, vec![bob, bob])]),
+            invalid(),
+        ),
+        (
+            "the receiver's own account as a member",
+            payload(&offer, &[(FAMILY, sorted(vec![alice, bob]))]),
+            invalid(),
+        ),
+        (
+            "trailing bytes",
+            [payload(&offer, &[(FAMILY, vec![bob])]), vec![0]].concat(),
+            DecodeError::TrailingBytes.into(),
+        ),
+        (
+            "the retired offer without membership (kind 5)",
+            [vec![0x02, 0x0c, 0x05], offer.to_bytes().to_vec()].concat(),
+            invalid(),
+        ),
+        (
+            "too many groups",
+            {
+                let mut p = payload(&offer, &[]);
+                let n = p.len() - 4;
+                p[n..].copy_from_slice(&(MAX_MEMBERSHIP_GROUPS as u32 + 1).to_be_bytes());
+                p
+            },
+            invalid(),
+        ),
+        (
+            "a group over MAX_GROUP_MEMBERS",
+            {
+                let mut p = payload(&offer, &[(FAMILY, vec![])]);
+                let n = p.len() - 4;
+                p[n..].copy_from_slice(&(MAX_GROUP_MEMBERS as u32 + 1).to_be_bytes());
+                p
+            },
+            invalid(),
+        ),
+        (
+            "a member that is not a valid key",
+            {
+                let mut p = payload(&offer, &[(FAMILY, vec![bob])]);
+                let n = p.len() - 32;
+                p[n..].copy_from_slice(&[0; 32]);
+                p[n] = 1; // the identity point: small order
+                p
+            },
+            DecodeError::InvalidKey.into(),
+        ),
+    ];
+    for (what, plaintext, expected) in cases {
+        let envelope = seal(&mut w, phone, desktop, &plaintext);
+        let now = w.now;
+        let d = w.device(desktop);
+        let before = d.to_bytes();
+        assert_eq!(d.receive(now, &envelope).err(), Some(expected), "{what}");
+        assert_eq!(*before, *d.to_bytes(), "{what} changed the desktop");
+        assert!(!d.has_changes(), "{what} left changes");
+    }
+    assert_eq!(w.device(desktop).groups().count(), 0);
+    // The same session then carries a well-formed one.
+    let good = payload(
+        &offer,
+        &[(FAMILY, vec![bob]), (WORK, sorted(vec![bob, carol]))],
+    );
+    let envelope = seal(&mut w, phone, desktop, &good);
+    let Ok(Received::HistoryOffer { groups, .. }) = w.receive(desktop, &envelope) else {
+        panic!("the well-formed membership is read")
+    };
+    assert_eq!(groups, [FAMILY, WORK]);
+    assert_eq!(
+        members(&mut w, desktop, WORK),
+        Some(sorted(vec![bob, carol]))
+    );
+}
+
+#[test]
+fn a_group_of_1024_members_fits() {
+    let mut w = World::new("membership large group");
+    let alice = w.account(0);
+    w.publish_all();
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    let phone = World::addr(alice, 1);
+    let crowd: Vec<AccountKey> = (0..1024)
+        .map(|_| AccountKeyPair::generate(&mut w.rng).public())
+        .collect();
+    w.device(phone).set_group_members(FAMILY, &crowd);
+    let Received::HistoryOffer { groups, .. } = hand_over(&mut w, phone, desktop) else {
+        panic!()
+    };
+    assert_eq!(groups, [FAMILY]);
+    assert_eq!(members(&mut w, desktop, FAMILY), Some(sorted(crowd)));
+}
+
+#[test]
+fn a_device_in_too_many_groups_cannot_send_its_offer_and_changes_nothing() {
+    let mut w = World::new("membership too many groups");
+    let alice = w.account(0);
+    w.publish_all();
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    let phone = World::addr(alice, 1);
+    let hi = w.send(phone, alice, b"warm up the session");
+    w.deliver_ok(&hi);
+    for i in 0..=MAX_MEMBERSHIP_GROUPS as u32 {
+        let mut g = [0u8; 32];
+        g[..4].copy_from_slice(&i.to_be_bytes());
+        w.device(phone).set_group_members(GroupId(g), &[]);
+    }
+    w.persist(phone);
+    let offer = offer(&mut w);
+    let now = w.now;
+    let mut rng = w.rng.clone();
+    let d = w.device(phone);
+    let before = d.to_bytes();
+    assert_eq!(
+        d.send_history_offer(&mut rng, now, desktop, &offer).err(),
+        Some(
+            SyncError::MembershipTooLarge {
+                groups: MAX_MEMBERSHIP_GROUPS + 1,
+                accounts: 0,
+                largest: 0,
+            }
+            .into()
+        )
+    );
+    assert_eq!(*before, *d.to_bytes());
+    assert!(!d.has_changes());
+    // One group fewer, and it goes.
+    d.forget_group(GroupId([0; 32]));
+    assert!(d.send_history_offer(&mut rng, now, desktop, &offer).is_ok());
+}
+
+#[test]
+fn a_held_group_keeps_its_newer_members() {
+    let mut w = World::new("membership held group");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob, carol]);
+    w.set_members(WORK, &[alice, bob]);
+    let phone = World::addr(alice, 1);
+    let desktop = w.link(&alice);
+    // The desktop follows every account (Bob's, Carol's) too.
+    w.publish_all();
+    // The desktop's app already has the family group, where Carol has left since (it
+    // learned that after the link); the phone's snapshot, sent earlier and held back by the
+    // relay, still lists her.
+    let offer = offer(&mut w);
+    let outbox = w
+        .run(phone, |d, rng, now| {
+            d.send_history_offer(rng, now, desktop, &offer)
+        })
+        .unwrap();
+    w.device(desktop).set_group_members(FAMILY, &[alice, bob]);
+    w.persist(desktop);
+    let sent = w.send_group(desktop, FAMILY, b"carol left");
+    w.deliver_ok(&sent);
+    let got = w
+        .receive(desktop, &World::envelope_to(&outbox, desktop))
+        .unwrap();
+    let Received::HistoryOffer { groups, .. } = got else {
+        panic!("{got:?}")
+    };
+    // Only the group it lacked is installed; the held one keeps its members and its key.
+    assert_eq!(groups, [WORK]);
+    assert_eq!(members(&mut w, desktop, FAMILY), Some(vec![bob]));
+    let again = w.send_group(desktop, FAMILY, b"still without carol");
+    assert!(
+        again.envelopes.is_empty(),
+        "no new key: the held one stands"
+    );
+    let recipients = &again.group.as_ref().unwrap().1;
+    assert!(recipients.iter().all(|d| d.account != carol));
+    // Carol's traffic for the family group is still refused there.
+    let c1 = World::addr(carol, 1);
+    let from_carol = w.send_group(c1, FAMILY, b"am I still in?");
+    let to_desktop = World::envelope_to(&from_carol, desktop);
+    w.refused(
+        desktop,
+        &to_desktop,
+        FanoutError::NotAMember {
+            group: FAMILY,
+            account: carol,
+        }
+        .into(),
+    );
+}
