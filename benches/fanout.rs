@@ -17,7 +17,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, complete_link,
+    AccountKey, DeviceAddress, DeviceId, LinkRequest, ListLimits, Primary, PrimaryPolicy,
+    complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Outgoing};
 use ratchetry::group::{GroupId, GroupSender, OutboundGroupSession};
@@ -30,24 +31,28 @@ const NOW: Timestamp = Timestamp(1_790_000_000_000);
 
 fn config(max_companions: u32) -> DeviceConfig {
     DeviceConfig {
-        policy: DevicePolicy {
-            max_companions,
-            ..DevicePolicy::default()
-        },
+        lists: ListLimits { max_companions },
         ..DeviceConfig::default()
     }
+}
+
+/// A primary allowing `max_companions`, signed into its lists.
+fn primary_policy(max_companions: u32) -> PrimaryPolicy {
+    let mut policy = PrimaryPolicy::default();
+    policy.account.max_companions = max_companions;
+    policy
 }
 
 /// An account with `n` devices (a primary and n - 1 companions).
 fn account(rng: &mut SeededRng, n: usize, cfg: DeviceConfig) -> (Primary, Vec<Device>) {
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, NOW, cfg.policy);
+    let mut primary = Primary::new(rng, &phone, NOW, primary_policy(cfg.lists.max_companions));
     let mut pending = vec![(phone, DeviceId(1))];
     for _ in 1..n {
         let id = IdentityKeyPair::generate(rng);
         let inv = primary.invite(rng, NOW).unwrap();
         let approval = primary.approve(NOW, &LinkRequest::new(&id, &inv)).unwrap();
-        complete_link(&id, &inv, &approval, &cfg.policy).unwrap();
+        complete_link(&id, &inv, &approval, &cfg.lists).unwrap();
         pending.push((id, approval.device));
     }
     let list = primary.device_list().clone();

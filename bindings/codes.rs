@@ -108,6 +108,8 @@ pub(crate) fn device(e: &DeviceError) -> &'static str {
         DeviceError::Equivocation => "device.equivocation",
         DeviceError::InvalidList => "device.invalid_list",
         DeviceError::TooManyCompanions => "device.too_many_companions",
+        DeviceError::PolicyAboveCeiling { .. } => "device.policy_above_ceiling",
+        DeviceError::PolicyDowngrade => "device.policy_downgrade",
         DeviceError::BadBinding(_) => "device.bad_binding",
         DeviceError::NotInList(_) => "device.not_in_list",
         DeviceError::CompanionExpired(_) => "device.companion_expired",

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, VecDeque};
 use getrandom::{SysRng, rand_core::UnwrapErr};
 use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, Primary, SafetyNumber,
-    complete_link,
+    AccountKey, DeviceAddress, DeviceId, LinkRequest, ListLimits, Primary, PrimaryPolicy,
+    SafetyNumber, complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Event, Outbox, Outgoing, Received};
 use ratchetry::group::GroupId;
@@ -77,7 +77,7 @@ impl World {
     fn new_user(&mut self, name: &str, companions: usize) -> usize {
         let rng = &mut self.rng;
         let phone = IdentityKeyPair::generate(rng);
-        let primary = Primary::new(rng, &phone, self.now, DevicePolicy::default());
+        let primary = Primary::new(rng, &phone, self.now, PrimaryPolicy::default());
         let list = primary.device_list().clone();
         let (device, _upload) = Device::new(
             rng,
@@ -119,8 +119,8 @@ impl World {
             .primary
             .approve(self.now, &request)
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let policy = DevicePolicy::default();
-        let (list, confirmation) = complete_link(&identity, &invitation, &approval, &policy)
+        let limits = ListLimits::default();
+        let (list, confirmation) = complete_link(&identity, &invitation, &approval, &limits)
             .unwrap_or_else(|e| panic!("{e:?}"));
         user.primary
             .confirm(&confirmation)

@@ -151,8 +151,20 @@ pub enum DeviceError {
     /// The list's structure is invalid: no primary (device 1, no expiry) first, a companion
     /// without expiry, or an identity key listed twice.
     InvalidList,
-    /// More companions than the policy allows.
+    /// More companions than the policy allows: a list's own signed policy (or, for a list of
+    /// the old form, the verifier's ceiling); the primary's own policy when it approves.
     TooManyCompanions,
+    /// The account's signed policy allows more companions than this verifier's ceiling
+    /// ([`ListLimits`](crate::devices::ListLimits)) accepts of any account.
+    PolicyAboveCeiling {
+        /// The companions the account's policy allows.
+        allowed: u32,
+        /// The verifier's ceiling.
+        ceiling: u32,
+    },
+    /// A list of the old form (no signed policy) after a list of the same account that carried
+    /// one: the policy cannot be stripped by serving an older form.
+    PolicyDowngrade,
     /// A device's binding signature (its consent to be listed under this account) does not
     /// verify: the entry with this id.
     BadBinding(u32),
@@ -517,6 +529,13 @@ impl fmt::Display for DeviceError {
             Self::Equivocation => f.write_str("account signed two different lists at one version"),
             Self::InvalidList => f.write_str("device list structure is invalid"),
             Self::TooManyCompanions => f.write_str("more companions than the policy allows"),
+            Self::PolicyAboveCeiling { allowed, ceiling } => write!(
+                f,
+                "the account's policy allows {allowed} companions, above this verifier's ceiling of {ceiling}"
+            ),
+            Self::PolicyDowngrade => {
+                f.write_str("a device list without the policy its account already published")
+            }
             Self::BadBinding(id) => write!(f, "device {id} did not consent to this account"),
             Self::NotInList(a) => write!(f, "{a:?} is not in its account's list"),
             Self::CompanionExpired(a) => write!(f, "{a:?} expired"),

@@ -1,9 +1,9 @@
 //! Accounts, signed device lists, linking and safety numbers.
 
 use ratchetry::devices::{
-    AccountKeyPair, DeviceAddress, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation,
-    LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary, RESTORE_DEVICE_ID_SKIP,
-    RESTORE_VERSION_SKIP, SafetyNumber, SignedDeviceList, complete_link,
+    AccountKeyPair, AccountPolicy, DeviceAddress, DeviceId, LinkApproval, LinkConfirmation,
+    LinkInvitation, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary, PrimaryPolicy,
+    RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP, SafetyNumber, SignedDeviceList, complete_link,
 };
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{device_binding, sign_device_list};
@@ -18,7 +18,7 @@ fn at(days: u64) -> Timestamp {
 
 fn new_account(rng: &mut SeededRng) -> Primary {
     let phone = IdentityKeyPair::generate(rng);
-    Primary::new(rng, &phone, T0, DevicePolicy::default())
+    Primary::new(rng, &phone, T0, PrimaryPolicy::default())
 }
 
 fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (IdentityKeyPair, DeviceId) {
@@ -30,7 +30,7 @@ fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (Identity
     let approval = primary.approve(now, &request).unwrap();
     let approval = LinkApproval::from_bytes(&approval.to_bytes()).unwrap();
     let (list, confirmation) =
-        complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).unwrap();
+        complete_link(&companion, &invitation, &approval, &ListLimits::default()).unwrap();
     assert_eq!(list.version(), primary.device_list().version());
     let confirmation = LinkConfirmation::from_bytes(&confirmation.to_bytes()).unwrap();
     assert_eq!(primary.confirm(&confirmation).unwrap(), approval.device);
@@ -42,7 +42,7 @@ fn link(rng: &mut SeededRng, primary: &mut Primary, now: Timestamp) -> (Identity
 fn linking_a_companion_end_to_end() {
     let rng = &mut SeededRng::from_label("link");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     assert_eq!(primary.device_list().version(), 1);
     let (laptop, id) = link(rng, &mut primary, T0);
     assert_eq!(id, DeviceId(2));
@@ -54,7 +54,7 @@ fn linking_a_companion_end_to_end() {
     // A receiver verifies the published list against the account key it trusts.
     let published = SignedDeviceList::from_bytes(&list.to_bytes()).unwrap();
     let verified = published
-        .verify(&primary.account(), None, &DevicePolicy::default())
+        .verify(&primary.account(), None, &ListLimits::default())
         .unwrap();
     assert_eq!(verified.active(at(1)).count(), 2);
 }
@@ -63,7 +63,7 @@ fn linking_a_companion_end_to_end() {
 fn replayed_tampered_and_misdirected_requests_fail() {
     let rng = &mut SeededRng::from_label("link attacks");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let other = new_account(rng);
     let companion = IdentityKeyPair::generate(rng);
     let invitation = primary.invite(rng, T0).unwrap();
@@ -117,9 +117,12 @@ fn replayed_tampered_and_misdirected_requests_fail() {
 fn companion_cap_is_policy() {
     let rng = &mut SeededRng::from_label("cap");
     let phone = IdentityKeyPair::generate(rng);
-    let policy = DevicePolicy {
-        max_companions: 2,
-        ..DevicePolicy::default()
+    let policy = PrimaryPolicy {
+        account: AccountPolicy {
+            max_companions: 2,
+            ..AccountPolicy::default()
+        },
+        ..PrimaryPolicy::default()
     };
     let mut primary = Primary::new(rng, &phone, T0, policy);
     for _ in 0..2 {
@@ -133,26 +136,27 @@ fn companion_cap_is_policy() {
         primary.approve(T0, &LinkRequest::new(&c, &inv)).err(),
         Some(DeviceError::TooManyCompanions)
     );
-    // A receiver with a stricter policy refuses the list itself.
-    let strict = DevicePolicy {
-        max_companions: 1,
-        ..policy
-    };
+    // A receiver whose ceiling is below the account's signed policy refuses the list itself.
+    let strict = ListLimits { max_companions: 1 };
     let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     assert_eq!(
         list.clone().verify(&primary.account(), None, &strict).err(),
-        Some(DeviceError::TooManyCompanions)
+        Some(DeviceError::PolicyAboveCeiling {
+            allowed: 2,
+            ceiling: 1
+        })
     );
     // Exactly at the cap is allowed.
-    assert!(list.verify(&primary.account(), None, &policy).is_ok());
+    let exact = ListLimits { max_companions: 2 };
+    assert!(list.verify(&primary.account(), None, &exact).is_ok());
 }
 
 #[test]
 fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
     let rng = &mut SeededRng::from_label("rollback");
     let phone = IdentityKeyPair::generate(rng);
-    let policy = DevicePolicy::default();
-    let mut primary = Primary::new(rng, &phone, T0, policy);
+    let policy = ListLimits::default();
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let v1 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     let (_, _) = link(rng, &mut primary, T0);
     let v2 = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
@@ -173,7 +177,7 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
         v2.clone().verify(&primary.account(), Some(&known), &policy),
         Ok(known.clone())
     );
-    let impostor = Primary::new(rng, &phone, T0, policy);
+    let impostor = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let forged = SignedDeviceList::from_bytes(&impostor.device_list().to_bytes()).unwrap();
     assert_eq!(
         forged.verify(&primary.account(), None, &policy).err(),
@@ -206,7 +210,7 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
     );
     // Duplicate ids cannot even be encoded in order.
     let mut dup = primary.device_list().to_bytes();
-    let entries_at = 2 + 32 + 8 + 8 + 4;
+    let entries_at = 2 + 32 + 8 + 8 + 12 + 4;
     dup[entries_at..entries_at + 4].copy_from_slice(&2u32.to_be_bytes());
     assert!(SignedDeviceList::from_bytes(&dup).is_err());
 }
@@ -215,7 +219,7 @@ fn list_verification_refuses_rollback_equivocation_and_wrong_signer() {
 fn companions_expire_unless_renewed_and_can_be_unlinked() {
     let rng = &mut SeededRng::from_label("expiry");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let (_, laptop) = link(rng, &mut primary, T0);
     let (_, tablet) = link(rng, &mut primary, T0);
     let list = primary.device_list().clone();
@@ -269,7 +273,7 @@ fn safety_numbers_are_symmetric_and_stable_under_device_changes() {
 fn primary_state_round_trips() {
     let rng = &mut SeededRng::from_label("primary state");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     link(rng, &mut primary, T0);
     primary.invite(rng, T0).unwrap();
     let bytes = primary.to_bytes();
@@ -284,9 +288,9 @@ fn primary_state_round_trips() {
 #[test]
 fn rogue_account_cannot_list_another_persons_device_as_its_primary() {
     let rng = &mut SeededRng::from_label("rogue primary");
-    let policy = DevicePolicy::default();
+    let policy = ListLimits::default();
     let victim = IdentityKeyPair::generate(rng);
-    let victim_account = Primary::new(rng, &victim, T0, policy);
+    let victim_account = Primary::new(rng, &victim, T0, PrimaryPolicy::default());
     let rogue = AccountKeyPair::generate(rng);
     // The rogue copies the victim's genuine binding (it is public, in the victim's list), but
     // that binding consents to the victim's account, not the rogue's.
@@ -329,7 +333,7 @@ fn rogue_account_cannot_list_another_persons_device_as_its_primary() {
 #[test]
 fn the_first_entry_is_a_primary_that_never_expires() {
     let rng = &mut SeededRng::from_label("primary entry");
-    let policy = DevicePolicy::default();
+    let policy = ListLimits::default();
     let account = AccountKeyPair::generate(rng);
     let phone = IdentityKeyPair::generate(rng);
     let binding = device_binding(&phone, &account.public());
@@ -359,7 +363,7 @@ fn the_first_entry_is_a_primary_that_never_expires() {
 #[test]
 fn unsigned_lists_raise_no_rollback_or_equivocation_alarm() {
     let rng = &mut SeededRng::from_label("unsigned alarms");
-    let policy = DevicePolicy::default();
+    let policy = ListLimits::default();
     let mut primary = new_account(rng);
     link(rng, &mut primary, T0);
     let known = primary.device_list().clone();
@@ -390,7 +394,7 @@ fn confirmation_must_countersign_the_list_that_admitted_the_device() {
         .approve(T0, &LinkRequest::new(&companion, &invitation))
         .unwrap();
     let (_, confirmation) =
-        complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).unwrap();
+        complete_link(&companion, &invitation, &approval, &ListLimits::default()).unwrap();
     let mut bytes = confirmation.to_bytes();
     bytes[2 + 32 + 4] ^= 1; // the digest
     let wrong = LinkConfirmation::from_bytes(&bytes).unwrap();
@@ -417,9 +421,9 @@ fn link_invitation_debug_does_not_print_its_nonce() {
 #[test]
 fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
     let rng = &mut SeededRng::from_label("primary restore");
-    let policy = DevicePolicy::default();
+    let policy = ListLimits::default();
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, policy);
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let snapshot = primary.to_bytes();
     let (laptop, laptop_id) = link(rng, &mut primary, T0);
     primary.renew(at(1)).unwrap();
@@ -506,7 +510,7 @@ fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
 #[test]
 fn a_restored_primary_never_relists_an_unlinked_companion() {
     let rng = &mut SeededRng::from_label("primary restore after unlink");
-    let policy = DevicePolicy::default();
+    let policy = PrimaryPolicy::default();
     let phone = IdentityKeyPair::generate(rng);
     let mut primary = Primary::new(rng, &phone, T0, policy);
     let (stolen, stolen_id) = link(rng, &mut primary, T0);
@@ -536,7 +540,7 @@ fn a_restored_primary_never_relists_an_unlinked_companion() {
 fn the_server_carrying_a_link_request_cannot_link_its_own_device() {
     let rng = &mut SeededRng::from_label("link relay");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let qr = primary.invite(rng, T0).unwrap().to_bytes();
     let laptop = IdentityKeyPair::generate(rng);
     let genuine = LinkRequest::new(&laptop, &LinkInvitation::from_bytes(&qr).unwrap()).to_bytes();
@@ -574,7 +578,7 @@ fn the_server_carrying_a_link_request_cannot_link_its_own_device() {
         approval
             .list
             .clone()
-            .verify(&primary.account(), None, &DevicePolicy::default())
+            .verify(&primary.account(), None, &ListLimits::default())
             .unwrap()
             .entries()
             .iter()
@@ -589,7 +593,7 @@ fn the_server_carrying_a_link_request_cannot_link_its_own_device() {
 fn a_companion_refuses_an_approval_naming_another_device_id() {
     let rng = &mut SeededRng::from_label("link wrong id");
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, T0, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
     let companion = IdentityKeyPair::generate(rng);
     let invitation = primary.invite(rng, T0).unwrap();
     let approval = primary
@@ -599,13 +603,13 @@ fn a_companion_refuses_an_approval_naming_another_device_id() {
     bytes[2..6].copy_from_slice(&PRIMARY_DEVICE.0.to_be_bytes());
     let misnamed = LinkApproval::from_bytes(&bytes).unwrap();
     assert_eq!(
-        complete_link(&companion, &invitation, &misnamed, &DevicePolicy::default()).err(),
+        complete_link(&companion, &invitation, &misnamed, &ListLimits::default()).err(),
         Some(DeviceError::NotInList(DeviceAddress {
             account: primary.account(),
             device: PRIMARY_DEVICE,
         }))
     );
-    assert!(complete_link(&companion, &invitation, &approval, &DevicePolicy::default()).is_ok());
+    assert!(complete_link(&companion, &invitation, &approval, &ListLimits::default()).is_ok());
 }
 
 /// A device address has one byte form (PROTOCOL.md 1): it round-trips, and an account key
@@ -706,14 +710,12 @@ const UNCONFIRMED_APPROVALS_KEPT: usize = 4;
 #[test]
 fn a_primary_keeps_its_latest_unconfirmed_approvals_and_drops_the_oldest() {
     let rng = &mut SeededRng::from_label("approvals kept");
-    let policy = DevicePolicy {
-        max_companions: 8,
-        ..DevicePolicy::default()
-    };
+    let mut policy = PrimaryPolicy::default();
+    policy.account.max_companions = 8;
     let phone = IdentityKeyPair::generate(rng);
     let mut primary = Primary::new(rng, &phone, T0, policy);
     let mut approved: Vec<_> = (0..=UNCONFIRMED_APPROVALS_KEPT)
-        .map(|_| approve_under(rng, &mut primary, &policy))
+        .map(|_| approve_under(rng, &mut primary, &ListLimits::default()))
         .collect();
     let (oldest, confirmation) = approved.remove(0);
     assert_eq!(
@@ -750,13 +752,13 @@ fn unlinking_a_companion_leaves_the_others_as_they_were() {
 
 /// A companion approved and countersigned under the default policy, not yet confirmed.
 fn approve(rng: &mut SeededRng, primary: &mut Primary) -> (DeviceId, LinkConfirmation) {
-    approve_under(rng, primary, &DevicePolicy::default())
+    approve_under(rng, primary, &ListLimits::default())
 }
 
 fn approve_under(
     rng: &mut SeededRng,
     primary: &mut Primary,
-    policy: &DevicePolicy,
+    policy: &ListLimits,
 ) -> (DeviceId, LinkConfirmation) {
     let companion = IdentityKeyPair::generate(rng);
     let invitation = primary.invite(rng, T0).unwrap();
@@ -792,12 +794,14 @@ fn a_restored_primary_refuses_a_list_that_equivocates_on_its_version() {
 #[test]
 fn a_primary_keeps_its_policy_across_a_restore() {
     let rng = &mut SeededRng::from_label("primary policy");
-    let policy = DevicePolicy {
-        max_companions: 2,
-        companion_validity_ms: 3 * DAY,
+    let policy = PrimaryPolicy {
+        account: AccountPolicy {
+            max_companions: 2,
+            companion_validity_ms: 3 * DAY,
+        },
         link_invitation_validity_ms: 60_000,
     };
-    assert_ne!(policy, DevicePolicy::default());
+    assert_ne!(policy, PrimaryPolicy::default());
     let phone = IdentityKeyPair::generate(rng);
     let primary = Primary::new(rng, &phone, T0, policy);
     assert_eq!(primary.policy(), policy);

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use rand_core::Rng;
-use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId, DevicePolicy, SignedDeviceList};
+use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId, ListLimits, SignedDeviceList};
 use ratchetry::fanout::Device;
 use ratchetry::group::{GroupConfig, GroupMessage, InboundSenderKey};
 use ratchetry::persist::{StorageKey, open_state};
@@ -620,11 +620,11 @@ fn device_list_vectors(b: &mut Builder) {
     let v3 = b.files.bytes(&list(3));
     let v2 = b.files.bytes(&list(2));
     let body_len = v3.len() - 64;
-    // Body offsets: AK 2, version 34, issued_at 42, n 50, entries from 54; an entry with an
-    // expiry is 4 + 32 + 8 + 9 + 64 = 117 bytes, the primary's 109. The laptop's entry (id 2)
-    // starts at 54 + 109 = 163.
-    assert_eq!(body_len, 54 + 109 + 117);
-    let laptop = 163;
+    // Body offsets: AK 2, version 34, issued_at 42, max_companions 50, companion_validity_ms
+    // 54, n 62, entries from 66; an entry with an expiry is 4 + 32 + 8 + 9 + 64 = 117 bytes,
+    // the primary's 109. The laptop's entry (id 2) starts at 66 + 109 = 175.
+    assert_eq!(body_len, 66 + 109 + 117);
+    let laptop = 175;
     let resign = |edits: Vec<Edit>| {
         let body = apply(&v3, &edits)[..].to_vec();
         let body_len = body.len() - 64;
@@ -653,7 +653,8 @@ fn device_list_vectors(b: &mut Builder) {
         extra.extend_from_slice(&v3[laptop + 44..laptop + 53]); // opt(expires_at), likewise
         extra.extend_from_slice(&binding);
     }
-    let primary_ik = v3[58..90].to_vec();
+    let primary_ik = v3[70..102].to_vec();
+    let issued_at = u64::from_be_bytes(v3[42..50].try_into().unwrap());
 
     let l3 = list(3);
     let l2 = list(2);
@@ -671,19 +672,28 @@ fn device_list_vectors(b: &mut Builder) {
             .change("none: Alice's list, verified for Bob's account key", vec![])
             .param("expected_account", bob_ak.clone()),
         v("device_list", "duplicate-device-id", &l3, "15.1: entries in strictly ascending device_id", "Decode(InvalidValue)")
-            .change("the laptop's device_id (bytes 163..167) 2 -> 1, then re-signed by Alice's account key", resign(vec![put(laptop, 1u32.to_be_bytes())]))
+            .change("the laptop's device_id (bytes 175..179) 2 -> 1, then re-signed by Alice's account key", resign(vec![put(laptop, 1u32.to_be_bytes())]))
             .param("expected_account", alice_ak.clone()),
         v("device_list", "duplicate-identity-key", &l3, "15.2 step 5: no IK appears twice", "Device(InvalidList)")
-            .change("the laptop's IK (bytes 167..199) replaced by the primary's, then re-signed by Alice's account key", resign(vec![put(laptop + 4, &primary_ik)]))
+            .change("the laptop's IK (bytes 179..211) replaced by the primary's, then re-signed by Alice's account key", resign(vec![put(laptop + 4, &primary_ik)]))
             .param("expected_account", alice_ak.clone()),
         v("device_list", "primary-with-expiry", &l3, "15.2 step 5: the first entry (the primary) has no expires_at", "Device(InvalidList)")
-            .change("the primary's opt(expires_at) (byte 98) given u64 issued_at + 1, then re-signed", resign(vec![Edit { offset: 98, len: 1, now: h([&[1u8][..], &(1_790_086_460_001u64).to_be_bytes()].concat()) }]))
+            .change("the primary's opt(expires_at) (byte 110) given u64 issued_at + 1, then re-signed", resign(vec![Edit { offset: 110, len: 1, now: h([&[1u8][..], &(issued_at + 1).to_be_bytes()].concat()) }]))
             .param("expected_account", alice_ak.clone()),
-        v("device_list", "too-many-companions", &l3, "15.2 step 6: at most max_companions (4) companions", "Device(TooManyCompanions)")
-            .change("four companions (ids 3 to 6, identities from SeededRng(SHA-256(\"ratchetry errors: companions\")), 32 bytes each, with their bindings, linked_at and expiry as the laptop's) inserted after the laptop, n 2 -> 6, then re-signed", resign(vec![put(50, 6u32.to_be_bytes()), Edit { offset: body_len, len: 0, now: h(&extra) }]))
+        v("device_list", "too-many-companions", &l3, "15.2 step 6: at most the list's own signed max_companions (4) companions", "Device(TooManyCompanions)")
+            .change("four companions (ids 3 to 6, identities from SeededRng(SHA-256(\"ratchetry errors: companions\")), 32 bytes each, with their bindings, linked_at and expiry as the laptop's) inserted after the laptop, n 2 -> 6, then re-signed", resign(vec![put(62, 6u32.to_be_bytes()), Edit { offset: body_len, len: 0, now: h(&extra) }]))
             .param("expected_account", alice_ak.clone()),
+        v("device_list", "policy-above-ceiling", &l3, "15.2 step 6: the signed max_companions at most the verifier's ceiling (16)", "Device(PolicyAboveCeiling { allowed: 17, ceiling: 16 })")
+            .change("max_companions (bytes 50..54) 4 -> 17, then re-signed", resign(vec![put(50, 17u32.to_be_bytes())]))
+            .param("expected_account", alice_ak.clone()),
+        v("device_list", "companion-outlives-policy", &l3, "15.2 step 5: every companion's expires_at at most issued_at + companion_validity_ms", "Device(InvalidList)")
+            .change("companion_validity_ms (bytes 54..62) 14 days -> 14 days - 1 ms, then re-signed", resign(vec![put(54, (14u64 * 24 * 60 * 60 * 1000 - 1).to_be_bytes())]))
+            .param("expected_account", alice_ak.clone()),
+        v("device_list", "policy-downgrade", &l3, "15.2 step 4: no list of the old form (format 2) after one with a policy", "Device(PolicyDowngrade)")
+            .change("made a list of the old form: format byte 3 -> 2, version 3 -> 4, the policy (bytes 50..62) removed, then re-signed; verified with version 3 accepted before", resign(vec![put(0, [2u8]), put(34, 4u64.to_be_bytes()), Edit { offset: 50, len: 12, now: String::new() }]))
+            .receiver("known_list", l3.clone()).param("expected_account", alice_ak.clone()),
         v("device_list", "bad-binding", &l3, "15.2 step 7: every entry's binding verifies under its IK", "Device(BadBinding(2))")
-            .change("the laptop's binding's S (byte 248) XOR 0x01, then re-signed", resign(vec![flip(&v3, laptop + 53 + 32, 0x01)]))
+            .change("the laptop's binding's S (byte 260) XOR 0x01, then re-signed", resign(vec![flip(&v3, laptop + 53 + 32, 0x01)]))
             .param("expected_account", alice_ak.clone()),
         v("device_list", "expired-entry", &l2, "15.2: an entry is active while now < expires_at; looking up an inactive one", "Device(CompanionExpired(ADDR))")
             .change("none: version 2 verifies; the laptop (id 2) looked up at its expires_at", vec![])
@@ -691,8 +701,8 @@ fn device_list_vectors(b: &mut Builder) {
         v("device_list", "truncated", &l3, "4: input ending early", "Decode(Truncated)")
             .change("the last byte removed", vec![cut(&v3, v3.len() - 1)])
             .param("expected_account", alice_ak.clone()),
-        v("device_list", "unknown-version", &l3, "4: the version byte is checked first (device lists are version 2; 1 is migrated, 23)", "Decode(UnknownVersion(3))")
-            .change("byte 0 (version) 0x02 -> 0x03", vec![put(0, [3])])
+        v("device_list", "unknown-version", &l3, "4: the version byte is checked first (device lists are format 3, format 2 is read; 1 is migrated, 23)", "Decode(UnknownVersion(4))")
+            .change("byte 0 (version) 0x03 -> 0x04", vec![put(0, [4])])
             .param("expected_account", alice_ak.clone()),
     ];
     for mut x in vectors {
@@ -1029,7 +1039,7 @@ fn refused(files: &Files, v: &ErrorVector) -> Error {
             };
             let expected: [u8; 32] = hex_param(v, "expected_account").try_into().unwrap();
             let expected = AccountKey::from_bytes(&expected).unwrap();
-            let policy = DevicePolicy::default();
+            let policy = ListLimits::default();
             let known = v.receiver.get("known_list").map(|k| {
                 SignedDeviceList::from_bytes(&files.resolve(k))
                     .unwrap()

@@ -1354,7 +1354,7 @@ fn this_device_learns_its_entry_expired() {
     assert_eq!(events, [Event::DeviceRemoved(a4)]);
     // The next list reaches a2 only after the companions' validity ran out: it still lists
     // a2, expired.
-    let later = Timestamp(now.as_millis() + w.policy().companion_validity_ms + 1);
+    let later = Timestamp(now.as_millis() + w.policy().account.companion_validity_ms + 1);
     w.primary(&alice).unlink(now, a3.device).unwrap();
     let list = w.primary(&alice).device_list().signed().clone();
     let events = w
@@ -1515,14 +1515,14 @@ fn a_new_companions_first_message_asks_for_its_accounts_newer_list() {
     // Bob links a laptop; only Bob's devices learn the new list.
     let (rng, now) = (&mut w.rng.clone(), w.now);
     let laptop_identity = IdentityKeyPair::generate(rng);
-    let policy = w.policy();
+    let limits = w.limits();
     let primary = w.primary(&bob);
     let invitation = primary.invite(rng, now).unwrap();
     let approval = primary
         .approve(now, &LinkRequest::new(&laptop_identity, &invitation))
         .unwrap();
     let (_, confirmation) =
-        ratchetry::devices::complete_link(&laptop_identity, &invitation, &approval, &policy)
+        ratchetry::devices::complete_link(&laptop_identity, &invitation, &approval, &limits)
             .unwrap();
     primary.confirm(&confirmation).unwrap();
     let list = primary.device_list().clone();

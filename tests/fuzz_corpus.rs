@@ -148,7 +148,7 @@ fn group_and_device_receive_paths() {
 #[ignore = "writes tests/fuzz-corpus/"]
 fn regenerate_fuzz_seeds() {
     use ratchetry::calls::{Call, CallConfig, CallKind};
-    use ratchetry::devices::{DevicePolicy, LinkRequest, Primary, complete_link};
+    use ratchetry::devices::{LinkRequest, ListLimits, Primary, PrimaryPolicy, complete_link};
     use ratchetry::group::{GroupId, GroupSender, InboundSenderKey, OutboundGroupSession};
     use ratchetry::history::HistorySealer;
     use ratchetry::x3dh::OneTimePreKeyId;
@@ -214,13 +214,13 @@ fn regenerate_fuzz_seeds() {
 
     let now = Timestamp(1_790_000_000_000);
     let phone = IdentityKeyPair::generate(rng);
-    let mut primary = Primary::new(rng, &phone, now, DevicePolicy::default());
+    let mut primary = Primary::new(rng, &phone, now, PrimaryPolicy::default());
     let inv = primary.invite(rng, now).unwrap();
     let laptop = IdentityKeyPair::generate(rng);
     let req = LinkRequest::new(&laptop, &inv);
     let approval = primary.approve(now, &req).unwrap();
     let (_, confirmation) =
-        complete_link(&laptop, &inv, &approval, &DevicePolicy::default()).unwrap();
+        complete_link(&laptop, &inv, &approval, &ListLimits::default()).unwrap();
     write("device_wire", "list", &primary.device_list().to_bytes());
     write("device_wire", "invitation", &inv.to_bytes());
     write("device_wire", "request", &req.to_bytes());

@@ -60,8 +60,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use rand_core::Rng;
 use ratchetry::calls::{Call, CallConfig, CallId, CallKeyMessage, CallKind};
 use ratchetry::devices::{
-    AccountKey, AccountKeyPair, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, PRIMARY_DEVICE,
-    Primary, SignedDeviceList, VerifiedDeviceList, complete_link,
+    AccountKey, AccountKeyPair, AccountPolicy, DeviceAddress, DeviceId, LinkRequest, ListLimits,
+    PRIMARY_DEVICE, Primary, PrimaryPolicy, SignedDeviceList, VerifiedDeviceList, complete_link,
 };
 use ratchetry::fanout::{
     Device, DeviceConfig, MessageId, Outbox, Outgoing, Received, RetryReason, RetryRequest, SendId,
@@ -242,7 +242,7 @@ struct Sim {
     seed: u64,
     rng: SeededRng,
     now: Timestamp,
-    policy: DevicePolicy,
+    policy: PrimaryPolicy,
     config: DeviceConfig,
     accounts: Vec<Account>,
     devs: BTreeMap<DeviceAddress, Dev>,
@@ -385,7 +385,8 @@ fn stolen_distribution(state: &[u8], sender: &DeviceAddress, group: GroupId) -> 
 
 /// The binding signature of device `id` in a signed list (the entry layout of PROTOCOL.md).
 fn binding_in_list(list: &[u8], id: DeviceId) -> Option<Signature> {
-    let mut i = 2 + 32 + 8 + 8;
+    // AK, version, issued_at, then the policy (12 bytes) in format 3.
+    let mut i = 2 + 32 + 8 + 8 + if list[0] == 3 { 12 } else { 0 };
     let n = be32(&list[i..]) as usize;
     i += 4;
     for _ in 0..n {
@@ -439,13 +440,15 @@ fn retry_reason(error: &str) -> RetryReason {
 impl Sim {
     fn new(seed: u64) -> Self {
         let mut rng = SeededRng::new(seed_bytes(seed));
-        let policy = DevicePolicy {
-            max_companions: 4,
-            companion_validity_ms: VALIDITY,
+        let policy = PrimaryPolicy {
+            account: AccountPolicy {
+                max_companions: 4,
+                companion_validity_ms: VALIDITY,
+            },
             link_invitation_validity_ms: 10 * MINUTE,
         };
         let config = DeviceConfig {
-            policy,
+            lists: ListLimits::default(),
             ..DeviceConfig::default()
         };
         let mut at = |lo: usize, hi: usize| lo + (rng.next_u32() as usize) % (hi - lo);
@@ -536,7 +539,9 @@ impl Sim {
                 hooks::device_binding(&phone, &account.public()),
             );
             let list = hooks::sign_device_list(&account, 1, now, &[entry]);
-            let verified = list.verify(&account.public(), None, &self.policy).unwrap();
+            let verified = list
+                .verify(&account.public(), None, &self.config.lists)
+                .unwrap();
             self.accounts.push(Account {
                 name,
                 key: account.public(),
@@ -557,7 +562,8 @@ impl Sim {
             let id = IdentityKeyPair::generate(&mut self.rng);
             let inv = primary.invite(&mut self.rng, now).unwrap();
             let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
-            let (_, confirmation) = complete_link(&id, &inv, &approval, &self.policy).unwrap();
+            let (_, confirmation) =
+                complete_link(&id, &inv, &approval, &self.config.lists).unwrap();
             primary.confirm(&confirmation).unwrap();
             ids.push((id, approval.device));
         }
@@ -1566,7 +1572,7 @@ impl Sim {
         let primary = self.accounts[i].primary.as_mut().unwrap();
         let inv = primary.invite(&mut self.rng, now).unwrap();
         let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
-        let (list, confirmation) = complete_link(&id, &inv, &approval, &self.policy).unwrap();
+        let (list, confirmation) = complete_link(&id, &inv, &approval, &self.config.lists).unwrap();
         primary.confirm(&confirmation).unwrap();
         self.accounts[i].current = list.clone();
         self.accounts[i].last_renew = now;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use ratchetry::devices::{DevicePolicy, Primary, SignedDeviceList};
+use ratchetry::devices::{Primary, SignedDeviceList};
 use ratchetry::fanout::{Device, Outgoing};
 use ratchetry::testing::{SeededRng, hooks};
 use ratchetry::x3dh::OneTimePreKeyId;
@@ -192,7 +192,6 @@ fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
         body(&bob.receive(NOW, &o.group.unwrap().0).unwrap()),
         Some(&b"g2"[..])
     );
-    let _ = DevicePolicy::default();
 }
 
 /// Version 1 session state is loaded with its identity keys checked again (that format did

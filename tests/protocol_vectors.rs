@@ -1038,19 +1038,23 @@ impl SpecInbound {
     }
 }
 
-/// 15.1: a signed device list from its fields. Entries: (id, identity seed, linked_at,
-/// expires_at); each binding is signed with the entry's identity seed.
+/// 15.1: a signed device list from its fields and the account's policy (max_companions,
+/// companion_validity_ms). Entries: (id, identity seed, linked_at, expires_at); each binding
+/// is signed with the entry's identity seed.
 fn spec_device_list(
     account_seed: &[u8; 32],
     version: u64,
     issued_at: u64,
+    policy: (u32, u64),
     entries: &[(u32, [u8; 32], u64, Option<u64>)],
 ) -> Vec<u8> {
     let ak = ed_pub(account_seed);
-    let mut body = Enc::tag(2, 0x06)
+    let mut body = Enc::tag(3, 0x06)
         .put(ak)
         .u64(version)
         .u64(issued_at)
+        .u32(policy.0)
+        .u64(policy.1)
         .u32(entries.len() as u32);
     for (id, seed, linked_at, expires_at) in entries {
         body = body
@@ -2732,6 +2736,9 @@ struct AccountVector {
 struct ListVector {
     version: u64,
     issued_at: u64,
+    /// The account's signed policy (15.1).
+    max_companions: u32,
+    companion_validity_ms: u64,
     entries: Vec<EntryVector>,
     bytes: String,
     /// H(list), 15.1.
@@ -3322,7 +3329,7 @@ struct BobPhone {
 fn devices_run() -> BobPhone {
     use ratchetry::calls::{Call, CallConfig, CallKind};
     use ratchetry::devices::{
-        DeviceId, DevicePolicy, LinkRequest, Primary, SafetyNumber, complete_link,
+        DeviceId, LinkRequest, ListLimits, Primary, PrimaryPolicy, SafetyNumber, complete_link,
     };
     use ratchetry::fanout::{Device, DeviceConfig, Received, RetryReason, WithheldReason};
     use ratchetry::group::GroupId;
@@ -3330,7 +3337,7 @@ fn devices_run() -> BobPhone {
     use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId};
 
     let (rng_seed, mut rng) = seeded("ratchetry devices");
-    let policy = DevicePolicy::default();
+    let (policy, limits) = (PrimaryPolicy::default(), ListLimits::default());
     let (t0, t1) = (Timestamp(T_ACCOUNTS), Timestamp(T_LINK));
     let mut probe = rng.clone();
     let mut seeds: BTreeMap<&str, [u8; 32]> = BTreeMap::new();
@@ -3347,7 +3354,7 @@ fn devices_run() -> BobPhone {
     seeds.insert("alice-laptop", draw(&mut probe));
     let link_request = LinkRequest::new(&laptop, &invitation);
     let approval = alice.approve(t1, &link_request).unwrap();
-    let (list_v2, confirmation) = complete_link(&laptop, &invitation, &approval, &policy).unwrap();
+    let (list_v2, confirmation) = complete_link(&laptop, &invitation, &approval, &limits).unwrap();
     alice.confirm(&confirmation).unwrap();
     // Bob's account: his phone.
     let bob_phone = IdentityKeyPair::generate(&mut rng);
@@ -3914,7 +3921,7 @@ fn devices_run() -> BobPhone {
     // The file.
     let list_vector = |list: &ratchetry::devices::VerifiedDeviceList, names: &[&str]| {
         let bytes = list.to_bytes();
-        let mut r = Rd(&bytes[54..]);
+        let mut r = Rd(&bytes[66..]);
         let entries = names
             .iter()
             .map(|name| {
@@ -3930,9 +3937,12 @@ fn devices_run() -> BobPhone {
                 }
             })
             .collect();
+        let policy = list.policy().expect("this build signs its lists' policy");
         ListVector {
             version: list.version(),
             issued_at: list.issued_at().0,
+            max_companions: policy.max_companions,
+            companion_validity_ms: policy.companion_validity_ms,
             entries,
             bytes: h(&bytes),
             digest: h(list.digest()),
@@ -4150,7 +4160,13 @@ fn device_vectors() {
                     (e.device_id, seed, e.linked_at, e.expires_at)
                 })
                 .collect();
-            let bytes = spec_device_list(&account_seed, l.version, l.issued_at, &entries);
+            // 15.3: every list carries the policy the primary was made with (the defaults).
+            assert_eq!(
+                (l.max_companions, l.companion_validity_ms),
+                (4, COMPANION_VALIDITY_MS)
+            );
+            let policy = (l.max_companions, l.companion_validity_ms);
+            let bytes = spec_device_list(&account_seed, l.version, l.issued_at, policy, &entries);
             assert_eq!(h(&bytes), l.bytes);
             assert_eq!(h(sha256(&[&bytes])), l.digest);
             let (primary, companions) = l.entries.split_first().unwrap();
@@ -4618,9 +4634,8 @@ enum RecordInputs {
     Own {
         session_config: [u32; 2],
         group_config: [u32; 3],
-        max_companions: u32,
-        companion_validity_ms: u64,
-        link_invitation_validity_ms: u64,
+        /// `DeviceConfig::lists.max_companions`: the ceiling on any account's list (15.2).
+        lists_max_companions: u32,
         prekey_config: [u32; 5],
         retry_window_ms: u64,
         address: String,
@@ -4863,9 +4878,7 @@ fn records_file() -> RecordsFile {
         RecordInputs::Own {
             session_config: [2000, 2000],
             group_config: [5000, 2000, 4],
-            max_companions: 4,
-            companion_validity_ms: COMPANION_VALIDITY_MS,
-            link_invitation_validity_ms: INVITATION_VALIDITY_MS,
+            lists_max_companions: 16,
             prekey_config,
             retry_window_ms: 7 * 24 * 60 * 60 * 1000,
             address: bob.address.clone(),
@@ -5187,9 +5200,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
         RecordInputs::Own {
             session_config,
             group_config,
-            max_companions,
-            companion_validity_ms,
-            link_invitation_validity_ms,
+            lists_max_companions,
             prekey_config,
             retry_window_ms,
             address,
@@ -5199,10 +5210,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             for v in session_config.iter().chain(group_config) {
                 e = e.u32(*v);
             }
-            e = e
-                .u32(*max_companions)
-                .u64(*companion_validity_ms)
-                .u64(*link_invitation_validity_ms);
+            e = e.u32(*lists_max_companions);
             for v in prekey_config {
                 e = e.u32(*v);
             }

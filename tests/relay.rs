@@ -18,7 +18,7 @@ const ROOM: GroupId = GroupId([0x66; 32]);
 
 /// Publishes every account's list and every device's prekeys (3 one-time keys each).
 fn relay_for(w: &mut World) -> Relay {
-    let mut relay = Relay::new(w.policy());
+    let mut relay = Relay::new(w.limits());
     relay.set_time(w.now);
     for p in &w.primaries {
         relay
@@ -179,7 +179,7 @@ fn devices_talk_through_the_relay_and_a_stale_batch_is_repaired() {
 fn the_relay_refuses_what_does_not_verify() {
     let mut w = World::new("relay refusals");
     let alice = w.account(1);
-    let mut relay = Relay::new(w.policy());
+    let mut relay = Relay::new(w.limits());
     relay.set_time(w.now);
     let a1 = World::addr(alice, 1);
     let old = w.primary(&alice).device_list().signed().clone();

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::Rng;
 use ratchetry::devices::{
-    AccountKey, DeviceAddress, DevicePolicy, LinkRequest, Primary, complete_link,
+    AccountKey, DeviceAddress, LinkRequest, ListLimits, Primary, PrimaryPolicy, complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Outgoing, Received, RetryReason, StateChanges};
 use ratchetry::group::GroupId;
@@ -66,13 +66,13 @@ impl Sim {
         let mut devices = BTreeMap::new();
         for companions in [1usize, 2, 0, 3, 1] {
             let phone = IdentityKeyPair::generate(&mut rng);
-            let mut primary = Primary::new(&mut rng, &phone, now, DevicePolicy::default());
+            let mut primary = Primary::new(&mut rng, &phone, now, PrimaryPolicy::default());
             let mut ids = vec![(phone, ratchetry::devices::PRIMARY_DEVICE)];
             for _ in 0..companions {
                 let id = IdentityKeyPair::generate(&mut rng);
                 let inv = primary.invite(&mut rng, now).unwrap();
                 let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
-                complete_link(&id, &inv, &approval, &DevicePolicy::default()).unwrap();
+                complete_link(&id, &inv, &approval, &ListLimits::default()).unwrap();
                 ids.push((id, approval.device));
             }
             let list = primary.device_list().clone();

@@ -17,7 +17,7 @@ use rand_core::CryptoRng;
 
 use super::list::binding;
 use super::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, SignedDeviceList, VerifiedDeviceList,
+    AccountKey, DeviceAddress, DeviceId, ListLimits, SignedDeviceList, VerifiedDeviceList,
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
@@ -261,19 +261,21 @@ fn confirmation_message(account: &AccountKey, device: DeviceId, digest: &[u8; 32
 }
 
 /// The companion's last step: checks that `approval` carries a list signed by the invitation's
-/// account that lists this identity under the assigned id, and countersigns it. Create the
+/// account, valid under `limits` (the ceiling the companion's
+/// [`DeviceConfig::lists`](crate::fanout::DeviceConfig::lists) will hold), that lists this
+/// identity under the assigned id, and countersigns it. Create the
 /// companion's [`Device`](crate::fanout::Device) from the returned list and send the
 /// confirmation to the primary. [`Primary`](super::Primary) shows the whole flow.
 pub fn complete_link(
     identity: &IdentityKeyPair,
     invitation: &LinkInvitation,
     approval: &LinkApproval,
-    policy: &DevicePolicy,
+    limits: &ListLimits,
 ) -> Result<(VerifiedDeviceList, LinkConfirmation), DeviceError> {
     let list = approval
         .list
         .clone()
-        .verify(&invitation.account, None, policy)?;
+        .verify(&invitation.account, None, limits)?;
     let listed = list
         .entries()
         .iter()

@@ -1,10 +1,16 @@
-//! The signed device list (PROTOCOL.md, "Device list"): which devices speak for an account.
-//! Bytes become a [`VerifiedDeviceList`] only through [`SignedDeviceList::verify`] (or, for a
-//! list this crate stored after verifying it, by being read back from its own state).
+//! The signed device list (PROTOCOL.md, "Device list"): which devices speak for an account,
+//! under which [`AccountPolicy`]. Bytes become a [`VerifiedDeviceList`] only through
+//! [`SignedDeviceList::verify`] (or, for a list this crate stored after verifying it, by being
+//! read back from its own state).
+//!
+//! Two forms are read: the current one (format 3), which carries the account's policy, and the
+//! old one (format 2), signed before it did. The old form is never signed again; it verifies
+//! under the verifier's ceiling alone, and never after a list of the current form of the same
+//! account (a server cannot strip the policy by serving an old list).
 
 use alloc::vec::Vec;
 
-use super::{AccountKey, DeviceAddress, DeviceId, DevicePolicy, PRIMARY_DEVICE};
+use super::{AccountKey, AccountPolicy, DeviceAddress, DeviceId, ListLimits, PRIMARY_DEVICE};
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
 use crate::primitives::{IdentityKey, IdentityKeyPair, Signature, sha256};
@@ -13,6 +19,11 @@ use crate::wire::{Reader, Writer, bounded_count, kind};
 
 /// Entries a list may hold at all (policy caps companions far lower); bounds decoding.
 pub(crate) const MAX_LIST_ENTRIES: u32 = 256;
+/// The list format this build signs: the account's policy follows the issue time.
+const LIST_FORMAT: u8 = 3;
+/// The list format before the policy was signed into it: read (stored lists, accounts whose
+/// primary has not signed since), never signed.
+const LEGACY_LIST_FORMAT: u8 = 2;
 
 /// One device of an account, as the account key vouches for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +60,8 @@ pub struct SignedDeviceList {
     account: AccountKey,
     version: u64,
     issued_at: Timestamp,
+    /// The account's signed policy; `None` for a list of the old form.
+    policy: Option<AccountPolicy>,
     entries: Vec<DeviceEntry>,
     /// The encoded body the signature covers.
     body: Vec<u8>,
@@ -61,18 +74,50 @@ pub struct SignedDeviceList {
 pub struct VerifiedDeviceList(SignedDeviceList, [u8; 32]);
 
 impl SignedDeviceList {
-    /// Encodes and signs a list body (the primary's side).
+    /// Encodes and signs a list body under the account's `policy` (the primary's side).
     pub(crate) fn sign(
+        account: &super::AccountKeyPair,
+        version: u64,
+        issued_at: Timestamp,
+        policy: AccountPolicy,
+        entries: Vec<DeviceEntry>,
+    ) -> Self {
+        Self::sign_form(account, version, issued_at, Some(policy), entries)
+    }
+
+    /// Signs a list of the old form, without a policy: what a primary of the previous release
+    /// signed (tests of stored lists and of the downgrade rule).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn sign_legacy(
         account: &super::AccountKeyPair,
         version: u64,
         issued_at: Timestamp,
         entries: Vec<DeviceEntry>,
     ) -> Self {
-        let mut body = Vec::with_capacity(2 + 32 + 8 + 8 + 4 + entries.len() * 117);
-        body.header(kind::DEVICE_LIST);
+        Self::sign_form(account, version, issued_at, None, entries)
+    }
+
+    fn sign_form(
+        account: &super::AccountKeyPair,
+        version: u64,
+        issued_at: Timestamp,
+        policy: Option<AccountPolicy>,
+        entries: Vec<DeviceEntry>,
+    ) -> Self {
+        let mut body = Vec::with_capacity(2 + 32 + 8 + 8 + 12 + 4 + entries.len() * 117);
+        let format = if policy.is_some() {
+            LIST_FORMAT
+        } else {
+            LEGACY_LIST_FORMAT
+        };
+        body.versioned_header(format, kind::DEVICE_LIST);
         body.put(account.public().as_bytes());
         body.u64(version);
         body.u64(issued_at.0);
+        if let Some(p) = policy {
+            body.u32(p.max_companions);
+            body.u64(p.companion_validity_ms);
+        }
         body.u32(entries.len() as u32);
         for e in &entries {
             body.u32(e.id.0);
@@ -86,6 +131,7 @@ impl SignedDeviceList {
             account: account.public(),
             version,
             issued_at,
+            policy,
             entries,
             body,
             signature,
@@ -100,7 +146,7 @@ impl SignedDeviceList {
         out
     }
 
-    /// Parses wire bytes. Entries must be in strictly ascending id order.
+    /// Parses wire bytes, of either form. Entries must be in strictly ascending id order.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::parse(bytes, IdentityKey::from_bytes, AccountKey::from_bytes)
     }
@@ -119,10 +165,19 @@ impl SignedDeviceList {
         identity: impl Fn(&[u8; 32]) -> Result<IdentityKey, DecodeError>,
         account: impl Fn(&[u8; 32]) -> Result<AccountKey, DecodeError>,
     ) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::DEVICE_LIST)?;
+        let (mut r, format) =
+            Reader::versioned_header(bytes, kind::DEVICE_LIST, &[LIST_FORMAT, LEGACY_LIST_FORMAT])?;
         let account = account(&r.array()?)?;
         let version = r.u64()?;
         let issued_at = Timestamp(r.u64()?);
+        let policy = if format == LIST_FORMAT {
+            Some(AccountPolicy {
+                max_companions: r.u32()?,
+                companion_validity_ms: r.u64()?,
+            })
+        } else {
+            None
+        };
         let n = bounded_count(&mut r, MAX_LIST_ENTRIES)?;
         let mut entries: Vec<DeviceEntry> = Vec::with_capacity(r.capacity(n, 109));
         for _ in 0..n {
@@ -145,6 +200,7 @@ impl SignedDeviceList {
             account,
             version,
             issued_at,
+            policy,
             entries,
             body: bytes[..body_len].to_vec(),
             signature,
@@ -162,17 +218,20 @@ impl SignedDeviceList {
     }
 
     /// Verifies the list for `expected` account, given `known`, the list accepted before (if
-    /// any), in this order: the account; the very same list as `known` (returned unchanged,
-    /// with no work); the account signature; no rollback or equivocation against `known`;
-    /// the structure (a primary with id 1 and no expiry first; companions with an expiry; no
-    /// identity key twice); the companion cap; every device's binding. The signature comes
-    /// before the rollback and equivocation verdicts, so bytes the account never signed cannot
-    /// raise those alarms.
+    /// any), and the verifier's `limits` (PROTOCOL.md 15.2), in this order: the account; the
+    /// very same list as `known` (returned unchanged, with no work); the account signature; no
+    /// rollback or equivocation against `known`; no list of the old form after one carrying a
+    /// policy (`PolicyDowngrade`); the structure (a primary with id 1 and no expiry first;
+    /// companions with an expiry, within the signed companion validity of the issue time; no
+    /// identity key twice); the signed policy within the ceiling (`PolicyAboveCeiling`); the
+    /// companions within the signed policy (or, for the old form, the ceiling); every device's
+    /// binding. The signature comes before the rollback, equivocation and downgrade verdicts,
+    /// so bytes the account never signed cannot raise those alarms.
     pub fn verify(
         self,
         expected: &AccountKey,
         known: Option<&VerifiedDeviceList>,
-        policy: &DevicePolicy,
+        limits: &ListLimits,
     ) -> Result<VerifiedDeviceList, DeviceError> {
         if self.account != *expected {
             return Err(DeviceError::WrongAccount);
@@ -197,6 +256,12 @@ impl SignedDeviceList {
             if self.version == k.version {
                 return Err(DeviceError::Equivocation);
             }
+            // Once an account has shown its policy, a list without one is refused: else a
+            // server holding an old-form list the account signed later (a primary running the
+            // previous release) would lift the account's own cap to the verifier's ceiling.
+            if k.policy.is_some() && self.policy.is_none() {
+                return Err(DeviceError::PolicyDowngrade);
+            }
         }
         let Some((primary, companions)) = self.entries.split_first() else {
             return Err(DeviceError::InvalidList);
@@ -204,17 +269,35 @@ impl SignedDeviceList {
         if primary.id != PRIMARY_DEVICE || primary.expires_at.is_some() {
             return Err(DeviceError::InvalidList);
         }
-        if companions.len() > policy.max_companions as usize {
-            return Err(DeviceError::TooManyCompanions);
-        }
+        // The longest a companion may stay valid: what the account signed, counted from this
+        // list's issue time (the primary renews every companion when it signs).
+        let latest_expiry = self
+            .policy
+            .map(|p| self.issued_at.plus_millis(p.companion_validity_ms));
         for (i, c) in companions.iter().enumerate() {
-            if c.expires_at.is_none() {
+            let Some(expires_at) = c.expires_at else {
+                return Err(DeviceError::InvalidList);
+            };
+            if latest_expiry.is_some_and(|latest| expires_at > latest) {
                 return Err(DeviceError::InvalidList);
             }
             let duplicate = self.entries[..=i].iter().any(|e| e.identity == c.identity);
             if duplicate {
                 return Err(DeviceError::InvalidList);
             }
+        }
+        let cap = match self.policy {
+            Some(p) if p.max_companions > limits.max_companions => {
+                return Err(DeviceError::PolicyAboveCeiling {
+                    allowed: p.max_companions,
+                    ceiling: limits.max_companions,
+                });
+            }
+            Some(p) => p.max_companions,
+            None => limits.max_companions,
+        };
+        if companions.len() > cap as usize {
+            return Err(DeviceError::TooManyCompanions);
         }
         for e in &self.entries {
             e.identity
@@ -239,6 +322,12 @@ impl VerifiedDeviceList {
     /// When the primary signed it.
     pub fn issued_at(&self) -> Timestamp {
         self.0.issued_at
+    }
+
+    /// The account's policy, as its primary signed it; `None` for a list of the old form
+    /// (signed before lists carried one).
+    pub fn policy(&self) -> Option<AccountPolicy> {
+        self.0.policy
     }
 
     /// Every entry, expired ones included, in id order.

@@ -1,5 +1,6 @@
 //! Accounts and their devices: the account identity key, device ids and addresses, the signed
-//! device list (with its verification: signer, rollback, duplicates, companion cap, expiry),
+//! device list (with its verification: signer, rollback, duplicates, the account's signed
+//! policy under the verifier's ceiling, expiry),
 //! the list coverage a send claims, linking a companion without I/O, the primary's list
 //! management, and safety numbers.
 //!
@@ -10,6 +11,7 @@ pub(crate) mod account;
 mod coverage;
 mod ids;
 mod legacy;
+mod limits;
 mod linking;
 mod list;
 mod policy;
@@ -19,13 +21,14 @@ mod safety;
 pub use account::{AccountKey, AccountKeyPair};
 pub use coverage::ListCoverage;
 pub use ids::{ADDRESS_LEN, DeviceAddress, DeviceId, PRIMARY_DEVICE};
+pub use limits::{DEFAULT_COMPANION_CEILING, ListLimits};
 pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
 #[cfg(feature = "test-support")]
 pub(crate) use list::binding;
 pub use list::{DeviceEntry, SignedDeviceList, VerifiedDeviceList};
 pub use policy::{
-    DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS, DEFAULT_MAX_COMPANIONS,
-    DevicePolicy,
+    AccountPolicy, DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS,
+    DEFAULT_MAX_COMPANIONS, PrimaryPolicy,
 };
 pub use primary::{Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP};
 pub use safety::SafetyNumber;

@@ -12,10 +12,11 @@ use core::fmt;
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use super::limits::OWN_LIST_LIMITS;
 use super::list::{MAX_LIST_ENTRIES, binding};
 use super::{
-    AccountKey, AccountKeyPair, DeviceAddress, DeviceEntry, DeviceId, DevicePolicy, LinkApproval,
-    LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, SignedDeviceList,
+    AccountKey, AccountKeyPair, AccountPolicy, DeviceAddress, DeviceEntry, DeviceId, LinkApproval,
+    LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, PrimaryPolicy, SignedDeviceList,
     VerifiedDeviceList,
 };
 use crate::error::{DecodeError, DeviceError};
@@ -46,17 +47,16 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// ```
 /// use getrandom::{SysRng, rand_core::UnwrapErr};
 /// use ratchetry::devices::{
-///     DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, Primary,
-///     complete_link,
+///     LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, ListLimits, Primary,
+///     PrimaryPolicy, complete_link,
 /// };
 /// use ratchetry::fanout::{Device, DeviceConfig};
 /// use ratchetry::{IdentityKeyPair, Timestamp};
 ///
 /// let mut rng = UnwrapErr(SysRng);
 /// let now = Timestamp(1_790_000_000_000);
-/// let policy = DevicePolicy::default();
 /// let phone = IdentityKeyPair::generate(&mut rng);
-/// let mut primary = Primary::new(&mut rng, &phone, now, policy);
+/// let mut primary = Primary::new(&mut rng, &phone, now, PrimaryPolicy::default());
 ///
 /// // Phone: an invitation, shown as a QR code.
 /// let qr = primary.invite(&mut rng, now)?.to_bytes();
@@ -69,7 +69,8 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// let saved = primary.to_bytes(); // persist, then publish the list to the server
 /// // Laptop: checks that the list names it, countersigns, and becomes a device of the account.
 /// let approval = LinkApproval::from_bytes(&approval.to_bytes())?;
-/// let (list, confirmation) = complete_link(&laptop, &invitation, &approval, &policy)?;
+/// let (list, confirmation) =
+///     complete_link(&laptop, &invitation, &approval, &ListLimits::default())?;
 /// let (laptop, _upload) =
 ///     Device::new(&mut rng, now, laptop, approval.device, list, 10, DeviceConfig::default())?;
 /// // Phone: records the countersignature.
@@ -88,7 +89,7 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 #[derive(Clone)]
 pub struct Primary {
     account: AccountKeyPair,
-    policy: DevicePolicy,
+    policy: PrimaryPolicy,
     next_device: u32,
     /// The lowest version the next list may carry.
     next_version: u64,
@@ -104,13 +105,13 @@ pub struct Primary {
 
 impl Primary {
     /// A new account whose primary device is `identity`; the first list (version 1, issued
-    /// `now`) lists only it, with its binding signature. Draws 32 bytes from `rng` (the account
-    /// key's seed).
+    /// `now`, carrying `policy.account`) lists only it, with its binding signature. Draws 32
+    /// bytes from `rng` (the account key's seed).
     pub fn new(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
         now: Timestamp,
-        policy: DevicePolicy,
+        policy: PrimaryPolicy,
     ) -> Self {
         let account = AccountKeyPair::generate(rng);
         let entry = DeviceEntry {
@@ -120,7 +121,13 @@ impl Primary {
             expires_at: None,
             binding: binding(identity, &account.public()),
         };
-        let list = trusted(SignedDeviceList::sign(&account, 1, now, alloc::vec![entry]));
+        let list = trusted(SignedDeviceList::sign(
+            &account,
+            1,
+            now,
+            policy.account,
+            alloc::vec![entry],
+        ));
         Self {
             account,
             policy,
@@ -138,7 +145,7 @@ impl Primary {
     /// A primary migrated from an older state format (see `legacy`).
     pub(crate) fn from_migration(
         account: AccountKeyPair,
-        policy: DevicePolicy,
+        policy: PrimaryPolicy,
         next_device: u32,
         list: VerifiedDeviceList,
         confirmed: Vec<DeviceId>,
@@ -162,8 +169,8 @@ impl Primary {
         self.account.public()
     }
 
-    /// The device policy this account enforces.
-    pub fn policy(&self) -> DevicePolicy {
+    /// The policy this primary applies; its `account` part is signed into every list it signs.
+    pub fn policy(&self) -> PrimaryPolicy {
         self.policy
     }
 
@@ -232,7 +239,7 @@ impl Primary {
             return Err(DeviceError::AlreadyLinked);
         }
         let mut entries = self.renewed_entries(now);
-        if entries.len() > self.policy.max_companions as usize {
+        if entries.len() > self.policy.account.max_companions as usize {
             return Err(DeviceError::TooManyCompanions);
         }
         let id = DeviceId(self.next_device);
@@ -244,7 +251,7 @@ impl Primary {
             id,
             identity: request.identity,
             linked_at: now,
-            expires_at: Some(now.plus_millis(self.policy.companion_validity_ms)),
+            expires_at: Some(now.plus_millis(self.policy.account.companion_validity_ms)),
             binding: request.binding,
         });
         self.sign(now, entries);
@@ -361,7 +368,7 @@ impl Primary {
             });
         }
         let known = (version == self.list.version()).then_some(&self.list);
-        let list = newest.verify(&self.account(), known, &self.policy)?;
+        let list = newest.verify(&self.account(), known, &OWN_LIST_LIMITS)?;
         let highest = list.entries().iter().map(|e| e.id.0).max().unwrap_or(1);
         self.next_device = self
             .next_device
@@ -400,7 +407,7 @@ impl Primary {
     }
 
     fn renewed_entries(&self, now: Timestamp) -> Vec<DeviceEntry> {
-        let until = now.plus_millis(self.policy.companion_validity_ms);
+        let until = now.plus_millis(self.policy.account.companion_validity_ms);
         self.list
             .active(now)
             .map(|e| DeviceEntry {
@@ -412,7 +419,13 @@ impl Primary {
 
     fn sign(&mut self, now: Timestamp, entries: Vec<DeviceEntry>) {
         let version = self.next_version.max(self.list.version().saturating_add(1));
-        self.list = trusted(SignedDeviceList::sign(&self.account, version, now, entries));
+        self.list = trusted(SignedDeviceList::sign(
+            &self.account,
+            version,
+            now,
+            self.policy.account,
+            entries,
+        ));
         self.next_version = version.saturating_add(1);
         self.bump();
     }
@@ -425,8 +438,8 @@ impl Primary {
         );
         out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
         out.put(self.account.seed());
-        out.u32(self.policy.max_companions);
-        out.u64(self.policy.companion_validity_ms);
+        out.u32(self.policy.account.max_companions);
+        out.u64(self.policy.account.companion_validity_ms);
         out.u64(self.policy.link_invitation_validity_ms);
         out.u32(self.next_device);
         out.u64(self.next_version);
@@ -450,21 +463,29 @@ impl Primary {
         out.into_inner()
     }
 
-    /// Restores from [`to_bytes`](Self::to_bytes), as it was.
+    /// Restores from [`to_bytes`](Self::to_bytes), as it was. State of the previous release
+    /// holds a list of the old form (no policy, PROTOCOL.md 23): it is kept as it is, and the
+    /// next list this primary signs carries its policy (call [`renew`](Self::renew) once after
+    /// upgrading, and publish it).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) =
             Reader::versioned_header(bytes, kind::PRIMARY_STATE, &[PRIMARY_STATE_VERSION])?;
         let account = AccountKeyPair::from_seed(&Zeroizing::new(r.array()?));
-        let policy = DevicePolicy {
-            max_companions: r.u32()?,
-            companion_validity_ms: r.u64()?,
+        let policy = PrimaryPolicy {
+            account: AccountPolicy {
+                max_companions: r.u32()?,
+                companion_validity_ms: r.u64()?,
+            },
             link_invitation_validity_ms: r.u64()?,
         };
         let next_device = r.u32()?;
         let next_version = r.u64()?;
         let len = r.u32()? as usize;
         let list = VerifiedDeviceList::from_trusted_bytes(r.bytes(len)?)?;
-        if list.account() != account.public() {
+        // The list is this primary's own: signed under its policy, or of the old form (state
+        // of the previous release, until the primary next signs).
+        if list.account() != account.public() || list.policy().is_some_and(|p| p != policy.account)
+        {
             return Err(DecodeError::InvalidValue);
         }
         let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
@@ -525,6 +546,28 @@ impl Primary {
         primary.needs_resync = true;
         primary.bump();
         Ok(primary)
+    }
+}
+
+#[cfg(feature = "test-support")]
+impl Primary {
+    /// This primary's current list, signed again (same version, issue time and entries) in the
+    /// old form, without a policy: what the previous release signed.
+    pub(crate) fn legacy_list(&self) -> SignedDeviceList {
+        SignedDeviceList::sign_legacy(
+            &self.account,
+            self.list.version(),
+            self.list.issued_at(),
+            self.list.entries().to_vec(),
+        )
+    }
+
+    /// This primary's state as the previous release wrote it: the same, with its list in the
+    /// old form.
+    pub(crate) fn legacy_state(&self) -> Zeroizing<Vec<u8>> {
+        let mut old = self.clone();
+        old.list = trusted(self.legacy_list());
+        old.to_bytes()
     }
 }
 

@@ -8,7 +8,7 @@
 mod setup {
     pub use getrandom::{SysRng, rand_core::UnwrapErr};
     pub use ratchetry::devices::{
-        AccountKey, DeviceAddress, DevicePolicy, LinkRequest, PRIMARY_DEVICE, Primary,
+        AccountKey, DeviceAddress, ListLimits, PrimaryPolicy, LinkRequest, PRIMARY_DEVICE, Primary,
         SignedDeviceList, complete_link,
     };
     pub use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
@@ -27,7 +27,7 @@ mod setup {
 
     impl Default for Server {
         fn default() -> Self {
-            let mut relay = Relay::new(DevicePolicy::default());
+            let mut relay = Relay::new(ListLimits::default());
             relay.set_time(Timestamp(1_790_000_000_000));
             Self { relay }
         }
@@ -95,7 +95,7 @@ mod setup {
         /// A one-device account: its primary and its phone.
         pub fn account(&mut self, rng: &mut Rng, now: Timestamp) -> Result<(Primary, Device), Error> {
             let identity = IdentityKeyPair::generate(rng);
-            let primary = Primary::new(rng, &identity, now, DevicePolicy::default());
+            let primary = Primary::new(rng, &identity, now, PrimaryPolicy::default());
             let list = primary.device_list().clone();
             let (mut phone, _upload) =
                 Device::new(rng, now, identity, PRIMARY_DEVICE, list, 5, DeviceConfig::default())?;
@@ -115,7 +115,7 @@ mod setup {
             let identity = IdentityKeyPair::generate(rng);
             let invitation = primary.invite(rng, now)?;
             let approval = primary.approve(now, &LinkRequest::new(&identity, &invitation))?;
-            let policy = DevicePolicy::default();
+            let policy = ListLimits::default();
             let (list, confirmation) = complete_link(&identity, &invitation, &approval, &policy)?;
             primary.confirm(&confirmation)?;
             let (mut device, _upload) =

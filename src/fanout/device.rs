@@ -14,7 +14,7 @@ use super::lists::Followed;
 use super::records::{Dirty, Key};
 use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
 use crate::devices::{
-    AccountKey, DeviceAddress, DeviceEntry, DeviceId, DevicePolicy, SignedDeviceList,
+    AccountKey, DeviceAddress, DeviceEntry, DeviceId, ListLimits, SignedDeviceList,
     VerifiedDeviceList,
 };
 use crate::error::{Error, FanoutError};
@@ -33,8 +33,9 @@ pub struct DeviceConfig {
     pub session: SessionConfig,
     /// Sender-key limits.
     pub group: GroupConfig,
-    /// Companion cap and validity.
-    pub policy: DevicePolicy,
+    /// What this device accepts of any account's device list (the ceiling on the policy each
+    /// account signs into its list).
+    pub lists: ListLimits,
     /// Prekey limits.
     pub prekeys: PreKeyStoreConfig,
     /// How long a sent message can be asked for again (retry requests for older messages are
@@ -47,7 +48,7 @@ impl Default for DeviceConfig {
         Self {
             session: SessionConfig::default(),
             group: GroupConfig::default(),
-            policy: DevicePolicy::default(),
+            lists: ListLimits::default(),
             prekeys: PreKeyStoreConfig::default(),
             retry_window_ms: DEFAULT_RETRY_WINDOW_MS,
         }
@@ -394,7 +395,7 @@ impl Device {
         list: SignedDeviceList,
     ) -> Result<Vec<Event>, Error> {
         let held = self.lists.get(account).map(|f| &f.list);
-        let verified = list.verify(account, held, &self.config.policy)?;
+        let verified = list.verify(account, held, &self.config.lists)?;
         if held.is_some_and(|h| h.digest() == verified.digest()) {
             return Ok(Vec::new());
         }

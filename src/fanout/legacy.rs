@@ -14,7 +14,7 @@ use super::lists::Followed;
 use super::records::Dirty;
 use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
 use super::{Device, DeviceConfig, MessageId};
-use crate::devices::{DeviceAddress, DevicePolicy, SignedDeviceList};
+use crate::devices::{DeviceAddress, ListLimits, SignedDeviceList};
 use crate::error::{DecodeError, Error, FanoutError};
 use crate::group::GroupConfig;
 use crate::primitives::IdentityKeyPair;
@@ -68,10 +68,12 @@ impl Device {
                 max_skipped_keys: r.u32()?,
                 max_generations: r.u32()?,
             },
-            policy: DevicePolicy {
-                max_companions: r.u32()?,
-                companion_validity_ms: r.u64()?,
-                link_invitation_validity_ms: r.u64()?,
+            lists: {
+                let cap = r.u32()?;
+                // The account's validities, now signed in its list, were kept here too.
+                r.u64()?;
+                r.u64()?;
+                ListLimits::from_previous_cap(cap)
             },
             prekeys: PreKeyStoreConfig {
                 max_signed_prekeys: r.u32()?,
@@ -85,7 +87,7 @@ impl Device {
         let address = DeviceAddress::read(&mut r)?;
         let identity = IdentityKeyPair::from_bytes(blob(&mut r)?)?;
         let prekeys = PreKeyStore::migrate(rng, &identity, now, blob(&mut r)?)?;
-        let list = own_list.verify(&address.account, None, &config.policy)?;
+        let list = own_list.verify(&address.account, None, &config.lists)?;
         match list.check(address.device, now)? {
             e if e.identity == identity.public() => {}
             _ => return Err(FanoutError::IdentityMismatch(address).into()),

@@ -19,7 +19,7 @@ use super::lists::Followed;
 use super::records::{Dirty, Key, StateChanges, read_message_id, unit};
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
-use crate::devices::{DeviceAddress, DevicePolicy};
+use crate::devices::{DeviceAddress, ListLimits};
 use crate::error::DecodeError;
 use crate::group::{GroupConfig, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
@@ -169,9 +169,7 @@ impl Device {
         out.u32(c.group.max_forward_jump);
         out.u32(c.group.max_skipped_keys);
         out.u32(c.group.max_generations);
-        out.u32(c.policy.max_companions);
-        out.u64(c.policy.companion_validity_ms);
-        out.u64(c.policy.link_invitation_validity_ms);
+        out.u32(c.lists.max_companions);
         out.u32(c.prekeys.max_signed_prekeys);
         out.u32(c.prekeys.max_one_time_prekeys);
         out.u32(c.prekeys.max_sessions_per_signed_prekey);
@@ -209,7 +207,7 @@ impl Device {
                 .map(|i| records[i].1)
                 .map_err(|_| DecodeError::InvalidValue)
         };
-        let (config, address, identity) = read_own(value(&Key::Own)?)?;
+        let (config, address, identity, own_migrated) = read_own(value(&Key::Own)?)?;
         let mut r = Reader::new(value(&Key::Meta)?);
         let epoch = r.u64()?;
         let seen_next = r.u32()?;
@@ -241,6 +239,9 @@ impl Device {
         let mut sessions = Vec::new();
         let (mut attached, mut pending_records) = (0usize, 0usize);
         let mut migrated = Vec::new();
+        if own_migrated {
+            migrated.push(Key::Own);
+        }
         let mut inbound = Vec::new();
         let mut withheld = Vec::new();
         for (key, bytes) in records {
@@ -406,6 +407,23 @@ impl Device {
         Ok(device)
     }
 
+    /// Whether whole-state bytes hold an own record (the first record, key `0x01`) of the
+    /// previous layout (PROTOCOL.md 19.2): such state loads migrated, so its bytes are the one
+    /// difference the fuzz targets' canonicity check allows.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn holds_previous_own_record(bytes: &[u8]) -> bool {
+        let own = || -> Result<bool, DecodeError> {
+            let (mut r, _) =
+                Reader::versioned_header(bytes, kind::DEVICE_STATE, &[DEVICE_STATE_VERSION])?;
+            r.u32()?;
+            let len = r.u32()? as usize;
+            let key = r.bytes(len)?;
+            let len = r.u32()? as usize;
+            Ok(key == [0x01] && len == PREVIOUS_OWN_LEN)
+        };
+        own().unwrap_or(false)
+    }
+
     /// Whole-state bytes, for backups: every record, in key order. They hold secrets.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = SecretBuf::with_capacity(4096);
@@ -444,7 +462,19 @@ impl Device {
     }
 }
 
-fn read_own(bytes: &[u8]) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPair), DecodeError> {
+/// The own record's length (PROTOCOL.md 19.2) as the previous release wrote it, with the
+/// device policy (`u32 ‖ u64 ‖ u64`) where the list limits (`u32`) now are; both layouts are
+/// fixed-length, so the length tells them apart.
+const PREVIOUS_OWN_LEN: usize = OWN_LEN + 16;
+/// The own record's length (PROTOCOL.md 19.2).
+const OWN_LEN: usize = 8 + 12 + 4 + 20 + 8 + 36 + 32;
+
+/// The own record: the config, address and identity, and whether it was of the previous
+/// layout (then it is rewritten).
+fn read_own(
+    bytes: &[u8],
+) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPair, bool), DecodeError> {
+    let previous = bytes.len() == PREVIOUS_OWN_LEN;
     let mut r = Reader::new(bytes);
     let config = DeviceConfig {
         session: SessionConfig {
@@ -456,10 +486,16 @@ fn read_own(bytes: &[u8]) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPai
             max_skipped_keys: r.u32()?,
             max_generations: r.u32()?,
         },
-        policy: DevicePolicy {
-            max_companions: r.u32()?,
-            companion_validity_ms: r.u64()?,
-            link_invitation_validity_ms: r.u64()?,
+        lists: if previous {
+            let cap = r.u32()?;
+            // The account's validities, now signed in its list, were kept here too.
+            r.u64()?;
+            r.u64()?;
+            ListLimits::from_previous_cap(cap)
+        } else {
+            ListLimits {
+                max_companions: r.u32()?,
+            }
         },
         prekeys: PreKeyStoreConfig {
             max_signed_prekeys: r.u32()?,
@@ -473,5 +509,5 @@ fn read_own(bytes: &[u8]) -> Result<(DeviceConfig, DeviceAddress, IdentityKeyPai
     let address = DeviceAddress::read_trusted(&mut r)?;
     let seed = Zeroizing::new(r.array::<32>()?);
     r.finish()?;
-    Ok((config, address, IdentityKeyPair::from_seed(&seed)))
+    Ok((config, address, IdentityKeyPair::from_seed(&seed), previous))
 }

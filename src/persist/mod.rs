@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use getrandom::{SysRng, rand_core::UnwrapErr};
-//! use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+//! use ratchetry::devices::{ListLimits, PrimaryPolicy, PRIMARY_DEVICE, Primary};
 //! use ratchetry::fanout::{Device, DeviceConfig};
 //! use ratchetry::persist::{StorageKey, open_state, seal_state};
 //! use ratchetry::{Error, IdentityKeyPair, StateError, Timestamp};
@@ -20,7 +20,7 @@
 //! let mut rng = UnwrapErr(SysRng);
 //! # let now = Timestamp(1_790_000_000_000);
 //! # let identity = IdentityKeyPair::generate(&mut rng);
-//! # let primary = Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+//! # let primary = Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
 //! # let list = primary.device_list().clone();
 //! # let (device, _) = Device::new(&mut rng, now, identity, PRIMARY_DEVICE, list, 5, DeviceConfig::default())?;
 //! let key = StorageKey::from_bytes([7; 32]); // from the platform keystore

@@ -12,9 +12,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::convert::Infallible;
 
-use crate::devices::{
-    AccountKey, DeviceAddress, DevicePolicy, SignedDeviceList, VerifiedDeviceList,
-};
+use crate::devices::{AccountKey, DeviceAddress, ListLimits, SignedDeviceList, VerifiedDeviceList};
 use crate::driver::Directory;
 use crate::error::{Error, ServerError};
 use crate::fanout::Outbox;
@@ -25,7 +23,7 @@ use crate::x3dh::{OneTimePreKeys, PreKeyBundle};
 /// The relay's state: lists, prekeys and mailboxes.
 #[derive(Debug, Default)]
 pub struct Relay {
-    policy: DevicePolicy,
+    limits: ListLimits,
     lists: BTreeMap<AccountKey, VerifiedDeviceList>,
     prekeys: BTreeMap<DeviceAddress, PublishedPreKeys>,
     mailboxes: BTreeMap<DeviceAddress, VecDeque<Vec<u8>>>,
@@ -33,10 +31,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// An empty relay verifying lists under `policy`.
-    pub fn new(policy: DevicePolicy) -> Self {
+    /// An empty relay verifying lists under `limits` (the network's ceiling).
+    pub fn new(limits: ListLimits) -> Self {
         Self {
-            policy,
+            limits,
             ..Self::default()
         }
     }
@@ -51,7 +49,7 @@ impl Relay {
     /// another identity key, are dropped.
     pub fn publish_list(&mut self, list: SignedDeviceList) -> Result<(), Error> {
         let account = list.account();
-        let verified = list.verify(&account, self.lists.get(&account), &self.policy)?;
+        let verified = list.verify(&account, self.lists.get(&account), &self.limits)?;
         self.prekeys.retain(|a, keys| {
             a.account != account
                 || verified

@@ -53,21 +53,62 @@ pub fn session_keys(session: &crate::Session) -> SessionKeys {
     }
 }
 
-/// Signs a device list with arbitrary entries, bindings included: what a rogue account key
-/// holder can produce. Each entry is (id, identity key, linked at, expires at, binding).
+/// One entry of a hand-made list: (id, identity key, linked at, expires at, binding).
+pub type ListEntry = (
+    crate::devices::DeviceId,
+    crate::IdentityKey,
+    crate::Timestamp,
+    Option<crate::Timestamp>,
+    crate::Signature,
+);
+
+/// Signs a device list with arbitrary entries, bindings included, under the default
+/// [`AccountPolicy`](crate::devices::AccountPolicy): what a rogue account key holder can
+/// produce.
 pub fn sign_device_list(
     account: &crate::devices::AccountKeyPair,
     version: u64,
     issued_at: crate::Timestamp,
-    entries: &[(
-        crate::devices::DeviceId,
-        crate::IdentityKey,
-        crate::Timestamp,
-        Option<crate::Timestamp>,
-        crate::Signature,
-    )],
+    entries: &[ListEntry],
 ) -> crate::devices::SignedDeviceList {
-    let entries = entries
+    sign_device_list_under(account, version, issued_at, Default::default(), entries)
+}
+
+/// Like [`sign_device_list`], under any signed `policy`.
+pub fn sign_device_list_under(
+    account: &crate::devices::AccountKeyPair,
+    version: u64,
+    issued_at: crate::Timestamp,
+    policy: crate::devices::AccountPolicy,
+    entries: &[ListEntry],
+) -> crate::devices::SignedDeviceList {
+    crate::devices::SignedDeviceList::sign(
+        account,
+        version,
+        issued_at,
+        policy,
+        list_entries(entries),
+    )
+}
+
+/// Signs a list of the old form (PROTOCOL.md 23: no policy), as a primary of the previous
+/// release did.
+pub fn sign_legacy_device_list(
+    account: &crate::devices::AccountKeyPair,
+    version: u64,
+    issued_at: crate::Timestamp,
+    entries: &[ListEntry],
+) -> crate::devices::SignedDeviceList {
+    crate::devices::SignedDeviceList::sign_legacy(
+        account,
+        version,
+        issued_at,
+        list_entries(entries),
+    )
+}
+
+fn list_entries(entries: &[ListEntry]) -> alloc::vec::Vec<crate::devices::DeviceEntry> {
+    entries
         .iter()
         .map(
             |(id, identity, linked_at, expires_at, binding)| crate::devices::DeviceEntry {
@@ -78,8 +119,7 @@ pub fn sign_device_list(
                 binding: *binding,
             },
         )
-        .collect();
-    crate::devices::SignedDeviceList::sign(account, version, issued_at, entries)
+        .collect()
 }
 
 /// A device's consent to be listed under `account`, as a genuine device signs it.
@@ -113,4 +153,17 @@ pub fn group_resend_payload(
     out.extend_from_slice(&group.0);
     out.extend_from_slice(body);
     out
+}
+
+/// The primary's current list signed again in the old form (PROTOCOL.md 23: no policy; same
+/// version, issue time and entries), as the previous release signed it.
+pub fn legacy_device_list(primary: &crate::devices::Primary) -> crate::devices::SignedDeviceList {
+    primary.legacy_list()
+}
+
+/// The primary's state bytes with its list in the old form: state the previous release wrote.
+pub fn legacy_primary_state(
+    primary: &crate::devices::Primary,
+) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
+    primary.legacy_state()
 }

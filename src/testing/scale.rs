@@ -12,8 +12,8 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
 use crate::devices::{
-    AccountKey, AccountKeyPair, DeviceAddress, DeviceId, PRIMARY_DEVICE, Primary,
-    VerifiedDeviceList,
+    AccountKey, AccountKeyPair, AccountPolicy, DeviceAddress, DeviceId, PRIMARY_DEVICE, Primary,
+    PrimaryPolicy, VerifiedDeviceList,
 };
 use crate::fanout::lists::Followed;
 use crate::fanout::sessions::SessionSet;
@@ -22,7 +22,7 @@ use crate::group::GroupId;
 use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 
-use super::hooks::{device_binding, sign_device_list};
+use super::hooks::{device_binding, sign_device_list_under};
 
 /// Devices per account in the address book.
 pub const DEVICES_PER_ACCOUNT: usize = 4;
@@ -74,8 +74,12 @@ fn account(
             )
         })
         .collect();
-    let list = sign_device_list(&key, 1, now, &entries)
-        .verify(&key.public(), None, &config.policy)
+    let policy = AccountPolicy {
+        max_companions: DEVICES_PER_ACCOUNT as u32 - 1,
+        companion_validity_ms: 1 << 40,
+    };
+    let list = sign_device_list_under(&key, 1, now, policy, &entries)
+        .verify(&key.public(), None, &config.lists)
         .expect("a freshly signed list verifies");
     (key.public(), ids, list)
 }
@@ -86,7 +90,7 @@ impl AddressBook {
     pub fn new(rng: &mut impl CryptoRng, now: Timestamp, sessions: usize, groups: usize) -> Self {
         let config = DeviceConfig::default();
         let me = IdentityKeyPair::generate(rng);
-        let mine = Primary::new(rng, &me, now, config.policy);
+        let mine = Primary::new(rng, &me, now, PrimaryPolicy::default());
         let (mut device, _) = Device::new(
             rng,
             now,

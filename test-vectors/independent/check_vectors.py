@@ -459,7 +459,8 @@ MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS = 2000, 2000
 PREKEY_CONFIG = [3, 1000, 100000, 100, 10000]  # the five u32 of prekey_core, in its order
 GROUP_MAX_FORWARD_JUMP, GROUP_MAX_SKIPPED, GROUP_MAX_GENERATIONS = 5000, 2000, 4
 MAX_MESSAGE_CONTEXT = 255
-MAX_COMPANIONS = 4
+MAX_COMPANIONS = 4          # the account's own, signed in its lists (15.1)
+COMPANION_CEILING = 16      # the verifier's ceiling on any account's policy (15.2)
 COMPANION_VALIDITY_MS = 14 * 24 * 3600 * 1000
 LINK_INVITATION_VALIDITY_MS = 10 * 60 * 1000
 RETRY_WINDOW_MS = 7 * 24 * 3600 * 1000
@@ -1129,10 +1130,16 @@ def list_entry(device_id, ik, linked_at, expires_at, bind):
             + opt(None if expires_at is None else u64(expires_at)) + bind)
 
 
-def sign_list(account_seed, version, issued_at, entries):
-    """15.1: entries are (device_id, IK, linked_at, expires_at, binding), ascending ids."""
+def sign_list(account_seed, version, issued_at, entries,
+              policy=(MAX_COMPANIONS, COMPANION_VALIDITY_MS)):
+    """15.1: entries are (device_id, IK, linked_at, expires_at, binding), ascending ids; the
+    policy is (max_companions, companion_validity_ms), None for the old form (format 2)."""
     ak = ed25519_pub(account_seed)
-    body = b"\x02\x06" + ak + u64(version) + u64(issued_at) + u32(len(entries))
+    if policy is None:
+        body = b"\x02\x06" + ak + u64(version) + u64(issued_at)
+    else:
+        body = b"\x03\x06" + ak + u64(version) + u64(issued_at) + u32(policy[0]) + u64(policy[1])
+    body += u32(len(entries))
     body += b"".join(list_entry(*e) for e in entries)
     return body + sign(account_seed, L_DEVICE_LIST + body)
 
@@ -1140,8 +1147,15 @@ def sign_list(account_seed, version, issued_at, entries):
 def decode_list(data):
     """15.1"""
     r = Reader(data)
-    r.head(2, 0x06)
-    d = {"ak": r.take(32), "version": r.u64(), "issued_at": r.u64(), "entries": []}
+    fmt = r.u8()
+    if fmt not in (2, 3):
+        raise DecodeError(f"UnknownVersion({fmt})")
+    t = r.u8()
+    if t != 0x06:
+        raise DecodeError(f"UnknownType({t})")
+    d = {"ak": r.take(32), "version": r.u64(), "issued_at": r.u64(), "entries": [], "policy": None}
+    if fmt == 3:
+        d["policy"] = {"max_companions": r.u32(), "companion_validity_ms": r.u64()}
     n = r.u32()
     if n > 256:
         raise DecodeError("InvalidValue")
@@ -1160,8 +1174,8 @@ def decode_list(data):
     return d
 
 
-def verify_list(data, expected_ak, previous=None):
-    """15.2 steps 1-7; returns the decoded list."""
+def verify_list(data, expected_ak, previous=None, ceiling=COMPANION_CEILING):
+    """15.2 steps 1-7 under the verifier's ceiling; returns the decoded list."""
     d = decode_list(data)
     if d["ak"] != expected_ak:
         raise ProtocolError("WrongAccount")
@@ -1170,17 +1184,25 @@ def verify_list(data, expected_ak, previous=None):
     if not verify(d["ak"], L_DEVICE_LIST + d["body"], d["signature"]):
         raise ProtocolError("BadSignature")
     if previous is not None:
-        pv = decode_list(previous)["version"]
+        known = decode_list(previous)
+        pv = known["version"]
         if d["version"] < pv:
             raise ProtocolError(f"Rollback {{ known: {pv}, received: {d['version']} }}")
         if d["version"] == pv:
             raise ProtocolError("Equivocation")
-    es = d["entries"]
+        if known["policy"] is not None and d["policy"] is None:
+            raise ProtocolError("PolicyDowngrade")
+    es, policy = d["entries"], d["policy"]
+    latest = None if policy is None else min(d["issued_at"] + policy["companion_validity_ms"], 2 ** 64 - 1)
     if (not es or es[0]["device_id"] != 1 or es[0]["expires_at"] is not None
             or any(e["expires_at"] is None for e in es[1:])
+            or (latest is not None and any(e["expires_at"] > latest for e in es[1:]))
             or len({e["ik"] for e in es}) != len(es)):
         raise ProtocolError("InvalidList")
-    if len(es) - 1 > MAX_COMPANIONS:
+    if policy is not None and policy["max_companions"] > ceiling:
+        raise ProtocolError(f"PolicyAboveCeiling {{ allowed: {policy['max_companions']}, ceiling: {ceiling} }}")
+    cap = ceiling if policy is None else policy["max_companions"]
+    if len(es) - 1 > cap:
         raise ProtocolError("TooManyCompanions")
     for e in es:
         if not verify(e["ik"], L_BINDING + d["ak"], e["binding"]):
@@ -2471,6 +2493,8 @@ class DevicesRun:
                 d, w = decode_list(lst), f"{name}: list v{vl['version']}"
                 R.check(f"{w}: version", d["version"], vl["version"])
                 R.check(f"{w}: issued_at", d["issued_at"], vl["issued_at"])
+                R.check(f"{w}: policy (15.1, 15.3)", d["policy"],
+                        {"max_companions": vl["max_companions"], "companion_validity_ms": vl["companion_validity_ms"]})
                 R.check(f"{w}: entry count", len(d["entries"]), len(vl["entries"]))
                 for de, ve in zip(d["entries"], vl["entries"]):
                     dev = self.devices[ve["device"]]
@@ -2497,12 +2521,11 @@ def check_devices(doc, context):
 
 def own_value(address, identity_seed, session_config=(MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS),
               group_config=(GROUP_MAX_FORWARD_JUMP, GROUP_MAX_SKIPPED, GROUP_MAX_GENERATIONS),
-              max_companions=MAX_COMPANIONS, companion_validity_ms=COMPANION_VALIDITY_MS,
-              link_invitation_validity_ms=LINK_INVITATION_VALIDITY_MS, prekey_config=PREKEY_CONFIG,
+              lists_max_companions=COMPANION_CEILING, prekey_config=PREKEY_CONFIG,
               retry_window_ms=RETRY_WINDOW_MS):
     """19.2"""
     return (b"".join(u32(x) for x in session_config) + b"".join(u32(x) for x in group_config)
-            + u32(max_companions) + u64(companion_validity_ms) + u64(link_invitation_validity_ms)
+            + u32(lists_max_companions)
             + b"".join(u32(x) for x in prekey_config) + u64(retry_window_ms) + address + identity_seed)
 
 
@@ -2592,8 +2615,8 @@ def record_from_inputs(inp):
     rec = inp["record"]
     if rec == "own":
         return b"\x01", own_value(hx(inp["address"]), hx(inp["identity_seed"]), inp["session_config"],
-                                  inp["group_config"], inp["max_companions"], inp["companion_validity_ms"],
-                                  inp["link_invitation_validity_ms"], inp["prekey_config"], inp["retry_window_ms"])
+                                  inp["group_config"], inp["lists_max_companions"], inp["prekey_config"],
+                                  inp["retry_window_ms"])
     if rec == "meta":
         ops = inp["operations"]
         epoch = len(ops)  # 19: every operation that changes the device adds exactly 1
@@ -3019,7 +3042,16 @@ def check_errors(doc):
             d = decode_list(inp)
             R.true(f"{what}: every binding verifies (only the count is wrong)",
                    all(verify(e["ik"], L_BINDING + d["ak"], e["binding"]) for e in d["entries"]))
-            R.true(f"{what}: more than max_companions companions", len(d["entries"]) - 1 > MAX_COMPANIONS)
+            R.true(f"{what}: more than its own signed max_companions companions",
+                   len(d["entries"]) - 1 > d["policy"]["max_companions"])
+        if v["path"] == "device_list" and v["name"].endswith("policy-above-ceiling"):
+            d = decode_list(inp)
+            R.true(f"{what}: the signed policy exceeds the ceiling, the companions do not",
+                   d["policy"]["max_companions"] > COMPANION_CEILING >= len(d["entries"]) - 1)
+        if v["path"] == "device_list" and v["name"].endswith("policy-downgrade"):
+            R.true(f"{what}: an old-form list (format 2) newer than the known list with a policy",
+                   inp[0] == 2 and decode_list(inp)["version"]
+                   > decode_list(referenced(v["receiver"]["known_list"]))["version"])
         if v["path"] == "device_list" and v["name"].endswith("rollback"):
             R.true(f"{what}: the list's version is below the known one",
                    decode_list(inp)["version"] < decode_list(referenced(v["receiver"]["known_list"]))["version"])

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use ratchetry::devices::{
-    AccountKey, DeviceAddress, DeviceId, DevicePolicy, LinkRequest, PRIMARY_DEVICE, Primary,
-    complete_link,
+    AccountKey, DeviceAddress, DeviceId, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary,
+    PrimaryPolicy, complete_link,
 };
 use ratchetry::fanout::{
     Device, DeviceConfig, Outbox, Outgoing, Received, RetryReason, StateChanges,
@@ -76,13 +76,13 @@ impl World {
         let rng = &mut self.rng;
         let now = self.now;
         let phone = IdentityKeyPair::generate(rng);
-        let mut primary = Primary::new(rng, &phone, now, config.policy);
+        let mut primary = Primary::new(rng, &phone, now, PrimaryPolicy::default());
         let mut ids = vec![(phone, PRIMARY_DEVICE)];
         for _ in 0..companions {
             let id = IdentityKeyPair::generate(rng);
             let inv = primary.invite(rng, now).unwrap();
             let approval = primary.approve(now, &LinkRequest::new(&id, &inv)).unwrap();
-            let (_, confirmation) = complete_link(&id, &inv, &approval, &config.policy).unwrap();
+            let (_, confirmation) = complete_link(&id, &inv, &approval, &config.lists).unwrap();
             primary.confirm(&confirmation).unwrap();
             ids.push((id, approval.device));
         }
@@ -106,13 +106,13 @@ impl World {
         let mut taken = std::mem::replace(&mut self.rng, SeededRng::from_label("taken"));
         let (rng, now) = (&mut taken, self.now);
         let identity = IdentityKeyPair::generate(rng);
-        let policy = self.policy();
+        let limits = self.limits();
         let primary = self.primary(account);
         let invitation = primary.invite(rng, now).unwrap();
         let approval = primary
             .approve(now, &LinkRequest::new(&identity, &invitation))
             .unwrap();
-        let (_, confirmation) = complete_link(&identity, &invitation, &approval, &policy).unwrap();
+        let (_, confirmation) = complete_link(&identity, &invitation, &approval, &limits).unwrap();
         primary.confirm(&confirmation).unwrap();
         let list = primary.device_list().clone();
         let (device, _) = Device::new(
@@ -340,8 +340,14 @@ impl World {
         );
     }
 
-    pub fn policy(&self) -> DevicePolicy {
-        DevicePolicy::default()
+    /// The policy every primary of the world signs into its lists.
+    pub fn policy(&self) -> PrimaryPolicy {
+        PrimaryPolicy::default()
+    }
+
+    /// What every device and the relay of the world accept of a list.
+    pub fn limits(&self) -> ListLimits {
+        ListLimits::default()
     }
 }
 

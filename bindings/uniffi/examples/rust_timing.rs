@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use getrandom::{SysRng, rand_core::UnwrapErr};
-use ratchetry::devices::{AccountKey, DevicePolicy, PRIMARY_DEVICE, Primary};
+use ratchetry::devices::{AccountKey, PRIMARY_DEVICE, Primary, PrimaryPolicy};
 use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing};
 use ratchetry::group::GroupId;
 use ratchetry::{IdentityKeyPair, Timestamp};
@@ -33,7 +33,7 @@ fn main() {
     let mut accounts: Vec<(Primary, Device)> = (0..3)
         .map(|_| {
             let identity = IdentityKeyPair::generate(&mut rng);
-            let primary = Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+            let primary = Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
             let list = primary.device_list().clone();
             let (device, _) = Device::new(
                 &mut rng,

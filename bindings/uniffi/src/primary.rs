@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use ratchetry::IdentityKeyPair;
 use ratchetry::devices::{
-    self, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest,
-    PRIMARY_DEVICE,
+    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, ListLimits,
+    PRIMARY_DEVICE, PrimaryPolicy,
 };
 use ratchetry::fanout;
 
@@ -47,7 +47,7 @@ pub struct NewAccount {
 pub fn create_account(now: u64) -> Result<NewAccount, RatchetryError> {
     let mut rng = rng()?;
     let identity = IdentityKeyPair::generate(&mut rng);
-    let primary = devices::Primary::new(&mut rng, &identity, ts(now), DevicePolicy::default());
+    let primary = devices::Primary::new(&mut rng, &identity, ts(now), PrimaryPolicy::default());
     let list = primary.device_list().clone();
     let (device, _upload) = fanout::Device::new(
         &mut rng,
@@ -201,7 +201,7 @@ impl LinkingCompanion {
             &self.identity,
             &self.invitation,
             &approval,
-            &DevicePolicy::default(),
+            &ListLimits::default(),
         )?;
         let mut rng = rng()?;
         let (device, _upload) = fanout::Device::new(

@@ -2,8 +2,8 @@
 
 use ratchetry::IdentityKeyPair;
 use ratchetry::devices::{
-    self, DeviceId, DevicePolicy, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest,
-    PRIMARY_DEVICE,
+    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, ListLimits,
+    PRIMARY_DEVICE, PrimaryPolicy,
 };
 use ratchetry::fanout::{self, DeviceConfig};
 use wasm_bindgen::prelude::*;
@@ -28,7 +28,7 @@ pub fn create_account(now: f64) -> Result<JsNewAccount, JsValue> {
     let now = ts(now)?;
     let mut rng = rng()?;
     let identity = IdentityKeyPair::generate(&mut rng);
-    let primary = devices::Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+    let primary = devices::Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
     let list = primary.device_list().clone();
     let (device, _upload) = fanout::Device::new(
         &mut rng,
@@ -191,7 +191,7 @@ impl LinkingCompanion {
             &self.identity,
             &self.invitation,
             &approval,
-            &DevicePolicy::default(),
+            &ListLimits::default(),
         )
         .map_err(error::device)?;
         let mut rng = rng()?;

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use getrandom::{SysRng, rand_core::UnwrapErr};
 use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
-    AccountKey, DeviceAddress, DevicePolicy, LinkRequest, PRIMARY_DEVICE, Primary, complete_link,
+    AccountKey, DeviceAddress, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary, PrimaryPolicy,
+    complete_link,
 };
 use ratchetry::driver::{self, Directory, Inbound};
 use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
@@ -76,7 +77,7 @@ impl App {
     /// A new account: its primary (stored in the phone's database) and its phone.
     fn account(&mut self, name: &'static str) -> Result<(Primary, usize)> {
         let identity = IdentityKeyPair::generate(&mut self.rng);
-        let primary = Primary::new(&mut self.rng, &identity, self.now, DevicePolicy::default());
+        let primary = Primary::new(&mut self.rng, &identity, self.now, PrimaryPolicy::default());
         self.relay
             .publish_list(primary.device_list().signed().clone())?;
         let list = primary.device_list().clone();
@@ -99,8 +100,8 @@ impl App {
         let identity = IdentityKeyPair::generate(&mut self.rng);
         let invitation = primary.invite(&mut self.rng, self.now)?;
         let approval = primary.approve(self.now, &LinkRequest::new(&identity, &invitation))?;
-        let policy = DevicePolicy::default();
-        let (list, confirmation) = complete_link(&identity, &invitation, &approval, &policy)?;
+        let limits = ListLimits::default();
+        let (list, confirmation) = complete_link(&identity, &invitation, &approval, &limits)?;
         primary.confirm(&confirmation)?;
         self.clients[phone].store.write_primary(primary)?;
         self.relay
@@ -254,7 +255,7 @@ fn main() -> Result<()> {
     let mut app = App {
         rng: UnwrapErr(SysRng),
         now,
-        relay: Relay::new(DevicePolicy::default()),
+        relay: Relay::new(ListLimits::default()),
         clients: Vec::new(),
         dir: dir.clone(),
     };

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use getrandom::{SysRng, rand_core::UnwrapErr};
-use ratchetry::devices::{DeviceId, DevicePolicy, Primary};
+use ratchetry::devices::{DeviceId, Primary, PrimaryPolicy};
 use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
 use ratchetry::persist::StorageKey;
 use ratchetry::{Error, IdentityKeyPair, Timestamp};
@@ -47,7 +47,7 @@ struct Person {
 impl Person {
     fn new(rng: &mut Rng, now: Timestamp, path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         let identity = IdentityKeyPair::generate(rng);
-        let primary = Primary::new(rng, &identity, now, DevicePolicy::default());
+        let primary = Primary::new(rng, &identity, now, PrimaryPolicy::default());
         let (device, _one_time_prekeys_to_upload) = Device::new(
             rng,
             now,

@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use getrandom::{SysRng, rand_core::UnwrapErr};
-//! use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+//! use ratchetry::devices::{PRIMARY_DEVICE, Primary, PrimaryPolicy};
 //! use ratchetry::fanout::{Device, DeviceConfig};
 //! use ratchetry::persist::StorageKey;
 //! use ratchetry::{IdentityKeyPair, Timestamp};
@@ -31,7 +31,7 @@
 //! let mut rng = UnwrapErr(SysRng);
 //! let now = Timestamp(1_790_000_000_000);
 //! let identity = IdentityKeyPair::generate(&mut rng);
-//! let primary = Primary::new(&mut rng, &identity, now, DevicePolicy::default());
+//! let primary = Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
 //! let list = primary.device_list().clone();
 //! let (mut phone, _upload) =
 //!     Device::new(&mut rng, now, identity, PRIMARY_DEVICE, list, 10, DeviceConfig::default())?;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+use ratchetry::devices::{PRIMARY_DEVICE, Primary, PrimaryPolicy};
 use ratchetry::fanout::{Device, DeviceConfig, Outbox, Outgoing, Received};
 use ratchetry::persist::StorageKey;
 use ratchetry::testing::SeededRng;
@@ -39,7 +39,7 @@ impl Person {
     /// A new account; its phone's first unit and its primary are written.
     pub fn new(rng: &mut SeededRng, dir: &Path, name: &str) -> Self {
         let identity = IdentityKeyPair::generate(rng);
-        let primary = Primary::new(rng, &identity, T0, DevicePolicy::default());
+        let primary = Primary::new(rng, &identity, T0, PrimaryPolicy::default());
         let list = primary.device_list().clone();
         let (device, _) = Device::new(
             rng,
