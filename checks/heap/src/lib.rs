@@ -3,7 +3,7 @@
 //!
 //! Tests register needles with [`watch`], run the operation between [`start`] and [`stop`],
 //! and read the hits. It also counts the bytes live on the heap ([`live_bytes`]) and every byte
-//! ever requested ([`allocated_bytes`]), as requested (the system allocator's own per-block
+//! ever requested by a thread ([`allocated_bytes_here`]), as requested (the system allocator's own per-block
 //! overhead is not counted). The allocator itself never allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,7 +19,6 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static HITS: AtomicUsize = AtomicUsize::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
-static TOTAL: AtomicUsize = AtomicUsize::new(0);
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// Needles and which were hit, behind `LOCK`.
 struct Table {
@@ -92,11 +91,18 @@ pub fn live_bytes() -> usize {
     LIVE.load(Ordering::SeqCst)
 }
 
-/// Bytes requested since the process started, freed or not: what an operation reserved, each
-/// reallocation counted in full (the allocator has no `realloc` of its own, so a grown block is
-/// a new allocation).
-pub fn allocated_bytes() -> usize {
-    TOTAL.load(Ordering::SeqCst)
+std::thread_local! {
+    /// What [`allocated_bytes_here`] reports: const-initialised with no destructor, so
+    /// touching it from the allocator never allocates.
+    static HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes requested by the calling thread since it started, freed or not. A measure of one
+/// operation must not see the test harness's other threads (a busy machine wakes them
+/// mid-operation), so this counts the calling thread alone. Each reallocation counts in full (the allocator
+/// has no `realloc` of its own, so a grown block is a new allocation).
+pub fn allocated_bytes_here() -> usize {
+    HERE.with(std::cell::Cell::get)
 }
 
 unsafe impl GlobalAlloc for Scanning {
@@ -105,7 +111,8 @@ unsafe impl GlobalAlloc for Scanning {
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-            TOTAL.fetch_add(layout.size(), Ordering::Relaxed);
+            // A thread being torn down has no slot any more: its allocations go uncounted.
+            let _ = HERE.try_with(|here| here.set(here.get() + layout.size()));
         }
         ptr
     }

@@ -3,7 +3,7 @@
 //! knows. One test, so no other test's frees interleave.
 
 use ratchetry::calls::{Call, CallConfig, CallKind};
-use ratchetry::devices::{DevicePolicy, PRIMARY_DEVICE, Primary};
+use ratchetry::devices::{PRIMARY_DEVICE, Primary, PrimaryPolicy};
 use ratchetry::fanout::{Device, DeviceConfig, Outgoing};
 use ratchetry::group::{GroupId, GroupSender, InboundSenderKey, OutboundGroupSession};
 use ratchetry::testing::SeededRng;
@@ -127,7 +127,7 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
 
     // Accounts, calls, devices.
     let phone = IdentityKeyPair::generate(rng);
-    let primary = Primary::new(rng, &phone, NOW, DevicePolicy::default());
+    let primary = Primary::new(rng, &phone, NOW, PrimaryPolicy::default());
     watch(&arr(&primary.to_bytes()[2..]));
     watch(&arr(&phone.to_bytes()[2..]));
     clean("Primary::to_bytes", || drop(primary.to_bytes()));
@@ -140,7 +140,7 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
     clean("Call::to_bytes", || drop(call.to_bytes()));
 
     let other_phone = IdentityKeyPair::generate(rng);
-    let other = Primary::new(rng, &other_phone, NOW, DevicePolicy::default());
+    let other = Primary::new(rng, &other_phone, NOW, PrimaryPolicy::default());
     let (mut mine, _) = Device::new(
         rng,
         NOW,

@@ -5,7 +5,7 @@
 
 use ratchetry::testing::SeededRng;
 use ratchetry::{IdentityKeyPair, PreKeyStore, Timestamp};
-use ratchetry_heap_checks::{Scanning, allocated_bytes};
+use ratchetry_heap_checks::{Scanning, allocated_bytes_here};
 
 #[global_allocator]
 static ALLOC: Scanning = Scanning;
@@ -14,9 +14,9 @@ const NOW: Timestamp = Timestamp(1_790_000_000_000);
 
 /// Heap bytes requested (freed again or not) while `bytes` fail to load as a prekey store.
 fn reserved_by(bytes: &[u8]) -> usize {
-    let before = allocated_bytes();
+    let before = allocated_bytes_here();
     let loaded = PreKeyStore::from_bytes(bytes);
-    let reserved = allocated_bytes() - before;
+    let reserved = allocated_bytes_here() - before;
     assert!(loaded.is_err(), "crafted state loaded");
     reserved
 }
