@@ -230,7 +230,7 @@ pub enum FanoutError {
     /// This exact envelope was already read: answer with what was stored under this id.
     Duplicate {
         /// The envelope's id.
-        message_id: crate::fanout::MessageId,
+        envelope_id: crate::fanout::EnvelopeId,
     },
     /// The app has not told this device the members of this group
     /// ([`Device::set_group_members`](crate::fanout::Device::set_group_members)).
@@ -572,7 +572,7 @@ impl fmt::Display for FanoutError {
                 f.write_str("restored from a backup: waiting for an own device list issued since")
             }
             Self::RetryLimit => f.write_str("retry limit reached"),
-            Self::Duplicate { message_id } => write!(f, "envelope {message_id:?} already read"),
+            Self::Duplicate { envelope_id } => write!(f, "envelope {envelope_id:?} already read"),
             Self::UnknownGroup(g) => write!(f, "members of {g:?} not set"),
             Self::NotAMember { group, account } => {
                 write!(f, "{account:?} is not a member of {group:?}")

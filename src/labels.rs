@@ -38,14 +38,18 @@ pub(crate) const CALL_RATCHET: &[u8] = b"ratchetry v1 call ratchet";
 pub(crate) const CALL_SRTP: &[u8] = b"ratchetry v1 call srtp";
 /// Associated-data prefix of sealed state.
 pub(crate) const SEALED_STATE: &[u8] = b"ratchetry v1 sealed state";
-/// Hash prefix of an envelope's message id.
-pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 message id";
+/// Hash prefix of an envelope's id. The string predates the app-facing message id and is
+/// kept, so read rings stored before still recognise their envelopes.
+pub(crate) const ENVELOPE_ID: &[u8] = b"ratchetry v1 message id";
+/// Hash prefix of a message's id, the same on every device (not an envelope's).
+pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 app message id";
 /// Signature prefix of a retry request.
 pub(crate) const RETRY_REQUEST: &[u8] = b"ratchetry v1 retry request";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
     RETRY_REQUEST,
+    ENVELOPE_ID,
     MESSAGE_ID,
     SEALED_STATE,
     HISTORY_SYNC,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use ratchetry::driver::{self, Directory, DriveError, Inbound};
-use ratchetry::fanout::{Device, Event, MessageId, Received, RetryReason};
+use ratchetry::fanout::{Device, EnvelopeId, Event, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, FanoutError, PreKeyBundle};
@@ -89,7 +89,7 @@ fn drive<T>(
     out
 }
 
-fn nothing_stored(_: &MessageId) -> bool {
+fn nothing_stored(_: &EnvelopeId) -> bool {
     false
 }
 
@@ -191,7 +191,7 @@ fn a_receive_fetches_the_newer_list_and_drops_strangers() {
         driver::receive(d, rng, now, relay, &envelope, nothing_stored)
     })
     .unwrap();
-    assert_eq!(again, Inbound::Duplicate(MessageId::of(&envelope)));
+    assert_eq!(again, Inbound::Duplicate(EnvelopeId::of(&envelope)));
 }
 
 /// A group message ahead of its sender key is held; an envelope that fails is asked for again
@@ -245,7 +245,7 @@ fn a_receive_holds_asks_again_or_drops_as_the_guide_says() {
     };
     assert_eq!(
         (body.as_slice(), resent),
-        (&b"direct"[..], Some(MessageId::of(&failed)))
+        (&b"direct"[..], Some(EnvelopeId::of(&failed)))
     );
 }
 

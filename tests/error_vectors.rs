@@ -808,9 +808,9 @@ fn envelope_vectors(b: &mut Builder) {
             .change("the recipient's device id (bytes 71..75) 1 -> 2", vec![put(71, 2u32.to_be_bytes())]),
         v("envelope", "sender-list-newer", &never, "18.5: a list version newer than the one held", "Fanout(DeviceListsDiverge { account: AK, used: 4, held: 3 })")
             .change("the sender list version (bytes 75..83) 2 -> 4 (Bob holds version 3)", vec![put(75, 4u64.to_be_bytes())]),
-        v("envelope", "duplicate", &hello, "18.4: an envelope whose id is in the read ring", &format!("Fanout(Duplicate {{ message_id: {hello_id} }})"))
+        v("envelope", "duplicate", &hello, "18.4: an envelope whose id is in the read ring", &format!("Fanout(Duplicate {{ envelope_id: {hello_id} }})"))
             .change("none: hello-1, which Bob's phone read", vec![]),
-        v("envelope", "duplicate-of-resent", &lost, "18.4: a resend writes the id of the message it replaces to the read ring, so the genuine copy arriving later is a duplicate", &format!("Fanout(Duplicate {{ message_id: {lost_id} }})"))
+        v("envelope", "duplicate-of-resent", &lost, "18.4: a resend writes the id of the message it replaces to the read ring, so the genuine copy arriving later is a duplicate", &format!("Fanout(Duplicate {{ envelope_id: {lost_id} }})"))
             .change("none: lost-1, never delivered, answered by a direct resend that Bob's phone read", vec![]),
         v("envelope", "unknown-kind", &never, "18.1: the third byte is 0x01, 0x02 or 0x03", "Decode(InvalidValue)")
             .change("byte 2 (kind) 0x01 -> 0x04", vec![put(2, [4])]),
@@ -958,8 +958,8 @@ fn show(e: &Error) -> String {
                 "Fanout(SenderKeyMissing {{ from: {}, key_id: {key_id} }})",
                 address(from)
             ),
-            FanoutError::Duplicate { message_id } => {
-                format!("Fanout(Duplicate {{ message_id: {} }})", h(message_id.0))
+            FanoutError::Duplicate { envelope_id } => {
+                format!("Fanout(Duplicate {{ envelope_id: {} }})", h(envelope_id.0))
             }
             FanoutError::UnknownGroup(g) => format!("Fanout(UnknownGroup({}))", h(g.0)),
             FanoutError::NotAMember { group, account } => format!(

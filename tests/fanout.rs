@@ -7,7 +7,7 @@ mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId, LinkRequest, Primary, SignedDeviceList};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Event, MessageId, Outgoing, Received, RetryReason, WithheldReason,
+    Device, DeviceConfig, EnvelopeId, Event, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
 use ratchetry::{
@@ -36,6 +36,7 @@ fn direct_message_reaches_every_device_and_own_copies() {
         let expected = if to.account == bob {
             Received::Direct {
                 from: a1,
+                id: outbox.message_id.unwrap(),
                 body: b"hi bob".to_vec(),
                 resent: None,
             }
@@ -43,6 +44,7 @@ fn direct_message_reaches_every_device_and_own_copies() {
             Received::OwnCopy {
                 from: a1,
                 sent_to: bob,
+                id: outbox.message_id.unwrap(),
                 body: b"hi bob".to_vec(),
                 resent: None,
             }
@@ -136,11 +138,11 @@ fn rerouted_replayed_and_unlisted_envelopes_fail_with_typed_causes() {
     assert_eq!(*before, *w.device(b3).to_bytes());
     // Genuine delivery works once; a replay is a duplicate.
     w.receive(World::addr(bob, 2), &to_bob2).unwrap();
-    let id = MessageId::of(&to_bob2);
+    let id = EnvelopeId::of(&to_bob2);
     w.refused(
         World::addr(bob, 2),
         &to_bob2,
-        FanoutError::Duplicate { message_id: id }.into(),
+        FanoutError::Duplicate { envelope_id: id }.into(),
     );
     // An account this device does not follow is named.
     let carol = w.account(0);
@@ -638,8 +640,9 @@ fn retry_requests_heal_a_lost_session() {
         got[0].1,
         Received::Direct {
             from: a1,
+            id: o.message_id.unwrap(),
             body: b"three".to_vec(),
-            resent: Some(MessageId::of(&lost)),
+            resent: Some(EnvelopeId::of(&lost)),
         }
     );
     // The conversation goes on both ways on the new session.
@@ -741,14 +744,14 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     let o = w.send(a1, bob, b"once");
     let genuine = World::envelope_to(&o, b1);
     let copy = tampered(&genuine);
-    assert_eq!(MessageId::of(&copy), MessageId::of(&genuine));
+    assert_eq!(EnvelopeId::of(&copy), EnvelopeId::of(&genuine));
     assert_ne!(
-        MessageId::of(&o.envelopes[0].1),
-        MessageId::of(&o.envelopes[1].1)
+        EnvelopeId::of(&o.envelopes[0].1),
+        EnvelopeId::of(&o.envelopes[1].1)
     );
     assert_ne!(
-        MessageId::of(b"not an envelope"),
-        MessageId::of(b"not an envelope!")
+        EnvelopeId::of(b"not an envelope"),
+        EnvelopeId::of(b"not an envelope!")
     );
 
     // Genuine first, then the copy: the copy is a duplicate, and there is nothing to ask for.
@@ -757,7 +760,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
         b1,
         &copy,
         FanoutError::Duplicate {
-            message_id: MessageId::of(&genuine),
+            envelope_id: EnvelopeId::of(&genuine),
         }
         .into(),
     );
@@ -769,7 +772,7 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
             .err(),
         Some(
             FanoutError::Duplicate {
-                message_id: MessageId::of(&genuine)
+                envelope_id: EnvelopeId::of(&genuine)
             }
             .into()
         )
@@ -802,15 +805,16 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
         w.receive(b1, &resend).unwrap(),
         Received::Direct {
             from: a1,
+            id: o.message_id.unwrap(),
             body: b"once".to_vec(),
-            resent: Some(MessageId::of(&genuine)),
+            resent: Some(EnvelopeId::of(&genuine)),
         }
     );
     w.refused(
         b1,
         &genuine,
         FanoutError::Duplicate {
-            message_id: MessageId::of(&genuine),
+            envelope_id: EnvelopeId::of(&genuine),
         }
         .into(),
     );
@@ -821,14 +825,14 @@ fn message_ids_name_the_message_so_a_tampered_copy_is_never_read_twice() {
     w.receive(b1, &World::envelope_to(&o, b1)).unwrap();
     let genuine = o.group.unwrap().0;
     let tampered = tampered(&genuine);
-    assert_eq!(MessageId::of(&tampered), MessageId::of(&genuine));
+    assert_eq!(EnvelopeId::of(&tampered), EnvelopeId::of(&genuine));
     assert!(w.receive(b1, &tampered).is_err());
     w.receive(b1, &genuine).unwrap();
     w.refused(
         b1,
         &tampered,
         FanoutError::Duplicate {
-            message_id: MessageId::of(&genuine),
+            envelope_id: EnvelopeId::of(&genuine),
         }
         .into(),
     );
@@ -1174,8 +1178,9 @@ fn an_own_copy_asked_again_reads_as_an_own_copy() {
         Received::OwnCopy {
             from: a1,
             sent_to: bob,
+            id: o.message_id.unwrap(),
             body: b"to bob".to_vec(),
-            resent: Some(MessageId::of(&tampered)),
+            resent: Some(EnvelopeId::of(&tampered)),
         }
     );
 }
@@ -1455,7 +1460,7 @@ fn replaced_id_records_load_only_as_written() {
         .find(|(k, _)| k[0] == 0x12)
         .map(|(k, v)| (k.clone(), v.clone()))
         .unwrap();
-    assert_eq!(key[1..], MessageId::of(&genuine).0);
+    assert_eq!(key[1..], EnvelopeId::of(&genuine).0);
     // The resend's sender, then when it was read.
     assert_eq!(value[..36], a1.to_bytes());
     assert_eq!(value[36..], w.now.as_millis().to_be_bytes());

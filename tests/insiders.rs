@@ -6,7 +6,7 @@
 mod support;
 
 use ratchetry::devices::{DeviceAddress, DeviceId};
-use ratchetry::fanout::{Device, MAX_RETRY_ATTEMPTS, MessageId, Received, RetryReason};
+use ratchetry::fanout::{Device, EnvelopeId, MAX_RETRY_ATTEMPTS, Received, RetryReason};
 use ratchetry::group::{GroupId, GroupMessage};
 use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair, PreKeyStoreConfig};
 use support::{World, body, tampered};
@@ -170,7 +170,7 @@ fn replayed_and_excess_retries_are_refused_by_the_sender() {
         a1,
         first,
         FanoutError::Duplicate {
-            message_id: MessageId::of(first),
+            envelope_id: EnvelopeId::of(first),
         }
         .into(),
     );
@@ -183,7 +183,7 @@ fn replayed_and_excess_retries_are_refused_by_the_sender() {
         ad.answer_retry(&mut w.rng, now, req, b"hello").err(),
         Some(
             FanoutError::Duplicate {
-                message_id: MessageId::of(first)
+                envelope_id: EnvelopeId::of(first)
             }
             .into()
         )
@@ -249,7 +249,7 @@ fn an_unsolicited_group_resend_is_refused() {
     let resend = answer.envelopes.last().unwrap().1.clone();
     let got = w.receive(b1, &resend).unwrap();
     assert_eq!(body(&got), Some(&b"genuine"[..]));
-    assert!(matches!(got, Received::Group { resent: Some(id), .. } if id == MessageId::of(&env)));
+    assert!(matches!(got, Received::Group { resent: Some(id), .. } if id == EnvelopeId::of(&env)));
     // Answered: nothing is pending, so even Alice's second answer would be refused.
     let forged = forge(&mut w, reference);
     w.refused(b1, &forged, FanoutError::UnexpectedResend.into());
@@ -501,10 +501,12 @@ fn received_debug_does_not_print_bodies() {
             .public(),
             1,
         ),
+        id: ratchetry::fanout::MessageId([0xab; 16]),
         body: b"the secret plan".to_vec(),
         resent: None,
     };
     let shown = format!("{r:?}");
+    assert!(shown.contains("MessageId(abababababab…)"), "{shown}");
     assert!(!shown.contains("secret"), "{shown}");
     assert!(shown.contains("body_len: 15"));
 }
@@ -547,8 +549,9 @@ fn a_forged_sender_cannot_block_the_retry_of_a_genuine_message() {
         w.receive(b1, &World::envelope_to(&answer, b1)).unwrap(),
         Received::Direct {
             from: a1,
+            id: o.message_id.unwrap(),
             body: b"genuine".to_vec(),
-            resent: Some(MessageId::of(&genuine)),
+            resent: Some(EnvelopeId::of(&genuine)),
         }
     );
 }
@@ -748,8 +751,8 @@ fn a_resend_must_be_what_the_retry_asked_for() {
         w.receive(b1, &envelope)
     };
     // A 1:1 message Bob could not read, asked again.
-    let o = w.send(m1, bob, b"direct");
-    let direct = tampered(&World::envelope_to(&o, b1));
+    let sent_direct = w.send(m1, bob, b"direct");
+    let direct = tampered(&World::envelope_to(&sent_direct, b1));
     assert!(w.receive(b1, &direct).is_err());
     let (_, request) = w
         .request_retry(b1, &direct, RetryReason::AuthenticationFailed)
@@ -765,6 +768,7 @@ fn a_resend_must_be_what_the_retry_asked_for() {
     let mut as_own_copy = as_group[..3].to_vec();
     as_own_copy[2] = 0x06;
     as_own_copy.extend_from_slice(&reference);
+    as_own_copy.extend_from_slice(&[0x5a; 16]); // the message nonce
     as_own_copy.push(1);
     as_own_copy.extend_from_slice(&bob.to_bytes());
     as_own_copy.extend_from_slice(b"forged");
@@ -794,8 +798,9 @@ fn a_resend_must_be_what_the_retry_asked_for() {
         got,
         Received::Direct {
             from: m1,
+            id: sent_direct.message_id.unwrap(),
             body: b"direct".to_vec(),
-            resent: Some(MessageId::of(&direct)),
+            resent: Some(EnvelopeId::of(&direct)),
         }
     );
 }
@@ -829,7 +834,7 @@ fn a_read_message_is_not_asked_for_under_the_other_kind() {
             .err(),
         Some(
             FanoutError::Duplicate {
-                message_id: MessageId::of(&env)
+                envelope_id: EnvelopeId::of(&env)
             }
             .into()
         )
@@ -1101,7 +1106,7 @@ fn a_message_read_through_a_resend_is_never_read_again_after_the_ring_turns() {
         panic!()
     };
     let replaced = resent.unwrap();
-    assert_eq!(replaced, MessageId::of(&genuine));
+    assert_eq!(replaced, EnvelopeId::of(&genuine));
     // 2,000 more reads turn the read ring over (an hour later, in the retry window).
     w.now = w.now.plus_millis(60 * 60 * 1000);
     for i in 0..ratchetry::fanout::MAX_REMEMBERED_MESSAGE_IDS as u32 {
@@ -1110,7 +1115,7 @@ fn a_message_read_through_a_resend_is_never_read_again_after_the_ring_turns() {
     }
     w.restart(b1);
     let duplicate: ratchetry::Error = FanoutError::Duplicate {
-        message_id: replaced,
+        envelope_id: replaced,
     }
     .into();
     w.refused(b1, &genuine, duplicate);
@@ -1241,7 +1246,7 @@ fn a_contact_cannot_flush_the_replaced_ids_with_resends_of_its_own() {
         b1,
         &genuine,
         FanoutError::Duplicate {
-            message_id: MessageId::of(&genuine),
+            envelope_id: EnvelopeId::of(&genuine),
         }
         .into(),
     );

@@ -85,9 +85,10 @@ fn version_1_prekey_stores_migrate_with_an_ml_kem_prekey() {
 /// Byte 100 of a pairwise envelope: the inner message's type (2 ratchet, 3 pre-key).
 const MESSAGE_TYPE: usize = 100;
 
-/// A direct payload's plaintext (PROTOCOL.md 18.2): version, type, kind 1, no `sent_to`, body.
+/// A direct payload's plaintext (PROTOCOL.md 18.2): version, type, kind 1, a message nonce, no
+/// `sent_to`, body.
 fn direct(body: &[u8]) -> Vec<u8> {
-    [&[2, 0x0c, 1, 0][..], body].concat()
+    [&[2, 0x0c, 1][..], &[0x5a; 16], &[0], body].concat()
 }
 
 /// Devices migrated from the release before PQXDH keep their classical sessions only to read

@@ -1163,7 +1163,7 @@ fn read_slots(operations: &[String]) -> u32 {
 /// 18.4: an envelope's message id: a pairwise or group envelope is named by its kind, sender
 /// and the salt of its message header (the vectors hold only envelopes that decode); anything
 /// else by its bytes.
-fn message_id(envelope: &[u8]) -> [u8; 16] {
+fn envelope_id(envelope: &[u8]) -> [u8; 16] {
     let salt = match envelope[2] {
         1 => {
             let message = &envelope[99..];
@@ -2805,6 +2805,8 @@ struct SafetyVector {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum PayloadFields {
     Direct {
+        /// The send's message nonce (18.2), the same in every copy.
+        nonce: String,
         sent_to: Option<String>,
         body: String,
     },
@@ -2829,6 +2831,7 @@ enum PayloadFields {
     },
     DirectResend {
         reference: String,
+        nonce: String,
         sent_to: Option<String>,
         body: String,
     },
@@ -2855,6 +2858,11 @@ enum DeviceEvent {
     Call(CallEvent),
     /// A device seals a history (20) of `length` bytes, byte i = (7·i + 3) mod 256.
     History(HistoryEvent),
+    /// A device's 1:1 send draws its message nonce (18.2) before anything else (11).
+    Nonce {
+        device: String,
+        nonce: String,
+    },
     Pairwise(PairwiseEvent),
     Group(GroupEnvelopeEvent),
     Retry(RetryEvent),
@@ -2915,7 +2923,11 @@ struct PairwiseEvent {
     lists_digest: String,
     header: String,
     envelope: String,
-    message_id: String,
+    envelope_id: String,
+    /// For a direct message, an own copy or a resend: the message's id (18.4), the same on
+    /// every device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
     delivered: bool,
 }
 
@@ -2930,6 +2942,8 @@ struct GroupEnvelopeEvent {
     body: String,
     sender_list_version: u64,
     envelope: String,
+    envelope_id: String,
+    /// The message's id (18.4), the same on every device.
     message_id: String,
     /// The member devices it is for (18.5), and those it was delivered to.
     recipients: Vec<String>,
@@ -2954,7 +2968,7 @@ struct RetryEvent {
     bundle: String,
     signature: String,
     envelope: String,
-    message_id: String,
+    envelope_id: String,
     delivered: bool,
     /// The request as the sender's app keeps it (18.6), when it was delivered and read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2973,7 +2987,11 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
     let e = Enc::tag(2, 0x0c);
     let opt_ak = |e: Enc, ak: &Option<String>| e.opt(ak.as_deref(), |e, a| e.put(unhex(a)));
     match p {
-        PayloadFields::Direct { sent_to, body } => opt_ak(e.u8(1), sent_to).put(unhex(body)),
+        PayloadFields::Direct {
+            nonce,
+            sent_to,
+            body,
+        } => opt_ak(e.u8(1).put(unhex(nonce)), sent_to).put(unhex(body)),
         PayloadFields::Distribution {
             group,
             key_id,
@@ -3005,9 +3023,10 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
         }
         PayloadFields::DirectResend {
             reference,
+            nonce,
             sent_to,
             body,
-        } => opt_ak(e.u8(6).put(unhex(reference)), sent_to).put(unhex(body)),
+        } => opt_ak(e.u8(6).put(unhex(reference)).put(unhex(nonce)), sent_to).put(unhex(body)),
         PayloadFields::GroupResend {
             reference,
             group,
@@ -3019,6 +3038,61 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
             .put(unhex(body)),
     }
     .done()
+}
+
+/// 18.4: a message's id, the same on every device: kind 1 (direct: the conversation's account
+/// and the nonce) or 2 (group: the group id and the group message's salt).
+fn spec_message_id(kind: u8, sender: &[u8], scope: &[u8], nonce: &[u8], body: &[u8]) -> [u8; 16] {
+    sha256(&[
+        b"ratchetry v1 app message id",
+        &[kind],
+        sender,
+        scope,
+        nonce,
+        body,
+    ])[..16]
+        .try_into()
+        .unwrap()
+}
+
+/// The message id of a pairwise payload that carries a message, from `sender` to `recipient`
+/// (addresses, 36 bytes each).
+fn pairwise_message_id(p: &PayloadFields, sender: &[u8], recipient: &[u8]) -> Option<String> {
+    let direct = |nonce: &str, sent_to: &Option<String>, body: &str| {
+        let conversation = sent_to.as_deref().map_or(recipient[..32].to_vec(), unhex);
+        h(spec_message_id(
+            1,
+            sender,
+            &conversation,
+            &unhex(nonce),
+            &unhex(body),
+        ))
+    };
+    match p {
+        PayloadFields::Direct {
+            nonce,
+            sent_to,
+            body,
+        }
+        | PayloadFields::DirectResend {
+            nonce,
+            sent_to,
+            body,
+            ..
+        } => Some(direct(nonce, sent_to, body)),
+        PayloadFields::GroupResend {
+            reference,
+            group,
+            body,
+        } => Some(h(spec_message_id(
+            2,
+            sender,
+            &unhex(group),
+            &unhex(reference),
+            &unhex(body),
+        ))),
+        _ => None,
+    }
 }
 
 /// The fanout run behind devices.json and records.json: the devices, the events, and what the
@@ -3156,6 +3230,7 @@ impl DevicesRun {
         let salt = draw::<16>(probe);
         assert_eq!(salt, ratchet[42..58], "{label}: salt drawn");
         self.sent.insert(label.into(), envelope.to_vec());
+        let message_id = pairwise_message_id(&payload, &envelope[3..39], &envelope[39..75]);
         self.events.push(DeviceEvent::Pairwise(PairwiseEvent {
             label: label.into(),
             from: from.into(),
@@ -3169,10 +3244,30 @@ impl DevicesRun {
             lists_digest: h(&envelope[91..99]),
             header: h(&envelope[..99]),
             envelope: h(envelope),
-            message_id: h(ratchetry::fanout::MessageId::of(envelope).0),
+            envelope_id: h(ratchetry::fanout::EnvelopeId::of(envelope).0),
+            message_id: message_id.clone(),
             delivered: deliver,
         }));
-        deliver.then(|| self.deliver(to, envelope))
+        let received = deliver.then(|| self.deliver(to, envelope));
+        // The id the receiver reports is the specified one.
+        use ratchetry::fanout::Received;
+        if let Some(
+            Received::Direct { id, .. } | Received::OwnCopy { id, .. } | Received::Group { id, .. },
+        ) = &received
+        {
+            assert_eq!(Some(h(id.0)), message_id, "{label}: message id");
+        }
+        received
+    }
+
+    /// A 1:1 send's first draw (11): its message nonce, the next 16 bytes of `probe`.
+    fn nonce(&mut self, probe: &mut SeededRng, device: &str) -> String {
+        let nonce = h(draw::<16>(probe));
+        self.events.push(DeviceEvent::Nonce {
+            device: device.into(),
+            nonce: nonce.clone(),
+        });
+        nonce
     }
 
     /// Records a group envelope; its salt is the next 16 bytes of `probe`.
@@ -3190,6 +3285,13 @@ impl DevicesRun {
         assert_eq!(salt, message[42..58], "{label}: salt drawn");
         self.sent.insert(label.into(), envelope.clone());
         let recipients: Vec<String> = recipients.iter().map(|a| self.name_of(a).into()).collect();
+        let message_id = h(spec_message_id(
+            2,
+            &envelope[3..39],
+            &message[2..34],
+            &salt,
+            body,
+        ));
         self.events.push(DeviceEvent::Group(GroupEnvelopeEvent {
             label: label.into(),
             from: from.into(),
@@ -3200,14 +3302,16 @@ impl DevicesRun {
             body: h(body),
             sender_list_version: u64::from_be_bytes(envelope[39..47].try_into().unwrap()),
             envelope: h(envelope),
-            message_id: h(ratchetry::fanout::MessageId::of(envelope).0),
+            envelope_id: h(ratchetry::fanout::EnvelopeId::of(envelope).0),
+            message_id: message_id.clone(),
             recipients,
             delivered_to: deliver_to.iter().map(|s| s.to_string()).collect(),
         }));
         for to in deliver_to {
             let got = self.deliver(to, envelope);
             assert!(
-                matches!(got, ratchetry::fanout::Received::Group { body: ref b, .. } if b == body)
+                matches!(got, ratchetry::fanout::Received::Group { body: ref b, id, .. }
+                    if b == body && h(id.0) == message_id)
             );
         }
     }
@@ -3293,7 +3397,7 @@ impl DevicesRun {
             bundle: h(bundle),
             signature: h(&envelope[envelope.len() - 64..]),
             envelope: h(&envelope),
-            message_id: h(ratchetry::fanout::MessageId::of(&envelope).0),
+            envelope_id: h(ratchetry::fanout::EnvelopeId::of(&envelope).0),
             delivered: deliver,
             kept: None,
         }));
@@ -3349,7 +3453,7 @@ fn devices_run() -> BobPhone {
     let alice_seed = draw::<32>(&mut probe);
     let list_v1 = alice.device_list().clone();
     let invitation = alice.invite(&mut rng, t0).unwrap();
-    let nonce = draw::<16>(&mut probe);
+    let invitation_nonce = draw::<16>(&mut probe);
     let laptop = IdentityKeyPair::generate(&mut rng);
     seeds.insert("alice-laptop", draw(&mut probe));
     let link_request = LinkRequest::new(&laptop, &invitation);
@@ -3489,13 +3593,15 @@ fn devices_run() -> BobPhone {
 
     // 1. A direct message to Bob: Bob's phone, and Alice's laptop as her own copy.
     let body = b"Hello Bob".to_vec();
-    let direct = |sent_to: Option<[u8; 32]>, body: &[u8]| PayloadFields::Direct {
+    let direct = |nonce: &str, sent_to: Option<[u8; 32]>, body: &[u8]| PayloadFields::Direct {
+        nonce: nonce.into(),
         sent_to: sent_to.map(h),
         body: h(body),
     };
     let (out, mut probe) = run.send_op("alice-phone", "send", |d, rng, now| {
         d.send(rng, now, &bk, &body)
     });
+    let nonce = run.nonce(&mut probe, "alice-phone");
     for (i, (to, env)) in out.envelopes.iter().enumerate() {
         let sent_to = (to.account == ak).then_some(bk.to_bytes());
         let got = run.pairwise(
@@ -3503,7 +3609,7 @@ fn devices_run() -> BobPhone {
             &format!("hello-{}", i + 1),
             "alice-phone",
             env,
-            direct(sent_to, &body),
+            direct(&nonce, sent_to, &body),
             true,
         );
         assert!(matches!(
@@ -3622,13 +3728,14 @@ fn devices_run() -> BobPhone {
     let (out, mut probe) = run.send_op("bob-phone", "send", |d, rng, now| {
         d.send(rng, now, &ak, &body)
     });
+    let nonce = run.nonce(&mut probe, "bob-phone");
     for (i, (_, env)) in out.envelopes.iter().enumerate() {
         run.pairwise(
             &mut probe,
             &format!("hi-{}", i + 1),
             "bob-phone",
             env,
-            direct(None, &body),
+            direct(&nonce, None, &body),
             true,
         );
     }
@@ -3748,6 +3855,7 @@ fn devices_run() -> BobPhone {
     let (out, mut probe) = run.send_op("alice-phone", "send", |d, rng, now| {
         d.send(rng, now, &bk, &lost)
     });
+    let lost_nonce = run.nonce(&mut probe, "alice-phone");
     for (i, (to, env)) in out.envelopes.iter().enumerate() {
         let sent_to = (to.account == ak).then_some(bk.to_bytes());
         run.pairwise(
@@ -3755,7 +3863,7 @@ fn devices_run() -> BobPhone {
             &format!("lost-{}", i + 1),
             "alice-phone",
             env,
-            direct(sent_to, &lost),
+            direct(&lost_nonce, sent_to, &lost),
             to.account == ak,
         );
     }
@@ -3793,6 +3901,7 @@ fn devices_run() -> BobPhone {
         &out.envelopes[0].1,
         PayloadFields::DirectResend {
             reference: lost_salt,
+            nonce: lost_nonce,
             sent_to: None,
             body: h(&lost),
         },
@@ -3869,6 +3978,7 @@ fn devices_run() -> BobPhone {
     let (out, mut probe) = run.send_op("alice-phone", "send", |d, rng, now| {
         d.send(rng, now, &bk, &never)
     });
+    let nonce = run.nonce(&mut probe, "alice-phone");
     for (i, (to, env)) in out.envelopes.iter().enumerate() {
         let sent_to = (to.account == ak).then_some(bk.to_bytes());
         run.pairwise(
@@ -3876,7 +3986,7 @@ fn devices_run() -> BobPhone {
             &format!("never-{}", i + 1),
             "alice-phone",
             env,
-            direct(sent_to, &never),
+            direct(&nonce, sent_to, &never),
             to.account == ak,
         );
     }
@@ -3906,13 +4016,14 @@ fn devices_run() -> BobPhone {
     let (out, mut probe) = run.send_op("bob-phone", "send", |d, rng, now| {
         d.send(rng, now, &ak, &body)
     });
+    let nonce = run.nonce(&mut probe, "bob-phone");
     for (i, (_, env)) in out.envelopes.iter().enumerate() {
         run.pairwise(
             &mut probe,
             &format!("renewed-{}", i + 1),
             "bob-phone",
             env,
-            direct(None, &body),
+            direct(&nonce, None, &body),
             true,
         );
     }
@@ -3989,7 +4100,7 @@ fn devices_run() -> BobPhone {
         devices: device_vectors,
         linking: LinkingVector {
             invite_now: t0.0,
-            invitation_nonce: h(nonce),
+            invitation_nonce: h(invitation_nonce),
             invitation: h(invitation.to_bytes()),
             link_request: h(link_request.to_bytes()),
             approve_now: t1.0,
@@ -4282,6 +4393,7 @@ fn device_vectors() {
     let mut offers = Vec::new();
     let mut retries: Vec<&RetryEvent> = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
+    let mut nonces: Vec<(String, String)> = Vec::new();
     for event in &f.events {
         match event {
             DeviceEvent::Publish { account, version } => {
@@ -4342,6 +4454,7 @@ fn device_vectors() {
                 assert_eq!(h(&msg), e.call_key);
                 calls.push(e.call_key.clone());
             }
+            DeviceEvent::Nonce { device, nonce } => nonces.push((device.clone(), nonce.clone())),
             DeviceEvent::History(e) => {
                 let (_, offer) = spec_history(unh(&e.secret), &history_plaintext(e.length), b"");
                 assert_eq!(h(offer), e.offer);
@@ -4351,9 +4464,12 @@ fn device_vectors() {
                 let (from_account, to_account) = (&m.account_of[&e.from], &m.account_of[&e.to]);
                 // 18.2: what the payload's fields must be, by what came before.
                 match &e.payload {
-                    PayloadFields::Direct { sent_to, .. } => {
+                    PayloadFields::Direct { sent_to, nonce, .. } => {
                         // The sender's own account's copies carry the conversation's account.
                         assert_eq!(sent_to.is_some(), from_account == to_account, "{}", e.label);
+                        // Every copy carries the nonce its send drew last.
+                        let drawn = nonces.iter().rev().find(|(d, _)| *d == e.from);
+                        assert_eq!(drawn.map(|(_, n)| n), Some(nonce), "{}", e.label);
                     }
                     PayloadFields::Distribution { group, .. } => {
                         let owner = m.sender_of(&e.from, &unhex(group));
@@ -4427,7 +4543,13 @@ fn device_vectors() {
                 let message = session.send(new_secret, unh(&e.salt), &payload, &header);
                 let envelope = [header.clone(), message.clone()].concat();
                 assert_eq!(h(&envelope), e.envelope, "{}", e.label);
-                assert_eq!(h(message_id(&envelope)), e.message_id);
+                assert_eq!(h(envelope_id(&envelope)), e.envelope_id);
+                assert_eq!(
+                    pairwise_message_id(&e.payload, &m.addresses[&e.from], &m.addresses[&e.to]),
+                    e.message_id,
+                    "{}: message id",
+                    e.label
+                );
                 m.envelopes.insert(e.label.clone(), envelope);
                 if e.delivered {
                     let opened = m.receive(&e.to, &e.from, &message, &header);
@@ -4465,7 +4587,15 @@ fn device_vectors() {
                 let message = owner.encrypt(unh(&e.salt), &unhex(&e.body), &header);
                 let envelope = [&header[..], &message].concat();
                 assert_eq!(h(&envelope), e.envelope, "{}", e.label);
-                assert_eq!(h(message_id(&envelope)), e.message_id);
+                assert_eq!(h(envelope_id(&envelope)), e.envelope_id);
+                let id = spec_message_id(
+                    2,
+                    &m.addresses[&e.from],
+                    &group,
+                    &unh::<16>(&e.salt),
+                    &unhex(&e.body),
+                );
+                assert_eq!(h(id), e.message_id, "{}: message id", e.label);
                 // 18.5: every member device but the sender, in address order (both accounts are
                 // members of the group).
                 let mut members: Vec<&String> =
@@ -4506,7 +4636,7 @@ fn device_vectors() {
                 assert_eq!(h(signature), e.signature);
                 let envelope = [body, signature.to_vec()].concat();
                 assert_eq!(h(&envelope), e.envelope, "{}", e.label);
-                assert_eq!(h(message_id(&envelope)), e.message_id);
+                assert_eq!(h(envelope_id(&envelope)), e.envelope_id);
                 m.envelopes.insert(e.label.clone(), envelope);
                 retries.push(e);
             }
@@ -4740,6 +4870,8 @@ enum RecordInputs {
         sent_at: u64,
         body: String,
         conversation: String,
+        /// The message nonce its copies carried (18.2).
+        nonce: String,
         recipients: Vec<RecipientInputs>,
     },
     PendingRetry {
@@ -5054,7 +5186,7 @@ fn records_file() -> RecordsFile {
         },
     );
     let (hi_1, hi_2) = (pairwise("hi-1"), pairwise("hi-2"));
-    let PayloadFields::Direct { body, .. } = &hi_1.payload else {
+    let PayloadFields::Direct { body, nonce, .. } = &hi_1.payload else {
         unreachable!()
     };
     push(
@@ -5065,6 +5197,7 @@ fn records_file() -> RecordsFile {
             sent_at: T_LINK,
             body: body.clone(),
             conversation: alice.account_public.clone(),
+            nonce: nonce.clone(),
             recipients: [(hi_1, &a1, "alice-phone"), (hi_2, &a2, "alice-laptop")]
                 .into_iter()
                 .map(|(p, a, name)| RecipientInputs {
@@ -5096,7 +5229,7 @@ fn records_file() -> RecordsFile {
     let lost = sent["lost-1"].clone();
     push(
         0x12,
-        record_key(0x12, &[&message_id(&lost)]),
+        record_key(0x12, &[&envelope_id(&lost)]),
         RecordInputs::ReplacedId {
             envelope: h(&lost),
             sender: a1.clone(),
@@ -5431,7 +5564,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
         ),
         RecordInputs::ReadSlot { slot, envelope } => (
             key(0x0e, &[&slot.to_be_bytes()]),
-            message_id(&unhex(envelope)).to_vec(),
+            envelope_id(&unhex(envelope)).to_vec(),
         ),
         RecordInputs::SentGroupMessage {
             send_id,
@@ -5458,13 +5591,15 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             sent_at,
             body,
             conversation,
+            nonce,
             recipients,
         } => {
             let mut e = Enc::default()
                 .u64(*sent_at)
                 .put(&sha256(&[&unhex(body)])[..16])
-                .u8(1)
+                .u8(3)
                 .put(unhex(conversation))
+                .put(unhex(nonce))
                 .u32(recipients.len() as u32);
             for r in recipients {
                 e = e
@@ -5488,7 +5623,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             assert_eq!(minted.len(), usize::from(*attempts), "one pair per request");
             let mut value = Enc::default()
                 .opt(group.as_deref(), |e, g| e.put(unhex(g)))
-                .put(message_id(&unhex(failed_envelope)))
+                .put(envelope_id(&unhex(failed_envelope)))
                 .u8(*attempts)
                 .u64(*asked_at)
                 .u8(u8::from(*done));
@@ -5507,7 +5642,7 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
             sender,
             read_at,
         } => (
-            key(0x12, &[&message_id(&unhex(envelope))]),
+            key(0x12, &[&envelope_id(&unhex(envelope))]),
             Enc::default().put(address_of(sender)).u64(*read_at).done(),
         ),
     }

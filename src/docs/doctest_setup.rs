@@ -87,7 +87,7 @@ mod setup {
             match inbound {
                 Inbound::Read(received) => Ok(received),
                 Inbound::Dropped(e) => Err(e),
-                Inbound::Duplicate(message_id) => Err(FanoutError::Duplicate { message_id }.into()),
+                Inbound::Duplicate(envelope_id) => Err(FanoutError::Duplicate { envelope_id }.into()),
                 other => panic!("the examples do not meet {other:?}"),
             }
         }

@@ -14,7 +14,7 @@ use rand_core::CryptoRng;
 
 use crate::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use crate::error::{Error, FanoutError, RatchetError, X3dhError};
-use crate::fanout::{Device, Event, MessageId, Outbox, Outgoing, Received, RetryReason};
+use crate::fanout::{Device, EnvelopeId, Event, Outbox, Outgoing, Received, RetryReason};
 use crate::time::Timestamp;
 use crate::x3dh::PreKeyBundle;
 
@@ -78,7 +78,7 @@ pub enum Inbound {
     /// Read: show it (or act on it), then acknowledge the envelope to the relay.
     Read(Received),
     /// Already read: acknowledge the envelope again and show nothing new.
-    Duplicate(MessageId),
+    Duplicate(EnvelopeId),
     /// A group message whose sender key has not arrived: keep the envelope (do not acknowledge
     /// it) and receive it again after the next envelopes from `from`; if the key never comes,
     /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`].
@@ -88,7 +88,7 @@ pub enum Inbound {
     },
     /// Could not be read (no session, a failed authentication, a one-time prekey no longer
     /// held): ship `request` to `to`, acknowledge the envelope, and show a placeholder under
-    /// [`MessageId::of`] the envelope; the answer arrives as a message with `resent` set.
+    /// [`EnvelopeId::of`] the envelope; the answer arrives as a message with `resent` set.
     AskAgain {
         /// The device that sent the envelope.
         to: DeviceAddress,
@@ -150,7 +150,7 @@ pub fn receive<D: Directory, R: CryptoRng>(
     now: Timestamp,
     directory: &mut D,
     envelope: &[u8],
-    stored: impl Fn(&MessageId) -> bool,
+    stored: impl Fn(&EnvelopeId) -> bool,
 ) -> Result<(Inbound, Vec<Event>), DriveError<D::Error>> {
     let mut events = Vec::new();
     for _ in 0..MAX_ROUNDS {
@@ -164,8 +164,8 @@ pub fn receive<D: Directory, R: CryptoRng>(
             Error::Fanout(FanoutError::ThisDeviceInactive | FanoutError::AwaitingOwnList) => {
                 device.address().account
             }
-            Error::Fanout(FanoutError::Duplicate { message_id }) => {
-                return Ok((Inbound::Duplicate(message_id), events));
+            Error::Fanout(FanoutError::Duplicate { envelope_id }) => {
+                return Ok((Inbound::Duplicate(envelope_id), events));
             }
             Error::Fanout(FanoutError::SenderKeyMissing { from, .. }) => {
                 return Ok((Inbound::Hold { from }, events));
@@ -173,7 +173,7 @@ pub fn receive<D: Directory, R: CryptoRng>(
             Error::Fanout(FanoutError::NoSession(_))
             | Error::Ratchet(RatchetError::AuthenticationFailed)
             | Error::X3dh(X3dhError::UnknownOneTimePreKey(_)) => {
-                let outcome = if stored(&MessageId::of(envelope)) {
+                let outcome = if stored(&EnvelopeId::of(envelope)) {
                     Inbound::Dropped(error)
                 } else {
                     let reason = match error {
@@ -182,8 +182,8 @@ pub fn receive<D: Directory, R: CryptoRng>(
                     };
                     match device.request_retry(rng, now, envelope, reason) {
                         Ok((to, request)) => Inbound::AskAgain { to, request },
-                        Err(Error::Fanout(FanoutError::Duplicate { message_id })) => {
-                            Inbound::Duplicate(message_id)
+                        Err(Error::Fanout(FanoutError::Duplicate { envelope_id })) => {
+                            Inbound::Duplicate(envelope_id)
                         }
                         Err(e) => Inbound::Dropped(e),
                     }

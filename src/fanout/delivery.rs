@@ -30,7 +30,7 @@ impl Device {
             .get(&send_id)
             .ok_or(FanoutError::UnknownMessage)?;
         match &sent.kind {
-            SentKind::Direct { recipients, .. } => {
+            SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
                 let kept: Vec<_> = recipients
                     .iter()
                     .filter(|r| !devices.contains(&r.device))
@@ -45,8 +45,11 @@ impl Device {
                     for r in recipients.iter().filter(|r| devices.contains(&r.device)) {
                         self.journal.by_reference.remove(&r.reference);
                     }
-                    if let Some(SentKind::Direct { recipients, .. }) =
-                        self.journal.sent.get_mut(&send_id).map(|s| &mut s.kind)
+                    if let Some(recipients) = self
+                        .journal
+                        .sent
+                        .get_mut(&send_id)
+                        .and_then(|s| s.kind.recipients_mut())
                     {
                         *recipients = kept;
                     }

@@ -13,7 +13,7 @@ use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS};
 use super::lists::Followed;
 use super::records::Dirty;
 use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
-use super::{Device, DeviceConfig, MessageId};
+use super::{Device, DeviceConfig, EnvelopeId};
 use crate::devices::{DeviceAddress, ListLimits, SignedDeviceList};
 use crate::error::{DecodeError, Error, FanoutError};
 use crate::group::GroupConfig;
@@ -128,7 +128,7 @@ impl Device {
         if version == 2 {
             let n = bounded_count(&mut r, MAX_REMEMBERED_MESSAGE_IDS as u32)?;
             for _ in 0..n {
-                journal.read(MessageId(r.array()?));
+                journal.read(EnvelopeId(r.array()?));
             }
             epoch = r.u64()?;
         }

@@ -1,62 +1,74 @@
-//! Message ids: what names one sealed message on the wire, the same on every device, for
-//! the read ring, retries and the app's own store.
+//! Message ids: the app's name for one message, the same on the sender, on every recipient
+//! device and on the sender's own other devices, for edits, reactions and receipts.
+//!
+//! A 1:1 message travels in one pairwise envelope per device, each with its own salt (and so
+//! its own [`EnvelopeId`](super::EnvelopeId)); a group message in one group envelope. The
+//! message id is therefore derived from what every copy carries inside its authenticated
+//! plaintext (or, for a group message, its signed header) and from the sender address the
+//! envelope authenticates: a relay can neither change it on one copy nor give it to another
+//! message. It also binds the conversation and the body, so even the sending device cannot
+//! make one id name two different bodies, or two conversations, without a hash collision; and
+//! the sender address, so no device can claim another sender's id.
 
 use core::fmt;
 
-use super::envelope::{Envelope, GROUP, MessageRef, PAIRWISE, is_retry};
-use crate::devices::DeviceAddress;
+use super::envelope::MessageRef;
+use crate::devices::{AccountKey, DeviceAddress};
+use crate::group::GroupId;
 use crate::labels;
 use crate::primitives::sha256;
 
-/// A stable identity of one message on the wire, the same on every device. A pairwise or
-/// group envelope is named by its sender and the random salt of its message header, so a copy
-/// whose ciphertext the relay changed has the id of the genuine message, and a resend reports
-/// that id too (`resent`); other envelopes (retry requests) are named by their bytes. Use it to
-/// recognise a redelivery and answer it idempotently.
+/// The random value a sender draws for each 1:1 message and carries in every copy's payload
+/// (PROTOCOL.md 18.2): with the sender, the conversation and the body it makes the message id.
+pub(crate) type MessageNonce = [u8; 16];
+
+const DIRECT: u8 = 1;
+const GROUP: u8 = 2;
+
+/// The id of one message, the same on every device of every account involved: the outbox of
+/// its send reports it ([`Outbox::message_id`](super::Outbox::message_id)), and every device
+/// that reads it, a resend included, reports it on [`Received`](super::Received). Use it to
+/// refer to a message (edits, reactions, receipts). It is not an envelope's id: duplicate
+/// suppression works on [`EnvelopeId`](super::EnvelopeId)s, one per copy.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub [u8; 16]);
 
 impl MessageId {
-    /// The id of `envelope` (PROTOCOL.md 18.4): SHA-256("ratchetry v1 message id" ‖ kind ‖
-    /// sender address ‖ salt) for a pairwise or group envelope whose message decodes, else
-    /// SHA-256("ratchetry v1 message id" ‖ 0x00 ‖ envelope); the first 16 bytes.
-    pub fn of(envelope: &[u8]) -> Self {
-        if is_retry(envelope) {
-            return Self::of_bytes(envelope);
-        }
-        match Envelope::decode(envelope) {
-            Ok(decoded) => Self::named(decoded.sealed_name(), envelope),
-            Err(_) => Self::of_bytes(envelope),
-        }
-    }
-
-    /// The id of the envelope `bytes`, given its sealed message's name
-    /// ([`Envelope::sealed_name`]), so a caller that needs the name too parses it once.
-    pub(crate) fn named(name: Option<(DeviceAddress, u8, MessageRef)>, bytes: &[u8]) -> Self {
-        match name {
-            Some((sender, kind, salt)) => Self::of_sealed(&sender, kind, &salt),
-            None => Self::of_bytes(bytes),
-        }
-    }
-
-    /// The ids of the message `sender` sealed with `salt`, as either kind: a sender uses a
-    /// salt once, so a copy re-wrapped as the other kind names the same message.
-    pub(crate) fn either_kind(sender: DeviceAddress, salt: MessageRef) -> [Self; 2] {
-        [PAIRWISE, GROUP].map(|kind| Self::of_sealed(&sender, kind, &salt))
-    }
-
-    fn of_sealed(sender: &DeviceAddress, kind: u8, salt: &MessageRef) -> Self {
+    /// A 1:1 message (PROTOCOL.md 18.4): H("ratchetry v1 app message id" ‖ 0x01 ‖ sender
+    /// address ‖ conversation account ‖ nonce ‖ body)[0..16], the conversation being the
+    /// account it was sent to.
+    pub(crate) fn direct(
+        sender: &DeviceAddress,
+        conversation: &AccountKey,
+        nonce: &MessageNonce,
+        body: &[u8],
+    ) -> Self {
         Self::truncate(sha256(&[
             labels::MESSAGE_ID,
-            &[kind],
+            &[DIRECT],
             &sender.to_array(),
-            salt,
+            conversation.as_bytes(),
+            nonce,
+            body,
         ]))
     }
 
-    /// Tagged 0x00, so no byte string is named like a sealed message (tags 0x01, 0x02).
-    fn of_bytes(bytes: &[u8]) -> Self {
-        Self::truncate(sha256(&[labels::MESSAGE_ID, &[0], bytes]))
+    /// A group message: H("ratchetry v1 app message id" ‖ 0x02 ‖ sender address ‖ group id ‖
+    /// salt of the group message ‖ body)[0..16].
+    pub(crate) fn group(
+        sender: &DeviceAddress,
+        group: &GroupId,
+        salt: &MessageRef,
+        body: &[u8],
+    ) -> Self {
+        Self::truncate(sha256(&[
+            labels::MESSAGE_ID,
+            &[GROUP],
+            &sender.to_array(),
+            &group.0,
+            salt,
+            body,
+        ]))
     }
 
     fn truncate(full: [u8; 32]) -> Self {
@@ -79,10 +91,71 @@ impl fmt::Debug for MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::DeviceId;
+
+    fn address(account: u8, device: u32) -> DeviceAddress {
+        DeviceAddress {
+            account: AccountKey::from_trusted([account; 32]),
+            device: DeviceId(device),
+        }
+    }
 
     #[test]
     fn debug_shows_a_short_prefix() {
-        let id = MessageId([0xab; 16]);
-        assert_eq!(alloc::format!("{id:?}"), "MessageId(abababababab…)");
+        let id = MessageId([0xcd; 16]);
+        assert_eq!(alloc::format!("{id:?}"), "MessageId(cdcdcdcdcdcd…)");
+    }
+
+    /// Every input changes the id: a relay or another device cannot make two messages that
+    /// differ in any of them share one.
+    #[test]
+    fn a_direct_id_binds_sender_conversation_nonce_and_body() {
+        let (alice, bob) = (address(1, 1), AccountKey::from_trusted([2; 32]));
+        let id = MessageId::direct(&alice, &bob, &[7; 16], b"hi");
+        assert_eq!(id, MessageId::direct(&alice, &bob, &[7; 16], b"hi"));
+        for other in [
+            MessageId::direct(&address(1, 2), &bob, &[7; 16], b"hi"),
+            MessageId::direct(&address(3, 1), &bob, &[7; 16], b"hi"),
+            MessageId::direct(&alice, &AccountKey::from_trusted([3; 32]), &[7; 16], b"hi"),
+            MessageId::direct(&alice, &bob, &[8; 16], b"hi"),
+            MessageId::direct(&alice, &bob, &[7; 16], b"ho"),
+        ] {
+            assert_ne!(id, other);
+        }
+    }
+
+    #[test]
+    fn a_group_id_binds_sender_group_salt_and_body_and_differs_from_a_direct_one() {
+        let alice = address(1, 1);
+        let group = GroupId([2; 32]);
+        let id = MessageId::group(&alice, &group, &[7; 16], b"hi");
+        for other in [
+            MessageId::group(&address(1, 2), &group, &[7; 16], b"hi"),
+            MessageId::group(&alice, &GroupId([3; 32]), &[7; 16], b"hi"),
+            MessageId::group(&alice, &group, &[8; 16], b"hi"),
+            MessageId::group(&alice, &group, &[7; 16], b"ho"),
+            // The same 32 bytes as a conversation: the kind byte keeps them apart.
+            MessageId::direct(&alice, &AccountKey::from_trusted([2; 32]), &[7; 16], b"hi"),
+        ] {
+            assert_ne!(id, other);
+        }
+    }
+
+    /// The construction of PROTOCOL.md 18.4, byte for byte.
+    #[test]
+    fn ids_hash_the_label_kind_and_fields_in_order() {
+        let alice = address(1, 1);
+        let mut input = b"ratchetry v1 app message id\x01".to_vec();
+        input.extend_from_slice(&alice.to_array());
+        input.extend_from_slice(&[2; 32]);
+        input.extend_from_slice(&[7; 16]);
+        input.extend_from_slice(b"hi");
+        let full = sha256(&[&input]);
+        let id = MessageId::direct(&alice, &AccountKey::from_trusted([2; 32]), &[7; 16], b"hi");
+        assert_eq!(id.0[..], full[..16]);
+        input[27] = 2;
+        let full = sha256(&[&input]);
+        let id = MessageId::group(&alice, &GroupId([2; 32]), &[7; 16], b"hi");
+        assert_eq!(id.0[..], full[..16]);
     }
 }

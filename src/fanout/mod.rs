@@ -10,9 +10,11 @@
 //! The [crate page](crate) explains the model an app works with, and the [`guide`](crate::guide)
 //! what an app stores, when, and what it retries.
 
+mod call_key_retry;
 mod delivery;
 mod device;
 mod envelope;
+mod envelope_id;
 mod groups;
 mod journal;
 mod ledger;
@@ -31,6 +33,7 @@ pub(crate) mod sessions;
 mod state;
 
 pub use device::{Device, DeviceConfig};
+pub use envelope_id::EnvelopeId;
 pub use journal::{
     DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS,
     MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, SendId,

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{MessageId, RetryRequest, SendId, WithheldReason};
+use super::{EnvelopeId, MessageId, RetryRequest, SendId, WithheldReason};
 use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::group::{GroupId, SenderKeyId};
@@ -27,9 +27,14 @@ pub enum Outgoing {
 /// Envelopes to deliver.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outbox {
-    /// For a message (1:1 or group): its id in this device's sent journal. Store the body under
-    /// it: a device that cannot read the message asks for it again by this id.
+    /// For a message (1:1 or group) or a call key: its id in this device's sent journal. Store
+    /// the body (for a call key, which call it was) under it: a device that cannot read the
+    /// envelope asks for it again by this id.
     pub send_id: Option<SendId>,
+    /// For a message (1:1 or group): its id, the same that every device reading it reports on
+    /// [`Received`] (the recipients', this account's other devices, and on a resend). Refer to
+    /// the message by it (edits, reactions, receipts).
+    pub message_id: Option<MessageId>,
     /// One envelope per recipient device (pairwise-encrypted).
     pub envelopes: Vec<(DeviceAddress, Vec<u8>)>,
     /// For a group send: the one group envelope, and every device it must reach.
@@ -65,11 +70,14 @@ pub enum Received {
     Direct {
         /// The sending device.
         from: DeviceAddress,
+        /// The message's id, the same on every device and in the sender's outbox.
+        id: MessageId,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the id of the message it replaces
-        /// (store the body under it; its genuine envelope, if it comes, is a `Duplicate`).
-        resent: Option<MessageId>,
+        /// For a message resent on this device's request: the id of the envelope it replaces
+        /// (the one this device could not read; its genuine copy, if it comes, is a
+        /// `Duplicate`). `id` is the message's own, as on every other device.
+        resent: Option<EnvelopeId>,
     },
     /// A copy of a message another device of this account sent, to show in its conversation.
     OwnCopy {
@@ -77,11 +85,14 @@ pub enum Received {
         from: DeviceAddress,
         /// The account it was sent to: the conversation.
         sent_to: AccountKey,
+        /// The message's id, the same on every device and in the sender's outbox.
+        id: MessageId,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the id of the message it replaces
-        /// (store the body under it; its genuine envelope, if it comes, is a `Duplicate`).
-        resent: Option<MessageId>,
+        /// For a message resent on this device's request: the id of the envelope it replaces
+        /// (the one this device could not read; its genuine copy, if it comes, is a
+        /// `Duplicate`). `id` is the message's own, as on every other device.
+        resent: Option<EnvelopeId>,
     },
     /// A group message.
     Group {
@@ -89,11 +100,13 @@ pub enum Received {
         from: DeviceAddress,
         /// The group.
         group: GroupId,
+        /// The message's id, the same on every device and in the sender's outbox.
+        id: MessageId,
         /// The text or app payload.
         body: Vec<u8>,
-        /// For a message resent on this device's request: the id of the group message it
-        /// replaces (store the body under it; its genuine envelope is then a `Duplicate`).
-        resent: Option<MessageId>,
+        /// For a message resent on this device's request: the id of the group envelope it
+        /// replaces (its genuine copy is then a `Duplicate`). `id` is the message's own.
+        resent: Option<EnvelopeId>,
     },
     /// A sender key arrived: this device can now read `from`'s messages in `group`.
     SenderKey {
@@ -104,7 +117,8 @@ pub enum Received {
         /// Its generation.
         key_id: SenderKeyId,
     },
-    /// A call's key for an epoch, from `from`: for a call not held yet,
+    /// A call's key for an epoch, from `from` (a resend answering this device's retry request
+    /// carries the call's current epoch): for a call not held yet,
     /// [`Call::from_key_message`](crate::calls::Call::from_key_message); for a held call,
     /// [`Call::apply`](crate::calls::Call::apply), and on `CallKeyAhead`
     /// [`Call::catch_up`](crate::calls::Call::catch_up), passing `from`.
@@ -143,49 +157,47 @@ pub enum Received {
     },
 }
 
-impl Received {
-    /// For a message resent on this device's request, the id of the message it replaces.
-    pub(crate) fn resent(&self) -> Option<MessageId> {
-        match self {
-            Self::Direct { resent, .. }
-            | Self::OwnCopy { resent, .. }
-            | Self::Group { resent, .. } => *resent,
-            _ => None,
-        }
-    }
-}
-
 /// Bodies are the user's messages: `Debug` shows their length only.
 impl fmt::Debug for Received {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Direct { from, body, resent } => f
+            Self::Direct {
+                from,
+                id,
+                body,
+                resent,
+            } => f
                 .debug_struct("Direct")
                 .field("from", from)
+                .field("id", id)
                 .field("body_len", &body.len())
                 .field("resent", resent)
                 .finish(),
             Self::OwnCopy {
                 from,
                 sent_to,
+                id,
                 body,
                 resent,
             } => f
                 .debug_struct("OwnCopy")
                 .field("from", from)
                 .field("sent_to", sent_to)
+                .field("id", id)
                 .field("body_len", &body.len())
                 .field("resent", resent)
                 .finish(),
             Self::Group {
                 from,
                 group,
+                id,
                 body,
                 resent,
             } => f
                 .debug_struct("Group")
                 .field("from", from)
                 .field("group", group)
+                .field("id", id)
                 .field("body_len", &body.len())
                 .field("resent", resent)
                 .finish(),

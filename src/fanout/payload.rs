@@ -1,7 +1,9 @@
 //! What travels inside a pairwise session (PROTOCOL.md, "Payload"): a direct message (with the
 //! conversation for the sender's own copies), a sender-key distribution, a withheld notice, a
-//! call key, a history offer with the account's group membership, or a message resent in answer to a retry request (naming the
-//! message it replaces).
+//! call key, a history offer with the account's group membership, or a message or call key
+//! resent in answer to a retry request (naming the message it replaces). A direct message
+//! carries its sender's nonce, which makes its [`MessageId`](super::MessageId) the same on
+//! every device.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -9,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::envelope::MessageRef;
 use super::membership::Membership;
+use super::message_id::MessageNonce;
 use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
 use crate::error::DecodeError;
@@ -25,6 +28,7 @@ const CALL_KEY: u8 = 4;
 const DIRECT_RESEND: u8 = 6;
 const GROUP_RESEND: u8 = 7;
 const HISTORY_OFFER: u8 = 9;
+const CALL_KEY_RESEND: u8 = 8;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +61,10 @@ impl WithheldReason {
 }
 
 pub(crate) enum Payload {
-    /// `sent_to` is set on the sender's own copies: the account the message went to.
+    /// `sent_to` is set on the sender's own copies: the account the message went to. `nonce`
+    /// is the same in every copy of the message.
     Direct {
+        nonce: MessageNonce,
         sent_to: Option<AccountKey>,
         body: Vec<u8>,
     },
@@ -76,6 +82,7 @@ pub(crate) enum Payload {
     /// A direct message resent in answer to the retry request for `reference`.
     DirectResend {
         reference: MessageRef,
+        nonce: MessageNonce,
         sent_to: Option<AccountKey>,
         body: Vec<u8>,
     },
@@ -85,6 +92,12 @@ pub(crate) enum Payload {
         reference: MessageRef,
         group: GroupId,
         body: Vec<u8>,
+    },
+    /// The call's current key message, sent in answer to the retry request for `reference`
+    /// (a call key message of an earlier epoch of the call that could not be read).
+    CallKeyResend {
+        reference: MessageRef,
+        message: CallKeyMessage,
     },
 }
 
@@ -96,11 +109,16 @@ impl Payload {
             | Self::GroupResend { body, .. } => body.len(),
             _ => 0,
         };
-        let mut out = SecretBuf::with_capacity(3 + 16 + 33 + body_len + 160);
+        let mut out = SecretBuf::with_capacity(3 + 32 + 33 + body_len + 160);
         out.header(kind::PAYLOAD);
         match self {
-            Self::Direct { sent_to, body } => {
+            Self::Direct {
+                nonce,
+                sent_to,
+                body,
+            } => {
                 out.u8(DIRECT);
+                out.put(nonce);
                 out.optional(sent_to.as_ref(), |out, a| out.put(a.as_bytes()));
                 out.put(body);
             }
@@ -124,11 +142,13 @@ impl Payload {
             }
             Self::DirectResend {
                 reference,
+                nonce,
                 sent_to,
                 body,
             } => {
                 out.u8(DIRECT_RESEND);
                 out.put(reference);
+                out.put(nonce);
                 out.optional(sent_to.as_ref(), |out, a| out.put(a.as_bytes()));
                 out.put(body);
             }
@@ -142,6 +162,11 @@ impl Payload {
                 out.put(&group.0);
                 out.put(body);
             }
+            Self::CallKeyResend { reference, message } => {
+                out.u8(CALL_KEY_RESEND);
+                out.put(reference);
+                out.put(&message.to_bytes());
+            }
         }
         out.into_inner()
     }
@@ -150,6 +175,7 @@ impl Payload {
         let mut r = Reader::header(bytes, kind::PAYLOAD)?;
         match r.u8()? {
             DIRECT => Ok(Self::Direct {
+                nonce: r.array()?,
                 sent_to: r.optional(AccountKey::read)?,
                 body: r.rest().to_vec(),
             }),
@@ -172,6 +198,7 @@ impl Payload {
             }
             DIRECT_RESEND => Ok(Self::DirectResend {
                 reference: r.array()?,
+                nonce: r.array()?,
                 sent_to: r.optional(AccountKey::read)?,
                 body: r.rest().to_vec(),
             }),
@@ -180,6 +207,11 @@ impl Payload {
                 group: GroupId(r.array()?),
                 body: r.rest().to_vec(),
             }),
+            CALL_KEY_RESEND => {
+                let reference = r.array()?;
+                CallKeyMessage::from_bytes(r.rest())
+                    .map(|message| Self::CallKeyResend { reference, message })
+            }
             _ => Err(DecodeError::InvalidValue),
         }
     }

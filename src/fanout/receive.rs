@@ -13,7 +13,7 @@ use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::payload::Payload;
 use super::records::Key;
 use super::send::{lists_digest, sender_of};
-use super::{Device, MessageId, Received};
+use super::{Device, EnvelopeId, MessageId, Received};
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{DecodeError, Error, FanoutError, GroupError};
 use crate::group::{GroupId, GroupMessage, InboundSenderKey};
@@ -29,8 +29,9 @@ enum Effect {
     Inbound(GroupId, InboundSenderKey),
     /// A withheld notice for (sender, group).
     Withheld(GroupId),
-    /// The retry for this message was answered.
-    Answered(MessageRef),
+    /// The retry for the message of this reference was answered: the envelope this device
+    /// could not read is replaced.
+    Answered(MessageRef, EnvelopeId),
     /// Groups to install from an own device's membership (18.2).
     Groups(Vec<(GroupId, BTreeSet<AccountKey>)>),
 }
@@ -41,16 +42,16 @@ impl Device {
     ///
     /// An envelope this device already read (among the last
     /// [`MAX_REMEMBERED_MESSAGE_IDS`](super::MAX_REMEMBERED_MESSAGE_IDS)) is refused with
-    /// `FanoutError::Duplicate` carrying its [`MessageId`], so the app can answer with what it
+    /// `FanoutError::Duplicate` carrying its [`EnvelopeId`], so the app can answer with what it
     /// stored the first time; nothing changes.
     pub fn receive(&mut self, now: Timestamp, envelope: &[u8]) -> Result<Received, Error> {
         let decoded = Envelope::decode(envelope)?;
         let name = decoded.sealed_name();
-        let id = MessageId::named(name, envelope);
+        let id = EnvelopeId::named(name, envelope);
         if self.journal.has_read(&id) {
-            return Err(FanoutError::Duplicate { message_id: id }.into());
+            return Err(FanoutError::Duplicate { envelope_id: id }.into());
         }
-        let received = match decoded {
+        let (received, replaced) = match decoded {
             Envelope::Pairwise {
                 header,
                 header_bytes,
@@ -60,12 +61,16 @@ impl Device {
                 header,
                 header_bytes,
                 message,
-            } => self.receive_group(now, &header, header_bytes, message),
-            Envelope::Retry(wire) => self.verify_retry(now, id, wire).map(Received::RetryRequest),
+            } => self
+                .receive_group(now, &header, header_bytes, message)
+                .map(|r| (r, None)),
+            Envelope::Retry(wire) => self
+                .verify_retry(now, id, wire)
+                .map(|r| (Received::RetryRequest(r), None)),
         }?;
         let slot = self.journal.read(id);
         self.touch(Key::Seen(slot));
-        match (received.resent(), name) {
+        match (replaced, name) {
             // The message a resend replaces is read now: its genuine copy, should the relay
             // deliver it later, is a duplicate.
             (Some(replaced), name) => {
@@ -139,7 +144,7 @@ impl Device {
         header: &PairwiseHeader,
         header_bytes: &[u8],
         message: &[u8],
-    ) -> Result<Received, Error> {
+    ) -> Result<(Received, Option<EnvelopeId>), Error> {
         if header.recipient != self.address || header.sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
@@ -166,6 +171,7 @@ impl Device {
             self.prekeys.consume(c);
         }
         self.install_session(from, session, index);
+        let mut replaced = None;
         match effect {
             Effect::None => {}
             Effect::Inbound(group, key) => {
@@ -179,10 +185,13 @@ impl Device {
                 self.withheld.insert((from, group));
                 self.touch(Key::Withheld(from, group));
             }
-            Effect::Answered(reference) => self.withdraw_pending((from, reference)),
+            Effect::Answered(reference, failed) => {
+                self.withdraw_pending((from, reference));
+                replaced = Some(failed);
+            }
             Effect::Groups(groups) => self.install_membership(groups),
         }
-        Ok(received)
+        Ok((received, replaced))
     }
 
     /// Decrypts a pairwise message from `from` on a copy of the session that opens it (or a
@@ -262,33 +271,10 @@ impl Device {
         let own = self.address.account;
         Ok(match payload {
             Payload::Direct {
-                sent_to: None,
+                nonce,
+                sent_to,
                 body,
-            } => (
-                Received::Direct {
-                    from,
-                    body,
-                    resent: None,
-                },
-                Effect::None,
-            ),
-            Payload::Direct {
-                sent_to: Some(sent_to),
-                body,
-            } => {
-                if from.account != own {
-                    return Err(DecodeError::InvalidValue.into());
-                }
-                (
-                    Received::OwnCopy {
-                        from,
-                        sent_to,
-                        body,
-                        resent: None,
-                    },
-                    Effect::None,
-                )
-            }
+            } => (self.direct(from, nonce, sent_to, body, None)?, Effect::None),
             Payload::Distribution(d) => {
                 let group = d.group();
                 self.is_member(group, &from.account)?;
@@ -339,25 +325,15 @@ impl Device {
             }
             Payload::DirectResend {
                 reference,
+                nonce,
                 sent_to,
                 body,
             } => {
                 let failed = self.answered(&reference, &from, None)?;
-                let received = match sent_to {
-                    None => Received::Direct {
-                        from,
-                        body,
-                        resent: Some(failed),
-                    },
-                    Some(sent_to) if from.account == own => Received::OwnCopy {
-                        from,
-                        sent_to,
-                        body,
-                        resent: Some(failed),
-                    },
-                    Some(_) => return Err(DecodeError::InvalidValue.into()),
-                };
-                (received, Effect::Answered(reference))
+                (
+                    self.direct(from, nonce, sent_to, body, Some(failed))?,
+                    Effect::Answered(reference, failed),
+                )
             }
             Payload::GroupResend {
                 reference,
@@ -370,12 +346,53 @@ impl Device {
                     Received::Group {
                         from,
                         group,
+                        // The reference is the group message's salt: the resend has the
+                        // original's id.
+                        id: MessageId::group(&from, &group, &reference, &body),
                         body,
                         resent: Some(failed),
                     },
-                    Effect::Answered(reference),
+                    Effect::Answered(reference, failed),
                 )
             }
+            Payload::CallKeyResend { reference, message } => {
+                let failed = self.answered(&reference, &from, None)?;
+                (
+                    Received::CallKey { from, message },
+                    Effect::Answered(reference, failed),
+                )
+            }
+        })
+    }
+
+    /// A direct message from `from` (or its resend, replacing the envelope `resent`): to this
+    /// account, or with `sent_to` a copy of a message this account's device `from` sent to
+    /// `sent_to`. Its id names the conversation as the account it was sent to, so it is the
+    /// one the sender and every other device compute.
+    fn direct(
+        &self,
+        from: DeviceAddress,
+        nonce: super::message_id::MessageNonce,
+        sent_to: Option<crate::devices::AccountKey>,
+        body: Vec<u8>,
+        resent: Option<EnvelopeId>,
+    ) -> Result<Received, Error> {
+        let own = self.address.account;
+        Ok(match sent_to {
+            None => Received::Direct {
+                from,
+                id: MessageId::direct(&from, &own, &nonce, &body),
+                body,
+                resent,
+            },
+            Some(sent_to) if from.account == own => Received::OwnCopy {
+                from,
+                sent_to,
+                id: MessageId::direct(&from, &sent_to, &nonce, &body),
+                body,
+                resent,
+            },
+            Some(_) => return Err(DecodeError::InvalidValue.into()),
         })
     }
 
@@ -386,7 +403,7 @@ impl Device {
         reference: &MessageRef,
         from: &DeviceAddress,
         group: Option<GroupId>,
-    ) -> Result<MessageId, Error> {
+    ) -> Result<EnvelopeId, Error> {
         match self.journal.pending.get(&(*from, *reference)) {
             Some(p) if p.group == group && !p.done => Ok(p.failed),
             _ => Err(FanoutError::UnexpectedResend.into()),
@@ -443,10 +460,12 @@ impl Device {
         match key.decrypt_bound(&config, &message, header_bytes) {
             Ok(mut body) => {
                 self.touch(Key::Inbound(from, group));
+                let body = core::mem::take(&mut *body);
                 Ok(Received::Group {
                     from,
                     group,
-                    body: core::mem::take(&mut *body),
+                    id: MessageId::group(&from, &group, &message.salt, &body),
+                    body,
                     resent: None,
                 })
             }

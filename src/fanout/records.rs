@@ -17,7 +17,7 @@ use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyId};
 use crate::wire::{Reader, Writer};
 
-use super::MessageId;
+use super::EnvelopeId;
 use super::journal::{PendingKey, SendId};
 
 /// The record key of one piece of device state. Ordered, so that a unit lists records in one
@@ -59,7 +59,7 @@ pub(crate) enum Key {
     /// Present while a device restored from a backup awaits an own list issued since.
     Restored,
     /// A message a resend replaced.
-    Replaced(MessageId),
+    Replaced(EnvelopeId),
     /// The KEM ciphertext of a session awaiting its first reply: (the peer, the session's
     /// base key). Written once, not with every send.
     PendingKem(DeviceAddress, [u8; 32]),
@@ -190,7 +190,7 @@ impl Key {
             SENT => Key::Sent(SendId(r.u64()?)),
             PENDING => Key::Pending((DeviceAddress::read_trusted(&mut r)?, r.array()?)),
             RESTORED => Key::Restored,
-            REPLACED => Key::Replaced(MessageId(r.array()?)),
+            REPLACED => Key::Replaced(EnvelopeId(r.array()?)),
             PENDING_KEM => Key::PendingKem(DeviceAddress::read_trusted(&mut r)?, r.array()?),
             other => return Err(DecodeError::UnknownType(other)),
         };
@@ -312,9 +312,9 @@ pub(crate) fn unit(
     }
 }
 
-/// `MessageId`s are 16 bytes on the wire and in records.
-pub(crate) fn read_message_id(r: &mut Reader<'_>) -> Result<MessageId, DecodeError> {
-    Ok(MessageId(r.array()?))
+/// `EnvelopeId`s are 16 bytes on the wire and in records.
+pub(crate) fn read_envelope_id(r: &mut Reader<'_>) -> Result<EnvelopeId, DecodeError> {
+    Ok(EnvelopeId(r.array()?))
 }
 
 #[cfg(test)]
@@ -349,7 +349,7 @@ mod tests {
             Key::Sent(SendId(2)),
             Key::Pending((a, [4; 16])),
             Key::Restored,
-            Key::Replaced(MessageId([5; 16])),
+            Key::Replaced(EnvelopeId([5; 16])),
             Key::PendingKem(a, [6; 32]),
         ];
         keys.sort();

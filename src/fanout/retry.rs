@@ -23,7 +23,7 @@ use super::payload::Payload;
 use super::records::Key;
 use super::retry_request::{RetryReason, RetryRequest};
 use super::send::body_digest;
-use super::{Device, MessageId, Outbox, Outgoing};
+use super::{Device, EnvelopeId, MessageId, Outbox, Outgoing};
 use crate::devices::DeviceAddress;
 use crate::error::{CryptoError, Error, FanoutError};
 use crate::group::GroupMessage;
@@ -51,7 +51,7 @@ impl Device {
     ) -> Result<(DeviceAddress, Vec<u8>), Error> {
         self.own_list(now)?;
         let decoded = Envelope::decode(failed)?;
-        let failed = MessageId::named(decoded.sealed_name(), failed);
+        let failed = EnvelopeId::named(decoded.sealed_name(), failed);
         let (sender, reference, group) = match decoded {
             Envelope::Pairwise {
                 header, message, ..
@@ -74,11 +74,11 @@ impl Device {
         self.own_account_open(&sender.account)?;
         // A copy of a message already read (the genuine one arrived), named as either kind
         // (the relay can re-wrap a read message's salt as the other kind): nothing to ask for.
-        if let Some(read) = MessageId::either_kind(sender, reference)
+        if let Some(read) = EnvelopeId::either_kind(sender, reference)
             .into_iter()
             .find(|id| self.journal.has_read(id))
         {
-            return Err(FanoutError::Duplicate { message_id: read }.into());
+            return Err(FanoutError::Duplicate { envelope_id: read }.into());
         }
         self.entry(&sender, now)?;
         let key = (sender, reference);
@@ -208,7 +208,7 @@ impl Device {
     pub(crate) fn verify_retry(
         &self,
         now: Timestamp,
-        id: MessageId,
+        id: EnvelopeId,
         wire: RetryWire<'_>,
     ) -> Result<RetryRequest, Error> {
         if wire.sender != self.address || wire.requester == self.address {
@@ -238,13 +238,13 @@ impl Device {
 
     /// Whether `requester`, with `identity`, may have the message `reference` names again, by
     /// this device's sent journal; returns its send id and the answers already given.
-    fn entitlement(
+    pub(crate) fn entitlement(
         &self,
         now: Timestamp,
         requester: &DeviceAddress,
         identity: &IdentityKey,
         reference: &MessageRef,
-        request: &MessageId,
+        request: &EnvelopeId,
     ) -> Result<(SendId, u8), Error> {
         let send_id = *self
             .journal
@@ -260,8 +260,8 @@ impl Device {
         if age > self.config.retry_window_ms {
             return Err(FanoutError::UnknownMessage.into());
         }
-        let answered: &[MessageId] = match &sent.kind {
-            SentKind::Direct { recipients, .. } => {
+        let answered: &[EnvelopeId] = match &sent.kind {
+            SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
                 let r = recipients
                     .iter()
                     .find(|r| r.device == *requester && r.reference == *reference)
@@ -296,7 +296,7 @@ impl Device {
         };
         if answered.contains(request) {
             return Err(FanoutError::Duplicate {
-                message_id: *request,
+                envelope_id: *request,
             }
             .into());
         }
@@ -307,7 +307,9 @@ impl Device {
     }
 
     /// Answers a retry request with `body`, the body the app stored under
-    /// `request.send_id` (it must be the one sent: `BodyMismatch` otherwise). The requester's
+    /// `request.send_id` (it must be the one sent: `BodyMismatch` otherwise, and for a call
+    /// key, which is answered with
+    /// [`answer_call_key_retry`](Self::answer_call_key_retry)). The requester's
     /// entitlement is checked again; the answer is sealed for it alone, on a new session from
     /// the request's bundle (for `SenderKeyMissing` an existing session is kept). For a group
     /// message, a requester that still holds the current generation also gets the sender key
@@ -329,18 +331,21 @@ impl Device {
         let (send_id, _) =
             self.entitlement(now, &from, &identity, &request.reference, &request.request)?;
         let sent = &self.journal.sent[&send_id];
-        if body_digest(body) != sent.body_digest {
-            return Err(FanoutError::BodyMismatch.into());
-        }
         let own = self.address.account;
-        let (payload, redistribute) = match &sent.kind {
-            SentKind::Direct { conversation, .. } => (
+        let (payload, redistribute, id) = match &sent.kind {
+            SentKind::Direct {
+                conversation,
+                nonce,
+                ..
+            } => (
                 Payload::DirectResend {
                     reference: request.reference,
+                    nonce: *nonce,
                     sent_to: (from.account == own).then_some(*conversation),
                     body: body.to_vec(),
                 },
                 None,
+                MessageId::direct(&self.address, conversation, nonce, body),
             ),
             SentKind::Group { group, .. } => {
                 let current = self
@@ -360,10 +365,35 @@ impl Device {
                         body: body.to_vec(),
                     },
                     current,
+                    MessageId::group(&self.address, group, &request.reference, body),
                 )
             }
+            // No body was sent: the answer is the call's current key message.
+            SentKind::CallKey { .. } => return Err(FanoutError::BodyMismatch.into()),
         };
+        if body_digest(body) != sent.body_digest {
+            return Err(FanoutError::BodyMismatch.into());
+        }
+        self.seal_answer(rng, now, request, send_id, redistribute, &payload, Some(id))
+    }
 
+    /// Seals an answer to `request` (the journal's `send_id`), checked by the caller: to the
+    /// requester alone, on a new session from the request's bundle unless the reason is
+    /// "sender key missing" and a session exists, a redistribution of the current sender key
+    /// first if there is one; and records the request answered. The outbox names the
+    /// message's id, `message_id`, the one the original send reported.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seal_answer(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        request: &RetryRequest,
+        send_id: SendId,
+        redistribute: Option<crate::group::SenderKeyDistribution>,
+        payload: &Payload,
+        message_id: Option<MessageId>,
+    ) -> Result<Outgoing, Error> {
+        let from = request.from;
         // A sender key went missing, not the session: keep it. (It is post-quantum: the key
         // went out over PQXDH, and a classical session never displaces a PQXDH one.)
         let keep = request.reason == RetryReason::SenderKeyMissing;
@@ -390,6 +420,7 @@ impl Device {
         self.bump();
         Ok(Outgoing::Ready(Outbox {
             send_id: None,
+            message_id,
             envelopes,
             group: None,
             coverage: Vec::new(),
@@ -397,12 +428,12 @@ impl Device {
     }
 
     /// Records that `request` from `from` was answered.
-    fn note_answer(&mut self, send_id: SendId, from: &DeviceAddress, request: MessageId) {
+    fn note_answer(&mut self, send_id: SendId, from: &DeviceAddress, request: EnvelopeId) {
         let Some(sent) = self.journal.sent.get_mut(&send_id) else {
             return;
         };
         match &mut sent.kind {
-            SentKind::Direct { recipients, .. } => {
+            SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
                 if let Some(r) = recipients.iter_mut().find(|r| r.device == *from) {
                     r.answered.push(request);
                 }

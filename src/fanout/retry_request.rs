@@ -5,7 +5,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::MessageId;
+use super::EnvelopeId;
 use super::envelope::MessageRef;
 use super::journal::{MAX_RETRY_ATTEMPTS, SendId};
 use crate::devices::DeviceAddress;
@@ -65,7 +65,7 @@ pub struct RetryRequest {
     pub attempt: u8,
     pub(crate) reference: MessageRef,
     /// The request envelope's id: a request is answered once.
-    pub(crate) request: MessageId,
+    pub(crate) request: EnvelopeId,
     pub(crate) bundle: Box<PreKeyBundle>,
 }
 
@@ -101,7 +101,7 @@ impl RetryRequest {
             return Err(DecodeError::InvalidValue);
         }
         let reference = r.array()?;
-        let request = MessageId(r.array()?);
+        let request = EnvelopeId(r.array()?);
         let bundle = Box::new(PreKeyBundle::from_bytes(r.rest())?);
         Ok(Self {
             from,

@@ -10,9 +10,10 @@ use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
 use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
+use super::message_id::MessageNonce;
 use super::payload::{Payload, WithheldReason};
 use super::records::Key;
-use super::{Device, Outbox, Outgoing};
+use super::{Device, MessageId, Outbox, Outgoing};
 use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::error::{Error, FanoutError};
@@ -36,7 +37,8 @@ impl Device {
     /// Sends `body` to `to`'s account: one envelope per active device of `to`, and one per
     /// other active device of this account (those carry `to` so they can show the message in
     /// that conversation). Sending to this device's own account reaches its other devices.
-    /// The message is recorded in the sent journal under the outbox's `send_id`.
+    /// The message is recorded in the sent journal under the outbox's `send_id`; the outbox's
+    /// `message_id` is the id every device reading it reports.
     pub fn send(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -57,12 +59,18 @@ impl Device {
         if let Some(missing) = self.missing_sessions(&targets) {
             return Ok(Outgoing::NeedBundles(missing));
         }
+        // One nonce for every copy: with the sender, the conversation and the body it makes
+        // the message id (18.4), so every device reports the same one.
+        let mut nonce: MessageNonce = [0; 16];
+        rng.fill_bytes(&mut nonce);
         let to_them = Payload::Direct {
+            nonce,
             sent_to: None,
             body: body.to_vec(),
         }
         .encode();
         let own_copy = Payload::Direct {
+            nonce,
             sent_to: Some(*to),
             body: body.to_vec(),
         }
@@ -74,20 +82,13 @@ impl Device {
                 &to_them
             }
         })?;
-        let recipients = sealed
-            .iter()
-            .map(|s| Recipient {
-                device: s.to,
-                identity: s.identity,
-                reference: s.reference,
-                answered: Vec::new(),
-            })
-            .collect();
+        let recipients = recipients_of(&sealed);
         let sent = Sent {
             sent_at: now,
             body_digest: body_digest(body),
             kind: SentKind::Direct {
                 conversation: *to,
+                nonce,
                 recipients,
             },
         };
@@ -97,6 +98,7 @@ impl Device {
         self.bump();
         Ok(Outgoing::Ready(Outbox {
             send_id: Some(send_id),
+            message_id: Some(MessageId::direct(&self.address, to, &nonce, body)),
             envelopes,
             group: None,
             coverage,
@@ -246,6 +248,7 @@ impl Device {
         self.bump();
         Ok(Outgoing::Ready(Outbox {
             send_id: Some(send_id),
+            message_id: Some(MessageId::group(&self.address, &group, &reference, body)),
             envelopes,
             group: Some((envelope, devices.into_iter().map(|(a, _)| a).collect())),
             coverage,
@@ -324,7 +327,11 @@ impl Device {
     }
 
     /// Sends a call key message to `devices` (for a 1:1 call: the callee's devices and this
-    /// account's other devices; for a group call: the participants).
+    /// account's other devices; for a group call: the participants). It is journaled under the
+    /// outbox's `send_id`: keep which call it was under that id, and answer a device that asks
+    /// for it again ([`Received::RetryRequest`](super::Received::RetryRequest) with that send
+    /// id) with [`answer_call_key_retry`](Self::answer_call_key_retry) and the call as it is
+    /// then.
     pub fn send_call_key(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -332,7 +339,24 @@ impl Device {
         devices: &[DeviceAddress],
         message: &CallKeyMessage,
     ) -> Result<Outgoing, Error> {
-        self.send_payload(rng, now, devices, &Payload::CallKey(message.clone()))
+        let (call, epoch) = (message.call(), message.epoch());
+        self.send_journaled(
+            rng,
+            now,
+            devices,
+            &Payload::CallKey(message.clone()),
+            |recipients| {
+                Some(Sent {
+                    sent_at: now,
+                    body_digest: [0; 16],
+                    kind: SentKind::CallKey {
+                        call,
+                        epoch,
+                        recipients,
+                    },
+                })
+            },
+        )
     }
 
     /// Sends a history offer to another device of this account (a newly linked companion),
@@ -356,13 +380,26 @@ impl Device {
         self.send_payload(rng, now, &[device], &payload)
     }
 
-    /// Seals one payload to each of `devices` (this device skipped).
+    /// Seals one payload to each of `devices` (this device skipped), unjournaled.
     pub(crate) fn send_payload(
         &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         devices: &[DeviceAddress],
         payload: &Payload,
+    ) -> Result<Outgoing, Error> {
+        self.send_journaled(rng, now, devices, payload, |_| None)
+    }
+
+    /// Seals one payload to each of `devices` (this device skipped); `journal` makes, from
+    /// the recipients, the sent journal's entry if the send is journaled.
+    fn send_journaled(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        devices: &[DeviceAddress],
+        payload: &Payload,
+        journal: impl FnOnce(Vec<Recipient>) -> Option<Sent>,
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
         let mut unknown: Vec<AccountKey> = devices
@@ -386,6 +423,7 @@ impl Device {
             // Nothing to seal: the state is unchanged.
             return Ok(Outgoing::Ready(Outbox {
                 send_id: None,
+                message_id: None,
                 envelopes: Vec::new(),
                 group: None,
                 coverage: Vec::new(),
@@ -396,10 +434,13 @@ impl Device {
         }
         let payload = payload.encode();
         let sealed = self.seal_all(rng, now, &targets, |_| &payload)?;
+        let sent = journal(recipients_of(&sealed));
         let envelopes = self.commit_sealed(sealed);
+        let send_id = sent.map(|sent| self.record_sent(now, sent));
         self.bump();
         Ok(Outgoing::Ready(Outbox {
-            send_id: None,
+            send_id,
+            message_id: None,
             envelopes,
             group: None,
             coverage: Vec::new(),
@@ -572,6 +613,20 @@ impl Device {
         }
         id
     }
+}
+
+/// The sent journal's recipients of envelopes sealed for a send: each device, its identity
+/// key, and its envelope's reference.
+fn recipients_of(sealed: &[Sealed]) -> Vec<Recipient> {
+    sealed
+        .iter()
+        .map(|s| Recipient {
+            device: s.to,
+            identity: s.identity,
+            reference: s.reference,
+            answered: Vec::new(),
+        })
+        .collect()
 }
 
 /// An envelope: `header` bound as context, then the pairwise message.

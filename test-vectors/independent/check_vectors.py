@@ -451,7 +451,8 @@ L_HISTORY_DIGEST = b"ratchetry v1 history digest"
 L_CALL_RATCHET = b"ratchetry v1 call ratchet"
 L_CALL_SRTP = b"ratchetry v1 call srtp"
 L_SEALED = b"ratchetry v1 sealed state"
-L_MESSAGE_ID = b"ratchetry v1 message id"
+L_MESSAGE_ID = b"ratchetry v1 message id"   # an envelope's id (18.4)
+L_APP_MESSAGE_ID = b"ratchetry v1 app message id"   # a message's id, the same on every device
 L_RETRY = b"ratchetry v1 retry request"
 
 # 12. Limits (defaults; every vector uses them)
@@ -1401,7 +1402,7 @@ def decode_envelope(data):
     return env
 
 
-def message_id(envelope):
+def envelope_id(envelope):
     """18.4 (the definition announced for the regenerated vectors): for a pairwise envelope
     whose pairwise message decodes, H(label || 0x01 || sender address || salt of its ratchet
     header)[0..16]; for a group envelope whose group message decodes, H(label || 0x02 || sender
@@ -1419,6 +1420,13 @@ def message_id(envelope):
     return H(L_MESSAGE_ID + b"\x00" + envelope)[:16]
 
 
+def app_message_id(kind, sender, scope, nonce, body):
+    """18.4, a message's id: kind 1 (direct: scope = the conversation's account, nonce = the
+    payload's message nonce) or 2 (group: scope = the group id, nonce = the group message's
+    salt): H(label || kind || sender address || scope || nonce || body)[0..16]."""
+    return H(L_APP_MESSAGE_ID + u8(kind) + sender + scope + nonce + body)[:16]
+
+
 def envelope_salt(envelope):
     """18.6: the reference of a failed envelope (its ratchet header's or group message's salt)."""
     env = decode_envelope(envelope)
@@ -1431,7 +1439,7 @@ def envelope_salt(envelope):
 def payload_bytes(kind, f):
     """18.2, from the payload's fields (bytes)."""
     if kind == "direct":
-        return b"\x02\x0c\x01" + opt(f["sent_to"]) + f["body"]
+        return b"\x02\x0c\x01" + f["nonce"] + opt(f["sent_to"]) + f["body"]
     if kind == "distribution":
         return b"\x02\x0c\x02" + f["distribution"]
     if kind == "withheld":
@@ -1441,9 +1449,11 @@ def payload_bytes(kind, f):
     if kind == "history_offer":
         return b"\x02\x0c\x09" + blob(f["offer"]) + membership_bytes(f["groups"])
     if kind == "direct_resend":
-        return b"\x02\x0c\x06" + f["reference"] + opt(f["sent_to"]) + f["body"]
+        return b"\x02\x0c\x06" + f["reference"] + f["nonce"] + opt(f["sent_to"]) + f["body"]
     if kind == "group_resend":
         return b"\x02\x0c\x07" + f["reference"] + f["group"] + f["body"]
+    if kind == "call_key_resend":
+        return b"\x02\x0c\x08" + f["reference"] + f["call_key"]
     raise ValueError(kind)
 
 
@@ -1982,6 +1992,7 @@ class DevicesRun:
         self.conversation = {}    # label stem -> conversation AK (direct sends)
         self.journal_of = {}      # (sender name, stem) -> sent journal entry
         self.calls, self.offers = {}, {}
+        self.nonces = {}          # device name -> the message nonce its last 1:1 send drew
         self.answering = {}       # (S name, requester address) -> (reference, journal entry)
 
     # --- helpers ------------------------------------------------------------------------------
@@ -2175,7 +2186,8 @@ class DevicesRun:
                 self.conversation[stem] = to.ak
             sent_to = self.conversation[stem] if to.account == frm.account else None
             R.check(f"{w}: payload sent_to (18.2)", sent_to, opt_hex(f["sent_to"]))
-            return {"sent_to": sent_to, "body": hx(f["body"])}
+            R.check(f"{w}: payload nonce (18.2: the send's, in every copy)", self.nonces[frm.name], f["nonce"])
+            return {"nonce": self.nonces[frm.name], "sent_to": sent_to, "body": hx(f["body"])}
         if kind == "distribution":
             group = hx(f["group"])
             key = frm.outbound[group]
@@ -2203,7 +2215,8 @@ class DevicesRun:
         if kind == "direct_resend":
             sent_to = entry["conversation"] if to.account == frm.account else None
             R.check(f"{w}: resend sent_to (18.6)", sent_to, opt_hex(f["sent_to"]))
-            return {"reference": reference, "sent_to": sent_to, "body": entry["body"]}
+            R.check(f"{w}: resend nonce (18.6: the message's)", entry["nonce"], f["nonce"])
+            return {"reference": reference, "nonce": entry["nonce"], "sent_to": sent_to, "body": entry["body"]}
         R.check(f"{w}: resend group", entry["group"], f["group"])
         return {"reference": reference, "group": entry["group"], "body": entry["body"]}
 
@@ -2243,16 +2256,34 @@ class DevicesRun:
         draws.done()
         envelope = header + out["wire"]
         R.check(f"{w}: envelope (18.1)", envelope, e["envelope"])
-        R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
+        R.check(f"{w}: message id (18.4)", envelope_id(envelope), e["envelope_id"])
         self.envelopes[label] = envelope
-        if e["payload"]["kind"] == "direct":  # 18.4: the sent journal
+        kind = e["payload"]["kind"]
+        # 18.4: the message id, from the payload and the authenticated sender address.
+        expected_id = None
+        if kind in ("direct", "direct_resend"):
+            conversation = fields["sent_to"] if fields["sent_to"] is not None else to.ak
+            expected_id = app_message_id(1, frm.address, conversation, fields["nonce"], fields["body"])
+        elif kind == "group_resend":
+            expected_id = app_message_id(2, frm.address, fields["group"], fields["reference"], fields["body"])
+        R.check(f"{w}: the message's id (18.4)", expected_id,
+                None if e.get("message_id") is None else hx(e["message_id"]))
+        if kind in ("direct_resend", "group_resend"):
+            R.check(f"{w}: a resend has the id of the message it resends", self.answering[(frm.name, to.address)][1]["message_id"], expected_id)
+        if kind in ("direct", "call_key"):  # 18.4: the sent journal
             stem = label_stem(label)
             entry = self.journal_of.get((frm.name, stem))
-            if entry is None:
+            if entry is None and kind == "direct":
                 entry = {"kind": 1, "body": fields["body"], "conversation": self.conversation[stem],
+                         "nonce": fields["nonce"], "message_id": expected_id, "recipients": [], "sent_at": None}
+            elif entry is None:  # 21: the call and epoch of the key message
+                km = fields["call_key"]
+                entry = {"kind": 4, "call": km[2:18], "epoch": int.from_bytes(km[19:23], "big"),
                          "recipients": [], "sent_at": None}
+            if (frm.name, stem) not in self.journal_of:
                 frm.sent.append(entry)
                 self.journal_of[(frm.name, stem)] = entry
+            R.check(f"{w}: every copy of a message has one id (18.4)", entry.get("message_id"), expected_id)
             salt = out["header"][42:58]  # 8.4: the salt follows DHs.public, PN and N
             entry["recipients"].append((to.address, self.listed(frm, to.address)["ik"], salt, []))
         if e["delivered"]:
@@ -2263,7 +2294,7 @@ class DevicesRun:
     def receive_pairwise(self, dev, envelope, w):
         """18.5, receiving a pairwise envelope."""
         R.true(f"{w}: its id is not in the read ring or replaced (18.4)",
-               message_id(envelope) not in dev.read_ring and message_id(envelope) not in dev.replaced)
+               envelope_id(envelope) not in dev.read_ring and envelope_id(envelope) not in dev.replaced)
         env = decode_envelope(envelope)
         sender = self.by_address[env["sender"]]
         R.true(f"{w}: addressed to the receiver, from another device",
@@ -2310,7 +2341,7 @@ class DevicesRun:
     def read(self, dev, envelope, sender, reference, w):
         """18.4: after a successful receive its id goes to the next slot; a non-resend read
         deletes the pending retry keyed by (its sender, its salt)."""
-        dev.read_ring.append(message_id(envelope))
+        dev.read_ring.append(envelope_id(envelope))
         self.end_pending(dev, sender.address + reference)
 
     @staticmethod
@@ -2355,7 +2386,7 @@ class DevicesRun:
                    and (kind == 6 or p["group"] == payload[19:51]))
             self.end_pending(dev, sender.address + reference)
             # 18.4: the resend's id, then the id of the message it replaces, in the next slots.
-            dev.read_ring.append(message_id(envelope))
+            dev.read_ring.append(envelope_id(envelope))
             if p is not None:
                 dev.read_ring.append(p["failed_id"])
                 # 18.4: and it is remembered as replaced, with the time the resend was read.
@@ -2379,10 +2410,13 @@ class DevicesRun:
         out = key.encrypt(hx(e["body"]), salt, group_header(frm.address, version))
         envelope = group_envelope(frm.address, version, out["wire"])
         R.check(f"{w}: envelope (18.1)", envelope, e["envelope"])
-        R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
+        R.check(f"{w}: message id (18.4)", envelope_id(envelope), e["envelope_id"])
+        app_id = app_message_id(2, frm.address, group, salt, hx(e["body"]))
+        R.check(f"{w}: the message's id (18.4), the same on every member device", app_id, e["message_id"])
         self.envelopes[label] = envelope
         frm.sent.append({"kind": 2, "body": hx(e["body"]), "group": group, "key_id": key.key_id,
-                         "iteration": out["iteration"], "reference": salt, "answered": [], "sent_at": None})
+                         "iteration": out["iteration"], "reference": salt, "answered": [], "sent_at": None,
+                         "message_id": app_id})
         for name in e["delivered_to"]:
             dev = self.devices[name]
             env = decode_envelope(envelope)
@@ -2390,7 +2424,7 @@ class DevicesRun:
                    env["sender_version"] <= self.version(dev.lists[frm.account]))
             m = env["message"]
             R.true(f"{w}: {name}: its id is not in the read ring or replaced (18.4)",
-                   message_id(envelope) not in dev.read_ring and message_id(envelope) not in dev.replaced)
+                   envelope_id(envelope) not in dev.read_ring and envelope_id(envelope) not in dev.replaced)
             R.true(f"{w}: {name}: the sender's account is a member", self.is_member(dev, m["group_id"], frm.ak))
             ib = dev.inbound[(frm.address, m["group_id"])]
             R.check(f"{w}: {name}'s key has the listed identity", ib.ik, self.listed(dev, frm.address)["ik"])
@@ -2411,7 +2445,7 @@ class DevicesRun:
         reference = envelope_salt(failed)
         R.check(f"{w}: reference = the failed message's salt (18.6)", reference, e["reference"])
         R.true(f"{w}: the failed message was not read (18.6: else Duplicate)",
-               message_id(failed) not in req.read_ring and message_id(failed) not in req.replaced)
+               envelope_id(failed) not in req.read_ring and envelope_id(failed) not in req.replaced)
         # 18.6: asking again keeps the previous requests' minted prekeys.
         previous = req.pending.get(target.address + reference)
         # 11: Device::request_retry draws a one-time prekey (32) then a one-time ML-KEM prekey (64),
@@ -2427,12 +2461,12 @@ class DevicesRun:
         envelope = retry_request(req, target, reference, e["reason"], attempt, bundle)
         R.check(f"{w}: signature (18.6)", envelope[-64:], e["signature"])
         R.check(f"{w}: envelope (18.6)", envelope, e["envelope"])
-        R.check(f"{w}: message id (18.4)", message_id(envelope), e["message_id"])
+        R.check(f"{w}: message id (18.4)", envelope_id(envelope), e["envelope_id"])
         fenv = decode_envelope(failed)
         minted = ([] if previous is None else previous["minted"]) + [(opk_id, kem_id)]
         req.pending[target.address + reference] = {"attempts": attempt, "asked_at": self.approve_now,
                                   "group": fenv["message"]["group_id"] if fenv["kind"] == 2 else None,
-                                  "failed_id": message_id(failed), "minted": minted, "done": False}
+                                  "failed_id": envelope_id(failed), "minted": minted, "done": False}
         if not e["delivered"]:
             return
         env = decode_envelope(envelope)  # 18.6: S judges the request from its journal
@@ -2443,7 +2477,7 @@ class DevicesRun:
                and verify(entry["ik"], L_RETRY + env["signed"], env["signature"]))
         journal = None
         for j in target.sent:
-            if j["kind"] == 1 and any(a == req.address and ref == reference and ik == entry["ik"]
+            if j["kind"] in (1, 4) and any(a == req.address and ref == reference and ik == entry["ik"]
                                       for a, ik, ref, _ in j["recipients"]):
                 journal = j
             if j["kind"] == 2 and j["reference"] == reference:
@@ -2455,7 +2489,7 @@ class DevicesRun:
         if "kept" in e:  # 18.6: the request as S's app keeps it; the send id is the journal index
             send_id = next(i for i, j in enumerate(target.sent) if j is journal)
             kept = (b"\x02\x8a" + req.address + u64(send_id) + u8(e["reason"]) + u8(attempt)
-                    + reference + message_id(envelope) + bundle)
+                    + reference + envelope_id(envelope) + bundle)
             R.check(f"{w}: the request as kept (18.6)", kept, e["kept"])
 
     def ev_call(self, e):
@@ -2467,6 +2501,11 @@ class DevicesRun:
         km = call_key_message(call_id, e["kind"], 0, secret, dev.address, participants)
         R.check(f"{w}: call key message (21)", km, e["call_key"])
         self.calls[dev.name] = km
+
+    def ev_nonce(self, e):
+        """11: a 1:1 send draws its message nonce (16) before anything else."""
+        dev = self.devices[e["device"]]
+        self.nonces[dev.name] = draw(self.rng, 16, e["nonce"], f"message nonce of {dev.name}")
 
     def ev_history(self, e):
         dev = self.devices[e["device"]]
@@ -2480,7 +2519,7 @@ class DevicesRun:
         handlers = {"publish": self.ev_publish, "session": self.ev_session,
                     "sender_key": self.ev_sender_key, "pairwise": self.ev_pairwise,
                     "group": self.ev_group, "retry": self.ev_retry, "call": self.ev_call,
-                    "history": self.ev_history}
+                    "history": self.ev_history, "nonce": self.ev_nonce}
         for e in self.doc["events"]:
             handlers[e["event"]](e)
         for stem, st in self.stems.items():
@@ -2536,10 +2575,13 @@ def answered(ids):
 
 def sent_value(entry):
     """19.3 (sent_at written as 0 when unknown; the caller masks it)."""
+    recipients = lambda: (u32(len(entry["recipients"]))
+                          + b"".join(a + ik + ref + answered(ans) for a, ik, ref, ans in entry["recipients"]))
+    if entry["kind"] == 4:  # a call key: no body, its digest zero
+        return u64(entry["sent_at"] or 0) + bytes(16) + u8(4) + entry["call"] + u32(entry["epoch"]) + recipients()
     out = u64(entry["sent_at"] or 0) + H(entry["body"])[:16]
-    if entry["kind"] == 1:
-        out += u8(1) + entry["conversation"] + u32(len(entry["recipients"]))
-        out += b"".join(a + ik + ref + answered(ans) for a, ik, ref, ans in entry["recipients"])
+    if entry["kind"] == 1:  # written with tag 3: with the message nonce
+        out += u8(3) + entry["conversation"] + entry["nonce"] + recipients()
     else:
         # PROTOCOL.md 19.3 does not say which devices the a entries are; taken as the devices
         # whose retry requests were answered (none at send time), which the vectors bear out.
@@ -2679,7 +2721,7 @@ def record_from_inputs(inp):
     if rec == "withheld_notice":
         return b"\x0d" + hx(inp["address"]) + hx(inp["group"]), b""
     if rec == "read_slot":
-        return b"\x0e" + u32(inp["slot"]), message_id(hx(inp["envelope"]))
+        return b"\x0e" + u32(inp["slot"]), envelope_id(hx(inp["envelope"]))
     if rec == "sent_group_message":
         entry = {"kind": 2, "sent_at": inp["sent_at"], "body": hx(inp["body"]), "group": hx(inp["group"]),
                  "key_id": inp["key_id"], "iteration": inp["iteration"], "reference": hx(inp["reference"]),
@@ -2687,18 +2729,18 @@ def record_from_inputs(inp):
         return b"\x0f" + u64(inp["send_id"]), sent_value(entry)
     if rec == "sent_direct_message":
         entry = {"kind": 1, "sent_at": inp["sent_at"], "body": hx(inp["body"]),
-                 "conversation": hx(inp["conversation"]),
+                 "conversation": hx(inp["conversation"]), "nonce": hx(inp["nonce"]),
                  "recipients": [(hx(r["address"]), hx(r["identity_public"]), hx(r["reference"]), [])
                                 for r in inp["recipients"]]}
         return b"\x0f" + u64(inp["send_id"]), sent_value(entry)
     if rec == "pending_retry":
         p = {"group": None if inp["group"] is None else hx(inp["group"]),
-             "failed_id": message_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
+             "failed_id": envelope_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
              "asked_at": inp["asked_at"], "done": inp["done"],
              "minted": [(m["one_time_prekey_id"], m["kem_prekey_id"]) for m in inp["minted"]]}
         return b"\x10" + hx(inp["sender"]) + hx(inp["reference"]), pending_value(p)
     if rec == "replaced_id":
-        return b"\x12" + message_id(hx(inp["envelope"])), hx(inp["sender"]) + u64(inp["read_at"])
+        return b"\x12" + envelope_id(hx(inp["envelope"])), hx(inp["sender"]) + u64(inp["read_at"])
     raise ValueError(f"unknown record {rec}")
 
 
@@ -2952,9 +2994,9 @@ def refused_envelope(v, what, data):
     me = hx(_rec("address"))
     env = decode_envelope(data)  # DecodeError: section 4 / 18.1
     read = read_ring()
-    mid = message_id(data)
+    mid = envelope_id(data)
     if mid in read:
-        return f"Fanout(Duplicate {{ message_id: {mid.hex()} }})"
+        return f"Fanout(Duplicate {{ envelope_id: {mid.hex()} }})"
     R.true(f"{what}: its id (18.4) is not in the read ring", mid not in read)
     devices = _devices_json()
     held = {bytes.fromhex(a["account_public"]): a["lists"][-1] for a in devices["accounts"]}
