@@ -17,8 +17,10 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
-use super::MessageId;
+use super::EnvelopeId;
 use super::envelope::MessageRef;
+use super::message_id::MessageNonce;
+use crate::calls::CallId;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyId};
@@ -55,14 +57,16 @@ pub(crate) struct Recipient {
     pub(crate) device: DeviceAddress,
     pub(crate) identity: IdentityKey,
     pub(crate) reference: MessageRef,
-    pub(crate) answered: Vec<MessageId>,
+    pub(crate) answered: Vec<EnvelopeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SentKind {
-    /// A 1:1 message in the conversation with `conversation`.
+    /// A 1:1 message in the conversation with `conversation`, with the nonce every copy
+    /// carried (a resend carries it again, so the message keeps its id).
     Direct {
         conversation: AccountKey,
+        nonce: MessageNonce,
         recipients: Vec<Recipient>,
     },
     /// A group message: who may have it is decided by the ledger of `key_id`, from `iteration`.
@@ -72,14 +76,33 @@ pub(crate) enum SentKind {
         iteration: u32,
         reference: MessageRef,
         /// Retries answered, by requesting device.
-        answered: Vec<(DeviceAddress, Vec<MessageId>)>,
+        answered: Vec<(DeviceAddress, Vec<EnvelopeId>)>,
     },
+    /// A call key message of `call` at `epoch`. A retry is answered with the call's current
+    /// key message, never one older than `epoch`, and only to a device still in the call.
+    CallKey {
+        call: CallId,
+        epoch: u32,
+        recipients: Vec<Recipient>,
+    },
+}
+
+impl SentKind {
+    /// The recipients of a pairwise send (a 1:1 message or a call key), each with its own
+    /// envelope; `None` for a group message, whose recipients the ledger names.
+    pub(crate) fn recipients_mut(&mut self) -> Option<&mut Vec<Recipient>> {
+        match self {
+            Self::Direct { recipients, .. } | Self::CallKey { recipients, .. } => Some(recipients),
+            Self::Group { .. } => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sent {
     pub(crate) sent_at: Timestamp,
-    /// SHA-256 of the body, first 16 bytes: a retry is answered only with the body sent.
+    /// SHA-256 of the body, first 16 bytes: a retry is answered only with the body sent. All
+    /// zero for a call key, whose answer is the call's current key message, not what was sent.
     pub(crate) body_digest: [u8; 16],
     pub(crate) kind: SentKind,
 }
@@ -95,7 +118,7 @@ pub(crate) struct Pending {
     /// The group of a group message; `None` for a 1:1 message.
     pub(crate) group: Option<GroupId>,
     /// The id of the envelope that could not be read.
-    pub(crate) failed: MessageId,
+    pub(crate) failed: EnvelopeId,
     pub(crate) attempts: u8,
     pub(crate) requested_at: Timestamp,
     /// The one-time prekeys minted for each request's bundle, one entry per attempt (never
@@ -118,8 +141,8 @@ pub(crate) struct Minted {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Journal {
     /// Read ring: slot → id, and the ids for lookup.
-    pub(crate) seen_slots: VecDeque<MessageId>,
-    pub(crate) seen: BTreeSet<MessageId>,
+    pub(crate) seen_slots: VecDeque<EnvelopeId>,
+    pub(crate) seen: BTreeSet<EnvelopeId>,
     /// The slot the next read id goes to.
     pub(crate) seen_next: u32,
     /// Sent messages by send id, and their references for lookup.
@@ -128,12 +151,12 @@ pub(crate) struct Journal {
     pub(crate) next_send: u64,
     pub(crate) pending: BTreeMap<PendingKey, Pending>,
     /// Messages a resend replaced: the sender, and when the resend was read.
-    pub(crate) replaced: BTreeMap<MessageId, (DeviceAddress, Timestamp)>,
+    pub(crate) replaced: BTreeMap<EnvelopeId, (DeviceAddress, Timestamp)>,
 }
 
 impl Journal {
     /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.
-    pub(crate) fn has_read(&self, id: &MessageId) -> bool {
+    pub(crate) fn has_read(&self, id: &EnvelopeId) -> bool {
         self.seen.contains(id) || self.replaced.contains_key(id)
     }
 
@@ -157,10 +180,10 @@ impl Journal {
     /// the most (the lowest address among equals), never `id` itself.
     pub(crate) fn replace(
         &mut self,
-        id: MessageId,
+        id: EnvelopeId,
         sender: DeviceAddress,
         now: Timestamp,
-    ) -> Option<MessageId> {
+    ) -> Option<EnvelopeId> {
         self.replaced.insert(id, (sender, now));
         if self.replaced.len() <= MAX_REPLACED_MESSAGE_IDS {
             return None;
@@ -185,7 +208,7 @@ impl Journal {
     }
 
     /// Records a read envelope; returns the slot written.
-    pub(crate) fn read(&mut self, id: MessageId) -> u32 {
+    pub(crate) fn read(&mut self, id: EnvelopeId) -> u32 {
         let slot = self.seen_next;
         if self.seen_slots.len() == MAX_REMEMBERED_MESSAGE_IDS
             && let Some(old) = self.seen_slots.pop_front()
@@ -199,7 +222,7 @@ impl Journal {
     }
 
     /// The id stored in read-ring `slot`.
-    pub(crate) fn seen_slot(&self, slot: u32) -> Option<MessageId> {
+    pub(crate) fn seen_slot(&self, slot: u32) -> Option<EnvelopeId> {
         // The ring's oldest entry sits at `seen_next` once it is full, at 0 before.
         let len = self.seen_slots.len() as u32;
         let oldest = if len as usize == MAX_REMEMBERED_MESSAGE_IDS {
@@ -215,7 +238,7 @@ impl Journal {
     /// Rebuilds the ring from its slot records (slot → id) and the next slot.
     pub(crate) fn restore_seen(
         &mut self,
-        slots: BTreeMap<u32, MessageId>,
+        slots: BTreeMap<u32, EnvelopeId>,
         next: u32,
     ) -> Result<(), DecodeError> {
         let n = slots.len() as u32;
@@ -287,13 +310,50 @@ impl Journal {
 
 fn references(kind: &SentKind) -> Vec<MessageRef> {
     match kind {
-        SentKind::Direct { recipients, .. } => recipients.iter().map(|r| r.reference).collect(),
+        SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
+            recipients.iter().map(|r| r.reference).collect()
+        }
         SentKind::Group { reference, .. } => alloc::vec![*reference],
     }
 }
 
-const DIRECT: u8 = 1;
+/// A 1:1 message as journaled before messages carried a nonce: read, never written.
+const DIRECT_WITHOUT_NONCE: u8 = 1;
 const GROUP: u8 = 2;
+const DIRECT: u8 = 3;
+const CALL_KEY: u8 = 4;
+
+fn write_recipients(out: &mut impl Writer, recipients: &[Recipient]) {
+    out.u32(recipients.len() as u32);
+    for r in recipients {
+        r.device.write(out);
+        out.put(r.identity.as_bytes());
+        out.put(&r.reference);
+        write_ids(out, &r.answered);
+    }
+}
+
+fn read_recipients(r: &mut Reader<'_>) -> Result<Vec<Recipient>, DecodeError> {
+    let n = bounded_count(r, MAX_RECIPIENTS)?;
+    let mut recipients = Vec::with_capacity(r.capacity(n, 85));
+    for _ in 0..n {
+        recipients.push(Recipient {
+            device: DeviceAddress::read_trusted(r)?,
+            identity: IdentityKey::from_trusted(r.array()?),
+            reference: r.array()?,
+            answered: read_ids(r)?,
+        });
+    }
+    Ok(recipients)
+}
+
+/// The nonce a 1:1 message journaled without one is given when it loads: its first
+/// recipient's reference (all zero without recipients, when no retry can name it). It is
+/// random, used once and stable across loads, so every resend of that message carries the
+/// same nonce and reports the same id.
+fn nonce_of_legacy(recipients: &[Recipient]) -> MessageNonce {
+    recipients.first().map_or([0; 16], |r| r.reference)
+}
 
 impl Sent {
     pub(crate) fn write(&self, out: &mut impl Writer) {
@@ -302,17 +362,13 @@ impl Sent {
         match &self.kind {
             SentKind::Direct {
                 conversation,
+                nonce,
                 recipients,
             } => {
                 out.u8(DIRECT);
                 out.put(conversation.as_bytes());
-                out.u32(recipients.len() as u32);
-                for r in recipients {
-                    r.device.write(out);
-                    out.put(r.identity.as_bytes());
-                    out.put(&r.reference);
-                    write_ids(out, &r.answered);
-                }
+                out.put(nonce);
+                write_recipients(out, recipients);
             }
             SentKind::Group {
                 group,
@@ -332,30 +388,44 @@ impl Sent {
                     write_ids(out, ids);
                 }
             }
+            SentKind::CallKey {
+                call,
+                epoch,
+                recipients,
+            } => {
+                out.u8(CALL_KEY);
+                out.put(&call.0);
+                out.u32(*epoch);
+                write_recipients(out, recipients);
+            }
         }
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::read_record(r).map(|(sent, _)| sent)
+    }
+
+    /// [`read`](Self::read), saying whether the record was in an older form (a 1:1 record
+    /// without its nonce, tag 1), which a load rewrites so that one state has one encoding.
+    pub(crate) fn read_record(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
         let sent_at = Timestamp(r.u64()?);
         let body_digest = r.array()?;
-        let kind = match r.u8()? {
-            DIRECT => {
+        let tag = r.u8()?;
+        let kind = match tag {
+            DIRECT_WITHOUT_NONCE => {
                 let conversation = AccountKey::from_trusted(r.array()?);
-                let n = bounded_count(r, MAX_RECIPIENTS)?;
-                let mut recipients = Vec::with_capacity(r.capacity(n, 85));
-                for _ in 0..n {
-                    recipients.push(Recipient {
-                        device: DeviceAddress::read_trusted(r)?,
-                        identity: IdentityKey::from_trusted(r.array()?),
-                        reference: r.array()?,
-                        answered: read_ids(r)?,
-                    });
-                }
+                let recipients = read_recipients(r)?;
                 SentKind::Direct {
                     conversation,
+                    nonce: nonce_of_legacy(&recipients),
                     recipients,
                 }
             }
+            DIRECT => SentKind::Direct {
+                conversation: AccountKey::from_trusted(r.array()?),
+                nonce: r.array()?,
+                recipients: read_recipients(r)?,
+            },
             GROUP => {
                 let group = GroupId(r.array()?);
                 let key_id = SenderKeyId(r.u32()?);
@@ -374,29 +444,36 @@ impl Sent {
                     answered,
                 }
             }
+            // A call key keeps no body: its digest is zero, in one form only.
+            CALL_KEY if body_digest == [0; 16] => SentKind::CallKey {
+                call: CallId(r.array()?),
+                epoch: r.u32()?,
+                recipients: read_recipients(r)?,
+            },
             _ => return Err(DecodeError::InvalidValue),
         };
-        Ok(Self {
+        let sent = Self {
             sent_at,
             body_digest,
             kind,
-        })
+        };
+        Ok((sent, tag == DIRECT_WITHOUT_NONCE))
     }
 }
 
-fn write_ids(out: &mut impl Writer, ids: &[MessageId]) {
+fn write_ids(out: &mut impl Writer, ids: &[EnvelopeId]) {
     out.u8(ids.len() as u8);
     for id in ids {
         out.put(&id.0);
     }
 }
 
-fn read_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
+fn read_ids(r: &mut Reader<'_>) -> Result<Vec<EnvelopeId>, DecodeError> {
     let n = r.u8()?;
     if n > MAX_RETRY_ATTEMPTS {
         return Err(DecodeError::InvalidValue);
     }
-    (0..n).map(|_| Ok(MessageId(r.array()?))).collect()
+    (0..n).map(|_| Ok(EnvelopeId(r.array()?))).collect()
 }
 
 impl Pending {
@@ -414,7 +491,7 @@ impl Pending {
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let group = r.optional(|r| r.array().map(GroupId))?;
-        let failed = MessageId(r.array()?);
+        let failed = EnvelopeId(r.array()?);
         let attempts = r.u8()?;
         if attempts == 0 || attempts > MAX_RETRY_ATTEMPTS {
             return Err(DecodeError::InvalidValue);
@@ -443,10 +520,10 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn id(i: u32) -> MessageId {
+    fn id(i: u32) -> EnvelopeId {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&i.to_be_bytes());
-        MessageId(b)
+        EnvelopeId(b)
     }
 
     fn reference(i: u32) -> MessageRef {
@@ -465,6 +542,109 @@ mod tests {
                 answered: Vec::new(),
             },
         }
+    }
+
+    fn recipient(i: u32) -> Recipient {
+        Recipient {
+            device: DeviceAddress {
+                account: AccountKey::from_trusted([3; 32]),
+                device: crate::devices::DeviceId(i),
+            },
+            identity: IdentityKey::from_trusted([4; 32]),
+            reference: reference(100 + i),
+            answered: alloc::vec![id(7)],
+        }
+    }
+
+    fn round_trip(sent: &Sent) -> Result<Sent, DecodeError> {
+        let mut bytes = Vec::new();
+        sent.write(&mut bytes);
+        let mut r = Reader::new(&bytes);
+        let back = Sent::read(&mut r)?;
+        r.finish()?;
+        Ok(back)
+    }
+
+    #[test]
+    fn sent_records_of_every_kind_round_trip() {
+        let direct = Sent {
+            sent_at: Timestamp(5),
+            body_digest: [9; 16],
+            kind: SentKind::Direct {
+                conversation: AccountKey::from_trusted([2; 32]),
+                nonce: [6; 16],
+                recipients: alloc::vec![recipient(1), recipient(2)],
+            },
+        };
+        let call = Sent {
+            sent_at: Timestamp(5),
+            body_digest: [0; 16],
+            kind: SentKind::CallKey {
+                call: CallId([8; 16]),
+                epoch: 3,
+                recipients: alloc::vec![recipient(1)],
+            },
+        };
+        for sent in [direct, call, group_sent(1, 2)] {
+            assert_eq!(round_trip(&sent), Ok(sent.clone()));
+        }
+    }
+
+    /// A call key journals no body: its digest is zero, in one form only.
+    #[test]
+    fn a_call_key_record_has_a_zero_digest() {
+        let call = Sent {
+            sent_at: Timestamp(5),
+            body_digest: [0; 16],
+            kind: SentKind::CallKey {
+                call: CallId([8; 16]),
+                epoch: 3,
+                recipients: Vec::new(),
+            },
+        };
+        let mut bytes = Vec::new();
+        call.write(&mut bytes);
+        bytes[8] = 1;
+        assert_eq!(
+            Sent::read(&mut Reader::new(&bytes)),
+            Err(DecodeError::InvalidValue)
+        );
+    }
+
+    /// A 1:1 record written before messages carried a nonce (tag 1) loads with its first
+    /// recipient's reference as its nonce, stable across loads, and is written back in the
+    /// current form (tag 3) with it.
+    #[test]
+    fn a_direct_record_without_a_nonce_loads_with_its_first_reference() {
+        let legacy = |recipients: &[Recipient]| {
+            let mut bytes = Vec::new();
+            bytes.u64(5);
+            bytes.put(&[9; 16]);
+            bytes.u8(DIRECT_WITHOUT_NONCE);
+            bytes.put(&[2; 32]);
+            write_recipients(&mut bytes, recipients);
+            let (sent, older_form) = Sent::read_record(&mut Reader::new(&bytes)).unwrap();
+            assert!(older_form, "a tag-1 record is reported for rewriting");
+            sent
+        };
+        let loaded = legacy(&[recipient(1), recipient(2)]);
+        let SentKind::Direct { nonce, .. } = &loaded.kind else {
+            panic!("a direct message")
+        };
+        assert_eq!(*nonce, recipient(1).reference);
+        assert_eq!(round_trip(&loaded), Ok(loaded.clone()));
+        let mut bytes = Vec::new();
+        loaded.write(&mut bytes);
+        assert_eq!(bytes[24], DIRECT);
+        assert_eq!(
+            Sent::read_record(&mut Reader::new(&bytes)).map(|(_, older)| older),
+            Ok(false),
+            "the current form is not rewritten"
+        );
+        let SentKind::Direct { nonce, .. } = legacy(&[]).kind else {
+            panic!("a direct message")
+        };
+        assert_eq!(nonce, [0; 16]);
     }
 
     #[test]

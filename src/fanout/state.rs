@@ -16,7 +16,7 @@ use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
 use super::lists::Followed;
-use super::records::{Dirty, Key, StateChanges, read_message_id, unit};
+use super::records::{Dirty, Key, StateChanges, read_envelope_id, unit};
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits};
@@ -340,9 +340,16 @@ impl Device {
                     withheld.push((a, g));
                 }
                 Key::Seen(slot) => {
-                    seen.insert(slot, read_message_id(&mut r)?);
+                    seen.insert(slot, read_envelope_id(&mut r)?);
                 }
-                Key::Sent(id) => device.journal.insert_sent(id, Sent::read(&mut r)?)?,
+                Key::Sent(id) => {
+                    let (sent, older_form) = Sent::read_record(&mut r)?;
+                    if older_form {
+                        // A 1:1 record written before messages carried a nonce: rewritten.
+                        migrated.push(*key);
+                    }
+                    device.journal.insert_sent(id, sent)?;
+                }
                 Key::Pending(key) => {
                     // Never asked of itself, and never more than it keeps.
                     if key.0 == device.address
