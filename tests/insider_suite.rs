@@ -32,7 +32,7 @@
 //!    shown as sent by the device that sent it;
 //! 3. after the settle phase (everything withheld is delivered, failures are retried, call keys
 //!    re-sent), every honest device entitled to a message of an honest device has shown it
-//!    exactly once with its exact body (the app keys messages by `MessageId`, a resend under
+//!    exactly once with its exact body (the app keys messages by `EnvelopeId`, a resend under
 //!    the id it replaces), and every honest call participant holds the current epoch;
 //! 4. every refusal is a typed error and leaves the device (and the call state) byte-identical,
 //!    with nothing to persist.
@@ -64,7 +64,7 @@ use ratchetry::devices::{
     PRIMARY_DEVICE, Primary, PrimaryPolicy, SignedDeviceList, VerifiedDeviceList, complete_link,
 };
 use ratchetry::fanout::{
-    Device, DeviceConfig, MessageId, Outbox, Outgoing, Received, RetryReason, RetryRequest, SendId,
+    Device, DeviceConfig, EnvelopeId, Outbox, Outgoing, Received, RetryReason, RetryRequest, SendId,
 };
 use ratchetry::group::{GroupId, GroupMessage};
 use ratchetry::testing::{SeededRng, hooks};
@@ -254,8 +254,8 @@ struct Sim {
     /// The apps' body stores: (device, send id) → message.
     sent_store: HashMap<(DeviceAddress, SendId), usize>,
     /// Who sealed each envelope (re-routed or re-wrapped copies keep their sealer).
-    origins: HashMap<MessageId, DeviceAddress>,
-    env_msg: HashMap<MessageId, usize>,
+    origins: HashMap<EnvelopeId, DeviceAddress>,
+    env_msg: HashMap<EnvelopeId, usize>,
     queue: Vec<Env>,
     withheld: Vec<Env>,
     observed: Vec<Env>,
@@ -263,7 +263,7 @@ struct Sim {
     failures: BTreeMap<(DeviceAddress, usize), Failure>,
     /// Bodies shown by honest apps, counted per (device, message).
     reads: HashMap<(DeviceAddress, usize), u32>,
-    shown: HashSet<(DeviceAddress, MessageId)>,
+    shown: HashSet<(DeviceAddress, EnvelopeId)>,
     calls: Vec<CallRec>,
     epochs: HashMap<(CallId, u32), (BTreeSet<DeviceAddress>, Vec<u8>)>,
     held_calls: BTreeMap<(DeviceAddress, CallId), Call>,
@@ -803,7 +803,7 @@ impl Sim {
     }
 
     fn register(&mut self, bytes: &[u8], origin: DeviceAddress, msg: Option<usize>) {
-        let id = MessageId::of(bytes);
+        let id = EnvelopeId::of(bytes);
         self.origins.insert(id, origin);
         if let Some(m) = msg {
             self.env_msg.insert(id, m);
@@ -989,7 +989,7 @@ impl Sim {
     fn receive(&mut self, to: DeviceAddress, bytes: &[u8]) -> ratchetry::Result<()> {
         let now = self.clock_of(to);
         let received = self.guard(to, |d, _| d.receive(now, bytes))?;
-        let id = MessageId::of(bytes);
+        let id = EnvelopeId::of(bytes);
         let origin = *self.origins.get(&id).unwrap_or_else(|| {
             panic!(
                 "seed {}: {} accepted bytes no device sealed: {received:?}",
@@ -1049,10 +1049,10 @@ impl Sim {
     fn check_body(
         &mut self,
         to: DeviceAddress,
-        envelope: MessageId,
+        envelope: EnvelopeId,
         from: DeviceAddress,
         body: &[u8],
-        resent: Option<MessageId>,
+        resent: Option<EnvelopeId>,
         shape: Shape,
     ) {
         let seed = self.seed;
@@ -1273,7 +1273,16 @@ impl Sim {
                     retries: 0,
                 });
                 f.error = name;
-                if env.kind == Kind::Message && f.original.is_none() {
+                // The app asks again about the copy that failed last, with a fresh budget when
+                // it is another copy: a tampered copy that failed first may name another
+                // sender (a flipped device id in a group header), whose retries cannot heal
+                // the genuine copy that fails after it.
+                if env.kind == Kind::Message
+                    && f.original.as_ref().is_none_or(|o| o.bytes != env.bytes)
+                {
+                    if f.original.is_some() {
+                        f.retries = 0;
+                    }
                     f.original = Some(env);
                 }
             }
@@ -2272,6 +2281,7 @@ impl Sim {
         } else {
             let mut p = vec![2, 0x0c, 0x06];
             p.extend_from_slice(&reference);
+            p.extend_from_slice(&[0x5a; 16]); // the message nonce
             p.push(0);
             p.extend_from_slice(&body);
             p
@@ -2295,7 +2305,9 @@ impl Sim {
         };
         let m_addr = self.with_role(|r| r == Role::Colluding)[0];
         let (_, body) = self.new_msg(m_addr, MsgKind::Forged, "forged own copy");
-        let mut payload = vec![2, 0x0c, 0x01, 1];
+        let mut payload = vec![2, 0x0c, 0x01];
+        payload.extend_from_slice(&[0x5a; 16]); // the message nonce
+        payload.push(1);
         payload.extend_from_slice(&self.accounts[ALICE].key.to_bytes());
         payload.extend_from_slice(&body);
         let Some((_, sealed)) = self.mallory_seal(y, &payload) else {
@@ -2985,7 +2997,7 @@ fn many_insider_seeds() {
 /// Then the genuine envelope arrives too. Returns what the recipient's app shows: the bodies of
 /// the genuine envelope and of the resend, each with the id the app stores it under (the
 /// envelope's id, or for a resend the id of the envelope it replaces).
-fn tampered_copy_then_retry(group: bool, resend_first: bool) -> Vec<(MessageId, Vec<u8>)> {
+fn tampered_copy_then_retry(group: bool, resend_first: bool) -> Vec<(EnvelopeId, Vec<u8>)> {
     use support::World;
     let mut w = World::new("insider tampered copy then retry");
     let alice = w.account(0);
@@ -3013,7 +3025,7 @@ fn tampered_copy_then_retry(group: bool, resend_first: bool) -> Vec<(MessageId, 
     }
     let mut shown = Vec::new();
     for envelope in arrivals {
-        let id = MessageId::of(&envelope);
+        let id = EnvelopeId::of(&envelope);
         match w.receive(b1, &envelope) {
             Ok(Received::Direct { body, resent, .. })
             | Ok(Received::Group { body, resent, .. }) => shown.push((resent.unwrap_or(id), body)),
