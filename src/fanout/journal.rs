@@ -401,13 +401,9 @@ impl Sent {
         }
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Self::read_record(r).map(|(sent, _)| sent)
-    }
-
-    /// [`read`](Self::read), saying whether the record was in an older form (a 1:1 record
-    /// without its nonce, tag 1), which a load rewrites so that one state has one encoding.
-    pub(crate) fn read_record(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
+    /// Reads a record, saying whether it was in an older form (a 1:1 record without its nonce,
+    /// tag 1), which a load rewrites so that one state has one encoding.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
         let sent_at = Timestamp(r.u64()?);
         let body_digest = r.array()?;
         let tag = r.u8()?;
@@ -560,8 +556,9 @@ mod tests {
         let mut bytes = Vec::new();
         sent.write(&mut bytes);
         let mut r = Reader::new(&bytes);
-        let back = Sent::read(&mut r)?;
+        let (back, older_form) = Sent::read(&mut r)?;
         r.finish()?;
+        assert!(!older_form, "written in the current form");
         Ok(back)
     }
 
@@ -606,7 +603,7 @@ mod tests {
         call.write(&mut bytes);
         bytes[8] = 1;
         assert_eq!(
-            Sent::read(&mut Reader::new(&bytes)),
+            Sent::read(&mut Reader::new(&bytes)).map(|(sent, _)| sent),
             Err(DecodeError::InvalidValue)
         );
     }
@@ -623,7 +620,7 @@ mod tests {
             bytes.u8(DIRECT_WITHOUT_NONCE);
             bytes.put(&[2; 32]);
             write_recipients(&mut bytes, recipients);
-            let (sent, older_form) = Sent::read_record(&mut Reader::new(&bytes)).unwrap();
+            let (sent, older_form) = Sent::read(&mut Reader::new(&bytes)).unwrap();
             assert!(older_form, "a tag-1 record is reported for rewriting");
             sent
         };
@@ -637,7 +634,7 @@ mod tests {
         loaded.write(&mut bytes);
         assert_eq!(bytes[24], DIRECT);
         assert_eq!(
-            Sent::read_record(&mut Reader::new(&bytes)).map(|(_, older)| older),
+            Sent::read(&mut Reader::new(&bytes)).map(|(_, older)| older),
             Ok(false),
             "the current form is not rewritten"
         );

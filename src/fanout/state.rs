@@ -343,7 +343,7 @@ impl Device {
                     seen.insert(slot, read_envelope_id(&mut r)?);
                 }
                 Key::Sent(id) => {
-                    let (sent, older_form) = Sent::read_record(&mut r)?;
+                    let (sent, older_form) = Sent::read(&mut r)?;
                     if older_form {
                         // A 1:1 record written before messages carried a nonce: rewritten.
                         migrated.push(*key);
