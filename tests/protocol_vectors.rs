@@ -3042,14 +3042,13 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
 
 /// 18.4: a message's id, the same on every device: kind 1 (direct: the conversation's account
 /// and the nonce) or 2 (group: the group id and the group message's salt).
-fn spec_message_id(kind: u8, sender: &[u8], scope: &[u8], nonce: &[u8], body: &[u8]) -> [u8; 16] {
+fn spec_message_id(kind: u8, sender: &[u8], scope: &[u8], nonce: &[u8]) -> [u8; 16] {
     sha256(&[
         b"ratchetry v1 app message id",
         &[kind],
         sender,
         scope,
         nonce,
-        body,
     ])[..16]
         .try_into()
         .unwrap()
@@ -3058,38 +3057,20 @@ fn spec_message_id(kind: u8, sender: &[u8], scope: &[u8], nonce: &[u8], body: &[
 /// The message id of a pairwise payload that carries a message, from `sender` to `recipient`
 /// (addresses, 36 bytes each).
 fn pairwise_message_id(p: &PayloadFields, sender: &[u8], recipient: &[u8]) -> Option<String> {
-    let direct = |nonce: &str, sent_to: &Option<String>, body: &str| {
+    let direct = |nonce: &str, sent_to: &Option<String>| {
         let conversation = sent_to.as_deref().map_or(recipient[..32].to_vec(), unhex);
-        h(spec_message_id(
-            1,
-            sender,
-            &conversation,
-            &unhex(nonce),
-            &unhex(body),
-        ))
+        h(spec_message_id(1, sender, &conversation, &unhex(nonce)))
     };
     match p {
-        PayloadFields::Direct {
-            nonce,
-            sent_to,
-            body,
-        }
-        | PayloadFields::DirectResend {
-            nonce,
-            sent_to,
-            body,
-            ..
-        } => Some(direct(nonce, sent_to, body)),
+        PayloadFields::Direct { nonce, sent_to, .. }
+        | PayloadFields::DirectResend { nonce, sent_to, .. } => Some(direct(nonce, sent_to)),
         PayloadFields::GroupResend {
-            reference,
-            group,
-            body,
+            reference, group, ..
         } => Some(h(spec_message_id(
             2,
             sender,
             &unhex(group),
             &unhex(reference),
-            &unhex(body),
         ))),
         _ => None,
     }
@@ -3285,13 +3266,7 @@ impl DevicesRun {
         assert_eq!(salt, message[42..58], "{label}: salt drawn");
         self.sent.insert(label.into(), envelope.clone());
         let recipients: Vec<String> = recipients.iter().map(|a| self.name_of(a).into()).collect();
-        let message_id = h(spec_message_id(
-            2,
-            &envelope[3..39],
-            &message[2..34],
-            &salt,
-            body,
-        ));
+        let message_id = h(spec_message_id(2, &envelope[3..39], &message[2..34], &salt));
         self.events.push(DeviceEvent::Group(GroupEnvelopeEvent {
             label: label.into(),
             from: from.into(),
@@ -4588,13 +4563,7 @@ fn device_vectors() {
                 let envelope = [&header[..], &message].concat();
                 assert_eq!(h(&envelope), e.envelope, "{}", e.label);
                 assert_eq!(h(envelope_id(&envelope)), e.envelope_id);
-                let id = spec_message_id(
-                    2,
-                    &m.addresses[&e.from],
-                    &group,
-                    &unh::<16>(&e.salt),
-                    &unhex(&e.body),
-                );
+                let id = spec_message_id(2, &m.addresses[&e.from], &group, &unh::<16>(&e.salt));
                 assert_eq!(h(id), e.message_id, "{}: message id", e.label);
                 // 18.5: every member device but the sender, in address order (both accounts are
                 // members of the group).

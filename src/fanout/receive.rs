@@ -348,7 +348,7 @@ impl Device {
                         group,
                         // The reference is the group message's salt: the resend has the
                         // original's id.
-                        id: MessageId::group(&from, &group, &reference, &body),
+                        id: MessageId::group(&from, &group, &reference),
                         body,
                         resent: Some(failed),
                     },
@@ -381,14 +381,14 @@ impl Device {
         Ok(match sent_to {
             None => Received::Direct {
                 from,
-                id: MessageId::direct(&from, &own, &nonce, &body),
+                id: MessageId::direct(&from, &own, &nonce),
                 body,
                 resent,
             },
             Some(sent_to) if from.account == own => Received::OwnCopy {
                 from,
                 sent_to,
-                id: MessageId::direct(&from, &sent_to, &nonce, &body),
+                id: MessageId::direct(&from, &sent_to, &nonce),
                 body,
                 resent,
             },
@@ -464,7 +464,7 @@ impl Device {
                 Ok(Received::Group {
                     from,
                     group,
-                    id: MessageId::group(&from, &group, &message.salt, &body),
+                    id: MessageId::group(&from, &group, &message.salt),
                     body,
                     resent: None,
                 })

@@ -345,7 +345,7 @@ impl Device {
                     body: body.to_vec(),
                 },
                 None,
-                MessageId::direct(&self.address, conversation, nonce, body),
+                MessageId::direct(&self.address, conversation, nonce),
             ),
             SentKind::Group { group, .. } => {
                 let current = self
@@ -365,7 +365,7 @@ impl Device {
                         body: body.to_vec(),
                     },
                     current,
-                    MessageId::group(&self.address, group, &request.reference, body),
+                    MessageId::group(&self.address, group, &request.reference),
                 )
             }
             // No body was sent: the answer is the call's current key message.

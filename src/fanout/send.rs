@@ -59,7 +59,7 @@ impl Device {
         if let Some(missing) = self.missing_sessions(&targets) {
             return Ok(Outgoing::NeedBundles(missing));
         }
-        // One nonce for every copy: with the sender, the conversation and the body it makes
+        // One nonce for every copy: with the sender and the conversation it makes
         // the message id (18.4), so every device reports the same one.
         let mut nonce: MessageNonce = [0; 16];
         rng.fill_bytes(&mut nonce);
@@ -98,7 +98,7 @@ impl Device {
         self.bump();
         Ok(Outgoing::Ready(Outbox {
             send_id: Some(send_id),
-            message_id: Some(MessageId::direct(&self.address, to, &nonce, body)),
+            message_id: Some(MessageId::direct(&self.address, to, &nonce)),
             envelopes,
             group: None,
             coverage,
@@ -248,7 +248,7 @@ impl Device {
         self.bump();
         Ok(Outgoing::Ready(Outbox {
             send_id: Some(send_id),
-            message_id: Some(MessageId::group(&self.address, &group, &reference, body)),
+            message_id: Some(MessageId::group(&self.address, &group, &reference)),
             envelopes,
             group: Some((envelope, devices.into_iter().map(|(a, _)| a).collect())),
             coverage,

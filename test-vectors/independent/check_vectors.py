@@ -1420,11 +1420,12 @@ def envelope_id(envelope):
     return H(L_MESSAGE_ID + b"\x00" + envelope)[:16]
 
 
-def app_message_id(kind, sender, scope, nonce, body):
+def app_message_id(kind, sender, scope, nonce):
     """18.4, a message's id: kind 1 (direct: scope = the conversation's account, nonce = the
     payload's message nonce) or 2 (group: scope = the group id, nonce = the group message's
-    salt): H(label || kind || sender address || scope || nonce || body)[0..16]."""
-    return H(L_APP_MESSAGE_ID + u8(kind) + sender + scope + nonce + body)[:16]
+    salt): H(label || kind || sender address || scope || nonce)[0..16]. The body is not
+    hashed."""
+    return H(L_APP_MESSAGE_ID + u8(kind) + sender + scope + nonce)[:16]
 
 
 def envelope_salt(envelope):
@@ -2263,9 +2264,9 @@ class DevicesRun:
         expected_id = None
         if kind in ("direct", "direct_resend"):
             conversation = fields["sent_to"] if fields["sent_to"] is not None else to.ak
-            expected_id = app_message_id(1, frm.address, conversation, fields["nonce"], fields["body"])
+            expected_id = app_message_id(1, frm.address, conversation, fields["nonce"])
         elif kind == "group_resend":
-            expected_id = app_message_id(2, frm.address, fields["group"], fields["reference"], fields["body"])
+            expected_id = app_message_id(2, frm.address, fields["group"], fields["reference"])
         R.check(f"{w}: the message's id (18.4)", expected_id,
                 None if e.get("message_id") is None else hx(e["message_id"]))
         if kind in ("direct_resend", "group_resend"):
@@ -2411,7 +2412,7 @@ class DevicesRun:
         envelope = group_envelope(frm.address, version, out["wire"])
         R.check(f"{w}: envelope (18.1)", envelope, e["envelope"])
         R.check(f"{w}: message id (18.4)", envelope_id(envelope), e["envelope_id"])
-        app_id = app_message_id(2, frm.address, group, salt, hx(e["body"]))
+        app_id = app_message_id(2, frm.address, group, salt)
         R.check(f"{w}: the message's id (18.4), the same on every member device", app_id, e["message_id"])
         self.envelopes[label] = envelope
         frm.sent.append({"kind": 2, "body": hx(e["body"]), "group": group, "key_id": key.key_id,
