@@ -7,7 +7,7 @@
 mod support;
 
 use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress};
-use ratchetry::fanout::{MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
+use ratchetry::fanout::{Device, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::testing::hooks::seal_raw_payload;
@@ -371,8 +371,11 @@ fn a_held_group_keeps_its_newer_members() {
     let Received::HistoryOffer { groups, .. } = got else {
         panic!("{got:?}")
     };
-    // Only the group it lacked is installed; the held one keeps its members and its key.
-    assert_eq!(groups, [WORK]);
+    // The app set a group on the desktop before the offer arrived: it owns the desktop's
+    // groups now, so the offer installs nothing, not even the group it lacked, and the held
+    // one keeps its members and its key.
+    assert!(groups.is_empty());
+    assert_eq!(members(&mut w, desktop, WORK), None);
     assert_eq!(members(&mut w, desktop, FAMILY), Some(vec![bob]));
     let again = w.send_group(desktop, FAMILY, b"still without carol");
     assert!(
@@ -394,4 +397,41 @@ fn a_held_group_keeps_its_newer_members() {
         }
         .into(),
     );
+}
+
+/// A meta record of the layout before the groups flag (20 bytes: epoch, next read slot, next
+/// send id) loads; the flag is taken as set when the device holds groups (only its app could
+/// have set them then), as clear otherwise, and the record is rewritten with it.
+#[test]
+fn a_meta_record_of_the_previous_layout_loads_with_the_flag_its_groups_imply() {
+    let mut w = World::new("membership previous meta");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (phone, laptop) = (World::addr(alice, 1), World::addr(alice, 2));
+    w.device(phone).set_group_members(FAMILY, &[bob]);
+    w.persist(phone);
+    for (device, holds_groups) in [(phone, true), (laptop, false)] {
+        let mut store = w.stores[&device].clone();
+        let meta = store.0.get_mut(&[2u8][..]).expect("a meta record");
+        assert_eq!((meta.len(), meta[20]), (21, u8::from(holds_groups)));
+        meta.truncate(20);
+        let mut loaded = store.load();
+        let rewrite = loaded.take_changes();
+        let meta = rewrite
+            .records()
+            .iter()
+            .find(|r| r.key() == [2])
+            .expect("the meta record is rewritten");
+        assert_eq!(
+            meta.value().map(|v| (v.len(), v[20])),
+            Some((21, u8::from(holds_groups)))
+        );
+        // A flag byte other than 0 or 1 is refused.
+        let mut bad = w.stores[&device].clone();
+        bad.0.get_mut(&[2u8][..]).unwrap()[20] = 2;
+        assert!(
+            Device::from_records(bad.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).is_err()
+        );
+    }
 }

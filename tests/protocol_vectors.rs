@@ -5340,6 +5340,12 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
                     .u64(*epoch)
                     .u32(*next_read_slot)
                     .u64(*next_send_id)
+                    // 19.1's groups-by-app flag: set once the app set or forgot a group.
+                    .u8(u8::from(
+                        operations
+                            .iter()
+                            .any(|o| o == "set_group_members" || o == "forget_group"),
+                    ))
                     .done(),
             )
         }

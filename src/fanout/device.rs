@@ -120,6 +120,10 @@ pub struct Device {
     /// of the wait, since its later lists carry later times):
     /// meanwhile it sends nothing to its own account and accepts nothing from it.
     pub(crate) restored_at: Option<Timestamp>,
+    /// Whether the app has set or forgotten a group on this device: from then on it owns the
+    /// device's groups, and a membership in a history offer installs nothing (20). Without it,
+    /// an offer the relay held back would put back a group the app left since.
+    pub(crate) groups_by_app: bool,
     pub(crate) dirty: Dirty,
 }
 
@@ -165,6 +169,7 @@ impl Device {
             journal: Journal::default(),
             epoch: 0,
             restored_at: None,
+            groups_by_app: false,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

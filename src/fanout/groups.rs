@@ -16,7 +16,8 @@ impl Device {
     /// messages, sender keys and resends for `group` this device accepts. Sender keys of
     /// accounts no longer members are dropped; if a device that holds this device's sender
     /// key is no longer a member device, the next send rotates it. Setting the same members
-    /// again changes nothing.
+    /// again changes nothing. Once the app has set or forgotten a group here, it owns this
+    /// device's groups: a history offer's membership installs nothing any more.
     pub fn set_group_members(&mut self, group: GroupId, members: &[AccountKey]) {
         let own = self.address.account;
         let new: BTreeSet<AccountKey> = members.iter().copied().filter(|a| *a != own).collect();
@@ -30,6 +31,7 @@ impl Device {
         }
         self.groups.entry(group).or_default().members = new;
         self.touch(Key::GroupMembers(group));
+        self.groups_by_app = true;
         self.bump();
     }
 
@@ -45,7 +47,8 @@ impl Device {
     }
 
     /// Leaves `group`: its members, this device's sender key and ledger, and every sender key
-    /// received for it are deleted.
+    /// received for it are deleted. A history offer's membership never puts it back (nor any
+    /// other group: see [`set_group_members`](Self::set_group_members)).
     pub fn forget_group(&mut self, group: GroupId) {
         let Some(g) = self.groups.remove(&group) else {
             return;
@@ -79,6 +82,7 @@ impl Device {
             self.withheld.remove(&(a, group));
             self.touch(Key::Withheld(a, group));
         }
+        self.groups_by_app = true;
         self.bump();
     }
 

@@ -148,6 +148,7 @@ impl Device {
             journal,
             epoch,
             restored_at: None,
+            groups_by_app: false,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

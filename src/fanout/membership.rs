@@ -105,8 +105,10 @@ impl Device {
     }
 
     /// What installing `membership` from a device of this account adds: the groups this
-    /// device does not hold. Nothing changes here. A membership naming this account among a
-    /// group's members is `InvalidValue` (the sender's own account is never listed, 18.5).
+    /// device does not hold, and none once its app has set or forgotten a group (the app owns
+    /// the groups then, and a membership the relay held back would put back one it left).
+    /// Nothing changes here. A membership naming this account among a group's members is
+    /// `InvalidValue` (the sender's own account is never listed, 18.5).
     pub(crate) fn judge_membership(
         &self,
         membership: Membership,
@@ -114,6 +116,9 @@ impl Device {
         let own = self.address.account;
         if membership.0.values().any(|m| m.contains(&own)) {
             return Err(DecodeError::InvalidValue.into());
+        }
+        if self.groups_by_app {
+            return Ok(Vec::new());
         }
         Ok(membership
             .0

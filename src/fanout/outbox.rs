@@ -139,7 +139,8 @@ pub enum Received {
         /// The offer.
         offer: HistoryOffer,
         /// The groups installed from it, ascending: this device can now send to them and
-        /// accept their members' sender keys and messages.
+        /// accept their members' sender keys and messages. Empty once this device's app has
+        /// set or forgotten a group itself (its app owns its groups then).
         groups: Vec<GroupId>,
     },
     /// A device that was a recipient of a message from this one could not read it and asks

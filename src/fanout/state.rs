@@ -112,6 +112,7 @@ impl Device {
                 out.u64(self.epoch);
                 out.u32(self.journal.seen_next);
                 out.u64(self.journal.next_send);
+                out.flag(self.groups_by_app);
             }
             Key::PreKeys => self.prekeys.write_core(&mut out),
             Key::OneTime(id) => {
@@ -212,6 +213,13 @@ impl Device {
         let epoch = r.u64()?;
         let seen_next = r.u32()?;
         let next_send = r.u64()?;
+        // The meta record before the groups flag (20 bytes): rewritten, the flag set if the
+        // device holds groups (which only its app could have set then).
+        let groups_by_app = if r.rest_len() == 0 {
+            None
+        } else {
+            Some(r.flag()?)
+        };
         r.finish()?;
         let mut r = Reader::new(value(&Key::PreKeys)?);
         let mut prekeys = PreKeyStore::read_core(&mut r)?;
@@ -232,6 +240,7 @@ impl Device {
             },
             epoch,
             restored_at: None,
+            groups_by_app: false,
             dirty: Dirty::default(),
         };
         let mut seen = BTreeMap::new();
@@ -376,6 +385,13 @@ impl Device {
         // No ciphertext record without its pending session.
         if attached != pending_records {
             return Err(DecodeError::InvalidValue);
+        }
+        match groups_by_app {
+            Some(flag) => device.groups_by_app = flag,
+            None => {
+                device.groups_by_app = !device.groups.is_empty();
+                migrated.push(Key::Meta);
+            }
         }
         for key in migrated {
             device.dirty.mark(key);

@@ -2602,11 +2602,18 @@ def pending_value(p):
 UNKNOWN_TIME = "devices.json gives no time for this operation (its events carry no `now`)"
 
 
-def device_records(run, dev, epoch):
+def groups_by_app(ops):
+    """19.1's meta flag: 1 once the app set a group's members or forgot a group (18.2); every
+    operation the meta inputs list changed the device."""
+    return "set_group_members" in ops or "forget_group" in ops
+
+
+def device_records(run, dev, epoch, ops):
     """19.1: every record of dev, key -> (value, masks); a mask (start, end, reason) marks bytes
     the vectors give no input for."""
     recs = {b"\x01": (own_value(dev.address, dev.identity.seed), []),
-            b"\x02": (u64(epoch) + u32(len(dev.read_ring) % 2000) + u64(len(dev.sent)), []),
+            b"\x02": (u64(epoch) + u32(len(dev.read_ring) % 2000) + u64(len(dev.sent))
+                      + flag(groups_by_app(ops)), []),
             b"\x03": (dev.store.core(), [])}
     for i, secret in dev.store.opks.items():
         recs[b"\x04" + u32(i)] = (u32(i) + secret + x25519_pub(secret), [])
@@ -2669,7 +2676,7 @@ def record_from_inputs(inp):
         R.check("meta: epoch = number of operations (19)", epoch, inp["epoch"])
         R.check("meta: next read slot = slots written (18.4)", slot, inp["next_read_slot"])
         R.check("meta: next send id = messages sent (18.4)", sends, inp["next_send_id"])
-        return b"\x02", u64(epoch) + u32(slot) + u64(sends)
+        return b"\x02", u64(epoch) + u32(slot) + u64(sends) + flag(groups_by_app(ops))
     if rec == "prekeys":
         ident = Identity(hx(inp["identity_seed"]))
         spk = lambda s: SignedPreKey(ident, s["id"], hx(s["secret"]), s["created_at"])
@@ -2802,7 +2809,7 @@ def check_records(doc, context):
                 len(dev.sent))
         R.check("meta operations: retries asked", ops.count("request_retry"),
                 sum(1 for e in run.doc["events"] if e["event"] == "retry" and e["from"] == dev.name))
-        sim = device_records(run, dev, meta_epoch)
+        sim = device_records(run, dev, meta_epoch, ops)
         for rv in doc["records"]:
             k = hx(rv["key"])
             if k not in sim:
