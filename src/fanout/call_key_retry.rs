@@ -32,15 +32,8 @@ impl Device {
         request: &RetryRequest,
         call: &Call,
     ) -> Result<Outgoing, Error> {
-        self.own_list(now)?;
         let from = request.from;
-        self.own_account_open(&from.account)?;
-        let identity = self.entry(&from, now)?.identity;
-        if request.bundle.identity_key() != identity {
-            return Err(FanoutError::IdentityMismatch(from).into());
-        }
-        let (send_id, _) =
-            self.entitlement(now, &from, &identity, &request.reference, &request.request)?;
+        let (send_id, _) = self.entitled_send(now, request)?;
         let SentKind::CallKey {
             call: sent_call,
             epoch,

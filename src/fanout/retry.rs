@@ -236,6 +236,28 @@ impl Device {
         })
     }
 
+    /// The send a retry request may have answered: this device's list is current, the
+    /// requester's account is open to it, the request's bundle carries the requester's listed
+    /// identity (returned with it), and [`entitlement`](Self::entitlement) grants it. Both
+    /// kinds of answer
+    /// (a message, a call key) start here.
+    pub(crate) fn entitled_send(
+        &self,
+        now: Timestamp,
+        request: &RetryRequest,
+    ) -> Result<(SendId, IdentityKey), Error> {
+        self.own_list(now)?;
+        let from = request.from;
+        self.own_account_open(&from.account)?;
+        let identity = self.entry(&from, now)?.identity;
+        if request.bundle.identity_key() != identity {
+            return Err(FanoutError::IdentityMismatch(from).into());
+        }
+        let (send_id, _) =
+            self.entitlement(now, &from, &identity, &request.reference, &request.request)?;
+        Ok((send_id, identity))
+    }
+
     /// Whether `requester`, with `identity`, may have the message `reference` names again, by
     /// this device's sent journal; returns its send id and the answers already given.
     pub(crate) fn entitlement(
@@ -321,15 +343,8 @@ impl Device {
         request: &RetryRequest,
         body: &[u8],
     ) -> Result<Outgoing, Error> {
-        self.own_list(now)?;
         let from = request.from;
-        self.own_account_open(&from.account)?;
-        let identity = self.entry(&from, now)?.identity;
-        if request.bundle.identity_key() != identity {
-            return Err(FanoutError::IdentityMismatch(from).into());
-        }
-        let (send_id, _) =
-            self.entitlement(now, &from, &identity, &request.reference, &request.request)?;
+        let (send_id, identity) = self.entitled_send(now, request)?;
         let sent = &self.journal.sent[&send_id];
         let own = self.address.account;
         let (payload, redistribute, id) = match &sent.kind {
