@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::device::unknown_account;
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
+use super::message_id::MessageNonce;
 use super::payload::Payload;
 use super::records::Key;
 use super::send::{lists_digest, sender_of};
@@ -372,8 +373,8 @@ impl Device {
     fn direct(
         &self,
         from: DeviceAddress,
-        nonce: super::message_id::MessageNonce,
-        sent_to: Option<crate::devices::AccountKey>,
+        nonce: MessageNonce,
+        sent_to: Option<AccountKey>,
         body: Vec<u8>,
         resent: Option<EnvelopeId>,
     ) -> Result<Received, Error> {
