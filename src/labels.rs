@@ -45,10 +45,13 @@ pub(crate) const ENVELOPE_ID: &[u8] = b"ratchetry v1 message id";
 pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 app message id";
 /// Signature prefix of a retry request.
 pub(crate) const RETRY_REQUEST: &[u8] = b"ratchetry v1 retry request";
+/// HKDF info of the key a device digests its sent bodies under (19.3).
+pub(crate) const BODY_DIGEST_KEY: &[u8] = b"ratchetry v1 body digest key";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
     RETRY_REQUEST,
+    BODY_DIGEST_KEY,
     ENVELOPE_ID,
     MESSAGE_ID,
     SEALED_STATE,

@@ -188,6 +188,7 @@ const L_ROOT: &[u8] = b"ratchetry v1 root";
 const L_MESSAGE_KEYS: &[u8] = b"ratchetry v1 message keys";
 const L_SIGNED_PREKEY: &[u8] = b"ratchetry v1 signed prekey";
 const L_KEM_PREKEY: &[u8] = b"ratchetry v1 kem prekey";
+const L_BODY_DIGEST_KEY: &[u8] = b"ratchetry v1 body digest key";
 const L_GROUP_MESSAGE_KEYS: &[u8] = b"ratchetry v1 group message keys";
 const L_GROUP_MESSAGE: &[u8] = b"ratchetry v1 group message";
 const L_DEVICE_LIST: &[u8] = b"ratchetry v1 device list";
@@ -5295,7 +5296,16 @@ fn spec_kem_prekey(identity_seed: &[u8; 32], k: &KemPreKeyInputs) -> Vec<u8> {
 }
 
 /// 19.1-19.3: a record's key and value from its inputs.
-fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
+/// 19.3: a sent body's digest, the AES-256-GCM tag of an empty plaintext with the body as
+/// associated data, under a key derived from the device's identity seed and a zero nonce.
+fn body_digest(identity_seed: &[u8], body: &[u8]) -> Vec<u8> {
+    let key: [u8; 32] = hkdf(&[0; 32], identity_seed, L_BODY_DIGEST_KEY);
+    seal(&key, &[0; 12], body, b"")
+}
+
+/// A record's key and value from its inputs; `identity_seed` is the device's (its own
+/// record's input), which keys its sent bodies' digests.
+fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let key = |kind: u8, fields: &[&[u8]]| [&[kind][..], &fields.concat()].concat();
     let address_of = |a: &String| unhex(a);
     match inputs {
@@ -5552,8 +5562,8 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
         } => {
             let value = Enc::default()
                 .u64(*sent_at)
-                .put(&sha256(&[&unhex(body)])[..16])
-                .u8(2)
+                .put(body_digest(identity_seed, &unhex(body)))
+                .u8(5)
                 .put(unhex(group))
                 .u32(*key_id)
                 .u32(*iteration)
@@ -5571,8 +5581,8 @@ fn spec_record(inputs: &RecordInputs) -> (Vec<u8>, Vec<u8>) {
         } => {
             let mut e = Enc::default()
                 .u64(*sent_at)
-                .put(&sha256(&[&unhex(body)])[..16])
-                .u8(3)
+                .put(body_digest(identity_seed, &unhex(body)))
+                .u8(6)
                 .put(unhex(conversation))
                 .put(unhex(nonce))
                 .u32(recipients.len() as u32);
@@ -5634,8 +5644,16 @@ fn record_vectors() {
             1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15, 16, 18
         ]
     );
+    let seed = f
+        .records
+        .iter()
+        .find_map(|r| match &r.inputs {
+            RecordInputs::Own { identity_seed, .. } => Some(unhex(identity_seed)),
+            _ => None,
+        })
+        .expect("an own record");
     for r in &f.records {
-        let (key, value) = spec_record(&r.inputs);
+        let (key, value) = spec_record(&r.inputs, &seed);
         assert_eq!((key[0], h(&key)), (r.kind, r.key.clone()));
         assert_eq!(h(&value), r.value, "record kind {}", r.kind);
     }

@@ -8,9 +8,10 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use super::Event;
+use super::body_digest::BodyDigestKey;
 use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal, PendingKey};
 use super::ledger::Group;
-use super::lists::Followed;
+use super::lists::{Followed, ListsDigests};
 use super::records::{Dirty, Key};
 use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
 use crate::devices::{
@@ -103,6 +104,8 @@ pub struct Device {
     pub(crate) config: DeviceConfig,
     pub(crate) address: DeviceAddress,
     pub(crate) identity: IdentityKeyPair,
+    /// Derived from the identity: what sent bodies are digested under.
+    pub(crate) body_key: BodyDigestKey,
     pub(crate) prekeys: PreKeyStore,
     pub(crate) lists: BTreeMap<AccountKey, Followed>,
     pub(crate) sessions: BTreeMap<DeviceAddress, SessionSet>,
@@ -159,6 +162,7 @@ impl Device {
         let device = Self {
             config,
             address,
+            body_key: BodyDigestKey::of(&identity),
             identity,
             prekeys,
             lists,
@@ -607,6 +611,25 @@ impl Device {
             .get(account)
             .map(|f| &f.list)
             .ok_or_else(|| unknown_account(*account))
+    }
+
+    /// `account`'s held list version and its lists digests with the own list held, computed
+    /// once per pair of lists.
+    pub(crate) fn lists_digests(
+        &mut self,
+        account: &AccountKey,
+    ) -> Result<(u64, ListsDigests), Error> {
+        let own = self
+            .lists
+            .get(&self.address.account)
+            .ok_or(FanoutError::ThisDeviceInactive)?
+            .list
+            .digest();
+        let followed = self
+            .lists
+            .get_mut(account)
+            .ok_or_else(|| unknown_account(*account))?;
+        Ok((followed.list.version(), followed.lists_digests(&own)))
     }
 
     /// The active list entry of `address`.

@@ -18,6 +18,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::EnvelopeId;
+use super::body_digest::DigestForm;
 use super::envelope::MessageRef;
 use super::message_id::MessageNonce;
 use crate::calls::CallId;
@@ -101,9 +102,12 @@ impl SentKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sent {
     pub(crate) sent_at: Timestamp,
-    /// SHA-256 of the body, first 16 bytes: a retry is answered only with the body sent. All
+    /// The body's digest (`body_digest`): a retry is answered only with the body sent. All
     /// zero for a call key, whose answer is the call's current key message, not what was sent.
     pub(crate) body_digest: [u8; 16],
+    /// How the digest was made: keyed, or SHA-256 in an entry of an earlier release (a call
+    /// key's is keyed, having none).
+    pub(crate) digest_form: DigestForm,
     pub(crate) kind: SentKind,
 }
 
@@ -318,10 +322,14 @@ fn references(kind: &SentKind) -> Vec<MessageRef> {
 }
 
 /// A 1:1 message as journaled before messages carried a nonce: read, never written.
+// Tags 1 to 3 are entries of earlier releases, whose digests are SHA-256: they load and keep
+// their digest (tag 1 is written as tag 3). An entry sent now has a keyed digest.
 const DIRECT_WITHOUT_NONCE: u8 = 1;
-const GROUP: u8 = 2;
-const DIRECT: u8 = 3;
+const GROUP_SHA256: u8 = 2;
+const DIRECT_SHA256: u8 = 3;
 const CALL_KEY: u8 = 4;
+const GROUP: u8 = 5;
+const DIRECT: u8 = 6;
 
 fn write_recipients(out: &mut impl Writer, recipients: &[Recipient]) {
     out.u32(recipients.len() as u32);
@@ -365,7 +373,10 @@ impl Sent {
                 nonce,
                 recipients,
             } => {
-                out.u8(DIRECT);
+                out.u8(match self.digest_form {
+                    DigestForm::Keyed => DIRECT,
+                    DigestForm::Sha256 => DIRECT_SHA256,
+                });
                 out.put(conversation.as_bytes());
                 out.put(nonce);
                 write_recipients(out, recipients);
@@ -377,7 +388,10 @@ impl Sent {
                 reference,
                 answered,
             } => {
-                out.u8(GROUP);
+                out.u8(match self.digest_form {
+                    DigestForm::Keyed => GROUP,
+                    DigestForm::Sha256 => GROUP_SHA256,
+                });
                 out.put(&group.0);
                 out.u32(key_id.0);
                 out.u32(*iteration);
@@ -417,12 +431,12 @@ impl Sent {
                     recipients,
                 }
             }
-            DIRECT => SentKind::Direct {
+            DIRECT | DIRECT_SHA256 => SentKind::Direct {
                 conversation: AccountKey::from_trusted(r.array()?),
                 nonce: r.array()?,
                 recipients: read_recipients(r)?,
             },
-            GROUP => {
+            GROUP | GROUP_SHA256 => {
                 let group = GroupId(r.array()?);
                 let key_id = SenderKeyId(r.u32()?);
                 let iteration = r.u32()?;
@@ -448,9 +462,14 @@ impl Sent {
             },
             _ => return Err(DecodeError::InvalidValue),
         };
+        let digest_form = match tag {
+            DIRECT_WITHOUT_NONCE | DIRECT_SHA256 | GROUP_SHA256 => DigestForm::Sha256,
+            _ => DigestForm::Keyed,
+        };
         let sent = Self {
             sent_at,
             body_digest,
+            digest_form,
             kind,
         };
         Ok((sent, tag == DIRECT_WITHOUT_NONCE))
@@ -530,6 +549,7 @@ mod tests {
         Sent {
             sent_at: Timestamp(at),
             body_digest: [0; 16],
+            digest_form: DigestForm::Keyed,
             kind: SentKind::Group {
                 group: GroupId([1; 32]),
                 key_id: SenderKeyId(1),
@@ -567,6 +587,7 @@ mod tests {
         let direct = Sent {
             sent_at: Timestamp(5),
             body_digest: [9; 16],
+            digest_form: DigestForm::Keyed,
             kind: SentKind::Direct {
                 conversation: AccountKey::from_trusted([2; 32]),
                 nonce: [6; 16],
@@ -576,6 +597,7 @@ mod tests {
         let call = Sent {
             sent_at: Timestamp(5),
             body_digest: [0; 16],
+            digest_form: DigestForm::Keyed,
             kind: SentKind::CallKey {
                 call: CallId([8; 16]),
                 epoch: 3,
@@ -593,6 +615,7 @@ mod tests {
         let call = Sent {
             sent_at: Timestamp(5),
             body_digest: [0; 16],
+            digest_form: DigestForm::Keyed,
             kind: SentKind::CallKey {
                 call: CallId([8; 16]),
                 epoch: 3,
@@ -610,7 +633,7 @@ mod tests {
 
     /// A 1:1 record written before messages carried a nonce (tag 1) loads with its first
     /// recipient's reference as its nonce, stable across loads, and is written back in the
-    /// current form (tag 3) with it.
+    /// form with a nonce and its SHA-256 digest (tag 3) with it.
     #[test]
     fn a_direct_record_without_a_nonce_loads_with_its_first_reference() {
         let legacy = |recipients: &[Recipient]| {
@@ -632,7 +655,8 @@ mod tests {
         assert_eq!(round_trip(&loaded), Ok(loaded.clone()));
         let mut bytes = Vec::new();
         loaded.write(&mut bytes);
-        assert_eq!(bytes[24], DIRECT);
+        assert_eq!(bytes[24], DIRECT_SHA256);
+        assert_eq!(loaded.digest_form, DigestForm::Sha256);
         assert_eq!(
             Sent::read(&mut Reader::new(&bytes)).map(|(_, older)| older),
             Ok(false),
@@ -642,6 +666,51 @@ mod tests {
             panic!("a direct message")
         };
         assert_eq!(nonce, [0; 16]);
+    }
+
+    /// An entry of an earlier release keeps its SHA-256 digest and the tag that says so; an
+    /// entry sent now is written with the keyed tags. Each tag reads back as the form it names.
+    #[test]
+    fn each_tag_names_its_digest_form() {
+        let direct = Sent {
+            sent_at: Timestamp(5),
+            body_digest: [9; 16],
+            digest_form: DigestForm::Keyed,
+            kind: SentKind::Direct {
+                conversation: AccountKey::from_trusted([2; 32]),
+                nonce: [3; 16],
+                recipients: alloc::vec![recipient(1)],
+            },
+        };
+        let group = Sent {
+            kind: SentKind::Group {
+                group: GroupId([4; 32]),
+                key_id: SenderKeyId(1),
+                iteration: 2,
+                reference: [5; 16],
+                answered: Vec::new(),
+            },
+            ..direct.clone()
+        };
+        for (sent, keyed, sha) in [
+            (direct, DIRECT, DIRECT_SHA256),
+            (group, GROUP, GROUP_SHA256),
+        ] {
+            for (form, tag) in [(DigestForm::Keyed, keyed), (DigestForm::Sha256, sha)] {
+                let sent = Sent {
+                    digest_form: form,
+                    ..sent.clone()
+                };
+                let mut bytes = Vec::new();
+                sent.write(&mut bytes);
+                assert_eq!(bytes[24], tag);
+                assert_eq!(
+                    Sent::read(&mut Reader::new(&bytes)),
+                    Ok((sent, false)),
+                    "tag {tag} reads back as written, not rewritten"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
+use super::body_digest::BodyDigestKey;
 use super::journal::{Journal, MAX_REMEMBERED_MESSAGE_IDS};
 use super::lists::Followed;
 use super::records::Dirty;
@@ -138,6 +139,7 @@ impl Device {
         let mut device = Self {
             config,
             address,
+            body_key: BodyDigestKey::of(&identity),
             identity,
             prekeys,
             lists,

@@ -1,11 +1,14 @@
 //! A followed account's device list, with the digests of the few versions held before it, so
 //! that an envelope made under a slightly older list (in flight across a renew or an unlink)
-//! can still be checked against the list it names.
+//! can still be checked against the list it names. It also keeps the lists digests (18.3) of
+//! its held list with this device's own, which every envelope to or from the account carries.
 
 use alloc::vec::Vec;
 
 use crate::devices::VerifiedDeviceList;
 use crate::error::DecodeError;
+use crate::labels;
+use crate::primitives::sha256;
 use crate::wire::{Reader, Writer, bounded_count};
 
 /// Earlier list versions whose digests are kept per account.
@@ -16,6 +19,21 @@ pub(crate) struct Followed {
     pub(crate) list: VerifiedDeviceList,
     /// (version, digest) of earlier lists, oldest first.
     pub(crate) history: Vec<(u64, [u8; 32])>,
+    /// The lists digests of the held list with the own list of this digest, once computed:
+    /// both lists change rarely, so a hash per envelope would be repeated work. Not state:
+    /// never persisted, and dropped when the held list changes.
+    digests: Option<ListsDigests>,
+}
+
+/// The two lists digests of a held list and an own list: as the sender's view (own list
+/// first) and as the recipient's (held list first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListsDigests {
+    own: [u8; 32],
+    /// `lists_digest(own, held)`: on envelopes this device sends to the account.
+    pub(crate) sent: [u8; 8],
+    /// `lists_digest(held, own)`: on envelopes the account's devices send to this one.
+    pub(crate) received: [u8; 8],
 }
 
 impl Followed {
@@ -23,15 +41,35 @@ impl Followed {
         Self {
             list,
             history: Vec::new(),
+            digests: None,
         }
     }
 
     /// A newer list replaces the held one, whose digest goes to the history.
     pub(crate) fn replace(&mut self, list: VerifiedDeviceList) {
         let old = core::mem::replace(&mut self.list, list);
+        self.digests = None;
         self.history.push((old.version(), old.digest()));
         if self.history.len() > LIST_HISTORY {
             self.history.remove(0);
+        }
+    }
+
+    /// The lists digests of the held list with the own list whose digest is `own`, computed
+    /// once per pair of lists.
+    pub(crate) fn lists_digests(&mut self, own: &[u8; 32]) -> ListsDigests {
+        match self.digests {
+            Some(d) if d.own == *own => d,
+            _ => {
+                let held = self.list.digest();
+                let d = ListsDigests {
+                    own: *own,
+                    sent: lists_digest(own, &held),
+                    received: lists_digest(&held, own),
+                };
+                self.digests = Some(d);
+                d
+            }
         }
     }
 
@@ -68,6 +106,18 @@ impl Followed {
             }
             history.push(entry);
         }
-        Ok(Self { list, history })
+        Ok(Self {
+            list,
+            history,
+            digests: None,
+        })
     }
+}
+
+/// The 8-byte digest of the two device lists an envelope was made under (18.3).
+pub(crate) fn lists_digest(sender: &[u8; 32], recipient: &[u8; 32]) -> [u8; 8] {
+    let full = sha256(&[labels::DEVICE_LISTS_DIGEST, sender, recipient]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&full[..8]);
+    out
 }

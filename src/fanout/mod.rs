@@ -10,6 +10,7 @@
 //! The [crate page](crate) explains the model an app works with, and the [`guide`](crate::guide)
 //! what an app stores, when, and what it retries.
 
+mod body_digest;
 mod call_key_retry;
 mod delivery;
 mod device;

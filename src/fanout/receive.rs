@@ -10,10 +10,11 @@ use zeroize::Zeroizing;
 use super::device::unknown_account;
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
+use super::lists::lists_digest;
 use super::message_id::MessageNonce;
 use super::payload::Payload;
 use super::records::Key;
-use super::send::{lists_digest, sender_of};
+use super::send::sender_of;
 use super::{Device, EnvelopeId, MessageId, Received};
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{DecodeError, Error, FanoutError, GroupError};
@@ -98,7 +99,7 @@ impl Device {
     /// than held must be fetched first; the held version (or a remembered older one) must come
     /// with the same lists digest; an older version not remembered is accepted, since both
     /// devices are checked active in the lists held.
-    fn check_view(&self, header: &PairwiseHeader) -> Result<(), Error> {
+    fn check_view(&mut self, header: &PairwiseHeader) -> Result<(), Error> {
         let sender = header.sender.account;
         let own = self.address.account;
         let theirs = self
@@ -122,17 +123,27 @@ impl Device {
                 .into());
             }
         }
-        let known = (
-            theirs.digest_of(header.sender_list_version),
-            ours.digest_of(header.recipient_list_version),
-        );
-        if let (Some(s), Some(r)) = known
-            && lists_digest(&s, &r) != header.lists_digest
+        let held = theirs.list.version();
+        let expected = if (header.sender_list_version, header.recipient_list_version)
+            == (held, ours.list.version())
         {
+            // The common case, both lists the held ones: their digest is computed once.
+            Some(self.lists_digests(&sender)?.1.received)
+        } else {
+            let known = (
+                theirs.digest_of(header.sender_list_version),
+                ours.digest_of(header.recipient_list_version),
+            );
+            match known {
+                (Some(s), Some(r)) => Some(lists_digest(&s, &r)),
+                _ => None,
+            }
+        };
+        if expected.is_some_and(|d| d != header.lists_digest) {
             return Err(FanoutError::DeviceListsDiverge {
                 account: sender,
                 used: header.sender_list_version,
-                held: theirs.list.version(),
+                held,
             }
             .into());
         }

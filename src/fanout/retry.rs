@@ -22,7 +22,6 @@ use super::journal::{
 use super::payload::Payload;
 use super::records::Key;
 use super::retry_request::{RetryReason, RetryRequest};
-use super::send::body_digest;
 use super::{Device, EnvelopeId, MessageId, Outbox, Outgoing};
 use crate::devices::DeviceAddress;
 use crate::error::{CryptoError, Error, FanoutError};
@@ -386,7 +385,10 @@ impl Device {
             // No body was sent: the answer is the call's current key message.
             SentKind::CallKey { .. } => return Err(FanoutError::BodyMismatch.into()),
         };
-        if body_digest(body) != sent.body_digest {
+        if !self
+            .body_key
+            .matches(body, sent.digest_form, &sent.body_digest)
+        {
             return Err(FanoutError::BodyMismatch.into());
         }
         self.seal_answer(rng, now, request, send_id, redistribute, &payload, Some(id))

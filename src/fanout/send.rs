@@ -6,6 +6,7 @@
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
+use super::body_digest::DigestForm;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
@@ -19,8 +20,7 @@ use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupId, GroupSender, OutboundGroupSession};
 use crate::history::HistoryOffer;
-use crate::labels;
-use crate::primitives::{IdentityKey, TAG_LEN, sha256};
+use crate::primitives::{IdentityKey, TAG_LEN};
 use crate::ratchet::Session;
 use crate::time::Timestamp;
 
@@ -85,7 +85,8 @@ impl Device {
         let recipients = recipients_of(&sealed);
         let sent = Sent {
             sent_at: now,
-            body_digest: body_digest(body),
+            body_digest: self.body_key.digest(body),
+            digest_form: DigestForm::Keyed,
             kind: SentKind::Direct {
                 conversation: *to,
                 nonce,
@@ -211,6 +212,11 @@ impl Device {
             None => OutboundGroupSession::new(rng, group, self.group_sender()),
         };
         let since = session.iteration();
+        let coverage = self.coverage(
+            g.members
+                .iter()
+                .chain(core::iter::once(&self.address.account)),
+        )?;
         let sealed = if needs_key.is_empty() {
             Vec::new()
         } else {
@@ -227,7 +233,8 @@ impl Device {
         let reference = session.encrypt_bound_into(rng, body, &mut envelope)?;
         let sent = Sent {
             sent_at: now,
-            body_digest: body_digest(body),
+            body_digest: self.body_key.digest(body),
+            digest_form: DigestForm::Keyed,
             kind: SentKind::Group {
                 group,
                 key_id: session.key_id(),
@@ -237,11 +244,6 @@ impl Device {
             },
         };
 
-        let coverage = self.coverage(
-            g.members
-                .iter()
-                .chain(core::iter::once(&self.address.account)),
-        )?;
         let envelopes = self.commit_sealed(sealed);
         self.commit_outbound(group, session, fresh, &needs_key, since);
         let send_id = self.record_sent(now, sent);
@@ -349,6 +351,7 @@ impl Device {
                 Some(Sent {
                     sent_at: now,
                     body_digest: [0; 16],
+                    digest_form: DigestForm::Keyed,
                     kind: SentKind::CallKey {
                         call,
                         epoch,
@@ -529,24 +532,24 @@ impl Device {
     /// Encrypts a payload for each of `targets` on copies of their sessions; each envelope
     /// header (sender, recipient, list versions, lists digest) is bound into the AEAD.
     pub(crate) fn seal_all<'p>(
-        &self,
+        &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         targets: &[(DeviceAddress, IdentityKey)],
         payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
     ) -> Result<Vec<Sealed>, Error> {
-        let own = self.own_list(now)?;
-        // The lists digest depends only on the recipient account: compute it once per account.
+        let own_version = self.own_list(now)?.version();
+        // The header's list view depends only on the recipient account: look it up once per
+        // account.
         let mut headers: Vec<(AccountKey, u64, [u8; 8])> = Vec::new();
         let mut sealed = Vec::with_capacity(targets.len());
         for (to, identity) in targets {
             let (version, digest) = match headers.iter().find(|(a, _, _)| *a == to.account) {
                 Some((_, v, d)) => (*v, *d),
                 None => {
-                    let theirs = self.list(&to.account)?;
-                    let d = lists_digest(&own.digest(), &theirs.digest());
-                    headers.push((to.account, theirs.version(), d));
-                    (theirs.version(), d)
+                    let (version, digests) = self.lists_digests(&to.account)?;
+                    headers.push((to.account, version, digests.sent));
+                    (version, digests.sent)
                 }
             };
             let mut session = self
@@ -558,7 +561,7 @@ impl Device {
             let header = PairwiseHeader {
                 sender: self.address,
                 recipient: *to,
-                sender_list_version: own.version(),
+                sender_list_version: own_version,
                 recipient_list_version: version,
                 lists_digest: digest,
             };
@@ -576,21 +579,21 @@ impl Device {
 
     /// Seals one payload to `to` on `session` (advancing it).
     pub(crate) fn seal_with(
-        &self,
+        &mut self,
         rng: &mut impl CryptoRng,
         now: Timestamp,
         to: &DeviceAddress,
         session: &mut Session,
         payload: &[u8],
     ) -> Result<(Vec<u8>, MessageRef), Error> {
-        let own = self.own_list(now)?;
-        let theirs = self.list(&to.account)?;
+        let own_version = self.own_list(now)?.version();
+        let (version, digests) = self.lists_digests(&to.account)?;
         let header = PairwiseHeader {
             sender: self.address,
             recipient: *to,
-            sender_list_version: own.version(),
-            recipient_list_version: theirs.version(),
-            lists_digest: lists_digest(&own.digest(), &theirs.digest()),
+            sender_list_version: own_version,
+            recipient_list_version: version,
+            lists_digest: digests.sent,
         };
         seal(rng, &header, session, payload)
     }
@@ -651,20 +654,4 @@ const GROUP_MESSAGE_OVERHEAD: usize = 58 + TAG_LEN + 64;
 /// The group sender of a device: its identity key, with its address as context.
 pub(crate) fn sender_of(identity: IdentityKey, address: &DeviceAddress) -> GroupSender {
     GroupSender::fixed(identity, &address.to_array())
-}
-
-/// The 8-byte digest of the two device lists an envelope was made under.
-pub(crate) fn lists_digest(sender: &[u8; 32], recipient: &[u8; 32]) -> [u8; 8] {
-    let full = sha256(&[labels::DEVICE_LISTS_DIGEST, sender, recipient]);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&full[..8]);
-    out
-}
-
-/// The first 16 bytes of SHA-256 of a sent body: what a retry answer must match.
-pub(crate) fn body_digest(body: &[u8]) -> [u8; 16] {
-    let full = sha256(&[body]);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
 }

@@ -8,6 +8,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
+use super::body_digest::BodyDigestKey;
 use super::journal::{
     Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
     Sent,
@@ -227,6 +228,7 @@ impl Device {
         let mut device = Self {
             config,
             address,
+            body_key: BodyDigestKey::of(&identity),
             identity,
             prekeys: prekeys.clone(),
             lists: BTreeMap::new(),

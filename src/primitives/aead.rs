@@ -89,6 +89,12 @@ fn open_with(
     }
 }
 
+/// GMAC: the AES-256-GCM tag of an empty plaintext with `data` as its associated data, under
+/// `key` and an all-zero nonce. A universal-hash MAC: collisions need the key.
+pub(crate) fn gmac(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
+    seal_detached(key, &[0; 12], data, &mut [])
+}
+
 /// AES-256-GCM seal: returns `ciphertext ‖ tag`.
 #[cfg(feature = "test-support")]
 pub fn seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> alloc::vec::Vec<u8> {

@@ -445,6 +445,7 @@ L_BINDING = b"ratchetry v1 device binding"
 L_LINK_REQUEST = b"ratchetry v1 link request"
 L_LINK_CONFIRMATION = b"ratchetry v1 link confirmation"
 L_LISTS_DIGEST = b"ratchetry v1 device lists digest"
+L_BODY_DIGEST_KEY = b"ratchetry v1 body digest key"
 L_SAFETY = b"ratchetry v1 safety number"
 L_HISTORY = b"ratchetry v1 history sync"
 L_HISTORY_DIGEST = b"ratchetry v1 history digest"
@@ -2574,19 +2575,26 @@ def answered(ids):
     return u8(len(ids)) + b"".join(ids)
 
 
-def sent_value(entry):
-    """19.3 (sent_at written as 0 when unknown; the caller masks it)."""
+def body_digest(identity_seed, body):
+    """19.3: a GMAC of the body under a key derived from the device's identity seed."""
+    key = hkdf(None, identity_seed, L_BODY_DIGEST_KEY, 32)
+    return aead_seal(key, bytes(12), body, b"")
+
+
+def sent_value(entry, identity_seed):
+    """19.3 (sent_at written as 0 when unknown; the caller masks it). The device sent it this
+    release: its digest is keyed (tags 6, 5)."""
     recipients = lambda: (u32(len(entry["recipients"]))
                           + b"".join(a + ik + ref + answered(ans) for a, ik, ref, ans in entry["recipients"]))
     if entry["kind"] == 4:  # a call key: no body, its digest zero
         return u64(entry["sent_at"] or 0) + bytes(16) + u8(4) + entry["call"] + u32(entry["epoch"]) + recipients()
-    out = u64(entry["sent_at"] or 0) + H(entry["body"])[:16]
-    if entry["kind"] == 1:  # written with tag 3: with the message nonce
-        out += u8(3) + entry["conversation"] + entry["nonce"] + recipients()
+    out = u64(entry["sent_at"] or 0) + body_digest(identity_seed, entry["body"])
+    if entry["kind"] == 1:  # written with tag 6: with the message nonce, a keyed digest
+        out += u8(6) + entry["conversation"] + entry["nonce"] + recipients()
     else:
         # PROTOCOL.md 19.3 does not say which devices the a entries are; taken as the devices
         # whose retry requests were answered (none at send time), which the vectors bear out.
-        out += (u8(2) + entry["group"] + u32(entry["key_id"]) + u32(entry["iteration"]) + entry["reference"]
+        out += (u8(5) + entry["group"] + u32(entry["key_id"]) + u32(entry["iteration"]) + entry["reference"]
                 + u32(len(entry["answered"])) + b"".join(a + answered(ans) for a, ans in entry["answered"]))
     return out
 
@@ -2649,7 +2657,7 @@ def device_records(run, dev, epoch, ops):
         recs[b"\x0e" + u32(slot)] = (mid, [])
     for sid, entry in enumerate(dev.sent):
         masks = [] if entry["sent_at"] is not None else [(0, 8, f"sent_at of send id {sid}: {UNKNOWN_TIME}")]
-        recs[b"\x0f" + u64(sid)] = (sent_value(entry), masks)
+        recs[b"\x0f" + u64(sid)] = (sent_value(entry, dev.identity.seed), masks)
     for key, p in dev.pending.items():
         v = pending_value(p)
         at = (1 if p["group"] is None else 33) + 16 + 1  # opt(group), failed id, attempts
@@ -2660,7 +2668,7 @@ def device_records(run, dev, epoch, ops):
     return dict(sorted(recs.items()))
 
 
-def record_from_inputs(inp):
+def record_from_inputs(inp, identity_seed):
     """A record's key and value from its `inputs` (README table), by PROTOCOL.md 19."""
     rec = inp["record"]
     if rec == "own":
@@ -2734,13 +2742,13 @@ def record_from_inputs(inp):
         entry = {"kind": 2, "sent_at": inp["sent_at"], "body": hx(inp["body"]), "group": hx(inp["group"]),
                  "key_id": inp["key_id"], "iteration": inp["iteration"], "reference": hx(inp["reference"]),
                  "answered": []}
-        return b"\x0f" + u64(inp["send_id"]), sent_value(entry)
+        return b"\x0f" + u64(inp["send_id"]), sent_value(entry, identity_seed)
     if rec == "sent_direct_message":
         entry = {"kind": 1, "sent_at": inp["sent_at"], "body": hx(inp["body"]),
                  "conversation": hx(inp["conversation"]), "nonce": hx(inp["nonce"]),
                  "recipients": [(hx(r["address"]), hx(r["identity_public"]), hx(r["reference"]), [])
                                 for r in inp["recipients"]]}
-        return b"\x0f" + u64(inp["send_id"]), sent_value(entry)
+        return b"\x0f" + u64(inp["send_id"]), sent_value(entry, identity_seed)
     if rec == "pending_retry":
         p = {"group": None if inp["group"] is None else hx(inp["group"]),
              "failed_id": envelope_id(hx(inp["failed_envelope"])), "attempts": inp["attempts"],
@@ -2765,10 +2773,12 @@ def check_masked(what, got, masks, expected):
 def check_records(doc, context):
     # 1. Each record vector from its own inputs.
     meta_epoch, times_sent, times_asked, own = None, {}, {}, None
+    # The device's identity seed (its own record's input) keys the digests of its sent bodies.
+    seed = next(hx(rv["inputs"]["identity_seed"]) for rv in doc["records"] if rv["inputs"]["record"] == "own")
     for rv in doc["records"]:
         inp = rv["inputs"]
         w = f"record {inp['record']}"
-        key, value = record_from_inputs(inp)
+        key, value = record_from_inputs(inp, seed)
         R.check(f"{w}: kind", key[0], rv["kind"])
         R.check(f"{w}: key (19.1)", key, rv["key"])
         R.check(f"{w}: value (19.1)", value, rv["value"])
