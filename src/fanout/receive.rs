@@ -11,7 +11,7 @@ use super::device::unknown_account;
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::lists::lists_digest;
-use super::message_id::MessageNonce;
+use super::message_id::{DirectIdPrefix, MessageNonce};
 use super::payload::Payload;
 use super::records::Key;
 use super::send::sender_of;
@@ -98,47 +98,49 @@ impl Device {
     /// The envelope's view of the two device lists against the lists held: a newer version
     /// than held must be fetched first; the held version (or a remembered older one) must come
     /// with the same lists digest; an older version not remembered is accepted, since both
-    /// devices are checked active in the lists held.
-    fn check_view(&mut self, header: &PairwiseHeader) -> Result<(), Error> {
+    /// devices are checked active in the lists held. Returns the sender's identity key, from
+    /// its active entry in the list held. Each list is looked up once.
+    fn check_view(
+        &mut self,
+        header: &PairwiseHeader,
+        now: Timestamp,
+    ) -> Result<IdentityKey, Error> {
         let sender = header.sender.account;
         let own = self.address.account;
-        let theirs = self
-            .lists
-            .get(&sender)
-            .ok_or_else(|| unknown_account(sender))?;
         let ours = self
             .lists
             .get(&own)
             .ok_or(FanoutError::ThisDeviceInactive)?;
-        for (followed, used, account) in [
-            (theirs, header.sender_list_version, sender),
-            (ours, header.recipient_list_version, own),
+        let own_held = (ours.list.version(), ours.list.digest());
+        let own_used = ours.digest_of(header.recipient_list_version);
+        let theirs = self
+            .lists
+            .get_mut(&sender)
+            .ok_or_else(|| unknown_account(sender))?;
+        let held = theirs.list.version();
+        for (used, held, account) in [
+            (header.sender_list_version, held, sender),
+            (header.recipient_list_version, own_held.0, own),
         ] {
-            if used > followed.list.version() {
+            if used > held {
                 return Err(FanoutError::DeviceListsDiverge {
                     account,
                     used,
-                    held: followed.list.version(),
+                    held,
                 }
                 .into());
             }
         }
-        let held = theirs.list.version();
-        let expected = if (header.sender_list_version, header.recipient_list_version)
-            == (held, ours.list.version())
-        {
-            // The common case, both lists the held ones: their digest is computed once.
-            Some(self.lists_digests(&sender)?.1.received)
-        } else {
-            let known = (
-                theirs.digest_of(header.sender_list_version),
-                ours.digest_of(header.recipient_list_version),
-            );
-            match known {
-                (Some(s), Some(r)) => Some(lists_digest(&s, &r)),
-                _ => None,
-            }
-        };
+        let expected =
+            if (header.sender_list_version, header.recipient_list_version) == (held, own_held.0) {
+                // The common case, both lists the held ones: their digest is computed once.
+                Some(theirs.lists_digests(&own_held.1).received)
+            } else {
+                match (theirs.digest_of(header.sender_list_version), own_used) {
+                    (Some(s), Some(r)) => Some(lists_digest(&s, &r)),
+                    _ => None,
+                }
+            };
         if expected.is_some_and(|d| d != header.lists_digest) {
             return Err(FanoutError::DeviceListsDiverge {
                 account: sender,
@@ -147,7 +149,7 @@ impl Device {
             }
             .into());
         }
-        Ok(())
+        Ok(theirs.list.check(header.sender.device, now)?.identity)
     }
 
     fn receive_pairwise(
@@ -165,11 +167,11 @@ impl Device {
         self.own_account_open(&from.account)?;
         // The list versions first: a device linked since the list held (its first message) is
         // a list to fetch, not a stranger.
-        self.check_view(header)?;
-        let identity = self.entry(&from, now)?.identity;
-        let (index, session, plaintext, consumption) =
+        let identity = self.check_view(header, now)?;
+        let (index, session, plaintext, consumption, prefix) =
             self.open_pairwise(&from, identity, header_bytes, message)?;
-        let (received, effect) = self.judge(from, identity, Payload::decode(&plaintext)?)?;
+        let (received, effect) =
+            self.judge(from, identity, prefix, Payload::decode(&plaintext)?)?;
 
         if let Some(c) = consumption {
             if let Some(id) = c.one_time {
@@ -212,7 +214,7 @@ impl Device {
     /// prekeys the new session consumes.
     #[allow(clippy::type_complexity)]
     fn open_pairwise(
-        &self,
+        &mut self,
         from: &DeviceAddress,
         identity: IdentityKey,
         header_bytes: &[u8],
@@ -223,11 +225,20 @@ impl Device {
             Session,
             Zeroizing<Vec<u8>>,
             Option<Consumption>,
+            Option<DirectIdPrefix>,
         ),
         Error,
     > {
-        let sessions = self.sessions.get(from).map(|set| set.all()).unwrap_or(&[]);
-        match IncomingMessage::decode(message)? {
+        // The sessions' set also keeps the prefix of the sender's message ids (computed at its
+        // first message, not state): fetched with them, in the same lookup.
+        let (sessions, prefix) = match self.sessions.get_mut(from) {
+            Some(set) => {
+                let prefix = set.direct_id_prefix(from);
+                (set.all(), Some(prefix))
+            }
+            None => (&[][..], None),
+        };
+        let (index, session, plaintext, consumption) = match IncomingMessage::decode(message)? {
             IncomingMessage::PreKey(ref m) => {
                 let m = *m;
                 if m.initiator_identity() != identity {
@@ -255,6 +266,7 @@ impl Device {
             }
             incoming @ IncomingMessage::Ratchet(_) => {
                 let mut first_error = None;
+                let mut opened = None;
                 for (i, s) in sessions.iter().enumerate() {
                     if s.remote_identity() != identity {
                         first_error.get_or_insert(FanoutError::IdentityMismatch(*from).into());
@@ -262,15 +274,19 @@ impl Device {
                     }
                     let mut s = s.clone();
                     match s.decrypt_bound(&incoming, header_bytes) {
-                        Ok(pt) => return Ok((Some(i), s, Zeroizing::new(pt), None)),
+                        Ok(pt) => {
+                            opened = Some((Some(i), s, Zeroizing::new(pt), None));
+                            break;
+                        }
                         Err(e) => {
                             first_error.get_or_insert(e);
                         }
                     }
                 }
-                Err(first_error.unwrap_or(FanoutError::NoSession(*from).into()))
+                opened.ok_or_else(|| first_error.unwrap_or(FanoutError::NoSession(*from).into()))
             }
-        }
+        }?;
+        Ok((index, session, plaintext, consumption, prefix))
     }
 
     /// What a payload from `from` means, and what it will change; nothing changes here.
@@ -278,15 +294,20 @@ impl Device {
         &self,
         from: DeviceAddress,
         identity: IdentityKey,
+        prefix: Option<DirectIdPrefix>,
         payload: Payload,
     ) -> Result<(Received, Effect), Error> {
+        let prefix = || prefix.unwrap_or_else(|| DirectIdPrefix::of(&from));
         let own = self.address.account;
         Ok(match payload {
             Payload::Direct {
                 nonce,
                 sent_to,
                 body,
-            } => (self.direct(from, nonce, sent_to, body, None)?, Effect::None),
+            } => (
+                self.direct(from, prefix(), nonce, sent_to, body, None)?,
+                Effect::None,
+            ),
             Payload::Distribution(d) => {
                 let group = d.group();
                 self.is_member(group, &from.account)?;
@@ -343,7 +364,7 @@ impl Device {
             } => {
                 let failed = self.answered(&reference, &from, None)?;
                 (
-                    self.direct(from, nonce, sent_to, body, Some(failed))?,
+                    self.direct(from, prefix(), nonce, sent_to, body, Some(failed))?,
                     Effect::Answered(reference, failed),
                 )
             }
@@ -381,9 +402,11 @@ impl Device {
     /// account, or with `sent_to` a copy of a message this account's device `from` sent to
     /// `sent_to`. Its id names the conversation as the account it was sent to, so it is the
     /// one the sender and every other device compute.
+    /// A 1:1 message (or its resend) from `from`, whose message ids begin with `prefix`.
     fn direct(
         &self,
         from: DeviceAddress,
+        prefix: DirectIdPrefix,
         nonce: MessageNonce,
         sent_to: Option<AccountKey>,
         body: Vec<u8>,
@@ -393,14 +416,14 @@ impl Device {
         Ok(match sent_to {
             None => Received::Direct {
                 from,
-                id: MessageId::direct(&from, &own, &nonce),
+                id: prefix.id(&own, &nonce),
                 body,
                 resent,
             },
             Some(sent_to) if from.account == own => Received::OwnCopy {
                 from,
                 sent_to,
-                id: MessageId::direct(&from, &sent_to, &nonce),
+                id: prefix.id(&sent_to, &nonce),
                 body,
                 resent,
             },

@@ -3,26 +3,38 @@
 //! message that opens under an archived session makes it current again, so two devices that
 //! raced converge on the session the other side is using.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use super::message_id::DirectIdPrefix;
+use crate::devices::DeviceAddress;
 use crate::primitives::KemCiphertext;
 use crate::ratchet::Session;
 
 /// Sessions kept per remote device, the current one included.
 pub(crate) const MAX_SESSIONS_PER_DEVICE: usize = 3;
 
-/// Never empty; index 0 is current.
+/// Never empty; index 0 is current. It also keeps, once the device has sent a message, the
+/// prefix of its message ids (not state: never persisted, the same for every session).
 #[derive(Clone)]
-pub(crate) struct SessionSet(Vec<Session>);
+pub(crate) struct SessionSet(Vec<Session>, Option<Box<DirectIdPrefix>>);
 
 impl SessionSet {
     pub(crate) fn new(session: Session) -> Self {
-        Self(alloc::vec![session])
+        Self(alloc::vec![session], None)
     }
 
     pub(crate) fn from_sessions(sessions: Vec<Session>) -> Option<Self> {
         (!sessions.is_empty() && sessions.len() <= MAX_SESSIONS_PER_DEVICE)
-            .then_some(Self(sessions))
+            .then_some(Self(sessions, None))
+    }
+
+    /// The prefix of the message ids of `device`, whose sessions these are: computed at its
+    /// first message, then kept (boxed: an idle session pays one pointer for it).
+    pub(crate) fn direct_id_prefix(&mut self, device: &DeviceAddress) -> DirectIdPrefix {
+        **self
+            .1
+            .get_or_insert_with(|| Box::new(DirectIdPrefix::of(device)))
     }
 
     pub(crate) fn current(&self) -> Option<&Session> {
