@@ -12,6 +12,7 @@ use ratchetry::x3dh::OneTimePreKeyId;
 use ratchetry::{
     DecodeError, IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp,
 };
+use sha2::Digest;
 use support::body;
 
 const NOW: Timestamp = Timestamp(1_790_000_100_000);
@@ -231,4 +232,52 @@ fn a_version_1_store_keeps_no_more_signed_prekeys_than_its_config() {
     // A limit of one signed prekey leaves no room for a retired one.
     v[2..6].copy_from_slice(&1u32.to_be_bytes());
     assert!(PreKeyStore::migrate(rng, &bob, NOW, &v).is_err());
+}
+
+/// A device list record of the layout before it kept the list's digest (`blob(list) ‖ …`,
+/// first byte 0) loads with the digest computed, works as before, and the load leaves a unit
+/// that rewrites it with the digest (`0x01 ‖ H(list) ‖ blob(list) ‖ …`). A record beginning
+/// with any other byte is refused.
+#[test]
+fn a_device_list_record_without_its_digest_loads_and_is_rewritten() {
+    let mut w = support::World::new("migrate list digest");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let a1 = support::World::addr(alice, 1);
+    let o = w.send(a1, bob, b"before");
+    w.deliver_ok(&o);
+    let mut key = vec![0x07];
+    key.extend_from_slice(&bob.to_bytes());
+    let current = w.stores[&a1].0[&key].clone();
+    assert_eq!(current[0], 1);
+    let list_len = u32::from_be_bytes(current[33..37].try_into().unwrap()) as usize;
+    let list = &current[37..37 + list_len];
+    assert_eq!(current[1..33], sha2::Sha256::digest(list)[..]);
+    let previous = current[33..].to_vec();
+
+    let mut store = w.stores[&a1].clone();
+    store.0.insert(key.clone(), previous.clone());
+    let mut loaded = store.load();
+    let rewrite = loaded.take_changes();
+    let record = rewrite
+        .records()
+        .iter()
+        .find(|r| r.key() == key.as_slice())
+        .expect("the list record is rewritten");
+    assert_eq!(record.value(), Some(current.as_slice()));
+    // The loaded device's envelopes carry the same lists digest: Bob reads them.
+    *w.device(a1) = loaded;
+    let o = w.send(a1, bob, b"after");
+    assert_eq!(body(&w.deliver_ok(&o)[0].1), Some(&b"after"[..]));
+
+    for first in [2u8, 0xff] {
+        let mut bad = w.stores[&a1].clone();
+        bad.0.get_mut(&key).unwrap()[0] = first;
+        assert_eq!(
+            Device::from_records(bad.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err(),
+            Some(DecodeError::InvalidValue),
+            "first byte {first}"
+        );
+    }
 }

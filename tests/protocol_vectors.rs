@@ -5429,7 +5429,12 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
             list,
             history,
         } => {
-            let mut e = Enc::default().blob(unhex(list)).u32(history.len() as u32);
+            // 19.1: the list's digest, H(list) (18.3), then the list.
+            let mut e = Enc::default()
+                .u8(1)
+                .put(sha256(&[&unhex(list)]))
+                .blob(unhex(list))
+                .u32(history.len() as u32);
             for h in history {
                 e = e.u64(h.version).put(sha256(&[&unhex(&h.list)]));
             }

@@ -393,4 +393,10 @@ impl VerifiedDeviceList {
     pub(crate) fn from_trusted_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         SignedDeviceList::from_trusted_bytes(bytes).map(Self::new)
     }
+
+    /// As [`from_trusted_bytes`](Self::from_trusted_bytes), with the digest stored beside the
+    /// list: a load hashes no list (it would be most of the work of loading a device).
+    pub(crate) fn from_trusted_parts(bytes: &[u8], digest: [u8; 32]) -> Result<Self, DecodeError> {
+        SignedDeviceList::from_trusted_bytes(bytes).map(|list| Self(list, digest))
+    }
 }

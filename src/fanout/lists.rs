@@ -11,6 +11,9 @@ use crate::labels;
 use crate::primitives::sha256;
 use crate::wire::{Reader, Writer, bounded_count};
 
+/// The first byte of a stored list with its digest (PROTOCOL.md 19.1, kind 0x07).
+const WITH_DIGEST: u8 = 1;
+
 /// Earlier list versions whose digests are kept per account.
 pub(crate) const LIST_HISTORY: usize = 8;
 
@@ -84,8 +87,10 @@ impl Followed {
             .map(|(_, d)| *d)
     }
 
-    /// `blob(list) ‖ u32(h) ‖ h × (u64(version) ‖ digest)`.
+    /// `0x01 ‖ digest(list) ‖ blob(list) ‖ u32(h) ‖ h × (u64(version) ‖ digest)`.
     pub(crate) fn write(&self, out: &mut impl Writer) {
+        out.u8(WITH_DIGEST);
+        out.put(&self.list.digest());
         out.blob(&self.list.to_bytes());
         out.u32(self.history.len() as u32);
         for (v, d) in &self.history {
@@ -94,9 +99,26 @@ impl Followed {
         }
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let len = r.u32()? as usize;
-        let list = VerifiedDeviceList::from_trusted_bytes(r.bytes(len)?)?;
+    /// Reads what [`write`](Self::write) wrote, saying whether it was the earlier form
+    /// without the list's digest (which a load rewrites): that form begins with the list's
+    /// `u32` length, whose first byte is 0 for any list (at most 256 entries).
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
+        let (list, older_form) = match r.peek_u8()? {
+            WITH_DIGEST => {
+                r.u8()?;
+                let digest = r.array()?;
+                let len = r.u32()? as usize;
+                (
+                    VerifiedDeviceList::from_trusted_parts(r.bytes(len)?, digest)?,
+                    false,
+                )
+            }
+            0 => {
+                let len = r.u32()? as usize;
+                (VerifiedDeviceList::from_trusted_bytes(r.bytes(len)?)?, true)
+            }
+            _ => return Err(DecodeError::InvalidValue),
+        };
         let n = bounded_count(r, LIST_HISTORY as u32)?;
         let mut history: Vec<(u64, [u8; 32])> = Vec::with_capacity(n);
         for _ in 0..n {
@@ -106,11 +128,14 @@ impl Followed {
             }
             history.push(entry);
         }
-        Ok(Self {
-            list,
-            history,
-            digests: None,
-        })
+        Ok((
+            Self {
+                list,
+                history,
+                digests: None,
+            },
+            older_form,
+        ))
     }
 }
 

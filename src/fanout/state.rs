@@ -188,10 +188,12 @@ impl Device {
     pub fn from_records<'a>(
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self, DecodeError> {
-        let mut sorted = records
-            .into_iter()
-            .map(|(k, v)| Ok((Key::decode(k)?, v)))
-            .collect::<Result<Vec<_>, DecodeError>>()?;
+        // Sized up front: collecting `Result`s would grow the vector by doubling.
+        let records = records.into_iter();
+        let mut sorted = Vec::with_capacity(records.size_hint().0);
+        for (k, v) in records {
+            sorted.push((Key::decode(k)?, v));
+        }
         sorted.sort_unstable_by_key(|r| r.0);
         if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(DecodeError::InvalidValue);
@@ -245,9 +247,14 @@ impl Device {
             groups_by_app: false,
             dirty: Dirty::default(),
         };
+        // The pending KEM ciphertext records, the last kind in key order: each session set
+        // looks for its own among them alone (usually none), not among all the records.
+        let kems = &records[records.partition_point(|(k, _)| !matches!(k, Key::PendingKem(..)))..];
         let mut seen = BTreeMap::new();
-        let mut lists = Vec::new();
-        let mut sessions = Vec::new();
+        // Sized from the records' kinds, so that pushing never reallocates.
+        let count = |kind: fn(&Key) -> bool| records.iter().filter(|(k, _)| kind(k)).count();
+        let mut lists = Vec::with_capacity(count(|k| matches!(k, Key::DeviceList(_))));
+        let mut sessions = Vec::with_capacity(count(|k| matches!(k, Key::Sessions(_))));
         let (mut attached, mut pending_records) = (0usize, 0usize);
         let mut migrated = Vec::new();
         if own_migrated {
@@ -277,17 +284,21 @@ impl Device {
                 }
                 Key::SeenBase(spk, base) => prekeys.insert_seen(SignedPreKeyId(spk), base)?,
                 Key::DeviceList(account) => {
-                    let followed = Followed::read(&mut r)?;
+                    let (followed, older_form) = Followed::read(&mut r)?;
                     if followed.list.account() != account {
                         return Err(DecodeError::InvalidValue);
+                    }
+                    if older_form {
+                        // Stored before lists kept their digest: rewritten with it.
+                        migrated.push(*key);
                     }
                     lists.push((account, followed));
                 }
                 Key::Sessions(a) => {
                     // This device's pending KEM ciphertexts for `a`, each in its own record.
-                    let from = records.partition_point(|(k, _)| *k < Key::PendingKem(a, [0; 32]));
-                    let to = records.partition_point(|(k, _)| *k <= Key::PendingKem(a, [0xff; 32]));
-                    let pending = &records[from..to];
+                    let from = kems.partition_point(|(k, _)| *k < Key::PendingKem(a, [0; 32]));
+                    let to = kems.partition_point(|(k, _)| *k <= Key::PendingKem(a, [0xff; 32]));
+                    let pending = &kems[from..to];
                     let find = |base: &[u8; 32]| {
                         let i = pending
                             .binary_search_by(|(k, _)| k.cmp(&Key::PendingKem(a, *base)))

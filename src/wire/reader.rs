@@ -53,6 +53,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The next byte, not consumed: for a decoder that tells two forms apart by it.
+    pub(crate) fn peek_u8(&self) -> Result<u8, DecodeError> {
+        self.buf.first().copied().ok_or(DecodeError::Truncated)
+    }
+
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }

@@ -2633,7 +2633,8 @@ def device_records(run, dev, epoch, ops):
             recs[b"\x06" + u32(spk_id) + k] = (b"", [])
     for acct, lst in dev.lists.items():
         hist = dev.list_history.get(acct, [])
-        recs[b"\x07" + run.aks[acct]] = (blob(lst) + u32(len(hist)) + b"".join(u64(v) + d for v, d in hist), [])
+        recs[b"\x07" + run.aks[acct]] = (b"\x01" + H(lst) + blob(lst) + u32(len(hist))
+                                          + b"".join(u64(v) + d for v, d in hist), [])
     for addr, ss in dev.sessions.items():
         if ss:
             recs[b"\x08" + addr] = (u8(len(ss)) + b"".join(blob(s.to_bytes(detached=True)) for s in ss), [])
@@ -2704,7 +2705,8 @@ def record_from_inputs(inp, identity_seed):
         return b"\x06" + u32(inp["signed_prekey_id"]) + x25519_pub(hx(inp["ephemeral_secret"])), b""
     if rec == "device_list":
         hist = b"".join(u64(h["version"]) + H(hx(h["list"])) for h in inp["history"])
-        return b"\x07" + hx(inp["account"]), blob(hx(inp["list"])) + u32(len(inp["history"])) + hist
+        lst = hx(inp["list"])  # 19.1: stored with its digest, H(list) (18.3)
+        return b"\x07" + hx(inp["account"]), b"\x01" + H(lst) + blob(lst) + u32(len(inp["history"])) + hist
     if rec == "sessions":
         ss = [hx(s) for s in inp["sessions"]]
         return b"\x08" + hx(inp["address"]), u8(len(ss)) + b"".join(blob(s) for s in ss)
