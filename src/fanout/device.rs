@@ -127,6 +127,9 @@ pub struct Device {
     /// device's groups, and a membership in a history offer installs nothing (20). Without it,
     /// an offer the relay held back would put back a group the app left since.
     pub(crate) groups_by_app: bool,
+    /// Counts changes to the lists held and to what the own account's devices are sent (not
+    /// state): a group's kept reach holds only at the generation it was computed at.
+    pub(crate) lists_generation: u64,
     pub(crate) dirty: Dirty,
 }
 
@@ -174,6 +177,7 @@ impl Device {
             epoch: 0,
             restored_at: None,
             groups_by_app: false,
+            lists_generation: 0,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),
@@ -239,6 +243,8 @@ impl Device {
     /// restored from a backup.
     pub fn into_restored(mut self, now: Timestamp) -> Self {
         self.restored_at = Some(self.restored_at.map_or(now, |at| at.max(now)));
+        // Its own account's devices are left out of sends now.
+        self.lists_generation += 1;
         self.sessions = core::mem::take(&mut self.sessions)
             .into_iter()
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))
@@ -457,6 +463,7 @@ impl Device {
             }
         }
         self.touch(Key::DeviceList(*account));
+        self.lists_generation += 1;
         self.bump();
         Ok(events)
     }
@@ -523,6 +530,7 @@ impl Device {
         let list = self.lists.remove(account).is_some();
         if list {
             self.touch(Key::DeviceList(*account));
+            self.lists_generation += 1;
         }
         let touched = self.forget_holders(account);
         // An account of which nothing is held: nothing changed, no epoch, no unit.

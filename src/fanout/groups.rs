@@ -29,7 +29,9 @@ impl Device {
         for gone in old.difference(&new) {
             self.drop_group_keys_of(group, gone);
         }
-        self.groups.entry(group).or_default().members = new;
+        let g = self.groups.entry(group).or_default();
+        g.members = new;
+        g.reach = None;
         self.touch(Key::GroupMembers(group));
         self.groups_by_app = true;
         self.bump();

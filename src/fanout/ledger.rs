@@ -7,6 +7,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use super::reach::Reach;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::DecodeError;
 use crate::group::{OutboundGroupSession, SenderKeyId};
@@ -24,6 +25,8 @@ pub(crate) struct Group {
     /// Member accounts besides this device's own (which always is one).
     pub(crate) members: BTreeSet<AccountKey>,
     pub(crate) outbound: Option<Outbound>,
+    /// What the last send reached, kept for the next (not state; see `reach`).
+    pub(crate) reach: Option<Reach>,
 }
 
 #[derive(Clone, Debug)]

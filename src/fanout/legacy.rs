@@ -151,6 +151,7 @@ impl Device {
             epoch,
             restored_at: None,
             groups_by_app: false,
+            lists_generation: 0,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -134,7 +134,7 @@ impl Device {
                 group,
                 Group {
                     members,
-                    outbound: None,
+                    ..Group::default()
                 },
             );
             self.touch(Key::GroupMembers(group));
@@ -182,7 +182,7 @@ mod tests {
             .map(|(g, m)| {
                 let group = Group {
                     members: m.iter().copied().collect(),
-                    outbound: None,
+                    ..Group::default()
                 };
                 (GroupId(*g), group)
             })

@@ -25,6 +25,7 @@ pub(crate) mod membership;
 mod message_id;
 mod outbox;
 mod payload;
+mod reach;
 mod receive;
 mod records;
 mod retry;

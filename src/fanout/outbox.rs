@@ -40,7 +40,8 @@ pub struct Outbox {
     /// For a group send: the one group envelope, and every device it must reach.
     pub group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
     /// For a message (1:1 or group): the device list each account it reaches in full was
-    /// encrypted for (the recipients' accounts and this one's, for its own copies). Hand it
+    /// encrypted for (the recipients' accounts and this one's, for its own copies), in account
+    /// order. Hand it
     /// to the relay with the envelopes: a relay that serves a newer list refuses the batch
     /// ([`check_coverage`](crate::server::check_coverage)); fetch that list, pass it to
     /// [`Device::update_device_list`](super::Device::update_device_list), call

@@ -158,36 +158,34 @@ impl Device {
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
-        let g = self
+        let generation = self.lists_generation;
+        // The reach kept from the last send, if it still holds; else computed again.
+        let kept = self
             .groups
-            .get(&group)
-            .ok_or(FanoutError::UnknownGroup(group))?;
-        let unknown: Vec<AccountKey> = g
-            .members
-            .iter()
-            .filter(|a| !self.lists.contains_key(a))
-            .copied()
-            .collect();
-        if !unknown.is_empty() {
-            return Ok(Outgoing::NeedDeviceLists(unknown));
-        }
-        let mut devices = Vec::new();
-        for account in g
-            .members
-            .iter()
-            .chain(core::iter::once(&self.address.account))
-        {
-            devices.extend(self.targets(account, now)?);
-        }
-        devices.sort_unstable_by_key(|(a, _)| *a);
-        devices.dedup_by_key(|(a, _)| *a);
+            .get_mut(&group)
+            .ok_or(FanoutError::UnknownGroup(group))?
+            .reach
+            .take()
+            .filter(|r| r.holds(generation, now));
+        let g = &self.groups[&group];
+        let reach = match kept {
+            Some(reach) => reach,
+            None => match self.reach_of(&g.members, now)? {
+                Ok(reach) => reach,
+                Err(unknown) => return Ok(Outgoing::NeedDeviceLists(unknown)),
+            },
+        };
+        let devices = &reach.devices;
         let (fresh, needs_key) = match &g.outbound {
             None => (true, devices.clone()),
+            Some(o) if o.rotate_pending => (true, devices.clone()),
+            // The last send gave the current key to exactly these devices.
+            Some(_) if reach.settled => (false, Vec::new()),
             Some(o) => {
                 let empty = Default::default();
                 let holders = o.current().map_or(&empty, |l| &l.holders);
-                let (departed, missing) = diff(holders, &devices);
-                if departed || o.rotate_pending {
+                let (departed, missing) = diff(holders, devices);
+                if departed {
                     (true, devices.clone())
                 } else {
                     (false, missing)
@@ -212,11 +210,6 @@ impl Device {
             None => OutboundGroupSession::new(rng, group, self.group_sender()),
         };
         let since = session.iteration();
-        let coverage = self.coverage(
-            g.members
-                .iter()
-                .chain(core::iter::once(&self.address.account)),
-        )?;
         let sealed = if needs_key.is_empty() {
             Vec::new()
         } else {
@@ -248,13 +241,18 @@ impl Device {
         self.commit_outbound(group, session, fresh, &needs_key, since);
         let send_id = self.record_sent(now, sent);
         self.bump();
-        Ok(Outgoing::Ready(Outbox {
+        let outbox = Outbox {
             send_id: Some(send_id),
             message_id: Some(MessageId::group(&self.address, &group, &reference)),
             envelopes,
-            group: Some((envelope, devices.into_iter().map(|(a, _)| a).collect())),
-            coverage,
-        }))
+            group: Some((envelope, reach.devices.iter().map(|(a, _)| *a).collect())),
+            coverage: reach.coverage.clone(),
+        };
+        // Every device reached holds the current key now, and nothing else does.
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.reach = Some(reach.settled());
+        }
+        Ok(Outgoing::Ready(outbox))
     }
 
     /// Installs the group's advanced sender key and records who was given it from `since`.
@@ -493,20 +491,22 @@ impl Device {
             .collect())
     }
 
-    /// The lists a send to `accounts` in full is made under, each account once; this
-    /// device's own account only while its own devices are sent to (not while a restored
-    /// device awaits its own list).
-    fn coverage<'a>(
+    /// The lists a send to `accounts` in full is made under, each account once, in account
+    /// order; this device's own account only while its own devices are sent to (not while a
+    /// restored device awaits its own list).
+    pub(crate) fn coverage<'a>(
         &self,
         accounts: impl Iterator<Item = &'a AccountKey>,
     ) -> Result<Vec<ListCoverage>, Error> {
-        let mut out: Vec<ListCoverage> = Vec::new();
+        let mut out: Vec<ListCoverage> = Vec::with_capacity(accounts.size_hint().0);
         for account in accounts {
-            if self.own_account_open(account).is_ok() && !out.iter().any(|c| c.account == *account)
-            {
+            if self.own_account_open(account).is_ok() {
                 out.push(ListCoverage::of(self.list(account)?));
             }
         }
+        // Sorted, then each account once (a group's members may include this account).
+        out.sort_unstable_by_key(|c| c.account);
+        out.dedup_by(|a, b| a.account == b.account);
         Ok(out)
     }
 
@@ -539,16 +539,17 @@ impl Device {
         payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
     ) -> Result<Vec<Sealed>, Error> {
         let own_version = self.own_list(now)?.version();
-        // The header's list view depends only on the recipient account: look it up once per
-        // account.
-        let mut headers: Vec<(AccountKey, u64, [u8; 8])> = Vec::new();
+        // The header's list view depends only on the recipient account: looked up again only
+        // when the account changes (targets come in address order, an account's devices
+        // together), and cached per account beyond that.
+        let mut view: Option<(AccountKey, u64, [u8; 8])> = None;
         let mut sealed = Vec::with_capacity(targets.len());
         for (to, identity) in targets {
-            let (version, digest) = match headers.iter().find(|(a, _, _)| *a == to.account) {
-                Some((_, v, d)) => (*v, *d),
-                None => {
+            let (version, digest) = match view {
+                Some((a, v, d)) if a == to.account => (v, d),
+                _ => {
                     let (version, digests) = self.lists_digests(&to.account)?;
-                    headers.push((to.account, version, digests.sent));
+                    view = Some((to.account, version, digests.sent));
                     (version, digests.sent)
                 }
             };

@@ -245,6 +245,7 @@ impl Device {
             epoch,
             restored_at: None,
             groups_by_app: false,
+            lists_generation: 0,
             dirty: Dirty::default(),
         };
         // The pending KEM ciphertext records, the last kind in key order: each session set
@@ -329,7 +330,7 @@ impl Device {
                         g,
                         Group {
                             members: read_members(&mut r)?,
-                            outbound: None,
+                            ..Group::default()
                         },
                     );
                 }
