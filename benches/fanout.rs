@@ -195,6 +195,13 @@ impl Fleet {
             devices.extend(bundles.into_iter().map(|(a, _)| a));
         }
         let sender = Device::from_bytes(&sender.to_bytes()).unwrap();
+        // Every session is past its pre-key messages: an envelope of a short body carries no
+        // PQXDH header (its ML-KEM ciphertext alone is 1,568 bytes).
+        let mut probe = sender.clone();
+        for to in &keys {
+            let o = ready(probe.send(rng, NOW, to, b"probe").unwrap());
+            assert!(o.envelopes.iter().all(|(_, e)| e.len() < 1000));
+        }
         Self {
             sender,
             accounts: keys,
