@@ -4,11 +4,14 @@
 //! - `receive_1to1/{N}`: receiving a 1 KiB 1:1 message and taking the unit of records to write,
 //!   next to `floor`, one pairwise decrypt of the same message size;
 //! - `send_1to1_4dev/{N}`: sending 1 KiB to a 4-device account and taking the unit, next to
-//!   `floor`, four pairwise encrypts;
+//!   `floor`, four pairwise encrypts on one session, and `floor_4sessions`, one encrypt on
+//!   each of four distinct sessions decoded from their stored bytes (the N-session floor);
 //! - `group_send/500groups`: a steady group message in one of the 500 groups (20 member
 //!   accounts) and taking the unit, next to `floor`, one group message encrypt;
 //! - `load/{N}`: rebuilding the device from all its records, next to `floor`, parsing the
-//!   session states alone.
+//!   session states alone (`Session::from_bytes` of each session record: the bulk of the
+//!   bytes; the device lists and groups have no public decoder that trusts stored bytes, so
+//!   their parse is in the op and not in the floor).
 //!
 //! The bytes each unit writes are printed once per group (`bytes to persist`, by record kind),
 //! so they read beside the times. The address book is `ratchetry::testing::scale`: most remote
@@ -178,6 +181,19 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..4 {
                     black_box(pa.encrypt(rng, &body).unwrap());
                 }
+            })
+        });
+        // Four distinct sessions, each decoded from its stored bytes as a loaded device holds
+        // them, the ciphertexts kept together as the op keeps its envelopes.
+        let stored = pa.to_bytes();
+        let mut four: Vec<Session> = (0..4)
+            .map(|_| Session::from_bytes(&stored).unwrap())
+            .collect();
+        g.bench_function("floor_4sessions", |b| {
+            b.iter(|| {
+                four.iter_mut()
+                    .map(|s| s.encrypt(rng, black_box(&body)).unwrap())
+                    .collect::<Vec<_>>()
             })
         });
         g.finish();
