@@ -42,9 +42,6 @@ impl Device {
                 if kept.is_empty() {
                     self.journal.forget_sent(send_id);
                 } else {
-                    for r in recipients.iter().filter(|r| devices.contains(&r.device)) {
-                        self.journal.by_reference.remove(&r.reference);
-                    }
                     if let Some(recipients) = self
                         .journal
                         .sent

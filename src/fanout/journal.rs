@@ -149,9 +149,10 @@ pub(crate) struct Journal {
     pub(crate) seen: BTreeSet<EnvelopeId>,
     /// The slot the next read id goes to.
     pub(crate) seen_next: u32,
-    /// Sent messages by send id, and their references for lookup.
+    /// Sent messages by send id. Not indexed by reference: a send to hundreds of devices would
+    /// insert and evict hundreds of index entries, while a lookup by reference only serves a
+    /// retry request, which is rare and verified first (`send_of` scans).
     pub(crate) sent: BTreeMap<SendId, Sent>,
-    pub(crate) by_reference: BTreeMap<MessageRef, SendId>,
     pub(crate) next_send: u64,
     pub(crate) pending: BTreeMap<PendingKey, Pending>,
     /// Messages a resend replaced: the sender, and when the resend was read.
@@ -274,9 +275,6 @@ impl Journal {
     ) -> (SendId, Vec<SendId>) {
         let id = SendId(self.next_send);
         self.next_send += 1;
-        for r in references(&sent.kind) {
-            self.by_reference.insert(r, id);
-        }
         self.sent.insert(id, sent);
         let mut dropped = Vec::new();
         while let Some((&oldest, entry)) = self.sent.first_key_value() {
@@ -291,10 +289,29 @@ impl Journal {
     }
 
     pub(crate) fn forget_sent(&mut self, id: SendId) {
-        if let Some(entry) = self.sent.remove(&id) {
-            for r in references(&entry.kind) {
-                self.by_reference.remove(&r);
-            }
+        self.sent.remove(&id);
+    }
+
+    /// The send whose envelope (or group message) had salt `reference`, newest first.
+    pub(crate) fn send_of(&self, reference: &MessageRef) -> Option<SendId> {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, s)| references(&s.kind).any(|r| r == reference))
+            .map(|(id, _)| *id)
+    }
+
+    /// Loaded entries name each reference once (a sender draws every salt afresh).
+    pub(crate) fn check_references(&self) -> Result<(), DecodeError> {
+        let mut all: Vec<&MessageRef> = self
+            .sent
+            .values()
+            .flat_map(|s| references(&s.kind))
+            .collect();
+        all.sort_unstable();
+        match all.windows(2).any(|w| w[0] == w[1]) {
+            true => Err(DecodeError::InvalidValue),
+            false => Ok(()),
         }
     }
 
@@ -302,28 +319,24 @@ impl Journal {
         if id.0 >= self.next_send || self.sent.len() >= MAX_SENT_MESSAGES {
             return Err(DecodeError::InvalidValue);
         }
-        for r in references(&sent.kind) {
-            if self.by_reference.insert(r, id).is_some() {
-                return Err(DecodeError::InvalidValue);
-            }
-        }
         self.sent.insert(id, sent);
         Ok(())
     }
 }
 
-fn references(kind: &SentKind) -> Vec<MessageRef> {
-    match kind {
+fn references(kind: &SentKind) -> impl Iterator<Item = &MessageRef> {
+    let (recipients, group): (&[Recipient], _) = match kind {
         SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
-            recipients.iter().map(|r| r.reference).collect()
+            (recipients, None)
         }
-        SentKind::Group { reference, .. } => alloc::vec![*reference],
-    }
+        SentKind::Group { reference, .. } => (&[], Some(reference)),
+    };
+    recipients.iter().map(|r| &r.reference).chain(group)
 }
 
-/// A 1:1 message as journaled before messages carried a nonce: read, never written.
 // Tags 1 to 3 are entries of earlier releases, whose digests are SHA-256: they load and keep
 // their digest (tag 1 is written as tag 3). An entry sent now has a keyed digest.
+/// A 1:1 message as journaled before messages carried a nonce: read, never written.
 const DIRECT_WITHOUT_NONCE: u8 = 1;
 const GROUP_SHA256: u8 = 2;
 const DIRECT_SHA256: u8 = 3;
@@ -745,8 +758,8 @@ mod tests {
         let (_, dropped) = j.sent(Timestamp(window + 1), window, group_sent(window + 1, 2));
         assert_eq!(dropped, [first]);
         assert!(!j.sent.contains_key(&first));
-        assert!(!j.by_reference.contains_key(&reference(0)));
-        assert_eq!(j.by_reference.len(), 2);
+        assert_eq!(j.send_of(&reference(0)), None);
+        assert_eq!(j.send_of(&reference(1)), Some(SendId(1)));
         // By count: none expired, the oldest goes once there are more than the bound.
         let mut j = Journal::default();
         for i in 0..MAX_SENT_MESSAGES as u32 {
@@ -754,8 +767,9 @@ mod tests {
         }
         let (_, dropped) = j.sent(Timestamp(0), window, group_sent(0, u32::MAX));
         assert_eq!(dropped, [SendId(0)]);
-        assert_eq!(j.by_reference.len(), MAX_SENT_MESSAGES);
-        assert!(!j.by_reference.contains_key(&reference(0)));
+        assert_eq!(j.sent.len(), MAX_SENT_MESSAGES);
+        assert_eq!(j.send_of(&reference(0)), None);
+        assert_eq!(j.send_of(&reference(1)), Some(SendId(1)));
     }
 
     #[test]
@@ -795,6 +809,21 @@ mod tests {
             j.make_room(&next).map(|(k, _)| k),
             Some((address(1), reference(1)))
         );
+    }
+
+    /// Two loaded entries naming one reference are refused: a sender draws every salt afresh,
+    /// so they are not state this crate wrote.
+    #[test]
+    fn loaded_entries_name_each_reference_once() {
+        let mut j = Journal {
+            next_send: 3,
+            ..Journal::default()
+        };
+        j.insert_sent(SendId(0), group_sent(0, 0)).unwrap();
+        j.insert_sent(SendId(1), group_sent(0, 1)).unwrap();
+        assert_eq!(j.check_references(), Ok(()));
+        j.insert_sent(SendId(2), group_sent(0, 1)).unwrap();
+        assert_eq!(j.check_references(), Err(DecodeError::InvalidValue));
     }
 
     #[test]

@@ -267,10 +267,9 @@ impl Device {
         reference: &MessageRef,
         request: &EnvelopeId,
     ) -> Result<(SendId, u8), Error> {
-        let send_id = *self
+        let send_id = self
             .journal
-            .by_reference
-            .get(reference)
+            .send_of(reference)
             .ok_or(FanoutError::UnknownMessage)?;
         let sent = self
             .journal

@@ -418,6 +418,7 @@ impl Device {
             return Err(DecodeError::InvalidValue);
         }
         device.journal.restore_seen(seen, seen_next)?;
+        device.journal.check_references()?;
         if !device.lists.contains_key(&address.account) {
             return Err(DecodeError::InvalidValue);
         }
