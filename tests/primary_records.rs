@@ -248,6 +248,8 @@ fn a_unit_holds_only_what_the_operation_changed() {
         vec![(vec![META], true), (invitation_key(0), true)]
     );
     assert_eq!(unit.byte_len(), 1 + 29 + 9 + 24);
+    let records = unit.records().to_vec();
+    assert_eq!(unit.into_records(), records);
 
     // A refused operation writes nothing.
     let stranger = IdentityKeyPair::generate(rng);

@@ -656,7 +656,7 @@ pub(super) fn read_list(
 
 /// Unconfirmed approvals are in strictly ascending device id (the order approvals give them),
 /// so a state has one order, whatever form it was stored in.
-pub(super) fn check_admitted(admitted: &[(DeviceId, [u8; 32])]) -> Result<(), DecodeError> {
+fn check_admitted(admitted: &[(DeviceId, [u8; 32])]) -> Result<(), DecodeError> {
     if admitted.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(DecodeError::InvalidValue);
     }
