@@ -2,12 +2,12 @@
 //! approves companions, and signs every new device list (each one renews the companions'
 //! validity window; companions already expired are dropped and must link again).
 //!
-//! Its state is kept as records, like a `Device`'s (`primary_records`, PROTOCOL.md 15.4), or as
-//! one blob for backups ([`Primary::to_bytes`]). It carries an epoch, like a `Device`'s: a
-//! primary restored from a snapshot older than
-//! its last state must [`resync`](Primary::resync) from the newest list it can fetch before it
-//! signs again, and then skips far ahead in versions and device ids, so that it never signs a
-//! version twice or gives an id it may already have given to another device.
+//! Its state is kept as records, like a `Device`'s (`primary_records` and `primary_state`,
+//! PROTOCOL.md 15.4), or as one blob for backups ([`Primary::to_bytes`]). It carries an epoch,
+//! like a `Device`'s: a primary restored from a snapshot older than its last state must
+//! [`resync`](Primary::resync) from the newest list it can fetch before it signs again, and
+//! then skips far ahead in versions and device ids, so that it never signs a version twice or
+//! gives an id it may already have given to another device.
 
 use alloc::vec::Vec;
 use core::fmt;
