@@ -16,7 +16,8 @@ files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
     files=(
         src/devices/list.rs src/devices/linking.rs src/devices/primary.rs src/devices/limits.rs
-        src/devices/legacy.rs
+        src/devices/legacy.rs src/devices/primary_records.rs
+        src/devices/primary_state.rs src/persist/record.rs
         src/fanout/retry.rs src/fanout/retry_request.rs src/fanout/receive.rs
         src/fanout/message_id.rs src/fanout/ledger.rs src/fanout/groups.rs src/fanout/journal.rs
         src/fanout/records.rs src/fanout/state.rs src/fanout/send.rs src/fanout/membership.rs

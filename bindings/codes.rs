@@ -95,6 +95,7 @@ pub(crate) fn decode(e: &DecodeError) -> &'static str {
         DecodeError::UnknownType(_) => "decode.unknown_type",
         DecodeError::InvalidValue => "decode.invalid_value",
         DecodeError::InvalidKey => "decode.invalid_key",
+        DecodeError::MissingRecord(_) => "decode.missing_record",
         _ => "decode.other",
     }
 }

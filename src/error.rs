@@ -27,6 +27,9 @@ pub enum DecodeError {
     InvalidValue,
     /// A public key that is not a valid point, or is of small order.
     InvalidKey,
+    /// State rebuilt from records lacks a record it cannot be without: the record's kind byte
+    /// (PROTOCOL.md 15.4).
+    MissingRecord(u8),
 }
 
 /// Failures of the primitive operations themselves.
@@ -443,6 +446,7 @@ impl fmt::Display for DecodeError {
             Self::UnknownType(t) => write!(f, "unexpected type byte {t:#04x}"),
             Self::InvalidValue => f.write_str("a field holds an invalid value"),
             Self::InvalidKey => f.write_str("invalid or small-order public key"),
+            Self::MissingRecord(k) => write!(f, "the record of kind {k:#04x} is missing"),
         }
     }
 }

@@ -227,6 +227,25 @@ fn regenerate_fuzz_seeds() {
     write("device_wire", "approval", &approval.to_bytes());
     write("device_wire", "confirmation", &confirmation.to_bytes());
     write("state", "primary", &primary.to_bytes());
+    // The primary's records (PROTOCOL.md 15.4), with one invitation pending beside the
+    // unconfirmed approval, drawn from an RNG of their own so the seeds after them keep theirs.
+    let mut pending = primary.clone();
+    pending
+        .invite(
+            &mut SeededRng::from_label("fuzz seed: primary records"),
+            now,
+        )
+        .unwrap();
+    let unit = ratchetry::testing::hooks::primary_records(&pending);
+    write(
+        "records",
+        "primary",
+        &fuzz::encode_records(
+            unit.records()
+                .iter()
+                .map(|r| (r.key(), r.value().unwrap_or_default())),
+        ),
+    );
     let fx = FanoutFixture::new();
     for (i, e) in fx.in_flight.iter().enumerate() {
         write("device_receive", &format!("in-flight-{i}"), e);

@@ -4675,6 +4675,34 @@ struct RecordsFile {
     /// 19.1 kind 0x11: the records of the same device restored from `whole_state` as from a
     /// backup at `restored_at` hold this one more record.
     restored: RestoredVector,
+    /// 15.4: a primary's records.
+    primary: PrimaryRecordsVector,
+}
+
+/// 15.4: a primary's state bytes (15.3), its records as loaded from them, and the unit one
+/// invitation then writes.
+#[derive(Serialize, Deserialize)]
+struct PrimaryRecordsVector {
+    /// `primary_state`: a confirmed companion, one awaiting confirmation, four invitations.
+    state: String,
+    /// Every record, in key order.
+    records: Vec<KeyValue>,
+    invite: PrimaryInviteVector,
+}
+
+/// One record of a unit: its value, or `None` for a deletion.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct KeyValue {
+    key: String,
+    value: Option<String>,
+}
+
+/// Invitation issued at `now` with `nonce` (the invitation's bytes, 16), and the unit it writes.
+#[derive(Serialize, Deserialize)]
+struct PrimaryInviteVector {
+    now: u64,
+    invitation: String,
+    unit: Vec<KeyValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5248,6 +5276,7 @@ fn records_file() -> RecordsFile {
                 .done()),
             sealed: h(&sealed),
         },
+        primary: primary_records_vector(),
         restored: {
             let restored_at = 1_790_100_000_000;
             let unit = ratchetry::fanout::Device::from_bytes(&whole)
@@ -5260,6 +5289,55 @@ fn records_file() -> RecordsFile {
                 key: h(r.key()),
                 value: h(r.value().unwrap()),
             }
+        },
+    }
+}
+
+fn key_values(unit: &ratchetry::devices::PrimaryChanges) -> Vec<KeyValue> {
+    unit.records()
+        .iter()
+        .map(|r| KeyValue {
+            key: h(r.key()),
+            value: r.value().map(h),
+        })
+        .collect()
+}
+
+/// 15.4's vector: a primary linked twice (the second companion not confirmed) with four
+/// invitations pending, loaded from its state bytes; then one more invitation.
+fn primary_records_vector() -> PrimaryRecordsVector {
+    use ratchetry::devices::{LinkRequest, ListLimits, Primary, PrimaryPolicy, complete_link};
+    let rng = &mut SeededRng::from_label("records.json: primary");
+    let now = Timestamp(1_790_000_000_000);
+    let phone = IdentityKeyPair::generate(rng);
+    let mut primary = Primary::new(rng, &phone, now, PrimaryPolicy::default());
+    for confirm in [true, false] {
+        let companion = IdentityKeyPair::generate(rng);
+        let invitation = primary.invite(rng, now).unwrap();
+        let approval = primary
+            .approve(now, &LinkRequest::new(&companion, &invitation))
+            .unwrap();
+        let (_, confirmation) =
+            complete_link(&companion, &invitation, &approval, &ListLimits::default()).unwrap();
+        if confirm {
+            primary.confirm(&confirmation).unwrap();
+        }
+    }
+    for _ in 0..4 {
+        primary.invite(rng, now).unwrap();
+    }
+    let state = primary.to_bytes();
+    let mut loaded = Primary::from_bytes(&state).unwrap();
+    let records = key_values(&loaded.take_changes());
+    let later = now.plus_millis(60_000);
+    let invitation = loaded.invite(rng, later).unwrap();
+    PrimaryRecordsVector {
+        state: h(&*state),
+        records,
+        invite: PrimaryInviteVector {
+            now: later.0,
+            invitation: h(invitation.to_bytes()),
+            unit: key_values(&loaded.take_changes()),
         },
     }
 }
@@ -5747,6 +5825,42 @@ fn record_vectors() {
         panic!("the meta record second")
     };
     assert_eq!(s.sequence, *epoch);
+    check_primary_records(&f.primary);
+}
+
+/// 15.4 against its vector: the records load back to the state bytes, every kind appears, and
+/// the invitation's unit is the meta record, the oldest invitation's deletion and the new one.
+fn check_primary_records(p: &PrimaryRecordsVector) {
+    use ratchetry::devices::Primary;
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = p
+        .records
+        .iter()
+        .map(|r| (unhex(&r.key), unhex(r.value.as_ref().unwrap())))
+        .collect();
+    let kinds: Vec<u8> = pairs.iter().map(|(k, _)| k[0]).collect();
+    assert_eq!(
+        kinds,
+        [0x81, 0x82, 0x83, 0x84, 0x84, 0x84, 0x84, 0x85, 0x86]
+    );
+    let loaded =
+        Primary::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+    assert_eq!(h(&*loaded.to_bytes()), p.state);
+    let state = unhex(&p.state);
+    // The account record is the state's seed and policy; the list record the state's list.
+    assert_eq!(pairs[0].1, state[2..2 + 52]);
+    let list_len = u32::from_be_bytes(state[66..70].try_into().unwrap()) as usize;
+    assert_eq!(pairs[2].1, state[70..70 + list_len]);
+    let invitation = unhex(&p.invite.invitation);
+    let keys: Vec<(u8, bool)> = p
+        .invite
+        .unit
+        .iter()
+        .map(|r| (unhex(&r.key)[0], r.value.is_some()))
+        .collect();
+    assert_eq!(keys, [(0x82, true), (0x84, false), (0x84, true)]);
+    assert_eq!(unhex(&p.invite.unit[1].key), unhex(&p.records[3].key));
+    let new = unhex(p.invite.unit[2].value.as_ref().unwrap());
+    assert_eq!(new[..16], invitation[34..50]);
 }
 
 // =============================================================================================

@@ -16,6 +16,8 @@ mod linking;
 mod list;
 mod policy;
 mod primary;
+mod primary_records;
+mod primary_state;
 mod safety;
 
 pub use account::{AccountKey, AccountKeyPair};
@@ -31,4 +33,5 @@ pub use policy::{
     DEFAULT_MAX_COMPANIONS, PrimaryPolicy,
 };
 pub use primary::{Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP};
+pub use primary_records::PrimaryChanges;
 pub use safety::SafetyNumber;

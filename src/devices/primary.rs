@@ -2,10 +2,12 @@
 //! approves companions, and signs every new device list (each one renews the companions'
 //! validity window; companions already expired are dropped and must link again).
 //!
-//! Its state carries an epoch, like a `Device`'s: a primary restored from a snapshot older than
-//! its last state must [`resync`](Primary::resync) from the newest list it can fetch before it
-//! signs again, and then skips far ahead in versions and device ids, so that it never signs a
-//! version twice or gives an id it may already have given to another device.
+//! Its state is kept as records, like a `Device`'s (`primary_records` and `primary_state`,
+//! PROTOCOL.md 15.4), or as one blob for backups ([`Primary::to_bytes`]). It carries an epoch,
+//! like a `Device`'s: a primary restored from a snapshot older than its last state must
+//! [`resync`](Primary::resync) from the newest list it can fetch before it signs again, and
+//! then skips far ahead in versions and device ids, so that it never signs a version twice or
+//! gives an id it may already have given to another device.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,6 +16,7 @@ use zeroize::Zeroizing;
 
 use super::limits::OWN_LIST_LIMITS;
 use super::list::{MAX_LIST_ENTRIES, binding};
+use super::primary_records::PrimaryKey;
 use super::{
     AccountKey, AccountKeyPair, AccountPolicy, DeviceAddress, DeviceEntry, DeviceId, LinkApproval,
     LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, PrimaryPolicy, SignedDeviceList,
@@ -21,6 +24,7 @@ use super::{
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
+use crate::persist::Dirty;
 use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
@@ -37,8 +41,10 @@ pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
 /// The primary state format this build writes.
 const PRIMARY_STATE_VERSION: u8 = 2;
 
-/// The account role of the primary device. Persist [`to_bytes`](Self::to_bytes) after every
-/// change, before publishing the new list.
+/// The account role of the primary device. After every change, write
+/// [`take_changes`](Self::take_changes) (the records it changed, in one transaction) before
+/// publishing the new list; [`from_records`](Self::from_records) loads it again.
+/// [`to_bytes`](Self::to_bytes) is the whole state in one blob, for backups.
 ///
 /// # Example: linking a companion
 ///
@@ -66,7 +72,8 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// let request = LinkRequest::new(&laptop, &invitation).to_bytes();
 /// // Phone: checks the request and signs a new list with the laptop in it.
 /// let approval = primary.approve(now, &LinkRequest::from_bytes(&request)?)?;
-/// let saved = primary.to_bytes(); // persist, then publish the list to the server
+/// let unit = primary.take_changes(); // persist (one transaction), then publish the list
+/// assert!(unit.replaces_all()); // the first unit holds every record
 /// // Laptop: checks that the list names it, countersigns, and becomes a device of the account.
 /// let approval = LinkApproval::from_bytes(&approval.to_bytes())?;
 /// let (list, confirmation) =
@@ -76,6 +83,9 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// // Phone: records the countersignature.
 /// let linked = primary.confirm(&LinkConfirmation::from_bytes(&confirmation.to_bytes())?)?;
 /// assert!(primary.is_confirmed(linked));
+/// // Each later unit holds only what changed: the confirmation deleted the approval's record
+/// // and rewrote the confirmed set and the counters; the list was not touched.
+/// assert_eq!(primary.take_changes().records().len(), 3);
 /// assert_eq!(primary.device_list().entries().len(), 2);
 ///
 /// // Later: renew well within the companions' validity, unlink when the user asks; publish each.
@@ -83,24 +93,30 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// primary.renew(later)?;
 /// primary.unlink(later, laptop.address().device)?;
 /// assert_eq!(primary.device_list().entries().len(), 1);
-/// # let _ = saved;
 /// # Ok::<(), ratchetry::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Primary {
-    account: AccountKeyPair,
-    policy: PrimaryPolicy,
-    next_device: u32,
+    pub(super) account: AccountKeyPair,
+    pub(super) policy: PrimaryPolicy,
+    pub(super) next_device: u32,
     /// The lowest version the next list may carry.
-    next_version: u64,
-    list: VerifiedDeviceList,
-    invitations: Vec<LinkInvitation>,
-    /// Approved companions and the digest of the list that admitted each, until confirmed.
-    admitted: Vec<(DeviceId, [u8; 32])>,
-    confirmed: Vec<DeviceId>,
-    epoch: u64,
+    pub(super) next_version: u64,
+    pub(super) list: VerifiedDeviceList,
+    /// Pending invitations, oldest first, each with its number (its record's key).
+    pub(super) invitations: Vec<(u64, LinkInvitation)>,
+    /// The number the next invitation gets: numbers only grow, so a new invitation's record
+    /// never lands on another's.
+    pub(super) next_invitation: u64,
+    /// Approved companions and the digest of the list that admitted each, until confirmed, in
+    /// ascending device id (ids are given in ascending order, so also oldest first).
+    pub(super) admitted: Vec<(DeviceId, [u8; 32])>,
+    pub(super) confirmed: Vec<DeviceId>,
+    pub(super) epoch: u64,
     /// Restored from a backup: nothing is signed until [`resync`](Self::resync).
-    needs_resync: bool,
+    pub(super) needs_resync: bool,
+    /// The records changed since the last [`take_changes`](Self::take_changes).
+    pub(super) dirty: Dirty<PrimaryKey>,
 }
 
 impl Primary {
@@ -135,10 +151,12 @@ impl Primary {
             next_version: 2,
             list,
             invitations: Vec::new(),
+            next_invitation: 0,
             admitted: Vec::new(),
             confirmed: Vec::new(),
             epoch: 0,
             needs_resync: false,
+            dirty: Dirty::everything(),
         }
     }
 
@@ -157,10 +175,12 @@ impl Primary {
             next_version: list.version().saturating_add(1),
             list,
             invitations: Vec::new(),
+            next_invitation: 0,
             admitted: Vec::new(),
             confirmed,
             epoch: 0,
             needs_resync: false,
+            dirty: Dirty::everything(),
         }
     }
 
@@ -205,9 +225,13 @@ impl Primary {
             now.plus_millis(self.policy.link_invitation_validity_ms),
         );
         if self.invitations.len() == MAX_PENDING_INVITATIONS {
-            self.invitations.remove(0);
+            let (oldest, _) = self.invitations.remove(0);
+            self.dirty.mark(PrimaryKey::Invitation(oldest));
         }
-        self.invitations.push(invitation);
+        let number = self.next_invitation;
+        self.next_invitation = number.saturating_add(1);
+        self.invitations.push((number, invitation));
+        self.dirty.mark(PrimaryKey::Invitation(number));
         self.bump();
         Ok(invitation)
     }
@@ -227,7 +251,7 @@ impl Primary {
         let invitation = self
             .invitations
             .iter()
-            .position(|i| request.answers(&i.nonce) && now < i.expires_at)
+            .position(|(_, i)| request.answers(&i.nonce) && now < i.expires_at)
             .ok_or(DeviceError::UnknownInvitation)?;
         request.verify()?;
         if self
@@ -256,11 +280,14 @@ impl Primary {
         });
         self.sign(now, entries);
         self.next_device = next;
-        self.invitations.remove(invitation);
+        let (used, _) = self.invitations.remove(invitation);
+        self.dirty.mark(PrimaryKey::Invitation(used));
         self.admitted.retain(|(d, _)| *d != id);
         self.admitted.push((id, self.list.digest()));
+        self.dirty.mark(PrimaryKey::Admitted(id));
         if self.admitted.len() > MAX_PENDING_INVITATIONS {
-            self.admitted.remove(0);
+            let (oldest, _) = self.admitted.remove(0);
+            self.dirty.mark(PrimaryKey::Admitted(oldest));
         }
         Ok(LinkApproval {
             device: id,
@@ -301,6 +328,8 @@ impl Primary {
             .map_err(|_| DeviceError::BadSignature)?;
         self.admitted.remove(admitted);
         self.confirmed.push(device);
+        self.dirty.mark(PrimaryKey::Admitted(device));
+        self.dirty.mark(PrimaryKey::Confirmed);
         self.bump();
         Ok(device)
     }
@@ -330,8 +359,14 @@ impl Primary {
             }));
         }
         self.sign(now, entries);
-        self.confirmed.retain(|d| *d != device);
-        self.admitted.retain(|(d, _)| *d != device);
+        if self.confirmed.contains(&device) {
+            self.confirmed.retain(|d| *d != device);
+            self.dirty.mark(PrimaryKey::Confirmed);
+        }
+        if self.admitted.iter().any(|(d, _)| *d == device) {
+            self.admitted.retain(|(d, _)| *d != device);
+            self.dirty.mark(PrimaryKey::Admitted(device));
+        }
         Ok(&self.list)
     }
 
@@ -369,6 +404,13 @@ impl Primary {
         }
         let known = (version == self.list.version()).then_some(&self.list);
         let list = newest.verify(&self.account(), known, &OWN_LIST_LIMITS)?;
+        // The phone itself, as this state knows it.
+        let own = self.list.entry(PRIMARY_DEVICE).map(|e| e.identity);
+        let primary = list
+            .entry(PRIMARY_DEVICE)
+            .filter(|e| Some(e.identity) == own)
+            .copied()
+            .ok_or(DeviceError::NotPrimary)?;
         let highest = list.entries().iter().map(|e| e.id.0).max().unwrap_or(1);
         self.next_device = self
             .next_device
@@ -378,17 +420,17 @@ impl Primary {
             .next_version
             .max(version.saturating_add(1))
             .saturating_add(RESTORE_VERSION_SKIP);
-        // The phone itself, as this state knows it.
-        let own = self.list.entry(PRIMARY_DEVICE).map(|e| e.identity);
-        let primary = list
-            .entry(PRIMARY_DEVICE)
-            .filter(|e| Some(e.identity) == own)
-            .copied()
-            .ok_or(DeviceError::NotPrimary)?;
         self.list = list;
-        self.confirmed.clear();
-        self.invitations.clear();
-        self.admitted.clear();
+        if !self.confirmed.is_empty() {
+            self.confirmed.clear();
+            self.dirty.mark(PrimaryKey::Confirmed);
+        }
+        for (number, _) in core::mem::take(&mut self.invitations) {
+            self.dirty.mark(PrimaryKey::Invitation(number));
+        }
+        for (device, _) in core::mem::take(&mut self.admitted) {
+            self.dirty.mark(PrimaryKey::Admitted(device));
+        }
         self.needs_resync = false;
         self.sign(now, alloc::vec![primary]);
         Ok(&self.list)
@@ -402,8 +444,10 @@ impl Primary {
         }
     }
 
-    fn bump(&mut self) {
+    /// One more change: the epoch grows, and the meta record (which holds it) is written.
+    pub(super) fn bump(&mut self) {
         self.epoch = self.epoch.saturating_add(1);
+        self.dirty.mark(PrimaryKey::Meta);
     }
 
     fn renewed_entries(&self, now: Timestamp) -> Vec<DeviceEntry> {
@@ -427,6 +471,7 @@ impl Primary {
             entries,
         ));
         self.next_version = version.saturating_add(1);
+        self.dirty.mark(PrimaryKey::List);
         self.bump();
     }
 
@@ -437,15 +482,12 @@ impl Primary {
             2 + 32 + 20 + 4 + 8 + 4 + list.len() + 4 + 24 * self.invitations.len() + 8 + 36 * 8,
         );
         out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
-        out.put(self.account.seed());
-        out.u32(self.policy.account.max_companions);
-        out.u64(self.policy.account.companion_validity_ms);
-        out.u64(self.policy.link_invitation_validity_ms);
+        write_account(&mut out, &self.account, &self.policy);
         out.u32(self.next_device);
         out.u64(self.next_version);
         out.blob(&list);
         out.u32(self.invitations.len() as u32);
-        for i in &self.invitations {
+        for (_, i) in &self.invitations {
             out.put(&i.nonce);
             out.u64(i.expires_at.0);
         }
@@ -470,38 +512,28 @@ impl Primary {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) =
             Reader::versioned_header(bytes, kind::PRIMARY_STATE, &[PRIMARY_STATE_VERSION])?;
-        let account = AccountKeyPair::from_seed(&Zeroizing::new(r.array()?));
-        let policy = PrimaryPolicy {
-            account: AccountPolicy {
-                max_companions: r.u32()?,
-                companion_validity_ms: r.u64()?,
-            },
-            link_invitation_validity_ms: r.u64()?,
-        };
+        let (account, policy) = read_account(&mut r)?;
         let next_device = r.u32()?;
         let next_version = r.u64()?;
         let len = r.u32()? as usize;
-        let list = VerifiedDeviceList::from_trusted_bytes(r.bytes(len)?)?;
-        // The list is this primary's own: signed under its policy, or of the old form (state
-        // of the previous release, until the primary next signs).
-        if list.account() != account.public() || list.policy().is_some_and(|p| p != policy.account)
-        {
-            return Err(DecodeError::InvalidValue);
-        }
+        let list = read_list(r.bytes(len)?, &account, &policy)?;
         let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
         let mut invitations = Vec::with_capacity(n);
-        for _ in 0..n {
-            invitations.push(LinkInvitation {
+        // Numbered in their order: the blob keeps the order, not the numbers.
+        for number in 0..n as u64 {
+            let invitation = LinkInvitation {
                 account: account.public(),
                 nonce: r.array()?,
                 expires_at: Timestamp(r.u64()?),
-            });
+            };
+            invitations.push((number, invitation));
         }
         let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
         let mut admitted = Vec::with_capacity(n);
         for _ in 0..n {
             admitted.push((DeviceId(r.u32()?), r.array()?));
         }
+        check_admitted(&admitted)?;
         let n = bounded_count(&mut r, MAX_LIST_ENTRIES)?;
         let mut confirmed = Vec::with_capacity(r.capacity(n, 4));
         for _ in 0..n {
@@ -516,11 +548,14 @@ impl Primary {
             next_device,
             next_version,
             list,
+            next_invitation: invitations.len() as u64,
             invitations,
             admitted,
             confirmed,
             epoch,
             needs_resync,
+            // Loaded whole: the next unit holds every record.
+            dirty: Dirty::everything(),
         })
     }
 
@@ -529,23 +564,35 @@ impl Primary {
     /// from a backup ([`restore_from_backup`](Self::restore_from_backup)) and the second value
     /// is `true`.
     pub fn restore(bytes: &[u8], last_epoch: u64) -> Result<(Self, bool), DecodeError> {
-        let mut primary = Self::from_bytes(bytes)?;
-        if primary.epoch >= last_epoch {
-            return Ok((primary, false));
-        }
-        primary.needs_resync = true;
-        // The epoch stays monotonic across the restore.
-        primary.epoch = last_epoch.saturating_add(1);
-        Ok((primary, true))
+        Ok(Self::from_bytes(bytes)?.restore_stale(last_epoch))
     }
 
     /// Restores a primary from a backup that may be older than the state it last had: it signs
     /// nothing until [`resync`](Self::resync) gave it the newest list.
     pub fn restore_from_backup(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut primary = Self::from_bytes(bytes)?;
-        primary.needs_resync = true;
-        primary.bump();
-        Ok(primary)
+        Ok(Self::from_bytes(bytes)?.into_restored())
+    }
+
+    /// The same after loading from records ([`from_records`](Self::from_records)): for an app
+    /// whose record store itself was restored from a backup. Its next
+    /// [`take_changes`](Self::take_changes) writes the meta record.
+    pub fn into_restored(mut self) -> Self {
+        self.needs_resync = true;
+        self.bump();
+        self
+    }
+
+    /// A stale primary (its epoch below the last one persisted) restored: it must resync, and
+    /// its epoch continues above `last_epoch`.
+    pub(super) fn restore_stale(mut self, last_epoch: u64) -> (Self, bool) {
+        if self.epoch >= last_epoch {
+            return (self, false);
+        }
+        self.needs_resync = true;
+        // The epoch stays monotonic across the restore.
+        self.epoch = last_epoch.saturating_add(1);
+        self.dirty.mark(PrimaryKey::Meta);
+        (self, true)
     }
 }
 
@@ -569,6 +616,51 @@ impl Primary {
         old.list = trusted(self.legacy_list());
         old.to_bytes()
     }
+}
+
+/// The account seed and policy (the account record's value, and the start of the blob).
+pub(super) fn read_account(
+    r: &mut Reader<'_>,
+) -> Result<(AccountKeyPair, PrimaryPolicy), DecodeError> {
+    let account = AccountKeyPair::from_seed(&Zeroizing::new(r.array()?));
+    let policy = PrimaryPolicy {
+        account: AccountPolicy {
+            max_companions: r.u32()?,
+            companion_validity_ms: r.u64()?,
+        },
+        link_invitation_validity_ms: r.u64()?,
+    };
+    Ok((account, policy))
+}
+
+pub(super) fn write_account(out: &mut SecretBuf, account: &AccountKeyPair, policy: &PrimaryPolicy) {
+    out.put(account.seed());
+    out.u32(policy.account.max_companions);
+    out.u64(policy.account.companion_validity_ms);
+    out.u64(policy.link_invitation_validity_ms);
+}
+
+/// The primary's list, read back: it is this primary's own, signed under its policy, or of the
+/// old form (state of the previous release, until the primary next signs).
+pub(super) fn read_list(
+    bytes: &[u8],
+    account: &AccountKeyPair,
+    policy: &PrimaryPolicy,
+) -> Result<VerifiedDeviceList, DecodeError> {
+    let list = VerifiedDeviceList::from_trusted_bytes(bytes)?;
+    if list.account() != account.public() || list.policy().is_some_and(|p| p != policy.account) {
+        return Err(DecodeError::InvalidValue);
+    }
+    Ok(list)
+}
+
+/// Unconfirmed approvals are in strictly ascending device id (the order approvals give them),
+/// so a state has one order, whatever form it was stored in.
+fn check_admitted(admitted: &[(DeviceId, [u8; 32])]) -> Result<(), DecodeError> {
+    if admitted.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(DecodeError::InvalidValue);
+    }
+    Ok(())
 }
 
 /// A list this primary just signed is verified by construction.

@@ -34,6 +34,7 @@ mod send;
 pub(crate) mod sessions;
 mod state;
 
+pub use crate::persist::Record;
 pub use device::{Device, DeviceConfig};
 pub use envelope_id::EnvelopeId;
 pub use journal::{
@@ -45,5 +46,5 @@ pub use membership::{MAX_MEMBERSHIP_ACCOUNTS, MAX_MEMBERSHIP_GROUPS};
 pub use message_id::MessageId;
 pub use outbox::{Event, Outbox, Outgoing, Received};
 pub use payload::WithheldReason;
-pub use records::{Record, StateChanges};
+pub use records::StateChanges;
 pub use retry_request::{RetryReason, RetryRequest};

@@ -7,7 +7,6 @@
 //! in one transaction. [`Device::from_records`](super::Device::from_records) rebuilds a device
 //! from every stored record.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::fmt;
 use zeroize::Zeroizing;
@@ -15,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyId};
+use crate::persist::{Record, hex_key};
 use crate::wire::{Reader, Writer};
 
 use super::EnvelopeId;
@@ -199,36 +199,6 @@ impl Key {
     }
 }
 
-/// One stored record: a key, and its new value or its deletion.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Record {
-    key: Vec<u8>,
-    value: Option<Zeroizing<Vec<u8>>>,
-}
-
-impl Record {
-    /// The record's key: store the value under exactly these bytes.
-    pub fn key(&self) -> &[u8] {
-        &self.key
-    }
-
-    /// The record's new value (it holds secrets: store it as such), or `None`: delete the
-    /// record.
-    pub fn value(&self) -> Option<&[u8]> {
-        self.value.as_deref().map(Vec::as_slice)
-    }
-}
-
-impl fmt::Debug for Record {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = Key::decode(&self.key);
-        f.debug_struct("Record")
-            .field("key", &key)
-            .field("value_len", &self.value.as_ref().map(|v| v.len()))
-            .finish()
-    }
-}
-
 /// What one operation changed: write it in one transaction, before acting on the operation's
 /// output (shipping envelopes, showing messages, acknowledging to the server).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -268,31 +238,12 @@ impl StateChanges {
 
     /// Bytes of keys and values in the unit: what an app writes for it.
     pub fn byte_len(&self) -> usize {
-        self.records
-            .iter()
-            .map(|r| r.key.len() + r.value.as_ref().map_or(0, |v| v.len()))
-            .sum()
+        self.records.iter().map(Record::byte_len).sum()
     }
 }
 
-/// The records an operation touched, until they are taken.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Dirty {
-    pub(crate) all: bool,
-    pub(crate) keys: BTreeSet<Key>,
-}
-
-impl Dirty {
-    pub(crate) fn mark(&mut self, key: Key) {
-        if !self.all {
-            self.keys.insert(key);
-        }
-    }
-
-    pub(crate) fn is_clean(&self) -> bool {
-        !self.all && self.keys.is_empty()
-    }
-}
+/// The device records an operation touched, until they are taken.
+pub(crate) type Dirty = crate::persist::Dirty<Key>;
 
 pub(crate) fn unit(
     replace_all: bool,
@@ -304,11 +255,16 @@ pub(crate) fn unit(
         epoch,
         records: records
             .into_iter()
-            .map(|(k, value)| Record {
-                key: k.encode(),
-                value,
-            })
+            .map(|(k, value)| Record::new(k.encode(), value, name_key))
             .collect(),
+    }
+}
+
+/// A device record's key, named for `Debug` output.
+fn name_key(key: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match Key::decode(key) {
+        Ok(k) => fmt::Debug::fmt(&k, f),
+        Err(_) => hex_key(key, f),
     }
 }
 
@@ -321,6 +277,21 @@ pub(crate) fn read_envelope_id(r: &mut Reader<'_>) -> Result<EnvelopeId, DecodeE
 mod tests {
     use super::*;
     use crate::devices::{AccountKey, DeviceId};
+
+    #[test]
+    fn a_key_is_named_by_its_kind_or_shown_as_bytes() {
+        struct Named<'a>(&'a [u8]);
+        impl fmt::Debug for Named<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                name_key(self.0, f)
+            }
+        }
+        assert_eq!(
+            alloc::format!("{:?}", Named(&Key::Seen(2).encode())),
+            "Seen(2)"
+        );
+        assert_eq!(alloc::format!("{:?}", Named(&[0x81])), "81");
+    }
 
     #[test]
     fn key_order_is_the_byte_order_of_encoded_keys() {

@@ -51,6 +51,11 @@ use crate::labels;
 use crate::primitives::{Secret, StreamKey};
 use crate::wire::{Reader, Writer, kind};
 
+mod record;
+
+pub use record::Record;
+pub(crate) use record::{Dirty, hex_key};
+
 /// The sealed state format this build writes.
 const SEALED_STATE_VERSION: u8 = 2;
 

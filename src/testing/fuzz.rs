@@ -90,10 +90,10 @@ pub fn sealed_state(data: &[u8]) {
     }
 }
 
-/// Device records: arbitrary `(u16 key length, key, u32 value length, value)` sequences fed to
-/// [`Device::from_records`]; whatever loads yields, as its whole state, exactly the records it
-/// was given, or those with the rewrite the load asked for (records in an older form), which
-/// then load as they are.
+/// Device and primary records: arbitrary `(u16 key length, key, u32 value length, value)`
+/// sequences fed to [`Device::from_records`] and [`Primary::from_records`]; whatever loads
+/// yields, as its whole state, exactly the records it was given, or (a device) those with the
+/// rewrite the load asked for (records in an older form), which then load as they are.
 pub fn records(data: &[u8]) {
     let mut rest = data;
     let mut records: Vec<(&[u8], &[u8])> = Vec::new();
@@ -113,6 +113,7 @@ pub fn records(data: &[u8]) {
         records.push((key, value));
         rest = tail;
     }
+    primary_records(&records);
     if let Ok(mut device) = Device::from_records(records.iter().copied()) {
         // Records in an older form (a session holding its pending KEM ciphertext inline, an
         // own record of the previous layout) load and are rewritten: the unit the load leaves
@@ -155,6 +156,23 @@ pub fn records(data: &[u8]) {
             given.len(),
             back.len()
         );
+    }
+}
+
+/// Primary records that load are canonical: the primary's records, re-encoded, are exactly
+/// those given, and the load leaves nothing to write.
+fn primary_records(records: &[(&[u8], &[u8])]) {
+    if let Ok(primary) = Primary::from_records(records.iter().copied()) {
+        assert!(!primary.has_changes(), "a primary load left changes");
+        let mut given: Vec<(&[u8], &[u8])> = records.to_vec();
+        given.sort();
+        let whole = primary.all_records();
+        let back: Vec<(&[u8], &[u8])> = whole
+            .records()
+            .iter()
+            .map(|r| (r.key(), r.value().unwrap_or_default()))
+            .collect();
+        assert!(given == back, "primary records do not round-trip");
     }
 }
 

@@ -161,6 +161,12 @@ pub fn legacy_device_list(primary: &crate::devices::Primary) -> crate::devices::
     primary.legacy_list()
 }
 
+/// Every record of the primary's current state (PROTOCOL.md 15.4), as the unit that would
+/// replace the stored ones; the primary's own pending changes are left as they are.
+pub fn primary_records(primary: &crate::devices::Primary) -> crate::devices::PrimaryChanges {
+    primary.all_records()
+}
+
 /// The primary's state bytes with its list in the old form: state the previous release wrote.
 pub fn legacy_primary_state(
     primary: &crate::devices::Primary,

@@ -2863,6 +2863,75 @@ def check_records(doc, context):
     R.check("restored: key (19.1 kind 0x11)", b"\x11", rs["key"])
     R.check("restored: value = u64(restored_at)", u64(rs["restored_at"]), rs["value"])
 
+    # 5. 15.4: a primary's records, from its state bytes alone, and the unit of one invitation.
+    check_primary_records(doc["primary"])
+
+
+def decode_primary_state(data):
+    """15.3 primary_state, field by field."""
+    r = Reader(data)
+    r.head(2, 0x86)
+    st = {"account": r.take(32 + 4 + 8 + 8), "next_device": r.u32(), "next_version": r.u64()}
+    st["list"] = r.take(r.u32())
+    st["invitations"] = [r.take(16 + 8) for _ in range(r.u32())]
+    st["admitted"] = [(r.u32(), r.take(32)) for _ in range(r.u32())]
+    st["confirmed"] = [r.u32() for _ in range(r.u32())]
+    st["epoch"], st["needs_resync"] = r.u64(), r.flag()
+    r.end()
+    return st
+
+
+def primary_meta(epoch, next_device, next_version, next_invitation, needs_resync):
+    """15.4 kind 0x82"""
+    return u64(epoch) + u32(next_device) + u64(next_version) + u64(next_invitation) + flag(needs_resync)
+
+
+def primary_records(st):
+    """15.4: the records of a primary loaded from primary_state, in key order. Its invitations
+    are numbered 0, 1, ... in their order, and next_invitation is their count."""
+    n = len(st["invitations"])
+    recs = [(b"\x81", st["account"]),
+            (b"\x82", primary_meta(st["epoch"], st["next_device"], st["next_version"], n,
+                                   st["needs_resync"])),
+            (b"\x83", st["list"])]
+    recs += [(b"\x84" + u64(i), inv) for i, inv in enumerate(st["invitations"])]
+    recs += [(b"\x85" + u32(d), digest) for d, digest in st["admitted"]]
+    recs.append((b"\x86", u32(len(st["confirmed"])) + b"".join(u32(d) for d in st["confirmed"])))
+    return recs
+
+
+def check_primary_records(p):
+    st = decode_primary_state(hx(p["state"]))
+    recs = primary_records(st)
+    R.check("primary: number of records (15.4)", len(p["records"]), len(recs))
+    for (key, value), rv in zip(recs, p["records"]):
+        R.check(f"primary: record key {key.hex()} (15.4)", key, rv["key"])
+        R.check(f"primary: record {key.hex()} value (15.4)", value, rv["value"])
+    R.true("primary: records in key order (15.4)", [k for k, _ in recs] == sorted(k for k, _ in recs))
+    R.true("primary: no kind is a device record kind (15.4, 19.1)", all(k[0] > 0x13 for k, _ in recs))
+    # The invitation (16 step 1): this account's, expiring after the policy's validity.
+    inv = Reader(hx(p["invite"]["invitation"]))
+    inv.head(2, 0x07)
+    ak, nonce, expires_at = inv.take(32), inv.take(16), inv.u64()
+    inv.end()
+    seed, link_validity = st["account"][:32], int.from_bytes(st["account"][44:52], "big")
+    R.check("primary invite: account key (16)", ak, ed25519_pub(seed))
+    R.check("primary invite: expires_at (16 step 1)", expires_at, p["invite"]["now"] + link_validity)
+    # Its unit: the meta record, the oldest invitation's deletion if 4 were pending, the new one.
+    n = len(st["invitations"])
+    unit = [(b"\x82", primary_meta(st["epoch"] + 1, st["next_device"], st["next_version"], n + 1,
+                                   st["needs_resync"]))]
+    if n == 4:
+        unit.append((b"\x84" + u64(0), None))
+    unit.append((b"\x84" + u64(n), nonce + u64(expires_at)))
+    R.check("primary invite: unit size (15.4)", len(p["invite"]["unit"]), len(unit))
+    for (key, value), rv in zip(unit, p["invite"]["unit"]):
+        R.check(f"primary invite: key {key.hex()} (15.4)", key, rv["key"])
+        if value is None:
+            R.true(f"primary invite: {key.hex()} deleted (15.4)", rv["value"] is None)
+        else:
+            R.check(f"primary invite: {key.hex()} value (15.4)", value, rv["value"])
+
 
 # ----------------------------------------------------------------------------------------------
 # errors.json: refused inputs (13), replayed on this file's own models

@@ -77,7 +77,8 @@ impl App {
     /// A new account: its primary (stored in the phone's database) and its phone.
     fn account(&mut self, name: &'static str) -> Result<(Primary, usize)> {
         let identity = IdentityKeyPair::generate(&mut self.rng);
-        let primary = Primary::new(&mut self.rng, &identity, self.now, PrimaryPolicy::default());
+        let mut primary =
+            Primary::new(&mut self.rng, &identity, self.now, PrimaryPolicy::default());
         self.relay
             .publish_list(primary.device_list().signed().clone())?;
         let list = primary.device_list().clone();
@@ -91,7 +92,9 @@ impl App {
             DeviceConfig::default(),
         )?;
         let i = self.install(name, phone, upload)?;
-        self.clients[i].store.write_primary(&primary)?;
+        self.clients[i]
+            .store
+            .write_primary(&primary.take_changes())?;
         Ok((primary, i))
     }
 
@@ -103,7 +106,10 @@ impl App {
         let limits = ListLimits::default();
         let (list, confirmation) = complete_link(&identity, &invitation, &approval, &limits)?;
         primary.confirm(&confirmation)?;
-        self.clients[phone].store.write_primary(primary)?;
+        // One unit: the invitation's, the list's, the approval's and the confirmation's records.
+        self.clients[phone]
+            .store
+            .write_primary(&primary.take_changes())?;
         self.relay
             .publish_list(primary.device_list().signed().clone())?;
         let (device, upload) = Device::new(
@@ -403,7 +409,9 @@ fn main() -> Result<()> {
     println!("\n8. Bob unlinks his laptop; Carol's next group message rotates her key");
     let laptop = app.clients[b_laptop].device.address();
     bob.unlink(app.now, laptop.device)?;
-    app.clients[b_phone].store.write_primary(&bob)?;
+    app.clients[b_phone]
+        .store
+        .write_primary(&bob.take_changes())?;
     app.relay.publish_list(bob.device_list().signed().clone())?;
     app.send(c_phone, |d, r, now| {
         d.send_group(r, now, group, b"bye, old laptop")

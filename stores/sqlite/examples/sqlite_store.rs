@@ -47,7 +47,7 @@ struct Person {
 impl Person {
     fn new(rng: &mut Rng, now: Timestamp, path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         let identity = IdentityKeyPair::generate(rng);
-        let primary = Primary::new(rng, &identity, now, PrimaryPolicy::default());
+        let mut primary = Primary::new(rng, &identity, now, PrimaryPolicy::default());
         let (device, _one_time_prekeys_to_upload) = Device::new(
             rng,
             now,
@@ -59,7 +59,8 @@ impl Person {
         )?;
         let key = StorageKey::generate(rng);
         let mut store = SqliteStore::open(path, key.clone())?;
-        let primary_epoch = store.write_primary(&primary)?.epoch;
+        // The primary's first unit holds all its records; later ones only what changed.
+        let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
         let mut person = Self {
             primary,
             device,

@@ -2,14 +2,18 @@
 
 use core::fmt;
 
-/// A stored row the store names in its errors: one of the device's records (by its record key;
-/// keys are not secret, values are and never appear in errors), or the primary's blob.
+/// A stored row the store names in its errors: one of the device's or the primary's records (by
+/// its record key; keys are not secret, values are and never appear in errors), or the
+/// primary's one blob as the previous version of this crate stored it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordId {
     /// The device's record under this key.
     Device(Vec<u8>),
-    /// The account's `Primary`.
-    Primary,
+    /// The account's `Primary`'s record under this key.
+    Primary(Vec<u8>),
+    /// The account's `Primary` as one blob (a database written by the previous version of this
+    /// crate, until the primary's first unit replaces it).
+    PrimaryBlob,
 }
 
 impl fmt::Display for RecordId {
@@ -17,14 +21,19 @@ impl fmt::Display for RecordId {
         match self {
             Self::Device(key) => {
                 f.write_str("device record ")?;
-                for b in key {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+                hex(f, key)
             }
-            Self::Primary => f.write_str("primary"),
+            Self::Primary(key) => {
+                f.write_str("primary record ")?;
+                hex(f, key)
+            }
+            Self::PrimaryBlob => f.write_str("primary blob"),
         }
     }
+}
+
+fn hex(f: &mut fmt::Formatter<'_>, key: &[u8]) -> fmt::Result {
+    key.iter().try_for_each(|b| write!(f, "{b:02x}"))
 }
 
 impl fmt::Debug for RecordId {
@@ -130,8 +139,10 @@ pub enum StoreError {
         epoch: u64,
     },
     /// Nothing of this role is stored: a unit that does not replace the whole state was
-    /// written to a store that holds no device (write the device's first unit, its whole
-    /// state, first), or there is nothing to load as restored.
+    /// written to a store that holds no such state (write its first unit, its whole state,
+    /// first), or to one that holds the primary as the previous version's blob (load it with
+    /// [`load_primary`](crate::SqliteStore::load_primary): its first unit replaces the blob),
+    /// or there is nothing to load as restored.
     NotStored(Role),
     /// The rows opened and match, but ratchetry refused their contents (a bug, or state written
     /// by an incompatible version of the library).

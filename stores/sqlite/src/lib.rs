@@ -1,5 +1,5 @@
 //! A ready SQLite store for [ratchetry]: a device's records and its account's
-//! [`Primary`](ratchetry::devices::Primary) in one database, one transaction per unit, every
+//! [`Primary`](ratchetry::devices::Primary)'s records in one database, one transaction per unit, every
 //! value sealed at rest, and every row checked on load against a sealed summary, so that a
 //! single record put back, deleted, added or moved is caught and named.
 //!
@@ -15,6 +15,9 @@
 //!   └─ then act on the output; keep Written::epoch outside the database
 //!
 //!  restart: SqliteStore::load(last_epoch) ── open + check every row ──▶ Device::from_records
+//!
+//!  the primary likewise: Primary::take_changes() ──▶ SqliteStore::write_primary(&unit),
+//!  then publish the list it signed; SqliteStore::load_primary(last) ──▶ Primary::from_records
 //! ```
 //!
 //! # Example
@@ -31,7 +34,7 @@
 //! let mut rng = UnwrapErr(SysRng);
 //! let now = Timestamp(1_790_000_000_000);
 //! let identity = IdentityKeyPair::generate(&mut rng);
-//! let primary = Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
+//! let mut primary = Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
 //! let list = primary.device_list().clone();
 //! let (mut phone, _upload) =
 //!     Device::new(&mut rng, now, identity, PRIMARY_DEVICE, list, 10, DeviceConfig::default())?;
@@ -40,15 +43,21 @@
 //! # let path = dir.path().join("phone.db");
 //! let key = StorageKey::generate(&mut rng); // kept in the platform keystore
 //! let mut store = SqliteStore::open(&path, key.clone())?;
-//! store.write_primary(&primary)?;
+//! let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
 //! let written = store.write(&phone.take_changes())?;
 //! let last_epoch = written.epoch; // kept outside the database, beside the key
+//!
+//! // Each later unit holds only what its operation changed: an invitation's record and the
+//! // counters, not the list.
+//! let _qr = primary.invite(&mut rng, now)?.to_bytes();
+//! let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
 //!
 //! // After a restart:
 //! let store = SqliteStore::open(&path, key)?;
 //! let loaded = store.load(last_epoch)?.expect("a device is stored");
 //! assert_eq!(*loaded.to_bytes(), *phone.to_bytes());
-//! assert!(store.load_primary(primary.state_epoch())?.is_some());
+//! let loaded = store.load_primary(primary_epoch)?.expect("a primary is stored");
+//! assert_eq!(*loaded.to_bytes(), *primary.to_bytes());
 //! # Ok(())
 //! # }
 //! ```
@@ -56,14 +65,17 @@
 //! # What is stored
 //!
 //! One table, `ratchetry_rows (slot, key, value)`, keyed by (slot, key): slot `device` holds the
-//! device's records under their record keys, `primary` the primary's blob, `store` the store's
-//! own two rows. The app may keep its own tables in the same database, and write them in the
+//! device's records under their record keys, `primary` the primary's records under theirs
+//! (PROTOCOL.md 15.4; their kinds never collide with the device's), `store` the store's own two
+//! rows. The app may keep its own tables in the same database, and write them in the
 //! same transaction as a unit ([`SqliteStore::transaction`]).
 //!
 //! Every value is sealed with [`ratchetry::persist::seal_state`] under the app's
 //! [`StorageKey`](ratchetry::persist::StorageKey): a device record under the name
 //! `"ratchetry-sqlite v1 device record " ‖ key` at the unit's epoch (so a value copied or moved
-//! to another key does not open), the primary under its own name at its state epoch.
+//! to another key does not open), a primary record under `"ratchetry-sqlite v1 primary record "
+//! ‖ key` at its unit's epoch. Both are written the same way, counted in the same summary and
+//! checked the same way on load.
 //!
 //! # Rollback detection
 //!
@@ -108,8 +120,15 @@
 //! refused; [`SqliteStore::load_restored`] then continues as from a backup (no key reused, the
 //! device awaiting its account's next list), as `Device::restore` does.
 //!
-//! The primary is one blob: `Primary` has no records yet. If it gains some, it can be stored
-//! under its own slot in the same way, one row per record.
+//! # Migration
+//!
+//! The previous version stored the primary as one blob (slot `primary`, empty key, sealed under
+//! `"ratchetry-sqlite v1 primary"`). Such a database opens and checks as before (that row's
+//! summary entry is the same), [`SqliteStore::load_primary`] loads the primary from the blob,
+//! and that primary's first unit holds every record and
+//! [replaces all](ratchetry::devices::PrimaryChanges::replaces_all): writing it deletes the blob.
+//! Until then a unit that replaces less is refused ([`StoreError::NotStored`]), so the blob and
+//! records never stand side by side.
 //!
 //! # Crashes
 //!

@@ -30,22 +30,36 @@ pub(crate) const META_ROW: &[u8] = b"meta";
 /// with the device records' prefix.
 pub(crate) const DIGEST_KEY_NAME: &[u8] = b"ratchetry-sqlite v1 digest key";
 pub(crate) const META_NAME: &[u8] = b"ratchetry-sqlite v1 meta";
-const PRIMARY_NAME: &[u8] = b"ratchetry-sqlite v1 primary";
+/// The previous version's one primary row (key empty), read to migrate it.
+const PRIMARY_BLOB_NAME: &[u8] = b"ratchetry-sqlite v1 primary";
 const DEVICE_RECORD_PREFIX: &[u8] = b"ratchetry-sqlite v1 device record ";
+const PRIMARY_RECORD_PREFIX: &[u8] = b"ratchetry-sqlite v1 primary record ";
 
 /// The name a row's value is sealed under.
 pub(crate) fn seal_name(record: &RecordId) -> Vec<u8> {
     match record {
         RecordId::Device(key) => [DEVICE_RECORD_PREFIX, key].concat(),
-        RecordId::Primary => PRIMARY_NAME.to_vec(),
+        RecordId::Primary(key) => [PRIMARY_RECORD_PREFIX, key].concat(),
+        RecordId::PrimaryBlob => PRIMARY_BLOB_NAME.to_vec(),
     }
 }
 
-/// The table slot and key of a row.
+/// The table slot and key of a row. The primary's records and its previous blob share a slot:
+/// record keys are never empty (they start with their kind), the blob's key is.
 pub(crate) fn location(record: &RecordId) -> (&'static str, &[u8]) {
     match record {
         RecordId::Device(key) => (DEVICE, key),
-        RecordId::Primary => (PRIMARY, &[]),
+        RecordId::Primary(key) => (PRIMARY, key),
+        RecordId::PrimaryBlob => (PRIMARY, &[]),
+    }
+}
+
+/// The row at a slot and key of the device's or the primary's.
+fn record_at(slot: &str, key: Vec<u8>) -> RecordId {
+    match slot {
+        DEVICE => RecordId::Device(key),
+        _ if key.is_empty() => RecordId::PrimaryBlob,
+        _ => RecordId::Primary(key),
     }
 }
 
@@ -74,49 +88,43 @@ pub(crate) fn delete(db: &Connection, slot: &str, key: &[u8]) -> Result<(), Stor
 }
 
 /// Every row of the device and the primary, as (record, sealed value). (Rows under other slots
-/// or keys are not the store's: nothing reads them.)
+/// are not the store's: nothing reads them.)
 pub(crate) fn all_records(db: &Connection) -> Result<Vec<(RecordId, Vec<u8>)>, StoreError> {
     let mut query = db.prepare_cached(
         "SELECT slot, key, value FROM ratchetry_rows
-         WHERE slot = ?1 OR (slot = ?2 AND key = x'') ORDER BY slot, key",
+         WHERE slot = ?1 OR slot = ?2 ORDER BY slot, key",
     )?;
     let rows = query.query_map(params![DEVICE, PRIMARY], |row| {
         let slot: String = row.get(0)?;
-        let key: Vec<u8> = row.get(1)?;
         let value: Vec<u8> = row.get(2)?;
-        let record = if slot == DEVICE {
-            RecordId::Device(key)
-        } else {
-            RecordId::Primary
-        };
-        Ok((record, value))
+        Ok((record_at(&slot, row.get(1)?), value))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// A stored row: its key and its sealed value.
-pub(crate) type Row = (Vec<u8>, Vec<u8>);
-
-/// Every device record's (key, sealed value).
-pub(crate) fn device_records(db: &Connection) -> Result<Vec<Row>, StoreError> {
+/// Every row of one slot (the device's or the primary's), as (record, sealed value).
+pub(crate) fn slot_records(
+    db: &Connection,
+    slot: &str,
+) -> Result<Vec<(RecordId, Vec<u8>)>, StoreError> {
     let mut query = db.prepare_cached("SELECT key, value FROM ratchetry_rows WHERE slot = ?1")?;
-    let rows = query.query_map(params![DEVICE], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let rows = query.query_map(params![slot], |row| {
+        let value: Vec<u8> = row.get(1)?;
+        Ok((record_at(slot, row.get(0)?), value))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Deletes every device record.
-pub(crate) fn delete_device_records(db: &Connection) -> Result<(), StoreError> {
-    db.execute(
-        "DELETE FROM ratchetry_rows WHERE slot = ?1",
-        params![DEVICE],
-    )?;
+/// Deletes every row of one slot.
+pub(crate) fn delete_slot(db: &Connection, slot: &str) -> Result<(), StoreError> {
+    db.execute("DELETE FROM ratchetry_rows WHERE slot = ?1", params![slot])?;
     Ok(())
 }
 
 /// Whether any row of the device or the primary is stored.
 pub(crate) fn any_record(db: &Connection) -> Result<bool, StoreError> {
     Ok(db.query_row(
-        "SELECT EXISTS (SELECT 1 FROM ratchetry_rows WHERE slot = ?1 OR (slot = ?2 AND key = x''))",
+        "SELECT EXISTS (SELECT 1 FROM ratchetry_rows WHERE slot = ?1 OR slot = ?2)",
         params![DEVICE, PRIMARY],
         |row| row.get(0),
     )?)

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use ratchetry::devices::Primary;
-use ratchetry::fanout::{Device, StateChanges};
+use ratchetry::devices::{Primary, PrimaryChanges};
+use ratchetry::fanout::{Device, Record, StateChanges};
 use ratchetry::persist::{StorageKey, open_state, seal_state};
 use ratchetry::{OsRng, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{RecordId, Role, StoreError};
 use crate::rows::{
-    self, DEVICE, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, STORE, open_record,
-    seal_name,
+    self, DEVICE, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, PRIMARY, STORE,
+    open_record, seal_name,
 };
 use crate::summary::{DigestKey, Summary};
 
@@ -97,11 +97,14 @@ impl SqliteStore {
         Ok(written)
     }
 
-    /// Writes the primary's state (after every change to it, before publishing what it
-    /// signed) in one transaction, sealed at its [`state_epoch`](Primary::state_epoch).
-    pub fn write_primary(&mut self, primary: &Primary) -> Result<Written, StoreError> {
+    /// Writes one unit of the primary's changes ([`Primary::take_changes`], after every change
+    /// to it, before publishing what it signed) in one transaction, as [`write`](Self::write)
+    /// writes the device's: each record sealed under its own key at the unit's epoch, checked
+    /// on load the same way. A unit that [`replaces_all`](PrimaryChanges::replaces_all) deletes
+    /// the primary's rows first (the previous version's blob included: that is its migration).
+    pub fn write_primary(&mut self, unit: &PrimaryChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
-        let written = tx.write_primary(primary)?;
+        let written = tx.write_primary(unit)?;
         tx.commit()?;
         Ok(written)
     }
@@ -158,11 +161,17 @@ impl SqliteStore {
         Ok(device)
     }
 
-    /// Loads the primary, after checking every row. `last_epoch` is the epoch of the last
-    /// primary written, kept outside the database (0 if none); an older stored primary is
-    /// [`StoreError::StaleSnapshot`]. `None`: no primary is stored.
+    /// Loads the primary from its records, after checking every row. `last_epoch` is the epoch
+    /// of the last primary unit written ([`Written::epoch`]), kept outside the database (0 if
+    /// none); an older stored primary is [`StoreError::StaleSnapshot`]. `None`: no primary is
+    /// stored.
+    ///
+    /// A database of the previous version holds the primary as one blob: it loads from that,
+    /// and the primary's next [`take_changes`](Primary::take_changes) holds every record and
+    /// replaces the blob. Write it at once.
     pub fn load_primary(&self, last_epoch: u64) -> Result<Option<Primary>, StoreError> {
-        let Some((bytes, epoch)) = self.snapshot()?.primary else {
+        let snapshot = self.snapshot()?;
+        let Some(epoch) = snapshot.primary_epoch else {
             return match last_epoch {
                 0 => Ok(None),
                 _ => Err(stale(Role::Primary, None, last_epoch)),
@@ -171,21 +180,29 @@ impl SqliteStore {
         if epoch < last_epoch {
             return Err(stale(Role::Primary, Some(epoch), last_epoch));
         }
-        Ok(Some(Primary::from_bytes(&bytes)?))
+        Ok(Some(match snapshot.primary()? {
+            PrimaryRows::Blob(bytes) => Primary::from_bytes(bytes)?,
+            PrimaryRows::Records(records) => Primary::from_records(pairs(records))?,
+        }))
     }
 
     /// Loads the primary as restored from a backup (it must resync before it signs again; see
-    /// `Primary::restore`), for an app that knows or accepts that the database was rolled back.
-    /// Write it at once.
+    /// `Primary::restore_from_records`), for an app that knows or accepts that the database was
+    /// rolled back. Write its next unit at once.
     pub fn load_primary_restored(&self, last_epoch: u64) -> Result<Primary, StoreError> {
-        let (bytes, epoch) = self
-            .snapshot()?
-            .primary
+        let snapshot = self.snapshot()?;
+        let epoch = snapshot
+            .primary_epoch
             .ok_or(StoreError::NotStored(Role::Primary))?;
-        if epoch < last_epoch {
-            return Ok(Primary::restore(&bytes, last_epoch)?.0);
-        }
-        Ok(Primary::restore_from_backup(&bytes)?)
+        let stale = epoch < last_epoch;
+        Ok(match snapshot.primary()? {
+            PrimaryRows::Blob(bytes) if stale => Primary::restore(bytes, last_epoch)?.0,
+            PrimaryRows::Blob(bytes) => Primary::restore_from_backup(bytes)?,
+            PrimaryRows::Records(records) if stale => {
+                Primary::restore_from_records(pairs(records), last_epoch)?.0
+            }
+            PrimaryRows::Records(records) => Primary::from_records(pairs(records))?.into_restored(),
+        })
     }
 
     /// The connection, for the app's own queries. Do not write to `ratchetry_rows`.
@@ -211,13 +228,14 @@ impl SqliteStore {
         let mut entries = Vec::with_capacity(records.len());
         let mut snapshot = Snapshot {
             device_epoch: vouched.device_epoch,
+            primary_epoch: vouched.primary_epoch,
             ..Snapshot::default()
         };
         for (record, sealed) in records {
             let (value, sealed_at) = open_record(&self.storage_key, &record, &sealed)?;
             let meta_epoch = match record {
                 RecordId::Device(_) => vouched.device_epoch,
-                RecordId::Primary => vouched.primary_epoch,
+                RecordId::Primary(_) | RecordId::PrimaryBlob => vouched.primary_epoch,
             };
             if let Some(meta_epoch) = meta_epoch
                 && sealed_at > meta_epoch
@@ -232,7 +250,8 @@ impl SqliteStore {
             found.add(&entry);
             match &record {
                 RecordId::Device(key) => snapshot.device.push((key.clone(), value)),
-                RecordId::Primary => snapshot.primary = Some((value, sealed_at)),
+                RecordId::Primary(key) => snapshot.primary.push((key.clone(), value)),
+                RecordId::PrimaryBlob => snapshot.primary_blob = Some(value),
             }
             entries.push((record, sealed_at, entry));
         }
@@ -260,65 +279,80 @@ pub struct StoreTransaction<'s> {
 impl StoreTransaction<'_> {
     /// Writes one unit of the device's changes (see [`SqliteStore::write`]).
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
-        let epoch = unit.epoch();
-        if unit.is_empty() && !unit.replaces_all() {
+        self.write_unit(
+            Role::Device,
+            unit.replaces_all(),
+            unit.epoch(),
+            unit.records(),
+        )
+    }
+
+    /// Writes one unit of the primary's changes (see [`SqliteStore::write_primary`]).
+    pub fn write_primary(&mut self, unit: &PrimaryChanges) -> Result<Written, StoreError> {
+        // A unit of changes to records the blob holds would leave the blob and records side by
+        // side: only a unit of the whole state replaces the blob.
+        if !unit.replaces_all() && !unit.is_empty() && rows::get(&self.tx, PRIMARY, &[])?.is_some()
+        {
+            return Err(StoreError::NotStored(Role::Primary));
+        }
+        self.write_unit(
+            Role::Primary,
+            unit.replaces_all(),
+            unit.epoch(),
+            unit.records(),
+        )
+    }
+
+    /// Writes one unit of a role's records: the rows it puts and deletes, the role's rows all
+    /// deleted first if it replaces all, and the meta row updated for these rows only.
+    fn write_unit(
+        &mut self,
+        role: Role,
+        replaces_all: bool,
+        epoch: u64,
+        records: &[Record],
+    ) -> Result<Written, StoreError> {
+        if records.is_empty() && !replaces_all {
             return Ok(Written { epoch, bytes: 0 });
         }
+        let (slot, record_id): (&str, fn(Vec<u8>) -> RecordId) = match role {
+            Role::Device => (DEVICE, RecordId::Device),
+            Role::Primary => (PRIMARY, RecordId::Primary),
+        };
         let mut summary = self.vouched()?;
-        match summary.device_epoch {
-            None if !unit.replaces_all() => return Err(StoreError::NotStored(Role::Device)),
+        let stored = match role {
+            Role::Device => &mut summary.device_epoch,
+            Role::Primary => &mut summary.primary_epoch,
+        };
+        match *stored {
+            None if !replaces_all => return Err(StoreError::NotStored(role)),
             Some(stored_epoch) if epoch < stored_epoch => {
                 return Err(StoreError::EpochWentBack {
-                    role: Role::Device,
+                    role,
                     stored_epoch,
                     epoch,
                 });
             }
-            _ => {}
+            _ => *stored = Some(epoch),
         }
-        if unit.replaces_all() {
-            for (key, sealed) in rows::device_records(&self.tx)? {
-                self.count_out(&mut summary, &RecordId::Device(key), &sealed)?;
+        if replaces_all {
+            for (record, sealed) in rows::slot_records(&self.tx, slot)? {
+                self.count_out(&mut summary, &record, &sealed)?;
             }
-            rows::delete_device_records(&self.tx)?;
+            rows::delete_slot(&self.tx, slot)?;
         }
         let mut bytes = 0;
-        for r in unit.records() {
-            let record = RecordId::Device(r.key().to_vec());
-            if let Some(old) = rows::get(&self.tx, DEVICE, r.key())? {
+        for r in records {
+            let record = record_id(r.key().to_vec());
+            if let Some(old) = rows::get(&self.tx, slot, r.key())? {
                 self.count_out(&mut summary, &record, &old)?;
             }
             bytes += r.key().len();
             match r.value() {
                 Some(value) => bytes += self.put(&mut summary, &record, epoch, value)?,
-                None => rows::delete(&self.tx, DEVICE, r.key())?,
+                None => rows::delete(&self.tx, slot, r.key())?,
             }
         }
-        summary.device_epoch = Some(epoch);
-        bytes += self.put_meta(&summary)?;
-        Ok(Written { epoch, bytes })
-    }
-
-    /// Writes the primary's state (see [`SqliteStore::write_primary`]).
-    pub fn write_primary(&mut self, primary: &Primary) -> Result<Written, StoreError> {
-        let epoch = primary.state_epoch();
-        let mut summary = self.vouched()?;
-        if let Some(stored_epoch) = summary.primary_epoch
-            && epoch < stored_epoch
-        {
-            return Err(StoreError::EpochWentBack {
-                role: Role::Primary,
-                stored_epoch,
-                epoch,
-            });
-        }
-        let record = RecordId::Primary;
-        let (slot, key) = rows::location(&record);
-        if let Some(old) = rows::get(&self.tx, slot, key)? {
-            self.count_out(&mut summary, &record, &old)?;
-        }
-        let mut bytes = self.put(&mut summary, &record, epoch, &primary.to_bytes())?;
-        summary.primary_epoch = Some(epoch);
         bytes += self.put_meta(&summary)?;
         Ok(Written { epoch, bytes })
     }
@@ -396,17 +430,35 @@ impl std::fmt::Debug for StoreTransaction<'_> {
 struct Snapshot {
     device_epoch: Option<u64>,
     device: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
-    primary: Option<(Zeroizing<Vec<u8>>, u64)>,
+    primary_epoch: Option<u64>,
+    primary: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
+    /// The primary as the previous version stored it.
+    primary_blob: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// The primary's rows: its records, or the previous version's blob.
+enum PrimaryRows<'a> {
+    Blob(&'a [u8]),
+    Records(&'a [(Vec<u8>, Zeroizing<Vec<u8>>)]),
 }
 
 impl Snapshot {
     fn device(&self) -> Result<Device, StoreError> {
-        Ok(Device::from_records(
-            self.device
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_slice())),
-        )?)
+        Ok(Device::from_records(pairs(&self.device))?)
     }
+
+    fn primary(&self) -> Result<PrimaryRows<'_>, StoreError> {
+        match &self.primary_blob {
+            // The store never writes both (a unit replacing the blob deletes it first).
+            Some(_) if !self.primary.is_empty() => Err(StoreError::RecordsMismatch),
+            Some(blob) => Ok(PrimaryRows::Blob(blob)),
+            None => Ok(PrimaryRows::Records(&self.primary)),
+        }
+    }
+}
+
+fn pairs(rows: &[(Vec<u8>, Zeroizing<Vec<u8>>)]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
 }
 
 fn stale(role: Role, stored_epoch: Option<u64>, last_epoch: u64) -> StoreError {
@@ -438,4 +490,31 @@ fn open_meta(storage_key: &StorageKey, sealed: &[u8]) -> Result<Summary, StoreEr
 
 fn rand_fill(rng: &mut OsRng, bytes: &mut [u8]) {
     rand_core::Rng::fill_bytes(rng, bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The primary's blob and records side by side are not a state the store wrote.
+    #[test]
+    fn a_blob_beside_records_is_refused() {
+        let row = || (vec![0x82], Zeroizing::new(vec![1]));
+        let both = Snapshot {
+            primary: vec![row()],
+            primary_blob: Some(Zeroizing::new(vec![2])),
+            ..Snapshot::default()
+        };
+        assert!(matches!(both.primary(), Err(StoreError::RecordsMismatch)));
+        let blob = Snapshot {
+            primary_blob: Some(Zeroizing::new(vec![2])),
+            ..Snapshot::default()
+        };
+        assert!(matches!(blob.primary(), Ok(PrimaryRows::Blob([2]))));
+        let records = Snapshot {
+            primary: vec![row()],
+            ..Snapshot::default()
+        };
+        assert!(matches!(records.primary(), Ok(PrimaryRows::Records([_]))));
+    }
 }

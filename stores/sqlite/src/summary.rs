@@ -56,7 +56,10 @@ impl DigestKey {
     pub(crate) fn entry(&self, record: &RecordId, sequence: u64, sealed: &[u8]) -> Entry {
         let (role, key): (u8, &[u8]) = match record {
             RecordId::Device(key) => (ROLE_DEVICE, key),
-            RecordId::Primary => (ROLE_PRIMARY, &[]),
+            // The previous blob is the primary's row with the empty key, as that version
+            // counted it: its summaries still check.
+            RecordId::Primary(key) => (ROLE_PRIMARY, key),
+            RecordId::PrimaryBlob => (ROLE_PRIMARY, &[]),
         };
         let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0[..]) {
             Ok(mac) => mac,
@@ -114,7 +117,8 @@ fn record_of(id: &[u8; KEY_FIELD]) -> Option<RecordId> {
     }
     match id[0] {
         ROLE_DEVICE => Some(RecordId::Device(id[2..2 + len].to_vec())),
-        ROLE_PRIMARY if len == 0 => Some(RecordId::Primary),
+        ROLE_PRIMARY if len == 0 => Some(RecordId::PrimaryBlob),
+        ROLE_PRIMARY => Some(RecordId::Primary(id[2..2 + len].to_vec())),
         _ => None,
     }
 }
@@ -401,7 +405,7 @@ mod tests {
         let rows: Vec<_> = [
             (device(b"\x01"), 1),
             (device(b"\x02"), 2),
-            (RecordId::Primary, 3),
+            (RecordId::PrimaryBlob, 3),
         ]
         .into_iter()
         .map(|(r, s)| {
@@ -442,7 +446,13 @@ mod tests {
         assert_ne!(base, k.entry(&device(b"\x02"), 5, b"sealed").mac);
         assert_ne!(base, k.entry(&device(b"\x01"), 6, b"sealed").mac);
         assert_ne!(base, k.entry(&device(b"\x01"), 5, b"sealeD").mac);
-        assert_ne!(base, k.entry(&RecordId::Primary, 5, b"sealed").mac);
+        assert_ne!(base, k.entry(&RecordId::PrimaryBlob, 5, b"sealed").mac);
+        // A primary record under the same key bytes as a device record is another row.
+        assert_ne!(
+            base,
+            k.entry(&RecordId::Primary(b"\x01".to_vec()), 5, b"sealed")
+                .mac
+        );
         assert_ne!(
             base,
             DigestKey::from_bytes([8; 32])

@@ -399,17 +399,21 @@ fn the_stores_key_row_deleted_is_refused() {
 fn an_older_primary_put_back_is_named() {
     let mut t = two("store: primary rolled back");
     let raw = t.bob.raw();
-    let old = stored(&raw, "primary", b"").unwrap();
+    // The list record: it changes with every list signed.
+    let old = stored(&raw, "primary", &[0x83]).unwrap();
     let old_epoch = t.bob.primary_epoch;
     t.bob.primary.renew(T0).unwrap();
-    t.bob.primary_epoch = t.bob.store.write_primary(&t.bob.primary).unwrap().epoch;
+    t.bob.persist_primary();
     assert!(t.bob.primary_epoch > old_epoch);
 
-    put(&raw, "primary", b"", &old);
+    put(&raw, "primary", &[0x83], &old);
     let store = SqliteStore::open(&t.bob.path, t.bob.key.clone()).unwrap();
     match store.load_primary(0) {
         Err(StoreError::RecordReplaced { record, sealed_at }) => {
-            assert_eq!((record, sealed_at), (RecordId::Primary, old_epoch));
+            assert_eq!(
+                (record, sealed_at),
+                (RecordId::Primary(vec![0x83]), old_epoch)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -427,7 +431,7 @@ fn a_stale_primary_is_refused_and_loads_as_restored() {
     let copy = all_rows(&raw);
     let copy_epoch = t.bob.primary_epoch;
     t.bob.primary.renew(T0).unwrap();
-    t.bob.primary_epoch = t.bob.store.write_primary(&t.bob.primary).unwrap().epoch;
+    t.bob.persist_primary();
 
     put_back(&raw, &copy);
     let store = SqliteStore::open(&t.bob.path, t.bob.key.clone()).unwrap();
@@ -465,11 +469,11 @@ fn a_write_that_goes_back_in_epoch_is_refused() {
         other => panic!("{other:?}"),
     }
     // Nor does an older primary overwrite a newer one.
-    let primary = ratchetry::devices::Primary::from_bytes(&t.bob.primary.to_bytes()).unwrap();
+    let mut primary = ratchetry::devices::Primary::from_bytes(&t.bob.primary.to_bytes()).unwrap();
     t.bob.primary.renew(T0).unwrap();
-    t.bob.store.write_primary(&t.bob.primary).unwrap();
+    t.bob.persist_primary();
     assert!(matches!(
-        t.bob.store.write_primary(&primary),
+        t.bob.store.write_primary(&primary.take_changes()),
         Err(StoreError::EpochWentBack {
             role: Role::Primary,
             ..
@@ -581,8 +585,13 @@ fn garbage_in_any_row_is_a_typed_error() {
     assert!(t.bob.reload().is_ok());
     // Rows the store does not own are not read.
     put(&raw, "elsewhere", b"x", b"y");
-    put(&raw, "primary", b"x", b"y");
     assert!(t.bob.reload().is_ok());
+    // Every row under the primary's slot is the store's: one it did not write is refused.
+    put(&raw, "primary", b"x", b"y");
+    assert!(matches!(
+        t.bob.reload(),
+        Err(StoreError::RecordDoesNotOpen(RecordId::Primary(key))) if key == b"x"
+    ));
 }
 
 #[test]
@@ -597,7 +606,12 @@ fn errors_name_the_record_and_never_its_value() {
         "device record 08ab01 was replaced by another sealed copy (sealed at epoch 4)"
     );
     assert_eq!(
-        StoreError::RecordMissing(RecordId::Primary).to_string(),
-        "primary was deleted"
+        StoreError::RecordMissing(RecordId::Primary(vec![0x84, 0, 0, 0, 0, 0, 0, 0, 7]))
+            .to_string(),
+        "primary record 840000000000000007 was deleted"
+    );
+    assert_eq!(
+        StoreError::RecordMissing(RecordId::PrimaryBlob).to_string(),
+        "primary blob was deleted"
     );
 }

@@ -63,9 +63,15 @@ impl Person {
             last_epoch: 0,
             primary_epoch: 0,
         };
-        person.primary_epoch = person.store.write_primary(&person.primary).unwrap().epoch;
+        person.persist_primary();
         person.persist();
         person
+    }
+
+    /// Writes the primary's pending changes.
+    pub fn persist_primary(&mut self) {
+        let unit = self.primary.take_changes();
+        self.primary_epoch = self.store.write_primary(&unit).unwrap().epoch;
     }
 
     /// Writes the device's pending changes.

@@ -1,0 +1,154 @@
+//! One stored record (a key and its new value, or its deletion) and the set of records an
+//! operation touched: what both the device's units (PROTOCOL.md 19) and the primary's
+//! (PROTOCOL.md 15.4) are made of. The keys' meaning belongs to each state's own module.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::fmt;
+use zeroize::Zeroizing;
+
+/// How a state names its record keys in `Debug` output (keys are not secret): its own key
+/// type's `Debug`, or [`hex_key`] for bytes it does not decode.
+pub(crate) type KeyNamer = fn(&[u8], &mut fmt::Formatter<'_>) -> fmt::Result;
+
+/// A key's bytes in hex.
+pub(crate) fn hex_key(key: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    key.iter().try_for_each(|b| write!(f, "{b:02x}"))
+}
+
+/// One stored record: a key, and its new value or its deletion.
+#[derive(Clone)]
+pub struct Record {
+    key: Vec<u8>,
+    value: Option<Zeroizing<Vec<u8>>>,
+    name_key: KeyNamer,
+}
+
+impl Record {
+    pub(crate) fn new(key: Vec<u8>, value: Option<Zeroizing<Vec<u8>>>, name_key: KeyNamer) -> Self {
+        Self {
+            key,
+            value,
+            name_key,
+        }
+    }
+
+    /// The record's key: store the value under exactly these bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The record's new value (it holds secrets: store it as such), or `None`: delete the
+    /// record.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref().map(Vec::as_slice)
+    }
+
+    /// Bytes of the key and the value.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.key.len() + self.value.as_ref().map_or(0, |v| v.len())
+    }
+}
+
+/// Records are equal when their keys and values are (how their keys are named is not part of
+/// them).
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.value == other.value
+    }
+}
+
+impl Eq for Record {}
+
+impl fmt::Debug for Record {
+    /// The key, as its state names it (keys are not secret); of the value, only its length.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Key<'a>(&'a Record);
+        impl fmt::Debug for Key<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (self.0.name_key)(&self.0.key, f)
+            }
+        }
+        f.debug_struct("Record")
+            .field("key", &Key(self))
+            .field("value_len", &self.value.as_ref().map(|v| v.len()))
+            .finish()
+    }
+}
+
+/// The records an operation touched, until they are taken: `all` after a state was made or
+/// loaded whole, else the keys one by one.
+#[derive(Clone, Debug)]
+pub(crate) struct Dirty<K> {
+    pub(crate) all: bool,
+    pub(crate) keys: BTreeSet<K>,
+}
+
+impl<K> Default for Dirty<K> {
+    fn default() -> Self {
+        Self {
+            all: false,
+            keys: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord> Dirty<K> {
+    pub(crate) fn mark(&mut self, key: K) {
+        if !self.all {
+            self.keys.insert(key);
+        }
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        !self.all && self.keys.is_empty()
+    }
+
+    /// Everything: the next unit holds every record and replaces the stored ones.
+    pub(crate) fn everything() -> Self {
+        Self {
+            all: true,
+            keys: BTreeSet::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_kept_until_everything_is_dirty() {
+        let mut d = Dirty::<u8>::default();
+        assert!(d.is_clean());
+        d.mark(3);
+        assert!(!d.is_clean());
+        assert_eq!(d.keys.len(), 1);
+        let mut all = Dirty::<u8>::everything();
+        assert!(!all.is_clean());
+        all.mark(3);
+        assert!(all.keys.is_empty());
+    }
+
+    #[test]
+    fn debug_shows_the_key_and_not_the_value() {
+        let value = Some(Zeroizing::new(alloc::vec![7; 5]));
+        let r = Record::new(alloc::vec![0x81, 0x0a], value.clone(), hex_key);
+        let shown = alloc::format!("{r:?}");
+        assert_eq!(shown, "Record { key: 810a, value_len: Some(5) }");
+        assert_eq!(r.byte_len(), 7);
+        assert_eq!(Record::new(alloc::vec![1], None, hex_key).byte_len(), 1);
+        // Named by the state's namer; equal whatever names it.
+        let named = Record::new(alloc::vec![0x81, 0x0a], value, |_, f| f.write_str("Named"));
+        assert_eq!(
+            alloc::format!("{named:?}"),
+            "Record { key: Named, value_len: Some(5) }"
+        );
+        assert_eq!(named, r);
+        assert_ne!(named, Record::new(alloc::vec![0x81, 0x0a], None, hex_key));
+        assert_ne!(
+            named,
+            Record::new(alloc::vec![0x81], r.value.clone(), hex_key)
+        );
+    }
+}
