@@ -79,6 +79,14 @@ mod tests {
     }
 
     #[test]
+    fn its_debug_form_shows_no_key() {
+        assert_eq!(
+            alloc::format!("{:?}", key("debug")),
+            "BodyDigestKey(redacted)"
+        );
+    }
+
+    #[test]
     fn the_digest_depends_on_the_device_key() {
         assert_ne!(
             key("device a").digest(b"same body"),

@@ -146,3 +146,40 @@ pub(crate) fn lists_digest(sender: &[u8; 32], recipient: &[u8; 32]) -> [u8; 8] {
     out.copy_from_slice(&full[..8]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::{AccountKeyPair, SignedDeviceList};
+    use crate::testing::SeededRng;
+    use crate::time::Timestamp;
+
+    /// A newer list replaces the held one; the digests of the last `LIST_HISTORY` earlier
+    /// versions are kept, oldest first, and no more.
+    #[test]
+    fn the_history_keeps_the_last_few_versions() {
+        let account = AccountKeyPair::generate(&mut SeededRng::from_label("list history"));
+        let list = |version: u64| {
+            VerifiedDeviceList::from_own(SignedDeviceList::sign(
+                &account,
+                version,
+                Timestamp(version),
+                Default::default(),
+                Vec::new(),
+            ))
+        };
+        let mut followed = Followed::new(list(1));
+        let extra = 3;
+        for v in 2..=(LIST_HISTORY as u64 + 1 + extra) {
+            followed.replace(list(v));
+        }
+        let kept: Vec<u64> = followed.history.iter().map(|(v, _)| *v).collect();
+        let expected: Vec<u64> = (1 + extra..=LIST_HISTORY as u64 + extra).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(
+            followed.digest_of(1 + extra),
+            Some(list(1 + extra).digest())
+        );
+        assert_eq!(followed.digest_of(extra), None);
+    }
+}
