@@ -85,6 +85,11 @@ const OPS: &[Op] = &[
         setup: fanout_receive,
     },
     Op {
+        name: "fanout/send_group/steady/256x4/1KiB",
+        iterations: 16,
+        setup: fanout_group_steady,
+    },
+    Op {
         name: "fanout/load/1000",
         iterations: 4,
         setup: fanout_load,
@@ -311,6 +316,28 @@ fn fanout_receive(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
     Box::new(move || {
         let envelope = envelopes.pop().unwrap();
         black_box(book.device.receive(NOW, &envelope).unwrap());
+    })
+}
+
+/// A steady message to a group of 256 member accounts with 4 devices each (1,024 devices):
+/// the first send, which distributes the key, is made during setup. Beside `group/encrypt`:
+/// what a steady send adds must not grow with the members.
+fn fanout_group_steady(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let mut book = AddressBook::new(rng, NOW, 1024, 0);
+    let group = GroupId([0x5a; 32]);
+    let members: Vec<_> = book.accounts[..256].to_vec();
+    book.device.set_group_members(group, &members);
+    let body = body();
+    let Outgoing::Ready(_) = book.device.send_group(rng, NOW, group, &body).unwrap() else {
+        panic!("every session is established")
+    };
+    let mut rng = rng.clone();
+    Box::new(move || {
+        let Outgoing::Ready(o) = book.device.send_group(&mut rng, NOW, group, &body).unwrap()
+        else {
+            panic!("a steady send is ready")
+        };
+        black_box(o);
     })
 }
 
