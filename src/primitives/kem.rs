@@ -85,12 +85,12 @@ impl fmt::Debug for KemCiphertext {
     }
 }
 
-/// An ML-KEM-1024 key pair held as its seed. Zeroized on drop; `Debug` shows the public key
-/// only.
+/// An ML-KEM-1024 key pair held as its seed alone (64 bytes, not the 1,568-byte public key or
+/// the expanded private key): a device holds a hundred of them, and loading one costs nothing.
+/// The public key is computed when asked for. Zeroized on drop; `Debug` shows no key.
 #[derive(Clone)]
 pub struct KemKeyPair {
     seed: Secret<64>,
-    public: KemPublicKey,
 }
 
 impl KemKeyPair {
@@ -101,14 +101,10 @@ impl KemKeyPair {
         Self::from_seed(seed)
     }
 
-    /// The key pair of a 64-byte seed (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`).
+    /// The key pair of a 64-byte seed (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`), expanded
+    /// only when used.
     pub(crate) fn from_seed(seed: Secret<64>) -> Self {
-        let (mut sk, pk) = mlkem1024::generate_key_pair(*seed.as_bytes()).into_parts();
-        sk[..KEM_PRIVATE_KEY_LEN].zeroize();
-        Self {
-            seed,
-            public: KemPublicKey(Box::new(*pk.as_slice())),
-        }
+        Self { seed }
     }
 
     /// The seed, as stored.
@@ -116,9 +112,12 @@ impl KemKeyPair {
         &self.seed
     }
 
-    /// The encapsulation key.
-    pub fn public(&self) -> &KemPublicKey {
-        &self.public
+    /// The encapsulation key, computed from the seed (one ML-KEM key generation, tens of
+    /// microseconds): keep it rather than asking again.
+    pub fn public(&self) -> KemPublicKey {
+        let (mut sk, pk) = mlkem1024::generate_key_pair(*self.seed.as_bytes()).into_parts();
+        sk[..KEM_PRIVATE_KEY_LEN].zeroize();
+        KemPublicKey(Box::new(*pk.as_slice()))
     }
 
     /// Decapsulates `ciphertext`: the 32-byte shared secret (a wrong ciphertext gives an
@@ -137,9 +136,8 @@ impl KemKeyPair {
 impl fmt::Debug for KemKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KemKeyPair")
-            .field("public", &self.public)
             .field("seed", &"redacted")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -51,27 +51,31 @@ impl KemPreKey {
     /// `u32(id) ‖ seed (64) ‖ signature (64) ‖ u64(created_at) ‖ u32(uses)`.
     const MIN_ENCODED_LEN: usize = 4 + 64 + 64 + 8 + 4;
 
+    /// A new signed key, and its public half (computed once, for the upload).
     fn generate(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
         id: KemPreKeyId,
         now: Timestamp,
-    ) -> Self {
+    ) -> (Self, KemPreKeyPublic) {
         let pair = KemKeyPair::generate(rng);
-        let signature = identity.sign(labels::KEM_PREKEY, &kem_prekey_message(id, pair.public()));
-        Self {
+        let key = pair.public();
+        let signature = identity.sign(labels::KEM_PREKEY, &kem_prekey_message(id, &key));
+        let public = KemPreKeyPublic { id, key, signature };
+        let prekey = Self {
             id,
             pair,
             signature,
             created_at: now,
             uses: 0,
-        }
+        };
+        (prekey, public)
     }
 
     pub(crate) fn public(&self) -> KemPreKeyPublic {
         KemPreKeyPublic {
             id: self.id,
-            key: self.pair.public().clone(),
+            key: self.pair.public(),
             signature: self.signature,
         }
     }
@@ -108,7 +112,7 @@ impl KemPreKeys {
         now: Timestamp,
     ) -> Self {
         Self {
-            last_resort: KemPreKey::generate(rng, identity, KemPreKeyId(1), now),
+            last_resort: KemPreKey::generate(rng, identity, KemPreKeyId(1), now).0,
             retired: VecDeque::new(),
             one_time: BTreeMap::new(),
             next_id: 2,
@@ -132,7 +136,7 @@ impl KemPreKeys {
         let id = self.next_id();
         let previous = core::mem::replace(
             &mut self.last_resort,
-            KemPreKey::generate(rng, identity, id, now),
+            KemPreKey::generate(rng, identity, id, now).0,
         );
         self.retired.push_back(previous);
         while self.retired.len() >= keep.max(1) as usize {
@@ -154,8 +158,8 @@ impl KemPreKeys {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let id = self.next_id();
-            let key = KemPreKey::generate(rng, identity, id, now);
-            out.push(key.public());
+            let (key, public) = KemPreKey::generate(rng, identity, id, now);
+            out.push(public);
             self.one_time.insert(id, key);
         }
         out
@@ -258,7 +262,8 @@ mod tests {
             &identity,
             KemPreKeyId(u32::MAX),
             Timestamp(u64::MAX),
-        );
+        )
+        .0;
         let mut out = SecretBuf::with_capacity(0);
         key.write(&mut out);
         assert_eq!(out.len(), KemPreKey::MIN_ENCODED_LEN);
