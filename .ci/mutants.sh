@@ -22,6 +22,7 @@ if [ ${#files[@]} -eq 0 ]; then
         src/fanout/message_id.rs src/fanout/ledger.rs src/fanout/groups.rs src/fanout/journal.rs
         src/fanout/records.rs src/fanout/state.rs src/fanout/send.rs src/fanout/membership.rs
         src/fanout/call_key_retry.rs
+        src/fanout/body_digest.rs src/fanout/lists.rs src/fanout/reach.rs src/server/coverage.rs
         src/group/inbound.rs src/calls/call.rs src/calls/key_message.rs
         src/ratchet/session.rs src/ratchet/state.rs src/ratchet/message.rs
         src/ratchet/skipped.rs src/ratchet/keys.rs src/x3dh/store.rs src/x3dh/kem_prekeys.rs

@@ -182,4 +182,32 @@ mod tests {
         );
         assert_eq!(followed.digest_of(extra), None);
     }
+
+    /// A stored history holds versions below the list's, ascending: anything else is not a
+    /// record this crate wrote.
+    #[test]
+    fn a_stored_history_is_below_the_list_and_ascending() {
+        let account = AccountKeyPair::generate(&mut SeededRng::from_label("list history read"));
+        let list = VerifiedDeviceList::from_own(SignedDeviceList::sign(
+            &account,
+            5,
+            Timestamp(5),
+            Default::default(),
+            Vec::new(),
+        ));
+        let read = |history: &[u64]| {
+            let followed = Followed {
+                history: history.iter().map(|v| (*v, [*v as u8; 32])).collect(),
+                ..Followed::new(list.clone())
+            };
+            let mut bytes = Vec::new();
+            followed.write(&mut bytes);
+            Followed::read(&mut Reader::new(&bytes)).map(|(f, _)| f.history.len())
+        };
+        assert_eq!(read(&[2, 4]), Ok(2));
+        assert_eq!(read(&[2, 5]), Err(DecodeError::InvalidValue), "the list's own version");
+        assert_eq!(read(&[6]), Err(DecodeError::InvalidValue), "above the list");
+        assert_eq!(read(&[4, 2]), Err(DecodeError::InvalidValue), "descending");
+        assert_eq!(read(&[3, 3]), Err(DecodeError::InvalidValue), "twice");
+    }
 }
