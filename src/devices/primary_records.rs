@@ -13,7 +13,7 @@ use core::fmt;
 
 use super::DeviceId;
 use crate::error::DecodeError;
-use crate::persist::{Record, hex_key};
+use crate::persist::hex_key;
 use crate::wire::{Reader, Writer};
 
 /// The record key of one piece of the primary's state. Ordered, so that a unit lists records
@@ -93,60 +93,11 @@ pub(crate) fn name_key(key: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
 }
 
-/// What one operation changed in a [`Primary`](super::Primary): write it in one transaction, before publishing
-/// the list it signed or sending what it returned.
-///
-/// It is a type of its own, not the device's `StateChanges`: a primary's unit written where a
-/// device's belongs (or the reverse) would not load, and the two types keep them apart at
-/// compile time.
-#[derive(Debug, Default, PartialEq, Eq)]
-#[must_use]
-pub struct PrimaryChanges {
-    replace_all: bool,
-    epoch: u64,
-    records: Vec<Record>,
-}
-
-impl PrimaryChanges {
-    pub(crate) fn new(replace_all: bool, epoch: u64, records: Vec<Record>) -> Self {
-        Self {
-            replace_all,
-            epoch,
-            records,
-        }
-    }
-
-    /// Whether the store's primary records must be deleted before these are written: the unit
-    /// holds the whole state (a new primary, or one loaded from whole-state bytes).
-    pub fn replaces_all(&self) -> bool {
-        self.replace_all
-    }
-
-    /// The primary's state epoch after this unit.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// The records to write or delete, in key order.
-    pub fn records(&self) -> &[Record] {
-        &self.records
-    }
-
-    /// The records, by value.
-    pub fn into_records(self) -> Vec<Record> {
-        self.records
-    }
-
-    /// Bytes of keys and values in the unit: what an app writes for it.
-    pub fn byte_len(&self) -> usize {
-        self.records.iter().map(Record::byte_len).sum()
-    }
-}
+/// What one operation on a [`Primary`](super::Primary) changed: write it in one transaction,
+/// before publishing the list it signed or sending what it returned. A type of its own, not
+/// the device's `StateChanges`: a primary's unit written where a device's belongs (or the
+/// reverse) would not load, and the two types keep them apart at compile time.
+pub type PrimaryChanges = crate::persist::Changes<crate::persist::PrimaryState>;
 
 #[cfg(test)]
 mod tests {

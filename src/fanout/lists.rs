@@ -205,7 +205,11 @@ mod tests {
             Followed::read(&mut Reader::new(&bytes)).map(|(f, _)| f.history.len())
         };
         assert_eq!(read(&[2, 4]), Ok(2));
-        assert_eq!(read(&[2, 5]), Err(DecodeError::InvalidValue), "the list's own version");
+        assert_eq!(
+            read(&[2, 5]),
+            Err(DecodeError::InvalidValue),
+            "the list's own version"
+        );
         assert_eq!(read(&[6]), Err(DecodeError::InvalidValue), "above the list");
         assert_eq!(read(&[4, 2]), Err(DecodeError::InvalidValue), "descending");
         assert_eq!(read(&[3, 3]), Err(DecodeError::InvalidValue), "twice");

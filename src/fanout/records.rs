@@ -199,48 +199,10 @@ impl Key {
     }
 }
 
-/// What one operation changed: write it in one transaction, before acting on the operation's
-/// output (shipping envelopes, showing messages, acknowledging to the server).
-#[derive(Debug, Default, PartialEq, Eq)]
-#[must_use]
-pub struct StateChanges {
-    replace_all: bool,
-    epoch: u64,
-    records: Vec<Record>,
-}
-
-impl StateChanges {
-    /// Whether the store must be emptied before these records are written: the unit holds the
-    /// whole state (a new device, or one restored from a backup).
-    pub fn replaces_all(&self) -> bool {
-        self.replace_all
-    }
-
-    /// The device's state epoch after this unit.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// The records to write or delete, in key order.
-    pub fn records(&self) -> &[Record] {
-        &self.records
-    }
-
-    /// The records, by value.
-    pub fn into_records(self) -> Vec<Record> {
-        self.records
-    }
-
-    /// Bytes of keys and values in the unit: what an app writes for it.
-    pub fn byte_len(&self) -> usize {
-        self.records.iter().map(Record::byte_len).sum()
-    }
-}
+/// What one operation on a [`Device`](super::Device) changed: write it in one transaction,
+/// before acting on the operation's output (shipping envelopes, showing messages,
+/// acknowledging to the server).
+pub type StateChanges = crate::persist::Changes<crate::persist::DeviceState>;
 
 /// The device records an operation touched, until they are taken.
 pub(crate) type Dirty = crate::persist::Dirty<Key>;
@@ -250,14 +212,14 @@ pub(crate) fn unit(
     epoch: u64,
     records: Vec<(Key, Option<Zeroizing<Vec<u8>>>)>,
 ) -> StateChanges {
-    StateChanges {
+    StateChanges::new(
         replace_all,
         epoch,
-        records: records
+        records
             .into_iter()
             .map(|(k, value)| Record::new(k.encode(), value, name_key))
             .collect(),
-    }
+    )
 }
 
 /// A device record's key, named for `Debug` output.

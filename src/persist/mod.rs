@@ -53,7 +53,7 @@ use crate::wire::{Reader, Writer, kind};
 
 mod record;
 
-pub use record::Record;
+pub use record::{Changes, DeviceState, PrimaryState, Record};
 pub(crate) use record::{Dirty, hex_key};
 
 /// The sealed state format this build writes.

@@ -5,6 +5,7 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::fmt;
+use core::marker::PhantomData;
 use zeroize::Zeroizing;
 
 /// How a state names its record keys in `Debug` output (keys are not secret): its own key
@@ -73,6 +74,75 @@ impl fmt::Debug for Record {
             .field("key", &Key(self))
             .field("value_len", &self.value.as_ref().map(|v| v.len()))
             .finish()
+    }
+}
+
+/// What one operation changed in a state of kind `S` ([`DeviceState`] or [`PrimaryState`]):
+/// write it in one transaction, before acting on the operation's output. A device's unit and
+/// a primary's are different types (`fanout::StateChanges` and `devices::PrimaryChanges`):
+/// one written where the other belongs would not load, and the compiler keeps them apart.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Changes<S> {
+    replace_all: bool,
+    epoch: u64,
+    records: Vec<Record>,
+    state: PhantomData<fn() -> S>,
+}
+
+/// The kind of a [`Changes`] unit that holds a device's records (PROTOCOL.md 19).
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeviceState {}
+
+/// The kind of a [`Changes`] unit that holds a primary's records (PROTOCOL.md 15.4).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PrimaryState {}
+
+impl<S> Default for Changes<S> {
+    fn default() -> Self {
+        Self::new(false, 0, Vec::new())
+    }
+}
+
+impl<S> Changes<S> {
+    pub(crate) fn new(replace_all: bool, epoch: u64, records: Vec<Record>) -> Self {
+        Self {
+            replace_all,
+            epoch,
+            records,
+            state: PhantomData,
+        }
+    }
+
+    /// Whether the store's records of this state must be deleted before these are written:
+    /// the unit holds the whole state (a new one, or one loaded whole or restored).
+    pub fn replaces_all(&self) -> bool {
+        self.replace_all
+    }
+
+    /// The state's epoch after this unit.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records to write or delete, in key order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// The records, by value.
+    pub fn into_records(self) -> Vec<Record> {
+        self.records
+    }
+
+    /// Bytes of keys and values in the unit: what an app writes for it.
+    pub fn byte_len(&self) -> usize {
+        self.records.iter().map(Record::byte_len).sum()
     }
 }
 
