@@ -281,3 +281,31 @@ fn a_device_list_record_without_its_digest_loads_and_is_rewritten() {
         );
     }
 }
+
+/// A device's records without one every device has (its own record, meta, prekeys, its own
+/// account's list) do not load, and the error names the missing record's kind.
+#[test]
+fn a_missing_required_record_is_named_by_its_kind() {
+    let mut w = support::World::new("persist missing record");
+    let alice = w.account(0);
+    w.publish_all();
+    let a1 = support::World::addr(alice, 1);
+    w.persist(a1);
+    let mut own_list = vec![0x07];
+    own_list.extend_from_slice(&alice.to_bytes());
+    for key in [vec![0x01], vec![0x02], vec![0x03], own_list] {
+        let mut store = w.stores[&a1].clone();
+        assert!(
+            store.0.remove(&key).is_some(),
+            "kind {:#04x} is stored",
+            key[0]
+        );
+        assert_eq!(
+            ratchetry::fanout::Device::from_records(
+                store.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+            )
+            .err(),
+            Some(ratchetry::DecodeError::MissingRecord(key[0])),
+        );
+    }
+}

@@ -205,11 +205,12 @@ impl Device {
     /// from sorted runs (kinds are contiguous in key order), not key by key: a load is linear
     /// in the records.
     fn from_sorted(records: &[(Key, &[u8])]) -> Result<Self, DecodeError> {
+        // A record every device has, named by its kind when it is missing.
         let value = |k: &Key| {
             records
                 .binary_search_by(|(key, _)| key.cmp(k))
                 .map(|i| records[i].1)
-                .map_err(|_| DecodeError::InvalidValue)
+                .map_err(|_| DecodeError::MissingRecord(k.encode()[0]))
         };
         let (config, address, identity, own_migrated) = read_own(value(&Key::Own)?)?;
         let mut r = Reader::new(value(&Key::Meta)?);
@@ -420,7 +421,9 @@ impl Device {
         device.journal.restore_seen(seen, seen_next)?;
         device.journal.check_references()?;
         if !device.lists.contains_key(&address.account) {
-            return Err(DecodeError::InvalidValue);
+            return Err(DecodeError::MissingRecord(
+                Key::DeviceList(address.account).encode()[0],
+            ));
         }
         device.prekeys = prekeys;
         // Each minted key belongs to one request of one pending retry, and beyond the caps only
