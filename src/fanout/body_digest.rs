@@ -14,13 +14,25 @@ use subtle::ConstantTimeEq;
 use crate::labels;
 use crate::primitives::{IdentityKeyPair, Secret, derive, gmac, sha256};
 
-/// How a sent entry's digest was made.
+/// What a sent entry keeps of its body, in the form it was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DigestForm {
+pub(crate) enum BodyDigest {
     /// GMAC under the device's body digest key (this release).
-    Keyed,
+    Keyed([u8; 16]),
     /// `SHA-256(body)[0..16]`, as entries journaled by earlier releases carry.
-    Sha256,
+    Sha256([u8; 16]),
+    /// A call key, which keeps no body: stored as 16 zero bytes, and matches none.
+    None,
+}
+
+impl BodyDigest {
+    /// The 16 bytes stored.
+    pub(crate) fn bytes(&self) -> [u8; 16] {
+        match self {
+            Self::Keyed(d) | Self::Sha256(d) => *d,
+            Self::None => [0; 16],
+        }
+    }
 }
 
 /// The key a device digests its sent bodies under: HKDF-SHA256 of its identity seed, so it
@@ -34,21 +46,23 @@ impl BodyDigestKey {
     }
 
     /// The digest of `body` in this release's form.
-    pub(crate) fn digest(&self, body: &[u8]) -> [u8; 16] {
-        gmac(self.0.as_bytes(), body)
+    pub(crate) fn digest(&self, body: &[u8]) -> BodyDigest {
+        BodyDigest::Keyed(gmac(self.0.as_bytes(), body))
     }
 
-    /// Whether `body` has the digest `expected` of the form `form`, compared in constant time.
-    pub(crate) fn matches(&self, body: &[u8], form: DigestForm, expected: &[u8; 16]) -> bool {
-        let actual = match form {
-            DigestForm::Keyed => self.digest(body),
-            DigestForm::Sha256 => {
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&sha256(&[body])[..16]);
-                d
+    /// Whether `body` has the digest `expected`, made in `expected`'s form; compared in
+    /// constant time.
+    pub(crate) fn matches(&self, body: &[u8], expected: &BodyDigest) -> bool {
+        let (actual, stored) = match expected {
+            BodyDigest::Keyed(d) => (gmac(self.0.as_bytes(), body), d),
+            BodyDigest::Sha256(d) => {
+                let mut actual = [0u8; 16];
+                actual.copy_from_slice(&sha256(&[body])[..16]);
+                (actual, d)
             }
+            BodyDigest::None => return false,
         };
-        actual.ct_eq(expected).into()
+        actual.ct_eq(stored).into()
     }
 }
 
@@ -73,9 +87,10 @@ mod tests {
     fn a_body_matches_its_own_digest_only() {
         let k = key("body digest");
         let d = k.digest(b"transfer $100");
-        assert!(k.matches(b"transfer $100", DigestForm::Keyed, &d));
-        assert!(!k.matches(b"transfer $900", DigestForm::Keyed, &d));
-        assert!(!k.matches(b"transfer $100", DigestForm::Sha256, &d));
+        assert!(k.matches(b"transfer $100", &d));
+        assert!(!k.matches(b"transfer $900", &d));
+        assert!(!k.matches(b"transfer $100", &BodyDigest::Sha256(d.bytes())));
+        assert!(!k.matches(b"", &BodyDigest::None));
     }
 
     #[test]
@@ -99,7 +114,8 @@ mod tests {
         let k = key("body digest");
         let mut d = [0u8; 16];
         d.copy_from_slice(&sha256(&[b"old body".as_slice()])[..16]);
-        assert!(k.matches(b"old body", DigestForm::Sha256, &d));
-        assert!(!k.matches(b"new body", DigestForm::Sha256, &d));
+        assert!(k.matches(b"old body", &BodyDigest::Sha256(d)));
+        assert!(!k.matches(b"new body", &BodyDigest::Sha256(d)));
+        assert!(!k.matches(b"old body", &BodyDigest::Keyed(d)));
     }
 }

@@ -18,7 +18,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::EnvelopeId;
-use super::body_digest::DigestForm;
+use super::body_digest::BodyDigest;
 use super::envelope::MessageRef;
 use super::message_id::MessageNonce;
 use crate::calls::CallId;
@@ -102,12 +102,9 @@ impl SentKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sent {
     pub(crate) sent_at: Timestamp,
-    /// The body's digest (`body_digest`): a retry is answered only with the body sent. All
-    /// zero for a call key, whose answer is the call's current key message, not what was sent.
-    pub(crate) body_digest: [u8; 16],
-    /// How the digest was made: keyed, or SHA-256 in an entry of an earlier release (a call
-    /// key's is keyed, having none).
-    pub(crate) digest_form: DigestForm,
+    /// The body's digest, in the form it was made: a retry is answered only with the body
+    /// sent. None for a call key, whose answer is the call's current key message.
+    pub(crate) body_digest: BodyDigest,
     pub(crate) kind: SentKind,
 }
 
@@ -379,16 +376,16 @@ fn nonce_of_legacy(recipients: &[Recipient]) -> MessageNonce {
 impl Sent {
     pub(crate) fn write(&self, out: &mut impl Writer) {
         out.u64(self.sent_at.0);
-        out.put(&self.body_digest);
+        out.put(&self.body_digest.bytes());
         match &self.kind {
             SentKind::Direct {
                 conversation,
                 nonce,
                 recipients,
             } => {
-                out.u8(match self.digest_form {
-                    DigestForm::Keyed => DIRECT,
-                    DigestForm::Sha256 => DIRECT_SHA256,
+                out.u8(match self.body_digest {
+                    BodyDigest::Sha256(_) => DIRECT_SHA256,
+                    _ => DIRECT,
                 });
                 out.put(conversation.as_bytes());
                 out.put(nonce);
@@ -401,9 +398,9 @@ impl Sent {
                 reference,
                 answered,
             } => {
-                out.u8(match self.digest_form {
-                    DigestForm::Keyed => GROUP,
-                    DigestForm::Sha256 => GROUP_SHA256,
+                out.u8(match self.body_digest {
+                    BodyDigest::Sha256(_) => GROUP_SHA256,
+                    _ => GROUP,
                 });
                 out.put(&group.0);
                 out.u32(key_id.0);
@@ -432,7 +429,7 @@ impl Sent {
     /// tag 1), which a load rewrites so that one state has one encoding.
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
         let sent_at = Timestamp(r.u64()?);
-        let body_digest = r.array()?;
+        let digest = r.array()?;
         let tag = r.u8()?;
         let kind = match tag {
             DIRECT_WITHOUT_NONCE => {
@@ -468,21 +465,21 @@ impl Sent {
                 }
             }
             // A call key keeps no body: its digest is zero, in one form only.
-            CALL_KEY if body_digest == [0; 16] => SentKind::CallKey {
+            CALL_KEY if digest == [0; 16] => SentKind::CallKey {
                 call: CallId(r.array()?),
                 epoch: r.u32()?,
                 recipients: read_recipients(r)?,
             },
             _ => return Err(DecodeError::InvalidValue),
         };
-        let digest_form = match tag {
-            DIRECT_WITHOUT_NONCE | DIRECT_SHA256 | GROUP_SHA256 => DigestForm::Sha256,
-            _ => DigestForm::Keyed,
+        let body_digest = match tag {
+            DIRECT_WITHOUT_NONCE | DIRECT_SHA256 | GROUP_SHA256 => BodyDigest::Sha256(digest),
+            CALL_KEY => BodyDigest::None,
+            _ => BodyDigest::Keyed(digest),
         };
         let sent = Self {
             sent_at,
             body_digest,
-            digest_form,
             kind,
         };
         Ok((sent, tag == DIRECT_WITHOUT_NONCE))
@@ -561,8 +558,7 @@ mod tests {
     fn group_sent(at: u64, r: u32) -> Sent {
         Sent {
             sent_at: Timestamp(at),
-            body_digest: [0; 16],
-            digest_form: DigestForm::Keyed,
+            body_digest: BodyDigest::Keyed([0; 16]),
             kind: SentKind::Group {
                 group: GroupId([1; 32]),
                 key_id: SenderKeyId(1),
@@ -595,22 +591,24 @@ mod tests {
         Ok(back)
     }
 
-    #[test]
-    fn sent_records_of_every_kind_round_trip() {
-        let direct = Sent {
+    fn direct_sent() -> Sent {
+        Sent {
             sent_at: Timestamp(5),
-            body_digest: [9; 16],
-            digest_form: DigestForm::Keyed,
+            body_digest: BodyDigest::Keyed([9; 16]),
             kind: SentKind::Direct {
                 conversation: AccountKey::from_trusted([2; 32]),
                 nonce: [6; 16],
                 recipients: alloc::vec![recipient(1), recipient(2)],
             },
-        };
+        }
+    }
+
+    #[test]
+    fn sent_records_of_every_kind_round_trip() {
+        let direct = direct_sent();
         let call = Sent {
             sent_at: Timestamp(5),
-            body_digest: [0; 16],
-            digest_form: DigestForm::Keyed,
+            body_digest: BodyDigest::None,
             kind: SentKind::CallKey {
                 call: CallId([8; 16]),
                 epoch: 3,
@@ -627,8 +625,7 @@ mod tests {
     fn a_call_key_record_has_a_zero_digest() {
         let call = Sent {
             sent_at: Timestamp(5),
-            body_digest: [0; 16],
-            digest_form: DigestForm::Keyed,
+            body_digest: BodyDigest::None,
             kind: SentKind::CallKey {
                 call: CallId([8; 16]),
                 epoch: 3,
@@ -669,7 +666,7 @@ mod tests {
         let mut bytes = Vec::new();
         loaded.write(&mut bytes);
         assert_eq!(bytes[24], DIRECT_SHA256);
-        assert_eq!(loaded.digest_form, DigestForm::Sha256);
+        assert_eq!(loaded.body_digest, BodyDigest::Sha256([9; 16]));
         assert_eq!(
             Sent::read(&mut Reader::new(&bytes)).map(|(_, older)| older),
             Ok(false),
@@ -685,33 +682,18 @@ mod tests {
     /// entry sent now is written with the keyed tags. Each tag reads back as the form it names.
     #[test]
     fn each_tag_names_its_digest_form() {
-        let direct = Sent {
-            sent_at: Timestamp(5),
-            body_digest: [9; 16],
-            digest_form: DigestForm::Keyed,
-            kind: SentKind::Direct {
-                conversation: AccountKey::from_trusted([2; 32]),
-                nonce: [3; 16],
-                recipients: alloc::vec![recipient(1)],
-            },
-        };
-        let group = Sent {
-            kind: SentKind::Group {
-                group: GroupId([4; 32]),
-                key_id: SenderKeyId(1),
-                iteration: 2,
-                reference: [5; 16],
-                answered: Vec::new(),
-            },
-            ..direct.clone()
-        };
+        let (direct, group) = (direct_sent(), group_sent(5, 1));
         for (sent, keyed, sha) in [
             (direct, DIRECT, DIRECT_SHA256),
             (group, GROUP, GROUP_SHA256),
         ] {
-            for (form, tag) in [(DigestForm::Keyed, keyed), (DigestForm::Sha256, sha)] {
+            let digest = sent.body_digest.bytes();
+            for (body_digest, tag) in [
+                (BodyDigest::Keyed(digest), keyed),
+                (BodyDigest::Sha256(digest), sha),
+            ] {
                 let sent = Sent {
-                    digest_form: form,
+                    body_digest,
                     ..sent.clone()
                 };
                 let mut bytes = Vec::new();

@@ -401,8 +401,7 @@ impl Device {
     /// A direct message from `from` (or its resend, replacing the envelope `resent`): to this
     /// account, or with `sent_to` a copy of a message this account's device `from` sent to
     /// `sent_to`. Its id names the conversation as the account it was sent to, so it is the
-    /// one the sender and every other device compute.
-    /// A 1:1 message (or its resend) from `from`, whose message ids begin with `prefix`.
+    /// one the sender and every other device compute, finished from `prefix`, the sender's.
     fn direct(
         &self,
         from: DeviceAddress,

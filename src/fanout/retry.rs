@@ -384,10 +384,7 @@ impl Device {
             // No body was sent: the answer is the call's current key message.
             SentKind::CallKey { .. } => return Err(FanoutError::BodyMismatch.into()),
         };
-        if !self
-            .body_key
-            .matches(body, sent.digest_form, &sent.body_digest)
-        {
+        if !self.body_key.matches(body, &sent.body_digest) {
             return Err(FanoutError::BodyMismatch.into());
         }
         self.seal_answer(rng, now, request, send_id, redistribute, &payload, Some(id))

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
-use super::body_digest::DigestForm;
+use super::body_digest::BodyDigest;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
@@ -86,7 +86,6 @@ impl Device {
         let sent = Sent {
             sent_at: now,
             body_digest: self.body_key.digest(body),
-            digest_form: DigestForm::Keyed,
             kind: SentKind::Direct {
                 conversation: *to,
                 nonce,
@@ -227,7 +226,6 @@ impl Device {
         let sent = Sent {
             sent_at: now,
             body_digest: self.body_key.digest(body),
-            digest_form: DigestForm::Keyed,
             kind: SentKind::Group {
                 group,
                 key_id: session.key_id(),
@@ -348,8 +346,7 @@ impl Device {
             |recipients| {
                 Some(Sent {
                     sent_at: now,
-                    body_digest: [0; 16],
-                    digest_form: DigestForm::Keyed,
+                    body_digest: BodyDigest::None,
                     kind: SentKind::CallKey {
                         call,
                         epoch,
