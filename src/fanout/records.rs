@@ -207,19 +207,11 @@ pub type StateChanges = crate::persist::Changes<crate::persist::DeviceState>;
 /// The device records an operation touched, until they are taken.
 pub(crate) type Dirty = crate::persist::Dirty<Key>;
 
-pub(crate) fn unit(
-    replace_all: bool,
-    epoch: u64,
-    records: Vec<(Key, Option<Zeroizing<Vec<u8>>>)>,
-) -> StateChanges {
-    StateChanges::new(
-        replace_all,
-        epoch,
-        records
-            .into_iter()
-            .map(|(k, value)| Record::new(k.encode(), value, name_key))
-            .collect(),
-    )
+impl Key {
+    /// This key's record with `value` (`None`: its deletion).
+    pub(crate) fn record(&self, value: Option<Zeroizing<Vec<u8>>>) -> Record {
+        Record::new(self.encode(), value, name_key)
+    }
 }
 
 /// A device record's key, named for `Debug` output.

@@ -17,7 +17,7 @@ use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
 use super::lists::Followed;
-use super::records::{Dirty, Key, StateChanges, read_envelope_id, unit};
+use super::records::{Dirty, Key, StateChanges, read_envelope_id};
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits};
@@ -42,22 +42,13 @@ impl Device {
     /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first.
     pub fn take_changes(&mut self) -> StateChanges {
         let dirty = core::mem::take(&mut self.dirty);
-        if dirty.all {
-            let records = self.all_keys().into_iter().map(|k| {
-                let v = self.value_of(&k);
-                (k, v)
-            });
-            return unit(true, self.epoch, records.collect());
-        }
-        let records = dirty
-            .keys
-            .into_iter()
-            .map(|k| {
-                let v = self.value_of(&k);
-                (k, v)
-            })
-            .collect();
-        unit(false, self.epoch, records)
+        let keys = if dirty.all {
+            self.all_keys()
+        } else {
+            dirty.keys.into_iter().collect()
+        };
+        let records = keys.iter().map(|k| k.record(self.value_of(k))).collect();
+        StateChanges::new(dirty.all, self.epoch, records)
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).
