@@ -30,6 +30,7 @@ use crate::labels;
 use crate::primitives::IdentityKey;
 use crate::ratchet::{IncomingMessage, Session};
 use crate::time::Timestamp;
+use crate::x3dh::PreKeyBundle;
 
 impl Device {
     /// Asks the device that sent `failed` (an envelope this device could not read) to send it
@@ -107,9 +108,18 @@ impl Device {
             self.touch(Key::OneTimeKem(k.id.0));
         }
         self.touch(Key::PreKeys);
-        let bundle = self
-            .bundle(one_time.first().map(|k| k.id), kem.first().map(|k| k.id))
-            .to_bytes();
+        // From the keys just made (their public halves were computed with them): asking the
+        // store again would expand the ML-KEM key from its seed a second time.
+        let bundle = PreKeyBundle::new(
+            self.identity.public(),
+            self.prekeys.signed_prekey(),
+            one_time.first().cloned(),
+            match kem.first() {
+                Some(k) => k.clone(),
+                None => self.prekeys.last_resort_kem_prekey(),
+            },
+        )
+        .to_bytes();
         let mut out = retry_body(
             &self.address,
             &sender,
