@@ -158,7 +158,7 @@ impl PreKeyStore {
     }
 
     /// The current last-resort ML-KEM prekey's public half, as bundles carry it when no
-    /// one-time one is left.
+    /// one-time one is left; computed from its seed at each call (one ML-KEM key generation).
     pub fn last_resort_kem_prekey(&self) -> KemPreKeyPublic {
         self.kem.last_resort.public()
     }
@@ -200,7 +200,7 @@ impl PreKeyStore {
         self.kem.one_time.len()
     }
 
-    /// The public half of one unconsumed one-time ML-KEM prekey.
+    /// The public half of one unconsumed one-time ML-KEM prekey, computed from its seed.
     pub fn one_time_kem_prekey(&self, id: KemPreKeyId) -> Option<KemPreKeyPublic> {
         self.kem.one_time.get(&id).map(|k| k.public())
     }
@@ -272,7 +272,8 @@ impl PreKeyStore {
     /// A bundle with the current signed prekey, if given and still held one one-time prekey,
     /// and the one-time ML-KEM prekey `kem` if given and still held (else the last-resort
     /// one). Normally the server assembles bundles from uploads; this serves tests and direct
-    /// exchanges.
+    /// exchanges. The ML-KEM prekey is held as its seed: its public key is computed here (one
+    /// ML-KEM key generation).
     pub fn bundle(
         &self,
         identity: &IdentityKeyPair,
