@@ -47,11 +47,14 @@ pub(crate) const MESSAGE_ID: &[u8] = b"ratchetry v1 app message id";
 pub(crate) const RETRY_REQUEST: &[u8] = b"ratchetry v1 retry request";
 /// HKDF info of the key a device digests its sent bodies under (19.3).
 pub(crate) const BODY_DIGEST_KEY: &[u8] = b"ratchetry v1 body digest key";
+/// HKDF info prefix of a post-quantum ratchet epoch's secret (followed by `u32(epoch)`).
+pub(crate) const PQ_EPOCH: &[u8] = b"ratchetry v1 pq epoch";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
     RETRY_REQUEST,
     BODY_DIGEST_KEY,
+    PQ_EPOCH,
     ENVELOPE_ID,
     MESSAGE_ID,
     SEALED_STATE,

@@ -11,6 +11,7 @@ mod dh;
 mod identity;
 mod kdf;
 mod kem;
+pub(crate) mod kem768;
 mod secret;
 mod sig;
 mod signing;
@@ -41,6 +42,7 @@ pub(crate) mod raw {
         mlkem1024_decapsulate, mlkem1024_decapsulate_expanded, mlkem1024_encapsulate,
         mlkem1024_keygen,
     };
+    pub use super::kem768::raw::mlkem768_exchange;
     pub use super::signing::raw::{Ed25519Signer, Ed25519Verifier, ed25519_sign, ed25519_verify};
 }
 

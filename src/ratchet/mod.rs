@@ -8,6 +8,7 @@
 mod config;
 pub(crate) mod keys;
 mod message;
+pub(crate) mod pq;
 pub(crate) mod session;
 mod skipped;
 mod state;

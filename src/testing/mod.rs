@@ -12,6 +12,7 @@
 
 pub mod fuzz;
 pub mod hooks;
+pub mod pq;
 pub mod scale;
 pub mod vectors;
 
