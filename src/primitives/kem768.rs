@@ -51,6 +51,10 @@ impl EpochKeyPair {
         Self { seed }
     }
 
+    pub(crate) fn seed(&self) -> &Secret<64> {
+        &self.seed
+    }
+
     /// The encapsulation key's header and vector (one key generation).
     pub(crate) fn public(&self) -> EpochPublicKey {
         let mut pair = Box::new([0u8; COMPRESSED_PAIR_LEN]);

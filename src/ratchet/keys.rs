@@ -27,7 +27,30 @@ pub(crate) struct MessageKey(pub(crate) Secret<32>);
 impl RootKey {
     /// KDF_RK.
     pub(crate) fn ratchet(&self, dh_output: &Secret<32>) -> (RootKey, ChainKey) {
-        let okm: Secret<64> = derive(Some(self.0.as_bytes()), dh_output.as_bytes(), labels::ROOT);
+        self.ratchet_pq(dh_output, None)
+    }
+
+    /// KDF_RK with a post-quantum ratchet epoch's secret after the DH output in the input key
+    /// material (none before the first epoch: the same keys as [`Self::ratchet`]).
+    pub(crate) fn ratchet_pq(
+        &self,
+        dh_output: &Secret<32>,
+        pq: Option<&Secret<32>>,
+    ) -> (RootKey, ChainKey) {
+        let mut ikm = Secret::from_bytes([0u8; 64]);
+        ikm.as_mut_bytes()[..32].copy_from_slice(dh_output.as_bytes());
+        let len = match pq {
+            Some(s) => {
+                ikm.as_mut_bytes()[32..].copy_from_slice(s.as_bytes());
+                64
+            }
+            None => 32,
+        };
+        let okm: Secret<64> = derive(
+            Some(self.0.as_bytes()),
+            &ikm.as_bytes()[..len],
+            labels::ROOT,
+        );
         let (rk, ck) = okm.as_bytes().split_at(32);
         (RootKey(secret32(rk)), ChainKey(secret32(ck)))
     }

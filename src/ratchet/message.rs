@@ -11,9 +11,13 @@ use crate::primitives::{DhPublicKey, IdentityKey, TAG_LEN};
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
 
-/// Length of a ratchet message's header: version, type, ratchet key, PN, N, salt, and the
-/// length of the (empty) extension field.
+/// Length of a ratchet message's header without its extension: version, type, ratchet key, PN,
+/// N, salt, and the length of the extension field.
 pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4 + SALT_LEN + 2;
+/// The longest extension: a post-quantum ratchet chunk (PROTOCOL.md 25).
+pub(crate) const MAX_EXTENSION_LEN: usize = 34;
+/// The longest header.
+pub(crate) const MAX_HEADER_LEN: usize = HEADER_LEN + MAX_EXTENSION_LEN;
 
 /// The Double Ratchet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,17 +32,27 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// The header bytes. The extension field (reserved for a post-quantum ratchet's KEM
-    /// traffic, PROTOCOL.md 8.4 and 25) is always empty in this version.
-    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut out = [0u8; HEADER_LEN];
-        out[0] = crate::wire::VERSION;
-        out[1] = kind::RATCHET_MESSAGE;
-        out[2..34].copy_from_slice(self.ratchet_key.as_bytes());
-        out[34..38].copy_from_slice(&self.previous_chain_length.to_be_bytes());
-        out[38..42].copy_from_slice(&self.message_number.to_be_bytes());
-        out[42..58].copy_from_slice(&self.salt);
-        out
+    /// Appends the header bytes with `extension`.
+    #[cfg(test)]
+    pub(crate) fn write(&self, extension: &[u8], out: &mut Vec<u8>) {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let len = self.encode(extension, &mut buf);
+        out.extend_from_slice(&buf[..len]);
+    }
+
+    /// Encodes the header with `extension` (empty, or the post-quantum ratchet's, PROTOCOL.md
+    /// 8.4 and 25; at most [`MAX_EXTENSION_LEN`] bytes) into `buf`; returns the length used.
+    pub(crate) fn encode(&self, extension: &[u8], buf: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        let extension = &extension[..extension.len().min(MAX_EXTENSION_LEN)];
+        buf[0] = crate::wire::VERSION;
+        buf[1] = kind::RATCHET_MESSAGE;
+        buf[2..34].copy_from_slice(self.ratchet_key.as_bytes());
+        buf[34..38].copy_from_slice(&self.previous_chain_length.to_be_bytes());
+        buf[38..42].copy_from_slice(&self.message_number.to_be_bytes());
+        buf[42..58].copy_from_slice(&self.salt);
+        buf[58..60].copy_from_slice(&(extension.len() as u16).to_be_bytes());
+        buf[HEADER_LEN..HEADER_LEN + extension.len()].copy_from_slice(extension);
+        HEADER_LEN + extension.len()
     }
 }
 
@@ -46,6 +60,9 @@ impl Header {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RatchetMessage<'a> {
     pub(crate) header: Header,
+    /// The header's extension field (empty unless the session runs the post-quantum ratchet).
+    pub(crate) extension: &'a [u8],
+    /// The whole header, extension included (authenticated as associated data).
     pub(crate) header_bytes: &'a [u8],
     pub(crate) ciphertext: &'a [u8],
 }
@@ -105,17 +122,20 @@ impl<'a> RatchetMessage<'a> {
             message_number: r.u32()?,
             salt: r.array()?,
         };
-        // No extension is defined in this version: a non-empty one is refused, not skipped.
-        if r.array::<2>()? != [0, 0] {
+        // The extension's form is the session's to check (it knows whether one is due).
+        let extension_len = usize::from(u16::from_be_bytes(r.array()?));
+        if extension_len > MAX_EXTENSION_LEN {
             return Err(DecodeError::InvalidValue);
         }
+        let extension = r.bytes(extension_len)?;
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::Truncated);
         }
         Ok(Self {
             header,
-            header_bytes: &bytes[..HEADER_LEN],
+            extension,
+            header_bytes: &bytes[..HEADER_LEN + extension_len],
             ciphertext,
         })
     }
@@ -180,7 +200,8 @@ mod tests {
 
     /// A ratchet message's bytes: `header` then a bare 16-byte tag (an empty plaintext).
     fn ratchet_bytes(header: &Header) -> Vec<u8> {
-        let mut out = header.encode().to_vec();
+        let mut out = Vec::new();
+        header.write(&[], &mut out);
         out.extend_from_slice(&[0xAA; TAG_LEN]);
         out
     }

@@ -13,11 +13,12 @@ use rand_core::CryptoRng;
 use super::config::SessionConfig;
 use super::keys::{ChainKey, MessageKey, RootKey, SALT_LEN};
 use super::message::{
-    HEADER_LEN, Header, IncomingMessage, PreKeyMessage, RatchetMessage, prekey_prefix_len,
+    Header, IncomingMessage, MAX_HEADER_LEN, PreKeyMessage, RatchetMessage, prekey_prefix_len,
     write_prekey_prefix,
 };
+use super::pq::{Extension, PqRatchet};
 use super::skipped::{SkippedKey, SkippedKeys};
-use crate::error::{Error, RatchetError};
+use crate::error::{DecodeError, Error, RatchetError};
 use crate::primitives::KemCiphertext;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, IdentityKeyPair, TAG_LEN};
 use crate::x3dh::{self, AssociatedData, Origin, PreKeyStore, VerifiedBundle, X3dhHeader};
@@ -64,6 +65,9 @@ pub(crate) struct State {
     pub(crate) previous_send_length: u32,
     pub(crate) recv: Option<RecvChain>,
     pub(crate) skipped: SkippedKeys,
+    /// The post-quantum ratchet, in a session whose KEM prekey said both sides run it.
+    /// Boxed: a session without it (most, until it is on by default) pays one pointer.
+    pub(crate) pq: Option<Box<PqRatchet>>,
 }
 
 /// A pairwise Double Ratchet session. Persist [`to_bytes`](Self::to_bytes) after every
@@ -77,6 +81,8 @@ struct Plan {
     root: Option<RootKey>,
     chain: RecvChain,
     skipped: Vec<SkippedKey>,
+    /// The post-quantum epoch a new receiving chain mixed.
+    pq_chain: Option<u32>,
 }
 
 impl Session {
@@ -95,6 +101,7 @@ impl Session {
             kem_ciphertext,
         } = x3dh::initiate(rng, identity, bundle)?;
         let remote_ratchet = bundle.signed_prekey().key;
+        let pq = (bundle.kem_prekey().id.pq_ratchet()).then(|| Box::new(PqRatchet::new(true)));
         let self_ratchet = DhKeyPair::generate(rng);
         let (root, key) = RootKey(shared_secret).ratchet(&self_ratchet.agree(&remote_ratchet)?);
         Ok(Self(Box::new(State {
@@ -112,6 +119,7 @@ impl Session {
             previous_send_length: 0,
             recv: None,
             skipped: SkippedKeys::default(),
+            pq,
         })))
     }
 
@@ -169,6 +177,11 @@ impl Session {
             previous_send_length: 0,
             recv: None,
             skipped: SkippedKeys::default(),
+            pq: message
+                .x3dh
+                .kem_prekey
+                .pq_ratchet()
+                .then(|| Box::new(PqRatchet::new(false))),
         }));
         let plaintext = session.decrypt_ratchet(&message.message, context)?;
         Ok((session, plaintext, consumption))
@@ -226,7 +239,9 @@ impl Session {
         if s.send.is_none() {
             let self_ratchet = DhKeyPair::generate(rng);
             let dh = self_ratchet.agree(&s.remote_ratchet)?;
-            let (root, key) = s.root.ratchet(&dh);
+            let mixed = s.pq.as_mut().map(|pq| pq.begin_send_chain());
+            let pq_secret = mixed.as_ref().and_then(|(_, secret)| secret.as_ref());
+            let (root, key) = s.root.ratchet_pq(&dh, pq_secret);
             s.root = root;
             s.self_ratchet = self_ratchet;
             s.send = Some(SendChain { key, next: 0 });
@@ -246,8 +261,7 @@ impl Session {
             previous_chain_length: s.previous_send_length,
             message_number: send.next,
             salt,
-        }
-        .encode();
+        };
 
         let x3dh = if s.awaiting_reply {
             let (Some((kem_prekey, _)), Some(ct)) = (s.origin.kem, &s.pending_kem) else {
@@ -264,18 +278,26 @@ impl Session {
         } else {
             None
         };
+        // Nothing fails from here on: the post-quantum ratchet may draw randomness and move.
+        let mut extension = Vec::new();
+        if let Some(pq) = s.pq.as_mut() {
+            pq.send(rng).encode(&mut extension);
+        }
+        let mut header_bytes = [0u8; MAX_HEADER_LEN];
+        let header_len = header.encode(&extension, &mut header_bytes);
+        let header = &header_bytes[..header_len];
         let prefix = x3dh.as_ref().map_or(0, prekey_prefix_len);
         let context = if context_len > 0 {
             &out[..context_len]
         } else {
             context
         };
-        let aad = Aad::new(s.role, &s.local, &s.remote, &header, context);
-        out.reserve(prefix + HEADER_LEN + plaintext.len() + TAG_LEN);
+        let aad = Aad::new(s.role, &s.local, &s.remote, header, context);
+        out.reserve(prefix + header_len + plaintext.len() + TAG_LEN);
         if let Some(x3dh) = &x3dh {
             write_prekey_prefix(out, x3dh);
         }
-        out.extend_from_slice(&header);
+        out.extend_from_slice(header);
         let start = out.len();
         out.extend_from_slice(plaintext);
         message_key
@@ -318,6 +340,7 @@ impl Session {
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let header = &message.header;
+        let extension = self.extension(message)?;
         if let Some(index) = self
             .0
             .skipped
@@ -327,18 +350,39 @@ impl Session {
                 Some(stored) => self.open(&stored.key, message, context)?,
                 None => return Err(RatchetError::AuthenticationFailed.into()),
             };
-            self.0.skipped.remove(index);
-            self.0.awaiting_reply = false;
-            self.0.pending_kem = None;
+            let s = &mut *self.0;
+            s.skipped.remove(index);
+            s.awaiting_reply = false;
+            s.pending_kem = None;
+            // A late message of the current receiving chain still carries a useful chunk; one
+            // of an older chain is not read (its chain's epoch, which resolves the chunk's, is
+            // not kept).
+            let current = s.recv.as_ref().map(|c| c.ratchet_key) == Some(header.ratchet_key);
+            if let (Some(pq), Some(extension), true) = (s.pq.as_mut(), &extension, current) {
+                let c = pq.recv_chain;
+                pq.receive(c, extension);
+            }
             return Ok(plaintext);
         }
-        let plan = self.plan_receive(header)?;
+        let plan = self.plan_receive(header, extension.as_ref())?;
         let plaintext = self.open(&plan.key, message, context)?;
-        self.commit(plan);
+        self.commit(plan, extension.as_ref());
         Ok(plaintext)
     }
 
-    fn plan_receive(&self, header: &Header) -> Result<Plan, Error> {
+    /// The message's post-quantum ratchet extension: required (and decoded) in a session that
+    /// runs the ratchet, where a message without one is `NotPostQuantum`; refused
+    /// (`InvalidValue`) in one that does not.
+    fn extension(&self, message: &RatchetMessage<'_>) -> Result<Option<Extension>, Error> {
+        match (&self.0.pq, message.extension.is_empty()) {
+            (None, true) => Ok(None),
+            (None, false) => Err(DecodeError::InvalidValue.into()),
+            (Some(_), true) => Err(RatchetError::NotPostQuantum.into()),
+            (Some(_), false) => Ok(Some(Extension::decode(message.extension)?)),
+        }
+    }
+
+    fn plan_receive(&self, header: &Header, extension: Option<&Extension>) -> Result<Plan, Error> {
         let s = &*self.0;
         let limit = s.config.max_forward_jump;
         let n = header.message_number;
@@ -348,6 +392,12 @@ impl Session {
             Some(chain) if chain.ratchet_key == header.ratchet_key => {
                 if n < chain.next {
                     return Err(RatchetError::Duplicate.into());
+                }
+                // Every message of a chain names the epoch the chain mixed.
+                if let (Some(pq), Some(e)) = (&s.pq, extension)
+                    && !pq.is_recv_chain(e.chain_nibble)
+                {
+                    return Err(DecodeError::InvalidValue.into());
                 }
                 check_jump(u64::from(n - chain.next), limit)?;
                 let key = skip(&chain.key, chain.next, n, &chain.ratchet_key, &mut skipped);
@@ -361,6 +411,7 @@ impl Session {
                         next: after,
                     },
                     skipped,
+                    pq_chain: None,
                 })
             }
             current => {
@@ -371,8 +422,12 @@ impl Session {
                 if let Some(c) = current {
                     skip(&c.key, c.next, c.next + tail, &c.ratchet_key, &mut skipped);
                 }
+                let (pq_chain, pq_secret) = match (&s.pq, extension) {
+                    (Some(pq), Some(e)) => pq.resolve_recv_chain(e.chain_nibble)?,
+                    _ => (0, None),
+                };
                 let dh = s.self_ratchet.agree(&header.ratchet_key)?;
-                let (root, key) = s.root.ratchet(&dh);
+                let (root, key) = s.root.ratchet_pq(&dh, pq_secret.as_ref());
                 let key = skip(&key, 0, n, &header.ratchet_key, &mut skipped);
                 let (message_key, key) = key.step();
                 Ok(Plan {
@@ -384,6 +439,7 @@ impl Session {
                         next: after,
                     },
                     skipped,
+                    pq_chain: s.pq.as_ref().map(|_| pq_chain),
                 })
             }
         }
@@ -395,16 +451,29 @@ impl Session {
         message: &RatchetMessage<'_>,
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(message.header_bytes);
-        let aad = Aad::new(self.0.role, &self.0.local, &self.0.remote, &header, context);
+        let aad = Aad::new(
+            self.0.role,
+            &self.0.local,
+            &self.0.remote,
+            message.header_bytes,
+            context,
+        );
         key.pairwise(&message.header.salt)
             .open(aad.as_slice(), message.ciphertext)
             .map_err(|_| RatchetError::AuthenticationFailed.into())
     }
 
-    fn commit(&mut self, plan: Plan) {
+    fn commit(&mut self, plan: Plan, extension: Option<&Extension>) {
         let s = &mut *self.0;
+        if let Some(pq) = s.pq.as_mut() {
+            if let Some(c) = plan.pq_chain {
+                pq.enter_recv_chain(c);
+            }
+            if let Some(extension) = extension {
+                let c = pq.recv_chain;
+                pq.receive(c, extension);
+            }
+        }
         if let Some(root) = plan.root {
             s.root = root;
             s.remote_ratchet = plan.chain.ratchet_key;
@@ -432,6 +501,13 @@ impl Session {
     /// from before PQXDH (state version 1) is not: its root key depends on X25519 alone.
     pub fn is_post_quantum(&self) -> bool {
         self.0.origin.kem.is_some()
+    }
+
+    /// The post-quantum ratchet's epoch (PROTOCOL.md section 25): the number of ML-KEM-768
+    /// exchanges whose secret this side knows, or `None` if the session does not run the
+    /// ratchet (its KEM prekey's id did not have bit 31 set, or it predates the ratchet).
+    pub fn pq_ratchet_epoch(&self) -> Option<u32> {
+        self.0.pq.as_ref().map(|pq| pq.epoch)
     }
 
     /// True while this (initiating) session has not yet heard from its peer, so its messages
@@ -498,10 +574,10 @@ fn check_jump(requested: u64, limit: u32) -> Result<(), RatchetError> {
     Ok(())
 }
 
-/// AAD = IK_initiator ‖ IK_responder ‖ the 60 header bytes [‖ context]. On the stack unless a
-/// context is bound.
+/// AAD = IK_initiator ‖ IK_responder ‖ the header bytes, extension included [‖ context]. On
+/// the stack unless a context is bound.
 enum Aad {
-    Plain([u8; 64 + HEADER_LEN]),
+    Plain([u8; 64 + MAX_HEADER_LEN], usize),
     Bound(Vec<u8>),
 }
 
@@ -510,21 +586,23 @@ impl Aad {
         role: Role,
         local: &IdentityKey,
         remote: &IdentityKey,
-        header: &[u8; HEADER_LEN],
+        header: &[u8],
         context: &[u8],
     ) -> Self {
         let ad = match role {
             Role::Initiator => AssociatedData::new(local, remote),
             Role::Responder => AssociatedData::new(remote, local),
         };
-        let mut plain = [0u8; 64 + HEADER_LEN];
+        let header = &header[..header.len().min(MAX_HEADER_LEN)];
+        let len = 64 + header.len();
+        let mut plain = [0u8; 64 + MAX_HEADER_LEN];
         plain[..64].copy_from_slice(&ad.0);
-        plain[64..].copy_from_slice(header);
+        plain[64..len].copy_from_slice(header);
         if context.is_empty() {
-            Self::Plain(plain)
+            Self::Plain(plain, len)
         } else {
-            let mut bound = Vec::with_capacity(plain.len() + context.len());
-            bound.extend_from_slice(&plain);
+            let mut bound = Vec::with_capacity(len + context.len());
+            bound.extend_from_slice(&plain[..len]);
             bound.extend_from_slice(context);
             Self::Bound(bound)
         }
@@ -532,7 +610,7 @@ impl Aad {
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Self::Plain(a) => a,
+            Self::Plain(a, len) => &a[..*len],
             Self::Bound(v) => v,
         }
     }

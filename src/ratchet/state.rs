@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::config::SessionConfig;
 use super::keys::{ChainKey, MessageKey, RootKey};
+use super::pq::PqRatchet;
 use super::session::{RecvChain, Role, SendChain, Session, State};
 use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::DecodeError;
@@ -21,8 +22,11 @@ use crate::primitives::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, Origin, SignedPreKeyId};
 
-/// The session state format this build writes.
+/// The session state format this build writes for a session without the post-quantum ratchet;
+/// one with it is version 3, the same fields followed by the ratchet's (its own module's
+/// `state.rs`).
 const SESSION_STATE_VERSION: u8 = 2;
+const PQ_SESSION_STATE_VERSION: u8 = 3;
 /// A session's encoded length without skipped keys, at most.
 const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
 
@@ -56,7 +60,12 @@ impl Session {
         let inline = s.pending_kem.as_ref().filter(|_| with_pending);
         let pending = inline.map_or(0, |_| KEM_CIPHERTEXT_LEN);
         let mut out = SecretBuf::with_capacity(STATE_LEN + pending + s.skipped.len() * 68);
-        out.versioned_header(SESSION_STATE_VERSION, kind::SESSION_STATE);
+        let version = if s.pq.is_some() {
+            PQ_SESSION_STATE_VERSION
+        } else {
+            SESSION_STATE_VERSION
+        };
+        out.versioned_header(version, kind::SESSION_STATE);
         out.u32(s.config.max_forward_jump);
         out.u32(s.config.max_skipped_keys);
         out.u8(match s.role {
@@ -94,6 +103,9 @@ impl Session {
             out.u32(k.message_number);
             out.put(k.key.0.as_bytes());
         }
+        if let Some(pq) = &s.pq {
+            pq.write(&mut out);
+        }
         out.into_inner()
     }
 
@@ -115,8 +127,11 @@ impl Session {
 
     /// `detached`: `None` for the whole form; for the detached form, where the ciphertext is.
     fn decode(bytes: &[u8], detached: Option<PendingLookup<'_>>) -> Result<Self, DecodeError> {
-        let (mut r, version) =
-            Reader::versioned_header(bytes, kind::SESSION_STATE, &[1, SESSION_STATE_VERSION])?;
+        let (mut r, version) = Reader::versioned_header(
+            bytes,
+            kind::SESSION_STATE,
+            &[1, SESSION_STATE_VERSION, PQ_SESSION_STATE_VERSION],
+        )?;
         let identity = |r: &mut Reader<'_>| -> Result<IdentityKey, DecodeError> {
             let bytes = r.array()?;
             if version == 1 {
@@ -189,6 +204,11 @@ impl Session {
                 key: MessageKey(secret(&mut r)?),
             });
         }
+        let pq = if version == PQ_SESSION_STATE_VERSION {
+            Some(Box::new(PqRatchet::read(&mut r, role == Role::Initiator)?))
+        } else {
+            None
+        };
         r.finish()?;
         // A responder has always received (its session is created by decrypting); an
         // initiator awaiting its first reply has not.
@@ -217,6 +237,7 @@ impl Session {
             previous_send_length,
             recv,
             skipped,
+            pq,
         })))
     }
 }

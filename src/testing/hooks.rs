@@ -173,3 +173,13 @@ pub fn legacy_primary_state(
 ) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
     primary.legacy_state()
 }
+
+/// The post-quantum epochs a session's current sending and receiving chains mixed, for the
+/// healing test (`tests/pq_session.rs`).
+pub fn pq_chain_epochs(session: &crate::Session) -> Option<(u32, u32)> {
+    session
+        .0
+        .pq
+        .as_ref()
+        .map(|pq| (pq.send_chain, pq.recv_chain))
+}

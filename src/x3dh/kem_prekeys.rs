@@ -18,6 +18,10 @@ use crate::primitives::{IdentityKeyPair, KemKeyPair, Secret, Signature};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count};
 
+/// The first id assigned once the post-quantum ratchet is enabled (bit 31,
+/// [`KemPreKeyId::PQ_RATCHET`], set).
+const FIRST_ID: u32 = KemPreKeyId::PQ_RATCHET | 1;
+
 /// A signed ML-KEM prekey as this device holds it.
 #[derive(Clone, Debug)]
 pub(crate) struct KemPreKey {
@@ -119,10 +123,18 @@ impl KemPreKeys {
         }
     }
 
+    /// The next id. Ids run from 1 (wrapping to 1); once the post-quantum
+    /// ratchet is enabled, from `0x8000_0001`, wrapping to it: the bit marks every later key.
     fn next_id(&mut self) -> KemPreKeyId {
-        let id = KemPreKeyId(self.next_id);
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        id
+        let id = self.next_id;
+        let first = if id >= FIRST_ID { FIRST_ID } else { 1 };
+        self.next_id = id.wrapping_add(1).max(first);
+        KemPreKeyId(id)
+    }
+
+    /// Marks every key generated from now on as a post-quantum ratchet device's.
+    pub(crate) fn enable_pq_ratchet(&mut self) {
+        self.next_id = self.next_id.max(FIRST_ID);
     }
 
     /// A new last-resort key; the oldest beyond `keep` (current included) is deleted.

@@ -157,6 +157,15 @@ impl PreKeyStore {
         self.signed_prekey()
     }
 
+    /// Opts this device into the post-quantum ratchet: every ML-KEM prekey generated from now
+    /// on (one-time ones, and the last-resort one at the next rotation) has an id with bit 31
+    /// set ([`KemPreKeyId::pq_ratchet`]), and sessions started with such a key run the
+    /// ratchet on both sides. One-way; keys generated before keep their ids. Until sessions
+    /// run it by default (PROTOCOL.md section 25), this is how an app turns it on.
+    pub fn enable_pq_ratchet(&mut self) {
+        self.kem.enable_pq_ratchet();
+    }
+
     /// The current last-resort ML-KEM prekey's public half, as bundles carry it when no
     /// one-time one is left; computed from its seed at each call (one ML-KEM key generation).
     pub fn last_resort_kem_prekey(&self) -> KemPreKeyPublic {

@@ -116,6 +116,14 @@ impl Collector {
         }
     }
 
+    /// Rebuilds a collector from stored chunks: indexes strictly ascending, below
+    /// [`INDEXES`], at most `k` of them; else `None`.
+    pub(crate) fn from_chunks(k: u8, chunks: Vec<(u8, Chunk)>) -> Option<Self> {
+        let ascending = chunks.windows(2).all(|w| w[0].0 < w[1].0);
+        let in_range = chunks.iter().all(|(i, _)| (*i as usize) < INDEXES);
+        (ascending && in_range && chunks.len() <= k as usize).then_some(Self { k, chunks })
+    }
+
     pub(crate) fn chunks(&self) -> &[(u8, Chunk)] {
         &self.chunks
     }
@@ -217,5 +225,15 @@ mod tests {
         c.add(INDEXES as u8, &[0xcc; SYMBOL]);
         assert_eq!(c.chunks().len(), 2);
         assert_eq!(c.decode().as_deref(), Some(&p[..]));
+    }
+
+    #[test]
+    fn stored_chunks_must_be_ascending_in_range_and_at_most_k() {
+        let z = [0u8; SYMBOL];
+        assert!(Collector::from_chunks(2, alloc::vec![(1, z), (3, z)]).is_some());
+        assert!(Collector::from_chunks(2, alloc::vec![(3, z), (1, z)]).is_none());
+        assert!(Collector::from_chunks(2, alloc::vec![(1, z), (1, z)]).is_none());
+        assert!(Collector::from_chunks(2, alloc::vec![(64, z)]).is_none());
+        assert!(Collector::from_chunks(1, alloc::vec![(1, z), (2, z)]).is_none());
     }
 }

@@ -13,6 +13,7 @@
 pub(crate) mod erasure;
 pub(crate) mod extension;
 pub(crate) mod ratchet;
+mod state;
 
 pub(crate) use extension::Extension;
 pub(crate) use ratchet::PqRatchet;

@@ -35,7 +35,7 @@ use crate::primitives::kem768::{
 use crate::primitives::{Secret, derive};
 
 /// Symbols of each payload.
-const fn symbols(kind: Kind) -> u8 {
+pub(crate) const fn symbols(kind: Kind) -> u8 {
     (match kind {
         Kind::Header => EK_HEADER_LEN,
         Kind::Vector => EK_VECTOR_LEN,
@@ -45,7 +45,7 @@ const fn symbols(kind: Kind) -> u8 {
 }
 
 /// How far apart (in epochs) two values a receiver resolves from a nibble may be.
-const WINDOW: u32 = 16;
+pub(crate) const WINDOW: u32 = 16;
 
 /// An outgoing payload: how many of its chunks have been sent, and whether the peer is known
 /// to have it.
@@ -165,15 +165,30 @@ impl PqRatchet {
         }
     }
 
+    /// Whether `nibble` names the current receiving chain's epoch.
+    pub(crate) fn is_recv_chain(&self, nibble: u8) -> bool {
+        u32::from(nibble) == self.recv_chain % WINDOW
+    }
+
     /// Records that the receiving chain now mixes `c`.
     pub(crate) fn enter_recv_chain(&mut self, c: u32) {
         self.recv_chain = c;
         self.prune();
     }
 
-    /// Drops secrets no chain can mix any more: below both chains' epochs.
+    /// The oldest epoch whose secret a chain may still mix: a new sending chain mixes
+    /// `peer_knows` or later, a new receiving chain `recv_chain` or later, within [`WINDOW`]
+    /// of this side's epoch.
+    pub(crate) fn oldest_kept(&self) -> u32 {
+        self.recv_chain
+            .min(self.peer_knows)
+            .max(1)
+            .max(self.epoch.saturating_sub(WINDOW - 1))
+    }
+
+    /// Drops the secrets no chain can mix any more (forward secrecy across epochs).
     fn prune(&mut self) {
-        let floor = self.send_chain.min(self.recv_chain).min(self.peer_knows);
+        let floor = self.oldest_kept();
         self.secrets.retain(|(x, _)| *x >= floor);
     }
 
@@ -190,6 +205,7 @@ impl PqRatchet {
         );
         self.secrets.push((x, next));
         self.epoch = x;
+        self.prune();
     }
 
     /// The extension of the next message of the current sending chain, drawing randomness for
@@ -396,6 +412,7 @@ impl PqRatchet {
     fn learn_peer_knows(&mut self, x: u32) {
         if x <= self.epoch && x > self.peer_knows {
             self.peer_knows = x;
+            self.prune();
         }
     }
 
@@ -412,8 +429,8 @@ impl PqRatchet {
         b.copy_from_slice(&ct2);
         let ss = p.pair.decapsulate(&a, &b);
         self.publication = None;
+        self.peer_knows = self.epoch + 1;
         self.advance(&ss);
-        self.peer_knows = self.epoch;
     }
 }
 
@@ -445,6 +462,28 @@ impl Publication {
 }
 
 impl Encapsulation {
+    /// An encapsulation as stored: `ct1` is recomputed when first sent, `ct2` now if the
+    /// vector is complete.
+    pub(crate) fn restore(
+        m: Secret<32>,
+        header: [u8; EK_HEADER_LEN],
+        vector: Collector,
+        ct1: Sent,
+        ct2: Sent,
+    ) -> Self {
+        let mut enc = Self {
+            m,
+            header,
+            vector,
+            ct1,
+            ct2,
+            ct1_bytes: None,
+            ct2_bytes: None,
+        };
+        enc.finish_if_complete();
+        enc
+    }
+
     /// Computes `ct2` once the vector is complete (a vector that does not match the header
     /// leaves it absent: that peer's epoch never completes).
     fn finish_if_complete(&mut self) {

@@ -1,0 +1,151 @@
+//! The post-quantum ratchet's persisted form, inside a session's state (PROTOCOL.md 10.3):
+//!
+//! ```text
+//! pq_state = u32(epoch) ‖ u32(peer_knows) ‖ u32(send_chain) ‖ u32(recv_chain)
+//!          ‖ u8(n) ‖ n × ( u32(x) ‖ S_x (32) )
+//!          ‖ opt( seed (64) ‖ sent ‖ sent ‖ collector ‖ collector )     publication
+//!          ‖ opt( m (32) ‖ header (64) ‖ collector ‖ u32 ‖ u32 )        encapsulation
+//!          ‖ collector ‖ collector                                      incoming header, vector
+//! sent      = u32(count) ‖ flag(acknowledged)
+//! collector = u8(c) ‖ c × ( u8(index) ‖ chunk (32) )
+//! ```
+//!
+//! Decoding refuses what the state machine never holds: the secrets are exactly epochs
+//! `oldest_kept()..=epoch`; `peer_knows ≤ epoch`, `send_chain ≤ peer_knows`,
+//! `recv_chain ≤ epoch`; a publication exactly when this side publishes `epoch + 1` (or before
+//! its first send); collectors with strictly ascending indexes below 64, at most `k` of them.
+//! Public keys and ciphertexts are recomputed from the seed and `m`, not stored.
+
+use alloc::vec::Vec;
+
+use super::erasure::{Chunk, Collector, SYMBOL};
+use super::extension::Kind;
+use super::ratchet::{Encapsulation, PqRatchet, Publication, Sent, symbols};
+use crate::error::DecodeError;
+use crate::primitives::Secret;
+use crate::primitives::kem768::{EK_HEADER_LEN, EpochKeyPair};
+use crate::wire::{Reader, Writer};
+
+impl PqRatchet {
+    pub(crate) fn write(&self, out: &mut impl Writer) {
+        out.u32(self.epoch);
+        out.u32(self.peer_knows);
+        out.u32(self.send_chain);
+        out.u32(self.recv_chain);
+        out.u8(self.secrets.len() as u8);
+        for (x, secret) in &self.secrets {
+            out.u32(*x);
+            out.put(secret.as_bytes());
+        }
+        out.optional(self.publication.as_ref(), |out, p| {
+            out.put(p.pair.seed().as_bytes());
+            write_sent(out, &p.header);
+            write_sent(out, &p.vector);
+            write_collector(out, &p.ct1);
+            write_collector(out, &p.ct2);
+        });
+        out.optional(self.encapsulation.as_ref(), |out, e| {
+            out.put(e.m.as_bytes());
+            out.put(&e.header);
+            write_collector(out, &e.vector);
+            out.u32(e.ct1.count);
+            out.u32(e.ct2.count);
+        });
+        write_collector(out, &self.incoming_header);
+        write_collector(out, &self.incoming_vector);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>, initiator: bool) -> Result<Self, DecodeError> {
+        let mut pq = Self::new(initiator);
+        pq.epoch = r.u32()?;
+        pq.peer_knows = r.u32()?;
+        pq.send_chain = r.u32()?;
+        pq.recv_chain = r.u32()?;
+        if pq.peer_knows > pq.epoch || pq.send_chain > pq.peer_knows || pq.recv_chain > pq.epoch {
+            return Err(DecodeError::InvalidValue);
+        }
+        let n = r.u8()?;
+        let expected = if pq.epoch == 0 {
+            0..0
+        } else {
+            pq.oldest_kept()..pq.epoch + 1
+        };
+        if usize::from(n) != expected.len() {
+            return Err(DecodeError::InvalidValue);
+        }
+        for x in expected {
+            if r.u32()? != x {
+                return Err(DecodeError::InvalidValue);
+            }
+            pq.secrets.push((x, Secret::from_bytes(r.array()?)));
+        }
+        pq.publication = r.optional(|r| {
+            let mut p = Publication::new(EpochKeyPair::from_seed(Secret::from_bytes(r.array()?)));
+            p.header = read_sent(r)?;
+            p.vector = read_sent(r)?;
+            p.ct1 = read_collector(r, Kind::Ct1)?;
+            p.ct2 = read_collector(r, Kind::Ct2)?;
+            Ok(p)
+        })?;
+        // A side publishes `epoch + 1` from its first send on; never the peer's epochs.
+        if pq.publication.is_some() && !pq.publishes(pq.epoch + 1) {
+            return Err(DecodeError::InvalidValue);
+        }
+        pq.encapsulation = r.optional(|r| {
+            let m = Secret::from_bytes(r.array()?);
+            let header: [u8; EK_HEADER_LEN] = r.array()?;
+            let vector = read_collector(r, Kind::Vector)?;
+            let ct1 = Sent {
+                count: r.u32()?,
+                acked: false,
+            };
+            let ct2 = Sent {
+                count: r.u32()?,
+                acked: false,
+            };
+            Ok(Encapsulation::restore(m, header, vector, ct1, ct2))
+        })?;
+        // This side encapsulated its epoch exactly when the peer published it.
+        if pq.encapsulation.is_some() && (pq.epoch == 0 || pq.publishes(pq.epoch)) {
+            return Err(DecodeError::InvalidValue);
+        }
+        pq.incoming_header = read_collector(r, Kind::Header)?;
+        pq.incoming_vector = read_collector(r, Kind::Vector)?;
+        Ok(pq)
+    }
+}
+
+fn write_sent(out: &mut impl Writer, sent: &Sent) {
+    out.u32(sent.count);
+    out.flag(sent.acked);
+}
+
+fn read_sent(r: &mut Reader<'_>) -> Result<Sent, DecodeError> {
+    Ok(Sent {
+        count: r.u32()?,
+        acked: r.flag()?,
+    })
+}
+
+fn write_collector(out: &mut impl Writer, c: &Collector) {
+    out.u8(c.chunks().len() as u8);
+    for (index, chunk) in c.chunks() {
+        out.u8(*index);
+        out.put(chunk);
+    }
+}
+
+fn read_collector(r: &mut Reader<'_>, kind: Kind) -> Result<Collector, DecodeError> {
+    let k = symbols(kind);
+    let n = r.u8()?;
+    if n > k {
+        return Err(DecodeError::InvalidValue);
+    }
+    let mut chunks = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let index = r.u8()?;
+        let chunk: Chunk = r.array::<SYMBOL>()?;
+        chunks.push((index, chunk));
+    }
+    Collector::from_chunks(k, chunks).ok_or(DecodeError::InvalidValue)
+}

@@ -1,0 +1,272 @@
+//! Sessions that run the post-quantum ratchet (PROTOCOL.md section 25): its negotiation by
+//! the KEM prekey id's bit 31, its epochs through real messages and stored state, the refusal
+//! of a downgrade, and healing against an observer that knows every X25519 secret.
+
+use core::convert::Infallible;
+
+use rand_core::{TryCryptoRng, TryRng};
+use ratchetry::testing::SeededRng;
+use ratchetry::testing::hooks::pq_chain_epochs;
+use ratchetry::x3dh::KemPreKeyId;
+use ratchetry::{
+    Error, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError, Session,
+    SessionConfig, Timestamp,
+};
+
+const NOW: Timestamp = Timestamp(1_790_000_000_000);
+
+/// A session pair; the responder's store runs the post-quantum ratchet when `pq`.
+fn pair(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
+    let alice = IdentityKeyPair::generate(rng);
+    let bob = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
+    if pq {
+        store.enable_pq_ratchet();
+    }
+    let kem = store.generate_one_time_kem_prekeys(rng, &bob, NOW, 1)[0].id;
+    assert_eq!(kem.pq_ratchet(), pq);
+    let bundle = PreKeyBundle::from_bytes(&store.bundle(&bob, None, Some(kem)).to_bytes())
+        .unwrap()
+        .verify()
+        .unwrap();
+    let mut a = Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap();
+    let wire = a.encrypt(rng, b"hello").unwrap();
+    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&wire).unwrap() else {
+        panic!("a pre-key message")
+    };
+    let (b, _) = Session::accept(&bob, &mut store, &pk, SessionConfig::default()).unwrap();
+    (a, b)
+}
+
+fn recv(s: &mut Session, wire: &[u8]) -> Result<Vec<u8>, Error> {
+    s.decrypt(&IncomingMessage::decode(wire)?)
+}
+
+/// One message each way, through stored state each time.
+fn exchange(rng: &mut SeededRng, a: &mut Session, b: &mut Session, i: usize) {
+    let w = a.encrypt(rng, format!("a{i}").as_bytes()).unwrap();
+    *b = Session::from_bytes(&b.to_bytes()).unwrap();
+    assert_eq!(recv(b, &w).unwrap(), format!("a{i}").as_bytes());
+    let w = b.encrypt(rng, format!("b{i}").as_bytes()).unwrap();
+    *a = Session::from_bytes(&a.to_bytes()).unwrap();
+    assert_eq!(recv(a, &w).unwrap(), format!("b{i}").as_bytes());
+}
+
+#[test]
+fn the_kem_prekey_ids_bit_31_decides_both_sides() {
+    let rng = &mut SeededRng::from_label("pq negotiation");
+    let (a, b) = pair(rng, true);
+    assert_eq!(
+        (a.pq_ratchet_epoch(), b.pq_ratchet_epoch()),
+        (Some(0), Some(0))
+    );
+    let (a, b) = pair(rng, false);
+    assert_eq!((a.pq_ratchet_epoch(), b.pq_ratchet_epoch()), (None, None));
+    assert!(!KemPreKeyId(1).pq_ratchet() && KemPreKeyId(0x8000_0001).pq_ratchet());
+}
+
+#[test]
+fn epochs_complete_through_messages_and_stored_state() {
+    let rng = &mut SeededRng::from_label("pq epochs");
+    let (mut a, mut b) = pair(rng, true);
+    for i in 0..200 {
+        exchange(rng, &mut a, &mut b, i);
+    }
+    // 400 messages in strict ping-pong: an epoch takes about 76.
+    let (ea, eb) = (a.pq_ratchet_epoch().unwrap(), b.pq_ratchet_epoch().unwrap());
+    assert!(ea.min(eb) >= 4, "epochs {ea} {eb}");
+    // Both chains now mix a post-quantum secret.
+    let (send, recv_chain) = pq_chain_epochs(&a).unwrap();
+    assert!(
+        send >= 3 && recv_chain >= 3,
+        "chains mix {send} and {recv_chain}"
+    );
+}
+
+#[test]
+fn a_message_without_its_extension_is_refused_and_changes_nothing() {
+    let rng = &mut SeededRng::from_label("pq downgrade");
+    let (mut a, mut b) = pair(rng, true);
+    exchange(rng, &mut a, &mut b, 0);
+    let w = a.encrypt(rng, b"m").unwrap();
+    // Cut the extension out and set its length to zero: a server stripping the ratchet.
+    let len = usize::from(u16::from_be_bytes([w[58], w[59]]));
+    assert!(len == 1 || len == 34);
+    let mut stripped = w[..58].to_vec();
+    stripped.extend_from_slice(&[0, 0]);
+    stripped.extend_from_slice(&w[60 + len..]);
+    let before = b.to_bytes();
+    assert_eq!(
+        recv(&mut b, &stripped),
+        Err(RatchetError::NotPostQuantum.into())
+    );
+    assert_eq!(*before, *b.to_bytes());
+    assert_eq!(recv(&mut b, &w).unwrap(), b"m");
+}
+
+#[test]
+fn a_session_without_the_ratchet_refuses_an_extension() {
+    let rng = &mut SeededRng::from_label("no pq extension");
+    let (mut a, mut b) = pair(rng, false);
+    exchange(rng, &mut a, &mut b, 0);
+    let w = a.encrypt(rng, b"m").unwrap();
+    let mut extended = w[..58].to_vec();
+    extended.extend_from_slice(&[0, 1, 0x00]);
+    extended.extend_from_slice(&w[60..]);
+    let before = b.to_bytes();
+    assert_eq!(
+        recv(&mut b, &extended),
+        Err(ratchetry::DecodeError::InvalidValue.into())
+    );
+    assert_eq!(*before, *b.to_bytes());
+}
+
+#[test]
+fn stored_state_round_trips_at_every_step() {
+    let rng = &mut SeededRng::from_label("pq state");
+    let (mut a, mut b) = pair(rng, true);
+    for i in 0..120 {
+        exchange(rng, &mut a, &mut b, i);
+        for s in [&a, &b] {
+            let bytes = s.to_bytes();
+            assert_eq!(bytes[0], 3, "a session with the ratchet is state version 3");
+            assert_eq!(*Session::from_bytes(&bytes).unwrap().to_bytes(), *bytes);
+        }
+    }
+}
+
+/// Alice's generator, recording the draws of her current send.
+struct Recording<'a> {
+    inner: &'a mut SeededRng,
+    draws: Vec<Vec<u8>>,
+}
+
+impl TryRng for Recording<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.inner.try_next_u32()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.inner.try_next_u64()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.inner.try_fill_bytes(dst)?;
+        self.draws.push(dst.to_vec());
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for Recording<'_> {}
+
+/// The observer's generator for one send: Alice's X25519 ratchet key and header salt of the
+/// same send (a session draws, per send, 32 bytes of ratchet key when a chain starts, then 16
+/// of salt, then ML-KEM randomness: 32 bytes `m` when it encapsulates, 64 of seed when it
+/// publishes), and its own bytes for everything else. So it knows every X25519 secret of
+/// Alice's and none of her ML-KEM randomness.
+struct Observer<'a> {
+    alice: &'a [Vec<u8>],
+    own: &'a mut SeededRng,
+    first: bool,
+}
+
+impl TryRng for Observer<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.own.try_next_u32()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.own.try_next_u64()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        let first = core::mem::replace(&mut self.first, false);
+        let alices_key = self.alice.first().filter(|d| first && d.len() == 32);
+        let alices_salt = self.alice.iter().find(|d| d.len() == 16);
+        match (dst.len(), alices_key, alices_salt) {
+            (32, Some(key), _) => dst.copy_from_slice(key),
+            (16, _, Some(salt)) => dst.copy_from_slice(salt),
+            _ => self.own.try_fill_bytes(dst)?,
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for Observer<'_> {}
+
+/// Copies Alice's whole state after `copy_after` round trips and has an observer follow her
+/// sends with her X25519 secrets. Returns, of Bob's next 400 messages: how many the observer
+/// read, how many of them mixed an epoch at least two past the copy's, how many of those it
+/// read, and the copy's epoch.
+fn observe(pq: bool, copy_after: usize) -> (usize, usize, usize, u32) {
+    let rng = &mut SeededRng::from_label("healing");
+    let (mut a, mut b) = pair(rng, pq);
+    let a_rng = &mut SeededRng::from_label("alice's randomness");
+    let b_rng = &mut SeededRng::from_label("bob's randomness");
+    for i in 0..copy_after {
+        let w = b.encrypt(b_rng, format!("b{i}").as_bytes()).unwrap();
+        recv(&mut a, &w).unwrap();
+        let w = a.encrypt(a_rng, b"before").unwrap();
+        recv(&mut b, &w).unwrap();
+    }
+    let copied_at = a.pq_ratchet_epoch().unwrap_or(0);
+    let mut observer = Session::from_bytes(&a.to_bytes()).unwrap();
+    let own = &mut SeededRng::from_label("the observer's own guesses");
+    let (mut read, mut late, mut late_read) = (0, 0, 0);
+    for i in 0..400 {
+        let secret = format!("secret {i}");
+        let w = b.encrypt(b_rng, secret.as_bytes()).unwrap();
+        let mixed = pq_chain_epochs(&b).map_or(0, |(send, _)| send);
+        recv(&mut a, &w).unwrap();
+        let opened = recv(&mut observer, &w).ok() == Some(secret.into_bytes());
+        read += usize::from(opened);
+        if pq && mixed >= copied_at + 2 {
+            late += 1;
+            late_read += usize::from(opened);
+        }
+        let mut recording = Recording {
+            inner: &mut *a_rng,
+            draws: Vec::new(),
+        };
+        let w = a.encrypt(&mut recording, b"after").unwrap();
+        let draws = recording.draws;
+        let _ = observer.encrypt(
+            &mut Observer {
+                alice: &draws,
+                own: &mut *own,
+                first: true,
+            },
+            b"after",
+        );
+        recv(&mut b, &w).unwrap();
+    }
+    (read, late, late_read, copied_at)
+}
+
+#[test]
+fn a_copied_state_stops_reading_two_epochs_later_but_a_classical_session_stays_open() {
+    // Without the ratchet, the observer reads every one of Bob's next 400 messages.
+    let (read, _, _, _) = observe(false, 100);
+    assert_eq!(
+        read, 400,
+        "without the ratchet the observer reads everything"
+    );
+    // With it, copied at epoch e (after 100 round trips): it reads what was mixed before
+    // e + 2, and nothing mixed with e + 2 or later, which most of the 400 are.
+    let (read, late, late_read, e) = observe(true, 100);
+    println!(
+        "copied at epoch {e}: read {read} of 400, {late} mixed epoch e + 2 or later, {late_read} of them read"
+    );
+    assert!(e >= 2, "copied at epoch {e}");
+    assert!(
+        read > 0,
+        "the observer read nothing at all: it is not a real observer"
+    );
+    assert!(
+        late >= 200,
+        "only {late} of Bob's messages mixed epoch {} or later",
+        e + 2
+    );
+    assert_eq!(
+        late_read, 0,
+        "the observer read a message of epoch e + 2 or later"
+    );
+}
