@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::fuzz::{self, FanoutFixture, Fixture, GroupFixture};
+use ratchetry::testing::fuzz::{self, FanoutFixture, Fixture, GroupFixture, PqFixture};
 
 const TARGETS: &[&str] = &[
     "bundle",
@@ -25,6 +25,8 @@ const TARGETS: &[&str] = &[
     "device_receive",
     "history_calls",
     "records",
+    "pq_chunks",
+    "pq_receive",
 ];
 
 /// Seeds live in `tests/fuzz-corpus/` (the published crate carries them); crash artifacts
@@ -108,6 +110,7 @@ fn stateless_decoders() {
     replay("device_wire", fuzz::device_wire);
     replay("history_calls", fuzz::history_and_calls);
     replay("records", fuzz::records);
+    replay("pq_chunks", fuzz::pq_chunks);
 }
 
 #[test]
@@ -121,6 +124,12 @@ fn session_receive_paths() {
         let msg = ratchetry::IncomingMessage::decode(m).unwrap();
         f.bob_session.decrypt(&msg).unwrap();
     }
+}
+
+#[test]
+fn pq_receive_path() {
+    let pristine = PqFixture::new();
+    replay("pq_receive", |d| fuzz::pq_receive(&mut pristine.clone(), d));
 }
 
 #[test]
@@ -195,6 +204,7 @@ fn regenerate_fuzz_seeds() {
     write("state", "session-responder", &f.bob_session.to_bytes());
     write("state", "prekey-store", &f.bob_store.to_bytes());
     write("state", "identity", &f.bob.to_bytes());
+    pq_seeds(&write);
 
     let owner = GroupSender::new(f.alice.public(), b"context").unwrap();
     let mut out = OutboundGroupSession::new(rng, GroupId([5; 32]), owner.clone());
@@ -318,4 +328,38 @@ fn regenerate_fuzz_seeds() {
     membership.extend_from_slice(&[0x02; 32]);
     membership.extend_from_slice(&0u32.to_be_bytes());
     write("history_calls", "membership", &membership);
+}
+
+/// Seeds of the post-quantum targets: genuine extensions of a lossless conversation (as
+/// `pq_chunks` records) and a session's genuine messages and extensions (`pq_receive`).
+fn pq_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    use ratchetry::testing::pq::PqLink;
+    let mut link = PqLink::new([0x52; 32]);
+    let mut records = Vec::new();
+    for i in 0..160 {
+        let m = link.send(i % 2 == 0);
+        if i % 2 == 0 && i >= 150 {
+            // The fixture is the responder 150 messages in: the initiator's next extensions.
+            let ext = m.ext_bytes();
+            records.push(0);
+            records.push(ext.len() as u8);
+            records.extend_from_slice(ext);
+            records.resize(records.len() + 34 - ext.len(), 0);
+        }
+        link.deliver(&m).unwrap();
+    }
+    write("pq_chunks", "genuine-extensions", &records);
+    write("pq_chunks", "bare-extension", &[0, 1, 0x00]);
+    let f = PqFixture::new();
+    let rng = &mut SeededRng::from_label("pq receive seeds");
+    let mut alice = f.alice.clone();
+    let genuine = alice.encrypt(rng, b"genuine").unwrap();
+    let mut raw = vec![0u8];
+    raw.extend_from_slice(&genuine);
+    write("pq_receive", "genuine-message", &raw);
+    write(
+        "pq_receive",
+        "sealed-extensions",
+        &[1, 1, 0x00, 34, 0x10, 0x42],
+    );
 }

@@ -29,6 +29,9 @@ use ratchetry::{
 };
 use serde::{Deserialize, Serialize};
 
+#[path = "protocol_vectors/pq.rs"]
+mod pq;
+
 const GENERATOR: &str = "cargo test --test protocol_vectors -- --ignored regenerate";
 
 // =============================================================================================
@@ -5877,4 +5880,5 @@ fn regenerate() {
     write("call-keys.json", to_json(&call_file()));
     write("devices.json", to_json(&devices_file()));
     write("records.json", to_json(&records_file()));
+    write("pq-ratchet.json", to_json(&pq::pq_file()));
 }

@@ -208,7 +208,7 @@ impl Session {
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        self.seal(rng, plaintext, context, &mut out, 0)?;
+        self.seal(rng, plaintext, context, &mut out, 0, None)?;
         Ok(out)
     }
 
@@ -222,11 +222,26 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<[u8; SALT_LEN], Error> {
         let context_len = out.len();
-        self.seal(rng, plaintext, &[], out, context_len)
+        self.seal(rng, plaintext, &[], out, context_len, None)
+    }
+
+    /// A message whose header carries `extension` instead of the post-quantum ratchet's own:
+    /// what a peer that does not follow the ratchet could send (fuzzing).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn encrypt_with_extension(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        extension: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal(rng, plaintext, &[], &mut out, 0, Some(extension))?;
+        Ok(out)
     }
 
     /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
     /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
+    /// `forced`: an extension to send instead of the ratchet's (test support only).
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -234,6 +249,7 @@ impl Session {
         context: &[u8],
         out: &mut Vec<u8>,
         context_len: usize,
+        forced: Option<&[u8]>,
     ) -> Result<[u8; SALT_LEN], Error> {
         let s = &mut *self.0;
         if s.send.is_none() {
@@ -282,6 +298,9 @@ impl Session {
         let mut extension = Vec::new();
         if let Some(pq) = s.pq.as_mut() {
             pq.send(rng).encode(&mut extension);
+        }
+        if let Some(forced) = forced {
+            extension = forced.to_vec();
         }
         let mut header_bytes = [0u8; MAX_HEADER_LEN];
         let header_len = header.encode(&extension, &mut header_bytes);

@@ -27,6 +27,11 @@ impl PqMessage {
     pub fn ext_len(&self) -> usize {
         self.ext.len()
     }
+
+    /// The extension's bytes.
+    pub fn ext_bytes(&self) -> &[u8] {
+        &self.ext
+    }
 }
 
 #[derive(Clone)]
@@ -68,6 +73,11 @@ impl PqLink {
             sides: [side(true), side(false)],
             rng: SeededRng::new(seed),
         }
+    }
+
+    /// The responder's ratchet.
+    pub(crate) fn responder(&self) -> &PqRatchet {
+        &self.sides[1].pq
     }
 
     /// The epoch each side knows (initiator, responder).

@@ -26,3 +26,9 @@ pub fn group_message_keys(message_key: [u8; 32], salt: [u8; 16]) -> ([u8; 32], [
         .aead_key(&salt, crate::labels::GROUP_MESSAGE_KEYS)
         .key_and_nonce()
 }
+
+/// Chunk `index` of a payload under the post-quantum ratchet's erasure code (PROTOCOL.md 25.1):
+/// the payload's length a multiple of 32, at most 64 symbols.
+pub fn erasure_chunk(payload: &[u8], index: u8) -> [u8; 32] {
+    crate::ratchet::pq::erasure::encode(payload, index)
+}
