@@ -20,10 +20,20 @@ use ratchetry::testing::raw::{
 use ratchetry::{IdentityKeyPair, IncomingMessage, PreKeyStore, Session, SessionConfig, Timestamp};
 
 fn pair(rng: &mut SeededRng) -> (Session, Session) {
+    pair_with(rng, false)
+}
+
+/// A pair whose sessions run the post-quantum ratchet when `pq`, 300 messages into a
+/// conversation (mid-epoch, both chains mixing an epoch secret).
+fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &b, Timestamp(0), Default::default());
-    let bundle = store.bundle(&b, None, None).verify().unwrap();
+    let kem = pq.then(|| {
+        store.enable_pq_ratchet();
+        store.generate_one_time_kem_prekeys(rng, &b, Timestamp(0), 1)[0].id
+    });
+    let bundle = store.bundle(&b, None, kem).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"hi").unwrap();
     let IncomingMessage::PreKey(m) = IncomingMessage::decode(&w).unwrap() else {
@@ -34,6 +44,14 @@ fn pair(rng: &mut SeededRng) -> (Session, Session) {
     sa.decrypt(&IncomingMessage::decode(&r).unwrap()).unwrap();
     let w = sa.encrypt(rng, b"steady").unwrap();
     sb.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap();
+    if pq {
+        for _ in 0..150 {
+            let w = sb.encrypt(rng, b"warm").unwrap();
+            sa.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap();
+            let w = sa.encrypt(rng, b"warm").unwrap();
+            sb.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap();
+        }
+    }
     (sa, sb)
 }
 
@@ -59,6 +77,22 @@ fn bench(c: &mut Criterion) {
         g.bench_function("op", |b| {
             b.iter(|| black_box(a.encrypt(rng, black_box(&body)).unwrap()))
         });
+        // The same with the post-quantum ratchet, each send from the same mid-epoch state.
+        let (a_pq, _) = pair_with(rng, true);
+        g.bench_function("op_pq", |b| {
+            b.iter_batched(
+                || a_pq.clone(),
+                |mut a| black_box(a.encrypt(rng, black_box(&body)).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("op_clone", |b| {
+            b.iter_batched(
+                || a.clone(),
+                |mut a| black_box(a.encrypt(rng, black_box(&body)).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
         g.bench_function("floor", |b| {
             b.iter(|| {
                 let mut salt = [0u8; 16];
@@ -78,6 +112,31 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || a.encrypt(rng, &body).unwrap(),
                 |wire| {
+                    black_box(
+                        bob.decrypt(&IncomingMessage::decode(&wire).unwrap())
+                            .unwrap(),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let (mut a_pq, bob_pq) = pair_with(rng, true);
+        g.bench_function("op_pq", |b| {
+            b.iter_batched(
+                || (bob_pq.clone(), a_pq.encrypt(rng, &body).unwrap()),
+                |(mut bob, wire)| {
+                    black_box(
+                        bob.decrypt(&IncomingMessage::decode(&wire).unwrap())
+                            .unwrap(),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("op_clone", |b| {
+            b.iter_batched(
+                || (bob.clone(), a.encrypt(rng, &body).unwrap()),
+                |(mut bob, wire)| {
                     black_box(
                         bob.decrypt(&IncomingMessage::decode(&wire).unwrap())
                             .unwrap(),

@@ -349,6 +349,17 @@ impl Device {
         OneTimePreKeys::new(keys, kem)
     }
 
+    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25): every ML-KEM prekey it
+    /// generates from now on (one-time ones, retry requests' and the last-resort one at the
+    /// next rotation) marks its device as running the ratchet, and every session another
+    /// device starts with such a key runs it on both sides. One-way. Call it once, then
+    /// generate and upload one-time prekeys and rotate, so bundles carry marked keys soon.
+    pub fn enable_pq_ratchet(&mut self) {
+        self.prekeys.enable_pq_ratchet();
+        self.touch(Key::PreKeys);
+        self.bump();
+    }
+
     /// Rotates the signed prekey and the last-resort ML-KEM prekey (do it regularly; earlier
     /// ones stay accepted for a while). One-time prekeys already uploaded stay valid.
     pub fn rotate_signed_prekey(&mut self, rng: &mut impl CryptoRng, now: Timestamp) {
@@ -382,6 +393,15 @@ impl Device {
     /// Whether a pairwise session with `device` exists.
     pub fn has_session(&self, device: &DeviceAddress) -> bool {
         self.sessions.contains_key(device)
+    }
+
+    /// The post-quantum ratchet's epoch in the current session with `device` (PROTOCOL.md 25),
+    /// or `None` without a session or if it does not run the ratchet.
+    pub fn pq_ratchet_epoch(&self, device: &DeviceAddress) -> Option<u32> {
+        self.sessions
+            .get(device)
+            .and_then(|set| set.current())
+            .and_then(|s| s.pq_ratchet_epoch())
     }
 
     /// The devices whose current session is classical: migrated from before PQXDH, its keys
