@@ -11,7 +11,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::fuzz::{self, FanoutFixture, Fixture, GroupFixture, PqFixture};
+use ratchetry::testing::fuzz::{
+    self, FanoutFixture, Fixture, GroupFixture, PqChunksFixture, PqFixture,
+};
 
 const TARGETS: &[&str] = &[
     "bundle",
@@ -110,7 +112,6 @@ fn stateless_decoders() {
     replay("device_wire", fuzz::device_wire);
     replay("history_calls", fuzz::history_and_calls);
     replay("records", fuzz::records);
-    replay("pq_chunks", fuzz::pq_chunks);
 }
 
 #[test]
@@ -127,7 +128,9 @@ fn session_receive_paths() {
 }
 
 #[test]
-fn pq_receive_path() {
+fn pq_receive_paths() {
+    let chunks = PqChunksFixture::new();
+    replay("pq_chunks", |d| fuzz::pq_chunks(&mut chunks.clone(), d));
     let pristine = PqFixture::new();
     replay("pq_receive", |d| fuzz::pq_receive(&mut pristine.clone(), d));
 }

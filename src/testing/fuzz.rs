@@ -584,16 +584,39 @@ pub fn accept(fixture: &mut Fixture, data: &[u8]) {
     }
 }
 
-/// The post-quantum ratchet alone, mid-epoch on both sides (from a simulated link), taking in
-/// arbitrary extensions as if authenticated: 35-byte records, the first byte a chain epoch to
-/// read them under (relative to the receiving chain's), the rest an extension of that many
-/// bytes (a byte `n ≤ 34` then `n` bytes). It must not panic; its state must stay encodable and
-/// decode to itself; its epoch and the secrets it keeps must never go backwards.
-pub fn pq_chunks(data: &[u8]) {
+/// A responder's post-quantum ratchet 150 messages into a lossless conversation: mid-epoch,
+/// with partial collectors. Built once per fuzzing process (it takes a few key generations).
+#[derive(Clone)]
+pub struct PqChunksFixture(crate::ratchet::pq::PqRatchet);
+
+impl PqChunksFixture {
+    /// Builds the fixture deterministically.
+    pub fn new() -> Self {
+        let mut link = super::pq::PqLink::new([0x51; 32]);
+        for i in 0..150 {
+            let m = link.send(i % 2 == 0);
+            let _ = link.deliver(&m);
+        }
+        Self(link.responder().clone())
+    }
+}
+
+impl Default for PqChunksFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The post-quantum ratchet alone taking in arbitrary extensions as if authenticated:
+/// 36-byte records, the first byte a chain epoch to read them under (0 to 3 above the
+/// receiving chain's), the second a length `n ≤ 34`, then the extension's `n` bytes. It must
+/// not panic; its state must stay encodable and decode to itself; its epoch must never go
+/// backwards.
+pub fn pq_chunks(fixture: &mut PqChunksFixture, data: &[u8]) {
     use crate::ratchet::pq::{Extension, PqRatchet};
     use crate::wire::{Reader, SecretBuf};
 
-    let mut pq = pq_fixture();
+    let pq = &mut fixture.0;
     for record in data.chunks(36) {
         let [relative, len, rest @ ..] = record else {
             break;
@@ -620,18 +643,6 @@ pub fn pq_chunks(data: &[u8]) {
             other => panic!("the state did not decode: {:?}", other.err()),
         }
     }
-}
-
-/// A responder's ratchet 150 messages into a lossless conversation: mid-epoch, with partial
-/// collectors.
-fn pq_fixture() -> crate::ratchet::pq::PqRatchet {
-    // Built per input: 150 simulated messages cost about 0.2 ms.
-    let mut link = super::pq::PqLink::new([0x51; 32]);
-    for i in 0..150 {
-        let m = link.send(i % 2 == 0);
-        let _ = link.deliver(&m);
-    }
-    link.responder().clone()
 }
 
 /// A pair of sessions that run the post-quantum ratchet, mid-epoch.

@@ -45,6 +45,26 @@ const OPS: &[Op] = &[
         setup: ratchet_decrypt,
     },
     Op {
+        name: "ratchet/pq/encrypt/1KiB",
+        iterations: 32,
+        setup: pq_encrypt,
+    },
+    Op {
+        name: "ratchet/pq/decrypt/1KiB",
+        iterations: 32,
+        setup: pq_decrypt,
+    },
+    Op {
+        name: "ratchet/conversation/1KiB",
+        iterations: 152,
+        setup: conversation,
+    },
+    Op {
+        name: "ratchet/pq/conversation/1KiB",
+        iterations: 152,
+        setup: pq_conversation,
+    },
+    Op {
         name: "floor/seal/1KiB",
         iterations: 32,
         setup: floor_seal,
@@ -142,10 +162,20 @@ fn body() -> Vec<u8> {
 
 /// Two sessions past their pre-key messages, as after a first exchange.
 fn pair(rng: &mut SeededRng) -> (Session, Session) {
+    pair_with(rng, false)
+}
+
+/// A pair; with `pq`, its sessions run the post-quantum ratchet and are 300 messages into a
+/// conversation (mid-epoch, both chains mixing an epoch secret).
+fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &b, NOW, Default::default());
-    let bundle = store.bundle(&b, None, None).verify().unwrap();
+    let kem = pq.then(|| {
+        store.enable_pq_ratchet();
+        store.generate_one_time_kem_prekeys(rng, &b, NOW, 1)[0].id
+    });
+    let bundle = store.bundle(&b, None, kem).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"hi").unwrap();
     let IncomingMessage::PreKey(m) = IncomingMessage::decode(&w).unwrap() else {
@@ -154,7 +184,64 @@ fn pair(rng: &mut SeededRng) -> (Session, Session) {
     let (mut sb, _) = Session::accept(&b, &mut store, &m, SessionConfig::default()).unwrap();
     let r = sb.encrypt(rng, b"hi").unwrap();
     sa.decrypt(&IncomingMessage::decode(&r).unwrap()).unwrap();
+    if pq {
+        for _ in 0..150 {
+            let w = sa.encrypt(rng, b"warm").unwrap();
+            sb.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap();
+            let w = sb.encrypt(rng, b"warm").unwrap();
+            sa.decrypt(&IncomingMessage::decode(&w).unwrap()).unwrap();
+        }
+    }
     (sa, sb)
+}
+
+fn pq_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let (mut a, _) = pair_with(rng, true);
+    let body = body();
+    let mut rng = rng.clone();
+    Box::new(move || {
+        black_box(a.encrypt(&mut rng, black_box(&body)).unwrap());
+    })
+}
+
+fn pq_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    let (mut a, mut b) = pair_with(rng, true);
+    let body = body();
+    let mut wires: Vec<Vec<u8>> = (0..runs).map(|_| a.encrypt(rng, &body).unwrap()).collect();
+    wires.reverse();
+    Box::new(move || {
+        let wire = wires.pop().unwrap();
+        black_box(b.decrypt(&IncomingMessage::decode(&wire).unwrap()).unwrap());
+    })
+}
+
+/// One message of a strict ping-pong, sent and received (the direction alternates): every
+/// message starts a chain, so each carries a DH ratchet step; with the post-quantum ratchet,
+/// 152 of them span two epochs, whose KEM work they share.
+fn ping_pong(rng: &mut SeededRng, pq: bool) -> Box<dyn FnMut()> {
+    let (a, b) = pair_with(rng, pq);
+    let mut sides = [a, b];
+    let body = body();
+    let mut rng = rng.clone();
+    let mut turn = 0;
+    Box::new(move || {
+        let (from, to) = (turn % 2, 1 - turn % 2);
+        turn += 1;
+        let w = sides[from].encrypt(&mut rng, &body).unwrap();
+        black_box(
+            sides[to]
+                .decrypt(&IncomingMessage::decode(&w).unwrap())
+                .unwrap(),
+        );
+    })
+}
+
+fn conversation(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    ping_pong(rng, false)
+}
+
+fn pq_conversation(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    ping_pong(rng, true)
 }
 
 fn ratchet_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {

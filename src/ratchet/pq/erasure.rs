@@ -40,6 +40,7 @@ const fn tables() -> ([u8; 512], [u8; 256]) {
 const EXP: [u8; 512] = tables().0;
 const LOG: [u8; 256] = tables().1;
 
+#[cfg(test)]
 fn mul(a: u8, b: u8) -> u8 {
     if a == 0 || b == 0 {
         0
@@ -48,29 +49,62 @@ fn mul(a: u8, b: u8) -> u8 {
     }
 }
 
-fn inv(a: u8) -> u8 {
-    // Callers pass products of differences of distinct points: never zero.
-    EXP[255 - LOG[a as usize] as usize]
+/// `log(Π_{m≠j} (p_j − p_m))` for each point `p_j`: the Lagrange denominators, as logarithms.
+fn log_denominators(points: &[u8]) -> Vec<u8> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(j, &pj)| {
+            let mut log = 0u32;
+            for (m, &pm) in points.iter().enumerate() {
+                if m != j {
+                    log += u32::from(LOG[(pj ^ pm) as usize]);
+                }
+            }
+            (log % 255) as u8
+        })
+        .collect()
 }
 
-/// The value at `x` of the polynomials through `(points[j], values[j])`, `x` not among
-/// `points` (Lagrange's form: `Σ_j values[j] · Π_{m≠j} (x − p_m)/(p_j − p_m)`).
-fn evaluate(points: &[u8], values: &[&Chunk], x: u8) -> Chunk {
-    let mut out = [0u8; SYMBOL];
-    for (j, (&pj, value)) in points.iter().zip(values).enumerate() {
-        let mut num = 1u8;
-        let mut den = 1u8;
-        for (m, &pm) in points.iter().enumerate() {
+/// The Lagrange denominators of the systematic points `0..k`, computed once at compile time
+/// for the ratchet's four payload sizes.
+const fn systematic_log_denominators<const K: usize>() -> [u8; K] {
+    let mut out = [0u8; K];
+    let mut j = 0;
+    while j < K {
+        let mut log = 0u32;
+        let mut m = 0;
+        while m < K {
             if m != j {
-                num = mul(num, x ^ pm);
-                den = mul(den, pj ^ pm);
+                log += LOG[j ^ m] as u32;
             }
+            m += 1;
         }
-        let weight = mul(num, inv(den));
-        if weight == 0 {
-            continue;
-        }
-        let lw = LOG[weight as usize] as usize;
+        out[j] = (log % 255) as u8;
+        j += 1;
+    }
+    out
+}
+
+const DEN_2: [u8; 2] = systematic_log_denominators::<2>();
+const DEN_4: [u8; 4] = systematic_log_denominators::<4>();
+const DEN_30: [u8; 30] = systematic_log_denominators::<30>();
+const DEN_36: [u8; 36] = systematic_log_denominators::<36>();
+
+/// The value at `x` of the polynomials through `(points[j], values[j])`, `x` not among
+/// `points`, given the points' log-denominators: Lagrange's form `Σ_j values[j] · w_j` with
+/// `w_j = Π_m (x − p_m) / ((x − p_j) · Π_{m≠j} (p_j − p_m))`, all in logarithms, so each
+/// weight costs an addition and each byte two table lookups.
+fn evaluate(points: &[u8], log_den: &[u8], values: &[&Chunk], x: u8) -> Chunk {
+    let log_num: u32 = points
+        .iter()
+        .map(|&pm| u32::from(LOG[(x ^ pm) as usize]))
+        .sum();
+    let mut out = [0u8; SYMBOL];
+    for ((&pj, &den), value) in points.iter().zip(log_den).zip(values) {
+        // x ∉ points, so x − p_j ≠ 0; logs are mod 255, kept non-negative.
+        let lw = ((log_num + 2 * 255 - u32::from(LOG[(x ^ pj) as usize]) - u32::from(den)) % 255)
+            as usize;
         for (o, &v) in out.iter_mut().zip(value.iter()) {
             if v != 0 {
                 *o ^= EXP[lw + LOG[v as usize] as usize];
@@ -96,7 +130,18 @@ pub(crate) fn encode(payload: &[u8], index: u8) -> Chunk {
     }
     let points: Vec<u8> = (0..k as u8).collect();
     let values: Vec<&Chunk> = (0..k).map(symbol).collect();
-    evaluate(&points, &values, index)
+    let computed;
+    let log_den: &[u8] = match k {
+        2 => &DEN_2,
+        4 => &DEN_4,
+        30 => &DEN_30,
+        36 => &DEN_36,
+        _ => {
+            computed = log_denominators(&points);
+            &computed
+        }
+    };
+    evaluate(&points, log_den, &values, index)
 }
 
 /// Chunks of one payload as they arrive: keeps the first `k` distinct ones, in ascending index
@@ -151,11 +196,12 @@ impl Collector {
         let k = self.k as usize;
         let points: Vec<u8> = self.chunks.iter().map(|(i, _)| *i).collect();
         let values: Vec<&Chunk> = self.chunks.iter().map(|(_, c)| c).collect();
+        let log_den = log_denominators(&points);
         let mut out = Vec::with_capacity(k * SYMBOL);
         for j in 0..k as u8 {
             match self.chunks.binary_search_by_key(&j, |(i, _)| *i) {
                 Ok(at) => out.extend_from_slice(&self.chunks[at].1),
-                Err(_) => out.extend_from_slice(&evaluate(&points, &values, j)),
+                Err(_) => out.extend_from_slice(&evaluate(&points, &log_den, &values, j)),
             }
         }
         Some(out)
@@ -175,7 +221,7 @@ mod tests {
     #[test]
     fn the_field_tables_invert() {
         for a in 1..=255u8 {
-            assert_eq!(mul(a, inv(a)), 1);
+            assert_eq!(mul(a, EXP[255 - LOG[a as usize] as usize]), 1);
         }
         assert_eq!(mul(0x80, 2), 0x1d);
     }
@@ -210,6 +256,15 @@ mod tests {
             }
             assert_eq!(c.decode().as_deref(), Some(&p[..]));
         }
+    }
+
+    #[test]
+    fn the_compiled_denominators_are_the_computed_ones() {
+        let points = |k: u8| (0..k).collect::<Vec<u8>>();
+        assert_eq!(&DEN_2[..], &log_denominators(&points(2))[..]);
+        assert_eq!(&DEN_4[..], &log_denominators(&points(4))[..]);
+        assert_eq!(&DEN_30[..], &log_denominators(&points(30))[..]);
+        assert_eq!(&DEN_36[..], &log_denominators(&points(36))[..]);
     }
 
     #[test]
