@@ -270,3 +270,34 @@ fn a_copied_state_stops_reading_two_epochs_later_but_a_classical_session_stays_o
         "the observer read a message of epoch e + 2 or later"
     );
 }
+
+#[test]
+fn every_message_of_a_chain_names_its_chains_epoch() {
+    let rng = &mut SeededRng::from_label("pq chain nibble");
+    let (mut a, mut b) = pair(rng, true);
+    exchange(rng, &mut a, &mut b, 0);
+    let (m1, m2, m3) = (
+        a.encrypt(rng, b"1").unwrap(),
+        a.encrypt(rng, b"2").unwrap(),
+        a.encrypt(rng, b"3").unwrap(),
+    );
+    // Another epoch in the chain nibble (the extension's first byte, after the 60-byte header).
+    let renamed = |w: &[u8]| {
+        let mut w = w.to_vec();
+        w[60] ^= 0x10;
+        w
+    };
+    // m2 starts the chain; m1 (a skipped key of that chain) and m3 (the chain's next) must
+    // name its epoch: another is a form error, before any key is tried.
+    assert_eq!(recv(&mut b, &m2).unwrap(), b"2");
+    for w in [&m1, &m3] {
+        let before = b.to_bytes();
+        assert_eq!(
+            recv(&mut b, &renamed(w)),
+            Err(ratchetry::DecodeError::InvalidValue.into())
+        );
+        assert_eq!(*before, *b.to_bytes());
+    }
+    assert_eq!(recv(&mut b, &m1).unwrap(), b"1");
+    assert_eq!(recv(&mut b, &m3).unwrap(), b"3");
+}

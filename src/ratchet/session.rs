@@ -365,6 +365,13 @@ impl Session {
             .skipped
             .find(&header.ratchet_key, header.message_number)
         {
+            // A late message of the current receiving chain names that chain's epoch too.
+            let current = self.0.recv.as_ref().map(|c| c.ratchet_key) == Some(header.ratchet_key);
+            if let (Some(pq), Some(e), true) = (&self.0.pq, &extension, current)
+                && !pq.is_recv_chain(e.chain_nibble)
+            {
+                return Err(DecodeError::InvalidValue.into());
+            }
             let plaintext = match self.0.skipped.get(index) {
                 Some(stored) => self.open(&stored.key, message, context)?,
                 None => return Err(RatchetError::AuthenticationFailed.into()),

@@ -915,6 +915,9 @@ class Session:
         chain_nibble, chunk = decode_pq_ext(ext) if s.pq is not None else (None, None)
         for i, (sk_key, sk_n, sk_mk) in enumerate(s.skipped):  # step 1
             if sk_key == k and sk_n == n:
+                current = s.pq is not None and s.recv is not None and k == s.recv[0]
+                if current and chain_nibble != s.pq.c_recv % 16:
+                    raise DecodeError("InvalidValue")  # 8.6 step 1: the chain's own epoch
                 key, nonce = message_keys(sk_mk, salt)
                 plaintext = aead_open(key, nonce, aad, msg["ct"])
                 del s.skipped[i]
