@@ -26,6 +26,8 @@ if [ ${#files[@]} -eq 0 ]; then
         src/group/inbound.rs src/calls/call.rs src/calls/key_message.rs
         src/ratchet/session.rs src/ratchet/state.rs src/ratchet/message.rs
         src/ratchet/skipped.rs src/ratchet/keys.rs src/x3dh/store.rs src/x3dh/kem_prekeys.rs
+        src/ratchet/pq/erasure.rs src/ratchet/pq/extension.rs src/ratchet/pq/ratchet.rs
+        src/ratchet/pq/state.rs src/primitives/kem768.rs
     )
 fi
 # Every test binary but the slow seeded suites (their rules have tests of their own).
