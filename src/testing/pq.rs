@@ -27,6 +27,11 @@ impl PqMessage {
     pub fn ext_len(&self) -> usize {
         self.ext.len()
     }
+
+    /// The extension's bytes (for tests that look at which chunk a message carries).
+    pub fn ext_bytes(&self) -> &[u8] {
+        &self.ext
+    }
 }
 
 #[derive(Clone)]
@@ -153,11 +158,12 @@ impl PqLink {
             let p = &s.pq;
             let _ = write!(
                 out,
-                "[e{} pk{} sc{} rc{} pub:{:?} enc:{:?} inc h{} v{}] ",
+                "[e{} pk{} sc{} rc{} loss{:?} pub:{:?} enc:{:?} inc h{} v{}] ",
                 p.epoch,
                 p.peer_knows,
                 p.send_chain,
                 p.recv_chain,
+                (p.loss.heard, p.loss.missed),
                 p.publication.as_ref().map(|x| (
                     x.header.count,
                     x.header.acked,
