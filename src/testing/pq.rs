@@ -28,7 +28,7 @@ impl PqMessage {
         self.ext.len()
     }
 
-    /// The extension's bytes.
+    /// The extension's bytes (for tests that look at which chunk a message carries).
     pub fn ext_bytes(&self) -> &[u8] {
         &self.ext
     }
@@ -40,6 +40,8 @@ struct Side {
     send_chain: u32,
     new_chain_due: bool,
     recv_chain: u32,
+    /// The current sending chain's epoch and secret, as it began.
+    chain_secret: (u32, Option<[u8; 32]>),
 }
 
 /// Two ratchets and the chain bookkeeping around them.
@@ -68,6 +70,7 @@ impl PqLink {
             send_chain: 0,
             new_chain_due: initiator,
             recv_chain: 0,
+            chain_secret: (0, None),
         };
         Self {
             sides: [side(true), side(false)],
@@ -107,18 +110,11 @@ impl PqLink {
         if side.new_chain_due {
             side.new_chain_due = false;
             side.send_chain += 1;
-            side.pq.begin_send_chain();
+            // What the chain mixes is fixed when it begins; the secret may be dropped later.
+            let (c, secret) = side.pq.begin_send_chain();
+            side.chain_secret = (c, secret.map(|s| *s.as_bytes()));
         }
-        let (chain_epoch, chain_secret) = {
-            let c = side.pq.send_chain;
-            let s = side
-                .pq
-                .secrets
-                .iter()
-                .find(|(x, _)| *x == c)
-                .map(|(_, s)| *s.as_bytes());
-            (c, s)
-        };
+        let (chain_epoch, chain_secret) = side.chain_secret;
         let mut ext = Vec::new();
         side.pq.send(&mut self.rng).encode(&mut ext);
         PqMessage {
@@ -163,11 +159,12 @@ impl PqLink {
             let p = &s.pq;
             let _ = write!(
                 out,
-                "[e{} pk{} sc{} rc{} pub:{:?} enc:{:?} inc h{} v{}] ",
+                "[e{} pk{} sc{} rc{} loss{:?} pub:{:?} enc:{:?} inc h{} v{}] ",
                 p.epoch,
                 p.peer_knows,
                 p.send_chain,
                 p.recv_chain,
+                (p.loss.heard, p.loss.missed),
                 p.publication.as_ref().map(|x| (
                     x.header.count,
                     x.header.acked,

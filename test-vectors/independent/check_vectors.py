@@ -1213,6 +1213,7 @@ class Encapsulation:
         self.c1, self.ss = kem_encaps_c1(header[:32], header[32:], m, ML_KEM_768)
         self.c2 = None
         self.vector_refused = False
+        self.peer_has_ct2 = False
         self.vector_changed()
 
     def vector_changed(self):
@@ -1231,7 +1232,7 @@ class Encapsulation:
 
     def to_bytes(self):
         return (self.m + self.header + self.vector.to_bytes() + u32(self.sent[PQ_CT1])
-                + u32(self.sent[PQ_CT2]))
+                + u32(self.sent[PQ_CT2]) + flag(self.peer_has_ct2))
 
 
 class PqRatchet:
@@ -1244,6 +1245,30 @@ class PqRatchet:
         self.publication = None
         self.encapsulation = None
         self.incoming = {PQ_HEADER: Collector(PQ_HEADER), PQ_VECTOR: Collector(PQ_VECTOR)}
+        self.heard = self.missed = 0
+
+    def sends(self, k):
+        """25.4 step 3: chunks of a k-symbol payload to send before waiting for word of it."""
+        total = self.heard + self.missed
+        if total == 0:
+            return k
+        if self.heard == 0:
+            return 64
+        return min(64, -(-k * total // self.heard))
+
+    def note(self, collector, index):
+        """25.4 Receive, Loss: count a chunk about to go to `collector`."""
+        if collector.complete() or index in collector.chunks:
+            return
+        if not collector.chunks:
+            self.missed += index
+        elif index < max(collector.chunks):
+            self.missed = max(0, self.missed - 1)
+        else:
+            self.missed += index - max(collector.chunks) - 1
+        self.heard += 1
+        if self.heard + self.missed >= 128:
+            self.heard, self.missed = self.heard // 2, self.missed // 2
 
     def publishes(self, x):
         """25.2: the initiator publishes odd epochs, the responder even ones."""
@@ -1286,23 +1311,20 @@ class PqRatchet:
     def schedule(self):
         """25.4 Send step 3: the payload to send a chunk of (a kind), or None."""
         enc, pub = self.encapsulation, self.publication
-        if enc is not None and enc.c2 is not None and enc.sent[PQ_CT2] < 4:  # a
+        ready = enc is not None and enc.c2 is not None
+        if ready and not enc.peer_has_ct2 and enc.sent[PQ_CT2] < self.sends(4):  # a
             return PQ_CT2
-        if enc is not None and enc.sent[PQ_CT1] < 30:  # b
+        if enc is not None and enc.sent[PQ_CT1] < self.sends(30):  # b
             return PQ_CT1
-        if enc is not None and pub is not None and pub.sent[PQ_HEADER] < 2:  # c
+        if pub is not None and not pub.acked[PQ_HEADER] and (  # c
+                pub.sent[PQ_HEADER] < self.sends(2) or self.c_recv >= self.e):
             return PQ_HEADER
-        if enc is not None and enc.c2 is not None:  # d: fewest beyond k, ties in this order
-            options = [(enc.sent[PQ_CT1] - 30, PQ_CT1), (enc.sent[PQ_CT2] - 4, PQ_CT2)]
-            if pub is not None and not pub.acked[PQ_HEADER]:
-                options.append((pub.sent[PQ_HEADER] - 2, PQ_HEADER))
-            return min(options, key=lambda o: o[0])[1]
-        if pub is not None and not pub.acked[PQ_HEADER] and (  # e
-                pub.sent[PQ_HEADER] < 2 or pub.acked[PQ_VECTOR]
-                or pub.sent[PQ_HEADER] - 2 < pub.sent[PQ_VECTOR] // 2):
-            return PQ_HEADER
-        if pub is not None and not pub.acked[PQ_VECTOR]:  # f
+        if ready:  # d
+            return PQ_CT1 if enc.peer_has_ct2 else PQ_CT2
+        if pub is not None and not pub.acked[PQ_VECTOR]:  # e
             return PQ_VECTOR
+        if pub is not None and pub.ct[PQ_CT2].complete() and not pub.ct[PQ_CT1].complete():  # f
+            return PQ_HEADER
         if enc is not None:  # g
             return PQ_CT1
         return None  # h
@@ -1331,6 +1353,8 @@ class PqRatchet:
     def receive(self, c, chunk):
         """25.4 Receive(c, ext) for a decoded chunk (None: nothing)."""
         if chunk is None:
+            if self.encapsulation is not None:
+                self.encapsulation.peer_has_ct2 = False
             return
         nibble, kind, index, data = chunk
         x = pq_resolve(c, nibble)
@@ -1338,16 +1362,22 @@ class PqRatchet:
             self.peer_knows = max(self.peer_knows, x - 1)
         if kind in (PQ_HEADER, PQ_VECTOR):
             enc = self.encapsulation
-            if kind == PQ_VECTOR and x == self.e and enc is not None:
+            if kind == PQ_HEADER and x == self.e and enc is not None:
+                enc.peer_has_ct2 = enc.sent[PQ_CT2] >= 4
+            elif kind == PQ_VECTOR and x == self.e and enc is not None:
+                enc.peer_has_ct2 = False
+                self.note(enc.vector, index)
                 enc.vector.add(index, data)
                 enc.vector_changed()
             elif x == self.incoming_epoch():
+                self.note(self.incoming[kind], index)
                 self.incoming[kind].add(index, data)
         elif x == self.e + 1:
             self.encapsulation = None  # acknowledged: the peer has decapsulated e
             pub = self.publication
             if pub is not None:
                 pub.acked[PQ_HEADER if kind == PQ_CT1 else PQ_VECTOR] = True
+                self.note(pub.ct[kind], index)
                 pub.ct[kind].add(index, data)
                 if pub.ct[PQ_CT1].complete() and pub.ct[PQ_CT2].complete():
                     ss = kem768_decaps(pub.seed, pub.ct[PQ_CT1].decode() + pub.ct[PQ_CT2].decode())
@@ -1362,7 +1392,8 @@ class PqRatchet:
         out += u8(len(self.secrets)) + b"".join(u32(x) + self.secrets[x] for x in sorted(self.secrets))
         out += opt(None if self.publication is None else self.publication.to_bytes())
         out += opt(None if self.encapsulation is None else self.encapsulation.to_bytes())
-        return out + self.incoming[PQ_HEADER].to_bytes() + self.incoming[PQ_VECTOR].to_bytes()
+        out += self.incoming[PQ_HEADER].to_bytes() + self.incoming[PQ_VECTOR].to_bytes()
+        return out + u16(self.heard) + u16(self.missed)
 
 
 def decode_collector(r, kind):
@@ -1407,8 +1438,12 @@ def decode_pq_state(data, initiator):
         m, header = r.take(32), r.take(64)
         enc = Encapsulation(m, header, decode_collector(r, PQ_VECTOR))
         enc.sent[PQ_CT1], enc.sent[PQ_CT2] = r.u32(), r.u32()
+        enc.peer_has_ct2 = r.flag()
         pq.encapsulation = enc
     pq.incoming = {PQ_HEADER: decode_collector(r, PQ_HEADER), PQ_VECTOR: decode_collector(r, PQ_VECTOR)}
+    pq.heard, pq.missed = r.u16(), r.u16()
+    if pq.heard + pq.missed >= 128:
+        raise DecodeError("InvalidValue")
     r.end()
     return pq
 

@@ -79,6 +79,9 @@ pub(crate) struct Encapsulation {
     ct1_bytes: Option<Box<[u8; CT1_LEN]>>,
     /// `ct2`, once the vector is complete and checked (not stored).
     ct2_bytes: Option<Box<[u8; CT2_LEN]>>,
+    /// Whether the peer's latest message showed it holds `ct2` whole and waits for `ct1` (it
+    /// repeats its header to say so).
+    pub(crate) peer_has_ct2: bool,
 }
 
 /// The sparse post-quantum ratchet of one session.
@@ -97,7 +100,23 @@ pub(crate) struct PqRatchet {
     /// The peer's next publication (epoch `incoming_epoch()`): header and vector.
     pub(crate) incoming_header: Collector,
     pub(crate) incoming_vector: Collector,
+    /// What the peer's chunks say about loss, for how much parity to send.
+    pub(crate) loss: Loss,
 }
+
+/// Chunks of the peer's that arrived (`heard`) and that the gaps in their indexes say were lost
+/// (`missed`): a sender numbers each payload's chunks from 0 upwards, so an index past the
+/// highest one collected counts the ones between as lost, and one below it (reordered) takes
+/// one back. Both are halved when their sum reaches [`LOSS_WINDOW`], so the estimate follows
+/// the last few epochs. It measures the peer-to-here direction and is used for the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Loss {
+    pub(crate) heard: u16,
+    pub(crate) missed: u16,
+}
+
+/// When `heard + missed` reaches this, both are halved.
+pub(crate) const LOSS_WINDOW: u16 = 128;
 
 /// What a message's chain mixes into its root step: the epoch and, from epoch 1 on, its secret.
 pub(crate) type ChainSecret = (u32, Option<Secret<32>>);
@@ -116,6 +135,7 @@ impl PqRatchet {
             encapsulation: None,
             incoming_header: Collector::new(symbols(Kind::Header)),
             incoming_vector: Collector::new(symbols(Kind::Vector)),
+            loss: Loss::default(),
         }
     }
 
@@ -251,18 +271,15 @@ impl PqRatchet {
             ct2: Sent::default(),
             ct1_bytes: Some(ct1),
             ct2_bytes: None,
+            peer_has_ct2: false,
         };
         enc.finish_if_complete();
         self.encapsulation = Some(enc);
         self.advance(&ss);
     }
 
-    /// The next chunk. The encapsulation comes first: `ct1`, and `ct2` as soon as it can be
-    /// computed; once both and the next key's header have been sent whole, their parity (whichever has had less) until
-    /// the peer shows it has decapsulated, since the epoch waits on them. Then the own key:
-    /// the header, then the vector, with a parity chunk of an unacknowledged header every
-    /// other vector chunk (the peer cannot encapsulate without it); then parity of whatever
-    /// is unacknowledged. No chunk when nothing is, or the epoch is out of the chain's window.
+    /// The next chunk, of the payload [`Self::pick`] chooses. No chunk when nothing is due, or
+    /// the chunk's epoch is out of the chain's window.
     fn next_chunk(&mut self) -> Option<WireChunk> {
         let pick = self.pick()?;
         let (kind, count) = pick;
@@ -309,57 +326,77 @@ impl PqRatchet {
     }
 
     /// Which payload the next chunk is of, and how many of its chunks went before.
+    ///
+    /// An epoch is a chain of waits: the encapsulator's `ct1` and the publisher's vector travel
+    /// side by side, `ct2` only once the vector is whole, and the publisher then waits for
+    /// both ciphertext parts with nothing to send. So a lost chunk costs the most when it is
+    /// noticed late; each rule below sends what the peer is most likely still waiting for.
+    ///
+    /// 1. The encapsulation first: `ct2` as soon as it can be computed, `ct1` from the start,
+    ///    each up to [`Loss::sends`] chunks (enough to arrive whole at the loss the peer's own
+    ///    chunks show) rather than exactly `k`, since its repair would come a round trip later.
+    /// 2. The own key's header, up to [`Loss::sends`]; and again on every message once the
+    ///    peer's chain shows it knows this side's epoch: the peer then waits for nothing but the
+    ///    header to encapsulate (its `ct1` acknowledges it), so a lost header chunk is repaired
+    ///    at the next message instead of stalling the epoch.
+    /// 3. Once `ct2` has gone out, ciphertext parity until the peer shows it has decapsulated
+    ///    (a chunk of its ciphertext of the next epoch): `ct2` until the peer shows it holds
+    ///    `ct2` whole, then `ct1` (see 5). The own vector waits: the epoch does not.
+    /// 4. The own key's vector until a `ct2` chunk acknowledges it, parity after the first 36
+    ///    (the publisher cannot know which were lost, and has nothing better to send).
+    /// 5. A publisher that holds `ct2` whole but not `ct1` repeats its header (already used by
+    ///    the peer, so harmless): the one way the encapsulator learns which part is short,
+    ///    which the bare message of a publisher still missing `ct2` cannot tell it.
+    /// 6. Otherwise `ct1` parity while the vector is incomplete, or no chunk.
     fn pick(&self) -> Option<(Kind, u32)> {
-        let first = |kind: Kind, sent: &Sent| sent.count < u32::from(symbols(kind));
-        let parity = |kind: Kind, sent: &Sent| sent.count - u32::from(symbols(kind));
-        if let Some(enc) = &self.encapsulation {
-            let ct2_ready = enc.ct2_bytes.is_some();
-            if ct2_ready && first(Kind::Ct2, &enc.ct2) {
+        let short = |kind: Kind, sent: &Sent| sent.count < self.loss.sends(symbols(kind));
+        let enc = self.encapsulation.as_ref();
+        let ready = enc.is_some_and(|e| e.ct2_bytes.is_some());
+        if let Some(enc) = enc {
+            if ready && !enc.peer_has_ct2 && short(Kind::Ct2, &enc.ct2) {
                 return Some((Kind::Ct2, enc.ct2.count));
             }
-            if first(Kind::Ct1, &enc.ct1) {
+            if short(Kind::Ct1, &enc.ct1) {
                 return Some((Kind::Ct1, enc.ct1.count));
             }
-            // The peer needs the next key's header to show it has decapsulated.
-            if let Some(p) = &self.publication
-                && first(Kind::Header, &p.header)
-            {
-                return Some((Kind::Header, p.header.count));
-            }
-            if ct2_ready {
-                // Parity of the ciphertext and of an unacknowledged header, in turn.
-                let header = self
-                    .publication
-                    .as_ref()
-                    .filter(|p| !p.header.acked)
-                    .map(|p| (Kind::Header, &p.header));
-                return [(Kind::Ct1, &enc.ct1), (Kind::Ct2, &enc.ct2)]
-                    .into_iter()
-                    .chain(header)
-                    .min_by_key(|(kind, sent)| parity(*kind, sent))
-                    .map(|(kind, sent)| (kind, sent.count));
-            }
         }
-        let p = self.publication.as_ref();
-        if let Some(p) = p.filter(|p| !p.header.acked)
-            && (first(Kind::Header, &p.header)
-                || p.vector.acked
-                || parity(Kind::Header, &p.header) < p.vector.count / 2)
+        if let Some(p) = self.publication.as_ref().filter(|p| !p.header.acked)
+            && (short(Kind::Header, &p.header) || self.recv_chain >= self.epoch)
         {
             return Some((Kind::Header, p.header.count));
         }
-        if let Some(p) = p.filter(|p| !p.vector.acked) {
-            return Some((Kind::Vector, p.vector.count));
+        if let Some(enc) = enc
+            && ready
+        {
+            return Some(if enc.peer_has_ct2 {
+                (Kind::Ct1, enc.ct1.count)
+            } else {
+                (Kind::Ct2, enc.ct2.count)
+            });
         }
-        // Nothing of the own key is unacknowledged: parity of the encapsulation, if any.
-        let enc = self.encapsulation.as_ref()?;
+        if let Some(p) = &self.publication {
+            if !p.vector.acked {
+                return Some((Kind::Vector, p.vector.count));
+            }
+            if p.ct2.is_complete() && !p.ct1.is_complete() {
+                return Some((Kind::Header, p.header.count));
+            }
+        }
+        let enc = enc?;
         Some((Kind::Ct1, enc.ct1.count))
     }
 
     /// Takes in the extension of an authenticated message of the receiving chain that mixes
     /// `c`. A chunk of an epoch or kind this side does not expect is ignored.
+    ///
+    /// While encapsulating, the peer's latest message also says which ciphertext part it still
+    /// lacks (see [`Self::pick`]): its header again means it holds `ct2` whole and waits for
+    /// `ct1`; a chunk of its vector or no chunk means `ct2` is short.
     pub(crate) fn receive(&mut self, c: u32, ext: &Extension) {
         let Some(chunk) = &ext.chunk else {
+            if let Some(enc) = &mut self.encapsulation {
+                enc.peer_has_ct2 = false;
+            }
             return;
         };
         let x = resolve(c, chunk.epoch_nibble);
@@ -369,8 +406,18 @@ impl PqRatchet {
                 self.learn_peer_knows(x.saturating_sub(1));
                 if let Some(enc) = &mut self.encapsulation
                     && x == self.epoch
+                    && chunk.kind == Kind::Header
+                {
+                    // Before `ct2` could have arrived whole, a header chunk is a late repair.
+                    enc.peer_has_ct2 = enc.ct2.count >= u32::from(symbols(Kind::Ct2));
+                    return;
+                }
+                if let Some(enc) = &mut self.encapsulation
+                    && x == self.epoch
                     && chunk.kind == Kind::Vector
                 {
+                    enc.peer_has_ct2 = false;
+                    self.loss.note(&enc.vector, chunk.index);
                     enc.vector.add(chunk.index, &chunk.data);
                     enc.finish_if_complete();
                     return;
@@ -383,6 +430,7 @@ impl PqRatchet {
                 } else {
                     &mut self.incoming_vector
                 };
+                self.loss.note(collector, chunk.index);
                 collector.add(chunk.index, &chunk.data);
             }
             Kind::Ct1 | Kind::Ct2 => {
@@ -399,9 +447,11 @@ impl PqRatchet {
                 };
                 if chunk.kind == Kind::Ct1 {
                     p.header.acked = true;
+                    self.loss.note(&p.ct1, chunk.index);
                     p.ct1.add(chunk.index, &chunk.data);
                 } else {
                     p.vector.acked = true;
+                    self.loss.note(&p.ct2, chunk.index);
                     p.ct2.add(chunk.index, &chunk.data);
                 }
                 self.decapsulate_if_complete();
@@ -431,6 +481,46 @@ impl PqRatchet {
         self.publication = None;
         self.peer_knows = self.epoch + 1;
         self.advance(&ss);
+    }
+}
+
+impl Loss {
+    /// Counts chunk `index` of the payload `collector` gathers, before it is added.
+    fn note(&mut self, collector: &Collector, index: u8) {
+        if collector.is_complete() {
+            return;
+        }
+        let chunks = collector.chunks();
+        if chunks.iter().any(|(i, _)| *i == index) {
+            return;
+        }
+        match chunks.last() {
+            Some((top, _)) if index < *top => self.missed = self.missed.saturating_sub(1),
+            Some((top, _)) => self.missed += u16::from(index - top - 1),
+            None => self.missed += u16::from(index),
+        }
+        self.heard += 1;
+        if self.heard + self.missed >= LOSS_WINDOW {
+            self.heard /= 2;
+            self.missed /= 2;
+        }
+    }
+
+    /// How many chunks to send of a `k`-symbol payload before waiting for word of it: the
+    /// `k / (1 − loss)` that arrive as `k` on average (rounded up; `k` before anything is heard,
+    /// at most [`INDEXES`]).
+    fn sends(&self, k: u8) -> u32 {
+        let (heard, total) = (
+            u32::from(self.heard),
+            u32::from(self.heard) + u32::from(self.missed),
+        );
+        if total == 0 {
+            return u32::from(k);
+        }
+        if heard == 0 {
+            return INDEXES as u32;
+        }
+        (u32::from(k) * total).div_ceil(heard).min(INDEXES as u32)
     }
 }
 
@@ -470,6 +560,7 @@ impl Encapsulation {
         vector: Collector,
         ct1: Sent,
         ct2: Sent,
+        peer_has_ct2: bool,
     ) -> Self {
         let mut enc = Self {
             m,
@@ -479,6 +570,7 @@ impl Encapsulation {
             ct2,
             ct1_bytes: None,
             ct2_bytes: None,
+            peer_has_ct2,
         };
         enc.finish_if_complete();
         enc
@@ -511,5 +603,54 @@ impl Encapsulation {
                 None => [0u8; SYMBOL],
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `indexes` of a `k`-symbol payload to `loss` as they would arrive.
+    fn hear(loss: &mut Loss, k: u8, indexes: impl IntoIterator<Item = u8>) {
+        let mut collector = Collector::new(k);
+        for i in indexes {
+            loss.note(&collector, i);
+            collector.add(i, &[i; SYMBOL]);
+        }
+    }
+
+    #[test]
+    fn gaps_in_the_indexes_heard_set_how_many_chunks_go_out() {
+        let mut loss = Loss::default();
+        assert_eq!(loss.sends(30), 30);
+        // Every other chunk lost: twice as many go out.
+        hear(&mut loss, 36, (0..30).map(|i| 2 * i));
+        assert_eq!((loss.heard, loss.missed), (30, 29));
+        assert_eq!(loss.sends(30), 59);
+        assert_eq!(loss.sends(4), 8);
+        // A late chunk takes its loss back; a repeat and a chunk after completion count nothing.
+        hear(&mut loss, 4, [0, 2, 1, 1, 3, 5]);
+        assert_eq!((loss.heard, loss.missed), (34, 29));
+        // Only misses: as many as the indexes allow.
+        let mut deaf = Loss {
+            heard: 0,
+            missed: 9,
+        };
+        assert_eq!(deaf.sends(2), INDEXES as u32);
+        hear(&mut deaf, 2, [3]);
+        assert_eq!((deaf.heard, deaf.missed), (1, 12));
+    }
+
+    #[test]
+    fn the_estimate_halves_to_follow_the_recent_loss() {
+        let mut loss = Loss::default();
+        hear(&mut loss, 64, (0..32).map(|i| 2 * i));
+        assert_eq!(loss.sends(30), 60);
+        for _ in 0..4 {
+            hear(&mut loss, 64, 0..64);
+        }
+        // Halved on the way, the early loss fades. Kept whole, (288, 31) would still ask for 34.
+        assert_eq!((loss.heard, loss.missed), (121, 3));
+        assert_eq!(loss.sends(30), 31);
     }
 }

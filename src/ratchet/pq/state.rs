@@ -4,8 +4,9 @@
 //! pq_state = u32(epoch) ‖ u32(peer_knows) ‖ u32(send_chain) ‖ u32(recv_chain)
 //!          ‖ u8(n) ‖ n × ( u32(x) ‖ S_x (32) )
 //!          ‖ opt( seed (64) ‖ sent ‖ sent ‖ collector ‖ collector )     publication
-//!          ‖ opt( m (32) ‖ header (64) ‖ collector ‖ u32 ‖ u32 )        encapsulation
+//!          ‖ opt( m (32) ‖ header (64) ‖ collector ‖ u32 ‖ u32 ‖ flag )  encapsulation
 //!          ‖ collector ‖ collector                                      incoming header, vector
+//!          ‖ u16(heard) ‖ u16(missed)                                   loss estimate
 //! sent      = u32(count) ‖ flag(acknowledged)
 //! collector = u8(c) ‖ c × ( u8(index) ‖ chunk (32) )
 //! ```
@@ -13,14 +14,15 @@
 //! Decoding refuses what the state machine never holds: the secrets are exactly epochs
 //! `oldest_kept()..=epoch`; `peer_knows ≤ epoch`, `send_chain ≤ peer_knows`,
 //! `recv_chain ≤ epoch`; a publication exactly when this side publishes `epoch + 1` (or before
-//! its first send); collectors with strictly ascending indexes below 64, at most `k` of them.
+//! its first send); collectors with strictly ascending indexes below 64, at most `k` of them;
+//! a loss estimate whose counts add up to 128 or more (they are halved there).
 //! Public keys and ciphertexts are recomputed from the seed and `m`, not stored.
 
 use alloc::vec::Vec;
 
 use super::erasure::{Chunk, Collector, SYMBOL};
 use super::extension::Kind;
-use super::ratchet::{Encapsulation, PqRatchet, Publication, Sent, symbols};
+use super::ratchet::{Encapsulation, LOSS_WINDOW, Loss, PqRatchet, Publication, Sent, symbols};
 use crate::error::DecodeError;
 use crate::primitives::Secret;
 use crate::primitives::kem768::{EK_HEADER_LEN, EpochKeyPair};
@@ -50,9 +52,12 @@ impl PqRatchet {
             write_collector(out, &e.vector);
             out.u32(e.ct1.count);
             out.u32(e.ct2.count);
+            out.flag(e.peer_has_ct2);
         });
         write_collector(out, &self.incoming_header);
         write_collector(out, &self.incoming_vector);
+        out.put(&self.loss.heard.to_be_bytes());
+        out.put(&self.loss.missed.to_be_bytes());
     }
 
     pub(crate) fn read(r: &mut Reader<'_>, initiator: bool) -> Result<Self, DecodeError> {
@@ -103,7 +108,15 @@ impl PqRatchet {
                 count: r.u32()?,
                 acked: false,
             };
-            Ok(Encapsulation::restore(m, header, vector, ct1, ct2))
+            let peer_has_ct2 = r.flag()?;
+            Ok(Encapsulation::restore(
+                m,
+                header,
+                vector,
+                ct1,
+                ct2,
+                peer_has_ct2,
+            ))
         })?;
         // This side encapsulated its epoch exactly when the peer published it.
         if pq.encapsulation.is_some() && (pq.epoch == 0 || pq.publishes(pq.epoch)) {
@@ -111,6 +124,14 @@ impl PqRatchet {
         }
         pq.incoming_header = read_collector(r, Kind::Header)?;
         pq.incoming_vector = read_collector(r, Kind::Vector)?;
+        pq.loss = Loss {
+            heard: u16::from_be_bytes(r.array()?),
+            missed: u16::from_be_bytes(r.array()?),
+        };
+        // Both are halved whenever their sum reaches the window.
+        if u32::from(pq.loss.heard) + u32::from(pq.loss.missed) >= u32::from(LOSS_WINDOW) {
+            return Err(DecodeError::InvalidValue);
+        }
         Ok(pq)
     }
 }
