@@ -217,3 +217,12 @@ fn both_sides_derive_the_same_secret() {
     let (x, _) = link.common_secret().unwrap();
     assert!(x >= 4);
 }
+
+#[test]
+fn the_bench_floors_exchange_depends_on_its_key_and_randomness() {
+    use ratchetry::testing::raw::mlkem768_exchange;
+    let a = mlkem768_exchange(&[1; 64], &[2; 32]);
+    assert_eq!(a, mlkem768_exchange(&[1; 64], &[2; 32]));
+    assert_ne!(a, mlkem768_exchange(&[3; 64], &[2; 32]));
+    assert_ne!(a, mlkem768_exchange(&[1; 64], &[4; 32]));
+}

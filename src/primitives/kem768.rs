@@ -162,6 +162,12 @@ mod tests {
     }
 
     #[test]
+    fn a_key_pair_prints_no_seed() {
+        let pair = EpochKeyPair::from_seed(seeded(3));
+        assert_eq!(alloc::format!("{pair:?}"), "EpochKeyPair(redacted)");
+    }
+
+    #[test]
     fn a_vector_that_does_not_match_the_header_is_refused() {
         let public = EpochKeyPair::from_seed(seeded(1)).public();
         let m = Secret::from_bytes([2; 32]);
