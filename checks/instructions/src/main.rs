@@ -161,10 +161,6 @@ fn body() -> Vec<u8> {
 }
 
 /// Two sessions past their pre-key messages, as after a first exchange.
-fn pair(rng: &mut SeededRng) -> (Session, Session) {
-    pair_with(rng, false)
-}
-
 /// A pair; with `pq`, its sessions run the post-quantum ratchet and are 300 messages into a
 /// conversation (mid-epoch, both chains mixing an epoch secret).
 fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
@@ -196,23 +192,11 @@ fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
 }
 
 fn pq_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
-    let (mut a, _) = pair_with(rng, true);
-    let body = body();
-    let mut rng = rng.clone();
-    Box::new(move || {
-        black_box(a.encrypt(&mut rng, black_box(&body)).unwrap());
-    })
+    encrypt_op(rng, true)
 }
 
 fn pq_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
-    let (mut a, mut b) = pair_with(rng, true);
-    let body = body();
-    let mut wires: Vec<Vec<u8>> = (0..runs).map(|_| a.encrypt(rng, &body).unwrap()).collect();
-    wires.reverse();
-    Box::new(move || {
-        let wire = wires.pop().unwrap();
-        black_box(b.decrypt(&IncomingMessage::decode(&wire).unwrap()).unwrap());
-    })
+    decrypt_op(rng, runs, true)
 }
 
 /// One message of a strict ping-pong, sent and received (the direction alternates): every
@@ -245,7 +229,16 @@ fn pq_conversation(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
 }
 
 fn ratchet_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
-    let (mut a, _) = pair(rng);
+    encrypt_op(rng, false)
+}
+
+fn ratchet_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    decrypt_op(rng, runs, false)
+}
+
+/// Encrypts in one sending chain, with or without the post-quantum ratchet.
+fn encrypt_op(rng: &mut SeededRng, pq: bool) -> Box<dyn FnMut()> {
+    let (mut a, _) = pair_with(rng, pq);
     let body = body();
     let mut rng = rng.clone();
     Box::new(move || {
@@ -253,8 +246,9 @@ fn ratchet_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
     })
 }
 
-fn ratchet_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
-    let (mut a, mut b) = pair(rng);
+/// Decrypts messages of one chain, in order, with or without the post-quantum ratchet.
+fn decrypt_op(rng: &mut SeededRng, runs: usize, pq: bool) -> Box<dyn FnMut()> {
+    let (mut a, mut b) = pair_with(rng, pq);
     let body = body();
     let mut wires: Vec<Vec<u8>> = (0..runs).map(|_| a.encrypt(rng, &body).unwrap()).collect();
     wires.reverse();
