@@ -170,3 +170,115 @@ fn read_collector(r: &mut Reader<'_>, kind: Kind) -> Result<Collector, DecodeErr
     }
     Collector::from_chunks(k, chunks).ok_or(DecodeError::InvalidValue)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SecretBuf;
+
+    fn encode(pq: &PqRatchet) -> alloc::vec::Vec<u8> {
+        let mut out = SecretBuf::with_capacity(0);
+        pq.write(&mut out);
+        out.into_inner().to_vec()
+    }
+
+    fn decode(bytes: &[u8], initiator: bool) -> Result<PqRatchet, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let pq = PqRatchet::read(&mut r, initiator)?;
+        r.finish()?;
+        Ok(pq)
+    }
+
+    /// A responder at epoch 3 whose chains mix epochs 2 and 3, with the secrets it keeps.
+    fn at_epoch_3() -> PqRatchet {
+        let mut pq = PqRatchet::new(false);
+        pq.epoch = 3;
+        pq.peer_knows = 2;
+        pq.send_chain = 2;
+        pq.recv_chain = 3;
+        for x in 2..=3 {
+            pq.secrets.push((x, Secret::from_bytes([x as u8; 32])));
+        }
+        pq
+    }
+
+    #[test]
+    fn a_consistent_state_round_trips() {
+        let pq = at_epoch_3();
+        let bytes = encode(&pq);
+        assert_eq!(encode(&decode(&bytes, false).unwrap()), bytes);
+        // The variants below break one rule each; without it they load.
+        let mut other = at_epoch_3();
+        other.recv_chain = 2;
+        assert!(decode(&encode(&other), false).is_ok());
+    }
+
+    #[test]
+    fn each_broken_invariant_is_refused() {
+        let refused = |change: &dyn Fn(&mut PqRatchet)| {
+            let mut pq = at_epoch_3();
+            change(&mut pq);
+            assert_eq!(
+                decode(&encode(&pq), false).err(),
+                Some(DecodeError::InvalidValue)
+            );
+        };
+        // The peer cannot be known to know more than this side does (the receiving chain at 2
+        // keeps the secrets' range as it was, so only this rule is broken).
+        refused(&|pq| {
+            pq.recv_chain = 2;
+            pq.peer_knows = 4;
+        });
+        // A sending chain mixes what the peer was known to know.
+        refused(&|pq| pq.send_chain = 3);
+        // A receiving chain mixes an epoch this side knows.
+        refused(&|pq| {
+            pq.recv_chain = 4;
+        });
+        // The kept secrets are exactly oldest..=epoch.
+        refused(&|pq| {
+            pq.secrets.remove(0);
+        });
+        refused(&|pq| pq.secrets.insert(0, (1, Secret::from_bytes([1; 32]))));
+        // A publication of an epoch the peer publishes (the responder publishes even ones; at
+        // epoch 4 the next is odd).
+        refused(&|pq| {
+            pq.epoch = 4;
+            pq.recv_chain = 3;
+            pq.secrets.push((4, Secret::from_bytes([4; 32])));
+            pq.publication = Some(Publication::new(EpochKeyPair::from_seed(
+                Secret::from_bytes([9; 64]),
+            )));
+        });
+        // An encapsulation of an epoch this side publishes (4, even, is the responder's).
+        refused(&|pq| {
+            pq.encapsulation = Some(Encapsulation::restore(
+                Secret::from_bytes([1; 32]),
+                [2; EK_HEADER_LEN],
+                Collector::new(symbols(Kind::Vector)),
+                Sent::default(),
+                Sent::default(),
+                false,
+            ));
+            pq.epoch = 4;
+            pq.secrets.push((4, Secret::from_bytes([4; 32])));
+        });
+        // A loss estimate at or past its halving point.
+        refused(&|pq| {
+            pq.loss = Loss {
+                heard: 100,
+                missed: 28,
+            }
+        });
+    }
+
+    #[test]
+    fn the_loss_estimate_just_below_its_halving_point_loads() {
+        let mut pq = at_epoch_3();
+        pq.loss = Loss {
+            heard: 100,
+            missed: 27,
+        };
+        assert!(decode(&encode(&pq), false).is_ok());
+    }
+}
