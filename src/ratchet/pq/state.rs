@@ -273,6 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn an_encapsulation_before_the_first_epoch_is_refused() {
+        // The initiator does not publish epoch 0 (so only the epoch rule refuses this).
+        let mut pq = PqRatchet::new(true);
+        assert!(!pq.publishes(0));
+        pq.encapsulation = Some(Encapsulation::restore(
+            Secret::from_bytes([1; 32]),
+            [2; EK_HEADER_LEN],
+            Collector::new(symbols(Kind::Vector)),
+            Sent::default(),
+            Sent::default(),
+            false,
+        ));
+        assert_eq!(
+            decode(&encode(&pq), true).err(),
+            Some(DecodeError::InvalidValue)
+        );
+    }
+
+    #[test]
     fn the_loss_estimate_just_below_its_halving_point_loads() {
         let mut pq = at_epoch_3();
         pq.loss = Loss {
