@@ -360,6 +360,7 @@ fn pq_seeds(write: &dyn Fn(&str, &str, &[u8])) {
     let mut raw = vec![0u8];
     raw.extend_from_slice(&genuine);
     write("pq_receive", "genuine-message", &raw);
+    write("state", "pq-session", &f.bob.to_bytes());
     write(
         "pq_receive",
         "sealed-extensions",

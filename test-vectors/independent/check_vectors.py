@@ -1414,7 +1414,8 @@ def decode_pq_state(data, initiator):
     r = Reader(data)
     pq = PqRatchet(initiator)
     pq.e, pq.peer_knows, pq.c_send, pq.c_recv = r.u32(), r.u32(), r.u32(), r.u32()
-    if pq.peer_knows > pq.e or pq.c_send > pq.peer_knows or pq.c_recv > pq.e:
+    if (pq.e > 2 ** 32 - 65 or pq.peer_knows > pq.e or pq.c_send > pq.peer_knows
+            or pq.c_recv > pq.e):
         raise DecodeError("InvalidValue")
     n = r.u8()
     xs = []

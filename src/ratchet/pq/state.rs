@@ -28,6 +28,10 @@ use crate::primitives::Secret;
 use crate::primitives::kem768::{EK_HEADER_LEN, EpochKeyPair};
 use crate::wire::{Reader, Writer};
 
+/// The highest epoch a stored state may be at: far beyond any session's life (an epoch takes
+/// dozens of messages), and low enough that `epoch + 2` and a window of 16 never overflow.
+const MAX_EPOCH: u32 = u32::MAX - 64;
+
 impl PqRatchet {
     pub(crate) fn write(&self, out: &mut impl Writer) {
         out.u32(self.epoch);
@@ -66,7 +70,11 @@ impl PqRatchet {
         pq.peer_knows = r.u32()?;
         pq.send_chain = r.u32()?;
         pq.recv_chain = r.u32()?;
-        if pq.peer_knows > pq.epoch || pq.send_chain > pq.peer_knows || pq.recv_chain > pq.epoch {
+        if pq.epoch > MAX_EPOCH
+            || pq.peer_knows > pq.epoch
+            || pq.send_chain > pq.peer_knows
+            || pq.recv_chain > pq.epoch
+        {
             return Err(DecodeError::InvalidValue);
         }
         let n = r.u8()?;
@@ -211,6 +219,12 @@ mod tests {
         let mut other = at_epoch_3();
         other.recv_chain = 2;
         assert!(decode(&encode(&other), false).is_ok());
+        let mut last = at_epoch_3();
+        last.epoch = MAX_EPOCH;
+        last.secrets = (MAX_EPOCH - 15..=MAX_EPOCH)
+            .map(|x| (x, Secret::from_bytes([7; 32])))
+            .collect();
+        assert!(decode(&encode(&last), false).is_ok());
     }
 
     #[test]
@@ -262,6 +276,13 @@ mod tests {
             ));
             pq.epoch = 4;
             pq.secrets.push((4, Secret::from_bytes([4; 32])));
+        });
+        // An epoch no session reaches, whose successors would overflow.
+        refused(&|pq| {
+            pq.epoch = MAX_EPOCH + 1;
+            pq.secrets = (pq.epoch - 15..=pq.epoch)
+                .map(|x| (x, Secret::from_bytes([7; 32])))
+                .collect();
         });
         // A loss estimate at or past its halving point.
         refused(&|pq| {
