@@ -16,7 +16,7 @@ use super::message::{
     Header, IncomingMessage, MAX_HEADER_LEN, PreKeyMessage, RatchetMessage, prekey_prefix_len,
     write_prekey_prefix,
 };
-use super::pq::{Extension, PqRatchet};
+use super::pq::{self, Extension, PqRatchet};
 use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::{DecodeError, Error, RatchetError};
 use crate::primitives::KemCiphertext;
@@ -295,15 +295,11 @@ impl Session {
             None
         };
         // Nothing fails from here on: the post-quantum ratchet may draw randomness and move.
-        let mut extension = Vec::new();
-        if let Some(pq) = s.pq.as_mut() {
-            pq.send(rng).encode(&mut extension);
-        }
-        if let Some(forced) = forced {
-            extension = forced.to_vec();
-        }
+        let mut own = [0u8; pq::CHUNK_LEN];
+        let own_len = s.pq.as_mut().map_or(0, |pq| pq.send(rng).encode(&mut own));
+        let extension = forced.unwrap_or(&own[..own_len]);
         let mut header_bytes = [0u8; MAX_HEADER_LEN];
-        let header_len = header.encode(&extension, &mut header_bytes);
+        let header_len = header.encode(extension, &mut header_bytes);
         let header = &header_bytes[..header_len];
         let prefix = x3dh.as_ref().map_or(0, prekey_prefix_len);
         let context = if context_len > 0 {

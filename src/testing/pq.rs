@@ -115,8 +115,9 @@ impl PqLink {
             side.chain_secret = (c, secret.map(|s| *s.as_bytes()));
         }
         let (chain_epoch, chain_secret) = side.chain_secret;
-        let mut ext = Vec::new();
-        side.pq.send(&mut self.rng).encode(&mut ext);
+        let mut buf = [0u8; crate::ratchet::pq::CHUNK_LEN];
+        let len = side.pq.send(&mut self.rng).encode(&mut buf);
+        let ext = buf[..len].to_vec();
         PqMessage {
             from_initiator,
             chain: side.send_chain,

@@ -53,22 +53,24 @@ pub(crate) struct Extension {
 }
 
 /// Length of an extension without a chunk.
-#[cfg(test)]
 const BARE_LEN: usize = 1;
 /// Length of an extension with a chunk.
-#[cfg(test)]
-const CHUNK_LEN: usize = 2 + SYMBOL;
+pub(crate) const CHUNK_LEN: usize = 2 + SYMBOL;
 
 impl Extension {
-    /// Encodes into `out` (cleared first).
-    pub(crate) fn encode(&self, out: &mut alloc::vec::Vec<u8>) {
-        out.clear();
+    /// Encodes into `buf` (no allocation: a send writes it straight into its header);
+    /// returns the length used.
+    pub(crate) fn encode(&self, buf: &mut [u8; CHUNK_LEN]) -> usize {
         match &self.chunk {
-            None => out.push(self.chain_nibble << 4),
+            None => {
+                buf[0] = self.chain_nibble << 4;
+                BARE_LEN
+            }
             Some(c) => {
-                out.push(self.chain_nibble << 4 | c.epoch_nibble);
-                out.push((c.kind as u8) << 6 | c.index);
-                out.extend_from_slice(&c.data);
+                buf[0] = self.chain_nibble << 4 | c.epoch_nibble;
+                buf[1] = (c.kind as u8) << 6 | c.index;
+                buf[2..].copy_from_slice(&c.data);
+                CHUNK_LEN
             }
         }
     }
@@ -105,13 +107,17 @@ mod tests {
 
     #[test]
     fn every_valid_extension_round_trips() {
-        let mut out = alloc::vec::Vec::new();
+        let mut buf = [0u8; CHUNK_LEN];
+        let mut encoded = |e: &Extension| {
+            let len = e.encode(&mut buf);
+            buf[..len].to_vec()
+        };
         for chain in 0..16u8 {
             let bare = Extension {
                 chain_nibble: chain,
                 chunk: None,
             };
-            bare.encode(&mut out);
+            let out = encoded(&bare);
             assert_eq!(out.len(), BARE_LEN);
             assert_eq!(Extension::decode(&out), Ok(bare));
             for (kind, index) in [
@@ -129,7 +135,7 @@ mod tests {
                         data: [chain; SYMBOL],
                     }),
                 };
-                e.encode(&mut out);
+                let out = encoded(&e);
                 assert_eq!(out.len(), CHUNK_LEN);
                 assert_eq!(Extension::decode(&out), Ok(e));
             }

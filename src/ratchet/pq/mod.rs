@@ -15,5 +15,5 @@ pub(crate) mod extension;
 pub(crate) mod ratchet;
 mod state;
 
-pub(crate) use extension::Extension;
+pub(crate) use extension::{CHUNK_LEN, Extension};
 pub(crate) use ratchet::PqRatchet;

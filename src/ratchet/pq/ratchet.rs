@@ -217,12 +217,8 @@ impl PqRatchet {
         let mut info = Vec::with_capacity(labels::PQ_EPOCH.len() + 4);
         info.extend_from_slice(labels::PQ_EPOCH);
         info.extend_from_slice(&x.to_be_bytes());
-        let salt = self.secrets.last().map(|(_, s)| s.clone());
-        let next: Secret<32> = derive(
-            salt.as_ref().map(|s| &s.as_bytes()[..]),
-            ss.as_bytes(),
-            &info,
-        );
+        let salt = self.secrets.last().map(|(_, s)| &s.as_bytes()[..]);
+        let next: Secret<32> = derive(salt, ss.as_bytes(), &info);
         self.secrets.push((x, next));
         self.epoch = x;
         self.prune();
@@ -263,17 +259,9 @@ impl PqRatchet {
             Collector::new(symbols(Kind::Vector)),
         );
         self.incoming_header = Collector::new(symbols(Kind::Header));
-        let mut enc = Encapsulation {
-            m,
-            header,
-            vector,
-            ct1: Sent::default(),
-            ct2: Sent::default(),
-            ct1_bytes: Some(ct1),
-            ct2_bytes: None,
-            peer_has_ct2: false,
-        };
-        enc.finish_if_complete();
+        let mut enc =
+            Encapsulation::restore(m, header, vector, Sent::default(), Sent::default(), false);
+        enc.ct1_bytes = Some(ct1);
         self.encapsulation = Some(enc);
         self.advance(&ss);
     }
@@ -281,15 +269,10 @@ impl PqRatchet {
     /// The next chunk, of the payload [`Self::pick`] chooses. No chunk when nothing is due, or
     /// the chunk's epoch is out of the chain's window.
     fn next_chunk(&mut self) -> Option<WireChunk> {
-        let pick = self.pick()?;
-        let (kind, count) = pick;
+        let (kind, count) = self.pick()?;
         let epoch = match kind {
             Kind::Ct1 | Kind::Ct2 => self.epoch,
             Kind::Header | Kind::Vector => self.epoch + 1,
-        };
-        let pick = (kind, epoch, Some(count));
-        let (kind, epoch, Some(count)) = pick else {
-            return None;
         };
         if epoch < self.send_chain || epoch - self.send_chain >= WINDOW {
             return None;
