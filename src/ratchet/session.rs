@@ -361,13 +361,6 @@ impl Session {
             .skipped
             .find(&header.ratchet_key, header.message_number)
         {
-            // A late message of the current receiving chain names that chain's epoch too.
-            let current = self.0.recv.as_ref().map(|c| c.ratchet_key) == Some(header.ratchet_key);
-            if let (Some(pq), Some(e), true) = (&self.0.pq, &extension, current)
-                && !pq.is_recv_chain(e.chain_nibble)
-            {
-                return Err(DecodeError::InvalidValue.into());
-            }
             let plaintext = match self.0.skipped.get(index) {
                 Some(stored) => self.open(&stored.key, message, context)?,
                 None => return Err(RatchetError::AuthenticationFailed.into()),
@@ -394,14 +387,23 @@ impl Session {
 
     /// The message's post-quantum ratchet extension: required (and decoded) in a session that
     /// runs the ratchet, where a message without one is `NotPostQuantum`; refused
-    /// (`InvalidValue`) in one that does not.
+    /// (`InvalidValue`) in one that does not. A message of the current receiving chain (the
+    /// next one, a late one read with a skipped key, or a replay) must name that chain's
+    /// epoch, else `InvalidValue`: checked here once for every way it is read.
     fn extension(&self, message: &RatchetMessage<'_>) -> Result<Option<Extension>, Error> {
-        match (&self.0.pq, message.extension.is_empty()) {
-            (None, true) => Ok(None),
-            (None, false) => Err(DecodeError::InvalidValue.into()),
-            (Some(_), true) => Err(RatchetError::NotPostQuantum.into()),
-            (Some(_), false) => Ok(Some(Extension::decode(message.extension)?)),
+        let pq = match (&self.0.pq, message.extension.is_empty()) {
+            (None, true) => return Ok(None),
+            (None, false) => return Err(DecodeError::InvalidValue.into()),
+            (Some(_), true) => return Err(RatchetError::NotPostQuantum.into()),
+            (Some(pq), false) => pq,
+        };
+        let extension = Extension::decode(message.extension)?;
+        let current =
+            self.0.recv.as_ref().map(|c| c.ratchet_key) == Some(message.header.ratchet_key);
+        if current && !pq.is_recv_chain(extension.chain_nibble) {
+            return Err(DecodeError::InvalidValue.into());
         }
+        Ok(Some(extension))
     }
 
     fn plan_receive(&self, header: &Header, extension: Option<&Extension>) -> Result<Plan, Error> {
@@ -414,12 +416,6 @@ impl Session {
             Some(chain) if chain.ratchet_key == header.ratchet_key => {
                 if n < chain.next {
                     return Err(RatchetError::Duplicate.into());
-                }
-                // Every message of a chain names the epoch the chain mixed.
-                if let (Some(pq), Some(e)) = (&s.pq, extension)
-                    && !pq.is_recv_chain(e.chain_nibble)
-                {
-                    return Err(DecodeError::InvalidValue.into());
                 }
                 check_jump(u64::from(n - chain.next), limit)?;
                 let key = skip(&chain.key, chain.next, n, &chain.ratchet_key, &mut skipped);

@@ -913,11 +913,11 @@ class Session:
         if s.pq is not None and not ext:
             raise ProtocolError("NotPostQuantum")
         chain_nibble, chunk = decode_pq_ext(ext) if s.pq is not None else (None, None)
+        if (s.pq is not None and s.recv is not None and k == s.recv[0]
+                and chain_nibble != s.pq.c_recv % 16):
+            raise DecodeError("InvalidValue")  # 8.6: a message of the chain names its epoch
         for i, (sk_key, sk_n, sk_mk) in enumerate(s.skipped):  # step 1
             if sk_key == k and sk_n == n:
-                current = s.pq is not None and s.recv is not None and k == s.recv[0]
-                if current and chain_nibble != s.pq.c_recv % 16:
-                    raise DecodeError("InvalidValue")  # 8.6 step 1: the chain's own epoch
                 key, nonce = message_keys(sk_mk, salt)
                 plaintext = aead_open(key, nonce, aad, msg["ct"])
                 del s.skipped[i]
@@ -933,8 +933,6 @@ class Session:
             kr, ck, nr = s.recv
             if n < nr:
                 raise ProtocolError("Duplicate")
-            if s.pq is not None and chain_nibble != s.pq.c_recv % 16:
-                raise DecodeError("InvalidValue")
             if n - nr > s.max_forward_jump:
                 raise ProtocolError(f"TooFarAhead {{ requested: {n - nr}, limit: {s.max_forward_jump} }}")
             for i in range(nr, n):
