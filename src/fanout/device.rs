@@ -13,7 +13,7 @@ use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal, PendingKey};
 use super::ledger::Group;
 use super::lists::{Followed, ListsDigests};
 use super::records::{Dirty, Key};
-use super::sessions::{MAX_SESSIONS_PER_DEVICE, SessionSet};
+use super::sessions::SessionSet;
 use crate::devices::{
     AccountKey, DeviceAddress, DeviceEntry, DeviceId, ListLimits, SignedDeviceList,
     VerifiedDeviceList,
@@ -354,6 +354,9 @@ impl Device {
     /// next rotation) marks its device as running the ratchet, and every session another
     /// device starts with such a key runs it on both sides. One-way. Call it once, then
     /// generate and upload one-time prekeys and rotate, so bundles carry marked keys soon.
+    /// Sessions already held run without it until the peer starts a new one; the peers that
+    /// enabled it too get one from their bundle: see
+    /// [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet).
     pub fn enable_pq_ratchet(&mut self) {
         self.prekeys.enable_pq_ratchet();
         self.touch(Key::PreKeys);
@@ -413,6 +416,22 @@ impl Device {
         self.sessions
             .iter()
             .filter(|(_, set)| set.current_post_quantum().is_none())
+            .map(|(address, _)| *address)
+            .collect()
+    }
+
+    /// The devices whose current session does not run the post-quantum ratchet (PROTOCOL.md
+    /// 25): sessions started before either side enabled it, or with a device that has not.
+    /// Only a fresh bundle tells whether the device runs it now (its ML-KEM prekey's id,
+    /// signed, has bit 31 set): after enabling the ratchet, and now and then, fetch these
+    /// devices' bundles and pass them to [`start_sessions`](Self::start_sessions). A bundle
+    /// that says so starts a session that runs the ratchet, which becomes current and which
+    /// no session without it displaces afterwards; a device that does not run it keeps a
+    /// session without it, and starts one with it when it enables the ratchet itself.
+    pub fn sessions_without_pq_ratchet(&self) -> Vec<DeviceAddress> {
+        self.sessions
+            .iter()
+            .filter(|(_, set)| set.current().is_none_or(|s| s.pq_ratchet_epoch().is_none()))
             .map(|(address, _)| *address)
             .collect()
     }
@@ -564,8 +583,15 @@ impl Device {
     }
 
     /// Creates sessions from prekey bundles the app fetched for devices named in
-    /// [`Outgoing::NeedBundles`](super::Outgoing::NeedBundles). Each bundle must verify and
-    /// carry the identity key that device's signed list names. All or nothing.
+    /// [`Outgoing::NeedBundles`](super::Outgoing::NeedBundles) (or in
+    /// [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet)). Each bundle must
+    /// verify and carry the identity key that device's signed list names. All or nothing.
+    ///
+    /// A new session becomes current, unless the current one is stronger: one that runs the
+    /// post-quantum ratchet is never displaced by one that does not, nor a PQXDH one by a
+    /// classical one, so a stale bundle cannot take the ratchet away from a pair that runs
+    /// it. (A retry's answer, which the peer asked for, is the exception: its session is
+    /// current at both ends.)
     pub fn start_sessions(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -588,39 +614,45 @@ impl Device {
             ));
         }
         for (address, session) in made {
-            self.install_session(address, session, None);
+            self.install_session(address, session, Placement::New);
         }
         self.bump();
         Ok(())
     }
 
-    /// Puts a session in `address`'s set: a new one (`index` `None`) becomes current, an
-    /// advanced one replaces the one at `index` and becomes current.
+    /// Puts a session in `address`'s set, as `placement` says.
     pub(crate) fn install_session(
         &mut self,
         address: DeviceAddress,
         session: Session,
-        index: Option<usize>,
+        placement: Placement,
     ) {
         // A pending KEM ciphertext has a record of its own, written when the session starts
         // and deleted when the peer replies or the session goes: not with every send.
         let base_of = |s: &Session| s.pending_kem().map(|(_, base)| base);
         let mut changed: Vec<[u8; 32]> = Vec::new();
         let new = base_of(&session);
-        match (self.sessions.get_mut(&address), index) {
-            (Some(set), Some(i)) => {
+        match (self.sessions.get_mut(&address), placement) {
+            (Some(set), Placement::Advanced(i)) => {
                 let old = set.all().get(i).and_then(base_of);
                 if old != new {
                     changed.extend(old.into_iter().chain(new));
                 }
                 set.promote(i, session);
             }
-            (Some(set), None) => {
+            (Some(set), Placement::New) => {
                 changed.extend(new);
-                if set.all().len() == MAX_SESSIONS_PER_DEVICE {
-                    changed.extend(set.all().last().and_then(base_of));
+                // The dropped session's ciphertext record goes (or, when the new session
+                // itself was dropped, is never written).
+                if let Some(dropped) = set.push_new(session) {
+                    changed.extend(base_of(&dropped));
                 }
-                set.push_new(session);
+            }
+            (Some(set), Placement::Requested(index)) => {
+                let old = index.and_then(|i| set.all().get(i)).and_then(base_of);
+                changed.extend(old.into_iter().chain(new));
+                let dropped = set.push_requested(index, session);
+                changed.extend(dropped.iter().filter_map(base_of));
             }
             (None, _) => {
                 changed.extend(new);
@@ -705,4 +737,19 @@ pub(crate) fn unknown_account(account: AccountKey) -> Error {
         Ok(_) => FanoutError::UnknownAccount(account).into(),
         Err(e) => e.into(),
     }
+}
+
+/// Where [`Device::install_session`] puts a session in its device's set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// An advanced copy of the session at this index: it replaces it and becomes current,
+    /// unless a stronger session is held.
+    Advanced(usize),
+    /// A new session (started from a bundle, or by the peer): current unless a stronger one
+    /// is held.
+    New,
+    /// The session of a retry's answer: the answerer's new one (`None`), or the one at this
+    /// index that carried the answer to the requester. Current, and stronger ones are dropped
+    /// (the peer cannot use them: it asked, or it dropped them when it answered).
+    Requested(Option<usize>),
 }

@@ -7,7 +7,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use super::device::unknown_account;
+use super::device::{Placement, unknown_account};
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::lists::lists_digest;
@@ -184,7 +184,12 @@ impl Device {
             self.touch(Key::SeenBase(c.signed.0, c.base_key.to_bytes()));
             self.prekeys.consume(c);
         }
-        self.install_session(from, session, index);
+        let placement = match (&effect, index) {
+            (Effect::Answered(..), index) => Placement::Requested(index),
+            (_, Some(i)) => Placement::Advanced(i),
+            (_, None) => Placement::New,
+        };
+        self.install_session(from, session, placement);
         let mut replaced = None;
         match effect {
             Effect::None => {}

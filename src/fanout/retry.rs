@@ -14,6 +14,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
+use super::device::Placement;
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, RetryWire, retry_body};
 use super::journal::{
@@ -417,8 +418,8 @@ impl Device {
         message_id: Option<MessageId>,
     ) -> Result<Outgoing, Error> {
         let from = request.from;
-        // A sender key went missing, not the session: keep it. (It is post-quantum: the key
-        // went out over PQXDH, and a classical session never displaces a PQXDH one.)
+        // A sender key went missing, not the session: keep it. (It is the strongest held: the
+        // key went out over it, and a weaker session never displaces a stronger one.)
         let keep = request.reason == RetryReason::SenderKeyMissing;
         let (mut session, index) = match self.sessions.get(&from).and_then(|s| s.current()) {
             Some(current) if keep => (current.clone(), Some(0)),
@@ -438,7 +439,8 @@ impl Device {
         let (envelope, _) = self.seal_with(rng, now, &from, &mut session, &payload.encode())?;
         envelopes.push((from, envelope));
 
-        self.install_session(from, session, index);
+        let placement = index.map_or(Placement::Requested(None), Placement::Advanced);
+        self.install_session(from, session, placement);
         self.note_answer(send_id, &from, request.request);
         self.bump();
         Ok(Outgoing::Ready(Outbox {

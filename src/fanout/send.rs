@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
 use super::body_digest::BodyDigest;
+use super::device::Placement;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
@@ -599,7 +600,7 @@ impl Device {
     pub(crate) fn commit_sealed(&mut self, sealed: Vec<Sealed>) -> Vec<(DeviceAddress, Vec<u8>)> {
         let mut envelopes = Vec::with_capacity(sealed.len());
         for s in sealed {
-            self.install_session(s.to, s.session, Some(0));
+            self.install_session(s.to, s.session, Placement::Advanced(0));
             envelopes.push((s.to, s.envelope));
         }
         envelopes

@@ -47,20 +47,22 @@ impl SessionSet {
 
     /// The current session, if it started with PQXDH: a device whose current session is
     /// classical (migrated from before PQXDH) gets a new session before anything is sent to it.
+    /// (The current session is the strongest held: see [`strength`].)
     pub(crate) fn current_post_quantum(&self) -> Option<&Session> {
         self.current().filter(|s| s.is_post_quantum())
     }
 
-    /// Replaces session `index` with its advanced copy and makes it current, unless it is a
-    /// classical session and a post-quantum one is held: that one stays current (a server
-    /// dropping the PQXDH messages must not pin the pair to the classical session).
+    /// Replaces session `index` with its advanced copy and makes it current, unless a stronger
+    /// session is held (see [`strength`]): that one stays current, and the advanced copy keeps
+    /// its place. A server that drops the messages of the stronger session, or a peer that
+    /// starts a weaker one at the same time, must not pin the pair to the weaker session.
     pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
-        let pinned = !advanced.is_post_quantum()
-            && self
-                .0
-                .iter()
-                .enumerate()
-                .any(|(i, s)| i != index && s.is_post_quantum());
+        let rank = strength(&advanced);
+        let pinned = self
+            .0
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != index && strength(s) > rank);
         if pinned && let Some(slot) = self.0.get_mut(index) {
             *slot = advanced;
             return;
@@ -84,11 +86,56 @@ impl SessionSet {
         (!self.0.is_empty()).then_some(self)
     }
 
-    /// A newer session becomes current; the oldest beyond the limit is dropped.
-    pub(crate) fn push_new(&mut self, session: Session) {
-        self.0.insert(0, session);
-        self.0.truncate(MAX_SESSIONS_PER_DEVICE);
+    /// A newer session becomes current, unless a stronger one is held: then it goes behind
+    /// the stronger ones (it is kept, and a message that opens under it advances it, but sends
+    /// stay on the stronger). Beyond the limit the last, the weakest and oldest, is dropped
+    /// and returned (it may be the new session itself).
+    pub(crate) fn push_new(&mut self, session: Session) -> Option<Session> {
+        let rank = strength(&session);
+        let at = self
+            .0
+            .iter()
+            .position(|s| strength(s) <= rank)
+            .unwrap_or(self.0.len());
+        self.0.insert(at, session);
+        (self.0.len() > MAX_SESSIONS_PER_DEVICE)
+            .then(|| self.0.pop())
+            .flatten()
     }
+
+    /// A session that carries a retry's answer: the answerer's new session from the
+    /// requester's bundle (`index` `None`), or, at the requester, the session the answer came
+    /// in (`index` of an advanced one). It becomes current even if it is weaker, and stronger
+    /// sessions are dropped (returned): the requester could not read them, or the answerer
+    /// has dropped them, so sends that stayed on them would be lost and asked for again, with
+    /// no end. Weaker and equal sessions stay, behind it.
+    pub(crate) fn push_requested(
+        &mut self,
+        index: Option<usize>,
+        session: Session,
+    ) -> Vec<Session> {
+        if let Some(i) = index
+            && i < self.0.len()
+        {
+            self.0.remove(i);
+        }
+        let rank = strength(&session);
+        let (mut dropped, kept): (Vec<Session>, Vec<Session>) = core::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|s| strength(s) > rank);
+        self.0 = kept;
+        dropped.extend(self.push_new(session));
+        dropped
+    }
+}
+
+/// How much a session's keys resist a quantum adversary: 0 classical (migrated from before
+/// PQXDH), 1 PQXDH, 2 PQXDH with the post-quantum ratchet (PROTOCOL.md 25), which heals after
+/// a compromise where the others do not. Sessions are kept ordered by it, strongest first:
+/// a peer with which a session that runs the ratchet is held is known to run it, so nothing
+/// is sent to it over a session that does not.
+fn strength(session: &Session) -> u8 {
+    u8::from(session.is_post_quantum()) + u8::from(session.pq_ratchet_epoch().is_some())
 }
 
 impl SessionSet {
