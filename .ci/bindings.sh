@@ -21,7 +21,8 @@ fi
 rustup target add wasm32-unknown-unknown
 python3 -c 'import pytest' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check pytest
-# playwright-core (drives the system Chromium; downloads no browser) and binaryen (wasm-opt).
+# playwright-core (drives the system Chromium; downloads no browser), binaryen (wasm-opt) and
+# typescript (checks the npm package's declarations).
 (cd bindings/wasm/test && npm ci --no-audit --no-fund)
 
 step "wasm-bindgen: the CLI step's version equals the wasm-bindgen crate's in Cargo.lock"
@@ -51,7 +52,18 @@ step "wasm: build the package (cargo, wasm-bindgen step, wasm-opt)"
 bash bindings/wasm/build.sh
 [[ -s bindings/wasm/pkg/ratchetry_wasm.d.ts ]] || die "no TypeScript declarations generated"
 
-step "wasm: browser test in headless Chromium"
+step "wasm: the npm package packs, installs and type-checks as an app imports it"
+tarballs=$(mktemp -d)
+(cd bindings/wasm/pkg && npm pack --silent --pack-destination "$tarballs" >/dev/null)
+tarball=$(ls "$tarballs"/ratchetry-wasm-*.tgz)
+for f in package.json ratchetry_wasm.js ratchetry_wasm.d.ts ratchetry_wasm_bg.wasm; do
+    tar tzf "$tarball" | grep -qx "package/$f" || die "the npm package lacks $f"
+done
+(cd bindings/wasm/test && npm install --no-save --no-audit --no-fund "$tarball" >/dev/null &&
+    node_modules/.bin/tsc -p tsconfig.json)
+rm -rf "$tarballs"
+
+step "wasm: browser tests in headless Chromium (the demo; the companion across a reload)"
 if [[ -n "$apt_pid" ]]; then
     wait "$apt_pid" || { cat "$apt_log" >&2; die "apt-get install chromium failed"; }
 fi

@@ -2,7 +2,8 @@
 # Builds the web package into bindings/wasm/pkg: the wasm (release, wasm32-unknown-unknown),
 # the ES module and TypeScript declarations from the wasm-bindgen step (bindgen/, the exact
 # wasm-bindgen version of Cargo.lock), then wasm-opt (npm `binaryen`, installed by
-# `npm ci` in test/) with debug info and producers stripped. Prints the sizes.
+# `npm ci` in test/) with debug info and producers stripped, and the npm manifest (package.json).
+# Prints the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -27,5 +28,25 @@ if [[ -x "$opt" ]]; then
 else
     echo "wasm-opt not found (run npm ci in bindings/wasm/test): the wasm is not optimised" >&2
 fi
+# The npm package's manifest: an ES module with its TypeScript declarations, for bundlers and
+# for browsers that import it directly (the app calls the default export, `init`, once).
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/bindings/wasm/Cargo.toml" | head -1)
+cat >"$pkg/package.json" <<JSON
+{
+  "name": "ratchetry-wasm",
+  "version": "$version",
+  "description": "End-to-end encrypted messaging across linked devices, for web companions: ratchetry compiled to WebAssembly.",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "./ratchetry_wasm.js",
+  "types": "./ratchetry_wasm.d.ts",
+  "exports": {
+    ".": { "types": "./ratchetry_wasm.d.ts", "default": "./ratchetry_wasm.js" },
+    "./ratchetry_wasm_bg.wasm": "./ratchetry_wasm_bg.wasm"
+  },
+  "files": ["ratchetry_wasm.js", "ratchetry_wasm.d.ts", "ratchetry_wasm_bg.wasm", "ratchetry_wasm_bg.wasm.d.ts"],
+  "sideEffects": false
+}
+JSON
 printf 'wasm sizes: cargo %s bytes, after wasm-bindgen %s, after wasm-opt -O3 and strip %s (gzip -9: %s)\n' \
     "$(stat -c %s "$raw")" "$bindgen_size" "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)"

@@ -107,6 +107,51 @@ test("the demo page links a web companion and every device decrypts its messages
   await page.close();
 });
 
+test("the web companion keeps every record in IndexedDB and survives a page reload", async () => {
+  // A fresh context: an empty IndexedDB for the page's origin.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  const settled = (phase) => page.waitForFunction(
+    (p) => window.companion !== undefined && (window.companion.phase === p || window.companion.error),
+    phase, { timeout: 60_000 });
+  const texts = (list) => list.map((m) => m.text);
+
+  await page.goto(`${base}/demo/companion.html`);
+  await settled(1);
+  const first = await page.evaluate(() => window.companion);
+  assert.equal(first.error, undefined, `the first visit failed: ${first.error}`);
+  assert.deepEqual(texts(first.web), ["bob#1: Hi Alice, before your reload"]);
+  assert.deepEqual(texts(first.bob), [`alice#2: Hi Bob, from the browser`]);
+
+  await page.reload();
+  await settled(2);
+  const second = await page.evaluate(() => window.companion);
+  assert.equal(second.error, undefined, `the visit after the reload failed: ${second.error}`);
+  // Every device was rebuilt from its own records, nothing from memory.
+  for (const n of ["phone", "web", "bob"]) assert.ok(second.loaded[n] > 0, `${n} had no records`);
+  // The message sent while the page was closed, then a conversation on the rebuilt sessions
+  // and sender keys.
+  assert.deepEqual(texts(second.web), [
+    "bob#1: Sent while your page was closed",
+    "[group] bob#1: Group: everyone still here?",
+  ]);
+  assert.deepEqual(texts(second.bob), [
+    "alice#2: Back after a reload",
+    "[group] alice#2: Group: yes, reloaded",
+  ]);
+  assert.deepEqual(texts(second.phone), [
+    "bob#1: Sent while your page was closed",
+    "me (alice#2) → bob: Back after a reload",
+    "[group] bob#1: Group: everyone still here?",
+    "[group] alice#2: Group: yes, reloaded",
+  ]);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("timing in the browser (RATCHETRY_BENCH=1)", { skip: !process.env.RATCHETRY_BENCH }, async () => {
   const page = await browser.newPage();
   await page.goto(`${base}/demo/bench.html`);

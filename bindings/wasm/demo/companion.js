@@ -1,0 +1,135 @@
+// The web companion as a web app runs it: every device's state lives in IndexedDB (store.js),
+// written after each operation from `takeChanges()`, and the page survives a reload. The first
+// visit links Alice's web companion, talks with Bob and leaves a message in flight; the visit
+// after a reload rebuilds every device from its records (`Device.fromRecords`), reads the
+// message that arrived meanwhile and talks on, 1:1 and in a group. `?reset` starts over.
+// Results are left in `window.companion` for the browser test.
+import init, { createAccount, LinkingCompanion, Device, Primary } from "../pkg/ratchetry_wasm.js";
+import { App, Relay, hex, text } from "./app.js";
+import { RecordStore } from "./store.js";
+
+const DEVICES = ["phone", "web", "bob"];
+const GROUP = new Uint8Array(32).fill(0x24);
+
+/** Writes what each app's device changed since its last write, each in one transaction. */
+async function persist(db, apps) {
+  for (const app of apps) await db.apply(app.panel, app.device.takeChanges());
+}
+
+/** Writes the rest of the world: the primaries (as bytes), the relay, the apps' own data. */
+async function persistWorld(db, world, relay, apps) {
+  await db.put({
+    world: {
+      ...world,
+      alice: { bytes: world.alicePrimary.toBytes(), epoch: world.alicePrimary.stateEpoch() },
+      bob: { bytes: world.bobPrimary.toBytes(), epoch: world.bobPrimary.stateEpoch() },
+      alicePrimary: undefined, bobPrimary: undefined,
+    },
+    relay: relay.snapshot(),
+    sent: Object.fromEntries(apps.map((a) => [a.panel, a.sent])),
+  });
+}
+
+async function firstVisit(db) {
+  const relay = new Relay();
+  const alice = createAccount(Date.now());
+  const bob = createAccount(Date.now());
+  relay.publishList(alice.primary); relay.publishList(bob.primary);
+  const phone = new App("alice#1", "phone", alice.device, relay);
+  const bobApp = new App("bob#1", "bob", bob.device, relay);
+  const linking = new LinkingCompanion(alice.primary.invite(Date.now()));
+  const linked = linking.complete(Date.now(), alice.primary.approve(Date.now(), linking.request()));
+  const webId = alice.primary.confirm(linked.confirmation);
+  relay.publishList(alice.primary);
+  const web = new App("alice#" + webId, "web", linked.device, relay);
+  const apps = [phone, web, bobApp];
+  const accounts = [alice.primary.accountKey(), bob.primary.accountKey()];
+  for (const app of apps) for (const a of accounts) app.follow(a);
+  for (const app of apps) app.device.setGroupMembers(GROUP, accounts);
+  const names = namer(accounts);
+  await persist(db, apps);
+
+  bobApp.say(accounts[0], "Hi Alice, before your reload");
+  await persist(db, [bobApp]);
+  for (const app of [phone, web]) { app.pump(names); await persist(db, [app]); }
+  web.say(accounts[1], "Hi Bob, from the browser");
+  await persist(db, [web]);
+  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
+  // In flight while the page is closed: queued at the relay, read after the reload.
+  bobApp.say(accounts[0], "Sent while your page was closed");
+  await persist(db, [bobApp]);
+
+  const world = { webId, accounts, alicePrimary: alice.primary, bobPrimary: bob.primary };
+  await persistWorld(db, world, relay, apps);
+  return { phase: 1, web: web.read, bob: bobApp.read, phone: phone.read };
+}
+
+async function afterReload(db, saved) {
+  const relay = Relay.from(await db.get("relay"));
+  const sent = await db.get("sent");
+  const records = {};
+  const apps = [];
+  for (const name of DEVICES) {
+    records[name] = await db.load(name);
+    const device = Device.fromRecords(records[name]);
+    const app = new App(name === "web" ? "alice#" + saved.webId : name, name, device, relay);
+    app.sent = sent[name];
+    apps.push(app);
+  }
+  const [phone, web, bobApp] = apps;
+  // The primary is restored from its bytes; its epoch says the snapshot is the latest.
+  const alicePrimary = Primary.restore(saved.alice.bytes, saved.alice.epoch);
+  if (hex(alicePrimary.accountKey()) !== hex(saved.accounts[0])) throw new Error("primary restored wrong");
+  const names = namer(saved.accounts);
+
+  web.pump(names);
+  await persist(db, [web]);
+  web.say(saved.accounts[1], "Back after a reload");
+  await persist(db, [web]);
+  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
+  bobApp.send(() => bobApp.device.sendGroup(Date.now(), GROUP, text.encode("Group: everyone still here?")));
+  await persist(db, [bobApp]);
+  for (const app of [phone, web]) { app.pump(names); await persist(db, [app]); }
+  web.send(() => web.device.sendGroup(Date.now(), GROUP, text.encode("Group: yes, reloaded")));
+  await persist(db, [web]);
+  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
+  await persistWorld(db, { ...saved, alicePrimary, bobPrimary: Primary.restore(saved.bob.bytes, saved.bob.epoch) }, relay, apps);
+  return {
+    phase: 2,
+    web: web.read, bob: bobApp.read, phone: phone.read,
+    loaded: Object.fromEntries(DEVICES.map((n) => [n, records[n].length])),
+  };
+}
+
+/** Names an address by its account for the panels. */
+function namer([alice, bob]) {
+  return (a) => {
+    const h = hex(a.account);
+    const who = h === hex(alice) ? "alice" : h === hex(bob) ? "bob" : h;
+    return a.device === undefined ? who : `${who}#${a.device}`;
+  };
+}
+
+async function main() {
+  await init();
+  const name = "ratchetry-companion-demo";
+  if (new URLSearchParams(location.search).has("reset")) {
+    await new Promise((ok, fail) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = ok; r.onerror = () => fail(r.error); });
+  }
+  const db = await RecordStore.open(name, DEVICES);
+  const saved = await db.get("world");
+  const result = saved ? await afterReload(db, saved) : await firstVisit(db);
+  window.companion = result;
+  const status = document.getElementById("status");
+  status.textContent = saved
+    ? `reloaded: every device rebuilt from its IndexedDB records (${Object.values(result.loaded).join(", ")}); reload again to go on`
+    : "first visit: state written to IndexedDB; reload the page";
+  status.className = "ok";
+}
+
+main().catch((e) => {
+  const status = document.getElementById("status");
+  status.textContent = `failed: ${e.code || ""} ${e.message}`;
+  status.className = "failed";
+  window.companion = { error: `${e.code || ""} ${e.message}` };
+});

@@ -1,0 +1,60 @@
+// A device's records in IndexedDB, as a web app keeps them: each `Changes` a device yields
+// (`takeChanges()`) is written in one transaction, so a reload or a closed tab finds either
+// all of an operation's records or none; `Device.fromRecords(await store.load(name))` rebuilds
+// the device. Keys are the records' own bytes (IndexedDB orders binary keys as the library
+// does). One object store per device, plus `meta` for what is not a device's record.
+
+/** Resolves when `request` succeeds. */
+const done = (request) => new Promise((ok, fail) => {
+  request.onsuccess = () => ok(request.result);
+  request.onerror = () => fail(request.error);
+});
+
+/** Resolves when `tx` commits (rejects if it aborts: then nothing of it was written). */
+const committed = (tx) => new Promise((ok, fail) => {
+  tx.oncomplete = () => ok();
+  tx.onabort = () => fail(tx.error || new Error("transaction aborted"));
+  tx.onerror = () => fail(tx.error);
+});
+
+export class RecordStore {
+  constructor(db) { this.db = db; }
+
+  /** Opens (or creates) database `name` with one object store per device name, and `meta`. */
+  static async open(name, devices) {
+    const request = indexedDB.open(name, 1);
+    request.onupgradeneeded = () => {
+      for (const store of [...devices, "meta"]) request.result.createObjectStore(store);
+    };
+    return new RecordStore(await done(request));
+  }
+
+  /** Writes one `Changes` of device `name` in one transaction. */
+  async apply(name, changes) {
+    const tx = this.db.transaction(name, "readwrite");
+    const store = tx.objectStore(name);
+    if (changes.replacesAll) store.clear();
+    for (const { key, value } of changes.records) {
+      if (value === null) store.delete(key); else store.put(value, key);
+    }
+    await committed(tx);
+  }
+
+  /** Every record of device `name`, as `Device.fromRecords` takes them. */
+  async load(name) {
+    const tx = this.db.transaction(name, "readonly");
+    const store = tx.objectStore(name);
+    const [keys, values] = await Promise.all([done(store.getAllKeys()), done(store.getAll())]);
+    return keys.map((key, i) => ({ key: new Uint8Array(key), value: values[i] }));
+  }
+
+  /** A value of `meta` (structured-cloneable), or undefined. */
+  async get(key) { return done(this.db.transaction("meta", "readonly").objectStore("meta").get(key)); }
+
+  /** Writes values of `meta` in one transaction. */
+  async put(entries) {
+    const tx = this.db.transaction("meta", "readwrite");
+    for (const [key, value] of Object.entries(entries)) tx.objectStore("meta").put(value, key);
+    await committed(tx);
+  }
+}
