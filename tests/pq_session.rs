@@ -6,7 +6,7 @@ use core::convert::Infallible;
 
 use rand_core::{TryCryptoRng, TryRng};
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::hooks::pq_chain_epochs;
+use ratchetry::testing::hooks::{pq_chain_epochs, without_pq_ratchet};
 use ratchetry::x3dh::KemPreKeyId;
 use ratchetry::{
     Error, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError, Session,
@@ -63,6 +63,68 @@ fn the_kem_prekey_ids_bit_31_decides_both_sides() {
     let (a, b) = pair(rng, false);
     assert_eq!((a.pq_ratchet_epoch(), b.pq_ratchet_epoch()), (None, None));
     assert!(!KemPreKeyId(1).pq_ratchet() && KemPreKeyId(0x8000_0001).pq_ratchet());
+}
+
+/// An initiator from before the ratchet starts a session with a device that runs it: its
+/// first message carries no extension, and the responder runs the session without the ratchet
+/// (refusing it would shut such initiators out). A current initiator's first message carries
+/// one, which a server cannot strip: the message then fails to authenticate and changes
+/// nothing, and the real one starts a session that runs the ratchet.
+#[test]
+fn the_responder_runs_it_when_the_initiators_first_message_does() {
+    let rng = &mut SeededRng::from_label("pq old initiator");
+    let alice = IdentityKeyPair::generate(rng);
+    let bob = IdentityKeyPair::generate(rng);
+    let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
+    store.enable_pq_ratchet();
+    let kems = store.generate_one_time_kem_prekeys(rng, &bob, NOW, 2);
+    let bundle = |kem| {
+        PreKeyBundle::from_bytes(&store.bundle(&bob, None, Some(kem)).to_bytes())
+            .unwrap()
+            .verify()
+            .unwrap()
+    };
+    let (old, new) = (bundle(kems[0].id), bundle(kems[1].id));
+    let accept = |store: &mut PreKeyStore, wire: &[u8]| {
+        let IncomingMessage::PreKey(pk) = IncomingMessage::decode(wire).unwrap() else {
+            panic!("a pre-key message")
+        };
+        Session::accept(&bob, store, &pk, SessionConfig::default()).map(|(s, m)| (s, m.to_vec()))
+    };
+
+    let mut a = Session::initiate(rng, &alice, &old, SessionConfig::default()).unwrap();
+    without_pq_ratchet(&mut a);
+    let wire = a.encrypt(rng, b"from before the ratchet").unwrap();
+    let (mut b, got) = accept(&mut store, &wire).unwrap();
+    assert_eq!(got, b"from before the ratchet");
+    assert_eq!((a.pq_ratchet_epoch(), b.pq_ratchet_epoch()), (None, None));
+    for i in 0..3 {
+        exchange(rng, &mut a, &mut b, i);
+    }
+
+    let mut a = Session::initiate(rng, &alice, &new, SessionConfig::default()).unwrap();
+    let wire = a.encrypt(rng, b"hello").unwrap();
+    // The ratchet message starts after the pre-key prefix (PROTOCOL.md 9.2: header, IK, base
+    // key, signed prekey id, no one-time prekey, KEM id, ML-KEM-1024 ciphertext); its
+    // extension's length is the u16 after the header's fixed 58 bytes, as in the downgrade
+    // test below.
+    let prefix = 2 + 32 + 32 + 4 + 1 + 4 + 1568;
+    let len = usize::from(u16::from_be_bytes([wire[prefix + 58], wire[prefix + 59]]));
+    assert_eq!(
+        len, 34,
+        "a first message carries the first chunk of epoch 1"
+    );
+    let mut stripped = wire[..prefix + 58].to_vec();
+    stripped.extend_from_slice(&[0, 0]);
+    stripped.extend_from_slice(&wire[prefix + 60 + len..]);
+    let before = store.to_bytes();
+    assert_eq!(
+        accept(&mut store, &stripped).err(),
+        Some(RatchetError::AuthenticationFailed.into())
+    );
+    assert_eq!(*before, *store.to_bytes());
+    let (b, _) = accept(&mut store, &wire).unwrap();
+    assert_eq!(b.pq_ratchet_epoch(), Some(0));
 }
 
 #[test]

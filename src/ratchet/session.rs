@@ -177,10 +177,11 @@ impl Session {
             previous_send_length: 0,
             recv: None,
             skipped: SkippedKeys::default(),
-            pq: message
-                .x3dh
-                .kem_prekey
-                .pq_ratchet()
+            // The initiator runs the ratchet when the KEM prekey's id says this device does,
+            // and then its first message carries an extension: one from before the ratchet
+            // sends none, and the session runs without it. A server can neither add nor strip
+            // an extension (the header is authenticated), nor set or clear the bit (signed).
+            pq: (message.x3dh.kem_prekey.pq_ratchet() && !message.message.extension.is_empty())
                 .then(|| Box::new(PqRatchet::new(false))),
         }));
         let plaintext = session.decrypt_ratchet(&message.message, context)?;

@@ -183,3 +183,9 @@ pub fn pq_chain_epochs(session: &crate::Session) -> Option<(u32, u32)> {
         .as_ref()
         .map(|pq| (pq.send_chain, pq.recv_chain))
 }
+
+/// Drops the post-quantum ratchet from a new initiating session: what an initiator from
+/// before the ratchet holds after starting a session with a device that runs it.
+pub fn without_pq_ratchet(session: &mut crate::Session) {
+    session.0.pq = None;
+}

@@ -864,7 +864,10 @@ class Session:
         s.origin, s.pending_ct, s.awaiting_reply = pm["origin"], None, False
         s.rk, s.dhs_secret, s.dhs_public, s.dhr = sk, spk.secret, spk.public, pm["ratchet"]["key"]
         s.send, s.pn, s.recv, s.skipped = None, 0, None, []
-        s.pq = PqRatchet(initiator=False) if pq_kem_id(pm["kem_id"]) else None  # 8.1, 25.3
+        # 8.3, 25.6: the bit, and an extension in the first message (none: an initiator from
+        # before the ratchet, and the session runs without it).
+        runs = pq_kem_id(pm["kem_id"]) and pm["ratchet"].get("ext", b"") != b""
+        s.pq = PqRatchet(initiator=False) if runs else None  # 8.1, 25.3
         plaintext = s.decrypt(pm["ratchet"], context)
         return s, plaintext
 
