@@ -2,7 +2,8 @@
 // written after each operation from `takeChanges()`, and the page survives a reload. The first
 // visit links Alice's web companion, talks with Bob and leaves a message in flight; the visit
 // after a reload rebuilds every device from its records (`Device.fromRecords`), reads the
-// message that arrived meanwhile and talks on, 1:1 and in a group. `?reset` starts over.
+// message that arrived meanwhile and talks on, 1:1 and in a group, every session running the
+// post-quantum ratchet. `?reset` starts over.
 // Results are left in `window.companion` for the browser test.
 import init, { createAccount, LinkingCompanion, Device, Primary } from "../pkg/ratchetry_wasm.js";
 import { App, Relay, hex, text } from "./app.js";
@@ -43,6 +44,9 @@ async function firstVisit(db) {
   relay.publishList(alice.primary);
   const web = new App("alice#" + webId, "web", linked.device, relay);
   const apps = [phone, web, bobApp];
+  // Every device runs the post-quantum ratchet: enabled before any session starts, and the
+  // bundles published again so that they say so.
+  for (const app of apps) { app.device.enablePqRatchet(Date.now()); relay.publishBundle(app.device); }
   const accounts = [alice.primary.accountKey(), bob.primary.accountKey()];
   for (const app of apps) for (const a of accounts) app.follow(a);
   for (const app of apps) app.device.setGroupMembers(GROUP, accounts);
@@ -97,6 +101,12 @@ async function afterReload(db, saved) {
   return {
     phase: 2,
     web: web.read, bob: bobApp.read, phone: phone.read,
+    // The ratchet's state came back from the records with the sessions.
+    pq: {
+      webWithBob: web.device.pqRatchetEpoch(bobApp.device.address()) ?? null,
+      bobWithWeb: bobApp.device.pqRatchetEpoch(web.device.address()) ?? null,
+      withoutIt: apps.map((a) => a.device.sessionsWithoutPqRatchet().length),
+    },
     loaded: Object.fromEntries(DEVICES.map((n) => [n, records[n].length])),
   };
 }

@@ -109,6 +109,9 @@ extern "C" {
     /// `SealedHistory`.
     #[wasm_bindgen(typescript_type = "SealedHistory")]
     pub type JsSealedHistory;
+    /// `Address[]`.
+    #[wasm_bindgen(typescript_type = "Address[]")]
+    pub type JsAddresses;
 }
 
 /// The browser's RNG, checked first so that a missing source is an error, not a trap inside

@@ -7,8 +7,8 @@ use ratchetry::history::HistoryOffer;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
-    self, JsAddress, JsBundles, JsByteArrays, JsChanges, JsEvents, JsOutgoing, JsReceived,
-    JsRecords, JsRestoredDevice, JsRetryEnvelope, account, num, object, rng, ts,
+    self, JsAddress, JsAddresses, JsBundles, JsByteArrays, JsChanges, JsEvents, JsOutgoing,
+    JsReceived, JsRecords, JsRestoredDevice, JsRetryEnvelope, account, num, object, rng, ts,
 };
 use crate::error;
 
@@ -86,6 +86,52 @@ impl Device {
     #[wasm_bindgen(js_name = awaitingOwnList)]
     pub fn awaiting_own_list(&self) -> bool {
         self.inner.awaiting_own_list()
+    }
+
+    /// Makes a new signed prekey and a new last-resort ML-KEM prekey current: do it regularly
+    /// (for example weekly), then publish `prekeyBundle()` again. Earlier ones stay accepted
+    /// for a while, so sessions started in between still open.
+    #[wasm_bindgen(js_name = rotateSignedPrekey)]
+    pub fn rotate_signed_prekey(&mut self, now: f64) -> Result<(), JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        self.inner.rotate_signed_prekey(&mut rng, now);
+        Ok(())
+    }
+
+    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
+    /// so that `prekeyBundle()` says so at once: publish it again. Sessions other devices
+    /// start with this one then run the ratchet; for sessions already held, see
+    /// `sessionsWithoutPqRatchet`.
+    #[wasm_bindgen(js_name = enablePqRatchet)]
+    pub fn enable_pq_ratchet(&mut self, now: f64) -> Result<(), JsValue> {
+        let now = ts(now)?;
+        let mut rng = rng()?;
+        self.inner.enable_pq_ratchet();
+        self.inner.rotate_signed_prekey(&mut rng, now);
+        Ok(())
+    }
+
+    /// The post-quantum ratchet's epoch in the current session with `device`, or `undefined`
+    /// if there is none or it does not run the ratchet.
+    #[wasm_bindgen(js_name = pqRatchetEpoch)]
+    pub fn pq_ratchet_epoch(&self, device: JsAddress) -> Result<Option<u32>, JsValue> {
+        let device = convert::address_in(&device)?;
+        Ok(self.inner.pq_ratchet_epoch(&device))
+    }
+
+    /// The devices whose current session does not run the post-quantum ratchet: after
+    /// enabling it, and now and then, fetch their bundles and pass them to `startSessions`;
+    /// a bundle of a device that runs it moves the pair onto the ratchet.
+    #[wasm_bindgen(js_name = sessionsWithoutPqRatchet)]
+    pub fn sessions_without_pq_ratchet(&self) -> JsAddresses {
+        let list: js_sys::Array = self
+            .inner
+            .sessions_without_pq_ratchet()
+            .into_iter()
+            .map(convert::address_out)
+            .collect();
+        JsValue::from(list).unchecked_into()
     }
 
     /// The whole state as bytes (secret): restore with `Device.restore`.

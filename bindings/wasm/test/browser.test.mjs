@@ -148,6 +148,9 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
     "[group] bob#1: Group: everyone still here?",
     "[group] alice#2: Group: yes, reloaded",
   ]);
+  // Every session runs the post-quantum ratchet, its state rebuilt from the records too.
+  assert.ok(second.pq.webWithBob !== null && second.pq.bobWithWeb !== null, JSON.stringify(second.pq));
+  assert.deepEqual(second.pq.withoutIt, [0, 0, 0]);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -70,6 +70,10 @@ export async function app(): Promise<string[]> {
   const linked = companion.complete(Date.now(), primary.approve(Date.now(), companion.request()));
   const id: number = primary.confirm(linked.confirmation);
   const restored: Primary = Primary.restore(primary.toBytes(), primary.stateEpoch());
+  device.enablePqRatchet(Date.now());
+  device.rotateSignedPrekey(Date.now());
+  const stale: Address[] = device.sessionsWithoutPqRatchet();
+  const epochs: (number | undefined)[] = stale.map((d) => device.pqRatchetEpoch(d));
   const store = new Map<string, Uint8Array>();
   apply(store, linked.device.takeChanges());
   const outbox = sendAll(
@@ -90,6 +94,6 @@ export async function app(): Promise<string[]> {
   const rebuilt: Device = Device.fromRecords(
     Array.from(store, ([k, value]) => ({ key: new Uint8Array(k.split(",").map(Number)), value })),
   );
-  shown.push(String(rebuilt.stateEpoch()));
+  shown.push(String(rebuilt.stateEpoch()), ...epochs.map(String));
   return shown;
 }
