@@ -6,6 +6,8 @@
 
 mod support;
 use ratchetry::devices::DeviceAddress;
+use ratchetry::fanout::{Received, RetryReason};
+use ratchetry::group::GroupId;
 use support::{World, body, tampered};
 
 /// Opts `d` in and rotates, so its bundles carry a marked ML-KEM prekey.
@@ -166,4 +168,40 @@ fn a_retry_answered_in_a_weaker_session_settles_both_ends_on_it() {
     assert_eq!(w.device(b).pq_ratchet_epoch(&a), None);
     converse(&mut w, a, b, 3);
     converse(&mut w, b, a, 3);
+}
+
+/// A retry for a missing sender key keeps the session: the key went out over it, and the
+/// answer (the key again, then the message) goes out over it too, so a pair that runs the
+/// ratchet keeps running it even when the requester's own bundle does not.
+#[test]
+fn a_sender_key_retry_is_answered_on_the_session_that_runs_it() {
+    const ROOM: GroupId = GroupId([7; 32]);
+    let mut w = World::new("pq sender key retry");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    enable(&mut w, a);
+    converse(&mut w, b, a, 2);
+    let epoch = w.device(a).pq_ratchet_epoch(&b).unwrap();
+    // The group message arrives; its sender key's distribution is lost.
+    let out = w.send_group(a, ROOM, b"early");
+    let (group, _) = out.group.clone().unwrap();
+    assert!(w.receive(b, &group).is_err());
+    let (to, request) = w
+        .request_retry(b, &group, RetryReason::SenderKeyMissing)
+        .unwrap();
+    assert_eq!(to, a);
+    let Ok(Received::RetryRequest(req)) = w.receive(a, &request) else {
+        panic!("a retry request")
+    };
+    let answer = w
+        .run(a, |d, rng, now| d.answer_retry(rng, now, &req, b"early"))
+        .unwrap();
+    let got = w.deliver_ok(&answer);
+    assert!(got.iter().any(|(_, r)| body(r) == Some(&b"early"[..])));
+    assert_eq!(w.device(a).pq_ratchet_epoch(&b), Some(epoch));
+    assert!(w.device(b).pq_ratchet_epoch(&a).is_some());
+    converse(&mut w, a, b, 2);
 }
