@@ -77,3 +77,11 @@ export class App {
     q.push(...keep);
   }
 }
+
+/** Shows a page's failure in its status line; returns the text for the browser test. */
+export function showFailure(e) {
+  const status = document.getElementById("status");
+  status.textContent = `failed: ${e.code || ""} ${e.message}`;
+  status.className = "failed";
+  return `${e.code || ""} ${e.message}`;
+}

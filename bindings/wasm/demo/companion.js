@@ -6,7 +6,7 @@
 // post-quantum ratchet. `?reset` starts over.
 // Results are left in `window.companion` for the browser test.
 import init, { createAccount, LinkingCompanion, Device, Primary } from "../pkg/ratchetry_wasm.js";
-import { App, Relay, hex, text } from "./app.js";
+import { App, Relay, hex, showFailure, text } from "./app.js";
 import { RecordStore } from "./store.js";
 
 const DEVICES = ["phone", "web", "bob"];
@@ -137,9 +137,4 @@ async function main() {
   status.className = "ok";
 }
 
-main().catch((e) => {
-  const status = document.getElementById("status");
-  status.textContent = `failed: ${e.code || ""} ${e.message}`;
-  status.className = "failed";
-  window.companion = { error: `${e.code || ""} ${e.message}` };
-});
+main().catch((e) => { window.companion = { error: showFailure(e) }; });

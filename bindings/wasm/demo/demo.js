@@ -3,7 +3,7 @@
 // decrypted. The wasm module does no I/O: this page moves the bytes, keeps the state and passes
 // Date.now(). Results are also left in `window.demo` for the browser test.
 import init, { createAccount, LinkingCompanion, HistorySealer, HistoryOpener, Device, safetyNumber } from "../pkg/ratchetry_wasm.js";
-import { App, Relay, hex, text, utf8 } from "./app.js";
+import { App, Relay, hex, showFailure, text, utf8 } from "./app.js";
 
 
 async function main() {
@@ -110,9 +110,4 @@ async function main() {
   status.className = "ok";
 }
 
-main().catch((e) => {
-  const status = document.getElementById("status");
-  status.textContent = `failed: ${e.code || ""} ${e.message}`;
-  status.className = "failed";
-  window.demo = { error: `${e.code || ""} ${e.message}` };
-});
+main().catch((e) => { window.demo = { error: showFailure(e) }; });
