@@ -128,8 +128,14 @@ pub(crate) fn encode(payload: &[u8], index: u8) -> Chunk {
     if i < k {
         return *symbol(i);
     }
-    let points: Vec<u8> = (0..k as u8).collect();
-    let values: Vec<&Chunk> = (0..k).map(symbol).collect();
+    // On the stack: a parity chunk is computed at a send, which allocates nothing else.
+    let all_points: [u8; INDEXES] = core::array::from_fn(|j| j as u8);
+    let points = &all_points[..k];
+    let mut all_values = [&[0u8; SYMBOL]; INDEXES];
+    for (j, slot) in all_values.iter_mut().enumerate().take(k) {
+        *slot = symbol(j);
+    }
+    let values = &all_values[..k];
     let computed;
     let log_den: &[u8] = match k {
         2 => &DEN_2,
@@ -137,11 +143,11 @@ pub(crate) fn encode(payload: &[u8], index: u8) -> Chunk {
         30 => &DEN_30,
         36 => &DEN_36,
         _ => {
-            computed = log_denominators(&points);
+            computed = log_denominators(points);
             &computed
         }
     };
-    evaluate(&points, log_den, &values, index)
+    evaluate(points, log_den, values, index)
 }
 
 /// Chunks of one payload as they arrive: keeps the first `k` distinct ones, in ascending index
