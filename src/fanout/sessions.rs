@@ -207,3 +207,136 @@ impl SessionSet {
             .map(|(ct, _)| ct)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SeededRng;
+    use crate::{IdentityKeyPair, PreKeyStore, SessionConfig, Timestamp};
+
+    /// A new PQXDH session (strength 1), or one that runs the post-quantum ratchet (2).
+    fn session(rng: &mut SeededRng, ratchet: bool) -> Session {
+        let alice = IdentityKeyPair::generate(rng);
+        let bob = IdentityKeyPair::generate(rng);
+        let mut store = PreKeyStore::new(rng, &bob, Timestamp(0), Default::default());
+        if ratchet {
+            store.enable_pq_ratchet();
+        }
+        let kem = store.generate_one_time_kem_prekeys(rng, &bob, Timestamp(0), 1)[0].id;
+        let bundle = store.bundle(&bob, None, Some(kem)).verify().unwrap();
+        Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap()
+    }
+
+    fn same(a: &Session, b: &Session) -> bool {
+        *a.to_bytes() == *b.to_bytes()
+    }
+
+    /// The set's sessions, each named by its position in `named`.
+    fn order(set: &SessionSet, named: &[&Session]) -> Vec<usize> {
+        set.all()
+            .iter()
+            .map(|s| {
+                named
+                    .iter()
+                    .position(|n| same(n, s))
+                    .expect("a named session")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strength_ranks_pqxdh_below_the_post_quantum_ratchet() {
+        let rng = &mut SeededRng::from_label("session strength");
+        assert_eq!(strength(&session(rng, false)), 1);
+        assert_eq!(strength(&session(rng, true)), 2);
+    }
+
+    /// Two devices that raced converge: a message under an archived session of the same
+    /// strength makes it current.
+    #[test]
+    fn an_advanced_archived_session_becomes_current_unless_a_stronger_one_is_held() {
+        let rng = &mut SeededRng::from_label("session promote");
+        let (a, b) = (session(rng, false), session(rng, false));
+        let mut set = SessionSet::new(a.clone());
+        assert!(set.push_new(b.clone()).is_none());
+        assert_eq!(order(&set, &[&a, &b]), [1, 0]);
+        set.promote(1, a.clone());
+        assert_eq!(order(&set, &[&a, &b]), [0, 1]);
+
+        let strong = session(rng, true);
+        let mut set = SessionSet::new(strong.clone());
+        assert!(set.push_new(a.clone()).is_none());
+        assert_eq!(
+            order(&set, &[&strong, &a]),
+            [0, 1],
+            "a weaker one goes behind"
+        );
+        set.promote(1, a.clone());
+        assert_eq!(order(&set, &[&strong, &a]), [0, 1], "and stays there");
+        set.promote(0, strong.clone());
+        assert_eq!(order(&set, &[&strong, &a]), [0, 1]);
+        assert!(same(set.current_post_quantum().unwrap(), &strong));
+    }
+
+    /// A new session goes behind the stronger ones and before the rest; beyond the limit the
+    /// last is dropped and returned, even the new one itself.
+    #[test]
+    fn a_new_session_is_placed_by_strength_and_the_weakest_oldest_drops() {
+        let rng = &mut SeededRng::from_label("session push");
+        let (s1, s2) = (session(rng, true), session(rng, true));
+        let (w1, w2) = (session(rng, false), session(rng, false));
+        let named = [&s1, &s2, &w1, &w2];
+        let mut set = SessionSet::new(w1.clone());
+        assert!(set.push_new(s1.clone()).is_none());
+        assert_eq!(order(&set, &named), [0, 2]);
+        assert!(set.push_new(s2.clone()).is_none());
+        assert_eq!(order(&set, &named), [1, 0, 2]);
+        let dropped = set.push_new(w2.clone()).unwrap();
+        assert!(same(&dropped, &w1), "the weakest oldest drops");
+        assert_eq!(order(&set, &named), [1, 0, 3]);
+        let s3 = session(rng, true);
+        let dropped = set.push_new(s3.clone()).unwrap();
+        assert!(same(&dropped, &w2));
+        let dropped = set.push_new(session(rng, false)).unwrap();
+        assert!(
+            !named.iter().any(|n| same(n, &dropped)),
+            "the new one itself"
+        );
+        assert_eq!(set.all().len(), MAX_SESSIONS_PER_DEVICE);
+        assert!(set.all().iter().all(|s| strength(s) == 2));
+    }
+
+    /// A retry's session is current whatever its strength; the stronger sessions are dropped
+    /// and returned, the others kept behind it; at the requester, the session at `index` is
+    /// the one replaced.
+    #[test]
+    fn a_requested_session_is_current_and_the_stronger_ones_go() {
+        let rng = &mut SeededRng::from_label("session requested");
+        let (strong, weak, answer) = (session(rng, true), session(rng, false), session(rng, false));
+        let named = [&strong, &weak, &answer];
+        let mut set = SessionSet::new(strong.clone());
+        set.push_new(weak.clone());
+        let dropped = set.push_requested(None, answer.clone());
+        assert_eq!(dropped.len(), 1);
+        assert!(same(&dropped[0], &strong));
+        assert_eq!(order(&set, &named), [2, 1]);
+
+        let mut set = SessionSet::new(strong.clone());
+        set.push_new(weak.clone());
+        let dropped = set.push_requested(Some(1), weak.clone());
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(order(&set, &named), [1]);
+
+        // Nothing stronger: nothing dropped, the requested one is current.
+        let mut set = SessionSet::new(weak.clone());
+        assert!(set.push_requested(None, answer.clone()).is_empty());
+        assert_eq!(order(&set, &named), [2, 1]);
+        let mut set = SessionSet::new(weak.clone());
+        set.push_new(answer.clone());
+        assert!(set.push_requested(Some(1), weak.clone()).is_empty());
+        assert_eq!(order(&set, &named), [1, 2]);
+        // An index past the end (never given) replaces nothing and panics nowhere.
+        assert!(set.push_requested(Some(2), strong.clone()).is_empty());
+        assert_eq!(order(&set, &named), [0, 1, 2]);
+    }
+}
