@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI for the bindings (bindings/README.md): installs what they need on a clean machine, builds
-# the UniFFI bindings and runs the Python suite, builds the wasm package and runs the browser
-# test in headless Chromium. Every step fails the run. Set BINDINGS_CLIPPY=1 to also run
-# clippy on the binding crates (a few more minutes from a cold cache).
+# the UniFFI bindings and runs the Python suite, compiles the Kotlin binding and runs its JUnit
+# suite through Maven (which fetches the Kotlin compiler, JNA and JUnit itself), builds the wasm
+# package and runs the browser test in headless Chromium. Every step fails the run. Set
+# BINDINGS_CLIPPY=1 to also run clippy on the binding crates (a few more minutes from a cold cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -10,6 +11,10 @@ step() { printf '\n==== bindings: %s (t+%ss)\n' "$1" "$(( $(date +%s) - start ))
 die() { echo "bindings CI: $*" >&2; exit 1; }
 
 step "install: chromium (apt, in the background), wasm32 target, pytest, npm packages"
+# A JDK and Maven come with this kind of machine; elsewhere, Debian's (before chromium's apt).
+if ! command -v mvn >/dev/null || ! command -v javac >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven default-jdk-headless
+fi
 apt_log=$(mktemp)
 if ! command -v chromium >/dev/null; then
     ( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ) \
@@ -41,12 +46,24 @@ cargo fmt --check -p ratchetry-uniffi -p ratchetry-wasm -p ratchetry-wasm-bindge
 step "uniffi: build the cdylib, generate Python, Kotlin and Swift"
 bash bindings/uniffi/generate.sh
 for f in python/ratchetry_uniffi.py kotlin/uniffi/ratchetry_uniffi/ratchetry_uniffi.kt \
-    swift/ratchetry_uniffi.swift; do
+    kotlin-resources/linux-x86-64/libratchetry_uniffi.so swift/ratchetry_uniffi.swift; do
     [[ -s "bindings/uniffi/out/$f" ]] || die "bindings/uniffi/out/$f was not generated"
 done
 
 step "uniffi: pytest through the Python module"
 python3 -m pytest -q bindings/uniffi/tests
+
+step "uniffi: Kotlin on the JVM (Maven: kotlinc, JUnit through Surefire, the jar with the cdylib, install)"
+kotlin=bindings/uniffi/kotlin
+rm -rf "$kotlin/target"
+mvn -B -q -f "$kotlin/pom.xml" install
+jar tf "$kotlin"/target/ratchetry-*.jar | grep -x 'linux-x86-64/libratchetry_uniffi.so' >/dev/null ||
+    die "the jar does not carry linux-x86-64/libratchetry_uniffi.so"
+# Maven failed the run on a failed test; -q hides Surefire's counts, so they come from its reports.
+tests=$(sed -n 's/.*<testsuite [^>]* tests="\([0-9]*\)".*/\1/p' "$kotlin"/target/surefire-reports/TEST-*.xml |
+    awk '{ t += $1 } END { print t + 0 }')
+(( tests > 0 )) || die "Kotlin: no JUnit test ran"
+echo "Kotlin (JUnit): $tests tests passed; the jar is installed in the local Maven repository"
 
 step "wasm: build the package (cargo, wasm-bindgen step, wasm-opt)"
 bash bindings/wasm/build.sh

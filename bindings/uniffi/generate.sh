@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cdylib and generates the Python, Kotlin and Swift sources from it:
-#   bindings/uniffi/out/{python,kotlin,swift}; the Python module gets the cdylib beside it.
+#   bindings/uniffi/out/{python,kotlin,swift}; the Python module gets the cdylib beside it, and
+#   the Kotlin module (bindings/uniffi/kotlin) gets it in out/kotlin-resources under JNA's
+#   platform folder, so its jar carries the library its sources were generated from.
 # The generator (uniffi-bindgen, this crate's bin) is built unoptimized: it runs for a second,
 # and its dependencies (clap, askama, goblin, ...) take minutes to optimize.
 set -euo pipefail
@@ -18,3 +20,10 @@ for language in python kotlin swift; do
         --out-dir "$out/$language" --no-format
 done
 cp "$lib" "$out/python/"
+case "$(uname -m)" in
+    x86_64 | amd64) jna_platform=linux-x86-64 ;;
+    *) jna_platform="linux-$(uname -m)" ;;
+esac
+rm -rf "${out:?}/kotlin-resources"
+mkdir -p "$out/kotlin-resources/$jna_platform"
+cp "$lib" "$out/kotlin-resources/$jna_platform/"

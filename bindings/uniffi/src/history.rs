@@ -22,12 +22,24 @@ impl std::fmt::Debug for HistorySealer {
 }
 
 /// The end of sealing: the last chunks and the offer to send with `Device.send_history_offer`.
+/// Its `Debug` (exported: Kotlin's `toString()`, Python's `repr`) prints counts, not the offer.
 #[derive(uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SealedHistory {
     /// The remaining sealed chunks.
     pub chunks: Vec<Vec<u8>>,
     /// The offer (secret: it holds the key).
     pub offer: Vec<u8>,
+}
+
+/// Prints the number of chunks and the offer's length: the offer holds the key.
+impl std::fmt::Debug for SealedHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedHistory")
+            .field("chunks", &self.chunks.len())
+            .field("offer_len", &self.offer.len())
+            .finish()
+    }
 }
 
 fn finished() -> RatchetryError {

@@ -106,8 +106,10 @@ impl RetryRequest {
     }
 }
 
-/// What a received envelope was. No `Debug`: it holds plaintext.
+/// What a received envelope was. Its `Debug` (exported: Kotlin's `toString()`, Python's `repr`)
+/// shows the kind and the sender, never the plaintext or a key.
 #[derive(uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum Received {
     /// A 1:1 message to this account.
     Direct {
@@ -174,6 +176,43 @@ pub enum Received {
     Other,
 }
 
+/// Bodies, offers and call keys print their length only.
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with_len = |f: &mut std::fmt::Formatter<'_>, kind, sender: &Address, len: usize| {
+            f.debug_struct(kind)
+                .field("sender", sender)
+                .field("len", &len)
+                .finish_non_exhaustive()
+        };
+        match self {
+            Self::Direct { sender, body } => with_len(f, "Direct", sender, body.len()),
+            Self::OwnCopy { sender, body, .. } => with_len(f, "OwnCopy", sender, body.len()),
+            Self::Group { sender, body, .. } => with_len(f, "Group", sender, body.len()),
+            Self::HistoryOffer { sender, offer } => {
+                with_len(f, "HistoryOffer", sender, offer.len())
+            }
+            Self::CallKey { sender, message } => with_len(f, "CallKey", sender, message.len()),
+            Self::SenderKey { sender, key_id, .. } => f
+                .debug_struct("SenderKey")
+                .field("sender", sender)
+                .field("key_id", key_id)
+                .finish_non_exhaustive(),
+            Self::RetryRequest { request } => f
+                .debug_struct("RetryRequest")
+                .field("sender", &request.sender())
+                .field("send_id", &request.send_id())
+                .field("attempt", &request.attempt())
+                .finish(),
+            Self::Withheld { sender, .. } => f
+                .debug_struct("Withheld")
+                .field("sender", sender)
+                .finish_non_exhaustive(),
+            Self::Other => f.write_str("Other"),
+        }
+    }
+}
+
 /// A change a device-list update brought.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum DeviceEvent {
@@ -199,7 +238,9 @@ pub enum DeviceEvent {
 }
 
 /// One stored record: write `value` under `key`, or delete `key` when `value` is absent.
+/// Its redacted `Debug` is exported (Kotlin's `toString()`, Python's `repr`).
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct StoredRecord {
     /// The record's key.
     pub key: Vec<u8>,

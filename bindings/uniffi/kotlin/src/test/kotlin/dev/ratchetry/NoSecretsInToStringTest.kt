@@ -1,0 +1,146 @@
+package dev.ratchetry
+
+import java.util.Base64
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import uniffi.ratchetry_uniffi.HistoryOpener
+import uniffi.ratchetry_uniffi.HistorySealer
+import uniffi.ratchetry_uniffi.LinkingCompanion
+import uniffi.ratchetry_uniffi.RatchetryException
+import uniffi.ratchetry_uniffi.Received
+import uniffi.ratchetry_uniffi.restoreDevice
+import uniffi.ratchetry_uniffi.restorePrimary
+
+/**
+ * No object the binding returns shows secret bytes in `toString()` (what a log line or a crash
+ * report prints): not the state of a device or a primary, a change record's value, a history
+ * offer, or a message body; in hex, base64 or as a list of numbers. Public bytes (envelopes,
+ * bundles, lists, keys, linking messages) may show.
+ */
+class NoSecretsInToStringTest {
+    private val relay = Relay()
+    private val seen = mutableListOf<Any>()
+    private val secrets = mutableListOf<ByteArray>()
+    private val public = mutableListOf<ByteArray>()
+
+    private fun <T : Any> keep(value: T): T = value.also { seen.add(it) }
+
+    private fun keepAll(values: List<Any>) = seen.addAll(values)
+
+    @Test
+    fun toStringShowsNoSecretBytes() {
+        val alice = keep(account(relay))
+        val bob = keep(account(relay))
+        keep(alice.device)
+        keep(alice.primary)
+        relay.introduce(alice.device, bob.device)
+        val invitation = alice.primary.invite(relay.now)
+        val linking = keep(LinkingCompanion(invitation))
+        val request = linking.request()
+        val approval = alice.primary.approve(relay.now, request)
+        val linked = keep(linking.complete(relay.now, approval))
+        alice.primary.confirm(linked.confirmation)
+        public += listOf(invitation, request, approval, linked.confirmation)
+        relay.add(linked.device)
+        keepAll(relay.publish(alice.primary))
+        relay.introduce(linked.device)
+
+        val body = "a secret body to bob, never printed".encodeToByteArray()
+        secrets += body
+        keep(alice.device.send(relay.now, bob.primary.accountKey(), body)) // NeedBundles
+        val out = keep(relay.send(alice.device) { keep(alice.device.send(relay.now, bob.primary.accountKey(), body)) })
+        keepAll(out.envelopes)
+        keepAll(relay.deliver(bob.device))
+        keepAll(relay.deliver(linked.device))
+
+        val group = ByteArray(32) { 3 }
+        val members = listOf(alice.primary.accountKey(), bob.primary.accountKey())
+        listOf(alice.device, bob.device, linked.device).forEach { it.setGroupMembers(group, members) }
+        val groupBody = "a secret group body, never printed".encodeToByteArray()
+        secrets += groupBody
+        keep(relay.send(alice.device) { keep(alice.device.sendGroup(relay.now, group, groupBody)) }).group?.let { keep(it) }
+        keepAll(relay.deliver(bob.device))
+
+        val sealer = keep(HistorySealer())
+        val history = ByteArray(100_000) { (it * 7).toByte() }
+        secrets += history
+        val chunks = sealer.push(history)
+        val sealed = keep(sealer.finish())
+        secrets += sealed.offer
+        public.addAll(chunks + sealed.chunks) // sealed: they may travel through any server
+        relay.send(alice.device) { alice.device.sendHistoryOffer(relay.now, 2u, sealed.offer) }
+        val atLaptop = relay.deliver(linked.device) // the group message, then the offer
+        keepAll(atLaptop)
+        val offer = atLaptop.filterIsInstance<Received.HistoryOffer>().single()
+        keep(HistoryOpener(offer.offer))
+
+        val changes = keep(bob.device.takeChanges())
+        keepAll(changes.records)
+        changes.records.forEach { r -> r.value?.let { secrets += it } }
+        public.addAll(changes.records.map { it.key })
+        secrets += bob.device.toBytes()
+        secrets += alice.device.toBytes()
+        secrets += linked.device.toBytes()
+        secrets += alice.primary.toBytes()
+        keep(restoreDevice(bob.device.toBytes(), 0uL, relay.now))
+        keep(restorePrimary(alice.primary.toBytes(), 0uL))
+        keep(assertThrows<RatchetryException.Failed> { bob.device.receive(relay.now, out.envelopes[0].bytes) })
+
+        val damaged = relay.send(alice.device) { alice.device.send(relay.now, bob.primary.accountKey(), body) }
+            .envelopes.first { it.to.same(bob.device.address()) }.bytes.copyOf()
+        relay.queue(bob.device.address()).clear()
+        damaged[damaged.size - 1] = (damaged[damaged.size - 1].toInt() xor 1).toByte()
+        val retry = keep(bob.device.requestRetry(relay.now, damaged, 2u.toUByte()))
+        relay.queue(retry.to).add(retry.bytes)
+        keepAll(relay.deliver(alice.device))
+        public += relay.wire
+        public += listOf(alice, bob).flatMap { listOf(it.primary.accountKey(), it.device.identityKey()) }
+        public += linked.device.identityKey()
+
+        // What was looked at: every kind of object and record the scenario met.
+        val kinds = seen.map { it::class.simpleName }.toSet()
+        for (k in listOf("NewAccount", "Device", "Primary", "LinkingCompanion", "LinkedCompanion",
+            "DeviceAdded", "Ready", "NeedBundles", "Outbox", "Envelope", "GroupEnvelope", "Direct",
+            "OwnCopy", "Group", "SenderKey", "HistoryOffer", "RetryRequest", "SealedHistory",
+            "HistorySealer", "HistoryOpener", "Changes", "StoredRecord", "RestoredDevice", "Failed")) {
+            assertTrue(k in kinds, "no $k among $kinds")
+        }
+        assertTrue(changes.records.any { it.value != null })
+
+        val publicWindows = public.flatMap { windows(it, 1) }.toHashSet()
+        val needles = secrets.flatMap { needles(it, publicWindows) }.toHashSet()
+        assertTrue(needles.size > 1000, "${needles.size} needles")
+        for (obj in seen) {
+            val text = obj.toString()
+            assertFalse(needles.any { it in text }, "${obj::class.simpleName}.toString() shows secret bytes: $text")
+        }
+    }
+
+    /** The 8-byte windows of `bytes`, as hex, every `step` bytes. */
+    private fun windows(bytes: ByteArray, step: Int) =
+        (0..bytes.size - 8 step step).map { bytes.copyOfRange(it, it + 8).hex() }
+
+    /**
+     * The forms a secret's bytes could take in a string, for its 8-byte windows found in no
+     * public bytes: hex (both cases), Kotlin's `contentToString` list of numbers, and base64
+     * (standard and URL-safe) of the 9 bytes from there (whole base64 groups then appear
+     * whatever the alignment). Large secrets are sampled.
+     */
+    private fun needles(secret: ByteArray, publicWindows: Set<String>): List<String> {
+        val out = mutableListOf<String>()
+        val step = if (secret.size > 4096) 61 else 1
+        for (i in 0..secret.size - 9 step step) {
+            val w = secret.copyOfRange(i, i + 9)
+            val hex = w.copyOf(8).hex()
+            if (hex in publicWindows || w.copyOfRange(1, 9).hex() in publicWindows) continue
+            out += hex
+            out += hex.uppercase()
+            out += w.copyOf(8).contentToString().removeSuffix("]").removePrefix("[")
+            out += Base64.getEncoder().encodeToString(w)
+            out += Base64.getUrlEncoder().encodeToString(w)
+        }
+        return out
+    }
+}
