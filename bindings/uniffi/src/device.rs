@@ -103,6 +103,48 @@ impl Device {
         Ok(self.inner.lock()?.awaiting_own_list())
     }
 
+    /// Makes a new signed prekey and a new last-resort ML-KEM prekey current: do it regularly
+    /// (for example weekly), then publish [`prekey_bundle`](Self::prekey_bundle) again.
+    /// Earlier ones stay accepted for a while, so sessions started in between still open.
+    pub fn rotate_signed_prekey(&self, now: u64) -> Result<(), RatchetryError> {
+        let mut rng = rng()?;
+        self.inner.lock()?.rotate_signed_prekey(&mut rng, ts(now));
+        Ok(())
+    }
+
+    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
+    /// so that [`prekey_bundle`](Self::prekey_bundle) says so at once: publish it again.
+    /// Sessions other devices start with this one then run the ratchet; for sessions already
+    /// held, see [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet).
+    pub fn enable_pq_ratchet(&self, now: u64) -> Result<(), RatchetryError> {
+        let mut rng = rng()?;
+        let mut device = self.inner.lock()?;
+        device.enable_pq_ratchet();
+        device.rotate_signed_prekey(&mut rng, ts(now));
+        Ok(())
+    }
+
+    /// The post-quantum ratchet's epoch in the current session with `device`, or `None` if
+    /// there is none or it does not run the ratchet.
+    pub fn pq_ratchet_epoch(&self, device: Address) -> Result<Option<u32>, RatchetryError> {
+        let device = address_in(&device)?;
+        Ok(self.inner.lock()?.pq_ratchet_epoch(&device))
+    }
+
+    /// The devices whose current session does not run the post-quantum ratchet: after
+    /// enabling it, and now and then, fetch their bundles and pass them to
+    /// [`start_sessions`](Self::start_sessions); a bundle of a device that runs it moves the
+    /// pair onto the ratchet.
+    pub fn sessions_without_pq_ratchet(&self) -> Result<Vec<Address>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .sessions_without_pq_ratchet()
+            .into_iter()
+            .map(address_out)
+            .collect())
+    }
+
     /// The whole state as bytes (secret): restore with [`restore_device`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, RatchetryError> {
         Ok(self.inner.lock()?.to_bytes().to_vec())

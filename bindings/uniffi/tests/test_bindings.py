@@ -37,6 +37,38 @@ def test_two_accounts_exchange_messages(relay):
     assert got[0].sender == bob.device.address()
 
 
+def test_post_quantum_ratchet_opt_in_and_migration(relay):
+    """Sessions from before Bob enabled the ratchet are listed; one bundle refresh moves the
+    pair onto it, at both ends, and its state survives a restart from records."""
+    alice, bob = account(relay), account(relay)
+    relay.introduce(alice.device, bob.device)
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"before"))
+    assert texts(relay.deliver(bob.device)) == [("direct", "before")]
+    assert alice.device.pq_ratchet_epoch(bob.device.address()) is None
+    assert alice.device.sessions_without_pq_ratchet() == [bob.device.address()]
+
+    bob.device.enable_pq_ratchet(relay.now)
+    relay.add(bob.device)  # publishes the bundle again: it now says so
+    stale = alice.device.sessions_without_pq_ratchet()
+    alice.device.start_sessions(relay.now, [r.BundleFor(device=d, bundle=relay.bundles[key(d)]) for d in stale])
+    assert alice.device.pq_ratchet_epoch(bob.device.address()) == 0
+    assert alice.device.sessions_without_pq_ratchet() == []
+    for i in range(60):  # an epoch takes about 76 messages
+        relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"a%d" % i))
+        assert texts(relay.deliver(bob.device)) == [("direct", "a%d" % i)]
+        relay.send(bob.device, lambda: bob.device.send(relay.now, alice.primary.account_key(), b"b%d" % i))
+        assert texts(relay.deliver(alice.device)) == [("direct", "b%d" % i)]
+    assert alice.device.pq_ratchet_epoch(bob.device.address()) >= 1
+    changes = bob.device.take_changes()
+    assert changes.replaces_all  # the first take: every record
+    rebuilt = r.Device.from_records(changes.records)
+    assert rebuilt.pq_ratchet_epoch(alice.device.address()) is not None
+    assert rebuilt.sessions_without_pq_ratchet() == []
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        alice.device.pq_ratchet_epoch(r.Address(account=b"short", device=1))
+    assert e.value.code == "binding.bad_length"
+
+
 def test_linked_companion_reads_and_sends(relay):
     alice, bob = account(relay), account(relay)
     relay.introduce(alice.device, bob.device)

@@ -49,6 +49,9 @@ class Relay {
         return device
     }
 
+    /** The bundle published for `address` (what a bundle fetch returns). */
+    fun bundle(address: Address): ByteArray = bundles.getValue(address.key())
+
     /** The app restarted `old` as `new`: the relay now pushes lists to `new`. */
     fun replace(old: Device, new: Device) {
         devices[devices.indexOf(old)] = new
