@@ -57,20 +57,23 @@ impl SessionSet {
     /// its place. A server that drops the messages of the stronger session, or a peer that
     /// starts a weaker one at the same time, must not pin the pair to the weaker session.
     pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
+        if index >= self.0.len() {
+            // Not a held session's index (callers never pass one): placed as a new session.
+            self.push_new(advanced);
+            return;
+        }
         let rank = strength(&advanced);
         let pinned = self
             .0
             .iter()
             .enumerate()
             .any(|(i, s)| i != index && strength(s) > rank);
-        if pinned && let Some(slot) = self.0.get_mut(index) {
-            *slot = advanced;
-            return;
-        }
-        if index < self.0.len() {
+        if pinned {
+            self.0[index] = advanced;
+        } else {
             self.0.remove(index);
+            self.0.insert(0, advanced);
         }
-        self.0.insert(0, advanced);
     }
 
     /// After a restore from an old backup: no session may continue a sending chain it may
@@ -338,5 +341,9 @@ mod tests {
         // An index past the end (never given) replaces nothing and panics nowhere.
         assert!(set.push_requested(Some(2), strong.clone()).is_empty());
         assert_eq!(order(&set, &named), [0, 1, 2]);
+        // And promote places a session at such an index as a new one: never past the limit.
+        let extra = session(rng, true);
+        set.promote(3, extra.clone());
+        assert_eq!(order(&set, &[&extra, &strong, &weak]), [0, 1, 2]);
     }
 }
