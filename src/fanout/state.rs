@@ -183,13 +183,17 @@ impl Device {
     ) -> Result<Self, DecodeError> {
         // Sized up front: collecting `Result`s would grow the vector by doubling.
         let records = records.into_iter();
-        let mut sorted = Vec::with_capacity(records.size_hint().0);
+        let mut sorted: Vec<(Key, &[u8])> = Vec::with_capacity(records.size_hint().0);
+        // A store hands its records back in key order, as it wrote them: each key is checked
+        // against the one before it as it is read (strictly ascending, so no key twice), and
+        // then nothing is sorted.
+        let mut ascending = true;
         for (k, v) in records {
-            sorted.push((Key::decode(k)?, v));
+            let key = Key::decode(k)?;
+            ascending &= sorted.last().is_none_or(|(last, _)| *last < key);
+            sorted.push((key, v));
         }
-        // A store hands its records back in key order, as it wrote them: one pass checks that
-        // (strictly ascending, so no key twice), with no sort.
-        if !sorted.is_sorted_by(|a, b| a.0 < b.0) {
+        if !ascending {
             sorted.sort_unstable_by_key(|r| r.0);
             if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
                 return Err(DecodeError::InvalidValue);
