@@ -24,6 +24,10 @@ const LIST_FORMAT: u8 = 3;
 /// The list format before the policy was signed into it: read (stored lists, accounts whose
 /// primary has not signed since), never signed.
 const LEGACY_LIST_FORMAT: u8 = 2;
+/// A body's length before its entries, at most (header, account, version, issue time, policy,
+/// count), and an entry's (id, identity, link time, expiry, binding).
+const BODY_LEN: usize = 2 + 32 + 8 + 8 + 12 + 4;
+const ENTRY_LEN: usize = 4 + 32 + 8 + 9 + 64;
 
 /// One device of an account, as the account key vouches for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +67,10 @@ pub struct SignedDeviceList {
     /// The account's signed policy; `None` for a list of the old form.
     policy: Option<AccountPolicy>,
     entries: Vec<DeviceEntry>,
-    /// The encoded body the signature covers.
-    body: Vec<u8>,
+    /// Over the body, [`body`](Self::body): the fields' encoding, which is canonical (a
+    /// decoder reads each field at a fixed place and accepts one encoding of each value), so
+    /// the bytes are not kept beside the fields: they are encoded again when signed, verified
+    /// or sent, and a device holding thousands of lists holds each once.
     signature: Signature,
 }
 
@@ -104,44 +110,50 @@ impl SignedDeviceList {
         policy: Option<AccountPolicy>,
         entries: Vec<DeviceEntry>,
     ) -> Self {
-        let mut body = Vec::with_capacity(2 + 32 + 8 + 8 + 12 + 4 + entries.len() * 117);
-        let format = if policy.is_some() {
+        let mut list = Self {
+            account: account.public(),
+            version,
+            issued_at,
+            policy,
+            entries,
+            signature: Signature::from_bytes([0; 64]),
+        };
+        list.signature = account.sign(labels::DEVICE_LIST, &list.body());
+        list
+    }
+
+    /// The encoded body the signature covers: the form (the current one if the list carries a
+    /// policy), then every field in order.
+    fn body(&self) -> Vec<u8> {
+        // Room for the signature, which `to_bytes` appends.
+        let mut body = Vec::with_capacity(BODY_LEN + self.entries.len() * ENTRY_LEN + 64);
+        let format = if self.policy.is_some() {
             LIST_FORMAT
         } else {
             LEGACY_LIST_FORMAT
         };
         body.versioned_header(format, kind::DEVICE_LIST);
-        body.put(account.public().as_bytes());
-        body.u64(version);
-        body.u64(issued_at.0);
-        if let Some(p) = policy {
+        body.put(self.account.as_bytes());
+        body.u64(self.version);
+        body.u64(self.issued_at.0);
+        if let Some(p) = self.policy {
             body.u32(p.max_companions);
             body.u64(p.companion_validity_ms);
         }
-        body.u32(entries.len() as u32);
-        for e in &entries {
+        body.u32(self.entries.len() as u32);
+        for e in &self.entries {
             body.u32(e.id.0);
             body.put(e.identity.as_bytes());
             body.u64(e.linked_at.0);
             body.optional(e.expires_at, |out, t| out.u64(t.0));
             body.put(&e.binding.to_bytes());
         }
-        let signature = account.sign(labels::DEVICE_LIST, &body);
-        Self {
-            account: account.public(),
-            version,
-            issued_at,
-            policy,
-            entries,
-            body,
-            signature,
-        }
+        body
     }
 
     /// The wire bytes: body ‖ signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
-        out.put(&self.body);
+        let mut out = self.body();
         out.put(&self.signature.to_bytes());
         out
     }
@@ -193,7 +205,6 @@ impl SignedDeviceList {
             }
             entries.push(entry);
         }
-        let body_len = bytes.len() - r.rest_len();
         let signature = Signature::from_bytes(r.array()?);
         r.finish()?;
         Ok(Self {
@@ -202,7 +213,6 @@ impl SignedDeviceList {
             issued_at,
             policy,
             entries,
-            body: bytes[..body_len].to_vec(),
             signature,
         })
     }
@@ -238,12 +248,13 @@ impl SignedDeviceList {
         }
         if let Some(known) = known {
             let k = &known.0;
-            if self.version == k.version && self.body == k.body && self.signature == k.signature {
+            // Equal fields are equal bytes (the encoding is canonical).
+            if self == *k {
                 return Ok(known.clone());
             }
         }
         self.account
-            .verify(labels::DEVICE_LIST, &self.body, &self.signature)
+            .verify(labels::DEVICE_LIST, &self.body(), &self.signature)
             .map_err(|_| DeviceError::BadSignature)?;
         if let Some(known) = known {
             let k = &known.0;
@@ -369,7 +380,7 @@ impl VerifiedDeviceList {
     }
 
     fn new(list: SignedDeviceList) -> Self {
-        let digest = sha256(&[&list.body, &list.signature.to_bytes()]);
+        let digest = sha256(&[&list.to_bytes()]);
         Self(list, digest)
     }
 
@@ -398,5 +409,64 @@ impl VerifiedDeviceList {
     /// list: a load hashes no list (it would be most of the work of loading a device).
     pub(crate) fn from_trusted_parts(bytes: &[u8], digest: [u8; 32]) -> Result<Self, DecodeError> {
         SignedDeviceList::from_trusted_bytes(bytes).map(|list| Self(list, digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::AccountKeyPair;
+    use crate::testing::SeededRng;
+
+    /// A list holds its fields, not its bytes: what it signs, verifies, hashes and sends is
+    /// their encoding. That is the received bytes only if the encoding is canonical (one
+    /// encoding per list, all else refused), in either form: encoded again, a parsed list is
+    /// the bytes it was parsed from, its signature verifies over them, and a byte the decoder
+    /// could read another way (an expiry flag of 2) is refused.
+    #[test]
+    fn a_list_is_its_fields_encoded_one_way() {
+        let rng = &mut SeededRng::from_label("list encoding");
+        let account = AccountKeyPair::generate(rng);
+        let phone = IdentityKeyPair::generate(rng);
+        let laptop = IdentityKeyPair::generate(rng);
+        let entry =
+            |id: u32, identity: &IdentityKeyPair, expires_at: Option<Timestamp>| DeviceEntry {
+                id: DeviceId(id),
+                identity: identity.public(),
+                linked_at: Timestamp(5),
+                expires_at,
+                binding: binding(identity, &account.public()),
+            };
+        let entries = alloc::vec![
+            entry(1, &phone, None),
+            entry(2, &laptop, Some(Timestamp(1 << 30))),
+        ];
+        let current = SignedDeviceList::sign(
+            &account,
+            7,
+            Timestamp(6),
+            AccountPolicy::default(),
+            entries.clone(),
+        );
+        let legacy = SignedDeviceList::sign_legacy(&account, 7, Timestamp(6), entries);
+        for list in [current, legacy] {
+            let bytes = list.to_bytes();
+            let parsed = SignedDeviceList::from_bytes(&bytes).unwrap();
+            assert_eq!(parsed.to_bytes(), bytes);
+            assert_eq!(parsed, list);
+            let verified = parsed
+                .verify(&account.public(), None, &ListLimits::default())
+                .unwrap();
+            assert_eq!(verified.digest(), sha256(&[&bytes]));
+            // The companion's expiry flag, 9 bytes before its binding and the signature.
+            let mut other = bytes.clone();
+            let flag = other.len() - 64 - 64 - 9;
+            assert_eq!(other[flag], 1);
+            other[flag] = 2;
+            assert_eq!(
+                SignedDeviceList::from_bytes(&other),
+                Err(DecodeError::InvalidValue)
+            );
+        }
     }
 }

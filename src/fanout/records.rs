@@ -67,98 +67,82 @@ pub(crate) enum Key {
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
 // byte order of their keys.
-const OWN: u8 = 0x01;
-const META: u8 = 0x02;
-const PREKEYS: u8 = 0x03;
-const ONE_TIME_PREKEY: u8 = 0x04;
-const ONE_TIME_KEM_PREKEY: u8 = 0x05;
-const SEEN_BASE_KEY: u8 = 0x06;
-const DEVICE_LIST: u8 = 0x07;
-const SESSIONS: u8 = 0x08;
-const GROUP_MEMBERS: u8 = 0x09;
-const OUTBOUND: u8 = 0x0a;
-const LEDGER: u8 = 0x0b;
-const INBOUND: u8 = 0x0c;
-const WITHHELD: u8 = 0x0d;
-const SEEN: u8 = 0x0e;
-const SENT: u8 = 0x0f;
-const PENDING: u8 = 0x10;
-const RESTORED: u8 = 0x11;
-const REPLACED: u8 = 0x12;
-const PENDING_KEM: u8 = 0x13;
+pub(crate) const OWN: u8 = 0x01;
+pub(crate) const META: u8 = 0x02;
+pub(crate) const PREKEYS: u8 = 0x03;
+pub(crate) const ONE_TIME_PREKEY: u8 = 0x04;
+pub(crate) const ONE_TIME_KEM_PREKEY: u8 = 0x05;
+pub(crate) const SEEN_BASE_KEY: u8 = 0x06;
+pub(crate) const DEVICE_LIST: u8 = 0x07;
+pub(crate) const SESSIONS: u8 = 0x08;
+pub(crate) const GROUP_MEMBERS: u8 = 0x09;
+pub(crate) const OUTBOUND: u8 = 0x0a;
+pub(crate) const LEDGER: u8 = 0x0b;
+pub(crate) const INBOUND: u8 = 0x0c;
+pub(crate) const WITHHELD: u8 = 0x0d;
+pub(crate) const SEEN: u8 = 0x0e;
+pub(crate) const SENT: u8 = 0x0f;
+pub(crate) const PENDING: u8 = 0x10;
+pub(crate) const RESTORED: u8 = 0x11;
+pub(crate) const REPLACED: u8 = 0x12;
+pub(crate) const PENDING_KEM: u8 = 0x13;
 
 impl Key {
+    /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
+    /// byte's order.
+    pub(crate) fn kind(&self) -> u8 {
+        match self {
+            Key::Own => OWN,
+            Key::Meta => META,
+            Key::PreKeys => PREKEYS,
+            Key::OneTime(_) => ONE_TIME_PREKEY,
+            Key::OneTimeKem(_) => ONE_TIME_KEM_PREKEY,
+            Key::SeenBase(..) => SEEN_BASE_KEY,
+            Key::DeviceList(_) => DEVICE_LIST,
+            Key::Sessions(_) => SESSIONS,
+            Key::GroupMembers(_) => GROUP_MEMBERS,
+            Key::Outbound(_) => OUTBOUND,
+            Key::Ledger(..) => LEDGER,
+            Key::Inbound(..) => INBOUND,
+            Key::Withheld(..) => WITHHELD,
+            Key::Seen(_) => SEEN,
+            Key::Sent(_) => SENT,
+            Key::Pending(_) => PENDING,
+            Key::Restored => RESTORED,
+            Key::Replaced(_) => REPLACED,
+            Key::PendingKem(..) => PENDING_KEM,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(73);
+        out.u8(self.kind());
         match self {
-            Key::Own => out.u8(OWN),
-            Key::Meta => out.u8(META),
-            Key::PreKeys => out.u8(PREKEYS),
-            Key::OneTime(id) => {
-                out.u8(ONE_TIME_PREKEY);
-                out.u32(*id);
-            }
-            Key::OneTimeKem(id) => {
-                out.u8(ONE_TIME_KEM_PREKEY);
-                out.u32(*id);
-            }
+            Key::Own | Key::Meta | Key::PreKeys | Key::Restored => {}
+            Key::OneTime(id) | Key::OneTimeKem(id) | Key::Seen(id) => out.u32(*id),
             Key::SeenBase(spk, key) => {
-                out.u8(SEEN_BASE_KEY);
                 out.u32(*spk);
                 out.put(key);
             }
-            Key::DeviceList(a) => {
-                out.u8(DEVICE_LIST);
-                out.put(a.as_bytes());
-            }
-            Key::Sessions(a) => {
-                out.u8(SESSIONS);
-                a.write(&mut out);
-            }
-            Key::GroupMembers(g) => {
-                out.u8(GROUP_MEMBERS);
-                out.put(&g.0);
-            }
-            Key::Outbound(g) => {
-                out.u8(OUTBOUND);
-                out.put(&g.0);
-            }
+            Key::DeviceList(a) => out.put(a.as_bytes()),
+            Key::Sessions(a) => a.write(&mut out),
+            Key::GroupMembers(g) | Key::Outbound(g) => out.put(&g.0),
             Key::Ledger(g, k, a) => {
-                out.u8(LEDGER);
                 out.put(&g.0);
                 out.u32(k.0);
                 a.write(&mut out);
             }
-            Key::Inbound(a, g) => {
-                out.u8(INBOUND);
+            Key::Inbound(a, g) | Key::Withheld(a, g) => {
                 a.write(&mut out);
                 out.put(&g.0);
             }
-            Key::Withheld(a, g) => {
-                out.u8(WITHHELD);
-                a.write(&mut out);
-                out.put(&g.0);
-            }
-            Key::Seen(slot) => {
-                out.u8(SEEN);
-                out.u32(*slot);
-            }
-            Key::Sent(id) => {
-                out.u8(SENT);
-                out.u64(id.0);
-            }
+            Key::Sent(id) => out.u64(id.0),
             Key::Pending((a, r)) => {
-                out.u8(PENDING);
                 a.write(&mut out);
                 out.put(r);
             }
-            Key::Restored => out.u8(RESTORED),
-            Key::Replaced(id) => {
-                out.u8(REPLACED);
-                out.put(&id.0);
-            }
+            Key::Replaced(id) => out.put(&id.0),
             Key::PendingKem(a, base) => {
-                out.u8(PENDING_KEM);
                 a.write(&mut out);
                 out.put(base);
             }

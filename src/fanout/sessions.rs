@@ -17,16 +17,60 @@ pub(crate) const MAX_SESSIONS_PER_DEVICE: usize = 3;
 /// Never empty; index 0 is current. It also keeps, once the device has sent a message, the
 /// prefix of its message ids (not state: never persisted, the same for every session).
 #[derive(Clone)]
-pub(crate) struct SessionSet(Vec<Session>, Option<Box<DirectIdPrefix>>);
+pub(crate) struct SessionSet(Held, Option<Box<DirectIdPrefix>>);
+
+/// A set's sessions. Almost every remote device has one session, held inline: a device
+/// loaded with thousands of them allocates nothing per set beyond the sessions themselves
+/// (a vector of one was an allocation of its own, and a pointer to follow, per device). Two
+/// or more (after a race or a restart) are in a vector.
+#[derive(Clone)]
+enum Held {
+    One(Session),
+    Several(Vec<Session>),
+}
+
+impl Held {
+    fn as_slice(&self) -> &[Session] {
+        match self {
+            Held::One(s) => core::slice::from_ref(s),
+            Held::Several(v) => v,
+        }
+    }
+
+    fn into_vec(self) -> Vec<Session> {
+        match self {
+            Held::One(s) => alloc::vec![s],
+            Held::Several(v) => v,
+        }
+    }
+
+    /// A vector of one session becomes inline again.
+    fn from_vec(mut sessions: Vec<Session>) -> Self {
+        if sessions.len() == 1
+            && let Some(s) = sessions.pop()
+        {
+            return Held::One(s);
+        }
+        Held::Several(sessions)
+    }
+
+    /// Changes the sessions as a vector (a change of their number or order, which is rare).
+    fn edit<R>(&mut self, change: impl FnOnce(&mut Vec<Session>) -> R) -> R {
+        let mut sessions = core::mem::replace(self, Held::Several(Vec::new())).into_vec();
+        let out = change(&mut sessions);
+        *self = Held::from_vec(sessions);
+        out
+    }
+}
 
 impl SessionSet {
     pub(crate) fn new(session: Session) -> Self {
-        Self(alloc::vec![session], None)
+        Self(Held::One(session), None)
     }
 
     pub(crate) fn from_sessions(sessions: Vec<Session>) -> Option<Self> {
         (!sessions.is_empty() && sessions.len() <= MAX_SESSIONS_PER_DEVICE)
-            .then_some(Self(sessions, None))
+            .then(|| Self(Held::from_vec(sessions), None))
     }
 
     /// The prefix of the message ids of `device`, whose sessions these are: computed at its
@@ -38,11 +82,11 @@ impl SessionSet {
     }
 
     pub(crate) fn current(&self) -> Option<&Session> {
-        self.0.first()
+        self.all().first()
     }
 
     pub(crate) fn all(&self) -> &[Session] {
-        &self.0
+        self.0.as_slice()
     }
 
     /// The current session, if it started with PQXDH: a device whose current session is
@@ -57,23 +101,30 @@ impl SessionSet {
     /// its place. A server that drops the messages of the stronger session, or a peer that
     /// starts a weaker one at the same time, must not pin the pair to the weaker session.
     pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
-        if index >= self.0.len() {
+        // The only session, advanced (every message of a pair that never raced): no other
+        // session can be stronger, and it stays current.
+        if let (Held::One(current), 0) = (&mut self.0, index) {
+            *current = advanced;
+            return;
+        }
+        if index >= self.all().len() {
             // Not a held session's index (callers never pass one): placed as a new session.
             self.push_new(advanced);
             return;
         }
-        let rank = strength(&advanced);
-        let pinned = self
-            .0
-            .iter()
-            .enumerate()
-            .any(|(i, s)| i != index && strength(s) > rank);
-        if pinned {
-            self.0[index] = advanced;
-        } else {
-            self.0.remove(index);
-            self.0.insert(0, advanced);
-        }
+        self.0.edit(|sessions| {
+            let rank = strength(&advanced);
+            let pinned = sessions
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != index && strength(s) > rank);
+            if pinned {
+                sessions[index] = advanced;
+            } else {
+                sessions.remove(index);
+                sessions.insert(0, advanced);
+            }
+        })
     }
 
     /// After a restore from an old backup: no session may continue a sending chain it may
@@ -81,12 +132,14 @@ impl SessionSet {
     /// only chain is the one it may have used, and a new one would not open at a peer that
     /// never read the old one): it is dropped, and the next send starts a new session. Returns
     /// `None` when nothing is left.
-    pub(crate) fn renew_sending_chains(mut self) -> Option<Self> {
-        self.0.retain(|s| !s.awaiting_reply());
-        for s in &mut self.0 {
+    pub(crate) fn renew_sending_chains(self) -> Option<Self> {
+        let Self(held, prefix) = self;
+        let mut sessions = held.into_vec();
+        sessions.retain(|s| !s.awaiting_reply());
+        for s in &mut sessions {
             s.renew_sending_chain();
         }
-        (!self.0.is_empty()).then_some(self)
+        (!sessions.is_empty()).then(|| Self(Held::from_vec(sessions), prefix))
     }
 
     /// A newer session becomes current, unless a stronger one is held: then it goes behind
@@ -94,16 +147,7 @@ impl SessionSet {
     /// stay on the stronger). Beyond the limit the last, the weakest and oldest, is dropped
     /// and returned (it may be the new session itself).
     pub(crate) fn push_new(&mut self, session: Session) -> Option<Session> {
-        let rank = strength(&session);
-        let at = self
-            .0
-            .iter()
-            .position(|s| strength(s) <= rank)
-            .unwrap_or(self.0.len());
-        self.0.insert(at, session);
-        (self.0.len() > MAX_SESSIONS_PER_DEVICE)
-            .then(|| self.0.pop())
-            .flatten()
+        self.0.edit(|sessions| push_new(sessions, session))
     }
 
     /// A session that carries a retry's answer: the answerer's new session from the
@@ -117,19 +161,34 @@ impl SessionSet {
         index: Option<usize>,
         session: Session,
     ) -> Vec<Session> {
-        if let Some(i) = index
-            && i < self.0.len()
-        {
-            self.0.remove(i);
-        }
-        let rank = strength(&session);
-        let (mut dropped, kept): (Vec<Session>, Vec<Session>) = core::mem::take(&mut self.0)
-            .into_iter()
-            .partition(|s| strength(s) > rank);
-        self.0 = kept;
-        dropped.extend(self.push_new(session));
-        dropped
+        self.0.edit(|sessions| {
+            if let Some(i) = index
+                && i < sessions.len()
+            {
+                sessions.remove(i);
+            }
+            let rank = strength(&session);
+            let (mut dropped, kept): (Vec<Session>, Vec<Session>) = core::mem::take(sessions)
+                .into_iter()
+                .partition(|s| strength(s) > rank);
+            *sessions = kept;
+            dropped.extend(push_new(sessions, session));
+            dropped
+        })
     }
+}
+
+/// [`SessionSet::push_new`] on the sessions as a vector.
+fn push_new(sessions: &mut Vec<Session>, session: Session) -> Option<Session> {
+    let rank = strength(&session);
+    let at = sessions
+        .iter()
+        .position(|s| strength(s) <= rank)
+        .unwrap_or(sessions.len());
+    sessions.insert(at, session);
+    (sessions.len() > MAX_SESSIONS_PER_DEVICE)
+        .then(|| sessions.pop())
+        .flatten()
 }
 
 /// How much a session's keys resist a quantum adversary: 0 classical (migrated from before
@@ -147,8 +206,8 @@ impl SessionSet {
     /// send).
     pub(crate) fn write(&self, out: &mut crate::wire::SecretBuf) {
         use crate::wire::Writer;
-        out.u8(self.0.len() as u8);
-        for s in &self.0 {
+        out.u8(self.all().len() as u8);
+        for s in self.all() {
             out.blob(&s.to_bytes_detached());
         }
     }
@@ -164,7 +223,7 @@ impl SessionSet {
         if n > MAX_SESSIONS_PER_DEVICE {
             return Err(crate::DecodeError::InvalidValue);
         }
-        let mut sessions: Vec<Session> = Vec::with_capacity(n);
+        let mut held: Option<Held> = None;
         let mut inline = false;
         for _ in 0..n {
             let len = r.u32()? as usize;
@@ -182,28 +241,38 @@ impl SessionSet {
             }
             // Two pending sessions under one base key would share one ciphertext record.
             if let Some((_, base)) = s.pending_kem()
-                && sessions
-                    .iter()
-                    .any(|o| o.pending_kem().is_some_and(|(_, b)| b == base))
+                && held.as_ref().is_some_and(|h| {
+                    h.as_slice()
+                        .iter()
+                        .any(|o| o.pending_kem().is_some_and(|(_, b)| b == base))
+                })
             {
                 return Err(crate::DecodeError::InvalidValue);
             }
-            sessions.push(s);
+            held = Some(match held {
+                None => Held::One(s),
+                Some(h) => {
+                    let mut sessions = h.into_vec();
+                    sessions.push(s);
+                    Held::Several(sessions)
+                }
+            });
         }
-        let set = Self::from_sessions(sessions).ok_or(crate::DecodeError::InvalidValue)?;
-        Ok((set, inline))
+        // Never empty.
+        let held = held.ok_or(crate::DecodeError::InvalidValue)?;
+        Ok((Self(held, None), inline))
     }
 
     /// The base keys of the sessions awaiting their first reply (each has a ciphertext record).
     pub(crate) fn pending_bases(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
-        self.0
+        self.all()
             .iter()
             .filter_map(|s| s.pending_kem().map(|(_, b)| b))
     }
 
     /// The pending ciphertext of the session with base key `base`.
     pub(crate) fn pending_of(&self, base: &[u8; 32]) -> Option<&KemCiphertext> {
-        self.0
+        self.all()
             .iter()
             .filter_map(|s| s.pending_kem())
             .find(|(_, b)| b == base)

@@ -17,7 +17,9 @@ use super::ledger::{
     Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
 };
 use super::lists::Followed;
-use super::records::{Dirty, Key, StateChanges, read_envelope_id};
+use super::records::{
+    DEVICE_LIST, Dirty, Key, PENDING_KEM, SESSIONS, StateChanges, read_envelope_id,
+};
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits};
@@ -181,13 +183,21 @@ impl Device {
     ) -> Result<Self, DecodeError> {
         // Sized up front: collecting `Result`s would grow the vector by doubling.
         let records = records.into_iter();
-        let mut sorted = Vec::with_capacity(records.size_hint().0);
+        let mut sorted: Vec<(Key, &[u8])> = Vec::with_capacity(records.size_hint().0);
+        // A store hands its records back in key order, as it wrote them: each key is checked
+        // against the one before it as it is read (strictly ascending, so no key twice), and
+        // then nothing is sorted.
+        let mut ascending = true;
         for (k, v) in records {
-            sorted.push((Key::decode(k)?, v));
+            let key = Key::decode(k)?;
+            ascending &= sorted.last().is_none_or(|(last, _)| *last < key);
+            sorted.push((key, v));
         }
-        sorted.sort_unstable_by_key(|r| r.0);
-        if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(DecodeError::InvalidValue);
+        if !ascending {
+            sorted.sort_unstable_by_key(|r| r.0);
+            if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(DecodeError::InvalidValue);
+            }
         }
         Self::from_sorted(&sorted)
     }
@@ -217,14 +227,14 @@ impl Device {
         };
         r.finish()?;
         let mut r = Reader::new(value(&Key::PreKeys)?);
-        let mut prekeys = PreKeyStore::read_core(&mut r)?;
+        let prekeys = PreKeyStore::read_core(&mut r)?;
         r.finish()?;
         let mut device = Self {
             config,
             address,
             body_key: BodyDigestKey::of(&identity),
             identity,
-            prekeys: prekeys.clone(),
+            prekeys,
             lists: BTreeMap::new(),
             sessions: BTreeMap::new(),
             groups: BTreeMap::new(),
@@ -240,14 +250,19 @@ impl Device {
             lists_generation: 0,
             dirty: Dirty::default(),
         };
-        // The pending KEM ciphertext records, the last kind in key order: each session set
-        // looks for its own among them alone (usually none), not among all the records.
-        let kems = &records[records.partition_point(|(k, _)| !matches!(k, Key::PendingKem(..)))..];
+        // The records of one kind: a run, in key order.
+        let of_kind = |kind: u8| {
+            let from = records.partition_point(|(k, _)| k.kind() < kind);
+            let to = records.partition_point(|(k, _)| k.kind() <= kind);
+            &records[from..to]
+        };
+        // The pending KEM ciphertext records: each session set looks for its own among them
+        // alone (usually none), not among all the records.
+        let kems = of_kind(PENDING_KEM);
         let mut seen = BTreeMap::new();
         // Sized from the records' kinds, so that pushing never reallocates.
-        let count = |kind: fn(&Key) -> bool| records.iter().filter(|(k, _)| kind(k)).count();
-        let mut lists = Vec::with_capacity(count(|k| matches!(k, Key::DeviceList(_))));
-        let mut sessions = Vec::with_capacity(count(|k| matches!(k, Key::Sessions(_))));
+        let mut lists = Vec::with_capacity(of_kind(DEVICE_LIST).len());
+        let mut sessions = Vec::with_capacity(of_kind(SESSIONS).len());
         let (mut attached, mut pending_records) = (0usize, 0usize);
         let mut migrated = Vec::new();
         if own_migrated {
@@ -264,10 +279,13 @@ impl Device {
                     if check.u32()? != id {
                         return Err(DecodeError::InvalidValue);
                     }
-                    prekeys.insert_one_time(&mut r, MAX_PENDING_RETRIES as u32)?;
+                    device
+                        .prekeys
+                        .insert_one_time(&mut r, MAX_PENDING_RETRIES as u32)?;
                 }
                 Key::OneTimeKem(id) => {
-                    if prekeys
+                    if device
+                        .prekeys
                         .insert_one_time_kem(&mut r, MAX_PENDING_RETRIES as u32)?
                         .0
                         != id
@@ -275,7 +293,9 @@ impl Device {
                         return Err(DecodeError::InvalidValue);
                     }
                 }
-                Key::SeenBase(spk, base) => prekeys.insert_seen(SignedPreKeyId(spk), base)?,
+                Key::SeenBase(spk, base) => {
+                    device.prekeys.insert_seen(SignedPreKeyId(spk), base)?
+                }
                 Key::DeviceList(account) => {
                     let (followed, older_form) = Followed::read(&mut r)?;
                     if followed.list.account() != account {
@@ -288,10 +308,18 @@ impl Device {
                     lists.push((account, followed));
                 }
                 Key::Sessions(a) => {
-                    // This device's pending KEM ciphertexts for `a`, each in its own record.
-                    let from = kems.partition_point(|(k, _)| *k < Key::PendingKem(a, [0; 32]));
-                    let to = kems.partition_point(|(k, _)| *k <= Key::PendingKem(a, [0xff; 32]));
-                    let pending = &kems[from..to];
+                    // This device's pending KEM ciphertexts for `a`, each in its own record
+                    // (none at all once every peer has replied).
+                    let pending = match kems {
+                        [] => kems,
+                        _ => {
+                            let from =
+                                kems.partition_point(|(k, _)| *k < Key::PendingKem(a, [0; 32]));
+                            let to =
+                                kems.partition_point(|(k, _)| *k <= Key::PendingKem(a, [0xff; 32]));
+                            &kems[from..to]
+                        }
+                    };
                     let find = |base: &[u8; 32]| {
                         let i = pending
                             .binary_search_by(|(k, _)| k.cmp(&Key::PendingKem(a, *base)))
@@ -300,8 +328,8 @@ impl Device {
                     };
                     let (set, inline) = SessionSet::read(&mut r, &find)?;
                     // Every ciphertext record belongs to a pending session of this set.
-                    let stored_apart = set.pending_bases().filter(|b| find(b).is_some());
-                    if stored_apart.count() != pending.len() {
+                    let stored_apart = || set.pending_bases().filter(|b| find(b).is_some());
+                    if !pending.is_empty() && stored_apart().count() != pending.len() {
                         return Err(DecodeError::InvalidValue);
                     }
                     if inline {
@@ -416,7 +444,6 @@ impl Device {
                 Key::DeviceList(address.account).encode()[0],
             ));
         }
-        device.prekeys = prekeys;
         // Each minted key belongs to one request of one pending retry, and beyond the caps only
         // the keys pending retry requests hold are kept (fanout/retry.rs).
         let mut minted = BTreeSet::new();

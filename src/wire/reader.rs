@@ -80,6 +80,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads `f` only when a presence flag says so.
+    #[inline]
     pub(crate) fn optional<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,

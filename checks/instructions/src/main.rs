@@ -114,6 +114,11 @@ const OPS: &[Op] = &[
         iterations: 4,
         setup: fanout_load,
     },
+    Op {
+        name: "floor/load/1000",
+        iterations: 4,
+        setup: floor_load,
+    },
 ];
 
 /// The measured region: callgrind collects only inside this function.
@@ -427,6 +432,23 @@ fn fanout_load(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
     let book = AddressBook::new(rng, NOW, 1000, 0);
     Box::new(move || {
         black_box(book.load());
+    })
+}
+
+/// The load's floor, as in the scale bench: `Session::from_bytes` of each session record of
+/// the same device (one session each, after the record's `u8(1) ‖ u32(length)`), and its drop.
+fn floor_load(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let book = AddressBook::new(rng, NOW, 1000, 0);
+    let sessions: Vec<Vec<u8>> = book
+        .records
+        .iter()
+        .filter(|(k, _)| k[0] == 0x08)
+        .map(|(_, v)| v[5..].to_vec())
+        .collect();
+    Box::new(move || {
+        for v in &sessions {
+            black_box(Session::from_bytes(v).unwrap());
+        }
     })
 }
 
