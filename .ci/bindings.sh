@@ -73,8 +73,10 @@ step "wasm: the npm package packs, installs and type-checks as an app imports it
 tarballs=$(mktemp -d)
 (cd bindings/wasm/pkg && npm pack --silent --pack-destination "$tarballs" >/dev/null)
 tarball=$(ls "$tarballs"/ratchetry-wasm-*.tgz)
+# The listing first: `tar | grep -q` would end tar early with SIGPIPE, a failure under pipefail.
+listing=$(tar tzf "$tarball")
 for f in package.json ratchetry_wasm.js ratchetry_wasm.d.ts ratchetry_wasm_bg.wasm; do
-    tar tzf "$tarball" | grep -qx "package/$f" || die "the npm package lacks $f"
+    grep -qx "package/$f" <<<"$listing" || die "the npm package lacks $f"
 done
 (cd bindings/wasm/test && npm install --no-save --no-audit --no-fund "$tarball" >/dev/null &&
     node_modules/.bin/tsc -p tsconfig.json)
