@@ -8,10 +8,12 @@
 //!   each of four distinct sessions decoded from their stored bytes (the N-session floor);
 //! - `group_send/500groups`: a steady group message in one of the 500 groups (20 member
 //!   accounts) and taking the unit, next to `floor`, one group message encrypt;
-//! - `load/{N}`: rebuilding the device from all its records, next to `floor`, parsing the
-//!   session states alone (`Session::from_bytes` of each session record: the bulk of the
-//!   bytes; the device lists and groups have no public decoder that trusts stored bytes, so
-//!   their parse is in the op and not in the floor).
+//! - `load/{N}`: rebuilding the device from all its records, and dropping it, next to `floor`,
+//!   parsing the session states alone (`Session::from_bytes` of each session record, each
+//!   dropped at once: 45% of the record bytes at 1,000 sessions, 70% at 20,000; the device
+//!   lists and groups have no public decoder that trusts stored bytes, so their parse is in the
+//!   op and not in the floor), and `floor_kept`, the same decodes with every session kept until
+//!   all are decoded (what holding them costs, beside the floor).
 //!
 //! The bytes each unit writes are printed once per group (`bytes to persist`, by record kind),
 //! so they read beside the times. The address book is `ratchetry::testing::scale`: most remote
@@ -220,6 +222,18 @@ fn bench(c: &mut Criterion) {
                 for v in &sessions {
                     black_box(Session::from_bytes(v).unwrap());
                 }
+            })
+        });
+        // Not the floor: the same decodes with every session kept until the last is decoded,
+        // then all dropped, as a loaded device holds them (each in memory of its own, out of
+        // cache at 20,000). What holding them costs by itself, apart from the device's maps,
+        // lists and groups.
+        g.bench_function("floor_kept", |b| {
+            b.iter(|| {
+                sessions
+                    .iter()
+                    .map(|v| Session::from_bytes(v).unwrap())
+                    .collect::<Vec<_>>()
             })
         });
         g.finish();
