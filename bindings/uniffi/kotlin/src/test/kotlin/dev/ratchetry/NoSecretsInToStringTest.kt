@@ -94,6 +94,7 @@ class NoSecretsInToStringTest {
         damaged[damaged.size - 1] = (damaged[damaged.size - 1].toInt() xor 1).toByte()
         val retry = keep(bob.device.requestRetry(relay.now, damaged, 2u.toUByte()))
         relay.queue(retry.to).add(retry.bytes)
+        relay.wire += retry.bytes // it travels through the server too: public
         keepAll(relay.deliver(alice.device))
         public += relay.wire
         public += listOf(alice, bob).flatMap { listOf(it.primary.accountKey(), it.device.identityKey()) }
