@@ -14,6 +14,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand_core::Rng;
 use ratchetry::testing::SeededRng;
+use ratchetry::testing::hooks::store_before_pq_ratchet;
 use ratchetry::testing::raw::{
     aes256gcm_open, aes256gcm_seal, hkdf_sha256, hmac_sha256, x25519, x25519_public,
 };
@@ -29,10 +30,14 @@ fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &b, Timestamp(0), Default::default());
-    let kem = pq.then(|| {
-        store.enable_pq_ratchet();
-        store.generate_one_time_kem_prekeys(rng, &b, Timestamp(0), 1)[0].id
-    });
+    // Without `pq`, the store is one from before the ratchet: its last-resort ML-KEM prekey
+    // is unmarked.
+    let kem = if pq {
+        Some(store.generate_one_time_kem_prekeys(rng, &b, Timestamp(0), 1)[0].id)
+    } else {
+        store_before_pq_ratchet(&mut store, &b);
+        None
+    };
     let bundle = store.bundle(&b, None, kem).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"hi").unwrap();

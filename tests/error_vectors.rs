@@ -326,6 +326,8 @@ fn pqxdh_bob_before(files: &Files) -> (Vec<u8>, Vec<u8>) {
         Timestamp(1_790_000_000_000),
         PreKeyStoreConfig::default(),
     );
+    // A store from before the post-quantum ratchet, as in pqxdh.json.
+    ratchetry::testing::hooks::store_before_pq_ratchet(&mut store, &bob);
     let otks = store.generate_one_time_prekeys(rng, 1);
     let kems = store.generate_one_time_kem_prekeys(rng, &bob, Timestamp(1_790_000_000_000), 1);
     let bundle = store.bundle(&bob, Some(otks[0].id), Some(kems[0].id));

@@ -1,21 +1,32 @@
-//! The post-quantum ratchet under the fanout layer: devices of an account that enabled it
-//! (`Device::enable_pq_ratchet`) run it with every peer that starts a session with them, and
-//! once a pair runs it, nothing is sent between them over a session that does not: not after
-//! a stale bundle, not after sessions started at once, and a retry's answer settles both
-//! ends on one session.
+//! The post-quantum ratchet under the fanout layer: devices run it by default with every peer
+//! that starts a session with them; a device whose keys come from a release before it
+//! (`testing::hooks::before_pq_ratchet`) does not until its first rotation; and once a pair
+//! runs it, nothing is sent between them over a session that does not: not after a stale
+//! bundle, not after sessions started at once, and a retry's answer settles both ends on one
+//! session.
 
 mod support;
 use ratchetry::devices::DeviceAddress;
 use ratchetry::fanout::{Received, RetryReason};
 use ratchetry::group::GroupId;
+use ratchetry::testing::hooks::before_pq_ratchet;
 use support::{World, body, tampered};
 
-/// Opts `d` in and rotates, so its bundles carry a marked ML-KEM prekey.
-fn enable(w: &mut World, d: DeviceAddress) {
+/// `d` holds the ML-KEM prekeys of a release from before the ratchet: its bundles, and the
+/// keys it generates until it rotates, are unmarked.
+fn from_before(w: &mut World, d: DeviceAddress) {
+    let none = ratchetry::x3dh::OneTimePreKeys::default();
+    before_pq_ratchet(w.devices.get_mut(&d).unwrap(), &none);
+    w.persist(d);
+}
+
+/// `d`, upgraded, rotates: its bundles carry a marked ML-KEM prekey from then on.
+fn upgrade(w: &mut World, d: DeviceAddress) {
     let (rng, now) = (&mut w.rng, w.now);
-    let device = w.devices.get_mut(&d).unwrap();
-    device.enable_pq_ratchet();
-    device.rotate_signed_prekey(rng, now);
+    w.devices
+        .get_mut(&d)
+        .unwrap()
+        .rotate_signed_prekey(rng, now);
     w.persist(d);
 }
 
@@ -43,14 +54,12 @@ fn converse(w: &mut World, a: DeviceAddress, b: DeviceAddress, rounds: usize) {
 }
 
 #[test]
-fn devices_that_enable_it_run_it_through_fanout_and_restarts() {
+fn devices_run_it_by_default_through_fanout_and_restarts() {
     let mut w = World::new("pq devices");
     let alice = w.account(0);
     let bob = w.account(0);
     w.publish_all();
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    enable(&mut w, a);
-    enable(&mut w, b);
     for i in 0..150 {
         let out = w.send(a, bob, format!("a{i}").as_bytes());
         w.deliver_ok(&out);
@@ -69,35 +78,38 @@ fn devices_that_enable_it_run_it_through_fanout_and_restarts() {
 }
 
 #[test]
-fn devices_that_did_not_enable_it_do_not_run_it() {
+fn a_device_with_keys_from_before_it_does_not_run_it() {
     let mut w = World::new("no pq devices");
     let alice = w.account(0);
     let bob = w.account(0);
     w.publish_all();
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    from_before(&mut w, b);
     let out = w.send(a, bob, b"hi");
     w.deliver_ok(&out);
     assert!(w.device(a).has_session(&b));
     assert_eq!(w.device(a).pq_ratchet_epoch(&b), None);
 }
 
-/// Sessions from before a peer enabled the ratchet are listed; one bundle refresh moves the
-/// pair onto a session that runs it, at both ends, and a stale bundle a server kept from
-/// before cannot move it back.
+/// Sessions from before a peer upgraded are listed; after its rotation, one bundle refresh
+/// moves the pair onto a session that runs the ratchet, at both ends, and a stale bundle a
+/// server kept from before cannot move it back.
 #[test]
-fn a_peer_that_enables_it_later_runs_it_after_one_refresh_and_a_stale_bundle_changes_nothing() {
+fn a_peer_that_upgrades_runs_it_after_one_refresh_and_a_stale_bundle_changes_nothing() {
     let mut w = World::new("pq migration");
     let alice = w.account(0);
     let bob = w.account(0);
     w.publish_all();
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    from_before(&mut w, a);
+    from_before(&mut w, b);
     converse(&mut w, a, b, 2);
     assert_eq!(w.device(a).sessions_without_pq_ratchet(), [b]);
     assert_eq!(w.device(b).sessions_without_pq_ratchet(), [a]);
     let stale = w.device(b).bundle(None, None);
     assert!(!stale.kem_prekey().id.pq_ratchet());
 
-    enable(&mut w, b);
+    upgrade(&mut w, b);
     let fresh = w.device(b).bundle(None, None);
     assert!(fresh.kem_prekey().id.pq_ratchet());
     start(&mut w, a, &[(b, fresh)]);
@@ -130,7 +142,7 @@ fn sessions_started_at_once_settle_on_the_one_that_runs_it() {
     let bob = w.account(0);
     w.publish_all();
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    enable(&mut w, a);
+    from_before(&mut w, b);
     let to_bob = w.send(a, bob, b"from alice");
     let to_alice = w.send(b, alice, b"from bob");
     assert_eq!(w.device(a).pq_ratchet_epoch(&b), None);
@@ -156,7 +168,7 @@ fn a_retry_answered_in_a_weaker_session_settles_both_ends_on_it() {
     let bob = w.account(0);
     w.publish_all();
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    enable(&mut w, a);
+    from_before(&mut w, b);
     converse(&mut w, b, a, 3);
     assert!(w.device(a).pq_ratchet_epoch(&b).is_some());
     let out = w.send(a, bob, b"lost");
@@ -182,7 +194,7 @@ fn a_sender_key_retry_is_answered_on_the_session_that_runs_it() {
     w.publish_all();
     w.set_members(ROOM, &[alice, bob]);
     let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    enable(&mut w, a);
+    from_before(&mut w, b);
     converse(&mut w, b, a, 2);
     let epoch = w.device(a).pq_ratchet_epoch(&b).unwrap();
     // The group message arrives; its sender key's distribution is lost.

@@ -6,7 +6,7 @@ use core::convert::Infallible;
 
 use rand_core::{TryCryptoRng, TryRng};
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::hooks::{pq_chain_epochs, without_pq_ratchet};
+use ratchetry::testing::hooks::{pq_chain_epochs, store_before_pq_ratchet, without_pq_ratchet};
 use ratchetry::x3dh::KemPreKeyId;
 use ratchetry::{
     Error, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError, Session,
@@ -20,15 +20,17 @@ fn pair(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
     let alice = IdentityKeyPair::generate(rng);
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
-    if pq {
-        store.enable_pq_ratchet();
-    }
-    let kem = store.generate_one_time_kem_prekeys(rng, &bob, NOW, 1)[0].id;
-    assert_eq!(kem.pq_ratchet(), pq);
-    let bundle = PreKeyBundle::from_bytes(&store.bundle(&bob, None, Some(kem)).to_bytes())
-        .unwrap()
-        .verify()
-        .unwrap();
+    // A current store marks every ML-KEM prekey; one from before the ratchet publishes an
+    // unmarked last-resort key.
+    let kem = if pq {
+        Some(store.generate_one_time_kem_prekeys(rng, &bob, NOW, 1)[0].id)
+    } else {
+        store_before_pq_ratchet(&mut store, &bob);
+        None
+    };
+    let bundle = PreKeyBundle::from_bytes(&store.bundle(&bob, None, kem).to_bytes()).unwrap();
+    assert_eq!(bundle.kem_prekey().id.pq_ratchet(), pq);
+    let bundle = bundle.verify().unwrap();
     let mut a = Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap();
     let wire = a.encrypt(rng, b"hello").unwrap();
     let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&wire).unwrap() else {
@@ -76,7 +78,6 @@ fn the_responder_runs_it_when_the_initiators_first_message_does() {
     let alice = IdentityKeyPair::generate(rng);
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
-    store.enable_pq_ratchet();
     let kems = store.generate_one_time_kem_prekeys(rng, &bob, NOW, 2);
     let bundle = |kem| {
         PreKeyBundle::from_bytes(&store.bundle(&bob, None, Some(kem)).to_bytes())

@@ -54,16 +54,18 @@ fn refused(b: &mut Bob, wire: &[u8], expected: Error) {
 fn every_session_is_hybrid_and_uses_each_one_time_kem_prekey_once() {
     let rng = &mut SeededRng::from_label("pqxdh basic");
     let mut b = bob(rng, PreKeyStoreConfig::default());
-    let bundle = b
-        .store
-        .bundle(&b.identity, Some(OneTimePreKeyId(1)), Some(KemPreKeyId(3)));
+    let bundle = b.store.bundle(
+        &b.identity,
+        Some(OneTimePreKeyId(1)),
+        Some(KemPreKeyId(0x8000_0003)),
+    );
     let bytes = bundle.to_bytes();
     assert_eq!(bytes.len(), KEM_AT + 4 + 1568 + 64);
     let wire = first_message(rng, &PreKeyBundle::from_bytes(&bytes).unwrap());
     let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&wire).unwrap() else {
         panic!()
     };
-    assert_eq!(pk.kem_prekey(), KemPreKeyId(3));
+    assert_eq!(pk.kem_prekey(), KemPreKeyId(0x8000_0003));
     let (session, _) = Session::accept(
         &b.identity,
         &mut b.store.clone(),
@@ -150,9 +152,11 @@ fn a_kem_prekey_signed_by_another_identity_is_refused() {
 fn tampered_or_truncated_kem_ciphertexts_change_nothing() {
     let rng = &mut SeededRng::from_label("pqxdh ciphertext");
     let mut b = bob(rng, PreKeyStoreConfig::default());
-    let bundle = b
-        .store
-        .bundle(&b.identity, Some(OneTimePreKeyId(2)), Some(KemPreKeyId(2)));
+    let bundle = b.store.bundle(
+        &b.identity,
+        Some(OneTimePreKeyId(2)),
+        Some(KemPreKeyId(0x8000_0002)),
+    );
     let wire = first_message(rng, &bundle);
     // Prefix: header 2, IK 32, EK 32, spk 4, opk opt 5, KEM id 4, then the ciphertext.
     let ct_at = 2 + 32 + 32 + 4 + 5 + 4;

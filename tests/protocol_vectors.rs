@@ -1273,6 +1273,9 @@ fn pqxdh_vector(name: &str, with_one_time: bool, one_time_kem: bool) -> PqxdhVec
     let bob = IdentityKeyPair::generate(rng);
     let (alice_seed, bob_seed) = (draw::<32>(&mut probe), draw::<32>(&mut probe));
     let mut store = PreKeyStore::new(rng, &bob, T0, PreKeyStoreConfig::default());
+    // A store from before the post-quantum ratchet: the session runs PQXDH and the Double
+    // Ratchet alone (pq-ratchet.json covers the ratchet).
+    hooks::store_before_pq_ratchet(&mut store, &bob);
     let (spk_secret, last_resort_seed) = (draw::<32>(&mut probe), draw::<64>(&mut probe));
     let otks = store.generate_one_time_prekeys(rng, 1);
     let opk_secret = draw::<32>(&mut probe);
@@ -1802,6 +1805,8 @@ fn transcript_file() -> TranscriptFile {
     let bob = IdentityKeyPair::generate(rng);
     let (alice_seed, bob_seed) = (draw::<32>(&mut probe), draw::<32>(&mut probe));
     let mut store = PreKeyStore::new(rng, &bob, T0, PreKeyStoreConfig::default());
+    // A store from before the post-quantum ratchet, as in pqxdh.json.
+    hooks::store_before_pq_ratchet(&mut store, &bob);
     let (spk_secret, last_resort) = (draw::<32>(&mut probe), draw::<64>(&mut probe));
     let otks = store.generate_one_time_prekeys(rng, 1);
     let kems = store.generate_one_time_kem_prekeys(rng, &bob, T0, 1);
@@ -3469,7 +3474,7 @@ fn devices_run() -> BobPhone {
         let otks = [draw::<32>(&mut probe), draw::<32>(&mut probe)];
         let kems = [draw::<64>(&mut probe), draw::<64>(&mut probe)];
         let public = identity.public();
-        let (device, upload) = Device::new(
+        let (mut device, upload) = Device::new(
             &mut run.rng,
             t1,
             identity,
@@ -3480,6 +3485,9 @@ fn devices_run() -> BobPhone {
         )
         .unwrap();
         same_stream(&run.rng, &probe);
+        // Devices from before the post-quantum ratchet: their sessions run PQXDH and the
+        // Double Ratchet alone (pq-ratchet.json covers the ratchet).
+        let upload = hooks::before_pq_ratchet(&mut device, &upload);
         let account = device.address().account.to_bytes();
         device_vectors.push(DeviceVector {
             name: name.into(),

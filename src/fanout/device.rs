@@ -349,22 +349,19 @@ impl Device {
         OneTimePreKeys::new(keys, kem)
     }
 
-    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25): every ML-KEM prekey it
-    /// generates from now on (one-time ones, retry requests' and the last-resort one at the
-    /// next rotation) marks its device as running the ratchet, and every session another
-    /// device starts with such a key runs it on both sides. One-way. Call it once, then
-    /// generate and upload one-time prekeys and rotate, so bundles carry marked keys soon.
-    /// Sessions already held run without it until the peer starts a new one; the peers that
-    /// enabled it too get one from their bundle: see
-    /// [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet).
-    pub fn enable_pq_ratchet(&mut self) {
-        self.prekeys.enable_pq_ratchet();
+    /// Names the ML-KEM prekeys as a release from before the post-quantum ratchet did
+    /// (`testing::hooks::before_pq_ratchet`); returns the one-time ones' public halves.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn before_pq_ratchet(&mut self) -> Vec<crate::x3dh::KemPreKeyPublic> {
+        let kem = self.prekeys.before_pq_ratchet(&self.identity);
         self.touch(Key::PreKeys);
-        self.bump();
+        kem
     }
 
     /// Rotates the signed prekey and the last-resort ML-KEM prekey (do it regularly; earlier
-    /// ones stay accepted for a while). One-time prekeys already uploaded stay valid.
+    /// ones stay accepted for a while). One-time prekeys already uploaded stay valid. A device
+    /// from a release before the post-quantum ratchet (PROTOCOL.md 25.6) marks its ML-KEM
+    /// prekeys from its first rotation on: rotate once after upgrading from one.
     pub fn rotate_signed_prekey(&mut self, rng: &mut impl CryptoRng, now: Timestamp) {
         let before: BTreeSet<u32> = self.prekeys.signed_ids().map(|id| id.0).collect();
         let dropped: Vec<(u32, [u8; 32])> = self
@@ -421,13 +418,13 @@ impl Device {
     }
 
     /// The devices whose current session does not run the post-quantum ratchet (PROTOCOL.md
-    /// 25): sessions started before either side enabled it, or with a device that has not.
-    /// Only a fresh bundle tells whether the device runs it now (its ML-KEM prekey's id,
-    /// signed, has bit 31 set): after enabling the ratchet, and now and then, fetch these
-    /// devices' bundles and pass them to [`start_sessions`](Self::start_sessions). A bundle
-    /// that says so starts a session that runs the ratchet, which becomes current and which
-    /// no session without it displaces afterwards; a device that does not run it keeps a
-    /// session without it, and starts one with it when it enables the ratchet itself.
+    /// 25): sessions started by or with a release from before it. Only a fresh bundle tells
+    /// whether the device runs it now (its ML-KEM prekey's id, signed, has bit 31 set): after
+    /// upgrading from such a release (and rotating), and now and then, fetch these devices' bundles and pass
+    /// them to [`start_sessions`](Self::start_sessions). A bundle that says so starts a
+    /// session that runs the ratchet, which becomes current and which no session without it
+    /// displaces afterwards; a device still on the old release keeps a session without it,
+    /// and starts one with it once it upgrades.
     pub fn sessions_without_pq_ratchet(&self) -> Vec<DeviceAddress> {
         self.sessions
             .iter()

@@ -291,11 +291,10 @@ mod tests {
         let alice = IdentityKeyPair::generate(rng);
         let bob = IdentityKeyPair::generate(rng);
         let mut store = PreKeyStore::new(rng, &bob, Timestamp(0), Default::default());
-        if ratchet {
-            store.enable_pq_ratchet();
+        if !ratchet {
+            store.before_pq_ratchet(&bob);
         }
-        let kem = store.generate_one_time_kem_prekeys(rng, &bob, Timestamp(0), 1)[0].id;
-        let bundle = store.bundle(&bob, None, Some(kem)).verify().unwrap();
+        let bundle = store.bundle(&bob, None, None).verify().unwrap();
         Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap()
     }
 

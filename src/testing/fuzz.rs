@@ -661,7 +661,6 @@ impl PqFixture {
         let alice = IdentityKeyPair::generate(rng);
         let bob = IdentityKeyPair::generate(rng);
         let mut store = PreKeyStore::new(rng, &bob, Timestamp(0), PreKeyStoreConfig::default());
-        store.enable_pq_ratchet();
         let mut run = || -> crate::Result<Self> {
             let kem = store.generate_one_time_kem_prekeys(rng, &bob, Timestamp(0), 1)[0].id;
             let bundle = store.bundle(&bob, None, Some(kem)).verify()?;

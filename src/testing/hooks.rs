@@ -189,3 +189,21 @@ pub fn pq_chain_epochs(session: &crate::Session) -> Option<(u32, u32)> {
 pub fn without_pq_ratchet(session: &mut crate::Session) {
     session.0.pq = None;
 }
+
+/// Names `device`'s ML-KEM prekeys as a release from before the post-quantum ratchet did:
+/// ids from 1 without bit 31 (each signed again), so its bundles start sessions that run
+/// without the ratchet, and so do the keys it generates until its next rotation, as after an
+/// upgrade. Draws nothing: a generator's stream, and so its vectors, stay what they were
+/// before the ratchet. Returns `upload` (what [`Device::new`](crate::fanout::Device::new)
+/// handed back) with its ML-KEM keys named so.
+pub fn before_pq_ratchet(
+    device: &mut crate::fanout::Device,
+    upload: &crate::x3dh::OneTimePreKeys,
+) -> crate::x3dh::OneTimePreKeys {
+    crate::x3dh::OneTimePreKeys::new(upload.keys().to_vec(), device.before_pq_ratchet())
+}
+
+/// [`before_pq_ratchet`] for a bare prekey store (`identity` is its device's).
+pub fn store_before_pq_ratchet(store: &mut crate::PreKeyStore, identity: &crate::IdentityKeyPair) {
+    store.before_pq_ratchet(identity);
+}

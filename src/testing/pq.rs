@@ -179,8 +179,8 @@ impl PqLink {
                     x.ct2.count,
                     x.vector.chunks().len()
                 )),
-                p.incoming_header.chunks().len(),
-                p.incoming_vector.chunks().len(),
+                p.incoming.as_ref().map_or(0, |i| i.header.chunks().len()),
+                p.incoming.as_ref().map_or(0, |i| i.vector.chunks().len()),
             );
         }
         out

@@ -13,10 +13,10 @@ pub struct OneTimePreKeyId(pub u32);
 /// Names an ML-KEM prekey of one device, one-time or last-resort (they share one sequence).
 /// Assigned by [`PreKeyStore`](super::PreKeyStore) in increasing order and never reused.
 ///
-/// Bit 31 says the device runs the post-quantum ratchet: every id a store assigns after
-/// [`enable_pq_ratchet`](super::PreKeyStore::enable_pq_ratchet) has it (from `0x8000_0001`),
-/// and the key's signature covers the id, so a server cannot clear it. A session started with
-/// such a key runs the ratchet on both sides.
+/// Bit 31 says the device runs the post-quantum ratchet: every id a store assigns has it (from
+/// `0x8000_0001`; a store from a release before the ratchet, whose keys lack it, moves there at
+/// its next rotation), and the key's signature covers the id, so a server cannot clear it. A
+/// session started with such a key runs the ratchet on both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KemPreKeyId(pub u32);
 

@@ -18,8 +18,7 @@ use crate::primitives::{IdentityKeyPair, KemKeyPair, Secret, Signature};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count};
 
-/// The first id assigned once the post-quantum ratchet is enabled (bit 31,
-/// [`KemPreKeyId::PQ_RATCHET`], set).
+/// The first id a store assigns (bit 31, [`KemPreKeyId::PQ_RATCHET`], set).
 const FIRST_ID: u32 = KemPreKeyId::PQ_RATCHET | 1;
 
 /// A signed ML-KEM prekey as this device holds it.
@@ -109,32 +108,52 @@ impl KemPreKey {
 }
 
 impl KemPreKeys {
-    /// A first last-resort key (id 1). Draws 64 bytes.
+    /// A first last-resort key (id `0x8000_0001`: every key a store generates says that its
+    /// device runs the post-quantum ratchet). Draws 64 bytes.
     pub(crate) fn new(
         rng: &mut impl CryptoRng,
         identity: &IdentityKeyPair,
         now: Timestamp,
     ) -> Self {
         Self {
-            last_resort: KemPreKey::generate(rng, identity, KemPreKeyId(1), now).0,
+            last_resort: KemPreKey::generate(rng, identity, KemPreKeyId(FIRST_ID), now).0,
             retired: VecDeque::new(),
             one_time: BTreeMap::new(),
-            next_id: 2,
+            next_id: FIRST_ID + 1,
         }
     }
 
-    /// The next id. Ids run from 1 (wrapping to 1); once the post-quantum
-    /// ratchet is enabled, from `0x8000_0001`, wrapping to it: the bit marks every later key.
+    /// The same keys as a store of a release from before the post-quantum ratchet names
+    /// them: ids from 1 (the last-resort key, then the one-time ones in order), without bit 31,
+    /// each signed again; the counter continues after them, unmarked until the next rotation.
+    /// Draws nothing, so a generator's stream stays what it was before the ratchet.
+    /// Returns the one-time keys' public halves, in id order, as an upload carries them.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn before_pq_ratchet(&mut self, identity: &IdentityKeyPair) -> Vec<KemPreKeyPublic> {
+        let relabel = |key: &mut KemPreKey, id: u32| {
+            key.id = KemPreKeyId(id);
+            let message = kem_prekey_message(key.id, &key.pair.public());
+            key.signature = identity.sign(labels::KEM_PREKEY, &message);
+        };
+        self.retired.clear();
+        relabel(&mut self.last_resort, 1);
+        let one_time = core::mem::take(&mut self.one_time);
+        for (id, mut key) in (2..).zip(one_time.into_values()) {
+            relabel(&mut key, id);
+            self.one_time.insert(key.id, key);
+        }
+        self.next_id = self.one_time.len() as u32 + 2;
+        self.one_time.values().map(KemPreKey::public).collect()
+    }
+
+    /// The next id, from the counter upwards: a current store's ids run from `0x8000_0001`,
+    /// wrapping to it, so bit 31 marks every key; a store from before the ratchet (its
+    /// counter below that) assigns unmarked ids from 1 until its next rotation.
     fn next_id(&mut self) -> KemPreKeyId {
         let id = self.next_id;
         let first = if id >= FIRST_ID { FIRST_ID } else { 1 };
         self.next_id = id.wrapping_add(1).max(first);
         KemPreKeyId(id)
-    }
-
-    /// Marks every key generated from now on as a post-quantum ratchet device's.
-    pub(crate) fn enable_pq_ratchet(&mut self) {
-        self.next_id = self.next_id.max(FIRST_ID);
     }
 
     /// A new last-resort key; the oldest beyond `keep` (current included) is deleted.
@@ -145,6 +164,9 @@ impl KemPreKeys {
         now: Timestamp,
         keep: u32,
     ) {
+        // A store from before the ratchet marks its keys from here on: its old keys keep
+        // their ids, which the marked ones never reach.
+        self.next_id = self.next_id.max(FIRST_ID);
         let id = self.next_id();
         let previous = core::mem::replace(
             &mut self.last_resort,
@@ -283,5 +305,50 @@ mod tests {
             KemPreKey::read(&mut Reader::new(&out)).map(|k| k.id),
             Ok(key.id)
         );
+    }
+
+    fn ids(keys: &KemPreKeys) -> Vec<u32> {
+        keys.retired
+            .iter()
+            .chain([&keys.last_resort])
+            .chain(keys.one_time.values())
+            .map(|k| k.id.0)
+            .collect()
+    }
+
+    /// A new store marks every key it generates; one from before the ratchet marks none until
+    /// its next rotation, and from then on every one, never reaching an old id.
+    #[test]
+    fn every_key_is_marked_from_a_new_store_and_from_an_old_stores_rotation() {
+        let rng = &mut crate::testing::SeededRng::from_label("kem prekey ids");
+        let identity = IdentityKeyPair::from_seed(&[7; 32]);
+        let (now, cap) = (Timestamp(0), 100);
+        let mut new = KemPreKeys::new(rng, &identity, now);
+        new.generate_one_time(rng, &identity, now, 2, cap);
+        new.rotate(rng, &identity, now, 3);
+        assert_eq!(
+            ids(&new),
+            [0x8000_0001, 0x8000_0004, 0x8000_0002, 0x8000_0003]
+        );
+
+        let mut old = KemPreKeys::new(rng, &identity, now);
+        old.before_pq_ratchet(&identity);
+        old.generate_one_time(rng, &identity, now, 2, cap);
+        assert_eq!(ids(&old), [1, 2, 3]);
+        old.rotate(rng, &identity, now, 3);
+        old.generate_one_time(rng, &identity, now, 1, cap);
+        assert_eq!(ids(&old), [1, 0x8000_0001, 2, 3, 0x8000_0002]);
+    }
+
+    /// A marked counter wraps to `0x8000_0001`, never to an unmarked id.
+    #[test]
+    fn marked_ids_wrap_to_the_first_marked_one() {
+        let rng = &mut crate::testing::SeededRng::from_label("kem prekey wrap");
+        let identity = IdentityKeyPair::from_seed(&[7; 32]);
+        let mut keys = KemPreKeys::new(rng, &identity, Timestamp(0));
+        keys.next_id = u32::MAX;
+        assert_eq!(keys.next_id().0, u32::MAX);
+        assert_eq!(keys.next_id().0, FIRST_ID);
+        assert_eq!(keys.next_id().0, FIRST_ID + 1);
     }
 }

@@ -135,7 +135,9 @@ impl PreKeyStore {
     /// Makes a new signed prekey and a new last-resort ML-KEM prekey current (32, then 64
     /// bytes from `rng`); the oldest beyond the configured count are deleted, the signed
     /// prekey with the base keys it remembered. One-time prekeys are independent of them: they
-    /// stay valid and need no new upload.
+    /// stay valid and need no new upload. A store from a release before the post-quantum
+    /// ratchet marks its ML-KEM prekeys ([`KemPreKeyId::pq_ratchet`]) from its first rotation
+    /// on, so rotate once after upgrading from one.
     pub fn rotate_signed_prekey(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -157,13 +159,11 @@ impl PreKeyStore {
         self.signed_prekey()
     }
 
-    /// Opts this device into the post-quantum ratchet: every ML-KEM prekey generated from now
-    /// on (one-time ones, and the last-resort one at the next rotation) has an id with bit 31
-    /// set ([`KemPreKeyId::pq_ratchet`]), and sessions started with such a key run the
-    /// ratchet on both sides. One-way; keys generated before keep their ids. Until sessions
-    /// run it by default (PROTOCOL.md section 25), this is how an app turns it on.
-    pub fn enable_pq_ratchet(&mut self) {
-        self.kem.enable_pq_ratchet();
+    /// Names the ML-KEM prekeys as a release from before the post-quantum ratchet did
+    /// (`testing::hooks::before_pq_ratchet`).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn before_pq_ratchet(&mut self, identity: &IdentityKeyPair) -> Vec<KemPreKeyPublic> {
+        self.kem.before_pq_ratchet(identity)
     }
 
     /// The current last-resort ML-KEM prekey's public half, as bundles carry it when no

@@ -623,16 +623,19 @@ class PreKeyStore:
     """10.2's prekey store: one signed prekey and one last-resort ML-KEM prekey (no rotation in
     the vectors), one-time prekeys and one-time ML-KEM prekeys, remembered base keys."""
 
-    def __init__(self, identity, spk_secret, last_resort_seed, now):
-        # 10.2: a new store has signed prekey 1 (next 2), ML-KEM prekey 1 as its last-resort key
-        # (next 2), no one-time prekeys (next one-time id 1). 11: secret (32) then seed (64).
+    def __init__(self, identity, spk_secret, last_resort_seed, now, before_pq_ratchet=True):
+        # 10.2: a new store has signed prekey 1 (next 2), ML-KEM prekey 0x8000_0001 as its
+        # last-resort key (next 0x8000_0002), no one-time prekeys (next one-time id 1); a store
+        # from before the post-quantum ratchet (5.3), as most vectors' stores are, numbered its
+        # ML-KEM prekeys from 1 instead. 11: secret (32) then seed (64).
+        first_kem = 1 if before_pq_ratchet else PQ_BIT + 1
         self.identity = identity
         self.config = list(PREKEY_CONFIG)
         self.spk = SignedPreKey(identity, 1, spk_secret, now)
         self.retired_spks = []
-        self.last_resort = KemPreKey(identity, 1, last_resort_seed, now)
+        self.last_resort = KemPreKey(identity, first_kem, last_resort_seed, now)
         self.retired_last_resort = []
-        self.next_spk_id, self.next_opk_id, self.next_kem_id = 2, 1, 2
+        self.next_spk_id, self.next_opk_id, self.next_kem_id = 2, 1, first_kem + 1
         self.opks = {}       # id -> secret
         self.kems = {}       # id -> KemPreKey (one-time)
         self.base_keys = {1: set()}
@@ -648,10 +651,6 @@ class PreKeyStore:
         self.kems[kem_id] = KemPreKey(self.identity, kem_id, seed, now)
         self.next_kem_id += 1
         return kem_id
-
-    def enable_pq_ratchet(self):
-        """5.3: the next ML-KEM prekey id becomes max(next, 0x8000_0001) (bit 31 set)."""
-        self.next_kem_id = max(self.next_kem_id, PQ_BIT + 1)
 
     def release(self, opk_id, kem_id):
         """18.6: a retry request's minted prekeys, deleted when the retry ends or is asked again
@@ -3847,13 +3846,13 @@ def check_pq_ratchet(doc):
     rng = SeededRng(hx(conv["rng_seed"]))
     draws = lambda n, name: rng.draw(n)  # the file lists no draws: only their order is checked
     # 11: Alice's identity, Bob's, PreKeyStore::new (signed prekey secret 32, last-resort seed
-    # 64), then after enable_pq_ratchet (5.3) one one-time ML-KEM prekey (64).
+    # 64; a current store, whose ML-KEM prekey ids have bit 31, 5.3), then one one-time ML-KEM
+    # prekey (64).
     alice = Identity(rng.draw(32))
     bob = Identity(rng.draw(32))
-    store = PreKeyStore(bob, rng.draw(32), rng.draw(64), PQ_STORE_NOW)
-    store.enable_pq_ratchet()
+    store = PreKeyStore(bob, rng.draw(32), rng.draw(64), PQ_STORE_NOW, before_pq_ratchet=False)
     kem_id = store.add_one_time_kem_prekey(rng.draw(64), PQ_STORE_NOW)
-    R.check("one-time ML-KEM prekey id after enable_pq_ratchet (5.3)", kem_id, PQ_BIT + 1)
+    R.check("a current store's first one-time ML-KEM prekey id (5.3)", kem_id, PQ_BIT + 2)
     bundle = store.bundle(None, kem_id)
     R.check("bundle (6)", bundle, conv["bundle"])
     b = decode_bundle(bundle)

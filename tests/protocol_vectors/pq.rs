@@ -108,7 +108,7 @@ pub(super) fn pq_file() -> PqFile {
                       30 and 36 symbols (drawn from rng_seed) and their chunks at five indexes \
                       (25.1). `conversation`: Alice and Bob from one generator (conversation \
                       rng_seed), drawn in the order of section 11: Alice's identity, Bob's, \
-                      Bob's store, one one-time ML-KEM prekey after enable_pq_ratchet (its id \
+                      Bob's store, one one-time ML-KEM prekey (its id \
                       has bit 31 set, so the session runs the ratchet), Alice's \
                       Session::initiate with the bundle of that key and no one-time prekey; \
                       then 400 messages in strict alternation from Alice, every fifth lost, \
@@ -125,7 +125,6 @@ fn conversation(seed: [u8; 32], rng: &mut SeededRng) -> Conversation {
     let alice = IdentityKeyPair::generate(rng);
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, T0, PreKeyStoreConfig::default());
-    store.enable_pq_ratchet();
     let kem = store.generate_one_time_kem_prekeys(rng, &bob, T0, 1)[0].id;
     assert!(kem.pq_ratchet());
     let bundle = store.bundle(&bob, None, Some(kem));

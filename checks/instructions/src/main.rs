@@ -16,6 +16,7 @@ use ratchetry::fanout::Outgoing;
 use ratchetry::group::OutboundGroupSession;
 use ratchetry::group::{GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey};
 use ratchetry::testing::SeededRng;
+use ratchetry::testing::hooks::store_before_pq_ratchet;
 use ratchetry::testing::raw::{aes256gcm_open, aes256gcm_seal, hkdf_sha256, hmac_sha256};
 use ratchetry::testing::scale::AddressBook;
 use ratchetry::{
@@ -172,10 +173,14 @@ fn pair_with(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
     let a = IdentityKeyPair::generate(rng);
     let b = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &b, NOW, Default::default());
-    let kem = pq.then(|| {
-        store.enable_pq_ratchet();
-        store.generate_one_time_kem_prekeys(rng, &b, NOW, 1)[0].id
-    });
+    // Without `pq`, the store is one from before the ratchet: its last-resort ML-KEM prekey
+    // is unmarked.
+    let kem = if pq {
+        Some(store.generate_one_time_kem_prekeys(rng, &b, NOW, 1)[0].id)
+    } else {
+        store_before_pq_ratchet(&mut store, &b);
+        None
+    };
     let bundle = store.bundle(&b, None, kem).verify().unwrap();
     let mut sa = Session::initiate(rng, &a, &bundle, SessionConfig::default()).unwrap();
     let w = sa.encrypt(rng, b"hi").unwrap();

@@ -64,7 +64,7 @@ pub(crate) struct Publication {
     pub(crate) ct1: Collector,
     pub(crate) ct2: Collector,
     /// The public key, computed from the seed at first use (not stored).
-    public: Option<EpochPublicKey>,
+    public: Option<Box<EpochPublicKey>>,
 }
 
 /// This side's encapsulation of epoch `epoch`, until the peer shows it has decapsulated.
@@ -95,13 +95,29 @@ pub(crate) struct PqRatchet {
     pub(crate) peer_knows: u32,
     pub(crate) send_chain: u32,
     pub(crate) recv_chain: u32,
-    pub(crate) publication: Option<Publication>,
-    pub(crate) encapsulation: Option<Encapsulation>,
-    /// The peer's next publication (epoch `incoming_epoch()`): header and vector.
-    pub(crate) incoming_header: Collector,
-    pub(crate) incoming_vector: Collector,
+    pub(crate) publication: Option<Box<Publication>>,
+    pub(crate) encapsulation: Option<Box<Encapsulation>>,
+    /// The peer's next publication (epoch `incoming_epoch()`), once a chunk of it arrived:
+    /// held apart so that a session waiting for none keeps no room for it.
+    pub(crate) incoming: Option<Box<Incoming>>,
     /// What the peer's chunks say about loss, for how much parity to send.
     pub(crate) loss: Loss,
+}
+
+/// The collectors of the peer's next publication: its header and its vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Incoming {
+    pub(crate) header: Collector,
+    pub(crate) vector: Collector,
+}
+
+impl Incoming {
+    pub(crate) fn new() -> Self {
+        Self {
+            header: Collector::new(symbols(Kind::Header)),
+            vector: Collector::new(symbols(Kind::Vector)),
+        }
+    }
 }
 
 /// Chunks of the peer's that arrived (`heard`) and that the gaps in their indexes say were lost
@@ -133,8 +149,7 @@ impl PqRatchet {
             recv_chain: 0,
             publication: None,
             encapsulation: None,
-            incoming_header: Collector::new(symbols(Kind::Header)),
-            incoming_vector: Collector::new(symbols(Kind::Vector)),
+            incoming: None,
             loss: Loss::default(),
         }
     }
@@ -231,7 +246,7 @@ impl PqRatchet {
         if self.publication.is_none() && self.publishes(self.epoch + 1) {
             let mut seed = Secret::from_bytes([0u8; 64]);
             rng.fill_bytes(seed.as_mut_bytes());
-            self.publication = Some(Publication::new(EpochKeyPair::from_seed(seed)));
+            self.publication = Some(Box::new(Publication::new(EpochKeyPair::from_seed(seed))));
         }
         let chain_nibble = (self.send_chain % WINDOW) as u8;
         let chunk = self.next_chunk();
@@ -243,10 +258,10 @@ impl PqRatchet {
 
     /// Encapsulates to the peer's publication of `epoch + 1` once its header is here.
     fn encapsulate_if_due(&mut self, rng: &mut impl CryptoRng) {
-        if self.publishes(self.epoch + 1) || !self.incoming_header.is_complete() {
+        if self.publishes(self.epoch + 1) {
             return;
         }
-        let Some(bytes) = self.incoming_header.decode() else {
+        let Some(bytes) = self.incoming.as_ref().and_then(|i| i.header.decode()) else {
             return;
         };
         let mut header = [0u8; EK_HEADER_LEN];
@@ -254,15 +269,14 @@ impl PqRatchet {
         let mut m = Secret::from_bytes([0u8; 32]);
         rng.fill_bytes(m.as_mut_bytes());
         let (ct1, ss) = kem768::encapsulate1(&header, &m);
-        let vector = core::mem::replace(
-            &mut self.incoming_vector,
-            Collector::new(symbols(Kind::Vector)),
+        let vector = self.incoming.take().map_or_else(
+            || Collector::new(symbols(Kind::Vector)),
+            |incoming| incoming.vector,
         );
-        self.incoming_header = Collector::new(symbols(Kind::Header));
         let mut enc =
             Encapsulation::restore(m, header, vector, Sent::default(), Sent::default(), false);
         enc.ct1_bytes = Some(ct1);
-        self.encapsulation = Some(enc);
+        self.encapsulation = Some(Box::new(enc));
         self.advance(&ss);
     }
 
@@ -408,10 +422,13 @@ impl PqRatchet {
                 if x != self.incoming_epoch() {
                     return;
                 }
+                let incoming = self
+                    .incoming
+                    .get_or_insert_with(|| Box::new(Incoming::new()));
                 let collector = if chunk.kind == Kind::Header {
-                    &mut self.incoming_header
+                    &mut incoming.header
                 } else {
-                    &mut self.incoming_vector
+                    &mut incoming.vector
                 };
                 self.loss.note(collector, chunk.index);
                 collector.add(chunk.index, &chunk.data);
@@ -526,7 +543,9 @@ impl Publication {
     }
 
     fn chunk(&mut self, kind: Kind, index: u8) -> Chunk {
-        let public = self.public.get_or_insert_with(|| self.pair.public());
+        let public = self
+            .public
+            .get_or_insert_with(|| Box::new(self.pair.public()));
         match kind {
             Kind::Header => erasure::encode(&public.header, index),
             _ => erasure::encode(&public.vector[..], index),

@@ -18,11 +18,14 @@
 //! a loss estimate whose counts add up to 128 or more (they are halved there).
 //! Public keys and ciphertexts are recomputed from the seed and `m`, not stored.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::erasure::{Chunk, Collector, SYMBOL};
 use super::extension::Kind;
-use super::ratchet::{Encapsulation, LOSS_WINDOW, Loss, PqRatchet, Publication, Sent, symbols};
+use super::ratchet::{
+    Encapsulation, Incoming, LOSS_WINDOW, Loss, PqRatchet, Publication, Sent, symbols,
+};
 use crate::error::DecodeError;
 use crate::primitives::Secret;
 use crate::primitives::kem768::{EK_HEADER_LEN, EpochKeyPair};
@@ -58,8 +61,10 @@ impl PqRatchet {
             out.u32(e.ct2.count);
             out.flag(e.peer_has_ct2);
         });
-        write_collector(out, &self.incoming_header);
-        write_collector(out, &self.incoming_vector);
+        let empty = Incoming::new();
+        let incoming = self.incoming.as_deref().unwrap_or(&empty);
+        write_collector(out, &incoming.header);
+        write_collector(out, &incoming.vector);
         out.put(&self.loss.heard.to_be_bytes());
         out.put(&self.loss.missed.to_be_bytes());
     }
@@ -98,7 +103,7 @@ impl PqRatchet {
             p.vector = read_sent(r)?;
             p.ct1 = read_collector(r, Kind::Ct1)?;
             p.ct2 = read_collector(r, Kind::Ct2)?;
-            Ok(p)
+            Ok(Box::new(p))
         })?;
         // A side publishes `epoch + 1` from its first send on; never the peer's epochs.
         if pq.publication.is_some() && !pq.publishes(pq.epoch + 1) {
@@ -117,21 +122,27 @@ impl PqRatchet {
                 acked: false,
             };
             let peer_has_ct2 = r.flag()?;
-            Ok(Encapsulation::restore(
+            Ok(Box::new(Encapsulation::restore(
                 m,
                 header,
                 vector,
                 ct1,
                 ct2,
                 peer_has_ct2,
-            ))
+            )))
         })?;
         // This side encapsulated its epoch exactly when the peer published it.
         if pq.encapsulation.is_some() && (pq.epoch == 0 || pq.publishes(pq.epoch)) {
             return Err(DecodeError::InvalidValue);
         }
-        pq.incoming_header = read_collector(r, Kind::Header)?;
-        pq.incoming_vector = read_collector(r, Kind::Vector)?;
+        let incoming = Incoming {
+            header: read_collector(r, Kind::Header)?,
+            vector: read_collector(r, Kind::Vector)?,
+        };
+        // Held only once a chunk arrived, as while running.
+        if !incoming.header.chunks().is_empty() || !incoming.vector.chunks().is_empty() {
+            pq.incoming = Some(Box::new(incoming));
+        }
         pq.loss = Loss {
             heard: u16::from_be_bytes(r.array()?),
             missed: u16::from_be_bytes(r.array()?),
@@ -260,20 +271,20 @@ mod tests {
             pq.epoch = 4;
             pq.recv_chain = 3;
             pq.secrets.push((4, Secret::from_bytes([4; 32])));
-            pq.publication = Some(Publication::new(EpochKeyPair::from_seed(
+            pq.publication = Some(Box::new(Publication::new(EpochKeyPair::from_seed(
                 Secret::from_bytes([9; 64]),
-            )));
+            ))));
         });
         // An encapsulation of an epoch this side publishes (4, even, is the responder's).
         refused(&|pq| {
-            pq.encapsulation = Some(Encapsulation::restore(
+            pq.encapsulation = Some(Box::new(Encapsulation::restore(
                 Secret::from_bytes([1; 32]),
                 [2; EK_HEADER_LEN],
                 Collector::new(symbols(Kind::Vector)),
                 Sent::default(),
                 Sent::default(),
                 false,
-            ));
+            )));
             pq.epoch = 4;
             pq.secrets.push((4, Secret::from_bytes([4; 32])));
         });
@@ -298,14 +309,14 @@ mod tests {
         // The initiator does not publish epoch 0 (so only the epoch rule refuses this).
         let mut pq = PqRatchet::new(true);
         assert!(!pq.publishes(0));
-        pq.encapsulation = Some(Encapsulation::restore(
+        pq.encapsulation = Some(Box::new(Encapsulation::restore(
             Secret::from_bytes([1; 32]),
             [2; EK_HEADER_LEN],
             Collector::new(symbols(Kind::Vector)),
             Sent::default(),
             Sent::default(),
             false,
-        ));
+        )));
         assert_eq!(
             decode(&encode(&pq), true).err(),
             Some(DecodeError::InvalidValue)
