@@ -85,8 +85,22 @@ def test_linked_companion_reads_and_sends(relay):
     out = relay.send(laptop, lambda: laptop.send(relay.now, bob.primary.account_key(), b"from the laptop"))
     assert {e.to.device for e in out.envelopes} == {1}  # bob#1 and alice#1 (own copy)
     assert len(out.envelopes) == 2
-    assert texts(relay.deliver(bob.device)) == [("direct", "from the laptop")]
-    assert texts(relay.deliver(alice.device)) == [("own", "from the laptop")]
+    got = relay.deliver(bob.device)
+    assert texts(got) == [("direct", "from the laptop")]
+    own = relay.deliver(alice.device)
+    assert texts(own) == [("own", "from the laptop")]
+    # One message id, in the outbox and on every device that reads it; not a resend.
+    assert len(out.message_id) == 16
+    assert got[0].id == own[0].id == out.message_id
+    assert got[0].resent is None and own[0].resent is None
+    assert own[0].sent_to == bob.primary.account_key()
+    # The outbox names what the relay checks: every device it reaches, and the list of each
+    # account it reaches in full (Bob's, and Alice's for the own copy), at their versions.
+    assert out.recipients == sorted([bob.device.address(), alice.device.address()])
+    assert {(c.account, c.version) for c in out.coverage} == {
+        (bob.primary.account_key(), 1),
+        (alice.primary.account_key(), 2),
+    }
 
 
 def test_group_of_three_accounts(relay):
@@ -111,8 +125,10 @@ def test_group_of_three_accounts(relay):
 
 
 def test_history_sync_to_new_companion(relay):
-    alice = account(relay)
+    alice, bob = account(relay), account(relay)
     desktop, device_id, _ = link(relay, alice)
+    group = bytes([9]) * 32
+    alice.device.set_group_members(group, [alice.primary.account_key(), bob.primary.account_key()])
     history = bytes(range(256)) * 1000
     sealer = r.HistorySealer()
     chunks = sealer.push(history)
@@ -121,6 +137,10 @@ def test_history_sync_to_new_companion(relay):
     relay.send(alice.device, lambda: alice.device.send_history_offer(relay.now, device_id, sealed.offer))
     (offer,) = relay.deliver(desktop)
     assert offer.is_HISTORY_OFFER()
+    # The offer installed Alice's group, with its members, on the new companion.
+    assert offer.groups == [group]
+    assert desktop.groups() == [group]
+    assert desktop.group_members(group) == [bob.primary.account_key()]
     opener = r.HistoryOpener(offer.offer)
     restored = b"".join(opener.push(c) for c in chunks)
     opener.finish()
@@ -242,9 +262,15 @@ def test_corrupted_envelope_is_asked_for_again(relay):
     assert asked.is_RETRY_REQUEST()
     assert asked.request.sender() == bob.device.address()
     assert asked.request.attempt() == 1
+    assert asked.request.reason() == 2  # authentication failed, as Bob said
+    assert "reason: 2" in repr(asked)
     send_id = asked.request.send_id()
     relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
-    assert texts(relay.deliver(bob.device)) == [("direct", "worth asking for")]
+    (resent,) = relay.deliver(bob.device)
+    assert texts([resent]) == [("direct", "worth asking for")]
+    # A resend: it names the envelope it replaces, and carries the message's own id.
+    assert resent.resent == r.envelope_id(bytes(damaged))
+    assert resent.id == out.message_id
 
 
 def test_stale_primary_resyncs_before_signing(relay):
