@@ -66,16 +66,41 @@ pub fn restore_device(
     })
 }
 
+/// Restores a device from bytes the app knows are a backup (a new phone, a reinstall): its
+/// sessions' sending chains and its sender keys are renewed, and it awaits an own device list
+/// issued at or after `now` before it talks to its own account (`awaiting_own_list`).
+#[uniffi::export]
+pub fn restore_device_from_backup(bytes: Vec<u8>, now: u64) -> Result<Arc<Device>, RatchetryError> {
+    Ok(Device::wrap(fanout::Device::restore_from_backup(
+        &bytes,
+        ts(now),
+    )?))
+}
+
 #[uniffi::export]
 impl Device {
     /// Rebuilds a device from every stored record (as [`take_changes`](Self::take_changes)
     /// yielded them).
     #[uniffi::constructor]
     pub fn from_records(records: Vec<types::StoredRecord>) -> Result<Arc<Self>, RatchetryError> {
-        let pairs = records
-            .iter()
-            .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)));
-        Ok(Self::wrap(fanout::Device::from_records(pairs)?))
+        Ok(Self::wrap(fanout::Device::from_records(pairs(&records))?))
+    }
+
+    /// Rebuilds a device from the records of a store that was itself restored from a backup:
+    /// as [`restore_device_from_backup`], it renews its sending chains and sender keys and
+    /// awaits an own device list issued at or after `now`.
+    #[uniffi::constructor]
+    pub fn from_backup_records(
+        records: Vec<types::StoredRecord>,
+        now: u64,
+    ) -> Result<Arc<Self>, RatchetryError> {
+        let device = fanout::Device::from_records(pairs(&records))?;
+        Ok(Self::wrap(device.into_restored(ts(now))))
+    }
+
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    pub fn has_changes(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.has_changes())
     }
 
     /// This device's address.
@@ -470,4 +495,11 @@ impl Device {
             .answer_call_key_retry(&mut rng, ts(now), &request.inner, &call)?
             .into())
     }
+}
+
+/// The (key, value) pairs of stored records; a record without a value is not stored.
+fn pairs(records: &[types::StoredRecord]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    records
+        .iter()
+        .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)))
 }

@@ -41,7 +41,7 @@ pub use config::{
     AccountPolicy, CallConfig, DeviceConfig, GroupConfig, ListLimits, PreKeyConfig, PrimaryPolicy,
     SessionConfig, default_call_config, default_device_config, default_primary_policy,
 };
-pub use device::{Device, RestoredDevice, restore_device};
+pub use device::{Device, RestoredDevice, restore_device, restore_device_from_backup};
 pub use error::RatchetryError;
 pub use history::{HistoryOpener, HistorySealer, SealedHistory};
 pub use persist::{OpenedState, open_state, seal_state};

@@ -147,6 +147,20 @@ impl RetryRequest {
     pub fn reason(&self) -> u8 {
         retry_reason_code(self.inner.reason)
     }
+
+    /// The request as bytes, to keep an unanswered one across a restart (with the device's
+    /// state: `answer_retry` checks the requester's entitlement again from the journal).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    /// A request kept with [`to_bytes`](Self::to_bytes).
+    #[uniffi::constructor]
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Arc<Self>, RatchetryError> {
+        Ok(Arc::new(Self {
+            inner: fanout::RetryRequest::from_bytes(&bytes)?,
+        }))
+    }
 }
 
 /// A retry reason's code (the library's wire code).

@@ -408,6 +408,9 @@ def test_new_entry_points_refuse_bad_input_with_a_code(relay):
         ("decode.unknown_type", lambda: relay.upload(alice.device, garbage)),
         ("decode.unknown_type", lambda: r.open_state(bytes(32), garbage, b"s", 0)),
         ("decode.missing_record", lambda: r.restore_primary_from_records([], 0)),
+        ("decode.unknown_type", lambda: r.RetryRequest.from_bytes(garbage)),
+        ("decode.unknown_version", lambda: r.restore_device_from_backup(garbage, relay.now)),
+        ("decode.missing_record", lambda: r.Device.from_backup_records([], relay.now)),
     ]
     codes = [code(c) for _, c in cases]
     assert codes == [c for c, _ in cases]

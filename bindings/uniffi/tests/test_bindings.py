@@ -171,6 +171,9 @@ def test_restart_from_persisted_state(relay):
     # A stale snapshot is detected: restored as from a backup.
     stale = r.restore_device(saved, bob2.state_epoch(), relay.now)
     assert stale.from_backup
+    # Bytes the app knows are a backup: the same, without an epoch to compare.
+    backup = r.restore_device_from_backup(saved, relay.now)
+    assert backup.awaiting_own_list() and not bob2.awaiting_own_list()
 
 
 def test_change_records_rebuild_the_device(relay):
@@ -189,12 +192,20 @@ def test_change_records_rebuild_the_device(relay):
                 store[rec.key] = rec.value
 
     persist(bob.device)
+    assert not bob.device.has_changes()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"one"))
     relay.deliver(bob.device)
+    assert bob.device.has_changes()
     persist(bob.device)
-    bob2 = r.Device.from_records([r.StoredRecord(key=k, value=v) for k, v in store.items()])
+    assert not bob.device.has_changes()
+    records = [r.StoredRecord(key=k, value=v) for k, v in store.items()]
+    bob2 = r.Device.from_records(records)
+    assert not bob2.awaiting_own_list()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"two"))
     assert texts(relay.deliver(bob2)) == [("direct", "two")]
+    # A record store the app put back from a backup: the device waits for a newer own list.
+    restored = r.Device.from_backup_records(records, relay.now)
+    assert restored.awaiting_own_list() and restored.has_changes()
 
 
 def test_errors_carry_stable_codes(relay):
@@ -265,7 +276,10 @@ def test_corrupted_envelope_is_asked_for_again(relay):
     assert asked.request.reason() == 2  # authentication failed, as Bob said
     assert "reason: 2" in repr(asked)
     send_id = asked.request.send_id()
-    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
+    # Alice's app keeps the unanswered request across a restart, with the device's state.
+    kept = r.RetryRequest.from_bytes(asked.request.to_bytes())
+    assert (kept.sender(), kept.send_id(), kept.reason()) == (asked.request.sender(), send_id, 2)
+    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, kept, stored[send_id]))
     (resent,) = relay.deliver(bob.device)
     assert texts([resent]) == [("direct", "worth asking for")]
     # A resend: it names the envelope it replaces, and carries the message's own id.

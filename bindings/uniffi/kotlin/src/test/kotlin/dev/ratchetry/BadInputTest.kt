@@ -10,9 +10,11 @@ import uniffi.ratchetry_uniffi.CallKeyMessage
 import uniffi.ratchetry_uniffi.CallKind
 import uniffi.ratchetry_uniffi.ListCoverage
 import uniffi.ratchetry_uniffi.PublishedPreKeys
+import uniffi.ratchetry_uniffi.RetryRequest
 import uniffi.ratchetry_uniffi.createAccount
 import uniffi.ratchetry_uniffi.openState
 import uniffi.ratchetry_uniffi.restoreCall
+import uniffi.ratchetry_uniffi.restoreDeviceFromBackup
 import uniffi.ratchetry_uniffi.restorePrimaryFromRecords
 import uniffi.ratchetry_uniffi.BundleFor
 import uniffi.ratchetry_uniffi.Device
@@ -132,6 +134,9 @@ class BadInputTest {
             "decode.unknown_type" to { relay.upload(alice.device, garbage) },
             "decode.unknown_type" to { openState(ByteArray(32), garbage, byteArrayOf(1), 0uL) },
             "decode.missing_record" to { restorePrimaryFromRecords(emptyList(), 0uL) },
+            "decode.unknown_type" to { RetryRequest.fromBytes(garbage) },
+            "decode.unknown_version" to { restoreDeviceFromBackup(garbage, relay.now) },
+            "decode.missing_record" to { Device.fromBackupRecords(emptyList(), relay.now) },
         )
         val codes = cases.map { (_, call) -> assertThrows<RatchetryException.Failed> { call() }.code }
         assertEquals(cases.map { it.first }, codes)
