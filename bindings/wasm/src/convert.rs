@@ -56,10 +56,10 @@ export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
 export interface RetryEnvelope { to: Address; bytes: Uint8Array }
 /** What one operation changed: write it in one transaction. */
 export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
-/** A new account: its primary role and the primary's own device. */
-export interface NewAccount { primary: Primary; device: Device }
-/** A linked companion: its device, and the confirmation for `Primary.confirm`. */
-export interface LinkedCompanion { device: Device; confirmation: Uint8Array }
+/** A new account: its primary role, the primary's own device and its first one-time prekeys. */
+export interface NewAccount { primary: Primary; device: Device; upload: PrekeyUpload }
+/** A linked companion: its device, the confirmation for `Primary.confirm`, its first one-time prekeys. */
+export interface LinkedCompanion { device: Device; confirmation: Uint8Array; upload: PrekeyUpload }
 /** A device restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
 export interface RestoredDevice { device: Device; fromBackup: boolean }
 /** The end of history sealing: the last chunks and the offer. */

@@ -17,7 +17,7 @@ use crate::error;
 /// `takeChanges()` or `toBytes()` before shipping what it returned.
 #[wasm_bindgen]
 pub struct Device {
-    inner: fanout::Device,
+    pub(crate) inner: fanout::Device,
 }
 
 impl Device {
@@ -67,12 +67,6 @@ impl Device {
     #[wasm_bindgen(js_name = identityKey)]
     pub fn identity_key(&self) -> Vec<u8> {
         self.inner.identity_key().to_bytes().to_vec()
-    }
-
-    /// A prekey bundle to publish (no one-time prekey; the last-resort ML-KEM prekey).
-    #[wasm_bindgen(js_name = prekeyBundle)]
-    pub fn prekey_bundle(&self) -> Vec<u8> {
-        self.inner.bundle(None, None).to_bytes()
     }
 
     /// The state epoch (grows with every change).

@@ -19,10 +19,12 @@
 
 #[path = "../../codes.rs"]
 mod codes;
+mod config;
 mod convert;
 mod device;
 mod error;
 mod history;
+mod prekeys;
 mod primary;
 mod retry;
 
