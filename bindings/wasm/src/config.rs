@@ -1,10 +1,11 @@
-//! The options a page passes when it creates an account or links a companion:
+//! The options a page passes when it creates an account, links a companion or starts a call:
 //! plain JavaScript objects whose every field is optional (an absent field keeps the library's
-//! default), converted to the library's `DeviceConfig` and `PrimaryPolicy`. A
+//! default), converted to the library's `DeviceConfig`, `PrimaryPolicy` and `CallConfig`. A
 //! field of the wrong type or out of range, or a name the binding does not know (a typo would
 //! otherwise silently keep the default), is `binding.bad_input`.
 
 use js_sys::{Object, Reflect};
+use ratchetry::calls::CallConfig;
 use ratchetry::devices::PrimaryPolicy;
 use ratchetry::fanout::DeviceConfig;
 use wasm_bindgen::prelude::*;
@@ -83,6 +84,13 @@ export interface CompanionOptions {
   /** One-time prekeys of each kind to make at once, within the config's caps (default 20). */
   oneTimePrekeys?: number;
 }
+/** A call's participant caps (the library's `CallConfig`). */
+export interface CallConfig {
+  /** Group call cap (default 32). */
+  maxGroupParticipants?: number;
+  /** Room cap (default 50). */
+  maxRoomParticipants?: number;
+}
 "#;
 
 #[wasm_bindgen]
@@ -93,6 +101,9 @@ extern "C" {
     /// `CompanionOptions`.
     #[wasm_bindgen(typescript_type = "CompanionOptions")]
     pub type JsCompanionOptions;
+    /// `CallConfig`.
+    #[wasm_bindgen(typescript_type = "CallConfig")]
+    pub type JsCallConfig;
 }
 
 /// One-time prekeys of each kind a new device makes unless told otherwise.
@@ -258,4 +269,17 @@ pub(crate) fn companion_options(value: &JsValue) -> Result<(DeviceConfig, u32), 
         device_config(&f.get("config")?)?,
         f.u32("oneTimePrekeys", DEFAULT_ONE_TIME_PREKEYS)?,
     ))
+}
+
+/// A `CallConfig` object (absent: the defaults).
+pub(crate) fn call_config(value: &JsValue) -> Result<CallConfig, JsValue> {
+    let f = Fields::of(
+        value,
+        "config",
+        &["maxGroupParticipants", "maxRoomParticipants"],
+    )?;
+    let mut c = CallConfig::default();
+    c.max_group_participants = f.u32("maxGroupParticipants", c.max_group_participants)?;
+    c.max_room_participants = f.u32("maxRoomParticipants", c.max_room_participants)?;
+    Ok(c)
 }

@@ -39,7 +39,7 @@ export type Received =
   | { kind: "group"; sender: Address; group: Uint8Array; body: Uint8Array }
   | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
   | { kind: "historyOffer"; sender: Address; offer: Uint8Array }
-  | { kind: "callKey"; sender: Address; message: Uint8Array }
+  | { kind: "callKey"; sender: Address; message: CallKeyMessage }
   | { kind: "retryRequest"; sender: Address; sendId: number; request: RetryRequest }
   | { kind: "withheld"; sender: Address; group: Uint8Array }
   | { kind: "other" };
@@ -204,6 +204,14 @@ pub(crate) fn address_in(value: &JsValue) -> Result<DeviceAddress, JsValue> {
     })
 }
 
+/// An `Address[]`'s device addresses.
+pub(crate) fn addresses_in(value: &JsValue) -> Result<Vec<DeviceAddress>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of Address"))?;
+    array.iter().map(|a| address_in(&a)).collect()
+}
+
 /// `BundleFor[]` as (address, bundle bytes) pairs.
 pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)>, JsValue> {
     let array = value
@@ -343,7 +351,7 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
         LibReceived::CallKey { from, message } => object(&[
             ("kind", "callKey".into()),
             ("sender", address_out(from)),
-            ("message", bytes(&message.to_bytes())),
+            ("message", crate::call::key_message(message)),
         ]),
         LibReceived::RetryRequest(request) => object(&[
             ("kind", "retryRequest".into()),

@@ -17,6 +17,7 @@
 //! JavaScript `Error` named `RatchetryError` with a stable `code` (see `bindings/codes.rs`) and
 //! a readable message; nothing panics across the boundary.
 
+mod call;
 #[path = "../../codes.rs"]
 mod codes;
 mod config;
@@ -28,6 +29,7 @@ mod prekeys;
 mod primary;
 mod retry;
 
+pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
 pub use history::{HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
