@@ -24,6 +24,7 @@ mod config;
 mod convert;
 mod device;
 mod error;
+mod groups;
 mod history;
 mod prekeys;
 mod primary;
@@ -43,4 +44,11 @@ pub fn safety_number(ours: &[u8], theirs: &[u8]) -> Result<String, JsValue> {
     let ours = convert::account(ours)?;
     let theirs = convert::account(theirs)?;
     Ok(ratchetry::devices::SafetyNumber::new(&ours, &theirs).to_string())
+}
+
+/// The id of an envelope (16 bytes): a resent message's `resent` names the envelope it
+/// replaces by it, so the app can match the resend with the envelope it could not read.
+#[wasm_bindgen(js_name = envelopeId)]
+pub fn envelope_id(envelope: &[u8]) -> Vec<u8> {
+    ratchetry::fanout::EnvelopeId::of(envelope).0.to_vec()
 }
