@@ -125,6 +125,12 @@ impl Primary {
         Ok(self.inner.confirm(&confirmation).map_err(error::device)?.0)
     }
 
+    /// Whether the companion `device` countersigned the list that admitted it (`confirm`).
+    #[wasm_bindgen(js_name = isConfirmed)]
+    pub fn is_confirmed(&self, device: u32) -> bool {
+        self.inner.is_confirmed(DeviceId(device))
+    }
+
     /// Removes a companion; returns the new list to publish.
     pub fn unlink(&mut self, now: f64, device: u32) -> Result<Vec<u8>, JsValue> {
         Ok(self

@@ -268,6 +268,7 @@ test("policies and configs change what a primary and a device accept; history of
   assert.equal(r.expired, "device.unknown_invitation", "linkInvitationValidityMs = 1000");
   assert.equal(r.ceiling, "device.policy_above_ceiling", "config.lists.maxCompanions = 2");
   assert.equal(r.lenient, "no error");
+  assert.deepEqual([r.confirmed, r.unconfirmed], [true, false], "isConfirmed: confirmed, approved only");
   assert.equal(r.offer.kind, "historyOffer");
   assert.deepEqual(r.offer.groups, [r.offer.group]);
   assert.deepEqual(r.offer.webGroups, [r.offer.group]);
@@ -283,6 +284,11 @@ test("message ids, resends, outbox coverage, groups and accounts", async () => {
   assert.equal(r.direct.idLength, 16);
   assert.ok(r.direct.sameId, "the reader's id is the outbox's messageId");
   assert.equal(r.direct.resent, null);
+  assert.deepEqual(r.backups, {
+    changed: [true, false], replacesAll: true,
+    fromRecords: false, fromBackupRecords: true, restoreFromBackup: true,
+    badTime: "binding.bad_time", badBytes: "decode.unknown_version",
+  });
   assert.deepEqual(r.direct.coverage.map((c) => [c.own || c.bob, c.version, c.digest]), [[true, 1, 32], [true, 1, 32]]);
   assert.equal(r.direct.coverage.filter((c) => c.bob).length, 1);
   assert.equal(r.resent.kind, "direct");

@@ -256,6 +256,7 @@ export async function policies() {
     return linked;
   };
   const web = link(alice.primary, t, { oneTimePrekeys: 2 });
+  const confirmed = alice.primary.isConfirmed(web.device.address().device);
   const second = code(() => link(alice.primary, t));
   const defaults = createAccount(t);
   link(defaults.primary, t);
@@ -264,6 +265,9 @@ export async function policies() {
     const linking = new LinkingCompanion(defaults.primary.invite(t));
     alice.primary.approve(t, linking.request());
   });
+  const approvedOnly = new LinkingCompanion(defaults.primary.invite(t));
+  const unconfirmedId = approvedOnly.complete(t, defaults.primary.approve(t, approvedOnly.request())).device.address().device;
+  const unconfirmed = defaults.primary.isConfirmed(unconfirmedId);
   const invitation = alice.primary.invite(t);
   const expired = code(() => alice.primary.approve(t + 2000, new LinkingCompanion(invitation).request()));
   // A device whose ceiling is 2 companions refuses a list signed with the default policy (4).
@@ -284,7 +288,7 @@ export async function policies() {
   const offer = web.device.receive(t, World.envelope(out, webAddr));
   return {
     web: { prekeys: web.upload.prekeyIds.length, kem: web.upload.kemPrekeyIds.length, counts: [web.device.oneTimePrekeysRemaining(), web.device.oneTimeKemPrekeysRemaining()] },
-    second, secondByDefault, late, expired, ceiling, lenient,
+    second, secondByDefault, late, expired, ceiling, lenient, confirmed, unconfirmed,
     offer: { kind: offer.kind, groups: offer.groups.map(hex), group: hex(group), webGroups: web.device.groups().map(hex) },
     refused: {
       badPolicy: code(() => createAccount(t, { policy: { account: { maxCompanions: "2" } } })),
@@ -307,6 +311,18 @@ export async function messages() {
   // A 1:1 message: the outbox names its id and coverage; Bob reads the same id.
   const out = world.ready(alice.device, () => alice.device.send(now(), bk, text.encode("hello")));
   const got = bob.device.receive(now(), World.envelope(out, b));
+  // Change tracking, and restores for an app whose store came back from a backup.
+  const changed = [alice.device.hasChanges()];
+  const first = alice.device.takeChanges();
+  changed.push(alice.device.hasChanges());
+  const backups = {
+    changed, replacesAll: first.replacesAll,
+    fromRecords: Device.fromRecords(first.records).awaitingOwnList(),
+    fromBackupRecords: Device.fromBackupRecords(first.records, now()).awaitingOwnList(),
+    restoreFromBackup: Device.restoreFromBackup(alice.device.toBytes(), now()).awaitingOwnList(),
+    badTime: code(() => Device.restoreFromBackup(alice.device.toBytes(), NaN)),
+    badBytes: code(() => Device.restoreFromBackup(new Uint8Array(2), now())),
+  };
   const direct = {
     idLength: out.messageId.length, sameId: same(got.id, out.messageId), resent: got.resent,
     coverage: out.coverage.map((c) => ({ own: same(c.account, ak), bob: same(c.account, bk), version: c.version, digest: c.digest.length })),
@@ -367,5 +383,5 @@ export async function messages() {
     badAddress: code(() => alice.device.hasSession({ account: ak, device: -3 })),
     badRequest: code(() => RetryRequest.fromBytes(new Uint8Array([0, 1]))),
   };
-  return { direct, resent, groups, accounts, refused };
+  return { direct, backups, resent, groups, accounts, refused };
 }
