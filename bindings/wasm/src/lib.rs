@@ -9,7 +9,13 @@
 //!   `complete(now, approval)` links the web companion;
 //! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
 //!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`, `Device.restore`) or
-//!   as change records (`takeChanges`, `Device.fromRecords`).
+//!   as change records (`takeChanges`, `Device.fromRecords`);
+//! - calls: `Call` (start, join, remove, apply, catch up, SRTP keys), the `CallKeyMessage` a
+//!   device sends (`Device.sendCallKey`) and receives, and the `SrtpKeys` derived; their
+//!   secrets come only from explicit methods, never from a string form;
+//! - options: `createAccount` and `LinkingCompanion.complete` take a device config, a
+//!   primary policy and a one-time prekey count as plain objects, and return the first
+//!   one-time prekey upload.
 //!
 //! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
 //! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
