@@ -138,18 +138,6 @@ impl Device {
         Ok(())
     }
 
-    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
-    /// so that [`prekey_bundle`](Self::prekey_bundle) says so at once: publish it again.
-    /// Sessions other devices start with this one then run the ratchet; for sessions already
-    /// held, see [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet).
-    pub fn enable_pq_ratchet(&self, now: u64) -> Result<(), RatchetryError> {
-        let mut rng = rng()?;
-        let mut device = self.inner.lock()?;
-        device.enable_pq_ratchet();
-        device.rotate_signed_prekey(&mut rng, ts(now));
-        Ok(())
-    }
-
     /// The post-quantum ratchet's epoch in the current session with `device`, or `None` if
     /// there is none or it does not run the ratchet.
     pub fn pq_ratchet_epoch(&self, device: Address) -> Result<Option<u32>, RatchetryError> {

@@ -37,22 +37,17 @@ def test_two_accounts_exchange_messages(relay):
     assert got[0].sender == bob.device.address()
 
 
-def test_post_quantum_ratchet_opt_in_and_migration(relay):
-    """Sessions from before Bob enabled the ratchet are listed; one bundle refresh moves the
-    pair onto it, at both ends, and its state survives a restart from records."""
+def test_post_quantum_ratchet_by_default(relay):
+    """Every session runs the post-quantum ratchet from its first message, at both ends; it
+    completes epochs through the fanout layer, and its state survives a restart from records."""
     alice, bob = account(relay), account(relay)
     relay.introduce(alice.device, bob.device)
-    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"before"))
-    assert texts(relay.deliver(bob.device)) == [("direct", "before")]
-    assert alice.device.pq_ratchet_epoch(bob.device.address()) is None
-    assert alice.device.sessions_without_pq_ratchet() == [bob.device.address()]
-
-    bob.device.enable_pq_ratchet(relay.now)
-    relay.add(bob.device)  # publishes the bundle again: it now says so
-    stale = alice.device.sessions_without_pq_ratchet()
-    alice.device.start_sessions(relay.now, [r.BundleFor(device=d, bundle=relay.bundles[key(d)]) for d in stale])
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"first"))
+    assert texts(relay.deliver(bob.device)) == [("direct", "first")]
     assert alice.device.pq_ratchet_epoch(bob.device.address()) == 0
+    assert bob.device.pq_ratchet_epoch(alice.device.address()) == 0
     assert alice.device.sessions_without_pq_ratchet() == []
+    assert bob.device.sessions_without_pq_ratchet() == []
     for i in range(60):  # an epoch takes about 76 messages
         relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"a%d" % i))
         assert texts(relay.deliver(bob.device)) == [("direct", "a%d" % i)]

@@ -118,19 +118,6 @@ impl Device {
         Ok(())
     }
 
-    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
-    /// so that `prekeyBundle()` says so at once: publish it again. Sessions other devices
-    /// start with this one then run the ratchet; for sessions already held, see
-    /// `sessionsWithoutPqRatchet`.
-    #[wasm_bindgen(js_name = enablePqRatchet)]
-    pub fn enable_pq_ratchet(&mut self, now: f64) -> Result<(), JsValue> {
-        let now = ts(now)?;
-        let mut rng = rng()?;
-        self.inner.enable_pq_ratchet();
-        self.inner.rotate_signed_prekey(&mut rng, now);
-        Ok(())
-    }
-
     /// The post-quantum ratchet's epoch in the current session with `device`, or `undefined`
     /// if there is none or it does not run the ratchet.
     #[wasm_bindgen(js_name = pqRatchetEpoch)]

@@ -171,7 +171,6 @@ export async function app(): Promise<string[]> {
   const published: Uint8Array[] = [...prekeys(device, upload), ...prekeys(linked.device, linked.upload)];
   const id: number = primary.confirm(linked.confirmation);
   const restored: Primary = Primary.restore(primary.toBytes(), primary.stateEpoch());
-  device.enablePqRatchet(Date.now());
   device.rotateSignedPrekey(Date.now());
   const stale: Address[] = device.sessionsWithoutPqRatchet();
   const epochs: (number | undefined)[] = stale.map((d) => device.pqRatchetEpoch(d));
