@@ -2,14 +2,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use ratchetry::fanout::{self, DeviceConfig};
+use ratchetry::fanout::{self, SendId};
 use ratchetry::history::HistoryOffer;
 use ratchetry::{PreKeyBundle, fanout::RetryReason};
 
+use crate::calls::{Call, addresses};
 use crate::error::RatchetryError;
 use crate::types::{
     self, Address, BundleFor, Changes, DeviceEvent, Envelope, Outgoing, Received, RetryRequest,
-    address_in, address_out, rng, ts,
+    address_in, address_out, rng, ts, withheld_reason,
 };
 
 /// One device (a primary's or a companion's). Every method is transactional: on error nothing
@@ -65,16 +66,41 @@ pub fn restore_device(
     })
 }
 
+/// Restores a device from bytes the app knows are a backup (a new phone, a reinstall): its
+/// sessions' sending chains and its sender keys are renewed, and it awaits an own device list
+/// issued at or after `now` before it talks to its own account (`awaiting_own_list`).
+#[uniffi::export]
+pub fn restore_device_from_backup(bytes: Vec<u8>, now: u64) -> Result<Arc<Device>, RatchetryError> {
+    Ok(Device::wrap(fanout::Device::restore_from_backup(
+        &bytes,
+        ts(now),
+    )?))
+}
+
 #[uniffi::export]
 impl Device {
     /// Rebuilds a device from every stored record (as [`take_changes`](Self::take_changes)
     /// yielded them).
     #[uniffi::constructor]
     pub fn from_records(records: Vec<types::StoredRecord>) -> Result<Arc<Self>, RatchetryError> {
-        let pairs = records
-            .iter()
-            .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)));
-        Ok(Self::wrap(fanout::Device::from_records(pairs)?))
+        Ok(Self::wrap(fanout::Device::from_records(pairs(&records))?))
+    }
+
+    /// Rebuilds a device from the records of a store that was itself restored from a backup:
+    /// as [`restore_device_from_backup`], it renews its sending chains and sender keys and
+    /// awaits an own device list issued at or after `now`.
+    #[uniffi::constructor]
+    pub fn from_backup_records(
+        records: Vec<types::StoredRecord>,
+        now: u64,
+    ) -> Result<Arc<Self>, RatchetryError> {
+        let device = fanout::Device::from_records(pairs(&records))?;
+        Ok(Self::wrap(device.into_restored(ts(now))))
+    }
+
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    pub fn has_changes(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.has_changes())
     }
 
     /// This device's address.
@@ -109,18 +135,6 @@ impl Device {
     pub fn rotate_signed_prekey(&self, now: u64) -> Result<(), RatchetryError> {
         let mut rng = rng()?;
         self.inner.lock()?.rotate_signed_prekey(&mut rng, ts(now));
-        Ok(())
-    }
-
-    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
-    /// so that [`prekey_bundle`](Self::prekey_bundle) says so at once: publish it again.
-    /// Sessions other devices start with this one then run the ratchet; for sessions already
-    /// held, see [`sessions_without_pq_ratchet`](Self::sessions_without_pq_ratchet).
-    pub fn enable_pq_ratchet(&self, now: u64) -> Result<(), RatchetryError> {
-        let mut rng = rng()?;
-        let mut device = self.inner.lock()?;
-        device.enable_pq_ratchet();
-        device.rotate_signed_prekey(&mut rng, ts(now));
         Ok(())
     }
 
@@ -304,9 +318,176 @@ impl Device {
             .answer_retry(&mut rng, ts(now), &request.inner, &body)?
             .into())
     }
+
+    /// One-time prekeys made for upload and not yet consumed: replenish with
+    /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) when low.
+    pub fn one_time_prekeys_remaining(&self) -> Result<u64, RatchetryError> {
+        Ok(self.inner.lock()?.one_time_prekeys_remaining() as u64)
+    }
+
+    /// One-time ML-KEM prekeys made for upload and not yet consumed.
+    pub fn one_time_kem_prekeys_remaining(&self) -> Result<u64, RatchetryError> {
+        Ok(self.inner.lock()?.one_time_kem_prekeys_remaining() as u64)
+    }
+
+    /// Sessions the current last-resort ML-KEM prekey started (rotate well before the
+    /// configured bound).
+    pub fn last_resort_uses(&self) -> Result<u32, RatchetryError> {
+        Ok(self.inner.lock()?.last_resort_uses())
+    }
+
+    /// New one-time prekeys, `count` of each kind (X25519 and ML-KEM) within the configured
+    /// caps: the upload's bytes, for the relay's `PublishedPreKeys.add`. Persist first.
+    pub fn generate_one_time_prekeys(
+        &self,
+        now: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, RatchetryError> {
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .lock()?
+            .generate_one_time_prekeys(&mut rng, ts(now), count)
+            .to_bytes())
+    }
+
+    /// The accounts whose device lists this device follows (its own included), as account
+    /// keys.
+    pub fn accounts(&self) -> Result<Vec<Vec<u8>>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .accounts()
+            .map(|a| a.to_bytes().to_vec())
+            .collect())
+    }
+
+    /// Whether a pairwise session with `device` exists.
+    pub fn has_session(&self, device: Address) -> Result<bool, RatchetryError> {
+        let device = address_in(&device)?;
+        Ok(self.inner.lock()?.has_session(&device))
+    }
+
+    /// The devices whose current session is classical (migrated from before PQXDH): the next
+    /// send to one of them asks for its bundle and starts a PQXDH session.
+    pub fn classical_sessions(&self) -> Result<Vec<Address>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .classical_sessions()
+            .into_iter()
+            .map(address_out)
+            .collect())
+    }
+
+    /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
+    /// pending with them (this device's own account: nothing happens). Groups whose sender
+    /// key one of its devices held rotate at their next send.
+    pub fn forget_account(&self, account: Vec<u8>) -> Result<(), RatchetryError> {
+        let account = types::account(&account)?;
+        self.inner.lock()?.forget_account(&account);
+        Ok(())
+    }
+
+    /// The groups set on this device (or installed from a history offer), in id order.
+    pub fn groups(&self) -> Result<Vec<Vec<u8>>, RatchetryError> {
+        Ok(self.inner.lock()?.groups().map(|g| g.0.to_vec()).collect())
+    }
+
+    /// The member accounts of `group` (without this device's own account), or none if the
+    /// group is not set here.
+    pub fn group_members(&self, group: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>, RatchetryError> {
+        let group = types::group(&group)?;
+        Ok(self
+            .inner
+            .lock()?
+            .group_members(group)
+            .map(|members| members.map(|a| a.to_bytes().to_vec()).collect()))
+    }
+
+    /// Leaves `group`: its members, this device's sender key and ledger, and every sender key
+    /// received for it are deleted.
+    pub fn forget_group(&self, group: Vec<u8>) -> Result<(), RatchetryError> {
+        let group = types::group(&group)?;
+        self.inner.lock()?.forget_group(group);
+        Ok(())
+    }
+
+    /// Tells `device` that this device withholds its sender key for `group` from it (`reason`:
+    /// 1 blocked, 2 unverified, other values the app's own); it receives `Received.Withheld`.
+    pub fn withhold_group_key(
+        &self,
+        now: u64,
+        device: Address,
+        group: Vec<u8>,
+        reason: u8,
+    ) -> Result<Outgoing, RatchetryError> {
+        let device = address_in(&device)?;
+        let group = types::group(&group)?;
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .lock()?
+            .withhold_group_key(&mut rng, ts(now), device, group, withheld_reason(reason))?
+            .into())
+    }
+
+    /// Tells this device that the outbox of `send_id` did not reach `devices` (the relay
+    /// refused the batch, or these envelopes of it): keys given to them there no longer count
+    /// as held, and they cannot ask for the message again. Then persist, fetch what the relay
+    /// asked for, and send again. A send no longer held: `fanout.unknown_message`.
+    pub fn not_delivered(&self, send_id: u64, devices: Vec<Address>) -> Result<(), RatchetryError> {
+        let devices = addresses(&devices)?;
+        self.inner
+            .lock()?
+            .not_delivered(SendId(send_id), &devices)?;
+        Ok(())
+    }
+
+    /// Sends `call`'s current key message to `devices` (for a 1:1 call: the callee's devices
+    /// and this account's other devices; for a group call: the participants). Keep which call
+    /// it was under the outbox's `send_id`, to answer a retry request with
+    /// [`answer_call_key_retry`](Self::answer_call_key_retry).
+    pub fn send_call_key(
+        &self,
+        now: u64,
+        devices: Vec<Address>,
+        call: Arc<Call>,
+    ) -> Result<Outgoing, RatchetryError> {
+        let devices = addresses(&devices)?;
+        let message = call.with(|c| c.key_message().clone())?;
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .lock()?
+            .send_call_key(&mut rng, ts(now), &devices, &message)?
+            .into())
+    }
+
+    /// Answers a retry request for a call key message this device sent (its `send_id` is a
+    /// `send_call_key` outbox's) with `call` as it is now: its current key message, for the
+    /// requester alone. Refused: another call (`fanout.body_mismatch`), not managed here
+    /// (`sync.not_call_manager`), older than the epoch sent (`sync.stale_call_key`), the
+    /// requester removed since (`sync.not_in_call`).
+    pub fn answer_call_key_retry(
+        &self,
+        now: u64,
+        request: Arc<RetryRequest>,
+        call: Arc<Call>,
+    ) -> Result<Outgoing, RatchetryError> {
+        let call = call.with(Clone::clone)?;
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .lock()?
+            .answer_call_key_retry(&mut rng, ts(now), &request.inner, &call)?
+            .into())
+    }
 }
 
-/// Default device settings for devices the bindings create.
-pub(crate) fn config() -> DeviceConfig {
-    DeviceConfig::default()
+/// The (key, value) pairs of stored records; a record without a value is not stored.
+fn pairs(records: &[types::StoredRecord]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    records
+        .iter()
+        .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)))
 }

@@ -24,7 +24,7 @@ impl std::fmt::Debug for HistorySealer {
 /// The end of sealing: the last chunks and the offer to send with `Device.send_history_offer`.
 /// Its `Debug` (exported: Kotlin's `toString()`, Python's `repr`) prints counts, not the offer.
 #[derive(uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct SealedHistory {
     /// The remaining sealed chunks.
     pub chunks: Vec<Vec<u8>>,
@@ -110,5 +110,13 @@ impl HistoryOpener {
     pub fn finish(&self) -> Result<(), RatchetryError> {
         let opener = self.inner.lock()?.take().ok_or_else(finished)?;
         Ok(opener.finish()?)
+    }
+}
+
+/// The same redacted text as `Debug`: Python's `str()` of a record or enum prints every field
+/// unless `Display` is exported.
+impl std::fmt::Display for SealedHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }

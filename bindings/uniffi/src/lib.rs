@@ -8,7 +8,14 @@
 //!   confirmation;
 //! - a [`Device`] follows device lists, sends and receives 1:1 and group messages, sends and
 //!   receives history offers ([`HistorySealer`], [`HistoryOpener`]), and persists as bytes or as
-//!   change records.
+//!   change records;
+//! - calls: a [`Call`] whose [`CallKeyMessage`] a device sends (`Device::send_call_key`) and
+//!   every participant turns into the same [`SrtpKeys`];
+//! - policies: [`DeviceConfig`], [`PrimaryPolicy`] and [`CallConfig`], records with the
+//!   library's defaults;
+//! - for a relay written in Kotlin or Python: [`ServedLists`] (the coverage check) and
+//!   [`PublishedPreKeys`] (bundles with one-time prekeys); state at rest: [`seal_state`],
+//!   [`open_state`].
 //!
 //! Like the library, nothing here does I/O: the app moves the bytes, stores the state and passes
 //! `now` (Unix milliseconds). Randomness comes from the operating system. Every failure is a
@@ -17,24 +24,43 @@
 
 uniffi::setup_scaffolding!();
 
+mod calls;
 #[path = "../../codes.rs"]
 mod codes;
+mod config;
 mod device;
 mod error;
 mod history;
+mod persist;
 mod primary;
+mod server;
 mod types;
 
-pub use device::{Device, RestoredDevice, restore_device};
+pub use calls::{Call, CallKeyMessage, CallKind, RestoredCall, SrtpKeys, restore_call};
+pub use config::{
+    AccountPolicy, CallConfig, DeviceConfig, GroupConfig, ListLimits, PreKeyConfig, PrimaryPolicy,
+    SessionConfig, default_call_config, default_device_config, default_primary_policy,
+};
+pub use device::{Device, RestoredDevice, restore_device, restore_device_from_backup};
 pub use error::RatchetryError;
 pub use history::{HistoryOpener, HistorySealer, SealedHistory};
+pub use persist::{OpenedState, open_state, seal_state};
 pub use primary::{
-    LinkedCompanion, LinkingCompanion, NewAccount, Primary, create_account, restore_primary,
+    LinkedCompanion, LinkingCompanion, NewAccount, Primary, RestoredPrimary, create_account,
+    restore_primary, restore_primary_from_records,
 };
+pub use server::{PoolCounts, PublishedPreKeys, ServedLists};
 pub use types::{
-    Address, BundleFor, Changes, DeviceEvent, GroupEnvelope, Outbox, Outgoing, Received,
-    RetryRequest, StoredRecord,
+    Address, BundleFor, Changes, DeviceEvent, GroupEnvelope, ListCoverage, Outbox, Outgoing,
+    Received, RetryRequest, StoredRecord,
 };
+
+/// The id of an envelope (16 bytes): what a resent message's `resent` names, so an app can
+/// show a placeholder under it for an envelope it could not read and replace it later.
+#[uniffi::export]
+pub fn envelope_id(envelope: Vec<u8>) -> Vec<u8> {
+    ratchetry::fanout::EnvelopeId::of(&envelope).0.to_vec()
+}
 
 /// The safety number of two accounts (60 digits in 12 groups), for people to compare.
 #[uniffi::export]

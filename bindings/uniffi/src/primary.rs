@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex};
 
 use ratchetry::IdentityKeyPair;
 use ratchetry::devices::{
-    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, ListLimits,
-    PRIMARY_DEVICE, PrimaryPolicy,
+    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE,
 };
 use ratchetry::fanout;
 
-use crate::device::{Device, config};
+use crate::config::{DeviceConfig, PrimaryPolicy, device_config};
+use crate::device::Device;
 use crate::error::RatchetryError;
-use crate::types::{rng, ts};
+use crate::types::{Changes, StoredRecord, rng, ts};
 
 /// One-time prekeys of each kind a new device makes.
 const ONE_TIME_PREKEYS: u32 = 20;
@@ -40,29 +40,39 @@ pub struct NewAccount {
     pub primary: Arc<Primary>,
     /// The primary's own device (device id 1).
     pub device: Arc<Device>,
+    /// The device's first one-time prekeys (20 of each kind), to upload beside its
+    /// `prekey_bundle` (the relay's `PublishedPreKeys.add`).
+    pub prekey_upload: Vec<u8>,
 }
 
-/// Creates an account with a fresh account key and a primary device.
-#[uniffi::export]
-pub fn create_account(now: u64) -> Result<NewAccount, RatchetryError> {
+/// Creates an account with a fresh account key and a primary device. `config` (the device's
+/// policies) and `policy` (the account's, signed into its lists) default to the library's.
+#[uniffi::export(default(config = None, policy = None))]
+pub fn create_account(
+    now: u64,
+    config: Option<DeviceConfig>,
+    policy: Option<PrimaryPolicy>,
+) -> Result<NewAccount, RatchetryError> {
     let mut rng = rng()?;
     let identity = IdentityKeyPair::generate(&mut rng);
-    let primary = devices::Primary::new(&mut rng, &identity, ts(now), PrimaryPolicy::default());
+    let policy = policy.map_or_else(devices::PrimaryPolicy::default, Into::into);
+    let primary = devices::Primary::new(&mut rng, &identity, ts(now), policy);
     let list = primary.device_list().clone();
-    let (device, _upload) = fanout::Device::new(
+    let (device, upload) = fanout::Device::new(
         &mut rng,
         ts(now),
         identity,
         PRIMARY_DEVICE,
         list,
         ONE_TIME_PREKEYS,
-        config(),
+        device_config(config),
     )?;
     Ok(NewAccount {
         primary: Arc::new(Primary {
             inner: Mutex::new(primary),
         }),
         device: Device::wrap(device),
+        prekey_upload: upload.to_bytes(),
     })
 }
 
@@ -76,8 +86,53 @@ pub fn restore_primary(bytes: Vec<u8>, last_epoch: u64) -> Result<Arc<Primary>, 
     }))
 }
 
+/// A primary rebuilt from its change records.
+#[derive(uniffi::Record)]
+pub struct RestoredPrimary {
+    /// The primary.
+    pub primary: Arc<Primary>,
+    /// Whether the records were older than `last_epoch`: it must `resync` before it signs.
+    pub stale: bool,
+}
+
+/// Rebuilds a primary from every stored record (as [`Primary::take_changes`] yielded them);
+/// `last_epoch` is the epoch of the last unit written (0 if unknown), so that a stale store is
+/// detected as [`restore_primary`] detects a stale snapshot.
+#[uniffi::export]
+pub fn restore_primary_from_records(
+    records: Vec<StoredRecord>,
+    last_epoch: u64,
+) -> Result<RestoredPrimary, RatchetryError> {
+    let pairs = records
+        .iter()
+        .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)));
+    let (primary, stale) = devices::Primary::restore_from_records(pairs, last_epoch)?;
+    Ok(RestoredPrimary {
+        primary: Arc::new(Primary {
+            inner: Mutex::new(primary),
+        }),
+        stale,
+    })
+}
+
 #[uniffi::export]
 impl Primary {
+    /// What changed since the last call, as records to write in one transaction (the first
+    /// call, and the first after a restore from bytes, replaces all).
+    pub fn take_changes(&self) -> Result<Changes, RatchetryError> {
+        Ok(self.inner.lock()?.take_changes().into())
+    }
+
+    /// The policy this primary applies (its account part is signed into every list).
+    pub fn policy(&self) -> Result<PrimaryPolicy, RatchetryError> {
+        Ok(self.inner.lock()?.policy().into())
+    }
+
+    /// Whether the companion `device` confirmed its link.
+    pub fn is_confirmed(&self, device: u32) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.is_confirmed(DeviceId(device)))
+    }
+
     /// The account key (32 bytes).
     pub fn account_key(&self) -> Result<Vec<u8>, RatchetryError> {
         Ok(self.inner.lock()?.account().to_bytes().to_vec())
@@ -174,6 +229,8 @@ pub struct LinkedCompanion {
     pub device: Arc<Device>,
     /// The confirmation bytes for `Primary.confirm`.
     pub confirmation: Vec<u8>,
+    /// The device's first one-time prekeys (20 of each kind), to upload.
+    pub prekey_upload: Vec<u8>,
 }
 
 #[uniffi::export]
@@ -194,28 +251,33 @@ impl LinkingCompanion {
         LinkRequest::new(&self.identity, &self.invitation).to_bytes()
     }
 
-    /// Checks the primary's approval and sets up the device.
-    pub fn complete(&self, now: u64, approval: Vec<u8>) -> Result<LinkedCompanion, RatchetryError> {
+    /// Checks the primary's approval and sets up the device with `config` (the library's
+    /// defaults if none; its list limits also check the account's list here).
+    #[uniffi::method(default(config = None))]
+    pub fn complete(
+        &self,
+        now: u64,
+        approval: Vec<u8>,
+        config: Option<DeviceConfig>,
+    ) -> Result<LinkedCompanion, RatchetryError> {
         let approval = LinkApproval::from_bytes(&approval)?;
-        let (list, confirmation) = devices::complete_link(
-            &self.identity,
-            &self.invitation,
-            &approval,
-            &ListLimits::default(),
-        )?;
+        let config = device_config(config);
+        let (list, confirmation) =
+            devices::complete_link(&self.identity, &self.invitation, &approval, &config.lists)?;
         let mut rng = rng()?;
-        let (device, _upload) = fanout::Device::new(
+        let (device, upload) = fanout::Device::new(
             &mut rng,
             ts(now),
             self.identity.clone(),
             approval.device,
             list,
             ONE_TIME_PREKEYS,
-            config(),
+            config,
         )?;
         Ok(LinkedCompanion {
             device: Device::wrap(device),
             confirmation: confirmation.to_bytes(),
+            prekey_upload: upload.to_bytes(),
         })
     }
 }

@@ -10,15 +10,42 @@ use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
 use ratchetry::fanout::{self, Event};
 use ratchetry::group::GroupId;
 
+use crate::calls::CallKeyMessage;
 use crate::error::RatchetryError;
 
-/// A device of an account.
-#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+/// A device of an account. Compared, hashed and ordered by value in every language (Rust's
+/// `Eq`, `Hash` and `Ord`, exported: a Kotlin data class would otherwise compare its
+/// `ByteArray` by identity), so it can key a map or a set.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, uniffi::Record)]
+#[uniffi::export(Debug, Eq, Hash, Ord)]
 pub struct Address {
     /// The account key (32 bytes).
     pub account: Vec<u8>,
     /// The device id within the account (the primary is 1).
     pub device: u32,
+}
+
+/// The account key in hex (public) and the device id.
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Address(")?;
+        for b in &self.account {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "#{})", self.device)
+    }
+}
+
+/// The device list one account's part of a send was encrypted for: hand an outbox's coverage
+/// to the relay with its envelopes (`ServedLists.check_coverage`).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct ListCoverage {
+    /// The account key (32 bytes).
+    pub account: Vec<u8>,
+    /// The list version the sender held.
+    pub version: u64,
+    /// The digest of that list (32 bytes).
+    pub digest: Vec<u8>,
 }
 
 /// A prekey bundle fetched for a device named in [`Outgoing::NeedBundles`].
@@ -54,10 +81,20 @@ pub struct Outbox {
     /// For a message: its id in the sender's sent journal (store the body under it, for
     /// retries).
     pub send_id: Option<u64>,
+    /// For a message (1:1 or group): its id (16 bytes), the same that every device reading it
+    /// reports on `Received` (and on a resend). Refer to the message by it.
+    pub message_id: Option<Vec<u8>>,
     /// Pairwise envelopes, one per device.
     pub envelopes: Vec<Envelope>,
     /// For a group send: the group envelope.
     pub group: Option<GroupEnvelope>,
+    /// For a message: the device list each account it reaches in full was encrypted for. The
+    /// relay checks it (`ServedLists.check_coverage`) and refuses a batch made under a stale
+    /// list: then fetch that list, `update_device_list`, `not_delivered`, and send again.
+    pub coverage: Vec<ListCoverage>,
+    /// Every device this outbox reaches (pairwise or through the group envelope), each once, in
+    /// address order: what the relay checks the coverage against.
+    pub recipients: Vec<Address>,
 }
 
 /// The result of a send.
@@ -104,19 +141,78 @@ impl RetryRequest {
     pub fn attempt(&self) -> u8 {
         self.inner.attempt
     }
+
+    /// Why the device asks, as `Device.request_retry` takes it: 1 no session, 2 authentication
+    /// failed, 3 sender key missing, 4 restored from backup, other values the app's own.
+    pub fn reason(&self) -> u8 {
+        retry_reason_code(self.inner.reason)
+    }
+
+    /// The request as bytes, to keep an unanswered one across a restart (with the device's
+    /// state: `answer_retry` checks the requester's entitlement again from the journal).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    /// A request kept with [`to_bytes`](Self::to_bytes).
+    #[uniffi::constructor]
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Arc<Self>, RatchetryError> {
+        Ok(Arc::new(Self {
+            inner: fanout::RetryRequest::from_bytes(&bytes)?,
+        }))
+    }
+}
+
+/// A retry reason's code (the library's wire code).
+pub(crate) fn retry_reason_code(reason: fanout::RetryReason) -> u8 {
+    use fanout::RetryReason as R;
+    match reason {
+        R::NoSession => 1,
+        R::AuthenticationFailed => 2,
+        R::SenderKeyMissing => 3,
+        R::RestoredFromBackup => 4,
+        R::Other(n) => n,
+        _ => 0,
+    }
+}
+
+/// A withholding reason's code: 1 blocked, 2 unverified, other values the app's own.
+pub(crate) fn withheld_code(reason: fanout::WithheldReason) -> u8 {
+    use fanout::WithheldReason as W;
+    match reason {
+        W::Blocked => 1,
+        W::Unverified => 2,
+        W::Other(n) => n,
+        _ => 0,
+    }
+}
+
+/// A withholding reason from its code.
+pub(crate) fn withheld_reason(code: u8) -> fanout::WithheldReason {
+    use fanout::WithheldReason as W;
+    match code {
+        1 => W::Blocked,
+        2 => W::Unverified,
+        n => W::Other(n),
+    }
 }
 
 /// What a received envelope was. Its `Debug` (exported: Kotlin's `toString()`, Python's `repr`)
-/// shows the kind and the sender, never the plaintext or a key.
+/// shows the kind, the sender and the ids, never the plaintext or a key.
 #[derive(uniffi::Enum)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub enum Received {
     /// A 1:1 message to this account.
     Direct {
         /// The sending device.
         sender: Address,
+        /// The message's id (16 bytes), the same on every device and in the sender's outbox.
+        id: Vec<u8>,
         /// The body.
         body: Vec<u8>,
+        /// For a message resent on this device's request: the id of the envelope it replaces
+        /// (`envelope_id` of the one this device could not read); none otherwise.
+        resent: Option<Vec<u8>>,
     },
     /// A copy of a message another device of this account sent to `sent_to`.
     OwnCopy {
@@ -124,8 +220,12 @@ pub enum Received {
         sender: Address,
         /// The conversation's account key.
         sent_to: Vec<u8>,
+        /// The message's id (16 bytes).
+        id: Vec<u8>,
         /// The body.
         body: Vec<u8>,
+        /// For a resent message: the id of the envelope it replaces.
+        resent: Option<Vec<u8>>,
     },
     /// A group message.
     Group {
@@ -133,8 +233,12 @@ pub enum Received {
         sender: Address,
         /// The group id (32 bytes).
         group: Vec<u8>,
+        /// The message's id (16 bytes).
+        id: Vec<u8>,
         /// The body.
         body: Vec<u8>,
+        /// For a resent message: the id of the group envelope it replaces.
+        resent: Option<Vec<u8>>,
     },
     /// A sender key: `sender`'s group messages in `group` can now be read.
     SenderKey {
@@ -152,13 +256,17 @@ pub enum Received {
         sender: Address,
         /// The offer's bytes (secret: it holds the key to the chunks).
         offer: Vec<u8>,
+        /// The groups installed from it (this device can now send to them), ascending; empty
+        /// once this device's app has set or forgotten a group itself.
+        groups: Vec<Vec<u8>>,
     },
-    /// A call key message (its bytes, for `ratchetry::calls`).
+    /// A call's key for an epoch: for a call not held yet, `Call.from_key_message`; for a held
+    /// call, `Call.apply` (and on `sync.call_key_ahead`, `Call.catch_up`), passing `sender`.
     CallKey {
-        /// The sender.
+        /// The sender (the call's manager, if genuine).
         sender: Address,
-        /// The key message's bytes (secret).
-        message: Vec<u8>,
+        /// The key message (secret; printing it shows no key).
+        message: Arc<CallKeyMessage>,
     },
     /// A device asks for a message again.
     RetryRequest {
@@ -171,28 +279,65 @@ pub enum Received {
         sender: Address,
         /// The group id.
         group: Vec<u8>,
+        /// Why: 1 blocked, 2 unverified, other values the sender's app's own.
+        reason: u8,
     },
     /// Something this binding version does not know yet (read and committed).
     Other,
 }
 
-/// Bodies, offers and call keys print their length only.
+/// Bodies and offers print their length only; a call key message its redacted `Debug`.
 impl std::fmt::Debug for Received {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let with_len = |f: &mut std::fmt::Formatter<'_>, kind, sender: &Address, len: usize| {
+        let message = |f: &mut std::fmt::Formatter<'_>,
+                       kind,
+                       sender: &Address,
+                       id: &[u8],
+                       len: usize,
+                       resent: &Option<Vec<u8>>| {
             f.debug_struct(kind)
                 .field("sender", sender)
+                .field("id", &Hex(id))
                 .field("len", &len)
+                .field("resent", &resent.as_deref().map(Hex))
                 .finish_non_exhaustive()
         };
         match self {
-            Self::Direct { sender, body } => with_len(f, "Direct", sender, body.len()),
-            Self::OwnCopy { sender, body, .. } => with_len(f, "OwnCopy", sender, body.len()),
-            Self::Group { sender, body, .. } => with_len(f, "Group", sender, body.len()),
-            Self::HistoryOffer { sender, offer } => {
-                with_len(f, "HistoryOffer", sender, offer.len())
-            }
-            Self::CallKey { sender, message } => with_len(f, "CallKey", sender, message.len()),
+            Self::Direct {
+                sender,
+                id,
+                body,
+                resent,
+            } => message(f, "Direct", sender, id, body.len(), resent),
+            Self::OwnCopy {
+                sender,
+                id,
+                body,
+                resent,
+                ..
+            } => message(f, "OwnCopy", sender, id, body.len(), resent),
+            Self::Group {
+                sender,
+                id,
+                body,
+                resent,
+                ..
+            } => message(f, "Group", sender, id, body.len(), resent),
+            Self::HistoryOffer {
+                sender,
+                offer,
+                groups,
+            } => f
+                .debug_struct("HistoryOffer")
+                .field("sender", sender)
+                .field("len", &offer.len())
+                .field("groups", &groups.len())
+                .finish_non_exhaustive(),
+            Self::CallKey { sender, message } => f
+                .debug_struct("CallKey")
+                .field("sender", sender)
+                .field("message", &**message)
+                .finish(),
             Self::SenderKey { sender, key_id, .. } => f
                 .debug_struct("SenderKey")
                 .field("sender", sender)
@@ -203,13 +348,27 @@ impl std::fmt::Debug for Received {
                 .field("sender", &request.sender())
                 .field("send_id", &request.send_id())
                 .field("attempt", &request.attempt())
+                .field("reason", &request.reason())
                 .finish(),
-            Self::Withheld { sender, .. } => f
+            Self::Withheld { sender, reason, .. } => f
                 .debug_struct("Withheld")
                 .field("sender", sender)
+                .field("reason", reason)
                 .finish_non_exhaustive(),
             Self::Other => f.write_str("Other"),
         }
+    }
+}
+
+/// Public ids in hex.
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Debug for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -240,7 +399,7 @@ pub enum DeviceEvent {
 /// One stored record: write `value` under `key`, or delete `key` when `value` is absent.
 /// Its redacted `Debug` is exported (Kotlin's `toString()`, Python's `repr`).
 #[derive(Clone, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Display)]
 pub struct StoredRecord {
     /// The record's key.
     pub key: Vec<u8>,
@@ -315,25 +474,57 @@ pub(crate) fn address_out(a: DeviceAddress) -> Address {
     }
 }
 
+impl From<fanout::Outbox> for Outbox {
+    fn from(outbox: fanout::Outbox) -> Self {
+        let recipients = outbox.recipients().into_iter().map(address_out).collect();
+        Self {
+            send_id: outbox.send_id.map(|s| s.0),
+            message_id: outbox.message_id.map(|m| m.0.to_vec()),
+            envelopes: outbox
+                .envelopes
+                .into_iter()
+                .map(|(to, bytes)| Envelope {
+                    to: address_out(to),
+                    bytes,
+                })
+                .collect(),
+            group: outbox.group.map(|(bytes, to)| GroupEnvelope {
+                bytes,
+                recipients: to.into_iter().map(address_out).collect(),
+            }),
+            coverage: outbox.coverage.iter().map(coverage_out).collect(),
+            recipients,
+        }
+    }
+}
+
+/// A coverage entry in its binding form.
+pub(crate) fn coverage_out(c: &ratchetry::devices::ListCoverage) -> ListCoverage {
+    ListCoverage {
+        account: c.account.to_bytes().to_vec(),
+        version: c.version,
+        digest: c.digest.to_vec(),
+    }
+}
+
+/// A coverage entry from its binding form.
+pub(crate) fn coverage_in(
+    c: &ListCoverage,
+) -> Result<ratchetry::devices::ListCoverage, RatchetryError> {
+    Ok(ratchetry::devices::ListCoverage {
+        account: account(&c.account)?,
+        version: c.version,
+        digest: c.digest.as_slice().try_into().map_err(|_| {
+            RatchetryError::binding("binding.bad_length", "a list digest is 32 bytes")
+        })?,
+    })
+}
+
 impl From<fanout::Outgoing> for Outgoing {
     fn from(o: fanout::Outgoing) -> Self {
         match o {
             fanout::Outgoing::Ready(outbox) => Self::Ready {
-                outbox: Outbox {
-                    send_id: outbox.send_id.map(|s| s.0),
-                    envelopes: outbox
-                        .envelopes
-                        .into_iter()
-                        .map(|(to, bytes)| Envelope {
-                            to: address_out(to),
-                            bytes,
-                        })
-                        .collect(),
-                    group: outbox.group.map(|(bytes, to)| GroupEnvelope {
-                        bytes,
-                        recipients: to.into_iter().map(address_out).collect(),
-                    }),
-                },
+                outbox: outbox.into(),
             },
             fanout::Outgoing::NeedBundles(devices) => Self::NeedBundles {
                 devices: devices.into_iter().map(address_out).collect(),
@@ -348,27 +539,44 @@ impl From<fanout::Outgoing> for Outgoing {
 impl From<fanout::Received> for Received {
     fn from(r: fanout::Received) -> Self {
         use fanout::Received as R;
+        let resent = |r: Option<fanout::EnvelopeId>| r.map(|e| e.0.to_vec());
         match r {
-            R::Direct { from, body, .. } => Self::Direct {
-                sender: address_out(from),
+            R::Direct {
+                from,
+                id,
                 body,
+                resent: r,
+            } => Self::Direct {
+                sender: address_out(from),
+                id: id.0.to_vec(),
+                body,
+                resent: resent(r),
             },
             R::OwnCopy {
                 from,
                 sent_to,
+                id,
                 body,
-                ..
+                resent: r,
             } => Self::OwnCopy {
                 sender: address_out(from),
                 sent_to: sent_to.to_bytes().to_vec(),
+                id: id.0.to_vec(),
                 body,
+                resent: resent(r),
             },
             R::Group {
-                from, group, body, ..
+                from,
+                group,
+                id,
+                body,
+                resent: r,
             } => Self::Group {
                 sender: address_out(from),
                 group: group.0.to_vec(),
+                id: id.0.to_vec(),
                 body,
+                resent: resent(r),
             },
             R::SenderKey {
                 from,
@@ -379,20 +587,30 @@ impl From<fanout::Received> for Received {
                 group: group.0.to_vec(),
                 key_id: key_id.0,
             },
-            R::HistoryOffer { from, offer, .. } => Self::HistoryOffer {
+            R::HistoryOffer {
+                from,
+                offer,
+                groups,
+            } => Self::HistoryOffer {
                 sender: address_out(from),
                 offer: offer.to_bytes().to_vec(),
+                groups: groups.into_iter().map(|g| g.0.to_vec()).collect(),
             },
             R::CallKey { from, message } => Self::CallKey {
                 sender: address_out(from),
-                message: message.to_bytes().to_vec(),
+                message: Arc::new(CallKeyMessage { inner: message }),
             },
             R::RetryRequest(inner) => Self::RetryRequest {
                 request: Arc::new(RetryRequest { inner }),
             },
-            R::Withheld { from, group, .. } => Self::Withheld {
+            R::Withheld {
+                from,
+                group,
+                reason,
+            } => Self::Withheld {
                 sender: address_out(from),
                 group: group.0.to_vec(),
+                reason: withheld_code(reason),
             },
             _ => Self::Other,
         }
@@ -417,8 +635,8 @@ impl From<Event> for DeviceEvent {
     }
 }
 
-impl From<fanout::StateChanges> for Changes {
-    fn from(c: fanout::StateChanges) -> Self {
+impl<S> From<ratchetry::persist::Changes<S>> for Changes {
+    fn from(c: ratchetry::persist::Changes<S>) -> Self {
         Self {
             replaces_all: c.replaces_all(),
             epoch: c.epoch(),
@@ -431,5 +649,21 @@ impl From<fanout::StateChanges> for Changes {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The same redacted text as `Debug`: Python's `str()` of a record or enum prints every field
+/// unless `Display` is exported.
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The same redacted text as `Debug`: Python's `str()` of a record or enum prints every field
+/// unless `Display` is exported.
+impl std::fmt::Display for StoredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }

@@ -26,24 +26,48 @@ def key(address):
 
 
 class Relay:
-    """The untrusted server: queues envelopes per device, serves lists and bundles."""
+    """The untrusted server: queues envelopes per device, serves lists and bundles. It runs
+    the library's relay helpers as a server would: every list it serves is verified when
+    published (``ServedLists``), every batch a ``send`` ships passes the coverage check, and
+    a device whose one-time prekeys were uploaded gets bundles from its ``PublishedPreKeys``."""
 
     def __init__(self):
         self.now = NOW
         self.queues = defaultdict(list)
         self.bundles = {}
+        self.published = {}
         self.lists = {}
         self.devices = []
+        self.served = r.ServedLists()
 
     def add(self, device):
         """Publishes a device's prekey bundle and lets it follow its own account's list."""
         self.bundles[key(device.address())] = device.prekey_bundle()
+        self.published.pop(key(device.address()), None)
         self.devices.append(device)
         return device
+
+    def upload(self, device, upload):
+        """Pools a device's one-time prekeys (its account's list must be published)."""
+        k = key(device.address())
+        if k not in self.published:
+            self.published[k] = r.PublishedPreKeys(
+                self.now, device.address(), self.bundles[k], self.served
+            )
+        self.published[k].add(upload)
+        return self.published[k]
+
+    def bundle(self, address):
+        """What a bundle fetch returns: one with one-time prekeys once they are pooled."""
+        k = key(address)
+        if k in self.published:
+            return self.published[k].take_bundle()
+        return self.bundles[k]
 
     def publish(self, primary):
         """Publishes an account's list and pushes it to every device that follows it."""
         account = primary.account_key()
+        self.served.publish(account, primary.device_list())
         self.lists[account] = primary.device_list()
         events = []
         for d in self.devices:
@@ -65,16 +89,22 @@ class Relay:
                 self.queues[key(to)].append(outbox.group.bytes)
         return outbox
 
+    def check(self, device, outbox):
+        """The relay's coverage check of a batch from `device` (raises if refused)."""
+        self.served.check_coverage(self.now, device.address(), outbox.recipients, outbox.coverage)
+
     def send(self, device, op):
-        """Runs a send, fetching bundles and lists as asked; ships and returns the outbox."""
+        """Runs a send, fetching bundles and lists as asked; checks the batch's coverage,
+        ships it and returns the outbox."""
         for _ in range(4):
             out = op()
             if out.is_READY():
+                self.check(device, out.outbox)
                 return self.ship(out.outbox)
             if out.is_NEED_BUNDLES():
                 device.start_sessions(
                     self.now,
-                    [r.BundleFor(device=a, bundle=self.bundles[key(a)]) for a in out.devices],
+                    [r.BundleFor(device=a, bundle=self.bundle(a)) for a in out.devices],
                 )
             elif out.is_NEED_DEVICE_LISTS():
                 for a in out.accounts:

@@ -37,22 +37,17 @@ def test_two_accounts_exchange_messages(relay):
     assert got[0].sender == bob.device.address()
 
 
-def test_post_quantum_ratchet_opt_in_and_migration(relay):
-    """Sessions from before Bob enabled the ratchet are listed; one bundle refresh moves the
-    pair onto it, at both ends, and its state survives a restart from records."""
+def test_post_quantum_ratchet_by_default(relay):
+    """Every session runs the post-quantum ratchet from its first message, at both ends; it
+    completes epochs through the fanout layer, and its state survives a restart from records."""
     alice, bob = account(relay), account(relay)
     relay.introduce(alice.device, bob.device)
-    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"before"))
-    assert texts(relay.deliver(bob.device)) == [("direct", "before")]
-    assert alice.device.pq_ratchet_epoch(bob.device.address()) is None
-    assert alice.device.sessions_without_pq_ratchet() == [bob.device.address()]
-
-    bob.device.enable_pq_ratchet(relay.now)
-    relay.add(bob.device)  # publishes the bundle again: it now says so
-    stale = alice.device.sessions_without_pq_ratchet()
-    alice.device.start_sessions(relay.now, [r.BundleFor(device=d, bundle=relay.bundles[key(d)]) for d in stale])
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"first"))
+    assert texts(relay.deliver(bob.device)) == [("direct", "first")]
     assert alice.device.pq_ratchet_epoch(bob.device.address()) == 0
+    assert bob.device.pq_ratchet_epoch(alice.device.address()) == 0
     assert alice.device.sessions_without_pq_ratchet() == []
+    assert bob.device.sessions_without_pq_ratchet() == []
     for i in range(60):  # an epoch takes about 76 messages
         relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"a%d" % i))
         assert texts(relay.deliver(bob.device)) == [("direct", "a%d" % i)]
@@ -85,8 +80,22 @@ def test_linked_companion_reads_and_sends(relay):
     out = relay.send(laptop, lambda: laptop.send(relay.now, bob.primary.account_key(), b"from the laptop"))
     assert {e.to.device for e in out.envelopes} == {1}  # bob#1 and alice#1 (own copy)
     assert len(out.envelopes) == 2
-    assert texts(relay.deliver(bob.device)) == [("direct", "from the laptop")]
-    assert texts(relay.deliver(alice.device)) == [("own", "from the laptop")]
+    got = relay.deliver(bob.device)
+    assert texts(got) == [("direct", "from the laptop")]
+    own = relay.deliver(alice.device)
+    assert texts(own) == [("own", "from the laptop")]
+    # One message id, in the outbox and on every device that reads it; not a resend.
+    assert len(out.message_id) == 16
+    assert got[0].id == own[0].id == out.message_id
+    assert got[0].resent is None and own[0].resent is None
+    assert own[0].sent_to == bob.primary.account_key()
+    # The outbox names what the relay checks: every device it reaches, and the list of each
+    # account it reaches in full (Bob's, and Alice's for the own copy), at their versions.
+    assert out.recipients == sorted([bob.device.address(), alice.device.address()])
+    assert {(c.account, c.version) for c in out.coverage} == {
+        (bob.primary.account_key(), 1),
+        (alice.primary.account_key(), 2),
+    }
 
 
 def test_group_of_three_accounts(relay):
@@ -111,8 +120,10 @@ def test_group_of_three_accounts(relay):
 
 
 def test_history_sync_to_new_companion(relay):
-    alice = account(relay)
+    alice, bob = account(relay), account(relay)
     desktop, device_id, _ = link(relay, alice)
+    group = bytes([9]) * 32
+    alice.device.set_group_members(group, [alice.primary.account_key(), bob.primary.account_key()])
     history = bytes(range(256)) * 1000
     sealer = r.HistorySealer()
     chunks = sealer.push(history)
@@ -121,6 +132,10 @@ def test_history_sync_to_new_companion(relay):
     relay.send(alice.device, lambda: alice.device.send_history_offer(relay.now, device_id, sealed.offer))
     (offer,) = relay.deliver(desktop)
     assert offer.is_HISTORY_OFFER()
+    # The offer installed Alice's group, with its members, on the new companion.
+    assert offer.groups == [group]
+    assert desktop.groups() == [group]
+    assert desktop.group_members(group) == [bob.primary.account_key()]
     opener = r.HistoryOpener(offer.offer)
     restored = b"".join(opener.push(c) for c in chunks)
     opener.finish()
@@ -151,6 +166,9 @@ def test_restart_from_persisted_state(relay):
     # A stale snapshot is detected: restored as from a backup.
     stale = r.restore_device(saved, bob2.state_epoch(), relay.now)
     assert stale.from_backup
+    # Bytes the app knows are a backup: the same, without an epoch to compare.
+    backup = r.restore_device_from_backup(saved, relay.now)
+    assert backup.awaiting_own_list() and not bob2.awaiting_own_list()
 
 
 def test_change_records_rebuild_the_device(relay):
@@ -169,12 +187,20 @@ def test_change_records_rebuild_the_device(relay):
                 store[rec.key] = rec.value
 
     persist(bob.device)
+    assert not bob.device.has_changes()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"one"))
     relay.deliver(bob.device)
+    assert bob.device.has_changes()
     persist(bob.device)
-    bob2 = r.Device.from_records([r.StoredRecord(key=k, value=v) for k, v in store.items()])
+    assert not bob.device.has_changes()
+    records = [r.StoredRecord(key=k, value=v) for k, v in store.items()]
+    bob2 = r.Device.from_records(records)
+    assert not bob2.awaiting_own_list()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"two"))
     assert texts(relay.deliver(bob2)) == [("direct", "two")]
+    # A record store the app put back from a backup: the device waits for a newer own list.
+    restored = r.Device.from_backup_records(records, relay.now)
+    assert restored.awaiting_own_list() and restored.has_changes()
 
 
 def test_errors_carry_stable_codes(relay):
@@ -242,9 +268,18 @@ def test_corrupted_envelope_is_asked_for_again(relay):
     assert asked.is_RETRY_REQUEST()
     assert asked.request.sender() == bob.device.address()
     assert asked.request.attempt() == 1
+    assert asked.request.reason() == 2  # authentication failed, as Bob said
+    assert "reason: 2" in repr(asked)
     send_id = asked.request.send_id()
-    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, asked.request, stored[send_id]))
-    assert texts(relay.deliver(bob.device)) == [("direct", "worth asking for")]
+    # Alice's app keeps the unanswered request across a restart, with the device's state.
+    kept = r.RetryRequest.from_bytes(asked.request.to_bytes())
+    assert (kept.sender(), kept.send_id(), kept.reason()) == (asked.request.sender(), send_id, 2)
+    relay.send(alice.device, lambda: alice.device.answer_retry(relay.now, kept, stored[send_id]))
+    (resent,) = relay.deliver(bob.device)
+    assert texts([resent]) == [("direct", "worth asking for")]
+    # A resend: it names the envelope it replaces, and carries the message's own id.
+    assert resent.resent == r.envelope_id(bytes(damaged))
+    assert resent.id == out.message_id
 
 
 def test_stale_primary_resyncs_before_signing(relay):

@@ -44,9 +44,7 @@ async function firstVisit(db) {
   relay.publishList(alice.primary);
   const web = new App("alice#" + webId, "web", linked.device, relay);
   const apps = [phone, web, bobApp];
-  // Every device runs the post-quantum ratchet: enabled before any session starts, and the
-  // bundles published again so that they say so.
-  for (const app of apps) { app.device.enablePqRatchet(Date.now()); relay.publishBundle(app.device); }
+  // Every session runs the post-quantum ratchet: devices mark their ML-KEM prekeys by default.
   const accounts = [alice.primary.accountKey(), bob.primary.accountKey()];
   for (const app of apps) for (const a of accounts) app.follow(a);
   for (const app of apps) app.device.setGroupMembers(GROUP, accounts);

@@ -6,7 +6,9 @@ use getrandom::rand_core::UnwrapErr;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use ratchetry::Timestamp;
 use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
-use ratchetry::fanout::{Event, Outgoing as LibOutgoing, Received as LibReceived, StateChanges};
+use ratchetry::fanout::{
+    EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived, StateChanges,
+};
 use ratchetry::group::GroupId;
 use wasm_bindgen::prelude::*;
 
@@ -18,10 +20,20 @@ const TS_TYPES: &'static str = r#"
 export interface Address { account: Uint8Array; device: number }
 /** A prekey bundle fetched for a device named in a `needBundles` outcome. */
 export interface BundleFor { device: Address; bundle: Uint8Array }
+/** The device list one account's part of a send was encrypted for. */
+export interface ListCoverage { account: Uint8Array; version: number; digest: Uint8Array }
 /** Envelopes to deliver: persist the device first, then ship them. */
 export interface Outbox {
-  /** For a message: its id in the sender's sent journal. */
+  /** For a message or a call key: its id in the sender's sent journal (store the body, or which call, under it). */
   sendId?: number;
+  /** For a message (1:1 or group): its id (16 bytes), the same every reading device reports as `id`. */
+  messageId?: Uint8Array;
+  /**
+   * For a message: the device list each account it reaches in full was encrypted for, in
+   * account order. Hand it to the relay with the envelopes; a relay serving a newer list
+   * refuses the batch: fetch that list, `updateDeviceList`, `notDelivered`, send again.
+   */
+  coverage: ListCoverage[];
   /** Pairwise envelopes, one per device. */
   envelopes: { to: Address; bytes: Uint8Array }[];
   /** For a group send: the one group envelope and every device it must reach. */
@@ -32,16 +44,23 @@ export type Outgoing =
   | { kind: "ready"; outbox: Outbox }
   | { kind: "needBundles"; devices: Address[] }
   | { kind: "needDeviceLists"; accounts: Uint8Array[] };
-/** What a received envelope was. */
+/**
+ * What a received envelope was. `id` is the message's id (16 bytes), the same on every device
+ * and in the sender's outbox (`messageId`). `resent` is null, or for a message resent on this
+ * device's request the id of the envelope it replaces (`envelopeId` of the one it could not
+ * read). `reason`s are numbers: a retry's 1 no session, 2 authentication failed, 3 sender
+ * key missing, 4 restored from backup; a withholding's 1 blocked, 2 unverified; other values
+ * the app's own.
+ */
 export type Received =
-  | { kind: "direct"; sender: Address; body: Uint8Array }
-  | { kind: "ownCopy"; sender: Address; sentTo: Uint8Array; body: Uint8Array }
-  | { kind: "group"; sender: Address; group: Uint8Array; body: Uint8Array }
+  | { kind: "direct"; sender: Address; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
+  | { kind: "ownCopy"; sender: Address; sentTo: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
+  | { kind: "group"; sender: Address; group: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
   | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
-  | { kind: "historyOffer"; sender: Address; offer: Uint8Array }
-  | { kind: "callKey"; sender: Address; message: Uint8Array }
-  | { kind: "retryRequest"; sender: Address; sendId: number; request: RetryRequest }
-  | { kind: "withheld"; sender: Address; group: Uint8Array }
+  | { kind: "historyOffer"; sender: Address; offer: Uint8Array; groups: Uint8Array[] }
+  | { kind: "callKey"; sender: Address; message: CallKeyMessage }
+  | { kind: "retryRequest"; sender: Address; sendId: number; reason: number; request: RetryRequest }
+  | { kind: "withheld"; sender: Address; group: Uint8Array; reason: number }
   | { kind: "other" };
 /** A change a device-list update brought. */
 export type DeviceEvent =
@@ -56,10 +75,10 @@ export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
 export interface RetryEnvelope { to: Address; bytes: Uint8Array }
 /** What one operation changed: write it in one transaction. */
 export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
-/** A new account: its primary role and the primary's own device. */
-export interface NewAccount { primary: Primary; device: Device }
-/** A linked companion: its device, and the confirmation for `Primary.confirm`. */
-export interface LinkedCompanion { device: Device; confirmation: Uint8Array }
+/** A new account: its primary role, the primary's own device and its first one-time prekeys. */
+export interface NewAccount { primary: Primary; device: Device; upload: PrekeyUpload }
+/** A linked companion: its device, the confirmation for `Primary.confirm`, its first one-time prekeys. */
+export interface LinkedCompanion { device: Device; confirmation: Uint8Array; upload: PrekeyUpload }
 /** A device restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
 export interface RestoredDevice { device: Device; fromBackup: boolean }
 /** The end of history sealing: the last chunks and the offer. */
@@ -204,6 +223,14 @@ pub(crate) fn address_in(value: &JsValue) -> Result<DeviceAddress, JsValue> {
     })
 }
 
+/// An `Address[]`'s device addresses.
+pub(crate) fn addresses_in(value: &JsValue) -> Result<Vec<DeviceAddress>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of Address"))?;
+    array.iter().map(|a| address_in(&a)).collect()
+}
+
 /// `BundleFor[]` as (address, bundle bytes) pairs.
 pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)>, JsValue> {
     let array = value
@@ -272,9 +299,26 @@ pub(crate) fn outgoing(o: LibOutgoing) -> JsOutgoing {
                     JsValue::from(object(&[("to", address_out(*to)), ("bytes", bytes(b))]))
                 })
                 .collect();
-            let o = object(&[("envelopes", envelopes.into())]);
+            let coverage: Array = outbox
+                .coverage
+                .iter()
+                .map(|c| {
+                    JsValue::from(object(&[
+                        ("account", bytes(&c.account.to_bytes())),
+                        ("version", num(c.version).into()),
+                        ("digest", bytes(&c.digest)),
+                    ]))
+                })
+                .collect();
+            let o = object(&[
+                ("envelopes", envelopes.into()),
+                ("coverage", coverage.into()),
+            ]);
             if let Some(id) = outbox.send_id {
                 let _ = Reflect::set(&o, &"sendId".into(), &num(id.0).into());
+            }
+            if let Some(id) = outbox.message_id {
+                let _ = Reflect::set(&o, &"messageId".into(), &bytes(&id.0));
             }
             if let Some((b, to)) = &outbox.group {
                 let recipients: Array = to.iter().map(|a| address_out(*a)).collect();
@@ -301,29 +345,45 @@ pub(crate) fn outgoing(o: LibOutgoing) -> JsOutgoing {
 /// A `Received` object.
 pub(crate) fn received(r: LibReceived) -> JsReceived {
     let value = match r {
-        LibReceived::Direct { from, body, .. } => object(&[
+        LibReceived::Direct {
+            from,
+            id,
+            body,
+            resent,
+        } => object(&[
             ("kind", "direct".into()),
             ("sender", address_out(from)),
+            ("id", bytes(&id.0)),
             ("body", bytes(&body)),
+            ("resent", resent_out(resent)),
         ]),
         LibReceived::OwnCopy {
             from,
             sent_to,
+            id,
             body,
-            ..
+            resent,
         } => object(&[
             ("kind", "ownCopy".into()),
             ("sender", address_out(from)),
             ("sentTo", bytes(&sent_to.to_bytes())),
+            ("id", bytes(&id.0)),
             ("body", bytes(&body)),
+            ("resent", resent_out(resent)),
         ]),
         LibReceived::Group {
-            from, group, body, ..
+            from,
+            group,
+            id,
+            body,
+            resent,
         } => object(&[
             ("kind", "group".into()),
             ("sender", address_out(from)),
             ("group", bytes(&group.0)),
+            ("id", bytes(&id.0)),
             ("body", bytes(&body)),
+            ("resent", resent_out(resent)),
         ]),
         LibReceived::SenderKey {
             from,
@@ -335,30 +395,49 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
             ("group", bytes(&group.0)),
             ("keyId", key_id.0.into()),
         ]),
-        LibReceived::HistoryOffer { from, offer, .. } => object(&[
+        LibReceived::HistoryOffer {
+            from,
+            offer,
+            groups,
+        } => object(&[
             ("kind", "historyOffer".into()),
             ("sender", address_out(from)),
             ("offer", bytes(&offer.to_bytes())),
+            (
+                "groups",
+                groups.iter().map(|g| bytes(&g.0)).collect::<Array>().into(),
+            ),
         ]),
         LibReceived::CallKey { from, message } => object(&[
             ("kind", "callKey".into()),
             ("sender", address_out(from)),
-            ("message", bytes(&message.to_bytes())),
+            ("message", crate::call::key_message(message)),
         ]),
         LibReceived::RetryRequest(request) => object(&[
             ("kind", "retryRequest".into()),
             ("sender", address_out(request.from)),
             ("sendId", num(request.send_id.0).into()),
+            ("reason", crate::retry::reason_code(request.reason).into()),
             ("request", crate::RetryRequest { inner: request }.into()),
         ]),
-        LibReceived::Withheld { from, group, .. } => object(&[
+        LibReceived::Withheld {
+            from,
+            group,
+            reason,
+        } => object(&[
             ("kind", "withheld".into()),
             ("sender", address_out(from)),
             ("group", bytes(&group.0)),
+            ("reason", crate::groups::withheld_code(reason).into()),
         ]),
         _ => object(&[("kind", "other".into())]),
     };
     JsValue::from(value).unchecked_into()
+}
+
+/// A resend's replaced envelope id, or null.
+fn resent_out(resent: Option<EnvelopeId>) -> JsValue {
+    resent.map_or(JsValue::NULL, |id| bytes(&id.0))
 }
 
 /// A `DeviceEvent[]` array.

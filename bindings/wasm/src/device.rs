@@ -17,7 +17,7 @@ use crate::error;
 /// `takeChanges()` or `toBytes()` before shipping what it returned.
 #[wasm_bindgen]
 pub struct Device {
-    inner: fanout::Device,
+    pub(crate) inner: fanout::Device,
 }
 
 impl Device {
@@ -58,6 +58,31 @@ impl Device {
         Ok(Self::wrap(device))
     }
 
+    /// For an app whose stored bytes may be older than the state it last had and that kept
+    /// no epoch to tell (a copied profile, an old backup): restores as `restore` does a stale
+    /// snapshot. Every session starts a new sending chain, every own sender key rotates at its
+    /// next send, and until it holds an own device list issued since `now` it talks to no
+    /// device of its own account (`awaitingOwnList`).
+    #[wasm_bindgen(js_name = restoreFromBackup)]
+    pub fn restore_from_backup(bytes: &[u8], now: f64) -> Result<Device, JsValue> {
+        let now = ts(now)?;
+        let device = fanout::Device::restore_from_backup(bytes, now).map_err(error::lib)?;
+        Ok(Self::wrap(device))
+    }
+
+    /// `fromRecords` for an app whose record store itself was restored from a backup: the
+    /// device is restored as `restoreFromBackup` says, and its next `takeChanges()` replaces
+    /// every record.
+    #[wasm_bindgen(js_name = fromBackupRecords)]
+    pub fn from_backup_records(records: JsRecords, now: f64) -> Result<Device, JsValue> {
+        let now = ts(now)?;
+        let pairs = convert::records_in(&records)?;
+        let device =
+            fanout::Device::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+                .map_err(error::decode)?;
+        Ok(Self::wrap(device.into_restored(now)))
+    }
+
     /// This device's address.
     pub fn address(&self) -> JsAddress {
         convert::address_out(self.inner.address()).unchecked_into()
@@ -67,12 +92,6 @@ impl Device {
     #[wasm_bindgen(js_name = identityKey)]
     pub fn identity_key(&self) -> Vec<u8> {
         self.inner.identity_key().to_bytes().to_vec()
-    }
-
-    /// A prekey bundle to publish (no one-time prekey; the last-resort ML-KEM prekey).
-    #[wasm_bindgen(js_name = prekeyBundle)]
-    pub fn prekey_bundle(&self) -> Vec<u8> {
-        self.inner.bundle(None, None).to_bytes()
     }
 
     /// The state epoch (grows with every change).
@@ -95,19 +114,6 @@ impl Device {
     pub fn rotate_signed_prekey(&mut self, now: f64) -> Result<(), JsValue> {
         let now = ts(now)?;
         let mut rng = rng()?;
-        self.inner.rotate_signed_prekey(&mut rng, now);
-        Ok(())
-    }
-
-    /// Opts this device into the post-quantum ratchet (PROTOCOL.md 25), one-way, and rotates
-    /// so that `prekeyBundle()` says so at once: publish it again. Sessions other devices
-    /// start with this one then run the ratchet; for sessions already held, see
-    /// `sessionsWithoutPqRatchet`.
-    #[wasm_bindgen(js_name = enablePqRatchet)]
-    pub fn enable_pq_ratchet(&mut self, now: f64) -> Result<(), JsValue> {
-        let now = ts(now)?;
-        let mut rng = rng()?;
-        self.inner.enable_pq_ratchet();
         self.inner.rotate_signed_prekey(&mut rng, now);
         Ok(())
     }
@@ -138,6 +144,12 @@ impl Device {
     #[wasm_bindgen(js_name = toBytes)]
     pub fn to_bytes(&self) -> Vec<u8> {
         self.inner.to_bytes().to_vec()
+    }
+
+    /// Whether anything changed since the last `takeChanges()`.
+    #[wasm_bindgen(js_name = hasChanges)]
+    pub fn has_changes(&self) -> bool {
+        self.inner.has_changes()
     }
 
     /// What changed since the last call, as records to write in one transaction.

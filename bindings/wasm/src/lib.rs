@@ -9,7 +9,13 @@
 //!   `complete(now, approval)` links the web companion;
 //! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
 //!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`, `Device.restore`) or
-//!   as change records (`takeChanges`, `Device.fromRecords`).
+//!   as change records (`takeChanges`, `Device.fromRecords`);
+//! - calls: `Call` (start, join, remove, apply, catch up, SRTP keys), the `CallKeyMessage` a
+//!   device sends (`Device.sendCallKey`) and receives, and the `SrtpKeys` derived; their
+//!   secrets come only from explicit methods, never from a string form;
+//! - options: `createAccount` and `LinkingCompanion.complete` take a device config, a
+//!   primary policy and a one-time prekey count as plain objects, and return the first
+//!   one-time prekey upload.
 //!
 //! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
 //! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
@@ -17,15 +23,20 @@
 //! JavaScript `Error` named `RatchetryError` with a stable `code` (see `bindings/codes.rs`) and
 //! a readable message; nothing panics across the boundary.
 
+mod call;
 #[path = "../../codes.rs"]
 mod codes;
+mod config;
 mod convert;
 mod device;
 mod error;
+mod groups;
 mod history;
+mod prekeys;
 mod primary;
 mod retry;
 
+pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
 pub use history::{HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
@@ -39,4 +50,11 @@ pub fn safety_number(ours: &[u8], theirs: &[u8]) -> Result<String, JsValue> {
     let ours = convert::account(ours)?;
     let theirs = convert::account(theirs)?;
     Ok(ratchetry::devices::SafetyNumber::new(&ours, &theirs).to_string())
+}
+
+/// The id of an envelope (16 bytes): a resent message's `resent` names the envelope it
+/// replaces by it, so the app can match the resend with the envelope it could not read.
+#[wasm_bindgen(js_name = envelopeId)]
+pub fn envelope_id(envelope: &[u8]) -> Vec<u8> {
+    ratchetry::fanout::EnvelopeId::of(envelope).0.to_vec()
 }

@@ -2,18 +2,16 @@
 
 use ratchetry::IdentityKeyPair;
 use ratchetry::devices::{
-    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, ListLimits,
-    PRIMARY_DEVICE, PrimaryPolicy,
+    self, DeviceId, LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE,
 };
-use ratchetry::fanout::{self, DeviceConfig};
+use ratchetry::fanout;
 use wasm_bindgen::prelude::*;
 
+use crate::config::{self, JsAccountOptions, JsCompanionOptions};
 use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, num, object, rng, ts};
 use crate::device::Device;
 use crate::error;
-
-/// One-time prekeys of each kind a new device makes.
-const ONE_TIME_PREKEYS: u32 = 20;
+use crate::prekeys::upload;
 
 /// The primary's account role: holds the account key, links companions, signs device lists.
 /// Persist `toBytes()` after every change, before publishing the new list.
@@ -22,27 +20,35 @@ pub struct Primary {
     inner: devices::Primary,
 }
 
-/// Creates an account with a fresh account key and a primary device: `{ primary, device }`.
+/// Creates an account with a fresh account key and a primary device:
+/// `{ primary, device, upload }` (`upload`: the device's first one-time prekeys, to publish).
+/// `options` (all optional): the device's `config`, the primary's `policy`, and how many
+/// one-time prekeys of each kind to make (`oneTimePrekeys`, default 20).
 #[wasm_bindgen(js_name = createAccount)]
-pub fn create_account(now: f64) -> Result<JsNewAccount, JsValue> {
+pub fn create_account(
+    now: f64,
+    options: Option<JsAccountOptions>,
+) -> Result<JsNewAccount, JsValue> {
     let now = ts(now)?;
+    let options = config::account_options(&options.map_or(JsValue::UNDEFINED, Into::into))?;
     let mut rng = rng()?;
     let identity = IdentityKeyPair::generate(&mut rng);
-    let primary = devices::Primary::new(&mut rng, &identity, now, PrimaryPolicy::default());
+    let primary = devices::Primary::new(&mut rng, &identity, now, options.policy);
     let list = primary.device_list().clone();
-    let (device, _upload) = fanout::Device::new(
+    let (device, keys) = fanout::Device::new(
         &mut rng,
         now,
         identity,
         PRIMARY_DEVICE,
         list,
-        ONE_TIME_PREKEYS,
-        DeviceConfig::default(),
+        options.one_time_prekeys,
+        options.config,
     )
     .map_err(error::lib)?;
     Ok(JsValue::from(object(&[
         ("primary", Primary { inner: primary }.into()),
         ("device", Device::wrap(device).into()),
+        ("upload", upload(&keys).into()),
     ]))
     .unchecked_into())
 }
@@ -119,6 +125,12 @@ impl Primary {
         Ok(self.inner.confirm(&confirmation).map_err(error::device)?.0)
     }
 
+    /// Whether the companion `device` countersigned the list that admitted it (`confirm`).
+    #[wasm_bindgen(js_name = isConfirmed)]
+    pub fn is_confirmed(&self, device: u32) -> bool {
+        self.inner.is_confirmed(DeviceId(device))
+    }
+
     /// Removes a companion; returns the new list to publish.
     pub fn unlink(&mut self, now: f64, device: u32) -> Result<Vec<u8>, JsValue> {
         Ok(self
@@ -183,31 +195,38 @@ impl LinkingCompanion {
         LinkRequest::new(&self.identity, &self.invitation).to_bytes()
     }
 
-    /// Checks the primary's approval and sets up the device: `{ device, confirmation }`.
-    pub fn complete(&self, now: f64, approval: &[u8]) -> Result<JsLinkedCompanion, JsValue> {
+    /// Checks the primary's approval and sets up the device:
+    /// `{ device, confirmation, upload }` (`upload`: its first one-time prekeys, to publish).
+    /// `options` (all optional): the device's `config` (whose `lists` limits also check the
+    /// approval's list) and `oneTimePrekeys` (default 20).
+    pub fn complete(
+        &self,
+        now: f64,
+        approval: &[u8],
+        options: Option<JsCompanionOptions>,
+    ) -> Result<JsLinkedCompanion, JsValue> {
         let now = ts(now)?;
+        let (config, one_time_prekeys) =
+            config::companion_options(&options.map_or(JsValue::UNDEFINED, Into::into))?;
         let approval = LinkApproval::from_bytes(approval).map_err(error::decode)?;
-        let (list, confirmation) = devices::complete_link(
-            &self.identity,
-            &self.invitation,
-            &approval,
-            &ListLimits::default(),
-        )
-        .map_err(error::device)?;
+        let (list, confirmation) =
+            devices::complete_link(&self.identity, &self.invitation, &approval, &config.lists)
+                .map_err(error::device)?;
         let mut rng = rng()?;
-        let (device, _upload) = fanout::Device::new(
+        let (device, keys) = fanout::Device::new(
             &mut rng,
             now,
             self.identity.clone(),
             approval.device,
             list,
-            ONE_TIME_PREKEYS,
-            DeviceConfig::default(),
+            one_time_prekeys,
+            config,
         )
         .map_err(error::lib)?;
         Ok(JsValue::from(object(&[
             ("device", Device::wrap(device).into()),
             ("confirmation", bytes(&confirmation.to_bytes())),
+            ("upload", upload(&keys).into()),
         ]))
         .unchecked_into())
     }

@@ -4,6 +4,7 @@ use ratchetry::fanout;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{JsAddress, address_out, num};
+use crate::error;
 
 /// A retry request another device sent (from a received `{ kind: "retryRequest" }`): answer it
 /// with `Device.answerRetry` and the body the app stored under `sendId`.
@@ -30,6 +31,41 @@ impl RetryRequest {
     #[wasm_bindgen(getter)]
     pub fn attempt(&self) -> u8 {
         self.inner.attempt
+    }
+
+    /// Why it asks: 1 no session, 2 authentication failed, 3 sender key missing, 4 restored
+    /// from backup, other values the requester app's own.
+    #[wasm_bindgen(getter)]
+    pub fn reason(&self) -> u8 {
+        reason_code(self.inner.reason)
+    }
+
+    /// Bytes to keep the request while the app fetches the body it asks for (across a
+    /// restart): load with `RetryRequest.fromBytes`, then answer as usual (the device checks
+    /// the requester's entitlement again).
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    /// Loads `toBytes()`.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<RetryRequest, JsValue> {
+        let inner = fanout::RetryRequest::from_bytes(bytes).map_err(error::decode)?;
+        Ok(Self { inner })
+    }
+}
+
+/// A retry reason's number (as `reason` below takes it).
+pub(crate) fn reason_code(reason: fanout::RetryReason) -> u8 {
+    match reason {
+        fanout::RetryReason::NoSession => 1,
+        fanout::RetryReason::AuthenticationFailed => 2,
+        fanout::RetryReason::SenderKeyMissing => 3,
+        fanout::RetryReason::RestoredFromBackup => 4,
+        fanout::RetryReason::Other(n) => n,
+        // A reason the library adds later: the app's "other" range has no number for it.
+        _ => 0,
     }
 }
 

@@ -155,6 +155,167 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
   await context.close();
 });
 
+/** Runs one export of test/scenarios.js in a fresh page; returns its result and the console. */
+async function scenario(name) {
+  const page = await browser.newPage();
+  const errors = [], logs = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); else logs.push(m); });
+  await page.goto(`${base}/test/page.html`);
+  const result = await page.evaluate(async (n) => {
+    const m = await import("/test/scenarios.js");
+    try { return await m[n](); } catch (e) { return { error: `${e.code ?? ""} ${e.stack ?? e}` }; }
+  }, name);
+  assert.equal(result.error, undefined, result.error);
+  assert.deepEqual(errors, []);
+  // The console's own rendering of each logged object, expanded as far as the page can.
+  // Typed arrays come back as {"0":..,"1":..}: shown as "a,b,..." like the page's own forms.
+  const bytes = (k, v) => v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0 &&
+    Object.keys(v).every((i) => /^\d+$/.test(i)) ? Object.values(v).join(",") : v;
+  const rendered = [];
+  for (const m of logs) {
+    let text = m.text();
+    for (const arg of m.args()) text += " " + JSON.stringify(await arg.jsonValue().catch(() => null), bytes);
+    rendered.push(text);
+  }
+  await page.close();
+  return { result, console: rendered };
+}
+
+test("calls: a call key sent by one device yields the same SRTP keys at another; join, remove, catch up, retry", async () => {
+  const { result: r, console: shown } = await scenario("calls");
+  // 1:1: the key message was corrupted, asked for again (reason 2) and answered from the call.
+  assert.equal(r.oneToOne.unreadable, "ratchet.authentication_failed");
+  assert.equal(r.oneToOne.askedKind, "retryRequest");
+  assert.equal(r.oneToOne.askedReason, 2);
+  assert.equal(r.oneToOne.kind, "callKey");
+  assert.equal(r.oneToOne.messageIsClass, true);
+  assert.equal(r.oneToOne.messageKind, "oneToOne");
+  assert.equal(r.oneToOne.messageEpoch, 0);
+  assert.ok(r.oneToOne.sameCall && r.oneToOne.manager);
+  assert.ok(r.oneToOne.sameKeysAlice, "Bob derives Alice's sending keys");
+  assert.ok(r.oneToOne.sameKeysBob, "Alice derives Bob's sending keys");
+  assert.ok(r.oneToOne.ownKeysDiffer);
+  assert.deepEqual([r.oneToOne.keyLength, r.oneToOne.saltLength, r.oneToOne.participants], [32, 12, 2]);
+  // Group call: join (1), remove (2, missed by Bob), join again (3).
+  assert.deepEqual(r.groupCall.epochs, [3, 3, 1]);
+  assert.ok(r.groupCall.joinKeysAgree, "all three derive Carol's keys at the join");
+  assert.equal(r.groupCall.ahead, "sync.call_key_ahead");
+  assert.ok(r.groupCall.caughtUp, "after catchUp Bob derives Alice's keys of epoch 3");
+  assert.equal(r.groupCall.stale, "sync.stale_call_key");
+  assert.equal(r.groupCall.notManager, "sync.not_call_manager");
+  assert.ok(r.groupCall.carolAtJoin, "Carol, removed, is left at epoch 1");
+  assert.ok(r.groupCall.restoredSame);
+  assert.equal(r.groupCall.restoredFromBackup, false);
+  assert.equal(r.groupCall.staleFromBackup, true);
+  assert.ok(r.groupCall.roundTrip);
+  assert.deepEqual(r.refused, {
+    badKind: "binding.bad_input",
+    badAddress: "binding.bad_length",
+    notAnArray: "binding.bad_input",
+    badConfig: "binding.bad_input",
+    full: "sync.call_full",
+    notInCall: "sync.not_in_call",
+    garbage: "decode.unknown_version",
+    badState: "decode.unknown_version",
+    wrongCall: "fanout.body_mismatch",
+    answeredTwice: "fanout.duplicate",
+  });
+  // No secret (SRTP keys, epoch secrets) in String(x), JSON.stringify(x), the inspection, or
+  // the console's rendering of any call object or received call key.
+  assert.deepEqual(r.leaked, []);
+  // The control: a key in a plain object shows in JSON and in the inspection (String gives
+  // "[object Object]"), so the check can fail.
+  assert.deepEqual([...new Set(r.control)], ["control json", "control inspect"]);
+  const checked = shown.filter((t) => t.startsWith("secrets check"));
+  assert.equal(checked.length, 7, "every object was logged");
+  for (const text of checked) {
+    const showsSecret = r.needles.some((n) => text.includes(n));
+    assert.equal(showsSecret, text.startsWith("secrets check control"), `console rendering: ${text.slice(0, 200)}`);
+  }
+});
+
+test("one-time prekeys: a bundle carrying them consumes one of each; counts, last-resort uses, caps from the config", async () => {
+  const { result: r } = await scenario("prekeys");
+  assert.deepEqual([r.upload.prekeys, r.upload.kem], [5, 5]);
+  assert.ok(r.upload.bytes > 5 * 1568, "the upload carries the ML-KEM keys");
+  assert.deepEqual([r.more.prekeys, r.more.kem, r.more.after], [3, 3, true]);
+  assert.deepEqual(r.atStart, [5, 5, 0]);
+  assert.deepEqual(r.afterMore, [8, 8, 0]);
+  assert.equal(r.read, "direct");
+  assert.ok(r.bundleLonger);
+  assert.deepEqual(r.afterOneTime, [7, 7, 0], "one of each kind used, the last-resort key not");
+  assert.deepEqual(r.afterLastResort, [7, 7, 1], "a bundle without them uses the last-resort key");
+  assert.deepEqual(r.rebuilt, [7, 7, 1]);
+  // config.prekeys caps what a device makes (default: what it was asked for).
+  assert.deepEqual(r.capped, { upload: [4, 2], counts: [4, 2, 0] });
+  assert.deepEqual(r.uncapped, [10, 10, 0]);
+  assert.deepEqual(r.refused, {
+    badCount: "binding.bad_input",
+    negative: "binding.bad_input",
+    typo: "binding.bad_input",
+    notObject: "binding.bad_input",
+    zeroSigned: "binding.bad_input",
+  });
+});
+
+test("policies and configs change what a primary and a device accept; history offers name their groups", async () => {
+  const { result: r } = await scenario("policies");
+  assert.deepEqual(r.web, { prekeys: 2, kem: 2, counts: [2, 2] });
+  assert.equal(r.second, "device.too_many_companions", "policy.account.maxCompanions = 1");
+  assert.equal(r.secondByDefault, "no error", "the default allows more");
+  assert.match(r.late, /^device\./);
+  assert.equal(r.expired, "device.unknown_invitation", "linkInvitationValidityMs = 1000");
+  assert.equal(r.ceiling, "device.policy_above_ceiling", "config.lists.maxCompanions = 2");
+  assert.equal(r.lenient, "no error");
+  assert.deepEqual([r.confirmed, r.unconfirmed], [true, false], "isConfirmed: confirmed, approved only");
+  assert.equal(r.offer.kind, "historyOffer");
+  assert.deepEqual(r.offer.groups, [r.offer.group]);
+  assert.deepEqual(r.offer.webGroups, [r.offer.group]);
+  assert.deepEqual(r.refused, {
+    badPolicy: "binding.bad_input",
+    badOptions: "binding.bad_input",
+    badCompanion: "binding.bad_input",
+  });
+});
+
+test("message ids, resends, outbox coverage, groups and accounts", async () => {
+  const { result: r } = await scenario("messages");
+  assert.equal(r.direct.idLength, 16);
+  assert.ok(r.direct.sameId, "the reader's id is the outbox's messageId");
+  assert.equal(r.direct.resent, null);
+  assert.deepEqual(r.backups, {
+    changed: [true, false], replacesAll: true,
+    fromRecords: false, fromBackupRecords: true, restoreFromBackup: true,
+    badTime: "binding.bad_time", badBytes: "decode.unknown_version",
+  });
+  assert.deepEqual(r.direct.coverage.map((c) => [c.own || c.bob, c.version, c.digest]), [[true, 1, 32], [true, 1, 32]]);
+  assert.equal(r.direct.coverage.filter((c) => c.bob).length, 1);
+  assert.equal(r.resent.kind, "direct");
+  assert.equal(r.resent.body, "again");
+  assert.ok(r.resent.sameId, "a resend keeps the message's id");
+  assert.ok(r.resent.replaces, "resent names the envelope it replaces");
+  assert.deepEqual([r.resent.askedReason, r.resent.requestReason, r.resent.keptSendId], [2, 2, true]);
+  assert.ok(r.groups.groupId);
+  assert.equal(r.groups.groupResent, null);
+  assert.deepEqual([r.groups.key1, r.groups.msg2], ["senderKey", "group"]);
+  assert.ok(r.groups.rotated, "notDelivered made the next group send rotate its key");
+  assert.deepEqual(r.groups.withheld, { kind: "withheld", reason: 1, group: true });
+  assert.deepEqual(r.groups.members, [true]);
+  assert.equal(r.groups.groups.length, 1);
+  assert.deepEqual(r.groups.afterForget, { groups: 0, members: undefined });
+  assert.equal(r.groups.sendAfterForget, "fanout.unknown_group");
+  assert.deepEqual(r.accounts, { before: ["alice", "bob"], session: true, classical: 0, after: 1, sessionAfter: false });
+  assert.deepEqual(r.refused, {
+    unknownSend: "fanout.unknown_message",
+    badSendId: "binding.bad_input",
+    badGroup: "binding.bad_length",
+    badAccount: "binding.bad_length",
+    badAddress: "binding.bad_input",
+    badRequest: "decode.unknown_version",
+  });
+});
+
 test("timing in the browser (RATCHETRY_BENCH=1)", { skip: !process.env.RATCHETRY_BENCH }, async () => {
   const page = await browser.newPage();
   await page.goto(`${base}/demo/bench.html`);

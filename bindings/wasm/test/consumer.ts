@@ -3,9 +3,12 @@
 // that drifts from what an app writes (a renamed method, a union that lost a case, a wrong
 // field type) fails the check.
 import init, {
-  createAccount, Device, LinkingCompanion, Primary,
-  type Address, type BundleFor, type Changes, type Outgoing, type Outbox, type Received,
-  type StoredRecord, type RatchetryError,
+  createAccount, Call, CallKeyMessage, Device, LinkingCompanion, Primary, RetryRequest, SrtpKeys,
+  envelopeId,
+  type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
+  type CompanionOptions, type DeviceConfig, type ListCoverage, type Outgoing, type Outbox,
+  type PrekeyUpload, type PrimaryPolicy, type Received, type RestoredCall, type StoredRecord,
+  type RatchetryError,
 } from "ratchetry-wasm";
 
 /** Runs a send to completion, fetching what it asks for (the app's relay calls are stubs). */
@@ -45,10 +48,99 @@ function describe(r: Received): string {
     case "ownCopy":
       return `me → ${r.sentTo.length}`;
     case "retryRequest":
-      return `retry ${r.sendId} attempt ${r.request.attempt}`;
+      return `retry ${r.sendId} attempt ${r.request.attempt} reason ${r.reason}`;
+    case "callKey":
+      return `call epoch ${r.message.epoch} (${r.message.kind})`;
+    case "withheld":
+      return `withheld, reason ${r.reason}`;
+    case "historyOffer":
+      return `history with ${r.groups.length} group(s)`;
     default:
       return r.kind;
   }
+}
+
+/** The message id an app keys its conversation on, and whether it replaces one it could not read. */
+function messageKey(r: Received): [Uint8Array, Uint8Array | null] | null {
+  switch (r.kind) {
+    case "direct":
+    case "ownCopy":
+    case "group":
+      return [r.id, r.resent];
+    default:
+      return null;
+  }
+}
+
+/** Calls: a callee's side, and the caller's answer to a retry for a key message. */
+function callee(device: Device, r: Received, held: Call | undefined, config: CallConfig): Call | undefined {
+  if (r.kind !== "callKey") return held;
+  const message: CallKeyMessage = r.message;
+  if (held === undefined) return Call.fromKeyMessage(device.address(), r.sender, message, config);
+  try {
+    held.apply(r.sender, message);
+  } catch (e) {
+    if ((e as RatchetryError).code === "sync.call_key_ahead") held.catchUp(r.sender, message);
+    else throw e;
+  }
+  return held;
+}
+
+function caller(device: Device, to: Address[], calls: Map<number, Call>): Outbox | undefined {
+  const kind: CallKind = "group";
+  const call = Call.start(kind, device.address(), to, { maxGroupParticipants: 8 });
+  const out = device.sendCallKey(Date.now(), call.participants, call.keyMessage());
+  if (out.kind !== "ready") return undefined;
+  if (out.outbox.sendId !== undefined) calls.set(out.outbox.sendId, call);
+  const joined: CallKeyMessage = call.join(to[0]!);
+  const removed: CallKeyMessage = call.remove(to[0]!);
+  const keys: SrtpKeys = call.srtpKeys(device.address());
+  const media: [Uint8Array, Uint8Array] = [keys.masterKey(), keys.masterSalt()];
+  const saved: Uint8Array = call.toBytes();
+  const restored: RestoredCall = Call.restore(saved, call.epoch, { maxRoomParticipants: 10 });
+  const again: CallKeyMessage = CallKeyMessage.fromBytes(joined.toBytes());
+  const id: Uint8Array = restored.call.id;
+  const epochs: number[] = [again.epoch, removed.epoch, media[0].length, id.length];
+  const manager: Address = call.manager;
+  void epochs; void manager; void restored.fromBackup;
+  return out.outbox;
+}
+
+function answerCall(device: Device, r: Received, calls: Map<number, Call>): Outgoing | undefined {
+  if (r.kind !== "retryRequest") return undefined;
+  const call = calls.get(r.sendId);
+  const kept: RetryRequest = RetryRequest.fromBytes(r.request.toBytes());
+  return call ? device.answerCallKeyRetry(Date.now(), kept, call) : undefined;
+}
+
+/** One-time prekeys: publish the upload, hand out bundles, replenish when low. */
+function prekeys(device: Device, upload: PrekeyUpload): Uint8Array[] {
+  const bundles: Uint8Array[] = upload.prekeyIds.map((id, i) => device.prekeyBundle(id, upload.kemPrekeyIds[i]));
+  bundles.push(device.prekeyBundle());
+  if (device.oneTimePrekeysRemaining() < 10 || device.oneTimeKemPrekeysRemaining() < 10) {
+    const more: PrekeyUpload = device.generateOneTimePrekeys(Date.now(), 50);
+    bundles.push(more.bytes);
+  }
+  if (device.lastResortUses() > 5000) device.rotateSignedPrekey(Date.now());
+  return bundles;
+}
+
+/** Groups, accounts and delivery failures. */
+function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: Uint8Array): number {
+  const coverage: ListCoverage[] = outbox.coverage;
+  const messageId: Uint8Array | undefined = outbox.messageId;
+  if (outbox.sendId !== undefined) device.notDelivered(outbox.sendId, outbox.envelopes.map((e) => e.to));
+  const members: Uint8Array[] | undefined = device.groupMembers(group);
+  const groups: Uint8Array[] = device.groups();
+  const accounts: Uint8Array[] = device.accounts();
+  const classical: Address[] = device.classicalSessions();
+  const withheld: Outgoing = device.withholdGroupKey(Date.now(), device.address(), group, 1);
+  const session: boolean = device.hasSession(device.address());
+  device.forgetGroup(group);
+  device.forgetAccount(gone);
+  const id: Uint8Array = envelopeId(outbox.envelopes[0]?.bytes ?? new Uint8Array());
+  return coverage.length + (messageId?.length ?? 0) + (members?.length ?? 0) + groups.length +
+    accounts.length + classical.length + (withheld.kind === "ready" ? 1 : 0) + Number(session) + id.length;
 }
 
 /** Writes one operation's records (the app's storage, here a Map). */
@@ -64,13 +156,21 @@ function apply(store: Map<string, Uint8Array>, changes: Changes): void {
 
 export async function app(): Promise<string[]> {
   await init();
-  const { primary, device } = createAccount(Date.now());
+  const config: DeviceConfig = {
+    session: { maxSkippedKeys: 500 },
+    prekeys: { maxOneTimePrekeys: 200, maxOneTimeKemPrekeys: 50 },
+    retryWindowMs: 24 * 3600 * 1000,
+  };
+  const policy: PrimaryPolicy = { account: { maxCompanions: 2 }, linkInvitationValidityMs: 60_000 };
+  const options: AccountOptions = { config, policy, oneTimePrekeys: 30 };
+  const { primary, device, upload } = createAccount(Date.now(), options);
   const invitation: Uint8Array = primary.invite(Date.now());
   const companion = new LinkingCompanion(invitation);
-  const linked = companion.complete(Date.now(), primary.approve(Date.now(), companion.request()));
+  const companionOptions: CompanionOptions = { config: { lists: { maxCompanions: 4 } } };
+  const linked = companion.complete(Date.now(), primary.approve(Date.now(), companion.request()), companionOptions);
+  const published: Uint8Array[] = [...prekeys(device, upload), ...prekeys(linked.device, linked.upload)];
   const id: number = primary.confirm(linked.confirmation);
   const restored: Primary = Primary.restore(primary.toBytes(), primary.stateEpoch());
-  device.enablePqRatchet(Date.now());
   device.rotateSignedPrekey(Date.now());
   const stale: Address[] = device.sessionsWithoutPqRatchet();
   const epochs: (number | undefined)[] = stale.map((d) => device.pqRatchetEpoch(d));
@@ -83,17 +183,34 @@ export async function app(): Promise<string[]> {
     () => primary.deviceList(),
   );
   const shown: string[] = [];
+  const calls = new Map<number, Call>();
+  let held: Call | undefined;
+  const callOutbox = caller(device, [linked.device.address()], calls);
   for (const e of outbox.envelopes) {
     try {
-      shown.push(describe(linked.device.receive(Date.now(), e.bytes)));
+      const r = linked.device.receive(Date.now(), e.bytes);
+      held = callee(linked.device, r, held, { maxGroupParticipants: 8 });
+      const key = messageKey(r);
+      if (key) shown.push(`${key[0].length} ${key[1] === null ? "" : "(resent)"}`);
+      const answer = answerCall(device, r, calls);
+      if (answer) shown.push(answer.kind);
+      shown.push(describe(r));
     } catch (err) {
       const e2 = err as RatchetryError;
       shown.push(`${e2.code} (device ${id})`);
     }
   }
+  const fromBackup: Device[] = [
+    Device.restoreFromBackup(device.toBytes(), Date.now()),
+    Device.fromBackupRecords(linked.device.takeChanges().records, Date.now()),
+  ];
+  const flags: boolean[] = [device.hasChanges(), primary.isConfirmed(id), ...fromBackup.map((d) => d.awaitingOwnList())];
+  shown.push(flags.join());
   const rebuilt: Device = Device.fromRecords(
     Array.from(store, ([k, value]) => ({ key: new Uint8Array(k.split(",").map(Number)), value })),
   );
-  shown.push(String(rebuilt.stateEpoch()), ...epochs.map(String));
+  shown.push(String(rebuilt.stateEpoch()), ...epochs.map(String), String(published.length));
+  shown.push(String(housekeeping(device, outbox, new Uint8Array(32), restored.accountKey())));
+  shown.push(String(callOutbox?.envelopes.length), String(held?.epoch));
   return shown;
 }

@@ -5,6 +5,17 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import uniffi.ratchetry_uniffi.Address
+import uniffi.ratchetry_uniffi.Call
+import uniffi.ratchetry_uniffi.CallKeyMessage
+import uniffi.ratchetry_uniffi.CallKind
+import uniffi.ratchetry_uniffi.ListCoverage
+import uniffi.ratchetry_uniffi.PublishedPreKeys
+import uniffi.ratchetry_uniffi.RetryRequest
+import uniffi.ratchetry_uniffi.createAccount
+import uniffi.ratchetry_uniffi.openState
+import uniffi.ratchetry_uniffi.restoreCall
+import uniffi.ratchetry_uniffi.restoreDeviceFromBackup
+import uniffi.ratchetry_uniffi.restorePrimaryFromRecords
 import uniffi.ratchetry_uniffi.BundleFor
 import uniffi.ratchetry_uniffi.Device
 import uniffi.ratchetry_uniffi.HistoryOpener
@@ -86,6 +97,51 @@ class BadInputTest {
         assertEquals(false, primaryBefore.contentEquals(primaryAfterInvite)) // the invite was recorded
         relay.send(alice.device) { alice.device.send(relay.now, bob.primary.accountKey(), "still here".encodeToByteArray()) }
         assertEquals(listOf("direct" to "still here"), texts(relay.deliver(bob.device)))
+    }
+
+    @Test
+    fun newEntryPointsRefuseBadInputWithACode() {
+        val alice = account(relay)
+        val bob = account(relay)
+        relay.introduce(alice.device, bob.device)
+        val a = alice.device.address()
+        val bad = Address(ByteArray(5), 1u)
+        val call = Call.start(CallKind.ONE_TO_ONE, a, listOf(bob.device.address()))
+        alice.device.takeChanges()
+        val before = alice.device.toBytes()
+        val cases: List<Pair<String, () -> Any?>> = listOf(
+            "binding.bad_length" to { Call.start(CallKind.GROUP, bad, emptyList()) },
+            "binding.bad_length" to { Call.start(CallKind.GROUP, a, listOf(bad)) },
+            "decode.unknown_type" to { CallKeyMessage.fromBytes(garbage) },
+            "decode.unknown_version" to { restoreCall(garbage, 0u) },
+            "binding.bad_length" to { call.join(bad) },
+            "sync.not_call_manager" to { call.remove(a) },
+            "binding.bad_length" to { alice.device.sendCallKey(relay.now, listOf(bad), call) },
+            "binding.bad_length" to { alice.device.groupMembers(ByteArray(0)) },
+            "binding.bad_length" to { alice.device.withholdGroupKey(relay.now, a, ByteArray(1), 1u.toUByte()) },
+            "binding.bad_length" to { alice.device.notDelivered(1uL, listOf(bad)) },
+            "binding.bad_length" to { alice.device.hasSession(bad) },
+            "binding.bad_length" to { alice.device.forgetAccount(ByteArray(0)) },
+            "decode.unknown_type" to { relay.served.publish(alice.primary.accountKey(), garbage) },
+            "device.wrong_account" to { relay.served.publish(bob.primary.accountKey(), alice.primary.deviceList()) },
+            "binding.bad_length" to {
+                relay.served.checkCoverage(relay.now, a, emptyList(), listOf(ListCoverage(bob.primary.accountKey(), 1uL, ByteArray(0))))
+            },
+            "decode.unknown_type" to { PublishedPreKeys(relay.now, a, garbage, relay.served) },
+            "server.unknown_account" to {
+                PublishedPreKeys(relay.now, Address(createAccount(NOW).primary.accountKey(), 1u), alice.device.prekeyBundle(), relay.served)
+            },
+            "decode.unknown_type" to { relay.upload(alice.device, garbage) },
+            "decode.unknown_type" to { openState(ByteArray(32), garbage, byteArrayOf(1), 0uL) },
+            "decode.missing_record" to { restorePrimaryFromRecords(emptyList(), 0uL) },
+            "decode.unknown_type" to { RetryRequest.fromBytes(garbage) },
+            "decode.unknown_version" to { restoreDeviceFromBackup(garbage, relay.now) },
+            "decode.missing_record" to { Device.fromBackupRecords(emptyList(), relay.now) },
+        )
+        val codes = cases.map { (_, call) -> assertThrows<RatchetryException.Failed> { call() }.code }
+        assertEquals(cases.map { it.first }, codes)
+        assertArrayEquals(before, alice.device.toBytes())
+        assertEquals(emptyList<StoredRecord>(), alice.device.takeChanges().records)
     }
 
     @Test

@@ -5,11 +5,18 @@ import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
+import uniffi.ratchetry_uniffi.Call
+import uniffi.ratchetry_uniffi.CallKind
 import uniffi.ratchetry_uniffi.HistoryOpener
 import uniffi.ratchetry_uniffi.HistorySealer
 import uniffi.ratchetry_uniffi.LinkingCompanion
 import uniffi.ratchetry_uniffi.RatchetryException
+import uniffi.ratchetry_uniffi.Outbox
+import uniffi.ratchetry_uniffi.Outgoing
 import uniffi.ratchetry_uniffi.Received
+import uniffi.ratchetry_uniffi.openState
+import uniffi.ratchetry_uniffi.restoreCall
+import uniffi.ratchetry_uniffi.sealState
 import uniffi.ratchetry_uniffi.restoreDevice
 import uniffi.ratchetry_uniffi.restorePrimary
 
@@ -96,20 +103,69 @@ class NoSecretsInToStringTest {
         relay.queue(retry.to).add(retry.bytes)
         relay.wire += retry.bytes // it travels through the server too: public
         keepAll(relay.deliver(alice.device))
+        // A call: its key message travels sealed; the call state, the key message's bytes
+        // and the SRTP keys are secret.
+        val a = alice.device.address()
+        val b = bob.device.address()
+        val call = keep(Call.start(CallKind.ONE_TO_ONE, a, listOf(b)))
+        keep(relay.send(alice.device) { keep(alice.device.sendCallKey(relay.now, listOf(b), call)) })
+        val callKey = relay.deliver(bob.device).filterIsInstance<Received.CallKey>().single()
+        keep(callKey)
+        keep(callKey.message)
+        val bobsCall = keep(Call.fromKeyMessage(b, callKey.sender, callKey.message))
+        for (who in listOf(a, b)) {
+            val keys = keep(bobsCall.srtpKeys(who))
+            secrets += keys.masterKey()
+            secrets += keys.masterSalt()
+        }
+        secrets += call.toBytes()
+        secrets += bobsCall.toBytes()
+        secrets += callKey.message.toBytes()
+        keep(call.join(linked.device.address()))
+        keep(restoreCall(call.toBytes(), 0u))
+        public += call.id()
+
+        // Sealed state (the sealed bytes are safe to store anywhere) and the relay's helpers.
+        val storageKey = ByteArray(32) { (it * 3).toByte() }
+        secrets += storageKey
+        val sealedState = sealState(storageKey, "slot".encodeToByteArray(), 1uL, alice.device.toBytes())
+        public += sealedState
+        keep(openState(storageKey, sealedState, "slot".encodeToByteArray(), 1uL))
+        keep(relay.served)
+        keep(relay.upload(bob.device, bob.prekeyUpload))
+
         public += relay.wire
         public += listOf(alice, bob).flatMap { listOf(it.primary.accountKey(), it.device.identityKey()) }
         public += linked.device.identityKey()
+        // One-time prekey uploads are public keys (the device state holds them beside their
+        // secret halves).
+        public += listOf(alice.prekeyUpload, bob.prekeyUpload, linked.prekeyUpload)
 
         // What was looked at: every kind of object and record the scenario met.
         val kinds = seen.map { it::class.simpleName }.toSet()
         for (k in listOf("NewAccount", "Device", "Primary", "LinkingCompanion", "LinkedCompanion",
             "DeviceAdded", "Ready", "NeedBundles", "Outbox", "Envelope", "GroupEnvelope", "Direct",
             "OwnCopy", "Group", "SenderKey", "HistoryOffer", "RetryRequest", "SealedHistory",
-            "HistorySealer", "HistoryOpener", "Changes", "StoredRecord", "RestoredDevice", "Failed")) {
+            "HistorySealer", "HistoryOpener", "Changes", "StoredRecord", "RestoredDevice", "Failed",
+            "Call", "CallKey", "CallKeyMessage", "SrtpKeys", "RestoredCall", "OpenedState", "ServedLists",
+            "PublishedPreKeys")) {
             assertTrue(k in kinds, "no $k among $kinds")
         }
         assertTrue(changes.records.any { it.value != null })
 
+        // Message ids and list digests are public metadata (receipts and the relay carry them);
+        // the device state keeps copies, so their bytes are not a leak.
+        for (obj in seen) {
+            val outbox = (obj as? Outgoing.Ready)?.outbox ?: obj as? Outbox
+            outbox?.messageId?.let { public += it }
+            outbox?.coverage?.forEach { public += it.digest }
+            when (obj) {
+                is Received.Direct -> public += obj.id
+                is Received.OwnCopy -> public += obj.id
+                is Received.Group -> public += obj.id
+                else -> {}
+            }
+        }
         val publicWindows = public.flatMap { windows(it, 1) }.toHashSet()
         val needles = secrets.flatMap { needles(it, publicWindows) }.toHashSet()
         val lists = secrets.flatMap { numberLists(it, publicWindows) }.toHashSet()

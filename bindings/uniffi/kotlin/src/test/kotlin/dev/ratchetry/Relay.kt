@@ -7,8 +7,10 @@ import uniffi.ratchetry_uniffi.DeviceEvent
 import uniffi.ratchetry_uniffi.Outbox
 import uniffi.ratchetry_uniffi.Outgoing
 import uniffi.ratchetry_uniffi.Primary
+import uniffi.ratchetry_uniffi.PublishedPreKeys
 import uniffi.ratchetry_uniffi.RatchetryException
 import uniffi.ratchetry_uniffi.Received
+import uniffi.ratchetry_uniffi.ServedLists
 
 /** The scenario's clock: Unix milliseconds, as the app passes them. */
 const val NOW: ULong = 1_790_000_000_000uL
@@ -28,12 +30,17 @@ fun Address.same(other: Address) = key() == other.key()
 
 /**
  * The untrusted server, as in `tests/conftest.py`: queues envelopes per device, serves device
- * lists and prekey bundles. Nothing in it is trusted by the devices.
+ * lists and prekey bundles. Nothing in it is trusted by the devices. It runs the library's
+ * relay helpers as a JVM server would: lists verified when published ([ServedLists]), every
+ * batch [send] ships checked for coverage, and bundles with one-time prekeys from a device's
+ * [PublishedPreKeys] once its upload is pooled.
  */
 class Relay {
-    val now = NOW
+    var now = NOW
     val queues = mutableMapOf<Key, MutableList<ByteArray>>()
     private val bundles = mutableMapOf<Key, ByteArray>()
+    private val published = mutableMapOf<Key, PublishedPreKeys>()
+    val served = ServedLists()
     /** Account (hex) to its account key and its latest signed device list. */
     val lists = linkedMapOf<String, Pair<ByteArray, ByteArray>>()
     val devices = mutableListOf<Device>()
@@ -45,12 +52,27 @@ class Relay {
     /** Publishes a device's prekey bundle and lets it follow its own account's list. */
     fun add(device: Device): Device {
         bundles[device.address().key()] = device.prekeyBundle().also { wire += it }
+        published.remove(device.address().key())
         devices.add(device)
         return device
     }
 
-    /** The bundle published for `address` (what a bundle fetch returns). */
-    fun bundle(address: Address): ByteArray = bundles.getValue(address.key())
+    /** Pools a device's one-time prekeys (its account's list must be published). */
+    fun upload(device: Device, upload: ByteArray): PublishedPreKeys {
+        wire += upload
+        val k = device.address().key()
+        val pool = published.getOrPut(k) { PublishedPreKeys(now, device.address(), bundles.getValue(k), served) }
+        pool.add(upload)
+        return pool
+    }
+
+    /** What a bundle fetch returns: one with one-time prekeys once they are pooled. */
+    fun bundle(address: Address): ByteArray =
+        published[address.key()]?.takeBundle()?.also { wire += it } ?: bundles.getValue(address.key())
+
+    /** The relay's coverage check of a batch from `device` (throws if refused). */
+    fun check(device: Device, outbox: Outbox) =
+        served.checkCoverage(now, device.address(), outbox.recipients, outbox.coverage)
 
     /** The app restarted `old` as `new`: the relay now pushes lists to `new`. */
     fun replace(old: Device, new: Device) {
@@ -61,6 +83,7 @@ class Relay {
     fun publish(primary: Primary): List<DeviceEvent> {
         val account = primary.accountKey()
         val list = primary.deviceList().also { wire += it }
+        served.publish(account, list)
         lists[account.hex()] = account to list
         val events = mutableListOf<DeviceEvent>()
         for (d in devices) {
@@ -90,14 +113,17 @@ class Relay {
         return outbox
     }
 
-    /** Runs a send, fetching bundles and lists as asked; ships and returns the outbox. */
+    /** Runs a send, fetching bundles and lists as asked; checks its coverage, ships it. */
     fun send(device: Device, op: () -> Outgoing): Outbox {
         repeat(4) {
             when (val out = op()) {
-                is Outgoing.Ready -> return ship(out.outbox)
+                is Outgoing.Ready -> {
+                    check(device, out.outbox)
+                    return ship(out.outbox)
+                }
                 is Outgoing.NeedBundles -> device.startSessions(
                     now,
-                    out.devices.map { BundleFor(it, bundles.getValue(it.key())) },
+                    out.devices.map { BundleFor(it, bundle(it)) },
                 )
                 is Outgoing.NeedDeviceLists -> out.accounts.forEach {
                     device.updateDeviceList(now, it, lists.getValue(it.hex()).second)

@@ -15,9 +15,11 @@ import uniffi.ratchetry_uniffi.LinkingCompanion
 import uniffi.ratchetry_uniffi.NewAccount
 import uniffi.ratchetry_uniffi.RatchetryException
 import uniffi.ratchetry_uniffi.Received
+import uniffi.ratchetry_uniffi.RetryRequest
 import uniffi.ratchetry_uniffi.StoredRecord
 import uniffi.ratchetry_uniffi.createAccount
 import uniffi.ratchetry_uniffi.restoreDevice
+import uniffi.ratchetry_uniffi.restoreDeviceFromBackup
 import uniffi.ratchetry_uniffi.restorePrimary
 import uniffi.ratchetry_uniffi.safetyNumber
 
@@ -182,6 +184,9 @@ class ScenarioTest {
         val stale = restoreDevice(saved, bob2.stateEpoch(), relay.now)
         assertTrue(stale.fromBackup)
         assertTrue(stale.device.awaitingOwnList())
+        // Bytes the app knows are a backup: the same, without an epoch to compare.
+        assertTrue(restoreDeviceFromBackup(saved, relay.now).awaitingOwnList())
+        assertFalse(bob2.awaitingOwnList())
     }
 
     @Test
@@ -205,10 +210,15 @@ class ScenarioTest {
         assertTrue(store.isNotEmpty())
         relay.send(alice.device) { alice.device.send(relay.now, bob.primary.accountKey(), "one".encodeToByteArray()) }
         assertEquals(listOf("direct" to "one"), texts(relay.deliver(bob.device)))
+        assertTrue(bob.device.hasChanges())
         persist(bob.device)
+        assertFalse(bob.device.hasChanges())
         assertEquals(bob.device.stateEpoch(), lastEpoch)
         // Nothing changed since: an empty set of changes.
         assertTrue(bob.device.takeChanges().records.isEmpty())
+        // A record store the app put back from a backup: the device waits for a newer own list.
+        val fromBackup = Device.fromBackupRecords(store.values.map { (k, v) -> StoredRecord(k, v) }, relay.now)
+        assertTrue(fromBackup.awaitingOwnList())
 
         val bob2 = Device.fromRecords(store.values.map { (k, v) -> StoredRecord(k, v) })
         assertTrue(bob2.address().same(bob.device.address()))
@@ -304,7 +314,11 @@ class ScenarioTest {
         assertEquals(1.toUByte(), asked.request.attempt())
         val sendId = asked.request.sendId()
         assertEquals(out.sendId, sendId)
-        relay.send(alice.device) { alice.device.answerRetry(relay.now, asked.request, stored.getValue(sendId)) }
+        // Alice's app keeps the unanswered request across a restart, with the device's state.
+        val kept = RetryRequest.fromBytes(asked.request.toBytes())
+        assertEquals(sendId, kept.sendId())
+        assertEquals(asked.request.sender(), kept.sender())
+        relay.send(alice.device) { alice.device.answerRetry(relay.now, kept, stored.getValue(sendId)) }
         assertEquals(listOf("direct" to "worth asking for"), texts(relay.deliver(bob.device)))
     }
 
