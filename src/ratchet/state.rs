@@ -188,7 +188,7 @@ impl Session {
             skipped,
         } = Chains::read(&mut r, config.max_skipped_keys)?;
         let pq = if version == PQ_SESSION_STATE_VERSION {
-            Some(Box::new(PqRatchet::read(&mut r, role == Role::Initiator)?))
+            Some(PqRatchet::read(&mut r, role == Role::Initiator)?)
         } else {
             None
         };

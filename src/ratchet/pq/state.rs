@@ -69,8 +69,11 @@ impl PqRatchet {
         out.put(&self.loss.missed.to_be_bytes());
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>, initiator: bool) -> Result<Self, DecodeError> {
-        let mut pq = Self::new(initiator);
+    /// Reads the state into its box (not inlined: built in place, it is not moved through the
+    /// session's decoder, whose codegen otherwise copies it byte by byte).
+    #[inline(never)]
+    pub(crate) fn read(r: &mut Reader<'_>, initiator: bool) -> Result<Box<Self>, DecodeError> {
+        let mut pq = Box::new(Self::new(initiator));
         pq.epoch = r.u32()?;
         pq.peer_knows = r.u32()?;
         pq.send_chain = r.u32()?;
@@ -181,6 +184,9 @@ fn read_collector(r: &mut Reader<'_>, kind: Kind) -> Result<Collector, DecodeErr
     if n > k {
         return Err(DecodeError::InvalidValue);
     }
+    if n == 0 {
+        return Ok(Collector::new(k));
+    }
     let mut chunks = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
         let index = r.u8()?;
@@ -205,7 +211,7 @@ mod tests {
         let mut r = Reader::new(bytes);
         let pq = PqRatchet::read(&mut r, initiator)?;
         r.finish()?;
-        Ok(pq)
+        Ok(*pq)
     }
 
     /// A responder at epoch 3 whose chains mix epochs 2 and 3, with the secrets it keeps.
