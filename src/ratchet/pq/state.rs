@@ -227,6 +227,28 @@ mod tests {
         pq
     }
 
+    /// The peer's next publication is held only once a chunk of it arrived, and whichever of
+    /// its two collectors holds chunks, they load back.
+    #[test]
+    fn incoming_chunks_load_back_whichever_collector_holds_them() {
+        assert_eq!(
+            decode(&encode(&at_epoch_3()), false).unwrap().incoming,
+            None
+        );
+        for (header, vector) in [(true, false), (false, true), (true, true)] {
+            let mut incoming = Incoming::new();
+            if header {
+                incoming.header.add(1, &[1; SYMBOL]);
+            }
+            if vector {
+                incoming.vector.add(5, &[5; SYMBOL]);
+            }
+            let mut pq = at_epoch_3();
+            pq.incoming = Some(Box::new(incoming));
+            assert_eq!(decode(&encode(&pq), false).unwrap(), pq);
+        }
+    }
+
     #[test]
     fn a_consistent_state_round_trips() {
         let pq = at_epoch_3();
