@@ -9,7 +9,7 @@
 
 use ratchetry::{
     CryptoError, DecodeError, DeviceError, Error, FanoutError, GroupError, RatchetError,
-    StateError, SyncError, X3dhError,
+    ServerError, StateError, SyncError, X3dhError,
 };
 
 /// The stable code of a library error.
@@ -78,6 +78,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             _ => "fanout.other",
         },
         Error::Sync(e) => sync(e),
+        Error::Server(e) => server(e),
         Error::State(e) => match e {
             StateError::Rollback { .. } => "state.rollback",
             _ => "state.other",
@@ -129,6 +130,7 @@ pub(crate) fn sync(e: &SyncError) -> &'static str {
         SyncError::ChunkRejected(_) => "sync.chunk_rejected",
         SyncError::TooManyChunks => "sync.too_many_chunks",
         SyncError::Incomplete => "sync.incomplete",
+        SyncError::AppDataTooLong => "sync.app_data_too_long",
         SyncError::MembershipTooLarge { .. } => "sync.membership_too_large",
         SyncError::CallFull => "sync.call_full",
         SyncError::StaleCallKey => "sync.stale_call_key",
@@ -136,5 +138,22 @@ pub(crate) fn sync(e: &SyncError) -> &'static str {
         SyncError::NotInCall => "sync.not_in_call",
         SyncError::NotCallManager => "sync.not_call_manager",
         _ => "sync.other",
+    }
+}
+
+/// The stable code of a relay check's refusal (the server helpers a relay runs).
+pub(crate) fn server(e: &ServerError) -> &'static str {
+    match e {
+        ServerError::Uncovered(_) => "server.uncovered",
+        ServerError::CoveredTwice(_) => "server.covered_twice",
+        ServerError::UnknownAccount(_) => "server.unknown_account",
+        ServerError::StaleList { .. } => "server.stale_list",
+        ServerError::DeviceLeftOut(_) => "server.device_left_out",
+        ServerError::NotListed(_) => "server.not_listed",
+        ServerError::IdentityMismatch(_) => "server.identity_mismatch",
+        ServerError::NotABaseBundle => "server.not_a_base_bundle",
+        ServerError::DuplicatePreKeyId(_) => "server.duplicate_prekey_id",
+        ServerError::PoolFull => "server.pool_full",
+        _ => "server.other",
     }
 }

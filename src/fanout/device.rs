@@ -420,11 +420,11 @@ impl Device {
     /// The devices whose current session does not run the post-quantum ratchet (PROTOCOL.md
     /// 25): sessions started by or with a release from before it. Only a fresh bundle tells
     /// whether the device runs it now (its ML-KEM prekey's id, signed, has bit 31 set): after
-    /// upgrading from such a release (and rotating), and now and then, fetch these devices' bundles and pass
-    /// them to [`start_sessions`](Self::start_sessions). A bundle that says so starts a
-    /// session that runs the ratchet, which becomes current and which no session without it
-    /// displaces afterwards; a device still on the old release keeps a session without it,
-    /// and starts one with it once it upgrades.
+    /// upgrading from such a release (and rotating), and now and then, fetch these devices'
+    /// bundles and pass them to [`start_sessions`](Self::start_sessions). A bundle that says so
+    /// starts a session that runs the ratchet, which becomes current and which no session
+    /// without it displaces afterwards; a device still on the old release keeps a session
+    /// without it, and starts one with it once it upgrades.
     pub fn sessions_without_pq_ratchet(&self) -> Vec<DeviceAddress> {
         self.sessions
             .iter()

@@ -14,7 +14,7 @@ use super::bundle::kem_prekey_message;
 use super::{KemPreKeyId, KemPreKeyPublic};
 use crate::error::{DecodeError, X3dhError};
 use crate::labels;
-use crate::primitives::{IdentityKeyPair, KemKeyPair, Secret, Signature};
+use crate::primitives::{IdentityKeyPair, KemKeyPair, KemPublicKey, Secret, Signature};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count};
 
@@ -63,7 +63,7 @@ impl KemPreKey {
     ) -> (Self, KemPreKeyPublic) {
         let pair = KemKeyPair::generate(rng);
         let key = pair.public();
-        let signature = identity.sign(labels::KEM_PREKEY, &kem_prekey_message(id, &key));
+        let signature = sign(identity, id, &key);
         let public = KemPreKeyPublic { id, key, signature };
         let prekey = Self {
             id,
@@ -107,6 +107,11 @@ impl KemPreKey {
     }
 }
 
+/// The identity's signature over a KEM prekey's id and public key (PROTOCOL.md 5.3).
+fn sign(identity: &IdentityKeyPair, id: KemPreKeyId, key: &KemPublicKey) -> Signature {
+    identity.sign(labels::KEM_PREKEY, &kem_prekey_message(id, key))
+}
+
 impl KemPreKeys {
     /// A first last-resort key (id `0x8000_0001`: every key a store generates says that its
     /// device runs the post-quantum ratchet). Draws 64 bytes.
@@ -132,8 +137,7 @@ impl KemPreKeys {
     pub(crate) fn before_pq_ratchet(&mut self, identity: &IdentityKeyPair) -> Vec<KemPreKeyPublic> {
         let relabel = |key: &mut KemPreKey, id: u32| {
             key.id = KemPreKeyId(id);
-            let message = kem_prekey_message(key.id, &key.pair.public());
-            key.signature = identity.sign(labels::KEM_PREKEY, &message);
+            key.signature = sign(identity, key.id, &key.pair.public());
         };
         self.retired.clear();
         relabel(&mut self.last_resort, 1);

@@ -29,33 +29,10 @@ impl RatchetryError {
 
 impl From<ratchetry::Error> for RatchetryError {
     fn from(e: ratchetry::Error) -> Self {
-        let code = match &e {
-            ratchetry::Error::Server(s) => server(s),
-            e => codes::code(e),
-        };
         Self::Failed {
-            code: code.into(),
+            code: codes::code(&e).into(),
             detail: e.to_string(),
         }
-    }
-}
-
-/// The stable code of a relay check's refusal (`server.*`). Here rather than in the shared
-/// `bindings/codes.rs`, which maps them all to `other`, until the wasm binding needs them too.
-fn server(e: &ratchetry::ServerError) -> &'static str {
-    use ratchetry::ServerError as S;
-    match e {
-        S::Uncovered(_) => "server.uncovered",
-        S::CoveredTwice(_) => "server.covered_twice",
-        S::UnknownAccount(_) => "server.unknown_account",
-        S::StaleList { .. } => "server.stale_list",
-        S::DeviceLeftOut(_) => "server.device_left_out",
-        S::NotListed(_) => "server.not_listed",
-        S::IdentityMismatch(_) => "server.identity_mismatch",
-        S::NotABaseBundle => "server.not_a_base_bundle",
-        S::DuplicatePreKeyId(_) => "server.duplicate_prekey_id",
-        S::PoolFull => "server.pool_full",
-        _ => "server.other",
     }
 }
 
