@@ -65,6 +65,9 @@ tests=$(sed -n 's/.*<testsuite [^>]* tests="\([0-9]*\)".*/\1/p' "$kotlin"/target
 (( tests > 0 )) || die "Kotlin: no JUnit test ran"
 echo "Kotlin (JUnit): $tests tests passed; the jar is installed in the local Maven repository"
 
+step "wasm: the binding's own unit tests (natively: its batched randomness)"
+cargo test --locked -q -p ratchetry-wasm --lib
+
 step "wasm: build the package (cargo, wasm-bindgen step, wasm-opt)"
 bash bindings/wasm/build.sh
 [[ -s bindings/wasm/pkg/ratchetry_wasm.d.ts ]] || die "no TypeScript declarations generated"

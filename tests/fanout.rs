@@ -113,6 +113,12 @@ fn missing_sessions_and_lists_are_named_and_change_nothing() {
     let mut expected = vec![alice, bob];
     expected.sort();
     assert_eq!(followed, expected);
+    // Followed accounts come back from their bytes; others, valid keys or not, do not.
+    let dev = w.device(a1);
+    assert_eq!(dev.followed_account(&bob.to_bytes()), Some(bob));
+    assert_eq!(dev.followed_account(&alice.to_bytes()), Some(alice));
+    assert_eq!(dev.followed_account(&carol.to_bytes()), None);
+    assert_eq!(dev.followed_account(&[0xff; 32]), None);
 }
 
 #[test]

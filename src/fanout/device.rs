@@ -390,6 +390,15 @@ impl Device {
         self.lists.keys().copied()
     }
 
+    /// The key of an account this device follows (its own included), found by its bytes. Unlike
+    /// [`AccountKey::from_bytes`] it does no curve arithmetic: the key was checked when its list
+    /// arrived. An app or binding that holds account keys as bytes turns a known one back at the
+    /// cost of a lookup, and falls back to `from_bytes` on `None` (any other bytes).
+    pub fn followed_account(&self, bytes: &[u8; 32]) -> Option<AccountKey> {
+        let key = AccountKey::from_trusted(*bytes);
+        self.lists.contains_key(&key).then_some(key)
+    }
+
     /// Whether a pairwise session with `device` exists.
     pub fn has_session(&self, device: &DeviceAddress) -> bool {
         self.sessions.contains_key(device)

@@ -226,13 +226,10 @@ impl Device {
 
     /// Sends `body` to every device of `to`'s account and this account's other devices.
     pub fn send(&self, now: u64, to: Vec<u8>, body: Vec<u8>) -> Result<Outgoing, RatchetryError> {
-        let to = types::account(&to)?;
+        let mut device = self.inner.lock()?;
+        let to = types::account_for(&device, &to)?;
         let mut rng = rng()?;
-        Ok(self
-            .inner
-            .lock()?
-            .send(&mut rng, ts(now), &to, &body)?
-            .into())
+        Ok(device.send(&mut rng, ts(now), &to, &body)?.into())
     }
 
     /// Sends `body` to a group whose members were set with

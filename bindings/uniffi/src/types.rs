@@ -450,6 +450,21 @@ pub(crate) fn account(bytes: &[u8]) -> Result<AccountKey, RatchetryError> {
     Ok(AccountKey::from_bytes(array)?)
 }
 
+/// The key of an account, found among those `device` follows when it can be (a lookup), else
+/// parsed and checked (curve arithmetic that costs most of a native 1:1 send).
+pub(crate) fn account_for(
+    device: &ratchetry::fanout::Device,
+    bytes: &[u8],
+) -> Result<AccountKey, RatchetryError> {
+    match <&[u8; 32]>::try_from(bytes)
+        .ok()
+        .and_then(|b| device.followed_account(b))
+    {
+        Some(key) => Ok(key),
+        None => account(bytes),
+    }
+}
+
 /// A group id from 32 bytes.
 pub(crate) fn group(bytes: &[u8]) -> Result<GroupId, RatchetryError> {
     let array: [u8; 32] = bytes

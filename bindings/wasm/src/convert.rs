@@ -1,9 +1,8 @@
 //! The plain JavaScript objects that cross the boundary, their TypeScript types, and their
 //! conversions. Keys, ids and envelopes are `Uint8Array`s; `now` is Unix milliseconds.
 
-use getrandom::SysRng;
-use getrandom::rand_core::UnwrapErr;
 use js_sys::{Array, Object, Reflect, Uint8Array};
+use rand_core::UnwrapErr;
 use ratchetry::Timestamp;
 use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
 use ratchetry::fanout::{
@@ -13,6 +12,7 @@ use ratchetry::group::GroupId;
 use wasm_bindgen::prelude::*;
 
 use crate::error::binding;
+use crate::rng::BatchRng;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -133,17 +133,15 @@ extern "C" {
     pub type JsAddresses;
 }
 
-/// The browser's RNG, checked first so that a missing source is an error, not a trap inside
-/// the library.
-pub(crate) fn rng() -> Result<UnwrapErr<SysRng>, JsValue> {
-    let mut probe = [0u8; 1];
-    getrandom::fill(&mut probe).map_err(|_| {
+/// The browser's RNG for one call, its first batch fetched now so that a missing source is an
+/// error, not a trap inside the library.
+pub(crate) fn rng() -> Result<UnwrapErr<BatchRng>, JsValue> {
+    BatchRng::new().map_err(|_| {
         binding(
             "binding.rng_unavailable",
             "crypto.getRandomValues is not available",
         )
-    })?;
-    Ok(UnwrapErr(SysRng))
+    })
 }
 
 /// Milliseconds that fit a JavaScript number exactly.
@@ -172,6 +170,21 @@ pub(crate) fn account(bytes: &[u8]) -> Result<AccountKey, JsValue> {
         .try_into()
         .map_err(|_| binding("binding.bad_length", "an account key is 32 bytes"))?;
     AccountKey::from_bytes(array).map_err(crate::error::decode)
+}
+
+/// The key of an account, found among those `device` follows when it can be (a lookup), else
+/// parsed and checked (curve arithmetic that was a fifteenth of a 1:1 send).
+pub(crate) fn account_for(
+    device: &ratchetry::fanout::Device,
+    bytes: &[u8],
+) -> Result<AccountKey, JsValue> {
+    match <&[u8; 32]>::try_from(bytes)
+        .ok()
+        .and_then(|b| device.followed_account(b))
+    {
+        Some(key) => Ok(key),
+        None => account(bytes),
+    }
 }
 
 /// A group id from 32 bytes.

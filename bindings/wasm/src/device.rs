@@ -214,7 +214,7 @@ impl Device {
 
     /// Sends `body` to every device of `to`'s account and this account's other devices.
     pub fn send(&mut self, now: f64, to: &[u8], body: &[u8]) -> Result<JsOutgoing, JsValue> {
-        let to = account(to)?;
+        let to = convert::account_for(&self.inner, to)?;
         let mut rng = rng()?;
         let out = self
             .inner

@@ -35,6 +35,7 @@ mod history;
 mod prekeys;
 mod primary;
 mod retry;
+mod rng;
 
 pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
