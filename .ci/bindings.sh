@@ -81,6 +81,10 @@ listing=$(tar tzf "$tarball")
 for f in package.json ratchetry_wasm.js ratchetry_wasm.d.ts ratchetry_wasm_bg.wasm; do
     grep -qx "package/$f" <<<"$listing" || die "the npm package lacks $f"
 done
+# And every module the ES module imports (its snippets/).
+for f in $(sed -n "s|^import .* from '\./\(.*\)';$|\1|p" bindings/wasm/pkg/ratchetry_wasm.js); do
+    grep -qx "package/$f" <<<"$listing" || die "the npm package lacks $f, which the module imports"
+done
 (cd bindings/wasm/test && npm install --no-save --no-audit --no-fund "$tarball" >/dev/null &&
     node_modules/.bin/tsc -p tsconfig.json)
 rm -rf "$tarballs"

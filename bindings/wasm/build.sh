@@ -29,7 +29,8 @@ else
     echo "wasm-opt not found (run npm ci in bindings/wasm/test): the wasm is not optimised" >&2
 fi
 # The npm package's manifest: an ES module with its TypeScript declarations, for bundlers and
-# for browsers that import it directly (the app calls the default export, `init`, once).
+# for browsers that import it directly (the app calls the default export, `init`, once). The
+# module imports snippets/ (the JavaScript that builds the per-message objects, convert.rs).
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/bindings/wasm/Cargo.toml" | head -1)
 cat >"$pkg/package.json" <<JSON
 {
@@ -44,7 +45,7 @@ cat >"$pkg/package.json" <<JSON
     ".": { "types": "./ratchetry_wasm.d.ts", "default": "./ratchetry_wasm.js" },
     "./ratchetry_wasm_bg.wasm": "./ratchetry_wasm_bg.wasm"
   },
-  "files": ["ratchetry_wasm.js", "ratchetry_wasm.d.ts", "ratchetry_wasm_bg.wasm", "ratchetry_wasm_bg.wasm.d.ts"],
+  "files": ["ratchetry_wasm.js", "ratchetry_wasm.d.ts", "ratchetry_wasm_bg.wasm", "ratchetry_wasm_bg.wasm.d.ts", "snippets/"],
   "sideEffects": false
 }
 JSON
