@@ -9,7 +9,10 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 target="${CARGO_TARGET_DIR:-$root/target}"
 pkg="$root/bindings/wasm/pkg"
-cargo build --locked -p ratchetry-wasm --release --lib --target wasm32-unknown-unknown
+# One codegen unit with fat LTO: 12% less wasm and a few percent faster than the workspace's
+# release profile (whose parallel codegen suits the native builds).
+cargo build --locked -p ratchetry-wasm --release --lib --target wasm32-unknown-unknown \
+    --config 'profile.release.lto="fat"' --config 'profile.release.codegen-units=1'
 # The bindgen tool runs for a second; its dependencies are not worth optimizing.
 cargo build --locked -p ratchetry-wasm-bindgen \
     --config 'profile.dev.package."*".opt-level=0' --config 'profile.dev.debug=0'
