@@ -89,6 +89,9 @@ done
     node_modules/.bin/tsc -p tsconfig.json)
 rm -rf "$tarballs"
 
+step "wasm: the package in Node (the objects a message yields own their bytes)"
+(cd bindings/wasm/test && node --test node.test.mjs)
+
 step "wasm: browser tests in headless Chromium (the demo; the companion across a reload)"
 if [[ -n "$apt_pid" ]]; then
     wait "$apt_pid" || { cat "$apt_log" >&2; die "apt-get install chromium failed"; }
