@@ -5,9 +5,7 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use rand_core::UnwrapErr;
 use ratchetry::Timestamp;
 use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
-use ratchetry::fanout::{
-    EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived, StateChanges,
-};
+use ratchetry::fanout::{EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived};
 use ratchetry::group::GroupId;
 use wasm_bindgen::prelude::*;
 
@@ -69,12 +67,8 @@ export type DeviceEvent =
   | { kind: "identityChanged"; device: Address }
   | { kind: "thisDeviceRemoved" }
   | { kind: "other" };
-/** One stored record: write `value` under `key`, or delete `key` when `value` is null. */
-export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
 /** A retry request envelope and the device to ship it to. */
 export interface RetryEnvelope { to: Address; bytes: Uint8Array }
-/** What one operation changed: write it in one transaction. */
-export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
 /** A new account: its primary role, the primary's own device and its first one-time prekeys. */
 export interface NewAccount { primary: Primary; device: Device; upload: PrekeyUpload }
 /** A linked companion: its device, the confirmation for `Primary.confirm`, its first one-time prekeys. */
@@ -104,12 +98,6 @@ extern "C" {
     /// `DeviceEvent[]`.
     #[wasm_bindgen(typescript_type = "DeviceEvent[]")]
     pub type JsEvents;
-    /// `Changes`.
-    #[wasm_bindgen(typescript_type = "Changes")]
-    pub type JsChanges;
-    /// `StoredRecord[]`.
-    #[wasm_bindgen(typescript_type = "StoredRecord[]")]
-    pub type JsRecords;
     /// `Uint8Array[]`.
     #[wasm_bindgen(typescript_type = "Uint8Array[]")]
     pub type JsByteArrays;
@@ -157,6 +145,15 @@ pub(crate) fn ts(now: f64) -> Result<Timestamp, JsValue> {
     }
     // In range and finite: the conversion is exact for integers and truncates fractions.
     Ok(Timestamp(now as u64))
+}
+
+/// A `lastEpoch` (the epoch of the state last persisted) from a JavaScript number.
+pub(crate) fn epoch(last_epoch: f64) -> Result<u64, JsValue> {
+    if !(last_epoch.is_finite() && last_epoch >= 0.0) {
+        return Err(binding("binding.bad_input", "lastEpoch must be >= 0"));
+    }
+    // Finite and non-negative: the conversion saturates above u64::MAX and truncates fractions.
+    Ok(last_epoch as u64)
 }
 
 /// A u64 counter as a JavaScript number (epochs and ids stay far below 2^53).
@@ -253,23 +250,6 @@ pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)
         .iter()
         .map(|b| Ok((address_in(&get(&b, "device")?)?, get_bytes(&b, "bundle")?)))
         .collect()
-}
-
-/// A stored record's key and value.
-pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
-
-/// `StoredRecord[]` as (key, value) pairs (deletions skipped).
-pub(crate) fn records_in(value: &JsValue) -> Result<Vec<KeyValue>, JsValue> {
-    let array = value
-        .dyn_ref::<Array>()
-        .ok_or_else(|| binding("binding.bad_input", "expected an array of StoredRecord"))?;
-    let mut out = Vec::new();
-    for r in array.iter() {
-        if let Ok(v) = get(&r, "value")?.dyn_into::<Uint8Array>() {
-            out.push((get_bytes(&r, "key")?, v.to_vec()));
-        }
-    }
-    Ok(out)
 }
 
 /// A plain object from (name, value) pairs.
@@ -510,22 +490,4 @@ pub(crate) fn events(list: Vec<Event>) -> JsEvents {
         })
         .collect();
     JsValue::from(array).unchecked_into()
-}
-
-/// A `Changes` object.
-pub(crate) fn changes(c: StateChanges) -> JsChanges {
-    let records: Array = c
-        .records()
-        .iter()
-        .map(|r| {
-            let value = r.value().map_or(JsValue::NULL, bytes);
-            JsValue::from(object(&[("key", bytes(r.key())), ("value", value)]))
-        })
-        .collect();
-    JsValue::from(object(&[
-        ("replacesAll", c.replaces_all().into()),
-        ("epoch", num(c.epoch()).into()),
-        ("records", records.into()),
-    ]))
-    .unchecked_into()
 }

@@ -8,8 +8,10 @@
 //! - `new LinkingCompanion(invitation)` → `request()` → primary's `approve` →
 //!   `complete(now, approval)` links the web companion;
 //! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
-//!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`, `Device.restore`) or
-//!   as change records (`takeChanges`, `Device.fromRecords`);
+//!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`,
+//!   `Device.restore`) or as change records (`takeChanges`, `Device.fromRecords`; a primary
+//!   likewise, `Primary.fromRecords`), each record a `ChangedRecord` whose value shows in no
+//!   string form;
 //! - calls: `Call` (start, join, remove, apply, catch up, SRTP keys), the `CallKeyMessage` a
 //!   device sends (`Device.sendCallKey`) and receives, and the `SrtpKeys` derived; their
 //!   secrets come only from explicit methods, never from a string form;
@@ -34,6 +36,7 @@ mod groups;
 mod history;
 mod prekeys;
 mod primary;
+mod records;
 mod retry;
 mod rng;
 
@@ -41,6 +44,7 @@ pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
 pub use history::{HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
+pub use records::ChangedRecord;
 pub use retry::RetryRequest;
 
 use wasm_bindgen::prelude::*;
