@@ -55,7 +55,7 @@ export type Received =
   | { kind: "ownCopy"; sender: Address; sentTo: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
   | { kind: "group"; sender: Address; group: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
   | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
-  | { kind: "historyOffer"; sender: Address; offer: Uint8Array; groups: Uint8Array[] }
+  | { kind: "historyOffer"; sender: Address; offer: HistoryOffer; groups: Uint8Array[] }
   | { kind: "callKey"; sender: Address; message: CallKeyMessage }
   | { kind: "retryRequest"; sender: Address; sendId: number; reason: number; request: RetryRequest }
   | { kind: "withheld"; sender: Address; group: Uint8Array; reason: number }
@@ -75,8 +75,8 @@ export interface NewAccount { primary: Primary; device: Device; upload: PrekeyUp
 export interface LinkedCompanion { device: Device; confirmation: Uint8Array; upload: PrekeyUpload }
 /** A device restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
 export interface RestoredDevice { device: Device; fromBackup: boolean }
-/** The end of history sealing: the last chunks and the offer. */
-export interface SealedHistory { chunks: Uint8Array[]; offer: Uint8Array }
+/** The end of history sealing: the last chunks and the offer (secret: send it with `Device.sendHistoryOffer`). */
+export interface SealedHistory { chunks: Uint8Array[]; offer: HistoryOffer }
 /** Every error thrown is an `Error` named "RatchetryError" with a stable `code`. */
 export interface RatchetryError extends Error { name: "RatchetryError"; code: string }
 "#;
@@ -432,7 +432,7 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
         } => object(&[
             ("kind", "historyOffer".into()),
             ("sender", address_out(from)),
-            ("offer", bytes(&offer.to_bytes())),
+            ("offer", crate::history::HistoryOffer::wrap(offer)),
             (
                 "groups",
                 groups.iter().map(|g| bytes(&g.0)).collect::<Array>().into(),

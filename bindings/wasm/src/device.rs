@@ -3,7 +3,6 @@
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{DeviceAddress, DeviceId, SignedDeviceList};
 use ratchetry::fanout;
-use ratchetry::history::HistoryOffer;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
@@ -11,6 +10,7 @@ use crate::convert::{
     JsRestoredDevice, JsRetryEnvelope, account, epoch, num, object, rng, ts,
 };
 use crate::error;
+use crate::history::HistoryOffer;
 use crate::records::{self, JsChanges, JsRecords};
 
 /// One device (a web companion, or in a demo a simulated phone's). Every method is
@@ -233,15 +233,14 @@ impl Device {
         Ok(convert::outgoing(out))
     }
 
-    /// Sends a history offer (from `HistorySealer`) to another device of this account.
+    /// Sends a history offer (a `HistorySealer`'s) to another device of this account.
     #[wasm_bindgen(js_name = sendHistoryOffer)]
     pub fn send_history_offer(
         &mut self,
         now: f64,
         device: u32,
-        offer: &[u8],
+        offer: &HistoryOffer,
     ) -> Result<JsOutgoing, JsValue> {
-        let offer = HistoryOffer::from_bytes(offer).map_err(error::decode)?;
         let to = DeviceAddress {
             account: self.inner.address().account,
             device: DeviceId(device),
@@ -249,7 +248,7 @@ impl Device {
         let mut rng = rng()?;
         let out = self
             .inner
-            .send_history_offer(&mut rng, ts(now)?, to, &offer)
+            .send_history_offer(&mut rng, ts(now)?, to, &offer.inner)
             .map_err(error::lib)?;
         Ok(convert::outgoing(out))
     }

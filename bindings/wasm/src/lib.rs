@@ -8,7 +8,7 @@
 //! - `new LinkingCompanion(invitation)` → `request()` → primary's `approve` →
 //!   `complete(now, approval)` links the web companion;
 //! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
-//!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`,
+//!   history offer (`HistoryOffer`, `HistoryOpener`), and persists as bytes (`toBytes`,
 //!   `Device.restore`) or as change records (`takeChanges`, `Device.fromRecords`; a primary
 //!   likewise, `Primary.fromRecords`), each record a `ChangedRecord` whose value shows in no
 //!   string form;
@@ -42,7 +42,7 @@ mod rng;
 
 pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
-pub use history::{HistoryOpener, HistorySealer};
+pub use history::{HistoryOffer, HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
 pub use records::ChangedRecord;
 pub use retry::RetryRequest;
