@@ -4,7 +4,7 @@
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rand_core::UnwrapErr;
 use ratchetry::Timestamp;
-use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
+use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId, ListCoverage};
 use ratchetry::fanout::{EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived};
 use ratchetry::group::GroupId;
 use wasm_bindgen::prelude::*;
@@ -36,6 +36,12 @@ export interface Outbox {
   envelopes: { to: Address; bytes: Uint8Array }[];
   /** For a group send: the one group envelope and every device it must reach. */
   group?: { bytes: Uint8Array; recipients: Address[] };
+  /**
+   * Every device this outbox reaches (pairwise or through the group envelope), each once, in
+   * address order: what the relay checks `coverage` against (`ServedLists.checkCoverage`).
+   * Made when read, from `envelopes` and `group`.
+   */
+  readonly recipients: Address[];
 }
 /** The result of a send. For `needBundles` and `needDeviceLists` nothing changed: fetch, then send again. */
 export type Outgoing =
@@ -252,6 +258,30 @@ pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)
         .collect()
 }
 
+/// A `ListCoverage[]`'s entries (an outbox's `coverage`, as the relay checks it).
+pub(crate) fn coverage_in(value: &JsValue) -> Result<Vec<ListCoverage>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of ListCoverage"))?;
+    array
+        .iter()
+        .map(|c| {
+            let version = get(&c, "version")?
+                .as_f64()
+                .filter(|v| v.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(v))
+                .ok_or_else(|| binding("binding.bad_input", "version must be a whole number"))?;
+            let digest = get_bytes(&c, "digest")?
+                .try_into()
+                .map_err(|_| binding("binding.bad_length", "a list digest is 32 bytes"))?;
+            Ok(ListCoverage {
+                account: account(&get_bytes(&c, "account")?)?,
+                version: version as u64,
+                digest,
+            })
+        })
+        .collect()
+}
+
 /// A plain object from (name, value) pairs.
 pub(crate) fn object(fields: &[(&str, JsValue)]) -> Object {
     let o = Object::new();
@@ -291,7 +321,24 @@ export function ready(envelopes, coverage, sendId, messageId, group) {
   if (sendId !== undefined) outbox.sendId = sendId;
   if (messageId !== undefined) outbox.messageId = messageId;
   if (group !== undefined) outbox.group = group;
+  Object.defineProperty(outbox, 'recipients', { enumerable: true, get: recipients });
   return { kind: 'ready', outbox };
+}
+// An outbox's `recipients`, made when read (a relay's check needs them, a sender does not),
+// from the addresses it holds: each device once, in the library's address order (account
+// bytes, then device id), as `Outbox::recipients` gives them.
+function recipients() {
+  const order = (a, b) => {
+    for (let i = 0; i < a.account.length; i++) {
+      if (a.account[i] !== b.account[i]) return a.account[i] - b.account[i];
+    }
+    return a.device - b.device;
+  };
+  const all = this.envelopes.map((e) => e.to).concat(this.group ? this.group.recipients : []);
+  all.sort(order);
+  return all
+    .filter((a, i) => i === 0 || order(all[i - 1], a) !== 0)
+    .map((a) => ({ account: a.account.slice(), device: a.device }));
 }
 export function direct(account, device, id, body, resent) {
   return {

@@ -17,7 +17,9 @@
 //!   secrets come only from explicit methods, never from a string form;
 //! - options: `createAccount` and `LinkingCompanion.complete` take a device config, a
 //!   primary policy and a one-time prekey count as plain objects, and return the first
-//!   one-time prekey upload.
+//!   one-time prekey upload;
+//! - a relay in JavaScript: `ServedLists` (verified device lists, the coverage check of each
+//!   batch) and `PublishedPreKeys` (one device's uploaded prekeys, one bundle at a time).
 //!
 //! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
 //! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
@@ -39,6 +41,7 @@ mod primary;
 mod records;
 mod retry;
 mod rng;
+mod server;
 
 pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
@@ -46,6 +49,7 @@ pub use history::{HistoryOffer, HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
 pub use records::ChangedRecord;
 pub use retry::RetryRequest;
+pub use server::{PublishedPreKeys, ServedLists};
 
 use wasm_bindgen::prelude::*;
 
