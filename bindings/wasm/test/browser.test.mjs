@@ -77,6 +77,10 @@ test("the demo page links a web companion and every device decrypts its messages
     `[group] alice#${demo.webId}: Group: booked, from the web`,
   ]);
   assert.equal(demo.restoredFromBackup, false);
+  // The relay checked the coverage of every batch it queued, and its bundles carried one-time
+  // prekeys (the phone's to the companion, Bob's to both of Alice's devices).
+  assert.ok(demo.relay.checked >= 10, JSON.stringify(demo.relay));
+  assert.equal(demo.relay.oneTime, 3);
   // Errors are RatchetryErrors with a stable code and a readable message.
   assert.equal(demo.replay.name, "RatchetryError");
   assert.equal(demo.replay.code, "fanout.duplicate");
@@ -125,13 +129,19 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
   assert.equal(first.error, undefined, `the first visit failed: ${first.error}`);
   assert.deepEqual(texts(first.web), ["bob#1: Hi Alice, before your reload"]);
   assert.deepEqual(texts(first.bob), [`alice#2: Hi Bob, from the browser`]);
+  assert.ok(first.relay.checked > 0 && first.relay.oneTime > 0, JSON.stringify(first.relay));
 
   await page.reload();
   await settled(2);
   const second = await page.evaluate(() => window.companion);
   assert.equal(second.error, undefined, `the visit after the reload failed: ${second.error}`);
-  // Every device was rebuilt from its own records, nothing from memory.
-  for (const n of ["phone", "web", "bob"]) assert.ok(second.loaded[n] > 0, `${n} had no records`);
+  // Every device and Alice's primary were rebuilt from their own records, nothing from memory;
+  // the primary, current (not stale), renewed the list, which every device followed; the relay
+  // came back from its snapshot (its lists and each device's prekeys) and checked each batch.
+  for (const n of ["phone", "web", "bob", "primary"]) assert.ok(second.loaded[n] > 0, `${n} had no records`);
+  assert.deepEqual(second.primary, { stale: false, versions: [2, 3], webConfirmed: true });
+  assert.ok(second.relay.checked > 0, JSON.stringify(second.relay));
+  assert.equal(second.relay.pooled, 3);
   // The message sent while the page was closed, then a conversation on the rebuilt sessions
   // and sender keys.
   assert.deepEqual(texts(second.web), [
