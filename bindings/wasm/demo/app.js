@@ -1,22 +1,65 @@
 // What the demo pages share: the untrusted relay (envelope queues, device lists, bundles) and a
 // device as a page's app holds it. The wasm module does no I/O: these move the bytes and keep
 // the state; the wasm decides.
+import { PublishedPreKeys, ServedLists } from "../pkg/ratchetry_wasm.js";
+
 export const text = new TextEncoder();
 export const utf8 = new TextDecoder();
 export const hex = (b) => Array.from(b.slice(0, 6), (x) => x.toString(16).padStart(2, "0")).join("") + "…";
 export const addrKey = (a) => hex(a.account) + "#" + a.device;
 
-/** The untrusted server: envelope queues per device, device lists and prekey bundles. */
+/**
+ * The untrusted server: envelope queues per device, device lists and prekey bundles. It runs
+ * the library's relay helpers as a server would: every list is verified when published
+ * (`ServedLists`), every batch passes the coverage check before it is queued (a sender that
+ * holds an older list is told to fetch it), and a bundle fetch takes one one-time prekey of
+ * each kind from the device's `PublishedPreKeys` while they last.
+ */
 export class Relay {
-  constructor() { this.queues = new Map(); this.bundles = new Map(); this.lists = new Map(); this.delivered = 0; }
+  constructor() {
+    Object.assign(this, { queues: new Map(), served: new ServedLists(), accounts: new Map(), prekeys: new Map(), delivered: 0, checked: 0, oneTime: 0 });
+  }
   queue(a) { const k = addrKey(a); if (!this.queues.has(k)) this.queues.set(k, []); return this.queues.get(k); }
-  publishBundle(device) { this.bundles.set(addrKey(device.address()), device.prekeyBundle()); }
-  publishList(primary) { this.lists.set(hex(primary.accountKey()), { account: primary.accountKey(), list: primary.deviceList() }); }
-  list(account) { return this.lists.get(hex(account)); }
+  /** A device's upload: its base bundle and, if given, its first one-time prekeys (`upload`). */
+  publishPrekeys(device, upload) {
+    const keys = new PublishedPreKeys(Date.now(), device.address(), device.prekeyBundle(), this.served);
+    if (upload) keys.add(upload.bytes);
+    this.prekeys.set(addrKey(device.address()), keys);
+  }
+  /** A bundle fetch: each one-time key goes into one bundle only. */
+  bundle(a) {
+    const keys = this.prekeys.get(addrKey(a));
+    if (keys.remaining().oneTime > 0) this.oneTime++;
+    return keys.takeBundle();
+  }
+  publishList(primary) {
+    this.served.publish(primary.accountKey(), primary.deviceList());
+    this.accounts.set(hex(primary.accountKey()), primary.accountKey());
+  }
+  list(account) { return this.served.list(account); }
   /** What the relay holds, structured-cloneable (a real relay keeps it on its own disk). */
-  snapshot() { return { queues: this.queues, bundles: this.bundles, lists: this.lists }; }
-  static from(s) { return Object.assign(new Relay(), { queues: s.queues, bundles: s.bundles, lists: s.lists }); }
-  ship(outbox) {
+  snapshot() {
+    return {
+      queues: this.queues,
+      lists: [...this.accounts.values()].map((account) => ({ account, list: this.served.list(account) })),
+      prekeys: [...this.prekeys.values()].map((k) => ({ address: k.address(), base: k.base(), pooled: k.pooled() })),
+    };
+  }
+  /** The relay restarted from its snapshot: lists verified again, prekeys rebuilt from their parts. */
+  static from(s) {
+    const relay = new Relay();
+    relay.queues = s.queues;
+    for (const { account, list } of s.lists) {
+      relay.served.publish(account, list);
+      relay.accounts.set(hex(account), account);
+    }
+    for (const k of s.prekeys) relay.prekeys.set(addrKey(k.address), PublishedPreKeys.fromParts(Date.now(), k.address, k.base, k.pooled, relay.served));
+    return relay;
+  }
+  /** Accepts a batch from `sender` if it covers the lists served, and queues its envelopes. */
+  ship(sender, outbox) {
+    this.served.checkCoverage(Date.now(), sender, outbox.recipients, outbox.coverage);
+    this.checked++;
     for (const e of outbox.envelopes) this.queue(e.to).push(e.bytes);
     if (outbox.group) for (const to of outbox.group.recipients) this.queue(to).push(outbox.group.bytes);
     return outbox;
@@ -28,7 +71,6 @@ export class App {
   constructor(name, panel, device, relay) {
     // `sent`: the bodies of sent messages by their send id, as an app stores them for retries.
     Object.assign(this, { name, panel, device, relay, read: [], sent: new Map() });
-    relay.publishBundle(device);
   }
   /** Sends a 1:1 message and keeps its body under the outbox's send id. */
   say(to, message) {
@@ -42,14 +84,14 @@ export class App {
     document.getElementById(this.panel).appendChild(li);
     if (kind !== "system") this.read.push({ kind, text: line });
   }
-  follow(account) { const { list } = this.relay.list(account); return this.device.updateDeviceList(Date.now(), account, list); }
+  follow(account) { return this.device.updateDeviceList(Date.now(), account, this.relay.list(account)); }
   /** Runs a send, fetching lists and bundles as the device asks. */
   send(op) {
     for (let i = 0; i < 4; i++) {
       const out = op();
-      if (out.kind === "ready") return this.relay.ship(out.outbox);
+      if (out.kind === "ready") return this.relay.ship(this.device.address(), out.outbox);
       if (out.kind === "needBundles")
-        this.device.startSessions(Date.now(), out.devices.map((d) => ({ device: d, bundle: this.relay.bundles.get(addrKey(d)) })));
+        this.device.startSessions(Date.now(), out.devices.map((d) => ({ device: d, bundle: this.relay.bundle(d) })));
       else for (const a of out.accounts) this.follow(a);
     }
     throw new Error("send did not become ready");

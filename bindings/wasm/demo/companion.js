@@ -1,15 +1,19 @@
 // The web companion as a web app runs it: every device's state lives in IndexedDB (store.js),
 // written after each operation from `takeChanges()`, and the page survives a reload. The first
 // visit links Alice's web companion, talks with Bob and leaves a message in flight; the visit
-// after a reload rebuilds every device from its records (`Device.fromRecords`), reads the
+// after a reload rebuilds every device from its records (`Device.fromRecords`) and Alice's
+// primary from its own (`Primary.fromRecords`), which renews her list; the companion reads the
 // message that arrived meanwhile and talks on, 1:1 and in a group, every session running the
-// post-quantum ratchet. `?reset` starts over.
+// post-quantum ratchet. The relay's lists and prekeys survive the reload too. `?reset` starts
+// over.
 // Results are left in `window.companion` for the browser test.
 import init, { createAccount, LinkingCompanion, Device, Primary } from "../pkg/ratchetry_wasm.js";
 import { App, Relay, hex, showFailure, text } from "./app.js";
 import { RecordStore } from "./store.js";
 
 const DEVICES = ["phone", "web", "bob"];
+/** The object store of Alice's primary's records. */
+const PRIMARY = "primary";
 const GROUP = new Uint8Array(32).fill(0x24);
 
 /** Writes what each app's device changed since its last write, each in one transaction. */
@@ -17,12 +21,25 @@ async function persist(db, apps) {
   for (const app of apps) await db.apply(app.panel, app.device.takeChanges());
 }
 
-/** Writes the rest of the world: the primaries (as bytes), the relay, the apps' own data. */
+/**
+ * Writes what Alice's primary changed, in one transaction, and keeps its epoch where a restore
+ * of the record store would not reach (here, the world's meta record).
+ */
+async function persistPrimary(db, primary) {
+  const changes = primary.takeChanges();
+  await db.apply(PRIMARY, changes);
+  return changes.epoch;
+}
+
+/**
+ * Writes the rest of the world: Alice's primary's last epoch (its records are in their own
+ * store), Bob's primary as bytes, the relay, the apps' own data.
+ */
 async function persistWorld(db, world, relay, apps) {
   await db.put({
     world: {
       ...world,
-      alice: { bytes: world.alicePrimary.toBytes(), epoch: world.alicePrimary.stateEpoch() },
+      alice: { epoch: world.alicePrimary.stateEpoch() },
       bob: { bytes: world.bobPrimary.toBytes(), epoch: world.bobPrimary.stateEpoch() },
       alicePrimary: undefined, bobPrimary: undefined,
     },
@@ -38,11 +55,15 @@ async function firstVisit(db) {
   relay.publishList(alice.primary); relay.publishList(bob.primary);
   const phone = new App("alice#1", "phone", alice.device, relay);
   const bobApp = new App("bob#1", "bob", bob.device, relay);
+  relay.publishPrekeys(alice.device, alice.upload); relay.publishPrekeys(bob.device, bob.upload);
   const linking = new LinkingCompanion(alice.primary.invite(Date.now()));
   const linked = linking.complete(Date.now(), alice.primary.approve(Date.now(), linking.request()));
   const webId = alice.primary.confirm(linked.confirmation);
+  // The primary's records are written before the list it signed is published.
+  await persistPrimary(db, alice.primary);
   relay.publishList(alice.primary);
   const web = new App("alice#" + webId, "web", linked.device, relay);
+  relay.publishPrekeys(linked.device, linked.upload);
   const apps = [phone, web, bobApp];
   // Every session runs the post-quantum ratchet: devices mark their ML-KEM prekeys by default.
   const accounts = [alice.primary.accountKey(), bob.primary.accountKey()];
@@ -63,7 +84,7 @@ async function firstVisit(db) {
 
   const world = { webId, accounts, alicePrimary: alice.primary, bobPrimary: bob.primary };
   await persistWorld(db, world, relay, apps);
-  return { phase: 1, web: web.read, bob: bobApp.read, phone: phone.read };
+  return { phase: 1, web: web.read, bob: bobApp.read, phone: phone.read, relay: { checked: relay.checked, oneTime: relay.oneTime } };
 }
 
 async function afterReload(db, saved) {
@@ -79,9 +100,17 @@ async function afterReload(db, saved) {
     apps.push(app);
   }
   const [phone, web, bobApp] = apps;
-  // The primary is restored from its bytes; its epoch says the snapshot is the latest.
-  const alicePrimary = Primary.restore(saved.alice.bytes, saved.alice.epoch);
+  // Alice's primary is rebuilt from its records; the epoch kept says they are the latest. It
+  // renews the list (its companions stay valid), and every device follows the new one.
+  records[PRIMARY] = await db.load(PRIMARY);
+  const { primary: alicePrimary, stale } = Primary.fromRecords(records[PRIMARY], saved.alice.epoch);
   if (hex(alicePrimary.accountKey()) !== hex(saved.accounts[0])) throw new Error("primary restored wrong");
+  const versions = [alicePrimary.deviceListVersion()];
+  alicePrimary.renew(Date.now());
+  await persistPrimary(db, alicePrimary);
+  relay.publishList(alicePrimary);
+  versions.push(alicePrimary.deviceListVersion());
+  for (const app of apps) { app.follow(saved.accounts[0]); await persist(db, [app]); }
   const names = namer(saved.accounts);
 
   web.pump(names);
@@ -99,13 +128,15 @@ async function afterReload(db, saved) {
   return {
     phase: 2,
     web: web.read, bob: bobApp.read, phone: phone.read,
+    primary: { stale, versions, webConfirmed: alicePrimary.isConfirmed(saved.webId) },
+    relay: { checked: relay.checked, pooled: relay.prekeys.size },
     // The ratchet's state came back from the records with the sessions.
     pq: {
       webWithBob: web.device.pqRatchetEpoch(bobApp.device.address()) ?? null,
       bobWithWeb: bobApp.device.pqRatchetEpoch(web.device.address()) ?? null,
       withoutIt: apps.map((a) => a.device.sessionsWithoutPqRatchet().length),
     },
-    loaded: Object.fromEntries(DEVICES.map((n) => [n, records[n].length])),
+    loaded: Object.fromEntries([...DEVICES, PRIMARY].map((n) => [n, records[n].length])),
   };
 }
 
@@ -124,7 +155,7 @@ async function main() {
   if (new URLSearchParams(location.search).has("reset")) {
     await new Promise((ok, fail) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = ok; r.onerror = () => fail(r.error); });
   }
-  const db = await RecordStore.open(name, DEVICES);
+  const db = await RecordStore.open(name, [...DEVICES, PRIMARY]);
   const saved = await db.get("world");
   const result = saved ? await afterReload(db, saved) : await firstVisit(db);
   window.companion = result;

@@ -17,6 +17,8 @@ async function main() {
   relay.publishList(alice.primary); relay.publishList(bob.primary);
   const phone = new App("alice#1", "phone", alice.device, relay);
   const bobApp = new App("bob#1", "bob", bob.device, relay);
+  // Each device uploads its bundle and its first one-time prekeys.
+  relay.publishPrekeys(alice.device, alice.upload); relay.publishPrekeys(bob.device, bob.upload);
   const names = (a) => {
     const h = hex(a.account);
     const who = h === hex(alice.primary.accountKey()) ? "alice" : h === hex(bob.primary.accountKey()) ? "bob" : h;
@@ -31,6 +33,7 @@ async function main() {
   const webId = alice.primary.confirm(linked.confirmation);
   relay.publishList(alice.primary);
   let web = new App("alice#" + webId, "web", linked.device, relay);
+  relay.publishPrekeys(linked.device, linked.upload);
   phone.follow(alice.primary.accountKey());
   for (const app of [phone, web, bobApp]) for (const acct of [alice.primary.accountKey(), bob.primary.accountKey()]) app.follow(acct);
   web.show("system", `linked as device #${webId}; list v${alice.primary.deviceListVersion()}`);
@@ -104,7 +107,10 @@ async function main() {
   const sn = safetyNumber(alice.primary.accountKey(), bob.primary.accountKey());
   document.getElementById("log").textContent = `safety number alice/bob:\n${sn}\n${relay.delivered} envelopes delivered`;
 
-  window.demo = { phone: phone.read, web: web.read, bob: bobApp.read, replay, unreadable, webId, restoredFromBackup: restored.fromBackup };
+  window.demo = {
+    phone: phone.read, web: web.read, bob: bobApp.read, replay, unreadable, webId, restoredFromBackup: restored.fromBackup,
+    relay: { checked: relay.checked, oneTime: relay.oneTime },
+  };
   const status = document.getElementById("status");
   status.textContent = `done: ${relay.delivered} envelopes delivered and decrypted`;
   status.className = "ok";

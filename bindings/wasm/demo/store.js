@@ -20,16 +20,22 @@ const committed = (tx) => new Promise((ok, fail) => {
 export class RecordStore {
   constructor(db) { this.db = db; }
 
-  /** Opens (or creates) database `name` with one object store per device name, and `meta`. */
+  /**
+   * Opens (or creates) database `name` with one object store per device name (and the
+   * primary's), and `meta`. Version 2 added the primary's store; an upgrade adds what is
+   * missing.
+   */
   static async open(name, devices) {
-    const request = indexedDB.open(name, 1);
+    const request = indexedDB.open(name, 2);
     request.onupgradeneeded = () => {
-      for (const store of [...devices, "meta"]) request.result.createObjectStore(store);
+      for (const store of [...devices, "meta"]) {
+        if (!request.result.objectStoreNames.contains(store)) request.result.createObjectStore(store);
+      }
     };
     return new RecordStore(await done(request));
   }
 
-  /** Writes one `Changes` of device `name` in one transaction. */
+  /** Writes one `Changes` of device (or primary) `name` in one transaction. */
   async apply(name, changes) {
     const tx = this.db.transaction(name, "readwrite");
     const store = tx.objectStore(name);
@@ -40,7 +46,7 @@ export class RecordStore {
     await committed(tx);
   }
 
-  /** Every record of device `name`, as `Device.fromRecords` takes them. */
+  /** Every record of `name`, as `Device.fromRecords` and `Primary.fromRecords` take them. */
   async load(name) {
     const tx = this.db.transaction(name, "readonly");
     const store = tx.objectStore(name);

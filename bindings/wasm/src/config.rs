@@ -6,7 +6,7 @@
 
 use js_sys::{Object, Reflect};
 use ratchetry::calls::CallConfig;
-use ratchetry::devices::PrimaryPolicy;
+use ratchetry::devices::{ListLimits, PrimaryPolicy};
 use ratchetry::fanout::DeviceConfig;
 use wasm_bindgen::prelude::*;
 
@@ -36,10 +36,7 @@ export interface DeviceConfig {
     maxGenerations?: number;
   };
   /** What this device accepts of any account's device list. */
-  lists?: {
-    /** The most companions any account may allow itself (default 16). */
-    maxCompanions?: number;
-  };
+  lists?: ListLimits;
   /** Prekeys. */
   prekeys?: {
     /** Signed prekeys kept, at least 1 (default 3). */
@@ -55,6 +52,11 @@ export interface DeviceConfig {
   };
   /** How long a sent message can be asked for again, in ms (default 7 days). */
   retryWindowMs?: number;
+}
+/** What a device (`DeviceConfig.lists`) or a relay (`ServedLists`) accepts of any account's device list. */
+export interface ListLimits {
+  /** The most companions any account may allow itself (default 16). */
+  maxCompanions?: number;
 }
 /** What a primary applies (the library's `PrimaryPolicy`). Every field is optional. */
 export interface PrimaryPolicy {
@@ -101,6 +103,9 @@ extern "C" {
     /// `CompanionOptions`.
     #[wasm_bindgen(typescript_type = "CompanionOptions")]
     pub type JsCompanionOptions;
+    /// `ListLimits`.
+    #[wasm_bindgen(typescript_type = "ListLimits")]
+    pub type JsListLimits;
     /// `CallConfig`.
     #[wasm_bindgen(typescript_type = "CallConfig")]
     pub type JsCallConfig;
@@ -201,8 +206,7 @@ pub(crate) fn device_config(value: &JsValue) -> Result<DeviceConfig, JsValue> {
     c.group.max_forward_jump = g.u32("maxForwardJump", c.group.max_forward_jump)?;
     c.group.max_skipped_keys = g.u32("maxSkippedKeys", c.group.max_skipped_keys)?;
     c.group.max_generations = g.u32("maxGenerations", c.group.max_generations)?;
-    let l = f.nested("lists", &["maxCompanions"])?;
-    c.lists.max_companions = l.u32("maxCompanions", c.lists.max_companions)?;
+    c.lists = list_limits(&f.get("lists")?, "lists")?;
     let p = f.nested(
         "prekeys",
         &[
@@ -230,6 +234,14 @@ pub(crate) fn device_config(value: &JsValue) -> Result<DeviceConfig, JsValue> {
     k.max_last_resort_uses = p.u32("maxLastResortUses", k.max_last_resort_uses)?;
     c.retry_window_ms = f.u64("retryWindowMs", c.retry_window_ms)?;
     Ok(c)
+}
+
+/// A `ListLimits` object named `what` in messages (absent: the defaults).
+pub(crate) fn list_limits(value: &JsValue, what: &str) -> Result<ListLimits, JsValue> {
+    let f = Fields::of(value, what, &["maxCompanions"])?;
+    let mut l = ListLimits::default();
+    l.max_companions = f.u32("maxCompanions", l.max_companions)?;
+    Ok(l)
 }
 
 /// A `PrimaryPolicy` object (absent: the defaults).

@@ -4,10 +4,8 @@
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rand_core::UnwrapErr;
 use ratchetry::Timestamp;
-use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId};
-use ratchetry::fanout::{
-    EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived, StateChanges,
-};
+use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId, ListCoverage};
+use ratchetry::fanout::{EnvelopeId, Event, Outgoing as LibOutgoing, Received as LibReceived};
 use ratchetry::group::GroupId;
 use wasm_bindgen::prelude::*;
 
@@ -38,6 +36,12 @@ export interface Outbox {
   envelopes: { to: Address; bytes: Uint8Array }[];
   /** For a group send: the one group envelope and every device it must reach. */
   group?: { bytes: Uint8Array; recipients: Address[] };
+  /**
+   * Every device this outbox reaches (pairwise or through the group envelope), each once, in
+   * address order: what the relay checks `coverage` against (`ServedLists.checkCoverage`).
+   * Made when read, from `envelopes` and `group`.
+   */
+  readonly recipients: Address[];
 }
 /** The result of a send. For `needBundles` and `needDeviceLists` nothing changed: fetch, then send again. */
 export type Outgoing =
@@ -57,7 +61,7 @@ export type Received =
   | { kind: "ownCopy"; sender: Address; sentTo: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
   | { kind: "group"; sender: Address; group: Uint8Array; id: Uint8Array; body: Uint8Array; resent: Uint8Array | null }
   | { kind: "senderKey"; sender: Address; group: Uint8Array; keyId: number }
-  | { kind: "historyOffer"; sender: Address; offer: Uint8Array; groups: Uint8Array[] }
+  | { kind: "historyOffer"; sender: Address; offer: HistoryOffer; groups: Uint8Array[] }
   | { kind: "callKey"; sender: Address; message: CallKeyMessage }
   | { kind: "retryRequest"; sender: Address; sendId: number; reason: number; request: RetryRequest }
   | { kind: "withheld"; sender: Address; group: Uint8Array; reason: number }
@@ -69,20 +73,16 @@ export type DeviceEvent =
   | { kind: "identityChanged"; device: Address }
   | { kind: "thisDeviceRemoved" }
   | { kind: "other" };
-/** One stored record: write `value` under `key`, or delete `key` when `value` is null. */
-export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
 /** A retry request envelope and the device to ship it to. */
 export interface RetryEnvelope { to: Address; bytes: Uint8Array }
-/** What one operation changed: write it in one transaction. */
-export interface Changes { replacesAll: boolean; epoch: number; records: StoredRecord[] }
 /** A new account: its primary role, the primary's own device and its first one-time prekeys. */
 export interface NewAccount { primary: Primary; device: Device; upload: PrekeyUpload }
 /** A linked companion: its device, the confirmation for `Primary.confirm`, its first one-time prekeys. */
 export interface LinkedCompanion { device: Device; confirmation: Uint8Array; upload: PrekeyUpload }
 /** A device restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
 export interface RestoredDevice { device: Device; fromBackup: boolean }
-/** The end of history sealing: the last chunks and the offer. */
-export interface SealedHistory { chunks: Uint8Array[]; offer: Uint8Array }
+/** The end of history sealing: the last chunks and the offer (secret: send it with `Device.sendHistoryOffer`). */
+export interface SealedHistory { chunks: Uint8Array[]; offer: HistoryOffer }
 /** Every error thrown is an `Error` named "RatchetryError" with a stable `code`. */
 export interface RatchetryError extends Error { name: "RatchetryError"; code: string }
 "#;
@@ -104,12 +104,6 @@ extern "C" {
     /// `DeviceEvent[]`.
     #[wasm_bindgen(typescript_type = "DeviceEvent[]")]
     pub type JsEvents;
-    /// `Changes`.
-    #[wasm_bindgen(typescript_type = "Changes")]
-    pub type JsChanges;
-    /// `StoredRecord[]`.
-    #[wasm_bindgen(typescript_type = "StoredRecord[]")]
-    pub type JsRecords;
     /// `Uint8Array[]`.
     #[wasm_bindgen(typescript_type = "Uint8Array[]")]
     pub type JsByteArrays;
@@ -157,6 +151,15 @@ pub(crate) fn ts(now: f64) -> Result<Timestamp, JsValue> {
     }
     // In range and finite: the conversion is exact for integers and truncates fractions.
     Ok(Timestamp(now as u64))
+}
+
+/// A `lastEpoch` (the epoch of the state last persisted) from a JavaScript number.
+pub(crate) fn epoch(last_epoch: f64) -> Result<u64, JsValue> {
+    if !(last_epoch.is_finite() && last_epoch >= 0.0) {
+        return Err(binding("binding.bad_input", "lastEpoch must be >= 0"));
+    }
+    // Finite and non-negative: the conversion saturates above u64::MAX and truncates fractions.
+    Ok(last_epoch as u64)
 }
 
 /// A u64 counter as a JavaScript number (epochs and ids stay far below 2^53).
@@ -255,21 +258,28 @@ pub(crate) fn bundles_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Vec<u8>)
         .collect()
 }
 
-/// A stored record's key and value.
-pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
-
-/// `StoredRecord[]` as (key, value) pairs (deletions skipped).
-pub(crate) fn records_in(value: &JsValue) -> Result<Vec<KeyValue>, JsValue> {
+/// A `ListCoverage[]`'s entries (an outbox's `coverage`, as the relay checks it).
+pub(crate) fn coverage_in(value: &JsValue) -> Result<Vec<ListCoverage>, JsValue> {
     let array = value
         .dyn_ref::<Array>()
-        .ok_or_else(|| binding("binding.bad_input", "expected an array of StoredRecord"))?;
-    let mut out = Vec::new();
-    for r in array.iter() {
-        if let Ok(v) = get(&r, "value")?.dyn_into::<Uint8Array>() {
-            out.push((get_bytes(&r, "key")?, v.to_vec()));
-        }
-    }
-    Ok(out)
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of ListCoverage"))?;
+    array
+        .iter()
+        .map(|c| {
+            let version = get(&c, "version")?
+                .as_f64()
+                .filter(|v| v.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(v))
+                .ok_or_else(|| binding("binding.bad_input", "version must be a whole number"))?;
+            let digest = get_bytes(&c, "digest")?
+                .try_into()
+                .map_err(|_| binding("binding.bad_length", "a list digest is 32 bytes"))?;
+            Ok(ListCoverage {
+                account: account(&get_bytes(&c, "account")?)?,
+                version: version as u64,
+                digest,
+            })
+        })
+        .collect()
 }
 
 /// A plain object from (name, value) pairs.
@@ -311,7 +321,24 @@ export function ready(envelopes, coverage, sendId, messageId, group) {
   if (sendId !== undefined) outbox.sendId = sendId;
   if (messageId !== undefined) outbox.messageId = messageId;
   if (group !== undefined) outbox.group = group;
+  Object.defineProperty(outbox, 'recipients', { enumerable: true, get: recipients });
   return { kind: 'ready', outbox };
+}
+// An outbox's `recipients`, made when read (a relay's check needs them, a sender does not),
+// from the addresses it holds: each device once, in the library's address order (account
+// bytes, then device id), as `Outbox::recipients` gives them.
+function recipients() {
+  const order = (a, b) => {
+    for (let i = 0; i < a.account.length; i++) {
+      if (a.account[i] !== b.account[i]) return a.account[i] - b.account[i];
+    }
+    return a.device - b.device;
+  };
+  const all = this.envelopes.map((e) => e.to).concat(this.group ? this.group.recipients : []);
+  all.sort(order);
+  return all
+    .filter((a, i) => i === 0 || order(all[i - 1], a) !== 0)
+    .map((a) => ({ account: a.account.slice(), device: a.device }));
 }
 export function direct(account, device, id, body, resent) {
   return {
@@ -452,7 +479,7 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
         } => object(&[
             ("kind", "historyOffer".into()),
             ("sender", address_out(from)),
-            ("offer", bytes(&offer.to_bytes())),
+            ("offer", crate::history::HistoryOffer::wrap(offer)),
             (
                 "groups",
                 groups.iter().map(|g| bytes(&g.0)).collect::<Array>().into(),
@@ -510,22 +537,4 @@ pub(crate) fn events(list: Vec<Event>) -> JsEvents {
         })
         .collect();
     JsValue::from(array).unchecked_into()
-}
-
-/// A `Changes` object.
-pub(crate) fn changes(c: StateChanges) -> JsChanges {
-    let records: Array = c
-        .records()
-        .iter()
-        .map(|r| {
-            let value = r.value().map_or(JsValue::NULL, bytes);
-            JsValue::from(object(&[("key", bytes(r.key())), ("value", value)]))
-        })
-        .collect();
-    JsValue::from(object(&[
-        ("replacesAll", c.replaces_all().into()),
-        ("epoch", num(c.epoch()).into()),
-        ("records", records.into()),
-    ]))
-    .unchecked_into()
 }

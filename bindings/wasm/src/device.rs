@@ -3,14 +3,15 @@
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{DeviceAddress, DeviceId, SignedDeviceList};
 use ratchetry::fanout;
-use ratchetry::history::HistoryOffer;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
-    self, JsAddress, JsAddresses, JsBundles, JsByteArrays, JsChanges, JsEvents, JsOutgoing,
-    JsReceived, JsRecords, JsRestoredDevice, JsRetryEnvelope, account, num, object, rng, ts,
+    self, JsAddress, JsAddresses, JsBundles, JsByteArrays, JsEvents, JsOutgoing, JsReceived,
+    JsRestoredDevice, JsRetryEnvelope, account, epoch, num, object, rng, ts,
 };
 use crate::error;
+use crate::history::HistoryOffer;
+use crate::records::{self, JsChanges, JsRecords};
 
 /// One device (a web companion, or in a demo a simulated phone's). Every method is
 /// transactional: when it throws, nothing changed. After a call that changed it, persist
@@ -33,14 +34,8 @@ impl Device {
     /// reuses a key. `now` is the restore's time: a device restored from a backup awaits an
     /// own device list issued since before it talks to its own account (`awaitingOwnList`).
     pub fn restore(bytes: &[u8], last_epoch: f64, now: f64) -> Result<JsRestoredDevice, JsValue> {
-        if !(last_epoch.is_finite() && last_epoch >= 0.0) {
-            return Err(error::binding(
-                "binding.bad_input",
-                "lastEpoch must be >= 0",
-            ));
-        }
         let (device, from_backup) =
-            fanout::Device::restore(bytes, last_epoch as u64, ts(now)?).map_err(error::lib)?;
+            fanout::Device::restore(bytes, epoch(last_epoch)?, ts(now)?).map_err(error::lib)?;
         Ok(JsValue::from(object(&[
             ("device", Self::wrap(device).into()),
             ("fromBackup", from_backup.into()),
@@ -51,10 +46,9 @@ impl Device {
     /// Rebuilds a device from every stored record (as `takeChanges()` yielded them).
     #[wasm_bindgen(js_name = fromRecords)]
     pub fn from_records(records: JsRecords) -> Result<Device, JsValue> {
-        let pairs = convert::records_in(&records)?;
+        let records = records::records_in(&records)?;
         let device =
-            fanout::Device::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-                .map_err(error::decode)?;
+            fanout::Device::from_records(records::pairs(&records)).map_err(error::decode)?;
         Ok(Self::wrap(device))
     }
 
@@ -76,10 +70,9 @@ impl Device {
     #[wasm_bindgen(js_name = fromBackupRecords)]
     pub fn from_backup_records(records: JsRecords, now: f64) -> Result<Device, JsValue> {
         let now = ts(now)?;
-        let pairs = convert::records_in(&records)?;
+        let records = records::records_in(&records)?;
         let device =
-            fanout::Device::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-                .map_err(error::decode)?;
+            fanout::Device::from_records(records::pairs(&records)).map_err(error::decode)?;
         Ok(Self::wrap(device.into_restored(now)))
     }
 
@@ -155,7 +148,7 @@ impl Device {
     /// What changed since the last call, as records to write in one transaction.
     #[wasm_bindgen(js_name = takeChanges)]
     pub fn take_changes(&mut self) -> JsChanges {
-        convert::changes(self.inner.take_changes())
+        records::changes(self.inner.take_changes())
     }
 
     /// The version of the device list held for `account`, if any.
@@ -240,15 +233,14 @@ impl Device {
         Ok(convert::outgoing(out))
     }
 
-    /// Sends a history offer (from `HistorySealer`) to another device of this account.
+    /// Sends a history offer (a `HistorySealer`'s) to another device of this account.
     #[wasm_bindgen(js_name = sendHistoryOffer)]
     pub fn send_history_offer(
         &mut self,
         now: f64,
         device: u32,
-        offer: &[u8],
+        offer: &HistoryOffer,
     ) -> Result<JsOutgoing, JsValue> {
-        let offer = HistoryOffer::from_bytes(offer).map_err(error::decode)?;
         let to = DeviceAddress {
             account: self.inner.address().account,
             device: DeviceId(device),
@@ -256,7 +248,7 @@ impl Device {
         let mut rng = rng()?;
         let out = self
             .inner
-            .send_history_offer(&mut rng, ts(now)?, to, &offer)
+            .send_history_offer(&mut rng, ts(now)?, to, &offer.inner)
             .map_err(error::lib)?;
         Ok(convert::outgoing(out))
     }

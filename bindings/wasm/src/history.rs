@@ -1,11 +1,57 @@
 //! History sync: the primary seals its history into chunks and offers it to a new companion
-//! pairwise; the companion opens the chunks as they arrive.
+//! pairwise; the companion opens the chunks as they arrive. The offer holds the stream's key,
+//! so it is a class (`HistoryOffer`) whose bytes come only from `toBytes()`: neither
+//! `String(x)`, `JSON.stringify(x)` nor `console.log(x)` shows them.
 
-use ratchetry::history::{self, HistoryOffer};
+use ratchetry::history;
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{JsByteArrays, JsSealedHistory, byte_array_list, bytes, object, rng};
+use crate::convert::{JsByteArrays, JsSealedHistory, byte_array_list, num, object, rng};
 use crate::error;
+
+/// A sealed history's offer: the key, the chunk count, the length and the digest the
+/// companion opens the chunks with. Secret: send it only with `Device.sendHistoryOffer`
+/// (inside a pairwise session); its bytes come only from `toBytes()`.
+#[wasm_bindgen]
+pub struct HistoryOffer {
+    pub(crate) inner: history::HistoryOffer,
+}
+
+impl HistoryOffer {
+    /// A library offer as the class, for `Received` and `SealedHistory`.
+    pub(crate) fn wrap(inner: history::HistoryOffer) -> JsValue {
+        Self { inner }.into()
+    }
+}
+
+#[wasm_bindgen]
+impl HistoryOffer {
+    /// Parses an offer's bytes (as `toBytes()` wrote them).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<HistoryOffer, JsValue> {
+        let inner = history::HistoryOffer::from_bytes(bytes).map_err(error::decode)?;
+        Ok(Self { inner })
+    }
+
+    /// The bytes (secret: they hold the stream's key), to keep the offer until its chunks
+    /// arrive.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes().to_vec()
+    }
+
+    /// Chunks in the stream (at least 1), for a progress display.
+    #[wasm_bindgen(getter)]
+    pub fn chunks(&self) -> f64 {
+        num(self.inner.chunks())
+    }
+
+    /// Plaintext bytes in the history.
+    #[wasm_bindgen(getter, js_name = totalLength)]
+    pub fn total_length(&self) -> f64 {
+        num(self.inner.total_len())
+    }
+}
 
 /// Seals history incrementally: `push` data, then `finish` for the last chunks and the offer.
 #[wasm_bindgen]
@@ -29,13 +75,13 @@ impl HistorySealer {
         byte_array_list(&self.inner.push(data)).unchecked_into()
     }
 
-    /// Seals the rest: `{ chunks, offer }` (the offer is secret: it holds the key). The sealer
-    /// is consumed.
+    /// Seals the rest: `{ chunks, offer }` (`offer` a `HistoryOffer`, secret: it holds the
+    /// key). The sealer is consumed.
     pub fn finish(self) -> JsSealedHistory {
         let (chunks, offer) = self.inner.finish();
         JsValue::from(object(&[
             ("chunks", byte_array_list(&chunks)),
-            ("offer", bytes(&offer.to_bytes())),
+            ("offer", HistoryOffer::wrap(offer)),
         ]))
         .unchecked_into()
     }
@@ -49,13 +95,13 @@ pub struct HistoryOpener {
 
 #[wasm_bindgen]
 impl HistoryOpener {
-    /// An opener for the history an offer describes.
+    /// An opener for the history an offer describes (a received one's `offer`, or one loaded
+    /// with `HistoryOffer.fromBytes`).
     #[wasm_bindgen(constructor)]
-    pub fn new(offer: &[u8]) -> Result<HistoryOpener, JsValue> {
-        let offer = HistoryOffer::from_bytes(offer).map_err(error::decode)?;
-        Ok(Self {
-            inner: history::HistoryOpener::new(&offer),
-        })
+    pub fn new(offer: &HistoryOffer) -> HistoryOpener {
+        Self {
+            inner: history::HistoryOpener::new(&offer.inner),
+        }
     }
 
     /// Opens the next chunk; returns its plaintext.

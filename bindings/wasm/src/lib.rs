@@ -8,14 +8,18 @@
 //! - `new LinkingCompanion(invitation)` → `request()` → primary's `approve` →
 //!   `complete(now, approval)` links the web companion;
 //! - a `Device` follows device lists, sends and receives 1:1 and group messages, receives a
-//!   history offer (`HistoryOpener`), and persists as bytes (`toBytes`, `Device.restore`) or
-//!   as change records (`takeChanges`, `Device.fromRecords`);
+//!   history offer (`HistoryOffer`, `HistoryOpener`), and persists as bytes (`toBytes`,
+//!   `Device.restore`) or as change records (`takeChanges`, `Device.fromRecords`; a primary
+//!   likewise, `Primary.fromRecords`), each record a `ChangedRecord` whose value shows in no
+//!   string form;
 //! - calls: `Call` (start, join, remove, apply, catch up, SRTP keys), the `CallKeyMessage` a
 //!   device sends (`Device.sendCallKey`) and receives, and the `SrtpKeys` derived; their
 //!   secrets come only from explicit methods, never from a string form;
 //! - options: `createAccount` and `LinkingCompanion.complete` take a device config, a
 //!   primary policy and a one-time prekey count as plain objects, and return the first
-//!   one-time prekey upload.
+//!   one-time prekey upload;
+//! - a relay in JavaScript: `ServedLists` (verified device lists, the coverage check of each
+//!   batch) and `PublishedPreKeys` (one device's uploaded prekeys, one bundle at a time).
 //!
 //! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
 //! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
@@ -34,14 +38,18 @@ mod groups;
 mod history;
 mod prekeys;
 mod primary;
+mod records;
 mod retry;
 mod rng;
+mod server;
 
 pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
-pub use history::{HistoryOpener, HistorySealer};
+pub use history::{HistoryOffer, HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
+pub use records::ChangedRecord;
 pub use retry::RetryRequest;
+pub use server::{PublishedPreKeys, ServedLists};
 
 use wasm_bindgen::prelude::*;
 

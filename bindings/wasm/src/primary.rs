@@ -8,13 +8,28 @@ use ratchetry::fanout;
 use wasm_bindgen::prelude::*;
 
 use crate::config::{self, JsAccountOptions, JsCompanionOptions};
-use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, num, object, rng, ts};
+use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, epoch, num, object, rng, ts};
 use crate::device::Device;
 use crate::error;
 use crate::prekeys::upload;
+use crate::records::{self, JsChanges, JsRecords};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_PRIMARY: &'static str = r#"
+/** A primary rebuilt from its records; `stale` when they were older than `lastEpoch`: `resync` before it signs. */
+export interface RestoredPrimary { primary: Primary; stale: boolean }
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `RestoredPrimary`.
+    #[wasm_bindgen(typescript_type = "RestoredPrimary")]
+    pub type JsRestoredPrimary;
+}
 
 /// The primary's account role: holds the account key, links companions, signs device lists.
-/// Persist `toBytes()` after every change, before publishing the new list.
+/// Persist `takeChanges()` (or `toBytes()`) after every change, before publishing the new
+/// list.
 #[wasm_bindgen]
 pub struct Primary {
     inner: devices::Primary,
@@ -57,15 +72,35 @@ pub fn create_account(
 impl Primary {
     /// Restores a primary from `toBytes()`; `lastEpoch` as for devices.
     pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<Primary, JsValue> {
-        if !(last_epoch.is_finite() && last_epoch >= 0.0) {
-            return Err(error::binding(
-                "binding.bad_input",
-                "lastEpoch must be >= 0",
-            ));
-        }
         let (inner, _stale) =
-            devices::Primary::restore(bytes, last_epoch as u64).map_err(error::decode)?;
+            devices::Primary::restore(bytes, epoch(last_epoch)?).map_err(error::decode)?;
         Ok(Self { inner })
+    }
+
+    /// Rebuilds a primary from every stored record (as `takeChanges()` yielded them);
+    /// `lastEpoch` is the epoch of the last unit written (0 if unknown), so that a stale
+    /// store is detected as `Primary.restore` detects a stale snapshot: `{ primary, stale }`,
+    /// and a stale primary must `resync` before it signs (`needsResync()`).
+    #[wasm_bindgen(js_name = fromRecords)]
+    pub fn from_records(records: JsRecords, last_epoch: f64) -> Result<JsRestoredPrimary, JsValue> {
+        let last_epoch = epoch(last_epoch)?;
+        let records = records::records_in(&records)?;
+        let (inner, stale) =
+            devices::Primary::restore_from_records(records::pairs(&records), last_epoch)
+                .map_err(error::decode)?;
+        Ok(JsValue::from(object(&[
+            ("primary", Self { inner }.into()),
+            ("stale", stale.into()),
+        ]))
+        .unchecked_into())
+    }
+
+    /// What changed since the last call, as records to write in one transaction before
+    /// publishing what the primary signed. The first call, and the first after a restore from
+    /// bytes, holds every record and `replacesAll`.
+    #[wasm_bindgen(js_name = takeChanges)]
+    pub fn take_changes(&mut self) -> JsChanges {
+        records::changes(self.inner.take_changes())
     }
 
     /// The account key (32 bytes).

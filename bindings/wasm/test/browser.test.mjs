@@ -77,6 +77,10 @@ test("the demo page links a web companion and every device decrypts its messages
     `[group] alice#${demo.webId}: Group: booked, from the web`,
   ]);
   assert.equal(demo.restoredFromBackup, false);
+  // The relay checked the coverage of every batch it queued, and its bundles carried one-time
+  // prekeys (the phone's to the companion, Bob's to both of Alice's devices).
+  assert.ok(demo.relay.checked >= 10, JSON.stringify(demo.relay));
+  assert.equal(demo.relay.oneTime, 3);
   // Errors are RatchetryErrors with a stable code and a readable message.
   assert.equal(demo.replay.name, "RatchetryError");
   assert.equal(demo.replay.code, "fanout.duplicate");
@@ -125,13 +129,19 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
   assert.equal(first.error, undefined, `the first visit failed: ${first.error}`);
   assert.deepEqual(texts(first.web), ["bob#1: Hi Alice, before your reload"]);
   assert.deepEqual(texts(first.bob), [`alice#2: Hi Bob, from the browser`]);
+  assert.ok(first.relay.checked > 0 && first.relay.oneTime > 0, JSON.stringify(first.relay));
 
   await page.reload();
   await settled(2);
   const second = await page.evaluate(() => window.companion);
   assert.equal(second.error, undefined, `the visit after the reload failed: ${second.error}`);
-  // Every device was rebuilt from its own records, nothing from memory.
-  for (const n of ["phone", "web", "bob"]) assert.ok(second.loaded[n] > 0, `${n} had no records`);
+  // Every device and Alice's primary were rebuilt from their own records, nothing from memory;
+  // the primary, current (not stale), renewed the list, which every device followed; the relay
+  // came back from its snapshot (its lists and each device's prekeys) and checked each batch.
+  for (const n of ["phone", "web", "bob", "primary"]) assert.ok(second.loaded[n] > 0, `${n} had no records`);
+  assert.deepEqual(second.primary, { stale: false, versions: [2, 3], webConfirmed: true });
+  assert.ok(second.relay.checked > 0, JSON.stringify(second.relay));
+  assert.equal(second.relay.pooled, 3);
   // The message sent while the page was closed, then a conversation on the rebuilt sessions
   // and sender keys.
   assert.deepEqual(texts(second.web), [
@@ -154,6 +164,25 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+/**
+ * The console's own rendering of every object a scenario's `secretsShown` logged shows no
+ * secret (`needles`), and the control's does: `count` objects were logged besides it.
+ */
+function assertConsoleShowsNoSecret(shown, needles, count) {
+  const checked = shown.filter((t) => t.startsWith("secrets check"));
+  assert.equal(checked.filter((t) => !t.startsWith("secrets check control")).length, count, "every object was logged");
+  assert.ok(checked.some((t) => t.startsWith("secrets check control")), "the control was logged");
+  for (const text of checked) {
+    const showsSecret = needles.some((n) => text.includes(n));
+    assert.equal(showsSecret, text.startsWith("secrets check control"), `console rendering: ${text.slice(0, 200)}`);
+  }
+}
+
+/** Every scenario's batches went through the relay's coverage check; bundles carried one-time prekeys. */
+function assertThroughRelay(relay) {
+  assert.ok(relay.checked > 0 && relay.oneTime > 0, `the relay: ${JSON.stringify(relay)}`);
+}
 
 /** Runs one export of test/scenarios.js in a fresh page; returns its result and the console. */
 async function scenario(name) {
@@ -227,12 +256,8 @@ test("calls: a call key sent by one device yields the same SRTP keys at another;
   // The control: a key in a plain object shows in JSON and in the inspection (String gives
   // "[object Object]"), so the check can fail.
   assert.deepEqual([...new Set(r.control)], ["control json", "control inspect"]);
-  const checked = shown.filter((t) => t.startsWith("secrets check"));
-  assert.equal(checked.length, 7, "every object was logged");
-  for (const text of checked) {
-    const showsSecret = r.needles.some((n) => text.includes(n));
-    assert.equal(showsSecret, text.startsWith("secrets check control"), `console rendering: ${text.slice(0, 200)}`);
-  }
+  assertConsoleShowsNoSecret(shown, r.needles, 6);
+  assertThroughRelay(r.relay);
 });
 
 test("one-time prekeys: a bundle carrying them consumes one of each; counts, last-resort uses, caps from the config", async () => {
@@ -247,6 +272,11 @@ test("one-time prekeys: a bundle carrying them consumes one of each; counts, las
   assert.deepEqual(r.afterOneTime, [7, 7, 0], "one of each kind used, the last-resort key not");
   assert.deepEqual(r.afterLastResort, [7, 7, 1], "a bundle without them uses the last-resort key");
   assert.deepEqual(r.rebuilt, [7, 7, 1]);
+  // The relay's bundle took the lowest ids of Bob's upload from his pool: the very bundle his
+  // device makes for them.
+  assert.ok(r.sameAsDevice);
+  assert.deepEqual([r.relay.before, r.relay.after], [{ oneTime: 5, kem: 5 }, { oneTime: 4, kem: 4 }]);
+  assertThroughRelay(r.relay);
   // config.prekeys caps what a device makes (default: what it was asked for).
   assert.deepEqual(r.capped, { upload: [4, 2], counts: [4, 2, 0] });
   assert.deepEqual(r.uncapped, [10, 10, 0]);
@@ -262,6 +292,8 @@ test("one-time prekeys: a bundle carrying them consumes one of each; counts, las
 test("policies and configs change what a primary and a device accept; history offers name their groups", async () => {
   const { result: r } = await scenario("policies");
   assert.deepEqual(r.web, { prekeys: 2, kem: 2, counts: [2, 2] });
+  assert.deepEqual(r.afterOffer, [1, 1], "the relay's bundle for the companion carried one of each");
+  assertThroughRelay(r.relay);
   assert.equal(r.second, "device.too_many_companions", "policy.account.maxCompanions = 1");
   assert.equal(r.secondByDefault, "no error", "the default allows more");
   assert.match(r.late, /^device\./);
@@ -272,10 +304,15 @@ test("policies and configs change what a primary and a device accept; history of
   assert.equal(r.offer.kind, "historyOffer");
   assert.deepEqual(r.offer.groups, [r.offer.group]);
   assert.deepEqual(r.offer.webGroups, [r.offer.group]);
+  // The offer is a HistoryOffer (received and sealed), kept as bytes and loaded back to open.
+  assert.ok(r.offer.isClass && r.offer.sealedIsClass);
+  assert.deepEqual([r.offer.chunks, r.offer.totalLength, r.offer.opened], [[1, 1], 19, "the history, sealed"]);
   assert.deepEqual(r.refused, {
     badPolicy: "binding.bad_input",
     badOptions: "binding.bad_input",
     badCompanion: "binding.bad_input",
+    badOffer: "decode.unknown_version",
+    offerTruncated: "decode.truncated",
   });
 });
 
@@ -314,6 +351,102 @@ test("message ids, resends, outbox coverage, groups and accounts", async () => {
     badAddress: "binding.bad_input",
     badRequest: "decode.unknown_version",
   });
+  assertThroughRelay(r.relay);
+});
+
+test("the relay's helpers: served lists, the coverage check of each batch, published prekeys", async () => {
+  const { result: r } = await scenario("relay");
+  // Lists: served as published; a newer one replaces it; refusals leave it served.
+  assert.deepEqual([r.lists.served, r.lists.unknown, r.lists.version, r.lists.afterRefusals, r.lists.lenient], [true, true, 2, true, "no error"]);
+  assert.deepEqual(r.lists.refused, {
+    rollback: "device.rollback",
+    wrongAccount: "device.wrong_account",
+    garbage: "decode.unknown_version",
+    badAccount: "binding.bad_length",
+    ceiling: "device.policy_above_ceiling",
+    badLimits: "binding.bad_input",
+  });
+  // A batch made under the old list is refused as stale; after following the list, it
+  // reaches both of Alice's devices and the companion reads it.
+  assert.equal(r.coverage.stale, "server.stale_list");
+  assert.equal(r.coverage.staleRecipients, 1);
+  assert.deepEqual(r.coverage.recipients, [1, 2]);
+  assert.deepEqual([r.coverage.version, r.coverage.webRead, r.coverage.accepted], [2, "direct", "no error"]);
+  assert.deepEqual(r.coverage.refused, {
+    leftOut: "server.device_left_out",
+    notListed: "server.not_listed",
+    uncovered: "server.uncovered",
+    oldVersion: "server.stale_list",
+    coveredTwice: "server.covered_twice",
+    badDigest: "binding.bad_length",
+    badVersion: "binding.bad_input",
+    notAnArray: "binding.bad_input",
+    badTime: "binding.bad_time",
+    badSender: "binding.bad_input",
+  });
+  // Prekeys: one key of each kind per bundle; refusals change neither pools nor base.
+  const p = r.prekeys;
+  assert.ok(p.address);
+  assert.deepEqual(p.start, [20, 20]);
+  assert.deepEqual(p.refused, {
+    duplicate: "server.duplicate_prekey_id",
+    othersUpload: "x3dh.bad_kem_prekey_signature",
+    garbage: "decode.unknown_version",
+    othersBase: "server.identity_mismatch",
+    badBase: "decode.unknown_version",
+    badTime: "binding.bad_time",
+    notABase: "server.not_a_base_bundle",
+    wrongIdentity: "server.identity_mismatch",
+    unknownAccount: "server.unknown_account",
+    notInList: "device.not_in_list",
+    badAddress: "binding.bad_input",
+    badParts: "decode.unknown_version",
+  });
+  assert.ok(p.unchanged, "the refusals changed the pools or the base");
+  assert.ok(p.rebuilt, "fromParts rebuilds the same pools and serves the same next bundle");
+  assert.deepEqual([p.afterOne, p.afterAdd, p.afterCarol], [[19, 19], [22, 22], [21, 21]]);
+  assert.ok(p.replaced, "replaceBase took the rotated base and kept the pools");
+  assert.equal(p.carolRead, "direct", "a bundle of the rotated base opens at Bob");
+  assert.ok(p.drained, "a drained pool serves the base alone");
+  assertThroughRelay(r.relay);
+});
+
+test("a primary's change records: written per operation, rebuilt after a restart, a stale store detected", async () => {
+  const { result: r } = await scenario("primaryRecords");
+  assert.deepEqual(r.units, { first: { replacesAll: true, records: 4 }, nothing: 0, epochs: true });
+  // Rebuilt from its records it is the same primary, and signs on (the unlink reaches the phone).
+  assert.deepEqual(r.restarted, {
+    stale: false, needsResync: false, account: true, list: true, epoch: true, confirmed: true, bytes: true,
+    next: { replacesAll: false, records: true, epoch: true }, events: ["deviceRemoved"], again: true, fromBytes: true,
+  });
+  // An older store than the last unit written: stale, refuses to sign until it resyncs.
+  assert.deepEqual(r.staleStore, { stale: true, needsResync: true, renew: "device.resync_required", resynced: true, version: true });
+  assert.deepEqual(r.refused, {
+    empty: "decode.missing_record",
+    notAnArray: "binding.bad_input",
+    notBytes: "binding.bad_input",
+    notARecord: "binding.bad_input",
+    badEpoch: "binding.bad_input",
+    negativeEpoch: "binding.bad_input",
+    corrupted: "decode.truncated",
+    deviceRecords: "decode.unknown_type",
+    primaryAsDevice: "decode.unknown_type",
+  });
+  assert.ok(r.unchanged, "a refusal changed the store or the primary");
+});
+
+test("no secret in any string form of history offers, change records, restored primaries or the relay's helpers", async () => {
+  const { result: r, console: shown } = await scenario("secrets");
+  // The offers and records are classes; what they hold comes only from their methods.
+  assert.deepEqual(r.classes, { offer: true, sealed: true, records: true });
+  assert.deepEqual(r.found, [true, true], "a device record and a primary record with key material");
+  assert.ok(r.secrets > 10, `${r.secrets} secrets checked`);
+  // No offer key nor record value in String(x), JSON.stringify(x), the inspection, or the
+  // console's rendering of any of them.
+  assert.deepEqual(r.leaked, []);
+  assert.deepEqual([...new Set(r.control)], ["control json", "control inspect"]);
+  assertConsoleShowsNoSecret(shown, r.needles, r.logged);
+  assertThroughRelay(r.relay);
 });
 
 test("timing in the browser (RATCHETRY_BENCH=1)", { skip: !process.env.RATCHETRY_BENCH }, async () => {

@@ -3,11 +3,13 @@
 // that drifts from what an app writes (a renamed method, a union that lost a case, a wrong
 // field type) fails the check.
 import init, {
-  createAccount, Call, CallKeyMessage, Device, LinkingCompanion, Primary, RetryRequest, SrtpKeys,
+  createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
+  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, RetryRequest, ServedLists, SrtpKeys,
   envelopeId,
   type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
-  type CompanionOptions, type DeviceConfig, type ListCoverage, type Outgoing, type Outbox,
-  type PrekeyUpload, type PrimaryPolicy, type Received, type RestoredCall, type StoredRecord,
+  type CompanionOptions, type DeviceConfig, type ListCoverage, type ListLimits, type Outgoing,
+  type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
+  type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
   type RatchetryError,
 } from "ratchetry-wasm";
 
@@ -146,12 +148,74 @@ function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: U
 /** Writes one operation's records (the app's storage, here a Map). */
 function apply(store: Map<string, Uint8Array>, changes: Changes): void {
   if (changes.replacesAll) store.clear();
-  const records: StoredRecord[] = changes.records;
+  const changed: ChangedRecord[] = changes.records;
+  const records: StoredRecord[] = changed;
   for (const { key, value } of records) {
     const k = Array.from(key).join(",");
     if (value === null) store.delete(k);
     else store.set(k, value);
   }
+}
+
+/** A relay in JavaScript: lists verified when published, each batch checked, bundles from pools. */
+class Relay {
+  readonly lists: ServedLists;
+  readonly prekeys = new Map<string, PublishedPreKeys>();
+  constructor(limits?: ListLimits) {
+    this.lists = new ServedLists(limits);
+  }
+  publish(primary: Primary): number {
+    return this.lists.publish(primary.accountKey(), primary.deviceList());
+  }
+  upload(device: Device, upload: PrekeyUpload): PoolCounts {
+    const keys = new PublishedPreKeys(Date.now(), device.address(), device.prekeyBundle(), this.lists);
+    keys.add(upload.bytes);
+    this.prekeys.set(String(device.address().device), keys);
+    return keys.remaining();
+  }
+  bundle(device: Address): Uint8Array {
+    const keys = this.prekeys.get(String(device.device));
+    if (keys === undefined) throw new Error("no prekeys published");
+    const stored: [Address, Uint8Array, Uint8Array] = [keys.address(), keys.base(), keys.pooled()];
+    const rebuilt: PublishedPreKeys = PublishedPreKeys.fromParts(Date.now(), ...stored, this.lists);
+    rebuilt.replaceBase(Date.now(), stored[1], this.lists);
+    return keys.takeBundle();
+  }
+  list(account: Uint8Array): Uint8Array {
+    const list: Uint8Array | undefined = this.lists.list(account);
+    if (list === undefined) throw new Error("no list served");
+    return list;
+  }
+  /** Accepts a batch if it covers the lists served (throws `server.*` otherwise). */
+  accept(sender: Address, outbox: Outbox): Outbox {
+    const recipients: Address[] = outbox.recipients;
+    const coverage: ListCoverage[] = outbox.coverage;
+    this.lists.checkCoverage(Date.now(), sender, recipients, coverage);
+    return outbox;
+  }
+}
+
+/** History sync on the companion's side: the offer is a class, kept as bytes if need be. */
+function openHistory(r: Received, chunks: Uint8Array[]): Uint8Array[] {
+  if (r.kind !== "historyOffer") return [];
+  const offer: HistoryOffer = r.offer;
+  const kept: Uint8Array = offer.toBytes();
+  const opener = new HistoryOpener(HistoryOffer.fromBytes(kept));
+  const opened = chunks.map((c) => opener.push(c));
+  opener.finish();
+  const progress: number = offer.chunks + offer.totalLength;
+  void progress;
+  return opened;
+}
+
+/** The primary's records, written per operation and read back after a restart. */
+function restartPrimary(primary: Primary, store: Map<string, Uint8Array>): Primary {
+  const changes: Changes = primary.takeChanges();
+  apply(store, changes);
+  const loaded: StoredRecord[] = Array.from(store, ([k, value]) => ({ key: new Uint8Array(k.split(",").map(Number)), value }));
+  const restored: RestoredPrimary = Primary.fromRecords(loaded, changes.epoch);
+  if (restored.stale) restored.primary.resync(Date.now(), primary.deviceList());
+  return restored.primary;
 }
 
 export async function app(): Promise<string[]> {
@@ -170,18 +234,25 @@ export async function app(): Promise<string[]> {
   const linked = companion.complete(Date.now(), primary.approve(Date.now(), companion.request()), companionOptions);
   const published: Uint8Array[] = [...prekeys(device, upload), ...prekeys(linked.device, linked.upload)];
   const id: number = primary.confirm(linked.confirmation);
+  const relay = new Relay({ maxCompanions: 8 });
+  relay.publish(restartPrimary(primary, new Map()));
+  const pool: PoolCounts = relay.upload(linked.device, linked.upload);
+  const sealer = new HistorySealer();
+  const sealed: SealedHistory = sealer.finish();
+  const offerOut = device.sendHistoryOffer(Date.now(), id, sealed.offer);
+  if (offerOut.kind === "ready") relay.accept(device.address(), offerOut.outbox);
   const restored: Primary = Primary.restore(primary.toBytes(), primary.stateEpoch());
   device.rotateSignedPrekey(Date.now());
   const stale: Address[] = device.sessionsWithoutPqRatchet();
   const epochs: (number | undefined)[] = stale.map((d) => device.pqRatchetEpoch(d));
   const store = new Map<string, Uint8Array>();
   apply(store, linked.device.takeChanges());
-  const outbox = sendAll(
+  const outbox = relay.accept(device.address(), sendAll(
     device,
     () => device.send(Date.now(), restored.accountKey(), new Uint8Array([1])),
-    () => device.prekeyBundle(),
-    () => primary.deviceList(),
-  );
+    (d) => relay.bundle(d),
+    (a) => relay.list(a),
+  ));
   const shown: string[] = [];
   const calls = new Map<number, Call>();
   let held: Call | undefined;
@@ -194,7 +265,7 @@ export async function app(): Promise<string[]> {
       if (key) shown.push(`${key[0].length} ${key[1] === null ? "" : "(resent)"}`);
       const answer = answerCall(device, r, calls);
       if (answer) shown.push(answer.kind);
-      shown.push(describe(r));
+      shown.push(describe(r), String(openHistory(r, sealed.chunks).length));
     } catch (err) {
       const e2 = err as RatchetryError;
       shown.push(`${e2.code} (device ${id})`);
@@ -211,6 +282,6 @@ export async function app(): Promise<string[]> {
   );
   shown.push(String(rebuilt.stateEpoch()), ...epochs.map(String), String(published.length));
   shown.push(String(housekeeping(device, outbox, new Uint8Array(32), restored.accountKey())));
-  shown.push(String(callOutbox?.envelopes.length), String(held?.epoch));
+  shown.push(String(callOutbox?.envelopes.length), String(held?.epoch), String(pool.oneTime + pool.kem));
   return shown;
 }

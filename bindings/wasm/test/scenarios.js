@@ -1,10 +1,13 @@
 // Scenarios of the app-facing API beyond the demo, run in the browser by browser.test.mjs
 // (test/page.html loads nothing; the test imports this module into it and calls one export
 // per test). Each returns plain data for the test to assert on: what the wasm reported, and
-// the codes of what it refused. Devices talk directly here (no relay): the envelopes an outbox
-// names are handed to their recipients' devices.
+// the codes of what it refused. The envelopes go through a small relay (`World`) that runs the
+// library's relay helpers as a server would: the lists it serves are verified when published
+// (`ServedLists`), every batch passes the coverage check before it is delivered, and bundles
+// come from each device's `PublishedPreKeys`, with one-time prekeys while its pools last.
 import init, {
-  createAccount, Call, CallKeyMessage, Device, LinkingCompanion, HistorySealer, RetryRequest,
+  createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
+  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, RetryRequest, ServedLists,
   envelopeId,
 } from "../pkg/ratchetry_wasm.js";
 
@@ -18,21 +21,50 @@ function code(f) {
   try { f(); return "no error"; } catch (e) { return e.code === undefined ? `untyped ${e}` : e.code; }
 }
 
-/** Devices by address, for bundles and deliveries. */
+/**
+ * The relay: devices by address, the lists it serves, each device's published prekeys, and
+ * what it did (`checked` batches passed the coverage check, `oneTime` bundles it served
+ * carried a one-time prekey).
+ */
 class World {
-  constructor() { this.devices = new Map(); }
-  add(device) { this.devices.set(addrKey(device.address()), device); return device; }
+  constructor() {
+    Object.assign(this, { devices: new Map(), served: new ServedLists(), published: new Map(), checked: 0, oneTime: 0 });
+  }
+  /** Serves an account's current list (verified: its signature, no rollback). */
+  publish(primary) { this.served.publish(primary.accountKey(), primary.deviceList()); }
+  /** A new account (`createAccount`'s result): its list served, its device and upload added. */
+  account(x) { this.publish(x.primary); this.add(x.device, x.upload); return x; }
+  /** A device whose account's list is served: its base bundle and one-time prekeys published. */
+  add(device, upload) {
+    const keys = new PublishedPreKeys(now(), device.address(), device.prekeyBundle(), this.served);
+    if (upload) keys.add(upload.bytes);
+    this.published.set(addrKey(device.address()), keys);
+    this.devices.set(addrKey(device.address()), device);
+    return device;
+  }
   device(a) { return this.devices.get(addrKey(a)); }
-  /** Runs a send until it is ready, with each device's own bundle (no one-time prekey). */
-  ready(device, op, bundle = (d) => this.device(d).prekeyBundle()) {
+  /** What a bundle fetch returns: one carrying one-time prekeys while the device's pools last. */
+  bundle(a) {
+    const keys = this.published.get(addrKey(a));
+    if (keys.remaining().oneTime > 0) this.oneTime++;
+    return keys.takeBundle();
+  }
+  /** Runs a send until it is ready and the relay accepts its batch (the coverage check). */
+  ready(device, op, bundle = (d) => this.bundle(d)) {
     for (let i = 0; i < 4; i++) {
       const out = op();
-      if (out.kind === "ready") return out.outbox;
+      if (out.kind === "ready") {
+        this.served.checkCoverage(now(), device.address(), out.outbox.recipients, out.outbox.coverage);
+        this.checked++;
+        return out.outbox;
+      }
       if (out.kind === "needBundles") device.startSessions(now(), out.devices.map((d) => ({ device: d, bundle: bundle(d) })));
       else throw new Error(`${out.kind}: follow the lists first`);
     }
     throw new Error("send did not become ready");
   }
+  /** What the relay did, for the test to check that every scenario went through it. */
+  get stats() { return { checked: this.checked, oneTime: this.oneTime }; }
   /** The envelope an outbox has for `to`. */
   static envelope(outbox, to) {
     const e = outbox.envelopes.find((e) => addrKey(e.to) === addrKey(to));
@@ -43,10 +75,9 @@ class World {
 
 /** Two accounts that follow each other's lists. */
 function twoAccounts(world, aliceOptions, bobOptions) {
-  const alice = createAccount(now(), aliceOptions);
-  const bob = createAccount(now(), bobOptions);
+  const alice = world.account(createAccount(now(), aliceOptions));
+  const bob = world.account(createAccount(now(), bobOptions));
   for (const x of [alice, bob]) {
-    world.add(x.device);
     for (const y of [alice, bob]) x.device.updateDeviceList(now(), y.primary.accountKey(), y.primary.deviceList());
   }
   return { alice, bob };
@@ -104,8 +135,7 @@ export async function calls() {
   await init();
   const world = new World();
   const { alice, bob } = twoAccounts(world);
-  const carol = createAccount(now());
-  world.add(carol.device);
+  const carol = world.account(createAccount(now()));
   for (const d of [alice.device, bob.device, carol.device])
     for (const p of [alice.primary, bob.primary, carol.primary]) d.updateDeviceList(now(), p.accountKey(), p.deviceList());
   const [a, b, c] = [alice.device.address(), bob.device.address(), carol.device.address()];
@@ -193,7 +223,7 @@ export async function calls() {
   );
   // The control: a secret in a plain object is caught by every form, so the check can fail.
   const control = secretsShown({ control: { key: srtp.masterKey() } }, [srtp.masterKey()]);
-  return { oneToOne, groupCall, refused, leaked: check.leaked, needles: check.needles, control: control.leaked };
+  return { oneToOne, groupCall, refused, leaked: check.leaked, needles: check.needles, control: control.leaked, relay: world.stats };
 }
 
 // ---- One-time prekeys and configs ----
@@ -202,8 +232,7 @@ export async function prekeys() {
   await init();
   const world = new World();
   const { alice, bob } = twoAccounts(world, undefined, { oneTimePrekeys: 5 });
-  const carol = createAccount(now());
-  world.add(carol.device);
+  const carol = world.account(createAccount(now()));
   for (const p of [bob.primary, carol.primary]) carol.device.updateDeviceList(now(), p.accountKey(), p.deviceList());
   bob.device.updateDeviceList(now(), carol.primary.accountKey(), carol.primary.deviceList());
   const counts = (d) => [d.oneTimePrekeysRemaining(), d.oneTimeKemPrekeysRemaining(), d.lastResortUses()];
@@ -211,14 +240,20 @@ export async function prekeys() {
   const atStart = counts(bob.device);
   const more = bob.device.generateOneTimePrekeys(now(), 3);
   const afterMore = counts(bob.device);
-  // Alice starts her session from a bundle carrying one key of each kind: Bob uses both.
+  // Alice starts her session from the relay's bundle, which carries one key of each kind of
+  // Bob's upload (the lowest ids): the bundle Bob's device makes for those ids. Bob uses both.
   const b = bob.device.address();
-  const withKeys = bob.device.prekeyBundle(upload.prekeyIds[0], upload.kemPrekeyIds[0]);
-  const out = world.ready(alice.device, () => alice.device.send(now(), bob.primary.accountKey(), new Uint8Array([1])), () => withKeys);
+  const pool = world.published.get(addrKey(b));
+  const relayBefore = pool.remaining();
+  const deviceBundle = bob.device.prekeyBundle(upload.prekeyIds[0], upload.kemPrekeyIds[0]);
+  let withKeys;
+  const out = world.ready(alice.device, () => alice.device.send(now(), bob.primary.accountKey(), new Uint8Array([1])), (d) => (withKeys = world.bundle(d)));
   const read = bob.device.receive(now(), World.envelope(out, b));
   const afterOneTime = counts(bob.device);
-  // Carol starts from a bundle without one: Bob's last-resort ML-KEM prekey starts it.
-  const out2 = world.ready(carol.device, () => carol.device.send(now(), bob.primary.accountKey(), new Uint8Array([2])));
+  const relayAfter = pool.remaining();
+  // Carol starts from a bundle without one (the device's own, not the relay's): Bob's
+  // last-resort ML-KEM prekey starts it.
+  const out2 = world.ready(carol.device, () => carol.device.send(now(), bob.primary.accountKey(), new Uint8Array([2])), () => bob.device.prekeyBundle());
   bob.device.receive(now(), World.envelope(out2, b));
   const afterLastResort = counts(bob.device);
   // Restart from records: the counts persist.
@@ -232,6 +267,8 @@ export async function prekeys() {
     more: { prekeys: more.prekeyIds.length, kem: more.kemPrekeyIds.length, after: more.prekeyIds[0] > upload.prekeyIds[4] },
     atStart, afterMore, afterOneTime, afterLastResort, rebuilt: counts(rebuilt), read: read.kind,
     bundleLonger: withKeys.length > bob.device.prekeyBundle().length,
+    sameAsDevice: same(withKeys, deviceBundle),
+    relay: { before: relayBefore, after: relayAfter, ...world.stats },
     capped: { upload: [capped.upload.prekeyIds.length, capped.upload.kemPrekeyIds.length], counts: counts(capped.device) },
     uncapped: counts(uncapped.device),
     refused: {
@@ -280,20 +317,38 @@ export async function policies() {
   const group = new Uint8Array(32).fill(7);
   alice.device.setGroupMembers(group, [alice.primary.accountKey(), defaults.primary.accountKey()]);
   const sealer = new HistorySealer();
+  const history = new TextEncoder().encode("the history, sealed");
+  const chunks = sealer.push(history);
   const sealed = sealer.finish();
+  chunks.push(...sealed.chunks);
   const webAddr = web.device.address();
+  const webCounts = [web.device.oneTimePrekeysRemaining(), web.device.oneTimeKemPrekeysRemaining()];
+  // Through the relay: the session to the companion starts from a bundle with its one-time keys.
   const world = new World();
-  world.add(alice.device); world.add(web.device);
+  world.publish(alice.primary);
+  world.add(alice.device, alice.upload); world.add(web.device, web.upload);
   const out = world.ready(alice.device, () => alice.device.sendHistoryOffer(t, webAddr.device, sealed.offer));
   const offer = web.device.receive(t, World.envelope(out, webAddr));
+  // The offer is a class: opened as it came, or kept as bytes and loaded back.
+  const opener = new HistoryOpener(HistoryOffer.fromBytes(offer.offer.toBytes()));
+  const opened = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => Array.from(opener.push(c)))));
+  opener.finish();
   return {
-    web: { prekeys: web.upload.prekeyIds.length, kem: web.upload.kemPrekeyIds.length, counts: [web.device.oneTimePrekeysRemaining(), web.device.oneTimeKemPrekeysRemaining()] },
+    web: { prekeys: web.upload.prekeyIds.length, kem: web.upload.kemPrekeyIds.length, counts: webCounts },
+    afterOffer: [web.device.oneTimePrekeysRemaining(), web.device.oneTimeKemPrekeysRemaining()],
+    relay: world.stats,
     second, secondByDefault, late, expired, ceiling, lenient, confirmed, unconfirmed,
-    offer: { kind: offer.kind, groups: offer.groups.map(hex), group: hex(group), webGroups: web.device.groups().map(hex) },
+    offer: {
+      kind: offer.kind, groups: offer.groups.map(hex), group: hex(group), webGroups: web.device.groups().map(hex),
+      isClass: offer.offer instanceof HistoryOffer, sealedIsClass: sealed.offer instanceof HistoryOffer,
+      chunks: [offer.offer.chunks, chunks.length], totalLength: offer.offer.totalLength, opened,
+    },
     refused: {
       badPolicy: code(() => createAccount(t, { policy: { account: { maxCompanions: "2" } } })),
       badOptions: code(() => createAccount(t, { polcy: {} })),
       badCompanion: code(() => new LinkingCompanion(alice.primary.invite(t)).complete(t, new Uint8Array(4), { config: { retryWindowMs: -5 } })),
+      badOffer: code(() => HistoryOffer.fromBytes(new Uint8Array([1, 2, 3]))),
+      offerTruncated: code(() => HistoryOffer.fromBytes(offer.offer.toBytes().slice(0, 40))),
     },
   };
 }
@@ -383,5 +438,256 @@ export async function messages() {
     badAddress: code(() => alice.device.hasSession({ account: ak, device: -3 })),
     badRequest: code(() => RetryRequest.fromBytes(new Uint8Array([0, 1]))),
   };
-  return { direct, backups, resent, groups, accounts, refused };
+  return { direct, backups, resent, groups, accounts, refused, relay: world.stats };
+}
+
+// ---- The relay's helpers: served lists, the coverage check, published prekeys ----
+
+export async function relay() {
+  await init();
+  const world = new World();
+  const { alice, bob } = twoAccounts(world);
+  const served = world.served;
+  const [ak, bk] = [alice.primary.accountKey(), bob.primary.accountKey()];
+  const b = bob.device.address();
+  const text = new TextEncoder();
+  const stranger = createAccount(now());
+
+  // ServedLists: it serves what was published; nothing for an account it does not know.
+  const v1 = alice.primary.deviceList();
+  const lists = { served: same(served.list(ak), v1), unknown: served.list(stranger.primary.accountKey()) === undefined };
+
+  // Bob writes to Alice's one device; then Alice links a companion and the relay serves the
+  // new list while Bob still holds the old one: his next batch is refused as stale, and goes
+  // through once he follows the list.
+  const send = () => bob.device.send(now(), ak, text.encode("to every device of Alice's"));
+  world.ready(bob.device, send);
+  const linking = new LinkingCompanion(alice.primary.invite(now()));
+  const linked = linking.complete(now(), alice.primary.approve(now(), linking.request()));
+  const webId = alice.primary.confirm(linked.confirmation);
+  const v2 = alice.primary.deviceList();
+  lists.version = served.publish(ak, v2);
+  world.add(linked.device, linked.upload);
+  for (const d of [alice.device, linked.device]) d.updateDeviceList(now(), ak, v2);
+  const staleOut = send().outbox;
+  const stale = code(() => served.checkCoverage(now(), b, staleOut.recipients, staleOut.coverage));
+  bob.device.updateDeviceList(now(), ak, served.list(ak));
+  bob.device.notDelivered(staleOut.sendId, staleOut.recipients);
+  const fresh = world.ready(bob.device, send);
+  linked.device.updateDeviceList(now(), bk, served.list(bk));
+  const webRead = linked.device.receive(now(), World.envelope(fresh, linked.device.address()));
+  const coverage = {
+    stale, recipients: fresh.recipients.map((a) => a.device).sort(), staleRecipients: staleOut.recipients.length,
+    webRead: webRead.kind, version: fresh.coverage.find((c) => same(c.account, ak)).version,
+  };
+
+  // The refusals of a list: nothing served changes.
+  lists.refused = {
+    rollback: code(() => served.publish(ak, v1)),
+    wrongAccount: code(() => served.publish(bk, v2)),
+    garbage: code(() => served.publish(ak, new Uint8Array([1, 2, 3]))),
+    badAccount: code(() => served.publish(new Uint8Array(31), v2)),
+    ceiling: code(() => new ServedLists({ maxCompanions: 2 }).publish(ak, v2)),
+    badLimits: code(() => new ServedLists({ maxCompanion: 2 })),
+  };
+  lists.afterRefusals = same(served.list(ak), v2);
+  lists.lenient = code(() => new ServedLists({ maxCompanions: 4 }).publish(ak, v2));
+
+  // The refusals of a batch (Bob's accepted one, altered).
+  const check = (over) => code(() => served.checkCoverage(over.now ?? now(), over.sender ?? b, over.recipients ?? fresh.recipients, over.coverage ?? fresh.coverage));
+  const leftOut = fresh.recipients.filter((a) => a.device !== webId);
+  coverage.refused = {
+    leftOut: check({ recipients: leftOut }),
+    notListed: check({ recipients: [...fresh.recipients, { account: ak, device: 77 }] }),
+    uncovered: check({ recipients: [...fresh.recipients, stranger.device.address()] }),
+    oldVersion: check({ coverage: fresh.coverage.map((c) => ({ ...c, version: c.version - 1 })) }),
+    coveredTwice: check({ coverage: [...fresh.coverage, fresh.coverage[0]] }),
+    badDigest: check({ coverage: fresh.coverage.map((c) => ({ ...c, digest: c.digest.slice(1) })) }),
+    badVersion: check({ coverage: fresh.coverage.map((c) => ({ ...c, version: -1 })) }),
+    notAnArray: check({ coverage: "all" }),
+    badTime: check({ now: NaN }),
+    badSender: check({ sender: { account: bk, device: -1 } }),
+  };
+  coverage.accepted = check({});
+
+  // PublishedPreKeys: Bob's pool, as the relay keeps it.
+  const pool = world.published.get(addrKey(b));
+  const counts = () => { const r = pool.remaining(); return [r.oneTime, r.kem]; };
+  const prekeys = { address: same(pool.address().account, bk) && pool.address().device === b.device, start: counts() };
+  const kept = { pooled: pool.pooled(), base: pool.base() };
+  const unchanged = () => same(pool.pooled(), kept.pooled) && same(pool.base(), kept.base);
+  prekeys.refused = {
+    duplicate: code(() => pool.add(bob.upload.bytes)),
+    othersUpload: code(() => pool.add(alice.device.generateOneTimePrekeys(now(), 1).bytes)),
+    garbage: code(() => pool.add(new Uint8Array([1, 2, 3]))),
+    othersBase: code(() => pool.replaceBase(now(), alice.device.prekeyBundle(), served)),
+    badBase: code(() => pool.replaceBase(now(), new Uint8Array(8), served)),
+    badTime: code(() => pool.replaceBase(-5, bob.device.prekeyBundle(), served)),
+    notABase: code(() => new PublishedPreKeys(now(), b, bob.device.prekeyBundle(bob.upload.prekeyIds[19], bob.upload.kemPrekeyIds[19]), served)),
+    wrongIdentity: code(() => new PublishedPreKeys(now(), alice.device.address(), bob.device.prekeyBundle(), served)),
+    unknownAccount: code(() => new PublishedPreKeys(now(), stranger.device.address(), stranger.device.prekeyBundle(), served)),
+    notInList: code(() => new PublishedPreKeys(now(), { account: bk, device: 9 }, bob.device.prekeyBundle(), served)),
+    badAddress: code(() => new PublishedPreKeys(now(), { account: bk }, bob.device.prekeyBundle(), served)),
+    badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), served)),
+  };
+  prekeys.unchanged = unchanged() && counts().join() === prekeys.start.join();
+  // Stored and rebuilt: the same pools, the same next bundle.
+  const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), served);
+  prekeys.rebuilt = same(rebuilt.pooled(), pool.pooled()) && same(rebuilt.takeBundle(), pool.takeBundle());
+  prekeys.afterOne = counts();
+  // More keys from the device; a rotated base replaces the old one and the pools stay.
+  pool.add(bob.device.generateOneTimePrekeys(now(), 3).bytes);
+  prekeys.afterAdd = counts();
+  bob.device.rotateSignedPrekey(now());
+  pool.replaceBase(now(), bob.device.prekeyBundle(), served);
+  prekeys.replaced = !same(pool.base(), kept.base) && counts().join() === prekeys.afterAdd.join();
+  // A new contact starts from a bundle of the rotated base with a one-time key: Bob reads it.
+  const carol = world.account(createAccount(now()));
+  for (const p of [alice.primary, bob.primary, carol.primary]) carol.device.updateDeviceList(now(), p.accountKey(), p.deviceList());
+  bob.device.updateDeviceList(now(), carol.primary.accountKey(), carol.primary.deviceList());
+  const fromCarol = world.ready(carol.device, () => carol.device.send(now(), bk, text.encode("hi")));
+  prekeys.carolRead = bob.device.receive(now(), World.envelope(fromCarol, b)).kind;
+  prekeys.afterCarol = counts();
+  // Drained: the base alone, with the last-resort ML-KEM prekey.
+  const withKey = pool.takeBundle();
+  while (pool.remaining().oneTime > 0 || pool.remaining().kem > 0) pool.takeBundle();
+  prekeys.drained = pool.takeBundle().length < withKey.length;
+  return { lists, coverage, prekeys, relay: world.stats };
+}
+
+// ---- A primary's change records ----
+
+export async function primaryRecords() {
+  await init();
+  // The app's store: records by key, each unit written whole.
+  const store = new Map();
+  const write = (changes) => {
+    if (changes.replacesAll) store.clear();
+    for (const { key, value } of changes.records) {
+      if (value === null) store.delete(hex(key)); else store.set(hex(key), { key, value });
+    }
+    return changes;
+  };
+  const records = () => [...store.values()];
+  const alice = createAccount(now());
+  const ak = alice.primary.accountKey();
+  const first = write(alice.primary.takeChanges());
+  const nothing = alice.primary.takeChanges();
+  const units = { first: { replacesAll: first.replacesAll, records: first.records.length }, nothing: nothing.records.length };
+
+  // Linking a companion, each step's unit written; a snapshot of the store is kept midway.
+  const linking = new LinkingCompanion(alice.primary.invite(now()));
+  write(alice.primary.takeChanges());
+  const midway = records();
+  const linked = linking.complete(now(), alice.primary.approve(now(), linking.request()));
+  write(alice.primary.takeChanges());
+  const webId = alice.primary.confirm(linked.confirmation);
+  const last = write(alice.primary.takeChanges());
+  alice.device.updateDeviceList(now(), ak, alice.primary.deviceList());
+  units.epochs = last.epoch > first.epoch;
+
+  // The app restarts: the primary is rebuilt from its records and signs on.
+  const { primary, stale } = Primary.fromRecords(records(), last.epoch);
+  const restarted = {
+    stale, needsResync: primary.needsResync(), account: same(primary.accountKey(), ak),
+    list: same(primary.deviceList(), alice.primary.deviceList()), epoch: primary.stateEpoch() === alice.primary.stateEpoch(),
+    confirmed: primary.isConfirmed(webId), bytes: same(primary.toBytes(), alice.primary.toBytes()),
+  };
+  const unlinked = primary.unlink(now(), webId);
+  const next = write(primary.takeChanges());
+  restarted.next = { replacesAll: next.replacesAll, records: next.records.length > 0, epoch: next.epoch > last.epoch };
+  const events = alice.device.updateDeviceList(now(), ak, unlinked);
+  restarted.events = events.map((e) => e.kind);
+  // Again from the records written since: the unlink is there.
+  const again = Primary.fromRecords(records(), next.epoch).primary;
+  restarted.again = same(again.deviceList(), unlinked) && !again.isConfirmed(webId);
+  // From bytes, the first unit replaces all.
+  restarted.fromBytes = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges().replacesAll;
+
+  // A store older than the last unit written: stale; the primary must resync before it signs.
+  const old = Primary.fromRecords(midway, next.epoch);
+  const staleStore = { stale: old.stale, needsResync: old.primary.needsResync(), renew: code(() => old.primary.renew(now())) };
+  const resynced = old.primary.resync(now(), unlinked);
+  staleStore.resynced = !old.primary.needsResync() && resynced.length > 0;
+  staleStore.version = old.primary.deviceListVersion() > again.deviceListVersion();
+
+  // Refusals: typed errors; the store and the primaries are as they were.
+  const before = { store: records().map((r) => hex(r.key) + hex(r.value)).join(), primary: hex(again.toBytes()) };
+  const corrupted = records().map((r) => ({ key: r.key, value: r.value.slice(0, 3) }));
+  const refused = {
+    empty: code(() => Primary.fromRecords([], 0)),
+    notAnArray: code(() => Primary.fromRecords("records", 0)),
+    notBytes: code(() => Primary.fromRecords([{ key: new Uint8Array(2), value: 5 }], 0)),
+    notARecord: code(() => Primary.fromRecords([7], 0)),
+    badEpoch: code(() => Primary.fromRecords(records(), NaN)),
+    negativeEpoch: code(() => Primary.fromRecords(records(), -1)),
+    corrupted: code(() => Primary.fromRecords(corrupted, 0)),
+    deviceRecords: code(() => Primary.fromRecords(alice.device.takeChanges().records, 0)),
+    primaryAsDevice: code(() => Device.fromRecords(records())),
+  };
+  const after = { store: records().map((r) => hex(r.key) + hex(r.value)).join(), primary: hex(again.toBytes()) };
+  return { units, restarted, staleStore, refused, unchanged: before.store === after.store && before.primary === after.primary };
+}
+
+// ---- No secret in the string forms of what history sync, records and the relay return ----
+
+/**
+ * The first 32 bytes of `b` that look like key material (at least 24 distinct values) and
+ * share no 8 bytes with the public byte strings `shown` (a record also holds public keys,
+ * which the objects checked may show), or null.
+ */
+function keyLike(b, shown = []) {
+  const grams = new Set(shown.flatMap((p) => Array.from({ length: Math.max(0, p.length - 7) }, (_, i) => hex(p.slice(i, i + 8)))));
+  const clear = (w) => Array.from({ length: 25 }, (_, i) => hex(w.slice(i, i + 8))).every((g) => !grams.has(g));
+  for (let i = 0; i + 32 <= b.length; i++) {
+    const w = b.slice(i, i + 32);
+    if (new Set(w).size >= 24 && clear(w)) return w;
+  }
+  return null;
+}
+
+export async function secrets() {
+  await init();
+  const world = new World();
+  const { alice, bob } = twoAccounts(world);
+  const ak = alice.primary.accountKey();
+  const linking = new LinkingCompanion(alice.primary.invite(now()));
+  const linked = linking.complete(now(), alice.primary.approve(now(), linking.request()));
+  const webId = alice.primary.confirm(linked.confirmation);
+  world.publish(alice.primary);
+  world.add(linked.device, linked.upload);
+  for (const d of [alice.device, linked.device, bob.device]) d.updateDeviceList(now(), ak, alice.primary.deviceList());
+  linked.device.updateDeviceList(now(), bob.primary.accountKey(), bob.primary.deviceList());
+
+  const sealer = new HistorySealer();
+  sealer.push(new TextEncoder().encode("history"));
+  const sealed = sealer.finish();
+  const out = world.ready(alice.device, () => alice.device.sendHistoryOffer(now(), webId, sealed.offer));
+  const received = linked.device.receive(now(), World.envelope(out, linked.device.address()));
+  const deviceChanges = linked.device.takeChanges();
+  const primaryChanges = alice.primary.takeChanges();
+  const restored = Primary.fromRecords(primaryChanges.records, primaryChanges.epoch);
+  // The public keys among what is shown: the accounts and devices named.
+  const shown = [alice, bob].flatMap((x) => [x.primary.accountKey(), x.device.identityKey()]).concat([linked.device.identityKey()]);
+  const secretOf = (r) => (r.value === null ? null : keyLike(r.value, shown));
+  const withValue = (c) => c.records.find((r) => secretOf(r) !== null);
+  const objects = {
+    received, offer: received.offer, sealed, sealedOffer: sealed.offer, opener: new HistoryOpener(received.offer),
+    deviceChanges, primaryChanges, deviceRecord: withValue(deviceChanges), primaryRecord: withValue(primaryChanges),
+    restored, served: world.served, published: world.published.get(addrKey(linked.device.address())), primary: alice.primary,
+  };
+  const secretList = [
+    keyLike(received.offer.toBytes()), keyLike(sealed.offer.toBytes()),
+    ...[...deviceChanges.records, ...primaryChanges.records].map(secretOf),
+  ].filter((s) => s !== null);
+  const classes = {
+    offer: received.offer instanceof HistoryOffer, sealed: sealed.offer instanceof HistoryOffer,
+    records: [...deviceChanges.records, ...primaryChanges.records].every((r) => r instanceof ChangedRecord),
+  };
+  const check = secretsShown(objects, secretList);
+  const control = secretsShown({ control: { offer: received.offer.toBytes() } }, [keyLike(received.offer.toBytes())]);
+  return {
+    classes, secrets: secretList.length, found: [Boolean(objects.deviceRecord), Boolean(objects.primaryRecord)], records: [deviceChanges.records.length, primaryChanges.records.length],
+    logged: Object.keys(objects).length, leaked: check.leaked, needles: check.needles, control: control.leaked, relay: world.stats,
+  };
 }
