@@ -532,12 +532,29 @@ fn resolve(base: u32, nibble: u8) -> u32 {
 
 impl Publication {
     pub(crate) fn new(pair: EpochKeyPair) -> Self {
+        Self::restore(
+            pair,
+            Sent::default(),
+            Sent::default(),
+            Collector::new(symbols(Kind::Ct1)),
+            Collector::new(symbols(Kind::Ct2)),
+        )
+    }
+
+    /// A publication as stored: the public key is computed again at first use.
+    pub(crate) fn restore(
+        pair: EpochKeyPair,
+        header: Sent,
+        vector: Sent,
+        ct1: Collector,
+        ct2: Collector,
+    ) -> Self {
         Self {
             pair,
-            header: Sent::default(),
-            vector: Sent::default(),
-            ct1: Collector::new(symbols(Kind::Ct1)),
-            ct2: Collector::new(symbols(Kind::Ct2)),
+            header,
+            vector,
+            ct1,
+            ct2,
             public: None,
         }
     }

@@ -101,12 +101,19 @@ impl PqRatchet {
             pq.secrets.push((x, Secret::from_bytes(r.array()?)));
         }
         pq.publication = r.optional(|r| {
-            let mut p = Publication::new(EpochKeyPair::from_seed(Secret::from_bytes(r.array()?)));
-            p.header = read_sent(r)?;
-            p.vector = read_sent(r)?;
-            p.ct1 = read_collector(r, Kind::Ct1)?;
-            p.ct2 = read_collector(r, Kind::Ct2)?;
-            Ok(Box::new(p))
+            // Every field read first, then the publication built once, in its box.
+            let seed = Secret::from_bytes(r.array()?);
+            let header = read_sent(r)?;
+            let vector = read_sent(r)?;
+            let ct1 = read_collector(r, Kind::Ct1)?;
+            let ct2 = read_collector(r, Kind::Ct2)?;
+            Ok(Box::new(Publication::restore(
+                EpochKeyPair::from_seed(seed),
+                header,
+                vector,
+                ct1,
+                ct2,
+            )))
         })?;
         // A side publishes `epoch + 1` from its first send on; never the peer's epochs.
         if pq.publication.is_some() && !pq.publishes(pq.epoch + 1) {
@@ -178,14 +185,21 @@ fn write_collector(out: &mut impl Writer, c: &Collector) {
     }
 }
 
+/// Inlined, so that an empty collector (most of them) costs its count byte; the chunks are
+/// read apart.
+#[inline]
 fn read_collector(r: &mut Reader<'_>, kind: Kind) -> Result<Collector, DecodeError> {
     let k = symbols(kind);
-    let n = r.u8()?;
+    match r.u8()? {
+        0 => Ok(Collector::new(k)),
+        n => read_chunks(r, k, n),
+    }
+}
+
+#[inline(never)]
+fn read_chunks(r: &mut Reader<'_>, k: u8, n: u8) -> Result<Collector, DecodeError> {
     if n > k {
         return Err(DecodeError::InvalidValue);
-    }
-    if n == 0 {
-        return Ok(Collector::new(k));
     }
     let mut chunks = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
