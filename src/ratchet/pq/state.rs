@@ -101,19 +101,19 @@ impl PqRatchet {
             pq.secrets.push((x, Secret::from_bytes(r.array()?)));
         }
         pq.publication = r.optional(|r| {
-            // Every field read first, then the publication built once, in its box.
+            // Every field read first, then the publication built once.
             let seed = Secret::from_bytes(r.array()?);
             let header = read_sent(r)?;
             let vector = read_sent(r)?;
             let ct1 = read_collector(r, Kind::Ct1)?;
             let ct2 = read_collector(r, Kind::Ct2)?;
-            Ok(Box::new(Publication::restore(
+            Ok(Publication::restore(
                 EpochKeyPair::from_seed(seed),
                 header,
                 vector,
                 ct1,
                 ct2,
-            )))
+            ))
         })?;
         // A side publishes `epoch + 1` from its first send on; never the peer's epochs.
         if pq.publication.is_some() && !pq.publishes(pq.epoch + 1) {
@@ -313,9 +313,9 @@ mod tests {
             pq.epoch = 4;
             pq.recv_chain = 3;
             pq.secrets.push((4, Secret::from_bytes([4; 32])));
-            pq.publication = Some(Box::new(Publication::new(EpochKeyPair::from_seed(
+            pq.publication = Some(Publication::new(EpochKeyPair::from_seed(
                 Secret::from_bytes([9; 64]),
-            ))));
+            )));
         });
         // An encapsulation of an epoch this side publishes (4, even, is the responder's).
         refused(&|pq| {
