@@ -66,8 +66,9 @@ pub(crate) struct State {
     pub(crate) recv: Option<RecvChain>,
     pub(crate) skipped: SkippedKeys,
     /// The post-quantum ratchet, in a session whose KEM prekey said both sides run it.
-    /// Boxed: a session without it (most, until it is on by default) pays one pointer.
-    pub(crate) pq: Option<Box<PqRatchet>>,
+    /// Held inline: it is on by default, so nearly every session holds one, and a box of its
+    /// own would cost every session an allocation to load and a free to drop.
+    pub(crate) pq: Option<PqRatchet>,
 }
 
 /// A pairwise Double Ratchet session. Persist [`to_bytes`](Self::to_bytes) after every
@@ -101,7 +102,7 @@ impl Session {
             kem_ciphertext,
         } = x3dh::initiate(rng, identity, bundle)?;
         let remote_ratchet = bundle.signed_prekey().key;
-        let pq = (bundle.kem_prekey().id.pq_ratchet()).then(|| Box::new(PqRatchet::new(true)));
+        let pq = (bundle.kem_prekey().id.pq_ratchet()).then(|| PqRatchet::new(true));
         let self_ratchet = DhKeyPair::generate(rng);
         let (root, key) = RootKey(shared_secret).ratchet(&self_ratchet.agree(&remote_ratchet)?);
         Ok(Self(Box::new(State {
@@ -182,7 +183,7 @@ impl Session {
             // sends none, and the session runs without it. A server can neither add nor strip
             // an extension (the header is authenticated), nor set or clear the bit (signed).
             pq: (message.x3dh.kem_prekey.pq_ratchet() && !message.message.extension.is_empty())
-                .then(|| Box::new(PqRatchet::new(false))),
+                .then(|| PqRatchet::new(false)),
         }));
         let plaintext = session.decrypt_ratchet(&message.message, context)?;
         Ok((session, plaintext, consumption))

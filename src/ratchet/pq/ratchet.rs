@@ -95,7 +95,10 @@ pub(crate) struct PqRatchet {
     pub(crate) peer_knows: u32,
     pub(crate) send_chain: u32,
     pub(crate) recv_chain: u32,
-    pub(crate) publication: Option<Box<Publication>>,
+    /// Held inline: a side holds one from its first send on, except between completing an
+    /// epoch it published and encapsulating the peer's next, so a box of its own would cost
+    /// nearly every session an allocation to load and a free to drop.
+    pub(crate) publication: Option<Publication>,
     pub(crate) encapsulation: Option<Box<Encapsulation>>,
     /// The peer's next publication (epoch `incoming_epoch()`), once a chunk of it arrived:
     /// held apart so that a session waiting for none keeps no room for it.
@@ -246,7 +249,7 @@ impl PqRatchet {
         if self.publication.is_none() && self.publishes(self.epoch + 1) {
             let mut seed = Secret::from_bytes([0u8; 64]);
             rng.fill_bytes(seed.as_mut_bytes());
-            self.publication = Some(Box::new(Publication::new(EpochKeyPair::from_seed(seed))));
+            self.publication = Some(Publication::new(EpochKeyPair::from_seed(seed)));
         }
         let chain_nibble = (self.send_chain % WINDOW) as u8;
         let chunk = self.next_chunk();
@@ -532,12 +535,29 @@ fn resolve(base: u32, nibble: u8) -> u32 {
 
 impl Publication {
     pub(crate) fn new(pair: EpochKeyPair) -> Self {
+        Self::restore(
+            pair,
+            Sent::default(),
+            Sent::default(),
+            Collector::new(symbols(Kind::Ct1)),
+            Collector::new(symbols(Kind::Ct2)),
+        )
+    }
+
+    /// A publication as stored: the public key is computed again at first use.
+    pub(crate) fn restore(
+        pair: EpochKeyPair,
+        header: Sent,
+        vector: Sent,
+        ct1: Collector,
+        ct2: Collector,
+    ) -> Self {
         Self {
             pair,
-            header: Sent::default(),
-            vector: Sent::default(),
-            ct1: Collector::new(symbols(Kind::Ct1)),
-            ct2: Collector::new(symbols(Kind::Ct2)),
+            header,
+            vector,
+            ct1,
+            ct2,
             public: None,
         }
     }
