@@ -206,6 +206,30 @@ mod tests {
         out
     }
 
+    /// The header buffer holds exactly the longest header: one with the longest extension fills
+    /// it, and a longer extension is cut to fit.
+    #[test]
+    fn the_longest_header_fills_the_buffer() {
+        let mut base_point = [0u8; 32];
+        base_point[0] = 9;
+        let header = Header {
+            ratchet_key: DhPublicKey::from_bytes(base_point).unwrap(),
+            previous_chain_length: 0,
+            message_number: 0,
+            salt: [7; SALT_LEN],
+        };
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        assert_eq!(
+            header.encode(&[0x33; MAX_EXTENSION_LEN], &mut buf),
+            buf.len()
+        );
+        assert_eq!(
+            header.encode(&[0x33; MAX_EXTENSION_LEN + 1], &mut buf),
+            buf.len()
+        );
+        assert_eq!(header.encode(&[], &mut buf), HEADER_LEN);
+    }
+
     /// A message is named to its sender by its header's salt, whether it is a ratchet message
     /// or a pre-key message (retry requests and envelopes name messages this way).
     #[test]
