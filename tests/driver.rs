@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
-use ratchetry::driver::{self, Directory, DriveError, Inbound};
+use ratchetry::driver::{self, Directory, DriveError, Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{Device, EnvelopeId, Event, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
@@ -192,6 +192,64 @@ fn a_receive_fetches_the_newer_list_and_drops_strangers() {
     })
     .unwrap();
     assert_eq!(again, Inbound::Duplicate(EnvelopeId::of(&envelope)));
+}
+
+/// The same receive, stepped by the app (as an async app or a binding does): each step names
+/// the list to fetch; the app applies what its relay serves, or nothing, and steps again.
+#[test]
+fn a_stepped_receive_names_each_list_and_decides_as_the_loop_does() {
+    let mut w = World::new("driver stepped receive");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish(&bob);
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let now = w.now;
+    let outbox = w.send(a2, bob, b"from the laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    let alices_list = w
+        .primaries
+        .iter()
+        .find(|p| p.account() == alice)
+        .unwrap()
+        .device_list()
+        .signed()
+        .clone();
+    let before = w.device(b1).to_bytes();
+    drive(&mut w, b1, |d, rng, _| {
+        // The relay has no list for Alice: the next step decides, without another fetch.
+        let mut r = Receiving::new();
+        let step = r.step(d, rng, now, &envelope, nothing_stored);
+        assert_eq!(step, Ok(ReceiveStep::NeedDeviceList(alice)));
+        let step = r.step(d, rng, now, &envelope, nothing_stored);
+        assert_eq!(
+            step,
+            Ok(ReceiveStep::Done(Inbound::Dropped(
+                FanoutError::UnknownAccount(alice).into()
+            )))
+        );
+        // It serves it this time: applied by the app, the next step reads the message.
+        let mut r = Receiving::new();
+        assert_eq!(
+            r.step(d, rng, now, &envelope, nothing_stored),
+            Ok(ReceiveStep::NeedDeviceList(alice))
+        );
+        let events = d.update_device_list(now, &alice, alices_list).unwrap();
+        assert!(!events.is_empty());
+        let Ok(ReceiveStep::Done(Inbound::Read(Received::Direct { body, .. }))) =
+            r.step(d, rng, now, &envelope, nothing_stored)
+        else {
+            panic!("not read")
+        };
+        assert_eq!(body, b"from the laptop");
+        // Once decided, a new receive of it is a duplicate at once.
+        assert_eq!(
+            Receiving::new().step(d, rng, now, &envelope, nothing_stored),
+            Ok(ReceiveStep::Done(Inbound::Duplicate(EnvelopeId::of(
+                &envelope
+            ))))
+        );
+    });
+    assert_ne!(*before, *w.device(b1).to_bytes());
 }
 
 /// A group message ahead of its sender key is held; an envelope that fails is asked for again

@@ -1,9 +1,10 @@
 //! The loops every app runs around a [`Device`]: a send until its outbox is ready, fetching
 //! the device lists and prekey bundles it names; a receive until it is read or the app knows
 //! what to do with the envelope (show it, acknowledge a duplicate, hold it for its sender key,
-//! ask its sender again, drop it). The app plugs in its relay through [`Directory`]; the
-//! driver does no I/O of its own, and decides nothing the device does not: it follows the
-//! guide's table of what to retry.
+//! ask its sender again, drop it). The app plugs in its relay through [`Directory`], or steps
+//! a receive itself with [`Receiving`] when its relay answers asynchronously; the driver does
+//! no I/O of its own, and decides nothing the device does not: it follows the guide's table of
+//! what to retry.
 //!
 //! It builds on fanout (the device and its outcomes) and devices (lists); it must not reach
 //! below the device's public API.
@@ -153,9 +154,84 @@ pub fn receive<D: Directory, R: CryptoRng>(
     stored: impl Fn(&EnvelopeId) -> bool,
 ) -> Result<(Inbound, Vec<Event>), DriveError<D::Error>> {
     let mut events = Vec::new();
-    for _ in 0..MAX_ROUNDS {
+    let mut receiving = Receiving::new();
+    loop {
+        match receiving.step(device, rng, now, envelope, &stored) {
+            Ok(ReceiveStep::Done(inbound)) => return Ok((inbound, events)),
+            Ok(ReceiveStep::NeedDeviceList(account)) => {
+                follow(device, now, directory, &[account], &mut events)?;
+            }
+            Err(DriveError::Device(e)) => return Err(DriveError::Device(e)),
+            Err(DriveError::Unresolved) => return Err(DriveError::Unresolved),
+            Err(DriveError::Directory(never)) => match never {},
+        }
+    }
+}
+
+/// What a [`Receiving`] step asks of the app.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReceiveStep {
+    /// The receive is decided: act on it (persist the device's changes first).
+    Done(Inbound),
+    /// Fetch this account's current device list from the relay, give it to
+    /// [`Device::update_device_list`] (or nothing, if the relay has none), and step again.
+    NeedDeviceList(AccountKey),
+}
+
+/// [`receive`] one step at a time, for an app whose relay answers asynchronously or that
+/// drives the device through a binding: the app fetches what a step names, on its own
+/// transport and in its own async style, and no callback runs while the device is borrowed.
+/// It decides exactly what `receive` decides (which is this loop over a [`Directory`]).
+#[derive(Debug, Default)]
+pub struct Receiving {
+    rounds: usize,
+    /// The list asked for by the last step: its account, its digest then, and why.
+    awaiting: Option<(AccountKey, Option<[u8; 32]>, Error)>,
+}
+
+impl Receiving {
+    /// A receive of one envelope, not yet tried.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tries `envelope` (the same one at every step of this receive). After a
+    /// [`NeedDeviceList`](ReceiveStep::NeedDeviceList), a step first looks whether the list
+    /// changed: if not, there is nothing newer to fetch and the receive is decided. `stored`
+    /// says whether the app's message store holds a message under an id (see [`receive`]).
+    /// [`DriveError::Unresolved`] after [`MAX_ROUNDS`] lists that did not resolve it.
+    pub fn step<R: CryptoRng>(
+        &mut self,
+        device: &mut Device,
+        rng: &mut R,
+        now: Timestamp,
+        envelope: &[u8],
+        stored: impl Fn(&EnvelopeId) -> bool,
+    ) -> Result<ReceiveStep, DriveError<core::convert::Infallible>> {
+        if let Some((account, before, error)) = self.awaiting.take()
+            && device.device_list(&account).map(|l| l.digest()) == before
+        {
+            // Nothing newer to fetch. A list newer than any held exists (the envelope
+            // names one, or this restored device awaits its own): keep the envelope for
+            // it. Else the relay has no list, or showed the two sides different lists: do
+            // not loop.
+            let outcome = match error {
+                Error::Fanout(FanoutError::DeviceListsDiverge { used, held, .. })
+                    if used > held =>
+                {
+                    Inbound::AwaitList { account }
+                }
+                Error::Fanout(FanoutError::AwaitingOwnList) => Inbound::AwaitList { account },
+                e => Inbound::Dropped(e),
+            };
+            return Ok(ReceiveStep::Done(outcome));
+        }
+        if self.rounds == MAX_ROUNDS {
+            return Err(DriveError::Unresolved);
+        }
+        self.rounds += 1;
         let error = match device.receive(now, envelope) {
-            Ok(received) => return Ok((Inbound::Read(received), events)),
+            Ok(received) => return Ok(ReceiveStep::Done(Inbound::Read(received))),
             Err(e) => e,
         };
         let fetch = match error {
@@ -165,10 +241,10 @@ pub fn receive<D: Directory, R: CryptoRng>(
                 device.address().account
             }
             Error::Fanout(FanoutError::Duplicate { envelope_id }) => {
-                return Ok((Inbound::Duplicate(envelope_id), events));
+                return Ok(ReceiveStep::Done(Inbound::Duplicate(envelope_id)));
             }
             Error::Fanout(FanoutError::SenderKeyMissing { from, .. }) => {
-                return Ok((Inbound::Hold { from }, events));
+                return Ok(ReceiveStep::Done(Inbound::Hold { from }));
             }
             Error::Fanout(FanoutError::NoSession(_))
             | Error::Ratchet(RatchetError::AuthenticationFailed)
@@ -188,31 +264,14 @@ pub fn receive<D: Directory, R: CryptoRng>(
                         Err(e) => Inbound::Dropped(e),
                     }
                 };
-                return Ok((outcome, events));
+                return Ok(ReceiveStep::Done(outcome));
             }
-            e => return Ok((Inbound::Dropped(e), events)),
+            e => return Ok(ReceiveStep::Done(Inbound::Dropped(e))),
         };
         let before = device.device_list(&fetch).map(|l| l.digest());
-        follow(device, now, directory, &[fetch], &mut events)?;
-        if device.device_list(&fetch).map(|l| l.digest()) == before {
-            // Nothing newer to fetch. A list newer than any held exists (the envelope names
-            // one, or this restored device awaits its own): keep the envelope for it. Else the
-            // relay has no list, or showed the two sides different lists: do not loop.
-            let outcome = match error {
-                Error::Fanout(FanoutError::DeviceListsDiverge { used, held, .. })
-                    if used > held =>
-                {
-                    Inbound::AwaitList { account: fetch }
-                }
-                Error::Fanout(FanoutError::AwaitingOwnList) => {
-                    Inbound::AwaitList { account: fetch }
-                }
-                e => Inbound::Dropped(e),
-            };
-            return Ok((outcome, events));
-        }
+        self.awaiting = Some((fetch, before, error));
+        Ok(ReceiveStep::NeedDeviceList(fetch))
     }
-    Err(DriveError::Unresolved)
 }
 
 /// Fetches and follows the lists of `accounts`; an account the directory leaves out stays
