@@ -448,3 +448,66 @@ fn a_drive_error_says_what_failed() {
     );
     assert!(!DriveError::<&str>::Unresolved.to_string().is_empty());
 }
+
+/// Lists that each change something but never resolve the envelope end a stepped receive after
+/// `MAX_ROUNDS` rounds: a relay cannot keep a device fetching forever.
+#[test]
+fn a_stepped_receive_stops_after_max_rounds_of_lists_that_do_not_resolve_it() {
+    let mut w = World::new("driver stepped rounds");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let now = w.now;
+    // Alice renews her list five times; Bob holds the first, her laptop the newest.
+    let mut versions = Vec::new();
+    for _ in 0..5 {
+        w.primary(&alice).renew(now).unwrap();
+        versions.push(w.primary(&alice).device_list().signed().clone());
+    }
+    w.device(a2)
+        .update_device_list(now, &alice, versions[4].clone())
+        .unwrap();
+    let outbox = w.send(a2, bob, b"under the newest list");
+    let envelope = World::envelope_to(&outbox, b1);
+    drive(&mut w, b1, |d, rng, _| {
+        let mut r = Receiving::new();
+        for list in &versions[..driver::MAX_ROUNDS] {
+            assert_eq!(
+                r.step(d, rng, now, &envelope, nothing_stored),
+                Ok(ReceiveStep::NeedDeviceList(alice))
+            );
+            d.update_device_list(now, &alice, list.clone()).unwrap();
+        }
+        assert_eq!(
+            r.step(d, rng, now, &envelope, nothing_stored),
+            Err(DriveError::Unresolved)
+        );
+    });
+}
+
+/// An envelope made under the held version of the sender's list but with another digest (the
+/// sender was shown another list) is dropped after the fetch changes nothing: only a newer
+/// version is worth waiting for.
+#[test]
+fn an_envelope_under_the_held_version_with_another_digest_is_dropped() {
+    let mut w = World::new("driver digest diverges");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let now = w.now;
+    let outbox = w.send(a2, bob, b"digest");
+    let mut forged = World::envelope_to(&outbox, b1);
+    forged[3 + 36 + 36 + 16] ^= 1;
+    let (outcome, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &forged, nothing_stored)
+    })
+    .unwrap();
+    let Inbound::Dropped(Error::Fanout(FanoutError::DeviceListsDiverge { used, held, .. })) =
+        outcome
+    else {
+        panic!("not dropped: {outcome:?}")
+    };
+    assert_eq!(used, held);
+}
