@@ -18,7 +18,7 @@ use crate::types::{
 /// [`to_bytes`](Self::to_bytes) before shipping what it returned.
 #[derive(uniffi::Object)]
 pub struct Device {
-    inner: Mutex<fanout::Device>,
+    pub(crate) inner: Mutex<fanout::Device>,
 }
 
 /// The library's redacted `Debug` (address, counts; never keys).

@@ -33,6 +33,7 @@ mod error;
 mod history;
 mod persist;
 mod primary;
+mod receiving;
 mod server;
 mod types;
 
@@ -49,6 +50,7 @@ pub use primary::{
     LinkedCompanion, LinkingCompanion, NewAccount, Primary, RestoredPrimary, create_account,
     restore_primary, restore_primary_from_records,
 };
+pub use receiving::{Inbound, ReceiveStep, Receiving};
 pub use server::{PoolCounts, PublishedPreKeys, ServedLists};
 pub use types::{
     Address, BundleFor, Changes, DeviceEvent, GroupEnvelope, ListCoverage, Outbox, Outgoing,

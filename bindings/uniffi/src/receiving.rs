@@ -1,0 +1,151 @@
+//! A receive stepped by the app ([`Receiving`], the library's `driver::Receiving`): each step
+//! decides what to do with an envelope or names the account whose device list to fetch. The
+//! app fetches on its own transport, in its own async style, and applies the list with
+//! `Device.update_device_list`: nothing calls back into the app while the device is locked.
+//!
+//! It owns the stepper and its outcomes' records; it must not decide anything the library's
+//! driver does not.
+
+use std::sync::{Arc, Mutex};
+
+use ratchetry::driver::{self, DriveError};
+
+use crate::codes;
+use crate::device::Device;
+use crate::error::RatchetryError;
+use crate::types::{Address, Received, address_out, rng, ts};
+
+/// One envelope's receive, stepped until it is decided (see the guide's table).
+#[derive(Debug, uniffi::Object)]
+pub struct Receiving {
+    inner: Mutex<driver::Receiving>,
+}
+
+/// What a step asks of the app.
+#[derive(Debug, uniffi::Enum)]
+pub enum ReceiveStep {
+    /// Decided: act on `inbound` after persisting the device's changes.
+    Done {
+        /// What to do with the envelope.
+        inbound: Inbound,
+    },
+    /// Fetch this account's device list, apply it with `Device.update_device_list` (or
+    /// nothing, if the relay has none), and step again.
+    NeedDeviceList {
+        /// The account (32 bytes).
+        account: Vec<u8>,
+    },
+}
+
+/// What to do with a received envelope.
+#[derive(Debug, uniffi::Enum)]
+pub enum Inbound {
+    /// Read: show it, then acknowledge the envelope.
+    Read {
+        /// The message.
+        message: Received,
+    },
+    /// Already read: acknowledge the envelope again and show nothing new.
+    Duplicate {
+        /// The envelope's id (16 bytes).
+        envelope_id: Vec<u8>,
+    },
+    /// A group message whose sender key has not arrived: keep the envelope and step a new
+    /// receive of it after the next envelopes from `from`.
+    Hold {
+        /// The sending device.
+        from: Address,
+    },
+    /// Unreadable: ship `request` to `to`, acknowledge the envelope, and show a placeholder
+    /// under its id; the answer arrives with `resent` set.
+    AskAgain {
+        /// The device that sent the envelope.
+        to: Address,
+        /// The retry request envelope.
+        request: Vec<u8>,
+    },
+    /// Keep the envelope until a newer list of `account` is out, then receive it again.
+    AwaitList {
+        /// The account (32 bytes).
+        account: Vec<u8>,
+    },
+    /// Nothing to show: acknowledge it. `code` and `detail` say why.
+    Dropped {
+        /// The stable code (as `RatchetryError`'s).
+        code: String,
+        /// A readable message.
+        detail: String,
+    },
+    /// An outcome of a later library version that this binding does not know.
+    Other,
+}
+
+impl From<driver::Inbound> for Inbound {
+    fn from(i: driver::Inbound) -> Self {
+        match i {
+            driver::Inbound::Read(message) => Self::Read {
+                message: message.into(),
+            },
+            driver::Inbound::Duplicate(id) => Self::Duplicate {
+                envelope_id: id.0.to_vec(),
+            },
+            driver::Inbound::Hold { from } => Self::Hold {
+                from: address_out(from),
+            },
+            driver::Inbound::AskAgain { to, request } => Self::AskAgain {
+                to: address_out(to),
+                request,
+            },
+            driver::Inbound::AwaitList { account } => Self::AwaitList {
+                account: account.to_bytes().to_vec(),
+            },
+            driver::Inbound::Dropped(e) => Self::Dropped {
+                code: codes::code(&e).into(),
+                detail: e.to_string(),
+            },
+            // An outcome of a later library that this binding does not know yet.
+            _ => Self::Other,
+        }
+    }
+}
+
+#[uniffi::export]
+impl Receiving {
+    /// A receive of one envelope, not yet tried.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(driver::Receiving::new()),
+        })
+    }
+
+    /// Tries `envelope` on `device` (the same envelope at every step). `stored`: whether the
+    /// app's message store already holds a message under the envelope's id (`envelope_id`): an
+    /// unreadable envelope whose message is stored is an old replay, dropped rather than asked
+    /// for again. `driver.unresolved` after four lists that did not resolve it.
+    pub fn step(
+        &self,
+        device: &Device,
+        now: u64,
+        envelope: Vec<u8>,
+        stored: bool,
+    ) -> Result<ReceiveStep, RatchetryError> {
+        let mut receiving = self.inner.lock()?;
+        let mut device = device.inner.lock()?;
+        let mut rng = rng()?;
+        match receiving.step(&mut device, &mut rng, ts(now), &envelope, |_| stored) {
+            Ok(driver::ReceiveStep::Done(inbound)) => Ok(ReceiveStep::Done {
+                inbound: inbound.into(),
+            }),
+            Ok(driver::ReceiveStep::NeedDeviceList(account)) => Ok(ReceiveStep::NeedDeviceList {
+                account: account.to_bytes().to_vec(),
+            }),
+            Err(DriveError::Device(e)) => Err(e.into()),
+            Err(DriveError::Unresolved) => Err(RatchetryError::binding(
+                "driver.unresolved",
+                "the relay did not serve the lists this envelope needs",
+            )),
+            Err(DriveError::Directory(never)) => match never {},
+        }
+    }
+}

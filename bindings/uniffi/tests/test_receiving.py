@@ -1,0 +1,65 @@
+"""A receive stepped by the app (`Receiving`, the library's driver::Receiving): each step
+decides or names the device list to fetch; the app applies what its relay serves."""
+
+from conftest import NOW, key, r
+
+
+def accounts(relay):
+    alice, bob = r.create_account(NOW), r.create_account(NOW)
+    for a in (alice, bob):
+        relay.add(a.device)
+        relay.publish(a.primary)
+    return alice, bob
+
+
+def first_envelope(relay, device):
+    return relay.queues[key(device.address())].pop(0)
+
+
+def test_a_stepped_receive_names_the_list_to_fetch_and_reads_once_it_is_applied(relay):
+    alice, bob = accounts(relay)
+    alice_key = alice.primary.account_key()
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"hello"))
+    env = first_envelope(relay, bob.device)
+    # Bob does not follow Alice: the step names her account. Her relay has no list for her: the
+    # next step, with nothing applied, decides without asking again.
+    receiving = r.Receiving()
+    step = receiving.step(bob.device, NOW, env, False)
+    assert step.is_NEED_DEVICE_LIST() and step.account == alice_key
+    step = receiving.step(bob.device, NOW, env, False)
+    assert step.is_DONE() and step.inbound.is_DROPPED()
+    assert step.inbound.code == "fanout.unknown_account"
+    # Served this time: applied, the next step reads it.
+    receiving = r.Receiving()
+    step = receiving.step(bob.device, NOW, env, False)
+    assert step.is_NEED_DEVICE_LIST()
+    bob.device.update_device_list(NOW, step.account, relay.lists[step.account])
+    step = receiving.step(bob.device, NOW, env, False)
+    assert step.is_DONE() and step.inbound.is_READ()
+    assert step.inbound.message.is_DIRECT() and step.inbound.message.body == b"hello"
+    # Its string forms show no body.
+    assert all("hello" not in f(x) for f in (str, repr) for x in (step, step.inbound))
+    # A new receive of it is a duplicate at once.
+    step = r.Receiving().step(bob.device, NOW, env, False)
+    assert step.inbound.is_DUPLICATE() and step.inbound.envelope_id == r.envelope_id(env)
+
+
+def test_an_unreadable_envelope_is_asked_for_again_unless_its_message_is_stored(relay):
+    alice, bob = accounts(relay)
+    relay.introduce(alice.device, bob.device)
+    for text in (b"one", b"two"):
+        relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), text))
+    one, two = first_envelope(relay, bob.device), first_envelope(relay, bob.device)
+    assert r.Receiving().step(bob.device, NOW, one, False).inbound.is_READ()
+    broken = two[:-1] + bytes([two[-1] ^ 1])
+    step = r.Receiving().step(bob.device, NOW, broken, True)
+    assert step.inbound.is_DROPPED() and step.inbound.code == "ratchet.authentication_failed"
+    step = r.Receiving().step(bob.device, NOW, broken, False)
+    assert step.inbound.is_ASK_AGAIN()
+    assert step.inbound.to == alice.device.address() and len(step.inbound.request) > 0
+    # Garbage is dropped with its decode code.
+    step = r.Receiving().step(bob.device, NOW, b"\x00" * 10, False)
+    assert step.inbound.is_DROPPED() and step.inbound.code.startswith("decode.")
+    # The intact envelope still reads.
+    step = r.Receiving().step(bob.device, NOW, two, False)
+    assert step.inbound.is_READ() and step.inbound.message.body == b"two"
