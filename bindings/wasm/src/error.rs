@@ -1,6 +1,9 @@
 //! Errors as JavaScript `Error`s named `RatchetryError`, with a stable `code` property.
 
+use core::convert::Infallible;
+
 use js_sys::Reflect;
+use ratchetry::driver::DriveError;
 use wasm_bindgen::JsValue;
 
 use crate::codes;
@@ -23,6 +26,19 @@ pub(crate) fn binding(code: &'static str, message: &str) -> JsValue {
 /// A library error.
 pub(crate) fn lib(e: ratchetry::Error) -> JsValue {
     js_error(codes::code(&e), &e.to_string())
+}
+
+/// A stepped receive's failure: the device's refusal as a library error, or
+/// `driver.unresolved` when the lists fetched did not resolve it.
+pub(crate) fn drive(e: DriveError<Infallible>) -> JsValue {
+    match e {
+        DriveError::Device(e) => lib(e),
+        DriveError::Unresolved => js_error(
+            "driver.unresolved",
+            "the device lists fetched did not resolve the receive",
+        ),
+        DriveError::Directory(never) => match never {},
+    }
 }
 
 /// A decoding error.

@@ -18,6 +18,9 @@
 //! - options: `createAccount` and `LinkingCompanion.complete` take a device config, a
 //!   primary policy and a one-time prekey count as plain objects, and return the first
 //!   one-time prekey upload;
+//! - a receive stepped by the page (`Receiving`): each `step` decides what to do with an
+//!   envelope (read, duplicate, hold, ask again, await a list, dropped) or names the account
+//!   whose device list to fetch and apply first;
 //! - a relay in JavaScript: `ServedLists` (verified device lists, the coverage check of each
 //!   batch) and `PublishedPreKeys` (one device's uploaded prekeys, one bundle at a time).
 //!
@@ -38,6 +41,7 @@ mod groups;
 mod history;
 mod prekeys;
 mod primary;
+mod receiving;
 mod records;
 mod retry;
 mod rng;
@@ -47,6 +51,7 @@ pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
 pub use history::{HistoryOffer, HistoryOpener, HistorySealer};
 pub use primary::{LinkingCompanion, Primary, create_account};
+pub use receiving::Receiving;
 pub use records::ChangedRecord;
 pub use retry::RetryRequest;
 pub use server::{PublishedPreKeys, ServedLists};

@@ -354,6 +354,21 @@ test("message ids, resends, outbox coverage, groups and accounts", async () => {
   assertThroughRelay(r.relay);
 });
 
+test("a stepped receive names the sender's list, then reads; duplicates, unknown accounts, garbage, unreadable and held envelopes", async () => {
+  const { result: r } = await scenario("receiving");
+  assert.deepEqual(r.unknown, { kinds: ["needDeviceList", "alice", "done"], kind: "dropped", code: "fanout.unknown_account", message: "string" });
+  assert.deepEqual(r.read, { kinds: ["needDeviceList", "alice", "done"], kind: "read", message: "direct", body: "hello", sameId: true });
+  assert.deepEqual(r.duplicate, { kinds: ["done"], kind: "duplicate", sameId: true });
+  assert.equal(r.garbage.kind, "dropped");
+  assert.match(r.garbage.code, /^decode\./);
+  assert.deepEqual(r.stored, { kind: "dropped", code: "ratchet.authentication_failed" });
+  assert.deepEqual(r.ask, { kind: "askAgain", to: true, asked: "retryRequest", reason: 2 });
+  assert.deepEqual(r.held, { kind: "hold", from: true });
+  assert.equal(r.refused.badTime, "binding.bad_time");
+  assert.match(r.refused.notADevice, /^untyped /);
+  assertThroughRelay(r.relay);
+});
+
 test("the relay's helpers: served lists, the coverage check of each batch, published prekeys", async () => {
   const { result: r } = await scenario("relay");
   // Lists: served as published; a newer one replaces it; refusals leave it served.

@@ -4,12 +4,12 @@
 // field type) fails the check.
 import init, {
   createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
-  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, RetryRequest, ServedLists, SrtpKeys,
-  envelopeId,
+  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, Receiving, RetryRequest, ServedLists,
+  SrtpKeys, envelopeId,
   type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
-  type CompanionOptions, type DeviceConfig, type ListCoverage, type ListLimits, type Outgoing,
+  type CompanionOptions, type DeviceConfig, type Inbound, type ListCoverage, type ListLimits, type Outgoing,
   type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
-  type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
+  type ReceiveStep, type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
   type RatchetryError,
 } from "ratchetry-wasm";
 
@@ -59,6 +59,50 @@ function describe(r: Received): string {
       return `history with ${r.groups.length} group(s)`;
     default:
       return r.kind;
+  }
+}
+
+/**
+ * Receives one envelope, stepped: fetches and applies each list a step names (the relay may
+ * have none), and says what the app does with the envelope. `stored` asks the app's message
+ * store about the envelope's id.
+ */
+async function receiveStepped(
+  device: Device,
+  envelope: Uint8Array,
+  fetchList: (account: Uint8Array) => Promise<Uint8Array | undefined>,
+  stored: (envelopeId: Uint8Array) => boolean,
+): Promise<string> {
+  const receiving = new Receiving();
+  const known = stored(envelopeId(envelope));
+  for (;;) {
+    const step: ReceiveStep = receiving.step(device, Date.now(), envelope, known);
+    if (step.kind === "needDeviceList") {
+      const list = await fetchList(step.account);
+      if (list !== undefined) device.updateDeviceList(Date.now(), step.account, list);
+      continue;
+    }
+    const inbound: Inbound = step.inbound;
+    switch (inbound.kind) {
+      case "read":
+        return describe(inbound.message);
+      case "duplicate":
+        return `ack ${inbound.envelopeId.length}`;
+      case "hold":
+        return `hold for ${inbound.from.device}`;
+      case "askAgain":
+        return `ask ${inbound.to.device} with ${inbound.request.length} bytes`;
+      case "awaitList":
+        return `await ${inbound.account.length}`;
+      case "dropped":
+        return `dropped ${inbound.code}: ${inbound.message}`;
+      case "other":
+        return "ack";
+      default: {
+        const unreachable: never = inbound;
+        throw new Error(`unknown inbound ${String(unreachable)}`);
+      }
+    }
   }
 }
 
@@ -283,5 +327,7 @@ export async function app(): Promise<string[]> {
   shown.push(String(rebuilt.stateEpoch()), ...epochs.map(String), String(published.length));
   shown.push(String(housekeeping(device, outbox, new Uint8Array(32), restored.accountKey())));
   shown.push(String(callOutbox?.envelopes.length), String(held?.epoch), String(pool.oneTime + pool.kem));
+  const envelope = outbox.envelopes[0]?.bytes ?? new Uint8Array();
+  shown.push(await receiveStepped(linked.device, envelope, async (a) => relay.lists.list(a), (id) => store.has(id.join(","))));
   return shown;
 }

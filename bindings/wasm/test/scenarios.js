@@ -7,8 +7,8 @@
 // come from each device's `PublishedPreKeys`, with one-time prekeys while its pools last.
 import init, {
   createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
-  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, RetryRequest, ServedLists,
-  envelopeId,
+  HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, Receiving, RetryRequest,
+  ServedLists, envelopeId,
 } from "../pkg/ratchetry_wasm.js";
 
 const now = () => Date.now();
@@ -439,6 +439,77 @@ export async function messages() {
     badRequest: code(() => RetryRequest.fromBytes(new Uint8Array([0, 1]))),
   };
   return { direct, backups, resent, groups, accounts, refused, relay: world.stats };
+}
+
+// ---- A receive stepped by the app ----
+
+export async function receiving() {
+  await init();
+  const world = new World();
+  const alice = world.account(createAccount(now()));
+  const bob = world.account(createAccount(now()));
+  const [a, b] = [alice.device.address(), bob.device.address()];
+  const [ak, bk] = [alice.primary.accountKey(), bob.primary.accountKey()];
+  const text = new TextEncoder();
+  // Alice follows both accounts; Bob only his own: he does not know Alice yet.
+  for (const p of [alice.primary, bob.primary]) alice.device.updateDeviceList(now(), p.accountKey(), p.deviceList());
+  bob.device.updateDeviceList(now(), bk, bob.primary.deviceList());
+  const out = world.ready(alice.device, () => alice.device.send(now(), bk, text.encode("hello")));
+  const envelope = World.envelope(out, b);
+  /** Steps a receive until it is done, applying the lists `relay` serves; the steps' kinds. */
+  const drive = (relay, bytes, stored = false) => {
+    const r = new Receiving();
+    const kinds = [];
+    for (let i = 0; i < 4; i++) {
+      const step = r.step(bob.device, now(), bytes, stored);
+      kinds.push(step.kind);
+      if (step.kind === "done") return { kinds, inbound: step.inbound };
+      kinds.push(same(step.account, ak) ? "alice" : "?");
+      const list = relay.list(step.account);
+      if (list !== undefined) bob.device.updateDeviceList(now(), step.account, list);
+    }
+    throw new Error(`not done: ${kinds}`);
+  };
+
+  // A relay with no list for Alice: the app applies nothing, and the next step drops it.
+  const unknown = drive(new ServedLists(), envelope);
+  // The relay serves it: applied, the next step reads the message.
+  const read = drive(world.served, envelope);
+  // A new receive of the same envelope is a duplicate at once.
+  const duplicate = drive(world.served, envelope);
+  // Garbage is dropped with a decoding code.
+  const garbage = drive(world.served, new Uint8Array([1, 2, 3]));
+  // A corrupted envelope from Alice: dropped if the app stores its message, else asked again.
+  const out2 = world.ready(alice.device, () => alice.device.send(now(), bk, text.encode("again")));
+  const damaged = World.envelope(out2, b).slice();
+  damaged[damaged.length - 1] ^= 1;
+  const stored = drive(world.served, damaged, true);
+  const ask = drive(world.served, damaged, false);
+  const asked = alice.device.receive(now(), ask.inbound.request);
+  // A group message ahead of its sender key is held.
+  const group = new Uint8Array(32).fill(0x24);
+  for (const d of [alice.device, bob.device]) d.setGroupMembers(group, [ak, bk]);
+  const g = world.ready(alice.device, () => alice.device.sendGroup(now(), group, text.encode("g")));
+  const held = drive(world.served, g.group.bytes);
+
+  const inbound = (x) => x.inbound;
+  return {
+    unknown: { kinds: unknown.kinds, kind: unknown.inbound.kind, code: unknown.inbound.code, message: typeof unknown.inbound.message },
+    read: {
+      kinds: read.kinds, kind: read.inbound.kind, message: read.inbound.message.kind,
+      body: new TextDecoder().decode(read.inbound.message.body), sameId: same(read.inbound.message.id, out.messageId),
+    },
+    duplicate: { kinds: duplicate.kinds, kind: inbound(duplicate).kind, sameId: same(inbound(duplicate).envelopeId, envelopeId(envelope)) },
+    garbage: { kind: inbound(garbage).kind, code: inbound(garbage).code },
+    stored: { kind: inbound(stored).kind, code: inbound(stored).code },
+    ask: { kind: inbound(ask).kind, to: addrKey(inbound(ask).to) === addrKey(a), asked: asked.kind, reason: asked.reason },
+    held: { kind: inbound(held).kind, from: addrKey(inbound(held).from) === addrKey(a) },
+    refused: {
+      badTime: code(() => new Receiving().step(bob.device, NaN, envelope, false)),
+      notADevice: code(() => new Receiving().step(alice.primary, now(), envelope, false)),
+    },
+    relay: world.stats,
+  };
 }
 
 // ---- The relay's helpers: served lists, the coverage check, published prekeys ----
