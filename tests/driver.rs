@@ -157,11 +157,8 @@ fn a_directory_that_fails_or_serves_nothing_ends_the_loop() {
 /// after one fetch; once served, its message reads, and reads again as a duplicate.
 #[test]
 fn a_receive_fetches_the_newer_list_and_drops_strangers() {
-    let mut w = World::new("driver receive lists");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish(&bob);
-    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let (mut w, alice, a2, b1) = alice_and_bob("driver receive lists", false);
+    let bob = b1.account;
     let now = w.now;
     // Alice's laptop writes; Bob follows nobody from Alice yet: unknown until fetched.
     let outbox = w.send(a2, bob, b"from the laptop");
@@ -194,15 +191,29 @@ fn a_receive_fetches_the_newer_list_and_drops_strangers() {
     assert_eq!(again, Inbound::Duplicate(EnvelopeId::of(&envelope)));
 }
 
+/// Alice (a phone and a laptop, device 2) and Bob (a phone, device 1); Bob's phone follows
+/// Alice's account only if `bob_follows_alice`.
+fn alice_and_bob(
+    label: &str,
+    bob_follows_alice: bool,
+) -> (World, AccountKey, DeviceAddress, DeviceAddress) {
+    let mut w = World::new(label);
+    let alice = w.account(1);
+    let bob = w.account(0);
+    if bob_follows_alice {
+        w.publish_all();
+    } else {
+        w.publish(&bob);
+    }
+    (w, alice, World::addr(alice, 2), World::addr(bob, 1))
+}
+
 /// The same receive, stepped by the app (as an async app or a binding does): each step names
 /// the list to fetch; the app applies what its relay serves, or nothing, and steps again.
 #[test]
 fn a_stepped_receive_names_each_list_and_decides_as_the_loop_does() {
-    let mut w = World::new("driver stepped receive");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish(&bob);
-    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let (mut w, alice, a2, b1) = alice_and_bob("driver stepped receive", false);
+    let bob = b1.account;
     let now = w.now;
     let outbox = w.send(a2, bob, b"from the laptop");
     let envelope = World::envelope_to(&outbox, b1);
@@ -453,11 +464,8 @@ fn a_drive_error_says_what_failed() {
 /// `MAX_ROUNDS` rounds: a relay cannot keep a device fetching forever.
 #[test]
 fn a_stepped_receive_stops_after_max_rounds_of_lists_that_do_not_resolve_it() {
-    let mut w = World::new("driver stepped rounds");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let (mut w, alice, a2, b1) = alice_and_bob("driver stepped rounds", true);
+    let bob = b1.account;
     let now = w.now;
     // Alice renews her list five times; Bob holds the first, her laptop the newest.
     let mut versions = Vec::new();
@@ -491,11 +499,8 @@ fn a_stepped_receive_stops_after_max_rounds_of_lists_that_do_not_resolve_it() {
 /// version is worth waiting for.
 #[test]
 fn an_envelope_under_the_held_version_with_another_digest_is_dropped() {
-    let mut w = World::new("driver digest diverges");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let (mut w, _, a2, b1) = alice_and_bob("driver digest diverges", true);
+    let bob = b1.account;
     let now = w.now;
     let outbox = w.send(a2, bob, b"digest");
     let mut forged = World::envelope_to(&outbox, b1);

@@ -206,18 +206,23 @@ mod tests {
         out
     }
 
+    /// A header on the X25519 base point.
+    fn header(previous_chain_length: u32, message_number: u32, salt: [u8; SALT_LEN]) -> Header {
+        let mut base_point = [0u8; 32];
+        base_point[0] = 9;
+        Header {
+            ratchet_key: DhPublicKey::from_bytes(base_point).unwrap(),
+            previous_chain_length,
+            message_number,
+            salt,
+        }
+    }
+
     /// The header buffer holds exactly the longest header: one with the longest extension fills
     /// it, and a longer extension is cut to fit.
     #[test]
     fn the_longest_header_fills_the_buffer() {
-        let mut base_point = [0u8; 32];
-        base_point[0] = 9;
-        let header = Header {
-            ratchet_key: DhPublicKey::from_bytes(base_point).unwrap(),
-            previous_chain_length: 0,
-            message_number: 0,
-            salt: [7; SALT_LEN],
-        };
+        let header = header(0, 0, [7; SALT_LEN]);
         let mut buf = [0u8; MAX_HEADER_LEN];
         assert_eq!(
             header.encode(&[0x33; MAX_EXTENSION_LEN], &mut buf),
@@ -238,14 +243,7 @@ mod tests {
         for (i, b) in salt.iter_mut().enumerate() {
             *b = 0x30 + i as u8;
         }
-        let mut base_point = [0u8; 32];
-        base_point[0] = 9;
-        let header = Header {
-            ratchet_key: DhPublicKey::from_bytes(base_point).unwrap(),
-            previous_chain_length: 3,
-            message_number: 4,
-            salt,
-        };
+        let header = header(3, 4, salt);
         let ratchet = ratchet_bytes(&header);
         let decoded = IncomingMessage::decode(&ratchet).unwrap();
         assert!(matches!(decoded, IncomingMessage::Ratchet(_)));
