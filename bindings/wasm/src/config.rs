@@ -106,6 +106,9 @@ extern "C" {
     /// `ListLimits`.
     #[wasm_bindgen(typescript_type = "ListLimits")]
     pub type JsListLimits;
+    /// `PrimaryPolicy`.
+    #[wasm_bindgen(typescript_type = "PrimaryPolicy")]
+    pub type JsPrimaryPolicy;
     /// `CallConfig`.
     #[wasm_bindgen(typescript_type = "CallConfig")]
     pub type JsCallConfig;

@@ -23,6 +23,9 @@
 //!   whose device list to fetch and apply first;
 //! - a relay in JavaScript: `ServedLists` (verified device lists, the coverage check of each
 //!   batch) and `PublishedPreKeys` (one device's uploaded prekeys, one bundle at a time).
+//! - state at rest: `sealState` / `openState` under the app's storage key, bound to a slot
+//!   and a sequence (a moved blob does not open, an older one is a rollback); `OpenedState`
+//!   shows its bytes only through `state()`.
 //!
 //! Nothing here does I/O: the page moves the bytes, stores the state and passes `now` (Unix
 //! milliseconds, e.g. `Date.now()`). Randomness comes from the browser's
@@ -39,6 +42,7 @@ mod device;
 mod error;
 mod groups;
 mod history;
+mod persist;
 mod prekeys;
 mod primary;
 mod receiving;
@@ -50,6 +54,7 @@ mod server;
 pub use call::{Call, CallKeyMessage, SrtpKeys};
 pub use device::Device;
 pub use history::{HistoryOffer, HistoryOpener, HistorySealer};
+pub use persist::{OpenedState, open_state, seal_state};
 pub use primary::{LinkingCompanion, Primary, create_account};
 pub use receiving::Receiving;
 pub use records::ChangedRecord;

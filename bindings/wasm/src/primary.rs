@@ -7,7 +7,7 @@ use ratchetry::devices::{
 use ratchetry::fanout;
 use wasm_bindgen::prelude::*;
 
-use crate::config::{self, JsAccountOptions, JsCompanionOptions};
+use crate::config::{self, JsAccountOptions, JsCompanionOptions, JsPrimaryPolicy};
 use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, epoch, num, object, rng, ts};
 use crate::device::Device;
 use crate::error;
@@ -70,6 +70,27 @@ pub fn create_account(
 
 #[wasm_bindgen]
 impl Primary {
+    /// The policy this primary applies (its account part is signed into every list it signs),
+    /// with every field present.
+    pub fn policy(&self) -> JsPrimaryPolicy {
+        let p = self.inner.policy();
+        let account = object(&[
+            ("maxCompanions", p.account.max_companions.into()),
+            (
+                "companionValidityMs",
+                num(p.account.companion_validity_ms).into(),
+            ),
+        ]);
+        JsValue::from(object(&[
+            ("account", account.into()),
+            (
+                "linkInvitationValidityMs",
+                num(p.link_invitation_validity_ms).into(),
+            ),
+        ]))
+        .unchecked_into()
+    }
+
     /// Restores a primary from `toBytes()`; `lastEpoch` as for devices.
     pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<Primary, JsValue> {
         let (inner, _stale) =

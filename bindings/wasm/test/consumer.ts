@@ -5,7 +5,7 @@
 import init, {
   createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
   HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, Receiving, RetryRequest, ServedLists,
-  SrtpKeys, envelopeId,
+  OpenedState, SrtpKeys, envelopeId, openState, sealState,
   type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
   type CompanionOptions, type DeviceConfig, type Inbound, type ListCoverage, type ListLimits, type Outgoing,
   type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
@@ -329,5 +329,12 @@ export async function app(): Promise<string[]> {
   shown.push(String(callOutbox?.envelopes.length), String(held?.epoch), String(pool.oneTime + pool.kem));
   const envelope = outbox.envelopes[0]?.bytes ?? new Uint8Array();
   shown.push(await receiveStepped(linked.device, envelope, async (a) => relay.lists.list(a), (id) => store.has(id.join(","))));
+  // State at rest under the page's storage key, bound to its slot and its epoch.
+  const storageKey: Uint8Array = crypto.getRandomValues(new Uint8Array(32));
+  const slot = new TextEncoder().encode("device");
+  const atRest: Uint8Array = sealState(storageKey, slot, device.stateEpoch(), device.toBytes());
+  const opened: OpenedState = openState(storageKey, atRest, slot, device.stateEpoch());
+  const applied: PrimaryPolicy = primary.policy();
+  shown.push(String(opened.state().length), String(opened.sequence), String(applied.account?.maxCompanions));
   return shown;
 }

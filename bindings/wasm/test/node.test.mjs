@@ -1,5 +1,5 @@
-// The package in Node (the same V8 as Chromium, without a browser): the objects a message
-// yields own their bytes. They are built in JavaScript from views of wasm memory
+// The package in Node (the same V8 as Chromium, without a browser): state sealed at rest, a
+// primary's policy, and that the objects a message yields own their bytes. They are built in JavaScript from views of wasm memory
 // (src/convert.rs), which the next call reuses; a view kept by mistake would change under the
 // app. Run by .ci/bindings.sh after the package is built: node --test node.test.mjs
 import { test } from "node:test";
@@ -7,9 +7,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { inspect } from "node:util";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "pkg");
-const { initSync, createAccount } = await import(join(pkg, "ratchetry_wasm.js"));
+const { initSync, createAccount, sealState, openState } = await import(join(pkg, "ratchetry_wasm.js"));
 initSync({ module: readFileSync(join(pkg, "ratchetry_wasm_bg.wasm")) });
 
 const now = 1_790_000_000_000;
@@ -60,4 +61,39 @@ test("envelopes, addresses, coverage and received messages keep their bytes acro
     assert.equal(bytes.byteOffset, 0);
     assert.equal(bytes.buffer.byteLength, bytes.length);
   }
+});
+
+function code(f) {
+  try { f(); } catch (e) { return e.code; }
+  return "no error";
+}
+
+test("state sealed at rest opens only in its slot, from its sequence on, and shows no bytes", () => {
+  const key = new Uint8Array(32).fill(7);
+  const state = new Uint8Array(100).fill(0x5a);
+  const slot = new TextEncoder().encode("device");
+  const sealed = sealState(key, slot, 5, state);
+  const opened = openState(key, sealed, slot, 5);
+  assert.deepEqual(opened.state(), state);
+  assert.equal(opened.sequence, 5);
+  for (const text of [String(opened), JSON.stringify(opened), inspect(opened)]) {
+    assert.ok(!text.includes("90,90") && !text.includes("5a5a"), text);
+  }
+  assert.equal(code(() => openState(key, sealed, new TextEncoder().encode("other"), 0)), "crypto.authentication_failed");
+  assert.equal(code(() => openState(new Uint8Array(32), sealed, slot, 0)), "crypto.authentication_failed");
+  assert.equal(code(() => openState(key, sealed, slot, 6)), "state.rollback");
+  assert.equal(code(() => openState(key, sealed.slice(0, 10), slot, 0)).split(".")[0], "decode");
+  assert.equal(code(() => sealState(key.slice(1), slot, 0, state)), "binding.bad_length");
+  assert.equal(code(() => sealState(key, slot, -1, state)), "binding.bad_input");
+  assert.equal(code(() => sealState(key, slot, 1.5, state)), "binding.bad_input");
+  assert.equal(code(() => openState(key, sealed, slot, NaN)), "binding.bad_input");
+});
+
+test("a primary reports the policy it was made with, every field present", () => {
+  const policy = { account: { maxCompanions: 2, companionValidityMs: 86_400_000 }, linkInvitationValidityMs: 60_000 };
+  const { primary } = createAccount(now, { policy });
+  assert.deepEqual(primary.policy(), policy);
+  const defaults = createAccount(now).primary.policy();
+  assert.deepEqual(Object.keys(defaults).sort(), ["account", "linkInvitationValidityMs"]);
+  assert.equal(defaults.account.maxCompanions, 4);
 });
