@@ -10,6 +10,7 @@ use ratchetry::devices::{ListLimits, PrimaryPolicy};
 use ratchetry::fanout::DeviceConfig;
 use wasm_bindgen::prelude::*;
 
+use crate::convert::MAX_SAFE_INTEGER;
 use crate::error::binding;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -116,9 +117,6 @@ extern "C" {
 
 /// One-time prekeys of each kind a new device makes unless told otherwise.
 pub(crate) const DEFAULT_ONE_TIME_PREKEYS: u32 = 20;
-
-/// Numbers that fit a JavaScript number exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// An options object: `undefined` or `null` is none; anything else must be an object whose
 /// property names are all in `known`.

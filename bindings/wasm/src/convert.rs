@@ -138,8 +138,13 @@ pub(crate) fn rng() -> Result<UnwrapErr<BatchRng>, JsValue> {
     })
 }
 
-/// Milliseconds that fit a JavaScript number exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+/// The largest integer a JavaScript number holds exactly (`Number.MAX_SAFE_INTEGER`).
+pub(crate) const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A whole number from 0 to `MAX_SAFE_INTEGER` (a version, a sequence), else `None`.
+pub(crate) fn whole_number(value: f64) -> Option<u64> {
+    (value.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&value)).then_some(value as u64)
+}
 
 /// `now` from a JavaScript number of Unix milliseconds.
 pub(crate) fn ts(now: f64) -> Result<Timestamp, JsValue> {
@@ -268,14 +273,14 @@ pub(crate) fn coverage_in(value: &JsValue) -> Result<Vec<ListCoverage>, JsValue>
         .map(|c| {
             let version = get(&c, "version")?
                 .as_f64()
-                .filter(|v| v.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(v))
+                .and_then(whole_number)
                 .ok_or_else(|| binding("binding.bad_input", "version must be a whole number"))?;
             let digest = get_bytes(&c, "digest")?
                 .try_into()
                 .map_err(|_| binding("binding.bad_length", "a list digest is 32 bytes"))?;
             Ok(ListCoverage {
                 account: account(&get_bytes(&c, "account")?)?,
-                version: version as u64,
+                version,
                 digest,
             })
         })

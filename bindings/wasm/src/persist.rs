@@ -9,7 +9,7 @@
 use ratchetry::persist::{self, StorageKey};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{num, rng};
+use crate::convert::{num, rng, whole_number};
 use crate::error::{self, binding};
 
 /// Opened state and the sequence it was sealed at. Its inspection shows nothing of the
@@ -74,15 +74,12 @@ fn storage_key(bytes: &[u8]) -> Result<StorageKey, JsValue> {
     Ok(StorageKey::from_bytes(array))
 }
 
-/// A sequence number from a JavaScript number: a non-negative integer that the number holds
-/// exactly.
+/// A sequence from a JavaScript number: a whole number it holds exactly.
 fn counter(value: f64, name: &str) -> Result<u64, JsValue> {
-    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-    if !(0.0..=MAX_SAFE_INTEGER).contains(&value) || value.fract() != 0.0 {
-        return Err(binding(
+    whole_number(value).ok_or_else(|| {
+        binding(
             "binding.bad_input",
             &format!("{name} must be a non-negative integer"),
-        ));
-    }
-    Ok(value as u64)
+        )
+    })
 }
