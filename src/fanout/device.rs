@@ -21,6 +21,7 @@ use crate::devices::{
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupConfig, GroupId, InboundSenderKey};
 use crate::primitives::{IdentityKey, IdentityKeyPair};
+use crate::ratchet::session::Opened;
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
 use crate::x3dh::{
@@ -665,6 +666,37 @@ impl Device {
                 self.sessions.insert(address, SessionSet::new(session));
             }
         }
+        self.touch_sessions(address, changed);
+    }
+
+    /// Applies a message opened on `address`'s session `index`, in place: see
+    /// [`SessionSet::advance`]. `requested`: the message answered this device's retry request
+    /// ([`Placement::Requested`]), else [`Placement::Advanced`].
+    pub(crate) fn advance_session(
+        &mut self,
+        address: DeviceAddress,
+        index: usize,
+        opened: Opened,
+        requested: bool,
+    ) {
+        let Some(set) = self.sessions.get_mut(&address) else {
+            return;
+        };
+        let (dropped, old, new) = set.advance(index, opened, requested);
+        let mut changed: Vec<[u8; 32]> = Vec::new();
+        if requested || old != new {
+            changed.extend(old.into_iter().chain(new));
+        }
+        changed.extend(
+            dropped
+                .iter()
+                .filter_map(|s| s.pending_kem().map(|(_, base)| base)),
+        );
+        self.touch_sessions(address, changed);
+    }
+
+    /// `address`'s sessions changed, and the pending KEM ciphertext records of these base keys.
+    fn touch_sessions(&mut self, address: DeviceAddress, changed: Vec<[u8; 32]>) {
         self.touch(Key::Sessions(address));
         for base in changed {
             self.touch(Key::PendingKem(address, base));

@@ -7,7 +7,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::envelope::MessageRef;
 use super::membership::Membership;
@@ -171,14 +171,22 @@ impl Payload {
         out.into_inner()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::header(bytes, kind::PAYLOAD)?;
+    /// Decodes a decrypted payload. A message's body becomes the payload's in the same
+    /// buffer, moved to its front: a 1 KiB body is neither copied to a new allocation nor
+    /// wiped, as the rest of the plaintext is (the body is the app's).
+    pub(crate) fn decode(plaintext: Zeroizing<Vec<u8>>) -> Result<Self, DecodeError> {
+        let mut r = Reader::header(&plaintext, kind::PAYLOAD)?;
+        let body_at = |r: &Reader<'_>| plaintext.len() - r.rest_len();
         match r.u8()? {
-            DIRECT => Ok(Self::Direct {
-                nonce: r.array()?,
-                sent_to: r.optional(AccountKey::read)?,
-                body: r.rest().to_vec(),
-            }),
+            DIRECT => {
+                let (nonce, sent_to) = (r.array()?, r.optional(AccountKey::read)?);
+                let at = body_at(&r);
+                Ok(Self::Direct {
+                    nonce,
+                    sent_to,
+                    body: body(plaintext, at),
+                })
+            }
             DISTRIBUTION => {
                 SenderKeyDistribution::from_bytes(r.rest()).map(|d| Self::Distribution(Box::new(d)))
             }
@@ -196,17 +204,26 @@ impl Payload {
                 r.finish()?;
                 Ok(Self::HistoryOffer { offer, membership })
             }
-            DIRECT_RESEND => Ok(Self::DirectResend {
-                reference: r.array()?,
-                nonce: r.array()?,
-                sent_to: r.optional(AccountKey::read)?,
-                body: r.rest().to_vec(),
-            }),
-            GROUP_RESEND => Ok(Self::GroupResend {
-                reference: r.array()?,
-                group: GroupId(r.array()?),
-                body: r.rest().to_vec(),
-            }),
+            DIRECT_RESEND => {
+                let (reference, nonce) = (r.array()?, r.array()?);
+                let sent_to = r.optional(AccountKey::read)?;
+                let at = body_at(&r);
+                Ok(Self::DirectResend {
+                    reference,
+                    nonce,
+                    sent_to,
+                    body: body(plaintext, at),
+                })
+            }
+            GROUP_RESEND => {
+                let (reference, group) = (r.array()?, GroupId(r.array()?));
+                let at = body_at(&r);
+                Ok(Self::GroupResend {
+                    reference,
+                    group,
+                    body: body(plaintext, at),
+                })
+            }
             CALL_KEY_RESEND => {
                 let reference = r.array()?;
                 CallKeyMessage::from_bytes(r.rest())
@@ -215,4 +232,15 @@ impl Payload {
             _ => Err(DecodeError::InvalidValue),
         }
     }
+}
+
+/// The plaintext's bytes from `at` on (a message's body, its last field), moved to the front
+/// of the same buffer. The bytes left past the body, what remains of the payload's head, are
+/// wiped.
+fn body(mut plaintext: Zeroizing<Vec<u8>>, at: usize) -> Vec<u8> {
+    let len = plaintext.len().saturating_sub(at);
+    plaintext.copy_within(at.., 0);
+    plaintext[len..].zeroize();
+    plaintext.truncate(len);
+    core::mem::take(&mut *plaintext)
 }

@@ -20,9 +20,25 @@ use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{DecodeError, Error, FanoutError, GroupError};
 use crate::group::{GroupId, GroupMessage, InboundSenderKey};
 use crate::primitives::IdentityKey;
+use crate::ratchet::session::Opened;
 use crate::ratchet::{IncomingMessage, Session};
 use crate::time::Timestamp;
 use crate::x3dh::Consumption;
+
+/// How a pairwise message opened: on the held session at this index (applied once the
+/// payload is accepted), or by a new session the peer started, with the prekeys it consumes.
+enum Opening {
+    Held(usize, Opened),
+    New(Session, Consumption),
+}
+
+/// A pairwise message opened: how, its plaintext, and the prefix of the sender's message ids
+/// (`None` before its first message).
+struct OpenedPairwise {
+    opening: Opening,
+    plaintext: Zeroizing<Vec<u8>>,
+    prefix: Option<DirectIdPrefix>,
+}
 
 /// What a pairwise payload changes besides the session, decided before anything changes.
 enum Effect {
@@ -168,28 +184,32 @@ impl Device {
         // The list versions first: a device linked since the list held (its first message) is
         // a list to fetch, not a stranger.
         let identity = self.check_view(header, now)?;
-        let (index, session, plaintext, consumption, prefix) =
-            self.open_pairwise(&from, identity, header_bytes, message)?;
-        let (received, effect) =
-            self.judge(from, identity, prefix, Payload::decode(&plaintext)?)?;
-
-        if let Some(c) = consumption {
-            if let Some(id) = c.one_time {
-                self.touch(Key::OneTime(id.0));
+        let OpenedPairwise {
+            opening,
+            plaintext,
+            prefix,
+        } = self.open_pairwise(&from, identity, header_bytes, message)?;
+        let (received, effect) = self.judge(from, identity, prefix, Payload::decode(plaintext)?)?;
+        let requested = matches!(effect, Effect::Answered(..));
+        match opening {
+            Opening::Held(index, opened) => self.advance_session(from, index, opened, requested),
+            Opening::New(session, c) => {
+                if let Some(id) = c.one_time {
+                    self.touch(Key::OneTime(id.0));
+                }
+                match c.kem {
+                    crate::x3dh::KemUse::OneTime(id) => self.touch(Key::OneTimeKem(id.0)),
+                    crate::x3dh::KemUse::LastResort(_) => self.touch(Key::PreKeys),
+                }
+                self.touch(Key::SeenBase(c.signed.0, c.base_key.to_bytes()));
+                self.prekeys.consume(c);
+                let placement = match requested {
+                    true => Placement::Requested(None),
+                    false => Placement::New,
+                };
+                self.install_session(from, session, placement);
             }
-            match c.kem {
-                crate::x3dh::KemUse::OneTime(id) => self.touch(Key::OneTimeKem(id.0)),
-                crate::x3dh::KemUse::LastResort(_) => self.touch(Key::PreKeys),
-            }
-            self.touch(Key::SeenBase(c.signed.0, c.base_key.to_bytes()));
-            self.prekeys.consume(c);
         }
-        let placement = match (&effect, index) {
-            (Effect::Answered(..), index) => Placement::Requested(index),
-            (_, Some(i)) => Placement::Advanced(i),
-            (_, None) => Placement::New,
-        };
-        self.install_session(from, session, placement);
         let mut replaced = None;
         match effect {
             Effect::None => {}
@@ -213,27 +233,16 @@ impl Device {
         Ok((received, replaced))
     }
 
-    /// Decrypts a pairwise message from `from` on a copy of the session that opens it (or a
-    /// new session, for a pre-key message that starts one). Returns the session set index to
-    /// promote (`None` for a new session), the advanced session, the plaintext, and the
-    /// prekeys the new session consumes.
-    #[allow(clippy::type_complexity)]
+    /// Decrypts a pairwise message from `from`, changing nothing: opened on the held session
+    /// that reads it, or by a new session, for a pre-key message that starts one. Returns
+    /// which, the plaintext, and the prefix of the sender's message ids.
     fn open_pairwise(
         &mut self,
         from: &DeviceAddress,
         identity: IdentityKey,
         header_bytes: &[u8],
         message: &[u8],
-    ) -> Result<
-        (
-            Option<usize>,
-            Session,
-            Zeroizing<Vec<u8>>,
-            Option<Consumption>,
-            Option<DirectIdPrefix>,
-        ),
-        Error,
-    > {
+    ) -> Result<OpenedPairwise, Error> {
         // The sessions' set also keeps the prefix of the sender's message ids (computed at its
         // first message, not state): fetched with them, in the same lookup.
         let (sessions, prefix) = match self.sessions.get_mut(from) {
@@ -243,7 +252,7 @@ impl Device {
             }
             None => (&[][..], None),
         };
-        let (index, session, plaintext, consumption) = match IncomingMessage::decode(message)? {
+        let (opening, plaintext) = match IncomingMessage::decode(message)? {
             IncomingMessage::PreKey(ref m) => {
                 let m = *m;
                 if m.initiator_identity() != identity {
@@ -251,9 +260,9 @@ impl Device {
                 }
                 match sessions.iter().position(|s| s.continues(&m)) {
                     Some(i) => {
-                        let mut s = sessions[i].clone();
-                        let pt = s.decrypt_bound(&IncomingMessage::PreKey(m), header_bytes)?;
-                        Ok((Some(i), s, Zeroizing::new(pt), None))
+                        let (opened, pt) =
+                            sessions[i].open_message(&IncomingMessage::PreKey(m), header_bytes)?;
+                        Ok((Opening::Held(i, opened), pt))
                     }
                     // A new session from the peer (it restarted, or raced ours): it becomes
                     // current once this message has decrypted; ours is kept as archived.
@@ -265,7 +274,7 @@ impl Device {
                             self.config.session,
                             header_bytes,
                         )?;
-                        Ok((None, s, Zeroizing::new(pt), Some(c)))
+                        Ok((Opening::New(s, c), pt))
                     }
                 }
             }
@@ -277,10 +286,9 @@ impl Device {
                         first_error.get_or_insert(FanoutError::IdentityMismatch(*from).into());
                         continue;
                     }
-                    let mut s = s.clone();
-                    match s.decrypt_bound(&incoming, header_bytes) {
-                        Ok(pt) => {
-                            opened = Some((Some(i), s, Zeroizing::new(pt), None));
+                    match s.open_message(&incoming, header_bytes) {
+                        Ok((o, pt)) => {
+                            opened = Some((Opening::Held(i, o), pt));
                             break;
                         }
                         Err(e) => {
@@ -291,7 +299,11 @@ impl Device {
                 opened.ok_or_else(|| first_error.unwrap_or(FanoutError::NoSession(*from).into()))
             }
         }?;
-        Ok((index, session, plaintext, consumption, prefix))
+        Ok(OpenedPairwise {
+            opening,
+            plaintext: Zeroizing::new(plaintext),
+            prefix,
+        })
     }
 
     /// What a payload from `from` means, and what it will change; nothing changes here.

@@ -10,6 +10,7 @@ use super::message_id::DirectIdPrefix;
 use crate::devices::DeviceAddress;
 use crate::primitives::KemCiphertext;
 use crate::ratchet::Session;
+use crate::ratchet::session::Opened;
 
 /// Sessions kept per remote device, the current one included.
 pub(crate) const MAX_SESSIONS_PER_DEVICE: usize = 3;
@@ -101,27 +102,64 @@ impl SessionSet {
     /// its place. A server that drops the messages of the stronger session, or a peer that
     /// starts a weaker one at the same time, must not pin the pair to the weaker session.
     pub(crate) fn promote(&mut self, index: usize, advanced: Session) {
-        // The only session, advanced (every message of a pair that never raced): no other
-        // session can be stronger, and it stays current.
-        if let (Held::One(current), 0) = (&mut self.0, index) {
-            *current = advanced;
-            return;
-        }
-        if index >= self.all().len() {
+        match self.session_mut(index) {
+            Some(held) => *held = advanced,
             // Not a held session's index (callers never pass one): placed as a new session.
-            self.push_new(advanced);
+            None => {
+                self.push_new(advanced);
+                return;
+            }
+        }
+        self.raise(index);
+    }
+
+    /// Applies a message opened on session `index` in place (no copy of the session is made)
+    /// and places the session as [`promote`](Self::promote) does, or, for a retry's answer
+    /// (`requested`), as [`push_requested`](Self::push_requested) does. Returns the
+    /// sessions dropped, and the base key of the advanced session's pending KEM ciphertext
+    /// before and after; nothing changes for an index not held.
+    pub(crate) fn advance(
+        &mut self,
+        index: usize,
+        opened: Opened,
+        requested: bool,
+    ) -> (Vec<Session>, Option<[u8; 32]>, Option<[u8; 32]>) {
+        let base_of = |s: &Session| s.pending_kem().map(|(_, base)| base);
+        let Some(session) = self.session_mut(index) else {
+            return (Vec::new(), None, None);
+        };
+        let old = base_of(session);
+        session.apply(opened);
+        let new = base_of(session);
+        if !requested {
+            self.raise(index);
+            return (Vec::new(), old, new);
+        }
+        let session = self.0.edit(|sessions| sessions.remove(index));
+        (self.push_requested(None, session), old, new)
+    }
+
+    fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
+        match &mut self.0 {
+            Held::One(s) => (index == 0).then_some(s),
+            Held::Several(v) => v.get_mut(index),
+        }
+    }
+
+    /// Makes the just advanced session `index` current, unless a stronger one is held.
+    fn raise(&mut self, index: usize) {
+        // The only session (every message of a pair that never raced): it stays current.
+        if let Held::One(_) = self.0 {
             return;
         }
         self.0.edit(|sessions| {
-            let rank = strength(&advanced);
+            let rank = strength(&sessions[index]);
             let pinned = sessions
                 .iter()
                 .enumerate()
                 .any(|(i, s)| i != index && strength(s) > rank);
-            if pinned {
-                sessions[index] = advanced;
-            } else {
-                sessions.remove(index);
+            if !pinned {
+                let advanced = sessions.remove(index);
                 sessions.insert(0, advanced);
             }
         })

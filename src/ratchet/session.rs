@@ -76,6 +76,19 @@ pub(crate) struct State {
 #[derive(Clone)]
 pub struct Session(pub(crate) Box<State>);
 
+/// A message opened on a session (its plaintext returned), and what it changes there once
+/// applied: see [`Session::open_message`].
+pub(crate) struct Opened(Step);
+
+enum Step {
+    /// Read with the skipped key at `index`; a chunk of the current receiving chain's.
+    Skipped {
+        index: usize,
+        extension: Option<Extension>,
+    },
+    Chain(Plan, Option<Extension>),
+}
+
 /// What a receive will change, computed before the message is authenticated.
 struct Plan {
     key: MessageKey,
@@ -185,7 +198,8 @@ impl Session {
             pq: (message.x3dh.kem_prekey.pq_ratchet() && !message.message.extension.is_empty())
                 .then(|| PqRatchet::new(false)),
         }));
-        let plaintext = session.decrypt_ratchet(&message.message, context)?;
+        let plaintext =
+            session.decrypt_bound(&IncomingMessage::Ratchet(message.message), context)?;
         Ok((session, plaintext, consumption))
     }
 
@@ -340,6 +354,20 @@ impl Session {
         message: &IncomingMessage<'_>,
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
+        let (opened, plaintext) = self.open_message(message, context)?;
+        self.apply(opened);
+        Ok(plaintext)
+    }
+
+    /// Authenticates and decrypts `message` without changing the session: the returned
+    /// [`Opened`] is what [`apply`](Self::apply) then changes. The fanout layer opens a held
+    /// session in place this way, decides what the payload means, and applies only if it
+    /// accepts it, instead of decrypting on a copy of the session.
+    pub(crate) fn open_message(
+        &self,
+        message: &IncomingMessage<'_>,
+        context: &[u8],
+    ) -> Result<(Opened, Vec<u8>), Error> {
         let message = match message {
             IncomingMessage::Ratchet(m) => m,
             IncomingMessage::PreKey(p) => {
@@ -349,14 +377,6 @@ impl Session {
                 &p.message
             }
         };
-        self.decrypt_ratchet(message, context)
-    }
-
-    fn decrypt_ratchet(
-        &mut self,
-        message: &RatchetMessage<'_>,
-        context: &[u8],
-    ) -> Result<Vec<u8>, Error> {
         let header = &message.header;
         let extension = self.extension(message)?;
         if let Some(index) = self
@@ -368,24 +388,37 @@ impl Session {
                 Some(stored) => self.open(&stored.key, message, context)?,
                 None => return Err(RatchetError::AuthenticationFailed.into()),
             };
-            let s = &mut *self.0;
-            s.skipped.remove(index);
-            s.awaiting_reply = false;
-            s.pending_kem = None;
             // A late message of the current receiving chain still carries a useful chunk; one
             // of an older chain is not read (its chain's epoch, which resolves the chunk's, is
             // not kept).
-            let current = s.recv.as_ref().map(|c| c.ratchet_key) == Some(header.ratchet_key);
-            if let (Some(pq), Some(extension), true) = (s.pq.as_mut(), &extension, current) {
-                let c = pq.recv_chain;
-                pq.receive(c, extension);
-            }
-            return Ok(plaintext);
+            let current = self.0.recv.as_ref().map(|c| c.ratchet_key) == Some(header.ratchet_key);
+            let step = Step::Skipped {
+                index,
+                extension: extension.filter(|_| current),
+            };
+            return Ok((Opened(step), plaintext));
         }
         let plan = self.plan_receive(header, extension.as_ref())?;
         let plaintext = self.open(&plan.key, message, context)?;
-        self.commit(plan, extension.as_ref());
-        Ok(plaintext)
+        Ok((Opened(Step::Chain(plan, extension)), plaintext))
+    }
+
+    /// Applies what [`open_message`](Self::open_message) found, to the session it was opened
+    /// on, unchanged since.
+    pub(crate) fn apply(&mut self, opened: Opened) {
+        match opened.0 {
+            Step::Skipped { index, extension } => {
+                let s = &mut *self.0;
+                s.skipped.remove(index);
+                s.awaiting_reply = false;
+                s.pending_kem = None;
+                if let (Some(pq), Some(extension)) = (s.pq.as_mut(), &extension) {
+                    let c = pq.recv_chain;
+                    pq.receive(c, extension);
+                }
+            }
+            Step::Chain(plan, extension) => self.commit(plan, extension.as_ref()),
+        }
     }
 
     /// The message's post-quantum ratchet extension: required (and decoded) in a session that

@@ -238,20 +238,25 @@ impl Chains {
     // at a time (a 16% larger cold load in instruction counts); apart, they move as words.
     #[inline(never)]
     fn read(r: &mut Reader<'_>, max_skipped_keys: u32) -> Result<Self, DecodeError> {
-        let send = r.optional(|r| {
-            Ok(SendChain {
+        // The presence flags are read here rather than through `Reader::optional`, whose
+        // closures LLVM may outline (it did after an unrelated change elsewhere), moving the
+        // keys a byte at a time again.
+        let send = match r.flag()? {
+            true => Some(SendChain {
                 key: ChainKey(secret(r)?),
                 next: r.u32()?,
-            })
-        })?;
+            }),
+            false => None,
+        };
         let previous_send_length = r.u32()?;
-        let recv = r.optional(|r| {
-            Ok(RecvChain {
+        let recv = match r.flag()? {
+            true => Some(RecvChain {
                 ratchet_key: DhPublicKey::from_bytes(r.array()?)?,
                 key: ChainKey(secret(r)?),
                 next: r.u32()?,
-            })
-        })?;
+            }),
+            false => None,
+        };
         let count = bounded_count(r, max_skipped_keys)?;
         let mut skipped = SkippedKeys::default();
         for _ in 0..count {
