@@ -10,8 +10,10 @@ use ratchetry::fanout::{
     Device, DeviceConfig, EnvelopeId, Event, Outgoing, Received, RetryReason, WithheldReason,
 };
 use ratchetry::group::GroupId;
+use ratchetry::testing::hooks;
 use ratchetry::{
-    DecodeError, DeviceError, Error, FanoutError, GroupError, IdentityKeyPair, Timestamp,
+    DecodeError, DeviceError, Error, FanoutError, GroupError, IdentityKeyPair, RatchetError,
+    Timestamp,
 };
 use support::{DAY, T0, World, body, tampered};
 
@@ -328,6 +330,61 @@ fn group_keys_go_only_where_missing_and_rotate_on_removal() {
     let carol_says = w.send_group(c1, ROOM, b"hi");
     let (env, _) = carol_says.group.unwrap();
     w.refused(b1, &env, FanoutError::Withheld.into());
+}
+
+/// A send seals on each device's session in place, so whatever can refuse it is checked for
+/// every device before the first session advances: a refusal at any device (first, middle or
+/// last in the order sealed) leaves every session, and the whole state, as it was.
+#[test]
+fn a_send_refused_at_any_device_advances_no_session() {
+    let mut w = World::new("fanout refused in place");
+    let alice = w.account(0);
+    let bob = w.account(2);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let a1 = World::addr(alice, 1);
+    // Sessions to Bob's three devices, each with a sending chain, none replied to yet.
+    w.send(a1, bob, b"hello");
+    w.send_group(a1, ROOM, b"hello room");
+    type BreakSession = fn(&mut Device, &DeviceAddress) -> bool;
+    let refusals: [(BreakSession, Error); 2] = [
+        (
+            hooks::exhaust_sending_chain,
+            RatchetError::ChainExhausted.into(),
+        ),
+        (hooks::drop_pending_kem, RatchetError::NotPostQuantum.into()),
+    ];
+    for (break_session, refusal) in refusals {
+        for device in 1..=3 {
+            let to = World::addr(bob, device);
+            assert!(break_session(w.device(a1), &to));
+            let before = w.device(a1).to_bytes();
+            let mut rng = w.rng.clone();
+            let sent = w.device(a1).send(&mut rng, T0, &bob, b"refused");
+            assert_eq!(sent.err(), Some(refusal), "at device {device}");
+            assert_eq!(w.device(a1).to_bytes(), before, "at device {device}");
+            assert!(!w.device(a1).has_changes());
+            w.restart(a1);
+        }
+    }
+    // The sends go on from the stored state: nothing of the refused ones was kept.
+    let fine = w.send(a1, bob, b"after");
+    assert_eq!(fine.envelopes.len(), 3);
+    w.deliver_ok(&fine);
+
+    // A group send whose sender key is at its end refuses before the key goes to a new
+    // device of Bob's: that device's new session does not advance either.
+    let b4 = w.link(&bob);
+    w.publish(&bob);
+    assert!(hooks::exhaust_sender_key(w.device(a1), ROOM));
+    let started = w.run(a1, |d, rng, now| d.send_group(rng, now, ROOM, b"to four"));
+    assert_eq!(started.err(), Some(GroupError::ChainExhausted.into()));
+    let before = w.device(a1).to_bytes();
+    let mut rng = w.rng.clone();
+    let again = w.device(a1).send_group(&mut rng, T0, ROOM, b"to four");
+    assert_eq!(again.err(), Some(GroupError::ChainExhausted.into()));
+    assert_eq!(w.device(a1).to_bytes(), before);
+    assert!(w.device(a1).has_session(&b4));
 }
 
 #[test]

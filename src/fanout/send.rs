@@ -7,7 +7,6 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
 use super::body_digest::BodyDigest;
-use super::device::Placement;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
@@ -25,11 +24,10 @@ use crate::primitives::{IdentityKey, TAG_LEN};
 use crate::ratchet::Session;
 use crate::time::Timestamp;
 
-/// One envelope sealed on a copy of its session, not yet committed.
+/// One envelope sealed on its device's current session (advanced in place).
 pub(crate) struct Sealed {
     pub(crate) to: DeviceAddress,
     pub(crate) identity: IdentityKey,
-    pub(crate) session: Session,
     pub(crate) envelope: Vec<u8>,
     pub(crate) reference: MessageRef,
 }
@@ -76,6 +74,8 @@ impl Device {
             body: body.to_vec(),
         }
         .encode();
+        // Everything that can refuse comes before the sessions advance.
+        let coverage = self.coverage(core::iter::once(to).chain(Some(&own)))?;
         let sealed = self.seal_all(rng, now, &targets, |t| {
             if t.account == own {
                 &own_copy
@@ -93,8 +93,7 @@ impl Device {
                 recipients,
             },
         };
-        let coverage = self.coverage(core::iter::once(to).chain(Some(&own)))?;
-        let envelopes = self.commit_sealed(sealed);
+        let envelopes = envelopes_of(sealed);
         let send_id = self.record_sent(now, sent);
         self.bump();
         Ok(Outgoing::Ready(Outbox {
@@ -210,6 +209,10 @@ impl Device {
             None => OutboundGroupSession::new(rng, group, self.group_sender()),
         };
         let since = session.iteration();
+        // Everything that can refuse comes before the pairwise sessions advance: the sender
+        // key's chain, and this device's list (the envelope header names its version).
+        session.sealable()?;
+        let sender_list_version = self.own_list(now)?.version();
         let sealed = if needs_key.is_empty() {
             Vec::new()
         } else {
@@ -220,7 +223,7 @@ impl Device {
         // The envelope header is the context the group message's signature binds (18.1).
         let mut envelope = GroupHeader {
             sender: self.address,
-            sender_list_version: self.own_list(now)?.version(),
+            sender_list_version,
         }
         .encode(GROUP_MESSAGE_OVERHEAD + body.len());
         let reference = session.encrypt_bound_into(rng, body, &mut envelope)?;
@@ -236,7 +239,7 @@ impl Device {
             },
         };
 
-        let envelopes = self.commit_sealed(sealed);
+        let envelopes = envelopes_of(sealed);
         self.commit_outbound(group, session, fresh, &needs_key, since);
         let send_id = self.record_sent(now, sent);
         self.bump();
@@ -434,7 +437,7 @@ impl Device {
         let payload = payload.encode();
         let sealed = self.seal_all(rng, now, &targets, |_| &payload)?;
         let sent = journal(recipients_of(&sealed));
-        let envelopes = self.commit_sealed(sealed);
+        let envelopes = envelopes_of(sealed);
         let send_id = sent.map(|sent| self.record_sent(now, sent));
         self.bump();
         Ok(Outgoing::Ready(Outbox {
@@ -457,7 +460,7 @@ impl Device {
     ) -> Result<Vec<u8>, Error> {
         let identity = self.entry(&to, now)?.identity;
         let sealed = self.seal_all(rng, now, &[(to, identity)], |_| plaintext)?;
-        let mut envelopes = self.commit_sealed(sealed);
+        let mut envelopes = envelopes_of(sealed);
         self.bump();
         Ok(envelopes.pop().map(|(_, e)| e).unwrap_or_default())
     }
@@ -527,8 +530,11 @@ impl Device {
         (!missing.is_empty()).then_some(missing)
     }
 
-    /// Encrypts a payload for each of `targets` on copies of their sessions; each envelope
-    /// header (sender, recipient, list versions, lists digest) is bound into the AEAD.
+    /// Encrypts a payload for each of `targets` on its current session, advanced in place;
+    /// each envelope header (sender, recipient, list versions, lists digest) is bound into the
+    /// AEAD. Every refusal comes first, before any session advances: a missing session, a list
+    /// not held, a sending chain at its end. (Sealing once these hold cannot fail: a session's
+    /// peer ratchet key passed the contributory check when it was received.)
     pub(crate) fn seal_all<'p>(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -539,10 +545,10 @@ impl Device {
         let own_version = self.own_list(now)?.version();
         // The header's list view depends only on the recipient account: looked up again only
         // when the account changes (targets come in address order, an account's devices
-        // together), and cached per account beyond that.
+        // together).
         let mut view: Option<(AccountKey, u64, [u8; 8])> = None;
-        let mut sealed = Vec::with_capacity(targets.len());
-        for (to, identity) in targets {
+        let mut views = Vec::with_capacity(targets.len());
+        for (to, _) in targets {
             let (version, digest) = match view {
                 Some((a, v, d)) if a == to.account => (v, d),
                 _ => {
@@ -551,12 +557,18 @@ impl Device {
                     (version, digests.sent)
                 }
             };
-            let mut session = self
-                .sessions
+            self.sessions
                 .get(to)
                 .and_then(|set| set.current())
                 .ok_or(FanoutError::NoSession(*to))?
-                .clone();
+                .sealable()?;
+            views.push((version, digest));
+        }
+        let mut sealed = Vec::with_capacity(targets.len());
+        for ((to, identity), (version, digest)) in targets.iter().zip(views) {
+            let Some(session) = self.sessions.get_mut(to).and_then(|set| set.current_mut()) else {
+                continue;
+            };
             let header = PairwiseHeader {
                 sender: self.address,
                 recipient: *to,
@@ -564,11 +576,13 @@ impl Device {
                 recipient_list_version: version,
                 lists_digest: digest,
             };
-            let (envelope, reference) = seal(rng, &header, &mut session, payload_for(to))?;
+            let result = seal(rng, &header, session, payload_for(to));
+            // Advanced, so persisted, even in the failure that cannot happen.
+            self.touch(Key::Sessions(*to));
+            let (envelope, reference) = result?;
             sealed.push(Sealed {
                 to: *to,
                 identity: *identity,
-                session,
                 envelope,
                 reference,
             });
@@ -597,15 +611,6 @@ impl Device {
         seal(rng, &header, session, payload)
     }
 
-    pub(crate) fn commit_sealed(&mut self, sealed: Vec<Sealed>) -> Vec<(DeviceAddress, Vec<u8>)> {
-        let mut envelopes = Vec::with_capacity(sealed.len());
-        for s in sealed {
-            self.install_session(s.to, s.session, Placement::Advanced(0));
-            envelopes.push((s.to, s.envelope));
-        }
-        envelopes
-    }
-
     /// Records a sent message in the journal (and forgets the ones it pushes out).
     pub(crate) fn record_sent(&mut self, now: Timestamp, sent: Sent) -> super::SendId {
         let (id, dropped) = self.journal.sent(now, self.config.retry_window_ms, sent);
@@ -619,6 +624,11 @@ impl Device {
 
 /// The sent journal's recipients of envelopes sealed for a send: each device, its identity
 /// key, and its envelope's reference.
+/// The envelopes sealed, each with its device.
+fn envelopes_of(sealed: Vec<Sealed>) -> Vec<(DeviceAddress, Vec<u8>)> {
+    sealed.into_iter().map(|s| (s.to, s.envelope)).collect()
+}
+
 fn recipients_of(sealed: &[Sealed]) -> Vec<Recipient> {
     sealed
         .iter()

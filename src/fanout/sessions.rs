@@ -86,6 +86,10 @@ impl SessionSet {
         self.all().first()
     }
 
+    pub(crate) fn current_mut(&mut self) -> Option<&mut Session> {
+        self.session_mut(0)
+    }
+
     pub(crate) fn all(&self) -> &[Session] {
         self.0.as_slice()
     }

@@ -135,6 +135,21 @@ impl OutboundGroupSession {
         self.seal(rng, plaintext, out)
     }
 
+    /// What [`encrypt_bound_into`](Self::encrypt_bound_into) would refuse, checked without
+    /// changing anything: a chain at its last iteration.
+    pub(crate) fn sealable(&self) -> Result<(), GroupError> {
+        match self.iteration {
+            u32::MAX => Err(GroupError::ChainExhausted),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets the chain at its last iteration (test support: a key used 2^32 − 1 times).
+    #[cfg(feature = "test-support")]
+    pub(crate) fn exhaust(&mut self) {
+        self.iteration = u32::MAX;
+    }
+
     /// Seals into `out` after the bytes already in it, which are the bound context. On error
     /// `out` and the session are unchanged.
     fn seal(

@@ -258,6 +258,21 @@ impl Session {
     /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
     /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
     /// `forced`: an extension to send instead of the ratchet's (test support only).
+    /// What [`encrypt`](Self::encrypt) would refuse, checked without changing anything: a
+    /// sending chain at its last message number, or a session that still sends its X3DH
+    /// values without the ML-KEM ciphertext they need. The fanout layer checks every session
+    /// of a send first and then encrypts on each in place.
+    pub(crate) fn sealable(&self) -> Result<(), RatchetError> {
+        let s = &*self.0;
+        if s.send.as_ref().is_some_and(|c| c.next == u32::MAX) {
+            return Err(RatchetError::ChainExhausted);
+        }
+        if s.awaiting_reply && (s.origin.kem.is_none() || s.pending_kem.is_none()) {
+            return Err(RatchetError::NotPostQuantum);
+        }
+        Ok(())
+    }
+
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,

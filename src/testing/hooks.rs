@@ -207,3 +207,46 @@ pub fn before_pq_ratchet(
 pub fn store_before_pq_ratchet(store: &mut crate::PreKeyStore, identity: &crate::IdentityKeyPair) {
     store.before_pq_ratchet(identity);
 }
+
+/// Puts `device`'s current session with `to` at the last message number of its sending chain
+/// (as after 2^32 − 1 messages on it). Returns false if there is no such chain.
+pub fn exhaust_sending_chain(
+    device: &mut crate::fanout::Device,
+    to: &crate::devices::DeviceAddress,
+) -> bool {
+    let send = device
+        .sessions
+        .get_mut(to)
+        .and_then(|set| set.current_mut())
+        .and_then(|s| s.0.send.as_mut());
+    send.map(|c| c.next = u32::MAX).is_some()
+}
+
+/// Drops the ML-KEM ciphertext from `device`'s current session with `to`, which still awaits
+/// a reply: what a store that lost the ciphertext's record would load. Returns false if the
+/// session does not await a reply.
+pub fn drop_pending_kem(
+    device: &mut crate::fanout::Device,
+    to: &crate::devices::DeviceAddress,
+) -> bool {
+    let session = device
+        .sessions
+        .get_mut(to)
+        .and_then(|set| set.current_mut());
+    match session {
+        Some(s) if s.0.awaiting_reply => s.0.pending_kem.take().is_some(),
+        _ => false,
+    }
+}
+
+/// Puts `device`'s sender key for `group` at its last iteration. Returns false if it has none.
+pub fn exhaust_sender_key(
+    device: &mut crate::fanout::Device,
+    group: crate::group::GroupId,
+) -> bool {
+    let outbound = device
+        .groups
+        .get_mut(&group)
+        .and_then(|g| g.outbound.as_mut());
+    outbound.map(|o| o.session.exhaust()).is_some()
+}

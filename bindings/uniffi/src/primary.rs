@@ -123,6 +123,11 @@ impl Primary {
         Ok(self.inner.lock()?.take_changes().into())
     }
 
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    pub fn has_changes(&self) -> Result<bool, RatchetryError> {
+        Ok(self.inner.lock()?.has_changes())
+    }
+
     /// The policy this primary applies (its account part is signed into every list).
     pub fn policy(&self) -> Result<PrimaryPolicy, RatchetryError> {
         Ok(self.inner.lock()?.policy().into())

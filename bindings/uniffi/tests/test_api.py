@@ -294,10 +294,14 @@ def test_primary_rebuilt_from_its_change_records(relay):
                 store[rec.key] = rec.value
         return changes.epoch
 
+    assert alice.primary.has_changes()  # the new account's records
     persist()
+    assert not alice.primary.has_changes()
     snapshot = dict(store)
     laptop, laptop_id, _ = link(relay, alice)
+    assert alice.primary.has_changes()
     epoch = persist()
+    assert not alice.primary.has_changes()
     assert alice.primary.take_changes().records == []  # nothing changed since
     records = [r.StoredRecord(key=k, value=v) for k, v in store.items()]
     rebuilt = r.restore_primary_from_records(records, epoch)

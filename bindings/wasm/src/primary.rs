@@ -124,6 +124,12 @@ impl Primary {
         records::changes(self.inner.take_changes())
     }
 
+    /// Whether changes are waiting for `takeChanges()`.
+    #[wasm_bindgen(js_name = hasChanges)]
+    pub fn has_changes(&self) -> bool {
+        self.inner.has_changes()
+    }
+
     /// The account key (32 bytes).
     #[wasm_bindgen(js_name = accountKey)]
     pub fn account_key(&self) -> Vec<u8> {

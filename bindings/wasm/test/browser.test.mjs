@@ -428,7 +428,10 @@ test("the relay's helpers: served lists, the coverage check of each batch, publi
 
 test("a primary's change records: written per operation, rebuilt after a restart, a stale store detected", async () => {
   const { result: r } = await scenario("primaryRecords");
-  assert.deepEqual(r.units, { first: { replacesAll: true, records: 4 }, nothing: 0, epochs: true });
+  // hasChanges: the new account's records, none once written, the invitation's, none again.
+  assert.deepEqual(r.units, {
+    first: { replacesAll: true, records: 4 }, nothing: 0, epochs: true, pending: [true, false, true, false],
+  });
   // Rebuilt from its records it is the same primary, and signs on (the unlink reaches the phone).
   assert.deepEqual(r.restarted, {
     stale: false, needsResync: false, account: true, list: true, epoch: true, confirmed: true, bytes: true,

@@ -319,7 +319,7 @@ export async function app(): Promise<string[]> {
     Device.restoreFromBackup(device.toBytes(), Date.now()),
     Device.fromBackupRecords(linked.device.takeChanges().records, Date.now()),
   ];
-  const flags: boolean[] = [device.hasChanges(), primary.isConfirmed(id), ...fromBackup.map((d) => d.awaitingOwnList())];
+  const flags: boolean[] = [device.hasChanges(), primary.hasChanges(), primary.isConfirmed(id), ...fromBackup.map((d) => d.awaitingOwnList())];
   shown.push(flags.join());
   const rebuilt: Device = Device.fromRecords(
     Array.from(store, ([k, value]) => ({ key: new Uint8Array(k.split(",").map(Number)), value })),

@@ -642,13 +642,17 @@ export async function primaryRecords() {
   const records = () => [...store.values()];
   const alice = createAccount(now());
   const ak = alice.primary.accountKey();
+  const pending = [alice.primary.hasChanges()];
   const first = write(alice.primary.takeChanges());
+  pending.push(alice.primary.hasChanges());
   const nothing = alice.primary.takeChanges();
   const units = { first: { replacesAll: first.replacesAll, records: first.records.length }, nothing: nothing.records.length };
 
   // Linking a companion, each step's unit written; a snapshot of the store is kept midway.
   const linking = new LinkingCompanion(alice.primary.invite(now()));
+  pending.push(alice.primary.hasChanges());
   write(alice.primary.takeChanges());
+  units.pending = pending.concat(alice.primary.hasChanges());
   const midway = records();
   const linked = linking.complete(now(), alice.primary.approve(now(), linking.request()));
   write(alice.primary.takeChanges());

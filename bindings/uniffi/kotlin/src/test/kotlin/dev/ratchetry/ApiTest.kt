@@ -317,10 +317,14 @@ class ApiTest {
             }
             return changes.epoch
         }
+        assertTrue(alice.primary.hasChanges()) // the new account's records
         persist()
+        assertFalse(alice.primary.hasChanges())
         val snapshot = store.values.map { (k, v) -> StoredRecord(k, v) }
         val laptop = link(relay, alice)
+        assertTrue(alice.primary.hasChanges())
         val epoch = persist()
+        assertFalse(alice.primary.hasChanges())
         assertTrue(alice.primary.takeChanges().records.isEmpty())
         val rebuilt = restorePrimaryFromRecords(store.values.map { (k, v) -> StoredRecord(k, v) }, epoch)
         assertFalse(rebuilt.stale)
