@@ -682,17 +682,8 @@ impl Device {
         let Some(set) = self.sessions.get_mut(&address) else {
             return;
         };
-        let (dropped, old, new) = set.advance(index, opened, requested);
-        let mut changed: Vec<[u8; 32]> = Vec::new();
-        if requested || old != new {
-            changed.extend(old.into_iter().chain(new));
-        }
-        changed.extend(
-            dropped
-                .iter()
-                .filter_map(|s| s.pending_kem().map(|(_, base)| base)),
-        );
-        self.touch_sessions(address, changed);
+        let gone = set.advance(index, opened, requested);
+        self.touch_sessions(address, gone);
     }
 
     /// `address`'s sessions changed, and the pending KEM ciphertext records of these base keys.

@@ -119,28 +119,28 @@ impl SessionSet {
 
     /// Applies a message opened on session `index` in place (no copy of the session is made)
     /// and places the session as [`promote`](Self::promote) does, or, for a retry's answer
-    /// (`requested`), as [`push_requested`](Self::push_requested) does. Returns the
-    /// sessions dropped, and the base key of the advanced session's pending KEM ciphertext
-    /// before and after; nothing changes for an index not held.
+    /// (`requested`), as [`push_requested`](Self::push_requested) does. Returns the base keys
+    /// of the pending KEM ciphertexts that go: the advanced session's (a message from the
+    /// peer is its reply) and the dropped sessions'. Nothing changes for an index not held.
     pub(crate) fn advance(
         &mut self,
         index: usize,
         opened: Opened,
         requested: bool,
-    ) -> (Vec<Session>, Option<[u8; 32]>, Option<[u8; 32]>) {
-        let base_of = |s: &Session| s.pending_kem().map(|(_, base)| base);
+    ) -> Vec<[u8; 32]> {
         let Some(session) = self.session_mut(index) else {
-            return (Vec::new(), None, None);
+            return Vec::new();
         };
-        let old = base_of(session);
+        let mut gone: Vec<[u8; 32]> = pending_base(session).into_iter().collect();
         session.apply(opened);
-        let new = base_of(session);
-        if !requested {
+        if requested {
+            let session = self.0.edit(|sessions| sessions.remove(index));
+            let dropped = self.push_requested(None, session);
+            gone.extend(dropped.iter().filter_map(pending_base));
+        } else {
             self.raise(index);
-            return (Vec::new(), old, new);
         }
-        let session = self.0.edit(|sessions| sessions.remove(index));
-        (self.push_requested(None, session), old, new)
+        gone
     }
 
     fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
@@ -231,6 +231,11 @@ fn push_new(sessions: &mut Vec<Session>, session: Session) -> Option<Session> {
     (sessions.len() > MAX_SESSIONS_PER_DEVICE)
         .then(|| sessions.pop())
         .flatten()
+}
+
+/// The base key naming a session's pending KEM ciphertext record, while it has one.
+fn pending_base(session: &Session) -> Option<[u8; 32]> {
+    session.pending_kem().map(|(_, base)| base)
 }
 
 /// How much a session's keys resist a quantum adversary: 0 classical (migrated from before
