@@ -21,6 +21,12 @@ fi
 rustup toolchain install "$toolchain" --profile minimal >/dev/null 2>&1
 # Its own target directory: another toolchain's artifacts would rebuild the main ones.
 export CARGO_TARGET_DIR="$PWD/target/instructions"
+# One codegen unit: with the default sixteen, which functions share a unit (and so what LLVM
+# inlines) moved with unrelated changes elsewhere in the crate, and the session decoder's
+# count with it (+42% on the load floor after a change to the session set alone). One unit
+# makes each count depend on the code it measures; it is also how size-minded mobile and web
+# release builds compile.
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 cargo +"$toolchain" build --locked --release -p ratchetry-instructions
 bin="$CARGO_TARGET_DIR/release/ratchetry-instructions"
 
