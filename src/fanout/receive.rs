@@ -1,7 +1,7 @@
 //! Receiving an envelope: routing and device-list checks first, then the pairwise or group
-//! decryption (on a copy, or by an operation that changes nothing until it succeeds), then the
-//! payload's meaning — who may send it, into which group, in answer to what — and only then
-//! one commit.
+//! decryption (an opening that changes nothing, applied later, or an operation that changes
+//! nothing until it succeeds), then the payload's meaning — who may send it, into which group,
+//! in answer to what — and only then one commit.
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;

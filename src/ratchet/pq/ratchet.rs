@@ -19,7 +19,8 @@
 //! A sending chain mixes the newest epoch its side knows the peer knows (`peer_knows`); the
 //! receiver resolves that epoch from four bits. Chunks are taken only from messages of the
 //! current or a new receiving chain. Randomness is drawn only when sending; receiving may
-//! decapsulate. Everything here runs on a copy: the session commits it with the message.
+//! decapsulate. Nothing here can fail: the session runs a receive only for a message that
+//! authenticated and is being applied, and a send only once nothing else can refuse it.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
