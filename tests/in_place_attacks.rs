@@ -1,0 +1,281 @@
+//! Attacks on receiving and sending in place (a session opened without a copy and applied
+//! only once the payload is accepted; every envelope of a send sealed on its session in place
+//! once everything that can refuse was checked).
+//!
+//! The rule: a refused input returns a typed error and leaves the device byte for byte as it
+//! was (and nothing to persist), which makes it indistinguishable from an envelope the relay
+//! never delivered; the genuine messages after it (skipped keys, DH ratchet steps, chunks of
+//! the post-quantum ratchet, other sessions of the same device) still read, each once.
+
+mod support;
+
+use ratchetry::devices::{AccountKey, DeviceAddress};
+use ratchetry::fanout::WithheldReason;
+use ratchetry::group::GroupId;
+use ratchetry::testing::hooks::{group_resend_payload, seal_raw_payload};
+use ratchetry::{DecodeError, Error, FanoutError};
+use support::{World, body};
+
+const ROOM: GroupId = GroupId([0x41; 32]);
+/// A group Bob's devices do not know.
+const UNKNOWN: GroupId = GroupId([0x42; 32]);
+
+/// Seals raw payload bytes from `from` to `to` on `from`'s current session (a malicious or
+/// compromised peer's payload in a genuine envelope); persists `from`.
+fn raw(w: &mut World, from: DeviceAddress, to: DeviceAddress, plaintext: &[u8]) -> Vec<u8> {
+    let now = w.now;
+    let device = w.devices.get_mut(&from).unwrap();
+    let envelope = seal_raw_payload(device, &mut w.rng, now, to, plaintext).unwrap();
+    w.persist(from);
+    envelope
+}
+
+/// A direct payload's plaintext with `sent_to` set (an own copy's form) and `body`.
+fn direct_sent_to(sent_to: &AccountKey, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![2, 0x0c, 1];
+    out.extend_from_slice(&[0x5a; 16]);
+    out.push(1);
+    out.extend_from_slice(&sent_to.to_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// `to` refuses `envelope`: returns the error, after checking that nothing changed.
+fn refused_any(w: &mut World, to: DeviceAddress, envelope: &[u8]) -> Error {
+    let now = w.now;
+    let d = w.device(to);
+    assert!(!d.has_changes());
+    let before = d.to_bytes();
+    let err = d.receive(now, envelope).expect_err("refused");
+    assert_eq!(*before, *d.to_bytes(), "a refused envelope changed {to:?}");
+    assert!(
+        !d.has_changes(),
+        "a refused envelope left changes on {to:?}"
+    );
+    err
+}
+
+/// A direct message from `from` to `to`'s account, the envelope to `to`.
+fn direct(w: &mut World, from: DeviceAddress, to: DeviceAddress, text: &[u8]) -> Vec<u8> {
+    World::envelope_to(&w.send(from, to.account, text), to)
+}
+
+/// `to` reads `envelope` as a direct message with this body, exactly once: a second delivery
+/// is a duplicate that changes nothing.
+fn reads(w: &mut World, to: DeviceAddress, envelope: &[u8], text: &[u8]) {
+    let got = w
+        .receive(to, envelope)
+        .unwrap_or_else(|e| panic!("{to:?} did not read {:?}: {e}", text));
+    assert_eq!(body(&got), Some(text), "{to:?}");
+    let again = refused_any(w, to, envelope);
+    assert!(
+        matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
+        "{again:?}"
+    );
+}
+
+/// The refused kinds of payload a peer `from` (of another account than `to`'s) can put in a
+/// genuine envelope, each with the exact error `to` returns; `k` picks one.
+fn refused_payload(
+    w: &mut World,
+    from: DeviceAddress,
+    to: DeviceAddress,
+    k: usize,
+) -> (Vec<u8>, Error) {
+    match k % 6 {
+        // Malformed: an unknown payload tag.
+        0 => (
+            raw(w, from, to, &[2, 0x0c, 0x7f, 1, 2, 3]),
+            DecodeError::InvalidValue.into(),
+        ),
+        // A copy "sent to" someone, from a device of another account.
+        1 => {
+            let pt = direct_sent_to(&to.account, b"forged own copy");
+            (raw(w, from, to, &pt), DecodeError::InvalidValue.into())
+        }
+        // A resend nobody asked for.
+        2 => {
+            let pt = group_resend_payload([7; 16], ROOM, b"unasked");
+            (raw(w, from, to, &pt), FanoutError::UnexpectedResend.into())
+        }
+        // A withheld notice for a group `to` does not know.
+        3 => {
+            let out = w
+                .run(from, |d, rng, now| {
+                    d.withhold_group_key(rng, now, to, UNKNOWN, WithheldReason::Blocked)
+                })
+                .unwrap();
+            (
+                World::envelope_to(&out, to),
+                FanoutError::UnknownGroup(UNKNOWN).into(),
+            )
+        }
+        // A sender key for a group `to` does not know (the sender's app put `to` in it).
+        4 => {
+            w.device(from)
+                .set_group_members(UNKNOWN, &[from.account, to.account]);
+            w.persist(from);
+            let out = w.send_group(from, UNKNOWN, b"group");
+            w.device(from).forget_group(UNKNOWN);
+            w.persist(from);
+            (
+                World::envelope_to(&out, to),
+                FanoutError::UnknownGroup(UNKNOWN).into(),
+            )
+        }
+        // Truncated: a direct payload cut in its nonce.
+        _ => (
+            raw(w, from, to, &[2, 0x0c, 1, 0, 0]),
+            DecodeError::Truncated.into(),
+        ),
+    }
+}
+
+/// One conversation between Alice's and Bob's phones in which Alice's peer also seals a
+/// refused payload before each genuine message; `deliver_refused` says whether the relay
+/// delivers those (before the genuine message, on the chain's next key; after it, on its
+/// skipped key; twice) or drops them. Returns both devices' state after every step.
+#[allow(clippy::type_complexity)]
+fn conversation(deliver_refused: bool) -> (Vec<(Vec<u8>, Vec<u8>)>, (Option<u32>, Option<u32>)) {
+    let mut w = World::new("in place: a refused payload is a lost message");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    let hello = direct(&mut w, a, b, b"hello");
+    reads(&mut w, b, &hello, b"hello");
+    let mut states = Vec::new();
+    for i in 0..100 {
+        let (bad, error) = refused_payload(&mut w, a, b, i);
+        let text = format!("a{i}").into_bytes();
+        let good = direct(&mut w, a, b, &text);
+        if deliver_refused && i % 3 == 0 {
+            assert_eq!(refused_any(&mut w, b, &bad), error, "step {i}");
+        }
+        reads(&mut w, b, &good, &text);
+        if deliver_refused && i % 3 != 0 {
+            assert_eq!(refused_any(&mut w, b, &bad), error, "step {i}");
+            assert_eq!(refused_any(&mut w, b, &bad), error, "step {i}");
+        }
+        // Bob answers (twice every other step): Alice's next chain starts with a DH ratchet
+        // step, whose first message is the refused one.
+        for _ in 0..1 + i % 2 {
+            let text = format!("b{i}").into_bytes();
+            let reply = direct(&mut w, b, a, &text);
+            reads(&mut w, a, &reply, &text);
+        }
+        if i % 7 == 6 {
+            w.restart(b);
+            w.restart(a);
+        }
+        states.push((
+            w.device(a).to_bytes().to_vec(),
+            w.device(b).to_bytes().to_vec(),
+        ));
+    }
+    let epochs = (
+        w.device(a).pq_ratchet_epoch(&b),
+        w.device(b).pq_ratchet_epoch(&a),
+    );
+    (states, epochs)
+}
+
+/// Every kind of refused payload in a genuine envelope, read on the chain's next key, on a
+/// skipped key, as the first message of a DH ratchet step, and twice: Bob's state after each
+/// step is byte for byte the state of a Bob whose relay dropped those envelopes, the genuine
+/// messages all read once, and the post-quantum ratchet moves on as it does without them.
+#[test]
+fn a_refused_payload_changes_what_a_dropped_envelope_changes() {
+    let (delivered, epoch) = conversation(true);
+    let (dropped, epoch_dropped) = conversation(false);
+    assert_eq!(delivered.len(), dropped.len());
+    for (i, (x, y)) in delivered.iter().zip(&dropped).enumerate() {
+        assert!(x.0 == y.0, "Alice differs at step {i}");
+        assert!(x.1 == y.1, "Bob differs at step {i}");
+    }
+    assert_eq!(epoch, epoch_dropped);
+    assert!(epoch.1.is_some_and(|e| e >= 1), "{epoch:?}");
+}
+
+/// Alice's first message of every sending chain is dropped by the relay (or refused by Bob, as
+/// above: the same thing), her second is delivered; Bob answers every turn. Every message that
+/// is delivered reads, but the post-quantum ratchet never completes another epoch: 400 turns
+/// (over 1,000 messages) leave it at Alice 0 / Bob 1, where a lossless run reaches 10 / 11.
+/// SECURITY.md says lost messages "delay an epoch but never stall" it. Not caused by the
+/// in-place change (the relay alone does it, by dropping); found through the test above.
+#[test]
+#[ignore = "BUG (pre-existing, PQ ratchet liveness): a relay that drops the first message of each of one side's sending chains stalls the ML-KEM ratchet forever while the conversation goes on"]
+fn the_pq_ratchet_advances_when_the_relay_drops_each_chains_first_message() {
+    let mut w = World::new("in place: pq stall");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    let hello = direct(&mut w, a, b, b"hello");
+    reads(&mut w, b, &hello, b"hello");
+    for _ in 0..400 {
+        let reply = direct(&mut w, b, a, b"b");
+        reads(&mut w, a, &reply, b"b");
+        // The relay drops Alice's first message of her new chain.
+        let _dropped = direct(&mut w, a, b, b"dropped");
+        let good = direct(&mut w, a, b, b"a");
+        reads(&mut w, b, &good, b"a");
+    }
+    let epochs = (
+        w.device(a).pq_ratchet_epoch(&b),
+        w.device(b).pq_ratchet_epoch(&a),
+    );
+    assert!(
+        epochs.0.is_some_and(|e| e >= 4) && epochs.1.is_some_and(|e| e >= 4),
+        "the ML-KEM ratchet stalled: epochs {epochs:?}"
+    );
+}
+
+/// A pre-key message that would start Bob's session but carries a refused payload consumes no
+/// prekey and starts nothing; the genuine pre-key message after it starts the session, and the
+/// refused one, delivered again, is refused on the held session's skipped key, unchanged.
+#[test]
+fn a_refused_first_message_consumes_no_prekey_and_the_session_still_starts() {
+    let mut w = World::new("in place: refused pre-key message");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    let now = w.now;
+    let bundle = w.devices[&b].bundle(None, None);
+    let device = w.devices.get_mut(&a).unwrap();
+    device
+        .start_sessions(&mut w.rng, now, &[(b, bundle)])
+        .unwrap();
+    w.persist(a);
+    let prekeys = |w: &mut World| {
+        let d = w.device(b);
+        (
+            d.one_time_prekeys_remaining(),
+            d.one_time_kem_prekeys_remaining(),
+        )
+    };
+    let before = prekeys(&mut w);
+    let bad = raw(&mut w, a, b, &[2, 0x0c, 0x7f]);
+    assert_eq!(
+        refused_any(&mut w, b, &bad),
+        DecodeError::InvalidValue.into()
+    );
+    assert_eq!(prekeys(&mut w), before);
+    assert!(!w.device(b).has_session(&a));
+    let first = direct(&mut w, a, b, b"first");
+    reads(&mut w, b, &first, b"first");
+    assert!(w.device(b).has_session(&a));
+    assert_eq!(
+        refused_any(&mut w, b, &bad),
+        DecodeError::InvalidValue.into()
+    );
+    let reply = direct(&mut w, b, a, b"reply");
+    reads(&mut w, a, &reply, b"reply");
+    assert_eq!(
+        refused_any(&mut w, b, &bad),
+        DecodeError::InvalidValue.into()
+    );
+    let next = direct(&mut w, a, b, b"next");
+    reads(&mut w, b, &next, b"next");
+}
