@@ -124,6 +124,17 @@ impl Incoming {
     }
 }
 
+/// The index of a payload's chunk number `count` (from 0): the indexes in order, each round of
+/// [`INDEXES`] shifted by one more. Without the shift, a loss that repeats with the messages'
+/// parity (a relay that drops every other message of one side, say) delivers the same 32
+/// indexes every round, fewer than the vector's 36 symbols, and the epoch never completes; with
+/// it, such a pattern (or any whose period divides 64) reaches the other indexes in the
+/// following rounds.
+pub(crate) fn chunk_index(count: u32) -> u8 {
+    let indexes = INDEXES as u32;
+    (count.wrapping_add(count / indexes) % indexes) as u8
+}
+
 /// Chunks of the peer's that arrived (`heard`) and that the gaps in their indexes say were lost
 /// (`missed`): a sender numbers each payload's chunks from 0 upwards, so an index past the
 /// highest one collected counts the ones between as lost, and one below it (reordered) takes
@@ -295,7 +306,7 @@ impl PqRatchet {
         if epoch < self.send_chain || epoch - self.send_chain >= WINDOW {
             return None;
         }
-        let index = (count % INDEXES as u32) as u8;
+        let index = chunk_index(count);
         let data = match kind {
             Kind::Ct1 | Kind::Ct2 => {
                 let enc = self.encapsulation.as_mut()?;
@@ -640,6 +651,25 @@ mod tests {
             loss.note(&collector, i);
             collector.add(i, &[i; SYMBOL]);
         }
+    }
+
+    #[test]
+    fn each_round_of_indexes_is_shifted_by_one_more() {
+        let first: Vec<u8> = (0..64).map(chunk_index).collect();
+        assert_eq!(first, (0..64).collect::<Vec<u8>>());
+        assert_eq!(
+            [chunk_index(64), chunk_index(126), chunk_index(127)],
+            [1, 63, 0]
+        );
+        assert_eq!([chunk_index(128), chunk_index(192)], [2, 3]);
+        // The odd counts of one round and of the next together reach every index.
+        let odd: alloc::collections::BTreeSet<u8> =
+            (0..128).filter(|c| c % 2 == 1).map(chunk_index).collect();
+        assert_eq!(odd.len(), 64);
+        assert_eq!(
+            chunk_index(u32::MAX),
+            ((u32::MAX % 64 + (u32::MAX / 64) % 64) % 64) as u8
+        );
     }
 
     #[test]
