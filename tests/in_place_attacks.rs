@@ -20,6 +20,18 @@ const ROOM: GroupId = GroupId([0x41; 32]);
 /// A group Bob's devices do not know.
 const UNKNOWN: GroupId = GroupId([0x42; 32]);
 
+/// Alice and Bob, one device each, after Alice's "hello" has started their session.
+fn alice_and_bob(label: &str) -> (World, DeviceAddress, DeviceAddress) {
+    let mut w = World::new(label);
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    let hello = direct(&mut w, a, b, b"hello");
+    reads(&mut w, b, &hello, b"hello");
+    (w, a, b)
+}
+
 /// Seals raw payload bytes from `from` to `to` on `from`'s current session (a malicious or
 /// compromised peer's payload in a genuine envelope); persists `from`.
 fn raw(w: &mut World, from: DeviceAddress, to: DeviceAddress, plaintext: &[u8]) -> Vec<u8> {
@@ -137,13 +149,7 @@ fn refused_payload(
 /// skipped key; twice) or drops them. Returns both devices' state after every step.
 #[allow(clippy::type_complexity)]
 fn conversation(deliver_refused: bool) -> (Vec<(Vec<u8>, Vec<u8>)>, (Option<u32>, Option<u32>)) {
-    let mut w = World::new("in place: a refused payload is a lost message");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    let hello = direct(&mut w, a, b, b"hello");
-    reads(&mut w, b, &hello, b"hello");
+    let (mut w, a, b) = alice_and_bob("in place: a refused payload is a lost message");
     let mut states = Vec::new();
     for i in 0..100 {
         let (bad, error) = refused_payload(&mut w, a, b, i);
@@ -205,13 +211,7 @@ fn a_refused_payload_changes_what_a_dropped_envelope_changes() {
 /// Bob 1 (a lossless run reaches 10 / 11).
 #[test]
 fn the_pq_ratchet_advances_when_the_relay_drops_each_chains_first_message() {
-    let mut w = World::new("in place: pq stall");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
-    let hello = direct(&mut w, a, b, b"hello");
-    reads(&mut w, b, &hello, b"hello");
+    let (mut w, a, b) = alice_and_bob("in place: pq stall");
     for _ in 0..400 {
         let reply = direct(&mut w, b, a, b"b");
         reads(&mut w, a, &reply, b"b");
