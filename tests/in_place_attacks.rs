@@ -278,3 +278,338 @@ fn a_refused_first_message_consumes_no_prekey_and_the_session_still_starts() {
     let next = direct(&mut w, a, b, b"next");
     reads(&mut w, b, &next, b"next");
 }
+
+/// A malformed payload (an unknown payload tag), refused with `DecodeError::InvalidValue`.
+const MALFORMED: &[u8] = &[2, 0x0c, 0x7f, 1, 2, 3];
+
+/// What Alice sealed on the session she started (SA) before she read Bob's first message:
+/// pre-key messages the relay holds back until SA is archived at Bob.
+struct Late {
+    refused: Vec<u8>,
+    genuine: Vec<u8>,
+}
+
+/// Alice and Bob start sessions with each other at once, each before hearing from the other,
+/// and each reads the other's first message. Alice's current session is then the one Bob
+/// started (SB) and Bob's the one Alice started (SA), both of the same strength (both run the
+/// post-quantum ratchet); each holds the other's current one archived, and Bob's SB still
+/// awaits its first reply. Also returns two pre-key messages Alice sealed on SA before the
+/// race resolved.
+fn raced(label: &str) -> (World, DeviceAddress, DeviceAddress, Late) {
+    let mut w = World::new(label);
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a, b) = (World::addr(alice, 1), World::addr(bob, 1));
+    let to_bob = direct(&mut w, a, b, b"a0");
+    let refused = raw(&mut w, a, b, MALFORMED);
+    let genuine = direct(&mut w, a, b, b"late");
+    let to_alice = direct(&mut w, b, a, b"b0");
+    reads(&mut w, b, &to_bob, b"a0");
+    reads(&mut w, a, &to_alice, b"b0");
+    assert!(w.device(a).pq_ratchet_epoch(&b).is_some());
+    assert!(w.device(b).pq_ratchet_epoch(&a).is_some());
+    (w, a, b, Late { refused, genuine })
+}
+
+/// Both devices' state bytes.
+fn snapshot(w: &mut World, a: DeviceAddress, b: DeviceAddress) -> (Vec<u8>, Vec<u8>) {
+    (
+        w.device(a).to_bytes().to_vec(),
+        w.device(b).to_bytes().to_vec(),
+    )
+}
+
+/// The post-quantum ratchet epochs of the pair's current sessions, at `a` and at `b`.
+fn epochs(w: &mut World, a: DeviceAddress, b: DeviceAddress) -> (u32, u32) {
+    let x = w
+        .device(a)
+        .pq_ratchet_epoch(&b)
+        .expect("a runs the ratchet");
+    let y = w
+        .device(b)
+        .pq_ratchet_epoch(&a)
+        .expect("b runs the ratchet");
+    (x, y)
+}
+
+/// A restart of `d` loads what it held in memory, byte for byte (everything an in-place
+/// change touched was persisted).
+fn restart_same(w: &mut World, d: DeviceAddress) {
+    let before = w.device(d).to_bytes().to_vec();
+    w.restart(d);
+    assert!(
+        before == *w.device(d).to_bytes(),
+        "{d:?} reloaded differs from what it held"
+    );
+}
+
+/// `rounds` turns of conversation, one to three messages each way a turn, each read exactly
+/// once (a second delivery is a duplicate that changes nothing), both devices restarting every
+/// few turns; the post-quantum ratchet completes epochs at both ends.
+fn talk(w: &mut World, a: DeviceAddress, b: DeviceAddress, rounds: usize) {
+    let start = epochs(w, a, b);
+    for i in 0..rounds {
+        for k in 0..1 + i % 3 {
+            let text = format!("a{i}.{k}").into_bytes();
+            let m = direct(w, a, b, &text);
+            reads(w, b, &m, &text);
+        }
+        for k in 0..1 + (i + 1) % 2 {
+            let text = format!("b{i}.{k}").into_bytes();
+            let m = direct(w, b, a, &text);
+            reads(w, a, &m, &text);
+        }
+        if i % 9 == 4 {
+            restart_same(w, a);
+            restart_same(w, b);
+        }
+    }
+    let end = epochs(w, a, b);
+    assert!(
+        end.0 > start.0 && end.1 > start.1,
+        "the ML-KEM ratchet did not advance: {start:?} -> {end:?}"
+    );
+}
+
+/// After a race: refused payloads on the session archived at Bob (SB, which Alice sends on,
+/// while it awaits its first reply at Bob), then on SA once the genuine message on SB made SB
+/// current and SA archived (pre-key messages Alice sealed before the race resolved, held back
+/// by the relay). Returns both devices' state after every step.
+fn archived_refusals(deliver_refused: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (mut w, a, b, late) = raced("in place: refusals on an archived session");
+    let mut states = Vec::new();
+    // Sealed on Alice's current session, SB: archived at Bob.
+    let bad = raw(&mut w, a, b, MALFORMED);
+    let unasked = raw(&mut w, a, b, &group_resend_payload([7; 16], ROOM, b"x"));
+    let good = direct(&mut w, a, b, b"on SB");
+    if deliver_refused {
+        let before = snapshot(&mut w, a, b);
+        for _ in 0..2 {
+            assert_eq!(
+                refused_any(&mut w, b, &bad),
+                DecodeError::InvalidValue.into()
+            );
+            assert_eq!(
+                refused_any(&mut w, b, &unasked),
+                FanoutError::UnexpectedResend.into()
+            );
+            // A relay that tampers with the genuine message: it opens under no session.
+            refused_any(&mut w, b, &support::tampered(&good));
+        }
+        assert!(before == snapshot(&mut w, a, b));
+        // Nothing to persist: a restart loads the same Bob (SA still current).
+        restart_same(&mut w, b);
+    }
+    states.push(snapshot(&mut w, a, b));
+    reads(&mut w, b, &good, b"on SB");
+    if deliver_refused {
+        // Now on SB's skipped keys, SB current.
+        assert_eq!(
+            refused_any(&mut w, b, &bad),
+            DecodeError::InvalidValue.into()
+        );
+        assert_eq!(
+            refused_any(&mut w, b, &unasked),
+            FanoutError::UnexpectedResend.into()
+        );
+    }
+    states.push(snapshot(&mut w, a, b));
+    // SA is archived at Bob now: Alice's held-back pre-key messages on it.
+    if deliver_refused {
+        assert_eq!(
+            refused_any(&mut w, b, &late.refused),
+            DecodeError::InvalidValue.into()
+        );
+    }
+    states.push(snapshot(&mut w, a, b));
+    reads(&mut w, b, &late.genuine, b"late");
+    if deliver_refused {
+        assert_eq!(
+            refused_any(&mut w, b, &late.refused),
+            DecodeError::InvalidValue.into()
+        );
+    }
+    states.push(snapshot(&mut w, a, b));
+    talk(&mut w, a, b, 40);
+    states.push(snapshot(&mut w, a, b));
+    states
+}
+
+/// Two sessions between a pair after a race; a refused payload (malformed, an unasked resend,
+/// a tampered copy), each delivered twice on the session archived at the receiver, leaves the
+/// receiver byte for byte as it was, with nothing to persist, and the archived session
+/// archived: the state after every step equals the state of a run whose relay dropped those
+/// envelopes. The genuine message on the archived session then reads (and makes it current,
+/// as in the run without refusals); so do the pre-key messages held back on the other session,
+/// now archived; and the pair talks on (restarts included), every message read once, the
+/// post-quantum ratchet completing epochs.
+#[test]
+fn a_refused_payload_on_an_archived_session_leaves_it_archived() {
+    let delivered = archived_refusals(true);
+    let dropped = archived_refusals(false);
+    assert_eq!(delivered.len(), dropped.len());
+    for (i, (x, y)) in delivered.iter().zip(&dropped).enumerate() {
+        assert!(x.0 == y.0, "Alice differs at step {i}");
+        assert!(x.1 == y.1, "Bob differs at step {i}");
+    }
+    // Each genuine message changed Bob.
+    for i in 0..3 {
+        if i != 1 {
+            assert!(dropped[i].1 != dropped[i + 1].1, "step {i}");
+        }
+    }
+}
+
+/// After a race, Alice's group message reaches Bob without its sender key (the relay dropped
+/// the distribution, the only message on SB, so SB stays archived at Bob, awaiting its reply).
+/// Bob asks again; Alice answers on her current session, SB. An unasked resend on SB is
+/// refused and changes nothing; the answer, delivered before the redistribution that precedes
+/// it, opens on the archived SB, reads, and settles Bob on SB; delivered again (also after a
+/// restart), it is a duplicate that changes nothing, and so is the original group message it
+/// replaced; the unasked resend stays refused. Then the pair talks on.
+#[test]
+fn a_retry_answer_on_an_archived_session_reads_once() {
+    use ratchetry::fanout::{Received, RetryReason};
+    let (mut w, a, b, _) = raced("in place: a retry's answer on an archived session");
+    w.set_members(ROOM, &[a.account, b.account]);
+    let out = w.send_group(a, ROOM, b"early");
+    let (group, _) = out.group.clone().unwrap();
+    // The relay drops the distribution (sealed on SB).
+    let err = refused_any(&mut w, b, &group);
+    assert!(
+        matches!(err, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
+        "{err:?}"
+    );
+    let (to, request) = w
+        .request_retry(b, &group, RetryReason::SenderKeyMissing)
+        .unwrap();
+    assert_eq!(to, a);
+    let Ok(Received::RetryRequest(req)) = w.receive(a, &request) else {
+        panic!("a retry request")
+    };
+    let unasked = raw(
+        &mut w,
+        a,
+        b,
+        &group_resend_payload([7; 16], ROOM, b"unasked"),
+    );
+    let answer = w
+        .run(a, |d, rng, now| d.answer_retry(rng, now, &req, b"early"))
+        .unwrap();
+    assert_eq!(
+        answer.envelopes.len(),
+        2,
+        "the sender key again, then the resend"
+    );
+    let (dist, resend) = (answer.envelopes[0].1.clone(), answer.envelopes[1].1.clone());
+    let before = w.device(b).to_bytes().to_vec();
+    assert_eq!(
+        refused_any(&mut w, b, &unasked),
+        FanoutError::UnexpectedResend.into()
+    );
+    refused_any(&mut w, b, &support::tampered(&resend));
+    assert!(before == *w.device(b).to_bytes());
+    // The answer, on SB, archived at Bob.
+    match w.receive(b, &resend) {
+        Ok(Received::Group {
+            group: g,
+            body,
+            resent: Some(_),
+            ..
+        }) => {
+            assert_eq!(g, ROOM);
+            assert_eq!(body, b"early");
+        }
+        other => panic!("{other:?}"),
+    }
+    let after = w.device(b).to_bytes().to_vec();
+    for e in [&resend, &group] {
+        let again = refused_any(&mut w, b, e);
+        assert!(
+            matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
+            "{again:?}"
+        );
+    }
+    assert_eq!(
+        refused_any(&mut w, b, &unasked),
+        FanoutError::UnexpectedResend.into()
+    );
+    assert!(after == *w.device(b).to_bytes());
+    restart_same(&mut w, b);
+    let again = refused_any(&mut w, b, &resend);
+    assert!(
+        matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
+        "{again:?}"
+    );
+    // The redistribution, late, on SB's skipped key.
+    assert!(matches!(
+        w.receive(b, &dist),
+        Ok(Received::SenderKey { group: ROOM, .. })
+    ));
+    let later = w.send_group(a, ROOM, b"later");
+    let (later, _) = later.group.clone().unwrap();
+    match w.receive(b, &later) {
+        Ok(Received::Group { body, .. }) => assert_eq!(body, b"later"),
+        other => panic!("{other:?}"),
+    }
+    talk(&mut w, a, b, 40);
+}
+
+/// An answer sealed in a new session (a failed authentication), arriving after that session
+/// was archived at the requester: Bob reads Alice's next message on the new session first
+/// (it becomes current), then a message Alice had sent on their old session before (it
+/// becomes current again), and only then the answer, a pre-key message on the archived
+/// session. It reads, settles Bob on the answer's session, and delivered again it is a
+/// duplicate that changes nothing; so is the genuine copy of the failed message. A resend for
+/// a retry never asked, on the same archived session, is refused and changes nothing.
+#[test]
+fn a_new_session_answer_on_an_archived_session_reads_once() {
+    use ratchetry::fanout::Received;
+    let (mut w, a, b, _) = raced("in place: a new session's answer, archived");
+    // Settle on SB first.
+    let m = direct(&mut w, a, b, b"on SB");
+    reads(&mut w, b, &m, b"on SB");
+    let lost = direct(&mut w, a, b, b"lost");
+    let old = direct(&mut w, a, b, b"old session");
+    let failed = support::tampered(&lost);
+    refused_any(&mut w, b, &failed);
+    let answer = w.ask_again(b, a, &failed, b"lost");
+    let answer = World::envelope_to(&answer, b);
+    // Alice is on the answer's session now: her next message is a pre-key message on it.
+    let unasked = raw(&mut w, a, b, &group_resend_payload([9; 16], ROOM, b"x"));
+    let next = direct(&mut w, a, b, b"next");
+    reads(&mut w, b, &next, b"next");
+    reads(&mut w, b, &old, b"old session");
+    // The answer's session is archived at Bob now.
+    let before = w.device(b).to_bytes().to_vec();
+    assert_eq!(
+        refused_any(&mut w, b, &unasked),
+        FanoutError::UnexpectedResend.into()
+    );
+    refused_any(&mut w, b, &support::tampered(&answer));
+    assert!(before == *w.device(b).to_bytes());
+    match w.receive(b, &answer) {
+        Ok(Received::Direct {
+            body,
+            resent: Some(_),
+            ..
+        }) => assert_eq!(body, b"lost"),
+        other => panic!("{other:?}"),
+    }
+    let after = w.device(b).to_bytes().to_vec();
+    for e in [&answer, &lost] {
+        let again = refused_any(&mut w, b, e);
+        assert!(
+            matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
+            "{again:?}"
+        );
+    }
+    assert_eq!(
+        refused_any(&mut w, b, &unasked),
+        FanoutError::UnexpectedResend.into()
+    );
+    assert!(after == *w.device(b).to_bytes());
+    restart_same(&mut w, b);
+    talk(&mut w, a, b, 40);
+}
