@@ -79,11 +79,32 @@ fn reads(w: &mut World, to: DeviceAddress, envelope: &[u8], text: &[u8]) {
         .receive(to, envelope)
         .unwrap_or_else(|e| panic!("{to:?} did not read {:?}: {e}", text));
     assert_eq!(body(&got), Some(text), "{to:?}");
+    duplicate(w, to, envelope);
+}
+
+/// `to` has read `envelope` already: delivered again, it is a duplicate that changes nothing.
+fn duplicate(w: &mut World, to: DeviceAddress, envelope: &[u8]) {
     let again = refused_any(w, to, envelope);
     assert!(
         matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
         "{again:?}"
     );
+}
+
+/// After a retry's answer was read: the answer and the `original` it replaced are duplicates,
+/// a resend nobody asked for is still refused, and none of them changes `to`, before or after
+/// a restart.
+fn answered_once(w: &mut World, to: DeviceAddress, answer: &[u8], original: &[u8], unasked: &[u8]) {
+    let after = w.device(to).to_bytes().to_vec();
+    duplicate(w, to, answer);
+    duplicate(w, to, original);
+    assert_eq!(
+        refused_any(w, to, unasked),
+        FanoutError::UnexpectedResend.into()
+    );
+    assert!(after == *w.device(to).to_bytes());
+    restart_same(w, to);
+    duplicate(w, to, answer);
 }
 
 /// The refused kinds of payload a peer `from` (of another account than `to`'s) can put in a
@@ -523,25 +544,7 @@ fn a_retry_answer_on_an_archived_session_reads_once() {
         }
         other => panic!("{other:?}"),
     }
-    let after = w.device(b).to_bytes().to_vec();
-    for e in [&resend, &group] {
-        let again = refused_any(&mut w, b, e);
-        assert!(
-            matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
-            "{again:?}"
-        );
-    }
-    assert_eq!(
-        refused_any(&mut w, b, &unasked),
-        FanoutError::UnexpectedResend.into()
-    );
-    assert!(after == *w.device(b).to_bytes());
-    restart_same(&mut w, b);
-    let again = refused_any(&mut w, b, &resend);
-    assert!(
-        matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
-        "{again:?}"
-    );
+    answered_once(&mut w, b, &resend, &group, &unasked);
     // The redistribution, late, on SB's skipped key.
     assert!(matches!(
         w.receive(b, &dist),
@@ -597,19 +600,6 @@ fn a_new_session_answer_on_an_archived_session_reads_once() {
         }) => assert_eq!(body, b"lost"),
         other => panic!("{other:?}"),
     }
-    let after = w.device(b).to_bytes().to_vec();
-    for e in [&answer, &lost] {
-        let again = refused_any(&mut w, b, e);
-        assert!(
-            matches!(again, Error::Fanout(FanoutError::Duplicate { .. })),
-            "{again:?}"
-        );
-    }
-    assert_eq!(
-        refused_any(&mut w, b, &unasked),
-        FanoutError::UnexpectedResend.into()
-    );
-    assert!(after == *w.device(b).to_bytes());
-    restart_same(&mut w, b);
+    answered_once(&mut w, b, &answer, &lost, &unasked);
     talk(&mut w, a, b, 40);
 }

@@ -13,7 +13,7 @@ use super::journal::{DEFAULT_RETRY_WINDOW_MS, Journal, PendingKey};
 use super::ledger::Group;
 use super::lists::{Followed, ListsDigests};
 use super::records::{Dirty, Key};
-use super::sessions::SessionSet;
+use super::sessions::{SessionSet, pending_base};
 use crate::devices::{
     AccountKey, DeviceAddress, DeviceEntry, DeviceId, ListLimits, SignedDeviceList,
     VerifiedDeviceList,
@@ -636,12 +636,11 @@ impl Device {
     ) {
         // A pending KEM ciphertext has a record of its own, written when the session starts
         // and deleted when the peer replies or the session goes: not with every send.
-        let base_of = |s: &Session| s.pending_kem().map(|(_, base)| base);
         let mut changed: Vec<[u8; 32]> = Vec::new();
-        let new = base_of(&session);
+        let new = pending_base(&session);
         match (self.sessions.get_mut(&address), placement) {
             (Some(set), Placement::Advanced(i)) => {
-                let old = set.all().get(i).and_then(base_of);
+                let old = set.all().get(i).and_then(pending_base);
                 if old != new {
                     changed.extend(old.into_iter().chain(new));
                 }
@@ -652,14 +651,14 @@ impl Device {
                 // The dropped session's ciphertext record goes (or, when the new session
                 // itself was dropped, is never written).
                 if let Some(dropped) = set.push_new(session) {
-                    changed.extend(base_of(&dropped));
+                    changed.extend(pending_base(&dropped));
                 }
             }
             (Some(set), Placement::Requested(index)) => {
-                let old = index.and_then(|i| set.all().get(i)).and_then(base_of);
+                let old = index.and_then(|i| set.all().get(i)).and_then(pending_base);
                 changed.extend(old.into_iter().chain(new));
                 let dropped = set.push_requested(index, session);
-                changed.extend(dropped.iter().filter_map(base_of));
+                changed.extend(dropped.iter().filter_map(pending_base));
             }
             (None, _) => {
                 changed.extend(new);

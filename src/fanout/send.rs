@@ -622,13 +622,13 @@ impl Device {
     }
 }
 
-/// The sent journal's recipients of envelopes sealed for a send: each device, its identity
-/// key, and its envelope's reference.
 /// The envelopes sealed, each with its device.
 fn envelopes_of(sealed: Vec<Sealed>) -> Vec<(DeviceAddress, Vec<u8>)> {
     sealed.into_iter().map(|s| (s.to, s.envelope)).collect()
 }
 
+/// The sent journal's recipients of envelopes sealed for a send: each device, its identity
+/// key, and its envelope's reference.
 fn recipients_of(sealed: &[Sealed]) -> Vec<Recipient> {
     sealed
         .iter()

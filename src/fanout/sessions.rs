@@ -234,7 +234,7 @@ fn push_new(sessions: &mut Vec<Session>, session: Session) -> Option<Session> {
 }
 
 /// The base key naming a session's pending KEM ciphertext record, while it has one.
-fn pending_base(session: &Session) -> Option<[u8; 32]> {
+pub(crate) fn pending_base(session: &Session) -> Option<[u8; 32]> {
     session.pending_kem().map(|(_, base)| base)
 }
 

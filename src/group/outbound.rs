@@ -160,10 +160,8 @@ impl OutboundGroupSession {
     ) -> Result<[u8; SALT_LEN], GroupError> {
         let context_len = out.len();
         context_len_of(out)?;
-        let following = self
-            .iteration
-            .checked_add(1)
-            .ok_or(GroupError::ChainExhausted)?;
+        self.sealable()?;
+        let following = self.iteration.wrapping_add(1);
         let (message_key, next) = self.chain.step();
         let mut salt = [0u8; SALT_LEN];
         rng.fill_bytes(&mut salt);
@@ -258,5 +256,30 @@ impl fmt::Debug for OutboundGroupSession {
             .field("iteration", &self.iteration)
             .field("signing", &self.signing)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::IdentityKeyPair;
+    use crate::testing::SeededRng;
+
+    /// A key at its last iteration refuses to seal (`sealable`, which `seal` checks first) and
+    /// changes nothing; the iteration before it still seals.
+    #[test]
+    fn a_chain_at_its_last_iteration_refuses_and_changes_nothing() {
+        let rng = &mut SeededRng::from_label("outbound exhausted");
+        let sender = GroupSender::new(IdentityKeyPair::generate(rng).public(), &[]).unwrap();
+        let mut key = OutboundGroupSession::new(rng, GroupId([1; 32]), sender);
+        key.iteration = u32::MAX - 1;
+        assert!(key.encrypt(rng, b"last").is_ok());
+        assert_eq!(key.sealable(), Err(GroupError::ChainExhausted));
+        let before = key.to_bytes();
+        assert_eq!(
+            key.encrypt(rng, b"one more"),
+            Err(GroupError::ChainExhausted)
+        );
+        assert_eq!(*key.to_bytes(), *before);
     }
 }

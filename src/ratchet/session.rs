@@ -255,9 +255,6 @@ impl Session {
         Ok(out)
     }
 
-    /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
-    /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
-    /// `forced`: an extension to send instead of the ratchet's (test support only).
     /// What [`encrypt`](Self::encrypt) would refuse, checked without changing anything: a
     /// sending chain at its last message number, or a session that still sends its X3DH
     /// values without the ML-KEM ciphertext they need. The fanout layer checks every session
@@ -273,6 +270,9 @@ impl Session {
         Ok(())
     }
 
+    /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
+    /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
+    /// `forced`: an extension to send instead of the ratchet's (test support only).
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -282,6 +282,8 @@ impl Session {
         context_len: usize,
         forced: Option<&[u8]>,
     ) -> Result<[u8; SALT_LEN], Error> {
+        // The refusals first, before a new sending chain changes anything.
+        self.sealable()?;
         let s = &mut *self.0;
         if s.send.is_none() {
             let self_ratchet = DhKeyPair::generate(rng);
