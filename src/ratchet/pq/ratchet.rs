@@ -78,8 +78,11 @@ pub(crate) struct Encapsulation {
     pub(crate) ct2: Sent,
     /// `ct1`, computed at first use (not stored).
     ct1_bytes: Option<Box<[u8; CT1_LEN]>>,
-    /// `ct2`, once the vector is complete and checked (not stored).
+    /// `ct2`, computed by the first send after the vector is complete (not stored).
     ct2_bytes: Option<Box<[u8; CT2_LEN]>>,
+    /// The complete vector failed 25.2's check: `ct2` is never computed, and the check is not
+    /// run again at every send (it is again after a load, which does not store the outcome).
+    ct2_refused: bool,
     /// Whether the peer's latest message showed it holds `ct2` whole and waits for `ct1` (it
     /// repeats its header to say so).
     pub(crate) peer_has_ct2: bool,
@@ -258,6 +261,11 @@ impl PqRatchet {
     /// a new encapsulation or key pair when one is due.
     pub(crate) fn send(&mut self, rng: &mut impl CryptoRng) -> Extension {
         self.encapsulate_if_due(rng);
+        // `ct2` waits for a send, the one step whose schedule depends on it: a load or a
+        // receive that completes the vector does not pay an encapsulation for it.
+        if let Some(enc) = self.encapsulation.as_deref_mut() {
+            enc.finish_if_complete();
+        }
         if self.publication.is_none() && self.publishes(self.epoch + 1) {
             let mut seed = Secret::from_bytes([0u8; 64]);
             rng.fill_bytes(seed.as_mut_bytes());
@@ -431,7 +439,6 @@ impl PqRatchet {
                     enc.peer_has_ct2 = false;
                     self.loss.note(&enc.vector, chunk.index);
                     enc.vector.add(chunk.index, &chunk.data);
-                    enc.finish_if_complete();
                     return;
                 }
                 if x != self.incoming_epoch() {
@@ -586,8 +593,8 @@ impl Publication {
 }
 
 impl Encapsulation {
-    /// An encapsulation as stored: `ct1` is recomputed when first sent, `ct2` now if the
-    /// vector is complete.
+    /// An encapsulation as stored: `ct1` is recomputed when first sent, `ct2` by the first send
+    /// once the vector is complete.
     pub(crate) fn restore(
         m: Secret<32>,
         header: [u8; EK_HEADER_LEN],
@@ -596,7 +603,7 @@ impl Encapsulation {
         ct2: Sent,
         peer_has_ct2: bool,
     ) -> Self {
-        let mut enc = Self {
+        Self {
             m,
             header,
             vector,
@@ -604,16 +611,15 @@ impl Encapsulation {
             ct2,
             ct1_bytes: None,
             ct2_bytes: None,
+            ct2_refused: false,
             peer_has_ct2,
-        };
-        enc.finish_if_complete();
-        enc
+        }
     }
 
     /// Computes `ct2` once the vector is complete (a vector that does not match the header
     /// leaves it absent: that peer's epoch never completes).
     fn finish_if_complete(&mut self) {
-        if self.ct2_bytes.is_some() {
+        if self.ct2_bytes.is_some() || self.ct2_refused {
             return;
         }
         let Some(bytes) = self.vector.decode() else {
@@ -621,7 +627,10 @@ impl Encapsulation {
         };
         let mut vector = [0u8; EK_VECTOR_LEN];
         vector.copy_from_slice(&bytes);
-        self.ct2_bytes = kem768::encapsulate2(&self.header, &self.m, &vector).ok();
+        match kem768::encapsulate2(&self.header, &self.m, &vector) {
+            Ok(ct2) => self.ct2_bytes = Some(ct2),
+            Err(_) => self.ct2_refused = true,
+        }
     }
 
     fn chunk(&mut self, kind: Kind, index: u8) -> Chunk {
@@ -651,6 +660,70 @@ mod tests {
             loss.note(&collector, i);
             collector.add(i, &[i; SYMBOL]);
         }
+    }
+
+    /// A responder at epoch 3 that encapsulated to the initiator's key of epoch 3 (seed
+    /// `[3; 64]`), its collector holding a whole vector of `vector`, as a load leaves it.
+    fn encapsulating(vector: &[u8]) -> PqRatchet {
+        let mut pq = PqRatchet::new(false);
+        (pq.epoch, pq.peer_knows, pq.send_chain, pq.recv_chain) = (3, 2, 2, 3);
+        pq.secrets = (2..=3)
+            .map(|x| (x, Secret::from_bytes([x as u8; 32])))
+            .collect();
+        let public = EpochKeyPair::from_seed(Secret::from_bytes([3; 64])).public();
+        let mut collector = Collector::new(symbols(Kind::Vector));
+        for i in 0..symbols(Kind::Vector) {
+            collector.add(i, &erasure::encode(vector, i));
+        }
+        let enc = Encapsulation::restore(
+            Secret::from_bytes([1; 32]),
+            public.header,
+            collector,
+            Sent::default(),
+            Sent::default(),
+            false,
+        );
+        pq.encapsulation = Some(Box::new(enc));
+        pq
+    }
+
+    /// `ct2` costs an encapsulation: a load leaves it to the first send, which computes it and
+    /// sends its first chunk.
+    #[test]
+    fn ct2_waits_for_the_first_send_after_a_load() {
+        let public = EpochKeyPair::from_seed(Secret::from_bytes([3; 64])).public();
+        let mut pq = encapsulating(&public.vector[..]);
+        assert_eq!(pq.encapsulation.as_ref().unwrap().ct2_bytes, None);
+        let ext = pq.send(&mut crate::testing::SeededRng::new([5; 32]));
+        let expected =
+            kem768::encapsulate2(&public.header, &Secret::from_bytes([1; 32]), &public.vector)
+                .unwrap();
+        let enc = pq.encapsulation.as_ref().unwrap();
+        assert_eq!(enc.ct2_bytes.as_ref(), Some(&expected));
+        let chunk = ext.chunk.unwrap();
+        assert_eq!((chunk.kind, chunk.index), (Kind::Ct2, 0));
+        assert_eq!(chunk.data, erasure::encode(&expected[..], 0));
+    }
+
+    /// A whole vector that fails the check is checked once: later sends carry `ct1` parity
+    /// without decoding and checking it again.
+    #[test]
+    fn a_vector_failing_the_check_is_checked_once() {
+        let mut pq = encapsulating(&[7; EK_VECTOR_LEN]);
+        let mut rng = crate::testing::SeededRng::new([5; 32]);
+        let ext = pq.send(&mut rng);
+        let enc = pq.encapsulation.as_mut().unwrap();
+        assert!(enc.ct2_refused && enc.ct2_bytes.is_none());
+        assert_eq!(ext.chunk.unwrap().kind, Kind::Ct1);
+        // Were the refusal not kept, this next send would check the vector again (swapped
+        // here for the key's own, which a collector never does once whole) and send `ct2`.
+        let public = EpochKeyPair::from_seed(Secret::from_bytes([3; 64])).public();
+        enc.vector = encapsulating(&public.vector[..])
+            .encapsulation
+            .unwrap()
+            .vector;
+        assert_eq!(pq.send(&mut rng).chunk.unwrap().kind, Kind::Ct1);
+        assert_eq!(pq.encapsulation.as_ref().unwrap().ct2_bytes, None);
     }
 
     #[test]
