@@ -66,6 +66,11 @@ const OPS: &[Op] = &[
         setup: pq_conversation,
     },
     Op {
+        name: "ratchet/pq/load/304",
+        iterations: 1,
+        setup: pq_load,
+    },
+    Op {
         name: "floor/seal/1KiB",
         iterations: 32,
         setup: floor_seal,
@@ -236,6 +241,30 @@ fn conversation(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
 
 fn pq_conversation(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
     ping_pong(rng, true)
+}
+
+/// Decoding the 304 states the two sessions of `ratchet/pq/conversation` pass through in 152
+/// messages (two epochs): publications and encapsulations at every step, vectors part and all
+/// collected. Each is a session a device may load; a state that derived an ML-KEM value while
+/// loading would add an encapsulation's millions of instructions to this count (until stop 33,
+/// an encapsulation holding a whole vector computed its `c2` at load).
+fn pq_load(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let (a, b) = pair_with(rng, true);
+    let mut sides = [a, b];
+    let mut states = Vec::new();
+    for turn in 0..152 {
+        let (from, to) = (turn % 2, 1 - turn % 2);
+        let w = sides[from].encrypt(rng, b"state").unwrap();
+        sides[to]
+            .decrypt(&IncomingMessage::decode(&w).unwrap())
+            .unwrap();
+        states.extend(sides.iter().map(Session::to_bytes));
+    }
+    Box::new(move || {
+        for s in &states {
+            black_box(Session::from_bytes(s).unwrap());
+        }
+    })
 }
 
 fn ratchet_encrypt(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
