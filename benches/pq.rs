@@ -46,8 +46,8 @@ fn report() {
             let (mut completed, mut until) = (0u32, 0usize);
             for i in 0..4000 {
                 let m = link.send(i % 2 == 0);
-                bytes += m.ext_len();
-                max = max.max(m.ext_len());
+                bytes += m.added_len();
+                max = max.max(m.added_len());
                 if !net.lost(loss) {
                     link.deliver(&m).unwrap();
                 }

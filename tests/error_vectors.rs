@@ -449,8 +449,8 @@ fn prekey_message_vectors(b: &mut Builder) {
             .change("the ratchet key's last byte (1680) with bit 255 set (OR 0x80)", vec![flip(&base, 1680, 0x80)]),
         v("prekey_message", "identity-key-small-order", BASE, "9.2 and 5.1: IK_A must be valid", "Decode(InvalidKey)")
             .change("IK_A (bytes 2..34) replaced by the identity point 0x01 0x00^31", vec![put(2, identity_point())]),
-        v("prekey_message", "header-extension", BASE, "8.4: the header extension is at most 34 bytes", "Decode(InvalidValue)")
-            .change("the extension length (bytes 1705..1707) 0 -> 35", vec![put(1705, [0, 35])]),
+        v("prekey_message", "header-extension", BASE, "8.4: an extension field whose first byte is below 0x80 is 0x00 0x00", "Decode(InvalidValue)")
+            .change("the extension field (bytes 1705..1707) 0x00 0x00 -> 0x00 0x23 (a u16 length 35 before the ratchet)", vec![put(1705, [0, 35])]),
         v("prekey_message", "truncated-kem-ciphertext", BASE, "4: input ending early (inside CT)", "Decode(Truncated)")
             .change("cut after 100 bytes (21 bytes into CT)", vec![cut(&base, 100)]),
         v("prekey_message", "truncated-ciphertext", BASE, "9.1: the ratchet message's ct is at least 16 bytes", "Decode(Truncated)")
@@ -518,8 +518,8 @@ fn ratchet_message_vectors(b: &mut Builder) {
             .change("the ratchet key's last byte (33) with bit 255 set (OR 0x80)", vec![flip(&base, 33, 0x80)]),
         v("ratchet_message", "ratchet-key-u-not-below-p", base_ref, "2: a ratchet key has one canonical encoding, u < p", "Decode(InvalidKey)")
             .change("the ratchet key (bytes 2..34) replaced by u = p + 9", vec![put(2, p_plus(9))]),
-        v("ratchet_message", "header-extension", base_ref, "8.4: the header extension is at most 34 bytes", "Decode(InvalidValue)")
-            .change("the extension length (bytes 58..60) 0 -> 35", vec![put(58, [0, 35])]),
+        v("ratchet_message", "header-extension", base_ref, "8.4: an extension field whose first byte is below 0x80 is 0x00 0x00", "Decode(InvalidValue)")
+            .change("the extension field (bytes 58..60) 0x00 0x00 -> 0x00 0x23 (a u16 length 35 before the ratchet)", vec![put(58, [0, 35])]),
         v("ratchet_message", "truncated-ciphertext", base_ref, "9.1: ct is at least 16 bytes", "Decode(Truncated)")
             .change("cut to the header and 15 bytes of ct (75 bytes)", vec![cut(&base, 75)]),
         v("ratchet_message", "truncated-header", base_ref, "4: input ending early (inside the header)", "Decode(Truncated)")

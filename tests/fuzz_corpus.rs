@@ -352,7 +352,7 @@ fn pq_seeds(write: &dyn Fn(&str, &str, &[u8])) {
         link.deliver(&m).unwrap();
     }
     write("pq_chunks", "genuine-extensions", &records);
-    write("pq_chunks", "bare-extension", &[0, 1, 0x00]);
+    write("pq_chunks", "bare-extension", &[0, 2, 0x80, 0x00]);
     let f = PqFixture::new();
     let rng = &mut SeededRng::from_label("pq receive seeds");
     let mut alice = f.alice.clone();

@@ -43,7 +43,7 @@ fn ping_pong(link: &mut PqLink, messages: usize, lost: impl Fn(usize) -> bool) -
 /// The chunk a message carries, as `(kind, index)`: kinds 0 header, 1 vector, 2 `ct1`, 3 `ct2`.
 fn chunk(m: &PqMessage) -> Option<(u8, u8)> {
     match m.ext_bytes() {
-        [_, k, ..] => Some((k >> 6, k & 0x3f)),
+        [b, k, ..] if b & 0x40 != 0 => Some((k >> 6, k & 0x3f)),
         _ => None,
     }
 }

@@ -107,17 +107,16 @@ fn the_responder_runs_it_when_the_initiators_first_message_does() {
     let wire = a.encrypt(rng, b"hello").unwrap();
     // The ratchet message starts after the pre-key prefix (PROTOCOL.md 9.2: header, IK, base
     // key, signed prekey id, no one-time prekey, KEM id, ML-KEM-1024 ciphertext); its
-    // extension's length is the u16 after the header's fixed 58 bytes, as in the downgrade
-    // test below.
+    // extension follows the header's fixed 58 bytes, as in the downgrade test below.
     let prefix = 2 + 32 + 32 + 4 + 1 + 4 + 1568;
-    let len = usize::from(u16::from_be_bytes([wire[prefix + 58], wire[prefix + 59]]));
     assert_eq!(
-        len, 34,
+        wire[prefix + 58] & 0xc0,
+        0xc0,
         "a first message carries the first chunk of epoch 1"
     );
     let mut stripped = wire[..prefix + 58].to_vec();
     stripped.extend_from_slice(&[0, 0]);
-    stripped.extend_from_slice(&wire[prefix + 60 + len..]);
+    stripped.extend_from_slice(&wire[prefix + 58 + 34..]);
     let before = store.to_bytes();
     assert_eq!(
         accept(&mut store, &stripped).err(),
@@ -152,12 +151,13 @@ fn a_message_without_its_extension_is_refused_and_changes_nothing() {
     let (mut a, mut b) = pair(rng, true);
     exchange(rng, &mut a, &mut b, 0);
     let w = a.encrypt(rng, b"m").unwrap();
-    // Cut the extension out and set its length to zero: a server stripping the ratchet.
-    let len = usize::from(u16::from_be_bytes([w[58], w[59]]));
-    assert!(len == 1 || len == 34);
+    // Replace the extension with the field of a session without the ratchet, `0x00 0x00`: a
+    // server stripping the ratchet. The extension is 34 bytes with a chunk, else 2.
+    assert_eq!(w[58] & 0x80, 0x80);
+    let len = if w[58] & 0x40 != 0 { 34 } else { 2 };
     let mut stripped = w[..58].to_vec();
     stripped.extend_from_slice(&[0, 0]);
-    stripped.extend_from_slice(&w[60 + len..]);
+    stripped.extend_from_slice(&w[58 + len..]);
     let before = b.to_bytes();
     assert_eq!(
         recv(&mut b, &stripped),
@@ -173,15 +173,20 @@ fn a_session_without_the_ratchet_refuses_an_extension() {
     let (mut a, mut b) = pair(rng, false);
     exchange(rng, &mut a, &mut b, 0);
     let w = a.encrypt(rng, b"m").unwrap();
-    let mut extended = w[..58].to_vec();
-    extended.extend_from_slice(&[0, 1, 0x00]);
-    extended.extend_from_slice(&w[60..]);
-    let before = b.to_bytes();
-    assert_eq!(
-        recv(&mut b, &extended),
-        Err(ratchetry::DecodeError::InvalidValue.into())
-    );
-    assert_eq!(*before, *b.to_bytes());
+    assert_eq!(w[58..60], [0, 0]);
+    // The ratchet's bare extension in place of `0x00 0x00`, and a field that is neither (the
+    // u16 length of an extension before the ratchet's, which no release sent).
+    for field in [[0x80, 0x00], [0x00, 0x01]] {
+        let mut extended = w.to_vec();
+        extended[58..60].copy_from_slice(&field);
+        let before = b.to_bytes();
+        assert_eq!(
+            recv(&mut b, &extended),
+            Err(ratchetry::DecodeError::InvalidValue.into())
+        );
+        assert_eq!(*before, *b.to_bytes());
+    }
+    assert_eq!(recv(&mut b, &w).unwrap(), b"m");
 }
 
 #[test]
@@ -344,10 +349,11 @@ fn every_message_of_a_chain_names_its_chains_epoch() {
         a.encrypt(rng, b"2").unwrap(),
         a.encrypt(rng, b"3").unwrap(),
     );
-    // Another epoch in the chain nibble (the extension's first byte, after the 60-byte header).
+    // Another epoch in the chain nibble (bits 5 to 2 of the extension's first byte, after the
+    // header's fixed 58 bytes).
     let renamed = |w: &[u8]| {
         let mut w = w.to_vec();
-        w[60] ^= 0x10;
+        w[58] ^= 0x04;
         w
     };
     // m2 starts the chain; m1 (a skipped key of that chain) and m3 (the chain's next) must
@@ -394,7 +400,7 @@ fn a_late_message_of_the_current_chain_still_delivers_its_chunk() {
         .map(|i| a.encrypt(rng, format!("m{i}").as_bytes()).unwrap())
         .collect();
     // Every message of the chain carries a chunk (the extension's 34 bytes).
-    assert!(chain.iter().all(|w| w.len() == 60 + 34 + 2 + 16));
+    assert!(chain.iter().all(|w| w.len() == 58 + 34 + 2 + 16));
     // In order, and with m1 read late (a skipped key of the chain that is still current): the
     // state afterwards is the same, so m1's chunk was taken either way.
     let mut in_order = Session::from_bytes(&b.to_bytes()).unwrap();

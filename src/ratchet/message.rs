@@ -5,19 +5,23 @@
 use alloc::vec::Vec;
 
 use super::keys::SALT_LEN;
+use super::pq::Extension;
 use crate::error::DecodeError;
 use crate::primitives::KEM_CIPHERTEXT_LEN;
 use crate::primitives::{DhPublicKey, IdentityKey, TAG_LEN};
 use crate::wire::{Reader, Writer, kind};
 use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId, X3dhHeader};
 
-/// Length of a ratchet message's header without its extension: version, type, ratchet key, PN,
-/// N, salt, and the length of the extension field.
-pub(crate) const HEADER_LEN: usize = 2 + 32 + 4 + 4 + SALT_LEN + 2;
-/// The longest extension: a post-quantum ratchet chunk (PROTOCOL.md 25).
-pub(crate) const MAX_EXTENSION_LEN: usize = 34;
+/// Where a ratchet message's header puts its extension field: after version, type, ratchet
+/// key, PN, N and salt.
+const EXTENSION_AT: usize = 2 + 32 + 4 + 4 + SALT_LEN;
+/// Length of the header of a session without the post-quantum ratchet, whose extension field
+/// is `0x00 0x00`.
+pub(crate) const HEADER_LEN: usize = EXTENSION_AT + 2;
+/// The longest extension: a post-quantum ratchet chunk (PROTOCOL.md 25.5).
+pub(crate) const MAX_EXTENSION_LEN: usize = crate::ratchet::pq::CHUNK_LEN;
 /// The longest header.
-pub(crate) const MAX_HEADER_LEN: usize = HEADER_LEN + MAX_EXTENSION_LEN;
+pub(crate) const MAX_HEADER_LEN: usize = EXTENSION_AT + MAX_EXTENSION_LEN;
 
 /// The Double Ratchet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,19 +44,22 @@ impl Header {
         out.extend_from_slice(&buf[..len]);
     }
 
-    /// Encodes the header with `extension` (empty, or the post-quantum ratchet's, PROTOCOL.md
-    /// 8.4 and 25; at most [`MAX_EXTENSION_LEN`] bytes) into `buf`; returns the length used.
+    /// Encodes the header with `extension` (the post-quantum ratchet's, PROTOCOL.md 8.4 and
+    /// 25.5, at most [`MAX_EXTENSION_LEN`] bytes; empty for the field `0x00 0x00` of a session
+    /// without it) into `buf`; returns the length used.
     pub(crate) fn encode(&self, extension: &[u8], buf: &mut [u8; MAX_HEADER_LEN]) -> usize {
-        let extension = &extension[..extension.len().min(MAX_EXTENSION_LEN)];
+        let extension = match extension {
+            [] => &[0, 0][..],
+            e => &e[..e.len().min(MAX_EXTENSION_LEN)],
+        };
         buf[0] = crate::wire::VERSION;
         buf[1] = kind::RATCHET_MESSAGE;
         buf[2..34].copy_from_slice(self.ratchet_key.as_bytes());
         buf[34..38].copy_from_slice(&self.previous_chain_length.to_be_bytes());
         buf[38..42].copy_from_slice(&self.message_number.to_be_bytes());
-        buf[42..58].copy_from_slice(&self.salt);
-        buf[58..60].copy_from_slice(&(extension.len() as u16).to_be_bytes());
-        buf[HEADER_LEN..HEADER_LEN + extension.len()].copy_from_slice(extension);
-        HEADER_LEN + extension.len()
+        buf[42..EXTENSION_AT].copy_from_slice(&self.salt);
+        buf[EXTENSION_AT..EXTENSION_AT + extension.len()].copy_from_slice(extension);
+        EXTENSION_AT + extension.len()
     }
 }
 
@@ -122,20 +129,27 @@ impl<'a> RatchetMessage<'a> {
             message_number: r.u32()?,
             salt: r.array()?,
         };
-        // The extension's form is the session's to check (it knows whether one is due).
-        let extension_len = usize::from(u16::from_be_bytes(r.array()?));
-        if extension_len > MAX_EXTENSION_LEN {
-            return Err(DecodeError::InvalidValue);
-        }
-        let extension = r.bytes(extension_len)?;
+        // The field's top bit says whether the post-quantum ratchet runs; without it the field
+        // is `0x00 0x00` and the extension empty. The rest of its form is the session's to check
+        // (it knows whether the ratchet is due).
+        let [first, second] = r.array()?;
+        let end = if first & 0x80 == 0 {
+            if (first, second) != (0, 0) {
+                return Err(DecodeError::InvalidValue);
+            }
+            EXTENSION_AT
+        } else {
+            r.bytes(Extension::chunk_len(first))?;
+            HEADER_LEN + Extension::chunk_len(first)
+        };
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::Truncated);
         }
         Ok(Self {
             header,
-            extension,
-            header_bytes: &bytes[..HEADER_LEN + extension_len],
+            extension: &bytes[EXTENSION_AT..end],
+            header_bytes: &bytes[..end.max(HEADER_LEN)],
             ciphertext,
         })
     }
@@ -233,6 +247,36 @@ mod tests {
             buf.len()
         );
         assert_eq!(header.encode(&[], &mut buf), HEADER_LEN);
+        assert_eq!(buf[EXTENSION_AT..HEADER_LEN], [0, 0]);
+    }
+
+    /// The extension field: `0x00 0x00` is no extension; a first byte below `0x80` with any
+    /// other bytes is refused; from `0x80` on it is the ratchet's extension, 2 bytes, or 34
+    /// when bit `0x40` is set, and the header (authenticated) ends after it.
+    #[test]
+    fn the_extension_field_gives_its_own_length() {
+        use alloc::vec;
+        let mut bytes = ratchet_bytes(&header(0, 0, [7; SALT_LEN]));
+        let parse = |bytes: &[u8]| match IncomingMessage::decode(bytes) {
+            Ok(IncomingMessage::Ratchet(m)) => Ok((m.extension.to_vec(), m.header_bytes.len())),
+            Ok(_) => panic!("a ratchet message"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(parse(&bytes), Ok((vec![], HEADER_LEN)));
+        for field in [[0x00, 0x01], [0x01, 0x00], [0x7f, 0xff]] {
+            bytes[EXTENSION_AT..HEADER_LEN].copy_from_slice(&field);
+            assert_eq!(parse(&bytes), Err(DecodeError::InvalidValue));
+        }
+        bytes[EXTENSION_AT..HEADER_LEN].copy_from_slice(&[0xbf, 0x05]);
+        assert_eq!(parse(&bytes), Ok((vec![0xbf, 0x05], HEADER_LEN)));
+        // With the chunk bit, 32 more bytes: here the tag's first 32 would be taken, leaving
+        // none, so add a tag's worth behind them.
+        bytes[EXTENSION_AT] = 0xc0;
+        assert_eq!(parse(&bytes), Err(DecodeError::Truncated));
+        bytes.extend_from_slice(&[0xAA; 32]);
+        let mut ext = vec![0xc0, 0x05];
+        ext.extend_from_slice(&[0xAA; 32]);
+        assert_eq!(parse(&bytes), Ok((ext, HEADER_LEN + 32)));
     }
 
     /// A message is named to its sender by its header's salt, whether it is a ratchet message

@@ -23,9 +23,10 @@ pub struct PqMessage {
 }
 
 impl PqMessage {
-    /// Bytes the extension adds to the message.
-    pub fn ext_len(&self) -> usize {
-        self.ext.len()
+    /// Bytes the extension adds to the message: past its two bytes, which a message of a
+    /// session without the ratchet carries too (as `0x00 0x00`).
+    pub fn added_len(&self) -> usize {
+        self.ext.len() - 2
     }
 
     /// The extension's bytes (for tests that look at which chunk a message carries).

@@ -781,25 +781,27 @@ def message_keys(mk, salt, info=L_MESSAGE_KEYS):
 
 
 def ratchet_header(dh_public, pn, n, salt, ext=b""):
-    """8.4 (ext: empty without pq, 25.5's extension with it)"""
-    return b"\x02\x02" + dh_public + u32(pn) + u32(n) + salt + u16(len(ext)) + ext
-
-
-PQ_EXT_MAX = 34  # 8.4: a decoder refuses an extension longer than this
+    """8.4 (ext: 25.5's extension with pq; without it, empty, and the field is 0x00 0x00)"""
+    return b"\x02\x02" + dh_public + u32(pn) + u32(n) + salt + (ext or b"\x00\x00")
 
 
 def decode_ratchet_message(data):
-    """9.1 (8.4: ext of at most 34 bytes; whether it may be empty is the session's to judge)"""
+    """9.1 (8.4: the extension field's top bit says whether 25.5's extension is there, its next
+    bit whether a chunk follows; without the top bit the field is 0x00 0x00 and ext is empty;
+    whether ext may be empty is the session's to judge)"""
     r = Reader(data)
     r.head(2, 0x02)
     m = {"key": r.take(32), "pn": r.u32(), "n": r.u32(), "salt": r.take(16)}
-    ext_len = r.u16()
-    if ext_len > PQ_EXT_MAX:
-        raise DecodeError("InvalidValue")
-    m["ext"] = r.take(ext_len)
     if not x25519_canonical(m["key"]):
         raise DecodeError("InvalidKey")  # 2
-    m["header"], m["ct"] = bytes(data[:60 + ext_len]), r.rest()
+    first, second = r.u8(), r.u8()
+    if first & 0x80 == 0:
+        if (first, second) != (0, 0):
+            raise DecodeError("InvalidValue")
+        m["ext"] = b""
+    else:
+        m["ext"] = u8(first) + u8(second) + r.take(32 if first & 0x40 else 0)
+    m["header"], m["ct"] = bytes(data[:58 + max(2, len(m["ext"]))]), r.rest()
     if len(m["ct"]) < 16:
         raise DecodeError("Truncated")
     return m
@@ -1165,21 +1167,19 @@ def pq_resolve(base, nibble):
 
 
 def pq_ext(chain, chunk=None):
-    """25.5: chunk is None or (epoch, kind, index, 32 bytes)."""
+    """25.5: chunk is None or (d, kind, index, 32 bytes), the chunk's epoch being chain + d."""
     if chunk is None:
-        return u8((chain % 16) << 4)
-    x, kind, index, data = chunk
-    return u8((chain % 16) << 4 | x % 16) + u8(kind << 6 | index) + data
+        return u8(0x80 | (chain % 16) << 2) + u8(0)
+    d, kind, index, data = chunk
+    return u8(0xc0 | (chain % 16) << 2 | d) + u8(kind << 6 | index) + data
 
 
 def decode_pq_ext(ext):
-    """25.5: (chain nibble, None or (epoch nibble, kind, index, chunk)); InvalidValue otherwise."""
-    if len(ext) == 1:
-        if ext[0] & 0x0f:
-            raise DecodeError("InvalidValue")
-        return ext[0] >> 4, None
-    if len(ext) == 34:
-        return ext[0] >> 4, (ext[0] & 0x0f, ext[1] >> 6, ext[1] & 0x3f, ext[2:])
+    """25.5: (chain nibble, None or (d, kind, index, chunk)); InvalidValue otherwise."""
+    if len(ext) == 2 and ext[0] & 0xc3 == 0x80 and ext[1] == 0:
+        return (ext[0] >> 2) & 15, None
+    if len(ext) == 34 and ext[0] & 0xc0 == 0xc0:
+        return (ext[0] >> 2) & 15, (ext[0] & 3, ext[1] >> 6, ext[1] & 0x3f, ext[2:])
     raise DecodeError("InvalidValue")
 
 
@@ -1343,9 +1343,9 @@ class PqRatchet:
         if kind is not None:
             owner = self.encapsulation if kind in (PQ_CT1, PQ_CT2) else self.publication
             x = self.e if kind in (PQ_CT1, PQ_CT2) else self.e + 1
-            if self.c_send <= x < self.c_send + 16:
+            if self.c_send <= x < self.c_send + 4:
                 index = (owner.sent[kind] + owner.sent[kind] // 64) % 64
-                chunk = (x, kind, index, erasure_chunk(owner.payload(kind), index))
+                chunk = (x - self.c_send, kind, index, erasure_chunk(owner.payload(kind), index))
                 owner.sent[kind] = min(owner.sent[kind] + 1, U32_MAX)
         self.prune()
         return pq_ext(self.c_send, chunk)  # 4
@@ -1356,8 +1356,8 @@ class PqRatchet:
             if self.encapsulation is not None:
                 self.encapsulation.peer_has_ct2 = False
             return
-        nibble, kind, index, data = chunk
-        x = pq_resolve(c, nibble)
+        d, kind, index, data = chunk
+        x = c + d
         if x - 1 <= self.e:
             self.peer_knows = max(self.peer_knows, x - 1)
         if kind in (PQ_HEADER, PQ_VECTOR):

@@ -78,8 +78,9 @@ fn extension_of(wire: &[u8]) -> &[u8] {
     } else {
         0
     };
-    let len = usize::from(u16::from_be_bytes([wire[header + 58], wire[header + 59]]));
-    &wire[header + 60..header + 60 + len]
+    // After the header's fixed 58 bytes: 34 bytes when the chunk bit is set, else 2.
+    let len = if wire[header + 58] & 0x40 != 0 { 34 } else { 2 };
+    &wire[header + 58..header + 58 + len]
 }
 
 pub(super) fn pq_file() -> PqFile {

@@ -2,12 +2,13 @@
 //! the message's chain mixed into its keys, and at most one chunk of the ratchet's traffic.
 //!
 //! ```text
-//! ext = u8(c mod 16 ‖ 0000)                                         no chunk (1 byte)
-//!     | u8(c mod 16 ‖ x mod 16) ‖ u8(kind ‖ index) ‖ chunk (32)     a chunk (34 bytes)
+//! ext = u8(0x80 + 4 · (c mod 16)) ‖ 0x00                                  no chunk (2 bytes)
+//!     | u8(0xc0 + 4 · (c mod 16) + d) ‖ u8(64 · kind + index) ‖ chunk (32)  a chunk (34 bytes)
 //! ```
-//! `c` is the chain's epoch, `x` the chunk's epoch (high and low nibbles), `kind` the top two
-//! bits of the second byte and `index` its low six. The receiver knows each epoch to within 16,
-//! which the nibbles resolve (see `PqRatchet::receive`).
+//! The two bytes are the header's extension field, which a session without the ratchet sends
+//! as `0x00 0x00`: the top bit says the ratchet runs, the next whether a chunk follows. `c` is
+//! the chain's epoch, which the receiver knows to within 16 (see `PqRatchet::receive`); the
+//! chunk's epoch is `c + d`, `d` below 4.
 
 use super::erasure::{Chunk, SYMBOL};
 use crate::error::DecodeError;
@@ -36,10 +37,11 @@ impl Kind {
     }
 }
 
-/// One chunk as carried: its epoch's low nibble, kind, index and bytes.
+/// One chunk as carried: its epoch's offset from the chain's, kind, index and bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct WireChunk {
-    pub(crate) epoch_nibble: u8,
+    /// The chunk's epoch minus the chain's, below [`OFFSETS`].
+    pub(crate) epoch_offset: u8,
     pub(crate) kind: Kind,
     pub(crate) index: u8,
     pub(crate) data: Chunk,
@@ -52,10 +54,16 @@ pub(crate) struct Extension {
     pub(crate) chunk: Option<WireChunk>,
 }
 
-/// Length of an extension without a chunk.
-const BARE_LEN: usize = 1;
+/// How far past its chain's epoch a chunk's epoch may be: `d` has two bits.
+pub(crate) const OFFSETS: u32 = 4;
+/// Length of an extension without a chunk: the field every header has.
+const BARE_LEN: usize = 2;
 /// Length of an extension with a chunk.
 pub(crate) const CHUNK_LEN: usize = 2 + SYMBOL;
+/// The first byte's top bit: the session runs the ratchet.
+const RUNS: u8 = 0x80;
+/// The first byte's next bit: a chunk follows.
+const CARRIES: u8 = 0x40;
 
 impl Extension {
     /// Encodes into `buf` (no allocation: a send writes it straight into its header);
@@ -63,11 +71,12 @@ impl Extension {
     pub(crate) fn encode(&self, buf: &mut [u8; CHUNK_LEN]) -> usize {
         match &self.chunk {
             None => {
-                buf[0] = self.chain_nibble << 4;
+                buf[0] = RUNS | self.chain_nibble << 2;
+                buf[1] = 0;
                 BARE_LEN
             }
             Some(c) => {
-                buf[0] = self.chain_nibble << 4 | c.epoch_nibble;
+                buf[0] = RUNS | CARRIES | self.chain_nibble << 2 | c.epoch_offset;
                 buf[1] = (c.kind as u8) << 6 | c.index;
                 buf[2..].copy_from_slice(&c.data);
                 CHUNK_LEN
@@ -75,21 +84,28 @@ impl Extension {
         }
     }
 
-    /// Decodes a non-empty extension: 1 byte with a zero low nibble, or 34 bytes; anything
-    /// else is `InvalidValue`.
+    /// How many bytes follow the extension field whose first byte is `first`, if that byte
+    /// says the ratchet runs (the message decoder's one look at the extension).
+    pub(crate) fn chunk_len(first: u8) -> usize {
+        if first & CARRIES != 0 { SYMBOL } else { 0 }
+    }
+
+    /// Decodes the extension of a session with the ratchet: 2 bytes with the top bit set, the
+    /// chunk bit clear, `d` and the second byte 0; or 34 with both bits set. Anything else is
+    /// `InvalidValue`.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         match bytes {
-            [b] if b & 0x0f == 0 => Ok(Self {
-                chain_nibble: b >> 4,
+            [b, 0] if b & (RUNS | CARRIES | 3) == RUNS => Ok(Self {
+                chain_nibble: (b >> 2) & 0x0f,
                 chunk: None,
             }),
-            [b, k, data @ ..] if data.len() == SYMBOL => {
+            [b, k, data @ ..] if b & (RUNS | CARRIES) == RUNS | CARRIES && data.len() == SYMBOL => {
                 let mut chunk = [0u8; SYMBOL];
                 chunk.copy_from_slice(data);
                 Ok(Self {
-                    chain_nibble: b >> 4,
+                    chain_nibble: (b >> 2) & 0x0f,
                     chunk: Some(WireChunk {
-                        epoch_nibble: b & 0x0f,
+                        epoch_offset: b & 3,
                         kind: Kind::from_bits(k >> 6),
                         index: k & 0x3f,
                         data: chunk,
@@ -118,7 +134,8 @@ mod tests {
                 chunk: None,
             };
             let out = encoded(&bare);
-            assert_eq!(out.len(), BARE_LEN);
+            assert_eq!(out, [0x80 | chain << 2, 0]);
+            assert_eq!(Extension::chunk_len(out[0]), 0);
             assert_eq!(Extension::decode(&out), Ok(bare));
             for (kind, index) in [
                 (Kind::Header, 0),
@@ -129,7 +146,7 @@ mod tests {
                 let e = Extension {
                     chain_nibble: chain,
                     chunk: Some(WireChunk {
-                        epoch_nibble: 15 - chain,
+                        epoch_offset: chain % 4,
                         kind,
                         index,
                         data: [chain; SYMBOL],
@@ -137,18 +154,38 @@ mod tests {
                 };
                 let out = encoded(&e);
                 assert_eq!(out.len(), CHUNK_LEN);
+                assert_eq!(
+                    out[..2],
+                    [0xc0 | chain << 2 | (chain % 4), (kind as u8) << 6 | index]
+                );
+                assert_eq!(Extension::chunk_len(out[0]), SYMBOL);
                 assert_eq!(Extension::decode(&out), Ok(e));
             }
         }
     }
 
     #[test]
-    fn other_lengths_and_a_bare_byte_with_a_low_nibble_are_refused() {
-        assert_eq!(Extension::decode(&[]), Err(DecodeError::InvalidValue));
-        assert_eq!(Extension::decode(&[0x31]), Err(DecodeError::InvalidValue));
-        assert_eq!(Extension::decode(&[0; 2]), Err(DecodeError::InvalidValue));
-        assert_eq!(Extension::decode(&[0; 33]), Err(DecodeError::InvalidValue));
-        assert_eq!(Extension::decode(&[0; 35]), Err(DecodeError::InvalidValue));
-        assert!(Extension::decode(&[0x30]).is_ok());
+    fn every_other_form_is_refused() {
+        let refused =
+            |bytes: &[u8]| assert_eq!(Extension::decode(bytes), Err(DecodeError::InvalidValue));
+        // Lengths other than 2 and 34.
+        refused(&[]);
+        refused(&[0x80]);
+        refused(&[0x80, 0, 0]);
+        refused(&[0xc0; 33]);
+        refused(&[0xc0; 35]);
+        // The field of a session without the ratchet, or without its top bit.
+        refused(&[0, 0]);
+        refused(&[0x40; 34]);
+        // No chunk: `d` and the second byte are 0.
+        refused(&[0x81, 0]);
+        refused(&[0x80, 1]);
+        // A chunk's length without the chunk bit, and the bit without the chunk.
+        refused(&[0x80; 34]);
+        refused(&[0xc0, 0]);
+        assert!(Extension::decode(&[0xbc, 0]).is_ok());
+        let mut chunk = [0u8; CHUNK_LEN];
+        chunk[0] = 0xff;
+        assert!(Extension::decode(&chunk).is_ok());
     }
 }

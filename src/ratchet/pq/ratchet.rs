@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
 use super::erasure::{self, Chunk, Collector, INDEXES, SYMBOL};
-use super::extension::{Extension, Kind, WireChunk};
+use super::extension::{Extension, Kind, OFFSETS, WireChunk};
 use crate::error::DecodeError;
 use crate::labels;
 use crate::primitives::kem768::{
@@ -304,14 +304,15 @@ impl PqRatchet {
     }
 
     /// The next chunk, of the payload [`Self::pick`] chooses. No chunk when nothing is due, or
-    /// the chunk's epoch is out of the chain's window.
+    /// the chunk's epoch is below the chain's or [`OFFSETS`] or more past it (it waits for a
+    /// new chain: the extension names the epoch by its offset, in two bits).
     fn next_chunk(&mut self) -> Option<WireChunk> {
         let (kind, count) = self.pick()?;
         let epoch = match kind {
             Kind::Ct1 | Kind::Ct2 => self.epoch,
             Kind::Header | Kind::Vector => self.epoch + 1,
         };
-        if epoch < self.send_chain || epoch - self.send_chain >= WINDOW {
+        if epoch < self.send_chain || epoch - self.send_chain >= OFFSETS {
             return None;
         }
         let index = chunk_index(count);
@@ -338,7 +339,7 @@ impl PqRatchet {
             }
         };
         Some(WireChunk {
-            epoch_nibble: (epoch % WINDOW) as u8,
+            epoch_offset: (epoch - self.send_chain) as u8,
             kind,
             index,
             data,
@@ -419,7 +420,7 @@ impl PqRatchet {
             }
             return;
         };
-        let x = resolve(c, chunk.epoch_nibble);
+        let x = c.saturating_add(u32::from(chunk.epoch_offset));
         match chunk.kind {
             Kind::Header | Kind::Vector => {
                 // The peer publishes `x`, so it knows `S_{x−1}`.
