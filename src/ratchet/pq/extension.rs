@@ -64,6 +64,10 @@ pub(crate) const CHUNK_LEN: usize = 2 + SYMBOL;
 const RUNS: u8 = 0x80;
 /// The first byte's next bit: a chunk follows.
 const CARRIES: u8 = 0x40;
+/// Both: the first byte of an extension with a chunk.
+const RUNS_AND_CARRIES: u8 = 0xc0;
+/// What a bare extension's first byte must hold as [`RUNS`] alone: the two flags and `d`.
+const BARE_FIXED: u8 = 0xc3;
 
 impl Extension {
     /// Encodes into `buf` (no allocation: a send writes it straight into its header);
@@ -71,13 +75,14 @@ impl Extension {
     pub(crate) fn encode(&self, buf: &mut [u8; CHUNK_LEN]) -> usize {
         match &self.chunk {
             None => {
-                buf[0] = RUNS | self.chain_nibble << 2;
+                // The fields are disjoint bits, added as PROTOCOL.md 25.5 writes them.
+                buf[0] = RUNS + (self.chain_nibble << 2);
                 buf[1] = 0;
                 BARE_LEN
             }
             Some(c) => {
-                buf[0] = RUNS | CARRIES | self.chain_nibble << 2 | c.epoch_offset;
-                buf[1] = (c.kind as u8) << 6 | c.index;
+                buf[0] = RUNS_AND_CARRIES + (self.chain_nibble << 2) + c.epoch_offset;
+                buf[1] = ((c.kind as u8) << 6) + c.index;
                 buf[2..].copy_from_slice(&c.data);
                 CHUNK_LEN
             }
@@ -95,11 +100,13 @@ impl Extension {
     /// `InvalidValue`.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         match bytes {
-            [b, 0] if b & (RUNS | CARRIES | 3) == RUNS => Ok(Self {
+            [b, 0] if b & BARE_FIXED == RUNS => Ok(Self {
                 chain_nibble: (b >> 2) & 0x0f,
                 chunk: None,
             }),
-            [b, k, data @ ..] if b & (RUNS | CARRIES) == RUNS | CARRIES && data.len() == SYMBOL => {
+            [b, k, data @ ..]
+                if b & RUNS_AND_CARRIES == RUNS_AND_CARRIES && data.len() == SYMBOL =>
+            {
                 let mut chunk = [0u8; SYMBOL];
                 chunk.copy_from_slice(data);
                 Ok(Self {
