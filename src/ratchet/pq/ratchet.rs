@@ -312,9 +312,10 @@ impl PqRatchet {
             Kind::Ct1 | Kind::Ct2 => self.epoch,
             Kind::Header | Kind::Vector => self.epoch + 1,
         };
-        if epoch < self.send_chain || epoch - self.send_chain >= OFFSETS {
-            return None;
-        }
+        // A chain mixes an epoch this side knows the peer knows, so no chunk's is below it.
+        let offset = epoch
+            .checked_sub(self.send_chain)
+            .filter(|d| *d < OFFSETS)?;
         let index = chunk_index(count);
         let data = match kind {
             Kind::Ct1 | Kind::Ct2 => {
@@ -339,7 +340,7 @@ impl PqRatchet {
             }
         };
         Some(WireChunk {
-            epoch_offset: (epoch - self.send_chain) as u8,
+            epoch_offset: offset as u8,
             kind,
             index,
             data,
@@ -725,6 +726,33 @@ mod tests {
             .vector;
         assert_eq!(pq.send(&mut rng).chunk.unwrap().kind, Kind::Ct1);
         assert_eq!(pq.encapsulation.as_ref().unwrap().ct2_bytes, None);
+    }
+
+    /// A chunk's epoch goes out as its offset from the sending chain's, in two bits: a chunk 4
+    /// or more past it waits for a new chain (here the chain began at epoch 0 and this side
+    /// since reached 3, publishing 4), which then carries it.
+    #[test]
+    fn a_chunk_four_epochs_past_its_chain_waits_for_a_new_chain() {
+        // The responder publishes the even epochs.
+        let mut pq = PqRatchet::new(false);
+        (pq.epoch, pq.peer_knows, pq.send_chain, pq.recv_chain) = (3, 3, 0, 3);
+        pq.secrets = (1..=3)
+            .map(|x| (x, Secret::from_bytes([x as u8; 32])))
+            .collect();
+        let mut rng = crate::testing::SeededRng::new([6; 32]);
+        let ext = pq.send(&mut rng);
+        assert_eq!((ext.chain_nibble, ext.chunk), (0, None));
+        assert_eq!(pq.publication.as_ref().unwrap().header.count, 0);
+        // One epoch nearer: the header of 4 is 3 past a chain of epoch 1.
+        pq.send_chain = 1;
+        let chunk = pq.send(&mut rng).chunk.unwrap();
+        assert_eq!(
+            (chunk.epoch_offset, chunk.kind, chunk.index),
+            (3, Kind::Header, 0)
+        );
+        let (c, _) = pq.begin_send_chain();
+        let chunk = pq.send(&mut rng).chunk.unwrap();
+        assert_eq!((c, chunk.epoch_offset, chunk.index), (3, 1, 1));
     }
 
     #[test]
