@@ -133,14 +133,13 @@ impl<'a> RatchetMessage<'a> {
         // is `0x00 0x00` and the extension empty. The rest of its form is the session's to check
         // (it knows whether the ratchet is due).
         let [first, second] = r.array()?;
-        let end = if first & 0x80 == 0 {
-            if (first, second) != (0, 0) {
-                return Err(DecodeError::InvalidValue);
-            }
-            EXTENSION_AT
-        } else {
+        let extension_len = if Extension::runs(first) {
             r.bytes(Extension::chunk_len(first))?;
-            HEADER_LEN + Extension::chunk_len(first)
+            2 + Extension::chunk_len(first)
+        } else if (first, second) == (0, 0) {
+            0
+        } else {
+            return Err(DecodeError::InvalidValue);
         };
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
@@ -148,8 +147,8 @@ impl<'a> RatchetMessage<'a> {
         }
         Ok(Self {
             header,
-            extension: &bytes[EXTENSION_AT..end],
-            header_bytes: &bytes[..end.max(HEADER_LEN)],
+            extension: &bytes[EXTENSION_AT..EXTENSION_AT + extension_len],
+            header_bytes: &bytes[..(EXTENSION_AT + extension_len).max(HEADER_LEN)],
             ciphertext,
         })
     }
@@ -269,8 +268,8 @@ mod tests {
         }
         bytes[EXTENSION_AT..HEADER_LEN].copy_from_slice(&[0xbf, 0x05]);
         assert_eq!(parse(&bytes), Ok((vec![0xbf, 0x05], HEADER_LEN)));
-        // With the chunk bit, 32 more bytes: here the tag's first 32 would be taken, leaving
-        // none, so add a tag's worth behind them.
+        // With the chunk bit, 32 more bytes: more than the 16 of the tag that follow, until
+        // 32 more are added.
         bytes[EXTENSION_AT] = 0xc0;
         assert_eq!(parse(&bytes), Err(DecodeError::Truncated));
         bytes.extend_from_slice(&[0xAA; 32]);

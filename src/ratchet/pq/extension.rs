@@ -89,8 +89,14 @@ impl Extension {
         }
     }
 
-    /// How many bytes follow the extension field whose first byte is `first`, if that byte
-    /// says the ratchet runs (the message decoder's one look at the extension).
+    /// Whether an extension field whose first byte is `first` is the ratchet's extension
+    /// (else it must be `0x00 0x00`: no extension). The message decoder's first look at it.
+    pub(crate) fn runs(first: u8) -> bool {
+        first & RUNS != 0
+    }
+
+    /// How many bytes follow the two of an extension whose first byte is `first` (the message
+    /// decoder's second look at it).
     pub(crate) fn chunk_len(first: u8) -> usize {
         if first & CARRIES != 0 { SYMBOL } else { 0 }
     }
