@@ -638,16 +638,16 @@ fn a_stale_restore_with_a_renewed_chain_keeps_a_pq_session_and_its_epochs() {
     }
 }
 
-/// The relay drops, from some point on, every message that carries a `ct1` chunk, and nothing
+/// The relay drops the first 30 messages that carry a `ct1` chunk after some point, and nothing
 /// else. The encapsulator sends its 30 `ct1` chunks once (at no loss seen, `sends(30) = 30`);
 /// the publisher, its header unacknowledged, repeats its header on every message (25.4 rule c,
-/// `c_recv >= e`) and never sends its vector, so the encapsulator never computes `c2`, never
-/// learns that `c1` is short, and never sends `ct1` again. The relay stops having anything to
-/// drop after those 30 messages, and the ratchet stays stalled for good: the epochs should
-/// resume once the relay has nothing more to drop.
+/// `c_recv >= e`) and never sends its vector, so the encapsulator never computed `c2` and, until
+/// stop 33, never learned that `c1` was short: the relay then had nothing more to drop and the
+/// ratchet stayed stalled for good. A repeated header now asks for `ct1` once the first ones
+/// went out (25.4 Receive), so the epochs resume. A relay that keeps dropping every `ct1`
+/// message still stops them, at the cost of those messages (SECURITY.md).
 #[test]
-#[ignore = "bug: dropping one encapsulation's 30 ct1 messages stalls the pq ratchet for good"]
-fn dropping_one_encapsulations_ct1_messages_stalls_the_epochs_for_good() {
+fn dropping_one_encapsulations_ct1_messages_delays_the_epochs_only_while_it_drops() {
     for lossless_first in [300usize, 0] {
         let rng = &mut SeededRng::from_label("wire: ct1 dropper");
         let (mut a, mut b) = pair(rng, true);
@@ -660,7 +660,7 @@ fn dropping_one_encapsulations_ct1_messages_stalls_the_epochs_for_good() {
                 (&mut b, &mut a)
             };
             let w = sender.encrypt(rng, b"m").unwrap();
-            if i >= lossless_first && chunk_kind(&w) == Some(2) {
+            if i >= lossless_first && dropped.len() < 30 && chunk_kind(&w) == Some(2) {
                 dropped.push(i);
                 continue;
             }
@@ -671,16 +671,12 @@ fn dropping_one_encapsulations_ct1_messages_stalls_the_epochs_for_good() {
         }
         let epochs = (a.pq_ratchet_epoch().unwrap(), b.pq_ratchet_epoch().unwrap());
         let last = dropped.last().copied().unwrap_or(0);
-        println!(
-            "lossless for {lossless_first}: epochs {stalled_at:?} then {epochs:?}; {} messages dropped, the last at {last} of 1600",
-            dropped.len()
-        );
+        assert_eq!(dropped.len(), 30);
         let start = stalled_at.unwrap();
         assert!(
             epochs.0 >= start.0.unwrap() + 3 && epochs.1 >= start.1.unwrap() + 3,
-            "the epochs stayed at {epochs:?} (from {start:?}) for {} messages after the relay's last drop ({} dropped in all)",
+            "the epochs stayed at {epochs:?} (from {start:?}) for {} messages after the relay's last drop",
             1600 - last,
-            dropped.len()
         );
     }
 }

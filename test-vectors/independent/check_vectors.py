@@ -1213,7 +1213,7 @@ class Encapsulation:
         self.c1, self.ss = kem_encaps_c1(header[:32], header[32:], m, ML_KEM_768)
         self.c2 = None
         self.vector_refused = False
-        self.peer_has_ct2 = False
+        self.peer_wants_ct1 = False
         self.vector_changed()
 
     def vector_changed(self):
@@ -1232,7 +1232,7 @@ class Encapsulation:
 
     def to_bytes(self):
         return (self.m + self.header + self.vector.to_bytes() + u32(self.sent[PQ_CT1])
-                + u32(self.sent[PQ_CT2]) + flag(self.peer_has_ct2))
+                + u32(self.sent[PQ_CT2]) + flag(self.peer_wants_ct1))
 
 
 class PqRatchet:
@@ -1312,15 +1312,15 @@ class PqRatchet:
         """25.4 Send step 3: the payload to send a chunk of (a kind), or None."""
         enc, pub = self.encapsulation, self.publication
         ready = enc is not None and enc.c2 is not None
-        if ready and not enc.peer_has_ct2 and enc.sent[PQ_CT2] < self.sends(4):  # a
+        if ready and not enc.peer_wants_ct1 and enc.sent[PQ_CT2] < self.sends(4):  # a
             return PQ_CT2
         if enc is not None and enc.sent[PQ_CT1] < self.sends(30):  # b
             return PQ_CT1
         if pub is not None and not pub.acked[PQ_HEADER] and (  # c
                 pub.sent[PQ_HEADER] < self.sends(2) or self.c_recv >= self.e):
             return PQ_HEADER
-        if ready:  # d
-            return PQ_CT1 if enc.peer_has_ct2 else PQ_CT2
+        if enc is not None and (ready or enc.peer_wants_ct1):  # d
+            return PQ_CT1 if enc.peer_wants_ct1 else PQ_CT2
         if pub is not None and not pub.acked[PQ_VECTOR]:  # e
             return PQ_VECTOR
         if pub is not None and pub.ct[PQ_CT2].complete() and not pub.ct[PQ_CT1].complete():  # f
@@ -1354,7 +1354,7 @@ class PqRatchet:
         """25.4 Receive(c, ext) for a decoded chunk (None: nothing)."""
         if chunk is None:
             if self.encapsulation is not None:
-                self.encapsulation.peer_has_ct2 = False
+                self.encapsulation.peer_wants_ct1 = False
             return
         d, kind, index, data = chunk
         x = c + d
@@ -1363,9 +1363,9 @@ class PqRatchet:
         if kind in (PQ_HEADER, PQ_VECTOR):
             enc = self.encapsulation
             if kind == PQ_HEADER and x == self.e and enc is not None:
-                enc.peer_has_ct2 = enc.sent[PQ_CT2] >= 4
+                enc.peer_wants_ct1 = enc.sent[PQ_CT2] >= 4 or enc.sent[PQ_CT1] >= self.sends(30)
             elif kind == PQ_VECTOR and x == self.e and enc is not None:
-                enc.peer_has_ct2 = False
+                enc.peer_wants_ct1 = False
                 self.note(enc.vector, index)
                 enc.vector.add(index, data)
                 enc.vector_changed()
@@ -1439,7 +1439,7 @@ def decode_pq_state(data, initiator):
         m, header = r.take(32), r.take(64)
         enc = Encapsulation(m, header, decode_collector(r, PQ_VECTOR))
         enc.sent[PQ_CT1], enc.sent[PQ_CT2] = r.u32(), r.u32()
-        enc.peer_has_ct2 = r.flag()
+        enc.peer_wants_ct1 = r.flag()
         pq.encapsulation = enc
     pq.incoming = {PQ_HEADER: decode_collector(r, PQ_HEADER), PQ_VECTOR: decode_collector(r, PQ_VECTOR)}
     pq.heard, pq.missed = r.u16(), r.u16()

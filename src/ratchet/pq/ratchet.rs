@@ -83,9 +83,9 @@ pub(crate) struct Encapsulation {
     /// The complete vector failed 25.2's check: `ct2` is never computed, and the check is not
     /// run again at every send (it is again after a load, which does not store the outcome).
     ct2_refused: bool,
-    /// Whether the peer's latest message showed it holds `ct2` whole and waits for `ct1` (it
-    /// repeats its header to say so).
-    pub(crate) peer_has_ct2: bool,
+    /// Whether the peer's latest message asked for `ct1`: the publisher repeats its header
+    /// while it lacks `ct1`, whether it holds `ct2` whole or has no `ct1` chunk at all.
+    pub(crate) peer_wants_ct1: bool,
 }
 
 /// The sparse post-quantum ratchet of one session.
@@ -375,7 +375,7 @@ impl PqRatchet {
         let enc = self.encapsulation.as_ref();
         let ready = enc.is_some_and(|e| e.ct2_bytes.is_some());
         if let Some(enc) = enc {
-            if ready && !enc.peer_has_ct2 && short(Kind::Ct2, &enc.ct2) {
+            if ready && !enc.peer_wants_ct1 && short(Kind::Ct2, &enc.ct2) {
                 return Some((Kind::Ct2, enc.ct2.count));
             }
             if short(Kind::Ct1, &enc.ct1) {
@@ -388,9 +388,9 @@ impl PqRatchet {
             return Some((Kind::Header, p.header.count));
         }
         if let Some(enc) = enc
-            && ready
+            && (ready || enc.peer_wants_ct1)
         {
-            return Some(if enc.peer_has_ct2 {
+            return Some(if enc.peer_wants_ct1 {
                 (Kind::Ct1, enc.ct1.count)
             } else {
                 (Kind::Ct2, enc.ct2.count)
@@ -412,12 +412,13 @@ impl PqRatchet {
     /// `c`. A chunk of an epoch or kind this side does not expect is ignored.
     ///
     /// While encapsulating, the peer's latest message also says which ciphertext part it still
-    /// lacks (see [`Self::pick`]): its header again means it holds `ct2` whole and waits for
-    /// `ct1`; a chunk of its vector or no chunk means `ct2` is short.
+    /// lacks (see [`Self::pick`]): its header again means it waits for `ct1`; a chunk of its
+    /// vector or no chunk means `ct2` is short.
     pub(crate) fn receive(&mut self, c: u32, ext: &Extension) {
+        let ct1_sends = self.loss.sends(symbols(Kind::Ct1));
         let Some(chunk) = &ext.chunk else {
             if let Some(enc) = &mut self.encapsulation {
-                enc.peer_has_ct2 = false;
+                enc.peer_wants_ct1 = false;
             }
             return;
         };
@@ -430,15 +431,19 @@ impl PqRatchet {
                     && x == self.epoch
                     && chunk.kind == Kind::Header
                 {
-                    // Before `ct2` could have arrived whole, a header chunk is a late repair.
-                    enc.peer_has_ct2 = enc.ct2.count >= u32::from(symbols(Kind::Ct2));
+                    // A header asks for `ct1` once `ct2` could have arrived whole, or once this
+                    // side's first `ct1` chunks went out: a relay that dropped every one of them
+                    // leaves the publisher repeating its header, and, were it not answered, the
+                    // epoch stalled for good. Before either, it is a late copy of the first ones.
+                    enc.peer_wants_ct1 = enc.ct2.count >= u32::from(symbols(Kind::Ct2))
+                        || enc.ct1.count >= ct1_sends;
                     return;
                 }
                 if let Some(enc) = &mut self.encapsulation
                     && x == self.epoch
                     && chunk.kind == Kind::Vector
                 {
-                    enc.peer_has_ct2 = false;
+                    enc.peer_wants_ct1 = false;
                     self.loss.note(&enc.vector, chunk.index);
                     enc.vector.add(chunk.index, &chunk.data);
                     return;
@@ -603,7 +608,7 @@ impl Encapsulation {
         vector: Collector,
         ct1: Sent,
         ct2: Sent,
-        peer_has_ct2: bool,
+        peer_wants_ct1: bool,
     ) -> Self {
         Self {
             m,
@@ -614,7 +619,7 @@ impl Encapsulation {
             ct1_bytes: None,
             ct2_bytes: None,
             ct2_refused: false,
-            peer_has_ct2,
+            peer_wants_ct1,
         }
     }
 

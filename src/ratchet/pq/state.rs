@@ -59,7 +59,7 @@ impl PqRatchet {
             write_collector(out, &e.vector);
             out.u32(e.ct1.count);
             out.u32(e.ct2.count);
-            out.flag(e.peer_has_ct2);
+            out.flag(e.peer_wants_ct1);
         });
         let empty = Incoming::new();
         let incoming = self.incoming.as_deref().unwrap_or(&empty);
@@ -131,14 +131,14 @@ impl PqRatchet {
                 count: r.u32()?,
                 acked: false,
             };
-            let peer_has_ct2 = r.flag()?;
+            let peer_wants_ct1 = r.flag()?;
             Ok(Box::new(Encapsulation::restore(
                 m,
                 header,
                 vector,
                 ct1,
                 ct2,
-                peer_has_ct2,
+                peer_wants_ct1,
             )))
         })?;
         // This side encapsulated its epoch exactly when the peer published it.
