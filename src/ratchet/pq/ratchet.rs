@@ -733,6 +733,39 @@ mod tests {
         assert_eq!(pq.encapsulation.as_ref().unwrap().ct2_bytes, None);
     }
 
+    /// A header chunk of the epoch this side encapsulated asks for `ct1` once this side's
+    /// first `ct1` chunks went out (`sends(30)`, 30 with no loss heard), not before.
+    #[test]
+    fn a_repeated_header_asks_for_ct1_once_the_first_ones_went_out() {
+        // An encapsulation whose vector is not whole: `ct2` cannot be computed.
+        let mut pq = encapsulating(&[7; EK_VECTOR_LEN]);
+        pq.encapsulation.as_mut().unwrap().vector = Collector::new(symbols(Kind::Vector));
+        let header = Extension {
+            chain_nibble: 3,
+            chunk: Some(WireChunk {
+                epoch_offset: 0,
+                kind: Kind::Header,
+                index: 2,
+                data: [0; SYMBOL],
+            }),
+        };
+        for (sent, asks) in [(0, false), (29, false), (30, true), (31, true)] {
+            let enc = pq.encapsulation.as_mut().unwrap();
+            enc.ct1.count = sent;
+            pq.receive(3, &header);
+            assert_eq!(pq.encapsulation.as_ref().unwrap().peer_wants_ct1, asks);
+        }
+        // Asked, it sends `ct1` though `ct2` is not computed, after its own new key's first
+        // header chunks (its receiving chain, at epoch 2, shows no wait for more of them).
+        pq.recv_chain = 2;
+        let rng = &mut crate::testing::SeededRng::new([1; 32]);
+        let kinds: Vec<Option<Kind>> = (0..3).map(|_| pq.send(rng).chunk.map(|c| c.kind)).collect();
+        assert_eq!(
+            kinds,
+            [Some(Kind::Header), Some(Kind::Header), Some(Kind::Ct1)]
+        );
+    }
+
     /// A chunk's epoch goes out as its offset from the sending chain's, in two bits: a chunk 4
     /// or more past it waits for a new chain (here the chain began at epoch 0 and this side
     /// since reached 3, publishing 4), which then carries it.
