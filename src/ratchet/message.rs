@@ -134,8 +134,9 @@ impl<'a> RatchetMessage<'a> {
         // (it knows whether the ratchet is due).
         let [first, second] = r.array()?;
         let extension_len = if Extension::runs(first) {
-            r.bytes(Extension::chunk_len(first))?;
-            2 + Extension::chunk_len(first)
+            let chunk_len = Extension::chunk_len(first);
+            r.bytes(chunk_len)?;
+            2 + chunk_len
         } else if (first, second) == (0, 0) {
             0
         } else {

@@ -415,7 +415,6 @@ impl PqRatchet {
     /// lacks (see [`Self::pick`]): its header again means it waits for `ct1`; a chunk of its
     /// vector or no chunk means `ct2` is short.
     pub(crate) fn receive(&mut self, c: u32, ext: &Extension) {
-        let ct1_sends = self.loss.sends(symbols(Kind::Ct1));
         let Some(chunk) = &ext.chunk else {
             if let Some(enc) = &mut self.encapsulation {
                 enc.peer_wants_ct1 = false;
@@ -436,7 +435,7 @@ impl PqRatchet {
                     // leaves the publisher repeating its header, and, were it not answered, the
                     // epoch stalled for good. Before either, it is a late copy of the first ones.
                     enc.peer_wants_ct1 = enc.ct2.count >= u32::from(symbols(Kind::Ct2))
-                        || enc.ct1.count >= ct1_sends;
+                        || enc.ct1.count >= self.loss.sends(symbols(Kind::Ct1));
                     return;
                 }
                 if let Some(enc) = &mut self.encapsulation
