@@ -2,47 +2,19 @@
 //! the KEM prekey id's bit 31, its epochs through real messages and stored state, the refusal
 //! of a downgrade, and healing against an observer that knows every X25519 secret.
 
+mod pairs;
+
 use core::convert::Infallible;
 
+use pairs::{NOW, pair, recv};
 use rand_core::{TryCryptoRng, TryRng};
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::hooks::{pq_chain_epochs, store_before_pq_ratchet, without_pq_ratchet};
+use ratchetry::testing::hooks::{pq_chain_epochs, without_pq_ratchet};
 use ratchetry::x3dh::KemPreKeyId;
 use ratchetry::{
-    Error, IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError, Session,
-    SessionConfig, Timestamp,
+    IdentityKeyPair, IncomingMessage, PreKeyBundle, PreKeyStore, RatchetError, Session,
+    SessionConfig,
 };
-
-const NOW: Timestamp = Timestamp(1_790_000_000_000);
-
-/// A session pair; the responder's store runs the post-quantum ratchet when `pq`.
-fn pair(rng: &mut SeededRng, pq: bool) -> (Session, Session) {
-    let alice = IdentityKeyPair::generate(rng);
-    let bob = IdentityKeyPair::generate(rng);
-    let mut store = PreKeyStore::new(rng, &bob, NOW, Default::default());
-    // A current store marks every ML-KEM prekey; one from before the ratchet publishes an
-    // unmarked last-resort key.
-    let kem = if pq {
-        Some(store.generate_one_time_kem_prekeys(rng, &bob, NOW, 1)[0].id)
-    } else {
-        store_before_pq_ratchet(&mut store, &bob);
-        None
-    };
-    let bundle = PreKeyBundle::from_bytes(&store.bundle(&bob, None, kem).to_bytes()).unwrap();
-    assert_eq!(bundle.kem_prekey().id.pq_ratchet(), pq);
-    let bundle = bundle.verify().unwrap();
-    let mut a = Session::initiate(rng, &alice, &bundle, SessionConfig::default()).unwrap();
-    let wire = a.encrypt(rng, b"hello").unwrap();
-    let IncomingMessage::PreKey(pk) = IncomingMessage::decode(&wire).unwrap() else {
-        panic!("a pre-key message")
-    };
-    let (b, _) = Session::accept(&bob, &mut store, &pk, SessionConfig::default()).unwrap();
-    (a, b)
-}
-
-fn recv(s: &mut Session, wire: &[u8]) -> Result<Vec<u8>, Error> {
-    s.decrypt(&IncomingMessage::decode(wire)?)
-}
 
 /// One message each way, through stored state each time.
 fn exchange(rng: &mut SeededRng, a: &mut Session, b: &mut Session, i: usize) {

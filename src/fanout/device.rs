@@ -228,6 +228,12 @@ impl Device {
     /// sender key is rotated at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
     /// stored state.
     ///
+    /// Read what waits for the device before sending: a new chain opens at the peer only if
+    /// the peer has not moved on from the snapshot's chains. Where it has (it answered a
+    /// message the snapshot does not know, and the restored device sent before reading the
+    /// answer), messages of that session fail at both ends; a retry
+    /// ([`request_retry`](Self::request_retry)) then replaces the session (PROTOCOL.md 8.5).
+    ///
     /// The backup's own device list may still name a companion unlinked since (a stolen
     /// laptop), and the server may serve lists signed after the backup but before the unlink.
     /// So until the device holds an own list issued at or after `now`, it is

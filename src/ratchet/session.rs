@@ -97,6 +97,10 @@ struct Plan {
     skipped: Vec<SkippedKey>,
     /// The post-quantum epoch a new receiving chain mixed.
     pq_chain: Option<u32>,
+    /// A new chain whose header says its sender sent fewer messages on its previous chain
+    /// than arrived here from it: the sender was restored from a copy taken before it sent
+    /// them (8.6 step 4).
+    peer_restored: bool,
 }
 
 impl Session {
@@ -483,12 +487,19 @@ impl Session {
                     },
                     skipped,
                     pq_chain: None,
+                    peer_restored: false,
                 })
             }
             current => {
                 let tail = current
                     .as_ref()
                     .map_or(0, |c| header.previous_chain_length.saturating_sub(c.next));
+                // Only a sender that forgot some of what it sent can name a previous chain
+                // shorter than what arrived of it: a new chain comes only after the peer read
+                // a message of the previous one, so `current` is that chain.
+                let peer_restored = current
+                    .as_ref()
+                    .is_some_and(|c| header.previous_chain_length < c.next);
                 check_jump(u64::from(tail) + u64::from(n), limit)?;
                 if let Some(c) = current {
                     skip(&c.key, c.next, c.next + tail, &c.ratchet_key, &mut skipped);
@@ -511,6 +522,7 @@ impl Session {
                     },
                     skipped,
                     pq_chain: s.pq.as_ref().map(|_| pq_chain),
+                    peer_restored,
                 })
             }
         }
@@ -537,6 +549,9 @@ impl Session {
     fn commit(&mut self, plan: Plan, extension: Option<&Extension>) {
         let s = &mut *self.0;
         if let Some(pq) = s.pq.as_mut() {
+            if plan.peer_restored {
+                pq.peer_restored();
+            }
             if let Some(c) = plan.pq_chain {
                 pq.enter_recv_chain(c);
             }

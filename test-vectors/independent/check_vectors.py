@@ -944,6 +944,7 @@ class Session:
                 recorded.append((kr, i, mk_i))
         else:  # step 4
             tail = max(0, pn - s.recv[2]) if s.recv is not None else 0
+            restored = s.recv is not None and pn < s.recv[2]  # the sender forgot some of it
             if tail + n > s.max_forward_jump:
                 raise ProtocolError(f"TooFarAhead {{ requested: {tail + n}, limit: {s.max_forward_jump} }}")
             if s.recv is not None:
@@ -972,6 +973,8 @@ class Session:
         s.awaiting_reply, s.pending_ct = False, None
         if s.pq is not None:
             if new_rk is not None:
+                if restored:
+                    s.pq.peer_restored()
                 s.pq.enter_recv_chain(epoch)
             s.pq.receive(s.pq.c_recv, chunk)
         self.__dict__ = s.__dict__
@@ -1349,6 +1352,13 @@ class PqRatchet:
                 owner.sent[kind] = min(owner.sent[kind] + 1, U32_MAX)
         self.prune()
         return pq_ext(self.c_send, chunk)  # 4
+
+    def peer_restored(self):
+        """25.4 PeerRestored(): what was collected from the peer and not used starts again."""
+        if self.publication is not None:
+            self.publication.ct = {PQ_CT1: Collector(PQ_CT1), PQ_CT2: Collector(PQ_CT2)}
+            self.publication.acked = {PQ_HEADER: False, PQ_VECTOR: False}
+        self.incoming = {PQ_HEADER: Collector(PQ_HEADER), PQ_VECTOR: Collector(PQ_VECTOR)}
 
     def receive(self, c, chunk):
         """25.4 Receive(c, ext) for a decoded chunk (None: nothing)."""

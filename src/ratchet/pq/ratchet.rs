@@ -487,6 +487,25 @@ impl PqRatchet {
         }
     }
 
+    /// The peer was restored from a copy of its state older than some of the messages that
+    /// arrived from it (a new chain of its names a shorter previous chain than arrived here).
+    /// What those messages carried may come from randomness the restored peer no longer holds
+    /// (an `m` or a seed it draws again), and what they acknowledged it may no longer have (the
+    /// chunks its lost state read). So what was collected from the peer and not yet used starts
+    /// again (the ciphertext answering this side's publication, and the peer's next
+    /// publication), and this side's header and vector count as unacknowledged, so that they
+    /// go out again. What was used stays: an epoch completed on such messages is beyond repair
+    /// (SECURITY.md).
+    pub(crate) fn peer_restored(&mut self) {
+        if let Some(p) = &mut self.publication {
+            p.ct1 = Collector::new(symbols(Kind::Ct1));
+            p.ct2 = Collector::new(symbols(Kind::Ct2));
+            p.header.acked = false;
+            p.vector.acked = false;
+        }
+        self.incoming = None;
+    }
+
     fn learn_peer_knows(&mut self, x: u32) {
         if x <= self.epoch && x > self.peer_knows {
             self.peer_knows = x;
