@@ -905,6 +905,11 @@ class Session:
         self.send = [next_ck, self.send[1] + 1]  # step 5
         return out
 
+    def renew(self):
+        """8.5 Renewal: a state restored from a stale copy gives up its sending chain."""
+        if self.send is not None:
+            self.pn, self.send = self.send[1], None
+
     def decrypt(self, msg, context=b""):
         """8.6 on a decoded ratchet message; state changes only if it opens."""
         s = copy.deepcopy(self)
@@ -3850,7 +3855,10 @@ def check_pq_ratchet(doc):
     c_send..c_send + 16 (25.4 step 3), a count saturating, a vector
     failing the H3 or modulus check (25.2), chunks arriving out of index order (25.1's "first k"),
     the boundary of rule e's `sent_header - 2 < floor(sent_vector / 2)`, peer_knows raised by a
-    header or vector chunk, and the choice between c_recv and peer_knows in `oldest` (25.3)."""
+    header or vector chunk, the choice between c_recv and peer_knows in `oldest` (25.3), and
+    PeerRestored's resets of acknowledgements and of the incoming collectors (`restore`'s peer
+    holds only the forgotten encapsulation's chunks, and the restored side's first message
+    acknowledges its header again before it sends)."""
     check_pq_erasure(doc)
     conv = doc["conversation"]
     rng = SeededRng(hx(conv["rng_seed"]))
@@ -3923,6 +3931,53 @@ def check_pq_ratchet(doc):
     R.true("the conversation completes three epochs (the file's description)",
            min(last["alice_epoch"], last["bob_epoch"]) >= 3)
     R.true("S_x cross-checked for every epoch both sides reached", agreed >= set(range(1, 4)))
+    check_pq_restore(doc["restore"], sessions, draws)
+
+
+def check_pq_restore(ep, sessions, draws):
+    """pq-ratchet.json `restore`: its events replayed on the conversation's sessions with the same
+    generator. A side restored from a copy and renewed (8.5) sends a chain whose PN is below
+    what the peer read of the old one, so the peer runs PeerRestored (8.6 step 4, 25.4); without
+    it the peer decapsulates a mix of two ciphertexts and the wire bytes part after the restore."""
+    who = {"alice": "a", "bob": "b"}
+    in_flight = {"a": [], "b": []}
+    copied, agreed, restored = None, set(), False
+    for k, v in enumerate(ep["events"]):
+        side = who[v["side"]]
+        peer = "b" if side == "a" else "a"
+        w = f"restore event {k} ({v['event']} {v['side']} {v.get('label', '')})"
+        if v["event"] == "send":
+            plaintext = hx(v["plaintext"])
+            R.check(f"{w}: plaintext", plaintext, b"message " + v["label"].encode())
+            out = sessions[side].encrypt(plaintext, draws)  # 8.5, 25.4
+            R.check(f"{w}: extension (25.5)", out["ext"], v["extension"])
+            R.check(f"{w}: wire (8.4, 9)", out["wire"], v["wire"])
+            in_flight[peer].append((v["label"], plaintext, out["wire"]))
+        elif v["event"] == "read":
+            label, plaintext, wire = in_flight[side].pop(0)
+            R.check(f"{w}: the oldest message in flight", label, v["label"])
+            kind, msg = decode_pairwise_message(wire)
+            R.true(f"{w}: a ratchet message", kind == "ratchet")
+            R.check(f"{w}: decrypted plaintext", sessions[side].decrypt(msg), plaintext)
+            a_pq, b_pq = sessions["a"].pq, sessions["b"].pq
+            R.check(f"{w}: alice_epoch", a_pq.e, v["alice_epoch"])
+            R.check(f"{w}: bob_epoch", b_pq.e, v["bob_epoch"])
+            for x in sorted((set(a_pq.secrets) & set(b_pq.secrets)) - agreed):
+                R.check(f"{w}: S_{x} of both sides", a_pq.secrets[x], b_pq.secrets[x])
+                agreed.add(x)
+        elif v["event"] == "copy":
+            copied = copy.deepcopy(sessions[side])
+        elif v["event"] == "restore":
+            R.true(f"{w}: a copy was taken", copied is not None)
+            sessions[side], copied, restored = copied, None, True
+            sessions[side].renew()  # 8.5 Renewal
+        else:
+            R.fail(f"{w}: unknown event")
+    R.true("the episode restores a side", restored)
+    R.check("restore: alice_epoch at the end", sessions["a"].pq.e, ep["alice_epoch"])
+    R.check("restore: bob_epoch at the end", sessions["b"].pq.e, ep["bob_epoch"])
+    R.check("restore: alice_state at the end (10.3, 25.3)", sessions["a"].to_bytes(), ep["alice_state"])
+    R.check("restore: bob_state at the end (10.3, 25.3)", sessions["b"].to_bytes(), ep["bob_state"])
 
 
 # ----------------------------------------------------------------------------------------------

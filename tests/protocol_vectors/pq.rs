@@ -1,6 +1,8 @@
 //! pq-ratchet.json: the post-quantum ratchet (PROTOCOL.md 25): its erasure code, and a whole
-//! conversation of sessions that run it, with messages lost, through three epochs.
+//! conversation of sessions that run it, with messages lost, through three epochs, then one
+//! side restored from a stale copy (8.5 renewal, 25.4 PeerRestored).
 
+use ratchetry::testing::hooks::session_keys;
 use ratchetry::testing::{SeededRng, vectors};
 use ratchetry::{
     IdentityKeyPair, IncomingMessage, PreKeyStore, PreKeyStoreConfig, Session, SessionConfig,
@@ -17,6 +19,8 @@ pub(super) struct PqFile {
     erasure: Vec<ErasureVector>,
     /// The conversation: what each message was, whether it arrived, and both epochs after.
     conversation: Conversation,
+    /// After it, Alice restored from a stale copy of her state (8.5 renewal, 25.4 PeerRestored).
+    restore: Restore,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,6 +62,37 @@ struct PqMessage {
     alice_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bob_state: Option<String>,
+}
+
+/// The restore episode: its events, in order, and both states at its end.
+#[derive(Serialize, Deserialize)]
+struct Restore {
+    events: Vec<RestoreEvent>,
+    alice_epoch: u32,
+    bob_epoch: u32,
+    alice_state: String,
+    bob_state: String,
+}
+
+/// One step of the episode: `send` (by `side`, of `label`: `plaintext`, `wire`, `extension`),
+/// `read` (by `side`, of `label`; both epochs after), `copy` (`side`'s state is copied) or
+/// `restore` (`side` takes the copy and renews its sending chain, 8.5).
+#[derive(Serialize, Deserialize)]
+struct RestoreEvent {
+    event: String,
+    side: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wire: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extension: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alice_epoch: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bob_epoch: Option<u32>,
 }
 
 const MESSAGES: usize = 600;
@@ -106,6 +141,7 @@ pub(super) fn pq_file() -> PqFile {
         })
         .collect();
     let (conversation_seed, mut rng) = seeded("ratchetry pq ratchet conversation");
+    let (conversation, sessions) = conversation(conversation_seed, &mut rng);
     PqFile {
         description: "The post-quantum ratchet (PROTOCOL.md 25). `erasure`: payloads of 2, 4, \
                       30 and 36 symbols (drawn from rng_seed) and their chunks at five indexes \
@@ -116,16 +152,23 @@ pub(super) fn pq_file() -> PqFile {
                       Session::initiate with the bundle of that key and no one-time prekey; \
                       then 600 messages in strict alternation from Alice, every other one of \
                       Alice's and every fifth of Bob's lost, \
-                      every send drawing per 8.5 and 25.4. Schema: test-vectors/README.md."
+                      every send drawing per 8.5 and 25.4. `restore`: from there, with the \
+                      same generator and no loss, both sides send and read in the order the \
+                      events list until one is just before a send that encapsulates; its state \
+                      is copied, it sends three messages the peer reads, is restored from the \
+                      copy and renews its sending chain (8.5); the peer reads its next message \
+                      (PeerRestored, 25.4) and both go on until each has completed two more \
+                      epochs. Schema: test-vectors/README.md."
             .into(),
         generator: GENERATOR.into(),
         rng_seed: h(seed),
         erasure,
-        conversation: conversation(conversation_seed, &mut rng),
+        conversation,
+        restore: restore(sessions, &mut rng),
     }
 }
 
-fn conversation(seed: [u8; 32], rng: &mut SeededRng) -> Conversation {
+fn conversation(seed: [u8; 32], rng: &mut SeededRng) -> (Conversation, [Session; 2]) {
     let alice = IdentityKeyPair::generate(rng);
     let bob = IdentityKeyPair::generate(rng);
     let mut store = PreKeyStore::new(rng, &bob, T0, PreKeyStoreConfig::default());
@@ -188,11 +231,157 @@ fn conversation(seed: [u8; 32], rng: &mut SeededRng) -> Conversation {
         last.alice_epoch.min(last.bob_epoch) >= 3,
         "the conversation completes three epochs under loss"
     );
-    Conversation {
+    let conversation = Conversation {
         rng_seed: h(seed),
         bundle: h(bundle.to_bytes()),
         loss: "message i (from 0) is lost when i % 4 == 2 or i % 10 == 7".into(),
         messages,
+    };
+    (conversation, [a, b.unwrap()])
+}
+
+/// The restore episode, from the conversation's end (PqFile's description).
+fn restore(sessions: [Session; 2], rng: &mut SeededRng) -> Restore {
+    let mut ep = Episode {
+        s: sessions,
+        events: Vec::new(),
+        in_flight: Default::default(),
+        n: 0,
+    };
+    // Each side sends or reads the oldest message in flight to it, in an order of the
+    // generator's own (xorshift, not drawn from `rng`: the events record it), until one side
+    // `x` stands just before a send that encapsulates, with a sending chain of which the peer
+    // read a message (so that a renewed chain opens at the peer, 8.5).
+    let mut order = 0x9e37_79b9_7f4a_7c15u64;
+    let x = loop {
+        assert!(ep.n < 2000, "no side came before an encapsulation");
+        order ^= order << 13;
+        order ^= order >> 7;
+        order ^= order << 17;
+        let side = (order % 2) as usize;
+        if order % 8 < 3 || ep.in_flight[side].is_empty() {
+            ep.send(rng, side);
+        } else {
+            ep.read(side);
+        }
+        let due = |x: usize| {
+            let s = &ep.s[x];
+            let keys = session_keys(s);
+            let peer_read_it =
+                session_keys(&ep.s[1 - x]).receiving.map(|r| r.0) == Some(keys.ratchet_public);
+            let mut trial = s.clone();
+            let e = trial.pq_ratchet_epoch();
+            keys.sending.is_some()
+                && peer_read_it
+                && trial.encrypt(&mut rng.clone(), b"").is_ok()
+                && trial.pq_ratchet_epoch() > e
+        };
+        if let Some(x) = [0, 1].into_iter().find(|x| due(*x)) {
+            break x;
+        }
+    };
+    let peer = 1 - x;
+    // The copy, then three messages the restore forgets, read by the peer with all else in
+    // flight to it; the restored side reads all in flight to it, renews, and writes first.
+    let copy = ep.s[x].to_bytes();
+    ep.event("copy", x);
+    for _ in 0..3 {
+        ep.send(rng, x);
+    }
+    while !ep.in_flight[peer].is_empty() {
+        ep.read(peer);
+    }
+    ep.s[x] = Session::from_bytes(&copy).unwrap();
+    ep.s[x].renew_sending_chain();
+    ep.event("restore", x);
+    while !ep.in_flight[x].is_empty() {
+        ep.read(x);
+    }
+    let start = ep.epochs();
+    let mut from = x;
+    while ep.epochs()[0] < start[0] + 2 || ep.epochs()[1] < start[1] + 2 {
+        assert!(ep.n < 4000, "the epochs stalled after the restore");
+        ep.send(rng, from);
+        ep.read(1 - from);
+        from = 1 - from;
+    }
+    let [alice_epoch, bob_epoch] = ep.epochs();
+    Restore {
+        events: ep.events,
+        alice_epoch,
+        bob_epoch,
+        alice_state: h(&*ep.s[0].to_bytes()),
+        bob_state: h(&*ep.s[1].to_bytes()),
+    }
+}
+
+/// The restore episode's sessions, messages in flight to each side (oldest first) and events.
+struct Episode {
+    s: [Session; 2],
+    events: Vec<RestoreEvent>,
+    in_flight: [std::collections::VecDeque<InFlight>; 2],
+    n: usize,
+}
+
+/// A message in flight: its label, plaintext and wire bytes.
+type InFlight = (String, Vec<u8>, Vec<u8>);
+
+const SIDES: [&str; 2] = ["alice", "bob"];
+
+impl Episode {
+    fn epochs(&self) -> [u32; 2] {
+        [0, 1].map(|i| self.s[i].pq_ratchet_epoch().unwrap())
+    }
+
+    fn event(&mut self, event: &str, side: usize) {
+        self.events.push(RestoreEvent {
+            event: event.into(),
+            side: SIDES[side].into(),
+            label: None,
+            plaintext: None,
+            wire: None,
+            extension: None,
+            alice_epoch: None,
+            bob_epoch: None,
+        });
+    }
+
+    fn send(&mut self, rng: &mut SeededRng, side: usize) {
+        let label = format!("r{}", self.n);
+        self.n += 1;
+        let plaintext = format!("message {label}").into_bytes();
+        let wire = self.s[side].encrypt(rng, &plaintext).unwrap();
+        self.events.push(RestoreEvent {
+            event: "send".into(),
+            side: SIDES[side].into(),
+            label: Some(label.clone()),
+            plaintext: Some(h(&plaintext)),
+            extension: Some(h(extension_of(&wire))),
+            wire: Some(h(&wire)),
+            alice_epoch: None,
+            bob_epoch: None,
+        });
+        self.in_flight[1 - side].push_back((label, plaintext, wire));
+    }
+
+    /// `side` reads the oldest message in flight to it.
+    fn read(&mut self, side: usize) {
+        let (label, plaintext, wire) = self.in_flight[side].pop_front().unwrap();
+        let opened = self.s[side]
+            .decrypt(&IncomingMessage::decode(&wire).unwrap())
+            .unwrap();
+        assert_eq!(opened, plaintext);
+        let [a, b] = self.epochs();
+        self.events.push(RestoreEvent {
+            event: "read".into(),
+            side: SIDES[side].into(),
+            label: Some(label),
+            plaintext: None,
+            wire: None,
+            extension: None,
+            alice_epoch: Some(a),
+            bob_epoch: Some(b),
+        });
     }
 }
 
