@@ -608,10 +608,11 @@ impl Default for PqChunksFixture {
 }
 
 /// The post-quantum ratchet alone taking in arbitrary extensions as if authenticated:
-/// 36-byte records, the first byte a chain epoch to read them under (0 to 3 above the
-/// receiving chain's), the second a length `n ≤ 34`, then the extension's `n` bytes. It must
-/// not panic; its state must stay encodable and decode to itself; its epoch must never go
-/// backwards.
+/// 36-byte records, the first byte a chain epoch to read them under (its two low bits: 0 to 3
+/// above the receiving chain's; its top bit: as the first message of a restored peer's renewed
+/// chain, after PeerRestored), the second a length `n ≤ 34`, then the extension's `n` bytes.
+/// It must not panic; its state must stay encodable and decode to itself; its epoch must never
+/// go backwards.
 pub fn pq_chunks(fixture: &mut PqChunksFixture, data: &[u8]) {
     use crate::ratchet::pq::{Extension, PqRatchet};
     use crate::wire::{Reader, SecretBuf};
@@ -626,6 +627,9 @@ pub fn pq_chunks(fixture: &mut PqChunksFixture, data: &[u8]) {
             continue;
         };
         let before = pq.epoch;
+        if relative & 0x80 != 0 {
+            pq.peer_restored();
+        }
         let c = pq.recv_chain.saturating_add(u32::from(*relative % 4));
         pq.receive(c, &ext);
         assert!(pq.epoch >= before, "the epoch went backwards");
