@@ -609,16 +609,7 @@ fn call_keys_and_history_offers_travel_over_fanout() {
 
 #[test]
 fn restore_from_an_old_backup_never_reuses_a_message_key() {
-    let mut w = World::new("fanout stale backup");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
-    // Establish both directions.
-    for (from, to) in [(a1, bob), (b1, alice), (a1, bob)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (mut w, _, bob, a1, _) = World::two_talking("fanout stale backup");
     // Alice backs up, then sends two more messages Bob reads, then restores the backup.
     let backup = w.device(a1).to_bytes();
     let mut lost = Vec::new();

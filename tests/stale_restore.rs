@@ -459,15 +459,7 @@ fn a_restore_within_the_bound_keeps_the_session_and_its_epochs() {
 /// conversation goes on both ways, still with the ratchet, its epochs advancing.
 #[test]
 fn chains_crossed_after_a_restore_are_replaced_by_a_retrys_sessions() {
-    let mut w = World::new("stale restore: crossed chains");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
-    for (from, to) in [(a1, bob), (b1, alice), (a1, bob)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (mut w, alice, bob, a1, b1) = World::two_talking("stale restore: crossed chains");
     assert!(w.device(a1).pq_ratchet_epoch(&b1).is_some());
     let backup = w.device(a1).to_bytes();
     let o = w.send(a1, bob, b"forgotten");

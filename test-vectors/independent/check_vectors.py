@@ -3905,13 +3905,7 @@ def check_pq_ratchet(doc):
             else:
                 got = sessions[to].decrypt(msg)
             R.check(f"{w}: decrypted plaintext", got, plaintext)
-        a_pq, b_pq = sessions["a"].pq, sessions["b"].pq
-        R.check(f"{w}: alice_epoch", a_pq.e, v["alice_epoch"])
-        R.check(f"{w}: bob_epoch", b_pq.e, v["bob_epoch"])
-        # 25.2: both sides derive the same S_x (our KEM768 Encaps against cryptography's Decaps)
-        for ep in sorted((set(a_pq.secrets) & set(b_pq.secrets)) - agreed):
-            R.check(f"{w}: S_{ep} of both sides (KEM768 cross-check)", a_pq.secrets[ep], b_pq.secrets[ep])
-            agreed.add(ep)
+        check_pq_epochs(w, sessions, v, agreed)
         for who, key in (("a", "alice_state"), ("b", "bob_state")):
             if key not in v:
                 continue
@@ -3932,6 +3926,17 @@ def check_pq_ratchet(doc):
            min(last["alice_epoch"], last["bob_epoch"]) >= 3)
     R.true("S_x cross-checked for every epoch both sides reached", agreed >= set(range(1, 4)))
     check_pq_restore(doc["restore"], sessions, draws)
+
+
+def check_pq_epochs(w, sessions, v, agreed):
+    """Both epochs against the file's, and (25.2) both sides' S_x for each epoch both reached
+    and not yet compared, `agreed` (our KEM768 Encaps against cryptography's Decaps)."""
+    a_pq, b_pq = sessions["a"].pq, sessions["b"].pq
+    R.check(f"{w}: alice_epoch", a_pq.e, v["alice_epoch"])
+    R.check(f"{w}: bob_epoch", b_pq.e, v["bob_epoch"])
+    for x in sorted((set(a_pq.secrets) & set(b_pq.secrets)) - agreed):
+        R.check(f"{w}: S_{x} of both sides (KEM768 cross-check)", a_pq.secrets[x], b_pq.secrets[x])
+        agreed.add(x)
 
 
 def check_pq_restore(ep, sessions, draws):
@@ -3959,12 +3964,7 @@ def check_pq_restore(ep, sessions, draws):
             kind, msg = decode_pairwise_message(wire)
             R.true(f"{w}: a ratchet message", kind == "ratchet")
             R.check(f"{w}: decrypted plaintext", sessions[side].decrypt(msg), plaintext)
-            a_pq, b_pq = sessions["a"].pq, sessions["b"].pq
-            R.check(f"{w}: alice_epoch", a_pq.e, v["alice_epoch"])
-            R.check(f"{w}: bob_epoch", b_pq.e, v["bob_epoch"])
-            for x in sorted((set(a_pq.secrets) & set(b_pq.secrets)) - agreed):
-                R.check(f"{w}: S_{x} of both sides", a_pq.secrets[x], b_pq.secrets[x])
-                agreed.add(x)
+            check_pq_epochs(w, sessions, v, agreed)
         elif v["event"] == "copy":
             copied = copy.deepcopy(sessions[side])
         elif v["event"] == "restore":

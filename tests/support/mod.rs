@@ -67,6 +67,23 @@ impl World {
         }
     }
 
+    /// Two accounts of a phone each, published, whose phones have written to each other both
+    /// ways (Alice, Bob, then Alice again): `(world, alice, bob, alice's phone, bob's phone)`.
+    pub fn two_talking(
+        label: &str,
+    ) -> (Self, AccountKey, AccountKey, DeviceAddress, DeviceAddress) {
+        let mut w = Self::new(label);
+        let alice = w.account(0);
+        let bob = w.account(0);
+        w.publish_all();
+        let (a1, b1) = (Self::addr(alice, 1), Self::addr(bob, 1));
+        for (from, to) in [(a1, bob), (b1, alice), (a1, bob)] {
+            let o = w.send(from, to, b"warm up");
+            w.deliver_ok(&o);
+        }
+        (w, alice, bob, a1, b1)
+    }
+
     /// A new account with a phone and `companions` linked companions; returns its key.
     pub fn account(&mut self, companions: usize) -> AccountKey {
         self.account_with(companions, DeviceConfig::default())
