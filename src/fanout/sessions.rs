@@ -132,12 +132,13 @@ impl SessionSet {
             return Vec::new();
         };
         let mut gone: Vec<[u8; 32]> = pending_base(session).into_iter().collect();
+        let answered = opened.starts_chain();
         session.apply(opened);
         if requested {
             let session = self.0.edit(|sessions| sessions.remove(index));
             let dropped = self.push_requested(None, session);
             gone.extend(dropped.iter().filter_map(pending_base));
-        } else {
+        } else if answered {
             self.raise(index);
         }
         gone

@@ -80,6 +80,14 @@ pub struct Session(pub(crate) Box<State>);
 /// applied: see [`Session::open_message`].
 pub(crate) struct Opened(Step);
 
+impl Opened {
+    /// Whether the message starts a new receiving chain (a DH step): the peer answered in
+    /// this session. A message of a chain already read (the next one or a late one) does not.
+    pub(crate) fn starts_chain(&self) -> bool {
+        matches!(&self.0, Step::Chain(plan, _) if plan.root.is_some())
+    }
+}
+
 enum Step {
     /// Read with the skipped key at `index`; a chunk of the current receiving chain's.
     Skipped {
