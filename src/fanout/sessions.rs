@@ -1,7 +1,9 @@
 //! The pairwise sessions with one remote device: the current one, plus a few recent ones kept
 //! because both sides may have started a session at the same time (or one restarted). A
-//! message that opens under an archived session makes it current again, so two devices that
-//! raced converge on the session the other side is using.
+//! message that starts a new receiving chain in an archived session (the peer answered in it)
+//! makes it current again, so two devices that raced converge on the session the other side is
+//! using; a late message of a chain already read does not (it says nothing about the session
+//! the peer uses now).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
