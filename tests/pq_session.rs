@@ -4,10 +4,7 @@
 
 mod pairs;
 
-use core::convert::Infallible;
-
-use pairs::{NOW, pair, recv};
-use rand_core::{TryCryptoRng, TryRng};
+use pairs::{NOW, Observer, Recording, pair, recv};
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{pq_chain_epochs, without_pq_ratchet};
 use ratchetry::x3dh::KemPreKeyId;
@@ -174,63 +171,6 @@ fn stored_state_round_trips_at_every_step() {
         }
     }
 }
-
-/// Alice's generator, recording the draws of her current send.
-struct Recording<'a> {
-    inner: &'a mut SeededRng,
-    draws: Vec<Vec<u8>>,
-}
-
-impl TryRng for Recording<'_> {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.inner.try_next_u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.inner.try_next_u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.inner.try_fill_bytes(dst)?;
-        self.draws.push(dst.to_vec());
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for Recording<'_> {}
-
-/// The observer's generator for one send: Alice's X25519 ratchet key and header salt of the
-/// same send (a session draws, per send, 32 bytes of ratchet key when a chain starts, then 16
-/// of salt, then ML-KEM randomness: 32 bytes `m` when it encapsulates, 64 of seed when it
-/// publishes), and its own bytes for everything else. So it knows every X25519 secret of
-/// Alice's and none of her ML-KEM randomness.
-struct Observer<'a> {
-    alice: &'a [Vec<u8>],
-    own: &'a mut SeededRng,
-    first: bool,
-}
-
-impl TryRng for Observer<'_> {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.own.try_next_u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.own.try_next_u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        let first = core::mem::replace(&mut self.first, false);
-        let alices_key = self.alice.first().filter(|d| first && d.len() == 32);
-        let alices_salt = self.alice.iter().find(|d| d.len() == 16);
-        match (dst.len(), alices_key, alices_salt) {
-            (32, Some(key), _) => dst.copy_from_slice(key),
-            (16, _, Some(salt)) => dst.copy_from_slice(salt),
-            _ => self.own.try_fill_bytes(dst)?,
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for Observer<'_> {}
 
 /// Copies Alice's whole state after `copy_after` round trips and has an observer follow her
 /// sends with her X25519 secrets. Returns, of Bob's next 400 messages: how many the observer

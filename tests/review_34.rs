@@ -7,11 +7,7 @@
 mod pairs;
 mod support;
 
-use core::convert::Infallible;
-
-use pairs::{Prng, accept, pair, ratchet_start, recv, start};
-use rand_core::{TryCryptoRng, TryRng};
-use ratchetry::fanout::Device;
+use pairs::{Observer, Prng, Recording, accept, pair, ratchet_start, recv, start};
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{pq_chain_epochs, session_keys};
 use ratchetry::{Error, RatchetError, Session};
@@ -596,60 +592,6 @@ fn restores_anywhere_fail_only_as_typed_refusals() {
     );
 }
 
-/// Alice's generator, recording the draws of her current send.
-struct Recording<'a> {
-    inner: &'a mut SeededRng,
-    draws: Vec<Vec<u8>>,
-}
-
-impl TryRng for Recording<'_> {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.inner.try_next_u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.inner.try_next_u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.inner.try_fill_bytes(dst)?;
-        self.draws.push(dst.to_vec());
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for Recording<'_> {}
-
-/// The observer's generator for one send: Alice's X25519 ratchet key and header salt of the
-/// same send, its own bytes for her ML-KEM randomness (as in `pq_session.rs`).
-struct Observer<'a> {
-    alice: &'a [Vec<u8>],
-    own: &'a mut SeededRng,
-    first: bool,
-}
-
-impl TryRng for Observer<'_> {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.own.try_next_u32()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.own.try_next_u64()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        let first = core::mem::replace(&mut self.first, false);
-        let alices_key = self.alice.first().filter(|d| first && d.len() == 32);
-        let alices_salt = self.alice.iter().find(|d| d.len() == 16);
-        match (dst.len(), alices_key, alices_salt) {
-            (32, Some(key), _) => dst.copy_from_slice(key),
-            (16, _, Some(salt)) => dst.copy_from_slice(salt),
-            _ => self.own.try_fill_bytes(dst)?,
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for Observer<'_> {}
-
 /// Healing through a restore: an observer holds Alice's backup (epoch `e`, taken just before
 /// a send that encapsulates) and every X25519 secret she draws after it. Alice's lost state
 /// sends ct1 of an `m` the backup lacks, Bob reads it; Alice is restored from the backup and
@@ -740,30 +682,9 @@ fn a_message_held_back_across_a_retry_does_not_revive_the_dead_session() {
     w.deliver_ok(&o);
     let held_from_bob = w.send(b1, alice, b"held from bob");
     // Alice's phone is restored from a backup taken before a message Bob read; Bob's answer to
-    // it crosses the restored phone's first message.
-    let backup = w.device(a1).to_bytes();
-    let o = w.send(a1, bob, b"forgotten");
-    w.deliver_ok(&o);
-    let from_bob = w.send(b1, alice, b"crosses");
-    let now = w.now;
-    *w.device(a1) = Device::restore_from_backup(&backup, now).unwrap();
-    w.persist(a1);
-    let from_alice = w.send(a1, bob, b"after the restore");
-    let (to_bob, to_alice) = (
-        World::envelope_to(&from_alice, b1),
-        World::envelope_to(&from_bob, a1),
-    );
-    let failed = Err(RatchetError::AuthenticationFailed.into());
-    assert_eq!(w.receive(b1, &to_bob).map(|_| ()), failed);
-    assert_eq!(w.receive(a1, &to_alice).map(|_| ()), failed);
-    // Each asks the other again: the answers start new sessions, and the pair settles on them.
-    for (requester, sender, failed, sent) in [
-        (b1, a1, &to_bob, &b"after the restore"[..]),
-        (a1, b1, &to_alice, &b"crosses"[..]),
-    ] {
-        let answer = w.ask_again(requester, sender, failed, sent);
-        assert_eq!(body(&w.deliver_ok(&answer)[0].1), Some(sent));
-    }
+    // it crosses the restored phone's first message. Each asks the other again: the answers
+    // start new sessions, and the pair settles on them.
+    w.cross_chains_after_a_restore_and_retry(a1, b1);
     for i in 0..6 {
         let (from, to) = if i % 2 == 0 { (a1, bob) } else { (b1, alice) };
         let o = w.send(from, to, b"settled");

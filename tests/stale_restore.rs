@@ -18,7 +18,6 @@ use std::collections::VecDeque;
 
 use pairs::{Prng, chunk, pair, recv};
 use ratchetry::Session;
-use ratchetry::fanout::Device;
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::session_keys;
 use support::{World, body};
@@ -461,30 +460,7 @@ fn a_restore_within_the_bound_keeps_the_session_and_its_epochs() {
 fn chains_crossed_after_a_restore_are_replaced_by_a_retrys_sessions() {
     let (mut w, alice, bob, a1, b1) = World::two_talking("stale restore: crossed chains");
     assert!(w.device(a1).pq_ratchet_epoch(&b1).is_some());
-    let backup = w.device(a1).to_bytes();
-    let o = w.send(a1, bob, b"forgotten");
-    w.deliver_ok(&o);
-    let from_bob = w.send(b1, alice, b"crosses");
-    let now = w.now;
-    *w.device(a1) = Device::restore_from_backup(&backup, now).unwrap();
-    w.persist(a1);
-    let from_alice = w.send(a1, bob, b"after the restore");
-    let (to_bob, to_alice) = (
-        World::envelope_to(&from_alice, b1),
-        World::envelope_to(&from_bob, a1),
-    );
-    assert!(w.receive(b1, &to_bob).is_err(), "the crossed chains opened");
-    assert!(
-        w.receive(a1, &to_alice).is_err(),
-        "the crossed chains opened"
-    );
-    for (requester, sender, failed, sent) in [
-        (b1, a1, &to_bob, &b"after the restore"[..]),
-        (a1, b1, &to_alice, &b"crosses"[..]),
-    ] {
-        let answer = w.ask_again(requester, sender, failed, sent);
-        assert_eq!(body(&w.deliver_ok(&answer)[0].1), Some(sent));
-    }
+    w.cross_chains_after_a_restore_and_retry(a1, b1);
     let start = (
         w.device(a1).pq_ratchet_epoch(&b1).unwrap(),
         w.device(b1).pq_ratchet_epoch(&a1).unwrap(),

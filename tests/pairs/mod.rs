@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use core::convert::Infallible;
+
+use rand_core::{TryCryptoRng, TryRng};
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{store_before_pq_ratchet, without_pq_ratchet};
 use ratchetry::{
@@ -105,3 +108,60 @@ pub fn chunk(wire: &[u8]) -> Option<(u8, u8)> {
 pub fn chunk_kind(wire: &[u8]) -> Option<u8> {
     chunk(wire).map(|(kind, _)| kind)
 }
+
+/// Alice's generator, recording the draws of her current send.
+pub struct Recording<'a> {
+    pub inner: &'a mut SeededRng,
+    pub draws: Vec<Vec<u8>>,
+}
+
+impl TryRng for Recording<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.inner.try_next_u32()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.inner.try_next_u64()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.inner.try_fill_bytes(dst)?;
+        self.draws.push(dst.to_vec());
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for Recording<'_> {}
+
+/// The observer's generator for one send: Alice's X25519 ratchet key and header salt of the
+/// same send (a session draws, per send, 32 bytes of ratchet key when a chain starts, then 16
+/// of salt, then ML-KEM randomness: 32 bytes `m` when it encapsulates, 64 of seed when it
+/// publishes), and its own bytes for everything else. So it knows every X25519 secret of
+/// Alice's and none of her ML-KEM randomness.
+pub struct Observer<'a> {
+    pub alice: &'a [Vec<u8>],
+    pub own: &'a mut SeededRng,
+    pub first: bool,
+}
+
+impl TryRng for Observer<'_> {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.own.try_next_u32()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.own.try_next_u64()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        let first = core::mem::replace(&mut self.first, false);
+        let alices_key = self.alice.first().filter(|d| first && d.len() == 32);
+        let alices_salt = self.alice.iter().find(|d| d.len() == 16);
+        match (dst.len(), alices_key, alices_salt) {
+            (32, Some(key), _) => dst.copy_from_slice(key),
+            (16, _, Some(salt)) => dst.copy_from_slice(salt),
+            _ => self.own.try_fill_bytes(dst)?,
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for Observer<'_> {}

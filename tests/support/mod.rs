@@ -84,6 +84,43 @@ impl World {
         (w, alice, bob, a1, b1)
     }
 
+    /// Phone `a1` is restored from a backup taken before a message phone `b1` read, and `b1`'s
+    /// answer to that message crosses the restored phone's first message (PROTOCOL.md 8.5):
+    /// both fail to read, as `AuthenticationFailed`. Then each asks the other again and reads
+    /// the answer, sealed in a new session.
+    pub fn cross_chains_after_a_restore_and_retry(&mut self, a1: DeviceAddress, b1: DeviceAddress) {
+        let backup = self.device(a1).to_bytes();
+        let o = self.send(a1, b1.account, b"forgotten");
+        self.deliver_ok(&o);
+        let from_b1 = self.send(b1, a1.account, b"crosses");
+        let now = self.now;
+        *self.device(a1) = Device::restore_from_backup(&backup, now).unwrap();
+        self.persist(a1);
+        let from_a1 = self.send(a1, b1.account, b"after the restore");
+        let (to_b1, to_a1) = (
+            Self::envelope_to(&from_a1, b1),
+            Self::envelope_to(&from_b1, a1),
+        );
+        let failed = Err(ratchetry::RatchetError::AuthenticationFailed.into());
+        assert_eq!(
+            self.receive(b1, &to_b1).map(|_| ()),
+            failed,
+            "the chains crossed"
+        );
+        assert_eq!(
+            self.receive(a1, &to_a1).map(|_| ()),
+            failed,
+            "the chains crossed"
+        );
+        for (requester, sender, failed, sent) in [
+            (b1, a1, &to_b1, &b"after the restore"[..]),
+            (a1, b1, &to_a1, &b"crosses"[..]),
+        ] {
+            let answer = self.ask_again(requester, sender, failed, sent);
+            assert_eq!(body(&self.deliver_ok(&answer)[0].1), Some(sent));
+        }
+    }
+
     /// A new account with a phone and `companions` linked companions; returns its key.
     pub fn account(&mut self, companions: usize) -> AccountKey {
         self.account_with(companions, DeviceConfig::default())
