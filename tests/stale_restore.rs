@@ -17,9 +17,9 @@ mod support;
 use std::collections::VecDeque;
 
 use pairs::{Prng, chunk, pair, recv};
-use ratchetry::Session;
 use ratchetry::testing::SeededRng;
-use ratchetry::testing::hooks::session_keys;
+use ratchetry::testing::hooks::{pq_chain_epochs, session_keys};
+use ratchetry::{RatchetError, Session};
 use support::{World, body};
 
 /// How a side restored from a stale copy of its state (a backup) goes on, with the recovery the
@@ -448,6 +448,86 @@ fn a_restore_within_the_bound_keeps_the_session_and_its_epochs() {
             "{point:?} {lost:?} pq {pq}: only {within} of 6 trials within the bound"
         );
     }
+}
+
+/// Beyond the bound: the lost state read the chunk that completed its own publication's epoch
+/// and then said so (its next chunk is of the epoch after), so the peer's next chain mixes an
+/// epoch the restored side lacks. That chain is refused as `AuthenticationFailed`, as one under
+/// another root key would be, and changes nothing: an app asks again (the driver does, 18.6) and
+/// a retry replaces the session. Until stop 34 it was `InvalidValue`, which the driver drops
+/// without asking: the peer's messages were then lost for good, while the restored side's
+/// still read at the peer, which so never asked for a retry either.
+#[test]
+fn a_chain_mixing_an_epoch_the_restored_side_lacks_is_refused_as_authentication_failed() {
+    let rng = &mut SeededRng::from_label("stale restore: an epoch forgotten");
+    let (a, b) = pair(rng, true);
+    let mut t = Conversation {
+        s: [a, b],
+        queue: [Queue::new(), Queue::new()],
+        prng: Prng(1),
+        n: 0,
+    };
+    // Rounds without loss: side 1 writes twice; side 0 reads the first (a new chain of side
+    // 1's: its own sending chain ends), writes (a new chain), and stops before the second if
+    // reading it completes side 0's own publication (the odd epochs) on the chain it already
+    // reads, its sending chain kept; else it reads it, writes, and side 1 reads all.
+    let mut found = false;
+    for _ in 0..400 {
+        t.send(rng, 1);
+        t.send(rng, 1);
+        t.deliver_next(0).unwrap();
+        t.send(rng, 0);
+        let x = &t.s[0];
+        let e = x.pq_ratchet_epoch().unwrap();
+        let mut read = x.clone();
+        let (_, wire) = t.queue[0].front().unwrap();
+        if recv(&mut read, wire).is_ok()
+            && session_keys(&read).sending.is_some()
+            && read.pq_ratchet_epoch() == Some(e + 1)
+            && e.is_multiple_of(2)
+        {
+            found = true;
+            break;
+        }
+        t.deliver_next(0).unwrap();
+        t.send(rng, 0);
+        while !t.queue[1].is_empty() {
+            t.deliver_next(1).unwrap();
+        }
+    }
+    assert!(found, "no point before a decapsulation on a kept chain");
+    let copy = t.s[0].to_bytes();
+    let e = t.s[0].pq_ratchet_epoch().unwrap();
+    t.deliver_next(0).unwrap();
+    assert_eq!(t.s[0].pq_ratchet_epoch(), Some(e + 1));
+    // The lost state writes until the peer's next chain would mix `e + 1`.
+    for _ in 0..8 {
+        t.send(rng, 0);
+        t.deliver_next(1).unwrap();
+        let mut probe = t.s[1].clone();
+        probe.encrypt(&mut rng.clone(), b"").unwrap();
+        if pq_chain_epochs(&probe).map(|(send, _)| send) == Some(e + 1) {
+            break;
+        }
+    }
+    while !t.queue[1].is_empty() {
+        t.deliver_next(1).unwrap();
+    }
+    t.send(rng, 1);
+    assert_eq!(pq_chain_epochs(&t.s[1]).map(|(send, _)| send), Some(e + 1));
+    t.s[0] = Session::from_bytes(&copy).unwrap();
+    t.s[0].renew_sending_chain();
+    let (_, wire) = t.queue[0].pop_back().unwrap();
+    let before = t.s[0].to_bytes();
+    assert_eq!(
+        recv(&mut t.s[0], &wire),
+        Err(RatchetError::AuthenticationFailed.into())
+    );
+    assert_eq!(
+        *before,
+        *t.s[0].to_bytes(),
+        "the refusal changed the session"
+    );
 }
 
 /// Two devices, their sessions running the post-quantum ratchet. Alice's phone is restored from

@@ -512,8 +512,14 @@ impl Session {
                 if let Some(c) = current {
                     skip(&c.key, c.next, c.next + tail, &c.ratchet_key, &mut skipped);
                 }
+                // A chain that mixes an epoch this side does not hold cannot open here, like
+                // one under another root key: the peer's state and this one parted (a restore
+                // beyond repair, SECURITY.md) or the header was changed. The same error, so that
+                // an app asks again (a retry replaces the session) instead of dropping it.
                 let (pq_chain, pq_secret) = match (&s.pq, extension) {
-                    (Some(pq), Some(e)) => pq.resolve_recv_chain(e.chain_nibble)?,
+                    (Some(pq), Some(e)) => pq
+                        .resolve_recv_chain(e.chain_nibble)
+                        .ok_or(RatchetError::AuthenticationFailed)?,
                     _ => (0, None),
                 };
                 let dh = s.self_ratchet.agree(&header.ratchet_key)?;

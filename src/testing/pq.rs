@@ -136,7 +136,7 @@ impl PqLink {
             let (c, s) = side
                 .pq
                 .resolve_recv_chain(ext.chain_nibble)
-                .map_err(|_| PqLinkError::Unresolved)?;
+                .ok_or(PqLinkError::Unresolved)?;
             if c != message.chain_epoch || s.map(|s| *s.as_bytes()) != message.chain_secret {
                 return Err(PqLinkError::Disagree);
             }

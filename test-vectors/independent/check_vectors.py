@@ -1306,10 +1306,10 @@ class PqRatchet:
         return self.c_send, self.secrets[self.c_send] if self.c_send >= 1 else None
 
     def resolve_recv_chain(self, nibble):
-        """25.4 ResolveRecvChain (8.6: failure is InvalidValue); changes nothing."""
+        """25.4 ResolveRecvChain (8.6: failure is AuthenticationFailed); changes nothing."""
         c = pq_resolve(self.c_recv, nibble)
         if c > self.e or (c >= 1 and c not in self.secrets):
-            raise DecodeError("InvalidValue")
+            raise ProtocolError("AuthenticationFailed")
         return c, self.secrets.get(c)
 
     def enter_recv_chain(self, c):

@@ -28,7 +28,6 @@ use rand_core::CryptoRng;
 
 use super::erasure::{self, Chunk, Collector, INDEXES, SYMBOL};
 use super::extension::{Extension, Kind, OFFSETS, WireChunk};
-use crate::error::DecodeError;
 use crate::labels;
 use crate::primitives::kem768::{
     self, CT1_LEN, CT2_LEN, EK_HEADER_LEN, EK_VECTOR_LEN, EpochKeyPair, EpochPublicKey,
@@ -202,20 +201,17 @@ impl PqRatchet {
 
     /// The epoch and secret a new receiving chain mixes, from its messages' nibble: the one
     /// epoch at or after the current receiving chain's, within [`WINDOW`], that matches and whose
-    /// secret this side knows. Anything else is `InvalidValue`. Changes nothing: the session
-    /// calls [`Self::enter_recv_chain`] when the message authenticates.
-    pub(crate) fn resolve_recv_chain(&self, nibble: u8) -> Result<ChainSecret, DecodeError> {
+    /// secret this side knows; `None` for any other. Changes nothing: the session calls
+    /// [`Self::enter_recv_chain`] when the message authenticates.
+    pub(crate) fn resolve_recv_chain(&self, nibble: u8) -> Option<ChainSecret> {
         let c = resolve(self.recv_chain, nibble);
         if c > self.epoch {
-            return Err(DecodeError::InvalidValue);
+            return None;
         }
         if c == 0 {
-            return Ok((0, None));
+            return Some((0, None));
         }
-        match self.secret(c) {
-            Some(s) => Ok((c, Some(s))),
-            None => Err(DecodeError::InvalidValue),
-        }
+        self.secret(c).map(|s| (c, Some(s)))
     }
 
     /// Whether `nibble` names the current receiving chain's epoch.
