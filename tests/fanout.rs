@@ -457,12 +457,19 @@ fn simultaneous_session_starts_converge() {
     let b = w.send(b1, alice, b"b1");
     w.deliver_ok(&a);
     w.deliver_ok(&b);
-    // Messages still flow both ways, and after one round trip both use the same session.
+    // Messages still flow both ways, and after one round trip both use the same session: a
+    // message that starts a new receiving chain in the archived one makes it current.
     for round in 0..3u8 {
         let a = w.send(a1, bob, &[round]);
         assert_eq!(body(&w.deliver_ok(&a)[0].1), Some(&[round][..]));
         let b = w.send(b1, alice, &[round, round]);
         assert_eq!(body(&w.deliver_ok(&b)[0].1), Some(&[round, round][..]));
+        let root = |w: &mut World, d, peer| {
+            hooks::current_session_keys(w.device(d), &peer)
+                .unwrap()
+                .root_key
+        };
+        assert_eq!(root(&mut w, a1, b1), root(&mut w, b1, a1), "round {round}");
     }
 }
 

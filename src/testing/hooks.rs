@@ -174,6 +174,19 @@ pub fn legacy_primary_state(
     primary.legacy_state()
 }
 
+/// The keys of `device`'s current session with `peer`, if it holds one: two devices use the
+/// same session when, after a round trip, their current sessions' root keys agree.
+pub fn current_session_keys(
+    device: &crate::fanout::Device,
+    peer: &crate::devices::DeviceAddress,
+) -> Option<SessionKeys> {
+    device
+        .sessions
+        .get(peer)
+        .and_then(|set| set.current())
+        .map(session_keys)
+}
+
 /// The post-quantum epochs a session's current sending and receiving chains mixed, for the
 /// healing test (`tests/pq_session.rs`).
 pub fn pq_chain_epochs(session: &crate::Session) -> Option<(u32, u32)> {
