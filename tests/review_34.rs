@@ -7,7 +7,7 @@
 mod pairs;
 mod support;
 
-use pairs::{Observer, Prng, Recording, accept, pair, ratchet_start, recv, start};
+use pairs::{Observer, Prng, Recording, accept, next_send, pair, ratchet_start, recv, start};
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{pq_chain_epochs, session_keys};
 use ratchetry::{Error, RatchetError, Session};
@@ -412,14 +412,6 @@ fn talk(rng: &mut SeededRng, from: &mut Session, to: &mut Session, n: usize) {
     }
 }
 
-/// Whether `s`'s next send encapsulates (its epoch grows).
-fn encapsulates_next(s: &Session, rng: &SeededRng) -> bool {
-    let mut trial = s.clone();
-    let e = trial.pq_ratchet_epoch();
-    trial.encrypt(&mut rng.clone(), b"").unwrap();
-    trial.pq_ratchet_epoch() > e
-}
-
 /// Alice and Bob, Bob sending two messages a turn and Alice reading the second after her
 /// answer, until Alice holds a sending chain whose next message encapsulates (after `warm`
 /// turns): the point where a copy forgets an `m` its lost state draws.
@@ -432,7 +424,7 @@ fn before_alice_encapsulates(rng: &mut SeededRng, warm: usize) -> (Session, Sess
         let w = a.encrypt(rng, b"a").unwrap();
         recv(&mut b, &w).unwrap();
         recv(&mut a, &w2).unwrap();
-        if turn >= warm && encapsulates_next(&a, rng) {
+        if turn >= warm && next_send(&a, rng).0 {
             break;
         }
         assert!(turn < 2000, "no point found");

@@ -16,107 +16,11 @@ mod support;
 
 use std::collections::VecDeque;
 
-use pairs::{Prng, chunk, pair, recv};
+use pairs::{Prng, next_send, pair, recv};
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{pq_chain_epochs, session_keys};
 use ratchetry::{RatchetError, Session};
 use support::{World, body};
-
-/// How a side restored from a stale copy of its state (a backup) goes on, with the recovery the
-/// library offers (`renew_sending_chain`, what `Device::restore_from_backup` does). The copy is
-/// taken mid-chain (a sending chain present, which 8.5's scheme needs to continue at all) just
-/// before a send that would start an encapsulation; `lost` messages of the lost state reach the
-/// peer. Returns the first failure of a lossless conversation afterwards, or the epochs reached.
-fn after_a_stale_restore(pq: bool, lost: usize) -> Result<(u32, u32), String> {
-    let rng = &mut SeededRng::from_label("wire: stale restore");
-    let prng = &mut Prng(0x1234_5678_9abc_def1);
-    let (a, b) = pair(rng, pq);
-    let mut s = [a, b];
-    // Messages in flight to each side, in order: both sides send at will.
-    let mut queue: [VecDeque<(Vec<u8>, Vec<u8>)>; 2] = [VecDeque::new(), VecDeque::new()];
-    let mut restored_at = None;
-    let mut n = 0usize;
-    for step in 0..4000usize {
-        let action = prng.next() % 4;
-        let side = (action % 2) as usize;
-        if action >= 2 {
-            // Deliver the next message to `side`.
-            let Some((body, w)) = queue[side].pop_front() else {
-                continue;
-            };
-            match recv(&mut s[side], &w) {
-                Ok(p) if p == body => {}
-                other => {
-                    return Err(format!(
-                        "step {step}: side {side} could not read: {other:?} (epochs {:?} {:?}, restored at {restored_at:?})",
-                        s[0].pq_ratchet_epoch(),
-                        s[1].pq_ratchet_epoch()
-                    ));
-                }
-            }
-            continue;
-        }
-        let (from, to) = (side, 1 - side);
-        let due = restored_at.is_none()
-            && step > 100
-            && session_keys(&s[from]).sending.is_some()
-            && if pq {
-                let mut trial = s[from].clone();
-                let e = trial.pq_ratchet_epoch();
-                trial.encrypt(&mut rng.clone(), b"").unwrap();
-                trial.pq_ratchet_epoch() > e
-            } else {
-                true
-            };
-        if due {
-            let copy = s[from].to_bytes();
-            for _ in 0..lost {
-                let w = s[from].encrypt(rng, b"lost state").unwrap();
-                queue[to].push_back((b"lost state".to_vec(), w));
-            }
-            while let Some((body, w)) = queue[to].pop_front() {
-                let p = recv(&mut s[to], &w).map_err(|e| format!("before the restore: {e:?}"))?;
-                assert_eq!(p, body);
-            }
-            s[from] = Session::from_bytes(&copy).unwrap();
-            s[from].renew_sending_chain();
-            restored_at = Some((step, from, s[0].pq_ratchet_epoch(), s[1].pq_ratchet_epoch()));
-        }
-        n += 1;
-        let body = format!("{n}").into_bytes();
-        let w = s[from].encrypt(rng, &body).unwrap();
-        queue[to].push_back((body, w));
-    }
-    println!("restored at {restored_at:?}");
-    assert!(restored_at.is_some(), "no restore point found");
-    Ok((
-        s[0].pq_ratchet_epoch().unwrap_or(0),
-        s[1].pq_ratchet_epoch().unwrap_or(0),
-    ))
-}
-
-#[test]
-fn a_stale_restore_with_a_renewed_chain_keeps_a_plain_session() {
-    assert!(after_a_stale_restore(false, 1).is_ok());
-    assert!(after_a_stale_restore(false, 3).is_ok());
-}
-
-/// Restored from a copy taken just before a send that encapsulates, the side draws a new `m`
-/// (and a new publication seed) at its next send, while the peer's collectors hold the lost
-/// state's chunks. Until stop 34 the peer decapsulated a mix of two ciphertexts (implicit
-/// rejection), derived another `S_e`, and the first chain that mixed it failed to
-/// authenticate, and every one after it (found by review at stop 33). The restored side's new
-/// chain names a previous chain shorter than what the peer read of it, so the peer now starts
-/// its collections again (8.6 step 4, 25.4 PeerRestored).
-#[test]
-fn a_stale_restore_with_a_renewed_chain_keeps_a_pq_session_and_its_epochs() {
-    for lost in [1, 3] {
-        let r = after_a_stale_restore(true, lost);
-        println!("lost {lost}: {r:?}");
-        let (ea, eb) = r.unwrap();
-        assert!(ea.min(eb) >= 4, "epochs {ea} {eb} after the restore");
-    }
-}
 
 /// Messages in flight to one side, oldest first: `(body, wire)`.
 type Queue = VecDeque<(Vec<u8>, Vec<u8>)>;
@@ -235,13 +139,7 @@ fn at_point(t: &Conversation, x: usize, point: CopyPoint, rng: &SeededRng) -> bo
     if session_keys(s).sending.is_none() {
         return false;
     }
-    // What the next send carries: whether it encapsulates, and its chunk.
-    let next = |s: &Session| {
-        let mut s = s.clone();
-        let e = s.pq_ratchet_epoch();
-        let wire = s.encrypt(&mut rng.clone(), b"").unwrap();
-        (s.pq_ratchet_epoch() > e, chunk(&wire))
-    };
+    let next = |s: &Session| next_send(s, rng);
     // Only a message that carries a chunk of `kind` (0 header, 1 vector) is looked at further.
     let after_reading = |kind: u8| {
         let (_, wire) = t.queue[x].front()?;

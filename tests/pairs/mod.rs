@@ -81,6 +81,15 @@ pub fn recv(s: &mut Session, wire: &[u8]) -> Result<Vec<u8>, Error> {
     s.decrypt(&IncomingMessage::decode(wire)?)
 }
 
+/// What `s`'s next send would do, tried on a copy with a copy of `rng`: whether it
+/// encapsulates (its post-quantum epoch grows), and the chunk it carries.
+pub fn next_send(s: &Session, rng: &SeededRng) -> (bool, Option<(u8, u8)>) {
+    let mut trial = s.clone();
+    let e = trial.pq_ratchet_epoch();
+    let wire = trial.encrypt(&mut rng.clone(), b"").unwrap();
+    (trial.pq_ratchet_epoch() > e, chunk(&wire))
+}
+
 /// The extension field's offset in a ratchet message (8.4).
 pub const FIELD: usize = 58;
 

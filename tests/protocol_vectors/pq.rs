@@ -77,7 +77,7 @@ struct Restore {
 /// One step of the episode: `send` (by `side`, of `label`: `plaintext`, `wire`, `extension`),
 /// `read` (by `side`, of `label`; both epochs after), `copy` (`side`'s state is copied) or
 /// `restore` (`side` takes the copy and renews its sending chain, 8.5).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct RestoreEvent {
     event: String,
     side: String,
@@ -337,12 +337,7 @@ impl Episode {
         self.events.push(RestoreEvent {
             event: event.into(),
             side: SIDES[side].into(),
-            label: None,
-            plaintext: None,
-            wire: None,
-            extension: None,
-            alice_epoch: None,
-            bob_epoch: None,
+            ..Default::default()
         });
     }
 
@@ -358,8 +353,7 @@ impl Episode {
             plaintext: Some(h(&plaintext)),
             extension: Some(h(extension_of(&wire))),
             wire: Some(h(&wire)),
-            alice_epoch: None,
-            bob_epoch: None,
+            ..Default::default()
         });
         self.in_flight[1 - side].push_back((label, plaintext, wire));
     }
@@ -376,11 +370,9 @@ impl Episode {
             event: "read".into(),
             side: SIDES[side].into(),
             label: Some(label),
-            plaintext: None,
-            wire: None,
-            extension: None,
             alice_epoch: Some(a),
             bob_epoch: Some(b),
+            ..Default::default()
         });
     }
 }
