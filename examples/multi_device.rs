@@ -200,7 +200,7 @@ impl World {
         let mut fanout = 0;
         if let Some((envelope, recipients)) = outbox.group {
             fanout = recipients.len();
-            for to in recipients {
+            for &to in recipients.iter() {
                 self.relay
                     .queues
                     .entry(to)

@@ -15,7 +15,7 @@ const G: GroupId = GroupId([0x33; 32]);
 
 /// The devices the group envelope reaches, and those given the key pairwise.
 fn reached(o: &Outbox) -> (Vec<DeviceAddress>, Vec<DeviceAddress>) {
-    let group = o.group.as_ref().expect("a group send").1.clone();
+    let group = o.group.as_ref().expect("a group send").1.to_vec();
     let mut given: Vec<_> = o.envelopes.iter().map(|(d, _)| *d).collect();
     given.sort();
     (group, given)

@@ -853,7 +853,7 @@ impl Sim {
             });
         }
         if let Some((bytes, recipients)) = outbox.group {
-            for to in recipients {
+            for &to in recipients.iter() {
                 self.ship_env(Env {
                     to,
                     bytes: bytes.clone(),

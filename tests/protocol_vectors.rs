@@ -3266,7 +3266,7 @@ impl DevicesRun {
         probe: &mut SeededRng,
         label: &str,
         from: &str,
-        (envelope, recipients): &(Vec<u8>, Vec<ratchetry::devices::DeviceAddress>),
+        (envelope, recipients): &(Vec<u8>, std::sync::Arc<[ratchetry::devices::DeviceAddress]>),
         body: &[u8],
         deliver_to: &[&str],
     ) {

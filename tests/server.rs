@@ -114,7 +114,7 @@ fn coverage_refuses_each_way_a_batch_can_miss() {
     let now = w.now;
     let all = [a2, b1, b2];
     // Bob's coverage first (the relay takes them in any order).
-    let mut cover = outbox.coverage.clone();
+    let mut cover = outbox.coverage.to_vec();
     cover.sort_by_key(|c| c.account != bob);
     assert_eq!(cover[0].account, bob);
     assert_eq!(check_coverage(&a1, &all, &cover, find, now), Ok(()));

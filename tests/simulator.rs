@@ -201,7 +201,7 @@ impl Sim {
             });
         }
         if let Some((bytes, recipients)) = outbox.group {
-            for to in recipients {
+            for &to in recipients.iter() {
                 self.queue.push(Queued {
                     to,
                     bytes: bytes.clone(),

@@ -1,5 +1,6 @@
 //! What the fanout layer hands back to the app: bytes to ship, messages to show, events.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -37,16 +38,19 @@ pub struct Outbox {
     pub message_id: Option<MessageId>,
     /// One envelope per recipient device (pairwise-encrypted).
     pub envelopes: Vec<(DeviceAddress, Vec<u8>)>,
-    /// For a group send: the one group envelope, and every device it must reach.
-    pub group: Option<(Vec<u8>, Vec<DeviceAddress>)>,
+    /// For a group send: the one group envelope, and every device it must reach, in address
+    /// order. The list is shared with the group's kept reach: a steady send to 3,000 devices
+    /// hands it out without copying it.
+    pub group: Option<(Vec<u8>, Arc<[DeviceAddress]>)>,
     /// For a message (1:1 or group): the device list each account it reaches in full was
     /// encrypted for (the recipients' accounts and this one's, for its own copies), in account
     /// order. Hand it
     /// to the relay with the envelopes: a relay that serves a newer list refuses the batch
     /// ([`check_coverage`](crate::server::check_coverage)); fetch that list, pass it to
     /// [`Device::update_device_list`](super::Device::update_device_list), call
-    /// [`Device::not_delivered`](super::Device::not_delivered), and send again.
-    pub coverage: Vec<ListCoverage>,
+    /// [`Device::not_delivered`](super::Device::not_delivered), and send again. A group send
+    /// shares it with the group's kept reach, as it does the recipients.
+    pub coverage: Arc<[ListCoverage]>,
 }
 
 impl Outbox {

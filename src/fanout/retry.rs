@@ -11,6 +11,7 @@
 //! answered once and each (message, device) at most [`MAX_RETRY_ATTEMPTS`] times.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
@@ -448,7 +449,7 @@ impl Device {
             message_id,
             envelopes,
             group: None,
-            coverage: Vec::new(),
+            coverage: Arc::default(),
         }))
     }
 

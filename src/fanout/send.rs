@@ -3,6 +3,7 @@
 //! message is recorded in the sent journal with who received it. Everything is computed on
 //! copies and committed only when the whole send succeeded.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
 
@@ -136,7 +137,7 @@ impl Device {
     /// // The first send gives the sender key to each device pairwise, then one group envelope
     /// // goes to all of them: deliver the pairwise envelopes first.
     /// let (envelope, recipients) = outbox.group.clone().unwrap();
-    /// assert_eq!(recipients, [bob_phone.address(), bob_laptop.address()]);
+    /// assert_eq!(*recipients, [bob_phone.address(), bob_laptop.address()]);
     /// for bob in [&mut bob_phone, &mut bob_laptop] {
     ///     let to = bob.address();
     ///     let key = server.receive(bob, now, &envelope_to(&outbox, to))?;
@@ -247,7 +248,7 @@ impl Device {
             send_id: Some(send_id),
             message_id: Some(MessageId::group(&self.address, &group, &reference)),
             envelopes,
-            group: Some((envelope, reach.devices.iter().map(|(a, _)| *a).collect())),
+            group: Some((envelope, reach.addresses.clone())),
             coverage: reach.coverage.clone(),
         };
         // Every device reached holds the current key now, and nothing else does.
@@ -428,7 +429,7 @@ impl Device {
                 message_id: None,
                 envelopes: Vec::new(),
                 group: None,
-                coverage: Vec::new(),
+                coverage: Arc::default(),
             }));
         }
         if let Some(missing) = self.missing_sessions(&targets) {
@@ -445,7 +446,7 @@ impl Device {
             message_id: None,
             envelopes,
             group: None,
-            coverage: Vec::new(),
+            coverage: Arc::default(),
         }))
     }
 
@@ -498,7 +499,7 @@ impl Device {
     pub(crate) fn coverage<'a>(
         &self,
         accounts: impl Iterator<Item = &'a AccountKey>,
-    ) -> Result<Vec<ListCoverage>, Error> {
+    ) -> Result<Arc<[ListCoverage]>, Error> {
         let mut out: Vec<ListCoverage> = Vec::with_capacity(accounts.size_hint().0);
         for account in accounts {
             if self.own_account_open(account).is_ok() {
@@ -508,7 +509,7 @@ impl Device {
         // Sorted, then each account once (a group's members may include this account).
         out.sort_unstable_by_key(|c| c.account);
         out.dedup_by(|a, b| a.account == b.account);
-        Ok(out)
+        Ok(out.into())
     }
 
     pub(crate) fn missing_sessions(

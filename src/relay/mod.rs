@@ -121,7 +121,7 @@ impl Relay {
             self.deliver(*to, envelope.clone());
         }
         if let Some((envelope, devices)) = &outbox.group {
-            for to in devices {
+            for to in devices.iter() {
                 self.deliver(*to, envelope.clone());
             }
         }

@@ -352,7 +352,7 @@ impl World {
             }
         }
         if let Some((e, recipients)) = &outbox.group {
-            for to in recipients {
+            for to in recipients.iter() {
                 if self.devices.contains_key(to) {
                     got.push((*to, self.receive(*to, e)));
                 }

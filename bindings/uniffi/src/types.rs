@@ -505,7 +505,7 @@ impl From<fanout::Outbox> for Outbox {
                 .collect(),
             group: outbox.group.map(|(bytes, to)| GroupEnvelope {
                 bytes,
-                recipients: to.into_iter().map(address_out).collect(),
+                recipients: to.iter().copied().map(address_out).collect(),
             }),
             coverage: outbox.coverage.iter().map(coverage_out).collect(),
             recipients,
