@@ -33,6 +33,13 @@ pub(crate) struct Sealed {
     pub(crate) reference: MessageRef,
 }
 
+/// A send's checks, passed: this device's list version and, per target in order, the
+/// recipient's list version and lists digest its header names.
+pub(crate) struct Prepared {
+    own_version: u64,
+    views: Vec<(u64, [u8; 8])>,
+}
+
 impl Device {
     /// Sends `body` to `to`'s account: one envelope per active device of `to`, and one per
     /// other active device of this account (those carry `to` so they can show the message in
@@ -56,9 +63,10 @@ impl Device {
         if *to != own {
             targets.extend(self.targets(&own, now)?);
         }
-        if let Some(missing) = self.missing_sessions(&targets) {
-            return Ok(Outgoing::NeedBundles(missing));
-        }
+        let prepared = match self.prepare_seal(now, &targets)? {
+            Ok(prepared) => prepared,
+            Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
+        };
         // One nonce for every copy: with the sender and the conversation it makes
         // the message id (18.4), so every device reports the same one.
         let mut nonce: MessageNonce = [0; 16];
@@ -77,7 +85,7 @@ impl Device {
         .encode();
         // Everything that can refuse comes before the sessions advance.
         let coverage = self.coverage(core::iter::once(to).chain(Some(&own)))?;
-        let sealed = self.seal_all(rng, now, &targets, |t| {
+        let sealed = self.seal_all(rng, prepared, &targets, |t| {
             if t.account == own {
                 &own_copy
             } else {
@@ -192,10 +200,11 @@ impl Device {
                 }
             }
         };
-        if let Some(missing) = self.missing_sessions(&needs_key) {
-            return Ok(Outgoing::NeedBundles(missing));
-        }
-
+        let prepared = match self.prepare_seal(now, &needs_key)? {
+            Ok(prepared) => prepared,
+            Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
+        };
+        let g = &self.groups[&group];
         let mut session = match &g.outbound {
             Some(o) if !fresh => o.session.clone(),
             Some(o) => {
@@ -219,7 +228,7 @@ impl Device {
         } else {
             let distribution =
                 Payload::Distribution(alloc::boxed::Box::new(session.distribution())).encode();
-            self.seal_all(rng, now, &needs_key, |_| &distribution)?
+            self.seal_all(rng, prepared, &needs_key, |_| &distribution)?
         };
         // The envelope header is the context the group message's signature binds (18.1).
         let mut envelope = GroupHeader {
@@ -432,11 +441,12 @@ impl Device {
                 coverage: Arc::default(),
             }));
         }
-        if let Some(missing) = self.missing_sessions(&targets) {
-            return Ok(Outgoing::NeedBundles(missing));
-        }
+        let prepared = match self.prepare_seal(now, &targets)? {
+            Ok(prepared) => prepared,
+            Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
+        };
         let payload = payload.encode();
-        let sealed = self.seal_all(rng, now, &targets, |_| &payload)?;
+        let sealed = self.seal_all(rng, prepared, &targets, |_| &payload)?;
         let sent = journal(recipients_of(&sealed));
         let envelopes = envelopes_of(sealed);
         let send_id = sent.map(|sent| self.record_sent(now, sent));
@@ -459,8 +469,12 @@ impl Device {
         to: DeviceAddress,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let identity = self.entry(&to, now)?.identity;
-        let sealed = self.seal_all(rng, now, &[(to, identity)], |_| plaintext)?;
+        let targets = [(to, self.entry(&to, now)?.identity)];
+        // A malicious peer may seal over a classical session too.
+        let prepared = self
+            .prepare(now, &targets, false)?
+            .map_err(|_| FanoutError::NoSession(to))?;
+        let sealed = self.seal_all(rng, prepared, &targets, |_| plaintext)?;
         let mut envelopes = envelopes_of(sealed);
         self.bump();
         Ok(envelopes.pop().map(|(_, e)| e).unwrap_or_default())
@@ -512,68 +526,95 @@ impl Device {
         Ok(out.into())
     }
 
-    pub(crate) fn missing_sessions(
-        &self,
-        devices: &[(DeviceAddress, IdentityKey)],
-    ) -> Option<Vec<DeviceAddress>> {
-        // A classical session (migrated from before PQXDH) is replaced before anything is sent
-        // over it: every device publishes PQXDH bundles.
-        let missing: Vec<_> = devices
-            .iter()
-            .filter(|(d, _)| {
-                self.sessions
-                    .get(d)
-                    .and_then(|s| s.current_post_quantum())
-                    .is_none()
-            })
-            .map(|(d, _)| *d)
-            .collect();
-        (!missing.is_empty()).then_some(missing)
-    }
-
-    /// Encrypts a payload for each of `targets` on its current session, advanced in place;
-    /// each envelope header (sender, recipient, list versions, lists digest) is bound into the
-    /// AEAD. Every refusal comes first, before any session advances: a missing session, a list
-    /// not held, a sending chain at its end. (Sealing once these hold cannot fail: a session's
-    /// peer ratchet key passed the contributory check when it was received.)
-    pub(crate) fn seal_all<'p>(
+    /// Checks a send to `targets` before anything advances, looking each session up once:
+    /// the targets without a post-quantum session, to fetch bundles for (`Ok(Err(missing))`:
+    /// a classical session, migrated from before PQXDH, is replaced before anything is sent
+    /// over it), else every other refusal (a list not held, a sending chain at its end), else
+    /// the list view each header names. A missing session comes before a refusal, so an app
+    /// first fetches what it can.
+    pub(crate) fn prepare_seal(
         &mut self,
-        rng: &mut impl CryptoRng,
         now: Timestamp,
         targets: &[(DeviceAddress, IdentityKey)],
-        payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
-    ) -> Result<Vec<Sealed>, Error> {
-        let own_version = self.own_list(now)?.version();
+    ) -> Result<Result<Prepared, Vec<DeviceAddress>>, Error> {
+        self.prepare(now, targets, true)
+    }
+
+    /// [`prepare_seal`](Self::prepare_seal), where a classical session counts as missing only
+    /// if `post_quantum_only`.
+    fn prepare(
+        &mut self,
+        now: Timestamp,
+        targets: &[(DeviceAddress, IdentityKey)],
+        post_quantum_only: bool,
+    ) -> Result<Result<Prepared, Vec<DeviceAddress>>, Error> {
+        let own_version = self.own_list(now).map(|l| l.version());
+        let mut missing = Vec::new();
+        let mut refused = None;
         // The header's list view depends only on the recipient account: looked up again only
         // when the account changes (targets come in address order, an account's devices
         // together).
         let mut view: Option<(AccountKey, u64, [u8; 8])> = None;
         let mut views = Vec::with_capacity(targets.len());
         for (to, _) in targets {
+            let current = self.sessions.get(to).and_then(|s| s.current());
+            let Some(session) = current.filter(|s| s.is_post_quantum() || !post_quantum_only)
+            else {
+                missing.push(*to);
+                continue;
+            };
+            if let Err(e) = session.sealable() {
+                refused.get_or_insert(e.into());
+            }
             let (version, digest) = match view {
                 Some((a, v, d)) if a == to.account => (v, d),
-                _ => {
-                    let (version, digests) = self.lists_digests(&to.account)?;
-                    view = Some((to.account, version, digests.sent));
-                    (version, digests.sent)
-                }
+                _ => match self.lists_digests(&to.account) {
+                    Ok((version, digests)) => {
+                        view = Some((to.account, version, digests.sent));
+                        (version, digests.sent)
+                    }
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                        (0, [0; 8])
+                    }
+                },
             };
-            self.sessions
-                .get(to)
-                .and_then(|set| set.current())
-                .ok_or(FanoutError::NoSession(*to))?
-                .sealable()?;
             views.push((version, digest));
         }
+        if !missing.is_empty() {
+            return Ok(Err(missing));
+        }
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        Ok(Ok(Prepared {
+            own_version: own_version?,
+            views,
+        }))
+    }
+
+    /// Encrypts a payload for each of `targets` on its current session, advanced in place;
+    /// each envelope header (sender, recipient, list versions, lists digest) is bound into the
+    /// AEAD. `prepared` is what [`prepare_seal`](Self::prepare_seal) made of the same targets,
+    /// with nothing changed since: every refusal came there, before any session advances.
+    /// (Sealing once it passed cannot fail: a session's peer ratchet key passed the
+    /// contributory check when it was received.)
+    pub(crate) fn seal_all<'p>(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        prepared: Prepared,
+        targets: &[(DeviceAddress, IdentityKey)],
+        payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
+    ) -> Result<Vec<Sealed>, Error> {
         let mut sealed = Vec::with_capacity(targets.len());
-        for ((to, identity), (version, digest)) in targets.iter().zip(views) {
+        for ((to, identity), (version, digest)) in targets.iter().zip(prepared.views) {
             let Some(session) = self.sessions.get_mut(to).and_then(|set| set.current_mut()) else {
                 continue;
             };
             let header = PairwiseHeader {
                 sender: self.address,
                 recipient: *to,
-                sender_list_version: own_version,
+                sender_list_version: prepared.own_version,
                 recipient_list_version: version,
                 lists_digest: digest,
             };
