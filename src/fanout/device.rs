@@ -199,6 +199,11 @@ impl Device {
         self.dirty.mark(key);
     }
 
+    /// Marks each of `keys` changed: a send's thousands of records in one pass.
+    pub(crate) fn touch_all(&mut self, keys: Vec<Key>) {
+        self.dirty.mark_all(keys);
+    }
+
     /// Ends a successful operation that changed something: one more epoch.
     pub(crate) fn bump(&mut self) {
         self.epoch = self.epoch.saturating_add(1);

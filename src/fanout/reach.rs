@@ -82,7 +82,7 @@ impl Device {
         let mut devices = Vec::new();
         let mut until: Option<Timestamp> = None;
         for account in accounts() {
-            devices.extend(self.targets(account, now)?);
+            self.add_targets(account, now, &mut devices)?;
             let expiries = self
                 .list(account)?
                 .entries()

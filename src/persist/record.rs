@@ -170,6 +170,21 @@ impl<K: Ord> Dirty<K> {
         }
     }
 
+    /// Marks every key of `keys`. A batch as large as what is marked already (a send to
+    /// thousands of devices) is merged in one pass, where inserting key by key searches the
+    /// set each time; a small one is inserted, so a long-unpersisted set is not rebuilt for it.
+    pub(crate) fn mark_all(&mut self, keys: Vec<K>) {
+        if self.all {
+            return;
+        }
+        if keys.len() >= self.keys.len() {
+            let mut batch: BTreeSet<K> = keys.into_iter().collect();
+            self.keys.append(&mut batch);
+        } else {
+            self.keys.extend(keys);
+        }
+    }
+
     pub(crate) fn is_clean(&self) -> bool {
         !self.all && self.keys.is_empty()
     }
@@ -197,7 +212,19 @@ mod tests {
         let mut all = Dirty::<u8>::everything();
         assert!(!all.is_clean());
         all.mark(3);
+        all.mark_all(alloc::vec![4, 5]);
         assert!(all.keys.is_empty());
+    }
+
+    /// A batch merged and a batch inserted mark the same keys, each once.
+    #[test]
+    fn a_batch_of_marks_is_every_key_once_whatever_its_size() {
+        let mut d = Dirty::<u16>::default();
+        d.mark_all((0..100).rev().chain(0..10).collect()); // into an empty set: merged
+        assert_eq!(d.keys.len(), 100);
+        d.mark_all(alloc::vec![5, 200, 5, 201]); // smaller than the set: inserted
+        d.mark_all((50..300).collect()); // larger: merged
+        assert!(d.keys.iter().copied().eq(0..300));
     }
 
     #[test]
