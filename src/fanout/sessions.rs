@@ -256,9 +256,19 @@ impl SessionSet {
     /// send).
     pub(crate) fn write(&self, out: &mut crate::wire::SecretBuf) {
         use crate::wire::Writer;
-        out.u8(self.all().len() as u8);
-        for s in self.all() {
-            out.blob(&s.to_bytes_detached());
+        // Sized first, so that the record's buffer grows once, to its exact length. A set
+        // never holds more than the reader accepts.
+        let held = &self.all()[..self.all().len().min(MAX_SESSIONS_PER_DEVICE)];
+        let mut lens = [0usize; MAX_SESSIONS_PER_DEVICE];
+        for (len, s) in lens.iter_mut().zip(held) {
+            *len = s.detached_len();
+        }
+        let lens = &lens[..held.len()];
+        out.reserve(1 + lens.iter().map(|len| 4 + len).sum::<usize>());
+        out.u8(held.len() as u8);
+        for (len, s) in lens.iter().zip(held) {
+            out.u32(*len as u32);
+            s.write_detached(out);
         }
     }
 
@@ -363,6 +373,43 @@ mod tests {
                     .expect("a named session")
             })
             .collect()
+    }
+
+    /// A sessions record is `u8(n) ‖ n × blob(detached state)`, written into a buffer sized
+    /// once to its exact length, and reads back.
+    #[test]
+    fn a_sessions_record_is_its_detached_states_in_a_buffer_of_its_exact_length() {
+        let rng = &mut SeededRng::from_label("sessions record");
+        let sessions = [session(rng, true), session(rng, false), session(rng, true)];
+        for n in 1..=MAX_SESSIONS_PER_DEVICE {
+            let set = SessionSet::from_sessions(sessions[..n].to_vec()).unwrap();
+            let mut expected = alloc::vec![n as u8];
+            for s in set.all() {
+                let state = s.to_bytes_detached();
+                assert!(
+                    state.len() < s.to_bytes().len(),
+                    "a ciphertext pending apart"
+                );
+                expected.extend_from_slice(&(state.len() as u32).to_be_bytes());
+                expected.extend_from_slice(&state);
+            }
+            let mut out = crate::wire::SecretBuf::with_capacity(0);
+            set.write(&mut out);
+            let bytes = out.into_inner();
+            assert_eq!(*bytes, expected);
+            assert_eq!(bytes.capacity(), bytes.len(), "grown once, exactly");
+            let pending = |base: &[u8; 32]| {
+                let held = set.all().iter().find(|s| pending_base(s) == Some(*base))?;
+                held.pending_kem().map(|(ct, _)| ct.clone())
+            };
+            let (read, inline) =
+                SessionSet::read(&mut crate::wire::Reader::new(&bytes), &pending).unwrap();
+            assert!(!inline);
+            assert_eq!(
+                order(&read, &sessions[..n].iter().collect::<Vec<_>>()),
+                (0..n).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

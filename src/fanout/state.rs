@@ -99,7 +99,13 @@ impl Device {
 
     /// The current value of a record, or `None` if it no longer exists.
     fn value_of(&self, key: &Key) -> Option<Zeroizing<Vec<u8>>> {
-        let mut out = SecretBuf::with_capacity(128);
+        // A sessions record (written with every message) sizes its buffer itself, exactly.
+        let capacity = if matches!(key, Key::Sessions(_)) {
+            0
+        } else {
+            128
+        };
+        let mut out = SecretBuf::with_capacity(capacity);
         match key {
             Key::Own => self.write_own(&mut out),
             Key::Meta => {

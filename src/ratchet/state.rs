@@ -19,7 +19,7 @@ use super::skipped::{SkippedKey, SkippedKeys};
 use crate::error::DecodeError;
 use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKey, Secret};
 use crate::primitives::{KEM_CIPHERTEXT_LEN, KemCiphertext};
-use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
+use crate::wire::{Counter, Reader, SecretBuf, Writer, bounded_count, kind};
 use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, Origin, SignedPreKeyId};
 
 /// The session state format this build writes for a session without the post-quantum ratchet;
@@ -27,8 +27,6 @@ use crate::x3dh::{KemPreKeyId, OneTimePreKeyId, Origin, SignedPreKeyId};
 /// `state.rs`).
 const SESSION_STATE_VERSION: u8 = 2;
 const PQ_SESSION_STATE_VERSION: u8 = 3;
-/// A session's encoded length without skipped keys, at most.
-const STATE_LEN: usize = 2 + 8 + 1 + 64 + 32 + 4 + 5 + 37 + 1 + 1 + 32 * 4 + 37 + 4 + 69 + 4;
 
 /// Finds a session's pending KEM ciphertext, stored apart, by the session's base key.
 pub(crate) type PendingLookup<'a> = &'a dyn Fn(&[u8; 32]) -> Option<KemCiphertext>;
@@ -55,11 +53,32 @@ impl Session {
             .map(|ct| (ct, s.origin.base_key.to_bytes()))
     }
 
+    /// The length of [`to_bytes_detached`](Self::to_bytes_detached), counted without writing.
+    pub(crate) fn detached_len(&self) -> usize {
+        let mut len = Counter::default();
+        self.write(false, &mut len);
+        len.0
+    }
+
+    /// Writes [`to_bytes_detached`](Self::to_bytes_detached)'s bytes straight into a record
+    /// being encoded, with no buffer of their own.
+    pub(crate) fn write_detached(&self, out: &mut impl Writer) {
+        self.write(false, out);
+    }
+
     fn encode(&self, with_pending: bool) -> Zeroizing<Vec<u8>> {
+        // Sized first, so the buffer never grows: each growth of a secret buffer is an
+        // allocation, a copy and a wipe.
+        let mut len = Counter::default();
+        self.write(with_pending, &mut len);
+        let mut out = SecretBuf::with_capacity(len.0);
+        self.write(with_pending, &mut out);
+        out.into_inner()
+    }
+
+    fn write(&self, with_pending: bool, out: &mut impl Writer) {
         let s = &*self.0;
         let inline = s.pending_kem.as_ref().filter(|_| with_pending);
-        let pending = inline.map_or(0, |_| KEM_CIPHERTEXT_LEN);
-        let mut out = SecretBuf::with_capacity(STATE_LEN + pending + s.skipped.len() * 68);
         let version = if s.pq.is_some() {
             PQ_SESSION_STATE_VERSION
         } else {
@@ -104,9 +123,8 @@ impl Session {
             out.put(k.key.0.as_bytes());
         }
         if let Some(pq) = &s.pq {
-            pq.write(&mut out);
+            pq.write(out);
         }
-        out.into_inner()
     }
 
     /// Restores a session from [`to_bytes`](Self::to_bytes).

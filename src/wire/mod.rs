@@ -7,7 +7,7 @@ mod reader;
 mod writer;
 
 pub(crate) use reader::{Reader, bounded_count};
-pub(crate) use writer::{SecretBuf, Writer};
+pub(crate) use writer::{Counter, SecretBuf, Writer};
 
 /// The wire format version this build reads and writes: the first byte of every wire message.
 /// Persisted state types carry versions of their own, each next to its encoder.

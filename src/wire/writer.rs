@@ -48,6 +48,18 @@ impl Writer for Vec<u8> {
     }
 }
 
+/// Counts the bytes an encoding would take, writing none: an encoder run over it first sizes
+/// the buffer its real run writes into, so that buffer never grows (for a [`SecretBuf`], each
+/// growth is an allocation, a copy and a wipe).
+#[derive(Default)]
+pub(crate) struct Counter(pub(crate) usize);
+
+impl Writer for Counter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
 /// A buffer for encodings that hold secrets. A growing `Vec` frees its old allocation without
 /// wiping it, and `Zeroizing` wipes only the last one; this buffer grows by copying into a new
 /// allocation and wiping the old one itself, so no freed block ever keeps secret bytes. It is
@@ -66,15 +78,31 @@ impl SecretBuf {
     }
 }
 
-impl Writer for SecretBuf {
-    fn put(&mut self, bytes: &[u8]) {
-        let needed = self.0.len() + bytes.len();
+impl SecretBuf {
+    /// Makes room for `additional` more bytes, growing at most once.
+    #[inline]
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let needed = self.0.len() + additional;
         if needed > self.0.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
-            bigger.extend_from_slice(&self.0);
-            // The old allocation is dropped as `Zeroizing`, which wipes its whole capacity.
-            self.0 = bigger;
+            self.grow(needed);
         }
+    }
+
+    /// Moves the bytes to an allocation of at least `needed` bytes. Apart from `reserve`, so
+    /// that each field's write inlines a comparison and a copy.
+    #[cold]
+    fn grow(&mut self, needed: usize) {
+        let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
+        bigger.extend_from_slice(&self.0);
+        // The old allocation is dropped as `Zeroizing`, which wipes its whole capacity.
+        self.0 = bigger;
+    }
+}
+
+impl Writer for SecretBuf {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
         self.0.extend_from_slice(bytes);
     }
 }
@@ -100,5 +128,23 @@ mod tests {
         let bytes = buf.into_inner();
         assert_eq!(bytes.len(), 600);
         assert_eq!(&bytes[6..12], &[1, 1, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_reserved_buffer_does_not_grow_and_the_counter_counts_what_is_written() {
+        fn fields(w: &mut impl Writer) {
+            w.u8(1);
+            w.u32(7);
+            w.put(&[2; 8]);
+        }
+        let mut count = Counter::default();
+        fields(&mut count);
+        assert_eq!(count.0, 13);
+        let mut buf = SecretBuf::with_capacity(0);
+        buf.reserve(count.0);
+        let capacity = buf.0.capacity();
+        fields(&mut buf);
+        assert_eq!(buf.0.capacity(), capacity);
+        assert_eq!(buf.len(), 13);
     }
 }
