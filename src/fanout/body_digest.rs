@@ -12,7 +12,7 @@ use core::fmt;
 use subtle::ConstantTimeEq;
 
 use crate::labels;
-use crate::primitives::{IdentityKeyPair, Secret, derive, gmac, sha256};
+use crate::primitives::{GmacKey, IdentityKeyPair, derive, sha256};
 
 /// What a sent entry keeps of its body, in the form it was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,23 +38,27 @@ impl BodyDigest {
 /// The key a device digests its sent bodies under: HKDF-SHA256 of its identity seed, so it
 /// needs no record of its own and is the same after every load.
 #[derive(Clone)]
-pub(crate) struct BodyDigestKey(Secret<32>);
+pub(crate) struct BodyDigestKey(GmacKey);
 
 impl BodyDigestKey {
     pub(crate) fn of(identity: &IdentityKeyPair) -> Self {
-        Self(derive(None, identity.seed(), labels::BODY_DIGEST_KEY))
+        Self(GmacKey::new(&derive(
+            None,
+            identity.seed(),
+            labels::BODY_DIGEST_KEY,
+        )))
     }
 
     /// The digest of `body` in this release's form.
     pub(crate) fn digest(&self, body: &[u8]) -> BodyDigest {
-        BodyDigest::Keyed(gmac(self.0.as_bytes(), body))
+        BodyDigest::Keyed(self.0.tag(body))
     }
 
     /// Whether `body` has the digest `expected`, made in `expected`'s form; compared in
     /// constant time.
     pub(crate) fn matches(&self, body: &[u8], expected: &BodyDigest) -> bool {
         let (actual, stored) = match expected {
-            BodyDigest::Keyed(d) => (gmac(self.0.as_bytes(), body), d),
+            BodyDigest::Keyed(d) => (self.0.tag(body), d),
             BodyDigest::Sha256(d) => {
                 let mut actual = [0u8; 16];
                 actual.copy_from_slice(&sha256(&[body])[..16]);

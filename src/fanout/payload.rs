@@ -60,6 +60,48 @@ impl WithheldReason {
     }
 }
 
+/// A direct payload's fields before its body: `u8(1) ‖ nonce ‖ optional(sent_to)`.
+fn write_direct_head(out: &mut impl Writer, nonce: &MessageNonce, sent_to: Option<&AccountKey>) {
+    out.u8(DIRECT);
+    out.put(nonce);
+    out.optional(sent_to, |out, a| out.put(a.as_bytes()));
+}
+
+/// The bytes of a direct payload before its body (the header included), on the stack: a send
+/// seals them and then the body from where the app holds it, so a 1:1 message's plaintext is
+/// never copied into a buffer of its own (which a wipe would then have to clear).
+pub(crate) struct DirectPrefix {
+    bytes: [u8; DIRECT_PREFIX_MAX],
+    len: usize,
+}
+
+/// Header, kind, nonce, flag and account.
+const DIRECT_PREFIX_MAX: usize = 2 + 1 + 16 + 1 + 32;
+
+impl DirectPrefix {
+    pub(crate) fn new(nonce: &MessageNonce, sent_to: Option<&AccountKey>) -> Self {
+        let mut prefix = Self {
+            bytes: [0; DIRECT_PREFIX_MAX],
+            len: 0,
+        };
+        prefix.header(kind::PAYLOAD);
+        write_direct_head(&mut prefix, nonce, sent_to);
+        prefix
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Writer for DirectPrefix {
+    /// Only `new` writes, at most `DIRECT_PREFIX_MAX` bytes.
+    fn put(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
 pub(crate) enum Payload {
     /// `sent_to` is set on the sender's own copies: the account the message went to. `nonce`
     /// is the same in every copy of the message.
@@ -117,9 +159,7 @@ impl Payload {
                 sent_to,
                 body,
             } => {
-                out.u8(DIRECT);
-                out.put(nonce);
-                out.optional(sent_to.as_ref(), |out, a| out.put(a.as_bytes()));
+                write_direct_head(&mut out, nonce, sent_to.as_ref());
                 out.put(body);
             }
             Self::Distribution(d) => {
@@ -243,4 +283,30 @@ fn body(mut plaintext: Zeroizing<Vec<u8>>, at: usize) -> Vec<u8> {
     plaintext[len..].zeroize();
     plaintext.truncate(len);
     core::mem::take(&mut *plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A send seals a direct payload as its head and then the body: together they are the
+    /// payload's encoding, with and without the conversation of an own copy.
+    #[test]
+    fn a_direct_prefix_and_the_body_are_the_payload() {
+        let account = AccountKey::from_trusted([0x51; 32]);
+        let body = b"the body".to_vec();
+        for sent_to in [None, Some(account)] {
+            let prefix = DirectPrefix::new(&[7; 16], sent_to.as_ref());
+            let mut joined = prefix.as_bytes().to_vec();
+            joined.extend_from_slice(&body);
+            let payload = Payload::Direct {
+                nonce: [7; 16],
+                sent_to,
+                body: body.clone(),
+            };
+            assert_eq!(joined, *payload.encode());
+        }
+        let full = DirectPrefix::new(&[0; 16], Some(&account));
+        assert_eq!(full.as_bytes().len(), DIRECT_PREFIX_MAX);
+    }
 }

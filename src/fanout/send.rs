@@ -13,7 +13,7 @@ use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
 use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
 use super::message_id::MessageNonce;
-use super::payload::{Payload, WithheldReason};
+use super::payload::{DirectPrefix, Payload, WithheldReason};
 use super::records::Key;
 use super::{Device, MessageId, Outbox, Outgoing};
 use crate::calls::CallKeyMessage;
@@ -72,27 +72,19 @@ impl Device {
         // the message id (18.4), so every device reports the same one.
         let mut nonce: MessageNonce = [0; 16];
         rng.fill_bytes(&mut nonce);
-        let to_them = Payload::Direct {
-            nonce,
-            sent_to: None,
-            body: body.to_vec(),
-        }
-        .encode();
-        let own_copy = Payload::Direct {
-            nonce,
-            sent_to: Some(*to),
-            body: body.to_vec(),
-        }
-        .encode();
+        // Each copy seals its payload's head and then `body`, from where the app holds it.
+        let to_them = DirectPrefix::new(&nonce, None);
+        let own_copy = DirectPrefix::new(&nonce, Some(to));
         // Everything that can refuse comes before the sessions advance.
         let coverage = self.coverage(core::iter::once(to).chain(Some(&own)))?;
-        let sealed = self.seal_all(rng, prepared, &targets, |t| {
+        let head = |t: &DeviceAddress| {
             if t.account == own {
-                &own_copy
+                own_copy.as_bytes()
             } else {
-                &to_them
+                to_them.as_bytes()
             }
-        })?;
+        };
+        let sealed = self.seal_all(rng, prepared, &targets, head, body)?;
         let recipients = recipients_of(&sealed);
         let sent = Sent {
             sent_at: now,
@@ -229,7 +221,7 @@ impl Device {
         } else {
             let distribution =
                 Payload::Distribution(alloc::boxed::Box::new(session.distribution())).encode();
-            self.seal_all(rng, prepared, &needs_key, |_| &distribution)?
+            self.seal_all(rng, prepared, &needs_key, |_| &distribution, &[])?
         };
         // The envelope header is the context the group message's signature binds (18.1).
         let mut envelope = GroupHeader {
@@ -449,7 +441,7 @@ impl Device {
             Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
         };
         let payload = payload.encode();
-        let sealed = self.seal_all(rng, prepared, &targets, |_| &payload)?;
+        let sealed = self.seal_all(rng, prepared, &targets, |_| &payload, &[])?;
         let sent = journal(recipients_of(&sealed));
         let envelopes = envelopes_of(sealed);
         let send_id = sent.map(|sent| self.record_sent(now, sent));
@@ -477,7 +469,7 @@ impl Device {
         let prepared = self
             .prepare(now, &targets, false)?
             .map_err(|_| FanoutError::NoSession(to))?;
-        let sealed = self.seal_all(rng, prepared, &targets, |_| plaintext)?;
+        let sealed = self.seal_all(rng, prepared, &targets, |_| plaintext, &[])?;
         let mut envelopes = envelopes_of(sealed);
         self.bump();
         Ok(envelopes.pop().map(|(_, e)| e).unwrap_or_default())
@@ -594,8 +586,8 @@ impl Device {
         }))
     }
 
-    /// Encrypts a payload for each of `targets` on its current session, advanced in place;
-    /// each envelope header (sender, recipient, list versions, lists digest) is bound into the
+    /// Encrypts `payload_for(target) ‖ tail` for each of `targets` on its current session,
+    /// advanced in place; each envelope header (sender, recipient, list versions, lists digest) is bound into the
     /// AEAD. `prepared` is what [`prepare_seal`](Self::prepare_seal) made of the same targets,
     /// with nothing changed since: every refusal came there, before any session advances.
     /// (Sealing once it passed cannot fail: a session's peer ratchet key passed the
@@ -606,6 +598,7 @@ impl Device {
         prepared: Prepared,
         targets: &[(DeviceAddress, IdentityKey)],
         payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
+        tail: &[u8],
     ) -> Result<Vec<Sealed>, Error> {
         let mut sealed = Vec::with_capacity(targets.len());
         let mut advanced = Vec::with_capacity(targets.len());
@@ -621,7 +614,7 @@ impl Device {
                 recipient_list_version: version,
                 lists_digest: digest,
             };
-            let result = seal(rng, &header, session, payload_for(to));
+            let result = seal(rng, &header, session, payload_for(to), tail);
             // Advanced, so persisted, even in the failure that cannot happen.
             advanced.push(Key::Sessions(*to));
             match result {
@@ -659,7 +652,7 @@ impl Device {
             recipient_list_version: version,
             lists_digest: digests.sent,
         };
-        seal(rng, &header, session, payload)
+        seal(rng, &header, session, payload, &[])
     }
 
     /// Records a sent message in the journal (and forgets the ones it pushes out).
@@ -692,15 +685,16 @@ fn recipients_of(sealed: &[Sealed]) -> Vec<Recipient> {
         .collect()
 }
 
-/// An envelope: `header` bound as context, then the pairwise message.
+/// An envelope: `header` bound as context, then the pairwise message of `payload ‖ tail`.
 fn seal(
     rng: &mut impl CryptoRng,
     header: &PairwiseHeader,
     session: &mut Session,
     payload: &[u8],
+    tail: &[u8],
 ) -> Result<(Vec<u8>, MessageRef), Error> {
-    let mut envelope = header.encode(MESSAGE_OVERHEAD + payload.len());
-    let reference = session.encrypt_bound_into(rng, payload, &mut envelope)?;
+    let mut envelope = header.encode(MESSAGE_OVERHEAD + payload.len() + tail.len());
+    let reference = session.encrypt_bound_into(rng, &[payload, tail], &mut envelope)?;
     Ok((envelope, reference))
 }
 

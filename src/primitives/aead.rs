@@ -89,10 +89,25 @@ fn open_with(
     }
 }
 
-/// GMAC: the AES-256-GCM tag of an empty plaintext with `data` as its associated data, under
-/// `key` and an all-zero nonce. A universal-hash MAC: collisions need the key.
-pub(crate) fn gmac(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
-    seal_detached(key, &[0; 12], data, &mut [])
+/// A GMAC key: the AES-256-GCM tag of an empty plaintext with the data as its associated
+/// data, under the key and an all-zero nonce. A universal-hash MAC: collisions need the key.
+/// The key schedule and the hash key are computed once, where a key that MACs every message
+/// sent would otherwise compute them every time.
+#[derive(Clone)]
+pub(crate) struct GmacKey {
+    cipher: Aes256Gcm,
+}
+
+impl GmacKey {
+    pub(crate) fn new(key: &Secret<32>) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(key.as_bytes().into()),
+        }
+    }
+
+    pub(crate) fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
+        seal_with(&self.cipher, &[0; 12], data, &mut [])
+    }
 }
 
 /// AES-256-GCM seal: returns `ciphertext ‖ tag`.

@@ -22,7 +22,7 @@ pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemCiphertext, KemKeyPair,
 pub use sig::Signature;
 pub use signing::{SigningKeyPair, SigningPublicKey};
 
-pub(crate) use aead::{AeadKey, StreamKey, TAG_LEN, gmac};
+pub(crate) use aead::{AeadKey, GmacKey, StreamKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
 pub(crate) use secret::Secret;
 

@@ -236,21 +236,22 @@ impl Session {
         context: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        self.seal(rng, plaintext, context, &mut out, 0, None)?;
+        self.seal(rng, &[plaintext], context, &mut out, 0, None)?;
         Ok(out)
     }
 
     /// [`encrypt_bound`](Self::encrypt_bound) with `context` taken as the bytes already in
-    /// `out` (an envelope header), the message appended after them. Returns the message's
-    /// header salt, which names it to its sender.
+    /// `out` (an envelope header), the message appended after them; the plaintext is the
+    /// concatenation of `parts`, so a caller need not copy them into a buffer first. Returns
+    /// the message's header salt, which names it to its sender.
     pub(crate) fn encrypt_bound_into(
         &mut self,
         rng: &mut impl CryptoRng,
-        plaintext: &[u8],
+        parts: &[&[u8]],
         out: &mut Vec<u8>,
     ) -> Result<[u8; SALT_LEN], Error> {
         let context_len = out.len();
-        self.seal(rng, plaintext, &[], out, context_len, None)
+        self.seal(rng, parts, &[], out, context_len, None)
     }
 
     /// A message whose header carries `extension` instead of the post-quantum ratchet's own:
@@ -263,7 +264,7 @@ impl Session {
         extension: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        self.seal(rng, plaintext, &[], &mut out, 0, Some(extension))?;
+        self.seal(rng, &[plaintext], &[], &mut out, 0, Some(extension))?;
         Ok(out)
     }
 
@@ -282,13 +283,14 @@ impl Session {
         Ok(())
     }
 
-    /// Seals into `out` after its first `context_len` bytes, which (with `context`) are bound
-    /// as AEAD context. On error `out` and the session are unchanged. Returns the header salt.
-    /// `forced`: an extension to send instead of the ratchet's (test support only).
+    /// Seals the concatenation of `plaintext` into `out` after its first `context_len` bytes,
+    /// which (with `context`) are bound as AEAD context. On error `out` and the session are
+    /// unchanged. Returns the header salt. `forced`: an extension to send instead of the
+    /// ratchet's (test support only).
     fn seal(
         &mut self,
         rng: &mut impl CryptoRng,
-        plaintext: &[u8],
+        plaintext: &[&[u8]],
         context: &[u8],
         out: &mut Vec<u8>,
         context_len: usize,
@@ -354,13 +356,16 @@ impl Session {
         };
         let aad = Aad::new(s.role, &s.local, &s.remote, header, context);
         // The message's exact length: one allocation, nothing spare (a test holds it to this).
-        out.reserve_exact(prefix + header_len + plaintext.len() + TAG_LEN);
+        let plaintext_len: usize = plaintext.iter().map(|p| p.len()).sum();
+        out.reserve_exact(prefix + header_len + plaintext_len + TAG_LEN);
         if let Some(x3dh) = &x3dh {
             write_prekey_prefix(out, x3dh);
         }
         out.extend_from_slice(header);
         let start = out.len();
-        out.extend_from_slice(plaintext);
+        for part in plaintext {
+            out.extend_from_slice(part);
+        }
         message_key
             .pairwise(&salt)
             .seal_in_place(aad.as_slice(), out, start);
