@@ -111,6 +111,11 @@ const OPS: &[Op] = &[
         setup: fanout_receive,
     },
     Op {
+        name: "fanout/receive+records/1KiB",
+        iterations: 16,
+        setup: fanout_receive_records,
+    },
+    Op {
         name: "fanout/send_group/steady/256x4/1KiB",
         iterations: 16,
         setup: fanout_group_steady,
@@ -414,6 +419,16 @@ fn fanout_send(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
 
 /// A 1:1 message from the peer's phone read by a device with sessions with 1,000 devices.
 fn fanout_receive(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    receive_op(rng, runs, false)
+}
+
+/// The same receive and the unit of records it changed, as an app takes them to persist: the
+/// session's record (hundreds of bytes of ratchet state) is written with every message.
+fn fanout_receive_records(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
+    receive_op(rng, runs, true)
+}
+
+fn receive_op(rng: &mut SeededRng, runs: usize, records: bool) -> Box<dyn FnMut()> {
     let mut book = AddressBook::new(rng, NOW, 1000, 0);
     let subject = book.device.address();
     let body = body();
@@ -433,9 +448,16 @@ fn fanout_receive(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
         })
         .collect();
     envelopes.reverse();
+    if records {
+        // The device as built is changed whole: its first unit holds every record.
+        let _ = book.device.take_changes();
+    }
     Box::new(move || {
         let envelope = envelopes.pop().unwrap();
         black_box(book.device.receive(NOW, &envelope).unwrap());
+        if records {
+            let _ = black_box(book.device.take_changes());
+        }
     })
 }
 
