@@ -587,11 +587,11 @@ impl Device {
     }
 
     /// Encrypts `payload_for(target) ‖ tail` for each of `targets` on its current session,
-    /// advanced in place; each envelope header (sender, recipient, list versions, lists digest) is bound into the
-    /// AEAD. `prepared` is what [`prepare_seal`](Self::prepare_seal) made of the same targets,
-    /// with nothing changed since: every refusal came there, before any session advances.
-    /// (Sealing once it passed cannot fail: a session's peer ratchet key passed the
-    /// contributory check when it was received.)
+    /// advanced in place; each envelope header (sender, recipient, list versions, lists
+    /// digest) is bound into the AEAD. `prepared` is what [`prepare_seal`](Self::prepare_seal)
+    /// made of the same targets, with nothing changed since: every refusal came there, before
+    /// any session advances. (Sealing once it passed cannot fail: a session's peer ratchet key
+    /// passed the contributory check when it was received.)
     pub(crate) fn seal_all<'p>(
         &mut self,
         rng: &mut impl CryptoRng,
