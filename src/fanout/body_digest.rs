@@ -8,6 +8,7 @@
 //! make two bodies collide. Entries sent before this form carry SHA-256 digests and keep them.
 //! It must not decide what a mismatch means: the retry layer does.
 
+use alloc::boxed::Box;
 use core::fmt;
 use subtle::ConstantTimeEq;
 
@@ -36,17 +37,16 @@ impl BodyDigest {
 }
 
 /// The key a device digests its sent bodies under: HKDF-SHA256 of its identity seed, so it
-/// needs no record of its own and is the same after every load.
+/// needs no record of its own and is the same after every load. Boxed: the key schedule and
+/// hash key it keeps (some 600 bytes) stay in one place when the device is moved by value,
+/// rather than leaving unwiped copies behind (SECURITY.md, stack copies).
 #[derive(Clone)]
-pub(crate) struct BodyDigestKey(GmacKey);
+pub(crate) struct BodyDigestKey(Box<GmacKey>);
 
 impl BodyDigestKey {
     pub(crate) fn of(identity: &IdentityKeyPair) -> Self {
-        Self(GmacKey::new(&derive(
-            None,
-            identity.seed(),
-            labels::BODY_DIGEST_KEY,
-        )))
+        let key = derive(None, identity.seed(), labels::BODY_DIGEST_KEY);
+        Self(Box::new(GmacKey::new(&key)))
     }
 
     /// The digest of `body` in this release's form.

@@ -33,9 +33,12 @@ pub(crate) struct Sealed {
     pub(crate) reference: MessageRef,
 }
 
-/// A send's checks, passed: this device's list version and, per target in order, the
-/// recipient's list version and lists digest its header names.
+/// A send's checks: this device's list version and, per target in order, the recipient's list
+/// version and lists digest its header names; or the first refusal, which `seal_all` returns
+/// before it seals anything. A caller may refuse for its own reasons in between (a group send,
+/// its sender key's end), as it did before the pairwise sessions were checked.
 pub(crate) struct Prepared {
+    refused: Option<Error>,
     own_version: u64,
     views: Vec<(u64, [u8; 8])>,
 }
@@ -64,7 +67,7 @@ impl Device {
         if *to != own {
             self.add_targets(&own, now, &mut targets)?;
         }
-        let prepared = match self.prepare_seal(now, &targets)? {
+        let prepared = match self.prepare_seal(now, &targets) {
             Ok(prepared) => prepared,
             Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
         };
@@ -193,7 +196,7 @@ impl Device {
                 }
             }
         };
-        let prepared = match self.prepare_seal(now, &needs_key)? {
+        let prepared = match self.prepare_seal(now, &needs_key) {
             Ok(prepared) => prepared,
             Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
         };
@@ -436,7 +439,7 @@ impl Device {
                 coverage: Arc::default(),
             }));
         }
-        let prepared = match self.prepare_seal(now, &targets)? {
+        let prepared = match self.prepare_seal(now, &targets) {
             Ok(prepared) => prepared,
             Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
         };
@@ -467,7 +470,7 @@ impl Device {
         let targets = [(to, self.entry(&to, now)?.identity)];
         // A malicious peer may seal over a classical session too.
         let prepared = self
-            .prepare(now, &targets, false)?
+            .prepare(now, &targets, false)
             .map_err(|_| FanoutError::NoSession(to))?;
         let sealed = self.seal_all(rng, prepared, &targets, |_| plaintext, &[])?;
         let mut envelopes = envelopes_of(sealed);
@@ -520,16 +523,16 @@ impl Device {
     }
 
     /// Checks a send to `targets` before anything advances, looking each session up once:
-    /// the targets without a post-quantum session, to fetch bundles for (`Ok(Err(missing))`:
-    /// a classical session, migrated from before PQXDH, is replaced before anything is sent
-    /// over it), else every other refusal (a list not held, a sending chain at its end), else
-    /// the list view each header names. A missing session comes before a refusal, so an app
-    /// first fetches what it can.
+    /// the targets without a post-quantum session, to fetch bundles for (`Err(missing)`: a
+    /// classical session, migrated from before PQXDH, is replaced before anything is sent over
+    /// it), else what [`seal_all`](Self::seal_all) needs: the list view each header names, or
+    /// the first refusal (this device's list not held, a list not held, a sending chain at its
+    /// end), in that order.
     pub(crate) fn prepare_seal(
         &mut self,
         now: Timestamp,
         targets: &[(DeviceAddress, IdentityKey)],
-    ) -> Result<Result<Prepared, Vec<DeviceAddress>>, Error> {
+    ) -> Result<Prepared, Vec<DeviceAddress>> {
         self.prepare(now, targets, true)
     }
 
@@ -540,25 +543,22 @@ impl Device {
         now: Timestamp,
         targets: &[(DeviceAddress, IdentityKey)],
         post_quantum_only: bool,
-    ) -> Result<Result<Prepared, Vec<DeviceAddress>>, Error> {
-        let own_version = self.own_list(now).map(|l| l.version());
-        let mut missing = Vec::new();
+    ) -> Result<Prepared, Vec<DeviceAddress>> {
         let mut refused = None;
+        let own_version = match self.own_list(now) {
+            Ok(list) => list.version(),
+            Err(e) => {
+                refused = Some(e);
+                0
+            }
+        };
+        let mut missing = Vec::new();
         // The header's list view depends only on the recipient account: looked up again only
         // when the account changes (targets come in address order, an account's devices
         // together).
         let mut view: Option<(AccountKey, u64, [u8; 8])> = None;
         let mut views = Vec::with_capacity(targets.len());
         for (to, _) in targets {
-            let current = self.sessions.get(to).and_then(|s| s.current());
-            let Some(session) = current.filter(|s| s.is_post_quantum() || !post_quantum_only)
-            else {
-                missing.push(*to);
-                continue;
-            };
-            if let Err(e) = session.sealable() {
-                refused.get_or_insert(e.into());
-            }
             let (version, digest) = match view {
                 Some((a, v, d)) if a == to.account => (v, d),
                 _ => match self.lists_digests(&to.account) {
@@ -572,18 +572,25 @@ impl Device {
                     }
                 },
             };
+            let current = self.sessions.get(to).and_then(|s| s.current());
+            match current.filter(|s| s.is_post_quantum() || !post_quantum_only) {
+                None => missing.push(*to),
+                Some(session) => {
+                    if let Err(e) = session.sealable() {
+                        refused.get_or_insert(e.into());
+                    }
+                }
+            }
             views.push((version, digest));
         }
         if !missing.is_empty() {
-            return Ok(Err(missing));
+            return Err(missing);
         }
-        if let Some(e) = refused {
-            return Err(e);
-        }
-        Ok(Ok(Prepared {
-            own_version: own_version?,
+        Ok(Prepared {
+            refused,
+            own_version,
             views,
-        }))
+        })
     }
 
     /// Encrypts `payload_for(target) ‖ tail` for each of `targets` on its current session,
@@ -600,6 +607,9 @@ impl Device {
         payload_for: impl Fn(&DeviceAddress) -> &'p [u8],
         tail: &[u8],
     ) -> Result<Vec<Sealed>, Error> {
+        if let Some(e) = prepared.refused {
+            return Err(e);
+        }
         let mut sealed = Vec::with_capacity(targets.len());
         let mut advanced = Vec::with_capacity(targets.len());
         let mut failed = None;
