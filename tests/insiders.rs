@@ -341,14 +341,8 @@ fn forgetting_an_account_forces_rotation_and_drops_its_keys() {
 /// reused the id): holding the address is not holding the key, so Alice rotates.
 #[test]
 fn a_new_identity_at_the_same_address_forces_rotation() {
-    let mut w = World::new("insider same address");
-    let alice = w.account(0);
-    let bob = w.account(1);
-    w.publish_all();
-    w.set_members(ROOM, &[alice, bob]);
+    let (mut w, alice, bob, o) = World::group_sent("insider same address", ROOM, [0, 1]);
     let a1 = World::addr(alice, 1);
-    let o = w.send_group(a1, ROOM, b"first");
-    w.deliver_ok(&o);
     // Bob's primary (restored without resync, say) lists a new identity as device 2.
     let now = w.now;
     w.primary(&bob).unlink(now, DeviceId(2)).unwrap();

@@ -40,14 +40,8 @@ fn a_group_send_refused_both_ways_names_the_sender_key() {
 /// Alice starts a session with it and sends it a 1:1 message (so its session has a sending
 /// chain), and the group's next send must give it the key. Returns `(world, b3, a1)`.
 fn group_with_new_device(label: &str) -> (World, DeviceAddress, DeviceAddress) {
-    let mut w = World::new(label);
-    let alice = w.account(0);
-    let bob = w.account(1);
-    w.publish_all();
-    w.set_members(ROOM, &[alice, bob]);
+    let (mut w, alice, bob, _) = World::group_sent(label, ROOM, [0, 1]);
     let a1 = World::addr(alice, 1);
-    let o = w.send_group(a1, ROOM, b"first");
-    w.deliver_ok(&o);
     let b3 = w.link(&bob);
     w.publish_all();
     w.set_members(ROOM, &[alice, bob]);
@@ -108,14 +102,8 @@ fn a_direct_send_refused_after_sealable_devices_changes_nothing() {
 /// recipients and coverage are what they were.
 #[test]
 fn shared_recipients_cannot_change_the_kept_reach() {
-    let mut w = World::new("review 35 shared reach");
-    let alice = w.account(1);
-    let bob = w.account(2);
-    w.publish_all();
-    w.set_members(ROOM, &[alice, bob]);
+    let (mut w, alice, _, first) = World::group_sent("review 35 shared reach", ROOM, [1, 2]);
     let a1 = World::addr(alice, 1);
-    let first = w.send_group(a1, ROOM, b"first");
-    w.deliver_ok(&first);
     let mut steady = w.send_group(a1, ROOM, b"steady");
     let (_, mut recipients) = steady.group.clone().unwrap();
     let original: Vec<DeviceAddress> = recipients.to_vec();

@@ -84,6 +84,23 @@ impl World {
         (w, alice, bob, a1, b1)
     }
 
+    /// Alice and Bob in `group`, with `companions` besides each phone, published, and Alice's
+    /// phone's first group message delivered: `(world, alice, bob, that message's outbox)`.
+    pub fn group_sent(
+        label: &str,
+        group: GroupId,
+        companions: [usize; 2],
+    ) -> (Self, AccountKey, AccountKey, Outbox) {
+        let mut w = Self::new(label);
+        let alice = w.account(companions[0]);
+        let bob = w.account(companions[1]);
+        w.publish_all();
+        w.set_members(group, &[alice, bob]);
+        let first = w.send_group(Self::addr(alice, 1), group, b"first");
+        w.deliver_ok(&first);
+        (w, alice, bob, first)
+    }
+
     /// Phone `a1` is restored from a backup taken before a message phone `b1` read, and `b1`'s
     /// answer to that message crosses the restored phone's first message (PROTOCOL.md 8.5):
     /// both fail to read, as `AuthenticationFailed`. Then each asks the other again and reads
