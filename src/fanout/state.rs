@@ -99,13 +99,9 @@ impl Device {
 
     /// The current value of a record, or `None` if it no longer exists.
     fn value_of(&self, key: &Key) -> Option<Zeroizing<Vec<u8>>> {
-        // A sessions record (written with every message) sizes its buffer itself, exactly.
-        let capacity = if matches!(key, Key::Sessions(_)) {
-            0
-        } else {
-            128
-        };
-        let mut out = SecretBuf::with_capacity(capacity);
+        // Allocated at the first write: a sessions record (written with every message) sizes
+        // itself to its exact length, the others start at the buffer's first allocation.
+        let mut out = SecretBuf::with_capacity(0);
         match key {
             Key::Own => self.write_own(&mut out),
             Key::Meta => {

@@ -92,7 +92,8 @@ fn open_with(
 /// A GMAC key: the AES-256-GCM tag of an empty plaintext with the data as its associated
 /// data, under the key and an all-zero nonce. A universal-hash MAC: collisions need the key.
 /// The key schedule and the hash key are computed once, where a key that MACs every message
-/// sent would otherwise compute them every time.
+/// sent would otherwise compute them every time. Its own type, not a [`StreamKey`]: a key that
+/// tags under the all-zero nonce must never also encrypt under it.
 #[derive(Clone)]
 pub(crate) struct GmacKey {
     cipher: Aes256Gcm,

@@ -76,9 +76,7 @@ impl SecretBuf {
     pub(crate) fn into_inner(self) -> Zeroizing<Vec<u8>> {
         self.0
     }
-}
 
-impl SecretBuf {
     /// Makes room for `additional` more bytes, growing at most once.
     #[inline]
     pub(crate) fn reserve(&mut self, additional: usize) {
@@ -92,12 +90,17 @@ impl SecretBuf {
     /// that each field's write inlines a comparison and a copy.
     #[cold]
     fn grow(&mut self, needed: usize) {
-        let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
+        let capacity = needed.max(2 * self.0.capacity()).max(FIRST_ALLOCATION);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(capacity));
         bigger.extend_from_slice(&self.0);
         // The old allocation is dropped as `Zeroizing`, which wipes its whole capacity.
         self.0 = bigger;
     }
 }
+
+/// A buffer's first allocation, at least: a small record (most are) is then written without
+/// growing, and one that reserves more than this first gets its exact length.
+const FIRST_ALLOCATION: usize = 128;
 
 impl Writer for SecretBuf {
     #[inline]
@@ -146,5 +149,12 @@ mod tests {
         fields(&mut buf);
         assert_eq!(buf.0.capacity(), capacity);
         assert_eq!(buf.len(), 13);
+        assert_eq!(
+            capacity, FIRST_ALLOCATION,
+            "a small record's first allocation"
+        );
+        let mut exact = SecretBuf::with_capacity(0);
+        exact.reserve(FIRST_ALLOCATION + 1);
+        assert_eq!(exact.0.capacity(), FIRST_ALLOCATION + 1);
     }
 }
