@@ -2,10 +2,10 @@
 //! rotation it forces at the next send. The state itself (members, own sender key, ledger)
 //! is [`ledger`](super::ledger)'s.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::Device;
+use super::members::Members;
 use super::records::Key;
 use crate::devices::{AccountKey, DeviceAddress, DeviceId};
 use crate::group::GroupId;
@@ -20,13 +20,13 @@ impl Device {
     /// device's groups: a history offer's membership installs nothing any more.
     pub fn set_group_members(&mut self, group: GroupId, members: &[AccountKey]) {
         let own = self.address.account;
-        let new: BTreeSet<AccountKey> = members.iter().copied().filter(|a| *a != own).collect();
+        let new = Members::new(members.iter().copied().filter(|a| *a != own));
         let old = match self.groups.get(&group) {
             Some(g) if g.members == new => return,
             Some(g) => g.members.clone(),
-            None => BTreeSet::new(),
+            None => Members::default(),
         };
-        for gone in old.difference(&new) {
+        for gone in old.without(&new) {
             self.drop_group_keys_of(group, gone);
         }
         let g = self.groups.entry(group).or_default();

@@ -4,27 +4,29 @@
 //! had and the iteration it could read from. The ledger decides both who still needs the key
 //! and who is entitled to a group message asked for again.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::members::Members;
 use super::reach::Reach;
-use crate::devices::{AccountKey, DeviceAddress};
+use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
 use crate::group::{OutboundGroupSession, SenderKeyId};
 use crate::primitives::IdentityKey;
-use crate::wire::{Reader, Writer, bounded_count};
+use crate::wire::{Reader, Writer};
 
 /// Generations of this device's sender key whose ledger is kept per group (the current one
 /// included), so retries of messages sent shortly before a rotation can still be judged.
 pub(crate) const LEDGER_GENERATIONS: usize = 4;
-/// Member accounts a group may have: the decoding bound of a members record.
-pub const MAX_GROUP_MEMBERS: usize = 4096;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Group {
     /// Member accounts besides this device's own (which always is one).
-    pub(crate) members: BTreeSet<AccountKey>,
-    pub(crate) outbound: Option<Outbound>,
+    pub(crate) members: Members,
+    /// Boxed: a group's value moves as the groups map is built and grows, and inline this
+    /// was 576 of its 688 bytes, in every group, whether this device sends to it or not.
+    pub(crate) outbound: Option<Box<Outbound>>,
     /// What the last send reached, kept for the next (not state; see `reach`).
     pub(crate) reach: Option<Reach>,
 }
@@ -90,28 +92,6 @@ pub(crate) fn diff(
     (departed, missing)
 }
 
-/// Members record: `u32(n) ‖ n × AK`, ascending.
-pub(crate) fn write_members(out: &mut impl Writer, members: &BTreeSet<AccountKey>) {
-    out.u32(members.len() as u32);
-    for m in members {
-        out.put(m.as_bytes());
-    }
-}
-
-pub(crate) fn read_members(r: &mut Reader<'_>) -> Result<BTreeSet<AccountKey>, DecodeError> {
-    let n = bounded_count(r, MAX_GROUP_MEMBERS as u32)?;
-    let mut members: Vec<AccountKey> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let m = AccountKey::from_trusted(r.array()?);
-        if members.last().is_some_and(|l| *l >= m) {
-            return Err(DecodeError::InvalidValue);
-        }
-        members.push(m);
-    }
-    // Ascending already, so the set is built in one pass.
-    Ok(members.into_iter().collect())
-}
-
 /// Outbound record: `blob(outbound state) ‖ flag(rotate_pending) ‖ u8(n) ‖ n × u32(key id)`,
 /// the generations' key ids oldest first.
 pub(crate) fn write_outbound(out: &mut crate::wire::SecretBuf, o: &Outbound) {
@@ -170,7 +150,7 @@ pub(crate) fn read_holder(r: &mut Reader<'_>) -> Result<Holder, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::DeviceId;
+    use crate::devices::{AccountKey, DeviceId};
 
     fn device(account: u8, id: u32) -> DeviceAddress {
         DeviceAddress {

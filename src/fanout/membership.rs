@@ -9,11 +9,12 @@
 //! left as it is: its members were set there by its own app after the link, so they are at
 //! least as new as the sender's snapshot, which the relay may also have held back.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::Device;
-use super::ledger::{Group, MAX_GROUP_MEMBERS};
+use super::ledger::Group;
+use super::members::{MAX_GROUP_MEMBERS, Members};
 use super::records::Key;
 use crate::devices::AccountKey;
 use crate::error::{DecodeError, Error, SyncError};
@@ -29,7 +30,7 @@ pub const MAX_MEMBERSHIP_ACCOUNTS: usize = 32 * 1024;
 
 /// Each group of the sending device with its member accounts (the account's own left out).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Membership(pub(crate) BTreeMap<GroupId, BTreeSet<AccountKey>>);
+pub(crate) struct Membership(pub(crate) BTreeMap<GroupId, Members>);
 
 impl Membership {
     /// A snapshot of `groups`, or `MembershipTooLarge` if it exceeds a bound.
@@ -59,10 +60,7 @@ impl Membership {
         out.u32(self.0.len() as u32);
         for (group, members) in &self.0 {
             out.put(&group.0);
-            out.u32(members.len() as u32);
-            for m in members {
-                out.put(m.as_bytes());
-            }
+            members.write(out);
         }
     }
 
@@ -84,15 +82,7 @@ impl Membership {
             if accounts > MAX_MEMBERSHIP_ACCOUNTS {
                 return Err(DecodeError::InvalidValue);
             }
-            let mut members: Vec<AccountKey> = Vec::with_capacity(m);
-            for _ in 0..m {
-                let account = AccountKey::read(r)?;
-                if members.last().is_some_and(|l| *l >= account) {
-                    return Err(DecodeError::InvalidValue);
-                }
-                members.push(account);
-            }
-            groups.insert(group, members.into_iter().collect());
+            groups.insert(group, Members::read_accounts(r, m, AccountKey::read)?);
         }
         Ok(Self(groups))
     }
@@ -112,7 +102,7 @@ impl Device {
     pub(crate) fn judge_membership(
         &self,
         membership: Membership,
-    ) -> Result<Vec<(GroupId, BTreeSet<AccountKey>)>, Error> {
+    ) -> Result<Vec<(GroupId, Members)>, Error> {
         let own = self.address.account;
         if membership.0.values().any(|m| m.contains(&own)) {
             return Err(DecodeError::InvalidValue.into());
@@ -128,7 +118,7 @@ impl Device {
     }
 
     /// Installs groups [`judge_membership`](Self::judge_membership) found new.
-    pub(crate) fn install_membership(&mut self, groups: Vec<(GroupId, BTreeSet<AccountKey>)>) {
+    pub(crate) fn install_membership(&mut self, groups: Vec<(GroupId, Members)>) {
         for (group, members) in groups {
             self.groups.insert(
                 group,
@@ -181,7 +171,7 @@ mod tests {
         list.iter()
             .map(|(g, m)| {
                 let group = Group {
-                    members: m.iter().copied().collect(),
+                    members: Members::new(m.iter().copied()),
                     ..Group::default()
                 };
                 (GroupId(*g), group)

@@ -21,6 +21,7 @@ mod journal;
 mod ledger;
 mod legacy;
 pub(crate) mod lists;
+mod members;
 pub(crate) mod membership;
 mod message_id;
 mod outbox;
@@ -41,7 +42,7 @@ pub use journal::{
     DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS,
     MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, SendId,
 };
-pub use ledger::MAX_GROUP_MEMBERS;
+pub use members::MAX_GROUP_MEMBERS;
 pub use membership::{MAX_MEMBERSHIP_ACCOUNTS, MAX_MEMBERSHIP_GROUPS};
 pub use message_id::MessageId;
 pub use outbox::{Event, Outbox, Outgoing, Received};

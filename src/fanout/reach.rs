@@ -8,11 +8,11 @@
 //! It is not state: never persisted, empty after a load. It must not decide who is a member or
 //! who holds the key: the groups and the ledger do.
 
-use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::Device;
+use super::members::Members;
 use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
 use crate::error::Error;
 use crate::primitives::IdentityKey;
@@ -63,7 +63,7 @@ impl Device {
     /// accounts whose lists this device lacks instead, if any.
     pub(crate) fn reach_of(
         &self,
-        members: &BTreeSet<AccountKey>,
+        members: &Members,
         now: Timestamp,
     ) -> Result<Result<Reach, Vec<AccountKey>>, Error> {
         let unknown: Vec<AccountKey> = members

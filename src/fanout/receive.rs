@@ -3,7 +3,6 @@
 //! nothing until it succeeds), then the payload's meaning — who may send it, into which group,
 //! in answer to what — and only then one commit.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
@@ -11,6 +10,7 @@ use super::device::{Placement, unknown_account};
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::lists::lists_digest;
+use super::members::Members;
 use super::message_id::{DirectIdPrefix, MessageNonce};
 use super::payload::Payload;
 use super::records::Key;
@@ -51,7 +51,7 @@ enum Effect {
     /// could not read is replaced.
     Answered(MessageRef, EnvelopeId),
     /// Groups to install from an own device's membership (18.2).
-    Groups(Vec<(GroupId, BTreeSet<AccountKey>)>),
+    Groups(Vec<(GroupId, Members)>),
 }
 
 impl Device {

@@ -3,6 +3,7 @@
 //! message is recorded in the sent journal with who received it. Everything is computed on
 //! copies and committed only when the whole send succeeded.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rand_core::CryptoRng;
@@ -277,10 +278,12 @@ impl Device {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
-        let outbound = g.outbound.get_or_insert_with(|| Outbound {
-            session: session.clone(),
-            rotate_pending: false,
-            generations: Vec::new(),
+        let outbound = g.outbound.get_or_insert_with(|| {
+            Box::new(Outbound {
+                session: session.clone(),
+                rotate_pending: false,
+                generations: Vec::new(),
+            })
         });
         outbound.session = session;
         outbound.rotate_pending = false;

@@ -4,6 +4,7 @@
 //! prekeys, lists, sessions, groups, keys, journals), so each record can be checked against
 //! the ones it depends on.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
@@ -13,18 +14,17 @@ use super::journal::{
     Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
     Sent,
 };
-use super::ledger::{
-    Group, read_holder, read_members, read_outbound, write_holder, write_members, write_outbound,
-};
+use super::ledger::{Group, read_holder, read_outbound, write_holder, write_outbound};
 use super::lists::Followed;
+use super::members::Members;
 use super::records::{
-    DEVICE_LIST, Dirty, Key, PENDING_KEM, SESSIONS, StateChanges, read_envelope_id,
+    DEVICE_LIST, Dirty, GROUP_MEMBERS, Key, PENDING_KEM, SESSIONS, StateChanges, read_envelope_id,
 };
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits};
 use crate::error::DecodeError;
-use crate::group::{GroupConfig, InboundSenderKey};
+use crate::group::{GroupConfig, GroupId, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
 use crate::primitives::KemCiphertext;
 use crate::ratchet::SessionConfig;
@@ -129,7 +129,7 @@ impl Device {
             Key::DeviceList(a) => self.lists.get(a)?.write(&mut out),
             Key::Sessions(a) => self.sessions.get(a)?.write(&mut out),
             Key::PendingKem(a, base) => out.put(self.sessions.get(a)?.pending_of(base)?.as_bytes()),
-            Key::GroupMembers(g) => write_members(&mut out, &self.groups.get(g)?.members),
+            Key::GroupMembers(g) => self.groups.get(g)?.members.write(&mut out),
             Key::Outbound(g) => write_outbound(&mut out, self.groups.get(g)?.outbound.as_ref()?),
             Key::Ledger(g, k, a) => {
                 let holder = self
@@ -270,6 +270,9 @@ impl Device {
         if own_migrated {
             migrated.push(Key::Own);
         }
+        // Groups in id order, as their members records come; a group's outbound and ledger
+        // records follow all of those, and find it by bisection.
+        let mut groups: Vec<(GroupId, Group)> = Vec::with_capacity(of_kind(GROUP_MEMBERS).len());
         let mut inbound = Vec::new();
         let mut withheld = Vec::new();
         for (key, bytes) in records {
@@ -348,27 +351,26 @@ impl Device {
                     continue;
                 }
                 Key::GroupMembers(g) => {
-                    device.groups.insert(
+                    let members = Members::read_record(&mut r)?;
+                    groups.push((
                         g,
                         Group {
-                            members: read_members(&mut r)?,
+                            members,
                             ..Group::default()
                         },
-                    );
+                    ));
                 }
                 Key::Outbound(g) => {
                     let outbound = read_outbound(&mut r)?;
-                    let group = device.groups.get_mut(&g).ok_or(DecodeError::InvalidValue)?;
+                    let group = group_of(&mut groups, g).ok_or(DecodeError::InvalidValue)?;
                     if outbound.session.group() != g {
                         return Err(DecodeError::InvalidValue);
                     }
-                    group.outbound = Some(outbound);
+                    group.outbound = Some(Box::new(outbound));
                 }
                 Key::Ledger(g, k, a) => {
                     let holder = read_holder(&mut r)?;
-                    let ledger = device
-                        .groups
-                        .get_mut(&g)
+                    let ledger = group_of(&mut groups, g)
                         .and_then(|g| g.outbound.as_mut())
                         .and_then(|o| o.generations.iter_mut().find(|l| l.key_id == k))
                         .ok_or(DecodeError::InvalidValue)?;
@@ -422,6 +424,7 @@ impl Device {
         if attached != pending_records {
             return Err(DecodeError::InvalidValue);
         }
+        device.groups = groups.into_iter().collect();
         match groups_by_app {
             Some(flag) => device.groups_by_app = flag,
             None => {
@@ -529,6 +532,12 @@ impl Device {
 const PREVIOUS_OWN_LEN: usize = OWN_LEN + 16;
 /// The own record's length (PROTOCOL.md 19.2).
 const OWN_LEN: usize = 8 + 12 + 4 + 20 + 8 + 36 + 32;
+
+/// The group `g` of `groups`, which are in id order.
+fn group_of(groups: &mut [(GroupId, Group)], g: GroupId) -> Option<&mut Group> {
+    let i = groups.binary_search_by(|(id, _)| id.cmp(&g)).ok()?;
+    Some(&mut groups[i].1)
+}
 
 /// The own record: the config, address and identity, and whether it was of the previous
 /// layout (then it is rewritten).
