@@ -126,6 +126,11 @@ const OPS: &[Op] = &[
         setup: fanout_load,
     },
     Op {
+        name: "fanout/load/1000+500groups",
+        iterations: 4,
+        setup: fanout_load_groups,
+    },
+    Op {
         name: "floor/load/1000",
         iterations: 4,
         setup: floor_load,
@@ -486,6 +491,15 @@ fn fanout_group_steady(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
 /// Loading a device with sessions with 1,000 devices from its records.
 fn fanout_load(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
     let book = AddressBook::new(rng, NOW, 1000, 0);
+    Box::new(move || {
+        black_box(book.load());
+    })
+}
+
+/// The same load with the scale bench's 500 groups of 20 member accounts: what a device's
+/// groups add to its start (`fanout/load/1000` has none).
+fn fanout_load_groups(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    let book = AddressBook::new(rng, NOW, 1000, 500);
     Box::new(move || {
         black_box(book.load());
     })
