@@ -9,8 +9,28 @@ use super::Secret;
 use crate::error::{CryptoError, DecodeError};
 
 /// An X25519 public key: a signed prekey, one-time prekey, ephemeral or ratchet key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 pub struct DhPublicKey(PublicKey);
+
+/// Keys are equal when their bytes are. Every key has one encoding (refused otherwise at
+/// [`DhPublicKey::from_bytes`]; computed ones are canonical), so this is equality of the keys;
+/// x25519-dalek's own comparison decodes and re-encodes both field elements to allow for the
+/// other encodings, which cost 5% of every message opened (a ratchet key is compared with the
+/// receiving chain's). Public values: the comparison need not be constant-time.
+impl PartialEq for DhPublicKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for DhPublicKey {}
+
+impl core::hash::Hash for DhPublicKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
 
 impl DhPublicKey {
     /// Parses a Montgomery u-coordinate in its one canonical encoding: bit 255 clear and
@@ -193,5 +213,38 @@ mod test {
             let public = DhKeyPair::from_secret(&Secret::from_bytes(scalar)).public();
             assert_eq!(DhPublicKey::from_bytes(public.to_bytes()), Ok(public));
         }
+    }
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_bytes_are() {
+        let mut key = [9u8; 32];
+        key[31] = 0x42;
+        let a = DhPublicKey::from_bytes(key).unwrap();
+        assert_eq!(a, DhPublicKey::from_bytes(key).unwrap());
+        for i in 0..32 {
+            let mut other = key;
+            other[i] ^= 1;
+            assert_ne!(a, DhPublicKey::from_bytes(other).unwrap(), "byte {i}");
+        }
+        // Equal keys hash alike.
+        let hash = |k: &DhPublicKey| {
+            use core::hash::{Hash, Hasher};
+            struct Bytes(alloc::vec::Vec<u8>);
+            impl Hasher for Bytes {
+                fn finish(&self) -> u64 {
+                    0
+                }
+                fn write(&mut self, bytes: &[u8]) {
+                    self.0.extend_from_slice(bytes);
+                }
+            }
+            let mut h = Bytes(alloc::vec::Vec::new());
+            k.hash(&mut h);
+            h.0
+        };
+        assert_eq!(hash(&a), hash(&DhPublicKey::from_bytes(key).unwrap()));
+        let mut other = key;
+        other[0] ^= 1;
+        assert_ne!(hash(&a), hash(&DhPublicKey::from_bytes(other).unwrap()));
     }
 }
