@@ -86,14 +86,12 @@ impl Device {
                 .verify_retry(now, id, wire)
                 .map(|r| (Received::RetryRequest(r), None)),
         }?;
-        let slot = self.journal.read(id);
-        self.touch(Key::Seen(slot));
+        self.remember_read(id);
         match (replaced, name) {
             // The message a resend replaces is read now: its genuine copy, should the relay
             // deliver it later, is a duplicate.
             (Some(replaced), name) => {
-                let slot = self.journal.read(replaced);
-                self.touch(Key::Seen(slot));
+                self.remember_read(replaced);
                 // A resend is a sealed message from the device that answered.
                 if let Some((sender, _, _)) = name {
                     if let Some(forgotten) = self.journal.replace(replaced, sender, now) {
@@ -109,6 +107,13 @@ impl Device {
         }
         self.bump();
         Ok(received)
+    }
+
+    /// Puts `id` in the read ring (a redelivery is then `Duplicate`) and marks the slot's
+    /// record changed.
+    pub(crate) fn remember_read(&mut self, id: EnvelopeId) {
+        let slot = self.journal.read(id);
+        self.touch(Key::Seen(slot));
     }
 
     /// The envelope's view of the two device lists against the lists held: a newer version
