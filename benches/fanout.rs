@@ -282,7 +282,7 @@ impl Room {
     fn new(rng: &mut SeededRng, accounts: usize, per_account: usize) -> Self {
         let mut fleet = Fleet::new(rng, accounts, per_account);
         for g in [FIRST, STEADY] {
-            fleet.sender.set_group_members(g, &fleet.accounts);
+            fleet.sender.set_group_members(g, &fleet.accounts).unwrap();
         }
         let mut steady = fleet.sender.clone();
         ready(steady.send_group(rng, NOW, STEADY, b"first").unwrap());

@@ -71,6 +71,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::Duplicate { .. } => "fanout.duplicate",
             FanoutError::UnknownGroup(_) => "fanout.unknown_group",
             FanoutError::NotAMember { .. } => "fanout.not_a_member",
+            FanoutError::TooManyMembers { .. } => "fanout.too_many_members",
             FanoutError::UnknownMessage => "fanout.unknown_message",
             FanoutError::NotEntitled => "fanout.not_entitled",
             FanoutError::UnexpectedResend => "fanout.unexpected_resend",

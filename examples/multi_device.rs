@@ -482,7 +482,8 @@ fn main() {
     for &u in &everyone {
         let view = keys(&w, u);
         for d in &mut w.users[u].devices {
-            d.set_group_members(room, &view);
+            d.set_group_members(room, &view)
+                .unwrap_or_else(|e| panic!("{e:?}"));
         }
     }
     w.send_group(alice, 1, room, "Welcome to the room!");

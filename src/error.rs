@@ -245,6 +245,15 @@ pub enum FanoutError {
         /// The account that is not a member.
         account: AccountKey,
     },
+    /// More member accounts than a group may have
+    /// ([`MAX_GROUP_MEMBERS`](crate::fanout::MAX_GROUP_MEMBERS), this device's own account
+    /// not counted): the members were not set, and the group is as it was.
+    TooManyMembers {
+        /// The group.
+        group: GroupId,
+        /// The distinct member accounts given, this device's own account not counted.
+        members: usize,
+    },
     /// A retry request for a message this device does not remember sending (never sent, or
     /// older than the retry window).
     UnknownMessage,
@@ -581,6 +590,11 @@ impl fmt::Display for FanoutError {
             Self::NotAMember { group, account } => {
                 write!(f, "{account:?} is not a member of {group:?}")
             }
+            Self::TooManyMembers { group, members } => write!(
+                f,
+                "{members} member accounts for {group:?}, more than {}",
+                crate::fanout::MAX_GROUP_MEMBERS
+            ),
             Self::UnknownMessage => f.write_str("retry for a message not remembered"),
             Self::NotEntitled => f.write_str("retry from a device that was not a recipient"),
             Self::UnexpectedResend => f.write_str("resend that was not asked for"),

@@ -999,18 +999,18 @@ fn setting_the_same_group_members_again_changes_nothing() {
     let carol = w.account(0);
     let a1 = World::addr(alice, 1);
     let d = w.devices.get_mut(&a1).unwrap();
-    d.set_group_members(ROOM, &[bob, carol]);
+    d.set_group_members(ROOM, &[bob, carol]).unwrap();
     assert!(!d.take_changes().is_empty());
     let epoch = d.state_epoch();
-    d.set_group_members(ROOM, &[carol, alice, bob]);
+    d.set_group_members(ROOM, &[carol, alice, bob]).unwrap();
     assert!(d.take_changes().is_empty());
     assert_eq!(d.state_epoch(), epoch);
-    d.set_group_members(ROOM, &[carol]);
+    d.set_group_members(ROOM, &[carol]).unwrap();
     assert!(!d.take_changes().is_empty());
     assert_eq!(d.group_members(ROOM).unwrap().collect::<Vec<_>>(), [carol]);
     // The groups a device knows, in id order, across a restart; a forgotten one is gone.
     const EARLIER: GroupId = GroupId([1; 32]);
-    d.set_group_members(EARLIER, &[bob]);
+    d.set_group_members(EARLIER, &[bob]).unwrap();
     assert_eq!(d.groups().collect::<Vec<_>>(), [EARLIER, ROOM]);
     let mut d = Device::from_bytes(&d.to_bytes()).unwrap();
     assert_eq!(d.groups().collect::<Vec<_>>(), [EARLIER, ROOM]);
@@ -1071,7 +1071,7 @@ fn forgetting_a_group_deletes_that_group_only() {
         later(&mut w, b1, OTHER).err(),
         Some(FanoutError::Withheld.into())
     );
-    w.device(a1).set_group_members(ROOM, &everyone);
+    w.device(a1).set_group_members(ROOM, &everyone).unwrap();
     for from in [b1, c1] {
         assert!(matches!(
             later(&mut w, from, ROOM),
@@ -1100,8 +1100,10 @@ fn removing_a_member_drops_its_keys_for_that_group() {
         })
         .unwrap();
     w.deliver_ok(&o);
-    w.device(a1).set_group_members(ROOM, &[alice]);
-    w.device(a1).set_group_members(ROOM, &[alice, bob, carol]);
+    w.device(a1).set_group_members(ROOM, &[alice]).unwrap();
+    w.device(a1)
+        .set_group_members(ROOM, &[alice, bob, carol])
+        .unwrap();
     w.persist(a1);
     for from in [b1, c1] {
         let o = w.send_group(from, ROOM, b"old key");
@@ -1612,7 +1614,7 @@ fn a_new_companions_first_message_asks_for_its_accounts_newer_list() {
     w.device(b2)
         .update_device_list(now, &alice, alices_list)
         .unwrap();
-    w.device(b2).set_group_members(ROOM, &[alice, bob]);
+    w.device(b2).set_group_members(ROOM, &[alice, bob]).unwrap();
     w.persist(b2);
     let held = w.device(a1).device_list(&bob).unwrap().version();
 
@@ -1927,7 +1929,7 @@ fn each_unit_of_changes_carries_the_state_epoch_it_leaves() {
     let mut last = d.state_epoch();
     for members in [&[bob][..], &[bob, carol], &[carol]] {
         let snapshot = d.to_bytes();
-        d.set_group_members(ROOM, members);
+        d.set_group_members(ROOM, members).unwrap();
         let unit = d.take_changes();
         assert_eq!(unit.epoch(), d.state_epoch());
         assert!(unit.epoch() > last, "epoch {} after {last}", unit.epoch());

@@ -164,7 +164,8 @@ fn refused_payload(
         // A sender key for a group `to` does not know (the sender's app put `to` in it).
         4 => {
             w.device(from)
-                .set_group_members(UNKNOWN, &[from.account, to.account]);
+                .set_group_members(UNKNOWN, &[from.account, to.account])
+                .unwrap();
             w.persist(from);
             let out = w.send_group(from, UNKNOWN, b"group");
             w.device(from).forget_group(UNKNOWN);

@@ -957,16 +957,16 @@ impl Sim {
                 // Insiders keep their own idea of the room: everyone.
                 self.accounts.iter().map(|x| x.key).collect()
             };
-            dev.set_group_members(ROOM, &members);
+            dev.set_group_members(ROOM, &members).unwrap();
         }
         if role == Role::Honest && private.contains(&a.account) {
-            dev.set_group_members(PRIVATE, &private);
+            dev.set_group_members(PRIVATE, &private).unwrap();
         }
         if role == Role::Colluding {
             // Mallory makes herself a member of the private group, from her side only.
             let mut members = private.clone();
             members.push(a.account);
-            dev.set_group_members(PRIVATE, &members);
+            dev.set_group_members(PRIVATE, &members).unwrap();
         }
         let unit = dev.take_changes();
         self.devs.get_mut(&a).unwrap().store.apply(&unit);

@@ -91,7 +91,7 @@ fn a_removed_member_cannot_get_new_messages_by_retry() {
     w.deliver_ok(&before);
     *w.device(b1) = bob_unread;
     w.persist(b1);
-    w.device(a1).set_group_members(ROOM, &[carol]);
+    w.device(a1).set_group_members(ROOM, &[carol]).unwrap();
     w.persist(a1);
     let after = w.send_group(a1, ROOM, b"after bob left");
     assert!(after.envelopes.iter().all(|(to, _)| to.account != bob));
@@ -267,7 +267,9 @@ fn group_traffic_from_non_members_is_refused() {
     w.set_members(ROOM, &[alice, bob]);
     // Mallory makes the room hers: she lists Bob, Bob does not list her.
     let m1 = World::addr(mallory, 1);
-    w.device(m1).set_group_members(ROOM, &[mallory, bob]);
+    w.device(m1)
+        .set_group_members(ROOM, &[mallory, bob])
+        .unwrap();
     w.persist(m1);
     let b1 = World::addr(bob, 1);
     let o = w.send_group(m1, ROOM, b"i am in your group now");
@@ -281,7 +283,7 @@ fn group_traffic_from_non_members_is_refused() {
     w.refused(b1, &group_envelope(&o), refusal);
     // A group the app never set is unknown.
     let other = GroupId([7; 32]);
-    w.device(m1).set_group_members(other, &[bob]);
+    w.device(m1).set_group_members(other, &[bob]).unwrap();
     w.persist(m1);
     let o = w.send_group(m1, other, b"?");
     w.refused(
@@ -467,14 +469,14 @@ fn a_restored_device_never_repeats_a_sender_key_id() {
     w.deliver_ok(&o);
     let backup = w.device(a1).to_bytes();
     // After the backup: Carol leaves, Alice rotates and Bob learns the new generation.
-    w.device(a1).set_group_members(ROOM, &[bob]);
+    w.device(a1).set_group_members(ROOM, &[bob]).unwrap();
     w.persist(a1);
     let o = w.send_group(a1, ROOM, b"without carol");
     w.deliver_ok(&o);
     // Alice's phone is restored from the backup.
     *w.device(a1) = Device::restore_from_backup(&backup, w.now).unwrap();
     w.persist(a1);
-    w.device(a1).set_group_members(ROOM, &[bob]);
+    w.device(a1).set_group_members(ROOM, &[bob]).unwrap();
     w.persist(a1);
     let o = w.send_group(a1, ROOM, b"after restore");
     let got = w.deliver_ok(&o);

@@ -292,7 +292,7 @@ fn a_group_of_1024_members_fits() {
     let crowd: Vec<AccountKey> = (0..1024)
         .map(|_| AccountKeyPair::generate(&mut w.rng).public())
         .collect();
-    w.device(phone).set_group_members(FAMILY, &crowd);
+    w.device(phone).set_group_members(FAMILY, &crowd).unwrap();
     let Received::HistoryOffer { groups, .. } = hand_over(&mut w, phone, desktop) else {
         panic!()
     };
@@ -313,7 +313,7 @@ fn a_device_in_too_many_groups_cannot_send_its_offer_and_changes_nothing() {
     for i in 0..=MAX_MEMBERSHIP_GROUPS as u32 {
         let mut g = [0u8; 32];
         g[..4].copy_from_slice(&i.to_be_bytes());
-        w.device(phone).set_group_members(GroupId(g), &[]);
+        w.device(phone).set_group_members(GroupId(g), &[]).unwrap();
     }
     w.persist(phone);
     let offer = offer(&mut w);
@@ -361,7 +361,9 @@ fn a_held_group_keeps_its_newer_members() {
             d.send_history_offer(rng, now, desktop, &offer)
         })
         .unwrap();
-    w.device(desktop).set_group_members(FAMILY, &[alice, bob]);
+    w.device(desktop)
+        .set_group_members(FAMILY, &[alice, bob])
+        .unwrap();
     w.persist(desktop);
     let sent = w.send_group(desktop, FAMILY, b"carol left");
     w.deliver_ok(&sent);
@@ -409,7 +411,7 @@ fn a_meta_record_of_the_previous_layout_loads_with_the_flag_its_groups_imply() {
     let bob = w.account(0);
     w.publish_all();
     let (phone, laptop) = (World::addr(alice, 1), World::addr(alice, 2));
-    w.device(phone).set_group_members(FAMILY, &[bob]);
+    w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(phone);
     for (device, holds_groups) in [(phone, true), (laptop, false)] {
         let mut store = w.stores[&device].clone();

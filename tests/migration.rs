@@ -181,8 +181,8 @@ fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
         Some(&b"back"[..])
     );
     let room = ratchetry::group::GroupId([3; 32]);
-    alice.set_group_members(room, &[bob_key]);
-    bob.set_group_members(room, &[alice_key]);
+    alice.set_group_members(room, &[bob_key]).unwrap();
+    bob.set_group_members(room, &[alice_key]).unwrap();
     let ratchetry::fanout::Outgoing::Ready(o) = alice.send_group(rng, NOW, room, b"g2").unwrap()
     else {
         panic!()

@@ -3610,7 +3610,7 @@ fn devices_run() -> BobPhone {
     for (name, other) in [("alice-phone", bk), ("alice-laptop", bk), ("bob-phone", ak)] {
         for g in [group, other_group] {
             run.op(name, "set_group_members", |d, _, _| {
-                d.set_group_members(g, &[other]);
+                d.set_group_members(g, &[other]).unwrap();
                 Ok(())
             });
         }

@@ -146,7 +146,7 @@ fn devices_talk_through_the_relay_and_a_stale_batch_is_repaired() {
 
     // A group: the first message overtakes nothing (pairwise keys are queued first).
     for a in [a1, a2, b1, laptop] {
-        w.device(a).set_group_members(ROOM, &[alice, bob]);
+        w.device(a).set_group_members(ROOM, &[alice, bob]).unwrap();
     }
     let (_, ok) = send(&mut w, &mut relay, b1, |d, rng| {
         d.send_group(rng, w_now(), ROOM, b"all")

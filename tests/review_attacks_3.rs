@@ -61,7 +61,9 @@ fn a_held_back_offer_does_not_reinstall_a_group_the_companion_left() {
         })
         .unwrap();
     // The desktop's app joins FAMILY (from its own sync), then the user leaves it there.
-    w.device(desktop).set_group_members(FAMILY, &[alice, bob]);
+    w.device(desktop)
+        .set_group_members(FAMILY, &[alice, bob])
+        .unwrap();
     w.persist(desktop);
     w.device(desktop).forget_group(FAMILY);
     w.persist(desktop);

@@ -93,7 +93,7 @@ impl Sim {
             for (account, list) in &lists {
                 d.update_device_list(now, account, list.clone()).unwrap();
             }
-            d.set_group_members(ROOM, &members);
+            d.set_group_members(ROOM, &members).unwrap();
             let mut store = BTreeMap::new();
             apply(&mut store, &d.take_changes());
             stores.insert(d.address(), store);

@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 
 use super::Device;
-use super::members::Members;
+use super::members::{MAX_GROUP_MEMBERS, Members};
 use super::records::Key;
 use crate::devices::{AccountKey, DeviceAddress, DeviceId};
 use crate::group::GroupId;
@@ -18,11 +18,26 @@ impl Device {
     /// key is no longer a member device, the next send rotates it. Setting the same members
     /// again changes nothing. Once the app has set or forgotten a group here, it owns this
     /// device's groups: a history offer's membership installs nothing any more.
-    pub fn set_group_members(&mut self, group: GroupId, members: &[AccountKey]) {
+    ///
+    /// More than [`MAX_GROUP_MEMBERS`](crate::fanout::MAX_GROUP_MEMBERS) distinct accounts
+    /// (this device's own not counted) are `TooManyMembers`, and nothing changes: a device
+    /// holding more could not load its own records again.
+    pub fn set_group_members(
+        &mut self,
+        group: GroupId,
+        members: &[AccountKey],
+    ) -> Result<(), crate::Error> {
         let own = self.address.account;
         let new = Members::new(members.iter().copied().filter(|a| *a != own));
+        if new.len() > MAX_GROUP_MEMBERS {
+            return Err(crate::FanoutError::TooManyMembers {
+                group,
+                members: new.len(),
+            }
+            .into());
+        }
         let old = match self.groups.get(&group) {
-            Some(g) if g.members == new => return,
+            Some(g) if g.members == new => return Ok(()),
             Some(g) => g.members.clone(),
             None => Members::default(),
         };
@@ -35,6 +50,7 @@ impl Device {
         self.touch(Key::GroupMembers(group));
         self.groups_by_app = true;
         self.bump();
+        Ok(())
     }
 
     /// The groups whose members the app set on this device, or that a history offer from

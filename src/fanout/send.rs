@@ -133,7 +133,7 @@ impl Device {
     /// let group = GroupId([7; 32]); // the app's id for the group
     /// let members = [alice_primary.account(), bob_primary.account()];
     /// for device in [&mut alice, &mut bob_phone, &mut bob_laptop] {
-    ///     device.set_group_members(group, &members); // from the app's group state, on every device
+    ///     device.set_group_members(group, &members)?; // from the app's group state, on every device
     /// }
     /// // `ready` sends until the outbox is ready, fetching lists and bundles (see `Outgoing`).
     /// let outbox = server.ready(&mut alice, &mut rng, now, |d, rng| {

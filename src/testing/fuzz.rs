@@ -347,8 +347,8 @@ impl FanoutFixture {
                 Device::new(rng, now, b_id, PRIMARY_DEVICE, b_list.clone(), 2, config)?;
             alice.update_device_list(now, &b_list.account(), b_list.signed().clone())?;
             bob.update_device_list(now, &a_list.account(), a_list.signed().clone())?;
-            alice.set_group_members(Self::GROUP, &[b_list.account()]);
-            bob.set_group_members(Self::GROUP, &[a_list.account()]);
+            alice.set_group_members(Self::GROUP, &[b_list.account()])?;
+            bob.set_group_members(Self::GROUP, &[a_list.account()])?;
             alice.start_sessions(rng, now, &[(bob.address(), bob.bundle(None, None))])?;
             let to = b_list.account();
             let first = ready(alice.send(rng, now, &to, b"first")?)?;

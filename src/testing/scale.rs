@@ -196,7 +196,9 @@ impl AddressBook {
             id[..8].copy_from_slice(&(g as u64).to_be_bytes());
             let group = GroupId(id);
             let members: Vec<_> = accounts.iter().cycle().skip(g).take(20).copied().collect();
-            device.set_group_members(group, &members);
+            device
+                .set_group_members(group, &members)
+                .expect("within MAX_GROUP_MEMBERS");
             made.push(group);
         }
         device.dirty.all = true;

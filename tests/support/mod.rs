@@ -268,7 +268,7 @@ impl World {
     pub fn set_members(&mut self, group: GroupId, members: &[AccountKey]) {
         for a in self.addresses() {
             if members.contains(&a.account) {
-                self.device(a).set_group_members(group, members);
+                self.device(a).set_group_members(group, members).unwrap();
                 self.persist(a);
             }
         }

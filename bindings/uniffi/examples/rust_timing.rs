@@ -107,7 +107,8 @@ fn main() {
 
     let group = GroupId([9; 32]);
     for d in [&mut *a, &mut *b, &mut *c] {
-        d.set_group_members(group, &keys);
+        d.set_group_members(group, &keys)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let first = ready(a.send_group(&mut rng, now, group, body));
     for (to, env) in &first.envelopes {

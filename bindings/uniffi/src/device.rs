@@ -197,6 +197,8 @@ impl Device {
     }
 
     /// Sets a group's member accounts (the app's group state; this account may be included).
+    /// More than `MAX_GROUP_MEMBERS` (4,096) others fail with `fanout.too_many_members`, and
+    /// nothing changes.
     pub fn set_group_members(
         &self,
         group: Vec<u8>,
@@ -207,8 +209,7 @@ impl Device {
             .iter()
             .map(|m| types::account(m))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.lock()?.set_group_members(group, &members);
-        Ok(())
+        Ok(self.inner.lock()?.set_group_members(group, &members)?)
     }
 
     /// Creates sessions from the prekey bundles fetched for [`Outgoing::NeedBundles`].

@@ -177,6 +177,7 @@ impl Device {
     }
 
     /// Sets a group's member accounts (the app's group state; this account may be included).
+    /// More than 4,096 others throw `fanout.too_many_members`, and nothing changes.
     #[wasm_bindgen(js_name = setGroupMembers)]
     pub fn set_group_members(
         &mut self,
@@ -188,8 +189,9 @@ impl Device {
             .iter()
             .map(|m| account(m))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.set_group_members(group, &members);
-        Ok(())
+        self.inner
+            .set_group_members(group, &members)
+            .map_err(error::lib)
     }
 
     /// Creates sessions from the prekey bundles fetched for a `needBundles` outcome.

@@ -171,8 +171,10 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
         )
         .unwrap();
     let room = GroupId([2; 32]);
-    mine.set_group_members(room, &[other.account()]);
-    theirs.set_group_members(room, &[primary.account()]);
+    mine.set_group_members(room, &[other.account()]).unwrap();
+    theirs
+        .set_group_members(room, &[primary.account()])
+        .unwrap();
     mine.start_sessions(rng, NOW, &[(theirs.address(), theirs.bundle(None, None))])
         .unwrap();
     let Outgoing::Ready(o) = mine.send_group(rng, NOW, room, b"hello room").unwrap() else {

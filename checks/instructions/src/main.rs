@@ -475,7 +475,7 @@ fn fanout_group_steady(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
     let mut book = AddressBook::new(rng, NOW, 1024, 0);
     let group = GroupId([0x5a; 32]);
     let members: Vec<_> = book.accounts[..256].to_vec();
-    book.device.set_group_members(group, &members);
+    book.device.set_group_members(group, &members).unwrap();
     let body = body();
     let Outgoing::Ready(_) = book.device.send_group(rng, NOW, group, &body).unwrap() else {
         panic!("every session is established")

@@ -284,7 +284,7 @@ fn main() -> Result<()> {
     println!("\n3. A group of three");
     let group = GroupId([7; 32]);
     for c in &mut app.clients {
-        c.device.set_group_members(group, &[ak, bk, ck]);
+        c.device.set_group_members(group, &[ak, bk, ck])?;
     }
     for i in 0..app.clients.len() {
         app.persist(i)?;
@@ -362,7 +362,7 @@ fn main() -> Result<()> {
                     .collect::<Result<_>>()?;
                 app.clients[a_tablet]
                     .device
-                    .set_group_members(GroupId(bytes32(id)?), &members);
+                    .set_group_members(GroupId(bytes32(id)?), &members)?;
                 println!(
                     "  alice-tablet joins group {:02x}.. with {} other accounts",
                     id[0],
