@@ -278,14 +278,18 @@ impl Device {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
-        let outbound = g.outbound.get_or_insert_with(|| {
-            Box::new(Outbound {
-                session: session.clone(),
+        // The session moves in whole: no copy of its secret keys is made here.
+        let outbound = match &mut g.outbound {
+            Some(o) => {
+                o.session = session;
+                o
+            }
+            slot @ None => slot.insert(Box::new(Outbound {
+                session,
                 rotate_pending: false,
                 generations: Vec::new(),
-            })
-        });
-        outbound.session = session;
+            })),
+        };
         outbound.rotate_pending = false;
         if fresh {
             outbound.generations.push(Ledger {

@@ -15,8 +15,9 @@ pub struct DhPublicKey(PublicKey);
 /// Keys are equal when their bytes are. Every key has one encoding (refused otherwise at
 /// [`DhPublicKey::from_bytes`]; computed ones are canonical), so this is equality of the keys;
 /// x25519-dalek's own comparison decodes and re-encodes both field elements to allow for the
-/// other encodings, which cost 5% of every message opened (a ratchet key is compared with the
-/// receiving chain's). Public values: the comparison need not be constant-time.
+/// other encodings: 5% of the time of opening a message (perf), 1–2% of its instructions (a
+/// ratchet key is compared with the receiving chain's). Public values: the comparison need not
+/// be constant-time.
 impl PartialEq for DhPublicKey {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
