@@ -16,7 +16,8 @@ use crate::devices::AccountKey;
 use crate::error::DecodeError;
 use crate::wire::{Reader, Writer, bounded_count};
 
-/// Member accounts a group may have: the decoding bound of a members record.
+/// Member accounts a group may have, besides this device's own: the decoding bound of a
+/// members record, so `Device::set_group_members` refuses more (`TooManyMembers`).
 pub const MAX_GROUP_MEMBERS: usize = 4096;
 
 /// Account keys in ascending order, each once.
