@@ -602,7 +602,6 @@ fn a_group_set_above_the_bound_is_refused_and_one_at_the_bound_loads() {
     let alice = w.account(0);
     w.publish_all();
     let a1 = World::addr(alice, 1);
-    let own = w.device(a1).address().account;
     let mut accounts = decoys(&mut w.rng, MAX_GROUP_MEMBERS + 1);
     // A group already set, which the refused call must leave as it was.
     w.device(a1)
@@ -625,7 +624,7 @@ fn a_group_set_above_the_bound_is_refused_and_one_at_the_bound_loads() {
     assert!(w.device(a1).take_changes().is_empty(), "and marks nothing");
     // At the bound, with this device's own account and a repeat among them.
     accounts.pop();
-    accounts.push(own);
+    accounts.push(alice);
     accounts.push(accounts[0]);
     w.device(a1).set_group_members(ROOM, &accounts).unwrap();
     w.persist(a1);
