@@ -282,7 +282,7 @@ fn body(mut plaintext: Zeroizing<Vec<u8>>, at: usize) -> Vec<u8> {
     plaintext.copy_within(at.., 0);
     plaintext[len..].zeroize();
     plaintext.truncate(len);
-    core::mem::take(&mut *plaintext)
+    crate::primitives::take_bytes(plaintext)
 }
 
 #[cfg(test)]

@@ -514,9 +514,9 @@ impl Device {
         // Decryption changes the key only once the message authenticated, and nothing after
         // it can fail.
         match key.decrypt_bound(&config, &message, header_bytes) {
-            Ok(mut body) => {
+            Ok(body) => {
                 self.touch(Key::Inbound(from, group));
-                let body = core::mem::take(&mut *body);
+                let body = crate::primitives::take_bytes(body);
                 Ok(Received::Group {
                     from,
                     group,

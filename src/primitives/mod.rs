@@ -24,7 +24,7 @@ pub use signing::{SigningKeyPair, SigningPublicKey};
 
 pub(crate) use aead::{AeadKey, GmacKey, StreamKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
-pub(crate) use secret::Secret;
+pub(crate) use secret::{Secret, take_bytes, wipe};
 
 /// Low-level wrappers for the published-vector tests and the benches' floors, re-exported by
 /// the `test-support` feature's `testing::raw`.

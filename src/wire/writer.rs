@@ -63,18 +63,24 @@ impl Writer for Counter {
 /// A buffer for encodings that hold secrets. A growing `Vec` frees its old allocation without
 /// wiping it, and `Zeroizing` wipes only the last one; this buffer grows by copying into a new
 /// allocation and wiping the old one itself, so no freed block ever keeps secret bytes. It is
-/// wiped on drop.
-pub(crate) struct SecretBuf(Zeroizing<Vec<u8>>);
+/// wiped on drop, unless it never allocated (`primitives::wipe`: many are dropped unused).
+pub(crate) struct SecretBuf(Vec<u8>);
+
+impl Drop for SecretBuf {
+    fn drop(&mut self) {
+        crate::primitives::wipe(core::mem::take(&mut self.0));
+    }
+}
 
 impl SecretBuf {
     /// A buffer with room for `capacity` bytes before its first growth.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self(Zeroizing::new(Vec::with_capacity(capacity)))
+        Self(Vec::with_capacity(capacity))
     }
 
     /// The encoding.
-    pub(crate) fn into_inner(self) -> Zeroizing<Vec<u8>> {
-        self.0
+    pub(crate) fn into_inner(mut self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(core::mem::take(&mut self.0))
     }
 
     /// Makes room for `additional` more bytes, growing at most once.
@@ -91,10 +97,10 @@ impl SecretBuf {
     #[cold]
     fn grow(&mut self, needed: usize) {
         let capacity = needed.max(2 * self.0.capacity()).max(FIRST_ALLOCATION);
-        let mut bigger = Zeroizing::new(Vec::with_capacity(capacity));
+        let mut bigger = Vec::with_capacity(capacity);
         bigger.extend_from_slice(&self.0);
-        // The old allocation is dropped as `Zeroizing`, which wipes its whole capacity.
-        self.0 = bigger;
+        // The old allocation is wiped; a buffer's first growth (most start empty) has none.
+        crate::primitives::wipe(core::mem::replace(&mut self.0, bigger));
     }
 }
 
