@@ -231,7 +231,12 @@ impl Device {
     /// from a fresh DH ratchet key on its next send (a session that never heard back has none
     /// to start from and is dropped: the next send asks for a bundle), and every outbound
     /// sender key is rotated at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
-    /// stored state.
+    /// stored state. Its prekey counters skip
+    /// [`RESTORE_PREKEY_ID_SKIP`](crate::x3dh::RESTORE_PREKEY_ID_SKIP) ids, so no signed,
+    /// one-time or ML-KEM prekey id that the lost state issued names another key: its uploads
+    /// join the server's pool, and a bundle the server hands out with a key only the lost
+    /// state held fails as `UnknownOneTimePreKey` (a retry answers it). Drop from the pool
+    /// what the lost state uploaded, if the server can tell: those keys are gone.
     ///
     /// Read what waits for the device before sending: a new chain opens at the peer only if
     /// the peer has not moved on from the snapshot's chains. Where it has (it answered a
@@ -257,6 +262,9 @@ impl Device {
         self.restored_at = Some(self.restored_at.map_or(now, |at| at.max(now)));
         // Its own account's devices are left out of sends now.
         self.lists_generation += 1;
+        // Prekey ids issued after the backup may still be in the server's pool, with keys
+        // this state never held.
+        self.prekeys.skip_ids_after_restore();
         self.sessions = core::mem::take(&mut self.sessions)
             .into_iter()
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))

@@ -160,6 +160,19 @@ impl KemPreKeys {
         KemPreKeyId(id)
     }
 
+    /// The counter moves `skip` ids on (after a restore from backup), wrapping within the ids
+    /// it assigns: a current store's stay marked; a store from before the ratchet stays
+    /// unmarked unless it reaches the marked ones, which never name its old keys.
+    pub(crate) fn skip_ids(&mut self, skip: u32) {
+        self.next_id = if self.next_id >= FIRST_ID {
+            let span = u64::from(u32::MAX - FIRST_ID) + 1;
+            let offset = (u64::from(self.next_id - FIRST_ID) + u64::from(skip)) % span;
+            FIRST_ID + offset as u32
+        } else {
+            self.next_id.saturating_add(skip)
+        };
+    }
+
     /// A new last-resort key; the oldest beyond `keep` (current included) is deleted.
     pub(crate) fn rotate(
         &mut self,
@@ -354,5 +367,40 @@ mod tests {
         assert_eq!(keys.next_id().0, u32::MAX);
         assert_eq!(keys.next_id().0, FIRST_ID);
         assert_eq!(keys.next_id().0, FIRST_ID + 1);
+    }
+
+    /// A restore's skip wraps as the counter does: a marked counter stays among the marked
+    /// ids, landing where that many single steps would; an unmarked one adds the skip.
+    #[test]
+    fn a_skip_lands_where_as_many_steps_would() {
+        let rng = &mut crate::testing::SeededRng::from_label("kem prekey skip");
+        let identity = IdentityKeyPair::from_seed(&[7; 32]);
+        let mut keys = KemPreKeys::new(rng, &identity, Timestamp(0));
+        for (start, skip) in [
+            (FIRST_ID + 1, 5),
+            (u32::MAX - 2, 3),
+            (u32::MAX - 2, 4),
+            (u32::MAX, 1),
+            (u32::MAX - 5, 100),
+        ] {
+            keys.next_id = start;
+            for _ in 0..skip {
+                keys.next_id();
+            }
+            let stepped = keys.next_id;
+            keys.next_id = start;
+            keys.skip_ids(skip);
+            assert_eq!(keys.next_id, stepped, "from {start:#x} by {skip}");
+        }
+        keys.next_id = 7;
+        keys.skip_ids(1 << 20);
+        assert_eq!(keys.next_id, 7 + (1 << 20));
+        keys.next_id = FIRST_ID - 1;
+        keys.skip_ids(2);
+        assert_eq!(
+            keys.next_id,
+            FIRST_ID + 1,
+            "an unmarked counter may reach the marked ids"
+        );
     }
 }

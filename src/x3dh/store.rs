@@ -86,6 +86,13 @@ struct SignedPreKey {
     seen: BTreeSet<[u8; 32]>,
 }
 
+/// Ids each prekey counter (signed, one-time, one-time ML-KEM) skips when its device is
+/// restored from a backup: more than the lost state can have issued after the backup (keys
+/// are uploaded tens at a time, signed prekeys rotate weekly), so no id it issued, which the
+/// server may still hand out, ever names another key. A counter's space holds thousands of
+/// such skips.
+pub const RESTORE_PREKEY_ID_SKIP: u32 = 1 << 20;
+
 /// A device's prekey secrets. Serialize with [`to_bytes`](Self::to_bytes) after every change.
 #[derive(Clone, Debug)]
 pub struct PreKeyStore {
@@ -130,6 +137,15 @@ impl PreKeyStore {
             next_one_time_id: 1,
             kem: KemPreKeys::new(rng, identity, now),
         }
+    }
+
+    /// After a restore from backup: every id counter skips [`RESTORE_PREKEY_ID_SKIP`] ids
+    /// (wrapping as it does, past 0 to 1).
+    pub(crate) fn skip_ids_after_restore(&mut self) {
+        let skip = |id: u32| id.wrapping_add(RESTORE_PREKEY_ID_SKIP).max(1);
+        self.next_signed_id = skip(self.next_signed_id);
+        self.next_one_time_id = skip(self.next_one_time_id);
+        self.kem.skip_ids(RESTORE_PREKEY_ID_SKIP);
     }
 
     /// Makes a new signed prekey and a new last-resort ML-KEM prekey current (32, then 64
@@ -696,5 +712,27 @@ impl SignedPreKey {
             created_at: Timestamp(r.u64()?),
             seen: BTreeSet::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restore's skip moves both counters on by [`RESTORE_PREKEY_ID_SKIP`], wrapping past 0
+    /// to 1 as single steps do.
+    #[test]
+    fn a_restore_skips_the_counters_and_wraps_past_zero() {
+        let rng = &mut crate::testing::SeededRng::from_label("prekey store skip");
+        let identity = IdentityKeyPair::from_seed(&[9; 32]);
+        let mut store =
+            PreKeyStore::new(rng, &identity, Timestamp(0), PreKeyStoreConfig::default());
+        store.skip_ids_after_restore();
+        assert_eq!(store.next_signed_id, 2 + RESTORE_PREKEY_ID_SKIP);
+        assert_eq!(store.next_one_time_id, 1 + RESTORE_PREKEY_ID_SKIP);
+        store.next_signed_id = 0u32.wrapping_sub(RESTORE_PREKEY_ID_SKIP);
+        store.next_one_time_id = 0u32.wrapping_sub(RESTORE_PREKEY_ID_SKIP) + 1;
+        store.skip_ids_after_restore();
+        assert_eq!((store.next_signed_id, store.next_one_time_id), (1, 1));
     }
 }
