@@ -20,9 +20,10 @@ pub(crate) fn take_bytes(mut secret: Zeroizing<Vec<u8>>) -> Vec<u8> {
     bytes
 }
 
-/// Wipes and frees `bytes`. Without an allocation there is nothing to wipe, and the wipe is
-/// skipped (see the module's doc).
-pub(crate) fn wipe(mut bytes: Vec<u8>) {
+/// Wipes `bytes` (their whole capacity) and empties them, keeping the allocation for the
+/// caller to free. Without an allocation there is nothing to wipe, and the wipe is skipped
+/// (see the module's doc).
+pub(crate) fn wipe(bytes: &mut Vec<u8>) {
     if bytes.capacity() != 0 {
         bytes.zeroize();
     }
@@ -57,5 +58,27 @@ impl<const N: usize> Eq for Secret<N> {}
 impl<const N: usize> fmt::Debug for Secret<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret<{N}>(redacted)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wiping_empties_and_taking_moves_every_byte() {
+        let mut bytes = alloc::vec![7u8; 40];
+        wipe(&mut bytes);
+        assert!(bytes.is_empty());
+        assert_eq!(
+            bytes.capacity(),
+            40,
+            "the allocation is the caller's to free"
+        );
+        let mut empty = Vec::new();
+        wipe(&mut empty);
+        assert_eq!(empty.capacity(), 0);
+        let secret = Zeroizing::new(alloc::vec![1u8, 2, 3]);
+        assert_eq!(take_bytes(secret), [1, 2, 3]);
     }
 }

@@ -68,7 +68,7 @@ pub(crate) struct SecretBuf(Vec<u8>);
 
 impl Drop for SecretBuf {
     fn drop(&mut self) {
-        crate::primitives::wipe(core::mem::take(&mut self.0));
+        crate::primitives::wipe(&mut self.0);
     }
 }
 
@@ -100,7 +100,7 @@ impl SecretBuf {
         let mut bigger = Vec::with_capacity(capacity);
         bigger.extend_from_slice(&self.0);
         // The old allocation is wiped; a buffer's first growth (most start empty) has none.
-        crate::primitives::wipe(core::mem::replace(&mut self.0, bigger));
+        crate::primitives::wipe(&mut core::mem::replace(&mut self.0, bigger));
     }
 }
 
