@@ -70,6 +70,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::RetryLimit => "fanout.retry_limit",
             FanoutError::Duplicate { .. } => "fanout.duplicate",
             FanoutError::UnknownGroup(_) => "fanout.unknown_group",
+            FanoutError::GroupUnconfirmed(_) => "fanout.group_unconfirmed",
             FanoutError::NotAMember { .. } => "fanout.not_a_member",
             FanoutError::TooManyMembers { .. } => "fanout.too_many_members",
             FanoutError::UnknownMessage => "fanout.unknown_message",

@@ -238,6 +238,11 @@ pub enum FanoutError {
     /// The app has not told this device the members of this group
     /// ([`Device::set_group_members`](crate::fanout::Device::set_group_members)).
     UnknownGroup(GroupId),
+    /// The device was restored from a backup and the app has not set this group's members
+    /// since: they may still name an account removed after the backup. Set them
+    /// ([`Device::set_group_members`](crate::fanout::Device::set_group_members)), then send,
+    /// or receive the envelope again.
+    GroupUnconfirmed(GroupId),
     /// A group message, sender key or resend from an account that is not a member of the group.
     NotAMember {
         /// The group.
@@ -587,6 +592,9 @@ impl fmt::Display for FanoutError {
             Self::RetryLimit => f.write_str("retry limit reached"),
             Self::Duplicate { envelope_id } => write!(f, "envelope {envelope_id:?} already read"),
             Self::UnknownGroup(g) => write!(f, "members of {g:?} not set"),
+            Self::GroupUnconfirmed(g) => {
+                write!(f, "members of {g:?} not set since a restore from a backup")
+            }
             Self::NotAMember { group, account } => {
                 write!(f, "{account:?} is not a member of {group:?}")
             }

@@ -16,6 +16,7 @@ use rand_core::CryptoRng;
 use crate::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use crate::error::{Error, FanoutError, RatchetError, X3dhError};
 use crate::fanout::{Device, EnvelopeId, Event, Outbox, Outgoing, Received, RetryReason};
+use crate::group::GroupId;
 use crate::time::Timestamp;
 use crate::x3dh::PreKeyBundle;
 
@@ -103,6 +104,13 @@ pub enum Inbound {
     AwaitList {
         /// The account whose newer list is needed.
         account: AccountKey,
+    },
+    /// For a `group` held at a restore from a backup whose members the app has not set since
+    /// ([`Device::unconfirmed_groups`]): keep the envelope unacknowledged and receive it again
+    /// once [`Device::set_group_members`] set them (or drop it if the app forgets the group).
+    AwaitMembers {
+        /// The group.
+        group: GroupId,
     },
     /// Nothing to show: forged, misdelivered, from an account this app does not follow,
     /// withheld, or asked for as often as allowed. Acknowledge it; the error says why.
@@ -245,6 +253,9 @@ impl Receiving {
             }
             Error::Fanout(FanoutError::SenderKeyMissing { from, .. }) => {
                 return Ok(ReceiveStep::Done(Inbound::Hold { from }));
+            }
+            Error::Fanout(FanoutError::GroupUnconfirmed(group)) => {
+                return Ok(ReceiveStep::Done(Inbound::AwaitMembers { group }));
             }
             Error::Fanout(FanoutError::NoSession(_))
             | Error::Ratchet(RatchetError::AuthenticationFailed)

@@ -238,6 +238,12 @@ impl Device {
     /// state held fails as `UnknownOneTimePreKey` (a retry answers it). Drop from the pool
     /// what the lost state uploaded, if the server can tell: those keys are gone.
     ///
+    /// Its groups' members are the backup's, which may name an account removed since: every
+    /// group is [unconfirmed](Self::unconfirmed_groups) until the app sets its members again
+    /// ([`set_group_members`](Self::set_group_members), from the newest membership the app can
+    /// get) or forgets it. Until then nothing is sent to it or read from it, and no history
+    /// offer is sent (`GroupUnconfirmed`).
+    ///
     /// Read what waits for the device before sending: a new chain opens at the peer only if
     /// the peer has not moved on from the snapshot's chains. Where it has (it answered a
     /// message the snapshot does not know, and the restored device sent before reading the
@@ -270,6 +276,8 @@ impl Device {
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))
             .collect();
         for group in self.groups.values_mut() {
+            // Members removed after the backup are still listed: the app sets them again.
+            group.unconfirmed = true;
             if let Some(outbound) = &mut group.outbound {
                 outbound.rotate_pending = true;
             }

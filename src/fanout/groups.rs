@@ -37,7 +37,7 @@ impl Device {
             .into());
         }
         let old = match self.groups.get(&group) {
-            Some(g) if g.members == new => return Ok(()),
+            Some(g) if g.members == new && !g.unconfirmed => return Ok(()),
             Some(g) => g.members.clone(),
             None => Members::default(),
         };
@@ -47,6 +47,9 @@ impl Device {
         let g = self.groups.entry(group).or_default();
         g.members = new;
         g.reach = None;
+        if core::mem::take(&mut g.unconfirmed) {
+            self.touch(Key::Unconfirmed(group));
+        }
         self.touch(Key::GroupMembers(group));
         self.groups_by_app = true;
         self.bump();
@@ -72,6 +75,9 @@ impl Device {
             return;
         };
         self.touch(Key::GroupMembers(group));
+        if g.unconfirmed {
+            self.touch(Key::Unconfirmed(group));
+        }
         if let Some(outbound) = g.outbound {
             self.touch(Key::Outbound(group));
             for ledger in &outbound.generations {
@@ -104,16 +110,35 @@ impl Device {
         self.bump();
     }
 
+    /// The groups held at a restore from a backup whose members the app has not set since
+    /// ([`restore_from_backup`](Self::restore_from_backup)): nothing is sent to them or read
+    /// from them until it does, in id order.
+    pub fn unconfirmed_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.unconfirmed)
+            .map(|(id, _)| *id)
+    }
+
+    /// `group`, if held and its members confirmed since any restore.
+    pub(crate) fn confirmed_group(
+        &self,
+        group: GroupId,
+    ) -> Result<&super::ledger::Group, crate::Error> {
+        match self.groups.get(&group) {
+            None => Err(crate::FanoutError::UnknownGroup(group).into()),
+            Some(g) if g.unconfirmed => Err(crate::FanoutError::GroupUnconfirmed(group).into()),
+            Some(g) => Ok(g),
+        }
+    }
+
     /// Whether `account` may send into `group` (its members and this device's own account).
     pub(crate) fn is_member(
         &self,
         group: GroupId,
         account: &AccountKey,
     ) -> Result<(), crate::Error> {
-        let g = self
-            .groups
-            .get(&group)
-            .ok_or(crate::FanoutError::UnknownGroup(group))?;
+        let g = self.confirmed_group(group)?;
         if *account == self.address.account || g.members.contains(account) {
             Ok(())
         } else {

@@ -29,6 +29,10 @@ pub(crate) struct Group {
     pub(crate) outbound: Option<Box<Outbound>>,
     /// What the last send reached, kept for the next (not state; see `reach`).
     pub(crate) reach: Option<Reach>,
+    /// Held at a restore from a backup and not set by the app since: the members may still
+    /// name an account removed after the backup, so nothing is sent to the group or read from
+    /// it until the app sets them.
+    pub(crate) unconfirmed: bool,
 }
 
 #[derive(Clone, Debug)]

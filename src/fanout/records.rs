@@ -63,6 +63,8 @@ pub(crate) enum Key {
     /// The KEM ciphertext of a session awaiting its first reply: (the peer, the session's
     /// base key). Written once, not with every send.
     PendingKem(DeviceAddress, [u8; 32]),
+    /// Present while a group held at a restore awaits its members from the app.
+    Unconfirmed(GroupId),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -86,6 +88,7 @@ pub(crate) const PENDING: u8 = 0x10;
 pub(crate) const RESTORED: u8 = 0x11;
 pub(crate) const REPLACED: u8 = 0x12;
 pub(crate) const PENDING_KEM: u8 = 0x13;
+pub(crate) const UNCONFIRMED: u8 = 0x14;
 
 impl Key {
     /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
@@ -111,6 +114,7 @@ impl Key {
             Key::Restored => RESTORED,
             Key::Replaced(_) => REPLACED,
             Key::PendingKem(..) => PENDING_KEM,
+            Key::Unconfirmed(_) => UNCONFIRMED,
         }
     }
 
@@ -126,7 +130,7 @@ impl Key {
             }
             Key::DeviceList(a) => out.put(a.as_bytes()),
             Key::Sessions(a) => a.write(&mut out),
-            Key::GroupMembers(g) | Key::Outbound(g) => out.put(&g.0),
+            Key::GroupMembers(g) | Key::Outbound(g) | Key::Unconfirmed(g) => out.put(&g.0),
             Key::Ledger(g, k, a) => {
                 out.put(&g.0);
                 out.u32(k.0);
@@ -176,6 +180,7 @@ impl Key {
             RESTORED => Key::Restored,
             REPLACED => Key::Replaced(EnvelopeId(r.array()?)),
             PENDING_KEM => Key::PendingKem(DeviceAddress::read_trusted(&mut r)?, r.array()?),
+            UNCONFIRMED => Key::Unconfirmed(GroupId(r.array()?)),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -163,6 +163,7 @@ impl Device {
         body: &[u8],
     ) -> Result<Outgoing, Error> {
         self.own_list(now)?;
+        self.confirmed_group(group)?;
         let generation = self.lists_generation;
         // The reach kept from the last send, if it still holds; else computed again.
         let kept = self
@@ -389,6 +390,10 @@ impl Device {
     ) -> Result<Outgoing, Error> {
         if device.account != self.address.account {
             return Err(FanoutError::NotForThisDevice.into());
+        }
+        // A membership restored from a backup may name members removed since.
+        if let Some(group) = self.unconfirmed_groups().next() {
+            return Err(FanoutError::GroupUnconfirmed(group).into());
         }
         let payload = Payload::HistoryOffer {
             offer: offer.clone(),

@@ -79,6 +79,9 @@ impl Device {
         }
         for (id, g) in &self.groups {
             keys.push(Key::GroupMembers(*id));
+            if g.unconfirmed {
+                keys.push(Key::Unconfirmed(*id));
+            }
             if let Some(o) = &g.outbound {
                 keys.push(Key::Outbound(*id));
                 for l in &o.generations {
@@ -145,6 +148,9 @@ impl Device {
             Key::Inbound(a, g) => out.put(&self.inbound.get(&(*a, *g))?.to_bytes()),
             Key::Withheld(a, g) => {
                 self.withheld.get(&(*a, *g))?;
+            }
+            Key::Unconfirmed(g) => {
+                self.groups.get(g).filter(|g| g.unconfirmed)?;
             }
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
@@ -375,6 +381,11 @@ impl Device {
                         .and_then(|o| o.generations.iter_mut().find(|l| l.key_id == k))
                         .ok_or(DecodeError::InvalidValue)?;
                     ledger.holders.insert(a, holder);
+                }
+                Key::Unconfirmed(g) => {
+                    group_of(&mut groups, g)
+                        .ok_or(DecodeError::InvalidValue)?
+                        .unconfirmed = true;
                 }
                 Key::Inbound(a, g) => {
                     let key = InboundSenderKey::from_bytes(r.rest())?;

@@ -392,6 +392,18 @@ impl Device {
         Ok(self.inner.lock()?.groups().map(|g| g.0.to_vec()).collect())
     }
 
+    /// The groups held at a restore from a backup whose members the app has not set since:
+    /// nothing is sent to them or read from them (`fanout.group_unconfirmed`) until
+    /// `set_group_members` sets them, in id order.
+    pub fn unconfirmed_groups(&self) -> Result<Vec<Vec<u8>>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .unconfirmed_groups()
+            .map(|g| g.0.to_vec())
+            .collect())
+    }
+
     /// The member accounts of `group` (without this device's own account), or none if the
     /// group is not set here.
     pub fn group_members(&self, group: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>, RatchetryError> {

@@ -69,6 +69,13 @@ pub enum Inbound {
         /// The account (32 bytes).
         account: Vec<u8>,
     },
+    /// For a `group` held at a restore from a backup whose members the app has not set
+    /// since (`Device.unconfirmed_groups`): keep the envelope and receive it again once
+    /// `set_group_members` set them.
+    AwaitMembers {
+        /// The group (32 bytes).
+        group: Vec<u8>,
+    },
     /// Nothing to show: acknowledge it. `code` and `detail` say why.
     Dropped {
         /// The stable code (as `RatchetryError`'s).
@@ -98,6 +105,9 @@ impl From<driver::Inbound> for Inbound {
             },
             driver::Inbound::AwaitList { account } => Self::AwaitList {
                 account: account.to_bytes().to_vec(),
+            },
+            driver::Inbound::AwaitMembers { group } => Self::AwaitMembers {
+                group: group.0.to_vec(),
             },
             driver::Inbound::Dropped(e) => Self::Dropped {
                 code: codes::code(&e).into(),

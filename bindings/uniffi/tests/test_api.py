@@ -211,6 +211,13 @@ def test_groups_accounts_and_sessions(relay):
     (_, msg) = relay.deliver(bob.device)
     assert msg.id == out.message_id and msg.group == group
 
+    # Restored from a backup, Bob's groups wait for his app to set their members again.
+    restored = r.restore_device_from_backup(bob.device.to_bytes(), relay.now)
+    assert restored.unconfirmed_groups() == [group] and bob.device.unconfirmed_groups() == []
+    assert code(lambda: restored.send_group(relay.now, group, b"x")) == "fanout.group_unconfirmed"
+    restored.set_group_members(group, members)
+    assert restored.unconfirmed_groups() == []
+
     assert sorted(alice.device.accounts()) == sorted(members)
     assert alice.device.has_session(bob.device.address())
     assert alice.device.classical_sessions() == []

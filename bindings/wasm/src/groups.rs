@@ -43,6 +43,14 @@ impl Device {
         byte_list(self.inner.groups().map(|g| bytes(&g.0)))
     }
 
+    /// The groups held at a restore from a backup whose members the app has not set since:
+    /// nothing is sent to them or read from them until `setGroupMembers` sets them (throws
+    /// `fanout.group_unconfirmed`), in id order.
+    #[wasm_bindgen(js_name = unconfirmedGroups)]
+    pub fn unconfirmed_groups(&self) -> JsByteArrays {
+        byte_list(self.inner.unconfirmed_groups().map(|g| bytes(&g.0)))
+    }
+
     /// The member accounts set for `group` (without this device's own), or `undefined` if
     /// the group is not held.
     #[wasm_bindgen(js_name = groupMembers)]

@@ -23,6 +23,9 @@ const TS_TYPES: &'static str = r#"
  *   placeholder under `envelopeId(envelope)`; the answer arrives with `resent` set;
  * - `awaitList`: the envelope names a newer device list of `account` than the relay serves
  *   yet: keep it and receive it again once that list is out (drop it after the app's bound);
+ * - `awaitMembers`: for a `group` held at a restore from a backup whose members the app has
+ *   not set since (`Device.unconfirmedGroups`): keep it and receive it again once
+ *   `setGroupMembers` set them;
  * - `dropped`: nothing to show (forged, misdelivered, an account not followed, withheld,
  *   asked for as often as allowed): acknowledge it; `code` and `message` say why;
  * - `other`: an outcome a later version adds.
@@ -33,6 +36,7 @@ export type Inbound =
   | { kind: "hold"; from: Address }
   | { kind: "askAgain"; to: Address; request: Uint8Array }
   | { kind: "awaitList"; account: Uint8Array }
+  | { kind: "awaitMembers"; group: Uint8Array }
   | { kind: "dropped"; code: string; message: string }
   | { kind: "other" };
 /**
@@ -124,6 +128,10 @@ fn inbound_out(inbound: Inbound) -> JsValue {
         Inbound::AwaitList { account } => object(&[
             ("kind", "awaitList".into()),
             ("account", convert::bytes(&account.to_bytes())),
+        ]),
+        Inbound::AwaitMembers { group } => object(&[
+            ("kind", "awaitMembers".into()),
+            ("group", convert::bytes(&group.0)),
         ]),
         Inbound::Dropped(e) => object(&[
             ("kind", "dropped".into()),

@@ -341,6 +341,9 @@ test("message ids, resends, outbox coverage, groups and accounts", async () => {
   assert.deepEqual(r.groups.members, [true]);
   assert.equal(r.groups.groups.length, 1);
   assert.deepEqual(r.groups.afterForget, { groups: 0, members: undefined });
+  assert.deepEqual(r.groups.restored, {
+    unconfirmed: r.groups.groups, live: 0, send: "fanout.group_unconfirmed", afterSet: 0,
+  });
   assert.equal(r.groups.sendAfterForget, "fanout.unknown_group");
   assert.deepEqual(r.accounts, { before: ["alice", "bob"], session: true, classical: 0, after: 1, sessionAfter: false });
   assert.deepEqual(r.refused, {

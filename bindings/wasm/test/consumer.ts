@@ -94,6 +94,8 @@ async function receiveStepped(
         return `ask ${inbound.to.device} with ${inbound.request.length} bytes`;
       case "awaitList":
         return `await ${inbound.account.length}`;
+      case "awaitMembers":
+        return `await members of ${inbound.group.length}`;
       case "dropped":
         return `dropped ${inbound.code}: ${inbound.message}`;
       case "other":

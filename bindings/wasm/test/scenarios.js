@@ -418,6 +418,15 @@ export async function messages() {
     withheld: { kind: withheld.kind, reason: withheld.reason, group: same(withheld.group, group) },
     groups: alice.device.groups().map(hex), members: alice.device.groupMembers(group).map((m) => same(m, bk)),
   };
+  // Restored from a backup, Bob's groups wait for his app to set their members again.
+  const restored = Device.restoreFromBackup(bob.device.toBytes(), now());
+  groups.restored = {
+    unconfirmed: restored.unconfirmedGroups().map(hex), live: bob.device.unconfirmedGroups().length,
+    send: code(() => restored.sendGroup(now(), group, text.encode("x"))),
+  };
+  restored.setGroupMembers(group, [ak, bk]);
+  groups.restored.afterSet = restored.unconfirmedGroups().length;
+  restored.free();
   alice.device.forgetGroup(group);
   groups.afterForget = { groups: alice.device.groups().length, members: alice.device.groupMembers(group) };
   groups.sendAfterForget = code(() => alice.device.sendGroup(now(), group, text.encode("g3")));

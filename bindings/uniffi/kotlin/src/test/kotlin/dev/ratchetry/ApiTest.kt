@@ -32,6 +32,7 @@ import uniffi.ratchetry_uniffi.openState
 import uniffi.ratchetry_uniffi.restoreCall
 import uniffi.ratchetry_uniffi.StoredRecord
 import uniffi.ratchetry_uniffi.restoreDevice
+import uniffi.ratchetry_uniffi.restoreDeviceFromBackup
 import uniffi.ratchetry_uniffi.restorePrimaryFromRecords
 import uniffi.ratchetry_uniffi.sealState
 
@@ -232,6 +233,14 @@ class ApiTest {
         val msg = relay.deliver(bob.device).filterIsInstance<Received.Group>().single()
         assertArrayEquals(out.messageId, msg.id)
         assertNull(msg.resent)
+
+        // Restored from a backup, Bob's groups wait for his app to set their members again.
+        val restored = restoreDeviceFromBackup(bob.device.toBytes(), relay.now)
+        assertArrayEquals(group, restored.unconfirmedGroups().single())
+        assertTrue(bob.device.unconfirmedGroups().isEmpty())
+        assertEquals("fanout.group_unconfirmed", code { restored.sendGroup(relay.now, group, "x".bytes()) })
+        restored.setGroupMembers(group, members)
+        assertTrue(restored.unconfirmedGroups().isEmpty())
 
         assertEquals(members.map { it.hex() }.toSet(), alice.device.accounts().map { it.hex() }.toSet())
         assertTrue(alice.device.hasSession(bob.device.address()))
