@@ -14,8 +14,8 @@
 //! - **History sync** after the groups changed and the laptop was relinked; a held-back offer
 //!   is not for the new id and `ThisDeviceInactive` at the old one.
 //! - **Calls**: a participant removed and rejoined never holds the epoch it was out for.
-//!   Pinned: a participant's call restored below its floor still hands out the old epoch's
-//!   media keys, which a participant removed since derives too.
+//!   Found and fixed: a participant's call restored below its floor handed out the old
+//!   epoch's media keys, which a participant removed since derives too (`StaleCallKey` now).
 //! - **Primary restore** interleaved with links, unlinks and groups; pinned: `resync` on a
 //!   primary that needs none unlinks every companion, and an expired companion's identity is
 //!   `AlreadyLinked` until `renew`.
@@ -512,9 +512,9 @@ fn call_key(w: &mut World, to: DeviceAddress, o: &Outbox) -> ratchetry::calls::C
 /// removal's envelope is not for him; he catches up from 0 to 2 and the epoch he was out for,
 /// handed to him later, is `StaleCallKey` with nothing changed. Then Bob is removed again
 /// (epoch 3) while Carol's state is restored from a snapshot at epoch 2 with the kept epoch 3:
-/// she refuses nothing she should take (epoch 3 moves her), but until she does,
-/// `srtp_keys` answers with epoch 2's keys, which Bob, removed, derives too. Documented
-/// ("catch the call up before sending media"), pinned here: the floor does not guard media.
+/// she refuses nothing she should take (epoch 3 moves her), and until she does `srtp_keys` is
+/// `StaleCallKey` (found by this review and fixed: it answered with epoch 2's keys, which Bob,
+/// removed, derives too).
 #[test]
 fn a_participant_removed_and_rejoined_skips_the_epoch_it_was_out_for() {
     let mut w = World::new("review37b call rejoin");
@@ -582,9 +582,11 @@ fn a_participant_removed_and_rejoined_skips_the_epoch_it_was_out_for() {
         restored.apply(&a1, rejoin.clone(), &config),
         Err(SyncError::StaleCallKey)
     );
-    // Pinned: below its floor the call still hands out media keys that Bob, removed at 3,
-    // derives as well.
-    assert_eq!(restored.srtp_keys(&c1), bobs.srtp_keys(&c1));
+    // Below its floor the call hands out no media keys (found by this review: they were
+    // epoch 2's, which Bob, removed at 3, derives as well), for any participant.
+    for p in [&a1, &b1, &c1] {
+        assert_eq!(restored.srtp_keys(p), Err(SyncError::StaleCallKey));
+    }
     restored.apply(&a1, again, &config).unwrap();
     assert_eq!(restored.srtp_keys(&c1), carols.srtp_keys(&c1));
     assert_ne!(restored.srtp_keys(&c1), bobs.srtp_keys(&c1));

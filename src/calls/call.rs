@@ -352,7 +352,13 @@ impl Call {
     /// The SRTP keys `participant` sends with in the current epoch (its own, to send; anyone
     /// else's, to receive from it):
     /// HKDF(salt = call id ‖ u32 epoch, ikm = secret, info = label ‖ account ‖ u32 device).
+    /// A participant's call restored below its floor ([`restore`](Self::restore)) gives none
+    /// until it has caught up (`StaleCallKey`): its epoch may be one a participant removed
+    /// since holds.
     pub fn srtp_keys(&self, participant: &DeviceAddress) -> Result<SrtpKeys, SyncError> {
+        if self.floor > self.current.epoch {
+            return Err(SyncError::StaleCallKey);
+        }
         self.current
             .participants
             .binary_search(participant)
@@ -434,8 +440,8 @@ impl Call {
     ///   so a replayed message cannot take it back to an epoch it went through after the
     ///   snapshot (one a participant removed since may hold); `last_epoch` itself, which it
     ///   held, or any newer one is taken. The floor is persisted with the call until the call
-    ///   reaches it. Catch the call up from the manager's current key message before sending
-    ///   media (its snapshot's epoch is old).
+    ///   reaches it, and until then [`srtp_keys`](Self::srtp_keys) is `StaleCallKey`: catch
+    ///   the call up from the manager's current key message (its snapshot's epoch is old).
     ///
     /// Refused: bytes that are no call state (`Decode`); a stale manager's snapshot with
     /// `last_epoch` at `u32::MAX`, no epoch left (`Sync(StaleCallKey)`: start a new call).
