@@ -389,7 +389,8 @@ impl Primary {
     /// could show one from before a companion was unlinked (a stolen laptop), which the
     /// restored primary would otherwise list and renew again. Their devices learn that they
     /// were removed (`ThisDeviceInactive`) and can be linked anew under fresh ids. Pending
-    /// invitations and approvals are dropped.
+    /// invitations and approvals are dropped. It does all this whenever it is called, also on
+    /// a primary that does not [`need_resync`](Self::needs_resync): call it only then.
     pub fn resync(
         &mut self,
         now: Timestamp,

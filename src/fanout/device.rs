@@ -583,7 +583,10 @@ impl Device {
     /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
     /// pending with them (for example when the app learns that a contact's account key changed
     /// and starts over with the new one). Every group whose current sender key one of its
-    /// devices held rotates at its next send, even if the account comes back.
+    /// devices held rotates at its next send, even if the account comes back. Its list
+    /// history goes too: followed again, the account's first list is taken as from a device
+    /// that never saw it, so an old list the server serves (from before an unlink) is taken
+    /// (SECURITY.md). Forget an account to stop talking to it, not to reset trust in it.
     pub fn forget_account(&mut self, account: &AccountKey) {
         if *account == self.address.account {
             return;
