@@ -834,6 +834,11 @@ fn a_restored_device_sends_nothing_to_and_reads_nothing_from_its_groups_until_th
         [G, G2]
     );
     let unconfirmed = |g: GroupId| Error::from(FanoutError::GroupUnconfirmed(g));
+    assert!(
+        unconfirmed(G)
+            .to_string()
+            .contains("not set since a restore")
+    );
     let refuse_send = |w: &mut World, g: GroupId| {
         let d = w.devices.get_mut(&a1).unwrap();
         let before = d.to_bytes();

@@ -242,7 +242,8 @@ impl Device {
     /// group is [unconfirmed](Self::unconfirmed_groups) until the app sets its members again
     /// ([`set_group_members`](Self::set_group_members), from the newest membership the app can
     /// get) or forgets it. Until then nothing is sent to it or read from it, and no history
-    /// offer is sent (`GroupUnconfirmed`).
+    /// offer is sent (`GroupUnconfirmed`). A history offer received after the restore installs
+    /// no group: a restored device's groups are its app's to set.
     ///
     /// Read what waits for the device before sending: a new chain opens at the peer only if
     /// the peer has not moved on from the snapshot's chains. Where it has (it answered a
@@ -275,6 +276,9 @@ impl Device {
             .into_iter()
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))
             .collect();
+        // The app owns a restored device's groups: a history offer read again (or held back
+        // until now) must not install a group with members removed after the backup.
+        self.groups_by_app = true;
         for group in self.groups.values_mut() {
             // Members removed after the backup are still listed: the app sets them again.
             group.unconfirmed = true;
