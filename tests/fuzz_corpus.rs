@@ -283,6 +283,18 @@ fn regenerate_fuzz_seeds() {
                 .map(|r| (r.key(), r.value().unwrap_or_default())),
         ),
     );
+    // Restored from a backup: its groups unconfirmed (0x14 records), its restore record kept.
+    let mut restored = fx.receiver.clone().into_restored(FanoutFixture::NOW);
+    let unit = restored.take_changes();
+    write(
+        "records",
+        "device-restored",
+        &fuzz::encode_records(
+            unit.records()
+                .iter()
+                .map(|r| (r.key(), r.value().unwrap_or_default())),
+        ),
+    );
     let key = ratchetry::persist::StorageKey::from_bytes([0x5e; 32]);
     write(
         "state",
