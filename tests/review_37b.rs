@@ -17,8 +17,8 @@
 //!   Found and fixed: a participant's call restored below its floor handed out the old
 //!   epoch's media keys, which a participant removed since derives too (`StaleCallKey` now).
 //! - **Primary restore** interleaved with links, unlinks and groups; pinned: `resync` on a
-//!   primary that needs none unlinks every companion, and an expired companion's identity is
-//!   `AlreadyLinked` until `renew`.
+//!   primary that needs none unlinks every companion. Found and fixed: an expired companion's
+//!   identity was `AlreadyLinked` until `renew`; it links again at once now.
 //! - **Pinned**: `forget_account` drops rollback protection, so an old list puts an unlinked
 //!   companion back (sent to, and read from) until its entry expires; an honest relay refuses.
 //! - **Found and fixed**: a restored device's group membership rolled back with its state, and
@@ -680,14 +680,16 @@ fn a_restored_primary_resyncs_and_the_account_is_rebuilt_from_the_phone() {
     }
 }
 
-/// Two primary behaviours an app may not expect, pinned. (1) A companion that expired (the
-/// phone was offline past its validity) and links again with the same identity key is
-/// `AlreadyLinked`: the check runs over the held list, expired entries included, though the
-/// list approve would sign drops them; `renew` first, and it links under a new id. (2)
-/// `resync` is not limited to a restored primary: called on one that needs none, it adopts its
-/// own list, skips versions and ids again and signs the phone alone, unlinking every companion.
+/// Two primary behaviours an app may not expect. (1) Found by this review and fixed: a
+/// companion that expired (the phone was offline past its validity) and links again with the
+/// same identity key was `AlreadyLinked` until `renew`, the check running over the held list,
+/// expired entries included, though the list approve signs drops them; now it links at once,
+/// under a new id, and an identity still active is `AlreadyLinked`. (2) Pinned: `resync` is
+/// not limited to a restored primary: called on one that needs none, it adopts its own list,
+/// skips versions and ids again and signs the phone alone, unlinking every companion (its
+/// doc says to call it only when needed).
 #[test]
-fn an_expired_identity_must_be_renewed_away_and_resync_always_drops_companions() {
+fn an_expired_identity_links_again_and_resync_always_drops_companions() {
     let mut w = World::new("review37b primary quirks");
     let alice = w.account(0);
     let x = IdentityKeyPair::generate(&mut w.rng);
@@ -697,18 +699,20 @@ fn an_expired_identity_must_be_renewed_away_and_resync_always_drops_companions()
     let primary = w.primary(&alice);
     let invitation = primary.invite(&mut rng, now).unwrap();
     let request = LinkRequest::new(&x, &invitation);
+    assert_eq!(
+        primary.approve(now, &request).map(|a| a.device),
+        Ok(DeviceId(3))
+    );
+    assert!(primary.device_list().entry(a2.device).is_none());
+    // Still listed and active under id 3: the same identity again is refused, unchanged.
+    let again = primary.invite(&mut rng, now).unwrap();
+    let request = LinkRequest::new(&x, &again);
     let before = primary.to_bytes();
     assert_eq!(
         primary.approve(now, &request).map(|a| a.device),
         Err(DeviceError::AlreadyLinked)
     );
     assert_eq!(*before, *primary.to_bytes());
-    primary.renew(now).unwrap();
-    assert_eq!(
-        primary.approve(now, &request).map(|a| a.device),
-        Ok(DeviceId(3))
-    );
-    assert!(primary.device_list().entry(a2.device).is_none());
 
     assert!(!primary.needs_resync());
     let own = primary.device_list().signed().clone();

@@ -254,15 +254,12 @@ impl Primary {
             .position(|(_, i)| request.answers(&i.nonce) && now < i.expires_at)
             .ok_or(DeviceError::UnknownInvitation)?;
         request.verify()?;
-        if self
-            .list
-            .entries()
-            .iter()
-            .any(|e| e.identity == request.identity)
-        {
+        // Checked against the list this approval signs: an expired companion, which it drops,
+        // may link again with the same identity key (under a new id).
+        let mut entries = self.renewed_entries(now);
+        if entries.iter().any(|e| e.identity == request.identity) {
             return Err(DeviceError::AlreadyLinked);
         }
-        let mut entries = self.renewed_entries(now);
         if entries.len() > self.policy.account.max_companions as usize {
             return Err(DeviceError::TooManyCompanions);
         }
