@@ -155,13 +155,12 @@ impl KemPreKeys {
     /// counter below that) assigns unmarked ids from 1 until its next rotation.
     fn next_id(&mut self) -> KemPreKeyId {
         let id = self.next_id;
-        let first = if id >= FIRST_ID { FIRST_ID } else { 1 };
-        self.next_id = id.wrapping_add(1).max(first);
+        self.skip_ids(1);
         KemPreKeyId(id)
     }
 
-    /// The counter moves `skip` ids on (after a restore from backup), wrapping within the ids
-    /// it assigns: a current store's stay marked; a store from before the ratchet stays
+    /// The counter moves `skip` ids on (one per key, or a restore's skip), wrapping within the
+    /// ids it assigns: a current store's stay marked; a store from before the ratchet stays
     /// unmarked unless it reaches the marked ones, which never name its old keys.
     pub(crate) fn skip_ids(&mut self, skip: u32) {
         self.next_id = if self.next_id >= FIRST_ID {

@@ -93,6 +93,12 @@ struct SignedPreKey {
 /// such skips.
 pub const RESTORE_PREKEY_ID_SKIP: u32 = 1 << 20;
 
+/// A signed or one-time prekey counter moved `by` ids on: ids run from 1 and wrap past 0 to 1,
+/// one step or a restore's skip alike.
+fn advanced(id: u32, by: u32) -> u32 {
+    id.wrapping_add(by).max(1)
+}
+
 /// A device's prekey secrets. Serialize with [`to_bytes`](Self::to_bytes) after every change.
 #[derive(Clone, Debug)]
 pub struct PreKeyStore {
@@ -142,9 +148,8 @@ impl PreKeyStore {
     /// After a restore from backup: every id counter skips [`RESTORE_PREKEY_ID_SKIP`] ids
     /// (wrapping as it does, past 0 to 1).
     pub(crate) fn skip_ids_after_restore(&mut self) {
-        let skip = |id: u32| id.wrapping_add(RESTORE_PREKEY_ID_SKIP).max(1);
-        self.next_signed_id = skip(self.next_signed_id);
-        self.next_one_time_id = skip(self.next_one_time_id);
+        self.next_signed_id = advanced(self.next_signed_id, RESTORE_PREKEY_ID_SKIP);
+        self.next_one_time_id = advanced(self.next_one_time_id, RESTORE_PREKEY_ID_SKIP);
         self.kem.skip_ids(RESTORE_PREKEY_ID_SKIP);
     }
 
@@ -161,7 +166,7 @@ impl PreKeyStore {
         now: Timestamp,
     ) -> SignedPreKeyPublic {
         let id = SignedPreKeyId(self.next_signed_id);
-        self.next_signed_id = self.next_signed_id.wrapping_add(1).max(1);
+        self.next_signed_id = advanced(self.next_signed_id, 1);
         let previous = core::mem::replace(
             &mut self.current,
             SignedPreKey::generate(rng, identity, id, now),
@@ -270,7 +275,7 @@ impl PreKeyStore {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let id = OneTimePreKeyId(self.next_one_time_id);
-            self.next_one_time_id = self.next_one_time_id.wrapping_add(1).max(1);
+            self.next_one_time_id = advanced(self.next_one_time_id, 1);
             let pair = DhKeyPair::generate(rng);
             out.push(OneTimePreKeyPublic {
                 id,
