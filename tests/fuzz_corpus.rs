@@ -295,6 +295,24 @@ fn regenerate_fuzz_seeds() {
                 .map(|r| (r.key(), r.value().unwrap_or_default())),
         ),
     );
+    // Every other account forgotten: their lists' marks (0x15 records) in place of the lists.
+    let mut forgetful = fx.receiver.clone();
+    let followed: Vec<_> = forgetful.accounts().collect();
+    for account in &followed {
+        forgetful.forget_account(account);
+    }
+    let mut whole = ratchetry::fanout::Device::from_bytes(&forgetful.to_bytes()).unwrap();
+    let unit = whole.take_changes();
+    assert!(unit.records().iter().any(|r| r.key()[0] == 0x15));
+    write(
+        "records",
+        "device-forgotten",
+        &fuzz::encode_records(
+            unit.records()
+                .iter()
+                .map(|r| (r.key(), r.value().unwrap_or_default())),
+        ),
+    );
     let key = ratchetry::persist::StorageKey::from_bytes([0x5e; 32]);
     write(
         "state",

@@ -1301,3 +1301,96 @@ fn a_base_key_reused_under_two_signed_prekeys_cannot_make_stored_state_unloadabl
     }
     assert!(seen(&w).is_empty(), "both signed prekeys are gone");
 }
+
+/// The server serves a forgotten account's lists out of order. Bob forgets Alice (version
+/// `v`); what the forget keeps is her list's mark alone, one `0x15` record (PROTOCOL.md 19.1):
+/// `u64(v) ‖ digest ‖ flag(policy)`, and no record of her list or devices. Followed again,
+/// Alice's account is held to it, also after a restart: a list of the same version with other
+/// content is `Equivocation`, a later list of the old form `PolicyDowngrade` (each with nothing
+/// changed), and the very list forgotten is taken again, which deletes the mark. A load refuses
+/// a mark beside a list of the same account, and any value but the one encoding.
+#[test]
+fn a_forgotten_account_is_held_to_the_mark_of_its_last_list() {
+    use ratchetry::DeviceError;
+    use ratchetry::devices::Primary;
+    use ratchetry::fanout::Event;
+    use ratchetry::testing::hooks::legacy_device_list;
+    use std::collections::BTreeMap;
+
+    let mut w = World::new("insider forgotten mark");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    // Alice's state is copied (not restored) before a renewal: the copy signs another list of
+    // the renewal's version, as a primary run twice from one state would.
+    let fork = w.primary(&alice).to_bytes();
+    w.now = w.now.plus_millis(support::DAY);
+    let now = w.now;
+    w.primary(&alice).renew(now).unwrap();
+    w.publish(&alice);
+    let current = w.primary(&alice).device_list().clone();
+    let mut forked = Primary::from_bytes(&fork).unwrap();
+    let equivocation = forked.renew(now.plus_millis(1)).unwrap().signed().clone();
+    assert_eq!(equivocation.version(), current.version());
+    let mut later = Primary::from_bytes(&w.primary(&alice).to_bytes()).unwrap();
+    later.renew(now.plus_millis(2)).unwrap();
+    let downgrade = legacy_device_list(&later);
+    let held = w.stores[&b1].0.clone();
+
+    w.device(b1).forget_account(&alice);
+    let unit = w.device(b1).take_changes();
+    let mut key = vec![0x15];
+    key.extend_from_slice(&alice.to_bytes());
+    let mut mark = current.version().to_be_bytes().to_vec();
+    mark.extend_from_slice(&current.digest());
+    mark.push(1);
+    let alices: Vec<(u8, Option<&[u8]>)> = unit
+        .records()
+        .iter()
+        .filter(|r| r.key().windows(32).any(|k| k == alice.to_bytes()))
+        .map(|r| (r.key()[0], r.value()))
+        .collect();
+    assert_eq!(alices, [(0x07, None), (0x15, Some(&mark[..]))]);
+    w.stores.get_mut(&b1).unwrap().apply(&unit);
+    w.restart(b1);
+
+    for (list, error) in [
+        (equivocation, DeviceError::Equivocation),
+        (downgrade, DeviceError::PolicyDowngrade),
+    ] {
+        let before = w.device(b1).to_bytes();
+        let refused = w.device(b1).update_device_list(now, &alice, list);
+        assert_eq!(refused, Err(error.into()));
+        assert_eq!(*before, *w.device(b1).to_bytes());
+        assert!(!w.device(b1).has_changes());
+    }
+
+    let load = |r: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        Device::from_records(r.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
+    };
+    let mut records = w.stores[&b1].0.clone();
+    assert_eq!(records.get(&key), Some(&mark));
+    assert_eq!(load(&records), None);
+    let mut list_key = vec![0x07];
+    list_key.extend_from_slice(&alice.to_bytes());
+    let mut both = records.clone();
+    both.insert(list_key.clone(), held[&list_key].clone());
+    assert_eq!(load(&both), Some(DecodeError::InvalidValue));
+    for (value, error) in [
+        (&mark[..40], DecodeError::Truncated),
+        (&[&mark[..], &[0]].concat()[..], DecodeError::TrailingBytes),
+        (&[&mark[..40], &[2]].concat()[..], DecodeError::InvalidValue),
+    ] {
+        records.insert(key.clone(), value.to_vec());
+        assert_eq!(load(&records), Some(error));
+    }
+
+    let events = w
+        .device(b1)
+        .update_device_list(now, &alice, current.signed().clone());
+    assert_eq!(events, Ok(vec![Event::DeviceAdded(a1)]));
+    w.persist(b1);
+    assert!(!w.stores[&b1].0.contains_key(&key));
+    assert!(w.stores[&b1].0.contains_key(&list_key));
+}

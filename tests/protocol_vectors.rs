@@ -4686,6 +4686,9 @@ struct RecordsFile {
     /// 19.1 kind 0x11: the records of the same device restored from `whole_state` as from a
     /// backup at `restored_at` hold this one more record.
     restored: RestoredVector,
+    /// 19.1 kind 0x15: the record the same device writes when it forgets the account of the
+    /// `device_list` record (its list's mark, 15.2).
+    forgotten: ForgottenVector,
     /// 15.4: a primary's records.
     primary: PrimaryRecordsVector,
 }
@@ -4720,6 +4723,13 @@ struct PrimaryInviteVector {
 struct MintedIds {
     one_time_prekey_id: Option<u32>,
     kem_prekey_id: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ForgottenVector {
+    account: String,
+    key: String,
+    value: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5301,6 +5311,22 @@ fn records_file() -> RecordsFile {
                 value: h(r.value().unwrap()),
             }
         },
+        forgotten: {
+            let account = ratchetry::devices::AccountKey::from_bytes(
+                &unhex(&alice.account_public).try_into().unwrap(),
+            )
+            .unwrap();
+            let mut device = ratchetry::fanout::Device::from_bytes(&whole).unwrap();
+            let _ = device.take_changes();
+            device.forget_account(&account);
+            let unit = device.take_changes();
+            let r = unit.records().iter().find(|r| r.key()[0] == 0x15).unwrap();
+            ForgottenVector {
+                account: alice.account_public.clone(),
+                key: h(r.key()),
+                value: h(r.value().unwrap()),
+            }
+        },
     }
 }
 
@@ -5756,6 +5782,27 @@ fn record_vectors() {
     assert_eq!(
         f.restored.value,
         h(Enc::default().u64(f.restored.restored_at).done())
+    );
+    // 19.1 kind 0x15: the mark of the device list record's list, under its account.
+    let (account, list) = f
+        .records
+        .iter()
+        .find_map(|r| match &r.inputs {
+            RecordInputs::DeviceList { account, list, .. } => Some((account, unhex(list))),
+            _ => None,
+        })
+        .expect("a device list record");
+    assert_eq!(f.forgotten.account, *account);
+    assert_eq!(f.forgotten.key, format!("15{account}"));
+    // 15.1: the version follows the header (2) and the account (32); format 3 has a policy.
+    assert_eq!(list[0], 3);
+    assert_eq!(
+        f.forgotten.value,
+        h(Enc::default()
+            .put(&list[34..42])
+            .put(sha256(&[&list]))
+            .u8(1)
+            .done())
     );
     // Cross-checks between records: the own record's identity and address are the ones every
     // other record speaks of.

@@ -19,8 +19,9 @@
 //! - **Primary restore** interleaved with links, unlinks and groups; pinned: `resync` on a
 //!   primary that needs none unlinks every companion. Found and fixed: an expired companion's
 //!   identity was `AlreadyLinked` until `renew`; it links again at once now.
-//! - **Pinned**: `forget_account` drops rollback protection, so an old list puts an unlinked
-//!   companion back (sent to, and read from) until its entry expires; an honest relay refuses.
+//! - **Found, pinned, fixed at stop 38**: `forget_account` dropped rollback protection, so an
+//!   old list put an unlinked companion back (sent to, and read from) until its entry expired.
+//!   A forget now keeps the list's mark (version, digest, form) and refuses what it refused.
 //! - **Found and fixed**: a restored device's group membership rolled back with its state, and
 //!   its first group send gave the new sender key to a member removed after the backup. Its
 //!   groups are now unconfirmed until the app sets them (`GroupUnconfirmed`, `AwaitMembers`).
@@ -35,7 +36,7 @@ use ratchetry::devices::{
 use ratchetry::fanout::{Device, DeviceConfig, Event, Outbox, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
-use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, ServerError, SyncError};
+use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, SyncError};
 use support::{World, body};
 
 const G: GroupId = GroupId([0x37; 32]);
@@ -441,14 +442,14 @@ fn history_follows_the_device_and_the_groups_as_they_are_now() {
     assert_eq!(w.deliver_ok(&from_a3).len(), 4);
 }
 
-/// `forget_account` drops the list held, and with it the rollback check (PROTOCOL.md 15.2: a
-/// verifier that never saw the account takes any list it signed). Bob forgets Alice (say, on a
-/// safety-number reset) and the server serves her list from before she unlinked her laptop:
-/// Bob takes it, sends to the stolen laptop again and reads what it sends as Alice's. Without
-/// the forget the same list is `Rollback`. An honest relay refuses Bob's batch (`StaleList`),
-/// and the laptop's entry still expires; this pins the extent of the exposure.
+/// `forget_account` dropped the list held, and with it the rollback check: Bob forgot Alice
+/// (say, on a safety-number reset) and the server served her list from before she unlinked
+/// her laptop; Bob took it, sent to the stolen laptop again and read what it sent as Alice's.
+/// Fixed (stop 38): the forget keeps the list's mark (PROTOCOL.md 15.2, record `0x15`), so the
+/// old list is `Rollback` after the forget as before it, with nothing changed, also across a
+/// restart from records; the current list is taken again and Bob sends to Alice's phone only.
 #[test]
-fn a_forgotten_contact_can_be_served_a_list_that_lists_her_unlinked_companion() {
+fn a_forgotten_contact_is_refused_a_list_that_lists_her_unlinked_companion() {
     let mut w = World::new("review37b forgotten rollback");
     let alice = w.account(1);
     let bob = w.account(0);
@@ -464,39 +465,35 @@ fn a_forgotten_contact_can_be_served_a_list_that_lists_her_unlinked_companion() 
     let now = w.now;
     w.primary(&alice).unlink(now, DeviceId(2)).unwrap();
     publish_except(&mut w, &alice, &[a2]);
+    let rollback = Error::Device(DeviceError::Rollback {
+        known: old.version() + 1,
+        received: old.version(),
+    });
     let before = w.device(b1).to_bytes();
-    let rollback = w.device(b1).update_device_list(now, &alice, old.clone());
-    assert!(matches!(
-        rollback,
-        Err(Error::Device(DeviceError::Rollback { .. }))
-    ));
+    let refused = w.device(b1).update_device_list(now, &alice, old.clone());
+    assert_eq!(refused, Err(rollback));
     assert_eq!(*before, *w.device(b1).to_bytes());
 
     w.device(b1).forget_account(&alice);
-    w.device(b1).update_device_list(now, &alice, old).unwrap();
+    w.persist(b1);
+    w.restart(b1);
+    let before = w.device(b1).to_bytes();
+    let refused = w.device(b1).update_device_list(now, &alice, old);
+    assert_eq!(refused, Err(rollback));
+    assert_eq!(*before, *w.device(b1).to_bytes());
+    assert!(!w.device(b1).has_changes());
+
+    let current = w.primary(&alice).device_list().signed().clone();
+    let events = w.device(b1).update_device_list(now, &alice, current);
+    assert_eq!(events, Ok(vec![Event::DeviceAdded(a1)]));
     w.persist(b1);
     let to_alice = w.send(b1, alice, b"to alice");
-    assert_eq!(targets(&to_alice), vec![a1, a2]);
-    let stolen = w.receive(a2, &World::envelope_to(&to_alice, a2)).unwrap();
-    assert_eq!(body(&stolen), Some(&b"to alice"[..]));
+    assert_eq!(targets(&to_alice), vec![a1]);
     let injected = w.send(a2, bob, b"injected");
-    let got = w.receive(b1, &World::envelope_to(&injected, b1)).unwrap();
-    assert!(matches!(got, Received::Direct { from, .. } if from == a2));
-
-    // The relay that serves the current lists refuses the batch.
-    let relay: Vec<_> = w
-        .primaries
-        .iter()
-        .map(|p| p.device_list().clone())
-        .collect();
-    let lists = |a: &AccountKey| relay.iter().find(|l| l.account() == *a);
-    assert_eq!(
-        ratchetry::server::check_coverage(&b1, &targets(&to_alice), &to_alice.coverage, lists, now),
-        Err(ServerError::StaleList {
-            account: alice,
-            used: 2,
-            current: 3
-        })
+    w.refused(
+        b1,
+        &World::envelope_to(&injected, b1),
+        DeviceError::NotInList(a2).into(),
     );
 }
 

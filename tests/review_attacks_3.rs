@@ -317,9 +317,10 @@ fn a_restored_device_still_refuses_the_old_form() {
     );
 }
 
-/// Same class through `forget_account` (the app drops a contact, then re-adds it).
+/// Same class through `forget_account` (the app drops a contact, then re-adds it). Was a known
+/// limit (the forget dropped the fact that the account's lists carry a policy); fixed at stop
+/// 38: the forget keeps the list's mark, policy flag included.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): forget_account forgets the policy-seen fact; the old-form list is then accepted"]
 fn a_forgotten_and_refollowed_contact_still_refuses_the_old_form() {
     let mut w = World::new("review3 downgrade forget");
     let alice = w.account(0);

@@ -79,6 +79,19 @@ pub struct SignedDeviceList {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedDeviceList(SignedDeviceList, [u8; 32]);
 
+/// What a verifier remembers of an account's newest list once it holds the list no longer
+/// (PROTOCOL.md 15.2, 19.1): enough to refuse an older list, another list of the same
+/// version, or a list of the old form after one with a policy, and nothing of the account's
+/// devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListMark {
+    pub(crate) version: u64,
+    /// The list's digest ([`VerifiedDeviceList::digest`]).
+    pub(crate) digest: [u8; 32],
+    /// Whether the list carried a policy (the current form).
+    pub(crate) policy: bool,
+}
+
 impl SignedDeviceList {
     /// Encodes and signs a list body under the account's `policy` (the primary's side).
     pub(crate) fn sign(
@@ -243,34 +256,49 @@ impl SignedDeviceList {
         known: Option<&VerifiedDeviceList>,
         limits: &ListLimits,
     ) -> Result<VerifiedDeviceList, DeviceError> {
+        if let Some(known) = known
+            && self.account == *expected
+            // Equal fields are equal bytes (the encoding is canonical).
+            && self == known.0
+        {
+            return Ok(known.clone());
+        }
+        self.verify_after(
+            expected,
+            known.map(VerifiedDeviceList::mark).as_ref(),
+            limits,
+        )
+    }
+
+    /// [`verify`](Self::verify) against what is remembered of the newest list accepted
+    /// before: its `mark` (for a forgotten account, whose list is no longer held). The list
+    /// the mark names is taken again (the same version with the same digest).
+    pub(crate) fn verify_after(
+        self,
+        expected: &AccountKey,
+        mark: Option<&ListMark>,
+        limits: &ListLimits,
+    ) -> Result<VerifiedDeviceList, DeviceError> {
         if self.account != *expected {
             return Err(DeviceError::WrongAccount);
-        }
-        if let Some(known) = known {
-            let k = &known.0;
-            // Equal fields are equal bytes (the encoding is canonical).
-            if self == *k {
-                return Ok(known.clone());
-            }
         }
         self.account
             .verify(labels::DEVICE_LIST, &self.body(), &self.signature)
             .map_err(|_| DeviceError::BadSignature)?;
-        if let Some(known) = known {
-            let k = &known.0;
-            if self.version < k.version {
+        if let Some(mark) = mark {
+            if self.version < mark.version {
                 return Err(DeviceError::Rollback {
-                    known: k.version,
+                    known: mark.version,
                     received: self.version,
                 });
             }
-            if self.version == k.version {
+            if self.version == mark.version && VerifiedDeviceList::digest_of(&self) != mark.digest {
                 return Err(DeviceError::Equivocation);
             }
             // Once an account has shown its policy, a list without one is refused: else a
             // server holding an old-form list the account signed later (a primary running the
             // previous release) would lift the account's own cap to the verifier's ceiling.
-            if k.policy.is_some() && self.policy.is_none() {
+            if mark.policy && self.policy.is_none() {
                 return Err(DeviceError::PolicyDowngrade);
             }
         }
@@ -380,8 +408,22 @@ impl VerifiedDeviceList {
     }
 
     fn new(list: SignedDeviceList) -> Self {
-        let digest = sha256(&[&list.to_bytes()]);
+        let digest = Self::digest_of(&list);
         Self(list, digest)
+    }
+
+    fn digest_of(list: &SignedDeviceList) -> [u8; 32] {
+        sha256(&[&list.to_bytes()])
+    }
+
+    /// What must be remembered of this list to refuse the lists it supersedes once it is
+    /// no longer held.
+    pub(crate) fn mark(&self) -> ListMark {
+        ListMark {
+            version: self.0.version,
+            digest: self.1,
+            policy: self.0.policy.is_some(),
+        }
     }
 
     /// The signed wire bytes, to pass on to others.
@@ -468,5 +510,71 @@ mod tests {
                 Err(DecodeError::InvalidValue)
             );
         }
+    }
+
+    /// A mark refuses what the list it names would refuse as the list held (an older version,
+    /// another list of its version, the old form after the current one), and takes the list
+    /// itself again; a mark of an old-form list lets a list of the old form follow it.
+    #[test]
+    fn a_mark_refuses_what_its_list_refuses() {
+        let rng = &mut SeededRng::from_label("list mark");
+        let account = AccountKeyPair::generate(rng);
+        let phone = IdentityKeyPair::generate(rng);
+        let entries = alloc::vec![DeviceEntry {
+            id: PRIMARY_DEVICE,
+            identity: phone.public(),
+            linked_at: Timestamp(5),
+            expires_at: None,
+            binding: binding(&phone, &account.public()),
+        }];
+        let limits = ListLimits::default();
+        let current = |version, at| {
+            SignedDeviceList::sign(
+                &account,
+                version,
+                Timestamp(at),
+                AccountPolicy::default(),
+                entries.clone(),
+            )
+        };
+        let legacy = |version, at| {
+            SignedDeviceList::sign_legacy(&account, version, Timestamp(at), entries.clone())
+        };
+        let a = &account.public();
+        let held = current(5, 10).verify(a, None, &limits).unwrap();
+        let mark = held.mark();
+        assert_eq!(
+            mark,
+            ListMark {
+                version: 5,
+                digest: held.digest(),
+                policy: true
+            }
+        );
+        let verdicts = [
+            (
+                current(4, 20),
+                Err(DeviceError::Rollback {
+                    known: 5,
+                    received: 4,
+                }),
+            ),
+            (current(5, 11), Err(DeviceError::Equivocation)),
+            (legacy(6, 20), Err(DeviceError::PolicyDowngrade)),
+            (current(6, 20), Ok(())),
+        ];
+        for (list, verdict) in verdicts {
+            let by_mark = list.clone().verify_after(a, Some(&mark), &limits);
+            let by_list = list.verify(a, Some(&held), &limits);
+            assert_eq!(by_mark.as_ref().map(|_| ()).map_err(|e| *e), verdict);
+            assert_eq!(by_mark, by_list);
+        }
+        assert_eq!(
+            current(5, 10).verify_after(a, Some(&mark), &limits),
+            Ok(held)
+        );
+        let old = legacy(5, 10).verify(a, None, &limits).unwrap().mark();
+        assert!(!old.policy);
+        assert!(legacy(6, 20).verify_after(a, Some(&old), &limits).is_ok());
     }
 }

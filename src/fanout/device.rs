@@ -15,7 +15,7 @@ use super::lists::{Followed, ListsDigests};
 use super::records::{Dirty, Key};
 use super::sessions::{SessionSet, pending_base};
 use crate::devices::{
-    AccountKey, DeviceAddress, DeviceEntry, DeviceId, ListLimits, SignedDeviceList,
+    AccountKey, DeviceAddress, DeviceEntry, DeviceId, ListLimits, ListMark, SignedDeviceList,
     VerifiedDeviceList,
 };
 use crate::error::{Error, FanoutError};
@@ -109,6 +109,9 @@ pub struct Device {
     pub(crate) body_key: BodyDigestKey,
     pub(crate) prekeys: PreKeyStore,
     pub(crate) lists: BTreeMap<AccountKey, Followed>,
+    /// What is remembered of each forgotten account's newest list, until a list of it is
+    /// taken again: a list older than it is refused then as it was before the forget.
+    pub(crate) forgotten: BTreeMap<AccountKey, ListMark>,
     pub(crate) sessions: BTreeMap<DeviceAddress, SessionSet>,
     pub(crate) groups: BTreeMap<GroupId, Group>,
     /// Other devices' sender keys, by (sender, group).
@@ -170,6 +173,7 @@ impl Device {
             identity,
             prekeys,
             lists,
+            forgotten: BTreeMap::new(),
             sessions: BTreeMap::new(),
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),
@@ -487,7 +491,11 @@ impl Device {
         list: SignedDeviceList,
     ) -> Result<Vec<Event>, Error> {
         let held = self.lists.get(account).map(|f| &f.list);
-        let verified = list.verify(account, held, &self.config.lists)?;
+        let verified = match held {
+            Some(_) => list.verify(account, held, &self.config.lists)?,
+            // Followed again after a forget: no older list than the one forgotten.
+            None => list.verify_after(account, self.forgotten.get(account), &self.config.lists)?,
+        };
         if held.is_some_and(|h| h.digest() == verified.digest()) {
             return Ok(Vec::new());
         }
@@ -537,6 +545,9 @@ impl Device {
             Some(f) => f.replace(verified),
             None => {
                 self.lists.insert(*account, Followed::new(verified));
+                if self.forgotten.remove(account).is_some() {
+                    self.touch(Key::Forgotten(*account));
+                }
             }
         }
         self.touch(Key::DeviceList(*account));
@@ -587,10 +598,11 @@ impl Device {
     /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
     /// pending with them (for example when the app learns that a contact's account key changed
     /// and starts over with the new one). Every group whose current sender key one of its
-    /// devices held rotates at its next send, even if the account comes back. Its list
-    /// history goes too: followed again, the account's first list is taken as from a device
-    /// that never saw it, so an old list the server serves (from before an unlink) is taken
-    /// (SECURITY.md). Forget an account to stop talking to it, not to reset trust in it.
+    /// devices held rotates at its next send, even if the account comes back. What it keeps
+    /// is the held list's mark (its version, digest and form, PROTOCOL.md 15.2; no device of
+    /// the account): followed again, the account is refused a list older than the one
+    /// forgotten (`Rollback`), another of its version (`Equivocation`) or one of the old form
+    /// after it (`PolicyDowngrade`), as if it had never been forgotten.
     pub fn forget_account(&mut self, account: &AccountKey) {
         if *account == self.address.account {
             return;
@@ -607,14 +619,16 @@ impl Device {
         for d in &devices {
             self.drop_device(d);
         }
-        let list = self.lists.remove(account).is_some();
-        if list {
+        let list = self.lists.remove(account).map(|f| f.list.mark());
+        if let Some(mark) = list {
             self.touch(Key::DeviceList(*account));
+            self.forgotten.insert(*account, mark);
+            self.touch(Key::Forgotten(*account));
             self.lists_generation += 1;
         }
         let touched = self.forget_holders(account);
         // An account of which nothing is held: nothing changed, no epoch, no unit.
-        if devices.is_empty() && !list && touched.is_empty() {
+        if devices.is_empty() && list.is_none() && touched.is_empty() {
             return;
         }
         for key in touched {

@@ -143,6 +143,7 @@ impl Device {
             identity,
             prekeys,
             lists,
+            forgotten: BTreeMap::new(),
             sessions,
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),

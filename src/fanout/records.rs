@@ -65,6 +65,8 @@ pub(crate) enum Key {
     PendingKem(DeviceAddress, [u8; 32]),
     /// Present while a group held at a restore awaits its members from the app.
     Unconfirmed(GroupId),
+    /// What is remembered of a forgotten account's newest list.
+    Forgotten(AccountKey),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -89,6 +91,7 @@ pub(crate) const RESTORED: u8 = 0x11;
 pub(crate) const REPLACED: u8 = 0x12;
 pub(crate) const PENDING_KEM: u8 = 0x13;
 pub(crate) const UNCONFIRMED: u8 = 0x14;
+pub(crate) const FORGOTTEN: u8 = 0x15;
 
 impl Key {
     /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
@@ -115,6 +118,7 @@ impl Key {
             Key::Replaced(_) => REPLACED,
             Key::PendingKem(..) => PENDING_KEM,
             Key::Unconfirmed(_) => UNCONFIRMED,
+            Key::Forgotten(_) => FORGOTTEN,
         }
     }
 
@@ -128,7 +132,7 @@ impl Key {
                 out.u32(*spk);
                 out.put(key);
             }
-            Key::DeviceList(a) => out.put(a.as_bytes()),
+            Key::DeviceList(a) | Key::Forgotten(a) => out.put(a.as_bytes()),
             Key::Sessions(a) => a.write(&mut out),
             Key::GroupMembers(g) | Key::Outbound(g) | Key::Unconfirmed(g) => out.put(&g.0),
             Key::Ledger(g, k, a) => {
@@ -181,6 +185,7 @@ impl Key {
             REPLACED => Key::Replaced(EnvelopeId(r.array()?)),
             PENDING_KEM => Key::PendingKem(DeviceAddress::read_trusted(&mut r)?, r.array()?),
             UNCONFIRMED => Key::Unconfirmed(GroupId(r.array()?)),
+            FORGOTTEN => Key::Forgotten(AccountKey::from_trusted(r.array()?)),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -22,7 +22,7 @@ use super::records::{
 };
 use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
-use crate::devices::{DeviceAddress, ListLimits};
+use crate::devices::{DeviceAddress, ListLimits, ListMark};
 use crate::error::DecodeError;
 use crate::group::{GroupConfig, GroupId, InboundSenderKey};
 use crate::primitives::IdentityKeyPair;
@@ -96,6 +96,7 @@ impl Device {
         keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
         keys.extend(self.restored_at.map(|_| Key::Restored));
         keys.extend(self.journal.replaced.keys().map(|id| Key::Replaced(*id)));
+        keys.extend(self.forgotten.keys().map(|a| Key::Forgotten(*a)));
         keys.sort_unstable();
         keys
     }
@@ -160,6 +161,12 @@ impl Device {
                 let (sender, at) = self.journal.replaced.get(id)?;
                 sender.write(&mut out);
                 out.u64(at.as_millis());
+            }
+            Key::Forgotten(a) => {
+                let mark = self.forgotten.get(a)?;
+                out.u64(mark.version);
+                out.put(&mark.digest);
+                out.flag(mark.policy);
             }
         }
         Some(out.into_inner())
@@ -244,6 +251,7 @@ impl Device {
             identity,
             prekeys,
             lists: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             sessions: BTreeMap::new(),
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),
@@ -427,6 +435,18 @@ impl Device {
                         .journal
                         .replaced
                         .insert(id, (sender, Timestamp(r.u64()?)));
+                }
+                Key::Forgotten(account) => {
+                    // Remembered only while no list of the account is held.
+                    if lists.binary_search_by(|(a, _)| a.cmp(&account)).is_ok() {
+                        return Err(DecodeError::InvalidValue);
+                    }
+                    let mark = ListMark {
+                        version: r.u64()?,
+                        digest: r.array()?,
+                        policy: r.flag()?,
+                    };
+                    device.forgotten.insert(account, mark);
                 }
             }
             r.finish()?;

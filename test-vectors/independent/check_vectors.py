@@ -3380,6 +3380,15 @@ def check_records(doc, context):
     R.check("restored: key (19.1 kind 0x11)", b"\x11", rs["key"])
     R.check("restored: value = u64(restored_at)", u64(rs["restored_at"]), rs["value"])
 
+    # 4b. 19.1 kind 0x15: forgetting the account of the device list record keeps its list's mark
+    # (15.2): u64(version) || H(list) || flag(policy); the version follows the header and AK.
+    fg = doc["forgotten"]
+    held = next(v["inputs"] for v in doc["records"] if v["inputs"]["record"] == "device_list")
+    lst = hx(held["list"])
+    R.check("forgotten: key (19.1 kind 0x15)", b"\x15" + hx(held["account"]), fg["key"])
+    R.check("forgotten: value = the list's mark (15.2)",
+            lst[34:42] + H(lst) + flag(lst[0] == 3), fg["value"])
+
     # 5. 15.4: a primary's records, from its state bytes alone, and the unit of one invitation.
     check_primary_records(doc["primary"])
 
