@@ -71,6 +71,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::Duplicate { .. } => "fanout.duplicate",
             FanoutError::UnknownGroup(_) => "fanout.unknown_group",
             FanoutError::GroupUnconfirmed(_) => "fanout.group_unconfirmed",
+            FanoutError::ReservedReason(_) => "fanout.reserved_reason",
             FanoutError::NotAMember { .. } => "fanout.not_a_member",
             FanoutError::TooManyMembers { .. } => "fanout.too_many_members",
             FanoutError::UnknownMessage => "fanout.unknown_message",

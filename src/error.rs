@@ -243,6 +243,9 @@ pub enum FanoutError {
     /// ([`Device::set_group_members`](crate::fanout::Device::set_group_members)), then send,
     /// or receive the envelope again.
     GroupUnconfirmed(GroupId),
+    /// The app's own retry or withheld reason (`Other(n)`) took the number of a named reason
+    /// (1 to 4 for a retry, 1 and 2 for a withheld key), as which it would be sent and read.
+    ReservedReason(u8),
     /// A group message, sender key or resend from an account that is not a member of the group.
     NotAMember {
         /// The group.
@@ -595,6 +598,7 @@ impl fmt::Display for FanoutError {
             Self::GroupUnconfirmed(g) => {
                 write!(f, "members of {g:?} not set since a restore from a backup")
             }
+            Self::ReservedReason(n) => write!(f, "reason {n} is a named reason's, not the app's"),
             Self::NotAMember { group, account } => {
                 write!(f, "{account:?} is not a member of {group:?}")
             }

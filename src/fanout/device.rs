@@ -240,7 +240,10 @@ impl Device {
     /// one-time or ML-KEM prekey id that the lost state issued names another key: its uploads
     /// join the server's pool, and a bundle the server hands out with a key only the lost
     /// state held fails as `UnknownOneTimePreKey` (a retry answers it). Drop from the pool
-    /// what the lost state uploaded, if the server can tell: those keys are gone.
+    /// what the lost state uploaded, if the server can tell: those keys are gone. Its next
+    /// send id skips [`RESTORE_SEND_ID_SKIP`](super::RESTORE_SEND_ID_SKIP) and is at least
+    /// `now` in milliseconds, so no send id names two bodies in the app's store, whose sends
+    /// the backup does not roll back (not even after two restores from one backup).
     ///
     /// Its groups' members are the backup's, which may name an account removed since: every
     /// group is [unconfirmed](Self::unconfirmed_groups) until the app sets its members again
@@ -276,6 +279,8 @@ impl Device {
         // Prekey ids issued after the backup may still be in the server's pool, with keys
         // this state never held.
         self.prekeys.skip_ids_after_restore();
+        // So are send ids, under which the app's own store (not rolled back) may hold bodies.
+        self.journal.skip_send_ids_after_restore(now);
         self.sessions = core::mem::take(&mut self.sessions)
             .into_iter()
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))

@@ -139,6 +139,13 @@ pub(crate) struct Minted {
     pub(crate) kem: Option<KemPreKeyId>,
 }
 
+/// Send ids a device restored from a backup skips past the backup's counter: more messages
+/// than the lost state can have sent after the backup, whose bodies the app's own store (which
+/// the backup does not roll back) may hold under those ids. A restore also moves the counter to
+/// at least its time in milliseconds, so that two restores from one backup, the later at a
+/// later time, issue no id twice either (each sends fewer than one message per millisecond).
+pub const RESTORE_SEND_ID_SKIP: u64 = 1 << 32;
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Journal {
     /// Read ring: slot → id, and the ids for lookup.
@@ -157,6 +164,15 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
+    /// After a restore from a backup at `now`: the next send id skips
+    /// [`RESTORE_SEND_ID_SKIP`], and is at least `now` in milliseconds.
+    pub(crate) fn skip_send_ids_after_restore(&mut self, now: Timestamp) {
+        self.next_send = self
+            .next_send
+            .saturating_add(RESTORE_SEND_ID_SKIP)
+            .max(now.as_millis());
+    }
+
     /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.
     pub(crate) fn has_read(&self, id: &EnvelopeId) -> bool {
         self.seen.contains(id) || self.replaced.contains_key(id)

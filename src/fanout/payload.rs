@@ -38,7 +38,8 @@ pub enum WithheldReason {
     Blocked,
     /// The sender has not verified the recipient device.
     Unverified,
-    /// The app's own reason, a number it defines.
+    /// The app's own reason, a number it defines: any but 1 and 2, the named reasons' (else
+    /// [`ReservedReason`](crate::FanoutError::ReservedReason): it would arrive as that reason).
     Other(u8),
 }
 
@@ -48,6 +49,17 @@ impl WithheldReason {
             Self::Blocked => 1,
             Self::Unverified => 2,
             Self::Other(n) => n,
+        }
+    }
+
+    /// The reason, unless it is the app's own with a named reason's number, which would be
+    /// sent as, and read as, that reason.
+    pub(crate) fn checked(self) -> Result<Self, crate::FanoutError> {
+        match self {
+            Self::Other(n) if Self::from_code(n) != self => {
+                Err(crate::FanoutError::ReservedReason(n))
+            }
+            reason => Ok(reason),
         }
     }
 

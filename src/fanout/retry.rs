@@ -51,6 +51,7 @@ impl Device {
         failed: &[u8],
         reason: RetryReason,
     ) -> Result<(DeviceAddress, Vec<u8>), Error> {
+        let reason = reason.checked()?;
         self.own_list(now)?;
         let decoded = Envelope::decode(failed)?;
         let failed = EnvelopeId::named(decoded.sealed_name(), failed);

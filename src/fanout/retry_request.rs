@@ -25,7 +25,8 @@ pub enum RetryReason {
     SenderKeyMissing,
     /// The device was restored from an old backup.
     RestoredFromBackup,
-    /// The app's own reason.
+    /// The app's own reason: any number but 1 to 4, the named reasons' (else
+    /// [`ReservedReason`](crate::FanoutError::ReservedReason): it would arrive as that reason).
     Other(u8),
 }
 
@@ -37,6 +38,17 @@ impl RetryReason {
             Self::SenderKeyMissing => 3,
             Self::RestoredFromBackup => 4,
             Self::Other(n) => n,
+        }
+    }
+
+    /// The reason, unless it is the app's own with a named reason's number, which would be
+    /// sent as, and read as, that reason.
+    pub(crate) fn checked(self) -> Result<Self, crate::FanoutError> {
+        match self {
+            Self::Other(n) if Self::from_code(n) != self => {
+                Err(crate::FanoutError::ReservedReason(n))
+            }
+            reason => Ok(reason),
         }
     }
 

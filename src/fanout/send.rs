@@ -341,6 +341,7 @@ impl Device {
         group: GroupId,
         reason: WithheldReason,
     ) -> Result<Outgoing, Error> {
+        let reason = reason.checked()?;
         self.send_payload(rng, now, &[device], &Payload::Withheld { group, reason })
     }
 
