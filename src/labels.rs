@@ -49,12 +49,15 @@ pub(crate) const RETRY_REQUEST: &[u8] = b"ratchetry v1 retry request";
 pub(crate) const BODY_DIGEST_KEY: &[u8] = b"ratchetry v1 body digest key";
 /// HKDF info prefix of a post-quantum ratchet epoch's secret (followed by `u32(epoch)`).
 pub(crate) const PQ_EPOCH: &[u8] = b"ratchetry v1 pq epoch";
+/// Hash prefix of a restore's prekey id spread (followed by `u64(restored_at)`, 19.4).
+pub(crate) const RESTORE_SPREAD: &[u8] = b"ratchetry v1 restore spread";
 
 #[cfg(test)]
 pub(crate) const ALL: &[&[u8]] = &[
     RETRY_REQUEST,
     BODY_DIGEST_KEY,
     PQ_EPOCH,
+    RESTORE_SPREAD,
     ENVELOPE_ID,
     MESSAGE_ID,
     SEALED_STATE,

@@ -1338,8 +1338,11 @@ fn a_forgotten_account_is_held_to_the_mark_of_its_last_list() {
     let downgrade = legacy_device_list(&later);
     let held = w.stores[&b1].0.clone();
 
+    let epoch = w.device(b1).take_changes().epoch();
+    // Bob holds Alice's list and no session with her: the list alone is a change.
     w.device(b1).forget_account(&alice);
     let unit = w.device(b1).take_changes();
+    assert_eq!(unit.epoch(), epoch + 1);
     let mut key = vec![0x15];
     key.extend_from_slice(&alice.to_bytes());
     let mut mark = current.version().to_be_bytes().to_vec();

@@ -4737,6 +4737,11 @@ struct RestoredVector {
     restored_at: u64,
     key: String,
     value: String,
+    /// 19.4: the ids each prekey counter skips, and the records the restore rewrites with them:
+    /// the prekeys record (its counters moved on) and the meta record (the epoch, the send id).
+    prekey_skip: u32,
+    prekeys: String,
+    meta: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5304,11 +5309,18 @@ fn records_file() -> RecordsFile {
                 .unwrap()
                 .into_restored(Timestamp(restored_at))
                 .take_changes();
+            let of = |kind: u8| {
+                let r = unit.records().iter().find(|r| r.key()[0] == kind).unwrap();
+                h(r.value().unwrap())
+            };
             let r = unit.records().iter().find(|r| r.key()[0] == 0x11).unwrap();
             RestoredVector {
                 restored_at,
                 key: h(r.key()),
                 value: h(r.value().unwrap()),
+                prekey_skip: ratchetry::x3dh::restore_prekey_skip(Timestamp(restored_at)),
+                prekeys: of(0x03),
+                meta: of(0x02),
             }
         },
         forgotten: {
@@ -5783,6 +5795,58 @@ fn record_vectors() {
         f.restored.value,
         h(Enc::default().u64(f.restored.restored_at).done())
     );
+    // 19.4: the skip from the restore's time, and the prekeys and meta records it rewrites.
+    let spread = u32::from_be_bytes(
+        sha256(&[
+            b"ratchetry v1 restore spread",
+            &f.restored.restored_at.to_be_bytes(),
+        ])[..4]
+            .try_into()
+            .unwrap(),
+    );
+    let skip = (1 << 20) + spread % (1 << 24);
+    assert_eq!(f.restored.prekey_skip, skip);
+    for r in &f.records {
+        let mut v = serde_json::to_value(&r.inputs).unwrap();
+        match &r.inputs {
+            RecordInputs::Prekeys {
+                next_signed_prekey_id,
+                next_one_time_prekey_id,
+                next_kem_prekey_id,
+                ..
+            } => {
+                let moved = |n: u32| n.wrapping_add(skip).max(1);
+                v["next_signed_prekey_id"] = moved(*next_signed_prekey_id).into();
+                v["next_one_time_prekey_id"] = moved(*next_one_time_prekey_id).into();
+                const FIRST: u32 = 0x8000_0001;
+                let kem = *next_kem_prekey_id;
+                v["next_kem_prekey_id"] = if kem >= FIRST {
+                    FIRST + ((kem - FIRST) as u64 + skip as u64) as u32 % (u32::MAX - FIRST + 1)
+                } else {
+                    kem + skip
+                }
+                .into();
+                let moved: RecordInputs = serde_json::from_value(v).unwrap();
+                assert_eq!(h(&spec_record(&moved, &seed).1), f.restored.prekeys);
+            }
+            RecordInputs::Meta {
+                epoch,
+                next_read_slot,
+                next_send_id,
+                ..
+            } => {
+                let send = (next_send_id + (1 << 32)).max(f.restored.restored_at);
+                let meta = Enc::default()
+                    .u64(epoch + 1)
+                    .u32(*next_read_slot)
+                    .u64(send)
+                    .u8(1)
+                    .done();
+                assert_eq!(h(&meta), f.restored.meta);
+            }
+            _ => {}
+        }
+    }
     // 19.1 kind 0x15: the mark of the device list record's list, under its account.
     let (account, list) = f
         .records

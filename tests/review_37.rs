@@ -12,7 +12,7 @@
 //!   and a restart; one read after it reads once more (the documented rollback), then is
 //!   `Duplicate`. Found and fixed: a restored device handed out one-time, ML-KEM and signed
 //!   prekey ids it had already issued after the backup, with other keys; its counters now
-//!   skip `RESTORE_PREKEY_ID_SKIP`.
+//!   skip `restore_prekey_skip` of the restore's time.
 //! - **Read ring bounds.** A message is `Duplicate` after exactly `MAX_REMEMBERED_MESSAGE_IDS - 1`
 //!   later reads and a restart from records; one more read and its redelivery fails in its
 //!   session instead, a typed error that changes nothing.
@@ -37,7 +37,7 @@ use ratchetry::fanout::{
 };
 use ratchetry::group::GroupId;
 use ratchetry::server::PublishedPreKeys;
-use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, RESTORE_PREKEY_ID_SKIP};
+use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, restore_prekey_skip};
 use ratchetry::{DecodeError, Error, FanoutError, RatchetError, X3dhError};
 use support::{World, body, tampered};
 
@@ -201,7 +201,7 @@ fn units_written_twice_are_idempotent_and_out_of_order_units_are_refused() {
 /// prekey ids from the backup's counters, so its next upload named ids it had already
 /// uploaded after the backup, with other keys; the crate's own `PublishedPreKeys` refused it
 /// (`DuplicatePreKeyId`), and a bundle taken before the restore named a key the device held
-/// with another secret. Now every counter skips `RESTORE_PREKEY_ID_SKIP` on a restore, by
+/// with another secret. Now every counter skips `restore_prekey_skip` on a restore, by
 /// either path (a backup's bytes, or records and `into_restored`): no one-time, ML-KEM or
 /// signed prekey id is issued again, the upload joins the pool, and a bundle naming a key only
 /// the lost state held fails as a key the device does not hold.
@@ -248,7 +248,7 @@ fn a_restored_device_never_issues_a_prekey_id_again_with_another_key() {
         assert_eq!(upload.keys().len(), 3);
         assert_eq!(
             upload.keys()[0].id,
-            OneTimePreKeyId(after_backup.keys()[0].id.0 + RESTORE_PREKEY_ID_SKIP)
+            OneTimePreKeyId(after_backup.keys()[0].id.0 + restore_prekey_skip(now))
         );
         bob.rotate_signed_prekey(&mut w.rng, now);
         let again = bob.bundle(None, None);

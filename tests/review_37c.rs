@@ -19,10 +19,11 @@
 //!   again after the app set the group; a retry asked for a group message is answered with a
 //!   resend that is `GroupUnconfirmed` until then and reads after; a retry the restored device
 //!   answers for an unconfirmed group gives the requester nothing newer than it held.
-//! - **Prekey ids**: found, left as a known limit (SECURITY.md): two restores from the same
-//!   backup issue the same ids with other keys (the skip is a fixed offset from the backup's
-//!   counter), so the second restored device's upload is `DuplicatePreKeyId` in the pool
-//!   (ignored test); ids a retry mints after a restore are new.
+//! - **Prekey ids**: found, left as a known limit, fixed at stop 38: two restores from the
+//!   same backup issued the same ids with other keys (the skip was a fixed offset from the
+//!   backup's counter), so the second restored device's upload was `DuplicatePreKeyId` in the
+//!   pool; the skip now spreads by the restore's time. Ids a retry mints after a restore are
+//!   new.
 //! - **Calls**: a participant's floor survives `to_bytes`/`from_bytes` and a second stale
 //!   restore, `srtp_keys` is refused until `catch_up` reaches it exactly, and a restored
 //!   manager's keys are not a removed participant's.
@@ -36,7 +37,7 @@ use ratchetry::fanout::{Device, Outbox, Received, RetryReason, StateChanges, Wit
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::server::PublishedPreKeys;
-use ratchetry::x3dh::RESTORE_PREKEY_ID_SKIP;
+use ratchetry::x3dh::restore_prekey_skip;
 use ratchetry::{Error, FanoutError, SyncError};
 use support::{DAY, World, body};
 
@@ -517,16 +518,14 @@ fn a_retry_answered_for_an_unconfirmed_group_gives_nothing_newer() {
     ));
 }
 
-/// Found by this review, left as a known limit (SECURITY.md): the skip is a fixed offset from
-/// the backup's counters, so a device
-/// restored twice from the same backup (the first restored device was lost before a newer
-/// backup, or a restore was attempted twice) issues again every id the first restore issued,
-/// with other keys: the server's pool refuses the second upload (`DuplicatePreKeyId`), the
-/// failure the skip was made to end, and a bundle from the first upload names a key the
-/// device holds with another secret. Suspected fix: derive the skip from something a restore
-/// cannot roll back (`restore`'s `last_epoch`, `now`), or draw it at random.
+/// Found by this review, left as a known limit, fixed at stop 38: the skip was a fixed offset
+/// from the backup's counters, so a device restored twice from the same backup (the first
+/// restored device was lost before a newer backup, or a restore was attempted twice) issued
+/// again every id the first restore issued, with other keys: the server's pool refused the
+/// second upload (`DuplicatePreKeyId`), and a bundle from the first upload named a key the
+/// device held with another secret. The skip now adds a spread drawn from the restore's time
+/// (`restore_prekey_skip`), so restores a day apart start their ids apart.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): two restores from the same backup issue the same prekey ids with other keys (DuplicatePreKeyId)"]
 fn two_restores_from_one_backup_never_issue_an_id_twice() {
     let mut w = World::new("review37c twice restored");
     let alice = w.account(0);
@@ -592,11 +591,11 @@ fn a_retry_asked_before_and_after_a_restore_never_shares_a_key_id() {
     // The lost state's first id after the backup went to its retry, the next to its upload.
     assert_eq!(
         upload.keys()[0].id.0,
-        lost_upload.keys()[0].id.0 - 1 + RESTORE_PREKEY_ID_SKIP
+        lost_upload.keys()[0].id.0 - 1 + restore_prekey_skip(now)
     );
     assert_eq!(
         upload.kem_keys()[0].id.0,
-        lost_upload.kem_keys()[0].id.0 - 1 + RESTORE_PREKEY_ID_SKIP
+        lost_upload.kem_keys()[0].id.0 - 1 + restore_prekey_skip(now)
     );
     // The lost state's answer: a resend the restored device never asked for.
     let e = World::envelope_to(&lost_answer, b1);

@@ -571,7 +571,13 @@ mod tests {
         }
         assert_eq!(
             current(5, 10).verify_after(a, Some(&mark), &limits),
-            Ok(held)
+            Ok(held.clone())
+        );
+        // Another account's list is refused, even given as the list known.
+        let other = AccountKeyPair::generate(rng).public();
+        assert_eq!(
+            current(5, 10).verify(&other, Some(&held), &limits),
+            Err(DeviceError::WrongAccount)
         );
         let old = legacy(5, 10).verify(a, None, &limits).unwrap().mark();
         assert!(!old.policy);

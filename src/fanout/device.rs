@@ -236,7 +236,9 @@ impl Device {
     /// to start from and is dropped: the next send asks for a bundle), and every outbound
     /// sender key is rotated at its next group send. Its next [`take_changes`](Self::take_changes) replaces the whole
     /// stored state. Its prekey counters skip
-    /// [`RESTORE_PREKEY_ID_SKIP`](crate::x3dh::RESTORE_PREKEY_ID_SKIP) ids, so no signed,
+    /// [`restore_prekey_skip`](crate::x3dh::restore_prekey_skip)`(now)` ids (at least
+    /// [`RESTORE_PREKEY_ID_SKIP`](crate::x3dh::RESTORE_PREKEY_ID_SKIP), spread by the time, so
+    /// two restores from one backup at different times start apart), so no signed,
     /// one-time or ML-KEM prekey id that the lost state issued names another key: its uploads
     /// join the server's pool, and a bundle the server hands out with a key only the lost
     /// state held fails as `UnknownOneTimePreKey` (a retry answers it). Drop from the pool
@@ -278,7 +280,7 @@ impl Device {
         self.lists_generation += 1;
         // Prekey ids issued after the backup may still be in the server's pool, with keys
         // this state never held.
-        self.prekeys.skip_ids_after_restore();
+        self.prekeys.skip_ids_after_restore(now);
         // So are send ids, under which the app's own store (not rolled back) may hold bodies.
         self.journal.skip_send_ids_after_restore(now);
         self.sessions = core::mem::take(&mut self.sessions)

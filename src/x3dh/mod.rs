@@ -22,7 +22,7 @@ pub use public::{KemPreKeyPublic, OneTimePreKeyPublic, SignedPreKeyPublic};
 pub use store::{
     DEFAULT_MAX_LAST_RESORT_USES, DEFAULT_MAX_ONE_TIME_KEM_PREKEYS, DEFAULT_MAX_ONE_TIME_PREKEYS,
     DEFAULT_MAX_SESSIONS_PER_SIGNED_PREKEY, DEFAULT_MAX_SIGNED_PREKEYS, PreKeyStore,
-    PreKeyStoreConfig, RESTORE_PREKEY_ID_SKIP,
+    PreKeyStoreConfig, RESTORE_PREKEY_ID_SKIP, RESTORE_PREKEY_ID_SPREAD, restore_prekey_skip,
 };
 
 pub(crate) use agreement::{AssociatedData, Initiated, Origin, X3dhHeader, initiate, respond};

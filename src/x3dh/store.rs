@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::{DecodeError, X3dhError};
 use crate::labels;
-use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKeyPair, KemKeyPair, Signature};
+use crate::primitives::{DhKeyPair, DhPublicKey, IdentityKeyPair, KemKeyPair, Signature, sha256};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
@@ -86,12 +86,33 @@ struct SignedPreKey {
     seen: BTreeSet<[u8; 32]>,
 }
 
-/// Ids each prekey counter (signed, one-time, one-time ML-KEM) skips when its device is
-/// restored from a backup: more than the lost state can have issued after the backup (keys
-/// are uploaded tens at a time, signed prekeys rotate weekly), so no id it issued, which the
-/// server may still hand out, ever names another key. A counter's space holds thousands of
-/// such skips.
+/// The fewest ids each prekey counter (signed, one-time, one-time ML-KEM) skips when its
+/// device is restored from a backup: more than the lost state can have issued after the
+/// backup (keys are uploaded tens at a time, signed prekeys rotate weekly), so no id it
+/// issued, which the server may still hand out, ever names another key. A restore skips this
+/// plus a spread below [`RESTORE_PREKEY_ID_SPREAD`] drawn from its time
+/// ([`restore_prekey_skip`]). A counter's space holds hundreds of such skips.
 pub const RESTORE_PREKEY_ID_SKIP: u32 = 1 << 20;
+
+/// A restore's skip is [`RESTORE_PREKEY_ID_SKIP`] plus a number below this, drawn from the
+/// restore's time: two restores from one backup (the first restored device lost before a
+/// newer backup), at different times, start their ids at different places, and the second
+/// issues an id the first issued only if the two places lie fewer ids apart than the first
+/// issued (for a hundred ids, about one chance in 84,000).
+pub const RESTORE_PREKEY_ID_SPREAD: u32 = 1 << 24;
+
+/// The ids a device restored from a backup at `restored_at` skips on each prekey counter
+/// (PROTOCOL.md 19.4): [`RESTORE_PREKEY_ID_SKIP`] plus
+/// `BE32(SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))[0..4]) mod 2^24`. Public
+/// (the time is all it takes), so a server can tell where a restored device's ids resume.
+pub fn restore_prekey_skip(restored_at: Timestamp) -> u32 {
+    let digest = sha256(&[
+        labels::RESTORE_SPREAD,
+        &restored_at.as_millis().to_be_bytes(),
+    ]);
+    let spread = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    RESTORE_PREKEY_ID_SKIP + spread % RESTORE_PREKEY_ID_SPREAD
+}
 
 /// A signed or one-time prekey counter moved `by` ids on: ids run from 1 and wrap past 0 to 1,
 /// one step or a restore's skip alike.
@@ -145,12 +166,13 @@ impl PreKeyStore {
         }
     }
 
-    /// After a restore from backup: every id counter skips [`RESTORE_PREKEY_ID_SKIP`] ids
-    /// (wrapping as it does, past 0 to 1).
-    pub(crate) fn skip_ids_after_restore(&mut self) {
-        self.next_signed_id = advanced(self.next_signed_id, RESTORE_PREKEY_ID_SKIP);
-        self.next_one_time_id = advanced(self.next_one_time_id, RESTORE_PREKEY_ID_SKIP);
-        self.kem.skip_ids(RESTORE_PREKEY_ID_SKIP);
+    /// After a restore from backup at `restored_at`: every id counter skips
+    /// [`restore_prekey_skip`] ids (wrapping as it does, past 0 to 1).
+    pub(crate) fn skip_ids_after_restore(&mut self, restored_at: Timestamp) {
+        let skip = restore_prekey_skip(restored_at);
+        self.next_signed_id = advanced(self.next_signed_id, skip);
+        self.next_one_time_id = advanced(self.next_one_time_id, skip);
+        self.kem.skip_ids(skip);
     }
 
     /// Makes a new signed prekey and a new last-resort ML-KEM prekey current (32, then 64
@@ -724,20 +746,43 @@ impl SignedPreKey {
 mod tests {
     use super::*;
 
-    /// A restore's skip moves both counters on by [`RESTORE_PREKEY_ID_SKIP`], wrapping past 0
-    /// to 1 as single steps do.
+    /// A restore's skip moves both counters on by [`restore_prekey_skip`] of its time,
+    /// wrapping past 0 to 1 as single steps do.
     #[test]
     fn a_restore_skips_the_counters_and_wraps_past_zero() {
         let rng = &mut crate::testing::SeededRng::from_label("prekey store skip");
         let identity = IdentityKeyPair::from_seed(&[9; 32]);
         let mut store =
             PreKeyStore::new(rng, &identity, Timestamp(0), PreKeyStoreConfig::default());
-        store.skip_ids_after_restore();
-        assert_eq!(store.next_signed_id, 2 + RESTORE_PREKEY_ID_SKIP);
-        assert_eq!(store.next_one_time_id, 1 + RESTORE_PREKEY_ID_SKIP);
-        store.next_signed_id = 0u32.wrapping_sub(RESTORE_PREKEY_ID_SKIP);
-        store.next_one_time_id = 0u32.wrapping_sub(RESTORE_PREKEY_ID_SKIP) + 1;
-        store.skip_ids_after_restore();
+        let at = Timestamp(1_790_000_000_000);
+        let skip = restore_prekey_skip(at);
+        store.skip_ids_after_restore(at);
+        assert_eq!(store.next_signed_id, 2 + skip);
+        assert_eq!(store.next_one_time_id, 1 + skip);
+        store.next_signed_id = 0u32.wrapping_sub(skip);
+        store.next_one_time_id = 0u32.wrapping_sub(skip) + 1;
+        store.skip_ids_after_restore(at);
         assert_eq!((store.next_signed_id, store.next_one_time_id), (1, 1));
+    }
+
+    /// The skip is the fixed part plus the spread of the restore's time: the spread differs
+    /// from one millisecond to the next and stays below its bound (the first of the digest's
+    /// bits only), so restores at different times start apart.
+    #[test]
+    fn the_skip_spreads_restores_by_their_time() {
+        let skips: Vec<u32> = (0..64)
+            .map(|ms| restore_prekey_skip(Timestamp(1_790_000_000_000 + ms)))
+            .collect();
+        let spreads: BTreeSet<u32> = skips.iter().map(|s| s - RESTORE_PREKEY_ID_SKIP).collect();
+        assert_eq!(spreads.len(), 64);
+        assert!(spreads.iter().all(|s| *s < RESTORE_PREKEY_ID_SPREAD));
+        // Some spread uses the bound's top bit: the modulus keeps 24 bits, not fewer.
+        assert!(spreads.iter().any(|s| *s >= RESTORE_PREKEY_ID_SPREAD / 2));
+        let digest = sha256(&[labels::RESTORE_SPREAD, &0u64.to_be_bytes()]);
+        let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        assert_eq!(
+            restore_prekey_skip(Timestamp(0)),
+            RESTORE_PREKEY_ID_SKIP + (first & 0x00ff_ffff)
+        );
     }
 }

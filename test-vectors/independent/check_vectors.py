@@ -3379,6 +3379,25 @@ def check_records(doc, context):
     rs = doc["restored"]
     R.check("restored: key (19.1 kind 0x11)", b"\x11", rs["key"])
     R.check("restored: value = u64(restored_at)", u64(rs["restored_at"]), rs["value"])
+    # 19.4: every prekey counter moves s on, s = 2^20 + a spread below 2^24 from the restore's
+    # time; the next send id moves to max(next + 2^32, restored_at); the epoch grows by one and
+    # the groups-by-app flag is set.
+    skip = (1 << 20) + int.from_bytes(H(b"ratchetry v1 restore spread" + u64(rs["restored_at"]))[:4], "big") % (1 << 24)
+    R.check("restored: prekey skip (19.4)", skip, rs["prekey_skip"])
+    by_kind = {v["inputs"]["record"]: v["inputs"] for v in doc["records"]}
+    first_kem = 0x8000_0001
+    moved = lambda n: ((n + skip) % (1 << 32)) or 1
+    kem = by_kind["prekeys"]["next_kem_prekey_id"]
+    inp = dict(by_kind["prekeys"],
+               next_signed_prekey_id=moved(by_kind["prekeys"]["next_signed_prekey_id"]),
+               next_one_time_prekey_id=moved(by_kind["prekeys"]["next_one_time_prekey_id"]),
+               next_kem_prekey_id=(first_kem + (kem - first_kem + skip) % ((1 << 32) - first_kem)
+                                   if kem >= first_kem else kem + skip))
+    R.check("restored: prekeys record, counters moved on (19.4)", record_from_inputs(inp, None)[1], rs["prekeys"])
+    m = by_kind["meta"]
+    R.check("restored: meta record (19.4: epoch + 1, send id, groups by app)",
+            u64(m["epoch"] + 1) + u32(m["next_read_slot"]) + u64(max(m["next_send_id"] + (1 << 32), rs["restored_at"])) + flag(True),
+            rs["meta"])
 
     # 4b. 19.1 kind 0x15: forgetting the account of the device list record keeps its list's mark
     # (15.2): u64(version) || H(list) || flag(policy); the version follows the header and AK.
