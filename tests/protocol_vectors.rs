@@ -5835,7 +5835,7 @@ fn record_vectors() {
                 next_send_id,
                 ..
             } => {
-                let send = (next_send_id + (1 << 32)).max(f.restored.restored_at);
+                let send = (next_send_id + (1 << 32)).max(f.restored.restored_at.min(1 << 53));
                 let meta = Enc::default()
                     .u64(epoch + 1)
                     .u32(*next_read_slot)

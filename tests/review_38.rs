@@ -408,7 +408,7 @@ fn a_restored_device_never_issues_a_send_id_again() {
     let mut rng = w.rng.clone();
     for (at, first) in [
         (now.plus_millis(1), now.as_millis() + 1),
-        (Timestamp(0), x_id.0 + RESTORE_SEND_ID_SKIP),
+        (Timestamp(0), x_id.0 + (1 << 32)),
     ] {
         let mut again = Device::restore_from_backup(&backup, at).unwrap();
         let Ok(Outgoing::Ready(z)) = again.send(&mut rng, now, &bob, b"Z") else {

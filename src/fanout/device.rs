@@ -57,6 +57,10 @@ impl Default for DeviceConfig {
     }
 }
 
+/// How far ahead of a restored device's clock its own account's list may be issued and still
+/// end its wait ([`Device::awaiting_own_list`]): clocks a few minutes apart (PROTOCOL.md 19.4).
+pub const OWN_LIST_CLOCK_ALLOWANCE_MS: u64 = 5 * 60 * 1000;
+
 /// A device of an account: the object an app holds, feeds bytes and `now`, and persists. After
 /// every call that changed it, [`take_changes`](Self::take_changes) yields the records to write
 /// (one transaction); [`from_records`](Self::from_records) loads it again.
@@ -124,7 +128,9 @@ pub struct Device {
     /// When this device was restored from a backup, until it holds an own list issued since
     /// (no allowance for clock skew: a list signed minutes before the restore may still name a
     /// companion unlinked just after it; a primary whose clock runs behind only delays the end
-    /// of the wait, since its later lists carry later times):
+    /// of the wait, since its later lists carry later times; a list issued further ahead of
+    /// this device's clock than `OWN_LIST_CLOCK_ALLOWANCE_MS` does not end it either, since a
+    /// primary whose clock ran ahead may have signed it before an unlink):
     /// meanwhile it sends nothing to its own account and accepts nothing from it.
     pub(crate) restored_at: Option<Timestamp>,
     /// Whether the app has set or forgotten a group on this device: from then on it owns the
@@ -218,13 +224,20 @@ impl Device {
     /// stale snapshot: if its epoch is lower than `last_epoch` (the epoch of the state last
     /// persisted, kept elsewhere), the device is restored as from a backup
     /// ([`restore_from_backup`](Self::restore_from_backup)) at `now`, its epoch continues
-    /// from `last_epoch`, and the second value is `true`.
+    /// from `last_epoch`, its next send id moves on by the epochs between the snapshot's and
+    /// `last_epoch` as well (a restore from the same snapshot before, at the same clock
+    /// reading, issued none of its ids), and the second value is `true`.
     pub fn restore(bytes: &[u8], last_epoch: u64, now: Timestamp) -> Result<(Self, bool), Error> {
         let device = Self::from_bytes(bytes)?;
         if device.epoch >= last_epoch {
             return Ok((device, false));
         }
+        // Every send after the snapshot took an epoch: its next send id moves past them too,
+        // so an earlier restore from the same snapshot, at the same clock reading, issued no
+        // id this one issues (the app kept its epochs).
+        let lost = (last_epoch - device.epoch).min(super::RESTORE_SEND_ID_SKIP);
         let mut device = device.into_restored(now);
+        device.journal.next_send = device.journal.next_send.saturating_add(lost);
         device.epoch = device.epoch.max(last_epoch.saturating_add(1));
         Ok((device, true))
     }
@@ -245,7 +258,9 @@ impl Device {
     /// what the lost state uploaded, if the server can tell: those keys are gone. Its next
     /// send id skips [`RESTORE_SEND_ID_SKIP`](super::RESTORE_SEND_ID_SKIP) and is at least
     /// `now` in milliseconds, so no send id names two bodies in the app's store, whose sends
-    /// the backup does not roll back (not even after two restores from one backup).
+    /// the backup does not roll back, nor after two restores from one backup if the later
+    /// reads a later clock ([`restore`](Self::restore), given the epoch the app kept, needs no
+    /// clock for that).
     ///
     /// Its groups' members are the backup's, which may name an account removed since: every
     /// group is [unconfirmed](Self::unconfirmed_groups) until the app sets its members again
@@ -262,7 +277,8 @@ impl Device {
     ///
     /// The backup's own device list may still name a companion unlinked since (a stolen
     /// laptop), and the server may serve lists signed after the backup but before the unlink.
-    /// So until the device holds an own list issued at or after `now`, it is
+    /// So until the device holds an own list issued at or after `now` (and not more than
+    /// [`OWN_LIST_CLOCK_ALLOWANCE_MS`] after the clock it is received at), it is
     /// [`awaiting_own_list`](Self::awaiting_own_list): its
     /// sends leave out this account's other devices, a send to its own account or one of
     /// its devices is `AwaitingOwnList`, and so is anything received from them. A restored
@@ -535,9 +551,14 @@ impl Device {
             if me.is_none_or(|e| e.identity != self.identity.public() || !e.is_active(now)) {
                 events.push(Event::ThisDeviceRemoved);
             }
+            // Issued at or after the restore, and not after this device's clock beyond the
+            // allowance: a list a primary signed while its clock ran ahead (the restore's time
+            // still to come) may predate an unlink the server holds back.
             let issued = verified.issued_at().as_millis();
+            let latest = now.as_millis().saturating_add(OWN_LIST_CLOCK_ALLOWANCE_MS);
             if let Some(at) = self.restored_at
                 && issued >= at.as_millis()
+                && issued <= latest
             {
                 self.restored_at = None;
                 self.touch(Key::Restored);

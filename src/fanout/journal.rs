@@ -142,9 +142,17 @@ pub(crate) struct Minted {
 /// Send ids a device restored from a backup skips past the backup's counter: more messages
 /// than the lost state can have sent after the backup, whose bodies the app's own store (which
 /// the backup does not roll back) may hold under those ids. A restore also moves the counter to
-/// at least its time in milliseconds, so that two restores from one backup, the later at a
-/// later time, issue no id twice either (each sends fewer than one message per millisecond).
+/// at least its time in milliseconds (up to [`RESTORE_SEND_ID_FLOOR_CAP`]), so that two
+/// restores from one backup, the later at a later clock reading, issue no id twice either
+/// (each sends fewer than one message per millisecond); and [`Device::restore`] adds the
+/// epochs the app saw after the snapshot, so that one at the same reading does not either.
+///
+/// [`Device::restore`]: super::Device::restore
 pub const RESTORE_SEND_ID_SKIP: u64 = 1 << 32;
+
+/// The highest a restore's time moves the next send id to: `2^53`, so that send ids stay
+/// exact as JavaScript numbers and a clock at its end (`u64::MAX`) leaves room to count.
+pub const RESTORE_SEND_ID_FLOOR_CAP: u64 = 1 << 53;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Journal {
@@ -165,12 +173,13 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// After a restore from a backup at `now`: the next send id skips
-    /// [`RESTORE_SEND_ID_SKIP`], and is at least `now` in milliseconds.
+    /// [`RESTORE_SEND_ID_SKIP`], and is at least `now` in milliseconds (at most
+    /// [`RESTORE_SEND_ID_FLOOR_CAP`]).
     pub(crate) fn skip_send_ids_after_restore(&mut self, now: Timestamp) {
         self.next_send = self
             .next_send
             .saturating_add(RESTORE_SEND_ID_SKIP)
-            .max(now.as_millis());
+            .max(now.as_millis().min(RESTORE_SEND_ID_FLOOR_CAP));
     }
 
     /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.
@@ -287,7 +296,8 @@ impl Journal {
         sent: Sent,
     ) -> (SendId, Vec<SendId>) {
         let id = SendId(self.next_send);
-        self.next_send += 1;
+        // Unreachable by counting (2^64 sends), and by restores (their floor is capped).
+        self.next_send = self.next_send.saturating_add(1);
         self.sent.insert(id, sent);
         let mut dropped = Vec::new();
         while let Some((&oldest, entry)) = self.sent.first_key_value() {

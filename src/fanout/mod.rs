@@ -36,11 +36,12 @@ pub(crate) mod sessions;
 mod state;
 
 pub use crate::persist::Record;
-pub use device::{Device, DeviceConfig};
+pub use device::{Device, DeviceConfig, OWN_LIST_CLOCK_ALLOWANCE_MS};
 pub use envelope_id::EnvelopeId;
 pub use journal::{
     DEFAULT_RETRY_WINDOW_MS, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS,
-    MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, RESTORE_SEND_ID_SKIP, SendId,
+    MAX_REPLACED_MESSAGE_IDS, MAX_RETRY_ATTEMPTS, MAX_SENT_MESSAGES, RESTORE_SEND_ID_FLOOR_CAP,
+    RESTORE_SEND_ID_SKIP, SendId,
 };
 pub use members::MAX_GROUP_MEMBERS;
 pub use membership::{MAX_MEMBERSHIP_ACCOUNTS, MAX_MEMBERSHIP_GROUPS};

@@ -3380,7 +3380,8 @@ def check_records(doc, context):
     R.check("restored: key (19.1 kind 0x11)", b"\x11", rs["key"])
     R.check("restored: value = u64(restored_at)", u64(rs["restored_at"]), rs["value"])
     # 19.4: every prekey counter moves s on, s = 2^20 + a spread below 2^24 from the restore's
-    # time; the next send id moves to max(next + 2^32, restored_at); the epoch grows by one and
+    # time; the next send id moves to max(next + 2^32, min(restored_at, 2^53)) (a restore from a
+    # backup: no epochs lost); the epoch grows by one and
     # the groups-by-app flag is set.
     skip = (1 << 20) + int.from_bytes(H(b"ratchetry v1 restore spread" + u64(rs["restored_at"]))[:4], "big") % (1 << 24)
     R.check("restored: prekey skip (19.4)", skip, rs["prekey_skip"])
@@ -3396,7 +3397,7 @@ def check_records(doc, context):
     R.check("restored: prekeys record, counters moved on (19.4)", record_from_inputs(inp, None)[1], rs["prekeys"])
     m = by_kind["meta"]
     R.check("restored: meta record (19.4: epoch + 1, send id, groups by app)",
-            u64(m["epoch"] + 1) + u32(m["next_read_slot"]) + u64(max(m["next_send_id"] + (1 << 32), rs["restored_at"])) + flag(True),
+            u64(m["epoch"] + 1) + u32(m["next_read_slot"]) + u64(max(m["next_send_id"] + (1 << 32), min(rs["restored_at"], 1 << 53))) + flag(True),
             rs["meta"])
 
     # 4b. 19.1 kind 0x15: forgetting the account of the device list record keeps its list's mark
