@@ -380,7 +380,8 @@ impl Device {
 
     /// Forgets an account: its list, its devices' sessions and sender keys, and the retries
     /// pending with them (this device's own account: nothing happens). Groups whose sender
-    /// key one of its devices held rotate at their next send.
+    /// key one of its devices held rotate at their next send. The list's mark stays: followed
+    /// again, the account is refused a list older than the one forgotten.
     pub fn forget_account(&self, account: Vec<u8>) -> Result<(), RatchetryError> {
         let account = types::account(&account)?;
         self.inner.lock()?.forget_account(&account);

@@ -73,7 +73,8 @@ impl Device {
 
     /// Forgets an account (not this device's own): its list, its devices' sessions and
     /// sender keys, and the retries pending with them; groups whose sender key one of them
-    /// held rotate at their next send.
+    /// held rotate at their next send. The list's mark stays: followed again, the account is
+    /// refused a list older than the one forgotten.
     #[wasm_bindgen(js_name = forgetAccount)]
     pub fn forget_account(&mut self, account_key: &[u8]) -> Result<(), JsValue> {
         let account = account(account_key)?;
