@@ -992,16 +992,7 @@ fn prekeys_held(device: &Device) -> (usize, usize) {
 /// the retry is dropped: here with its sender's account, forgotten.
 #[test]
 fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
-    let mut w = World::new("insider retry prekeys");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, [alice, bob, carol], [a1, b1, c1]) = World::phones("insider retry prekeys");
     let uploaded = |w: &mut World| {
         let d = w.device(b1);
         (
@@ -1207,16 +1198,7 @@ fn a_retry_beyond_the_pending_bound_still_gets_its_own_one_time_keys() {
 /// still a duplicate: Carol's resends push out only Carol's replaced ids.
 #[test]
 fn a_contact_cannot_flush_the_replaced_ids_with_resends_of_its_own() {
-    let mut w = World::new("insider replaced flush");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, [_, bob, _], [a1, b1, c1]) = World::phones("insider replaced flush");
     let o = w.send(a1, bob, b"hello");
     w.deliver_ok(&o);
     let o = w.send(a1, bob, b"transfer $100");

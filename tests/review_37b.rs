@@ -514,16 +514,7 @@ fn call_key(w: &mut World, to: DeviceAddress, o: &Outbox) -> ratchetry::calls::C
 /// removed, derives too).
 #[test]
 fn a_participant_removed_and_rejoined_skips_the_epoch_it_was_out_for() {
-    let mut w = World::new("review37b call rejoin");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, _, [a1, b1, c1]) = World::phones("review37b call rejoin");
     let config = CallConfig::default();
     let mut call = Call::start(&mut w.rng, CallKind::Group, a1, &[b1, c1], &config).unwrap();
     let send = |w: &mut World, to: &[DeviceAddress], m: &ratchetry::calls::CallKeyMessage| {
@@ -726,16 +717,8 @@ fn an_expired_identity_links_again_and_resync_always_drops_companions() {
 /// pairwise messages on the same sessions read too, whichever order the relay picks.
 #[test]
 fn a_sender_key_refused_for_membership_reads_when_redelivered_after_the_app_catches_up() {
-    let mut w = World::new("review37b membership in flight");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, [alice, bob, carol], [a1, b1, c1]) =
+        World::phones("review37b membership in flight");
     for d in [a1, c1] {
         w.device(d)
             .set_group_members(G, &[alice, bob, carol])

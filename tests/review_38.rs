@@ -203,16 +203,7 @@ fn a_bounced_or_rerouted_retry_request_is_refused() {
 /// retry she asks for the new message is refused.
 #[test]
 fn a_rotation_stored_but_never_shipped_heals_by_retry_and_never_reaches_the_removed() {
-    let mut w = World::new("review38 unshipped rotation");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, [alice, bob, carol], [a1, b1, c1]) = World::phones("review38 unshipped rotation");
     w.set_members(G, &[alice, bob, carol]);
     let first = w.send_group(a1, G, b"all three");
     w.deliver_ok(&first);

@@ -477,16 +477,7 @@ fn a_call_key_retry_is_answered_only_with_its_own_call() {
 /// once-per-request rule), he learns no later key.
 #[test]
 fn a_replayed_call_key_retry_after_removal_gets_nothing() {
-    let mut w = World::new("review3 call replay");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    let carol = w.account(0);
-    w.publish_all();
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, _, [a1, b1, c1]) = World::phones("review3 call replay");
     let config = CallConfig::default();
     let mut call = Call::start(&mut w.rng, CallKind::Group, a1, &[b1, c1], &config).unwrap();
     let m0 = call.key_message().clone();

@@ -84,6 +84,14 @@ impl World {
         (w, alice, bob, a1, b1)
     }
 
+    /// `N` accounts of a phone each, every list published: `(world, accounts, phones)`.
+    pub fn phones<const N: usize>(label: &str) -> (Self, [AccountKey; N], [DeviceAddress; N]) {
+        let mut w = Self::new(label);
+        let accounts = core::array::from_fn(|_| w.account(0));
+        w.publish_all();
+        (w, accounts, accounts.map(|a| Self::addr(a, 1)))
+    }
+
     /// Alice and Bob in `group`, with `companions` besides each phone, published, and Alice's
     /// phone's first group message delivered: `(world, alice, bob, that message's outbox)`.
     pub fn group_sent(
