@@ -103,7 +103,8 @@ pub const RESTORE_PREKEY_ID_SPREAD: u32 = 1 << 24;
 
 /// The ids a device restored from a backup at `restored_at` skips on each prekey counter
 /// (PROTOCOL.md 19.4): [`RESTORE_PREKEY_ID_SKIP`] plus
-/// `BE32(SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))[0..4]) mod 2^24`. Public
+/// `BE32(SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))[0..4]) mod 2^24`, where
+/// `restored_at` is the `now` the restore is given, in milliseconds. Public
 /// (the time is all it takes), so a server can tell where a restored device's ids resume.
 pub fn restore_prekey_skip(restored_at: Timestamp) -> u32 {
     let digest = sha256(&[
