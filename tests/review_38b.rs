@@ -303,7 +303,9 @@ fn a_list_from_a_fast_clock_does_not_end_a_restored_devices_wait() {
     assert!(w.device(tablet).awaiting_own_list());
     // The primary's later lists: one issued just past the allowance leaves the wait; one
     // issued exactly at it (a clock five minutes ahead) ends it, without the laptop.
-    let allowance = ratchetry::fanout::OWN_LIST_CLOCK_ALLOWANCE_MS;
+    // Five minutes (PROTOCOL.md 19.4).
+    let allowance = 300_000;
+    assert_eq!(ratchetry::fanout::OWN_LIST_CLOCK_ALLOWANCE_MS, allowance);
     for (ahead, ends) in [(allowance + 1, false), (allowance, true)] {
         let issued = restore_at.plus_millis(2 * DAY + ahead);
         let list = w.primary(&alice).renew(issued).unwrap().signed().clone();

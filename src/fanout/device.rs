@@ -59,7 +59,7 @@ impl Default for DeviceConfig {
 
 /// How far ahead of a restored device's clock its own account's list may be issued and still
 /// end its wait ([`Device::awaiting_own_list`]): clocks a few minutes apart (PROTOCOL.md 19.4).
-pub const OWN_LIST_CLOCK_ALLOWANCE_MS: u64 = 5 * 60 * 1000;
+pub const OWN_LIST_CLOCK_ALLOWANCE_MS: u64 = 300_000;
 
 /// A device of an account: the object an app holds, feeds bytes and `now`, and persists. After
 /// every call that changed it, [`take_changes`](Self::take_changes) yields the records to write
