@@ -232,12 +232,8 @@ impl Device {
         if device.epoch >= last_epoch {
             return Ok((device, false));
         }
-        // Every send after the snapshot took an epoch: its next send id moves past them too,
-        // so an earlier restore from the same snapshot, at the same clock reading, issued no
-        // id this one issues (the app kept its epochs).
-        let lost = (last_epoch - device.epoch).min(super::RESTORE_SEND_ID_SKIP);
-        let mut device = device.into_restored(now);
-        device.journal.next_send = device.journal.next_send.saturating_add(lost);
+        let lost = last_epoch - device.epoch;
+        let mut device = device.restored(now, lost);
         device.epoch = device.epoch.max(last_epoch.saturating_add(1));
         Ok((device, true))
     }
@@ -290,7 +286,13 @@ impl Device {
 
     /// The same after loading from records: for an app whose record store itself was
     /// restored from a backup.
-    pub fn into_restored(mut self, now: Timestamp) -> Self {
+    pub fn into_restored(self, now: Timestamp) -> Self {
+        self.restored(now, 0)
+    }
+
+    /// [`into_restored`](Self::into_restored), knowing that `epochs_lost` epochs passed after
+    /// the snapshot (0 if the app kept none).
+    fn restored(mut self, now: Timestamp, epochs_lost: u64) -> Self {
         self.restored_at = Some(self.restored_at.map_or(now, |at| at.max(now)));
         // Its own account's devices are left out of sends now.
         self.lists_generation += 1;
@@ -298,7 +300,7 @@ impl Device {
         // this state never held.
         self.prekeys.skip_ids_after_restore(now);
         // So are send ids, under which the app's own store (not rolled back) may hold bodies.
-        self.journal.skip_send_ids_after_restore(now);
+        self.journal.skip_send_ids_after_restore(now, epochs_lost);
         self.sessions = core::mem::take(&mut self.sessions)
             .into_iter()
             .filter_map(|(a, set)| Some((a, set.renew_sending_chains()?)))

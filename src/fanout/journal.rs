@@ -173,13 +173,16 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// After a restore from a backup at `now`: the next send id skips
-    /// [`RESTORE_SEND_ID_SKIP`], and is at least `now` in milliseconds (at most
-    /// [`RESTORE_SEND_ID_FLOOR_CAP`]).
-    pub(crate) fn skip_send_ids_after_restore(&mut self, now: Timestamp) {
+    /// [`RESTORE_SEND_ID_SKIP`], is at least `now` in milliseconds (at most
+    /// [`RESTORE_SEND_ID_FLOOR_CAP`]), and moves on by the `epochs_lost` after the snapshot
+    /// (at most the skip): every send took an epoch, so an earlier restore from the same
+    /// snapshot, at the same clock reading, issued no id this one issues.
+    pub(crate) fn skip_send_ids_after_restore(&mut self, now: Timestamp, epochs_lost: u64) {
         self.next_send = self
             .next_send
             .saturating_add(RESTORE_SEND_ID_SKIP)
-            .max(now.as_millis().min(RESTORE_SEND_ID_FLOOR_CAP));
+            .max(now.as_millis().min(RESTORE_SEND_ID_FLOOR_CAP))
+            .saturating_add(epochs_lost.min(RESTORE_SEND_ID_SKIP));
     }
 
     /// Whether the message `id` names was read: in the read ring, or replaced by a resend read.

@@ -3386,14 +3386,13 @@ def check_records(doc, context):
     skip = (1 << 20) + int.from_bytes(H(b"ratchetry v1 restore spread" + u64(rs["restored_at"]))[:4], "big") % (1 << 24)
     R.check("restored: prekey skip (19.4)", skip, rs["prekey_skip"])
     by_kind = {v["inputs"]["record"]: v["inputs"] for v in doc["records"]}
-    first_kem = 0x8000_0001
     moved = lambda n: ((n + skip) % (1 << 32)) or 1
     kem = by_kind["prekeys"]["next_kem_prekey_id"]
+    R.true("restored: the run's next ML-KEM id is unmarked (README)", kem < 0x8000_0001)
     inp = dict(by_kind["prekeys"],
                next_signed_prekey_id=moved(by_kind["prekeys"]["next_signed_prekey_id"]),
                next_one_time_prekey_id=moved(by_kind["prekeys"]["next_one_time_prekey_id"]),
-               next_kem_prekey_id=(first_kem + (kem - first_kem + skip) % ((1 << 32) - first_kem)
-                                   if kem >= first_kem else kem + skip))
+               next_kem_prekey_id=kem + skip)
     R.check("restored: prekeys record, counters moved on (19.4)", record_from_inputs(inp, None)[1], rs["prekeys"])
     m = by_kind["meta"]
     R.check("restored: meta record (19.4: epoch + 1, send id, groups by app)",
