@@ -72,6 +72,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::UnknownGroup(_) => "fanout.unknown_group",
             FanoutError::GroupUnconfirmed(_) => "fanout.group_unconfirmed",
             FanoutError::ReservedReason(_) => "fanout.reserved_reason",
+            FanoutError::NotAGroupDevice(_) => "fanout.not_a_group_device",
             FanoutError::NotAMember { .. } => "fanout.not_a_member",
             FanoutError::TooManyMembers { .. } => "fanout.too_many_members",
             FanoutError::UnknownMessage => "fanout.unknown_message",

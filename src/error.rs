@@ -220,7 +220,7 @@ pub enum FanoutError {
         /// The sender key generation the message needs.
         key_id: u32,
     },
-    /// The sender said it withholds its group key from this device.
+    /// The sender said it withholds this generation of its group key from this device.
     Withheld,
     /// This device is no longer in its own account's valid list (expired or unlinked).
     ThisDeviceInactive,
@@ -246,6 +246,9 @@ pub enum FanoutError {
     /// The app's own retry or withheld reason (`Other(n)`) took the number of a named reason
     /// (1 to 4 for a retry, 1 and 2 for a withheld key), as which it would be sent and read.
     ReservedReason(u8),
+    /// A device to withhold a group's sender key from is not one of the group's member devices
+    /// (nor another device of this account).
+    NotAGroupDevice(DeviceAddress),
     /// A group message, sender key or resend from an account that is not a member of the group.
     NotAMember {
         /// The group.
@@ -599,6 +602,7 @@ impl fmt::Display for FanoutError {
                 write!(f, "members of {g:?} not set since a restore from a backup")
             }
             Self::ReservedReason(n) => write!(f, "reason {n} is a named reason's, not the app's"),
+            Self::NotAGroupDevice(d) => write!(f, "{d:?} is not a device of the group's members"),
             Self::NotAMember { group, account } => {
                 write!(f, "{account:?} is not a member of {group:?}")
             }

@@ -10,7 +10,6 @@
 mod support;
 
 use ratchetry::devices::{AccountKey, DeviceAddress};
-use ratchetry::fanout::WithheldReason;
 use ratchetry::group::GroupId;
 use ratchetry::testing::hooks::{group_resend_payload, seal_raw_payload};
 use ratchetry::{DecodeError, Error, FanoutError};
@@ -151,13 +150,10 @@ fn refused_payload(
         }
         // A withheld notice for a group `to` does not know.
         3 => {
-            let out = w
-                .run(from, |d, rng, now| {
-                    d.withhold_group_key(rng, now, to, UNKNOWN, WithheldReason::Blocked)
-                })
-                .unwrap();
+            // 18.2: kind 0x0a, the group, the generation, the reason.
+            let pt = [&[2, 0x0c, 0x0a][..], &UNKNOWN.0, &7u32.to_be_bytes(), &[1]].concat();
             (
-                World::envelope_to(&out, to),
+                raw(w, from, to, &pt),
                 FanoutError::UnknownGroup(UNKNOWN).into(),
             )
         }

@@ -2828,6 +2828,7 @@ enum PayloadFields {
     },
     Withheld {
         group: String,
+        key_id: u32,
         reason: u8,
     },
     CallKey {
@@ -3018,7 +3019,11 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
             )
             .put(unhex(chain_key))
             .put(unhex(signing_public)),
-        PayloadFields::Withheld { group, reason } => e.u8(3).put(unhex(group)).u8(*reason),
+        PayloadFields::Withheld {
+            group,
+            key_id,
+            reason,
+        } => e.u8(10).put(unhex(group)).u32(*key_id).u8(*reason),
         PayloadFields::CallKey { call_key } => e.u8(4).put(unhex(call_key)),
         PayloadFields::HistoryOffer { offer, groups } => {
             let mut e = e.u8(9).blob(unhex(offer)).u32(groups.len() as u32);
@@ -3728,22 +3733,45 @@ fn devices_run() -> BobPhone {
     }
     same_stream(&run.rng, &probe);
 
-    // 5. Alice's phone withholds its key for the other group from Bob's phone.
-    let (out, mut probe) = run.send_op("alice-phone", "withhold_group_key", |d, rng, now| {
-        d.withhold_group_key(rng, now, b1, other_group, WithheldReason::Blocked)
+    // 5. Alice's phone writes to the other group and withholds its key from Bob's phone: a new
+    // sender key, distributed to her laptop, a withheld notice naming its generation to Bob's
+    // phone (both in address order), then the group envelope, to both.
+    let body = b"Not for Bob's phone".to_vec();
+    let withheld = [(b1, Some(WithheldReason::Blocked))];
+    let (out, mut probe) = run.send_op("alice-phone", "send_group_withholding", |d, rng, now| {
+        d.send_group_withholding(rng, now, other_group, &body, &withheld)
     });
-    let got = run.pairwise(
+    let (ock, oseed, okey_id) = run.sender_key_event(&mut probe, "alice-phone", other_group.0);
+    for (i, (to, env)) in out.envelopes.iter().enumerate() {
+        let payload = match run.name_of(to) {
+            "bob-phone" => PayloadFields::Withheld {
+                group: h(other_group.0),
+                key_id: okey_id,
+                reason: 1,
+            },
+            _ => PayloadFields::Distribution {
+                group: h(other_group.0),
+                key_id: okey_id,
+                iteration: 0,
+                chain_key: h(ock),
+                signing_public: h(ed_pub(&oseed)),
+            },
+        };
+        let label = format!("withheld-{}", i + 1);
+        let got = run.pairwise(&mut probe, &label, "alice-phone", env, payload, true);
+        assert!(matches!(
+            got,
+            Some(Received::Withheld { .. } | Received::SenderKey { .. })
+        ));
+    }
+    run.group(
         &mut probe,
-        "withheld",
+        "withheld-group",
         "alice-phone",
-        &out.envelopes[0].1,
-        PayloadFields::Withheld {
-            group: h(other_group.0),
-            reason: 1,
-        },
-        true,
+        out.group.as_ref().unwrap(),
+        &body,
+        &["alice-laptop"],
     );
-    assert!(matches!(got, Some(Received::Withheld { .. })));
     same_stream(&run.rng, &probe);
 
     // 6. Alice's phone calls Bob's phone: the call key.
@@ -4662,7 +4690,10 @@ fn device_vectors() {
         );
     }
     // Every payload kind of 18.2 appeared, and both resend kinds answered a request.
-    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), [1, 2, 3, 4, 6, 7, 9]);
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [1, 2, 4, 6, 7, 9, 10]
+    );
     assert_eq!(retries.len(), 3);
 }
 
@@ -4875,6 +4906,7 @@ enum RecordInputs {
     WithheldNotice {
         address: String,
         group: String,
+        key_id: u32,
     },
     ReadSlot {
         slot: u32,
@@ -5185,6 +5217,17 @@ fn records_file() -> RecordsFile {
         RecordInputs::WithheldNotice {
             address: a1.clone(),
             group: other,
+            // The generation the notice named.
+            key_id: events
+                .iter()
+                .find_map(|e| match e {
+                    DeviceEvent::Pairwise(PairwiseEvent {
+                        payload: PayloadFields::Withheld { key_id, .. },
+                        ..
+                    }) => Some(*key_id),
+                    _ => None,
+                })
+                .unwrap(),
         },
     );
     push(
@@ -5675,9 +5718,13 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
                 inbound.state(),
             )
         }
-        RecordInputs::WithheldNotice { address, group } => (
+        RecordInputs::WithheldNotice {
+            address,
+            group,
+            key_id,
+        } => (
             key(0x0d, &[&address_of(address), &unhex(group)]),
-            Vec::new(),
+            key_id.to_be_bytes().to_vec(),
         ),
         RecordInputs::ReadSlot { slot, envelope } => (
             key(0x0e, &[&slot.to_be_bytes()]),

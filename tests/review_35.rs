@@ -6,8 +6,8 @@
 
 mod support;
 
+use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress};
-use ratchetry::fanout::WithheldReason;
 use ratchetry::group::GroupId;
 use ratchetry::testing::{SeededRng, hooks};
 use ratchetry::{Error, GroupError, RatchetError};
@@ -65,9 +65,17 @@ fn a_group_send_refused_at_a_new_device_changes_nothing() {
     assert_eq!(*before, *w.device(a1).to_bytes());
     assert!(!w.device(a1).has_changes());
     // A payload send (send_journaled's path) refused the same way changes nothing either.
+    let call = Call::start(
+        &mut rng,
+        CallKind::OneToOne,
+        a1,
+        &[b3],
+        &CallConfig::default(),
+    )
+    .unwrap();
     let sent = w
         .device(a1)
-        .withhold_group_key(&mut rng, now, b3, ROOM, WithheldReason::Blocked);
+        .send_call_key(&mut rng, now, &[b3], call.key_message());
     assert_eq!(sent.err(), Some(Error::from(RatchetError::ChainExhausted)));
     assert_eq!(*before, *w.device(a1).to_bytes());
     assert!(!w.device(a1).has_changes());

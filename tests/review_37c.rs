@@ -406,11 +406,8 @@ fn a_members_traffic_waits_for_the_app_and_reads_once_it_set_the_group() {
     let o = w.send_group(b1, G, b"from bob");
     let key = World::envelope_to(&o, a1);
     let (message, _) = o.group.clone().unwrap();
-    let withheld = w
-        .run(b1, |d, rng, now| {
-            d.withhold_group_key(rng, now, a1, G, WithheldReason::Other(7))
-        })
-        .unwrap();
+    let withheld = [(a1, Some(WithheldReason::Other(7)))];
+    let withheld = w.send_group_withholding(b1, G, b"not for alice", &withheld);
     let withheld = World::envelope_to(&withheld, a1);
     for e in [&key, &message, &withheld] {
         refused(&mut w, a1, e, &unconfirmed(G));

@@ -443,18 +443,18 @@ fn an_apps_own_retry_reason_arrives_as_itself() {
     }
     for (n, refused) in [(1, true), (2, true), (0, false), (3, false)] {
         let before = w.device(a1).to_bytes();
+        let withheld = [(b1, Some(WithheldReason::Other(n)))];
         let r = w.run(a1, |d, rng, now| {
-            d.withhold_group_key(rng, now, b1, G, WithheldReason::Other(n))
+            d.send_group_withholding(rng, now, G, b"withheld", &withheld)
         });
         if refused {
             assert_eq!(r.err(), Some(FanoutError::ReservedReason(n).into()));
             assert_eq!(*before, *w.device(a1).to_bytes());
         } else {
-            let got = w.deliver_ok(&r.unwrap());
+            let got = w.receive(b1, &World::envelope_to(&r.unwrap(), b1));
             assert!(
-                matches!(got[0].1, Received::Withheld { reason, .. } if reason == WithheldReason::Other(n)),
-                "{:?}",
-                got[0].1
+                matches!(got, Ok(Received::Withheld { reason, .. }) if reason == WithheldReason::Other(n)),
+                "{got:?}"
             );
         }
     }

@@ -330,41 +330,28 @@ fn an_apps_withheld_reason_never_arrives_as_a_named_one() {
         let mut rng = SeededRng::from_label("review38c withheld rng");
         let d = w.device(a1);
         let before = d.to_bytes();
+        let withheld = [(b1, Some(WithheldReason::Other(n)))];
         assert_eq!(
-            d.withhold_group_key(&mut rng, now, b1, group, WithheldReason::Other(n))
+            d.send_group_withholding(&mut rng, now, group, b"x", &withheld)
                 .err(),
             Some(Error::Fanout(FanoutError::ReservedReason(n)))
         );
         assert_eq!(*before, *d.to_bytes());
         assert!(!d.has_changes());
     }
-    for n in [0u8, 3] {
-        let o = w
-            .run(a1, |d, rng, now| {
-                d.withhold_group_key(rng, now, b1, group, WithheldReason::Other(n))
-            })
-            .unwrap();
-        let read = w.deliver_ok(&o);
-        assert!(matches!(
-            &read[..],
-            [(to, Received::Withheld { reason, .. })] if *to == b1 && *reason == WithheldReason::Other(n)
-        ));
+    // Each other reason is a new notice of the same generation, and goes as itself (a named
+    // one too).
+    for reason in [0u8, 3]
+        .map(WithheldReason::Other)
+        .into_iter()
+        .chain([WithheldReason::Blocked])
+    {
+        let o = w.send_group_withholding(a1, group, b"x", &[(b1, Some(reason))]);
+        assert_eq!(o.envelopes.len(), 1);
+        let read = w.receive(b1, &World::envelope_to(&o, b1));
+        assert!(
+            matches!(read, Ok(Received::Withheld { reason: r, .. }) if r == reason),
+            "{read:?}"
+        );
     }
-    // A named reason goes as itself.
-    let o = w
-        .run(a1, |d, rng, now| {
-            d.withhold_group_key(rng, now, b1, group, WithheldReason::Blocked)
-        })
-        .unwrap();
-    let read = w.deliver_ok(&o);
-    assert!(matches!(
-        &read[..],
-        [(
-            _,
-            Received::Withheld {
-                reason: WithheldReason::Blocked,
-                ..
-            }
-        )]
-    ));
 }

@@ -250,54 +250,53 @@ fn a_removed_members_late_message_and_new_key_are_refused_and_she_gets_no_later_
 
 /// A withheld notice held back by the relay outlives the key that followed it.
 ///
-/// Sequence: Alice withholds her key for the group from Bob's phone (the notice is held by the
-/// relay); Alice's app changes its mind and her next group message gives Bob's phone the
-/// key, which it reads; the relay now delivers the old notice (read, and kept). Alice later
-/// rotates (a member, Carol, is removed) and the relay delivers her next group envelope
-/// before its distribution, as it may: Bob's phone reports `Withheld` (the driver: drop,
-/// acknowledge) instead of `SenderKeyMissing` (the driver: hold, read after the
-/// distribution), so the message is lost for Bob although the key arrives right after.
+/// Sequence: Alice withholds her key for the group from Bob's phone in a group message (the
+/// notice is held by the relay); Alice's app changes its mind and her next group message
+/// gives Bob's phone that generation, which it reads; the relay now delivers the old notice.
+/// Alice later rotates (a member, Carol, is removed) and the relay delivers her next group
+/// envelope before its distribution, as it may.
 ///
-/// Impact: availability only (the relay can drop a message anyway), but the device tells
-/// the app to drop a message it could read, from a notice older than the key it holds. The
-/// notice names no generation, so a receiver cannot tell a stale notice from a fresh one.
-/// Left as a known limit at stop 38: the fix puts the withheld generation's key id in the
-/// notice (a wire change), so that a message under another generation is `SenderKeyMissing`.
+/// Found at stop 38 (the notice named no generation, so the message was `Withheld`, which the
+/// driver drops, though its key arrived right after); fixed at stop 39: the notice names the
+/// generation it withholds, so a message of another generation is `SenderKeyMissing` (the
+/// driver holds it) and reads once the distribution arrives.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): a stale withheld notice (delivered after the key) makes a later generation's message Withheld (dropped) instead of SenderKeyMissing (held)"]
-fn a_withheld_notice_delivered_after_the_key_turns_a_held_message_into_a_dropped_one() {
+fn a_withheld_notice_delivered_after_the_key_does_not_drop_a_later_generations_message() {
     let mut w = World::new("review38d stale withheld");
     let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
     w.publish_all();
     w.set_members(G, &[alice, bob, carol]);
     let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
-    let notice = w
-        .run(a1, |d, rng, now| {
-            d.withhold_group_key(rng, now, b1, G, WithheldReason::Unverified)
-        })
-        .unwrap();
-    let first = w.send_group(a1, G, b"first");
-    w.deliver_ok(&first);
-    let got = w.receive(b1, &World::envelope_to(&notice, b1)).unwrap();
+    let withheld = [(b1, Some(WithheldReason::Unverified))];
+    let first = w.send_group_withholding(a1, G, b"first", &withheld);
+    let notice = World::envelope_to(&first, b1);
+    for (to, envelope) in first.envelopes.iter().filter(|(to, _)| *to != b1) {
+        assert!(w.receive(*to, envelope).is_ok());
+    }
+    let second = w.send_group(a1, G, b"second");
+    w.deliver_ok(&second);
+    let got = w.receive(b1, &notice).unwrap();
     assert!(matches!(got, Received::Withheld { .. }));
     w.set_members(G, &[alice, bob]);
-    let second = w.send_group(a1, G, b"second");
-    let (group_env, _) = second.group.clone().unwrap();
+    let third = w.send_group(a1, G, b"third");
+    let (group_env, _) = third.group.clone().unwrap();
     let early = w.receive(b1, &group_env).unwrap_err();
-    let distribution = World::envelope_to(&second, b1);
+    assert!(
+        matches!(early, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
+        "the early envelope was {early:?}: the driver would drop it"
+    );
+    let distribution = World::envelope_to(&third, b1);
     assert!(matches!(
         w.receive(b1, &distribution).unwrap(),
         Received::SenderKey { .. }
     ));
-    // The key was there right after: the message reads.
     assert_eq!(
         body(&w.receive(b1, &group_env).unwrap()),
-        Some(&b"second"[..])
+        Some(&b"third"[..])
     );
-    assert!(
-        matches!(early, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
-        "the early envelope was {early:?}: the driver drops it"
-    );
+    // The first message, of the generation withheld then, stays withheld.
+    let (first_env, _) = first.group.clone().unwrap();
+    assert!(w.receive(b1, &first_env).is_err());
 }
 
 /// Group churn, seeded: four accounts (two with a companion) in a group; members removed and

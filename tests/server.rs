@@ -252,21 +252,24 @@ fn a_group_send_covers_every_member_account_and_targeted_sends_cover_none() {
     assert_eq!(covered, expected);
     assert_eq!(check(&mut w, a1, &outbox), Ok(()));
     let b2 = World::addr(bob, 2);
-    let withheld = w
+    use ratchetry::calls::{Call, CallConfig, CallKind};
+    let call = Call::start(
+        &mut w.rng,
+        CallKind::OneToOne,
+        a1,
+        &[b2],
+        &CallConfig::default(),
+    )
+    .unwrap();
+    let call_key = w
         .run(a1, |d, rng, now| {
-            d.withhold_group_key(
-                rng,
-                now,
-                b2,
-                ROOM,
-                ratchetry::fanout::WithheldReason::Blocked,
-            )
+            d.send_call_key(rng, now, &[b2], call.key_message())
         })
         .unwrap();
-    assert!(withheld.coverage.is_empty());
-    assert_eq!(withheld.recipients(), [b2]);
+    assert!(call_key.coverage.is_empty());
+    assert_eq!(call_key.recipients(), [b2]);
     // With no coverage, each recipient need only be an active listed device.
-    assert_eq!(check(&mut w, a1, &withheld), Ok(()));
+    assert_eq!(check(&mut w, a1, &call_key), Ok(()));
     let lists = served(&mut w);
     let find = |a: &ratchetry::devices::AccountKey| lists.iter().find(|l| l.account() == *a);
     let now = w.now;

@@ -19,7 +19,7 @@ use crate::devices::{
     VerifiedDeviceList,
 };
 use crate::error::{Error, FanoutError};
-use crate::group::{GroupConfig, GroupId, InboundSenderKey};
+use crate::group::{GroupConfig, GroupId, InboundSenderKey, SenderKeyId};
 use crate::primitives::{IdentityKey, IdentityKeyPair};
 use crate::ratchet::session::Opened;
 use crate::ratchet::{Session, SessionConfig};
@@ -120,8 +120,9 @@ pub struct Device {
     pub(crate) groups: BTreeMap<GroupId, Group>,
     /// Other devices' sender keys, by (sender, group).
     pub(crate) inbound: BTreeMap<(DeviceAddress, GroupId), InboundSenderKey>,
-    /// (device, group) pairs that told this device they withhold their key.
-    pub(crate) withheld: BTreeSet<(DeviceAddress, GroupId)>,
+    /// Withheld notices: the generation a device told this one it withholds its key for a
+    /// group, by (device, group).
+    pub(crate) withheld: BTreeMap<(DeviceAddress, GroupId), SenderKeyId>,
     pub(crate) journal: Journal,
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,
@@ -183,7 +184,7 @@ impl Device {
             sessions: BTreeMap::new(),
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),
-            withheld: BTreeSet::new(),
+            withheld: BTreeMap::new(),
             journal: Journal::default(),
             epoch: 0,
             restored_at: None,
@@ -607,7 +608,7 @@ impl Device {
         let withheld: Vec<GroupId> = self
             .withheld
             .range((*device, GroupId([0; 32]))..=(*device, GroupId([0xff; 32])))
-            .map(|(_, g)| *g)
+            .map(|((_, g), _)| *g)
             .collect();
         for g in withheld {
             self.withheld.remove(&(*device, g));
@@ -641,7 +642,7 @@ impl Device {
             .sessions
             .keys()
             .chain(self.inbound.keys().map(|(a, _)| a))
-            .chain(self.withheld.iter().map(|(a, _)| a))
+            .chain(self.withheld.keys().map(|(a, _)| a))
             .chain(self.journal.pending.keys().map(|(a, _)| a))
             .filter(|a| a.account == *account)
             .copied()

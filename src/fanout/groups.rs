@@ -98,7 +98,7 @@ impl Device {
         }
         let withheld: Vec<DeviceAddress> = self
             .withheld
-            .iter()
+            .keys()
             .filter(|(_, g)| *g == group)
             .map(|(a, _)| *a)
             .collect();
@@ -173,8 +173,8 @@ impl Device {
         let withheld: Vec<DeviceAddress> = self
             .withheld
             .range((lo, GroupId([0; 32]))..=(hi, GroupId([0xff; 32])))
-            .filter(|(_, g)| *g == group)
-            .map(|(a, _)| *a)
+            .filter(|((_, g), _)| *g == group)
+            .map(|((a, _), _)| *a)
             .collect();
         for a in withheld {
             self.withheld.remove(&(a, group));

@@ -9,6 +9,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::members::Members;
+use super::payload::WithheldReason;
 use super::reach::Reach;
 use crate::devices::DeviceAddress;
 use crate::error::DecodeError;
@@ -33,6 +34,10 @@ pub(crate) struct Group {
     /// name an account removed after the backup, so nothing is sent to the group or read from
     /// it until the app sets them.
     pub(crate) unconfirmed: bool,
+    /// The generation and reason each device withheld from was last told of (one entry per
+    /// device: at most the member devices). Not state (like `reach`): after a load, a
+    /// withholding send tells them again.
+    pub(crate) told: BTreeMap<DeviceAddress, (SenderKeyId, WithheldReason)>,
 }
 
 #[derive(Clone, Debug)]

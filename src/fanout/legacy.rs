@@ -147,7 +147,7 @@ impl Device {
             sessions,
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),
-            withheld: BTreeSet::new(),
+            withheld: BTreeMap::new(),
             journal,
             epoch,
             restored_at: None,

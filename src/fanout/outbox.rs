@@ -158,6 +158,10 @@ pub enum Received {
         from: DeviceAddress,
         /// The group.
         group: GroupId,
+        /// The generation of `from`'s sender key withheld: its messages are refused with
+        /// `FanoutError::Withheld` (those of another generation whose key is missing with
+        /// `SenderKeyMissing`).
+        key_id: SenderKeyId,
         /// Why.
         reason: WithheldReason,
     },
@@ -236,11 +240,13 @@ impl fmt::Debug for Received {
             Self::Withheld {
                 from,
                 group,
+                key_id,
                 reason,
             } => f
                 .debug_struct("Withheld")
                 .field("from", from)
                 .field("group", group)
+                .field("key_id", key_id)
                 .field("reason", reason)
                 .finish(),
         }

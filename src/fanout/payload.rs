@@ -15,13 +15,15 @@ use super::message_id::MessageNonce;
 use crate::calls::CallKeyMessage;
 use crate::devices::AccountKey;
 use crate::error::DecodeError;
-use crate::group::{GroupId, SenderKeyDistribution};
+use crate::group::{GroupId, SenderKeyDistribution, SenderKeyId};
 use crate::history::HistoryOffer;
 use crate::wire::{Reader, SecretBuf, Writer, kind};
 
 const DIRECT: u8 = 1;
 const DISTRIBUTION: u8 = 2;
-const WITHHELD: u8 = 3;
+// 3 was the withheld notice without the key generation it withholds: retired, as a notice
+// held back past a later generation's key would have made that generation's messages read as
+// withheld (WITHHELD).
 const CALL_KEY: u8 = 4;
 // 5 was the history offer without the group membership: retired, as the offer always
 // travels with it now (HISTORY_OFFER).
@@ -29,6 +31,7 @@ const DIRECT_RESEND: u8 = 6;
 const GROUP_RESEND: u8 = 7;
 const HISTORY_OFFER: u8 = 9;
 const CALL_KEY_RESEND: u8 = 8;
+const WITHHELD: u8 = 10;
 
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +126,10 @@ pub(crate) enum Payload {
         body: Vec<u8>,
     },
     Distribution(Box<SenderKeyDistribution>),
+    /// The sender key generation `key_id` of `group` is withheld from the recipient.
     Withheld {
         group: GroupId,
+        key_id: SenderKeyId,
         reason: WithheldReason,
     },
     CallKey(CallKeyMessage),
@@ -178,9 +183,14 @@ impl Payload {
                 out.u8(DISTRIBUTION);
                 out.put(&d.to_bytes());
             }
-            Self::Withheld { group, reason } => {
+            Self::Withheld {
+                group,
+                key_id,
+                reason,
+            } => {
                 out.u8(WITHHELD);
                 out.put(&group.0);
+                out.u32(key_id.0);
                 out.u8(reason.code());
             }
             Self::CallKey(m) => {
@@ -243,10 +253,14 @@ impl Payload {
                 SenderKeyDistribution::from_bytes(r.rest()).map(|d| Self::Distribution(Box::new(d)))
             }
             WITHHELD => {
-                let group = GroupId(r.array()?);
+                let (group, key_id) = (GroupId(r.array()?), SenderKeyId(r.u32()?));
                 let reason = WithheldReason::from_code(r.u8()?);
                 r.finish()?;
-                Ok(Self::Withheld { group, reason })
+                Ok(Self::Withheld {
+                    group,
+                    key_id,
+                    reason,
+                })
             }
             CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
             HISTORY_OFFER => {

@@ -49,12 +49,10 @@ impl Reach {
         self.lists == lists && now >= self.from && self.until.is_none_or(|t| now < t)
     }
 
-    /// The same reach once a send gave the current key to every device of it.
-    pub(crate) fn settled(self) -> Self {
-        Self {
-            settled: true,
-            ..self
-        }
+    /// The same reach after a send: `settled` if it gave the current key to every device of
+    /// it, else (some were withheld from) to be walked again.
+    pub(crate) fn settled(self, settled: bool) -> Self {
+        Self { settled, ..self }
     }
 }
 

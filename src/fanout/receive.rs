@@ -18,7 +18,7 @@ use super::send::sender_of;
 use super::{Device, EnvelopeId, MessageId, Received};
 use crate::devices::{AccountKey, DeviceAddress};
 use crate::error::{DecodeError, Error, FanoutError, GroupError};
-use crate::group::{GroupId, GroupMessage, InboundSenderKey};
+use crate::group::{GroupId, GroupMessage, InboundSenderKey, SenderKeyId};
 use crate::primitives::IdentityKey;
 use crate::ratchet::session::Opened;
 use crate::ratchet::{IncomingMessage, Session};
@@ -45,8 +45,8 @@ enum Effect {
     None,
     /// A sender key to store for (sender, group).
     Inbound(GroupId, InboundSenderKey),
-    /// A withheld notice for (sender, group).
-    Withheld(GroupId),
+    /// A withheld notice for (sender, group), naming the generation withheld.
+    Withheld(GroupId, SenderKeyId),
     /// The retry for the message of this reference was answered: the envelope this device
     /// could not read is replaced.
     Answered(MessageRef, EnvelopeId),
@@ -219,14 +219,19 @@ impl Device {
         match effect {
             Effect::None => {}
             Effect::Inbound(group, key) => {
-                self.inbound.insert((from, group), key);
-                self.touch(Key::Inbound(from, group));
-                if self.withheld.remove(&(from, group)) {
+                // The generation a notice withheld was given after all: the notice is done.
+                // A notice of another generation stays (its messages are still withheld).
+                if let Some(withheld) = self.withheld.get(&(from, group))
+                    && key.has_key(*withheld)
+                {
+                    self.withheld.remove(&(from, group));
                     self.touch(Key::Withheld(from, group));
                 }
+                self.inbound.insert((from, group), key);
+                self.touch(Key::Inbound(from, group));
             }
-            Effect::Withheld(group) => {
-                self.withheld.insert((from, group));
+            Effect::Withheld(group, key_id) => {
+                self.withheld.insert((from, group), key_id);
                 self.touch(Key::Withheld(from, group));
             }
             Effect::Answered(reference, failed) => {
@@ -350,15 +355,20 @@ impl Device {
                     Effect::Inbound(group, key),
                 )
             }
-            Payload::Withheld { group, reason } => {
+            Payload::Withheld {
+                group,
+                key_id,
+                reason,
+            } => {
                 self.is_member(group, &from.account)?;
                 (
                     Received::Withheld {
                         from,
                         group,
+                        key_id,
                         reason,
                     },
-                    Effect::Withheld(group),
+                    Effect::Withheld(group, key_id),
                 )
             }
             Payload::CallKey(message) => (Received::CallKey { from, message }, Effect::None),
@@ -496,7 +506,7 @@ impl Device {
         let group = message.group();
         self.is_member(group, &from.account)?;
         let missing = |device: &Self| -> Error {
-            if device.withheld.contains(&(from, group)) {
+            if device.withheld.get(&(from, group)) == Some(&message.key_id()) {
                 FanoutError::Withheld.into()
             } else {
                 FanoutError::SenderKeyMissing {

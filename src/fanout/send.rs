@@ -3,6 +3,7 @@
 //! message is recorded in the sent journal with who received it. Everything is computed on
 //! copies and committed only when the whole send succeeded.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -162,6 +163,39 @@ impl Device {
         group: GroupId,
         body: &[u8],
     ) -> Result<Outgoing, Error> {
+        self.send_group_withholding(rng, now, group, body, &[])
+    }
+
+    /// Sends `body` to `group` as [`send_group`](Self::send_group) does, but withholds the
+    /// sender key from the member devices named in `withheld` (a device the user has not
+    /// verified, or one whose bundle never verifies), for this send: the group envelope still
+    /// goes to every member device (a relay checks that a send covers every listed device),
+    /// and a withheld device cannot read it. A withheld device that holds the current key
+    /// generation makes the key rotate first; a later send that does not name the device
+    /// gives it the key from that send on. A withheld device's retry request for a message of
+    /// this send is refused (`NotEntitled`): it is not in the ledger.
+    ///
+    /// A device named with a reason is told, in the same outbox, which generation is withheld
+    /// and why (so a session with it is needed, as for a distribution: `NeedBundles`); its
+    /// messages of that generation are then `FanoutError::Withheld` there, not
+    /// `SenderKeyMissing`. It is told once per generation and reason (and once more after this
+    /// device was loaded from records). A device named without a reason is not told (its
+    /// bundle may never verify). A device named twice is withheld as named first.
+    ///
+    /// Errors besides `send_group`'s: `ReservedReason` for an app's reason with a named
+    /// reason's number, `NotAGroupDevice` for a device that is not one of the group's member
+    /// devices (this device's own account included, this device not).
+    pub fn send_group_withholding(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: Timestamp,
+        group: GroupId,
+        body: &[u8],
+        withheld: &[(DeviceAddress, Option<WithheldReason>)],
+    ) -> Result<Outgoing, Error> {
+        for reason in withheld.iter().filter_map(|(_, r)| *r) {
+            reason.checked()?;
+        }
         self.own_list(now)?;
         self.confirmed_group(group)?;
         let generation = self.lists_generation;
@@ -182,7 +216,21 @@ impl Device {
             },
         };
         let devices = &reach.devices;
-        let (fresh, needs_key) = match &g.outbound {
+        // The withheld devices in address order, each once, with their identity keys.
+        let mut withheld = withheld
+            .iter()
+            .try_fold(Vec::new(), |mut out, (a, reason)| {
+                let i = devices
+                    .binary_search_by_key(a, |(d, _)| *d)
+                    .map_err(|_| FanoutError::NotAGroupDevice(*a))?;
+                out.push((*a, devices[i].1, *reason));
+                Ok::<_, FanoutError>(out)
+            })?;
+        withheld.sort_by_key(|(a, ..)| *a);
+        withheld.dedup_by_key(|(a, ..)| *a);
+        let is_withheld =
+            |a: &DeviceAddress| withheld.binary_search_by_key(a, |(d, ..)| *d).is_ok();
+        let (mut fresh, mut needs_key) = match &g.outbound {
             None => (true, devices.clone()),
             Some(o) if o.rotate_pending => (true, devices.clone()),
             // The last send gave the current key to exactly these devices.
@@ -198,7 +246,37 @@ impl Device {
                 }
             }
         };
-        let prepared = match self.prepare_seal(now, &needs_key) {
+        let current = g.outbound.as_ref().and_then(|o| o.current());
+        // A withheld device that holds the current generation could read on: rotate.
+        if !fresh
+            && current.is_some_and(|l| withheld.iter().any(|(a, ..)| l.holders.contains_key(a)))
+        {
+            (fresh, needs_key) = (true, devices.clone());
+        }
+        if !withheld.is_empty() {
+            needs_key.retain(|(a, _)| !is_withheld(a));
+        }
+        // The withheld devices to tell: those named with a reason and not yet told of this
+        // generation with it.
+        let told = |a: &DeviceAddress, reason: &WithheldReason| {
+            !fresh && current.is_some_and(|l| g.told.get(a) == Some(&(l.key_id, *reason)))
+        };
+        let tell: Vec<(DeviceAddress, IdentityKey, WithheldReason)> = withheld
+            .iter()
+            .filter_map(|(a, identity, reason)| Some((*a, *identity, (*reason)?)))
+            .filter(|(a, _, reason)| !told(a, reason))
+            .collect();
+        // Sealed to: the devices given the key and those told it is withheld, in address order.
+        let targets = match tell.is_empty() {
+            true => Cow::Borrowed(&needs_key[..]),
+            false => {
+                let mut targets = needs_key.clone();
+                targets.extend(tell.iter().map(|(a, identity, _)| (*a, *identity)));
+                targets.sort_unstable_by_key(|(a, _)| *a);
+                Cow::Owned(targets)
+            }
+        };
+        let prepared = match self.prepare_seal(now, &targets) {
             Ok(prepared) => prepared,
             Err(missing) => return Ok(Outgoing::NeedBundles(missing)),
         };
@@ -221,12 +299,27 @@ impl Device {
         // key's chain, and this device's list (the envelope header names its version).
         session.sealable()?;
         let sender_list_version = self.own_list(now)?.version();
-        let sealed = if needs_key.is_empty() {
+        let sealed = if targets.is_empty() {
             Vec::new()
         } else {
             let distribution =
                 Payload::Distribution(alloc::boxed::Box::new(session.distribution())).encode();
-            self.seal_all(rng, prepared, &needs_key, |_| &distribution, &[])?
+            let notices: Vec<(DeviceAddress, _)> = tell
+                .iter()
+                .map(|(a, _, reason)| {
+                    let notice = Payload::Withheld {
+                        group,
+                        key_id: session.key_id(),
+                        reason: *reason,
+                    };
+                    (*a, notice.encode())
+                })
+                .collect();
+            let payload = |a: &DeviceAddress| match notices.binary_search_by_key(a, |(d, _)| *d) {
+                Ok(i) => &notices[i].1[..],
+                Err(_) => &distribution[..],
+            };
+            self.seal_all(rng, prepared, &targets, payload, &[])?
         };
         // The envelope header is the context the group message's signature binds (18.1).
         let mut envelope = GroupHeader {
@@ -248,7 +341,12 @@ impl Device {
         };
 
         let envelopes = envelopes_of(sealed);
+        let key_id = session.key_id();
         self.commit_outbound(group, session, fresh, &needs_key, since);
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.told
+                .extend(tell.iter().map(|(a, _, reason)| (*a, (key_id, *reason))));
+        }
         let send_id = self.record_sent(now, sent);
         self.bump();
         let outbox = Outbox {
@@ -258,9 +356,10 @@ impl Device {
             group: Some((envelope, reach.addresses.clone())),
             coverage: reach.coverage.clone(),
         };
-        // Every device reached holds the current key now, and nothing else does.
+        // Every device reached holds the current key now, and nothing else does; unless some
+        // were withheld, whom the next send's ledger walk finds without it.
         if let Some(g) = self.groups.get_mut(&group) {
-            g.reach = Some(reach.settled());
+            g.reach = Some(reach.settled(withheld.is_empty()));
         }
         Ok(Outgoing::Ready(outbox))
     }
@@ -329,20 +428,6 @@ impl Device {
     /// This device as the sender of its group messages: its identity key and address.
     pub(crate) fn group_sender(&self) -> GroupSender {
         sender_of(self.identity.public(), &self.address)
-    }
-
-    /// Tells `device` that this device withholds its sender key for `group` from it, so its
-    /// app can show why group messages from here are unreadable.
-    pub fn withhold_group_key(
-        &mut self,
-        rng: &mut impl CryptoRng,
-        now: Timestamp,
-        device: DeviceAddress,
-        group: GroupId,
-        reason: WithheldReason,
-    ) -> Result<Outgoing, Error> {
-        let reason = reason.checked()?;
-        self.send_payload(rng, now, &[device], &Payload::Withheld { group, reason })
     }
 
     /// Sends a call key message to `devices` (for a 1:1 call: the callee's devices and this

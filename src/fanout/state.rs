@@ -24,7 +24,7 @@ use super::sessions::SessionSet;
 use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits, ListMark};
 use crate::error::DecodeError;
-use crate::group::{GroupConfig, GroupId, InboundSenderKey};
+use crate::group::{GroupConfig, GroupId, InboundSenderKey, SenderKeyId};
 use crate::primitives::IdentityKeyPair;
 use crate::primitives::KemCiphertext;
 use crate::ratchet::SessionConfig;
@@ -90,7 +90,7 @@ impl Device {
             }
         }
         keys.extend(self.inbound.keys().map(|(a, g)| Key::Inbound(*a, *g)));
-        keys.extend(self.withheld.iter().map(|(a, g)| Key::Withheld(*a, *g)));
+        keys.extend(self.withheld.keys().map(|(a, g)| Key::Withheld(*a, *g)));
         keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
         keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
         keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
@@ -147,9 +147,7 @@ impl Device {
                 write_holder(&mut out, holder);
             }
             Key::Inbound(a, g) => out.put(&self.inbound.get(&(*a, *g))?.to_bytes()),
-            Key::Withheld(a, g) => {
-                self.withheld.get(&(*a, *g))?;
-            }
+            Key::Withheld(a, g) => out.u32(self.withheld.get(&(*a, *g))?.0),
             Key::Unconfirmed(g) => {
                 self.groups.get(g).filter(|g| g.unconfirmed)?;
             }
@@ -255,7 +253,7 @@ impl Device {
             sessions: BTreeMap::new(),
             groups: BTreeMap::new(),
             inbound: BTreeMap::new(),
-            withheld: BTreeSet::new(),
+            withheld: BTreeMap::new(),
             journal: Journal {
                 next_send,
                 ..Journal::default()
@@ -402,9 +400,10 @@ impl Device {
                     }
                     inbound.push(((a, g), key));
                 }
-                Key::Withheld(a, g) => {
-                    withheld.push((a, g));
-                }
+                // The old form, empty, named no generation: the notice is dropped (a message it
+                // would have marked withheld reads as its key missing) and deleted.
+                Key::Withheld(..) if bytes.is_empty() => migrated.push(*key),
+                Key::Withheld(a, g) => withheld.push(((a, g), SenderKeyId(r.u32()?))),
                 Key::Seen(slot) => {
                     seen.insert(slot, read_envelope_id(&mut r)?);
                 }

@@ -1962,7 +1962,7 @@ def payload_bytes(kind, f):
     if kind == "distribution":
         return b"\x02\x0c\x02" + f["distribution"]
     if kind == "withheld":
-        return b"\x02\x0c\x03" + f["group"] + u8(f["reason"])
+        return b"\x02\x0c\x0a" + f["group"] + u32(f["key_id"]) + u8(f["reason"])
     if kind == "call_key":
         return b"\x02\x0c\x04" + f["call_key"]
     if kind == "history_offer":
@@ -2481,7 +2481,8 @@ class Device:
         self.ledger = {}         # group -> [(key_id, {address: (IK, first iteration)})], oldest first
         self.rotation_pending = {}
         self.inbound = {}        # (address, group) -> InboundSenderKey
-        self.withheld = set()    # (address, group)
+        self.withheld = {}       # (address, group) -> the generation a notice withheld (19.1 0x0d)
+        self.told = {}           # group -> {address: key_id}: devices this one withheld its key from
         self.read_ring = []      # message ids by slot (18.4)
         self.sent = []           # sent journal by send id (18.4, 19.3)
         self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
@@ -2717,7 +2718,11 @@ class DevicesRun:
             frm.ledger[group][-1][1].setdefault(to.address, (self.listed(frm, to.address)["ik"], key.iteration))
             return {"distribution": key.distribution()}
         if kind == "withheld":
-            return {"group": hx(f["group"]), "reason": f["reason"]}
+            # 18.2: the notice names the generation the send withholds, the sender's current.
+            group = hx(f["group"])
+            R.check(f"{w}: withheld key_id (the sender's current generation)", frm.outbound[group].key_id, f["key_id"])
+            frm.told.setdefault(group, {})[to.address] = f["key_id"]
+            return {"group": group, "key_id": f["key_id"], "reason": f["reason"]}
         if kind == "call_key":
             R.check(f"{w}: call key message is the call's", self.calls[frm.name], f["call_key"])
             return {"call_key": self.calls[frm.name]}
@@ -2874,8 +2879,8 @@ class DevicesRun:
     def apply_payload(self, dev, sender, payload, envelope, w):
         """18.5: judging the payload, then the journals (18.4)."""
         kind = payload[2]
-        if kind in (2, 3, 7):
-            group = payload[5:37] if kind == 2 else payload[3:35] if kind == 3 else payload[19:51]
+        if kind in (2, 10, 7):
+            group = payload[5:37] if kind == 2 else payload[3:35] if kind == 10 else payload[19:51]
             R.true(f"{w}: the sender's account is a member of the group", self.is_member(dev, group, sender.ak))
         if kind == 2:
             group, ik = payload[5:37], self.listed(dev, sender.address)["ik"]
@@ -2883,8 +2888,11 @@ class DevicesRun:
             if key is None or key.ik != ik:
                 key = dev.inbound[(sender.address, group)] = InboundSenderKey(group, ik, sender.address)
             key.process(payload[3:])
-        elif kind == 3:
-            dev.withheld.add((sender.address, payload[3:35]))
+            # 18.5: a notice of a generation the key now holds is done.
+            if any(g["key_id"] == dev.withheld.get((sender.address, group)) for g in key.generations):
+                del dev.withheld[(sender.address, group)]
+        elif kind == 10:
+            dev.withheld[(sender.address, payload[3:35])] = int.from_bytes(payload[35:39], "big")
         elif kind == 9:
             # 18.2: from its own account only; it installs the groups the receiver lacks, and
             # leaves the held ones as they are.
@@ -2921,8 +2929,9 @@ class DevicesRun:
         R.check(f"{w}: iteration", key.iteration, e["iteration"])
         recipients = self.member_devices(frm, group)
         R.check(f"{w}: recipients (18.5: member devices in address order)", self.names(recipients), e["recipients"])
-        R.true(f"{w}: every member device holds the generation (18.5)",
-               all(a in frm.ledger[group][-1][1] for a in recipients))
+        told = frm.told.get(group, {})
+        R.true(f"{w}: every member device holds the generation, or was told it is withheld (18.5)",
+               all(a in frm.ledger[group][-1][1] or told.get(a) == key.key_id for a in recipients))
         salt = draw(self.rng, 16, e["salt"], f"{w}: salt")
         version = self.version(frm.lists[frm.account])
         R.check(f"{w}: sender list version", version, e["sender_list_version"])
@@ -3169,8 +3178,8 @@ def device_records(run, dev, epoch, ops):
                 recs[b"\x0b" + g + u32(kid) + addr] = (ik + u32(first), [])
     for (addr, g), key in dev.inbound.items():
         recs[b"\x0c" + addr + g] = (key.to_bytes(), [])
-    for addr, g in dev.withheld:
-        recs[b"\x0d" + addr + g] = (b"", [])
+    for (addr, g), kid in dev.withheld.items():
+        recs[b"\x0d" + addr + g] = (u32(kid), [])
     for slot, mid in enumerate(dev.read_ring):
         recs[b"\x0e" + u32(slot)] = (mid, [])
     for sid, entry in enumerate(dev.sent):
@@ -3254,7 +3263,7 @@ def record_from_inputs(inp, identity_seed):
             key.receive(hx(e)[len(env["header"]):], env["header"])
         return b"\x0c" + address + group, key.to_bytes()
     if rec == "withheld_notice":
-        return b"\x0d" + hx(inp["address"]) + hx(inp["group"]), b""
+        return b"\x0d" + hx(inp["address"]) + hx(inp["group"]), u32(inp["key_id"])
     if rec == "read_slot":
         return b"\x0e" + u32(inp["slot"]), envelope_id(hx(inp["envelope"]))
     if rec == "sent_group_message":

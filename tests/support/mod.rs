@@ -360,6 +360,20 @@ impl World {
             .unwrap()
     }
 
+    /// Sends a group message from `from` that withholds the key from `withheld`.
+    pub fn send_group_withholding(
+        &mut self,
+        from: DeviceAddress,
+        group: GroupId,
+        body: &[u8],
+        withheld: &[(DeviceAddress, Option<ratchetry::fanout::WithheldReason>)],
+    ) -> Outbox {
+        self.run(from, |d, rng, now| {
+            d.send_group_withholding(rng, now, group, body, withheld)
+        })
+        .unwrap()
+    }
+
     /// Receives one envelope on `to` and persists it.
     pub fn receive(&mut self, to: DeviceAddress, envelope: &[u8]) -> Result<Received, Error> {
         let now = self.now;

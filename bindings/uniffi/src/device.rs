@@ -250,6 +250,31 @@ impl Device {
             .into())
     }
 
+    /// Sends `body` to a group as `send_group` does, but gives the sender key to none of the
+    /// `withheld` member devices (the group envelope still reaches them; one holding the
+    /// current key makes it rotate). Each named with a reason is told, once per key generation
+    /// and reason, in the same outbox (it receives `Received.Withheld`); one without is not.
+    /// A device that is not a member device: `fanout.not_a_group_device`.
+    pub fn send_group_withholding(
+        &self,
+        now: u64,
+        group: Vec<u8>,
+        body: Vec<u8>,
+        withheld: Vec<types::WithheldDevice>,
+    ) -> Result<Outgoing, RatchetryError> {
+        let group = types::group(&group)?;
+        let withheld = withheld
+            .iter()
+            .map(|w| Ok((address_in(&w.device)?, w.reason.map(withheld_reason))))
+            .collect::<Result<Vec<_>, RatchetryError>>()?;
+        let mut rng = rng()?;
+        Ok(self
+            .inner
+            .lock()?
+            .send_group_withholding(&mut rng, ts(now), group, &body, &withheld)?
+            .into())
+    }
+
     /// Sends a history offer (from [`HistorySealer`](crate::HistorySealer)) to another device
     /// of this account.
     pub fn send_history_offer(
@@ -422,25 +447,6 @@ impl Device {
         let group = types::group(&group)?;
         self.inner.lock()?.forget_group(group);
         Ok(())
-    }
-
-    /// Tells `device` that this device withholds its sender key for `group` from it (`reason`:
-    /// 1 blocked, 2 unverified, other values the app's own); it receives `Received.Withheld`.
-    pub fn withhold_group_key(
-        &self,
-        now: u64,
-        device: Address,
-        group: Vec<u8>,
-        reason: u8,
-    ) -> Result<Outgoing, RatchetryError> {
-        let device = address_in(&device)?;
-        let group = types::group(&group)?;
-        let mut rng = rng()?;
-        Ok(self
-            .inner
-            .lock()?
-            .withhold_group_key(&mut rng, ts(now), device, group, withheld_reason(reason))?
-            .into())
     }
 
     /// Tells this device that the outbox of `send_id` did not reach `devices` (the relay

@@ -48,6 +48,17 @@ pub struct ListCoverage {
     pub digest: Vec<u8>,
 }
 
+/// A member device a group send withholds its sender key from, and why: `reason` 1 blocked,
+/// 2 unverified, other values the app's own (1 and 2 only as named); none: the device is not
+/// told (its bundle may never verify).
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct WithheldDevice {
+    /// The device.
+    pub device: Address,
+    /// The reason it is told, if it is told.
+    pub reason: Option<u8>,
+}
+
 /// A prekey bundle fetched for a device named in [`Outgoing::NeedBundles`].
 #[derive(Clone, Debug, uniffi::Record)]
 pub struct BundleFor {
@@ -273,12 +284,15 @@ pub enum Received {
         /// The request.
         request: Arc<RetryRequest>,
     },
-    /// `from` withholds its group key from this device.
+    /// `from` withholds a generation of its group key from this device: its group messages
+    /// under `key_id` fail with `fanout.withheld`.
     Withheld {
         /// The device withholding.
         sender: Address,
         /// The group id.
         group: Vec<u8>,
+        /// The sender key generation withheld.
+        key_id: u32,
         /// Why: 1 blocked, 2 unverified, other values the sender's app's own.
         reason: u8,
     },
@@ -350,9 +364,15 @@ impl std::fmt::Debug for Received {
                 .field("attempt", &request.attempt())
                 .field("reason", &request.reason())
                 .finish(),
-            Self::Withheld { sender, reason, .. } => f
+            Self::Withheld {
+                sender,
+                key_id,
+                reason,
+                ..
+            } => f
                 .debug_struct("Withheld")
                 .field("sender", sender)
+                .field("key_id", key_id)
                 .field("reason", reason)
                 .finish_non_exhaustive(),
             Self::Other => f.write_str("Other"),
@@ -621,10 +641,12 @@ impl From<fanout::Received> for Received {
             R::Withheld {
                 from,
                 group,
+                key_id,
                 reason,
             } => Self::Withheld {
                 sender: address_out(from),
                 group: group.0.to_vec(),
+                key_id: key_id.0,
                 reason: withheld_code(reason),
             },
             _ => Self::Other,

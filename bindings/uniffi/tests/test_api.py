@@ -222,11 +222,18 @@ def test_groups_accounts_and_sessions(relay):
     assert alice.device.has_session(bob.device.address())
     assert alice.device.classical_sessions() == []
 
-    # Alice withholds her key from Carol's device, saying why.
-    relay.send(alice.device, lambda: alice.device.withhold_group_key(relay.now, carol.device.address(), group, 1))
-    got = relay.deliver(carol.device)
-    withheld = [m for m in got if m.is_WITHHELD()]
-    assert len(withheld) == 1 and withheld[0].reason == 1 and withheld[0].group == group
+    # Alice withholds her key from Carol's device, saying why: the group envelope still reaches
+    # it (the relay's coverage check passes), and Carol's device is told why it cannot read it.
+    withholding = [r.WithheldDevice(device=carol.device.address(), reason=1)]
+    relay.send(alice.device, lambda: alice.device.send_group_withholding(relay.now, group, b"not for carol", withholding))
+    queue = relay.queues[key(carol.device.address())]
+    relay.queues[key(carol.device.address())] = []
+    withheld = carol.device.receive(relay.now, queue[0])
+    assert withheld.is_WITHHELD() and withheld.reason == 1 and withheld.group == group
+    assert f"key_id: {withheld.key_id}" in repr(withheld)
+    assert code(lambda: carol.device.receive(relay.now, queue[1])) == "fanout.withheld"
+    itself = [r.WithheldDevice(device=alice.device.address(), reason=None)]
+    assert code(lambda: alice.device.send_group_withholding(relay.now, group, b"x", itself)) == "fanout.not_a_group_device"
 
     # Forgetting Bob's account: no session, no list; a send asks for the list again.
     alice.device.forget_account(bob.primary.account_key())
@@ -403,7 +410,9 @@ def test_new_entry_points_refuse_bad_input_with_a_code(relay):
         ("sync.not_call_manager", lambda: call.remove(a)),
         ("binding.bad_length", lambda: alice.device.send_call_key(relay.now, [bad], call)),
         ("binding.bad_length", lambda: alice.device.group_members(b"")),
-        ("binding.bad_length", lambda: alice.device.withhold_group_key(relay.now, a, b"x", 1)),
+        ("binding.bad_length", lambda: alice.device.send_group_withholding(relay.now, b"x", b"", [])),
+        ("binding.bad_length", lambda: alice.device.send_group_withholding(
+            relay.now, bytes(32), b"", [r.WithheldDevice(device=bad, reason=None)])),
         ("binding.bad_length", lambda: alice.device.not_delivered(1, [bad])),
         ("binding.bad_length", lambda: alice.device.has_session(bad)),
         ("binding.bad_length", lambda: alice.device.forget_account(b"")),

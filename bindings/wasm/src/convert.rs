@@ -64,7 +64,7 @@ export type Received =
   | { kind: "historyOffer"; sender: Address; offer: HistoryOffer; groups: Uint8Array[] }
   | { kind: "callKey"; sender: Address; message: CallKeyMessage }
   | { kind: "retryRequest"; sender: Address; sendId: number; reason: number; request: RetryRequest }
-  | { kind: "withheld"; sender: Address; group: Uint8Array; reason: number }
+  | { kind: "withheld"; sender: Address; group: Uint8Array; keyId: number; reason: number }
   | { kind: "other" };
 /** A change a device-list update brought. */
 export type DeviceEvent =
@@ -204,7 +204,7 @@ pub(crate) fn group(bytes: &[u8]) -> Result<GroupId, JsValue> {
 }
 
 /// A property of a JavaScript object.
-fn get(value: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+pub(crate) fn get(value: &JsValue, name: &str) -> Result<JsValue, JsValue> {
     Reflect::get(value, &name.into())
         .map_err(|_| binding("binding.bad_input", "expected an object"))
 }
@@ -505,11 +505,13 @@ pub(crate) fn received(r: LibReceived) -> JsReceived {
         LibReceived::Withheld {
             from,
             group,
+            key_id,
             reason,
         } => object(&[
             ("kind", "withheld".into()),
             ("sender", address_out(from)),
             ("group", bytes(&group.0)),
+            ("keyId", key_id.0.into()),
             ("reason", crate::groups::withheld_code(reason).into()),
         ]),
         _ => object(&[("kind", "other".into())]),

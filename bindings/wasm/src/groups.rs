@@ -1,8 +1,10 @@
 //! What a device holds of groups, accounts and sessions, and what the app changes there:
-//! leaving a group, forgetting an account, withholding a sender key, and taking back a send
+//! leaving a group, forgetting an account, sending to a group while withholding its sender key,
+//! and taking back a send
 //! the relay refused.
 
 use js_sys::Array;
+use ratchetry::devices::DeviceAddress;
 use ratchetry::fanout::{SendId, WithheldReason};
 use wasm_bindgen::prelude::*;
 
@@ -12,6 +14,44 @@ use crate::convert::{
 };
 use crate::device::Device;
 use crate::error::{self, binding};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_WITHHELD: &'static str = r#"
+/**
+ * A member device a group send withholds its sender key from. `reason`: 1 blocked, 2
+ * unverified, other values (0 to 255) the app's own; absent: the device is not told.
+ */
+export interface WithheldDevice { device: Address; reason?: number }
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `WithheldDevice[]`.
+    #[wasm_bindgen(typescript_type = "WithheldDevice[]")]
+    pub type JsWithheldDevices;
+}
+
+/// A `WithheldDevice[]`'s devices and reasons.
+fn withheld_in(value: &JsValue) -> Result<Vec<(DeviceAddress, Option<WithheldReason>)>, JsValue> {
+    let array = value
+        .dyn_ref::<Array>()
+        .ok_or_else(|| binding("binding.bad_input", "expected an array of WithheldDevice"))?;
+    array
+        .iter()
+        .map(|w| {
+            let device = address_in(&convert::get(&w, "device")?)?;
+            let reason = convert::get(&w, "reason")?;
+            if reason.is_undefined() || reason.is_null() {
+                return Ok((device, None));
+            }
+            let code = reason
+                .as_f64()
+                .filter(|r| r.fract() == 0.0 && (0.0..=255.0).contains(r))
+                .ok_or_else(|| binding("binding.bad_input", "a reason is a u8 number"))?;
+            Ok((device, Some(withheld_reason(code as u8))))
+        })
+        .collect()
+}
 
 /// A withholding reason's number: 1 blocked, 2 unverified, other values the app's own.
 pub(crate) fn withheld_code(reason: WithheldReason) -> u8 {
@@ -106,24 +146,27 @@ impl Device {
         JsValue::from(list).unchecked_into()
     }
 
-    /// Tells `device` that this device withholds its sender key for `group` from it, so its
-    /// app can show why group messages from here are unreadable. `reason`: 1 blocked, 2
-    /// unverified, other values the app's own.
-    #[wasm_bindgen(js_name = withholdGroupKey)]
-    pub fn withhold_group_key(
+    /// Sends `body` to a group as `sendGroup` does, but gives the sender key to none of the
+    /// `withheld` member devices (the group envelope still reaches them; one holding the
+    /// current key makes it rotate). Each named with a `reason` is told, once per key
+    /// generation and reason, in the same outbox (it receives `{ kind: "withheld" }`); one
+    /// without is not (its bundle may never verify). A device that is not a member device
+    /// throws `fanout.not_a_group_device`.
+    #[wasm_bindgen(js_name = sendGroupWithholding)]
+    pub fn send_group_withholding(
         &mut self,
         now: f64,
-        device: JsAddress,
         group: &[u8],
-        reason: u8,
+        body: &[u8],
+        withheld: JsWithheldDevices,
     ) -> Result<JsOutgoing, JsValue> {
         let now = ts(now)?;
-        let device = address_in(&device)?;
         let group = convert::group(group)?;
+        let withheld = withheld_in(&withheld)?;
         let mut rng = rng()?;
         let out = self
             .inner
-            .withhold_group_key(&mut rng, now, device, group, withheld_reason(reason))
+            .send_group_withholding(&mut rng, now, group, body, &withheld)
             .map_err(error::lib)?;
         Ok(outgoing(out))
     }

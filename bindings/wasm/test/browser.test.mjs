@@ -337,7 +337,9 @@ test("message ids, resends, outbox coverage, groups and accounts", async () => {
   assert.equal(r.groups.groupResent, null);
   assert.deepEqual([r.groups.key1, r.groups.msg2], ["senderKey", "group"]);
   assert.ok(r.groups.rotated, "notDelivered made the next group send rotate its key");
-  assert.deepEqual(r.groups.withheld, { kind: "withheld", reason: 1, group: true });
+  assert.deepEqual(r.groups.withheld, {
+    kind: "withheld", reason: 1, group: true, keyId: true, message: "fanout.withheld", badReason: "binding.bad_input",
+  });
   assert.deepEqual(r.groups.members, [true]);
   assert.equal(r.groups.groups.length, 1);
   assert.deepEqual(r.groups.afterForget, { groups: 0, members: undefined });

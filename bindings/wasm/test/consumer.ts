@@ -10,7 +10,7 @@ import init, {
   type CompanionOptions, type DeviceConfig, type Inbound, type ListCoverage, type ListLimits, type Outgoing,
   type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
   type ReceiveStep, type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
-  type RatchetryError,
+  type RatchetryError, type WithheldDevice,
 } from "ratchetry-wasm";
 
 /** Runs a send to completion, fetching what it asks for (the app's relay calls are stubs). */
@@ -182,7 +182,8 @@ function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: U
   const groups: Uint8Array[] = device.groups();
   const accounts: Uint8Array[] = device.accounts();
   const classical: Address[] = device.classicalSessions();
-  const withheld: Outgoing = device.withholdGroupKey(Date.now(), device.address(), group, 1);
+  const withholding: WithheldDevice[] = [{ device: device.address(), reason: 1 }, { device: device.address() }];
+  const withheld: Outgoing = device.sendGroupWithholding(Date.now(), group, new Uint8Array(0), withholding);
   const session: boolean = device.hasSession(device.address());
   device.forgetGroup(group);
   device.forgetAccount(gone);

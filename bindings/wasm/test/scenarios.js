@@ -411,11 +411,19 @@ export async function messages() {
   const g2 = world.ready(alice.device, () => alice.device.sendGroup(now(), group, text.encode("g2")));
   const key2 = bob.device.receive(now(), World.envelope(g2, b));
   const msg2 = bob.device.receive(now(), g2.group.bytes);
-  const withheld = alice.device.receive(now(), World.envelope(world.ready(bob.device, () => bob.device.withholdGroupKey(now(), a, group, 1)), a));
+  // Bob writes to the group withholding his key from Alice's device: she is told why, and
+  // cannot read the group envelope that still reaches her.
+  const g3 = world.ready(bob.device, () => bob.device.sendGroupWithholding(now(), group, text.encode("g3"), [{ device: a, reason: 1 }]));
+  const withheld = alice.device.receive(now(), World.envelope(g3, a));
+  const withheldMessage = code(() => alice.device.receive(now(), g3.group.bytes));
+  const badReason = code(() => bob.device.sendGroupWithholding(now(), group, text.encode("x"), [{ device: a, reason: 1.5 }]));
   const groups = {
     groupId: same(msg1.id, g1.messageId), groupResent: msg1.resent, key1: key1.kind, msg2: msg2.kind,
     rotated: key2.kind === "senderKey" && key2.keyId !== key1.keyId,
-    withheld: { kind: withheld.kind, reason: withheld.reason, group: same(withheld.group, group) },
+    withheld: {
+      kind: withheld.kind, reason: withheld.reason, group: same(withheld.group, group),
+      keyId: Number.isInteger(withheld.keyId), message: withheldMessage, badReason,
+    },
     groups: alice.device.groups().map(hex), members: alice.device.groupMembers(group).map((m) => same(m, bk)),
   };
   // Restored from a backup, Bob's groups wait for his app to set their members again.

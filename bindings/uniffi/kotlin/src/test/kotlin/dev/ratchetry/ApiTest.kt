@@ -31,6 +31,7 @@ import uniffi.ratchetry_uniffi.envelopeId
 import uniffi.ratchetry_uniffi.openState
 import uniffi.ratchetry_uniffi.restoreCall
 import uniffi.ratchetry_uniffi.StoredRecord
+import uniffi.ratchetry_uniffi.WithheldDevice
 import uniffi.ratchetry_uniffi.restoreDevice
 import uniffi.ratchetry_uniffi.restoreDeviceFromBackup
 import uniffi.ratchetry_uniffi.restorePrimaryFromRecords
@@ -246,10 +247,19 @@ class ApiTest {
         assertTrue(alice.device.hasSession(bob.device.address()))
         assertTrue(alice.device.classicalSessions().isEmpty())
 
-        relay.send(alice.device) { alice.device.withholdGroupKey(relay.now, carol.device.address(), group, 1u.toUByte()) }
-        val withheld = relay.deliver(carol.device).filterIsInstance<Received.Withheld>().single()
+        // Alice withholds her key from Carol's device, saying why: the group envelope still
+        // reaches it, and Carol's device is told why it cannot read it.
+        val withholding = listOf(WithheldDevice(carol.device.address(), 1u.toUByte()))
+        relay.send(alice.device) { alice.device.sendGroupWithholding(relay.now, group, "not for carol".toByteArray(), withholding) }
+        val queue = relay.queue(carol.device.address()).toList()
+        relay.queue(carol.device.address()).clear()
+        val withheld = carol.device.receive(relay.now, queue[0]) as Received.Withheld
         assertEquals(1.toUByte(), withheld.reason)
         assertArrayEquals(group, withheld.group)
+        assertTrue(withheld.toString().contains("key_id: ${withheld.keyId}"), withheld.toString())
+        assertEquals("fanout.withheld", code { carol.device.receive(relay.now, queue[1]) })
+        val itself = listOf(WithheldDevice(alice.device.address(), null))
+        assertEquals("fanout.not_a_group_device", code { alice.device.sendGroupWithholding(relay.now, group, "x".toByteArray(), itself) })
 
         alice.device.forgetAccount(bob.primary.accountKey())
         assertFalse(alice.device.hasSession(bob.device.address()))

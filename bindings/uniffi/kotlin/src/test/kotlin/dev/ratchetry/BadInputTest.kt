@@ -22,6 +22,7 @@ import uniffi.ratchetry_uniffi.HistoryOpener
 import uniffi.ratchetry_uniffi.LinkingCompanion
 import uniffi.ratchetry_uniffi.RatchetryException
 import uniffi.ratchetry_uniffi.StoredRecord
+import uniffi.ratchetry_uniffi.WithheldDevice
 import uniffi.ratchetry_uniffi.restoreDevice
 import uniffi.ratchetry_uniffi.restorePrimary
 import uniffi.ratchetry_uniffi.safetyNumber
@@ -118,7 +119,10 @@ class BadInputTest {
             "sync.not_call_manager" to { call.remove(a) },
             "binding.bad_length" to { alice.device.sendCallKey(relay.now, listOf(bad), call) },
             "binding.bad_length" to { alice.device.groupMembers(ByteArray(0)) },
-            "binding.bad_length" to { alice.device.withholdGroupKey(relay.now, a, ByteArray(1), 1u.toUByte()) },
+            "binding.bad_length" to { alice.device.sendGroupWithholding(relay.now, ByteArray(1), ByteArray(0), listOf()) },
+            "binding.bad_length" to {
+                alice.device.sendGroupWithholding(relay.now, ByteArray(32), ByteArray(0), listOf(WithheldDevice(bad, null)))
+            },
             "binding.bad_length" to { alice.device.notDelivered(1uL, listOf(bad)) },
             "binding.bad_length" to { alice.device.hasSession(bad) },
             "binding.bad_length" to { alice.device.forgetAccount(ByteArray(0)) },

@@ -1,0 +1,301 @@
+//! A group send that withholds the sender key from named member devices (PROTOCOL.md 18.5,
+//! "Group, withholding"), and the withheld notices that name the generation withheld: one test
+//! per rule, each failing if its rule is removed.
+
+mod support;
+
+use ratchetry::devices::DeviceAddress;
+use ratchetry::fanout::{Outgoing, Received, RetryReason, WithheldReason};
+use ratchetry::group::{GroupId, SenderKeyId};
+use ratchetry::server::check_coverage;
+use ratchetry::testing::SeededRng;
+use ratchetry::{Error, FanoutError};
+use support::{World, body};
+
+const G: GroupId = GroupId([39; 32]);
+
+/// The generation a withheld notice names.
+fn notice_key_id(r: &Result<Received, Error>) -> SenderKeyId {
+    match r {
+        Ok(Received::Withheld { key_id, .. }) => *key_id,
+        other => panic!("not a withheld notice: {other:?}"),
+    }
+}
+
+/// The generation of a group message a device lacks the key of.
+fn missing_key_id(r: &Result<Received, Error>) -> u32 {
+    match r {
+        Err(Error::Fanout(FanoutError::SenderKeyMissing { key_id, .. })) => *key_id,
+        other => panic!("not a missing key: {other:?}"),
+    }
+}
+
+/// The devices an outbox's pairwise envelopes go to.
+fn pairwise(outbox: &ratchetry::fanout::Outbox) -> Vec<DeviceAddress> {
+    outbox.envelopes.iter().map(|(to, _)| *to).collect()
+}
+
+/// Bob's laptop is withheld from: it gets the notice, not the key, and the group envelope
+/// all the same, which the relay's coverage check wants (a send covers every listed device);
+/// the other member devices read the message; the laptop's retry request for it is refused.
+#[test]
+fn a_withheld_device_gets_the_envelope_but_not_the_key_and_the_relay_accepts_the_send() {
+    let mut w = World::new("withholding basic");
+    let (alice, bob, carol) = (w.account(0), w.account(1), w.account(0));
+    w.publish_all();
+    w.set_members(G, &[alice, bob, carol]);
+    let (a1, b1, b2, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+        World::addr(carol, 1),
+    );
+    let withheld = [(b2, Some(WithheldReason::Unverified))];
+    let o = w.send_group_withholding(a1, G, b"not for the laptop", &withheld);
+    let mut expected = vec![b1, b2, c1];
+    expected.sort();
+    assert_eq!(
+        pairwise(&o),
+        expected,
+        "keys and the notice, in address order"
+    );
+    let (envelope, recipients) = o.group.clone().unwrap();
+    assert_eq!(*recipients, expected[..]);
+    let lists: Vec<_> = w
+        .primaries
+        .iter()
+        .map(|p| p.device_list().clone())
+        .collect();
+    let served = |a: &_| lists.iter().find(|l| l.account() == *a);
+    let coverage = check_coverage(&a1, &o.recipients(), &o.coverage, served, w.now);
+    assert_eq!(coverage, Ok(()));
+    let notice = w.receive(b2, &World::envelope_to(&o, b2));
+    for to in [b1, c1] {
+        assert!(matches!(
+            w.receive(to, &World::envelope_to(&o, to)),
+            Ok(Received::SenderKey { key_id, .. }) if key_id == notice_key_id(&notice)
+        ));
+        let read = w.receive(to, &envelope).unwrap();
+        assert_eq!(body(&read), Some(&b"not for the laptop"[..]));
+    }
+    w.refused(b2, &envelope, FanoutError::Withheld.into());
+    let (to, request) = w
+        .request_retry(b2, &envelope, RetryReason::SenderKeyMissing)
+        .unwrap();
+    assert_eq!(to, a1);
+    assert_eq!(
+        w.receive(a1, &request).err(),
+        Some(FanoutError::NotEntitled.into())
+    );
+}
+
+/// A withheld device that holds the current generation makes the key rotate, and the new
+/// one goes to the others only; named without a reason, it is not told. The next send that
+/// does not name it gives it the current key, from then on.
+#[test]
+fn withholding_a_holder_rotates_and_a_later_send_gives_it_the_key_again() {
+    let (mut w, alice, bob, _) = World::group_sent("withholding holder", G, [0, 1]);
+    let (a1, b1, b2) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+    );
+    let o = w.send_group_withholding(a1, G, b"rotated", &[(b1, None)]);
+    assert_eq!(
+        pairwise(&o),
+        [b2],
+        "the new key to the laptop, nothing to the phone"
+    );
+    let (envelope, _) = o.group.clone().unwrap();
+    let key = w.receive(b2, &World::envelope_to(&o, b2)).unwrap();
+    let Received::SenderKey { key_id, .. } = key else {
+        panic!("{key:?}")
+    };
+    assert_eq!(
+        body(&w.receive(b2, &envelope).unwrap()),
+        Some(&b"rotated"[..])
+    );
+    let missing = w.receive(b1, &envelope);
+    assert_eq!(missing_key_id(&missing), key_id.0, "a new generation");
+    let again = w.send_group(a1, G, b"again");
+    assert_eq!(pairwise(&again), [b1]);
+    let key = w.receive(b1, &World::envelope_to(&again, b1));
+    assert!(matches!(key, Ok(Received::SenderKey { key_id: k, .. }) if k == key_id));
+    let (envelope, _) = again.group.unwrap();
+    assert_eq!(
+        body(&w.receive(b1, &envelope).unwrap()),
+        Some(&b"again"[..])
+    );
+}
+
+/// A device is told once per generation and reason: the same withholding again sends
+/// nothing, another reason tells it again, and so do a reload (the record of who was told is
+/// not state) and a rotation.
+#[test]
+fn a_notice_goes_once_per_generation_and_reason() {
+    let mut w = World::new("withholding once");
+    let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
+    w.publish_all();
+    w.set_members(G, &[alice, bob, carol]);
+    let (a1, b1, c1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+    );
+    let blocked = [(b1, Some(WithheldReason::Blocked))];
+    let unverified = [(b1, Some(WithheldReason::Unverified))];
+    let o = w.send_group_withholding(a1, G, b"1", &blocked);
+    assert_eq!(pairwise(&o), sorted(&[b1, c1]));
+    let generation = notice_key_id(&w.receive(b1, &World::envelope_to(&o, b1)));
+    let o = w.send_group_withholding(a1, G, b"2", &blocked);
+    assert!(o.envelopes.is_empty(), "told already");
+    let o = w.send_group_withholding(a1, G, b"3", &unverified);
+    assert_eq!(pairwise(&o), [b1], "another reason");
+    assert!(matches!(
+        w.receive(b1, &World::envelope_to(&o, b1)),
+        Ok(Received::Withheld { reason: WithheldReason::Unverified, key_id, .. }) if key_id == generation
+    ));
+    w.restart(a1);
+    let o = w.send_group_withholding(a1, G, b"4", &unverified);
+    assert_eq!(pairwise(&o), [b1], "told again after a load");
+    w.set_members(G, &[alice, bob]);
+    let o = w.send_group_withholding(a1, G, b"5", &unverified);
+    assert_eq!(
+        pairwise(&o),
+        [b1],
+        "a rotation: a new generation to tell of"
+    );
+    let rotated = notice_key_id(&w.receive(b1, &World::envelope_to(&o, b1)));
+    assert_ne!(rotated, generation);
+}
+
+fn sorted(devices: &[DeviceAddress]) -> Vec<DeviceAddress> {
+    let mut v = devices.to_vec();
+    v.sort();
+    v
+}
+
+/// A device named with a reason needs a session, for its notice, as a device given the key
+/// does; one named without a reason needs nothing (its bundle may never verify), so it never
+/// blocks the send.
+#[test]
+fn only_a_device_to_be_told_needs_a_session() {
+    let mut w = World::new("withholding sessions");
+    let (alice, bob) = (w.account(0), w.account(1));
+    w.publish_all();
+    w.set_members(G, &[alice, bob]);
+    let (a1, b1, b2) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(bob, 2),
+    );
+    let now = w.now;
+    let mut rng = SeededRng::from_label("withholding sessions rng");
+    let d = w.device(a1);
+    for (reason, needs) in [
+        (None, vec![b1]),
+        (Some(WithheldReason::Blocked), vec![b1, b2]),
+    ] {
+        let sent = d.send_group_withholding(&mut rng, now, G, b"x", &[(b2, reason)]);
+        assert!(
+            matches!(&sent, Ok(Outgoing::NeedBundles(devices)) if *devices == needs),
+            "{sent:?}"
+        );
+    }
+    let o = w.send_group_withholding(a1, G, b"x", &[(b2, None)]);
+    assert_eq!(pairwise(&o), [b1]);
+    assert!(!w.device(a1).has_session(&b2));
+}
+
+/// A device that is not one of the group's member devices (this device, a device of an
+/// account that is not a member, a device its account does not list) is refused with
+/// nothing changed; a device named twice is withheld as named first.
+#[test]
+fn only_member_devices_are_withheld_and_the_first_naming_counts() {
+    let mut w = World::new("withholding named");
+    let (alice, bob, dave) = (w.account(0), w.account(0), w.account(0));
+    w.publish_all();
+    w.set_members(G, &[alice, bob]);
+    let (a1, b1, d1) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(dave, 1),
+    );
+    let b9 = World::addr(bob, 9);
+    let now = w.now;
+    let mut rng = SeededRng::from_label("withholding named rng");
+    for outsider in [a1, d1, b9] {
+        let d = w.device(a1);
+        let before = d.to_bytes();
+        let sent =
+            d.send_group_withholding(&mut rng, now, G, b"x", &[(b1, None), (outsider, None)]);
+        assert_eq!(
+            sent.err(),
+            Some(FanoutError::NotAGroupDevice(outsider).into())
+        );
+        assert_eq!(*before, *d.to_bytes());
+        assert!(!d.has_changes());
+    }
+    let twice = [
+        (b1, Some(WithheldReason::Blocked)),
+        (b1, Some(WithheldReason::Unverified)),
+    ];
+    let o = w.send_group_withholding(a1, G, b"x", &twice);
+    assert!(matches!(
+        w.receive(b1, &World::envelope_to(&o, b1)),
+        Ok(Received::Withheld {
+            reason: WithheldReason::Blocked,
+            ..
+        })
+    ));
+    let o = w.send_group_withholding(
+        a1,
+        G,
+        b"x",
+        &[(b1, None), (b1, Some(WithheldReason::Blocked))],
+    );
+    assert!(
+        o.envelopes.is_empty(),
+        "named first without a reason: not told"
+    );
+}
+
+/// A notice stays while the key received is of another generation (that generation's
+/// messages are still withheld), and goes once the generation it names arrives. A notice
+/// record of the old form (empty: no generation) is dropped at a load and deleted from the
+/// store with the next unit.
+#[test]
+fn a_notice_lasts_until_its_generation_arrives_and_the_old_record_form_is_dropped() {
+    let mut w = World::new("withholding notice life");
+    let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
+    w.publish_all();
+    w.set_members(G, &[alice, bob, carol]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let withheld = [(b1, Some(WithheldReason::Blocked))];
+    let o = w.send_group_withholding(a1, G, b"withheld", &withheld);
+    let (withheld_env, _) = o.group.clone().unwrap();
+    assert!(w.receive(b1, &World::envelope_to(&o, b1)).is_ok());
+    // Carol leaves: the next send makes a new generation, given to Bob's phone.
+    w.set_members(G, &[alice, bob]);
+    let o = w.send_group(a1, G, b"new generation");
+    w.deliver_ok(&o);
+    w.refused(b1, &withheld_env, FanoutError::Withheld.into());
+    // The notice's record in the old form: read as no notice, and deleted.
+    let notice_key = |w: &World| w.stores[&b1].0.keys().find(|k| k[0] == 0x0d).cloned();
+    let key = notice_key(&w).expect("the notice is stored");
+    assert_eq!(w.stores[&b1].0[&key].len(), 4, "u32(key_id)");
+    w.stores
+        .get_mut(&b1)
+        .unwrap()
+        .0
+        .insert(key.clone(), Vec::new());
+    w.restart(b1);
+    let now = w.now;
+    let missing = w.device(b1).receive(now, &withheld_env);
+    assert!(matches!(
+        missing,
+        Err(Error::Fanout(FanoutError::SenderKeyMissing { .. }))
+    ));
+    w.persist(b1);
+    assert_eq!(notice_key(&w), None);
+}
