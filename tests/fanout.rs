@@ -339,26 +339,21 @@ fn group_keys_go_only_where_missing_and_rotate_on_removal() {
         .collect();
     let others: Vec<DeviceAddress> = recipients.iter().copied().filter(|a| *a != b1).collect();
     assert_eq!(readers, others);
-    // Carol's next send names nobody: Bob's phone gets the generation the notice named, from
-    // this message on, and reads again.
+    // Carol's next send names nobody: Bob's phone is never given the generation withheld from
+    // it, so a new one goes to every member device, and it reads again.
     let again = w.send_group(c1, ROOM, b"hi again");
-    assert_eq!(again.envelopes.len(), 1);
+    assert_eq!(again.envelopes.len(), recipients.len());
     let got = w.receive(b1, &World::envelope_to(&again, b1)).unwrap();
     assert!(
-        matches!(got, Received::SenderKey { key_id: k, .. } if k == key_id),
+        matches!(got, Received::SenderKey { key_id: k, .. } if k != key_id),
         "{got:?}"
     );
     assert_eq!(
         body(&w.receive(b1, &again.group.unwrap().0).unwrap()),
         Some(&b"hi again"[..])
     );
-    // The key given, the notice is done: the withheld message, older than the key, now reads
-    // as its key missing (and a retry for it is refused: Bob's phone is not in its ledger).
-    let missing = FanoutError::SenderKeyMissing {
-        from: c1,
-        key_id: key_id.0,
-    };
-    w.refused(b1, &env, missing.into());
+    // The withheld message stays withheld.
+    w.refused(b1, &env, FanoutError::Withheld.into());
 }
 
 /// A send seals on each device's session in place, so whatever can refuse it is checked for
@@ -506,7 +501,7 @@ fn simultaneous_session_starts_converge() {
 fn fuzz_fixture_envelopes_are_genuine() {
     use ratchetry::testing::fuzz::{FanoutFixture, device_receive};
     let mut f = FanoutFixture::new();
-    assert_eq!(f.in_flight.len(), 4);
+    assert_eq!(f.in_flight.len(), 5);
     let genuine = f.in_flight.clone();
     for e in &genuine {
         let mut corrupted = e.clone();
@@ -953,6 +948,9 @@ fn the_sender_key_record_keeps_one_to_four_distinct_generations() {
     let mut key = vec![0x0a];
     key.extend_from_slice(&ROOM.0);
     let value = store.0[&key].clone();
+    // The record ends with the devices withheld from: u32(0), none.
+    let (value, none_withheld) = value.split_at(value.len() - 4);
+    assert_eq!(none_withheld, [0; 4]);
     let ids_at = value.len() - 1 - 4 * 4;
     assert_eq!(value[ids_at], 4, "four generations kept");
     store.load();
@@ -964,6 +962,7 @@ fn the_sender_key_record_keeps_one_to_four_distinct_generations() {
         let mut v = value[..ids_at].to_vec();
         v.push(ids.len() as u8);
         v.extend(ids.iter().flatten());
+        v.extend(none_withheld);
         let mut s = store.clone();
         s.0.insert(key.clone(), v);
         Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err()
@@ -976,8 +975,7 @@ fn the_sender_key_record_keeps_one_to_four_distinct_generations() {
     assert_eq!(with_ids(&ids), None);
 }
 
-/// Every send asks for what it lacks the same way: a call key, a withheld notice or a
-/// history offer to a device of an account whose list is not held is `NeedDeviceLists`, as a
+/// Every send asks for what it lacks the same way: a call key or a history offer to a device of an account whose list is not held is `NeedDeviceLists`, as a
 /// message is, not an error.
 #[test]
 fn payload_sends_ask_for_missing_device_lists() {
@@ -1065,6 +1063,7 @@ fn forgetting_a_group_deletes_that_group_only() {
         let o = w.send_group(from, g, b"hello");
         w.deliver_ok(&o);
     }
+    let mut withheld_messages = Vec::new();
     for (from, g) in [(c1, ROOM), (b1, OTHER)] {
         let withheld = [(a1, Some(WithheldReason::Blocked))];
         let o = w.send_group_withholding(from, g, b"not for alice", &withheld);
@@ -1073,6 +1072,7 @@ fn forgetting_a_group_deletes_that_group_only() {
             matches!(notice, Ok(Received::Withheld { .. })),
             "{notice:?}"
         );
+        withheld_messages.push(o.group.unwrap().0);
     }
     w.device(a1).forget_group(ROOM);
     w.persist(a1);
@@ -1093,10 +1093,14 @@ fn forgetting_a_group_deletes_that_group_only() {
         Some(&b"later"[..])
     );
     assert_eq!(
-        later(&mut w, b1, OTHER).err(),
+        w.receive(a1, &withheld_messages[1]).err(),
         Some(FanoutError::Withheld.into())
     );
     w.device(a1).set_group_members(ROOM, &everyone).unwrap();
+    assert!(matches!(
+        w.receive(a1, &withheld_messages[0]),
+        Err(Error::Fanout(FanoutError::SenderKeyMissing { .. }))
+    ));
     for from in [b1, c1] {
         assert!(matches!(
             later(&mut w, from, ROOM),

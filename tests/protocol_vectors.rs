@@ -5654,7 +5654,9 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
                 .blob(owner.state())
                 .flag(*rotation_pending)
                 .u8(1)
-                .u32(owner.key_id);
+                .u32(owner.key_id)
+                // Withheld from no device.
+                .u32(0);
             (key(0x0a, &[&unhex(group)]), value.done())
         }
         RecordInputs::LedgerEntry {

@@ -15,8 +15,10 @@ impl Device {
     /// refused the batch, or these envelopes of it): a group sender key given to them in that
     /// send no longer counts as held, and since a relay may have delivered it anyway, the next
     /// group send rotates the key and gives the new one to the members then (a device removed
-    /// meanwhile never reads what follows); and they are no longer recipients of the message (they cannot ask for it again, and the journal forgets
-    /// a send that reached no one). Then persist, fetch what the relay asked for (a newer
+    /// meanwhile never reads what follows); a device withheld from the current generation is
+    /// told again by the next send that withholds it; and they are no longer recipients of the
+    /// message (they cannot ask for it again, and the journal forgets a send that reached no
+    /// one). Then persist, fetch what the relay asked for (a newer
     /// list), and send again. A send the journal no longer holds is `UnknownMessage`, and
     /// nothing changes.
     pub fn not_delivered(
@@ -70,6 +72,15 @@ impl Device {
                     return Ok(());
                 };
                 let current = outbound.current().map(|l| l.key_id) == Some(key_id);
+                // A withheld device whose notice may not have arrived is told again by the
+                // next send that names it (it stays withheld from the generation).
+                let mut untold = false;
+                for d in devices.iter().filter(|_| current) {
+                    if let Some(w) = outbound.withheld.get_mut(d).filter(|w| w.told.is_some()) {
+                        w.told = None;
+                        untold = true;
+                    }
+                }
                 let Some(ledger) = outbound.generations.iter_mut().find(|l| l.key_id == key_id)
                 else {
                     return Ok(());
@@ -82,14 +93,16 @@ impl Device {
                 for d in &taken {
                     ledger.holders.remove(d);
                 }
-                if taken.is_empty() {
+                if taken.is_empty() && !untold {
                     return Ok(());
                 }
-                if current {
+                if current && !taken.is_empty() {
                     // A relay that said "not delivered" may have delivered after all: a device
                     // taken back may hold the key, and if it is no longer a member the ledger
                     // would not show it leaving. So the next send rotates, to the members then.
                     outbound.rotate_pending = true;
+                }
+                if current {
                     self.touch(Key::Outbound(group));
                 }
                 for d in taken {

@@ -120,9 +120,9 @@ pub struct Device {
     pub(crate) groups: BTreeMap<GroupId, Group>,
     /// Other devices' sender keys, by (sender, group).
     pub(crate) inbound: BTreeMap<(DeviceAddress, GroupId), InboundSenderKey>,
-    /// Withheld notices: the generation a device told this one it withholds its key for a
-    /// group, by (device, group).
-    pub(crate) withheld: BTreeMap<(DeviceAddress, GroupId), SenderKeyId>,
+    /// Withheld notices: the generations a device told this one it withholds its key for a
+    /// group, by (device, group); at most `MAX_WITHHELD_GENERATIONS`, oldest first.
+    pub(crate) withheld: BTreeMap<(DeviceAddress, GroupId), Vec<SenderKeyId>>,
     pub(crate) journal: Journal,
     /// Counts state changes; lets the app tell a stale snapshot from the latest state.
     pub(crate) epoch: u64,

@@ -34,10 +34,6 @@ pub(crate) struct Group {
     /// name an account removed after the backup, so nothing is sent to the group or read from
     /// it until the app sets them.
     pub(crate) unconfirmed: bool,
-    /// The generation and reason each device withheld from was last told of (one entry per
-    /// device: at most the member devices). Not state (like `reach`): after a load, a
-    /// withholding send tells them again.
-    pub(crate) told: BTreeMap<DeviceAddress, (SenderKeyId, WithheldReason)>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +44,18 @@ pub(crate) struct Outbound {
     pub(crate) rotate_pending: bool,
     /// Ledgers of recent generations, oldest first; the last is the session's current one.
     pub(crate) generations: Vec<Ledger>,
+    /// The devices a send withheld the current generation from. None is ever given it: a
+    /// send that would give one the key makes a new generation first, so a withheld notice
+    /// names a generation its device never reads, and `Withheld` is exact.
+    pub(crate) withheld: BTreeMap<DeviceAddress, Withholding>,
+}
+
+/// A device withheld from the current generation: its identity key then, and the reason it
+/// was told (`None`: not told, or its notice was not delivered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Withholding {
+    pub(crate) identity: IdentityKey,
+    pub(crate) told: Option<WithheldReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,8 +109,9 @@ pub(crate) fn diff(
     (departed, missing)
 }
 
-/// Outbound record: `blob(outbound state) ‖ flag(rotate_pending) ‖ u8(n) ‖ n × u32(key id)`,
-/// the generations' key ids oldest first.
+/// Outbound record: `blob(outbound state) ‖ flag(rotate_pending) ‖ u8(n) ‖ n × u32(key id) ‖
+/// u32(w) ‖ w × ( address ‖ IK (32) ‖ opt( u8(reason) ) )`, the generations' key ids oldest
+/// first, then the devices withheld from the current one in address order.
 pub(crate) fn write_outbound(out: &mut crate::wire::SecretBuf, o: &Outbound) {
     out.blob(&o.session.to_bytes());
     out.flag(o.rotate_pending);
@@ -110,11 +119,18 @@ pub(crate) fn write_outbound(out: &mut crate::wire::SecretBuf, o: &Outbound) {
     for g in &o.generations {
         out.u32(g.key_id.0);
     }
+    out.u32(o.withheld.len() as u32);
+    for (a, w) in &o.withheld {
+        a.write(out);
+        out.put(w.identity.as_bytes());
+        out.optional(w.told, |out, reason| out.u8(reason.code()));
+    }
 }
 
 /// Reads an outbound record; the generations come back with no holders (their ledger records
-/// fill them).
-pub(crate) fn read_outbound(r: &mut Reader<'_>) -> Result<Outbound, DecodeError> {
+/// fill them). Also whether it was of the form before withholding (ending at the key ids:
+/// nothing withheld), which is written again in the current form.
+pub(crate) fn read_outbound(r: &mut Reader<'_>) -> Result<(Outbound, bool), DecodeError> {
     let len = r.u32()? as usize;
     let session = OutboundGroupSession::from_bytes(r.bytes(len)?)?;
     let rotate_pending = r.flag()?;
@@ -136,11 +152,28 @@ pub(crate) fn read_outbound(r: &mut Reader<'_>) -> Result<Outbound, DecodeError>
     if generations.last().map(|g| g.key_id) != Some(session.key_id()) {
         return Err(DecodeError::InvalidValue);
     }
-    Ok(Outbound {
+    let old_form = r.rest_len() == 0;
+    let mut withheld = BTreeMap::new();
+    let w = if old_form { 0 } else { r.u32()? };
+    let mut last = None;
+    for _ in 0..w {
+        let a = DeviceAddress::read_trusted(r)?;
+        // Strictly ascending: one encoding per set.
+        if last.is_some_and(|l| l >= a) {
+            return Err(DecodeError::InvalidValue);
+        }
+        last = Some(a);
+        let identity = IdentityKey::from_trusted(r.array()?);
+        let told = r.optional(|r| r.u8())?.map(WithheldReason::from_code);
+        withheld.insert(a, Withholding { identity, told });
+    }
+    let outbound = Outbound {
         session,
         rotate_pending,
         generations,
-    })
+        withheld,
+    };
+    Ok((outbound, old_form))
 }
 
 /// Ledger record: `IK (32) ‖ u32(since)`.

@@ -47,6 +47,6 @@ pub use members::MAX_GROUP_MEMBERS;
 pub use membership::{MAX_MEMBERSHIP_ACCOUNTS, MAX_MEMBERSHIP_GROUPS};
 pub use message_id::MessageId;
 pub use outbox::{Event, Outbox, Outgoing, Received};
-pub use payload::WithheldReason;
+pub use payload::{MAX_WITHHELD_GENERATIONS, WithheldReason};
 pub use records::StateChanges;
 pub use retry_request::{RetryReason, RetryRequest};

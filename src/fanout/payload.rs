@@ -33,6 +33,10 @@ const HISTORY_OFFER: u8 = 9;
 const CALL_KEY_RESEND: u8 = 8;
 const WITHHELD: u8 = 10;
 
+/// The generations of one sender's key for one group a device keeps withheld notices of (the
+/// oldest dropped beyond): a sender names a new one at each rotation while it withholds.
+pub const MAX_WITHHELD_GENERATIONS: usize = 4;
+
 /// Why a sender withholds its group key from a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -47,7 +51,7 @@ pub enum WithheldReason {
 }
 
 impl WithheldReason {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Self::Blocked => 1,
             Self::Unverified => 2,
@@ -66,7 +70,7 @@ impl WithheldReason {
         }
     }
 
-    fn from_code(code: u8) -> Self {
+    pub(crate) fn from_code(code: u8) -> Self {
         match code {
             1 => Self::Blocked,
             2 => Self::Unverified,

@@ -12,7 +12,7 @@ use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::lists::lists_digest;
 use super::members::Members;
 use super::message_id::{DirectIdPrefix, MessageNonce};
-use super::payload::Payload;
+use super::payload::{MAX_WITHHELD_GENERATIONS, Payload};
 use super::records::Key;
 use super::send::sender_of;
 use super::{Device, EnvelopeId, MessageId, Received};
@@ -219,20 +219,30 @@ impl Device {
         match effect {
             Effect::None => {}
             Effect::Inbound(group, key) => {
-                // The generation a notice withheld was given after all: the notice is done.
-                // A notice of another generation stays (its messages are still withheld).
-                if let Some(withheld) = self.withheld.get(&(from, group))
-                    && key.has_key(*withheld)
+                // A generation a notice withheld that the key now holds (a sender never gives
+                // one, but may restore from a backup): that notice is done. The others stay.
+                if let Some(withheld) = self.withheld.get_mut(&(from, group))
+                    && withheld.iter().any(|g| key.has_key(*g))
                 {
-                    self.withheld.remove(&(from, group));
+                    withheld.retain(|g| !key.has_key(*g));
+                    if withheld.is_empty() {
+                        self.withheld.remove(&(from, group));
+                    }
                     self.touch(Key::Withheld(from, group));
                 }
                 self.inbound.insert((from, group), key);
                 self.touch(Key::Inbound(from, group));
             }
             Effect::Withheld(group, key_id) => {
-                self.withheld.insert((from, group), key_id);
-                self.touch(Key::Withheld(from, group));
+                // Kept with the other generations withheld, however notices are reordered.
+                let withheld = self.withheld.entry((from, group)).or_default();
+                if !withheld.contains(&key_id) {
+                    withheld.push(key_id);
+                    if withheld.len() > MAX_WITHHELD_GENERATIONS {
+                        withheld.remove(0);
+                    }
+                    self.touch(Key::Withheld(from, group));
+                }
             }
             Effect::Answered(reference, failed) => {
                 self.withdraw_pending((from, reference));
@@ -506,7 +516,8 @@ impl Device {
         let group = message.group();
         self.is_member(group, &from.account)?;
         let missing = |device: &Self| -> Error {
-            if device.withheld.get(&(from, group)) == Some(&message.key_id()) {
+            let withheld = device.withheld.get(&(from, group));
+            if withheld.is_some_and(|w| w.contains(&message.key_id())) {
                 FanoutError::Withheld.into()
             } else {
                 FanoutError::SenderKeyMissing {

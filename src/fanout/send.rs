@@ -13,7 +13,7 @@ use super::body_digest::BodyDigest;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
-use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
+use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, Withholding, diff};
 use super::message_id::MessageNonce;
 use super::payload::{DirectPrefix, Payload, WithheldReason};
 use super::records::Key;
@@ -170,16 +170,17 @@ impl Device {
     /// sender key from the member devices named in `withheld` (a device the user has not
     /// verified, or one whose bundle never verifies), for this send: the group envelope still
     /// goes to every member device (a relay checks that a send covers every listed device),
-    /// and a withheld device cannot read it. A withheld device that holds the current key
-    /// generation makes the key rotate first; a later send that does not name the device
-    /// gives it the key from that send on. A withheld device's retry request for a message of
-    /// this send is refused (`NotEntitled`): it is not in the ledger.
+    /// and a withheld device cannot read it. A device is never given a generation withheld
+    /// from it: one that holds the current generation makes the key rotate first, and a later
+    /// send that does not name it makes a new generation, for every member device. A withheld
+    /// device's retry request for a message of this send is refused (`NotEntitled`).
     ///
     /// A device named with a reason is told, in the same outbox, which generation is withheld
     /// and why (so a session with it is needed, as for a distribution: `NeedBundles`); its
     /// messages of that generation are then `FanoutError::Withheld` there, not
-    /// `SenderKeyMissing`. It is told once per generation and reason (and once more after this
-    /// device was loaded from records). A device named without a reason is not told (its
+    /// `SenderKeyMissing`. It is told once per generation, reason and identity key (kept with
+    /// the sender key; [`not_delivered`](Self::not_delivered) of the send makes the next
+    /// withholding send tell it again). A device named without a reason is not told (its
     /// bundle may never verify). A device named twice is withheld as named first.
     ///
     /// Errors besides `send_group`'s: `ReservedReason` for an app's reason with a named
@@ -246,25 +247,42 @@ impl Device {
                 }
             }
         };
-        let current = g.outbound.as_ref().and_then(|o| o.current());
-        // A withheld device that holds the current generation could read on: rotate.
-        if !fresh
-            && current.is_some_and(|l| withheld.iter().any(|(a, ..)| l.holders.contains_key(a)))
-        {
-            (fresh, needs_key) = (true, devices.clone());
+        // A withheld device that holds the current generation could read on, and a device
+        // withheld from it must never be given it: either makes a new generation first.
+        if let Some(o) = g.outbound.as_deref().filter(|_| !fresh) {
+            let holds = |a| o.current().is_some_and(|l| l.holders.contains_key(a));
+            let was_withheld = |a: &DeviceAddress| !is_withheld(a) && o.withheld.contains_key(a);
+            if withheld.iter().any(|(a, ..)| holds(a))
+                || (!o.withheld.is_empty() && needs_key.iter().any(|(a, _)| was_withheld(a)))
+            {
+                (fresh, needs_key) = (true, devices.clone());
+            }
         }
         if !withheld.is_empty() {
             needs_key.retain(|(a, _)| !is_withheld(a));
         }
-        // The withheld devices to tell: those named with a reason and not yet told of this
-        // generation with it.
-        let told = |a: &DeviceAddress, reason: &WithheldReason| {
-            !fresh && current.is_some_and(|l| g.told.get(a) == Some(&(l.key_id, *reason)))
+        // What each withheld device was told of this generation already, under its identity.
+        let told_before = |a: &DeviceAddress, identity: &IdentityKey| {
+            let o = g.outbound.as_deref().filter(|_| !fresh)?;
+            o.withheld.get(a).filter(|w| w.identity == *identity)?.told
         };
+        // The withheld devices to tell: those named with a reason they were not told yet.
         let tell: Vec<(DeviceAddress, IdentityKey, WithheldReason)> = withheld
             .iter()
             .filter_map(|(a, identity, reason)| Some((*a, *identity, (*reason)?)))
-            .filter(|(a, _, reason)| !told(a, reason))
+            .filter(|(a, identity, reason)| told_before(a, identity) != Some(*reason))
+            .collect();
+        // The withheld devices as the current generation's record will keep them.
+        let withholding: Vec<(DeviceAddress, Withholding)> = withheld
+            .iter()
+            .map(|(a, identity, reason)| {
+                let told = match tell.binary_search_by_key(a, |(d, ..)| *d) {
+                    Ok(_) => *reason,
+                    Err(_) => told_before(a, identity),
+                };
+                let identity = *identity;
+                (*a, Withholding { identity, told })
+            })
             .collect();
         // Sealed to: the devices given the key and those told it is withheld, in address order.
         let targets = match tell.is_empty() {
@@ -341,11 +359,13 @@ impl Device {
         };
 
         let envelopes = envelopes_of(sealed);
-        let key_id = session.key_id();
         self.commit_outbound(group, session, fresh, &needs_key, since);
-        if let Some(g) = self.groups.get_mut(&group) {
-            g.told
-                .extend(tell.iter().map(|(a, _, reason)| (*a, (key_id, *reason))));
+        if let Some(o) = self
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.outbound.as_mut())
+        {
+            o.withheld.extend(withholding);
         }
         let send_id = self.record_sent(now, sent);
         self.bump();
@@ -388,10 +408,13 @@ impl Device {
                 session,
                 rotate_pending: false,
                 generations: Vec::new(),
+                withheld: Default::default(),
             })),
         };
         outbound.rotate_pending = false;
         if fresh {
+            // A new generation: withheld from no one yet.
+            outbound.withheld.clear();
             outbound.generations.push(Ledger {
                 key_id,
                 holders: Default::default(),

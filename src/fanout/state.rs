@@ -17,6 +17,7 @@ use super::journal::{
 use super::ledger::{Group, read_holder, read_outbound, write_holder, write_outbound};
 use super::lists::Followed;
 use super::members::Members;
+use super::payload::MAX_WITHHELD_GENERATIONS;
 use super::records::{
     DEVICE_LIST, Dirty, GROUP_MEMBERS, Key, PENDING_KEM, SESSIONS, StateChanges, read_envelope_id,
 };
@@ -147,7 +148,11 @@ impl Device {
                 write_holder(&mut out, holder);
             }
             Key::Inbound(a, g) => out.put(&self.inbound.get(&(*a, *g))?.to_bytes()),
-            Key::Withheld(a, g) => out.u32(self.withheld.get(&(*a, *g))?.0),
+            Key::Withheld(a, g) => {
+                for key_id in self.withheld.get(&(*a, *g))? {
+                    out.u32(key_id.0);
+                }
+            }
             Key::Unconfirmed(g) => {
                 self.groups.get(g).filter(|g| g.unconfirmed)?;
             }
@@ -373,7 +378,10 @@ impl Device {
                     ));
                 }
                 Key::Outbound(g) => {
-                    let outbound = read_outbound(&mut r)?;
+                    let (outbound, old_form) = read_outbound(&mut r)?;
+                    if old_form {
+                        migrated.push(*key);
+                    }
                     let group = group_of(&mut groups, g).ok_or(DecodeError::InvalidValue)?;
                     if outbound.session.group() != g {
                         return Err(DecodeError::InvalidValue);
@@ -403,7 +411,17 @@ impl Device {
                 // The old form, empty, named no generation: the notice is dropped (a message it
                 // would have marked withheld reads as its key missing) and deleted.
                 Key::Withheld(..) if bytes.is_empty() => migrated.push(*key),
-                Key::Withheld(a, g) => withheld.push(((a, g), SenderKeyId(r.u32()?))),
+                Key::Withheld(a, g) => {
+                    let mut key_ids = Vec::new();
+                    while r.rest_len() > 0 && key_ids.len() < MAX_WITHHELD_GENERATIONS {
+                        let key_id = SenderKeyId(r.u32()?);
+                        if key_ids.contains(&key_id) {
+                            return Err(DecodeError::InvalidValue);
+                        }
+                        key_ids.push(key_id);
+                    }
+                    withheld.push(((a, g), key_ids));
+                }
                 Key::Seen(slot) => {
                     seen.insert(slot, read_envelope_id(&mut r)?);
                 }

@@ -10,7 +10,7 @@ use crate::devices::{
     LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary,
     PrimaryPolicy, SignedDeviceList,
 };
-use crate::fanout::{Device, DeviceConfig, Outgoing, RetryReason};
+use crate::fanout::{Device, DeviceConfig, Outgoing, RetryReason, WithheldReason};
 use crate::group::{
     GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey, OutboundGroupSession,
     SenderKeyDistribution,
@@ -320,7 +320,7 @@ pub struct FanoutFixture {
     /// Bob's phone, the receiver.
     pub receiver: Device,
     /// Genuine envelopes for it not yet received: 1:1, a sender-key distribution, a group
-    /// message, and a retry request for a message it sent.
+    /// message, a withheld notice, and (last) a retry request for a message it sent.
     pub in_flight: Vec<Vec<u8>>,
 }
 
@@ -368,6 +368,11 @@ impl FanoutFixture {
                 &reply.envelopes[0].1,
                 RetryReason::AuthenticationFailed,
             )?;
+            // Bob's phone held the key: the withholding send rotates, and tells it.
+            let withheld = [(bob.address(), Some(WithheldReason::Blocked))];
+            let notice =
+                ready(alice.send_group_withholding(rng, now, Self::GROUP, b"w", &withheld)?)?;
+            in_flight.extend(notice.envelopes.into_iter().map(|(_, e)| e));
             in_flight.push(retry);
             let _ = bob.take_changes();
             Ok(Self {

@@ -2481,8 +2481,8 @@ class Device:
         self.ledger = {}         # group -> [(key_id, {address: (IK, first iteration)})], oldest first
         self.rotation_pending = {}
         self.inbound = {}        # (address, group) -> InboundSenderKey
-        self.withheld = {}       # (address, group) -> the generation a notice withheld (19.1 0x0d)
-        self.told = {}           # group -> {address: key_id}: devices this one withheld its key from
+        self.withheld = {}       # (address, group) -> the generations notices withheld, oldest first (19.1 0x0d)
+        self.told = {}           # group -> {address: (IK, reason)}: withheld from the current generation, told
         self.read_ring = []      # message ids by slot (18.4)
         self.sent = []           # sent journal by send id (18.4, 19.3)
         self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
@@ -2695,6 +2695,7 @@ class DevicesRun:
         dev.outbound[group] = key
         dev.ledger[group] = (dev.ledger.get(group, []) + [(key.key_id, {})])[-4:]
         dev.rotation_pending[group] = False
+        dev.told[group] = {}  # 18.5: a new generation is withheld from no one yet
 
     def payload_fields(self, frm, to, e, w):
         """18.2 fields as the sender's state gives them; the vector's are compared."""
@@ -2721,7 +2722,7 @@ class DevicesRun:
             # 18.2: the notice names the generation the send withholds, the sender's current.
             group = hx(f["group"])
             R.check(f"{w}: withheld key_id (the sender's current generation)", frm.outbound[group].key_id, f["key_id"])
-            frm.told.setdefault(group, {})[to.address] = f["key_id"]
+            frm.told.setdefault(group, {})[to.address] = (self.listed(frm, to.address)["ik"], f["reason"])
             return {"group": group, "key_id": f["key_id"], "reason": f["reason"]}
         if kind == "call_key":
             R.check(f"{w}: call key message is the call's", self.calls[frm.name], f["call_key"])
@@ -2888,11 +2889,20 @@ class DevicesRun:
             if key is None or key.ik != ik:
                 key = dev.inbound[(sender.address, group)] = InboundSenderKey(group, ik, sender.address)
             key.process(payload[3:])
-            # 18.5: a notice of a generation the key now holds is done.
-            if any(g["key_id"] == dev.withheld.get((sender.address, group)) for g in key.generations):
-                del dev.withheld[(sender.address, group)]
+            # 18.5: notices of generations the key now holds are done.
+            held = {g["key_id"] for g in key.generations}
+            kept = [k for k in dev.withheld.get((sender.address, group), []) if k not in held]
+            if kept:
+                dev.withheld[(sender.address, group)] = kept
+            else:
+                dev.withheld.pop((sender.address, group), None)
         elif kind == 10:
-            dev.withheld[(sender.address, payload[3:35])] = int.from_bytes(payload[35:39], "big")
+            # 18.5: the generations withheld, oldest first, at most 4.
+            notices = dev.withheld.setdefault((sender.address, payload[3:35]), [])
+            key_id = int.from_bytes(payload[35:39], "big")
+            if key_id not in notices:
+                notices.append(key_id)
+                del notices[:-4]
         elif kind == 9:
             # 18.2: from its own account only; it installs the groups the receiver lacks, and
             # leaves the held ones as they are.
@@ -2931,7 +2941,7 @@ class DevicesRun:
         R.check(f"{w}: recipients (18.5: member devices in address order)", self.names(recipients), e["recipients"])
         told = frm.told.get(group, {})
         R.true(f"{w}: every member device holds the generation, or was told it is withheld (18.5)",
-               all(a in frm.ledger[group][-1][1] or told.get(a) == key.key_id for a in recipients))
+               all(a in frm.ledger[group][-1][1] or a in told for a in recipients))
         salt = draw(self.rng, 16, e["salt"], f"{w}: salt")
         version = self.version(frm.lists[frm.account])
         R.check(f"{w}: sender list version", version, e["sender_list_version"])
@@ -3171,15 +3181,17 @@ def device_records(run, dev, epoch, ops):
         recs[b"\x09" + g] = (u32(len(members)) + b"".join(sorted(members)), [])
     for g, key in dev.outbound.items():
         gens = dev.ledger[g]
+        told = sorted(dev.told.get(g, {}).items())
         recs[b"\x0a" + g] = (blob(key.to_bytes()) + flag(dev.rotation_pending[g]) + u8(len(gens))
-                             + b"".join(u32(kid) for kid, _ in gens), [])
+                             + b"".join(u32(kid) for kid, _ in gens) + u32(len(told))
+                             + b"".join(a + ik + b"\x01" + u8(reason) for a, (ik, reason) in told), [])
         for kid, entries in gens:
             for addr, (ik, first) in entries.items():
                 recs[b"\x0b" + g + u32(kid) + addr] = (ik + u32(first), [])
     for (addr, g), key in dev.inbound.items():
         recs[b"\x0c" + addr + g] = (key.to_bytes(), [])
-    for (addr, g), kid in dev.withheld.items():
-        recs[b"\x0d" + addr + g] = (u32(kid), [])
+    for (addr, g), kids in dev.withheld.items():
+        recs[b"\x0d" + addr + g] = (b"".join(u32(k) for k in kids), [])
     for slot, mid in enumerate(dev.read_ring):
         recs[b"\x0e" + u32(slot)] = (mid, [])
     for sid, entry in enumerate(dev.sent):
@@ -3244,7 +3256,9 @@ def record_from_inputs(inp, identity_seed):
         key = OutboundSenderKey(hx(inp["group"]), ed25519_pub(hx(inp["identity_seed"])), hx(inp["context"]), given)
         for _ in range(inp["messages_sent"]):
             key.ck, key.iteration = kdf_ck(key.ck)[1], key.iteration + 1
-        return b"\x0a" + key.group_id, blob(key.to_bytes()) + flag(inp["rotation_pending"]) + u8(1) + u32(key.key_id)
+        # Withheld from no device: u32(0).
+        return (b"\x0a" + key.group_id,
+                blob(key.to_bytes()) + flag(inp["rotation_pending"]) + u8(1) + u32(key.key_id) + u32(0))
     if rec == "ledger_entry":
         return (b"\x0b" + hx(inp["group"]) + u32(inp["key_id"]) + hx(inp["address"]),
                 hx(inp["identity_public"]) + u32(inp["first_iteration"]))

@@ -251,9 +251,11 @@ impl Device {
     }
 
     /// Sends `body` to a group as `send_group` does, but gives the sender key to none of the
-    /// `withheld` member devices (the group envelope still reaches them; one holding the
-    /// current key makes it rotate). Each named with a reason is told, once per key generation
-    /// and reason, in the same outbox (it receives `Received.Withheld`); one without is not.
+    /// `withheld` member devices (the group envelope still reaches them). None is ever given a
+    /// generation withheld from it: one holding the current key makes it rotate, and so does a
+    /// later send that no longer names it. Each named with a reason is told, once per key
+    /// generation and reason, in the same outbox (it receives `Received.Withheld`); one without
+    /// is not.
     /// A device that is not a member device: `fanout.not_a_group_device`.
     pub fn send_group_withholding(
         &self,

@@ -147,8 +147,9 @@ impl Device {
     }
 
     /// Sends `body` to a group as `sendGroup` does, but gives the sender key to none of the
-    /// `withheld` member devices (the group envelope still reaches them; one holding the
-    /// current key makes it rotate). Each named with a `reason` is told, once per key
+    /// `withheld` member devices (the group envelope still reaches them). None is ever given a
+    /// generation withheld from it: one holding the current key makes it rotate, and so does a
+    /// later send that no longer names it. Each named with a `reason` is told, once per key
     /// generation and reason, in the same outbox (it receives `{ kind: "withheld" }`); one
     /// without is not (its bundle may never verify). A device that is not a member device
     /// throws `fanout.not_a_group_device`.
