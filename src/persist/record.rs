@@ -131,12 +131,13 @@ impl<S> Changes<S> {
     ///
     /// Units chain: each starts where the one before it ended, so a store that holds the
     /// state at another epoch than this one lacks a unit (one whose write failed while the
-    /// app went on with the in-memory state: a gap) or holds one this state never took from.
-    /// Writing this unit on top would make a set of records that never existed together
-    /// (say, a one-time prekey's deletion or a read slot missing under a later session):
-    /// refuse it, reload the state from the store and redo the operation. An empty unit
-    /// starts and ends at the same epoch (the epoch moves only with a record changed), so
-    /// leaving an empty unit unwritten breaks no chain.
+    /// app went on with the state in memory: a gap), or already holds this one or a unit of
+    /// another copy of the state. Written on top, this unit would make a set of records that
+    /// never existed together (a one-time prekey the lost unit consumed still stored, a
+    /// message it read not recorded as read): a store refuses it, and the app loads the state
+    /// from the store again and redoes the operations since. An empty unit starts and ends at
+    /// the same epoch (the epoch moves only with a record written), so leaving an empty unit
+    /// unwritten breaks no chain.
     pub fn base_epoch(&self) -> Option<u64> {
         self.base_epoch
     }
