@@ -47,14 +47,23 @@ fn a_device_unit_after_one_never_written_is_refused_and_a_reload_continues() {
     assert_eq!(body(&bob.read(T0, &alice, &third).unwrap()), b"three");
     let unit = bob.device.take_changes();
     assert_eq!(unit.base_epoch(), Some(lost.epoch()));
-    match bob.store.write(&unit) {
+    let refused = bob.store.write(&unit);
+    match &refused {
         Err(StoreError::UnitGap {
             role: Role::Device,
             stored_epoch,
             base_epoch,
-        }) => assert_eq!((stored_epoch, base_epoch), (bob.last_epoch, lost.epoch())),
+        }) => assert_eq!((*stored_epoch, *base_epoch), (bob.last_epoch, lost.epoch())),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        format!(
+            "the device unit starts from epoch {}, but the store holds epoch {}: reload the state from the store",
+            lost.epoch(),
+            bob.last_epoch
+        )
+    );
     // Nor does an empty unit pass for written: the store still lacks the lost one.
     let empty = bob.device.take_changes();
     assert!(empty.is_empty());
