@@ -115,6 +115,9 @@ pub struct Primary {
     pub(super) epoch: u64,
     /// Restored from a backup: nothing is signed until [`resync`](Self::resync).
     pub(super) needs_resync: bool,
+    /// The epoch the next unit starts from unless it replaces all: the epoch at the last
+    /// [`take_changes`](Self::take_changes), or the one loaded from records.
+    pub(super) unit_base: u64,
     /// The records changed since the last [`take_changes`](Self::take_changes).
     pub(super) dirty: Dirty<PrimaryKey>,
 }
@@ -156,6 +159,8 @@ impl Primary {
             confirmed: Vec::new(),
             epoch: 0,
             needs_resync: false,
+            // Unused: the first unit replaces all.
+            unit_base: 0,
             dirty: Dirty::everything(),
         }
     }
@@ -180,6 +185,8 @@ impl Primary {
             confirmed,
             epoch: 0,
             needs_resync: false,
+            // Unused: the first unit replaces all.
+            unit_base: 0,
             dirty: Dirty::everything(),
         }
     }
@@ -552,6 +559,8 @@ impl Primary {
             confirmed,
             epoch,
             needs_resync,
+            // Unused: loaded whole, the next unit holds every record and replaces all.
+            unit_base: 0,
             // Loaded whole: the next unit holds every record.
             dirty: Dirty::everything(),
         })

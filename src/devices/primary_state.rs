@@ -22,18 +22,22 @@ impl Primary {
     /// ([`from_bytes`](Self::from_bytes), [`restore`](Self::restore),
     /// [`restore_from_backup`](Self::restore_from_backup)), the unit holds every record and
     /// [`replaces_all`](PrimaryChanges::replaces_all) says to delete the stored ones first.
+    /// Otherwise the unit starts where the previous one taken ended, or at the epoch the
+    /// primary was loaded at ([`base_epoch`](PrimaryChanges::base_epoch)): a store holding
+    /// another epoch missed a unit.
     pub fn take_changes(&mut self) -> PrimaryChanges {
         let dirty = core::mem::take(&mut self.dirty);
-        let keys = if dirty.all {
-            self.all_keys()
+        let (base, keys) = if dirty.all {
+            (None, self.all_keys())
         } else {
-            dirty.keys.into_iter().collect()
+            (Some(self.unit_base), dirty.keys.into_iter().collect())
         };
         let records = keys
             .into_iter()
             .map(|k| Record::new(k.encode(), self.value_of(&k), name_key))
             .collect();
-        PrimaryChanges::new(dirty.all, self.epoch, records)
+        self.unit_base = self.epoch;
+        PrimaryChanges::new(base, self.epoch, records)
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).
@@ -203,6 +207,8 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
         confirmed,
         epoch,
         needs_resync,
+        // The store holds the records at this epoch: the next unit starts from it.
+        unit_base: epoch,
         dirty: Dirty::default(),
     })
 }

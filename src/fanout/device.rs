@@ -141,6 +141,9 @@ pub struct Device {
     /// Counts changes to the lists held and to what the own account's devices are sent (not
     /// state): a group's kept reach holds only at the generation it was computed at.
     pub(crate) lists_generation: u64,
+    /// The epoch the next unit starts from unless it replaces all: the epoch at the last
+    /// [`take_changes`](Self::take_changes), or the one loaded from records.
+    pub(crate) unit_base: u64,
     pub(crate) dirty: Dirty,
 }
 
@@ -190,6 +193,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
+            // Unused: the first unit replaces all.
+            unit_base: 0,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -153,6 +153,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
+            // Unused: the first unit replaces all.
+            unit_base: 0,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -42,16 +42,20 @@ impl Device {
     /// The records changed since the last call, as one unit to write in one transaction.
     /// Empty if nothing changed. After [`new`](Self::new), a restore from backup, or
     /// [`from_bytes`](Self::from_bytes), the unit holds every record and
-    /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first.
+    /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first. Otherwise
+    /// the unit starts where the previous one taken ended, or at the epoch the device was
+    /// loaded at ([`base_epoch`](StateChanges::base_epoch)): a store holding another epoch
+    /// missed a unit.
     pub fn take_changes(&mut self) -> StateChanges {
         let dirty = core::mem::take(&mut self.dirty);
-        let keys = if dirty.all {
-            self.all_keys()
+        let (base, keys) = if dirty.all {
+            (None, self.all_keys())
         } else {
-            dirty.keys.into_iter().collect()
+            (Some(self.unit_base), dirty.keys.into_iter().collect())
         };
         let records = keys.iter().map(|k| k.record(self.value_of(k))).collect();
-        StateChanges::new(dirty.all, self.epoch, records)
+        self.unit_base = self.epoch;
+        StateChanges::new(base, self.epoch, records)
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).
@@ -267,6 +271,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
+            // The store holds the records at this epoch: the next unit starts from it.
+            unit_base: epoch,
             dirty: Dirty::default(),
         };
         // The records of one kind: a run, in key order.

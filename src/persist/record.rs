@@ -84,7 +84,8 @@ impl fmt::Debug for Record {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
 pub struct Changes<S> {
-    replace_all: bool,
+    /// The epoch the unit starts from; `None` for a unit that replaces all.
+    base_epoch: Option<u64>,
     epoch: u64,
     records: Vec<Record>,
     state: PhantomData<fn() -> S>,
@@ -98,16 +99,18 @@ pub enum DeviceState {}
 #[derive(Debug, PartialEq, Eq)]
 pub enum PrimaryState {}
 
+/// An empty unit of a state at epoch 0 that starts from epoch 0.
 impl<S> Default for Changes<S> {
     fn default() -> Self {
-        Self::new(false, 0, Vec::new())
+        Self::new(Some(0), 0, Vec::new())
     }
 }
 
 impl<S> Changes<S> {
-    pub(crate) fn new(replace_all: bool, epoch: u64, records: Vec<Record>) -> Self {
+    /// A unit starting from `base_epoch` (`None`: it replaces all) and ending at `epoch`.
+    pub(crate) fn new(base_epoch: Option<u64>, epoch: u64, records: Vec<Record>) -> Self {
         Self {
-            replace_all,
+            base_epoch,
             epoch,
             records,
             state: PhantomData,
@@ -115,9 +118,28 @@ impl<S> Changes<S> {
     }
 
     /// Whether the store's records of this state must be deleted before these are written:
-    /// the unit holds the whole state (a new one, or one loaded whole or restored).
+    /// the unit holds the whole state (a new one, or one loaded whole or restored). Exactly
+    /// when [`base_epoch`](Self::base_epoch) is `None`.
     pub fn replaces_all(&self) -> bool {
-        self.replace_all
+        self.base_epoch.is_none()
+    }
+
+    /// The epoch this unit starts from: the [`epoch`](Self::epoch) of the previous unit taken
+    /// from the same in-memory state, or, if none was taken since it was loaded from records
+    /// (`from_records`), the epoch it was loaded at. `None` for a unit that
+    /// [replaces all](Self::replaces_all): it holds the whole state and is written whole.
+    ///
+    /// Units chain: each starts where the one before it ended, so a store that holds the
+    /// state at another epoch than this one lacks a unit (one whose write failed while the
+    /// app went on with the state in memory: a gap), or already holds this one or a unit of
+    /// another copy of the state. Written on top, this unit would make a set of records that
+    /// never existed together (a one-time prekey the lost unit consumed still stored, a
+    /// message it read not recorded as read): a store refuses it, and the app loads the state
+    /// from the store again and redoes the operations since. An empty unit starts and ends at
+    /// the same epoch (the epoch moves only with a record written), so leaving an empty unit
+    /// unwritten breaks no chain.
+    pub fn base_epoch(&self) -> Option<u64> {
+        self.base_epoch
     }
 
     /// The state's epoch after this unit.
@@ -225,6 +247,21 @@ mod tests {
         d.mark_all(alloc::vec![5, 200, 5, 201]); // smaller than the set: inserted
         d.mark_all((50..300).collect()); // larger: merged
         assert!(d.keys.iter().copied().eq(0..300));
+    }
+
+    /// A unit replaces all exactly when it starts from no epoch; the default one is empty and
+    /// starts where it ends.
+    #[test]
+    fn a_unit_replaces_all_exactly_when_it_has_no_base() {
+        let whole = Changes::<DeviceState>::new(None, 4, Vec::new());
+        assert!(whole.replaces_all());
+        assert_eq!((whole.base_epoch(), whole.epoch()), (None, 4));
+        let next = Changes::<DeviceState>::new(Some(4), 5, Vec::new());
+        assert!(!next.replaces_all());
+        assert_eq!((next.base_epoch(), next.epoch()), (Some(4), 5));
+        let empty = Changes::<PrimaryState>::default();
+        assert!(!empty.replaces_all() && empty.is_empty());
+        assert_eq!((empty.base_epoch(), empty.epoch()), (Some(0), 0));
     }
 
     #[test]

@@ -442,6 +442,11 @@ impl std::fmt::Debug for StoredRecord {
 pub struct Changes {
     /// Whether these records replace everything stored (delete the rest first).
     pub replaces_all: bool,
+    /// The epoch the changes start from: the `epoch` of the previous changes taken from the
+    /// same state (or the epoch loaded from records); `None` when they replace all. A store
+    /// holding another epoch lacks changes that were never written: refuse these, load from
+    /// the store again and redo.
+    pub base_epoch: Option<u64>,
     /// The state epoch after the changes (keep the last one written for `restore_device`).
     pub epoch: u64,
     /// The records.
@@ -676,6 +681,7 @@ impl<S> From<ratchetry::persist::Changes<S>> for Changes {
     fn from(c: ratchetry::persist::Changes<S>) -> Self {
         Self {
             replaces_all: c.replaces_all(),
+            base_epoch: c.base_epoch(),
             epoch: c.epoch(),
             records: c
                 .records()

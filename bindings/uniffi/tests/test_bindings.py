@@ -56,6 +56,9 @@ def test_post_quantum_ratchet_by_default(relay):
     assert alice.device.pq_ratchet_epoch(bob.device.address()) >= 1
     changes = bob.device.take_changes()
     assert changes.replaces_all  # the first take: every record
+    assert changes.base_epoch is None
+    empty = bob.device.take_changes()  # the next starts where it ended
+    assert (empty.base_epoch, empty.epoch, empty.records) == (changes.epoch, changes.epoch, [])
     rebuilt = r.Device.from_records(changes.records)
     assert rebuilt.pq_ratchet_epoch(alice.device.address()) is not None
     assert rebuilt.sessions_without_pq_ratchet() == []

@@ -20,9 +20,12 @@ const TS_RECORDS: &'static str = r#"
 export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
 /**
  * What one operation changed: write it in one transaction (with `replacesAll`, delete every
- * stored record first), then keep `epoch` for the next restore.
+ * stored record first), then keep `epoch` for the next restore. `baseEpoch` is the epoch the
+ * changes start from: the `epoch` of the previous changes taken from the same state (or the
+ * epoch loaded from records); null when they replace all. A store holding another epoch lacks
+ * changes that were never written: refuse these, load from the store again and redo.
  */
-export interface Changes { replacesAll: boolean; epoch: number; records: ChangedRecord[] }
+export interface Changes { replacesAll: boolean; baseEpoch: number | null; epoch: number; records: ChangedRecord[] }
 "#;
 
 #[wasm_bindgen]
@@ -79,6 +82,10 @@ pub(crate) fn changes<S>(c: Changes<S>) -> JsChanges {
         .collect();
     JsValue::from(object(&[
         ("replacesAll", c.replaces_all().into()),
+        (
+            "baseEpoch",
+            c.base_epoch().map_or(JsValue::NULL, |b| num(b).into()),
+        ),
         ("epoch", num(c.epoch()).into()),
         ("records", records.into()),
     ]))

@@ -435,12 +435,14 @@ test("a primary's change records: written per operation, rebuilt after a restart
   const { result: r } = await scenario("primaryRecords");
   // hasChanges: the new account's records, none once written, the invitation's, none again.
   assert.deepEqual(r.units, {
-    first: { replacesAll: true, records: 4 }, nothing: 0, epochs: true, pending: [true, false, true, false],
+    first: { replacesAll: true, baseEpoch: null, records: 4 }, nothing: 0, emptyBase: true, epochs: true,
+    pending: [true, false, true, false], chain: [true, true, true],
   });
   // Rebuilt from its records it is the same primary, and signs on (the unlink reaches the phone).
   assert.deepEqual(r.restarted, {
     stale: false, needsResync: false, account: true, list: true, epoch: true, confirmed: true, bytes: true,
-    next: { replacesAll: false, records: true, epoch: true }, events: ["deviceRemoved"], again: true, fromBytes: true,
+    next: { replacesAll: false, records: true, epoch: true, base: true }, events: ["deviceRemoved"], again: true,
+    fromBytes: true,
   });
   // An older store than the last unit written: stale, refuses to sign until it resyncs.
   assert.deepEqual(r.staleStore, { stale: true, needsResync: true, renew: "device.resync_required", resynced: true, version: true });

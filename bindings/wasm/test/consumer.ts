@@ -194,6 +194,9 @@ function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: U
 
 /** Writes one operation's records (the app's storage, here a Map). */
 function apply(store: Map<string, Uint8Array>, changes: Changes): void {
+  // A unit that replaces all starts from nothing; any other from the epoch stored.
+  const base: number | null = changes.baseEpoch;
+  if (changes.replacesAll !== (base === null)) throw new Error("a unit replaces all exactly when it has no base");
   if (changes.replacesAll) store.clear();
   const changed: ChangedRecord[] = changes.records;
   const records: StoredRecord[] = changed;

@@ -663,20 +663,27 @@ export async function primaryRecords() {
   const first = write(alice.primary.takeChanges());
   pending.push(alice.primary.hasChanges());
   const nothing = alice.primary.takeChanges();
-  const units = { first: { replacesAll: first.replacesAll, records: first.records.length }, nothing: nothing.records.length };
+  const units = {
+    first: { replacesAll: first.replacesAll, baseEpoch: first.baseEpoch, records: first.records.length },
+    nothing: nothing.records.length,
+    // An empty unit starts and ends where the one before it ended.
+    emptyBase: nothing.baseEpoch === first.epoch && nothing.epoch === first.epoch,
+  };
 
   // Linking a companion, each step's unit written; a snapshot of the store is kept midway.
   const linking = new LinkingCompanion(alice.primary.invite(now()));
   pending.push(alice.primary.hasChanges());
-  write(alice.primary.takeChanges());
+  const invited = write(alice.primary.takeChanges());
   units.pending = pending.concat(alice.primary.hasChanges());
   const midway = records();
   const linked = linking.complete(now(), alice.primary.approve(now(), linking.request()));
-  write(alice.primary.takeChanges());
+  const approved = write(alice.primary.takeChanges());
   const webId = alice.primary.confirm(linked.confirmation);
   const last = write(alice.primary.takeChanges());
   alice.device.updateDeviceList(now(), ak, alice.primary.deviceList());
   units.epochs = last.epoch > first.epoch;
+  // Each unit starts where the one before it ended.
+  units.chain = [invited.baseEpoch === nothing.epoch, approved.baseEpoch === invited.epoch, last.baseEpoch === approved.epoch];
 
   // The app restarts: the primary is rebuilt from its records and signs on.
   const { primary, stale } = Primary.fromRecords(records(), last.epoch);
@@ -687,14 +694,19 @@ export async function primaryRecords() {
   };
   const unlinked = primary.unlink(now(), webId);
   const next = write(primary.takeChanges());
-  restarted.next = { replacesAll: next.replacesAll, records: next.records.length > 0, epoch: next.epoch > last.epoch };
+  restarted.next = {
+    replacesAll: next.replacesAll, records: next.records.length > 0, epoch: next.epoch > last.epoch,
+    // Loaded from records, its first unit starts at the epoch loaded.
+    base: next.baseEpoch === last.epoch,
+  };
   const events = alice.device.updateDeviceList(now(), ak, unlinked);
   restarted.events = events.map((e) => e.kind);
   // Again from the records written since: the unlink is there.
   const again = Primary.fromRecords(records(), next.epoch).primary;
   restarted.again = same(again.deviceList(), unlinked) && !again.isConfirmed(webId);
   // From bytes, the first unit replaces all.
-  restarted.fromBytes = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges().replacesAll;
+  const whole = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges();
+  restarted.fromBytes = whole.replacesAll && whole.baseEpoch === null;
 
   // A store older than the last unit written: stale; the primary must resync before it signs.
   const old = Primary.fromRecords(midway, next.epoch);

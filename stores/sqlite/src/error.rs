@@ -138,6 +138,25 @@ pub enum StoreError {
         /// The epoch of the state being written.
         epoch: u64,
     },
+    /// The unit does not start from the state stored: its
+    /// [`base_epoch`](ratchetry::persist::Changes::base_epoch) is not the epoch stored.
+    /// Above it, a unit taken before this one was never written (its transaction failed and
+    /// the app went on with the state in memory): the state in memory is ahead of the store,
+    /// and this unit on top would store records that never existed together (a consumed
+    /// one-time prekey still there, a message's replay record missing). Below it, the store
+    /// already holds a later unit (this one written twice, or one of another copy of the
+    /// state). Nothing was written. Write the missing unit first if the app still holds it;
+    /// else drop the state in memory, load it again
+    /// ([`load`](crate::SqliteStore::load), [`load_primary`](crate::SqliteStore::load_primary))
+    /// and redo the operations since: the relay delivers again what was not acknowledged.
+    UnitGap {
+        /// Whose state.
+        role: Role,
+        /// The epoch stored.
+        stored_epoch: u64,
+        /// The epoch the unit starts from.
+        base_epoch: u64,
+    },
     /// Nothing of this role is stored: a unit that does not replace the whole state was
     /// written to a store that holds no such state (write its first unit, its whole state,
     /// first), or to one that holds the primary as the previous version's blob (load it with
@@ -200,6 +219,14 @@ impl fmt::Display for StoreError {
             } => write!(
                 f,
                 "writing {role} state at epoch {epoch} would go back from the stored {stored_epoch}"
+            ),
+            Self::UnitGap {
+                role,
+                stored_epoch,
+                base_epoch,
+            } => write!(
+                f,
+                "the {role} unit starts from epoch {base_epoch}, but the store holds epoch {stored_epoch}: reload the state from the store"
             ),
             Self::NotStored(role) => write!(f, "no {role} state is stored"),
             Self::Ratchetry(e) => write!(f, "ratchetry refused the stored state: {e}"),

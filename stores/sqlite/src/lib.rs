@@ -120,6 +120,22 @@
 //! refused; [`SqliteStore::load_restored`] then continues as from a backup (no key reused, the
 //! device awaiting its account's next list), as `Device::restore` does.
 //!
+//! # Gaps
+//!
+//! Units chain: each starts from the epoch the unit taken before it ended at
+//! ([`base_epoch`](ratchetry::persist::Changes::base_epoch)), or from the epoch the state was
+//! loaded at. The meta row holds the epoch stored, and a unit that does not start from it is
+//! refused as [`StoreError::UnitGap`], with nothing written (an empty unit too). Usually a
+//! unit taken before it was never written: its transaction failed and the app went on with
+//! the state in memory, which is now ahead of the store. Written on top, this unit would
+//! leave the store with records that never existed together (a one-time prekey the lost unit
+//! consumed still stored, the replay record of a message it read missing), and after a
+//! restart the device could accept a replayed message. Write the missing unit first if the
+//! app still holds it; else load the state again from the store and redo the operations since
+//! (the relay delivers again what was not acknowledged). A unit that
+//! [replaces all](ratchetry::persist::Changes::replaces_all) is written whole, whatever is
+//! stored.
+//!
 //! # Migration
 //!
 //! The previous version stored the primary as one blob (slot `primary`, empty key, sealed under

@@ -90,6 +90,11 @@ impl SqliteStore {
     /// [`replaces_all`](StateChanges::replaces_all) emptying the device's rows first, and the
     /// meta row updated for these rows only. Write the unit before acting on the operation's
     /// output; an empty unit writes nothing.
+    ///
+    /// A unit that does not replace all must start from the epoch stored
+    /// ([`base_epoch`](StateChanges::base_epoch)): else a unit before it was not written (a
+    /// gap), and it is refused as [`StoreError::UnitGap`] with nothing written, an empty unit
+    /// included.
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write(unit)?;
@@ -102,6 +107,8 @@ impl SqliteStore {
     /// writes the device's: each record sealed under its own key at the unit's epoch, checked
     /// on load the same way. A unit that [`replaces_all`](PrimaryChanges::replaces_all) deletes
     /// the primary's rows first (the previous version's blob included: that is its migration).
+    /// A unit that does not start from the stored epoch is [`StoreError::UnitGap`], as for
+    /// the device.
     pub fn write_primary(&mut self, unit: &PrimaryChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write_primary(unit)?;
@@ -281,7 +288,7 @@ impl StoreTransaction<'_> {
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
         self.write_unit(
             Role::Device,
-            unit.replaces_all(),
+            unit.base_epoch(),
             unit.epoch(),
             unit.records(),
         )
@@ -297,24 +304,24 @@ impl StoreTransaction<'_> {
         }
         self.write_unit(
             Role::Primary,
-            unit.replaces_all(),
+            unit.base_epoch(),
             unit.epoch(),
             unit.records(),
         )
     }
 
-    /// Writes one unit of a role's records: the rows it puts and deletes, the role's rows all
-    /// deleted first if it replaces all, and the meta row updated for these rows only.
+    /// Writes one unit of a role's records, starting from `base_epoch` (`None`: it replaces
+    /// all): the rows it puts and deletes, the role's rows all deleted first if it replaces
+    /// all, and the meta row updated for these rows only. A unit that does not replace all
+    /// must start from the stored epoch, an empty one too (it writes nothing then).
     fn write_unit(
         &mut self,
         role: Role,
-        replaces_all: bool,
+        base_epoch: Option<u64>,
         epoch: u64,
         records: &[Record],
     ) -> Result<Written, StoreError> {
-        if records.is_empty() && !replaces_all {
-            return Ok(Written { epoch, bytes: 0 });
-        }
+        let replaces_all = base_epoch.is_none();
         let (slot, record_id): (&str, fn(Vec<u8>) -> RecordId) = match role {
             Role::Device => (DEVICE, RecordId::Device),
             Role::Primary => (PRIMARY, RecordId::Primary),
@@ -324,15 +331,23 @@ impl StoreTransaction<'_> {
             Role::Device => &mut summary.device_epoch,
             Role::Primary => &mut summary.primary_epoch,
         };
-        match *stored {
-            None if !replaces_all => return Err(StoreError::NotStored(role)),
-            Some(stored_epoch) if epoch < stored_epoch => {
+        match (*stored, base_epoch) {
+            (None, Some(_)) => return Err(StoreError::NotStored(role)),
+            (Some(stored_epoch), _) if epoch < stored_epoch => {
                 return Err(StoreError::EpochWentBack {
                     role,
                     stored_epoch,
                     epoch,
                 });
             }
+            (Some(stored_epoch), Some(base_epoch)) if base_epoch != stored_epoch => {
+                return Err(StoreError::UnitGap {
+                    role,
+                    stored_epoch,
+                    base_epoch,
+                });
+            }
+            _ if records.is_empty() && !replaces_all => return Ok(Written { epoch, bytes: 0 }),
             _ => *stored = Some(epoch),
         }
         if replaces_all {

@@ -2,6 +2,7 @@ package dev.ratchetry
 
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertNotNull
+import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
@@ -37,6 +38,11 @@ class PqRatchetTest {
 
         val changes = bob.device.takeChanges()
         assertTrue(changes.replacesAll)
+        assertNull(changes.baseEpoch)
+        val empty = bob.device.takeChanges() // the next starts where it ended
+        assertEquals(changes.epoch, empty.baseEpoch)
+        assertEquals(changes.epoch, empty.epoch)
+        assertTrue(empty.records.isEmpty())
         val rebuilt = Device.fromRecords(changes.records)
         assertNotNull(rebuilt.pqRatchetEpoch(alice.device.address()))
         assertTrue(rebuilt.sessionsWithoutPqRatchet().isEmpty())
