@@ -4,7 +4,7 @@
 
 mod support;
 
-use ratchetry::devices::DeviceAddress;
+use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::fanout::{Device, Outgoing, Received, RetryReason, WithheldReason};
 use ratchetry::group::{GroupId, SenderKeyId};
 use ratchetry::server::check_coverage;
@@ -28,6 +28,13 @@ fn missing_key_id(r: &Result<Received, Error>) -> u32 {
         Err(Error::Fanout(FanoutError::SenderKeyMissing { key_id, .. })) => *key_id,
         other => panic!("not a missing key: {other:?}"),
     }
+}
+
+/// Alice, Bob and Carol, a phone each, published, all in `G`: their accounts and phones.
+fn three_in_group(label: &str) -> (World, [AccountKey; 3], [DeviceAddress; 3]) {
+    let (mut w, accounts, phones) = World::phones::<3>(label);
+    w.set_members(G, &accounts);
+    (w, accounts, phones)
 }
 
 /// The devices an outbox's pairwise envelopes go to.
@@ -135,15 +142,7 @@ fn withholding_a_holder_rotates_and_a_later_send_rotates_again() {
 /// reason tells it again, and so does a rotation.
 #[test]
 fn a_notice_goes_once_per_generation_and_reason() {
-    let mut w = World::new("withholding once");
-    let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
-    w.publish_all();
-    w.set_members(G, &[alice, bob, carol]);
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, [alice, bob, _], [a1, b1, c1]) = three_in_group("withholding once");
     let blocked = [(b1, Some(WithheldReason::Blocked))];
     let unverified = [(b1, Some(WithheldReason::Unverified))];
     let o = w.send_group_withholding(a1, G, b"1", &blocked);
@@ -226,6 +225,10 @@ fn only_member_devices_are_withheld_and_the_first_naming_counts() {
     let b9 = World::addr(bob, 9);
     let now = w.now;
     let mut rng = SeededRng::from_label("withholding named rng");
+    assert_eq!(
+        FanoutError::NotAGroupDevice(b9).to_string(),
+        format!("{b9:?} is not a device of the group's members")
+    );
     for outsider in [a1, d1, b9] {
         let d = w.device(a1);
         let before = d.to_bytes();
@@ -268,11 +271,7 @@ fn only_member_devices_are_withheld_and_the_first_naming_counts() {
 /// store with the next unit.
 #[test]
 fn a_notice_lasts_until_its_generation_arrives_and_the_old_record_form_is_dropped() {
-    let mut w = World::new("withholding notice life");
-    let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
-    w.publish_all();
-    w.set_members(G, &[alice, bob, carol]);
-    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let (mut w, [alice, bob, _], [a1, b1, _]) = three_in_group("withholding notice life");
     let withheld = [(b1, Some(WithheldReason::Blocked))];
     let o = w.send_group_withholding(a1, G, b"withheld", &withheld);
     let (withheld_env, _) = o.group.clone().unwrap();
@@ -309,15 +308,7 @@ fn a_notice_lasts_until_its_generation_arrives_and_the_old_record_form_is_droppe
 /// receiver's notices (0x0d) are one to four distinct generations.
 #[test]
 fn the_withholding_records_have_one_form() {
-    let mut w = World::new("withholding records");
-    let (alice, bob, carol) = (w.account(0), w.account(0), w.account(0));
-    w.publish_all();
-    w.set_members(G, &[alice, bob, carol]);
-    let (a1, b1, c1) = (
-        World::addr(alice, 1),
-        World::addr(bob, 1),
-        World::addr(carol, 1),
-    );
+    let (mut w, _, [a1, b1, c1]) = three_in_group("withholding records");
     let withheld = [(b1, Some(WithheldReason::Blocked)), (c1, None)];
     let o = w.send_group_withholding(a1, G, b"x", &withheld);
     assert!(w.receive(b1, &World::envelope_to(&o, b1)).is_ok());

@@ -34,6 +34,7 @@ mod retry_request;
 mod send;
 pub(crate) mod sessions;
 mod state;
+mod withholding;
 
 pub use crate::persist::Record;
 pub use device::{Device, DeviceConfig, OWN_LIST_CLOCK_ALLOWANCE_MS};

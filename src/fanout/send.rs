@@ -13,10 +13,11 @@ use super::body_digest::BodyDigest;
 use super::envelope::MessageRef;
 use super::envelope::{GroupHeader, PairwiseHeader};
 use super::journal::{Recipient, Sent, SentKind};
-use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, Withholding, diff};
+use super::ledger::{Holder, LEDGER_GENERATIONS, Ledger, Outbound, diff};
 use super::message_id::MessageNonce;
 use super::payload::{DirectPrefix, Payload, WithheldReason};
 use super::records::Key;
+use super::withholding::Withheld;
 use super::{Device, MessageId, Outbox, Outgoing};
 use crate::calls::CallKeyMessage;
 use crate::devices::{AccountKey, DeviceAddress, ListCoverage};
@@ -217,20 +218,7 @@ impl Device {
             },
         };
         let devices = &reach.devices;
-        // The withheld devices in address order, each once, with their identity keys.
-        let mut withheld = withheld
-            .iter()
-            .try_fold(Vec::new(), |mut out, (a, reason)| {
-                let i = devices
-                    .binary_search_by_key(a, |(d, _)| *d)
-                    .map_err(|_| FanoutError::NotAGroupDevice(*a))?;
-                out.push((*a, devices[i].1, *reason));
-                Ok::<_, FanoutError>(out)
-            })?;
-        withheld.sort_by_key(|(a, ..)| *a);
-        withheld.dedup_by_key(|(a, ..)| *a);
-        let is_withheld =
-            |a: &DeviceAddress| withheld.binary_search_by_key(a, |(d, ..)| *d).is_ok();
+        let withheld = Withheld::new(withheld, devices)?;
         let (mut fresh, mut needs_key) = match &g.outbound {
             None => (true, devices.clone()),
             Some(o) if o.rotate_pending => (true, devices.clone()),
@@ -247,43 +235,15 @@ impl Device {
                 }
             }
         };
-        // A withheld device that holds the current generation could read on, and a device
-        // withheld from it must never be given it: either makes a new generation first.
-        if let Some(o) = g.outbound.as_deref().filter(|_| !fresh) {
-            let holds = |a| o.current().is_some_and(|l| l.holders.contains_key(a));
-            let was_withheld = |a: &DeviceAddress| !is_withheld(a) && o.withheld.contains_key(a);
-            if withheld.iter().any(|(a, ..)| holds(a))
-                || (!o.withheld.is_empty() && needs_key.iter().any(|(a, _)| was_withheld(a)))
-            {
-                (fresh, needs_key) = (true, devices.clone());
-            }
+        // Withholding may force a new generation, and the withheld devices get no key.
+        let kept = g.outbound.as_deref().filter(|_| !fresh);
+        if kept.is_some_and(|o| withheld.forces_new_generation(o, &needs_key)) {
+            (fresh, needs_key) = (true, devices.clone());
         }
         if !withheld.is_empty() {
-            needs_key.retain(|(a, _)| !is_withheld(a));
+            needs_key.retain(|(a, _)| !withheld.contains(a));
         }
-        // What each withheld device was told of this generation already, under its identity.
-        let told_before = |a: &DeviceAddress, identity: &IdentityKey| {
-            let o = g.outbound.as_deref().filter(|_| !fresh)?;
-            o.withheld.get(a).filter(|w| w.identity == *identity)?.told
-        };
-        // The withheld devices to tell: those named with a reason they were not told yet.
-        let tell: Vec<(DeviceAddress, IdentityKey, WithheldReason)> = withheld
-            .iter()
-            .filter_map(|(a, identity, reason)| Some((*a, *identity, (*reason)?)))
-            .filter(|(a, identity, reason)| told_before(a, identity) != Some(*reason))
-            .collect();
-        // The withheld devices as the current generation's record will keep them.
-        let withholding: Vec<(DeviceAddress, Withholding)> = withheld
-            .iter()
-            .map(|(a, identity, reason)| {
-                let told = match tell.binary_search_by_key(a, |(d, ..)| *d) {
-                    Ok(_) => *reason,
-                    Err(_) => told_before(a, identity),
-                };
-                let identity = *identity;
-                (*a, Withholding { identity, told })
-            })
-            .collect();
+        let (tell, withholding) = withheld.tell(g.outbound.as_deref().filter(|_| !fresh));
         // Sealed to: the devices given the key and those told it is withheld, in address order.
         let targets = match tell.is_empty() {
             true => Cow::Borrowed(&needs_key[..]),
