@@ -1130,6 +1130,23 @@ fn removing_a_member_drops_its_keys_for_that_group() {
         matches!(notice, Ok(Received::Withheld { .. })),
         "{notice:?}"
     );
+    let withheld_message = o.group.unwrap().0;
+    w.refused(a1, &withheld_message, FanoutError::Withheld.into());
+    w.device(a1).set_group_members(ROOM, &[alice, bob]).unwrap();
+    w.device(a1)
+        .set_group_members(ROOM, &[alice, bob, carol])
+        .unwrap();
+    w.persist(a1);
+    // Carol's notice went with her; Bob's key stayed.
+    assert!(matches!(
+        w.receive(a1, &withheld_message),
+        Err(Error::Fanout(FanoutError::SenderKeyMissing { .. }))
+    ));
+    let o = w.send_group(b1, ROOM, b"bob's key still");
+    assert_eq!(
+        body(&w.receive(a1, &o.group.unwrap().0).unwrap()),
+        Some(&b"bob's key still"[..])
+    );
     w.device(a1).set_group_members(ROOM, &[alice]).unwrap();
     w.device(a1)
         .set_group_members(ROOM, &[alice, bob, carol])

@@ -8,7 +8,7 @@ use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::fanout::{Device, Outgoing, Received, RetryReason, WithheldReason};
 use ratchetry::group::{GroupId, SenderKeyId};
 use ratchetry::server::check_coverage;
-use ratchetry::testing::SeededRng;
+use ratchetry::testing::{SeededRng, hooks};
 use ratchetry::{DecodeError, Error, FanoutError};
 use support::{World, body};
 
@@ -365,4 +365,79 @@ fn the_withholding_records_have_one_form() {
         let loaded = Device::from_records(s.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         assert_eq!(loaded.is_ok(), loads, "{value:?}");
     }
+}
+
+/// Withholding Bob's phone through five generations (Carol's phone, withheld every other
+/// send, makes each send rotate): Bob's phone keeps the four newest notices, so the first
+/// generation's message reads as its key missing and the others' as withheld. A notice reads
+/// as itself (`Debug` shows the generation and the reason).
+#[test]
+fn a_device_keeps_the_four_newest_withheld_generations() {
+    let (mut w, _, [a1, b1, c1]) = three_in_group("withholding four");
+    let blocked = Some(WithheldReason::Blocked);
+    let mut generations = Vec::new();
+    let mut messages = Vec::new();
+    for i in 0..5 {
+        let withheld = match i % 2 {
+            0 => vec![(b1, blocked)],
+            _ => vec![(b1, blocked), (c1, None)],
+        };
+        let o = w.send_group_withholding(a1, G, b"x", &withheld);
+        let notice = w.receive(b1, &World::envelope_to(&o, b1));
+        if i == 0 {
+            let shown = format!("{:?}", notice.as_ref().unwrap());
+            let key_id = notice_key_id(&notice);
+            assert!(shown.contains(&format!("key_id: {key_id:?}")), "{shown}");
+            assert!(shown.contains("reason: Blocked"), "{shown}");
+        }
+        generations.push(notice_key_id(&notice));
+        for (to, e) in o.envelopes.iter().filter(|(to, _)| *to != b1) {
+            w.receive(*to, e).unwrap();
+        }
+        messages.push(o.group.unwrap().0);
+    }
+    generations.dedup();
+    assert_eq!(generations.len(), 5, "five generations");
+    assert_eq!(
+        missing_key_id(&w.receive(b1, &messages[0])),
+        generations[0].0
+    );
+    for m in &messages[1..] {
+        w.refused(b1, m, FanoutError::Withheld.into());
+    }
+}
+
+/// A distribution of a generation a notice named (an honest sender never sends one; here a
+/// peer seals it raw) ends that notice and no other.
+#[test]
+fn a_distribution_ends_the_notice_of_its_generation_only() {
+    let (mut w, _, [a1, b1, c1]) = three_in_group("withholding distribution");
+    let blocked = Some(WithheldReason::Blocked);
+    let first = w.send_group_withholding(a1, G, b"1", &[(b1, blocked)]);
+    let k1 = notice_key_id(&w.receive(b1, &World::envelope_to(&first, b1)));
+    w.receive(c1, &World::envelope_to(&first, c1)).unwrap();
+    let second = w.send_group_withholding(a1, G, b"2", &[(b1, blocked), (c1, None)]);
+    let k2 = notice_key_id(&w.receive(b1, &World::envelope_to(&second, b1)));
+    assert_ne!(k1, k2);
+    // 14.2 inside 18.2: the group, K1, iteration 0, a chain key, a signing key.
+    let signing = w.device(a1).identity_key().to_bytes();
+    let payload = [
+        &[2, 0x0c, 2, 2, 5][..],
+        &G.0,
+        &k1.0.to_be_bytes(),
+        &0u32.to_be_bytes(),
+        &[7; 32],
+        &signing,
+    ]
+    .concat();
+    let now = w.now;
+    let mut rng = SeededRng::from_label("withholding distribution rng");
+    let sealed = hooks::seal_raw_payload(w.device(a1), &mut rng, now, b1, &payload).unwrap();
+    assert!(matches!(
+        w.receive(b1, &sealed),
+        Ok(Received::SenderKey { key_id, .. }) if key_id == k1
+    ));
+    w.refused(b1, &second.group.unwrap().0, FanoutError::Withheld.into());
+    let first_message = w.receive(b1, &first.group.unwrap().0);
+    assert_ne!(first_message, Err(FanoutError::Withheld.into()));
 }
