@@ -219,8 +219,8 @@ impl Device {
         match effect {
             Effect::None => {}
             Effect::Inbound(group, key) => {
-                // A generation a notice withheld that the key now holds (a sender never gives
-                // one, but may restore from a backup): that notice is done. The others stay.
+                // A generation a notice withheld that the key now holds (an honest sender never
+                // gives one): that notice is done. The others stay.
                 if let Some(withheld) = self.withheld.get_mut(&(from, group))
                     && withheld.iter().any(|g| key.has_key(*g))
                 {

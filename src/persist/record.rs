@@ -131,13 +131,15 @@ impl<S> Changes<S> {
     ///
     /// Units chain: each starts where the one before it ended, so a store that holds the
     /// state at another epoch than this one lacks a unit (one whose write failed while the
-    /// app went on with the state in memory: a gap), or already holds this one or a unit of
-    /// another copy of the state. Written on top, this unit would make a set of records that
+    /// app went on with the state in memory: a gap), or already holds this one or a later one.
+    /// Written on top, this unit would make a set of records that
     /// never existed together (a one-time prekey the lost unit consumed still stored, a
     /// message it read not recorded as read): a store refuses it, and the app loads the state
     /// from the store again and redoes the operations since. An empty unit starts and ends at
     /// the same epoch (the epoch moves only with a record written), so leaving an empty unit
-    /// unwritten breaks no chain.
+    /// unwritten breaks no chain. The chain is of epochs only: two live copies of one state
+    /// (loaded twice, or cloned) make different units with the same epochs, which a store
+    /// cannot tell apart, so keep one live copy of a device or primary at a time.
     pub fn base_epoch(&self) -> Option<u64> {
         self.base_epoch
     }

@@ -143,9 +143,10 @@ pub enum StoreError {
     /// Above it, a unit taken before this one was never written (its transaction failed and
     /// the app went on with the state in memory): the state in memory is ahead of the store,
     /// and this unit on top would store records that never existed together (a consumed
-    /// one-time prekey still there, a message's replay record missing). Below it, the store
-    /// already holds a later unit (this one written twice, or one of another copy of the
-    /// state). Nothing was written. Write the missing unit first if the app still holds it;
+    /// one-time prekey still there, a message's replay record missing). Below it (the unit
+    /// ending at or above the stored epoch; one ending below it is
+    /// [`EpochWentBack`](Self::EpochWentBack)), the store already holds a later unit (this
+    /// one written twice, say). Nothing was written. Write the missing unit first if the app still holds it;
     /// else drop the state in memory, load it again
     /// ([`load`](crate::SqliteStore::load), [`load_primary`](crate::SqliteStore::load_primary))
     /// and redo the operations since: the relay delivers again what was not acknowledged.

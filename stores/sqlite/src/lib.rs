@@ -125,7 +125,8 @@
 //! Units chain: each starts from the epoch the unit taken before it ended at
 //! ([`base_epoch`](ratchetry::persist::Changes::base_epoch)), or from the epoch the state was
 //! loaded at. The meta row holds the epoch stored, and a unit that does not start from it is
-//! refused as [`StoreError::UnitGap`], with nothing written (an empty unit too). Usually a
+//! refused as [`StoreError::UnitGap`] (or [`StoreError::EpochWentBack`] if it ends below the
+//! stored epoch), with nothing written (an empty unit too). Usually a
 //! unit taken before it was never written: its transaction failed and the app went on with
 //! the state in memory, which is now ahead of the store. Written on top, this unit would
 //! leave the store with records that never existed together (a one-time prekey the lost unit

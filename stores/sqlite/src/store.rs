@@ -89,12 +89,13 @@ impl SqliteStore {
     /// under its own record key at the unit's epoch, deletions applied, a unit that
     /// [`replaces_all`](StateChanges::replaces_all) emptying the device's rows first, and the
     /// meta row updated for these rows only. Write the unit before acting on the operation's
-    /// output; an empty unit writes nothing.
+    /// output; an empty unit writes nothing, but is checked as any other.
     ///
-    /// A unit that does not replace all must start from the epoch stored
-    /// ([`base_epoch`](StateChanges::base_epoch)): else a unit before it was not written (a
-    /// gap), and it is refused as [`StoreError::UnitGap`] with nothing written, an empty unit
-    /// included.
+    /// A unit that does not replace all needs a device stored ([`StoreError::NotStored`]),
+    /// must not end below the epoch stored ([`StoreError::EpochWentBack`]), and must start
+    /// from it ([`base_epoch`](StateChanges::base_epoch)): else a unit before it was not
+    /// written (a gap), and it is refused as [`StoreError::UnitGap`], nothing written, an
+    /// empty unit included.
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write(unit)?;
