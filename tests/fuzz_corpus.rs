@@ -313,6 +313,44 @@ fn regenerate_fuzz_seeds() {
                 .map(|r| (r.key(), r.value().unwrap_or_default())),
         ),
     );
+    // Every envelope in flight read (a withheld notice among them, 0x0d), then a group message
+    // that withholds the key from its sender (a sender key record naming it, 0x0a).
+    let mut withholding = fx.receiver.clone();
+    let mut sender = None;
+    for e in &fx.in_flight {
+        let read = withholding.receive(FanoutFixture::NOW, e).unwrap();
+        if let ratchetry::fanout::Received::Withheld { from, .. } = read {
+            sender = Some(from);
+        }
+    }
+    let withheld = [(
+        sender.unwrap(),
+        Some(ratchetry::fanout::WithheldReason::Blocked),
+    )];
+    let sent = withholding
+        .send_group_withholding(
+            &mut SeededRng::from_label("fuzz seeds: withholding"),
+            FanoutFixture::NOW,
+            FanoutFixture::GROUP,
+            b"w",
+            &withheld,
+        )
+        .unwrap();
+    assert!(matches!(sent, ratchetry::fanout::Outgoing::Ready(_)));
+    let mut whole = ratchetry::fanout::Device::from_bytes(&withholding.to_bytes()).unwrap();
+    let unit = whole.take_changes();
+    for kind in [0x0a, 0x0d] {
+        assert!(unit.records().iter().any(|r| r.key()[0] == kind));
+    }
+    write(
+        "records",
+        "device-withholding",
+        &fuzz::encode_records(
+            unit.records()
+                .iter()
+                .map(|r| (r.key(), r.value().unwrap_or_default())),
+        ),
+    );
     let key = ratchetry::persist::StorageKey::from_bytes([0x5e; 32]);
     write(
         "state",
