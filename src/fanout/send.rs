@@ -240,9 +240,7 @@ impl Device {
         if kept.is_some_and(|o| withheld.forces_new_generation(o, &needs_key)) {
             (fresh, needs_key) = (true, devices.clone());
         }
-        if !withheld.is_empty() {
-            needs_key.retain(|(a, _)| !withheld.contains(a));
-        }
+        needs_key.retain(|(a, _)| !withheld.contains(a));
         let (tell, withholding) = withheld.tell(g.outbound.as_deref().filter(|_| !fresh));
         // Sealed to: the devices given the key and those told it is withheld, in address order.
         let targets = match tell.is_empty() {
