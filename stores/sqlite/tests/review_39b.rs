@@ -18,19 +18,7 @@ use ratchetry::fanout::{Device, StateChanges};
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, Timestamp};
 use ratchetry_sqlite::{Role, SqliteStore, StoreError};
-use support::{Person, T0, all_rows, body, envelope};
-
-/// Alice and Bob, each with a phone persisted in its own database, after Alice wrote once and
-/// Bob read it.
-fn two(label: &str) -> (SeededRng, Person, Person, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = SeededRng::from_label(label);
-    let mut alice = Person::new(&mut rng, dir.path(), "alice");
-    let mut bob = Person::new(&mut rng, dir.path(), "bob");
-    let outbox = alice.send(&mut rng, T0, &bob, b"hi Bob");
-    assert_eq!(bob.receive(T0, &alice, &envelope(&outbox)), b"hi Bob");
-    (rng, alice, bob, dir)
-}
+use support::{Person, T0, all_rows, body, envelope, two};
 
 /// Alice seals `text` to Bob (her unit written); the envelope to Bob's phone.
 fn from_alice(rng: &mut SeededRng, alice: &mut Person, bob: &Person, text: &[u8]) -> Vec<u8> {

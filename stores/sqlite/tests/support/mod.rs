@@ -22,6 +22,18 @@ use rusqlite::{Connection, params};
 
 pub const T0: Timestamp = Timestamp(1_790_000_000_000);
 
+/// Alice and Bob, each with a phone persisted in its own database, after Alice wrote once and
+/// Bob read it: the generator, both, and the directory holding their databases.
+pub fn two(label: &str) -> (SeededRng, Person, Person, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SeededRng::from_label(label);
+    let mut alice = Person::new(&mut rng, dir.path(), "alice");
+    let mut bob = Person::new(&mut rng, dir.path(), "bob");
+    let outbox = alice.send(&mut rng, T0, &bob, b"hi Bob");
+    assert_eq!(bob.receive(T0, &alice, &envelope(&outbox)), b"hi Bob");
+    (rng, alice, bob, dir)
+}
+
 /// One account with one phone, its database, and what its app keeps outside the database.
 pub struct Person {
     pub primary: Primary,
