@@ -408,7 +408,7 @@ fn a_device_keeps_the_four_newest_withheld_generations() {
 }
 
 /// A distribution of a generation a notice named (an honest sender never sends one; here a
-/// peer seals it raw) ends that notice and no other.
+/// peer seals it raw) ends that notice and no other, in the store too.
 #[test]
 fn a_distribution_ends_the_notice_of_its_generation_only() {
     let (mut w, _, [a1, b1, c1]) = three_in_group("withholding distribution");
@@ -437,6 +437,10 @@ fn a_distribution_ends_the_notice_of_its_generation_only() {
         w.receive(b1, &sealed),
         Ok(Received::SenderKey { key_id, .. }) if key_id == k1
     ));
+    // What the store holds says the same: K2 alone.
+    let notices = w.stores[&b1].0.iter().find(|(k, _)| k[0] == 0x0d);
+    assert_eq!(notices.map(|(_, v)| &v[..]), Some(&k2.0.to_be_bytes()[..]));
+    w.restart(b1);
     w.refused(b1, &second.group.unwrap().0, FanoutError::Withheld.into());
     let first_message = w.receive(b1, &first.group.unwrap().0);
     assert_ne!(first_message, Err(FanoutError::Withheld.into()));

@@ -221,14 +221,15 @@ impl Device {
             Effect::Inbound(group, key) => {
                 // A generation a notice withheld that the key now holds (an honest sender never
                 // gives one): that notice is done. The others stay.
-                if let Some(withheld) = self.withheld.get_mut(&(from, group))
-                    && withheld.iter().any(|g| key.has_key(*g))
-                {
+                if let Some(withheld) = self.withheld.get_mut(&(from, group)) {
+                    let held = withheld.len();
                     withheld.retain(|g| !key.has_key(*g));
-                    if withheld.is_empty() {
-                        self.withheld.remove(&(from, group));
+                    if withheld.len() != held {
+                        if withheld.is_empty() {
+                            self.withheld.remove(&(from, group));
+                        }
+                        self.touch(Key::Withheld(from, group));
                     }
-                    self.touch(Key::Withheld(from, group));
                 }
                 self.inbound.insert((from, group), key);
                 self.touch(Key::Inbound(from, group));
