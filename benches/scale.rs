@@ -120,13 +120,13 @@ fn bench(c: &mut Criterion) {
         // that never did). Their ML-KEM ciphertexts were written once, when they started.
         let s = AddressBook::new(&mut SeededRng::from_label("bench scale"), NOW, 4, 0);
         let mut p = s.peer[0].clone();
-        let _ = p.take_changes(); // the device as built: its whole state
+        let _ = p.take_changes(rng); // the device as built: its whole state
         let to = s.device.address().account;
         for send in ["first", "second"] {
             let _ = ready(p.send(rng, NOW, &to, &body).unwrap());
             eprintln!(
                 "scale/send_unreplied/{send}: 1 replied + 3 unreplied devices: bytes to persist {}",
-                unit_bytes(&p.take_changes())
+                unit_bytes(&p.take_changes(rng))
             );
         }
     }
@@ -143,14 +143,15 @@ fn bench(c: &mut Criterion) {
         probe.receive(NOW, &sample.envelopes[0].1).unwrap();
         eprintln!(
             "scale/receive_1to1/{n}: bytes to persist {}",
-            unit_bytes(&probe.take_changes())
+            unit_bytes(&probe.take_changes(rng))
         );
+        let tags = &mut SeededRng::from_label("bench scale tags");
         g.bench_function("op", |b| {
             b.iter_batched(
                 || ready(s.peer[0].send(rng, NOW, &alice_account, &body).unwrap()),
                 |o| {
                     s.device.receive(NOW, &o.envelopes[0].1).unwrap();
-                    black_box(s.device.take_changes())
+                    black_box(s.device.take_changes(tags))
                 },
                 BatchSize::SmallInput,
             )
@@ -171,12 +172,12 @@ fn bench(c: &mut Criterion) {
         let _ = ready(probe.send(rng, NOW, &to, &body).unwrap());
         eprintln!(
             "scale/send_1to1_4dev/{n}: bytes to persist {}",
-            unit_bytes(&probe.take_changes())
+            unit_bytes(&probe.take_changes(rng))
         );
         g.bench_function("op", |b| {
             b.iter(|| {
                 black_box(ready(s.device.send(rng, NOW, &to, &body).unwrap()));
-                black_box(s.device.take_changes())
+                black_box(s.device.take_changes(rng))
             })
         });
         g.bench_function("floor", |b| {
@@ -274,18 +275,18 @@ fn bench(c: &mut Criterion) {
     // Give Alice's sender key to every member device (synthetic sessions cannot decrypt, but
     // sending to them is what a steady state costs): first send distributes.
     let _ = ready(probe.send_group(rng, NOW, room, &body).unwrap());
-    let _ = probe.take_changes();
+    let _ = probe.take_changes(rng);
     let _ = ready(probe.send_group(rng, NOW, room, &body).unwrap());
     eprintln!(
         "scale/group_send/500groups: bytes to persist {}",
-        unit_bytes(&probe.take_changes())
+        unit_bytes(&probe.take_changes(rng))
     );
     s.device = probe;
     let mut g = quick(c, "scale/group_send/500groups".into());
     g.bench_function("op", |b| {
         b.iter(|| {
             black_box(ready(s.device.send_group(rng, NOW, room, &body).unwrap()));
-            black_box(s.device.take_changes())
+            black_box(s.device.take_changes(rng))
         })
     });
     let sender = GroupSender::new(s.device.identity_key(), &[0; 36]).unwrap();

@@ -35,8 +35,8 @@ struct Relay {
 
 impl Relay {
     /// Writes a device's changes, as its app would after each operation (here: counted).
-    fn persist(&mut self, d: &mut Device) {
-        let unit = d.take_changes();
+    fn persist(&mut self, rng: &mut Rng, d: &mut Device) {
+        let unit = d.take_changes(rng);
         self.persisted.0 += unit.byte_len();
         self.persisted.1 += unit.records().len();
     }
@@ -273,7 +273,7 @@ impl World {
                 }
             }
         };
-        relay.persist(d);
+        relay.persist(rng, d);
         outbox
     }
 
@@ -298,7 +298,7 @@ impl World {
                 while let Some(envelope) = queue.pop_front() {
                     match d.receive(self.now, &envelope) {
                         Ok(received) => {
-                            let unit = d.take_changes();
+                            let unit = d.take_changes(&mut self.rng);
                             self.relay.persisted.0 += unit.byte_len();
                             self.relay.persisted.1 += unit.records().len();
                             read += 1;

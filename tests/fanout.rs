@@ -788,7 +788,7 @@ fn new_devices_hand_out_their_one_time_prekeys_and_rotation_keeps_them() {
     let bundle = bob.bundle(Some(otk), Some(kem));
     bob.rotate_signed_prekey(&mut w.rng, at(1));
     assert_eq!(bob.one_time_prekeys_remaining(), 3);
-    let changes = bob.take_changes();
+    let changes = bob.take_changes(&mut w.rng);
     assert!(changes.replaces_all());
     // Alice starts a session from the old bundle (old signed prekey, still kept) and the
     // uploaded one-time prekey.
@@ -1022,13 +1022,13 @@ fn setting_the_same_group_members_again_changes_nothing() {
     let a1 = World::addr(alice, 1);
     let d = w.devices.get_mut(&a1).unwrap();
     d.set_group_members(ROOM, &[bob, carol]).unwrap();
-    assert!(!d.take_changes().is_empty());
+    assert!(!d.take_changes(&mut w.rng).is_empty());
     let epoch = d.state_epoch();
     d.set_group_members(ROOM, &[carol, alice, bob]).unwrap();
-    assert!(d.take_changes().is_empty());
+    assert!(d.take_changes(&mut w.rng).is_empty());
     assert_eq!(d.state_epoch(), epoch);
     d.set_group_members(ROOM, &[carol]).unwrap();
-    assert!(!d.take_changes().is_empty());
+    assert!(!d.take_changes(&mut w.rng).is_empty());
     assert_eq!(d.group_members(ROOM).unwrap().collect::<Vec<_>>(), [carol]);
     // The groups a device knows, in id order, across a restart; a forgotten one is gone.
     const EARLIER: GroupId = GroupId([1; 32]);
@@ -1387,13 +1387,13 @@ fn a_payload_to_no_other_device_changes_nothing() {
     .unwrap();
     let (now, rng) = (w.now, &mut w.rng);
     let d = w.devices.get_mut(&a1).unwrap();
-    let _ = d.take_changes();
+    let _ = d.take_changes(rng);
     let epoch = d.state_epoch();
     let Ok(Outgoing::Ready(outbox)) = d.send_call_key(rng, now, &[a1], call.key_message()) else {
         panic!("nothing to fetch")
     };
     assert!(outbox.envelopes.is_empty());
-    assert!(d.take_changes().is_empty());
+    assert!(d.take_changes(rng).is_empty());
     assert_eq!(d.state_epoch(), epoch);
 }
 
@@ -1417,7 +1417,7 @@ fn prekey_upkeep_through_the_device() {
     let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let (now, rng) = (w.now, &mut w.rng);
     let d = w.devices.get_mut(&b1).unwrap();
-    let _ = d.take_changes();
+    let _ = d.take_changes(rng);
     let (keys, kem) = (
         d.one_time_prekeys_remaining(),
         d.one_time_kem_prekeys_remaining(),
@@ -1427,7 +1427,7 @@ fn prekey_upkeep_through_the_device() {
     assert_eq!(d.one_time_prekeys_remaining(), keys + 3);
     assert_eq!(d.one_time_kem_prekeys_remaining(), kem + 3);
     assert_eq!(
-        d.take_changes().records().len(),
+        d.take_changes(rng).records().len(),
         3 + 3 + 2,
         "keys, prekeys, meta"
     );
@@ -1446,13 +1446,13 @@ fn prekey_upkeep_through_the_device() {
     };
     let (now, rng) = (w.now, &mut w.rng);
     let d = w.devices.get_mut(&b1).unwrap();
-    let _ = d.take_changes();
+    let _ = d.take_changes(rng);
     let bundle = d.bundle(None, None).to_bytes();
     d.rotate_signed_prekey(rng, now);
     assert_ne!(d.bundle(None, None).to_bytes(), bundle);
-    assert_eq!(base_key_records(&d.take_changes()), (0, 0), "still kept");
+    assert_eq!(base_key_records(&d.take_changes(rng)), (0, 0), "still kept");
     d.rotate_signed_prekey(rng, now);
-    assert_eq!(base_key_records(&d.take_changes()), (0, 1), "retired");
+    assert_eq!(base_key_records(&d.take_changes(rng)), (0, 1), "retired");
 }
 
 /// A companion follows its own account's list: a new list that still lists it, active, is no
@@ -1536,7 +1536,7 @@ fn awaiting_an_own_list_survives_a_restart_and_ends_only_with_a_list_issued_sinc
     w.device(a1)
         .update_device_list(at, &alice, on_edge)
         .unwrap();
-    let unit = w.device(a1).take_changes();
+    let unit = w.take(a1);
     assert!(
         unit.records()
             .iter()
@@ -1597,7 +1597,7 @@ fn operations_that_change_nothing_leave_no_unit_and_keep_the_epoch() {
     let a1 = World::addr(alice, 1);
     let (rng, now) = (&mut w.rng.clone(), w.now);
     let d = w.device(a1);
-    let _ = d.take_changes();
+    let _ = d.take_changes(rng);
     let epoch = d.state_epoch();
     d.forget_account(&stranger);
     assert!(d.generate_one_time_prekeys(rng, now, 0).keys().is_empty());
@@ -1605,7 +1605,7 @@ fn operations_that_change_nothing_leave_no_unit_and_keep_the_epoch() {
     assert_eq!((d.has_changes(), d.state_epoch()), (false, epoch));
     // At the caps: nothing more is made.
     d.generate_one_time_prekeys(rng, now, 2000);
-    let _ = d.take_changes();
+    let _ = d.take_changes(rng);
     let epoch = d.state_epoch();
     let none = d.generate_one_time_prekeys(rng, now, 1);
     assert!(none.keys().is_empty() && none.kem_keys().is_empty());
@@ -1752,7 +1752,7 @@ fn a_pending_sessions_kem_ciphertext_is_written_once() {
             }
             other => panic!("{other:?}"),
         };
-        let changes = devices.get_mut(&a1).unwrap().take_changes();
+        let changes = devices.get_mut(&a1).unwrap().take_changes(&mut w.rng);
         w.stores.get_mut(&a1).unwrap().apply(&changes);
         (outbox, changes)
     };
@@ -1787,7 +1787,7 @@ fn a_pending_sessions_kem_ciphertext_is_written_once() {
     let now = w.now;
     let envelope = World::envelope_to(&reply, a1);
     w.device(a1).receive(now, &envelope).unwrap();
-    let changes = w.device(a1).take_changes();
+    let changes = w.take(a1);
     let deleted: Vec<_> = changes
         .records()
         .iter()
@@ -1852,7 +1852,7 @@ fn pending_kem_records_load_only_in_one_form() {
     })
     .unwrap();
     assert!(old.has_changes());
-    let rewrite = old.take_changes();
+    let rewrite = old.take_changes(&mut w.rng);
     let written: Vec<_> = rewrite
         .records()
         .iter()
@@ -1972,12 +1972,12 @@ fn each_unit_of_changes_carries_the_state_epoch_it_leaves() {
     w.publish_all();
     let a1 = World::addr(alice, 1);
     let now = w.now;
-    let d = w.device(a1);
+    let d = w.devices.get_mut(&a1).unwrap();
     let mut last = d.state_epoch();
     for members in [&[bob][..], &[bob, carol], &[carol]] {
         let snapshot = d.to_bytes();
         d.set_group_members(ROOM, members).unwrap();
-        let unit = d.take_changes();
+        let unit = d.take_changes(&mut w.rng);
         assert_eq!(unit.epoch(), d.state_epoch());
         assert!(unit.epoch() > last, "epoch {} after {last}", unit.epoch());
         last = unit.epoch();
@@ -2009,9 +2009,9 @@ fn a_unit_s_byte_len_counts_every_key_and_written_value() {
         .unwrap()
         .signed()
         .clone();
-    let d = w.device(a1);
+    let d = w.devices.get_mut(&a1).unwrap();
     d.update_device_list(now, &bob, list).unwrap();
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     let records = unit.records();
     assert!(records.iter().any(|r| r.value().is_none()), "no deletion");
     assert!(records.iter().any(|r| r.value().is_some()), "no write");
@@ -2031,7 +2031,7 @@ fn a_record_prints_its_key_and_value_length_but_not_its_value() {
     let a1 = World::addr(alice, 1);
     // Restored from whole-state bytes, the device writes every record again.
     let mut d = Device::from_bytes(&w.device(a1).to_bytes()).unwrap();
-    let all = d.take_changes();
+    let all = d.take_changes(&mut w.rng);
     assert!(all.replaces_all());
     for r in all.records() {
         let shown = format!("{r:?}");

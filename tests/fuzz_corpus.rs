@@ -273,7 +273,7 @@ fn regenerate_fuzz_seeds() {
     };
     write("device_wire", "kept-retry-request", &request.to_bytes());
     let mut whole = ratchetry::fanout::Device::from_bytes(&device_state).unwrap();
-    let unit = whole.take_changes();
+    let unit = whole.take_changes(rng);
     write(
         "records",
         "device",
@@ -285,7 +285,7 @@ fn regenerate_fuzz_seeds() {
     );
     // Restored from a backup: its groups unconfirmed (0x14 records), its restore record kept.
     let mut restored = fx.receiver.clone().into_restored(FanoutFixture::NOW);
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(rng);
     write(
         "records",
         "device-restored",
@@ -302,7 +302,7 @@ fn regenerate_fuzz_seeds() {
         forgetful.forget_account(account);
     }
     let mut whole = ratchetry::fanout::Device::from_bytes(&forgetful.to_bytes()).unwrap();
-    let unit = whole.take_changes();
+    let unit = whole.take_changes(rng);
     assert!(unit.records().iter().any(|r| r.key()[0] == 0x15));
     write(
         "records",
@@ -338,7 +338,7 @@ fn regenerate_fuzz_seeds() {
         .unwrap();
     assert!(matches!(sent, ratchetry::fanout::Outgoing::Ready(_)));
     let mut whole = ratchetry::fanout::Device::from_bytes(&withholding.to_bytes()).unwrap();
-    let unit = whole.take_changes();
+    let unit = whole.take_changes(rng);
     for kind in [0x0a, 0x0d] {
         assert!(unit.records().iter().any(|r| r.key()[0] == kind));
     }

@@ -595,7 +595,7 @@ impl Sim {
         let (mut device, _) =
             Device::new(&mut self.rng, self.now, identity, id, list, 2, self.config).unwrap();
         let mut store = Store::default();
-        store.apply(&device.take_changes());
+        store.apply(&device.take_changes(&mut self.rng));
         let a = device.address();
         let account = self.account_of(&a.account);
         let name = format!("{}/{}", self.accounts[account].name, id.0);
@@ -687,7 +687,7 @@ impl Sim {
         let result = op(&mut dev.device, &mut self.rng);
         match &result {
             Ok(_) => {
-                let unit = dev.device.take_changes();
+                let unit = dev.device.take_changes(&mut self.rng);
                 self.last_unit_empty = unit.is_empty();
                 dev.store.apply(&unit);
             }
@@ -968,7 +968,7 @@ impl Sim {
             members.push(a.account);
             dev.set_group_members(PRIVATE, &members).unwrap();
         }
-        let unit = dev.take_changes();
+        let unit = dev.take_changes(&mut self.rng);
         self.devs.get_mut(&a).unwrap().store.apply(&unit);
     }
 }

@@ -856,9 +856,9 @@ fn retries_asked_of_a_removed_device_are_dropped_with_it() {
     w.primary(&alice).unlink(now, DeviceId(2)).unwrap();
     let list = w.primary(&alice).device_list().signed().clone();
     let d = w.devices.get_mut(&b1).unwrap();
-    let _ = d.take_changes();
+    let _ = d.take_changes(&mut w.rng);
     d.update_device_list(now, &alice, list).unwrap();
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     let deleted: Vec<&[u8]> = unit
         .records()
         .iter()
@@ -972,7 +972,9 @@ fn a_restored_phone_sends_nothing_to_a_companion_unlinked_after_its_backup() {
 fn records_of_kind(device: &Device, kind: u8) -> usize {
     Device::from_bytes(&device.to_bytes())
         .unwrap()
-        .take_changes()
+        .take_changes(&mut ratchetry::testing::SeededRng::from_label(
+            "records of kind",
+        ))
         .records()
         .iter()
         .filter(|r| r.key()[0] == kind)
@@ -1320,10 +1322,10 @@ fn a_forgotten_account_is_held_to_the_mark_of_its_last_list() {
     let downgrade = legacy_device_list(&later);
     let held = w.stores[&b1].0.clone();
 
-    let epoch = w.device(b1).take_changes().epoch();
+    let epoch = w.take(b1).epoch();
     // Bob holds Alice's list and no session with her: the list alone is a change.
     w.device(b1).forget_account(&alice);
-    let unit = w.device(b1).take_changes();
+    let unit = w.take(b1);
     assert_eq!(unit.epoch(), epoch + 1);
     let mut key = vec![0x15];
     key.extend_from_slice(&alice.to_bytes());

@@ -197,7 +197,7 @@ fn a_policy_above_the_verifiers_ceiling_is_refused() {
         DeviceConfig::default(),
     )
     .unwrap();
-    assert!(!device.take_changes().is_empty());
+    assert!(!device.take_changes(rng).is_empty());
     let r = device.update_device_list(T0, &above.account(), signed(&above));
     assert!(matches!(
         r,
@@ -332,7 +332,7 @@ fn an_old_form_list_after_one_with_a_policy_is_refused() {
     )
     .unwrap();
     device.update_device_list(T0, &ak, new_3).unwrap();
-    assert!(!device.take_changes().is_empty());
+    assert!(!device.take_changes(rng).is_empty());
     let before = device.to_bytes();
     assert_eq!(
         device.update_device_list(T0, &ak, old_4).err(),
@@ -400,7 +400,7 @@ fn a_device_of_the_previous_release_loads_and_then_refuses_the_old_form() {
     )
     .unwrap();
     let records: Vec<(Vec<u8>, Vec<u8>)> = device
-        .take_changes()
+        .take_changes(rng)
         .into_records()
         .into_iter()
         .map(|r| (r.key().to_vec(), r.value().unwrap().to_vec()))
@@ -434,7 +434,7 @@ fn a_device_of_the_previous_release_loads_and_then_refuses_the_old_form() {
     let mut loaded = Device::from_records(old.iter().map(|(k, v)| (&k[..], &v[..]))).unwrap();
     assert_eq!(loaded.device_list(&ak).unwrap().policy(), None);
     // The own record is rewritten in the new layout, with the default ceiling.
-    let unit = loaded.take_changes();
+    let unit = loaded.take_changes(rng);
     let own = unit.records().iter().find(|r| r.key() == [0x01]).unwrap();
     assert_eq!(own.value().unwrap().len(), 120);
     assert_eq!(
@@ -476,7 +476,7 @@ fn a_previous_cap_above_the_default_ceiling_is_kept() {
     )
     .unwrap();
     let old: Vec<(Vec<u8>, Vec<u8>)> = device
-        .take_changes()
+        .take_changes(rng)
         .into_records()
         .into_iter()
         .map(|r| {
@@ -496,7 +496,7 @@ fn a_previous_cap_above_the_default_ceiling_is_kept() {
     loaded
         .update_device_list(T0, &twenty.account(), signed(&twenty))
         .unwrap();
-    let unit = loaded.take_changes();
+    let unit = loaded.take_changes(rng);
     let own = unit.records().iter().find(|r| r.key() == [0x01]).unwrap();
     assert_eq!(own.value().unwrap()[20..24], 20u32.to_be_bytes());
 }

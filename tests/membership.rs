@@ -416,10 +416,10 @@ fn a_meta_record_of_the_previous_layout_loads_with_the_flag_its_groups_imply() {
     for (device, holds_groups) in [(phone, true), (laptop, false)] {
         let mut store = w.stores[&device].clone();
         let meta = store.0.get_mut(&[2u8][..]).expect("a meta record");
-        assert_eq!((meta.len(), meta[20]), (21, u8::from(holds_groups)));
+        assert_eq!((meta.len(), meta[20]), (37, u8::from(holds_groups)));
         meta.truncate(20);
         let mut loaded = store.load();
-        let rewrite = loaded.take_changes();
+        let rewrite = loaded.take_changes(&mut w.rng);
         let meta = rewrite
             .records()
             .iter()
@@ -427,7 +427,7 @@ fn a_meta_record_of_the_previous_layout_loads_with_the_flag_its_groups_imply() {
             .expect("the meta record is rewritten");
         assert_eq!(
             meta.value().map(|v| (v.len(), v[20])),
-            Some((21, u8::from(holds_groups)))
+            Some((37, u8::from(holds_groups)))
         );
         // A flag byte other than 0 or 1 is refused.
         let mut bad = w.stores[&device].clone();

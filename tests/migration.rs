@@ -135,7 +135,7 @@ fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
 
     // Nothing is sent over the classical session: the send asks for Bob's bundle.
     assert!(
-        alice.take_changes().replaces_all(),
+        alice.take_changes(rng).replaces_all(),
         "a migrated device writes all"
     );
     assert_eq!(
@@ -259,7 +259,7 @@ fn a_device_list_record_without_its_digest_loads_and_is_rewritten() {
     let mut store = w.stores[&a1].clone();
     store.0.insert(key.clone(), previous.clone());
     let mut loaded = store.load();
-    let rewrite = loaded.take_changes();
+    let rewrite = loaded.take_changes(&mut w.rng);
     let record = rewrite
         .records()
         .iter()

@@ -4730,8 +4730,10 @@ struct RecordsFile {
 struct PrimaryRecordsVector {
     /// `primary_state`: a confirmed companion, one awaiting confirmation, four invitations.
     state: String,
-    /// Every record, in key order.
+    /// Every record, in key order: the unit that loading the state leaves (it replaces all).
     records: Vec<KeyValue>,
+    /// That unit's tag (random), which its meta record holds.
+    tag: String,
     invite: PrimaryInviteVector,
 }
 
@@ -4748,6 +4750,8 @@ struct PrimaryInviteVector {
     now: u64,
     invitation: String,
     unit: Vec<KeyValue>,
+    /// The unit's tag, which its meta record holds.
+    tag: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -4773,6 +4777,8 @@ struct RestoredVector {
     prekey_skip: u32,
     prekeys: String,
     meta: String,
+    /// The tag the restore's unit drew (it replaces all), which its meta record holds.
+    tag: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -4832,6 +4838,8 @@ enum RecordInputs {
         epoch: u64,
         next_read_slot: u32,
         next_send_id: u64,
+        /// The tag of the last unit taken (19): random, so given.
+        tag: String,
     },
     Prekeys {
         identity_seed: String,
@@ -4968,12 +4976,16 @@ struct SealedVector {
 fn records_file() -> RecordsFile {
     use ratchetry::persist::{StorageKey, seal_state};
     let BobPhone {
-        device,
+        mut device,
         file,
         reads,
         operations,
         sent,
     } = devices_run();
+    // Its app wrote the run's last unit: the meta record holds that unit's tag.
+    let tag = device
+        .take_changes(&mut SeededRng::from_label("records.json: unit tags"))
+        .tag();
     let bob = file.devices.iter().find(|d| d.name == "bob-phone").unwrap();
     let alice = &file.accounts[0];
     let addr_of = |name: &str| {
@@ -5041,12 +5053,10 @@ fn records_file() -> RecordsFile {
     let prekey_config = [3, 1000, 100_000, 100, 10_000];
 
     let whole = device.to_bytes();
-    let records: Vec<(Vec<u8>, Vec<u8>)> = ratchetry::fanout::Device::from_bytes(&whole)
-        .unwrap()
-        .take_changes()
-        .records()
-        .iter()
-        .map(|r| (r.key().to_vec(), r.value().unwrap().to_vec()))
+    // The records, as the whole state holds them (19.4).
+    let mut r = Rd(&whole[2..]);
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..r.u32())
+        .map(|_| (r.blob().to_vec(), r.blob().to_vec()))
         .collect();
     let find = |key: &[u8]| records.iter().find(|(k, _)| k == key).unwrap();
     let record_key = |kind: u8, rest: &[&[u8]]| [&[kind][..], &rest.concat()].concat();
@@ -5082,6 +5092,7 @@ fn records_file() -> RecordsFile {
             operations,
             epoch: device.state_epoch(),
             next_send_id: 3,
+            tag: h(tag.to_bytes()),
         },
     );
     push(
@@ -5351,7 +5362,7 @@ fn records_file() -> RecordsFile {
             let unit = ratchetry::fanout::Device::from_bytes(&whole)
                 .unwrap()
                 .into_restored(Timestamp(restored_at))
-                .take_changes();
+                .take_changes(&mut SeededRng::from_label("records.json: restored tag"));
             let of = |kind: u8| {
                 let r = unit.records().iter().find(|r| r.key()[0] == kind).unwrap();
                 h(r.value().unwrap())
@@ -5364,6 +5375,7 @@ fn records_file() -> RecordsFile {
                 prekey_skip: ratchetry::x3dh::restore_prekey_skip(Timestamp(restored_at)),
                 prekeys: of(0x03),
                 meta: of(0x02),
+                tag: h(unit.tag().to_bytes()),
             }
         },
         forgotten: {
@@ -5372,9 +5384,10 @@ fn records_file() -> RecordsFile {
             )
             .unwrap();
             let mut device = ratchetry::fanout::Device::from_bytes(&whole).unwrap();
-            let _ = device.take_changes();
+            let tags = &mut SeededRng::from_label("records.json: forgotten tags");
+            let _ = device.take_changes(tags);
             device.forget_account(&account);
-            let unit = device.take_changes();
+            let unit = device.take_changes(tags);
             let r = unit.records().iter().find(|r| r.key()[0] == 0x15).unwrap();
             ForgottenVector {
                 account: alice.account_public.clone(),
@@ -5420,16 +5433,20 @@ fn primary_records_vector() -> PrimaryRecordsVector {
     }
     let state = primary.to_bytes();
     let mut loaded = Primary::from_bytes(&state).unwrap();
-    let records = key_values(&loaded.take_changes());
+    let tags = &mut SeededRng::from_label("records.json: primary tags");
+    let whole = loaded.take_changes(tags);
     let later = now.plus_millis(60_000);
     let invitation = loaded.invite(rng, later).unwrap();
+    let unit = loaded.take_changes(tags);
     PrimaryRecordsVector {
         state: h(&*state),
-        records,
+        records: key_values(&whole),
+        tag: h(whole.tag().to_bytes()),
         invite: PrimaryInviteVector {
             now: later.0,
             invitation: h(invitation.to_bytes()),
-            unit: key_values(&loaded.take_changes()),
+            unit: key_values(&unit),
+            tag: h(unit.tag().to_bytes()),
         },
     }
 }
@@ -5507,6 +5524,7 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
             epoch,
             next_read_slot,
             next_send_id,
+            tag,
         } => {
             // SPEC NOTE: 19 does not say how the epoch grows; the code adds one per operation
             // that changed the device.
@@ -5526,6 +5544,7 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
                             .iter()
                             .any(|o| o == "set_group_members" || o == "forget_group"),
                     ))
+                    .put(unhex(tag))
                     .done(),
             )
         }
@@ -5885,6 +5904,7 @@ fn record_vectors() {
                     .u32(*next_read_slot)
                     .u64(send)
                     .u8(1)
+                    .put(unhex(&f.restored.tag))
                     .done();
                 assert_eq!(h(&meta), f.restored.meta);
             }
@@ -6016,6 +6036,11 @@ fn check_primary_records(p: &PrimaryRecordsVector) {
     assert_eq!(pairs[0].1, state[2..2 + 52]);
     let list_len = u32::from_be_bytes(state[66..70].try_into().unwrap()) as usize;
     assert_eq!(pairs[2].1, state[70..70 + list_len]);
+    // Each unit's meta record ends with the unit's tag (15.4).
+    assert_eq!(pairs[1].1[29..], unhex(&p.tag));
+    let invite_meta = unhex(p.invite.unit[0].value.as_ref().unwrap());
+    assert_eq!(invite_meta[29..], unhex(&p.invite.tag));
+    assert_ne!(p.tag, p.invite.tag);
     let invitation = unhex(&p.invite.invitation);
     let keys: Vec<(u8, bool)> = p
         .invite

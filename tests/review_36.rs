@@ -621,7 +621,8 @@ fn a_group_set_above_the_bound_is_refused_and_one_at_the_bound_loads() {
         *before,
         "a refused set changes nothing"
     );
-    assert!(w.device(a1).take_changes().is_empty(), "and marks nothing");
+    let unit = w.devices.get_mut(&a1).unwrap().take_changes(&mut w.rng);
+    assert!(unit.is_empty(), "and marks nothing");
     // At the bound, with this device's own account and a repeat among them.
     accounts.pop();
     accounts.push(alice);

@@ -137,7 +137,7 @@ fn every_torn_prefix_of_a_receive_unit_is_refused_while_the_ring_fills() {
     let now = w.now;
     let mut bob = w.devices[&b1].clone();
     assert_eq!(body(&bob.receive(now, &env).unwrap()), Some(&b"first"[..]));
-    let unit = bob.take_changes();
+    let unit = bob.take_changes(&mut w.rng);
     let n = unit.records().len();
     assert!(
         n >= 5,
@@ -181,9 +181,9 @@ fn units_written_twice_are_idempotent_and_out_of_order_units_are_refused() {
     let base = w.stores[&b1].0.clone();
     let mut d = w.devices[&b1].clone();
     d.receive(now, &e1).unwrap();
-    let u1 = d.take_changes();
+    let u1 = d.take_changes(&mut w.rng);
     d.receive(now, &e2).unwrap();
-    let u2 = d.take_changes();
+    let u2 = d.take_changes(&mut w.rng);
     let mut twice = base.clone();
     for u in [&u1, &u1, &u2, &u2] {
         apply(&mut twice, u, |_| true);
@@ -262,7 +262,7 @@ fn a_restored_device_never_issues_a_prekey_id_again_with_another_key() {
             Ok(()),
             "the restored device's upload is pooled"
         );
-        let _ = bob.take_changes();
+        let _ = bob.take_changes(&mut w.rng);
         // A bundle the relay handed out before the restore names a key the device lost: the
         // message fails as from a key it does not hold, and changes nothing.
         w.devices.insert(b1, bob);
@@ -355,7 +355,7 @@ fn the_read_ring_remembers_exactly_its_capacity_across_restarts() {
             else {
                 panic!("the group's keys are distributed")
             };
-            let _ = a.take_changes();
+            let _ = a.take_changes(&mut w.rng);
             let (env, _) = o.group.as_ref().unwrap();
             assert!(o.envelopes.is_empty());
             w.receive(b1, env).unwrap();
@@ -558,7 +558,7 @@ fn first_messages_across_signed_prekey_rotations() {
             }
         }
     }
-    let _ = held_back.take_changes();
+    let _ = held_back.take_changes(&mut w.rng);
     let unknown: Error = X3dhError::UnknownSignedPreKey(1).into();
     refused(&mut held_back, now, &first, unknown);
     refused(&mut held_back, now, &second, unknown);
@@ -590,7 +590,7 @@ fn a_torn_unit_is_detected_only_while_the_ring_fills() {
         let Ok(Outgoing::Ready(o)) = a.send_group(&mut w.rng, now, ROOM, &i.to_be_bytes()) else {
             panic!("the group's keys are distributed")
         };
-        let _ = a.take_changes();
+        let _ = a.take_changes(&mut w.rng);
         w.receive(b1, &o.group.as_ref().unwrap().0).unwrap();
     }
     let o = w.send(a1, bob, b"m");
@@ -598,7 +598,7 @@ fn a_torn_unit_is_detected_only_while_the_ring_fills() {
     let before = w.stores[&b1].0.clone();
     let mut d = w.devices[&b1].clone();
     d.receive(now, &m).unwrap();
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     let kinds: Vec<u8> = unit.records().iter().map(|r| r.key()[0]).collect();
     assert_eq!(kinds, [0x02, 0x08, 0x0e], "meta, sessions, read slot");
     let mut torn = before;

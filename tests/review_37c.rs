@@ -273,7 +273,7 @@ fn the_unconfirmed_record_follows_the_flag_exactly() {
     let empty = w.device(a1).to_bytes();
     let mut restored = Device::restore_from_backup(&empty, w.now).unwrap();
     assert_eq!(restored.unconfirmed_groups().count(), 0);
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut w.rng);
     assert!(unit.replaces_all() && unit.records().iter().all(|r| r.key()[0] != 0x14));
     w.set_members(G, &[alice, bob, carol]);
     w.set_members(G2, &[alice, bob]);
@@ -289,7 +289,7 @@ fn the_unconfirmed_record_follows_the_flag_exactly() {
     let (mut d, stale) = Device::restore(&backup, epoch + 5, w.now).unwrap();
     assert!(stale);
     assert_eq!(d.unconfirmed_groups().collect::<Vec<_>>(), [G, G2]);
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     assert!(unit.replaces_all());
     for g in [G, G2] {
         let r = unit
@@ -324,7 +324,7 @@ fn the_unconfirmed_record_follows_the_flag_exactly() {
 
     // The app sets G without Carol: one unit with the members and the record's deletion.
     d.set_group_members(G, &[alice, bob]).unwrap();
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     assert!(!unit.replaces_all());
     let keys: Vec<&[u8]> = unit.records().iter().map(|r| r.key()).collect();
     let at = keys.iter().position(|k| *k == unconfirmed_key(G)).unwrap();
@@ -352,7 +352,7 @@ fn the_unconfirmed_record_follows_the_flag_exactly() {
 
     // Forgetting the other unconfirmed group deletes its record with it.
     d.forget_group(G2);
-    let unit = d.take_changes();
+    let unit = d.take_changes(&mut w.rng);
     assert!(
         unit.records()
             .iter()

@@ -106,7 +106,7 @@ fn a_forgotten_mark_survives_every_store_restore_and_cycle() {
     let mut cycled = w.devices[&b1].clone();
     cycled.update_device_list(now, &carol, v2.clone()).unwrap();
     cycled.forget_account(&carol);
-    let _ = cycled.take_changes();
+    let _ = cycled.take_changes(&mut w.rng);
     variants.push(("forgotten twice", cycled));
 
     w.now = later;
@@ -114,7 +114,7 @@ fn a_forgotten_mark_survives_every_store_restore_and_cycle() {
     let v3 = w.primary(&carol).renew(now).unwrap().signed().clone();
     for (name, mut d) in variants {
         // What loading or restoring left to persist, persisted.
-        let _ = d.take_changes();
+        let _ = d.take_changes(&mut w.rng);
         list_refused(
             &mut d,
             now,
@@ -127,9 +127,13 @@ fn a_forgotten_mark_survives_every_store_restore_and_cycle() {
         );
         // A round trip through records keeps the refusal.
         let mut store = support::Store::default();
-        store.apply(&Device::from_bytes(&d.to_bytes()).unwrap().take_changes());
+        store.apply(
+            &Device::from_bytes(&d.to_bytes())
+                .unwrap()
+                .take_changes(&mut w.rng),
+        );
         let mut reloaded = store.load();
-        let _ = reloaded.take_changes();
+        let _ = reloaded.take_changes(&mut w.rng);
         list_refused(
             &mut reloaded,
             now,

@@ -275,7 +275,7 @@ fn a_mark_is_written_deleted_and_checked_as_the_spec_says() {
     let held07 = w.stores[&b1].0[&key07].clone();
 
     w.device(b1).forget_account(&carol);
-    let unit = w.device(b1).take_changes();
+    let unit = w.take(b1);
     let value = |key: &[u8]| {
         unit.records()
             .iter()
@@ -297,7 +297,7 @@ fn a_mark_is_written_deleted_and_checked_as_the_spec_says() {
         .unwrap();
     assert_eq!(events.len(), list.entries().len());
     assert!(events.iter().all(|e| matches!(e, Event::DeviceAdded(_))));
-    let unit = w.device(b1).take_changes();
+    let unit = w.take(b1);
     assert!(
         unit.records()
             .iter()

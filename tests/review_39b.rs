@@ -3,7 +3,8 @@
 //! epoch loaded from records; `None` exactly for a unit that replaces all. Attacked with
 //! sequences: lost units and reloads against a store model that enforces the chain, failed
 //! operations, clones, legacy migrations, restores, and the top of the epoch range. Passing
-//! tests pin what holds; the `#[ignore = "KNOWN LIMIT (SECURITY.md): ..."]` test fails on the code under review.
+//! tests pin what holds; the test once ignored as a known limit passes since units chain by tags
+//! (stop 40).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
@@ -71,57 +72,46 @@ fn new_phone(rng: &mut SeededRng) -> (Primary, Device) {
     (primary, device)
 }
 
-/// BUG (low): at the top of the epoch range an operation's unit holds records but starts and
-/// ends at the same epoch (`bump` saturates), for the device and for the primary; the chain
-/// stops moving, so a store cannot tell a lost unit from none.
-///
-/// Sequence: `Device::restore(bytes, u64::MAX - 1, now)` (or any `last_epoch` at or above it)
-/// gives a device at `u64::MAX`; `Primary::restore(bytes, u64::MAX)` a primary there. Their
-/// next operations' units (one-time prekeys made, an invitation) have
-/// `base_epoch() == Some(u64::MAX) == epoch()` and records: the docs' "an empty unit starts
-/// and ends at the same epoch (the epoch moves only with a record written)" no longer holds,
-/// and leaving such a unit unwritten is invisible to the store (see the store-level test
-/// `at_the_saturated_epoch_a_lost_unit_is_still_detected`).
-///
-/// Fix: an operation at `u64::MAX` fails instead of saturating (or `restore`,
-/// `restore_from_records` and `from_records` refuse an epoch with no room left), so a unit
-/// with records always ends above its base.
+/// FIXED (stop 40; was BUG (low)): at the top of the epoch range an operation's unit holds
+/// records but starts and ends at the same epoch (`bump` saturates), for the device and for the
+/// primary, so epochs alone cannot tell a lost unit from none (`Device::restore(bytes,
+/// u64::MAX - 1, now)`, `Primary::restore(bytes, u64::MAX)`). Units now also chain by their
+/// random tags: a unit with records draws a new one even where its epoch cannot move, so it
+/// never starts where it ends, and a store that keeps the tag refuses the unit after a lost
+/// one (the store-level test `at_the_saturated_epoch_a_lost_unit_is_still_detected`).
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): at u64::MAX a unit with records starts and ends at the same epoch"]
-fn a_unit_with_records_ends_above_its_base_even_at_the_top_of_the_range() {
+fn a_unit_with_records_moves_the_chain_even_at_the_top_of_the_range() {
     let rng = &mut SeededRng::from_label("review 39b: top epoch");
     let (mut primary, mut device) = new_phone(rng);
-    let _ = primary.take_changes();
-    let _ = device.take_changes();
+    let _ = primary.take_changes(rng);
+    let _ = device.take_changes(rng);
     let (mut top, stale) = Device::restore(&device.to_bytes(), u64::MAX - 1, T0).unwrap();
     assert!(stale);
     assert_eq!(top.state_epoch(), u64::MAX);
-    assert!(top.take_changes().replaces_all());
+    assert!(top.take_changes(rng).replaces_all());
     let _ = top.generate_one_time_prekeys(rng, T0, 2);
-    let unit = top.take_changes();
+    let unit = top.take_changes(rng);
     assert!(!unit.is_empty());
 
     let (mut top_primary, _) = Primary::restore(&primary.to_bytes(), u64::MAX).unwrap();
     assert_eq!(top_primary.state_epoch(), u64::MAX);
-    let _ = top_primary.take_changes();
+    let _ = top_primary.take_changes(rng);
     let list = primary.device_list().signed().clone();
     top_primary.resync(T0, list).unwrap();
-    let primary_unit = top_primary.take_changes();
+    let primary_unit = top_primary.take_changes(rng);
     assert!(!primary_unit.is_empty());
 
-    assert!(
-        unit.epoch() > unit.base_epoch().unwrap(),
-        "device unit with {} records: base {:?}, epoch {}",
-        unit.records().len(),
-        unit.base_epoch(),
-        unit.epoch()
+    // The epochs cannot move; the tags do.
+    assert_eq!(
+        (unit.base_epoch(), unit.epoch()),
+        (Some(u64::MAX), u64::MAX)
     );
-    assert!(
-        primary_unit.epoch() > primary_unit.base_epoch().unwrap(),
-        "primary unit: base {:?}, epoch {}",
-        primary_unit.base_epoch(),
-        primary_unit.epoch()
+    assert_ne!(unit.base_tag(), Some(unit.tag()));
+    assert_eq!(
+        (primary_unit.base_epoch(), primary_unit.epoch()),
+        (Some(u64::MAX), u64::MAX)
     );
+    assert_ne!(primary_unit.base_tag(), Some(primary_unit.tag()));
 }
 
 /// With a store that enforces the chain, a single copy of a device can lose units at any
@@ -138,7 +128,7 @@ fn a_single_copy_losing_units_never_leaves_a_mixed_state_behind() {
     let mut store = ChainStore::default();
     // The device as a whole unit, to start the chain from this store.
     let mut device = Device::from_bytes(&w.device(b1).to_bytes()).unwrap();
-    store.write(&device.take_changes()).unwrap();
+    store.write(&device.take_changes(&mut w.rng)).unwrap();
     let mut unacknowledged: Vec<Vec<u8>> = Vec::new();
     let mut acknowledged: Vec<Vec<u8>> = Vec::new();
     let mut refusals = 0;
@@ -159,7 +149,7 @@ fn a_single_copy_losing_units_never_leaves_a_mixed_state_behind() {
                 .set_group_members(group, &members(1 + (step as usize / 4) % 2))
                 .unwrap(),
         }
-        let unit = device.take_changes();
+        let unit = device.take_changes(&mut w.rng);
         // Units 3, 4 and 13 (by step) are lost: their transaction failed.
         if [3, 4, 13].contains(&step) {
             continue;
@@ -175,7 +165,7 @@ fn a_single_copy_losing_units_never_leaves_a_mixed_state_behind() {
         for e in &unacknowledged {
             device.receive(now, e).unwrap();
         }
-        let redo = device.take_changes();
+        let redo = device.take_changes(&mut w.rng);
         store.write(&redo).unwrap();
         assert_eq!(*store.load().to_bytes(), *device.to_bytes(), "step {step}");
         acknowledged.append(&mut unacknowledged);
@@ -200,6 +190,7 @@ fn failed_or_idle_operations_leave_an_empty_unit_at_the_same_epoch() {
     w.receive(b1, &e).unwrap();
     let epoch = w.device(b1).state_epoch();
     let group = GroupId([3; 32]);
+    let rng = &mut SeededRng::from_label("review 39b: idle tags");
     let d = w.device(b1);
     assert!(d.receive(now, &e).is_err(), "a duplicate");
     assert!(d.receive(now, &tampered(&e)).is_err(), "tampered");
@@ -207,44 +198,65 @@ fn failed_or_idle_operations_leave_an_empty_unit_at_the_same_epoch() {
     d.forget_group(group);
     d.forget_account(&bob);
     d.set_group_members(group, &[alice, bob]).unwrap();
-    let unit = d.take_changes();
+    let unit = d.take_changes(rng);
     assert!(!unit.is_empty());
     assert_eq!((unit.base_epoch(), unit.epoch()), (Some(epoch), epoch + 1));
     d.set_group_members(group, &[bob, alice]).unwrap();
     let _ = d.generate_one_time_prekeys(&mut SeededRng::from_label("unused"), now, 0);
-    let idle = d.take_changes();
+    let idle = d.take_changes(rng);
     assert!(idle.is_empty());
     assert_eq!(
         (idle.base_epoch(), idle.epoch()),
         (Some(epoch + 1), epoch + 1)
     );
+    assert_eq!(
+        (idle.base_tag(), idle.tag()),
+        (Some(unit.tag()), unit.tag())
+    );
 }
 
-/// Clones carry the chain: a clone taken with changes pending yields the same unit as the
-/// original; taking from one does not move the other's base. Two copies that then do
-/// different operations yield different units with the same `(base_epoch, epoch)`: the chain
-/// names epochs, not states (the root of the store-level two-copies finding).
+/// Clones carry the chain: a clone taken with changes pending yields the same records from the
+/// same base as the original; taking from one does not move the other's base. Two copies make
+/// units with the same `(base_epoch, epoch)`, so epochs alone cannot tell them apart (the root
+/// of the store-level two-copies finding); their tags do, even for the same records.
 #[test]
-fn clones_share_the_base_and_two_copies_cannot_be_told_apart_by_epochs() {
+fn clones_share_the_base_and_two_copies_are_told_apart_by_tags_not_epochs() {
     let (mut w, _alice, bob, a1, b1) = World::two_talking("review 39b: clones");
     let now = w.now;
     let o = w.send(a1, bob, b"pending");
     let e = World::envelope_to(&o, b1);
+    let rng = &mut SeededRng::from_label("review 39b: clone tags");
     let d = w.device(b1);
     let base = d.state_epoch();
     d.receive(now, &e).unwrap();
     let mut clone = d.clone();
-    let unit = d.take_changes();
-    assert_eq!(clone.take_changes(), unit);
+    let unit = d.take_changes(rng);
+    let cloned = clone.take_changes(rng);
+    // The same records from the same base, but for the meta record, which holds the tag.
+    let without_meta = |u: &ratchetry::fanout::StateChanges| -> Vec<_> {
+        u.records()
+            .iter()
+            .filter(|r| r.key() != [2])
+            .cloned()
+            .collect()
+    };
+    assert_eq!(without_meta(&cloned), without_meta(&unit));
+    assert_eq!(
+        (cloned.base_epoch(), cloned.base_tag(), cloned.epoch()),
+        (unit.base_epoch(), unit.base_tag(), unit.epoch())
+    );
+    assert_ne!(cloned.tag(), unit.tag());
     assert_eq!(unit.base_epoch(), Some(base));
 
     let mut other = d.clone();
     let _ = d.generate_one_time_prekeys(&mut SeededRng::from_label("one"), now, 1);
     let group = GroupId([4; 32]);
     other.set_group_members(group, &[bob]).unwrap();
-    let (x, y) = (d.take_changes(), other.take_changes());
+    let (x, y) = (d.take_changes(rng), other.take_changes(rng));
     assert_ne!(x, y);
     assert_eq!((x.base_epoch(), x.epoch()), (y.base_epoch(), y.epoch()));
+    assert_eq!(x.base_tag(), y.base_tag());
+    assert_ne!(x.tag(), y.tag());
 }
 
 /// Legacy migrations replace all: `Device::migrate` and `Primary::migrate` yield a first unit
@@ -268,22 +280,22 @@ fn migrated_devices_and_primaries_replace_all_and_then_chain() {
     let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     let mut device = Device::migrate(rng, now, &old_device, list).unwrap();
 
-    let first = primary.take_changes();
+    let first = primary.take_changes(rng);
     assert_eq!(first.base_epoch(), None);
     let _ = primary.invite(rng, now).unwrap();
-    let next = primary.take_changes();
+    let next = primary.take_changes(rng);
     assert_eq!(
         (next.base_epoch(), next.epoch()),
         (Some(first.epoch()), first.epoch() + 1)
     );
 
-    let first = device.take_changes();
+    let first = device.take_changes(rng);
     assert_eq!(first.base_epoch(), None);
     assert!(first.epoch() > 0);
     let mut store = ChainStore::default();
     store.write(&first).unwrap();
     let _ = device.generate_one_time_prekeys(rng, now, 1);
-    let next = device.take_changes();
+    let next = device.take_changes(rng);
     assert_eq!(
         (next.base_epoch(), next.epoch()),
         (Some(first.epoch()), first.epoch() + 1)
@@ -300,34 +312,34 @@ fn migrated_devices_and_primaries_replace_all_and_then_chain() {
 fn every_whole_state_load_replaces_all_at_an_epoch_not_below_last_epoch() {
     let rng = &mut SeededRng::from_label("review 39b: whole loads");
     let (mut primary, mut device) = new_phone(rng);
-    let _ = device.take_changes();
+    let _ = device.take_changes(rng);
     let _ = device.generate_one_time_prekeys(rng, T0, 1);
-    let _ = device.take_changes();
+    let _ = device.take_changes(rng);
     let bytes = device.to_bytes();
     let at = device.state_epoch();
     for (how, last) in [("current", at), ("older last", 0), ("stale", at + 7)] {
         let (mut d, stale) = Device::restore(&bytes, last, T0).unwrap();
         assert_eq!(stale, last > at, "{how}");
-        let unit = d.take_changes();
+        let unit = d.take_changes(rng);
         assert_eq!(unit.base_epoch(), None, "{how}");
         assert!(unit.epoch() >= last && unit.epoch() >= at, "{how}");
         if stale {
             assert_eq!(unit.epoch(), last + 1, "{how}");
         }
     }
-    let _ = primary.take_changes();
+    let _ = primary.take_changes(rng);
     let _ = primary.invite(rng, T0).unwrap();
-    let _ = primary.take_changes();
+    let _ = primary.take_changes(rng);
     let bytes = primary.to_bytes();
     let at = primary.state_epoch();
     for last in [0, at, at + 3] {
         let (mut p, stale) = Primary::restore(&bytes, last).unwrap();
-        let unit = p.take_changes();
+        let unit = p.take_changes(rng);
         assert_eq!(unit.base_epoch(), None);
         assert_eq!(unit.epoch(), if stale { last + 1 } else { at });
     }
     let mut p = Primary::restore_from_backup(&bytes).unwrap();
-    let unit = p.take_changes();
+    let unit = p.take_changes(rng);
     assert_eq!((unit.base_epoch(), unit.epoch()), (None, at + 1));
 }
 
@@ -355,7 +367,7 @@ fn a_rewrite_unit_of_an_old_record_form_is_at_the_loaded_epoch_and_harmless_if_l
     store.rows.insert(key.clone(), current[33..].to_vec());
     let epoch = store.epoch.unwrap();
     let mut loaded = store.load();
-    let rewrite = loaded.take_changes();
+    let rewrite = loaded.take_changes(&mut w.rng);
     assert!(!rewrite.is_empty());
     assert_eq!(
         (rewrite.base_epoch(), rewrite.epoch()),
@@ -363,7 +375,7 @@ fn a_rewrite_unit_of_an_old_record_form_is_at_the_loaded_epoch_and_harmless_if_l
     );
     // Lost; the next unit still chains, and the store's state loads as the one in memory.
     let _ = loaded.generate_one_time_prekeys(&mut w.rng, w.now, 1);
-    store.write(&loaded.take_changes()).unwrap();
+    store.write(&loaded.take_changes(&mut w.rng)).unwrap();
     assert_eq!(*store.load().to_bytes(), *loaded.to_bytes());
     assert_eq!(store.rows[&key], current[33..]);
 }

@@ -151,7 +151,7 @@ fn a_restored_companion_takes_no_membership_before_its_own_list() {
     let restored = Device::restore_from_backup(&backup, w.now).unwrap();
     assert!(restored.awaiting_own_list());
     w.devices.insert(desktop, restored);
-    let _ = w.device(desktop).take_changes();
+    let _ = w.take(desktop);
     let env = World::envelope_to(&out, desktop);
     let now = w.now;
     let d = w.device(desktop);

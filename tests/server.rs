@@ -409,8 +409,8 @@ fn a_direct_send_taken_back_is_no_longer_asked_for() {
     assert_eq!(answer.envelopes.len(), 1);
     // Taken back from everyone: forgotten.
     w.device(a1).not_delivered(send_id, &[b1]).unwrap();
-    let before = w.device(a1).to_bytes();
     w.persist(a1);
+    let before = w.device(a1).to_bytes();
     assert_eq!(
         w.device(a1).not_delivered(send_id, &[b1]),
         Err(FanoutError::UnknownMessage.into())

@@ -95,7 +95,7 @@ impl Sim {
             }
             d.set_group_members(ROOM, &members).unwrap();
             let mut store = BTreeMap::new();
-            apply(&mut store, &d.take_changes());
+            apply(&mut store, &d.take_changes(&mut rng));
             stores.insert(d.address(), store);
         }
         Sim {
@@ -132,7 +132,11 @@ impl Sim {
 
     /// Writes a device's unit of changes to its store.
     fn persist(&mut self, a: DeviceAddress) {
-        let unit = self.devices.get_mut(&a).unwrap().take_changes();
+        let unit = self
+            .devices
+            .get_mut(&a)
+            .unwrap()
+            .take_changes(&mut self.rng);
         apply(self.stores.get_mut(&a).unwrap(), &unit);
     }
 
@@ -235,7 +239,7 @@ impl Sim {
                 let before = self.devices[&to].to_bytes();
                 let device = self.devices.get_mut(&to).unwrap();
                 let _ = device.receive(self.now, &self.queue[i].bytes);
-                drop(device.take_changes());
+                drop(device.take_changes(&mut self.rng));
                 let restored = self.reload(to);
                 assert_eq!(*restored.to_bytes(), *before, "records lost a unit");
                 self.devices.insert(to, restored);

@@ -18,7 +18,7 @@ use support::{T0, World};
 
 /// Takes `a`'s unit and writes it to its store.
 fn take(w: &mut World, a: DeviceAddress) -> StateChanges {
-    let unit = w.device(a).take_changes();
+    let unit = w.take(a);
     w.stores.get_mut(&a).unwrap().apply(&unit);
     unit
 }
@@ -87,7 +87,7 @@ fn each_device_unit_starts_where_the_one_before_it_ended() {
 fn an_empty_device_unit_starts_and_ends_at_the_epoch_before_it() {
     let (mut w, _, bob, a1, b1) = World::two_talking("store gap: empty unit");
     let last = w.device(b1).state_epoch();
-    let empty = w.device(b1).take_changes();
+    let empty = w.take(b1);
     assert!(empty.is_empty());
     follows(&empty, last, last);
     // Left unwritten, it leaves no gap: the next unit starts where the store is.
@@ -99,7 +99,7 @@ fn an_empty_device_unit_starts_and_ends_at_the_epoch_before_it() {
     let unit = take(&mut w, b1);
     follows(&unit, last, last + 1);
     // Taken twice in a row, the second is empty and starts at the first's end.
-    let again = w.device(b1).take_changes();
+    let again = w.take(b1);
     follows(&again, unit.epoch(), unit.epoch());
     assert!(again.is_empty());
 }
@@ -121,11 +121,11 @@ fn a_new_device_and_whole_state_loads_replace_all_and_the_next_unit_starts_there
         Default::default(),
     )
     .unwrap();
-    let first = device.take_changes();
+    let first = device.take_changes(rng);
     assert!(first.replaces_all());
     assert_eq!(first.base_epoch(), None);
     let _ = device.generate_one_time_prekeys(rng, T0, 1);
-    follows(&device.take_changes(), 0, 1);
+    follows(&device.take_changes(rng), 0, 1);
 
     let bytes = device.to_bytes();
     let restored_at = Timestamp(T0.0 + 1);
@@ -153,12 +153,12 @@ fn a_new_device_and_whole_state_loads_replace_all_and_the_next_unit_starts_there
         ),
     ];
     for (how, mut d) in whole {
-        let unit = d.take_changes();
+        let unit = d.take_changes(rng);
         assert_eq!(unit.base_epoch(), None, "{how}");
         assert!(unit.replaces_all(), "{how}");
         assert_eq!(unit.epoch(), d.state_epoch(), "{how}");
         let _ = d.generate_one_time_prekeys(rng, restored_at, 1);
-        follows(&d.take_changes(), unit.epoch(), d.state_epoch());
+        follows(&d.take_changes(rng), unit.epoch(), d.state_epoch());
     }
 }
 
@@ -168,7 +168,7 @@ fn a_device_loaded_from_records_starts_its_next_unit_at_the_stored_epoch() {
     let stored = w.device(b1).state_epoch();
     assert!(stored > 0);
     w.restart(b1);
-    let empty = w.device(b1).take_changes();
+    let empty = w.take(b1);
     follows(&empty, stored, stored);
     let o = w.send(a1, bob, b"after the restart");
     w.restart(b1);
@@ -185,7 +185,7 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
     let rng = &mut w.rng;
     let phone = IdentityKeyPair::generate(rng);
     let mut primary = Primary::new(rng, &phone, T0, PrimaryPolicy::default());
-    let first = primary.take_changes();
+    let first = primary.take_changes(rng);
     assert_eq!(first.base_epoch(), None);
     assert!(first.replaces_all());
     let mut last = first.epoch();
@@ -211,7 +211,7 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
             // Nothing: an empty unit, at the epoch before it.
             _ => {}
         }
-        let unit = primary.take_changes();
+        let unit = primary.take_changes(rng);
         write(&unit);
         primary_follows(&unit, last, primary.state_epoch());
         assert_eq!(unit.is_empty(), step == 3);
@@ -223,15 +223,15 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
     // loaded).
     let records = || stored.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
     let mut loaded = Primary::from_records(records()).unwrap();
-    primary_follows(&loaded.take_changes(), last, last);
+    primary_follows(&loaded.take_changes(rng), last, last);
     let (mut stale, was_stale) = Primary::restore_from_records(records(), last + 5).unwrap();
     assert!(was_stale);
-    primary_follows(&stale.take_changes(), last, last + 6);
+    primary_follows(&stale.take_changes(rng), last, last + 6);
     let (mut current, was_stale) = Primary::restore_from_records(records(), last).unwrap();
     assert!(!was_stale);
-    primary_follows(&current.take_changes(), last, last);
+    primary_follows(&current.take_changes(rng), last, last);
     let mut restored = Primary::from_records(records()).unwrap().into_restored();
-    primary_follows(&restored.take_changes(), last, last + 1);
+    primary_follows(&restored.take_changes(rng), last, last + 1);
 
     // Loaded whole: the unit replaces all, and the next starts where it ended.
     let bytes = primary.to_bytes();
@@ -243,10 +243,10 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
             Primary::restore_from_backup(&bytes).unwrap(),
         ),
     ] {
-        let unit = p.take_changes();
+        let unit = p.take_changes(rng);
         assert_eq!(unit.base_epoch(), None, "{how}");
         let epoch = unit.epoch();
-        let empty = p.take_changes();
+        let empty = p.take_changes(rng);
         primary_follows(&empty, epoch, epoch);
     }
 }

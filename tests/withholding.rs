@@ -338,7 +338,7 @@ fn the_withholding_records_have_one_form() {
     assert_eq!(load(&w, swapped).err(), Some(DecodeError::InvalidValue));
     // The old form: loads, withheld from none, and is rewritten.
     let mut old = load(&w, head.to_vec()).unwrap();
-    let unit = old.take_changes();
+    let unit = old.take_changes(&mut w.rng);
     let rewritten = unit.records().iter().find(|r| r.key() == &key[..]).unwrap();
     assert_eq!(rewritten.value().unwrap(), [head, &[0; 4][..]].concat());
     // The current form, reloaded: who was told is kept.

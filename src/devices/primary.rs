@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::persist::Dirty;
+use crate::persist::{Dirty, UnitChain, UnitTag};
 use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
@@ -72,7 +72,7 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// let request = LinkRequest::new(&laptop, &invitation).to_bytes();
 /// // Phone: checks the request and signs a new list with the laptop in it.
 /// let approval = primary.approve(now, &LinkRequest::from_bytes(&request)?)?;
-/// let unit = primary.take_changes(); // persist (one transaction), then publish the list
+/// let unit = primary.take_changes(&mut rng); // persist (one transaction), then publish the list
 /// assert!(unit.replaces_all()); // the first unit holds every record
 /// // Laptop: checks that the list names it, countersigns, and becomes a device of the account.
 /// let approval = LinkApproval::from_bytes(&approval.to_bytes())?;
@@ -85,7 +85,7 @@ const PRIMARY_STATE_VERSION: u8 = 2;
 /// assert!(primary.is_confirmed(linked));
 /// // Each later unit holds only what changed: the confirmation deleted the approval's record
 /// // and rewrote the confirmed set and the counters; the list was not touched.
-/// assert_eq!(primary.take_changes().records().len(), 3);
+/// assert_eq!(primary.take_changes(&mut rng).records().len(), 3);
 /// assert_eq!(primary.device_list().entries().len(), 2);
 ///
 /// // Later: renew well within the companions' validity, unlink when the user asks; publish each.
@@ -115,9 +115,9 @@ pub struct Primary {
     pub(super) epoch: u64,
     /// Restored from a backup: nothing is signed until [`resync`](Self::resync).
     pub(super) needs_resync: bool,
-    /// The epoch the next unit starts from unless it replaces all: the epoch at the last
-    /// [`take_changes`](Self::take_changes), or the one loaded from records.
-    pub(super) unit_base: u64,
+    /// Where the next unit starts unless it replaces all: the epoch and tag of the last
+    /// [`take_changes`](Self::take_changes), or those loaded from records.
+    pub(super) chain: UnitChain,
     /// The records changed since the last [`take_changes`](Self::take_changes).
     pub(super) dirty: Dirty<PrimaryKey>,
 }
@@ -159,8 +159,8 @@ impl Primary {
             confirmed: Vec::new(),
             epoch: 0,
             needs_resync: false,
-            // Unused: the first unit replaces all.
-            unit_base: 0,
+            // Its base is unused: the first unit replaces all.
+            chain: UnitChain::at(0, UnitTag::NONE),
             dirty: Dirty::everything(),
         }
     }
@@ -185,8 +185,8 @@ impl Primary {
             confirmed,
             epoch: 0,
             needs_resync: false,
-            // Unused: the first unit replaces all.
-            unit_base: 0,
+            // Its base is unused: the first unit replaces all.
+            chain: UnitChain::at(0, UnitTag::NONE),
             dirty: Dirty::everything(),
         }
     }
@@ -559,8 +559,9 @@ impl Primary {
             confirmed,
             epoch,
             needs_resync,
-            // Unused: loaded whole, the next unit holds every record and replaces all.
-            unit_base: 0,
+            // Its base is unused: loaded whole, the next unit holds every record and replaces
+            // all.
+            chain: UnitChain::at(0, UnitTag::NONE),
             // Loaded whole: the next unit holds every record.
             dirty: Dirty::everything(),
         })

@@ -5,6 +5,7 @@
 //! primary from every stored record, checking each against the ones it depends on.
 
 use alloc::vec::Vec;
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::list::MAX_LIST_ENTRIES;
@@ -12,7 +13,7 @@ use super::primary::{MAX_PENDING_INVITATIONS, read_account, read_list, write_acc
 use super::primary_records::{PrimaryChanges, PrimaryKey, name_key};
 use super::{DeviceId, LinkInvitation, Primary};
 use crate::error::DecodeError;
-use crate::persist::{Dirty, Record};
+use crate::persist::{Dirty, Record, UnitChain, UnitTag};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count};
 
@@ -22,22 +23,30 @@ impl Primary {
     /// ([`from_bytes`](Self::from_bytes), [`restore`](Self::restore),
     /// [`restore_from_backup`](Self::restore_from_backup)), the unit holds every record and
     /// [`replaces_all`](PrimaryChanges::replaces_all) says to delete the stored ones first.
-    /// Otherwise the unit starts where the previous one taken ended, or at the epoch the
-    /// primary was loaded at ([`base_epoch`](PrimaryChanges::base_epoch)): a store holding
-    /// another epoch missed a unit.
-    pub fn take_changes(&mut self) -> PrimaryChanges {
-        let dirty = core::mem::take(&mut self.dirty);
-        let (base, keys) = if dirty.all {
-            (None, self.all_keys())
+    /// Otherwise the unit starts where the previous one taken ended, or where the primary was
+    /// loaded ([`base_epoch`](PrimaryChanges::base_epoch),
+    /// [`base_tag`](PrimaryChanges::base_tag)): a store holding another epoch missed a unit,
+    /// and one holding another tag holds another copy's. A unit that holds records draws its
+    /// [tag](PrimaryChanges::tag) from `rng` (16 bytes), and always holds the meta record,
+    /// which keeps the tag.
+    pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> PrimaryChanges {
+        let mut dirty = core::mem::take(&mut self.dirty);
+        let keys: Vec<PrimaryKey> = if dirty.all {
+            self.all_keys()
         } else {
-            (Some(self.unit_base), dirty.keys.into_iter().collect())
+            if !dirty.keys.is_empty() {
+                dirty.keys.insert(PrimaryKey::Meta);
+            }
+            dirty.keys.into_iter().collect()
         };
+        let link = self
+            .chain
+            .next(rng, self.epoch, dirty.all, !keys.is_empty());
         let records = keys
             .into_iter()
             .map(|k| Record::new(k.encode(), self.value_of(&k), name_key))
             .collect();
-        self.unit_base = self.epoch;
-        PrimaryChanges::new(base, self.epoch, records)
+        PrimaryChanges::new(link, self.epoch, records)
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).
@@ -69,6 +78,7 @@ impl Primary {
                 out.u64(self.next_version);
                 out.u64(self.next_invitation);
                 out.flag(self.needs_resync);
+                out.put(&self.chain.tag().to_bytes());
             }
             PrimaryKey::List => out.put(&self.list.to_bytes()),
             PrimaryKey::Invitation(n) => {
@@ -126,11 +136,19 @@ impl Primary {
 
 #[cfg(feature = "test-support")]
 impl Primary {
-    /// Every record of the current state, as a unit that replaces all.
+    /// Every record of the current state as it is (its meta record with the current tag), as
+    /// a unit that replaces all.
     pub(crate) fn all_records(&self) -> PrimaryChanges {
-        let mut whole = self.clone();
-        whole.dirty = Dirty::everything();
-        whole.take_changes()
+        let records = self
+            .all_keys()
+            .into_iter()
+            .map(|k| Record::new(k.encode(), self.value_of(&k), name_key))
+            .collect();
+        let link = crate::persist::Link {
+            base: None,
+            tag: self.chain.tag(),
+        };
+        PrimaryChanges::new(link, self.epoch, records)
     }
 }
 
@@ -153,6 +171,12 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
     let next_version = r.u64()?;
     let next_invitation = r.u64()?;
     let needs_resync = r.flag()?;
+    // Before unit tags: the tag of a state that predates them, and the record is rewritten.
+    let tag = if r.rest_len() == 0 {
+        None
+    } else {
+        Some(UnitTag::from_bytes(r.array()?))
+    };
     r.finish()?;
     // At the last number, the next invitation would land on its record.
     if next_invitation == u64::MAX {
@@ -194,6 +218,10 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
         }
         r.finish()?;
     }
+    let mut dirty = Dirty::default();
+    if tag.is_none() {
+        dirty.mark(PrimaryKey::Meta);
+    }
     // Approvals come in ascending id, each once: their keys were sorted and are distinct.
     Ok(Primary {
         account,
@@ -207,9 +235,9 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
         confirmed,
         epoch,
         needs_resync,
-        // The store holds the records at this epoch: the next unit starts from it.
-        unit_base: epoch,
-        dirty: Dirty::default(),
+        // The store holds the records at this epoch and tag: the next unit starts there.
+        chain: UnitChain::at(epoch, tag.unwrap_or(UnitTag::NONE)),
+        dirty,
     })
 }
 
@@ -228,7 +256,7 @@ mod tests {
         let phone = IdentityKeyPair::generate(rng);
         let mut primary =
             Primary::new(rng, &phone, Timestamp(1), PrimaryPolicy::default()).into_restored();
-        let _ = primary.take_changes();
+        let _ = primary.take_changes(rng);
         let before = primary.to_bytes();
         let other = IdentityKeyPair::generate(rng);
         let substitute = SignedDeviceList::sign(
@@ -268,7 +296,7 @@ mod tests {
             Timestamp(1),
             PrimaryPolicy::default(),
         );
-        let unit = primary.take_changes();
+        let unit = primary.take_changes(&mut SeededRng::from_label("debug tag"));
         let shown = alloc::format!("{unit:?}");
         assert!(
             shown.contains("key: Account, value_len: Some(52)"),

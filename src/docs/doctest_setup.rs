@@ -3,7 +3,7 @@
 // `# include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/docs/doctest_setup.rs"));`
 // and uses what it needs from `setup`. The app's server is the crate's in-memory relay
 // (`ratchetry::relay::Relay`); `ready` and `receive` run the driver's loops against it. A real
-// app persists `take_changes()` where this drops it.
+// app persists `take_changes(rng)` where this drops it.
 #[allow(dead_code, unused_imports)]
 mod setup {
     pub use getrandom::{SysRng, rand_core::UnwrapErr};
@@ -67,7 +67,7 @@ mod setup {
         ) -> Result<Outbox, Error> {
             let (outbox, _events) =
                 driver::send(device, rng, now, &mut self.relay, op).map_err(device_error)?;
-            let _ = device.take_changes();
+            let _ = device.take_changes(rng);
             Ok(outbox)
         }
 
@@ -83,7 +83,7 @@ mod setup {
             let (inbound, _events) =
                 driver::receive(device, &mut rng, now, &mut self.relay, envelope, |_| false)
                     .map_err(device_error)?;
-            let _ = device.take_changes();
+            let _ = device.take_changes(&mut rng);
             match inbound {
                 Inbound::Read(received) => Ok(received),
                 Inbound::Dropped(e) => Err(e),
@@ -99,7 +99,7 @@ mod setup {
             let list = primary.device_list().clone();
             let (mut phone, _upload) =
                 Device::new(rng, now, identity, PRIMARY_DEVICE, list, 5, DeviceConfig::default())?;
-            let _ = phone.take_changes();
+            let _ = phone.take_changes(rng);
             self.publish(&primary)?;
             self.register(&phone)?;
             Ok((primary, phone))
@@ -120,7 +120,7 @@ mod setup {
             primary.confirm(&confirmation)?;
             let (mut device, _upload) =
                 Device::new(rng, now, identity, approval.device, list, 5, DeviceConfig::default())?;
-            let _ = device.take_changes();
+            let _ = device.take_changes(rng);
             self.publish(primary)?;
             self.register(&device)?;
             Ok(device)

@@ -20,6 +20,7 @@ use crate::devices::{
 };
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupConfig, GroupId, InboundSenderKey, SenderKeyId};
+use crate::persist::{UnitChain, UnitTag};
 use crate::primitives::{IdentityKey, IdentityKeyPair};
 use crate::ratchet::session::Opened;
 use crate::ratchet::{Session, SessionConfig};
@@ -92,7 +93,7 @@ pub const OWN_LIST_CLOCK_ALLOWANCE_MS: u64 = 300_000;
 ///         }
 ///     }
 /// };
-/// let unit = alice.take_changes(); // write it in one transaction, then ship the outbox
+/// let unit = alice.take_changes(&mut rng); // write it in one transaction, then ship the outbox
 /// assert!(!unit.is_empty());
 ///
 /// let (to, envelope) = &outbox.envelopes[0]; // Bob has one device; Alice no other
@@ -100,7 +101,7 @@ pub const OWN_LIST_CLOCK_ALLOWANCE_MS: u64 = 300_000;
 /// bob.update_device_list(now, &alice_account, server.list(&alice_account))?;
 /// let Received::Direct { from, body, .. } = bob.receive(now, envelope)? else { unreachable!() };
 /// assert_eq!((from, body.as_slice()), (alice.address(), &b"hi Bob"[..]));
-/// let _ = bob.take_changes(); // write it, then acknowledge the envelope to the server
+/// let _ = bob.take_changes(&mut rng); // write it, then acknowledge the envelope to the server
 /// # Ok(())
 /// # }
 /// ```
@@ -141,9 +142,9 @@ pub struct Device {
     /// Counts changes to the lists held and to what the own account's devices are sent (not
     /// state): a group's kept reach holds only at the generation it was computed at.
     pub(crate) lists_generation: u64,
-    /// The epoch the next unit starts from unless it replaces all: the epoch at the last
-    /// [`take_changes`](Self::take_changes), or the one loaded from records.
-    pub(crate) unit_base: u64,
+    /// Where the next unit starts unless it replaces all: the epoch and tag of the last
+    /// [`take_changes`](Self::take_changes), or those loaded from records.
+    pub(crate) chain: UnitChain,
     pub(crate) dirty: Dirty,
 }
 
@@ -193,8 +194,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            // Unused: the first unit replaces all.
-            unit_base: 0,
+            // Its base is unused: the first unit replaces all.
+            chain: UnitChain::at(0, UnitTag::NONE),
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

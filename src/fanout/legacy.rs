@@ -18,6 +18,7 @@ use super::{Device, DeviceConfig, EnvelopeId};
 use crate::devices::{DeviceAddress, ListLimits, SignedDeviceList};
 use crate::error::{DecodeError, Error, FanoutError};
 use crate::group::GroupConfig;
+use crate::persist::{UnitChain, UnitTag};
 use crate::primitives::IdentityKeyPair;
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
@@ -153,8 +154,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            // Unused: the first unit replaces all.
-            unit_base: 0,
+            // Its base is unused: the first unit replaces all.
+            chain: UnitChain::at(0, UnitTag::NONE),
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -7,6 +7,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::body_digest::BodyDigestKey;
@@ -26,6 +27,7 @@ use super::{Device, DeviceConfig};
 use crate::devices::{DeviceAddress, ListLimits, ListMark};
 use crate::error::DecodeError;
 use crate::group::{GroupConfig, GroupId, InboundSenderKey, SenderKeyId};
+use crate::persist::{UnitChain, UnitTag};
 use crate::primitives::IdentityKeyPair;
 use crate::primitives::KemCiphertext;
 use crate::ratchet::SessionConfig;
@@ -43,19 +45,26 @@ impl Device {
     /// Empty if nothing changed. After [`new`](Self::new), a restore from backup, or
     /// [`from_bytes`](Self::from_bytes), the unit holds every record and
     /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first. Otherwise
-    /// the unit starts where the previous one taken ended, or at the epoch the device was
-    /// loaded at ([`base_epoch`](StateChanges::base_epoch)): a store holding another epoch
-    /// missed a unit.
-    pub fn take_changes(&mut self) -> StateChanges {
-        let dirty = core::mem::take(&mut self.dirty);
-        let (base, keys) = if dirty.all {
-            (None, self.all_keys())
+    /// the unit starts where the previous one taken ended, or where the device was loaded
+    /// ([`base_epoch`](StateChanges::base_epoch), [`base_tag`](StateChanges::base_tag)): a
+    /// store holding another epoch missed a unit, and one holding another tag holds another
+    /// copy's. A unit that holds records draws its [tag](StateChanges::tag) from `rng` (16
+    /// bytes), and always holds the meta record, which keeps the tag.
+    pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> StateChanges {
+        let mut dirty = core::mem::take(&mut self.dirty);
+        let keys: Vec<Key> = if dirty.all {
+            self.all_keys()
         } else {
-            (Some(self.unit_base), dirty.keys.into_iter().collect())
+            if !dirty.keys.is_empty() {
+                dirty.keys.insert(Key::Meta);
+            }
+            dirty.keys.into_iter().collect()
         };
+        let link = self
+            .chain
+            .next(rng, self.epoch, dirty.all, !keys.is_empty());
         let records = keys.iter().map(|k| k.record(self.value_of(k))).collect();
-        self.unit_base = self.epoch;
-        StateChanges::new(base, self.epoch, records)
+        StateChanges::new(link, self.epoch, records)
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).
@@ -118,6 +127,7 @@ impl Device {
                 out.u32(self.journal.seen_next);
                 out.u64(self.journal.next_send);
                 out.flag(self.groups_by_app);
+                out.put(&self.chain.tag().to_bytes());
             }
             Key::PreKeys => self.prekeys.write_core(&mut out),
             Key::OneTime(id) => {
@@ -247,6 +257,13 @@ impl Device {
         } else {
             Some(r.flag()?)
         };
+        // Before unit tags (21 bytes, or 20): the tag of a state that predates them, and the
+        // record is rewritten.
+        let tag = if r.rest_len() == 0 {
+            None
+        } else {
+            Some(UnitTag::from_bytes(r.array()?))
+        };
         r.finish()?;
         let mut r = Reader::new(value(&Key::PreKeys)?);
         let prekeys = PreKeyStore::read_core(&mut r)?;
@@ -271,8 +288,8 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            // The store holds the records at this epoch: the next unit starts from it.
-            unit_base: epoch,
+            // The store holds the records at this epoch and tag: the next unit starts there.
+            chain: UnitChain::at(epoch, tag.unwrap_or(UnitTag::NONE)),
             dirty: Dirty::default(),
         };
         // The records of one kind: a run, in key order.
@@ -479,13 +496,11 @@ impl Device {
             return Err(DecodeError::InvalidValue);
         }
         device.groups = groups.into_iter().collect();
-        match groups_by_app {
-            Some(flag) => device.groups_by_app = flag,
-            None => {
-                device.groups_by_app = !device.groups.is_empty();
-                migrated.push(Key::Meta);
-            }
+        // Both older forms of the meta record (before the flag, before the tag) are rewritten.
+        if tag.is_none() {
+            migrated.push(Key::Meta);
         }
+        device.groups_by_app = groups_by_app.unwrap_or(!device.groups.is_empty());
         for key in migrated {
             device.dirty.mark(key);
         }
@@ -523,23 +538,6 @@ impl Device {
             return Err(DecodeError::InvalidValue);
         }
         Ok(device)
-    }
-
-    /// Whether whole-state bytes hold an own record (the first record, key `0x01`) of the
-    /// previous layout (PROTOCOL.md 19.2): such state loads migrated, so its bytes are the one
-    /// difference the fuzz targets' canonicity check allows.
-    #[cfg(feature = "test-support")]
-    pub(crate) fn holds_previous_own_record(bytes: &[u8]) -> bool {
-        let own = || -> Result<bool, DecodeError> {
-            let (mut r, _) =
-                Reader::versioned_header(bytes, kind::DEVICE_STATE, &[DEVICE_STATE_VERSION])?;
-            r.u32()?;
-            let len = r.u32()? as usize;
-            let key = r.bytes(len)?;
-            let len = r.u32()? as usize;
-            Ok(key == [0x01] && len == PREVIOUS_OWN_LEN)
-        };
-        own().unwrap_or(false)
     }
 
     /// Whole-state bytes, for backups: every record, in key order. They hold secrets.

@@ -51,8 +51,13 @@ use crate::labels;
 use crate::primitives::{Secret, StreamKey};
 use crate::wire::{Reader, Writer, kind};
 
+mod chain;
 mod record;
 
+#[cfg(feature = "test-support")]
+pub(crate) use chain::Link;
+pub(crate) use chain::UnitChain;
+pub use chain::UnitTag;
 pub use record::{Changes, DeviceState, PrimaryState, Record};
 pub(crate) use record::{Dirty, hex_key};
 

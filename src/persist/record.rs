@@ -8,6 +8,8 @@ use core::fmt;
 use core::marker::PhantomData;
 use zeroize::Zeroizing;
 
+use super::chain::{Link, UnitTag};
+
 /// How a state names its record keys in `Debug` output (keys are not secret): its own key
 /// type's `Debug`, or [`hex_key`] for bytes it does not decode.
 pub(crate) type KeyNamer = fn(&[u8], &mut fmt::Formatter<'_>) -> fmt::Result;
@@ -84,9 +86,10 @@ impl fmt::Debug for Record {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
 pub struct Changes<S> {
-    /// The epoch the unit starts from; `None` for a unit that replaces all.
-    base_epoch: Option<u64>,
+    /// The epoch and tag the unit starts from; `None` for a unit that replaces all.
+    base: Option<(u64, UnitTag)>,
     epoch: u64,
+    tag: UnitTag,
     records: Vec<Record>,
     state: PhantomData<fn() -> S>,
 }
@@ -99,19 +102,24 @@ pub enum DeviceState {}
 #[derive(Debug, PartialEq, Eq)]
 pub enum PrimaryState {}
 
-/// An empty unit of a state at epoch 0 that starts from epoch 0.
+/// An empty unit of a state at epoch 0 with no tag, that starts where it ends.
 impl<S> Default for Changes<S> {
     fn default() -> Self {
-        Self::new(Some(0), 0, Vec::new())
+        let link = Link {
+            base: Some((0, UnitTag::NONE)),
+            tag: UnitTag::NONE,
+        };
+        Self::new(link, 0, Vec::new())
     }
 }
 
 impl<S> Changes<S> {
-    /// A unit starting from `base_epoch` (`None`: it replaces all) and ending at `epoch`.
-    pub(crate) fn new(base_epoch: Option<u64>, epoch: u64, records: Vec<Record>) -> Self {
+    /// A unit linked by `link` (its base `None`: it replaces all) and ending at `epoch`.
+    pub(crate) fn new(link: Link, epoch: u64, records: Vec<Record>) -> Self {
         Self {
-            base_epoch,
+            base: link.base,
             epoch,
+            tag: link.tag,
             records,
             state: PhantomData,
         }
@@ -121,7 +129,7 @@ impl<S> Changes<S> {
     /// the unit holds the whole state (a new one, or one loaded whole or restored). Exactly
     /// when [`base_epoch`](Self::base_epoch) is `None`.
     pub fn replaces_all(&self) -> bool {
-        self.base_epoch.is_none()
+        self.base.is_none()
     }
 
     /// The epoch this unit starts from: the [`epoch`](Self::epoch) of the previous unit taken
@@ -129,19 +137,37 @@ impl<S> Changes<S> {
     /// (`from_records`), the epoch it was loaded at. `None` for a unit that
     /// [replaces all](Self::replaces_all): it holds the whole state and is written whole.
     ///
-    /// Units chain: each starts where the one before it ended, so a store that holds the
-    /// state at another epoch than this one lacks a unit (one whose write failed while the
-    /// app went on with the state in memory: a gap), or already holds this one or a later one.
-    /// Written on top, this unit would make a set of records that
-    /// never existed together (a one-time prekey the lost unit consumed still stored, a
-    /// message it read not recorded as read): a store refuses it, and the app loads the state
-    /// from the store again and redoes the operations since. An empty unit starts and ends at
-    /// the same epoch (the epoch moves only with a record written), so leaving an empty unit
-    /// unwritten breaks no chain. The chain is of epochs only: two live copies of one state
-    /// (loaded twice, or cloned) make different units with the same epochs, which a store
-    /// cannot tell apart, so keep one live copy of a device or primary at a time.
+    /// Units chain: each starts where the one before it ended, in epoch and in
+    /// [tag](Self::base_tag). A store that holds the state at another epoch than this one
+    /// lacks a unit (one whose write failed while the app went on with the state in memory: a
+    /// gap), or already holds this one or a later one. Written on top, this unit would make a
+    /// set of records that never existed together (a one-time prekey the lost unit consumed
+    /// still stored, a message it read not recorded as read): a store refuses it, and the app
+    /// loads the state from the store again and redoes the operations since. An empty unit
+    /// starts and ends at the same epoch and tag (they move only with a record written), so
+    /// leaving an empty unit unwritten breaks no chain.
     pub fn base_epoch(&self) -> Option<u64> {
-        self.base_epoch
+        self.base.map(|(epoch, _)| epoch)
+    }
+
+    /// The tag of the unit this one starts from: the [`tag`](Self::tag) of the previous unit
+    /// taken from the same in-memory state, or the tag the state was loaded with (its meta
+    /// record's). `None` exactly when [`base_epoch`](Self::base_epoch) is.
+    ///
+    /// Epochs alone do not tell two live copies of one state apart (loaded twice, say by a
+    /// notification extension and the app, or cloned): both make a unit at the same epochs.
+    /// Their tags differ, so a store that keeps the tag of the last unit written, and refuses a
+    /// unit whose base tag is not it, refuses the second copy's unit where the epochs line up,
+    /// rather than writing it over the first copy's and leaving a state neither copy holds.
+    pub fn base_tag(&self) -> Option<UnitTag> {
+        self.base.map(|(_, tag)| tag)
+    }
+
+    /// This unit's tag: drawn at random for a unit that holds records, the base's for an empty
+    /// one. Keep it beside the stored epoch; the state's meta record holds it too, so a state
+    /// loaded from the records starts its next unit from it.
+    pub fn tag(&self) -> UnitTag {
+        self.tag
     }
 
     /// The state's epoch after this unit.
@@ -255,15 +281,26 @@ mod tests {
     /// starts where it ends.
     #[test]
     fn a_unit_replaces_all_exactly_when_it_has_no_base() {
-        let whole = Changes::<DeviceState>::new(None, 4, Vec::new());
+        let (a, b) = (UnitTag::from_bytes([1; 16]), UnitTag::from_bytes([2; 16]));
+        let whole = Changes::<DeviceState>::new(Link { base: None, tag: a }, 4, Vec::new());
         assert!(whole.replaces_all());
         assert_eq!((whole.base_epoch(), whole.epoch()), (None, 4));
-        let next = Changes::<DeviceState>::new(Some(4), 5, Vec::new());
+        assert_eq!((whole.base_tag(), whole.tag()), (None, a));
+        let link = Link {
+            base: Some((4, a)),
+            tag: b,
+        };
+        let next = Changes::<DeviceState>::new(link, 5, Vec::new());
         assert!(!next.replaces_all());
         assert_eq!((next.base_epoch(), next.epoch()), (Some(4), 5));
+        assert_eq!((next.base_tag(), next.tag()), (Some(a), b));
         let empty = Changes::<PrimaryState>::default();
         assert!(!empty.replaces_all() && empty.is_empty());
         assert_eq!((empty.base_epoch(), empty.epoch()), (Some(0), 0));
+        assert_eq!(
+            (empty.base_tag(), empty.tag()),
+            (Some(UnitTag::NONE), UnitTag::NONE)
+        );
     }
 
     #[test]

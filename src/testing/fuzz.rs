@@ -68,8 +68,11 @@ pub fn state(data: &[u8]) {
     }
     if let Ok(s) = Device::from_bytes(data) {
         let out = s.to_bytes();
-        if Device::holds_previous_own_record(data) {
-            // Loaded migrated (PROTOCOL.md 19.2): what it became is canonical.
+        let records = whole_state_records(data);
+        let pairs = records.iter().map(|(k, v)| (&k[..], &v[..]));
+        if Device::from_records(pairs).is_ok_and(|d| d.has_changes()) {
+            // Records of an older form (PROTOCOL.md 19.1, 19.2), rewritten as they load: what
+            // the state became is canonical.
             let again = Device::from_bytes(&out).map(|d| d.to_bytes());
             assert!(
                 again.is_ok_and(|b| *b == *out),
@@ -124,7 +127,7 @@ pub fn records(data: &[u8]) {
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
         given.sort();
-        let rewrite = device.take_changes();
+        let rewrite = device.take_changes(&mut crate::testing::SeededRng::from_label("fuzz"));
         if migrated {
             for r in rewrite.records() {
                 given.retain(|(k, _)| k.as_slice() != r.key());
@@ -139,15 +142,13 @@ pub fn records(data: &[u8]) {
                 "rewritten records do not load as they are"
             );
         }
-        let whole = Device::from_bytes(&device.to_bytes()).map(|mut d| d.take_changes());
-        let mut back: Vec<(Vec<u8>, Vec<u8>)> = whole
-            .map(|u| {
-                u.records()
-                    .iter()
-                    .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // The whole state is its records in key order (PROTOCOL.md 19.4), and loads as it is.
+        let whole = device.to_bytes();
+        assert!(
+            Device::from_bytes(&whole).is_ok_and(|d| d.to_bytes() == whole),
+            "whole-state bytes do not load as they are"
+        );
+        let mut back = whole_state_records(&whole);
         back.sort();
         // Compared as a whole, but reported briefly: the records are large.
         assert!(
@@ -159,18 +160,50 @@ pub fn records(data: &[u8]) {
     }
 }
 
+/// A record's key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The records of a device's whole-state bytes (`0x03 ‖ 0x87 ‖ u32(n) ‖ n × (blob(key) ‖
+/// blob(value))`), which are this crate's own.
+fn whole_state_records(bytes: &[u8]) -> Vec<KeyValue> {
+    let read = || -> Result<Vec<KeyValue>, crate::DecodeError> {
+        let mut r = crate::wire::Reader::new(bytes.get(2..).unwrap_or_default());
+        let blob = |r: &mut crate::wire::Reader| -> Result<Vec<u8>, crate::DecodeError> {
+            let len = r.u32()? as usize;
+            Ok(r.bytes(len)?.to_vec())
+        };
+        (0..r.u32()?)
+            .map(|_| Ok((blob(&mut r)?, blob(&mut r)?)))
+            .collect()
+    };
+    // Bytes the device wrote itself, or that loaded: they parse.
+    read().unwrap_or_default()
+}
+
 /// Primary records that load are canonical: the primary's records, re-encoded, are exactly
-/// those given, and the load leaves nothing to write.
+/// those given, or (a meta record of the form before tags) those with the meta record the
+/// load's unit rewrites, and nothing else is rewritten.
 fn primary_records(records: &[(&[u8], &[u8])]) {
-    if let Ok(primary) = Primary::from_records(records.iter().copied()) {
-        assert!(!primary.has_changes(), "a primary load left changes");
-        let mut given: Vec<(&[u8], &[u8])> = records.to_vec();
+    if let Ok(mut primary) = Primary::from_records(records.iter().copied()) {
+        let mut given: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let rewrite = primary.take_changes(&mut crate::testing::SeededRng::from_label("fuzz"));
+        assert!(
+            rewrite.records().iter().all(|r| r.key() == [0x82]),
+            "a primary load rewrote more than its meta record"
+        );
+        for r in rewrite.records() {
+            given.retain(|(k, _)| k.as_slice() != r.key());
+            given.push((r.key().to_vec(), r.value().unwrap_or_default().to_vec()));
+        }
         given.sort();
         let whole = primary.all_records();
-        let back: Vec<(&[u8], &[u8])> = whole
+        let back: Vec<(Vec<u8>, Vec<u8>)> = whole
             .records()
             .iter()
-            .map(|r| (r.key(), r.value().unwrap_or_default()))
+            .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec()))
             .collect();
         assert!(given == back, "primary records do not round-trip");
     }
@@ -374,7 +407,7 @@ impl FanoutFixture {
                 ready(alice.send_group_withholding(rng, now, Self::GROUP, b"w", &withheld)?)?;
             in_flight.extend(notice.envelopes.into_iter().map(|(_, e)| e));
             in_flight.push(retry);
-            let _ = bob.take_changes();
+            let _ = bob.take_changes(rng);
             Ok(Self {
                 receiver: bob,
                 in_flight,

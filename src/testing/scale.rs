@@ -203,7 +203,7 @@ impl AddressBook {
         }
         device.dirty.all = true;
         let records = device
-            .take_changes()
+            .take_changes(rng)
             .into_records()
             .into_iter()
             .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec()))

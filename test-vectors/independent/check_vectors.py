@@ -3152,12 +3152,12 @@ def groups_by_app(ops):
     return "set_group_members" in ops or "forget_group" in ops
 
 
-def device_records(run, dev, epoch, ops):
+def device_records(run, dev, epoch, ops, tag):
     """19.1: every record of dev, key -> (value, masks); a mask (start, end, reason) marks bytes
-    the vectors give no input for."""
+    the vectors give no input for. tag: the last unit's tag (random, given by the vector)."""
     recs = {b"\x01": (own_value(dev.address, dev.identity.seed), []),
             b"\x02": (u64(epoch) + u32(len(dev.read_ring) % 2000) + u64(len(dev.sent))
-                      + flag(groups_by_app(ops)), []),
+                      + flag(groups_by_app(ops)) + tag, []),
             b"\x03": (dev.store.core(), [])}
     for i, secret in dev.store.opks.items():
         recs[b"\x04" + u32(i)] = (u32(i) + secret + x25519_pub(secret), [])
@@ -3223,7 +3223,9 @@ def record_from_inputs(inp, identity_seed):
         R.check("meta: epoch = number of operations (19)", epoch, inp["epoch"])
         R.check("meta: next read slot = slots written (18.4)", slot, inp["next_read_slot"])
         R.check("meta: next send id = messages sent (18.4)", sends, inp["next_send_id"])
-        return b"\x02", u64(epoch) + u32(slot) + u64(sends) + flag(groups_by_app(ops))
+        tag = hx(inp["tag"])  # 19: the last unit's tag, drawn at random (given)
+        R.true("meta: the tag is 16 bytes, not all zero (19)", len(tag) == 16 and any(tag))
+        return b"\x02", u64(epoch) + u32(slot) + u64(sends) + flag(groups_by_app(ops)) + tag
     if rec == "prekeys":
         ident = Identity(hx(inp["identity_seed"]))
         spk = lambda s: SignedPreKey(ident, s["id"], hx(s["secret"]), s["created_at"])
@@ -3361,7 +3363,7 @@ def check_records(doc, context):
                 len(dev.sent))
         R.check("meta operations: retries asked", ops.count("request_retry"),
                 sum(1 for e in run.doc["events"] if e["event"] == "retry" and e["from"] == dev.name))
-        sim = device_records(run, dev, meta_epoch, ops)
+        sim = device_records(run, dev, meta_epoch, ops, hx(meta_in["tag"]))
         for rv in doc["records"]:
             k = hx(rv["key"])
             if k not in sim:
@@ -3419,8 +3421,10 @@ def check_records(doc, context):
     R.check("restored: prekeys record, counters moved on (19.4)", record_from_inputs(inp, None)[1], rs["prekeys"])
     m = by_kind["meta"]
     R.check("restored: meta record (19.4: epoch + 1, send id, groups by app)",
-            u64(m["epoch"] + 1) + u32(m["next_read_slot"]) + u64(max(m["next_send_id"] + (1 << 32), min(rs["restored_at"], 1 << 53))) + flag(True),
+            u64(m["epoch"] + 1) + u32(m["next_read_slot"]) + u64(max(m["next_send_id"] + (1 << 32), min(rs["restored_at"], 1 << 53))) + flag(True)
+            + hx(rs["tag"]),
             rs["meta"])
+    R.true("restored: its unit replaces all, so it draws a new tag (19)", rs["tag"] != m["tag"])
 
     # 4b. 19.1 kind 0x15: forgetting the account of the device list record keeps its list's mark
     # (15.2): u64(version) || H(list) || flag(policy); the version follows the header and AK.
@@ -3449,18 +3453,20 @@ def decode_primary_state(data):
     return st
 
 
-def primary_meta(epoch, next_device, next_version, next_invitation, needs_resync):
-    """15.4 kind 0x82"""
-    return u64(epoch) + u32(next_device) + u64(next_version) + u64(next_invitation) + flag(needs_resync)
+def primary_meta(epoch, next_device, next_version, next_invitation, needs_resync, tag):
+    """15.4 kind 0x82; tag: the unit's (random, given by the vector)"""
+    return (u64(epoch) + u32(next_device) + u64(next_version) + u64(next_invitation)
+            + flag(needs_resync) + tag)
 
 
-def primary_records(st):
-    """15.4: the records of a primary loaded from primary_state, in key order. Its invitations
-    are numbered 0, 1, ... in their order, and next_invitation is their count."""
+def primary_records(st, tag):
+    """15.4: the records of a primary loaded from primary_state, in key order, in the unit its
+    load leaves (whose tag is given). Its invitations are numbered 0, 1, ... in their order, and
+    next_invitation is their count."""
     n = len(st["invitations"])
     recs = [(b"\x81", st["account"]),
             (b"\x82", primary_meta(st["epoch"], st["next_device"], st["next_version"], n,
-                                   st["needs_resync"])),
+                                   st["needs_resync"], tag)),
             (b"\x83", st["list"])]
     recs += [(b"\x84" + u64(i), inv) for i, inv in enumerate(st["invitations"])]
     recs += [(b"\x85" + u32(d), digest) for d, digest in st["admitted"]]
@@ -3470,7 +3476,7 @@ def primary_records(st):
 
 def check_primary_records(p):
     st = decode_primary_state(hx(p["state"]))
-    recs = primary_records(st)
+    recs = primary_records(st, hx(p["tag"]))
     R.check("primary: number of records (15.4)", len(p["records"]), len(recs))
     for (key, value), rv in zip(recs, p["records"]):
         R.check(f"primary: record key {key.hex()} (15.4)", key, rv["key"])
@@ -3488,7 +3494,8 @@ def check_primary_records(p):
     # Its unit: the meta record, the oldest invitation's deletion if 4 were pending, the new one.
     n = len(st["invitations"])
     unit = [(b"\x82", primary_meta(st["epoch"] + 1, st["next_device"], st["next_version"], n + 1,
-                                   st["needs_resync"]))]
+                                   st["needs_resync"], hx(p["invite"]["tag"])))]
+    R.true("primary invite: a new tag for the unit (15.4, 19)", p["invite"]["tag"] != p["tag"])
     if n == 4:
         unit.append((b"\x84" + u64(0), None))
     unit.append((b"\x84" + u64(n), nonce + u64(expires_at)))

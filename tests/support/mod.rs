@@ -241,9 +241,15 @@ impl World {
         self.devices.get_mut(&a).unwrap()
     }
 
+    /// Takes a device's pending changes (its unit's tag drawn from the world's RNG).
+    pub fn take(&mut self, a: DeviceAddress) -> StateChanges {
+        let device = self.devices.get_mut(&a).unwrap();
+        device.take_changes(&mut self.rng)
+    }
+
     /// Writes a device's pending changes to its store.
     pub fn persist(&mut self, a: DeviceAddress) {
-        let unit = self.devices.get_mut(&a).unwrap().take_changes();
+        let unit = self.take(a);
         self.stores.entry(a).or_default().apply(&unit);
     }
 

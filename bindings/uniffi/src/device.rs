@@ -166,7 +166,8 @@ impl Device {
 
     /// What changed since the last call, as records to write in one transaction.
     pub fn take_changes(&self) -> Result<Changes, RatchetryError> {
-        Ok(self.inner.lock()?.take_changes().into())
+        let mut rng = rng()?;
+        Ok(self.inner.lock()?.take_changes(&mut rng).into())
     }
 
     /// The version of the device list held for `account`, if any.

@@ -120,7 +120,8 @@ impl Primary {
     /// What changed since the last call, as records to write in one transaction (the first
     /// call, and the first after a restore from bytes, replaces all).
     pub fn take_changes(&self) -> Result<Changes, RatchetryError> {
-        Ok(self.inner.lock()?.take_changes().into())
+        let mut rng = rng()?;
+        Ok(self.inner.lock()?.take_changes(&mut rng).into())
     }
 
     /// Whether changes are waiting for [`take_changes`](Self::take_changes).

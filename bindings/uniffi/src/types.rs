@@ -447,8 +447,14 @@ pub struct Changes {
     /// holding another epoch lacks changes that were never written: refuse these, load from
     /// the store again and redo.
     pub base_epoch: Option<u64>,
+    /// The tag (16 bytes) of the changes these start from, `None` exactly when `base_epoch` is.
+    /// Keep the last `tag` written beside the epoch, and refuse changes whose `base_tag` is not
+    /// it: another live copy of the state (an app extension, a second process) wrote since.
+    pub base_tag: Option<Vec<u8>>,
     /// The state epoch after the changes (keep the last one written for `restore_device`).
     pub epoch: u64,
+    /// These changes' tag (16 bytes): random for changes with records, the base's if empty.
+    pub tag: Vec<u8>,
     /// The records.
     pub records: Vec<StoredRecord>,
 }
@@ -682,7 +688,9 @@ impl<S> From<ratchetry::persist::Changes<S>> for Changes {
         Self {
             replaces_all: c.replaces_all(),
             base_epoch: c.base_epoch(),
+            base_tag: c.base_tag().map(|t| t.to_bytes().to_vec()),
             epoch: c.epoch(),
+            tag: c.tag().to_bytes().to_vec(),
             records: c
                 .records()
                 .iter()

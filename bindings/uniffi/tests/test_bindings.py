@@ -59,6 +59,8 @@ def test_post_quantum_ratchet_by_default(relay):
     assert changes.base_epoch is None
     empty = bob.device.take_changes()  # the next starts where it ended
     assert (empty.base_epoch, empty.epoch, empty.records) == (changes.epoch, changes.epoch, [])
+    assert changes.base_tag is None and len(changes.tag) == 16 and any(changes.tag)
+    assert (empty.base_tag, empty.tag) == (changes.tag, changes.tag)
     rebuilt = r.Device.from_records(changes.records)
     assert rebuilt.pq_ratchet_epoch(alice.device.address()) is not None
     assert rebuilt.sessions_without_pq_ratchet() == []

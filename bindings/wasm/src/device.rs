@@ -147,8 +147,9 @@ impl Device {
 
     /// What changed since the last call, as records to write in one transaction.
     #[wasm_bindgen(js_name = takeChanges)]
-    pub fn take_changes(&mut self) -> JsChanges {
-        records::changes(self.inner.take_changes())
+    pub fn take_changes(&mut self) -> Result<JsChanges, JsValue> {
+        let mut rng = rng()?;
+        Ok(records::changes(self.inner.take_changes(&mut rng)))
     }
 
     /// The version of the device list held for `account`, if any.

@@ -120,8 +120,9 @@ impl Primary {
     /// publishing what the primary signed. The first call, and the first after a restore from
     /// bytes, holds every record and `replacesAll`.
     #[wasm_bindgen(js_name = takeChanges)]
-    pub fn take_changes(&mut self) -> JsChanges {
-        records::changes(self.inner.take_changes())
+    pub fn take_changes(&mut self) -> Result<JsChanges, JsValue> {
+        let mut rng = rng()?;
+        Ok(records::changes(self.inner.take_changes(&mut rng)))
     }
 
     /// Whether changes are waiting for `takeChanges()`.

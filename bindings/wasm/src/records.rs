@@ -24,8 +24,11 @@ export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
  * changes start from: the `epoch` of the previous changes taken from the same state (or the
  * epoch loaded from records); null when they replace all. A store holding another epoch lacks
  * changes that were never written: refuse these, load from the store again and redo.
+ * `baseTag` (null exactly when `baseEpoch` is) is the 16-byte `tag` of the changes these start
+ * from: keep the last `tag` written beside the epoch and refuse changes whose `baseTag` is not
+ * it (another live copy of the state, in another tab or worker, wrote since).
  */
-export interface Changes { replacesAll: boolean; baseEpoch: number | null; epoch: number; records: ChangedRecord[] }
+export interface Changes { replacesAll: boolean; baseEpoch: number | null; baseTag: Uint8Array | null; epoch: number; tag: Uint8Array; records: ChangedRecord[] }
 "#;
 
 #[wasm_bindgen]
@@ -86,7 +89,14 @@ pub(crate) fn changes<S>(c: Changes<S>) -> JsChanges {
             "baseEpoch",
             c.base_epoch().map_or(JsValue::NULL, |b| num(b).into()),
         ),
+        (
+            "baseTag",
+            c.base_tag().map_or(JsValue::NULL, |t| {
+                Uint8Array::from(&t.to_bytes()[..]).into()
+            }),
+        ),
         ("epoch", num(c.epoch()).into()),
+        ("tag", Uint8Array::from(&c.tag().to_bytes()[..]).into()),
         ("records", records.into()),
     ]))
     .unchecked_into()

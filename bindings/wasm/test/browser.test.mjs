@@ -435,8 +435,8 @@ test("a primary's change records: written per operation, rebuilt after a restart
   const { result: r } = await scenario("primaryRecords");
   // hasChanges: the new account's records, none once written, the invitation's, none again.
   assert.deepEqual(r.units, {
-    first: { replacesAll: true, baseEpoch: null, records: 4 }, nothing: 0, emptyBase: true, epochs: true,
-    pending: [true, false, true, false], chain: [true, true, true],
+    first: { replacesAll: true, baseEpoch: null, records: 4 }, nothing: 0, emptyBase: true, tags: true, epochs: true,
+    pending: [true, false, true, false], chain: [true, true, true], tagChain: [true, true, true, true],
   });
   // Rebuilt from its records it is the same primary, and signs on (the unlink reaches the phone).
   assert.deepEqual(r.restarted, {

@@ -196,7 +196,11 @@ function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: U
 function apply(store: Map<string, Uint8Array>, changes: Changes): void {
   // A unit that replaces all starts from nothing; any other from the epoch stored.
   const base: number | null = changes.baseEpoch;
-  if (changes.replacesAll !== (base === null)) throw new Error("a unit replaces all exactly when it has no base");
+  const baseTag: Uint8Array | null = changes.baseTag;
+  const tag: Uint8Array = changes.tag;
+  if (changes.replacesAll !== (base === null) || (base === null) !== (baseTag === null) || tag.length !== 16) {
+    throw new Error("a unit replaces all exactly when it has no base, and carries a 16-byte tag");
+  }
   if (changes.replacesAll) store.clear();
   const changed: ChangedRecord[] = changes.records;
   const records: StoredRecord[] = changed;

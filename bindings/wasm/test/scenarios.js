@@ -668,6 +668,8 @@ export async function primaryRecords() {
     nothing: nothing.records.length,
     // An empty unit starts and ends where the one before it ended.
     emptyBase: nothing.baseEpoch === first.epoch && nothing.epoch === first.epoch,
+    // And at its tag: the first unit drew one, the empty one draws none.
+    tags: first.baseTag === null && first.tag.length === 16 && same(nothing.baseTag, first.tag) && same(nothing.tag, first.tag),
   };
 
   // Linking a companion, each step's unit written; a snapshot of the store is kept midway.
@@ -684,6 +686,7 @@ export async function primaryRecords() {
   units.epochs = last.epoch > first.epoch;
   // Each unit starts where the one before it ended.
   units.chain = [invited.baseEpoch === nothing.epoch, approved.baseEpoch === invited.epoch, last.baseEpoch === approved.epoch];
+  units.tagChain = [same(invited.baseTag, nothing.tag), same(approved.baseTag, invited.tag), same(last.baseTag, approved.tag), !same(last.tag, approved.tag)];
 
   // The app restarts: the primary is rebuilt from its records and signs on.
   const { primary, stale } = Primary.fromRecords(records(), last.epoch);
@@ -696,8 +699,8 @@ export async function primaryRecords() {
   const next = write(primary.takeChanges());
   restarted.next = {
     replacesAll: next.replacesAll, records: next.records.length > 0, epoch: next.epoch > last.epoch,
-    // Loaded from records, its first unit starts at the epoch loaded.
-    base: next.baseEpoch === last.epoch,
+    // Loaded from records, its first unit starts at the epoch and tag loaded.
+    base: next.baseEpoch === last.epoch && same(next.baseTag, last.tag),
   };
   const events = alice.device.updateDeviceList(now(), ak, unlinked);
   restarted.events = events.map((e) => e.kind);

@@ -181,14 +181,14 @@ fn encoders_and_key_carrying_receives_leave_no_secret_in_freed_memory() {
         panic!()
     };
     clean("Device::take_changes (everything)", || {
-        drop(mine.take_changes())
+        drop(mine.take_changes(rng))
     });
     clean("Device::to_bytes", || drop(mine.to_bytes()));
     clean("Device::receive (sender key distribution)", || {
         theirs.receive(NOW, &o.envelopes[0].1).unwrap();
     });
     clean("Device::take_changes (a receive)", || {
-        drop(theirs.take_changes())
+        drop(theirs.take_changes(rng))
     });
     let Outgoing::Ready(o) = mine.send_group(rng, NOW, room, b"again").unwrap() else {
         panic!()

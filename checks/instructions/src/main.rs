@@ -457,13 +457,15 @@ fn receive_op(rng: &mut SeededRng, runs: usize, records: bool) -> Box<dyn FnMut(
     envelopes.reverse();
     if records {
         // The device as built is changed whole: its first unit holds every record.
-        let _ = book.device.take_changes();
+        let _ = book.device.take_changes(rng);
     }
+    // The units' tags, drawn as an app's RNG would draw them.
+    let mut tags = SeededRng::from_label("instructions: unit tags");
     Box::new(move || {
         let envelope = envelopes.pop().unwrap();
         black_box(book.device.receive(NOW, &envelope).unwrap());
         if records {
-            let _ = black_box(book.device.take_changes());
+            let _ = black_box(book.device.take_changes(&mut tags));
         }
     })
 }

@@ -94,7 +94,7 @@ impl App {
         let i = self.install(name, phone, upload)?;
         self.clients[i]
             .store
-            .write_primary(&primary.take_changes())?;
+            .write_primary(&primary.take_changes(&mut self.rng))?;
         Ok((primary, i))
     }
 
@@ -109,7 +109,7 @@ impl App {
         // One unit: the invitation's, the list's, the approval's and the confirmation's records.
         self.clients[phone]
             .store
-            .write_primary(&primary.take_changes())?;
+            .write_primary(&primary.take_changes(&mut self.rng))?;
         self.relay
             .publish_list(primary.device_list().signed().clone())?;
         let (device, upload) = Device::new(
@@ -126,7 +126,7 @@ impl App {
 
     fn persist(&mut self, i: usize) -> Result<()> {
         let c = &mut self.clients[i];
-        c.last_epoch = c.store.write(&c.device.take_changes())?.epoch;
+        c.last_epoch = c.store.write(&c.device.take_changes(&mut self.rng))?.epoch;
         Ok(())
     }
 
@@ -411,7 +411,7 @@ fn main() -> Result<()> {
     bob.unlink(app.now, laptop.device)?;
     app.clients[b_phone]
         .store
-        .write_primary(&bob.take_changes())?;
+        .write_primary(&bob.take_changes(&mut app.rng))?;
     app.relay.publish_list(bob.device_list().signed().clone())?;
     app.send(c_phone, |d, r, now| {
         d.send_group(r, now, group, b"bye, old laptop")

@@ -60,7 +60,7 @@ impl Person {
         let key = StorageKey::generate(rng);
         let mut store = SqliteStore::open(path, key.clone())?;
         // The primary's first unit holds all its records; later ones only what changed.
-        let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
+        let primary_epoch = store.write_primary(&primary.take_changes(rng))?.epoch;
         let mut person = Self {
             primary,
             device,
@@ -77,7 +77,9 @@ impl Person {
 
     /// Writes the device's changes in one transaction, and keeps the epoch outside.
     fn persist(&mut self) -> Result<Written, Box<dyn std::error::Error>> {
-        let written = self.store.write(&self.device.take_changes())?;
+        let written = self
+            .store
+            .write(&self.device.take_changes(&mut ratchetry::os_rng()))?;
         self.keystore.device_epoch = written.epoch;
         Ok(written)
     }
@@ -211,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // its changes are lost with the process, and the relay keeps the envelope (never
     // acknowledged).
     let crashed = bob.read(now, &alice, &queue[0])?;
-    let unit = bob.device.take_changes();
+    let unit = bob.device.take_changes(rng);
     let mut transaction = bob.store.transaction()?;
     transaction.write(&unit)?;
     println!(

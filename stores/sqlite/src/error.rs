@@ -158,6 +158,20 @@ pub enum StoreError {
         /// The epoch the unit starts from.
         base_epoch: u64,
     },
+    /// The unit starts from the epoch stored, but not from the unit stored: its
+    /// [`base_tag`](ratchetry::persist::Changes::base_tag) is not the tag of the last unit
+    /// written. Another live copy of the state (loaded twice, say by a notification extension
+    /// and the app, or cloned) wrote a unit since this copy loaded or last wrote, and the two
+    /// copies went apart; written on top, this unit would leave records that never existed
+    /// together. Nothing was written. Drop this copy, load the state again
+    /// ([`load`](crate::SqliteStore::load), [`load_primary`](crate::SqliteStore::load_primary))
+    /// and redo its operations since; keep one live copy of a state at a time.
+    AnotherCopy {
+        /// Whose state.
+        role: Role,
+        /// The epoch stored, where the unit starts.
+        epoch: u64,
+    },
     /// Nothing of this role is stored: a unit that does not replace the whole state was
     /// written to a store that holds no such state (write its first unit, its whole state,
     /// first), or to one that holds the primary as the previous version's blob (load it with
@@ -228,6 +242,10 @@ impl fmt::Display for StoreError {
             } => write!(
                 f,
                 "the {role} unit starts from epoch {base_epoch}, but the store holds epoch {stored_epoch}: reload the state from the store"
+            ),
+            Self::AnotherCopy { role, epoch } => write!(
+                f,
+                "the {role} unit starts from another copy's state at epoch {epoch}: reload the state from the store"
             ),
             Self::NotStored(role) => write!(f, "no {role} state is stored"),
             Self::Ratchetry(e) => write!(f, "ratchetry refused the stored state: {e}"),

@@ -8,7 +8,7 @@
 //! ```text
 //!  app ── operation(now, rng, bytes) ──▶ Device ──▶ output (envelopes, messages)
 //!   │                                      │
-//!   │                     take_changes() ──┘  (one unit: keyed records, the epoch)
+//!   │                     take_changes(&mut rng) ──┘  (one unit: keyed records, the epoch)
 //!   ▼
 //!  SqliteStore::write(&unit) ── one transaction ──▶ ratchetry_rows (slot, key, sealed value)
 //!   │                                                + the meta row (epochs, summary)
@@ -16,7 +16,7 @@
 //!
 //!  restart: SqliteStore::load(last_epoch) ── open + check every row ──▶ Device::from_records
 //!
-//!  the primary likewise: Primary::take_changes() ──▶ SqliteStore::write_primary(&unit),
+//!  the primary likewise: Primary::take_changes(&mut rng) ──▶ SqliteStore::write_primary(&unit),
 //!  then publish the list it signed; SqliteStore::load_primary(last) ──▶ Primary::from_records
 //! ```
 //!
@@ -43,14 +43,14 @@
 //! # let path = dir.path().join("phone.db");
 //! let key = StorageKey::generate(&mut rng); // kept in the platform keystore
 //! let mut store = SqliteStore::open(&path, key.clone())?;
-//! let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
-//! let written = store.write(&phone.take_changes())?;
+//! let primary_epoch = store.write_primary(&primary.take_changes(&mut rng))?.epoch;
+//! let written = store.write(&phone.take_changes(&mut rng))?;
 //! let last_epoch = written.epoch; // kept outside the database, beside the key
 //!
 //! // Each later unit holds only what its operation changed: an invitation's record and the
 //! // counters, not the list.
 //! let _qr = primary.invite(&mut rng, now)?.to_bytes();
-//! let primary_epoch = store.write_primary(&primary.take_changes())?.epoch;
+//! let primary_epoch = store.write_primary(&primary.take_changes(&mut rng))?.epoch;
 //!
 //! // After a restart:
 //! let store = SqliteStore::open(&path, key)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ratchetry::devices::{Primary, PrimaryChanges};
 use ratchetry::fanout::{Device, Record, StateChanges};
-use ratchetry::persist::{StorageKey, open_state, seal_state};
+use ratchetry::persist::{StorageKey, UnitTag, open_state, seal_state};
 use ratchetry::{OsRng, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
 use zeroize::Zeroizing;
@@ -287,12 +287,7 @@ pub struct StoreTransaction<'s> {
 impl StoreTransaction<'_> {
     /// Writes one unit of the device's changes (see [`SqliteStore::write`]).
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
-        self.write_unit(
-            Role::Device,
-            unit.base_epoch(),
-            unit.epoch(),
-            unit.records(),
-        )
+        self.write_unit(Role::Device, Link::of(unit), unit.records())
     }
 
     /// Writes one unit of the primary's changes (see [`SqliteStore::write_primary`]).
@@ -303,36 +298,31 @@ impl StoreTransaction<'_> {
         {
             return Err(StoreError::NotStored(Role::Primary));
         }
-        self.write_unit(
-            Role::Primary,
-            unit.base_epoch(),
-            unit.epoch(),
-            unit.records(),
-        )
+        self.write_unit(Role::Primary, Link::of(unit), unit.records())
     }
 
-    /// Writes one unit of a role's records, starting from `base_epoch` (`None`: it replaces
-    /// all): the rows it puts and deletes, the role's rows all deleted first if it replaces
-    /// all, and the meta row updated for these rows only. A unit that does not replace all
-    /// must start from the stored epoch, an empty one too (it writes nothing then).
+    /// Writes one unit of a role's records, linked to the stored state by `link`: the rows it
+    /// puts and deletes, the role's rows all deleted first if it replaces all, and the meta
+    /// row updated for these rows only. A unit that does not replace all must start from the
+    /// stored epoch and tag, an empty one too (it writes nothing then).
     fn write_unit(
         &mut self,
         role: Role,
-        base_epoch: Option<u64>,
-        epoch: u64,
+        link: Link,
         records: &[Record],
     ) -> Result<Written, StoreError> {
-        let replaces_all = base_epoch.is_none();
+        let Link { base, epoch, tag } = link;
+        let replaces_all = base.is_none();
         let (slot, record_id): (&str, fn(Vec<u8>) -> RecordId) = match role {
             Role::Device => (DEVICE, RecordId::Device),
             Role::Primary => (PRIMARY, RecordId::Primary),
         };
         let mut summary = self.vouched()?;
-        let stored = match role {
-            Role::Device => &mut summary.device_epoch,
-            Role::Primary => &mut summary.primary_epoch,
+        let (stored, stored_tag) = match role {
+            Role::Device => (&mut summary.device_epoch, &mut summary.device_tag),
+            Role::Primary => (&mut summary.primary_epoch, &mut summary.primary_tag),
         };
-        match (*stored, base_epoch) {
+        match (*stored, base) {
             (None, Some(_)) => return Err(StoreError::NotStored(role)),
             (Some(stored_epoch), _) if epoch < stored_epoch => {
                 return Err(StoreError::EpochWentBack {
@@ -341,15 +331,21 @@ impl StoreTransaction<'_> {
                     epoch,
                 });
             }
-            (Some(stored_epoch), Some(base_epoch)) if base_epoch != stored_epoch => {
+            (Some(stored_epoch), Some((base_epoch, _))) if base_epoch != stored_epoch => {
                 return Err(StoreError::UnitGap {
                     role,
                     stored_epoch,
                     base_epoch,
                 });
             }
+            (Some(stored_epoch), Some((_, base_tag))) if base_tag != *stored_tag => {
+                return Err(StoreError::AnotherCopy {
+                    role,
+                    epoch: stored_epoch,
+                });
+            }
             _ if records.is_empty() && !replaces_all => return Ok(Written { epoch, bytes: 0 }),
-            _ => *stored = Some(epoch),
+            _ => (*stored, *stored_tag) = (Some(epoch), tag),
         }
         if replaces_all {
             for (record, sealed) in rows::slot_records(&self.tx, slot)? {
@@ -438,6 +434,24 @@ impl StoreTransaction<'_> {
 impl std::fmt::Debug for StoreTransaction<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreTransaction").finish_non_exhaustive()
+    }
+}
+
+/// What a unit says of its place in the chain (PROTOCOL.md 19): the epoch and tag it starts
+/// from (`None`: it replaces all), and those it ends at.
+struct Link {
+    base: Option<(u64, UnitTag)>,
+    epoch: u64,
+    tag: UnitTag,
+}
+
+impl Link {
+    fn of<S>(unit: &ratchetry::persist::Changes<S>) -> Self {
+        Self {
+            base: unit.base_epoch().zip(unit.base_tag()),
+            epoch: unit.epoch(),
+            tag: unit.tag(),
+        }
     }
 }
 

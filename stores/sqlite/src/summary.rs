@@ -1,4 +1,4 @@
-//! The meta row: the epochs stored and an authenticated summary of every live row, updated by
+//! The meta row: the epochs and unit tags stored and an authenticated summary of every live row, updated by
 //! each write for the rows it writes (O(rows in the unit)), recomputed from every row on load.
 //!
 //! Each row contributes one entry:
@@ -18,6 +18,7 @@
 //! itself changes only its weight, so the quotient of the two differences is its fingerprint).
 
 use hmac::{Hmac, KeyInit, Mac};
+use ratchetry::persist::UnitTag;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -36,9 +37,11 @@ pub(crate) const MAX_NAMED_KEY_LEN: usize = KEY_FIELD - 2;
 /// The length byte of an id that holds a hash of the key instead of the key.
 const HASHED_KEY: u8 = 0xff;
 
-/// The meta row's format.
-const META_VERSION: u8 = 1;
-const META_LEN: usize = 1 + 9 + 9 + 8 + 32 + KEY_FIELD + 8 + 8;
+/// The meta row's format: 2 adds the tag of each role's last unit; 1 (before tags) is read with
+/// both tags `UnitTag::NONE`, the tag a state of that release loads with.
+const META_VERSION: u8 = 2;
+const META_V1: u8 = 1;
+const META_LEN: usize = 1 + 9 + 9 + 8 + 32 + KEY_FIELD + 8 + 8 + 16 + 16;
 
 const ROLE_DEVICE: u8 = 1;
 const ROLE_PRIMARY: u8 = 2;
@@ -130,6 +133,10 @@ pub(crate) struct Summary {
     pub(crate) device_epoch: Option<u64>,
     /// The primary's epoch, if a primary is stored.
     pub(crate) primary_epoch: Option<u64>,
+    /// The tag of the device's last unit written (`NONE` if none is stored).
+    pub(crate) device_tag: UnitTag,
+    /// The tag of the primary's last unit written (`NONE` if none is stored).
+    pub(crate) primary_tag: UnitTag,
     count: u64,
     digest: [u8; 32],
     ids: [u8; KEY_FIELD],
@@ -142,6 +149,8 @@ impl Default for Summary {
         Self {
             device_epoch: None,
             primary_epoch: None,
+            device_tag: UnitTag::NONE,
+            primary_tag: UnitTag::NONE,
             count: 0,
             digest: [0; 32],
             ids: [0; KEY_FIELD],
@@ -248,12 +257,15 @@ impl Summary {
         out.extend_from_slice(&self.ids);
         out.extend_from_slice(&self.weights.to_be_bytes());
         out.extend_from_slice(&self.weighted.to_be_bytes());
+        out.extend_from_slice(&self.device_tag.to_bytes());
+        out.extend_from_slice(&self.primary_tag.to_bytes());
         out
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader(bytes);
-        if r.u8()? != META_VERSION {
+        let version = r.u8()?;
+        if version != META_VERSION && version != META_V1 {
             return Err(StoreError::MetaMalformed);
         }
         let device_epoch = r.optional_u64()?;
@@ -263,12 +275,21 @@ impl Summary {
         let ids = r.array()?;
         let weights = r.u64()?;
         let weighted = r.u64()?;
+        let (device_tag, primary_tag) = match version {
+            META_V1 => (UnitTag::NONE, UnitTag::NONE),
+            _ => (
+                UnitTag::from_bytes(r.array()?),
+                UnitTag::from_bytes(r.array()?),
+            ),
+        };
         if !r.0.is_empty() || weights >= gf::P || weighted >= gf::P {
             return Err(StoreError::MetaMalformed);
         }
         Ok(Self {
             device_epoch,
             primary_epoch,
+            device_tag,
+            primary_tag,
             count,
             digest,
             ids,
@@ -524,7 +545,33 @@ mod tests {
         flag[1] = 2;
         assert!(Summary::from_bytes(&flag).is_err());
         let mut version = bytes.to_vec();
-        version[0] = 2;
+        version[0] = 3;
         assert!(Summary::from_bytes(&version).is_err());
+        // Version 1 ended before the tags: without them it reads as no tags, with them it is
+        // too long; version 2 without them is too short.
+        let mut v1 = bytes[..bytes.len() - 32].to_vec();
+        assert!(Summary::from_bytes(&v1).is_err());
+        v1[0] = 1;
+        let old = Summary::from_bytes(&v1).unwrap();
+        assert_eq!(
+            (old.device_tag, old.primary_tag),
+            (UnitTag::NONE, UnitTag::NONE)
+        );
+        assert_eq!(old.device_epoch, sum.device_epoch);
+        let mut long = bytes.to_vec();
+        long[0] = 1;
+        assert!(Summary::from_bytes(&long).is_err());
+    }
+
+    /// The tags round-trip, each in its place.
+    #[test]
+    fn the_meta_row_keeps_each_roles_tag() {
+        let (mut sum, _) = three();
+        sum.device_tag = UnitTag::from_bytes([1; 16]);
+        sum.primary_tag = UnitTag::from_bytes([2; 16]);
+        let back = Summary::from_bytes(&sum.to_bytes()).unwrap();
+        assert_eq!(back.device_tag, UnitTag::from_bytes([1; 16]));
+        assert_eq!(back.primary_tag, UnitTag::from_bytes([2; 16]));
+        assert!(back == sum);
     }
 }

@@ -27,13 +27,13 @@ fn a_device_unit_after_one_never_written_is_refused_and_a_reload_continues() {
     // acknowledged). The app carries on with the device in memory.
     let second = envelope(&alice.send(&mut rng, T0, &bob, b"two"));
     assert_eq!(body(&bob.read(T0, &alice, &second).unwrap()), b"two");
-    let lost = bob.device.take_changes();
+    let lost = bob.device.take_changes(&mut ratchetry::os_rng());
     assert_eq!(lost.base_epoch(), Some(bob.last_epoch));
 
     // Op 3: its unit starts where the lost one ended, not where the store is.
     let third = envelope(&alice.send(&mut rng, T0, &bob, b"three"));
     assert_eq!(body(&bob.read(T0, &alice, &third).unwrap()), b"three");
-    let unit = bob.device.take_changes();
+    let unit = bob.device.take_changes(&mut ratchetry::os_rng());
     assert_eq!(unit.base_epoch(), Some(lost.epoch()));
     let refused = bob.store.write(&unit);
     match &refused {
@@ -53,7 +53,7 @@ fn a_device_unit_after_one_never_written_is_refused_and_a_reload_continues() {
         )
     );
     // Nor does an empty unit pass for written: the store still lacks the lost one.
-    let empty = bob.device.take_changes();
+    let empty = bob.device.take_changes(&mut ratchetry::os_rng());
     assert!(empty.is_empty());
     assert!(matches!(
         bob.store.write(&empty),
@@ -79,10 +79,10 @@ fn the_unit_that_failed_written_again_closes_the_gap() {
     let (mut rng, mut alice, mut bob, _dir) = two("store gap: written again");
     let first = envelope(&alice.send(&mut rng, T0, &bob, b"one"));
     bob.read(T0, &alice, &first).unwrap();
-    let failed = bob.device.take_changes();
+    let failed = bob.device.take_changes(&mut ratchetry::os_rng());
     let second = envelope(&alice.send(&mut rng, T0, &bob, b"two"));
     bob.read(T0, &alice, &second).unwrap();
-    let next = bob.device.take_changes();
+    let next = bob.device.take_changes(&mut ratchetry::os_rng());
     // The app still holds the failed unit: writing it first, then the next, is the chain.
     bob.last_epoch = bob.store.write(&failed).unwrap().epoch;
     bob.last_epoch = bob.store.write(&next).unwrap().epoch;
@@ -113,12 +113,12 @@ fn a_primary_unit_after_one_never_written_is_refused_and_a_reload_continues() {
 
     // Op 2: another invitation, whose unit is lost.
     bob.primary.invite(&mut rng, T0).unwrap();
-    let lost = bob.primary.take_changes();
+    let lost = bob.primary.take_changes(&mut ratchetry::os_rng());
     assert_eq!(lost.base_epoch(), Some(bob.primary_epoch));
 
     // Op 3: a renewal, written on top: refused.
     bob.primary.renew(T0).unwrap();
-    let unit = bob.primary.take_changes();
+    let unit = bob.primary.take_changes(&mut ratchetry::os_rng());
     assert_eq!(unit.base_epoch(), Some(lost.epoch()));
     match bob.store.write_primary(&unit) {
         Err(StoreError::UnitGap {
@@ -132,7 +132,8 @@ fn a_primary_unit_after_one_never_written_is_refused_and_a_reload_continues() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        bob.store.write_primary(&bob.primary.take_changes()),
+        bob.store
+            .write_primary(&bob.primary.take_changes(&mut ratchetry::os_rng())),
         Err(StoreError::UnitGap { .. })
     ));
     assert_eq!(all_rows(&bob.raw()), stored, "the database is untouched");
@@ -168,7 +169,7 @@ fn a_stale_primary_loaded_as_restored_writes_from_the_stored_epoch() {
     support::put_back(&raw, &copy);
     let mut store = SqliteStore::open(&bob.path, bob.key.clone()).unwrap();
     let mut restored = store.load_primary_restored(bob.primary_epoch).unwrap();
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     assert!(!unit.replaces_all());
     assert_eq!(unit.base_epoch(), Some(copy_epoch));
     assert!(unit.epoch() > bob.primary_epoch);
@@ -186,14 +187,14 @@ fn a_unit_that_replaces_all_needs_no_base() {
     let (mut rng, mut alice, mut bob, _dir) = two("store gap: replaces all");
     let second = envelope(&alice.send(&mut rng, T0, &bob, b"lost"));
     bob.read(T0, &alice, &second).unwrap();
-    let _lost = bob.device.take_changes();
+    let _lost = bob.device.take_changes(&mut ratchetry::os_rng());
     let mut restored = bob.store.load_restored(bob.last_epoch, T0).unwrap();
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     assert_eq!(unit.base_epoch(), None);
     bob.last_epoch = bob.store.write(&unit).unwrap().epoch;
     bob.device = restored;
     // The next unit starts from it.
-    let next = bob.device.take_changes();
+    let next = bob.device.take_changes(&mut ratchetry::os_rng());
     assert_eq!(next.base_epoch(), Some(bob.last_epoch));
     assert_eq!(bob.store.write(&next).unwrap().bytes, 0);
     assert_eq!(

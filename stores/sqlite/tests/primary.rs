@@ -210,7 +210,7 @@ fn a_stale_primary_loads_as_restored_and_writes_its_counters() {
     let mut restored = store.load_primary_restored(bob.primary_epoch).unwrap();
     assert!(restored.needs_resync());
     assert_eq!(restored.state_epoch(), bob.primary_epoch + 1);
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     assert_eq!(unit.records().len(), 1);
     let mut store = store;
     let epoch = store.write_primary(&unit).unwrap().epoch;
@@ -255,14 +255,14 @@ fn a_primary_stored_as_one_blob_by_the_previous_version_migrates() {
     assert!(primary.is_confirmed(ratchetry::devices::DeviceId(2)));
     // A unit that changes only part of it is refused while the blob is there.
     let mut partial = Primary::from_bytes(&expected).unwrap();
-    let _ = partial.take_changes();
+    let _ = partial.take_changes(&mut ratchetry::os_rng());
     partial.renew(T0).unwrap();
     assert!(matches!(
-        store.write_primary(&partial.take_changes()),
+        store.write_primary(&partial.take_changes(&mut ratchetry::os_rng())),
         Err(StoreError::NotStored(Role::Primary))
     ));
     // Its first unit holds every record and replaces the blob.
-    let unit = primary.take_changes();
+    let unit = primary.take_changes(&mut ratchetry::os_rng());
     assert!(unit.replaces_all());
     let epoch = store.write_primary(&unit).unwrap().epoch;
     assert_eq!(epoch, PREVIOUS_PRIMARY_EPOCH);

@@ -1,8 +1,8 @@
 //! Review 39b: the store's gap check (`Changes::base_epoch`, `StoreError::UnitGap`) attacked
 //! with sequences of writes: units lost, written twice, written out of order, two in-memory
 //! copies of one device writing, restores, a saturated epoch, a stale `last_epoch`, and app
-//! transactions. Passing tests pin what holds; `#[ignore = "KNOWN LIMIT (SECURITY.md): ..."]` tests fail on the
-//! code under review and say what to fix.
+//! transactions. Passing tests pin what holds; the two tests once ignored as known limits (two
+//! copies, the saturated epoch) pass since units chain by tags as well as epochs (stop 40).
 
 #![allow(
     clippy::unwrap_used,
@@ -56,35 +56,18 @@ fn is_gap(
 // Bugs
 // ---------------------------------------------------------------------------------------------
 
-/// BUG (medium): the chain is made of epoch numbers only, so it cannot tell two in-memory
-/// copies of one device apart once their epochs line up; a unit of one copy is then written
-/// on top of the other copy's, and the store holds records that never existed together,
-/// without an error.
+/// FIXED (stop 40; was a known limit, medium): two live copies of one device, loaded from one
+/// database, went apart once their epochs lined up, and a unit of one copy was written on top
+/// of the other copy's, leaving records that never existed together.
 ///
 /// Sequence: the app holds Bob's device `A` (stored at epoch `E`) and a second copy `B` loaded
-/// from the same database (a notification extension, a second process, a reload while the
-/// old object lives on). `A` reads m1 and writes its unit (`E → E+1`). `B` reads m2; its unit
-/// (`E → E+1`) is never written (its transaction failed — e.g. `SQLITE_BUSY` while `A` held
-/// the lock — or the store refused it as `UnitGap` and the error was not acted on). `B` reads
-/// m3: its unit starts from `E+1`, which is exactly the epoch the store holds (from `A`), so
-/// it is written. This is the "failed write, app goes on" mistake the gap check exists to
-/// catch (guide, "A write that failed"), and the `UnitGap` docs claim it also catches a unit
-/// "of another copy of the state"; here it catches neither.
-///
-/// Impact: the store now holds `A`'s records for m1 beside `B`'s session, journal and meta
-/// records: a state neither copy ever had (the loaded device equals neither). After a restart
-/// the device holds `B`'s ratchet, in which m2's message key is already used, while m2 was
-/// never recorded as read, shown or acknowledged: the relay delivers m2 again and the device
-/// answers `Ratchet(Duplicate)`, so the app drops it as a duplicate — a message silently lost.
-/// The same class of harm (a mixed state) as the plain gap the check exists for.
-///
-/// Fix: chain units by something no other copy can produce at the same epoch, e.g. a unit tag
-/// `tag' = H(tag ‖ epoch ‖ records)` (or 16 random bytes drawn at `take_changes`) carried as
-/// part of the base (`base_epoch` + `base_tag`) and kept in the meta row by the store, which
-/// refuses a unit whose base tag is not the stored one. Until then, the docs should not claim
-/// that a unit of another copy is refused.
+/// from the same database (a notification extension, a second process, a reload while the old
+/// object lives on). `A` reads m1 and writes its unit (`E → E+1`). `B` reads m2; its unit
+/// (`E → E+1`) is refused (`UnitGap`) and the error is not acted on. `B` reads m3: its unit
+/// starts from `E+1`, the epoch the store holds (from `A`). Units now chain by random tags as
+/// well as epochs, so the store, which holds `A`'s tag, refuses it as `AnotherCopy`, writing
+/// nothing; `B` reloads, redoes its reads, and nothing is lost.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): a second in-memory copy that lost one unit chains its next unit onto the other copy's unit, and the store accepts the mix"]
 fn a_second_copy_that_lost_a_unit_cannot_chain_onto_the_other_copys_unit() {
     let (mut rng, mut alice, mut bob, _dir) = two("review 39b: two copies interleave");
     let e = bob.last_epoch;
@@ -100,34 +83,49 @@ fn a_second_copy_that_lost_a_unit_cannot_chain_onto_the_other_copys_unit() {
     // B reads m2; its unit is never written.
     let m2 = from_alice(&mut rng, &mut alice, &bob, b"m2");
     assert_eq!(read_with(&mut copy, &alice, &m2).unwrap(), b"m2");
-    let lost = copy.take_changes();
+    let lost = copy.take_changes(&mut ratchetry::os_rng());
     assert_eq!((lost.base_epoch(), lost.epoch()), (Some(e), e + 1));
     assert!(is_gap(&bob.store.write(&lost), Role::Device, e + 1, e));
 
     // B reads m3: its unit starts from e + 1, the epoch A's unit left in the store.
     let m3 = from_alice(&mut rng, &mut alice, &bob, b"m3");
     assert_eq!(read_with(&mut copy, &alice, &m3).unwrap(), b"m3");
-    let next = copy.take_changes();
+    let next = copy.take_changes(&mut ratchetry::os_rng());
     assert_eq!((next.base_epoch(), next.epoch()), (Some(e + 1), e + 2));
     let before = all_rows(&bob.raw());
     let written = bob.store.write(&next);
-    let mut loaded = bob.store.load(e + 2).unwrap().unwrap();
-    let mixed = loaded.to_bytes().to_vec();
-    // The relay delivers m2 again (never acknowledged): can the stored state read it?
-    let m2_again = read_with(&mut loaded, &alice, &m2).map(|_| ());
     assert!(
-        written.is_err(),
-        "B's unit was written on top of A's: the store now holds a state that neither copy \
-         held (equal to A: {}, equal to B: {}, rows changed: {}); m2 delivered again: {:?}",
-        mixed[..] == bob.device.to_bytes()[..],
-        mixed[..] == copy.to_bytes()[..],
-        all_rows(&bob.raw()) != before,
-        m2_again,
+        matches!(written, Err(StoreError::AnotherCopy { role: Role::Device, epoch }) if epoch == e + 1),
+        "{written:?}"
     );
+    assert_eq!(all_rows(&bob.raw()), before, "nothing written");
+
+    // B reloads: the store holds A's state, and B redoes its reads.
+    let mut copy = bob.store.load(bob.last_epoch).unwrap().unwrap();
+    assert_eq!(*copy.to_bytes(), *bob.device.to_bytes());
+    assert_eq!(read_with(&mut copy, &alice, &m2).unwrap(), b"m2");
+    assert_eq!(read_with(&mut copy, &alice, &m3).unwrap(), b"m3");
+    assert!(
+        read_with(&mut copy, &alice, &m1).is_err(),
+        "m1 is a duplicate"
+    );
+    let redo = copy.take_changes(&mut ratchetry::os_rng());
+    bob.last_epoch = bob.store.write(&redo).unwrap().epoch;
+    // A is now the stale copy: its next unit is refused in turn.
+    let m4 = from_alice(&mut rng, &mut alice, &bob, b"m4");
+    assert_eq!(read_with(&mut bob.device, &alice, &m4).unwrap(), b"m4");
+    let stale = bob.device.take_changes(&mut ratchetry::os_rng());
+    assert!(bob.store.write(&stale).is_err());
+    bob.restart();
+    assert_eq!(*bob.device.to_bytes(), *copy.to_bytes());
+    for m in [&m1, &m2, &m3] {
+        assert!(bob.read(T0, &alice, m).is_err(), "each read once");
+    }
 }
 
-/// BUG (low): at the top of the epoch range the chain stops moving, and a lost unit is no
-/// longer detected.
+/// FIXED (stop 40; was BUG (low)): at the top of the epoch range the epochs stop moving, and a
+/// lost unit was no longer detected. The unit's tag still moves, so it is (`AnotherCopy`: the
+/// store's tag is not the unit's base tag).
 ///
 /// Sequence: `Device::restore(bytes, u64::MAX, now)` (a `last_epoch` read back as `u64::MAX`,
 /// e.g. from a damaged or hostile keystore value, or `u64::MAX - 1` honestly kept) gives a
@@ -148,20 +146,19 @@ fn a_second_copy_that_lost_a_unit_cannot_chain_onto_the_other_copys_unit() {
 /// the store could also refuse a non-empty unit whose epoch equals its base once the library
 /// guarantees it never makes one.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): at epoch u64::MAX every unit starts and ends at u64::MAX, so a lost unit is not detected"]
 fn at_the_saturated_epoch_a_lost_unit_is_still_detected() {
     let (mut rng, mut alice, mut bob, _dir) = two("review 39b: saturated epoch");
     let (mut top, stale) = Device::restore(&bob.device.to_bytes(), u64::MAX, T0).unwrap();
     assert!(stale);
     assert_eq!(top.state_epoch(), u64::MAX);
-    let whole = top.take_changes();
+    let whole = top.take_changes(&mut ratchetry::os_rng());
     assert!(whole.replaces_all());
     assert_eq!(bob.store.write(&whole).unwrap().epoch, u64::MAX);
 
     // A unit with records, never written: one-time prekeys made (and uploaded by the app).
     let keys = top.generate_one_time_prekeys(&mut rng, T0, 3);
     drop(keys);
-    let lost = top.take_changes();
+    let lost = top.take_changes(&mut ratchetry::os_rng());
     assert!(!lost.is_empty());
     assert_eq!(
         (lost.base_epoch(), lost.epoch()),
@@ -171,11 +168,17 @@ fn at_the_saturated_epoch_a_lost_unit_is_still_detected() {
     // The next unit starts from u64::MAX, which is what the store holds.
     let m = from_alice(&mut rng, &mut alice, &bob, b"after the top");
     assert_eq!(read_with(&mut top, &alice, &m).unwrap(), b"after the top");
-    let next = top.take_changes();
+    let next = top.take_changes(&mut ratchetry::os_rng());
     assert!(!next.is_empty());
     let written = bob.store.write(&next);
     assert!(
-        matches!(written, Err(StoreError::UnitGap { .. })),
+        matches!(
+            written,
+            Err(StoreError::AnotherCopy {
+                role: Role::Device,
+                epoch: u64::MAX
+            })
+        ),
         "written on top of a lost unit: {written:?}"
     );
 }
@@ -196,11 +199,11 @@ fn units_out_of_order_or_twice_are_refused_and_leave_the_database_untouched() {
     let e = bob.last_epoch;
     let m1 = from_alice(&mut rng, &mut alice, &bob, b"one");
     bob.read(T0, &alice, &m1).unwrap();
-    let u1 = bob.device.take_changes();
+    let u1 = bob.device.take_changes(&mut ratchetry::os_rng());
     let m2 = from_alice(&mut rng, &mut alice, &bob, b"two");
     bob.read(T0, &alice, &m2).unwrap();
-    let u2 = bob.device.take_changes();
-    let empty = bob.device.take_changes();
+    let u2 = bob.device.take_changes(&mut ratchetry::os_rng());
+    let empty = bob.device.take_changes(&mut ratchetry::os_rng());
     assert!(empty.is_empty());
     assert_eq!((u1.base_epoch(), u1.epoch()), (Some(e), e + 1));
     assert_eq!((u2.base_epoch(), u2.epoch()), (Some(e + 1), e + 2));
@@ -245,7 +248,7 @@ fn units_out_of_order_or_twice_are_refused_and_leave_the_database_untouched() {
 fn an_empty_unit_that_does_not_chain_is_refused_by_its_own_variant() {
     let (mut rng, mut alice, mut bob, dir) = two("review 39b: empty units");
     let e = bob.last_epoch;
-    let stale_empty = bob.device.take_changes();
+    let stale_empty = bob.device.take_changes(&mut ratchetry::os_rng());
     assert_eq!(
         (stale_empty.base_epoch(), stale_empty.epoch()),
         (Some(e), e)
@@ -288,12 +291,18 @@ fn a_second_copy_refused_reloads_and_nothing_is_lost() {
     let m2 = from_alice(&mut rng, &mut alice, &bob, b"m2");
     assert_eq!(bob.receive(T0, &alice, &m1), b"m1");
     assert_eq!(read_with(&mut copy, &alice, &m2).unwrap(), b"m2");
-    let refused = bob.store.write(&copy.take_changes());
+    let refused = bob
+        .store
+        .write(&copy.take_changes(&mut ratchetry::os_rng()));
     assert!(is_gap(&refused, Role::Device, e + 1, e));
     // The app drops the copy, loads again, and redoes.
     let mut copy = bob.store.load(bob.last_epoch).unwrap().unwrap();
     assert_eq!(read_with(&mut copy, &alice, &m2).unwrap(), b"m2");
-    bob.last_epoch = bob.store.write(&copy.take_changes()).unwrap().epoch;
+    bob.last_epoch = bob
+        .store
+        .write(&copy.take_changes(&mut ratchetry::os_rng()))
+        .unwrap()
+        .epoch;
     assert!(
         read_with(&mut copy, &alice, &m1).is_err(),
         "m1 is a duplicate"
@@ -303,13 +312,21 @@ fn a_second_copy_refused_reloads_and_nothing_is_lost() {
     assert!(bob.read(T0, &alice, &m1).is_err());
     assert!(bob.read(T0, &alice, &m2).is_err());
 
-    // A clone taken with changes pending yields the very same unit: written once.
+    // A clone taken with changes pending yields the same records under another tag: only the
+    // first of the two units is written.
     let m3 = from_alice(&mut rng, &mut alice, &bob, b"m3");
     bob.read(T0, &alice, &m3).unwrap();
     let mut clone = bob.device.clone();
-    let unit = bob.device.take_changes();
-    assert_eq!(clone.take_changes(), unit);
+    let unit = bob.device.take_changes(&mut ratchetry::os_rng());
+    let cloned = clone.take_changes(&mut ratchetry::os_rng());
+    assert_ne!(cloned.tag(), unit.tag());
     bob.last_epoch = bob.store.write(&unit).unwrap().epoch;
+    assert!(is_gap(
+        &bob.store.write(&cloned),
+        Role::Device,
+        bob.last_epoch,
+        bob.last_epoch - 1
+    ));
     assert!(is_gap(
         &bob.store.write(&unit),
         Role::Device,
@@ -328,10 +345,10 @@ fn units_chain_inside_one_transaction_and_a_refusal_there_writes_nothing() {
     let e = bob.last_epoch;
     let m1 = from_alice(&mut rng, &mut alice, &bob, b"one");
     bob.read(T0, &alice, &m1).unwrap();
-    let u1 = bob.device.take_changes();
+    let u1 = bob.device.take_changes(&mut ratchetry::os_rng());
     let m2 = from_alice(&mut rng, &mut alice, &bob, b"two");
     bob.read(T0, &alice, &m2).unwrap();
-    let u2 = bob.device.take_changes();
+    let u2 = bob.device.take_changes(&mut ratchetry::os_rng());
     let rows = all_rows(&bob.raw());
 
     // Written in a transaction that is then dropped: nothing stays.
@@ -366,20 +383,20 @@ fn restores_of_the_store_and_a_stale_last_epoch_chain_from_what_is_stored() {
     let mut loaded = bob.store.load(e - 1).unwrap().unwrap();
     let m = from_alice(&mut rng, &mut alice, &bob, b"one");
     read_with(&mut loaded, &alice, &m).unwrap();
-    let unit = loaded.take_changes();
+    let unit = loaded.take_changes(&mut ratchetry::os_rng());
     assert_eq!(unit.base_epoch(), Some(e));
     bob.last_epoch = bob.store.write(&unit).unwrap().epoch;
     bob.device = loaded;
 
     // Current store, restored as from a backup: replaces all.
     let mut restored = bob.store.load_restored(bob.last_epoch, T0).unwrap();
-    let whole = restored.take_changes();
+    let whole = restored.take_changes(&mut ratchetry::os_rng());
     assert!(whole.replaces_all());
     assert_eq!(whole.epoch(), bob.last_epoch + 1);
     // Its whole unit lost, its next is refused as a gap.
     let m = from_alice(&mut rng, &mut alice, &bob, b"two");
     read_with(&mut restored, &alice, &m).unwrap();
-    let next = restored.take_changes();
+    let next = restored.take_changes(&mut ratchetry::os_rng());
     let rows = all_rows(&bob.raw());
     assert!(is_gap(
         &bob.store.write(&next),
@@ -398,11 +415,11 @@ fn restores_of_the_store_and_a_stale_last_epoch_chain_from_what_is_stored() {
 
     // Stale store (the app kept a later epoch): restored above it, replaces all.
     let mut stale = bob.store.load_restored(bob.last_epoch + 10, T0).unwrap();
-    let whole = stale.take_changes();
+    let whole = stale.take_changes(&mut ratchetry::os_rng());
     assert!(whole.replaces_all());
     assert_eq!(whole.epoch(), bob.last_epoch + 11);
     bob.last_epoch = bob.store.write(&whole).unwrap().epoch;
-    let empty = stale.take_changes();
+    let empty = stale.take_changes(&mut ratchetry::os_rng());
     assert_eq!(empty.base_epoch(), Some(bob.last_epoch));
     assert_eq!(bob.store.write(&empty).unwrap().bytes, 0);
 }
@@ -422,7 +439,7 @@ fn a_whole_state_unit_of_another_copy_is_written_if_its_epoch_is_not_behind() {
     assert_eq!(bob.receive(T0, &alice, &m1), b"m1");
     let m2 = from_alice(&mut rng, &mut alice, &bob, b"m2");
     read_with(&mut whole_copy, &alice, &m2).unwrap();
-    let unit = whole_copy.take_changes();
+    let unit = whole_copy.take_changes(&mut ratchetry::os_rng());
     assert!(unit.replaces_all());
     assert_eq!(unit.epoch(), e + 1);
     // Equal epochs: written over A's unit.
@@ -436,12 +453,12 @@ fn a_whole_state_unit_of_another_copy_is_written_if_its_epoch_is_not_behind() {
     let mut a_whole = Device::from_bytes(&bob.device.to_bytes()).unwrap();
     let m3 = from_alice(&mut rng, &mut alice, &bob, b"m3");
     read_with(&mut whole_copy, &alice, &m3).unwrap();
-    let further = whole_copy.take_changes();
+    let further = whole_copy.take_changes(&mut ratchetry::os_rng());
     assert_eq!(further.base_epoch(), Some(e + 1));
     assert_eq!(bob.store.write(&further).unwrap().epoch, e + 2);
     let rows = all_rows(&bob.raw());
     assert!(matches!(
-        bob.store.write(&a_whole.take_changes()),
+        bob.store.write(&a_whole.take_changes(&mut ratchetry::os_rng())),
         Err(StoreError::EpochWentBack { role: Role::Device, stored_epoch, epoch })
             if (stored_epoch, epoch) == (e + 2, e + 1)
     ));
@@ -459,9 +476,9 @@ fn the_primarys_units_chain_through_restores_and_refusals_write_nothing() {
     let mut bob = Person::new(&mut rng, dir.path(), "bob");
     let p = bob.primary_epoch;
     bob.primary.invite(&mut rng, T0).unwrap();
-    let u1 = bob.primary.take_changes();
+    let u1 = bob.primary.take_changes(&mut ratchetry::os_rng());
     bob.primary.renew(T0).unwrap();
-    let u2 = bob.primary.take_changes();
+    let u2 = bob.primary.take_changes(&mut ratchetry::os_rng());
     assert_eq!((u1.base_epoch(), u2.base_epoch()), (Some(p), Some(p + 1)));
     let rows = all_rows(&bob.raw());
     assert!(is_gap(
@@ -489,14 +506,14 @@ fn the_primarys_units_chain_through_restores_and_refusals_write_nothing() {
     ));
     assert_eq!(all_rows(&bob.raw()), rows);
     // The device's chain did not move.
-    let empty = bob.device.take_changes();
+    let empty = bob.device.take_changes(&mut ratchetry::os_rng());
     assert_eq!(empty.base_epoch(), Some(bob.last_epoch));
     bob.store.write(&empty).unwrap();
 
     // Restored from the current records: the unit starts at the stored epoch.
     let mut restored = bob.store.load_primary_restored(bob.primary_epoch).unwrap();
     assert!(restored.needs_resync());
-    let meta = restored.take_changes();
+    let meta = restored.take_changes(&mut ratchetry::os_rng());
     assert_eq!(
         (meta.base_epoch(), meta.epoch()),
         (Some(bob.primary_epoch), bob.primary_epoch + 1)
@@ -505,7 +522,7 @@ fn the_primarys_units_chain_through_restores_and_refusals_write_nothing() {
     // Lost; the next unit (resync) starts from it and is refused.
     let list = bob.primary.device_list().signed().clone();
     restored.resync(T0, list).unwrap();
-    let next = restored.take_changes();
+    let next = restored.take_changes(&mut ratchetry::os_rng());
     assert!(is_gap(
         &bob.store.write_primary(&next),
         Role::Primary,
@@ -538,7 +555,7 @@ fn a_database_put_back_refuses_units_that_do_not_chain_onto_it() {
     bob.receive(T0, &alice, &m);
     let m = from_alice(&mut rng, &mut alice, &bob, b"two");
     bob.read(T0, &alice, &m).unwrap();
-    let unit = bob.device.take_changes();
+    let unit = bob.device.take_changes(&mut ratchetry::os_rng());
     // The whole database put back under the running app (a file restored).
     support::put_back(&raw, &copy);
     let mut store = SqliteStore::open(&bob.path, bob.key.clone()).unwrap();
@@ -553,7 +570,7 @@ fn a_database_put_back_refuses_units_that_do_not_chain_onto_it() {
     let mut restored = store
         .load_restored(unit.epoch(), Timestamp(T0.0 + 1))
         .unwrap();
-    let whole = restored.take_changes();
+    let whole = restored.take_changes(&mut ratchetry::os_rng());
     assert!(whole.replaces_all() && whole.epoch() > unit.epoch());
     store.write(&whole).unwrap();
 }

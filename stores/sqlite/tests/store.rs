@@ -103,7 +103,7 @@ fn a_unit_not_committed_leaves_the_previous_state_and_the_envelope_reads_again()
     // Bob's app reads the message and starts its transaction: the unit and the body in its own
     // table. It dies before the commit.
     let received = t.bob.read(T0, &t.alice, &lost).unwrap();
-    let unit = t.bob.device.take_changes();
+    let unit = t.bob.device.take_changes(&mut t.rng);
     {
         let mut tx = t.bob.store.transaction().unwrap();
         tx.connection()
@@ -140,7 +140,7 @@ fn a_transaction_writes_the_unit_and_the_apps_rows_together() {
     let mut t = two("store: transaction");
     let outbox = t.alice.send(&mut t.rng, T0, &t.bob, b"kept with its unit");
     let received = t.bob.read(T0, &t.alice, &envelope(&outbox)).unwrap();
-    let unit = t.bob.device.take_changes();
+    let unit = t.bob.device.take_changes(&mut t.rng);
     let mut tx = t.bob.store.transaction().unwrap();
     tx.connection()
         .execute_batch("CREATE TABLE messages (body BLOB)")
@@ -322,7 +322,7 @@ fn the_whole_database_rolled_back_is_stale_when_the_app_kept_its_epoch() {
     assert!(restored.awaiting_own_list());
     assert!(restored.state_epoch() > t.bob.last_epoch);
     let mut store = store;
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     assert!(unit.replaces_all());
     let epoch = store.write(&unit).unwrap().epoch;
     assert_eq!(
@@ -459,7 +459,7 @@ fn a_write_that_goes_back_in_epoch_is_refused() {
     t.alice_to_bob(b"and again");
     // A device restored from an old backup without its last epoch starts below the stored one.
     let mut old = Device::restore_from_backup(&backup, T0).unwrap();
-    let unit = old.take_changes();
+    let unit = old.take_changes(&mut ratchetry::os_rng());
     match t.bob.store.write(&unit) {
         Err(StoreError::EpochWentBack {
             role: Role::Device,
@@ -473,7 +473,9 @@ fn a_write_that_goes_back_in_epoch_is_refused() {
     t.bob.primary.renew(T0).unwrap();
     t.bob.persist_primary();
     assert!(matches!(
-        t.bob.store.write_primary(&primary.take_changes()),
+        t.bob
+            .store
+            .write_primary(&primary.take_changes(&mut ratchetry::os_rng())),
         Err(StoreError::EpochWentBack {
             role: Role::Primary,
             ..
@@ -482,7 +484,7 @@ fn a_write_that_goes_back_in_epoch_is_refused() {
     // Restored with the epoch kept, it continues above it and replaces every row.
     let (mut restored, stale) = Device::restore(&backup, t.bob.last_epoch, T0).unwrap();
     assert!(stale);
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     t.bob.last_epoch = t.bob.store.write(&unit).unwrap().epoch;
     assert_eq!(
         *t.bob.reload().unwrap().unwrap().to_bytes(),
@@ -502,7 +504,7 @@ fn a_unit_that_replaces_all_removes_the_rows_the_state_no_longer_has() {
     assert!(restored.has_session(&alice));
     // Forget Alice on the restored device: its whole state no longer holds the session.
     restored.forget_account(&t.alice.primary.account());
-    let unit = restored.take_changes();
+    let unit = restored.take_changes(&mut ratchetry::os_rng());
     assert!(unit.replaces_all());
     assert!(
         unit.records()
@@ -525,7 +527,7 @@ fn a_partial_unit_on_an_empty_store_is_refused() {
     t.alice_to_bob(b"a unit that is not the whole state");
     let outbox = t.alice.send(&mut t.rng, T0, &t.bob, b"one more");
     t.bob.read(T0, &t.alice, &envelope(&outbox)).unwrap();
-    let unit = t.bob.device.take_changes();
+    let unit = t.bob.device.take_changes(&mut t.rng);
     assert!(!unit.replaces_all());
     assert!(matches!(
         store.write(&unit),
@@ -540,7 +542,7 @@ fn a_partial_unit_on_an_empty_store_is_refused() {
 #[test]
 fn an_empty_unit_writes_nothing() {
     let mut t = two("store: empty unit");
-    let unit = t.bob.device.take_changes();
+    let unit = t.bob.device.take_changes(&mut t.rng);
     assert!(unit.is_empty());
     let before = all_rows(&t.bob.raw());
     assert_eq!(t.bob.store.write(&unit).unwrap().bytes, 0);

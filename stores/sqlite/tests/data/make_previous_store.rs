@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = std::fs::remove_file(&path);
     let mut store = SqliteStore::open(&path, key)?;
     let primary_epoch = store.write_primary(&primary)?.epoch;
-    let device_epoch = store.write(&device.take_changes())?.epoch;
+    let device_epoch = store.write(&device.take_changes(rng))?.epoch;
     drop(store);
     std::fs::write(dir.join("previous-store.primary"), &*primary.to_bytes())?;
     println!("primary epoch {primary_epoch}, device epoch {device_epoch}");

@@ -82,13 +82,13 @@ impl Person {
 
     /// Writes the primary's pending changes.
     pub fn persist_primary(&mut self) {
-        let unit = self.primary.take_changes();
+        let unit = self.primary.take_changes(&mut ratchetry::os_rng());
         self.primary_epoch = self.store.write_primary(&unit).unwrap().epoch;
     }
 
     /// Writes the device's pending changes.
     pub fn persist(&mut self) {
-        let unit = self.device.take_changes();
+        let unit = self.device.take_changes(&mut ratchetry::os_rng());
         self.last_epoch = self.store.write(&unit).unwrap().epoch;
     }
 
