@@ -6,8 +6,9 @@
 //!   their senders. A redelivery of a message read normally fails below this layer once the
 //!   ring has turned (its key was used), but the genuine copy of a message read through a
 //!   resend still opens: its key was never used. These ids are kept apart from the ring, and
-//!   room is made at the expense of the sender holding the most, so one sender's resends (a
-//!   contact the relay controls) cannot push out another's;
+//!   room is made at the expense of the sender account holding the most, so one account's
+//!   resends (a contact the relay controls, however many devices it links) cannot push out
+//!   another's;
 //! - the **sent journal**: for each message sent within the retry window, who received it and
 //!   with which identity key, so a retry is answered only to a device that was entitled to that
 //!   exact message when it was sent, a bounded number of times, never twice for one request;
@@ -33,7 +34,7 @@ use crate::x3dh::{KemPreKeyId, OneTimePreKeyId};
 /// Envelope ids remembered to recognise redeliveries.
 pub const MAX_REMEMBERED_MESSAGE_IDS: usize = 2000;
 /// Ids of messages read through a resend, remembered apart from the read ring; beyond it, the
-/// oldest of the sender holding the most is forgotten.
+/// oldest of the sender account holding the most is forgotten.
 pub const MAX_REPLACED_MESSAGE_IDS: usize = 2000;
 /// Sent messages remembered for retries, at most; the oldest is forgotten first.
 pub const MAX_SENT_MESSAGES: usize = 1000;
@@ -219,18 +220,20 @@ impl Journal {
             return None;
         }
         // Resends are rare (each answers a retry this device asked for): scans are fine.
-        let mut held: BTreeMap<DeviceAddress, usize> = BTreeMap::new();
+        // Counted by account, not by device: an account that keeps linking new devices (the
+        // relay's own contact) holds all its devices' entries, and pays for them itself.
+        let mut held: BTreeMap<AccountKey, usize> = BTreeMap::new();
         for (s, _) in self.replaced.values() {
-            *held.entry(*s).or_default() += 1;
+            *held.entry(s.account).or_default() += 1;
         }
         let most = held
             .iter()
-            .max_by_key(|(s, n)| (**n, core::cmp::Reverse(**s)))
-            .map(|(s, _)| *s)?;
+            .max_by_key(|(a, n)| (**n, core::cmp::Reverse(**a)))
+            .map(|(a, _)| *a)?;
         let oldest = self
             .replaced
             .iter()
-            .filter(|(k, (s, _))| **k != id && *s == most)
+            .filter(|(k, (s, _))| **k != id && s.account == most)
             .min_by_key(|(k, (_, t))| (*t, **k))
             .map(|(k, _)| *k)?;
         self.replaced.remove(&oldest);
@@ -913,9 +916,9 @@ mod tests {
 
     #[test]
     fn replaced_ids_make_room_at_the_expense_of_the_sender_holding_the_most() {
-        let sender = |i: u32| DeviceAddress {
-            account: AccountKey::from_trusted([9; 32]),
-            device: crate::devices::DeviceId(i),
+        let sender = |i: u8| DeviceAddress {
+            account: AccountKey::from_trusted([i; 32]),
+            device: crate::devices::DeviceId(1),
         };
         let (alice, rogue) = (sender(1), sender(2));
         let mut j = Journal::default();
@@ -948,5 +951,33 @@ mod tests {
             j.replace(id(u32::MAX), third, Timestamp(30)),
             Some(id(half))
         );
+    }
+
+    /// Review 40: a contact that links device after device, each holding fewer entries than
+    /// another sender's one device, still pays for all of them: entries are counted by account.
+    #[test]
+    fn a_sender_spreading_resends_over_many_devices_pushes_out_only_its_own() {
+        let alice = DeviceAddress {
+            account: AccountKey::from_trusted([1; 32]),
+            device: crate::devices::DeviceId(1),
+        };
+        let churned = |d: u32| DeviceAddress {
+            account: AccountKey::from_trusted([2; 32]),
+            device: crate::devices::DeviceId(d),
+        };
+        let mut j = Journal::default();
+        // Alice's phone: 20 entries, the first of them the oldest of all.
+        for i in 0..20 {
+            j.replace(id(i), alice, Timestamp(u64::from(i)));
+        }
+        // The contact: 19 entries per device id, over as many ids as fill the set.
+        let mut n = 20;
+        while (n as usize) < MAX_REPLACED_MESSAGE_IDS {
+            j.replace(id(n), churned(n / 19), Timestamp(100 + u64::from(n)));
+            n += 1;
+        }
+        // One more: the contact's oldest goes, never Alice's.
+        assert_eq!(j.replace(id(n), churned(n / 19), Timestamp(5000)), Some(id(20)));
+        assert!((0..20).all(|i| j.has_read(&id(i))));
     }
 }

@@ -137,6 +137,14 @@
 //! [replaces all](ratchetry::persist::Changes::replaces_all) is written whole, whatever is
 //! stored.
 //!
+//! Units also chain by tag: each unit with records carries a random
+//! [`tag`](ratchetry::persist::Changes::tag) and names the tag of the unit it starts from
+//! ([`base_tag`](ratchetry::persist::Changes::base_tag)). The meta row keeps the tag of each
+//! state's last unit, and a unit that starts from the stored epoch but not from the stored tag
+//! is refused as [`StoreError::AnotherCopy`], nothing written: another live copy of the state
+//! (an app extension beside the app, a second process) wrote since this copy loaded. Load the
+//! state again and redo. Epochs alone cannot tell the two copies' units apart.
+//!
 //! # Migration
 //!
 //! The previous version stored the primary as one blob (slot `primary`, empty key, sealed under

@@ -95,7 +95,9 @@ impl SqliteStore {
     /// must not end below the epoch stored ([`StoreError::EpochWentBack`]), and must start
     /// from it ([`base_epoch`](StateChanges::base_epoch)): else a unit before it was not
     /// written (a gap), and it is refused as [`StoreError::UnitGap`], nothing written, an
-    /// empty unit included.
+    /// empty unit included. Starting from the stored epoch, it must also start from the stored
+    /// unit ([`base_tag`](StateChanges::base_tag)): else another live copy of the device wrote
+    /// it, and it is refused as [`StoreError::AnotherCopy`].
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write(unit)?;
@@ -108,8 +110,9 @@ impl SqliteStore {
     /// writes the device's: each record sealed under its own key at the unit's epoch, checked
     /// on load the same way. A unit that [`replaces_all`](PrimaryChanges::replaces_all) deletes
     /// the primary's rows first (the previous version's blob included: that is its migration).
-    /// A unit that does not start from the stored epoch is [`StoreError::UnitGap`], as for
-    /// the device.
+    /// A unit that does not start from the stored epoch is [`StoreError::UnitGap`], and one
+    /// that starts from it but not from the stored tag [`StoreError::AnotherCopy`], as for the
+    /// device.
     pub fn write_primary(&mut self, unit: &PrimaryChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write_primary(unit)?;

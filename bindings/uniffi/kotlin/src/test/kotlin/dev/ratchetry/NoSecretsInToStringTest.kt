@@ -7,6 +7,7 @@ import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import uniffi.ratchetry_uniffi.Call
 import uniffi.ratchetry_uniffi.CallKind
+import uniffi.ratchetry_uniffi.Changes
 import uniffi.ratchetry_uniffi.HistoryOpener
 import uniffi.ratchetry_uniffi.HistorySealer
 import uniffi.ratchetry_uniffi.LinkingCompanion
@@ -153,8 +154,9 @@ class NoSecretsInToStringTest {
         }
         assertTrue(changes.records.any { it.value != null })
 
-        // Message ids and list digests are public metadata (receipts and the relay carry them);
-        // the device state keeps copies, so their bytes are not a leak.
+        // Message ids and list digests are public metadata (receipts and the relay carry them),
+        // and so are unit tags (random, said by the store beside the epoch); the device state
+        // keeps copies, so their bytes are not a leak.
         for (obj in seen) {
             val outbox = (obj as? Outgoing.Ready)?.outbox ?: obj as? Outbox
             outbox?.messageId?.let { public += it }
@@ -163,6 +165,10 @@ class NoSecretsInToStringTest {
                 is Received.Direct -> public += obj.id
                 is Received.OwnCopy -> public += obj.id
                 is Received.Group -> public += obj.id
+                is Changes -> {
+                    public += obj.tag
+                    obj.baseTag?.let { public += it }
+                }
                 else -> {}
             }
         }
