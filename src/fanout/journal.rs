@@ -977,7 +977,10 @@ mod tests {
             n += 1;
         }
         // One more: the contact's oldest goes, never Alice's.
-        assert_eq!(j.replace(id(n), churned(n / 19), Timestamp(5000)), Some(id(20)));
+        assert_eq!(
+            j.replace(id(n), churned(n / 19), Timestamp(5000)),
+            Some(id(20))
+        );
         assert!((0..20).all(|i| j.has_read(&id(i))));
     }
 }
