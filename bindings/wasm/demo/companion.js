@@ -9,7 +9,7 @@
 // Results are left in `window.companion` for the browser test.
 import init, { createAccount, LinkingCompanion, Device, Primary } from "../pkg/ratchetry_wasm.js";
 import { App, Relay, hex, showFailure, text } from "./app.js";
-import { RecordStore } from "./store.js";
+import { RecordStore, StaleCopyError } from "./store.js";
 
 const DEVICES = ["phone", "web", "bob"];
 /** The object store of Alice's primary's records. */
@@ -125,7 +125,20 @@ async function afterReload(db, saved) {
   await persist(db, [web]);
   for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
   await persistWorld(db, { ...saved, alicePrimary, bobPrimary: Primary.restore(saved.bob.bytes, saved.bob.epoch) }, relay, apps);
+
+  // A second tab: another copy of the web companion, loaded from the same records. The first
+  // tab writes first; the copy's changes no longer start from the stored state and are
+  // refused, nothing written. Loaded again, the copy is the first tab's device.
+  const copy = Device.fromRecords(await db.load("web"));
+  web.device.rotateSignedPrekey(Date.now());
+  await persist(db, [web]);
+  copy.rotateSignedPrekey(Date.now());
+  let refused = false;
+  try { await db.apply("web", copy.takeChanges()); } catch (e) { if (!(e instanceof StaleCopyError)) throw e; refused = true; }
+  const again = Device.fromRecords(await db.load("web"));
+  const secondTab = { refused, reloaded: hex(again.toBytes()) === hex(web.device.toBytes()) };
   return {
+    secondTab,
     phase: 2,
     web: web.read, bob: bobApp.read, phone: phone.read,
     primary: { stale, versions, webConfirmed: alicePrimary.isConfirmed(saved.webId) },

@@ -2,7 +2,11 @@
 // (`takeChanges()`) is written in one transaction, so a reload or a closed tab finds either
 // all of an operation's records or none; `Device.fromRecords(await store.load(name))` rebuilds
 // the device. Keys are the records' own bytes (IndexedDB orders binary keys as the library
-// does). One object store per device, plus `meta` for what is not a device's record.
+// does). One object store per device, plus `meta` for what is not a device's record, and
+// the epoch and tag of each device's last `Changes` written (`head/<name>`): changes that do
+// not start from them are refused (`StaleCopyError`), since a second tab's copy of the device,
+// or a copy that went on after a failed write, would leave records that never existed
+// together.
 
 /** Resolves when `request` succeeds. */
 const done = (request) => new Promise((ok, fail) => {
@@ -16,6 +20,23 @@ const committed = (tx) => new Promise((ok, fail) => {
   tx.onabort = () => fail(tx.error || new Error("transaction aborted"));
   tx.onerror = () => fail(tx.error);
 });
+
+/** Two byte arrays (or nulls) hold the same bytes. */
+const sameBytes = (a, b) =>
+  a === b || (a != null && b != null && a.length === b.length && a.every((x, i) => x === b[i]));
+
+/**
+ * Changes that do not start from the stored state: another copy of the state (a second tab)
+ * wrote since this one loaded, or a write of this copy failed and it went on. Nothing was
+ * written; load the state again and redo.
+ */
+export class StaleCopyError extends Error {
+  constructor(name, head, changes) {
+    super(`${name}: the changes start at epoch ${changes.baseEpoch}, the store holds epoch ` +
+      `${head.epoch}${head.epoch === changes.baseEpoch ? " of another copy" : ""}: load it again`);
+    this.name = "StaleCopyError";
+  }
+}
 
 export class RecordStore {
   constructor(db) { this.db = db; }
@@ -35,14 +56,29 @@ export class RecordStore {
     return new RecordStore(await done(request));
   }
 
-  /** Writes one `Changes` of device (or primary) `name` in one transaction. */
+  /**
+   * Writes one `Changes` of device (or primary) `name` in one transaction, with its epoch and
+   * tag as the head the next changes must start from; throws `StaleCopyError`, writing
+   * nothing, if these do not start from the stored head (changes that replace all always do).
+   */
   async apply(name, changes) {
-    const tx = this.db.transaction(name, "readwrite");
+    const tx = this.db.transaction([name, "meta"], "readwrite");
     const store = tx.objectStore(name);
+    const meta = tx.objectStore("meta");
+    const key = `head/${name}`;
+    const head = await done(meta.get(key));
+    // A store written before heads were kept has none: the next changes set it.
+    if (!changes.replacesAll && head !== undefined &&
+        (head.epoch !== changes.baseEpoch || !sameBytes(head.tag, changes.baseTag))) {
+      tx.abort();
+      await committed(tx).catch(() => {});
+      throw new StaleCopyError(name, head, changes);
+    }
     if (changes.replacesAll) store.clear();
     for (const { key, value } of changes.records) {
       if (value === null) store.delete(key); else store.put(value, key);
     }
+    meta.put({ epoch: changes.epoch, tag: changes.tag }, key);
     await committed(tx);
   }
 

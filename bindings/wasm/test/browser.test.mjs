@@ -135,6 +135,8 @@ test("the web companion keeps every record in IndexedDB and survives a page relo
   await settled(2);
   const second = await page.evaluate(() => window.companion);
   assert.equal(second.error, undefined, `the visit after the reload failed: ${second.error}`);
+  // A second tab's copy of the companion is refused by the store, and loads the first tab's.
+  assert.deepEqual(second.secondTab, { refused: true, reloaded: true });
   // Every device and Alice's primary were rebuilt from their own records, nothing from memory;
   // the primary, current (not stale), renewed the list, which every device followed; the relay
   // came back from its snapshot (its lists and each device's prekeys) and checked each batch.
