@@ -28,7 +28,7 @@ impl Primary {
     /// [`base_tag`](PrimaryChanges::base_tag)): a store holding another epoch missed a unit,
     /// and one holding another tag holds another copy's. A unit that holds records draws its
     /// [tag](PrimaryChanges::tag) from `rng` (16 bytes), and always holds the meta record,
-    /// which keeps the tag.
+    /// which keeps the tag. Two live copies must not draw from one repeating stream.
     pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> PrimaryChanges {
         let mut dirty = core::mem::take(&mut self.dirty);
         let keys: Vec<PrimaryKey> = if dirty.all {

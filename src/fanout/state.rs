@@ -49,7 +49,9 @@ impl Device {
     /// ([`base_epoch`](StateChanges::base_epoch), [`base_tag`](StateChanges::base_tag)): a
     /// store holding another epoch missed a unit, and one holding another tag holds another
     /// copy's. A unit that holds records draws its [tag](StateChanges::tag) from `rng` (16
-    /// bytes), and always holds the meta record, which keeps the tag.
+    /// bytes), and always holds the meta record, which keeps the tag. Two live copies must not
+    /// draw from one repeating stream (a seeded RNG cloned with the device): their tags would
+    /// repeat, as would their keys.
     pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> StateChanges {
         let mut dirty = core::mem::take(&mut self.dirty);
         let keys: Vec<Key> = if dirty.all {
