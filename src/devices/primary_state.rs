@@ -30,18 +30,9 @@ impl Primary {
     /// [tag](PrimaryChanges::tag) from `rng` (16 bytes), and always holds the meta record,
     /// which keeps the tag. Two live copies must not draw from one repeating stream.
     pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> PrimaryChanges {
-        let mut dirty = core::mem::take(&mut self.dirty);
-        let keys: Vec<PrimaryKey> = if dirty.all {
-            self.all_keys()
-        } else {
-            if !dirty.keys.is_empty() {
-                dirty.keys.insert(PrimaryKey::Meta);
-            }
-            dirty.keys.into_iter().collect()
-        };
-        let link = self
-            .chain
-            .next(rng, self.epoch, dirty.all, !keys.is_empty());
+        let dirty = core::mem::take(&mut self.dirty);
+        let (all, keys) = dirty.into_unit_keys(PrimaryKey::Meta, || self.all_keys());
+        let link = self.chain.next(rng, self.epoch, all, !keys.is_empty());
         let records = keys
             .into_iter()
             .map(|k| Record::new(k.encode(), self.value_of(&k), name_key))

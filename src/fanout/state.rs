@@ -53,18 +53,9 @@ impl Device {
     /// draw from one repeating stream (a seeded RNG cloned with the device): their tags would
     /// repeat, as would their keys.
     pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> StateChanges {
-        let mut dirty = core::mem::take(&mut self.dirty);
-        let keys: Vec<Key> = if dirty.all {
-            self.all_keys()
-        } else {
-            if !dirty.keys.is_empty() {
-                dirty.keys.insert(Key::Meta);
-            }
-            dirty.keys.into_iter().collect()
-        };
-        let link = self
-            .chain
-            .next(rng, self.epoch, dirty.all, !keys.is_empty());
+        let dirty = core::mem::take(&mut self.dirty);
+        let (all, keys) = dirty.into_unit_keys(Key::Meta, || self.all_keys());
+        let link = self.chain.next(rng, self.epoch, all, !keys.is_empty());
         let records = keys.iter().map(|k| k.record(self.value_of(k))).collect();
         StateChanges::new(link, self.epoch, records)
     }

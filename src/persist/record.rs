@@ -239,6 +239,24 @@ impl<K: Ord> Dirty<K> {
         !self.all && self.keys.is_empty()
     }
 
+    /// The keys of the unit these marks make: every key (`all_keys`) if everything is marked,
+    /// else the keys marked with `meta` among them unless there are none (a unit with records
+    /// always holds the meta record, which keeps its tag). The first value: whether the unit
+    /// replaces all.
+    pub(crate) fn into_unit_keys(
+        mut self,
+        meta: K,
+        all_keys: impl FnOnce() -> Vec<K>,
+    ) -> (bool, Vec<K>) {
+        if self.all {
+            return (true, all_keys());
+        }
+        if !self.keys.is_empty() {
+            self.keys.insert(meta);
+        }
+        (false, self.keys.into_iter().collect())
+    }
+
     /// Everything: the next unit holds every record and replaces the stored ones.
     pub(crate) fn everything() -> Self {
         Self {
@@ -267,6 +285,28 @@ mod tests {
     }
 
     /// A batch merged and a batch inserted mark the same keys, each once.
+    /// A unit's keys: every key when everything is marked, else the marks with the meta
+    /// key among them unless there are none.
+    #[test]
+    fn a_unit_with_records_always_holds_the_meta_key() {
+        let mut d = Dirty::<u8>::default();
+        assert_eq!(
+            d.clone().into_unit_keys(0, || alloc::vec![9]),
+            (false, alloc::vec![])
+        );
+        d.mark(5);
+        d.mark(3);
+        assert_eq!(
+            d.into_unit_keys(0, || alloc::vec![9]),
+            (false, alloc::vec![0, 3, 5])
+        );
+        let all = Dirty::<u8>::everything();
+        assert_eq!(
+            all.into_unit_keys(0, || alloc::vec![1, 2]),
+            (true, alloc::vec![1, 2])
+        );
+    }
+
     #[test]
     fn a_batch_of_marks_is_every_key_once_whatever_its_size() {
         let mut d = Dirty::<u16>::default();
