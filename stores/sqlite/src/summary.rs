@@ -41,6 +41,8 @@ const HASHED_KEY: u8 = 0xff;
 /// both tags `UnitTag::NONE`, the tag a state of that release loads with.
 const META_VERSION: u8 = 2;
 const META_V1: u8 = 1;
+/// The meta row's exact length: written into a buffer of that capacity, it never reallocates
+/// (which would leave an unwiped copy behind).
 const META_LEN: usize = 1 + 9 + 9 + 8 + 32 + KEY_FIELD + 8 + 8 + 16 + 16;
 
 const ROLE_DEVICE: u8 = 1;
@@ -259,6 +261,7 @@ impl Summary {
         out.extend_from_slice(&self.weighted.to_be_bytes());
         out.extend_from_slice(&self.device_tag.to_bytes());
         out.extend_from_slice(&self.primary_tag.to_bytes());
+        debug_assert_eq!(out.len(), META_LEN);
         out
     }
 
