@@ -17,30 +17,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use ratchetry::Timestamp;
 use ratchetry::fanout::{Device, Outbox, Outgoing};
 use ratchetry::persist::{StorageKey, UnitTag};
 use ratchetry::testing::SeededRng;
-use ratchetry::{Error, Timestamp};
 use ratchetry_sqlite::{Role, SqliteStore, StoreError};
-use support::{Person, T0, all_rows, body, envelope, two};
-
-/// Alice seals `text` to Bob (her unit written); the envelope to Bob's phone.
-fn from_alice(rng: &mut SeededRng, alice: &mut Person, bob: &Person, text: &[u8]) -> Vec<u8> {
-    envelope(&alice.send(rng, T0, bob, text))
-}
-
-/// `device` reads `envelope` from `from`, following `from`'s list if asked.
-fn read_with(device: &mut Device, from: &Person, envelope: &[u8]) -> Result<Vec<u8>, Error> {
-    let received = match device.receive(T0, envelope) {
-        Err(Error::Fanout(ratchetry::FanoutError::UnknownAccount(_))) => {
-            let list = from.primary.device_list().signed().clone();
-            device.update_device_list(T0, &from.primary.account(), list)?;
-            device.receive(T0, envelope)?
-        }
-        other => other?,
-    };
-    Ok(body(&received))
-}
+use support::{Person, T0, all_rows, body, envelope, from_alice, read_with, two};
 
 /// `device` (Bob's phone, which holds a session with Alice's) seals `text` to Alice.
 fn to_alice(rng: &mut SeededRng, device: &mut Device, alice: &Person, text: &[u8]) -> Outbox {

@@ -222,3 +222,21 @@ pub fn put_back(db: &Connection, rows: &[(String, Vec<u8>, Vec<u8>)]) {
         put(db, slot, key, value);
     }
 }
+
+/// Alice seals `text` to Bob (her unit written); the envelope to Bob's phone.
+pub fn from_alice(rng: &mut SeededRng, alice: &mut Person, bob: &Person, text: &[u8]) -> Vec<u8> {
+    envelope(&alice.send(rng, T0, bob, text))
+}
+
+/// `device` reads `envelope` (a direct message from `from`), following `from`'s list if asked.
+pub fn read_with(device: &mut Device, from: &Person, envelope: &[u8]) -> Result<Vec<u8>, Error> {
+    let received = match device.receive(T0, envelope) {
+        Err(Error::Fanout(ratchetry::FanoutError::UnknownAccount(_))) => {
+            let list = from.primary.device_list().signed().clone();
+            device.update_device_list(T0, &from.primary.account(), list)?;
+            device.receive(T0, envelope)?
+        }
+        other => other?,
+    };
+    Ok(body(&received))
+}
