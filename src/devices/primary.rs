@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::persist::{Dirty, UnitChain, UnitTag};
+use crate::persist::{Dirty, UnitChain};
 use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
@@ -159,8 +159,7 @@ impl Primary {
             confirmed: Vec::new(),
             epoch: 0,
             needs_resync: false,
-            // Its base is unused: the first unit replaces all.
-            chain: UnitChain::at(0, UnitTag::NONE),
+            chain: UnitChain::WHOLE,
             dirty: Dirty::everything(),
         }
     }
@@ -185,8 +184,7 @@ impl Primary {
             confirmed,
             epoch: 0,
             needs_resync: false,
-            // Its base is unused: the first unit replaces all.
-            chain: UnitChain::at(0, UnitTag::NONE),
+            chain: UnitChain::WHOLE,
             dirty: Dirty::everything(),
         }
     }
@@ -559,9 +557,7 @@ impl Primary {
             confirmed,
             epoch,
             needs_resync,
-            // Its base is unused: loaded whole, the next unit holds every record and replaces
-            // all.
-            chain: UnitChain::at(0, UnitTag::NONE),
+            chain: UnitChain::WHOLE,
             // Loaded whole: the next unit holds every record.
             dirty: Dirty::everything(),
         })

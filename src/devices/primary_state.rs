@@ -163,11 +163,7 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
     let next_invitation = r.u64()?;
     let needs_resync = r.flag()?;
     // Before unit tags: the tag of a state that predates them, and the record is rewritten.
-    let tag = if r.rest_len() == 0 {
-        None
-    } else {
-        Some(UnitTag::from_bytes(r.array()?))
-    };
+    let tag = UnitTag::read_ending(&mut r)?;
     r.finish()?;
     // At the last number, the next invitation would land on its record.
     if next_invitation == u64::MAX {

@@ -20,7 +20,7 @@ use crate::devices::{
 };
 use crate::error::{Error, FanoutError};
 use crate::group::{GroupConfig, GroupId, InboundSenderKey, SenderKeyId};
-use crate::persist::{UnitChain, UnitTag};
+use crate::persist::UnitChain;
 use crate::primitives::{IdentityKey, IdentityKeyPair};
 use crate::ratchet::session::Opened;
 use crate::ratchet::{Session, SessionConfig};
@@ -194,8 +194,7 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            // Its base is unused: the first unit replaces all.
-            chain: UnitChain::at(0, UnitTag::NONE),
+            chain: UnitChain::WHOLE,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -18,7 +18,7 @@ use super::{Device, DeviceConfig, EnvelopeId};
 use crate::devices::{DeviceAddress, ListLimits, SignedDeviceList};
 use crate::error::{DecodeError, Error, FanoutError};
 use crate::group::GroupConfig;
-use crate::persist::{UnitChain, UnitTag};
+use crate::persist::UnitChain;
 use crate::primitives::IdentityKeyPair;
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
@@ -154,8 +154,7 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            // Its base is unused: the first unit replaces all.
-            chain: UnitChain::at(0, UnitTag::NONE),
+            chain: UnitChain::WHOLE,
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

@@ -252,11 +252,7 @@ impl Device {
         };
         // Before unit tags (21 bytes, or 20): the tag of a state that predates them, and the
         // record is rewritten.
-        let tag = if r.rest_len() == 0 {
-            None
-        } else {
-            Some(UnitTag::from_bytes(r.array()?))
-        };
+        let tag = UnitTag::read_ending(&mut r)?;
         r.finish()?;
         let mut r = Reader::new(value(&Key::PreKeys)?);
         let prekeys = PreKeyStore::read_core(&mut r)?;

@@ -7,6 +7,9 @@
 use core::fmt;
 use rand_core::CryptoRng;
 
+use crate::error::DecodeError;
+use crate::wire::Reader;
+
 /// A unit's random tag: 16 bytes drawn when a non-empty unit is taken. Two live copies of one
 /// state (loaded twice, or cloned) draw different tags for their units even where their epochs
 /// agree, so a store that keeps the tag of the last unit written tells one copy's unit from
@@ -29,6 +32,15 @@ impl UnitTag {
     /// The 16 bytes to store.
     pub const fn to_bytes(self) -> [u8; 16] {
         self.0
+    }
+
+    /// The tag ending a meta record (PROTOCOL.md 19.1, 15.4), or `None` if the record ends
+    /// before it (the form before tags, which a load rewrites).
+    pub(crate) fn read_ending(r: &mut Reader<'_>) -> Result<Option<Self>, DecodeError> {
+        if r.rest_len() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Self(r.array()?)))
     }
 
     /// A fresh tag, never [`NONE`](Self::NONE): 16 zero bytes drawn (a 2^-128 event for a
@@ -67,6 +79,10 @@ pub(crate) struct Link {
 }
 
 impl UnitChain {
+    /// The chain of a state made or loaded whole: its first unit replaces all, so it starts
+    /// from no base, and this one is never named.
+    pub(crate) const WHOLE: Self = Self::at(0, UnitTag::NONE);
+
     /// A state loaded from records at `epoch` whose meta record holds `tag` (what the store
     /// holds), or a new state (epoch 0, [`UnitTag::NONE`], its first unit replacing all).
     pub(crate) const fn at(epoch: u64, tag: UnitTag) -> Self {
@@ -126,7 +142,8 @@ mod tests {
         assert_ne!(whole.tag, second.tag);
         assert_eq!(chain, UnitChain::at(10, whole.tag));
         // A unit that replaces all draws its tag even with no records in it.
-        let bare = UnitChain::at(0, UnitTag::NONE).next(rng, 0, true, false);
+        let mut whole = UnitChain::WHOLE;
+        let bare = whole.next(rng, 0, true, false);
         assert_ne!(bare.tag, UnitTag::NONE);
     }
 
