@@ -171,7 +171,8 @@ fn regenerate_fuzz_seeds() {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("seed-{name}")), data).unwrap();
     };
-    // Generated seeds are replaced; regression inputs (`seed-regression-*`) are kept.
+    // Generated seeds are replaced; regression inputs and inputs of earlier formats
+    // (`seed-regression-*`) are kept.
     for target in TARGETS {
         for e in fs::read_dir(dir("corpus", target))
             .into_iter()

@@ -4307,11 +4307,12 @@ fn device_vectors() {
             m.lists.insert((a.name.clone(), l.version), bytes);
         }
         // 15.3: the primary's state at the end: next id and version after the newest list, no
-        // pending invitation or approval, the confirmed companions, the epoch.
+        // pending invitation or approval, the confirmed companions, the epoch, and the tag of
+        // the last unit taken (none in this run: 16 zero bytes).
         let newest = a.lists.last().unwrap();
         let companions: Vec<u32> = newest.entries[1..].iter().map(|e| e.device_id).collect();
         let next_device = newest.entries.iter().map(|e| e.device_id).max().unwrap() + 1;
-        let mut state = Enc::tag(2, 0x86)
+        let mut state = Enc::tag(3, 0x86)
             .put(account_seed)
             .u32(4)
             .u64(COMPANION_VALIDITY_MS)
@@ -4327,7 +4328,10 @@ fn device_vectors() {
         }
         // SPEC NOTE: 15.3 says the epoch "grows with every change"; the code adds one per
         // operation that changed the primary.
-        let state = state.u64(a.primary_operations.len() as u64).flag(false);
+        let state = state
+            .u64(a.primary_operations.len() as u64)
+            .flag(false)
+            .put([0; 16]);
         assert_eq!(
             h(state.done()),
             a.primary_state,
@@ -5431,6 +5435,10 @@ fn primary_records_vector() -> PrimaryRecordsVector {
     for _ in 0..4 {
         primary.invite(rng, now).unwrap();
     }
+    // A unit taken before the bytes: they hold its tag.
+    let _ = primary.take_changes(&mut SeededRng::from_label(
+        "records.json: primary state tag",
+    ));
     let state = primary.to_bytes();
     let mut loaded = Primary::from_bytes(&state).unwrap();
     let tags = &mut SeededRng::from_label("records.json: primary tags");
@@ -6030,7 +6038,13 @@ fn check_primary_records(p: &PrimaryRecordsVector) {
     );
     let loaded =
         Primary::from_records(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
-    assert_eq!(h(&*loaded.to_bytes()), p.state);
+    // The same state, but at the tag of the unit the load left (`p.tag`), which the meta
+    // record holds: the state's own tag was that of the unit before it.
+    let bytes = loaded.to_bytes();
+    let state_len = bytes.len() - 16;
+    assert_eq!(h(&bytes[..state_len]), p.state[..2 * state_len]);
+    assert_eq!(h(&bytes[state_len..]), p.tag);
+    assert_ne!(p.state[2 * state_len..], p.tag);
     let state = unhex(&p.state);
     // The account record is the state's seed and policy; the list record the state's list.
     assert_eq!(pairs[0].1, state[2..2 + 52]);

@@ -19,8 +19,9 @@ use ratchetry::testing::SeededRng;
 use ratchetry::{IdentityKeyPair, Timestamp};
 use support::{T0, World, tampered};
 
-/// A record store that enforces the chain as `ratchetry-sqlite` does: a unit that does not
-/// replace all must start from the stored epoch and must not end below it.
+/// A record store that enforces the chain as `ratchetry-sqlite` does: a unit with a base must
+/// start from the stored epoch (one that replaces all may also start where nothing is stored),
+/// and no unit may end below it.
 #[derive(Default)]
 struct ChainStore {
     epoch: Option<u64>,
@@ -31,7 +32,7 @@ impl ChainStore {
     /// Writes `unit`, or refuses it (`Err(())`) writing nothing.
     fn write(&mut self, unit: &StateChanges) -> Result<(), ()> {
         match (self.epoch, unit.base_epoch()) {
-            (None, Some(_)) => return Err(()),
+            (None, Some(_)) if !unit.replaces_all() => return Err(()),
             (Some(stored), _) if unit.epoch() < stored => return Err(()),
             (Some(stored), Some(base)) if base != stored => return Err(()),
             _ => {}
@@ -304,24 +305,27 @@ fn migrated_devices_and_primaries_replace_all_and_then_chain() {
     assert_eq!(*store.load().to_bytes(), *device.to_bytes());
 }
 
-/// Every way to get a device or primary as a whole: a unit with no base, at the state's epoch;
-/// a restore of a stale snapshot jumps the epoch above `last_epoch`, so even an old
-/// whole-state unit is not below what the store holds. `restore` of a snapshot it judges
-/// current (`last_epoch` at or below its epoch) is a plain `from_bytes`: also whole.
+/// Every way to get a device or primary as a whole: a unit that replaces all, at the state's
+/// epoch; a restore of a stale snapshot jumps the epoch above `last_epoch`, so even an old
+/// whole-state unit is not below what the store holds, and names no base (it replaces what is
+/// stored). `restore` of a snapshot it judges current (`last_epoch` at or below its epoch) is
+/// a plain `from_bytes`: also whole, starting where the bytes were taken.
 #[test]
 fn every_whole_state_load_replaces_all_at_an_epoch_not_below_last_epoch() {
     let rng = &mut SeededRng::from_label("review 39b: whole loads");
     let (mut primary, mut device) = new_phone(rng);
     let _ = device.take_changes(rng);
     let _ = device.generate_one_time_prekeys(rng, T0, 1);
-    let _ = device.take_changes(rng);
+    let tag = device.take_changes(rng).tag();
     let bytes = device.to_bytes();
     let at = device.state_epoch();
     for (how, last) in [("current", at), ("older last", 0), ("stale", at + 7)] {
         let (mut d, stale) = Device::restore(&bytes, last, T0).unwrap();
         assert_eq!(stale, last > at, "{how}");
         let unit = d.take_changes(rng);
-        assert_eq!(unit.base_epoch(), None, "{how}");
+        assert!(unit.replaces_all(), "{how}");
+        let base = (!stale).then_some((at, tag));
+        assert_eq!(unit.base_epoch().zip(unit.base_tag()), base, "{how}");
         assert!(unit.epoch() >= last && unit.epoch() >= at, "{how}");
         if stale {
             assert_eq!(unit.epoch(), last + 1, "{how}");
@@ -329,13 +333,15 @@ fn every_whole_state_load_replaces_all_at_an_epoch_not_below_last_epoch() {
     }
     let _ = primary.take_changes(rng);
     let _ = primary.invite(rng, T0).unwrap();
-    let _ = primary.take_changes(rng);
+    let tag = primary.take_changes(rng).tag();
     let bytes = primary.to_bytes();
     let at = primary.state_epoch();
     for last in [0, at, at + 3] {
         let (mut p, stale) = Primary::restore(&bytes, last).unwrap();
         let unit = p.take_changes(rng);
-        assert_eq!(unit.base_epoch(), None);
+        assert!(unit.replaces_all());
+        let base = (!stale).then_some((at, tag));
+        assert_eq!(unit.base_epoch().zip(unit.base_tag()), base);
         assert_eq!(unit.epoch(), if stale { last + 1 } else { at });
     }
     let mut p = Primary::restore_from_backup(&bytes).unwrap();

@@ -27,9 +27,9 @@ enum Refused {
     AnotherCopy,
 }
 
-/// One state's records and the epoch and tag of the last unit written: a unit that does not
-/// replace all must start from them (PROTOCOL.md 19); one that replaces all is written
-/// whatever is stored.
+/// One state's records and the epoch and tag of the last unit written: a unit with a base must
+/// start from them (PROTOCOL.md 19), or replace all where nothing is stored; one without (a
+/// new or restored state) is written whatever is stored.
 #[derive(Default)]
 struct ChainStore {
     head: Option<(u64, UnitTag)>,
@@ -39,12 +39,15 @@ struct ChainStore {
 impl ChainStore {
     fn write<S>(&mut self, unit: &Changes<S>) -> Result<(), Refused> {
         match (unit.base_epoch().zip(unit.base_tag()), self.head) {
-            (None, _) => self.rows.clear(),
-            (Some(_), None) => return Err(Refused::NotStored),
+            (None, _) => {}
+            (Some(_), None) if !unit.replaces_all() => return Err(Refused::NotStored),
             (Some((epoch, _)), Some((stored, _))) if epoch != stored => return Err(Refused::Gap),
             (Some(base), Some(head)) if base != head => return Err(Refused::AnotherCopy),
             _ if unit.is_empty() => return Ok(()),
             _ => {}
+        }
+        if unit.replaces_all() {
+            self.rows.clear();
         }
         for r in unit.records() {
             match r.value() {
@@ -261,10 +264,13 @@ fn a_state_loaded_after_a_unit_that_replaced_all_chains_from_its_tag() {
     let mut again = ds.device();
     let _ = again.generate_one_time_prekeys(&mut rng, T0, 1);
     assert_eq!(ds.write(&again.take_changes(&mut rng)), Ok(()));
-    // The whole-state bytes' own unit replaces all (no base), with a fresh tag.
+    // The whole-state bytes' own unit replaces all, with a fresh tag, and starts where the
+    // bytes were taken: the store has moved on since, so it is refused.
     let copy = from_bytes.take_changes(&mut rng);
     assert!(copy.replaces_all());
     assert_ne!(copy.tag(), unit.tag());
+    assert_eq!(copy.base_tag(), Some(unit.tag()));
+    assert_eq!(ds.write(&copy), Err(Refused::Gap));
 }
 
 /// Records from before tags (a meta record ending after the flag) load at the tag `NONE` and

@@ -125,7 +125,8 @@ fn a_new_device_and_whole_state_loads_replace_all_and_the_next_unit_starts_there
     assert!(first.replaces_all());
     assert_eq!(first.base_epoch(), None);
     let _ = device.generate_one_time_prekeys(rng, T0, 1);
-    follows(&device.take_changes(rng), 0, 1);
+    let last = device.take_changes(rng);
+    follows(&last, 0, 1);
 
     let bytes = device.to_bytes();
     let restored_at = Timestamp(T0.0 + 1);
@@ -154,7 +155,9 @@ fn a_new_device_and_whole_state_loads_replace_all_and_the_next_unit_starts_there
     ];
     for (how, mut d) in whole {
         let unit = d.take_changes(rng);
-        assert_eq!(unit.base_epoch(), None, "{how}");
+        // Loaded as it was, it starts where the bytes were taken; restored, from nothing.
+        let base = matches!(how, "from_bytes" | "restore, current").then_some((1, last.tag()));
+        assert_eq!(unit.base_epoch().zip(unit.base_tag()), base, "{how}");
         assert!(unit.replaces_all(), "{how}");
         assert_eq!(unit.epoch(), d.state_epoch(), "{how}");
         let _ = d.generate_one_time_prekeys(rng, restored_at, 1);
@@ -188,7 +191,7 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
     let first = primary.take_changes(rng);
     assert_eq!(first.base_epoch(), None);
     assert!(first.replaces_all());
-    let mut last = first.epoch();
+    let (mut last, mut last_tag) = (first.epoch(), first.tag());
     // The records as a store holds them.
     let mut stored = BTreeMap::new();
     let mut write = |unit: &PrimaryChanges| {
@@ -216,6 +219,7 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
         primary_follows(&unit, last, primary.state_epoch());
         assert_eq!(unit.is_empty(), step == 3);
         last = unit.epoch();
+        last_tag = unit.tag();
     }
 
     // Loaded from records: the next unit starts at the epoch loaded, stale restores and
@@ -233,18 +237,34 @@ fn each_primary_unit_starts_where_the_one_before_it_ended() {
     let mut restored = Primary::from_records(records()).unwrap().into_restored();
     primary_follows(&restored.take_changes(rng), last, last + 1);
 
-    // Loaded whole: the unit replaces all, and the next starts where it ended.
+    // Loaded whole: the unit replaces all, and the next starts where it ended. Loaded as it
+    // was, it starts from the bytes' epoch and tag; restored, from nothing.
     let bytes = primary.to_bytes();
-    for (how, mut p) in [
-        ("from_bytes", Primary::from_bytes(&bytes).unwrap()),
-        ("restore", Primary::restore(&bytes, last + 3).unwrap().0),
+    for (how, mut p, base) in [
+        (
+            "from_bytes",
+            Primary::from_bytes(&bytes).unwrap(),
+            Some((last, last_tag)),
+        ),
+        (
+            "restore, current",
+            Primary::restore(&bytes, last).unwrap().0,
+            Some((last, last_tag)),
+        ),
+        (
+            "restore",
+            Primary::restore(&bytes, last + 3).unwrap().0,
+            None,
+        ),
         (
             "restore_from_backup",
             Primary::restore_from_backup(&bytes).unwrap(),
+            None,
         ),
     ] {
         let unit = p.take_changes(rng);
-        assert_eq!(unit.base_epoch(), None, "{how}");
+        assert!(unit.replaces_all(), "{how}");
+        assert_eq!(unit.base_epoch().zip(unit.base_tag()), base, "{how}");
         let epoch = unit.epoch();
         let empty = p.take_changes(rng);
         primary_follows(&empty, epoch, epoch);

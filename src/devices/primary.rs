@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
-use crate::persist::{Dirty, UnitChain};
+use crate::persist::{Dirty, UnitChain, UnitTag};
 use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
@@ -38,8 +38,10 @@ pub const RESTORE_VERSION_SKIP: u64 = 1 << 32;
 /// have linked (linking takes a person and a QR code each time).
 pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
 
-/// The primary state format this build writes.
-const PRIMARY_STATE_VERSION: u8 = 2;
+/// The primary state format this build writes: version 2 with the tag of the last unit taken.
+const PRIMARY_STATE_VERSION: u8 = 3;
+/// The primary state format before unit tags, still read (its tag is `UnitTag::NONE`).
+const PRIMARY_STATE_UNTAGGED: u8 = 2;
 
 /// The account role of the primary device. After every change, write
 /// [`take_changes`](Self::take_changes) (the records it changed, in one transaction) before
@@ -482,7 +484,17 @@ impl Primary {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let list = self.list.to_bytes();
         let mut out = SecretBuf::with_capacity(
-            2 + 32 + 20 + 4 + 8 + 4 + list.len() + 4 + 24 * self.invitations.len() + 8 + 36 * 8,
+            2 + 32
+                + 20
+                + 4
+                + 8
+                + 4
+                + list.len()
+                + 4
+                + 24 * self.invitations.len()
+                + 8
+                + 36 * 8
+                + 17,
         );
         out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
         write_account(&mut out, &self.account, &self.policy);
@@ -505,6 +517,7 @@ impl Primary {
         }
         out.u64(self.epoch);
         out.flag(self.needs_resync);
+        out.put(&self.chain.tag().to_bytes());
         out.into_inner()
     }
 
@@ -513,8 +526,11 @@ impl Primary {
     /// next list this primary signs carries its policy (call [`renew`](Self::renew) once after
     /// upgrading, and publish it).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let (mut r, _) =
-            Reader::versioned_header(bytes, kind::PRIMARY_STATE, &[PRIMARY_STATE_VERSION])?;
+        let (mut r, version) = Reader::versioned_header(
+            bytes,
+            kind::PRIMARY_STATE,
+            &[PRIMARY_STATE_UNTAGGED, PRIMARY_STATE_VERSION],
+        )?;
         let (account, policy) = read_account(&mut r)?;
         let next_device = r.u32()?;
         let next_version = r.u64()?;
@@ -544,6 +560,10 @@ impl Primary {
         }
         let epoch = r.u64()?;
         let needs_resync = r.flag()?;
+        let tag = match version {
+            PRIMARY_STATE_UNTAGGED => UnitTag::NONE,
+            _ => UnitTag::from_bytes(r.array()?),
+        };
         r.finish()?;
         Ok(Self {
             account,
@@ -557,8 +577,9 @@ impl Primary {
             confirmed,
             epoch,
             needs_resync,
-            chain: UnitChain::WHOLE,
-            // Loaded whole: the next unit holds every record.
+            // Loaded whole: the next unit holds every record, and starts where the bytes were
+            // taken, at the tag of the last unit taken before them.
+            chain: UnitChain::at(epoch, tag),
             dirty: Dirty::everything(),
         })
     }
@@ -582,6 +603,8 @@ impl Primary {
     /// [`take_changes`](Self::take_changes) writes the meta record.
     pub fn into_restored(mut self) -> Self {
         self.needs_resync = true;
+        // Loaded whole, its unit replaces whatever the store holds, a later state included.
+        self.chain.restored();
         self.bump();
         self
     }
@@ -593,6 +616,7 @@ impl Primary {
             return (self, false);
         }
         self.needs_resync = true;
+        self.chain.restored();
         // The epoch stays monotonic across the restore.
         self.epoch = last_epoch.saturating_add(1);
         self.dirty.mark(PrimaryKey::Meta);

@@ -23,10 +23,14 @@ impl Primary {
     /// ([`from_bytes`](Self::from_bytes), [`restore`](Self::restore),
     /// [`restore_from_backup`](Self::restore_from_backup)), the unit holds every record and
     /// [`replaces_all`](PrimaryChanges::replaces_all) says to delete the stored ones first.
-    /// Otherwise the unit starts where the previous one taken ended, or where the primary was
-    /// loaded ([`base_epoch`](PrimaryChanges::base_epoch),
-    /// [`base_tag`](PrimaryChanges::base_tag)): a store holding another epoch missed a unit,
-    /// and one holding another tag holds another copy's. A unit that holds records draws its
+    /// The unit starts where the previous one taken ended, or where the primary was loaded
+    /// ([`base_epoch`](PrimaryChanges::base_epoch), [`base_tag`](PrimaryChanges::base_tag)):
+    /// a store holding another epoch missed a unit, and one holding another tag holds another
+    /// copy's. A load from whole-state bytes starts from the epoch and tag they hold (the tag
+    /// of the last unit taken before [`to_bytes`](Self::to_bytes); bytes of the previous
+    /// format hold [`UnitTag::NONE`](crate::persist::UnitTag::NONE), as does a store that kept
+    /// them as one blob). Only the first unit of a new or restored primary starts from
+    /// nothing: it replaces whatever the store holds. A unit that holds records draws its
     /// [tag](PrimaryChanges::tag) from `rng` (16 bytes), and always holds the meta record,
     /// which keeps the tag. Two live copies must not draw from one repeating stream.
     pub fn take_changes(&mut self, rng: &mut impl CryptoRng) -> PrimaryChanges {
@@ -137,6 +141,7 @@ impl Primary {
             .collect();
         let link = crate::persist::Link {
             base: None,
+            replaces_all: true,
             tag: self.chain.tag(),
         };
         PrimaryChanges::new(link, self.epoch, records)

@@ -322,6 +322,8 @@ impl Device {
             }
         }
         self.dirty.all = true;
+        // Its whole state replaces whatever the store holds, a later state included.
+        self.chain.restored();
         self.bump();
         self
     }

@@ -44,11 +44,12 @@ impl Device {
     /// The records changed since the last call, as one unit to write in one transaction.
     /// Empty if nothing changed. After [`new`](Self::new), a restore from backup, or
     /// [`from_bytes`](Self::from_bytes), the unit holds every record and
-    /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first. Otherwise
-    /// the unit starts where the previous one taken ended, or where the device was loaded
-    /// ([`base_epoch`](StateChanges::base_epoch), [`base_tag`](StateChanges::base_tag)): a
-    /// store holding another epoch missed a unit, and one holding another tag holds another
-    /// copy's. A unit that holds records draws its [tag](StateChanges::tag) from `rng` (16
+    /// [`replaces_all`](StateChanges::replaces_all) says to empty the store first. The unit
+    /// starts where the previous one taken ended, or where the device was loaded (from records
+    /// or from bytes) ([`base_epoch`](StateChanges::base_epoch),
+    /// [`base_tag`](StateChanges::base_tag)): a store holding another epoch missed a unit, and
+    /// one holding another tag holds another copy's. Only the first unit of a new or restored
+    /// device starts from nothing: it replaces whatever the store holds. A unit that holds records draws its [tag](StateChanges::tag) from `rng` (16
     /// bytes), and always holds the meta record, which keeps the tag. Two live copies must not
     /// draw from one repeating stream (a seeded RNG cloned with the device): their tags would
     /// repeat, as would their keys.
@@ -545,7 +546,9 @@ impl Device {
     /// Restores from [`to_bytes`](Self::to_bytes), as it was (use
     /// [`restore`](Self::restore) or [`restore_from_backup`](Self::restore_from_backup) for a
     /// backup that may be stale). Its next [`take_changes`](Self::take_changes) holds every
-    /// record.
+    /// record, and starts from the epoch and tag the bytes hold: a store that holds the device
+    /// at another epoch or tag (another copy loaded from the same bytes wrote since) refuses
+    /// it, and one that holds no device takes it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (mut r, _) =
             Reader::versioned_header(bytes, kind::DEVICE_STATE, &[DEVICE_STATE_VERSION])?;

@@ -64,29 +64,52 @@ impl fmt::Debug for UnitTag {
 }
 
 /// Where a state's units have got to: the epoch and tag of the last unit taken, or of the
-/// state as loaded. The next unit starts from it.
+/// state as loaded. The next unit starts from it, and names it as its base, unless it replaces
+/// all of a state that was made new or restored (no store holds it yet, or the restore is
+/// meant to replace what a store holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct UnitChain {
     epoch: u64,
     tag: UnitTag,
+    /// Whether a store may already hold the state at `(epoch, tag)`: a unit that replaces all
+    /// names it then, so that a second copy loaded from the same bytes cannot write its whole
+    /// state over what the first copy wrote since.
+    based: bool,
 }
 
-/// What one unit carries of the chain: its base (`None` if it replaces all), and its own tag.
+/// What one unit carries of the chain: its base (`None` only if it replaces all of a state
+/// made new or restored), whether it replaces all, and its own tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Link {
     pub(crate) base: Option<(u64, UnitTag)>,
+    pub(crate) replaces_all: bool,
     pub(crate) tag: UnitTag,
 }
 
 impl UnitChain {
-    /// The chain of a state made or loaded whole: its first unit replaces all, so it starts
-    /// from no base, and this one is never named.
-    pub(crate) const WHOLE: Self = Self::at(0, UnitTag::NONE);
+    /// The chain of a state made new, restored from a backup or migrated from a format
+    /// without tags: its first unit replaces all and starts from no base.
+    pub(crate) const WHOLE: Self = Self {
+        epoch: 0,
+        tag: UnitTag::NONE,
+        based: false,
+    };
 
-    /// A state loaded from records at `epoch` whose meta record holds `tag` (what the store
-    /// holds), or a new state (epoch 0, [`UnitTag::NONE`], its first unit replacing all).
+    /// A state loaded at `epoch` whose meta record holds `tag`: what a store holding it holds.
+    /// Its next unit starts there, even one that replaces all (a load of whole-state bytes).
     pub(crate) const fn at(epoch: u64, tag: UnitTag) -> Self {
-        Self { epoch, tag }
+        Self {
+            epoch,
+            tag,
+            based: true,
+        }
+    }
+
+    /// The chain of a state just restored from a backup: a unit that replaces all replaces
+    /// whatever a store holds, so it names no base (one that does not replace all still
+    /// starts where the chain is).
+    pub(crate) fn restored(&mut self) {
+        self.based = false;
     }
 
     /// The tag the state's meta record holds: after [`next`](Self::next), the new unit's.
@@ -104,13 +127,16 @@ impl UnitChain {
         replaces_all: bool,
         has_records: bool,
     ) -> Link {
-        let base = (!replaces_all).then_some((self.epoch, self.tag));
+        let base = (self.based || !replaces_all).then_some((self.epoch, self.tag));
         if replaces_all || has_records {
             self.tag = UnitTag::draw(rng);
         }
         self.epoch = epoch;
+        // Whatever this unit was, a store that wrote it holds the state where it ends.
+        self.based = true;
         Link {
             base,
+            replaces_all,
             tag: self.tag,
         }
     }
@@ -137,14 +163,34 @@ mod tests {
         let second = chain.next(rng, 9, false, true);
         assert_eq!(second.base, Some((8, first.tag)));
         assert_ne!(second.tag, first.tag);
+        assert!(!first.replaces_all && !empty.replaces_all && !second.replaces_all);
+        // A loaded state's unit that replaces all still starts where the chain is.
         let whole = chain.next(rng, 10, true, true);
-        assert_eq!(whole.base, None);
+        assert_eq!(whole.base, Some((9, second.tag)));
+        assert!(whole.replaces_all);
         assert_ne!(whole.tag, second.tag);
         assert_eq!(chain, UnitChain::at(10, whole.tag));
-        // A unit that replaces all draws its tag even with no records in it.
-        let mut whole = UnitChain::WHOLE;
-        let bare = whole.next(rng, 0, true, false);
+        // A restored one names no base; the unit after it starts where it ended.
+        chain.restored();
+        let restored = chain.next(rng, 11, true, true);
+        assert_eq!(restored.base, None);
+        assert!(restored.replaces_all);
+        assert_eq!(
+            chain.next(rng, 12, false, true).base,
+            Some((11, restored.tag))
+        );
+        // Restored but not replacing all (loaded from records, then restored): it starts
+        // where it was loaded.
+        let mut loaded = UnitChain::at(3, whole.tag);
+        loaded.restored();
+        assert_eq!(loaded.next(rng, 4, false, true).base, Some((3, whole.tag)));
+        // A unit that replaces all draws its tag even with no records in it; a new state's
+        // names no base.
+        let mut new = UnitChain::WHOLE;
+        let bare = new.next(rng, 0, true, false);
         assert_ne!(bare.tag, UnitTag::NONE);
+        assert_eq!(bare.base, None);
+        assert_eq!(new, UnitChain::at(0, bare.tag));
     }
 
     /// An RNG that first yields zeros: the zero tag is never taken, and the draw is not

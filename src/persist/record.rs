@@ -86,8 +86,10 @@ impl fmt::Debug for Record {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
 pub struct Changes<S> {
-    /// The epoch and tag the unit starts from; `None` for a unit that replaces all.
+    /// The epoch and tag the unit starts from; `None` for a unit that replaces all of a state
+    /// made new or restored.
     base: Option<(u64, UnitTag)>,
+    replaces_all: bool,
     epoch: u64,
     tag: UnitTag,
     records: Vec<Record>,
@@ -107,6 +109,7 @@ impl<S> Default for Changes<S> {
     fn default() -> Self {
         let link = Link {
             base: Some((0, UnitTag::NONE)),
+            replaces_all: false,
             tag: UnitTag::NONE,
         };
         Self::new(link, 0, Vec::new())
@@ -114,10 +117,11 @@ impl<S> Default for Changes<S> {
 }
 
 impl<S> Changes<S> {
-    /// A unit linked by `link` (its base `None`: it replaces all) and ending at `epoch`.
+    /// A unit linked by `link` and ending at `epoch`.
     pub(crate) fn new(link: Link, epoch: u64, records: Vec<Record>) -> Self {
         Self {
             base: link.base,
+            replaces_all: link.replaces_all,
             epoch,
             tag: link.tag,
             records,
@@ -126,16 +130,16 @@ impl<S> Changes<S> {
     }
 
     /// Whether the store's records of this state must be deleted before these are written:
-    /// the unit holds the whole state (a new one, or one loaded whole or restored). Exactly
-    /// when [`base_epoch`](Self::base_epoch) is `None`.
+    /// the unit holds the whole state (a new one, or one loaded whole or restored).
     pub fn replaces_all(&self) -> bool {
-        self.base.is_none()
+        self.replaces_all
     }
 
     /// The epoch this unit starts from: the [`epoch`](Self::epoch) of the previous unit taken
-    /// from the same in-memory state, or, if none was taken since it was loaded from records
-    /// (`from_records`), the epoch it was loaded at. `None` for a unit that
-    /// [replaces all](Self::replaces_all): it holds the whole state and is written whole.
+    /// from the same in-memory state, or, if none was taken since it was loaded
+    /// (`from_records`, or whole-state bytes: `from_bytes`), the epoch it was loaded at.
+    /// `None` only for a unit that [replaces all](Self::replaces_all) of a state made new or
+    /// restored from a backup: it is written whole over whatever the store holds.
     ///
     /// Units chain: each starts where the one before it ended, in epoch and in
     /// [tag](Self::base_tag). A store that holds the state at another epoch than this one
@@ -146,6 +150,13 @@ impl<S> Changes<S> {
     /// loads the state from the store again and redoes the operations since. An empty unit
     /// starts and ends at the same epoch and tag (they move only with a record written), so
     /// leaving an empty unit unwritten breaks no chain.
+    ///
+    /// A unit that replaces all and has a base comes from whole-state bytes: a store that
+    /// holds nothing of the state takes it (the bytes came from elsewhere, or the store is
+    /// new), and one that holds the state takes it only at this epoch and tag. Two copies
+    /// loaded from the same bytes (an app and its notification extension) both start from
+    /// them; once the first has written, the second's whole unit no longer starts from what
+    /// the store holds, and is refused rather than written over what the first did.
     pub fn base_epoch(&self) -> Option<u64> {
         self.base.map(|(epoch, _)| epoch)
     }
@@ -317,23 +328,37 @@ mod tests {
         assert!(d.keys.iter().copied().eq(0..300));
     }
 
-    /// A unit replaces all exactly when it starts from no epoch; the default one is empty and
-    /// starts where it ends.
+    /// A unit carries its link as it is: a base, or none, whether it replaces all or not; the
+    /// default one is empty and starts where it ends.
     #[test]
-    fn a_unit_replaces_all_exactly_when_it_has_no_base() {
+    fn a_unit_carries_its_base_and_whether_it_replaces_all() {
         let (a, b) = (UnitTag::from_bytes([1; 16]), UnitTag::from_bytes([2; 16]));
-        let whole = Changes::<DeviceState>::new(Link { base: None, tag: a }, 4, Vec::new());
+        let link = Link {
+            base: None,
+            replaces_all: true,
+            tag: a,
+        };
+        let whole = Changes::<DeviceState>::new(link, 4, Vec::new());
         assert!(whole.replaces_all());
         assert_eq!((whole.base_epoch(), whole.epoch()), (None, 4));
         assert_eq!((whole.base_tag(), whole.tag()), (None, a));
         let link = Link {
             base: Some((4, a)),
+            replaces_all: false,
             tag: b,
         };
         let next = Changes::<DeviceState>::new(link, 5, Vec::new());
         assert!(!next.replaces_all());
         assert_eq!((next.base_epoch(), next.epoch()), (Some(4), 5));
         assert_eq!((next.base_tag(), next.tag()), (Some(a), b));
+        let link = Link {
+            base: Some((5, b)),
+            replaces_all: true,
+            tag: a,
+        };
+        let loaded = Changes::<PrimaryState>::new(link, 5, Vec::new());
+        assert!(loaded.replaces_all());
+        assert_eq!((loaded.base_epoch(), loaded.base_tag()), (Some(5), Some(b)));
         let empty = Changes::<PrimaryState>::default();
         assert!(!empty.replaces_all() && empty.is_empty());
         assert_eq!((empty.base_epoch(), empty.epoch()), (Some(0), 0));

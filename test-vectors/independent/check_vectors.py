@@ -1820,14 +1820,15 @@ class Primary:
         self.epoch += 1
 
     def state(self):
-        """15.3 primary_state"""
-        out = (b"\x02\x86" + self.seed + u32(MAX_COMPANIONS) + u64(COMPANION_VALIDITY_MS)
+        """15.3 primary_state; this run takes no unit of the primary, so its tag is 16 zero
+        bytes"""
+        out = (b"\x03\x86" + self.seed + u32(MAX_COMPANIONS) + u64(COMPANION_VALIDITY_MS)
                + u64(LINK_INVITATION_VALIDITY_MS) + u32(self.next_device_id)
                + u64(self.next_version) + blob(self.list))
         out += u32(len(self.invitations)) + b"".join(n + u64(e) for n, e in self.invitations)
         out += u32(len(self.approvals)) + b"".join(u32(i) + d for i, d in self.approvals)
         out += u32(len(self.confirmed)) + b"".join(u32(i) for i in self.confirmed)
-        return out + u64(self.epoch) + flag(self.needs_resync)
+        return out + u64(self.epoch) + flag(self.needs_resync) + bytes(16)
 
 
 def link_proof(nonce, ak, ik):
@@ -3442,13 +3443,13 @@ def check_records(doc, context):
 def decode_primary_state(data):
     """15.3 primary_state, field by field."""
     r = Reader(data)
-    r.head(2, 0x86)
+    r.head(3, 0x86)
     st = {"account": r.take(32 + 4 + 8 + 8), "next_device": r.u32(), "next_version": r.u64()}
     st["list"] = r.take(r.u32())
     st["invitations"] = [r.take(16 + 8) for _ in range(r.u32())]
     st["admitted"] = [(r.u32(), r.take(32)) for _ in range(r.u32())]
     st["confirmed"] = [r.u32() for _ in range(r.u32())]
-    st["epoch"], st["needs_resync"] = r.u64(), r.flag()
+    st["epoch"], st["needs_resync"], st["tag"] = r.u64(), r.flag(), r.take(16)
     r.end()
     return st
 
@@ -3476,6 +3477,9 @@ def primary_records(st, tag):
 
 def check_primary_records(p):
     st = decode_primary_state(hx(p["state"]))
+    # The state holds the tag of a unit taken before it; its load draws a new one (19).
+    R.true("primary: the state's tag is a drawn one (15.3, 19)", st["tag"] != bytes(16))
+    R.true("primary: the load's unit draws a new tag (19)", st["tag"] != hx(p["tag"]))
     recs = primary_records(st, hx(p["tag"]))
     R.check("primary: number of records (15.4)", len(p["records"]), len(recs))
     for (key, value), rv in zip(recs, p["records"]):

@@ -443,9 +443,11 @@ pub struct Changes {
     /// Whether these records replace everything stored (delete the rest first).
     pub replaces_all: bool,
     /// The epoch the changes start from: the `epoch` of the previous changes taken from the
-    /// same state (or the epoch loaded from records); `None` when they replace all. A store
+    /// same state (or the epoch it was loaded at, from records or bytes); `None` only when
+    /// they replace all of a new or restored state (write them whatever is stored). A store
     /// holding another epoch lacks changes that were never written: refuse these, load from
-    /// the store again and redo.
+    /// the store again and redo. Changes that replace all and have a base (a state loaded
+    /// from bytes) go where nothing is stored, or where exactly their base is.
     pub base_epoch: Option<u64>,
     /// The tag (16 bytes) of the changes these start from, `None` exactly when `base_epoch` is.
     /// Keep the last `tag` written beside the epoch, and refuse changes whose `base_tag` is not

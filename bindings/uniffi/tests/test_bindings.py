@@ -171,6 +171,13 @@ def test_restart_from_persisted_state(relay):
     # A stale snapshot is detected: restored as from a backup.
     stale = r.restore_device(saved, bob2.state_epoch(), relay.now)
     assert stale.from_backup
+    # Loaded from bytes, the first changes replace all and start where the bytes were taken
+    # (a store holding the device at another epoch or tag refuses them); restored from a stale
+    # snapshot, they start from nothing and replace whatever is stored.
+    loaded = r.restore_device(saved, epoch, relay.now).device.take_changes()
+    assert loaded.replaces_all and loaded.base_epoch == epoch and len(loaded.base_tag) == 16
+    fresh = stale.device.take_changes()
+    assert fresh.replaces_all and fresh.base_epoch is None and fresh.base_tag is None
     # Bytes the app knows are a backup: the same, without an epoch to compare.
     backup = r.restore_device_from_backup(saved, relay.now)
     assert backup.awaiting_own_list() and not bob2.awaiting_own_list()

@@ -59,7 +59,9 @@ export class RecordStore {
   /**
    * Writes one `Changes` of device (or primary) `name` in one transaction, with its epoch and
    * tag as the head the next changes must start from; throws `StaleCopyError`, writing
-   * nothing, if these do not start from the stored head (changes that replace all always do).
+   * nothing, if these do not start from the stored head. Changes without a base (a new or
+   * restored state) replace whatever is stored; changes that replace all with a base (a
+   * state loaded from bytes) are checked like any other where a head is stored.
    */
   async apply(name, changes) {
     const tx = this.db.transaction([name, "meta"], "readwrite");
@@ -68,7 +70,7 @@ export class RecordStore {
     const key = `head/${name}`;
     const head = await done(meta.get(key));
     // A store written before heads were kept has none: the next changes set it.
-    if (!changes.replacesAll && head !== undefined &&
+    if (changes.baseEpoch !== null && head !== undefined &&
         (head.epoch !== changes.baseEpoch || !sameBytes(head.tag, changes.baseTag))) {
       tx.abort();
       await committed(tx).catch(() => {});

@@ -22,8 +22,11 @@ export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
  * What one operation changed: write it in one transaction (with `replacesAll`, delete every
  * stored record first), then keep `epoch` for the next restore. `baseEpoch` is the epoch the
  * changes start from: the `epoch` of the previous changes taken from the same state (or the
- * epoch loaded from records); null when they replace all. A store holding another epoch lacks
- * changes that were never written: refuse these, load from the store again and redo.
+ * epoch it was loaded at, from records or bytes); null only when they replace all of a new or
+ * restored state (write them whatever is stored). A store holding another epoch lacks changes
+ * that were never written: refuse these, load from the store again and redo. Changes that
+ * replace all and have a base (a state loaded from bytes) go where nothing is stored, or
+ * where exactly their base is.
  * `baseTag` (null exactly when `baseEpoch` is) is the 16-byte `tag` of the changes these start
  * from: keep the last `tag` written beside the epoch and refuse changes whose `baseTag` is not
  * it (another live copy of the state, in another tab or worker, wrote since).

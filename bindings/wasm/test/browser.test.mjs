@@ -444,7 +444,7 @@ test("a primary's change records: written per operation, rebuilt after a restart
   assert.deepEqual(r.restarted, {
     stale: false, needsResync: false, account: true, list: true, epoch: true, confirmed: true, bytes: true,
     next: { replacesAll: false, records: true, epoch: true, base: true }, events: ["deviceRemoved"], again: true,
-    fromBytes: true,
+    fromBytes: true, fromStaleBytes: true,
   });
   // An older store than the last unit written: stale, refuses to sign until it resyncs.
   assert.deepEqual(r.staleStore, { stale: true, needsResync: true, renew: "device.resync_required", resynced: true, version: true });

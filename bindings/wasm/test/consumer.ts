@@ -194,12 +194,13 @@ function housekeeping(device: Device, outbox: Outbox, group: Uint8Array, gone: U
 
 /** Writes one operation's records (the app's storage, here a Map). */
 function apply(store: Map<string, Uint8Array>, changes: Changes): void {
-  // A unit that replaces all starts from nothing; any other from the epoch stored.
+  // A unit without a base replaces all (a new or restored state); any other starts from the
+  // epoch and tag stored, if any.
   const base: number | null = changes.baseEpoch;
   const baseTag: Uint8Array | null = changes.baseTag;
   const tag: Uint8Array = changes.tag;
-  if (changes.replacesAll !== (base === null) || (base === null) !== (baseTag === null) || tag.length !== 16) {
-    throw new Error("a unit replaces all exactly when it has no base, and carries a 16-byte tag");
+  if ((base === null && !changes.replacesAll) || (base === null) !== (baseTag === null) || tag.length !== 16) {
+    throw new Error("a unit without a base replaces all, and every unit carries a 16-byte tag");
   }
   if (changes.replacesAll) store.clear();
   const changed: ChangedRecord[] = changes.records;

@@ -707,9 +707,13 @@ export async function primaryRecords() {
   // Again from the records written since: the unlink is there.
   const again = Primary.fromRecords(records(), next.epoch).primary;
   restarted.again = same(again.deviceList(), unlinked) && !again.isConfirmed(webId);
-  // From bytes, the first unit replaces all.
+  // From bytes, the first unit replaces all, starting where the bytes were taken (they hold
+  // no tag: the base tag is 16 zero bytes); restored from stale bytes, it starts from nothing.
   const whole = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges();
-  restarted.fromBytes = whole.replacesAll && whole.baseEpoch === null;
+  restarted.fromBytes = whole.replacesAll && whole.baseEpoch === again.stateEpoch() &&
+    same(whole.baseTag, new Uint8Array(16));
+  const stale = Primary.restore(again.toBytes(), again.stateEpoch() + 1).takeChanges();
+  restarted.fromStaleBytes = stale.replacesAll && stale.baseEpoch === null && stale.baseTag === null;
 
   // A store older than the last unit written: stale; the primary must resync before it signs.
   const old = Primary.fromRecords(midway, next.epoch);

@@ -134,8 +134,11 @@
 //! restart the device could accept a replayed message. Write the missing unit first if the
 //! app still holds it; else load the state again from the store and redo the operations since
 //! (the relay delivers again what was not acknowledged). A unit that
-//! [replaces all](ratchetry::persist::Changes::replaces_all) is written whole, whatever is
-//! stored.
+//! [replaces all](ratchetry::persist::Changes::replaces_all) of a new or restored state has no
+//! base and is written whole, whatever is stored; one of a state loaded from whole-state bytes
+//! starts from the epoch and tag they hold, and is checked as any other where the state is
+//! stored (two copies loaded from the same bytes: the second's is refused once the first
+//! wrote).
 //!
 //! Units also chain by tag: each unit with records carries a random
 //! [`tag`](ratchetry::persist::Changes::tag) and names the tag of the unit it starts from

@@ -91,13 +91,15 @@ impl SqliteStore {
     /// meta row updated for these rows only. Write the unit before acting on the operation's
     /// output; an empty unit writes nothing, but is checked as any other.
     ///
-    /// A unit that does not replace all needs a device stored ([`StoreError::NotStored`]),
-    /// must not end below the epoch stored ([`StoreError::EpochWentBack`]), and must start
-    /// from it ([`base_epoch`](StateChanges::base_epoch)): else a unit before it was not
-    /// written (a gap), and it is refused as [`StoreError::UnitGap`], nothing written, an
-    /// empty unit included. Starting from the stored epoch, it must also start from the stored
-    /// unit ([`base_tag`](StateChanges::base_tag)): else another live copy of the device wrote
-    /// it, and it is refused as [`StoreError::AnotherCopy`].
+    /// A unit that does not replace all needs a device stored ([`StoreError::NotStored`]). No
+    /// unit may end below the epoch stored ([`StoreError::EpochWentBack`]), and a unit with a
+    /// base ([`base_epoch`](StateChanges::base_epoch)) must start from it: else a unit before
+    /// it was not written (a gap), and it is refused as [`StoreError::UnitGap`], nothing
+    /// written, an empty unit included. Starting from the stored epoch, it must also start
+    /// from the stored unit ([`base_tag`](StateChanges::base_tag)): else another live copy of
+    /// the device wrote it, and it is refused as [`StoreError::AnotherCopy`]. A unit that
+    /// replaces all with a base (a device loaded from bytes) is checked so where a device is
+    /// stored; one without (a new or restored device) is written whatever is stored.
     pub fn write(&mut self, unit: &StateChanges) -> Result<Written, StoreError> {
         let mut tx = self.transaction()?;
         let written = tx.write(unit)?;
@@ -306,16 +308,21 @@ impl StoreTransaction<'_> {
 
     /// Writes one unit of a role's records, linked to the stored state by `link`: the rows it
     /// puts and deletes, the role's rows all deleted first if it replaces all, and the meta
-    /// row updated for these rows only. A unit that does not replace all must start from the
-    /// stored epoch and tag, an empty one too (it writes nothing then).
+    /// row updated for these rows only. A unit with a base must start from the stored epoch
+    /// and tag, an empty one too (it writes nothing then); one that replaces all may also
+    /// write a role where none is stored.
     fn write_unit(
         &mut self,
         role: Role,
         link: Link,
         records: &[Record],
     ) -> Result<Written, StoreError> {
-        let Link { base, epoch, tag } = link;
-        let replaces_all = base.is_none();
+        let Link {
+            base,
+            replaces_all,
+            epoch,
+            tag,
+        } = link;
         let (slot, record_id): (&str, fn(Vec<u8>) -> RecordId) = match role {
             Role::Device => (DEVICE, RecordId::Device),
             Role::Primary => (PRIMARY, RecordId::Primary),
@@ -326,7 +333,8 @@ impl StoreTransaction<'_> {
             Role::Primary => (&mut summary.primary_epoch, &mut summary.primary_tag),
         };
         match (*stored, base) {
-            (None, Some(_)) => return Err(StoreError::NotStored(role)),
+            // Only a unit of the whole state writes a state where none is.
+            (None, Some(_)) if !replaces_all => return Err(StoreError::NotStored(role)),
             (Some(stored_epoch), _) if epoch < stored_epoch => {
                 return Err(StoreError::EpochWentBack {
                     role,
@@ -441,9 +449,11 @@ impl std::fmt::Debug for StoreTransaction<'_> {
 }
 
 /// What a unit says of its place in the chain (PROTOCOL.md 19): the epoch and tag it starts
-/// from (`None`: it replaces all), and those it ends at.
+/// from (`None`: it replaces all of a new or restored state, whatever is stored), whether it
+/// replaces all, and the epoch and tag it ends at.
 struct Link {
     base: Option<(u64, UnitTag)>,
+    replaces_all: bool,
     epoch: u64,
     tag: UnitTag,
 }
@@ -452,6 +462,7 @@ impl Link {
     fn of<S>(unit: &ratchetry::persist::Changes<S>) -> Self {
         Self {
             base: unit.base_epoch().zip(unit.base_tag()),
+            replaces_all: unit.replaces_all(),
             epoch: unit.epoch(),
             tag: unit.tag(),
         }

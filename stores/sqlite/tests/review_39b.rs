@@ -406,14 +406,15 @@ fn restores_of_the_store_and_a_stale_last_epoch_chain_from_what_is_stored() {
     assert_eq!(bob.store.write(&empty).unwrap().bytes, 0);
 }
 
-/// Pins a documented limit (not a `UnitGap` case): a unit that replaces all is written
-/// whatever is stored, as long as its epoch is not below the stored one. So a whole-state
-/// copy (`Device::from_bytes` of a backup, `Device::restore` of a snapshot it judged current)
-/// that made one operation overwrites another copy's written unit at the same epoch, and the
-/// other copy's acknowledged message is no longer recorded. Only `EpochWentBack` guards
-/// whole-state units: with the other copy one unit further, it is refused.
+/// Was a documented limit (a whole-state unit was written whatever was stored, unless its
+/// epoch was below): a unit that replaces all of a state loaded from bytes now starts from the
+/// epoch and tag they hold. So a whole-state copy (`Device::from_bytes` of a backup,
+/// `Device::restore` of a snapshot it judged current) that made one operation after another
+/// copy wrote is refused, nothing written, and the other copy's acknowledged message stays
+/// recorded as read. Loaded again from the store, the copy goes on; a whole-state copy that
+/// is behind the store by a unit is `EpochWentBack`.
 #[test]
-fn a_whole_state_unit_of_another_copy_is_written_if_its_epoch_is_not_behind() {
+fn a_whole_state_unit_of_another_copy_is_refused_once_the_store_moved_on() {
     let (mut rng, mut alice, mut bob, _dir) = two("review 39b: whole copy");
     let e = bob.last_epoch;
     let mut whole_copy = Device::from_bytes(&bob.device.to_bytes()).unwrap();
@@ -423,18 +424,25 @@ fn a_whole_state_unit_of_another_copy_is_written_if_its_epoch_is_not_behind() {
     read_with(&mut whole_copy, &alice, &m2).unwrap();
     let unit = whole_copy.take_changes(&mut ratchetry::os_rng());
     assert!(unit.replaces_all());
-    assert_eq!(unit.epoch(), e + 1);
-    // Equal epochs: written over A's unit.
-    bob.store.write(&unit).unwrap();
+    assert_eq!((unit.base_epoch(), unit.epoch()), (Some(e), e + 1));
+    // Equal epochs, but it starts from e: refused, nothing written.
+    let rows = all_rows(&bob.raw());
+    assert!(matches!(
+        bob.store.write(&unit),
+        Err(StoreError::UnitGap { role: Role::Device, stored_epoch, base_epoch })
+            if (stored_epoch, base_epoch) == (e + 1, e)
+    ));
+    assert_eq!(all_rows(&bob.raw()), rows);
+    // m1, which A read and acknowledged, is still recorded as read in the store.
     let mut stored = bob.store.load(e + 1).unwrap().unwrap();
-    assert_eq!(*stored.to_bytes(), *whole_copy.to_bytes());
-    // m1, which A read and acknowledged, is not recorded as read in the store.
-    assert_eq!(read_with(&mut stored, &alice, &m1).unwrap(), b"m1");
+    assert_eq!(*stored.to_bytes(), *bob.device.to_bytes());
+    assert!(read_with(&mut stored, &alice, &m1).is_err());
 
-    // One unit further, a whole-state copy of A (still at e + 1) is refused.
+    // The refused copy loads again from the store and redoes its read; a whole-state copy of
+    // A (still at e + 1) is then behind by a unit.
     let mut a_whole = Device::from_bytes(&bob.device.to_bytes()).unwrap();
-    let m3 = from_alice(&mut rng, &mut alice, &bob, b"m3");
-    read_with(&mut whole_copy, &alice, &m3).unwrap();
+    let mut whole_copy = bob.store.load(e + 1).unwrap().unwrap();
+    assert_eq!(read_with(&mut whole_copy, &alice, &m2).unwrap(), b"m2");
     let further = whole_copy.take_changes(&mut ratchetry::os_rng());
     assert_eq!(further.base_epoch(), Some(e + 1));
     assert_eq!(bob.store.write(&further).unwrap().epoch, e + 2);

@@ -54,7 +54,7 @@ fn previous_store(dir: &Path) -> PathBuf {
 // Findings
 // ---------------------------------------------------------------------------------------------
 
-/// FINDING (medium): a unit that replaces all carries no base, so a second live copy whose
+/// FINDING (medium, fixed at stop 41 as suggested below): a unit that replaces all carried no base, so a second live copy whose
 /// next unit replaces all (loaded from whole-state bytes, `Device::from_bytes`; a clone taken
 /// while that unit was pending) is written over the first copy's units after the first copy
 /// acted on them. Review 39b pinned this as a limit of the epoch chain; the tag chain claims
@@ -80,7 +80,6 @@ fn previous_store(dir: &Path) -> PathBuf {
 /// `Device::new`/`Primary::new` on an empty store and the restores (which abandon sending
 /// chains and move ids) stay unconditional.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): a whole-state unit of a second live copy is written after the first copy acted"]
 fn a_second_copy_whose_unit_replaces_all_is_refused_once_the_first_copy_wrote() {
     let (mut rng, alice, mut bob, _dir) = two("review 40b: whole copies");
     let e = bob.last_epoch;
@@ -119,7 +118,7 @@ fn a_second_copy_whose_unit_replaces_all_is_refused_once_the_first_copy_wrote() 
     assert_eq!(all_rows(&bob.raw()), rows);
 }
 
-/// FINDING (medium): the same through the store's upgrade path. A database of the previous
+/// FINDING (medium, fixed at stop 41): the same through the store's upgrade path. A database of the previous
 /// version holds the primary as one blob; two processes (the app and an extension, or two app
 /// launches) both load it, and each one's next unit replaces all. The first writes, then
 /// renews (signing list version `v+1`, published); the second renews too (signing another
@@ -132,7 +131,6 @@ fn a_second_copy_whose_unit_replaces_all_is_refused_once_the_first_copy_wrote() 
 /// a format-1 meta row holds) as its expected base, and the store refuses it once the role
 /// holds another epoch or tag.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): two copies loading a format-1 store's primary blob both write whole-state units; the second overwrites a list the first signed and published"]
 fn two_copies_of_a_previous_versions_primary_blob_cannot_both_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = previous_store(dir.path());
