@@ -193,14 +193,32 @@ impl Journal {
 
     /// Makes room for a new pending retry `key` before anything is minted for it: if `key` is
     /// not held and all places are taken, drops the retry asked longest ago (the lowest key
-    /// among equal times) and returns it, so its prekeys can be released.
+    /// among equal times) of the sender account holding the most (`key` counted for its
+    /// account if that account holds any; the lowest account among equals), and returns it,
+    /// so its prekeys can be released.
     pub(crate) fn make_room(&mut self, key: &PendingKey) -> Option<(PendingKey, Pending)> {
         if self.pending.contains_key(key) || self.pending.len() < MAX_PENDING_RETRIES {
             return None;
         }
+        // By account, not oldest overall: a contact the relay controls, whose own messages the
+        // relay breaks, would otherwise push out the retry asked of another sender, whose
+        // answer then names prekeys this device no longer holds. Rare (a full set): a scan.
+        let mut held: BTreeMap<AccountKey, usize> = BTreeMap::new();
+        for (sender, _) in self.pending.keys() {
+            *held.entry(sender.account).or_default() += 1;
+        }
+        // The new one counts for its account, if that account holds any to drop.
+        if let Some(n) = held.get_mut(&key.0.account) {
+            *n += 1;
+        }
+        let most = held
+            .iter()
+            .max_by_key(|(a, n)| (**n, core::cmp::Reverse(**a)))
+            .map(|(a, _)| *a)?;
         let oldest = self
             .pending
             .iter()
+            .filter(|(k, _)| k.0.account == most)
             .min_by_key(|(k, p)| (p.requested_at, **k))
             .map(|(k, _)| *k)?;
         self.pending.remove(&oldest).map(|p| (oldest, p))
@@ -823,6 +841,67 @@ mod tests {
             j.make_room(&next).map(|(k, _)| k),
             Some((address(1), reference(1)))
         );
+    }
+
+    /// Room is made at the expense of the sender account holding the most pending retries (the
+    /// new one counted for its account if that account holds any), so one account's flood of
+    /// retries never pushes out another's.
+    #[test]
+    fn pending_retries_make_room_at_the_expense_of_the_account_holding_the_most() {
+        let address = |account: u8, i: u32| DeviceAddress {
+            account: AccountKey::from_trusted([account; 32]),
+            device: crate::devices::DeviceId(i),
+        };
+        let pending = |at: u64| Pending {
+            group: None,
+            failed: id(0),
+            attempts: 1,
+            requested_at: Timestamp(at),
+            minted: alloc::vec![Minted::default()],
+            done: false,
+        };
+        let fill = |a: u32| {
+            let mut j = Journal::default();
+            // Account 1's `a` retries were asked first; account 2's after.
+            for i in 0..MAX_PENDING_RETRIES as u32 {
+                let key = match i < a {
+                    true => (address(1, i), reference(i)),
+                    false => (address(2, i), reference(i)),
+                };
+                j.pending.insert(key, pending(1000 + u64::from(i)));
+            }
+            j
+        };
+        let dropped = |j: &mut Journal, key: PendingKey| j.make_room(&key).map(|(k, _)| k);
+        // Account 1 holds one, asked longest ago; account 2 the rest: 2's oldest goes, for a
+        // third account's retry and for another of account 1's alike.
+        for new in [address(3, 0), address(1, 99)] {
+            let mut j = fill(1);
+            assert_eq!(
+                dropped(&mut j, (new, reference(999))),
+                Some((address(2, 1), reference(1)))
+            );
+            assert!(j.pending.contains_key(&(address(1, 0), reference(0))));
+        }
+        // Equal shares: the new retry's account is the one holding the most.
+        let half = MAX_PENDING_RETRIES as u32 / 2;
+        let mut j = fill(half);
+        assert_eq!(
+            dropped(&mut j, (address(2, 999), reference(999))),
+            Some((address(2, half), reference(half)))
+        );
+        let mut j = fill(half);
+        assert_eq!(
+            dropped(&mut j, (address(1, 999), reference(999))),
+            Some((address(1, 0), reference(0)))
+        );
+        // Of an account that holds none, it does not count: the lowest account among equals.
+        let mut j = fill(half);
+        assert_eq!(
+            dropped(&mut j, (address(0, 0), reference(999))),
+            Some((address(1, 0), reference(0)))
+        );
+        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
     }
 
     /// Two loaded entries naming one reference are refused: a sender draws every salt afresh,
