@@ -150,15 +150,38 @@ impl Call {
     /// Never use it to replace a call this device holds: it accepts any epoch, older ones too,
     /// and any device may name itself manager of a call object of its own. A held call moves
     /// only with [`apply`](Self::apply) and, after missed epochs, [`catch_up`](Self::catch_up),
-    /// which both refuse to go back to an older epoch or to another manager.
+    /// which both refuse to go back to an older epoch or to another manager. If the app kept an
+    /// epoch of this call (it went through the call, and the device was restored from a backup
+    /// that predates it), learn it with
+    /// [`from_key_message_at_least`](Self::from_key_message_at_least) instead.
     pub fn from_key_message(
         me: DeviceAddress,
         from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
     ) -> Result<Self, SyncError> {
+        Self::from_key_message_at_least(me, from, message, config, 0)
+    }
+
+    /// [`from_key_message`](Self::from_key_message) for a call the app kept an epoch of,
+    /// `last_epoch`, but holds no state of: the device was restored from a backup older than
+    /// the call (or than the app's copy of it), so the key messages it reads again may be
+    /// replays of epochs it went through, whose keys a participant removed since holds. A
+    /// message older than `last_epoch` is `StaleCallKey` (drop it, and learn the call from the
+    /// manager's current key message); `last_epoch` itself, which the device held, or any
+    /// newer one is taken. As [`restore`](Self::restore) floors a stale snapshot of a call.
+    pub fn from_key_message_at_least(
+        me: DeviceAddress,
+        from: &DeviceAddress,
+        message: CallKeyMessage,
+        config: &CallConfig,
+        last_epoch: u32,
+    ) -> Result<Self, SyncError> {
         if *from != message.manager {
             return Err(SyncError::NotCallManager);
+        }
+        if message.epoch < last_epoch {
+            return Err(SyncError::StaleCallKey);
         }
         if message.participants.binary_search(&me).is_err() {
             return Err(SyncError::NotInCall);

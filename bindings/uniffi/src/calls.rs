@@ -206,20 +206,25 @@ impl Call {
 
     /// A call this device does not hold yet, as participant `me` learns it from a key message
     /// `sender` sent (`Received.CallKey`). For a call already held, use
-    /// [`apply`](Self::apply) or [`catch_up`](Self::catch_up), never this.
-    #[uniffi::constructor(default(config = None))]
+    /// [`apply`](Self::apply) or [`catch_up`](Self::catch_up), never this. `last_epoch`: the
+    /// epoch of this call the app kept, if the device was restored from a backup older than
+    /// the call (0 if none): an older key message is `sync.stale_call_key` (a replay of an
+    /// epoch it went through; learn the call from the manager's current message).
+    #[uniffi::constructor(default(config = None, last_epoch = 0))]
     pub fn from_key_message(
         me: Address,
         sender: Address,
         message: Arc<CallKeyMessage>,
         config: Option<CallConfig>,
+        last_epoch: u32,
     ) -> Result<Arc<Self>, RatchetryError> {
         let cfg = config.map_or_else(calls::CallConfig::default, Into::into);
-        let call = calls::Call::from_key_message(
+        let call = calls::Call::from_key_message_at_least(
             address_in(&me)?,
             &address_in(&sender)?,
             message.inner.clone(),
             &cfg,
+            last_epoch,
         )?;
         Ok(Self::wrap(call, config))
     }

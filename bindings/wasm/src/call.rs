@@ -162,19 +162,29 @@ impl Call {
 
     /// A call this device does not hold yet, as participant `me` learns it from a received
     /// key message that `from` (the received object's `sender`) sent. Never use it for a call
-    /// already held: use `apply` / `catchUp`.
+    /// already held: use `apply` / `catchUp`. `lastEpoch`: the epoch of this call the app
+    /// kept, if the device was restored from a backup older than the call: an older key
+    /// message is `sync.stale_call_key` (a replay; learn the call from the manager's current
+    /// message).
     #[wasm_bindgen(js_name = fromKeyMessage)]
     pub fn from_key_message(
         me: JsAddress,
         from: JsAddress,
         message: &CallKeyMessage,
         config: Option<JsCallConfig>,
+        last_epoch: Option<u32>,
     ) -> Result<Call, JsValue> {
         let me = address_in(&me)?;
         let from = address_in(&from)?;
         let config = call_config(&config.map_or(JsValue::UNDEFINED, Into::into))?;
-        let inner = calls::Call::from_key_message(me, &from, message.inner.clone(), &config)
-            .map_err(error::sync)?;
+        let inner = calls::Call::from_key_message_at_least(
+            me,
+            &from,
+            message.inner.clone(),
+            &config,
+            last_epoch.unwrap_or(0),
+        )
+        .map_err(error::sync)?;
         Ok(Self { inner, config })
     }
 

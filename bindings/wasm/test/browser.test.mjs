@@ -251,6 +251,7 @@ test("calls: a call key sent by one device yields the same SRTP keys at another;
     badState: "decode.unknown_version",
     wrongCall: "fanout.body_mismatch",
     answeredTwice: "fanout.duplicate",
+    belowKeptEpoch: "sync.stale_call_key",
   });
   // No secret (SRTP keys, epoch secrets) in String(x), JSON.stringify(x), the inspection, or
   // the console's rendering of any call object or received call key.

@@ -212,6 +212,8 @@ export async function calls() {
     badState: code(() => Call.restore(new Uint8Array(5), 0)),
     wrongCall,
     answeredTwice: code(() => alice.device.answerCallKeyRetry(now(), asked.request, call)),
+    // A call the app kept epoch 1 of (restored from an older backup): epoch 0 is a replay.
+    belowKeptEpoch: code(() => Call.fromKeyMessage(b, bobFirst.sender, bobFirst.message, undefined, 1)),
   };
 
   // No secret in any string form: the received object, the key message, the call, the keys.
