@@ -421,8 +421,10 @@ impl Device {
     ) -> Result<Outgoing, Error> {
         let from = request.from;
         // A sender key went missing, not the session: keep it. (It is the strongest held: the
-        // key went out over it, and a weaker session never displaces a stronger one.)
-        let keep = request.reason == RetryReason::SenderKeyMissing;
+        // key went out over it, and a weaker session never displaces a stronger one.) A call
+        // key rides on no sender key: whatever the reason, its answer starts a new session.
+        let keep = request.reason == RetryReason::SenderKeyMissing
+            && !matches!(payload, Payload::CallKeyResend { .. });
         let (mut session, index) = match self.sessions.get(&from).and_then(|s| s.current()) {
             Some(current) if keep => (current.clone(), Some(0)),
             _ => {
