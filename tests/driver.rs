@@ -447,7 +447,8 @@ fn a_receive_asks_again_for_the_reason_the_envelope_failed() {
 }
 
 /// A driven error says what failed: the directory's error, the device's refusal as the
-/// device words it, or that the directory never served what was needed.
+/// device words it, that the directory never served what was needed, or for how many devices
+/// it has no bundle.
 #[test]
 fn a_drive_error_says_what_failed() {
     let directory: DriveError<&str> = DriveError::Directory("connection reset");
@@ -458,6 +459,9 @@ fn a_drive_error_says_what_failed() {
         refusal.to_string()
     );
     assert!(!DriveError::<&str>::Unresolved.to_string().is_empty());
+    let device = World::addr(World::new("driver error text").account(0), 2);
+    let none = DriveError::<&str>::NoBundles(vec![device, device]);
+    assert!(none.to_string().contains("no prekey bundle for 2 device"));
 }
 
 /// Lists that each change something but never resolve the envelope end a stepped receive after

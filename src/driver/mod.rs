@@ -53,6 +53,13 @@ pub enum DriveError<E> {
     Device(Error),
     /// The directory did not serve what the device needs after [`MAX_ROUNDS`] rounds.
     Unresolved,
+    /// The directory served no prekey bundle for these devices (the sessions of those it
+    /// served were started, and the device keeps them). A device without a bundle (it never
+    /// uploaded prekeys, or the relay has none left) cannot be reached yet. For a group
+    /// send, drive it again with
+    /// [`send_group_withholding`](Device::send_group_withholding) naming them without a
+    /// reason, so that they do not block the group; a 1:1 send waits until they upload.
+    NoBundles(Vec<DeviceAddress>),
 }
 
 impl<E> From<Error> for DriveError<E> {
@@ -67,6 +74,13 @@ impl<E: fmt::Display> fmt::Display for DriveError<E> {
             Self::Directory(e) => write!(f, "directory failed: {e}"),
             Self::Device(e) => write!(f, "{e}"),
             Self::Unresolved => f.write_str("the directory did not serve what the device needs"),
+            Self::NoBundles(devices) => {
+                write!(
+                    f,
+                    "the directory has no prekey bundle for {} device(s)",
+                    devices.len()
+                )
+            }
         }
     }
 }
@@ -120,7 +134,9 @@ pub enum Inbound {
 /// Runs `op` (a send: [`Device::send`], [`send_group`](Device::send_group), ...) until its
 /// outbox is ready, fetching the lists and bundles it asks for from `directory`. Returns the
 /// outbox and the events the list updates brought (show them). Persist the device's changes,
-/// then ship the outbox with its coverage.
+/// then ship the outbox with its coverage. Devices the directory serves no bundle for end the
+/// loop at once with [`DriveError::NoBundles`] naming them (asking again would not help),
+/// after the sessions of the others were started: persist those changes too.
 pub fn send<D: Directory, R: CryptoRng>(
     device: &mut Device,
     rng: &mut R,
@@ -142,6 +158,13 @@ pub fn send<D: Directory, R: CryptoRng>(
                     .filter(|(d, _)| devices.contains(d))
                     .collect();
                 device.start_sessions(rng, now, &served)?;
+                let missing: Vec<DeviceAddress> = devices
+                    .into_iter()
+                    .filter(|d| !served.iter().any(|(s, _)| s == d))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(DriveError::NoBundles(missing));
+                }
             }
         }
     }
@@ -171,6 +194,7 @@ pub fn receive<D: Directory, R: CryptoRng>(
             }
             Err(DriveError::Device(e)) => return Err(DriveError::Device(e)),
             Err(DriveError::Unresolved) => return Err(DriveError::Unresolved),
+            Err(DriveError::NoBundles(devices)) => return Err(DriveError::NoBundles(devices)),
             Err(DriveError::Directory(never)) => match never {},
         }
     }

@@ -155,6 +155,11 @@ impl Receiving {
                 "driver.unresolved",
                 "the relay did not serve the lists this envelope needs",
             )),
+            // A receive fetches no bundles.
+            Err(DriveError::NoBundles(_)) => Err(RatchetryError::binding(
+                "driver.no_bundles",
+                "the relay served no prekey bundle for a device",
+            )),
             Err(DriveError::Directory(never)) => match never {},
         }
     }

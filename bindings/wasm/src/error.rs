@@ -37,6 +37,11 @@ pub(crate) fn drive(e: DriveError<Infallible>) -> JsValue {
             "driver.unresolved",
             "the device lists fetched did not resolve the receive",
         ),
+        // A receive fetches no bundles.
+        DriveError::NoBundles(_) => js_error(
+            "driver.no_bundles",
+            "the relay served no prekey bundle for a device",
+        ),
         DriveError::Directory(never) => match never {},
     }
 }
