@@ -121,8 +121,8 @@ fn a_primary_copy_whose_unit_lines_up_with_the_other_copys_is_refused() {
     assert_eq!(*loaded.to_bytes(), *bob.primary.to_bytes());
 }
 
-/// A unit that replaces all is written whatever the store holds, and the next unit chains
-/// from its tag.
+/// A unit that replaces all, of a device loaded from bytes of what the store holds, is written
+/// (it starts from the stored epoch and tag), and the next unit chains from its tag.
 #[test]
 fn a_unit_that_replaces_all_sets_the_tag_the_next_unit_chains_from() {
     let (mut rng, mut alice, mut bob, _dir) = two("store copies: replace all");
@@ -143,4 +143,40 @@ fn a_unit_that_replaces_all_sets_the_tag_the_next_unit_chains_from() {
     let next = whole.take_changes(&mut ratchetry::os_rng());
     assert_eq!(next.base_tag(), Some(unit.tag()));
     bob.last_epoch = bob.store.write(&next).unwrap().epoch;
+}
+
+/// Into a store that holds no device, a device loaded from bytes is written whole; a second
+/// copy loaded from the same bytes then no longer starts from what is stored, and is refused
+/// with nothing written. A device restored from a backup names no base: it is written over
+/// whatever is stored.
+#[test]
+fn copies_loaded_from_bytes_into_an_empty_store_the_first_wins_and_a_restore_replaces() {
+    let (_, _, bob, dir) = two("store copies: loaded into an empty store");
+    let bytes = bob.device.to_bytes();
+    let mut fresh = SqliteStore::open(
+        &dir.path().join("fresh.db"),
+        ratchetry::persist::StorageKey::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let mut first = ratchetry::fanout::Device::from_bytes(&bytes).unwrap();
+    let mut second = ratchetry::fanout::Device::from_bytes(&bytes).unwrap();
+    let unit = first.take_changes(&mut ratchetry::os_rng());
+    assert!(unit.replaces_all());
+    assert_eq!(unit.base_epoch(), Some(bob.device.state_epoch()));
+    assert_eq!(fresh.write(&unit).unwrap().epoch, bob.device.state_epoch());
+    let rows = all_rows(fresh.connection());
+    assert!(matches!(
+        fresh.write(&second.take_changes(&mut ratchetry::os_rng())),
+        Err(StoreError::AnotherCopy { role: Role::Device, epoch }) if epoch == unit.epoch()
+    ));
+    assert_eq!(all_rows(fresh.connection()), rows);
+    let loaded = fresh.load(unit.epoch()).unwrap().unwrap();
+    assert_eq!(*loaded.to_bytes(), *first.to_bytes());
+    // Restored from the same bytes: no base, written over the first copy's state.
+    let mut restored = ratchetry::fanout::Device::restore_from_backup(&bytes, T0).unwrap();
+    let whole = restored.take_changes(&mut ratchetry::os_rng());
+    assert_eq!((whole.base_epoch(), whole.base_tag()), (None, None));
+    fresh.write(&whole).unwrap();
+    let loaded = fresh.load(whole.epoch()).unwrap().unwrap();
+    assert_eq!(*loaded.to_bytes(), *restored.to_bytes());
 }
