@@ -16,11 +16,15 @@ use support::{World, body, tampered};
 const ROOM: GroupId = GroupId([0x55; 32]);
 
 /// A directory over the world: every primary's current list, every device's base bundle;
-/// accounts in `hidden` are not served; `down` fails every call.
+/// accounts in `hidden` are not served; `down` fails every call; `forged` serves the second
+/// device's bundle under the first's address; `noisy` serves every bundle twice, and one of
+/// a device not asked for.
 struct Relay<'w> {
     world: &'w World,
     hidden: BTreeSet<AccountKey>,
     down: bool,
+    forged: Option<(DeviceAddress, DeviceAddress)>,
+    noisy: bool,
     calls: usize,
 }
 
@@ -30,6 +34,8 @@ impl<'w> Relay<'w> {
             world,
             hidden: BTreeSet::new(),
             down: false,
+            forged: None,
+            noisy: false,
             calls: 0,
         }
     }
@@ -63,11 +69,24 @@ impl Directory for Relay<'_> {
         if self.down {
             return Err(Down);
         }
-        Ok(devices
+        let bundle = |d: &DeviceAddress| {
+            let source = match self.forged {
+                Some((to, from)) if to == *d => from,
+                _ => *d,
+            };
+            Some((*d, self.world.devices.get(&source)?.bundle(None, None)))
+        };
+        let mut served: Vec<_> = devices
             .iter()
             .filter(|d| !self.hidden.contains(&d.account))
-            .filter_map(|d| Some((*d, self.world.devices.get(d)?.bundle(None, None))))
-            .collect())
+            .filter_map(bundle)
+            .collect();
+        if self.noisy {
+            served.extend(served.clone());
+            let unasked = self.world.devices.keys().find(|d| !devices.contains(d));
+            served.extend(unasked.and_then(bundle));
+        }
+        Ok(served)
     }
 }
 
@@ -446,6 +465,60 @@ fn a_receive_asks_again_for_the_reason_the_envelope_failed() {
     assert_eq!(req.reason, RetryReason::AuthenticationFailed);
 }
 
+/// A directory that serves a bundle the device refuses (another device's, under this one's
+/// address), every bundle twice, and one not asked for: the driver starts the sessions it can
+/// and names the refused device, with why, in `NoBundles`, after one round; a send withholding
+/// from it is then ready without another fetch, and reaches the others.
+#[test]
+fn a_bundle_refused_names_its_device_and_the_others_sessions_start() {
+    let mut w = World::new("driver refused bundle");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(1);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob, carol]);
+    let (a1, b1, c1, c2) = (
+        World::addr(alice, 1),
+        World::addr(bob, 1),
+        World::addr(carol, 1),
+        World::addr(carol, 2),
+    );
+    let now = w.now;
+    let (result, calls) = drive(&mut w, a1, |d, rng, relay| {
+        relay.forged = Some((c2, b1));
+        relay.noisy = true;
+        let r = driver::send(d, rng, now, relay, |d, rng| {
+            d.send_group(rng, now, ROOM, b"hello room")
+        });
+        (r, relay.calls)
+    });
+    let refused = Error::from(FanoutError::IdentityMismatch(c2));
+    assert_eq!(
+        result.err(),
+        Some(DriveError::NoBundles(vec![(c2, Some(refused))]))
+    );
+    let (result, more) = drive(&mut w, a1, |d, rng, relay| {
+        let r = driver::send(d, rng, now, relay, |d, rng| {
+            d.send_group_withholding(rng, now, ROOM, b"hello room", &[(c2, None)])
+        });
+        (r, relay.calls)
+    });
+    assert_eq!(
+        more, 0,
+        "every other session was started: {calls} calls before"
+    );
+    let (outbox, _) = result.unwrap();
+    let got = w.deliver(&outbox);
+    for reader in [b1, c1] {
+        assert!(
+            got.iter()
+                .any(|(to, r)| *to == reader && matches!(r, Ok(Received::Group { .. }))),
+            "{reader:?}"
+        );
+    }
+    assert!(!got.iter().any(|(to, r)| *to == c2 && r.is_ok()));
+}
+
 /// A driven error says what failed: the directory's error, the device's refusal as the
 /// device words it, that the directory never served what was needed, or for how many devices
 /// it has no bundle.
@@ -460,8 +533,11 @@ fn a_drive_error_says_what_failed() {
     );
     assert!(!DriveError::<&str>::Unresolved.to_string().is_empty());
     let device = World::addr(World::new("driver error text").account(0), 2);
-    let none = DriveError::<&str>::NoBundles(vec![device, device]);
-    assert!(none.to_string().contains("no prekey bundle for 2 device"));
+    let none = DriveError::<&str>::NoBundles(vec![(device, None), (device, None)]);
+    assert!(
+        none.to_string()
+            .contains("no usable prekey bundle for 2 device")
+    );
 }
 
 /// Lists that each change something but never resolve the envelope end a stepped receive after

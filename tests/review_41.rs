@@ -217,7 +217,10 @@ fn a_member_device_without_a_bundle_does_not_block_a_driven_group_send() {
         (r, dir.calls)
     });
     assert_eq!(calls, 1, "one round: asking again would not help");
-    assert_eq!(result.err(), Some(DriveError::NoBundles(vec![silent])));
+    assert_eq!(
+        result.err(),
+        Some(DriveError::NoBundles(vec![(silent, None)]))
+    );
     // The others' sessions were started: the send withholding from the silent device needs
     // nothing more, and reaches Bob.
     let (result, calls) = drive(&mut w, a1, &[silent], |d, rng, dir| {

@@ -9,6 +9,7 @@
 //! It builds on fanout (the device and its outcomes) and devices (lists); it must not reach
 //! below the device's public API.
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::fmt;
 use rand_core::CryptoRng;
@@ -53,13 +54,15 @@ pub enum DriveError<E> {
     Device(Error),
     /// The directory did not serve what the device needs after [`MAX_ROUNDS`] rounds.
     Unresolved,
-    /// The directory served no prekey bundle for these devices (the sessions of those it
-    /// served were started, and the device keeps them). A device without a bundle (it never
-    /// uploaded prekeys, or the relay has none left) cannot be reached yet. For a group
-    /// send, drive it again with
-    /// [`send_group_withholding`](Device::send_group_withholding) naming them without a
-    /// reason, so that they do not block the group; a 1:1 send waits until they upload.
-    NoBundles(Vec<DeviceAddress>),
+    /// The directory served no usable prekey bundle for these devices: none (`None`: it never
+    /// uploaded prekeys, or the relay has none left), or one the device refused (`Some`, why:
+    /// a bundle that does not verify, or `IdentityMismatch`, a key the device's signed list
+    /// does not name, which the relay served: warn the user). The sessions of the devices
+    /// whose bundles were usable were started, and the device keeps them. For a group send,
+    /// drive it again with [`send_group_withholding`](Device::send_group_withholding) naming
+    /// these devices without a reason, so that they do not block the group; a 1:1 send waits
+    /// until they upload.
+    NoBundles(Vec<(DeviceAddress, Option<Error>)>),
 }
 
 impl<E> From<Error> for DriveError<E> {
@@ -77,7 +80,7 @@ impl<E: fmt::Display> fmt::Display for DriveError<E> {
             Self::NoBundles(devices) => {
                 write!(
                     f,
-                    "the directory has no prekey bundle for {} device(s)",
+                    "the directory has no usable prekey bundle for {} device(s)",
                     devices.len()
                 )
             }
@@ -134,9 +137,9 @@ pub enum Inbound {
 /// Runs `op` (a send: [`Device::send`], [`send_group`](Device::send_group), ...) until its
 /// outbox is ready, fetching the lists and bundles it asks for from `directory`. Returns the
 /// outbox and the events the list updates brought (show them). Persist the device's changes,
-/// then ship the outbox with its coverage. Devices the directory serves no bundle for end the
-/// loop at once with [`DriveError::NoBundles`] naming them (asking again would not help),
-/// after the sessions of the others were started: persist those changes too.
+/// then ship the outbox with its coverage. Devices the directory serves no usable bundle for
+/// end the loop at once with [`DriveError::NoBundles`] naming them (asking again would not
+/// help), after the sessions of the others were started: persist those changes too.
 pub fn send<D: Directory, R: CryptoRng>(
     device: &mut Device,
     rng: &mut R,
@@ -152,18 +155,27 @@ pub fn send<D: Directory, R: CryptoRng>(
                 follow(device, now, directory, &accounts, &mut events)?;
             }
             Outgoing::NeedBundles(devices) => {
-                let bundles = directory.bundles(&devices).map_err(DriveError::Directory)?;
-                let served: Vec<_> = bundles
-                    .into_iter()
-                    .filter(|(d, _)| devices.contains(d))
+                let mut served = directory.bundles(&devices).map_err(DriveError::Directory)?;
+                // Only the devices asked for, each once (the first bundle served for it); sets,
+                // so that a distribution to thousands of devices is not quadratic.
+                let asked: BTreeSet<DeviceAddress> = devices.iter().copied().collect();
+                let mut seen = BTreeSet::new();
+                served.retain(|(d, _)| asked.contains(d) && seen.insert(*d));
+                let mut unusable: Vec<(DeviceAddress, Option<Error>)> = devices
+                    .iter()
+                    .filter(|d| !seen.contains(d))
+                    .map(|d| (*d, None))
                     .collect();
-                device.start_sessions(rng, now, &served)?;
-                let missing: Vec<DeviceAddress> = devices
-                    .into_iter()
-                    .filter(|d| !served.iter().any(|(s, _)| s == d))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(DriveError::NoBundles(missing));
+                // All or nothing: if a bundle is refused, start the others one by one.
+                if device.start_sessions(rng, now, &served).is_err() {
+                    for one in served.chunks(1) {
+                        if let Err(e) = device.start_sessions(rng, now, one) {
+                            unusable.push((one[0].0, Some(e)));
+                        }
+                    }
+                }
+                if !unusable.is_empty() {
+                    return Err(DriveError::NoBundles(unusable));
                 }
             }
         }

@@ -154,7 +154,7 @@ fn copies_loaded_from_bytes_into_an_empty_store_the_first_wins_and_a_restore_rep
     let (_, _, bob, dir) = two("store copies: loaded into an empty store");
     let bytes = bob.device.to_bytes();
     let mut fresh = SqliteStore::open(
-        &dir.path().join("fresh.db"),
+        dir.path().join("fresh.db"),
         ratchetry::persist::StorageKey::from_bytes([0x42; 32]),
     )
     .unwrap();
