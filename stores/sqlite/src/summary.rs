@@ -39,8 +39,8 @@ const HASHED_KEY: u8 = 0xff;
 
 /// The meta row's format: 2 adds the tag of each role's last unit; 1 (before tags) is read with
 /// both tags `UnitTag::NONE`, the tag a state of that release loads with.
-const META_VERSION: u8 = 2;
-const META_V1: u8 = 1;
+pub(crate) const META_VERSION: u8 = 2;
+pub(crate) const META_V1: u8 = 1;
 /// The meta row's exact length: written into a buffer of that capacity, it never reallocates
 /// (which would leave an unwiped copy behind).
 const META_LEN: usize = 1 + 9 + 9 + 8 + 32 + KEY_FIELD + 8 + 8 + 16 + 16;
