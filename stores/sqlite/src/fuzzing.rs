@@ -46,6 +46,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{RecordId, Role, StoreError};
 use crate::rows::{self, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, STORE, seal_name};
+use crate::store::FORMAT_VERSION;
 use crate::store::SqliteStore;
 use crate::summary::{DigestKey, META_V1, META_VERSION, Summary};
 
@@ -53,8 +54,6 @@ use crate::summary::{DigestKey, META_V1, META_VERSION, Summary};
 pub const STORAGE_KEY: [u8; 32] = [0x5e; 32];
 /// The digest key of every fuzzed store (unless the input gives its row's plaintext).
 pub const DIGEST_KEY: [u8; 32] = [0x3d; 32];
-/// The store's format, the first byte of its digest key row (as `store.rs` writes it).
-const FORMAT_VERSION: u8 = 1;
 /// The time the restores are made at.
 const NOW: Timestamp = Timestamp(1_790_000_000_000);
 

@@ -18,7 +18,7 @@ use crate::rows::{
 use crate::summary::{DigestKey, Summary};
 
 /// The store's format: the first byte of its key row.
-const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 1;
 
 /// A device's records and its account's [`Primary`], in one SQLite database, every value sealed
 /// under the app's [`StorageKey`] and every row checked on load (see the [crate](crate) docs).
