@@ -186,7 +186,9 @@ impl Primary {
             confirmed,
             epoch: 0,
             needs_resync: false,
-            chain: UnitChain::WHOLE,
+            // Its first unit replaces all, starting from epoch 0 and the tag of a state before
+            // tags: a second copy's migration of the same state is refused once one wrote.
+            chain: UnitChain::at(0, UnitTag::NONE),
             dirty: Dirty::everything(),
         }
     }

@@ -18,7 +18,7 @@ use super::{Device, DeviceConfig, EnvelopeId};
 use crate::devices::{DeviceAddress, ListLimits, SignedDeviceList};
 use crate::error::{DecodeError, Error, FanoutError};
 use crate::group::GroupConfig;
-use crate::persist::UnitChain;
+use crate::persist::{UnitChain, UnitTag};
 use crate::primitives::IdentityKeyPair;
 use crate::ratchet::{Session, SessionConfig};
 use crate::time::Timestamp;
@@ -154,7 +154,10 @@ impl Device {
             restored_at: None,
             groups_by_app: false,
             lists_generation: 0,
-            chain: UnitChain::WHOLE,
+            // Its first unit replaces all, starting from the old state's epoch and the tag of
+            // a state before tags: where nothing is stored, or a second copy's migration of
+            // the same state is refused once the first wrote.
+            chain: UnitChain::at(epoch, UnitTag::NONE),
             dirty: Dirty {
                 all: true,
                 keys: BTreeSet::new(),

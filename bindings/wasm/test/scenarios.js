@@ -714,8 +714,8 @@ export async function primaryRecords() {
   const whole = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges();
   restarted.fromBytes = whole.replacesAll && whole.baseEpoch === again.stateEpoch() &&
     same(whole.baseTag, new Uint8Array(16));
-  const stale = Primary.restore(again.toBytes(), again.stateEpoch() + 1).takeChanges();
-  restarted.fromStaleBytes = stale.replacesAll && stale.baseEpoch === null && stale.baseTag === null;
+  const staleWhole = Primary.restore(again.toBytes(), again.stateEpoch() + 1).takeChanges();
+  restarted.fromStaleBytes = staleWhole.replacesAll && staleWhole.baseEpoch === null && staleWhole.baseTag === null;
 
   // A store older than the last unit written: stale; the primary must resync before it signs.
   const old = Primary.fromRecords(midway, next.epoch);
