@@ -18,7 +18,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use ratchetry::IncomingMessage;
-use ratchetry::calls::{Call, CallConfig, CallKind};
+use ratchetry::calls::{Call, CallConfig, CallKind, KeptCall};
 use ratchetry::devices::{AccountKey, DeviceAddress, DeviceId, SignedDeviceList};
 use ratchetry::driver::{self, Directory, DriveError};
 use ratchetry::fanout::{Device, MAX_PENDING_RETRIES, Outbox, Received, RetryReason, RetryRequest};
@@ -304,7 +304,7 @@ fn removed_setup(label: &str) -> RemovedSetup {
 /// with `Call::from_key_message`, Bob would send media under epoch-0 keys, which Mallory,
 /// removed at epoch 1, derives; the floor that `Call::restore` gives a stale snapshot (since
 /// stop 37) had no way in when the backup holds no snapshot of the call (FINDING, medium,
-/// fixed at stop 41: `Call::from_key_message_at_least` takes the kept epoch). It refuses the
+/// fixed at stop 41: `Call::from_key_message_kept` takes the kept epoch and manager). It refuses the
 /// replay, and learns the call from the manager's current message, with Bob's keys.
 #[test]
 fn a_participant_restored_from_a_backup_older_than_the_call_never_goes_below_its_kept_epoch() {
@@ -323,18 +323,23 @@ fn a_participant_restored_from_a_backup_older_than_the_call_never_goes_below_its
     assert!(kept > message.epoch());
     // Bob's app holds no call of this id, but kept its epoch: it learns it at least there.
     let config = CallConfig::default();
-    let learned = Call::from_key_message_at_least(b1, &from, message.clone(), &config, kept);
+    let kept = KeptCall {
+        manager: a1,
+        epoch: kept,
+    };
+    let learned = Call::from_key_message_kept(b1, &from, message.clone(), &config, &kept);
     assert_eq!(learned.err(), Some(SyncError::StaleCallKey));
     // Without the kept epoch, the keys would be ones Mallory derives.
     let unfloored = Call::from_key_message(b1, &from, message, &config).unwrap();
     assert_eq!(
         unfloored.srtp_keys(&b1).unwrap(),
         s.mallorys.srtp_keys(&b1).unwrap(),
-        "{m1:?} removed at epoch {kept}"
+        "{m1:?} removed at epoch {}",
+        kept.epoch
     );
     // The manager's current message (the kept epoch) is taken: Bob's keys, not Mallory's.
     let current = s.bobs.key_message().clone();
-    let learned = Call::from_key_message_at_least(b1, &a1, current, &config, kept).unwrap();
+    let learned = Call::from_key_message_kept(b1, &a1, current, &config, &kept).unwrap();
     assert_eq!(learned.srtp_keys(&b1), s.bobs.srtp_keys(&b1));
     assert_ne!(
         learned.srtp_keys(&b1).unwrap(),

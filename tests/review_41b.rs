@@ -1,11 +1,11 @@
 //! Review 41b: a device's life after review 41's fixes: whole-state loads that now chain,
-//! `Call::from_key_message_at_least`, call key retries, pending retries making room by sender
+//! `Call::from_key_message_kept`, call key retries, pending retries making room by sender
 //! account, and `driver::send`'s `NoBundles`.
 //!
 //! A passing test pins what holds. A test marked `#[ignore = "FINDING: ..."]` asserts the
 //! correct behaviour and fails today: run with `--ignored`. Findings here:
 //!
-//! - `Call::from_key_message_at_least` floors the epoch the app kept, but not the manager: a
+//! - `Call::from_key_message_kept` floors the epoch the app kept, but not the manager: a
 //!   participant removed since re-issues the kept call's id as a call object of its own, at the
 //!   kept epoch; the restored device takes it, sends media under keys the removed participant
 //!   chose, and refuses the real manager's key messages from then on;
@@ -20,7 +20,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use ratchetry::calls::{Call, CallConfig, CallKeyMessage, CallKind};
+use ratchetry::calls::{Call, CallConfig, CallKeyMessage, CallKind, KeptCall};
 use ratchetry::devices::{AccountKey, DeviceAddress, Primary, PrimaryPolicy, SignedDeviceList};
 use ratchetry::driver::{self, Directory, DriveError};
 use ratchetry::fanout::{Device, MAX_PENDING_RETRIES, Outbox, Received, RetryReason};
@@ -51,13 +51,13 @@ fn read_key(w: &mut World, to: DeviceAddress, outbox: &Outbox) -> (DeviceAddress
 }
 
 // ---------------------------------------------------------------------------------------------
-// Call::from_key_message_at_least (PROTOCOL.md 21)
+// Call::from_key_message_kept (PROTOCOL.md 21)
 // ---------------------------------------------------------------------------------------------
 
 /// Alice manages a group call with Bob and Mallory; Bob's phone's backup predates the call.
 /// Alice removes Mallory (epoch 1); Bob's app keeps epoch 1 of the call, by its id, where the
 /// backup does not reach. Bob's phone is restored from the backup: it holds no state of the
-/// call, only the kept epoch, and learns the call again with `from_key_message_at_least`.
+/// call, only the kept epoch, and learns the call again with `from_key_message_kept`.
 ///
 /// Mallory knows the call's id (she was in it). She starts a call object of her own, gives it
 /// that id and the kept epoch, and sends it to Bob's phone. Every check passes: the sender is
@@ -67,12 +67,11 @@ fn read_key(w: &mut World, to: DeviceAddress, outbox: &Outbox) -> (DeviceAddress
 /// her the stream), and Alice's real key messages are refused as `NotCallManager` from then on.
 /// The floor guards the epoch; nothing guards the manager, which the app knew as well.
 ///
-/// Fix (`src/calls/call.rs`, PROTOCOL.md 21, guide "Calls"): the app keeps the manager beside the
-/// epoch, and `from_key_message_at_least` takes both (`kept: (manager, epoch)`), refusing a
+/// Fixed at stop 41 (`src/calls/call.rs`, PROTOCOL.md 21, guide "Calls"): the app keeps the manager beside the
+/// epoch, and `from_key_message_kept` takes both (`KeptCall { manager, epoch }`), refusing a
 /// message of another manager as `NotCallManager`. The assertion below is the outcome the fix
 /// must give: Mallory's call object is not taken for the kept call.
 #[test]
-#[ignore = "FINDING: from_key_message_at_least floors the kept epoch but not the manager: a removed participant re-issues the call id as its own and the restored device takes it"]
 fn a_removed_participant_cannot_pass_its_own_call_off_as_the_kept_one() {
     let (mut w, _, [a1, b1, m1]) = World::phones("review41b forged manager");
     let config = CallConfig::default();
@@ -109,7 +108,11 @@ fn a_removed_participant_cannot_pass_its_own_call_off_as_the_kept_one() {
         (m1, call.id(), kept)
     );
 
-    let learned = Call::from_key_message_at_least(b1, &from, message, &config, kept);
+    let kept = KeptCall {
+        manager: a1,
+        epoch: kept,
+    };
+    let learned = Call::from_key_message_kept(b1, &from, message, &config, &kept);
     if let Ok(taken) = &learned {
         // What it gives: Mallory derives Bob's media keys, and the real manager is shut out.
         assert_eq!(taken.srtp_keys(&b1), mallorys.srtp_keys(&b1));
@@ -120,8 +123,9 @@ fn a_removed_participant_cannot_pass_its_own_call_off_as_the_kept_one() {
             Err(SyncError::NotCallManager)
         ));
     }
-    assert!(
-        learned.is_err(),
+    assert_eq!(
+        learned.err(),
+        Some(SyncError::NotCallManager),
         "the restored phone took Mallory's call object as call {:?}, managed by {m1:?}",
         call.id()
     );
@@ -131,7 +135,7 @@ fn a_removed_participant_cannot_pass_its_own_call_off_as_the_kept_one() {
 /// floor, then the participant; the kept epoch itself and newer ones are taken; an older one is
 /// `StaleCallKey`; a kept epoch of 0 is `from_key_message`.
 #[test]
-fn from_key_message_at_least_checks_manager_then_floor_then_participant() {
+fn from_key_message_kept_checks_manager_then_floor_then_participant() {
     let (mut w, _, [a1, b1, c1]) = World::phones("review41b at least order");
     let config = CallConfig::default();
     let mut call = Call::start(&mut w.rng, CallKind::Group, a1, &[b1], &config).unwrap();
@@ -140,8 +144,9 @@ fn from_key_message_at_least_checks_manager_then_floor_then_participant() {
     call.join(&mut w.rng, c1, &config).unwrap();
     let two = call.key_message().clone();
     assert_eq!(two.epoch(), 2);
-    let at_least = |me, from, m: &CallKeyMessage, kept| {
-        Call::from_key_message_at_least(me, &from, m.clone(), &config, kept).map(|c| c.epoch())
+    let at_least = |me, from, m: &CallKeyMessage, epoch| {
+        let kept = KeptCall { manager: a1, epoch };
+        Call::from_key_message_kept(me, &from, m.clone(), &config, &kept).map(|c| c.epoch())
     };
     // Another sender: NotCallManager, whatever the epoch and listing.
     assert_eq!(at_least(b1, c1, &zero, 5), Err(SyncError::NotCallManager));
@@ -158,7 +163,15 @@ fn from_key_message_at_least_checks_manager_then_floor_then_participant() {
         Ok(0)
     );
     // Learned at the kept epoch, the call then never goes below it.
-    let mut learned = Call::from_key_message_at_least(b1, &a1, two.clone(), &config, 2).unwrap();
+    let mut learned =
+        Call::from_key_message_kept(b1, &a1, two.clone(), &config, &call.kept()).unwrap();
+    assert_eq!(
+        call.kept(),
+        KeptCall {
+            manager: a1,
+            epoch: 2
+        }
+    );
     assert_eq!(
         learned.catch_up(&a1, zero, &config),
         Err(SyncError::StaleCallKey)

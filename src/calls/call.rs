@@ -66,6 +66,18 @@ impl fmt::Debug for SrtpKeys {
     }
 }
 
+/// What an app keeps of a call where a restore from backup does not reach (beside the device's
+/// epoch): the call's manager and the highest epoch persisted ([`Call::kept`]). A device
+/// restored from a backup older than the call learns the call again only from that manager, at
+/// that epoch or later ([`Call::from_key_message_kept`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptCall {
+    /// The device that manages the call's keys.
+    pub manager: DeviceAddress,
+    /// The highest epoch of the call persisted (never lowered).
+    pub epoch: u32,
+}
+
 /// One call's current epoch as this device (`me`) knows it.
 ///
 /// # Example
@@ -150,37 +162,43 @@ impl Call {
     /// Never use it to replace a call this device holds: it accepts any epoch, older ones too,
     /// and any device may name itself manager of a call object of its own. A held call moves
     /// only with [`apply`](Self::apply) and, after missed epochs, [`catch_up`](Self::catch_up),
-    /// which both refuse to go back to an older epoch or to another manager. If the app kept an
-    /// epoch of this call (it went through the call, and the device was restored from a backup
-    /// that predates it), learn it with
-    /// [`from_key_message_at_least`](Self::from_key_message_at_least) instead.
+    /// which both refuse to go back to an older epoch or to another manager. If the app kept
+    /// this call ([`KeptCall`]: it went through the call, and the device was restored from a
+    /// backup that predates it), learn it with
+    /// [`from_key_message_kept`](Self::from_key_message_kept) instead.
     pub fn from_key_message(
         me: DeviceAddress,
         from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
     ) -> Result<Self, SyncError> {
-        Self::from_key_message_at_least(me, from, message, config, 0)
+        let kept = KeptCall {
+            manager: message.manager,
+            epoch: 0,
+        };
+        Self::from_key_message_kept(me, from, message, config, &kept)
     }
 
-    /// [`from_key_message`](Self::from_key_message) for a call the app kept an epoch of,
-    /// `last_epoch`, but holds no state of: the device was restored from a backup older than
+    /// [`from_key_message`](Self::from_key_message) for a call the app kept
+    /// ([`KeptCall`]) but holds no state of: the device was restored from a backup older than
     /// the call (or than the app's copy of it), so the key messages it reads again may be
-    /// replays of epochs it went through, whose keys a participant removed since holds. A
-    /// message older than `last_epoch` is `StaleCallKey` (drop it, and learn the call from the
-    /// manager's current key message); `last_epoch` itself, which the device held, or any
-    /// newer one is taken. As [`restore`](Self::restore) floors a stale snapshot of a call.
-    pub fn from_key_message_at_least(
+    /// replays of epochs it went through, whose keys a participant removed since holds, or a
+    /// call object of such a participant under the same id. A message of another manager than
+    /// the kept one is `NotCallManager`; one older than the kept epoch is `StaleCallKey` (drop
+    /// it, and learn the call from the manager's current key message); the kept epoch itself,
+    /// which the device held, or any newer one is taken. As [`restore`](Self::restore) floors
+    /// a stale snapshot of a call.
+    pub fn from_key_message_kept(
         me: DeviceAddress,
         from: &DeviceAddress,
         message: CallKeyMessage,
         config: &CallConfig,
-        last_epoch: u32,
+        kept: &KeptCall,
     ) -> Result<Self, SyncError> {
-        if *from != message.manager {
+        if *from != message.manager || message.manager != kept.manager {
             return Err(SyncError::NotCallManager);
         }
-        if message.epoch < last_epoch {
+        if message.epoch < kept.epoch {
             return Err(SyncError::StaleCallKey);
         }
         if message.participants.binary_search(&me).is_err() {
@@ -350,6 +368,16 @@ impl Call {
     /// The current key message (to resend to a participant).
     pub fn key_message(&self) -> &CallKeyMessage {
         &self.current
+    }
+
+    /// What the app keeps of this call where a restore from backup does not reach: its
+    /// manager and epoch. Keep the highest epoch persisted (never lower it: a participant's
+    /// call restored from a stale snapshot reports its snapshot's epoch until it catches up).
+    pub fn kept(&self) -> KeptCall {
+        KeptCall {
+            manager: self.current.manager,
+            epoch: self.current.epoch,
+        }
     }
 
     /// The call's id.

@@ -11,6 +11,7 @@ mod call;
 mod key_message;
 
 pub use call::{
-    Call, CallConfig, DEFAULT_MAX_GROUP_PARTICIPANTS, DEFAULT_MAX_ROOM_PARTICIPANTS, SrtpKeys,
+    Call, CallConfig, DEFAULT_MAX_GROUP_PARTICIPANTS, DEFAULT_MAX_ROOM_PARTICIPANTS, KeptCall,
+    SrtpKeys,
 };
 pub use key_message::{CallId, CallKeyMessage, CallKind};

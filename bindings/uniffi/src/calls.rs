@@ -143,6 +143,16 @@ impl std::fmt::Debug for Call {
     }
 }
 
+/// What the app keeps of a call where a restore from backup does not reach: its manager and the
+/// highest epoch persisted (the call's `manager()` and `epoch()`).
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct KeptCall {
+    /// The device that manages the call's keys.
+    pub manager: Address,
+    /// The highest epoch of the call persisted (never lowered).
+    pub epoch: u32,
+}
+
 /// A call loaded with [`restore_call`].
 #[derive(uniffi::Record)]
 pub struct RestoredCall {
@@ -206,26 +216,35 @@ impl Call {
 
     /// A call this device does not hold yet, as participant `me` learns it from a key message
     /// `sender` sent (`Received.CallKey`). For a call already held, use
-    /// [`apply`](Self::apply) or [`catch_up`](Self::catch_up), never this. `last_epoch`: the
-    /// epoch of this call the app kept, if the device was restored from a backup older than
-    /// the call (0 if none): an older key message is `sync.stale_call_key` (a replay of an
-    /// epoch it went through; learn the call from the manager's current message).
-    #[uniffi::constructor(default(config = None, last_epoch = 0))]
+    /// [`apply`](Self::apply) or [`catch_up`](Self::catch_up), never this. `kept`: the
+    /// manager and epoch of this call the app kept, if the device was restored from a backup
+    /// older than the call: a key message of another manager is `sync.not_call_manager`, an
+    /// older one `sync.stale_call_key` (a replay of an epoch it went through; learn the call
+    /// from the manager's current message).
+    #[uniffi::constructor(default(config = None, kept = None))]
     pub fn from_key_message(
         me: Address,
         sender: Address,
         message: Arc<CallKeyMessage>,
         config: Option<CallConfig>,
-        last_epoch: u32,
+        kept: Option<KeptCall>,
     ) -> Result<Arc<Self>, RatchetryError> {
         let cfg = config.map_or_else(calls::CallConfig::default, Into::into);
-        let call = calls::Call::from_key_message_at_least(
+        let (me, sender, message) = (
             address_in(&me)?,
-            &address_in(&sender)?,
+            address_in(&sender)?,
             message.inner.clone(),
-            &cfg,
-            last_epoch,
-        )?;
+        );
+        let call = match kept {
+            Some(kept) => {
+                let kept = calls::KeptCall {
+                    manager: address_in(&kept.manager)?,
+                    epoch: kept.epoch,
+                };
+                calls::Call::from_key_message_kept(me, &sender, message, &cfg, &kept)?
+            }
+            None => calls::Call::from_key_message(me, &sender, message, &cfg)?,
+        };
         Ok(Self::wrap(call, config))
     }
 

@@ -49,9 +49,13 @@ def test_call_key_gives_every_participant_the_same_srtp_keys(relay):
     (to_bob,) = relay.deliver(bob.device)
     bobs.apply(to_bob.sender, to_bob.message)
     (to_carol,) = relay.deliver(carol.device)
-    # Carol's app kept epoch 2 of this call (restored from an older backup): epoch 1 is a replay.
-    assert code(lambda: r.Call.from_key_message(c, to_carol.sender, to_carol.message, None, 2)) == "sync.stale_call_key"
-    carols = r.Call.from_key_message(c, to_carol.sender, to_carol.message, None, 1)
+    # Carol's app kept this call at epoch 2 (restored from an older backup): epoch 1 is a replay;
+    # kept under another manager, the message is not the kept call's.
+    kept = r.KeptCall(manager=a, epoch=2)
+    assert code(lambda: r.Call.from_key_message(c, to_carol.sender, to_carol.message, None, kept)) == "sync.stale_call_key"
+    other = r.KeptCall(manager=b, epoch=1)
+    assert code(lambda: r.Call.from_key_message(c, to_carol.sender, to_carol.message, None, other)) == "sync.not_call_manager"
+    carols = r.Call.from_key_message(c, to_carol.sender, to_carol.message, None, r.KeptCall(manager=a, epoch=1))
     assert bobs.srtp_keys(c).master_key() == carols.srtp_keys(c).master_key() == call.srtp_keys(c).master_key()
     # Replayed or not from the manager: refused, nothing changes.
     assert code(lambda: bobs.apply(to_bob.sender, to_bob.message)) == "sync.stale_call_key"

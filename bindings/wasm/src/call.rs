@@ -10,8 +10,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::config::{JsCallConfig, call_config};
 use crate::convert::{
-    JsAddress, JsAddresses, JsOutgoing, address_in, address_out, addresses_in, object, outgoing,
-    rng, ts,
+    JsAddress, JsAddresses, JsOutgoing, address_in, address_out, addresses_in, get, object,
+    outgoing, rng, ts,
 };
 use crate::device::Device;
 use crate::error::{self, binding};
@@ -22,6 +22,11 @@ const TS_CALLS: &'static str = r#"
 export type CallKind = "oneToOne" | "group" | "room";
 /** A call restored from bytes; `fromBackup` when the bytes were older than `lastEpoch`. */
 export interface RestoredCall { call: Call; fromBackup: boolean }
+/**
+ * What the app keeps of a call where a restore from backup does not reach: its `manager` and
+ * the highest `epoch` persisted (a call's `manager` and `epoch`).
+ */
+export interface KeptCall { manager: Address; epoch: number }
 "#;
 
 #[wasm_bindgen]
@@ -32,6 +37,21 @@ extern "C" {
     /// `RestoredCall`.
     #[wasm_bindgen(typescript_type = "RestoredCall")]
     pub type JsRestoredCall;
+    /// `KeptCall`.
+    #[wasm_bindgen(typescript_type = "KeptCall")]
+    pub type JsKeptCall;
+}
+
+/// A `KeptCall` object.
+fn kept_in(value: &JsValue) -> Result<calls::KeptCall, JsValue> {
+    let epoch = get(value, "epoch")?
+        .as_f64()
+        .filter(|e| e.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(e))
+        .ok_or_else(|| binding("binding.bad_input", "epoch must be a u32 number"))?;
+    Ok(calls::KeptCall {
+        manager: address_in(&get(value, "manager")?)?,
+        epoch: epoch as u32,
+    })
 }
 
 fn kind_in(kind: &JsValue) -> Result<CallKind, JsValue> {
@@ -162,28 +182,29 @@ impl Call {
 
     /// A call this device does not hold yet, as participant `me` learns it from a received
     /// key message that `from` (the received object's `sender`) sent. Never use it for a call
-    /// already held: use `apply` / `catchUp`. `lastEpoch`: the epoch of this call the app
-    /// kept, if the device was restored from a backup older than the call: an older key
-    /// message is `sync.stale_call_key` (a replay; learn the call from the manager's current
-    /// message).
+    /// already held: use `apply` / `catchUp`. `kept`: the manager and epoch of this call the
+    /// app kept, if the device was restored from a backup older than the call: a key message
+    /// of another manager is `sync.not_call_manager`, an older one `sync.stale_call_key` (a
+    /// replay; learn the call from the manager's current message).
     #[wasm_bindgen(js_name = fromKeyMessage)]
     pub fn from_key_message(
         me: JsAddress,
         from: JsAddress,
         message: &CallKeyMessage,
         config: Option<JsCallConfig>,
-        last_epoch: Option<u32>,
+        kept: Option<JsKeptCall>,
     ) -> Result<Call, JsValue> {
         let me = address_in(&me)?;
         let from = address_in(&from)?;
         let config = call_config(&config.map_or(JsValue::UNDEFINED, Into::into))?;
-        let inner = calls::Call::from_key_message_at_least(
-            me,
-            &from,
-            message.inner.clone(),
-            &config,
-            last_epoch.unwrap_or(0),
-        )
+        let message = message.inner.clone();
+        let inner = match kept {
+            Some(kept) => {
+                let kept = kept_in(&kept.into())?;
+                calls::Call::from_key_message_kept(me, &from, message, &config, &kept)
+            }
+            None => calls::Call::from_key_message(me, &from, message, &config),
+        }
         .map_err(error::sync)?;
         Ok(Self { inner, config })
     }

@@ -252,6 +252,8 @@ test("calls: a call key sent by one device yields the same SRTP keys at another;
     wrongCall: "fanout.body_mismatch",
     answeredTwice: "fanout.duplicate",
     belowKeptEpoch: "sync.stale_call_key",
+    otherKeptManager: "sync.not_call_manager",
+    badKept: "binding.bad_input",
   });
   // No secret (SRTP keys, epoch secrets) in String(x), JSON.stringify(x), the inspection, or
   // the console's rendering of any call object or received call key.

@@ -9,7 +9,7 @@ import init, {
   type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
   type CompanionOptions, type DeviceConfig, type Inbound, type ListCoverage, type ListLimits, type Outgoing,
   type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
-  type ReceiveStep, type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
+  type KeptCall, type ReceiveStep, type RestoredCall, type RestoredPrimary, type SealedHistory, type StoredRecord,
   type RatchetryError, type WithheldDevice,
 } from "ratchetry-wasm";
 
@@ -121,10 +121,11 @@ function messageKey(r: Received): [Uint8Array, Uint8Array | null] | null {
 }
 
 /** Calls: a callee's side, and the caller's answer to a retry for a key message. */
-function callee(device: Device, r: Received, held: Call | undefined, config: CallConfig): Call | undefined {
+function callee(device: Device, r: Received, held: Call | undefined, config: CallConfig, kept?: KeptCall): Call | undefined {
   if (r.kind !== "callKey") return held;
   const message: CallKeyMessage = r.message;
-  if (held === undefined) return Call.fromKeyMessage(device.address(), r.sender, message, config);
+  // A call the app kept (manager and epoch) but holds no state of: learned from that manager only.
+  if (held === undefined) return Call.fromKeyMessage(device.address(), r.sender, message, config, kept);
   try {
     held.apply(r.sender, message);
   } catch (e) {

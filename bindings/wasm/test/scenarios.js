@@ -212,8 +212,11 @@ export async function calls() {
     badState: code(() => Call.restore(new Uint8Array(5), 0)),
     wrongCall,
     answeredTwice: code(() => alice.device.answerCallKeyRetry(now(), asked.request, call)),
-    // A call the app kept epoch 1 of (restored from an older backup): epoch 0 is a replay.
-    belowKeptEpoch: code(() => Call.fromKeyMessage(b, bobFirst.sender, bobFirst.message, undefined, 1)),
+    // A call the app kept at epoch 1 (restored from an older backup): epoch 0 is a replay;
+    // kept under another manager, the message is not the kept call's.
+    belowKeptEpoch: code(() => Call.fromKeyMessage(b, bobFirst.sender, bobFirst.message, undefined, { manager: a, epoch: 1 })),
+    otherKeptManager: code(() => Call.fromKeyMessage(b, bobFirst.sender, bobFirst.message, undefined, { manager: c, epoch: 0 })),
+    badKept: code(() => Call.fromKeyMessage(b, bobFirst.sender, bobFirst.message, undefined, { manager: a, epoch: -1 })),
   };
 
   // No secret in any string form: the received object, the key message, the call, the keys.

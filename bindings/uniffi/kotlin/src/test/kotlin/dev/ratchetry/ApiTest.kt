@@ -14,6 +14,7 @@ import uniffi.ratchetry_uniffi.Call
 import uniffi.ratchetry_uniffi.CallConfig
 import uniffi.ratchetry_uniffi.CallKind
 import uniffi.ratchetry_uniffi.DeviceConfig
+import uniffi.ratchetry_uniffi.KeptCall
 import uniffi.ratchetry_uniffi.LinkingCompanion
 import uniffi.ratchetry_uniffi.NewAccount
 import uniffi.ratchetry_uniffi.Outgoing
@@ -85,9 +86,11 @@ class ApiTest {
         val toBob = relay.deliver(bob.device).single() as Received.CallKey
         bobs.apply(toBob.sender, toBob.message)
         val toCarol = relay.deliver(carol.device).single() as Received.CallKey
-        // Carol's app kept epoch 2 of this call (restored from an older backup): epoch 1 is a replay.
-        assertEquals("sync.stale_call_key", code { Call.fromKeyMessage(c, toCarol.sender, toCarol.message, null, 2u) })
-        val carols = Call.fromKeyMessage(c, toCarol.sender, toCarol.message, null, 1u)
+        // Carol's app kept this call at epoch 2 (restored from an older backup): epoch 1 is a
+        // replay; kept under another manager, the message is not the kept call's.
+        assertEquals("sync.stale_call_key", code { Call.fromKeyMessage(c, toCarol.sender, toCarol.message, null, KeptCall(a, 2u)) })
+        assertEquals("sync.not_call_manager", code { Call.fromKeyMessage(c, toCarol.sender, toCarol.message, null, KeptCall(b, 1u)) })
+        val carols = Call.fromKeyMessage(c, toCarol.sender, toCarol.message, null, KeptCall(a, 1u))
         assertArrayEquals(call.srtpKeys(c).masterKey(), bobs.srtpKeys(c).masterKey())
         assertArrayEquals(call.srtpKeys(c).masterKey(), carols.srtpKeys(c).masterKey())
         assertEquals("sync.stale_call_key", code { bobs.apply(toBob.sender, toBob.message) })
