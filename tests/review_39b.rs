@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use ratchetry::devices::{AccountKey, Primary, PrimaryPolicy, SignedDeviceList};
 use ratchetry::fanout::{Device, StateChanges};
 use ratchetry::group::GroupId;
+use ratchetry::persist::UnitTag;
 use ratchetry::testing::SeededRng;
 use ratchetry::{IdentityKeyPair, Timestamp};
 use support::{T0, World, tampered};
@@ -261,8 +262,9 @@ fn clones_share_the_base_and_two_copies_are_told_apart_by_tags_not_epochs() {
 }
 
 /// Legacy migrations replace all: `Device::migrate` and `Primary::migrate` yield a first unit
-/// with no base (the store is emptied; a primary stored as the previous version's blob is
-/// replaced), and the next unit starts at the epoch the first ended at.
+/// that replaces all (the store is emptied; a primary stored as the previous version's blob is
+/// replaced) from the old epoch and the zero tag (since stop 41), and the next unit starts at
+/// the epoch the first ended at.
 #[test]
 fn migrated_devices_and_primaries_replace_all_and_then_chain() {
     let rng = &mut SeededRng::from_label("review 39b: migrate");
@@ -281,8 +283,14 @@ fn migrated_devices_and_primaries_replace_all_and_then_chain() {
     let list = SignedDeviceList::from_bytes(&primary.device_list().to_bytes()).unwrap();
     let mut device = Device::migrate(rng, now, &old_device, list).unwrap();
 
+    // Migrated: it replaces all, starting from the old epoch (a primary's: 0) and the tag of a
+    // state before tags, so a second copy's migration is refused once one wrote.
     let first = primary.take_changes(rng);
-    assert_eq!(first.base_epoch(), None);
+    assert!(first.replaces_all());
+    assert_eq!(
+        (first.base_epoch(), first.base_tag()),
+        (Some(0), Some(UnitTag::NONE))
+    );
     let _ = primary.invite(rng, now).unwrap();
     let next = primary.take_changes(rng);
     assert_eq!(
@@ -291,8 +299,11 @@ fn migrated_devices_and_primaries_replace_all_and_then_chain() {
     );
 
     let first = device.take_changes(rng);
-    assert_eq!(first.base_epoch(), None);
-    assert!(first.epoch() > 0);
+    assert!(first.replaces_all() && first.epoch() > 0);
+    assert_eq!(
+        (first.base_epoch(), first.base_tag()),
+        (Some(first.epoch() - 1), Some(UnitTag::NONE))
+    );
     let mut store = ChainStore::default();
     store.write(&first).unwrap();
     let _ = device.generate_one_time_prekeys(rng, now, 1);
