@@ -804,20 +804,30 @@ mod tests {
         assert_eq!(j.send_of(&reference(1)), Some(SendId(1)));
     }
 
-    #[test]
-    fn pending_retries_make_room_by_dropping_the_one_asked_longest_ago() {
-        let address = |i: u32| DeviceAddress {
-            account: AccountKey::from_trusted([7; 32]),
+    /// Device `i` of the account whose key is 32 bytes of `account`.
+    fn sender(account: u8, i: u32) -> DeviceAddress {
+        DeviceAddress {
+            account: AccountKey::from_trusted([account; 32]),
             device: crate::devices::DeviceId(i),
-        };
-        let pending = |at: u64| Pending {
+        }
+    }
+
+    /// A pending retry asked once at `at`.
+    fn asked_at(at: u64) -> Pending {
+        Pending {
             group: None,
             failed: id(0),
             attempts: 1,
             requested_at: Timestamp(at),
             minted: alloc::vec![Minted::default()],
             done: false,
-        };
+        }
+    }
+
+    #[test]
+    fn pending_retries_make_room_by_dropping_the_one_asked_longest_ago() {
+        let address = |i: u32| sender(7, i);
+        let pending = asked_at;
         let mut j = Journal::default();
         for i in 0..MAX_PENDING_RETRIES as u32 {
             let key = (address(i), reference(i));
@@ -848,18 +858,7 @@ mod tests {
     /// retries never pushes out another's.
     #[test]
     fn pending_retries_make_room_at_the_expense_of_the_account_holding_the_most() {
-        let address = |account: u8, i: u32| DeviceAddress {
-            account: AccountKey::from_trusted([account; 32]),
-            device: crate::devices::DeviceId(i),
-        };
-        let pending = |at: u64| Pending {
-            group: None,
-            failed: id(0),
-            attempts: 1,
-            requested_at: Timestamp(at),
-            minted: alloc::vec![Minted::default()],
-            done: false,
-        };
+        let (address, pending) = (sender, asked_at);
         let fill = |a: u32| {
             let mut j = Journal::default();
             // Account 1's `a` retries were asked first; account 2's after.
