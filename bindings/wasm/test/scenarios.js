@@ -712,11 +712,11 @@ export async function primaryRecords() {
   // Again from the records written since: the unlink is there.
   const again = Primary.fromRecords(records(), next.epoch).primary;
   restarted.again = same(again.deviceList(), unlinked) && !again.isConfirmed(webId);
-  // From bytes, the first unit replaces all, starting where the bytes were taken (they hold
-  // no tag: the base tag is 16 zero bytes); restored from stale bytes, it starts from nothing.
+  // From bytes, the first unit replaces all, starting where the bytes were taken (at the tag
+  // of the unit `again` was loaded at); restored from stale bytes, it starts from nothing.
   const whole = Primary.restore(again.toBytes(), again.stateEpoch()).takeChanges();
   restarted.fromBytes = whole.replacesAll && whole.baseEpoch === again.stateEpoch() &&
-    same(whole.baseTag, new Uint8Array(16));
+    same(whole.baseTag, next.tag);
   const staleWhole = Primary.restore(again.toBytes(), again.stateEpoch() + 1).takeChanges();
   restarted.fromStaleBytes = staleWhole.replacesAll && staleWhole.baseEpoch === null && staleWhole.baseTag === null;
 
