@@ -38,7 +38,8 @@ pub const RESTORE_VERSION_SKIP: u64 = 1 << 32;
 /// have linked (linking takes a person and a QR code each time).
 pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
 
-/// The primary state format this build writes: version 2 with the tag of the last unit taken.
+/// The primary state format this build writes: format 2's fields, then the tag of the last
+/// unit taken.
 const PRIMARY_STATE_VERSION: u8 = 3;
 /// The primary state format before unit tags, still read (its tag is `UnitTag::NONE`).
 const PRIMARY_STATE_UNTAGGED: u8 = 2;
@@ -485,19 +486,10 @@ impl Primary {
     /// Versioned state bytes (PROTOCOL.md, "Primary state"): they hold the account key.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let list = self.list.to_bytes();
-        let mut out = SecretBuf::with_capacity(
-            2 + 32
-                + 20
-                + 4
-                + 8
-                + 4
-                + list.len()
-                + 4
-                + 24 * self.invitations.len()
-                + 8
-                + 36 * 8
-                + 17,
-        );
+        // Header, account, counters, list length, the three counts, epoch, flag and tag, and
+        // room for a few approvals; the list and invitations as they are.
+        let fixed = 2 + 52 + 4 + 8 + 4 + 3 * 4 + 8 + 1 + 16 + 36 * 8;
+        let mut out = SecretBuf::with_capacity(fixed + list.len() + 24 * self.invitations.len());
         out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
         write_account(&mut out, &self.account, &self.policy);
         out.u32(self.next_device);
@@ -605,7 +597,8 @@ impl Primary {
     /// [`take_changes`](Self::take_changes) writes the meta record.
     pub fn into_restored(mut self) -> Self {
         self.needs_resync = true;
-        // Loaded whole, its unit replaces whatever the store holds, a later state included.
+        // Restored: a unit that replaces all (loaded whole) replaces whatever the store holds,
+        // a later state included.
         self.chain.restored();
         self.bump();
         self

@@ -87,8 +87,8 @@ pub(crate) struct Link {
 }
 
 impl UnitChain {
-    /// The chain of a state made new or restored from a backup: its first unit replaces all
-    /// and starts from no base.
+    /// The chain of a state made new: its first unit replaces all and starts from no base (a
+    /// restored state gets there by [`restored`](Self::restored)).
     pub(crate) const WHOLE: Self = Self {
         epoch: 0,
         tag: UnitTag::NONE,
