@@ -486,10 +486,9 @@ impl Primary {
     /// Versioned state bytes (PROTOCOL.md, "Primary state"): they hold the account key.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let list = self.list.to_bytes();
-        // Header, account, counters, list length, the three counts, epoch, flag and tag, and
-        // room for a few approvals; the list and invitations as they are.
-        let fixed = 2 + 52 + 4 + 8 + 4 + 3 * 4 + 8 + 1 + 16 + 36 * 8;
-        let mut out = SecretBuf::with_capacity(fixed + list.len() + 24 * self.invitations.len());
+        // Written rarely (backups): a start that holds a small account, grown (each old buffer
+        // wiped) for a large one.
+        let mut out = SecretBuf::with_capacity(1024);
         out.versioned_header(PRIMARY_STATE_VERSION, kind::PRIMARY_STATE);
         write_account(&mut out, &self.account, &self.policy);
         out.u32(self.next_device);
