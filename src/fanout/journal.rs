@@ -203,18 +203,9 @@ impl Journal {
         // By account, not oldest overall: a contact the relay controls, whose own messages the
         // relay breaks, would otherwise push out the retry asked of another sender, whose
         // answer then names prekeys this device no longer holds. Rare (a full set): a scan.
-        let mut held: BTreeMap<AccountKey, usize> = BTreeMap::new();
-        for (sender, _) in self.pending.keys() {
-            *held.entry(sender.account).or_default() += 1;
-        }
         // The new one counts for its account, if that account holds any to drop.
-        if let Some(n) = held.get_mut(&key.0.account) {
-            *n += 1;
-        }
-        let most = held
-            .iter()
-            .max_by_key(|(a, n)| (**n, core::cmp::Reverse(**a)))
-            .map(|(a, _)| *a)?;
+        let senders = self.pending.keys().map(|(s, _)| s.account);
+        let most = holding_the_most(senders, Some(key.0.account))?;
         let oldest = self
             .pending
             .iter()
@@ -240,14 +231,7 @@ impl Journal {
         // Resends are rare (each answers a retry this device asked for): scans are fine.
         // Counted by account, not by device: an account that keeps linking new devices (the
         // relay's own contact) holds all its devices' entries, and pays for them itself.
-        let mut held: BTreeMap<AccountKey, usize> = BTreeMap::new();
-        for (s, _) in self.replaced.values() {
-            *held.entry(s.account).or_default() += 1;
-        }
-        let most = held
-            .iter()
-            .max_by_key(|(a, n)| (**n, core::cmp::Reverse(**a)))
-            .map(|(a, _)| *a)?;
+        let most = holding_the_most(self.replaced.values().map(|(s, _)| s.account), None)?;
         let oldest = self
             .replaced
             .iter()
@@ -589,6 +573,27 @@ impl Pending {
             done,
         })
     }
+}
+
+/// The account holding the most of the entries `held` names (one account per entry), `also`
+/// counted once more if it holds any; the lowest account among equals. What room is made at
+/// the expense of: an account the relay controls pays for its own entries, however many devices
+/// it links or messages it has broken.
+fn holding_the_most(
+    held: impl Iterator<Item = AccountKey>,
+    also: Option<AccountKey>,
+) -> Option<AccountKey> {
+    let mut counts: BTreeMap<AccountKey, usize> = BTreeMap::new();
+    for account in held {
+        *counts.entry(account).or_default() += 1;
+    }
+    if let Some(n) = also.and_then(|a| counts.get_mut(&a)) {
+        *n += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(a, n)| (*n, core::cmp::Reverse(*a)))
+        .map(|(a, _)| a)
 }
 
 #[cfg(test)]
