@@ -50,7 +50,10 @@ pub struct RestoredDevice {
 }
 
 /// Restores a device from [`Device::to_bytes`]; `last_epoch` is the epoch of the state last
-/// persisted (0 if unknown), so that a stale snapshot is detected and never reuses a key.
+/// persisted (`Changes.epoch` of the last unit written, kept apart from the bytes), so that a
+/// stale snapshot is detected and never reuses a key. Bytes whose last epoch the app does not
+/// know (a backup, a copied profile) go to [`restore_device_from_backup`]: a `last_epoch` of 0
+/// detects nothing.
 /// `now` is the restore's time: a device restored from a backup awaits an own device list
 /// issued since before it talks to its own account (`awaiting_own_list`).
 #[uniffi::export]

@@ -68,22 +68,31 @@ pub fn create_account(
         device_config(config),
     )?;
     Ok(NewAccount {
-        primary: Arc::new(Primary {
-            inner: Mutex::new(primary),
-        }),
+        primary: Primary::wrap(primary),
         device: Device::wrap(device),
         prekey_upload: upload.to_bytes(),
     })
 }
 
-/// Restores a primary from [`Primary::to_bytes`]; `last_epoch` as for devices. A primary
-/// restored from a stale snapshot must resync before it signs again (`device.resync_required`).
+/// Restores a primary from [`Primary::to_bytes`]; `last_epoch` as for devices (the epoch of
+/// the last unit written, kept apart from the bytes; if the app does not know it, use
+/// [`restore_primary_from_backup`]). A primary restored from a stale snapshot must resync
+/// before it signs again ([`Primary::needs_resync`]).
 #[uniffi::export]
 pub fn restore_primary(bytes: Vec<u8>, last_epoch: u64) -> Result<Arc<Primary>, RatchetryError> {
     let (primary, _stale) = devices::Primary::restore(&bytes, last_epoch)?;
-    Ok(Arc::new(Primary {
-        inner: Mutex::new(primary),
-    }))
+    Ok(Primary::wrap(primary))
+}
+
+/// Restores a primary from bytes the app knows are a backup, or whose last epoch it does not
+/// know (a new phone, a reinstall): it signs nothing until [`Primary::resync`] gave it the
+/// newest list of its account, so it never signs a list the account already moved past (one
+/// naming a companion unlinked after the backup) nor issues a device id twice.
+#[uniffi::export]
+pub fn restore_primary_from_backup(bytes: Vec<u8>) -> Result<Arc<Primary>, RatchetryError> {
+    Ok(Primary::wrap(devices::Primary::restore_from_backup(
+        &bytes,
+    )?))
 }
 
 /// A primary rebuilt from its change records.
@@ -96,8 +105,10 @@ pub struct RestoredPrimary {
 }
 
 /// Rebuilds a primary from every stored record (as [`Primary::take_changes`] yielded them);
-/// `last_epoch` is the epoch of the last unit written (0 if unknown), so that a stale store is
-/// detected as [`restore_primary`] detects a stale snapshot.
+/// `last_epoch` is the epoch of the last unit written, kept where a restore of the store does
+/// not reach, so that a stale store is detected as [`restore_primary`] detects a stale
+/// snapshot. A store restored from a backup, or whose last epoch is unknown:
+/// [`Primary::from_backup_records`].
 #[uniffi::export]
 pub fn restore_primary_from_records(
     records: Vec<StoredRecord>,
@@ -108,15 +119,35 @@ pub fn restore_primary_from_records(
         .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)));
     let (primary, stale) = devices::Primary::restore_from_records(pairs, last_epoch)?;
     Ok(RestoredPrimary {
-        primary: Arc::new(Primary {
-            inner: Mutex::new(primary),
-        }),
+        primary: Primary::wrap(primary),
         stale,
     })
 }
 
+impl Primary {
+    fn wrap(primary: devices::Primary) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(primary),
+        })
+    }
+}
+
 #[uniffi::export]
 impl Primary {
+    /// Rebuilds a primary from the records of a store that was itself restored from a backup,
+    /// or whose last epoch is unknown: as [`restore_primary_from_backup`], it signs nothing
+    /// until [`resync`](Self::resync); its next [`take_changes`](Self::take_changes) goes on
+    /// from the records (and writes the meta record).
+    #[uniffi::constructor]
+    pub fn from_backup_records(records: Vec<StoredRecord>) -> Result<Arc<Self>, RatchetryError> {
+        let pairs = records
+            .iter()
+            .filter_map(|r| r.value.as_deref().map(|v| (r.key.as_slice(), v)));
+        Ok(Self::wrap(
+            devices::Primary::from_records(pairs)?.into_restored(),
+        ))
+    }
+
     /// What changed since the last call, as records to write in one transaction (the first
     /// call, and the first after a restore from bytes, replaces all).
     pub fn take_changes(&self) -> Result<Changes, RatchetryError> {

@@ -25,6 +25,42 @@ def key(address):
     return (bytes(address.account), address.device)
 
 
+class StaleCopy(Exception):
+    """Changes that do not start from what the store holds: refused, nothing written."""
+
+
+class RecordStore:
+    """A device's or a primary's records, as an app keeps them (PROTOCOL.md 19): each
+    ``Changes`` is written whole, with its epoch and tag as the head the next changes must
+    start from. Changes with a base that does not match the head are refused (a second copy
+    of the state, or changes lost before they were written); changes that replace all may
+    also go where nothing is stored; changes without a base (a new or restored state) go
+    anywhere."""
+
+    def __init__(self):
+        self.records = {}
+        self.head = None
+
+    def write(self, changes):
+        if changes.base_epoch is not None:
+            base = (changes.base_epoch, bytes(changes.base_tag))
+            if (base != self.head) if self.head is not None else not changes.replaces_all:
+                raise StaleCopy(base, self.head)
+        if changes.replaces_all:
+            self.records.clear()
+        for rec in changes.records:
+            if rec.value is None:
+                self.records.pop(bytes(rec.key), None)
+            else:
+                self.records[bytes(rec.key)] = bytes(rec.value)
+        self.head = (changes.epoch, bytes(changes.tag))
+        return changes
+
+    def load(self):
+        """Every record, as ``from_records`` takes them."""
+        return [r.StoredRecord(key=k, value=v) for k, v in self.records.items()]
+
+
 class Relay:
     """The untrusted server: queues envelopes per device, serves lists and bundles. It runs
     the library's relay helpers as a server would: every list it serves is verified when

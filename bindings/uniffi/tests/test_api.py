@@ -4,7 +4,7 @@ state; and that no string form shows a secret."""
 
 import pytest
 
-from conftest import NOW, key, r, texts
+from conftest import NOW, RecordStore, key, r, texts
 from test_bindings import account, link
 
 
@@ -302,36 +302,36 @@ def test_sealed_state_opens_only_in_its_slot_and_not_rolled_back(relay):
 
 def test_primary_rebuilt_from_its_change_records(relay):
     alice = account(relay)
-    store = {}
+    store = RecordStore()
 
     def persist():
-        changes = alice.primary.take_changes()
-        if changes.replaces_all:
-            store.clear()
-        for rec in changes.records:
-            if rec.value is None:
-                store.pop(rec.key, None)
-            else:
-                store[rec.key] = rec.value
-        return changes.epoch
+        return store.write(alice.primary.take_changes()).epoch
 
     assert alice.primary.has_changes()  # the new account's records
     persist()
     assert not alice.primary.has_changes()
-    snapshot = dict(store)
+    snapshot = store.load()
+    snapshot_head = store.head
     laptop, laptop_id, _ = link(relay, alice)
     assert alice.primary.has_changes()
     epoch = persist()
     assert not alice.primary.has_changes()
     assert alice.primary.take_changes().records == []  # nothing changed since
-    records = [r.StoredRecord(key=k, value=v) for k, v in store.items()]
-    rebuilt = r.restore_primary_from_records(records, epoch)
+    rebuilt = r.restore_primary_from_records(store.load(), epoch)
     assert not rebuilt.stale and rebuilt.primary.device_list() == alice.primary.device_list()
     assert rebuilt.primary.is_confirmed(laptop_id)
     # The store put back from before the link: detected, and it must resync before it signs.
-    old = r.restore_primary_from_records([r.StoredRecord(key=k, value=v) for k, v in snapshot.items()], epoch)
+    old = r.restore_primary_from_records(snapshot, epoch)
     assert old.stale and old.primary.needs_resync()
+    # The same store, its last epoch unknown (the app's copy of it was restored too): restored
+    # as from a backup, it waits for a resync as well, and goes on from the records.
+    backup = r.Primary.from_backup_records(snapshot)
+    assert backup.needs_resync()
+    assert code(lambda: backup.invite(relay.now)) == "device.resync_required"
+    first = backup.take_changes()
+    assert not first.replaces_all and (first.base_epoch, bytes(first.base_tag)) == snapshot_head
     assert code(lambda: r.restore_primary_from_records([], 0)).startswith("decode.")
+    assert code(lambda: r.Primary.from_backup_records([])).startswith("decode.")
 
 
 # ---- addresses ------------------------------------------------------------------------------

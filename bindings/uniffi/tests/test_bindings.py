@@ -3,7 +3,7 @@ companion, a group, history sync, and a restart from persisted state."""
 
 import pytest
 
-from conftest import NOW, key, r, texts
+from conftest import NOW, RecordStore, StaleCopy, key, r, texts
 
 
 def account(relay):
@@ -186,30 +186,29 @@ def test_restart_from_persisted_state(relay):
 def test_change_records_rebuild_the_device(relay):
     alice, bob = account(relay), account(relay)
     relay.introduce(alice.device, bob.device)
-    store = {}
+    store = RecordStore()
 
-    def persist(d):
-        changes = d.take_changes()
-        if changes.replaces_all:
-            store.clear()
-        for rec in changes.records:
-            if rec.value is None:
-                store.pop(rec.key, None)
-            else:
-                store[rec.key] = rec.value
-
-    persist(bob.device)
+    store.write(bob.device.take_changes())
     assert not bob.device.has_changes()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"one"))
     relay.deliver(bob.device)
     assert bob.device.has_changes()
-    persist(bob.device)
+    store.write(bob.device.take_changes())
     assert not bob.device.has_changes()
-    records = [r.StoredRecord(key=k, value=v) for k, v in store.items()]
+    records = store.load()
     bob2 = r.Device.from_records(records)
     assert not bob2.awaiting_own_list()
     relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"two"))
     assert texts(relay.deliver(bob2)) == [("direct", "two")]
+    store.write(bob2.take_changes())
+    # The first device, a second copy now, goes on: its changes no longer start from the
+    # store's head and are refused, nothing written.
+    relay.send(alice.device, lambda: alice.device.send(relay.now, bob.primary.account_key(), b"three"))
+    relay.deliver(bob.device)
+    held = dict(store.records)
+    with pytest.raises(StaleCopy):
+        store.write(bob.device.take_changes())
+    assert store.records == held
     # A record store the app put back from a backup: the device waits for a newer own list.
     restored = r.Device.from_backup_records(records, relay.now)
     assert restored.awaiting_own_list() and restored.has_changes()
@@ -308,3 +307,11 @@ def test_stale_primary_resyncs_before_signing(relay):
     # Far past every version used, listing the phone alone: companions link again.
     assert stale.device_list_version() > alice.primary.device_list_version()
     stale.invite(relay.now)
+    # Bytes whose last epoch the app does not know (a backup): the same wait for a resync.
+    backup = r.restore_primary_from_backup(snapshot)
+    assert backup.needs_resync()
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        backup.renew(relay.now)
+    assert e.value.code == "device.resync_required"
+    first = backup.take_changes()
+    assert first.replaces_all and first.base_epoch is None

@@ -66,15 +66,22 @@ export class Relay {
   }
 }
 
-/** A device as the page's app holds it: the wasm Device, a name and its panel. */
+/**
+ * A device as the page's app holds it: the wasm Device, a name and its panel. `persist` writes
+ * what the device changed (`takeChanges()`) where the app keeps it; the app awaits it before it
+ * acts on an operation: before shipping an outbox, acknowledging an envelope, showing what it
+ * read or answering a retry. Acting first and crashing before the write would leave the world
+ * ahead of the stored device: a message shown but its keys not stored, a chain's message key
+ * used again by the reloaded device.
+ */
 export class App {
-  constructor(name, panel, device, relay) {
+  constructor(name, panel, device, relay, persist = async () => {}) {
     // `sent`: the bodies of sent messages by their send id, as an app stores them for retries.
-    Object.assign(this, { name, panel, device, relay, read: [], sent: new Map() });
+    Object.assign(this, { name, panel, device, relay, persist, read: [], sent: new Map() });
   }
   /** Sends a 1:1 message and keeps its body under the outbox's send id. */
-  say(to, message) {
-    const outbox = this.send(() => this.device.send(Date.now(), to, text.encode(message)));
+  async say(to, message) {
+    const outbox = await this.send(() => this.device.send(Date.now(), to, text.encode(message)));
     this.sent.set(outbox.sendId, text.encode(message));
     return outbox;
   }
@@ -85,25 +92,34 @@ export class App {
     if (kind !== "system") this.read.push({ kind, text: line });
   }
   follow(account) { return this.device.updateDeviceList(Date.now(), account, this.relay.list(account)); }
-  /** Runs a send, fetching lists and bundles as the device asks. */
-  send(op) {
+  /** Runs a send, fetching lists and bundles as the device asks; persists, then ships. */
+  async send(op) {
     for (let i = 0; i < 4; i++) {
       const out = op();
-      if (out.kind === "ready") return this.relay.ship(this.device.address(), out.outbox);
+      if (out.kind === "ready") {
+        await this.persist();
+        return this.relay.ship(this.device.address(), out.outbox);
+      }
       if (out.kind === "needBundles")
         this.device.startSessions(Date.now(), out.devices.map((d) => ({ device: d, bundle: this.relay.bundle(d) })));
       else for (const a of out.accounts) this.follow(a);
     }
     throw new Error("send did not become ready");
   }
-  /** Reads the queued envelopes; a group message that overtook its sender key waits. */
-  pump(names) {
+  /**
+   * Reads the queued envelopes, each persisted before it is acknowledged (taken off the
+   * queue) and acted on; a group message that overtook its sender key waits.
+   */
+  async pump(names) {
     const q = this.relay.queue(this.device.address());
     const keep = [];
-    for (const env of q.splice(0)) {
+    while (q.length > 0) {
+      const env = q[0];
       let r;
       try { r = this.device.receive(Date.now(), env); }
-      catch (e) { if (e.code === "fanout.sender_key_missing") { keep.push(env); continue; } throw e; }
+      catch (e) { if (e.code === "fanout.sender_key_missing") { keep.push(q.shift()); continue; } throw e; }
+      await this.persist();
+      q.shift();
       this.relay.delivered++;
       const who = names(r.sender);
       if (r.kind === "direct") this.show("direct", `${who}: ${utf8.decode(r.body)}`);
@@ -112,7 +128,7 @@ export class App {
       else if (r.kind === "historyOffer") this.historyOffer = r.offer;
       else if (r.kind === "retryRequest") {
         // Another device could not read a message from here: send it again, to it alone.
-        this.send(() => this.device.answerRetry(Date.now(), r.request, this.sent.get(r.sendId)));
+        await this.send(() => this.device.answerRetry(Date.now(), r.request, this.sent.get(r.sendId)));
         this.show("system", `resent message #${r.sendId} to ${who} (attempt ${r.request.attempt})`);
       }
     }

@@ -1,6 +1,7 @@
 // The web companion as a web app runs it: every device's state lives in IndexedDB (store.js),
-// written after each operation from `takeChanges()`, and the page survives a reload. The first
-// visit links Alice's web companion, talks with Bob and leaves a message in flight; the visit
+// written after each operation from `takeChanges()` and before the page acts on it (ships an
+// outbox, takes an envelope off the queue, shows a message), and the page survives a reload.
+// The first visit links Alice's web companion, talks with Bob and leaves a message in flight; the visit
 // after a reload rebuilds every device from its records (`Device.fromRecords`) and Alice's
 // primary from its own (`Primary.fromRecords`), which renews her list; the companion reads the
 // message that arrived meanwhile and talks on, 1:1 and in a group, every session running the
@@ -19,6 +20,13 @@ const GROUP = new Uint8Array(32).fill(0x24);
 /** Writes what each app's device changed since its last write, each in one transaction. */
 async function persist(db, apps) {
   for (const app of apps) await db.apply(app.panel, app.device.takeChanges());
+}
+
+/** An app whose device's changes go to its object store, written before it acts on them. */
+function stored(db, name, panel, device, relay) {
+  const app = new App(name, panel, device, relay);
+  app.persist = () => persist(db, [app]);
+  return app;
 }
 
 /**
@@ -53,8 +61,8 @@ async function firstVisit(db) {
   const alice = createAccount(Date.now());
   const bob = createAccount(Date.now());
   relay.publishList(alice.primary); relay.publishList(bob.primary);
-  const phone = new App("alice#1", "phone", alice.device, relay);
-  const bobApp = new App("bob#1", "bob", bob.device, relay);
+  const phone = stored(db, "alice#1", "phone", alice.device, relay);
+  const bobApp = stored(db, "bob#1", "bob", bob.device, relay);
   relay.publishPrekeys(alice.device, alice.upload); relay.publishPrekeys(bob.device, bob.upload);
   const linking = new LinkingCompanion(alice.primary.invite(Date.now()));
   const linked = linking.complete(Date.now(), alice.primary.approve(Date.now(), linking.request()));
@@ -62,7 +70,7 @@ async function firstVisit(db) {
   // The primary's records are written before the list it signed is published.
   await persistPrimary(db, alice.primary);
   relay.publishList(alice.primary);
-  const web = new App("alice#" + webId, "web", linked.device, relay);
+  const web = stored(db, "alice#" + webId, "web", linked.device, relay);
   relay.publishPrekeys(linked.device, linked.upload);
   const apps = [phone, web, bobApp];
   // Every session runs the post-quantum ratchet: devices mark their ML-KEM prekeys by default.
@@ -72,15 +80,12 @@ async function firstVisit(db) {
   const names = namer(accounts);
   await persist(db, apps);
 
-  bobApp.say(accounts[0], "Hi Alice, before your reload");
-  await persist(db, [bobApp]);
-  for (const app of [phone, web]) { app.pump(names); await persist(db, [app]); }
-  web.say(accounts[1], "Hi Bob, from the browser");
-  await persist(db, [web]);
-  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
+  await bobApp.say(accounts[0], "Hi Alice, before your reload");
+  for (const app of [phone, web]) await app.pump(names);
+  await web.say(accounts[1], "Hi Bob, from the browser");
+  for (const app of [phone, bobApp]) await app.pump(names);
   // In flight while the page is closed: queued at the relay, read after the reload.
-  bobApp.say(accounts[0], "Sent while your page was closed");
-  await persist(db, [bobApp]);
+  await bobApp.say(accounts[0], "Sent while your page was closed");
 
   const world = { webId, accounts, alicePrimary: alice.primary, bobPrimary: bob.primary };
   await persistWorld(db, world, relay, apps);
@@ -95,7 +100,7 @@ async function afterReload(db, saved) {
   for (const name of DEVICES) {
     records[name] = await db.load(name);
     const device = Device.fromRecords(records[name]);
-    const app = new App(name === "web" ? "alice#" + saved.webId : name, name, device, relay);
+    const app = stored(db, name === "web" ? "alice#" + saved.webId : name, name, device, relay);
     app.sent = sent[name];
     apps.push(app);
   }
@@ -113,17 +118,13 @@ async function afterReload(db, saved) {
   for (const app of apps) { app.follow(saved.accounts[0]); await persist(db, [app]); }
   const names = namer(saved.accounts);
 
-  web.pump(names);
-  await persist(db, [web]);
-  web.say(saved.accounts[1], "Back after a reload");
-  await persist(db, [web]);
-  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
-  bobApp.send(() => bobApp.device.sendGroup(Date.now(), GROUP, text.encode("Group: everyone still here?")));
-  await persist(db, [bobApp]);
-  for (const app of [phone, web]) { app.pump(names); await persist(db, [app]); }
-  web.send(() => web.device.sendGroup(Date.now(), GROUP, text.encode("Group: yes, reloaded")));
-  await persist(db, [web]);
-  for (const app of [phone, bobApp]) { app.pump(names); await persist(db, [app]); }
+  await web.pump(names);
+  await web.say(saved.accounts[1], "Back after a reload");
+  for (const app of [phone, bobApp]) await app.pump(names);
+  await bobApp.send(() => bobApp.device.sendGroup(Date.now(), GROUP, text.encode("Group: everyone still here?")));
+  for (const app of [phone, web]) await app.pump(names);
+  await web.send(() => web.device.sendGroup(Date.now(), GROUP, text.encode("Group: yes, reloaded")));
+  for (const app of [phone, bobApp]) await app.pump(names);
   await persistWorld(db, { ...saved, alicePrimary, bobPrimary: Primary.restore(saved.bob.bytes, saved.bob.epoch) }, relay, apps);
 
   // A second tab: another copy of the web companion, loaded from the same records. The first

@@ -44,8 +44,8 @@ async function main() {
   const chunks = sealer.push(text.encode(history));
   const sealed = sealer.finish();
   chunks.push(...sealed.chunks);
-  phone.send(() => phone.device.sendHistoryOffer(Date.now(), webId, sealed.offer));
-  web.pump(names);
+  await phone.send(() => phone.device.sendHistoryOffer(Date.now(), webId, sealed.offer));
+  await web.pump(names);
   const opener = new HistoryOpener(web.historyOffer);
   const restoredHistory = utf8.decode(new Uint8Array(chunks.flatMap((c) => Array.from(opener.push(c)))));
   opener.finish();
@@ -54,10 +54,10 @@ async function main() {
 
   // 1:1: Bob writes to Alice (both her devices read it), the web companion answers (Bob reads
   // it, Alice's phone shows the own copy).
-  bobApp.say(alice.primary.accountKey(), "Hi Alice! Lunch?");
-  for (const a of [phone, web]) a.pump(names);
-  web.send(() => web.device.send(Date.now(), bob.primary.accountKey(), text.encode("Sure, from my browser")));
-  for (const a of [phone, bobApp]) a.pump(names);
+  await bobApp.say(alice.primary.accountKey(), "Hi Alice! Lunch?");
+  for (const a of [phone, web]) await a.pump(names);
+  await web.send(() => web.device.send(Date.now(), bob.primary.accountKey(), text.encode("Sure, from my browser")));
+  for (const a of [phone, bobApp]) await a.pump(names);
 
   // The web companion persists its state as bytes and restarts (a page reload).
   const saved = web.device.toBytes();
@@ -71,17 +71,17 @@ async function main() {
   const group = new Uint8Array(32).fill(0x42);
   const members = [alice.primary.accountKey(), bob.primary.accountKey()];
   for (const a of [phone, web, bobApp]) a.device.setGroupMembers(group, members);
-  phone.send(() => phone.device.sendGroup(Date.now(), group, text.encode("Group: table for two?")));
-  for (const a of [web, bobApp]) a.pump(names);
-  web.send(() => web.device.sendGroup(Date.now(), group, text.encode("Group: booked, from the web")));
-  bobApp.send(() => bob.device.sendGroup(Date.now(), group, text.encode("Group: great, see you")));
-  for (const a of [phone, web, bobApp]) a.pump(names);
-  bobApp.say(alice.primary.accountKey(), "After your restart: still reading?");
-  for (const a of [phone, web]) a.pump(names);
+  await phone.send(() => phone.device.sendGroup(Date.now(), group, text.encode("Group: table for two?")));
+  for (const a of [web, bobApp]) await a.pump(names);
+  await web.send(() => web.device.sendGroup(Date.now(), group, text.encode("Group: booked, from the web")));
+  await bobApp.send(() => bob.device.sendGroup(Date.now(), group, text.encode("Group: great, see you")));
+  for (const a of [phone, web, bobApp]) await a.pump(names);
+  await bobApp.say(alice.primary.accountKey(), "After your restart: still reading?");
+  for (const a of [phone, web]) await a.pump(names);
 
   // An error arrives as a RatchetryError with a stable code: a replayed envelope.
   let replay = null;
-  const out = bobApp.send(() => bob.device.send(Date.now(), alice.primary.accountKey(), text.encode("once")));
+  const out = await bobApp.send(() => bob.device.send(Date.now(), alice.primary.accountKey(), text.encode("once")));
   const env = out.envelopes.find((e) => e.to.device === webId).bytes;
   web.device.receive(Date.now(), env);
   relay.queue(web.device.address()).length = 0;
@@ -90,8 +90,8 @@ async function main() {
 
   // The relay corrupts Bob's next envelope for the web companion: it cannot read it, asks Bob's
   // device for the message again, and reads the resent copy.
-  bobApp.say(alice.primary.accountKey(), "Resent after a corrupted delivery");
-  phone.pump(names);
+  await bobApp.say(alice.primary.accountKey(), "Resent after a corrupted delivery");
+  await phone.pump(names);
   const damaged = relay.queue(web.device.address()).pop();
   damaged[damaged.length - 1] ^= 1;
   let unreadable = null;
@@ -99,8 +99,8 @@ async function main() {
   web.show("system", `could not read an envelope (${unreadable}): asking again`);
   const request = web.device.requestRetry(Date.now(), damaged, 2);
   relay.queue(request.to).push(request.bytes);
-  bobApp.pump(names);
-  web.pump(names);
+  await bobApp.pump(names);
+  await web.pump(names);
 
   for (const [id, app] of [["meta-phone", phone], ["meta-web", web], ["meta-bob", bobApp]])
     document.getElementById(id).textContent = `${names(app.device.address())} · identity ${hex(app.device.identityKey())}`;

@@ -7,6 +7,10 @@
 // not start from them are refused (`StaleCopyError`), since a second tab's copy of the device,
 // or a copy that went on after a failed write, would leave records that never existed
 // together.
+//
+// The demo stores the records' values as they are. They are secret (keys, chains): an app
+// seals each value before it writes it (`sealState`, under a key kept apart from IndexedDB,
+// as `sealState`'s documentation says).
 
 /** Resolves when `request` succeeds. */
 const done = (request) => new Promise((ok, fail) => {
@@ -69,9 +73,12 @@ export class RecordStore {
     const meta = tx.objectStore("meta");
     const key = `head/${name}`;
     const head = await done(meta.get(key));
-    // A store written before heads were kept has none: the next changes set it.
-    if (changes.baseEpoch !== null && head !== undefined &&
-        (head.epoch !== changes.baseEpoch || !sameBytes(head.tag, changes.baseTag))) {
+    // PROTOCOL.md 19: changes with a base start from the stored head; changes that replace
+    // all may also go where nothing is stored (a device loaded from bytes, stored anew).
+    const fits = head === undefined
+      ? changes.replacesAll
+      : head.epoch === changes.baseEpoch && sameBytes(head.tag, changes.baseTag);
+    if (changes.baseEpoch !== null && !fits) {
       tx.abort();
       await committed(tx).catch(() => {});
       throw new StaleCopyError(name, head, changes);

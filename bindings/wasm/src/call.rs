@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::config::{JsCallConfig, call_config};
 use crate::convert::{
-    JsAddress, JsAddresses, JsOutgoing, address_in, address_out, addresses_in, get, object,
+    JsAddress, JsAddresses, JsOutgoing, address_in, address_out, addresses_in, get, int_in, object,
     outgoing, rng, ts,
 };
 use crate::device::Device;
@@ -215,9 +215,10 @@ impl Call {
     /// messages older than `lastEpoch`.
     pub fn restore(
         bytes: &[u8],
-        last_epoch: u32,
+        last_epoch: f64,
         config: Option<JsCallConfig>,
     ) -> Result<JsRestoredCall, JsValue> {
+        let last_epoch = int_in(last_epoch, u32::MAX, "lastEpoch must be from 0 to 2^32 - 1")?;
         let config = call_config(&config.map_or(JsValue::UNDEFINED, Into::into))?;
         let mut rng = rng()?;
         let (inner, from_backup) =

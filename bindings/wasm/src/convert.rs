@@ -158,6 +158,18 @@ pub(crate) fn ts(now: f64) -> Result<Timestamp, JsValue> {
     Ok(Timestamp(now as u64))
 }
 
+/// An integer argument (an id, a count, an epoch, a reason code) from a JavaScript number,
+/// refused unless it is an integer in `0..=max`. Such arguments are taken as numbers and
+/// checked here because wasm-bindgen's own `u32` and `u8` arguments wrap: `2 ** 32 + 2`
+/// arrives as 2, `undefined` and `NaN` as 0, a reason of 260 as 4.
+pub(crate) fn int_in(value: f64, max: u32, what: &'static str) -> Result<u32, JsValue> {
+    if value.fract() != 0.0 || !(0.0..=f64::from(max)).contains(&value) {
+        return Err(binding("binding.bad_input", what));
+    }
+    // An integer in range: the conversion is exact.
+    Ok(value as u32)
+}
+
 /// A `lastEpoch` (the epoch of the state last persisted) from a JavaScript number.
 pub(crate) fn epoch(last_epoch: f64) -> Result<u64, JsValue> {
     if !(last_epoch.is_finite() && last_epoch >= 0.0) {

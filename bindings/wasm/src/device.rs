@@ -30,8 +30,9 @@ impl Device {
 #[wasm_bindgen]
 impl Device {
     /// Restores a device from `toBytes()`; `lastEpoch` is the epoch of the state last
-    /// persisted (0 if unknown), so that a stale snapshot is detected (`fromBackup`) and never
-    /// reuses a key. `now` is the restore's time: a device restored from a backup awaits an
+    /// persisted (the `epoch` of the last unit written, kept apart from the bytes), so that a
+    /// stale snapshot is detected (`fromBackup`) and never reuses a key. Bytes whose last
+    /// epoch the app does not know go to `Device.restoreFromBackup`: 0 detects nothing. `now` is the restore's time: a device restored from a backup awaits an
     /// own device list issued since before it talks to its own account (`awaitingOwnList`).
     pub fn restore(bytes: &[u8], last_epoch: f64, now: f64) -> Result<JsRestoredDevice, JsValue> {
         let (device, from_backup) =
@@ -241,12 +242,16 @@ impl Device {
     pub fn send_history_offer(
         &mut self,
         now: f64,
-        device: u32,
+        device: f64,
         offer: &HistoryOffer,
     ) -> Result<JsOutgoing, JsValue> {
         let to = DeviceAddress {
             account: self.inner.address().account,
-            device: DeviceId(device),
+            device: DeviceId(convert::int_in(
+                device,
+                u32::MAX,
+                "device must be a device id",
+            )?),
         };
         let mut rng = rng()?;
         let out = self
@@ -270,13 +275,14 @@ impl Device {
         &mut self,
         now: f64,
         failed: &[u8],
-        reason: u8,
+        reason: f64,
     ) -> Result<JsRetryEnvelope, JsValue> {
+        let reason = convert::int_in(reason, u8::MAX.into(), "reason must be from 0 to 255")?;
         let now = ts(now)?;
         let mut rng = rng()?;
         let (to, bytes) = self
             .inner
-            .request_retry(&mut rng, now, failed, crate::retry::reason(reason))
+            .request_retry(&mut rng, now, failed, crate::retry::reason(reason as u8))
             .map_err(error::lib)?;
         Ok(JsValue::from(object(&[
             ("to", convert::address_out(to)),

@@ -5,7 +5,7 @@ use js_sys::Array;
 use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, OneTimePreKeys};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{bytes, num, object, rng, ts};
+use crate::convert::{bytes, int_in, num, object, rng, ts};
 use crate::device::Device;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -54,13 +54,21 @@ impl Device {
     /// them; without them (or once used), the signed prekey alone and the last-resort ML-KEM
     /// prekey. Normally the server assembles bundles from the uploads.
     #[wasm_bindgen(js_name = prekeyBundle)]
-    pub fn prekey_bundle(&self, prekey_id: Option<u32>, kem_prekey_id: Option<u32>) -> Vec<u8> {
-        self.inner
+    pub fn prekey_bundle(
+        &self,
+        prekey_id: Option<f64>,
+        kem_prekey_id: Option<f64>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let id = |id: f64| int_in(id, u32::MAX, "a prekey id is from 0 to 2^32 - 1");
+        let prekey_id = prekey_id.map(id).transpose()?;
+        let kem_prekey_id = kem_prekey_id.map(id).transpose()?;
+        Ok(self
+            .inner
             .bundle(
                 prekey_id.map(OneTimePreKeyId),
                 kem_prekey_id.map(KemPreKeyId),
             )
-            .to_bytes()
+            .to_bytes())
     }
 
     /// Makes `count` new one-time prekeys of each kind (within the config's caps: fewer, or
@@ -69,8 +77,9 @@ impl Device {
     pub fn generate_one_time_prekeys(
         &mut self,
         now: f64,
-        count: u32,
+        count: f64,
     ) -> Result<JsPrekeyUpload, JsValue> {
+        let count = int_in(count, u32::MAX, "count must be an integer >= 0")?;
         let now = ts(now)?;
         let mut rng = rng()?;
         Ok(upload(

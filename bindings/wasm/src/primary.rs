@@ -8,7 +8,7 @@ use ratchetry::fanout;
 use wasm_bindgen::prelude::*;
 
 use crate::config::{self, JsAccountOptions, JsCompanionOptions, JsPrimaryPolicy};
-use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, epoch, num, object, rng, ts};
+use crate::convert::{JsLinkedCompanion, JsNewAccount, bytes, epoch, int_in, num, object, rng, ts};
 use crate::device::Device;
 use crate::error;
 use crate::prekeys::upload;
@@ -91,17 +91,43 @@ impl Primary {
         .unchecked_into()
     }
 
-    /// Restores a primary from `toBytes()`; `lastEpoch` as for devices.
+    /// Restores a primary from `toBytes()`; `lastEpoch` as for devices (the epoch of the last
+    /// unit written, kept apart from the bytes; if the app does not know it, use
+    /// `Primary.restoreFromBackup`). A stale snapshot must `resync` before it signs
+    /// (`needsResync()`).
     pub fn restore(bytes: &[u8], last_epoch: f64) -> Result<Primary, JsValue> {
         let (inner, _stale) =
             devices::Primary::restore(bytes, epoch(last_epoch)?).map_err(error::decode)?;
         Ok(Self { inner })
     }
 
+    /// Restores a primary from bytes the app knows are a backup, or whose last epoch it does
+    /// not know (a new phone, a copied profile): it signs nothing until `resync` gave it the
+    /// newest list of its account, so it never signs a list the account already moved past
+    /// (one naming a companion unlinked after the backup) nor issues a device id twice.
+    #[wasm_bindgen(js_name = restoreFromBackup)]
+    pub fn restore_from_backup(bytes: &[u8]) -> Result<Primary, JsValue> {
+        let inner = devices::Primary::restore_from_backup(bytes).map_err(error::decode)?;
+        Ok(Self { inner })
+    }
+
+    /// `fromRecords` for a store that was itself restored from a backup, or whose last epoch
+    /// is unknown: the primary is restored as `restoreFromBackup` says; its next
+    /// `takeChanges()` goes on from the records (and writes the meta record).
+    #[wasm_bindgen(js_name = fromBackupRecords)]
+    pub fn from_backup_records(records: JsRecords) -> Result<Primary, JsValue> {
+        let records = records::records_in(&records)?;
+        let inner = devices::Primary::from_records(records::pairs(&records))
+            .map_err(error::decode)?
+            .into_restored();
+        Ok(Self { inner })
+    }
+
     /// Rebuilds a primary from every stored record (as `takeChanges()` yielded them);
-    /// `lastEpoch` is the epoch of the last unit written (0 if unknown), so that a stale
-    /// store is detected as `Primary.restore` detects a stale snapshot: `{ primary, stale }`,
-    /// and a stale primary must `resync` before it signs (`needsResync()`).
+    /// `lastEpoch` is the epoch of the last unit written, kept where a restore of the store
+    /// does not reach, so that a stale store is detected as `Primary.restore` detects a stale
+    /// snapshot: `{ primary, stale }`, and a stale primary must `resync` before it signs
+    /// (`needsResync()`). A store whose last epoch is unknown: `Primary.fromBackupRecords`.
     #[wasm_bindgen(js_name = fromRecords)]
     pub fn from_records(records: JsRecords, last_epoch: f64) -> Result<JsRestoredPrimary, JsValue> {
         let last_epoch = epoch(last_epoch)?;
@@ -190,15 +216,15 @@ impl Primary {
 
     /// Whether the companion `device` countersigned the list that admitted it (`confirm`).
     #[wasm_bindgen(js_name = isConfirmed)]
-    pub fn is_confirmed(&self, device: u32) -> bool {
-        self.inner.is_confirmed(DeviceId(device))
+    pub fn is_confirmed(&self, device: f64) -> Result<bool, JsValue> {
+        Ok(self.inner.is_confirmed(device_id(device)?))
     }
 
     /// Removes a companion; returns the new list to publish.
-    pub fn unlink(&mut self, now: f64, device: u32) -> Result<Vec<u8>, JsValue> {
+    pub fn unlink(&mut self, now: f64, device: f64) -> Result<Vec<u8>, JsValue> {
         Ok(self
             .inner
-            .unlink(ts(now)?, DeviceId(device))
+            .unlink(ts(now)?, device_id(device)?)
             .map_err(error::device)?
             .to_bytes())
     }
@@ -293,4 +319,9 @@ impl LinkingCompanion {
         ]))
         .unchecked_into())
     }
+}
+
+/// A companion's device id from a JavaScript number (`convert::int_in`).
+fn device_id(device: f64) -> Result<DeviceId, JsValue> {
+    int_in(device, u32::MAX, "device must be a device id").map(DeviceId)
 }

@@ -113,7 +113,9 @@ pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
 pub(crate) fn records_in(value: &JsValue) -> Result<Vec<KeyValue>, JsValue> {
     let bad = || binding("binding.bad_input", "expected an array of StoredRecord");
     let array = value.dyn_ref::<Array>().ok_or_else(bad)?;
-    let mut out = Vec::with_capacity(array.length() as usize);
+    // Not sized from `length`: a sparse array claims up to 2^32 - 1 elements, and the
+    // allocation would abort the module before its first element is found not to be a record.
+    let mut out = Vec::new();
     for r in array.iter() {
         if !r.is_object() {
             return Err(bad());

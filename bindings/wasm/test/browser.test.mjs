@@ -451,6 +451,10 @@ test("a primary's change records: written per operation, rebuilt after a restart
   });
   // An older store than the last unit written: stale, refuses to sign until it resyncs.
   assert.deepEqual(r.staleStore, { stale: true, needsResync: true, renew: "device.resync_required", resynced: true, version: true });
+  // Restored from a backup, from bytes and from records: both wait for a resync; from bytes
+  // the first unit replaces all, from records it goes on from them.
+  const backup = { needsResync: true, renew: "device.resync_required", base: true };
+  assert.deepEqual(r.backups, [{ ...backup, replacesAll: true }, { ...backup, replacesAll: false }]);
   assert.deepEqual(r.refused, {
     empty: "decode.missing_record",
     notAnArray: "binding.bad_input",
@@ -461,6 +465,16 @@ test("a primary's change records: written per operation, rebuilt after a restart
     corrupted: "decode.truncated",
     deviceRecords: "decode.unknown_type",
     primaryAsDevice: "decode.unknown_type",
+    sparse: "binding.bad_input",
+    sparseBackup: "binding.bad_input",
+    sparseDevice: "binding.bad_input",
+    wrappedId: "binding.bad_input",
+    fractionId: "binding.bad_input",
+    missingId: "binding.bad_input",
+    reason: "binding.bad_input",
+    negativeCount: "binding.bad_input",
+    prekeyId: "binding.bad_input",
+    callEpoch: "binding.bad_input",
   });
   assert.ok(r.unchanged, "a refusal changed the store or the primary");
 });

@@ -727,6 +727,18 @@ export async function primaryRecords() {
   staleStore.resynced = !old.primary.needsResync() && resynced.length > 0;
   staleStore.version = old.primary.deviceListVersion() > again.deviceListVersion();
 
+  // Bytes or records whose last epoch the app does not know (a backup): restored as from a
+  // backup, the primary signs nothing until it resyncs. From bytes, its first unit replaces
+  // all, from nothing; from records (a store restored from a backup), it starts where the
+  // records end (the unit `midway` was taken after).
+  const restored = (p, base) => {
+    const r = { needsResync: p.needsResync(), renew: code(() => p.renew(now())) };
+    const c = p.takeChanges();
+    const from = base ? c.baseEpoch === base.epoch && same(c.baseTag, base.tag) : c.baseEpoch === null && c.baseTag === null;
+    return { ...r, replacesAll: c.replacesAll, base: from };
+  };
+  const backups = [restored(Primary.restoreFromBackup(again.toBytes()), null), restored(Primary.fromBackupRecords(midway), invited)];
+
   // Refusals: typed errors; the store and the primaries are as they were.
   const before = { store: records().map((r) => hex(r.key) + hex(r.value)).join(), primary: hex(again.toBytes()) };
   const corrupted = records().map((r) => ({ key: r.key, value: r.value.slice(0, 3) }));
@@ -740,9 +752,21 @@ export async function primaryRecords() {
     corrupted: code(() => Primary.fromRecords(corrupted, 0)),
     deviceRecords: code(() => Primary.fromRecords(alice.device.takeChanges().records, 0)),
     primaryAsDevice: code(() => Device.fromRecords(records())),
+    // A sparse array claiming 2^32 - 1 records: refused at its first hole, not an abort.
+    sparse: code(() => Primary.fromRecords(new Array(2 ** 32 - 1), 0)),
+    sparseBackup: code(() => Primary.fromBackupRecords(new Array(2 ** 32 - 1))),
+    sparseDevice: code(() => Device.fromRecords(new Array(2 ** 32 - 1))),
+    // Integer arguments out of range are refused, where wasm-bindgen's own would wrap.
+    wrappedId: code(() => again.isConfirmed(2 ** 32 + webId)),
+    fractionId: code(() => again.unlink(now(), webId + 0.5)),
+    missingId: code(() => again.unlink(now(), undefined)),
+    reason: code(() => alice.device.requestRetry(now(), new Uint8Array(8), 256 + 4)),
+    negativeCount: code(() => alice.device.generateOneTimePrekeys(now(), -1)),
+    prekeyId: code(() => alice.device.prekeyBundle(2 ** 32)),
+    callEpoch: code(() => Call.restore(new Uint8Array(5), NaN)),
   };
   const after = { store: records().map((r) => hex(r.key) + hex(r.value)).join(), primary: hex(again.toBytes()) };
-  return { units, restarted, staleStore, refused, unchanged: before.store === after.store && before.primary === after.primary };
+  return { units, restarted, staleStore, backups, refused, unchanged: before.store === after.store && before.primary === after.primary };
 }
 
 // ---- No secret in the string forms of what history sync, records and the relay return ----
