@@ -8,7 +8,7 @@ use ratchetry::devices::{DeviceAddress, DeviceId, ListCoverage, VerifiedDeviceLi
 use ratchetry::fanout::{Device, Outbox, Received};
 use ratchetry::group::GroupId;
 use ratchetry::server::{
-    EXPIRY_TOLERANCE_MS, MAX_POOLED_PREKEYS, PublishedPreKeys, check_coverage,
+    EXPIRY_TOLERANCE_MS, HandedOut, MAX_POOLED_PREKEYS, PublishedPreKeys, check_coverage,
 };
 use ratchetry::x3dh::{OneTimePreKeys, SignedPreKeyPublic};
 use ratchetry::{Error, FanoutError, PreKeyBundle, ServerError, Timestamp, X3dhError};
@@ -482,16 +482,61 @@ fn published_prekeys_hand_out_each_one_time_key_once() {
     let more = generate(&mut w, b1, 2);
     keys.add(&more).unwrap();
     let stored = (keys.base().to_bytes(), keys.pooled().to_bytes());
+    let handed_out = keys.handed_out();
+    assert!(handed_out.one_time.is_some() && handed_out.kem.is_some());
     let rebuilt = PublishedPreKeys::from_parts(
         b1,
         PreKeyBundle::from_bytes(&stored.0).unwrap(),
         &OneTimePreKeys::from_bytes(&stored.1).unwrap(),
+        handed_out,
         &list,
         now,
     )
     .unwrap();
     assert_eq!(rebuilt, keys);
     assert_eq!(rebuilt.address(), b1);
+    // Stored pools that hold an id at or below what was handed out are not what this type
+    // stored: refused, each kind on its own.
+    let one_time = HandedOut {
+        one_time: more.keys().last().map(|k| k.id),
+        kem: None,
+    };
+    let kem = HandedOut {
+        one_time: None,
+        kem: more.kem_keys().last().map(|k| k.id),
+    };
+    for (served, id) in [
+        (one_time, more.keys()[0].id.0),
+        (kem, more.kem_keys()[0].id.0),
+    ] {
+        assert_eq!(
+            PublishedPreKeys::from_parts(
+                b1,
+                keys.base().clone(),
+                &keys.pooled(),
+                served,
+                &list,
+                now
+            ),
+            Err(ServerError::DuplicatePreKeyId(id).into())
+        );
+    }
+    // An upload sent again after its keys were handed out (its answer lost) is refused, and
+    // the pools are unchanged: no key goes into a second bundle.
+    let (mut one, mut two) = (keys.clone(), keys.clone());
+    let first = one.take_bundle();
+    let before = one.clone();
+    assert_eq!(
+        one.add(&more),
+        Err(ServerError::DuplicatePreKeyId(more.kem_keys()[0].id.0).into())
+    );
+    assert_eq!(one, before);
+    assert_ne!(one.take_bundle().one_time_prekey(), first.one_time_prekey());
+    // Keys above what was handed out go in.
+    two.take_bundle();
+    let newer = generate(&mut w, b1, 1);
+    two.add(&newer).unwrap();
+    assert_eq!(two.remaining(), (2, 2));
 }
 
 /// Uploads are verified all or nothing: a forged ML-KEM signature, an id already pooled, a

@@ -6,8 +6,10 @@
 //! own, and receivers get them from their senders by distribution or retry.
 //!
 //! It rides only the own-account pairwise channel, and a group the receiver already holds is
-//! left as it is: its members were set there by its own app after the link, so they are at
-//! least as new as the sender's snapshot, which the relay may also have held back.
+//! left as it is: memberships carry no order, so one may be older than what the receiver
+//! holds (the relay held it back), and a group its app set is at least as new as any. A
+//! membership starts a new device's groups; the app keeps them current (PROTOCOL.md 18.2): a
+//! later membership does not update a group an earlier one installed (review 42).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

@@ -42,7 +42,9 @@ impl Device {
     /// answer any request, and its answer session names that request's keys until this device
     /// replies), until it is dropped for room or with its sender.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
-    /// it failed, the genuine envelope arrived) is `Duplicate`. Returns the device to ship the
+    /// it failed, the genuine envelope arrived) is `Duplicate`. `SenderKeyMissing` is sent as
+    /// `NoSession` when this device holds no session with the sender or asked for the message
+    /// before, so the answer starts a session it can read. Returns the device to ship the
     /// request to, and the bytes.
     pub fn request_retry(
         &mut self,
@@ -91,6 +93,18 @@ impl Device {
             return Err(FanoutError::RetryLimit.into());
         }
         let attempt = attempts + 1;
+        // A sender key asked for is answered on the sender's held session (18.6). Where that
+        // session cannot be open here, ask as "no session", whose answer starts a new one from
+        // this request's bundle: this device holds none with the sender (a restore dropped the
+        // one the sender answered on), or it asked for this message before (the answer came
+        // on a session it could not read, or never came).
+        let reason = if reason == RetryReason::SenderKeyMissing
+            && (previous.is_some() || !self.has_session(&sender))
+        {
+            RetryReason::NoSession
+        } else {
+            reason
+        };
         // Room first, so the keys of the retry dropped for it are released before any are
         // minted: the pools never run short of room for a request.
         if let Some((dropped, p)) = self.journal.make_room(&key) {

@@ -9,7 +9,8 @@ use crate::devices::{DeviceAddress, VerifiedDeviceList};
 use crate::error::{Error, ServerError};
 use crate::time::Timestamp;
 use crate::x3dh::{
-    KemPreKeyPublic, OneTimePreKeyPublic, OneTimePreKeys, PreKeyBundle, verify_kem_prekey,
+    KemPreKeyId, KemPreKeyPublic, OneTimePreKeyId, OneTimePreKeyPublic, OneTimePreKeys,
+    PreKeyBundle, verify_kem_prekey,
 };
 
 /// One-time keys of each kind a device's pools hold at most.
@@ -20,14 +21,27 @@ pub const MAX_POOLED_PREKEYS: usize = 10_000;
 /// one-time ML-KEM prekey's signature. A bundle taken from here opens at the device, and each
 /// one-time key goes into one bundle only.
 ///
-/// To persist it, store [`base`](Self::base)'s bytes and [`pooled`](Self::pooled)'s bytes,
-/// and rebuild with [`from_parts`](Self::from_parts).
+/// To persist it, store [`base`](Self::base)'s bytes, [`pooled`](Self::pooled)'s bytes and
+/// [`handed_out`](Self::handed_out), and rebuild with [`from_parts`](Self::from_parts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishedPreKeys {
     address: DeviceAddress,
     base: PreKeyBundle,
     one_time: BTreeMap<u32, OneTimePreKeyPublic>,
     kem: BTreeMap<u32, KemPreKeyPublic>,
+    handed_out: HandedOut,
+}
+
+/// The highest one-time prekey id and one-time ML-KEM prekey id a device's pools have handed
+/// out in a bundle (`None`: none of that kind yet). A device's ids only grow, so an upload
+/// naming an id at or below these was uploaded before (an app retrying an upload whose
+/// answer it lost) and is refused: its keys were served once already. Stored beside the pools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HandedOut {
+    /// The highest one-time prekey id handed out.
+    pub one_time: Option<OneTimePreKeyId>,
+    /// The highest one-time ML-KEM prekey id handed out.
+    pub kem: Option<KemPreKeyId>,
 }
 
 impl PublishedPreKeys {
@@ -47,19 +61,23 @@ impl PublishedPreKeys {
             base,
             one_time: BTreeMap::new(),
             kem: BTreeMap::new(),
+            handed_out: HandedOut::default(),
         })
     }
 
-    /// Rebuilds stored keys: `base` and `pooled` as [`base`](Self::base) and
-    /// [`pooled`](Self::pooled) gave them, checked as when they were uploaded.
+    /// Rebuilds stored keys: `base`, `pooled` and `handed_out` as [`base`](Self::base),
+    /// [`pooled`](Self::pooled) and [`handed_out`](Self::handed_out) gave them, checked as
+    /// when they were uploaded (a pooled id at or below `handed_out` is `DuplicatePreKeyId`).
     pub fn from_parts(
         address: DeviceAddress,
         base: PreKeyBundle,
         pooled: &OneTimePreKeys,
+        handed_out: HandedOut,
         list: &VerifiedDeviceList,
         now: Timestamp,
     ) -> Result<Self, Error> {
         let mut keys = Self::new(address, base, list, now)?;
+        keys.handed_out = handed_out;
         keys.add(pooled)?;
         Ok(keys)
     }
@@ -86,7 +104,8 @@ impl PublishedPreKeys {
 
     /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: every
     /// ML-KEM key's signature verifies under the device's identity key, no id is already
-    /// pooled, and the pools stay within [`MAX_POOLED_PREKEYS`].
+    /// pooled or at or below the highest of its kind [handed out](Self::handed_out) (the
+    /// same upload sent again), and the pools stay within [`MAX_POOLED_PREKEYS`].
     pub fn add(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
         if overflows(self.one_time.len(), upload.keys().len())
             || overflows(self.kem.len(), upload.kem_keys().len())
@@ -94,17 +113,16 @@ impl PublishedPreKeys {
             return Err(ServerError::PoolFull.into());
         }
         let identity = self.base.identity_key();
+        let handed_out = self.handed_out;
         for k in upload.kem_keys() {
-            if self.kem.contains_key(&k.id.0) {
+            if self.kem.contains_key(&k.id.0) || handed_out.kem.is_some_and(|h| k.id <= h) {
                 return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
             }
             verify_kem_prekey(&identity, k)?;
         }
-        if let Some(k) = upload
-            .keys()
-            .iter()
-            .find(|k| self.one_time.contains_key(&k.id.0))
-        {
+        if let Some(k) = upload.keys().iter().find(|k| {
+            self.one_time.contains_key(&k.id.0) || handed_out.one_time.is_some_and(|h| k.id <= h)
+        }) {
             return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
         }
         self.one_time
@@ -120,10 +138,16 @@ impl PublishedPreKeys {
     /// persist the pools before handing out the bundle.
     pub fn take_bundle(&mut self) -> PreKeyBundle {
         let one_time = self.one_time.pop_first().map(|(_, k)| k);
-        let kem = self
-            .kem
-            .pop_first()
-            .map_or_else(|| self.base.kem_prekey().clone(), |(_, k)| k);
+        let kem = match self.kem.pop_first() {
+            Some((_, k)) => {
+                self.handed_out.kem = self.handed_out.kem.max(Some(k.id));
+                k
+            }
+            None => self.base.kem_prekey().clone(),
+        };
+        if let Some(k) = &one_time {
+            self.handed_out.one_time = self.handed_out.one_time.max(Some(k.id));
+        }
         PreKeyBundle::new(
             self.base.identity_key(),
             self.base.signed_prekey(),
@@ -145,6 +169,11 @@ impl PublishedPreKeys {
     /// One-time prekeys and one-time ML-KEM prekeys left, to ask the device for more.
     pub fn remaining(&self) -> (usize, usize) {
         (self.one_time.len(), self.kem.len())
+    }
+
+    /// The highest id of each kind handed out so far (to store with the pools).
+    pub fn handed_out(&self) -> HandedOut {
+        self.handed_out
     }
 
     /// The pooled keys, in upload form (to store).

@@ -180,7 +180,11 @@ def test_bundle_with_one_time_prekeys_consumes_one(relay):
     pool.add(upload)
     assert pool.remaining() == r.PoolCounts(one_time=24, kem=24)
     assert code(lambda: pool.add(upload)) == "server.duplicate_prekey_id"
-    rebuilt = r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(), relay.served)
+    # The relay handed out a bundle: what it handed out is stored with the pools.
+    handed_out = pool.handed_out()
+    assert handed_out.one_time is not None and handed_out.kem is not None
+    rebuilt = r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(), handed_out,
+                                            relay.served)
     assert rebuilt.remaining() == pool.remaining() and rebuilt.address() == bob.device.address()
     # A base with a one-time prekey in it, or another device's, is refused.
     assert code(lambda: r.PublishedPreKeys(relay.now, bob.device.address(), pool.take_bundle(), relay.served)) \

@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{AccountKey, ListLimits, SignedDeviceList, VerifiedDeviceList};
 use ratchetry::server;
-use ratchetry::x3dh::OneTimePreKeys;
+use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, OneTimePreKeys};
 use wasm_bindgen::prelude::*;
 
 use crate::config::{JsListLimits, list_limits};
 use crate::convert::{
-    JsAddress, JsAddresses, address_in, address_out, addresses_in, coverage_in, num, object, ts,
+    JsAddress, JsAddresses, address_in, address_out, addresses_in, coverage_in, get, int_in, num,
+    object, ts,
 };
 use crate::error;
 
@@ -27,6 +28,14 @@ export interface PoolCounts {
   /** ML-KEM one-time prekeys. */
   kem: number;
 }
+/**
+ * The highest one-time prekey id and one-time ML-KEM prekey id a device's pools handed out
+ * (null: none of that kind yet), stored with the pools.
+ */
+export interface HandedOut {
+  oneTime: number | null;
+  kem: number | null;
+}
 "#;
 
 #[wasm_bindgen]
@@ -37,6 +46,33 @@ extern "C" {
     /// `PoolCounts`.
     #[wasm_bindgen(typescript_type = "PoolCounts")]
     pub type JsPoolCounts;
+    /// `HandedOut`.
+    #[wasm_bindgen(typescript_type = "HandedOut")]
+    pub type JsHandedOut;
+}
+
+/// A `HandedOut` object: each field null (or absent) or a prekey id.
+fn handed_out_in(value: &JsValue) -> Result<server::HandedOut, JsValue> {
+    if !value.is_object() {
+        return Err(error::binding(
+            "binding.bad_input",
+            "expected { oneTime, kem }, as handedOut() gave it",
+        ));
+    }
+    let id = |name: &'static str| -> Result<Option<u32>, JsValue> {
+        let v = get(value, name)?;
+        if v.is_null() || v.is_undefined() {
+            return Ok(None);
+        }
+        let n = v.as_f64().ok_or_else(|| {
+            error::binding("binding.bad_input", "a handed-out id is a number or null")
+        })?;
+        int_in(n, u32::MAX, "a handed-out id is from 0 to 2^32 - 1").map(Some)
+    };
+    Ok(server::HandedOut {
+        one_time: id("oneTime")?.map(OneTimePreKeyId),
+        kem: id("kem")?.map(KemPreKeyId),
+    })
 }
 
 /// The device lists a relay serves, one per account, each verified when published (its
@@ -115,8 +151,8 @@ impl ServedLists {
 
 /// One device's published prekeys as its relay keeps them: the base bundle (signed prekey,
 /// last-resort ML-KEM prekey) and pools of one-time keys, each handed out in one bundle only.
-/// Public keys only. Persist `base()` and `pooled()` after every change (before handing out a
-/// bundle), and rebuild with `PublishedPreKeys.fromParts`.
+/// Public keys only. Persist `base()`, `pooled()` and `handedOut()` after every change (before
+/// handing out a bundle), and rebuild with `PublishedPreKeys.fromParts`.
 #[wasm_bindgen]
 pub struct PublishedPreKeys {
     inner: server::PublishedPreKeys,
@@ -142,22 +178,26 @@ impl PublishedPreKeys {
         Ok(Self { inner })
     }
 
-    /// Rebuilds stored keys from `base()` and `pooled()`, checked as when they were uploaded.
+    /// Rebuilds stored keys from `base()`, `pooled()` and `handedOut()`, checked as when they
+    /// were uploaded.
     #[wasm_bindgen(js_name = fromParts)]
     pub fn from_parts(
         now: f64,
         device: JsAddress,
         base: &[u8],
         pooled: &[u8],
+        handed_out: JsHandedOut,
         lists: &ServedLists,
     ) -> Result<PublishedPreKeys, JsValue> {
         let now = ts(now)?;
         let device = address_in(&device)?;
+        let handed_out = handed_out_in(&handed_out.into())?;
         let base = PreKeyBundle::from_bytes(base).map_err(error::decode)?;
         let pooled = OneTimePreKeys::from_bytes(pooled).map_err(error::decode)?;
         let list = lists.get(&device.account)?;
-        let inner = server::PublishedPreKeys::from_parts(device, base, &pooled, list, now)
-            .map_err(error::lib)?;
+        let inner =
+            server::PublishedPreKeys::from_parts(device, base, &pooled, handed_out, list, now)
+                .map_err(error::lib)?;
         Ok(Self { inner })
     }
 
@@ -178,7 +218,8 @@ impl PublishedPreKeys {
 
     /// Adds a one-time key upload (a `PrekeyUpload`'s `bytes`: `createAccount`'s,
     /// `LinkingCompanion.complete`'s, `Device.generateOneTimePrekeys`'), all or nothing:
-    /// signatures verify, no id already pooled, within the pool bound.
+    /// signatures verify, no id already pooled or at or below what was handed out
+    /// (`server.duplicate_prekey_id`: the same upload sent again), within the pool bound.
     pub fn add(&mut self, upload: &[u8]) -> Result<(), JsValue> {
         let upload = OneTimePreKeys::from_bytes(upload).map_err(error::decode)?;
         self.inner.add(&upload).map_err(error::lib)
@@ -205,6 +246,19 @@ impl PublishedPreKeys {
     /// The pooled keys in upload form (to store).
     pub fn pooled(&self) -> Vec<u8> {
         self.inner.pooled().to_bytes()
+    }
+
+    /// The highest id of each kind handed out so far, `{ oneTime, kem }` (null: none yet), to
+    /// store with the pools: an upload naming an id at or below them is refused.
+    #[wasm_bindgen(js_name = handedOut)]
+    pub fn handed_out(&self) -> JsHandedOut {
+        let h = self.inner.handed_out();
+        let id = |id: Option<u32>| id.map_or(JsValue::NULL, |id| f64::from(id).into());
+        JsValue::from(object(&[
+            ("oneTime", id(h.one_time.map(|k| k.0))),
+            ("kem", id(h.kem.map(|k| k.0))),
+        ]))
+        .unchecked_into()
     }
 
     /// One-time keys of each kind left (`{ oneTime, kem }`): ask the device for more when

@@ -621,12 +621,19 @@ export async function relay() {
     unknownAccount: code(() => new PublishedPreKeys(now(), stranger.device.address(), stranger.device.prekeyBundle(), served)),
     notInList: code(() => new PublishedPreKeys(now(), { account: bk, device: 9 }, bob.device.prekeyBundle(), served)),
     badAddress: code(() => new PublishedPreKeys(now(), { account: bk }, bob.device.prekeyBundle(), served)),
-    badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), served)),
+    badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), pool.handedOut(), served)),
+    badHandedOut: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, { oneTime: -1, kem: null }, served)),
+    noHandedOut: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, undefined, served)),
+    // Pools holding ids at or below what was handed out are not what the relay stored.
+    pooledBelow: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, { oneTime: 2 ** 32 - 1, kem: null }, served)),
   };
   prekeys.unchanged = unchanged() && counts().join() === prekeys.start.join();
   // Stored and rebuilt: the same pools, the same next bundle.
-  const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), served);
+  const handedOut = pool.handedOut();
+  const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), handedOut, served);
   prekeys.rebuilt = same(rebuilt.pooled(), pool.pooled()) && same(rebuilt.takeBundle(), pool.takeBundle());
+  const after = pool.handedOut();
+  prekeys.handedOut = [handedOut.oneTime, handedOut.kem, typeof after.oneTime, typeof after.kem];
   prekeys.afterOne = counts();
   // More keys from the device; a rotated base replaces the old one and the pools stay.
   pool.add(bob.device.generateOneTimePrekeys(now(), 3).bytes);
