@@ -36,9 +36,9 @@
 //!   by the app (its answer lost) after the relay had handed out its keys was accepted again,
 //!   and each of those keys went into a second bundle, against the type's promise ("each
 //!   one-time key goes into one bundle only"); the second initiator's pre-key message failed
-//!   at the device (`UnknownOneTimePreKey`) and cost a retry. The pools now keep the highest
-//!   id of each kind handed out (`HandedOut`, stored with them) and refuse an upload at or
-//!   below it. (`a_pool_never_serves_a_one_time_key_twice_even_when_uploaded_again`)
+//!   at the device (`UnknownOneTimePreKey`) and cost a retry. The pools now remember the
+//!   digests of the last uploads accepted (stored with them) and refuse one sent again.
+//!   (`a_pool_never_serves_a_one_time_key_twice_even_when_uploaded_again`)
 //! - **Low (relay resource amplification): one envelope queued once per repeat.** Fixed.
 //!   `check_coverage` allows repeated recipients (it dedups), but `Relay::submit` delivered
 //!   the group envelope once per entry of `outbox.group`'s device list: a client that named

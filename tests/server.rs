@@ -8,7 +8,7 @@ use ratchetry::devices::{DeviceAddress, DeviceId, ListCoverage, VerifiedDeviceLi
 use ratchetry::fanout::{Device, Outbox, Received};
 use ratchetry::group::GroupId;
 use ratchetry::server::{
-    EXPIRY_TOLERANCE_MS, HandedOut, MAX_POOLED_PREKEYS, PublishedPreKeys, check_coverage,
+    EXPIRY_TOLERANCE_MS, MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS, check_coverage,
 };
 use ratchetry::x3dh::{OneTimePreKeys, SignedPreKeyPublic};
 use ratchetry::{Error, FanoutError, PreKeyBundle, ServerError, Timestamp, X3dhError};
@@ -482,61 +482,76 @@ fn published_prekeys_hand_out_each_one_time_key_once() {
     let more = generate(&mut w, b1, 2);
     keys.add(&more).unwrap();
     let stored = (keys.base().to_bytes(), keys.pooled().to_bytes());
-    let handed_out = keys.handed_out();
-    assert!(handed_out.one_time.is_some() && handed_out.kem.is_some());
+    let accepted = keys.accepted().to_vec();
+    assert_eq!(accepted.len(), 2, "the first upload and this one");
     let rebuilt = PublishedPreKeys::from_parts(
         b1,
         PreKeyBundle::from_bytes(&stored.0).unwrap(),
         &OneTimePreKeys::from_bytes(&stored.1).unwrap(),
-        handed_out,
+        &accepted,
         &list,
         now,
     )
     .unwrap();
     assert_eq!(rebuilt, keys);
     assert_eq!(rebuilt.address(), b1);
-    // Stored pools that hold an id at or below what was handed out are not what this type
-    // stored: refused, each kind on its own.
-    let one_time = HandedOut {
-        one_time: more.keys().last().map(|k| k.id),
-        kem: None,
-    };
-    let kem = HandedOut {
-        one_time: None,
-        kem: more.kem_keys().last().map(|k| k.id),
-    };
-    for (served, id) in [
-        (one_time, more.keys()[0].id.0),
-        (kem, more.kem_keys()[0].id.0),
-    ] {
-        assert_eq!(
-            PublishedPreKeys::from_parts(
-                b1,
-                keys.base().clone(),
-                &keys.pooled(),
-                served,
-                &list,
-                now
-            ),
-            Err(ServerError::DuplicatePreKeyId(id).into())
-        );
-    }
-    // An upload sent again after its keys were handed out (its answer lost) is refused, and
-    // the pools are unchanged: no key goes into a second bundle.
-    let (mut one, mut two) = (keys.clone(), keys.clone());
-    let first = one.take_bundle();
-    let before = one.clone();
+    // An upload sent again (its answer lost) is refused, before and after its keys were
+    // handed out, and after a restart from the stored parts: no key goes into a second bundle.
+    // The pools are unchanged by each refusal.
+    let duplicate = Err(ServerError::DuplicatePreKeyId(more.kem_keys()[0].id.0).into());
+    let mut again = rebuilt.clone();
+    assert_eq!(again.add(&more), duplicate);
+    let served = [again.take_bundle(), again.take_bundle()];
+    assert_eq!(again.remaining(), (0, 0));
+    let before = again.clone();
+    assert_eq!(again.add(&more), duplicate);
+    assert_eq!(again, before);
+    let mut restarted = PublishedPreKeys::from_parts(
+        b1,
+        again.base().clone(),
+        &again.pooled(),
+        again.accepted(),
+        &list,
+        now,
+    )
+    .unwrap();
+    assert_eq!(restarted.add(&more), duplicate);
+    assert_eq!(restarted, again);
+    let next = restarted.take_bundle();
+    assert!(next.one_time_prekey().is_none());
+    assert!(served.iter().all(|b| b.one_time_prekey().is_some()));
+    // A new upload goes in; the oldest digests are forgotten past REMEMBERED_UPLOADS (the
+    // first upload, long handed out, is accepted again once 16 newer ones were).
+    let mut pool = PublishedPreKeys::new(b1, keys.base().clone(), &list, now).unwrap();
+    let first = generate(&mut w, b1, 1);
+    pool.add(&first).unwrap();
+    pool.take_bundle();
     assert_eq!(
-        one.add(&more),
-        Err(ServerError::DuplicatePreKeyId(more.kem_keys()[0].id.0).into())
+        pool.remaining(),
+        (0, 0),
+        "the first upload's keys are handed out"
     );
-    assert_eq!(one, before);
-    assert_ne!(one.take_bundle().one_time_prekey(), first.one_time_prekey());
-    // Keys above what was handed out go in.
-    two.take_bundle();
-    let newer = generate(&mut w, b1, 1);
-    two.add(&newer).unwrap();
-    assert_eq!(two.remaining(), (2, 2));
+    for _ in 0..REMEMBERED_UPLOADS - 1 {
+        pool.add(&generate(&mut w, b1, 1)).unwrap();
+        assert!(pool.add(&first).is_err());
+    }
+    assert_eq!(pool.accepted().len(), REMEMBERED_UPLOADS);
+    pool.add(&generate(&mut w, b1, 1)).unwrap();
+    assert_eq!(pool.accepted().len(), REMEMBERED_UPLOADS);
+    pool.add(&first).unwrap();
+    // Rebuilt from more digests than it remembers: the newest are kept.
+    let mut many = vec![[7u8; 32]; 3];
+    many.extend_from_slice(pool.accepted());
+    let kept =
+        PublishedPreKeys::from_parts(b1, pool.base().clone(), &pool.pooled(), &many, &list, now)
+            .unwrap();
+    assert_eq!(kept.accepted(), pool.accepted());
+    // An empty upload changes nothing and is not remembered.
+    let empty = OneTimePreKeys::from_bytes(&generate(&mut w, b1, 0).to_bytes()).unwrap();
+    let before = pool.clone();
+    pool.add(&empty).unwrap();
+    pool.add(&empty).unwrap();
+    assert_eq!(pool, before);
 }
 
 /// Uploads are verified all or nothing: a forged ML-KEM signature, an id already pooled, a

@@ -12,4 +12,4 @@ mod coverage;
 mod prekeys;
 
 pub use coverage::{EXPIRY_TOLERANCE_MS, check_coverage};
-pub use prekeys::{HandedOut, MAX_POOLED_PREKEYS, PublishedPreKeys};
+pub use prekeys::{MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS, UploadDigest};

@@ -7,14 +7,23 @@ use alloc::vec::Vec;
 
 use crate::devices::{DeviceAddress, VerifiedDeviceList};
 use crate::error::{Error, ServerError};
+use crate::primitives::sha256;
 use crate::time::Timestamp;
 use crate::x3dh::{
-    KemPreKeyId, KemPreKeyPublic, OneTimePreKeyId, OneTimePreKeyPublic, OneTimePreKeys,
-    PreKeyBundle, verify_kem_prekey,
+    KemPreKeyPublic, OneTimePreKeyPublic, OneTimePreKeys, PreKeyBundle, verify_kem_prekey,
 };
 
 /// One-time keys of each kind a device's pools hold at most.
 pub const MAX_POOLED_PREKEYS: usize = 10_000;
+
+/// Uploads a device's pools remember having accepted (the newest), by digest: the same upload
+/// sent again (an app that retries an upload whose answer it lost) is refused, even once its
+/// keys were handed out and left the pools.
+pub const REMEMBERED_UPLOADS: usize = 16;
+
+/// What a device's pools remember of an accepted upload: the SHA-256 of its bytes
+/// (`OneTimePreKeys::to_bytes`, one encoding per upload). Opaque; stored with the pools.
+pub type UploadDigest = [u8; 32];
 
 /// A device's published prekeys. Uploads are verified before they are kept: the base bundle's
 /// signatures and its identity key against the device's entry in its account's list, every
@@ -22,26 +31,15 @@ pub const MAX_POOLED_PREKEYS: usize = 10_000;
 /// one-time key goes into one bundle only.
 ///
 /// To persist it, store [`base`](Self::base)'s bytes, [`pooled`](Self::pooled)'s bytes and
-/// [`handed_out`](Self::handed_out), and rebuild with [`from_parts`](Self::from_parts).
+/// the [`accepted`](Self::accepted) digests, and rebuild with [`from_parts`](Self::from_parts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishedPreKeys {
     address: DeviceAddress,
     base: PreKeyBundle,
     one_time: BTreeMap<u32, OneTimePreKeyPublic>,
     kem: BTreeMap<u32, KemPreKeyPublic>,
-    handed_out: HandedOut,
-}
-
-/// The highest one-time prekey id and one-time ML-KEM prekey id a device's pools have handed
-/// out in a bundle (`None`: none of that kind yet). A device's ids only grow, so an upload
-/// naming an id at or below these was uploaded before (an app retrying an upload whose
-/// answer it lost) and is refused: its keys were served once already. Stored beside the pools.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HandedOut {
-    /// The highest one-time prekey id handed out.
-    pub one_time: Option<OneTimePreKeyId>,
-    /// The highest one-time ML-KEM prekey id handed out.
-    pub kem: Option<KemPreKeyId>,
+    /// The last [`REMEMBERED_UPLOADS`] uploads accepted, oldest first.
+    accepted: Vec<UploadDigest>,
 }
 
 impl PublishedPreKeys {
@@ -61,24 +59,25 @@ impl PublishedPreKeys {
             base,
             one_time: BTreeMap::new(),
             kem: BTreeMap::new(),
-            handed_out: HandedOut::default(),
+            accepted: Vec::new(),
         })
     }
 
-    /// Rebuilds stored keys: `base`, `pooled` and `handed_out` as [`base`](Self::base),
-    /// [`pooled`](Self::pooled) and [`handed_out`](Self::handed_out) gave them, checked as
-    /// when they were uploaded (a pooled id at or below `handed_out` is `DuplicatePreKeyId`).
+    /// Rebuilds stored keys: `base`, `pooled` and `accepted` as [`base`](Self::base),
+    /// [`pooled`](Self::pooled) and [`accepted`](Self::accepted) gave them, checked as when
+    /// they were uploaded (only the last [`REMEMBERED_UPLOADS`] digests are kept).
     pub fn from_parts(
         address: DeviceAddress,
         base: PreKeyBundle,
         pooled: &OneTimePreKeys,
-        handed_out: HandedOut,
+        accepted: &[UploadDigest],
         list: &VerifiedDeviceList,
         now: Timestamp,
     ) -> Result<Self, Error> {
         let mut keys = Self::new(address, base, list, now)?;
-        keys.handed_out = handed_out;
-        keys.add(pooled)?;
+        keys.pool(pooled)?;
+        let newest = accepted.len().saturating_sub(REMEMBERED_UPLOADS);
+        keys.accepted = accepted[newest..].to_vec();
         Ok(keys)
     }
 
@@ -102,27 +101,50 @@ impl PublishedPreKeys {
         Ok(())
     }
 
-    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: every
+    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: it is
+    /// not one of the last [`REMEMBERED_UPLOADS`] accepted (the same upload sent again, whose
+    /// keys may have been handed out already: `DuplicatePreKeyId`), every
     /// ML-KEM key's signature verifies under the device's identity key, no id is already
-    /// pooled or at or below the highest of its kind [handed out](Self::handed_out) (the
-    /// same upload sent again), and the pools stay within [`MAX_POOLED_PREKEYS`].
+    /// pooled, and the pools stay within [`MAX_POOLED_PREKEYS`].
     pub fn add(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
+        // Named as the pools name a duplicate: the first ML-KEM id, else the first X25519 one.
+        let first = upload.kem_keys().first().map(|k| k.id.0);
+        let Some(first) = first.or_else(|| upload.keys().first().map(|k| k.id.0)) else {
+            // Nothing to pool, nothing to remember: an empty upload changes nothing.
+            return Ok(());
+        };
+        let digest = sha256(&[&upload.to_bytes()]);
+        if self.accepted.contains(&digest) {
+            return Err(ServerError::DuplicatePreKeyId(first).into());
+        }
+        self.pool(upload)?;
+        if self.accepted.len() == REMEMBERED_UPLOADS {
+            self.accepted.remove(0);
+        }
+        self.accepted.push(digest);
+        Ok(())
+    }
+
+    /// Puts an upload's keys in the pools, checked as [`add`](Self::add) says (but for the
+    /// digests).
+    fn pool(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
         if overflows(self.one_time.len(), upload.keys().len())
             || overflows(self.kem.len(), upload.kem_keys().len())
         {
             return Err(ServerError::PoolFull.into());
         }
         let identity = self.base.identity_key();
-        let handed_out = self.handed_out;
         for k in upload.kem_keys() {
-            if self.kem.contains_key(&k.id.0) || handed_out.kem.is_some_and(|h| k.id <= h) {
+            if self.kem.contains_key(&k.id.0) {
                 return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
             }
             verify_kem_prekey(&identity, k)?;
         }
-        if let Some(k) = upload.keys().iter().find(|k| {
-            self.one_time.contains_key(&k.id.0) || handed_out.one_time.is_some_and(|h| k.id <= h)
-        }) {
+        if let Some(k) = upload
+            .keys()
+            .iter()
+            .find(|k| self.one_time.contains_key(&k.id.0))
+        {
             return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
         }
         self.one_time
@@ -138,16 +160,10 @@ impl PublishedPreKeys {
     /// persist the pools before handing out the bundle.
     pub fn take_bundle(&mut self) -> PreKeyBundle {
         let one_time = self.one_time.pop_first().map(|(_, k)| k);
-        let kem = match self.kem.pop_first() {
-            Some((_, k)) => {
-                self.handed_out.kem = self.handed_out.kem.max(Some(k.id));
-                k
-            }
-            None => self.base.kem_prekey().clone(),
-        };
-        if let Some(k) = &one_time {
-            self.handed_out.one_time = self.handed_out.one_time.max(Some(k.id));
-        }
+        let kem = self
+            .kem
+            .pop_first()
+            .map_or_else(|| self.base.kem_prekey().clone(), |(_, k)| k);
         PreKeyBundle::new(
             self.base.identity_key(),
             self.base.signed_prekey(),
@@ -171,9 +187,10 @@ impl PublishedPreKeys {
         (self.one_time.len(), self.kem.len())
     }
 
-    /// The highest id of each kind handed out so far (to store with the pools).
-    pub fn handed_out(&self) -> HandedOut {
-        self.handed_out
+    /// The digests of the last [`REMEMBERED_UPLOADS`] uploads accepted, oldest first (to
+    /// store with the pools).
+    pub fn accepted(&self) -> &[UploadDigest] {
+        &self.accepted
     }
 
     /// The pooled keys, in upload form (to store).

@@ -51,7 +51,7 @@ pub use primary::{
     restore_primary, restore_primary_from_records,
 };
 pub use receiving::{Inbound, ReceiveStep, Receiving};
-pub use server::{HandedOut, PoolCounts, PublishedPreKeys, ServedLists};
+pub use server::{PoolCounts, PublishedPreKeys, ServedLists};
 pub use types::{
     Address, BundleFor, Changes, DeviceEvent, GroupEnvelope, ListCoverage, Outbox, Outgoing,
     Received, RetryRequest, StoredRecord,

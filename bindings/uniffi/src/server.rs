@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{self, AccountKey, SignedDeviceList, VerifiedDeviceList};
 use ratchetry::server;
-use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, OneTimePreKeys};
+use ratchetry::x3dh::OneTimePreKeys;
 
 use crate::calls::addresses;
 use crate::config::ListLimits;
@@ -99,9 +99,9 @@ impl ServedLists {
 
 /// One device's published prekeys as its relay keeps them: the base bundle (signed prekey,
 /// last-resort ML-KEM prekey) and pools of one-time keys, each handed out in one bundle only.
-/// Persist [`base`](Self::base), [`pooled`](Self::pooled) and
-/// [`handed_out`](Self::handed_out) after every change (before handing out a bundle), and
-/// rebuild with [`from_parts`](Self::from_parts).
+/// Persist [`base`](Self::base), [`pooled`](Self::pooled) and [`accepted`](Self::accepted)
+/// after every change (before handing out a bundle), and rebuild with
+/// [`from_parts`](Self::from_parts).
 #[derive(uniffi::Object)]
 pub struct PublishedPreKeys {
     inner: Mutex<server::PublishedPreKeys>,
@@ -130,35 +130,6 @@ pub struct PoolCounts {
     pub kem: u64,
 }
 
-/// The highest one-time prekey id and one-time ML-KEM prekey id a pool handed out (`None`:
-/// none of that kind yet): an upload naming an id at or below them is refused, since its keys
-/// were served once already (the same upload sent again). Stored with the pools.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, uniffi::Record)]
-pub struct HandedOut {
-    /// The highest X25519 one-time prekey id handed out.
-    pub one_time: Option<u32>,
-    /// The highest ML-KEM one-time prekey id handed out.
-    pub kem: Option<u32>,
-}
-
-impl From<server::HandedOut> for HandedOut {
-    fn from(h: server::HandedOut) -> Self {
-        Self {
-            one_time: h.one_time.map(|id| id.0),
-            kem: h.kem.map(|id| id.0),
-        }
-    }
-}
-
-impl From<HandedOut> for server::HandedOut {
-    fn from(h: HandedOut) -> Self {
-        Self {
-            one_time: h.one_time.map(OneTimePreKeyId),
-            kem: h.kem.map(KemPreKeyId),
-        }
-    }
-}
-
 #[uniffi::export]
 impl PublishedPreKeys {
     /// Starts a device's keys from its base upload (`Device.prekey_bundle`), checked against
@@ -181,28 +152,29 @@ impl PublishedPreKeys {
     }
 
     /// Rebuilds stored keys from [`base`](Self::base), [`pooled`](Self::pooled) and
-    /// [`handed_out`](Self::handed_out), checked as when they were uploaded.
+    /// [`accepted`](Self::accepted), checked as when they were uploaded.
     #[uniffi::constructor]
     pub fn from_parts(
         now: u64,
         device: Address,
         base: Vec<u8>,
         pooled: Vec<u8>,
-        handed_out: HandedOut,
+        accepted: Vec<Vec<u8>>,
         lists: Arc<ServedLists>,
     ) -> Result<Arc<Self>, RatchetryError> {
         let device = address_in(&device)?;
+        let accepted = accepted
+            .iter()
+            .map(|d| <server::UploadDigest>::try_from(d.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                RatchetryError::binding("binding.bad_input", "an accepted digest is 32 bytes")
+            })?;
         let base = PreKeyBundle::from_bytes(&base)?;
         let pooled = OneTimePreKeys::from_bytes(&pooled)?;
         let list = lists.get(&device.account)?;
-        let inner = server::PublishedPreKeys::from_parts(
-            device,
-            base,
-            &pooled,
-            handed_out.into(),
-            &list,
-            ts(now),
-        )?;
+        let inner =
+            server::PublishedPreKeys::from_parts(device, base, &pooled, &accepted, &list, ts(now))?;
         Ok(Arc::new(Self {
             inner: Mutex::new(inner),
         }))
@@ -224,9 +196,9 @@ impl PublishedPreKeys {
     }
 
     /// Adds a one-time key upload (`Device.generate_one_time_prekeys`, or a new device's
-    /// `prekey_upload`), all or nothing: signatures verify, no id already pooled or at or
-    /// below what was [handed out](Self::handed_out) (`server.duplicate_prekey_id`), within
-    /// the pool bound.
+    /// `prekey_upload`), all or nothing: not one of the last 16 uploads accepted
+    /// (`server.duplicate_prekey_id`: the same upload sent again, whose keys may have been
+    /// handed out already), signatures verify, no id already pooled, within the pool bound.
     pub fn add(&self, upload: Vec<u8>) -> Result<(), RatchetryError> {
         let upload = OneTimePreKeys::from_bytes(&upload)?;
         self.inner.lock()?.add(&upload)?;
@@ -255,9 +227,16 @@ impl PublishedPreKeys {
         Ok(self.inner.lock()?.pooled().to_bytes())
     }
 
-    /// The highest id of each kind handed out so far (to store with the pools).
-    pub fn handed_out(&self) -> Result<HandedOut, RatchetryError> {
-        Ok(self.inner.lock()?.handed_out().into())
+    /// What the pools remember of the last 16 uploads accepted (32-byte digests, oldest
+    /// first), to store with them: the same upload sent again is refused.
+    pub fn accepted(&self) -> Result<Vec<Vec<u8>>, RatchetryError> {
+        Ok(self
+            .inner
+            .lock()?
+            .accepted()
+            .iter()
+            .map(|d| d.to_vec())
+            .collect())
     }
 
     /// One-time keys of each kind left: ask the device for more when low.

@@ -180,11 +180,13 @@ def test_bundle_with_one_time_prekeys_consumes_one(relay):
     pool.add(upload)
     assert pool.remaining() == r.PoolCounts(one_time=24, kem=24)
     assert code(lambda: pool.add(upload)) == "server.duplicate_prekey_id"
-    # The relay handed out a bundle: what it handed out is stored with the pools.
-    handed_out = pool.handed_out()
-    assert handed_out.one_time is not None and handed_out.kem is not None
-    rebuilt = r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(), handed_out,
+    # The pools remember the uploads they accepted (the first and this one), stored with them:
+    # the same upload sent again (its answer lost) is refused by the rebuilt pools too.
+    accepted = pool.accepted()
+    assert len(accepted) == 2 and all(len(d) == 32 for d in accepted)
+    rebuilt = r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(), accepted,
                                             relay.served)
+    assert code(lambda: rebuilt.add(upload)) == "server.duplicate_prekey_id"
     assert rebuilt.remaining() == pool.remaining() and rebuilt.address() == bob.device.address()
     # A base with a one-time prekey in it, or another device's, is refused.
     assert code(lambda: r.PublishedPreKeys(relay.now, bob.device.address(), pool.take_bundle(), relay.served)) \

@@ -42,7 +42,7 @@ export class Relay {
     return {
       queues: this.queues,
       lists: [...this.accounts.values()].map((account) => ({ account, list: this.served.list(account) })),
-      prekeys: [...this.prekeys.values()].map((k) => ({ address: k.address(), base: k.base(), pooled: k.pooled(), handedOut: k.handedOut() })),
+      prekeys: [...this.prekeys.values()].map((k) => ({ address: k.address(), base: k.base(), pooled: k.pooled(), accepted: k.accepted() })),
     };
   }
   /** The relay restarted from its snapshot: lists verified again, prekeys rebuilt from their parts. */
@@ -53,7 +53,7 @@ export class Relay {
       relay.served.publish(account, list);
       relay.accounts.set(hex(account), account);
     }
-    for (const k of s.prekeys) relay.prekeys.set(addrKey(k.address), PublishedPreKeys.fromParts(Date.now(), k.address, k.base, k.pooled, k.handedOut, relay.served));
+    for (const k of s.prekeys) relay.prekeys.set(addrKey(k.address), PublishedPreKeys.fromParts(Date.now(), k.address, k.base, k.pooled, k.accepted, relay.served));
     return relay;
   }
   /** Accepts a batch from `sender` if it covers the lists served, and queues its envelopes. */

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{AccountKey, ListLimits, SignedDeviceList, VerifiedDeviceList};
 use ratchetry::server;
-use ratchetry::x3dh::{KemPreKeyId, OneTimePreKeyId, OneTimePreKeys};
+use ratchetry::x3dh::OneTimePreKeys;
 use wasm_bindgen::prelude::*;
 
 use crate::config::{JsListLimits, list_limits};
 use crate::convert::{
-    JsAddress, JsAddresses, address_in, address_out, addresses_in, coverage_in, get, int_in, num,
-    object, ts,
+    JsAddress, JsAddresses, JsByteArrays, address_in, address_out, addresses_in, byte_arrays,
+    coverage_in, num, object, ts,
 };
 use crate::error;
 
@@ -28,14 +28,6 @@ export interface PoolCounts {
   /** ML-KEM one-time prekeys. */
   kem: number;
 }
-/**
- * The highest one-time prekey id and one-time ML-KEM prekey id a device's pools handed out
- * (null: none of that kind yet), stored with the pools.
- */
-export interface HandedOut {
-  oneTime: number | null;
-  kem: number | null;
-}
 "#;
 
 #[wasm_bindgen]
@@ -46,33 +38,6 @@ extern "C" {
     /// `PoolCounts`.
     #[wasm_bindgen(typescript_type = "PoolCounts")]
     pub type JsPoolCounts;
-    /// `HandedOut`.
-    #[wasm_bindgen(typescript_type = "HandedOut")]
-    pub type JsHandedOut;
-}
-
-/// A `HandedOut` object: each field null (or absent) or a prekey id.
-fn handed_out_in(value: &JsValue) -> Result<server::HandedOut, JsValue> {
-    if !value.is_object() {
-        return Err(error::binding(
-            "binding.bad_input",
-            "expected { oneTime, kem }, as handedOut() gave it",
-        ));
-    }
-    let id = |name: &'static str| -> Result<Option<u32>, JsValue> {
-        let v = get(value, name)?;
-        if v.is_null() || v.is_undefined() {
-            return Ok(None);
-        }
-        let n = v.as_f64().ok_or_else(|| {
-            error::binding("binding.bad_input", "a handed-out id is a number or null")
-        })?;
-        int_in(n, u32::MAX, "a handed-out id is from 0 to 2^32 - 1").map(Some)
-    };
-    Ok(server::HandedOut {
-        one_time: id("oneTime")?.map(OneTimePreKeyId),
-        kem: id("kem")?.map(KemPreKeyId),
-    })
 }
 
 /// The device lists a relay serves, one per account, each verified when published (its
@@ -151,7 +116,7 @@ impl ServedLists {
 
 /// One device's published prekeys as its relay keeps them: the base bundle (signed prekey,
 /// last-resort ML-KEM prekey) and pools of one-time keys, each handed out in one bundle only.
-/// Public keys only. Persist `base()`, `pooled()` and `handedOut()` after every change (before
+/// Public keys only. Persist `base()`, `pooled()` and `accepted()` after every change (before
 /// handing out a bundle), and rebuild with `PublishedPreKeys.fromParts`.
 #[wasm_bindgen]
 pub struct PublishedPreKeys {
@@ -178,7 +143,7 @@ impl PublishedPreKeys {
         Ok(Self { inner })
     }
 
-    /// Rebuilds stored keys from `base()`, `pooled()` and `handedOut()`, checked as when they
+    /// Rebuilds stored keys from `base()`, `pooled()` and `accepted()`, checked as when they
     /// were uploaded.
     #[wasm_bindgen(js_name = fromParts)]
     pub fn from_parts(
@@ -186,17 +151,21 @@ impl PublishedPreKeys {
         device: JsAddress,
         base: &[u8],
         pooled: &[u8],
-        handed_out: JsHandedOut,
+        accepted: JsByteArrays,
         lists: &ServedLists,
     ) -> Result<PublishedPreKeys, JsValue> {
         let now = ts(now)?;
         let device = address_in(&device)?;
-        let handed_out = handed_out_in(&handed_out.into())?;
+        let accepted = byte_arrays(&accepted.into())?
+            .into_iter()
+            .map(|d| <server::UploadDigest>::try_from(d.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| error::binding("binding.bad_input", "an accepted digest is 32 bytes"))?;
         let base = PreKeyBundle::from_bytes(base).map_err(error::decode)?;
         let pooled = OneTimePreKeys::from_bytes(pooled).map_err(error::decode)?;
         let list = lists.get(&device.account)?;
         let inner =
-            server::PublishedPreKeys::from_parts(device, base, &pooled, handed_out, list, now)
+            server::PublishedPreKeys::from_parts(device, base, &pooled, &accepted, list, now)
                 .map_err(error::lib)?;
         Ok(Self { inner })
     }
@@ -218,8 +187,9 @@ impl PublishedPreKeys {
 
     /// Adds a one-time key upload (a `PrekeyUpload`'s `bytes`: `createAccount`'s,
     /// `LinkingCompanion.complete`'s, `Device.generateOneTimePrekeys`'), all or nothing:
-    /// signatures verify, no id already pooled or at or below what was handed out
-    /// (`server.duplicate_prekey_id`: the same upload sent again), within the pool bound.
+    /// not one of the last 16 uploads accepted (`server.duplicate_prekey_id`: the same upload
+    /// sent again, whose keys may have been handed out already), signatures verify, no id
+    /// already pooled, within the pool bound.
     pub fn add(&mut self, upload: &[u8]) -> Result<(), JsValue> {
         let upload = OneTimePreKeys::from_bytes(upload).map_err(error::decode)?;
         self.inner.add(&upload).map_err(error::lib)
@@ -248,17 +218,15 @@ impl PublishedPreKeys {
         self.inner.pooled().to_bytes()
     }
 
-    /// The highest id of each kind handed out so far, `{ oneTime, kem }` (null: none yet), to
-    /// store with the pools: an upload naming an id at or below them is refused.
-    #[wasm_bindgen(js_name = handedOut)]
-    pub fn handed_out(&self) -> JsHandedOut {
-        let h = self.inner.handed_out();
-        let id = |id: Option<u32>| id.map_or(JsValue::NULL, |id| f64::from(id).into());
-        JsValue::from(object(&[
-            ("oneTime", id(h.one_time.map(|k| k.0))),
-            ("kem", id(h.kem.map(|k| k.0))),
-        ]))
-        .unchecked_into()
+    /// What the pools remember of the last 16 uploads accepted (32-byte digests, oldest
+    /// first), to store with them: the same upload sent again is refused.
+    pub fn accepted(&self) -> JsByteArrays {
+        self.inner
+            .accepted()
+            .iter()
+            .map(|d| JsValue::from(js_sys::Uint8Array::from(&d[..])))
+            .collect::<js_sys::Array>()
+            .unchecked_into()
     }
 
     /// One-time keys of each kind left (`{ oneTime, kem }`): ask the device for more when

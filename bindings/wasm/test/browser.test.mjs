@@ -426,13 +426,12 @@ test("the relay's helpers: served lists, the coverage check of each batch, publi
     notInList: "device.not_in_list",
     badAddress: "binding.bad_input",
     badParts: "decode.unknown_version",
-    badHandedOut: "binding.bad_input",
-    noHandedOut: "binding.bad_input",
-    pooledBelow: "server.duplicate_prekey_id",
+    badAccepted: "binding.bad_input",
+    noAccepted: "binding.bad_input",
   });
   assert.ok(p.unchanged, "the refusals changed the pools or the base");
-  // Nothing handed out from Bob's pools yet (null); after a bundle, the highest id of each kind.
-  assert.deepEqual(p.handedOut, [null, null, "number", "number"]);
+  // The pools remember the uploads they accepted (32-byte digests), rebuilt with them.
+  assert.deepEqual(p.accepted, [true, "server.duplicate_prekey_id"]);
   assert.ok(p.rebuilt, "fromParts rebuilds the same pools and serves the same next bundle");
   assert.deepEqual([p.afterOne, p.afterAdd, p.afterCarol], [[19, 19], [22, 22], [21, 21]]);
   assert.ok(p.replaced, "replaceBase took the rotated base and kept the pools");

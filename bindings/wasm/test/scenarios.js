@@ -621,19 +621,17 @@ export async function relay() {
     unknownAccount: code(() => new PublishedPreKeys(now(), stranger.device.address(), stranger.device.prekeyBundle(), served)),
     notInList: code(() => new PublishedPreKeys(now(), { account: bk, device: 9 }, bob.device.prekeyBundle(), served)),
     badAddress: code(() => new PublishedPreKeys(now(), { account: bk }, bob.device.prekeyBundle(), served)),
-    badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), pool.handedOut(), served)),
-    badHandedOut: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, { oneTime: -1, kem: null }, served)),
-    noHandedOut: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, undefined, served)),
-    // Pools holding ids at or below what was handed out are not what the relay stored.
-    pooledBelow: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, { oneTime: 2 ** 32 - 1, kem: null }, served)),
+    badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), pool.accepted(), served)),
+    badAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, [new Uint8Array(31)], served)),
+    noAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, undefined, served)),
   };
   prekeys.unchanged = unchanged() && counts().join() === prekeys.start.join();
   // Stored and rebuilt: the same pools, the same next bundle.
-  const handedOut = pool.handedOut();
-  const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), handedOut, served);
+  const accepted = pool.accepted();
+  const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), accepted, served);
   prekeys.rebuilt = same(rebuilt.pooled(), pool.pooled()) && same(rebuilt.takeBundle(), pool.takeBundle());
-  const after = pool.handedOut();
-  prekeys.handedOut = [handedOut.oneTime, handedOut.kem, typeof after.oneTime, typeof after.kem];
+  // Bob's first upload sent again (its answer lost): refused by the rebuilt pools too.
+  prekeys.accepted = [accepted.length > 0 && accepted.every((d) => d.length === 32), code(() => rebuilt.add(bob.upload.bytes))];
   prekeys.afterOne = counts();
   // More keys from the device; a rotated base replaces the old one and the pools stay.
   pool.add(bob.device.generateOneTimePrekeys(now(), 3).bytes);

@@ -4,7 +4,6 @@ import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotEquals
-import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
@@ -208,10 +207,11 @@ class ApiTest {
         pool.add(upload)
         assertEquals(PoolCounts(24uL, 24uL), pool.remaining())
         assertEquals("server.duplicate_prekey_id", code { pool.add(upload) })
-        assertNotNull(pool.handedOut().oneTime)
+        assertEquals(2, pool.accepted().size)
         val rebuilt = PublishedPreKeys.fromParts(
-            relay.now, bob.device.address(), pool.base(), pool.pooled(), pool.handedOut(), relay.served,
+            relay.now, bob.device.address(), pool.base(), pool.pooled(), pool.accepted(), relay.served,
         )
+        assertEquals("server.duplicate_prekey_id", code { rebuilt.add(upload) })
         assertEquals(pool.remaining(), rebuilt.remaining())
         assertEquals("server.not_a_base_bundle", code {
             PublishedPreKeys(relay.now, bob.device.address(), pool.takeBundle(), relay.served)
