@@ -64,10 +64,22 @@ impl HistorySealer {
         Ok(sealer.push(&data))
     }
 
-    /// Seals the rest; returns the last chunks and the offer.
-    pub fn finish(&self) -> Result<SealedHistory, RatchetryError> {
+    /// Seals the rest; returns the last chunks and the offer, carrying `app_data` for the
+    /// companion (what it needs at once beside the history, at most 64 KiB, else
+    /// `sync.app_data_too_long` with the sealer left as it was; the companion reads it as the
+    /// received offer's `app_data`).
+    #[uniffi::method(default(app_data = None))]
+    pub fn finish(&self, app_data: Option<Vec<u8>>) -> Result<SealedHistory, RatchetryError> {
+        let app_data = app_data.unwrap_or_default();
+        // Checked before the sealer is consumed, so a refusal leaves it to finish again.
+        if app_data.len() > history::MAX_HISTORY_APP_DATA {
+            return Err(ratchetry::Error::from(ratchetry::SyncError::AppDataTooLong).into());
+        }
         let sealer = self.inner.lock()?.take().ok_or_else(finished)?;
         let (chunks, offer) = sealer.finish();
+        let offer = offer
+            .with_app_data(&app_data)
+            .map_err(ratchetry::Error::from)?;
         Ok(SealedHistory {
             chunks,
             offer: offer.to_bytes().to_vec(),
@@ -104,6 +116,13 @@ impl HistoryOpener {
         let mut guard = self.inner.lock()?;
         let opener = guard.as_mut().ok_or_else(finished)?;
         Ok(opener.push(&chunk)?)
+    }
+
+    /// Chunks opened so far: `finish` once it is the offer's count (a `finish` that fails
+    /// consumes the opener).
+    pub fn chunks_opened(&self) -> Result<u64, RatchetryError> {
+        let guard = self.inner.lock()?;
+        Ok(guard.as_ref().ok_or_else(finished)?.chunks_opened())
     }
 
     /// Checks that every chunk arrived and the length and digest match.

@@ -267,6 +267,9 @@ pub enum Received {
         sender: Address,
         /// The offer's bytes (secret: it holds the key to the chunks).
         offer: Vec<u8>,
+        /// The app's data the sealer attached (`HistorySealer.finish`'s `app_data`; empty if
+        /// none).
+        app_data: Vec<u8>,
         /// The groups installed from it (this device can now send to them), ascending; empty
         /// once this device's app has set or forgotten a group itself.
         groups: Vec<Vec<u8>>,
@@ -340,11 +343,13 @@ impl std::fmt::Debug for Received {
             Self::HistoryOffer {
                 sender,
                 offer,
+                app_data,
                 groups,
             } => f
                 .debug_struct("HistoryOffer")
                 .field("sender", sender)
                 .field("len", &offer.len())
+                .field("app_data_len", &app_data.len())
                 .field("groups", &groups.len())
                 .finish_non_exhaustive(),
             Self::CallKey { sender, message } => f
@@ -641,6 +646,7 @@ impl From<fanout::Received> for Received {
                 groups,
             } => Self::HistoryOffer {
                 sender: address_out(from),
+                app_data: offer.app_data().to_vec(),
                 offer: offer.to_bytes().to_vec(),
                 groups: groups.into_iter().map(|g| g.0.to_vec()).collect(),
             },

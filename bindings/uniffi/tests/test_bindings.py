@@ -132,17 +132,23 @@ def test_history_sync_to_new_companion(relay):
     history = bytes(range(256)) * 1000
     sealer = r.HistorySealer()
     chunks = sealer.push(history)
-    sealed = sealer.finish()
+    # App data over 64 KiB is refused and leaves the sealer to finish.
+    with pytest.raises(r.RatchetryError.Failed) as e:
+        sealer.finish(bytes(64 * 1024 + 1))
+    assert e.value.code == "sync.app_data_too_long"
+    sealed = sealer.finish(b"drafts and pins")
     chunks += sealed.chunks
     relay.send(alice.device, lambda: alice.device.send_history_offer(relay.now, device_id, sealed.offer))
     (offer,) = relay.deliver(desktop)
     assert offer.is_HISTORY_OFFER()
+    assert offer.app_data == b"drafts and pins"
     # The offer installed Alice's group, with its members, on the new companion.
     assert offer.groups == [group]
     assert desktop.groups() == [group]
     assert desktop.group_members(group) == [bob.primary.account_key()]
     opener = r.HistoryOpener(offer.offer)
     restored = b"".join(opener.push(c) for c in chunks)
+    assert opener.chunks_opened() == len(chunks)
     opener.finish()
     assert restored == history
 

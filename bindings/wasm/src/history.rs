@@ -51,6 +51,25 @@ impl HistoryOffer {
     pub fn total_length(&self) -> f64 {
         num(self.inner.total_len())
     }
+
+    /// This offer carrying `data` for the companion (what it needs at once beside the
+    /// history; at most 64 KiB, else `sync.app_data_too_long`); this offer is unchanged.
+    #[wasm_bindgen(js_name = withAppData)]
+    pub fn with_app_data(&self, data: &[u8]) -> Result<HistoryOffer, JsValue> {
+        let inner = self
+            .inner
+            .clone()
+            .with_app_data(data)
+            .map_err(error::sync)?;
+        Ok(Self { inner })
+    }
+
+    /// The app's data the sealer attached (empty if none). A method, not a property: it
+    /// stays out of the object's inspection.
+    #[wasm_bindgen(js_name = appData)]
+    pub fn app_data(&self) -> Vec<u8> {
+        self.inner.app_data().to_vec()
+    }
 }
 
 /// Seals history incrementally: `push` data, then `finish` for the last chunks and the offer.
@@ -107,6 +126,13 @@ impl HistoryOpener {
     /// Opens the next chunk; returns its plaintext.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
         self.inner.push(chunk).map_err(error::sync)
+    }
+
+    /// Chunks opened so far: `finish` once it is the offer's `chunks` (a `finish` that fails
+    /// consumes the opener).
+    #[wasm_bindgen(getter, js_name = chunksOpened)]
+    pub fn chunks_opened(&self) -> f64 {
+        num(self.inner.chunks_opened())
     }
 
     /// Checks that every chunk arrived and the length and digest match. Consumes the opener.

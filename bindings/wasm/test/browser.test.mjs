@@ -311,7 +311,9 @@ test("policies and configs change what a primary and a device accept; history of
   assert.deepEqual(r.offer.webGroups, [r.offer.group]);
   // The offer is a HistoryOffer (received and sealed), kept as bytes and loaded back to open.
   assert.ok(r.offer.isClass && r.offer.sealedIsClass);
-  assert.deepEqual([r.offer.chunks, r.offer.totalLength, r.offer.opened], [[1, 1], 19, "the history, sealed"]);
+  assert.deepEqual([r.offer.chunks, r.offer.totalLength, r.offer.opened], [[1, 1, 1], 19, "the history, sealed"]);
+  // The app data attached to the sealed offer arrives with it; over 64 KiB is refused.
+  assert.deepEqual([r.offer.appData, r.offer.tooLong], ["drafts and pins", "sync.app_data_too_long"]);
   assert.deepEqual(r.refused, {
     badPolicy: "binding.bad_input",
     badOptions: "binding.bad_input",

@@ -232,7 +232,7 @@ class Relay {
   bundle(device: Address): Uint8Array {
     const keys = this.prekeys.get(String(device.device));
     if (keys === undefined) throw new Error("no prekeys published");
-    const stored: [Address, Uint8Array, Uint8Array] = [keys.address(), keys.base(), keys.pooled()];
+    const stored: [Address, Uint8Array, Uint8Array, Uint8Array[]] = [keys.address(), keys.base(), keys.pooled(), keys.accepted()];
     const rebuilt: PublishedPreKeys = PublishedPreKeys.fromParts(Date.now(), ...stored, this.lists);
     rebuilt.replaceBase(Date.now(), stored[1], this.lists);
     return keys.takeBundle();
@@ -258,8 +258,10 @@ function openHistory(r: Received, chunks: Uint8Array[]): Uint8Array[] {
   const kept: Uint8Array = offer.toBytes();
   const opener = new HistoryOpener(HistoryOffer.fromBytes(kept));
   const opened = chunks.map((c) => opener.push(c));
-  opener.finish();
-  const progress: number = offer.chunks + offer.totalLength;
+  const done: boolean = opener.chunksOpened === offer.chunks;
+  if (done) opener.finish();
+  const appData: Uint8Array = offer.appData();
+  const progress: number = offer.chunks + offer.totalLength + appData.length;
   void progress;
   return opened;
 }
@@ -295,9 +297,12 @@ export async function app(): Promise<string[]> {
   const pool: PoolCounts = relay.upload(linked.device, linked.upload);
   const sealer = new HistorySealer();
   const sealed: SealedHistory = sealer.finish();
-  const offerOut = device.sendHistoryOffer(Date.now(), id, sealed.offer);
+  const withData: HistoryOffer = sealed.offer.withAppData(new Uint8Array([1, 2, 3]));
+  const offerOut = device.sendHistoryOffer(Date.now(), id, withData);
   if (offerOut.kind === "ready") relay.accept(device.address(), offerOut.outbox);
   const restored: Primary = Primary.restore(primary.toBytes(), primary.stateEpoch());
+  const primaryBackup: Primary = Primary.restoreFromBackup(primary.toBytes());
+  void primaryBackup;
   device.rotateSignedPrekey(Date.now());
   const stale: Address[] = device.sessionsWithoutPqRatchet();
   const epochs: (number | undefined)[] = stale.map((d) => device.pqRatchetEpoch(d));

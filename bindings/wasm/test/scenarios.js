@@ -326,6 +326,9 @@ export async function policies() {
   const chunks = sealer.push(history);
   const sealed = sealer.finish();
   chunks.push(...sealed.chunks);
+  // What the companion needs at once rides in the offer as app data.
+  const tooLong = code(() => sealed.offer.withAppData(new Uint8Array(64 * 1024 + 1)));
+  sealed.offer = sealed.offer.withAppData(new TextEncoder().encode("drafts and pins"));
   const webAddr = web.device.address();
   const webCounts = [web.device.oneTimePrekeysRemaining(), web.device.oneTimeKemPrekeysRemaining()];
   // Through the relay: the session to the companion starts from a bundle with its one-time keys.
@@ -337,6 +340,7 @@ export async function policies() {
   // The offer is a class: opened as it came, or kept as bytes and loaded back.
   const opener = new HistoryOpener(HistoryOffer.fromBytes(offer.offer.toBytes()));
   const opened = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => Array.from(opener.push(c)))));
+  const chunksOpened = opener.chunksOpened;
   opener.finish();
   return {
     web: { prekeys: web.upload.prekeyIds.length, kem: web.upload.kemPrekeyIds.length, counts: webCounts },
@@ -346,7 +350,8 @@ export async function policies() {
     offer: {
       kind: offer.kind, groups: offer.groups.map(hex), group: hex(group), webGroups: web.device.groups().map(hex),
       isClass: offer.offer instanceof HistoryOffer, sealedIsClass: sealed.offer instanceof HistoryOffer,
-      chunks: [offer.offer.chunks, chunks.length], totalLength: offer.offer.totalLength, opened,
+      chunks: [offer.offer.chunks, chunks.length, chunksOpened], totalLength: offer.offer.totalLength, opened,
+      appData: new TextDecoder().decode(offer.offer.appData()), tooLong,
     },
     refused: {
       badPolicy: code(() => createAccount(t, { policy: { account: { maxCompanions: "2" } } })),
