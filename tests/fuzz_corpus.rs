@@ -207,6 +207,12 @@ fn regenerate_fuzz_seeds() {
         "without-otk",
         &f.bob_store.bundle(&f.bob, None, None).to_bytes(),
     );
+    // A relay's record of an accepted upload: one-time ids 5 to 24, ML-KEM ids from bit 31.
+    write(
+        "bundle",
+        "accepted-upload",
+        &[0, 0, 0, 5, 0, 0, 0, 24, 0x80, 0, 0, 1, 0x80, 0, 0, 20],
+    );
     for (i, m) in f.in_flight.iter().enumerate() {
         write("message", &format!("in-flight-{i}"), m);
         write("decrypt", &format!("in-flight-{i}"), m);

@@ -8,7 +8,8 @@ use ratchetry::devices::{DeviceAddress, DeviceId, ListCoverage, VerifiedDeviceLi
 use ratchetry::fanout::{Device, Outbox, Received};
 use ratchetry::group::GroupId;
 use ratchetry::server::{
-    EXPIRY_TOLERANCE_MS, MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS, check_coverage,
+    AcceptedUpload, EXPIRY_TOLERANCE_MS, MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS,
+    check_coverage,
 };
 use ratchetry::x3dh::{OneTimePreKeys, SignedPreKeyPublic};
 use ratchetry::{Error, FanoutError, PreKeyBundle, ServerError, Timestamp, X3dhError};
@@ -540,7 +541,9 @@ fn published_prekeys_hand_out_each_one_time_key_once() {
     assert_eq!(pool.accepted().len(), REMEMBERED_UPLOADS);
     pool.add(&first).unwrap();
     // Rebuilt from more digests than it remembers: the newest are kept.
-    let mut many = vec![[7u8; 32]; 3];
+    let old =
+        AcceptedUpload::from_bytes(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    let mut many = vec![old; 3];
     many.extend_from_slice(pool.accepted());
     let kept =
         PublishedPreKeys::from_parts(b1, pool.base().clone(), &pool.pooled(), &many, &list, now)

@@ -8,8 +8,10 @@
 //! depends on them. It builds on devices (lists, coverage) and x3dh (bundles, uploads); it must
 //! not know sessions, groups, fanout or any secret.
 
+mod accepted;
 mod coverage;
 mod prekeys;
 
+pub use accepted::AcceptedUpload;
 pub use coverage::{EXPIRY_TOLERANCE_MS, check_coverage};
-pub use prekeys::{MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS, UploadDigest};
+pub use prekeys::{MAX_POOLED_PREKEYS, PublishedPreKeys, REMEMBERED_UPLOADS};

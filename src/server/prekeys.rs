@@ -5,9 +5,9 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::AcceptedUpload;
 use crate::devices::{DeviceAddress, VerifiedDeviceList};
 use crate::error::{Error, ServerError};
-use crate::primitives::sha256;
 use crate::time::Timestamp;
 use crate::x3dh::{
     KemPreKeyPublic, OneTimePreKeyPublic, OneTimePreKeys, PreKeyBundle, verify_kem_prekey,
@@ -16,14 +16,11 @@ use crate::x3dh::{
 /// One-time keys of each kind a device's pools hold at most.
 pub const MAX_POOLED_PREKEYS: usize = 10_000;
 
-/// Uploads a device's pools remember having accepted (the newest), by digest: the same upload
-/// sent again (an app that retries an upload whose answer it lost) is refused, even once its
-/// keys were handed out and left the pools.
+/// Uploads a device's pools remember having accepted (the newest), by their ids
+/// ([`AcceptedUpload`]): their keys uploaded again (an app that retries an upload whose answer
+/// it lost, alone or beside newer keys) are refused, even once they were handed out and left
+/// the pools.
 pub const REMEMBERED_UPLOADS: usize = 16;
-
-/// What a device's pools remember of an accepted upload: the SHA-256 of its bytes
-/// (`OneTimePreKeys::to_bytes`, one encoding per upload). Opaque; stored with the pools.
-pub type UploadDigest = [u8; 32];
 
 /// A device's published prekeys. Uploads are verified before they are kept: the base bundle's
 /// signatures and its identity key against the device's entry in its account's list, every
@@ -31,7 +28,7 @@ pub type UploadDigest = [u8; 32];
 /// one-time key goes into one bundle only.
 ///
 /// To persist it, store [`base`](Self::base)'s bytes, [`pooled`](Self::pooled)'s bytes and
-/// the [`accepted`](Self::accepted) digests, and rebuild with [`from_parts`](Self::from_parts).
+/// the [`accepted`](Self::accepted) uploads, and rebuild with [`from_parts`](Self::from_parts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishedPreKeys {
     address: DeviceAddress,
@@ -39,7 +36,7 @@ pub struct PublishedPreKeys {
     one_time: BTreeMap<u32, OneTimePreKeyPublic>,
     kem: BTreeMap<u32, KemPreKeyPublic>,
     /// The last [`REMEMBERED_UPLOADS`] uploads accepted, oldest first.
-    accepted: Vec<UploadDigest>,
+    accepted: Vec<AcceptedUpload>,
 }
 
 impl PublishedPreKeys {
@@ -65,12 +62,12 @@ impl PublishedPreKeys {
 
     /// Rebuilds stored keys: `base`, `pooled` and `accepted` as [`base`](Self::base),
     /// [`pooled`](Self::pooled) and [`accepted`](Self::accepted) gave them, checked as when
-    /// they were uploaded (only the last [`REMEMBERED_UPLOADS`] digests are kept).
+    /// they were uploaded (only the last [`REMEMBERED_UPLOADS`] are kept).
     pub fn from_parts(
         address: DeviceAddress,
         base: PreKeyBundle,
         pooled: &OneTimePreKeys,
-        accepted: &[UploadDigest],
+        accepted: &[AcceptedUpload],
         list: &VerifiedDeviceList,
         now: Timestamp,
     ) -> Result<Self, Error> {
@@ -101,32 +98,40 @@ impl PublishedPreKeys {
         Ok(())
     }
 
-    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: it is
-    /// not one of the last [`REMEMBERED_UPLOADS`] accepted (the same upload sent again, whose
-    /// keys may have been handed out already: `DuplicatePreKeyId`), every
+    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: it
+    /// holds no id of the last [`REMEMBERED_UPLOADS`] accepted (their keys sent again, which
+    /// may have been handed out already: `DuplicatePreKeyId`), every
     /// ML-KEM key's signature verifies under the device's identity key, no id is already
     /// pooled, and the pools stay within [`MAX_POOLED_PREKEYS`].
     pub fn add(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
-        // Named as the pools name a duplicate: the first ML-KEM id, else the first X25519 one.
-        let first = upload.kem_keys().first().map(|k| k.id.0);
-        let Some(first) = first.or_else(|| upload.keys().first().map(|k| k.id.0)) else {
+        let Some(ranges) = AcceptedUpload::of(upload) else {
             // Nothing to pool, nothing to remember: an empty upload changes nothing.
             return Ok(());
         };
-        let digest = sha256(&[&upload.to_bytes()]);
-        if self.accepted.contains(&digest) {
-            return Err(ServerError::DuplicatePreKeyId(first).into());
+        // Named as the pools name a duplicate: ML-KEM ids first.
+        let accepted = &self.accepted;
+        let again = upload
+            .kem_keys()
+            .iter()
+            .map(|k| k.id.0)
+            .find(|id| accepted.iter().any(|a| a.held_kem(*id)))
+            .or_else(|| {
+                (upload.keys().iter().map(|k| k.id.0))
+                    .find(|id| accepted.iter().any(|a| a.held_one_time(*id)))
+            });
+        if let Some(id) = again {
+            return Err(ServerError::DuplicatePreKeyId(id).into());
         }
         self.pool(upload)?;
         if self.accepted.len() == REMEMBERED_UPLOADS {
             self.accepted.remove(0);
         }
-        self.accepted.push(digest);
+        self.accepted.push(ranges);
         Ok(())
     }
 
     /// Puts an upload's keys in the pools, checked as [`add`](Self::add) says (but for the
-    /// digests).
+    /// uploads remembered).
     fn pool(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
         if overflows(self.one_time.len(), upload.keys().len())
             || overflows(self.kem.len(), upload.kem_keys().len())
@@ -187,9 +192,9 @@ impl PublishedPreKeys {
         (self.one_time.len(), self.kem.len())
     }
 
-    /// The digests of the last [`REMEMBERED_UPLOADS`] uploads accepted, oldest first (to
-    /// store with the pools).
-    pub fn accepted(&self) -> &[UploadDigest] {
+    /// The last [`REMEMBERED_UPLOADS`] uploads accepted, oldest first (to store with the
+    /// pools, as [`AcceptedUpload::to_bytes`]).
+    pub fn accepted(&self) -> &[AcceptedUpload] {
         &self.accepted
     }
 

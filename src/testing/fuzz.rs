@@ -22,11 +22,20 @@ use crate::{
     SessionConfig, Timestamp,
 };
 
-/// Bundle decoding: whatever decodes re-encodes to the same bytes.
+/// Bundle decoding, and a relay's accepted-upload record: whatever decodes re-encodes to the
+/// same bytes.
 pub fn bundle(data: &[u8]) {
     if let Ok(bundle) = PreKeyBundle::from_bytes(data) {
         assert_eq!(bundle.to_bytes(), data, "bundle encoding is not canonical");
         let _ = bundle.verify();
+    }
+    // What a relay's pools store of an accepted upload: one encoding each.
+    if let Ok(accepted) = crate::server::AcceptedUpload::from_bytes(data) {
+        assert_eq!(
+            accepted.to_bytes(),
+            data,
+            "accepted upload is not canonical"
+        );
     }
 }
 

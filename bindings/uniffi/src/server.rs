@@ -165,11 +165,8 @@ impl PublishedPreKeys {
         let device = address_in(&device)?;
         let accepted = accepted
             .iter()
-            .map(|d| <server::UploadDigest>::try_from(d.as_slice()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                RatchetryError::binding("binding.bad_input", "an accepted digest is 32 bytes")
-            })?;
+            .map(|a| server::AcceptedUpload::from_bytes(a))
+            .collect::<Result<Vec<_>, _>>()?;
         let base = PreKeyBundle::from_bytes(&base)?;
         let pooled = OneTimePreKeys::from_bytes(&pooled)?;
         let list = lists.get(&device.account)?;
@@ -196,9 +193,9 @@ impl PublishedPreKeys {
     }
 
     /// Adds a one-time key upload (`Device.generate_one_time_prekeys`, or a new device's
-    /// `prekey_upload`), all or nothing: not one of the last 16 uploads accepted
-    /// (`server.duplicate_prekey_id`: the same upload sent again, whose keys may have been
-    /// handed out already), signatures verify, no id already pooled, within the pool bound.
+    /// `prekey_upload`), all or nothing: no key of the last 16 uploads accepted
+    /// (`server.duplicate_prekey_id`: an upload sent again, whose keys may have been handed
+    /// out already), signatures verify, no id already pooled, within the pool bound.
     pub fn add(&self, upload: Vec<u8>) -> Result<(), RatchetryError> {
         let upload = OneTimePreKeys::from_bytes(&upload)?;
         self.inner.lock()?.add(&upload)?;
@@ -227,15 +224,15 @@ impl PublishedPreKeys {
         Ok(self.inner.lock()?.pooled().to_bytes())
     }
 
-    /// What the pools remember of the last 16 uploads accepted (32-byte digests, oldest
-    /// first), to store with them: the same upload sent again is refused.
+    /// What the pools remember of the last 16 uploads accepted (16 bytes each: their ids,
+    /// oldest first), to store with them: their keys uploaded again are refused.
     pub fn accepted(&self) -> Result<Vec<Vec<u8>>, RatchetryError> {
         Ok(self
             .inner
             .lock()?
             .accepted()
             .iter()
-            .map(|d| d.to_vec())
+            .map(|a| a.to_bytes().to_vec())
             .collect())
     }
 

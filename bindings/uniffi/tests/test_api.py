@@ -183,7 +183,9 @@ def test_bundle_with_one_time_prekeys_consumes_one(relay):
     # The pools remember the uploads they accepted (the first and this one), stored with them:
     # the same upload sent again (its answer lost) is refused by the rebuilt pools too.
     accepted = pool.accepted()
-    assert len(accepted) == 2 and all(len(d) == 32 for d in accepted)
+    assert len(accepted) == 2 and all(len(a) == 16 for a in accepted)
+    assert code(lambda: r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(),
+                                                      [bytes(16)], relay.served)) == "decode.invalid_value"
     rebuilt = r.PublishedPreKeys.from_parts(relay.now, bob.device.address(), pool.base(), pool.pooled(), accepted,
                                             relay.served)
     assert code(lambda: rebuilt.add(upload)) == "server.duplicate_prekey_id"

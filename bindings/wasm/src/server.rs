@@ -157,10 +157,10 @@ impl PublishedPreKeys {
         let now = ts(now)?;
         let device = address_in(&device)?;
         let accepted = byte_arrays(&accepted.into())?
-            .into_iter()
-            .map(|d| <server::UploadDigest>::try_from(d.as_slice()))
+            .iter()
+            .map(|a| server::AcceptedUpload::from_bytes(a))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| error::binding("binding.bad_input", "an accepted digest is 32 bytes"))?;
+            .map_err(error::decode)?;
         let base = PreKeyBundle::from_bytes(base).map_err(error::decode)?;
         let pooled = OneTimePreKeys::from_bytes(pooled).map_err(error::decode)?;
         let list = lists.get(&device.account)?;
@@ -187,9 +187,9 @@ impl PublishedPreKeys {
 
     /// Adds a one-time key upload (a `PrekeyUpload`'s `bytes`: `createAccount`'s,
     /// `LinkingCompanion.complete`'s, `Device.generateOneTimePrekeys`'), all or nothing:
-    /// not one of the last 16 uploads accepted (`server.duplicate_prekey_id`: the same upload
-    /// sent again, whose keys may have been handed out already), signatures verify, no id
-    /// already pooled, within the pool bound.
+    /// no key of the last 16 uploads accepted (`server.duplicate_prekey_id`: an upload sent
+    /// again, whose keys may have been handed out already), signatures verify, no id already
+    /// pooled, within the pool bound.
     pub fn add(&mut self, upload: &[u8]) -> Result<(), JsValue> {
         let upload = OneTimePreKeys::from_bytes(upload).map_err(error::decode)?;
         self.inner.add(&upload).map_err(error::lib)
@@ -218,13 +218,13 @@ impl PublishedPreKeys {
         self.inner.pooled().to_bytes()
     }
 
-    /// What the pools remember of the last 16 uploads accepted (32-byte digests, oldest
-    /// first), to store with them: the same upload sent again is refused.
+    /// What the pools remember of the last 16 uploads accepted (16 bytes each: their ids,
+    /// oldest first), to store with them: their keys uploaded again are refused.
     pub fn accepted(&self) -> JsByteArrays {
         self.inner
             .accepted()
             .iter()
-            .map(|d| JsValue::from(js_sys::Uint8Array::from(&d[..])))
+            .map(|a| JsValue::from(js_sys::Uint8Array::from(&a.to_bytes()[..])))
             .collect::<js_sys::Array>()
             .unchecked_into()
     }

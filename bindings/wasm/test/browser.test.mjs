@@ -428,11 +428,12 @@ test("the relay's helpers: served lists, the coverage check of each batch, publi
     notInList: "device.not_in_list",
     badAddress: "binding.bad_input",
     badParts: "decode.unknown_version",
-    badAccepted: "binding.bad_input",
+    badAccepted: "decode.truncated",
+    emptyAccepted: "decode.invalid_value",
     noAccepted: "binding.bad_input",
   });
   assert.ok(p.unchanged, "the refusals changed the pools or the base");
-  // The pools remember the uploads they accepted (32-byte digests), rebuilt with them.
+  // The pools remember the uploads they accepted (16 bytes each), rebuilt with them.
   assert.deepEqual(p.accepted, [true, "server.duplicate_prekey_id"]);
   assert.ok(p.rebuilt, "fromParts rebuilds the same pools and serves the same next bundle");
   assert.deepEqual([p.afterOne, p.afterAdd, p.afterCarol], [[19, 19], [22, 22], [21, 21]]);

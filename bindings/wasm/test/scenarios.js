@@ -627,7 +627,8 @@ export async function relay() {
     notInList: code(() => new PublishedPreKeys(now(), { account: bk, device: 9 }, bob.device.prekeyBundle(), served)),
     badAddress: code(() => new PublishedPreKeys(now(), { account: bk }, bob.device.prekeyBundle(), served)),
     badParts: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, new Uint8Array(4), pool.accepted(), served)),
-    badAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, [new Uint8Array(31)], served)),
+    badAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, [new Uint8Array(15)], served)),
+    emptyAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, [new Uint8Array(16)], served)),
     noAccepted: code(() => PublishedPreKeys.fromParts(now(), b, kept.base, kept.pooled, undefined, served)),
   };
   prekeys.unchanged = unchanged() && counts().join() === prekeys.start.join();
@@ -636,7 +637,7 @@ export async function relay() {
   const rebuilt = PublishedPreKeys.fromParts(now(), b, pool.base(), pool.pooled(), accepted, served);
   prekeys.rebuilt = same(rebuilt.pooled(), pool.pooled()) && same(rebuilt.takeBundle(), pool.takeBundle());
   // Bob's first upload sent again (its answer lost): refused by the rebuilt pools too.
-  prekeys.accepted = [accepted.length > 0 && accepted.every((d) => d.length === 32), code(() => rebuilt.add(bob.upload.bytes))];
+  prekeys.accepted = [accepted.length > 0 && accepted.every((d) => d.length === 16), code(() => rebuilt.add(bob.upload.bytes))];
   prekeys.afterOne = counts();
   // More keys from the device; a rotated base replaces the old one and the pools stay.
   pool.add(bob.device.generateOneTimePrekeys(now(), 3).bytes);
