@@ -54,7 +54,7 @@ pub use receiving::{Inbound, ReceiveStep, Receiving};
 pub use server::{PoolCounts, PublishedPreKeys, ServedLists};
 pub use types::{
     Address, BundleFor, Changes, DeviceEvent, GroupEnvelope, ListCoverage, Outbox, Outgoing,
-    Received, RetryRequest, StoredRecord,
+    Received, RetryRequest, StateRole, StoredRecord,
 };
 
 /// The id of an envelope (16 bytes): what a resent message's `resent` names, so an app can

@@ -442,9 +442,22 @@ impl std::fmt::Debug for StoredRecord {
     }
 }
 
+/// Whose records a [`Changes`] unit holds: a device's and a primary's go to separate stores
+/// (the library keeps them apart as two types; a binding's store checks this field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum StateRole {
+    /// A device's records (`Device.take_changes`).
+    Device,
+    /// A primary's records (`Primary.take_changes`).
+    Primary,
+}
+
 /// What one operation changed: write it in one transaction.
 #[derive(Clone, Debug, uniffi::Record)]
 pub struct Changes {
+    /// Whose records these are: write them only to that state's store (a primary's unit
+    /// written over a device's records, or the reverse, loses the state).
+    pub role: StateRole,
     /// Whether these records replace everything stored (delete the rest first).
     pub replaces_all: bool,
     /// The epoch the changes start from: the `epoch` of the previous changes taken from the
@@ -691,23 +704,34 @@ impl From<Event> for DeviceEvent {
     }
 }
 
-impl<S> From<ratchetry::persist::Changes<S>> for Changes {
-    fn from(c: ratchetry::persist::Changes<S>) -> Self {
-        Self {
-            replaces_all: c.replaces_all(),
-            base_epoch: c.base_epoch(),
-            base_tag: c.base_tag().map(|t| t.to_bytes().to_vec()),
-            epoch: c.epoch(),
-            tag: c.tag().to_bytes().to_vec(),
-            records: c
-                .records()
-                .iter()
-                .map(|r| StoredRecord {
-                    key: r.key().to_vec(),
-                    value: r.value().map(<[u8]>::to_vec),
-                })
-                .collect(),
-        }
+impl From<ratchetry::persist::Changes<ratchetry::persist::DeviceState>> for Changes {
+    fn from(c: ratchetry::persist::Changes<ratchetry::persist::DeviceState>) -> Self {
+        changes_out(StateRole::Device, &c)
+    }
+}
+
+impl From<ratchetry::persist::Changes<ratchetry::persist::PrimaryState>> for Changes {
+    fn from(c: ratchetry::persist::Changes<ratchetry::persist::PrimaryState>) -> Self {
+        changes_out(StateRole::Primary, &c)
+    }
+}
+
+fn changes_out<S>(role: StateRole, c: &ratchetry::persist::Changes<S>) -> Changes {
+    Changes {
+        role,
+        replaces_all: c.replaces_all(),
+        base_epoch: c.base_epoch(),
+        base_tag: c.base_tag().map(|t| t.to_bytes().to_vec()),
+        epoch: c.epoch(),
+        tag: c.tag().to_bytes().to_vec(),
+        records: c
+            .records()
+            .iter()
+            .map(|r| StoredRecord {
+                key: r.key().to_vec(),
+                value: r.value().map(<[u8]>::to_vec),
+            })
+            .collect(),
     }
 }
 

@@ -37,11 +37,15 @@ class RecordStore:
     also go where nothing is stored; changes without a base (a new or restored state) go
     anywhere."""
 
-    def __init__(self):
+    def __init__(self, role=r.StateRole.DEVICE):
+        self.role = role
         self.records = {}
         self.head = None
 
     def write(self, changes):
+        # A device's unit and a primary's go to their own stores: the other's would replace it.
+        if changes.role != self.role:
+            raise ValueError(f"a {changes.role} unit in a {self.role} store")
         if changes.base_epoch is not None:
             base = (changes.base_epoch, bytes(changes.base_tag))
             if (base != self.head) if self.head is not None else not changes.replaces_all:

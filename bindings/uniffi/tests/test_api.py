@@ -310,7 +310,11 @@ def test_sealed_state_opens_only_in_its_slot_and_not_rolled_back(relay):
 
 def test_primary_rebuilt_from_its_change_records(relay):
     alice = account(relay)
-    store = RecordStore()
+    store = RecordStore(r.StateRole.PRIMARY)
+    # A device's unit is not a primary's: refused, nothing written.
+    with pytest.raises(ValueError):
+        store.write(alice.device.take_changes())
+    assert store.records == {} and store.head is None
 
     def persist():
         return store.write(alice.primary.take_changes()).epoch

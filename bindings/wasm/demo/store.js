@@ -68,6 +68,8 @@ export class RecordStore {
    * state loaded from bytes) are checked like any other where a head is stored.
    */
   async apply(name, changes) {
+    // A device's unit and a primary's go to their own stores: the other's would replace it.
+    if ((name === "primary") !== (changes.role === "primary")) throw new Error(`a ${changes.role} unit is not ${name}'s`);
     const tx = this.db.transaction([name, "meta"], "readwrite");
     const store = tx.objectStore(name);
     const meta = tx.objectStore("meta");

@@ -150,7 +150,10 @@ impl Device {
     #[wasm_bindgen(js_name = takeChanges)]
     pub fn take_changes(&mut self) -> Result<JsChanges, JsValue> {
         let mut rng = rng()?;
-        Ok(records::changes(self.inner.take_changes(&mut rng)))
+        Ok(records::changes(
+            "device",
+            self.inner.take_changes(&mut rng),
+        ))
     }
 
     /// The version of the device list held for `account`, if any.

@@ -148,7 +148,10 @@ impl Primary {
     #[wasm_bindgen(js_name = takeChanges)]
     pub fn take_changes(&mut self) -> Result<JsChanges, JsValue> {
         let mut rng = rng()?;
-        Ok(records::changes(self.inner.take_changes(&mut rng)))
+        Ok(records::changes(
+            "primary",
+            self.inner.take_changes(&mut rng),
+        ))
     }
 
     /// Whether changes are waiting for `takeChanges()`.

@@ -30,8 +30,11 @@ export interface StoredRecord { key: Uint8Array; value: Uint8Array | null }
  * `baseTag` (null exactly when `baseEpoch` is) is the 16-byte `tag` of the changes these start
  * from: keep the last `tag` written beside the epoch and refuse changes whose `baseTag` is not
  * it (another live copy of the state, in another tab or worker, wrote since).
+ * `role` says whose records these are, a device's or a primary's: each goes to its own store,
+ * and a store refuses the other's (a primary's unit written over a device's records, or the
+ * reverse, loses the state).
  */
-export interface Changes { replacesAll: boolean; baseEpoch: number | null; baseTag: Uint8Array | null; epoch: number; tag: Uint8Array; records: ChangedRecord[] }
+export interface Changes { role: "device" | "primary"; replacesAll: boolean; baseEpoch: number | null; baseTag: Uint8Array | null; epoch: number; tag: Uint8Array; records: ChangedRecord[] }
 "#;
 
 #[wasm_bindgen]
@@ -75,7 +78,9 @@ impl ChangedRecord {
 }
 
 /// A `Changes` object (a device's or a primary's).
-pub(crate) fn changes<S>(c: Changes<S>) -> JsChanges {
+/// A unit as the app stores it; `role` says whose records they are ("device" or "primary"),
+/// what the library's two unit types say: each goes to its own store.
+pub(crate) fn changes<S>(role: &str, c: Changes<S>) -> JsChanges {
     let records: Array = c
         .records()
         .iter()
@@ -87,6 +92,7 @@ pub(crate) fn changes<S>(c: Changes<S>) -> JsChanges {
         })
         .collect();
     JsValue::from(object(&[
+        ("role", role.into()),
         ("replacesAll", c.replaces_all().into()),
         (
             "baseEpoch",

@@ -447,6 +447,7 @@ test("a primary's change records: written per operation, rebuilt after a restart
   const { result: r } = await scenario("primaryRecords");
   // hasChanges: the new account's records, none once written, the invitation's, none again.
   assert.deepEqual(r.units, {
+    roles: ["primary", "device"],
     first: { replacesAll: true, baseEpoch: null, records: 4 }, nothing: 0, emptyBase: true, tags: true, epochs: true,
     pending: [true, false, true, false], chain: [true, true, true], tagChain: [true, true, true, true],
   });

@@ -269,6 +269,8 @@ function openHistory(r: Received, chunks: Uint8Array[]): Uint8Array[] {
 /** The primary's records, written per operation and read back after a restart. */
 function restartPrimary(primary: Primary, store: Map<string, Uint8Array>): Primary {
   const changes: Changes = primary.takeChanges();
+  const role: "device" | "primary" = changes.role;
+  if (role !== "primary") throw new Error("a primary's unit goes to the primary's store");
   apply(store, changes);
   const loaded: StoredRecord[] = Array.from(store, ([k, value]) => ({ key: new Uint8Array(k.split(",").map(Number)), value }));
   const restored: RestoredPrimary = Primary.fromRecords(loaded, changes.epoch);

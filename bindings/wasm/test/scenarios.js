@@ -680,6 +680,7 @@ export async function primaryRecords() {
   pending.push(alice.primary.hasChanges());
   const nothing = alice.primary.takeChanges();
   const units = {
+    roles: [first.role, createAccount(now()).device.takeChanges().role],
     first: { replacesAll: first.replacesAll, baseEpoch: first.baseEpoch, records: first.records.length },
     nothing: nothing.records.length,
     // An empty unit starts and ends where the one before it ended.

@@ -31,6 +31,7 @@ import uniffi.ratchetry_uniffi.defaultPrimaryPolicy
 import uniffi.ratchetry_uniffi.envelopeId
 import uniffi.ratchetry_uniffi.openState
 import uniffi.ratchetry_uniffi.restoreCall
+import uniffi.ratchetry_uniffi.StateRole
 import uniffi.ratchetry_uniffi.StoredRecord
 import uniffi.ratchetry_uniffi.WithheldDevice
 import uniffi.ratchetry_uniffi.restoreDevice
@@ -339,6 +340,8 @@ class ApiTest {
         val store = linkedMapOf<String, Pair<ByteArray, ByteArray>>()
         fun persist(): ULong {
             val changes = alice.primary.takeChanges()
+            // Whose records: a primary's go to its own store, never a device's.
+            assertEquals(StateRole.PRIMARY, changes.role)
             if (changes.replacesAll) store.clear()
             for (rec in changes.records) {
                 val v = rec.value
