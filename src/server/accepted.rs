@@ -59,11 +59,10 @@ impl AcceptedUpload {
     /// `TrailingBytes`), each range `0 ‖ 0` or `1 <= lo <= hi` (else `InvalidValue`: one
     /// encoding each), not both empty.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let bytes: &[u8; Self::LEN] = match bytes.len() {
-            n if n < Self::LEN => return Err(DecodeError::Truncated),
-            n if n > Self::LEN => return Err(DecodeError::TrailingBytes),
-            _ => bytes.try_into().map_err(|_| DecodeError::Truncated)?,
-        };
+        if bytes.len() > Self::LEN {
+            return Err(DecodeError::TrailingBytes);
+        }
+        let bytes: &[u8; Self::LEN] = bytes.try_into().map_err(|_| DecodeError::Truncated)?;
         let range = |at: usize| {
             let word =
                 |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);

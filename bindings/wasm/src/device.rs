@@ -32,8 +32,9 @@ impl Device {
     /// Restores a device from `toBytes()`; `lastEpoch` is the epoch of the state last
     /// persisted (the `epoch` of the last unit written, kept apart from the bytes), so that a
     /// stale snapshot is detected (`fromBackup`) and never reuses a key. Bytes whose last
-    /// epoch the app does not know go to `Device.restoreFromBackup`: 0 detects nothing. `now` is the restore's time: a device restored from a backup awaits an
-    /// own device list issued since before it talks to its own account (`awaitingOwnList`).
+    /// epoch the app does not know go to `Device.restoreFromBackup`: 0 detects nothing.
+    /// `now` is the restore's time: a device restored from a backup awaits an own device list
+    /// issued since before it talks to its own account (`awaitingOwnList`).
     pub fn restore(bytes: &[u8], last_epoch: f64, now: f64) -> Result<JsRestoredDevice, JsValue> {
         let (device, from_backup) =
             fanout::Device::restore(bytes, epoch(last_epoch)?, ts(now)?).map_err(error::lib)?;
