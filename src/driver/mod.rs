@@ -100,7 +100,9 @@ pub enum Inbound {
     Duplicate(EnvelopeId),
     /// A group message whose sender key has not arrived: keep the envelope (do not acknowledge
     /// it) and receive it again after the next envelopes from `from`; if the key never comes,
-    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`].
+    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`] (on a device restored
+    /// from a backup, [`RetryReason::RestoredFromBackup`]: its session may be an older copy of
+    /// the sender's, on which a sender key would be answered).
     Hold {
         /// The sending device.
         from: DeviceAddress,
