@@ -4,6 +4,7 @@
 //! record and its 16-byte form; the pools (`prekeys.rs`) decide what to remember and check.
 
 use crate::error::DecodeError;
+use crate::wire::Reader;
 use crate::x3dh::OneTimePreKeys;
 
 /// The ids of each kind one accepted upload held, as inclusive ranges (`None`: none of that
@@ -22,13 +23,11 @@ impl AcceptedUpload {
 
     /// The ranges of `upload`, or `None` for an upload without keys.
     pub(crate) fn of(upload: &OneTimePreKeys) -> Option<Self> {
-        let range = |ids: &mut dyn Iterator<Item = u32>| {
-            ids.fold(None, |r: Option<(u32, u32)>, id| {
-                Some(r.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))))
-            })
-        };
-        let one_time = range(&mut upload.keys().iter().map(|k| k.id.0));
-        let kem = range(&mut upload.kem_keys().iter().map(|k| k.id.0));
+        fn range(ids: impl Iterator<Item = u32> + Clone) -> Option<(u32, u32)> {
+            Some((ids.clone().min()?, ids.max()?))
+        }
+        let one_time = range(upload.keys().iter().map(|k| k.id.0));
+        let kem = range(upload.kem_keys().iter().map(|k| k.id.0));
         (one_time.is_some() || kem.is_some()).then_some(Self { one_time, kem })
     }
 
@@ -59,20 +58,14 @@ impl AcceptedUpload {
     /// `TrailingBytes`), each range `0 ‖ 0` or `1 <= lo <= hi` (else `InvalidValue`: one
     /// encoding each), not both empty.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > Self::LEN {
-            return Err(DecodeError::TrailingBytes);
-        }
-        let bytes: &[u8; Self::LEN] = bytes.try_into().map_err(|_| DecodeError::Truncated)?;
-        let range = |at: usize| {
-            let word =
-                |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-            match (word(at), word(at + 4)) {
-                (0, 0) => Ok(None),
-                (lo, hi) if lo >= 1 && lo <= hi => Ok(Some((lo, hi))),
-                _ => Err(DecodeError::InvalidValue),
-            }
+        let mut r = Reader::new(bytes);
+        let mut range = || match (r.u32()?, r.u32()?) {
+            (0, 0) => Ok(None),
+            (lo, hi) if lo >= 1 && lo <= hi => Ok(Some((lo, hi))),
+            _ => Err(DecodeError::InvalidValue),
         };
-        let (one_time, kem) = (range(0)?, range(8)?);
+        let (one_time, kem) = (range()?, range()?);
+        r.finish()?;
         if one_time.is_none() && kem.is_none() {
             return Err(DecodeError::InvalidValue);
         }

@@ -72,7 +72,8 @@ impl PublishedPreKeys {
         now: Timestamp,
     ) -> Result<Self, Error> {
         let mut keys = Self::new(address, base, list, now)?;
-        keys.pool(pooled)?;
+        // Checked with no upload remembered yet (the pooled keys came from remembered ones).
+        keys.add(pooled)?;
         let newest = accepted.len().saturating_sub(REMEMBERED_UPLOADS);
         keys.accepted = accepted[newest..].to_vec();
         Ok(keys)
@@ -98,41 +99,16 @@ impl PublishedPreKeys {
         Ok(())
     }
 
-    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: it
-    /// holds no id of the last [`REMEMBERED_UPLOADS`] accepted (their keys sent again, which
-    /// may have been handed out already: `DuplicatePreKeyId`), every
+    /// Adds a one-time key upload (`Device::generate_one_time_prekeys`), all or nothing: every
     /// ML-KEM key's signature verifies under the device's identity key, no id is already
-    /// pooled, and the pools stay within [`MAX_POOLED_PREKEYS`].
+    /// pooled nor held by one of the last [`REMEMBERED_UPLOADS`] uploads accepted (their keys
+    /// sent again, perhaps handed out already: `DuplicatePreKeyId`), and the pools stay within
+    /// [`MAX_POOLED_PREKEYS`].
     pub fn add(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
         let Some(ranges) = AcceptedUpload::of(upload) else {
             // Nothing to pool, nothing to remember: an empty upload changes nothing.
             return Ok(());
         };
-        // Named as the pools name a duplicate: ML-KEM ids first.
-        let accepted = &self.accepted;
-        let again = upload
-            .kem_keys()
-            .iter()
-            .map(|k| k.id.0)
-            .find(|id| accepted.iter().any(|a| a.held_kem(*id)))
-            .or_else(|| {
-                (upload.keys().iter().map(|k| k.id.0))
-                    .find(|id| accepted.iter().any(|a| a.held_one_time(*id)))
-            });
-        if let Some(id) = again {
-            return Err(ServerError::DuplicatePreKeyId(id).into());
-        }
-        self.pool(upload)?;
-        if self.accepted.len() == REMEMBERED_UPLOADS {
-            self.accepted.remove(0);
-        }
-        self.accepted.push(ranges);
-        Ok(())
-    }
-
-    /// Puts an upload's keys in the pools, checked as [`add`](Self::add) says (but for the
-    /// uploads remembered).
-    fn pool(&mut self, upload: &OneTimePreKeys) -> Result<(), Error> {
         if overflows(self.one_time.len(), upload.keys().len())
             || overflows(self.kem.len(), upload.kem_keys().len())
         {
@@ -140,22 +116,25 @@ impl PublishedPreKeys {
         }
         let identity = self.base.identity_key();
         for k in upload.kem_keys() {
-            if self.kem.contains_key(&k.id.0) {
+            if self.kem.contains_key(&k.id.0) || self.accepted.iter().any(|a| a.held_kem(k.id.0)) {
                 return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
             }
             verify_kem_prekey(&identity, k)?;
         }
-        if let Some(k) = upload
-            .keys()
-            .iter()
-            .find(|k| self.one_time.contains_key(&k.id.0))
-        {
+        if let Some(k) = upload.keys().iter().find(|k| {
+            self.one_time.contains_key(&k.id.0)
+                || self.accepted.iter().any(|a| a.held_one_time(k.id.0))
+        }) {
             return Err(ServerError::DuplicatePreKeyId(k.id.0).into());
         }
         self.one_time
             .extend(upload.keys().iter().map(|k| (k.id.0, *k)));
         self.kem
             .extend(upload.kem_keys().iter().map(|k| (k.id.0, k.clone())));
+        if self.accepted.len() == REMEMBERED_UPLOADS {
+            self.accepted.remove(0);
+        }
+        self.accepted.push(ranges);
         Ok(())
     }
 
