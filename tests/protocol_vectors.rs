@@ -4783,6 +4783,9 @@ struct RestoredVector {
     meta: String,
     /// The tag the restore's unit drew (it replaces all), which its meta record holds.
     tag: String,
+    /// Every sessions record (0x08) the restore left, in key order: each session's sending
+    /// chain renewed, those awaiting a first reply dropped, the count marked unconfirmed.
+    sessions: Vec<KeyValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5380,6 +5383,15 @@ fn records_file() -> RecordsFile {
                 prekeys: of(0x03),
                 meta: of(0x02),
                 tag: h(unit.tag().to_bytes()),
+                sessions: unit
+                    .records()
+                    .iter()
+                    .filter(|r| r.key()[0] == 0x08)
+                    .map(|r| KeyValue {
+                        key: h(r.key()),
+                        value: r.value().map(h),
+                    })
+                    .collect(),
             }
         },
         forgotten: {
@@ -5864,6 +5876,17 @@ fn record_vectors() {
         let (key, value) = spec_record(&r.inputs, &seed);
         assert_eq!((key[0], h(&key)), (r.kind, r.key.clone()));
         assert_eq!(h(&value), r.value, "record kind {}", r.kind);
+    }
+    // 19.4: the restore leaves sessions records only for devices whose sessions heard back,
+    // each marked unconfirmed (bit 7 of its count, 19.1).
+    assert!(!f.restored.sessions.is_empty());
+    for r in &f.restored.sessions {
+        assert!(r.key.starts_with("08"));
+        let count = unhex(r.value.as_ref().unwrap())[0];
+        assert!(
+            count & 0x80 != 0 && (1..=3).contains(&(count & 0x7f)),
+            "{count:#04x}"
+        );
     }
     // 19.1 kind 0x11: no key fields, the restore's time as its value.
     assert_eq!(f.restored.key, "11");

@@ -100,9 +100,9 @@ pub enum Inbound {
     Duplicate(EnvelopeId),
     /// A group message whose sender key has not arrived: keep the envelope (do not acknowledge
     /// it) and receive it again after the next envelopes from `from`; if the key never comes,
-    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`] (on a device restored
-    /// from a backup, [`RetryReason::RestoredFromBackup`]: its session may be an older copy of
-    /// the sender's, on which a sender key would be answered).
+    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`] (also on a device
+    /// restored from a backup: where its session may be an older copy of the sender's, the
+    /// request goes as a missing session).
     Hold {
         /// The sending device.
         from: DeviceAddress,

@@ -47,7 +47,17 @@ impl EnvelopeId {
     /// The ids of the message `sender` sealed with `salt`, as either kind: a sender uses a
     /// salt once, so a copy re-wrapped as the other kind names the same message.
     pub(crate) fn either_kind(sender: DeviceAddress, salt: MessageRef) -> [Self; 2] {
-        [PAIRWISE, GROUP].map(|kind| Self::of_sealed(&sender, kind, &salt))
+        [Self::pairwise(sender, salt), Self::group(sender, salt)]
+    }
+
+    /// The id of the pairwise message `sender` sealed with `salt`.
+    pub(crate) fn pairwise(sender: DeviceAddress, salt: MessageRef) -> Self {
+        Self::of_sealed(&sender, PAIRWISE, &salt)
+    }
+
+    /// The id of the group message `sender` sealed with `salt`.
+    pub(crate) fn group(sender: DeviceAddress, salt: MessageRef) -> Self {
+        Self::of_sealed(&sender, GROUP, &salt)
     }
 
     fn of_sealed(sender: &DeviceAddress, kind: u8, salt: &MessageRef) -> Self {

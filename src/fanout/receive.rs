@@ -47,8 +47,8 @@ enum Effect {
     Inbound(GroupId, InboundSenderKey),
     /// A withheld notice for (sender, group), naming the generation withheld.
     Withheld(GroupId, SenderKeyId),
-    /// The retry for the message of this reference was answered: the envelope this device
-    /// could not read is replaced.
+    /// The retry for the message of this reference was answered: the message is read, under
+    /// this id (its own kind's, 18.4: the envelope asked from may have been of the other kind).
     Answered(MessageRef, EnvelopeId),
     /// Groups to install from an own device's membership (18.2).
     Groups(Vec<(GroupId, Members)>),
@@ -245,9 +245,9 @@ impl Device {
                     self.touch(Key::Withheld(from, group));
                 }
             }
-            Effect::Answered(reference, failed) => {
+            Effect::Answered(reference, read) => {
                 self.withdraw_pending((from, reference));
-                replaced = Some(failed);
+                replaced = Some(read);
             }
             Effect::Groups(groups) => self.install_membership(groups),
         }
@@ -405,10 +405,10 @@ impl Device {
                 sent_to,
                 body,
             } => {
-                let failed = self.answered(&reference, &from, None)?;
+                let failed = self.answered(&reference, &from)?;
                 (
                     self.direct(from, prefix(), nonce, sent_to, body, Some(failed))?,
-                    Effect::Answered(reference, failed),
+                    Effect::Answered(reference, EnvelopeId::pairwise(from, reference)),
                 )
             }
             Payload::GroupResend {
@@ -416,7 +416,7 @@ impl Device {
                 group,
                 body,
             } => {
-                let failed = self.answered(&reference, &from, Some(group))?;
+                let failed = self.answered(&reference, &from)?;
                 self.is_member(group, &from.account)?;
                 (
                     Received::Group {
@@ -428,14 +428,14 @@ impl Device {
                         body,
                         resent: Some(failed),
                     },
-                    Effect::Answered(reference, failed),
+                    Effect::Answered(reference, EnvelopeId::group(from, reference)),
                 )
             }
             Payload::CallKeyResend { reference, message } => {
-                let failed = self.answered(&reference, &from, None)?;
+                self.answered(&reference, &from)?;
                 (
                     Received::CallKey { from, message },
-                    Effect::Answered(reference, failed),
+                    Effect::Answered(reference, EnvelopeId::pairwise(from, reference)),
                 )
             }
         })
@@ -474,15 +474,13 @@ impl Device {
     }
 
     /// The failed envelope a resend answers: there must be a retry this device asked `from`
-    /// for, for a message of this kind (and group).
-    fn answered(
-        &self,
-        reference: &MessageRef,
-        from: &DeviceAddress,
-        group: Option<GroupId>,
-    ) -> Result<EnvelopeId, Error> {
+    /// for, not yet answered. Of either kind: the reference is a salt the sender drew for one
+    /// message, and the relay can put it in an envelope of the other kind (a pairwise copy of a
+    /// group message's salt fails, and is asked for as pairwise); the sender's own journal
+    /// says which message it was, and its resend, which it seals, is that message.
+    fn answered(&self, reference: &MessageRef, from: &DeviceAddress) -> Result<EnvelopeId, Error> {
         match self.journal.pending.get(&(*from, *reference)) {
-            Some(p) if p.group == group && !p.done => Ok(p.failed),
+            Some(p) if !p.done => Ok(p.failed),
             _ => Err(FanoutError::UnexpectedResend.into()),
         }
     }

@@ -42,10 +42,11 @@ impl Device {
     /// answer any request, and its answer session names that request's keys until this device
     /// replies), until it is dropped for room or with its sender.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
-    /// it failed, the genuine envelope arrived) is `Duplicate`. `SenderKeyMissing` is sent as
-    /// `NoSession` when this device holds no session with the sender or asked for the message
-    /// before, so the answer starts a session it can read. Returns the device to ship the
-    /// request to, and the bytes.
+    /// it failed, the genuine envelope arrived) is `Duplicate`, and one of a group awaiting its
+    /// members since a restore `GroupUnconfirmed`. `SenderKeyMissing` is sent as `NoSession`
+    /// when this device holds no session with the sender, only sessions unconfirmed since a
+    /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
+    /// session it can read. Returns the device to ship the request to, and the bytes.
     pub fn request_retry(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -86,6 +87,13 @@ impl Device {
             return Err(FanoutError::Duplicate { envelope_id: read }.into());
         }
         self.entry(&sender, now)?;
+        // A message of a group awaiting its members since a restore: its answer would be
+        // refused here (19.4) and use up an attempt. Ask once the app has set them.
+        if let Some(g) = group
+            && self.groups.get(&g).is_some_and(|g| g.unconfirmed)
+        {
+            return Err(FanoutError::GroupUnconfirmed(g).into());
+        }
         let key = (sender, reference);
         let previous = self.journal.pending.get(&key).map(|p| p.attempts);
         let attempts = previous.unwrap_or(0);
@@ -93,18 +101,6 @@ impl Device {
             return Err(FanoutError::RetryLimit.into());
         }
         let attempt = attempts + 1;
-        // A sender key asked for is answered on the sender's held session (18.6). Where that
-        // session cannot be open here, ask as "no session", whose answer starts a new one from
-        // this request's bundle: this device holds none with the sender (a restore dropped the
-        // one the sender answered on), or it asked for this message before (the answer came
-        // on a session it could not read, or never came).
-        let reason = if reason == RetryReason::SenderKeyMissing
-            && (previous.is_some() || !self.has_session(&sender))
-        {
-            RetryReason::NoSession
-        } else {
-            reason
-        };
         // Room first, so the keys of the retry dropped for it are released before any are
         // minted: the pools never run short of room for a request.
         if let Some((dropped, p)) = self.journal.make_room(&key) {
@@ -125,16 +121,36 @@ impl Device {
             self.touch(Key::OneTimeKem(k.id.0));
         }
         self.touch(Key::PreKeys);
-        // From the keys just made (their public halves were computed with them): asking the
-        // store again would expand the ML-KEM key from its seed a second time.
+        // A sender key asked for is answered on the sender's held session (18.6). Where that
+        // session cannot be open here, ask as "no session", whose answer starts a new one from
+        // this request's bundle: this device holds none with the sender (a restore dropped the
+        // one the sender answered on), or it asked for this message before (the answer came
+        // on a session it could not read, or never came), or its sessions with the sender are
+        // to be replaced (unconfirmed since a restore, and the ratchet kept: see
+        // `replaced_for_sender_key`). The bundle's KEM key is from the keys just made (their public halves were computed
+        // with them): asking the store again would expand the ML-KEM key from its seed a
+        // second time.
+        let kem_public = match kem.first() {
+            Some(k) => k.clone(),
+            None => self.prekeys.last_resort_kem_prekey(),
+        };
+        let offers_ratchet = kem_public.id.pq_ratchet();
+        let reason = if reason == RetryReason::SenderKeyMissing
+            && (previous.is_some()
+                || self
+                    .sessions
+                    .get(&sender)
+                    .is_none_or(|s| s.replaced_for_sender_key(offers_ratchet)))
+        {
+            RetryReason::NoSession
+        } else {
+            reason
+        };
         let bundle = PreKeyBundle::new(
             self.identity.public(),
             self.prekeys.signed_prekey(),
             one_time.first().cloned(),
-            match kem.first() {
-                Some(k) => k.clone(),
-                None => self.prekeys.last_resort_kem_prekey(),
-            },
+            kem_public,
         )
         .to_bytes();
         let mut out = retry_body(
@@ -419,7 +435,9 @@ impl Device {
 
     /// Seals an answer to `request` (the journal's `send_id`), checked by the caller: to the
     /// requester alone, on a new session from the request's bundle unless the reason is
-    /// "sender key missing" and a session exists, a redistribution of the current sender key
+    /// "sender key missing" and a session exists that is not unconfirmed since a restore
+    /// (PROTOCOL.md 19.4; or is, but runs the post-quantum ratchet where a session from the
+    /// request's bundle would not), a redistribution of the current sender key
     /// first if there is one; and records the request answered. The outbox names the
     /// message's id, `message_id`, the one the original send reported.
     #[allow(clippy::too_many_arguments)]
@@ -439,7 +457,16 @@ impl Device {
         // key rides on no sender key: whatever the reason, its answer starts a new session.
         let keep = request.reason == RetryReason::SenderKeyMissing
             && !matches!(payload, Payload::CallKeyResend { .. });
-        let (mut session, index) = match self.sessions.get(&from).and_then(|s| s.current()) {
+        // Sessions kept at this device's restore and unconfirmed since may be older than the
+        // requester's (19.4): the answer starts a new session instead, as the requester's ask
+        // does (`replaced_for_sender_key`).
+        let offers_ratchet = request.bundle.kem_prekey().id.pq_ratchet();
+        let held = self
+            .sessions
+            .get(&from)
+            .filter(|s| !s.replaced_for_sender_key(offers_ratchet))
+            .and_then(|s| s.current());
+        let (mut session, index) = match held {
             Some(current) if keep => (current.clone(), Some(0)),
             _ => {
                 let verified = (*request.bundle).clone().verify()?;

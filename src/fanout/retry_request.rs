@@ -22,8 +22,9 @@ pub enum RetryReason {
     /// The message did not authenticate under the session held.
     AuthenticationFailed,
     /// A group message whose sender key never arrived: answered on the session the sender
-    /// holds. Asked by a device that holds no session with the sender, or for a message it
-    /// asked for before, it goes as [`NoSession`](Self::NoSession) (PROTOCOL.md 18.6).
+    /// holds. Asked by a device that holds no session with the sender, only sessions kept at
+    /// a restore from a backup that the sender has not answered in since, or for a message it
+    /// asked for before, it goes as [`NoSession`](Self::NoSession) (PROTOCOL.md 18.6, 19.4).
     SenderKeyMissing,
     /// The device was restored from an old backup.
     RestoredFromBackup,

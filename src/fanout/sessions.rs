@@ -17,10 +17,19 @@ use crate::ratchet::session::Opened;
 /// Sessions kept per remote device, the current one included.
 pub(crate) const MAX_SESSIONS_PER_DEVICE: usize = 3;
 
-/// Never empty; index 0 is current. It also keeps, once the device has sent a message, the
-/// prefix of its message ids (not state: never persisted, the same for every session).
+/// Never empty; index 0 is current.
 #[derive(Clone)]
-pub(crate) struct SessionSet(Held, Option<Box<DirectIdPrefix>>);
+pub(crate) struct SessionSet {
+    held: Held,
+    /// Once the device has sent a message, the prefix of its message ids (not state: never
+    /// persisted, the same for every session).
+    prefix: Option<Box<DirectIdPrefix>>,
+    /// Held at a restore from a backup (PROTOCOL.md 19.4) and not confirmed since: the peer
+    /// has not answered, in a new chain of its own, a chain this device began since. The
+    /// peer's current session may then be one the backup predates, so a sender key is not
+    /// asked for, nor answered, on these sessions (18.6).
+    unconfirmed: bool,
+}
 
 /// A set's sessions. Almost every remote device has one session, held inline: a device
 /// loaded with thousands of them allocates nothing per set beyond the sessions themselves
@@ -68,19 +77,28 @@ impl Held {
 
 impl SessionSet {
     pub(crate) fn new(session: Session) -> Self {
-        Self(Held::One(session), None)
+        Self {
+            held: Held::One(session),
+            prefix: None,
+            unconfirmed: false,
+        }
     }
 
+    /// A set of migrated sessions (at most [`MAX_SESSIONS_PER_DEVICE`]: the migration's
+    /// decoder bounds them), or `None` for none.
     pub(crate) fn from_sessions(sessions: Vec<Session>) -> Option<Self> {
-        (!sessions.is_empty() && sessions.len() <= MAX_SESSIONS_PER_DEVICE)
-            .then(|| Self(Held::from_vec(sessions), None))
+        (!sessions.is_empty()).then(|| Self {
+            held: Held::from_vec(sessions),
+            prefix: None,
+            unconfirmed: false,
+        })
     }
 
     /// The prefix of the message ids of `device`, whose sessions these are: computed at its
     /// first message, then kept (boxed: an idle session pays one pointer for it).
     pub(crate) fn direct_id_prefix(&mut self, device: &DeviceAddress) -> DirectIdPrefix {
         **self
-            .1
+            .prefix
             .get_or_insert_with(|| Box::new(DirectIdPrefix::of(device)))
     }
 
@@ -93,7 +111,7 @@ impl SessionSet {
     }
 
     pub(crate) fn all(&self) -> &[Session] {
-        self.0.as_slice()
+        self.held.as_slice()
     }
 
     /// The current session, if it started with PQXDH: a device whose current session is
@@ -135,9 +153,15 @@ impl SessionSet {
         };
         let mut gone: Vec<[u8; 32]> = pending_base(session).into_iter().collect();
         let answered = opened.starts_chain();
+        // A new chain of the peer's in a session that holds a sending chain answers that
+        // chain, which this device began since its restore (the restore dropped every sending
+        // chain): the peer writes in this session now. Any other message may be one the lost
+        // state read, replayed, and confirms nothing.
+        let confirms = answered && session.has_sending_chain();
         session.apply(opened);
+        self.unconfirmed &= !confirms;
         if requested {
-            let session = self.0.edit(|sessions| sessions.remove(index));
+            let session = self.held.edit(|sessions| sessions.remove(index));
             let dropped = self.push_requested(None, session);
             gone.extend(dropped.iter().filter_map(pending_base));
         } else if answered {
@@ -147,7 +171,7 @@ impl SessionSet {
     }
 
     fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
-        match &mut self.0 {
+        match &mut self.held {
             Held::One(s) => (index == 0).then_some(s),
             Held::Several(v) => v.get_mut(index),
         }
@@ -156,10 +180,10 @@ impl SessionSet {
     /// Makes the just advanced session `index` current, unless a stronger one is held.
     fn raise(&mut self, index: usize) {
         // The only session (every message of a pair that never raced): it stays current.
-        if let Held::One(_) = self.0 {
+        if let Held::One(_) = self.held {
             return;
         }
-        self.0.edit(|sessions| {
+        self.held.edit(|sessions| {
             let rank = strength(&sessions[index]);
             let pinned = sessions
                 .iter()
@@ -175,16 +199,32 @@ impl SessionSet {
     /// After a restore from an old backup: no session may continue a sending chain it may
     /// already have used. A session that never heard back has no chain to renew from (its
     /// only chain is the one it may have used, and a new one would not open at a peer that
-    /// never read the old one): it is dropped, and the next send starts a new session. Returns
-    /// `None` when nothing is left.
+    /// never read the old one): it is dropped, and the next send starts a new session. The
+    /// sessions left are unconfirmed. Returns `None` when nothing is left.
     pub(crate) fn renew_sending_chains(self) -> Option<Self> {
-        let Self(held, prefix) = self;
-        let mut sessions = held.into_vec();
+        let mut sessions = self.held.into_vec();
         sessions.retain(|s| !s.awaiting_reply());
         for s in &mut sessions {
             s.renew_sending_chain();
         }
-        (!sessions.is_empty()).then(|| Self(Held::from_vec(sessions), prefix))
+        (!sessions.is_empty()).then(|| Self {
+            held: Held::from_vec(sessions),
+            prefix: self.prefix,
+            unconfirmed: true,
+        })
+    }
+
+    /// Whether a missing sender key is asked for and answered on a new session rather than
+    /// on these (PROTOCOL.md 18.6, 19.4): they are unconfirmed since a restore (the peer's
+    /// current session may be newer than the backup), and a session from the request's
+    /// bundle, which `offers_ratchet` or not, would not take the pair off the post-quantum
+    /// ratchet the current one runs.
+    pub(crate) fn replaced_for_sender_key(&self, offers_ratchet: bool) -> bool {
+        self.unconfirmed
+            && (offers_ratchet
+                || self
+                    .current()
+                    .is_none_or(|s| s.pq_ratchet_epoch().is_none()))
     }
 
     /// A newer session becomes current, unless a stronger one is held: then it goes behind
@@ -192,7 +232,7 @@ impl SessionSet {
     /// stay on the stronger). Beyond the limit the last, the weakest and oldest, is dropped
     /// and returned (it may be the new session itself).
     pub(crate) fn push_new(&mut self, session: Session) -> Option<Session> {
-        self.0.edit(|sessions| push_new(sessions, session))
+        self.held.edit(|sessions| push_new(sessions, session))
     }
 
     /// A session that carries a retry's answer: the answerer's new session from the
@@ -206,7 +246,7 @@ impl SessionSet {
         index: Option<usize>,
         session: Session,
     ) -> Vec<Session> {
-        self.0.edit(|sessions| {
+        self.held.edit(|sessions| {
             if let Some(i) = index
                 && i < sessions.len()
             {
@@ -250,10 +290,13 @@ fn strength(session: &Session) -> u8 {
     u8::from(session.is_post_quantum()) + u8::from(session.pq_ratchet_epoch().is_some())
 }
 
+/// Bit 7 of a sessions record's count: the sessions are unconfirmed since a restore.
+const UNCONFIRMED: u8 = 0x80;
+
 impl SessionSet {
-    /// Record value: `u8(n) ‖ n × blob(session state)`, current first, each state without its
-    /// pending KEM ciphertext, which has a record of its own (written once, not with every
-    /// send).
+    /// Record value: `u8(n)` (with bit 7 set while [`unconfirmed`](Self::unconfirmed))
+    /// `‖ n × blob(session state)`, current first, each state without its pending KEM
+    /// ciphertext, which has a record of its own (written once, not with every send).
     pub(crate) fn write(&self, out: &mut crate::wire::SecretBuf) {
         use crate::wire::Writer;
         // Sized first, so that the record's buffer grows once, to its exact length. A set
@@ -265,7 +308,7 @@ impl SessionSet {
         }
         let lens = &lens[..held.len()];
         out.reserve(1 + lens.iter().map(|len| 4 + len).sum::<usize>());
-        out.u8(held.len() as u8);
+        out.u8(held.len() as u8 | if self.unconfirmed { UNCONFIRMED } else { 0 });
         for (len, s) in lens.iter().zip(held) {
             out.u32(*len as u32);
             s.write_detached(out);
@@ -279,7 +322,9 @@ impl SessionSet {
         r: &mut crate::wire::Reader<'_>,
         pending: &dyn Fn(&[u8; 32]) -> Option<KemCiphertext>,
     ) -> Result<(Self, bool), crate::DecodeError> {
-        let n = r.u8()? as usize;
+        let count = r.u8()?;
+        let unconfirmed = count & UNCONFIRMED != 0;
+        let n = usize::from(count & !UNCONFIRMED);
         if n > MAX_SESSIONS_PER_DEVICE {
             return Err(crate::DecodeError::InvalidValue);
         }
@@ -320,7 +365,14 @@ impl SessionSet {
         }
         // Never empty.
         let held = held.ok_or(crate::DecodeError::InvalidValue)?;
-        Ok((Self(held, None), inline))
+        Ok((
+            Self {
+                held,
+                prefix: None,
+                unconfirmed,
+            },
+            inline,
+        ))
     }
 
     /// The base keys of the sessions awaiting their first reply (each has a ciphertext record).

@@ -636,6 +636,12 @@ impl Session {
         }
     }
 
+    /// Whether the session holds a sending chain (8.5: it sent since its last DH step, or,
+    /// as an initiator, awaits its first reply).
+    pub(crate) fn has_sending_chain(&self) -> bool {
+        self.0.send.is_some()
+    }
+
     /// Whether `message` carries the X3DH values this (responder) session began with.
     pub(crate) fn continues(&self, message: &PreKeyMessage<'_>) -> bool {
         self.0.role == Role::Responder && message.x3dh.origin() == self.0.origin

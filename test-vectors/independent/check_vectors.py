@@ -3426,6 +3426,24 @@ def check_records(doc, context):
             + hx(rs["tag"]),
             rs["meta"])
     R.true("restored: its unit replaces all, so it draws a new tag (19)", rs["tag"] != m["tag"])
+    # 19.4: every session kept renews its sending chain (8.5), one awaiting its first reply is
+    # dropped (a device with no session left has no record), and the count of each sessions
+    # record carries the unconfirmed bit (0x80, 19.1).
+    if run is None:
+        R.skip("restored: sessions", "devices.json was not replayed, so the device's sessions cannot be rebuilt")
+    else:
+        expect = []
+        for addr, ss in sorted(dev.sessions.items()):
+            kept = [copy.deepcopy(x) for x in ss if not x.awaiting_reply]
+            for x in kept:
+                x.renew()
+            if kept:
+                expect.append((b"\x08" + addr, u8(0x80 | len(kept))
+                               + b"".join(blob(x.to_bytes(detached=True)) for x in kept)))
+        R.check("restored: sessions records, keys (19.4)", [k.hex() for k, _ in expect],
+                [kv["key"] for kv in rs["sessions"]])
+        for (k, v), kv in zip(expect, rs["sessions"]):
+            R.check(f"restored: sessions record {k.hex()} (19.4: renewed, unconfirmed)", v, kv["value"])
 
     # 4b. 19.1 kind 0x15: forgetting the account of the device list record keeps its list's mark
     # (15.2): u64(version) || H(list) || flag(policy); the version follows the header and AK.

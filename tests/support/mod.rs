@@ -11,8 +11,9 @@ use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary,
     PrimaryPolicy, complete_link,
 };
+use ratchetry::driver::{Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{
-    Device, DeviceConfig, Outbox, Outgoing, Received, RetryReason, StateChanges,
+    Device, DeviceConfig, Outbox, Outgoing, Received, RetryReason, RetryRequest, StateChanges,
 };
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
@@ -423,6 +424,113 @@ impl World {
             .unwrap_or_else(|| panic!("no envelope to {to:?}"))
             .1
             .clone()
+    }
+
+    /// The group envelope of `outbox`, which must name `to` among its recipients.
+    pub fn group_envelope_for(outbox: &Outbox, to: DeviceAddress) -> Vec<u8> {
+        let (e, ds) = outbox.group.as_ref().expect("a group envelope");
+        assert!(ds.contains(&to));
+        e.clone()
+    }
+
+    /// `sender` answers the retry request `req` with the body it stored.
+    pub fn answer(&mut self, sender: DeviceAddress, req: &RetryRequest, body: &[u8]) -> Outbox {
+        self.run(sender, |d, rng, now| d.answer_retry(rng, now, req, body))
+            .unwrap()
+    }
+
+    /// Whether delivering `outbox` to its devices made one of them read `expected`.
+    pub fn reads(&mut self, outbox: &Outbox, expected: &[u8]) -> bool {
+        self.deliver(outbox)
+            .iter()
+            .any(|(_, r)| r.as_ref().ok().and_then(body) == Some(expected))
+    }
+
+    /// How `requester` would ask `sender` for `failed` now (`SenderKeyMissing` asked), as
+    /// `sender` reads the request: on copies of both devices, so nothing changes in the world.
+    pub fn asks_as(
+        &mut self,
+        requester: DeviceAddress,
+        sender: DeviceAddress,
+        failed: &[u8],
+    ) -> RetryReason {
+        let now = self.now;
+        let mut asking = Device::from_bytes(&self.device(requester).to_bytes()).unwrap();
+        let mut asked = Device::from_bytes(&self.device(sender).to_bytes()).unwrap();
+        let (to, bytes) = asking
+            .request_retry(&mut self.rng, now, failed, RetryReason::SenderKeyMissing)
+            .unwrap();
+        assert_eq!(to, sender);
+        match asked.receive(now, &bytes) {
+            Ok(Received::RetryRequest(r)) => r.reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `requester` asks `sender` for `failed` (`SenderKeyMissing`, as the guide says) until it
+    /// reads `body`: the number of asks, or the error that stopped them.
+    pub fn recover(
+        &mut self,
+        sender: DeviceAddress,
+        requester: DeviceAddress,
+        failed: &[u8],
+        body: &[u8],
+    ) -> Result<usize, Error> {
+        for n in 1.. {
+            let (to, bytes) =
+                self.request_retry(requester, failed, RetryReason::SenderKeyMissing)?;
+            assert_eq!(to, sender);
+            let req = match self.receive(sender, &bytes) {
+                Ok(Received::RetryRequest(r)) => r,
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => return Err(e),
+            };
+            let a = self.answer(sender, &req, body);
+            if self.reads(&a, body) {
+                return Ok(n);
+            }
+        }
+        unreachable!()
+    }
+
+    /// Both devices read each other afterwards, pairwise and in `group`, and every session
+    /// between them runs the post-quantum ratchet.
+    pub fn converged(&mut self, a1: DeviceAddress, b1: DeviceAddress, group: GroupId) {
+        let o = self.send(a1, b1.account, b"a after");
+        assert!(self.reads(&o, b"a after"), "{b1:?} reads {a1:?} afterwards");
+        let o = self.send(b1, a1.account, b"b after");
+        assert!(self.reads(&o, b"b after"), "{a1:?} reads {b1:?} afterwards");
+        let o = self.send_group(a1, group, b"a group after");
+        assert!(
+            self.reads(&o, b"a group after"),
+            "{b1:?} reads {a1:?}'s group"
+        );
+        let o = self.send_group(b1, group, b"b group after");
+        assert!(
+            self.reads(&o, b"b group after"),
+            "{a1:?} reads {b1:?}'s group"
+        );
+        for (d, peer) in [(a1, b1), (b1, a1)] {
+            assert!(
+                !self.device(d).sessions_without_pq_ratchet().contains(&peer),
+                "{d:?}'s session with {peer:?} lost the post-quantum ratchet"
+            );
+            assert!(self.device(d).pq_ratchet_epoch(&peer).is_some());
+        }
+    }
+
+    /// `to` receives `envelope` through the driver's stepper (no list served): its decision.
+    pub fn step(&mut self, to: DeviceAddress, envelope: &[u8]) -> Inbound {
+        let now = self.now;
+        let mut device = self.devices.remove(&to).unwrap();
+        let got = match Receiving::new().step(&mut device, &mut self.rng, now, envelope, |_| false)
+        {
+            Ok(ReceiveStep::Done(inbound)) => inbound,
+            other => panic!("{other:?}"),
+        };
+        self.devices.insert(to, device);
+        self.persist(to);
+        got
     }
 
     /// Asserts `to` refuses `envelope` with `expected`, leaving it byte-identical and with
