@@ -161,3 +161,131 @@ pub(crate) fn server(e: &ServerError) -> &'static str {
         _ => "server.other",
     }
 }
+
+/// What a library error names, for the app to act on as the guide's table says (fetch
+/// `account`'s list, ask `device` again, set `group`'s members, acknowledge `envelope_id`):
+/// each field is set only by the variants that carry it. `account` is also set with `device`
+/// (its account); `number` is a variant's single number (a prekey or key id, a reason, a
+/// chunk index), not the pairs of numbers some variants carry, which `detail` spells out.
+#[derive(Default)]
+pub(crate) struct Subject {
+    pub(crate) account: Option<ratchetry::devices::AccountKey>,
+    pub(crate) device: Option<ratchetry::devices::DeviceAddress>,
+    pub(crate) group: Option<ratchetry::group::GroupId>,
+    pub(crate) envelope_id: Option<ratchetry::fanout::EnvelopeId>,
+    pub(crate) number: Option<u64>,
+}
+
+impl Subject {
+    fn account(account: ratchetry::devices::AccountKey) -> Self {
+        Self {
+            account: Some(account),
+            ..Self::default()
+        }
+    }
+
+    fn device(device: ratchetry::devices::DeviceAddress) -> Self {
+        Self {
+            account: Some(device.account),
+            device: Some(device),
+            ..Self::default()
+        }
+    }
+
+    fn group(group: ratchetry::group::GroupId) -> Self {
+        Self {
+            group: Some(group),
+            ..Self::default()
+        }
+    }
+
+    fn number(number: impl Into<u64>) -> Self {
+        Self {
+            number: Some(number.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The subject of a library error (see [`Subject`]).
+pub(crate) fn subject(error: &Error) -> Subject {
+    match error {
+        Error::Decode(e) => decode_subject(e),
+        Error::X3dh(
+            X3dhError::UnknownSignedPreKey(id)
+            | X3dhError::UnknownOneTimePreKey(id)
+            | X3dhError::SignedPreKeyExhausted(id)
+            | X3dhError::UnknownKemPreKey(id)
+            | X3dhError::LastResortExhausted(id),
+        ) => Subject::number(*id),
+        Error::Group(GroupError::UnknownKeyId(id) | GroupError::PredatesKey(id)) => {
+            Subject::number(*id)
+        }
+        Error::Device(e) => device_subject(e),
+        Error::Fanout(e) => match e {
+            FanoutError::UnknownAccount(a) | FanoutError::DeviceListsDiverge { account: a, .. } => {
+                Subject::account(*a)
+            }
+            FanoutError::NoSession(d)
+            | FanoutError::IdentityMismatch(d)
+            | FanoutError::NotAGroupDevice(d) => Subject::device(*d),
+            FanoutError::SenderKeyMissing { from, key_id } => Subject {
+                number: Some((*key_id).into()),
+                ..Subject::device(*from)
+            },
+            FanoutError::Duplicate { envelope_id } => Subject {
+                envelope_id: Some(*envelope_id),
+                ..Subject::default()
+            },
+            FanoutError::UnknownGroup(g)
+            | FanoutError::GroupUnconfirmed(g)
+            | FanoutError::TooManyMembers { group: g, .. } => Subject::group(*g),
+            FanoutError::NotAMember { group, account } => Subject {
+                group: Some(*group),
+                ..Subject::account(*account)
+            },
+            FanoutError::ReservedReason(n) => Subject::number(*n),
+            _ => Subject::default(),
+        },
+        Error::Sync(e) => sync_subject(e),
+        Error::Server(e) => match e {
+            ServerError::Uncovered(a)
+            | ServerError::CoveredTwice(a)
+            | ServerError::UnknownAccount(a)
+            | ServerError::StaleList { account: a, .. } => Subject::account(*a),
+            ServerError::DeviceLeftOut(d)
+            | ServerError::NotListed(d)
+            | ServerError::IdentityMismatch(d) => Subject::device(*d),
+            ServerError::DuplicatePreKeyId(id) => Subject::number(*id),
+            _ => Subject::default(),
+        },
+        _ => Subject::default(),
+    }
+}
+
+/// The subject of a decoding error: the record kind missing, or the version or type byte.
+pub(crate) fn decode_subject(e: &DecodeError) -> Subject {
+    match e {
+        DecodeError::UnknownVersion(n)
+        | DecodeError::UnknownType(n)
+        | DecodeError::MissingRecord(n) => Subject::number(*n),
+        _ => Subject::default(),
+    }
+}
+
+/// The subject of a device-list or linking error.
+pub(crate) fn device_subject(e: &DeviceError) -> Subject {
+    match e {
+        DeviceError::NotInList(d) | DeviceError::CompanionExpired(d) => Subject::device(*d),
+        DeviceError::BadBinding(id) => Subject::number(*id),
+        _ => Subject::default(),
+    }
+}
+
+/// The subject of a history-sync or call error.
+pub(crate) fn sync_subject(e: &SyncError) -> Subject {
+    match e {
+        SyncError::ChunkRejected(i) => Subject::number(*i),
+        _ => Subject::default(),
+    }
+}

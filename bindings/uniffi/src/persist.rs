@@ -60,7 +60,7 @@ pub fn open_state(
     })
 }
 
-fn storage_key(bytes: &[u8]) -> Result<StorageKey, RatchetryError> {
+pub(crate) fn storage_key(bytes: &[u8]) -> Result<StorageKey, RatchetryError> {
     let array: [u8; 32] = bytes
         .try_into()
         .map_err(|_| RatchetryError::binding("binding.bad_length", "a storage key is 32 bytes"))?;

@@ -20,7 +20,7 @@ const ONE_TIME_PREKEYS: u32 = 20;
 /// Persist [`to_bytes`](Self::to_bytes) after every change, before publishing the new list.
 #[derive(uniffi::Object)]
 pub struct Primary {
-    inner: Mutex<devices::Primary>,
+    pub(crate) inner: Mutex<devices::Primary>,
 }
 
 /// The library's redacted `Debug` (account key, list version; never the secret key).
@@ -125,7 +125,7 @@ pub fn restore_primary_from_records(
 }
 
 impl Primary {
-    fn wrap(primary: devices::Primary) -> Arc<Self> {
+    pub(crate) fn wrap(primary: devices::Primary) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(primary),
         })

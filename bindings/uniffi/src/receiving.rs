@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use ratchetry::driver::{self, DriveError};
 
-use crate::codes;
 use crate::device::Device;
 use crate::error::RatchetryError;
 use crate::types::{Address, Received, address_out, rng, ts};
@@ -76,12 +75,24 @@ pub enum Inbound {
         /// The group (32 bytes).
         group: Vec<u8>,
     },
-    /// Nothing to show: acknowledge it. `code` and `detail` say why.
+    /// Nothing to show: acknowledge it. `code` and `detail` say why, and the other fields
+    /// what the refusal names, as `RatchetryError.Failed`'s do (the device to warn about for
+    /// `fanout.identity_mismatch`, the account for `fanout.device_lists_diverge`).
     Dropped {
         /// The stable code (as `RatchetryError`'s).
         code: String,
         /// A readable message.
         detail: String,
+        /// The account the refusal names (32 bytes).
+        account: Option<Vec<u8>>,
+        /// The device the refusal names.
+        device: Option<Address>,
+        /// The group the refusal names (32 bytes).
+        group: Option<Vec<u8>>,
+        /// The envelope id the refusal names (16 bytes).
+        envelope_id: Option<Vec<u8>>,
+        /// The one number the refusal names.
+        number: Option<u64>,
     },
     /// An outcome of a later library version that this binding does not know.
     Other,
@@ -109,10 +120,27 @@ impl From<driver::Inbound> for Inbound {
             driver::Inbound::AwaitMembers { group } => Self::AwaitMembers {
                 group: group.0.to_vec(),
             },
-            driver::Inbound::Dropped(e) => Self::Dropped {
-                code: codes::code(&e).into(),
-                detail: e.to_string(),
-            },
+            driver::Inbound::Dropped(e) => {
+                // The same fields as the error thrown for it.
+                let RatchetryError::Failed {
+                    code,
+                    detail,
+                    account,
+                    device,
+                    group,
+                    envelope_id,
+                    number,
+                } = e.into();
+                Self::Dropped {
+                    code,
+                    detail,
+                    account,
+                    device,
+                    group,
+                    envelope_id,
+                    number,
+                }
+            }
             // An outcome of a later library that this binding does not know yet.
             _ => Self::Other,
         }

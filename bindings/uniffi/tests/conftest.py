@@ -168,6 +168,15 @@ class Relay:
         return read
 
 
+def failed(call):
+    """The binding error `call` raises (it must fail)."""
+    try:
+        call()
+    except r.RatchetryError.Failed as e:
+        return e
+    raise AssertionError("the call did not fail")
+
+
 def texts(received):
     """The bodies of the messages among `received`, as (kind, text)."""
     out = []

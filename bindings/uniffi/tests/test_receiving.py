@@ -1,7 +1,7 @@
 """A receive stepped by the app (`Receiving`, the library's driver::Receiving): each step
 decides or names the device list to fetch; the app applies what its relay serves."""
 
-from conftest import NOW, key, r
+from conftest import NOW, failed, key, r
 
 
 def accounts(relay):
@@ -29,6 +29,8 @@ def test_a_stepped_receive_names_the_list_to_fetch_and_reads_once_it_is_applied(
     step = receiving.step(bob.device, NOW, env, False)
     assert step.is_DONE() and step.inbound.is_DROPPED()
     assert step.inbound.code == "fanout.unknown_account"
+    # What the refusal names, as a thrown error's fields.
+    assert step.inbound.account == alice_key and step.inbound.device is None
     # Served this time: applied, the next step reads it.
     receiving = r.Receiving()
     step = receiving.step(bob.device, NOW, env, False)
@@ -63,3 +65,41 @@ def test_an_unreadable_envelope_is_asked_for_again_unless_its_message_is_stored(
     # The intact envelope still reads.
     step = r.Receiving().step(bob.device, NOW, two, False)
     assert step.inbound.is_READ() and step.inbound.message.body == b"two"
+
+
+def test_errors_name_what_the_app_acts_on(relay):
+    """A thrown error carries what the guide's table acts on: the account whose list to fetch,
+    the device, the group, the envelope id; every other field is None."""
+    alice, bob = accounts(relay)
+    alice_key, bob_key = alice.primary.account_key(), bob.primary.account_key()
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob_key, b"hello"))
+    env = first_envelope(relay, bob.device)
+
+    # Bob does not follow Alice: fetch her list.
+    e = failed(lambda: bob.device.receive(NOW, env))
+    assert e.code == "fanout.unknown_account" and e.account == alice_key
+    assert (e.device, e.group, e.envelope_id, e.number) == (None, None, None, None)
+    bob.device.update_device_list(NOW, alice_key, relay.lists[alice_key])
+    bob.device.receive(NOW, env)
+    # Read already: acknowledge it again, by its envelope id.
+    e = failed(lambda: bob.device.receive(NOW, env))
+    assert e.code == "fanout.duplicate" and e.envelope_id == r.envelope_id(env)
+    assert (e.account, e.device, e.group, e.number) == (None, None, None, None)
+    # A group the device does not have.
+    group = bytes([7]) * 32
+    e = failed(lambda: alice.device.send_group(NOW, group, b"x"))
+    assert e.code == "fanout.unknown_group" and e.group == group and e.account is None
+    # A group message whose sender key the relay held back: the sending device, and its key id.
+    for d, other in ((alice, bob_key), (bob, alice_key)):
+        d.device.set_group_members(group, [other])
+    relay.send(alice.device, lambda: alice.device.send_group(NOW, group, b"to the group"))
+    queue = relay.queues[key(bob.device.address())]
+    queue.reverse()  # the group envelope before the distribution
+    e = failed(lambda: bob.device.receive(NOW, queue[0]))
+    assert e.code == "fanout.sender_key_missing"
+    assert e.device == alice.device.address() and e.account == alice_key
+    assert e.number is not None and e.group is None
+    # A binding-level refusal names nothing.
+    e = failed(lambda: alice.device.send(NOW, b"short", b"x"))
+    assert e.code == "binding.bad_length"
+    assert (e.account, e.device, e.group, e.envelope_id, e.number) == (None,) * 5

@@ -83,8 +83,17 @@ export interface LinkedCompanion { device: Device; confirmation: Uint8Array; upl
 export interface RestoredDevice { device: Device; fromBackup: boolean }
 /** The end of history sealing: the last chunks and the offer (secret: send it with `Device.sendHistoryOffer`). */
 export interface SealedHistory { chunks: Uint8Array[]; offer: HistoryOffer }
-/** Every error thrown is an `Error` named "RatchetryError" with a stable `code`. */
-export interface RatchetryError extends Error { name: "RatchetryError"; code: string }
+/**
+ * Every error thrown is an `Error` named "RatchetryError" with a stable `code`, and what the
+ * error names, set only by the codes that carry it (the guide's table of what to do):
+ * `account` whose list to fetch (also the account of `device`), `device` to ask again or warn
+ * about, `group` whose members to set, `envelopeId` to acknowledge again, `number` (a prekey
+ * or key id, a reason, a history chunk's index).
+ */
+export interface RatchetryError extends Error {
+  name: "RatchetryError"; code: string;
+  account?: Uint8Array; device?: Address; group?: Uint8Array; envelopeId?: Uint8Array; number?: number;
+}
 "#;
 
 #[wasm_bindgen]

@@ -27,7 +27,9 @@ const TS_TYPES: &'static str = r#"
  *   not set since (`Device.unconfirmedGroups`): keep it and receive it again once
  *   `setGroupMembers` set them;
  * - `dropped`: nothing to show (forged, misdelivered, an account not followed, withheld,
- *   asked for as often as allowed): acknowledge it; `code` and `message` say why;
+ *   asked for as often as allowed): acknowledge it; `code` and `message` say why, and
+ *   `account`, `device`, `group`, `envelopeId`, `number` what the refusal names, as a thrown
+ *   `RatchetryError`'s do (the device to warn about for `fanout.identity_mismatch`);
  * - `other`: an outcome a later version adds.
  */
 export type Inbound =
@@ -37,7 +39,7 @@ export type Inbound =
   | { kind: "askAgain"; to: Address; request: Uint8Array }
   | { kind: "awaitList"; account: Uint8Array }
   | { kind: "awaitMembers"; group: Uint8Array }
-  | { kind: "dropped"; code: string; message: string }
+  | { kind: "dropped"; code: string; message: string; account?: Uint8Array; device?: Address; group?: Uint8Array; envelopeId?: Uint8Array; number?: number }
   | { kind: "other" };
 /**
  * What a `Receiving.step` asks: act on a `done` receive, or fetch `account`'s current device
@@ -133,11 +135,15 @@ fn inbound_out(inbound: Inbound) -> JsValue {
             ("kind", "awaitMembers".into()),
             ("group", convert::bytes(&group.0)),
         ]),
-        Inbound::Dropped(e) => object(&[
-            ("kind", "dropped".into()),
-            ("code", codes::code(&e).into()),
-            ("message", e.to_string().into()),
-        ]),
+        Inbound::Dropped(e) => {
+            let value = object(&[
+                ("kind", "dropped".into()),
+                ("code", codes::code(&e).into()),
+                ("message", e.to_string().into()),
+            ]);
+            error::set_subject(&value, codes::subject(&e));
+            value
+        }
         // An outcome the library adds later.
         _ => object(&[("kind", "other".into())]),
     };

@@ -97,7 +97,7 @@ async function receiveStepped(
       case "awaitMembers":
         return `await members of ${inbound.group.length}`;
       case "dropped":
-        return `dropped ${inbound.code}: ${inbound.message}`;
+        return `dropped ${inbound.code}: ${inbound.message}${inbound.code === "fanout.identity_mismatch" && inbound.device ? ` (warn: device ${inbound.device.device})` : ""}`;
       case "other":
         return "ack";
       default: {
@@ -332,6 +332,12 @@ export async function app(): Promise<string[]> {
     } catch (err) {
       const e2 = err as RatchetryError;
       shown.push(`${e2.code} (device ${id})`);
+      // What the error names, acted on by its code (the guide's table).
+      if (e2.code === "fanout.unknown_account" && e2.account) shown.push(`fetch ${e2.account.length}`);
+      if (e2.code === "fanout.identity_mismatch" && e2.device) shown.push(`warn ${e2.device.device}`);
+      if (e2.code === "fanout.group_unconfirmed" && e2.group) shown.push(`set ${e2.group.length}`);
+      if (e2.code === "fanout.duplicate" && e2.envelopeId) shown.push(`ack ${e2.envelopeId.length}`);
+      if (e2.number !== undefined) shown.push(`number ${e2.number.toFixed(0)}`);
     }
   }
   const fromBackup: Device[] = [

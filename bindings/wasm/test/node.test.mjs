@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { inspect } from "node:util";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "pkg");
-const { initSync, createAccount, sealState, openState } = await import(join(pkg, "ratchetry_wasm.js"));
+const { initSync, createAccount, sealState, openState, envelopeId } = await import(join(pkg, "ratchetry_wasm.js"));
 initSync({ module: readFileSync(join(pkg, "ratchetry_wasm_bg.wasm")) });
 
 const now = 1_790_000_000_000;
@@ -96,4 +96,38 @@ test("a primary reports the policy it was made with, every field present", () =>
   const defaults = createAccount(now).primary.policy();
   assert.deepEqual(Object.keys(defaults).sort(), ["account", "linkInvitationValidityMs"]);
   assert.equal(defaults.account.maxCompanions, 4);
+});
+
+function thrown(f) {
+  try { f(); } catch (e) { return e; }
+  throw new Error("no error");
+}
+
+test("a thrown error names what the app acts on, and nothing else", () => {
+  const [a, b] = [createAccount(now), createAccount(now)];
+  const [aKey, bKey] = [a.primary.accountKey(), b.primary.accountKey()];
+  a.device.updateDeviceList(now, bKey, b.primary.deviceList());
+  a.device.startSessions(now, [{ device: b.device.address(), bundle: b.device.prekeyBundle() }]);
+  const env = outbox(a.device.send(now, bKey, new Uint8Array([1]))).envelopes[0].bytes;
+  // Bob does not follow Alice: fetch her list.
+  let e = thrown(() => b.device.receive(now, env));
+  assert.equal(e.name, "RatchetryError");
+  assert.equal(e.code, "fanout.unknown_account");
+  assert.deepEqual(e.account, aKey);
+  for (const name of ["device", "group", "envelopeId", "number"]) assert.equal(e[name], undefined, name);
+  b.device.updateDeviceList(now, aKey, a.primary.deviceList());
+  b.device.receive(now, env);
+  // Read already: acknowledge it again, by its envelope id.
+  e = thrown(() => b.device.receive(now, env));
+  assert.equal(e.code, "fanout.duplicate");
+  assert.deepEqual(e.envelopeId, envelopeId(env));
+  assert.equal(e.account, undefined);
+  // A group it does not have; a binding-level refusal names nothing.
+  const group = new Uint8Array(32).fill(7);
+  e = thrown(() => a.device.sendGroup(now, group, new Uint8Array([1])));
+  assert.equal(e.code, "fanout.unknown_group");
+  assert.deepEqual(e.group, group);
+  e = thrown(() => a.device.send(now, new Uint8Array(3), new Uint8Array([1])));
+  assert.equal(e.code, "binding.bad_length");
+  for (const name of ["account", "device", "group", "envelopeId", "number"]) assert.equal(e[name], undefined, name);
 });

@@ -132,6 +132,8 @@ class NoSecretsInToStringTest {
         val sealedState = sealState(storageKey, "slot".encodeToByteArray(), 1uL, alice.device.toBytes())
         public += sealedState
         keep(openState(storageKey, sealedState, "slot".encodeToByteArray(), 1uL))
+        val db = java.nio.file.Files.createTempDirectory("ratchetry").resolve("state.db").toString()
+        keep(uniffi.ratchetry_uniffi.SqliteStore.open(db, storageKey).also { it.persist(alice.device) })
         keep(relay.served)
         keep(relay.upload(bob.device, bob.prekeyUpload))
 
@@ -149,7 +151,7 @@ class NoSecretsInToStringTest {
             "OwnCopy", "Group", "SenderKey", "HistoryOffer", "RetryRequest", "SealedHistory",
             "HistorySealer", "HistoryOpener", "Changes", "StoredRecord", "RestoredDevice", "Failed",
             "Call", "CallKey", "CallKeyMessage", "SrtpKeys", "RestoredCall", "OpenedState", "ServedLists",
-            "PublishedPreKeys")) {
+            "PublishedPreKeys", "SqliteStore")) {
             assertTrue(k in kinds, "no $k among $kinds")
         }
         assertTrue(changes.records.any { it.value != null })

@@ -2,9 +2,12 @@ package dev.ratchetry
 
 import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
 import uniffi.ratchetry_uniffi.Inbound
+import uniffi.ratchetry_uniffi.RatchetryException
 import uniffi.ratchetry_uniffi.ReceiveStep
 import uniffi.ratchetry_uniffi.Received
 import uniffi.ratchetry_uniffi.Receiving
@@ -33,6 +36,7 @@ class ReceivingTest {
         assertArrayEquals(aliceKey, need.account)
         val dropped = done(receiving.step(bob.device, relay.now, env, false)) as Inbound.Dropped
         assertEquals("fanout.unknown_account", dropped.code)
+        assertArrayEquals(aliceKey, dropped.account)
 
         // Served this time: applied, the next step reads it.
         receiving = Receiving()
@@ -54,5 +58,29 @@ class ReceivingTest {
         assertTrue(ask.to.same(alice.device.address()) && ask.request.isNotEmpty())
         val intact = done(Receiving().step(bob.device, relay.now, two, false)) as Inbound.Read
         assertArrayEquals("two".encodeToByteArray(), (intact.message as Received.Direct).body)
+    }
+
+    /** A thrown error names what the app acts on: the account whose list to fetch, the envelope id. */
+    @Test
+    fun errorsNameWhatTheAppActsOn() {
+        val alice = account(relay)
+        val bob = account(relay)
+        val aliceKey = alice.primary.accountKey()
+        relay.send(alice.device) { alice.device.send(relay.now, bob.primary.accountKey(), "hello".encodeToByteArray()) }
+        val env = relay.queue(bob.device.address()).removeAt(0)
+
+        val unknown = assertThrows<RatchetryException.Failed> { bob.device.receive(relay.now, env) }
+        assertEquals("fanout.unknown_account", unknown.code)
+        assertArrayEquals(aliceKey, unknown.account)
+        assertNull(unknown.device)
+        assertNull(unknown.envelopeId)
+
+        bob.device.updateDeviceList(relay.now, aliceKey, relay.lists[aliceKey.hex()]!!.second)
+        bob.device.receive(relay.now, env)
+        val duplicate = assertThrows<RatchetryException.Failed> { bob.device.receive(relay.now, env) }
+        assertEquals("fanout.duplicate", duplicate.code)
+        assertArrayEquals(envelopeId(env), duplicate.envelopeId)
+        assertNull(duplicate.account)
+        assertNull(duplicate.number)
     }
 }

@@ -1,0 +1,119 @@
+"""The ready SQLite store through the binding (`SqliteStore`, ratchetry-sqlite): a phone's
+device and primary persisted after every operation and loaded after a restart, and the store's
+refusals as `store.*` codes, the database left as it was."""
+
+import os
+import subprocess
+import sys
+
+from conftest import NOW, failed, key, r, texts
+
+
+def accounts(relay):
+    alice, bob = r.create_account(NOW), r.create_account(NOW)
+    for a in (alice, bob):
+        relay.add(a.device)
+        relay.publish(a.primary)
+    relay.introduce(alice.device, bob.device)
+    return alice, bob
+
+
+def test_a_phone_persists_each_operation_and_loads_after_a_restart(relay, tmp_path):
+    alice, bob = accounts(relay)
+    storage_key = os.urandom(32)
+    path = str(tmp_path / "bob.db")
+    store = r.SqliteStore.open(path, storage_key)
+    assert store.load(0) is None and store.load_primary(0) is None
+    epoch = store.persist(bob.device)
+    primary_epoch = store.persist_primary(bob.primary)
+    # Each operation, then its unit, before acting on it.
+    for text in (b"one", b"two"):
+        relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), text))
+        relay.deliver(bob.device)
+        epoch = store.persist(bob.device)
+    # Nothing changed since: the same epoch, nothing written.
+    assert store.persist(bob.device) == epoch
+    # A restart: a new connection, the device and the primary as they were.
+    store = r.SqliteStore.open(path, storage_key)
+    loaded = store.load(epoch)
+    assert loaded.to_bytes() == bob.device.to_bytes()
+    assert store.load_primary(primary_epoch).to_bytes() == bob.primary.to_bytes()
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"three"))
+    assert texts(relay.deliver(loaded)) == [("direct", "three")]
+    assert store.persist(loaded) == epoch + 1
+
+
+# Holds the database at argv[1] for writing until a line arrives on stdin.
+HOLD = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+"""
+
+
+def test_a_write_sqlite_refuses_is_written_by_the_next_persist(relay, tmp_path):
+    """Another connection holds the database (a notification extension, say): the write
+    fails as `store.sqlite` (SQLITE_BUSY as `number`, after SQLite's wait), the changes are
+    kept, and the next persist writes them and the new ones in order."""
+    alice, bob = accounts(relay)
+    storage_key = os.urandom(32)
+    path = str(tmp_path / "bob.db")
+    store = r.SqliteStore.open(path, storage_key)
+    epoch = store.persist(bob.device)
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"one"))
+    relay.deliver(bob.device)
+    # Another process (SQLite's locks are per process) holds the database for writing.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        e = failed(lambda: store.persist(bob.device))
+        assert e.code == "store.sqlite" and e.number & 0xFF == 5  # SQLITE_BUSY
+        assert not bob.device.has_changes()  # taken, and kept by the store
+    finally:
+        holder.communicate(b"done\n", timeout=30)
+    # Nothing new on the device: the kept unit is written.
+    assert store.persist(bob.device) == epoch + 1
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"two"))
+    relay.deliver(bob.device)
+    assert store.persist(bob.device) == epoch + 2
+    assert store.load(epoch + 2).to_bytes() == bob.device.to_bytes()
+    # A path that would not persist where the app expects is refused.
+    for bad in ("", ":memory:", "relative.db", "file:bob.db"):
+        assert failed(lambda: r.SqliteStore.open(bad, storage_key)).code == "binding.bad_input"
+
+
+def test_the_stores_refusals_have_codes_and_write_nothing(relay, tmp_path):
+    alice, bob = accounts(relay)
+    storage_key = os.urandom(32)
+    path = str(tmp_path / "bob.db")
+    store = r.SqliteStore.open(path, storage_key)
+    first = store.persist(bob.device)
+    # Another key does not open the database.
+    e = failed(lambda: r.SqliteStore.open(path, os.urandom(32)))
+    assert e.code == "store.wrong_storage_key"
+    assert failed(lambda: r.SqliteStore.open(path, b"short")).code == "binding.bad_length"
+    # Two live copies: the one that writes second does not start from what is stored (the
+    # other wrote since): refused, nothing written.
+    copy = store.load(first)
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"one"))
+    env = relay.queues[key(bob.device.address())][0]
+    bob.device.receive(NOW, env)
+    latest = store.persist(bob.device)
+    copy.receive(NOW, env)
+    e = failed(lambda: store.persist(copy))
+    assert e.code == "store.unit_gap" and e.number == latest
+    assert store.load(latest).to_bytes() == bob.device.to_bytes()
+    # The database rolled back as a whole (its file restored from a backup): detected against
+    # the epoch kept outside it, then loaded as restored, and persisted at once.
+    e = failed(lambda: store.load(latest + 5))
+    assert e.code == "store.stale_snapshot" and e.number == latest
+    restored = store.load_restored(latest + 5, NOW)
+    assert restored.awaiting_own_list()
+    assert store.persist(restored) > latest + 5
+    # No primary is stored: nothing to load as restored.
+    assert failed(lambda: store.load_primary_restored(0)).code == "store.not_stored"
