@@ -19,6 +19,10 @@ use crate::types::{
 #[derive(uniffi::Object)]
 pub struct Device {
     pub(crate) inner: Mutex<fanout::Device>,
+    /// Units `SqliteStore::persist` took from this device and SQLite did not write (busy,
+    /// full): written first by its next `persist` of this device. Kept with the device, not
+    /// the store, so that no other device's persist writes them.
+    pub(crate) unpersisted: Mutex<Vec<ratchetry::fanout::StateChanges>>,
 }
 
 /// The library's redacted `Debug` (address, counts; never keys).
@@ -35,6 +39,7 @@ impl Device {
     pub(crate) fn wrap(device: fanout::Device) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(device),
+            unpersisted: Mutex::new(Vec::new()),
         })
     }
 }
@@ -101,9 +106,11 @@ impl Device {
         Ok(Self::wrap(device.into_restored(ts(now))))
     }
 
-    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes), or units a
+    /// `SqliteStore` took and could not write yet: persist again before acting.
     pub fn has_changes(&self) -> Result<bool, RatchetryError> {
-        Ok(self.inner.lock()?.has_changes())
+        let device = self.inner.lock()?;
+        Ok(device.has_changes() || !self.unpersisted.lock()?.is_empty())
     }
 
     /// This device's address.

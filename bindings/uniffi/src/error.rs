@@ -6,7 +6,8 @@ use crate::types::{Address, address_out};
 
 /// A failed call. `code` is stable (`layer.variant`, e.g. `fanout.sender_key_missing`, or
 /// `binding.*` for input the bindings refuse before calling the library); `detail` is for
-/// people. Nothing changed when a call fails. The other fields are what the error names, set
+/// people. Nothing changed when a call fails, but for `SqliteStore.persist` and
+/// `persist_primary`: the changes they took are not durable (see `SqliteStore`). The other fields are what the error names, set
 /// only by the codes that carry them (the guide's table of what to do): `account` whose list
 /// to fetch (`fanout.unknown_account`, `fanout.device_lists_diverge`, `server.stale_list`, and
 /// the account of `device`); `device` to ask again or warn about (`fanout.no_session`,

@@ -4,6 +4,7 @@
 //! moved to another slot does not open and an older one put back is refused as a rollback.
 
 use ratchetry::persist::{self, StorageKey};
+use zeroize::Zeroizing;
 
 use crate::error::RatchetryError;
 use crate::types::rng;
@@ -38,7 +39,8 @@ pub fn seal_state(
     sequence: u64,
     state: Vec<u8>,
 ) -> Result<Vec<u8>, RatchetryError> {
-    let key = storage_key(&key)?;
+    let key = storage_key(&Zeroizing::new(key))?;
+    let state = Zeroizing::new(state);
     let mut rng = rng()?;
     Ok(persist::seal_state(&mut rng, &key, &slot, sequence, &state))
 }
@@ -52,7 +54,7 @@ pub fn open_state(
     slot: Vec<u8>,
     min_sequence: u64,
 ) -> Result<OpenedState, RatchetryError> {
-    let key = storage_key(&key)?;
+    let key = storage_key(&Zeroizing::new(key))?;
     let opened = persist::open_state(&key, &sealed, &slot, min_sequence)?;
     Ok(OpenedState {
         state: opened.state.to_vec(),
@@ -60,11 +62,14 @@ pub fn open_state(
     })
 }
 
+/// The storage key from the app's bytes (which the caller wipes): the copy made here is wiped
+/// too once the key holds it.
 pub(crate) fn storage_key(bytes: &[u8]) -> Result<StorageKey, RatchetryError> {
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| RatchetryError::binding("binding.bad_length", "a storage key is 32 bytes"))?;
-    Ok(StorageKey::from_bytes(array))
+    let array: Zeroizing<[u8; 32]> =
+        Zeroizing::new(bytes.try_into().map_err(|_| {
+            RatchetryError::binding("binding.bad_length", "a storage key is 32 bytes")
+        })?);
+    Ok(StorageKey::from_bytes(*array))
 }
 
 /// The same redacted text as `Debug`: Python's `str()` of a record or enum prints every field

@@ -21,6 +21,8 @@ const ONE_TIME_PREKEYS: u32 = 20;
 #[derive(uniffi::Object)]
 pub struct Primary {
     pub(crate) inner: Mutex<devices::Primary>,
+    /// Units `SqliteStore::persist_primary` took and SQLite did not write, as the device's.
+    pub(crate) unpersisted: Mutex<Vec<devices::PrimaryChanges>>,
 }
 
 /// The library's redacted `Debug` (account key, list version; never the secret key).
@@ -128,6 +130,7 @@ impl Primary {
     pub(crate) fn wrap(primary: devices::Primary) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(primary),
+            unpersisted: Mutex::new(Vec::new()),
         })
     }
 }
@@ -155,9 +158,11 @@ impl Primary {
         Ok(self.inner.lock()?.take_changes(&mut rng).into())
     }
 
-    /// Whether changes are waiting for [`take_changes`](Self::take_changes).
+    /// Whether changes are waiting for [`take_changes`](Self::take_changes), or units a
+    /// `SqliteStore` took and could not write yet: persist again before publishing.
     pub fn has_changes(&self) -> Result<bool, RatchetryError> {
-        Ok(self.inner.lock()?.has_changes())
+        let primary = self.inner.lock()?;
+        Ok(primary.has_changes() || !self.unpersisted.lock()?.is_empty())
     }
 
     /// The policy this primary applies (its account part is signed into every list).

@@ -6,9 +6,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use ratchetry::devices::PrimaryChanges;
-use ratchetry::fanout::StateChanges;
-use ratchetry_sqlite::{StoreError, StoreTransaction, Written};
+use ratchetry_sqlite::{RecordId, StoreError, StoreTransaction, Written};
+use zeroize::Zeroizing;
 
 use crate::device::Device;
 use crate::error::RatchetryError;
@@ -23,29 +22,29 @@ use crate::types::{rng, ts};
 /// `persist_primary`, before publishing what it signed. After a restart, `load(last_epoch)`.
 ///
 /// `persist` takes the device's changes while it holds the database, so two threads
-/// persisting one device write its units in order. When SQLite fails (`store.sqlite`: the
-/// database busy, the disk full), the changes taken are kept here, and the next `persist` of
-/// that device writes them first, in the same transaction (call it again even if the device
-/// has no new changes). Any other refusal (`store.unit_gap`, `store.another_copy`,
-/// `store.epoch_went_back`: this copy of the device does not follow the stored one) drops
-/// them: drop the device, `load` it again and redo the operation (the relay delivers again what
-/// was not acknowledged). Keep one live copy of a device per database, and do not mix
-/// `persist` with the device's own `take_changes`.
+/// persisting one device write its units in order. A failed `persist` did change the device in
+/// memory: its changes were taken and are not durable. Act on nothing the operation returned
+/// (ship no envelope, show no message, acknowledge nothing) until a `persist` of that device
+/// succeeds, then act on everything returned since the last one that did.
+///
+/// When SQLite cannot write for now (`store.sqlite` with `number` SQLITE_BUSY, SQLITE_LOCKED,
+/// SQLITE_FULL or SQLITE_IOERR in its low byte: another process holds the database, the disk
+/// is full), the units taken stay with the device object (`has_changes` stays true) and its
+/// next `persist` writes them first, in the same transaction: call it again, even with nothing
+/// new. Any other refusal drops them: another `store.sqlite` (a read-only, corrupt or
+/// unopenable database), or `store.unit_gap`, `store.another_copy`, `store.epoch_went_back`
+/// (this copy of the device does not follow the stored one). Then drop the device, `load` it
+/// again and redo the operation (the relay delivers again what was not acknowledged). Keep one
+/// `SqliteStore` per database file and process, and one live copy of a device per database,
+/// and do not mix `persist` with the device's own `take_changes`.
 #[derive(uniffi::Object)]
 pub struct SqliteStore {
-    inner: Mutex<Held>,
+    inner: Mutex<ratchetry_sqlite::SqliteStore>,
 }
 
-/// The database, and the units a failed write left to write first.
-struct Held {
-    store: ratchetry_sqlite::SqliteStore,
-    device_units: Vec<StateChanges>,
-    primary_units: Vec<PrimaryChanges>,
-}
-
-/// Writes `units` in order, in one transaction; returns the last one's epoch. On a SQLite
-/// failure they stay to be written again; on any other refusal they can never be written
-/// (they do not follow what is stored) and are dropped.
+/// Writes `units` in order, in one transaction; returns the last one's epoch. When SQLite
+/// cannot write for now they stay, to be written again; on any other refusal they are
+/// dropped (they do not follow what is stored, or the database cannot take them).
 fn write_units<U>(
     store: &mut ratchetry_sqlite::SqliteStore,
     units: &mut Vec<U>,
@@ -61,11 +60,20 @@ fn write_units<U>(
         Ok(epoch)
     };
     let result = written();
-    match &result {
-        Err(StoreError::Sqlite(_)) => {}
-        _ => units.clear(),
+    if !result.as_ref().is_err_and(transient) {
+        units.clear();
     }
     result
+}
+
+/// Whether SQLite refused for now, and the same write may succeed later.
+fn transient(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+    matches!(
+        e,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
+    )
 }
 
 #[uniffi::export]
@@ -83,57 +91,44 @@ impl SqliteStore {
                 "the database path must be absolute",
             ));
         }
+        let storage_key = Zeroizing::new(storage_key);
         let key = crate::persist::storage_key(&storage_key)?;
         let store = ratchetry_sqlite::SqliteStore::open(path, key).map_err(store_error)?;
         Ok(Arc::new(Self {
-            inner: Mutex::new(Held {
-                store,
-                device_units: Vec::new(),
-                primary_units: Vec::new(),
-            }),
+            inner: Mutex::new(store),
         }))
     }
 
-    /// Takes the device's changes and writes them, after any a failed `persist` left, in one
-    /// transaction. Returns the epoch to keep outside the database. Nothing new and nothing
-    /// left: nothing is written and the same epoch is returned.
+    /// Takes the device's changes and writes them, after any units a failed `persist` of
+    /// this device left, in one transaction. Returns the epoch to keep outside the database.
+    /// Nothing new and nothing left: nothing is written and the same epoch is returned.
     pub fn persist(&self, device: &Device) -> Result<u64, RatchetryError> {
-        let mut held = self.inner.lock()?;
+        let mut store = self.inner.lock()?;
         let mut rng = rng()?;
-        let unit = device.inner.lock()?.take_changes(&mut rng);
-        let Held {
-            store,
-            device_units,
-            ..
-        } = &mut *held;
-        device_units.push(unit);
-        write_units(store, device_units, |tx, u| tx.write(u)).map_err(store_error)
+        let mut inner = device.inner.lock()?;
+        let mut units = device.unpersisted.lock()?;
+        units.push(inner.take_changes(&mut rng));
+        write_units(&mut store, &mut units, |tx, u| tx.write(u)).map_err(store_error)
     }
 
     /// The same for the primary's changes; returns the epoch to keep (a primary's epochs are
     /// its own, apart from the device's).
     pub fn persist_primary(&self, primary: &Primary) -> Result<u64, RatchetryError> {
-        let mut held = self.inner.lock()?;
+        let mut store = self.inner.lock()?;
         let mut rng = rng()?;
-        let unit = primary.inner.lock()?.take_changes(&mut rng);
-        let Held {
-            store,
-            primary_units,
-            ..
-        } = &mut *held;
-        primary_units.push(unit);
-        write_units(store, primary_units, |tx, u| tx.write_primary(u)).map_err(store_error)
+        let mut inner = primary.inner.lock()?;
+        let mut units = primary.unpersisted.lock()?;
+        units.push(inner.take_changes(&mut rng));
+        write_units(&mut store, &mut units, |tx, u| tx.write_primary(u)).map_err(store_error)
     }
 
     /// Loads the device, after checking every row. `last_epoch`: the epoch `persist` last
     /// returned (0 if the app keeps none). A database older than that (rolled back as a whole)
     /// is `store.stale_snapshot` (`number`: the stored epoch, none if nothing is stored):
-    /// continue with `load_restored`. `None`: no device is stored. Units a failed `persist`
-    /// left are dropped: they belong to the copy this load replaces.
+    /// continue with `load_restored`. `None`: no device is stored. The loaded device is a new
+    /// copy: drop the one it replaces (with any units a failed `persist` left on it).
     pub fn load(&self, last_epoch: u64) -> Result<Option<Arc<Device>>, RatchetryError> {
-        let mut held = self.inner.lock()?;
-        held.device_units.clear();
-        let device = held.store.load(last_epoch).map_err(store_error)?;
+        let device = self.inner.lock()?.load(last_epoch).map_err(store_error)?;
         Ok(device.map(Device::wrap))
     }
 
@@ -142,32 +137,31 @@ impl SqliteStore {
     /// backup): it never reuses a key it may have used after the snapshot. Persist it at once.
     /// Nothing stored: `store.not_stored` (the device links again).
     pub fn load_restored(&self, last_epoch: u64, now: u64) -> Result<Arc<Device>, RatchetryError> {
-        let mut held = self.inner.lock()?;
-        held.device_units.clear();
-        let device = held
-            .store
+        let device = self
+            .inner
+            .lock()?
             .load_restored(last_epoch, ts(now))
             .map_err(store_error)?;
         Ok(Device::wrap(device))
     }
 
     /// Loads the primary, after checking every row; `last_epoch` as `persist_primary` last
-    /// returned it. `None`: no primary is stored. Units a failed `persist_primary` left are
-    /// dropped.
+    /// returned it. `None`: no primary is stored. A new copy, as `load`'s.
     pub fn load_primary(&self, last_epoch: u64) -> Result<Option<Arc<Primary>>, RatchetryError> {
-        let mut held = self.inner.lock()?;
-        held.primary_units.clear();
-        let primary = held.store.load_primary(last_epoch).map_err(store_error)?;
+        let primary = self
+            .inner
+            .lock()?
+            .load_primary(last_epoch)
+            .map_err(store_error)?;
         Ok(primary.map(Primary::wrap))
     }
 
     /// Loads the primary as restored from a backup: it resyncs before it signs again
     /// (`Primary.needs_resync`). Persist it at once.
     pub fn load_primary_restored(&self, last_epoch: u64) -> Result<Arc<Primary>, RatchetryError> {
-        let mut held = self.inner.lock()?;
-        held.primary_units.clear();
-        let primary = held
-            .store
+        let primary = self
+            .inner
+            .lock()?
             .load_primary_restored(last_epoch)
             .map_err(store_error)?;
         Ok(Primary::wrap(primary))
@@ -211,5 +205,31 @@ fn store_error(e: StoreError) -> RatchetryError {
         StoreError::AnotherCopy { epoch, .. } => Some(*epoch),
         _ => None,
     };
-    RatchetryError::store(code, e.to_string(), stored)
+    RatchetryError::store(code, detail(&e), stored)
+}
+
+/// The refusal's text without what an app's logs and crash reports should not carry: a record
+/// is named by its kind alone (its key holds contacts' addresses and keys, group and envelope
+/// ids), and SQLite's failure by its code alone (its message can hold the database's path).
+fn detail(e: &StoreError) -> String {
+    let record = match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => return format!("SQLite: {f}"),
+        StoreError::Sqlite(_) => return "SQLite refused the store's use of the database".into(),
+        StoreError::RecordDoesNotOpen(r)
+        | StoreError::RecordMissing(r)
+        | StoreError::RecordAdded(r)
+        | StoreError::RecordReplaced { record: r, .. }
+        | StoreError::MetaRolledBack { record: r, .. } => r,
+        _ => return e.to_string(),
+    };
+    let named = match record {
+        RecordId::Device(key) => {
+            format!("device record of kind {:#04x}", key.first().unwrap_or(&0))
+        }
+        RecordId::Primary(key) => {
+            format!("primary record of kind {:#04x}", key.first().unwrap_or(&0))
+        }
+        RecordId::PrimaryBlob => return e.to_string(),
+    };
+    e.to_string().replace(&record.to_string(), &named)
 }

@@ -57,7 +57,8 @@ db.execute("ROLLBACK")
 def test_a_write_sqlite_refuses_is_written_by_the_next_persist(relay, tmp_path):
     """Another connection holds the database (a notification extension, say): the write
     fails as `store.sqlite` (SQLITE_BUSY as `number`, after SQLite's wait), the changes are
-    kept, and the next persist writes them and the new ones in order."""
+    kept on the device object, no other device's persist writes them, and the device's next
+    persist writes them and the new ones in order."""
     alice, bob = accounts(relay)
     storage_key = os.urandom(32)
     path = str(tmp_path / "bob.db")
@@ -73,11 +74,19 @@ def test_a_write_sqlite_refuses_is_written_by_the_next_persist(relay, tmp_path):
         assert holder.stdout.readline() == b"held\n"
         e = failed(lambda: store.persist(bob.device))
         assert e.code == "store.sqlite" and e.number & 0xFF == 5  # SQLITE_BUSY
-        assert not bob.device.has_changes()  # taken, and kept by the store
+        assert "SQLite" in e.detail and path not in e.detail  # the code, not the path
+        assert bob.device.has_changes()  # taken, kept on the device, not durable
     finally:
         holder.communicate(b"done\n", timeout=30)
+    # Another copy of the stored device (loaded, say, for a second screen): its persist
+    # writes its own changes (none), not the units kept on bob's.
+    copy = store.load(epoch)
+    assert store.persist(copy) == epoch and not copy.has_changes()
+    assert store.load(epoch).to_bytes() == copy.to_bytes()
     # Nothing new on the device: the kept unit is written.
+    assert bob.device.has_changes()
     assert store.persist(bob.device) == epoch + 1
+    assert not bob.device.has_changes()
     relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"two"))
     relay.deliver(bob.device)
     assert store.persist(bob.device) == epoch + 2
@@ -117,3 +126,27 @@ def test_the_stores_refusals_have_codes_and_write_nothing(relay, tmp_path):
     assert store.persist(restored) > latest + 5
     # No primary is stored: nothing to load as restored.
     assert failed(lambda: store.load_primary_restored(0)).code == "store.not_stored"
+
+
+def test_a_deleted_row_is_named_by_its_kind_alone(relay, tmp_path):
+    """A row deleted behind the store's back is `store.record_missing`; the detail names the
+    record's kind, not its key (a sessions record's key is a contact's address)."""
+    import sqlite3
+
+    alice, bob = accounts(relay)
+    storage_key = os.urandom(32)
+    path = str(tmp_path / "bob.db")
+    store = r.SqliteStore.open(path, storage_key)
+    relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"one"))
+    relay.deliver(bob.device)
+    epoch = store.persist(bob.device)
+    db = sqlite3.connect(path)
+    (row_key,) = db.execute(
+        "SELECT key FROM ratchetry_rows WHERE slot = 'device' AND hex(key) LIKE '08%'"
+    ).fetchone()
+    db.execute("DELETE FROM ratchetry_rows WHERE slot = 'device' AND key = ?", (row_key,))
+    db.commit()
+    db.close()
+    e = failed(lambda: r.SqliteStore.open(path, storage_key).load(epoch))
+    assert e.code == "store.record_missing"
+    assert "kind 0x08" in e.detail and row_key.hex() not in e.detail
