@@ -36,7 +36,11 @@ use crate::types::{rng, ts};
 /// (this copy of the device does not follow the stored one). Then drop the device, `load` it
 /// again and redo the operation (the relay delivers again what was not acknowledged). Keep one
 /// `SqliteStore` per database file and process, and one live copy of a device per database,
-/// and do not mix `persist` with the device's own `take_changes`.
+/// and do not mix `persist` with the device's own `take_changes`. One database holds one
+/// device (and its primary): the store does not compare identities, so a device linked anew
+/// (a new identity, its epochs from the start: `store.epoch_went_back`) or another account
+/// goes in a database file of its own (close this store, delete the file with its `-wal` and
+/// `-shm` files, open a new one).
 #[derive(uniffi::Object)]
 pub struct SqliteStore {
     inner: Mutex<ratchetry_sqlite::SqliteStore>,
