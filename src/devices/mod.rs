@@ -25,10 +25,10 @@ pub use coverage::ListCoverage;
 pub use ids::{ADDRESS_LEN, DeviceAddress, DeviceId, PRIMARY_DEVICE};
 pub use limits::{DEFAULT_COMPANION_CEILING, ListLimits};
 pub use linking::{LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, complete_link};
-pub(crate) use list::ListMark;
 #[cfg(feature = "test-support")]
 pub(crate) use list::binding;
 pub use list::{DeviceEntry, SignedDeviceList, VerifiedDeviceList};
+pub(crate) use list::{ListMark, MAX_LIST_ENTRIES};
 pub use policy::{
     AccountPolicy, DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS,
     DEFAULT_MAX_COMPANIONS, PrimaryPolicy,

@@ -107,8 +107,8 @@ pub enum Inbound {
         /// The sending device.
         from: DeviceAddress,
     },
-    /// Could not be read (no session, a failed authentication, a one-time prekey or a session
-    /// no longer held): ship `request` to `to`, acknowledge the envelope, and show a placeholder under
+    /// Could not be read (no session, a failed authentication, a prekey or a session no
+    /// longer held): ship `request` to `to`, acknowledge the envelope, and show a placeholder under
     /// [`EnvelopeId::of`] the envelope; the answer arrives as a message with `resent` set.
     /// Keep the envelope until then: if no answer is read within a while (it was lost, or
     /// failed: its own envelope, asked for, is `UnknownMessage` at the sender), ask again
@@ -300,12 +300,20 @@ impl Receiving {
             }
             Error::Fanout(FanoutError::NoSession(_))
             | Error::Ratchet(RatchetError::AuthenticationFailed)
-            | Error::X3dh(X3dhError::UnknownOneTimePreKey(_))
-            // A pre-key message of a session this device no longer holds (three are kept a
-            // peer: answering its retries can push out one it still writes in, its pre-key
-            // messages until it hears back): a replay the read ring or the app's store did
-            // not catch, or a message to ask for.
-            | Error::X3dh(X3dhError::Replayed) => {
+            // A pre-key message naming a prekey this device no longer holds (a one-time key
+            // used or dropped, a one-time ML-KEM key the relay served twice, a signed prekey
+            // retired: a stale bundle the relay served, or the message held back past the
+            // rotations), or of a session it no longer holds (three are kept a peer:
+            // answering its retries can push out one it still writes in, its pre-key messages
+            // until it hears back): a replay the read ring or the app's store did not catch,
+            // or a message to ask for, whose answer starts a session from this device's
+            // current keys (review 44, tests/restore_life.rs).
+            | Error::X3dh(
+                X3dhError::UnknownOneTimePreKey(_)
+                | X3dhError::UnknownKemPreKey(_)
+                | X3dhError::UnknownSignedPreKey(_)
+                | X3dhError::Replayed,
+            ) => {
                 let outcome = if stored(&EnvelopeId::of(envelope)) {
                     Inbound::Dropped(error)
                 } else {

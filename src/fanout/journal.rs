@@ -46,6 +46,11 @@ pub const MAX_RETRY_ATTEMPTS: u8 = 3;
 pub const MAX_PENDING_RETRIES: usize = 256;
 /// Recipients one sent message can list: the decoding bound of a journal entry.
 const MAX_RECIPIENTS: u32 = 4096;
+/// Devices a group message's retries can be answered for: every device of every member's
+/// list and of the own account's (review 44: bounded by `MAX_RECIPIENTS`, a group of 4,096
+/// devices that all asked left an entry its own device refused to load).
+const MAX_GROUP_REQUESTERS: u32 =
+    (crate::fanout::members::MAX_GROUP_MEMBERS as u32 + 1) * crate::devices::MAX_LIST_ENTRIES;
 
 /// Names one sent message among this device's sends, for the app to store its body under and
 /// find it again when a device asks for the message again.
@@ -231,7 +236,16 @@ impl Journal {
         // Resends are rare (each answers a retry this device asked for): scans are fine.
         // Counted by account, not by device: an account that keeps linking new devices (the
         // relay's own contact) holds all its devices' entries, and pays for them itself.
-        let most = holding_the_most(self.replaced.values().map(|(s, _)| s.account), None)?;
+        // The new id counts for its sender's account only where that account holds others
+        // to drop (as `make_room` counts): counted as one of its own, a new account's id
+        // could tie with every other account's one entry, win by the lower key, and leave
+        // nothing to drop but itself (review 44).
+        let others = self
+            .replaced
+            .iter()
+            .filter(|(k, _)| **k != id)
+            .map(|(_, (s, _))| s.account);
+        let most = holding_the_most(others, Some(sender.account))?;
         let oldest = self
             .replaced
             .iter()
@@ -485,7 +499,7 @@ impl Sent {
                 let key_id = SenderKeyId(r.u32()?);
                 let iteration = r.u32()?;
                 let reference = r.array()?;
-                let n = bounded_count(r, MAX_RECIPIENTS)?;
+                let n = bounded_count(r, MAX_GROUP_REQUESTERS)?;
                 let mut answered = Vec::with_capacity(r.capacity(n, 37));
                 for _ in 0..n {
                     answered.push((DeviceAddress::read_trusted(r)?, read_ids(r)?));
@@ -1034,6 +1048,42 @@ mod tests {
             j.replace(id(u32::MAX), third, Timestamp(30)),
             Some(id(half))
         );
+    }
+
+    /// Review 44: the new id counts for its own account, but only where that account holds
+    /// others to drop. Counted where it holds none, a new account's id tied every account
+    /// holding one entry, won by the lower key, and left nothing to drop: 2001 ids, which the
+    /// device's own records then refused.
+    #[test]
+    fn a_new_id_counts_for_its_account_only_where_it_holds_others() {
+        let sender = |i: u8| DeviceAddress {
+            account: AccountKey::from_trusted([i; 32]),
+            device: crate::devices::DeviceId(1),
+        };
+        let half = MAX_REPLACED_MESSAGE_IDS as u32 / 2;
+        // As many for each of two accounts: the new one tips its own account over.
+        let mut j = Journal::default();
+        for i in 0..half {
+            j.replace(id(i), sender(1), Timestamp(10));
+            j.replace(id(half + i), sender(2), Timestamp(20));
+        }
+        let new = id(u32::MAX);
+        assert_eq!(j.replace(new, sender(2), Timestamp(30)), Some(id(half)));
+        // One each for as many accounts as the bound, the lowest account's arriving last.
+        let mut j = Journal::default();
+        for i in 1..=MAX_REPLACED_MESSAGE_IDS as u32 {
+            let account = AccountKey::from_trusted(
+                [i.to_be_bytes().as_slice(), &[0xff; 28]]
+                    .concat()
+                    .try_into()
+                    .unwrap(),
+            );
+            let device = crate::devices::DeviceId(1);
+            j.replace(id(i), DeviceAddress { account, device }, Timestamp(40));
+        }
+        assert_eq!(j.replace(new, sender(0), Timestamp(50)), Some(id(1)));
+        assert!(j.has_read(&new));
+        assert_eq!(j.replaced.len(), MAX_REPLACED_MESSAGE_IDS);
     }
 
     /// Review 40: a contact that links device after device, each holding fewer entries than
