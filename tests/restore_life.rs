@@ -33,11 +33,13 @@
 //! runs N more seeds (from 100, or `RATCHETRY_LIFE_FIRST`); with `LIFE_DEBUG=1`, the log printed on a failure also has each failed
 //! receive's error and each change of a pair's confirmation since a restore (PROTOCOL.md 19.4).
 
+mod pairs;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 
+use pairs::Prng;
 use ratchetry::Timestamp;
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use ratchetry::driver::{self, Directory, Inbound};
@@ -55,26 +57,6 @@ const HOLD_ROUNDS: usize = 2;
 /// round after it is asked, and its answer the round after that).
 const ASK_AGAIN_ROUNDS: usize = 3;
 const SETTLE_ROUNDS: usize = 30;
-
-/// A small generator for the relay's and the apps' choices (the crypto RNG is the world's).
-struct Choices(u64);
-
-impl Choices {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// What an app keeps beside its device: backed up and restored with it.
 #[derive(Clone, Default)]
@@ -139,7 +121,8 @@ impl Directory for Lists {
 
 struct Life {
     w: World,
-    c: Choices,
+    /// The relay's and the apps' choices (the crypto RNG is the world's).
+    c: Prng,
     accounts: Vec<AccountKey>,
     apps: BTreeMap<DeviceAddress, App>,
     backups: BTreeMap<DeviceAddress, Vec<(Vec<u8>, App)>>,
@@ -201,7 +184,7 @@ impl Life {
             .collect();
         Self {
             w,
-            c: Choices(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            c: Prng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
             accounts,
             apps,
             backups: BTreeMap::new(),

@@ -8,8 +8,10 @@
 //! the key that followed it makes a later generation's message `Withheld` (the driver drops
 //! it) where `SenderKeyMissing` would have held it. Pinned as sound: the rest.
 
+mod pairs;
 mod support;
 
+use pairs::Prng;
 use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::fanout::{Received, RetryReason, WithheldReason};
@@ -19,22 +21,6 @@ use ratchetry::{Error, FanoutError, SyncError};
 use support::{World, body};
 
 const G: GroupId = GroupId([0x3d; 32]);
-
-/// A small deterministic generator for the test's own choices (which messages the relay
-/// holds, in what order it delivers).
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn restart_checked(w: &mut World, a: DeviceAddress) {
     let loaded = w.stores[&a].load();
@@ -316,7 +302,7 @@ fn group_churn_never_leaks_to_a_non_member_and_leaves_no_member_stuck() {
 
 fn churn(seed: u64) {
     let mut w = World::new(&format!("review38d churn {seed}"));
-    let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ seed);
+    let mut dice = Prng(0x9e37_79b9_7f4a_7c15 ^ seed);
     let accounts = [w.account(1), w.account(0), w.account(0), w.account(1)];
     w.publish_all();
     let mut members = accounts.to_vec();

@@ -30,6 +30,11 @@ impl Prng {
     pub fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
+
+    /// A number below `n` (not 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
 }
 
 /// Alice's session, initiated to Bob's bundle, Bob's identity and store. `pq`: the store runs
