@@ -24,7 +24,7 @@ use super::envelope::MessageRef;
 use super::message_id::MessageNonce;
 use crate::calls::CallId;
 use crate::devices::{AccountKey, DeviceAddress};
-use crate::error::DecodeError;
+use crate::error::{DecodeError, X3dhError};
 use crate::group::{GroupId, SenderKeyId};
 use crate::primitives::IdentityKey;
 use crate::time::Timestamp;
@@ -201,6 +201,27 @@ impl Journal {
     /// among equal times) of the sender account holding the most (`key` counted for its
     /// account if that account holds any; the lowest account among equals), and returns it,
     /// so its prekeys can be released.
+    /// The refusal of a pre-key message from `from` that names a one-time prekey or one-time
+    /// ML-KEM prekey minted for a retry asked of another device (PROTOCOL.md 18.6): a
+    /// request's bundle travels in the clear, and a relay serving it as this device's bundle
+    /// to a device of its own would use up the keys the asked device's answer is sealed to.
+    /// Refused as a key not held; `None` for any other message.
+    pub(crate) fn minted_for_another(
+        &self,
+        from: &DeviceAddress,
+        one_time: Option<OneTimePreKeyId>,
+        kem: KemPreKeyId,
+    ) -> Option<X3dhError> {
+        self.pending
+            .iter()
+            .filter(|((asked, _), _)| asked != from)
+            .flat_map(|(_, p)| &p.minted)
+            .find_map(|m| match one_time {
+                Some(id) if m.one_time == Some(id) => Some(X3dhError::UnknownOneTimePreKey(id.0)),
+                _ => (m.kem == Some(kem)).then_some(X3dhError::UnknownKemPreKey(kem.0)),
+            })
+    }
+
     pub(crate) fn make_room(&mut self, key: &PendingKey) -> Option<(PendingKey, Pending)> {
         if self.pending.contains_key(key) || self.pending.len() < MAX_PENDING_RETRIES {
             return None;
@@ -745,6 +766,29 @@ mod tests {
             panic!("a direct message")
         };
         assert_eq!(nonce, [0; 16]);
+    }
+
+    /// A group entry's answered requesters are bounded by every device of the members' and
+    /// the own account's lists, 4097 × 256 (PROTOCOL.md 19.3): a count above it is refused
+    /// before any entry is read, one at it is read (here it runs out of bytes).
+    #[test]
+    fn a_group_entrys_answered_count_is_bounded_by_every_member_device() {
+        let mut head = Vec::new();
+        group_sent(5, 1).write(&mut head);
+        // Sent at, digest, tag, group, key id, iteration, reference; then the count.
+        head.truncate(8 + 16 + 1 + 32 + 4 + 4 + 16);
+        for (count, refusal) in [
+            (4097 * 256, DecodeError::Truncated),
+            (4097 * 256 + 1, DecodeError::InvalidValue),
+        ] {
+            let mut bytes = head.clone();
+            bytes.u32(count);
+            assert_eq!(
+                Sent::read(&mut Reader::new(&bytes)).map(|(sent, _)| sent),
+                Err(refusal),
+                "{count} requesters"
+            );
+        }
     }
 
     /// An entry of an earlier release keeps its SHA-256 digest and the tag that says so; an

@@ -286,8 +286,16 @@ impl Device {
                         Ok((Opening::Held(i, opened), pt))
                     }
                     // A new session from the peer (it restarted, or raced ours): it becomes
-                    // current once this message has decrypted; ours is kept as archived.
+                    // current once this message has decrypted; ours is kept as archived. Not
+                    // on keys minted for a retry asked of another device.
                     None => {
+                        let x = &m.x3dh;
+                        if let Some(e) =
+                            self.journal
+                                .minted_for_another(from, x.one_time_prekey, x.kem_prekey)
+                        {
+                            return Err(e.into());
+                        }
                         let (s, pt, c) = Session::accept_pending(
                             &self.identity,
                             &self.prekeys,
