@@ -16,9 +16,9 @@
 //!   the restored app may show again a message its lost state showed);
 //! - after a settle phase (the relay delivers everything and stops replaying; held envelopes
 //!   are asked for after a few rounds, unanswered asks asked again), every device has shown
-//!   every message sent to it, except those its lost state acknowledged (gone from the relay,
-//!   unknown to the restored app) and those whose sender's own restore forgot sending them (no
-//!   answer can come for those);
+//!   every message sent to it, except those its lost state read or asked for (gone from the
+//!   relay, unknown to the restored app: a message dropped is not excused) and those it had to
+//!   ask for whose sender's own restore forgot sending them (no answer can come for those);
 //! - afterwards every device reads every other, 1:1 and in the group.
 //!
 //! What it found when written (stop 44): an app that asked only as the driver says lost
@@ -129,8 +129,11 @@ struct Life {
     messages: BTreeMap<u64, Message>,
     /// (device, message) its lost state acknowledged: the relay no longer has it.
     lost: BTreeSet<(DeviceAddress, u64)>,
-    /// Messages whose sender was restored to before it sent them.
+    /// Messages whose sender was restored to before it sent them: no answer can come for
+    /// them, so a recipient that had to ask for one may lose it.
     orphaned: BTreeSet<u64>,
+    /// (device, message) some state of the device asked for.
+    asked: BTreeSet<(DeviceAddress, u64)>,
     queue: Vec<Queued>,
     /// Every envelope delivered, for replays.
     delivered: Vec<(DeviceAddress, Vec<u8>, Option<u64>, bool)>,
@@ -191,6 +194,7 @@ impl Life {
             messages: BTreeMap::new(),
             lost: BTreeSet::new(),
             orphaned: BTreeSet::new(),
+            asked: BTreeSet::new(),
             queue: Vec::new(),
             delivered: Vec::new(),
             next: 0,
@@ -301,12 +305,17 @@ impl Life {
         self.w.devices.insert(to, device);
         self.w.persist(to);
         let (inbound, _) = got.unwrap_or_else(|e| panic!("{to:?}: driver failed: {e}"));
-        let acked = !matches!(
+        // Acknowledged having read it or asked for it: what a restore may forget. (A message
+        // dropped is acknowledged too, but not counted: a genuine one dropped is a loss.)
+        let handled = matches!(
             inbound,
-            Inbound::Hold { .. } | Inbound::AwaitList { .. } | Inbound::AwaitMembers { .. }
+            Inbound::Read(_) | Inbound::Duplicate(_) | Inbound::AskAgain { .. }
         );
-        if let (true, true, Some(n)) = (acked, carries, msg) {
+        if let (true, true, Some(n)) = (handled, carries, msg) {
             self.apps.get_mut(&to).unwrap().acked.insert(n);
+        }
+        if let (Inbound::AskAgain { .. }, Some(n)) = (&inbound, msg) {
+            self.asked.insert((to, n));
         }
         if let Some(n) = msg {
             let line = format!("  {} gets {n}: {}", self.name(to), outcome(&inbound));
@@ -597,6 +606,9 @@ impl Life {
             for (id, ask) in due {
                 match self.w.request_retry(d, &ask.bytes, ask.reason) {
                     Ok((sender, request)) => {
+                        if let Some(n) = ask.msg {
+                            self.asked.insert((d, n));
+                        }
                         let line = format!(
                             "{} asks {:?} for {:?} ({:?})",
                             self.name(d),
@@ -636,9 +648,10 @@ impl Life {
         let mut missing = Vec::new();
         for (n, m) in &self.messages {
             for to in &m.to {
+                let unanswerable = self.orphaned.contains(n) && self.asked.contains(&(*to, *n));
                 if !self.apps[to].shown.contains(n)
                     && !self.lost.contains(&(*to, *n))
-                    && !self.orphaned.contains(n)
+                    && !unanswerable
                 {
                     missing.push((*to, *n));
                 }
