@@ -30,8 +30,9 @@
 //! and `Inbound::AskAgain` now say to keep the envelope and ask again for it.
 //!
 //! `RATCHETRY_LIFE_SEEDS=N cargo test --release --test restore_life -- --ignored many_lives`
-//! runs N more seeds (from 100, or `RATCHETRY_LIFE_FIRST`); with `LIFE_DEBUG=1`, the log printed on a failure also has each failed
-//! receive's error and each change of a pair's confirmation since a restore (PROTOCOL.md 19.4).
+//! runs N more seeds (from 100, or `RATCHETRY_LIFE_FIRST`); with `LIFE_DEBUG=1`, the log
+//! printed on a failure also has each failed receive's error and each change of a pair's
+//! confirmation since a restore (PROTOCOL.md 19.4).
 
 mod pairs;
 mod support;

@@ -108,8 +108,9 @@ pub enum Inbound {
         from: DeviceAddress,
     },
     /// Could not be read (no session, a failed authentication, a prekey or a session no
-    /// longer held): ship `request` to `to`, acknowledge the envelope, and show a placeholder under
-    /// [`EnvelopeId::of`] the envelope; the answer arrives as a message with `resent` set.
+    /// longer held): ship `request` to `to`, acknowledge the envelope, and show a placeholder
+    /// under [`EnvelopeId::of`] the envelope; the answer arrives as a message with `resent`
+    /// set.
     /// Keep the envelope until then: if no answer is read within a while (it was lost, or
     /// failed: its own envelope, asked for, is `UnknownMessage` at the sender), ask again
     /// for this envelope with [`Device::request_retry`].

@@ -7,13 +7,14 @@ use crate::types::{Address, address_out};
 /// A failed call. `code` is stable (`layer.variant`, e.g. `fanout.sender_key_missing`, or
 /// `binding.*` for input the bindings refuse before calling the library); `detail` is for
 /// people. Nothing changed when a call fails, but for `SqliteStore.persist` and
-/// `persist_primary`: the changes they took are not durable (see `SqliteStore`). The other fields are what the error names, set
-/// only by the codes that carry them (the guide's table of what to do): `account` whose list
-/// to fetch (`fanout.unknown_account`, `fanout.device_lists_diverge`, `server.stale_list`, and
-/// the account of `device`); `device` to ask again or warn about (`fanout.no_session`,
-/// `fanout.sender_key_missing`, `fanout.identity_mismatch`, `device.not_in_list`, …); `group`
-/// whose members to set (`fanout.group_unconfirmed`, `fanout.unknown_group`); `envelope_id` to
-/// acknowledge again (`fanout.duplicate`); `number`, a variant's one number (the prekey id of
+/// `persist_primary`: the changes they took are not durable (see `SqliteStore`). The other
+/// fields are what the error names, set only by the codes that carry them (the guide's table
+/// of what to do): `account` whose list to fetch (`fanout.unknown_account`,
+/// `fanout.device_lists_diverge`, `server.stale_list`, and the account of `device`); `device`
+/// to ask again or warn about (`fanout.no_session`, `fanout.sender_key_missing`,
+/// `fanout.identity_mismatch`, `device.not_in_list`, …); `group` whose members to set
+/// (`fanout.group_unconfirmed`, `fanout.unknown_group`); `envelope_id` to acknowledge again
+/// (`fanout.duplicate`); `number`, a variant's one number (the prekey id of
 /// `x3dh.unknown_one_time_prekey`, the reason of `fanout.reserved_reason`, the key id of
 /// `fanout.sender_key_missing`, a history chunk's index).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
