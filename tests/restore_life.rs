@@ -1,6 +1,7 @@
 //! Devices' lives with backups restored, as random sequences of public-API operations: three
 //! accounts (Alice with a companion, Bob, Carol) write 1:1 and in one group while the relay
-//! delivers out of order and replays, and any device is backed up at any point and restored
+//! delivers out of order and replays, devices crash before writing a receive's unit, and any
+//! device is backed up at any point and restored
 //! from any of its backups (once or several times from one), as an app does it
 //! (`restore_from_backup`, its account's list renewed, the group's members set again). Every
 //! device runs the guide's receive loop (`driver::receive`): it shows what it reads, keeps
@@ -422,9 +423,33 @@ impl Life {
         let q = self.queue.remove(at);
         self.delivered
             .push((q.to, q.bytes.clone(), q.msg, q.carries));
-        if !self.receive(q.to, &q.bytes, q.msg, q.carries) {
+        if self.c.chance(5) {
+            self.crash(&q);
+            self.queue.push(q);
+        } else if !self.receive(q.to, &q.bytes, q.msg, q.carries) {
             self.queue.push(q);
         }
+    }
+
+    /// The device reads `q`, and the app dies before it writes the unit: nothing was acted
+    /// on, the envelope stays with the relay, and the device restarts from its records.
+    fn crash(&mut self, q: &Queued) {
+        let now = self.w.now;
+        let mut lists = self.lists();
+        let app = self.apps[&q.to].clone();
+        let mut device = self.w.devices.remove(&q.to).unwrap();
+        let _ = driver::receive(
+            &mut device,
+            &mut self.w.rng,
+            now,
+            &mut lists,
+            &q.bytes,
+            |id| app.ids.contains(id),
+        );
+        drop(device);
+        self.log
+            .push(format!("  {} crashes on {:?}", self.name(q.to), q.msg));
+        self.w.restart(q.to);
     }
 
     fn replay(&mut self) {
