@@ -424,75 +424,6 @@ fn sessions_of_one_account_do_not_use_up_the_signed_prekey_for_another() {
     );
 }
 
-/// A sender account of its own for the replaced-ids test: a phone that follows Alice and
-/// holds a session with her (not in the world: the world's helpers are quadratic in devices).
-struct Sender {
-    device: Device,
-}
-
-fn sender(w: &mut World, a1: DeviceAddress) -> Sender {
-    use ratchetry::devices::{PRIMARY_DEVICE, Primary, PrimaryPolicy};
-    let now = w.now;
-    let phone = ratchetry::IdentityKeyPair::generate(&mut w.rng);
-    let primary = Primary::new(&mut w.rng, &phone, now, PrimaryPolicy::default());
-    let list = primary.device_list().clone();
-    let (mut device, _) = Device::new(
-        &mut w.rng,
-        now,
-        phone,
-        PRIMARY_DEVICE,
-        list.clone(),
-        0,
-        ratchetry::fanout::DeviceConfig::default(),
-    )
-    .unwrap();
-    let alice_list = w
-        .device(a1)
-        .device_list(&a1.account)
-        .unwrap()
-        .signed()
-        .clone();
-    device
-        .update_device_list(now, &a1.account, alice_list)
-        .unwrap();
-    w.device(a1)
-        .update_device_list(now, &list.account(), list.signed().clone())
-        .unwrap();
-    let bundle = w.device(a1).bundle(None, None);
-    device
-        .start_sessions(&mut w.rng, now, &[(a1, bundle)])
-        .unwrap();
-    Sender { device }
-}
-
-/// The relay breaks one message of `s` to Alice; Alice asks, `s` answers, Alice reads the
-/// resend (a replaced id of `s`'s account).
-fn read_through_a_resend(w: &mut World, a1: DeviceAddress, s: &mut Sender) {
-    use ratchetry::fanout::Outgoing;
-    let now = w.now;
-    let Ok(Outgoing::Ready(o)) = s.device.send(&mut w.rng, now, &a1.account, b"resent") else {
-        panic!("a session is held")
-    };
-    let broken = support::tampered(&World::envelope_to(&o, a1));
-    let alice = w.devices.get_mut(&a1).unwrap();
-    assert!(alice.receive(now, &broken).is_err());
-    let (to, request) = alice
-        .request_retry(&mut w.rng, now, &broken, RetryReason::AuthenticationFailed)
-        .unwrap();
-    assert_eq!(to, s.device.address());
-    let Ok(Received::RetryRequest(req)) = s.device.receive(now, &request) else {
-        panic!("the request is read")
-    };
-    let Ok(Outgoing::Ready(answer)) = s.device.answer_retry(&mut w.rng, now, &req, b"resent")
-    else {
-        panic!("answered")
-    };
-    let r = alice
-        .receive(now, &World::envelope_to(&answer, a1))
-        .unwrap();
-    assert_eq!(body(&r), Some(&b"resent"[..]));
-}
-
 /// Alice reads one resend from each of 2001 accounts (honest contacts, or members of a large
 /// group), the relay breaking one message of each and ordering the resends: `lowest_last`
 /// delivers the lowest account's last. Returns the replaced-id records Alice wrote and how
@@ -509,13 +440,13 @@ fn resends_from_many_accounts(
     let alice = w.account(0);
     let a1 = World::addr(alice, 1);
     let n = ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS + 1;
-    let mut senders: Vec<Sender> = (0..n).map(|_| sender(&mut w, a1)).collect();
-    senders.sort_by_key(|s| s.device.address().account);
+    let mut senders: Vec<Device> = (0..n).map(|_| w.off_world_sender(a1)).collect();
+    senders.sort_by_key(|s| s.address().account);
     if lowest_last {
         senders.reverse();
     }
     for s in &mut senders {
-        read_through_a_resend(&mut w, a1, s);
+        w.read_through_a_resend(a1, s);
     }
     w.persist(a1);
     let replaced = w.stores[&a1].0.keys().filter(|k| k[0] == 0x12).count();

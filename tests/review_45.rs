@@ -69,7 +69,7 @@ mod support;
 
 use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::driver::{Inbound, ReceiveStep, Receiving};
-use ratchetry::fanout::{Device, EnvelopeId, Outgoing, Received, RetryReason};
+use ratchetry::fanout::{Device, EnvelopeId, Received, RetryReason};
 use ratchetry::{Error, FanoutError, X3dhError};
 use support::{World, body, tampered};
 
@@ -308,75 +308,6 @@ fn a_replayed_answer_is_not_read_again() {
     assert!(w.reads(&later, b"later"));
 }
 
-/// A sender of an account of its own (one phone), following Alice's list; Alice follows its.
-struct Sender {
-    device: Device,
-}
-
-fn sender(w: &mut World, a1: DeviceAddress) -> Sender {
-    use ratchetry::devices::{PRIMARY_DEVICE, Primary, PrimaryPolicy};
-    let now = w.now;
-    let phone = ratchetry::IdentityKeyPair::generate(&mut w.rng);
-    let primary = Primary::new(&mut w.rng, &phone, now, PrimaryPolicy::default());
-    let list = primary.device_list().clone();
-    let (mut device, _) = Device::new(
-        &mut w.rng,
-        now,
-        phone,
-        PRIMARY_DEVICE,
-        list.clone(),
-        0,
-        ratchetry::fanout::DeviceConfig::default(),
-    )
-    .unwrap();
-    let alice_list = w
-        .device(a1)
-        .device_list(&a1.account)
-        .unwrap()
-        .signed()
-        .clone();
-    device
-        .update_device_list(now, &a1.account, alice_list)
-        .unwrap();
-    w.device(a1)
-        .update_device_list(now, &list.account(), list.signed().clone())
-        .unwrap();
-    let bundle = w.device(a1).bundle(None, None);
-    device
-        .start_sessions(&mut w.rng, now, &[(a1, bundle)])
-        .unwrap();
-    Sender { device }
-}
-
-/// The relay breaks one message of `s` to Alice; Alice asks, `s` answers, Alice reads the
-/// resend. Returns the genuine envelope, which the relay holds back.
-fn read_through_a_resend(w: &mut World, a1: DeviceAddress, s: &mut Sender) -> Vec<u8> {
-    let now = w.now;
-    let Ok(Outgoing::Ready(o)) = s.device.send(&mut w.rng, now, &a1.account, b"resent") else {
-        panic!("a session is held")
-    };
-    let genuine = World::envelope_to(&o, a1);
-    let broken = tampered(&genuine);
-    let alice = w.devices.get_mut(&a1).unwrap();
-    assert!(alice.receive(now, &broken).is_err());
-    let (to, request) = alice
-        .request_retry(&mut w.rng, now, &broken, RetryReason::AuthenticationFailed)
-        .unwrap();
-    assert_eq!(to, s.device.address());
-    let Ok(Received::RetryRequest(req)) = s.device.receive(now, &request) else {
-        panic!("the request is read")
-    };
-    let Ok(Outgoing::Ready(answer)) = s.device.answer_retry(&mut w.rng, now, &req, b"resent")
-    else {
-        panic!("answered")
-    };
-    let r = alice
-        .receive(now, &World::envelope_to(&answer, a1))
-        .unwrap();
-    assert_eq!(body(&r), Some(&b"resent"[..]));
-    genuine
-}
-
 /// The relay breaks one message from each of 2000 honest accounts (members of a large group,
 /// say) and holds back the genuine envelope of the lowest account, Bob's; each is read
 /// through a resend. Then Mallory, a new contact, gets one message read through a resend:
@@ -391,13 +322,13 @@ fn a_single_resend_from_a_new_account_does_not_evict_an_honest_accounts_only_rep
     let alice = w.account(0);
     let a1 = World::addr(alice, 1);
     let n = ratchetry::fanout::MAX_REPLACED_MESSAGE_IDS;
-    let mut honest: Vec<Sender> = (0..n).map(|_| sender(&mut w, a1)).collect();
-    honest.sort_by_key(|s| s.device.address().account);
-    let mut mallory = sender(&mut w, a1);
-    let bob_account: AccountKey = honest[0].device.address().account;
-    let held = read_through_a_resend(&mut w, a1, &mut honest[0]);
+    let mut honest: Vec<Device> = (0..n).map(|_| w.off_world_sender(a1)).collect();
+    honest.sort_by_key(|s| s.address().account);
+    let mut mallory = w.off_world_sender(a1);
+    let bob_account: AccountKey = honest[0].address().account;
+    let held = w.read_through_a_resend(a1, &mut honest[0]);
     for s in honest.iter_mut().skip(1) {
-        read_through_a_resend(&mut w, a1, s);
+        w.read_through_a_resend(a1, s);
     }
     w.persist(a1);
     let now = w.now;
@@ -408,7 +339,7 @@ fn a_single_resend_from_a_new_account_does_not_evict_an_honest_accounts_only_rep
         ),
         "Bob's genuine envelope is a duplicate while the ids are full"
     );
-    read_through_a_resend(&mut w, a1, &mut mallory);
+    w.read_through_a_resend(a1, &mut mallory);
     w.persist(a1);
     let got = w.device(a1).receive(now, &held);
     assert!(

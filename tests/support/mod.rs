@@ -533,6 +533,76 @@ impl World {
         got
     }
 
+    /// A phone of an account of its own, outside the world (the world's helpers are
+    /// quadratic in devices: hundreds of senders are built this way), following `a1`'s list
+    /// and followed by `a1`, with a session with it.
+    pub fn off_world_sender(&mut self, a1: DeviceAddress) -> Device {
+        let now = self.now;
+        let phone = IdentityKeyPair::generate(&mut self.rng);
+        let primary = Primary::new(&mut self.rng, &phone, now, PrimaryPolicy::default());
+        let list = primary.device_list().clone();
+        let (mut device, _) = Device::new(
+            &mut self.rng,
+            now,
+            phone,
+            PRIMARY_DEVICE,
+            list.clone(),
+            0,
+            DeviceConfig::default(),
+        )
+        .unwrap();
+        let a1_list = self
+            .device(a1)
+            .device_list(&a1.account)
+            .unwrap()
+            .signed()
+            .clone();
+        device
+            .update_device_list(now, &a1.account, a1_list)
+            .unwrap();
+        self.device(a1)
+            .update_device_list(now, &list.account(), list.signed().clone())
+            .unwrap();
+        let bundle = self.device(a1).bundle(None, None);
+        device
+            .start_sessions(&mut self.rng, now, &[(a1, bundle)])
+            .unwrap();
+        device
+    }
+
+    /// The relay breaks one message of `s` (an off-world sender) to `a1`; `a1` asks, `s`
+    /// answers, `a1` reads the resend (a replaced id of `s`'s account). Returns the genuine
+    /// envelope, which the relay holds back.
+    pub fn read_through_a_resend(&mut self, a1: DeviceAddress, s: &mut Device) -> Vec<u8> {
+        let now = self.now;
+        let Ok(Outgoing::Ready(o)) = s.send(&mut self.rng, now, &a1.account, b"resent") else {
+            panic!("a session is held")
+        };
+        let genuine = Self::envelope_to(&o, a1);
+        let broken = tampered(&genuine);
+        let alice = self.devices.get_mut(&a1).unwrap();
+        assert!(alice.receive(now, &broken).is_err());
+        let (to, request) = alice
+            .request_retry(
+                &mut self.rng,
+                now,
+                &broken,
+                RetryReason::AuthenticationFailed,
+            )
+            .unwrap();
+        assert_eq!(to, s.address());
+        let Ok(Received::RetryRequest(req)) = s.receive(now, &request) else {
+            panic!("the request is read")
+        };
+        let Ok(Outgoing::Ready(answer)) = s.answer_retry(&mut self.rng, now, &req, b"resent")
+        else {
+            panic!("answered")
+        };
+        let r = alice.receive(now, &Self::envelope_to(&answer, a1)).unwrap();
+        assert_eq!(body(&r), Some(&b"resent"[..]));
+        genuine
+    }
+
     /// Asserts `to` refuses `envelope` with `expected`, leaving it byte-identical and with
     /// nothing to persist.
     pub fn refused(&mut self, to: DeviceAddress, envelope: &[u8], expected: Error) {
