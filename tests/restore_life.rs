@@ -1,9 +1,12 @@
-//! Devices' lives with backups restored, as random sequences of public-API operations: three
-//! accounts (Alice with a companion, Bob, Carol) write 1:1 and in one group while the relay
-//! delivers out of order and replays, devices crash before writing a receive's unit, and any
-//! device is backed up at any point and restored
+//! Devices' lives with backups restored, as random sequences of public-API operations: four
+//! accounts (Alice with a companion, Bob, Carol, and Mallory, the server's own account) write
+//! 1:1 and in one group while the relay delivers out of order, replays and damages, devices crash
+//! before writing a receive's unit, and any device is backed up at any point and restored
 //! from any of its backups (once or several times from one), as an app does it
-//! (`restore_from_backup`, its account's list renewed, the group's members set again). Every
+//! (`restore_from_backup`, its account's list renewed, the group's members set again). At a
+//! random step the others remove Mallory from the group. Throughout, the relay hands Mallory
+//! copies of envelopes sent to others, and Mallory reads them and asks for them (through the
+//! guide's loop, and with every retry reason), so the senders see her requests. Every
 //! device runs the guide's receive loop (`driver::receive`): it shows what it reads, keeps
 //! what it must hold or wait for, ships the retry requests it is told to, answers the ones it
 //! gets from its own store of sent bodies, and keeps each envelope it asked for until the
@@ -12,15 +15,19 @@
 //! device.
 //!
 //! Invariants:
-//! - every message read shows the body sent, from its sender, to a device it was sent to, and
+//! - every message read shows the body sent, from its sender, to a device it was sent to (so
+//!   Mallory reads nothing sent to others, and no group message sent after her removal), and
 //!   never twice in one line of an app's store (a restore forgets what its backup forgot, so
 //!   the restored app may show again a message its lost state showed);
 //! - after a settle phase (the relay delivers everything and stops replaying; held envelopes
 //!   are asked for after a few rounds, unanswered asks asked again), every device has shown
 //!   every message sent to it, except those its lost state read or asked for (gone from the
 //!   relay, unknown to the restored app: a message dropped is not excused) and those it had to
-//!   ask for whose sender's own restore forgot sending them (no answer can come for those);
-//! - afterwards every device reads every other, 1:1 and in the group.
+//!   ask for whose sender's own restore forgot sending them (no answer can come for those),
+//!   and group messages to or from Mallory once she is removed (a sender may refuse her asks
+//!   then, and a member drops a group message of hers it reads after her removal);
+//! - afterwards every device reads every other, 1:1 and in the group (Mallory 1:1 only, once
+//!   removed); no group message sent after the removal lists a device of Mallory's.
 //!
 //! What it found when written (stop 44): an app that asked only as the driver says lost
 //! messages. A message a device's lost state had sent, still in flight at its restore and
@@ -33,7 +40,8 @@
 //! `RATCHETRY_LIFE_SEEDS=N cargo test --release --test restore_life -- --ignored many_lives`
 //! runs N more seeds (from 100, or `RATCHETRY_LIFE_FIRST`); with `LIFE_DEBUG=1`, the log
 //! printed on a failure also has each failed receive's error and each change of a pair's
-//! confirmation since a restore (PROTOCOL.md 19.4).
+//! confirmation since a restore (PROTOCOL.md 19.4); with `LIFE_DUMP=1` (and `--nocapture`)
+//! every seed's log is printed, to see what a run covered.
 
 mod pairs;
 mod support;
@@ -88,6 +96,7 @@ struct Ask {
 struct Message {
     from: DeviceAddress,
     to: BTreeSet<DeviceAddress>,
+    group: bool,
 }
 
 /// An envelope the relay holds for a device until it is acknowledged.
@@ -126,6 +135,13 @@ struct Life {
     /// The relay's and the apps' choices (the crypto RNG is the world's).
     c: Prng,
     accounts: Vec<AccountKey>,
+    /// The group's members, as the members' apps set them.
+    members: Vec<AccountKey>,
+    /// The server's own account: a member until `removal`, then removed.
+    mallory: AccountKey,
+    /// The step at which the others remove Mallory from the group.
+    removal: usize,
+    steps: usize,
     apps: BTreeMap<DeviceAddress, App>,
     backups: BTreeMap<DeviceAddress, Vec<(Vec<u8>, App)>>,
     messages: BTreeMap<u64, Message>,
@@ -179,9 +195,12 @@ impl Life {
         let alice = w.account(1);
         let bob = w.account(0);
         let carol = w.account(0);
+        let mallory = w.account(0);
         w.publish_all();
-        let accounts = vec![alice, bob, carol];
+        let accounts = vec![alice, bob, carol, mallory];
         w.set_members(G, &accounts);
+        let mut c = Prng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let removal = STEPS / 4 + c.below(STEPS / 2);
         let apps = w
             .addresses()
             .into_iter()
@@ -189,8 +208,12 @@ impl Life {
             .collect();
         Self {
             w,
-            c: Prng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            c,
+            members: accounts.clone(),
             accounts,
+            mallory,
+            removal,
+            steps: 0,
             apps,
             backups: BTreeMap::new(),
             messages: BTreeMap::new(),
@@ -206,7 +229,7 @@ impl Life {
 
     fn account_name(&self, account: AccountKey) -> &'static str {
         let i = self.accounts.iter().position(|a| *a == account).unwrap();
-        ["alice", "bob", "carol"][i]
+        ["alice", "bob", "carol", "mallory"][i]
     }
 
     fn name(&self, d: DeviceAddress) -> String {
@@ -262,11 +285,19 @@ impl Life {
         let send_id = outbox.send_id.expect("a message has a send id");
         self.apps.get_mut(&from).unwrap().sent.insert(send_id, body);
         let recipients: BTreeSet<_> = outbox.recipients().into_iter().collect();
+        if to.is_none() && !self.members.contains(&self.mallory) {
+            assert!(
+                recipients.iter().all(|r| r.account != self.mallory),
+                "message {n} goes to Mallory after her removal\n{}",
+                self.log.join("\n")
+            );
+        }
         self.messages.insert(
             n,
             Message {
                 from,
                 to: recipients,
+                group: to.is_none(),
             },
         );
         self.ship(&outbox, Some(n));
@@ -377,8 +408,9 @@ impl Life {
                     .run(to, |d, rng, now| d.answer_retry(rng, now, &request, &body));
                 let n = number(&body);
                 let line = format!(
-                    "{} answers {n} ({:?} #{}): {:?}",
+                    "{} answers {n} to {} ({:?} #{}): {:?}",
                     self.name(to),
+                    self.name(request.from),
                     request.reason,
                     request.attempt,
                     answer.as_ref().err()
@@ -425,6 +457,13 @@ impl Life {
             .push((q.to, q.bytes.clone(), q.msg, q.carries));
         if self.c.chance(5) {
             self.crash(&q);
+            self.queue.push(q);
+        } else if self.c.chance(5) {
+            // A damaged copy first: the device asks for it, and may read the answer before
+            // the genuine envelope, which the relay still holds.
+            self.log.push("  (damaged)".into());
+            let damaged = support::tampered(&q.bytes);
+            self.receive(q.to, &damaged, q.msg, false);
             self.queue.push(q);
         } else if !self.receive(q.to, &q.bytes, q.msg, q.carries) {
             self.queue.push(q);
@@ -506,9 +545,79 @@ impl Life {
         self.w.persist(d);
         self.w.primary(&d.account).renew(now).unwrap();
         self.w.publish(&d.account);
-        let members = self.accounts.clone();
-        self.w.device(d).set_group_members(G, &members).unwrap();
-        self.w.persist(d);
+        if self.members.contains(&d.account) {
+            let members = self.members.clone();
+            self.w.device(d).set_group_members(G, &members).unwrap();
+            self.w.persist(d);
+        }
+    }
+
+    /// The other members' apps remove Mallory from the group. (Her own device is left as
+    /// the server would keep it: with every sender key it got.)
+    fn remove_mallory(&mut self) {
+        self.log.push("mallory removed from the group".into());
+        let mallory = self.mallory;
+        self.members.retain(|a| *a != mallory);
+        let members = self.members.clone();
+        for d in self.w.addresses() {
+            if d.account != mallory {
+                self.w.device(d).set_group_members(G, &members).unwrap();
+                self.w.persist(d);
+            }
+        }
+    }
+
+    /// The relay hands Mallory a copy of an envelope sent to someone else: her device reads
+    /// it through the guide's loop (asking its sender for it, as the loop says), or asks its
+    /// sender for it outright with any retry reason. Whatever she gets in answer she reads.
+    fn eavesdrop(&mut self) {
+        let mallory = self.mallory;
+        // Mostly what is in flight now: the messages sent since her removal among them.
+        let others: Vec<_> = self
+            .delivered
+            .iter()
+            .rev()
+            .filter(|(to, ..)| to.account != mallory)
+            .take(if self.c.chance(80) { 12 } else { usize::MAX })
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let (_, bytes, msg, _) = others[self.c.below(others.len())].clone();
+        let m = self.w.devices_of(&mallory)[0];
+        self.log.push(format!("  (mallory gets a copy of {msg:?})"));
+        if self.c.chance(50) {
+            if !self.receive(m, &bytes, msg, false) {
+                self.queue.push(Queued {
+                    to: m,
+                    bytes,
+                    held: 0,
+                    msg,
+                    carries: false,
+                });
+            }
+            return;
+        }
+        let reasons = [
+            RetryReason::NoSession,
+            RetryReason::AuthenticationFailed,
+            RetryReason::SenderKeyMissing,
+            RetryReason::RestoredFromBackup,
+            RetryReason::Other(9),
+        ];
+        let reason = reasons[self.c.below(reasons.len())];
+        if let Ok((sender, request)) = self.w.request_retry(m, &bytes, reason) {
+            self.log
+                .push(format!("  mallory asks {} ({reason:?})", self.name(sender)));
+            self.queue.push(Queued {
+                to: sender,
+                bytes: request,
+                held: 0,
+                msg,
+                carries: false,
+            });
+        }
     }
 
     /// Logs each pair whose sessions' confirmation changed (bit 7 of the sessions record's
@@ -543,6 +652,10 @@ impl Life {
 
     fn step(&mut self) {
         self.w.now = Timestamp(self.w.now.0 + 1_000);
+        self.steps += 1;
+        if self.steps == self.removal {
+            self.remove_mallory();
+        }
         match self.c.below(100) {
             0..=24 => {
                 let from = self.pick_device();
@@ -557,9 +670,12 @@ impl Life {
             }
             25..=39 => {
                 let from = self.pick_device();
-                self.send(from, None);
+                if self.members.contains(&from.account) {
+                    self.send(from, None);
+                }
             }
-            40..=84 => self.deliver_one(),
+            40..=79 => self.deliver_one(),
+            80..=84 => self.eavesdrop(),
             85..=89 => self.replay(),
             90..=95 => {
                 let d = self.pick_device();
@@ -675,9 +791,15 @@ impl Life {
         for (n, m) in &self.messages {
             for to in &m.to {
                 let unanswerable = self.orphaned.contains(n) && self.asked.contains(&(*to, *n));
+                // Once Mallory is removed, she may be refused what she asks for, and her
+                // group messages still in flight are dropped (she is no member).
+                let removed = m.group
+                    && !self.members.contains(&self.mallory)
+                    && (to.account == self.mallory || m.from.account == self.mallory);
                 if !self.apps[to].shown.contains(n)
                     && !self.lost.contains(&(*to, *n))
                     && !unanswerable
+                    && !removed
                 {
                     missing.push((*to, *n));
                 }
@@ -701,7 +823,9 @@ impl Life {
                 }
                 self.send(from, Some(to));
             }
-            self.send(from, None);
+            if self.members.contains(&from.account) {
+                self.send(from, None);
+            }
         }
         self.settle();
         for (n, m) in self.messages.range(start + 1..) {
@@ -730,6 +854,9 @@ fn live(seed: u64) {
     life.settle();
     life.check_delivered();
     life.converge();
+    if std::env::var("LIFE_DUMP").is_ok() {
+        eprintln!("{}", life.log.join("\n"));
+    }
 }
 
 #[test]
