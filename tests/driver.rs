@@ -18,10 +18,11 @@ const ROOM: GroupId = GroupId([0x55; 32]);
 /// A directory over the world: every primary's current list, every device's base bundle;
 /// accounts in `hidden` are not served; `down` fails every call; `forged` serves the second
 /// device's bundle under the first's address; `noisy` serves every bundle twice, and one of
-/// a device not asked for.
+/// a device not asked for; `stale` is served in place of its account's current list.
 struct Relay<'w> {
     world: &'w World,
     hidden: BTreeSet<AccountKey>,
+    stale: Option<SignedDeviceList>,
     down: bool,
     forged: Option<(DeviceAddress, DeviceAddress)>,
     noisy: bool,
@@ -33,6 +34,7 @@ impl<'w> Relay<'w> {
         Self {
             world,
             hidden: BTreeSet::new(),
+            stale: None,
             down: false,
             forged: None,
             noisy: false,
@@ -57,7 +59,10 @@ impl Directory for Relay<'_> {
             .primaries
             .iter()
             .filter(|p| accounts.contains(&p.account()) && !self.hidden.contains(&p.account()))
-            .map(|p| p.device_list().signed().clone())
+            .map(|p| match &self.stale {
+                Some(list) if list.account() == p.account() => list.clone(),
+                _ => p.device_list().signed().clone(),
+            })
             .collect())
     }
 
@@ -437,6 +442,76 @@ fn a_newer_list_not_yet_served_is_awaited() {
     })
     .unwrap();
     assert_eq!(kept, Inbound::AwaitList { account: alice });
+}
+
+/// A relay (or a stale replica of it) that serves a list older than the one held has served
+/// nothing newer: the envelope waits for the newer list, as when the relay serves none, and
+/// is read once it is served. (The driver used to stop with the device's `Rollback`, so the
+/// envelope was refused at every try and never acknowledged; found by `restore_life`.)
+#[test]
+fn a_list_older_than_the_one_held_is_nothing_newer() {
+    let mut w = World::new("driver older list");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let old = w.primary(&alice).device_list().signed().clone();
+    let now = w.now;
+    w.primary(&alice).renew(now).unwrap();
+    w.publish_all();
+    let b1 = World::addr(bob, 1);
+    let laptop = w.link(&alice);
+    let bobs = w.primary(&bob).device_list().signed().clone();
+    w.device(laptop)
+        .update_device_list(now, &bob, bobs)
+        .unwrap();
+    let outbox = w.send(laptop, bob, b"from the new laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    let held = w.device(b1).device_list(&alice).unwrap().digest();
+    let (kept, events) = drive(&mut w, b1, |d, rng, relay| {
+        relay.stale = Some(old.clone());
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert_eq!(kept, Inbound::AwaitList { account: alice });
+    assert!(events.is_empty());
+    assert_eq!(w.device(b1).device_list(&alice).unwrap().digest(), held);
+    let (read, _) = drive(&mut w, b1, |d, rng, relay| {
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    })
+    .unwrap();
+    assert!(matches!(read, Inbound::Read(Received::Direct { .. })));
+}
+
+/// A list that does not verify still stops the loop: the relay forged it, and the app should
+/// know.
+#[test]
+fn a_forged_list_stops_the_receive() {
+    let mut w = World::new("driver forged list");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let mallory = w.account(0);
+    w.publish_all();
+    let b1 = World::addr(bob, 1);
+    let laptop = w.link(&alice);
+    let now = w.now;
+    let bobs = w.primary(&bob).device_list().signed().clone();
+    w.device(laptop)
+        .update_device_list(now, &bob, bobs)
+        .unwrap();
+    let outbox = w.send(laptop, bob, b"from the new laptop");
+    let envelope = World::envelope_to(&outbox, b1);
+    // Mallory's list under Alice's account: served for Alice, it names the wrong account.
+    let forged = w.primary(&mallory).device_list().signed().clone();
+    let mut forged_bytes = forged.to_bytes();
+    forged_bytes[2..34].copy_from_slice(&alice.to_bytes());
+    let forged = SignedDeviceList::from_bytes(&forged_bytes).unwrap();
+    let stopped = drive(&mut w, b1, |d, rng, relay| {
+        relay.stale = Some(forged.clone());
+        driver::receive(d, rng, now, relay, &envelope, nothing_stored)
+    });
+    assert!(
+        matches!(stopped, Err(DriveError::Device(Error::Device(_)))),
+        "{stopped:?}"
+    );
 }
 
 /// An envelope that fails authentication is asked for again as such

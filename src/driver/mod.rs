@@ -15,7 +15,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use crate::devices::{AccountKey, DeviceAddress, SignedDeviceList};
-use crate::error::{Error, FanoutError, RatchetError, X3dhError};
+use crate::error::{DeviceError, Error, FanoutError, RatchetError, X3dhError};
 use crate::fanout::{Device, EnvelopeId, Event, Outbox, Outgoing, Received, RetryReason};
 use crate::group::GroupId;
 use crate::time::Timestamp;
@@ -49,8 +49,9 @@ pub trait Directory {
 pub enum DriveError<E> {
     /// The directory failed: nothing was decided, try again later.
     Directory(E),
-    /// The device refused (a list that does not verify, rolls back or equivocates; a bundle
-    /// with another identity key; a send the device cannot make).
+    /// The device refused (a list that does not verify or equivocates; a bundle with another
+    /// identity key; a send the device cannot make). A list older than the one held is not
+    /// refused here: the loop goes on with the list held.
     Device(Error),
     /// The directory did not serve what the device needs after [`MAX_ROUNDS`] rounds.
     Unresolved,
@@ -341,7 +342,10 @@ impl Receiving {
 }
 
 /// Fetches and follows the lists of `accounts`; an account the directory leaves out stays
-/// unknown.
+/// unknown, and so does one whose list served is older than the one held: a stale replica,
+/// or a relay that withholds, served nothing newer, and the step decides with the list held
+/// (else the envelope would be refused at every try, and never acknowledged). Any other
+/// refusal (a list that does not verify or equivocates) stops the loop.
 fn follow<D: Directory>(
     device: &mut Device,
     now: Timestamp,
@@ -355,7 +359,11 @@ fn follow<D: Directory>(
     for list in lists {
         let account = list.account();
         if accounts.contains(&account) {
-            events.extend(device.update_device_list(now, &account, list)?);
+            match device.update_device_list(now, &account, list) {
+                Ok(changed) => events.extend(changed),
+                Err(Error::Device(DeviceError::Rollback { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())
