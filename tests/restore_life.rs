@@ -141,6 +141,15 @@ struct Life {
     mallory: AccountKey,
     /// The step at which the others remove Mallory from the group.
     removal: usize,
+    /// The step at which Alice's phone unlinks her first companion, which then is the
+    /// server's too; and the step at which it links a new one.
+    unlink_at: usize,
+    link_at: usize,
+    unlinked: Option<DeviceAddress>,
+    /// Messages the companion unlinked sent after its unlinking: no device may show them.
+    forged: BTreeSet<u64>,
+    /// Alice's list from before the unlink, which the relay serves the companion unlinked.
+    stale_list: Option<SignedDeviceList>,
     steps: usize,
     apps: BTreeMap<DeviceAddress, App>,
     backups: BTreeMap<DeviceAddress, Vec<(Vec<u8>, App)>>,
@@ -201,6 +210,8 @@ impl Life {
         w.set_members(G, &accounts);
         let mut c = Prng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let removal = STEPS / 4 + c.below(STEPS / 2);
+        let unlink_at = STEPS / 4 + c.below(STEPS / 2);
+        let link_at = STEPS / 4 + c.below(STEPS / 2);
         let apps = w
             .addresses()
             .into_iter()
@@ -213,6 +224,11 @@ impl Life {
             accounts,
             mallory,
             removal,
+            unlink_at,
+            link_at,
+            unlinked: None,
+            forged: BTreeSet::new(),
+            stale_list: None,
             steps: 0,
             apps,
             backups: BTreeMap::new(),
@@ -236,9 +252,16 @@ impl Life {
         format!("{}{}", &self.account_name(d.account)[..1], d.device.0)
     }
 
+    /// A device of the app's (not the companion unlinked: that one is the server's).
     fn pick_device(&mut self) -> DeviceAddress {
-        let all = self.w.addresses();
+        let mut all = self.w.addresses();
+        all.retain(|d| Some(*d) != self.unlinked);
         all[self.c.below(all.len())]
+    }
+
+    /// Whether `d` is a device the server holds: Mallory's, or the companion unlinked.
+    fn servers(&self, d: DeviceAddress) -> bool {
+        d.account == self.mallory || Some(d) == self.unlinked
     }
 
     fn ship(&mut self, outbox: &Outbox, msg: Option<u64>) {
@@ -285,6 +308,11 @@ impl Life {
         let send_id = outbox.send_id.expect("a message has a send id");
         self.apps.get_mut(&from).unwrap().sent.insert(send_id, body);
         let recipients: BTreeSet<_> = outbox.recipients().into_iter().collect();
+        assert!(
+            self.unlinked.is_none_or(|u| !recipients.contains(&u)),
+            "message {n} goes to the companion unlinked\n{}",
+            self.log.join("\n")
+        );
         if to.is_none() && !self.members.contains(&self.mallory) {
             assert!(
                 recipients.iter().all(|r| r.account != self.mallory),
@@ -303,12 +331,17 @@ impl Life {
         self.ship(&outbox, Some(n));
     }
 
-    fn lists(&mut self) -> Lists {
+    /// The lists the relay serves `to`: every account's current one, but to the companion
+    /// unlinked its account's list from before the unlink.
+    fn lists(&mut self, to: DeviceAddress) -> Lists {
         let accounts = self.accounts.clone();
         Lists(
             accounts
                 .iter()
-                .map(|a| self.w.primary(a).device_list().signed().clone())
+                .map(|a| match &self.stale_list {
+                    Some(list) if Some(to) == self.unlinked && *a == to.account => list.clone(),
+                    _ => self.w.primary(a).device_list().signed().clone(),
+                })
                 .collect(),
         )
     }
@@ -323,7 +356,7 @@ impl Life {
         carries: bool,
     ) -> bool {
         let now = self.w.now;
-        let mut lists = self.lists();
+        let mut lists = self.lists(to);
         let app = self.apps[&to].clone();
         let mut device = self.w.devices.remove(&to).unwrap();
         if std::env::var("LIFE_DEBUG").is_ok() {
@@ -337,7 +370,8 @@ impl Life {
         });
         self.w.devices.insert(to, device);
         self.w.persist(to);
-        let (inbound, _) = got.unwrap_or_else(|e| panic!("{to:?}: driver failed: {e}"));
+        let (inbound, _) =
+            got.unwrap_or_else(|e| panic!("{to:?}: driver failed: {e}\n{}", self.log.join("\n")));
         // Acknowledged having read it or asked for it: what a restore may forget. (A message
         // dropped is acknowledged too, but not counted: a genuine one dropped is a loss.)
         let handled = matches!(
@@ -427,6 +461,11 @@ impl Life {
         let m = &self.messages[&n];
         assert_eq!(from, m.from, "message {n} shown from another device");
         assert!(
+            !self.forged.contains(&n),
+            "{to:?} read message {n}, sent by the companion unlinked\n{}",
+            self.log.join("\n")
+        );
+        assert!(
             m.to.contains(&to),
             "{to:?} read message {n}, not sent to it"
         );
@@ -474,7 +513,7 @@ impl Life {
     /// on, the envelope stays with the relay, and the device restarts from its records.
     fn crash(&mut self, q: &Queued) {
         let now = self.w.now;
-        let mut lists = self.lists();
+        let mut lists = self.lists(q.to);
         let app = self.apps[&q.to].clone();
         let mut device = self.w.devices.remove(&q.to).unwrap();
         let _ = driver::receive(
@@ -544,7 +583,11 @@ impl Life {
         self.apps.insert(d, app);
         self.w.persist(d);
         self.w.primary(&d.account).renew(now).unwrap();
-        self.w.publish(&d.account);
+        // The app fetches every list again: the backup's lists of its contacts may be older
+        // than the ones it had (one from before an unlink among them).
+        for account in self.accounts.clone() {
+            self.w.publish(&account);
+        }
         if self.members.contains(&d.account) {
             let members = self.members.clone();
             self.w.device(d).set_group_members(G, &members).unwrap();
@@ -567,26 +610,102 @@ impl Life {
         }
     }
 
+    /// Alice's phone unlinks her first companion (a stolen laptop) and publishes the list;
+    /// every other device follows it. The companion is the server's now, which never shows
+    /// it the new list: it goes on as it was.
+    fn unlink(&mut self) {
+        let alice = self.accounts[0];
+        let Some(&a2) = self.w.devices_of(&alice).get(1) else {
+            return;
+        };
+        self.log.push(format!("{} unlinked", self.name(a2)));
+        let now = self.w.now;
+        let before = self.w.stores[&a2].clone();
+        self.stale_list = Some(self.w.primary(&alice).device_list().signed().clone());
+        self.w.primary(&alice).unlink(now, a2.device).unwrap();
+        self.w.publish(&alice);
+        self.w.stores.insert(a2, before);
+        self.w.restart(a2);
+        self.unlinked = Some(a2);
+    }
+
+    /// The companion unlinked writes to another account or to the group, as if still linked.
+    fn rogue_send(&mut self, from: DeviceAddress) {
+        self.next += 1;
+        let n = self.next;
+        let body = format!("m{n}").into_bytes();
+        let to = self.accounts[1 + self.c.below(self.accounts.len() - 1)];
+        let group = self.c.chance(50);
+        let sent = self.w.run(from, |d, rng, now| match group {
+            true => d.send_group(rng, now, G, &body),
+            false => d.send(rng, now, &to, &body),
+        });
+        let line = format!(
+            "{n}: {} (unlinked) -> {}",
+            self.name(from),
+            match group {
+                true => "group",
+                false => self.account_name(to),
+            }
+        );
+        self.log.push(format!("{line}: {:?}", sent.as_ref().err()));
+        let Ok(outbox) = sent else {
+            return;
+        };
+        let recipients = outbox.recipients().into_iter().collect();
+        self.messages.insert(
+            n,
+            Message {
+                from,
+                to: recipients,
+                group,
+            },
+        );
+        self.forged.insert(n);
+        self.ship(&outbox, Some(n));
+    }
+
+    /// Alice's phone links a new companion, which follows every list and sets the group's
+    /// members, as its app does after linking.
+    fn link(&mut self) {
+        let alice = self.accounts[0];
+        let d = self.w.link(&alice);
+        self.log.push(format!("{} linked", self.name(d)));
+        self.w.publish_all();
+        self.apps.insert(d, App::default());
+        let members = self.members.clone();
+        self.w.device(d).set_group_members(G, &members).unwrap();
+        self.w.persist(d);
+    }
+
     /// The relay hands Mallory a copy of an envelope sent to someone else: her device reads
     /// it through the guide's loop (asking its sender for it, as the loop says), or asks its
     /// sender for it outright with any retry reason. Whatever she gets in answer she reads.
     fn eavesdrop(&mut self) {
         let mallory = self.mallory;
+        let m = match self.unlinked {
+            Some(u) if self.c.chance(50) => u,
+            _ => self.w.devices_of(&mallory)[0],
+        };
+        if Some(m) == self.unlinked && self.c.chance(30) {
+            return self.rogue_send(m);
+        }
         // Mostly what is in flight now: the messages sent since her removal among them.
+        let recent = if self.c.chance(80) { 12 } else { usize::MAX };
         let others: Vec<_> = self
             .delivered
             .iter()
             .rev()
-            .filter(|(to, ..)| to.account != mallory)
-            .take(if self.c.chance(80) { 12 } else { usize::MAX })
+            .filter(|(to, ..)| !self.servers(*to))
+            .take(recent)
             .cloned()
             .collect();
         if others.is_empty() {
             return;
         }
         let (_, bytes, msg, _) = others[self.c.below(others.len())].clone();
-        let m = self.w.devices_of(&mallory)[0];
-        self.log.push(format!("  (mallory gets a copy of {msg:?})"));
+        self.log
+            .push(format!("  ({} gets a copy of {msg:?})", self.name(m)));
         if self.c.chance(50) {
             if !self.receive(m, &bytes, msg, false) {
                 self.queue.push(Queued {
@@ -608,8 +727,8 @@ impl Life {
         ];
         let reason = reasons[self.c.below(reasons.len())];
         if let Ok((sender, request)) = self.w.request_retry(m, &bytes, reason) {
-            self.log
-                .push(format!("  mallory asks {} ({reason:?})", self.name(sender)));
+            let line = format!("  {} asks {} ({reason:?})", self.name(m), self.name(sender));
+            self.log.push(line);
             self.queue.push(Queued {
                 to: sender,
                 bytes: request,
@@ -655,6 +774,12 @@ impl Life {
         self.steps += 1;
         if self.steps == self.removal {
             self.remove_mallory();
+        }
+        if self.steps == self.unlink_at {
+            self.unlink();
+        }
+        if self.steps == self.link_at {
+            self.link();
         }
         match self.c.below(100) {
             0..=24 => {
@@ -796,10 +921,13 @@ impl Life {
                 let removed = m.group
                     && !self.members.contains(&self.mallory)
                     && (to.account == self.mallory || m.from.account == self.mallory);
+                // Likewise whatever was in flight to or from the companion unlinked.
+                let unlinked = self.unlinked.is_some_and(|u| *to == u || m.from == u);
                 if !self.apps[to].shown.contains(n)
                     && !self.lost.contains(&(*to, *n))
                     && !unanswerable
                     && !removed
+                    && !unlinked
                 {
                     missing.push((*to, *n));
                 }
@@ -817,6 +945,9 @@ impl Life {
     fn converge(&mut self) {
         let start = self.next;
         for from in self.w.addresses() {
+            if Some(from) == self.unlinked {
+                continue;
+            }
             for to in self.accounts.clone() {
                 if to == from.account {
                     continue;
