@@ -6,8 +6,9 @@
 
 mod support;
 
-use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress};
-use ratchetry::fanout::{Device, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
+use ratchetry::IdentityKeyPair;
+use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress, LinkRequest, Primary};
+use ratchetry::fanout::{Device, Event, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::testing::hooks::seal_raw_payload;
@@ -137,6 +138,109 @@ fn a_companion_linked_after_two_groups_sends_to_both_and_reads_replies() {
             .any(|(to, r)| to == desktop && body(&r) == Some(b"welcome, desktop".as_slice()));
         assert!(read, "{from:?} in {group:?}");
     }
+}
+
+/// Groups a device holds only from offers are unconfirmed once an own device leaves
+/// (PROTOCOL.md 18.2): the one that left may have been stolen, and the relay may have
+/// delivered its offer before the list that unlinked it. An own device joining, a contact's
+/// device leaving, or groups the app set leave the groups as they are; the mark survives a
+/// restart, and the app's members lift it.
+#[test]
+fn an_own_device_leaving_unconfirms_only_groups_offers_installed() {
+    let mut w = World::new("membership own device leaves");
+    let alice = w.account(1);
+    let bob = w.account(1);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob]);
+    let (phone, a2, b2) = (
+        World::addr(alice, 1),
+        World::addr(alice, 2),
+        World::addr(bob, 2),
+    );
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    hand_over(&mut w, phone, desktop);
+    let now = w.now;
+    let unconfirmed = |w: &mut World, d| w.device(d).unconfirmed_groups().collect::<Vec<_>>();
+
+    // A tablet joins Alice's account; a companion of Bob's leaves his: nothing changes.
+    let tablet = w.link(&alice);
+    w.publish(&alice);
+    w.primary(&bob).unlink(now, b2.device).unwrap();
+    w.publish(&bob);
+    assert_eq!(unconfirmed(&mut w, desktop), []);
+    // The tablet's app sets its groups itself.
+    w.device(tablet).set_group_members(FAMILY, &[bob]).unwrap();
+    w.persist(tablet);
+
+    // Alice's first companion is unlinked: the desktop's offered group awaits its members,
+    // the tablet's (set by its app) does not, nor the phone's.
+    w.primary(&alice).unlink(now, a2.device).unwrap();
+    w.publish(&alice);
+    assert_eq!(unconfirmed(&mut w, desktop), [FAMILY]);
+    assert_eq!(unconfirmed(&mut w, tablet), []);
+    assert_eq!(unconfirmed(&mut w, phone), []);
+    w.restart(desktop);
+    assert_eq!(unconfirmed(&mut w, desktop), [FAMILY]);
+    let refused = w.run(desktop, |d, rng, now| d.send_group(rng, now, FAMILY, b"x"));
+    assert_eq!(
+        refused.err(),
+        Some(FanoutError::GroupUnconfirmed(FAMILY).into())
+    );
+    // No later offer installs a group: the app owns the desktop's groups now.
+    w.device(phone).set_group_members(WORK, &[bob]).unwrap();
+    w.persist(phone);
+    let got = hand_over(&mut w, phone, desktop);
+    assert!(
+        matches!(&got, Received::HistoryOffer { groups, .. } if groups.is_empty()),
+        "{got:?}"
+    );
+    assert_eq!(members(&mut w, desktop, WORK), None);
+    w.device(desktop).set_group_members(FAMILY, &[bob]).unwrap();
+    w.persist(desktop);
+    assert_eq!(unconfirmed(&mut w, desktop), []);
+    let o = w.send_group(desktop, FAMILY, b"members set");
+    assert!(w.reads(&o, b"members set"));
+}
+
+/// The same when an own device's id comes back with another identity (a primary restored
+/// without its resync giving an id out again): the device behind the old identity may have
+/// offered the groups.
+#[test]
+fn an_own_device_changing_identity_unconfirms_groups_offers_installed() {
+    let mut w = World::new("membership own identity changes");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob]);
+    let phone = World::addr(alice, 1);
+    let desktop = w.link(&alice);
+    let tablet = w.link(&alice);
+    w.publish(&alice);
+    hand_over(&mut w, phone, desktop);
+    // The tablet is unlinked, the primary's next device id set back to the tablet's in its
+    // state, and a newcomer linked under it; the desktop sees only the newcomer's list.
+    let now = w.now;
+    w.primary(&alice).unlink(now, tablet.device).unwrap();
+    let mut state = w.primary(&alice).to_bytes().to_vec();
+    state[2 + 32 + 4 + 8 + 8..2 + 32 + 4 + 8 + 8 + 4]
+        .copy_from_slice(&tablet.device.0.to_be_bytes());
+    let mut reusing = Primary::from_bytes(&state).unwrap();
+    let newcomer = IdentityKeyPair::generate(&mut w.rng);
+    let inv = reusing.invite(&mut w.rng, now).unwrap();
+    let approval = reusing
+        .approve(now, &LinkRequest::new(&newcomer, &inv))
+        .unwrap();
+    assert_eq!(approval.device, tablet.device);
+    let events = w
+        .device(desktop)
+        .update_device_list(now, &alice, approval.list)
+        .unwrap();
+    assert_eq!(events, [Event::IdentityChanged(tablet)]);
+    assert_eq!(
+        w.device(desktop).unconfirmed_groups().collect::<Vec<_>>(),
+        [FAMILY]
+    );
 }
 
 #[test]

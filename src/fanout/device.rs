@@ -579,6 +579,9 @@ impl Device {
                 self.drop_device(a);
             }
         }
+        if *account == self.address.account {
+            self.unconfirm_offered_groups(&events);
+        }
         match self.lists.get_mut(account) {
             Some(f) => f.replace(verified),
             None => {
@@ -592,6 +595,29 @@ impl Device {
         self.lists_generation += 1;
         self.bump();
         Ok(events)
+    }
+
+    /// Groups this device holds only from history offers came from its own account's devices,
+    /// and one that left or changed identity (a stolen laptop the server kept) may have
+    /// offered them after the theft, before this list reached this device: with the members
+    /// the server wanted. Such groups are unconfirmed until the app sets their members, as
+    /// after a restore, and the app owns the groups from then on (PROTOCOL.md 18.2).
+    fn unconfirm_offered_groups(&mut self, own_events: &[Event]) {
+        let left = own_events
+            .iter()
+            .any(|e| matches!(e, Event::DeviceRemoved(_) | Event::IdentityChanged(_)));
+        if !left || self.groups_by_app || self.groups.is_empty() {
+            return;
+        }
+        self.groups_by_app = true;
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in ids {
+            if let Some(group) = self.groups.get_mut(&id)
+                && !core::mem::replace(&mut group.unconfirmed, true)
+            {
+                self.touch(Key::Unconfirmed(id));
+            }
+        }
     }
 
     /// Forgets a device's sessions, sender keys, withheld notices and the retries asked of it

@@ -110,9 +110,11 @@ impl Device {
         self.bump();
     }
 
-    /// The groups held at a restore from a backup whose members the app has not set since
-    /// ([`restore_from_backup`](Self::restore_from_backup)): nothing is sent to them or read
-    /// from them until it does, in id order.
+    /// The groups whose members the app has not set since they were held at a restore from a
+    /// backup ([`restore_from_backup`](Self::restore_from_backup)), or since a device of this
+    /// account left while the groups came from history offers (it may have offered them after
+    /// it was stolen; PROTOCOL.md 18.2): nothing is sent to them or read from them until it
+    /// does, in id order. Check it after either, and set their members.
     pub fn unconfirmed_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.groups
             .iter()
