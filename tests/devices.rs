@@ -3,7 +3,8 @@
 use ratchetry::devices::{
     AccountKeyPair, AccountPolicy, DeviceAddress, DeviceId, LinkApproval, LinkConfirmation,
     LinkInvitation, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary, PrimaryPolicy,
-    RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP, SafetyNumber, SignedDeviceList, complete_link,
+    RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_PER_MS, RESTORE_VERSION_SKIP,
+    SafetyNumber, SignedDeviceList, complete_link,
 };
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{device_binding, sign_device_list};
@@ -502,6 +503,50 @@ fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
     let (again, stale) = Primary::restore(&current, restored.state_epoch()).unwrap();
     assert!(!stale);
     assert!(!again.needs_resync());
+}
+
+/// Where a resync's numbering resumes (PROTOCOL.md 15.3): the next version is the larger of
+/// the list's plus `1 + 2^32` and the restore's time in milliseconds times 2^10; the next
+/// device id skips `2^16` past the highest listed plus a spread drawn from the restore's
+/// time. So two restores from one backup, shown the same list at different times, number
+/// apart (review 46).
+#[test]
+fn a_resync_resumes_past_the_constant_skips_and_the_restore_time() {
+    use sha2::{Digest, Sha256};
+    let rng = &mut SeededRng::from_label("primary resync numbering");
+    let phone = IdentityKeyPair::generate(rng);
+    let early = Timestamp(5_000);
+    let mut primary = Primary::new(rng, &phone, early, PrimaryPolicy::default());
+    let (_, laptop_id) = link(rng, &mut primary, early);
+    let backup = primary.to_bytes();
+    let list = primary.device_list().signed().clone();
+    let spread = |now: Timestamp| {
+        let digest = Sha256::new()
+            .chain_update(b"ratchetry v1 restore spread")
+            .chain_update(now.as_millis().to_be_bytes())
+            .finalize();
+        u32::from_be_bytes(digest[4..8].try_into().unwrap()) % RESTORE_DEVICE_ID_SPREAD
+    };
+    for now in [Timestamp(6_000), Timestamp(7_000), T0, at(1)] {
+        let mut restored = Primary::restore_from_backup(&backup).unwrap();
+        let version = restored.resync(now, list.clone()).unwrap().version();
+        let floor = now.as_millis() * RESTORE_VERSION_PER_MS;
+        assert_eq!(
+            version,
+            (list.version() + 1 + RESTORE_VERSION_SKIP).max(floor),
+            "{now:?}"
+        );
+        let (_, id) = link(rng, &mut restored, now);
+        assert_eq!(
+            id.0,
+            laptop_id.0 + 1 + RESTORE_DEVICE_ID_SKIP + spread(now),
+            "{now:?}"
+        );
+    }
+    // Early clocks take the constant skip, real ones the time.
+    const { assert!(7_000 * RESTORE_VERSION_PER_MS < RESTORE_VERSION_SKIP) };
+    const { assert!(T0.0 * RESTORE_VERSION_PER_MS > RESTORE_VERSION_SKIP) };
+    assert_ne!(spread(Timestamp(6_000)), spread(Timestamp(7_000)));
 }
 
 /// A laptop is stolen and unlinked; later the phone is restored from a backup that still

@@ -31,7 +31,7 @@ mod support;
 use ratchetry::calls::{Call, CallConfig, CallKind};
 use ratchetry::devices::{
     AccountKey, DeviceAddress, DeviceId, LinkRequest, Primary, RESTORE_DEVICE_ID_SKIP,
-    RESTORE_VERSION_SKIP, complete_link,
+    RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_PER_MS, RESTORE_VERSION_SKIP, complete_link,
 };
 use ratchetry::fanout::{Device, DeviceConfig, Event, Outbox, Received, RetryReason};
 use ratchetry::group::GroupId;
@@ -629,7 +629,10 @@ fn a_restored_primary_resyncs_and_the_account_is_rebuilt_from_the_phone() {
     );
     assert_eq!(*before, *restored.to_bytes());
     let list = restored.resync(now, snapshot_list).unwrap().clone();
-    assert_eq!(list.version(), 3 + RESTORE_VERSION_SKIP);
+    assert_eq!(
+        list.version(),
+        (3 + RESTORE_VERSION_SKIP).max(now.as_millis() * RESTORE_VERSION_PER_MS)
+    );
     assert_eq!(list.entries().len(), 1);
     let before = restored.to_bytes();
     assert_eq!(
@@ -645,7 +648,8 @@ fn a_restored_primary_resyncs_and_the_account_is_rebuilt_from_the_phone() {
     assert_eq!(group_recipients(&m2), vec![a1]);
     w.deliver_ok(&m2);
     let a4 = link_with(&mut w, &alice, &x);
-    assert_eq!(a4.device, DeviceId(3 + RESTORE_DEVICE_ID_SKIP));
+    let fresh = 3 + RESTORE_DEVICE_ID_SKIP;
+    assert!((fresh..fresh + RESTORE_DEVICE_ID_SPREAD).contains(&a4.device.0));
     publish_except(&mut w, &alice, &[a2]);
     w.publish(&bob);
     let o = offer(&mut w);
@@ -706,7 +710,10 @@ fn an_expired_identity_links_again_and_resync_always_drops_companions() {
     let own = primary.device_list().signed().clone();
     let version = own.version();
     let list = primary.resync(now, own).unwrap();
-    assert_eq!(list.version(), version + 1 + RESTORE_VERSION_SKIP);
+    assert_eq!(
+        list.version(),
+        (version + 1 + RESTORE_VERSION_SKIP).max(now.as_millis() * RESTORE_VERSION_PER_MS)
+    );
     assert_eq!(list.entries().len(), 1, "every companion unlinked");
 }
 

@@ -3,12 +3,13 @@
 //! backup, group membership changed around a backup, and the relay serving stale material
 //! (device lists, sender keys, retry requests) to a restored device.
 //!
-//! Found (ignored tests, each failing today):
-//! - **A primary restored twice from one backup** signs, at its second resync, the very
-//!   versions and device ids its first restore used, when the relay serves it the backup's
-//!   list again: `RESTORE_VERSION_SKIP` and `RESTORE_DEVICE_ID_SKIP` are constants added to
-//!   what the list shown holds, so the second lineage repeats the first. Contacts see the
-//!   honest account roll back, equivocate, and one of its devices change identity
+//! Found (both fixed at stop 45):
+//! - **A primary restored twice from one backup** signed, at its second resync, the very
+//!   versions and device ids its first restore used, when the relay served it the backup's
+//!   list again: `RESTORE_VERSION_SKIP` and `RESTORE_DEVICE_ID_SKIP` were constants added to
+//!   what the list shown holds, so the second lineage repeated the first. Contacts saw the
+//!   honest account roll back, equivocate, and one of its devices change identity. Now the
+//!   numbering also resumes past the restore's time (PROTOCOL.md 15.3)
 //!   (`a_primary_restored_twice_from_one_backup_never_signs_a_version_or_gives_an_id_twice`).
 //! - **An unlinked companion's history offer outlived the unlink** (fixed, PROTOCOL.md 18.2):
 //!   a laptop linked while a stolen one is still listed took, from the stolen one, a group's
@@ -49,24 +50,19 @@ const G: GroupId = GroupId([0x46; 32]);
 /// the same cloud backup on a second device): restored from the same backup, the relay shows
 /// the resync the backup's list again, withholding everything the first restore signed.
 ///
-/// `resync` skips a constant `RESTORE_VERSION_SKIP` past the list it is shown and a constant
-/// `RESTORE_DEVICE_ID_SKIP` past its ids, so the second restore signs exactly the versions
-/// the first signed and gives the first companion it links the id X holds. Bob, who follows
-/// the first lineage, sees an honest account roll back (`Rollback`), then equivocate
+/// Found: `resync` skipped a constant `RESTORE_VERSION_SKIP` past the list it is shown and a
+/// constant `RESTORE_DEVICE_ID_SKIP` past its ids, so the second restore signed exactly the
+/// versions the first signed and gave the first companion it linked the id X holds. Bob, who
+/// follows the first lineage, saw an honest account roll back (`Rollback`), then equivocate
 /// (`Equivocation`: two different lists at one version), and once the second lineage's
-/// version passes the first's, X's device id changes identity (`IdentityChanged`, a safety
-/// number warning for a device the user never changed). SECURITY.md's primary lifecycle row
-/// says a restored primary "never re-signs a used version or gives a used device id to another
-/// identity"; the known limit on two restores from one backup covers only a device's prekey
-/// ids, which take a spread drawn from the restore's time. The kept epoch does not help either
+/// version passed the first's, X's device id change identity (`IdentityChanged`, a safety
+/// number warning for a device the user never changed). The kept epoch did not help either
 /// (`Primary::restore` with it is the same).
 ///
-/// Fix: make the skip depend on what a second restore can know and the first could not:
-/// the restore's clock (as `restore_prekey_skip` does, or the next version at least the
-/// restore's time in milliseconds, which both lineages' later lists then exceed in order),
-/// and the epoch the app kept (`restore`), for versions and device ids alike.
+/// Fixed (PROTOCOL.md 15.3): the next version is at least the restore's time in milliseconds
+/// times 2^10, and the device ids skip a spread drawn from that time, so the second restore,
+/// a day later, numbers past the first.
 #[test]
-#[ignore = "review 46: a primary restored twice from one backup re-signs the first restore's versions and device ids"]
 fn a_primary_restored_twice_from_one_backup_never_signs_a_version_or_gives_an_id_twice() {
     let mut w = World::new("review46 primary restored twice");
     let alice = w.account(0);

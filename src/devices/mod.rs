@@ -33,6 +33,9 @@ pub use policy::{
     AccountPolicy, DEFAULT_COMPANION_VALIDITY_MS, DEFAULT_LINK_INVITATION_VALIDITY_MS,
     DEFAULT_MAX_COMPANIONS, PrimaryPolicy,
 };
-pub use primary::{Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_VERSION_SKIP};
+pub use primary::{
+    Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_PER_MS,
+    RESTORE_VERSION_SKIP,
+};
 pub use primary_records::PrimaryChanges;
 pub use safety::SafetyNumber;

@@ -25,7 +25,7 @@ use super::{
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
 use crate::persist::{Dirty, UnitChain, UnitTag};
-use crate::primitives::IdentityKeyPair;
+use crate::primitives::{IdentityKeyPair, sha256};
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
@@ -37,6 +37,17 @@ pub const RESTORE_VERSION_SKIP: u64 = 1 << 32;
 /// Device ids skipped after a restore from backup: more than the devices the lost state can
 /// have linked (linking takes a person and a QR code each time).
 pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
+/// A restore's device ids skip [`RESTORE_DEVICE_ID_SKIP`] plus a number below this, drawn
+/// from the restore's time: two restores from one backup (the first restored primary lost
+/// before a newer backup), at different times, give out ids at different places, and the
+/// second gives one the first gave only if the two places lie fewer ids apart than the first
+/// linked devices (for ten devices, about one chance in 100,000).
+pub const RESTORE_DEVICE_ID_SPREAD: u32 = 1 << 20;
+/// A restored primary's next list version is at least its restore's time in milliseconds
+/// times this: a later restore from the same backup signs above every version an earlier one
+/// signed, unless that one signed this many lists per millisecond between them. (Versions
+/// stay below 2^53, so JavaScript numbers hold them.)
+pub const RESTORE_VERSION_PER_MS: u64 = 1 << 10;
 
 /// The primary state format this build writes: format 2's fields, then the tag of the last
 /// unit taken.
@@ -390,7 +401,10 @@ impl Primary {
     /// could fetch (it must carry this account's signature and be no older than the
     /// snapshot's), skips [`RESTORE_VERSION_SKIP`] versions and [`RESTORE_DEVICE_ID_SKIP`]
     /// device ids, since the lost state may have signed lists and linked devices the server no
-    /// longer shows, and signs a list of this primary alone: publish it. Companions link again.
+    /// longer shows, and resumes past `now` (versions from `now` in milliseconds times
+    /// [`RESTORE_VERSION_PER_MS`], ids after a spread below [`RESTORE_DEVICE_ID_SPREAD`]
+    /// drawn from it), so a second restore from the same backup, later, numbers past the
+    /// first. Then signs a list of this primary alone: publish it. Companions link again.
     ///
     /// They are not carried over because the server chose which list this primary saw: it
     /// could show one from before a companion was unlinked (a stolen laptop), which the
@@ -420,14 +434,19 @@ impl Primary {
             .copied()
             .ok_or(DeviceError::NotPrimary)?;
         let highest = list.entries().iter().map(|e| e.id.0).max().unwrap_or(1);
+        // The constant skips put the restore past what the lost state issued; the time puts a
+        // second restore from the same backup (shown the same list) past what the first did.
+        let spread = restore_spread(now);
         self.next_device = self
             .next_device
             .max(highest.saturating_add(1))
-            .saturating_add(RESTORE_DEVICE_ID_SKIP);
+            .saturating_add(RESTORE_DEVICE_ID_SKIP)
+            .saturating_add(spread % RESTORE_DEVICE_ID_SPREAD);
         self.next_version = self
             .next_version
             .max(version.saturating_add(1))
-            .saturating_add(RESTORE_VERSION_SKIP);
+            .saturating_add(RESTORE_VERSION_SKIP)
+            .max(now.as_millis().saturating_mul(RESTORE_VERSION_PER_MS));
         self.list = list;
         if !self.confirmed.is_empty() {
             self.confirmed.clear();
@@ -699,4 +718,14 @@ impl fmt::Debug for Primary {
             .field("needs_resync", &self.needs_resync)
             .finish_non_exhaustive()
     }
+}
+
+/// `BE32(SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))[4..8])`: the bytes after
+/// those a restored device's prekey skip takes (PROTOCOL.md 15.3, 19.4).
+fn restore_spread(restored_at: Timestamp) -> u32 {
+    let digest = sha256(&[
+        labels::RESTORE_SPREAD,
+        &restored_at.as_millis().to_be_bytes(),
+    ]);
+    u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]])
 }
