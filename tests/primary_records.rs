@@ -544,6 +544,18 @@ fn records_missing_or_inconsistent_are_typed_errors() {
     );
     last[20..28].copy_from_slice(&(u64::MAX - 1).to_be_bytes());
     assert!(store.with(&[META], &last).load().is_ok());
+    // A next device id at or below a listed one: that id would be given twice.
+    let mut next = store.value(&[META]);
+    for id in [laptop.0, laptop.0 - 1] {
+        next[8..12].copy_from_slice(&id.to_be_bytes());
+        assert_eq!(
+            store.with(&[META], &next).load().err(),
+            Some(DecodeError::InvalidValue),
+            "{id}"
+        );
+    }
+    next[8..12].copy_from_slice(&(laptop.0 + 1).to_be_bytes());
+    assert!(store.with(&[META], &next).load().is_ok());
     // A flag other than 0 or 1 (before the 16-byte tag).
     let mut flag = store.value(&[META]);
     flag[28] = 2;
@@ -624,6 +636,15 @@ fn the_blob_refuses_approvals_out_of_order() {
         Some(DecodeError::InvalidValue)
     );
     assert!(Primary::from_bytes(&blob).is_ok());
+    // The next device id (after the header, the account seed and the policy) at a listed id.
+    let mut next = blob.clone();
+    next[54..58].copy_from_slice(&b.0.to_be_bytes());
+    assert_eq!(
+        Primary::from_bytes(&next).err(),
+        Some(DecodeError::InvalidValue)
+    );
+    next[54..58].copy_from_slice(&(b.0 + 1).to_be_bytes());
+    assert!(Primary::from_bytes(&next).is_ok());
 }
 
 #[test]

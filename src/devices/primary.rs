@@ -548,6 +548,7 @@ impl Primary {
         let next_version = r.u64()?;
         let len = r.u32()? as usize;
         let list = read_list(r.bytes(len)?, &account, &policy)?;
+        check_next_device(next_device, &list)?;
         let n = bounded_count(&mut r, MAX_PENDING_INVITATIONS as u32)?;
         let mut invitations = Vec::with_capacity(n);
         // Numbered in their order: the blob keeps the order, not the numbers.
@@ -697,6 +698,18 @@ pub(super) fn read_list(
 
 /// Unconfirmed approvals are in strictly ascending device id (the order approvals give them),
 /// so a state has one order, whatever form it was stored in.
+/// The next device id is above every listed one: ids are given from it on, and one at or below
+/// a listed id would be given twice (and signed into a list out of order).
+pub(super) fn check_next_device(
+    next_device: u32,
+    list: &VerifiedDeviceList,
+) -> Result<(), DecodeError> {
+    if list.entries().iter().any(|e| e.id.0 >= next_device) {
+        return Err(DecodeError::InvalidValue);
+    }
+    Ok(())
+}
+
 fn check_admitted(admitted: &[(DeviceId, [u8; 32])]) -> Result<(), DecodeError> {
     if admitted.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(DecodeError::InvalidValue);

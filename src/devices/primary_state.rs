@@ -9,7 +9,9 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::list::MAX_LIST_ENTRIES;
-use super::primary::{MAX_PENDING_INVITATIONS, read_account, read_list, write_account};
+use super::primary::{
+    MAX_PENDING_INVITATIONS, check_next_device, read_account, read_list, write_account,
+};
 use super::primary_records::{PrimaryChanges, PrimaryKey, name_key};
 use super::{DeviceId, LinkInvitation, Primary};
 use crate::error::DecodeError;
@@ -175,6 +177,7 @@ fn from_sorted(records: &[(PrimaryKey, &[u8])]) -> Result<Primary, DecodeError> 
         return Err(DecodeError::InvalidValue);
     }
     let list = read_list(value(PrimaryKey::List)?, &account, &policy)?;
+    check_next_device(next_device, &list)?;
     let mut r = Reader::new(value(PrimaryKey::Confirmed)?);
     let n = bounded_count(&mut r, MAX_LIST_ENTRIES)?;
     let mut confirmed = Vec::with_capacity(r.capacity(n, 4));
