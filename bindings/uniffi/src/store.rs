@@ -37,10 +37,9 @@ use crate::types::{rng, ts};
 /// again and redo the operation (the relay delivers again what was not acknowledged). Keep one
 /// `SqliteStore` per database file and process, and one live copy of a device per database,
 /// and do not mix `persist` with the device's own `take_changes`. One database holds one
-/// device (and its primary): the store does not compare identities, so a device linked anew
-/// (a new identity, its epochs from the start: `store.epoch_went_back`) or another account
-/// goes in a database file of its own (close this store, delete the file with its `-wal` and
-/// `-shm` files, open a new one).
+/// device (and its primary), bound to it by the storage key: a device linked anew (a new
+/// identity, its epochs from the start: `store.epoch_went_back`) or another account starts
+/// after `reset` under a new storage key (or in a database file of its own).
 #[derive(uniffi::Object)]
 pub struct SqliteStore {
     inner: Mutex<ratchetry_sqlite::SqliteStore>,
@@ -126,6 +125,20 @@ impl SqliteStore {
         write_units(&mut store, &mut units, |tx, u| tx.write_primary(u)).map_err(store_error)
     }
 
+    /// Empties the store and starts it anew under `storage_key` (32 bytes), in one
+    /// transaction: for a device that links again (a new identity) or another account. Use a
+    /// new key, keep it in the platform keystore in place of the old one, forget the old one,
+    /// and start the epochs kept outside the database from 0: neither the old key nor a copy
+    /// of the file from before the reset, put back, opens the database then
+    /// (`store.wrong_storage_key`). The old key is `store.same_storage_key`, nothing deleted.
+    /// The app's own tables are left as they are. Drop every device and primary object loaded
+    /// from the old state (with any units a failed `persist` left on them).
+    pub fn reset(&self, storage_key: Vec<u8>) -> Result<(), RatchetryError> {
+        let storage_key = Zeroizing::new(storage_key);
+        let key = crate::persist::storage_key(&storage_key)?;
+        self.inner.lock()?.reset(key).map_err(store_error)
+    }
+
     /// Loads the device, after checking every row. `last_epoch`: the epoch `persist` last
     /// returned (0 if the app keeps none). A database older than that (rolled back as a whole)
     /// is `store.stale_snapshot` (`number`: the stored epoch, none if nothing is stored):
@@ -196,6 +209,7 @@ fn store_error(e: StoreError) -> RatchetryError {
         StoreError::UnitGap { .. } => "store.unit_gap",
         StoreError::AnotherCopy { .. } => "store.another_copy",
         StoreError::NotStored(_) => "store.not_stored",
+        StoreError::SameStorageKey => "store.same_storage_key",
         _ => "store.other",
     };
     let stored = match &e {

@@ -128,6 +128,49 @@ def test_the_stores_refusals_have_codes_and_write_nothing(relay, tmp_path):
     assert failed(lambda: store.load_primary_restored(0)).code == "store.not_stored"
 
 
+def test_a_reset_under_a_new_key_starts_the_store_anew(relay, tmp_path):
+    """Bob's phone links again as a new device: the store is reset under a new key. Nothing of
+    the old device loads, the new one is persisted and loads after a restart, the app's own
+    table stays, and neither the old key nor the file put back to a copy from before the reset
+    opens under the new key. The old key is refused, nothing deleted."""
+    import shutil
+    import sqlite3
+
+    alice, bob = accounts(relay)
+    old_key = os.urandom(32)
+    path = str(tmp_path / "bob.db")
+    store = r.SqliteStore.open(path, old_key)
+    epoch = store.persist(bob.device)
+    store.persist_primary(bob.primary)
+    app = sqlite3.connect(path)
+    app.execute("CREATE TABLE app (x)")
+    app.execute("INSERT INTO app VALUES (1)")
+    app.commit()
+    app.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(path, str(tmp_path / "before.db"))
+    assert failed(lambda: store.reset(old_key)).code == "store.same_storage_key"
+    assert store.load(epoch).to_bytes() == bob.device.to_bytes()
+
+    new_key = os.urandom(32)
+    store.reset(new_key)
+    assert store.load(0) is None and store.load_primary(0) is None
+    assert app.execute("SELECT count(*) FROM app").fetchone() == (1,)
+    assert failed(lambda: r.SqliteStore.open(path, old_key)).code == "store.wrong_storage_key"
+    again = r.create_account(NOW)
+    first = store.persist(again.device)
+    store = r.SqliteStore.open(path, new_key)
+    assert store.load(first).to_bytes() == again.device.to_bytes()
+
+    # The file put back to its copy from before the reset.
+    del store
+    app.close()
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    shutil.copy(str(tmp_path / "before.db"), path)
+    assert failed(lambda: r.SqliteStore.open(path, new_key)).code == "store.wrong_storage_key"
+
+
 def test_a_deleted_row_is_named_by_its_kind_alone(relay, tmp_path):
     """A row deleted behind the store's back is `store.record_missing`; the detail names the
     record's kind, not its key (a sessions record's key is a contact's address)."""

@@ -172,6 +172,10 @@ pub enum StoreError {
         /// The epoch stored, where the unit starts.
         epoch: u64,
     },
+    /// [`SqliteStore::reset`](crate::SqliteStore::reset) was given the storage key the store
+    /// already has: a copy of the file from before the reset, put back, would open under it.
+    /// Nothing was deleted. Reset under a new key.
+    SameStorageKey,
     /// Nothing of this role is stored: a unit that does not replace the whole state was
     /// written to a store that holds no such state (write its first unit, its whole state,
     /// first), or to one that holds the primary as the previous version's blob (load it with
@@ -247,6 +251,7 @@ impl fmt::Display for StoreError {
                 f,
                 "the {role} unit starts from another copy's state at epoch {epoch}: reload the state from the store"
             ),
+            Self::SameStorageKey => f.write_str("a reset needs a new storage key"),
             Self::NotStored(role) => write!(f, "no {role} state is stored"),
             Self::Ratchetry(e) => write!(f, "ratchetry refused the stored state: {e}"),
         }

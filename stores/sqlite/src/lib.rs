@@ -158,6 +158,16 @@
 //! Until then a unit that replaces less is refused ([`StoreError::NotStored`]), so the blob and
 //! records never stand side by side.
 //!
+//! # One device per database, bound by the storage key
+//!
+//! A database holds one device and its primary, and its digest key row opens only under the
+//! storage key it was created with. So a device that links again (a new identity, its epochs
+//! from the start), or another account, starts in a database of its own or after
+//! [`SqliteStore::reset`] under a **new** storage key: the old device's rows are deleted, and
+//! neither a database of another device nor this one put back to a copy from before the reset
+//! opens under the new key ([`StoreError::WrongStorageKey`]). The same key is refused
+//! ([`StoreError::SameStorageKey`]).
+//!
 //! # Crashes
 //!
 //! Every write is one SQLite transaction in WAL mode with `synchronous = FULL`: after a crash or

@@ -121,6 +121,12 @@ pub(crate) fn delete_slot(db: &Connection, slot: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Deletes every row of the table.
+pub(crate) fn delete_all(db: &Connection) -> Result<(), StoreError> {
+    db.execute("DELETE FROM ratchetry_rows", [])?;
+    Ok(())
+}
+
 /// Whether any row of the device or the primary is stored.
 pub(crate) fn any_record(db: &Connection) -> Result<bool, StoreError> {
     Ok(db.query_row(

@@ -67,14 +67,7 @@ impl SqliteStore {
         let digest_key = match rows::get(&tx, STORE, DIGEST_KEY_ROW)? {
             Some(sealed) => read_digest_key(&storage_key, &sealed)?,
             None if rows::any(&tx)? => return Err(StoreError::DigestKeyMissing),
-            None => {
-                let mut row = Zeroizing::new([0u8; 33]);
-                row[0] = FORMAT_VERSION;
-                rand_fill(&mut rng, &mut row[1..]);
-                let sealed = seal_state(&mut rng, &storage_key, DIGEST_KEY_NAME, 0, &row[..]);
-                rows::put(&tx, STORE, DIGEST_KEY_ROW, &sealed)?;
-                read_digest_key(&storage_key, &sealed)?
-            }
+            None => new_digest_key(&tx, &mut rng, &storage_key)?,
         };
         tx.commit()?;
         Ok(Self {
@@ -216,6 +209,38 @@ impl SqliteStore {
             }
             PrimaryRows::Records(records) => Primary::from_records(pairs(records))?.into_restored(),
         })
+    }
+
+    /// Empties the store and starts it anew under `storage_key`, in one transaction: every
+    /// row of `ratchetry_rows` (the device's, the primary's, the store's own) is deleted, and a
+    /// new digest key is
+    /// sealed under the new key. For a device that links again (a new identity), or another
+    /// account, in this database: the storage key is what binds a database to one device, so
+    /// a copy of the file from before the reset, put back, does not open under the new key
+    /// ([`StoreError::WrongStorageKey`]), and a database of another device does not either.
+    /// Keep the new key in place of the old one, forget the old one (the deleted values,
+    /// sealed under it, may stay in SQLite's free pages until they are overwritten), and
+    /// start the epochs kept outside the database from 0 again.
+    ///
+    /// The old key is [`StoreError::SameStorageKey`], nothing deleted. The app's own tables
+    /// are left as they are: delete what of them belonged to the old device in the same
+    /// transaction, after this returns, through [`connection`](Self::connection) (or reset
+    /// in [`transaction`](Self::transaction)'s place, then write them).
+    pub fn reset(&mut self, storage_key: StorageKey) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(sealed) = rows::get(&tx, STORE, DIGEST_KEY_ROW)?
+            && read_digest_key(&storage_key, &sealed).is_ok()
+        {
+            return Err(StoreError::SameStorageKey);
+        }
+        rows::delete_all(&tx)?;
+        let digest_key = new_digest_key(&tx, &mut self.rng, &storage_key)?;
+        tx.commit()?;
+        self.storage_key = storage_key;
+        self.digest_key = digest_key;
+        Ok(())
     }
 
     /// The connection, for the app's own queries. Do not write to `ratchetry_rows`.
@@ -511,6 +536,20 @@ fn stale(role: Role, stored_epoch: Option<u64>, last_epoch: u64) -> StoreError {
         stored_epoch,
         last_epoch,
     }
+}
+
+/// Makes the store's random digest key and stores it sealed under the storage key.
+fn new_digest_key(
+    db: &Connection,
+    rng: &mut OsRng,
+    storage_key: &StorageKey,
+) -> Result<DigestKey, StoreError> {
+    let mut row = Zeroizing::new([0u8; 33]);
+    row[0] = FORMAT_VERSION;
+    rand_fill(rng, &mut row[1..]);
+    let sealed = seal_state(rng, storage_key, DIGEST_KEY_NAME, 0, &row[..]);
+    rows::put(db, STORE, DIGEST_KEY_ROW, &sealed)?;
+    read_digest_key(storage_key, &sealed)
 }
 
 fn read_digest_key(storage_key: &StorageKey, sealed: &[u8]) -> Result<DigestKey, StoreError> {

@@ -331,6 +331,59 @@ fn the_whole_database_rolled_back_is_stale_when_the_app_kept_its_epoch() {
     );
 }
 
+/// Bob's phone links again as a new device (its old identity unlinked): the app resets the
+/// store under a new storage key. Nothing of the old device or primary loads, the new device
+/// is written and loads, the app's own table is kept, and neither the old key nor the
+/// database put back to a copy from before the reset opens under the new key. The old key
+/// itself is refused, nothing deleted.
+#[test]
+fn a_reset_under_a_new_key_starts_the_store_anew() {
+    let mut t = two("store: reset");
+    let raw = t.bob.raw();
+    raw.execute_batch("CREATE TABLE app (x); INSERT INTO app VALUES (1);")
+        .unwrap();
+    let before = all_rows(&raw);
+    assert!(matches!(
+        t.bob.store.reset(t.bob.key.clone()),
+        Err(StoreError::SameStorageKey)
+    ));
+    assert_eq!(all_rows(&raw), before);
+
+    let new_key = StorageKey::generate(&mut t.rng);
+    t.bob.store.reset(new_key.clone()).unwrap();
+    assert!(t.bob.store.load(0).unwrap().is_none());
+    assert!(t.bob.store.load_primary(0).unwrap().is_none());
+    let app: i64 = raw
+        .query_row("SELECT count(*) FROM app", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, 1);
+    assert!(matches!(
+        SqliteStore::open(&t.bob.path, t.bob.key.clone()),
+        Err(StoreError::WrongStorageKey)
+    ));
+
+    // The new device, written and loaded after a restart. (`Person::new` wrote its first unit
+    // to a file of its own; loaded from its whole-state bytes, its next unit holds it all.)
+    let fresh = Person::new(&mut t.rng, t._dir.path(), "bob again");
+    let mut device = Device::from_bytes(&fresh.device.to_bytes()).unwrap();
+    let unit = device.take_changes(&mut ratchetry::os_rng());
+    assert!(unit.replaces_all());
+    let epoch = t.bob.store.write(&unit).unwrap().epoch;
+    let store = SqliteStore::open(&t.bob.path, new_key.clone()).unwrap();
+    assert_eq!(
+        *store.load(epoch).unwrap().unwrap().to_bytes(),
+        *device.to_bytes()
+    );
+
+    // The database put back to its rows from before the reset: the new key does not open it.
+    drop(store);
+    put_back(&raw, &before);
+    assert!(matches!(
+        SqliteStore::open(&t.bob.path, new_key),
+        Err(StoreError::WrongStorageKey)
+    ));
+}
+
 #[test]
 fn an_empty_database_is_stale_when_the_app_wrote_before() {
     let dir = tempfile::tempdir().unwrap();

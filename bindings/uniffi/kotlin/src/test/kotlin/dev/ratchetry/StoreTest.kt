@@ -50,4 +50,26 @@ class StoreTest {
         assertTrue(restored.awaitingOwnList())
         assertTrue(store.persist(restored) > epoch + 3uL)
     }
+
+    /** The phone links again as a new device: the store is reset under a new storage key. */
+    @Test
+    fun aResetUnderANewKeyStartsTheStoreAnew() {
+        val bob = account(relay)
+        val oldKey = ByteArray(32).also { SecureRandom().nextBytes(it) }
+        val path = Files.createTempDirectory("ratchetry").resolve("bob.db").toString()
+        val store = SqliteStore.open(path, oldKey)
+        val epoch = store.persist(bob.device)
+        val same = assertThrows<RatchetryException.Failed> { store.reset(oldKey) }
+        assertEquals("store.same_storage_key", same.code)
+        assertArrayEquals(bob.device.toBytes(), store.load(epoch)!!.toBytes())
+
+        val newKey = ByteArray(32).also { SecureRandom().nextBytes(it) }
+        store.reset(newKey)
+        assertNull(store.load(0uL))
+        val old = assertThrows<RatchetryException.Failed> { SqliteStore.open(path, oldKey) }
+        assertEquals("store.wrong_storage_key", old.code)
+        val again = account(relay)
+        val first = store.persist(again.device)
+        assertArrayEquals(again.device.toBytes(), SqliteStore.open(path, newKey).load(first)!!.toBytes())
+    }
 }
