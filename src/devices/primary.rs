@@ -696,8 +696,6 @@ pub(super) fn read_list(
     Ok(list)
 }
 
-/// Unconfirmed approvals are in strictly ascending device id (the order approvals give them),
-/// so a state has one order, whatever form it was stored in.
 /// The next device id is above every listed one: ids are given from it on, and one at or below
 /// a listed id would be given twice (and signed into a list out of order).
 pub(super) fn check_next_device(
@@ -710,6 +708,8 @@ pub(super) fn check_next_device(
     Ok(())
 }
 
+/// Unconfirmed approvals are in strictly ascending device id (the order approvals give them),
+/// so a state has one order, whatever form it was stored in.
 fn check_admitted(admitted: &[(DeviceId, [u8; 32])]) -> Result<(), DecodeError> {
     if admitted.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(DecodeError::InvalidValue);

@@ -610,14 +610,14 @@ impl Device {
             return;
         }
         self.groups_by_app = true;
-        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
-        for id in ids {
-            if let Some(group) = self.groups.get_mut(&id)
-                && !core::mem::replace(&mut group.unconfirmed, true)
-            {
-                self.touch(Key::Unconfirmed(id));
-            }
-        }
+        let marked = self
+            .groups
+            .iter_mut()
+            .filter_map(|(id, g)| {
+                (!core::mem::replace(&mut g.unconfirmed, true)).then_some(Key::Unconfirmed(*id))
+            })
+            .collect();
+        self.touch_all(marked);
     }
 
     /// Forgets a device's sessions, sender keys, withheld notices and the retries asked of it
