@@ -1,12 +1,17 @@
 //! Devices' lives with backups restored, as random sequences of public-API operations: four
 //! accounts (Alice with a companion, Bob, Carol, and Mallory, the server's own account) write
-//! 1:1 and in one group while the relay delivers out of order, replays and damages, devices crash
-//! before writing a receive's unit, and any device is backed up at any point and restored
-//! from any of its backups (once or several times from one), as an app does it
-//! (`restore_from_backup`, its account's list renewed, the group's members set again). At a
-//! random step the others remove Mallory from the group. Throughout, the relay hands Mallory
-//! copies of envelopes sent to others, and Mallory reads them and asks for them (through the
-//! guide's loop, and with every retry reason), so the senders see her requests. Every
+//! 1:1 and in one group while the relay delivers out of order, replays and damages, devices
+//! crash before writing a receive's unit, and any device is backed up at any point and
+//! restored from any of its backups (once or several times from one), as an app does it
+//! (`restore_from_backup`, every list fetched again, the group's members set again). A phone
+//! restored may come back with its primary (`Primary::restore_from_backup` and `resync`):
+//! its companions are then off the list, and their apps link them again as new devices.
+//!
+//! At random steps the others remove Mallory from the group, Alice's phone unlinks her first
+//! companion (a stolen laptop: the server keeps it, serves it the old list, and it writes and
+//! asks as if linked) and links a new one. Throughout, the relay hands Mallory and the stolen
+//! laptop copies of envelopes sent to others, which they read and ask for (through the
+//! guide's loop, and with every retry reason), so the senders see their requests. Every
 //! device runs the guide's receive loop (`driver::receive`): it shows what it reads, keeps
 //! what it must hold or wait for, ships the retry requests it is told to, answers the ones it
 //! gets from its own store of sent bodies, and keeps each envelope it asked for until the
@@ -16,18 +21,22 @@
 //!
 //! Invariants:
 //! - every message read shows the body sent, from its sender, to a device it was sent to (so
-//!   Mallory reads nothing sent to others, and no group message sent after her removal), and
-//!   never twice in one line of an app's store (a restore forgets what its backup forgot, so
-//!   the restored app may show again a message its lost state showed);
+//!   Mallory and the stolen laptop read nothing sent to others, Mallory no group message sent
+//!   after her removal), never one the stolen laptop wrote after its unlink, and never twice
+//!   in one line of an app's store (a restore forgets what its backup forgot, so the restored
+//!   app may show again a message its lost state showed);
 //! - after a settle phase (the relay delivers everything and stops replaying; held envelopes
 //!   are asked for after a few rounds, unanswered asks asked again), every device has shown
 //!   every message sent to it, except those its lost state read or asked for (gone from the
-//!   relay, unknown to the restored app: a message dropped is not excused) and those it had to
-//!   ask for whose sender's own restore forgot sending them (no answer can come for those),
-//!   and group messages to or from Mallory once she is removed (a sender may refuse her asks
-//!   then, and a member drops a group message of hers it reads after her removal);
+//!   relay, unknown to the restored app: a message dropped is not excused), those it had to
+//!   ask for whose sender cannot answer (its restore forgot sending them, or its sender key
+//!   moved four generations on: review 44's known limit), group messages to or from Mallory
+//!   once she is removed (a sender may refuse her asks then, and a member drops a group
+//!   message of hers it reads after her removal), and what was in flight to or from a device
+//!   off its account's list;
 //! - afterwards every device reads every other, 1:1 and in the group (Mallory 1:1 only, once
-//!   removed); no group message sent after the removal lists a device of Mallory's.
+//!   removed); no message sent after the removal or the unlink lists a device of Mallory's or
+//!   the stolen laptop.
 //!
 //! What it found when written (stop 44): an app that asked only as the driver says lost
 //! messages. A message a device's lost state had sent, still in flight at its restore and
@@ -51,7 +60,7 @@ use std::convert::Infallible;
 
 use pairs::Prng;
 use ratchetry::Timestamp;
-use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
+use ratchetry::devices::{AccountKey, DeviceAddress, PRIMARY_DEVICE, Primary, SignedDeviceList};
 use ratchetry::driver::{self, Directory, Inbound};
 use ratchetry::fanout::{Device, EnvelopeId, Outbox, Received, RetryReason, SendId};
 use ratchetry::group::GroupId;
@@ -85,6 +94,16 @@ struct App {
 }
 
 #[derive(Clone)]
+struct Backup {
+    device: Vec<u8>,
+    app: App,
+    /// A phone's backup holds its account's primary too.
+    primary: Option<Vec<u8>>,
+    /// The device's sender-key generations so far (the test's count).
+    generations: u64,
+}
+
+#[derive(Clone)]
 struct Ask {
     bytes: Vec<u8>,
     reason: RetryReason,
@@ -97,6 +116,9 @@ struct Message {
     from: DeviceAddress,
     to: BTreeSet<DeviceAddress>,
     group: bool,
+    /// The sender's sender-key generation it went under (counted by the test), for a group
+    /// message.
+    generation: u64,
 }
 
 /// An envelope the relay holds for a device until it is acknowledged.
@@ -152,7 +174,15 @@ struct Life {
     stale_list: Option<SignedDeviceList>,
     steps: usize,
     apps: BTreeMap<DeviceAddress, App>,
-    backups: BTreeMap<DeviceAddress, Vec<(Vec<u8>, App)>>,
+    /// Each device's backups with its app's store, and a phone's with its primary's state.
+    backups: BTreeMap<DeviceAddress, Vec<Backup>>,
+    /// Companions whose primary was restored: off its list, their apps linked them again as
+    /// new devices. Gone from the world (and the relay drops what it held for them).
+    retired: BTreeSet<DeviceAddress>,
+    /// Each device's sender-key generations in the group so far: a group send that gives its
+    /// key to every recipient starts one. A sender keeps four (LEDGER_GENERATIONS), so a
+    /// group message four generations back is answered no more (review 44's known limit).
+    generations: BTreeMap<DeviceAddress, u64>,
     messages: BTreeMap<u64, Message>,
     /// (device, message) its lost state acknowledged: the relay no longer has it.
     lost: BTreeSet<(DeviceAddress, u64)>,
@@ -232,6 +262,8 @@ impl Life {
             steps: 0,
             apps,
             backups: BTreeMap::new(),
+            retired: BTreeSet::new(),
+            generations: BTreeMap::new(),
             messages: BTreeMap::new(),
             lost: BTreeSet::new(),
             orphaned: BTreeSet::new(),
@@ -308,6 +340,12 @@ impl Life {
         let send_id = outbox.send_id.expect("a message has a send id");
         self.apps.get_mut(&from).unwrap().sent.insert(send_id, body);
         let recipients: BTreeSet<_> = outbox.recipients().into_iter().collect();
+        let given: BTreeSet<_> = outbox.envelopes.iter().map(|(to, _)| *to).collect();
+        let generation = self.generations.entry(from).or_default();
+        if to.is_none() && given == recipients {
+            *generation += 1;
+        }
+        let generation = *generation;
         assert!(
             self.unlinked.is_none_or(|u| !recipients.contains(&u)),
             "message {n} goes to the companion unlinked\n{}",
@@ -326,6 +364,7 @@ impl Life {
                 from,
                 to: recipients,
                 group: to.is_none(),
+                generation,
             },
         );
         self.ship(&outbox, Some(n));
@@ -546,9 +585,17 @@ impl Life {
             self.backups.get(&d).map_or(0, Vec::len)
         );
         self.log.push(line);
-        let bytes = self.w.device(d).to_bytes().to_vec();
+        let device = self.w.device(d).to_bytes().to_vec();
         let app = self.apps[&d].clone();
-        self.backups.entry(d).or_default().push((bytes, app));
+        let primary =
+            (d.device == PRIMARY_DEVICE).then(|| self.w.primary(&d.account).to_bytes().to_vec());
+        let generations = self.generations.get(&d).copied().unwrap_or(0);
+        self.backups.entry(d).or_default().push(Backup {
+            device,
+            app,
+            primary,
+            generations,
+        });
     }
 
     /// Restores `d` from one of its backups as an app does.
@@ -557,12 +604,17 @@ impl Life {
             return;
         };
         let which = self.c.below(backups.len());
-        let (bytes, app) = backups[which].clone();
+        let Backup {
+            device: bytes,
+            app,
+            primary,
+            generations,
+        } = backups[which].clone();
+        self.generations.insert(d, generations);
         let now = self.w.now;
         let line = format!(
-            "restore {} from backup {} of {}",
+            "restore {} from backup {which} of {}",
             self.name(d),
-            0,
             backups.len()
         );
         self.log.push(line);
@@ -582,7 +634,13 @@ impl Life {
         *self.w.device(d) = Device::restore_from_backup(&bytes, now).unwrap();
         self.apps.insert(d, app);
         self.w.persist(d);
-        self.w.primary(&d.account).renew(now).unwrap();
+        match primary {
+            // The phone lost with its primary: both come back from the backup.
+            Some(primary) if self.c.chance(50) => self.restore_primary(d.account, &primary),
+            _ => {
+                self.w.primary(&d.account).renew(now).unwrap();
+            }
+        }
         // The app fetches every list again: the backup's lists of its contacts may be older
         // than the ones it had (one from before an unlink among them).
         for account in self.accounts.clone() {
@@ -592,6 +650,51 @@ impl Life {
             let members = self.members.clone();
             self.w.device(d).set_group_members(G, &members).unwrap();
             self.w.persist(d);
+        }
+    }
+
+    /// `account`'s primary restored from a backup: it resyncs from the newest list the relay
+    /// serves and signs a list of the phone alone. Its companions learn they are off the list;
+    /// their apps link them again, as new devices.
+    fn restore_primary(&mut self, account: AccountKey, backup: &[u8]) {
+        let now = self.w.now;
+        let newest = self.w.primary(&account).device_list().signed().clone();
+        let mut primary = Primary::restore_from_backup(backup).unwrap();
+        primary.resync(now, newest).unwrap();
+        *self.w.primary(&account) = primary;
+        self.log
+            .push(format!("{}'s primary restored", self.account_name(account)));
+        let companions: Vec<_> = self
+            .w
+            .devices_of(&account)
+            .into_iter()
+            .filter(|c| c.device != PRIMARY_DEVICE && Some(*c) != self.unlinked)
+            .collect();
+        for &c in &companions {
+            self.log
+                .push(format!("  {} off the list: linked again", self.name(c)));
+            self.w.devices.remove(&c);
+            self.w.stores.remove(&c);
+            self.backups.remove(&c);
+            self.apps.get_mut(&c).unwrap().asks.clear();
+            self.queue.retain(|q| q.to != c);
+            self.delivered.retain(|(to, ..)| *to != c);
+            self.retired.insert(c);
+        }
+        let list = self.w.primary(&account).device_list().signed().clone();
+        for d in self.w.addresses() {
+            let r = self
+                .w
+                .device(d)
+                .update_device_list(now, &account, list.clone());
+            if let Err(e) = r {
+                self.log
+                    .push(format!("  {} refuses the list: {e:?}", self.name(d)));
+            }
+            self.w.persist(d);
+        }
+        for _ in companions {
+            self.link(account);
         }
     }
 
@@ -659,17 +762,17 @@ impl Life {
                 from,
                 to: recipients,
                 group,
+                generation: 0,
             },
         );
         self.forged.insert(n);
         self.ship(&outbox, Some(n));
     }
 
-    /// Alice's phone links a new companion, which follows every list and sets the group's
+    /// `account`'s phone links a new companion, which follows every list and sets the group's
     /// members, as its app does after linking.
-    fn link(&mut self) {
-        let alice = self.accounts[0];
-        let d = self.w.link(&alice);
+    fn link(&mut self, account: AccountKey) {
+        let d = self.w.link(&account);
         self.log.push(format!("{} linked", self.name(d)));
         self.w.publish_all();
         self.apps.insert(d, App::default());
@@ -779,7 +882,7 @@ impl Life {
             self.unlink();
         }
         if self.steps == self.link_at {
-            self.link();
+            self.link(self.accounts[0]);
         }
         match self.c.below(100) {
             0..=24 => {
@@ -915,14 +1018,22 @@ impl Life {
         let mut missing = Vec::new();
         for (n, m) in &self.messages {
             for to in &m.to {
-                let unanswerable = self.orphaned.contains(n) && self.asked.contains(&(*to, *n));
+                // Asked for, and its sender cannot answer: it forgot sending it, or its key's
+                // generation is four behind the sender's.
+                let outrun = m.group
+                    && self.generations.get(&m.from).copied().unwrap_or(0) >= m.generation + 4;
+                let unanswerable =
+                    (self.orphaned.contains(n) || outrun) && self.asked.contains(&(*to, *n));
                 // Once Mallory is removed, she may be refused what she asks for, and her
                 // group messages still in flight are dropped (she is no member).
                 let removed = m.group
                     && !self.members.contains(&self.mallory)
                     && (to.account == self.mallory || m.from.account == self.mallory);
-                // Likewise whatever was in flight to or from the companion unlinked.
-                let unlinked = self.unlinked.is_some_and(|u| *to == u || m.from == u);
+                // Likewise whatever was in flight to or from the companion unlinked, or a
+                // companion off its restored primary's list.
+                let unlinked = self.unlinked.is_some_and(|u| *to == u || m.from == u)
+                    || self.retired.contains(to)
+                    || self.retired.contains(&m.from);
                 if !self.apps[to].shown.contains(n)
                     && !self.lost.contains(&(*to, *n))
                     && !unanswerable
