@@ -3,8 +3,8 @@
 use ratchetry::devices::{
     AccountKeyPair, AccountPolicy, DeviceAddress, DeviceId, LinkApproval, LinkConfirmation,
     LinkInvitation, LinkRequest, ListLimits, PRIMARY_DEVICE, Primary, PrimaryPolicy,
-    RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_PER_MS, RESTORE_VERSION_SKIP,
-    SafetyNumber, SignedDeviceList, complete_link,
+    RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_CLOCK_CAP_MS,
+    RESTORE_VERSION_PER_MS, RESTORE_VERSION_SKIP, SafetyNumber, SignedDeviceList, complete_link,
 };
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{device_binding, sign_device_list};
@@ -506,7 +506,8 @@ fn restored_primary_resyncs_and_never_reuses_a_version_or_device_id() {
 }
 
 /// Where a resync's numbering resumes (PROTOCOL.md 15.3): the next version is the larger of
-/// the list's plus `1 + 2^32` and the restore's time in milliseconds times 2^10; the next
+/// the list's plus `1 + 2^32` and the restore's time in milliseconds (at most 2^42) times
+/// 2^10, so below 2^53 whatever the clock; the next
 /// device id skips `2^16` past the highest listed plus a spread drawn from the restore's
 /// time. So two restores from one backup, shown the same list at different times, number
 /// apart (review 46).
@@ -527,15 +528,22 @@ fn a_resync_resumes_past_the_constant_skips_and_the_restore_time() {
             .finalize();
         u32::from_be_bytes(digest[4..8].try_into().unwrap()) % RESTORE_DEVICE_ID_SPREAD
     };
-    for now in [Timestamp(6_000), Timestamp(7_000), T0, at(1)] {
+    for now in [
+        Timestamp(6_000),
+        Timestamp(7_000),
+        T0,
+        at(1),
+        Timestamp(1 << 50),
+    ] {
         let mut restored = Primary::restore_from_backup(&backup).unwrap();
         let version = restored.resync(now, list.clone()).unwrap().version();
-        let floor = now.as_millis() * RESTORE_VERSION_PER_MS;
+        let floor = now.as_millis().min(RESTORE_VERSION_CLOCK_CAP_MS) * RESTORE_VERSION_PER_MS;
         assert_eq!(
             version,
             (list.version() + 1 + RESTORE_VERSION_SKIP).max(floor),
             "{now:?}"
         );
+        assert!(version < 1 << 53);
         let (_, id) = link(rng, &mut restored, now);
         assert_eq!(
             id.0,

@@ -17,6 +17,7 @@ use support::{World, body};
 
 const FAMILY: GroupId = GroupId([0x01; 32]);
 const WORK: GroupId = GroupId([0x02; 32]);
+const OTHER: GroupId = GroupId([0x03; 32]);
 
 fn offer(w: &mut World) -> HistoryOffer {
     let mut sealer = HistorySealer::new(&mut w.rng);
@@ -140,18 +141,21 @@ fn a_companion_linked_after_two_groups_sends_to_both_and_reads_replies() {
     }
 }
 
-/// Groups a device holds only from offers are unconfirmed once an own device leaves
-/// (PROTOCOL.md 18.2): the one that left may have been stolen, and the relay may have
-/// delivered its offer before the list that unlinked it. An own device joining, a contact's
-/// device leaving, or groups the app set leave the groups as they are; the mark survives a
+/// Groups an offer installed and the app has not set since are unconfirmed once an own
+/// device leaves (PROTOCOL.md 18.2): the one that left may have been stolen, and the relay may
+/// have delivered its offer before the list that unlinked it. Review 47: also after the app
+/// set another group. An own device joining, or a contact's device leaving, changes nothing;
+/// a group the app set (the same members again too) stays as it is; the mark survives a
 /// restart, and the app's members lift it.
 #[test]
 fn an_own_device_leaving_unconfirms_only_groups_offers_installed() {
     let mut w = World::new("membership own device leaves");
     let alice = w.account(1);
     let bob = w.account(1);
+    let carol = w.account(0);
     w.publish_all();
     w.set_members(FAMILY, &[alice, bob]);
+    w.set_members(WORK, &[alice, carol]);
     let (phone, a2, b2) = (
         World::addr(alice, 1),
         World::addr(alice, 2),
@@ -169,38 +173,89 @@ fn an_own_device_leaving_unconfirms_only_groups_offers_installed() {
     w.primary(&bob).unlink(now, b2.device).unwrap();
     w.publish(&bob);
     assert_eq!(unconfirmed(&mut w, desktop), []);
-    // The tablet's app sets its groups itself.
+    // The desktop's app vouches for FAMILY's members (the same again) and sets another group;
+    // the tablet's app sets its groups itself.
+    w.device(desktop)
+        .set_group_members(FAMILY, &[alice, bob])
+        .unwrap();
+    w.device(desktop)
+        .set_group_members(OTHER, &[alice, carol])
+        .unwrap();
+    w.persist(desktop);
     w.device(tablet).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(tablet);
 
-    // Alice's first companion is unlinked: the desktop's offered group awaits its members,
-    // the tablet's (set by its app) does not, nor the phone's.
+    // Alice's first companion is unlinked: the desktop's WORK, still as offered, awaits its
+    // members; its FAMILY and OTHER, the tablet's and the phone's groups do not.
     w.primary(&alice).unlink(now, a2.device).unwrap();
     w.publish(&alice);
-    assert_eq!(unconfirmed(&mut w, desktop), [FAMILY]);
+    assert_eq!(unconfirmed(&mut w, desktop), [WORK]);
     assert_eq!(unconfirmed(&mut w, tablet), []);
     assert_eq!(unconfirmed(&mut w, phone), []);
     w.restart(desktop);
-    assert_eq!(unconfirmed(&mut w, desktop), [FAMILY]);
-    let refused = w.run(desktop, |d, rng, now| d.send_group(rng, now, FAMILY, b"x"));
+    assert_eq!(unconfirmed(&mut w, desktop), [WORK]);
+    let refused = w.run(desktop, |d, rng, now| d.send_group(rng, now, WORK, b"x"));
     assert_eq!(
         refused.err(),
-        Some(FanoutError::GroupUnconfirmed(FAMILY).into())
+        Some(FanoutError::GroupUnconfirmed(WORK).into())
     );
-    // No later offer installs a group: the app owns the desktop's groups now.
-    w.device(phone).set_group_members(WORK, &[bob]).unwrap();
-    w.persist(phone);
-    let got = hand_over(&mut w, phone, desktop);
-    assert!(
-        matches!(&got, Received::HistoryOffer { groups, .. } if groups.is_empty()),
-        "{got:?}"
-    );
-    assert_eq!(members(&mut w, desktop, WORK), None);
-    w.device(desktop).set_group_members(FAMILY, &[bob]).unwrap();
+    let o = w.send_group(desktop, FAMILY, b"family goes on");
+    assert!(w.reads(&o, b"family goes on"));
+    w.device(desktop).set_group_members(WORK, &[carol]).unwrap();
     w.persist(desktop);
     assert_eq!(unconfirmed(&mut w, desktop), []);
-    let o = w.send_group(desktop, FAMILY, b"members set");
+    let o = w.send_group(desktop, WORK, b"members set");
     assert!(w.reads(&o, b"members set"));
+}
+
+/// Records from before the offered mark (the app having set no group) load with every group
+/// offered, and the load writes the marks. An offered group the app forgets takes its mark
+/// with it: the records still load.
+#[test]
+fn the_offered_mark_is_inferred_for_older_records_and_goes_with_its_group() {
+    let mut w = World::new("membership offered records");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob]);
+    w.set_members(WORK, &[alice, bob]);
+    let phone = World::addr(alice, 1);
+    let desktop = w.link(&alice);
+    w.publish(&alice);
+    hand_over(&mut w, phone, desktop);
+
+    // The records as the previous release wrote them: no 0x16 record.
+    let mut old = w.stores[&desktop].clone();
+    let marks: Vec<Vec<u8>> = old.0.keys().filter(|k| k[0] == 0x16).cloned().collect();
+    assert_eq!(marks.len(), 2);
+    for k in &marks {
+        old.0.remove(k);
+    }
+    let mut loaded = old.load();
+    let unit = loaded.take_changes(&mut w.rng);
+    let written: Vec<&[u8]> = unit
+        .records()
+        .iter()
+        .filter(|r| r.key()[0] == 0x16)
+        .map(|r| r.key())
+        .collect();
+    assert_eq!(written, marks);
+    w.stores.get_mut(&desktop).unwrap().apply(&unit);
+    w.devices.insert(desktop, loaded);
+
+    w.device(desktop).forget_group(FAMILY);
+    w.persist(desktop);
+    w.restart(desktop);
+    assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [WORK]);
+    let now = w.now;
+    let companion = w.link(&alice);
+    w.publish(&alice);
+    w.primary(&alice).unlink(now, companion.device).unwrap();
+    w.publish(&alice);
+    assert_eq!(
+        w.device(desktop).unconfirmed_groups().collect::<Vec<_>>(),
+        [WORK]
+    );
 }
 
 /// The same when an own device's id comes back with another identity (a primary restored

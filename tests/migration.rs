@@ -117,6 +117,14 @@ fn previous_devices_and_primaries_migrate_and_upgrade_their_sessions() {
     // A primary's old state with another device's identity is refused.
     let stranger = IdentityKeyPair::generate(rng);
     assert!(Primary::migrate(&fixture("primary-v1-alice.bin"), &stranger, NOW).is_err());
+    // A next device id at a listed one (after the header, the seed and the policy): refused.
+    let mut reused = fixture("primary-v1-alice.bin");
+    reused[54..58].copy_from_slice(&1u32.to_be_bytes());
+    let identity = Device::legacy_identity(&fixture("device-v2-alice.bin")).unwrap();
+    assert_eq!(
+        Primary::migrate(&reused, &identity, NOW).err(),
+        Some(ratchetry::DecodeError::InvalidValue.into())
+    );
     let (alice_key, bob_key) = (lists[0].0, lists[1].0);
     devices[0]
         .update_device_list(NOW, &bob_key, lists[1].1.clone())

@@ -41,6 +41,25 @@ fn h(bytes: impl AsRef<[u8]>) -> String {
     hex::encode(bytes)
 }
 
+/// The records of whole-state bytes (19.4: `0x03 ‖ 0x87 ‖ u32(n) ‖ n × (blob(key) ‖
+/// blob(value))`), as (key, value).
+fn whole_state_records(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    assert_eq!(&bytes[..2], &[0x03, 0x87]);
+    let u32_at = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut at = 6;
+    let mut records = Vec::new();
+    for _ in 0..u32_at(2) {
+        let len = u32_at(at);
+        let key = bytes[at + 4..at + 4 + len].to_vec();
+        at += 4 + len;
+        let len = u32_at(at);
+        records.push((key, bytes[at + 4..at + 4 + len].to_vec()));
+        at += 4 + len;
+    }
+    assert_eq!(at, bytes.len());
+    records
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap()
 }
@@ -4724,6 +4743,9 @@ struct RecordsFile {
     /// 19.1 kind 0x15: the record the same device writes when it forgets the account of the
     /// `device_list` record (its list's mark, 15.2).
     forgotten: ForgottenVector,
+    /// 19.1 kind 0x16: the same device's records as written before that kind with the meta
+    /// record's `groups by app` 0 load with every group offered, and the load writes the marks.
+    offered: OfferedVector,
     /// 15.4: a primary's records.
     primary: PrimaryRecordsVector,
 }
@@ -4769,6 +4791,15 @@ struct ForgottenVector {
     account: String,
     key: String,
     value: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OfferedVector {
+    /// The meta record's value with `groups by app` 0 (its byte 20), in place of the one in
+    /// `whole_state`, and no `0x16` record.
+    meta: String,
+    /// The `0x16` records the load's unit writes, in key order.
+    marks: Vec<KeyValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5411,6 +5442,30 @@ fn records_file() -> RecordsFile {
                 value: h(r.value().unwrap()),
             }
         },
+        offered: {
+            let tags = &mut SeededRng::from_label("records.json: offered tags");
+            let mut records = whole_state_records(&whole);
+            let meta = records.iter_mut().find(|(k, _)| k[..] == [0x02]).unwrap();
+            meta.1[20] = 0;
+            let meta = meta.1.clone();
+            let mut old = ratchetry::fanout::Device::from_records(
+                records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+            )
+            .unwrap();
+            let unit = old.take_changes(tags);
+            OfferedVector {
+                meta: h(&meta),
+                marks: unit
+                    .records()
+                    .iter()
+                    .filter(|r| r.key()[0] == 0x16)
+                    .map(|r| KeyValue {
+                        key: h(r.key()),
+                        value: r.value().map(h),
+                    })
+                    .collect(),
+            }
+        },
     }
 }
 
@@ -5963,6 +6018,34 @@ fn record_vectors() {
             .u8(1)
             .done())
     );
+    // 19.1 kind 0x16: with `groups by app` 0, every group (each `0x09` record of the whole
+    // state) is offered, its mark empty.
+    let whole = whole_state_records(&unhex(&f.whole_state));
+    let groups: Vec<String> = whole
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k[0] == 0x09)
+        .map(|k| format!("16{}", h(&k[1..])))
+        .collect();
+    assert!(!groups.is_empty());
+    assert_eq!(
+        f.offered.marks,
+        groups
+            .into_iter()
+            .map(|key| KeyValue {
+                key,
+                value: Some(String::new()),
+            })
+            .collect::<Vec<_>>()
+    );
+    let mut meta = whole
+        .iter()
+        .find(|(k, _)| k[..] == [0x02])
+        .unwrap()
+        .1
+        .clone();
+    meta[20] = 0;
+    assert_eq!(f.offered.meta, h(&meta));
     // Cross-checks between records: the own record's identity and address are the ones every
     // other record speaks of.
     let RecordInputs::Own {

@@ -110,6 +110,7 @@ impl Primary {
             entries,
         );
         let list = list.verify(&account.public(), None, &OWN_LIST_LIMITS)?;
+        super::primary::check_next_device(next_device, &list)?;
         Ok(Self::from_migration(
             account,
             policy,

@@ -34,8 +34,8 @@ pub use policy::{
     DEFAULT_MAX_COMPANIONS, PrimaryPolicy,
 };
 pub use primary::{
-    Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_PER_MS,
-    RESTORE_VERSION_SKIP,
+    Primary, RESTORE_DEVICE_ID_SKIP, RESTORE_DEVICE_ID_SPREAD, RESTORE_VERSION_CLOCK_CAP_MS,
+    RESTORE_VERSION_PER_MS, RESTORE_VERSION_SKIP,
 };
 pub use primary_records::PrimaryChanges;
 pub use safety::SafetyNumber;

@@ -44,10 +44,14 @@ pub const RESTORE_DEVICE_ID_SKIP: u32 = 1 << 16;
 /// linked devices (for ten devices, about one chance in 100,000).
 pub const RESTORE_DEVICE_ID_SPREAD: u32 = 1 << 20;
 /// A restored primary's next list version is at least its restore's time in milliseconds
-/// times this: a later restore from the same backup signs above every version an earlier one
-/// signed, unless that one signed this many lists per millisecond between them. (Versions
-/// stay below 2^53, so JavaScript numbers hold them.)
+/// (at most [`RESTORE_VERSION_CLOCK_CAP_MS`]) times this: a later restore from the same
+/// backup signs above every version an earlier one signed, unless that one signed this many
+/// lists per millisecond between them.
 pub const RESTORE_VERSION_PER_MS: u64 = 1 << 10;
+/// The restore's time counts for the version floor up to this (2^42 ms: the year 2109), so
+/// a clock far ahead neither saturates versions nor takes them past 2^53, which JavaScript
+/// numbers hold exactly.
+pub const RESTORE_VERSION_CLOCK_CAP_MS: u64 = 1 << 42;
 
 /// The primary state format this build writes: format 2's fields, then the tag of the last
 /// unit taken.
@@ -446,7 +450,7 @@ impl Primary {
             .next_version
             .max(version.saturating_add(1))
             .saturating_add(RESTORE_VERSION_SKIP)
-            .max(now.as_millis().saturating_mul(RESTORE_VERSION_PER_MS));
+            .max(now.as_millis().min(RESTORE_VERSION_CLOCK_CAP_MS) * RESTORE_VERSION_PER_MS);
         self.list = list;
         if !self.confirmed.is_empty() {
             self.confirmed.clear();

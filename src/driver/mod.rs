@@ -225,7 +225,10 @@ pub enum ReceiveStep {
     /// The receive is decided: act on it (persist the device's changes first).
     Done(Inbound),
     /// Fetch this account's current device list from the relay, give it to
-    /// [`Device::update_device_list`] (or nothing, if the relay has none), and step again.
+    /// [`Device::update_device_list`] (or nothing, if the relay has none), and step again. A
+    /// list refused as older than the one held ([`DeviceError::Rollback`]: a stale replica,
+    /// or a relay that withholds) is nothing newer: step again all the same, as [`receive`]
+    /// does; any other refusal stops the receive.
     NeedDeviceList(AccountKey),
 }
 

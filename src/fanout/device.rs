@@ -597,24 +597,25 @@ impl Device {
         Ok(events)
     }
 
-    /// Groups this device holds only from history offers came from its own account's devices,
-    /// and one that left or changed identity (a stolen laptop the server kept) may have
-    /// offered them after the theft, before this list reached this device: with the members
-    /// the server wanted. Such groups are unconfirmed until the app sets their members, as
-    /// after a restore, and the app owns the groups from then on (PROTOCOL.md 18.2).
+    /// Groups a history offer installed came from this account's devices, and one that left
+    /// or changed identity (a stolen laptop the server kept) may have offered them after the
+    /// theft, before this list reached this device: with the members the server wanted. Such
+    /// groups the app has not set since are unconfirmed until it does, as after a restore
+    /// (PROTOCOL.md 18.2).
     fn unconfirm_offered_groups(&mut self, own_events: &[Event]) {
         let left = own_events
             .iter()
             .any(|e| matches!(e, Event::DeviceRemoved(_) | Event::IdentityChanged(_)));
-        if !left || self.groups_by_app || self.groups.is_empty() {
+        if !left {
             return;
         }
-        self.groups_by_app = true;
         let marked = self
             .groups
             .iter_mut()
-            .filter_map(|(id, g)| {
-                (!core::mem::replace(&mut g.unconfirmed, true)).then_some(Key::Unconfirmed(*id))
+            .filter(|(_, g)| g.offered && !g.unconfirmed)
+            .map(|(id, g)| {
+                g.unconfirmed = true;
+                Key::Unconfirmed(*id)
             })
             .collect();
         self.touch_all(marked);

@@ -36,8 +36,16 @@ impl Device {
             }
             .into());
         }
-        let old = match self.groups.get(&group) {
-            Some(g) if g.members == new && !g.unconfirmed => return Ok(()),
+        let old = match self.groups.get_mut(&group) {
+            // The same members again change nothing, but that the app now vouches for the
+            // members of a group an offer installed.
+            Some(g) if g.members == new && !g.unconfirmed => {
+                if core::mem::take(&mut g.offered) {
+                    self.touch(Key::Offered(group));
+                    self.bump();
+                }
+                return Ok(());
+            }
             Some(g) => g.members.clone(),
             None => Members::default(),
         };
@@ -47,8 +55,12 @@ impl Device {
         let g = self.groups.entry(group).or_default();
         g.members = new;
         g.reach = None;
+        let offered = core::mem::take(&mut g.offered);
         if core::mem::take(&mut g.unconfirmed) {
             self.touch(Key::Unconfirmed(group));
+        }
+        if offered {
+            self.touch(Key::Offered(group));
         }
         self.touch(Key::GroupMembers(group));
         self.groups_by_app = true;
@@ -77,6 +89,9 @@ impl Device {
         self.touch(Key::GroupMembers(group));
         if g.unconfirmed {
             self.touch(Key::Unconfirmed(group));
+        }
+        if g.offered {
+            self.touch(Key::Offered(group));
         }
         if let Some(outbound) = g.outbound {
             self.touch(Key::Outbound(group));

@@ -34,6 +34,10 @@ pub(crate) struct Group {
     /// name an account removed after the backup, so nothing is sent to the group or read from
     /// it until the app sets them.
     pub(crate) unconfirmed: bool,
+    /// Installed by a history offer from another device of this account, and not set by the
+    /// app since: if a device of the account leaves, it may have been stolen and offered the
+    /// group after, so the group becomes unconfirmed (PROTOCOL.md 18.2).
+    pub(crate) offered: bool,
 }
 
 #[derive(Clone, Debug)]

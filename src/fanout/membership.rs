@@ -126,10 +126,12 @@ impl Device {
                 group,
                 Group {
                     members,
+                    offered: true,
                     ..Group::default()
                 },
             );
             self.touch(Key::GroupMembers(group));
+            self.touch(Key::Offered(group));
         }
     }
 }

@@ -67,6 +67,8 @@ pub(crate) enum Key {
     Unconfirmed(GroupId),
     /// What is remembered of a forgotten account's newest list.
     Forgotten(AccountKey),
+    /// Present while a group installed by a history offer has not been set by the app.
+    Offered(GroupId),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -92,6 +94,7 @@ pub(crate) const REPLACED: u8 = 0x12;
 pub(crate) const PENDING_KEM: u8 = 0x13;
 pub(crate) const UNCONFIRMED: u8 = 0x14;
 pub(crate) const FORGOTTEN: u8 = 0x15;
+pub(crate) const OFFERED: u8 = 0x16;
 
 impl Key {
     /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
@@ -119,6 +122,7 @@ impl Key {
             Key::PendingKem(..) => PENDING_KEM,
             Key::Unconfirmed(_) => UNCONFIRMED,
             Key::Forgotten(_) => FORGOTTEN,
+            Key::Offered(_) => OFFERED,
         }
     }
 
@@ -134,7 +138,9 @@ impl Key {
             }
             Key::DeviceList(a) | Key::Forgotten(a) => out.put(a.as_bytes()),
             Key::Sessions(a) => a.write(&mut out),
-            Key::GroupMembers(g) | Key::Outbound(g) | Key::Unconfirmed(g) => out.put(&g.0),
+            Key::GroupMembers(g) | Key::Outbound(g) | Key::Unconfirmed(g) | Key::Offered(g) => {
+                out.put(&g.0)
+            }
             Key::Ledger(g, k, a) => {
                 out.put(&g.0);
                 out.u32(k.0);
@@ -186,6 +192,7 @@ impl Key {
             PENDING_KEM => Key::PendingKem(DeviceAddress::read_trusted(&mut r)?, r.array()?),
             UNCONFIRMED => Key::Unconfirmed(GroupId(r.array()?)),
             FORGOTTEN => Key::Forgotten(AccountKey::from_trusted(r.array()?)),
+            OFFERED => Key::Offered(GroupId(r.array()?)),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

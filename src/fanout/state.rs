@@ -90,6 +90,9 @@ impl Device {
             if g.unconfirmed {
                 keys.push(Key::Unconfirmed(*id));
             }
+            if g.offered {
+                keys.push(Key::Offered(*id));
+            }
             if let Some(o) = &g.outbound {
                 keys.push(Key::Outbound(*id));
                 for l in &o.generations {
@@ -163,6 +166,9 @@ impl Device {
             }
             Key::Unconfirmed(g) => {
                 self.groups.get(g).filter(|g| g.unconfirmed)?;
+            }
+            Key::Offered(g) => {
+                self.groups.get(g).filter(|g| g.offered)?;
             }
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
@@ -414,6 +420,11 @@ impl Device {
                         .ok_or(DecodeError::InvalidValue)?
                         .unconfirmed = true;
                 }
+                Key::Offered(g) => {
+                    group_of(&mut groups, g)
+                        .ok_or(DecodeError::InvalidValue)?
+                        .offered = true;
+                }
                 Key::Inbound(a, g) => {
                     let key = InboundSenderKey::from_bytes(r.rest())?;
                     if key.group() != g {
@@ -491,6 +502,14 @@ impl Device {
             migrated.push(Key::Meta);
         }
         device.groups_by_app = groups_by_app.unwrap_or(!device.groups.is_empty());
+        // Records from before `0x16`: while the app had set no group, every group came from
+        // an offer. Their records are written by the load's unit.
+        if !device.groups_by_app {
+            for (id, group) in device.groups.iter_mut().filter(|(_, g)| !g.offered) {
+                group.offered = true;
+                migrated.push(Key::Offered(*id));
+            }
+        }
         for key in migrated {
             device.dirty.mark(key);
         }

@@ -3454,6 +3454,23 @@ def check_records(doc, context):
     R.check("forgotten: value = the list's mark (15.2)",
             lst[34:42] + H(lst) + flag(lst[0] == 3), fg["value"])
 
+    # 4c. 19.1 kind 0x16: the same records with the meta record's `groups by app` 0 (as the
+    # release before that kind wrote them) load with every group offered: the load writes an
+    # empty 0x16 record under each 0x09 record's group id.
+    of = doc["offered"]
+    r = Reader(hx(doc["whole_state"]))
+    r.head(3, 0x87)
+    keys, meta = [], None
+    for _ in range(r.u32()):
+        k, v = r.take(r.u32()), r.take(r.u32())
+        keys.append(k)
+        if k == b"\x02":
+            meta = v
+    R.check("offered: the meta record, groups by app 0 (19.1)", meta[:20] + b"\x00" + meta[21:], of["meta"])
+    R.check("offered: an empty 0x16 record per group, in key order (19.1)",
+            [{"key": (b"\x16" + k[1:]).hex(), "value": ""} for k in keys if k[:1] == b"\x09"],
+            of["marks"])
+
     # 5. 15.4: a primary's records, from its state bytes alone, and the unit of one invitation.
     check_primary_records(doc["primary"])
 

@@ -29,7 +29,8 @@ pub enum ReceiveStep {
         inbound: Inbound,
     },
     /// Fetch this account's device list, apply it with `Device.update_device_list` (or
-    /// nothing, if the relay has none), and step again.
+    /// nothing, if the relay has none), and step again; a list refused as
+    /// `device.rollback` (older than the one held) is nothing newer: step again all the same.
     NeedDeviceList {
         /// The account (32 bytes).
         account: Vec<u8>,

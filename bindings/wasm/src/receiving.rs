@@ -44,7 +44,8 @@ export type Inbound =
 /**
  * What a `Receiving.step` asks: act on a `done` receive, or fetch `account`'s current device
  * list, apply it with `Device.updateDeviceList` (or nothing, if the relay has none) and step
- * again.
+ * again; a list refused as `device.rollback` (older than the one held) is nothing newer: step
+ * again all the same.
  */
 export type ReceiveStep =
   | { kind: "done"; inbound: Inbound }
