@@ -427,14 +427,8 @@ fn a_newer_list_not_yet_served_is_awaited() {
     let bob = w.account(0);
     w.publish_all();
     let b1 = World::addr(bob, 1);
-    let laptop = w.link(&alice);
     let now = w.now;
-    let bobs = w.primary(&bob).device_list().signed().clone();
-    w.device(laptop)
-        .update_device_list(now, &bob, bobs)
-        .unwrap();
-    let outbox = w.send(laptop, bob, b"from the new laptop");
-    let envelope = World::envelope_to(&outbox, b1);
+    let envelope = from_a_new_laptop(&mut w, alice, bob);
     // The relay serves no newer list of Alice's yet (it lags).
     let (kept, _) = drive(&mut w, b1, |d, rng, relay| {
         relay.hidden.insert(alice);
@@ -458,13 +452,7 @@ fn a_list_older_than_the_one_held_is_nothing_newer() {
     w.primary(&alice).renew(now).unwrap();
     w.publish_all();
     let b1 = World::addr(bob, 1);
-    let laptop = w.link(&alice);
-    let bobs = w.primary(&bob).device_list().signed().clone();
-    w.device(laptop)
-        .update_device_list(now, &bob, bobs)
-        .unwrap();
-    let outbox = w.send(laptop, bob, b"from the new laptop");
-    let envelope = World::envelope_to(&outbox, b1);
+    let envelope = from_a_new_laptop(&mut w, alice, bob);
     let held = w.device(b1).device_list(&alice).unwrap().digest();
     let (kept, events) = drive(&mut w, b1, |d, rng, relay| {
         relay.stale = Some(old.clone());
@@ -491,14 +479,8 @@ fn a_forged_list_stops_the_receive() {
     let mallory = w.account(0);
     w.publish_all();
     let b1 = World::addr(bob, 1);
-    let laptop = w.link(&alice);
     let now = w.now;
-    let bobs = w.primary(&bob).device_list().signed().clone();
-    w.device(laptop)
-        .update_device_list(now, &bob, bobs)
-        .unwrap();
-    let outbox = w.send(laptop, bob, b"from the new laptop");
-    let envelope = World::envelope_to(&outbox, b1);
+    let envelope = from_a_new_laptop(&mut w, alice, bob);
     // Mallory's list under Alice's account: served for Alice, it names the wrong account.
     let forged = w.primary(&mallory).device_list().signed().clone();
     let mut forged_bytes = forged.to_bytes();
@@ -512,6 +494,19 @@ fn a_forged_list_stops_the_receive() {
         matches!(stopped, Err(DriveError::Device(Error::Device(_)))),
         "{stopped:?}"
     );
+}
+
+/// Alice links a laptop, which follows Bob and writes to him; Bob's phone holds Alice's list
+/// from before the link. Returns the envelope to Bob's phone.
+fn from_a_new_laptop(w: &mut World, alice: AccountKey, bob: AccountKey) -> Vec<u8> {
+    let laptop = w.link(&alice);
+    let now = w.now;
+    let bobs = w.primary(&bob).device_list().signed().clone();
+    w.device(laptop)
+        .update_device_list(now, &bob, bobs)
+        .unwrap();
+    let outbox = w.send(laptop, bob, b"from the new laptop");
+    World::envelope_to(&outbox, World::addr(bob, 1))
 }
 
 /// An envelope that fails authentication is asked for again as such

@@ -164,6 +164,32 @@ fn reached(o: &Outbox) -> Vec<DeviceAddress> {
     all
 }
 
+/// `a1`'s app sets G's `members`: its next group message reaches `b1` alone and reads there;
+/// `excluded` cannot read it, and its request for the sender key is refused at `a1` with
+/// `refusal`.
+fn next_group_message_reaches_bob_alone(
+    w: &mut World,
+    (a1, b1, excluded): (DeviceAddress, DeviceAddress, DeviceAddress),
+    members: &[ratchetry::devices::AccountKey],
+    refusal: Error,
+) {
+    w.device(a1).set_group_members(G, members).unwrap();
+    w.persist(a1);
+    let next = w.send_group(a1, G, b"after the restore");
+    assert_eq!(reached(&next), vec![b1]);
+    assert!(w.reads(&next, b"after the restore"));
+    let (e, _) = next.group.as_ref().unwrap();
+    let err = refused_any(w, excluded, e);
+    assert!(
+        matches!(err, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
+        "{err:?}"
+    );
+    let (_, request) = w
+        .request_retry(excluded, e, RetryReason::SenderKeyMissing)
+        .unwrap();
+    assert_eq!(refused_any(w, a1, &request), refusal);
+}
+
 fn sorted(mut devices: Vec<DeviceAddress>) -> Vec<DeviceAddress> {
     devices.sort();
     devices
@@ -425,22 +451,12 @@ fn a_member_removed_after_the_backup_gets_nothing_new_from_the_restored_sender()
     assert!(w.reads(&answer, b"held back from mallory"));
 
     // The app sets the members; the next message is a new generation, for Bob alone.
-    w.device(a1).set_group_members(G, &[alice, bob]).unwrap();
-    w.persist(a1);
-    let new = w.send_group(a1, G, b"after the restore");
-    assert_eq!(reached(&new), vec![b1]);
-    assert!(w.reads(&new, b"after the restore"));
-    let (e, _) = new.group.as_ref().unwrap();
-    let err = refused_any(&mut w, m1, e);
-    assert!(
-        matches!(err, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
-        "{err:?}"
+    next_group_message_reaches_bob_alone(
+        &mut w,
+        (a1, b1, m1),
+        &[alice, bob],
+        FanoutError::NotEntitled.into(),
     );
-    let (_, request) = w
-        .request_retry(m1, e, RetryReason::SenderKeyMissing)
-        .unwrap();
-    let err = refused_any(&mut w, a1, &request);
-    assert_eq!(err, FanoutError::NotEntitled.into());
     // Her earlier request, replayed, is the one answered already.
     let err = refused_any(&mut w, a1, &first_request);
     assert!(
@@ -795,23 +811,11 @@ fn a_restored_phone_drops_a_contacts_companion_once_it_is_shown_the_unlink() {
     assert_eq!(events, vec![Event::DeviceRemoved(b2)]);
     w.persist(a1);
 
-    w.device(a1).set_group_members(G, &[alice, bob]).unwrap();
-    w.persist(a1);
-    let next = w.send_group(a1, G, b"after the restore");
-    assert_eq!(reached(&next), vec![b1]);
-    assert!(w.reads(&next, b"after the restore"));
-    let (e, _) = next.group.as_ref().unwrap();
-    let err = refused_any(&mut w, b2, e);
-    assert!(
-        matches!(err, Error::Fanout(FanoutError::SenderKeyMissing { .. })),
-        "{err:?}"
-    );
-    let (_, request) = w
-        .request_retry(b2, e, RetryReason::SenderKeyMissing)
-        .unwrap();
-    assert_eq!(
-        refused_any(&mut w, a1, &request),
-        DeviceError::NotInList(b2).into()
+    next_group_message_reaches_bob_alone(
+        &mut w,
+        (a1, b1, b2),
+        &[alice, bob],
+        DeviceError::NotInList(b2).into(),
     );
     let direct = w.send(a1, bob, b"direct after the restore");
     assert_eq!(reached(&direct), vec![b1]);

@@ -331,29 +331,13 @@ fn offer(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
 /// is on: G, whose members the app never set, keeps the membership the stolen laptop chose,
 /// and C2's next group message to G reaches Mallory, who reads it.
 ///
-/// Fix: remember per group that an offer installed it and the app has not set it since
-/// (persisted with the group), and at an own device's departure unconfirm those groups
-/// whatever the flag says (or those the departed device offered).
+/// Fixed: each group an offer installed keeps an offered mark (record `0x16`) until the app
+/// sets or forgets it, and an own device's departure unconfirms the offered groups whatever
+/// else the app set.
 #[test]
 fn an_offered_group_is_unconfirmed_at_the_unlink_even_after_the_app_set_another_group() {
     let (mut w, alice, bob, mallory) = alice_with_a_laptop("review47 app set another group");
-    let (a1, c1, m1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(mallory, 1),
-    );
-    w.device(m1)
-        .set_group_members(G, &[alice, bob, mallory])
-        .unwrap();
-    w.persist(m1);
-    let c2 = w.link(&alice);
-    w.device(c1)
-        .set_group_members(G, &[alice, bob, mallory])
-        .unwrap();
-    w.persist(c1);
-    publish_to(&mut w, &alice, &[a1, c1, m1, World::addr(bob, 1)]);
-    let stolen = offer(&mut w, c1, c2);
-    let got = w.receive(c2, &stolen);
+    let ((_, c1, m1, c2), got) = stolen_offer_delivered(&mut w, alice, bob, mallory);
     assert!(matches!(&got, Ok(Received::HistoryOffer { groups, .. }) if groups == &[G]));
     // The app sets another group on the laptop.
     w.device(c2).set_group_members(H, &[bob]).unwrap();
@@ -488,14 +472,18 @@ fn an_unlink_before_any_offer_denies_the_phones_offer_nothing_and_the_stolen_one
     assert!(w.reads(&o, b"from the new laptop"));
 }
 
-/// The relay withholds the unlink and serves C2 only a later list that both removes the
-/// stolen laptop and adds a third one (C3): one list, both changes. It still unconfirms the
-/// offered group. Mallory, whom the stolen offer put in G, read C2's group message before the
-/// list arrived (the window the withheld list leaves); once C2's app sets G's real members,
-/// C2's next group message goes to a new sender-key generation Mallory cannot open.
-#[test]
-fn a_list_that_removes_and_adds_unconfirms_and_the_stolen_members_lose_the_sender_key() {
-    let (mut w, alice, bob, mallory) = alice_with_a_laptop("review47 remove and add");
+/// Mallory and the stolen laptop C1 hold G with Mallory in it; Alice links C2, and the relay
+/// gives C1 the list that admitted C2 (and withholds the unlink); C1's offer reaches C2.
+/// Returns (a1, c1, m1, c2) and what C2's receive of the offer gave.
+fn stolen_offer_delivered(
+    w: &mut World,
+    alice: AccountKey,
+    bob: AccountKey,
+    mallory: AccountKey,
+) -> (
+    (DeviceAddress, DeviceAddress, DeviceAddress, DeviceAddress),
+    Result<Received, Error>,
+) {
     let (a1, c1, m1) = (
         World::addr(alice, 1),
         World::addr(alice, 2),
@@ -510,9 +498,22 @@ fn a_list_that_removes_and_adds_unconfirms_and_the_stolen_members_lose_the_sende
         .set_group_members(G, &[alice, bob, mallory])
         .unwrap();
     w.persist(c1);
-    publish_to(&mut w, &alice, &[a1, c1, m1, World::addr(bob, 1)]);
-    let stolen = offer(&mut w, c1, c2);
-    assert!(w.receive(c2, &stolen).is_ok());
+    publish_to(w, &alice, &[a1, c1, m1, World::addr(bob, 1)]);
+    let stolen = offer(w, c1, c2);
+    let got = w.receive(c2, &stolen);
+    ((a1, c1, m1, c2), got)
+}
+
+/// The relay withholds the unlink and serves C2 only a later list that both removes the
+/// stolen laptop and adds a third one (C3): one list, both changes. It still unconfirms the
+/// offered group. Mallory, whom the stolen offer put in G, read C2's group message before the
+/// list arrived (the window the withheld list leaves); once C2's app sets G's real members,
+/// C2's next group message goes to a new sender-key generation Mallory cannot open.
+#[test]
+fn a_list_that_removes_and_adds_unconfirms_and_the_stolen_members_lose_the_sender_key() {
+    let (mut w, alice, bob, mallory) = alice_with_a_laptop("review47 remove and add");
+    let ((_, c1, m1, c2), got) = stolen_offer_delivered(&mut w, alice, bob, mallory);
+    assert!(got.is_ok());
     // Before the unlink reaches C2, it writes to G: Mallory reads it (the withheld window).
     let early = w.send_group(c2, G, b"before the unlink");
     let (ge, _) = early.group.clone().unwrap();
