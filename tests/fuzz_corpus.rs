@@ -328,6 +328,44 @@ fn regenerate_fuzz_seeds() {
                 .map(|r| (r.key(), r.value().unwrap_or_default())),
         ),
     );
+    // Records of the previous release for a device whose app set no group (the meta record's
+    // `groups by app` 0): the load marks every group offered and writes the marks (0x16).
+    let tags = &mut SeededRng::from_label("fuzz seeds: offered");
+    let mut whole = ratchetry::fanout::Device::from_bytes(&device_state).unwrap();
+    let unit = whole.take_changes(tags);
+    let records: Vec<(Vec<u8>, Vec<u8>)> = unit
+        .records()
+        .iter()
+        .map(|r| {
+            let mut value = r.value().unwrap_or_default().to_vec();
+            if r.key() == [0x02] {
+                value[20] = 0;
+            }
+            (r.key().to_vec(), value)
+        })
+        .collect();
+    let mut old = ratchetry::fanout::Device::from_records(
+        records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+    )
+    .unwrap();
+    let marks = old.take_changes(tags);
+    assert!(marks.records().iter().any(|r| r.key()[0] == 0x16));
+    let mut offered: Vec<(Vec<u8>, Vec<u8>)> = records
+        .into_iter()
+        .chain(
+            marks
+                .records()
+                .iter()
+                .filter(|r| r.key()[0] == 0x16)
+                .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec())),
+        )
+        .collect();
+    offered.sort();
+    write(
+        "records",
+        "device-offered",
+        &fuzz::encode_records(offered.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
+    );
     // Every envelope in flight read (a withheld notice among them, 0x0d), then a group message
     // that withholds the key from its sender (a sender key record naming it, 0x0a).
     let mut withholding = fx.receiver.clone();
