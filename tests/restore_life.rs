@@ -296,6 +296,18 @@ impl Life {
         d.account == self.mallory || Some(d) == self.unlinked
     }
 
+    /// The relay takes an envelope that carries no message body (a retry request, a copy
+    /// handed to the server's device) for `to`.
+    fn enqueue(&mut self, to: DeviceAddress, bytes: Vec<u8>, msg: Option<u64>) {
+        self.queue.push(Queued {
+            to,
+            bytes,
+            held: 0,
+            msg,
+            carries: false,
+        });
+    }
+
     fn ship(&mut self, outbox: &Outbox, msg: Option<u64>) {
         // A pairwise envelope carries the body unless the body goes in the group envelope;
         // an answer's sender key comes before the resend that carries it.
@@ -437,13 +449,7 @@ impl Life {
                 to: sender,
                 request,
             } => {
-                self.queue.push(Queued {
-                    to: sender,
-                    bytes: request,
-                    held: 0,
-                    msg,
-                    carries: false,
-                });
+                self.enqueue(sender, request, msg);
                 let ask = Ask {
                     bytes: bytes.to_vec(),
                     reason: RetryReason::AuthenticationFailed,
@@ -681,18 +687,7 @@ impl Life {
             self.delivered.retain(|(to, ..)| *to != c);
             self.retired.insert(c);
         }
-        let list = self.w.primary(&account).device_list().signed().clone();
-        for d in self.w.addresses() {
-            let r = self
-                .w
-                .device(d)
-                .update_device_list(now, &account, list.clone());
-            if let Err(e) = r {
-                self.log
-                    .push(format!("  {} refuses the list: {e:?}", self.name(d)));
-            }
-            self.w.persist(d);
-        }
+        self.w.publish(&account);
         for _ in companions {
             self.link(account);
         }
@@ -811,13 +806,7 @@ impl Life {
             .push(format!("  ({} gets a copy of {msg:?})", self.name(m)));
         if self.c.chance(50) {
             if !self.receive(m, &bytes, msg, false) {
-                self.queue.push(Queued {
-                    to: m,
-                    bytes,
-                    held: 0,
-                    msg,
-                    carries: false,
-                });
+                self.enqueue(m, bytes, msg);
             }
             return;
         }
@@ -832,13 +821,7 @@ impl Life {
         if let Ok((sender, request)) = self.w.request_retry(m, &bytes, reason) {
             let line = format!("  {} asks {} ({reason:?})", self.name(m), self.name(sender));
             self.log.push(line);
-            self.queue.push(Queued {
-                to: sender,
-                bytes: request,
-                held: 0,
-                msg,
-                carries: false,
-            });
+            self.enqueue(sender, request, msg);
         }
     }
 
@@ -987,13 +970,7 @@ impl Life {
                             ask.reason
                         );
                         self.log.push(line);
-                        self.queue.push(Queued {
-                            to: sender,
-                            bytes: request,
-                            held: 0,
-                            msg: ask.msg,
-                            carries: false,
-                        });
+                        self.enqueue(sender, request, ask.msg);
                         self.apps
                             .get_mut(&d)
                             .unwrap()

@@ -25,7 +25,7 @@ use super::{
 use crate::error::{DecodeError, DeviceError};
 use crate::labels;
 use crate::persist::{Dirty, UnitChain, UnitTag};
-use crate::primitives::{IdentityKeyPair, sha256};
+use crate::primitives::IdentityKeyPair;
 use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, bounded_count, kind};
 
@@ -440,7 +440,8 @@ impl Primary {
         let highest = list.entries().iter().map(|e| e.id.0).max().unwrap_or(1);
         // The constant skips put the restore past what the lost state issued; the time puts a
         // second restore from the same backup (shown the same list) past what the first did.
-        let spread = restore_spread(now);
+        let digest = crate::x3dh::restore_spread(now);
+        let spread = u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]]);
         self.next_device = self
             .next_device
             .max(highest.saturating_add(1))
@@ -735,14 +736,4 @@ impl fmt::Debug for Primary {
             .field("needs_resync", &self.needs_resync)
             .finish_non_exhaustive()
     }
-}
-
-/// `BE32(SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))[4..8])`: the bytes after
-/// those a restored device's prekey skip takes (PROTOCOL.md 15.3, 19.4).
-fn restore_spread(restored_at: Timestamp) -> u32 {
-    let digest = sha256(&[
-        labels::RESTORE_SPREAD,
-        &restored_at.as_millis().to_be_bytes(),
-    ]);
-    u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]])
 }

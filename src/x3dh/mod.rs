@@ -13,6 +13,7 @@ mod ids;
 mod kem_prekeys;
 mod public;
 mod store;
+pub(crate) use store::restore_spread;
 mod upload;
 
 pub(crate) use bundle::verify_kem_prekey;

@@ -107,12 +107,19 @@ pub const RESTORE_PREKEY_ID_SPREAD: u32 = 1 << 24;
 /// `restored_at` is the `now` the restore is given, in milliseconds. Public
 /// (the time is all it takes), so a server can tell where a restored device's ids resume.
 pub fn restore_prekey_skip(restored_at: Timestamp) -> u32 {
-    let digest = sha256(&[
-        labels::RESTORE_SPREAD,
-        &restored_at.as_millis().to_be_bytes(),
-    ]);
+    let digest = restore_spread(restored_at);
     let spread = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     RESTORE_PREKEY_ID_SKIP + spread % RESTORE_PREKEY_ID_SPREAD
+}
+
+/// `SHA-256("ratchetry v1 restore spread" ‖ u64(restored_at))`: the spreads a restore at
+/// `restored_at` draws from its time, a device's prekey skip from bytes 0..4 and a primary's
+/// device id skip from bytes 4..8 (PROTOCOL.md 15.3, 19.4).
+pub(crate) fn restore_spread(restored_at: Timestamp) -> [u8; 32] {
+    sha256(&[
+        labels::RESTORE_SPREAD,
+        &restored_at.as_millis().to_be_bytes(),
+    ])
 }
 
 /// A signed or one-time prekey counter moved `by` ids on: ids run from 1 and wrap past 0 to 1,
