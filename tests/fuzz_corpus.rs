@@ -366,6 +366,59 @@ fn regenerate_fuzz_seeds() {
         "device-offered",
         &fuzz::encode_records(offered.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
     );
+    // A group message sent, and one retry request of the other device answered: its answers
+    // record (0x17), and the same state as the previous release wrote it, the answers inline
+    // in the entry (tag 5). Both load.
+    let answers_rng = &mut SeededRng::from_label("fuzz seeds: answered");
+    let mut answering = fx.receiver.clone();
+    let sent = answering
+        .send_group(answers_rng, FanoutFixture::NOW, FanoutFixture::GROUP, b"a")
+        .unwrap();
+    assert!(matches!(sent, ratchetry::fanout::Outgoing::Ready(_)));
+    let mut whole = ratchetry::fanout::Device::from_bytes(&answering.to_bytes()).unwrap();
+    let unit = whole.take_changes(answers_rng);
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = unit
+        .records()
+        .iter()
+        .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec()))
+        .collect();
+    let (sent_key, entry) = records
+        .iter()
+        .find(|(k, v)| k[0] == 0x0f && v[24] == 7)
+        .cloned()
+        .unwrap();
+    let requester = records.iter().find(|(k, _)| k[0] == 0x08).unwrap().0[1..].to_vec();
+    let answers = [&[1][..], &[0x5a; 16]].concat();
+    let mut apart = records.clone();
+    apart.push((
+        [&[0x17][..], &sent_key[1..], &requester].concat(),
+        answers.clone(),
+    ));
+    apart.sort();
+    let inline = records.iter_mut().find(|(k, _)| *k == sent_key).unwrap();
+    inline.1 = [
+        &entry[..24],
+        &[5],
+        &entry[25..],
+        &1u32.to_be_bytes(),
+        &requester,
+        &answers,
+    ]
+    .concat();
+    for (name, records) in [
+        ("device-answered", apart),
+        ("device-inline-answers", records),
+    ] {
+        ratchetry::fanout::Device::from_records(
+            records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+        .unwrap();
+        write(
+            "records",
+            name,
+            &fuzz::encode_records(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
+        );
+    }
     // Every envelope in flight read (a withheld notice among them, 0x0d), then a group message
     // that withholds the key from its sender (a sender key record naming it, 0x0a).
     let mut withholding = fx.receiver.clone();

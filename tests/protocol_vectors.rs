@@ -3432,6 +3432,8 @@ impl DevicesRun {
 /// and what the run knows about it.
 struct BobPhone {
     device: ratchetry::fanout::Device,
+    /// Alice's phone's answers records (19.1 kind 0x17) at the end of the run.
+    alice_answers: Vec<(Vec<u8>, Vec<u8>)>,
     file: DevicesFile,
     reads: Vec<Vec<u8>>,
     operations: Vec<String>,
@@ -4153,8 +4155,13 @@ fn devices_run() -> BobPhone {
             .collect(),
         events: run.events,
     };
+    let alice_phone = run.devices["alice-phone"].to_bytes();
     BobPhone {
         device: run.devices.remove("bob-phone").unwrap(),
+        alice_answers: whole_state_records(&alice_phone)
+            .into_iter()
+            .filter(|(k, _)| k[0] == 0x17)
+            .collect(),
         file,
         reads: run.bob_reads,
         operations: run.bob_operations,
@@ -4746,6 +4753,8 @@ struct RecordsFile {
     /// 19.1 kind 0x16: the same device's records as written before that kind with the meta
     /// record's `groups by app` 0 load with every group offered, and the load writes the marks.
     offered: OfferedVector,
+    /// 19.1 kind 0x17: the answers records of Alice's phone at the end of devices.json's run.
+    answered: AnsweredVector,
     /// 15.4: a primary's records.
     primary: PrimaryRecordsVector,
 }
@@ -4791,6 +4800,15 @@ struct ForgottenVector {
     account: String,
     key: String,
     value: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AnsweredVector {
+    /// The device: it answered `retry` (a group message's retry request) in the run.
+    device: String,
+    retry: String,
+    /// Every `0x17` record of the device, in key order.
+    records: Vec<KeyValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -5015,6 +5033,7 @@ fn records_file() -> RecordsFile {
     use ratchetry::persist::{StorageKey, seal_state};
     let BobPhone {
         mut device,
+        alice_answers,
         file,
         reads,
         operations,
@@ -5466,6 +5485,17 @@ fn records_file() -> RecordsFile {
                     .collect(),
             }
         },
+        answered: AnsweredVector {
+            device: "alice-phone".into(),
+            retry: "retry-2".into(),
+            records: alice_answers
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: h(k),
+                    value: Some(h(v)),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -5838,12 +5868,11 @@ fn spec_record(inputs: &RecordInputs, identity_seed: &[u8]) -> (Vec<u8>, Vec<u8>
             let value = Enc::default()
                 .u64(*sent_at)
                 .put(body_digest(identity_seed, &unhex(body)))
-                .u8(5)
+                .u8(7)
                 .put(unhex(group))
                 .u32(*key_id)
                 .u32(*iteration)
-                .put(unhex(reference))
-                .u32(0);
+                .put(unhex(reference));
             (key(0x0f, &[&send_id.to_be_bytes()]), value.done())
         }
         RecordInputs::SentDirectMessage {
@@ -6046,6 +6075,34 @@ fn record_vectors() {
         .clone();
     meta[20] = 0;
     assert_eq!(f.offered.meta, h(&meta));
+    // 19.1 kind 0x17: Alice's phone answered one retry request, retry-2, Bob's phone's for a
+    // group message: one record, keyed by the send id and Bob's phone, holding the request's
+    // id.
+    let devices: DevicesFile =
+        serde_json::from_str(&std::fs::read_to_string(path("devices.json")).unwrap()).unwrap();
+    let retry = devices
+        .events
+        .iter()
+        .find_map(|e| match e {
+            DeviceEvent::Retry(r) if r.label == f.answered.retry => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let [answered] = &f.answered.records[..] else {
+        panic!("one answers record")
+    };
+    let bob_phone = &devices
+        .devices
+        .iter()
+        .find(|d| d.name == "bob-phone")
+        .unwrap();
+    assert_eq!(
+        (retry.from.as_str(), retry.to.as_str()),
+        ("bob-phone", "alice-phone")
+    );
+    assert_eq!(&answered.key[..2], "17");
+    assert_eq!(answered.key[18..], bob_phone.address);
+    assert_eq!(answered.value, Some(format!("01{}", retry.envelope_id)));
     // Cross-checks between records: the own record's identity and address are the ones every
     // other record speaks of.
     let RecordInputs::Own {

@@ -42,7 +42,8 @@ impl Device {
                     return Ok(());
                 }
                 if kept.is_empty() {
-                    self.journal.forget_sent(send_id);
+                    // A pairwise send: no answered records of its own to delete.
+                    self.journal.sent.remove(&send_id);
                 } else {
                     if let Some(recipients) = self
                         .journal

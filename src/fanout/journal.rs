@@ -82,8 +82,9 @@ pub(crate) enum SentKind {
         key_id: SenderKeyId,
         iteration: u32,
         reference: MessageRef,
-        /// Retries answered, by requesting device.
-        answered: Vec<(DeviceAddress, Vec<EnvelopeId>)>,
+        /// Retries answered, by requesting device: each device's in a record of its own
+        /// (`Key::Answered`), so that an answer writes one device's ids, not every device's.
+        answered: BTreeMap<DeviceAddress, Vec<EnvelopeId>>,
     },
     /// A call key message of `call` at `epoch`. A retry is answered with the call's current
     /// key message, never one older than `epoch`, and only to a device still in the call.
@@ -330,14 +331,14 @@ impl Journal {
         Ok(())
     }
 
-    /// Records a send; returns its id and the ids it pushed out of the journal (by count or
-    /// age), whose records are to be deleted.
+    /// Records a send; returns its id and the entries it pushed out of the journal (by count
+    /// or age), whose records are to be deleted.
     pub(crate) fn sent(
         &mut self,
         now: Timestamp,
         window_ms: u64,
         sent: Sent,
-    ) -> (SendId, Vec<SendId>) {
+    ) -> (SendId, Vec<(SendId, Sent)>) {
         let id = SendId(self.next_send);
         // Unreachable by counting (2^64 sends), and by restores (their floor is capped).
         self.next_send = self.next_send.saturating_add(1);
@@ -348,14 +349,9 @@ impl Journal {
             if self.sent.len() <= MAX_SENT_MESSAGES && !expired {
                 break;
             }
-            self.forget_sent(oldest);
-            dropped.push(oldest);
+            dropped.extend(self.sent.remove_entry(&oldest));
         }
         (id, dropped)
-    }
-
-    pub(crate) fn forget_sent(&mut self, id: SendId) {
-        self.sent.remove(&id);
     }
 
     /// The send whose envelope (or group message) had salt `reference`, newest first.
@@ -400,15 +396,19 @@ fn references(kind: &SentKind) -> impl Iterator<Item = &MessageRef> {
     recipients.iter().map(|r| &r.reference).chain(group)
 }
 
-// Tags 1 to 3 are entries of earlier releases, whose digests are SHA-256: they load and keep
-// their digest (tag 1 is written as tag 3). An entry sent now has a keyed digest.
+// Tags 1 to 3 and 8 are entries of earlier releases, whose digests are SHA-256: they load and
+// keep their digest (tag 1 is written as tag 3). An entry sent now has a keyed digest.
 /// A 1:1 message as journaled before messages carried a nonce: read, never written.
 const DIRECT_WITHOUT_NONCE: u8 = 1;
-const GROUP_SHA256: u8 = 2;
+/// Group entries as journaled before each requester's answers had a record of their own: the
+/// answers inline. Read, and written as [`GROUP_SHA256`] and [`GROUP`].
+const GROUP_INLINE_SHA256: u8 = 2;
+const GROUP_INLINE: u8 = 5;
 const DIRECT_SHA256: u8 = 3;
 const CALL_KEY: u8 = 4;
-const GROUP: u8 = 5;
 const DIRECT: u8 = 6;
+const GROUP: u8 = 7;
+const GROUP_SHA256: u8 = 8;
 
 fn write_recipients(out: &mut impl Writer, recipients: &[Recipient]) {
     out.u32(recipients.len() as u32);
@@ -465,7 +465,7 @@ impl Sent {
                 key_id,
                 iteration,
                 reference,
-                answered,
+                answered: _,
             } => {
                 out.u8(match self.body_digest {
                     BodyDigest::Sha256(_) => GROUP_SHA256,
@@ -475,11 +475,6 @@ impl Sent {
                 out.u32(key_id.0);
                 out.u32(*iteration);
                 out.put(reference);
-                out.u32(answered.len() as u32);
-                for (device, ids) in answered {
-                    device.write(out);
-                    write_ids(out, ids);
-                }
             }
             SentKind::CallKey {
                 call,
@@ -495,7 +490,8 @@ impl Sent {
     }
 
     /// Reads a record, saying whether it was in an older form (a 1:1 record without its nonce,
-    /// tag 1), which a load rewrites so that one state has one encoding.
+    /// tag 1; a group record with its answers inline, tags 2 and 5), which a load rewrites so
+    /// that one state has one encoding.
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<(Self, bool), DecodeError> {
         let sent_at = Timestamp(r.u64()?);
         let digest = r.array()?;
@@ -515,15 +511,20 @@ impl Sent {
                 nonce: r.array()?,
                 recipients: read_recipients(r)?,
             },
-            GROUP | GROUP_SHA256 => {
+            GROUP | GROUP_SHA256 | GROUP_INLINE | GROUP_INLINE_SHA256 => {
                 let group = GroupId(r.array()?);
                 let key_id = SenderKeyId(r.u32()?);
                 let iteration = r.u32()?;
                 let reference = r.array()?;
-                let n = bounded_count(r, MAX_GROUP_REQUESTERS)?;
-                let mut answered = Vec::with_capacity(r.capacity(n, 37));
-                for _ in 0..n {
-                    answered.push((DeviceAddress::read_trusted(r)?, read_ids(r)?));
+                let mut answered = BTreeMap::new();
+                if matches!(tag, GROUP_INLINE | GROUP_INLINE_SHA256) {
+                    for _ in 0..bounded_count(r, MAX_GROUP_REQUESTERS)? {
+                        let device = DeviceAddress::read_trusted(r)?;
+                        // Each device once, as the answers wrote it.
+                        if answered.insert(device, read_answers(r)?).is_some() {
+                            return Err(DecodeError::InvalidValue);
+                        }
+                    }
                 }
                 SentKind::Group {
                     group,
@@ -542,7 +543,9 @@ impl Sent {
             _ => return Err(DecodeError::InvalidValue),
         };
         let body_digest = match tag {
-            DIRECT_WITHOUT_NONCE | DIRECT_SHA256 | GROUP_SHA256 => BodyDigest::Sha256(digest),
+            DIRECT_WITHOUT_NONCE | DIRECT_SHA256 | GROUP_SHA256 | GROUP_INLINE_SHA256 => {
+                BodyDigest::Sha256(digest)
+            }
             CALL_KEY => BodyDigest::None,
             _ => BodyDigest::Keyed(digest),
         };
@@ -551,7 +554,36 @@ impl Sent {
             body_digest,
             kind,
         };
-        Ok((sent, tag == DIRECT_WITHOUT_NONCE))
+        let older_form = matches!(
+            tag,
+            DIRECT_WITHOUT_NONCE | GROUP_INLINE | GROUP_INLINE_SHA256
+        );
+        Ok((sent, older_form))
+    }
+
+    /// The devices whose retry requests for this message were answered: each has an
+    /// [`answers`](write_answers) record.
+    pub(crate) fn answered_devices(&self) -> impl Iterator<Item = &DeviceAddress> {
+        let answered = match &self.kind {
+            SentKind::Group { answered, .. } => Some(answered.keys()),
+            _ => None,
+        };
+        answered.into_iter().flatten()
+    }
+}
+
+/// One requester's answered retry requests for a group message: the value of its own record.
+pub(crate) fn write_answers(out: &mut impl Writer, ids: &[EnvelopeId]) {
+    write_ids(out, ids);
+}
+
+/// Reads one requester's answered retry requests: at least one (a device without an answer
+/// has no record) and at most [`MAX_RETRY_ATTEMPTS`].
+pub(crate) fn read_answers(r: &mut Reader<'_>) -> Result<Vec<EnvelopeId>, DecodeError> {
+    let ids = read_ids(r)?;
+    match ids.is_empty() {
+        true => Err(DecodeError::InvalidValue),
+        false => Ok(ids),
     }
 }
 
@@ -654,7 +686,7 @@ mod tests {
                 key_id: SenderKeyId(1),
                 iteration: 0,
                 reference: reference(r),
-                answered: Vec::new(),
+                answered: BTreeMap::new(),
             },
         }
     }
@@ -768,26 +800,91 @@ mod tests {
         assert_eq!(nonce, [0; 16]);
     }
 
-    /// A group entry's answered requesters are bounded by every device of the members' and
-    /// the own account's lists, 4097 × 256 (PROTOCOL.md 19.3): a count above it is refused
-    /// before any entry is read, one at it is read (here it runs out of bytes).
+    /// A group entry of the previous release, its answers inline (tags 5 and 2): the answered
+    /// requesters are bounded by every device of the members' and the own account's lists,
+    /// 4097 × 256 (PROTOCOL.md 19.3): a count above it is refused before any entry is read,
+    /// one at it is read (here it runs out of bytes).
     #[test]
-    fn a_group_entrys_answered_count_is_bounded_by_every_member_device() {
-        let mut head = Vec::new();
-        group_sent(5, 1).write(&mut head);
-        // Sent at, digest, tag, group, key id, iteration, reference; then the count.
-        head.truncate(8 + 16 + 1 + 32 + 4 + 4 + 16);
-        for (count, refusal) in [
-            (4097 * 256, DecodeError::Truncated),
-            (4097 * 256 + 1, DecodeError::InvalidValue),
-        ] {
-            let mut bytes = head.clone();
-            bytes.u32(count);
+    fn an_inline_group_entrys_answered_count_is_bounded_by_every_member_device() {
+        for tag in [GROUP_INLINE, GROUP_INLINE_SHA256] {
+            let mut head = Vec::new();
+            group_sent(5, 1).write(&mut head);
+            head[24] = tag;
+            for (count, refusal) in [
+                (4097 * 256, DecodeError::Truncated),
+                (4097 * 256 + 1, DecodeError::InvalidValue),
+            ] {
+                let mut bytes = head.clone();
+                bytes.u32(count);
+                assert_eq!(
+                    Sent::read(&mut Reader::new(&bytes)).map(|(sent, _)| sent),
+                    Err(refusal),
+                    "{count} requesters"
+                );
+            }
+        }
+    }
+
+    /// A group entry of the previous release loads with its inline answers, is reported for
+    /// rewriting, and is written without them under the tag of its digest's form (its answers
+    /// go to records of their own). Each requester once, each with an answer, as the previous
+    /// release wrote them: anything else is refused.
+    #[test]
+    fn an_inline_group_entry_loads_with_its_answers_and_is_rewritten_apart() {
+        let inline = |tag: u8, answers: &[(u32, &[u32])]| {
+            let mut bytes = Vec::new();
+            group_sent(5, 1).write(&mut bytes);
+            bytes[24] = tag;
+            bytes.u32(answers.len() as u32);
+            for (device, ids) in answers {
+                sender(3, *device).write(&mut bytes);
+                write_ids(&mut bytes, &ids.iter().map(|i| id(*i)).collect::<Vec<_>>());
+            }
+            Sent::read(&mut Reader::new(&bytes))
+        };
+        for (tag, apart) in [(GROUP_INLINE, GROUP), (GROUP_INLINE_SHA256, GROUP_SHA256)] {
+            let (sent, older_form) = inline(tag, &[(2, &[7, 8]), (1, &[9])]).unwrap();
+            assert!(older_form, "tag {tag} is rewritten");
+            let SentKind::Group { answered, .. } = &sent.kind else {
+                panic!("a group message")
+            };
+            let expected: BTreeMap<_, _> = [
+                (sender(3, 1), alloc::vec![id(9)]),
+                (sender(3, 2), alloc::vec![id(7), id(8)]),
+            ]
+            .into();
+            assert_eq!(*answered, expected);
             assert_eq!(
-                Sent::read(&mut Reader::new(&bytes)).map(|(sent, _)| sent),
-                Err(refusal),
-                "{count} requesters"
+                sent.answered_devices().collect::<Vec<_>>(),
+                [&sender(3, 1), &sender(3, 2)]
             );
+            let mut bytes = Vec::new();
+            sent.write(&mut bytes);
+            assert_eq!(bytes[24], apart);
+            let mut alone = group_sent(5, 1);
+            alone.body_digest = sent.body_digest;
+            assert_eq!(round_trip(&sent), Ok(alone), "answers are not inline");
+            for refused in [&[(2, &[7][..]), (2, &[8][..])][..], &[(2, &[][..])]] {
+                assert_eq!(
+                    inline(tag, refused).map(|(s, _)| s),
+                    Err(DecodeError::InvalidValue)
+                );
+            }
+        }
+    }
+
+    /// One requester's answers, in a record of their own: one to three ids.
+    #[test]
+    fn an_answers_record_holds_one_to_three_ids() {
+        for n in 0..=4u8 {
+            let ids: Vec<_> = (0..u32::from(n)).map(id).collect();
+            let mut bytes = Vec::new();
+            write_ids(&mut bytes, &ids);
+            let expected = match n {
+                1..=3 => Ok(ids),
+                _ => Err(DecodeError::InvalidValue),
+            };
+            assert_eq!(read_answers(&mut Reader::new(&bytes)), expected, "{n} ids");
         }
     }
 
@@ -851,7 +948,7 @@ mod tests {
         let (_, dropped) = j.sent(Timestamp(window), window, group_sent(window, 1));
         assert!(dropped.is_empty());
         let (_, dropped) = j.sent(Timestamp(window + 1), window, group_sent(window + 1, 2));
-        assert_eq!(dropped, [first]);
+        assert_eq!(dropped, [(first, group_sent(0, 0))]);
         assert!(!j.sent.contains_key(&first));
         assert_eq!(j.send_of(&reference(0)), None);
         assert_eq!(j.send_of(&reference(1)), Some(SendId(1)));
@@ -861,7 +958,7 @@ mod tests {
             assert!(j.sent(Timestamp(0), window, group_sent(0, i)).1.is_empty());
         }
         let (_, dropped) = j.sent(Timestamp(0), window, group_sent(0, u32::MAX));
-        assert_eq!(dropped, [SendId(0)]);
+        assert_eq!(dropped, [(SendId(0), group_sent(0, 0))]);
         assert_eq!(j.sent.len(), MAX_SENT_MESSAGES);
         assert_eq!(j.send_of(&reference(0)), None);
         assert_eq!(j.send_of(&reference(1)), Some(SendId(1)));

@@ -69,6 +69,8 @@ pub(crate) enum Key {
     Forgotten(AccountKey),
     /// Present while a group installed by a history offer has not been set by the app.
     Offered(GroupId),
+    /// The retry requests of one device answered for one sent group message.
+    Answered(SendId, DeviceAddress),
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -95,6 +97,7 @@ pub(crate) const PENDING_KEM: u8 = 0x13;
 pub(crate) const UNCONFIRMED: u8 = 0x14;
 pub(crate) const FORGOTTEN: u8 = 0x15;
 pub(crate) const OFFERED: u8 = 0x16;
+pub(crate) const ANSWERED: u8 = 0x17;
 
 impl Key {
     /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
@@ -123,6 +126,7 @@ impl Key {
             Key::Unconfirmed(_) => UNCONFIRMED,
             Key::Forgotten(_) => FORGOTTEN,
             Key::Offered(_) => OFFERED,
+            Key::Answered(..) => ANSWERED,
         }
     }
 
@@ -160,6 +164,10 @@ impl Key {
                 a.write(&mut out);
                 out.put(base);
             }
+            Key::Answered(id, a) => {
+                out.u64(id.0);
+                a.write(&mut out);
+            }
         }
         out
     }
@@ -193,6 +201,7 @@ impl Key {
             UNCONFIRMED => Key::Unconfirmed(GroupId(r.array()?)),
             FORGOTTEN => Key::Forgotten(AccountKey::from_trusted(r.array()?)),
             OFFERED => Key::Offered(GroupId(r.array()?)),
+            ANSWERED => Key::Answered(SendId(r.u64()?), DeviceAddress::read_trusted(&mut r)?),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -277,6 +286,11 @@ mod tests {
             Key::Restored,
             Key::Replaced(EnvelopeId([5; 16])),
             Key::PendingKem(a, [6; 32]),
+            Key::Unconfirmed(g),
+            Key::Forgotten(a.account),
+            Key::Offered(g),
+            Key::Answered(SendId(1 << 40), a),
+            Key::Answered(SendId(2), a),
         ];
         keys.sort();
         let bytes: alloc::vec::Vec<_> = keys.iter().map(Key::encode).collect();

@@ -351,10 +351,7 @@ impl Device {
                 if holder.identity != *identity || holder.since > *iteration {
                     return Err(FanoutError::NotEntitled.into());
                 }
-                answered
-                    .iter()
-                    .find(|(d, _)| d == requester)
-                    .map_or(&[], |(_, ids)| ids.as_slice())
+                answered.get(requester).map_or(&[], Vec::as_slice)
             }
         };
         if answered.contains(request) {
@@ -502,19 +499,20 @@ impl Device {
         let Some(sent) = self.journal.sent.get_mut(&send_id) else {
             return;
         };
-        match &mut sent.kind {
+        let key = match &mut sent.kind {
             SentKind::Direct { recipients, .. } | SentKind::CallKey { recipients, .. } => {
                 if let Some(r) = recipients.iter_mut().find(|r| r.device == *from) {
                     r.answered.push(request);
                 }
+                Key::Sent(send_id)
             }
+            // The requester's own record: the entry, and every other requester's answers,
+            // stay as written (thousands of member devices may ask for one message).
             SentKind::Group { answered, .. } => {
-                match answered.iter_mut().find(|(d, _)| d == from) {
-                    Some((_, ids)) => ids.push(request),
-                    None => answered.push((*from, alloc::vec![request])),
-                }
+                answered.entry(*from).or_default().push(request);
+                Key::Answered(send_id, *from)
             }
-        }
-        self.touch(Key::Sent(send_id));
+        };
+        self.touch(key);
     }
 }

@@ -312,7 +312,7 @@ impl Device {
                 key_id: session.key_id(),
                 iteration: since,
                 reference,
-                answered: Vec::new(),
+                answered: Default::default(),
             },
         };
 
@@ -748,8 +748,11 @@ impl Device {
     pub(crate) fn record_sent(&mut self, now: Timestamp, sent: Sent) -> super::SendId {
         let (id, dropped) = self.journal.sent(now, self.config.retry_window_ms, sent);
         self.touch(Key::Sent(id));
-        for d in dropped {
+        for (d, entry) in dropped {
             self.touch(Key::Sent(d));
+            for device in entry.answered_devices() {
+                self.touch(Key::Answered(d, *device));
+            }
         }
         id
     }

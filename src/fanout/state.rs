@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::body_digest::BodyDigestKey;
 use super::journal::{
     Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
-    Sent,
+    Sent, SentKind, read_answers, write_answers,
 };
 use super::ledger::{Group, read_holder, read_outbound, write_holder, write_outbound};
 use super::lists::Followed;
@@ -103,7 +103,10 @@ impl Device {
         keys.extend(self.inbound.keys().map(|(a, g)| Key::Inbound(*a, *g)));
         keys.extend(self.withheld.keys().map(|(a, g)| Key::Withheld(*a, *g)));
         keys.extend((0..self.journal.seen_slots.len() as u32).map(Key::Seen));
-        keys.extend(self.journal.sent.keys().map(|id| Key::Sent(*id)));
+        for (id, sent) in &self.journal.sent {
+            keys.push(Key::Sent(*id));
+            keys.extend(sent.answered_devices().map(|a| Key::Answered(*id, *a)));
+        }
         keys.extend(self.journal.pending.keys().copied().map(Key::Pending));
         keys.extend(self.restored_at.map(|_| Key::Restored));
         keys.extend(self.journal.replaced.keys().map(|id| Key::Replaced(*id)));
@@ -172,6 +175,10 @@ impl Device {
             }
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
+            Key::Answered(id, a) => match &self.journal.sent.get(id)?.kind {
+                SentKind::Group { answered, .. } => write_answers(&mut out, answered.get(a)?),
+                _ => return None,
+            },
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
             Key::Restored => out.u64(self.restored_at?.as_millis()),
             Key::Replaced(id) => {
@@ -303,6 +310,9 @@ impl Device {
         let mut sessions = Vec::with_capacity(of_kind(SESSIONS).len());
         let (mut attached, mut pending_records) = (0usize, 0usize);
         let mut migrated = Vec::new();
+        // Group entries read with their answers inline (the older form): no answer record may
+        // name them too.
+        let mut inline_answers = BTreeSet::new();
         if own_migrated {
             migrated.push(Key::Own);
         }
@@ -452,10 +462,23 @@ impl Device {
                 Key::Sent(id) => {
                     let (sent, older_form) = Sent::read(&mut r)?;
                     if older_form {
-                        // A 1:1 record written before messages carried a nonce: rewritten.
+                        // A 1:1 record written before messages carried a nonce, or a group
+                        // record with its answers inline: rewritten, and the answers with it.
                         migrated.push(*key);
+                        migrated.extend(sent.answered_devices().map(|a| Key::Answered(id, *a)));
+                        inline_answers.insert(id);
                     }
                     device.journal.insert_sent(id, sent)?;
+                }
+                Key::Answered(id, requester) => {
+                    // Only beside its group entry, in one form: never an inline entry's too.
+                    let answered = match device.journal.sent.get_mut(&id).map(|s| &mut s.kind) {
+                        Some(SentKind::Group { answered, .. }) if !inline_answers.contains(&id) => {
+                            answered
+                        }
+                        _ => return Err(DecodeError::InvalidValue),
+                    };
+                    answered.insert(requester, read_answers(&mut r)?);
                 }
                 Key::Pending(key) => {
                     // Never asked of itself, and never more than it keeps.

@@ -2735,7 +2735,9 @@ class DevicesRun:
             R.check(f"{w}: membership (18.2)", membership_bytes(groups),
                     membership_bytes({hx(g["group"]): {hx(a) for a in g["members"]} for g in f["groups"]}))
             return {"offer": self.offers[frm.name], "groups": groups}
-        reference, entry = self.answering[(frm.name, to.address)]
+        reference, entry, request_id = self.answering[(frm.name, to.address)]
+        if entry["kind"] == 2:  # 19.1 kind 0x17: S records the request answered, by requester
+            entry["answered"].setdefault(to.address, []).append(request_id)
         R.check(f"{w}: resend reference (18.6)", reference, f["reference"])
         R.check(f"{w}: resend body (the journaled message's)", entry["body"], f["body"])
         if kind == "direct_resend":
@@ -2954,7 +2956,7 @@ class DevicesRun:
         R.check(f"{w}: the message's id (18.4), the same on every member device", app_id, e["message_id"])
         self.envelopes[label] = envelope
         frm.sent.append({"kind": 2, "body": hx(e["body"]), "group": group, "key_id": key.key_id,
-                         "iteration": out["iteration"], "reference": salt, "answered": [], "sent_at": None,
+                         "iteration": out["iteration"], "reference": salt, "answered": {}, "sent_at": None,
                          "message_id": app_id})
         for name in e["delivered_to"]:
             dev = self.devices[name]
@@ -3024,7 +3026,7 @@ class DevicesRun:
                 if req.address in gen and gen[req.address][0] == entry["ik"] and gen[req.address][1] <= j["iteration"]:
                     journal = j
         R.true(f"{w}: S's journal has a message with that reference the requester was entitled to", journal is not None)
-        self.answering[(target.name, req.address)] = (reference, journal)
+        self.answering[(target.name, req.address)] = (reference, journal, envelope_id(envelope))
         if "kept" in e:  # 18.6: the request as S's app keeps it; the send id is the journal index
             send_id = next(i for i, j in enumerate(target.sent) if j is journal)
             kept = (b"\x02\x8a" + req.address + u64(send_id) + u8(e["reason"]) + u8(attempt)
@@ -3128,12 +3130,17 @@ def sent_value(entry, identity_seed):
     out = u64(entry["sent_at"] or 0) + body_digest(identity_seed, entry["body"])
     if entry["kind"] == 1:  # written with tag 6: with the message nonce, a keyed digest
         out += u8(6) + entry["conversation"] + entry["nonce"] + recipients()
-    else:
-        # PROTOCOL.md 19.3 does not say which devices the a entries are; taken as the devices
-        # whose retry requests were answered (none at send time), which the vectors bear out.
-        out += (u8(5) + entry["group"] + u32(entry["key_id"]) + u32(entry["iteration"]) + entry["reference"]
-                + u32(len(entry["answered"])) + b"".join(a + answered(ans) for a, ans in entry["answered"]))
+    else:  # its answers are records of their own (kind 0x17)
+        out += u8(7) + entry["group"] + u32(entry["key_id"]) + u32(entry["iteration"]) + entry["reference"]
     return out
+
+
+def answered_records(dev):
+    """19.1 kind 0x17: for each group message dev sent, one record per device whose retry
+    requests it answered: key u64(send id) || address, value the request ids answered."""
+    return {b"\x17" + u64(sid) + a: answered(ids)
+            for sid, entry in enumerate(dev.sent) if entry["kind"] == 2
+            for a, ids in entry["answered"].items()}
 
 
 def pending_value(p):
@@ -3205,6 +3212,8 @@ def device_records(run, dev, epoch, ops, tag):
         recs[b"\x10" + key] = (v, masks)
     for mid, (sender, t) in dev.replaced.items():
         recs[b"\x12" + mid] = (sender + u64(t), [])
+    for key, value in answered_records(dev).items():
+        recs[key] = (value, [])
     return dict(sorted(recs.items()))
 
 
@@ -3286,7 +3295,7 @@ def record_from_inputs(inp, identity_seed):
     if rec == "sent_group_message":
         entry = {"kind": 2, "sent_at": inp["sent_at"], "body": hx(inp["body"]), "group": hx(inp["group"]),
                  "key_id": inp["key_id"], "iteration": inp["iteration"], "reference": hx(inp["reference"]),
-                 "answered": []}
+                 "answered": {}}
         return b"\x0f" + u64(inp["send_id"]), sent_value(entry, identity_seed)
     if rec == "sent_direct_message":
         entry = {"kind": 1, "sent_at": inp["sent_at"], "body": hx(inp["body"]),
@@ -3470,6 +3479,17 @@ def check_records(doc, context):
     R.check("offered: an empty 0x16 record per group, in key order (19.1)",
             [{"key": (b"\x16" + k[1:]).hex(), "value": ""} for k in keys if k[:1] == b"\x09"],
             of["marks"])
+
+    # 4d. 19.1 kind 0x17: the answers records of the device that answered a group message's
+    # retry request in devices.json's run.
+    an = doc["answered"]
+    if run is None:
+        R.skip("answered", "devices.json was not replayed")
+    else:
+        got = sorted(answered_records(run.devices[an["device"]]).items())
+        R.true(f"answered: {an['device']} answered {an['retry']}", len(got) > 0)
+        R.check("answered: records, in key order (19.1 kind 0x17)",
+                [{"key": k.hex(), "value": v.hex()} for k, v in got], an["records"])
 
     # 5. 15.4: a primary's records, from its state bytes alone, and the unit of one invitation.
     check_primary_records(doc["primary"])
