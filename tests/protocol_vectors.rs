@@ -4770,6 +4770,18 @@ struct PrimaryRecordsVector {
     /// That unit's tag (random), which its meta record holds.
     tag: String,
     invite: PrimaryInviteVector,
+    /// 15.3: the same state restored from a backup and resynced with its own list at each
+    /// `now`: early clocks take the constant skips, a real one the time's floor.
+    resync: Vec<PrimaryResyncVector>,
+}
+
+/// `Primary::restore_from_backup(state)` then `resync(now, the state's list)`: the list it
+/// signs, and its state bytes after (their tag is the state's: no unit was taken).
+#[derive(Serialize, Deserialize)]
+struct PrimaryResyncVector {
+    now: u64,
+    signed: String,
+    state: String,
 }
 
 /// One record of a unit: its value, or `None` for a deletion.
@@ -5543,7 +5555,21 @@ fn primary_records_vector() -> PrimaryRecordsVector {
     let later = now.plus_millis(60_000);
     let invitation = loaded.invite(rng, later).unwrap();
     let unit = loaded.take_changes(tags);
+    let resync = [Timestamp(6_000), Timestamp(1_790_000_300_000)]
+        .into_iter()
+        .map(|now| {
+            let mut restored = Primary::restore_from_backup(&state).unwrap();
+            let list = restored.device_list().signed().clone();
+            let signed = restored.resync(now, list).unwrap().to_bytes();
+            PrimaryResyncVector {
+                now: now.0,
+                signed: h(signed),
+                state: h(&*restored.to_bytes()),
+            }
+        })
+        .collect();
     PrimaryRecordsVector {
+        resync,
         state: h(&*state),
         records: key_values(&whole),
         tag: h(whole.tag().to_bytes()),
@@ -6229,6 +6255,46 @@ fn check_primary_records(p: &PrimaryRecordsVector) {
     assert_eq!(unhex(&p.invite.unit[1].key), unhex(&p.records[3].key));
     let new = unhex(p.invite.unit[2].value.as_ref().unwrap());
     assert_eq!(new[..16], invitation[34..50]);
+    // 15.3: a resync's numbering, from the state's counters, its list and the resync's time.
+    let u32_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    let (next_device, next_version) = (u32_at(&state, 54), u64_at(&state, 58));
+    let list = &state[70..70 + list_len];
+    // Format 3: header, account, version, issued at, policy (12), then the entries, each
+    // `u32(id) ‖ IK ‖ u64(linked_at) ‖ opt(u64(expires_at)) ‖ binding`, ids ascending.
+    let (listed_version, entries) = (u64_at(list, 34), u32_at(list, 62));
+    let mut at = 66;
+    let mut highest = 0;
+    for _ in 0..entries {
+        highest = u32_at(list, at);
+        at += 4 + 32 + 8 + if list[at + 44] == 1 { 9 } else { 1 } + 64;
+    }
+    assert_eq!(at + 64, list.len(), "the entries, then the signature");
+    assert_eq!(p.resync.len(), 2);
+    let mut floors_used = Vec::new();
+    for r in &p.resync {
+        let spread = u32::from_be_bytes(
+            sha256(&[b"ratchetry v1 restore spread", &r.now.to_be_bytes()])[4..8]
+                .try_into()
+                .unwrap(),
+        ) % (1 << 20);
+        let expected_device = next_device.max(highest + 1) + (1 << 16) + spread;
+        let skipped = next_version.max(listed_version + 1) + (1 << 32);
+        let floor = r.now.min(1 << 42) << 10;
+        let expected_version = skipped.max(floor);
+        floors_used.push(floor > skipped);
+        let signed = unhex(&r.signed);
+        assert_eq!(u64_at(&signed, 34), expected_version, "the signed version");
+        assert_eq!(u64_at(&signed, 42), r.now, "issued at the resync");
+        assert_eq!(u32_at(&signed, 62), 1, "the primary's entry alone");
+        let primary_entry = 4 + 32 + 8 + 1 + 64;
+        assert_eq!(signed[66..66 + primary_entry], list[66..66 + primary_entry]);
+        let after = unhex(&r.state);
+        assert_eq!(u32_at(&after, 54), expected_device, "the next device id");
+        assert_eq!(u64_at(&after, 58), expected_version + 1, "the next version");
+        assert_eq!(after[70..70 + signed.len()], signed[..]);
+    }
+    assert_eq!(floors_used, [false, true], "one of each");
 }
 
 // =============================================================================================

@@ -3565,6 +3565,35 @@ def check_primary_records(p):
             R.true(f"primary invite: {key.hex()} deleted (15.4)", rv["value"] is None)
         else:
             R.check(f"primary invite: {key.hex()} value (15.4)", value, rv["value"])
+    # 15.3: the state restored from a backup and resynced with its own list at `now`: the
+    # counters skip past what the lost state may have issued, and past the time's floor; the
+    # list signed holds the primary's entry alone, at the next version, issued at `now`.
+    held = decode_list(st["list"])
+    seed = st["account"][:32]
+    policy = (int.from_bytes(st["account"][32:36], "big"), int.from_bytes(st["account"][36:44], "big"))
+    floors = []
+    for rv in p["resync"]:
+        t = rv["now"]
+        w = f"primary resync at {t} (15.3)"
+        spread = int.from_bytes(H(b"ratchetry v1 restore spread" + u64(t))[4:8], "big") % (1 << 20)
+        highest = max(e["device_id"] for e in held["entries"])
+        next_device = max(st["next_device"], highest + 1) + (1 << 16) + spread
+        skipped = max(st["next_version"], held["version"] + 1) + (1 << 32)
+        floor = min(t, 1 << 42) << 10
+        floors.append(floor > skipped)
+        version = max(skipped, floor)
+        own = held["entries"][0]
+        signed = sign_list(seed, version, t, [(own["device_id"], own["ik"], own["linked_at"], own["expires_at"],
+                                               own["binding"])], policy)
+        R.check(f"{w}: the list signed", signed, rv["signed"])
+        after = decode_primary_state(hx(rv["state"]))
+        R.check(f"{w}: next device id", after["next_device"], next_device)
+        R.check(f"{w}: next version", after["next_version"], version + 1)
+        R.check(f"{w}: the list held", after["list"], signed)
+        R.true(f"{w}: no invitation, approval or confirmation kept",
+               after["invitations"] == [] and after["admitted"] == [] and after["confirmed"] == [])
+        R.true(f"{w}: resynced", not after["needs_resync"])
+    R.check("primary resync: an early clock takes the constant skip, a real one the time", floors, [False, True])
 
 
 # ----------------------------------------------------------------------------------------------
