@@ -21,7 +21,9 @@
 //!   or the held one, decides `Dropped(ThisDeviceInactive)`: the app acknowledges a message
 //!   it can read once the renewal arrives, and nobody asks again. Before stop 45 the stale
 //!   replica stopped the receive with `Rollback` and the envelope was kept
-//!   (`an_expired_companion_keeps_an_envelope_made_under_its_renewal`, ignored).
+//!   (`an_expired_companion_keeps_an_envelope_made_under_its_renewal`). Fixed at stop 46:
+//!   an envelope naming an own list newer than held is `DeviceListsDiverge` for the own
+//!   account, which the driver fetches and, served nothing newer, keeps (`AwaitList`).
 //! - **Low: a second restore from one backup with an earlier clock signs below the first**:
 //!   the version floor is the restore's time, so a second restore whose clock reads earlier
 //!   than the first's (minutes of skew suffice: the first phone's clock ran five minutes
@@ -160,7 +162,6 @@ fn publish_to(w: &mut World, account: &AccountKey, to: &[DeviceAddress]) {
 /// `AwaitList` (check the envelope's view before `ThisDeviceInactive`, or map
 /// `ThisDeviceInactive` to `AwaitList` when the envelope names a newer own list).
 #[test]
-#[ignore = "review 47: an expired companion drops (acks) an envelope naming its own renewal when served a stale own list"]
 fn an_expired_companion_keeps_an_envelope_made_under_its_renewal() {
     let mut w = World::new("review47 expired companion");
     let alice = w.account(1);

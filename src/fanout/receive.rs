@@ -116,6 +116,26 @@ impl Device {
         self.touch(Key::Seen(slot));
     }
 
+    /// Why an envelope is refused when the own list held does not list this device as
+    /// active: where the envelope was made under a newer own list than held (a renewal this
+    /// device has not taken: the relay's copy it fetched was stale), that list is to be
+    /// fetched (`DeviceListsDiverge`), so the envelope is kept for it rather than dropped
+    /// (review 47); else `refusal`. The version is the sender's claim, not yet authenticated:
+    /// it decides only whether to fetch the own list and keep the envelope, which the relay
+    /// could withhold anyway.
+    fn own_list_named(&self, header: &PairwiseHeader, refusal: Error) -> Error {
+        let own = self.address.account;
+        match self.lists.get(&own).map(|f| f.list.version()) {
+            Some(held) if header.recipient_list_version > held => FanoutError::DeviceListsDiverge {
+                account: own,
+                used: header.recipient_list_version,
+                held,
+            }
+            .into(),
+            _ => refusal,
+        }
+    }
+
     /// The envelope's view of the two device lists against the lists held: a newer version
     /// than held must be fetched first; the held version (or a remembered older one) must come
     /// with the same lists digest; an older version not remembered is accepted, since both
@@ -183,7 +203,8 @@ impl Device {
         if header.recipient != self.address || header.sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        self.own_list(now)?;
+        self.own_list(now)
+            .map_err(|e| self.own_list_named(header, e))?;
         let from = header.sender;
         self.own_account_open(&from.account)?;
         // The list versions first: a device linked since the list held (its first message) is
