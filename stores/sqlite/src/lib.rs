@@ -162,8 +162,10 @@
 //!
 //! A database holds one device and its primary, and its digest key row opens only under the
 //! storage key it was created with. So a device that links again (a new identity, its epochs
-//! from the start), or another account, starts in a database of its own or after
-//! [`SqliteStore::reset`] under a **new** storage key: the old device's rows are deleted, and
+//! from the start), or another account, starts under a **new** storage key, in a database of
+//! its own or after [`SqliteStore::reset`]: never reuse a key for another device, whose
+//! database would then load in this one's place (nothing else in the file names the device).
+//! After a reset the old device's rows are deleted, and
 //! neither a database of another device nor this one put back to a copy from before the reset
 //! opens under the new key ([`StoreError::WrongStorageKey`]). The same key is refused
 //! ([`StoreError::SameStorageKey`]).

@@ -30,6 +30,8 @@ pub(crate) const META_ROW: &[u8] = b"meta";
 /// with the device records' prefix.
 pub(crate) const DIGEST_KEY_NAME: &[u8] = b"ratchetry-sqlite v1 digest key";
 pub(crate) const META_NAME: &[u8] = b"ratchetry-sqlite v1 meta";
+/// Names the probe that tells whether two storage keys are one; never stored.
+pub(crate) const SAME_KEY_NAME: &[u8] = b"ratchetry-sqlite v1 same key probe";
 /// The previous version's one primary row (key empty), read to migrate it.
 const PRIMARY_BLOB_NAME: &[u8] = b"ratchetry-sqlite v1 primary";
 const DEVICE_RECORD_PREFIX: &[u8] = b"ratchetry-sqlite v1 device record ";

@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{RecordId, Role, StoreError};
 use crate::rows::{
-    self, DEVICE, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, PRIMARY, STORE,
-    open_record, seal_name,
+    self, DEVICE, DIGEST_KEY_NAME, DIGEST_KEY_ROW, META_NAME, META_ROW, PRIMARY, SAME_KEY_NAME,
+    STORE, open_record, seal_name,
 };
 use crate::summary::{DigestKey, Summary};
 
@@ -220,13 +220,21 @@ impl SqliteStore {
     /// ([`StoreError::WrongStorageKey`]), and a database of another device does not either.
     /// Keep the new key in place of the old one, forget the old one (the deleted values,
     /// sealed under it, may stay in SQLite's free pages until they are overwritten), and
-    /// start the epochs kept outside the database from 0 again.
+    /// start the epochs kept outside the database from 0 again. Close every other handle on
+    /// the database first: one opened before the reset still holds the old keys, and a write
+    /// through it blocks the new key (`MetaDoesNotOpen`) until another reset.
     ///
     /// The old key is [`StoreError::SameStorageKey`], nothing deleted. The app's own tables
     /// are left as they are: delete what of them belonged to the old device in the same
     /// transaction, after this returns, through [`connection`](Self::connection) (or reset
     /// in [`transaction`](Self::transaction)'s place, then write them).
     pub fn reset(&mut self, storage_key: StorageKey) -> Result<(), StoreError> {
+        // The key this store holds, and the key the file's digest key row opens under: the
+        // row alone would let a reset under the current key through once the row is gone
+        // (review 48), and a copy from before the reset would then open.
+        if same_key(&mut self.rng, &self.storage_key, &storage_key) {
+            return Err(StoreError::SameStorageKey);
+        }
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -550,6 +558,13 @@ fn new_digest_key(
     let sealed = seal_state(rng, storage_key, DIGEST_KEY_NAME, 0, &row[..]);
     rows::put(db, STORE, DIGEST_KEY_ROW, &sealed)?;
     read_digest_key(storage_key, &sealed)
+}
+
+/// Whether `a` and `b` are one key, in constant time: a probe sealed under `a` opens under
+/// `b` only then (the keys' bytes are not exposed to compare).
+fn same_key(rng: &mut OsRng, a: &StorageKey, b: &StorageKey) -> bool {
+    let probe = seal_state(rng, a, SAME_KEY_NAME, 0, &[]);
+    open_state(b, &probe, SAME_KEY_NAME, 0).is_ok()
 }
 
 fn read_digest_key(storage_key: &StorageKey, sealed: &[u8]) -> Result<DigestKey, StoreError> {
