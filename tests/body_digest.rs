@@ -8,7 +8,7 @@ mod support;
 
 use ratchetry::FanoutError;
 use ratchetry::devices::DeviceAddress;
-use ratchetry::fanout::{EnvelopeId, Received, RetryReason};
+use ratchetry::fanout::{EnvelopeId, Received, RetryReason, RetryRequest};
 use ratchetry::group::GroupId;
 use sha2::{Digest, Sha256};
 use support::{World, body, tampered};
@@ -58,16 +58,27 @@ fn answer_with(
     envelope: &[u8],
     answer: &[u8],
 ) -> Result<ratchetry::fanout::Outbox, ratchetry::Error> {
-    let bad = tampered(envelope);
-    assert!(w.receive(requester, &bad).is_err());
+    let (_, req) = ask(w, requester, sender, &tampered(envelope));
+    w.run(sender, |d, rng, now| d.answer_retry(rng, now, &req, answer))
+}
+
+/// `requester` fails to read `bad` and asks `sender` for it again, who accepts: the request's
+/// envelope, and the request as `sender` received it.
+fn ask(
+    w: &mut World,
+    requester: DeviceAddress,
+    sender: DeviceAddress,
+    bad: &[u8],
+) -> (Vec<u8>, RetryRequest) {
+    assert!(w.receive(requester, bad).is_err());
     let (to, request) = w
-        .request_retry(requester, &bad, RetryReason::AuthenticationFailed)
+        .request_retry(requester, bad, RetryReason::AuthenticationFailed)
         .unwrap();
     assert_eq!(to, sender);
     let Ok(Received::RetryRequest(req)) = w.receive(sender, &request) else {
         panic!("the sender accepts the request")
     };
-    w.run(sender, |d, rng, now| d.answer_retry(rng, now, &req, answer))
+    (request, req)
 }
 
 #[test]
@@ -90,15 +101,9 @@ fn a_direct_entry_with_a_sha256_digest_answers_with_its_body_only() {
 
 #[test]
 fn a_group_entry_with_a_sha256_digest_answers_with_its_body_only() {
-    let mut w = World::new("body digest group");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let group = GroupId([7; 32]);
-    w.set_members(group, &[alice, bob]);
-    let first = w.send_group(a1, group, b"hello");
-    w.deliver_ok(&first);
+    let (mut w, alice, bob, _) = World::group_sent("body digest group", group, [0, 0]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let o = w.send_group(a1, group, b"four");
     // No answers yet: the inline count is zero.
     let inline = 0u32.to_be_bytes();
@@ -121,25 +126,13 @@ fn a_group_entry_with_a_sha256_digest_answers_with_its_body_only() {
 /// and the load's unit writes the entry without it (tag 7) and the answer in its own record.
 #[test]
 fn a_group_entrys_inline_answers_load_and_move_to_records_of_their_own() {
-    let mut w = World::new("body digest inline answers");
-    let alice = w.account(0);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let group = GroupId([7; 32]);
-    w.set_members(group, &[alice, bob]);
-    let first = w.send_group(a1, group, b"hello");
-    w.deliver_ok(&first);
+    let (mut w, alice, bob, _) = World::group_sent("body digest inline answers", group, [0, 0]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let o = w.send_group(a1, group, b"five");
     let send_id = o.send_id.unwrap().0;
     let bad = tampered(&o.group.as_ref().unwrap().0);
-    assert!(w.receive(b1, &bad).is_err());
-    let (_, request) = w
-        .request_retry(b1, &bad, RetryReason::AuthenticationFailed)
-        .unwrap();
-    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
-        panic!("the sender accepts the request")
-    };
+    let (request, req) = ask(&mut w, b1, a1, &bad);
     w.run(a1, |d, rng, now| d.answer_retry(rng, now, &req, b"five"))
         .unwrap();
     // The answer is a record of its own; the entry is as it was written at the send.
@@ -176,11 +169,6 @@ fn a_group_entrys_inline_answers_load_and_move_to_records_of_their_own() {
         "the answer in its own record"
     );
     // Bob asks again: his second request, counted after the one answered inline.
-    let (_, again) = w
-        .request_retry(b1, &bad, RetryReason::AuthenticationFailed)
-        .unwrap();
-    let Ok(Received::RetryRequest(second)) = w.receive(a1, &again) else {
-        panic!("the sender accepts the second request")
-    };
+    let (_, second) = ask(&mut w, b1, a1, &bad);
     assert_eq!(second.attempt, 2);
 }

@@ -129,9 +129,7 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ratchetry::devices::{
-    LinkRequest, ListLimits, PRIMARY_DEVICE, Primary, PrimaryPolicy, complete_link,
-};
+use ratchetry::devices::{LinkRequest, ListLimits, Primary, complete_link};
 use ratchetry::fanout::{Device, DeviceConfig, MessageId, Outbox, Outgoing, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::persist::StorageKey;
@@ -149,37 +147,6 @@ const T2: Timestamp = Timestamp(T0.0 + 120_000);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A person as `Person::new` makes one, its database under the storage key given.
-fn person_with_key(rng: &mut SeededRng, dir: &Path, name: &str, key: StorageKey) -> Person {
-    let identity = IdentityKeyPair::generate(rng);
-    let primary = Primary::new(rng, &identity, T0, PrimaryPolicy::default());
-    let list = primary.device_list().clone();
-    let (device, _) = Device::new(
-        rng,
-        T0,
-        identity,
-        PRIMARY_DEVICE,
-        list,
-        5,
-        DeviceConfig::default(),
-    )
-    .unwrap();
-    let path = dir.join(format!("{name}.db"));
-    let store = SqliteStore::open(&path, key.clone()).unwrap();
-    let mut person = Person {
-        primary,
-        device,
-        store,
-        path,
-        key,
-        last_epoch: 0,
-        primary_epoch: 0,
-    };
-    person.persist_primary();
-    person.persist();
-    person
-}
 
 /// The database's `-wal` or `-shm` file.
 fn side(path: &Path, suffix: &str) -> PathBuf {
@@ -214,6 +181,23 @@ fn lay(path: &Path, main: &[u8], wal: Option<&[u8]>, shm: Option<&[u8]>) {
     if let Some(shm) = shm {
         fs::write(side(path, "-shm"), shm).unwrap();
     }
+}
+
+/// `person`'s app stops, its files are put back to `files` as `name` (with their WAL and
+/// `-shm` as taken), and it opens them again.
+fn reopen_as(person: &mut Person, dir: &Path, name: &str, files: &Files) {
+    drop(std::mem::replace(
+        &mut person.store,
+        SqliteStore::open(dir.join("placeholder.db"), person.key.clone()).unwrap(),
+    ));
+    person.path = dir.join(name);
+    lay(
+        &person.path,
+        &files.main,
+        files.wal.as_deref(),
+        files.shm.as_deref(),
+    );
+    person.store = SqliteStore::open(&person.path, person.key.clone()).unwrap();
 }
 
 /// Runs a WAL checkpoint of the given mode on a connection.
@@ -755,19 +739,7 @@ fn random_lives_with_crashes_and_restores_load_as_written_and_read_once() {
                 12 if !backups.is_empty() && restores < 3 => {
                     restores += 1;
                     let (taken, files) = backups[dice.roll(backups.len())].clone();
-                    drop(std::mem::replace(
-                        &mut alice.store,
-                        SqliteStore::open(dir.path().join("placeholder.db"), alice.key.clone())
-                            .unwrap(),
-                    ));
-                    alice.path = dir.path().join(format!("alice-{step}.db"));
-                    lay(
-                        &alice.path,
-                        &files.main,
-                        files.wal.as_deref(),
-                        files.shm.as_deref(),
-                    );
-                    alice.store = SqliteStore::open(&alice.path, alice.key.clone()).unwrap();
+                    reopen_as(&mut alice, dir.path(), &format!("alice-{step}.db"), &files);
                     alice.device = alice.store.load_restored(alice.last_epoch, now).unwrap();
                     alice.persist();
                     let own = alice.primary.device_list().signed().clone();
@@ -1183,8 +1155,8 @@ fn rows_of_another_database_under_the_same_key_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SeededRng::from_label("review 48: same key rows");
     let key = StorageKey::generate(&mut rng);
-    let mut a = person_with_key(&mut rng, dir.path(), "a", key.clone());
-    let mut b = person_with_key(&mut rng, dir.path(), "b", key.clone());
+    let mut a = Person::with_key(&mut rng, dir.path(), "a", Some(key.clone()));
+    let mut b = Person::with_key(&mut rng, dir.path(), "b", Some(key.clone()));
     for i in 0..2u8 {
         let e = envelope(&a.send(&mut rng, T0, &b, &[i]));
         b.receive(T0, &a, &e);
@@ -1198,8 +1170,8 @@ fn rows_of_another_database_under_the_same_key_are_refused() {
     let b_rows = all_rows(&b.raw());
     let copy = dir.path().join("spliced.db");
     let attempt = |what: &str, rows: &[&(String, Vec<u8>, Vec<u8>)], delete_slots: &[&str]| {
-        lay(&copy, &a_files.main, None, None);
-        {
+        let splice = || {
+            lay(&copy, &a_files.main, None, None);
             let db = Connection::open(&copy).unwrap();
             for slot in delete_slots {
                 db.execute("DELETE FROM ratchetry_rows WHERE slot = ?1", [slot])
@@ -1208,20 +1180,11 @@ fn rows_of_another_database_under_the_same_key_are_refused() {
             for (slot, k, v) in rows {
                 put(&db, slot, k, v);
             }
-        }
+        };
+        splice();
         let device = load_bytes(&copy, &key, a.last_epoch);
         assert!(device.is_err(), "{what}: the device loaded");
-        lay(&copy, &a_files.main, None, None);
-        {
-            let db = Connection::open(&copy).unwrap();
-            for slot in delete_slots {
-                db.execute("DELETE FROM ratchetry_rows WHERE slot = ?1", [slot])
-                    .unwrap();
-            }
-            for (slot, k, v) in rows {
-                put(&db, slot, k, v);
-            }
-        }
+        splice();
         let primary = load_primary_bytes(&copy, &key, a.primary_epoch);
         assert!(primary.is_err(), "{what}: the primary loaded");
     };
@@ -1259,7 +1222,7 @@ fn a_database_of_another_device_under_the_same_key_is_not_loaded_as_this_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SeededRng::from_label("review 48: relinked under the same key");
     let key = StorageKey::generate(&mut rng);
-    let mut old = person_with_key(&mut rng, dir.path(), "old phone", key.clone());
+    let mut old = Person::with_key(&mut rng, dir.path(), "old phone", Some(key.clone()));
     let mut bob = Person::new(&mut rng, dir.path(), "bob");
     for i in 0..4u8 {
         let e = envelope(&old.send(&mut rng, T0, &bob, &[i]));
@@ -1268,7 +1231,7 @@ fn a_database_of_another_device_under_the_same_key_is_not_loaded_as_this_one() {
     checkpoint(old.store.connection(), "TRUNCATE");
     let old_files = grab(&old.path);
     // Relinked: a new identity in a database of its own, under the keystore's key.
-    let new = person_with_key(&mut rng, dir.path(), "new phone", key.clone());
+    let new = Person::with_key(&mut rng, dir.path(), "new phone", Some(key.clone()));
     assert!(old.last_epoch > new.last_epoch);
     let (new_path, new_last, new_primary_last) =
         (new.path.clone(), new.last_epoch, new.primary_epoch);
@@ -2130,18 +2093,7 @@ fn a_restored_old_copy_sends_again_and_the_peer_reads_every_message_once() {
         let (_, id2) = take(&mut bob, T0, &alice, &e2);
         let mut replaced = Device::from_bytes(&alice.device.to_bytes()).unwrap();
 
-        drop(std::mem::replace(
-            &mut alice.store,
-            SqliteStore::open(dir.path().join("placeholder.db"), alice.key.clone()).unwrap(),
-        ));
-        alice.path = dir.path().join("alice-restored.db");
-        lay(
-            &alice.path,
-            &backup.main,
-            backup.wal.as_deref(),
-            backup.shm.as_deref(),
-        );
-        alice.store = SqliteStore::open(&alice.path, alice.key.clone()).unwrap();
+        reopen_as(&mut alice, dir.path(), "alice-restored.db", &backup);
         let last = if kept {
             assert!(matches!(
                 alice.store.load(alice.last_epoch),
@@ -2300,18 +2252,7 @@ fn a_device_and_its_primary_load_as_written_across_groups_a_retry_and_restores()
     check(&bob, "after the traffic the backup does not hold");
 
     // Alice's files put back to the backup; loaded as restored.
-    drop(std::mem::replace(
-        &mut alice.store,
-        SqliteStore::open(dir.path().join("placeholder.db"), alice.key.clone()).unwrap(),
-    ));
-    alice.path = dir.path().join("alice-restored.db");
-    lay(
-        &alice.path,
-        &backup.main,
-        backup.wal.as_deref(),
-        backup.shm.as_deref(),
-    );
-    alice.store = SqliteStore::open(&alice.path, alice.key.clone()).unwrap();
+    reopen_as(&mut alice, dir.path(), "alice-restored.db", &backup);
     assert!(matches!(
         alice.store.load(alice.last_epoch),
         Err(StoreError::StaleSnapshot { .. })

@@ -50,6 +50,11 @@ pub struct Person {
 impl Person {
     /// A new account; its phone's first unit and its primary are written.
     pub fn new(rng: &mut SeededRng, dir: &Path, name: &str) -> Self {
+        Self::with_key(rng, dir, name, None)
+    }
+
+    /// A new account whose database is under `key` (drawn after the device's keys if `None`).
+    pub fn with_key(rng: &mut SeededRng, dir: &Path, name: &str, key: Option<StorageKey>) -> Self {
         let identity = IdentityKeyPair::generate(rng);
         let primary = Primary::new(rng, &identity, T0, PrimaryPolicy::default());
         let list = primary.device_list().clone();
@@ -63,7 +68,7 @@ impl Person {
             DeviceConfig::default(),
         )
         .unwrap();
-        let key = StorageKey::generate(rng);
+        let key = key.unwrap_or_else(|| StorageKey::generate(rng));
         let path = dir.join(format!("{name}.db"));
         let store = SqliteStore::open(&path, key.clone()).unwrap();
         let mut person = Self {
