@@ -594,12 +594,22 @@ fn write_ids(out: &mut impl Writer, ids: &[EnvelopeId]) {
     }
 }
 
+/// The request ids answered, each once: a request is answered once (review 49: a list naming
+/// one twice loaded, a state no answer makes).
 fn read_ids(r: &mut Reader<'_>) -> Result<Vec<EnvelopeId>, DecodeError> {
     let n = r.u8()?;
     if n > MAX_RETRY_ATTEMPTS {
         return Err(DecodeError::InvalidValue);
     }
-    (0..n).map(|_| Ok(EnvelopeId(r.array()?))).collect()
+    let mut ids: Vec<EnvelopeId> = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let id = EnvelopeId(r.array()?);
+        if ids.contains(&id) {
+            return Err(DecodeError::InvalidValue);
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 impl Pending {
@@ -873,9 +883,9 @@ mod tests {
         }
     }
 
-    /// One requester's answers, in a record of their own: one to three ids.
+    /// One requester's answers, in a record of their own: one to three ids, each once.
     #[test]
-    fn an_answers_record_holds_one_to_three_ids() {
+    fn an_answers_record_holds_one_to_three_distinct_ids() {
         for n in 0..=4u8 {
             let ids: Vec<_> = (0..u32::from(n)).map(id).collect();
             let mut bytes = Vec::new();
@@ -885,6 +895,19 @@ mod tests {
                 _ => Err(DecodeError::InvalidValue),
             };
             assert_eq!(read_answers(&mut Reader::new(&bytes)), expected, "{n} ids");
+        }
+        for twice in [[id(1), id(1), id(2)], [id(1), id(2), id(1)]] {
+            let mut bytes = Vec::new();
+            write_ids(&mut bytes, &twice);
+            assert_eq!(
+                read_answers(&mut Reader::new(&bytes)),
+                Err(DecodeError::InvalidValue)
+            );
+            assert_eq!(
+                read_ids(&mut Reader::new(&bytes)),
+                Err(DecodeError::InvalidValue),
+                "a 1:1 recipient's answers too"
+            );
         }
     }
 
