@@ -274,6 +274,68 @@ fn expired_companions_are_neither_sent_to_nor_read() {
     );
 }
 
+/// A companion its held own list no longer lists as active (here expired) refuses a pairwise
+/// envelope made under that list, or an older one, as `ThisDeviceInactive`; one made under a
+/// newer own list (a renewal the sender holds and it has not taken) names that list to fetch,
+/// `DeviceListsDiverge` for its own account, so the envelope is kept rather than dropped.
+/// Neither refusal changes the device. Once it takes the renewal it reads both.
+#[test]
+fn an_inactive_companion_names_a_newer_own_list_and_refuses_the_rest() {
+    let mut w = World::new("fanout inactive own list");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
+    let hello = w.send(b1, alice, b"hello");
+    w.deliver_ok(&hello);
+    let back = w.send(a2, bob, b"back");
+    w.deliver_ok(&back);
+    let held = w.device(a2).device_list(&alice).unwrap().version();
+    // Made under the list the laptop holds, read on day 16, when that list expired it.
+    let old = World::envelope_to(&w.send(b1, alice, b"under the held list"), a2);
+    // Day 13: a renewal Bob takes and the laptop does not.
+    w.now = at(13);
+    let now = w.now;
+    w.primary(&alice).renew(now).unwrap();
+    let renewal = w.primary(&alice).device_list().signed().clone();
+    w.device(b1)
+        .update_device_list(now, &alice, renewal.clone())
+        .unwrap();
+    w.persist(b1);
+    w.now = at(16);
+    let new = World::envelope_to(&w.send(b1, alice, b"under the renewal"), a2);
+    w.persist(a2);
+    let before = w.device(a2).to_bytes();
+    let now = w.now;
+    assert_eq!(
+        w.device(a2).receive(now, &old).err(),
+        Some(FanoutError::ThisDeviceInactive.into())
+    );
+    assert_eq!(
+        w.device(a2).receive(now, &new).err(),
+        Some(
+            FanoutError::DeviceListsDiverge {
+                account: alice,
+                used: renewal.version(),
+                held,
+            }
+            .into()
+        )
+    );
+    assert!(!w.device(a2).has_changes());
+    assert_eq!(*w.device(a2).to_bytes(), *before);
+    w.device(a2)
+        .update_device_list(now, &alice, renewal)
+        .unwrap();
+    for (e, expected) in [
+        (&new, &b"under the renewal"[..]),
+        (&old, b"under the held list"),
+    ] {
+        let got = w.device(a2).receive(now, e).unwrap();
+        assert_eq!(body(&got), Some(expected));
+    }
+}
+
 #[test]
 fn group_keys_go_only_where_missing_and_rotate_on_removal() {
     let mut w = World::new("fanout group");
