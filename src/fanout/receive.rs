@@ -117,22 +117,31 @@ impl Device {
     }
 
     /// Why an envelope is refused when the own list held does not list this device as
-    /// active: where the envelope was made under a newer own list than held (a renewal this
-    /// device has not taken: the relay's copy it fetched was stale), that list is to be
-    /// fetched (`DeviceListsDiverge`), so the envelope is kept for it rather than dropped
-    /// (review 47); else `refusal`. The version is the sender's claim, not yet authenticated:
-    /// it decides only whether to fetch the own list and keep the envelope, which the relay
-    /// could withhold anyway.
+    /// active. A device that list still names with its identity, only expired, may be renewed:
+    /// where the envelope was made under a newer own list than held (a renewal this device
+    /// has not taken: the relay's copy it fetched was stale), that list is to be fetched
+    /// (`DeviceListsDiverge`), so the envelope is kept for it rather than dropped (review 47).
+    /// A device the list no longer names was unlinked, and no later list names it again
+    /// (device ids are never reused): `refusal`, whatever version the envelope names (review
+    /// 50). The version is the sender's claim, not yet authenticated: it decides only whether
+    /// to fetch the own list and keep the envelope, which the relay could withhold anyway.
     fn own_list_named(&self, header: &PairwiseHeader, refusal: Error) -> Error {
         let own = self.address.account;
-        match self.lists.get(&own).map(|f| f.list.version()) {
-            Some(held) if header.recipient_list_version > held => FanoutError::DeviceListsDiverge {
+        let Some(held) = self.lists.get(&own).map(|f| &f.list) else {
+            return refusal;
+        };
+        let listed = held
+            .entry(self.address.device)
+            .is_some_and(|e| e.identity == self.identity.public());
+        if listed && header.recipient_list_version > held.version() {
+            FanoutError::DeviceListsDiverge {
                 account: own,
                 used: header.recipient_list_version,
-                held,
+                held: held.version(),
             }
-            .into(),
-            _ => refusal,
+            .into()
+        } else {
+            refusal
         }
     }
 
