@@ -11,18 +11,12 @@ use ratchetry::devices::DeviceAddress;
 use ratchetry::fanout::{EnvelopeId, Received, RetryReason, RetryRequest};
 use ratchetry::group::GroupId;
 use sha2::{Digest, Sha256};
-use support::{World, body, tampered};
+use support::{World, body, sent_key, tampered};
 
-/// Sent-message records: kind 0x0f, then the send id.
-const SENT: u8 = 0x0f;
 /// A requester's answers to a group message: kind 0x17, the send id, the requester.
 const ANSWERED: u8 = 0x17;
 /// The tag's offset in a sent record: after `u64(sent_at) ‖ digest (16)`.
 const TAG_AT: usize = 24;
-
-fn sent_key(send_id: u64) -> Vec<u8> {
-    [&[SENT][..], &send_id.to_be_bytes()].concat()
-}
 
 /// Rewrites `device`'s stored record of `send_id`, written now under `now_tag`, as an earlier
 /// release wrote it (SHA-256 digest of `body`, tag `tag`, then `inline`), and restarts the

@@ -8,25 +8,11 @@ mod support;
 
 use ratchetry::DecodeError;
 use ratchetry::devices::{AccountKey, DeviceAddress};
-use ratchetry::fanout::{Device, Outgoing, Received, RetryReason};
+use ratchetry::fanout::{Outgoing, Received, RetryReason};
 use ratchetry::group::GroupId;
-use support::{DAY, Store, World, body, tampered};
+use support::{DAY, Store, World, answered_key, body, sent_key, tampered};
 
-const SENT: u8 = 0x0f;
 const ANSWERED: u8 = 0x17;
-
-fn sent_key(send_id: u64) -> Vec<u8> {
-    [&[SENT][..], &send_id.to_be_bytes()].concat()
-}
-
-fn answered_key(send_id: u64, requester: DeviceAddress) -> Vec<u8> {
-    [
-        &[ANSWERED][..],
-        &send_id.to_be_bytes(),
-        &requester.to_bytes(),
-    ]
-    .concat()
-}
 
 /// Alice's phone and `members` accounts of `companions + 1` devices each in one group; Alice
 /// has sent one message to it that every member device read.
@@ -199,10 +185,6 @@ fn a_forgotten_group_entry_deletes_its_answers_records() {
     s.w.restart(s.a1);
 }
 
-fn load(records: &Store) -> Result<Device, DecodeError> {
-    Device::from_records(records.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-}
-
 /// An answers record loads only as an answer wrote it: beside its group entry, with one to
 /// three ids, never beside the entry's answers inline (the previous release's form), never for
 /// a 1:1 message or a send the journal does not hold.
@@ -214,11 +196,11 @@ fn answers_records_load_only_as_written() {
     let store = s.store().clone();
     let key = answered_key(s.send_id, requester);
     let value = store.0[&key].clone();
-    load(&store).expect("as written");
+    store.try_load().expect("as written");
     let with = |edit: &dyn Fn(&mut Store)| {
         let mut copy = store.clone();
         edit(&mut copy);
-        load(&copy).err()
+        copy.try_load().err()
     };
     let refused = Some(DecodeError::InvalidValue);
     // No ids; four ids.
@@ -274,7 +256,7 @@ fn answers_records_load_only_as_written() {
     s.w.persist(b1);
     let direct = answered_key(o.send_id.unwrap().0, s.a1);
     let mut bob = s.w.stores[&b1].clone();
-    load(&bob).expect("as written");
+    bob.try_load().expect("as written");
     bob.0.insert(direct, value.clone());
-    assert_eq!(load(&bob).err(), refused);
+    assert_eq!(bob.try_load().err(), refused);
 }

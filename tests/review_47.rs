@@ -67,80 +67,16 @@
 mod support;
 
 use ratchetry::devices::{AccountKey, DeviceAddress, Primary, SignedDeviceList};
-use ratchetry::driver::{self, Directory, DriveError, Inbound};
+use ratchetry::driver::{self, DriveError, Inbound};
 use ratchetry::fanout::{Device, Event, Received};
 use ratchetry::group::GroupId;
 use ratchetry::history::HistorySealer;
-use ratchetry::{DeviceError, Error, FanoutError, PreKeyBundle, Timestamp};
+use ratchetry::{DeviceError, Error, FanoutError, Timestamp};
+use support::served::{Served, drive, publish_to, signed};
 use support::{DAY, World, body};
 
 const G: GroupId = GroupId([0x47; 32]);
 const H: GroupId = GroupId([0x48; 32]);
-
-// ---------------------------------------------------------------------------------------------
-// A relay that serves what the test tells it
-// ---------------------------------------------------------------------------------------------
-
-/// Serves fixed lists (whatever their age) and no bundles; counts the list fetches.
-struct Served {
-    lists: Vec<SignedDeviceList>,
-    fetches: usize,
-}
-
-impl Served {
-    fn new(lists: Vec<SignedDeviceList>) -> Self {
-        Self { lists, fetches: 0 }
-    }
-}
-
-impl Directory for Served {
-    type Error = ();
-
-    fn device_lists(&mut self, accounts: &[AccountKey]) -> Result<Vec<SignedDeviceList>, ()> {
-        self.fetches += 1;
-        Ok(self
-            .lists
-            .iter()
-            .filter(|l| accounts.contains(&l.account()))
-            .cloned()
-            .collect())
-    }
-
-    fn bundles(&mut self, _: &[DeviceAddress]) -> Result<Vec<(DeviceAddress, PreKeyBundle)>, ()> {
-        Ok(Vec::new())
-    }
-}
-
-/// `to` receives `envelope` through the driver, `directory` serving the lists; persisted.
-fn drive(
-    w: &mut World,
-    to: DeviceAddress,
-    directory: &mut Served,
-    envelope: &[u8],
-) -> Result<Inbound, DriveError<()>> {
-    let now = w.now;
-    let mut device = w.devices.remove(&to).unwrap();
-    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
-    w.devices.insert(to, device);
-    w.persist(to);
-    got.map(|(inbound, _)| inbound)
-}
-
-fn signed(w: &mut World, account: &AccountKey) -> SignedDeviceList {
-    w.primary(account).device_list().signed().clone()
-}
-
-/// Gives `account`'s current list to the devices named.
-fn publish_to(w: &mut World, account: &AccountKey, to: &[DeviceAddress]) {
-    let list = signed(w, account);
-    let now = w.now;
-    for d in to {
-        w.device(*d)
-            .update_device_list(now, account, list.clone())
-            .unwrap();
-        w.persist(*d);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Item 1: the driver ignores a list older than the one held

@@ -61,7 +61,7 @@ use ratchetry::persist::UnitTag;
 use ratchetry::testing::hooks::{ListEntry, device_binding, sign_device_list};
 use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair};
 use sha2::{Digest, Sha256};
-use support::{DAY, Store, T0, World, tampered};
+use support::{DAY, Store, T0, World, answered_key, sent_key, tampered};
 
 const META: u8 = 0x02;
 const SENT: u8 = 0x0f;
@@ -69,23 +69,6 @@ const ANSWERED: u8 = 0x17;
 /// The tag's offset in a sent record: after `u64(sent_at) ‖ digest (16)`.
 const TAG_AT: usize = 24;
 const G: GroupId = GroupId([0x49; 32]);
-
-fn sent_key(send_id: u64) -> Vec<u8> {
-    [&[SENT][..], &send_id.to_be_bytes()].concat()
-}
-
-fn answered_key(send_id: u64, requester: DeviceAddress) -> Vec<u8> {
-    [
-        &[ANSWERED][..],
-        &send_id.to_be_bytes(),
-        &requester.to_bytes(),
-    ]
-    .concat()
-}
-
-fn load(store: &Store) -> Result<Device, DecodeError> {
-    Device::from_records(store.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-}
 
 /// The store's records but the meta record (it holds the unit's tag, drawn afresh).
 fn without_meta(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -364,11 +347,11 @@ fn a_lost_answers_unit_is_a_gap_the_chained_store_refuses() {
     assert!(unchained.0.contains_key(&answered_key(s.send_id, y)));
     // The app reloads from the chained store and redoes: x's request is stored as read, its
     // answer is not (the kept request is answered, the lost answer never shipped).
-    let mut alice = load(&store.rows).unwrap();
+    let mut alice = store.rows.try_load().unwrap();
     assert_eq!(alice.receive(now, &rx).err(), Some(duplicate(&rx)));
     ready(alice.answer_retry(&mut s.w.rng, now, &qx, LOST));
     store.write(&alice.take_changes(&mut s.w.rng)).unwrap();
-    let alice = load(&store.rows).unwrap();
+    let alice = store.rows.try_load().unwrap();
     let mut again = alice.clone();
     assert_eq!(
         again.answer_retry(&mut s.w.rng, now, &qx, LOST).err(),
@@ -406,7 +389,7 @@ fn twin_copies_cannot_both_answer_through_a_chained_store() {
         1,
         "on top, the twin's record replaces the first answer"
     );
-    let mut reloaded = load(&store.rows).unwrap();
+    let mut reloaded = store.rows.try_load().unwrap();
     assert_eq!(
         reloaded.answer_retry(&mut s.w.rng, now, &q1, LOST).err(),
         Some(duplicate(&r1))
@@ -459,7 +442,7 @@ fn a_restore_from_an_older_backup_rolls_answers_back_as_documented() {
         3,
         "counts from the backup's answers"
     );
-    load(s.store()).expect("the restored store loads");
+    s.store().try_load().expect("the restored store loads");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,16 +480,16 @@ fn inline_answers_migrate_apart_once_even_after_a_crash() {
     s.answered(y);
     s.answered(x);
     let current = s.store().clone();
-    let state = load(&current).unwrap().to_bytes();
+    let state = current.try_load().unwrap().to_bytes();
     let old = inline_form(&current, s.send_id, 5, &[z, x, y]);
     assert_eq!(answers_keys(&old), Vec::<Vec<u8>>::new());
     for _load in 0..2 {
         // Loaded, and dropped before its unit is written (a crash): the store is unchanged.
-        let d = load(&old).unwrap();
+        let d = old.try_load().unwrap();
         assert!(d.has_changes());
         assert_eq!(*d.to_bytes(), *state, "the same state as the new form");
     }
-    let mut d = load(&old).unwrap();
+    let mut d = old.try_load().unwrap();
     let unit = d.take_changes(&mut s.w.rng);
     assert!(!unit.replaces_all());
     let keys: Vec<&[u8]> = unit.records().iter().map(|r| r.key()).collect();
@@ -522,7 +505,7 @@ fn inline_answers_migrate_apart_once_even_after_a_crash() {
     migrated.apply(&unit);
     assert_eq!(without_meta(&migrated), without_meta(&current));
     assert_eq!(migrated.0[&sent_key(s.send_id)][TAG_AT], 7);
-    let mut again = load(&migrated).unwrap();
+    let mut again = migrated.try_load().unwrap();
     assert!(!again.has_changes(), "nothing left to migrate");
     assert!(again.take_changes(&mut s.w.rng).is_empty());
     // Counting goes on: z's and x's answered requests are duplicates; x's next is its third,
@@ -561,7 +544,7 @@ fn inline_answers_load_only_as_the_previous_release_wrote_them() {
         both.0
             .insert(answered_key(id, y), current.0[&answered_key(id, y)].clone());
         assert_eq!(
-            load(&both).map(drop),
+            both.try_load().map(drop),
             refused,
             "tag {tag}: inline and apart"
         );
@@ -570,7 +553,7 @@ fn inline_answers_load_only_as_the_previous_release_wrote_them() {
         same.0
             .insert(answered_key(id, x), current.0[&answered_key(id, x)].clone());
         same.0.remove(&answered_key(id, y));
-        assert_eq!(load(&same).map(drop), refused, "tag {tag}: x twice");
+        assert_eq!(same.try_load().map(drop), refused, "tag {tag}: x twice");
         // No answers inline (count zero), one apart.
         let mut zero = current.clone();
         zero.0.get_mut(&sent_key(id)).unwrap()[TAG_AT] = tag;
@@ -578,7 +561,7 @@ fn inline_answers_load_only_as_the_previous_release_wrote_them() {
             .get_mut(&sent_key(id))
             .unwrap()
             .extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(load(&zero).map(drop), refused, "tag {tag}: count zero");
+        assert_eq!(zero.try_load().map(drop), refused, "tag {tag}: count zero");
         let entry = |inline: &[u8]| {
             let mut st = current.clone();
             st.0.remove(&answered_key(id, x));
@@ -586,7 +569,7 @@ fn inline_answers_load_only_as_the_previous_release_wrote_them() {
             let e = st.0.get_mut(&sent_key(id)).unwrap();
             e[TAG_AT] = tag;
             e.extend_from_slice(inline);
-            load(&st).map(drop)
+            st.try_load().map(drop)
         };
         let one = |d: DeviceAddress, n: u8| {
             let mut v = d.to_bytes().to_vec();
@@ -629,7 +612,7 @@ fn a_sha256_inline_entry_migrates_to_tag_8_and_old_backups_restore_apart() {
     let mut old = inline_form(&current, id, 2, &[x]);
     let sha = Sha256::digest(LOST);
     old.0.get_mut(&sent_key(id)).unwrap()[8..24].copy_from_slice(&sha[..16]);
-    let mut d = load(&old).unwrap();
+    let mut d = old.try_load().unwrap();
     let mut store = old.clone();
     store.apply(&d.take_changes(&mut s.w.rng));
     let entry = &store.0[&sent_key(id)];
@@ -644,7 +627,7 @@ fn a_sha256_inline_entry_migrates_to_tag_8_and_old_backups_restore_apart() {
         store.0[&answered_key(id, x)],
         current.0[&answered_key(id, x)]
     );
-    assert!(!load(&store).unwrap().has_changes());
+    assert!(!store.try_load().unwrap().has_changes());
     // The previous release's whole-state bytes, restored.
     let header = d.to_bytes()[..2].to_vec();
     let now = s.w.now.plus_millis(1000);
@@ -687,7 +670,7 @@ fn a_migration_unit_taken_late_is_consistent() {
     s.answered(y);
     let old = inline_form(&s.store().clone(), s.send_id, 5, &[y, x]);
     // Answered before the unit: z's first, x's second, nothing written in between.
-    let mut d = load(&old).unwrap();
+    let mut d = old.try_load().unwrap();
     let now = s.w.now;
     for (requester, attempt) in [(z, 1), (x, 2)] {
         let bytes = s.forge(requester);
@@ -699,12 +682,12 @@ fn a_migration_unit_taken_late_is_consistent() {
     }
     let mut store = old.clone();
     store.apply(&d.take_changes(&mut s.w.rng));
-    assert_eq!(*load(&store).unwrap().to_bytes(), *d.to_bytes());
+    assert_eq!(*store.try_load().unwrap().to_bytes(), *d.to_bytes());
     assert_eq!(store.0[&sent_key(s.send_id)][TAG_AT], 7);
     assert_eq!(answers_keys(&store).len(), 3);
     assert_eq!(store.0[&answered_key(s.send_id, x)][0], 2);
     // Forgotten before the unit.
-    let mut d = load(&old).unwrap();
+    let mut d = old.try_load().unwrap();
     let now = s.w.now.plus_millis(8 * DAY);
     let Ok(Outgoing::Ready(_)) = d.send_group(&mut s.w.rng, now, G, b"later") else {
         panic!("sent")
@@ -713,7 +696,7 @@ fn a_migration_unit_taken_late_is_consistent() {
     store.apply(&d.take_changes(&mut s.w.rng));
     assert!(!store.0.contains_key(&sent_key(s.send_id)));
     assert!(answers_keys(&store).is_empty());
-    assert_eq!(*load(&store).unwrap().to_bytes(), *d.to_bytes());
+    assert_eq!(*store.try_load().unwrap().to_bytes(), *d.to_bytes());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,7 +713,7 @@ fn every_load_writes_back_the_state_it_read() {
     }
     s.answered(s.requesters[0]);
     let store = s.store().clone();
-    let d = load(&store).unwrap();
+    let d = store.try_load().unwrap();
     let bytes = d.to_bytes();
     let mut from_bytes = Device::from_bytes(&bytes).unwrap();
     assert_eq!(*from_bytes.to_bytes(), *bytes);
@@ -772,7 +755,7 @@ fn malformed_answers_records_are_typed_refusals() {
     let o = s.w.send(s.a1, x.account, b"direct");
     let direct = o.send_id.unwrap().0;
     let store = s.store().clone();
-    let header = load(&store).unwrap().to_bytes()[..2].to_vec();
+    let header = store.try_load().unwrap().to_bytes()[..2].to_vec();
     let (id, key) = (s.send_id, answered_key(s.send_id, x));
     let one = [&[1][..], &[9; 16]].concat();
     let set = |value: Vec<u8>| -> Edit {
@@ -843,7 +826,7 @@ fn malformed_answers_records_are_typed_refusals() {
     for (name, edit, error) in &cases {
         let mut copy = store.clone();
         edit(&mut copy);
-        assert_eq!(load(&copy).map(drop), Err(*error), "records: {name}");
+        assert_eq!(copy.try_load().map(drop), Err(*error), "records: {name}");
         // The same records as whole-state bytes (keys in byte order).
         let bytes = whole_state(&header, &copy.0);
         assert_eq!(
@@ -869,7 +852,7 @@ fn an_answers_record_naming_one_request_twice_is_refused() {
     let doubled = [&[2][..], &value[1..], &value[1..]].concat();
     let mut copy = s.store().clone();
     copy.0.insert(key.clone(), doubled.clone());
-    assert_eq!(load(&copy).err(), Some(DecodeError::InvalidValue));
+    assert_eq!(copy.try_load().err(), Some(DecodeError::InvalidValue));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,7 +879,7 @@ fn a_group_entry_forgotten_by_age_after_a_restart_deletes_its_answers_records() 
     s.restart_checked();
     let mut stale = s.store().clone();
     stale.0.insert(answers[0].clone(), vec![1; 17]);
-    assert_eq!(load(&stale).map(drop), Err(DecodeError::InvalidValue));
+    assert_eq!(stale.try_load().map(drop), Err(DecodeError::InvalidValue));
 }
 
 /// The entry is forgotten by count: after MAX_SENT_MESSAGES later sends, the unit that
@@ -970,7 +953,10 @@ fn an_answer_unit_replayed_after_its_entry_went_is_refused() {
     let mut replayed = store.rows.clone();
     replayed.apply(&answer);
     assert!(!replayed.0.contains_key(&sent_key(s.send_id)));
-    assert_eq!(load(&replayed).map(drop), Err(DecodeError::InvalidValue));
+    assert_eq!(
+        replayed.try_load().map(drop),
+        Err(DecodeError::InvalidValue)
+    );
 }
 
 /// `not_delivered` of a group send keeps its entry and its answers records (a group entry is
@@ -1031,7 +1017,7 @@ fn stale_answers_records_never_attach_to_a_later_send() {
     let mut kept = s.store().clone();
     assert!(!kept.0.contains_key(&sent_key(lost_id)));
     kept.0.insert(answered_key(lost_id, x), stale.clone());
-    assert_eq!(load(&kept).map(drop), Err(DecodeError::InvalidValue));
+    assert_eq!(kept.try_load().map(drop), Err(DecodeError::InvalidValue));
     // The answer the lost state gave does not count on the new message.
     s.w.restart(s.a1);
     let damaged = tampered(&next.group.as_ref().unwrap().0);
@@ -1061,7 +1047,7 @@ fn with_made_up_answers(store: &Store, send_id: u64, n: u32) -> Store {
 
 fn load_time(store: &Store) -> (Duration, Device) {
     let start = Instant::now();
-    let d = load(store).unwrap();
+    let d = store.try_load().unwrap();
     (start.elapsed(), d)
 }
 
@@ -1106,7 +1092,7 @@ fn answers_cost_the_same_beside_thousands_and_load_linearly() {
     assert_eq!(alone, beside, "the same unit beside 20,000 answers records");
     let (_, d) = load_time(&big);
     let whole = d.to_bytes().len();
-    let base = load(&small).unwrap().to_bytes().len();
+    let base = small.try_load().unwrap().to_bytes().len();
     // Each record: blob(key 45) ‖ blob(value 17).
     assert_eq!(whole - base, 20_000 * (4 + 45 + 4 + 17));
     let ten = with_made_up_answers(&small, s.send_id, 10_000);

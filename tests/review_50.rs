@@ -48,80 +48,14 @@
 mod support;
 
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
-use ratchetry::driver::{self, Directory, DriveError, Inbound};
+use ratchetry::driver::{self, DriveError, Inbound};
 use ratchetry::fanout::{Device, Received, RetryReason};
 use ratchetry::group::GroupId;
-use ratchetry::{Error, FanoutError, PreKeyBundle};
+use ratchetry::{Error, FanoutError};
+use support::served::{Served, drive, publish_to, signed};
 use support::{DAY, World, body};
 
 const G: GroupId = GroupId([0x50; 32]);
-
-// ---------------------------------------------------------------------------------------------
-// A relay that serves what the test tells it
-// ---------------------------------------------------------------------------------------------
-
-/// Serves fixed lists (whatever their age), or one list per fetch in turn (`rolling`), and no
-/// bundles; counts the list fetches.
-struct Served {
-    lists: Vec<SignedDeviceList>,
-    rolling: bool,
-    fetches: usize,
-}
-
-impl Served {
-    fn new(lists: Vec<SignedDeviceList>) -> Self {
-        Self {
-            lists,
-            rolling: false,
-            fetches: 0,
-        }
-    }
-
-    fn rolling(lists: Vec<SignedDeviceList>) -> Self {
-        Self {
-            lists,
-            rolling: true,
-            fetches: 0,
-        }
-    }
-}
-
-impl Directory for Served {
-    type Error = ();
-
-    fn device_lists(&mut self, accounts: &[AccountKey]) -> Result<Vec<SignedDeviceList>, ()> {
-        self.fetches += 1;
-        let served: Vec<SignedDeviceList> = if self.rolling {
-            let i = (self.fetches - 1).min(self.lists.len() - 1);
-            vec![self.lists[i].clone()]
-        } else {
-            self.lists.clone()
-        };
-        Ok(served
-            .into_iter()
-            .filter(|l| accounts.contains(&l.account()))
-            .collect())
-    }
-
-    fn bundles(&mut self, _: &[DeviceAddress]) -> Result<Vec<(DeviceAddress, PreKeyBundle)>, ()> {
-        Ok(Vec::new())
-    }
-}
-
-/// `to` receives `envelope` through the driver, `directory` serving the lists; persisted.
-fn drive(
-    w: &mut World,
-    to: DeviceAddress,
-    directory: &mut Served,
-    envelope: &[u8],
-) -> Result<Inbound, DriveError<()>> {
-    let now = w.now;
-    let mut device = w.devices.remove(&to).unwrap();
-    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
-    w.devices.insert(to, device);
-    w.persist(to);
-    got.map(|(inbound, _)| inbound)
-}
 
 /// Like [`drive`], and asserts the device came out byte-identical with nothing to persist.
 fn drive_unchanged(
@@ -138,22 +72,6 @@ fn drive_unchanged(
     assert!(!device.has_changes(), "the drive left a unit on {to:?}");
     w.devices.insert(to, device);
     got.map(|(inbound, _)| inbound)
-}
-
-fn signed(w: &mut World, account: &AccountKey) -> SignedDeviceList {
-    w.primary(account).device_list().signed().clone()
-}
-
-/// Gives `account`'s current list to the devices named.
-fn publish_to(w: &mut World, account: &AccountKey, to: &[DeviceAddress]) {
-    let list = signed(w, account);
-    let now = w.now;
-    for d in to {
-        w.device(*d)
-            .update_device_list(now, account, list.clone())
-            .unwrap();
-        w.persist(*d);
-    }
 }
 
 /// Offsets of the pairwise header's fields (PROTOCOL.md 18.1): 2 + 1 + 36 + 36, then the two

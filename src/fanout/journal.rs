@@ -561,8 +561,8 @@ impl Sent {
         Ok((sent, older_form))
     }
 
-    /// The devices whose retry requests for this message were answered: each has an
-    /// [`answers`](write_answers) record.
+    /// The devices whose retry requests for this message were answered: each has an answers
+    /// record of its own (`Key::Answered`, written by [`write_ids`]).
     pub(crate) fn answered_devices(&self) -> impl Iterator<Item = &DeviceAddress> {
         let answered = match &self.kind {
             SentKind::Group { answered, .. } => Some(answered.keys()),
@@ -570,11 +570,6 @@ impl Sent {
         };
         answered.into_iter().flatten()
     }
-}
-
-/// One requester's answered retry requests for a group message: the value of its own record.
-pub(crate) fn write_answers(out: &mut impl Writer, ids: &[EnvelopeId]) {
-    write_ids(out, ids);
 }
 
 /// Reads one requester's answered retry requests: at least one (a device without an answer
@@ -587,7 +582,8 @@ pub(crate) fn read_answers(r: &mut Reader<'_>) -> Result<Vec<EnvelopeId>, Decode
     }
 }
 
-fn write_ids(out: &mut impl Writer, ids: &[EnvelopeId]) {
+/// Retry request ids answered: a 1:1 recipient's, or a group requester's own record.
+pub(crate) fn write_ids(out: &mut impl Writer, ids: &[EnvelopeId]) {
     out.u8(ids.len() as u8);
     for id in ids {
         out.put(&id.0);

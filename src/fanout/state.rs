@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::body_digest::BodyDigestKey;
 use super::journal::{
     Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
-    Sent, SentKind, read_answers, write_answers,
+    Sent, SentKind, read_answers, write_ids,
 };
 use super::ledger::{Group, read_holder, read_outbound, write_holder, write_outbound};
 use super::lists::Followed;
@@ -176,7 +176,7 @@ impl Device {
             Key::Seen(slot) => out.put(&self.journal.seen_slot(*slot)?.0),
             Key::Sent(id) => self.journal.sent.get(id)?.write(&mut out),
             Key::Answered(id, a) => match &self.journal.sent.get(id)?.kind {
-                SentKind::Group { answered, .. } => write_answers(&mut out, answered.get(a)?),
+                SentKind::Group { answered, .. } => write_ids(&mut out, answered.get(a)?),
                 _ => return None,
             },
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod served;
+
 use std::collections::BTreeMap;
 
 use ratchetry::devices::{
@@ -44,9 +46,23 @@ impl Store {
     }
 
     pub fn load(&self) -> Device {
-        Device::from_records(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-            .expect("stored records load")
+        self.try_load().expect("stored records load")
     }
+
+    pub fn try_load(&self) -> Result<Device, ratchetry::DecodeError> {
+        Device::from_records(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+}
+
+/// A sent message's record key (kind 0x0f, then the send id).
+pub fn sent_key(send_id: u64) -> Vec<u8> {
+    [&[0x0f][..], &send_id.to_be_bytes()].concat()
+}
+
+/// A requester's answers record key for a group message (kind 0x17, the send id, the
+/// requester).
+pub fn answered_key(send_id: u64, requester: DeviceAddress) -> Vec<u8> {
+    [&[0x17][..], &send_id.to_be_bytes(), &requester.to_bytes()].concat()
 }
 
 pub struct World {
