@@ -6,6 +6,7 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::chain::{Link, UnitTag};
@@ -53,11 +54,26 @@ impl Record {
     }
 }
 
+/// A unit's records are dropped with every operation: their values (a session record is
+/// hundreds of bytes) are wiped by a `memset` rather than `Zeroizing`'s byte at a time.
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            crate::primitives::wipe_secret(value);
+        }
+    }
+}
+
 /// Records are equal when their keys and values are (how their keys are named is not part of
-/// them).
+/// them). Values hold secrets and are compared in constant time (their lengths are not secret).
 impl PartialEq for Record {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key && self.value == other.value
+        self.key == other.key
+            && match (&self.value, &other.value) {
+                (Some(a), Some(b)) => bool::from(a.as_slice().ct_eq(b.as_slice())),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -388,5 +404,11 @@ mod tests {
             named,
             Record::new(alloc::vec![0x81], r.value.clone(), hex_key)
         );
+        // Values compared whole: same length, one byte apart; a deletion equals a deletion.
+        let other = Some(Zeroizing::new(alloc::vec![7, 7, 7, 7, 8]));
+        assert_ne!(named, Record::new(alloc::vec![0x81, 0x0a], other, hex_key));
+        let deleted = Record::new(alloc::vec![0x81, 0x0a], None, hex_key);
+        assert_eq!(deleted, Record::new(alloc::vec![0x81, 0x0a], None, hex_key));
+        assert_ne!(deleted, named);
     }
 }

@@ -24,7 +24,7 @@ pub use signing::{SigningKeyPair, SigningPublicKey};
 
 pub(crate) use aead::{AeadKey, GmacKey, StreamKey, TAG_LEN};
 pub(crate) use kdf::{derive, hmac_sha256, sha256, sha512};
-pub(crate) use secret::{Secret, take_bytes, wipe};
+pub(crate) use secret::{Secret, take_bytes, wipe, wipe_secret};
 
 /// Low-level wrappers for the published-vector tests and the benches' floors, re-exported by
 /// the `test-support` feature's `testing::raw`.

@@ -7,6 +7,12 @@
 //! iterations. Fixtures come from a seeded RNG, so the count is the same on every run of the
 //! same binary. `--list` prints each op and its iterations.
 //!
+//! `ratchetry-instructions <op> <runs>` runs the op `runs` times instead and prints the
+//! wall-clock time per run, outside valgrind: a timing that includes everything the op's
+//! closure does, drops included (criterion's `iter_batched` drops each output after its clock
+//! stops, so the receive benches leave out freeing and wiping the unit of records). Read it
+//! beside its floor's, run the same way, alternating.
+//!
 //! Floors (the primitive calls an op cannot avoid) are counted beside their ops, as in the
 //! criterion benches, so a baseline reads as ratios too.
 
@@ -160,7 +166,19 @@ fn main() {
             }
         }
         Some(name) => match OPS.iter().find(|op| op.name == name) {
-            Some(op) => run(op, op.iterations),
+            Some(op) => match args.get(1).map(|runs| runs.parse::<usize>()) {
+                None => {
+                    run(op, op.iterations);
+                }
+                Some(Ok(runs)) if runs > 0 => {
+                    let time = run(op, runs);
+                    println!("{name}: {} ns a run", time.as_nanos() / runs as u128);
+                }
+                Some(_) => {
+                    eprintln!("runs must be a positive count");
+                    std::process::exit(2);
+                }
+            },
             None => {
                 eprintln!("unknown op {name}; --list names them");
                 std::process::exit(2);
@@ -169,12 +187,16 @@ fn main() {
     }
 }
 
-fn run(op: &Op, iterations: usize) {
+/// Builds the op's fixture, runs it once, then `iterations` times in [`counted`]: the time
+/// those took.
+fn run(op: &Op, iterations: usize) -> std::time::Duration {
     let rng = &mut SeededRng::from_label(op.name);
     // One warm-up run, then the counted ones: the fixture holds enough inputs for both.
     let mut once = (op.setup)(rng, iterations + 1);
     once();
+    let start = std::time::Instant::now();
     counted(&mut *once, iterations);
+    start.elapsed()
 }
 
 fn body() -> Vec<u8> {
