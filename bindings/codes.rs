@@ -66,6 +66,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::SenderKeyMissing { .. } => "fanout.sender_key_missing",
             FanoutError::Withheld => "fanout.withheld",
             FanoutError::ThisDeviceInactive => "fanout.this_device_inactive",
+            FanoutError::ThisDeviceExpired => "fanout.this_device_expired",
             FanoutError::AwaitingOwnList => "fanout.awaiting_own_list",
             FanoutError::RetryLimit => "fanout.retry_limit",
             FanoutError::Duplicate { .. } => "fanout.duplicate",

@@ -222,8 +222,15 @@ pub enum FanoutError {
     },
     /// The sender said it withholds this generation of its group key from this device.
     Withheld,
-    /// This device is no longer in its own account's valid list (expired or unlinked).
+    /// This device's own account list held does not name it (unlinked, or never linked):
+    /// nothing it receives is readable, and no later list names it again (device ids are
+    /// never reused). Drop the envelope.
     ThisDeviceInactive,
+    /// The own account list held names this device with its identity but its entry has
+    /// expired: the primary has not renewed it, or its renewal was not fetched yet. Fetch the
+    /// own account's list and `update_device_list`; keep the envelope and read it again once
+    /// a list renews the device (until the app's own bound on kept envelopes).
+    ThisDeviceExpired,
     /// This device was restored from a backup and holds no own device list issued since:
     /// traffic with its own account waits for one (`Device::awaiting_own_list`).
     AwaitingOwnList,
@@ -591,7 +598,8 @@ impl fmt::Display for FanoutError {
                 write!(f, "sender key {key_id} of {from:?} not received")
             }
             Self::Withheld => f.write_str("sender withholds its group key"),
-            Self::ThisDeviceInactive => f.write_str("this device is not active in its own list"),
+            Self::ThisDeviceInactive => f.write_str("this device is not in its own list"),
+            Self::ThisDeviceExpired => f.write_str("this device's entry in its own list expired"),
             Self::AwaitingOwnList => {
                 f.write_str("restored from a backup: waiting for an own device list issued since")
             }

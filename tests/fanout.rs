@@ -270,27 +270,30 @@ fn expired_companions_are_neither_sent_to_nor_read() {
     let mut rng = w.rng.clone();
     assert_eq!(
         w.device(a2).send(&mut rng, now, &bob, b"x").err(),
-        Some(FanoutError::ThisDeviceInactive.into())
+        Some(FanoutError::ThisDeviceExpired.into())
     );
 }
 
-/// A companion its held own list no longer lists as active (here expired) refuses a pairwise
-/// envelope made under that list, or an older one, as `ThisDeviceInactive`; one made under a
-/// newer own list (a renewal the sender holds and it has not taken) names that list to fetch,
-/// `DeviceListsDiverge` for its own account, so the envelope is kept rather than dropped.
-/// Neither refusal changes the device. Once it takes the renewal it reads both.
+/// A companion its held own list names with its identity, expired, refuses every envelope as
+/// `ThisDeviceExpired`, whatever own list the envelope names: one made under the held list
+/// before it expired, one made under a renewal the sender holds and it has not taken, and a
+/// group message sent under that renewal. Nothing changes the device; once it takes the
+/// renewal it reads all three. An unlinked device's refusal is `ThisDeviceInactive`
+/// (`group_keys_go_only_where_missing_and_rotate_on_removal`).
 #[test]
-fn an_inactive_companion_names_a_newer_own_list_and_refuses_the_rest() {
+fn an_expired_companion_refuses_every_envelope_until_renewed_then_reads_them() {
     let mut w = World::new("fanout inactive own list");
     let alice = w.account(1);
     let bob = w.account(0);
     w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
     let (a2, b1) = (World::addr(alice, 2), World::addr(bob, 1));
     let hello = w.send(b1, alice, b"hello");
     w.deliver_ok(&hello);
     let back = w.send(a2, bob, b"back");
     w.deliver_ok(&back);
-    let held = w.device(a2).device_list(&alice).unwrap().version();
+    let key = w.send_group(b1, ROOM, b"the key");
+    w.deliver_ok(&key);
     // Made under the list the laptop holds, read on day 16, when that list expired it.
     let old = World::envelope_to(&w.send(b1, alice, b"under the held list"), a2);
     // Day 13: a renewal Bob takes and the laptop does not.
@@ -304,24 +307,16 @@ fn an_inactive_companion_names_a_newer_own_list_and_refuses_the_rest() {
     w.persist(b1);
     w.now = at(16);
     let new = World::envelope_to(&w.send(b1, alice, b"under the renewal"), a2);
+    let group = w.send_group(b1, ROOM, b"to the room").group.unwrap().0;
     w.persist(a2);
     let before = w.device(a2).to_bytes();
     let now = w.now;
-    assert_eq!(
-        w.device(a2).receive(now, &old).err(),
-        Some(FanoutError::ThisDeviceInactive.into())
-    );
-    assert_eq!(
-        w.device(a2).receive(now, &new).err(),
-        Some(
-            FanoutError::DeviceListsDiverge {
-                account: alice,
-                used: renewal.version(),
-                held,
-            }
-            .into()
-        )
-    );
+    for e in [&old, &new, &group] {
+        assert_eq!(
+            w.device(a2).receive(now, e).err(),
+            Some(FanoutError::ThisDeviceExpired.into())
+        );
+    }
     assert!(!w.device(a2).has_changes());
     assert_eq!(*w.device(a2).to_bytes(), *before);
     w.device(a2)
@@ -330,6 +325,7 @@ fn an_inactive_companion_names_a_newer_own_list_and_refuses_the_rest() {
     for (e, expected) in [
         (&new, &b"under the renewal"[..]),
         (&old, b"under the held list"),
+        (&group, b"to the room"),
     ] {
         let got = w.device(a2).receive(now, e).unwrap();
         assert_eq!(body(&got), Some(expected));

@@ -21,12 +21,15 @@
 //!   Fix: map only where the held own list still has this device's entry, with its identity,
 //!   expired. Fixed at stop 46 as suggested (`Device::own_list_named`).
 //! - **Low: an expired companion still drops a group envelope sent under its renewal**
-//!   (`an_expired_companion_keeps_a_group_envelope_sent_under_its_renewal`, ignored): the fix
+//!   (`an_expired_companion_keeps_a_group_envelope_sent_under_its_renewal`): the fix
 //!   covers pairwise envelopes only; a group envelope names no own list version, so a
 //!   companion served a stale own list decides `Dropped(ThisDeviceInactive)` on a group
 //!   message it reads once the renewal arrives (the app acknowledges it), while the pairwise
 //!   sender key sent with it is kept (`AwaitList`). Review 47's finding, for groups. A known
-//!   limit (SECURITY.md): nothing in a group envelope tells a renewal from a stale sender.
+//!   limit at stop 46: nothing in a group envelope tells a renewal from a stale sender.
+//!   Fixed at stop 47 by a rule that needs no header: a companion its held own list names
+//!   with its identity, expired, refuses every envelope (and every send) as
+//!   `ThisDeviceExpired`, which the driver keeps (`AwaitList`) once no newer own list comes.
 //!
 //! Held: every refusal leaves the device byte-identical with no unit; `NotForThisDevice` comes
 //! first (another recipient, or this device the sender); an unknown account or a wrong lists
@@ -98,6 +101,11 @@ fn own_version(w: &mut World, d: DeviceAddress) -> u64 {
 
 fn inactive() -> Error {
     FanoutError::ThisDeviceInactive.into()
+}
+
+/// Since stop 47, what a companion its held own list names, expired, refuses everything with.
+fn lapsed() -> Error {
+    FanoutError::ThisDeviceExpired.into()
 }
 
 fn diverge(account: AccountKey, used: u64, held: u64) -> Error {
@@ -434,10 +442,11 @@ fn a_raised_version_and_a_newer_list_per_fetch_end_after_max_rounds() {
 
 /// To the expired C2, with the own version raised above held: an envelope addressed to another
 /// device, or sent by C2 itself, is `NotForThisDevice` (first); one from an account C2 does not
-/// follow is the own list's divergence (the own list first), and `UnknownAccount` once the
-/// renewal is held; one with a wrong lists digest is the own list's divergence, and the
-/// sender's divergence at the held version once the renewal is held, which the driver drops
-/// (it is never asked for again). Every refusal leaves C2 byte-identical with no unit.
+/// follow is `ThisDeviceExpired` (the own list first; the own list's divergence before stop 47),
+/// and `UnknownAccount` once the renewal is held; one with a wrong lists digest is
+/// `ThisDeviceExpired`, and the sender's divergence at the held version once the renewal is
+/// held, which the driver drops (it is never asked for again). Every refusal leaves C2
+/// byte-identical with no unit.
 #[test]
 fn order_of_checks_for_an_inactive_device_naming_a_newer_own_list() {
     let Expired {
@@ -468,18 +477,15 @@ fn order_of_checks_for_an_inactive_device_naming_a_newer_own_list() {
         &raised(&to_a1, u64::MAX),
         FanoutError::NotForThisDevice.into(),
     );
-    // The genuine envelope: the own list's divergence.
-    w.refused(c2, &to_c2, diverge(alice, rv, held));
+    // The genuine envelope: expired (since stop 47, whatever own list the header names).
+    w.refused(c2, &to_c2, lapsed());
     // From an account C2 does not follow (forgotten).
     let mut copy = Device::from_bytes(&w.device(c2).to_bytes()).unwrap();
     copy.forget_account(&bob);
     let _ = copy.take_changes(&mut w.rng);
     let now = w.now;
     let before = copy.to_bytes();
-    assert_eq!(
-        copy.receive(now, &to_c2).err(),
-        Some(diverge(alice, rv, held))
-    );
+    assert_eq!(copy.receive(now, &to_c2).err(), Some(lapsed()));
     assert_eq!(*before, *copy.to_bytes());
     assert!(!copy.has_changes());
     copy.update_device_list(now, &alice, renewal.clone())
@@ -494,7 +500,7 @@ fn order_of_checks_for_an_inactive_device_naming_a_newer_own_list() {
     // A wrong lists digest behind the raised version.
     let mut wrong = to_c2.clone();
     wrong[LISTS_DIGEST.start] ^= 1;
-    w.refused(c2, &wrong, diverge(alice, rv, held));
+    w.refused(c2, &wrong, lapsed());
     let mut copy = Device::from_bytes(&w.device(c2).to_bytes()).unwrap();
     copy.update_device_list(now, &alice, renewal.clone())
         .unwrap();
@@ -570,9 +576,9 @@ fn a_raised_genuine_envelope_is_dropped_not_asked_for() {
 // ---------------------------------------------------------------------------------------------
 
 /// The expired C2: sends, group sends, call keys and history offers refuse
-/// `ThisDeviceInactive`; a retry request for a message it sent is refused as
-/// `ThisDeviceInactive` (its answer would be refused); `request_retry` of an envelope naming a
-/// newer own list is `ThisDeviceInactive`, minting nothing. Each leaves C2 unchanged. The unlinked
+/// (`ThisDeviceExpired` since stop 47, `ThisDeviceInactive` before); a retry request for a
+/// message it sent is refused (its answer would be refused); `request_retry` of an envelope
+/// naming a newer own list is refused, minting nothing. Each leaves C2 unchanged. The unlinked
 /// C2: the next test.
 #[test]
 fn an_inactive_device_still_refuses_sends_retries_offers_and_call_keys() {
@@ -590,7 +596,7 @@ fn an_inactive_device_still_refuses_sends_retries_offers_and_call_keys() {
     let o = w.send(b1, alice, b"to alice");
     let to_c2 = World::envelope_to(&o, c2);
     let check = |w: &mut World, what: &str, got: Result<(), Error>| {
-        assert_eq!(got.err(), Some(inactive()), "{what}");
+        assert_eq!(got.err(), Some(lapsed()), "{what}");
         let d = w.device(c2);
         assert!(!d.has_changes(), "{what} left a unit");
     };
@@ -654,7 +660,7 @@ fn an_inactive_device_still_refuses_sends_retries_offers_and_call_keys() {
         .unwrap();
     assert_eq!(to, vc2);
     v.now = v.now.plus_millis(20 * DAY);
-    v.refused(vc2, &request, inactive());
+    v.refused(vc2, &request, lapsed());
 }
 
 /// The unlinked C2 refuses sends and `request_retry` as `ThisDeviceInactive`, as before.
@@ -685,14 +691,14 @@ fn an_unlinked_device_still_refuses_sends_and_retries() {
 }
 
 /// Bob sends the group G a message on day 16, under the renewal (C2 among its devices). The
-/// expired C2, served a stale own list, keeps the pairwise envelope (the sender key) but
-/// decides `Dropped(ThisDeviceInactive)` on the group envelope, which it
-/// reads once the renewal arrives: the app acknowledges it and it is lost. A group envelope
+/// expired C2, served a stale own list, kept the pairwise envelope (the sender key) but
+/// decided `Dropped(ThisDeviceInactive)` on the group envelope, which it
+/// reads once the renewal arrives: the app acknowledged it and it was lost. A group envelope
 /// names no own list version, so the device cannot tell; the right decision for a device whose
 /// held own list still has its entry, expired, is to keep it (`AwaitList` for the own account)
-/// as the pairwise envelope is kept.
+/// as the pairwise envelope is kept. Fixed at stop 47: such a device refuses every envelope as
+/// `ThisDeviceExpired`, which the driver keeps.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): an expired companion served a stale own list drops a group envelope sent under its renewal (group envelopes name no own list version)"]
 fn an_expired_companion_keeps_a_group_envelope_sent_under_its_renewal() {
     let Expired {
         mut w,
@@ -705,8 +711,8 @@ fn an_expired_companion_keeps_a_group_envelope_sent_under_its_renewal() {
     } = expired("review50 group");
     let o = w.send_group(b1, G, b"to the group");
     let group = World::group_envelope_for(&o, c2);
-    // The group envelope is refused as before the change.
-    w.refused(c2, &group, inactive());
+    // Refused as expired, as every envelope to C2 is (stop 47).
+    w.refused(c2, &group, lapsed());
     // What C2 reads once the renewal arrives, on a copy (the pairwise envelope first, if any).
     let mut copy = Device::from_bytes(&w.device(c2).to_bytes()).unwrap();
     let now = w.now;
@@ -982,8 +988,7 @@ fn a_restored_expired_companion_keeps_an_own_copy_until_a_list_since_its_restore
     assert!(w.device(c2).awaiting_own_list());
     let o = w.send(a1, bob, b"own copy");
     let e = World::envelope_to(&o, c2);
-    let held = own_version(&mut w, c2);
-    w.refused(c2, &e, diverge(alice, renewal.version(), held));
+    w.refused(c2, &e, lapsed());
     let mut replica = Served::new(vec![stale]);
     assert_eq!(
         drive_unchanged(&mut w, c2, &mut replica, &e),

@@ -122,9 +122,10 @@ pub enum Inbound {
         request: Vec<u8>,
     },
     /// The envelope names a newer device list of `account` than the relay serves yet (for this
-    /// device's own account after a restore: the list its primary signs next): keep it
-    /// unacknowledged and receive it again once that list is out (and drop it if none comes
-    /// within the app's bound: a forged envelope can name any version).
+    /// device's own account after a restore, or once its own entry expired: the list its
+    /// primary signs next): keep it unacknowledged and receive it again once that list is out
+    /// (and drop it if none comes within the app's bound: a forged envelope can name any
+    /// version, and a primary may never renew an expired companion).
     AwaitList {
         /// The account whose newer list is needed.
         account: AccountKey,
@@ -275,7 +276,9 @@ impl Receiving {
                 {
                     Inbound::AwaitList { account }
                 }
-                Error::Fanout(FanoutError::AwaitingOwnList) => Inbound::AwaitList { account },
+                Error::Fanout(FanoutError::AwaitingOwnList | FanoutError::ThisDeviceExpired) => {
+                    Inbound::AwaitList { account }
+                }
                 e => Inbound::Dropped(e),
             };
             return Ok(ReceiveStep::Done(outcome));
@@ -291,9 +294,11 @@ impl Receiving {
         let fetch = match error {
             Error::Fanout(FanoutError::DeviceListsDiverge { account, .. })
             | Error::Fanout(FanoutError::UnknownAccount(account)) => account,
-            Error::Fanout(FanoutError::ThisDeviceInactive | FanoutError::AwaitingOwnList) => {
-                device.address().account
-            }
+            Error::Fanout(
+                FanoutError::ThisDeviceInactive
+                | FanoutError::ThisDeviceExpired
+                | FanoutError::AwaitingOwnList,
+            ) => device.address().account,
             Error::Fanout(FanoutError::Duplicate { envelope_id }) => {
                 return Ok(ReceiveStep::Done(Inbound::Duplicate(envelope_id)));
             }

@@ -842,15 +842,20 @@ impl Device {
         Ok(self.list(&address.account)?.check(address.device, now)?)
     }
 
-    /// This device's own list, which must still list it as active.
+    /// This device's own list, which must still list it as active: `ThisDeviceExpired` where
+    /// it names this device with its identity, expired (a renewal may come: what it refuses is
+    /// kept, review 50), else `ThisDeviceInactive` (unlinked: dropped).
     pub(crate) fn own_list(&self, now: Timestamp) -> Result<&VerifiedDeviceList, Error> {
         let list = self
             .lists
             .get(&self.address.account)
             .map(|f| &f.list)
             .ok_or(FanoutError::ThisDeviceInactive)?;
-        match list.check(self.address.device, now) {
-            Ok(e) if e.identity == self.identity.public() => Ok(list),
+        match list.entry(self.address.device) {
+            Some(e) if e.identity == self.identity.public() => match e.is_active(now) {
+                true => Ok(list),
+                false => Err(FanoutError::ThisDeviceExpired.into()),
+            },
             _ => Err(FanoutError::ThisDeviceInactive.into()),
         }
     }

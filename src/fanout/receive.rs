@@ -116,35 +116,6 @@ impl Device {
         self.touch(Key::Seen(slot));
     }
 
-    /// Why an envelope is refused when the own list held does not list this device as
-    /// active. A device that list still names with its identity, only expired, may be renewed:
-    /// where the envelope was made under a newer own list than held (a renewal this device
-    /// has not taken: the relay's copy it fetched was stale), that list is to be fetched
-    /// (`DeviceListsDiverge`), so the envelope is kept for it rather than dropped (review 47).
-    /// A device the list no longer names was unlinked, and no later list names it again
-    /// (device ids are never reused): `refusal`, whatever version the envelope names (review
-    /// 50). The version is the sender's claim, not yet authenticated: it decides only whether
-    /// to fetch the own list and keep the envelope, which the relay could withhold anyway.
-    fn own_list_named(&self, header: &PairwiseHeader, refusal: Error) -> Error {
-        let own = self.address.account;
-        let Some(held) = self.lists.get(&own).map(|f| &f.list) else {
-            return refusal;
-        };
-        let listed = held
-            .entry(self.address.device)
-            .is_some_and(|e| e.identity == self.identity.public());
-        if listed && header.recipient_list_version > held.version() {
-            FanoutError::DeviceListsDiverge {
-                account: own,
-                used: header.recipient_list_version,
-                held: held.version(),
-            }
-            .into()
-        } else {
-            refusal
-        }
-    }
-
     /// The envelope's view of the two device lists against the lists held: a newer version
     /// than held must be fetched first; the held version (or a remembered older one) must come
     /// with the same lists digest; an older version not remembered is accepted, since both
@@ -212,8 +183,7 @@ impl Device {
         if header.recipient != self.address || header.sender == self.address {
             return Err(FanoutError::NotForThisDevice.into());
         }
-        self.own_list(now)
-            .map_err(|e| self.own_list_named(header, e))?;
+        self.own_list(now)?;
         let from = header.sender;
         self.own_account_open(&from.account)?;
         // The list versions first: a device linked since the list held (its first message) is
