@@ -112,6 +112,11 @@ const OPS: &[Op] = &[
         setup: fanout_send,
     },
     Op {
+        name: "fanout/send+records/4dev/1KiB",
+        iterations: 16,
+        setup: fanout_send_records,
+    },
+    Op {
         name: "fanout/receive/1KiB",
         iterations: 16,
         setup: fanout_receive,
@@ -429,9 +434,23 @@ fn group_decrypt(rng: &mut SeededRng, runs: usize) -> Box<dyn FnMut()> {
 
 /// A 1:1 message to an account of 4 devices, from a device that also follows 250 more.
 fn fanout_send(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    send_op(rng, false)
+}
+
+/// The same send and the unit of records it changed, as an app takes them to persist (and
+/// drops, once written): four session records and the sent journal's entry.
+fn fanout_send_records(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
+    send_op(rng, true)
+}
+
+fn send_op(rng: &mut SeededRng, records: bool) -> Box<dyn FnMut()> {
     let mut book = AddressBook::new(rng, NOW, 1000, 0);
     let body = body();
     let mut rng = rng.clone();
+    if records {
+        // The device as built is changed whole: its first unit holds every record.
+        let _ = book.device.take_changes(&mut rng);
+    }
     Box::new(move || {
         let Outgoing::Ready(o) = book
             .device
@@ -441,6 +460,9 @@ fn fanout_send(rng: &mut SeededRng, _: usize) -> Box<dyn FnMut()> {
             panic!("every session is established")
         };
         black_box(o);
+        if records {
+            let _ = black_box(book.device.take_changes(&mut rng));
+        }
     })
 }
 
