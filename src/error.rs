@@ -718,6 +718,15 @@ mod tests {
             DecodeError::UnknownType(0x0b).to_string(),
             "unexpected type byte 0x0b"
         );
+        // The two ends of a companion's life read apart: unlinked, or waiting for a renewal.
+        assert_eq!(
+            FanoutError::ThisDeviceInactive.to_string(),
+            "this device is not in its own list"
+        );
+        assert_eq!(
+            FanoutError::ThisDeviceExpired.to_string(),
+            "this device's entry in its own list expired"
+        );
     }
 
     /// What `?` into `anyhow::Error` or `Box<dyn Error + Send + Sync>` asks of every error.

@@ -1534,7 +1534,8 @@ fn this_device_learns_its_entry_expired() {
         .device(a2)
         .update_device_list(later, &alice, list)
         .unwrap();
-    assert!(events.contains(&Event::ThisDeviceRemoved), "{events:?}");
+    assert!(events.contains(&Event::ThisDeviceExpired), "{events:?}");
+    assert!(!events.contains(&Event::ThisDeviceRemoved), "{events:?}");
 }
 
 /// `Debug` of a device shows its address and counts, never key material.

@@ -287,13 +287,11 @@ fn an_unlinked_companion_served_a_raised_version_reads_asks_and_changes_nothing(
 /// The unlinked C2 holds a list without its id; ids are never listed again (a new link, or a
 /// companion after a primary's resync, gets a fresh id), so no newer own list can make it
 /// active: a version above the held one, on an envelope to it, can only be the relay's. The
-/// right answer is `ThisDeviceInactive`, and the driver's `Dropped`; today it is
-/// `DeviceListsDiverge` for the own account, and the driver keeps the envelope (`AwaitList`)
-/// until the app's bound, for any envelope the relay raises.
-///
-/// Fix: in `own_list_named`, map to `DeviceListsDiverge` only where the held own list has this
-/// device's entry (with this identity) and it is expired; an absent entry stays
-/// `ThisDeviceInactive`.
+/// right answer is `ThisDeviceInactive`, and the driver's `Dropped`; at the reviewed commit it
+/// was `DeviceListsDiverge` for the own account, and the driver kept the envelope
+/// (`AwaitList`) until the app's bound, for any envelope the relay raised. Fixed at stop 46
+/// (only a device its held list names, expired, waited); since stop 47 no header is read for
+/// it at all (an expired device is `ThisDeviceExpired`, an unlinked one `ThisDeviceInactive`).
 #[test]
 fn an_unlinked_companion_drops_an_envelope_naming_an_own_list_above_its_unlink() {
     let (mut w, alice, _a1, c2, _b1, held_back) = unlinked("review50 unlinked dropped");
@@ -361,7 +359,7 @@ fn a_raised_version_is_kept_by_an_active_device_too_and_an_old_list_does_not_rea
     }
 }
 
-/// A device holding no own list (where `own_list_named` keeps `ThisDeviceInactive`) cannot
+/// A device holding no own list (which would be `ThisDeviceInactive`) cannot
 /// be built: with its own list's record removed, the records do not load (`MissingRecord`),
 /// and `forget_account` of the own account is a no-op.
 #[test]

@@ -147,7 +147,9 @@ pub enum Inbound {
 /// outbox and the events the list updates brought (show them). Persist the device's changes,
 /// then ship the outbox with its coverage. Devices the directory serves no usable bundle for
 /// end the loop at once with [`DriveError::NoBundles`] naming them (asking again would not
-/// help), after the sessions of the others were started: persist those changes too.
+/// help), after the sessions of the others were started: persist those changes too. A send
+/// refused until this device holds a newer own list (`ThisDeviceExpired`, `AwaitingOwnList`)
+/// fetches that list; served nothing that changes the list held, the refusal stands.
 pub fn send<D: Directory, R: CryptoRng>(
     device: &mut Device,
     rng: &mut R,
@@ -157,7 +159,22 @@ pub fn send<D: Directory, R: CryptoRng>(
 ) -> Result<(Outbox, Vec<Event>), DriveError<D::Error>> {
     let mut events = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        match op(device, rng)? {
+        let outgoing = match op(device, rng) {
+            Ok(outgoing) => outgoing,
+            Err(
+                e @ Error::Fanout(FanoutError::ThisDeviceExpired | FanoutError::AwaitingOwnList),
+            ) => {
+                let own = device.address().account;
+                let before = device.device_list(&own).map(|l| l.digest());
+                follow(device, now, directory, &[own], &mut events)?;
+                if device.device_list(&own).map(|l| l.digest()) == before {
+                    return Err(e.into());
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match outgoing {
             Outgoing::Ready(outbox) => return Ok((outbox, events)),
             Outgoing::NeedDeviceLists(accounts) => {
                 follow(device, now, directory, &accounts, &mut events)?;

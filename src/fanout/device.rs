@@ -557,9 +557,13 @@ impl Device {
             events.push(Event::DeviceAdded(addr(e.id)));
         }
         if *account == self.address.account {
-            let me = verified.entry(self.address.device);
-            if me.is_none_or(|e| e.identity != self.identity.public() || !e.is_active(now)) {
-                events.push(Event::ThisDeviceRemoved);
+            match verified.entry(self.address.device) {
+                Some(e) if e.identity == self.identity.public() => {
+                    if !e.is_active(now) {
+                        events.push(Event::ThisDeviceExpired);
+                    }
+                }
+                _ => events.push(Event::ThisDeviceRemoved),
             }
             // Issued at or after the restore, and not after this device's clock beyond the
             // allowance: a list a primary signed while its clock ran ahead (the restore's time

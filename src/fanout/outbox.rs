@@ -263,6 +263,10 @@ pub enum Event {
     DeviceRemoved(DeviceAddress),
     /// A device id now carries another identity key: its session is gone; show a warning.
     IdentityChanged(DeviceAddress),
-    /// This device is not in its own account's new list: it was unlinked or expired.
+    /// This device is not in its own account's new list (unlinked, or its id now carries
+    /// another identity key): it neither sends nor reads again, and must link anew.
     ThisDeviceRemoved,
+    /// Its own account's new list names this device, expired: it neither sends nor reads
+    /// (`ThisDeviceExpired`) until a newer list renews it. Not an unlink: keep what it is sent.
+    ThisDeviceExpired,
 }

@@ -415,8 +415,11 @@ pub enum DeviceEvent {
         /// The device.
         device: Address,
     },
-    /// This device is no longer in its own account's list.
+    /// This device is no longer in its own account's list (unlinked): it must link again.
     ThisDeviceRemoved,
+    /// Its own account's list names this device, expired: it waits for a renewal (errors
+    /// `fanout.this_device_expired`); keep what it is sent.
+    ThisDeviceExpired,
     /// An event this binding version does not know yet.
     Other,
 }
@@ -699,6 +702,7 @@ impl From<Event> for DeviceEvent {
                 device: address_out(a),
             },
             Event::ThisDeviceRemoved => Self::ThisDeviceRemoved,
+            Event::ThisDeviceExpired => Self::ThisDeviceExpired,
             _ => Self::Other,
         }
     }

@@ -72,6 +72,7 @@ export type DeviceEvent =
   | { kind: "deviceRemoved"; device: Address }
   | { kind: "identityChanged"; device: Address }
   | { kind: "thisDeviceRemoved" }
+  | { kind: "thisDeviceExpired" }
   | { kind: "other" };
 /** A retry request envelope and the device to ship it to. */
 export interface RetryEnvelope { to: Address; bytes: Uint8Array }
@@ -555,6 +556,7 @@ pub(crate) fn events(list: Vec<Event>) -> JsEvents {
                 Event::DeviceRemoved(a) => ("deviceRemoved", Some(a)),
                 Event::IdentityChanged(a) => ("identityChanged", Some(a)),
                 Event::ThisDeviceRemoved => ("thisDeviceRemoved", None),
+                Event::ThisDeviceExpired => ("thisDeviceExpired", None),
                 _ => ("other", None),
             };
             let o = object(&[("kind", kind.into())]);
