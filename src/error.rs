@@ -222,9 +222,9 @@ pub enum FanoutError {
     },
     /// The sender said it withholds this generation of its group key from this device.
     Withheld,
-    /// This device's own account list held does not name it (unlinked, or never linked):
-    /// nothing it receives is readable, and no later list names it again (device ids are
-    /// never reused). Drop the envelope.
+    /// This device's own account list held does not name it with its identity key (unlinked,
+    /// or its id now carries another identity): nothing it receives is readable, and no later
+    /// list names it again (device ids are never reused). Drop the envelope.
     ThisDeviceInactive,
     /// The own account list held names this device with its identity but its entry has
     /// expired: the primary has not renewed it, or its renewal was not fetched yet. Fetch the
