@@ -262,24 +262,28 @@ def test_unlinked_companion_is_dropped(relay):
 
 def test_expired_companion_waits_for_its_renewal(relay):
     """A companion its own list names expired is told so (not removed), refuses with
-    ``fanout.this_device_expired``, and sends again once its primary renews it."""
+    ``fanout.this_device_expired``, and sends again once it takes its primary's renewal
+    (signed before it expired: a primary drops companions already expired)."""
     day = 24 * 60 * 60 * 1000
     alice, bob = account(relay), account(relay)
     relay.introduce(alice.device, bob.device)
     laptop, _, _ = link(relay, alice)
     _, tablet_id, _ = link(relay, alice)
-    # A list signed now (the tablet unlinked), taken sixteen days later: past the laptop's
-    # validity (fifteen days), with no renewal since.
     alice.primary.unlink(relay.now, tablet_id)
+    unlinked = alice.primary.device_list()
+    relay.now = NOW + 13 * day
+    alice.primary.renew(relay.now)
+    # Sixteen days on, past the laptop's validity (fifteen days): the relay served it the
+    # unlink's list, not the renewal.
     relay.now = NOW + 16 * day
-    events = relay.publish(alice.primary)
+    events = laptop.update_device_list(relay.now, alice.primary.account_key(), unlinked)
     assert any(e.is_THIS_DEVICE_EXPIRED() for e in events)
+    assert not any(e.is_THIS_DEVICE_REMOVED() for e in events)
     with pytest.raises(r.RatchetryError.Failed) as e:
         laptop.send(relay.now, bob.primary.account_key(), b"while expired")
     assert e.value.code == "fanout.this_device_expired"
-    alice.primary.renew(relay.now)
     events = relay.publish(alice.primary)
-    assert not any(e.is_THIS_DEVICE_EXPIRED() for e in events)  # the tablet: removed again
+    assert not any(e.is_THIS_DEVICE_EXPIRED() for e in events)
     relay.send(laptop, lambda: laptop.send(relay.now, bob.primary.account_key(), b"renewed"))
     assert texts(relay.deliver(bob.device)) == [("direct", "renewed")]
 
