@@ -73,7 +73,7 @@ use ratchetry::group::GroupId;
 use ratchetry::history::HistorySealer;
 use ratchetry::{DeviceError, Error, FanoutError, Timestamp};
 use support::served::{Served, drive, publish_to, signed};
-use support::{DAY, World, body};
+use support::{Companion, DAY, World, body};
 
 const G: GroupId = GroupId([0x47; 32]);
 const H: GroupId = GroupId([0x48; 32]);
@@ -99,20 +99,16 @@ const H: GroupId = GroupId([0x48; 32]);
 /// `ThisDeviceInactive` to `AwaitList` when the envelope names a newer own list).
 #[test]
 fn an_expired_companion_keeps_an_envelope_made_under_its_renewal() {
-    let mut w = World::new("review47 expired companion");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    // Sessions both ways between Bob and both of Alice's devices.
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob: _,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review47 expired companion", None);
     let stale = signed(&mut w, &alice);
     w.now = w.now.plus_millis(DAY);
     let now = w.now;

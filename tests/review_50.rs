@@ -55,27 +55,10 @@ use ratchetry::driver::{self, DriveError, Inbound};
 use ratchetry::fanout::{Device, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::{Error, FanoutError};
-use support::served::{Served, drive, publish_to, signed};
-use support::{DAY, World, body};
+use support::served::{Served, drive, drive_unchanged, publish_to, signed};
+use support::{Companion, DAY, World, body};
 
 const G: GroupId = GroupId([0x50; 32]);
-
-/// Like [`drive`], and asserts the device came out byte-identical with nothing to persist.
-fn drive_unchanged(
-    w: &mut World,
-    to: DeviceAddress,
-    directory: &mut Served,
-    envelope: &[u8],
-) -> Result<Inbound, DriveError<()>> {
-    let now = w.now;
-    let mut device = w.devices.remove(&to).unwrap();
-    let before = device.to_bytes();
-    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
-    assert_eq!(*before, *device.to_bytes(), "the drive changed {to:?}");
-    assert!(!device.has_changes(), "the drive left a unit on {to:?}");
-    w.devices.insert(to, device);
-    got.map(|(inbound, _)| inbound)
-}
 
 /// Offsets of the pairwise header's fields (PROTOCOL.md 18.1): 2 + 1 + 36 + 36, then the two
 /// list versions (big-endian) and the 8-byte lists digest.
@@ -145,20 +128,16 @@ struct Expired {
 }
 
 fn expired(label: &str) -> Expired {
-    let mut w = World::new(label);
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion(label, Some(G));
     let stale = signed(&mut w, &alice);
     w.now = w.now.plus_millis(DAY);
     let now = w.now;
@@ -198,19 +177,16 @@ fn unlinked(
     DeviceAddress,
     Vec<u8>,
 ) {
-    let mut w = World::new(label);
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob: _,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion(label, None);
     let o = w.send(b1, alice, b"held back");
     let held_back = World::envelope_to(&o, c2);
     w.now = w.now.plus_millis(DAY);
@@ -313,19 +289,16 @@ fn an_unlinked_companion_drops_an_envelope_naming_an_own_list_above_its_unlink()
 /// again: unchanged, not read.
 #[test]
 fn a_raised_version_is_kept_by_an_active_device_too_and_an_old_list_does_not_reactivate() {
-    let mut w = World::new("review50 active raised");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob: _,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review50 active raised", None);
     let before_unlink = signed(&mut w, &alice);
     let o = w.send(b1, alice, b"held back");
     let (to_a1, to_c2) = (World::envelope_to(&o, a1), World::envelope_to(&o, c2));

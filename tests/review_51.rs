@@ -90,8 +90,7 @@
 mod support;
 
 use ratchetry::devices::{
-    AccountKey, AccountKeyPair, DeviceAddress, DeviceId, LinkRequest, ListLimits, Primary,
-    SignedDeviceList, complete_link,
+    AccountKey, AccountKeyPair, DeviceAddress, DeviceId, ListLimits, Primary, SignedDeviceList,
 };
 use ratchetry::driver::{self, DriveError, Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{
@@ -102,8 +101,8 @@ use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::testing::hooks::{device_binding, sign_device_list};
 use ratchetry::{Error, FanoutError, IdentityKeyPair, Timestamp};
-use support::served::{Served, drive, publish_to, signed};
-use support::{DAY, T0, World, body, tampered};
+use support::served::{Served, drive, drive_events, drive_unchanged, publish_to, signed};
+use support::{Companion, DAY, T0, World, body, tampered};
 
 const G: GroupId = GroupId([0x51; 32]);
 
@@ -122,39 +121,6 @@ fn at(days: u64) -> Timestamp {
 /// A device's bytes, to compare.
 fn bytes(w: &mut World, d: DeviceAddress) -> Vec<u8> {
     w.device(d).to_bytes().to_vec()
-}
-
-/// `to` receives `envelope` through the driver; asserts it came out byte-identical with no
-/// unit.
-fn drive_unchanged(
-    w: &mut World,
-    to: DeviceAddress,
-    directory: &mut Served,
-    envelope: &[u8],
-) -> Result<Inbound, DriveError<()>> {
-    let now = w.now;
-    let mut device = w.devices.remove(&to).unwrap();
-    let before = device.to_bytes();
-    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
-    assert_eq!(*before, *device.to_bytes(), "the drive changed {to:?}");
-    assert!(!device.has_changes(), "the drive left a unit on {to:?}");
-    w.devices.insert(to, device);
-    got.map(|(inbound, _)| inbound)
-}
-
-/// `to` receives `envelope` through the driver, persisted; returns the events too.
-fn drive_events(
-    w: &mut World,
-    to: DeviceAddress,
-    directory: &mut Served,
-    envelope: &[u8],
-) -> Result<(Inbound, Vec<Event>), DriveError<()>> {
-    let now = w.now;
-    let mut device = w.devices.remove(&to).unwrap();
-    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
-    w.devices.insert(to, device);
-    w.persist(to);
-    got
 }
 
 /// Asserts an operation on `d` was refused with `expected` and left it byte-identical with no
@@ -187,35 +153,6 @@ fn expiry(w: &mut World, d: DeviceAddress) -> Timestamp {
         .unwrap()
 }
 
-/// Links a companion with `identity` to `account` (as `World::link`, the identity chosen).
-fn link_with(w: &mut World, account: &AccountKey, identity: IdentityKeyPair) -> DeviceAddress {
-    let mut rng = SeededRng::from_label("review51 link");
-    let now = w.now;
-    let limits = w.limits();
-    let primary = w.primary(account);
-    let invitation = primary.invite(&mut rng, now).unwrap();
-    let approval = primary
-        .approve(now, &LinkRequest::new(&identity, &invitation))
-        .unwrap();
-    let (_, confirmation) = complete_link(&identity, &invitation, &approval, &limits).unwrap();
-    primary.confirm(&confirmation).unwrap();
-    let list = primary.device_list().clone();
-    let (device, _) = Device::new(
-        &mut rng,
-        now,
-        identity,
-        approval.device,
-        list,
-        5,
-        DeviceConfig::default(),
-    )
-    .unwrap();
-    let address = device.address();
-    w.devices.insert(address, device);
-    w.persist(address);
-    address
-}
-
 /// Alice (phone A1, laptop C2) and Bob (phone B1), sessions every way, both in `G`. On day 1
 /// Alice's phone renews and everyone takes it (C2 listed until day 15); on day 13 it renews
 /// again (until day 27) and only A1 and B1 take it. The clock is at day 16: C2 expired in the
@@ -236,20 +173,16 @@ struct Lapsed {
 }
 
 fn lapsed(label: &str) -> Lapsed {
-    let mut w = World::new(label);
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion(label, Some(G));
     w.now = at(1);
     let now = w.now;
     w.primary(&alice).renew(now).unwrap();
@@ -288,20 +221,16 @@ fn lapsed(label: &str) -> Lapsed {
 /// C2 unchanged.
 #[test]
 fn an_unlinked_companion_served_the_lists_before_its_unlink_stays_inactive() {
-    let mut w = World::new("review51 unlinked old lists");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1: _,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 unlinked old lists", Some(G));
     let day0 = signed(&mut w, &alice);
     // Held back from C2: a pairwise envelope, a group message and its sender key.
     let o = w.send(b1, alice, b"held back");
@@ -384,7 +313,7 @@ fn a_relinked_identity_under_a_new_id_leaves_the_old_device_unlinked() {
     w.publish_all();
     let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
     let identity = IdentityKeyPair::generate(&mut w.rng);
-    let c2 = link_with(&mut w, &alice, identity.clone());
+    let c2 = w.link_identity(&alice, identity.clone());
     w.publish_all();
     for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
         let o = w.send(from, to, b"warm up");
@@ -396,7 +325,7 @@ fn a_relinked_identity_under_a_new_id_leaves_the_old_device_unlinked() {
     let now = w.now;
     w.primary(&alice).unlink(now, c2.device).unwrap();
     w.publish(&alice);
-    let c3 = link_with(&mut w, &alice, identity);
+    let c3 = w.link_identity(&alice, identity);
     assert_ne!(c3, c2);
     w.publish_all();
     let own = w.device(c2).device_list(&alice).unwrap().clone();
@@ -552,19 +481,16 @@ fn another_identity_at_this_id_is_unlinked_whether_or_not_it_expired() {
 /// not kept).
 #[test]
 fn expiry_is_exclusive_at_the_entry_time_at_both_ends_and_leaves_no_trace() {
-    let mut w = World::new("review51 boundary");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 boundary", None);
     let read_early = World::envelope_to(&w.send(b1, alice, b"read early"), c2);
     assert_eq!(
         body(&w.receive(c2, &read_early).unwrap()),
@@ -626,20 +552,16 @@ fn expiry_is_exclusive_at_the_entry_time_at_both_ends_and_leaves_no_trace() {
 #[test]
 fn an_expired_companion_answers_no_retry_until_renewed() {
     use ratchetry::calls::{Call, CallConfig, CallKind};
-    let mut w = World::new("review51 answers");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 answers", Some(G));
     w.now = at(13);
     let now = w.now;
     w.primary(&alice).renew(now).unwrap();
@@ -740,20 +662,16 @@ fn an_expired_companion_answers_no_retry_until_renewed() {
 /// Bob), and the sender key. Then each is `Duplicate`.
 #[test]
 fn kept_retries_answers_and_group_messages_are_read_once_after_the_renewal() {
-    let mut w = World::new("review51 kept kinds");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 kept kinds", Some(G));
     w.now = at(1);
     let now = w.now;
     w.primary(&alice).renew(now).unwrap();
@@ -857,19 +775,16 @@ fn kept_retries_answers_and_group_messages_are_read_once_after_the_renewal() {
 /// reads the envelope, and reports neither.
 #[test]
 fn a_newer_list_still_expiring_the_companion_is_taken_and_the_envelope_kept() {
-    let mut w = World::new("review51 newer still expired");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob: _,
+            a1,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 newer still expired", None);
     w.now = at(1);
     let now = w.now;
     w.primary(&alice).renew(now).unwrap();
@@ -1271,20 +1186,16 @@ fn the_stepper_keeps_reads_or_drops_in_two_steps() {
 /// anything else.
 #[test]
 fn newer_lists_that_all_expire_the_companion_end_after_max_rounds() {
-    let mut w = World::new("review51 rolling expired");
-    let alice = w.account(1);
-    let bob = w.account(0);
-    w.publish_all();
-    let (a1, c2, b1) = (
-        World::addr(alice, 1),
-        World::addr(alice, 2),
-        World::addr(bob, 1),
-    );
-    w.set_members(G, &[alice, bob]);
-    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
-        let o = w.send(from, to, b"warm up");
-        w.deliver_ok(&o);
-    }
+    let (
+        mut w,
+        Companion {
+            alice,
+            bob: _,
+            a1: _,
+            c2,
+            b1,
+        },
+    ) = support::companion("review51 rolling expired", Some(G));
     let own_group = w.send_group(c2, G, b"from c2").group.unwrap().0;
     let e = World::envelope_to(&w.send(b1, alice, b"held back"), c2);
     let mut lists = Vec::new();

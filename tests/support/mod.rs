@@ -198,10 +198,19 @@ impl World {
     /// Links a new companion to `account`: the primary signs the new list, the companion
     /// starts from it (persisted), and no other device has the list yet. Returns its address.
     pub fn link(&mut self, account: &AccountKey) -> DeviceAddress {
+        let identity = IdentityKeyPair::generate(&mut self.rng);
+        self.link_identity(account, identity)
+    }
+
+    /// Links a companion with `identity` to `account`.
+    pub fn link_identity(
+        &mut self,
+        account: &AccountKey,
+        identity: IdentityKeyPair,
+    ) -> DeviceAddress {
         // The world's RNG, taken out while the primary is borrowed, and put back.
         let mut taken = std::mem::replace(&mut self.rng, SeededRng::from_label("taken"));
         let (rng, now) = (&mut taken, self.now);
-        let identity = IdentityKeyPair::generate(rng);
         let limits = self.limits();
         let primary = self.primary(account);
         let invitation = primary.invite(rng, now).unwrap();
@@ -660,4 +669,43 @@ pub fn body(r: &Received) -> Option<&[u8]> {
         | Received::Group { body, .. } => Some(body),
         _ => None,
     }
+}
+
+/// Alice (phone A1, laptop C2) and Bob (phone B1): the world of the companion-life reviews.
+pub struct Companion {
+    pub alice: AccountKey,
+    pub bob: AccountKey,
+    pub a1: DeviceAddress,
+    pub c2: DeviceAddress,
+    pub b1: DeviceAddress,
+}
+
+/// [`Companion`]'s world: both accounts published and followed, `group` (if any) set to both
+/// on every device, and sessions both ways between Bob and each of Alice's devices (Bob
+/// wrote, both of Alice's replied, Bob wrote again).
+pub fn companion(label: &str, group: Option<GroupId>) -> (World, Companion) {
+    let mut w = World::new(label);
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (a1, c2, b1) = (
+        World::addr(alice, 1),
+        World::addr(alice, 2),
+        World::addr(bob, 1),
+    );
+    if let Some(group) = group {
+        w.set_members(group, &[alice, bob]);
+    }
+    for (from, to) in [(b1, alice), (a1, bob), (c2, bob), (b1, alice)] {
+        let o = w.send(from, to, b"warm up");
+        w.deliver_ok(&o);
+    }
+    let c = Companion {
+        alice,
+        bob,
+        a1,
+        c2,
+        b1,
+    };
+    (w, c)
 }

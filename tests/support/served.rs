@@ -4,6 +4,7 @@
 use ratchetry::PreKeyBundle;
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use ratchetry::driver::{self, Directory, DriveError, Inbound};
+use ratchetry::fanout::Event;
 
 use super::World;
 
@@ -62,11 +63,39 @@ pub fn drive(
     directory: &mut Served,
     envelope: &[u8],
 ) -> Result<Inbound, DriveError<()>> {
+    drive_events(w, to, directory, envelope).map(|(inbound, _)| inbound)
+}
+
+/// [`drive`], with the events the lists taken brought.
+pub fn drive_events(
+    w: &mut World,
+    to: DeviceAddress,
+    directory: &mut Served,
+    envelope: &[u8],
+) -> Result<(Inbound, Vec<Event>), DriveError<()>> {
     let now = w.now;
     let mut device = w.devices.remove(&to).unwrap();
     let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
     w.devices.insert(to, device);
     w.persist(to);
+    got
+}
+
+/// `to` receives `envelope` through the driver; asserts it came out byte-identical with
+/// nothing to persist.
+pub fn drive_unchanged(
+    w: &mut World,
+    to: DeviceAddress,
+    directory: &mut Served,
+    envelope: &[u8],
+) -> Result<Inbound, DriveError<()>> {
+    let now = w.now;
+    let mut device = w.devices.remove(&to).unwrap();
+    let before = device.to_bytes();
+    let got = driver::receive(&mut device, &mut w.rng, now, directory, envelope, |_| false);
+    assert_eq!(*before, *device.to_bytes(), "the drive changed {to:?}");
+    assert!(!device.has_changes(), "the drive left a unit on {to:?}");
+    w.devices.insert(to, device);
     got.map(|(inbound, _)| inbound)
 }
 
