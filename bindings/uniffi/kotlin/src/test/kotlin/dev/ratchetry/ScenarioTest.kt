@@ -281,6 +281,32 @@ class ScenarioTest {
         assertFalse(out.envelopes.any { it.to.same(laptop.device.address()) })
     }
 
+    /** As test_bindings.py's: told expired (not removed), refused, sends once renewed. */
+    @Test
+    fun expiredCompanionWaitsForItsRenewal() {
+        val day = 24uL * 60uL * 60uL * 1000uL
+        val alice = account(relay)
+        val bob = account(relay)
+        relay.introduce(alice.device, bob.device)
+        val laptop = link(relay, alice)
+        val tablet = link(relay, alice)
+        alice.primary.unlink(relay.now, tablet.deviceId)
+        val unlinked = alice.primary.deviceList()
+        relay.now = NOW + 13uL * day
+        alice.primary.renew(relay.now) // signed before the laptop expires, not yet served to it
+        relay.now = NOW + 16uL * day
+        val events = laptop.device.updateDeviceList(relay.now, alice.primary.accountKey(), unlinked)
+        assertTrue(events.any { it is DeviceEvent.ThisDeviceExpired })
+        assertFalse(events.any { it is DeviceEvent.ThisDeviceRemoved })
+        val refused = assertThrows<RatchetryException.Failed> {
+            laptop.device.send(relay.now, bob.primary.accountKey(), "while expired".encodeToByteArray())
+        }
+        assertEquals("fanout.this_device_expired", refused.code)
+        assertFalse(relay.publish(alice.primary).any { it is DeviceEvent.ThisDeviceExpired })
+        relay.send(laptop.device) { laptop.device.send(relay.now, bob.primary.accountKey(), "renewed".encodeToByteArray()) }
+        assertEquals(listOf("direct" to "renewed"), texts(relay.deliver(bob.device)))
+    }
+
     @Test
     fun safetyNumberIsSymmetric() {
         val a = account(relay).primary.accountKey()
