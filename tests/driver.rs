@@ -342,6 +342,62 @@ fn a_receive_holds_asks_again_or_drops_as_the_guide_says() {
     );
 }
 
+/// A group message whose sender key never came (the relay withheld it) is asked for with
+/// `driver::ask_again`, which looks in the app's store first: a message stored under the
+/// envelope's id is a replay, `Duplicate`, nothing asked and nothing changed; not stored, it
+/// is asked for, and the answer reads.
+#[test]
+fn a_held_envelope_is_asked_for_unless_its_message_is_stored() {
+    let mut w = World::new("driver ask again");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let outbox = w.send_group(a1, ROOM, b"held");
+    let held = World::group_envelope_for(&outbox, b1);
+    assert_eq!(w.step(b1, &held), Inbound::Hold { from: a1 });
+    let id = EnvelopeId::of(&held);
+    let before = w.device(b1).to_bytes();
+    let now = w.now;
+    let replay = drive(&mut w, b1, |d, rng, _| {
+        driver::ask_again(d, rng, now, &held, RetryReason::SenderKeyMissing, |s| {
+            *s == id
+        })
+    });
+    assert_eq!(replay, Inbound::Duplicate(id));
+    assert_eq!(*before, *w.device(b1).to_bytes());
+    let ask = drive(&mut w, b1, |d, rng, _| {
+        driver::ask_again(
+            d,
+            rng,
+            now,
+            &held,
+            RetryReason::SenderKeyMissing,
+            nothing_stored,
+        )
+    });
+    let Inbound::AskAgain { to, request } = ask else {
+        panic!("{ask:?}")
+    };
+    assert_eq!(to, a1);
+    let Ok(Received::RetryRequest(req)) = w.receive(a1, &request) else {
+        panic!("the request reads")
+    };
+    let answer = w.answer(a1, &req, b"held");
+    let read = answer
+        .envelopes
+        .iter()
+        .filter(|(to, _)| *to == b1)
+        .map(|(_, e)| w.step(b1, e))
+        .collect::<Vec<_>>();
+    assert!(
+        read.iter()
+            .any(|r| matches!(r, Inbound::Read(r) if body(r) == Some(&b"held"[..]))),
+        "{read:?}"
+    );
+}
+
 /// A new companion's first message names a newer list of its account than the receiver holds
 /// (`DeviceListsDiverge`): the driver fetches it, reports the new device, and reads.
 #[test]

@@ -250,3 +250,52 @@ fn a_contact_cannot_claim_another_senders_message_id() {
     assert!(matches!(r, Received::Direct { from, .. } if from == m1));
     assert_ne!(id_of(&r), genuine_id);
 }
+
+/// `EnvelopeId::of_either_kind` names a sealed message as either kind, pairwise first, one of
+/// them the envelope's own id: a pairwise envelope carrying a group message's salt (a relay's
+/// re-wrap) names the group envelope's id too. Any other bytes have their own id alone.
+#[test]
+fn an_envelope_is_named_as_either_kind_of_its_senders_salt() {
+    let mut w = World::new("message ids either kind");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    w.publish_all();
+    w.set_members(ROOM, &[alice, bob]);
+    let (a1, b1) = (World::addr(alice, 1), World::addr(bob, 1));
+    let g = World::group_envelope_for(&w.send_group(a1, ROOM, b"group"), b1);
+    let p = World::envelope_to(&w.send(a1, bob, b"direct"), b1);
+    let [gp, gg] = EnvelopeId::of_either_kind(&g)[..] else {
+        panic!("two ids")
+    };
+    assert_eq!(gg, EnvelopeId::of(&g));
+    assert_ne!(gp, gg);
+    let [pp, pg] = EnvelopeId::of_either_kind(&p)[..] else {
+        panic!("two ids")
+    };
+    assert_eq!(pp, EnvelopeId::of(&p));
+    assert_ne!(pp, pg);
+    // The pairwise envelope re-wrapped with the group message's salt, found through the
+    // retry request Bob would make for it.
+    let now = w.now;
+    let mut copy = ratchetry::fanout::Device::from_bytes(&w.device(b1).to_bytes()).unwrap();
+    let (_, request) = copy
+        .request_retry(
+            &mut w.rng,
+            now,
+            &p,
+            ratchetry::fanout::RetryReason::NoSession,
+        )
+        .unwrap();
+    let salt = &request[3 + 72..3 + 88];
+    let at = p.windows(16).position(|s| s == salt).unwrap();
+    let mut forged = p.clone();
+    forged[at..at + 16].copy_from_slice(&g[3 + 36 + 8 + 42..3 + 36 + 8 + 58]);
+    assert_eq!(EnvelopeId::of_either_kind(&forged), vec![gp, gg]);
+    assert_eq!(EnvelopeId::of(&forged), gp);
+    for other in [&request[..], b"not an envelope"] {
+        assert_eq!(
+            EnvelopeId::of_either_kind(other),
+            vec![EnvelopeId::of(other)]
+        );
+    }
+}

@@ -329,6 +329,19 @@ fn group_unconfirmed_asks_change_nothing_and_the_message_is_recovered_after_the_
             assert_eq!(*before, *d.to_bytes(), "{reason:?} changed the device");
             assert!(!d.has_changes(), "{reason:?} left changes");
         }
+        // The driver's ask (the guide's way from `Hold`) says to keep it for the members.
+        let now = w.now;
+        let d = w.devices.get_mut(&b1).unwrap();
+        let asked = ratchetry::driver::ask_again(
+            d,
+            &mut w.rng,
+            now,
+            &msg,
+            RetryReason::SenderKeyMissing,
+            |_| false,
+        );
+        assert_eq!(asked, Inbound::AwaitMembers { group: G });
+        assert!(!d.has_changes());
         w.restart(b1);
     }
     assert_eq!(w.step(b1, &msg), Inbound::AwaitMembers { group: G });

@@ -36,7 +36,10 @@
 //! Findings (each failed on the reviewed commit). 1 is fixed at stop 44: a pre-key message
 //! from one device naming keys minted for a retry asked of another is refused as a key not
 //! held (PROTOCOL.md 18.6; `a_request_bundles_keys_open_a_session_only_from_the_device_asked`
-//! pins each key apart). 2 to 5 stay known limits (SECURITY.md), their tests ignored:
+//! pins each key apart). 3 and 4 are fixed at stop 48: the driver looks in the app's store
+//! under either kind's id (`EnvelopeId::of_either_kind`), also when asking for a held
+//! envelope (`driver::ask_again`, the guide's way from `Hold`). 2 and 5 stay known limits
+//! (SECURITY.md), their tests ignored:
 //! 1. `keys_minted_for_a_retry_answer_serve_only_the_device_asked` (medium: loss with every
 //!    envelope delivered): a retry request carries its minted one-time prekey and ML-KEM
 //!    prekey in the clear; the relay serves them as Alice's bundle to its contact, whose
@@ -452,14 +455,11 @@ fn pairwise_salt(w: &mut World, to: DeviceAddress, pairwise: &[u8]) -> [u8; 16] 
 
 /// Alice reads Bob's group message; her app stores it under its envelope id, as the guide
 /// says. Mallory turns Alice's read ring. The relay re-wraps the group message's salt into a
-/// fresh pairwise envelope of Bob's (review 43b's re-wrap). The driver checks the app's store
-/// only under the forged envelope's own kind's id (pairwise), asks, Bob finds the group
-/// message by its salt and answers, and Alice reads the group message a second time
-/// (`resent` naming the pairwise id, which the app never stored). Only an app that also
-/// dedups resends by `MessageId` (the guide's last line of "Asking again") is safe;
-/// `restore_life`'s app model, which keys its store by envelope ids, is not.
+/// fresh pairwise envelope of Bob's (review 43b's re-wrap). Before stop 48 the driver checked
+/// the app's store only under the forged envelope's own kind's id (pairwise), asked, Bob
+/// found the group message by its salt and answered, and Alice read the group message a
+/// second time. Now the driver looks under either kind's id and drops the re-wrap unasked.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): driver's stored check uses only the envelope's own kind; a group message read long ago, re-wrapped as pairwise, is asked for and read again"]
 fn a_group_message_rewrapped_as_pairwise_after_the_ring_turned_is_not_read_again() {
     let (mut w, [alice, bob, mallory], [a1, b1, m1]) = World::phones::<3>("r45 rewrap ring");
     let group = ratchetry::group::GroupId([45; 32]);
@@ -479,7 +479,9 @@ fn a_group_message_rewrapped_as_pairwise_after_the_ring_turned_is_not_read_again
     let mut forged = pairwise.clone();
     forged[at..at + 16].copy_from_slice(&group_salt);
     let mut shown_again = Vec::new();
-    if let Inbound::AskAgain { to, request } = step_with(&mut w, a1, &forged, &stored) {
+    let got = step_with(&mut w, a1, &forged, &stored);
+    assert!(matches!(got, Inbound::Dropped(_)), "not asked for: {got:?}");
+    if let Inbound::AskAgain { to, request } = got {
         assert_eq!(to, b1);
         if let Ok(Received::RetryRequest(req)) = w.receive(b1, &request) {
             let a = w.answer(b1, &req, b"group");
@@ -496,15 +498,15 @@ fn a_group_message_rewrapped_as_pairwise_after_the_ring_turned_is_not_read_again
     );
 }
 
-/// The same through the guide's `Hold` path, with no store check the guide asks for there:
-/// Bob's 1:1 message read long ago (the ring turned: a busy account's own traffic does it
-/// within the retry window); the relay withholds the key of a new group message of Bob's and
-/// re-wraps that group envelope with the 1:1 message's salt. Alice's driver says `Hold`; the
-/// key never comes, so the app asks (`SenderKeyMissing`, as the guide's table says); Bob finds
-/// the 1:1 message by its salt, Alice is its recipient, and his answer is read: the 1:1
-/// message shown twice.
+/// The same through the guide's `Hold` path: Bob's 1:1 message read long ago (the ring
+/// turned: a busy account's own traffic does it within the retry window); the relay withholds
+/// the key of a new group message of Bob's and re-wraps that group envelope with the 1:1
+/// message's salt. Alice's driver says `Hold`; the key never comes, so the app asks
+/// (`SenderKeyMissing`). Before stop 48 the guide said `request_retry`, with no store check:
+/// Bob found the 1:1 message by its salt, Alice was its recipient, and his answer was read,
+/// the 1:1 message shown twice. Now the guide says `driver::ask_again`, which finds the
+/// message stored under the other kind's id: `Duplicate`, nothing asked.
 #[test]
-#[ignore = "KNOWN LIMIT (SECURITY.md): a 1:1 message read long ago, its salt re-wrapped in a group envelope whose key is withheld, is asked for from Hold and read again"]
 fn a_direct_message_rewrapped_as_a_held_group_message_is_not_read_again() {
     let (mut w, [alice, bob, mallory], [a1, b1, m1]) = World::phones::<3>("r45 rewrap hold");
     let sent = w.send(b1, alice, b"direct");
@@ -528,7 +530,19 @@ fn a_direct_message_rewrapped_as_a_held_group_message_is_not_read_again() {
         Inbound::Hold { from: b1 }
     );
     let mut shown_again = Vec::new();
-    if let Ok((to, request)) = w.request_retry(a1, &forged, RetryReason::SenderKeyMissing) {
+    let (now, mut device) = (w.now, w.devices.remove(&a1).unwrap());
+    let asked = ratchetry::driver::ask_again(
+        &mut device,
+        &mut w.rng,
+        now,
+        &forged,
+        RetryReason::SenderKeyMissing,
+        |id| stored.contains(id),
+    );
+    w.devices.insert(a1, device);
+    w.persist(a1);
+    assert_eq!(asked, Inbound::Duplicate(stored[0]), "not asked for");
+    if let Inbound::AskAgain { to, request } = asked {
         assert_eq!(to, b1);
         if let Ok(Received::RetryRequest(req)) = w.receive(b1, &request)
             && let Ok(a) = w.run(b1, |d, rng, now| d.answer_retry(rng, now, &req, b"direct"))

@@ -101,9 +101,9 @@ pub enum Inbound {
     Duplicate(EnvelopeId),
     /// A group message whose sender key has not arrived: keep the envelope (do not acknowledge
     /// it) and receive it again after the next envelopes from `from`; if the key never comes,
-    /// [`Device::request_retry`] with [`RetryReason::SenderKeyMissing`] (also on a device
-    /// restored from a backup: where its session may be an older copy of the sender's, the
-    /// request goes as a missing session).
+    /// [`ask_again`] with [`RetryReason::SenderKeyMissing`] (also on a device restored from a
+    /// backup: where its session may be an older copy of the sender's, the request goes as a
+    /// missing session).
     Hold {
         /// The sending device.
         from: DeviceAddress,
@@ -210,9 +210,10 @@ pub fn send<D: Directory, R: CryptoRng>(
 
 /// Receives `envelope`, fetching the lists it needs (the sender's account, this account's
 /// own newer list), and says what to do with it. `stored` tells whether the app's message
-/// store already holds a message under an id: an envelope that cannot be read but whose
-/// message is stored is a replay of a message read long ago, and is dropped instead of
-/// asked for again. Persist the device's changes before acting on the outcome.
+/// store already holds a message read under an id: an envelope that cannot be read but whose
+/// message is stored (under either kind's id, [`EnvelopeId::of_either_kind`]) is a replay of
+/// a message read long ago, and is dropped instead of asked for again. Persist the device's
+/// changes before acting on the outcome.
 pub fn receive<D: Directory, R: CryptoRng>(
     device: &mut Device,
     rng: &mut R,
@@ -341,20 +342,14 @@ impl Receiving {
                 | X3dhError::UnknownSignedPreKey(_)
                 | X3dhError::Replayed,
             ) => {
-                let outcome = if stored(&EnvelopeId::of(envelope)) {
+                let outcome = if stored_under(envelope, &stored).is_some() {
                     Inbound::Dropped(error)
                 } else {
                     let reason = match error {
                         Error::Ratchet(_) => RetryReason::AuthenticationFailed,
                         _ => RetryReason::NoSession,
                     };
-                    match device.request_retry(rng, now, envelope, reason) {
-                        Ok((to, request)) => Inbound::AskAgain { to, request },
-                        Err(Error::Fanout(FanoutError::Duplicate { envelope_id })) => {
-                            Inbound::Duplicate(envelope_id)
-                        }
-                        Err(e) => Inbound::Dropped(e),
-                    }
+                    ask(device, rng, now, envelope, reason)
                 };
                 return Ok(ReceiveStep::Done(outcome));
             }
@@ -363,6 +358,58 @@ impl Receiving {
         let before = device.device_list(&fetch).map(|l| l.digest());
         self.awaiting = Some((fetch, before, error));
         Ok(ReceiveStep::NeedDeviceList(fetch))
+    }
+}
+
+/// Asks the sender of `envelope` for it again, unless the app's store holds its message
+/// (`stored`, looked up under each of [`EnvelopeId::of_either_kind`]): then it is a replay of
+/// a message read long ago, `Duplicate` with the id found. Ask this way for an envelope held
+/// ([`Inbound::Hold`]) whose sender key never came, with [`RetryReason::SenderKeyMissing`]: a
+/// relay that put the salt of a 1:1 message read long ago (beyond the read ring) in a group
+/// envelope, and withholds that group's key, would otherwise have it asked for, answered and
+/// read again. `stored` answers for messages read, not for placeholders shown while asking.
+/// Returns [`Inbound::AskAgain`] with the request to ship, `Duplicate` for a message the
+/// device read, [`Inbound::AwaitMembers`] for a group unconfirmed since a restore, or
+/// `Dropped` with the device's refusal (`RetryLimit` once asked three times). Persist the
+/// device's changes before shipping the request.
+pub fn ask_again<R: CryptoRng>(
+    device: &mut Device,
+    rng: &mut R,
+    now: Timestamp,
+    envelope: &[u8],
+    reason: RetryReason,
+    stored: impl Fn(&EnvelopeId) -> bool,
+) -> Inbound {
+    match stored_under(envelope, &stored) {
+        Some(id) => Inbound::Duplicate(id),
+        None => ask(device, rng, now, envelope, reason),
+    }
+}
+
+/// The id the app's store holds the message of `envelope` under, as either kind: the relay
+/// can put the salt of a message read long ago in an envelope of the other kind, which names
+/// the same message at its sender (the read ring, which turned since, checks both too).
+fn stored_under(envelope: &[u8], stored: &impl Fn(&EnvelopeId) -> bool) -> Option<EnvelopeId> {
+    EnvelopeId::of_either_kind(envelope)
+        .into_iter()
+        .find(|id| stored(id))
+}
+
+/// Asks the sender of `envelope` for it, mapping the device's refusals to outcomes.
+fn ask<R: CryptoRng>(
+    device: &mut Device,
+    rng: &mut R,
+    now: Timestamp,
+    envelope: &[u8],
+    reason: RetryReason,
+) -> Inbound {
+    match device.request_retry(rng, now, envelope, reason) {
+        Ok((to, request)) => Inbound::AskAgain { to, request },
+        Err(Error::Fanout(FanoutError::Duplicate { envelope_id })) => {
+            Inbound::Duplicate(envelope_id)
+        }
+        Err(Error::Fanout(FanoutError::GroupUnconfirmed(group))) => Inbound::AwaitMembers { group },
+        Err(e) => Inbound::Dropped(e),
     }
 }
 

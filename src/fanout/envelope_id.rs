@@ -3,6 +3,7 @@
 //! [`MessageId`](super::MessageId), the same on every device, while a 1:1 message sent to
 //! several devices travels in envelopes of different ids.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use super::envelope::{Envelope, GROUP, MessageRef, PAIRWISE, is_retry};
@@ -32,6 +33,21 @@ impl EnvelopeId {
         match Envelope::decode(envelope) {
             Ok(decoded) => Self::named(decoded.sealed_name(), envelope),
             Err(_) => Self::of_bytes(envelope),
+        }
+    }
+
+    /// The ids an app may have stored the message of `envelope` under: for a pairwise or group
+    /// envelope, the ids of a sealed message from its sender with its salt as either kind,
+    /// pairwise first (a sender draws a salt for one message, and the relay can put it in an
+    /// envelope of the other kind); for any other bytes, [`of`](Self::of) alone. Before asking
+    /// for an envelope again, look in the store under each: one is the envelope's own id.
+    pub fn of_either_kind(envelope: &[u8]) -> Vec<Self> {
+        match Envelope::decode(envelope)
+            .ok()
+            .and_then(|e| e.sealed_name())
+        {
+            Some((sender, _, salt)) => Self::either_kind(sender, salt).to_vec(),
+            _ => alloc::vec![Self::of(envelope)],
         }
     }
 
