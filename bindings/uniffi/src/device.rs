@@ -2,15 +2,15 @@
 
 use std::sync::{Arc, Mutex};
 
+use ratchetry::PreKeyBundle;
 use ratchetry::fanout::{self, SendId};
 use ratchetry::history::HistoryOffer;
-use ratchetry::{PreKeyBundle, fanout::RetryReason};
 
 use crate::calls::{Call, addresses};
 use crate::error::RatchetryError;
 use crate::types::{
     self, Address, BundleFor, Changes, DeviceEvent, Envelope, Outgoing, Received, RetryRequest,
-    address_in, address_out, rng, ts, withheld_reason,
+    address_in, address_out, retry_reason, rng, ts, withheld_reason,
 };
 
 /// One device (a primary's or a companion's). Every method is transactional: on error nothing
@@ -322,18 +322,11 @@ impl Device {
         failed: Vec<u8>,
         reason: u8,
     ) -> Result<Envelope, RatchetryError> {
-        let reason = match reason {
-            1 => RetryReason::NoSession,
-            2 => RetryReason::AuthenticationFailed,
-            3 => RetryReason::SenderKeyMissing,
-            4 => RetryReason::RestoredFromBackup,
-            n => RetryReason::Other(n),
-        };
         let mut rng = rng()?;
-        let (to, bytes) = self
-            .inner
-            .lock()?
-            .request_retry(&mut rng, ts(now), &failed, reason)?;
+        let (to, bytes) =
+            self.inner
+                .lock()?
+                .request_retry(&mut rng, ts(now), &failed, retry_reason(reason))?;
         Ok(Envelope {
             to: address_out(to),
             bytes,

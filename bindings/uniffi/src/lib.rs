@@ -71,6 +71,19 @@ pub fn envelope_id(envelope: Vec<u8>) -> Vec<u8> {
     ratchetry::fanout::EnvelopeId::of(&envelope).0.to_vec()
 }
 
+/// The ids an app may have stored the message of `envelope` under (16 bytes each): for a 1:1
+/// or group envelope, its id as either kind of message from its sender with its salt (one is
+/// `envelope_id(envelope)`: a relay can put a read message's salt in an envelope of the other
+/// kind); for other bytes, its id alone. `Receiving.step`'s and `ask_again`'s `stored` is
+/// whether the store holds a message read under any of them.
+#[uniffi::export]
+pub fn envelope_ids(envelope: Vec<u8>) -> Vec<Vec<u8>> {
+    ratchetry::fanout::EnvelopeId::of_either_kind(&envelope)
+        .into_iter()
+        .map(|id| id.0.to_vec())
+        .collect()
+}
+
 /// The safety number of two accounts (60 digits in 12 groups), for people to compare.
 #[uniffi::export]
 pub fn safety_number(ours: Vec<u8>, theirs: Vec<u8>) -> Result<String, RatchetryError> {

@@ -12,7 +12,7 @@ use ratchetry::driver::{self, DriveError};
 
 use crate::device::Device;
 use crate::error::RatchetryError;
-use crate::types::{Address, Received, address_out, rng, ts};
+use crate::types::{Address, Received, address_out, retry_reason, rng, ts};
 
 /// One envelope's receive, stepped until it is decided (see the guide's table).
 #[derive(Debug, uniffi::Object)]
@@ -159,9 +159,11 @@ impl Receiving {
     }
 
     /// Tries `envelope` on `device` (the same envelope at every step). `stored`: whether the
-    /// app's message store already holds a message under the envelope's id (`envelope_id`): an
-    /// unreadable envelope whose message is stored is an old replay, dropped rather than asked
-    /// for again. `driver.unresolved` after four lists that did not resolve it.
+    /// app's message store already holds a message read under any of
+    /// `envelope_ids(envelope)` (its own id, and the other kind's: a relay can put a read
+    /// message's salt in an envelope of the other kind): an unreadable envelope whose message
+    /// is stored is an old replay, dropped rather than asked for again. `driver.unresolved`
+    /// after four lists that did not resolve it.
     pub fn step(
         &self,
         device: &Device,
@@ -192,4 +194,32 @@ impl Receiving {
             Err(DriveError::Directory(never)) => match never {},
         }
     }
+}
+
+/// Asks the sender of `envelope` for it again (the library's `driver::ask_again`): for an
+/// envelope held (`Inbound.Hold`) whose sender key never came, with reason 3 (sender key
+/// missing). `stored`, as `Receiving.step`'s: whether the store holds a message read under
+/// any of `envelope_ids(envelope)`; then it is a replay, `Duplicate`, and nothing is asked.
+/// Otherwise `AskAgain` with the request to ship, `Duplicate` for a message the device read,
+/// `AwaitMembers` for a group unconfirmed since a restore, or `Dropped` with the device's
+/// refusal. Persist the device's changes before shipping the request.
+#[uniffi::export]
+pub fn ask_again(
+    device: &Device,
+    now: u64,
+    envelope: Vec<u8>,
+    reason: u8,
+    stored: bool,
+) -> Result<Inbound, RatchetryError> {
+    let mut device = device.inner.lock()?;
+    let mut rng = rng()?;
+    Ok(driver::ask_again(
+        &mut device,
+        &mut rng,
+        ts(now),
+        &envelope,
+        retry_reason(reason),
+        |_| stored,
+    )
+    .into())
 }

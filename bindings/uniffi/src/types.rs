@@ -187,6 +187,19 @@ pub(crate) fn retry_reason_code(reason: fanout::RetryReason) -> u8 {
     }
 }
 
+/// A retry reason from its code: 1 no session, 2 authentication failed, 3 sender key
+/// missing, 4 restored from backup, other values the app's own.
+pub(crate) fn retry_reason(code: u8) -> fanout::RetryReason {
+    use fanout::RetryReason as R;
+    match code {
+        1 => R::NoSession,
+        2 => R::AuthenticationFailed,
+        3 => R::SenderKeyMissing,
+        4 => R::RestoredFromBackup,
+        n => R::Other(n),
+    }
+}
+
 /// A withholding reason's code: 1 blocked, 2 unverified, other values the app's own.
 pub(crate) fn withheld_code(reason: fanout::WithheldReason) -> u8 {
     use fanout::WithheldReason as W;

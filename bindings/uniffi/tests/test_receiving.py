@@ -103,3 +103,28 @@ def test_errors_name_what_the_app_acts_on(relay):
     e = failed(lambda: alice.device.send(NOW, b"short", b"x"))
     assert e.code == "binding.bad_length"
     assert (e.account, e.device, e.group, e.envelope_id, e.number) == (None,) * 5
+
+
+def test_a_held_envelope_is_asked_for_unless_its_message_is_stored(relay):
+    """A group message whose sender key the relay withholds is `Hold`; `ask_again` (the
+    guide's ask once the key never comes) looks at `stored` first: a message stored under any
+    of `envelope_ids(envelope)` is a replay, `Duplicate`, nothing asked; otherwise it asks."""
+    alice, bob = accounts(relay)
+    relay.introduce(alice.device, bob.device)
+    group = bytes([9]) * 32
+    for d, other in ((alice, bob), (bob, alice)):
+        d.device.set_group_members(group, [other.primary.account_key()])
+    relay.send(alice.device, lambda: alice.device.send_group(NOW, group, b"held"))
+    queue = relay.queues[key(bob.device.address())]
+    held = queue[-1]  # the group envelope; its distribution is withheld
+    step = r.Receiving().step(bob.device, NOW, held, False)
+    assert step.inbound.is_HOLD() and step.inbound._from == alice.device.address()
+    ids = r.envelope_ids(held)
+    assert len(ids) == 2 and r.envelope_id(held) in ids
+    assert r.envelope_ids(b"\x00" * 10) == [r.envelope_id(b"\x00" * 10)]
+    before = bob.device.to_bytes()
+    replay = r.ask_again(bob.device, NOW, held, 3, True)
+    assert replay.is_DUPLICATE() and replay.envelope_id in ids
+    assert bob.device.to_bytes() == before
+    ask = r.ask_again(bob.device, NOW, held, 3, False)
+    assert ask.is_ASK_AGAIN() and ask.to == alice.device.address() and len(ask.request) > 0

@@ -77,3 +77,17 @@ pub fn safety_number(ours: &[u8], theirs: &[u8]) -> Result<String, JsValue> {
 pub fn envelope_id(envelope: &[u8]) -> Vec<u8> {
     ratchetry::fanout::EnvelopeId::of(envelope).0.to_vec()
 }
+
+/// The ids an app may have stored the message of `envelope` under (16 bytes each): for a 1:1
+/// or group envelope, its id as either kind of message from its sender with its salt (one is
+/// `envelopeId(envelope)`: a relay can put a read message's salt in an envelope of the other
+/// kind); for other bytes, its id alone. `Receiving.step`'s and `askAgain`'s `stored` is
+/// whether the store holds a message read under any of them.
+#[wasm_bindgen(js_name = envelopeIds)]
+pub fn envelope_ids(envelope: &[u8]) -> convert::JsByteArrays {
+    let ids: js_sys::Array = ratchetry::fanout::EnvelopeId::of_either_kind(envelope)
+        .into_iter()
+        .map(|id| convert::bytes(&id.0))
+        .collect();
+    JsValue::from(ids).unchecked_into()
+}

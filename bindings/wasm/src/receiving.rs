@@ -57,6 +57,9 @@ extern "C" {
     /// `ReceiveStep`.
     #[wasm_bindgen(typescript_type = "ReceiveStep")]
     pub type JsReceiveStep;
+    /// `Inbound`.
+    #[wasm_bindgen(typescript_type = "Inbound")]
+    pub type JsInbound;
 }
 
 /// The receive of one envelope, stepped by the page: `step` until it is `done`, fetching and
@@ -77,9 +80,10 @@ impl Receiving {
     }
 
     /// Tries `envelope` (the same one at every step of this receive) on `device`. `stored`:
-    /// whether the app's message store already holds a message under this envelope's id
-    /// (`envelopeId(envelope)`); an unreadable envelope whose message is stored is a replay,
-    /// dropped instead of asked for again. Persist the device's changes before acting on a
+    /// whether the app's message store already holds a message read under any of
+    /// `envelopeIds(envelope)` (its own id, and the other kind's: a relay can put a read
+    /// message's salt in an envelope of the other kind); an unreadable envelope whose message
+    /// is stored is a replay, dropped instead of asked for again. Persist the device's changes before acting on a
     /// `done` outcome. Throws the library's error when the device refuses, and
     /// `driver.unresolved` after a few lists that did not resolve the receive.
     pub fn step(
@@ -106,6 +110,35 @@ impl Receiving {
         };
         Ok(JsValue::from(value).unchecked_into())
     }
+}
+
+/// Asks the sender of `envelope` for it again (the library's `driver::ask_again`): for an
+/// envelope held (`hold`) whose sender key never came, with reason 3 (sender key missing).
+/// `stored`, as `Receiving.step`'s: whether the store holds a message read under any of
+/// `envelopeIds(envelope)`; then it is a replay, `duplicate`, and nothing is asked. Otherwise
+/// `askAgain` with the request to ship, `duplicate` for a message the device read,
+/// `awaitMembers` for a group unconfirmed since a restore, or `dropped` with the device's
+/// refusal. Persist the device's changes before shipping the request.
+#[wasm_bindgen(js_name = askAgain)]
+pub fn ask_again(
+    device: &mut Device,
+    now: f64,
+    envelope: &[u8],
+    reason: f64,
+    stored: bool,
+) -> Result<JsInbound, JsValue> {
+    let reason = convert::int_in(reason, u8::MAX.into(), "reason must be from 0 to 255")?;
+    let now = ts(now)?;
+    let mut rng = rng()?;
+    let inbound = driver::ask_again(
+        &mut device.inner,
+        &mut rng,
+        now,
+        envelope,
+        crate::retry::reason(reason as u8),
+        |_| stored,
+    );
+    Ok(inbound_out(inbound).unchecked_into())
 }
 
 /// An `Inbound` object.

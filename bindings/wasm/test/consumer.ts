@@ -5,7 +5,7 @@
 import init, {
   createAccount, Call, CallKeyMessage, ChangedRecord, Device, HistoryOffer, HistoryOpener,
   HistorySealer, LinkingCompanion, Primary, PublishedPreKeys, Receiving, RetryRequest, ServedLists,
-  OpenedState, SrtpKeys, envelopeId, openState, sealState,
+  OpenedState, SrtpKeys, askAgain, envelopeId, envelopeIds, openState, sealState,
   type AccountOptions, type Address, type BundleFor, type CallConfig, type CallKind, type Changes,
   type CompanionOptions, type DeviceConfig, type Inbound, type ListCoverage, type ListLimits, type Outgoing,
   type Outbox, type PoolCounts, type PrekeyUpload, type PrimaryPolicy, type Received,
@@ -65,7 +65,7 @@ function describe(r: Received): string {
 /**
  * Receives one envelope, stepped: fetches and applies each list a step names (the relay may
  * have none), and says what the app does with the envelope. `stored` asks the app's message
- * store about the envelope's id.
+ * store about an id: the envelope's message is stored if it is under any of `envelopeIds`.
  */
 async function receiveStepped(
   device: Device,
@@ -74,7 +74,7 @@ async function receiveStepped(
   stored: (envelopeId: Uint8Array) => boolean,
 ): Promise<string> {
   const receiving = new Receiving();
-  const known = stored(envelopeId(envelope));
+  const known = envelopeIds(envelope).some(stored);
   for (;;) {
     const step: ReceiveStep = receiving.step(device, Date.now(), envelope, known);
     if (step.kind === "needDeviceList") {
@@ -88,8 +88,11 @@ async function receiveStepped(
         return describe(inbound.message);
       case "duplicate":
         return `ack ${inbound.envelopeId.length}`;
-      case "hold":
-        return `hold for ${inbound.from.device}`;
+      case "hold": {
+        // Once the sender key never came: ask, unless the store holds the message.
+        const asked: Inbound = askAgain(device, Date.now(), envelope, 3, known);
+        return `hold for ${inbound.from.device}, then ${asked.kind}`;
+      }
       case "askAgain":
         return `ask ${inbound.to.device} with ${inbound.request.length} bytes`;
       case "awaitList":

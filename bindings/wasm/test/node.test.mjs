@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { inspect } from "node:util";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "pkg");
-const { initSync, createAccount, sealState, openState, envelopeId } = await import(join(pkg, "ratchetry_wasm.js"));
+const { initSync, createAccount, sealState, openState, envelopeId, envelopeIds, askAgain, Receiving } = await import(join(pkg, "ratchetry_wasm.js"));
 initSync({ module: readFileSync(join(pkg, "ratchetry_wasm_bg.wasm")) });
 
 const now = 1_790_000_000_000;
@@ -130,4 +130,29 @@ test("a thrown error names what the app acts on, and nothing else", () => {
   e = thrown(() => a.device.send(now, new Uint8Array(3), new Uint8Array([1])));
   assert.equal(e.code, "binding.bad_length");
   for (const name of ["account", "device", "group", "envelopeId", "number"]) assert.equal(e[name], undefined, name);
+});
+
+test("a held group message is asked for with askAgain unless its message is stored", () => {
+  const [a, b] = pair();
+  const group = new Uint8Array(32).fill(9);
+  for (const x of [a, b]) x.device.setGroupMembers(group, [a.primary.accountKey(), b.primary.accountKey()]);
+  // The relay withholds the distribution: only the group envelope reaches Bob.
+  const held = outbox(a.device.sendGroup(now, group, new Uint8Array([1, 2, 3]))).group.bytes;
+  const step = new Receiving().step(b.device, now, held, false);
+  assert.equal(step.inbound.kind, "hold");
+  assert.deepEqual(step.inbound.from, a.device.address());
+  const ids = envelopeIds(held);
+  assert.equal(ids.length, 2);
+  assert.ok(ids.some((id) => Buffer.from(id).equals(Buffer.from(envelopeId(held)))));
+  assert.deepEqual(envelopeIds(new Uint8Array(10)), [envelopeId(new Uint8Array(10))]);
+  // Stored under one of them: a replay, nothing asked, nothing changed.
+  const before = b.device.toBytes();
+  const replay = askAgain(b.device, now, held, 3, true);
+  assert.equal(replay.kind, "duplicate");
+  assert.ok(ids.some((id) => Buffer.from(id).equals(Buffer.from(replay.envelopeId))));
+  assert.deepEqual(b.device.toBytes(), before);
+  const ask = askAgain(b.device, now, held, 3, false);
+  assert.equal(ask.kind, "askAgain");
+  assert.deepEqual(ask.to, a.device.address());
+  assert.ok(ask.request.length > 0);
 });

@@ -1,6 +1,7 @@
 package dev.ratchetry
 
 import org.junit.jupiter.api.Assertions.assertArrayEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
@@ -11,7 +12,9 @@ import uniffi.ratchetry_uniffi.RatchetryException
 import uniffi.ratchetry_uniffi.ReceiveStep
 import uniffi.ratchetry_uniffi.Received
 import uniffi.ratchetry_uniffi.Receiving
+import uniffi.ratchetry_uniffi.askAgain
 import uniffi.ratchetry_uniffi.envelopeId
+import uniffi.ratchetry_uniffi.envelopeIds
 
 /**
  * A receive stepped by the app, as a coroutine-based app would run it: each step decides or
@@ -82,5 +85,34 @@ class ReceivingTest {
         assertArrayEquals(envelopeId(env), duplicate.envelopeId)
         assertNull(duplicate.account)
         assertNull(duplicate.number)
+    }
+
+    /**
+     * A group message whose sender key the relay withholds is `Hold`; `askAgain` (the guide's
+     * ask once the key never comes) asks unless the store holds its message under any of
+     * `envelopeIds(envelope)`: then it is a replay, `Duplicate`, and nothing changes.
+     */
+    @Test
+    fun aHeldGroupMessageIsAskedForUnlessItsMessageIsStored() {
+        val alice = account(relay)
+        val bob = account(relay)
+        relay.introduce(alice.device, bob.device)
+        val group = ByteArray(32) { 9 }
+        val members = listOf(alice.primary.accountKey(), bob.primary.accountKey())
+        listOf(alice, bob).forEach { it.device.setGroupMembers(group, members) }
+        relay.send(alice.device) { alice.device.sendGroup(relay.now, group, "held".encodeToByteArray()) }
+        val held = relay.queue(bob.device.address()).last()
+        val hold = done(Receiving().step(bob.device, relay.now, held, false)) as Inbound.Hold
+        assertTrue(hold.from.same(alice.device.address()))
+        val ids = envelopeIds(held)
+        assertEquals(2, ids.size)
+        assertTrue(ids.any { it.contentEquals(envelopeId(held)) })
+        val before = bob.device.toBytes()
+        val replay = askAgain(bob.device, relay.now, held, 3u.toUByte(), true) as Inbound.Duplicate
+        assertTrue(ids.any { it.contentEquals(replay.envelopeId) })
+        assertArrayEquals(before, bob.device.toBytes())
+        val ask = askAgain(bob.device, relay.now, held, 3u.toUByte(), false) as Inbound.AskAgain
+        assertTrue(ask.to.same(alice.device.address()))
+        assertFalse(ask.request.isEmpty())
     }
 }
