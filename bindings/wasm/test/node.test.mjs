@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { inspect } from "node:util";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "pkg");
-const { initSync, createAccount, sealState, openState, envelopeId, envelopeIds, askAgain, Receiving } = await import(join(pkg, "ratchetry_wasm.js"));
+const { initSync, createAccount, sealState, openState, envelopeId, envelopeIds, askAgain, Receiving, LinkingCompanion } = await import(join(pkg, "ratchetry_wasm.js"));
 initSync({ module: readFileSync(join(pkg, "ratchetry_wasm_bg.wasm")) });
 
 const now = 1_790_000_000_000;
@@ -155,4 +155,46 @@ test("a held group message is asked for with askAgain unless its message is stor
   assert.equal(ask.kind, "askAgain");
   assert.deepEqual(ask.to, a.device.address());
   assert.ok(ask.request.length > 0);
+});
+
+test("an expired companion is told so, refuses with fanout.this_device_expired, and sends once renewed", () => {
+  const day = 24 * 60 * 60 * 1000;
+  const [alice, bob] = [createAccount(now), createAccount(now)];
+  const [ak, bk] = [alice.primary.accountKey(), bob.primary.accountKey()];
+  const link = () => {
+    const linking = new LinkingCompanion(alice.primary.invite(now));
+    const linked = linking.complete(now, alice.primary.approve(now, linking.request()));
+    alice.primary.confirm(linked.confirmation);
+    return linked.device;
+  };
+  const laptop = link();
+  const tablet = link();
+  alice.primary.unlink(now, tablet.address().device);
+  const unlinked = alice.primary.deviceList();
+  alice.primary.renew(now + 13 * day);
+  // Sixteen days on, past the laptop's validity (fifteen days): the relay served it the
+  // unlink's list, not the renewal.
+  const later = now + 16 * day;
+  laptop.updateDeviceList(now, bk, bob.primary.deviceList());
+  const events = laptop.updateDeviceList(later, ak, unlinked);
+  assert.ok(events.some((e) => e.kind === "thisDeviceExpired"), JSON.stringify(events));
+  assert.ok(!events.some((e) => e.kind === "thisDeviceRemoved"));
+  assert.equal(code(() => laptop.send(later, bk, new Uint8Array([1]))), "fanout.this_device_expired");
+  // The renewal, signed before it expired, is served: it sends again, and Bob reads it.
+  const renewed = laptop.updateDeviceList(later, ak, alice.primary.deviceList());
+  assert.ok(!renewed.some((e) => e.kind === "thisDeviceExpired"));
+  const bundles = { [Buffer.from(bk).toString("hex")]: bob.device, [Buffer.from(ak).toString("hex")]: alice.device };
+  const body = new Uint8Array([7, 7, 7]);
+  let out = laptop.send(later, bk, body);
+  if (out.kind === "needBundles") {
+    laptop.startSessions(later, out.devices.map((d) => ({ device: d, bundle: bundles[Buffer.from(d.account).toString("hex")].prekeyBundle() })));
+    out = laptop.send(later, bk, body);
+  }
+  const sent = outbox(out);
+  bob.device.updateDeviceList(later, ak, alice.primary.deviceList());
+  const toBob = sent.envelopes.find((e) => Buffer.from(e.to.account).equals(Buffer.from(bk)));
+  const read = bob.device.receive(later, toBob.bytes);
+  assert.equal(read.kind, "direct");
+  assert.deepEqual(read.body, body);
+  assert.deepEqual(read.sender, laptop.address());
 });
