@@ -114,7 +114,9 @@ pub enum Inbound {
     /// set.
     /// Keep the envelope until then: if no answer is read within a while (it was lost, or
     /// failed: its own envelope, asked for, is `UnknownMessage` at the sender), ask again
-    /// for this envelope with [`Device::request_retry`].
+    /// for this envelope with [`ask_again`] (the reason it failed for, such as
+    /// [`RetryReason::AuthenticationFailed`]), whose store check finds the message if its
+    /// genuine copy was read meanwhile: count messages read as stored, not the placeholder.
     AskAgain {
         /// The device that sent the envelope.
         to: DeviceAddress,
@@ -364,10 +366,11 @@ impl Receiving {
 /// Asks the sender of `envelope` for it again, unless the app's store holds its message
 /// (`stored`, looked up under each of [`EnvelopeId::of_either_kind`]): then it is a replay of
 /// a message read long ago, `Duplicate` with the id found. Ask this way for an envelope held
-/// ([`Inbound::Hold`]) whose sender key never came, with [`RetryReason::SenderKeyMissing`]: a
-/// relay that put the salt of a 1:1 message read long ago (beyond the read ring) in a group
+/// ([`Inbound::Hold`]) whose sender key never came, with [`RetryReason::SenderKeyMissing`] (a
+/// relay that put the salt of a 1:1 message read long ago, beyond the read ring, in a group
 /// envelope, and withholds that group's key, would otherwise have it asked for, answered and
-/// read again. `stored` answers for messages read, not for placeholders shown while asking.
+/// read again), and again for an envelope asked for ([`Inbound::AskAgain`]) whose answer
+/// never came. `stored` answers for messages read, not for placeholders shown while asking.
 /// Returns [`Inbound::AskAgain`] with the request to ship, `Duplicate` for a message the
 /// device read, [`Inbound::AwaitMembers`] for a group unconfirmed since a restore, or
 /// `Dropped` with the device's refusal (`RetryLimit` once asked three times). Persist the

@@ -42,7 +42,7 @@ impl Device {
     /// answer any request, and its answer session names that request's keys until this device
     /// replies), until it is dropped for room or with its sender.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
-    /// it failed, the genuine envelope arrived) is `Duplicate`, and one of a group awaiting its
+    /// it failed, the genuine envelope arrived; or a retry of it was answered) is `Duplicate`, and one of a group awaiting its
     /// members since a restore `GroupUnconfirmed`. `SenderKeyMissing` is sent as `NoSession`
     /// when this device holds no session with the sender, only sessions unconfirmed since a
     /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
@@ -95,6 +95,14 @@ impl Device {
             return Err(FanoutError::GroupUnconfirmed(g).into());
         }
         let key = (sender, reference);
+        // A retry answered, or whose genuine copy was read since (review 52): the message was
+        // read, though the read ring may have turned since.
+        if let Some(p) = self.journal.pending.get(&key).filter(|p| p.done) {
+            return Err(FanoutError::Duplicate {
+                envelope_id: p.failed,
+            }
+            .into());
+        }
         let previous = self.journal.pending.get(&key).map(|p| p.attempts);
         let attempts = previous.unwrap_or(0);
         if attempts >= MAX_RETRY_ATTEMPTS {
