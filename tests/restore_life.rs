@@ -917,14 +917,7 @@ impl Life {
                     self.queue.push(q);
                     continue;
                 }
-                let ask = Ask {
-                    bytes: q.bytes,
-                    reason: RetryReason::SenderKeyMissing,
-                    msg: q.msg,
-                    age: ASK_AGAIN_ROUNDS,
-                };
-                let app = self.apps.get_mut(&q.to).unwrap();
-                app.asks.insert(EnvelopeId::of(&ask.bytes), ask);
+                self.ask_held(q);
             }
             self.ask_again();
         }
@@ -942,6 +935,51 @@ impl Life {
         );
     }
 
+    /// A group message held for its sender key for `HOLD_ROUNDS` rounds: the app asks as the
+    /// guide says, with `driver::ask_again` (its store checked under either kind's id), and
+    /// keeps it to ask again; a message it stores is a replay, acknowledged.
+    fn ask_held(&mut self, q: Queued) {
+        let (d, now) = (q.to, self.w.now);
+        let app = &self.apps[&d];
+        let mut device = self.w.devices.remove(&d).unwrap();
+        let inbound = driver::ask_again(
+            &mut device,
+            &mut self.w.rng,
+            now,
+            &q.bytes,
+            RetryReason::SenderKeyMissing,
+            |id| app.ids.contains(id),
+        );
+        self.w.devices.insert(d, device);
+        self.w.persist(d);
+        let line = format!(
+            "{} asks for held {:?}: {}",
+            self.name(d),
+            q.msg,
+            outcome(&inbound)
+        );
+        self.log.push(line);
+        match inbound {
+            Inbound::AskAgain { to, request } => {
+                if let Some(n) = q.msg {
+                    self.asked.insert((d, n));
+                }
+                self.enqueue(to, request, q.msg);
+                let ask = Ask {
+                    bytes: q.bytes,
+                    reason: RetryReason::SenderKeyMissing,
+                    msg: q.msg,
+                    age: 0,
+                };
+                let app = self.apps.get_mut(&d).unwrap();
+                app.asks.insert(EnvelopeId::of(&ask.bytes), ask);
+            }
+            // A group still unconfirmed after the app's bound on kept envelopes: given up.
+            Inbound::Duplicate(_) | Inbound::Dropped(_) | Inbound::AwaitMembers { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Each device asks again for what it asked for `ASK_AGAIN_ROUNDS` rounds ago and did
     /// not get (the same reason: the device turns a repeated `SenderKeyMissing` into
     /// `NoSession` itself).
@@ -957,8 +995,24 @@ impl Life {
                 a.age += 1;
             }
             for (id, ask) in due {
-                match self.w.request_retry(d, &ask.bytes, ask.reason) {
-                    Ok((sender, request)) => {
+                // As the guide says: through `driver::ask_again`, the store checked.
+                let (now, app) = (self.w.now, &self.apps[&d]);
+                let mut device = self.w.devices.remove(&d).unwrap();
+                let asked = driver::ask_again(
+                    &mut device,
+                    &mut self.w.rng,
+                    now,
+                    &ask.bytes,
+                    ask.reason,
+                    |id| app.ids.contains(id),
+                );
+                self.w.devices.insert(d, device);
+                self.w.persist(d);
+                match asked {
+                    Inbound::AskAgain {
+                        to: sender,
+                        request,
+                    } => {
                         if let Some(n) = ask.msg {
                             self.asked.insert((d, n));
                         }
@@ -979,8 +1033,13 @@ impl Life {
                             .unwrap()
                             .age = 0;
                     }
-                    Err(e) => {
-                        let line = format!("{} cannot ask for {:?}: {e}", self.name(d), ask.msg);
+                    other => {
+                        let line = format!(
+                            "{} asks no more for {:?}: {}",
+                            self.name(d),
+                            ask.msg,
+                            outcome(&other)
+                        );
                         self.log.push(line);
                         self.apps.get_mut(&d).unwrap().asks.remove(&id);
                     }
