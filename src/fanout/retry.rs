@@ -42,8 +42,9 @@ impl Device {
     /// answer any request, and its answer session names that request's keys until this device
     /// replies), until it is dropped for room or with its sender.
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
-    /// it failed, the genuine envelope arrived; or a retry of it was answered) is `Duplicate`, and one of a group awaiting its
-    /// members since a restore `GroupUnconfirmed`. `SenderKeyMissing` is sent as `NoSession`
+    /// it failed, the genuine envelope arrived; or a retry of it was answered) is
+    /// `Duplicate`, and one of a group awaiting its members since a restore
+    /// `GroupUnconfirmed`. `SenderKeyMissing` is sent as `NoSession`
     /// when this device holds no session with the sender, only sessions unconfirmed since a
     /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
     /// session it can read. Returns the device to ship the request to, and the bytes.

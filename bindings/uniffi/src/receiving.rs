@@ -57,7 +57,8 @@ pub enum Inbound {
         from: Address,
     },
     /// Unreadable: ship `request` to `to`, acknowledge the envelope, and show a placeholder
-    /// under its id; the answer arrives with `resent` set.
+    /// under its id; the answer arrives with `resent` set. Keep the envelope: if no answer
+    /// is read within a while, ask again with `ask_again` (the reason it failed for).
     AskAgain {
         /// The device that sent the envelope.
         to: Address,
@@ -198,7 +199,7 @@ impl Receiving {
 
 /// Asks the sender of `envelope` for it again (the library's `driver::ask_again`): for an
 /// envelope held (`Inbound.Hold`) whose sender key never came, with reason 3 (sender key
-/// missing). `stored`, as `Receiving.step`'s: whether the store holds a message read under
+/// missing), and for one asked for (`Inbound.AskAgain`) whose answer never came. `stored`, as `Receiving.step`'s: whether the store holds a message read under
 /// any of `envelope_ids(envelope)`; then it is a replay, `Duplicate`, and nothing is asked.
 /// Otherwise `AskAgain` with the request to ship, `Duplicate` for a message the device read,
 /// `AwaitMembers` for a group unconfirmed since a restore, or `Dropped` with the device's

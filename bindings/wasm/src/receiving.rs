@@ -20,7 +20,8 @@ const TS_TYPES: &'static str = r#"
  * - `hold`: a group message whose sender key has not arrived: keep the envelope
  *   unacknowledged and receive it again after the next envelopes from `from`;
  * - `askAgain`: unreadable: ship `request` to `to`, acknowledge the envelope and show a
- *   placeholder under `envelopeId(envelope)`; the answer arrives with `resent` set;
+ *   placeholder under `envelopeId(envelope)`; the answer arrives with `resent` set. Keep the
+ *   envelope: if no answer is read within a while, ask again with `askAgain(...)`;
  * - `awaitList`: the envelope names a newer device list of `account` than the relay serves
  *   yet: keep it and receive it again once that list is out (drop it after the app's bound);
  * - `awaitMembers`: for a `group` held at a restore from a backup whose members the app has
@@ -113,7 +114,8 @@ impl Receiving {
 }
 
 /// Asks the sender of `envelope` for it again (the library's `driver::ask_again`): for an
-/// envelope held (`hold`) whose sender key never came, with reason 3 (sender key missing).
+/// envelope held (`hold`) whose sender key never came, with reason 3 (sender key missing),
+/// and for one asked for (`askAgain`) whose answer never came.
 /// `stored`, as `Receiving.step`'s: whether the store holds a message read under any of
 /// `envelopeIds(envelope)`; then it is a replay, `duplicate`, and nothing is asked. Otherwise
 /// `askAgain` with the request to ship, `duplicate` for a message the device read,
