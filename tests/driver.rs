@@ -398,6 +398,62 @@ fn a_held_envelope_is_asked_for_unless_its_message_is_stored() {
     );
 }
 
+/// A group message read long ago (Mallory's messages turned the read ring), replayed by the
+/// relay: while Bob keeps its sender-key generation (`DEFAULT_MAX_GENERATIONS`) it is
+/// `Dropped` as a duplicate iteration; once Alice has rotated past that, it is `Hold` (its key
+/// is gone), and the guide's ask finds it in the store (`Duplicate`); asked anyway, Alice
+/// refuses (her ledger of that generation is gone too). Never read twice.
+#[test]
+fn a_group_message_replayed_after_the_ring_turned_is_not_read_again() {
+    let (mut w, [alice, bob, mallory], [a1, b1, m1]) = World::phones::<3>("driver old replay");
+    w.set_members(ROOM, &[alice, bob, mallory]);
+    let sent = w.send_group(a1, ROOM, b"once");
+    w.deliver_ok(&sent);
+    let old = World::group_envelope_for(&sent, b1);
+    let id = EnvelopeId::of(&old);
+    for i in 0..ratchetry::fanout::MAX_REMEMBERED_MESSAGE_IDS {
+        let o = w.send(m1, bob, format!("flood {i}").as_bytes());
+        w.deliver_ok(&o);
+    }
+    // Alice rotates her key by removing Mallory (who holds it) and adding her back (she gets
+    // the new one), a generation at a time.
+    let mut rotations = 0;
+    let held = loop {
+        match w.step(b1, &old) {
+            Inbound::Dropped(Error::Group(ratchetry::GroupError::Duplicate)) => {}
+            Inbound::Hold { from } => break from,
+            other => panic!("after {rotations} rotations: {other:?}"),
+        }
+        assert!(rotations < 8, "the generation is never forgotten");
+        w.set_members(ROOM, &[alice, bob]);
+        let o = w.send_group(a1, ROOM, b"rotated");
+        w.deliver_ok(&o);
+        w.set_members(ROOM, &[alice, bob, mallory]);
+        let o = w.send_group(a1, ROOM, b"mallory back");
+        w.deliver_ok(&o);
+        rotations += 1;
+    };
+    assert_eq!(held, a1);
+    assert!(rotations >= ratchetry::group::DEFAULT_MAX_GENERATIONS as usize - 1);
+    let now = w.now;
+    let asked = drive(&mut w, b1, |d, rng, _| {
+        driver::ask_again(d, rng, now, &old, RetryReason::SenderKeyMissing, |s| {
+            *s == id
+        })
+    });
+    assert_eq!(asked, Inbound::Duplicate(id));
+    let (to, request) = w
+        .request_retry(b1, &old, RetryReason::SenderKeyMissing)
+        .unwrap();
+    assert_eq!(to, a1);
+    let now = w.now;
+    let refused = w.device(a1).receive(now, &request);
+    assert!(
+        matches!(refused, Err(Error::Fanout(FanoutError::NotEntitled))),
+        "{refused:?}"
+    );
+}
+
 /// A new companion's first message names a newer list of its account than the receiver holds
 /// (`DeviceListsDiverge`): the driver fetches it, reports the new device, and reads.
 #[test]
