@@ -10,7 +10,7 @@ use crate::devices::{
     LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary,
     PrimaryPolicy, SignedDeviceList,
 };
-use crate::fanout::{Device, DeviceConfig, Outgoing, RetryReason, WithheldReason};
+use crate::fanout::{Device, DeviceConfig, EnvelopeId, Outgoing, RetryReason, WithheldReason};
 use crate::group::{
     GroupConfig, GroupId, GroupMessage, GroupSender, InboundSenderKey, OutboundGroupSession,
     SenderKeyDistribution,
@@ -453,17 +453,47 @@ fn ready(o: Outgoing) -> crate::Result<crate::fanout::Outbox> {
 }
 
 /// `Device::receive` of arbitrary bytes: a refusal leaves the device byte-identical and with
-/// no changes to persist; an acceptance has changes.
+/// no changes to persist; an acceptance has changes. The bytes refused are then asked for
+/// again (`driver::ask_again`, the store said to hold them for inputs of even length): a
+/// stored hit is `Duplicate` under one of `EnvelopeId::of_either_kind`, which always names
+/// the bytes' own id; anything but a request made leaves the device as it was.
 pub fn device_receive(fixture: &mut FanoutFixture, data: &[u8]) {
+    let ids = EnvelopeId::of_either_kind(data);
+    assert!(ids.contains(&EnvelopeId::of(data)) && matches!(ids.len(), 1 | 2));
     let before = fixture.receiver.to_bytes();
-    if fixture.receiver.receive(FanoutFixture::NOW, data).is_err() {
-        assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
-        assert!(!fixture.receiver.has_changes(), "a refusal left changes");
-    } else {
+    if fixture.receiver.receive(FanoutFixture::NOW, data).is_ok() {
         assert!(
             fixture.receiver.has_changes(),
             "an acceptance changed nothing"
         );
+        return;
+    }
+    assert_eq!(*before, *fixture.receiver.to_bytes(), "state changed");
+    assert!(!fixture.receiver.has_changes(), "a refusal left changes");
+    // Asked on a copy: the fixture stays as the receive left it, for the caller's next input.
+    let mut asker = fixture.receiver.clone();
+    let stored = data.len().is_multiple_of(2);
+    let rng = &mut SeededRng::from_label("ratchetry fuzz ask again");
+    let asked = crate::driver::ask_again(
+        &mut asker,
+        rng,
+        FanoutFixture::NOW,
+        data,
+        RetryReason::NoSession,
+        |_| stored,
+    );
+    match asked {
+        crate::driver::Inbound::AskAgain { .. } => {
+            assert!(!stored, "asked for a stored message");
+            assert!(asker.has_changes(), "an ask changed nothing");
+        }
+        other => {
+            if stored {
+                assert_eq!(other, crate::driver::Inbound::Duplicate(ids[0]));
+            }
+            assert_eq!(*before, *asker.to_bytes(), "state changed");
+            assert!(!asker.has_changes(), "a refusal left changes");
+        }
     }
 }
 
