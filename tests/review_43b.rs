@@ -105,7 +105,7 @@ use ratchetry::driver::Inbound;
 use ratchetry::fanout::{Device, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::{Error, FanoutError, Timestamp};
-use support::{World, body, tampered};
+use support::{GROUP_SALT, World, body, tampered};
 
 const G: GroupId = GroupId([0x4b; 32]);
 
@@ -375,16 +375,6 @@ fn group_unconfirmed_asks_change_nothing_and_the_message_is_recovered_after_the_
     w.converged(a1, b1, G);
 }
 
-/// The salt of `pairwise` (a pairwise envelope to `b1`), as `b1` would ask for it.
-fn pairwise_salt(w: &mut World, b1: DeviceAddress, pairwise: &[u8]) -> [u8; 16] {
-    let now = w.now;
-    let mut copy = Device::from_bytes(&w.device(b1).to_bytes()).unwrap();
-    let (_, request) = copy
-        .request_retry(&mut w.rng, now, pairwise, RetryReason::NoSession)
-        .unwrap();
-    request[3 + 72..3 + 88].try_into().unwrap()
-}
-
 /// Finding 1: the relay re-wraps the salt of a message of the unconfirmed group as a pairwise
 /// envelope of its sender (any of Alice's pairwise envelopes to Bob, its header's salt
 /// replaced). It fails at Bob (the driver says `AskAgain`); `request_retry` sees no group and
@@ -397,12 +387,12 @@ fn pairwise_salt(w: &mut World, b1: DeviceAddress, pairwise: &[u8]) -> [u8; 16] 
 fn a_pairwise_rewrap_of_an_unconfirmed_groups_message_spends_no_answer() {
     let (mut w, a1, b1, msg) = unconfirmed_group("r43b rewrap");
     assert_eq!(w.step(b1, &msg), Inbound::AwaitMembers { group: G });
-    let group_salt: [u8; 16] = msg[3 + 36 + 8 + 42..3 + 36 + 8 + 58].try_into().unwrap();
+    let group_salt: [u8; 16] = msg[GROUP_SALT].try_into().unwrap();
     let mut kept = Vec::new();
     for i in 0..3u8 {
         let o = w.send(a1, b1.account, &[b'q', i]);
         let pairwise = World::envelope_to(&o, b1);
-        let salt = pairwise_salt(&mut w, b1, &pairwise);
+        let salt = w.pairwise_salt(b1, &pairwise);
         let at = pairwise.windows(16).position(|s| s == salt).unwrap();
         let mut forged = pairwise.clone();
         forged[at..at + 16].copy_from_slice(&group_salt);
@@ -647,12 +637,12 @@ fn rewrap_asks(
     msg: &[u8],
     text: &[u8],
 ) -> Vec<Result<bool, Error>> {
-    let group_salt: [u8; 16] = msg[3 + 36 + 8 + 42..3 + 36 + 8 + 58].try_into().unwrap();
+    let group_salt: [u8; 16] = msg[GROUP_SALT].try_into().unwrap();
     let mut got = Vec::new();
     for i in 0..3u8 {
         let o = w.send(a1, b1.account, &[b'q', i]);
         let pairwise = World::envelope_to(&o, b1);
-        let salt = pairwise_salt(w, b1, &pairwise);
+        let salt = w.pairwise_salt(b1, &pairwise);
         let at = pairwise.windows(16).position(|s| s == salt).unwrap();
         let mut forged = pairwise.clone();
         forged[at..at + 16].copy_from_slice(&group_salt);

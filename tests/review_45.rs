@@ -74,7 +74,7 @@ use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::driver::{Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{Device, EnvelopeId, Received, RetryReason};
 use ratchetry::{Error, FanoutError, X3dhError};
-use support::{World, body, tampered};
+use support::{GROUP_SALT, World, body, tampered};
 
 /// `to` receives `envelope` through the driver's stepper with an app store holding `stored`.
 fn step_with(w: &mut World, to: DeviceAddress, envelope: &[u8], stored: &[EnvelopeId]) -> Inbound {
@@ -443,16 +443,6 @@ fn an_unlinked_companions_ask_is_refused_by_the_sender_unchanged() {
     assert!(!w.device(b1).has_changes());
 }
 
-/// The salt of `pairwise` (a pairwise envelope to `to`), as `to` would ask for it (review 43b).
-fn pairwise_salt(w: &mut World, to: DeviceAddress, pairwise: &[u8]) -> [u8; 16] {
-    let now = w.now;
-    let mut copy = Device::from_bytes(&w.device(to).to_bytes()).unwrap();
-    let (_, request) = copy
-        .request_retry(&mut w.rng, now, pairwise, RetryReason::NoSession)
-        .unwrap();
-    request[3 + 72..3 + 88].try_into().unwrap()
-}
-
 /// Alice reads Bob's group message; her app stores it under its envelope id, as the guide
 /// says. Mallory turns Alice's read ring. The relay re-wraps the group message's salt into a
 /// fresh pairwise envelope of Bob's (review 43b's re-wrap). Before stop 48 the driver checked
@@ -472,9 +462,9 @@ fn a_group_message_rewrapped_as_pairwise_after_the_ring_turned_is_not_read_again
         let o = w.send(m1, alice, format!("flood {i}").as_bytes());
         w.deliver_ok(&o);
     }
-    let group_salt: [u8; 16] = g[3 + 36 + 8 + 42..3 + 36 + 8 + 58].try_into().unwrap();
+    let group_salt: [u8; 16] = g[GROUP_SALT].try_into().unwrap();
     let pairwise = World::envelope_to(&w.send(b1, alice, b"carrier"), a1);
-    let salt = pairwise_salt(&mut w, a1, &pairwise);
+    let salt = w.pairwise_salt(a1, &pairwise);
     let at = pairwise.windows(16).position(|s| s == salt).unwrap();
     let mut forged = pairwise.clone();
     forged[at..at + 16].copy_from_slice(&group_salt);
@@ -511,7 +501,7 @@ fn a_direct_message_rewrapped_as_a_held_group_message_is_not_read_again() {
     let (mut w, [alice, bob, mallory], [a1, b1, m1]) = World::phones::<3>("r45 rewrap hold");
     let sent = w.send(b1, alice, b"direct");
     let p = World::envelope_to(&sent, a1);
-    let p_salt = pairwise_salt(&mut w, a1, &p);
+    let p_salt = w.pairwise_salt(a1, &p);
     w.deliver_ok(&sent);
     let stored = [EnvelopeId::of(&p)];
     for i in 0..ratchetry::fanout::MAX_REMEMBERED_MESSAGE_IDS {
@@ -524,7 +514,7 @@ fn a_direct_message_rewrapped_as_a_held_group_message_is_not_read_again() {
     let g = w.send_group(b1, group, b"group");
     // The relay withholds the key (the pairwise envelopes) and re-wraps the group envelope.
     let mut forged = World::group_envelope_for(&g, a1);
-    forged[3 + 36 + 8 + 42..3 + 36 + 8 + 58].copy_from_slice(&p_salt);
+    forged[GROUP_SALT].copy_from_slice(&p_salt);
     assert_eq!(
         step_with(&mut w, a1, &forged, &stored),
         Inbound::Hold { from: b1 }
@@ -643,7 +633,7 @@ fn forged_copies_under_an_honest_senders_address_do_not_push_out_its_pending_ret
     w.deliver_ok(&warm);
     // A message of Bob's the relay holds back: its copies with other salts fail to open.
     let carrier = World::envelope_to(&w.send(b1, alice, b"carrier"), a1);
-    let salt = pairwise_salt(&mut w, a1, &carrier);
+    let salt = w.pairwise_salt(a1, &carrier);
     let at = carrier.windows(16).position(|s| s == salt).unwrap();
     let o = w.send(b1, alice, b"honest");
     let broken = tampered(&World::envelope_to(&o, a1));

@@ -74,12 +74,9 @@ use ratchetry::driver::{self, Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{Device, EnvelopeId, Received, RetryReason};
 use ratchetry::group::GroupId;
 use ratchetry::{Error, FanoutError};
-use support::{World, body, tampered};
+use support::{GROUP_SALT, World, body, tampered};
 
 const GROUP: GroupId = GroupId([52; 32]);
-
-/// Where a group envelope carries its message's salt (review 43b).
-const GROUP_SALT: core::ops::Range<usize> = 3 + 36 + 8 + 42..3 + 36 + 8 + 58;
 
 /// An app's message store, as the guide says: every message read is stored under the id of
 /// the envelope it was read from, and a resend under `resent` (the placeholder it replaces)
@@ -186,25 +183,6 @@ fn answered(
     mine.iter().map(|e| step(w, app, to, e)).collect()
 }
 
-/// The salt of `pairwise` (a pairwise envelope to `to`), as `to` would ask for it (review 43b).
-fn pairwise_salt(w: &mut World, to: DeviceAddress, pairwise: &[u8]) -> [u8; 16] {
-    let now = w.now;
-    let mut copy = Device::from_bytes(&w.device(to).to_bytes()).unwrap();
-    let (_, request) = copy
-        .request_retry(&mut w.rng, now, pairwise, RetryReason::NoSession)
-        .unwrap();
-    request[3 + 72..3 + 88].try_into().unwrap()
-}
-
-/// `pairwise` with its salt replaced by `salt` (the relay's re-wrap).
-fn with_pairwise_salt(w: &mut World, to: DeviceAddress, pairwise: &[u8], salt: &[u8]) -> Vec<u8> {
-    let own = pairwise_salt(w, to, pairwise);
-    let at = pairwise.windows(16).position(|s| s == own).unwrap();
-    let mut forged = pairwise.to_vec();
-    forged[at..at + 16].copy_from_slice(salt);
-    forged
-}
-
 /// Mallory's flood: `MAX_REMEMBERED_MESSAGE_IDS` messages read by `to`, turning its ring.
 fn turn_the_ring(w: &mut World, app: &mut App, m1: DeviceAddress, to: DeviceAddress) {
     for i in 0..ratchetry::fanout::MAX_REMEMBERED_MESSAGE_IDS {
@@ -230,7 +208,7 @@ fn a_direct_message_read_through_a_group_rewrap_is_not_read_again_from_its_genui
     let warm = w.send(a1, bob, b"warm");
     step(&mut w, &mut app, b1, &World::envelope_to(&warm, b1));
     let held = World::envelope_to(&w.send(a1, bob, b"direct"), b1);
-    let salt = pairwise_salt(&mut w, b1, &held);
+    let salt = w.pairwise_salt(b1, &held);
     w.set_members(GROUP, &[alice, bob]);
     let g = w.send_group(a1, GROUP, b"group");
     let mut forged = World::group_envelope_for(&g, b1);
@@ -268,7 +246,7 @@ fn a_group_message_read_through_a_pairwise_rewrap_is_not_read_again_from_its_gen
         Inbound::Hold { from: a1 }
     );
     let carrier = World::envelope_to(&w.send(a1, bob, b"carrier"), b1);
-    let forged = with_pairwise_salt(&mut w, b1, &carrier, &genuine[GROUP_SALT]);
+    let forged = w.with_pairwise_salt(b1, &carrier, &genuine[GROUP_SALT]);
     let Inbound::AskAgain { to, request } = step(&mut w, &mut app, b1, &forged) else {
         panic!("the driver asks for the re-wrap")
     };
@@ -310,7 +288,7 @@ fn a_held_group_message_asked_both_ways_is_read_once() {
         panic!("asked")
     };
     let carrier = World::envelope_to(&w.send(a1, bob, b"carrier"), b1);
-    let forged = with_pairwise_salt(&mut w, b1, &carrier, &genuine[GROUP_SALT]);
+    let forged = w.with_pairwise_salt(b1, &carrier, &genuine[GROUP_SALT]);
     let second = match step(&mut w, &mut app, b1, &forged) {
         Inbound::AskAgain { request, .. } => Some(request),
         _ => None,
@@ -344,7 +322,7 @@ fn a_direct_message_read_through_a_group_rewrap_stays_read_after_the_ring_turned
     let warm = w.send(a1, bob, b"warm");
     step(&mut w, &mut app, b1, &World::envelope_to(&warm, b1));
     let held = World::envelope_to(&w.send(a1, bob, b"direct"), b1);
-    let salt = pairwise_salt(&mut w, b1, &held);
+    let salt = w.pairwise_salt(b1, &held);
     w.set_members(GROUP, &[alice, bob]);
     let g = w.send_group(a1, GROUP, b"group");
     let mut forged = World::group_envelope_for(&g, b1);
@@ -395,7 +373,7 @@ fn a_group_message_read_through_a_pairwise_rewrap_stays_read_after_the_ring_turn
         Inbound::Hold { from: a1 }
     );
     let carrier = World::envelope_to(&w.send(a1, bob, b"carrier"), b1);
-    let forged = with_pairwise_salt(&mut w, b1, &carrier, &genuine[GROUP_SALT]);
+    let forged = w.with_pairwise_salt(b1, &carrier, &genuine[GROUP_SALT]);
     let Inbound::AskAgain { request, .. } = step(&mut w, &mut app, b1, &forged) else {
         panic!("the driver asks for the re-wrap")
     };
@@ -606,7 +584,7 @@ fn ask_again_stops_at_the_retry_limit_unchanged() {
         ));
     }
     let carrier = World::envelope_to(&w.send(a1, bob, b"carrier"), b1);
-    let forged = with_pairwise_salt(&mut w, b1, &carrier, &g[GROUP_SALT]);
+    let forged = w.with_pairwise_salt(b1, &carrier, &g[GROUP_SALT]);
     w.persist(b1);
     let before = w.device(b1).to_bytes();
     for (env, reason) in [
@@ -746,7 +724,7 @@ fn an_own_copy_rewrapped_as_a_held_group_message_is_not_asked_for() {
     );
     let mut app = App::default();
     let own = World::envelope_to(&w.send(b2, alice, b"own"), b1);
-    let salt = pairwise_salt(&mut w, b1, &own);
+    let salt = w.pairwise_salt(b1, &own);
     assert!(matches!(
         step(&mut w, &mut app, b1, &own),
         Inbound::Read(Received::OwnCopy { .. })
@@ -798,7 +776,7 @@ fn a_store_counting_placeholders_still_recovers_the_message_by_its_kept_envelope
         Inbound::Hold { from: a1 }
     );
     let carrier = World::envelope_to(&w.send(a1, bob, b"carrier"), b1);
-    let forged = with_pairwise_salt(&mut w, b1, &carrier, &genuine[GROUP_SALT]);
+    let forged = w.with_pairwise_salt(b1, &carrier, &genuine[GROUP_SALT]);
     let Inbound::AskAgain { .. } = step(&mut w, &mut app, b1, &forged) else {
         panic!("asked")
     };

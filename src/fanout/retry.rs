@@ -98,13 +98,14 @@ impl Device {
         let key = (sender, reference);
         // A retry answered, or whose genuine copy was read since (review 52): the message was
         // read, though the read ring may have turned since.
-        if let Some(p) = self.journal.pending.get(&key).filter(|p| p.done) {
+        let pending = self.journal.pending.get(&key);
+        if let Some(p) = pending.filter(|p| p.done) {
             return Err(FanoutError::Duplicate {
                 envelope_id: p.failed,
             }
             .into());
         }
-        let previous = self.journal.pending.get(&key).map(|p| p.attempts);
+        let previous = pending.map(|p| p.attempts);
         let attempts = previous.unwrap_or(0);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());

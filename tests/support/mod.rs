@@ -21,6 +21,9 @@ use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, IdentityKeyPair, Timestamp};
 
+/// Where a group envelope carries its message's salt (review 43b).
+pub const GROUP_SALT: core::ops::Range<usize> = 3 + 36 + 8 + 42..3 + 36 + 8 + 58;
+
 pub const DAY: u64 = 24 * 60 * 60 * 1000;
 pub const T0: Timestamp = Timestamp(1_790_000_000_000);
 
@@ -542,6 +545,32 @@ impl World {
             );
             assert!(self.device(d).pq_ratchet_epoch(&peer).is_some());
         }
+    }
+
+    /// The salt of `pairwise` (a pairwise envelope to `to`), as `to` would ask for it: read
+    /// from the retry request a copy of `to` makes (review 43b).
+    pub fn pairwise_salt(&mut self, to: DeviceAddress, pairwise: &[u8]) -> [u8; 16] {
+        let now = self.now;
+        let mut copy = Device::from_bytes(&self.device(to).to_bytes()).unwrap();
+        let (_, request) = copy
+            .request_retry(&mut self.rng, now, pairwise, RetryReason::NoSession)
+            .unwrap();
+        request[3 + 72..3 + 88].try_into().unwrap()
+    }
+
+    /// `pairwise` (to `to`) with its salt replaced by `salt`: the relay's re-wrap of another
+    /// message's salt as a pairwise envelope of the same sender.
+    pub fn with_pairwise_salt(
+        &mut self,
+        to: DeviceAddress,
+        pairwise: &[u8],
+        salt: &[u8],
+    ) -> Vec<u8> {
+        let own = self.pairwise_salt(to, pairwise);
+        let at = pairwise.windows(16).position(|s| s == own).unwrap();
+        let mut forged = pairwise.to_vec();
+        forged[at..at + 16].copy_from_slice(salt);
+        forged
     }
 
     /// `to` receives `envelope` through the driver's stepper (no list served): its decision.
