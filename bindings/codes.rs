@@ -69,6 +69,7 @@ pub(crate) fn code(error: &Error) -> &'static str {
             FanoutError::ThisDeviceExpired => "fanout.this_device_expired",
             FanoutError::AwaitingOwnList => "fanout.awaiting_own_list",
             FanoutError::RetryLimit => "fanout.retry_limit",
+            FanoutError::AskLater { .. } => "fanout.ask_later",
             FanoutError::Duplicate { .. } => "fanout.duplicate",
             FanoutError::UnknownGroup(_) => "fanout.unknown_group",
             FanoutError::GroupUnconfirmed(_) => "fanout.group_unconfirmed",

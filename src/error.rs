@@ -237,6 +237,14 @@ pub enum FanoutError {
     /// No more retries for this message: the sender answered (or the requester asked) as many
     /// as allowed.
     RetryLimit,
+    /// Not asked, nothing changed: this device already waits on as many retries as it keeps
+    /// for the sender's account, or in all, none of them asked long enough ago to give up
+    /// ([`PENDING_RETRY_HOLD_MS`](crate::fanout::PENDING_RETRY_HOLD_MS)). Keep the envelope
+    /// and ask again at `at`, or sooner once a resend is read (an answer frees a place).
+    AskLater {
+        /// When a place frees at the latest.
+        at: crate::time::Timestamp,
+    },
     /// This exact envelope was already read: answer with what was stored under this id.
     Duplicate {
         /// The envelope's id.
@@ -604,6 +612,7 @@ impl fmt::Display for FanoutError {
                 f.write_str("restored from a backup: waiting for an own device list issued since")
             }
             Self::RetryLimit => f.write_str("retry limit reached"),
+            Self::AskLater { at } => write!(f, "waiting on as many retries as kept: ask at {at:?}"),
             Self::Duplicate { envelope_id } => write!(f, "envelope {envelope_id:?} already read"),
             Self::UnknownGroup(g) => write!(f, "members of {g:?} not set"),
             Self::GroupUnconfirmed(g) => {

@@ -7,10 +7,13 @@ use std::collections::BTreeSet;
 
 use ratchetry::devices::{AccountKey, DeviceAddress, SignedDeviceList};
 use ratchetry::driver::{self, Directory, DriveError, Inbound, ReceiveStep, Receiving};
-use ratchetry::fanout::{Device, EnvelopeId, Event, Received, RetryReason};
+use ratchetry::fanout::{
+    Device, EnvelopeId, Event, MAX_WAITING_RETRIES_PER_ACCOUNT, PENDING_RETRY_HOLD_MS, Received,
+    RetryReason,
+};
 use ratchetry::group::GroupId;
 use ratchetry::testing::SeededRng;
-use ratchetry::{Error, FanoutError, PreKeyBundle};
+use ratchetry::{Error, FanoutError, PreKeyBundle, Timestamp};
 use support::{World, body, tampered};
 
 const ROOM: GroupId = GroupId([0x55; 32]);
@@ -452,6 +455,61 @@ fn a_group_message_replayed_after_the_ring_turned_is_not_read_again() {
         matches!(refused, Err(Error::Fanout(FanoutError::NotEntitled))),
         "{refused:?}"
     );
+}
+
+/// Carol, a contact the relay works with, has her messages to Alice broken until Alice waits
+/// on `MAX_WAITING_RETRIES_PER_ACCOUNT` answers from her account: the next is `AskLater`,
+/// when the first of them stops waiting, with nothing changed (through the stepper and
+/// `ask_again` alike), while Bob's broken message is still asked for. Once one of Carol's
+/// answers is read (or at that time) Carol's kept envelope is asked for.
+#[test]
+fn asks_beyond_an_accounts_share_wait_and_take_no_others_place() {
+    let (mut w, [alice, _bob, _carol], [a1, b1, c1]) = World::phones::<3>("driver ask later");
+    let first = w.now;
+    let broken = |w: &mut World, from: DeviceAddress| {
+        tampered(&World::envelope_to(&w.send(from, alice, b"kept"), a1))
+    };
+    let mut requests = Vec::new();
+    for _ in 0..MAX_WAITING_RETRIES_PER_ACCOUNT {
+        let e = broken(&mut w, c1);
+        let Inbound::AskAgain { to, request } = w.step(a1, &e) else {
+            panic!("Alice asks")
+        };
+        assert_eq!(to, c1);
+        requests.push(request);
+        w.now = w.now.plus_millis(1);
+    }
+    let later = broken(&mut w, c1);
+    let before = w.device(a1).to_bytes();
+    let at = Timestamp(first.0 + PENDING_RETRY_HOLD_MS);
+    assert_eq!(w.step(a1, &later), Inbound::AskLater { at });
+    let now = w.now;
+    let again = drive(&mut w, a1, |d, rng, _| {
+        let reason = RetryReason::AuthenticationFailed;
+        driver::ask_again(d, rng, now, &later, reason, |_| false)
+    });
+    assert_eq!(again, Inbound::AskLater { at });
+    assert_eq!(
+        w.device(a1).to_bytes(),
+        before,
+        "a deferred ask changed the device"
+    );
+    // Another account's ask takes no place of Carol's and is not deferred.
+    let bobs = broken(&mut w, b1);
+    assert!(matches!(w.step(a1, &bobs), Inbound::AskAgain { to, .. } if to == b1));
+    // At `at` the first of Carol's stops waiting; before it, an answer read frees a place.
+    w.now = Timestamp(at.0 - 1);
+    assert_eq!(w.step(a1, &later), Inbound::AskLater { at });
+    let Ok(Received::RetryRequest(req)) = w.receive(c1, &requests[5]) else {
+        panic!("Carol takes the request")
+    };
+    let answer = World::envelope_to(&w.answer(c1, &req, b"kept"), a1);
+    assert!(matches!(w.step(a1, &answer), Inbound::Read(r) if body(&r) == Some(&b"kept"[..])));
+    assert!(matches!(w.step(a1, &later), Inbound::AskAgain { to, .. } if to == c1));
+    let one_more = broken(&mut w, c1);
+    assert_eq!(w.step(a1, &one_more), Inbound::AskLater { at });
+    w.now = at;
+    assert!(matches!(w.step(a1, &one_more), Inbound::AskAgain { to, .. } if to == c1));
 }
 
 /// A new companion's first message names a newer list of its account than the receiver holds

@@ -9,7 +9,7 @@ use ratchetry::devices::{DeviceAddress, DeviceId};
 use ratchetry::fanout::{Device, EnvelopeId, MAX_RETRY_ATTEMPTS, Received, RetryReason};
 use ratchetry::group::{GroupId, GroupMessage};
 use ratchetry::{DecodeError, Error, FanoutError, IdentityKeyPair, PreKeyStoreConfig};
-use support::{World, body, tampered};
+use support::{ASK_SPACING, World, body, tampered};
 
 const ROOM: GroupId = GroupId([0x42; 32]);
 
@@ -1030,6 +1030,8 @@ fn unanswered_retries_never_starve_the_uploaded_prekey_pools() {
     assert_eq!(prekeys_held(w.device(b1)), start);
     let mut genuine = Vec::new();
     for i in 0..150u32 {
+        // Spaced: more asks of one account waiting at once are deferred (`AskLater`).
+        w.now = w.now.plus_millis(ASK_SPACING);
         let o = w.send(a1, bob, &i.to_be_bytes());
         let envelope = World::envelope_to(&o, b1);
         let copy = tampered(&envelope);
@@ -1183,9 +1185,10 @@ fn answers_in_any_order_leave_the_sender_on_a_bundle_the_requester_holds() {
     }
 }
 
-/// Bob's app keeps its uploaded pools full; the relay leaves 256 of his retries unanswered.
-/// The next retry drops the one asked longest ago before it mints: its request still carries
-/// a one-time prekey and a one-time ML-KEM prekey, and the answer uses no last-resort key.
+/// Bob's app keeps its uploaded pools full; the relay leaves 256 of his retries unanswered,
+/// asked days apart (more waiting at once are deferred). The next retry drops the one asked
+/// longest ago, past its hold, before it mints: its request still carries a one-time prekey
+/// and a one-time ML-KEM prekey, and the answer uses no last-resort key.
 #[test]
 fn a_retry_beyond_the_pending_bound_still_gets_its_own_one_time_keys() {
     let mut w = World::new("insider retry room order");
@@ -1197,21 +1200,21 @@ fn a_retry_beyond_the_pending_bound_still_gets_its_own_one_time_keys() {
     w.device(b1).generate_one_time_prekeys(&mut rng, now, 1000);
     w.persist(b1);
     let bound = ratchetry::fanout::MAX_PENDING_RETRIES;
-    let mut failed = Vec::new();
-    for i in 0..=bound as u32 {
+    let failed = |w: &mut World, i: u32| {
+        w.now = w.now.plus_millis(ASK_SPACING);
         let o = w.send(a1, bob, &i.to_be_bytes());
         let copy = tampered(&World::envelope_to(&o, b1));
         assert!(w.receive(b1, &copy).is_err());
-        failed.push((copy, i.to_be_bytes()));
-    }
-    for (copy, _) in &failed[..bound] {
-        w.now = w.now.plus_millis(1);
-        w.request_retry(b1, copy, RetryReason::AuthenticationFailed)
+        copy
+    };
+    for i in 0..bound as u32 {
+        let copy = failed(&mut w, i);
+        w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
             .unwrap();
     }
-    w.now = w.now.plus_millis(1);
+    let copy = failed(&mut w, bound as u32);
     let uses = w.device(b1).last_resort_uses();
-    let (copy, body_bytes) = failed[bound].clone();
+    let body_bytes = (bound as u32).to_be_bytes();
     let answer = w.ask_again(b1, a1, &copy, &body_bytes);
     let got = w.deliver_ok(&answer);
     assert_eq!(body(&got[0].1), Some(&body_bytes[..]));

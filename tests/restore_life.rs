@@ -91,6 +91,9 @@ struct App {
     /// Envelopes asked for again and not yet answered, by their id: asked again after a
     /// while, as the guide says, until the device's retry limit.
     asks: BTreeMap<EnvelopeId, Ask>,
+    /// Envelopes whose ask was deferred (`AskLater`): kept and received again, not held for
+    /// a sender key.
+    later: BTreeSet<EnvelopeId>,
 }
 
 #[derive(Clone)]
@@ -435,6 +438,11 @@ impl Life {
         if let (Inbound::AskAgain { .. }, Some(n)) = (&inbound, msg) {
             self.asked.insert((to, n));
         }
+        let later = &mut self.apps.get_mut(&to).unwrap().later;
+        match inbound {
+            Inbound::AskLater { .. } => later.insert(EnvelopeId::of(bytes)),
+            _ => later.remove(&EnvelopeId::of(bytes)),
+        };
         if let Some(n) = msg {
             let line = format!("  {} gets {n}: {}", self.name(to), outcome(&inbound));
             self.log.push(line);
@@ -460,9 +468,10 @@ impl Life {
                 app.asks.insert(EnvelopeId::of(bytes), ask);
                 true
             }
-            Inbound::Hold { .. } | Inbound::AwaitList { .. } | Inbound::AwaitMembers { .. } => {
-                false
-            }
+            Inbound::Hold { .. }
+            | Inbound::AwaitList { .. }
+            | Inbound::AwaitMembers { .. }
+            | Inbound::AskLater { .. } => false,
             other => panic!("{other:?}"),
         }
     }
@@ -912,6 +921,10 @@ impl Life {
                 if self.receive(q.to, &q.bytes, q.msg, q.carries) {
                     continue;
                 }
+                if self.apps[&q.to].later.contains(&EnvelopeId::of(&q.bytes)) {
+                    self.queue.push(q);
+                    continue;
+                }
                 q.held += 1;
                 if q.held < HOLD_ROUNDS {
                     self.queue.push(q);
@@ -976,6 +989,8 @@ impl Life {
             }
             // A group still unconfirmed after the app's bound on kept envelopes: given up.
             Inbound::Duplicate(_) | Inbound::Dropped(_) | Inbound::AwaitMembers { .. } => {}
+            // Kept, and asked for again at the next round.
+            Inbound::AskLater { .. } => self.queue.push(q),
             other => panic!("{other:?}"),
         }
     }
@@ -1033,6 +1048,8 @@ impl Life {
                             .unwrap()
                             .age = 0;
                     }
+                    // Kept as it is: asked again at the next round.
+                    Inbound::AskLater { .. } => {}
                     other => {
                         let line = format!(
                             "{} asks no more for {:?}: {}",

@@ -26,7 +26,7 @@ use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, FanoutError, PreKeyBundle, SyncError};
-use support::{World, tampered};
+use support::{ASK_SPACING, World, tampered};
 
 const FAMILY: GroupId = GroupId([0x41; 32]);
 
@@ -788,9 +788,11 @@ fn answer_after_a_flood(label: &str, flood: u32) -> Result<Received, Error> {
             d.answer_retry(rng, now, &req, b"the address is 12 Elm St")
         })
         .unwrap();
-    // The relay holds Bob's answer while Carol's broken messages make Alice ask again.
+    // The relay holds Bob's answer while Carol's broken messages make Alice ask again, spaced
+    // so that none is deferred (since stop 49, the waiting ones of one account are capped):
+    // Bob's retry, no longer waiting either, may go for room.
     for i in 0..flood {
-        w.now = w.now.plus_millis(1);
+        w.now = w.now.plus_millis(ASK_SPACING);
         let o = w.send(c1, alice, &i.to_be_bytes());
         let t = tampered(&World::envelope_to(&o, a1));
         assert!(w.receive(a1, &t).is_err());
@@ -808,7 +810,7 @@ fn pending_retries_stay_bounded_and_release_their_keys() {
     let (mut w, [alice, _, _], [a1, _, c1]) = World::phones("review41 pending bound");
     let before = w.device(a1).one_time_prekeys_remaining();
     for i in 0..MAX_PENDING_RETRIES as u32 + 8 {
-        w.now = w.now.plus_millis(1);
+        w.now = w.now.plus_millis(ASK_SPACING);
         let o = w.send(c1, alice, &i.to_be_bytes());
         let t = tampered(&World::envelope_to(&o, a1));
         assert!(w.receive(a1, &t).is_err());

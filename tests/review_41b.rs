@@ -28,7 +28,7 @@ use ratchetry::group::GroupId;
 use ratchetry::persist::UnitTag;
 use ratchetry::testing::SeededRng;
 use ratchetry::{Error, FanoutError, IdentityKeyPair, PreKeyBundle, SyncError};
-use support::{T0, World, tampered};
+use support::{ASK_SPACING, T0, World, tampered};
 
 const FAMILY: GroupId = GroupId([0x4b; 32]);
 
@@ -309,7 +309,9 @@ fn two_accounts_sharing_a_flood_cannot_push_out_another_senders_retry() {
         })
         .unwrap();
     for i in 0..MAX_PENDING_RETRIES as u32 + 4 {
-        w.now = w.now.plus_millis(1);
+        // Each account's asks spaced so that none is deferred (stop 49): Bob's retry, no
+        // longer waiting either, may go for room.
+        w.now = w.now.plus_millis(ASK_SPACING / 2 + 1);
         let from = if i % 2 == 0 { c1 } else { d1 };
         let o = w.send(from, alice, &i.to_be_bytes());
         let t = tampered(&World::envelope_to(&o, a1));

@@ -123,6 +123,17 @@ pub enum Inbound {
         /// The signed retry request.
         request: Vec<u8>,
     },
+    /// Could not be read, and its sender cannot be asked yet
+    /// ([`FanoutError::AskLater`]): this device already waits on as many answers as it keeps
+    /// for that account, or in all, none asked long enough ago to give up. Keep the envelope
+    /// (do not acknowledge it) and show nothing; at `at`, or sooner once a resend is read
+    /// (an answer frees a place), receive it again, or for an envelope you were asking again
+    /// for, [`ask_again`] as before. A relay forging envelopes under a sender's address
+    /// defers asks this way, as it could by dropping them, but never pushes out one made.
+    AskLater {
+        /// When a place frees at the latest.
+        at: Timestamp,
+    },
     /// The envelope names a newer device list of `account` than the relay serves yet (for this
     /// device's own account after a restore, or once its own entry expired: the list its
     /// primary signs next): keep it unacknowledged and receive it again once that list is out
@@ -372,7 +383,8 @@ impl Receiving {
 /// read again), and again for an envelope asked for ([`Inbound::AskAgain`]) whose answer
 /// never came. `stored` answers for messages read, not for placeholders shown while asking.
 /// Returns [`Inbound::AskAgain`] with the request to ship, `Duplicate` for a message the
-/// device read, [`Inbound::AwaitMembers`] for a group unconfirmed since a restore, or
+/// device read, [`Inbound::AwaitMembers`] for a group unconfirmed since a restore,
+/// [`Inbound::AskLater`] while the device waits on as many answers as it keeps, or
 /// `Dropped` with the device's refusal (`RetryLimit` once asked three times). Persist the
 /// device's changes before shipping the request.
 pub fn ask_again<R: CryptoRng>(
@@ -412,6 +424,7 @@ fn ask<R: CryptoRng>(
             Inbound::Duplicate(envelope_id)
         }
         Err(Error::Fanout(FanoutError::GroupUnconfirmed(group))) => Inbound::AwaitMembers { group },
+        Err(Error::Fanout(FanoutError::AskLater { at })) => Inbound::AskLater { at },
         Err(e) => Inbound::Dropped(e),
     }
 }

@@ -13,7 +13,9 @@
 //!   with which identity key, so a retry is answered only to a device that was entitled to that
 //!   exact message when it was sent, a bounded number of times, never twice for one request;
 //! - the **pending retries**: the retries this device asked for, so only an answer to one of
-//!   them is accepted as a resent message.
+//!   them is accepted as a resent message. One still waiting for its answer is never dropped
+//!   for room: an ask with none to make is deferred, and one sender account holds at most a
+//!   quarter of the places.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -42,8 +44,15 @@ pub const MAX_SENT_MESSAGES: usize = 1000;
 pub const DEFAULT_RETRY_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Retries a sender answers per (message, requesting device), and a requester asks per message.
 pub const MAX_RETRY_ATTEMPTS: u8 = 3;
-/// Retries this device asked for and still waits on, at most; the oldest is dropped first.
+/// Retries this device keeps (waiting on their answers, or done with their prekeys), at most.
 pub const MAX_PENDING_RETRIES: usize = 256;
+/// How long a retry asked for and not answered is **waiting**: never dropped for room, so no
+/// flood of asks (forged envelopes under its sender's address) pushes it out before its
+/// answer can come: 1 day from its last ask.
+pub const PENDING_RETRY_HOLD_MS: u64 = 24 * 60 * 60 * 1000;
+/// Waiting retries one sender account's devices may hold; an ask beyond is deferred
+/// (`AskLater`), so one contact (or forgeries under its addresses) cannot take every place.
+pub const MAX_WAITING_RETRIES_PER_ACCOUNT: usize = MAX_PENDING_RETRIES / 4;
 /// Recipients one sent message can list: the decoding bound of a journal entry.
 const MAX_RECIPIENTS: u32 = 4096;
 /// Devices a group message's retries can be answered for: every device of every member's
@@ -138,6 +147,18 @@ pub(crate) struct Pending {
     pub(crate) done: bool,
 }
 
+impl Pending {
+    /// When it stops waiting for its answer, unless answered first.
+    fn waits_until(&self) -> Timestamp {
+        Timestamp(self.requested_at.0.saturating_add(PENDING_RETRY_HOLD_MS))
+    }
+
+    /// Neither done nor asked longer ago than the hold (a clock set back keeps it waiting).
+    fn waiting(&self, now: Timestamp) -> bool {
+        !self.done && now < self.waits_until()
+    }
+}
+
 /// The one-time prekey and one-time ML-KEM prekey a retry request's bundle names (either may
 /// be absent: the store held no room, or its counter wrapped onto a held id).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -197,11 +218,6 @@ impl Journal {
         self.seen.contains(id) || self.replaced.contains_key(id)
     }
 
-    /// Makes room for a new pending retry `key` before anything is minted for it: if `key` is
-    /// not held and all places are taken, drops the retry asked longest ago (the lowest key
-    /// among equal times) of the sender account holding the most (`key` counted for its
-    /// account if that account holds any; the lowest account among equals), and returns it,
-    /// so its prekeys can be released.
     /// The refusal of a pre-key message from `from` that names a one-time prekey or one-time
     /// ML-KEM prekey minted for a retry asked of another device (PROTOCOL.md 18.6): a
     /// request's bundle travels in the clear, and a relay serving it as this device's bundle
@@ -223,23 +239,64 @@ impl Journal {
             })
     }
 
-    pub(crate) fn make_room(&mut self, key: &PendingKey) -> Option<(PendingKey, Pending)> {
-        if self.pending.contains_key(key) || self.pending.len() < MAX_PENDING_RETRIES {
-            return None;
+    /// Makes room for a new pending retry `key` asked at `now`, before anything is minted for
+    /// it; returns the retry dropped for it, if one was, so its prekeys can be released. A
+    /// retry held needs none. Else the ask is deferred (`Err`: when a place frees at the
+    /// latest) while the account of `key` holds [`MAX_WAITING_RETRIES_PER_ACCOUNT`] waiting
+    /// retries, or all places are taken by waiting ones. When all are taken, a done retry is
+    /// dropped if there is one, else one no longer waiting: among them, the one asked longest
+    /// ago (the lowest key among equal times) of the sender account holding the most of them
+    /// (`key` counted for its account if that account holds any; the lowest account among
+    /// equals).
+    pub(crate) fn make_room(
+        &mut self,
+        key: &PendingKey,
+        now: Timestamp,
+    ) -> Result<Option<(PendingKey, Pending)>, Timestamp> {
+        if self.pending.contains_key(key) {
+            return Ok(None);
         }
+        // Asks are rare and the table small: scans. A flood is deferred, never made at the
+        // expense of a retry still waiting for its answer (review 45): a forged envelope
+        // under an honest sender's address cannot be told from its genuine broken one.
+        let own_waiting = || {
+            self.pending
+                .iter()
+                .filter(|((s, _), p)| s.account == key.0.account && p.waiting(now))
+                .map(|(_, p)| p)
+        };
+        if own_waiting().count() >= MAX_WAITING_RETRIES_PER_ACCOUNT {
+            return Err(first_free(own_waiting()));
+        }
+        if self.pending.len() < MAX_PENDING_RETRIES {
+            return Ok(None);
+        }
+        // Done retries first: their messages were read, and only their unused keys go.
+        let dropped = self
+            .oldest_of_the_most(key, |p| p.done)
+            .or_else(|| self.oldest_of_the_most(key, |p| !p.waiting(now)));
+        match dropped {
+            Some(k) => Ok(self.pending.remove(&k).map(|p| (k, p))),
+            None => Err(first_free(self.pending.values())),
+        }
+    }
+
+    /// Among the pending retries `droppable` admits, the one asked longest ago of the sender
+    /// account holding the most of them (see `make_room`).
+    fn oldest_of_the_most(
+        &self,
+        key: &PendingKey,
+        droppable: impl Fn(&Pending) -> bool,
+    ) -> Option<PendingKey> {
         // By account, not oldest overall: a contact the relay controls, whose own messages the
         // relay breaks, would otherwise push out the retry asked of another sender, whose
-        // answer then names prekeys this device no longer holds. Rare (a full set): a scan.
-        // The new one counts for its account, if that account holds any to drop.
-        let senders = self.pending.keys().map(|(s, _)| s.account);
-        let most = holding_the_most(senders, Some(key.0.account))?;
-        let oldest = self
-            .pending
-            .iter()
+        // answer then names prekeys this device no longer holds.
+        let candidates = || self.pending.iter().filter(|(_, p)| droppable(p));
+        let most = holding_the_most(candidates().map(|(k, _)| k.0.account), Some(key.0.account))?;
+        candidates()
             .filter(|(k, _)| k.0.account == most)
             .min_by_key(|(k, p)| (p.requested_at, **k))
-            .map(|(k, _)| *k)?;
-        self.pending.remove(&oldest).map(|p| (oldest, p))
+            .map(|(k, _)| *k)
     }
 
     /// Remembers that a resend from `sender` read at `now` replaced `id`; returns the id
@@ -652,6 +709,14 @@ impl Pending {
 /// counted once more if it holds any; the lowest account among equals. What room is made at
 /// the expense of: an account the relay controls pays for its own entries, however many devices
 /// it links or messages it has broken.
+/// When the first of `waiting` retries stops waiting.
+fn first_free<'a>(waiting: impl Iterator<Item = &'a Pending>) -> Timestamp {
+    waiting
+        .map(Pending::waits_until)
+        .min()
+        .unwrap_or(Timestamp(u64::MAX))
+}
+
 fn holding_the_most(
     held: impl Iterator<Item = AccountKey>,
     also: Option<AccountKey>,
@@ -1003,38 +1068,86 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pending_retries_make_room_by_dropping_the_one_asked_longest_ago() {
-        let address = |i: u32| sender(7, i);
-        let pending = asked_at;
+    /// A time past the hold of every retry `asked_at` from 1000 on below.
+    const LATER: Timestamp = Timestamp(1_000_000 + PENDING_RETRY_HOLD_MS);
+
+    /// Fills the table with retries of `accounts` (in turn, one each) asked at 1000, 1001, ...
+    fn full(accounts: u8) -> Journal {
         let mut j = Journal::default();
         for i in 0..MAX_PENDING_RETRIES as u32 {
-            let key = (address(i), reference(i));
-            assert!(j.make_room(&key).is_none());
-            j.pending.insert(key, pending(1000 + u64::from(i)));
+            let key = (sender(1 + (i % u32::from(accounts)) as u8, i), reference(i));
+            j.pending.insert(key, asked_at(1000 + u64::from(i)));
         }
-        // One held is asked again: no room is needed.
-        assert!(j.make_room(&(address(5), reference(5))).is_none());
-        // A new one: the retry asked longest ago goes, and is returned for its keys.
-        let newest = (address(u32::MAX), reference(0));
-        let (dropped, p) = j.make_room(&newest).unwrap();
-        assert_eq!(
-            (dropped, p.requested_at),
-            ((address(0), reference(0)), Timestamp(1000))
-        );
-        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
-        // Among equal times, the lowest key.
-        j.pending.insert(newest, pending(1001));
-        let next = (address(u32::MAX - 1), reference(0));
-        assert_eq!(
-            j.make_room(&next).map(|(k, _)| k),
-            Some((address(1), reference(1)))
-        );
+        j
     }
 
-    /// Room is made at the expense of the sender account holding the most pending retries (the
-    /// new one counted for its account if that account holds any), so one account's flood of
-    /// retries never pushes out another's.
+    fn dropped(j: &mut Journal, key: PendingKey, now: Timestamp) -> Option<PendingKey> {
+        j.make_room(&key, now).unwrap().map(|(k, _)| k)
+    }
+
+    /// A retry waiting for its answer (not done, asked within the hold) is never dropped for
+    /// room (review 45: forged envelopes under its sender's address would push it out): the
+    /// ask is deferred to when the first of them stops waiting, with nothing changed. A done
+    /// retry goes first, then one no longer waiting.
+    #[test]
+    fn a_retry_waiting_for_its_answer_is_never_dropped_for_room() {
+        let mut j = full(4);
+        let new = (sender(9, 0), reference(999));
+        let first_free = Timestamp(1000 + PENDING_RETRY_HOLD_MS);
+        for now in [Timestamp(1000), Timestamp(first_free.0 - 1), Timestamp(0)] {
+            assert_eq!(j.make_room(&new, now).map(|_| ()), Err(first_free));
+            assert_eq!(j.pending.len(), MAX_PENDING_RETRIES);
+        }
+        // One held is asked again: no room is needed.
+        let held = (sender(2, 1), reference(1));
+        assert_eq!(j.make_room(&held, Timestamp(1000)), Ok(None));
+        // The oldest stops waiting at its hold's end: it goes.
+        assert_eq!(
+            dropped(&mut j.clone(), new, first_free),
+            Some((sender(1, 0), reference(0)))
+        );
+        // A done one goes before it, however recent.
+        let done = (sender(3, 202), reference(202));
+        j.pending.get_mut(&done).unwrap().done = true;
+        assert_eq!(dropped(&mut j.clone(), new, first_free), Some(done));
+        let (k, p) = j.make_room(&new, Timestamp(1000)).unwrap().unwrap();
+        assert_eq!((k, p.done), (done, true));
+        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
+    }
+
+    /// One sender account holds at most [`MAX_WAITING_RETRIES_PER_ACCOUNT`] waiting retries,
+    /// however much room there is: a contact (or forgeries under its addresses) cannot take
+    /// every place. Its done retries and those past the hold do not count.
+    #[test]
+    fn one_account_holds_at_most_its_share_of_waiting_retries() {
+        let mut j = Journal::default();
+        for i in 0..MAX_WAITING_RETRIES_PER_ACCOUNT as u32 {
+            // Across its devices: counted by account.
+            let key = (sender(1, i % 3), reference(i));
+            assert_eq!(j.make_room(&key, Timestamp(5000)), Ok(None));
+            j.pending.insert(key, asked_at(5000 - u64::from(i)));
+        }
+        let now = Timestamp(5000);
+        let last = 5000 - (MAX_WAITING_RETRIES_PER_ACCOUNT as u64 - 1);
+        let first_free = Timestamp(last + PENDING_RETRY_HOLD_MS);
+        let more = (sender(1, 7), reference(999));
+        assert_eq!(j.make_room(&more, now), Err(first_free));
+        // Others' asks, and this account's asks again, go on.
+        assert_eq!(j.make_room(&(sender(2, 0), reference(999)), now), Ok(None));
+        assert_eq!(j.make_room(&(sender(1, 0), reference(0)), now), Ok(None));
+        // Once one is past its hold, or done, there is a place again.
+        assert_eq!(j.make_room(&more, first_free), Ok(None));
+        j.pending
+            .get_mut(&(sender(1, 0), reference(0)))
+            .unwrap()
+            .done = true;
+        assert_eq!(j.make_room(&more, now), Ok(None));
+    }
+
+    /// Among the retries that may go, room is made at the expense of the sender account
+    /// holding the most of them (the new one counted for its account if that account holds
+    /// any), the one asked longest ago (the lowest key among equal times): one account's
+    /// flood of retries, once past their hold, pushes out its own.
     #[test]
     fn pending_retries_make_room_at_the_expense_of_the_account_holding_the_most() {
         let (address, pending) = (sender, asked_at);
@@ -1050,7 +1163,7 @@ mod tests {
             }
             j
         };
-        let dropped = |j: &mut Journal, key: PendingKey| j.make_room(&key).map(|(k, _)| k);
+        let dropped = |j: &mut Journal, key: PendingKey| dropped(j, key, LATER);
         // Account 1 holds one, asked longest ago; account 2 the rest: 2's oldest goes, for a
         // third account's retry and for another of account 1's alike.
         for new in [address(3, 0), address(1, 99)] {
@@ -1080,6 +1193,25 @@ mod tests {
             Some((address(1, 0), reference(0)))
         );
         assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
+        // Among equal times, the lowest key.
+        let mut j = fill(1);
+        j.pending
+            .insert((address(2, 0), reference(1)), pending(1001));
+        j.pending.remove(&(address(2, 255), reference(255)));
+        assert_eq!(
+            dropped(&mut j, (address(3, 0), reference(999))),
+            Some((address(2, 0), reference(1)))
+        );
+        // Done ones are counted apart: account 1's one done goes before account 2's.
+        let mut j = fill(1);
+        j.pending
+            .get_mut(&(address(1, 0), reference(0)))
+            .unwrap()
+            .done = true;
+        assert_eq!(
+            dropped(&mut j, (address(3, 0), reference(999))),
+            Some((address(1, 0), reference(0)))
+        );
     }
 
     /// Two loaded entries naming one reference are refused: a sender draws every salt afresh,

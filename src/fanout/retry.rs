@@ -44,7 +44,13 @@ impl Device {
     /// At most [`MAX_RETRY_ATTEMPTS`] requests per message; a message already read (a copy of
     /// it failed, the genuine envelope arrived; or a retry of it was answered) is
     /// `Duplicate`, and one of a group awaiting its members since a restore
-    /// `GroupUnconfirmed`. `SenderKeyMissing` is sent as `NoSession`
+    /// `GroupUnconfirmed`. A new ask is `AskLater` while the sender's account holds
+    /// [`MAX_WAITING_RETRIES_PER_ACCOUNT`](super::MAX_WAITING_RETRIES_PER_ACCOUNT) retries
+    /// still waiting for their answers (asked within
+    /// [`PENDING_RETRY_HOLD_MS`](super::PENDING_RETRY_HOLD_MS)), or all
+    /// [`MAX_PENDING_RETRIES`] places are taken by
+    /// such retries: keep the envelope and ask at the time it names, or sooner once a resend
+    /// is read. `SenderKeyMissing` is sent as `NoSession`
     /// when this device holds no session with the sender, only sessions unconfirmed since a
     /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
     /// session it can read. Returns the device to ship the request to, and the bytes.
@@ -112,8 +118,9 @@ impl Device {
         }
         let attempt = attempts + 1;
         // Room first, so the keys of the retry dropped for it are released before any are
-        // minted: the pools never run short of room for a request.
-        if let Some((dropped, p)) = self.journal.make_room(&key) {
+        // minted: the pools never run short of room for a request. Deferred, nothing changed.
+        let made = self.journal.make_room(&key, now);
+        if let Some((dropped, p)) = made.map_err(|at| FanoutError::AskLater { at })? {
             self.touch(Key::Pending(dropped));
             self.release_minted(&p.minted);
         }

@@ -25,6 +25,13 @@ use ratchetry::{Error, IdentityKeyPair, Timestamp};
 pub const GROUP_SALT: core::ops::Range<usize> = 3 + 36 + 8 + 42..3 + 36 + 8 + 58;
 
 pub const DAY: u64 = 24 * 60 * 60 * 1000;
+
+/// Asks of one sender account this many milliseconds apart never hold more than its share of
+/// retries waiting for their answers: a flood spaced so goes through the table's room rule
+/// (the oldest of the account holding the most), not its deferral (`AskLater`).
+pub const ASK_SPACING: u64 = ratchetry::fanout::PENDING_RETRY_HOLD_MS
+    / ratchetry::fanout::MAX_WAITING_RETRIES_PER_ACCOUNT as u64
+    + 1;
 pub const T0: Timestamp = Timestamp(1_790_000_000_000);
 
 /// A device's persisted records, as an app's database would hold them.

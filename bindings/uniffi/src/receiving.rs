@@ -65,6 +65,14 @@ pub enum Inbound {
         /// The retry request envelope.
         request: Vec<u8>,
     },
+    /// Unreadable, and its sender cannot be asked yet: the device already waits on as many
+    /// answers as it keeps for that account, or in all. Keep the envelope unacknowledged and
+    /// show nothing; at `at` (Unix ms), or sooner once a resend is read, step a new receive
+    /// of it (or `ask_again` it, if you were asking again).
+    AskLater {
+        /// When a place frees at the latest (Unix ms).
+        at: u64,
+    },
     /// Keep the envelope until a newer list of `account` is out, then receive it again.
     AwaitList {
         /// The account (32 bytes).
@@ -116,6 +124,7 @@ impl From<driver::Inbound> for Inbound {
                 to: address_out(to),
                 request,
             },
+            driver::Inbound::AskLater { at } => Self::AskLater { at: at.0 },
             driver::Inbound::AwaitList { account } => Self::AwaitList {
                 account: account.to_bytes().to_vec(),
             },

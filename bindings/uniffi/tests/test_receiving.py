@@ -67,6 +67,27 @@ def test_an_unreadable_envelope_is_asked_for_again_unless_its_message_is_stored(
     assert step.inbound.is_READ() and step.inbound.message.body == b"two"
 
 
+def test_asks_beyond_an_accounts_share_are_deferred_until_a_place_frees(relay):
+    """Bob waits on as many answers from Alice's account as he keeps: the next unreadable
+    envelope of hers is `ASK_LATER` (nothing asked) until the first ask stops waiting."""
+    alice, bob = accounts(relay)
+    relay.introduce(alice.device, bob.device)
+    share = 64  # ratchetry::fanout::MAX_WAITING_RETRIES_PER_ACCOUNT
+    for i in range(share + 1):
+        relay.send(alice.device, lambda: alice.device.send(NOW, bob.primary.account_key(), b"x"))
+    envelopes = [first_envelope(relay, bob.device) for _ in range(share + 1)]
+    broken = [e[:-1] + bytes([e[-1] ^ 1]) for e in envelopes]
+    for e in broken[:share]:
+        assert r.Receiving().step(bob.device, NOW, e, False).inbound.is_ASK_AGAIN()
+    at = NOW + 24 * 60 * 60 * 1000  # the first ask's time + PENDING_RETRY_HOLD_MS
+    step = r.Receiving().step(bob.device, NOW, broken[share], False)
+    assert step.inbound.is_ASK_LATER() and step.inbound.at == at
+    asked = r.ask_again(bob.device, NOW, broken[share], 2, False)
+    assert asked.is_ASK_LATER() and asked.at == at
+    step = r.Receiving().step(bob.device, at, broken[share], False)
+    assert step.inbound.is_ASK_AGAIN() and step.inbound.to == alice.device.address()
+
+
 def test_errors_name_what_the_app_acts_on(relay):
     """A thrown error carries what the guide's table acts on: the account whose list to fetch,
     the device, the group, the envelope id; every other field is None."""

@@ -189,7 +189,8 @@ pub(crate) fn epoch(last_epoch: f64) -> Result<u64, JsValue> {
     Ok(last_epoch as u64)
 }
 
-/// A u64 counter as a JavaScript number (epochs and ids stay far below 2^53).
+/// A u64 counter or time as a JavaScript number (epochs, ids and Unix milliseconds stay far
+/// below 2^53).
 pub(crate) fn num(n: u64) -> f64 {
     n as f64
 }

@@ -22,6 +22,10 @@ const TS_TYPES: &'static str = r#"
  * - `askAgain`: unreadable: ship `request` to `to`, acknowledge the envelope and show a
  *   placeholder under `envelopeId(envelope)`; the answer arrives with `resent` set. Keep the
  *   envelope: if no answer is read within a while, ask again with `askAgain(...)`;
+ * - `askLater`: unreadable, and its sender cannot be asked yet (the device already waits on
+ *   as many answers as it keeps for that account, or in all): keep the envelope
+ *   unacknowledged and show nothing; at `at` (Unix ms), or sooner once a resend is read,
+ *   receive it again (or `askAgain(...)` it, if you were asking again);
  * - `awaitList`: the envelope names a newer device list of `account` than the relay serves
  *   yet: keep it and receive it again once that list is out (drop it after the app's bound);
  * - `awaitMembers`: for a `group` held at a restore from a backup whose members the app has
@@ -38,6 +42,7 @@ export type Inbound =
   | { kind: "duplicate"; envelopeId: Uint8Array }
   | { kind: "hold"; from: Address }
   | { kind: "askAgain"; to: Address; request: Uint8Array }
+  | { kind: "askLater"; at: number }
   | { kind: "awaitList"; account: Uint8Array }
   | { kind: "awaitMembers"; group: Uint8Array }
   | { kind: "dropped"; code: string; message: string; account?: Uint8Array; device?: Address; group?: Uint8Array; envelopeId?: Uint8Array; number?: number }
@@ -162,6 +167,10 @@ fn inbound_out(inbound: Inbound) -> JsValue {
             ("kind", "askAgain".into()),
             ("to", convert::address_out(to)),
             ("request", convert::bytes(&request)),
+        ]),
+        Inbound::AskLater { at } => object(&[
+            ("kind", "askLater".into()),
+            ("at", convert::num(at.0).into()),
         ]),
         Inbound::AwaitList { account } => object(&[
             ("kind", "awaitList".into()),

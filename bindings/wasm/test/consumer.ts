@@ -95,6 +95,8 @@ async function receiveStepped(
       }
       case "askAgain":
         return `ask ${inbound.to.device} with ${inbound.request.length} bytes`;
+      case "askLater":
+        return `keep until ${inbound.at}, then receive again`;
       case "awaitList":
         return `await ${inbound.account.length}`;
       case "awaitMembers":

@@ -157,6 +157,26 @@ test("a held group message is asked for with askAgain unless its message is stor
   assert.ok(ask.request.length > 0);
 });
 
+test("asks beyond an account's share are askLater until a place frees", () => {
+  const [a, b] = pair();
+  const share = 64; // ratchetry::fanout::MAX_WAITING_RETRIES_PER_ACCOUNT
+  const broken = [];
+  for (let i = 0; i <= share; i++) {
+    const env = outbox(a.device.send(now, b.primary.accountKey(), new Uint8Array([i]))).envelopes[0].bytes.slice();
+    env[env.length - 1] ^= 1;
+    broken.push(env);
+  }
+  for (const env of broken.slice(0, share)) assert.equal(new Receiving().step(b.device, now, env, false).inbound.kind, "askAgain");
+  const at = now + 24 * 60 * 60 * 1000; // the first ask's time + PENDING_RETRY_HOLD_MS
+  const before = b.device.toBytes();
+  assert.deepEqual(new Receiving().step(b.device, now, broken[share], false).inbound, { kind: "askLater", at });
+  assert.deepEqual(askAgain(b.device, now, broken[share], 2, false), { kind: "askLater", at });
+  assert.deepEqual(b.device.toBytes(), before);
+  const ask = new Receiving().step(b.device, at, broken[share], false).inbound;
+  assert.equal(ask.kind, "askAgain");
+  assert.deepEqual(ask.to, a.device.address());
+});
+
 test("an expired companion is told so, refuses with fanout.this_device_expired, and sends once renewed", () => {
   const day = 24 * 60 * 60 * 1000;
   const [alice, bob] = [createAccount(now), createAccount(now)];

@@ -63,6 +63,34 @@ class ReceivingTest {
         assertArrayEquals("two".encodeToByteArray(), (intact.message as Received.Direct).body)
     }
 
+    /**
+     * Bob waits on as many answers from Alice's account as he keeps: her next unreadable
+     * envelope is `AskLater` (nothing asked) until the first ask stops waiting.
+     */
+    @Test
+    fun asksBeyondAnAccountsShareAreDeferredUntilAPlaceFrees() {
+        val alice = account(relay)
+        val bob = account(relay)
+        relay.introduce(alice.device, bob.device)
+        val share = 64 // ratchetry::fanout::MAX_WAITING_RETRIES_PER_ACCOUNT
+        repeat(share + 1) {
+            relay.send(alice.device) { alice.device.send(relay.now, bob.primary.accountKey(), "x".encodeToByteArray()) }
+        }
+        val broken = List(share + 1) {
+            relay.queue(bob.device.address()).removeAt(0).also { e -> e[e.size - 1] = (e[e.size - 1].toInt() xor 1).toByte() }
+        }
+        for (e in broken.take(share)) {
+            assertTrue(done(Receiving().step(bob.device, relay.now, e, false)) is Inbound.AskAgain)
+        }
+        val at = relay.now + 24uL * 60uL * 60uL * 1000uL // the first ask's time + PENDING_RETRY_HOLD_MS
+        val later = done(Receiving().step(bob.device, relay.now, broken[share], false)) as Inbound.AskLater
+        assertEquals(at, later.at)
+        val asked = askAgain(bob.device, relay.now, broken[share], 2u.toUByte(), false) as Inbound.AskLater
+        assertEquals(at, asked.at)
+        val ask = done(Receiving().step(bob.device, at, broken[share], false)) as Inbound.AskAgain
+        assertTrue(ask.to.same(alice.device.address()))
+    }
+
     /** A thrown error names what the app acts on: the account whose list to fetch, the envelope id. */
     @Test
     fun errorsNameWhatTheAppActsOn() {
