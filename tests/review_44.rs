@@ -702,7 +702,7 @@ fn a_pre_key_message_replayed_past_the_ring_and_its_session_is_refused_by_its_ba
     }
     for round in 0..2 {
         w.refused(a1, &first, ratchetry::X3dhError::Replayed.into());
-        // The app's store holds the message read from it: the driver drops the replay. (A
+        // The app's store holds the message read from it: the replay is a duplicate. (A
         // store without it asks again, as for a session pushed out by answers:
         // `restore_life::a_prekey_message_of_a_session_pushed_out_by_answers_is_asked_for_again`.)
         let now = w.now;
@@ -715,7 +715,7 @@ fn a_pre_key_message_replayed_past_the_ring_and_its_session_is_refused_by_its_ba
         w.devices.insert(a1, device);
         assert!(matches!(
             step,
-            Ok(ratchetry::driver::ReceiveStep::Done(Inbound::Dropped(_)))
+            Ok(ratchetry::driver::ReceiveStep::Done(Inbound::Duplicate(id))) if id == read
         ));
         if round == 0 {
             w.restart(a1);

@@ -63,9 +63,11 @@
 //!    `EnvelopeId` before asking again"), but the re-ask's own docs name the unchecked call,
 //!    and here the device itself knows the message was read (its pending retry is done).
 //!
-//! Info (no test fails): the stepper answers a stored hit with `Dropped(error)` while
-//! `ask_again` answers `Duplicate(id)` (both acknowledged, nothing shown); the bindings'
-//! `ask_again(.., stored: bool)` reports the first (pairwise) id whichever kind the store held.
+//! Info (no test fails): the stepper answered a stored hit with `Dropped(error)` while
+//! `ask_again` answers `Duplicate(id)` (both acknowledged, nothing shown): since stop 49 the
+//! stepper answers `Duplicate(id)` too (`driver::a_receive_holds_asks_again_or_drops_as_the_guide_says`);
+//! the bindings' `ask_again(.., stored: bool)` reports the first (pairwise) id whichever kind
+//! the store held.
 
 mod support;
 

@@ -225,8 +225,8 @@ pub fn send<D: Directory, R: CryptoRng>(
 /// own newer list), and says what to do with it. `stored` tells whether the app's message
 /// store already holds a message read under an id: an envelope that cannot be read but whose
 /// message is stored (under either kind's id, [`EnvelopeId::of_either_kind`]) is a replay of
-/// a message read long ago, and is dropped instead of asked for again. Persist the device's
-/// changes before acting on the outcome.
+/// a message read long ago: [`Inbound::Duplicate`] with the id found, not asked for again
+/// (as [`ask_again`] decides). Persist the device's changes before acting on the outcome.
 pub fn receive<D: Directory, R: CryptoRng>(
     device: &mut Device,
     rng: &mut R,
@@ -355,15 +355,11 @@ impl Receiving {
                 | X3dhError::UnknownSignedPreKey(_)
                 | X3dhError::Replayed,
             ) => {
-                let outcome = if stored_under(envelope, &stored).is_some() {
-                    Inbound::Dropped(error)
-                } else {
-                    let reason = match error {
-                        Error::Ratchet(_) => RetryReason::AuthenticationFailed,
-                        _ => RetryReason::NoSession,
-                    };
-                    ask(device, rng, now, envelope, reason)
+                let reason = match error {
+                    Error::Ratchet(_) => RetryReason::AuthenticationFailed,
+                    _ => RetryReason::NoSession,
                 };
+                let outcome = ask_again(device, rng, now, envelope, reason, &stored);
                 return Ok(ReceiveStep::Done(outcome));
             }
             e => return Ok(ReceiveStep::Done(Inbound::Dropped(e))),

@@ -172,7 +172,7 @@ impl Receiving {
     /// app's message store already holds a message read under any of
     /// `envelope_ids(envelope)` (its own id, and the other kind's: a relay can put a read
     /// message's salt in an envelope of the other kind): an unreadable envelope whose message
-    /// is stored is an old replay, dropped rather than asked for again. `driver.unresolved`
+    /// is stored is an old replay, `Duplicate` (the id found) rather than asked for again. `driver.unresolved`
     /// after four lists that did not resolve it.
     pub fn step(
         &self,

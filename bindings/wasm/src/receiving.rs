@@ -89,8 +89,8 @@ impl Receiving {
     /// whether the app's message store already holds a message read under any of
     /// `envelopeIds(envelope)` (its own id, and the other kind's: a relay can put a read
     /// message's salt in an envelope of the other kind); an unreadable envelope whose message
-    /// is stored is a replay, dropped instead of asked for again. Persist the device's changes before acting on a
-    /// `done` outcome. Throws the library's error when the device refuses, and
+    /// is stored is a replay, `duplicate` (with the id found) instead of asked for again.
+    /// Persist the device's changes before acting on a `done` outcome. Throws the library's error when the device refuses, and
     /// `driver.unresolved` after a few lists that did not resolve the receive.
     pub fn step(
         &mut self,
