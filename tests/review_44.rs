@@ -401,12 +401,20 @@ fn a_used_up_signed_prekey_refuses_unchanged_loads_at_its_bound_and_a_rotation_a
         &resend,
         ratchetry::X3dhError::SignedPreKeyExhausted(1).into(),
     );
+    // The device counts what its signed prekey took: the app's signal to rotate.
+    assert_eq!(w.device(a1).signed_prekey_sessions(), 3);
+    let made = w.device(a1).signed_prekey_created_at();
+    w.now = w.now.plus_millis(1);
     let now = w.now;
     let mut rng = w.rng.clone();
     w.device(a1).rotate_signed_prekey(&mut rng, now);
     w.persist(a1);
+    assert_eq!(w.device(a1).signed_prekey_sessions(), 0);
+    assert_eq!(w.device(a1).signed_prekey_created_at(), now);
+    assert!(made < now);
     let answer = w.ask_again(a1, b1, &first, b"hello from bob");
     assert!(w.reads(&answer, b"hello from bob"));
+    assert_eq!(w.device(a1).signed_prekey_sessions(), 1);
 }
 
 /// The shared budget of a signed prekey is used up by one account's sessions: Bob's first

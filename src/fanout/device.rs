@@ -377,6 +377,22 @@ impl Device {
         self.prekeys.last_resort_uses()
     }
 
+    /// Sessions the current signed prekey accepted. Every account's new sessions (and every
+    /// retry's answer) share its budget (`max_sessions_per_signed_prekey`): one contact that
+    /// starts that many makes the others' `SignedPreKeyExhausted` until a rotation. Rotate
+    /// with [`rotate_signed_prekey`](Self::rotate_signed_prekey) well before the bound (the
+    /// guide says when).
+    pub fn signed_prekey_sessions(&self) -> u32 {
+        // At most the configured bound, a u32.
+        self.prekeys.signed_prekey_sessions() as u32
+    }
+
+    /// When the current signed prekey was made: rotate it on the app's schedule (the guide
+    /// gives one) counted from here, which a restore from a backup or a reinstall keeps.
+    pub fn signed_prekey_created_at(&self) -> Timestamp {
+        self.prekeys.signed_prekey_created_at()
+    }
+
     /// One-time prekeys made for upload and not yet consumed: replenish with
     /// [`generate_one_time_prekeys`](Self::generate_one_time_prekeys) when low. (Those a
     /// pending retry request holds are not counted.)

@@ -365,6 +365,18 @@ impl Device {
         Ok(self.inner.lock()?.last_resort_uses())
     }
 
+    /// Sessions the current signed prekey accepted (every account's share its budget):
+    /// rotate well before the configured `max_sessions_per_signed_prekey`.
+    pub fn signed_prekey_sessions(&self) -> Result<u32, RatchetryError> {
+        Ok(self.inner.lock()?.signed_prekey_sessions())
+    }
+
+    /// When the current signed prekey was made (Unix ms): rotate on the app's schedule
+    /// counted from here.
+    pub fn signed_prekey_created_at(&self) -> Result<u64, RatchetryError> {
+        Ok(self.inner.lock()?.signed_prekey_created_at().0)
+    }
+
     /// New one-time prekeys, `count` of each kind (X25519 and ML-KEM) within the configured
     /// caps: the upload's bytes, for the relay's `PublishedPreKeys.add`. Persist first.
     pub fn generate_one_time_prekeys(

@@ -207,6 +207,11 @@ def test_without_one_time_kem_prekeys_the_last_resort_one_is_used(relay):
     relay.deliver(bob.device)
     assert bob.device.last_resort_uses() == 1
     assert bob.device.one_time_kem_prekeys_remaining() == 20
+    # The signed prekey's budget is counted too; a rotation starts it afresh, dated now.
+    assert bob.device.signed_prekey_sessions() == 1
+    assert bob.device.signed_prekey_created_at() <= relay.now
+    bob.device.rotate_signed_prekey(relay.now + 1)
+    assert (bob.device.signed_prekey_sessions(), bob.device.signed_prekey_created_at()) == (0, relay.now + 1)
 
 
 # ---- groups and accounts --------------------------------------------------------------------

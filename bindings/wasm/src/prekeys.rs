@@ -105,4 +105,18 @@ impl Device {
     pub fn last_resort_uses(&self) -> u32 {
         self.inner.last_resort_uses()
     }
+
+    /// Sessions the current signed prekey accepted (every account's share its budget):
+    /// rotate (`rotateSignedPrekey`) well before the config's `maxSessionsPerSignedPrekey`.
+    #[wasm_bindgen(js_name = signedPrekeySessions)]
+    pub fn signed_prekey_sessions(&self) -> u32 {
+        self.inner.signed_prekey_sessions()
+    }
+
+    /// When the current signed prekey was made (Unix ms): rotate on the app's schedule
+    /// counted from here.
+    #[wasm_bindgen(js_name = signedPrekeyCreatedAt)]
+    pub fn signed_prekey_created_at(&self) -> f64 {
+        num(self.inner.signed_prekey_created_at().0)
+    }
 }

@@ -175,7 +175,11 @@ function prekeys(device: Device, upload: PrekeyUpload): Uint8Array[] {
     const more: PrekeyUpload = device.generateOneTimePrekeys(Date.now(), 50);
     bundles.push(more.bytes);
   }
-  if (device.lastResortUses() > 5000) device.rotateSignedPrekey(Date.now());
+  // Half the default budgets (every account's sessions share them), or weekly.
+  const week = 7 * 24 * 60 * 60 * 1000;
+  if (device.lastResortUses() > 5000 || device.signedPrekeySessions() > 50_000 || Date.now() - device.signedPrekeyCreatedAt() > week) {
+    device.rotateSignedPrekey(Date.now());
+  }
   return bundles;
 }
 

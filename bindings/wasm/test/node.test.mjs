@@ -177,6 +177,18 @@ test("asks beyond an account's share are askLater until a place frees", () => {
   assert.deepEqual(ask.to, a.device.address());
 });
 
+test("the signed prekey's sessions are counted, and a rotation starts afresh, dated then", () => {
+  const [a, b] = pair();
+  assert.equal(b.device.signedPrekeySessions(), 0);
+  assert.ok(b.device.signedPrekeyCreatedAt() <= now);
+  const env = outbox(a.device.send(now, b.primary.accountKey(), new Uint8Array([1]))).envelopes[0].bytes;
+  b.device.receive(now, env);
+  assert.equal(b.device.signedPrekeySessions(), 1);
+  b.device.rotateSignedPrekey(now + 1);
+  assert.equal(b.device.signedPrekeySessions(), 0);
+  assert.equal(b.device.signedPrekeyCreatedAt(), now + 1);
+});
+
 test("an expired companion is told so, refuses with fanout.this_device_expired, and sends once renewed", () => {
   const day = 24 * 60 * 60 * 1000;
   const [alice, bob] = [createAccount(now), createAccount(now)];

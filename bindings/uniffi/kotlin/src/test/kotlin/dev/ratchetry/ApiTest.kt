@@ -229,6 +229,11 @@ class ApiTest {
         relay.deliver(bob.device)
         assertEquals(1u, bob.device.lastResortUses())
         assertEquals(20uL, bob.device.oneTimeKemPrekeysRemaining())
+        // The signed prekey's budget is counted too; a rotation starts it afresh, dated then.
+        assertEquals(1u, bob.device.signedPrekeySessions())
+        bob.device.rotateSignedPrekey(relay.now + 1uL)
+        assertEquals(0u, bob.device.signedPrekeySessions())
+        assertEquals(relay.now + 1uL, bob.device.signedPrekeyCreatedAt())
     }
 
     @Test
