@@ -239,6 +239,8 @@ pub(crate) fn subject(error: &Error) -> Subject {
                 envelope_id: Some(*envelope_id),
                 ..Subject::default()
             },
+            // When to ask again, Unix ms.
+            FanoutError::AskLater { at } => Subject::number(at.0),
             FanoutError::UnknownGroup(g)
             | FanoutError::GroupUnconfirmed(g)
             | FanoutError::TooManyMembers { group: g, .. } => Subject::group(*g),

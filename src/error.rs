@@ -239,10 +239,11 @@ pub enum FanoutError {
     RetryLimit,
     /// Not asked, nothing changed: this device already waits on as many retries as it keeps
     /// for the sender's account, or in all, none of them asked long enough ago to give up
-    /// ([`PENDING_RETRY_HOLD_MS`](crate::fanout::PENDING_RETRY_HOLD_MS)). Keep the envelope
-    /// and ask again at `at`, or sooner once a resend is read (an answer frees a place).
+    /// ([`PENDING_RETRY_HOLD_MS`](crate::fanout::PENDING_RETRY_HOLD_MS)) nor to give way to
+    /// this one. Keep the envelope and ask again at `at`, or sooner once a resend is read (an
+    /// answer frees a place).
     AskLater {
-        /// When a place frees at the latest.
+        /// When a place frees (after now), unless other asks take it first.
         at: crate::time::Timestamp,
     },
     /// This exact envelope was already read: answer with what was stored under this id.

@@ -482,7 +482,12 @@ fn asks_beyond_an_accounts_share_wait_and_take_no_others_place() {
     }
     let later = broken(&mut w, c1);
     let before = w.device(a1).to_bytes();
-    let at = Timestamp(first.0 + PENDING_RETRY_HOLD_MS);
+    // One day and 64 (PROTOCOL.md 18.4), the constants' values.
+    assert_eq!(
+        (PENDING_RETRY_HOLD_MS, MAX_WAITING_RETRIES_PER_ACCOUNT),
+        (86_400_000, 64)
+    );
+    let at = Timestamp(first.0 + 86_400_000);
     assert_eq!(w.step(a1, &later), Inbound::AskLater { at });
     let now = w.now;
     let again = drive(&mut w, a1, |d, rng, _| {

@@ -1185,6 +1185,35 @@ fn answers_in_any_order_leave_the_sender_on_a_bundle_the_requester_holds() {
     }
 }
 
+/// Bob's app keeps its uploaded pools full; 120 of his retries, each asked three times, hold
+/// 360 minted keys of each kind beyond the caps (up to 256 × 3 are allowed): his records and
+/// his state bytes load, with every key. (Loading refused more than 256 beyond the caps, so a
+/// device that had re-asked enough could not restart: found by `pending_life`, stop 49.)
+#[test]
+fn a_device_whose_retries_were_asked_three_times_loads_with_full_pools() {
+    let (mut w, [_, bob, _], [a1, b1, c1]) = World::phones("insider minted load");
+    let (mut rng, now) = (w.rng.clone(), w.now);
+    w.device(b1).generate_one_time_prekeys(&mut rng, now, 1000);
+    w.rng = rng;
+    w.persist(b1);
+    let full = prekeys_held(w.device(b1));
+    for from in [a1, c1] {
+        for i in 0..60u32 {
+            let o = w.send(from, bob, &i.to_be_bytes());
+            let copy = tampered(&World::envelope_to(&o, b1));
+            for _ in 0..3 {
+                w.request_retry(b1, &copy, RetryReason::AuthenticationFailed)
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(prekeys_held(w.device(b1)), (full.0 + 360, full.1 + 360));
+    let bytes = w.device(b1).to_bytes();
+    assert!(Device::from_bytes(&bytes).is_ok());
+    w.restart(b1);
+    assert_eq!(prekeys_held(w.device(b1)), (full.0 + 360, full.1 + 360));
+}
+
 /// Bob's app keeps its uploaded pools full; the relay leaves 256 of his retries unanswered,
 /// asked days apart (more waiting at once are deferred). The next retry drops the one asked
 /// longest ago, past its hold, before it mints: its request still carries a one-time prekey

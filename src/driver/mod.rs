@@ -125,13 +125,14 @@ pub enum Inbound {
     },
     /// Could not be read, and its sender cannot be asked yet
     /// ([`FanoutError::AskLater`]): this device already waits on as many answers as it keeps
-    /// for that account, or in all, none asked long enough ago to give up. Keep the envelope
-    /// (do not acknowledge it) and show nothing; at `at`, or sooner once a resend is read
-    /// (an answer frees a place), receive it again, or for an envelope you were asking again
-    /// for, [`ask_again`] as before. A relay forging envelopes under a sender's address
-    /// defers asks this way, as it could by dropping them, but never pushes out one made.
+    /// for that account, or in all, none asked long enough ago to give up nor to give way to
+    /// this one. Keep the envelope (do not acknowledge it) and show nothing; at `at`, or
+    /// sooner once a resend is read (an answer frees a place), receive it again, or for an
+    /// envelope you were asking again for, [`ask_again`] as before. A relay forging envelopes
+    /// under a sender's address defers asks this way, as it could by dropping them; its
+    /// forgeries never push out a retry of that account waiting for its answer.
     AskLater {
-        /// When a place frees at the latest.
+        /// When a place frees (after now), unless other asks take it first.
         at: Timestamp,
     },
     /// The envelope names a newer device list of `account` than the relay serves yet (for this

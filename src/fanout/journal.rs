@@ -46,6 +46,9 @@ pub const DEFAULT_RETRY_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const MAX_RETRY_ATTEMPTS: u8 = 3;
 /// Retries this device keeps (waiting on their answers, or done with their prekeys), at most.
 pub const MAX_PENDING_RETRIES: usize = 256;
+/// One-time prekeys of each kind that pending retries may hold beyond the uploaded pools'
+/// caps: one per request, [`MAX_RETRY_ATTEMPTS`] requests each.
+pub(crate) const MAX_MINTED_PER_KIND: u32 = MAX_PENDING_RETRIES as u32 * MAX_RETRY_ATTEMPTS as u32;
 /// How long a retry asked for and not answered is **waiting**: never dropped for room, so no
 /// flood of asks (forged envelopes under its sender's address) pushes it out before its
 /// answer can come: 1 day from its last ask.
@@ -148,14 +151,19 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// When it stops waiting for its answer, unless answered first.
+    /// When it stops waiting for its answer, unless answered first: a hold from its first
+    /// ask (a re-ask does not renew it, review 53).
     fn waits_until(&self) -> Timestamp {
         Timestamp(self.requested_at.0.saturating_add(PENDING_RETRY_HOLD_MS))
     }
 
-    /// Neither done nor asked longer ago than the hold (a clock set back keeps it waiting).
+    /// Neither done nor asked more than a hold from `now` either way: a clock set back
+    /// keeps it waiting, one run ahead when it was asked does not keep it for longer
+    /// (review 53).
     fn waiting(&self, now: Timestamp) -> bool {
-        !self.done && now < self.waits_until()
+        !self.done
+            && now < self.waits_until()
+            && self.requested_at < Timestamp(now.0.saturating_add(PENDING_RETRY_HOLD_MS))
     }
 }
 
@@ -241,13 +249,16 @@ impl Journal {
 
     /// Makes room for a new pending retry `key` asked at `now`, before anything is minted for
     /// it; returns the retry dropped for it, if one was, so its prekeys can be released. A
-    /// retry held needs none. Else the ask is deferred (`Err`: when a place frees at the
-    /// latest) while the account of `key` holds [`MAX_WAITING_RETRIES_PER_ACCOUNT`] waiting
-    /// retries, or all places are taken by waiting ones. When all are taken, a done retry is
-    /// dropped if there is one, else one no longer waiting: among them, the one asked longest
-    /// ago (the lowest key among equal times) of the sender account holding the most of them
+    /// retry held needs none. Else the ask is deferred (`Err`: when a place frees, unless
+    /// other asks take it first) while the account of `key` holds
+    /// [`MAX_WAITING_RETRIES_PER_ACCOUNT`] waiting retries. When all places are taken: if
+    /// any retry is done or past its hold, one of the account holding the most of those goes
     /// (`key` counted for its account if that account holds any; the lowest account among
-    /// equals).
+    /// equals), its done ones first, then the one asked longest ago (the lowest key among
+    /// equal times). If every one is waiting, the newest (the highest key among equal times)
+    /// of the account holding the most waiting goes, if that account holds at least two more
+    /// than `key`'s (review 53: a contact's accounts cannot fill the table and keep others
+    /// out); else the ask is deferred.
     pub(crate) fn make_room(
         &mut self,
         key: &PendingKey,
@@ -256,46 +267,59 @@ impl Journal {
         if self.pending.contains_key(key) {
             return Ok(None);
         }
-        // Asks are rare and the table small: scans. A flood is deferred, never made at the
-        // expense of a retry still waiting for its answer (review 45): a forged envelope
-        // under an honest sender's address cannot be told from its genuine broken one.
-        let own_waiting = || {
+        // Asks are rare and the table small: scans. A forged envelope under an honest
+        // sender's address cannot be told from its genuine broken one, so forgeries under
+        // one address count against that account's share, never against its waiting retries
+        // (review 45).
+        let account = key.0.account;
+        let waiting_of = |a: AccountKey| {
             self.pending
                 .iter()
-                .filter(|((s, _), p)| s.account == key.0.account && p.waiting(now))
+                .filter(move |((s, _), p)| s.account == a && p.waiting(now))
                 .map(|(_, p)| p)
         };
-        if own_waiting().count() >= MAX_WAITING_RETRIES_PER_ACCOUNT {
-            return Err(first_free(own_waiting()));
+        if waiting_of(account).count() >= MAX_WAITING_RETRIES_PER_ACCOUNT {
+            return Err(first_free(waiting_of(account)));
         }
         if self.pending.len() < MAX_PENDING_RETRIES {
             return Ok(None);
         }
-        // Done retries first: their messages were read, and only their unused keys go.
         let dropped = self
-            .oldest_of_the_most(key, |p| p.done)
-            .or_else(|| self.oldest_of_the_most(key, |p| !p.waiting(now)));
+            .past_waiting(key, now)
+            .or_else(|| self.fairer(account, now));
         match dropped {
             Some(k) => Ok(self.pending.remove(&k).map(|p| (k, p))),
             None => Err(first_free(self.pending.values())),
         }
     }
 
-    /// Among the pending retries `droppable` admits, the one asked longest ago of the sender
-    /// account holding the most of them (see `make_room`).
-    fn oldest_of_the_most(
-        &self,
-        key: &PendingKey,
-        droppable: impl Fn(&Pending) -> bool,
-    ) -> Option<PendingKey> {
+    /// Of the account holding the most retries done or past their hold, its done ones
+    /// first, then the one asked longest ago (see `make_room`). Done retries' messages were
+    /// read: only their unused keys go.
+    fn past_waiting(&self, key: &PendingKey, now: Timestamp) -> Option<PendingKey> {
         // By account, not oldest overall: a contact the relay controls, whose own messages the
-        // relay breaks, would otherwise push out the retry asked of another sender, whose
-        // answer then names prekeys this device no longer holds.
-        let candidates = || self.pending.iter().filter(|(_, p)| droppable(p));
+        // relay breaks, would otherwise push out another sender's retry (done or not), whose
+        // answer session names prekeys this device no longer holds.
+        let candidates = || self.pending.iter().filter(|(_, p)| !p.waiting(now));
         let most = holding_the_most(candidates().map(|(k, _)| k.0.account), Some(key.0.account))?;
         candidates()
             .filter(|(k, _)| k.0.account == most)
-            .min_by_key(|(k, p)| (p.requested_at, **k))
+            .min_by_key(|(k, p)| (!p.done, p.requested_at, **k))
+            .map(|(k, _)| *k)
+    }
+
+    /// With every retry waiting: the newest of the account holding the most, if it holds at
+    /// least two more than `account` (see `make_room`).
+    fn fairer(&self, account: AccountKey, now: Timestamp) -> Option<PendingKey> {
+        let waiting = || self.pending.iter().filter(|(_, p)| p.waiting(now));
+        let most = holding_the_most(waiting().map(|(k, _)| k.0.account), None)?;
+        let count = |a: AccountKey| waiting().filter(|(k, _)| k.0.account == a).count();
+        if count(most) < count(account) + 2 {
+            return None;
+        }
+        waiting()
+            .filter(|(k, _)| k.0.account == most)
+            .max_by_key(|(k, p)| (p.requested_at, **k))
             .map(|(k, _)| *k)
     }
 
@@ -705,10 +729,6 @@ impl Pending {
     }
 }
 
-/// The account holding the most of the entries `held` names (one account per entry), `also`
-/// counted once more if it holds any; the lowest account among equals. What room is made at
-/// the expense of: an account the relay controls pays for its own entries, however many devices
-/// it links or messages it has broken.
 /// When the first of `waiting` retries stops waiting.
 fn first_free<'a>(waiting: impl Iterator<Item = &'a Pending>) -> Timestamp {
     waiting
@@ -717,6 +737,10 @@ fn first_free<'a>(waiting: impl Iterator<Item = &'a Pending>) -> Timestamp {
         .unwrap_or(Timestamp(u64::MAX))
 }
 
+/// The account holding the most of the entries `held` names (one account per entry), `also`
+/// counted once more if it holds any; the lowest account among equals. What room is made at
+/// the expense of: an account the relay controls pays for its own entries, however many devices
+/// it links or messages it has broken.
 fn holding_the_most(
     held: impl Iterator<Item = AccountKey>,
     also: Option<AccountKey>,
@@ -1085,34 +1109,90 @@ mod tests {
         j.make_room(&key, now).unwrap().map(|(k, _)| k)
     }
 
-    /// A retry waiting for its answer (not done, asked within the hold) is never dropped for
-    /// room (review 45: forged envelopes under its sender's address would push it out): the
-    /// ask is deferred to when the first of them stops waiting, with nothing changed. A done
-    /// retry goes first, then one no longer waiting.
+    /// A retry waiting for its answer (not done, asked within the hold) is not dropped for
+    /// room (review 45: forged envelopes under its sender's address would push it out) but to
+    /// even out the accounts' shares: the newest of the account holding the most waiting goes
+    /// for an account holding at least two fewer (review 53), else the ask is deferred to when
+    /// the first of them stops waiting, with nothing changed. A retry done or past its hold
+    /// goes before any waiting one.
     #[test]
-    fn a_retry_waiting_for_its_answer_is_never_dropped_for_room() {
-        let mut j = full(4);
-        let new = (sender(9, 0), reference(999));
+    fn a_waiting_retry_is_dropped_only_to_even_out_the_accounts_shares() {
+        let j = full(4);
         let first_free = Timestamp(1000 + PENDING_RETRY_HOLD_MS);
-        for now in [Timestamp(1000), Timestamp(first_free.0 - 1), Timestamp(0)] {
-            assert_eq!(j.make_room(&new, now).map(|_| ()), Err(first_free));
-            assert_eq!(j.pending.len(), MAX_PENDING_RETRIES);
-        }
+        // An account at its share is deferred by it (its own first frees at 1003 + hold).
+        let own = (sender(4, 999), reference(999));
+        let own_free = Timestamp(1003 + PENDING_RETRY_HOLD_MS);
+        assert_eq!(
+            j.clone().make_room(&own, Timestamp(1000)).map(|_| ()),
+            Err(own_free)
+        );
         // One held is asked again: no room is needed.
         let held = (sender(2, 1), reference(1));
-        assert_eq!(j.make_room(&held, Timestamp(1000)), Ok(None));
-        // The oldest stops waiting at its hold's end: it goes.
+        assert_eq!(j.clone().make_room(&held, Timestamp(1000)), Ok(None));
+        // An account holding none: the newest of the lowest account holding the most.
+        let new = (sender(9, 0), reference(999));
         assert_eq!(
-            dropped(&mut j.clone(), new, first_free),
+            dropped(&mut j.clone(), new, Timestamp(1000)),
+            Some((sender(1, 252), reference(252)))
+        );
+        // Holding one fewer than the most: nothing is fairer, deferred with nothing changed.
+        let mut uneven = j.clone();
+        uneven.pending.remove(&(sender(4, 255), reference(255)));
+        uneven
+            .pending
+            .insert((sender(9, 0), reference(1000)), asked_at(5000));
+        let one_fewer = (sender(4, 999), reference(999));
+        for now in [Timestamp(1000), Timestamp(first_free.0 - 1), Timestamp(0)] {
+            let before = uneven.pending.clone();
+            assert_eq!(
+                uneven.make_room(&one_fewer, now).map(|_| ()),
+                Err(first_free)
+            );
+            assert_eq!(uneven.pending, before);
+        }
+        // Two fewer: the newest of account 1 goes.
+        let two_fewer = (sender(9, 7), reference(1001));
+        assert_eq!(
+            dropped(&mut uneven.clone(), two_fewer, Timestamp(1000)),
+            Some((sender(1, 252), reference(252)))
+        );
+        // The oldest stops waiting at its hold's end: it goes, for any account.
+        assert_eq!(
+            dropped(&mut uneven.clone(), one_fewer, first_free),
             Some((sender(1, 0), reference(0)))
         );
-        // A done one goes before it, however recent.
+        // A done one goes before any waiting one, however recent.
         let done = (sender(3, 202), reference(202));
-        j.pending.get_mut(&done).unwrap().done = true;
-        assert_eq!(dropped(&mut j.clone(), new, first_free), Some(done));
-        let (k, p) = j.make_room(&new, Timestamp(1000)).unwrap().unwrap();
+        uneven.pending.get_mut(&done).unwrap().done = true;
+        let (k, p) = uneven
+            .make_room(&one_fewer, Timestamp(1000))
+            .unwrap()
+            .unwrap();
         assert_eq!((k, p.done), (done, true));
-        assert_eq!(j.pending.len(), MAX_PENDING_RETRIES - 1);
+        assert_eq!(uneven.pending.len(), MAX_PENDING_RETRIES - 1);
+    }
+
+    /// Waiting counts a clock set back (a retry asked "later" than now still waits) but not
+    /// one run ahead by more than a hold when the retry was asked (review 53: it would hold
+    /// its account's share for as long).
+    #[test]
+    fn a_retry_asked_at_a_clock_run_ahead_stops_waiting_a_hold_back() {
+        let now = Timestamp(10 * PENDING_RETRY_HOLD_MS);
+        let at = asked_at;
+        assert!(at(now.0).waiting(now));
+        assert!(at(now.0 + PENDING_RETRY_HOLD_MS - 1).waiting(now));
+        assert!(!at(now.0 + PENDING_RETRY_HOLD_MS).waiting(now));
+        assert!(at(now.0 - PENDING_RETRY_HOLD_MS + 1).waiting(now));
+        assert!(!at(now.0 - PENDING_RETRY_HOLD_MS).waiting(now));
+        // Near the clock's end the hold saturates: waiting until then.
+        let end = u64::MAX - PENDING_RETRY_HOLD_MS / 2;
+        assert!(at(end).waiting(Timestamp(u64::MAX - 1)));
+        assert!(!at(end).waiting(Timestamp(u64::MAX)));
+        let done = Pending {
+            done: true,
+            ..at(now.0)
+        };
+        assert!(!done.waiting(now));
     }
 
     /// One sender account holds at most [`MAX_WAITING_RETRIES_PER_ACCOUNT`] waiting retries,
@@ -1144,10 +1224,11 @@ mod tests {
         assert_eq!(j.make_room(&more, now), Ok(None));
     }
 
-    /// Among the retries that may go, room is made at the expense of the sender account
-    /// holding the most of them (the new one counted for its account if that account holds
-    /// any), the one asked longest ago (the lowest key among equal times): one account's
-    /// flood of retries, once past their hold, pushes out its own.
+    /// Among the retries that may go (done or past their hold), room is made at the expense
+    /// of the sender account holding the most of them (the new one counted for its account if
+    /// that account holds any): its done ones first, then the one asked longest ago (the
+    /// lowest key among equal times). One account's flood, once past its hold, pushes out its
+    /// own.
     #[test]
     fn pending_retries_make_room_at_the_expense_of_the_account_holding_the_most() {
         let (address, pending) = (sender, asked_at);
@@ -1202,15 +1283,24 @@ mod tests {
             dropped(&mut j, (address(3, 0), reference(999))),
             Some((address(2, 0), reference(1)))
         );
-        // Done ones are counted apart: account 1's one done goes before account 2's.
+        // The account first, then its done ones (review 53: another account's done retry,
+        // whose keys its answer session names, is not pushed out by a flood).
         let mut j = fill(1);
         j.pending
             .get_mut(&(address(1, 0), reference(0)))
             .unwrap()
             .done = true;
         assert_eq!(
+            dropped(&mut j.clone(), (address(3, 0), reference(999))),
+            Some((address(2, 1), reference(1)))
+        );
+        j.pending
+            .get_mut(&(address(2, 100), reference(100)))
+            .unwrap()
+            .done = true;
+        assert_eq!(
             dropped(&mut j, (address(3, 0), reference(999))),
-            Some((address(1, 0), reference(0)))
+            Some((address(2, 100), reference(100)))
         );
     }
 

@@ -19,7 +19,7 @@ use super::device::Placement;
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, RetryWire, retry_body};
 use super::journal::{
-    MAX_PENDING_RETRIES, MAX_RETRY_ATTEMPTS, Minted, Pending, PendingKey, SendId, SentKind,
+    MAX_MINTED_PER_KIND, MAX_RETRY_ATTEMPTS, Minted, Pending, PendingKey, SendId, SentKind,
 };
 use super::payload::Payload;
 use super::records::Key;
@@ -47,10 +47,10 @@ impl Device {
     /// `GroupUnconfirmed`. A new ask is `AskLater` while the sender's account holds
     /// [`MAX_WAITING_RETRIES_PER_ACCOUNT`](super::MAX_WAITING_RETRIES_PER_ACCOUNT) retries
     /// still waiting for their answers (asked within
-    /// [`PENDING_RETRY_HOLD_MS`](super::PENDING_RETRY_HOLD_MS)), or all
-    /// [`MAX_PENDING_RETRIES`] places are taken by
-    /// such retries: keep the envelope and ask at the time it names, or sooner once a resend
-    /// is read. `SenderKeyMissing` is sent as `NoSession`
+    /// [`PENDING_RETRY_HOLD_MS`](super::PENDING_RETRY_HOLD_MS) of their first ask), or all
+    /// [`MAX_PENDING_RETRIES`](super::MAX_PENDING_RETRIES) places are taken by such retries
+    /// and none gives way (to even out the accounts' shares, PROTOCOL.md 18.4): keep the
+    /// envelope and ask at the time it names, or sooner once a resend is read. `SenderKeyMissing` is sent as `NoSession`
     /// when this device holds no session with the sender, only sessions unconfirmed since a
     /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
     /// session it can read. Returns the device to ship the request to, and the bytes.
@@ -112,6 +112,7 @@ impl Device {
             .into());
         }
         let previous = pending.map(|p| p.attempts);
+        let first_asked = pending.map(|p| p.requested_at);
         let attempts = previous.unwrap_or(0);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());
@@ -126,7 +127,7 @@ impl Device {
         }
         // Room beyond the caps, one key of each kind per request a pending retry made: the
         // pools the app uploads stay as large as it asked.
-        let room = (MAX_PENDING_RETRIES * usize::from(MAX_RETRY_ATTEMPTS)) as u32;
+        let room = MAX_MINTED_PER_KIND;
         let one_time = self.prekeys.generate_one_time_prekeys_beyond(rng, 1, room);
         let kem =
             self.prekeys
@@ -197,7 +198,8 @@ impl Device {
             group,
             failed,
             attempts: attempt,
-            requested_at: now,
+            // The first ask's time: a re-ask does not renew the hold (review 53).
+            requested_at: first_asked.unwrap_or(now),
             minted,
             done: false,
         };

@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use super::body_digest::BodyDigestKey;
 use super::journal::{
-    Journal, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS, MAX_REPLACED_MESSAGE_IDS, Pending,
-    Sent, SentKind, read_answers, write_ids,
+    Journal, MAX_MINTED_PER_KIND, MAX_PENDING_RETRIES, MAX_REMEMBERED_MESSAGE_IDS,
+    MAX_REPLACED_MESSAGE_IDS, Pending, Sent, SentKind, read_answers, write_ids,
 };
 use super::ledger::{Group, read_holder, read_outbound, write_holder, write_outbound};
 use super::lists::Followed;
@@ -332,12 +332,12 @@ impl Device {
                     }
                     device
                         .prekeys
-                        .insert_one_time(&mut r, MAX_PENDING_RETRIES as u32)?;
+                        .insert_one_time(&mut r, MAX_MINTED_PER_KIND)?;
                 }
                 Key::OneTimeKem(id) => {
                     if device
                         .prekeys
-                        .insert_one_time_kem(&mut r, MAX_PENDING_RETRIES as u32)?
+                        .insert_one_time_kem(&mut r, MAX_MINTED_PER_KIND)?
                         .0
                         != id
                     {
