@@ -528,7 +528,7 @@ export async function receiving() {
     },
     duplicate: { kinds: duplicate.kinds, kind: inbound(duplicate).kind, sameId: same(inbound(duplicate).envelopeId, envelopeId(envelope)) },
     garbage: { kind: inbound(garbage).kind, code: inbound(garbage).code },
-    stored: { kind: inbound(stored).kind, code: inbound(stored).code },
+    stored: { kind: inbound(stored).kind, sameId: same(inbound(stored).envelopeId, envelopeId(damaged)) },
     ask: { kind: inbound(ask).kind, to: addrKey(inbound(ask).to) === addrKey(a), asked: asked.kind, reason: asked.reason },
     held: { kind: inbound(held).kind, from: addrKey(inbound(held).from) === addrKey(a) },
     refused: {
