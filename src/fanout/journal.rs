@@ -13,9 +13,9 @@
 //!   with which identity key, so a retry is answered only to a device that was entitled to that
 //!   exact message when it was sent, a bounded number of times, never twice for one request;
 //! - the **pending retries**: the retries this device asked for, so only an answer to one of
-//!   them is accepted as a resent message. One still waiting for its answer is never dropped
-//!   for room: an ask with none to make is deferred, and one sender account holds at most a
-//!   quarter of the places.
+//!   them is accepted as a resent message. One still waiting for its answer is dropped only
+//!   to even out the accounts' shares: an ask with no place is deferred, and one sender
+//!   account holds at most a quarter of the places.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -49,9 +49,9 @@ pub const MAX_PENDING_RETRIES: usize = 256;
 /// One-time prekeys of each kind that pending retries may hold beyond the uploaded pools'
 /// caps: one per request, [`MAX_RETRY_ATTEMPTS`] requests each.
 pub(crate) const MAX_MINTED_PER_KIND: u32 = MAX_PENDING_RETRIES as u32 * MAX_RETRY_ATTEMPTS as u32;
-/// How long a retry asked for and not answered is **waiting**: never dropped for room, so no
-/// flood of asks (forged envelopes under its sender's address) pushes it out before its
-/// answer can come: 1 day from its last ask.
+/// How long a retry asked for and not answered is **waiting**: not dropped for room (only to
+/// even out the accounts' shares), so no flood of asks (forged envelopes under its sender's
+/// address) pushes it out before its answer can come: 1 day from its last ask.
 pub const PENDING_RETRY_HOLD_MS: u64 = 24 * 60 * 60 * 1000;
 /// Waiting retries one sender account's devices may hold; an ask beyond is deferred
 /// (`AskLater`), so one contact (or forgeries under its addresses) cannot take every place.
@@ -151,8 +151,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// When it stops waiting for its answer, unless answered first: a hold from its first
-    /// ask (a re-ask does not renew it, review 53).
+    /// When it stops waiting for its answer, unless answered first: a hold from its last ask.
     fn waits_until(&self) -> Timestamp {
         Timestamp(self.requested_at.0.saturating_add(PENDING_RETRY_HOLD_MS))
     }
@@ -255,10 +254,11 @@ impl Journal {
     /// any retry is done or past its hold, one of the account holding the most of those goes
     /// (`key` counted for its account if that account holds any; the lowest account among
     /// equals), its done ones first, then the one asked longest ago (the lowest key among
-    /// equal times). If every one is waiting, the newest (the highest key among equal times)
+    /// equal times). If every one is waiting, the oldest (the lowest key among equal times)
     /// of the account holding the most waiting goes, if that account holds at least two more
     /// than `key`'s (review 53: a contact's accounts cannot fill the table and keep others
-    /// out); else the ask is deferred.
+    /// out; review 54: the oldest, so that a sender with many retries loses each at most once
+    /// before its others); else the ask is deferred.
     pub(crate) fn make_room(
         &mut self,
         key: &PendingKey,
@@ -308,8 +308,9 @@ impl Journal {
             .map(|(k, _)| *k)
     }
 
-    /// With every retry waiting: the newest of the account holding the most, if it holds at
-    /// least two more than `account` (see `make_room`).
+    /// With every retry waiting: the oldest of the account holding the most, if it holds at
+    /// least two more than `account` (see `make_room`). A re-ask of it renews its time, so
+    /// it goes last among its account's next.
     fn fairer(&self, account: AccountKey, now: Timestamp) -> Option<PendingKey> {
         let waiting = || self.pending.iter().filter(|(_, p)| p.waiting(now));
         let most = holding_the_most(waiting().map(|(k, _)| k.0.account), None)?;
@@ -319,7 +320,7 @@ impl Journal {
         }
         waiting()
             .filter(|(k, _)| k.0.account == most)
-            .max_by_key(|(k, p)| (p.requested_at, **k))
+            .min_by_key(|(k, p)| (p.requested_at, **k))
             .map(|(k, _)| *k)
     }
 
@@ -1111,7 +1112,7 @@ mod tests {
 
     /// A retry waiting for its answer (not done, asked within the hold) is not dropped for
     /// room (review 45: forged envelopes under its sender's address would push it out) but to
-    /// even out the accounts' shares: the newest of the account holding the most waiting goes
+    /// even out the accounts' shares: the oldest of the account holding the most waiting goes
     /// for an account holding at least two fewer (review 53), else the ask is deferred to when
     /// the first of them stops waiting, with nothing changed. A retry done or past its hold
     /// goes before any waiting one.
@@ -1129,11 +1130,11 @@ mod tests {
         // One held is asked again: no room is needed.
         let held = (sender(2, 1), reference(1));
         assert_eq!(j.clone().make_room(&held, Timestamp(1000)), Ok(None));
-        // An account holding none: the newest of the lowest account holding the most.
+        // An account holding none: the oldest of the lowest account holding the most.
         let new = (sender(9, 0), reference(999));
         assert_eq!(
             dropped(&mut j.clone(), new, Timestamp(1000)),
-            Some((sender(1, 252), reference(252)))
+            Some((sender(1, 0), reference(0)))
         );
         // Holding one fewer than the most: nothing is fairer, deferred with nothing changed.
         let mut uneven = j.clone();
@@ -1150,11 +1151,11 @@ mod tests {
             );
             assert_eq!(uneven.pending, before);
         }
-        // Two fewer: the newest of account 1 goes.
+        // Two fewer: the oldest of account 1 goes.
         let two_fewer = (sender(9, 7), reference(1001));
         assert_eq!(
             dropped(&mut uneven.clone(), two_fewer, Timestamp(1000)),
-            Some((sender(1, 252), reference(252)))
+            Some((sender(1, 0), reference(0)))
         );
         // The oldest stops waiting at its hold's end: it goes, for any account.
         assert_eq!(

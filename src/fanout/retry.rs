@@ -47,13 +47,14 @@ impl Device {
     /// `GroupUnconfirmed`. A new ask is `AskLater` while the sender's account holds
     /// [`MAX_WAITING_RETRIES_PER_ACCOUNT`](super::MAX_WAITING_RETRIES_PER_ACCOUNT) retries
     /// still waiting for their answers (asked within
-    /// [`PENDING_RETRY_HOLD_MS`](super::PENDING_RETRY_HOLD_MS) of their first ask), or all
+    /// [`PENDING_RETRY_HOLD_MS`](super::PENDING_RETRY_HOLD_MS) of their last ask), or all
     /// [`MAX_PENDING_RETRIES`](super::MAX_PENDING_RETRIES) places are taken by such retries
     /// and none gives way (to even out the accounts' shares, PROTOCOL.md 18.4): keep the
-    /// envelope and ask at the time it names, or sooner once a resend is read. `SenderKeyMissing` is sent as `NoSession`
-    /// when this device holds no session with the sender, only sessions unconfirmed since a
-    /// restore (PROTOCOL.md 19.4), or asked for the message before, so the answer starts a
-    /// session it can read. Returns the device to ship the request to, and the bytes.
+    /// envelope and ask at the time it names, or sooner once a resend is read.
+    /// `SenderKeyMissing` is sent as `NoSession` when this device holds no session with the
+    /// sender, only sessions unconfirmed since a restore (PROTOCOL.md 19.4), or asked for the
+    /// message before, so the answer starts a session it can read. Returns the device to ship
+    /// the request to, and the bytes.
     pub fn request_retry(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -112,7 +113,7 @@ impl Device {
             .into());
         }
         let previous = pending.map(|p| p.attempts);
-        let first_asked = pending.map(|p| p.requested_at);
+        let last_asked = pending.map(|p| p.requested_at);
         let attempts = previous.unwrap_or(0);
         if attempts >= MAX_RETRY_ATTEMPTS {
             return Err(FanoutError::RetryLimit.into());
@@ -198,8 +199,9 @@ impl Device {
             group,
             failed,
             attempts: attempt,
-            // The first ask's time: a re-ask does not renew the hold (review 53).
-            requested_at: first_asked.unwrap_or(now),
+            // A re-ask renews the hold (its request is in flight, review 54), never moving it
+            // back (a clock set back would shorten it, review 53).
+            requested_at: last_asked.map_or(now, |t| t.max(now)),
             minted,
             done: false,
         };
