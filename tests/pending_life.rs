@@ -16,7 +16,7 @@ use ratchetry::Timestamp;
 use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::driver::{self, Inbound, ReceiveStep, Receiving};
 use ratchetry::fanout::{EnvelopeId, Received, RetryReason, SendId};
-use support::{World, body, tampered};
+use support::{World, Xorshift, body, tampered};
 
 const MINUTE: u64 = 60_000;
 
@@ -27,22 +27,6 @@ const MINUTE: u64 = 60_000;
 /// it could by holding the messages back.
 const FORGED_PER_ADDRESS: usize = 192;
 
-/// A deterministic chooser (xorshift), so that a failing seed replays.
-struct Chooser(u64);
-
-impl Chooser {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// An envelope the app keeps: to ask again for (`reask`: the reason) or to receive again.
 struct Kept {
     bytes: Vec<u8>,
@@ -52,7 +36,7 @@ struct Kept {
 
 struct Life {
     w: World,
-    c: Chooser,
+    c: Xorshift,
     alice: AccountKey,
     a1: DeviceAddress,
     /// The honest senders, and Mallory, the relay's contact, who never answers.
@@ -84,7 +68,7 @@ impl Life {
         let (mut w, [alice, _, _, _], [a1, b1, c1, m1]) =
             World::phones::<4>(&format!("pending life {seed}"));
         let mut life = Self {
-            c: Chooser(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            c: Xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
             alice,
             a1,
             honest: [b1, c1],

@@ -96,7 +96,7 @@ use ratchetry::fanout::{
     PENDING_RETRY_HOLD_MS, Received, RetryReason,
 };
 use ratchetry::{Error, FanoutError, Timestamp};
-use support::{ASK_SPACING, DAY, World, body, tampered};
+use support::{ASK_SPACING, DAY, World, Xorshift, body, tampered};
 
 const HOLD: u64 = PENDING_RETRY_HOLD_MS;
 const SHARE: usize = MAX_WAITING_RETRIES_PER_ACCOUNT;
@@ -168,18 +168,6 @@ fn asks(w: &mut World, to: DeviceAddress, envelope: &[u8]) -> Vec<u8> {
     match w.step(to, envelope) {
         Inbound::AskAgain { request, .. } => request,
         other => panic!("{other:?}"),
-    }
-}
-
-/// A tiny deterministic generator for the property test.
-struct Xs(u64);
-
-impl Xs {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -390,7 +378,7 @@ fn no_flood_at_any_clock_within_the_hold_drops_a_waiting_retry() {
     let salt = w.pairwise_salt(a1, &genuine);
     let broken = tampered(&genuine);
     let request = asks(&mut w, a1, &broken);
-    let mut rng = Xs(0x5eed_5353);
+    let mut rng = Xorshift(0x5eed_5353);
     let mut sent: Vec<(Vec<u8>, DeviceAddress)> = Vec::new();
     let mut n = 0u32;
     let (mut asked, mut later, mut limit, mut evened) = (0, 0, 0, 0);
@@ -810,7 +798,7 @@ fn ask_later_is_exactly_what_protocol_18_4_says() {
         .zip(1u8..)
         .map(|(s, t)| Carrier::new(&mut w, *s, a1, t))
         .collect();
-    let mut rng = Xs(0x0053_0053);
+    let mut rng = Xorshift(0x0053_0053);
     let mut sent: Vec<(Vec<u8>, DeviceAddress, [u8; 16])> = Vec::new();
     let (mut asked, mut later, mut full) = (0, 0, 0);
     for n in 0..900u32 {

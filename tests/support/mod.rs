@@ -689,6 +689,30 @@ impl World {
     }
 }
 
+/// A deterministic chooser for property tests and random lives (xorshift; the seed must not
+/// be 0), so that a failing seed replays.
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// A number below `n`.
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// An index below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.next(n as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
 /// A copy of `envelope` with its last byte flipped: what a relay that changed the ciphertext
 /// delivers (it fails authentication, and keeps the genuine message's id).
 pub fn tampered(envelope: &[u8]) -> Vec<u8> {
