@@ -293,3 +293,21 @@ pub(crate) fn sync_subject(e: &SyncError) -> Subject {
         _ => Subject::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `AskLater` has its own stable code and carries its time as `number` (review 53's
+    /// finding 6: an app calling `request_retry` learnt the time only from the text).
+    #[test]
+    fn ask_later_names_its_own_code_and_its_time() {
+        let e: Error = FanoutError::AskLater {
+            at: ratchetry::Timestamp(42),
+        }
+        .into();
+        assert_eq!(code(&e), "fanout.ask_later");
+        assert_ne!(code(&FanoutError::RetryLimit.into()), code(&e));
+        assert_eq!(subject(&e).number, Some(42));
+    }
+}

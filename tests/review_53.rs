@@ -37,7 +37,8 @@
 //!   (`a_restored_device_keeps_deferring_and_reads_the_genuine_answer`);
 //! - a done retry's keys read the sender's next message on its answer session, with no flood
 //!   (`a_done_retrys_keys_read_the_senders_next_message_on_its_answer_session`);
-//! - `fanout.ask_later` is its own binding code (`ask_later_has_its_own_code`).
+//! - `fanout.ask_later` is its own binding code (moved to `bindings/codes.rs`'s tests: the
+//!   packaged crate holds no bindings).
 //!
 //! Findings (each test fails on 42b0a20; all fixed at stop 49, their tests now passing: a
 //! retry's hold runs from its first ask, a retry asked more than a hold from the clock
@@ -76,7 +77,8 @@
 //!    10 days once the clock is right (also lets an account exceed its share); Bob's message
 //!    is then refused (`UnknownMessage`). Fix: a retry whose time is more than a hold after
 //!    `now` is not waiting.
-//! 6. `the_bindings_ask_later_error_names_its_time` (low, bindings): `codes::subject` leaves
+//! 6. `the_bindings_ask_later_error_names_its_time` (low, bindings; its test is in
+//!    `bindings/codes.rs`, run by `.ci/bindings.sh`): `codes::subject` leaves
 //!    `number` unset for `AskLater`, so an app calling the bindings' `request_retry` learns
 //!    `at` only from the human `detail`. Fix: `AskLater { at } => Subject::number(at.0)`.
 //!
@@ -754,34 +756,6 @@ fn a_clock_run_ahead_does_not_defer_asks_beyond_a_day() {
         (at.0 - asked.0) / DAY,
         bob.err()
     );
-}
-
-/// The bindings' error codes, as both binding crates include them.
-#[path = "../bindings/codes.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod codes;
-
-/// Pinned: `AskLater` has its own stable code, `fanout.ask_later`, and the driver's
-/// `Inbound::AskLater` carries `at` (the bindings map it field for field).
-#[test]
-fn ask_later_has_its_own_code() {
-    let e: Error = FanoutError::AskLater { at: Timestamp(42) }.into();
-    assert_eq!(codes::code(&e), "fanout.ask_later");
-    assert_ne!(
-        codes::code(&FanoutError::RetryLimit.into()),
-        codes::code(&e)
-    );
-}
-
-/// Finding 6 (low, bindings). An app calling the bindings' `Device.request_retry` (the
-/// guide's own path for a held envelope's re-ask, besides `ask_again`) gets `AskLater` as a
-/// `RatchetryError` with code `fanout.ask_later` but no field naming `at`: `codes::subject`
-/// leaves `number` unset, so the time to ask again is only in the human `detail` text
-/// (`Timestamp(..)` debug form). The guide says to ask at `at`.
-#[test]
-fn the_bindings_ask_later_error_names_its_time() {
-    let e: Error = FanoutError::AskLater { at: Timestamp(42) }.into();
-    assert_eq!(codes::subject(&e).number, Some(42));
 }
 
 /// Pinned (property, spec): at a clock that only moves on, 900 asks of forgeries under five
