@@ -41,10 +41,11 @@
 //!   packaged crate holds no bindings).
 //!
 //! Findings (each test fails on 42b0a20; all fixed at stop 49, their tests now passing: a
-//! retry's hold runs from its first ask, a retry asked more than a hold from the clock
-//! either way does not wait, room past the hold is made from the account holding the most
-//! (its done ones first), with every place waiting the oldest (review 54) of the account holding the
-//! most goes for an account holding two fewer, and the bindings carry `at` as `number`):
+//! re-ask never moves a retry's time back (review 54: it renews the hold), a retry asked
+//! more than a hold from the clock either way does not wait, room past the hold is made from
+//! the account holding the most (its done ones first), with every place waiting the oldest
+//! (review 54) of the account holding the most goes for an account holding two fewer, and
+//! the bindings carry `at` as `number`):
 //! 1. `a_contact_with_four_accounts_does_not_defer_another_senders_ask` (medium: loss, every
 //!    envelope delivered, no relay misbehaviour): Mallory with four accounts (the driver
 //!    fetches the list of any account an envelope names) fills the table with 256 waiting
@@ -154,7 +155,7 @@ fn waiting_at(w: &World, a: DeviceAddress, now: Timestamp) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Whether a retry asked at `requested` (its first ask) waits at `now` (PROTOCOL.md 18.4):
+/// Whether a retry asked at `requested` (its last ask) waits at `now` (PROTOCOL.md 18.4):
 /// not done, and asked less than a hold from `now` either way.
 fn waits(requested: u64, done: bool, now: Timestamp) -> bool {
     !done && now.0 < requested.saturating_add(HOLD) && requested < now.0.saturating_add(HOLD)
@@ -703,8 +704,8 @@ fn a_re_ask_at_a_clock_set_back_does_not_shorten_the_genuine_hold() {
             asks(&mut w, a1, &c.forged(n));
         }
     }
-    // Fixed: the genuine retry still waits (its hold runs from its first ask): this ask is
-    // deferred, or made at the expense of another account's.
+    // Fixed: the genuine retry still waits (the re-ask on the clock set back kept its time):
+    // this ask is deferred, or made at the expense of another account's.
     let _ = w.step(a1, &carriers[3].forged(999));
     let kept = pending_records(&w, a1)
         .iter()
