@@ -559,7 +559,7 @@ fn simultaneous_session_starts_converge() {
 fn fuzz_fixture_envelopes_are_genuine() {
     use ratchetry::testing::fuzz::{FanoutFixture, device_receive};
     let mut f = FanoutFixture::new();
-    assert_eq!(f.in_flight.len(), 5);
+    assert_eq!(f.in_flight.len(), 6);
     let genuine = f.in_flight.clone();
     for e in &genuine {
         let mut corrupted = e.clone();

@@ -162,6 +162,8 @@ fn group_and_device_receive_paths() {
     for e in &fanout.in_flight {
         f.receiver.receive(FanoutFixture::NOW, e).unwrap();
     }
+    // The laptop's offer in flight was applied: the seeds reach the rules of applying one.
+    assert!(f.receiver.groups().any(|g| g == FanoutFixture::OTHER_GROUP));
 }
 
 #[test]
@@ -328,14 +330,16 @@ fn regenerate_fuzz_seeds() {
                 .map(|r| (r.key(), r.value().unwrap_or_default())),
         ),
     );
-    // Records of the previous release for a device whose app set no group (the meta record's
-    // `groups by app` 0): the load marks every group offered and writes the marks (0x16).
+    // Records of an earlier release for a device whose app set no group (the meta record's
+    // `groups by app` 0): the load marks every group offered and writes the marks (0x16) and
+    // the newest offer's time (0x18).
     let tags = &mut SeededRng::from_label("fuzz seeds: offered");
     let mut whole = ratchetry::fanout::Device::from_bytes(&device_state).unwrap();
     let unit = whole.take_changes(tags);
     let records: Vec<(Vec<u8>, Vec<u8>)> = unit
         .records()
         .iter()
+        .filter(|r| ![0x16, 0x18].contains(&r.key()[0]))
         .map(|r| {
             let mut value = r.value().unwrap_or_default().to_vec();
             if r.key() == [0x02] {
@@ -350,13 +354,14 @@ fn regenerate_fuzz_seeds() {
     .unwrap();
     let marks = old.take_changes(tags);
     assert!(marks.records().iter().any(|r| r.key()[0] == 0x16));
+    assert!(marks.records().iter().any(|r| r.key() == [0x18]));
     let mut offered: Vec<(Vec<u8>, Vec<u8>)> = records
         .into_iter()
         .chain(
             marks
                 .records()
                 .iter()
-                .filter(|r| r.key()[0] == 0x16)
+                .filter(|r| [0x16, 0x18].contains(&r.key()[0]))
                 .map(|r| (r.key().to_vec(), r.value().unwrap_or_default().to_vec())),
         )
         .collect();

@@ -8,7 +8,9 @@ mod support;
 
 use ratchetry::IdentityKeyPair;
 use ratchetry::devices::{AccountKey, AccountKeyPair, DeviceAddress, LinkRequest, Primary};
-use ratchetry::fanout::{Device, Event, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, Received};
+use ratchetry::fanout::{
+    Device, Event, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, OWN_LIST_CLOCK_ALLOWANCE_MS, Received,
+};
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::testing::hooks::seal_raw_payload;
@@ -18,6 +20,8 @@ use support::{World, body};
 const FAMILY: GroupId = GroupId([0x01; 32]);
 const WORK: GroupId = GroupId([0x02; 32]);
 const OTHER: GroupId = GroupId([0x03; 32]);
+/// The time a hand-built offer says it was made (PROTOCOL.md 18.2).
+const OFFERED_AT: u64 = 1_700_000_000_000;
 
 fn offer(w: &mut World) -> HistoryOffer {
     let mut sealer = HistorySealer::new(&mut w.rng);
@@ -43,8 +47,18 @@ fn hand_over(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Received 
 
 /// A membership payload (PROTOCOL.md 18.2) built from its parts, as written, in any order.
 fn payload(offer: &HistoryOffer, groups: &[(GroupId, Vec<AccountKey>)]) -> Vec<u8> {
+    payload_at(OFFERED_AT, offer, groups)
+}
+
+/// The same, made at `offered_at`.
+fn payload_at(
+    offered_at: u64,
+    offer: &HistoryOffer,
+    groups: &[(GroupId, Vec<AccountKey>)],
+) -> Vec<u8> {
     let offer = offer.to_bytes();
-    let mut out = vec![0x02, 0x0c, 0x09];
+    let mut out = vec![0x02, 0x0c, 0x0b];
+    out.extend_from_slice(&offered_at.to_be_bytes());
     out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
     out.extend_from_slice(&offer);
     out.extend_from_slice(&(groups.len() as u32).to_be_bytes());
@@ -224,13 +238,14 @@ fn the_offered_mark_is_inferred_for_older_records_and_goes_with_its_group() {
     w.publish(&alice);
     hand_over(&mut w, phone, desktop);
 
-    // The records as the previous release wrote them: no 0x16 record.
+    // The records as the release before 0x16 wrote them: no 0x16 record, and no 0x18.
     let mut old = w.stores[&desktop].clone();
     let marks: Vec<Vec<u8>> = old.0.keys().filter(|k| k[0] == 0x16).cloned().collect();
     assert_eq!(marks.len(), 2);
     for k in &marks {
         old.0.remove(k);
     }
+    assert!(old.0.remove(&[0x18u8][..]).is_some());
     let mut loaded = old.load();
     let unit = loaded.take_changes(&mut w.rng);
     let written: Vec<&[u8]> = unit
@@ -240,6 +255,9 @@ fn the_offered_mark_is_inferred_for_older_records_and_goes_with_its_group() {
         .map(|r| r.key())
         .collect();
     assert_eq!(written, marks);
+    // And the newest offer's record, as made at time 0: the next offer applies.
+    let newest = unit.records().iter().find(|r| r.key() == [0x18]);
+    assert_eq!(newest.and_then(|r| r.value()), Some(&[0u8; 8][..]));
     w.stores.get_mut(&desktop).unwrap().apply(&unit);
     w.devices.insert(desktop, loaded);
 
@@ -380,6 +398,14 @@ fn malformed_memberships_are_typed_errors_and_change_nothing() {
         (
             "the retired offer without membership (kind 5)",
             [vec![0x02, 0x0c, 0x05], offer.to_bytes().to_vec()].concat(),
+            invalid(),
+        ),
+        (
+            "the retired offer without its time (kind 9)",
+            {
+                let p = payload(&offer, &[(FAMILY, vec![bob])]);
+                [&[0x02, 0x0c, 0x09][..], &p[11..]].concat()
+            },
             invalid(),
         ),
         (
@@ -595,4 +621,209 @@ fn a_meta_record_of_the_previous_layout_loads_with_the_flag_its_groups_imply() {
             Device::from_records(bad.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).is_err()
         );
     }
+}
+
+/// The groups `device` holds, each with its members.
+fn held(w: &mut World, device: DeviceAddress) -> Vec<(GroupId, Vec<AccountKey>)> {
+    let groups: Vec<GroupId> = w.device(device).groups().collect();
+    groups
+        .into_iter()
+        .map(|g| (g, members(w, device, g).unwrap()))
+        .collect()
+}
+
+/// `from`'s history offer to `to`, made at the world's clock, not delivered.
+fn offer_envelope(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
+    let offer = offer(w);
+    let outbox = w
+        .run(from, |d, rng, now| {
+            d.send_history_offer(rng, now, to, &offer)
+        })
+        .unwrap();
+    World::envelope_to(&outbox, to)
+}
+
+/// The groups an offer reports.
+fn offered_groups(got: Result<Received, Error>) -> Vec<GroupId> {
+    match got {
+        Ok(Received::HistoryOffer { groups, .. }) => groups,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Until the companion's app sets a group, each offer newer than the last one applied makes
+/// the companion's offered groups the phone's (PROTOCOL.md 18.2): it installs new groups,
+/// gives offered groups their new members (the companion's next send rotates its key away from
+/// a member removed) and leaves offered groups the phone left, with everything held for them;
+/// it reports exactly those. A group the app vouched for, and one unconfirmed since an own
+/// device left, stay as they are. An offer made at the time of the last one applied, or before
+/// it, changes no group, also after a restart (record `0x18` holds the time, 8 bytes). The
+/// app's first set deletes that record, and offers change nothing from then on; a load refuses
+/// the record beside the app's flag.
+#[test]
+fn offers_apply_in_the_order_they_were_made() {
+    const NEW: GroupId = GroupId([0x04; 32]);
+    let mut w = World::new("membership ordered offers");
+    let alice = w.account(0);
+    let bob = w.account(0);
+    let carol = w.account(0);
+    let dave = w.account(0);
+    w.publish_all();
+    w.set_members(FAMILY, &[alice, bob, carol]);
+    w.set_members(WORK, &[alice, carol]);
+    w.set_members(OTHER, &[alice, bob]);
+    let (phone, c1) = (World::addr(alice, 1), World::addr(carol, 1));
+    let desktop = w.link(&alice);
+    w.publish_all();
+
+    let first = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(
+        offered_groups(w.receive(desktop, &first)),
+        [FAMILY, WORK, OTHER]
+    );
+    // The desktop holds traffic of the groups: its own key in FAMILY (Carol's devices hold
+    // it), Carol's key in WORK.
+    let o = w.send_group(desktop, FAMILY, b"from the desktop");
+    assert!(w.reads(&o, b"from the desktop"));
+    let o = w.send_group(c1, WORK, b"from carol");
+    assert!(w.reads(&o, b"from carol"));
+    // Its app vouches for OTHER's members.
+    w.device(desktop).set_group_members(OTHER, &[bob]).unwrap();
+    w.persist(desktop);
+
+    // An offer of the same groups half a second later, which the relay holds back.
+    w.now = w.now.plus_millis(500);
+    let held_back = offer_envelope(&mut w, phone, desktop);
+
+    // The phone's app removes Carol from FAMILY, leaves WORK, adds Dave to OTHER and starts
+    // NEW; its next offer is applied.
+    w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
+    w.device(phone).forget_group(WORK);
+    w.device(phone)
+        .set_group_members(OTHER, &[bob, dave])
+        .unwrap();
+    w.device(phone).set_group_members(NEW, &[dave]).unwrap();
+    w.persist(phone);
+    w.now = w.now.plus_millis(500);
+    let second = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(
+        offered_groups(w.receive(desktop, &second)),
+        [FAMILY, WORK, NEW]
+    );
+    let applied = [(FAMILY, vec![bob]), (OTHER, vec![bob]), (NEW, vec![dave])];
+    assert_eq!(held(&mut w, desktop), applied);
+    let store = &w.stores[&desktop].0;
+    assert_eq!(
+        store.get(&[0x18u8][..]),
+        Some(&w.now.as_millis().to_be_bytes().to_vec())
+    );
+    assert!(
+        store.keys().all(|k| !k.windows(32).any(|g| g == WORK.0)),
+        "a record of the group left remains"
+    );
+    assert!(store.contains_key(&[&[0x16u8][..], &NEW.0].concat()));
+    let sent = w.send_group(desktop, FAMILY, b"without carol");
+    assert!(
+        sent.group
+            .as_ref()
+            .unwrap()
+            .1
+            .iter()
+            .all(|d| d.account != carol)
+    );
+    assert!(
+        !sent.envelopes.is_empty() && sent.envelopes.iter().all(|(d, _)| d.account != carol),
+        "the desktop's key rotates away from Carol"
+    );
+
+    // Dave joins FAMILY on the phone, which offers again in the same millisecond: not applied.
+    w.device(phone)
+        .set_group_members(FAMILY, &[bob, dave])
+        .unwrap();
+    w.persist(phone);
+    let same_time = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &same_time)), []);
+    assert_eq!(held(&mut w, desktop), applied);
+
+    // The held-back offer arrives after a restart: older, so nothing changes.
+    w.restart(desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &held_back)), []);
+    assert_eq!(held(&mut w, desktop), applied);
+
+    // A device of Alice's leaves: FAMILY and NEW, offered, are unconfirmed; a newer offer
+    // leaves them as they are (it reports no group).
+    let now = w.now;
+    let tablet = w.link(&alice);
+    w.publish(&alice);
+    w.primary(&alice).unlink(now, tablet.device).unwrap();
+    w.publish(&alice);
+    let unconfirmed: Vec<GroupId> = w.device(desktop).unconfirmed_groups().collect();
+    assert_eq!(unconfirmed, [FAMILY, NEW]);
+    w.device(phone).forget_group(NEW);
+    w.persist(phone);
+    w.now = w.now.plus_millis(1_000);
+    let third = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &third)), []);
+    assert_eq!(held(&mut w, desktop), applied);
+    assert!(w.stores[&desktop].0.contains_key(&[0x18u8][..]));
+
+    // The record beside the app's flag does not load.
+    let mut bad = w.stores[&desktop].clone();
+    bad.0.get_mut(&[2u8][..]).unwrap()[20] = 1;
+    assert_eq!(
+        Device::from_records(bad.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).err(),
+        Some(DecodeError::InvalidValue)
+    );
+
+    // The app sets a group: the record goes, and a newer offer changes nothing.
+    w.device(desktop)
+        .set_group_members(FAMILY, &[bob, dave])
+        .unwrap();
+    w.persist(desktop);
+    assert!(!w.stores[&desktop].0.contains_key(&[0x18u8][..]));
+    w.device(phone).set_group_members(OTHER, &[bob]).unwrap();
+    w.persist(phone);
+    w.now = w.now.plus_millis(1_000);
+    let fourth = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &fourth)), []);
+}
+
+/// A stolen companion stamps its offer far in the future so that no later offer outranks it:
+/// the receiver takes it as made `OWN_LIST_CLOCK_ALLOWANCE_MS` after its own clock at most,
+/// so the phone's offer made after that is applied (PROTOCOL.md 18.2), and one made within it
+/// is not.
+#[test]
+fn an_offer_stamped_far_ahead_outranks_later_offers_only_for_the_allowance() {
+    let mut w = World::new("membership offer from the future");
+    let alice = w.account(1);
+    let bob = w.account(0);
+    w.publish_all();
+    let (phone, laptop) = (World::addr(alice, 1), World::addr(alice, 2));
+    let desktop = w.link(&alice);
+    w.publish_all();
+    let hi = w.send(laptop, alice, b"warm up the session");
+    w.deliver_ok(&hi);
+    // The laptop stamps its offer with the latest time there is.
+    let offer = offer(&mut w);
+    let ahead = payload_at(u64::MAX, &offer, &[(FAMILY, vec![bob])]);
+    let ahead = seal(&mut w, laptop, desktop, &ahead);
+    let now = w.now;
+    assert_eq!(offered_groups(w.receive(desktop, &ahead)), [FAMILY]);
+    assert_eq!(
+        w.stores[&desktop].0.get(&[0x18u8][..]),
+        Some(
+            &(now.as_millis() + OWN_LIST_CLOCK_ALLOWANCE_MS)
+                .to_be_bytes()
+                .to_vec()
+        )
+    );
+    w.device(phone).set_group_members(WORK, &[bob]).unwrap();
+    w.persist(phone);
+    w.now = now.plus_millis(OWN_LIST_CLOCK_ALLOWANCE_MS);
+    let within = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &within)), []);
+    w.now = now.plus_millis(OWN_LIST_CLOCK_ALLOWANCE_MS + 1);
+    let after = offer_envelope(&mut w, phone, desktop);
+    assert_eq!(offered_groups(w.receive(desktop, &after)), [FAMILY, WORK]);
+    assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [WORK]);
 }

@@ -2853,8 +2853,9 @@ enum PayloadFields {
     CallKey {
         call_key: String,
     },
-    /// 18.2: the offer and the sender's group membership.
+    /// 18.2: when the sender made the offer (its `now`), the offer and its group membership.
     HistoryOffer {
+        offered_at: u64,
         offer: String,
         groups: Vec<MembershipGroup>,
     },
@@ -3044,8 +3045,16 @@ fn payload_bytes(p: &PayloadFields) -> Vec<u8> {
             reason,
         } => e.u8(10).put(unhex(group)).u32(*key_id).u8(*reason),
         PayloadFields::CallKey { call_key } => e.u8(4).put(unhex(call_key)),
-        PayloadFields::HistoryOffer { offer, groups } => {
-            let mut e = e.u8(9).blob(unhex(offer)).u32(groups.len() as u32);
+        PayloadFields::HistoryOffer {
+            offered_at,
+            offer,
+            groups,
+        } => {
+            let mut e = e
+                .u8(0x0b)
+                .u64(*offered_at)
+                .blob(unhex(offer))
+                .u32(groups.len() as u32);
             for g in groups {
                 e = e.put(unhex(&g.group)).u32(g.members.len() as u32);
                 for m in &g.members {
@@ -3864,6 +3873,7 @@ fn devices_run() -> BobPhone {
         "alice-phone",
         &out.envelopes[0].1,
         PayloadFields::HistoryOffer {
+            offered_at: run.now.0,
             offer: h(&*offer.to_bytes()),
             // Both groups, ascending, with Bob: the laptop holds them already and keeps them.
             groups: {
@@ -4527,8 +4537,14 @@ fn device_vectors() {
                     }
                     PayloadFields::Withheld { .. } => {}
                     PayloadFields::CallKey { call_key } => assert!(calls.contains(call_key)),
-                    PayloadFields::HistoryOffer { offer, groups } => {
+                    PayloadFields::HistoryOffer {
+                        offered_at,
+                        offer,
+                        groups,
+                    } => {
                         assert_eq!(from_account, to_account);
+                        // The README: the run has one clock.
+                        assert_eq!(*offered_at, f.linking.approve_now);
                         assert!(offers.contains(offer));
                         // The README: both accounts are members of both groups, so the
                         // sender's membership is every group, ascending, with the other
@@ -4722,7 +4738,7 @@ fn device_vectors() {
     // Every payload kind of 18.2 appeared, and both resend kinds answered a request.
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-        [1, 2, 4, 6, 7, 9, 10]
+        [1, 2, 4, 6, 7, 10, 11]
     );
     assert_eq!(retries.len(), 3);
 }
@@ -4750,8 +4766,9 @@ struct RecordsFile {
     /// 19.1 kind 0x15: the record the same device writes when it forgets the account of the
     /// `device_list` record (its list's mark, 15.2).
     forgotten: ForgottenVector,
-    /// 19.1 kind 0x16: the same device's records as written before that kind with the meta
-    /// record's `groups by app` 0 load with every group offered, and the load writes the marks.
+    /// 19.1 kinds 0x16 and 0x18: the same device's records as written before those kinds with
+    /// the meta record's `groups by app` 0 load with every group offered, and the load writes
+    /// the marks and the newest offer's time, 0.
     offered: OfferedVector,
     /// 19.1 kind 0x17: the answers records of Alice's phone at the end of devices.json's run.
     answered: AnsweredVector,
@@ -4828,7 +4845,7 @@ struct OfferedVector {
     /// The meta record's value with `groups by app` 0 (its byte 20), in place of the one in
     /// `whole_state`, and no `0x16` record.
     meta: String,
-    /// The `0x16` records the load's unit writes, in key order.
+    /// The `0x16` records and the `0x18` record the load's unit writes, in key order.
     marks: Vec<KeyValue>,
 }
 
@@ -5489,7 +5506,7 @@ fn records_file() -> RecordsFile {
                 marks: unit
                     .records()
                     .iter()
-                    .filter(|r| r.key()[0] == 0x16)
+                    .filter(|r| [0x16, 0x18].contains(&r.key()[0]))
                     .map(|r| KeyValue {
                         key: h(r.key()),
                         value: r.value().map(h),
@@ -6073,8 +6090,9 @@ fn record_vectors() {
             .u8(1)
             .done())
     );
-    // 19.1 kind 0x16: with `groups by app` 0, every group (each `0x09` record of the whole
-    // state) is offered, its mark empty.
+    // 19.1 kinds 0x16 and 0x18: with `groups by app` 0 and no 0x18 record, every group (each
+    // `0x09` record of the whole state) is offered, its mark empty, and the newest offer's
+    // time is 0.
     let whole = whole_state_records(&unhex(&f.whole_state));
     let groups: Vec<String> = whole
         .iter()
@@ -6083,6 +6101,7 @@ fn record_vectors() {
         .map(|k| format!("16{}", h(&k[1..])))
         .collect();
     assert!(!groups.is_empty());
+    assert!(whole.iter().all(|(k, _)| k[0] != 0x18));
     assert_eq!(
         f.offered.marks,
         groups
@@ -6091,6 +6110,10 @@ fn record_vectors() {
                 key,
                 value: Some(String::new()),
             })
+            .chain([KeyValue {
+                key: "18".into(),
+                value: Some(h(0u64.to_be_bytes())),
+            }])
             .collect::<Vec<_>>()
     );
     let mut meta = whole

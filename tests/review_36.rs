@@ -25,6 +25,8 @@ use ratchetry::{DecodeError, Error, FanoutError};
 use support::{World, body};
 
 const ROOM: GroupId = GroupId([0x36; 32]);
+/// The time a hand-built offer says it was made (PROTOCOL.md 18.2).
+const OFFERED_AT: u64 = 1_700_000_000_000;
 const GROUP_MEMBERS: u8 = 0x09;
 const OUTBOUND: u8 = 0x0a;
 const LEDGER: u8 = 0x0b;
@@ -440,7 +442,8 @@ fn offer(w: &mut World) -> HistoryOffer {
 /// A membership payload (PROTOCOL.md 18.2) from raw member bytes.
 fn payload(offer: &HistoryOffer, groups: &[(GroupId, u32, Vec<[u8; 32]>)]) -> Vec<u8> {
     let offer = offer.to_bytes();
-    let mut out = vec![0x02, 0x0c, 0x09];
+    let mut out = vec![0x02, 0x0c, 0x0b];
+    out.extend_from_slice(&OFFERED_AT.to_be_bytes());
     out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
     out.extend_from_slice(&offer);
     out.extend_from_slice(&(groups.len() as u32).to_be_bytes());

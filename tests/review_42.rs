@@ -65,8 +65,9 @@
 //!   first offer installs G with Carol; the phone's app removes Carol and sends a second
 //!   offer; the companion keeps Carol, and its first send to G gives Carol's device its sender
 //!   key. Both need the companion's app not to have set any group itself, which the guide now
-//!   tells it to do as soon as it has the account's group state. The two tests stay ignored:
-//!   they assert what ordered memberships would give.
+//!   tells it to do as soon as it has the account's group state. The two tests were ignored
+//!   until stop 50, which fixed both: an offer carries the time it was made, and until the
+//!   app takes the groups over, the newest offer's membership is the companion's groups.
 //!   (`an_older_history_offer_delivered_after_a_newer_one_installs_no_group_left_since`,
 //!   `a_newer_history_offer_updates_a_group_an_older_offer_installed`)
 
@@ -653,9 +654,9 @@ fn offer(w: &mut World) -> ratchetry::history::HistoryOffer {
 
 /// Bob's phone sends his new laptop a history offer with groups G and H, leaves H, and sends
 /// another offer (G only). The relay delivers them in the other order: the older offer must
-/// not install the group the phone left after it.
+/// not install the group the phone left after it. Was a known limit (offers carried no
+/// order); fixed at stop 50: offers carry the time they were made.
 #[test]
-#[ignore = "KNOWN LIMIT (PROTOCOL.md 18.2): a history offer delivered after a newer one installs a group the newer one no longer names (offers carry no order)"]
 fn an_older_history_offer_delivered_after_a_newer_one_installs_no_group_left_since() {
     const H: GroupId = GroupId([0x43; 32]);
     let mut w = World::new("r42 offers reordered");
@@ -673,6 +674,7 @@ fn an_older_history_offer_delivered_after_a_newer_one_installs_no_group_left_sin
         .unwrap();
     w.device(b1).forget_group(H);
     w.persist(b1);
+    w.now = w.now.plus_millis(1_000);
     let newer = w
         .run(b1, |d, rng, now| d.send_history_offer(rng, now, b2, &o))
         .unwrap();
@@ -900,11 +902,10 @@ fn a_sender_key_asked_for_again_is_answered_in_a_new_session() {
 
 /// The same gap in order: the phone's first offer installs G with Carol on the new laptop;
 /// the phone's app removes Carol and the phone sends a second offer. The laptop's G was
-/// installed by an offer, not set by its app, yet the newer membership is ignored ("a group
-/// the receiver already holds is left as it is"), and the laptop's first send to G gives
-/// Carol's phone its sender key.
+/// installed by an offer, not set by its app: the newer membership removes Carol, and the
+/// laptop's first send to G gives Carol's phone no sender key. Was a known limit (a group
+/// held was never updated); fixed at stop 50.
 #[test]
-#[ignore = "KNOWN LIMIT (PROTOCOL.md 18.2): a newer history offer never updates a group an older offer installed; the app sets the companion's groups"]
 fn a_newer_history_offer_updates_a_group_an_older_offer_installed() {
     let mut w = World::new("r42 offers in order");
     let alice = w.account(0);
@@ -925,6 +926,7 @@ fn a_newer_history_offer_updates_a_group_an_older_offer_installed() {
     w.deliver_ok(&first);
     w.device(b1).set_group_members(G, &[alice]).unwrap();
     w.persist(b1);
+    w.now = w.now.plus_millis(1_000);
     let second = w
         .run(b1, |d, rng, now| d.send_history_offer(rng, now, b2, &o))
         .unwrap();

@@ -109,7 +109,8 @@ fn an_unlinked_companion_cannot_push_a_membership() {
     // The laptop (rogue now) seals a membership payload with Bob in WORK.
     let o = offer(&mut w);
     let ob = o.to_bytes();
-    let mut p = vec![0x02, 0x0c, 0x09];
+    let mut p = vec![0x02, 0x0c, 0x0b];
+    p.extend_from_slice(&w.now.as_millis().to_be_bytes());
     p.extend_from_slice(&(ob.len() as u32).to_be_bytes());
     p.extend_from_slice(&ob);
     p.extend_from_slice(&1u32.to_be_bytes());
@@ -179,7 +180,8 @@ fn the_largest_membership_is_decoded_in_bounded_time() {
     keys.sort_unstable();
     let o = offer(&mut w);
     let ob = o.to_bytes();
-    let mut p = vec![0x02, 0x0c, 0x09];
+    let mut p = vec![0x02, 0x0c, 0x0b];
+    p.extend_from_slice(&w.now.as_millis().to_be_bytes());
     p.extend_from_slice(&(ob.len() as u32).to_be_bytes());
     p.extend_from_slice(&ob);
     p.extend_from_slice(&8u32.to_be_bytes());

@@ -139,6 +139,11 @@ pub struct Device {
     /// device's groups, and a membership in a history offer installs nothing (20). Without it,
     /// an offer the relay held back would put back a group the app left since.
     pub(crate) groups_by_app: bool,
+    /// When the newest history offer whose membership this device applied was made (the
+    /// offering device's clock), while its app has not taken over its groups: an older offer
+    /// (the relay held it back) changes nothing, a newer one brings the offered groups up to
+    /// date (PROTOCOL.md 18.2).
+    pub(crate) newest_offer: Option<Timestamp>,
     /// Counts changes to the lists held and to what the own account's devices are sent (not
     /// state): a group's kept reach holds only at the generation it was computed at.
     pub(crate) lists_generation: u64,
@@ -193,6 +198,7 @@ impl Device {
             epoch: 0,
             restored_at: None,
             groups_by_app: false,
+            newest_offer: None,
             lists_generation: 0,
             chain: UnitChain::WHOLE,
             dirty: Dirty {
@@ -314,6 +320,7 @@ impl Device {
         // The app owns a restored device's groups: a history offer read again (or held back
         // until now) must not install a group with members removed after the backup.
         self.groups_by_app = true;
+        self.newest_offer = None;
         for group in self.groups.values_mut() {
             // Members removed after the backup are still listed: the app sets them again.
             group.unconfirmed = true;

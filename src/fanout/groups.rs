@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 
 use super::Device;
+use super::ledger::Group;
 use super::members::{MAX_GROUP_MEMBERS, Members};
 use super::records::Key;
 use crate::devices::{AccountKey, DeviceAddress, DeviceId};
@@ -17,7 +18,7 @@ impl Device {
     /// accounts no longer members are dropped; if a device that holds this device's sender
     /// key is no longer a member device, the next send rotates it. Setting the same members
     /// again changes nothing. Once the app has set or forgotten a group here, it owns this
-    /// device's groups: a history offer's membership installs nothing any more.
+    /// device's groups: a history offer's membership changes nothing any more.
     ///
     /// More than [`MAX_GROUP_MEMBERS`](crate::fanout::MAX_GROUP_MEMBERS) distinct accounts
     /// (this device's own not counted) are `TooManyMembers`, and nothing changes: a device
@@ -36,25 +37,19 @@ impl Device {
             }
             .into());
         }
-        let old = match self.groups.get_mut(&group) {
-            // The same members again change nothing, but that the app now vouches for the
-            // members of a group an offer installed.
-            Some(g) if g.members == new && !g.unconfirmed => {
-                if core::mem::take(&mut g.offered) {
-                    self.touch(Key::Offered(group));
-                    self.bump();
-                }
-                return Ok(());
+        // The same members again change nothing, but that the app now vouches for the
+        // members of a group an offer installed.
+        if let Some(g) = self.groups.get_mut(&group)
+            && g.members == new
+            && !g.unconfirmed
+        {
+            if core::mem::take(&mut g.offered) {
+                self.touch(Key::Offered(group));
+                self.bump();
             }
-            Some(g) => g.members.clone(),
-            None => Members::default(),
-        };
-        for gone in old.without(&new) {
-            self.drop_group_keys_of(group, gone);
+            return Ok(());
         }
-        let g = self.groups.entry(group).or_default();
-        g.members = new;
-        g.reach = None;
+        let g = self.put_members(group, new);
         let offered = core::mem::take(&mut g.offered);
         if core::mem::take(&mut g.unconfirmed) {
             self.touch(Key::Unconfirmed(group));
@@ -62,10 +57,37 @@ impl Device {
         if offered {
             self.touch(Key::Offered(group));
         }
-        self.touch(Key::GroupMembers(group));
-        self.groups_by_app = true;
+        self.app_owns_groups();
         self.bump();
         Ok(())
+    }
+
+    /// Makes `members` the members of `group`, installing it if this device does not hold
+    /// it: the sender keys of accounts no longer members are dropped, and the next send
+    /// rotates if a device of one held this device's. Returns the group, whose flags the
+    /// caller sets.
+    pub(super) fn put_members(&mut self, group: GroupId, members: Members) -> &mut Group {
+        let old = match self.groups.get(&group) {
+            Some(g) => g.members.clone(),
+            None => Members::default(),
+        };
+        for gone in old.without(&members) {
+            self.drop_group_keys_of(group, gone);
+        }
+        self.touch(Key::GroupMembers(group));
+        let g = self.groups.entry(group).or_default();
+        g.members = members;
+        g.reach = None;
+        g
+    }
+
+    /// The app has set or forgotten a group: it owns this device's groups from now on, and a
+    /// history offer's membership changes nothing (PROTOCOL.md 18.2).
+    fn app_owns_groups(&mut self) {
+        self.groups_by_app = true;
+        if self.newest_offer.take().is_some() {
+            self.touch(Key::NewestOffer);
+        }
     }
 
     /// The groups whose members the app set on this device, or that a history offer from
@@ -83,8 +105,17 @@ impl Device {
     /// received for it are deleted. A history offer's membership never puts it back (nor any
     /// other group: see [`set_group_members`](Self::set_group_members)).
     pub fn forget_group(&mut self, group: GroupId) {
+        if self.remove_group(group) {
+            self.app_owns_groups();
+            self.bump();
+        }
+    }
+
+    /// Deletes `group` and everything held for it (see [`forget_group`](Self::forget_group)),
+    /// if held; whether it was.
+    pub(super) fn remove_group(&mut self, group: GroupId) -> bool {
         let Some(g) = self.groups.remove(&group) else {
-            return;
+            return false;
         };
         self.touch(Key::GroupMembers(group));
         if g.unconfirmed {
@@ -121,8 +152,7 @@ impl Device {
             self.withheld.remove(&(a, group));
             self.touch(Key::Withheld(a, group));
         }
-        self.groups_by_app = true;
-        self.bump();
+        true
     }
 
     /// The groups whose members the app has not set since they were held at a restore from a

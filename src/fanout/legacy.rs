@@ -153,6 +153,7 @@ impl Device {
             epoch,
             restored_at: None,
             groups_by_app: false,
+            newest_offer: None,
             lists_generation: 0,
             // Its first unit replaces all, starting from the old state's epoch and the tag of
             // a state before tags: where nothing is stored, or a second copy's migration of

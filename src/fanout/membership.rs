@@ -5,22 +5,25 @@
 //! keys, messages and resends. Other devices' sender keys are not in it: every device has its
 //! own, and receivers get them from their senders by distribution or retry.
 //!
-//! It rides only the own-account pairwise channel, and a group the receiver already holds is
-//! left as it is: memberships carry no order, so one may be older than what the receiver
-//! holds (the relay held it back), and a group its app set is at least as new as any. A
-//! membership starts a new device's groups; the app keeps them current (PROTOCOL.md 18.2): a
-//! later membership does not update a group an earlier one installed (review 42).
+//! It rides only the own-account pairwise channel, stamped with the offering device's clock.
+//! Until the receiver's app sets or forgets a group itself, the newest membership it read is
+//! its groups: a newer one installs, updates and leaves the groups offers installed, and an
+//! older one (the relay held it back) changes nothing (review 42's two known limits, fixed at
+//! stop 50). Once the app has, the groups are its own, and no membership touches them: a group
+//! its app set is at least as new as any offer (PROTOCOL.md 18.2).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::Device;
+use super::device::OWN_LIST_CLOCK_ALLOWANCE_MS;
 use super::ledger::Group;
 use super::members::{MAX_GROUP_MEMBERS, Members};
 use super::records::Key;
 use crate::devices::AccountKey;
 use crate::error::{DecodeError, Error, SyncError};
 use crate::group::GroupId;
+use crate::time::Timestamp;
 use crate::wire::{Reader, Writer, bounded_count};
 
 /// Groups a membership may name: a device in more groups cannot send a history offer
@@ -96,43 +99,92 @@ impl Device {
         Membership::of(&self.groups)
     }
 
-    /// What installing `membership` from a device of this account adds: the groups this
-    /// device does not hold, and none once its app has set or forgotten a group (the app owns
-    /// the groups then, and a membership the relay held back would put back one it left).
-    /// Nothing changes here. A membership naming this account among a group's members is
-    /// `InvalidValue` (the sender's own account is never listed, 18.5).
+    /// What applying `membership`, offered at `offered_at` by a device of this account,
+    /// changes (PROTOCOL.md 18.2), or `None` if it changes nothing: its app has set or
+    /// forgotten a group (it owns the groups then), or this device applied an offer made no
+    /// earlier (this one is older: the relay held it back, or sent it again; a time more than
+    /// [`OWN_LIST_CLOCK_ALLOWANCE_MS`] after `now` is taken as that). Otherwise the
+    /// offer is the newest: the groups it names that this device does not hold are installed,
+    /// and the groups an offer installed (and the app has neither set nor confirmed) take its
+    /// members, or are left if it does not name them. Nothing changes here. A membership
+    /// naming this account among a group's members is `InvalidValue` (the sender's own
+    /// account is never listed, 18.5).
     pub(crate) fn judge_membership(
         &self,
+        now: Timestamp,
+        offered_at: Timestamp,
         membership: Membership,
-    ) -> Result<Vec<(GroupId, Members)>, Error> {
+    ) -> Result<Option<MembershipChange>, Error> {
         let own = self.address.account;
         if membership.0.values().any(|m| m.contains(&own)) {
             return Err(DecodeError::InvalidValue.into());
         }
-        if self.groups_by_app {
-            return Ok(Vec::new());
+        // An offer is taken as made no later than the allowance after this device's clock:
+        // one stamped further ahead (a stolen device's, made to outrank every later offer)
+        // holds back the phone's next offers for that allowance at most.
+        let offered_at = offered_at.min(Timestamp(
+            now.as_millis().saturating_add(OWN_LIST_CLOCK_ALLOWANCE_MS),
+        ));
+        if self.groups_by_app || self.newest_offer.is_some_and(|t| t >= offered_at) {
+            return Ok(None);
         }
-        Ok(membership
+        // Held groups the app set, confirmed, or must confirm are the app's: left as they are.
+        let offered = |g: &Group| g.offered && !g.unconfirmed;
+        let leave = self
+            .groups
+            .iter()
+            .filter(|(id, g)| offered(g) && !membership.0.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        let set = membership
             .0
             .into_iter()
-            .filter(|(group, _)| !self.groups.contains_key(group))
-            .collect())
+            .filter(|(id, members)| {
+                self.groups
+                    .get(id)
+                    .is_none_or(|g| offered(g) && g.members != *members)
+            })
+            .collect();
+        Ok(Some(MembershipChange {
+            offered_at,
+            set,
+            leave,
+        }))
     }
 
-    /// Installs groups [`judge_membership`](Self::judge_membership) found new.
-    pub(crate) fn install_membership(&mut self, groups: Vec<(GroupId, Members)>) {
-        for (group, members) in groups {
-            self.groups.insert(
-                group,
-                Group {
-                    members,
-                    offered: true,
-                    ..Group::default()
-                },
-            );
-            self.touch(Key::GroupMembers(group));
-            self.touch(Key::Offered(group));
+    /// Applies what [`judge_membership`](Self::judge_membership) found.
+    pub(crate) fn apply_membership(&mut self, change: MembershipChange) {
+        for group in change.leave {
+            self.remove_group(group);
         }
+        for (group, members) in change.set {
+            let g = self.put_members(group, members);
+            if !core::mem::replace(&mut g.offered, true) {
+                self.touch(Key::Offered(group));
+            }
+        }
+        self.newest_offer = Some(change.offered_at);
+        self.touch(Key::NewestOffer);
+    }
+}
+
+/// What a newer history offer's membership changes on a device whose app has not taken over
+/// its groups.
+pub(crate) struct MembershipChange {
+    offered_at: Timestamp,
+    /// Groups installed, or offered groups whose members change, with their new members.
+    set: Vec<(GroupId, Members)>,
+    /// Offered groups the offer no longer names.
+    leave: Vec<GroupId>,
+}
+
+impl MembershipChange {
+    /// The groups changed, ascending: installed, given new members, or left.
+    pub(crate) fn groups(&self) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = self.set.iter().map(|(g, _)| *g).collect();
+        groups.extend(&self.leave);
+        groups.sort_unstable();
+        groups
     }
 }
 

@@ -134,18 +134,21 @@ pub enum Received {
         message: CallKeyMessage,
     },
     /// Another device of this account offers its history: fetch the sealed chunks and open
-    /// them with [`HistoryOpener`](crate::history::HistoryOpener). The groups it sent that
-    /// this device did not hold are installed with their members (see
-    /// [`Device::group_members`](super::Device::group_members)); groups held are left as they
-    /// are.
+    /// them with [`HistoryOpener`](crate::history::HistoryOpener). Until this device's app
+    /// sets or forgets a group itself, the newest offer's groups are this device's: the groups
+    /// it names that this device did not hold are installed with their members (see
+    /// [`Device::group_members`](super::Device::group_members)), and the groups an earlier
+    /// offer installed take its members, or are left if it no longer names them. An offer
+    /// made no later than one applied (the relay held it back) changes no group.
     HistoryOffer {
         /// The device of this account that sealed it.
         from: DeviceAddress,
         /// The offer.
         offer: HistoryOffer,
-        /// The groups installed from it, ascending: this device can now send to them and
-        /// accept their members' sender keys and messages. Empty once this device's app has
-        /// set or forgotten a group itself (its app owns its groups then).
+        /// The groups it changed, ascending: installed or given new members (this device
+        /// sends to them and accepts their members' sender keys and messages), or left
+        /// (`group_members` is `None`). Empty for an older offer, and once this device's app
+        /// has set or forgotten a group itself (its app owns its groups then).
         groups: Vec<GroupId>,
     },
     /// A device that was a recipient of a message from this one could not read it and asks

@@ -17,6 +17,7 @@ use crate::devices::AccountKey;
 use crate::error::DecodeError;
 use crate::group::{GroupId, SenderKeyDistribution, SenderKeyId};
 use crate::history::HistoryOffer;
+use crate::time::Timestamp;
 use crate::wire::{Reader, SecretBuf, Writer, kind};
 
 const DIRECT: u8 = 1;
@@ -29,9 +30,11 @@ const CALL_KEY: u8 = 4;
 // travels with it now (HISTORY_OFFER).
 const DIRECT_RESEND: u8 = 6;
 const GROUP_RESEND: u8 = 7;
-const HISTORY_OFFER: u8 = 9;
 const CALL_KEY_RESEND: u8 = 8;
+// 9 was the history offer without the time it was made: retired, as a membership held back
+// past a newer one could not be told from it (HISTORY_OFFER).
 const WITHHELD: u8 = 10;
+const HISTORY_OFFER: u8 = 11;
 
 /// The generations of one sender's key for one group a device keeps withheld notices of (the
 /// oldest dropped beyond): a sender names a new one at each rotation while it withholds.
@@ -137,8 +140,10 @@ pub(crate) enum Payload {
         reason: WithheldReason,
     },
     CallKey(CallKeyMessage),
-    /// An offer and the sender's groups, for a device of its own account.
+    /// An offer and the sender's groups, for a device of its own account, with the sender's
+    /// clock when it made them: a newer membership replaces an older one, never the reverse.
     HistoryOffer {
+        offered_at: Timestamp,
         offer: HistoryOffer,
         membership: Membership,
     },
@@ -201,8 +206,13 @@ impl Payload {
                 out.u8(CALL_KEY);
                 out.put(&m.to_bytes());
             }
-            Self::HistoryOffer { offer, membership } => {
+            Self::HistoryOffer {
+                offered_at,
+                offer,
+                membership,
+            } => {
                 out.u8(HISTORY_OFFER);
+                out.u64(offered_at.as_millis());
                 out.blob(&offer.to_bytes());
                 membership.write(&mut out);
             }
@@ -268,11 +278,16 @@ impl Payload {
             }
             CALL_KEY => CallKeyMessage::from_bytes(r.rest()).map(Self::CallKey),
             HISTORY_OFFER => {
+                let offered_at = Timestamp(r.u64()?);
                 let len = r.u32()? as usize;
                 let offer = HistoryOffer::from_bytes(r.bytes(len)?)?;
                 let membership = Membership::read(&mut r)?;
                 r.finish()?;
-                Ok(Self::HistoryOffer { offer, membership })
+                Ok(Self::HistoryOffer {
+                    offered_at,
+                    offer,
+                    membership,
+                })
             }
             DIRECT_RESEND => {
                 let (reference, nonce) = (r.array()?, r.array()?);

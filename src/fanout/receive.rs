@@ -10,7 +10,7 @@ use super::device::{Placement, unknown_account};
 use super::envelope::MessageRef;
 use super::envelope::{Envelope, GroupHeader, PairwiseHeader};
 use super::lists::lists_digest;
-use super::members::Members;
+use super::membership::MembershipChange;
 use super::message_id::{DirectIdPrefix, MessageNonce};
 use super::payload::{MAX_WITHHELD_GENERATIONS, Payload};
 use super::records::Key;
@@ -50,8 +50,8 @@ enum Effect {
     /// The retry for the message of this reference was answered: the message is read, under
     /// this id (its own kind's, 18.4: the envelope asked from may have been of the other kind).
     Answered(MessageRef, EnvelopeId),
-    /// Groups to install from an own device's membership (18.2).
-    Groups(Vec<(GroupId, Members)>),
+    /// What a newer membership of an own device changes (18.2).
+    Membership(MembershipChange),
 }
 
 impl Device {
@@ -194,7 +194,8 @@ impl Device {
             plaintext,
             prefix,
         } = self.open_pairwise(&from, identity, header_bytes, message)?;
-        let (received, effect) = self.judge(from, identity, prefix, Payload::decode(plaintext)?)?;
+        let payload = Payload::decode(plaintext)?;
+        let (received, effect) = self.judge(now, from, identity, prefix, payload)?;
         let requested = matches!(effect, Effect::Answered(..));
         match opening {
             Opening::Held(index, opened) => self.advance_session(from, index, opened, requested),
@@ -249,7 +250,7 @@ impl Device {
                 self.withdraw_pending((from, reference));
                 replaced = Some(read);
             }
-            Effect::Groups(groups) => self.install_membership(groups),
+            Effect::Membership(change) => self.apply_membership(change),
         }
         Ok((received, replaced))
     }
@@ -338,6 +339,7 @@ impl Device {
     /// What a payload from `from` means, and what it will change; nothing changes here.
     fn judge(
         &self,
+        now: Timestamp,
         from: DeviceAddress,
         identity: IdentityKey,
         prefix: Option<DirectIdPrefix>,
@@ -391,20 +393,26 @@ impl Device {
                 )
             }
             Payload::CallKey(message) => (Received::CallKey { from, message }, Effect::None),
-            Payload::HistoryOffer { offer, membership } => {
+            Payload::HistoryOffer {
+                offered_at,
+                offer,
+                membership,
+            } => {
                 // Only this account's own devices hold its history and its groups.
                 if from.account != own {
                     return Err(DecodeError::InvalidValue.into());
                 }
-                let install = self.judge_membership(membership)?;
-                let groups = install.iter().map(|(g, _)| *g).collect();
+                let change = self.judge_membership(now, offered_at, membership)?;
+                let groups = change
+                    .as_ref()
+                    .map_or_else(Vec::new, MembershipChange::groups);
                 (
                     Received::HistoryOffer {
                         from,
                         offer,
                         groups,
                     },
-                    Effect::Groups(install),
+                    change.map_or(Effect::None, Effect::Membership),
                 )
             }
             Payload::DirectResend {

@@ -71,6 +71,9 @@ pub(crate) enum Key {
     Offered(GroupId),
     /// The retry requests of one device answered for one sent group message.
     Answered(SendId, DeviceAddress),
+    /// When the newest history offer whose membership this device applied was made, while
+    /// its app has not taken over its groups.
+    NewestOffer,
 }
 
 // Kind bytes ascend in the order of `Key`'s variants, so the canonical order of records is the
@@ -98,6 +101,7 @@ pub(crate) const UNCONFIRMED: u8 = 0x14;
 pub(crate) const FORGOTTEN: u8 = 0x15;
 pub(crate) const OFFERED: u8 = 0x16;
 pub(crate) const ANSWERED: u8 = 0x17;
+pub(crate) const NEWEST_OFFER: u8 = 0x18;
 
 impl Key {
     /// The key's kind byte, its first. Records sorted by key are grouped by kind, in this
@@ -127,6 +131,7 @@ impl Key {
             Key::Forgotten(_) => FORGOTTEN,
             Key::Offered(_) => OFFERED,
             Key::Answered(..) => ANSWERED,
+            Key::NewestOffer => NEWEST_OFFER,
         }
     }
 
@@ -134,7 +139,7 @@ impl Key {
         let mut out = Vec::with_capacity(73);
         out.u8(self.kind());
         match self {
-            Key::Own | Key::Meta | Key::PreKeys | Key::Restored => {}
+            Key::Own | Key::Meta | Key::PreKeys | Key::Restored | Key::NewestOffer => {}
             Key::OneTime(id) | Key::OneTimeKem(id) | Key::Seen(id) => out.u32(*id),
             Key::SeenBase(spk, key) => {
                 out.u32(*spk);
@@ -202,6 +207,7 @@ impl Key {
             FORGOTTEN => Key::Forgotten(AccountKey::from_trusted(r.array()?)),
             OFFERED => Key::Offered(GroupId(r.array()?)),
             ANSWERED => Key::Answered(SendId(r.u64()?), DeviceAddress::read_trusted(&mut r)?),
+            NEWEST_OFFER => Key::NewestOffer,
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -291,6 +297,7 @@ mod tests {
             Key::Offered(g),
             Key::Answered(SendId(1 << 40), a),
             Key::Answered(SendId(2), a),
+            Key::NewestOffer,
         ];
         keys.sort();
         let bytes: alloc::vec::Vec<_> = keys.iter().map(Key::encode).collect();

@@ -445,8 +445,9 @@ impl Device {
     }
 
     /// Sends a history offer to another device of this account (a newly linked companion),
-    /// with this device's groups and their member accounts: the companion installs those it
-    /// does not hold, so it can send to them and read their members at once. More groups or
+    /// with this device's groups and their member accounts, stamped with `now`: the companion
+    /// installs them, so it can send to them and read their members at once, and a later
+    /// offer brings the groups it installed up to date (PROTOCOL.md 18.2). More groups or
     /// members than a membership carries is `SyncError::MembershipTooLarge`.
     pub fn send_history_offer(
         &mut self,
@@ -463,6 +464,7 @@ impl Device {
             return Err(FanoutError::GroupUnconfirmed(group).into());
         }
         let payload = Payload::HistoryOffer {
+            offered_at: now,
             offer: offer.clone(),
             membership: self.membership()?,
         };

@@ -111,6 +111,7 @@ impl Device {
         keys.extend(self.restored_at.map(|_| Key::Restored));
         keys.extend(self.journal.replaced.keys().map(|id| Key::Replaced(*id)));
         keys.extend(self.forgotten.keys().map(|a| Key::Forgotten(*a)));
+        keys.extend(self.newest_offer.map(|_| Key::NewestOffer));
         keys.sort_unstable();
         keys
     }
@@ -181,6 +182,7 @@ impl Device {
             },
             Key::Pending(k) => self.journal.pending.get(k)?.write(&mut out),
             Key::Restored => out.u64(self.restored_at?.as_millis()),
+            Key::NewestOffer => out.u64(self.newest_offer?.as_millis()),
             Key::Replaced(id) => {
                 let (sender, at) = self.journal.replaced.get(id)?;
                 sender.write(&mut out);
@@ -290,6 +292,7 @@ impl Device {
             epoch,
             restored_at: None,
             groups_by_app: false,
+            newest_offer: None,
             lists_generation: 0,
             // The store holds the records at this epoch and tag: the next unit starts there.
             chain: UnitChain::at(epoch, tag.unwrap_or(UnitTag::NONE)),
@@ -490,6 +493,7 @@ impl Device {
                     device.journal.pending.insert(key, Pending::read(&mut r)?);
                 }
                 Key::Restored => device.restored_at = Some(Timestamp(r.u64()?)),
+                Key::NewestOffer => device.newest_offer = Some(Timestamp(r.u64()?)),
                 Key::Replaced(id) => {
                     if device.journal.replaced.len() == MAX_REPLACED_MESSAGE_IDS {
                         return Err(DecodeError::InvalidValue);
@@ -525,13 +529,24 @@ impl Device {
             migrated.push(Key::Meta);
         }
         device.groups_by_app = groups_by_app.unwrap_or(!device.groups.is_empty());
-        // Records from before `0x16`: while the app had set no group, every group came from
-        // an offer. Their records are written by the load's unit.
-        if !device.groups_by_app {
+        // Offers are ordered only while the app has not taken over the groups.
+        if device.groups_by_app && device.newest_offer.is_some() {
+            return Err(DecodeError::InvalidValue);
+        }
+        // Records from before `0x18`, which a device that holds groups the app did not set
+        // has since the first offer it applied: while the app had set no group, every group
+        // came from an offer (a group the app vouched for then is taken as offered too, as
+        // before `0x16` every group was). Their records, and the newest offer's as made at
+        // time 0 (any offer is newer), are written by the load's unit, so that this is
+        // inferred once: a later load does not mark offered again a group the app vouched
+        // for since.
+        if !device.groups_by_app && device.newest_offer.is_none() && !device.groups.is_empty() {
             for (id, group) in device.groups.iter_mut().filter(|(_, g)| !g.offered) {
                 group.offered = true;
                 migrated.push(Key::Offered(*id));
             }
+            device.newest_offer = Some(Timestamp(0));
+            migrated.push(Key::NewestOffer);
         }
         for key in migrated {
             device.dirty.mark(key);

@@ -8,7 +8,7 @@ use super::SeededRng;
 use crate::calls::{Call, CallKeyMessage};
 use crate::devices::{
     LinkApproval, LinkConfirmation, LinkInvitation, LinkRequest, PRIMARY_DEVICE, Primary,
-    PrimaryPolicy, SignedDeviceList,
+    PrimaryPolicy, SignedDeviceList, complete_link,
 };
 use crate::fanout::{Device, DeviceConfig, EnvelopeId, Outgoing, RetryReason, WithheldReason};
 use crate::group::{
@@ -367,12 +367,15 @@ pub fn device_wire(data: &[u8]) {
 }
 
 /// Two accounts' devices with sessions, a group and a sender key, and envelopes in flight.
+/// The receiver holds its group from its account's laptop's history offer (its app set none),
+/// so an offer in flight is applied, and a fuzzed one reaches every rule of applying one.
 #[derive(Clone)]
 pub struct FanoutFixture {
     /// Bob's phone, the receiver.
     pub receiver: Device,
     /// Genuine envelopes for it not yet received: 1:1, a sender-key distribution, a group
-    /// message, a withheld notice, and (last) a retry request for a message it sent.
+    /// message, a withheld notice, a history offer from its account's laptop (newer than the
+    /// one its groups came from), and (last) a retry request for a message it sent.
     pub in_flight: Vec<Vec<u8>>,
 }
 
@@ -381,6 +384,8 @@ impl FanoutFixture {
     pub const NOW: Timestamp = Timestamp(1_790_000_000_000);
     /// The fixture's group.
     pub const GROUP: GroupId = GroupId([0x11; 32]);
+    /// The group the laptop's offer in flight installs.
+    pub const OTHER_GROUP: GroupId = GroupId([0x12; 32]);
 
     /// Builds the fixture deterministically.
     pub fn new() -> Self {
@@ -391,40 +396,85 @@ impl FanoutFixture {
             let a_id = IdentityKeyPair::generate(rng);
             let a_primary = Primary::new(rng, &a_id, now, PrimaryPolicy::default());
             let b_id = IdentityKeyPair::generate(rng);
-            let b_primary = Primary::new(rng, &b_id, now, PrimaryPolicy::default());
-            let (a_list, b_list) = (a_primary.device_list(), b_primary.device_list());
+            let mut b_primary = Primary::new(rng, &b_id, now, PrimaryPolicy::default());
+            let a_list = a_primary.device_list();
+            // Bob links a laptop: his phone holds its groups from the laptop's history offers.
+            let laptop_id = IdentityKeyPair::generate(rng);
+            let invitation = b_primary.invite(rng, now)?;
+            let approval = b_primary.approve(now, &LinkRequest::new(&laptop_id, &invitation))?;
+            let (b_list, confirmation) =
+                complete_link(&laptop_id, &invitation, &approval, &config.lists)?;
+            b_primary.confirm(&confirmation)?;
             let (mut alice, _) =
                 Device::new(rng, now, a_id, PRIMARY_DEVICE, a_list.clone(), 2, config)?;
             let (mut bob, _) =
                 Device::new(rng, now, b_id, PRIMARY_DEVICE, b_list.clone(), 2, config)?;
-            alice.update_device_list(now, &b_list.account(), b_list.signed().clone())?;
-            bob.update_device_list(now, &a_list.account(), a_list.signed().clone())?;
-            alice.set_group_members(Self::GROUP, &[b_list.account()])?;
-            bob.set_group_members(Self::GROUP, &[a_list.account()])?;
-            alice.start_sessions(rng, now, &[(bob.address(), bob.bundle(None, None))])?;
-            let to = b_list.account();
-            let first = ready(alice.send(rng, now, &to, b"first")?)?;
-            for (_, e) in &first.envelopes {
-                bob.receive(now, e)?;
-            }
-            let reply = ready(bob.send(rng, now, &a_list.account(), b"reply")?)?;
-            let mut in_flight = Vec::new();
-            let direct = ready(alice.send(rng, now, &to, b"direct")?)?;
-            in_flight.extend(direct.envelopes.into_iter().map(|(_, e)| e));
-            let group = ready(alice.send_group(rng, now, Self::GROUP, b"g")?)?;
-            in_flight.extend(group.envelopes.into_iter().map(|(_, e)| e));
-            in_flight.extend(group.group.map(|(e, _)| e));
-            let (_, retry) = alice.request_retry(
+            let (mut laptop, _) = Device::new(
                 rng,
                 now,
-                &reply.envelopes[0].1,
-                RetryReason::AuthenticationFailed,
+                laptop_id,
+                approval.device,
+                b_list.clone(),
+                2,
+                config,
             )?;
+            let (a, b) = (a_list.account(), b_list.account());
+            alice.update_device_list(now, &b, b_list.signed().clone())?;
+            bob.update_device_list(now, &a, a_list.signed().clone())?;
+            laptop.update_device_list(now, &a, a_list.signed().clone())?;
+            alice.set_group_members(Self::GROUP, &[b])?;
+            laptop.set_group_members(Self::GROUP, &[a])?;
+            let history = {
+                let mut sealer = HistorySealer::new(rng);
+                let _ = sealer.push(b"history");
+                sealer.finish().1
+            };
+            laptop.start_sessions(rng, now, &[(bob.address(), bob.bundle(None, None))])?;
+            for (_, e) in
+                &ready(laptop.send_history_offer(rng, now, bob.address(), &history)?)?.envelopes
+            {
+                bob.receive(now, e)?;
+            }
+            let bundles = [
+                (bob.address(), bob.bundle(None, None)),
+                (laptop.address(), laptop.bundle(None, None)),
+            ];
+            alice.start_sessions(rng, now, &bundles)?;
+            let first = ready(alice.send(rng, now, &b, b"first")?)?;
+            let to_bob = |o: crate::fanout::Outbox| {
+                o.envelopes
+                    .into_iter()
+                    .filter(|(to, _)| to.device == PRIMARY_DEVICE)
+                    .map(|(_, e)| e)
+            };
+            for e in to_bob(first) {
+                bob.receive(now, &e)?;
+            }
+            let reply = ready(bob.send(rng, now, &a, b"reply")?)?;
+            let reply = reply
+                .envelopes
+                .into_iter()
+                .find(|(to, _)| to.account == a)
+                .map(|(_, e)| e)
+                .ok_or(crate::FanoutError::UnknownMessage)?;
+            let mut in_flight = Vec::new();
+            in_flight.extend(to_bob(ready(alice.send(rng, now, &b, b"direct")?)?));
+            let group = ready(alice.send_group(rng, now, Self::GROUP, b"g")?)?;
+            let group_envelope = group.group.clone().map(|(e, _)| e);
+            in_flight.extend(to_bob(group));
+            in_flight.extend(group_envelope);
+            let (_, retry) =
+                alice.request_retry(rng, now, &reply, RetryReason::AuthenticationFailed)?;
             // Bob's phone held the key: the withholding send rotates, and tells it.
             let withheld = [(bob.address(), Some(WithheldReason::Blocked))];
             let notice =
                 ready(alice.send_group_withholding(rng, now, Self::GROUP, b"w", &withheld)?)?;
-            in_flight.extend(notice.envelopes.into_iter().map(|(_, e)| e));
+            in_flight.extend(to_bob(notice));
+            // The laptop's app starts another group; its next offer brings it to the phone.
+            laptop.set_group_members(Self::OTHER_GROUP, &[a])?;
+            let later = Timestamp(now.as_millis() + 1000);
+            let offer = laptop.send_history_offer(rng, later, bob.address(), &history)?;
+            in_flight.extend(ready(offer)?.envelopes.into_iter().map(|(_, e)| e));
             in_flight.push(retry);
             let _ = bob.take_changes(rng);
             Ok(Self {

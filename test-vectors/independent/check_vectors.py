@@ -1967,7 +1967,7 @@ def payload_bytes(kind, f):
     if kind == "call_key":
         return b"\x02\x0c\x04" + f["call_key"]
     if kind == "history_offer":
-        return b"\x02\x0c\x09" + blob(f["offer"]) + membership_bytes(f["groups"])
+        return b"\x02\x0c\x0b" + u64(f["offered_at"]) + blob(f["offer"]) + membership_bytes(f["groups"])
     if kind == "direct_resend":
         return b"\x02\x0c\x06" + f["reference"] + f["nonce"] + opt(f["sent_to"]) + f["body"]
     if kind == "group_resend":
@@ -2489,6 +2489,9 @@ class Device:
         self.pending = {}        # address of S ‖ reference -> pending retry (18.4, 19.1 kind 0x10)
         self.replaced = {}       # message id -> (sender, time) of the resend replacing it (19.1 kind 0x12)
         self.members = {}        # group -> set of member AKs other than its own account (19.1 0x09)
+        self.groups_by_app = False  # the app set or forgot a group (19.1 meta flag, 18.2)
+        self.offered = set()     # groups an offer installed, not set by the app since (19.1 0x16)
+        self.newest_offer = None # the time of the last offer applied (19.1 0x18)
 
 
 LABEL_NUMBER = re.compile(r"^(.*)-(\d+)$")
@@ -2643,6 +2646,7 @@ class DevicesRun:
         for dev in self.devices.values():
             for g in self.doc["groups"].values():
                 dev.members[hx(g)] = {ak for n, ak in self.aks.items() if n != dev.account}
+            dev.groups_by_app = True
 
     # --- events -------------------------------------------------------------------------------
 
@@ -2730,11 +2734,13 @@ class DevicesRun:
             return {"call_key": self.calls[frm.name]}
         if kind == "history_offer":
             R.check(f"{w}: history offer is the sealer's", self.offers[frm.name], f["offer"])
+            # 18.2: stamped with the sender's clock; the run has one (the README).
+            R.check(f"{w}: offered_at (18.2)", self.approve_now, f["offered_at"])
             # 18.2: the sender's groups and their members, its own account left out.
             groups = {g: set(m) for g, m in frm.members.items()}
             R.check(f"{w}: membership (18.2)", membership_bytes(groups),
                     membership_bytes({hx(g["group"]): {hx(a) for a in g["members"]} for g in f["groups"]}))
-            return {"offer": self.offers[frm.name], "groups": groups}
+            return {"offered_at": self.approve_now, "offer": self.offers[frm.name], "groups": groups}
         reference, entry, request_id = self.answering[(frm.name, to.address)]
         if entry["kind"] == 2:  # 19.1 kind 0x17: S records the request answered, by requester
             entry["answered"].setdefault(to.address, []).append(request_id)
@@ -2906,17 +2912,27 @@ class DevicesRun:
             if key_id not in notices:
                 notices.append(key_id)
                 del notices[:-4]
-        elif kind == 9:
-            # 18.2: from its own account only; it installs the groups the receiver lacks, and
-            # leaves the held ones as they are.
+        elif kind == 11:
+            # 18.2: from its own account only; applied while the receiver's app has set or
+            # forgotten no group and it is newer than the last one applied (its time capped at
+            # the receiver's clock plus 300,000 ms; the run has one clock). In the run every
+            # device's app set its groups, so none is applied.
             R.true(f"{w}: a history offer comes from the receiver's own account", sender.ak == dev.ak)
             r = Reader(payload[3:])
+            at = min(r.u64(), self.approve_now + 300_000)
             r.take(r.u32())
             groups = decode_membership(r)
             R.true(f"{w}: the membership does not name the receiver's account",
                    all(dev.ak not in m for m in groups.values()))
-            for g, m in groups.items():
-                dev.members.setdefault(g, m)
+            if not dev.groups_by_app and (dev.newest_offer is None or at > dev.newest_offer):
+                for g in [g for g in dev.offered if g not in groups]:
+                    del dev.members[g]
+                    dev.offered.discard(g)
+                for g, m in groups.items():
+                    if g not in dev.members or (g in dev.offered and dev.members[g] != m):
+                        dev.members[g] = m
+                        dev.offered.add(g)
+                dev.newest_offer = at
         if kind in (6, 7):
             reference = payload[3:19]
             p = dev.pending.get(sender.address + reference)
@@ -3463,9 +3479,10 @@ def check_records(doc, context):
     R.check("forgotten: value = the list's mark (15.2)",
             lst[34:42] + H(lst) + flag(lst[0] == 3), fg["value"])
 
-    # 4c. 19.1 kind 0x16: the same records with the meta record's `groups by app` 0 (as the
-    # release before that kind wrote them) load with every group offered: the load writes an
-    # empty 0x16 record under each 0x09 record's group id.
+    # 4c. 19.1 kinds 0x16 and 0x18: the same records with the meta record's `groups by app`
+    # 0 (as the release before those kinds wrote them) load with every group offered: the load
+    # writes an empty 0x16 record under each 0x09 record's group id, and the newest offer's
+    # record (0x18) with time 0.
     of = doc["offered"]
     r = Reader(hx(doc["whole_state"]))
     r.head(3, 0x87)
@@ -3476,8 +3493,9 @@ def check_records(doc, context):
         if k == b"\x02":
             meta = v
     R.check("offered: the meta record, groups by app 0 (19.1)", meta[:20] + b"\x00" + meta[21:], of["meta"])
-    R.check("offered: an empty 0x16 record per group, in key order (19.1)",
-            [{"key": (b"\x16" + k[1:]).hex(), "value": ""} for k in keys if k[:1] == b"\x09"],
+    R.check("offered: an empty 0x16 record per group, then the 0x18 record of time 0, in key order (19.1)",
+            [{"key": (b"\x16" + k[1:]).hex(), "value": ""} for k in keys if k[:1] == b"\x09"]
+            + [{"key": "18", "value": u64(0).hex()}],
             of["marks"])
 
     # 4d. 19.1 kind 0x17: the answers records of the device that answered a group message's

@@ -283,8 +283,10 @@ pub enum Received {
         /// The app's data the sealer attached (`HistorySealer.finish`'s `app_data`; empty if
         /// none).
         app_data: Vec<u8>,
-        /// The groups installed from it (this device can now send to them), ascending; empty
-        /// once this device's app has set or forgotten a group itself.
+        /// The groups it changed, ascending: installed or given new members (this device can
+        /// now send to them), or left (`Device.group_members` is null). Empty for an offer
+        /// older than the last one applied, and once this device's app has set or forgotten a
+        /// group itself.
         groups: Vec<Vec<u8>>,
     },
     /// A call's key for an epoch: for a call not held yet, `Call.from_key_message`; for a held
