@@ -102,10 +102,13 @@ impl Device {
     }
 
     /// Leaves `group`: its members, this device's sender key and ledger, and every sender key
-    /// received for it are deleted. A history offer's membership never puts it back (nor any
-    /// other group: see [`set_group_members`](Self::set_group_members)).
+    /// received for it are deleted. A history offer's membership never puts it back, also if
+    /// this device did not hold it yet (nor any other group: see
+    /// [`set_group_members`](Self::set_group_members)).
     pub fn forget_group(&mut self, group: GroupId) {
-        if self.remove_group(group) {
+        // A group not held yet is left too: its app owns the groups from now on, so an offer
+        // the relay held back cannot install it (review 55).
+        if self.remove_group(group) || !self.groups_by_app {
             self.app_owns_groups();
             self.bump();
         }

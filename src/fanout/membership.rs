@@ -102,8 +102,8 @@ impl Device {
     /// What applying `membership`, offered at `offered_at` by a device of this account,
     /// changes (PROTOCOL.md 18.2), or `None` if it changes nothing: its app has set or
     /// forgotten a group (it owns the groups then), or this device applied an offer made no
-    /// earlier (this one is older: the relay held it back, or sent it again; a time more than
-    /// [`OWN_LIST_CLOCK_ALLOWANCE_MS`] after `now` is taken as that). Otherwise the
+    /// earlier (this one is older: the relay held it back, or sent it again), or this one is
+    /// stamped more than [`OWN_LIST_CLOCK_ALLOWANCE_MS`] after `now`. Otherwise the
     /// offer is the newest: the groups it names that this device does not hold are installed,
     /// and the groups an offer installed (and the app has neither set nor confirmed) take its
     /// members, or are left if it does not name them. Nothing changes here. A membership
@@ -119,13 +119,15 @@ impl Device {
         if membership.0.values().any(|m| m.contains(&own)) {
             return Err(DecodeError::InvalidValue.into());
         }
-        // An offer is taken as made no later than the allowance after this device's clock:
-        // one stamped further ahead (a stolen device's, made to outrank every later offer)
-        // holds back the phone's next offers for that allowance at most.
-        let offered_at = offered_at.min(Timestamp(
-            now.as_millis().saturating_add(OWN_LIST_CLOCK_ALLOWANCE_MS),
-        ));
-        if self.groups_by_app || self.newest_offer.is_some_and(|t| t >= offered_at) {
+        // An offer stamped beyond the allowance after this device's clock is not applied: a
+        // stolen device's, made to outrank every later offer, would hold the phone's back.
+        // (Capping its time instead let two offers of a phone whose clock runs ahead apply in
+        // the order the relay delivered them: review 55.)
+        let latest = now.as_millis().saturating_add(OWN_LIST_CLOCK_ALLOWANCE_MS);
+        if self.groups_by_app
+            || offered_at.as_millis() > latest
+            || self.newest_offer.is_some_and(|t| t >= offered_at)
+        {
             return Ok(None);
         }
         // Held groups the app set, confirmed, or must confirm are the app's: left as they are.
