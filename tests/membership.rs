@@ -13,9 +13,8 @@ use ratchetry::fanout::{
 };
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
-use ratchetry::testing::hooks::seal_raw_payload;
 use ratchetry::{DecodeError, Error, FanoutError, SyncError};
-use support::{World, body};
+use support::{World, body, offer_payload};
 
 const FAMILY: GroupId = GroupId([0x01; 32]);
 const WORK: GroupId = GroupId([0x02; 32]);
@@ -47,37 +46,7 @@ fn hand_over(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Received 
 
 /// A membership payload (PROTOCOL.md 18.2) built from its parts, as written, in any order.
 fn payload(offer: &HistoryOffer, groups: &[(GroupId, Vec<AccountKey>)]) -> Vec<u8> {
-    payload_at(OFFERED_AT, offer, groups)
-}
-
-/// The same, made at `offered_at`.
-fn payload_at(
-    offered_at: u64,
-    offer: &HistoryOffer,
-    groups: &[(GroupId, Vec<AccountKey>)],
-) -> Vec<u8> {
-    let offer = offer.to_bytes();
-    let mut out = vec![0x02, 0x0c, 0x0b];
-    out.extend_from_slice(&offered_at.to_be_bytes());
-    out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
-    out.extend_from_slice(&offer);
-    out.extend_from_slice(&(groups.len() as u32).to_be_bytes());
-    for (g, members) in groups {
-        out.extend_from_slice(&g.0);
-        out.extend_from_slice(&(members.len() as u32).to_be_bytes());
-        for m in members {
-            out.extend_from_slice(&m.to_bytes());
-        }
-    }
-    out
-}
-
-/// `from` seals `plaintext` to `to` as a pairwise payload (what a device of the account, or
-/// one with a session, can make).
-fn seal(w: &mut World, from: DeviceAddress, to: DeviceAddress, plaintext: &[u8]) -> Vec<u8> {
-    let now = w.now;
-    let device = w.devices.get_mut(&from).unwrap();
-    seal_raw_payload(device, &mut w.rng, now, to, plaintext).unwrap()
+    offer_payload(OFFERED_AT, offer, groups)
 }
 
 fn sorted(mut v: Vec<AccountKey>) -> Vec<AccountKey> {
@@ -332,7 +301,7 @@ fn a_membership_from_another_account_is_refused() {
     w.deliver_ok(&hi);
     let offer = offer(&mut w);
     let forged = payload(&offer, &[(FAMILY, vec![bob])]);
-    let envelope = seal(&mut w, b1, desktop, &forged);
+    let envelope = w.seal_payload(b1, desktop, &forged);
     w.refused(desktop, &envelope, invalid());
     assert_eq!(w.device(desktop).groups().count(), 0);
     // His device cannot send one to another account at all.
@@ -441,7 +410,7 @@ fn malformed_memberships_are_typed_errors_and_change_nothing() {
         ),
     ];
     for (what, plaintext, expected) in cases {
-        let envelope = seal(&mut w, phone, desktop, &plaintext);
+        let envelope = w.seal_payload(phone, desktop, &plaintext);
         let now = w.now;
         let d = w.device(desktop);
         let before = d.to_bytes();
@@ -455,7 +424,7 @@ fn malformed_memberships_are_typed_errors_and_change_nothing() {
         &offer,
         &[(FAMILY, vec![bob]), (WORK, sorted(vec![bob, carol]))],
     );
-    let envelope = seal(&mut w, phone, desktop, &good);
+    let envelope = w.seal_payload(phone, desktop, &good);
     let Ok(Received::HistoryOffer { groups, .. }) = w.receive(desktop, &envelope) else {
         panic!("the well-formed membership is read")
     };
@@ -632,17 +601,6 @@ fn held(w: &mut World, device: DeviceAddress) -> Vec<(GroupId, Vec<AccountKey>)>
         .collect()
 }
 
-/// `from`'s history offer to `to`, made at the world's clock, not delivered.
-fn offer_envelope(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
-    let offer = offer(w);
-    let outbox = w
-        .run(from, |d, rng, now| {
-            d.send_history_offer(rng, now, to, &offer)
-        })
-        .unwrap();
-    World::envelope_to(&outbox, to)
-}
-
 /// The groups an offer reports.
 fn offered_groups(got: Result<Received, Error>) -> Vec<GroupId> {
     match got {
@@ -676,7 +634,7 @@ fn offers_apply_in_the_order_they_were_made() {
     let desktop = w.link(&alice);
     w.publish_all();
 
-    let first = offer_envelope(&mut w, phone, desktop);
+    let first = w.offer_envelope(phone, desktop);
     assert_eq!(
         offered_groups(w.receive(desktop, &first)),
         [FAMILY, WORK, OTHER]
@@ -693,7 +651,7 @@ fn offers_apply_in_the_order_they_were_made() {
 
     // An offer of the same groups half a second later, which the relay holds back.
     w.now = w.now.plus_millis(500);
-    let held_back = offer_envelope(&mut w, phone, desktop);
+    let held_back = w.offer_envelope(phone, desktop);
 
     // The phone's app removes Carol from FAMILY, leaves WORK, adds Dave to OTHER and starts
     // NEW; its next offer is applied.
@@ -705,7 +663,7 @@ fn offers_apply_in_the_order_they_were_made() {
     w.device(phone).set_group_members(NEW, &[dave]).unwrap();
     w.persist(phone);
     w.now = w.now.plus_millis(500);
-    let second = offer_envelope(&mut w, phone, desktop);
+    let second = w.offer_envelope(phone, desktop);
     assert_eq!(
         offered_groups(w.receive(desktop, &second)),
         [FAMILY, WORK, NEW]
@@ -741,7 +699,7 @@ fn offers_apply_in_the_order_they_were_made() {
         .set_group_members(FAMILY, &[bob, dave])
         .unwrap();
     w.persist(phone);
-    let same_time = offer_envelope(&mut w, phone, desktop);
+    let same_time = w.offer_envelope(phone, desktop);
     assert_eq!(offered_groups(w.receive(desktop, &same_time)), []);
     assert_eq!(held(&mut w, desktop), applied);
 
@@ -762,7 +720,7 @@ fn offers_apply_in_the_order_they_were_made() {
     w.device(phone).forget_group(NEW);
     w.persist(phone);
     w.now = w.now.plus_millis(1_000);
-    let third = offer_envelope(&mut w, phone, desktop);
+    let third = w.offer_envelope(phone, desktop);
     assert_eq!(offered_groups(w.receive(desktop, &third)), []);
     assert_eq!(held(&mut w, desktop), applied);
     assert!(w.stores[&desktop].0.contains_key(&[0x18u8][..]));
@@ -784,7 +742,7 @@ fn offers_apply_in_the_order_they_were_made() {
     w.device(phone).set_group_members(OTHER, &[bob]).unwrap();
     w.persist(phone);
     w.now = w.now.plus_millis(1_000);
-    let fourth = offer_envelope(&mut w, phone, desktop);
+    let fourth = w.offer_envelope(phone, desktop);
     assert_eq!(offered_groups(w.receive(desktop, &fourth)), []);
 }
 
@@ -805,17 +763,17 @@ fn an_offer_stamped_beyond_the_allowance_is_not_applied() {
     let offer = offer(&mut w);
     let now = w.now.as_millis();
     for stamp in [u64::MAX, now + OWN_LIST_CLOCK_ALLOWANCE_MS + 1] {
-        let ahead = payload_at(stamp, &offer, &[(FAMILY, vec![bob])]);
-        let ahead = seal(&mut w, laptop, desktop, &ahead);
+        let ahead = offer_payload(stamp, &offer, &[(FAMILY, vec![bob])]);
+        let ahead = w.seal_payload(laptop, desktop, &ahead);
         assert_eq!(offered_groups(w.receive(desktop, &ahead)), []);
         assert!(!w.stores[&desktop].0.contains_key(&[0x18u8][..]));
     }
-    let at_allowance = payload_at(
+    let at_allowance = offer_payload(
         now + OWN_LIST_CLOCK_ALLOWANCE_MS,
         &offer,
         &[(FAMILY, vec![bob])],
     );
-    let at_allowance = seal(&mut w, laptop, desktop, &at_allowance);
+    let at_allowance = w.seal_payload(laptop, desktop, &at_allowance);
     assert_eq!(offered_groups(w.receive(desktop, &at_allowance)), [FAMILY]);
     assert_eq!(
         w.stores[&desktop].0.get(&[0x18u8][..]),
@@ -824,7 +782,7 @@ fn an_offer_stamped_beyond_the_allowance_is_not_applied() {
     w.device(phone).set_group_members(WORK, &[bob]).unwrap();
     w.persist(phone);
     w.now = w.now.plus_millis(OWN_LIST_CLOCK_ALLOWANCE_MS + 1);
-    let after = offer_envelope(&mut w, phone, desktop);
+    let after = w.offer_envelope(phone, desktop);
     assert_eq!(offered_groups(w.receive(desktop, &after)), [FAMILY, WORK]);
     assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [WORK]);
 }

@@ -68,10 +68,9 @@ use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::fanout::{Device, OWN_LIST_CLOCK_ALLOWANCE_MS, Received};
 use ratchetry::group::GroupId;
 use ratchetry::history::{HistoryOffer, HistorySealer};
-use ratchetry::testing::hooks::seal_raw_payload;
 use ratchetry::{DecodeError, Error, FanoutError};
 use std::collections::BTreeMap;
-use support::{World, Xorshift};
+use support::{World, Xorshift, offer_payload};
 
 const FAMILY: GroupId = GroupId([0x51; 32]);
 const EVIL: GroupId = GroupId([0x52; 32]);
@@ -80,46 +79,6 @@ fn history(w: &mut World) -> HistoryOffer {
     let mut sealer = HistorySealer::new(&mut w.rng);
     let _ = sealer.push(b"history");
     sealer.finish().1
-}
-
-/// `from`'s genuine history offer to `to`, made at the world's clock, not delivered.
-fn offer_envelope(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
-    let offer = history(w);
-    let outbox = w
-        .run(from, |d, rng, now| {
-            d.send_history_offer(rng, now, to, &offer)
-        })
-        .unwrap();
-    World::envelope_to(&outbox, to)
-}
-
-/// A history offer payload (kind 0x0b) made at `offered_at`.
-fn payload_at(
-    offered_at: u64,
-    offer: &HistoryOffer,
-    groups: &[(GroupId, Vec<AccountKey>)],
-) -> Vec<u8> {
-    let offer = offer.to_bytes();
-    let mut out = vec![0x02, 0x0c, 0x0b];
-    out.extend_from_slice(&offered_at.to_be_bytes());
-    out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
-    out.extend_from_slice(&offer);
-    out.extend_from_slice(&(groups.len() as u32).to_be_bytes());
-    for (g, members) in groups {
-        out.extend_from_slice(&g.0);
-        out.extend_from_slice(&(members.len() as u32).to_be_bytes());
-        for m in members {
-            out.extend_from_slice(&m.to_bytes());
-        }
-    }
-    out
-}
-
-/// `from` seals `plaintext` to `to` as a pairwise payload.
-fn seal(w: &mut World, from: DeviceAddress, to: DeviceAddress, plaintext: &[u8]) -> Vec<u8> {
-    let now = w.now;
-    let device = w.devices.get_mut(&from).unwrap();
-    seal_raw_payload(device, &mut w.rng, now, to, plaintext).unwrap()
 }
 
 /// The groups an offer reports.
@@ -193,11 +152,11 @@ fn an_older_offer_capped_later_does_not_roll_back_a_removal() {
 
     // The phone's clock: ten minutes ahead.
     w.now = t.plus_millis(600_000);
-    let older = offer_envelope(&mut w, phone, desktop);
+    let older = w.offer_envelope(phone, desktop);
     w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(phone);
     w.now = t.plus_millis(610_000);
-    let newer = offer_envelope(&mut w, phone, desktop);
+    let newer = w.offer_envelope(phone, desktop);
 
     // The desktop's clock, within the allowance of the newer stamp.
     w.now = t.plus_millis(610_000 - OWN_LIST_CLOCK_ALLOWANCE_MS);
@@ -236,11 +195,11 @@ fn with_a_phone_clock_beyond_the_allowance_the_relay_chooses_which_offer_applies
     w.publish_all();
     let t = w.now;
     w.now = t.plus_millis(600_000);
-    let older = offer_envelope(&mut w, phone, desktop);
+    let older = w.offer_envelope(phone, desktop);
     w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(phone);
     w.now = t.plus_millis(610_000);
-    let newer = offer_envelope(&mut w, phone, desktop);
+    let newer = w.offer_envelope(phone, desktop);
     w.now = t;
     assert_eq!(reported(w.receive(desktop, &newer)), []);
     assert_eq!(newest_record(&w, desktop), None);
@@ -275,7 +234,7 @@ fn forgetting_a_group_not_yet_held_keeps_a_held_back_offer_from_installing_it() 
     let phone = World::addr(alice, 1);
     let desktop = w.link(&alice);
     w.publish_all();
-    let held_back = offer_envelope(&mut w, phone, desktop);
+    let held_back = w.offer_envelope(phone, desktop);
     w.device(phone).forget_group(FAMILY);
     w.persist(phone);
     w.device(desktop).forget_group(FAMILY);
@@ -315,10 +274,10 @@ fn a_stale_own_devices_later_offer_does_not_put_back_a_removed_member() {
     w.publish_all();
     w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(phone);
-    let current = offer_envelope(&mut w, phone, desktop);
+    let current = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &current)), [FAMILY]);
     w.now = w.now.plus_millis(1_000);
-    let stale = offer_envelope(&mut w, laptop, desktop);
+    let stale = w.offer_envelope(laptop, desktop);
     let got = reported(w.receive(desktop, &stale));
     assert_eq!(
         members(&mut w, desktop, FAMILY),
@@ -352,27 +311,27 @@ fn a_stolen_companions_offers_ahead_hold_the_phone_back_for_the_allowance_only()
     let desktop = w.link(&alice);
     w.publish_all();
     let t = w.now;
-    let genuine = offer_envelope(&mut w, phone, desktop);
+    let genuine = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &genuine)), [FAMILY]);
     let hi = w.send(laptop, alice, b"warm up");
     w.deliver_ok(&hi);
 
     let offer = history(&mut w);
-    let far = seal(&mut w, laptop, desktop, &payload_at(u64::MAX, &offer, &[]));
+    let far = w.seal_payload(laptop, desktop, &offer_payload(u64::MAX, &offer, &[]));
     assert_eq!(reported(w.receive(desktop, &far)), []);
     assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [FAMILY]);
     let ahead = t.as_millis() + OWN_LIST_CLOCK_ALLOWANCE_MS;
-    let none = seal(&mut w, laptop, desktop, &payload_at(ahead, &offer, &[]));
+    let none = w.seal_payload(laptop, desktop, &offer_payload(ahead, &offer, &[]));
     assert_eq!(reported(w.receive(desktop, &none)), [FAMILY]);
     assert_eq!(w.device(desktop).groups().count(), 0);
     w.now = t.plus_millis(200_000);
     let last = t.plus_millis(200_000 + OWN_LIST_CLOCK_ALLOWANCE_MS);
-    let evil = payload_at(last.as_millis(), &offer, &[(EVIL, vec![mallory])]);
-    let evil = seal(&mut w, laptop, desktop, &evil);
+    let evil = offer_payload(last.as_millis(), &offer, &[(EVIL, vec![mallory])]);
+    let evil = w.seal_payload(laptop, desktop, &evil);
     assert_eq!(reported(w.receive(desktop, &evil)), [EVIL]);
     assert_eq!(newest_record(&w, desktop), Some(last.as_millis()));
-    let after_unlink = payload_at(u64::MAX, &offer, &[(FAMILY, vec![mallory])]);
-    let after_unlink = seal(&mut w, laptop, desktop, &after_unlink);
+    let after_unlink = offer_payload(u64::MAX, &offer, &[(FAMILY, vec![mallory])]);
+    let after_unlink = w.seal_payload(laptop, desktop, &after_unlink);
 
     // The unlink.
     let now = w.now;
@@ -391,10 +350,10 @@ fn a_stolen_companions_offers_ahead_hold_the_phone_back_for_the_allowance_only()
 
     // The phone's offers: at the stored time, not newer; the next millisecond's, applied.
     w.now = last;
-    let at = offer_envelope(&mut w, phone, desktop);
+    let at = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &at)), []);
     w.now = last.plus_millis(1);
-    let next = offer_envelope(&mut w, phone, desktop);
+    let next = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &next)), [FAMILY]);
     assert_eq!(members(&mut w, desktop, FAMILY), Some(vec![bob]));
     assert_eq!(
@@ -434,7 +393,7 @@ fn a_member_removed_by_an_offer_is_rotated_away_and_refused() {
     let (phone, c1) = (World::addr(alice, 1), World::addr(carol, 1));
     let desktop = w.link(&alice);
     w.publish_all();
-    let first = offer_envelope(&mut w, phone, desktop);
+    let first = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &first)), [FAMILY]);
     let o = w.send_group(c1, FAMILY, b"from carol");
     assert!(w.reads(&o, b"from carol"));
@@ -454,7 +413,7 @@ fn a_member_removed_by_an_offer_is_rotated_away_and_refused() {
     w.device(phone).set_group_members(FAMILY, &[bob]).unwrap();
     w.persist(phone);
     w.now = w.now.plus_millis(1);
-    let second = offer_envelope(&mut w, phone, desktop);
+    let second = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &second)), [FAMILY]);
     assert_eq!(members(&mut w, desktop, FAMILY), Some(vec![bob]));
     assert!(!carol_key(&w), "Carol's sender key is kept");
@@ -496,7 +455,7 @@ fn an_answer_for_a_group_left_by_an_offer_is_refused_unchanged() {
     let (phone, c1) = (World::addr(alice, 1), World::addr(carol, 1));
     let desktop = w.link(&alice);
     w.publish_all();
-    let first = offer_envelope(&mut w, phone, desktop);
+    let first = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &first)), [FAMILY]);
     let o = w.send_group(desktop, FAMILY, b"hello");
     assert!(w.reads(&o, b"hello"));
@@ -524,7 +483,7 @@ fn an_answer_for_a_group_left_by_an_offer_is_refused_unchanged() {
     w.device(phone).forget_group(FAMILY);
     w.persist(phone);
     w.now = w.now.plus_millis(1);
-    let second = offer_envelope(&mut w, phone, desktop);
+    let second = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &second)), [FAMILY]);
     assert!(
         w.stores[&desktop]
@@ -562,16 +521,16 @@ fn malformed_offers_change_nothing() {
     let phone = World::addr(alice, 1);
     let desktop = w.link(&alice);
     w.publish_all();
-    let first = offer_envelope(&mut w, phone, desktop);
+    let first = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &first)), [FAMILY]);
     let offer = history(&mut w);
     let later = w.now.as_millis() + 10;
-    let own = payload_at(later, &offer, &[(EVIL, vec![alice])]);
-    let mut retired = payload_at(later, &offer, &[(EVIL, vec![bob])]);
+    let own = offer_payload(later, &offer, &[(EVIL, vec![alice])]);
+    let mut retired = offer_payload(later, &offer, &[(EVIL, vec![bob])]);
     retired[2] = 0x09;
     retired.drain(3..11);
-    let truncated = payload_at(later, &offer, &[])[..7].to_vec();
-    let mut trailing = payload_at(later, &offer, &[(EVIL, vec![bob])]);
+    let truncated = offer_payload(later, &offer, &[])[..7].to_vec();
+    let mut trailing = offer_payload(later, &offer, &[(EVIL, vec![bob])]);
     trailing.push(0);
     for (plaintext, expected) in [
         (own, DecodeError::InvalidValue),
@@ -579,14 +538,14 @@ fn malformed_offers_change_nothing() {
         (truncated, DecodeError::Truncated),
         (trailing, DecodeError::TrailingBytes),
     ] {
-        let e = seal(&mut w, phone, desktop, &plaintext);
+        let e = w.seal_payload(phone, desktop, &plaintext);
         w.refused(desktop, &e, expected.into());
     }
     assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [FAMILY]);
     w.now = w.now.plus_millis(20);
     w.device(phone).set_group_members(EVIL, &[bob]).unwrap();
     w.persist(phone);
-    let next = offer_envelope(&mut w, phone, desktop);
+    let next = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &next)), [EVIL]);
 }
 
@@ -610,14 +569,14 @@ fn a_device_restored_from_a_stale_snapshot_takes_no_offer() {
     let phone = World::addr(alice, 1);
     let desktop = w.link(&alice);
     w.publish_all();
-    let first = offer_envelope(&mut w, phone, desktop);
+    let first = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &first)), [FAMILY]);
     let snapshot = w.device(desktop).to_bytes();
     w.device(phone).set_group_members(FAMILY, &[carol]).unwrap();
     w.device(phone).set_group_members(EVIL, &[bob]).unwrap();
     w.persist(phone);
     w.now = w.now.plus_millis(1_000);
-    let second = offer_envelope(&mut w, phone, desktop);
+    let second = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &second)), [FAMILY, EVIL]);
     let kept_epoch = w.device(desktop).state_epoch();
 
@@ -638,7 +597,7 @@ fn a_device_restored_from_a_stale_snapshot_takes_no_offer() {
     // The newer offer again: whatever the session makes of it, it changes no group.
     let _ = w.receive(desktop, &second);
     w.now = w.now.plus_millis(1_000);
-    let third = offer_envelope(&mut w, phone, desktop);
+    let third = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &third)), []);
     assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [FAMILY]);
     assert_eq!(
@@ -829,12 +788,8 @@ fn a_random_life_of_offers_follows_the_rules_and_always_reloads() {
                     }
                     let list: Vec<(GroupId, Vec<AccountKey>)> =
                         membership.iter().map(|(g, m)| (*g, m.clone())).collect();
-                    let e = seal(
-                        &mut w,
-                        phone,
-                        desktop,
-                        &payload_at(offered_at, &offer, &list),
-                    );
+                    let e =
+                        w.seal_payload(phone, desktop, &offer_payload(offered_at, &offer, &list));
                     let before: Vec<GroupId> = model.groups.keys().copied().collect();
                     let newest = model.newest;
                     let want = model.offer(now, offered_at, &membership);

@@ -19,7 +19,7 @@ use ratchetry::testing::hooks::{
     ListEntry, device_binding, seal_raw_payload, sign_device_list_under, sign_legacy_device_list,
 };
 use ratchetry::{DeviceError, Error, FanoutError, IdentityKeyPair, SyncError, Timestamp};
-use support::{DAY, T0, World, body, tampered};
+use support::{DAY, T0, World, body, offer_payload, tampered};
 
 const FAMILY: GroupId = GroupId([0x01; 32]);
 const WORK: GroupId = GroupId([0x02; 32]);
@@ -108,15 +108,7 @@ fn an_unlinked_companion_cannot_push_a_membership() {
     w.devices.insert(laptop, old_laptop);
     // The laptop (rogue now) seals a membership payload with Bob in WORK.
     let o = offer(&mut w);
-    let ob = o.to_bytes();
-    let mut p = vec![0x02, 0x0c, 0x0b];
-    p.extend_from_slice(&w.now.as_millis().to_be_bytes());
-    p.extend_from_slice(&(ob.len() as u32).to_be_bytes());
-    p.extend_from_slice(&ob);
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(&WORK.0);
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(&bob.to_bytes());
+    let p = offer_payload(w.now.as_millis(), &o, &[(WORK, vec![bob])]);
     let rng = &mut w.rng.clone();
     // The laptop never took the new list: it still believes in its session with the phone.
     let env = seal_raw_payload(w.devices.get_mut(&laptop).unwrap(), rng, now, phone, &p)
@@ -179,19 +171,10 @@ fn the_largest_membership_is_decoded_in_bounded_time() {
         .collect();
     keys.sort_unstable();
     let o = offer(&mut w);
-    let ob = o.to_bytes();
-    let mut p = vec![0x02, 0x0c, 0x0b];
-    p.extend_from_slice(&w.now.as_millis().to_be_bytes());
-    p.extend_from_slice(&(ob.len() as u32).to_be_bytes());
-    p.extend_from_slice(&ob);
-    p.extend_from_slice(&8u32.to_be_bytes());
-    for g in 0..8u8 {
-        p.extend_from_slice(&[g + 1; 32]);
-        p.extend_from_slice(&4096u32.to_be_bytes());
-        for k in &keys {
-            p.extend_from_slice(&k.to_bytes());
-        }
-    }
+    let groups: Vec<_> = (0..8u8)
+        .map(|g| (GroupId([g + 1; 32]), keys.clone()))
+        .collect();
+    let p = offer_payload(w.now.as_millis(), &o, &groups);
     let now = w.now;
     let rng = &mut w.rng.clone();
     let env = seal_raw_payload(w.devices.get_mut(&phone).unwrap(), rng, now, desktop, &p).unwrap();

@@ -769,3 +769,56 @@ pub fn companion(label: &str, group: Option<GroupId>) -> (World, Companion) {
     };
     (w, c)
 }
+
+/// A history offer payload (PROTOCOL.md 18.2, kind `0x0b`) from its parts, as written: made at
+/// `offered_at`, with `groups` in the order given (a hand-built one may be out of order).
+pub fn offer_payload(
+    offered_at: u64,
+    offer: &ratchetry::history::HistoryOffer,
+    groups: &[(GroupId, Vec<AccountKey>)],
+) -> Vec<u8> {
+    let offer = offer.to_bytes();
+    let mut out = vec![0x02, 0x0c, 0x0b];
+    out.extend_from_slice(&offered_at.to_be_bytes());
+    out.extend_from_slice(&(offer.len() as u32).to_be_bytes());
+    out.extend_from_slice(&offer);
+    out.extend_from_slice(&(groups.len() as u32).to_be_bytes());
+    for (g, members) in groups {
+        out.extend_from_slice(&g.0);
+        out.extend_from_slice(&(members.len() as u32).to_be_bytes());
+        for m in members {
+            out.extend_from_slice(&m.to_bytes());
+        }
+    }
+    out
+}
+
+impl World {
+    /// `from` seals `plaintext` to `to` as a pairwise payload (what a device of the account,
+    /// or one with a session, can make), at the world's clock.
+    pub fn seal_payload(
+        &mut self,
+        from: DeviceAddress,
+        to: DeviceAddress,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        let now = self.now;
+        let device = self.devices.get_mut(&from).unwrap();
+        ratchetry::testing::hooks::seal_raw_payload(device, &mut self.rng, now, to, plaintext)
+            .unwrap()
+    }
+
+    /// `from`'s history offer to `to` (its own account's device), made at the world's clock
+    /// with its groups, not delivered.
+    pub fn offer_envelope(&mut self, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
+        let mut sealer = ratchetry::history::HistorySealer::new(&mut self.rng);
+        let _ = sealer.push(b"history");
+        let offer = sealer.finish().1;
+        let outbox = self
+            .run(from, |d, rng, now| {
+                d.send_history_offer(rng, now, to, &offer)
+            })
+            .unwrap();
+        Self::envelope_to(&outbox, to)
+    }
+}
