@@ -70,7 +70,6 @@ use ratchetry::devices::{AccountKey, DeviceAddress, Primary, SignedDeviceList};
 use ratchetry::driver::{self, DriveError, Inbound};
 use ratchetry::fanout::{Device, Event, Received};
 use ratchetry::group::GroupId;
-use ratchetry::history::HistorySealer;
 use ratchetry::{DeviceError, Error, FanoutError, Timestamp};
 use support::served::{Served, drive, publish_to, signed};
 use support::{Companion, DAY, World, body};
@@ -242,19 +241,6 @@ fn alice_with_a_laptop(label: &str) -> (World, AccountKey, AccountKey, AccountKe
     (w, alice, bob, mallory)
 }
 
-/// `from` seals a history offer to `to` of the groups it holds; returns the envelope.
-fn offer(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
-    let mut sealer = HistorySealer::new(&mut w.rng);
-    let _ = sealer.push(b"history");
-    let offer = sealer.finish().1;
-    let o = w
-        .run(from, |d, rng, now| {
-            d.send_history_offer(rng, now, to, &offer)
-        })
-        .unwrap();
-    World::envelope_to(&o, to)
-}
-
 /// Review 46's stolen-laptop attack, with one ordinary step in between. New laptop C2 takes
 /// the stolen C1's offer, which installs G with Mallory (the relay's account) in it; C2's app
 /// then sets the members of another group, H (the user made a group on the laptop, or the
@@ -323,7 +309,7 @@ fn offered_groups_stay_unconfirmed_across_a_restart() {
         .unwrap();
     w.persist(c1);
     publish_to(&mut w, &alice, &[a1, c1]);
-    let stolen = offer(&mut w, c1, c2);
+    let stolen = w.offer_envelope(c1, c2);
     let got = w.receive(c2, &stolen);
     assert!(matches!(&got, Ok(Received::HistoryOffer { groups, .. }) if groups == &[G]));
     let now = w.now;
@@ -348,7 +334,7 @@ fn offered_groups_stay_unconfirmed_across_a_restart() {
     w.persist(a1);
     // Made after the stolen one (an offer made at the time of one applied is not applied).
     w.now = w.now.plus_millis(1_000);
-    let genuine = offer(&mut w, a1, c2);
+    let genuine = w.offer_envelope(a1, c2);
     let got = w.receive(c2, &genuine);
     assert!(
         matches!(&got, Ok(Received::HistoryOffer { groups, .. }) if groups == &[H]),
@@ -381,7 +367,7 @@ fn an_unlink_before_any_offer_denies_the_phones_offer_nothing_and_the_stolen_one
     w.persist(c1);
     publish_to(&mut w, &alice, &[a1, c1]);
     // The stolen laptop seals its offer while listed; the relay holds it back.
-    let stolen = offer(&mut w, c1, c2);
+    let stolen = w.offer_envelope(c1, c2);
     let now = w.now;
     w.primary(&alice).unlink(now, c1.device).unwrap();
     publish_to(&mut w, &alice, &[a1, c2]);
@@ -392,7 +378,7 @@ fn an_unlink_before_any_offer_denies_the_phones_offer_nothing_and_the_stolen_one
     assert!(d.receive(now, &stolen).is_err());
     assert_eq!(*before, *d.to_bytes());
     assert_eq!(w.device(c2).groups().count(), 0);
-    let genuine = offer(&mut w, a1, c2);
+    let genuine = w.offer_envelope(a1, c2);
     let got = w.receive(c2, &genuine);
     assert!(
         matches!(&got, Ok(Received::HistoryOffer { groups, .. }) if groups == &[G]),
@@ -434,7 +420,7 @@ fn stolen_offer_delivered(
         .unwrap();
     w.persist(c1);
     publish_to(w, &alice, &[a1, c1, m1, World::addr(bob, 1)]);
-    let stolen = offer(w, c1, c2);
+    let stolen = w.offer_envelope(c1, c2);
     let got = w.receive(c2, &stolen);
     ((a1, c1, m1, c2), got)
 }
