@@ -139,7 +139,9 @@ pub enum Received {
     /// it names that this device did not hold are installed with their members (see
     /// [`Device::group_members`](super::Device::group_members)), and the groups an earlier
     /// offer installed take its members, or are left if it no longer names them. An offer
-    /// made no later than one applied (the relay held it back) changes no group.
+    /// made no later than one applied (the relay held it back), or stamped more than
+    /// [`OWN_LIST_CLOCK_ALLOWANCE_MS`](super::OWN_LIST_CLOCK_ALLOWANCE_MS) after this
+    /// device's clock, changes no group.
     HistoryOffer {
         /// The device of this account that sealed it.
         from: DeviceAddress,

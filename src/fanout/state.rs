@@ -533,13 +533,12 @@ impl Device {
         if device.groups_by_app && device.newest_offer.is_some() {
             return Err(DecodeError::InvalidValue);
         }
-        // Records from before `0x18`, which a device that holds groups the app did not set
-        // has since the first offer it applied: while the app had set no group, every group
-        // came from an offer (a group the app vouched for then is taken as offered too, as
-        // before `0x16` every group was). Their records, and the newest offer's as made at
-        // time 0 (any offer is newer), are written by the load's unit, so that this is
-        // inferred once: a later load does not mark offered again a group the app vouched
-        // for since.
+        // Records written before `0x18` (a device whose app set no group has had one since
+        // the first offer it applied): while the app had set no group, every group came from
+        // an offer, so each is marked offered (one the app vouched for too, as before `0x16`
+        // every group was). The marks, and the newest offer's record at time 0 (any offer is
+        // newer), are written by the load's unit, so this is inferred once: a later load does
+        // not mark offered again a group the app vouched for since.
         if !device.groups_by_app && device.newest_offer.is_none() && !device.groups.is_empty() {
             for (id, group) in device.groups.iter_mut().filter(|(_, g)| !g.offered) {
                 group.offered = true;

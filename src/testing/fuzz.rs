@@ -441,10 +441,11 @@ impl FanoutFixture {
             ];
             alice.start_sessions(rng, now, &bundles)?;
             let first = ready(alice.send(rng, now, &b, b"first")?)?;
-            let to_bob = |o: crate::fanout::Outbox| {
+            let receiver = bob.address();
+            let to_bob = move |o: crate::fanout::Outbox| {
                 o.envelopes
                     .into_iter()
-                    .filter(|(to, _)| to.device == PRIMARY_DEVICE)
+                    .filter(move |(to, _)| *to == receiver)
                     .map(|(_, e)| e)
             };
             for e in to_bob(first) {
