@@ -12,7 +12,7 @@ use ratchetry::fanout::{
     Device, Event, MAX_GROUP_MEMBERS, MAX_MEMBERSHIP_GROUPS, OWN_LIST_CLOCK_ALLOWANCE_MS, Received,
 };
 use ratchetry::group::GroupId;
-use ratchetry::history::{HistoryOffer, HistorySealer};
+use ratchetry::history::HistoryOffer;
 use ratchetry::{DecodeError, Error, FanoutError, SyncError};
 use support::{World, body, offer_payload};
 
@@ -22,25 +22,13 @@ const OTHER: GroupId = GroupId([0x03; 32]);
 /// The time a hand-built offer says it was made (PROTOCOL.md 18.2).
 const OFFERED_AT: u64 = 1_700_000_000_000;
 
-fn offer(w: &mut World) -> HistoryOffer {
-    let mut sealer = HistorySealer::new(&mut w.rng);
-    let _ = sealer.push(b"the app's export of its messages");
-    sealer.finish().1
-}
-
 fn members(w: &mut World, device: DeviceAddress, group: GroupId) -> Option<Vec<AccountKey>> {
     w.device(device).group_members(group).map(|m| m.collect())
 }
 
 /// `from` sends its history offer to `to` (its own account's device); `to` reads it.
 fn hand_over(w: &mut World, from: DeviceAddress, to: DeviceAddress) -> Received {
-    let offer = offer(w);
-    let outbox = w
-        .run(from, |d, rng, now| {
-            d.send_history_offer(rng, now, to, &offer)
-        })
-        .unwrap();
-    let envelope = World::envelope_to(&outbox, to);
+    let envelope = w.offer_envelope(from, to);
     w.receive(to, &envelope).unwrap()
 }
 
@@ -299,7 +287,7 @@ fn a_membership_from_another_account_is_refused() {
     // group of his choosing, with his history.
     let hi = w.send(b1, alice, b"hi alice");
     w.deliver_ok(&hi);
-    let offer = offer(&mut w);
+    let offer = w.history_offer();
     let forged = payload(&offer, &[(FAMILY, vec![bob])]);
     let envelope = w.seal_payload(b1, desktop, &forged);
     w.refused(desktop, &envelope, invalid());
@@ -327,7 +315,7 @@ fn malformed_memberships_are_typed_errors_and_change_nothing() {
     let phone = World::addr(alice, 1);
     let hi = w.send(phone, alice, b"warm up the session");
     w.deliver_ok(&hi);
-    let offer = offer(&mut w);
+    let offer = w.history_offer();
     let (lo, hi) = if bob < carol {
         (bob, carol)
     } else {
@@ -470,7 +458,7 @@ fn a_device_in_too_many_groups_cannot_send_its_offer_and_changes_nothing() {
         w.device(phone).set_group_members(GroupId(g), &[]).unwrap();
     }
     w.persist(phone);
-    let offer = offer(&mut w);
+    let offer = w.history_offer();
     let now = w.now;
     let mut rng = w.rng.clone();
     let d = w.device(phone);
@@ -509,7 +497,7 @@ fn a_held_group_keeps_its_newer_members() {
     // The desktop's app already has the family group, where Carol has left since (it
     // learned that after the link); the phone's snapshot, sent earlier and held back by the
     // relay, still lists her.
-    let offer = offer(&mut w);
+    let offer = w.history_offer();
     let outbox = w
         .run(phone, |d, rng, now| {
             d.send_history_offer(rng, now, desktop, &offer)
@@ -760,7 +748,7 @@ fn an_offer_stamped_beyond_the_allowance_is_not_applied() {
     w.publish_all();
     let hi = w.send(laptop, alice, b"warm up the session");
     w.deliver_ok(&hi);
-    let offer = offer(&mut w);
+    let offer = w.history_offer();
     let now = w.now.as_millis();
     for stamp in [u64::MAX, now + OWN_LIST_CLOCK_ALLOWANCE_MS + 1] {
         let ahead = offer_payload(stamp, &offer, &[(FAMILY, vec![bob])]);

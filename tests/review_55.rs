@@ -67,19 +67,12 @@ mod support;
 use ratchetry::devices::{AccountKey, DeviceAddress};
 use ratchetry::fanout::{Device, OWN_LIST_CLOCK_ALLOWANCE_MS, Received};
 use ratchetry::group::GroupId;
-use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::{DecodeError, Error, FanoutError};
 use std::collections::BTreeMap;
 use support::{World, Xorshift, offer_payload};
 
 const FAMILY: GroupId = GroupId([0x51; 32]);
 const EVIL: GroupId = GroupId([0x52; 32]);
-
-fn history(w: &mut World) -> HistoryOffer {
-    let mut sealer = HistorySealer::new(&mut w.rng);
-    let _ = sealer.push(b"history");
-    sealer.finish().1
-}
 
 /// The groups an offer reports.
 fn reported(got: Result<Received, Error>) -> Vec<GroupId> {
@@ -316,7 +309,7 @@ fn a_stolen_companions_offers_ahead_hold_the_phone_back_for_the_allowance_only()
     let hi = w.send(laptop, alice, b"warm up");
     w.deliver_ok(&hi);
 
-    let offer = history(&mut w);
+    let offer = w.history_offer();
     let far = w.seal_payload(laptop, desktop, &offer_payload(u64::MAX, &offer, &[]));
     assert_eq!(reported(w.receive(desktop, &far)), []);
     assert_eq!(w.device(desktop).groups().collect::<Vec<_>>(), [FAMILY]);
@@ -523,7 +516,7 @@ fn malformed_offers_change_nothing() {
     w.publish_all();
     let first = w.offer_envelope(phone, desktop);
     assert_eq!(reported(w.receive(desktop, &first)), [FAMILY]);
-    let offer = history(&mut w);
+    let offer = w.history_offer();
     let later = w.now.as_millis() + 10;
     let own = offer_payload(later, &offer, &[(EVIL, vec![alice])]);
     let mut retired = offer_payload(later, &offer, &[(EVIL, vec![bob])]);
@@ -762,7 +755,7 @@ fn a_random_life_of_offers_follows_the_rules_and_always_reloads() {
         w.publish_all();
         let hi = w.send(phone, alice, b"warm up");
         w.deliver_ok(&hi);
-        let offer = history(&mut w);
+        let offer = w.history_offer();
         let mut rng = Xorshift(seed);
         let mut model = Model::default();
         let mut unlinks = 0;

@@ -14,7 +14,6 @@ use ratchetry::devices::{
 };
 use ratchetry::fanout::{Device, Received, RetryReason};
 use ratchetry::group::GroupId;
-use ratchetry::history::{HistoryOffer, HistorySealer};
 use ratchetry::testing::hooks::{
     ListEntry, device_binding, seal_raw_payload, sign_device_list_under, sign_legacy_device_list,
 };
@@ -23,12 +22,6 @@ use support::{DAY, T0, World, body, offer_payload, tampered};
 
 const FAMILY: GroupId = GroupId([0x01; 32]);
 const WORK: GroupId = GroupId([0x02; 32]);
-
-fn offer(w: &mut World) -> HistoryOffer {
-    let mut sealer = HistorySealer::new(&mut w.rng);
-    let _ = sealer.push(b"history");
-    sealer.finish().1
-}
 
 fn groups_of(w: &mut World, d: ratchetry::devices::DeviceAddress) -> Vec<GroupId> {
     w.device(d).groups().collect()
@@ -54,7 +47,7 @@ fn a_held_back_offer_does_not_reinstall_a_group_the_companion_left() {
     let desktop = w.link(&alice);
     w.publish_all();
     // The phone sends its offer; the relay holds it.
-    let o = offer(&mut w);
+    let o = w.history_offer();
     let held = w
         .run(phone, |d, rng, now| {
             d.send_history_offer(rng, now, desktop, &o)
@@ -107,7 +100,7 @@ fn an_unlinked_companion_cannot_push_a_membership() {
     w.publish(&alice);
     w.devices.insert(laptop, old_laptop);
     // The laptop (rogue now) seals a membership payload with Bob in WORK.
-    let o = offer(&mut w);
+    let o = w.history_offer();
     let p = offer_payload(w.now.as_millis(), &o, &[(WORK, vec![bob])]);
     let rng = &mut w.rng.clone();
     // The laptop never took the new list: it still believes in its session with the phone.
@@ -134,7 +127,7 @@ fn a_restored_companion_takes_no_membership_before_its_own_list() {
     let desktop = w.link(&alice);
     w.publish_all();
     let backup = w.device(desktop).to_bytes();
-    let o = offer(&mut w);
+    let o = w.history_offer();
     let out = w
         .run(phone, |d, rng, now| {
             d.send_history_offer(rng, now, desktop, &o)
@@ -170,7 +163,7 @@ fn the_largest_membership_is_decoded_in_bounded_time() {
         .map(|_| AccountKeyPair::generate(&mut w.rng).public())
         .collect();
     keys.sort_unstable();
-    let o = offer(&mut w);
+    let o = w.history_offer();
     let groups: Vec<_> = (0..8u8)
         .map(|g| (GroupId([g + 1; 32]), keys.clone()))
         .collect();

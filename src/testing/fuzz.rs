@@ -460,8 +460,8 @@ impl FanoutFixture {
                 .ok_or(crate::FanoutError::UnknownMessage)?;
             let mut in_flight = Vec::new();
             in_flight.extend(to_bob(ready(alice.send(rng, now, &b, b"direct")?)?));
-            let group = ready(alice.send_group(rng, now, Self::GROUP, b"g")?)?;
-            let group_envelope = group.group.clone().map(|(e, _)| e);
+            let mut group = ready(alice.send_group(rng, now, Self::GROUP, b"g")?)?;
+            let group_envelope = group.group.take().map(|(e, _)| e);
             in_flight.extend(to_bob(group));
             in_flight.extend(group_envelope);
             let (_, retry) =

@@ -794,6 +794,13 @@ pub fn offer_payload(
 }
 
 impl World {
+    /// A history offer sealing a short history, drawn from the world's RNG.
+    pub fn history_offer(&mut self) -> ratchetry::history::HistoryOffer {
+        let mut sealer = ratchetry::history::HistorySealer::new(&mut self.rng);
+        let _ = sealer.push(b"history");
+        sealer.finish().1
+    }
+
     /// `from` seals `plaintext` to `to` as a pairwise payload (what a device of the account,
     /// or one with a session, can make), at the world's clock.
     pub fn seal_payload(
@@ -811,9 +818,7 @@ impl World {
     /// `from`'s history offer to `to` (its own account's device), made at the world's clock
     /// with its groups, not delivered.
     pub fn offer_envelope(&mut self, from: DeviceAddress, to: DeviceAddress) -> Vec<u8> {
-        let mut sealer = ratchetry::history::HistorySealer::new(&mut self.rng);
-        let _ = sealer.push(b"history");
-        let offer = sealer.finish().1;
+        let offer = self.history_offer();
         let outbox = self
             .run(from, |d, rng, now| {
                 d.send_history_offer(rng, now, to, &offer)
